@@ -1,0 +1,397 @@
+/**
+ * The parameter table, pgts's guc_tables.c: every parameter the server knows,
+ * with PostgreSQL's name, context, boot value, range and unit where
+ * PostgreSQL has the same parameter, and `pgts: true` where pgts adds one.
+ *
+ * To add a parameter, append a definition here; the parser, `-c`, reload,
+ * SHOW formatting and the typed getters pick it up. Deviations from
+ * PostgreSQL are commented at the entry.
+ */
+
+import { checkPreloadLibraries } from "./preload.ts";
+import { splitList } from "./values.ts";
+import type { CheckFailure, ParamDef } from "./values.ts";
+
+/** The PostgreSQL release pgts presents itself as (server_version). */
+export const SERVER_VERSION = "15.0 (pgts 0.1.0)";
+export const SERVER_VERSION_NUM = 150000;
+
+const INT_MAX = 2147483647;
+const MAX_BACKENDS = 262143;
+
+function checkList(value: string): CheckFailure | null {
+  return splitList(value) === null ? { detail: "List syntax is invalid." } : null;
+}
+
+function checkLogDestination(value: string): CheckFailure | null {
+  const items = splitList(value);
+  if (items === null) return { detail: "List syntax is invalid." };
+  for (const item of items) {
+    const word = item.toLowerCase();
+    if (word === "stderr") continue;
+    if (["csvlog", "jsonlog", "syslog", "eventlog"].includes(word)) {
+      return {
+        detail: `Unrecognized key word: "${item}".`,
+        hint: 'pgts writes only the "stderr" format.',
+      };
+    }
+    return { detail: `Unrecognized key word: "${item}".` };
+  }
+  return null;
+}
+
+function checkEngine(value: string): CheckFailure | null {
+  if (value === "pglite" || /^postgres(ql)?:\/\//.test(value)) return null;
+  return { hint: 'Use "pglite" or a "postgres://" URL.' };
+}
+
+function checkTimeZone(value: string): CheckFailure | null {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: value });
+    return null;
+  } catch {
+    return {};
+  }
+}
+
+export const PARAMETERS: readonly ParamDef[] = [
+  // File locations
+  {
+    name: "data_directory",
+    type: "string",
+    // PostgreSQL lets postgresql.conf point elsewhere (postmaster context);
+    // pgts always runs on the directory given with -D.
+    context: "internal",
+    boot: "",
+    description: "Data directory the server runs on.",
+  },
+  // Connections and authentication
+  {
+    name: "listen_addresses",
+    type: "string",
+    context: "postmaster",
+    boot: "localhost",
+    check: checkList,
+    description: "Host names or IP addresses to listen on; '*' for all, '' for none.",
+  },
+  {
+    name: "port",
+    type: "int",
+    context: "postmaster",
+    boot: 5432,
+    // PostgreSQL's minimum is 1; pgts accepts 0 so that tests can let the
+    // kernel pick a free port.
+    min: 0,
+    max: 65535,
+    description: "TCP port the server listens on.",
+  },
+  {
+    name: "unix_socket_directories",
+    type: "string",
+    context: "postmaster",
+    boot: "/tmp",
+    check: checkList,
+    description: "Directories where Unix-domain sockets are created.",
+  },
+  {
+    name: "max_connections",
+    type: "int",
+    context: "postmaster",
+    boot: 100,
+    min: 1,
+    max: MAX_BACKENDS,
+    description: "Most client connections served at once.",
+  },
+  {
+    name: "superuser_reserved_connections",
+    type: "int",
+    context: "postmaster",
+    boot: 3,
+    min: 0,
+    max: MAX_BACKENDS,
+    description: "Connection slots kept for superusers.",
+  },
+  {
+    name: "authentication_timeout",
+    type: "int",
+    context: "sighup",
+    boot: 60,
+    min: 1,
+    max: 600,
+    unit: "s",
+    description: "Longest time a client may take to authenticate.",
+  },
+  {
+    name: "password_encryption",
+    type: "enum",
+    context: "user",
+    boot: "scram-sha-256",
+    values: ["md5", "scram-sha-256"],
+    description: "Algorithm used to store new passwords.",
+  },
+  // Processes
+  {
+    name: "restart_after_crash",
+    type: "bool",
+    context: "sighup",
+    boot: true,
+    description: "Reinitialize the server after a child crashes.",
+  },
+  {
+    name: "max_worker_processes",
+    type: "int",
+    context: "postmaster",
+    boot: 8,
+    min: 0,
+    max: MAX_BACKENDS,
+    description: "Most background workers running at once.",
+  },
+  {
+    name: "shared_preload_libraries",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    check: checkPreloadLibraries,
+    description: "Background worker modules loaded at start, as 'module#export' items.",
+  },
+  {
+    name: "bgworker_restart_intensity",
+    type: "int",
+    context: "sighup",
+    boot: 5,
+    min: 0,
+    max: INT_MAX,
+    pgts: true,
+    description: "Restarts of one background worker allowed within bgworker_restart_period.",
+  },
+  {
+    name: "bgworker_restart_period",
+    type: "int",
+    context: "sighup",
+    boot: 60,
+    min: 1,
+    max: INT_MAX,
+    unit: "s",
+    pgts: true,
+    description: "Window in which bgworker_restart_intensity is counted.",
+  },
+  {
+    name: "sigkill_children_after",
+    type: "int",
+    context: "sighup",
+    boot: 5,
+    min: 1,
+    max: 3600,
+    unit: "s",
+    pgts: true,
+    // PostgreSQL's SIGKILL_CHILDREN_AFTER_SECS, a constant there.
+    description: "How long after SIGQUIT children still running get SIGKILL.",
+  },
+  {
+    name: "autovacuum",
+    type: "bool",
+    context: "sighup",
+    boot: true,
+    description: "Start the autovacuum launcher when its entry is available.",
+  },
+  {
+    name: "cluster_name",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "Name of the cluster, shown in process titles.",
+  },
+  // Engine
+  {
+    name: "engine",
+    type: "string",
+    context: "postmaster",
+    boot: "pglite",
+    check: checkEngine,
+    pgts: true,
+    description: "SQL engine behind the server: 'pglite' or a postgres:// URL.",
+  },
+  {
+    name: "engine_wait_timeout",
+    type: "int",
+    context: "user",
+    boot: 5000,
+    min: 0,
+    max: INT_MAX,
+    unit: "ms",
+    pgts: true,
+    description: "How long a session waits for the single engine; 0 waits forever.",
+  },
+  {
+    name: "checkpoint_timeout",
+    type: "int",
+    context: "sighup",
+    boot: 300,
+    min: 30,
+    max: 86400,
+    unit: "s",
+    description: "Longest time between automatic checkpoints.",
+  },
+  // Statement behaviour
+  {
+    name: "statement_timeout",
+    type: "int",
+    context: "user",
+    boot: 0,
+    min: 0,
+    max: INT_MAX,
+    unit: "ms",
+    description: "Longest time a statement may run; 0 disables.",
+  },
+  {
+    name: "lock_timeout",
+    type: "int",
+    context: "user",
+    boot: 0,
+    min: 0,
+    max: INT_MAX,
+    unit: "ms",
+    description: "Longest wait for a lock; 0 disables.",
+  },
+  {
+    name: "idle_in_transaction_session_timeout",
+    type: "int",
+    context: "user",
+    boot: 0,
+    min: 0,
+    max: INT_MAX,
+    unit: "ms",
+    description: "Longest idle time inside an open transaction; 0 disables.",
+  },
+  {
+    name: "application_name",
+    type: "string",
+    context: "user",
+    boot: "",
+    description: "Name the client application reports.",
+  },
+  // Reporting and logging
+  {
+    name: "log_min_messages",
+    type: "enum",
+    context: "superuser",
+    boot: "warning",
+    values: [
+      "debug5",
+      "debug4",
+      "debug3",
+      "debug2",
+      "debug1",
+      "info",
+      "notice",
+      "warning",
+      "error",
+      "log",
+      "fatal",
+      "panic",
+    ],
+    description: "Lowest severity written to the server log.",
+  },
+  {
+    name: "log_destination",
+    type: "string",
+    context: "sighup",
+    boot: "stderr",
+    check: checkLogDestination,
+    description: "Where server log output goes.",
+  },
+  {
+    name: "logging_collector",
+    type: "bool",
+    context: "postmaster",
+    boot: false,
+    description: "Run a log collector child that writes stderr output to files.",
+  },
+  {
+    name: "log_directory",
+    type: "string",
+    context: "sighup",
+    boot: "log",
+    description: "Directory for log files, absolute or relative to the data directory.",
+  },
+  {
+    name: "log_filename",
+    type: "string",
+    context: "sighup",
+    boot: "postgresql-%Y-%m-%d_%H%M%S.log",
+    description: "Log file name pattern, with strftime escapes.",
+  },
+  {
+    name: "log_rotation_age",
+    type: "int",
+    context: "sighup",
+    boot: 1440,
+    min: 0,
+    max: Math.floor(INT_MAX / 60),
+    unit: "min",
+    description: "Start a new log file after this long; 0 disables.",
+  },
+  {
+    name: "log_rotation_size",
+    type: "int",
+    context: "sighup",
+    boot: 10240,
+    min: 0,
+    max: Math.floor(INT_MAX / 1024),
+    unit: "kB",
+    description: "Start a new log file once the current one is this big; 0 disables.",
+  },
+  {
+    name: "log_truncate_on_rotation",
+    type: "bool",
+    context: "sighup",
+    boot: false,
+    description: "Truncate an existing file of the same name on time-based rotation.",
+  },
+  {
+    name: "log_line_prefix",
+    type: "string",
+    context: "sighup",
+    boot: "%m [%p] ",
+    description: "printf-style prefix of every log line.",
+  },
+  {
+    name: "log_timezone",
+    type: "string",
+    context: "sighup",
+    boot: "GMT",
+    check: checkTimeZone,
+    description: "Time zone of timestamps in the log.",
+  },
+  {
+    name: "log_connections",
+    type: "bool",
+    context: "superuser-backend",
+    boot: false,
+    description: "Log each successful connection.",
+  },
+  {
+    name: "log_disconnections",
+    type: "bool",
+    context: "superuser-backend",
+    boot: false,
+    description: "Log the end of each session with its duration.",
+  },
+  // Preset
+  {
+    name: "server_version",
+    type: "string",
+    context: "internal",
+    boot: SERVER_VERSION,
+    description: "PostgreSQL version the server presents.",
+  },
+  {
+    name: "server_version_num",
+    type: "int",
+    context: "internal",
+    boot: SERVER_VERSION_NUM,
+    min: SERVER_VERSION_NUM,
+    max: SERVER_VERSION_NUM,
+    description: "PostgreSQL version the server presents, as a number.",
+  },
+];

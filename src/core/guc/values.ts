@@ -1,0 +1,208 @@
+/**
+ * Parameter definitions and value checking: the pgts counterpart of the
+ * config_generic/config_int/... structs and parse_and_validate_value in
+ * guc.c. A definition says what a parameter is (type, context, boot value,
+ * range, unit, allowed values); `parseValue` turns the text a user wrote into
+ * the typed value or a PgError carrying PostgreSQL's message for the failure.
+ */
+
+import { PgError } from "../elog.ts";
+import { formatWithUnit, type GucUnit, parseIntWithUnit, unitName } from "./units.ts";
+
+/**
+ * When a parameter may be set, PostgreSQL's GucContext, mildest last:
+ * internal (never), postmaster (at start), sighup (start or reload),
+ * superuser-backend/backend (at connection start), superuser, user (any time).
+ */
+export type GucContext =
+  | "internal"
+  | "postmaster"
+  | "sighup"
+  | "superuser-backend"
+  | "backend"
+  | "superuser"
+  | "user";
+
+/** Where the current value came from, lowest priority first (GucSource). */
+export type GucSource = "default" | "file" | "argv" | "override" | "session";
+
+export const GUC_SOURCE_PRIORITY: Readonly<Record<GucSource, number>> = {
+  default: 0,
+  file: 1,
+  argv: 2,
+  override: 3,
+  session: 4,
+};
+
+interface ParamBase {
+  readonly name: string;
+  readonly context: GucContext;
+  /** One line for SHOW ALL and --describe-config style listings. */
+  readonly description: string;
+  /** Defined by pgts rather than PostgreSQL. */
+  readonly pgts?: boolean;
+}
+
+export interface BoolParam extends ParamBase {
+  readonly type: "bool";
+  readonly boot: boolean;
+}
+
+export interface IntParam extends ParamBase {
+  readonly type: "int";
+  /** In base units. */
+  readonly boot: number;
+  readonly min: number;
+  readonly max: number;
+  readonly unit?: GucUnit;
+}
+
+export interface StringParam extends ParamBase {
+  readonly type: "string";
+  readonly boot: string;
+  /** Returns null for an acceptable value, else the detail and hint to report. */
+  readonly check?: (value: string) => CheckFailure | null;
+}
+
+export interface EnumParam extends ParamBase {
+  readonly type: "enum";
+  readonly boot: string;
+  readonly values: readonly string[];
+}
+
+export interface CheckFailure {
+  readonly detail?: string;
+  readonly hint?: string;
+}
+
+export type ParamDef = BoolParam | IntParam | StringParam | EnumParam;
+
+export type GucValue = boolean | number | string;
+
+const INVALID_PARAMETER_VALUE = "22023";
+
+/** PostgreSQL's parse_bool: case-insensitive prefixes of true/false/yes/no, on/off, 1/0. */
+export function parseBool(text: string): boolean | null {
+  const v = text.toLowerCase();
+  if (v === "") return null;
+  const prefixOf = (word: string, min = 1) => v.length >= min && word.startsWith(v);
+  if (prefixOf("true") || prefixOf("yes") || prefixOf("on", 2) || v === "1") return true;
+  if (prefixOf("false") || prefixOf("no") || prefixOf("off", 2) || v === "0") return false;
+  return null;
+}
+
+/**
+ * Splits a list value the way PostgreSQL splits listen_addresses and
+ * shared_preload_libraries: comma-separated, whitespace around items ignored,
+ * double quotes protect commas and spaces ("" is a literal quote).
+ * Returns null for a malformed list (unterminated quote, empty item).
+ */
+export function splitList(text: string): string[] | null {
+  const out: string[] = [];
+  let i = 0;
+  const skipSpace = () => {
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+  };
+  skipSpace();
+  if (i === text.length) return out;
+  for (;;) {
+    let item = "";
+    if (text[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= text.length) return null;
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') {
+            item += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        item += text[i++];
+      }
+    } else {
+      while (i < text.length && text[i] !== ",") item += text[i++];
+      item = item.trimEnd();
+    }
+    if (item === "") return null;
+    out.push(item);
+    skipSpace();
+    if (i === text.length) return out;
+    if (text[i] !== ",") return null;
+    i++;
+    skipSpace();
+  }
+}
+
+function invalidValue(def: ParamDef, text: string, extra: CheckFailure) {
+  return new PgError(
+    INVALID_PARAMETER_VALUE,
+    `invalid value for parameter "${def.name}": "${text}"`,
+    extra,
+  );
+}
+
+/** Parses and validates `text` for `def`; throws a PgError with PostgreSQL's message. */
+export function parseValue(def: ParamDef, text: string): GucValue {
+  switch (def.type) {
+    case "bool": {
+      const b = parseBool(text);
+      if (b === null) {
+        throw new PgError(
+          INVALID_PARAMETER_VALUE,
+          `parameter "${def.name}" requires a Boolean value`,
+        );
+      }
+      return b;
+    }
+    case "int": {
+      const r = parseIntWithUnit(text, def.unit);
+      if (!r.ok) throw invalidValue(def, text, r.hint === undefined ? {} : { hint: r.hint });
+      if (r.value < def.min || r.value > def.max) {
+        const u = def.unit === undefined ? "" : ` ${unitName(def.unit)}`;
+        throw new PgError(
+          INVALID_PARAMETER_VALUE,
+          // PostgreSQL 15's wording: the unit follows the value, not the bounds.
+          `${r.value}${u} is outside the valid range for parameter "${def.name}" ` +
+            `(${def.min} .. ${def.max})`,
+        );
+      }
+      return r.value;
+    }
+    case "string": {
+      const failure = def.check?.(text) ?? null;
+      if (failure !== null) throw invalidValue(def, text, failure);
+      return text;
+    }
+    case "enum": {
+      const found = def.values.find((v) => v.toLowerCase() === text.toLowerCase());
+      if (found === undefined) {
+        throw invalidValue(def, text, { hint: `Available values: ${def.values.join(", ")}.` });
+      }
+      return found;
+    }
+    default: {
+      const never: never = def;
+      throw new TypeError(`Unknown parameter type ${String((never as ParamDef).type)}`);
+    }
+  }
+}
+
+/** The SHOW form of a value: on/off, integers with their largest even unit, strings as is. */
+export function formatValue(def: ParamDef, value: GucValue): string {
+  switch (def.type) {
+    case "bool":
+      return value ? "on" : "off";
+    case "int":
+      return formatWithUnit(value as number, def.unit);
+    case "string":
+    case "enum":
+      return String(value);
+    default: {
+      const never: never = def;
+      throw new TypeError(`Unknown parameter type ${String((never as ParamDef).type)}`);
+    }
+  }
+}
