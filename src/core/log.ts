@@ -1,0 +1,400 @@
+/**
+ * Server log output, the printing half of elog.c: turns the records that
+ * `ereport` (and any LogTape logger under the "pgts" category) produces into
+ * PostgreSQL-shaped lines, `log_line_prefix` + `LEVEL:  message`, then
+ * DETAIL:, HINT:, CONTEXT:, STATEMENT: lines with the same prefix, filtered by
+ * `log_min_messages` with PostgreSQL's ordering (LOG ranks between ERROR and
+ * FATAL for the server log).
+ *
+ * `configureLogging(settings, {sink})` is called once by the postmaster and
+ * by every child; the sink decides where lines go (stderr, the log
+ * collector, a test array). Settings are read at every record, so a reload
+ * takes effect without reconfiguring. Web-standard only: the sinks that
+ * write are in src/adapters/shared.
+ */
+
+import { configureSync, type LogLevel, type LogRecord } from "@logtape/logtape";
+import type { Severity } from "./elog.ts";
+
+/** Receives one formatted message: one or more lines, each ending in "\n". */
+export type LineSink = (text: string) => void;
+
+/** What the formatter needs from the settings; a `Guc` satisfies it. */
+export interface LogSettings {
+  getString(name: string): string;
+}
+
+/** Facts about this process for %p, %b, %c, %s. */
+export interface ProcessLogInfo {
+  readonly pid: number;
+  /** PostgreSQL's backend type name: "postmaster", "client backend", "logger"... */
+  readonly backendType: string;
+  /** Process (or session) start, ms since the epoch. */
+  readonly startTime: number;
+}
+
+/** Facts about the session a backend serves, for %u %d %a %r %h %i; set once known. */
+export interface SessionLogInfo {
+  user?: string;
+  database?: string;
+  applicationName?: string;
+  remoteHost?: string;
+  remotePort?: string;
+  commandTag?: string;
+}
+
+const severityRank: Readonly<Record<Severity, number>> = {
+  DEBUG5: 10,
+  DEBUG4: 11,
+  DEBUG3: 12,
+  DEBUG2: 13,
+  DEBUG1: 14,
+  LOG: 15,
+  INFO: 17,
+  NOTICE: 18,
+  WARNING: 19,
+  ERROR: 21,
+  FATAL: 22,
+  PANIC: 23,
+};
+
+const severities = Object.keys(severityRank) as Severity[];
+
+function toSeverity(s: string): Severity | undefined {
+  const up = s.toUpperCase();
+  return severities.find((x) => x === up);
+}
+
+/**
+ * PostgreSQL's is_log_level_output: whether a message of `severity` goes to
+ * the server log under `log_min_messages`. LOG counts as more important than
+ * ERROR and less than FATAL here.
+ */
+export function isLogLevelOutput(severity: Severity, minMessages: string): boolean {
+  const min = toSeverity(minMessages) ?? "WARNING";
+  if (severity === "LOG") return min === "LOG" || severityRank[min] <= severityRank.ERROR;
+  if (min === "LOG") return severityRank[severity] >= severityRank.FATAL;
+  return severityRank[severity] >= severityRank[min];
+}
+
+const fromLogTape: Readonly<Record<LogLevel, Severity>> = {
+  trace: "DEBUG5",
+  debug: "DEBUG1",
+  info: "LOG",
+  warning: "WARNING",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatter(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
+  if (f === undefined) {
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      weekday: "short",
+      hourCycle: "h23",
+      timeZoneName: "short",
+    });
+    formatters.set(timeZone, f);
+  }
+  return f;
+}
+
+/** Calendar fields of an instant in a time zone, with the zone's abbreviation and offset. */
+export interface ZonedTime {
+  readonly year: number;
+  readonly month: number;
+  readonly day: number;
+  readonly hour: number;
+  readonly minute: number;
+  readonly second: number;
+  readonly ms: number;
+  /** 0 = Sunday. */
+  readonly weekday: number;
+  readonly zone: string;
+  /** Seconds east of UTC. */
+  readonly offset: number;
+}
+
+const weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+export function zonedTime(epochMs: number, timeZone: string): ZonedTime {
+  let f: Intl.DateTimeFormat;
+  try {
+    f = formatter(timeZone);
+  } catch {
+    f = formatter("UTC");
+  }
+  const parts: Record<string, string> = {};
+  for (const p of f.formatToParts(new Date(epochMs))) parts[p.type] = p.value;
+  const num = (k: string) => Number(parts[k]);
+  const ms = ((epochMs % 1000) + 1000) % 1000;
+  const asUtc = Date.UTC(
+    num("year"),
+    num("month") - 1,
+    num("day"),
+    num("hour"),
+    num("minute"),
+    num("second"),
+  );
+  return {
+    year: num("year"),
+    month: num("month"),
+    day: num("day"),
+    hour: num("hour"),
+    minute: num("minute"),
+    second: num("second"),
+    ms,
+    weekday: weekdays.indexOf(parts.weekday ?? "Sun"),
+    zone: parts.timeZoneName ?? timeZone,
+    offset: Math.round((asUtc - (epochMs - ms)) / 1000),
+  };
+}
+
+const p2 = (n: number) => String(n).padStart(2, "0");
+
+/** "2024-05-01 12:00:00 GMT", or with milliseconds for %m. */
+export function formatLogTime(epochMs: number, timeZone: string, withMs: boolean): string {
+  const t = zonedTime(epochMs, timeZone);
+  const frac = withMs ? `.${String(t.ms).padStart(3, "0")}` : "";
+  return `${t.year}-${p2(t.month)}-${p2(t.day)} ${p2(t.hour)}:${p2(t.minute)}:${
+    p2(t.second)
+  }${frac} ${t.zone}`;
+}
+
+/** One message as the formatter sees it. */
+export interface LogMessage {
+  readonly severity: Severity;
+  readonly message: string;
+  readonly detail?: string;
+  readonly hint?: string;
+  readonly context?: string;
+  readonly statement?: string;
+  readonly code?: string;
+  /** ms since the epoch. */
+  readonly timestamp: number;
+}
+
+/** Per-process state of the formatter: line counter (%l) and the facts above. */
+export class LogLinePrefix {
+  #process: ProcessLogInfo;
+  #session: SessionLogInfo = {};
+  #lineNo = 0;
+
+  constructor(process: ProcessLogInfo) {
+    this.#process = process;
+  }
+
+  get session(): SessionLogInfo {
+    return this.#session;
+  }
+
+  setSession(info: SessionLogInfo): void {
+    this.#session = { ...this.#session, ...info };
+  }
+
+  /** Counts a message; every line of it shares one %l number, as in PostgreSQL. */
+  nextLine(): number {
+    return ++this.#lineNo;
+  }
+
+  /** Expands log_line_prefix for one message. */
+  expand(prefix: string, msg: LogMessage, lineNo: number, timeZone: string): string {
+    let out = "";
+    const proc = this.#process;
+    const s = this.#session;
+    const isSession = s.user !== undefined || s.database !== undefined;
+    for (let i = 0; i < prefix.length; i++) {
+      const c = prefix[i]!;
+      if (c !== "%" || i + 1 >= prefix.length) {
+        out += c;
+        continue;
+      }
+      let j = i + 1;
+      const pad = /^-?[0-9]+/.exec(prefix.slice(j));
+      const width = pad === null ? 0 : Number(pad[0]);
+      if (pad !== null) j += pad[0].length;
+      const esc = prefix[j];
+      i = j;
+      if (esc === undefined) break;
+      let value: string;
+      switch (esc) {
+        case "a":
+          value = s.applicationName ?? "";
+          break;
+        case "u":
+          value = s.user ?? "";
+          break;
+        case "d":
+          value = s.database ?? "";
+          break;
+        case "b":
+          value = proc.backendType;
+          break;
+        case "p":
+          value = String(proc.pid);
+          break;
+        case "P":
+          value = "";
+          break;
+        case "l":
+          value = String(lineNo);
+          break;
+        case "m":
+          value = formatLogTime(msg.timestamp, timeZone, true);
+          break;
+        case "t":
+          value = formatLogTime(msg.timestamp, timeZone, false);
+          break;
+        case "n":
+          value = (msg.timestamp / 1000).toFixed(3);
+          break;
+        case "s":
+          value = formatLogTime(proc.startTime, timeZone, false);
+          break;
+        case "c":
+          value = `${Math.floor(proc.startTime / 1000).toString(16)}.${proc.pid.toString(16)}`;
+          break;
+        case "e":
+          value = msg.code ?? defaultCode(msg.severity);
+          break;
+        case "r":
+          value = s.remoteHost === undefined
+            ? ""
+            : s.remotePort === undefined || s.remotePort === ""
+            ? s.remoteHost
+            : `${s.remoteHost}(${s.remotePort})`;
+          break;
+        case "h":
+          value = s.remoteHost ?? "";
+          break;
+        case "i":
+          value = s.commandTag ?? "";
+          break;
+        case "v":
+          value = "";
+          break;
+        case "x":
+        case "Q":
+          value = "0";
+          break;
+        case "q":
+          // Stop here in processes that serve no session.
+          if (!isSession) return out;
+          continue;
+        case "%":
+          out += "%";
+          continue;
+        default:
+          // Unknown escapes print nothing, as in PostgreSQL.
+          continue;
+      }
+      out += width > 0 ? value.padStart(width) : width < 0 ? value.padEnd(-width) : value;
+    }
+    return out;
+  }
+}
+
+function defaultCode(severity: Severity): string {
+  if (severityRank[severity] >= severityRank.ERROR) return "XX000";
+  if (severity === "WARNING") return "01000";
+  return "00000";
+}
+
+/** The word PostgreSQL prints for a severity (all DEBUG levels print "DEBUG"). */
+export function severityLabel(severity: Severity): string {
+  return severity.startsWith("DEBUG") ? "DEBUG" : severity;
+}
+
+/**
+ * Formats one message into its server-log lines: the message line, then
+ * DETAIL, HINT, CONTEXT and STATEMENT lines, each with the prefix. Newlines
+ * inside a field are followed by a tab, as PostgreSQL's append_with_tabs does.
+ */
+export function formatLogMessage(
+  msg: LogMessage,
+  options: { prefix: LogLinePrefix; linePrefix: string; timeZone: string },
+): string {
+  const lineNo = options.prefix.nextLine();
+  const head = options.prefix.expand(options.linePrefix, msg, lineNo, options.timeZone);
+  const tabbed = (s: string) => s.replace(/\n/g, "\n\t");
+  let out = `${head}${severityLabel(msg.severity)}:  ${tabbed(msg.message)}\n`;
+  const extra: [string, string | undefined][] = [
+    ["DETAIL", msg.detail],
+    ["HINT", msg.hint],
+    ["CONTEXT", msg.context],
+    ["STATEMENT", msg.statement],
+  ];
+  for (const [label, text] of extra) {
+    if (text !== undefined && text !== "") out += `${head}${label}:  ${tabbed(text)}\n`;
+  }
+  return out;
+}
+
+function messageOf(record: LogRecord): LogMessage {
+  const p = record.properties;
+  const str = (k: string) => (typeof p[k] === "string" ? (p[k] as string) : undefined);
+  const severity = (str("severity") && toSeverity(str("severity")!)) || fromLogTape[record.level];
+  const message = str("message") ??
+    record.message.map((m, i) => (i % 2 === 0 ? String(m) : JSON.stringify(m))).join("");
+  const fields: Record<string, string> = {};
+  for (const k of ["detail", "hint", "context", "statement", "code"] as const) {
+    const v = str(k);
+    if (v !== undefined) fields[k] = v;
+  }
+  return { severity, message, timestamp: record.timestamp, ...fields };
+}
+
+export interface LoggingOptions {
+  /** Where formatted lines go. */
+  sink: LineSink;
+  /** This process; by default pid 0, "postmaster", started now. */
+  process?: ProcessLogInfo;
+}
+
+let current: LogLinePrefix | undefined;
+
+/**
+ * Routes every "pgts" LogTape record through PostgreSQL's formatting into
+ * `sink`. Call it again to change the sink (the postmaster does, once the log
+ * collector runs). Returns the prefix state, whose `setSession` a backend
+ * calls once it knows its user and database.
+ */
+export function configureLogging(settings: LogSettings, options: LoggingOptions): LogLinePrefix {
+  const prefix = new LogLinePrefix(
+    options.process ?? { pid: 0, backendType: "postmaster", startTime: Date.now() },
+  );
+  current = prefix;
+  const sink = options.sink;
+  const pgSink = (record: LogRecord): void => {
+    const msg = messageOf(record);
+    if (!isLogLevelOutput(msg.severity, settings.getString("log_min_messages"))) return;
+    sink(formatLogMessage(msg, {
+      prefix,
+      linePrefix: settings.getString("log_line_prefix"),
+      timeZone: settings.getString("log_timezone"),
+    }));
+  };
+  configureSync({
+    reset: true,
+    sinks: { server: pgSink },
+    loggers: [
+      { category: ["pgts"], sinks: ["server"], lowestLevel: "trace" },
+      { category: ["logtape", "meta"], sinks: ["server"], lowestLevel: "warning" },
+    ],
+  });
+  return prefix;
+}
+
+/** The prefix state of the last `configureLogging`, for setting session facts. */
+export function currentLogPrefix(): LogLinePrefix | undefined {
+  return current;
+}
