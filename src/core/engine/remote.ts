@@ -1,0 +1,343 @@
+/**
+ * The engine across a process boundary: `serveEngineConnection` runs in the
+ * engine child and serves one backend's session over a byte stream (a Unix
+ * socket); `connectRemoteEngine` runs in the backend and gives it an
+ * `Engine` whose sessions live in the engine child.
+ *
+ * This is the pgts stand-in for PostgreSQL's shared memory: the engine child
+ * owns the data, backends own clients. The stream carries small frames —
+ * type byte, uint32 payload length, payload — and the payloads are protocol
+ * bytes, so nothing is parsed twice; JSON appears only once per session, at
+ * start. A backend has at most one `exec` in flight; `cancel` may overtake
+ * it. If the stream breaks, every pending call fails: the postmaster's crash
+ * cycle, not this module, decides what happens next.
+ */
+
+import { ERRCODE, isPgError, PgError, type Severity } from "../elog.ts";
+import type { Connection } from "../postmaster/launch.ts";
+import type {
+  Engine,
+  EngineSession,
+  RoleInfo,
+  SessionStartup,
+  TransactionStatus,
+} from "./types.ts";
+
+/** Frame types, backend → engine. */
+const F_START = 0x53; // 'S' JSON SessionStartup
+const F_EXEC = 0x58; // 'X' frontend bytes
+const F_CANCEL = 0x43; // 'C'
+const F_CLOSE = 0x51; // 'Q'
+const F_LOOKUP = 0x4c; // 'L' role name
+/** Frame types, engine → backend. */
+const F_REPLY = 0x52; // 'R' JSON reply to lookup or start
+const F_OUTPUT = 0x4f; // 'O' backend bytes of the exec in flight
+const F_DONE = 0x44; // 'D' one byte: transaction status
+const F_FAILED = 0x45; // 'E' JSON error of the exec in flight
+const F_ASYNC = 0x41; // 'A' asynchronous backend bytes
+
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function frame(type: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + payload.length);
+  out[0] = type;
+  new DataView(out.buffer).setUint32(1, payload.length);
+  out.set(payload, 5);
+  return out;
+}
+
+interface SerializedError {
+  code: string;
+  message: string;
+  severity: Severity;
+  detail?: string;
+  hint?: string;
+}
+
+function serializeError(e: unknown): SerializedError {
+  if (isPgError(e)) {
+    return {
+      code: e.code,
+      message: e.message,
+      severity: e.severity,
+      ...(e.detail !== undefined ? { detail: e.detail } : {}),
+      ...(e.hint !== undefined ? { hint: e.hint } : {}),
+    };
+  }
+  return {
+    code: ERRCODE.INTERNAL_ERROR,
+    message: e instanceof Error ? e.message : String(e),
+    severity: "ERROR",
+  };
+}
+
+function deserializeError(s: SerializedError): PgError {
+  const { code, message, ...rest } = s;
+  return new PgError(code, message, rest);
+}
+
+/** Splits a byte stream into frames. */
+class FrameReader {
+  #buf = new Uint8Array(0);
+  onFrame: (type: number, payload: Uint8Array) => void;
+
+  constructor(onFrame: (type: number, payload: Uint8Array) => void) {
+    this.onFrame = onFrame;
+  }
+
+  push(chunk: Uint8Array): void {
+    let buf: Uint8Array;
+    if (this.#buf.length === 0) buf = chunk;
+    else {
+      buf = new Uint8Array(this.#buf.length + chunk.length);
+      buf.set(this.#buf);
+      buf.set(chunk, this.#buf.length);
+    }
+    let at = 0;
+    while (buf.length - at >= 5) {
+      const len = ((buf[at + 1]! << 24) >>> 0) + (buf[at + 2]! << 16) + (buf[at + 3]! << 8) +
+        buf[at + 4]!;
+      if (buf.length - at - 5 < len) break;
+      // The payload must outlive this chunk when a consumer keeps it; copy.
+      this.onFrame(buf[at]!, buf.slice(at + 5, at + 5 + len));
+      at += 5 + len;
+    }
+    this.#buf = at === buf.length ? new Uint8Array(0) : buf.slice(at);
+  }
+}
+
+const connectionLost = () =>
+  new PgError(ERRCODE.CONNECTION_FAILURE, "lost connection to the engine process", {
+    severity: "FATAL",
+  });
+
+/**
+ * Serves one backend's session on `conn` (engine side). Resolves when the
+ * backend closed the stream; the session is closed (and its transaction
+ * rolled back) whatever the reason.
+ */
+export function serveEngineConnection(engine: Engine, conn: Connection): Promise<void> {
+  return new Promise((resolve) => {
+    let session: EngineSession | null = null;
+    let closed = false;
+    // Frames are handled strictly in order, except cancel, which must reach a
+    // running exec: everything else waits for the previous frame's work.
+    let chain: Promise<void> = Promise.resolve();
+    const send = (type: number, payload: Uint8Array) => {
+      if (!closed) conn.write(frame(type, payload));
+    };
+    const finish = () => {
+      if (closed) return;
+      closed = true;
+      const s = session;
+      session = null;
+      void chain.then(() => s?.close()).catch(() => {}).finally(resolve);
+    };
+    const reader = new FrameReader((type, payload) => {
+      if (type === F_CANCEL) {
+        session?.cancel();
+        return;
+      }
+      chain = chain.then(async () => {
+        if (closed && type !== F_CLOSE) return;
+        switch (type) {
+          case F_START: {
+            try {
+              const startup = JSON.parse(decoder.decode(payload)) as SessionStartup;
+              const r = await engine.startSession(startup);
+              session = r.session;
+              session.onAsync = (bytes) => send(F_ASYNC, bytes);
+              send(F_REPLY, encoder.encode(JSON.stringify({ parameterStatus: r.parameterStatus })));
+            } catch (e) {
+              send(F_REPLY, encoder.encode(JSON.stringify({ error: serializeError(e) })));
+            }
+            return;
+          }
+          case F_LOOKUP: {
+            try {
+              const role = await engine.lookupRole(decoder.decode(payload));
+              send(F_REPLY, encoder.encode(JSON.stringify({ role })));
+            } catch (e) {
+              send(F_REPLY, encoder.encode(JSON.stringify({ error: serializeError(e) })));
+            }
+            return;
+          }
+          case F_EXEC: {
+            const s = session;
+            if (s === null) {
+              send(F_FAILED, encoder.encode(JSON.stringify(serializeError(connectionLost()))));
+              return;
+            }
+            try {
+              await s.exec(payload, (bytes) => send(F_OUTPUT, bytes));
+              send(F_DONE, encoder.encode(s.transactionStatus));
+            } catch (e) {
+              send(F_FAILED, encoder.encode(JSON.stringify(serializeError(e))));
+            }
+            return;
+          }
+          case F_CLOSE:
+            conn.end();
+            finish();
+            return;
+          default:
+            // A frame this side does not know: the backend is broken; drop it.
+            conn.destroy();
+            finish();
+        }
+      });
+    });
+    conn.onData = (chunk) => reader.push(chunk);
+    conn.onClose = finish;
+    conn.resume();
+  });
+}
+
+/**
+ * An `Engine` for one backend (backend side): one stream, opened by
+ * `connect()` on first use, carries the role lookup and then the backend's
+ * single session.
+ */
+export function connectRemoteEngine(connect: () => Promise<Connection>): Engine {
+  let channel: Promise<RemoteChannel> | null = null;
+  const open = () => (channel ??= connect().then((c) => new RemoteChannel(c)));
+  return {
+    async lookupRole(name: string) {
+      return await (await open()).lookupRole(name);
+    },
+    async startSession(startup: SessionStartup) {
+      return await (await open()).startSession(startup);
+    },
+    async close() {
+      if (channel !== null) (await channel).destroy();
+    },
+  };
+}
+
+type Waiter = { resolve: (payload: Uint8Array) => void; reject: (e: unknown) => void };
+
+/** The backend's end of the stream: one request at a time, replies in order. */
+class RemoteChannel {
+  #conn: Connection;
+  #broken = false;
+  /** Replies to lookup and start, in order. */
+  #replies: Waiter[] = [];
+  #exec: {
+    out: (b: Uint8Array) => void;
+    resolve: () => void;
+    reject: (e: unknown) => void;
+  } | null = null;
+  #closeResolve: (() => void) | null = null;
+  #session: (EngineSession & { transactionStatus: TransactionStatus }) | null = null;
+
+  constructor(conn: Connection) {
+    this.#conn = conn;
+    const reader = new FrameReader((type, payload) => this.#onFrame(type, payload));
+    conn.onData = (chunk) => reader.push(chunk);
+    conn.onClose = () => this.#onClose();
+    conn.resume();
+  }
+
+  destroy(): void {
+    this.#conn.destroy();
+  }
+
+  #request(type: number, payload: Uint8Array): Promise<Uint8Array> {
+    if (this.#broken) return Promise.reject(connectionLost());
+    return new Promise((resolve, reject) => {
+      this.#replies.push({ resolve, reject });
+      this.#conn.write(frame(type, payload));
+    });
+  }
+
+  async lookupRole(name: string): Promise<RoleInfo | null> {
+    const reply = await this.#request(F_LOOKUP, encoder.encode(name));
+    const r = JSON.parse(decoder.decode(reply)) as { role: RoleInfo | null } | {
+      error: SerializedError;
+    };
+    if ("error" in r) throw deserializeError(r.error);
+    return r.role;
+  }
+
+  async startSession(
+    startup: SessionStartup,
+  ): Promise<{ session: EngineSession; parameterStatus: Array<[string, string]> }> {
+    if (this.#session !== null) throw new TypeError("This engine stream already has a session");
+    const reply = await this.#request(F_START, encoder.encode(JSON.stringify(startup)));
+    const r = JSON.parse(decoder.decode(reply)) as
+      | { parameterStatus: Array<[string, string]> }
+      | { error: SerializedError };
+    if ("error" in r) throw deserializeError(r.error);
+    const conn = this.#conn;
+    const session: EngineSession & { transactionStatus: TransactionStatus } = {
+      transactionStatus: "I",
+      onAsync: null,
+      exec: (frontend, out) => {
+        if (this.#broken) return Promise.reject(connectionLost());
+        if (this.#exec !== null) {
+          return Promise.reject(new TypeError("EngineSession.exec called while one is in flight"));
+        }
+        return new Promise<void>((resolve, reject) => {
+          this.#exec = { out, resolve, reject };
+          conn.write(frame(F_EXEC, frontend));
+        });
+      },
+      cancel: () => {
+        if (!this.#broken) conn.write(frame(F_CANCEL, EMPTY));
+      },
+      close: () => {
+        if (this.#broken) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          this.#closeResolve = resolve;
+          conn.write(frame(F_CLOSE, EMPTY));
+        });
+      },
+    };
+    this.#session = session;
+    return { session, parameterStatus: r.parameterStatus };
+  }
+
+  #onFrame(type: number, payload: Uint8Array): void {
+    switch (type) {
+      case F_REPLY:
+        this.#replies.shift()?.resolve(payload);
+        return;
+      case F_OUTPUT:
+        this.#exec?.out(payload);
+        return;
+      case F_DONE: {
+        const p = this.#exec;
+        this.#exec = null;
+        if (this.#session !== null) {
+          this.#session.transactionStatus = decoder.decode(payload) as TransactionStatus;
+        }
+        p?.resolve();
+        return;
+      }
+      case F_FAILED: {
+        const p = this.#exec;
+        this.#exec = null;
+        p?.reject(deserializeError(JSON.parse(decoder.decode(payload)) as SerializedError));
+        return;
+      }
+      case F_ASYNC:
+        this.#session?.onAsync?.(payload);
+        return;
+      default:
+        // The engine sent something this side does not know: do not guess.
+        this.#conn.destroy();
+    }
+  }
+
+  #onClose(): void {
+    this.#broken = true;
+    const e = connectionLost();
+    for (const w of this.#replies.splice(0)) w.reject(e);
+    const p = this.#exec;
+    this.#exec = null;
+    p?.reject(e);
+    this.#closeResolve?.();
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The engine contract: what a backend asks of the SQL engine, whatever runs
+ * it (PGlite in the engine child, an upstream PostgreSQL later). Sessions
+ * speak protocol 3.0 bytes in and out, so the contract can cross a process
+ * boundary unchanged (see remote.ts). Types only; no runtime code.
+ */
+
+/** ReadyForQuery's transaction status: idle, in a transaction block, or in a failed one. */
+export type TransactionStatus = "I" | "T" | "E";
+
+/** What the backend learned from the client's StartupMessage. */
+export interface SessionStartup {
+  /** The backend's pid, as NotificationResponse and the activity view show it. */
+  readonly pid: number;
+  readonly user: string;
+  readonly database: string;
+  /** application_name, options, DateStyle, client_encoding, search_path... from the StartupMessage. */
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** One client's session on the engine. */
+export interface EngineSession {
+  /**
+   * Runs complete framed v3 frontend messages (never the startup packet).
+   * Backend messages go to `out`, framed, possibly in several calls; the
+   * promise resolves when this input is fully processed. At most one call is
+   * in flight per session.
+   */
+  exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void>;
+  /** The status of the last ReadyForQuery. */
+  readonly transactionStatus: TransactionStatus;
+  /** Cancels the running statement (57014) or a wait for the engine. */
+  cancel(): void;
+  /** Ends the session; an open transaction is rolled back at once. */
+  close(): Promise<void>;
+  /** Asynchronous messages (NotificationResponse, ParameterStatus, NoticeResponse) for this session only. */
+  onAsync: ((backend: Uint8Array) => void) | null;
+}
+
+/** A role as authentication needs it. */
+export interface RoleInfo {
+  readonly name: string;
+  readonly superuser: boolean;
+  readonly canLogin: boolean;
+  /** pg_authid.rolpassword: a SCRAM secret, an md5 hash, or null. */
+  readonly secret: string | null;
+}
+
+export interface Engine {
+  /** The role named `name`, or null if there is none (the backend then raises 28000). */
+  lookupRole(name: string): Promise<RoleInfo | null>;
+  /** Starts a session; rejects with a FATAL PgError (3D000, 28000...) when it cannot. */
+  startSession(
+    startup: SessionStartup,
+  ): Promise<{ session: EngineSession; parameterStatus: Array<[string, string]> }>;
+  close(): Promise<void>;
+}
