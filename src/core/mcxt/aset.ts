@@ -1,0 +1,319 @@
+/**
+ * AllocSet, the general-purpose allocator, the pgts counterpart of
+ * PostgreSQL's aset.c.
+ *
+ * Small requests are rounded up to a power of two from 8 bytes to the chunk
+ * limit (8 KB, halved until four chunks fit in a maximum-size block) and
+ * carved from the newest block; a freed chunk goes on the freelist of its
+ * size class and is handed out again before any new space. Blocks double
+ * from initBlockSize to maxBlockSize. A request above the chunk limit gets a
+ * block of its own, given back on free. The first block, the keeper, is kept
+ * across resets so a context that is reset for every query does not churn
+ * ArrayBuffers.
+ *
+ * Each chunk has an 8-byte header in the block just before it: capacity and
+ * a live/free tag. free() checks both, so a double free, a free after reset
+ * or a view into the middle of a chunk is an error, never a corrupted
+ * freelist. The hot path allocates nothing but the returned view, and a view
+ * coming off a freelist with the requested length is handed out again as is.
+ */
+
+import {
+  ALLOCSET_DEFAULT_SIZES,
+  type BlockSizes,
+  checkAllocSize,
+  CHUNK_HEADER_SIZE,
+  type ContextStats,
+  formatCounters,
+  FREE_TAG,
+  maxAlign,
+  MemoryBlock,
+} from "./memnodes.ts";
+import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
+
+/** ALLOC_CHUNK_LIMIT: the largest chunk kept on a freelist. */
+const ALLOC_CHUNK_LIMIT = 8192;
+/** ALLOC_CHUNK_FRACTION: at least this many maximum chunks fit in a maximum block. */
+const ALLOC_CHUNK_FRACTION = 4;
+/** Freelists for 8, 16, ... 8192 bytes. */
+const ALLOCSET_NUM_FREELISTS = 11;
+/** Freed views searched for one of the requested length before making a new one. */
+const REUSE_SCAN = 8;
+
+/** Options of an AllocSet context. */
+export interface AllocSetOptions extends MemoryContextOptions {
+  /** Block sizes; ALLOCSET_DEFAULT_SIZES when omitted. */
+  sizes?: Readonly<BlockSizes>;
+}
+
+/** The freelist index of a small size: 0 for 1..8 bytes, 1 for 9..16, ... */
+function freelistIndex(size: number): number {
+  return size <= 8 ? 0 : 29 - Math.clz32(size - 1);
+}
+
+function checkSizes(sizes: Readonly<BlockSizes>, name: string): void {
+  const { minContextSize, initBlockSize, maxBlockSize } = sizes;
+  const aligned = (n: number) => Number.isSafeInteger(n) && n >= 0 && (n & 7) === 0;
+  if (
+    !aligned(minContextSize) || !aligned(initBlockSize) || !aligned(maxBlockSize) ||
+    initBlockSize < 1024 || maxBlockSize < initBlockSize || maxBlockSize > 0x40000000 ||
+    (minContextSize !== 0 && minContextSize < 1024)
+  ) {
+    throw new RangeError(
+      `Invalid block sizes for memory context "${name}": min ${minContextSize}, init ${initBlockSize}, max ${maxBlockSize}`,
+    );
+  }
+}
+
+/** A general-purpose memory context (AllocSetContextCreate). */
+export class AllocSetContext extends MemoryContext {
+  readonly type = "AllocSet" as const;
+  readonly #registry: Map<ArrayBufferLike, MemoryBlock>;
+  readonly #initBlockSize: number;
+  readonly #maxBlockSize: number;
+  readonly #chunkLimit: number;
+  readonly #keeper: MemoryBlock;
+  readonly #blocks = new Set<MemoryBlock>();
+  readonly #freeViews: Uint8Array[][] = [];
+  readonly #freeBlocks: MemoryBlock[][] = [];
+  #nextBlockSize: number;
+  #active: MemoryBlock;
+
+  constructor(parent: MemoryContext | McxtState, name: string, options: AllocSetOptions = {}) {
+    super(parent, name, options);
+    const sizes = options.sizes ?? ALLOCSET_DEFAULT_SIZES;
+    try {
+      checkSizes(sizes, name);
+    } catch (e) {
+      this.abandon();
+      throw e;
+    }
+    this.#registry = this.registry;
+    this.#initBlockSize = sizes.initBlockSize;
+    this.#maxBlockSize = sizes.maxBlockSize;
+    this.#nextBlockSize = sizes.initBlockSize;
+    let limit = ALLOC_CHUNK_LIMIT;
+    while (limit + CHUNK_HEADER_SIZE > sizes.maxBlockSize / ALLOC_CHUNK_FRACTION) limit >>= 1;
+    this.#chunkLimit = limit;
+    for (let i = 0; i < ALLOCSET_NUM_FREELISTS; i++) {
+      this.#freeViews.push([]);
+      this.#freeBlocks.push([]);
+    }
+    const keeperSize = sizes.minContextSize !== 0 ? sizes.minContextSize : sizes.initBlockSize;
+    let buffer: ArrayBuffer;
+    try {
+      buffer = this.chargeBlock(keeperSize, keeperSize, true);
+    } catch (e) {
+      this.abandon();
+      throw e;
+    }
+    this.#keeper = new MemoryBlock(this, buffer);
+    this.registerBlock(this.#keeper);
+    this.#blocks.add(this.#keeper);
+    this.#active = this.#keeper;
+  }
+
+  /** The largest request served from a freelist size class. */
+  get chunkLimit(): number {
+    return this.#chunkLimit;
+  }
+
+  alloc(size: number): Uint8Array {
+    if (size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
+      const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
+      const views = this.#freeViews[idx]!;
+      const n = views.length;
+      if (n !== 0) {
+        const blocks = this.#freeBlocks[idx]!;
+        let view = views[n - 1]!;
+        if (view.length !== size) {
+          // Prefer a recently freed view of exactly this length: handing it
+          // out again costs no object at all.
+          const stop = n > REUSE_SCAN ? n - REUSE_SCAN : 0;
+          for (let i = n - 2; i >= stop; i--) {
+            const other = views[i]!;
+            if (other.length === size) {
+              views[i] = view;
+              view = other;
+              const b = blocks[i]!;
+              blocks[i] = blocks[n - 1]!;
+              blocks[n - 1] = b;
+              break;
+            }
+          }
+        }
+        views.pop();
+        const block = blocks.pop()!;
+        const offset = view.byteOffset;
+        block.u32[(offset >>> 2) - 1] = block.liveTag;
+        return view.length === size ? view : this.#view(block, offset, size);
+      }
+      const capacity = 8 << idx;
+      const need = capacity + CHUNK_HEADER_SIZE;
+      let block = this.#active;
+      if (block.size - block.freeptr < need) block = this.#newBlock(need, size);
+      const start = block.freeptr;
+      block.freeptr = start + need;
+      const u32 = block.u32;
+      const h = start >>> 2;
+      u32[h] = capacity;
+      u32[h + 1] = block.liveTag;
+      return this.#view(block, start + CHUNK_HEADER_SIZE, size);
+    }
+    return this.#allocLarge(size);
+  }
+
+  free(chunk: Uint8Array): void {
+    const block = this.#registry.get(chunk.buffer);
+    if (block === undefined || block.owner !== this) this.badChunk(chunk, "free");
+    const offset = chunk.byteOffset;
+    const u32 = block.u32;
+    const h = (offset >>> 2) - 2;
+    if (
+      (offset & 7) !== 0 || offset === 0 || u32[h + 1] !== block.liveTag ||
+      chunk.length > u32[h]!
+    ) {
+      this.badChunk(chunk, "free");
+    }
+    const capacity = u32[h]!;
+    if (capacity > this.#chunkLimit) {
+      this.#blocks.delete(block);
+      this.releaseBlock(block);
+      return;
+    }
+    u32[h + 1] = FREE_TAG;
+    const idx = freelistIndex(capacity);
+    this.#freeViews[idx]!.push(chunk);
+    this.#freeBlocks[idx]!.push(block);
+  }
+
+  realloc(chunk: Uint8Array, size: number): Uint8Array {
+    const block = this.#registry.get(chunk.buffer);
+    const offset = chunk.byteOffset;
+    if (block === undefined || block.owner !== this || (offset & 7) !== 0 || offset === 0) {
+      this.badChunk(chunk, "realloc");
+    }
+    const u32 = block.u32;
+    const h = (offset >>> 2) - 2;
+    const capacity = u32[h]!;
+    if (u32[h + 1] !== block.liveTag || chunk.length > capacity) this.badChunk(chunk, "realloc");
+    checkAllocSize(size);
+    // A chunk that still fits stays where it is, as in PostgreSQL; a large
+    // chunk is only kept in place while it stays large.
+    if (size <= capacity && (capacity <= this.#chunkLimit || size > this.#chunkLimit)) {
+      return chunk.length === size ? chunk : this.#view(block, offset, size);
+    }
+    const moved = this.alloc(size);
+    moved.set(chunk.length <= size ? chunk : chunk.subarray(0, size));
+    this.free(chunk);
+    return moved;
+  }
+
+  stats(): ContextStats {
+    const counters = { nblocks: 0, freechunks: 0, totalspace: 0, freespace: 0 };
+    for (const block of this.#blocks) {
+      counters.nblocks++;
+      counters.totalspace += block.size;
+      counters.freespace += block.size - block.freeptr;
+    }
+    for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
+      const n = this.#freeViews[idx]!.length;
+      counters.freechunks += n;
+      counters.freespace += n * ((8 << idx) + CHUNK_HEADER_SIZE);
+    }
+    return { counters, line: formatCounters(counters) };
+  }
+
+  protected resetSelf(): void {
+    for (const block of this.#blocks) {
+      if (block !== this.#keeper) this.releaseBlock(block);
+    }
+    this.#blocks.clear();
+    this.#blocks.add(this.#keeper);
+    this.#keeper.markEmpty();
+    this.#active = this.#keeper;
+    this.#nextBlockSize = this.#initBlockSize;
+    this.#clearFreelists();
+  }
+
+  protected deleteSelf(): void {
+    for (const block of this.#blocks) this.releaseBlock(block);
+    this.#blocks.clear();
+    this.#clearFreelists();
+    // An empty stand-in: the next alloc takes the slow path and is refused.
+    this.#active = new MemoryBlock(this, new ArrayBuffer(0));
+  }
+
+  protected isEmptySelf(): boolean {
+    return this.#blocks.size === 1 && this.#keeper.freeptr === 0;
+  }
+
+  #view(block: MemoryBlock, offset: number, size: number): Uint8Array {
+    return new Uint8Array(block.buffer, offset, size);
+  }
+
+  #clearFreelists(): void {
+    for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
+      this.#freeViews[idx]!.length = 0;
+      this.#freeBlocks[idx]!.length = 0;
+    }
+  }
+
+  /** A request above the chunk limit: a block of its own. */
+  #allocLarge(size: number): Uint8Array {
+    checkAllocSize(size);
+    if (size <= this.#chunkLimit) return this.alloc(size);
+    const capacity = maxAlign(size);
+    const buffer = this.chargeBlock(capacity + CHUNK_HEADER_SIZE, size);
+    const block = new MemoryBlock(this, buffer);
+    block.u32[0] = capacity;
+    block.u32[1] = block.liveTag;
+    block.freeptr = buffer.byteLength;
+    this.registerBlock(block);
+    this.#blocks.add(block);
+    return new Uint8Array(buffer, CHUNK_HEADER_SIZE, size);
+  }
+
+  /**
+   * Starts a new active block big enough for `need` bytes. What is left of
+   * the old one is cut into power-of-two chunks for the freelists first, so
+   * no space is stranded.
+   */
+  #newBlock(need: number, size: number): MemoryBlock {
+    const old = this.#active;
+    let avail = old.size - old.freeptr;
+    while (avail >= 8 + CHUNK_HEADER_SIZE) {
+      let idx = 28 - Math.clz32(avail - CHUNK_HEADER_SIZE);
+      const maxIdx = freelistIndex(this.#chunkLimit);
+      if (idx > maxIdx) idx = maxIdx;
+      const capacity = 8 << idx;
+      const start = old.freeptr;
+      old.u32[start >>> 2] = capacity;
+      old.u32[(start >>> 2) + 1] = FREE_TAG;
+      this.#freeViews[idx]!.push(new Uint8Array(old.buffer, start + CHUNK_HEADER_SIZE, capacity));
+      this.#freeBlocks[idx]!.push(old);
+      old.freeptr = start + capacity + CHUNK_HEADER_SIZE;
+      avail -= capacity + CHUNK_HEADER_SIZE;
+    }
+    let blockSize = this.#nextBlockSize;
+    this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
+    while (blockSize < need) blockSize *= 2;
+    const block = new MemoryBlock(this, this.chargeBlock(blockSize, size));
+    this.registerBlock(block);
+    this.#blocks.add(block);
+    this.#active = block;
+    return block;
+  }
+}
+
+/** Creates an AllocSet context under `parent` (AllocSetContextCreate). */
+export function allocSetContextCreate(
+  parent: MemoryContext,
+  name: string,
+  options: AllocSetOptions = {},
+): AllocSetContext {
+  if (!(parent instanceof MemoryContext)) {
+    throw new TypeError(`Cannot create memory context "${name}": parent must be a MemoryContext`);
+  }
+  return new AllocSetContext(parent, name, options);
+}

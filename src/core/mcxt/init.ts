@@ -1,0 +1,212 @@
+/**
+ * The standard context tree of one backend, the pgts counterpart of
+ * MemoryContextInit and the global contexts of PostgreSQL's mcxt.c.
+ *
+ * `memoryContextInit()` returns a `MemoryContextTree`: TopMemoryContext, the
+ * contexts PostgreSQL hangs under it, the current context, and palloc/pfree
+ * on top of them. The tree is an object, not module state, because the
+ * in-process adapter runs many children in one realm and each needs its own.
+ *
+ * Lifetimes, as in PostgreSQL's memory-context README:
+ * - TopMemoryContext: never reset or deleted.
+ * - ErrorContext: an AllocSet of 8 KB min/init/max, so its keeper block is
+ *   always there: an error report can be built after running out of memory.
+ * - PostmasterContext: the postmaster's working memory; a child deletes it
+ *   once it is set up (`deletePostmasterContext`).
+ * - CacheMemoryContext: catalog caches; never reset.
+ * - MessageContext: the current client message; reset at every command
+ *   (`startCommand`).
+ * - TopTransactionContext: lives until the end of the top-level transaction
+ *   (`endTransaction`).
+ */
+
+import { AllocSetContext } from "./aset.ts";
+import { ALLOCSET_DEFAULT_SIZES } from "./memnodes.ts";
+import { McxtState, MemoryContext } from "./mcxt.ts";
+import {
+  type BackendMemoryContext,
+  getBackendMemoryContexts,
+  memoryContextStats,
+} from "./stats.ts";
+import type { MemoryContextStatsOptions } from "./stats.ts";
+
+/** Options of memoryContextInit. */
+export interface MemoryContextInitOptions {
+  /** Byte limit on the blocks of the whole tree. */
+  limit?: number;
+  /**
+   * Receives MemoryContextStats(TopMemoryContext) just before an
+   * out-of-memory error is thrown, where PostgreSQL writes it to stderr.
+   */
+  onOutOfMemory?: (stats: string) => void;
+}
+
+const ERROR_CONTEXT_SIZES = Object.freeze({
+  minContextSize: 8 * 1024,
+  initBlockSize: 8 * 1024,
+  maxBlockSize: 8 * 1024,
+});
+
+/** The memory contexts of one backend and its current context. */
+export class MemoryContextTree implements Disposable {
+  readonly topMemoryContext: AllocSetContext;
+  readonly errorContext: AllocSetContext;
+  readonly cacheMemoryContext: AllocSetContext;
+  readonly messageContext: AllocSetContext;
+  readonly topTransactionContext: AllocSetContext;
+  #postmasterContext: AllocSetContext | null;
+  readonly #state: McxtState;
+
+  constructor(options: MemoryContextInitOptions = {}) {
+    const state = new McxtState();
+    this.#state = state;
+    const topOptions = options.limit === undefined ? {} : { limit: options.limit };
+    const top = new AllocSetContext(state, "TopMemoryContext", topOptions);
+    state.top = top;
+    state.current = top;
+    this.topMemoryContext = top;
+    this.errorContext = new AllocSetContext(top, "ErrorContext", { sizes: ERROR_CONTEXT_SIZES });
+    const sizes = ALLOCSET_DEFAULT_SIZES;
+    this.#postmasterContext = new AllocSetContext(top, "PostmasterContext", { sizes });
+    this.cacheMemoryContext = new AllocSetContext(top, "CacheMemoryContext", { sizes });
+    this.messageContext = new AllocSetContext(top, "MessageContext", { sizes });
+    this.topTransactionContext = new AllocSetContext(top, "TopTransactionContext", { sizes });
+    const report = options.onOutOfMemory;
+    if (report !== undefined) state.onOutOfMemory = () => report(memoryContextStats(top));
+  }
+
+  /** The postmaster's context, or null once a child has deleted it. */
+  get postmasterContext(): AllocSetContext | null {
+    return this.#postmasterContext;
+  }
+
+  /** CurrentMemoryContext: where palloc allocates. */
+  get current(): MemoryContext {
+    return this.#state.current!;
+  }
+
+  /** Makes `context` current and returns the previous one (MemoryContextSwitchTo). */
+  switchTo(context: MemoryContext): MemoryContext {
+    if (!(context instanceof MemoryContext)) {
+      throw new TypeError("Cannot switch to memory context: expected a MemoryContext");
+    }
+    if (context.isDeleted) {
+      throw new TypeError(`Cannot switch to memory context "${context.name}": it has been deleted`);
+    }
+    if (!this.#owns(context)) {
+      throw new TypeError(
+        `Cannot switch to memory context "${context.name}": it does not belong to this tree`,
+      );
+    }
+    const previous = this.#state.current!;
+    this.#state.current = context;
+    return previous;
+  }
+
+  /** Allocates in the current context. */
+  palloc(size: number): Uint8Array {
+    return this.#state.current!.alloc(size);
+  }
+
+  /** Allocates zeroed bytes in the current context. */
+  palloc0(size: number): Uint8Array {
+    return this.#state.current!.allocZero(size);
+  }
+
+  /** Frees a chunk of any context of this tree, found from the chunk itself. */
+  pfree(chunk: Uint8Array): void {
+    const block = this.#state.blocks.get(chunk.buffer);
+    // An unknown buffer goes to TopMemoryContext, whose free explains the error.
+    (block?.owner ?? this.topMemoryContext).free(chunk);
+  }
+
+  /** Resizes a chunk of any context of this tree, in the context that owns it. */
+  repalloc(chunk: Uint8Array, size: number): Uint8Array {
+    const block = this.#state.blocks.get(chunk.buffer);
+    return (block?.owner ?? this.topMemoryContext).realloc(chunk, size);
+  }
+
+  /** The context that owns a chunk (GetMemoryChunkContext). */
+  getMemoryChunkContext(chunk: Uint8Array): MemoryContext {
+    const block = this.#state.blocks.get(chunk.buffer);
+    if (block === undefined) {
+      throw new TypeError(
+        "Cannot find memory context of chunk: it is not a live chunk of this tree",
+      );
+    }
+    return block.owner;
+  }
+
+  /**
+   * Deletes PostmasterContext, as a child does once it no longer needs the
+   * postmaster's working memory. Makes TopMemoryContext current if the
+   * current context was inside it.
+   */
+  deletePostmasterContext(): void {
+    const pm = this.#postmasterContext;
+    if (pm === null) return;
+    if (this.#isInside(this.#state.current!, pm)) this.#state.current = this.topMemoryContext;
+    this.#postmasterContext = null;
+    pm.delete();
+  }
+
+  /**
+   * Starts a command cycle: makes MessageContext current and resets it, so
+   * nothing of the previous message survives. Returns MessageContext.
+   */
+  startCommand(): AllocSetContext {
+    this.#state.current = this.messageContext;
+    this.messageContext.reset();
+    return this.messageContext;
+  }
+
+  /**
+   * Ends the top-level transaction: makes TopMemoryContext current and
+   * resets TopTransactionContext (AtCommit_Memory / AtAbort_Memory).
+   */
+  endTransaction(): void {
+    this.#state.current = this.topMemoryContext;
+    this.topTransactionContext.reset();
+  }
+
+  /** MemoryContextStats(TopMemoryContext) as text. */
+  stats(options: MemoryContextStatsOptions = {}): string {
+    return memoryContextStats(this.topMemoryContext, options);
+  }
+
+  /** The rows of pg_backend_memory_contexts for this tree. */
+  backendMemoryContexts(): BackendMemoryContext[] {
+    return getBackendMemoryContexts(this.topMemoryContext);
+  }
+
+  /**
+   * Ends the tree, as a backend's exit would: deletes everything under
+   * TopMemoryContext and resets it, running every reset callback.
+   */
+  [Symbol.dispose](): void {
+    this.#state.current = this.topMemoryContext;
+    this.#postmasterContext = null;
+    this.topMemoryContext.reset();
+  }
+
+  #owns(context: MemoryContext): boolean {
+    let c: MemoryContext = context;
+    while (c.parent !== null) c = c.parent;
+    if (c === this.topMemoryContext) return true;
+    // A detached context still belongs to its tree; ask the registry.
+    for (const block of this.#state.blocks.values()) if (block.owner === context) return true;
+    return false;
+  }
+
+  #isInside(context: MemoryContext, ancestor: MemoryContext): boolean {
+    for (let c: MemoryContext | null = context; c !== null; c = c.parent) {
+      if (c === ancestor) return true;
+    }
+    return false;
+  }
+}
+
+/** Creates the standard context tree of one backend (MemoryContextInit). */
+export function memoryContextInit(options: MemoryContextInitOptions = {}): MemoryContextTree {
+  return new MemoryContextTree(options);
+}
