@@ -7,3 +7,15 @@
 
 export { ERRCODE, PgError } from "./src/core/elog.ts";
 export type { ErrorFields, Severity } from "./src/core/elog.ts";
+
+export { ConfigFileError, Guc } from "./src/core/guc/mod.ts";
+export type { GucSnapshot, ReloadResult } from "./src/core/guc/mod.ts";
+export { configureLogging } from "./src/core/log.ts";
+export type { LineSink, LogSettings } from "./src/core/log.ts";
+
+// The `pgts` command (`bun run mod.ts ...`, `deno run -A mod.ts ...`).
+if (import.meta.main) {
+  const { default: process } = await import("node:process");
+  const { main } = await import("./src/cli/main.ts");
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,241 @@
+/**
+ * `pgts init`: initdb for pgts. Creates the data directory (mode 0700),
+ * writes postgresql.conf with every parameter's default commented out,
+ * pg_hba.conf and pg_ident.conf, and the PGTS_VERSION marker; then hands the
+ * directory to the engine to create its cluster (the marked hook below). On
+ * failure it removes what it created, as initdb does.
+ */
+
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { userInfo } from "node:os";
+import { resolve } from "node:path";
+import { CLUSTER_FORMAT, VERSION_FILE } from "../core/datadir.ts";
+import { PARAMETERS } from "../core/guc/tables.ts";
+import { formatValue, type ParamDef } from "../core/guc/values.ts";
+import { strerror } from "../adapters/shared/fs-errors.ts";
+import { CliExit, type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
+
+export const AUTH_METHODS = ["trust", "reject", "scram-sha-256", "md5", "password"] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+export const INIT_USAGE = `${PROGNAME} init -D DATADIR [-U NAME] [-A METHOD] [--pwfile FILE]`;
+
+export const INIT_HELP = `${PROGNAME} init creates a new pgts database cluster.
+
+Usage:
+  ${INIT_USAGE}
+
+Options:
+  -D, --pgdata=DATADIR   location for this database cluster (default: $PGDATA)
+  -U, --username=NAME    database superuser name (default: the current OS user)
+  -A, --auth=METHOD      authentication method for local and host connections in
+                         pg_hba.conf: ${AUTH_METHODS.join(", ")} (default: trust)
+      --pwfile=FILE      read the password for the new superuser from FILE
+  -h, --help             show this help, then exit
+`;
+
+/**
+ * HOOK(engine): creating the engine's cluster in the data directory.
+ * The PGlite engine's `initCluster(dataDir, {user, password})` (src/engines/pglite)
+ * is to be called here; until it is wired, init writes pgts's own files only
+ * and says so. Returns false when nothing was created.
+ */
+// deno-lint-ignore require-await
+async function createEngineCluster(
+  _dataDir: string,
+  _options: { user: string; password?: string },
+): Promise<boolean> {
+  return false;
+}
+
+function confValue(def: ParamDef): string {
+  const shown = formatValue(def, def.boot);
+  if (def.type === "string") return `'${shown.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
+  return shown;
+}
+
+/** postgresql.conf with every settable parameter at its default, commented out. */
+export function postgresqlConf(options: { logTimezone: string }): string {
+  const lines = [
+    "# pgts configuration file",
+    "# ----------------------------",
+    "#",
+    '# One parameter per line: name = value (the "=" is optional). A "#" starts a',
+    '# comment. Lines below show each parameter\'s default; remove the "#" to change',
+    "# one. Memory units: B, kB, MB, GB, TB; time units: us, ms, s, min, h, d.",
+    "# Parameters marked (restart) take effect only when the server restarts;",
+    '# others on "pgts reload". include, include_if_exists and include_dir read',
+    "# more files, relative to this one.",
+    "",
+  ];
+  for (const def of PARAMETERS) {
+    if (def.context === "internal") continue;
+    const line = def.name === "log_timezone"
+      ? `log_timezone = '${options.logTimezone}'`
+      : `#${def.name} = ${confValue(def)}`;
+    const note = def.context === "postmaster" ? " (restart)" : "";
+    lines.push(`${line.padEnd(40)}# ${def.description}${note}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** pg_hba.conf allowing local and loopback connections with `method`. */
+export function pgHbaConf(method: AuthMethod): string {
+  const row = (type: string, address: string) =>
+    `${type.padEnd(8)}${"all".padEnd(16)}${"all".padEnd(16)}${address.padEnd(24)}${method}`;
+  return [
+    "# pgts client authentication: the first matching line decides.",
+    "# TYPE  DATABASE        USER            ADDRESS                 METHOD",
+    "",
+    "# Unix-domain socket connections",
+    row("local", ""),
+    "# IPv4 loopback",
+    row("host", "127.0.0.1/32"),
+    "# IPv6 loopback",
+    row("host", "::1/128"),
+    "",
+  ].join("\n");
+}
+
+function fail(io: CliIO, message: string, hint?: string): never {
+  io.err(`${PROGNAME}: error: ${message}\n`);
+  if (hint !== undefined) io.err(`${PROGNAME}: hint: ${hint}\n`);
+  throw new CliExit(1);
+}
+
+export async function runInit(args: string[], io: CliIO): Promise<number> {
+  const v = parseVerbArgs("init", args, {
+    options: {
+      pgdata: { type: "string", short: "D" },
+      username: { type: "string", short: "U" },
+      auth: { type: "string", short: "A" },
+      pwfile: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    usage: INIT_USAGE,
+    io,
+  });
+  if (v.help) {
+    io.out(INIT_HELP);
+    return 0;
+  }
+  if (v.pgdata === undefined && (io.env.PGDATA ?? "") === "") {
+    fail(
+      io,
+      "no data directory specified",
+      "You must identify the directory where the data for this database system " +
+        "will reside.  Do this with either the invocation option -D or the " +
+        "environment variable PGDATA.",
+    );
+  }
+  const dataDir = resolve(dataDirFrom("init", v.pgdata, io));
+  const method = (v.auth ?? "trust") as AuthMethod;
+  if (!AUTH_METHODS.includes(method)) {
+    fail(
+      io,
+      `invalid authentication method "${v.auth}"`,
+      `Use one of: ${AUTH_METHODS.join(", ")}.`,
+    );
+  }
+  let password: string | undefined;
+  if (v.pwfile !== undefined) {
+    try {
+      password = readFileSync(v.pwfile, "utf8").split("\n")[0]!.replace(/\r$/, "");
+    } catch (e) {
+      fail(io, `could not open file "${v.pwfile}" for reading: ${strerror(e)}`);
+    }
+    if (password === "") fail(io, `password file "${v.pwfile}" is empty`);
+  }
+  if (["scram-sha-256", "md5", "password"].includes(method) && password === undefined) {
+    fail(io, "must specify a password for the superuser to enable password authentication");
+  }
+  const osUser = io.env.USER ?? io.env.LOGNAME ?? userInfo().username;
+  const user = v.username ?? osUser;
+  if (user === "") fail(io, "superuser name must not be empty");
+  if (user.startsWith("pg_")) {
+    fail(io, `superuser name "${user}" is disallowed; role names cannot begin with "pg_"`);
+  }
+
+  io.out(`The files belonging to this database system will be owned by user "${osUser}".\n`);
+  io.out("This user must also own the server process.\n\n");
+
+  let made: "directory" | "contents";
+  if (existsSync(dataDir)) {
+    if (readdirSync(dataDir).length > 0) {
+      fail(
+        io,
+        `directory "${dataDir}" exists but is not empty`,
+        `If you want to create a new database system, either remove or empty the ` +
+          `directory "${dataDir}" or run ${PROGNAME} init with an argument other than "${dataDir}".`,
+      );
+    }
+    io.out(`fixing permissions on existing directory ${dataDir} ... `);
+    chmodSync(dataDir, 0o700);
+    made = "contents";
+  } else {
+    io.out(`creating directory ${dataDir} ... `);
+    try {
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      chmodSync(dataDir, 0o700);
+    } catch (e) {
+      io.out("\n");
+      fail(io, `could not create directory "${dataDir}": ${strerror(e)}`);
+    }
+    made = "directory";
+  }
+  io.out("ok\n");
+
+  try {
+    io.out("creating configuration files ... ");
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    writeFileSync(`${dataDir}/postgresql.conf`, postgresqlConf({ logTimezone: tz }), {
+      mode: 0o600,
+    });
+    writeFileSync(`${dataDir}/pg_hba.conf`, pgHbaConf(method), { mode: 0o600 });
+    writeFileSync(
+      `${dataDir}/pg_ident.conf`,
+      "# pgts user name maps\n# MAPNAME       SYSTEM-USERNAME         PG-USERNAME\n",
+      { mode: 0o600 },
+    );
+    writeFileSync(`${dataDir}/${VERSION_FILE}`, `${CLUSTER_FORMAT}\n`, { mode: 0o600 });
+    io.out("ok\n");
+    io.out("creating engine cluster ... ");
+    const created = await createEngineCluster(dataDir, {
+      user,
+      ...(password === undefined ? {} : { password }),
+    });
+    io.out(created ? "ok\n" : "skipped (engine not wired yet)\n");
+  } catch (e) {
+    io.out("\n");
+    io.err(`${PROGNAME}: error: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (made === "directory") {
+      io.err(`${PROGNAME}: removing data directory "${dataDir}"\n`);
+      rmSync(dataDir, { recursive: true, force: true });
+    } else {
+      io.err(`${PROGNAME}: removing contents of data directory "${dataDir}"\n`);
+      for (const name of readdirSync(dataDir)) {
+        rmSync(`${dataDir}/${name}`, { recursive: true, force: true });
+      }
+    }
+    return 1;
+  }
+
+  if (method === "trust") {
+    io.err(`${PROGNAME}: warning: enabling "trust" authentication for local connections\n`);
+    io.err(
+      `${PROGNAME}: hint: You can change this by editing pg_hba.conf or using the option -A ` +
+        `the next time you run ${PROGNAME} init.\n`,
+    );
+  }
+  io.out(`\nSuccess. You can now start the database server using:\n\n`);
+  io.out(`    ${PROGNAME} start -D ${dataDir}\n\n`);
+  return 0;
+}

@@ -1,0 +1,94 @@
+/**
+ * The `pgts` command: dispatches to the verbs (init, start, stop, reload,
+ * status), prints the top-level help and version, and turns every outcome
+ * into an exit code. The only place that decides a process's exit status is
+ * the entry point in mod.ts, which sets `process.exitCode` from `main`.
+ */
+
+import { SERVER_VERSION } from "../core/guc/tables.ts";
+import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
+import { runReload, runStatus, runStop } from "./ctl.ts";
+import { runInit } from "./init.ts";
+import { runStart } from "./start.ts";
+
+export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun and Deno.
+
+Usage:
+  ${PROGNAME} init   -D DATADIR [-U NAME] [-A METHOD] [--pwfile FILE]
+  ${PROGNAME} start  -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc]
+  ${PROGNAME} stop   -D DATADIR [-m smart|fast|immediate] [-t SECS] [-W]
+  ${PROGNAME} reload -D DATADIR
+  ${PROGNAME} status -D DATADIR
+
+Commands:
+  init     create a new database cluster
+  start    run the server in the foreground
+  stop     shut down a running server
+  reload   make a running server re-read its configuration files
+  status   report whether a server is running
+
+Options:
+  -h, --help      show this help, then exit
+  -V, --version   output version information, then exit
+
+"${PROGNAME} COMMAND --help" describes a command's options. If -D is
+omitted, the environment variable PGDATA is used.
+`;
+
+type Verb = "init" | "start" | "stop" | "reload" | "status";
+const VERBS: readonly Verb[] = ["init", "start", "stop", "reload", "status"];
+
+function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | number {
+  switch (verb) {
+    case "init":
+      return runInit(args, io);
+    case "start":
+      return runStart(args, io);
+    case "stop":
+      return runStop(args, io);
+    case "reload":
+      return runReload(args, io);
+    case "status":
+      return runStatus(args, io);
+    default: {
+      const never: never = verb;
+      throw new TypeError(`Unknown verb ${String(never)}`);
+    }
+  }
+}
+
+/** Runs `pgts` with `args` (without the program name); resolves with the exit code. */
+export async function main(args: string[], io: CliIO = processIO): Promise<number> {
+  const [first, ...rest] = args;
+  if (first === undefined) {
+    io.err(`${PROGNAME}: no operation specified\n`);
+    io.err(`Try "${PROGNAME} --help" for more information.\n`);
+    return 1;
+  }
+  if (first === "--help" || first === "-h" || first === "-?") {
+    io.out(HELP);
+    return 0;
+  }
+  if (first === "--version" || first === "-V") {
+    io.out(
+      `${PROGNAME} (pgts) ${PGTS_VERSION}, PostgreSQL ${SERVER_VERSION.split(" ")[0]} compatible\n`,
+    );
+    return 0;
+  }
+  if (!(VERBS as readonly string[]).includes(first)) {
+    io.err(
+      first.startsWith("-")
+        ? `${PROGNAME}: unrecognized option '${first}'\n`
+        : `${PROGNAME}: unrecognized operation mode "${first}"\n`,
+    );
+    io.err(`Usage: ${PROGNAME} COMMAND [OPTION]...  (COMMAND: ${VERBS.join(", ")})\n`);
+    io.err(`Try "${PROGNAME} --help" for more information.\n`);
+    return 1;
+  }
+  try {
+    return await runVerb(first as Verb, rest, io);
+  } catch (e) {
+    if (e instanceof CliExit) return e.code;
+    throw e;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * `pgts start`: runs the server in the foreground, the way `postgres -D`
+ * does (use `&`, a service manager or a terminal to background it). It
+ * checks the data directory, loads postgresql.conf with `-p` and `-c`
+ * overrides, configures logging, takes postmaster.pid, and then calls
+ * `startServer`, the single hand-off point to the postmaster. Whatever
+ * happens after, the lock file is released on the way out.
+ */
+
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import process from "node:process";
+import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
+import { OPTS_FILE } from "../core/datadir.ts";
+import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
+import { Guc } from "../core/guc/guc.ts";
+import { splitList } from "../core/guc/values.ts";
+import { configureLogging, type LogLinePrefix } from "../core/log.ts";
+import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
+import { openDataDirectory } from "../adapters/shared/datadir.ts";
+import { stderrSink } from "../adapters/shared/logfiles.ts";
+import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
+
+export const ADAPTERS = ["bun", "worker", "inproc"] as const;
+/** How children run: Bun subprocesses, Web Workers, or tasks in this process. */
+export type AdapterName = (typeof ADAPTERS)[number];
+
+/** Everything the postmaster gets from `pgts start`. */
+export interface StartServerOptions {
+  /** The checked data directory. */
+  readonly dataDir: DataDirectory;
+  /** Loaded settings (file, then -p/-c); `guc.reload()` on SIGHUP re-reads the file. */
+  readonly guc: Guc;
+  /** postmaster.pid, status "starting"; update it with sockets and "ready". The CLI releases it. */
+  readonly lock: DataDirLock;
+  /** From --adapter; undefined lets the server pick for the runtime. */
+  readonly adapter?: AdapterName;
+  /** The postmaster's log prefix state; logging already goes to stderr. */
+  readonly log: LogLinePrefix;
+  /** The start time written in postmaster.pid, ms since the epoch. */
+  readonly startTime: number;
+}
+
+/**
+ * HOOK(postmaster): the single hand-off from the CLI to the server. Resolves
+ * with the exit code when the postmaster has shut down. Not wired yet: the
+ * postmaster is being written; until then `pgts start` stops here with a
+ * FATAL and serves nothing.
+ */
+// deno-lint-ignore require-await
+export async function startServer(_options: StartServerOptions): Promise<number> {
+  throw new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `"${PROGNAME} start" is not wired to the postmaster yet`,
+    {
+      severity: "FATAL",
+      detail:
+        "The data directory, configuration and lock file were checked; no server was started.",
+    },
+  );
+}
+
+export const START_USAGE =
+  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc]`;
+
+export const START_HELP =
+  `${PROGNAME} start runs a pgts server on a data directory, in the foreground.
+
+Usage:
+  ${START_USAGE}
+
+Options:
+  -D, --pgdata=DATADIR      location of the database storage area (default: $PGDATA)
+  -p, --port=PORT           port to listen on (same as -c port=PORT; 0 lets the kernel pick)
+  -c NAME=VALUE             set a configuration parameter, overriding postgresql.conf;
+                            may be repeated
+      --adapter=ADAPTER     how child processes run: "bun" (Bun subprocesses),
+                            "worker" (Web Workers) or "inproc" (one process);
+                            default: chosen for the runtime
+  -h, --help                show this help, then exit
+
+Stop the server with "${PROGNAME} stop -D DATADIR", or with SIGTERM (smart),
+SIGINT (fast) or SIGQUIT (immediate) to its PID.
+`;
+
+function report(e: unknown): void {
+  if (isPgError(e)) {
+    ereport(e.severity, e.message, { ...e.fields, code: e.code });
+  } else {
+    ereport("FATAL", e instanceof Error ? e.message : String(e), { code: ERRCODE.INTERNAL_ERROR });
+  }
+}
+
+const quote = (s: string) => `"${s.replace(/(["\\$`])/g, "\\$1")}"`;
+
+export async function runStart(args: string[], io: CliIO): Promise<number> {
+  const v = parseVerbArgs("start", args, {
+    options: {
+      pgdata: { type: "string", short: "D" },
+      port: { type: "string", short: "p" },
+      c: { type: "string", short: "c", multiple: true },
+      adapter: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    usage: START_USAGE,
+    io,
+  });
+  if (v.help) {
+    io.out(START_HELP);
+    return 0;
+  }
+  const adapter = v.adapter as AdapterName | undefined;
+  if (adapter !== undefined && !ADAPTERS.includes(adapter)) {
+    io.err(`${PROGNAME} start: invalid adapter "${v.adapter}"\n`);
+    io.err(`Valid adapters are ${ADAPTERS.map((a) => `"${a}"`).join(", ")}.\n`);
+    return 1;
+  }
+  const dataDirPath = resolve(dataDirFrom("start", v.pgdata, io));
+  const startTime = Date.now();
+  const proc = { pid: process.pid, backendType: "postmaster", startTime };
+  // Until the file is read, messages are printed with the built-in defaults.
+  configureLogging(new Guc(), { sink: stderrSink, process: proc });
+
+  const dataDir = openDataDirectory(dataDirPath);
+  const guc = new Guc({ reader: nodeConfigReader, configFile: `${dataDir.path}/postgresql.conf` });
+  let lock: DataDirLock | undefined;
+  try {
+    dataDir.check();
+    guc.set("data_directory", dataDir.path, { source: "override" });
+    // On errors, load() logs each one with its file and line, then throws
+    // FATAL "configuration file ... contains errors".
+    guc.load();
+    const overrides: [string, string][] = [];
+    if (v.port !== undefined) overrides.push(["port", v.port]);
+    for (const item of v.c ?? []) {
+      const eq = item.indexOf("=");
+      if (eq < 0) {
+        throw new PgError(ERRCODE.SYNTAX_ERROR, `-c ${item} requires a value`, {
+          severity: "FATAL",
+        });
+      }
+      overrides.push([item.slice(0, eq).replace(/-/g, "_"), item.slice(eq + 1)]);
+    }
+    for (const [name, value] of overrides) {
+      try {
+        guc.set(name, value, { source: "argv" });
+      } catch (e) {
+        if (isPgError(e)) {
+          throw new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" });
+        }
+        throw e;
+      }
+    }
+    const log = configureLogging(guc, { sink: stderrSink, process: proc });
+    lock = dataDir.lock({
+      pid: process.pid,
+      port: guc.getInt("port"),
+      startTime: Math.floor(startTime / 1000),
+    });
+    writeFileSync(
+      `${dataDir.path}/${OPTS_FILE}`,
+      `${PROGNAME} ${["start", "-D", dataDir.path, ...args].map(quote).join(" ")}\n`,
+    );
+    const listen = splitList(guc.getString("listen_addresses")) ?? [];
+    ereport("DEBUG1", `starting ${PROGNAME} on "${dataDir.path}"`, {
+      detail: `listen_addresses: ${listen.join(", ") || "(none)"}, port ${guc.getInt("port")}`,
+    });
+    return await startServer({
+      dataDir,
+      guc,
+      lock,
+      log,
+      startTime,
+      ...(adapter === undefined ? {} : { adapter }),
+    });
+  } catch (e) {
+    report(e);
+    return 1;
+  } finally {
+    lock?.release();
+  }
+}
