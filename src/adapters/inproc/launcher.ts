@@ -1,0 +1,261 @@
+/**
+ * A ChildLauncher that runs every child main in the postmaster's own realm,
+ * as an asynchronous task with a synthetic, unique pid. It exists so the
+ * whole postmaster can run in one process (tests, embedding, platforms
+ * without subprocesses) and behaves like a process launcher where that is
+ * observable:
+ *
+ * - Signals are events: `signal()` returns at once and the child's handler
+ *   runs later, in order with the messages sent before it. A signal without
+ *   a handler has POSIX's default action: the child ends, "terminated by
+ *   signal" (SIGKILL always does so, and cannot be handled).
+ * - SIGKILL is immediate: the child's `abort` fires, its client connection
+ *   is destroyed and its exit is reported at once. The main's code may still
+ *   be running (nothing can stop a task in the same realm), but it is a
+ *   zombie: whatever it posts afterwards is dropped, and its return value
+ *   is ignored.
+ * - An uncaught throw or rejection from the main is a crash, reported as
+ *   SIGABRT, the way PostgreSQL's PANIC ends in abort(); the exception is
+ *   PgError with severity FATAL, which ends the child with exit code 1 as
+ *   PostgreSQL's FATAL does. Throws outside the main's promise chain (a
+ *   floating promise) cannot be attributed to a child here.
+ *
+ * Children share the realm's globals, so a child that mutates them affects
+ * its siblings; that is the price of no isolation.
+ */
+
+import { ereport, isPgError } from "../../core/elog.ts";
+import type {
+  ChildEntry,
+  ChildEnv,
+  ChildExit,
+  ChildLauncher,
+  ChildMain,
+  ChildProcess,
+  ChildStartInfo,
+  Connection,
+  Signal,
+} from "../../core/postmaster/launch.ts";
+
+type CatchableSignal = Exclude<Signal, "SIGKILL">;
+
+/** Unique across every launcher in the realm, so pids never collide in logs. */
+let nextPid = 100000;
+
+export interface InprocLauncherOptions {
+  /**
+   * Resolves an entry to its main; defaults to `import(entry.module)` and
+   * the named export. Use it where dynamic import is not available (some
+   * bundles) or to substitute mains in tests.
+   */
+  readonly resolve?: (entry: ChildEntry) => ChildMain | Promise<ChildMain>;
+}
+
+async function importMain(entry: ChildEntry): Promise<ChildMain> {
+  const mod = (await import(entry.module)) as Record<string, unknown>;
+  const main = mod[entry.export];
+  if (typeof main !== "function") {
+    throw new TypeError(`Module "${entry.module}" has no exported function "${entry.export}"`);
+  }
+  return main as ChildMain;
+}
+
+type InboxItem =
+  | { readonly kind: "message"; readonly message: unknown }
+  | { readonly kind: "signal"; readonly signal: CatchableSignal };
+
+/** One child: its ChildEnv (the child's view) and ChildProcess (the postmaster's). */
+class InprocChild {
+  readonly pid: number;
+  readonly info: ChildStartInfo;
+  #abort = new AbortController();
+  #handlers = new Map<CatchableSignal, () => void>();
+  #inbox: InboxItem[] = [];
+  #draining = false;
+  #toChildPending: unknown[] = [];
+  #toParentPending: unknown[] = [];
+  #childOnMessage: ((m: unknown) => void) | null = null;
+  #parentOnMessage: ((m: unknown) => void) | null = null;
+  #exit: ChildExit | null = null;
+  #resolveExited: (exit: ChildExit) => void = () => {};
+  readonly exited = new Promise<ChildExit>((resolve) => (this.#resolveExited = resolve));
+  readonly env: ChildEnv;
+  readonly process: ChildProcess;
+
+  constructor(pid: number, info: ChildStartInfo) {
+    this.pid = pid;
+    this.info = info;
+    const self = this;
+    this.env = {
+      pid,
+      kind: info.kind,
+      name: info.name,
+      params: info.params,
+      client: info.client ?? null,
+      abort: this.#abort.signal,
+      onSignal(sig, handler) {
+        // A later registration replaces the earlier one, as sigaction does.
+        self.#handlers.set(sig, handler);
+      },
+      post(message) {
+        if (self.#exit !== null) return; // a zombie's words are lost
+        self.#toParent(structuredClone(message));
+      },
+      get onMessage() {
+        return self.#childOnMessage;
+      },
+      set onMessage(h) {
+        self.#childOnMessage = h;
+        if (h !== null) { for (const m of self.#toChildPending.splice(0)) h(m); }
+      },
+    };
+    this.process = {
+      pid,
+      exited: this.exited,
+      signal: (sig) => this.#signal(sig),
+      post: (message) => {
+        if (this.#exit !== null) return;
+        this.#deliver({ kind: "message", message: structuredClone(message) });
+      },
+      get onMessage() {
+        return self.#parentOnMessage;
+      },
+      set onMessage(h) {
+        self.#parentOnMessage = h;
+        if (h !== null) { for (const m of self.#toParentPending.splice(0)) h(m); }
+      },
+    };
+  }
+
+  #toParent(message: unknown): void {
+    // Asynchronous, like a pipe: the postmaster hears it on a later turn.
+    queueMicrotask(() => {
+      if (this.#parentOnMessage === null) this.#toParentPending.push(message);
+      else this.#parentOnMessage(message);
+    });
+  }
+
+  #signal(sig: Signal): void {
+    if (this.#exit !== null) return;
+    if (sig === "SIGKILL") {
+      this.#finish({ code: null, signal: "SIGKILL" }, { destroyClient: true });
+      return;
+    }
+    this.#deliver({ kind: "signal", signal: sig });
+  }
+
+  /** Messages and signals reach the child in the order they were sent. */
+  #deliver(item: InboxItem): void {
+    this.#inbox.push(item);
+    if (this.#draining) return;
+    this.#draining = true;
+    queueMicrotask(() => this.#drain());
+  }
+
+  #drain(): void {
+    this.#draining = false;
+    while (this.#exit === null) {
+      const item = this.#inbox.shift();
+      if (item === undefined) return;
+      if (item.kind === "message") {
+        if (this.#childOnMessage === null) this.#toChildPending.push(item.message);
+        else this.#childOnMessage(item.message);
+        continue;
+      }
+      const handler = this.#handlers.get(item.signal);
+      if (handler === undefined) {
+        // POSIX default action for every signal pgts sends: terminate.
+        this.#finish({ code: null, signal: item.signal }, { destroyClient: true });
+        return;
+      }
+      try {
+        handler();
+      } catch (e) {
+        this.#crashed(e);
+        return;
+      }
+    }
+  }
+
+  /** Runs the main; its outcome becomes the exit unless something ended the child first. */
+  run(main: ChildMain): void {
+    void (async () => {
+      try {
+        const result = await main(this.env);
+        this.#finish({ code: typeof result === "number" ? result : 0, signal: null }, {
+          destroyClient: false,
+        });
+      } catch (e) {
+        this.#crashed(e);
+      }
+    })();
+  }
+
+  #crashed(e: unknown): void {
+    if (this.#exit !== null) return;
+    if (isPgError(e) && e.severity === "FATAL") {
+      ereport("FATAL", e.message, { code: e.code, category: "inproc" });
+      this.#finish({ code: 1, signal: null }, { destroyClient: false });
+      return;
+    }
+    const text = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    ereport("PANIC", `uncaught exception in ${this.info.name} (PID ${this.pid}): ${text}`, {
+      category: "inproc",
+    });
+    this.#finish({ code: null, signal: "SIGABRT" }, { destroyClient: true });
+  }
+
+  #finish(exit: ChildExit, options: { destroyClient: boolean }): void {
+    if (this.#exit !== null) return;
+    this.#exit = exit;
+    this.#inbox.length = 0;
+    this.#abort.abort();
+    // A process's sockets close when it ends: flushed on a normal exit,
+    // dropped when it is killed.
+    const client: Connection | null = this.env.client;
+    if (client !== null) {
+      if (options.destroyClient) client.destroy();
+      else client.end();
+    }
+    this.#resolveExited(exit);
+  }
+
+  get alive(): boolean {
+    return this.#exit === null;
+  }
+
+  kill(): void {
+    this.#signal("SIGKILL");
+  }
+}
+
+/** Runs children as tasks in this realm. */
+export class InprocLauncher implements ChildLauncher {
+  readonly name = "inproc";
+  #resolve: (entry: ChildEntry) => ChildMain | Promise<ChildMain>;
+  #children = new Set<InprocChild>();
+  #closed = false;
+
+  constructor(options: InprocLauncherOptions = {}) {
+    this.#resolve = options.resolve ?? importMain;
+  }
+
+  async launch(info: ChildStartInfo): Promise<ChildProcess> {
+    if (this.#closed) throw new TypeError("InprocLauncher is closed");
+    // Resolving first means a missing module is a failed fork, not a crash.
+    const main = await this.#resolve(info.entry);
+    const child = new InprocChild(nextPid++, info);
+    this.#children.add(child);
+    void child.exited.then(() => this.#children.delete(child));
+    // Start on a later turn, after the postmaster has wired up the handle.
+    queueMicrotask(() => child.run(main));
+    return child.process;
+  }
+
+  /** Postmaster death: every child still running is killed. */
+  close(): Promise<void> {
+    this.#closed = true;
+    for (const child of [...this.#children]) child.kill();
+    return Promise.resolve();
+  }
+}

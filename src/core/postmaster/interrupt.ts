@@ -1,0 +1,114 @@
+/**
+ * How a backend answers the postmaster's stop signals (PostgreSQL's die()
+ * and quickdie() in tcop/postgres.c), for any backend main to install.
+ *
+ * - SIGTERM (fast shutdown, pg_terminate_backend): the client gets FATAL
+ *   57P01 "terminating connection due to administrator command", the
+ *   backend rolls back (the caller's `onTerminate`) and exits 1, a normal
+ *   exit for a backend.
+ * - SIGQUIT (crash of another process, or immediate shutdown): shared state
+ *   may be corrupt, so nothing is cleaned up. As PostgreSQL does, the client
+ *   gets a WARNING (a NoticeResponse, not an ErrorResponse: the backend
+ *   cannot be sure an orderly FATAL would still work) with the reason the
+ *   postmaster gave, then the connection is dropped and the backend exits 2.
+ *
+ * The exit code is delivered through `exitCode`, which the backend main
+ * races against its own loop; this module never ends a child itself.
+ */
+
+import { ERRCODE } from "../elog.ts";
+import type { ChildEnv } from "./launch.ts";
+import type { PostmasterLink } from "./pmsignal.ts";
+import { encodeErrorResponse, encodeNoticeResponse, type ReportFields } from "./pqcomm.ts";
+
+/** The WARNING quickdie sends for each quit reason (null: SIGQUIT from outside). */
+export function quickdieReport(reason: "crash" | "stop" | null): ReportFields {
+  switch (reason) {
+    case "crash":
+      return {
+        severity: "WARNING",
+        code: ERRCODE.CRASH_SHUTDOWN,
+        message: "terminating connection because of crash of another server process",
+        detail:
+          "The postmaster has commanded this server process to roll back the current transaction and exit, because another server process exited abnormally and possibly corrupted shared memory.",
+        hint:
+          "In a moment you should be able to reconnect to the database and repeat your command.",
+      };
+    case "stop":
+      return {
+        severity: "WARNING",
+        code: ERRCODE.ADMIN_SHUTDOWN,
+        message: "terminating connection due to immediate shutdown command",
+      };
+    case null:
+      return {
+        severity: "WARNING",
+        code: ERRCODE.ADMIN_SHUTDOWN,
+        message: "terminating connection because of unexpected SIGQUIT signal",
+      };
+    default: {
+      const never: never = reason;
+      throw new TypeError(`Unknown quit reason: ${String(never)}`);
+    }
+  }
+}
+
+/** The FATAL die() leads to. */
+export const ADMIN_SHUTDOWN_FATAL: ReportFields = {
+  severity: "FATAL",
+  code: ERRCODE.ADMIN_SHUTDOWN,
+  message: "terminating connection due to administrator command",
+};
+
+export interface BackendSignalHandling {
+  /** Resolves with the exit code once a stop signal has been handled. */
+  readonly exitCode: Promise<number>;
+}
+
+/**
+ * Installs SIGTERM and SIGQUIT handling for a backend serving `env.client`.
+ * `onTerminate` runs before the FATAL is sent (abort the transaction, release
+ * the engine session); it is not run on SIGQUIT.
+ */
+export function installBackendSignalHandlers(
+  env: ChildEnv,
+  link: PostmasterLink,
+  options: { onTerminate?: () => void | Promise<void> } = {},
+): BackendSignalHandling {
+  let resolveExit: (code: number) => void = () => {};
+  const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
+  let stopping = false;
+
+  env.onSignal("SIGTERM", () => {
+    if (stopping) return;
+    stopping = true;
+    void (async () => {
+      try {
+        await options.onTerminate?.();
+      } finally {
+        const client = env.client;
+        if (client !== null) {
+          client.write(encodeErrorResponse(ADMIN_SHUTDOWN_FATAL));
+          client.end();
+        }
+        resolveExit(1);
+      }
+    })();
+  });
+
+  // A SIGQUIT overrides a SIGTERM being handled: the postmaster has given up
+  // on an orderly exit.
+  env.onSignal("SIGQUIT", () => {
+    void (async () => {
+      const reason = await link.quitReason();
+      const client = env.client;
+      if (client !== null) {
+        client.write(encodeNoticeResponse(quickdieReport(reason)));
+        client.end();
+      }
+      resolveExit(2);
+    })();
+  });
+
+  return { exitCode };
+}
