@@ -1,0 +1,102 @@
+import { describe, expect, test } from "bun:test";
+import { allocSetContextCreate, memoryContextInit } from "../../../src/core/mcxt/mod.ts";
+
+describe("memoryContextInit", () => {
+  test("creates PostgreSQL's standard contexts under TopMemoryContext", () => {
+    const mcxt = memoryContextInit();
+    expect(mcxt.topMemoryContext.name).toBe("TopMemoryContext");
+    expect(mcxt.topMemoryContext.parent).toBeNull();
+    expect(mcxt.topMemoryContext.children().map((c) => c.name)).toEqual([
+      "TopTransactionContext",
+      "MessageContext",
+      "CacheMemoryContext",
+      "PostmasterContext",
+      "ErrorContext",
+    ]);
+    for (const c of mcxt.topMemoryContext.children()) expect(c.type).toBe("AllocSet");
+    expect(mcxt.current).toBe(mcxt.topMemoryContext);
+  });
+
+  test("ErrorContext is 8 KB min, init and max, and keeps its block across resets", () => {
+    const mcxt = memoryContextInit();
+    const err = mcxt.errorContext;
+    expect(err.memAllocated()).toBe(8192);
+    expect(err.chunkLimit).toBe(1024);
+    for (let i = 0; i < 20; i++) err.alloc(1000);
+    expect(err.stats().counters.totalspace).toBe(8192 * 3); // grows by 8 KB blocks only
+    err.reset();
+    expect(err.memAllocated()).toBe(8192);
+  });
+
+  test("a child deletes PostmasterContext once it is set up", () => {
+    const mcxt = memoryContextInit();
+    const pm = mcxt.postmasterContext!;
+    const setup = allocSetContextCreate(pm, "child setup");
+    mcxt.switchTo(setup);
+    mcxt.deletePostmasterContext();
+    expect(mcxt.postmasterContext).toBeNull();
+    expect(pm.isDeleted && setup.isDeleted).toBe(true);
+    expect(mcxt.current).toBe(mcxt.topMemoryContext);
+    mcxt.deletePostmasterContext(); // a second time does nothing
+  });
+
+  test("MessageContext is made current and reset at every command", () => {
+    const mcxt = memoryContextInit();
+    expect(mcxt.startCommand()).toBe(mcxt.messageContext);
+    expect(mcxt.current).toBe(mcxt.messageContext);
+    const message = mcxt.palloc(5000);
+    allocSetContextCreate(mcxt.messageContext, "parse");
+    mcxt.startCommand();
+    expect(mcxt.messageContext.isEmpty()).toBe(true);
+    expect(() => mcxt.pfree(message)).toThrow("its block was released");
+  });
+
+  test("TopTransactionContext is reset at the end of the transaction", () => {
+    const mcxt = memoryContextInit();
+    mcxt.switchTo(mcxt.topTransactionContext);
+    mcxt.palloc(100);
+    mcxt.endTransaction();
+    expect(mcxt.current).toBe(mcxt.topMemoryContext);
+    expect(mcxt.topTransactionContext.isEmpty()).toBe(true);
+  });
+
+  test("pfree, repalloc and palloc0 work on the chunk's own context", () => {
+    const mcxt = memoryContextInit();
+    mcxt.switchTo(mcxt.cacheMemoryContext);
+    const a = mcxt.palloc0(10);
+    expect([...a]).toEqual(new Array(10).fill(0));
+    a[0] = 7;
+    mcxt.switchTo(mcxt.messageContext);
+    const b = mcxt.repalloc(a, 100);
+    expect(b[0]).toBe(7);
+    expect(mcxt.getMemoryChunkContext(b)).toBe(mcxt.cacheMemoryContext);
+    mcxt.pfree(b);
+    expect(() => mcxt.pfree(b)).toThrow("not a live chunk");
+    expect(() => mcxt.getMemoryChunkContext(new Uint8Array(1))).toThrow(
+      "it is not a live chunk of this tree",
+    );
+  });
+
+  test("disposing the tree runs every reset callback, as a backend exit would", () => {
+    const closed: string[] = [];
+    {
+      using mcxt = memoryContextInit();
+      mcxt.cacheMemoryContext.own({ [Symbol.dispose]: () => void closed.push("cache") });
+      mcxt.topMemoryContext.own({ [Symbol.dispose]: () => void closed.push("top") });
+    }
+    expect(closed).toEqual(["cache", "top"]);
+  });
+
+  test("many trees live side by side, one per in-process child", () => {
+    const children = Array.from({ length: 20 }, () => memoryContextInit({ limit: 256 * 1024 }));
+    children.forEach((mcxt, i) => {
+      mcxt.startCommand();
+      mcxt.palloc(100 + i);
+    });
+    children.forEach((mcxt, i) => {
+      expect(mcxt.current).toBe(mcxt.messageContext);
+      expect(mcxt.messageContext.stats().counters.freespace).toBeLessThan(8192);
+      expect(children[(i + 1) % 20]!.messageContext).not.toBe(mcxt.messageContext);
+    });
+  });
+});
