@@ -12,6 +12,7 @@ export { ConfigFileError, Guc } from "./src/core/guc/mod.ts";
 export type { GucSnapshot, ReloadResult } from "./src/core/guc/mod.ts";
 export { configureLogging } from "./src/core/log.ts";
 export type { LineSink, LogSettings } from "./src/core/log.ts";
+export * from "./src/core/mcxt/mod.ts";
 
 // The `pgts` command (`bun run mod.ts ...`, `deno run -A mod.ts ...`).
 if (import.meta.main) {
