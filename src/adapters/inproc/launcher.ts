@@ -85,7 +85,19 @@ class InprocChild {
   constructor(pid: number, info: ChildStartInfo) {
     this.pid = pid;
     this.info = info;
-    const self = this;
+    const handlers = this.#handlers;
+    const toChildPending = this.#toChildPending;
+    const toParentPending = this.#toParentPending;
+    const isZombie = () => this.#exit !== null;
+    const toParent = (m: unknown) => this.#toParent(m);
+    const childHandler = {
+      get: () => this.#childOnMessage,
+      set: (h: ((m: unknown) => void) | null) => (this.#childOnMessage = h),
+    };
+    const parentHandler = {
+      get: () => this.#parentOnMessage,
+      set: (h: ((m: unknown) => void) | null) => (this.#parentOnMessage = h),
+    };
     this.env = {
       pid,
       kind: info.kind,
@@ -95,18 +107,18 @@ class InprocChild {
       abort: this.#abort.signal,
       onSignal(sig, handler) {
         // A later registration replaces the earlier one, as sigaction does.
-        self.#handlers.set(sig, handler);
+        handlers.set(sig, handler);
       },
       post(message) {
-        if (self.#exit !== null) return; // a zombie's words are lost
-        self.#toParent(structuredClone(message));
+        if (isZombie()) return; // a zombie's words are lost
+        toParent(structuredClone(message));
       },
       get onMessage() {
-        return self.#childOnMessage;
+        return childHandler.get();
       },
       set onMessage(h) {
-        self.#childOnMessage = h;
-        if (h !== null) { for (const m of self.#toChildPending.splice(0)) h(m); }
+        childHandler.set(h);
+        if (h !== null) { for (const m of toChildPending.splice(0)) h(m); }
       },
     };
     this.process = {
@@ -118,11 +130,11 @@ class InprocChild {
         this.#deliver({ kind: "message", message: structuredClone(message) });
       },
       get onMessage() {
-        return self.#parentOnMessage;
+        return parentHandler.get();
       },
       set onMessage(h) {
-        self.#parentOnMessage = h;
-        if (h !== null) { for (const m of self.#toParentPending.splice(0)) h(m); }
+        parentHandler.set(h);
+        if (h !== null) { for (const m of toParentPending.splice(0)) h(m); }
       },
     };
   }
