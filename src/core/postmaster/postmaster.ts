@@ -535,8 +535,8 @@ export class Postmaster extends EventTarget {
       return;
     }
     if (this.#pmState !== "PM_STARTUP" && this.#pmState !== "PM_RECOVERY") return;
-    // Startup succeeded.
-    this.#fatalError = false;
+    // Startup succeeded. FatalError stays set until the engine too is done
+    // with its recovery (#maybeReachRun).
     this.#abortStartTime = 0;
     this.#startupDone = true;
     this.#maybeReachRun();
