@@ -39,6 +39,8 @@ const ALLOC_CHUNK_FRACTION = 4;
 const ALLOCSET_NUM_FREELISTS = 11;
 /** Freed views searched for one of the requested length before making a new one. */
 const REUSE_SCAN = 8;
+/** Blocks up to this size keep a table of their views (see MemoryBlock.byOffset). */
+const VIEW_TABLE_MAX_BLOCK = 64 * 1024;
 
 /** Options of an AllocSet context. */
 export interface AllocSetOptions extends MemoryContextOptions {
@@ -74,6 +76,8 @@ export class AllocSetContext extends MemoryContext {
   readonly #chunkLimit: number;
   readonly #keeper: MemoryBlock;
   readonly #blocks = new Set<MemoryBlock>();
+  /** Live blocks that keep a view table: free() looks here before chunk.buffer. */
+  readonly #tabled: MemoryBlock[] = [];
   readonly #freeViews: Uint8Array[][] = [];
   readonly #freeBlocks: MemoryBlock[][] = [];
   #nextBlockSize: number;
@@ -107,9 +111,7 @@ export class AllocSetContext extends MemoryContext {
       this.abandon();
       throw e;
     }
-    this.#keeper = new MemoryBlock(this, buffer);
-    this.registerBlock(this.#keeper);
-    this.#blocks.add(this.#keeper);
+    this.#keeper = this.#addBlock(buffer);
     this.#active = this.#keeper;
   }
 
@@ -164,9 +166,20 @@ export class AllocSetContext extends MemoryContext {
   }
 
   free(chunk: Uint8Array): void {
-    const block = this.#registry.get(chunk.buffer);
-    if (block === undefined || block.owner !== this) this.badChunk(chunk, "free");
     const offset = chunk.byteOffset;
+    let block: MemoryBlock | undefined;
+    const tabled = this.#tabled;
+    for (let i = 0; i < tabled.length; i++) {
+      const candidate = tabled[i]!;
+      if (candidate.byOffset![offset >>> 4] === chunk) {
+        block = candidate;
+        break;
+      }
+    }
+    if (block === undefined) {
+      block = this.#registry.get(chunk.buffer);
+      if (block === undefined || block.owner !== this) this.badChunk(chunk, "free");
+    }
     const u32 = block.u32;
     const h = (offset >>> 2) - 2;
     if (
@@ -230,6 +243,8 @@ export class AllocSetContext extends MemoryContext {
     }
     this.#blocks.clear();
     this.#blocks.add(this.#keeper);
+    this.#tabled.length = 0;
+    if (this.#keeper.byOffset !== null) this.#tabled.push(this.#keeper);
     this.#keeper.markEmpty();
     this.#active = this.#keeper;
     this.#nextBlockSize = this.#initBlockSize;
@@ -239,6 +254,7 @@ export class AllocSetContext extends MemoryContext {
   protected deleteSelf(): void {
     for (const block of this.#blocks) this.releaseBlock(block);
     this.#blocks.clear();
+    this.#tabled.length = 0;
     this.#clearFreelists();
     // An empty stand-in: the next alloc takes the slow path and is refused.
     this.#active = new MemoryBlock(this, new ArrayBuffer(0));
@@ -249,7 +265,22 @@ export class AllocSetContext extends MemoryContext {
   }
 
   #view(block: MemoryBlock, offset: number, size: number): Uint8Array {
-    return new Uint8Array(block.buffer, offset, size);
+    const view = new Uint8Array(block.buffer, offset, size);
+    const table = block.byOffset;
+    if (table !== null) table[offset >>> 4] = view;
+    return view;
+  }
+
+  /** Registers a new block for small chunks and makes it known to free(). */
+  #addBlock(buffer: ArrayBuffer): MemoryBlock {
+    const block = new MemoryBlock(this, buffer);
+    if (buffer.byteLength <= VIEW_TABLE_MAX_BLOCK) {
+      block.byOffset = new Array(buffer.byteLength >>> 4);
+      this.#tabled.push(block);
+    }
+    this.registerBlock(block);
+    this.#blocks.add(block);
+    return block;
   }
 
   #clearFreelists(): void {
@@ -290,7 +321,7 @@ export class AllocSetContext extends MemoryContext {
       const start = old.freeptr;
       old.u32[start >>> 2] = capacity;
       old.u32[(start >>> 2) + 1] = FREE_TAG;
-      this.#freeViews[idx]!.push(new Uint8Array(old.buffer, start + CHUNK_HEADER_SIZE, capacity));
+      this.#freeViews[idx]!.push(this.#view(old, start + CHUNK_HEADER_SIZE, capacity));
       this.#freeBlocks[idx]!.push(old);
       old.freeptr = start + capacity + CHUNK_HEADER_SIZE;
       avail -= capacity + CHUNK_HEADER_SIZE;
@@ -298,9 +329,7 @@ export class AllocSetContext extends MemoryContext {
     let blockSize = this.#nextBlockSize;
     this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
     while (blockSize < need) blockSize *= 2;
-    const block = new MemoryBlock(this, this.chargeBlock(blockSize, size));
-    this.registerBlock(block);
-    this.#blocks.add(block);
+    const block = this.#addBlock(this.chargeBlock(blockSize, size));
     this.#active = block;
     return block;
   }

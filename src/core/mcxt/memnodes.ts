@@ -97,6 +97,12 @@ export class MemoryBlock {
   freeptr = 0;
   /** Header word that marks a live chunk; changes when the block is reset. */
   liveTag = LIVE_BASE | 1;
+  /**
+   * The view last handed out at each chunk offset (offset / 16), kept by
+   * AllocSet for small blocks so free() can recognise its own views without
+   * reading `chunk.buffer`, which is slow on some engines. Null if not kept.
+   */
+  byOffset: (Uint8Array | undefined)[] | null = null;
 
   constructor(owner: MemoryContext, buffer: ArrayBuffer) {
     this.owner = owner;
