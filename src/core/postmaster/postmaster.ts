@@ -709,6 +709,7 @@ export class Postmaster extends EventTarget {
 
   /** PostmasterStateMachine: moves the shutdown and crash sequences along. */
   async #postmasterStateMachine(): Promise<void> {
+    if (this.#exitCode !== null) return;
     const registry = this.#children!.registry;
     if (this.#pmState === "PM_RUN" && !this.#connsAllowed) {
       // Smart shutdown: the rest waits for the last session to end.
