@@ -1,0 +1,160 @@
+/**
+ * The Bun subprocess launcher: every child is a `Bun.spawn` process with an
+ * IPC channel, running src/adapters/bun/child.ts (or, in a compiled binary,
+ * the binary itself with CHILD_FLAG). Signals are real OS signals and a
+ * child's exit status is the kernel's.
+ *
+ * A client connection is handed over without relaying a byte. Two routes:
+ * - "stdio" (default): the accepted socket's fd becomes the child's fd 3 at
+ *   spawn time and the child adopts it with `Bun.connect({ fd: 3 })`;
+ * - "ipc": the socket travels with the start envelope, `subprocess.send(msg,
+ *   socket)` (SCM_RIGHTS); only node:net sockets can be sent this way.
+ * Either way the parent then drops its copy, so the client sees the close
+ * when the child exits. scripts/bench/children.ts compares the two.
+ */
+
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import type {
+  ChildLauncher,
+  ChildProcess,
+  ChildStartInfo,
+  Signal,
+} from "../../core/postmaster/launch.ts";
+import { ChildHandle } from "../shared/childhandle.ts";
+import { nodeSocketOf } from "../shared/nodeconn.ts";
+import { isToParent, type StartPayload, type ToChild, toChildExit } from "../shared/protocol.ts";
+import type { BunSubprocess } from "./bun.d.ts";
+import { CHILD_FLAG } from "./child.ts";
+import { bunApi, isBunSocketHandle } from "./net.ts";
+
+export interface BunSubprocessLauncherOptions {
+  /**
+   * The argv that starts a child entry. Default: this runtime running
+   * child.ts, or, inside a compiled binary, the binary itself with
+   * CHILD_FLAG (its CLI must then call `runChildFromArgv()`).
+   */
+  readonly command?: readonly string[];
+  /** How a client socket reaches the child; see the module header. */
+  readonly handoff?: "stdio" | "ipc";
+  /** Environment for children; default: the postmaster's. */
+  readonly env?: Record<string, string | undefined>;
+}
+
+/** The fd a handed-off client has in the child (after stdin, stdout, stderr). */
+const CLIENT_FD = 3;
+
+/** True inside a `bun build --compile` binary, whose modules live in /$bunfs. */
+export function isCompiledBinary(): boolean {
+  const main = (globalThis as { Bun?: { main?: string } }).Bun?.main ?? "";
+  return main.startsWith("/$bunfs/") || main.startsWith("B:/~BUN/");
+}
+
+export function defaultChildCommand(): string[] {
+  if (isCompiledBinary()) return [process.execPath, CHILD_FLAG];
+  return [process.execPath, fileURLToPath(new URL("./child.ts", import.meta.url)), CHILD_FLAG];
+}
+
+export class BunSubprocessLauncher implements ChildLauncher {
+  readonly name = "bun-subprocess";
+  #command: readonly string[];
+  #handoff: "stdio" | "ipc";
+  #env: Record<string, string | undefined> | undefined;
+
+  constructor(options: BunSubprocessLauncherOptions = {}) {
+    this.#command = options.command ?? defaultChildCommand();
+    this.#handoff = options.handoff ?? "stdio";
+    this.#env = options.env;
+  }
+
+  launch(info: ChildStartInfo): Promise<ChildProcess> {
+    const bun = bunApi();
+    const handle = info.client?.handle;
+    let route: "fd" | "handle" | null = null;
+    let fd = -1;
+    // What is given to the child over IPC (ipc route), and how our copy goes.
+    let socket: unknown = null;
+    let release = () => {};
+    if (info.client !== undefined) {
+      const node = nodeSocketOf(handle);
+      if (isBunSocketHandle(handle)) {
+        route = "fd";
+        fd = handle.fd;
+        release = () => handle.release();
+      } else if (node !== null) {
+        release = node.release;
+        if (this.#handoff === "ipc") {
+          route = "handle";
+          socket = node.socket;
+        } else {
+          // node:net under Bun exposes the accepted fd on its handle.
+          const nodeFd = (node.socket as { _handle?: { fd?: unknown } })._handle?.fd;
+          if (typeof nodeFd !== "number" || nodeFd < 0) {
+            return Promise.reject(
+              new TypeError("Client socket has no file descriptor to hand off"),
+            );
+          }
+          route = "fd";
+          fd = nodeFd;
+        }
+      } else {
+        return Promise.reject(
+          new TypeError("Client connection was not accepted by a Bun or node:net NetAdapter"),
+        );
+      }
+    }
+
+    let child: ChildHandle | null = null;
+    const sub: BunSubprocess = bun.spawn([...this.#command], {
+      stdio: fd >= 0 ? ["ignore", "inherit", "inherit", fd] : ["ignore", "inherit", "inherit"],
+      serialization: "advanced",
+      ...(this.#env ? { env: this.#env } : {}),
+      ipc(message) {
+        if (isToParent(message) && message.t === "msg") child?.receive(message.m);
+      },
+    });
+
+    const remote = info.client?.remote;
+    const start: StartPayload = {
+      pid: sub.pid,
+      kind: info.kind,
+      name: info.name,
+      entry: info.entry,
+      params: info.params,
+      client: route === null || remote === undefined
+        ? null
+        : route === "fd"
+        ? { via: "fd", fd: CLIENT_FD, remote }
+        : { via: "handle", remote },
+    };
+    const send = (message: ToChild) => {
+      if (sub.exitCode === null && sub.signalCode === null) sub.send(message);
+    };
+    if (route === "handle") sub.send({ t: "start", start } satisfies ToChild, socket);
+    else sub.send({ t: "start", start } satisfies ToChild);
+    // The child holds its own copy now (dup'd at spawn, or in flight in the
+    // IPC message); ours must go, or the client would not see the close.
+    release();
+
+    const exited = sub.exited.then(() => toChildExit(sub.exitCode, sub.signalCode));
+    child = new ChildHandle(sub.pid, exited, {
+      signal(sig: Signal) {
+        if (sub.exitCode !== null || sub.signalCode !== null) return;
+        try {
+          sub.kill(sig);
+        } catch {
+          // Exited between the check and the kill (ESRCH): the exit is reported anyway.
+        }
+      },
+      post(message) {
+        send({ t: "msg", m: message });
+      },
+    });
+    return Promise.resolve(child);
+  }
+
+  close(): Promise<void> {
+    // Nothing pooled: every child is owned by the postmaster that launched it.
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The Bun NetAdapter: `Bun.listen` on TCP and Unix sockets, each accepted
+ * socket wrapped as an AcceptedConnection whose `handle` exposes the fd the
+ * subprocess launcher puts in a child's stdio. The same Connection class
+ * serves the child side, where `Bun.connect({ fd })` adopts that fd (a
+ * `new net.Socket({ fd })` would never see data under Bun 1.4).
+ *
+ * Sockets are paused in `open`, before any byte is read, so that a
+ * connection handed to a child reaches it with the startup packet intact.
+ */
+
+import type {
+  AcceptedConnection,
+  ListenAddress,
+  Listener,
+  NetAdapter,
+  RemoteAddress,
+} from "../../core/postmaster/launch.ts";
+import { removeStaleSocket, unlinkQuietly } from "../shared/unixsocket.ts";
+import type { BunApi, BunSocket, BunSocketHandler } from "./bun.d.ts";
+
+/** Bun's global, typed by the slice declared in bun.d.ts. */
+export function bunApi(): BunApi {
+  const bun = (globalThis as { Bun?: BunApi }).Bun;
+  if (bun === undefined) throw new TypeError("The Bun adapter needs the Bun runtime");
+  return bun;
+}
+
+/** `AcceptedConnection.handle` for a Bun socket. */
+export interface BunSocketHandle {
+  readonly kind: "bun-socket";
+  readonly fd: number;
+  /** Drops this process's copy of the socket after a hand-off, silently. */
+  release(): void;
+}
+
+export function isBunSocketHandle(x: unknown): x is BunSocketHandle {
+  return typeof x === "object" && x !== null && (x as { kind?: unknown }).kind === "bun-socket";
+}
+
+interface SocketData {
+  conn: BunSocketConnection | null;
+}
+
+export class BunSocketConnection implements AcceptedConnection {
+  readonly remote: RemoteAddress;
+  readonly handle: BunSocketHandle;
+  onClose: (() => void) | null = null;
+
+  #socket: BunSocket<SocketData>;
+  #onData: ((chunk: Uint8Array) => void) | null = null;
+  #queued: Uint8Array[] = [];
+  // Bytes the kernel did not take yet, written on "drain".
+  #pending: Uint8Array[] = [];
+  #drainWaiters: Array<() => void> = [];
+  #ending = false;
+  #released = false;
+  #closed = false;
+
+  constructor(socket: BunSocket<SocketData>, remote: RemoteAddress) {
+    this.#socket = socket;
+    this.remote = remote;
+    this.handle = {
+      kind: "bun-socket",
+      fd: socket.fd,
+      release: () => {
+        this.#released = true;
+        socket.terminate();
+      },
+    };
+  }
+
+  get onData(): ((chunk: Uint8Array) => void) | null {
+    return this.#onData;
+  }
+
+  set onData(fn: ((chunk: Uint8Array) => void) | null) {
+    this.#onData = fn;
+    while (fn !== null && this.#queued.length > 0 && this.#onData === fn) fn(this.#queued.shift()!);
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.#closed) return true;
+    if (this.#pending.length > 0) {
+      this.#pending.push(bytes.slice());
+      return false;
+    }
+    const n = this.#socket.write(bytes);
+    if (n < 0) return true; // Closed under us; "close" reports it.
+    if (n < bytes.length) this.#pending.push(bytes.slice(n));
+    return this.#pending.length === 0;
+  }
+
+  drained(): Promise<void> {
+    if (this.#pending.length === 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  end(): void {
+    if (this.#pending.length > 0) this.#ending = true;
+    else this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#pending = [];
+    this.#socket.terminate();
+  }
+
+  /** Socket handler: bytes arrived. */
+  received(chunk: Uint8Array): void {
+    if (this.#onData === null) this.#queued.push(chunk);
+    else this.#onData(chunk);
+  }
+
+  /** Socket handler: the kernel can take more. */
+  flush(): void {
+    while (this.#pending.length > 0) {
+      const head = this.#pending[0]!;
+      const n = this.#socket.write(head);
+      if (n < 0) return;
+      if (n < head.length) {
+        this.#pending[0] = head.subarray(n);
+        return;
+      }
+      this.#pending.shift();
+    }
+    for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    if (this.#ending) this.#socket.end();
+  }
+
+  /** Socket handler: the socket is gone. */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    if (!this.#released) this.onClose?.();
+  }
+}
+
+function handlers(
+  remoteOf: (socket: BunSocket<SocketData>) => RemoteAddress,
+  onOpen: (conn: BunSocketConnection) => void,
+): BunSocketHandler<SocketData> {
+  return {
+    open(socket) {
+      socket.pause();
+      const conn = new BunSocketConnection(socket, remoteOf(socket));
+      socket.data = { conn };
+      onOpen(conn);
+    },
+    data(socket, chunk) {
+      socket.data.conn?.received(chunk);
+    },
+    drain(socket) {
+      socket.data.conn?.flush();
+    },
+    close(socket) {
+      socket.data.conn?.closed();
+    },
+    error() {
+      // "close" follows; that is what a Connection reports.
+    },
+  };
+}
+
+export class BunNetAdapter implements NetAdapter {
+  async listen(
+    address: ListenAddress,
+    onConnection: (conn: AcceptedConnection) => void,
+  ): Promise<Listener> {
+    const bun = bunApi();
+    if (address.family === "unix") {
+      const path = address.path;
+      await removeStaleSocket(path);
+      const listener = bun.listen<SocketData>({
+        unix: path,
+        socket: handlers(() => ({ family: "unix", path }), onConnection),
+      });
+      return {
+        address,
+        close() {
+          listener.stop();
+          unlinkQuietly(path);
+          return Promise.resolve();
+        },
+      };
+    }
+    const listener = bun.listen<SocketData>({
+      hostname: address.host,
+      port: address.port,
+      socket: handlers(
+        (s) => ({ family: "tcp", address: s.remoteAddress, port: s.remotePort }),
+        onConnection,
+      ),
+    });
+    return {
+      address: { family: "tcp", host: address.host, port: listener.port },
+      close() {
+        listener.stop();
+        return Promise.resolve();
+      },
+    };
+  }
+}
+
+/** In a child: adopts the client socket the launcher put at `fd`. */
+export async function adoptSocketFd(
+  fd: number,
+  remote: RemoteAddress,
+): Promise<BunSocketConnection> {
+  let conn: BunSocketConnection | null = null;
+  await bunApi().connect<SocketData>({
+    fd,
+    socket: handlers(() => remote, (c) => (conn = c)),
+  });
+  if (conn === null) throw new Error(`could not adopt client socket at fd ${fd}`);
+  return conn;
+}

@@ -1,0 +1,52 @@
+/**
+ * The postmaster's side of one child, common to every launcher: a
+ * ChildProcess whose signal and post are the launcher's, and whose messages
+ * are held until somebody sets `onMessage` (a child may post "ready" before
+ * `launch()` has even resolved in the postmaster).
+ */
+
+import type { ChildExit, ChildProcess, Signal } from "../../core/postmaster/launch.ts";
+
+export interface ChildOps {
+  signal(sig: Signal): void;
+  post(message: unknown): void;
+}
+
+export class ChildHandle implements ChildProcess {
+  readonly pid: number;
+  readonly exited: Promise<ChildExit>;
+  #ops: ChildOps;
+  #onMessage: ((message: unknown) => void) | null = null;
+  #queued: unknown[] = [];
+
+  constructor(pid: number, exited: Promise<ChildExit>, ops: ChildOps) {
+    this.pid = pid;
+    this.exited = exited;
+    this.#ops = ops;
+  }
+
+  get onMessage(): ((message: unknown) => void) | null {
+    return this.#onMessage;
+  }
+
+  set onMessage(fn: ((message: unknown) => void) | null) {
+    this.#onMessage = fn;
+    while (fn !== null && this.#queued.length > 0 && this.#onMessage === fn) {
+      fn(this.#queued.shift());
+    }
+  }
+
+  signal(sig: Signal): void {
+    this.#ops.signal(sig);
+  }
+
+  post(message: unknown): void {
+    this.#ops.post(message);
+  }
+
+  /** Called by the launcher for each user message from the child. */
+  receive(message: unknown): void {
+    if (this.#onMessage === null) this.#queued.push(message);
+    else this.#onMessage(message);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The child half of a subprocess launcher, on the node-compatible `process`
+ * API that Bun and Deno share: receives the start envelope (and, on the IPC
+ * route, the client socket with it) over the IPC channel, wires OS signals,
+ * uncaught errors and postmaster death into a ChildRuntime, runs the main,
+ * and resolves with the exit code. The per-runtime entry files call it and
+ * are the only places that call `process.exit`.
+ *
+ * Postmaster death is the IPC channel closing ("disconnect"), the pgts
+ * counterpart of PostgreSQL's postmaster-alive pipe.
+ */
+
+import process from "node:process";
+import type { Connection, Signal } from "../../core/postmaster/launch.ts";
+import { type ChildHooks, ChildRuntime, flushAndClose } from "./childenv.ts";
+import { EXIT_CRASH, isToChild, type StartPayload, type ToParent } from "./protocol.ts";
+
+type CatchableSignal = Exclude<Signal, "SIGKILL">;
+
+export interface SubprocessChildOptions {
+  /** Builds the client Connection from the start payload and the handle sent with it. */
+  openClient(start: StartPayload, handle: unknown): Promise<Connection | null>;
+  /** Installs an OS signal listener. */
+  installSignal(sig: CatchableSignal, listener: () => void): void;
+  resolveMain?: ChildHooks["resolveMain"];
+}
+
+// How long a finished child waits for its exit envelope to leave.
+const FLUSH_TIMEOUT_MS = 1000;
+
+/** Runs one child in this process; resolves with its exit code. */
+export async function runSubprocessChild(options: SubprocessChildOptions): Promise<number> {
+  if (typeof process.send !== "function") {
+    throw new TypeError("Child was not started by a pgts launcher: no IPC channel");
+  }
+  const send = (message: ToParent) => {
+    if (process.connected) process.send!(message);
+  };
+
+  let runtime: ChildRuntime | null = null;
+  let failedEarly: ((error: unknown) => void) | null = null;
+  const onError = (error: unknown) => {
+    if (runtime !== null) runtime.crash(error);
+    else failedEarly?.(error);
+  };
+  process.on("uncaughtException", onError);
+  process.on("unhandledRejection", onError);
+
+  let started: (value: { start: StartPayload; handle: unknown }) => void = () => {};
+  const startMessage = new Promise<{ start: StartPayload; handle: unknown }>((resolve, reject) => {
+    started = resolve;
+    failedEarly = reject;
+  });
+  process.on("message", (message: unknown, handle?: unknown) => {
+    if (!isToChild(message)) return;
+    if (message.t === "start") started({ start: message.start, handle });
+    else runtime?.deliver(message);
+  });
+  process.on("disconnect", () => {
+    if (runtime !== null) runtime.postmasterDied();
+    else failedEarly?.(new Error("postmaster exited before starting the child"));
+  });
+
+  let start: StartPayload;
+  let client: Connection | null;
+  try {
+    const received = await startMessage;
+    start = received.start;
+    client = await options.openClient(start, received.handle);
+  } catch (error) {
+    console.error(`pgts child (PID ${process.pid}) could not start: ${String(error)}`);
+    return EXIT_CRASH;
+  }
+  runtime = new ChildRuntime(start, client, {
+    post: send,
+    installSignal: options.installSignal,
+    ...(options.resolveMain ? { resolveMain: options.resolveMain } : {}),
+  });
+  const code = await runtime.run();
+  if (client !== null) await flushAndClose(client);
+  // The exit envelope is sent with a callback: once it is on the wire, every
+  // message the main posted before it is too (the channel is ordered).
+  await new Promise<void>((resolve) => {
+    if (!process.connected) return resolve();
+    const timer = setTimeout(resolve, FLUSH_TIMEOUT_MS);
+    process.send!({ t: "exit", code } satisfies ToParent, undefined, {}, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return code;
+}

@@ -1,0 +1,115 @@
+/**
+ * The Bun adapter: subprocess children with real signals and exit statuses,
+ * and client connections handed to them without the postmaster relaying a
+ * byte (or keeping an fd), over TCP and Unix sockets.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { BunSubprocessLauncher } from "../../src/adapters/bun/launcher.ts";
+import { BunNetAdapter } from "../../src/adapters/bun/net.ts";
+import { DenoNetAdapter } from "../../src/adapters/deno/net.ts";
+import { WorkerLauncher } from "../../src/adapters/shared/worker_launcher.ts";
+import {
+  checkEcho,
+  checkExits,
+  checkHandoff,
+  checkSignals,
+  checkStaleUnixSocket,
+} from "../helpers/launcher_checks.ts";
+
+function leaveStaleSocket(path: string): void {
+  // A server that exits without closing leaves its socket file behind.
+  spawnSync(process.execPath, [
+    "-e",
+    `require("net").createServer().listen(${JSON.stringify(path)}, () => process.exit(0))`,
+  ]);
+}
+
+describe("Bun subprocess launcher", () => {
+  const launcher = new BunSubprocessLauncher();
+
+  test("a child echoes messages with its pid and start parameters", async () => {
+    const r = await checkEcho(launcher);
+    expect(r.echoed).toEqual([1, 2, 3]);
+    expect(r.pidMatches).toBe(true);
+    expect(r.params).toEqual({ n: 1 });
+  });
+
+  test("signals reach the child's handlers, and its return value is the exit code", async () => {
+    const r = await checkSignals(launcher);
+    expect(r.got).toEqual(["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT", "SIGTERM"]);
+    expect(r.exit).toEqual({ code: 7, signal: null });
+  });
+
+  test("SIGKILL, an uncaught throw and an unhandled SIGTERM end children as the kernel reports", async () => {
+    const r = await checkExits(launcher);
+    expect(r.sigkill).toEqual({ code: null, signal: "SIGKILL" });
+    expect(r.throwInMain).toEqual({ code: 2, signal: null });
+    expect(r.throwLater).toEqual({ code: 2, signal: null });
+    expect(r.unhandledSigterm).toEqual({ code: null, signal: "SIGTERM" });
+  });
+
+  for (const family of ["tcp", "unix"] as const) {
+    test(`a ${family} client is served by the child directly and sees the close when it exits`, async () => {
+      const r = await checkHandoff(launcher, new BunNetAdapter(), family);
+      expect(r.greetedByChildPid).toBe(true);
+      expect(r.parentFds).toBe(0);
+      expect(r.echoed).toBe(true);
+      expect(r.exit).toEqual({ code: 0, signal: null });
+    });
+  }
+
+  test("a node:net client can travel over the IPC channel instead of stdio", async () => {
+    const ipc = new BunSubprocessLauncher({ handoff: "ipc" });
+    const r = await checkHandoff(ipc, new DenoNetAdapter(), "tcp");
+    expect(r.greetedByChildPid).toBe(true);
+    expect(r.parentFds).toBe(0);
+    expect(r.exit).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe("Bun NetAdapter", () => {
+  test("port 0 reports the port the kernel picked", async () => {
+    const l = await new BunNetAdapter().listen(
+      { family: "tcp", host: "127.0.0.1", port: 0 },
+      (c) => c.destroy(),
+    );
+    try {
+      expect(l.address.family).toBe("tcp");
+      expect((l.address as { port: number }).port).toBeGreaterThan(0);
+    } finally {
+      await l.close();
+    }
+  });
+
+  test("a stale unix socket file is replaced, a live one is refused", async () => {
+    const r = await checkStaleUnixSocket(new BunNetAdapter(), leaveStaleSocket);
+    expect(r.staleLeft).toBe(true);
+    expect(r.bound).toBe(true);
+    expect(r.second).toContain("already in use");
+    expect(r.removedOnClose).toBe(true);
+  });
+});
+
+describe("Worker launcher under Bun", () => {
+  const launcher = new WorkerLauncher();
+
+  test("a worker child echoes, handles signals as messages, and crashes are reported", async () => {
+    expect((await checkEcho(launcher)).echoed).toEqual([1, 2, 3]);
+    expect((await checkSignals(launcher)).exit).toEqual({ code: 7, signal: null });
+    const r = await checkExits(launcher);
+    expect(r.sigkill).toEqual({ code: null, signal: "SIGKILL" });
+    expect(r.throwInMain).toEqual({ code: 2, signal: null });
+    expect(r.throwLater).toEqual({ code: 2, signal: null });
+    expect(r.unhandledSigterm).toEqual({ code: null, signal: "SIGTERM" });
+  });
+
+  test("a worker child serves a client through the postmaster's relay", async () => {
+    const r = await checkHandoff(launcher, new BunNetAdapter(), "tcp");
+    expect(r.greetedByChildPid).toBe(true);
+    expect(r.echoed).toBe(true);
+    expect(r.exit).toEqual({ code: 0, signal: null });
+  });
+});
