@@ -1,0 +1,66 @@
+/**
+ * The entry of a Deno subprocess child (DenoSubprocessLauncher), and the only
+ * place a Deno child calls `process.exit`. Forked with CHILD_FLAG; a CLI that
+ * is itself the child program calls `runChildFromArgv()`.
+ *
+ * Signals are OS signals through `Deno.addSignalListener`, except SIGUSR1:
+ * Deno 2.9 opens its inspector on SIGUSR1 whether or not a listener exists,
+ * so the launcher sends that one as an IPC message instead.
+ */
+
+import type net from "node:net";
+import process from "node:process";
+import type { Connection } from "../../core/postmaster/launch.ts";
+import type { ChildHooks } from "../shared/childenv.ts";
+import { NodeSocketConnection } from "../shared/nodeconn.ts";
+import type { StartPayload } from "../shared/protocol.ts";
+import { runSubprocessChild } from "../shared/subprocess_child.ts";
+
+/** The argument that makes a pgts program run as a child. */
+export const CHILD_FLAG = "--pgts-child";
+
+export interface RunChildOptions {
+  /** Finds a child main without a dynamic import (a compiled binary's registry). */
+  readonly resolveMain?: ChildHooks["resolveMain"];
+}
+
+function openClient(start: StartPayload, handle: unknown): Promise<Connection | null> {
+  const client = start.client;
+  if (client === null) return Promise.resolve(null);
+  if (client.via !== "handle" || handle === undefined || handle === null) {
+    return Promise.reject(new Error("start message carried no client socket"));
+  }
+  return Promise.resolve(new NodeSocketConnection(handle as net.Socket, client.remote));
+}
+
+/** Runs this process as a pgts child and exits with its code. */
+export function runChild(options: RunChildOptions = {}): void {
+  runSubprocessChild({
+    openClient,
+    installSignal(sig, listener) {
+      if (sig !== "SIGUSR1") Deno.addSignalListener(sig, listener);
+    },
+    ...(options.resolveMain ? { resolveMain: options.resolveMain } : {}),
+  }).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(`pgts child (PID ${process.pid}) failed: ${String(error)}`);
+      process.exit(2);
+    },
+  );
+}
+
+/**
+ * For a CLI: if `argv` carries CHILD_FLAG, runs this process as a child
+ * (which exits by itself when done) and returns true; otherwise false.
+ */
+export function runChildFromArgv(
+  argv: readonly string[] = process.argv,
+  options: RunChildOptions = {},
+): boolean {
+  if (!argv.includes(CHILD_FLAG)) return false;
+  runChild(options);
+  return true;
+}
+
+if (import.meta.main) runChildFromArgv();

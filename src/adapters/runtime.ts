@@ -1,0 +1,69 @@
+/**
+ * Runtime detection, in one place: which runtime this is, and the default
+ * launcher and NetAdapter for it.
+ *
+ * - Bun: subprocess children (`Bun.spawn`), clients handed over as fds.
+ * - Deno: subprocess children (`node:child_process` fork) by default, since
+ *   only they can take a client socket (research Q4); `adapter: "worker"`
+ *   picks Web Workers, which start and idle cheaper but relay every client
+ *   byte through the postmaster and die with it.
+ *
+ * Adapters are imported dynamically so that one runtime never loads the
+ * other's code.
+ */
+
+import type { ChildLauncher, NetAdapter } from "../core/postmaster/launch.ts";
+
+export type RuntimeName = "bun" | "deno";
+export type AdapterKind = "subprocess" | "worker";
+
+export interface RuntimeAdapter {
+  readonly runtime: RuntimeName;
+  readonly kind: AdapterKind;
+  readonly launcher: ChildLauncher;
+  readonly net: NetAdapter;
+}
+
+export function detectRuntime(): RuntimeName {
+  const g = globalThis as { Bun?: unknown; Deno?: unknown };
+  if (g.Bun !== undefined) return "bun";
+  if (g.Deno !== undefined) return "deno";
+  throw new TypeError("Unsupported runtime: pgts runs on Bun or Deno");
+}
+
+/** The launcher and NetAdapter for this runtime; `kind` defaults to "subprocess". */
+export async function defaultAdapter(
+  options: { kind?: AdapterKind } = {},
+): Promise<RuntimeAdapter> {
+  const runtime = detectRuntime();
+  const kind = options.kind ?? "subprocess";
+  const net: NetAdapter = runtime === "bun"
+    ? new (await import("./bun/net.ts")).BunNetAdapter()
+    : new (await import("./deno/net.ts")).DenoNetAdapter();
+  let launcher: ChildLauncher;
+  switch (kind) {
+    case "worker":
+      launcher = new (await import("./shared/worker_launcher.ts")).WorkerLauncher();
+      break;
+    case "subprocess":
+      launcher = runtime === "bun"
+        ? new (await import("./bun/launcher.ts")).BunSubprocessLauncher()
+        : new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
+      break;
+    default:
+      throw new RangeError(`Unknown adapter kind "${kind satisfies never}"`);
+  }
+  return { runtime, kind, launcher, net };
+}
+
+/**
+ * For a CLI: if this process was started as a pgts child (CHILD_FLAG in
+ * argv), runs it as one and returns true; the process exits by itself when
+ * the child main is done. Call it first thing, before any server setup.
+ */
+export async function runChildFromArgv(argv?: readonly string[]): Promise<boolean> {
+  const mod = detectRuntime() === "bun"
+    ? await import("./bun/child.ts")
+    : await import("./deno/child.ts");
+  return argv === undefined ? mod.runChildFromArgv() : mod.runChildFromArgv(argv);
+}
