@@ -17,6 +17,7 @@ import type { ChildHooks } from "../shared/childenv.ts";
 import { NodeSocketConnection } from "../shared/nodeconn.ts";
 import type { StartPayload } from "../shared/protocol.ts";
 import { runSubprocessChild } from "../shared/subprocess_child.ts";
+import { adoptSocketFd } from "./net.ts";
 
 /** The argument that makes a pgts program (script or compiled binary) run as a child. */
 export const CHILD_FLAG = "--pgts-child";
@@ -30,12 +31,8 @@ async function openClient(start: StartPayload, handle: unknown): Promise<Connect
   const client = start.client;
   if (client === null) return null;
   switch (client.via) {
-    case "fd": {
-      // Imported lazily: net.ts reaches for the Bun global, which only a
-      // child with a client needs.
-      const { adoptSocketFd } = await import("./net.ts");
+    case "fd":
       return await adoptSocketFd(client.fd, client.remote);
-    }
     case "handle":
       if (handle === undefined || handle === null) {
         throw new Error("start message carried no client socket");

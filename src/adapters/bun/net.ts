@@ -5,6 +5,9 @@
  * serves the child side, where `Bun.connect({ fd })` adopts that fd (a
  * `new net.Socket({ fd })` would never see data under Bun 1.4).
  *
+ * Nothing here may import node:net at module level: a child imports this
+ * file to adopt its client, and node:net would slow every child's start.
+ *
  * Sockets are paused in `open`, before any byte is read, so that a
  * connection handed to a child reaches it with the startup packet intact.
  */
@@ -16,7 +19,6 @@ import type {
   NetAdapter,
   RemoteAddress,
 } from "../../core/postmaster/launch.ts";
-import { removeStaleSocket, unlinkQuietly } from "../shared/unixsocket.ts";
 import type { BunApi, BunSocket, BunSocketHandler } from "./bun.d.ts";
 
 /** Bun's global, typed by the slice declared in bun.d.ts. */
@@ -178,6 +180,9 @@ export class BunNetAdapter implements NetAdapter {
   ): Promise<Listener> {
     const bun = bunApi();
     if (address.family === "unix") {
+      // Imported here, not at the top: it loads node:net, which costs a child
+      // that only adopts its client socket about 10 ms of start-up.
+      const { removeStaleSocket, unlinkQuietly } = await import("../shared/unixsocket.ts");
       const path = address.path;
       await removeStaleSocket(path);
       const listener = bun.listen<SocketData>({
