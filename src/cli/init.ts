@@ -16,8 +16,9 @@ import {
   writeFileSync,
 } from "node:fs";
 import { userInfo } from "node:os";
-import { resolve } from "node:path";
-import { CLUSTER_FORMAT, VERSION_FILE } from "../core/datadir.ts";
+import { join, resolve } from "node:path";
+import { CLUSTER_FORMAT, ENGINE_DIR, VERSION_FILE } from "../core/datadir.ts";
+import { initCluster } from "../engines/pglite/mod.ts";
 import { PARAMETERS } from "../core/guc/tables.ts";
 import { formatValue, type ParamDef } from "../core/guc/values.ts";
 import { strerror } from "../adapters/shared/fs-errors.ts";
@@ -43,17 +44,17 @@ Options:
 `;
 
 /**
- * HOOK(engine): creating the engine's cluster in the data directory.
- * The PGlite engine's `initCluster(dataDir, {user, password})` (src/engines/pglite)
- * is to be called here; until it is wired, init writes pgts's own files only
- * and says so. Returns false when nothing was created.
+ * Creates the engine's cluster (PGlite's initdb) in ENGINE_DIR under the
+ * data directory, with the bootstrap superuser and its password. PGlite
+ * keeps its own files (and its own postgresql.conf) there, apart from
+ * pgts's.
  */
-// deno-lint-ignore require-await
 async function createEngineCluster(
-  _dataDir: string,
-  _options: { user: string; password?: string },
+  dataDir: string,
+  options: { user: string; password?: string },
 ): Promise<boolean> {
-  return false;
+  await initCluster(join(dataDir, ENGINE_DIR), options);
+  return true;
 }
 
 function confValue(def: ParamDef): string {
@@ -212,7 +213,7 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
       user,
       ...(password === undefined ? {} : { password }),
     });
-    io.out(created ? "ok\n" : "skipped (engine not wired yet)\n");
+    io.out(created ? "ok\n" : "skipped\n");
   } catch (e) {
     io.out("\n");
     io.err(`${PROGNAME}: error: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -19,6 +19,7 @@ import { configureLogging, type LogLinePrefix } from "../core/log.ts";
 import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
 import { openDataDirectory } from "../adapters/shared/datadir.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
+import { runServer } from "../server/server.ts";
 import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 
 export const ADAPTERS = ["bun", "worker", "inproc"] as const;
@@ -41,23 +42,14 @@ export interface StartServerOptions {
   readonly startTime: number;
 }
 
-/**
- * HOOK(postmaster): the single hand-off from the CLI to the server. Resolves
- * with the exit code when the postmaster has shut down. Not wired yet: the
- * postmaster is being written; until then `pgts start` stops here with a
- * FATAL and serves nothing.
- */
-// deno-lint-ignore require-await
-export async function startServer(_options: StartServerOptions): Promise<number> {
-  throw new PgError(
-    ERRCODE.FEATURE_NOT_SUPPORTED,
-    `"${PROGNAME} start" is not wired to the postmaster yet`,
-    {
-      severity: "FATAL",
-      detail:
-        "The data directory, configuration and lock file were checked; no server was started.",
-    },
-  );
+/** The single hand-off from the CLI to the server; resolves with the exit code. */
+export function startServer(options: StartServerOptions): Promise<number> {
+  return runServer({
+    dataDir: options.dataDir,
+    guc: options.guc,
+    lock: options.lock,
+    ...(options.adapter === undefined ? {} : { adapter: options.adapter }),
+  });
 }
 
 export const START_USAGE =

@@ -145,3 +145,6 @@ export interface DataDirectory {
   /** The current lock file, or null when there is none. */
   readLockFile(): LockFileContents | null;
 }
+
+/** The engine's own directory inside the data directory (PGlite's cluster). */
+export const ENGINE_DIR = "pglite";

@@ -93,4 +93,6 @@ export type PMEvent =
   | { readonly type: "dead-end-done"; readonly id: number }
   | { readonly type: "bgworker-change" }
   | { readonly type: "bgworker-terminate"; readonly id: number }
+  /** A validated cancel request: SIGINT to that backend, if it still runs. */
+  | { readonly type: "cancel-backend"; readonly pid: number }
   | { readonly type: "timer" };

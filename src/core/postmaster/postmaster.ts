@@ -191,6 +191,14 @@ export class Postmaster extends EventTarget {
   }
 
   /**
+   * Cancels the statement a backend is running (SIGINT, as a CancelRequest
+   * does). The caller has checked the request's key; queued like a signal.
+   */
+  cancelBackend(pid: number): void {
+    this.#enqueue({ type: "cancel-backend", pid });
+  }
+
+  /**
    * RegisterBackgroundWorker: static registration, before `start()` (the CLI
    * feeds shared_preload_libraries-style entries here). Returns false when
    * max_worker_processes registrations are taken ("too many background workers").
@@ -339,6 +347,13 @@ export class Postmaster extends EventTarget {
         return;
       case "bgworker-change":
         return;
+      case "cancel-backend": {
+        const child = this.#children!.registry.findByPid(ev.pid);
+        if (child !== undefined && child.kind === "backend") {
+          this.#children!.signalChild(child, "SIGINT");
+        }
+        return;
+      }
       case "bgworker-terminate":
         this.#bgworkers.terminate(ev.id);
         return;

@@ -1,0 +1,198 @@
+/**
+ * The backend: PostgreSQL's PostgresMain, one per client connection.
+ *
+ * It owns its client from the startup packet to the end: answers SSL/GSS
+ * requests with 'N', forwards a CancelRequest to the postmaster, runs
+ * authentication (startup.ts), opens a session on the engine and then
+ * relays whole frontend messages to it and its answers back. It owns a
+ * memory-context tree: every command's frontend messages are re-framed into
+ * MessageContext, which is reset when the command's answer is complete, so
+ * the per-message buffers come from a context that never grows past the
+ * largest command instead of from fresh allocations.
+ *
+ * What it must never do: run SQL itself (the engine does), or let a message
+ * of its session reach another (the engine's scheduler guarantees that; the
+ * backend only ever talks to its own session).
+ */
+
+import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
+import type { Engine, EngineSession } from "../engine/types.ts";
+import type { HbaLine } from "../auth/hba.ts";
+import { memoryContextInit, type MemoryContextTree } from "../mcxt/mod.ts";
+import {
+  FE,
+  isCommError,
+  type Message,
+  MessageReader,
+  MessageWriter,
+  writeBackendKeyData,
+  writeErrorResponse,
+  writeParameterStatus,
+  writeReadyForQuery,
+} from "../protocol/mod.ts";
+import { installBackendSignalHandlers } from "../postmaster/interrupt.ts";
+import type { ChildEnv, Connection } from "../postmaster/launch.ts";
+import { PostmasterLink } from "../postmaster/pmsignal.ts";
+import { ClientInput } from "./input.ts";
+import { performStartup, type StartupSettings } from "./startup.ts";
+
+export interface BackendOptions {
+  readonly engine: Engine;
+  readonly hba: readonly HbaLine[];
+  readonly settings: StartupSettings;
+}
+
+const LOG = { category: "backend" } as const;
+
+/** Exit codes as the postmaster reads them: 0 clean, 1 FATAL (normal for a backend). */
+const EXIT_OK = 0;
+const EXIT_FATAL = 1;
+
+export async function postgresMain(env: ChildEnv, options: BackendOptions): Promise<number> {
+  const conn = env.client;
+  if (conn === null) throw new TypeError("A backend needs a client connection");
+  const link = new PostmasterLink(env);
+  const mcxt = memoryContextInit();
+  // PostmasterContext holds what the postmaster handed over; a backend that
+  // is set up has no more use for it (PostgreSQL deletes it here too).
+  mcxt.deletePostmasterContext();
+  const input = new ClientInput(
+    conn,
+    new MessageReader({
+      allocate: (n) => mcxt.messageContext.alloc(n),
+    }),
+  );
+  let session: EngineSession | null = null;
+  const output = new ClientOutput(conn);
+  const signals = installBackendSignalHandlers(env, link, {
+    // die(): the running statement is cancelled and its transaction rolled
+    // back; the client hears only the FATAL, not the cancel's ERROR.
+    onTerminate: async () => {
+      input.stop();
+      output.dropped = true;
+      const s = session;
+      session = null;
+      s?.cancel();
+      await s?.close();
+    },
+  });
+  env.onSignal("SIGINT", () => session?.cancel());
+  env.abort.addEventListener("abort", () => input.stop(), { once: true });
+
+  const main = (async (): Promise<number> => {
+    const started = await performStartup(env, {
+      input,
+      link,
+      engine: options.engine,
+      hba: options.hba,
+      settings: options.settings,
+    });
+    if (started === null) return EXIT_OK; // cancel request, SSL refusal then EOF, timeout
+    session = started.session;
+    session.onAsync = (bytes) => output.write(bytes);
+    const w = new MessageWriter();
+    for (const [name, value] of started.parameterStatus) writeParameterStatus(w, name, value);
+    writeBackendKeyData(w, env.pid, started.secretKey);
+    writeReadyForQuery(w, "I");
+    conn.write(w.take());
+    return await commandLoop(output, input, session, mcxt);
+  })();
+
+  let code: number;
+  try {
+    code = await Promise.race([main, signals.exitCode]);
+  } catch (e) {
+    code = reportFatal(conn, e);
+  }
+  input.stop();
+  const s = session as EngineSession | null;
+  session = null;
+  // A client that disconnects mid-transaction has it rolled back at once.
+  await s?.close().catch(() => {});
+  await options.engine.close().catch(() => {});
+  mcxt[Symbol.dispose]();
+  return code;
+}
+
+/** The engine's answers on their way to the client; cut off once the backend is dying. */
+class ClientOutput {
+  dropped = false;
+  #conn: Connection;
+  constructor(conn: Connection) {
+    this.#conn = conn;
+  }
+  write(bytes: Uint8Array): void {
+    if (!this.dropped) this.#conn.write(bytes);
+  }
+}
+
+/** Sends a FATAL (when there is one to send), closes the client; the exit code. */
+function reportFatal(conn: Connection, e: unknown): number {
+  if (isCommError(e)) {
+    // PostgreSQL only logs these (bad length words, EOF mid-message).
+    ereport("LOG", e.message, LOG);
+    conn.destroy();
+    return EXIT_FATAL;
+  }
+  const err = isPgError(e) ? e : new PgError(
+    ERRCODE.INTERNAL_ERROR,
+    e instanceof Error ? e.message : String(e),
+    { severity: "FATAL" },
+  );
+  if (!isPgError(e)) ereport("LOG", `backend failed: ${(e as Error)?.stack ?? String(e)}`, LOG);
+  ereport(err.severity === "FATAL" ? "FATAL" : "ERROR", err.message, {
+    ...LOG,
+    code: err.code,
+    ...(err.detail !== undefined ? { detail: err.detail } : {}),
+  });
+  const w = new MessageWriter();
+  writeErrorResponse(w, new PgError(err.code, err.message, { ...err.fields, severity: "FATAL" }));
+  conn.write(w.take());
+  conn.end();
+  return EXIT_FATAL;
+}
+
+/**
+ * The ReadCommand loop. Every whole message the client has sent so far is
+ * re-framed into MessageContext and handed to the engine in one call; the
+ * context is reset once the engine has answered, the start of the next
+ * command.
+ */
+async function commandLoop(
+  output: ClientOutput,
+  input: ClientInput,
+  session: EngineSession,
+  mcxt: MemoryContextTree,
+): Promise<number> {
+  const out = (bytes: Uint8Array) => output.write(bytes);
+  for (;;) {
+    mcxt.startCommand();
+    const first = await input.next();
+    if (first === null) return EXIT_OK; // client went away
+    const batch: Message[] = [first];
+    let size = 5 + first.body.length;
+    let terminate = first.type === FE.Terminate;
+    while (!terminate) {
+      const m = input.poll();
+      if (m === null) break;
+      if (m.type === FE.Terminate) {
+        terminate = true;
+        break;
+      }
+      batch.push(m);
+      size += 5 + m.body.length;
+    }
+    if (first.type === FE.Terminate) return EXIT_OK;
+    const bytes = mcxt.messageContext.alloc(size);
+    let at = 0;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (const m of batch) {
+      bytes[at] = m.type;
+      view.setInt32(at + 1, m.body.length + 4);
+      bytes.set(m.body, at + 5);
+      at += 5 + m.body.length;
+    }
+    await session.exec(bytes, out);
+    if (terminate) return EXIT_OK;
+  }
+}

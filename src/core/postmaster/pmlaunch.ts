@@ -1,0 +1,286 @@
+/**
+ * The postmaster's hands on its children (PostgreSQL's launch_backend.c and
+ * signal_child): launching a child through the adapter's ChildLauncher,
+ * wiring its exit and messages back into the server loop as events, sending
+ * it signals, and serving dead-end clients.
+ *
+ * It decides nothing: which child to start and when, and what an exit
+ * means, is the postmaster's business. Every signal to a child goes through
+ * `signalChild`, which also sends the quit reason just before a SIGQUIT, so
+ * that a backend can tell its client why it is being dropped.
+ */
+
+import { ereport } from "../elog.ts";
+import { TRIVIAL_STARTUP_ENTRY } from "./auxmains.ts";
+import { backendTypeDesc, SIGNAL_NUMBERS } from "./backendtype.ts";
+import type { BackgroundWorkerSpec } from "./bgworker.ts";
+import { type CACState, type Rejection, rejectionFor, serveDeadEnd } from "./deadend.ts";
+import type {
+  AcceptedConnection,
+  ChildEntry,
+  ChildLauncher,
+  ChildStartInfo,
+  ListenAddress,
+  Listener,
+  NetAdapter,
+  Signal,
+} from "./launch.ts";
+import { type BackendTypeMask, type ChildRegistry, type PMChild } from "./pmchild.ts";
+import type { PostmasterToChild } from "./pmsignal.ts";
+import type { PMEvent, QuitSignalReason } from "./pmstate.ts";
+import { encodeForkFailure } from "./pqcomm.ts";
+
+const LOG = { category: "postmaster" } as const;
+
+/** What each child kind runs. Only `backend` is required. */
+export interface PostmasterEntries {
+  readonly backend: ChildEntry;
+  /** Defaults to a startup process with nothing to do. */
+  readonly startup?: ChildEntry;
+  readonly engine?: ChildEntry;
+  readonly checkpointer?: ChildEntry;
+  readonly logger?: ChildEntry;
+  readonly stats?: ChildEntry;
+  readonly autovacuumLauncher?: ChildEntry;
+}
+
+/** The `params` of every child the postmaster starts (workers also get `bgworker`). */
+export interface PMChildParams {
+  readonly shared: unknown;
+  readonly bgworker?: BackgroundWorkerSpec;
+}
+
+/** The singleton children, started by the postmaster on its own initiative. */
+export type AuxKind =
+  | "startup"
+  | "engine"
+  | "checkpointer"
+  | "logger"
+  | "stats"
+  | "autovac_launcher";
+
+export interface LaunchExtras {
+  readonly client?: AcceptedConnection;
+  readonly params: unknown;
+}
+
+export class PostmasterChildren {
+  readonly registry: ChildRegistry;
+  #launcher: ChildLauncher;
+  #entries: PostmasterEntries;
+  #childParams: unknown;
+  #enqueue: (ev: PMEvent) => void;
+  #deadEnds = new Map<number, AbortController>();
+  #quitSent = new Set<number>();
+  /** Sent to each child just before SIGQUIT (PostgreSQL's SetQuitSignalReason). */
+  quitReason: QuitSignalReason | null = null;
+
+  constructor(
+    registry: ChildRegistry,
+    options: {
+      launcher: ChildLauncher;
+      entries: PostmasterEntries;
+      childParams: unknown;
+      enqueue: (ev: PMEvent) => void;
+    },
+  ) {
+    this.registry = registry;
+    this.#launcher = options.launcher;
+    this.#entries = options.entries;
+    this.#childParams = options.childParams;
+    this.#enqueue = options.enqueue;
+  }
+
+  /**
+   * Starts the child whose slot is already assigned. On failure the slot is
+   * released and false returned; the caller reports it the way its kind
+   * requires.
+   */
+  async launch(child: PMChild, entry: ChildEntry, extras: LaunchExtras): Promise<boolean> {
+    const info: ChildStartInfo = {
+      kind: child.kind,
+      name: child.name,
+      entry,
+      params: extras.params,
+      ...(extras.client === undefined ? {} : { client: extras.client }),
+    };
+    let proc;
+    try {
+      proc = await this.#launcher.launch(info);
+    } catch (e) {
+      this.registry.release(child);
+      ereport("LOG", `could not fork ${backendTypeDesc(child.kind)} process: ${errText(e)}`, LOG);
+      return false;
+    }
+    child.pid = proc.pid;
+    child.proc = proc;
+    const pid = proc.pid;
+    proc.onMessage = (message) => this.#enqueue({ type: "child-message", pid, message });
+    // The launcher promises `exited` resolves; a rejection would be its bug,
+    // and the safest reading of it is that the child is gone, violently.
+    proc.exited.then(
+      (exit) => this.#enqueue({ type: "child-exit", pid, exit }),
+      () => this.#enqueue({ type: "child-exit", pid, exit: { code: null, signal: "SIGKILL" } }),
+    );
+    return true;
+  }
+
+  #auxEntry(kind: AuxKind): ChildEntry | undefined {
+    switch (kind) {
+      case "startup":
+        return this.#entries.startup ?? TRIVIAL_STARTUP_ENTRY;
+      case "engine":
+        return this.#entries.engine;
+      case "checkpointer":
+        return this.#entries.checkpointer;
+      case "logger":
+        return this.#entries.logger;
+      case "stats":
+        return this.#entries.stats;
+      case "autovac_launcher":
+        return this.#entries.autovacuumLauncher;
+      default: {
+        const never: never = kind;
+        throw new TypeError(`Unknown auxiliary kind: ${String(never)}`);
+      }
+    }
+  }
+
+  /** Whether the caller gave this kind something to run. */
+  hasEntry(kind: AuxKind): boolean {
+    return this.#auxEntry(kind) !== undefined;
+  }
+
+  /** StartChildProcess: null if it has no entry, its slot is taken, or the launch failed. */
+  async startAux(kind: AuxKind): Promise<PMChild | null> {
+    const entry = this.#auxEntry(kind);
+    if (entry === undefined) return null;
+    const child = this.registry.assignSlot(kind, backendTypeDesc(kind));
+    if (child === null) return null;
+    const params: PMChildParams = { shared: this.#childParams };
+    return (await this.launch(child, entry, { params })) ? child : null;
+  }
+
+  /**
+   * BackendStartup, once the postmaster has judged the cluster state: launch
+   * a backend for the client in a free slot, or turn it away (no slot left:
+   * "sorry, too many clients already").
+   */
+  async backendStartup(
+    conn: AcceptedConnection,
+    options: { cac: CACState; timeoutMs: number },
+  ): Promise<void> {
+    let cac = options.cac;
+    const child = cac === "CAC_OK" ? this.registry.assignSlot("backend", "client backend") : null;
+    if (cac === "CAC_OK" && child === null) cac = "CAC_TOOMANY";
+    if (cac !== "CAC_OK" || child === null) {
+      this.startDeadEnd(conn, rejectionFor(cac as Exclude<CACState, "CAC_OK">), options.timeoutMs);
+      return;
+    }
+    const params: PMChildParams = { shared: this.#childParams };
+    if (!(await this.launch(child, this.#entries.backend, { client: conn, params }))) {
+      // Nobody is there to speak the protocol: report_fork_failure_to_client.
+      conn.write(encodeForkFailure("the child launcher failed"));
+      conn.end();
+    }
+  }
+
+  /** signal_child: the only way a signal reaches a child. */
+  signalChild(child: PMChild, sig: Signal): void {
+    if (child.kind === "dead_end_backend") {
+      // Served inside the postmaster: any stop signal just drops the client.
+      if (sig === "SIGTERM" || sig === "SIGQUIT" || sig === "SIGKILL" || sig === "SIGABRT") {
+        this.#deadEnds.get(child.id)?.abort();
+      }
+      return;
+    }
+    if (child.proc === null) return;
+    if (sig === "SIGQUIT" || sig === "SIGKILL" || sig === "SIGABRT") this.#quitSent.add(child.id);
+    if (sig === "SIGQUIT" && this.quitReason !== null) {
+      const msg: PostmasterToChild = { pgts: "pmquit", reason: this.quitReason };
+      child.proc.post(msg);
+    }
+    ereport(
+      "DEBUG3",
+      `sending signal ${SIGNAL_NUMBERS[sig]} to ${
+        backendTypeDesc(child.kind)
+      } process with pid ${child.pid}`,
+      LOG,
+    );
+    try {
+      child.proc.signal(sig);
+    } catch (e) {
+      ereport("DEBUG1", `kill(${child.pid},${SIGNAL_NUMBERS[sig]}) failed: ${errText(e)}`, LOG);
+    }
+  }
+
+  /** SignalChildren: every child whose kind is in the mask. */
+  signalChildren(sig: Signal, mask: BackendTypeMask): void {
+    for (const child of [...this.registry.children(mask)]) this.signalChild(child, sig);
+  }
+
+  /**
+   * Whether the postmaster had sent this child SIGQUIT/SIGKILL before it
+   * exited; forgets the child. (PostgreSQL's STARTUP_SIGNALED, for any kind.)
+   */
+  takeQuitSent(child: PMChild): boolean {
+    return this.#quitSent.delete(child.id);
+  }
+
+  forgetQuitSent(): void {
+    this.#quitSent.clear();
+  }
+
+  /** Turns a client away with a FATAL (a dead-end backend), without blocking the loop. */
+  startDeadEnd(conn: AcceptedConnection, rejection: Rejection, timeoutMs: number): void {
+    const child = this.registry.allocDeadEnd(conn);
+    const abort = new AbortController();
+    this.#deadEnds.set(child.id, abort);
+    void serveDeadEnd(conn, rejection, { timeoutMs, abort: abort.signal }).finally(() => {
+      this.#enqueue({ type: "dead-end-done", id: child.id });
+    });
+  }
+
+  /** A dead-end client is gone: release its entry. */
+  deadEndDone(id: number): void {
+    this.#deadEnds.delete(id);
+    const child = this.registry.findById(id);
+    if (child !== undefined) this.registry.release(child);
+  }
+}
+
+export function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Opens the listen sockets, logging each as PostgreSQL does; a failure is logged and skipped. */
+export async function openListeners(
+  net: NetAdapter,
+  addresses: readonly ListenAddress[],
+  onConnection: (conn: AcceptedConnection) => void,
+): Promise<Listener[]> {
+  const listeners: Listener[] = [];
+  for (const address of addresses) {
+    try {
+      const l = await net.listen(address, onConnection);
+      listeners.push(l);
+      const a = l.address;
+      ereport(
+        "LOG",
+        a.family === "unix"
+          ? `listening on Unix socket "${a.path}"`
+          : `listening on ${
+            a.host.includes(":") ? "IPv6" : "IPv4"
+          } address "${a.host}", port ${a.port}`,
+        LOG,
+      );
+    } catch (e) {
+      const where = address.family === "unix" ? address.path : address.host;
+      ereport("LOG", `could not create listen socket for "${where}"`, {
+        ...LOG,
+        detail: errText(e),
+      });
+    }
+  }
+  return listeners;
+}

@@ -1,0 +1,134 @@
+/**
+ * The child mains of a pgts server, as the postmaster's entries name them:
+ * the backend (PostgresMain on an engine reached through the engine child),
+ * the engine child (the single owner of the PGlite data directory, the
+ * analogue of PostgreSQL's shared memory) and the checkpointer.
+ *
+ * This is runtime glue, not core: it picks how a backend reaches the engine
+ * (an object in the same realm under the in-process adapter, a Unix socket
+ * otherwise) and opens the engine on disk. Each main runs the same way
+ * under every adapter.
+ */
+
+import { parseHba } from "../core/auth/mod.ts";
+import { postgresMain } from "../core/backend/postgres.ts";
+import { ereport } from "../core/elog.ts";
+import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
+import type { Engine } from "../core/engine/types.ts";
+import { Guc } from "../core/guc/guc.ts";
+import { configureLogging } from "../core/log.ts";
+import type { ChildEnv, ChildMain, Listener } from "../core/postmaster/launch.ts";
+import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
+import { connectUnix } from "../adapters/shared/connect.ts";
+import { stderrSink } from "../adapters/shared/logfiles.ts";
+import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
+import { openEngine } from "../engines/pglite/mod.ts";
+import { type ServerParams, serverParams } from "./params.ts";
+import { ENGINE_DIR } from "../core/datadir.ts";
+import { join } from "node:path";
+
+/** Engines opened by engine children running in this realm, by id. */
+const inprocEngines = new Map<string, Engine>();
+
+/** True once a postmaster runs in this realm: children here share its logging. */
+let postmasterRealm = false;
+export function markPostmasterRealm(): void {
+  postmasterRealm = true;
+}
+
+function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
+  const params = serverParams(env);
+  const guc = Guc.fromSnapshot(params.settings);
+  if (!postmasterRealm) {
+    configureLogging(guc, {
+      sink: stderrSink,
+      process: { pid: env.pid, backendType: env.name, startTime: Date.now() },
+    });
+  }
+  return { params, guc };
+}
+
+function engineFor(params: ServerParams): Engine {
+  const address = params.engine;
+  if (address.kind === "unix") return connectRemoteEngine(() => connectUnix(address.path));
+  const engine = inprocEngines.get(address.id);
+  if (engine === undefined) throw new Error("the engine process is not running");
+  // The engine is shared by every backend in this realm: a backend's close
+  // must not close it.
+  return {
+    lookupRole: (name) => engine.lookupRole(name),
+    startSession: (startup) => engine.startSession(startup),
+    close: () => Promise.resolve(),
+  };
+}
+
+export const backendMain: ChildMain = (env) => {
+  const { params, guc } = setUpChild(env);
+  env.onSignal("SIGHUP", () => {});
+  return postgresMain(env, {
+    engine: engineFor(params),
+    hba: parseHba(params.hba, { fileName: params.hbaFile }),
+    settings: {
+      authenticationTimeoutMs: guc.getMs("authentication_timeout"),
+      superuserReservedConnections: guc.getInt("superuser_reserved_connections"),
+      logConnections: guc.getBool("log_connections"),
+    },
+  });
+};
+
+/**
+ * The engine child: opens the data directory (PGlite replays its WAL here,
+ * which is the recovery after a crash), serves backends, and closes the
+ * engine cleanly — a checkpoint — only when the postmaster says the
+ * backends are gone (SIGUSR2). SIGQUIT leaves at once, as PostgreSQL's
+ * children do: the next start recovers.
+ */
+export const engineMain: ChildMain = async (env) => {
+  const { params, guc } = setUpChild(env);
+  const link = new PostmasterLink(env);
+  let stop: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => (stop = resolve));
+  env.onSignal("SIGUSR2", () => stop(0));
+  env.onSignal("SIGQUIT", () => stop(2));
+  env.onSignal("SIGTERM", () => {});
+  env.onSignal("SIGINT", () => {});
+  env.onSignal("SIGHUP", () => {});
+
+  const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
+    engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
+    idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
+  });
+  let listener: Listener | null = null;
+  const address = params.engine;
+  if (address.kind === "inproc") inprocEngines.set(address.id, engine);
+  else {
+    listener = await new NodeSocketNetAdapter().listen(
+      { family: "unix", path: address.path },
+      (conn) => void serveEngineConnection(engine, conn),
+    );
+  }
+  link.sendSignal("engine-ready");
+  const code = await stopped;
+  if (address.kind === "inproc") inprocEngines.delete(address.id);
+  await listener?.close();
+  if (code === 0) {
+    await engine.close();
+    ereport("DEBUG1", "engine closed", { category: "engine" });
+  }
+  return code;
+};
+
+/**
+ * The checkpointer. PGlite checkpoints by itself and at close, which the
+ * engine child does at shutdown; this child keeps PostgreSQL's shape of the
+ * shutdown sequence (it is the last to go, on SIGUSR2).
+ */
+export const checkpointerMain: ChildMain = (env) => {
+  return new Promise<number>((resolve) => {
+    env.onSignal("SIGUSR2", () => resolve(0));
+    env.onSignal("SIGQUIT", () => resolve(2));
+    env.onSignal("SIGTERM", () => {});
+    env.onSignal("SIGINT", () => {});
+    env.onSignal("SIGHUP", () => {});
+  });
+};

@@ -1,0 +1,29 @@
+/**
+ * What every child of a pgts server receives from the postmaster (inside
+ * `params.shared`): plain, structured-cloneable data, so it crosses any
+ * adapter's boundary.
+ */
+
+import type { GucSnapshot } from "../core/guc/guc.ts";
+import type { ChildEnv } from "../core/postmaster/launch.ts";
+
+/** How a backend reaches the engine child. */
+export type EngineAddress =
+  | { readonly kind: "unix"; readonly path: string }
+  | { readonly kind: "inproc"; readonly id: string };
+
+export interface ServerParams {
+  readonly dataDir: string;
+  /** Every setting, as strings; rebuilt with `Guc.fromSnapshot`. Replaced on reload. */
+  settings: GucSnapshot;
+  /** pg_hba.conf's text and path, read by the postmaster (and re-read on SIGHUP). */
+  hba: string;
+  readonly hbaFile: string;
+  readonly engine: EngineAddress;
+}
+
+export function serverParams(env: ChildEnv): ServerParams {
+  const p = env.params as { shared?: ServerParams } | null;
+  if (p?.shared === undefined) throw new TypeError("A pgts child needs the server's params");
+  return p.shared;
+}

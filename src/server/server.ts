@@ -1,0 +1,182 @@
+/**
+ * `runServer`: PostmasterMain for a pgts data directory. Builds the
+ * postmaster from what `pgts start` prepared (settings, lock file), picks the
+ * adapter that runs the children, opens the listen sockets, wires OS signals
+ * to the postmaster's queue and routes the backends' cancel requests. It
+ * resolves with the postmaster's exit code; it never exits the process.
+ */
+
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { parseHba } from "../core/auth/mod.ts";
+import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
+import { ereport } from "../core/elog.ts";
+import type { Guc } from "../core/guc/guc.ts";
+import { splitList } from "../core/guc/values.ts";
+import type {
+  ChildEntry,
+  ChildLauncher,
+  ListenAddress,
+  NetAdapter,
+} from "../core/postmaster/launch.ts";
+import { Postmaster } from "../core/postmaster/postmaster.ts";
+import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
+import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
+import { InprocLauncher } from "../adapters/inproc/mod.ts";
+import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
+import { markPostmasterRealm } from "./children.ts";
+import type { EngineAddress, ServerParams } from "./params.ts";
+
+export type AdapterName = "bun" | "worker" | "inproc";
+
+export interface RunServerOptions {
+  readonly dataDir: DataDirectory;
+  readonly guc: Guc;
+  readonly lock: DataDirLock;
+  readonly adapter?: AdapterName;
+}
+
+const CHILDREN = new URL("./children.ts", import.meta.url).href;
+const entry = (name: string): ChildEntry => ({ module: CHILDREN, export: name });
+
+const LOG = { category: "postmaster" } as const;
+
+/** A free TCP port on `host`, for `port = 0` (the Unix socket's name needs the number). */
+function pickPort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen({ host, port: 0 }, () => {
+      const a = s.address();
+      const port = a !== null && typeof a === "object" ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function listenHosts(guc: Guc): string[] {
+  const hosts: string[] = [];
+  for (const h of splitList(guc.getString("listen_addresses")) ?? []) {
+    if (h === "*") hosts.push("0.0.0.0");
+    else if (h === "localhost") hosts.push("127.0.0.1");
+    else if (h !== "") hosts.push(h);
+  }
+  return [...new Set(hosts)];
+}
+
+async function runtimeAdapters(
+  adapter: AdapterName,
+): Promise<{ launcher: ChildLauncher; net: NetAdapter; engine: "unix" | "inproc" }> {
+  if (adapter === "inproc") {
+    return { launcher: new InprocLauncher(), net: new NodeSocketNetAdapter(), engine: "inproc" };
+  }
+  const { defaultAdapter } = await import("../adapters/runtime.ts");
+  const { launcher, net } = await defaultAdapter({
+    kind: adapter === "worker" ? "worker" : "subprocess",
+  });
+  return { launcher, net, engine: "unix" };
+}
+
+export async function runServer(options: RunServerOptions): Promise<number> {
+  const { dataDir, guc, lock } = options;
+  const adapterName = options.adapter ?? "bun";
+  const hbaFile = join(dataDir.path, "pg_hba.conf");
+  const hbaText = readFileSync(hbaFile, "utf8");
+  parseHba(hbaText, { fileName: hbaFile }); // refuse to start on a broken file
+
+  let port = guc.getInt("port");
+  const hosts = listenHosts(guc);
+  if (port === 0) port = await pickPort(hosts[0] ?? "127.0.0.1");
+  const listen: ListenAddress[] = hosts.map((host) => ({ family: "tcp", host, port }));
+  const socketDirs = splitList(guc.getString("unix_socket_directories")) ?? [];
+  for (const dir of socketDirs) {
+    if (dir !== "") listen.push({ family: "unix", path: join(dir, `.s.PGSQL.${port}`) });
+  }
+
+  const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName);
+  const engineAddress: EngineAddress = engineKind === "inproc"
+    ? { kind: "inproc", id: crypto.randomUUID() }
+    : { kind: "unix", path: join(tmpdir(), `.s.PGTS.engine.${process.pid}`) };
+  const params: ServerParams = {
+    dataDir: dataDir.path,
+    settings: guc.snapshot(),
+    hba: hbaText,
+    hbaFile,
+    engine: engineAddress,
+  };
+  markPostmasterRealm();
+
+  // CancelRequest routing: backends report their keys; a cancel is honoured
+  // only with the right key, for a backend that is still there.
+  const keys = new Map<number, number>();
+  let pm: Postmaster | null = null;
+  const onChildMessage = (child: { pid: number }, message: unknown) => {
+    const m = message as Partial<BackendKeyMessage | CancelRequestMessage> | null;
+    if (m?.pgts === "backend-key" && typeof m.key === "number") keys.set(child.pid, m.key);
+    else if (m?.pgts === "cancel-request" && typeof m.pid === "number") {
+      const live = pm?.children().some((c) => c.pid === m.pid && c.kind === "backend") ?? false;
+      if (!live) {
+        keys.delete(m.pid);
+        ereport("LOG", `PID ${m.pid} in cancel request did not match any process`, LOG);
+      } else if (keys.get(m.pid) !== m.key) {
+        ereport("LOG", `wrong key in cancel request for process ${m.pid}`, LOG);
+      } else pm?.cancelBackend(m.pid);
+    }
+  };
+
+  pm = new Postmaster({
+    launcher,
+    net,
+    listen,
+    settings: { get: (name) => guc.get(name) },
+    entries: {
+      backend: entry("backendMain"),
+      engine: entry("engineMain"),
+      checkpointer: entry("checkpointerMain"),
+    },
+    childParams: params,
+    hooks: {
+      reloadConfig: () => {
+        guc.reload();
+        params.settings = guc.snapshot();
+        try {
+          const text = readFileSync(hbaFile, "utf8");
+          parseHba(text, { fileName: hbaFile });
+          params.hba = text;
+        } catch (e) {
+          ereport("LOG", `${hbaFile} was not reloaded`, {
+            ...LOG,
+            detail: e instanceof Error ? e.message : String(e),
+          });
+        }
+      },
+      setStatus: (status) => lock.update({ status }),
+      onChildMessage,
+    },
+  });
+
+  const signals: PostmasterSignal[] = ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT"];
+  const handlers = signals.map((sig) => {
+    const h = () => pm!.signal(sig);
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  // The port (picked here when 0) goes into postmaster.pid before the
+  // server can be ready, so whoever waits for "ready" can read it.
+  const unix = listen.find((a) => a.family === "unix");
+  lock.update({
+    port,
+    ...(unix !== undefined ? { socketDir: unix.path.slice(0, unix.path.lastIndexOf("/")) } : {}),
+    ...(hosts[0] !== undefined ? { listenAddress: hosts[0] } : {}),
+  });
+  try {
+    await pm.start();
+    return await pm.exited;
+  } finally {
+    for (const [sig, h] of handlers) process.off(sig, h);
+    await launcher.close().catch(() => {});
+  }
+}
