@@ -1,0 +1,93 @@
+/**
+ * Creating and opening a PGlite cluster: `initCluster` is pgts's initdb,
+ * `openEngine` its postmaster-side start of the one engine over a data
+ * directory (or "memory://").
+ *
+ * Durability: PGlite runs Postgres with fsync off and pgts executes with
+ * `syncToFs: false`. For the two filesystems pgts opens (Emscripten NODEFS
+ * for a directory, MEMFS for memory://) `syncToFs` is a no-op anyway: every
+ * write already went to the operating system through write(2). Committed
+ * data therefore survives SIGKILL of the engine process (tested in
+ * tests/engines/pglite/durability.test.ts), but not an operating-system
+ * crash or power loss, since nothing is fsynced.
+ *
+ * Must never open a data directory that another process has open: PGlite
+ * takes no lock, and a second opener corrupts the cluster (research Q8).
+ * The postmaster's postmaster.pid guards that; this module does not.
+ */
+
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { type EngineOptions, PgliteEngine } from "./engine.ts";
+import { type RawExecutor, startExecutor } from "./executor.ts";
+import { concat, fe, firstError, quoteIdent, quoteLiteral } from "./wire.ts";
+
+export interface InitClusterOptions {
+  /** The bootstrap superuser; PGlite's own is "postgres", another name is created as SUPERUSER LOGIN. */
+  readonly user?: string;
+  /** Password for `user` (stored as SCRAM by the server); none by default. */
+  readonly password?: string;
+}
+
+export interface OpenEngineOptions extends EngineOptions {
+  /** Where PGlite runs: a Worker thread (default; statements can be cancelled) or the calling thread. */
+  readonly placement?: "worker" | "inline";
+  /** Server settings (`-c name=value`), applied at start as postgresql.conf would. */
+  readonly settings?: Readonly<Record<string, string>>;
+  /** Replaces the PGlite executor (tests inject faults through it). */
+  readonly executor?: RawExecutor;
+}
+
+function isMemory(dataDir: string): boolean {
+  return dataDir.startsWith("memory://");
+}
+
+/** Creates a cluster in `dataDir`, which must not exist or be empty (initdb's rule). */
+export async function initCluster(
+  dataDir: string,
+  options: InitClusterOptions = {},
+): Promise<void> {
+  if (isMemory(dataDir)) throw new RangeError("initCluster needs a directory, not memory://");
+  if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
+    throw new Error(`directory "${dataDir}" exists but is not empty`);
+  }
+  const ex = await startExecutor(dataDir, { placement: "inline" });
+  try {
+    const user = options.user ?? "postgres";
+    const sql: string[] = [];
+    if (user !== "postgres") sql.push(`CREATE ROLE ${quoteIdent(user)} SUPERUSER LOGIN`);
+    if (options.password !== undefined) {
+      sql.push(`ALTER ROLE ${quoteIdent(user)} PASSWORD ${quoteLiteral(options.password)}`);
+    }
+    for (const s of sql) {
+      const parts: Uint8Array[] = [];
+      await ex.exec(fe.query(s), (c) => parts.push(c));
+      const err = firstError(concat(parts));
+      if (err !== null) throw new Error(`initCluster: ${err.message}`);
+    }
+  } finally {
+    await ex.close();
+  }
+}
+
+/** Opens the engine over an initialised data directory, or a fresh "memory://" cluster. */
+export async function openEngine(
+  dataDir: string,
+  options: OpenEngineOptions = {},
+): Promise<PgliteEngine> {
+  if (!isMemory(dataDir) && !existsSync(join(dataDir, "PG_VERSION"))) {
+    throw new Error(`"${dataDir}" is not a database cluster directory (run initCluster first)`);
+  }
+  const executor = options.executor ?? await startExecutor(dataDir, {
+    ...(options.placement !== undefined ? { placement: options.placement } : {}),
+    ...(options.settings !== undefined ? { settings: options.settings } : {}),
+  });
+  const engine = new PgliteEngine(executor, options);
+  try {
+    await engine.init();
+  } catch (e) {
+    await executor.close();
+    throw e;
+  }
+  return engine;
+}

@@ -1,0 +1,437 @@
+/**
+ * The PGlite engine: one PGlite backend shared by many isolated sessions.
+ *
+ * It owns the executor (the only path to PGlite), the scheduler (who may use
+ * it), and the state of the backend that sessions share and must not see of
+ * each other: whose settings the backend carries, who last parsed the
+ * unnamed statement, which channels it listens to; plus the role and
+ * database catalogs that startups are checked against without waiting for
+ * the backend. Sessions (session.ts) call in here for everything that runs
+ * SQL of the engine's own: switching settings, snapshots after a
+ * transaction, rolling back, cleaning up after a closed session.
+ *
+ * It must never run SQL while a session owns the backend unless on that
+ * session's behalf, never leave one session's settings or statements in
+ * force for another, and never let a PGlite failure wedge the queue: a
+ * failed exec ends that request; a backend that cannot be rolled back ends
+ * every session with a FATAL and refuses new ones.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { Engine, EngineSession, RoleInfo, SessionStartup } from "../../core/engine/types.ts";
+import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
+import type { RawExecutor } from "./executor.ts";
+import { ListenRegistry } from "./notify.ts";
+import { EngineScheduler, type Holder } from "./scheduler.ts";
+import { PgliteSession } from "./session.ts";
+import {
+  parseSnapshot,
+  type SettingsMap,
+  snapshotSql,
+  startupSettings,
+  switchSql,
+} from "./settings.ts";
+import {
+  concat,
+  dataRows,
+  fe,
+  firstError,
+  quoteLiteral,
+  readInt32,
+  readyForQuery,
+} from "./wire.ts";
+
+export interface EngineOptions {
+  /** Longest wait for the engine before 55P03 (pgts.engine_wait_timeout); default 5000 ms. */
+  readonly engineWaitTimeoutMs?: number;
+  /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
+  readonly idleInTransactionSessionTimeoutMs?: number;
+}
+
+/** Settings the server reports in ParameterStatus (GUC_REPORT), in PostgreSQL's spelling. */
+const REPORTED = [
+  "application_name",
+  "client_encoding",
+  "DateStyle",
+  "default_transaction_read_only",
+  "in_hot_standby",
+  "integer_datetimes",
+  "IntervalStyle",
+  "is_superuser",
+  "scram_iterations",
+  "search_path",
+  "server_encoding",
+  "server_version",
+  "session_authorization",
+  "standard_conforming_strings",
+  "TimeZone",
+];
+
+function internalHolder(): Holder {
+  return { pid: 0, activity: () => "doing the engine's own work" };
+}
+
+export class PgliteEngine implements Engine {
+  readonly scheduler = new EngineScheduler();
+  readonly executor: RawExecutor;
+  readonly listeners = new ListenRegistry();
+  readonly options: { engineWaitTimeoutMs: number; idleInTransactionSessionTimeoutMs: number };
+  /** The session whose unnamed statement the backend holds, if known. */
+  unnamedOwner: PgliteSession | null = null;
+
+  #sessions = new Set<PgliteSession>();
+  #nextId = 1;
+  #baseline: SettingsMap = new Map();
+  /** The settings the backend carries now, and for whom. */
+  #current: SettingsMap = new Map();
+  #appliedFor: PgliteSession | null = null;
+  #appliedVersion = -1;
+  #customNames = new Set<string>();
+  #roles = new Map<string, RoleInfo>();
+  #databases = new Set<string>();
+  #database = "postgres";
+  #reported = new Map<string, string>();
+  #broken: PgError | null = null;
+  #closing: Promise<void> | null = null;
+  #jobs = new Set<Promise<void>>();
+
+  constructor(executor: RawExecutor, options: EngineOptions = {}) {
+    this.executor = executor;
+    this.options = {
+      engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
+      idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
+    };
+    if (
+      !(this.options.engineWaitTimeoutMs > 0 && Number.isFinite(this.options.engineWaitTimeoutMs))
+    ) {
+      throw new RangeError("engineWaitTimeoutMs must be a positive finite number of milliseconds");
+    }
+  }
+
+  /** Reads what startups are checked against. Called once, before any session. */
+  async init(): Promise<void> {
+    await this.#withEngine(async () => {
+      this.#baseline = parseSnapshot(await this.#query(snapshotSql([])));
+      this.#current = this.#baseline;
+      const names = REPORTED.map(quoteLiteral).join(", ");
+      for (
+        const [n, v] of await this.#query(
+          `select name, setting from pg_catalog.pg_settings where name in (${names})` +
+            " union all select 'server_version', pg_catalog.current_setting('server_version')" +
+            " union all select 'current_database', pg_catalog.current_database()",
+        )
+      ) {
+        if (n != null && v != null) this.#reported.set(n, v);
+      }
+      this.#database = this.#reported.get("current_database") ?? "postgres";
+      this.#reported.delete("current_database");
+      await this.#refreshRoles();
+      await this.#refreshDatabases();
+    }, Infinity);
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  async lookupRole(name: string): Promise<RoleInfo | null> {
+    this.#checkOpen();
+    const hit = this.#roles.get(name);
+    if (hit !== undefined) return hit;
+    // A role created by a path the scan cannot see (a function): look again.
+    await this.#withEngine(() => this.#refreshRoles(), this.options.engineWaitTimeoutMs)
+      .catch(() => {});
+    return this.#roles.get(name) ?? null;
+  }
+
+  async startSession(
+    startup: SessionStartup,
+  ): Promise<{ session: EngineSession; parameterStatus: Array<[string, string]> }> {
+    this.#checkOpen();
+    const fatal = (code: string, message: string, detail?: string) =>
+      new PgError(code, message, { severity: "FATAL", ...(detail ? { detail } : {}) });
+    // The client may connect as a role another session created a moment
+    // ago: its ReadyForQuery can arrive before the catalogs are re-read.
+    const role = await this.lookupRole(startup.user) ?? undefined;
+    if (!this.#databases.has(startup.database)) {
+      await this.#withEngine(() => this.#refreshDatabases(), this.options.engineWaitTimeoutMs)
+        .catch(() => {});
+    }
+    if (role === undefined) {
+      throw fatal(
+        ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+        `role "${startup.user}" does not exist`,
+      );
+    }
+    if (!role.canLogin) {
+      throw fatal(
+        ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+        `role "${startup.user}" is not permitted to log in`,
+      );
+    }
+    if (!this.#databases.has(startup.database)) {
+      throw fatal(ERRCODE.INVALID_CATALOG_NAME, `database "${startup.database}" does not exist`);
+    }
+    if (startup.database !== this.#database) {
+      throw fatal(
+        ERRCODE.FEATURE_NOT_SUPPORTED,
+        `cannot connect to database "${startup.database}": this engine serves only database "${this.#database}"`,
+        "PGlite runs a single backend bound to one database of its cluster; other databases exist in the catalog but cannot be opened.",
+      );
+    }
+    const settings = startupSettings(this.#baseline, {
+      user: startup.user,
+      params: startup.params,
+    });
+    const session = new PgliteSession(this, {
+      id: this.#nextId++,
+      pid: startup.pid,
+      user: startup.user,
+      settings,
+    });
+    this.#sessions.add(session);
+    this.listeners.add(session);
+    const status = new Map(this.#reported);
+    status.set("session_authorization", startup.user);
+    status.set("is_superuser", role.superuser ? "on" : "off");
+    for (const name of REPORTED) {
+      const v = settings.get(name.toLowerCase());
+      if (v !== undefined && name !== "session_authorization") status.set(name, v);
+    }
+    return { session, parameterStatus: [...status] };
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const reason = new PgError(
+      ERRCODE.ADMIN_SHUTDOWN,
+      "terminating connection due to administrator command",
+      { severity: "FATAL" },
+    );
+    for (const s of this.#sessions) s.terminate(reason);
+    await Promise.all([...this.#sessions].map((s) => s.close().catch(() => {})));
+    this.scheduler.close(reason);
+    await Promise.all([...this.#jobs]);
+    await this.executor.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#broken !== null) throw this.#broken;
+    if (this.#closing !== null) {
+      throw new PgError(ERRCODE.CANNOT_CONNECT_NOW, "the database system is shutting down", {
+        severity: "FATAL",
+      });
+    }
+  }
+
+  // ---- called by sessions, always while the calling session owns the backend
+
+  noteCustomSetting(name: string): void {
+    this.#customNames.add(name);
+  }
+
+  /** Puts `s`'s settings on the backend if another session's are there. */
+  async prepareFor(s: PgliteSession): Promise<void> {
+    if (this.#appliedFor === s && this.#appliedVersion === s.settingsVersion) return;
+    const sql = switchSql(this.#current, s.settings);
+    if (sql !== null) {
+      const err = firstError(await this.runRaw(fe.query(sql)));
+      if (err !== null) throw new PgError(err.code, err.message);
+    }
+    this.#setApplied(s, s.settings);
+  }
+
+  /** Bookkeeping at ReadyForQuery 'I': settings snapshot, LISTEN, catalogs; only what the input may have changed. */
+  async afterTransaction(s: PgliteSession): Promise<void> {
+    if (s.settingsDirty) {
+      const m = parseSnapshot(await this.#query(snapshotSql(this.#customNames)));
+      s.settings = m;
+      s.settingsVersion++;
+      s.settingsDirty = false;
+      this.#setApplied(s, m);
+    }
+    if (s.pendingListen.length > 0) {
+      if (!s.pendingListenSpoiled) this.listeners.apply(s, s.pendingListen);
+      s.pendingListen = [];
+      await this.#reconcileListens();
+    }
+    s.pendingListenSpoiled = false;
+    if (s.rolesDirty) {
+      s.rolesDirty = false;
+      await this.#refreshRoles();
+    }
+    if (s.databasesDirty) {
+      s.databasesDirty = false;
+      await this.#refreshDatabases();
+    }
+  }
+
+  /** DEALLOCATE ALL and DISCARD ALL, for this session's state only. */
+  async runSpecial(
+    s: PgliteSession,
+    kind: "discard all" | "deallocate all",
+    out: (b: Uint8Array) => void,
+  ): Promise<boolean> {
+    await this.#closeStatements(s);
+    if (kind === "discard all") {
+      s.unnamedParse = null;
+      const sql = switchSql(this.#current, s.startupSettings);
+      if (sql !== null) await this.runRaw(fe.query(sql));
+      s.settings = s.startupSettings;
+      s.settingsVersion++;
+      s.settingsDirty = true;
+      this.#setApplied(s, s.settings);
+      s.listens.clear();
+      s.pendingListen = [];
+      await this.#reconcileListens();
+      await this.runRaw(fe.query("DISCARD PLANS"));
+    }
+    const tag = kind === "discard all" ? "DISCARD ALL" : "DEALLOCATE ALL";
+    out(concat([
+      MessageWriter.encode((w) => writeCommandComplete(w, tag)),
+      readyForQuery(s.transactionStatus),
+    ]));
+    return true;
+  }
+
+  /**
+   * Ends whatever `s` left open on the backend: a COPY, an unsynced batch
+   * (its implicit transaction is aborted, not committed) and a transaction
+   * block. False when the backend could not be brought back to idle.
+   */
+  async abortOpenWork(s: PgliteSession): Promise<boolean> {
+    try {
+      const out = await this.runRaw(concat([
+        fe.copyFail("connection ended"),
+        fe.execute("pgts: abort the unsynced batch"),
+        fe.sync(),
+        fe.query("ROLLBACK"),
+      ]));
+      s.resetStatus();
+      return lastStatus(out) === "I";
+    } catch {
+      return false;
+    }
+  }
+
+  /** A closed session: roll back, drop its statements and channels, give the backend back. */
+  async endSession(s: PgliteSession): Promise<void> {
+    this.#sessions.delete(s);
+    this.listeners.remove(s);
+    if (this.unnamedOwner === s) this.unnamedOwner = null;
+    if (this.#appliedFor === s) this.#appliedFor = null;
+    if (this.#broken !== null) return;
+    const cleanup = async () => {
+      await this.#closeStatements(s);
+      if (s.listens.size > 0) {
+        s.listens.clear();
+        await this.#reconcileListens();
+      }
+    };
+    if (s.owns) {
+      try {
+        if (!(await this.abortOpenWork(s))) this.markBroken("could not roll back a closed session");
+        else await cleanup();
+      } finally {
+        s.owns = false;
+        this.scheduler.release(s);
+      }
+    } else if (s.statements.size > 0 || s.listens.size > 0) {
+      // Not urgent: done when the backend is next free, never holding up the caller.
+      const job = this.#withEngine(cleanup, Infinity).catch(() => {});
+      this.#jobs.add(job);
+      void job.finally(() => this.#jobs.delete(job));
+    }
+  }
+
+  /** The backend is in an unknown state: end every session and refuse new ones. */
+  markBroken(reason: string): void {
+    if (this.#broken !== null) return;
+    this.#broken = new PgError(
+      ERRCODE.CRASH_SHUTDOWN,
+      "terminating connection because the engine failed",
+      { severity: "FATAL", detail: reason },
+    );
+    for (const s of this.#sessions) s.terminate(this.#broken);
+    this.scheduler.close(this.#broken);
+  }
+
+  // ---- internals
+
+  #setApplied(s: PgliteSession, m: SettingsMap): void {
+    this.#current = m;
+    this.#appliedFor = s;
+    this.#appliedVersion = s.settingsVersion;
+  }
+
+  async #withEngine<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+    const h = internalHolder();
+    await this.scheduler.acquire(h, { timeoutMs });
+    try {
+      return await fn();
+    } finally {
+      this.scheduler.release(h);
+    }
+  }
+
+  /** Runs bytes for the engine's own purposes (the caller owns the backend); the whole answer. */
+  async runRaw(bytes: Uint8Array): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    await this.executor.exec(bytes, (c) => parts.push(c));
+    return parts.length === 0 ? new Uint8Array(0) : concat(parts);
+  }
+
+  async #query(sql: string): Promise<Array<Array<string | null>>> {
+    const out = await this.runRaw(fe.query(sql));
+    const err = firstError(out);
+    if (err !== null) throw new PgError(err.code, err.message);
+    return dataRows(out);
+  }
+
+  async #closeStatements(s: PgliteSession): Promise<void> {
+    if (s.statements.size === 0) return;
+    const msgs = [...s.statements].map((n) => fe.close("S", n));
+    s.statements.clear();
+    await this.runRaw(concat([...msgs, fe.sync()]));
+  }
+
+  async #reconcileListens(): Promise<void> {
+    const actual = (await this.#query("select pg_catalog.pg_listening_channels()"))
+      .map((r) => r[0] ?? "");
+    const sql = this.listeners.reconcileSql(actual);
+    if (sql !== null) await this.runRaw(fe.query(sql));
+  }
+
+  async #refreshRoles(): Promise<void> {
+    const rows = await this.#query(
+      "select rolname, rolsuper, rolcanlogin, rolpassword from pg_catalog.pg_authid",
+    );
+    this.#roles = new Map(rows.map(([name, sup, login, secret]) => [name ?? "", {
+      name: name ?? "",
+      superuser: sup === "t",
+      canLogin: login === "t",
+      secret: secret ?? null,
+    }]));
+  }
+
+  async #refreshDatabases(): Promise<void> {
+    const rows = await this.#query("select datname from pg_catalog.pg_database");
+    this.#databases = new Set(rows.map((r) => r[0] ?? ""));
+  }
+}
+
+/** Status byte of the last ReadyForQuery in a backend byte stream. */
+function lastStatus(buf: Uint8Array): string | null {
+  let at = 0;
+  let status: string | null = null;
+  while (at + 5 <= buf.length) {
+    const len = readInt32(buf, at + 1);
+    if (buf[at] === 0x5a) status = String.fromCharCode(buf[at + 5]!);
+    at += 1 + len;
+  }
+  return status;
+}

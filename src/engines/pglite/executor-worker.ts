@@ -1,0 +1,112 @@
+/**
+ * The Worker that hosts the PGlite instance for a `worker` executor
+ * (executor.ts). It runs one exec at a time, in arrival order, and streams
+ * backend bytes back in chunks of up to CHUNK bytes so a large result never
+ * sits whole in two heaps; small results travel in the `done` message
+ * itself, one postMessage per exec.
+ *
+ * It never decides anything about sessions, and a PGlite exception ends only
+ * the exec that raised it (reported in `done`), never the worker's loop.
+ */
+
+import { openInstance, type PGliteInstance } from "./instance.ts";
+import type { WorkerReply, WorkerRequest } from "./executor.ts";
+
+const CHUNK = 256 * 1024;
+
+// deno-lint-ignore no-explicit-any -- the Worker global scope differs between runtimes' typings
+const scope = globalThis as any as {
+  onmessage: ((ev: MessageEvent<WorkerRequest>) => void) | null;
+  postMessage(m: WorkerReply, transfer?: Transferable[]): void;
+};
+
+let instance: PGliteInstance | null = null;
+let chain: Promise<void> = Promise.resolve();
+
+function post(m: WorkerReply, bytes?: Uint8Array | null): void {
+  if (bytes != null && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+    scope.postMessage(m, [bytes.buffer as ArrayBuffer]);
+  } else scope.postMessage(m);
+}
+
+async function run(seq: number, bytes: Uint8Array): Promise<void> {
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  const take = (): Uint8Array | null => {
+    if (size === 0) return null;
+    let out: Uint8Array;
+    if (parts.length === 1) out = parts[0]!;
+    else {
+      out = new Uint8Array(size);
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+      }
+    }
+    parts = [];
+    size = 0;
+    return out;
+  };
+  let error: string | null = null;
+  try {
+    if (instance === null) throw new Error("engine is not open");
+    await instance.exec(seq, bytes, (chunk) => {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= CHUNK) {
+        const b = take()!;
+        post({ t: "data", seq, bytes: b }, b);
+      }
+    });
+  } catch (e) {
+    error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
+  }
+  const rest = take();
+  post({ t: "done", seq, bytes: rest, error }, rest);
+}
+
+scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
+  const m = ev.data;
+  switch (m.t) {
+    case "open":
+      chain = chain.then(async () => {
+        try {
+          instance = await openInstance(m.dataDir, {
+            cancelCell: new Int32Array(m.cell),
+            settings: m.settings,
+          });
+          post({ t: "ready" });
+        } catch (e) {
+          post({ t: "failed", message: e instanceof Error ? e.message : String(e) });
+        }
+      });
+      return;
+    case "exec":
+      chain = chain.then(() => run(m.seq, m.bytes));
+      return;
+    case "close":
+      chain = chain.then(async () => {
+        try {
+          await instance?.close();
+        } finally {
+          instance = null;
+          post({ t: "closed" });
+        }
+      });
+      return;
+    default: {
+      const never: never = m;
+      throw new TypeError(`Unknown engine worker request ${JSON.stringify(never)}`);
+    }
+  }
+};
+
+/** A thrown non-Error (Emscripten throws plain objects and numbers) as text. */
+function describe(e: unknown): string {
+  try {
+    return `${String(e)} ${JSON.stringify(e)}`;
+  } catch {
+    return String(e);
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * The raw executor: the only thing that talks to the PGlite instance. It
+ * runs one byte batch at a time and knows nothing of sessions; the
+ * scheduler (scheduler.ts) decides whose bytes run.
+ *
+ * Two placements:
+ * - `worker` (default): PGlite runs in a Worker thread. The engine's own
+ *   thread stays free while a statement runs, so wait timeouts, idle
+ *   timeouts and cancels happen on time, and a cancel reaches the running
+ *   statement through a shared cell (see instance.ts).
+ * - `inline`: PGlite runs on the calling thread. Cheaper per call, but
+ *   nothing else on the thread runs during a statement: a cancel or a
+ *   timeout only takes effect when the statement is over.
+ *
+ * An executor never throws for SQL errors (they are protocol bytes); it
+ * rejects only when PGlite itself fails, and stays usable afterwards when
+ * PGlite does.
+ */
+
+import { openInstance, type PGliteInstance } from "./instance.ts";
+
+export interface RawExecutor {
+  /** Runs framed frontend messages; backend bytes go to `onData` (copies, possibly split mid-message). */
+  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void>;
+  /** Cancels the exec in flight, if any (a no-op between execs). */
+  interrupt(): void;
+  close(): Promise<void>;
+}
+
+export interface ExecutorOptions {
+  readonly placement?: "worker" | "inline";
+  readonly settings?: Readonly<Record<string, string>>;
+}
+
+export function startExecutor(
+  dataDir: string,
+  options: ExecutorOptions = {},
+): Promise<RawExecutor> {
+  return options.placement === "inline"
+    ? InlineExecutor.start(dataDir, options)
+    : WorkerExecutor.start(dataDir, options);
+}
+
+class InlineExecutor implements RawExecutor {
+  #instance: PGliteInstance;
+  #cell: Int32Array;
+  #seq = 0;
+  #running = 0;
+
+  private constructor(instance: PGliteInstance, cell: Int32Array) {
+    this.#instance = instance;
+    this.#cell = cell;
+  }
+
+  static async start(dataDir: string, options: ExecutorOptions): Promise<InlineExecutor> {
+    const cell = new Int32Array(2);
+    const instance = await openInstance(dataDir, {
+      cancelCell: cell,
+      ...(options.settings !== undefined ? { settings: options.settings } : {}),
+    });
+    return new InlineExecutor(instance, cell);
+  }
+
+  async exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void> {
+    const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
+    this.#running = seq;
+    try {
+      await this.#instance.exec(seq, bytes, onData);
+    } finally {
+      this.#running = 0;
+    }
+  }
+
+  interrupt(): void {
+    if (this.#running !== 0) Atomics.store(this.#cell, 0, this.#running);
+  }
+
+  close(): Promise<void> {
+    return this.#instance.close();
+  }
+}
+
+/** Messages from the worker (executor-worker.ts). */
+export type WorkerReply =
+  | { t: "ready" }
+  | { t: "failed"; message: string }
+  | { t: "data"; seq: number; bytes: Uint8Array }
+  | { t: "done"; seq: number; bytes: Uint8Array | null; error: string | null }
+  | { t: "closed" };
+
+/** Messages to the worker. */
+export type WorkerRequest =
+  | { t: "open"; dataDir: string; cell: SharedArrayBuffer; settings: Record<string, string> }
+  | { t: "exec"; seq: number; bytes: Uint8Array }
+  | { t: "close" };
+
+class WorkerExecutor implements RawExecutor {
+  #worker: Worker;
+  #cell: Int32Array;
+  #seq = 0;
+  #pending: {
+    seq: number;
+    onData: (chunk: Uint8Array) => void;
+    resolve: () => void;
+    reject: (e: Error) => void;
+  } | null = null;
+  #closed: (() => void) | null = null;
+  #dead: Error | null = null;
+
+  private constructor(worker: Worker, cell: Int32Array) {
+    this.#worker = worker;
+    this.#cell = cell;
+    worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.#onReply(ev.data);
+    worker.onerror = (ev: ErrorEvent) => {
+      ev.preventDefault?.();
+      this.#fail(new Error(`engine worker failed: ${ev.message}`));
+    };
+  }
+
+  static start(dataDir: string, options: ExecutorOptions): Promise<WorkerExecutor> {
+    const worker = new Worker(new URL("./executor-worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    const sab = new SharedArrayBuffer(8);
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
+        if (ev.data.t === "ready") resolve(new WorkerExecutor(worker, new Int32Array(sab)));
+        else {
+          worker.terminate();
+          reject(new Error(ev.data.t === "failed" ? ev.data.message : "engine worker failed"));
+        }
+      };
+      worker.onerror = (ev: ErrorEvent) => {
+        ev.preventDefault?.();
+        worker.terminate();
+        reject(new Error(`engine worker failed to start: ${ev.message}`));
+      };
+      const open: WorkerRequest = {
+        t: "open",
+        dataDir,
+        cell: sab,
+        settings: { ...(options.settings ?? {}) },
+      };
+      worker.postMessage(open);
+    });
+  }
+
+  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void> {
+    if (this.#dead !== null) return Promise.reject(this.#dead);
+    if (this.#pending !== null) {
+      return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
+    }
+    const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
+    return new Promise((resolve, reject) => {
+      this.#pending = { seq, onData, resolve, reject };
+      const req: WorkerRequest = { t: "exec", seq, bytes };
+      this.#worker.postMessage(req);
+    });
+  }
+
+  interrupt(): void {
+    const p = this.#pending;
+    if (p !== null) Atomics.store(this.#cell, 0, p.seq);
+  }
+
+  close(): Promise<void> {
+    if (this.#dead !== null) {
+      this.#worker.terminate();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(), 10_000);
+      const finish = () => {
+        clearTimeout(timer);
+        this.#worker.terminate();
+        resolve();
+      };
+      this.#closed = finish;
+      const req: WorkerRequest = { t: "close" };
+      this.#worker.postMessage(req);
+    });
+  }
+
+  #onReply(m: WorkerReply): void {
+    switch (m.t) {
+      case "data":
+        if (this.#pending?.seq === m.seq) this.#pending.onData(m.bytes);
+        return;
+      case "done": {
+        const p = this.#pending;
+        if (p === null || p.seq !== m.seq) return;
+        this.#pending = null;
+        if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
+        if (m.error !== null) p.reject(new Error(m.error));
+        else p.resolve();
+        return;
+      }
+      case "closed":
+        this.#closed?.();
+        return;
+      case "ready":
+      case "failed":
+        return;
+      default: {
+        const never: never = m;
+        throw new TypeError(`Unknown engine worker reply ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #fail(e: Error): void {
+    this.#dead = e;
+    const p = this.#pending;
+    this.#pending = null;
+    p?.reject(e);
+    this.#closed?.();
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Opens the one PGlite instance of an engine, with the host-call hooks that
+ * make a running statement cancellable.
+ *
+ * PGlite runs Postgres synchronously on the calling thread, so nothing on
+ * that thread can interrupt a statement. What can: Postgres calls out to the
+ * host (clock reads, file I/O) all the time, pg_sleep and every timed wait
+ * busy-poll `clock_time_get`. The hooks wrap those imports; when the cancel
+ * cell (an Int32Array, shared with another thread when PGlite runs in a
+ * Worker) names the exec in flight, the hook sets Postgres's own
+ * `QueryCancelPending`/`InterruptPending` flags, exactly what the SIGINT
+ * handler does, and moves the monotonic clock forward so a timed wait ends
+ * now instead of at its timeout. The next CHECK_FOR_INTERRUPTS raises 57014.
+ * A statement that computes without any host call (a pure in-memory loop)
+ * cannot be cancelled until it makes one.
+ *
+ * `setitimer` is disabled: Postgres's own timeouts (statement_timeout,
+ * lock_timeout, idle_in_transaction_session_timeout) would fire as
+ * Emscripten timers between two sessions' statements and could FATAL the
+ * single backend that all sessions share. pgts enforces the timeouts it
+ * supports itself, on the host side.
+ *
+ * Must never be used by two threads at once, and a data directory must have
+ * exactly one instance open (runtime-feasibility Q8: a second opener
+ * corrupts it).
+ */
+
+import { PGlite } from "@electric-sql/pglite";
+
+/** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
+export const CANCEL_SEQ = 0;
+export const RUNNING_SEQ = 1;
+
+export interface InstanceOptions {
+  /** Int32Array(2), shared with the thread that requests cancels. */
+  readonly cancelCell: Int32Array;
+  /** `-c name=value` server settings, as in postgresql.conf. */
+  readonly settings?: Readonly<Record<string, string>>;
+}
+
+export interface PGliteInstance {
+  readonly db: PGlite;
+  /** Runs raw frontend messages; `onData` gets copies of the backend bytes. */
+  exec(seq: number, bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One hour in nanoseconds: how far a cancel moves the monotonic clock. */
+const CLOCK_JUMP_NS = 3_600_000_000_000n;
+const CLOCK_MONOTONIC = 1;
+
+type Imports = Record<string, Record<string, unknown>>;
+type InstantiateWasm = (
+  imports: Imports,
+  done: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
+) => unknown;
+
+export async function openInstance(
+  dataDir: string,
+  options: InstanceOptions,
+): Promise<PGliteInstance> {
+  const cell = options.cancelCell;
+  let memory: WebAssembly.Memory | null = null;
+  let flags: { cancel: number; interrupt: number } | null = null;
+  let clockShift = 0n;
+  let tripped = false;
+
+  const setFlags = (v: number) => {
+    if (memory === null || flags === null) return;
+    const view = new DataView(memory.buffer);
+    view.setInt32(flags.cancel, v, true);
+    view.setInt32(flags.interrupt, v, true);
+  };
+  const trip = () => {
+    Atomics.store(cell, CANCEL_SEQ, 0);
+    if (memory === null || flags === null) return;
+    tripped = true;
+    setFlags(1);
+    // Permanent, so the clock stays monotonic: a wait that started before
+    // the cancel sees its deadline pass; later durations are unaffected.
+    clockShift += CLOCK_JUMP_NS;
+  };
+  const check = () => {
+    const want = Atomics.load(cell, CANCEL_SEQ);
+    if (want !== 0 && want === Atomics.load(cell, RUNNING_SEQ)) trip();
+  };
+
+  const hooks = {
+    name: "pgts-interrupts",
+    setup: (_pg: unknown, emscriptenOpts: Record<string, unknown>) => {
+      const instantiate = emscriptenOpts["instantiateWasm"] as InstantiateWasm;
+      memory = emscriptenOpts["wasmMemory"] as WebAssembly.Memory;
+      const wrapped: InstantiateWasm = (imports, done) => {
+        // `env` and `wasi_snapshot_preview1` are the same object in this build.
+        const env = imports["env"]!;
+        const clock = env["clock_time_get"] as (id: number, p: bigint, ptr: number) => number;
+        env["clock_time_get"] = (id: number, precision: bigint, ptr: number) => {
+          check();
+          const r = clock(id, precision, ptr);
+          if (clockShift !== 0n && id === CLOCK_MONOTONIC && memory !== null) {
+            const v = new DataView(memory.buffer);
+            v.setBigUint64(ptr, v.getBigUint64(ptr, true) + clockShift, true);
+          }
+          return r;
+        };
+        for (const name of ["fd_read", "fd_pread", "fd_write", "fd_pwrite"]) {
+          const f = env[name] as ((...a: unknown[]) => unknown) | undefined;
+          if (typeof f === "function") {
+            env[name] = (...a: unknown[]) => {
+              check();
+              return f(...a);
+            };
+          }
+        }
+        env["_setitimer_js"] = () => 0;
+        return instantiate(imports, (instance, module) => {
+          const ex = instance.exports as Record<string, unknown>;
+          const cancel = ex["QueryCancelPending"];
+          const interrupt = ex["InterruptPending"];
+          if (cancel instanceof WebAssembly.Global && interrupt instanceof WebAssembly.Global) {
+            flags = { cancel: cancel.value as number, interrupt: interrupt.value as number };
+          }
+          done(instance, module);
+        });
+      };
+      return Promise.resolve({ emscriptenOpts: { ...emscriptenOpts, instantiateWasm: wrapped } });
+    },
+  };
+
+  const startParams = [...PGlite.defaultStartParams];
+  for (const [k, v] of Object.entries(options.settings ?? {})) startParams.push("-c", `${k}=${v}`);
+  const db = await PGlite.create({
+    dataDir,
+    startParams,
+    // deno-lint-ignore no-explicit-any -- PGlite's Extension type wants its own module types
+    extensions: { pgtsInterrupts: hooks as any },
+  });
+  if (flags === null) {
+    await db.close();
+    throw new Error("PGlite does not export QueryCancelPending/InterruptPending");
+  }
+
+  return {
+    db,
+    async exec(seq, bytes, onData) {
+      Atomics.store(cell, RUNNING_SEQ, seq);
+      tripped = false;
+      try {
+        // syncToFs: false is safe for the filesystems pgts opens (NODEFS and
+        // memory): their syncToFs is a no-op; every write already reached
+        // the OS. See engine.ts for the durability note.
+        await db.execProtocolRawStream(bytes, {
+          syncToFs: false,
+          onRawData: (chunk) => onData(chunk.slice()),
+        });
+      } finally {
+        Atomics.store(cell, RUNNING_SEQ, 0);
+        // A cancel must never reach the next exec, which may be another
+        // session's: clear a request that came too late, and Postgres's
+        // flags if they were set after its last CHECK_FOR_INTERRUPTS.
+        Atomics.compareExchange(cell, CANCEL_SEQ, seq, 0);
+        if (tripped) setFlags(0);
+        tripped = false;
+      }
+    },
+    close: () => db.close(),
+  };
+}

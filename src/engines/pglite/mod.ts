@@ -1,0 +1,17 @@
+/**
+ * @module
+ * The PGlite engine for pgts: one PGlite backend (Postgres in WASM) serving
+ * many isolated sessions through the `Engine` contract of
+ * `src/core/engine/types.ts`. See README.md for what isolation covers and
+ * what one backend cannot isolate.
+ */
+
+export {
+  initCluster,
+  type InitClusterOptions,
+  openEngine,
+  type OpenEngineOptions,
+} from "./cluster.ts";
+export { type EngineOptions, PgliteEngine } from "./engine.ts";
+export type { RawExecutor } from "./executor.ts";
+export { PgliteSession } from "./session.ts";

@@ -1,0 +1,297 @@
+/**
+ * Per-session names on the shared engine, and what a session's input does
+ * to session state.
+ *
+ * PGlite has one backend, so one namespace of prepared statements. Every
+ * named statement a session creates (Parse, SQL PREPARE) is renamed with the
+ * session's prefix in Parse, Bind, Describe, Close, PREPARE, EXECUTE and
+ * DEALLOCATE, and the prefix is taken out of error texts on the way back
+ * (`publicText`), so two sessions can both use "s1". Portals are not
+ * renamed: a portal cannot outlive its transaction and a session owns the
+ * engine for the whole of its transaction, so no other session can see one.
+ *
+ * The same pass records what the engine layer must act on after the input
+ * ran: settings that may have changed, LISTEN/UNLISTEN, role and database
+ * DDL, temporary tables, unnamed-statement use. It never changes SQL beyond
+ * swapping a statement name token, and never drops a message.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import { identName, mightMatter, scanStatements, settingName, type Statement } from "./sqlscan.ts";
+import { concat, cstring, type Frame, quoteIdent, readCString } from "./wire.ts";
+
+export type ListenOp = readonly ["listen" | "unlisten", string];
+
+export interface InputPlan {
+  /** What the engine runs: the input, with statement names prefixed. */
+  readonly bytes: Uint8Array;
+  readonly frames: readonly Frame[];
+  readonly settingsDirty: boolean;
+  /** Custom (dotted) setting names the input sets, e.g. "app.tenant". */
+  readonly customSettings: readonly string[];
+  readonly listenOps: readonly ListenOp[];
+  readonly rolesDirty: boolean;
+  readonly databasesDirty: boolean;
+  readonly createsTempObject: boolean;
+  /** Engine names of statements this input creates. */
+  readonly createdStatements: readonly string[];
+  /** The last Parse of the unnamed statement in this input, as the engine gets it. */
+  readonly unnamedParse: Uint8Array | null;
+  /** A Bind or Describe uses the unnamed statement before any Parse of it in this input. */
+  readonly usesUnnamedFirst: boolean;
+  /** A simple Query (which drops the engine's unnamed statement) is in the input. */
+  readonly hasQuery: boolean;
+  /** The input is one Query that is exactly DISCARD ALL or DEALLOCATE ALL. */
+  readonly special: "discard all" | "deallocate all" | null;
+  /** The input is one Query whose statements include COPY ... FROM STDIN. */
+  readonly copyFromStdin: boolean;
+  /** A statement pgts cannot run for this session (reported instead of running anything). */
+  readonly reject: PgError | null;
+}
+
+const T_PARSE = 0x50;
+const T_BIND = 0x42;
+const T_DESCRIBE = 0x44;
+const T_CLOSE = 0x43;
+const T_QUERY = 0x51;
+
+interface Acc {
+  settingsDirty: boolean;
+  customSettings: string[];
+  listenOps: ListenOp[];
+  rolesDirty: boolean;
+  databasesDirty: boolean;
+  createsTempObject: boolean;
+  createdStatements: string[];
+  special: "discard all" | "deallocate all" | null;
+  copyFromStdin: boolean;
+  reject: PgError | null;
+}
+
+function aloneOnly(what: string): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `${what} must be sent as a query of its own`,
+    {
+      detail:
+        "pgts runs every session on one PGlite backend and carries out this command for this session only.",
+    },
+  );
+}
+
+/**
+ * Looks at one statement; returns a replacement for its name token when it
+ * names a prepared statement.
+ */
+function inspect(
+  sql: string,
+  st: Statement,
+  prefix: string,
+  acc: Acc,
+  lone: boolean,
+): { start: number; end: number; text: string } | null {
+  const t = st.tokens;
+  const w0 = t[0]?.kind === "word" ? t[0].text : "";
+  const w1 = t[1]?.kind === "word" ? t[1].text : "";
+  if (st.callsSetConfig) {
+    acc.settingsDirty = true;
+    for (const n of st.setConfigNames) if (n.includes(".")) acc.customSettings.push(n);
+  }
+  if (w0 === "copy" && /\bfrom\s+stdin\b/i.test(sql.slice(st.start, st.end))) {
+    // PGlite cannot wait for copy data: it must get the Query and all the
+    // data in one exec (session.ts buffers it), which only a lone Query allows.
+    if (lone) acc.copyFromStdin = true;
+    else acc.reject ??= aloneOnly("COPY FROM STDIN");
+  }
+  switch (w0) {
+    case "set":
+    case "reset": {
+      acc.settingsDirty = true;
+      const i = w1 === "session" || w1 === "local" ? 2 : 1;
+      const name = settingName(t, i);
+      if (name !== null && name[0].includes(".")) acc.customSettings.push(name[0]);
+      return null;
+    }
+    case "discard":
+      acc.settingsDirty = true;
+      if (w1 === "all") {
+        if (lone) acc.special = "discard all";
+        else acc.reject ??= aloneOnly("DISCARD ALL");
+      }
+      return null;
+    case "listen":
+    case "unlisten": {
+      const ch = t[1]?.text === "*" ? "*" : identName(t[1]);
+      if (ch !== null) acc.listenOps.push([w0, ch]);
+      return null;
+    }
+    case "create":
+    case "alter":
+    case "drop": {
+      let i = 1;
+      if (t[i]?.text === "or" && t[i + 1]?.text === "replace") i += 2;
+      if (t[i]?.text === "global" || t[i]?.text === "local") i++;
+      const k = t[i]?.kind === "word" ? t[i]!.text : "";
+      if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
+      if (k === "database") acc.databasesDirty = true;
+      if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
+      return null;
+    }
+    case "prepare":
+    case "execute":
+    case "deallocate": {
+      let i = 1;
+      if (w0 === "deallocate" && w1 === "prepare") i = 2;
+      const tok = t[i];
+      if (w0 === "deallocate" && tok?.kind === "word" && tok.text === "all") {
+        if (lone) acc.special = "deallocate all";
+        else acc.reject ??= aloneOnly("DEALLOCATE ALL");
+        return null;
+      }
+      const name = identName(tok);
+      if (name === null || tok === undefined) return null;
+      const engineName = prefix + name;
+      if (w0 === "prepare") acc.createdStatements.push(engineName);
+      return { start: tok.start, end: tok.end, text: quoteIdent(engineName) };
+    }
+    default:
+      return null;
+  }
+}
+
+/** Scans SQL text; returns it with prepared-statement names prefixed. */
+function rewriteSql(sql: string, prefix: string, acc: Acc, isQuery: boolean): string {
+  if (!mightMatter(sql)) return sql;
+  const stmts = scanStatements(sql);
+  const lone = isQuery && stmts.length === 1;
+  let out = "";
+  let at = 0;
+  for (const st of stmts) {
+    const r = inspect(sql, st, prefix, acc, lone);
+    if (r !== null) {
+      out += sql.slice(at, r.start) + r.text;
+      at = r.end;
+    }
+  }
+  return at === 0 ? sql : out + sql.slice(at);
+}
+
+function frameOf(type: number, body: Uint8Array[]): Uint8Array {
+  const b = concat(body);
+  const out = new Uint8Array(5 + b.length);
+  out[0] = type;
+  new DataView(out.buffer).setInt32(1, 4 + b.length);
+  out.set(b, 5);
+  return out;
+}
+
+/**
+ * Renames and inspects a session's framed input. `frames` must be
+ * `splitFrames(input)`.
+ */
+export function planInput(input: Uint8Array, frames: readonly Frame[], prefix: string): InputPlan {
+  const acc: Acc = {
+    settingsDirty: false,
+    customSettings: [],
+    listenOps: [],
+    rolesDirty: false,
+    databasesDirty: false,
+    createsTempObject: false,
+    createdStatements: [],
+    special: null,
+    copyFromStdin: false,
+    reject: null,
+  };
+  let parts: Uint8Array[] | null = null; // set once a message changes
+  const outFrames: Frame[] = [];
+  let outAt = 0;
+  let unnamedParse: Uint8Array | null = null;
+  let usesUnnamedFirst = false;
+  let hasQuery = false;
+  const emit = (i: number, replacement: Uint8Array | null) => {
+    const f = frames[i]!;
+    if (replacement !== null && parts === null) {
+      parts = [];
+      for (let j = 0; j < i; j++) parts.push(input.subarray(frames[j]!.start, frames[j]!.end));
+    }
+    const bytes = replacement ?? input.subarray(f.start, f.end);
+    if (parts !== null) parts.push(bytes);
+    outFrames.push({ type: f.type, start: outAt, end: outAt + bytes.length });
+    outAt += bytes.length;
+    return bytes;
+  };
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i]!;
+    const body = input.subarray(f.start + 5, f.end);
+    switch (f.type) {
+      case T_QUERY: {
+        hasQuery = true;
+        const [sql] = readCString(body, 0);
+        const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1);
+        emit(i, sql2 === sql ? null : frameOf(T_QUERY, [cstring(sql2)]));
+        break;
+      }
+      case T_PARSE: {
+        const [name, afterName] = readCString(body, 0);
+        const [sql, afterSql] = readCString(body, afterName);
+        const sql2 = rewriteSql(sql, prefix, acc, false);
+        if (name === "") {
+          const bytes = emit(
+            i,
+            sql2 === sql
+              ? null
+              : frameOf(T_PARSE, [cstring(""), cstring(sql2), body.subarray(afterSql)]),
+          );
+          unnamedParse = bytes.slice();
+        } else {
+          acc.createdStatements.push(prefix + name);
+          emit(
+            i,
+            frameOf(T_PARSE, [cstring(prefix + name), cstring(sql2), body.subarray(afterSql)]),
+          );
+        }
+        break;
+      }
+      case T_BIND: {
+        const [portal, afterPortal] = readCString(body, 0);
+        const [stmt, afterStmt] = readCString(body, afterPortal);
+        if (stmt === "") {
+          if (unnamedParse === null) usesUnnamedFirst = true;
+          emit(i, null);
+        } else {
+          emit(
+            i,
+            frameOf(T_BIND, [cstring(portal), cstring(prefix + stmt), body.subarray(afterStmt)]),
+          );
+        }
+        break;
+      }
+      case T_DESCRIBE:
+      case T_CLOSE: {
+        const kind = body[0];
+        const [name] = readCString(body, 1);
+        if (kind !== 0x53) emit(i, null);
+        else if (name === "") {
+          if (f.type === T_DESCRIBE && unnamedParse === null) usesUnnamedFirst = true;
+          emit(i, null);
+        } else emit(i, frameOf(f.type, [Uint8Array.of(kind), cstring(prefix + name)]));
+        break;
+      }
+      default:
+        emit(i, null);
+    }
+  }
+  return {
+    bytes: parts === null ? input : concat(parts),
+    frames: parts === null ? frames : outFrames,
+    ...acc,
+    unnamedParse,
+    usesUnnamedFirst,
+    hasQuery,
+  };
+}
+
+/** Takes a session's prefix out of a server message ("pgts3:s1" back to "s1"). */
+export function publicText(text: string, prefix: string): string {
+  return text.includes(prefix) ? text.replaceAll(`"${prefix}`, '"') : text;
+}

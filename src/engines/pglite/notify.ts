@@ -1,0 +1,76 @@
+/**
+ * LISTEN/NOTIFY across sessions of one backend. The backend listens to the
+ * union of the channels its sessions listen to; each NotificationResponse it
+ * produces is delivered only to the sessions listening on that channel,
+ * with the pid of the session that sent it (as PostgreSQL does, the sender
+ * gets its own notification too when it listens).
+ *
+ * A session's LISTEN/UNLISTEN take effect for routing when its transaction
+ * ends without an error or ROLLBACK, as they do in PostgreSQL; `reconcileSql`
+ * then brings the backend's own listening set back to the union, because one
+ * session's UNLISTEN must not stop another's deliveries.
+ *
+ * Never delivers to a session that does not listen on the channel.
+ */
+
+import type { ListenOp } from "./naming.ts";
+import { parseNotification, quoteIdent, withNotifierPid } from "./wire.ts";
+
+export interface Listener {
+  readonly pid: number;
+  readonly listens: Set<string>;
+  deliverAsync(bytes: Uint8Array): void;
+}
+
+export class ListenRegistry {
+  #sessions = new Set<Listener>();
+
+  add(s: Listener): void {
+    this.#sessions.add(s);
+  }
+
+  remove(s: Listener): void {
+    this.#sessions.delete(s);
+  }
+
+  /** Applies committed LISTEN/UNLISTEN of `s`. */
+  apply(s: Listener, ops: readonly ListenOp[]): void {
+    for (const [op, ch] of ops) {
+      if (op === "listen") s.listens.add(ch);
+      else if (ch === "*") s.listens.clear();
+      else s.listens.delete(ch);
+    }
+  }
+
+  union(): Set<string> {
+    const u = new Set<string>();
+    for (const s of this.#sessions) for (const ch of s.listens) u.add(ch);
+    return u;
+  }
+
+  /**
+   * Routes one NotificationResponse produced while `sender` owned the
+   * backend; returns the copy for the sender's own stream, or null.
+   */
+  route(msg: Uint8Array, sender: { readonly pid: number }): Uint8Array | null {
+    const { channel } = parseNotification(msg.subarray(5));
+    const bytes = withNotifierPid(msg, sender.pid);
+    let own: Uint8Array | null = null;
+    for (const s of this.#sessions) {
+      if (!s.listens.has(channel)) continue;
+      if (s === sender) own = bytes;
+      else s.deliverAsync(bytes);
+    }
+    return own;
+  }
+
+  /** SQL that makes the backend listen to exactly the union; null when it already does. */
+  reconcileSql(actual: Iterable<string>): string | null {
+    const want = this.union();
+    const stmts: string[] = [];
+    const have = new Set(actual);
+    for (const ch of have) if (!want.has(ch)) stmts.push(`UNLISTEN ${quoteIdent(ch)}`);
+    for (const ch of want) if (!have.has(ch)) stmts.push(`LISTEN ${quoteIdent(ch)}`);
+    return stmts.length === 0 ? null : stmts.join("; ");
+  }
+}

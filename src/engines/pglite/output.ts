@@ -1,0 +1,135 @@
+/**
+ * The engine's answer to one session's input, on its way to that session.
+ *
+ * Passes backend bytes through in the largest runs it can, and stops only at
+ * the messages the engine layer must see or change: ReadyForQuery (the
+ * session's transaction status), CommandComplete ROLLBACK and ErrorResponse
+ * (whether pending LISTENs took effect), CopyInResponse (the session keeps
+ * the engine until the copy ends), NotificationResponse (routed to the
+ * listening sessions, never blindly to this one) and the responses to
+ * messages the layer injected (dropped). Statement-name prefixes are taken
+ * out of error texts.
+ *
+ * It never reorders messages and never sends one session's notification to
+ * a session that is not listening.
+ */
+
+import { publicText } from "./naming.ts";
+import { concat, editNoticeText, readInt32 } from "./wire.ts";
+
+const Z = 0x5a;
+const E = 0x45;
+const N = 0x4e;
+const A = 0x41;
+const C = 0x43;
+const G = 0x47;
+
+const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
+
+export interface OutputOptions {
+  readonly prefix: string;
+  readonly out: (bytes: Uint8Array) => void;
+  /** Routes a NotificationResponse; returns it (with the sender's pid) when this session listens too. */
+  readonly notify: (msg: Uint8Array) => Uint8Array | null;
+  /** Type byte of one injected response to drop (ParseComplete or CloseComplete), or 0. */
+  readonly dropFirst: number;
+  /** Keep the first CopyInResponse from the session (`copyInResponse`) instead of passing it on. */
+  readonly holdCopyIn?: boolean;
+}
+
+export class OutputFilter {
+  #o: OutputOptions;
+  #carry: Uint8Array | null = null;
+  #drop: number;
+  lastStatus: "I" | "T" | "E" | null = null;
+  /** ReadyForQuery messages seen. */
+  zCount = 0;
+  /** The first CopyInResponse, when `holdCopyIn` kept it from the session. */
+  copyInResponse: Uint8Array | null = null;
+  endsWithZ = false;
+  copyIn = false;
+  sawError = false;
+  sawRollback = false;
+
+  constructor(options: OutputOptions) {
+    this.#o = options;
+    this.#drop = options.dropFirst;
+  }
+
+  push(chunk: Uint8Array): void {
+    let buf = chunk;
+    if (this.#carry !== null) {
+      buf = concat([this.#carry, chunk]);
+      this.#carry = null;
+    }
+    let at = 0;
+    let run = 0; // start of the pass-through run
+    const flush = (end: number) => {
+      if (end > run) this.#o.out(buf.subarray(run, end));
+    };
+    while (buf.length - at >= 5) {
+      const len = readInt32(buf, at + 1);
+      const end = at + 1 + len;
+      if (end > buf.length) break;
+      const type = buf[at]!;
+      this.endsWithZ = type === Z;
+      switch (type) {
+        case Z:
+          this.zCount++;
+          this.lastStatus = String.fromCharCode(buf[at + 5]!) as "I" | "T" | "E";
+          this.copyIn = false;
+          this.#drop = 0;
+          break;
+        case G:
+          this.copyIn = true;
+          if (this.#o.holdCopyIn && this.copyInResponse === null) {
+            flush(at);
+            this.copyInResponse = buf.slice(at, end);
+            run = end;
+          }
+          break;
+        case C:
+          if (len === 4 + ROLLBACK_TAG.length && startsWith(buf, at + 5, ROLLBACK_TAG)) {
+            this.sawRollback = true;
+          }
+          break;
+        case E:
+        case N: {
+          if (type === E) {
+            this.sawError = true;
+            this.#drop = 0;
+          }
+          const msg = buf.subarray(at, end);
+          const edited = editNoticeText(msg, (s) => publicText(s, this.#o.prefix));
+          if (edited !== msg) {
+            flush(at);
+            this.#o.out(edited);
+            run = end;
+          }
+          break;
+        }
+        case A: {
+          flush(at);
+          const inband = this.#o.notify(buf.slice(at, end));
+          if (inband !== null) this.#o.out(inband);
+          run = end;
+          break;
+        }
+        default:
+          if (type === this.#drop) {
+            flush(at);
+            run = end;
+            this.#drop = 0;
+          }
+      }
+      at = end;
+    }
+    flush(at);
+    if (at < buf.length) this.#carry = buf.slice(at);
+  }
+}
+
+function startsWith(buf: Uint8Array, at: number, s: Uint8Array): boolean {
+  for (let i = 0; i < s.length; i++) if (buf[at + i] !== s[i]) return false;
+  return true;
+}

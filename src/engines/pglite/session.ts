@@ -1,0 +1,493 @@
+/**
+ * One client's session on the shared PGlite backend: the `EngineSession` a
+ * backend talks to.
+ *
+ * It owns the session's private state that the one backend cannot keep
+ * apart: its statement-name prefix and statements, its settings map, its
+ * LISTEN channels, its saved unnamed statement, its transaction status. For
+ * each input it renames (naming.ts), waits for the engine (scheduler.ts),
+ * has the engine put its settings back (engine.ts), runs the bytes and
+ * filters the answer (output.ts); it gives the engine back at
+ * ReadyForQuery 'I'. While it holds the engine idle, the
+ * idle-in-transaction timer runs.
+ *
+ * It must never let bytes of its input run while another session owns the
+ * engine, never hand its output or notifications to another session, and
+ * never leave the engine held or mid-transaction when it fails or closes.
+ */
+
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
+import { planInput } from "./naming.ts";
+import type { ListenOp } from "./naming.ts";
+import type { Listener } from "./notify.ts";
+import { OutputFilter } from "./output.ts";
+import type { Holder } from "./scheduler.ts";
+import { parseDurationMs, type SettingsMap } from "./settings.ts";
+import {
+  concat,
+  errorResponse,
+  fe,
+  type Frame,
+  noticeResponse,
+  readyForQuery,
+  splitFrames,
+} from "./wire.ts";
+import type { PgliteEngine } from "./engine.ts";
+
+const SYNC = 0x53;
+const QUERY = 0x51;
+const FLUSH = 0x48;
+const TERMINATE = 0x58;
+const PARSE_COMPLETE = 0x31;
+const CLOSE_COMPLETE = 0x33;
+const COPY_DATA = 0x64;
+const COPY_DONE = 0x63;
+const COPY_FAIL = 0x66;
+const G_COPY_IN = 0x47;
+
+type State = "idle" | "waiting" | "active" | "closed";
+
+export function queryCanceled(): PgError {
+  return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
+}
+
+export class PgliteSession implements EngineSession, Holder, Listener {
+  readonly pid: number;
+  readonly id: number;
+  readonly user: string;
+  /** Prefix of this session's statement names on the engine. */
+  readonly prefix: string;
+  onAsync: ((backend: Uint8Array) => void) | null = null;
+  /** Called once when the engine ends the session itself, after the FATAL went through onAsync. */
+  onTerminate: ((reason: PgError) => void) | null = null;
+
+  readonly listens = new Set<string>();
+  /** Engine names of this session's prepared statements. */
+  readonly statements = new Set<string>();
+  /** Custom setting names this session set. */
+  settings: SettingsMap;
+  settingsVersion = 0;
+  settingsDirty = true;
+  readonly startupSettings: SettingsMap;
+  rolesDirty = false;
+  databasesDirty = false;
+  pendingListen: ListenOp[] = [];
+  pendingListenSpoiled = false;
+  unnamedParse: Uint8Array | null = null;
+  owns = false;
+
+  #engine: PgliteEngine;
+  #status: TransactionStatus = "I";
+  #state: State = "idle";
+  #chain: Promise<void> = Promise.resolve();
+  #skipUntilSync = false;
+  #cancelPending = false;
+  #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  #terminated: PgError | null = null;
+  #closing: Promise<void> | null = null;
+  /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far. */
+  #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
+
+  constructor(
+    engine: PgliteEngine,
+    init: { id: number; pid: number; user: string; settings: SettingsMap },
+  ) {
+    this.#engine = engine;
+    this.id = init.id;
+    this.pid = init.pid;
+    this.user = init.user;
+    this.prefix = `pgts${init.id}:`;
+    this.settings = init.settings;
+    this.startupSettings = init.settings;
+  }
+
+  get transactionStatus(): TransactionStatus {
+    return this.#status;
+  }
+
+  activity(): string {
+    if (this.#state === "active") return "running a statement";
+    if (this.#status === "T") return "idle in transaction";
+    if (this.#status === "E") return "idle in transaction (aborted)";
+    return "in an unfinished extended-query batch";
+  }
+
+  deliverAsync(bytes: Uint8Array): void {
+    if (this.#state !== "closed") this.onAsync?.(bytes);
+  }
+
+  exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void> {
+    const run = this.#chain.then(() => this.#exec(frontend, out));
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  cancel(): void {
+    if (this.#state === "waiting") {
+      this.#engine.scheduler.cancelWait(this, queryCanceled());
+    } else if (this.#state === "active") {
+      this.#cancelPending = true;
+      this.#engine.executor.interrupt();
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#disarmIdle();
+    this.#terminated ??= new PgError(
+      ERRCODE.CONNECTION_DOES_NOT_EXIST,
+      "the session is closed",
+      { severity: "FATAL" },
+    );
+    // A statement still waiting or running is ended first: the transaction
+    // is rolled back now, not when the statement would have finished.
+    this.cancel();
+    await this.#chain;
+    this.#state = "closed";
+    await this.#engine.endSession(this);
+  }
+
+  /** Ends the session from the engine side (idle timeout, engine failure). */
+  terminate(reason: PgError): void {
+    if (this.#terminated !== null) return;
+    this.#terminated = reason;
+    this.#disarmIdle();
+    this.onAsync?.(errorResponse(reason));
+    this.onTerminate?.(reason);
+    void this.close();
+  }
+
+  /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
+  #waitBoundMs(): number {
+    let bound = parseDurationMs(this.settings.get("pgts.engine_wait_timeout")) ?? 0;
+    if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
+    const lock = parseDurationMs(this.settings.get("lock_timeout")) ?? 0;
+    return lock > 0 ? Math.min(bound, lock) : bound;
+  }
+
+  async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
+    if (this.#terminated !== null) throw this.#terminated;
+    let frames = splitFrames(input);
+    if (frames === null) {
+      throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
+        severity: "FATAL",
+      });
+    }
+    // After an error pgts raised itself in an extended batch, the rest of
+    // the batch is skipped up to Sync, as PostgreSQL skips after an error.
+    if (this.#skipUntilSync) {
+      const s = frames.findIndex((f) => f.type === SYNC);
+      if (s < 0) return;
+      this.#skipUntilSync = false;
+      out(readyForQuery(this.#status));
+      if (s + 1 === frames.length) return;
+      input = input.subarray(frames[s + 1]!.start);
+      frames = splitFrames(input)!;
+    }
+    if (this.#copy !== null) {
+      const end = frames.findIndex((f) => f.type === COPY_DONE || f.type === COPY_FAIL);
+      for (const f of end < 0 ? frames : frames.slice(0, end)) {
+        if (f.type === COPY_DATA) this.#copy.data.push(input.slice(f.start, f.end));
+      }
+      if (end < 0) return;
+      const last = frames[end]!;
+      await this.#finishCopy(input.slice(last.start, last.end), out);
+      if (end + 1 === frames.length) return;
+      input = input.subarray(frames[end + 1]!.start);
+      frames = splitFrames(input)!;
+    }
+    const x = frames.findIndex((f) => f.type === TERMINATE);
+    if (x >= 0) {
+      if (x > 0) await this.#run(input.subarray(0, frames[x]!.start), frames.slice(0, x), out);
+      // close() waits for this exec to finish: start it, do not await it here.
+      void this.close();
+      return;
+    }
+    await this.#run(input, frames, out);
+  }
+
+  async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
+    const engine = this.#engine;
+    const plan = planInput(input, frames, this.prefix);
+    if (plan.reject !== null) {
+      this.#failInput(frames, plan.reject, out);
+      return;
+    }
+    this.#disarmIdle();
+    if (!this.owns && frames.every((f) => f.type === SYNC || f.type === FLUSH)) {
+      // Nothing pending: a Sync needs no engine, only a ReadyForQuery.
+      for (const f of frames) if (f.type === SYNC) out(readyForQuery(this.#status));
+      return;
+    }
+    if (!(await this.#acquire(frames, out))) return;
+    this.#state = "active";
+    for (const n of plan.customSettings) engine.noteCustomSetting(n);
+    for (const n of plan.createdStatements) this.statements.add(n);
+    if (plan.settingsDirty) this.settingsDirty = true;
+    if (plan.rolesDirty) this.rolesDirty = true;
+    if (plan.databasesDirty) this.databasesDirty = true;
+    if (plan.listenOps.length > 0) this.pendingListen.push(...plan.listenOps);
+    if (plan.createsTempObject) out(noticeResponse(tempTableWarning()));
+
+    // In a failed transaction, or DISCARD ALL in any transaction, the engine
+    // itself answers with the right error; only the rest is done here.
+    const special = plan.special === "deallocate all"
+      ? this.#status !== "E"
+      : plan.special === "discard all" && this.#status === "I";
+    if (special && plan.special !== null) {
+      await this.#settle(await engine.runSpecial(this, plan.special, out), out);
+      return;
+    }
+
+    if (plan.copyFromStdin && this.#status !== "E") {
+      try {
+        if (await this.#startCopy(plan.bytes, out)) return;
+      } catch (e) {
+        await this.#engineFailure(e, frames, out, 0);
+        return;
+      }
+    }
+
+    // The unnamed statement lives in the one backend until the next Parse
+    // of it or the next simple Query, by any session. If this input binds
+    // it before parsing it and another session has replaced it since, put
+    // this session's back (or none, so the Bind fails as it should).
+    let bytes = plan.bytes;
+    let drop = 0;
+    if (plan.usesUnnamedFirst && engine.unnamedOwner !== this) {
+      bytes = concat([this.unnamedParse ?? fe.close("S", ""), bytes]);
+      drop = this.unnamedParse !== null ? PARSE_COMPLETE : CLOSE_COMPLETE;
+    }
+    if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
+    else if (plan.hasQuery) this.unnamedParse = null;
+    engine.unnamedOwner = plan.unnamedParse !== null || plan.usesUnnamedFirst
+      ? this
+      : plan.hasQuery
+      ? null
+      : engine.unnamedOwner;
+
+    await this.#execute(bytes, frames, out, drop);
+  }
+
+  /** Takes the engine (bounded wait) and puts this session's settings on it; false when the input was answered with an error instead. */
+  async #acquire(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
+    if (this.owns) return true;
+    const engine = this.#engine;
+    this.#state = "waiting";
+    try {
+      if (!engine.scheduler.tryAcquire(this)) {
+        await engine.scheduler.acquire(this, { timeoutMs: this.#waitBoundMs() });
+      }
+    } catch (e) {
+      this.#state = "idle";
+      if (!isPgError(e)) throw e;
+      this.#failInput(frames, e, out);
+      return false;
+    }
+    this.owns = true;
+    this.#state = "active";
+    try {
+      await engine.prepareFor(this);
+    } catch (e) {
+      this.#state = "idle";
+      const fatal = isPgError(e)
+        ? new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" })
+        : new PgError(ERRCODE.INTERNAL_ERROR, String(e), { severity: "FATAL" });
+      this.#terminated = fatal;
+      engine.scheduler.release(this);
+      this.owns = false;
+      throw fatal;
+    }
+    return true;
+  }
+
+  /**
+   * COPY FROM STDIN, first half. PGlite cannot wait for copy data, so the
+   * Query runs once with an immediate CopyFail (inside a savepoint when a
+   * transaction is open) to learn the real CopyInResponse, which goes to
+   * the client; the data is then collected and the Query runs for real with
+   * it, in one exec, at CopyDone. False when the Query does not start a
+   * copy after all (it then runs normally and reports its own error).
+   */
+  async #startCopy(query: Uint8Array, out: (b: Uint8Array) => void): Promise<boolean> {
+    const engine = this.#engine;
+    const inBlock = this.#status === "T";
+    const probe = inBlock
+      ? concat([
+        fe.query("SAVEPOINT pgts_copy_probe"),
+        query,
+        fe.copyFail("pgts: copy probe"),
+        fe.query("ROLLBACK TO SAVEPOINT pgts_copy_probe; RELEASE SAVEPOINT pgts_copy_probe"),
+      ])
+      : concat([query, fe.copyFail("pgts: copy probe")]);
+    const filter = new OutputFilter({
+      prefix: this.prefix,
+      out: () => {},
+      notify: () => null,
+      dropFirst: 0,
+      holdCopyIn: true,
+    });
+    filter.push(await engine.runRaw(probe));
+    if (filter.copyInResponse === null) return false;
+    out(filter.copyInResponse);
+    this.#copy = { query, data: [] };
+    this.#state = "idle";
+    if (!inBlock) {
+      this.owns = false;
+      engine.scheduler.release(this);
+    }
+    return true;
+  }
+
+  /** COPY FROM STDIN, second half: the Query, its data and CopyDone (or CopyFail) in one exec. */
+  async #finishCopy(end: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
+    const copy = this.#copy!;
+    this.#copy = null;
+    const frames = splitFrames(copy.query)!;
+    if (!(await this.#acquire(frames, out))) return;
+    this.#state = "active";
+    await this.#execute(concat([copy.query, ...copy.data, end]), frames, out, G_COPY_IN);
+  }
+
+  /** Runs bytes on the engine (owned) and settles ownership afterwards. */
+  async #execute(
+    bytes: Uint8Array,
+    frames: readonly Frame[],
+    out: (b: Uint8Array) => void,
+    drop: number,
+  ): Promise<void> {
+    const engine = this.#engine;
+    const filter = new OutputFilter({
+      prefix: this.prefix,
+      out,
+      notify: (msg) => engine.listeners.route(msg, this),
+      dropFirst: drop,
+    });
+    try {
+      const running = engine.executor.exec(bytes, (c) => filter.push(c));
+      if (this.#cancelPending) engine.executor.interrupt();
+      await running;
+    } catch (e) {
+      this.#cancelPending = false;
+      await this.#engineFailure(e, frames, out, filter.zCount);
+      return;
+    }
+    this.#cancelPending = false;
+    if (filter.lastStatus !== null) this.#status = filter.lastStatus;
+    if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
+    await this.#settle(filter.endsWithZ && !filter.copyIn, out);
+  }
+
+  /** After an input ran: give the engine back at ReadyForQuery 'I', or keep it and start the idle timer. */
+  async #settle(atReadyForQuery: boolean, out: (b: Uint8Array) => void): Promise<void> {
+    if (atReadyForQuery && this.#status === "I") {
+      try {
+        await this.#engine.afterTransaction(this);
+      } catch (e) {
+        await this.#engineFailure(e, [], out, 0);
+        return;
+      }
+      this.owns = false;
+      this.#state = "idle";
+      this.#engine.scheduler.release(this);
+      return;
+    }
+    this.#state = "idle";
+    this.#armIdle();
+  }
+
+  /** Answers an input pgts could not run with `err`, keeping the protocol in step. */
+  #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
+    const parts: Uint8Array[] = [];
+    let skipping = false;
+    for (const f of frames) {
+      if (skipping) {
+        if (f.type === SYNC) {
+          parts.push(readyForQuery(this.#status));
+          skipping = false;
+        }
+      } else if (f.type === QUERY) parts.push(errorResponse(err), readyForQuery(this.#status));
+      else if (f.type === SYNC) parts.push(readyForQuery(this.#status));
+      else if (f.type !== FLUSH) {
+        parts.push(errorResponse(err));
+        skipping = true;
+      }
+    }
+    this.#skipUntilSync = skipping;
+    if (parts.length > 0) out(concat(parts));
+  }
+
+  /**
+   * PGlite threw (not an SQL error): report it for every batch of the input
+   * not yet answered, roll back, give the engine back.
+   */
+  async #engineFailure(
+    e: unknown,
+    frames: readonly Frame[],
+    out: (b: Uint8Array) => void,
+    answered: number,
+  ): Promise<void> {
+    const msg = e instanceof Error ? e.message : String(e);
+    const recovered = await this.#engine.abortOpenWork(this);
+    this.#status = "I";
+    this.#state = "idle";
+    this.#copy = null;
+    let from = 0;
+    for (let n = 0; from < frames.length && n < answered; from++) {
+      if (frames[from]!.type === SYNC || frames[from]!.type === QUERY) n++;
+    }
+    const rest = frames.slice(from);
+    const err = new PgError(ERRCODE.INTERNAL_ERROR, `engine failure: ${msg}`);
+    if (rest.length > 0) this.#failInput(rest, err, out);
+    else out(errorResponse(err));
+    this.owns = false;
+    this.#engine.scheduler.release(this);
+    if (!recovered) this.#engine.markBroken(msg);
+  }
+
+  #armIdle(): void {
+    if (!this.owns || this.#terminated !== null) return;
+    const ms = parseDurationMs(this.settings.get("idle_in_transaction_session_timeout")) ??
+      this.#engine.options.idleInTransactionSessionTimeoutMs;
+    if (!(ms > 0)) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      if (this.owns && this.#state === "idle") {
+        this.terminate(
+          new PgError(
+            ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            "terminating connection due to idle-in-transaction timeout",
+            { severity: "FATAL" },
+          ),
+        );
+      }
+    }, ms);
+  }
+
+  #disarmIdle(): void {
+    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+  }
+
+  /** Marks the transaction status after the engine rolled this session back. */
+  resetStatus(): void {
+    this.#status = "I";
+  }
+}
+
+function tempTableWarning(): PgError {
+  return new PgError(
+    ERRCODE.WARNING,
+    "temporary objects are shared by all sessions of this engine",
+    {
+      severity: "WARNING",
+      detail:
+        "pgts runs every session on one PGlite backend, which has one temporary schema; other sessions can see and drop this object.",
+    },
+  );
+}

@@ -1,0 +1,191 @@
+/**
+ * A lexical scan of SQL text, just deep enough to find what changes session
+ * state on the shared engine: SET/RESET/set_config (settings), LISTEN and
+ * UNLISTEN, PREPARE/EXECUTE/DEALLOCATE names, DISCARD, role and database
+ * DDL, temporary tables. It splits statements at top-level semicolons and
+ * skips comments, quoted strings, quoted identifiers and dollar quotes, so a
+ * keyword inside a string or a function body is never mistaken for one.
+ *
+ * It is not a parser. It never rejects text (the engine does), and what it
+ * cannot see (set_config called inside a function body, EXECUTE inside
+ * EXPLAIN) is documented in README.md as a limit. `mightMatter` is the cheap
+ * gate that keeps the scan off the hot path for ordinary queries.
+ */
+
+export interface Token {
+  /** Lowercased word, the identifier for quoted ones, the literal's value for strings. */
+  readonly text: string;
+  readonly kind: "word" | "quoted" | "string" | "punct";
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface Statement {
+  readonly start: number;
+  readonly end: number;
+  /** The statement's first tokens (up to MAX_TOKENS). */
+  readonly tokens: Token[];
+  /** True when `set_config` appears anywhere in the statement. */
+  readonly callsSetConfig: boolean;
+  /** Literal first arguments of set_config(...) calls. */
+  readonly setConfigNames: string[];
+}
+
+const MAX_TOKENS = 8;
+
+const GATE =
+  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin/i;
+
+/** False when the text cannot contain anything the engine layer tracks. */
+export function mightMatter(sql: string): boolean {
+  return GATE.test(sql);
+}
+
+function isIdentStart(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128;
+}
+
+function isIdentPart(c: number): boolean {
+  return isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
+}
+
+/** Splits `sql` into statements with their leading tokens. */
+export function scanStatements(sql: string): Statement[] {
+  const out: Statement[] = [];
+  let tokens: Token[] = [];
+  let stmtStart = -1;
+  let depth = 0;
+  let callsSetConfig = false;
+  let setConfigNames: string[] = [];
+  let afterSetConfig = 0; // 1: saw set_config, 2: saw "("
+  const n = sql.length;
+  let i = 0;
+  const finish = (end: number) => {
+    if (stmtStart >= 0) {
+      out.push({ start: stmtStart, end, tokens, callsSetConfig, setConfigNames });
+    }
+    tokens = [];
+    stmtStart = -1;
+    callsSetConfig = false;
+    setConfigNames = [];
+    afterSetConfig = 0;
+  };
+  const push = (t: Token) => {
+    if (stmtStart < 0) stmtStart = t.start;
+    if (tokens.length < MAX_TOKENS) tokens.push(t);
+    if (t.kind === "word" && t.text === "set_config") {
+      callsSetConfig = true;
+      afterSetConfig = 1;
+    } else if (afterSetConfig === 1 && t.text === "(") afterSetConfig = 2;
+    else {
+      if (afterSetConfig === 2 && t.kind === "string") setConfigNames.push(t.text.toLowerCase());
+      afterSetConfig = 0;
+    }
+  };
+  while (i < n) {
+    const c = sql.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 12) {
+      i++;
+    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
+      const e = sql.indexOf("\n", i);
+      i = e < 0 ? n : e + 1;
+    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) {
+      let level = 1;
+      i += 2;
+      while (i < n && level > 0) {
+        if (sql.charCodeAt(i) === 47 && sql.charCodeAt(i + 1) === 42) {
+          level++;
+          i += 2;
+        } else if (sql.charCodeAt(i) === 42 && sql.charCodeAt(i + 1) === 47) {
+          level--;
+          i += 2;
+        } else i++;
+      }
+    } else if (c === 39 || ((c === 69 || c === 101) && sql.charCodeAt(i + 1) === 39)) {
+      // 'string' or E'string' (backslash escapes only in the E form).
+      const escapes = c !== 39;
+      const start = i;
+      i += escapes ? 2 : 1;
+      let value = "";
+      while (i < n) {
+        const d = sql.charCodeAt(i);
+        if (escapes && d === 92) {
+          value += sql[i + 1] ?? "";
+          i += 2;
+        } else if (d === 39) {
+          if (sql.charCodeAt(i + 1) === 39) {
+            value += "'";
+            i += 2;
+          } else {
+            i++;
+            break;
+          }
+        } else {
+          value += sql[i];
+          i++;
+        }
+      }
+      push({ text: value, kind: "string", start, end: i });
+    } else if (c === 34) {
+      const start = i;
+      i++;
+      let value = "";
+      while (i < n) {
+        if (sql.charCodeAt(i) === 34) {
+          if (sql.charCodeAt(i + 1) === 34) {
+            value += '"';
+            i += 2;
+          } else {
+            i++;
+            break;
+          }
+        } else {
+          value += sql[i];
+          i++;
+        }
+      }
+      push({ text: value, kind: "quoted", start, end: i });
+    } else if (c === 36 && /^\$([A-Za-z_][A-Za-z_0-9]*)?\$/.test(sql.slice(i, i + 64))) {
+      const tag = /^\$([A-Za-z_][A-Za-z_0-9]*)?\$/.exec(sql.slice(i, i + 64))![0];
+      const start = i;
+      const close = sql.indexOf(tag, i + tag.length);
+      i = close < 0 ? n : close + tag.length;
+      push({ text: "", kind: "string", start, end: i });
+    } else if (isIdentStart(c)) {
+      const start = i;
+      while (i < n && isIdentPart(sql.charCodeAt(i))) i++;
+      push({ text: sql.slice(start, i).toLowerCase(), kind: "word", start, end: i });
+    } else if (c === 59 && depth === 0) {
+      finish(i);
+      i++;
+    } else {
+      if (c === 40) depth++;
+      else if (c === 41 && depth > 0) depth--;
+      push({ text: sql[i]!, kind: "punct", start: i, end: i + 1 });
+      i++;
+    }
+  }
+  finish(n);
+  return out;
+}
+
+/** An identifier token's name as the server folds it; null for other tokens. */
+export function identName(t: Token | undefined): string | null {
+  if (t === undefined) return null;
+  if (t.kind === "quoted") return t.text;
+  if (t.kind === "word") return t.text;
+  return null;
+}
+
+/** `a.b` custom setting name starting at tokens[i], with the index after it. */
+export function settingName(tokens: Token[], i: number): [string, number] | null {
+  const first = identName(tokens[i]);
+  if (first === null) return null;
+  let name = first;
+  let j = i + 1;
+  while (tokens[j]?.text === "." && identName(tokens[j + 1]) !== null) {
+    name += "." + identName(tokens[j + 1]);
+    j += 2;
+  }
+  return [name, j];
+}

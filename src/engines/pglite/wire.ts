@@ -1,0 +1,229 @@
+/**
+ * The little protocol byte handling the PGlite engine needs on its hot path:
+ * splitting framed frontend input, reading and writing C strings, building
+ * the few frontend messages the engine sends on its own behalf (internal
+ * queries, Sync, Close) and the backend messages it synthesises (errors,
+ * ReadyForQuery, notifications). Generated backend messages go through
+ * `src/core/protocol`'s writer; this file only holds what must be cheap.
+ *
+ * Never allocates for a message it does not change: callers pass subarrays
+ * of the input through untouched.
+ */
+
+import type { PgError } from "../../core/elog.ts";
+import {
+  MessageWriter,
+  type TransactionStatus,
+  writeErrorResponse,
+  writeNoticeResponse,
+  writeReadyForQuery,
+} from "../../core/protocol/mod.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** One framed message inside a buffer: type byte at `start`, body `[start+5, end)`. */
+export interface Frame {
+  readonly type: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+export function readInt32(buf: Uint8Array, at: number): number {
+  return (buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!;
+}
+
+/**
+ * Splits complete framed messages. Returns null when the input is not a
+ * whole number of well-formed frames (the caller reports 08P01).
+ */
+export function splitFrames(buf: Uint8Array): Frame[] | null {
+  const frames: Frame[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf.length - at < 5) return null;
+    const len = readInt32(buf, at + 1);
+    if (len < 4 || at + 1 + len > buf.length) return null;
+    frames.push({ type: buf[at]!, start: at, end: at + 1 + len });
+    at += 1 + len;
+  }
+  return frames;
+}
+
+/** The C string at `at` and the offset just past its terminator. */
+export function readCString(buf: Uint8Array, at: number): [string, number] {
+  let end = at;
+  while (end < buf.length && buf[end] !== 0) end++;
+  return [decoder.decode(buf.subarray(at, end)), end + 1];
+}
+
+export function cstring(s: string): Uint8Array {
+  const b = encoder.encode(s);
+  const out = new Uint8Array(b.length + 1);
+  out.set(b);
+  return out;
+}
+
+/** Frames `type` + body parts into one message. */
+export function message(type: number, ...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(5 + n);
+  out[0] = type;
+  new DataView(out.buffer).setInt32(1, 4 + n);
+  let at = 5;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+export const fe = {
+  query: (sql: string) => message(0x51, cstring(sql)),
+  sync: () => message(0x53),
+  /** Close ('C') of a statement ('S') or portal ('P'); closing a missing one is not an error. */
+  close: (kind: "S" | "P", name: string) =>
+    message(0x43, Uint8Array.of(kind.charCodeAt(0)), cstring(name)),
+  execute: (portal: string) => message(0x45, cstring(portal), new Uint8Array(4)),
+  copyFail: (reason: string) => message(0x66, cstring(reason)),
+} as const;
+
+export function errorResponse(err: PgError): Uint8Array {
+  return MessageWriter.encode((w) => writeErrorResponse(w, err));
+}
+
+export function noticeResponse(notice: PgError): Uint8Array {
+  return MessageWriter.encode((w) => writeNoticeResponse(w, notice));
+}
+
+export function readyForQuery(status: TransactionStatus): Uint8Array {
+  return MessageWriter.encode((w) => writeReadyForQuery(w, status));
+}
+
+/** NotificationResponse body fields. */
+export function parseNotification(
+  body: Uint8Array,
+): { pid: number; channel: string; payload: string } {
+  const pid = readInt32(body, 0);
+  const [channel, next] = readCString(body, 4);
+  const [payload] = readCString(body, next);
+  return { pid, channel, payload };
+}
+
+/** The same NotificationResponse with another sender pid (the notifying session's). */
+export function withNotifierPid(msg: Uint8Array, pid: number): Uint8Array {
+  const out = msg.slice();
+  new DataView(out.buffer).setInt32(5, pid);
+  return out;
+}
+
+/**
+ * Rewrites the text fields of an ErrorResponse/NoticeResponse ('M', 'D', 'H')
+ * through `edit`; returns the message unchanged (same object) when nothing
+ * changed.
+ */
+export function editNoticeText(msg: Uint8Array, edit: (s: string) => string): Uint8Array {
+  const fields: Array<[number, string]> = [];
+  let at = 5;
+  let changed = false;
+  while (at < msg.length && msg[at] !== 0) {
+    const code = msg[at]!;
+    const [value, next] = readCString(msg, at + 1);
+    at = next;
+    if (code === 0x4d || code === 0x44 || code === 0x48) {
+      const v = edit(value);
+      if (v !== value) changed = true;
+      fields.push([code, v]);
+    } else fields.push([code, value]);
+  }
+  if (!changed) return msg;
+  const parts: Uint8Array[] = [];
+  for (const [code, v] of fields) parts.push(Uint8Array.of(code), cstring(v));
+  parts.push(Uint8Array.of(0));
+  return message(msg[0]!, ...parts);
+}
+
+/** The SQLSTATE ('C' field) of an ErrorResponse. */
+export function errorCode(msg: Uint8Array): string {
+  let at = 5;
+  while (at < msg.length && msg[at] !== 0) {
+    const code = msg[at]!;
+    const [value, next] = readCString(msg, at + 1);
+    if (code === 0x43) return value;
+    at = next;
+  }
+  return "";
+}
+
+/** Text columns of the DataRows in a backend byte stream (internal queries). */
+export function dataRows(buf: Uint8Array): Array<Array<string | null>> {
+  const rows: Array<Array<string | null>> = [];
+  let at = 0;
+  while (at + 5 <= buf.length) {
+    const len = readInt32(buf, at + 1);
+    if (buf[at] === 0x44) {
+      const n = (buf[at + 5]! << 8) | buf[at + 6]!;
+      let p = at + 7;
+      const row: Array<string | null> = [];
+      for (let i = 0; i < n; i++) {
+        const l = readInt32(buf, p);
+        p += 4;
+        if (l < 0) row.push(null);
+        else {
+          row.push(decoder.decode(buf.subarray(p, p + l)));
+          p += l;
+        }
+      }
+      rows.push(row);
+    }
+    at += 1 + len;
+  }
+  return rows;
+}
+
+/** The first ErrorResponse in a backend byte stream, as message text and SQLSTATE. */
+export function firstError(buf: Uint8Array): { code: string; message: string } | null {
+  let at = 0;
+  while (at + 5 <= buf.length) {
+    const len = readInt32(buf, at + 1);
+    if (buf[at] === 0x45) {
+      let f = at + 5;
+      let code = "";
+      let text = "";
+      while (f < at + 1 + len && buf[f] !== 0) {
+        const k = buf[f]!;
+        const [v, next] = readCString(buf, f + 1);
+        if (k === 0x43) code = v;
+        if (k === 0x4d) text = v;
+        f = next;
+      }
+      return { code, message: text };
+    }
+    at += 1 + len;
+  }
+  return null;
+}
+
+/** SQL string literal. */
+export function quoteLiteral(s: string): string {
+  return "'" + s.replaceAll("'", "''") + "'";
+}
+
+/** SQL identifier, always quoted. */
+export function quoteIdent(s: string): string {
+  return '"' + s.replaceAll('"', '""') + '"';
+}
