@@ -14,6 +14,11 @@
  * - message: 32 buffers per "message", all dropped at its end (Bump: alloc,
  *   then reset per message).
  *
+ * Each also runs against a pointer context (`pointers: true`): the context
+ * side allocates a pointer, writes a byte at it through `cx.memory` (read
+ * afresh every time, as callers must, since an allocation may move it) and
+ * keeps the pointer in the ring; the fresh side is unchanged.
+ *
  * Sizes are 8 B to 1 KB, either drawn from 16 recurring sizes (the shape of
  * real palloc traffic: the same structs again and again) or uniformly at
  * random (the worst case for view reuse). Heap growth is process memory
@@ -75,6 +80,21 @@ function churnAllocSet(sizes: Int32Array): void {
   cx.delete();
 }
 
+function churnAllocSetPtr(sizes: Int32Array): void {
+  const cx = allocSetContextCreate(mcxt.topMemoryContext, "churn", { pointers: true });
+  const ring = new Int32Array(RING).fill(-1);
+  for (let i = 0; i < STEPS; i++) {
+    const j = i & (RING - 1);
+    const old = ring[j]!;
+    if (old >= 0) cx.freePtr(old);
+    const ptr = cx.allocPtr(sizes[i & (TABLE - 1)]!);
+    cx.memory[ptr] = i;
+    ring[j] = ptr;
+  }
+  sink += ring[0]!;
+  cx.delete();
+}
+
 function churnSlab(): void {
   const cx = slabContextCreate(mcxt.topMemoryContext, "slab", { chunkSize: 64 });
   const ring: (Uint8Array | undefined)[] = new Array(RING);
@@ -128,6 +148,25 @@ function messagesBump(sizes: Int32Array, shift: number): void {
       message[k] = chunk;
     }
     sink += message[0]!.length;
+    cx.reset();
+  }
+  cx.delete();
+}
+
+function messagesBumpPtr(sizes: Int32Array, shift: number): void {
+  const cx = bumpContextCreate(mcxt.topMemoryContext, "message", {
+    sizes: { minContextSize: 64 * 1024, initBlockSize: 8 * 1024, maxBlockSize: 8 * 1024 * 1024 },
+    pointers: true,
+  });
+  const message = new Int32Array(PER_MESSAGE);
+  for (let m = 0; m < STEPS; m += PER_MESSAGE) {
+    const base = (m * shift) & (TABLE - 1);
+    for (let k = 0; k < PER_MESSAGE; k++) {
+      const ptr = cx.allocPtr(sizes[(base + k) & (TABLE - 1)]!);
+      cx.memory[ptr] = k;
+      message[k] = ptr;
+    }
+    sink += message[1]!;
     cx.reset();
   }
   cx.delete();
@@ -204,6 +243,27 @@ const scenarios: [string, () => void, () => void][] = [
     () => messagesBump(uniform, 1),
   ],
   ["Slab churn, 64 B", churnFresh64, churnSlab],
+  [
+    "AllocSet ptr churn, recurring sizes",
+    () => churnFresh(recurring),
+    () => churnAllocSetPtr(recurring),
+  ],
+  ["AllocSet ptr churn, uniform sizes", () => churnFresh(uniform), () => churnAllocSetPtr(uniform)],
+  [
+    "Bump ptr per message, same layout",
+    () => messagesFresh(recurring, 0),
+    () => messagesBumpPtr(recurring, 0),
+  ],
+  [
+    "Bump ptr per message, recurring",
+    () => messagesFresh(recurring, 1),
+    () => messagesBumpPtr(recurring, 1),
+  ],
+  [
+    "Bump ptr per message, uniform",
+    () => messagesFresh(uniform, 1),
+    () => messagesBumpPtr(uniform, 1),
+  ],
 ];
 
 console.log(

@@ -16,18 +16,29 @@
  * or a view into the middle of a chunk is an error, never a corrupted
  * freelist. The hot path allocates nothing but the returned view, and a view
  * coming off a freelist with the requested length is handed out again as is.
+ *
+ * Created with `pointers: true`, the context hands out byte offsets into its
+ * arena instead (allocPtr, freePtr, reallocPtr): the same size classes,
+ * headers, block sizes and keeper, with blocks as regions of the arena. As
+ * in aset.c a free chunk holds the link to the next free chunk of its class
+ * in its first four bytes, so the freelists are two Int32Arrays and the hot
+ * path touches no JS object at all. A reset changes the live tag of the
+ * whole arena, so any pointer from before it fails the header check.
  */
 
+import { type Arena, PointerCapableContext } from "./arena.ts";
 import {
   ALLOCSET_DEFAULT_SIZES,
   type BlockSizes,
   checkAllocSize,
   CHUNK_HEADER_SIZE,
   type ContextStats,
+  FIRST_LIVE_TAG,
   formatCounters,
   FREE_TAG,
   maxAlign,
   MemoryBlock,
+  nextLiveTag,
 } from "./memnodes.ts";
 import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
@@ -46,6 +57,16 @@ const VIEW_TABLE_MAX_BLOCK = 64 * 1024;
 export interface AllocSetOptions extends MemoryContextOptions {
   /** Block sizes; ALLOCSET_DEFAULT_SIZES when omitted. */
   sizes?: Readonly<BlockSizes>;
+  /** Hand out pointers into `memory` (allocPtr) instead of Uint8Array views. */
+  pointers?: boolean;
+}
+
+/** A block of a pointer context: a region of its arena. */
+interface PtrBlock {
+  readonly start: number;
+  readonly size: number;
+  /** Bytes handed out or cut into free chunks; the active block's grow past this. */
+  used: number;
 }
 
 /** The freelist index of a small size: 0 for 1..8 bytes, 1 for 9..16, ... */
@@ -68,7 +89,7 @@ function checkSizes(sizes: Readonly<BlockSizes>, name: string): void {
 }
 
 /** A general-purpose memory context (AllocSetContextCreate). */
-export class AllocSetContext extends MemoryContext {
+export class AllocSetContext extends PointerCapableContext {
   readonly type = "AllocSet" as const;
   readonly #registry: Map<ArrayBufferLike, MemoryBlock>;
   readonly #initBlockSize: number;
@@ -82,6 +103,18 @@ export class AllocSetContext extends MemoryContext {
   readonly #freeBlocks: MemoryBlock[][] = [];
   #nextBlockSize: number;
   #active: MemoryBlock;
+  // Pointer contexts only (see the header).
+  readonly #arena: Arena | null = null;
+  readonly #ptrBlocks = new Map<number, PtrBlock>();
+  /** Head of each pointer freelist (0: empty), and its length for stats. */
+  readonly #freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
+  readonly #freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
+  #ptrKeeper: PtrBlock = { start: 0, size: 0, used: 0 };
+  #ptrActive: PtrBlock = this.#ptrKeeper;
+  /** Next free byte of the active block, and its end. */
+  #ptrFree = 0;
+  #ptrEnd = 0;
+  #ptrTag = FIRST_LIVE_TAG;
 
   constructor(parent: MemoryContext | McxtState, name: string, options: AllocSetOptions = {}) {
     super(parent, name, options);
@@ -104,6 +137,20 @@ export class AllocSetContext extends MemoryContext {
       this.#freeBlocks.push([]);
     }
     const keeperSize = sizes.minContextSize !== 0 ? sizes.minContextSize : sizes.initBlockSize;
+    if (options.pointers === true) {
+      try {
+        this.#arena = this.openArena(keeperSize);
+      } catch (e) {
+        this.abandon();
+        throw e;
+      }
+      // A stand-in: Uint8Array methods refuse before touching it.
+      this.#keeper = new MemoryBlock(this, new ArrayBuffer(0));
+      this.#active = this.#keeper;
+      this.#ptrKeeper = { start: 0, size: keeperSize, used: 0 };
+      this.#resetPtrState();
+      return;
+    }
     let buffer: ArrayBuffer;
     try {
       buffer = this.chargeBlock(keeperSize, keeperSize, true);
@@ -121,6 +168,7 @@ export class AllocSetContext extends MemoryContext {
   }
 
   alloc(size: number): Uint8Array {
+    if (this.#arena !== null) this.viewsNotServed("alloc");
     if (size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
       const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
       const views = this.#freeViews[idx]!;
@@ -166,6 +214,7 @@ export class AllocSetContext extends MemoryContext {
   }
 
   free(chunk: Uint8Array): void {
+    if (this.#arena !== null) this.viewsNotServed("free");
     const offset = chunk.byteOffset;
     let block: MemoryBlock | undefined;
     const tabled = this.#tabled;
@@ -201,6 +250,7 @@ export class AllocSetContext extends MemoryContext {
   }
 
   realloc(chunk: Uint8Array, size: number): Uint8Array {
+    if (this.#arena !== null) this.viewsNotServed("realloc");
     const block = this.#registry.get(chunk.buffer);
     const offset = chunk.byteOffset;
     if (block === undefined || block.owner !== this || (offset & 7) !== 0 || offset === 0) {
@@ -222,6 +272,75 @@ export class AllocSetContext extends MemoryContext {
     return moved;
   }
 
+  allocPtr(size: number): number {
+    const arena = this.#arena;
+    if (arena !== null && size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
+      const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
+      const ptr = this.#freeHeads[idx]!;
+      if (ptr !== 0) {
+        const u32 = arena.u32;
+        this.#freeHeads[idx] = u32[ptr >>> 2]!;
+        this.#freeCounts[idx]!--;
+        u32[(ptr >>> 2) - 1] = this.#ptrTag;
+        return ptr;
+      }
+      const capacity = 8 << idx;
+      const need = capacity + CHUNK_HEADER_SIZE;
+      if (this.#ptrEnd - this.#ptrFree < need) this.#newPtrBlock(need, size);
+      const start = this.#ptrFree;
+      this.#ptrFree = start + need;
+      // Read after #newPtrBlock: growing the arena replaces its views.
+      const u32 = arena.u32;
+      const h = start >>> 2;
+      u32[h] = capacity;
+      u32[h + 1] = this.#ptrTag;
+      return start + CHUNK_HEADER_SIZE;
+    }
+    return this.#allocPtrLarge(size);
+  }
+
+  freePtr(ptr: number): void {
+    const arena = this.#arena;
+    if (
+      arena === null || (ptr | 0) !== ptr || (ptr & 7) !== 0 || ptr < CHUNK_HEADER_SIZE ||
+      ptr >= arena.end
+    ) {
+      this.badPointer(ptr, "free");
+    }
+    const u32 = arena.u32;
+    const h = (ptr >>> 2) - 2;
+    if (u32[h + 1] !== this.#ptrTag) this.badPointer(ptr, "free");
+    const capacity = u32[h]!;
+    if (capacity > this.#chunkLimit) {
+      const block = this.#ptrBlocks.get(ptr - CHUNK_HEADER_SIZE);
+      if (block === undefined) this.badPointer(ptr, "free");
+      u32[h + 1] = FREE_TAG;
+      this.#ptrBlocks.delete(block.start);
+      this.giveRegion(block.start, block.size);
+      return;
+    }
+    u32[h + 1] = FREE_TAG;
+    const idx = capacity <= 8 ? 0 : 29 - Math.clz32(capacity - 1);
+    u32[h + 2] = this.#freeHeads[idx]!;
+    this.#freeHeads[idx] = ptr;
+    this.#freeCounts[idx]!++;
+  }
+
+  reallocPtr(ptr: number, size: number): number {
+    const capacity = this.#livePtrCapacity(ptr, "realloc");
+    checkAllocSize(size);
+    // In place under the same rule as realloc().
+    if (size <= capacity && (capacity <= this.#chunkLimit || size > this.#chunkLimit)) return ptr;
+    const moved = this.allocPtr(size);
+    this.#arena!.memory.copyWithin(moved, ptr, ptr + Math.min(capacity, size));
+    this.freePtr(ptr);
+    return moved;
+  }
+
+  ptrCapacity(ptr: number): number {
+    return this.#livePtrCapacity(ptr, "get capacity of");
+  }
+
   stats(): ContextStats {
     const counters = { nblocks: 0, freechunks: 0, totalspace: 0, freespace: 0 };
     for (const block of this.#blocks) {
@@ -229,8 +348,14 @@ export class AllocSetContext extends MemoryContext {
       counters.totalspace += block.size;
       counters.freespace += block.size - block.freeptr;
     }
+    for (const block of this.#ptrBlocks.values()) {
+      const used = block === this.#ptrActive ? this.#ptrFree - block.start : block.used;
+      counters.nblocks++;
+      counters.totalspace += block.size;
+      counters.freespace += block.size - used;
+    }
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
-      const n = this.#freeViews[idx]!.length;
+      const n = this.#freeViews[idx]!.length + this.#freeCounts[idx]!;
       counters.freechunks += n;
       counters.freespace += n * ((8 << idx) + CHUNK_HEADER_SIZE);
     }
@@ -238,6 +363,16 @@ export class AllocSetContext extends MemoryContext {
   }
 
   protected resetSelf(): void {
+    if (this.#arena !== null) {
+      let released = 0;
+      for (const block of this.#ptrBlocks.values()) {
+        if (block !== this.#ptrKeeper) released += block.size;
+      }
+      this.truncateArena(this.#ptrKeeper.size, released);
+      this.#ptrTag = nextLiveTag(this.#ptrTag);
+      this.#resetPtrState();
+      return;
+    }
     for (const block of this.#blocks) {
       if (block !== this.#keeper) this.releaseBlock(block);
     }
@@ -252,6 +387,17 @@ export class AllocSetContext extends MemoryContext {
   }
 
   protected deleteSelf(): void {
+    if (this.#arena !== null) {
+      let size = 0;
+      for (const block of this.#ptrBlocks.values()) size += block.size;
+      this.closeArena(size);
+      this.#ptrBlocks.clear();
+      this.#clearFreelists();
+      // Nothing is live and nothing has room: the next allocPtr is refused.
+      this.#ptrFree = this.#ptrEnd = 0;
+      this.#ptrTag = nextLiveTag(this.#ptrTag);
+      return;
+    }
     for (const block of this.#blocks) this.releaseBlock(block);
     this.#blocks.clear();
     this.#tabled.length = 0;
@@ -261,6 +407,10 @@ export class AllocSetContext extends MemoryContext {
   }
 
   protected isEmptySelf(): boolean {
+    if (this.#arena !== null) {
+      return this.#ptrBlocks.size === 1 && this.#ptrActive === this.#ptrKeeper &&
+        this.#ptrFree === 0;
+    }
     return this.#blocks.size === 1 && this.#keeper.freeptr === 0;
   }
 
@@ -284,10 +434,81 @@ export class AllocSetContext extends MemoryContext {
   }
 
   #clearFreelists(): void {
+    this.#freeHeads.fill(0);
+    this.#freeCounts.fill(0);
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
       this.#freeViews[idx]!.length = 0;
       this.#freeBlocks[idx]!.length = 0;
     }
+  }
+
+  /** Only the empty keeper left, active again (creation and reset of a pointer context). */
+  #resetPtrState(): void {
+    const keeper = this.#ptrKeeper;
+    keeper.used = 0;
+    this.#ptrBlocks.clear();
+    this.#ptrBlocks.set(keeper.start, keeper);
+    this.#ptrActive = keeper;
+    this.#ptrFree = keeper.start;
+    this.#ptrEnd = keeper.start + keeper.size;
+    this.#nextBlockSize = this.#initBlockSize;
+    this.#clearFreelists();
+  }
+
+  /** The capacity of a live pointer chunk, or the error saying why it is not one. */
+  #livePtrCapacity(ptr: number, action: string): number {
+    const arena = this.#arena;
+    if (
+      arena === null || (ptr | 0) !== ptr || (ptr & 7) !== 0 || ptr < CHUNK_HEADER_SIZE ||
+      ptr >= arena.end || arena.u32[(ptr >>> 2) - 1] !== this.#ptrTag
+    ) {
+      this.badPointer(ptr, action);
+    }
+    return arena.u32[(ptr >>> 2) - 2]!;
+  }
+
+  /** A pointer request above the chunk limit: a region of its own. */
+  #allocPtrLarge(size: number): number {
+    if (this.#arena === null) this.pointersNotServed();
+    checkAllocSize(size);
+    if (size <= this.#chunkLimit) return this.allocPtr(size);
+    const capacity = maxAlign(size);
+    const start = this.takeRegion(capacity + CHUNK_HEADER_SIZE, size);
+    const u32 = this.#arena.u32;
+    u32[start >>> 2] = capacity;
+    u32[(start >>> 2) + 1] = this.#ptrTag;
+    const regionSize = capacity + CHUNK_HEADER_SIZE;
+    this.#ptrBlocks.set(start, { start, size: regionSize, used: regionSize });
+    return start + CHUNK_HEADER_SIZE;
+  }
+
+  /** #newBlock for a pointer context: the same carving and block sizes, in the arena. */
+  #newPtrBlock(need: number, size: number): void {
+    const u32 = this.#arena!.u32;
+    const maxIdx = freelistIndex(this.#chunkLimit);
+    let avail = this.#ptrEnd - this.#ptrFree;
+    while (avail >= 8 + CHUNK_HEADER_SIZE) {
+      const idx = Math.min(28 - Math.clz32(avail - CHUNK_HEADER_SIZE), maxIdx);
+      const capacity = 8 << idx;
+      const start = this.#ptrFree;
+      u32[start >>> 2] = capacity;
+      u32[(start >>> 2) + 1] = FREE_TAG;
+      u32[(start >>> 2) + 2] = this.#freeHeads[idx]!;
+      this.#freeHeads[idx] = start + CHUNK_HEADER_SIZE;
+      this.#freeCounts[idx]!++;
+      this.#ptrFree = start + capacity + CHUNK_HEADER_SIZE;
+      avail -= capacity + CHUNK_HEADER_SIZE;
+    }
+    this.#ptrActive.used = this.#ptrFree - this.#ptrActive.start;
+    let blockSize = this.#nextBlockSize;
+    this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
+    while (blockSize < need) blockSize *= 2;
+    const start = this.takeRegion(blockSize, size);
+    const block = { start, size: blockSize, used: 0 };
+    this.#ptrBlocks.set(start, block);
+    this.#ptrActive = block;
+    this.#ptrFree = start;
+    this.#ptrEnd = start + blockSize;
   }
 
   /** A request above the chunk limit: a block of its own. */

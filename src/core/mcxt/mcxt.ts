@@ -12,6 +12,11 @@
  * the current context. One state per tree, never a module-level singleton,
  * so many backends can live in one JS realm.
  *
+ * A context created with `pointers: true` hands out chunks as byte offsets
+ * into its own `memory` instead of Uint8Array views (allocPtr, freePtr,
+ * reallocPtr; see arena.ts). Its blocks are regions of that memory, charged
+ * and limited exactly like ArrayBuffer blocks. A context serves one kind.
+ *
  * Deleting TopMemoryContext or the current context (or an ancestor of it) is
  * refused before anything is touched. Running out of memory, whether against
  * a limit or because an ArrayBuffer cannot be had, is reported as SQLSTATE
@@ -196,6 +201,30 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
   /** True if nothing has been allocated since creation or the last reset. */
   protected abstract isEmptySelf(): boolean;
 
+  /**
+   * Allocates `size` bytes in a pointer context and returns their offset in
+   * `memory`; the contents are not zeroed. Read `memory` again afterwards:
+   * an allocation may have moved it to a larger buffer.
+   */
+  abstract allocPtr(size: number): number;
+  /** Frees a pointer chunk of this context; throws if it is not a live chunk of it. */
+  abstract freePtr(ptr: number): void;
+  /** Resizes a pointer chunk, keeping its contents up to the smaller size; returns its offset. */
+  abstract reallocPtr(ptr: number, size: number): number;
+  /** Usable bytes of a live pointer chunk, read from its header (GetMemoryChunkSpace less the header). */
+  abstract ptrCapacity(ptr: number): number;
+  /** Allocates `size` zeroed bytes in a pointer context (palloc0). */
+  abstract allocZeroPtr(size: number): number;
+  /** True if this context hands out pointers (created with `pointers: true`). */
+  abstract readonly isPointerContext: boolean;
+  /**
+   * The bytes of a pointer context, indexed by the offsets allocPtr returns.
+   * A new object after any allocation that grew it: read it, do not keep it.
+   */
+  abstract readonly memory: Uint8Array;
+  /** A DataView of `memory`, with the same lifetime. */
+  abstract readonly dataView: DataView;
+
   /** Allocates `size` zeroed bytes (palloc0). */
   allocZero(size: number): Uint8Array {
     const chunk = this.alloc(size);
@@ -247,6 +276,11 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
   /** Deletes the children, then releases this context's own memory (MemoryContextReset). */
   reset(): void {
     this.#checkLive("reset");
+    if (this.#firstChild === null && this.#callbacks.length === 0) {
+      // The per-message case: nothing to run, nothing to collect.
+      this.resetSelf();
+      return;
+    }
     if (this.#firstChild !== null) this.#checkCurrentOutside("reset", false);
     const sink = newSink(this.name);
     this.#deleteChildren(sink);
@@ -357,6 +391,29 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
     this.#memAllocated += size;
     this.#addToSubtrees(size);
     return buffer;
+  }
+
+  /**
+   * Charges `size` bytes of a block that is not an ArrayBuffer of its own (a
+   * region of a pointer context's memory), with chargeBlock's checks; a
+   * negative size gives bytes back.
+   */
+  protected chargeSpace(size: number, requestSize: number, creating = false): void {
+    if (size > 0) {
+      if (this.#deleted) {
+        throw new TypeError(
+          `Cannot allocate in memory context "${this.name}": it has been deleted`,
+        );
+      }
+      if (this.#exceedsLimit(size)) this.#outOfMemory(requestSize, creating);
+    }
+    this.#memAllocated += size;
+    this.#addToSubtrees(size);
+  }
+
+  /** Raises out-of-memory for a request of `requestSize` bytes. */
+  protected outOfMemory(requestSize: number, creating = false): never {
+    this.#outOfMemory(requestSize, creating);
   }
 
   /** Registers a block obtained through chargeBlock. */

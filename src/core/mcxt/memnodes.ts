@@ -79,6 +79,14 @@ export const FREE_TAG = 0x46524545;
 const LIVE_BASE = 0x4c000000;
 const EPOCH_MASK = 0x00ffffff;
 
+/** The header word of live chunks in a block or arena that was never reset. */
+export const FIRST_LIVE_TAG = LIVE_BASE | 1;
+
+/** The live tag after `tag`: chunks marked with `tag` no longer count as live. */
+export function nextLiveTag(tag: number): number {
+  return LIVE_BASE | (((tag & EPOCH_MASK) + 1) & EPOCH_MASK);
+}
+
 /** Rounds a size up to the 8-byte alignment of chunks (MAXALIGN). */
 export function maxAlign(size: number): number {
   return (size + 7) & ~7;
@@ -96,7 +104,7 @@ export class MemoryBlock {
   /** Offset of the first byte not yet handed out. */
   freeptr = 0;
   /** Header word that marks a live chunk; changes when the block is reset. */
-  liveTag = LIVE_BASE | 1;
+  liveTag = FIRST_LIVE_TAG;
   /**
    * The view last handed out at each chunk offset (offset / 16), kept by
    * AllocSet for small blocks so free() can recognise its own views without
@@ -114,7 +122,7 @@ export class MemoryBlock {
   /** Forgets every chunk: headers written before this no longer count as live. */
   markEmpty(): void {
     this.freeptr = 0;
-    this.liveTag = LIVE_BASE | (((this.liveTag & EPOCH_MASK) + 1) & EPOCH_MASK);
+    this.liveTag = nextLiveTag(this.liveTag);
   }
 }
 

@@ -3,6 +3,10 @@
  * ArrayBuffer blocks, with the standard per-backend context tree and the
  * statistics of MemoryContextStats and pg_backend_memory_contexts.
  *
+ * A context hands out Uint8Array views (`alloc`), or, created with
+ * `pointers: true`, byte offsets into its `memory` (`allocPtr`, `freePtr`,
+ * `reallocPtr`): the hot-path form, which creates no object per chunk.
+ *
  * @module
  */
 

@@ -10,7 +10,8 @@
  * has no keeper.
  *
  * A slot's view is made once and handed out again each time the slot is
- * reused, so a warm slab allocates no objects at all.
+ * reused, so a warm slab allocates no objects at all. A slab hands out
+ * Uint8Array chunks only; the pointer methods refuse.
  */
 
 import {
@@ -21,6 +22,7 @@ import {
   maxAlign,
   MemoryBlock,
 } from "./memnodes.ts";
+import { PointerCapableContext } from "./arena.ts";
 import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** SLAB_DEFAULT_BLOCK_SIZE: 8 KB. */
@@ -65,7 +67,7 @@ class SlabBlock extends MemoryBlock {
 }
 
 /** A memory context of fixed-size chunks (SlabContextCreate). */
-export class SlabContext extends MemoryContext {
+export class SlabContext extends PointerCapableContext {
   readonly type = "Slab" as const;
   readonly chunkSize: number;
   readonly blockSize: number;
@@ -144,6 +146,22 @@ export class SlabContext extends MemoryContext {
     throw new TypeError("slab allocator does not support realloc()");
   }
 
+  allocPtr(_size: number): number {
+    this.#noPointers();
+  }
+
+  freePtr(_ptr: number): void {
+    this.#noPointers();
+  }
+
+  reallocPtr(_ptr: number, _size: number): number {
+    this.#noPointers();
+  }
+
+  ptrCapacity(_ptr: number): number {
+    this.#noPointers();
+  }
+
   stats(): ContextStats {
     const counters = { nblocks: 0, freechunks: 0, totalspace: 0, freespace: 0 };
     for (const block of this.#inUse) {
@@ -180,6 +198,12 @@ export class SlabContext extends MemoryContext {
   protected isEmptySelf(): boolean {
     for (const block of this.#inUse) if (block.nfree !== this.#chunksPerBlock) return false;
     return true;
+  }
+
+  #noPointers(): never {
+    throw new TypeError(
+      `Cannot use pointers in memory context "${this.name}": the slab allocator hands out Uint8Array chunks only`,
+    );
   }
 
   /** The block of a live chunk of this context, or the error saying why not. */
