@@ -64,10 +64,12 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   );
   let session: EngineSession | null = null;
   const output = new ClientOutput(conn);
+  let terminating = false;
   const signals = installBackendSignalHandlers(env, link, {
     // die(): the running statement is cancelled and its transaction rolled
     // back; the client hears only the FATAL, not the cancel's ERROR.
     onTerminate: async () => {
+      terminating = true;
       input.stop();
       output.dropped = true;
       const s = session;
@@ -101,6 +103,9 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   let code: number;
   try {
     code = await Promise.race([main, signals.exitCode]);
+    // Stopping the input ends the command loop before die() has sent its
+    // FATAL: wait for it, or the connection is closed before the FATAL.
+    if (terminating) code = await signals.exitCode;
   } catch (e) {
     code = reportFatal(conn, e);
   }
