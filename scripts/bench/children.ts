@@ -124,6 +124,12 @@ async function cases(): Promise<Case[]> {
         inProcess: false,
       },
       {
+        name: "bun subprocess (node:net, stdio fd)",
+        launcher: new BunSubprocessLauncher(),
+        net: new NodeSocketNetAdapter(),
+        inProcess: false,
+      },
+      {
         name: "bun subprocess (ipc send)",
         launcher: new BunSubprocessLauncher({ handoff: "ipc" }),
         net: new NodeSocketNetAdapter(),
@@ -159,7 +165,8 @@ const rows: string[][] = [];
 for (const c of await cases()) {
   // The ipc case differs from the stdio one only in hand-off; its start and
   // RSS are the same children.
-  const handoffOnly = c.name.includes("ipc send") && c.name.startsWith("bun");
+  const handoffOnly = (c.name.includes("ipc send") || c.name.includes("node:net")) &&
+    c.name.startsWith("bun");
   const start = handoffOnly ? NaN : await startLatency(c.launcher);
   const rss = handoffOnly ? NaN : await idleRss(c.launcher, c.inProcess);
   const handoff = await handoffLatency(c.launcher, c.net);

@@ -2,7 +2,8 @@
  * Runtime detection, in one place: which runtime this is, and the default
  * launcher and NetAdapter for it.
  *
- * - Bun: subprocess children (`Bun.spawn`), clients handed over as fds.
+ * - Bun: subprocess children (`Bun.spawn`), clients accepted by node:net and
+ *   handed over as fds.
  * - Deno: subprocess children (`node:child_process` fork) by default, since
  *   only they can take a client socket (research Q4); `adapter: "worker"`
  *   picks Web Workers, which start and idle cheaper but relay every client
@@ -37,8 +38,13 @@ export async function defaultAdapter(
 ): Promise<RuntimeAdapter> {
   const runtime = detectRuntime();
   const kind = options.kind ?? "subprocess";
+  // Under Bun, node:net rather than Bun.listen: after a hand-off the
+  // postmaster must drop its copy of the client's fd with a plain close(2).
+  // A Bun socket can only let go through terminate(), which sets SO_LINGER 0
+  // on the socket it shares with the child, so every later close by the
+  // child was a reset (the client saw ECONNRESET, not its FATAL or EOF).
   const net: NetAdapter = runtime === "bun"
-    ? new (await import("./bun/net.ts")).BunNetAdapter()
+    ? new (await import("./shared/nodenet.ts")).NodeSocketNetAdapter()
     : new (await import("./deno/net.ts")).DenoNetAdapter();
   let launcher: ChildLauncher;
   switch (kind) {
