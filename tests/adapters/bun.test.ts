@@ -12,6 +12,7 @@ import { BunNetAdapter } from "../../src/adapters/bun/net.ts";
 import { DenoNetAdapter } from "../../src/adapters/deno/net.ts";
 import { WorkerLauncher } from "../../src/adapters/shared/worker_launcher.ts";
 import {
+  checkEarlySignal,
   checkEcho,
   checkExits,
   checkHandoff,
@@ -41,6 +42,11 @@ describe("Bun subprocess launcher", () => {
     const r = await checkSignals(launcher);
     expect(r.got).toEqual(["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT", "SIGTERM"]);
     expect(r.exit).toEqual({ code: 7, signal: null });
+  });
+
+  test("a SIGTERM sent while the child is still starting reaches its handler", async () => {
+    const r = await checkEarlySignal(launcher);
+    expect(r).toEqual({ got: "SIGTERM", exit: { code: 0, signal: null } });
   });
 
   test("SIGKILL, an uncaught throw and an unhandled SIGTERM end children as the kernel reports", async () => {
@@ -99,6 +105,10 @@ describe("Worker launcher under Bun", () => {
   test("a worker child echoes, handles signals as messages, and crashes are reported", async () => {
     expect((await checkEcho(launcher)).echoed).toEqual([1, 2, 3]);
     expect((await checkSignals(launcher)).exit).toEqual({ code: 7, signal: null });
+    expect(await checkEarlySignal(launcher)).toEqual({
+      got: "SIGTERM",
+      exit: { code: 0, signal: null },
+    });
     const r = await checkExits(launcher);
     expect(r.sigkill).toEqual({ code: null, signal: "SIGKILL" });
     expect(r.throwInMain).toEqual({ code: 2, signal: null });

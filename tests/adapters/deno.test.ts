@@ -36,6 +36,13 @@ for (const name of ["deno-subprocess", "worker"]) {
       expect(r.exit).toEqual({ code: 7, signal: null });
     });
 
+    test("a SIGTERM sent while the child is still starting reaches its handler", () => {
+      expect(results[name].earlySignal).toEqual({
+        got: "SIGTERM",
+        exit: { code: 0, signal: null },
+      });
+    });
+
     test("SIGKILL, an uncaught throw and an unhandled SIGTERM end children as expected", () => {
       const r = results[name].exits;
       expect(r.sigkill).toEqual({ code: null, signal: "SIGKILL" });

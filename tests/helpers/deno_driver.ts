@@ -8,6 +8,7 @@ import { DenoSubprocessLauncher } from "../../src/adapters/deno/launcher.ts";
 import { DenoNetAdapter } from "../../src/adapters/deno/net.ts";
 import { WorkerLauncher } from "../../src/adapters/shared/worker_launcher.ts";
 import {
+  checkEarlySignal,
   checkEcho,
   checkExits,
   checkHandoff,
@@ -29,6 +30,7 @@ for (const launcher of [new DenoSubprocessLauncher(), new WorkerLauncher()]) {
   results[launcher.name] = {
     echo: await attempt(() => checkEcho(launcher)),
     signals: await attempt(() => checkSignals(launcher)),
+    earlySignal: await attempt(() => checkEarlySignal(launcher)),
     exits: await attempt(() => checkExits(launcher)),
     tcp: await attempt(() => checkHandoff(launcher, net, "tcp")),
     unix: await attempt(() => checkHandoff(launcher, net, "unix")),

@@ -85,6 +85,20 @@ export function checkSignals(launcher: ChildLauncher) {
   });
 }
 
+/**
+ * A SIGTERM sent right after launch, before the child has loaded its main,
+ * waits for the main's handler instead of killing the child.
+ */
+export function checkEarlySignal(launcher: ChildLauncher) {
+  return withChild(launcher, "echoMain", async (c) => {
+    const m = nextMessage(c, (x) => (x as { signal?: string })?.signal === "SIGTERM");
+    c.signal("SIGTERM");
+    const got = ((await m) as { signal: string }).signal;
+    c.post({ exit: 0 });
+    return { got, exit: await c.exited };
+  });
+}
+
 export async function checkExits(launcher: ChildLauncher) {
   const killed = await launcher.launch({
     kind: "test",

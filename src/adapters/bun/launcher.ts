@@ -110,7 +110,9 @@ export class BunSubprocessLauncher implements ChildLauncher {
       serialization: "advanced",
       ...(this.#env ? { env: this.#env } : {}),
       ipc(message) {
-        if (isToParent(message) && message.t === "msg") child?.receive(message.m);
+        if (!isToParent(message)) return;
+        if (message.t === "msg") child?.receive(message.m);
+        else if (message.t === "up") child?.up();
       },
     });
 

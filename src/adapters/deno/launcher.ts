@@ -86,7 +86,9 @@ export class DenoSubprocessLauncher implements ChildLauncher {
       },
     });
     cp.on("message", (message: unknown) => {
-      if (isToParent(message) && message.t === "msg") child.receive(message.m);
+      if (!isToParent(message)) return;
+      if (message.t === "msg") child.receive(message.m);
+      else if (message.t === "up") child.up();
     });
 
     const start: StartPayload = {

@@ -134,7 +134,9 @@ export class ChildRuntime implements ChildEnv {
     const resolve = this.#hooks.resolveMain ?? importMain;
     const main = (async () => {
       const fn = await resolve(this.#start.entry);
-      const result = await fn(this);
+      const pending = fn(this);
+      this.#hooks.post({ t: "up" });
+      const result = await pending;
       if (result === undefined) return 0;
       if (!Number.isInteger(result) || result < 0 || result > 255) {
         throw new RangeError(`Child main returned ${String(result)}, not an exit code 0..255`);

@@ -3,6 +3,12 @@
  * ChildProcess whose signal and post are the launcher's, and whose messages
  * are held until somebody sets `onMessage` (a child may post "ready" before
  * `launch()` has even resolved in the postmaster).
+ *
+ * Signals other than SIGKILL are held until the child is up (its main has
+ * been called and has installed its handlers), the way a forked PostgreSQL
+ * child starts with signals blocked: a SIGTERM sent to a child still loading
+ * its code would otherwise meet the default action and end it "terminated by
+ * signal 15", which the postmaster must treat as a crash.
  */
 
 import type { ChildExit, ChildProcess, Signal } from "../../core/postmaster/launch.ts";
@@ -18,6 +24,8 @@ export class ChildHandle implements ChildProcess {
   #ops: ChildOps;
   #onMessage: ((message: unknown) => void) | null = null;
   #queued: unknown[] = [];
+  #up = false;
+  #heldSignals: Signal[] = [];
 
   constructor(pid: number, exited: Promise<ChildExit>, ops: ChildOps) {
     this.pid = pid;
@@ -37,7 +45,15 @@ export class ChildHandle implements ChildProcess {
   }
 
   signal(sig: Signal): void {
-    this.#ops.signal(sig);
+    if (this.#up || sig === "SIGKILL") this.#ops.signal(sig);
+    else if (!this.#heldSignals.includes(sig)) this.#heldSignals.push(sig);
+  }
+
+  /** Called by the launcher when the child reports it is up: delivers held signals in order. */
+  up(): void {
+    if (this.#up) return;
+    this.#up = true;
+    for (const sig of this.#heldSignals.splice(0)) this.#ops.signal(sig);
   }
 
   post(message: unknown): void {

@@ -43,6 +43,9 @@ export type ToChild =
 /** Child to launcher. */
 export type ToParent =
   | { readonly t: "msg"; readonly m: unknown }
+  // The main has been called, so the handlers it installs at its start are
+  // in place: signals held by the launcher until now can be delivered.
+  | { readonly t: "up" }
   // A signal arrived as a message and the child has no handler for it: the
   // launcher applies the default action (terminate), as the kernel would.
   | { readonly t: "sigdefault"; readonly sig: Signal }

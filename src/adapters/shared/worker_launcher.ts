@@ -72,6 +72,9 @@ export class WorkerLauncher implements ChildLauncher {
         case "msg":
           child.receive(message.m);
           return;
+        case "up":
+          child.up();
+          return;
         case "sigdefault":
           finish({ code: null, signal: message.sig });
           return;
