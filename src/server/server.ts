@@ -15,7 +15,13 @@ import { parseHba } from "../core/auth/mod.ts";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
 import { ereport } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
+import { parsePreloadLibraries } from "../core/guc/preload.ts";
 import { splitList } from "../core/guc/values.ts";
+import {
+  type BackgroundWorkerSpec,
+  BGW_NEVER_RESTART,
+  BGWORKER_SHMEM_ACCESS,
+} from "../core/postmaster/bgworker.ts";
 import type {
   ChildEntry,
   ChildLauncher,
@@ -78,6 +84,29 @@ async function runtimeAdapters(
     kind: adapter === "worker" ? "worker" : "subprocess",
   });
   return { launcher, net, engine: "unix" };
+}
+
+/**
+ * The workers named by shared_preload_libraries, as RegisterBackgroundWorker
+ * specs: each may touch shared state (a crash is everyone's crash), starts
+ * once recovery has finished and is restarted after
+ * bgworker_restart_interval. A worker is named after its export, or after
+ * its module when the export is the default `main`.
+ */
+export function preloadedWorkers(guc: Guc, dataDir: string): BackgroundWorkerSpec[] {
+  const interval = guc.getInt("bgworker_restart_interval");
+  return parsePreloadLibraries(guc.getString("shared_preload_libraries"), { dataDir }).map(
+    (entry) => {
+      const file = entry.module.slice(entry.module.lastIndexOf("/") + 1).replace(/\.[^.]*$/, "");
+      return {
+        name: entry.export === "main" ? file : entry.export,
+        entry,
+        flags: BGWORKER_SHMEM_ACCESS,
+        startTime: "BgWorkerStart_RecoveryFinished",
+        restartTime: interval < 0 ? BGW_NEVER_RESTART : interval,
+      };
+    },
+  );
 }
 
 export async function runServer(options: RunServerOptions): Promise<number> {
@@ -157,6 +186,8 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       onChildMessage,
     },
   });
+
+  for (const worker of preloadedWorkers(guc, dataDir.path)) pm.registerBackgroundWorker(worker);
 
   const signals: PostmasterSignal[] = ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT"];
   const handlers = signals.map((sig) => {

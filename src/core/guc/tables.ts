@@ -176,6 +176,19 @@ export const PARAMETERS: readonly ParamDef[] = [
     description: "Window in which bgworker_restart_intensity is counted.",
   },
   {
+    name: "bgworker_restart_interval",
+    type: "int",
+    context: "postmaster",
+    boot: 60,
+    min: -1,
+    max: INT_MAX,
+    unit: "s",
+    pgts: true,
+    // PostgreSQL's bgw_restart_time, fixed per worker by its library there.
+    description:
+      "Wait before restarting a shared_preload_libraries worker that exited abnormally; -1 never restarts.",
+  },
+  {
     name: "sigkill_children_after",
     type: "int",
     context: "sighup",
