@@ -5,6 +5,8 @@
  * boundary unchanged (see remote.ts). Types only; no runtime code.
  */
 
+import type { PgError } from "../elog.ts";
+
 /** ReadyForQuery's transaction status: idle, in a transaction block, or in a failed one. */
 export type TransactionStatus = "I" | "T" | "E";
 
@@ -35,6 +37,14 @@ export interface EngineSession {
   close(): Promise<void>;
   /** Asynchronous messages (NotificationResponse, ParameterStatus, NoticeResponse) for this session only. */
   onAsync: ((backend: Uint8Array) => void) | null;
+  /**
+   * Called once when the engine ends the session on its own (an
+   * idle-in-transaction timeout, an engine failure, shutdown), after the
+   * FATAL ErrorResponse went through `onAsync`: the backend should close its
+   * client. Later `exec` calls reject with the same FATAL error. Optional:
+   * an engine that never ends sessions itself need not call it.
+   */
+  onTerminate?: ((reason: PgError) => void) | null;
 }
 
 /** A role as authentication needs it. */
