@@ -95,7 +95,7 @@ export function startEngineServer(engine: Engine): EngineServer {
       c.session = session;
       byPid.set(c.pid, c);
       session.onAsync = (b) => send(sock, c, b);
-      (session as { onTerminate?: (e: PgError) => void }).onTerminate = () => end(sock, c);
+      session.onTerminate = () => end(sock, c);
       const w = new MessageWriter();
       writeAuthenticationOk(w);
       for (const [n, v] of parameterStatus) writeParameterStatus(w, n, v);

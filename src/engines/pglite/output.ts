@@ -73,6 +73,15 @@ export class OutputFilter {
       if (end > buf.length) break;
       const type = buf[at]!;
       this.endsWithZ = type === Z;
+      if (type === this.#drop) {
+        // The answer to a message the engine layer injected: not the client's.
+        flush(at);
+        run = end;
+        this.#drop = 0;
+        if (type === G) this.copyIn = true;
+        at = end;
+        continue;
+      }
       switch (type) {
         case Z:
           this.zCount++;
@@ -116,11 +125,7 @@ export class OutputFilter {
           break;
         }
         default:
-          if (type === this.#drop) {
-            flush(at);
-            run = end;
-            this.#drop = 0;
-          }
+          break;
       }
       at = end;
     }

@@ -1,0 +1,62 @@
+/** The text scan and settings helpers that decide what an input changes. */
+
+import { describe, expect, test } from "bun:test";
+import { planInput } from "../../../src/engines/pglite/naming.ts";
+import { parseOptions, switchSql } from "../../../src/engines/pglite/settings.ts";
+import { scanStatements } from "../../../src/engines/pglite/sqlscan.ts";
+import { splitFrames } from "../../../src/engines/pglite/wire.ts";
+import { FE } from "../../helpers/engine-wire.ts";
+
+const plan = (m: Uint8Array) => planInput(m, splitFrames(m)!, "pgts7:");
+const text = (b: Uint8Array) => new TextDecoder().decode(b.subarray(5, b.length - 1));
+
+describe("what a session's input changes", () => {
+  test("keywords in strings, comments and dollar quotes are not statements", () => {
+    const st = scanStatements(
+      "select 'set x; listen y'; /* reset all; */ select $$ prepare p $$; -- discard all\n set a.b = 1",
+    );
+    expect(st.map((s) => s.tokens[0]?.text)).toEqual(["select", "select", "set"]);
+  });
+
+  test("SET, set_config and custom settings mark the settings dirty", () => {
+    expect(plan(FE.query("SELECT 1")).settingsDirty).toBe(false);
+    const p = plan(FE.query("SET LOCAL app.tenant = 3; SELECT set_config('x.y', '1', false)"));
+    expect(p.settingsDirty).toBe(true);
+    expect(p.customSettings).toEqual(["app.tenant", "x.y"]);
+  });
+
+  test("PREPARE/EXECUTE/DEALLOCATE names are prefixed; DEALLOCATE ALL alone is special", () => {
+    const p = plan(FE.query('PREPARE q AS SELECT 1; EXECUTE q; DEALLOCATE PREPARE "Q2"'));
+    expect(text(p.bytes)).toBe(
+      'PREPARE "pgts7:q" AS SELECT 1; EXECUTE "pgts7:q"; DEALLOCATE PREPARE "pgts7:Q2"',
+    );
+    expect(plan(FE.query("deallocate all")).special).toBe("deallocate all");
+    expect(plan(FE.query("DISCARD ALL; SELECT 1")).reject?.code).toBe("0A000");
+  });
+
+  test("LISTEN/UNLISTEN, role DDL, temp tables and COPY FROM STDIN are noticed", () => {
+    const p = plan(
+      FE.query('LISTEN "Chan"; UNLISTEN *; CREATE ROLE r; CREATE TEMP TABLE t (x int)'),
+    );
+    expect(p.listenOps).toEqual([["listen", "Chan"], ["unlisten", "*"]]);
+    expect(p.rolesDirty).toBe(true);
+    expect(p.createsTempObject).toBe(true);
+    expect(plan(FE.query("COPY t (a, b) FROM STDIN WITH (FORMAT csv)")).copyFromStdin).toBe(true);
+    expect(plan(FE.parse("COPY t FROM STDIN")).reject?.code).toBe("0A000");
+  });
+
+  test("startup options and switching between settings maps", () => {
+    expect(parseOptions("-c search_path=a\\ b --work_mem=4MB -cgeqo=off")).toEqual([
+      ["search_path", "a b"],
+      ["work_mem", "4MB"],
+      ["geqo", "off"],
+    ]);
+    const base = new Map([["role", "none"], ["session_authorization", "postgres"]]);
+    expect(switchSql(base, new Map(base))).toBeNull();
+    const a = new Map([...base, ["app.x", "1"], ["timezone", "UTC"]]);
+    const b = new Map([...base, ["session_authorization", "alice"], ["timezone", "Asia/Tokyo"]]);
+    expect(switchSql(a, b)).toBe(
+      `RESET "app"."x"; SET SESSION AUTHORIZATION "alice"; SET ROLE NONE; SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false)`,
+    );
+  });
+});
