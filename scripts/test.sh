@@ -9,7 +9,7 @@ bash scripts/ensure-postgres.sh || echo "warning: PostgreSQL client programs are
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-./node_modules/.bin/bun test "$@" 2>&1 | tee "$log"
+./node_modules/.bin/bun test --timeout 60000 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -n 1 | grep -Eo '[0-9]+')
 failed=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -n 1 | grep -Eo '[0-9]+')
