@@ -111,7 +111,11 @@ export const engineMain: ChildMain = async (env) => {
   const code = await stopped;
   if (address.kind === "inproc") inprocEngines.delete(address.id);
   await listener?.close();
-  if (code === 0) {
+  // In a process of its own, SIGQUIT leaves PGlite as a crash would and the
+  // next opener replays the WAL. In the postmaster's realm the instance
+  // cannot die with us, and a second opener next to a live one corrupts the
+  // directory (the one-opener rule), so it is closed even then.
+  if (code === 0 || address.kind === "inproc") {
     await engine.close();
     ereport("DEBUG1", "engine closed", { category: "engine" });
   }
