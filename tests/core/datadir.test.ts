@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLUSTER_FORMAT, parseLockFile, PID_FILE, VERSION_FILE } from "../../src/core/datadir.ts";
@@ -113,6 +113,33 @@ describe("postmaster.pid", () => {
     using lock = openDataDirectory(dir).lock({ pid: process.pid, port: 5432 });
     expect(lock.contents.pid).toBe(process.pid);
     expect(openDataDirectory(dir).readLockFile()?.pid).toBe(process.pid);
+  });
+
+  test("a process reading the lock file while its status changes never finds it empty", async () => {
+    // The writer runs under Deno, whose writeFileSync leaves the file empty
+    // for most of each call; this process polls the file as `pgts stop` does.
+    const path = join(dir, PID_FILE);
+    const module = new URL("../../src/adapters/shared/datadir.ts", import.meta.url).href;
+    const writer = Bun.spawn([
+      join(import.meta.dir, "../../node_modules/.bin/deno"),
+      "eval",
+      `import { openDataDirectory } from ${JSON.stringify(module)};
+       import { writeFileSync } from "node:fs";
+       const lock = openDataDirectory(${JSON.stringify(dir)}).lock({ pid: Deno.pid, port: 1 });
+       writeFileSync(${JSON.stringify(`${path}.go`)}, "");
+       const end = Date.now() + 1500;
+       for (let i = 0; Date.now() < end; i++) lock.update({ status: i % 2 ? "ready" : "stopping" });
+       lock.release();`,
+    ], { stdout: "ignore", stderr: "inherit" });
+    while (!existsSync(`${path}.go`)) await Bun.sleep(5);
+    let reads = 0;
+    let empty = 0;
+    for (const end = Date.now() + 800; Date.now() < end; reads++) {
+      if (readFileSync(path, "utf8") === "") empty++;
+    }
+    expect(await writer.exited).toBe(0);
+    expect(reads).toBeGreaterThan(0);
+    expect(empty).toBe(0);
   });
 
   test("an empty lock file is not taken over", () => {

@@ -10,11 +10,11 @@
 import {
   closeSync,
   fsyncSync,
+  ftruncateSync,
   openSync,
   readFileSync,
   statSync,
   unlinkSync,
-  writeFileSync,
   writeSync,
 } from "node:fs";
 import { resolve } from "node:path";
@@ -74,8 +74,17 @@ class NodeDataDirLock implements DataDirLock {
   update(fields: LockFileUpdate): void {
     if (this.#released) throw new TypeError("Lock file was already released");
     this.#contents = { ...this.#contents, ...fields };
-    // Rewritten whole; the padded status keeps the length stable for readers.
-    writeFileSync(this.path, formatLockFile(this.#contents));
+    // Overwritten in place, as PostgreSQL's AddToDataDirLockFile does: a
+    // truncating write would let a reader (pgts stop polling the file) find
+    // it empty. The padded status keeps the length stable.
+    const bytes = new TextEncoder().encode(formatLockFile(this.#contents));
+    const fd = openSync(this.path, "r+");
+    try {
+      writeSync(fd, bytes, 0, bytes.length, 0);
+      ftruncateSync(fd, bytes.length);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   recheck(): boolean {
