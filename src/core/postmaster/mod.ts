@@ -9,6 +9,7 @@
  */
 
 export {
+  type BackgroundWorkerInfo,
   type ChildInfo,
   type PMStatus,
   Postmaster,
@@ -16,6 +17,7 @@ export {
   type PostmasterOptions,
 } from "./postmaster.ts";
 export type { PMChildParams, PostmasterEntries } from "./pmlaunch.ts";
+export type { BackendActivity } from "./pmchild.ts";
 export {
   PM_STATES,
   type PMState,

@@ -29,6 +29,16 @@ export interface PMChild {
   workerType?: string;
   /** For a dead-end entry: the client the postmaster is rejecting. */
   client?: Connection;
+  /** When the slot was taken (ms since the epoch): the activity view's backend_start. */
+  readonly startedAt: number;
+  /** For an in-process backend run: what it is doing now (pg_stat_activity's state and query). */
+  activity?: () => BackendActivity;
+}
+
+/** What a backend is doing, as pg_stat_activity shows it. */
+export interface BackendActivity {
+  readonly state: string;
+  readonly query: string | null;
 }
 
 /** A set of kinds, PostgreSQL's `BackendTypeMask`. */
@@ -70,7 +80,15 @@ export class ChildRegistry {
     if (pool === undefined) return null;
     const slot = pool.indexOf(null);
     if (slot < 0) return null;
-    const child: PMChild = { kind, slot, id: this.#nextId++, pid: 0, proc: null, name };
+    const child: PMChild = {
+      kind,
+      slot,
+      id: this.#nextId++,
+      pid: 0,
+      proc: null,
+      name,
+      startedAt: Date.now(),
+    };
     pool[slot] = child;
     this.#byId.set(child.id, child);
     return child;
@@ -86,6 +104,7 @@ export class ChildRegistry {
       proc: null,
       name: "dead-end client backend",
       client,
+      startedAt: Date.now(),
     };
     this.#byId.set(child.id, child);
     return child;

@@ -19,6 +19,7 @@ import type {
   AcceptedConnection,
   ChildEntry,
   ChildLauncher,
+  ChildProcess,
   ChildStartInfo,
   ListenAddress,
   Listener,
@@ -112,6 +113,16 @@ export class PostmasterChildren {
       ereport("LOG", `could not fork ${backendTypeDesc(child.kind)} process: ${errText(e)}`, LOG);
       return false;
     }
+    this.adopt(child, proc);
+    return true;
+  }
+
+  /**
+   * Takes charge of a running child in an assigned slot: its messages and
+   * its exit reach the server loop as events. Launched children come here,
+   * and so do in-process backend runs, whose "process" the caller supplies.
+   */
+  adopt(child: PMChild, proc: ChildProcess): void {
     child.pid = proc.pid;
     child.proc = proc;
     const pid = proc.pid;
@@ -122,7 +133,6 @@ export class PostmasterChildren {
       (exit) => this.#enqueue({ type: "child-exit", pid, exit }),
       () => this.#enqueue({ type: "child-exit", pid, exit: { code: null, signal: "SIGKILL" } }),
     );
-    return true;
   }
 
   #auxEntry(kind: AuxKind): ChildEntry | undefined {

@@ -15,7 +15,8 @@
  * told to finish and exit.
  */
 
-import type { AcceptedConnection, ChildExit } from "./launch.ts";
+import type { AcceptedConnection, ChildExit, ChildProcess } from "./launch.ts";
+import type { BackendActivity } from "./pmchild.ts";
 
 /** The postmaster's states, in PostgreSQL's order (a later state is further into shutdown). */
 export const PM_STATES = [
@@ -95,4 +96,12 @@ export type PMEvent =
   | { readonly type: "bgworker-terminate"; readonly id: number }
   /** A validated cancel request: SIGINT to that backend, if it still runs. */
   | { readonly type: "cancel-backend"; readonly pid: number }
+  /** An in-process backend run (an HTTP request) asking for a backend slot. */
+  | {
+    readonly type: "backend-run";
+    readonly proc: ChildProcess;
+    readonly name: string;
+    readonly activity?: () => BackendActivity;
+    readonly admitted: (error: Error | null) => void;
+  }
   | { readonly type: "timer" };

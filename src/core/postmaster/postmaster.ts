@@ -25,19 +25,21 @@ import {
   childProcName,
   classifyChildExit,
 } from "./backendtype.ts";
-import type { BackgroundWorkerHandle, BackgroundWorkerSpec } from "./bgworker.ts";
+import type { BackgroundWorkerHandle, BackgroundWorkerSpec, BgwHandleStatus } from "./bgworker.ts";
 import { BgWorkerScheduler } from "./bgworker_pm.ts";
-import { canAcceptConnections } from "./deadend.ts";
+import { canAcceptConnections, rejectionFor } from "./deadend.ts";
 import type {
   AcceptedConnection,
   ChildExit,
   ChildLauncher,
+  ChildProcess,
   ListenAddress,
   Listener,
   NetAdapter,
   Signal,
 } from "./launch.ts";
 import {
+  type BackendActivity,
   type BackendTypeMask,
   btmask,
   btmaskAllExcept,
@@ -93,6 +95,22 @@ export interface ChildInfo {
   readonly pid: number;
   readonly kind: BackendType;
   readonly name: string;
+  /** When its slot was taken, ms since the epoch. */
+  readonly startedAt: number;
+  /** For an in-process backend run: its state and current query. */
+  readonly activity?: BackendActivity;
+}
+
+/** A background worker registration, as the postmaster keeps it. */
+export interface BackgroundWorkerInfo {
+  /** The handle's number. */
+  readonly handle: number;
+  readonly name: string;
+  readonly type: string;
+  readonly dynamic: boolean;
+  readonly status: BgwHandleStatus;
+  /** 0 when not running. */
+  readonly pid: number;
 }
 
 const LOG = { category: "postmaster" } as const;
@@ -179,7 +197,51 @@ export class Postmaster extends EventTarget {
       pid: c.pid,
       kind: c.kind,
       name: c.name,
+      startedAt: c.startedAt,
+      ...(c.activity === undefined ? {} : { activity: c.activity() }),
     }));
+  }
+
+  /** The registered background workers, with their handles' status. */
+  backgroundWorkers(): BackgroundWorkerInfo[] {
+    return this.#bgworkers.list.all().map((rw) => ({
+      handle: rw.id,
+      name: rw.spec.name,
+      type: rw.spec.type ?? rw.spec.name,
+      dynamic: rw.dynamic,
+      ...this.#bgworkers.list.status(rw.id),
+    }));
+  }
+
+  /**
+   * Admits an in-process backend run (one HTTP request) the way
+   * BackendStartup admits a client: judged by the cluster state, then given
+   * a backend slot, so it counts against max_connections and shutdown waits
+   * for it. `proc` stands for the run: its `pid` must be unique, its
+   * `signal` is how the postmaster stops it, and resolving its `exited`
+   * releases the slot. Rejects with the FATAL a refused client would read
+   * (53300 when every slot is taken, 57P03 while starting or stopping).
+   */
+  admitBackendRun(
+    proc: ChildProcess,
+    options: { name?: string; activity?: () => BackendActivity } = {},
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const admitted = (error: Error | null) => error === null ? resolve() : reject(error);
+      if (this.#exitCode !== null || !this.#started) {
+        admitted(
+          new PgError("57P03", "the database system is shutting down", { severity: "FATAL" }),
+        );
+        return;
+      }
+      this.#enqueue({
+        type: "backend-run",
+        proc,
+        name: options.name ?? "client backend",
+        ...(options.activity === undefined ? {} : { activity: options.activity }),
+        admitted,
+      });
+    });
   }
 
   /**
@@ -356,6 +418,9 @@ export class Postmaster extends EventTarget {
       }
       case "bgworker-terminate":
         this.#bgworkers.terminate(ev.id);
+        return;
+      case "backend-run":
+        this.#admitBackendRun(ev);
         return;
       case "timer":
         this.#processTimer();
@@ -636,7 +701,10 @@ export class Postmaster extends EventTarget {
     const child = this.#children!.registry.findByPid(pid);
     if (child === undefined) return; // a zombie's last words
     if (!isChildToPostmaster(message)) {
-      this.#hooks.onChildMessage?.({ pid, kind: child.kind, name: child.name }, message);
+      this.#hooks.onChildMessage?.(
+        { pid, kind: child.kind, name: child.name, startedAt: child.startedAt },
+        message,
+      );
       return;
     }
     if (message.pgts === "request") {
@@ -698,6 +766,32 @@ export class Postmaster extends EventTarget {
     });
     const timeoutMs = this.#settings.seconds("authentication_timeout") * 1000;
     await this.#children!.backendStartup(conn, { cac, timeoutMs });
+  }
+
+  /** BackendStartup for an in-process run: no dead-end to serve, the refusal is the answer. */
+  #admitBackendRun(ev: Extract<PMEvent, { type: "backend-run" }>): void {
+    const cac = this.#accepting
+      ? canAcceptConnections({
+        pmState: this.#pmState,
+        shutdown: this.#shutdown,
+        fatalError: this.#fatalError,
+        connsAllowed: this.#connsAllowed,
+      })
+      : "CAC_RECOVERY";
+    const child = cac === "CAC_OK" ? this.#children!.registry.assignSlot("backend", ev.name) : null;
+    if (child === null) {
+      const r = rejectionFor(cac === "CAC_OK" ? "CAC_TOOMANY" : cac);
+      ev.admitted(
+        new PgError(r.code, r.message, {
+          severity: "FATAL",
+          ...(r.detail === undefined ? {} : { detail: r.detail }),
+        }),
+      );
+      return;
+    }
+    if (ev.activity !== undefined) child.activity = ev.activity;
+    this.#children!.adopt(child, ev.proc);
+    ev.admitted(null);
   }
 
   // ---- auxiliary children -------------------------------------------------
