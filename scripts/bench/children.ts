@@ -7,7 +7,8 @@
  * - start: launch() until the child main posts "ready", median of 20;
  * - idle RSS: 10 idle children at once; for subprocesses the sum of their
  *   VmRSS from /proc divided by 10, for workers the postmaster's own RSS
- *   growth divided by 10 (a worker's memory is the process's);
+ *   growth divided by 10 (a worker's or an in-process task's memory is the
+ *   process's);
  * - hand-off: client connect until the first byte from a child started for
  *   that connection, median of 20.
  */
@@ -112,10 +113,18 @@ interface Case {
 
 async function cases(): Promise<Case[]> {
   const { WorkerLauncher } = await import("../../src/adapters/shared/worker_launcher.ts");
+  const { InprocLauncher } = await import("../../src/adapters/inproc/mod.ts");
+  const { NodeSocketNetAdapter } = await import("../../src/adapters/shared/nodenet.ts");
+  // Children as tasks in this realm (`--adapter inproc`): the floor.
+  const inproc: Case = {
+    name: "inproc (task)",
+    launcher: new InprocLauncher(),
+    net: new NodeSocketNetAdapter(),
+    inProcess: true,
+  };
   if ("Bun" in globalThis) {
     const { BunSubprocessLauncher } = await import("../../src/adapters/bun/launcher.ts");
     const { BunNetAdapter } = await import("../../src/adapters/bun/net.ts");
-    const { NodeSocketNetAdapter } = await import("../../src/adapters/shared/nodenet.ts");
     return [
       {
         name: "bun subprocess (stdio fd)",
@@ -141,6 +150,7 @@ async function cases(): Promise<Case[]> {
         net: new BunNetAdapter(),
         inProcess: true,
       },
+      inproc,
     ];
   }
   const { DenoSubprocessLauncher } = await import("../../src/adapters/deno/launcher.ts");
@@ -158,6 +168,7 @@ async function cases(): Promise<Case[]> {
       net: new DenoNetAdapter(),
       inProcess: true,
     },
+    inproc,
   ];
 }
 
