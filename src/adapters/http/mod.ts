@@ -1,0 +1,72 @@
+/**
+ * The HTTP adapter: pgts where each HTTP request is one backend run,
+ * admitted and supervised by the postmaster core. It speaks Neon's
+ * SQL-over-HTTP protocol on `POST /sql` (so `@neondatabase/serverless`'s
+ * `neon()` works against it unchanged), has a token-guarded admin API under
+ * `/admin`, and a psql admin console as the virtual database `pgts`.
+ *
+ * Three ways to run it, one app:
+ *
+ * ```ts
+ * // Bun or Deno, listening:
+ * const { server, served } = await serveHttp({ port: 8080, engine: { dataDir: "memory://" } });
+ * // A host that calls fetch (an edge function, `deno serve`):
+ * export default httpHandler({ engine: { dataDir: "memory://" } });
+ * // In-process (tests): (await HttpServer.start()).app.request("/sql", ...)
+ * ```
+ *
+ * @module
+ */
+
+import { serve, type Served, type ServeOptions } from "./serve.ts";
+import { HttpServer, type HttpServerOptions } from "./server.ts";
+
+export { DEFAULT_HBA, DEFAULT_MAX_BODY_BYTES, HttpServer } from "./server.ts";
+export type { HttpEngineConfig, HttpServerOptions } from "./server.ts";
+export { serve } from "./serve.ts";
+export type { FetchHandler, Served, ServeOptions } from "./serve.ts";
+export type { HttpBindings } from "./app.ts";
+export type { ActivityRow, AdminSource, AdminStatus, StopMode } from "./admin.ts";
+export { ADMIN_DATABASE, withAdminConsole } from "./console.ts";
+
+/**
+ * A `{ fetch }` object for hosts that take a handler (`export default`):
+ * the server starts on the first request (the cold start) and serves every
+ * later one.
+ */
+export function httpHandler(
+  options: HttpServerOptions = {},
+): { fetch(request: Request): Promise<Response> } {
+  let started: Promise<HttpServer> | null = null;
+  return {
+    async fetch(request: Request): Promise<Response> {
+      started ??= HttpServer.start(options);
+      let server: HttpServer;
+      try {
+        server = await started;
+      } catch (e) {
+        started = null; // the next request tries again
+        return Response.json({
+          message: `the server could not start: ${e instanceof Error ? e.message : String(e)}`,
+          code: "57P03",
+        }, { status: 503 });
+      }
+      return await server.fetch(request);
+    },
+  };
+}
+
+/** Starts a server and listens on the runtime's HTTP server (Bun.serve or Deno.serve). */
+export async function serveHttp(
+  options: HttpServerOptions & ServeOptions = {},
+): Promise<{ server: HttpServer; served: Served }> {
+  const server = await HttpServer.start(options);
+  try {
+    const served = await serve(server.fetch, options);
+    void server.exited.then(() => served.close().catch(() => {}));
+    return { server, served };
+  } catch (e) {
+    await server.stop("immediate");
+    throw e;
+  }
+}

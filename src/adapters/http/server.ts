@@ -1,0 +1,294 @@
+/**
+ * `HttpServer`: a postmaster whose clients are HTTP requests. It owns the
+ * Postmaster (children as in-process tasks: the engine child, and a backend
+ * per psql client when a pg port is given), the hono app, the settings and
+ * pg_hba.conf rules, the adapter's TopMemoryContext that every run's context
+ * hangs under, and the registry of live runs.
+ *
+ * The engine is opened by the engine child, so the postmaster supervises it
+ * as it does under `pgts start`: PM_RUN only once it serves, and a crash
+ * takes every run down and reopens it. Runs reach it through `engine()`,
+ * which refuses (57P03) while there is none. A run never outlives its
+ * request; `stop()` ends the postmaster in the mode asked.
+ */
+
+import type { Hono } from "hono";
+import { type HbaLine, parseHba } from "../../core/auth/mod.ts";
+import { postgresMain } from "../../core/backend/postgres.ts";
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { Engine } from "../../core/engine/types.ts";
+import { Guc } from "../../core/guc/guc.ts";
+import { getBackendMemoryContexts, memoryContextInit } from "../../core/mcxt/mod.ts";
+import type { MemoryContextTree } from "../../core/mcxt/mod.ts";
+import { type ListenAddress, type NetAdapter, Postmaster } from "../../core/postmaster/mod.ts";
+import type { ChildEntry, ChildEnv, ChildMain } from "../../core/postmaster/launch.ts";
+import { TRIVIAL_STARTUP_ENTRY, trivialStartupMain } from "../../core/postmaster/auxmains.ts";
+import { PostmasterLink } from "../../core/postmaster/pmsignal.ts";
+import { InprocLauncher } from "../inproc/launcher.ts";
+import type { AdminSource, AdminStatus, StopMode } from "./admin.ts";
+import { createApp, type HttpBindings } from "./app.ts";
+import { withAdminConsole } from "./console.ts";
+import type { SqlRequest } from "./neon.ts";
+import { BackendRun, PasswordCache, type RunAnswer, type RunHost } from "./run.ts";
+
+/** Where the SQL runs. */
+export type HttpEngineConfig =
+  /** PGlite on a data directory (initialised with initCluster) or "memory://". */
+  | { readonly dataDir: string; readonly placement?: "worker" | "inline" }
+  /** Any Engine, such as the upstream-PostgreSQL engine where there is no file system. */
+  | { readonly open: () => Promise<Engine> };
+
+export interface HttpServerOptions {
+  /** Default: PGlite in memory. */
+  readonly engine?: HttpEngineConfig;
+  /** pg_hba.conf text. Default: trust for loopback clients only. */
+  readonly hba?: string;
+  /** Server settings (max_connections, statement_timeout, ...); or a loaded Guc. */
+  readonly settings?: Readonly<Record<string, string | number | boolean>> | Guc;
+  /** Turns the admin API on. */
+  readonly adminToken?: string;
+  /** Largest request body, in bytes; default 10 MiB (Neon's limit). */
+  readonly maxBodyBytes?: number;
+  /** Listen addresses for PostgreSQL-protocol clients (psql), with the NetAdapter to open them. */
+  readonly listen?: readonly ListenAddress[];
+  readonly net?: NetAdapter;
+  /** Re-reads settings and pg_hba.conf on SIGHUP (the CLI passes one that reads the files). */
+  readonly reload?: () => { hba?: string } | void;
+}
+
+export const DEFAULT_HBA = "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n";
+export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/** Servers of this realm, by id: how the children find their server. */
+const servers = new Map<string, HttpServer>();
+
+function serverOf(env: ChildEnv): HttpServer {
+  const id = (env.params as { shared?: { server?: string } } | null)?.shared?.server;
+  const server = id === undefined ? undefined : servers.get(id);
+  if (server === undefined) throw new TypeError("An HTTP adapter child needs its server");
+  return server;
+}
+
+/** The engine child: opens the engine, serves until SIGUSR2 (shutdown) or SIGQUIT. */
+const httpEngineMain: ChildMain = async (env) => {
+  const server = serverOf(env);
+  const link = new PostmasterLink(env);
+  let stop: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => (stop = resolve));
+  env.onSignal("SIGUSR2", () => stop(0));
+  env.onSignal("SIGQUIT", () => stop(2));
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) env.onSignal(sig, () => {});
+  const engine = await server.openEngine();
+  server.engineOpened(engine);
+  link.sendSignal("engine-ready");
+  const code = await stopped;
+  server.engineOpened(null);
+  // In this realm the engine cannot die with its child; a second opener of
+  // the same directory next to it would corrupt it, so it is closed even
+  // after SIGQUIT.
+  await engine.close().catch(() => {});
+  return code;
+};
+
+/** A psql client's backend: PostgresMain over the shared engine, with the admin console. */
+const httpBackendMain: ChildMain = (env) => {
+  const server = serverOf(env);
+  env.onSignal("SIGHUP", () => {});
+  const shared = server.engine();
+  return postgresMain(env, {
+    engine: { ...withAdminConsole(shared, server), close: () => Promise.resolve() },
+    hba: server.hba(),
+    settings: {
+      authenticationTimeoutMs: server.guc.getMs("authentication_timeout"),
+      superuserReservedConnections: server.guc.getInt("superuser_reserved_connections"),
+    },
+  });
+};
+
+const MAINS: Readonly<Record<string, ChildMain>> = {
+  httpEngineMain,
+  httpBackendMain,
+};
+const entry = (name: keyof typeof MAINS) => ({ module: import.meta.url, export: name });
+
+/**
+ * Children's mains without a dynamic import where possible (an edge bundle
+ * may not allow one): this module's own and the postmaster's built-in
+ * startup process; background workers are imported by their module URL.
+ */
+async function resolveMain(e: ChildEntry): Promise<ChildMain> {
+  if (e.module === import.meta.url && MAINS[e.export] !== undefined) return MAINS[e.export]!;
+  if (e.module === TRIVIAL_STARTUP_ENTRY.module) return trivialStartupMain;
+  const main = ((await import(e.module)) as Record<string, unknown>)[e.export];
+  if (typeof main !== "function") {
+    throw new TypeError(`Module "${e.module}" has no exported function "${e.export}"`);
+  }
+  return main as ChildMain;
+}
+
+export class HttpServer implements AdminSource {
+  readonly id = crypto.randomUUID();
+  readonly guc: Guc;
+  readonly postmaster: Postmaster;
+  readonly app: Hono<{ Bindings: HttpBindings }>;
+  readonly #engineConfig: HttpEngineConfig;
+  readonly #reloadHook: HttpServerOptions["reload"];
+  readonly #mcxt: MemoryContextTree;
+  readonly #host: RunHost;
+  #hba: HbaLine[];
+  #engine: Engine | null = null;
+
+  private constructor(options: HttpServerOptions) {
+    this.#engineConfig = options.engine ?? { dataDir: "memory://" };
+    this.#reloadHook = options.reload;
+    if (options.settings instanceof Guc) this.guc = options.settings;
+    else {
+      this.guc = new Guc();
+      for (const [name, value] of Object.entries(options.settings ?? {})) {
+        this.guc.set(name, String(value), { source: "override" });
+      }
+    }
+    this.#hba = parseHba(options.hba ?? DEFAULT_HBA, { fileName: "pg_hba.conf" });
+    this.#mcxt = memoryContextInit();
+    this.#mcxt.deletePostmasterContext();
+    const guc = this.guc;
+    this.postmaster = new Postmaster({
+      launcher: new InprocLauncher({ resolve: resolveMain }),
+      settings: { get: (name) => guc.get(name) },
+      entries: { backend: entry("httpBackendMain"), engine: entry("httpEngineMain") },
+      childParams: { server: this.id },
+      ...(options.listen === undefined ? {} : { listen: options.listen }),
+      ...(options.net === undefined ? {} : { net: options.net }),
+      hooks: { reloadConfig: () => this.#reload() },
+    });
+    this.#host = {
+      postmaster: this.postmaster,
+      engine: () => this.engine(),
+      hba: () => this.#hba,
+      statementTimeoutMs: () => this.guc.getMs("statement_timeout"),
+      memoryParent: this.#mcxt.topMemoryContext,
+      runs: new Map(),
+      passwords: new PasswordCache(),
+    };
+    this.app = createApp({
+      sql: (request, address) => this.runSql(request, address),
+      admin: this,
+      maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+      ...(options.adminToken === undefined ? {} : { adminToken: options.adminToken }),
+    });
+  }
+
+  /** Starts the postmaster and resolves once it accepts requests (PM_RUN). */
+  static async start(options: HttpServerOptions = {}): Promise<HttpServer> {
+    const server = new HttpServer(options);
+    servers.set(server.id, server);
+    void server.postmaster.exited.then(() => {
+      servers.delete(server.id);
+      server.#mcxt[Symbol.dispose]();
+    });
+    const running = new Promise<void>((resolve, reject) => {
+      server.postmaster.addEventListener("pmstate", (ev) => {
+        if ((ev as CustomEvent<{ to: string }>).detail.to === "PM_RUN") resolve();
+      });
+      void server.postmaster.exited.then((code) =>
+        reject(new Error(`the postmaster exited with code ${code} before it was ready`))
+      );
+    });
+    await server.postmaster.start();
+    await running;
+    return server;
+  }
+
+  /** The app's fetch, for a runtime or host to call. */
+  fetch = (request: Request, bindings: HttpBindings = {}): Promise<Response> =>
+    Promise.resolve(this.app.fetch(request, bindings));
+
+  /** Stops the postmaster (smart, fast or immediate) and resolves with its exit code. */
+  async stop(mode: StopMode = "fast"): Promise<number> {
+    this.requestStop(mode);
+    return await this.postmaster.exited;
+  }
+
+  /** Resolves with the postmaster's exit code. */
+  get exited(): Promise<number> {
+    return this.postmaster.exited;
+  }
+
+  /** Runs one SQL request as a backend run. */
+  runSql(request: SqlRequest, address: string | null): Promise<RunAnswer> {
+    return new BackendRun(this.#host.memoryParent).serve(this.#host, request, address);
+  }
+
+  // ---- for the children ----------------------------------------------------
+
+  /** Opens the configured engine (the engine child calls it). */
+  async openEngine(): Promise<Engine> {
+    const config = this.#engineConfig;
+    if ("open" in config) return await config.open();
+    const { openEngine } = await import("../../engines/pglite/mod.ts");
+    return await openEngine(config.dataDir, {
+      engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),
+      idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
+      ...(config.placement === undefined ? {} : { placement: config.placement }),
+    });
+  }
+
+  engineOpened(engine: Engine | null): void {
+    this.#engine = engine;
+  }
+
+  engine(): Engine {
+    if (this.#engine === null) {
+      throw new PgError(
+        ERRCODE.CANNOT_CONNECT_NOW,
+        "the database system is not yet accepting connections",
+        {
+          severity: "FATAL",
+        },
+      );
+    }
+    return this.#engine;
+  }
+
+  hba(): readonly HbaLine[] {
+    return this.#hba;
+  }
+
+  #reload(): void {
+    const result = this.#reloadHook?.();
+    if (result?.hba !== undefined) this.#hba = parseHba(result.hba, { fileName: "pg_hba.conf" });
+  }
+
+  // ---- AdminSource ----------------------------------------------------------
+
+  status(): AdminStatus {
+    return {
+      pmState: this.postmaster.pmState,
+      children: this.postmaster.children().map((c) => ({
+        pid: c.pid,
+        kind: c.kind,
+        name: c.name,
+        state: c.activity?.state ?? null,
+        backend_start: new Date(c.startedAt).toISOString(),
+        query: c.activity?.query ?? null,
+      })),
+    };
+  }
+
+  memory(pid: number) {
+    const run = this.#host.runs.get(pid);
+    return run === undefined ? null : getBackendMemoryContexts(run.context);
+  }
+
+  workers() {
+    return this.postmaster.backgroundWorkers();
+  }
+
+  reload(): void {
+    this.postmaster.signal("SIGHUP");
+  }
+
+  requestStop(mode: StopMode): void {
+    this.postmaster.signal(mode === "smart" ? "SIGTERM" : mode === "fast" ? "SIGINT" : "SIGQUIT");
+  }
+}
