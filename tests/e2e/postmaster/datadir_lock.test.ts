@@ -1,0 +1,55 @@
+/**
+ * postmaster.pid as a lock on a real server's data directory: a second
+ * `pgts start` is refused while the first runs; a lock file left by a
+ * postmaster that died (SIGKILL) is taken over by the next start.
+ */
+
+import { describe, expect, test } from "bun:test";
+import {
+  type Adapter,
+  isAlive,
+  pgtsCli,
+  startPgts,
+  usePgtsServers,
+  waitFor,
+} from "../../helpers/pgts.ts";
+
+usePgtsServers();
+
+describe("pgts start --adapter bun", () => {
+  test("a second pgts start on a running server's data directory is refused", async () => {
+    const server = await startPgts({ adapter: "bun" });
+    const dir = server.dataDir;
+    const second = await pgtsCli(["start", "-D", dir, "-p", "0", "--adapter", "bun"]);
+    expect(second.code).toBe(1);
+    expect(second.err).toContain(`FATAL:  lock file "${dir}/postmaster.pid" already exists`);
+    expect(second.err).toContain(
+      `HINT:  Is another postmaster (PID ${server.pid}) running in data directory "${dir}"?`,
+    );
+    // The first server is untouched: same lock, still serving.
+    expect(server.pidFile()?.[0]).toBe(String(server.pid));
+    expect(await server.psql("select 1")).toMatchObject({ code: 0, out: "1\n" });
+  });
+});
+
+for (const adapter of ["bun", "inproc"] as Adapter[]) {
+  describe(`pgts start --adapter ${adapter}`, () => {
+    test("a stale postmaster.pid left by a SIGKILLed postmaster is taken over", async () => {
+      const server = await startPgts({ adapter });
+      expect((await server.psql("create table t (a int); insert into t values (5)")).code).toBe(0);
+      const children = server.childPids();
+      const oldPid = server.pid;
+      server.kill("SIGKILL");
+      await server.exited;
+      // Children notice the postmaster's death and leave by themselves.
+      await waitFor("the orphaned children to exit", () => children.every((p) => !isAlive(p)));
+      expect(server.pidFile()?.[0]).toBe(String(oldPid));
+
+      await server.start();
+      expect(server.pid).not.toBe(oldPid);
+      expect(server.pidFile()?.[0]).toBe(String(server.pid));
+      expect(await server.psql("select a from t")).toMatchObject({ code: 0, out: "5\n" });
+      expect((await server.stop("fast")).code).toBe(0);
+    });
+  });
+}

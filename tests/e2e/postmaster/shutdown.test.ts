@@ -1,0 +1,136 @@
+/**
+ * Shutdown modes of a real pgts server, as a client sees them (psql and
+ * node-postgres), under the Bun subprocess adapter and the in-process one.
+ */
+
+import { describe, expect, test } from "bun:test";
+import type pg from "pg";
+import { type Adapter, sleep, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
+
+usePgtsServers();
+
+/** The error a promise rejects with (fails the test if it resolves). */
+async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  throw new Error("expected a rejection");
+}
+
+/** Sends a query without awaiting it (its rejection is observed later). */
+function runLong(client: pg.Client, sql: string) {
+  const result = client.query(sql);
+  result.catch(() => {});
+  return result;
+}
+
+for (const adapter of ["bun", "inproc"] as Adapter[]) {
+  describe(`pgts start --adapter ${adapter}`, () => {
+    test("starts, serves psql and node-postgres, and stops cleanly", async () => {
+      const server = await startPgts({ adapter });
+      const r = await server.psql(
+        "create table t (a int); insert into t values (1), (2); select sum(a) from t",
+      );
+      expect(r).toMatchObject({ code: 0, out: "3\n" });
+      const client = await server.client();
+      expect((await client.query("select count(*)::int as n from t")).rows).toEqual([{ n: 2 }]);
+      await client.end();
+      const stop = await server.stop("smart");
+      expect(stop.code).toBe(0);
+      expect(stop.out).toContain("server stopped");
+      expect(await server.exited).toBe(0);
+      expect(server.log).toContain("LOG:  database system is ready to accept connections");
+      expect(server.log).toContain("LOG:  received smart shutdown request");
+      expect(server.log).toContain("LOG:  database system is shut down");
+      expect(server.pidFile()).toBeNull();
+    });
+
+    test("smart shutdown refuses new connections with 57P03 and waits for the open session", async () => {
+      const server = await startPgts({ adapter });
+      const session = await server.client();
+      await session.query("create table kept (a int)");
+      const stopping = server.stop("smart");
+      await server.waitForLog(/LOG: {2}received smart shutdown request/);
+
+      const refused = await server.psql("select 1");
+      expect(refused.code).not.toBe(0);
+      expect(refused.err).toContain("FATAL:  the database system is shutting down");
+      const viaPg = await rejection(server.client());
+      expect(viaPg.code).toBe("57P03");
+
+      // The open session keeps working, and the server waits for it.
+      await session.query("insert into kept values (1)");
+      expect((await session.query("select count(*)::int as n from kept")).rows).toEqual([{ n: 1 }]);
+      await sleep(300);
+      expect(server.exitCode).toBeNull();
+
+      await session.end();
+      expect(await server.exited).toBe(0);
+      expect((await stopping).code).toBe(0);
+      expect(server.log).toContain("LOG:  database system is shut down");
+    });
+
+    test("fast shutdown ends open sessions with 57P01, even one inside pg_sleep(30)", async () => {
+      const server = await startPgts({ adapter });
+      const idle = await server.client();
+      const busy = await server.client();
+      const sleeping = runLong(busy, "select pg_sleep(30)");
+      await sleep(300);
+
+      const t0 = Date.now();
+      const stop = await server.stop("fast");
+      expect(stop.code).toBe(0);
+      expect(await server.exited).toBe(0);
+      // Well before the sleep would have ended.
+      expect(Date.now() - t0).toBeLessThan(20_000);
+
+      const busyError = await rejection(sleeping);
+      expect(busyError.code).toBe("57P01");
+      expect(busyError.message).toBe("terminating connection due to administrator command");
+      const idleError = await rejection(idle.query("select 1"));
+      expect(idleError).toBeInstanceOf(Error);
+      expect(server.log).toContain("LOG:  received fast shutdown request");
+      expect(server.log).toContain("LOG:  aborting any active transactions");
+      expect(server.log).toContain("LOG:  database system is shut down");
+    });
+
+    test("an idle session hears the fast shutdown's FATAL 57P01, not a connection reset", async () => {
+      const server = await startPgts({ adapter });
+      const session = await server.client();
+      const errors = new Promise<Error & { code?: string }>((resolve) => {
+        session.removeAllListeners("error");
+        session.on("error", (e) => resolve(e as Error & { code?: string }));
+      });
+      await server.stop("fast");
+      const e = await Promise.race([errors, sleep(5_000).then(() => null)]);
+      expect(e).not.toBeNull();
+      expect(e!.code).toBe("57P01");
+      expect(e!.message).toBe("terminating connection due to administrator command");
+    });
+
+    test("immediate shutdown stops at once and the next start still has committed data", async () => {
+      const server = await startPgts({ adapter });
+      const session = await server.client();
+      await session.query("create table durable (a int); insert into durable values (42)");
+      const stop = await server.stop("immediate");
+      expect(stop.code).toBe(0);
+      const code = await server.exited;
+      expect(code).toBe(0);
+      expect(server.log).toContain("LOG:  received immediate shutdown request");
+      await waitFor("the session to see its connection end", async () => {
+        try {
+          await session.query("select 1");
+          return false;
+        } catch {
+          return true;
+        }
+      });
+
+      await server.start();
+      const r = await server.psql("select a from durable");
+      expect(r).toMatchObject({ code: 0, out: "42\n" });
+    });
+  });
+}

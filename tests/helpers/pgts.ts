@@ -1,0 +1,476 @@
+/**
+ * Real pgts servers for end-to-end tests: `startPgts()` runs `pgts start` as
+ * a subprocess (under Bun or Deno, with any adapter and `-c` settings) on a
+ * fresh data directory, on port 0, with its Unix socket in the data
+ * directory, and waits until postmaster.pid says "ready". Call
+ * `usePgtsServers()` once at the top of a test file: every server (and every
+ * client opened through it) is killed and its directory removed after each
+ * test, whether the test passed or not.
+ *
+ * Fresh data directories are copies (`cp -a`) of a template made by
+ * `pgts init` once per content hash of what init writes, cached under the
+ * system tmp dir; a failed copy falls back to running init.
+ */
+
+import { afterAll, afterEach, setDefaultTimeout } from "bun:test";
+import { createHash } from "node:crypto";
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import pg from "pg";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BUN = join(ROOT, "node_modules/.bin/bun");
+export const DENO = join(ROOT, "node_modules/.bin/deno");
+export const PG_BIN = "/usr/lib/postgresql/15/bin";
+const MOD = join(ROOT, "mod.ts");
+
+export type Runtime = "bun" | "deno";
+export type Adapter = "bun" | "worker" | "inproc";
+export type StopMode = "smart" | "fast" | "immediate";
+
+export interface StartOptions {
+  /** The runtime `pgts start` runs under; default bun. */
+  readonly runtime?: Runtime;
+  /** `--adapter`; default: none (the runtime's default, subprocesses). */
+  readonly adapter?: Adapter;
+  /** `-c name=value` settings. */
+  readonly settings?: Readonly<Record<string, string | number | boolean>>;
+  /** How long to wait for "ready"; default 30 s. */
+  readonly readyTimeoutMs?: number;
+}
+
+export interface RunResult {
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+}
+
+// ---- the template data directory -------------------------------------------
+
+function filesUnder(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path).sort().flatMap((name) => filesUnder(join(path, name)));
+}
+
+/** A hash of everything that decides what `pgts init` writes. */
+function templateKey(): string {
+  const h = createHash("sha256");
+  const inputs = ["src/engines", "src/cli/init.ts", "src/core/guc", "src/core/datadir.ts"];
+  for (const input of inputs) {
+    for (const file of filesUnder(join(ROOT, input))) {
+      h.update(file.slice(ROOT.length)).update("\0").update(readFileSync(file)).update("\0");
+    }
+  }
+  h.update(readFileSync(join(ROOT, "package.json")));
+  return h.digest("hex").slice(0, 16);
+}
+
+/** Runs `pgts args` under a runtime and collects its output. */
+export async function pgtsCli(args: string[], runtime: Runtime = "bun"): Promise<RunResult> {
+  const cmd = runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args];
+  const p = Bun.spawn(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  return { code, out, err };
+}
+
+async function initDataDir(dir: string): Promise<void> {
+  const r = await pgtsCli(["init", "-D", dir]);
+  if (r.code !== 0) throw new Error(`pgts init -D ${dir} failed (${r.code}):\n${r.err}`);
+}
+
+let template: Promise<string> | null = null;
+
+/** The cached template directory, made on first use (atomically: init elsewhere, then rename). */
+function templateDir(): Promise<string> {
+  template ??= (async () => {
+    const dir = join(tmpdir(), `pgts-template-${templateKey()}`);
+    pruneTemplates(dir);
+    if (existsSync(join(dir, "PGTS_VERSION"))) {
+      utimesSync(dir, new Date(), new Date());
+      return dir;
+    }
+    const work = mkdtempSync(`${dir}.tmp-`);
+    try {
+      await initDataDir(join(work, "d"));
+      try {
+        renameSync(join(work, "d"), dir);
+      } catch {
+        // Another test run made it meanwhile.
+        if (!existsSync(join(dir, "PGTS_VERSION"))) throw new Error(`could not create ${dir}`);
+      }
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    return dir;
+  })();
+  return template;
+}
+
+/** Removes templates of other keys not used for a day (each is a whole cluster). */
+function pruneTemplates(keep: string): void {
+  const dayAgo = Date.now() - 86_400_000;
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith("pgts-template-")) continue;
+    const path = join(tmpdir(), name);
+    if (path === keep) continue;
+    try {
+      if (statSync(path).mtimeMs < dayAgo) rmSync(path, { recursive: true, force: true });
+    } catch {
+      // another run removed it
+    }
+  }
+}
+
+/** A fresh data directory at `dir`: a copy of the template, or `pgts init` if copying fails. */
+async function freshDataDir(dir: string): Promise<void> {
+  try {
+    const src = await templateDir();
+    const cp = Bun.spawnSync(["cp", "-a", src, dir]);
+    if (cp.exitCode === 0) return;
+    rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // fall back to init
+  }
+  await initDataDir(dir);
+}
+
+// ---- processes ---------------------------------------------------------------
+
+/** Direct children of `pid` (from /proc/<pid>/task/<tid>/children). */
+export function childPidsOf(pid: number): number[] {
+  const pids: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
+      if (text !== "") pids.push(...text.split(/\s+/).map(Number));
+    }
+  } catch {
+    // gone
+  }
+  return pids;
+}
+
+/** The variable every process of one test server inherits, to find orphans at cleanup. */
+const TAG_VAR = "PGTS_E2E_TAG";
+
+/** Processes whose environment carries `TAG_VAR=tag`: a server and all its children. */
+function taggedProcesses(tag: string): number[] {
+  const needle = `${TAG_VAR}=${tag}\0`;
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, "latin1").includes(needle)) pids.push(Number(name));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** Whether a process exists and is not a zombie. */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+function killQuietly(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `check` every 25 ms until it returns a value other than undefined/false. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  options: { timeoutMs?: number; detail?: () => string } = {},
+): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out waiting for ${what}${options.detail ? `\n${options.detail()}` : ""}`,
+      );
+    }
+    await sleep(25);
+  }
+}
+
+// ---- the server ---------------------------------------------------------------
+
+const live = new Set<PgtsServer>();
+
+export class PgtsServer {
+  /** The directory holding the data directory (removed at cleanup). */
+  readonly root: string;
+  readonly dataDir: string;
+  readonly runtime: Runtime;
+  readonly adapter: Adapter | undefined;
+  #proc: ReturnType<typeof Bun.spawn> | null = null;
+  #log = "";
+  #port = 0;
+  #exitCode: number | null = null;
+  #exited: Promise<number> = Promise.resolve(-1);
+  #clients = new Set<pg.Client>();
+  /** Every postmaster pid this server had (one per start). */
+  #pids: number[] = [];
+
+  constructor(root: string, runtime: Runtime, adapter: Adapter | undefined) {
+    this.root = root;
+    this.dataDir = join(root, "d");
+    this.runtime = runtime;
+    this.adapter = adapter;
+  }
+
+  /** The postmaster's pid. */
+  get pid(): number {
+    return this.#proc?.pid ?? 0;
+  }
+  get port(): number {
+    return this.#port;
+  }
+  get host(): string {
+    return "127.0.0.1";
+  }
+  /** Where the Unix socket is (the data directory). */
+  get socketDir(): string {
+    return this.dataDir;
+  }
+  /** Everything the server (and its children) wrote to stdout and stderr so far. */
+  get log(): string {
+    return this.#log;
+  }
+  /** The exit code once the postmaster has exited, else null. */
+  get exitCode(): number | null {
+    return this.#exitCode;
+  }
+  /** Resolves with the postmaster's exit code (128 + n after a signal). */
+  get exited(): Promise<number> {
+    return this.#exited;
+  }
+
+  /** The lines of postmaster.pid, or null when there is none. */
+  pidFile(): string[] | null {
+    try {
+      return readFileSync(join(this.dataDir, "postmaster.pid"), "utf8").split("\n");
+    } catch {
+      return null;
+    }
+  }
+
+  /** Spawns `pgts start` and waits for "ready". */
+  async start(options: StartOptions = {}): Promise<this> {
+    const args = [
+      "start",
+      "-D",
+      this.dataDir,
+      "-p",
+      "0",
+      "-c",
+      `unix_socket_directories=${this.dataDir}`,
+    ];
+    for (const [name, value] of Object.entries(options.settings ?? {})) {
+      args.push("-c", `${name}=${typeof value === "boolean" ? (value ? "on" : "off") : value}`);
+    }
+    if (this.adapter !== undefined) args.push("--adapter", this.adapter);
+    const cmd = this.runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args];
+    const proc = Bun.spawn(cmd, {
+      cwd: ROOT,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, NO_COLOR: "1", [TAG_VAR]: this.root },
+    });
+    this.#proc = proc;
+    this.#pids.push(proc.pid);
+    this.#exitCode = null;
+    this.#exited = proc.exited.then((code) => (this.#exitCode = code));
+    // Read both pipes as they come: children inherit them and may outlive the postmaster.
+    for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
+      void (async () => {
+        const decoder = new TextDecoder();
+        try {
+          for await (const chunk of stream) this.#log += decoder.decode(chunk, { stream: true });
+        } catch {
+          // closed
+        }
+      })();
+    }
+    const lines = await waitFor("postmaster.pid to say ready", () => {
+      if (this.#exitCode !== null) {
+        throw new Error(
+          `pgts start exited with code ${this.#exitCode} before ready:\n${this.#log}`,
+        );
+      }
+      const l = this.pidFile();
+      return l !== null && l[0] === String(proc.pid) && l[7]?.trim() === "ready" ? l : undefined;
+    }, { timeoutMs: options.readyTimeoutMs ?? 30_000, detail: () => this.#log });
+    this.#port = Number(lines[3]);
+    return this;
+  }
+
+  /** Children of the postmaster process (none under the in-process adapter). */
+  childPids(): number[] {
+    return childPidsOf(this.pid).filter(isAlive);
+  }
+
+  /** Sends a signal to the postmaster. */
+  kill(sig: NodeJS.Signals = "SIGKILL"): void {
+    killQuietly(this.pid, sig);
+  }
+
+  /** `pgts stop -D dir -m mode` (waits, as pg_ctl does); resolves with the CLI's result. */
+  stop(mode: StopMode = "fast", runtime: Runtime = "bun"): Promise<RunResult> {
+    return pgtsCli(["stop", "-D", this.dataDir, "-m", mode], runtime);
+  }
+
+  /** `pgts reload -D dir`. */
+  reload(): Promise<RunResult> {
+    return pgtsCli(["reload", "-D", this.dataDir]);
+  }
+
+  appendConf(text: string): void {
+    appendFileSync(join(this.dataDir, "postgresql.conf"), `\n${text}\n`);
+  }
+
+  /** Waits until the log matches `pattern` (after `from` characters); returns the match. */
+  waitForLog(pattern: RegExp, options: { timeoutMs?: number; from?: number } = {}) {
+    return waitFor(`log to match ${pattern}`, () => {
+      const m = pattern.exec(this.#log.slice(options.from ?? 0));
+      return m ?? undefined;
+    }, { timeoutMs: options.timeoutMs ?? 15_000, detail: () => this.#log });
+  }
+
+  /** Runs psql on the Unix socket (or TCP); `-X -q -A -t -v ON_ERROR_STOP=1`. */
+  async psql(sql: string, options: { tcp?: boolean } = {}): Promise<RunResult> {
+    const host = options.tcp ? this.host : this.socketDir;
+    const p = Bun.spawn(
+      [
+        `${PG_BIN}/psql`,
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        host,
+        "-p",
+        String(this.port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+      ],
+      {
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, PGCONNECT_TIMEOUT: "10" },
+      },
+    );
+    const [out, err, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    return { code, out, err };
+  }
+
+  /** A connected node-postgres client over TCP, closed at cleanup. */
+  async client(options: { tcp?: boolean } = { tcp: true }): Promise<pg.Client> {
+    const c = new pg.Client({
+      host: options.tcp === false ? this.socketDir : this.host,
+      port: this.port,
+      user: "postgres",
+      database: "postgres",
+      connectionTimeoutMillis: 10_000,
+    });
+    // A server-side FATAL arrives as an 'error' event; the test inspects query results instead.
+    c.on("error", () => {});
+    this.#clients.add(c);
+    await c.connect();
+    return c;
+  }
+
+  /** Kills everything still running and removes the directory. Idempotent. */
+  async cleanup(): Promise<void> {
+    live.delete(this);
+    for (const c of this.#clients) {
+      c.end().catch(() => {});
+    }
+    this.#clients.clear();
+    const pid = this.pid;
+    if (pid !== 0) {
+      // The postmaster and every process started under it, orphans included.
+      for (const p of taggedProcesses(this.root)) killQuietly(p, "SIGKILL");
+      killQuietly(pid, "SIGKILL");
+      await Promise.race([this.#exited, sleep(5_000)]);
+      for (const p of this.#pids) rmSync(join(tmpdir(), `.s.PGTS.engine.${p}`), { force: true });
+    }
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Starts a server on a fresh data directory; it is cleaned up after the test. */
+export async function startPgts(options: StartOptions = {}): Promise<PgtsServer> {
+  const server = await preparePgts(options);
+  return await server.start(options);
+}
+
+/** A server on a fresh data directory, not started yet (to edit its files first). */
+export async function preparePgts(
+  options: { runtime?: Runtime; adapter?: Adapter } = {},
+): Promise<PgtsServer> {
+  const root = mkdtempSync(join(tmpdir(), "pgts-e2e-"));
+  const server = new PgtsServer(root, options.runtime ?? "bun", options.adapter);
+  live.add(server);
+  await freshDataDir(server.dataDir);
+  return server;
+}
+
+/**
+ * Registers the cleanup of every server a test started, and a default test
+ * timeout that leaves room for a server's start; call once per test file.
+ */
+export function usePgtsServers(options: { timeoutMs?: number } = {}): void {
+  setDefaultTimeout(options.timeoutMs ?? 60_000);
+  const cleanupAll = async () => {
+    await Promise.all([...live].map((s) => s.cleanup()));
+  };
+  afterEach(cleanupAll);
+  afterAll(cleanupAll);
+}
+
+/** The backend pid node-postgres got in BackendKeyData. */
+export function backendPid(client: pg.Client): number {
+  return (client as unknown as { processID: number }).processID;
+}
