@@ -43,8 +43,8 @@ export interface RunHost {
   /** The engine, once the engine child serves; throws 57P03 before that. */
   engine(): Engine;
   hba(): readonly HbaLine[];
-  /** statement_timeout in ms (0: none). */
-  statementTimeoutMs(): number;
+  /** statement_timeout in ms (0: none), the server's or the one in the connection's `options`. */
+  statementTimeoutMs(options: string | undefined): number;
   /** The parent of every run's memory context (the adapter's TopMemoryContext). */
   readonly memoryParent: MemoryContext;
   /** Live runs by pid, for the admin API's memory view. */
@@ -195,7 +195,7 @@ export class BackendRun implements ChildProcess {
 
     this.#state = "active";
     this.#query = request.queries.map((q) => q.query).join("; ");
-    const timeoutMs = host.statementTimeoutMs();
+    const timeoutMs = host.statementTimeoutMs(request.target.params["options"]);
     const timer = timeoutMs > 0
       ? setTimeout(() => {
         this.#timedOut = true;

@@ -96,7 +96,12 @@ const httpBackendMain: ChildMain = (env) => {
   env.onSignal("SIGHUP", () => {});
   const shared = server.engine();
   return postgresMain(env, {
-    engine: { ...withAdminConsole(shared, server), close: () => Promise.resolve() },
+    // The engine is shared by everyone in this realm: a backend's close must not close it.
+    engine: {
+      lookupRole: (name) => shared.lookupRole(name),
+      startSession: (startup) => shared.startSession(startup),
+      close: () => Promise.resolve(),
+    },
     hba: server.hba(),
     settings: {
       authenticationTimeoutMs: server.guc.getMs("authentication_timeout"),
@@ -165,7 +170,7 @@ export class HttpServer implements AdminSource {
       postmaster: this.postmaster,
       engine: () => this.engine(),
       hba: () => this.#hba,
-      statementTimeoutMs: () => this.guc.getMs("statement_timeout"),
+      statementTimeoutMs: (options) => this.#statementTimeoutMs(options),
       memoryParent: this.#mcxt.topMemoryContext,
       runs: new Map(),
       passwords: new PasswordCache(),
@@ -234,7 +239,8 @@ export class HttpServer implements AdminSource {
   }
 
   engineOpened(engine: Engine | null): void {
-    this.#engine = engine;
+    // Runs and psql backends see database "pgts" as the admin console.
+    this.#engine = engine === null ? null : withAdminConsole(engine, this);
   }
 
   engine(): Engine {
@@ -252,6 +258,15 @@ export class HttpServer implements AdminSource {
 
   hba(): readonly HbaLine[] {
     return this.#hba;
+  }
+
+  /** `-c statement_timeout=...` in the connection's options wins over the server's setting. */
+  #statementTimeoutMs(options: string | undefined): number {
+    const m = options === undefined ? null : /(?:-c\s*|--)statement[_-]timeout=(\S+)/.exec(options);
+    if (m === null) return this.guc.getMs("statement_timeout");
+    const session = new Guc();
+    session.set("statement_timeout", m[1]!, { source: "session" });
+    return session.getMs("statement_timeout");
   }
 
   #reload(): void {
