@@ -53,7 +53,7 @@ export function startServer(options: StartServerOptions): Promise<number> {
 }
 
 export const START_USAGE =
-  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc]`;
+  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc] [--engine pglite|URL]`;
 
 export const START_HELP =
   `${PROGNAME} start runs a pgts server on a data directory, in the foreground.
@@ -69,6 +69,11 @@ Options:
       --adapter=ADAPTER     how child processes run: "bun" (Bun subprocesses),
                             "worker" (Web Workers) or "inproc" (one process);
                             default: chosen for the runtime
+      --engine=ENGINE       the SQL engine: "pglite" (the data directory's own)
+                            or a "postgres://user:password@host:port/db" URL
+                            of an upstream PostgreSQL server, which every
+                            session then uses through a connection of its own
+                            (same as -c engine=ENGINE)
   -h, --help                show this help, then exit
 
 Stop the server with "${PROGNAME} stop -D DATADIR", or with SIGTERM (smart),
@@ -92,6 +97,7 @@ export async function runStart(args: string[], io: CliIO): Promise<number> {
       port: { type: "string", short: "p" },
       c: { type: "string", short: "c", multiple: true },
       adapter: { type: "string" },
+      engine: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     usage: START_USAGE,
@@ -124,6 +130,7 @@ export async function runStart(args: string[], io: CliIO): Promise<number> {
     guc.load();
     const overrides: [string, string][] = [];
     if (v.port !== undefined) overrides.push(["port", v.port]);
+    if (v.engine !== undefined) overrides.push(["engine", v.engine]);
     for (const item of v.c ?? []) {
       const eq = item.indexOf("=");
       if (eq < 0) {

@@ -19,10 +19,11 @@ import { Guc } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ChildEnv, ChildMain, Listener } from "../core/postmaster/launch.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
-import { connectUnix } from "../adapters/shared/connect.ts";
+import { connectTcp, connectUnix } from "../adapters/shared/connect.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
 import { openEngine } from "../engines/pglite/mod.ts";
+import { type UpstreamAddress, UpstreamEngine } from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
 import { ENGINE_DIR } from "../core/datadir.ts";
 import { join } from "node:path";
@@ -48,8 +49,20 @@ function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
   return { params, guc };
 }
 
+/** Dials an upstream PostgreSQL with node:net. */
+export function connectUpstream(address: UpstreamAddress) {
+  return address.family === "tcp"
+    ? connectTcp(address.host, address.port)
+    : connectUnix(address.path);
+}
+
 function engineFor(params: ServerParams): Engine {
   const address = params.engine;
+  // An upstream has no single owner of shared state: the backend holds its
+  // upstream session itself, with no engine-child hop.
+  if (address.kind === "upstream") {
+    return new UpstreamEngine(address.url, { connect: connectUpstream });
+  }
   if (address.kind === "unix") return connectRemoteEngine(() => connectUnix(address.path));
   const engine = inprocEngines.get(address.id);
   if (engine === undefined) throw new Error("the engine process is not running");
@@ -94,6 +107,9 @@ export const engineMain: ChildMain = async (env) => {
   env.onSignal("SIGINT", () => {});
   env.onSignal("SIGHUP", () => {});
 
+  if (params.engine.kind === "upstream") {
+    throw new TypeError("An upstream engine has no engine child");
+  }
   const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),

@@ -7,10 +7,15 @@
 import type { GucSnapshot } from "../core/guc/guc.ts";
 import type { ChildEnv } from "../core/postmaster/launch.ts";
 
-/** How a backend reaches the engine child. */
+/**
+ * How a backend reaches the engine: the engine child over a Unix socket or
+ * in the same realm, or (no engine child) an upstream PostgreSQL it dials
+ * itself.
+ */
 export type EngineAddress =
   | { readonly kind: "unix"; readonly path: string }
-  | { readonly kind: "inproc"; readonly id: string };
+  | { readonly kind: "inproc"; readonly id: string }
+  | { readonly kind: "upstream"; readonly url: string };
 
 export interface ServerParams {
   readonly dataDir: string;

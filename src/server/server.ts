@@ -13,7 +13,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseHba } from "../core/auth/mod.ts";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
-import { ereport } from "../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
 import { parsePreloadLibraries } from "../core/guc/preload.ts";
 import { splitList } from "../core/guc/values.ts";
@@ -33,6 +33,7 @@ import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
+import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import { markPostmasterRealm } from "./children.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
 
@@ -125,8 +126,25 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     if (dir !== "") listen.push({ family: "unix", path: join(dir, `.s.PGSQL.${port}`) });
   }
 
+  // engine = 'postgres://...': backends dial the upstream themselves and
+  // there is no engine child.
+  const engineSetting = guc.getString("engine");
+  const upstream = isUpstreamUrl(engineSetting);
+  if (upstream) {
+    try {
+      parseUpstreamUrl(engineSetting);
+    } catch (e) {
+      throw new PgError(
+        ERRCODE.INVALID_PARAMETER_VALUE,
+        `invalid value for parameter "engine": ${(e as Error).message}`,
+        { severity: "FATAL" },
+      );
+    }
+  }
   const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName);
-  const engineAddress: EngineAddress = engineKind === "inproc"
+  const engineAddress: EngineAddress = upstream
+    ? { kind: "upstream", url: engineSetting }
+    : engineKind === "inproc"
     ? { kind: "inproc", id: crypto.randomUUID() }
     : { kind: "unix", path: join(tmpdir(), `.s.PGTS.engine.${process.pid}`) };
   const params: ServerParams = {
@@ -163,7 +181,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     settings: { get: (name) => guc.get(name) },
     entries: {
       backend: entry("backendMain"),
-      engine: entry("engineMain"),
+      ...(upstream ? {} : { engine: entry("engineMain") }),
       checkpointer: entry("checkpointerMain"),
     },
     childParams: params,

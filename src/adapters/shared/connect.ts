@@ -1,21 +1,30 @@
 /**
- * Outgoing Unix-socket connections through node:net (Bun and Deno both
- * provide it), as the core's `Connection`: backends dial the engine child
- * with it. Incoming sockets are the NetAdapters' business.
+ * Outgoing connections through node:net (Bun and Deno both provide it), as
+ * the core's `Connection`: backends dial the engine child over a Unix
+ * socket, and the upstream engine dials PostgreSQL over TCP or a Unix
+ * socket. Incoming sockets are the NetAdapters' business.
  */
 
-import { createConnection } from "node:net";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import { createConnection, type NetConnectOpts } from "node:net";
+import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
 import { NodeSocketConnection } from "./nodeconn.ts";
 
-export function connectUnix(path: string): Promise<Connection> {
+function dial(options: NetConnectOpts, remote: RemoteAddress): Promise<Connection> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection({ path });
+    const socket = createConnection(options);
     socket.once("error", reject);
     socket.once("connect", () => {
       socket.off("error", reject);
       socket.setNoDelay?.(true);
-      resolve(new NodeSocketConnection(socket, { family: "unix", path }));
+      resolve(new NodeSocketConnection(socket, remote));
     });
   });
+}
+
+export function connectUnix(path: string): Promise<Connection> {
+  return dial({ path }, { family: "unix", path });
+}
+
+export function connectTcp(host: string, port: number): Promise<Connection> {
+  return dial({ host, port }, { family: "tcp", address: host, port });
 }

@@ -1,0 +1,301 @@
+/**
+ * Opening one upstream connection, libpq's PQconnectStart..PQconnectPoll:
+ * dial through the injected `connect`, send the StartupMessage, answer
+ * the upstream's authentication request with pgts's own credentials
+ * (SCRAM-SHA-256, md5, cleartext password, or trust), collect
+ * ParameterStatus and BackendKeyData, and stop at the first ReadyForQuery.
+ *
+ * Every failure is a FATAL PgError the backend can send as is: 08001 when
+ * the upstream cannot be reached, refuses pgts's credentials or is not
+ * accepting connections, with the upstream's own reason in the message;
+ * 08006 when it hangs up mid-way; the upstream's code for what concerns the
+ * client's request (an unknown database, too many connections, a bad
+ * startup option). Nothing here trusts the upstream's bytes: a malformed
+ * message is an 08P01, not a crash.
+ */
+
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import type { Connection } from "../../core/postmaster/launch.ts";
+import {
+  BE,
+  type Message,
+  MessageWriter,
+  parseAuthenticationRequest,
+  parseBackendKeyData,
+  parseDataRowText,
+  parseErrorResponse,
+  parseParameterStatus,
+  pgErrorFromFields,
+  writePasswordMessage,
+  writeQuery,
+  writeSASLInitialResponse,
+  writeSASLResponse,
+  writeStartupMessage,
+} from "../../core/protocol/mod.ts";
+import { md5PasswordHash, md5SaltedResponse } from "../../core/auth/md5.ts";
+import { ScramClient } from "./scram-client.ts";
+import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
+
+/** Dials the upstream; rejects with the system's reason (ECONNREFUSED...). */
+export type UpstreamConnect = (address: UpstreamAddress) => Promise<Connection>;
+
+export interface UpstreamConnection {
+  readonly conn: Connection;
+  /** The upstream backend's pid and cancel key, for CancelRequest. */
+  readonly pid: number;
+  readonly key: Uint8Array;
+  readonly parameterStatus: Array<[string, string]>;
+  /** Bytes that arrived and were not read yet (normally none), unparsed. */
+  rest: Uint8Array;
+}
+
+export interface OpenOptions {
+  readonly database: string;
+  /** Startup parameters besides user and database (application_name, options, role...). */
+  readonly params: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+}
+
+const SCRAM_SHA_256 = "SCRAM-SHA-256";
+/** No startup message or role row is anywhere near this; a longer length word is garbage. */
+const MAX_SHORT_MESSAGE = 1 << 20;
+
+/** The upstream error codes that are about the client's request, passed through as they are. */
+function passesThrough(code: string): boolean {
+  return code === "3D000" || code.startsWith("53") || code.startsWith("42") ||
+    code.startsWith("22");
+}
+
+function unreachable(target: UpstreamTarget, reason: string): PgError {
+  return new PgError(
+    ERRCODE.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+    `could not connect to the upstream server: ${reason}`,
+    { severity: "FATAL", detail: `The upstream server is "${target.display}".` },
+  );
+}
+
+export async function openUpstream(
+  target: UpstreamTarget,
+  options: OpenOptions & { connect: UpstreamConnect },
+): Promise<UpstreamConnection> {
+  let conn: Connection;
+  try {
+    conn = await options.connect(target.address);
+  } catch (e) {
+    throw unreachable(target, e instanceof Error ? e.message : String(e));
+  }
+  const timer = setTimeout(() => conn.destroy(), options.timeoutMs);
+  try {
+    return await startup(conn, target, options);
+  } catch (e) {
+    conn.destroy();
+    if (isPgError(e)) throw e;
+    throw new PgError(
+      ERRCODE.PROTOCOL_VIOLATION,
+      `invalid startup response from the upstream server: ${(e as Error)?.message ?? e}`,
+      { severity: "FATAL", detail: `The upstream server is "${target.display}".` },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Whole upstream messages, awaited one at a time; null once the upstream
+ * hung up. For startup and pgts's own short queries: the buffer is simply
+ * concatenated. What is left unread is handed on unparsed.
+ */
+export class UpstreamInput {
+  #buf: Uint8Array = new Uint8Array(0);
+  #eof = false;
+  #wake: (() => void) | null = null;
+
+  constructor(conn: Connection, initial: Uint8Array = new Uint8Array(0)) {
+    this.#buf = initial;
+    conn.onData = (chunk) => {
+      const next = new Uint8Array(this.#buf.length + chunk.length);
+      next.set(this.#buf);
+      next.set(chunk, this.#buf.length);
+      this.#buf = next;
+      this.#notify();
+    };
+    conn.onClose = () => {
+      this.#eof = true;
+      this.#notify();
+    };
+    conn.resume();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #read(): Message | null {
+    const b = this.#buf;
+    if (b.length < 5) return null;
+    const len = new DataView(b.buffer, b.byteOffset, b.byteLength).getInt32(1);
+    if (len < 4 || len > MAX_SHORT_MESSAGE) {
+      throw new Error(`message of type ${b[0]} with invalid length ${len}`);
+    }
+    if (b.length < len + 1) return null;
+    this.#buf = b.subarray(len + 1);
+    return { type: b[0] as number, body: b.subarray(5, len + 1) };
+  }
+
+  async next(): Promise<Message | null> {
+    for (;;) {
+      const m = this.#read();
+      if (m !== null) return m;
+      if (this.#eof) return null;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  /** Bytes not read yet. */
+  rest(): Uint8Array {
+    return this.#buf.slice();
+  }
+}
+
+async function startup(
+  conn: Connection,
+  target: UpstreamTarget,
+  options: OpenOptions,
+): Promise<UpstreamConnection> {
+  const input = new UpstreamInput(conn);
+  const send = (build: (w: MessageWriter) => void) => conn.write(MessageWriter.encode(build));
+  send((w) =>
+    writeStartupMessage(w, { ...options.params, user: target.user, database: options.database })
+  );
+
+  const parameterStatus: Array<[string, string]> = [];
+  let pid = 0;
+  let key = new Uint8Array(0);
+  let scram: ScramClient | null = null;
+  const needPassword = (): string => {
+    if (target.password !== null) return target.password;
+    throw unreachable(
+      target,
+      `the upstream server asked for a password for user "${target.user}", and the engine URL has none`,
+    );
+  };
+
+  for (;;) {
+    const m = await input.next();
+    if (m === null) {
+      throw new PgError(
+        ERRCODE.CONNECTION_FAILURE,
+        "the upstream server closed the connection unexpectedly during startup",
+        { severity: "FATAL", detail: `The upstream server is "${target.display}".` },
+      );
+    }
+    switch (m.type) {
+      case BE.AuthenticationRequest: {
+        const req = parseAuthenticationRequest(m.body);
+        if (req.code === 0) break;
+        if (req.code === 3) {
+          send((w) => writePasswordMessage(w, needPassword()));
+        } else if (req.code === 5 && "salt" in req) {
+          const hash = md5PasswordHash(needPassword(), target.user);
+          send((w) => writePasswordMessage(w, md5SaltedResponse(hash, req.salt)));
+        } else if (req.code === 10 && "mechanisms" in req) {
+          if (!req.mechanisms.includes(SCRAM_SHA_256)) {
+            throw unreachable(
+              target,
+              `the upstream server offered SASL mechanisms ${
+                req.mechanisms.join(", ")
+              }, and pgts speaks only ${SCRAM_SHA_256} without TLS`,
+            );
+          }
+          scram = new ScramClient(needPassword());
+          const data = scram.clientFirst();
+          send((w) => writeSASLInitialResponse(w, { mechanism: SCRAM_SHA_256, data }));
+        } else if (req.code === 11 && "data" in req && scram !== null) {
+          const data = await scram.clientFinal(req.data);
+          send((w) => writeSASLResponse(w, data));
+        } else if (req.code === 12 && "data" in req && scram !== null) {
+          try {
+            scram.verifyServerFinal(req.data);
+          } catch (e) {
+            throw unreachable(target, (e as Error).message);
+          }
+        } else {
+          throw unreachable(
+            target,
+            `the upstream server requested authentication method ${req.code}, which pgts does not support`,
+          );
+        }
+        break;
+      }
+      case BE.ParameterStatus: {
+        const { name, value } = parseParameterStatus(m.body);
+        parameterStatus.push([name, value]);
+        break;
+      }
+      case BE.BackendKeyData: {
+        const k = parseBackendKeyData(m.body);
+        pid = k.pid;
+        key = k.key.slice();
+        break;
+      }
+      case BE.ErrorResponse: {
+        const upstream = pgErrorFromFields(parseErrorResponse(m.body));
+        if (passesThrough(upstream.code)) {
+          throw new PgError(upstream.code, upstream.message, {
+            ...upstream.fields,
+            severity: "FATAL",
+          });
+        }
+        throw unreachable(target, upstream.message);
+      }
+      case BE.ReadyForQuery: {
+        conn.pause();
+        conn.onData = null;
+        conn.onClose = null;
+        return { conn, pid, key, parameterStatus, rest: input.rest() };
+      }
+      default:
+        // NoticeResponse, NegotiateProtocolVersion: nothing to act on.
+        break;
+    }
+  }
+}
+
+/**
+ * Runs one simple Query on a connection that is between commands; resolves
+ * with the rows as text, rejects with the upstream's error (or 08006 when it
+ * hangs up). The connection stays usable after an error.
+ */
+export async function simpleQuery(
+  upstream: UpstreamConnection,
+  sql: string,
+): Promise<(string | null)[][]> {
+  const input = new UpstreamInput(upstream.conn, upstream.rest);
+  upstream.conn.write(MessageWriter.encode((w) => writeQuery(w, sql)));
+  const rows: (string | null)[][] = [];
+  let error: PgError | null = null;
+  try {
+    for (;;) {
+      const m = await input.next();
+      if (m === null) {
+        throw new PgError(
+          ERRCODE.CONNECTION_FAILURE,
+          "the upstream server closed the connection unexpectedly",
+          { severity: "FATAL" },
+        );
+      }
+      if (m.type === BE.DataRow) rows.push(parseDataRowText(m.body));
+      else if (m.type === BE.ErrorResponse) error = pgErrorFromFields(parseErrorResponse(m.body));
+      else if (m.type === BE.ReadyForQuery) break;
+    }
+  } finally {
+    upstream.rest = input.rest();
+    upstream.conn.pause();
+    upstream.conn.onData = null;
+    upstream.conn.onClose = null;
+  }
+  if (error !== null) throw error;
+  return rows;
+}

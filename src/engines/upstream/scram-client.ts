@@ -1,0 +1,96 @@
+/**
+ * The client side of SCRAM-SHA-256 (RFC 5802/7677), as libpq's
+ * fe-auth-scram.c does it: no channel binding (pgts does not speak TLS to
+ * the upstream), an empty user name in the messages (PostgreSQL takes the
+ * startup packet's), and the server's signature checked before the
+ * exchange is trusted. crypto.subtle only.
+ */
+
+import {
+  base64Decode,
+  base64Encode,
+  hmacSha256,
+  scramKeys,
+  scramSaltedPassword,
+  timingSafeEqual,
+} from "../../core/auth/scram.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** "n,,": no channel binding, no authzid. */
+const GS2_HEADER = "n,,";
+const NONCE_BYTES = 18;
+
+/** Why an exchange failed; the caller turns it into the client's error. */
+export class ScramClientError extends Error {
+  override readonly name = "ScramClientError";
+}
+
+export class ScramClient {
+  #password: string;
+  #nonce: string;
+  #clientFirstBare: string;
+  #serverSignature: Uint8Array | null = null;
+
+  constructor(password: string) {
+    this.#password = password;
+    this.#nonce = base64Encode(crypto.getRandomValues(new Uint8Array(NONCE_BYTES)));
+    this.#clientFirstBare = `n=,r=${this.#nonce}`;
+  }
+
+  /** client-first-message, the SASLInitialResponse's data. */
+  clientFirst(): Uint8Array {
+    return encoder.encode(GS2_HEADER + this.#clientFirstBare);
+  }
+
+  /** server-first-message in, client-final-message (with the proof) out. */
+  async clientFinal(serverFirstBytes: Uint8Array): Promise<Uint8Array> {
+    const serverFirst = decoder.decode(serverFirstBytes);
+    const attrs = parseAttributes(serverFirst);
+    const nonce = attrs.get("r");
+    const salt = base64Decode(attrs.get("s") ?? "");
+    const iterations = Number(attrs.get("i"));
+    if (nonce === undefined || !nonce.startsWith(this.#nonce) || nonce === this.#nonce) {
+      throw new ScramClientError("invalid SCRAM response (nonce mismatch)");
+    }
+    if (salt === null || salt.length === 0) {
+      throw new ScramClientError("malformed SCRAM message (invalid salt)");
+    }
+    if (!Number.isSafeInteger(iterations) || iterations < 1) {
+      throw new ScramClientError("malformed SCRAM message (invalid iteration count)");
+    }
+    const salted = await scramSaltedPassword(this.#password, salt, iterations);
+    const { clientKey, storedKey, serverKey } = await scramKeys(salted);
+    const withoutProof = `c=${btoa(GS2_HEADER)},r=${nonce}`;
+    const authMessage = `${this.#clientFirstBare},${serverFirst},${withoutProof}`;
+    const clientSignature = await hmacSha256(storedKey, authMessage);
+    const proof = new Uint8Array(clientKey.length);
+    for (let i = 0; i < proof.length; i++) {
+      proof[i] = (clientKey[i] as number) ^ (clientSignature[i] as number);
+    }
+    this.#serverSignature = await hmacSha256(serverKey, authMessage);
+    return encoder.encode(`${withoutProof},p=${base64Encode(proof)}`);
+  }
+
+  /** server-final-message: throws unless the server proved it knows the secret. */
+  verifyServerFinal(serverFinalBytes: Uint8Array): void {
+    const attrs = parseAttributes(decoder.decode(serverFinalBytes));
+    const error = attrs.get("e");
+    if (error !== undefined) throw new ScramClientError(`SCRAM authentication failed: ${error}`);
+    const v = base64Decode(attrs.get("v") ?? "");
+    if (
+      this.#serverSignature === null || v === null || !timingSafeEqual(v, this.#serverSignature)
+    ) {
+      throw new ScramClientError("incorrect server signature");
+    }
+  }
+}
+
+function parseAttributes(message: string): Map<string, string> {
+  const attrs = new Map<string, string>();
+  for (const part of message.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq === 1) attrs.set(part[0] as string, part.slice(2));
+  }
+  return attrs;
+}
