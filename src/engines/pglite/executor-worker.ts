@@ -9,6 +9,7 @@
  * the exec that raised it (reported in `done`), never the worker's loop.
  */
 
+import { registerPgliteAssets } from "./assets.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
 
@@ -72,6 +73,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
     case "open":
       chain = chain.then(async () => {
         try {
+          if (m.assets !== null) registerPgliteAssets(m.assets);
           instance = await openInstance(m.dataDir, {
             cancelCell: new Int32Array(m.cell),
             settings: m.settings,

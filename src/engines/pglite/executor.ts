@@ -17,6 +17,7 @@
  * PGlite does.
  */
 
+import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 
 export interface RawExecutor {
@@ -90,7 +91,14 @@ export type WorkerReply =
 
 /** Messages to the worker. */
 export type WorkerRequest =
-  | { t: "open"; dataDir: string; cell: SharedArrayBuffer; settings: Record<string, string> }
+  | {
+    t: "open";
+    dataDir: string;
+    cell: SharedArrayBuffer;
+    settings: Record<string, string>;
+    /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
+    assets: PgliteAssetSources | null;
+  }
   | { t: "exec"; seq: number; bytes: Uint8Array }
   | { t: "close" };
 
@@ -118,9 +126,9 @@ class WorkerExecutor implements RawExecutor {
   }
 
   static start(dataDir: string, options: ExecutorOptions): Promise<WorkerExecutor> {
-    const worker = new Worker(new URL("./executor-worker.ts", import.meta.url).href, {
-      type: "module",
-    });
+    const assets = registeredPgliteAssets();
+    const url = assets?.executorWorker ?? new URL("./executor-worker.ts", import.meta.url).href;
+    const worker = new Worker(url, { type: "module" });
     const sab = new SharedArrayBuffer(8);
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
@@ -140,6 +148,7 @@ class WorkerExecutor implements RawExecutor {
         dataDir,
         cell: sab,
         settings: { ...(options.settings ?? {}) },
+        assets,
       };
       worker.postMessage(open);
     });

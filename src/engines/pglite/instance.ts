@@ -26,6 +26,7 @@
  */
 
 import { PGlite } from "@electric-sql/pglite";
+import { pgliteAssetOptions } from "./assets.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
 export const CANCEL_SEQ = 0;
@@ -132,6 +133,9 @@ export async function openInstance(
   const db = await PGlite.create({
     dataDir,
     startParams,
+    // Embedded copies when a compiled binary registered them; otherwise
+    // nothing, and PGlite finds its files under node_modules.
+    ...(await pgliteAssetOptions()),
     // deno-lint-ignore no-explicit-any -- PGlite's Extension type wants its own module types
     extensions: { pgtsInterrupts: hooks as any },
   });

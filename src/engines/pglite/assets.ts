@@ -1,0 +1,88 @@
+/**
+ * Where PGlite's WASM and data files come from. By default PGlite finds
+ * pglite.wasm, initdb.wasm and pglite.data next to its own module, through
+ * `import.meta.url` under node_modules. A compiled binary has no such files
+ * (research Q1: `ENOENT ... /$bunfs/root/pglite.data`), so its entry
+ * (src/bin/pgts.ts) imports embedded copies and registers them here before
+ * anything opens PGlite; instance.ts then hands them to PGlite as
+ * `pgliteWasmModule`, `initdbWasmModule` and `fsBundle`.
+ *
+ * A registration belongs to one realm: a Worker that opens PGlite gets the
+ * sources in its open message (executor.ts). Sources are paths (Bun gives a
+ * `type: "bytes"` import as a path into the binary's /$bunfs) or bytes
+ * (Deno, with --unstable-raw-imports). Nothing here ever reaches for
+ * node_modules; without a registration PGlite's own lookup is untouched.
+ */
+
+import { readFileSync } from "node:fs";
+
+export interface PgliteAssetSources {
+  readonly pgliteWasm: string | Uint8Array;
+  readonly initdbWasm: string | Uint8Array;
+  readonly fsBundle: string | Uint8Array;
+  /**
+   * Where the bundle put executor-worker.ts, when it is not next to
+   * executor.ts: in a compiled binary every module's `import.meta.url` is
+   * the binary's own, so executor.ts cannot find its Worker by itself.
+   */
+  readonly executorWorker?: string;
+}
+
+/** What PGlite.create takes for its assets; empty when none are registered. */
+export interface PgliteAssetOptions {
+  pgliteWasmModule?: WebAssembly.Module;
+  initdbWasmModule?: WebAssembly.Module;
+  fsBundle?: Blob;
+}
+
+let registered: PgliteAssetSources | null = null;
+let compiled: Promise<Required<PgliteAssetOptions>> | null = null;
+
+/** Makes every later PGlite open in this realm use these assets. */
+export function registerPgliteAssets(sources: PgliteAssetSources): void {
+  for (const name of ["pgliteWasm", "initdbWasm", "fsBundle"] as const) {
+    const source = sources[name];
+    if (typeof source !== "string" && !(source instanceof Uint8Array)) {
+      throw new TypeError(`PGlite asset "${name}" must be a path or a Uint8Array`);
+    }
+  }
+  registered = sources;
+  compiled = null;
+}
+
+/** The registered sources, to pass on to another realm; null when PGlite finds its own. */
+export function registeredPgliteAssets(): PgliteAssetSources | null {
+  return registered;
+}
+
+function bytes(source: string | Uint8Array): Uint8Array<ArrayBuffer> {
+  if (typeof source === "string") return readFileSync(source);
+  // Copied only when it sits in shared memory, which Blob does not take.
+  return source.buffer instanceof ArrayBuffer
+    ? source as Uint8Array<ArrayBuffer>
+    : new Uint8Array(source);
+}
+
+/**
+ * The PGlite.create options for the registered assets, compiled once per
+ * realm: an engine that opens PGlite twice (initdb's inner instance, a
+ * reopen) pays for WebAssembly.compile once.
+ */
+export function pgliteAssetOptions(): Promise<PgliteAssetOptions> {
+  const sources = registered;
+  if (sources === null) return Promise.resolve({});
+  if (compiled !== null) return compiled;
+  const promise = (async () => {
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
+      WebAssembly.compile(bytes(sources.pgliteWasm)),
+      WebAssembly.compile(bytes(sources.initdbWasm)),
+    ]);
+    return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([bytes(sources.fsBundle)]) };
+  })();
+  // A failed read or compile is not cached: the next open tries again.
+  promise.catch(() => {
+    if (compiled === promise) compiled = null;
+  });
+  compiled = promise;
+  return promise;
+}
