@@ -9,6 +9,7 @@ import { SERVER_VERSION } from "../core/guc/tables.ts";
 import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
 import { runReload, runStatus, runStop } from "./ctl.ts";
 import { runInit } from "./init.ts";
+import { runServeHttp } from "./serve-http.ts";
 import { runStart } from "./start.ts";
 
 export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun and Deno.
@@ -19,6 +20,7 @@ Usage:
   ${PROGNAME} stop   -D DATADIR [-m smart|fast|immediate] [-t SECS] [-W]
   ${PROGNAME} reload -D DATADIR
   ${PROGNAME} status -D DATADIR
+  ${PROGNAME} serve-http -D DATADIR [--port PORT] [--admin-token TOKEN]
 
 Commands:
   init     create a new database cluster
@@ -26,6 +28,7 @@ Commands:
   stop     shut down a running server
   reload   make a running server re-read its configuration files
   status   report whether a server is running
+  serve-http  serve the data directory over HTTP (Neon's SQL over HTTP, admin API)
 
 Options:
   -h, --help      show this help, then exit
@@ -35,8 +38,8 @@ Options:
 omitted, the environment variable PGDATA is used.
 `;
 
-type Verb = "init" | "start" | "stop" | "reload" | "status";
-const VERBS: readonly Verb[] = ["init", "start", "stop", "reload", "status"];
+type Verb = "init" | "start" | "stop" | "reload" | "status" | "serve-http";
+const VERBS: readonly Verb[] = ["init", "start", "stop", "reload", "status", "serve-http"];
 
 function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | number {
   switch (verb) {
@@ -50,6 +53,8 @@ function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | numbe
       return runReload(args, io);
     case "status":
       return runStatus(args, io);
+    case "serve-http":
+      return runServeHttp(args, io);
     default: {
       const never: never = verb;
       throw new TypeError(`Unknown verb ${String(never)}`);

@@ -20,7 +20,12 @@ import type { Engine } from "../../core/engine/types.ts";
 import { Guc } from "../../core/guc/guc.ts";
 import { getBackendMemoryContexts, memoryContextInit } from "../../core/mcxt/mod.ts";
 import type { MemoryContextTree } from "../../core/mcxt/mod.ts";
-import { type ListenAddress, type NetAdapter, Postmaster } from "../../core/postmaster/mod.ts";
+import {
+  type ListenAddress,
+  type NetAdapter,
+  type PMStatus,
+  Postmaster,
+} from "../../core/postmaster/mod.ts";
 import type { ChildEntry, ChildEnv, ChildMain } from "../../core/postmaster/launch.ts";
 import { TRIVIAL_STARTUP_ENTRY, trivialStartupMain } from "../../core/postmaster/auxmains.ts";
 import { PostmasterLink } from "../../core/postmaster/pmsignal.ts";
@@ -54,6 +59,8 @@ export interface HttpServerOptions {
   readonly net?: NetAdapter;
   /** Re-reads settings and pg_hba.conf on SIGHUP (the CLI passes one that reads the files). */
   readonly reload?: () => { hba?: string } | void;
+  /** The status for postmaster.pid ("starting", "ready", "stopping"). */
+  readonly setStatus?: (status: PMStatus) => void;
 }
 
 export const DEFAULT_HBA = "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n";
@@ -164,7 +171,10 @@ export class HttpServer implements AdminSource {
       childParams: { server: this.id },
       ...(options.listen === undefined ? {} : { listen: options.listen }),
       ...(options.net === undefined ? {} : { net: options.net }),
-      hooks: { reloadConfig: () => this.#reload() },
+      hooks: {
+        reloadConfig: () => this.#reload(),
+        ...(options.setStatus === undefined ? {} : { setStatus: options.setStatus }),
+      },
     });
     this.#host = {
       postmaster: this.postmaster,
