@@ -79,6 +79,25 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     },
   });
   env.onSignal("SIGINT", () => session?.cancel());
+  // A session the engine ends itself (idle_in_transaction_session_timeout,
+  // engine failure): its FATAL already went to the client through onAsync;
+  // the backend logs it, closes the connection and exits, as after any FATAL.
+  let endedByEngine = false;
+  let resolveEngineEnd: (code: number) => void = () => {};
+  const engineEnd = new Promise<number>((resolve) => (resolveEngineEnd = resolve));
+  const onEngineTerminate = (reason: PgError) => {
+    if (endedByEngine || terminating) return;
+    endedByEngine = true;
+    ereport("FATAL", reason.message, {
+      ...LOG,
+      code: reason.code,
+      ...(reason.detail !== undefined ? { detail: reason.detail } : {}),
+    });
+    input.stop();
+    output.dropped = true;
+    conn.end();
+    resolveEngineEnd(EXIT_FATAL);
+  };
   env.abort.addEventListener("abort", () => input.stop(), { once: true });
 
   const main = (async (): Promise<number> => {
@@ -92,6 +111,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     if (started === null) return EXIT_OK; // cancel request, SSL refusal then EOF, timeout
     session = started.session;
     session.onAsync = (bytes) => output.write(bytes);
+    session.onTerminate = onEngineTerminate;
     const w = new MessageWriter();
     for (const [name, value] of started.parameterStatus) writeParameterStatus(w, name, value);
     writeBackendKeyData(w, env.pid, started.secretKey);
@@ -102,12 +122,14 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
 
   let code: number;
   try {
-    code = await Promise.race([main, signals.exitCode]);
+    code = await Promise.race([main, signals.exitCode, engineEnd]);
+    if (endedByEngine) code = EXIT_FATAL;
     // Stopping the input ends the command loop before die() has sent its
     // FATAL: wait for it, or the connection is closed before the FATAL.
     if (terminating) code = await signals.exitCode;
   } catch (e) {
-    code = reportFatal(conn, e);
+    // After the engine ended the session, a failing exec is the same end.
+    code = endedByEngine ? EXIT_FATAL : reportFatal(conn, e);
   }
   input.stop();
   const s = session as EngineSession | null;

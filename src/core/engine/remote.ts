@@ -9,7 +9,9 @@
  * type byte, uint32 payload length, payload — and the payloads are protocol
  * bytes, so nothing is parsed twice; JSON appears only once per session, at
  * start. A backend has at most one `exec` in flight; `cancel` may overtake
- * it. If the stream breaks, every pending call fails: the postmaster's crash
+ * it. A session the engine ends itself (idle-in-transaction timeout, engine
+ * failure) sends its FATAL as asynchronous bytes, then a 'T' frame that
+ * becomes the backend session's `onTerminate`. If the stream breaks, every pending call fails: the postmaster's crash
  * cycle, not this module, decides what happens next.
  */
 
@@ -35,6 +37,7 @@ const F_OUTPUT = 0x4f; // 'O' backend bytes of the exec in flight
 const F_DONE = 0x44; // 'D' one byte: transaction status
 const F_FAILED = 0x45; // 'E' JSON error of the exec in flight
 const F_ASYNC = 0x41; // 'A' asynchronous backend bytes
+const F_TERMINATED = 0x54; // 'T' JSON error: the engine ended the session (after its FATAL in 'A')
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -149,6 +152,8 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
               const r = await engine.startSession(startup);
               session = r.session;
               session.onAsync = (bytes) => send(F_ASYNC, bytes);
+              session.onTerminate = (reason) =>
+                send(F_TERMINATED, encoder.encode(JSON.stringify(serializeError(reason))));
               send(F_REPLY, encoder.encode(JSON.stringify({ parameterStatus: r.parameterStatus })));
             } catch (e) {
               send(F_REPLY, encoder.encode(JSON.stringify({ error: serializeError(e) })));
@@ -274,6 +279,7 @@ class RemoteChannel {
     const session: EngineSession & { transactionStatus: TransactionStatus } = {
       transactionStatus: "I",
       onAsync: null,
+      onTerminate: null,
       exec: (frontend, out) => {
         if (this.#broken) return Promise.reject(connectionLost());
         if (this.#exec !== null) {
@@ -324,6 +330,11 @@ class RemoteChannel {
       }
       case F_ASYNC:
         this.#session?.onAsync?.(payload);
+        return;
+      case F_TERMINATED:
+        this.#session?.onTerminate?.(
+          deserializeError(JSON.parse(decoder.decode(payload)) as SerializedError),
+        );
         return;
       default:
         // The engine sent something this side does not know: do not guess.
