@@ -26,7 +26,8 @@ export interface EngineSession {
    * Runs complete framed v3 frontend messages (never the startup packet).
    * Backend messages go to `out`, framed, possibly in several calls; the
    * promise resolves when this input is fully processed. At most one call is
-   * in flight per session.
+   * in flight per session. `frontend` is lent for the call only (the backend
+   * reuses its buffer for the next command): bytes kept longer are copied.
    */
   exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void>;
   /** The status of the last ReadyForQuery. */

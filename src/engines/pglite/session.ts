@@ -335,7 +335,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     filter.push(await engine.runRaw(probe));
     if (filter.copyInResponse === null) return false;
     out(filter.copyInResponse);
-    this.#copy = { query, data: [] };
+    // `query` may be a view of the caller's buffer, which is only lent for
+    // one exec (the backend reuses its MessageContext): keep a copy.
+    this.#copy = { query: query.slice(), data: [] };
     this.#state = "idle";
     if (!inBlock) {
       this.owns = false;
