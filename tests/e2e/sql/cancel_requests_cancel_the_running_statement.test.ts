@@ -1,0 +1,112 @@
+/**
+ * CancelRequest through a real pgts server: psql's Ctrl-C (SIGINT to psql,
+ * which opens a new connection with the backend's pid and secret key) and a
+ * hand-sent CancelRequest with the BackendKeyData node-postgres received
+ * both end the running statement with 57014; a wrong key or pid cancels
+ * nothing.
+ */
+
+import { expect, test } from "bun:test";
+import {
+  cancelRequest,
+  PG_BIN,
+  pgClient,
+  RawConnection,
+  sharedServer,
+  sleep,
+  useSqlServers,
+  waitFor,
+} from "../../helpers/pgts-sql.ts";
+
+useSqlServers();
+const server = sharedServer();
+
+function keyOf(client: unknown): { pid: number; key: number } {
+  const c = client as { processID: number; secretKey: number };
+  return { pid: c.processID, key: c.secretKey };
+}
+
+async function sendCancel(pid: number, key: number): Promise<void> {
+  const raw = await RawConnection.open(server());
+  raw.send(cancelRequest(pid, key));
+  // The server closes a cancel connection without a word.
+  expect(await raw.drain()).toEqual([]);
+}
+
+test("SIGINT to psql running pg_sleep cancels it with 57014", async () => {
+  const s = server();
+  const p = Bun.spawn(
+    [
+      `${PG_BIN}/psql`,
+      "-X",
+      "-h",
+      s.socketDir,
+      "-p",
+      String(s.port),
+      "-U",
+      "postgres",
+      "-c",
+      "select pg_sleep(20)",
+    ],
+    { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
+  );
+  // Wait until the statement runs: the engine is held by psql's backend.
+  await sleep(1_000);
+  const started = Date.now();
+  p.kill("SIGINT");
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  expect(Date.now() - started).toBeLessThan(5_000);
+  expect(out).toBe("");
+  expect(err).toContain("Cancel request sent");
+  expect(err).toContain("ERROR:  canceling statement due to user request");
+  expect(code).toBe(1);
+});
+
+test("a CancelRequest with the BackendKeyData node-postgres got cancels its statement; the connection goes on", async () => {
+  const c = await pgClient(server());
+  const { pid, key } = keyOf(c);
+  expect(pid).toBeGreaterThan(0);
+  const running = c.query("select pg_sleep(20)").catch((e) => e);
+  await sleep(500);
+  await sendCancel(pid, key);
+  const e = await running;
+  expect(e.code).toBe("57014");
+  expect(e.message).toBe("canceling statement due to user request");
+  expect((await c.query("select 'after cancel' as v")).rows).toEqual([{ v: "after cancel" }]);
+});
+
+test("a cancel inside a transaction block aborts the block until ROLLBACK", async () => {
+  const c = await pgClient(server());
+  const { pid, key } = keyOf(c);
+  await c.query("begin");
+  const running = c.query("select pg_sleep(20)").catch((e) => e);
+  await sleep(400);
+  await sendCancel(pid, key);
+  expect((await running).code).toBe("57014");
+  expect((await c.query("select 1").catch((e) => e)).code).toBe("25P02");
+  await c.query("rollback");
+  expect((await c.query("select 2 as v")).rows).toEqual([{ v: 2 }]);
+});
+
+test("a CancelRequest with a wrong key or for another pid cancels nothing", async () => {
+  const c = await pgClient(server());
+  const { pid, key } = keyOf(c);
+  const logFrom = server().log.length;
+  const running = c.query("select pg_sleep(1.5) as slept, 'done' as v");
+  await sleep(300);
+  await sendCancel(pid, key ^ 0x5a5a5a5a);
+  await sendCancel(pid + 100_000, key);
+  const r = await running;
+  expect(r.rows[0].v).toBe("done");
+  await waitFor(
+    "the wrong-key LOG line",
+    () => server().log.slice(logFrom).includes(`wrong key in cancel request for process ${pid}`),
+  );
+  expect(server().log.slice(logFrom)).toContain(
+    `PID ${pid + 100_000} in cancel request did not match any process`,
+  );
+});

@@ -1,0 +1,69 @@
+/**
+ * max_connections and superuser_reserved_connections through a real pgts
+ * server: past the limit a client gets FATAL 53300 "sorry, too many
+ * clients already"; the last reserved slots go only to superusers; and a
+ * slot is usable again once its client has left.
+ */
+
+import { expect, test } from "bun:test";
+import {
+  connectError,
+  pgClient,
+  psql,
+  sharedServer,
+  useSqlServers,
+  waitFor,
+} from "../../helpers/pgts-sql.ts";
+
+useSqlServers();
+const server = sharedServer({
+  settings: { max_connections: 3, superuser_reserved_connections: 1 },
+});
+
+test("non-superusers get the unreserved slots, a superuser the last, then 53300 for everyone", async () => {
+  const setup = await psql(server(), ["-c", "create role app login password 'app-pw'"]);
+  expect(setup.err).toBe("");
+  const app1 = await pgClient(server(), { user: "app" });
+  const app2 = await pgClient(server(), { user: "app" });
+  expect((await app1.query("select current_user as u")).rows).toEqual([{ u: "app" }]);
+
+  const reserved = await connectError(server(), { user: "app" });
+  expect(reserved?.code).toBe("53300");
+  expect(reserved?.severity).toBe("FATAL");
+  expect(reserved?.message).toBe(
+    "remaining connection slots are reserved for roles with the SUPERUSER attribute",
+  );
+
+  // The refused backend's slot is free once the postmaster has reaped it; in
+  // PostgreSQL its PGPROC is free before the client even reads the FATAL.
+  const admin = await waitFor("the superuser to get the reserved slot", async () => {
+    try {
+      return await pgClient(server(), { user: "postgres" });
+    } catch (e) {
+      if ((e as Error).message !== "sorry, too many clients already") throw e;
+      return undefined;
+    }
+  }, { timeoutMs: 3_000 });
+  expect((await admin.query("select 'superuser in the reserved slot' as v")).rows.length).toBe(1);
+
+  const tooMany = await connectError(server(), { user: "postgres" });
+  expect(tooMany?.code).toBe("53300");
+  expect(tooMany?.message).toBe("sorry, too many clients already");
+  const tooManyApp = await connectError(server(), { user: "app" });
+  expect(tooManyApp?.code).toBe("53300");
+
+  // Those already connected were not disturbed.
+  expect((await app2.query("select 2 as v")).rows).toEqual([{ v: 2 }]);
+  expect(app1.asyncErrors).toEqual([]);
+
+  // With the superuser gone, a slot is free for a non-superuser again, once
+  // the backend that held it has exited.
+  await admin.end();
+  await app1.end();
+  const again = await waitFor("a non-superuser slot to be free again", async () => {
+    const e = await connectError(server(), { user: "app" });
+    return e === null ? true : undefined;
+  });
+  expect(again).toBe(true);
+  await app2.end();
+});

@@ -1,0 +1,259 @@
+/**
+ * node-postgres against a real pgts server: parameters of the common types
+ * (extended protocol), an error followed by reuse of the same connection,
+ * transactions and savepoints, LISTEN/NOTIFY between connections, and what
+ * one session must not see of another (settings, statement names, an open
+ * transaction).
+ */
+
+import { describe, expect, test } from "bun:test";
+import pg from "pg";
+import { pgClient, sharedServer, sleep, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
+
+useSqlServers();
+const server = sharedServer();
+
+describe("parameters", () => {
+  test("values of the common types go in as parameters and come back equal", async () => {
+    const c = await pgClient(server());
+    const when = new Date("2024-03-05T06:07:08.123Z");
+    const r = await c.query(
+      `select $1::int4 as i4, $2::int8 as i8, $3::float8 as f8, $4::numeric as num,
+              $5::text as txt, $6::bool as b, $7::timestamptz as ts, $8::date as d,
+              $9::bytea as bin, $10::jsonb as j, $11::int4[] as arr, $12::uuid as u,
+              $13::text as nul, $14::varchar as unicode`,
+      [
+        -2147483648,
+        "9007199254740993",
+        1.5e-300,
+        "12345678901234567890.0123456789",
+        'it\'s "quoted"\n\ttabbed',
+        true,
+        when,
+        "2024-02-29",
+        Buffer.from([0, 1, 2, 255]),
+        JSON.stringify({ a: [1, 2, { b: null }] }),
+        [1, 2, 3],
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        null,
+        "żółw 🐢",
+      ],
+    );
+    const row = r.rows[0];
+    expect(row.i4).toBe(-2147483648);
+    expect(row.i8).toBe("9007199254740993");
+    expect(row.f8).toBe(1.5e-300);
+    expect(row.num).toBe("12345678901234567890.0123456789");
+    expect(row.txt).toBe('it\'s "quoted"\n\ttabbed');
+    expect(row.b).toBe(true);
+    expect((row.ts as Date).getTime()).toBe(when.getTime());
+    expect(row.bin).toEqual(Buffer.from([0, 1, 2, 255]));
+    expect(row.j).toEqual({ a: [1, 2, { b: null }] });
+    expect(row.arr).toEqual([1, 2, 3]);
+    expect(row.u).toBe("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    expect(row.nul).toBeNull();
+    expect(row.unicode).toBe("żółw 🐢");
+    const d = await c.query("select $1::date::text as d", ["2024-02-29"]);
+    expect(d.rows[0].d).toBe("2024-02-29");
+  });
+
+  test("a named prepared statement runs many times with different values", async () => {
+    const c = await pgClient(server());
+    await c.query("create table squares (n int primary key, sq int)");
+    for (let n = 1; n <= 20; n++) {
+      await c.query({
+        name: "put-square",
+        text: "insert into squares values ($1, $2)",
+        values: [n, n * n],
+      });
+    }
+    const r = await c.query({
+      name: "get-square",
+      text: "select sq from squares where n = $1",
+      values: [7],
+    });
+    expect(r.rows).toEqual([{ sq: 49 }]);
+    const sum = await c.query("select sum(sq)::int as s from squares");
+    expect(sum.rows[0].s).toBe(2870);
+  });
+});
+
+describe("errors", () => {
+  test("an error leaves the connection usable, with PostgreSQL's SQLSTATE and position", async () => {
+    const c = await pgClient(server());
+    const e1 = await c.query("select 1/0").catch((e) => e);
+    expect(e1.code).toBe("22012");
+    expect(e1.message).toBe("division by zero");
+    const e2 = await c.query("selec 1").catch((e) => e);
+    expect(e2.code).toBe("42601");
+    expect(e2.position).toBe("1");
+    const e3 = await c.query("select $1::int", ["x"]).catch((e) => e);
+    expect(e3.code).toBe("22P02");
+    const e4 = await c.query("select * from missing_table").catch((e) => e);
+    expect(e4.code).toBe("42P01");
+    expect((await c.query("select 42 as v")).rows).toEqual([{ v: 42 }]);
+    expect(c.asyncErrors).toEqual([]);
+  });
+
+  test("a unique violation names its constraint and the session goes on", async () => {
+    const c = await pgClient(server());
+    await c.query("create table uniq (k text primary key)");
+    await c.query("insert into uniq values ('a')");
+    const e = await c.query("insert into uniq values ($1)", ["a"]).catch((e) => e);
+    expect(e.code).toBe("23505");
+    expect(e.constraint).toBe("uniq_pkey");
+    expect(e.detail).toBe("Key (k)=(a) already exists.");
+    await c.query("insert into uniq values ($1)", ["b"]);
+    expect((await c.query("select count(*)::int as n from uniq")).rows[0].n).toBe(2);
+  });
+});
+
+describe("transactions", () => {
+  test("commit keeps, rollback discards, an error aborts the block until ROLLBACK", async () => {
+    const c = await pgClient(server());
+    await c.query("create table tx (v int)");
+    await c.query("begin");
+    await c.query("insert into tx values (1)");
+    await c.query("commit");
+    await c.query("begin");
+    await c.query("insert into tx values (2)");
+    await c.query("rollback");
+    await c.query("begin");
+    await c.query("insert into tx values (3)");
+    const e = await c.query("select 1/0").catch((e) => e);
+    expect(e.code).toBe("22012");
+    const aborted = await c.query("select 1").catch((e) => e);
+    expect(aborted.code).toBe("25P02");
+    expect(aborted.message).toBe(
+      "current transaction is aborted, commands ignored until end of transaction block",
+    );
+    await c.query("rollback");
+    expect((await c.query("select array_agg(v) as vs from tx")).rows[0].vs).toEqual([1]);
+  });
+
+  test("savepoints: rolling back to one keeps the work before it", async () => {
+    const c = await pgClient(server());
+    await c.query("create table sp (v int)");
+    await c.query("begin");
+    await c.query("insert into sp values (1)");
+    await c.query("savepoint a");
+    await c.query("insert into sp values (2)");
+    await c.query("savepoint b");
+    await c.query("select 1/0").catch(() => {});
+    await c.query("rollback to savepoint b");
+    await c.query("insert into sp values (3)");
+    await c.query("rollback to savepoint a");
+    await c.query("insert into sp values (4)");
+    await c.query("release savepoint a");
+    await c.query("commit");
+    const r = await c.query("select array_agg(v order by v) as vs from sp");
+    expect(r.rows[0].vs).toEqual([1, 4]);
+    const e = await c.query("rollback to savepoint nowhere").catch((e) => e);
+    expect(e.code).toBe("25P01");
+  });
+});
+
+describe("LISTEN/NOTIFY", () => {
+  test("a notification reaches the listening connection with payload and sender pid", async () => {
+    const listener = await pgClient(server());
+    const sender = await pgClient(server());
+    const bystander = await pgClient(server());
+    const got: pg.Notification[] = [];
+    const other: pg.Notification[] = [];
+    listener.on("notification", (n) => got.push(n));
+    bystander.on("notification", (n) => other.push(n));
+    await listener.query("listen jobs");
+    await bystander.query("listen other_channel");
+    await sender.query("notify jobs, 'first'");
+    await sender.query("select pg_notify('jobs', 'second')");
+    // Inside a transaction: delivered at commit, not before.
+    await sender.query("begin");
+    await sender.query("notify jobs, 'third'");
+    await sleep(200);
+    expect(got.map((n) => n.payload)).toEqual(["first", "second"]);
+    await sender.query("commit");
+    await waitFor("three notifications", () => got.length === 3);
+    expect(got.map((n) => n.payload)).toEqual(["first", "second", "third"]);
+    expect(got.every((n) => n.channel === "jobs")).toBe(true);
+    const senderPid = (sender as unknown as { processID: number }).processID;
+    expect(got[0]!.processId).toBe(senderPid);
+    expect(other).toEqual([]);
+    await listener.query("unlisten jobs");
+    await sender.query("notify jobs, 'unheard'");
+    await sleep(200);
+    expect(got.length).toBe(3);
+  });
+});
+
+describe("two sessions stay apart", () => {
+  test("SET in one session is not seen by another", async () => {
+    const a = await pgClient(server());
+    const b = await pgClient(server());
+    const defaultPath = (await b.query("show search_path")).rows[0].search_path;
+    expect(defaultPath).not.toBe("a_schema, public");
+    await a.query("set search_path = a_schema, public");
+    await a.query("set statement_timeout = '12s'");
+    await a.query("set application_name = 'session-a'");
+    const ra = await a.query("show search_path");
+    const rb = await b.query("show search_path");
+    expect(ra.rows[0].search_path).toBe("a_schema, public");
+    expect(rb.rows[0].search_path).toBe(defaultPath);
+    expect((await b.query("show statement_timeout")).rows[0].statement_timeout).toBe("0");
+    expect((await a.query("show statement_timeout")).rows[0].statement_timeout).toBe("12s");
+    expect((await b.query("show application_name")).rows[0].application_name).not.toBe(
+      "session-a",
+    );
+  });
+
+  test("the same prepared statement name in two sessions means two statements", async () => {
+    const a = await pgClient(server());
+    const b = await pgClient(server());
+    await a.query({ name: "q", text: "select 'from a' as v" });
+    await b.query({ name: "q", text: "select 'from b' as v, 2 as extra" });
+    expect((await a.query({ name: "q", text: "select 'from a' as v" })).rows).toEqual([
+      { v: "from a" },
+    ]);
+    expect((await b.query({ name: "q", text: "select 'from b' as v, 2 as extra" })).rows)
+      .toEqual([{ v: "from b", extra: 2 }]);
+    await a.query("prepare p(int) as select $1 * 10 as v");
+    const e = await b.query("execute p(1)").catch((e) => e);
+    expect(e.code).toBe("26000");
+    expect(e.message).toBe('prepared statement "p" does not exist');
+    await b.query("prepare p(int) as select $1 + 1 as v");
+    expect((await a.query("execute p(5)")).rows).toEqual([{ v: 50 }]);
+    expect((await b.query("execute p(5)")).rows).toEqual([{ v: 6 }]);
+  });
+
+  test("while A has an open transaction, B's query waits and then sees only committed rows", async () => {
+    const a = await pgClient(server());
+    const b = await pgClient(server());
+    await a.query("create table shared_rows (v int)");
+    await a.query("begin");
+    await a.query("insert into shared_rows values (1)");
+    const started = Date.now();
+    const bQuery = b.query("select count(*)::int as n from shared_rows");
+    await sleep(300);
+    await a.query("commit");
+    const r = await bQuery;
+    // B never saw A's uncommitted row: it ran after A's commit (one engine).
+    expect(r.rows[0].n).toBe(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    await a.query("begin");
+    await a.query("insert into shared_rows values (2)");
+    await a.query("rollback");
+    expect((await b.query("select count(*)::int as n from shared_rows")).rows[0].n).toBe(1);
+  });
+
+  test("a transaction held too long makes another session's query fail with 55P03, not hang", async () => {
+    const a = await pgClient(server());
+    const b = await pgClient(server());
+    await b.query("set pgts.engine_wait_timeout = '300ms'");
+    await a.query("begin");
+    await a.query("select 1");
+    const e = await b.query("select 2").catch((e) => e);
+    expect(e.code).toBe("55P03");
+    expect(e.message).toContain("canceling statement due to engine wait timeout");
+    await a.query("commit");
+    expect((await b.query("select 3 as v")).rows).toEqual([{ v: 3 }]);
+  });
+});
