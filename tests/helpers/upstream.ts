@@ -318,6 +318,21 @@ function processTree(pid: number): number[] {
   return [...childPids(pid).flatMap(processTree), pid];
 }
 
+let template: Promise<string> | null = null;
+
+/** One `pgts init` per test file; every front starts on a copy of it. */
+function initTemplate(): Promise<string> {
+  template ??= (async () => {
+    const root = mkdtempSync(join(tmpdir(), "pgts-front-template-"));
+    servers.add({ cleanup: () => Promise.resolve(rmSync(root, { recursive: true, force: true })) });
+    const dir = join(root, "d");
+    const init = await run([BUN, MOD, "init", "-D", dir]);
+    if (init.code !== 0) throw new Error(`pgts init failed:\n${init.out}\n${init.err}`);
+    return dir;
+  })();
+  return template;
+}
+
 /** pgts in front of an upstream, started with `pgts start --engine URL`. */
 export class PgtsFront {
   readonly root: string;
@@ -337,8 +352,8 @@ export class PgtsFront {
   ): Promise<PgtsFront> {
     const front = new PgtsFront(mkdtempSync(join(tmpdir(), "pgts-front-")));
     servers.add(front);
-    const init = await run([BUN, MOD, "init", "-D", front.dataDir]);
-    if (init.code !== 0) throw new Error(`pgts init failed:\n${init.out}\n${init.err}`);
+    const copy = Bun.spawnSync(["cp", "-a", await initTemplate(), front.dataDir]);
+    if (copy.exitCode !== 0) throw new Error(`copying the pgts template failed`);
     if (options.hba !== undefined) writeFileSync(join(front.dataDir, "pg_hba.conf"), options.hba);
     const args = ["start", "-D", front.dataDir, "-p", "0", "--engine", url];
     args.push("-c", `unix_socket_directories=${front.dataDir}`);

@@ -25,6 +25,7 @@ export interface UpstreamTarget {
 }
 
 const DEFAULT_PORT = 5432;
+const EMPTY_HOST = "pgts-empty-host.invalid";
 const PLAIN_SSLMODES = new Set(["disable", "allow", "prefer"]);
 
 /** True when `value` is an upstream URL rather than an engine name. */
@@ -40,7 +41,12 @@ export function parseUpstreamUrl(value: string): UpstreamTarget {
   let url: URL;
   try {
     // URL only parses the authority of special schemes; "http:" is one.
-    url = new URL(value.replace(/^postgres(ql)?:/, "http:"));
+    // libpq allows an empty host (the default socket, or ?host=); http not.
+    const http = value.replace(/^postgres(ql)?:\/\//, "http://").replace(
+      /^http:\/\/([^/?#]*@)?(?=[/?#]|$)/,
+      `http://$1${EMPTY_HOST}`,
+    );
+    url = new URL(http);
   } catch {
     throw new RangeError(`Upstream URL is not a valid URI: "${redact(value)}"`);
   }
@@ -67,7 +73,8 @@ export function parseUpstreamUrl(value: string): UpstreamTarget {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new RangeError(`Upstream URL port "${portText}" is not a valid port`);
   }
-  const host = q.get("host") ?? decodeURIComponent(url.hostname);
+  const host = q.get("host") ??
+    (url.hostname === EMPTY_HOST ? "" : decodeURIComponent(url.hostname));
   if (host.startsWith("/")) {
     const path = `${host.replace(/\/$/, "")}/.s.PGSQL.${port}`;
     return { address: { family: "unix", path }, user, password, database, display: path };

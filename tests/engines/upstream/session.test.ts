@@ -1,0 +1,316 @@
+/**
+ * The upstream relay against a fake upstream (no sockets): answers are
+ * relayed byte for byte however the upstream's bytes are split, an exec
+ * resolves at the ReadyForQuery it is owed or when COPY data is wanted,
+ * idle messages go to onAsync, and bytes no PostgreSQL sends, or an
+ * upstream that hangs up, end the session with a FATAL and never throw.
+ * Also the startup exchange: SCRAM against pgts's own server side, and
+ * garbage or unsupported requests as clean FATAL errors.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { buildScramSecret, parseScramSecret, ScramExchange } from "../../../src/core/auth/scram.ts";
+import type { Connection } from "../../../src/core/postmaster/launch.ts";
+import { isPgError, type PgError } from "../../../src/core/elog.ts";
+import { openUpstream } from "../../../src/engines/upstream/connect.ts";
+import { ScramClient } from "../../../src/engines/upstream/scram-client.ts";
+import { UpstreamSession } from "../../../src/engines/upstream/session.ts";
+import { parseUpstreamUrl } from "../../../src/engines/upstream/url.ts";
+
+const enc = new TextEncoder();
+
+function msg(type: string, body: Uint8Array | string = new Uint8Array(0)): Uint8Array {
+  const b = typeof body === "string" ? enc.encode(body) : body;
+  const out = new Uint8Array(5 + b.length);
+  out[0] = type.charCodeAt(0);
+  new DataView(out.buffer).setInt32(1, b.length + 4);
+  out.set(b, 5);
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const int32 = (n: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, n);
+  return b;
+};
+
+const rfq = (s: string) => msg("Z", s);
+const errorFields = (sev: string, code: string, text: string) =>
+  enc.encode(`S${sev}\0V${sev}\0C${code}\0M${text}\0\0`);
+
+class FakeConn implements Connection {
+  readonly remote = { family: "tcp", address: "127.0.0.1", port: 5432 } as const;
+  onData: ((chunk: Uint8Array) => void) | null = null;
+  onClose: (() => void) | null = null;
+  written: Uint8Array[] = [];
+  closed = false;
+  onWrite: ((bytes: Uint8Array) => void) | null = null;
+  resume(): void {}
+  pause(): void {}
+  write(bytes: Uint8Array): boolean {
+    this.written.push(bytes.slice());
+    this.onWrite?.(bytes);
+    return true;
+  }
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+  end(): void {
+    this.destroy();
+  }
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose?.();
+  }
+  /** The upstream sends. */
+  send(bytes: Uint8Array): void {
+    this.onData?.(bytes);
+  }
+}
+
+const target = parseUpstreamUrl("postgres://pgts:pw@127.0.0.1:5432/postgres");
+
+function session(): { s: UpstreamSession; up: FakeConn; cancels: FakeConn[] } {
+  const up = new FakeConn();
+  const cancels: FakeConn[] = [];
+  const s = new UpstreamSession(
+    { conn: up, pid: 4242, key: int32(99), parameterStatus: [], rest: new Uint8Array(0) },
+    {
+      target,
+      connect: () => {
+        const c = new FakeConn();
+        cancels.push(c);
+        return Promise.resolve(c);
+      },
+    },
+  );
+  return { s, up, cancels };
+}
+
+describe("the relay", () => {
+  test("an answer split at every byte is relayed unchanged and resolves at its ReadyForQuery", async () => {
+    const answer = concat(
+      msg("T", new Uint8Array(10)),
+      msg("D", new Uint8Array(7)),
+      msg("C", "SELECT 1\0"),
+      rfq("T"),
+    );
+    const { s, up } = session();
+    const got: Uint8Array[] = [];
+    let done = false;
+    const p = s.exec(msg("Q", "select 1\0"), (b) => got.push(b.slice())).then(() => (done = true));
+    for (let i = 0; i < answer.length; i++) {
+      expect(done).toBe(false);
+      up.send(answer.subarray(i, i + 1));
+      await Promise.resolve();
+    }
+    await p;
+    expect(concat(...got)).toEqual(answer);
+    expect(s.transactionStatus).toBe("T");
+  });
+
+  test("a pipelined batch of three Syncs resolves at the third ReadyForQuery; the rest is async", async () => {
+    const { s, up } = session();
+    const out: Uint8Array[] = [];
+    const async: Uint8Array[] = [];
+    s.onAsync = (b) => async.push(b.slice());
+    const batch = concat(msg("P", "\0x\0\0\0"), msg("S"), msg("S"), msg("H"), msg("S"));
+    let done = false;
+    const p = s.exec(batch, (b) => out.push(b.slice())).then(() => (done = true));
+    up.send(concat(msg("1"), rfq("I"), rfq("I")));
+    await Promise.resolve();
+    expect(done).toBe(false);
+    const notify = msg("A", concat(int32(7), enc.encode("ch\0hi\0")));
+    up.send(concat(rfq("I"), notify));
+    await p;
+    expect(concat(...out)).toEqual(concat(msg("1"), rfq("I"), rfq("I"), rfq("I")));
+    expect(concat(...async)).toEqual(notify);
+  });
+
+  test("COPY FROM STDIN: the Query resolves at CopyInResponse, data at once, CopyDone at ReadyForQuery", async () => {
+    const { s, up } = session();
+    const out: Uint8Array[] = [];
+    const o = (b: Uint8Array) => out.push(b.slice());
+    const first = s.exec(msg("Q", "copy t from stdin\0"), o);
+    up.send(msg("G", new Uint8Array([0, 0, 0])));
+    await first;
+    await s.exec(msg("d", "1\n"), o);
+    await s.exec(concat(msg("d", "2\n"), msg("d", "3\n")), o);
+    let done = false;
+    const last = s.exec(msg("c"), o).then(() => (done = true));
+    await Promise.resolve();
+    expect(done).toBe(false);
+    up.send(concat(msg("C", "COPY 3\0"), rfq("I")));
+    await last;
+    expect(up.written.length).toBe(4);
+  });
+
+  test("a length word no PostgreSQL sends ends the session with 08P01, without throwing", async () => {
+    const { s, up } = session();
+    const out: Uint8Array[] = [];
+    let ended: PgError | null = null;
+    s.onTerminate = (e) => (ended = e);
+    const p = s.exec(msg("Q", "select 1\0"), (b) => out.push(b.slice())).catch((e) => e);
+    up.send(new Uint8Array([0x54, 0, 0, 0, 2, 1, 2, 3]));
+    const e = await p;
+    expect(isPgError(e) && e.code).toBe("08P01");
+    expect(ended!.code).toBe("08P01");
+    expect(String.fromCharCode(concat(...out)[0]!)).toBe("E");
+    expect(up.closed).toBe(true);
+    // Later calls reject with the same error.
+    expect((await s.exec(msg("Q", "select 1\0"), () => {}).catch((x) => x)).code).toBe("08P01");
+  });
+
+  test("an upstream that hangs up mid-exec: 08006 to the client, onTerminate, the exec rejects", async () => {
+    const { s, up } = session();
+    const out: Uint8Array[] = [];
+    let ended: PgError | null = null;
+    s.onTerminate = (e) => (ended = e);
+    const p = s.exec(msg("Q", "select pg_sleep(10)\0"), (b) => out.push(b.slice())).catch((e) => e);
+    up.send(msg("T", new Uint8Array(3)).subarray(0, 4)); // half a message, then gone
+    up.destroy();
+    expect((await p).code).toBe("08006");
+    expect(ended!.code).toBe("08006");
+    expect(new TextDecoder().decode(concat(...out))).toContain(
+      "upstream server closed the connection",
+    );
+  });
+
+  test("the upstream's own FATAL (57P01) is relayed once and becomes the session's end", async () => {
+    const { s, up } = session();
+    const async: Uint8Array[] = [];
+    s.onAsync = (b) => async.push(b.slice());
+    let ended: PgError | null = null;
+    s.onTerminate = (e) => (ended = e);
+    const fatal = msg(
+      "E",
+      errorFields("FATAL", "57P01", "terminating connection due to administrator command"),
+    );
+    up.send(fatal);
+    up.destroy();
+    expect(concat(...async)).toEqual(fatal);
+    expect(ended!.code).toBe("57P01");
+  });
+
+  test("cancel sends a CancelRequest with the upstream's pid and key on a new connection", async () => {
+    const { s, cancels } = session();
+    s.cancel();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(cancels.length).toBe(1);
+    const w = cancels[0]!.written[0]!;
+    const v = new DataView(w.buffer, w.byteOffset, w.byteLength);
+    expect([v.getInt32(0), v.getInt32(4), v.getInt32(8), v.getInt32(12)]).toEqual([
+      16,
+      80877102,
+      4242,
+      99,
+    ]);
+  });
+});
+
+describe("startup", () => {
+  test("the SCRAM client satisfies pgts's own SCRAM server and checks its signature", async () => {
+    const secret = parseScramSecret(await buildScramSecret("pw"))!;
+    const server = new ScramExchange(secret, { user: "pgts" });
+    const client = new ScramClient("pw");
+    const serverFirst = await server.clientFirst(client.clientFirst());
+    const result = await server.clientFinal(await client.clientFinal(serverFirst));
+    expect(result.ok).toBe(true);
+    if (result.ok) client.verifyServerFinal(result.serverFinal);
+    const forged = new ScramClient("pw");
+    const sf = await new ScramExchange(secret, { user: "pgts" }).clientFirst(forged.clientFirst());
+    await forged.clientFinal(sf);
+    expect(() => forged.verifyServerFinal(enc.encode("v=AAAA"))).toThrow(
+      "incorrect server signature",
+    );
+  });
+
+  async function startWith(reply: (up: FakeConn) => void): Promise<unknown> {
+    const up = new FakeConn();
+    let first = true;
+    up.onWrite = () => {
+      if (!first) return;
+      first = false;
+      queueMicrotask(() => reply(up));
+    };
+    return await openUpstream(target, {
+      connect: () => Promise.resolve(up),
+      database: "postgres",
+      params: {},
+      timeoutMs: 2000,
+    }).catch((e) => e);
+  }
+
+  test("a startup answered with garbage is 08P01, not a crash", async () => {
+    const e = await startWith((up) => up.send(new Uint8Array([0x52, 0xff, 0xff, 0xff, 0xff])));
+    expect(isPgError(e) && e.code).toBe("08P01");
+  });
+
+  test("an authentication method pgts does not speak (GSS) is 08001 with the reason", async () => {
+    const e = await startWith((up) => up.send(msg("R", int32(7))));
+    expect(isPgError(e) && e.code).toBe("08001");
+    expect((e as Error).message).toContain("authentication method 7");
+  });
+
+  test("an upstream that hangs up during startup is 08006; one that refuses to connect is 08001", async () => {
+    const e = await startWith((up) => up.destroy());
+    expect(isPgError(e) && e.code).toBe("08006");
+    const refused = await openUpstream(target, {
+      connect: () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")),
+      database: "postgres",
+      params: {},
+      timeoutMs: 2000,
+    }).catch((x) => x);
+    expect(refused.code).toBe("08001");
+    expect(refused.message).toContain("ECONNREFUSED");
+  });
+
+  test("a successful startup keeps the key and ParameterStatus", async () => {
+    const up = new FakeConn();
+    up.onWrite = () =>
+      queueMicrotask(() =>
+        up.send(concat(
+          msg("R", int32(0)),
+          msg("S", "server_version\x0015.8\0"),
+          msg("K", concat(int32(77), int32(1234))),
+          rfq("I"),
+        ))
+      );
+    const u = await openUpstream(target, {
+      connect: () => Promise.resolve(up),
+      database: "postgres",
+      params: { application_name: "x" },
+      timeoutMs: 2000,
+    });
+    expect(u.pid).toBe(77);
+    expect(u.parameterStatus).toEqual([["server_version", "15.8"]]);
+    expect(new TextDecoder().decode(up.written[0]!)).toContain("user\0pgts\0database\0postgres");
+  });
+});
+
+describe("the engine URL", () => {
+  test("libpq's forms: TCP with defaults, a socket directory, percent-encoded passwords; TLS refused", () => {
+    expect(parseUpstreamUrl("postgres://u@db.example").address).toEqual({
+      family: "tcp",
+      host: "db.example",
+      port: 5432,
+    });
+    const t = parseUpstreamUrl("postgresql://u:p%40ss@/app?host=/var/run/postgresql&port=6543");
+    expect(t.address).toEqual({ family: "unix", path: "/var/run/postgresql/.s.PGSQL.6543" });
+    expect(t.password).toBe("p@ss");
+    expect(t.database).toBe("app");
+    expect(() => parseUpstreamUrl("postgres://u@h/db?sslmode=require")).toThrow(RangeError);
+    expect(() => parseUpstreamUrl("postgres://h/db")).toThrow("must name a user");
+  });
+});
