@@ -187,7 +187,7 @@ describe("the relay", () => {
     );
   });
 
-  test("the upstream's own FATAL (57P01) is relayed once and becomes the session's end", async () => {
+  test("the upstream's own FATAL (57P01) is relayed once and becomes the session's end", () => {
     const { s, up } = session();
     const async: Uint8Array[] = [];
     s.onAsync = (b) => async.push(b.slice());
