@@ -14,6 +14,42 @@ export { configureLogging } from "./src/core/log.ts";
 export type { LineSink, LogSettings } from "./src/core/log.ts";
 export * from "./src/core/mcxt/mod.ts";
 
+// The HTTP adapter (SQL over HTTP, admin API), loaded on first use so that
+// the command and the children it starts do not pay for it.
+import type { HttpServerOptions, Served, ServeOptions } from "./src/adapters/http/mod.ts";
+import type { HttpServer } from "./src/adapters/http/server.ts";
+export type {
+  HttpEngineConfig,
+  HttpServer,
+  HttpServerOptions,
+  Served,
+  ServeOptions,
+} from "./src/adapters/http/mod.ts";
+
+/**
+ * A `{ fetch }` handler for hosts that call one (`export default`, `deno
+ * serve`, `Deno.serve(handler.fetch)`): the server starts on the first request.
+ */
+export function httpHandler(
+  options: HttpServerOptions = {},
+): { fetch(request: Request, info?: unknown): Promise<Response> } {
+  type Handler = { fetch(request: Request, info?: unknown): Promise<Response> };
+  let handler: Promise<Handler> | undefined;
+  return {
+    fetch: async (request, info) =>
+      await (await (handler ??= import("./src/adapters/http/mod.ts").then((m) =>
+        m.httpHandler(options)
+      ))).fetch(request, info),
+  };
+}
+
+/** Starts the HTTP adapter and listens (Bun.serve or Deno.serve). */
+export async function serveHttp(
+  options: HttpServerOptions & ServeOptions = {},
+): Promise<{ server: HttpServer; served: Served }> {
+  return await (await import("./src/adapters/http/mod.ts")).serveHttp(options);
+}
+
 // The `pgts` command (`bun run mod.ts ...`, `deno run -A mod.ts ...`).
 // A compiled binary starts its own children as `pgts --pgts-child`; such a
 // process runs the child and exits by itself.

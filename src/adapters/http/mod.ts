@@ -30,16 +30,16 @@ export type { ActivityRow, AdminSource, AdminStatus, StopMode } from "./admin.ts
 export { ADMIN_DATABASE, withAdminConsole } from "./console.ts";
 
 /**
- * A `{ fetch }` object for hosts that take a handler (`export default`):
- * the server starts on the first request (the cold start) and serves every
- * later one.
+ * A `{ fetch }` object for hosts that take a handler (`export default`,
+ * `Deno.serve(handler.fetch)`): the server starts on the first request (the
+ * cold start) and serves every later one.
  */
 export function httpHandler(
   options: HttpServerOptions = {},
-): { fetch(request: Request): Promise<Response> } {
+): { fetch(request: Request, info?: unknown): Promise<Response> } {
   let started: Promise<HttpServer> | null = null;
   return {
-    async fetch(request: Request): Promise<Response> {
+    async fetch(request: Request, info?: unknown): Promise<Response> {
       started ??= HttpServer.start(options);
       let server: HttpServer;
       try {
@@ -51,7 +51,13 @@ export function httpHandler(
           code: "57P03",
         }, { status: 503 });
       }
-      return await server.fetch(request);
+      // Deno.serve passes the client's address as info.remoteAddr; other
+      // hosts pass their own objects (or nothing), and the address is unknown.
+      const remote = (info as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
+      return await server.fetch(
+        request,
+        typeof remote?.hostname === "string" ? { remoteAddress: remote.hostname } : {},
+      );
     },
   };
 }
