@@ -17,9 +17,10 @@ import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remot
 import type { Engine } from "../core/engine/types.ts";
 import { Guc } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
-import type { ChildEnv, ChildMain, Listener } from "../core/postmaster/launch.ts";
+import type { ChildEnv, ChildMain, Connection, Listener } from "../core/postmaster/launch.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
 import { connectTcp, connectUnix } from "../adapters/shared/connect.ts";
+import { detectRuntime } from "../adapters/runtime.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
 import { openEngine } from "../engines/pglite/mod.ts";
@@ -49,11 +50,14 @@ function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
   return { params, guc };
 }
 
-/** Dials an upstream PostgreSQL with node:net. */
-export function connectUpstream(address: UpstreamAddress) {
+/** Dials an upstream PostgreSQL: Bun's own sockets under Bun, node:net elsewhere. */
+export async function connectUpstream(address: UpstreamAddress): Promise<Connection> {
+  const dial = detectRuntime() === "bun"
+    ? await import("../adapters/bun/connect.ts")
+    : { connectTcp, connectUnix };
   return address.family === "tcp"
-    ? connectTcp(address.host, address.port)
-    : connectUnix(address.path);
+    ? dial.connectTcp(address.host, address.port)
+    : dial.connectUnix(address.path);
 }
 
 function engineFor(params: ServerParams): Engine {

@@ -320,11 +320,13 @@ function processTree(pid: number): number[] {
 
 let template: Promise<string> | null = null;
 
-/** One `pgts init` per test file; every front starts on a copy of it. */
+/** One `pgts init` per test run; every front starts on a copy of it. */
 function initTemplate(): Promise<string> {
   template ??= (async () => {
     const root = mkdtempSync(join(tmpdir(), "pgts-front-template-"));
-    servers.add({ cleanup: () => Promise.resolve(rmSync(root, { recursive: true, force: true })) });
+    // Shared by every test file of this run (bun test loads this module
+    // once): removed when the run ends, not after a file.
+    process.once("exit", () => rmSync(root, { recursive: true, force: true }));
     const dir = join(root, "d");
     const init = await run([BUN, MOD, "init", "-D", dir]);
     if (init.code !== 0) throw new Error(`pgts init failed:\n${init.out}\n${init.err}`);
