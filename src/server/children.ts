@@ -23,7 +23,6 @@ import { connectTcp, connectUnix } from "../adapters/shared/connect.ts";
 import { detectRuntime } from "../adapters/runtime.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
-import { openEngine } from "../engines/pglite/mod.ts";
 import { type UpstreamAddress, UpstreamEngine } from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
 import { ENGINE_DIR } from "../core/datadir.ts";
@@ -114,6 +113,9 @@ export const engineMain: ChildMain = async (env) => {
   if (params.engine.kind === "upstream") {
     throw new TypeError("An upstream engine has no engine child");
   }
+  // Only the engine child loads PGlite's code: a backend importing this
+  // module must not pay for it on every connection (a third of a second).
+  const { openEngine } = await import("../engines/pglite/mod.ts");
   const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),

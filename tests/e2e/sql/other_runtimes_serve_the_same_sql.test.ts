@@ -87,10 +87,15 @@ for (const [name, options] of variants) {
         secretKey: number;
       };
       const running = sender.query("select pg_sleep(20)").catch((e) => e);
-      await sleep(400);
-      const raw = await RawConnection.open(s);
-      raw.send(cancelRequest(processID, secretKey));
-      await raw.drain();
+      let settled = false;
+      void running.finally(() => (settled = true));
+      // Again until it lands: a cancel before the statement started cancels nothing.
+      for (let i = 0; i < 30 && !settled; i++) {
+        await Promise.race([running, sleep(400)]);
+        const raw = await RawConnection.open(s);
+        raw.send(cancelRequest(processID, secretKey));
+        await raw.drain();
+      }
       expect((await running).code).toBe("57014");
       expect((await sender.query("select 1 as v")).rows).toEqual([{ v: 1 }]);
     });
