@@ -319,14 +319,13 @@ function processTree(pid: number): number[] {
 }
 
 let template: Promise<string> | null = null;
+let templateRoot: string | null = null;
 
-/** One `pgts init` per test run; every front starts on a copy of it. */
+/** One `pgts init` per test file; every front starts on a copy of it. */
 function initTemplate(): Promise<string> {
   template ??= (async () => {
     const root = mkdtempSync(join(tmpdir(), "pgts-front-template-"));
-    // Shared by every test file of this run (bun test loads this module
-    // once): removed when the run ends, not after a file.
-    process.once("exit", () => rmSync(root, { recursive: true, force: true }));
+    templateRoot = root;
     const dir = join(root, "d");
     const init = await run([BUN, MOD, "init", "-D", dir]);
     if (init.code !== 0) throw new Error(`pgts init failed:\n${init.out}\n${init.err}`);
@@ -432,5 +431,9 @@ export function useUpstreamServers(options: { timeoutMs?: number } = {}): void {
   setDefaultTimeout(options.timeoutMs ?? 60_000);
   afterAll(async () => {
     await Promise.all([...servers].map((s) => s.cleanup()));
+    // bun test loads this module once for all files: the next file makes its own.
+    if (templateRoot !== null) rmSync(templateRoot, { recursive: true, force: true });
+    template = null;
+    templateRoot = null;
   });
 }
