@@ -113,7 +113,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
           const msg: CancelRequestMessage = { pgts: "cancel-request", pid: p.pid, key };
           env.post(msg);
         }
-        conn.destroy();
+        conn.end(); // a FIN, as PostgreSQL closes it: clients wait for it
         return null;
       }
       case "startup":
