@@ -2,11 +2,25 @@
  * `SELECT 1` per call: PGlite's execProtocolRaw directly, and through the
  * pgts engine session layer (inline and worker placement), measured side by
  * side in one run. Usage: bun scripts/bench/engine-select1.ts [calls]
+ *
+ * With `--ceiling SECONDS [CLIENTS]` it prints, as one JSON line, the
+ * in-process ceiling that scripts/bench/compare.ts sets pgts against: the
+ * engine opened on a data directory in this process, CLIENTS sessions (4)
+ * each sending `SELECT 1`, then pgbench's select-only statement, back to
+ * back for SECONDS, for both placements; no backend, no socket.
  */
 
 import { PGlite } from "@electric-sql/pglite";
 import { openEngine } from "../../src/engines/pglite/mod.ts";
 import type { EngineSession } from "../../src/core/engine/types.ts";
+
+if (process.argv[2] === "--ceiling") {
+  const { engineCeiling } = await import("./lib/ceiling.ts");
+  const seconds = Number(process.argv[3] ?? 5);
+  const clients = Number(process.argv[4] ?? 4);
+  console.log(JSON.stringify(await engineCeiling({ seconds, clients })));
+  process.exit(0);
+}
 
 const N = Number(process.argv[2] ?? 3000);
 const WARM = 300;

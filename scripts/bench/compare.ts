@@ -1,0 +1,359 @@
+/**
+ * pgts side by side with pglite-socket and PostgreSQL 15, all on loopback in
+ * one run, tests alternating between servers (the order rotates each round)
+ * so that a noisy neighbour hits every server alike. Prints a table of TPS
+ * and latency with ratios, idle memory per connection, the in-process
+ * engine ceiling, the targets met or missed, and writes an SVG plot of
+ * select-only TPS against client count.
+ *
+ *   bash scripts/bench/run.sh [--quick] [--adapter bun[,inproc,worker]] [--write]
+ *
+ * --quick: one round of 2 s per test (about a minute of measuring);
+ * default: 3 rounds of 10 s. --write also updates scripts/bench/results/
+ * (the table and plot the README shows). --durability runs the SIGKILL
+ * check (scripts/bench/durability.ts) at the end; the full run always does.
+ */
+
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { BenchClient, closedLoop } from "./lib/client.ts";
+import { lineChart } from "./lib/plot.ts";
+import {
+  pgbench,
+  ROOT,
+  type Server,
+  SHARED_BENCH,
+  startPgliteSocket,
+  startPgts,
+  startPostgres,
+  treeMemory,
+} from "./lib/servers.ts";
+
+const { values: opts } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    quick: { type: "boolean", default: false },
+    adapter: { type: "string", default: "bun" },
+    rounds: { type: "string" },
+    duration: { type: "string" },
+    write: { type: "boolean", default: false },
+    durability: { type: "boolean" },
+    out: { type: "string" },
+  },
+});
+
+const QUICK = opts.quick!;
+const ROUNDS = Number(opts.rounds ?? (QUICK ? 1 : 3));
+const DUR = Number(opts.duration ?? (QUICK ? 2 : 10));
+const ADAPTERS = opts.adapter!.split(",").filter((a) => a !== "");
+const IDLE_CONNECTIONS = 50;
+const PLOT_CLIENTS = [1, 2, 4, 8, 16];
+const OUT = opts.out ?? join(ROOT, ".tmp/bench", new Date().toISOString().replace(/[:.]/g, "-"));
+mkdirSync(OUT, { recursive: true });
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const log = (line: string) => {
+  console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+};
+
+interface Test {
+  readonly id: string;
+  readonly label: string;
+  readonly run: (s: Server) => Promise<{ tps: number; latencyMs: number; failed?: number }>;
+}
+
+const pgb = (...args: string[]) => (s: Server) => pgbench(s, [...args, "-T", String(DUR)]);
+const TESTS: Test[] = [
+  {
+    id: "conn_c4",
+    label: "connections/s: pgbench -n -C -S -c 4",
+    run: pgb("-n", "-C", "-S", "-c", "4"),
+  },
+  {
+    id: "select1_c4",
+    label: "SELECT 1, bench client, 4 connections",
+    run: (s) => closedLoop(s, { clients: 4, durationMs: DUR * 1000, sql: "SELECT 1" }),
+  },
+  ...(QUICK ? [] : [{
+    id: "select1_pgbench_c4",
+    label: "SELECT 1: pgbench -n -f select1.sql -c 4",
+    run: pgb("-n", "-f", join(SHARED_BENCH, "select1.sql"), "-c", "4"),
+  }]),
+  ...PLOT_CLIENTS.map((c) => ({
+    id: `sel_c${c}`,
+    label: `select-only: pgbench -n -S -c ${c}`,
+    run: pgb("-n", "-S", "-c", String(c)),
+  })),
+  { id: "tpcb_c4", label: "TPC-B: pgbench -n -c 4", run: pgb("-n", "-c", "4") },
+];
+
+// ---- servers ---------------------------------------------------------------
+
+const load0 = loadavg();
+log(`load average at start: ${load0}; ${ROUNDS} round(s) of ${DUR} s per test; out ${OUT}`);
+const servers: Server[] = [];
+const stopAll = async () => {
+  for (const s of servers.splice(0)) await s.stop().catch(() => {});
+};
+process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+
+try {
+  for (const adapter of ADAPTERS) {
+    const s = await startPgts(adapter);
+    servers.push({ ...s, label: `pgts ${adapter}` });
+    log(`started ${s.label} on port ${s.port}`);
+  }
+  const peer = await startPgliteSocket("bun");
+  servers.push(peer);
+  log(`started ${peer.label} on port ${peer.port}`);
+  const pg = await startPostgres();
+  servers.push(pg);
+  log(`started ${pg.label} on port ${pg.port}`);
+
+  for (const s of servers) {
+    const init = await pgbench(s, ["-i", "-s", "1", "-I", "dtGvp"]);
+    if (!/done in/.test(init.output)) throw new Error(`pgbench -i on ${s.label}:\n${init.output}`);
+  }
+  log("pgbench tables initialised (scale 1) on every server");
+
+  // ---- idle memory per connection ------------------------------------------
+  const memory = new Map<
+    string,
+    { perConnKiB: number; perConnPssKiB: number; one: number; many: number }
+  >();
+  for (const s of servers) {
+    const first = await BenchClient.connect(s);
+    await sleep(1000);
+    const one = treeMemory(s.pid);
+    const rest: BenchClient[] = [];
+    for (let i = 1; i < IDLE_CONNECTIONS; i += 7) {
+      const batch = Math.min(7, IDLE_CONNECTIONS - i);
+      rest.push(...await Promise.all(Array.from({ length: batch }, () => BenchClient.connect(s))));
+    }
+    await sleep(2000);
+    const many = treeMemory(s.pid);
+    for (const c of [first, ...rest]) c.close();
+    memory.set(s.label, {
+      perConnKiB: (many.rssKiB - one.rssKiB) / (IDLE_CONNECTIONS - 1),
+      perConnPssKiB: (many.pssKiB - one.pssKiB) / (IDLE_CONNECTIONS - 1),
+      one: one.rssKiB,
+      many: many.rssKiB,
+    });
+    log(
+      `${s.label}: RSS ${one.rssKiB} KiB (${one.processes} processes) with 1 idle connection, ${many.rssKiB} KiB (${many.processes}) with ${IDLE_CONNECTIONS}`,
+    );
+    await sleep(1500); // let the backends go before the timed runs
+  }
+
+  // ---- timed runs, alternating --------------------------------------------
+  const results = new Map<string, { tps: number[]; lat: number[]; failed: number }>();
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of TESTS) {
+      const k = (r + TESTS.indexOf(t)) % servers.length;
+      for (const s of [...servers.slice(k), ...servers.slice(0, k)]) {
+        const res = await t.run(s);
+        const key = `${t.id}|${s.label}`;
+        const acc = results.get(key) ?? { tps: [], lat: [], failed: 0 };
+        acc.tps.push(res.tps);
+        acc.lat.push(res.latencyMs);
+        acc.failed += res.failed ?? 0;
+        results.set(key, acc);
+        log(
+          `r${r + 1} ${t.id} ${s.label}: tps ${res.tps.toFixed(0)} lat ${
+            res.latencyMs.toFixed(3)
+          } ms`,
+        );
+      }
+    }
+  }
+  const load1 = loadavg();
+
+  // ---- in-process ceiling ----------------------------------------------------
+  log("in-process engine ceiling");
+  const ceiling = await new Promise<Record<string, { select1: number; selectOnly: number }>>(
+    (resolve, reject) => {
+      const p = spawn(join(ROOT, "node_modules/.bin/bun"), [
+        join(ROOT, "scripts/bench/engine-select1.ts"),
+        "--ceiling",
+        String(DUR),
+        "4",
+      ], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      p.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
+      p.on("exit", (code) => {
+        try {
+          resolve(JSON.parse(out.trim().split("\n").pop()!));
+        } catch {
+          reject(new Error(`ceiling run failed (${code}): ${out}`));
+        }
+      });
+    },
+  );
+
+  await stopAll();
+
+  let durability: string | null = null;
+  if (opts.durability ?? !QUICK) {
+    log("durability: SIGKILL of each pgts process kind during autocommit inserts");
+    durability = await new Promise<string>((resolve) => {
+      const p = spawn(join(ROOT, "node_modules/.bin/bun"), [
+        join(ROOT, "scripts/bench/durability.ts"),
+        "--adapter",
+        ADAPTERS[0]!,
+      ], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      p.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
+      p.on("exit", () => resolve(out.trim()));
+    });
+  }
+
+  // ---- report ----------------------------------------------------------------
+  const names = [
+    ...ADAPTERS.map((a) => `pgts ${a}`),
+    "pglite-socket (bun)",
+    "PostgreSQL 15",
+  ];
+  const tps = (test: string, label: string) => median(results.get(`${test}|${label}`)?.tps ?? []);
+  const lat = (test: string, label: string) => median(results.get(`${test}|${label}`)?.lat ?? []);
+  const fmt = (x: number) => Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a";
+  const ratio = (a: number, b: number) => Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "n/a";
+  const PEER = "pglite-socket (bun)", PG = "PostgreSQL 15";
+  const ceilingFor = (test: string): number => {
+    const c = ceiling.worker;
+    if (c === undefined) return NaN;
+    if (test.startsWith("select1")) return c.select1;
+    if (test === "sel_c4") return c.selectOnly;
+    return NaN;
+  };
+
+  const lines: string[] = [];
+  lines.push(
+    `${QUICK ? "Quick run" : "Run"} of ${
+      new Date().toISOString().slice(0, 16)
+    }Z: ${ROUNDS} round(s) × ${DUR} s per test, median TPS (average latency ms). Load average ${load0} at start, ${load1} after the timed runs (${
+      (await import("node:os")).cpus().length
+    } CPUs).`,
+    "",
+    `| test | ${names.join(" | ")} | ${
+      ADAPTERS.map((a) => `pgts ${a} / pglite-socket | pgts ${a} / PG 15 | pgts ${a} / ceiling`)
+        .join(" | ")
+    } |`,
+    `|---|${names.map(() => "---:").join("|")}|${ADAPTERS.map(() => "---:|---:|---:").join("|")}|`,
+  );
+  for (const t of TESTS) {
+    const cells = names.map((n) => `${fmt(tps(t.id, n))} (${lat(t.id, n).toFixed(2)})`);
+    const ratios = ADAPTERS.flatMap((a) => {
+      const mine = tps(t.id, `pgts ${a}`);
+      return [
+        ratio(mine, tps(t.id, PEER)),
+        ratio(mine, tps(t.id, PG)),
+        ratio(mine, ceilingFor(t.id)),
+      ];
+    });
+    lines.push(`| ${t.label} | ${cells.join(" | ")} | ${ratios.join(" | ")} |`);
+  }
+  lines.push(
+    "",
+    `In-process engine ceiling (4 engine sessions driven in one process, no sockets): ${
+      Object.entries(ceiling).map(([p, c]) =>
+        `${p} placement SELECT 1 ${fmt(c.select1)} TPS, select-only ${fmt(c.selectOnly)} TPS`
+      ).join("; ")
+    }. pgts's engine child uses the worker placement.`,
+    "",
+    `| idle memory | ${names.join(" | ")} |`,
+    `|---|${names.map(() => "---:").join("|")}|`,
+    `| RSS, 1 idle connection (all processes) | ${
+      names.map((n) => `${fmt((memory.get(n)?.one ?? NaN) / 1024)} MiB`).join(" | ")
+    } |`,
+    `| RSS, ${IDLE_CONNECTIONS} idle connections | ${
+      names.map((n) => `${fmt((memory.get(n)?.many ?? NaN) / 1024)} MiB`).join(" | ")
+    } |`,
+    `| RSS per connection ((${IDLE_CONNECTIONS} − 1) ÷ ${IDLE_CONNECTIONS - 1}) | ${
+      names.map((n) => `${((memory.get(n)?.perConnKiB ?? NaN) / 1024).toFixed(2)} MiB`).join(" | ")
+    } |`,
+    `| PSS per connection | ${
+      names.map((n) => `${((memory.get(n)?.perConnPssKiB ?? NaN) / 1024).toFixed(2)} MiB`).join(
+        " | ",
+      )
+    } |`,
+  );
+
+  // Targets of the performance issue, per adapter.
+  lines.push("", "Targets:");
+  const pgMem = memory.get(PG)?.perConnKiB ?? NaN;
+  for (const a of ADAPTERS) {
+    const me = `pgts ${a}`;
+    const check = (what: string, value: number, goal: number) =>
+      lines.push(
+        `- ${me}: ${what} ${
+          Number.isFinite(value) ? value.toFixed(2) : "n/a"
+        }× (target ≥ ${goal}×) ${value >= goal ? "met" : "NOT met"}`,
+      );
+    check("connections/s vs pglite-socket", tps("conn_c4", me) / tps("conn_c4", PEER), 1.0);
+    check("connections/s vs PostgreSQL 15", tps("conn_c4", me) / tps("conn_c4", PG), 8);
+    check("SELECT 1 -c 4 vs pglite-socket", tps("select1_c4", me) / tps("select1_c4", PEER), 1.25);
+    check("SELECT 1 -c 4 vs ceiling", tps("select1_c4", me) / ceilingFor("select1_c4"), 0.7);
+    check("select-only -c 4 vs pglite-socket", tps("sel_c4", me) / tps("sel_c4", PEER), 1.25);
+    check("select-only -c 4 vs ceiling", tps("sel_c4", me) / ceilingFor("sel_c4"), 0.7);
+    check("TPC-B -c 4 vs pglite-socket", tps("tpcb_c4", me) / tps("tpcb_c4", PEER), 1.0);
+    const mem = memory.get(me)?.perConnKiB ?? NaN;
+    lines.push(
+      `- ${me}: idle RSS per connection ${(mem / 1024).toFixed(2)} MiB vs PostgreSQL 15's ${
+        (pgMem / 1024).toFixed(2)
+      } MiB = ${(mem / pgMem).toFixed(2)}× (target ≤ 2×) ${mem <= 2 * pgMem ? "met" : "NOT met"}`,
+    );
+  }
+  if (durability !== null) {
+    lines.push("", "Durability (SIGKILL during autocommit inserts):", "", durability);
+  }
+
+  const svg = lineChart("select-only TPS vs clients (pgbench -n -S, scale 1)", {
+    x: PLOT_CLIENTS,
+    xLabel: "clients (pgbench -c)",
+    yLabel: "TPS",
+    series: names.map((n, i) => ({
+      name: n,
+      color: ["#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#2ca02c"][
+        n.startsWith("pgts") ? i : n === PEER ? 3 : 4
+      ]!,
+      values: PLOT_CLIENTS.map((c) => tps(`sel_c${c}`, n)),
+    })),
+  });
+  const table = lines.join("\n") + "\n";
+  writeFileSync(join(OUT, "results.md"), table);
+  writeFileSync(join(OUT, "tps-vs-clients.svg"), svg);
+  writeFileSync(
+    join(OUT, "results.json"),
+    JSON.stringify(
+      {
+        load0,
+        load1,
+        memory: Object.fromEntries(memory),
+        ceiling,
+        results: Object.fromEntries(results),
+      },
+      null,
+      1,
+    ),
+  );
+  if (opts.write) {
+    const dir = join(ROOT, "scripts/bench/results");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "results.md"), table);
+    writeFileSync(join(dir, "tps-vs-clients.svg"), svg);
+  }
+  console.log(table);
+  log(`written to ${OUT}${opts.write ? " and scripts/bench/results/" : ""}`);
+} finally {
+  await stopAll();
+}
+process.exit(0);
