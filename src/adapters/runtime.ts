@@ -32,9 +32,13 @@ export function detectRuntime(): RuntimeName {
   throw new TypeError("Unsupported runtime: pgts runs on Bun or Deno");
 }
 
-/** The launcher and NetAdapter for this runtime; `kind` defaults to "subprocess". */
+/**
+ * The launcher and NetAdapter for this runtime; `kind` defaults to
+ * "subprocess". `backendPool` is the number of backend processes the Bun
+ * subprocess launcher starts ahead and reuses (0, the default: none).
+ */
 export async function defaultAdapter(
-  options: { kind?: AdapterKind } = {},
+  options: { kind?: AdapterKind; backendPool?: number } = {},
 ): Promise<RuntimeAdapter> {
   const runtime = detectRuntime();
   const kind = options.kind ?? "subprocess";
@@ -53,7 +57,9 @@ export async function defaultAdapter(
       break;
     case "subprocess":
       launcher = runtime === "bun"
-        ? new (await import("./bun/launcher.ts")).BunSubprocessLauncher()
+        ? new (await import("./bun/launcher.ts")).BunSubprocessLauncher({
+          pool: { size: options.backendPool ?? 0 },
+        })
         : new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
       break;
     default:

@@ -76,6 +76,7 @@ function listenHosts(guc: Guc): string[] {
 
 async function runtimeAdapters(
   adapter: AdapterName,
+  guc: Guc,
 ): Promise<{ launcher: ChildLauncher; net: NetAdapter; engine: "unix" | "inproc" }> {
   if (adapter === "inproc") {
     return { launcher: new InprocLauncher(), net: new NodeSocketNetAdapter(), engine: "inproc" };
@@ -83,6 +84,7 @@ async function runtimeAdapters(
   const { defaultAdapter } = await import("../adapters/runtime.ts");
   const { launcher, net } = await defaultAdapter({
     kind: adapter === "worker" ? "worker" : "subprocess",
+    backendPool: guc.getInt("backend_pool_size"),
   });
   return { launcher, net, engine: "unix" };
 }
@@ -141,7 +143,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       );
     }
   }
-  const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName);
+  const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName, guc);
   const engineAddress: EngineAddress = upstream
     ? { kind: "upstream", url: engineSetting }
     : engineKind === "inproc"

@@ -21,10 +21,16 @@ import { adoptSocketFd } from "./net.ts";
 
 /** The argument that makes a pgts program (script or compiled binary) run as a child. */
 export const CHILD_FLAG = "--pgts-child";
+/** With CHILD_FLAG: a pooled child, started ahead and reused (see subprocess_child.ts). */
+export const POOL_FLAG = "--pgts-pool";
+/** With POOL_FLAG, `--pgts-preload=<module>`: the module a pooled child loads while it waits. */
+export const PRELOAD_FLAG = "--pgts-preload=";
 
 export interface RunChildOptions {
   /** Finds a child main without a dynamic import (a compiled binary's registry). */
   readonly resolveMain?: ChildHooks["resolveMain"];
+  /** The process's argv, for POOL_FLAG and PRELOAD_FLAG. */
+  readonly argv?: readonly string[];
 }
 
 async function openClient(start: StartPayload, handle: unknown): Promise<Connection | null> {
@@ -47,11 +53,18 @@ async function openClient(start: StartPayload, handle: unknown): Promise<Connect
 
 /** Runs this process as a pgts child and exits with its code. */
 export function runChild(options: RunChildOptions = {}): void {
+  const argv = options.argv ?? process.argv;
+  const preload = argv.find((a) => a.startsWith(PRELOAD_FLAG))?.slice(PRELOAD_FLAG.length);
   runSubprocessChild({
     openClient,
     installSignal(sig, listener) {
       process.on(sig, listener);
     },
+    removeSignal(sig, listener) {
+      process.off(sig, listener);
+    },
+    reuse: argv.includes(POOL_FLAG),
+    ...(preload !== undefined && preload !== "" ? { preload } : {}),
     ...(options.resolveMain ? { resolveMain: options.resolveMain } : {}),
   }).then(
     (code) => process.exit(code),
@@ -72,7 +85,7 @@ export function runChildFromArgv(
   options: RunChildOptions = {},
 ): boolean {
   if (!argv.includes(CHILD_FLAG)) return false;
-  runChild(options);
+  runChild({ ...options, argv });
   return true;
 }
 

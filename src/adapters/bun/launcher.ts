@@ -11,11 +11,21 @@
  *   socket)` (SCM_RIGHTS); only node:net sockets can be sent this way.
  * Either way the parent then drops its copy, so the client sees the close
  * when the child exits. scripts/bench/children.ts compares the two.
+ *
+ * With `pool`, backends do not pay for a process start: `pool.size` children
+ * are started ahead, already loading the backend's module, and a client is
+ * sent to an idle one over IPC (the "ipc" route, the only one open to a
+ * running process). A pooled child whose main ends cleanly (exit 0, the
+ * client said Terminate or went away) reports that exit, which is what the
+ * postmaster sees of it, and comes back to the pool; anything else (FATAL,
+ * crash, signal) ends the process as before. The pool keeps at most
+ * `pool.max` idle processes; it is refilled in the background.
  */
 
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type {
+  ChildExit,
   ChildLauncher,
   ChildProcess,
   ChildStartInfo,
@@ -25,7 +35,7 @@ import { ChildHandle } from "../shared/childhandle.ts";
 import { nodeSocketOf } from "../shared/nodeconn.ts";
 import { isToParent, type StartPayload, type ToChild, toChildExit } from "../shared/protocol.ts";
 import type { BunSubprocess } from "./bun.d.ts";
-import { CHILD_FLAG } from "./child.ts";
+import { CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG } from "./child.ts";
 import { bunApi, isBunSocketHandle } from "./net.ts";
 
 export interface BunSubprocessLauncherOptions {
@@ -39,6 +49,20 @@ export interface BunSubprocessLauncherOptions {
   readonly handoff?: "stdio" | "ipc";
   /** Environment for children; default: the postmaster's. */
   readonly env?: Record<string, string | undefined>;
+  /**
+   * Backend processes started ahead and reused (see the module header):
+   * `size` idle ones kept ready, at most `max` (default 2 × size) kept idle
+   * after their client left. Default: no pool.
+   */
+  readonly pool?: { readonly size: number; readonly max?: number };
+}
+
+/** A pooled process and the run it serves now, if any. */
+interface Pooled {
+  readonly sub: BunSubprocess;
+  /** The module its backends run, loaded ahead. */
+  readonly module: string;
+  run: { handle: ChildHandle; exit: (e: ChildExit) => void } | null;
 }
 
 /** The fd a handed-off client has in the child (after stdin, stdout, stderr). */
@@ -60,14 +84,117 @@ export class BunSubprocessLauncher implements ChildLauncher {
   #command: readonly string[];
   #handoff: "stdio" | "ipc";
   #env: Record<string, string | undefined> | undefined;
+  #poolSize: number;
+  #poolMax: number;
+  #idle: Pooled[] = [];
+  #closed = false;
 
   constructor(options: BunSubprocessLauncherOptions = {}) {
     this.#command = options.command ?? defaultChildCommand();
     this.#handoff = options.handoff ?? "stdio";
     this.#env = options.env;
+    this.#poolSize = Math.max(0, options.pool?.size ?? 0);
+    this.#poolMax = Math.max(this.#poolSize, options.pool?.max ?? 2 * this.#poolSize);
   }
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {
+    if (this.#poolSize > 0 && info.client !== undefined) {
+      const node = nodeSocketOf(info.client.handle);
+      if (node !== null) {
+        const pooled = this.#takeIdle(info.entry.module);
+        this.#fillPool(info.entry.module);
+        if (pooled !== null) return Promise.resolve(this.#startPooled(pooled, info, node));
+      }
+    }
+    return this.#spawnFor(info);
+  }
+
+  #takeIdle(module: string): Pooled | null {
+    const i = this.#idle.findIndex((p) => p.module === module && p.sub.exitCode === null);
+    if (i < 0) return null;
+    return this.#idle.splice(i, 1)[0]!;
+  }
+
+  /** Starts pooled processes until `size` are idle. */
+  #fillPool(module: string): void {
+    while (!this.#closed && this.#idle.length < this.#poolSize) {
+      this.#spawnPooled(module);
+    }
+  }
+
+  #spawnPooled(module: string): void {
+    const bun = bunApi();
+    let pooled: Pooled | null = null;
+    const sub: BunSubprocess = bun.spawn([...this.#command, POOL_FLAG, PRELOAD_FLAG + module], {
+      stdio: ["ignore", "inherit", "inherit"],
+      serialization: "advanced",
+      ...(this.#env ? { env: this.#env } : {}),
+      ipc: (message) => {
+        if (!isToParent(message) || pooled === null) return;
+        const run = pooled.run;
+        if (message.t === "msg") run?.handle.receive(message.m);
+        else if (message.t === "up") run?.handle.up();
+        else if (message.t === "exit" && run !== null && message.code === 0) {
+          // The run is over; the process stays, and goes back to the pool.
+          pooled.run = null;
+          run.exit({ code: 0, signal: null });
+          if (!this.#closed && this.#idle.length < this.#poolMax) this.#idle.push(pooled);
+          else sub.kill("SIGTERM");
+        }
+      },
+    });
+    pooled = { sub, module, run: null };
+    // Counted as idle at once: it loads its module while it waits, and a
+    // client sent before it is ready waits in the IPC channel.
+    this.#idle.push(pooled);
+    void sub.exited.then(() => {
+      const i = this.#idle.indexOf(pooled!);
+      if (i >= 0) this.#idle.splice(i, 1);
+      const run = pooled!.run;
+      pooled!.run = null;
+      run?.exit(toChildExit(sub.exitCode, sub.signalCode));
+    });
+  }
+
+  #startPooled(
+    pooled: Pooled,
+    info: ChildStartInfo,
+    node: { socket: unknown; release: () => void },
+  ): ChildProcess {
+    const sub = pooled.sub;
+    let exit: (e: ChildExit) => void = () => {};
+    const exited = new Promise<ChildExit>((resolve) => (exit = resolve));
+    let over = false;
+    void exited.then(() => (over = true));
+    const handle = new ChildHandle(sub.pid, exited, {
+      signal(sig: Signal) {
+        // A run that is over no longer owns the process.
+        if (over || sub.exitCode !== null || sub.signalCode !== null) return;
+        try {
+          sub.kill(sig);
+        } catch {
+          // Exited between the check and the kill (ESRCH): the exit is reported anyway.
+        }
+      },
+      post(message) {
+        if (!over && sub.exitCode === null) sub.send({ t: "msg", m: message } satisfies ToChild);
+      },
+    });
+    pooled.run = { handle, exit };
+    const start: StartPayload = {
+      pid: sub.pid,
+      kind: info.kind,
+      name: info.name,
+      entry: info.entry,
+      params: info.params,
+      client: { via: "handle", remote: info.client!.remote },
+    };
+    sub.send({ t: "start", start } satisfies ToChild, node.socket);
+    node.release();
+    return handle;
+  }
+
+  #spawnFor(info: ChildStartInfo): Promise<ChildProcess> {
     const bun = bunApi();
     const handle = info.client?.handle;
     let route: "fd" | "handle" | null = null;
@@ -155,8 +282,11 @@ export class BunSubprocessLauncher implements ChildLauncher {
     return Promise.resolve(child);
   }
 
-  close(): Promise<void> {
-    // Nothing pooled: every child is owned by the postmaster that launched it.
-    return Promise.resolve();
+  /** Ends the idle pooled processes; running children stay the postmaster's. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const idle = this.#idle.splice(0);
+    for (const p of idle) p.sub.kill("SIGTERM");
+    await Promise.all(idle.map((p) => p.sub.exited));
   }
 }

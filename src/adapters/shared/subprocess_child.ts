@@ -8,6 +8,13 @@
  *
  * Postmaster death is the IPC channel closing ("disconnect"), the pgts
  * counterpart of PostgreSQL's postmaster-alive pipe.
+ *
+ * A pooled child (`reuse`) is started before any client needs it: it loads
+ * its main's module while it waits, and after a main that ends cleanly
+ * (exit code 0) it reports the exit, removes every signal listener the run
+ * installed and waits for the next start envelope. Only the process stays;
+ * each run gets a fresh ChildRuntime, as a freshly forked backend would.
+ * Any other end (a FATAL, a crash, postmaster death) ends the process.
  */
 
 import process from "node:process";
@@ -22,13 +29,19 @@ export interface SubprocessChildOptions {
   openClient(start: StartPayload, handle: unknown): Promise<Connection | null>;
   /** Installs an OS signal listener. */
   installSignal(sig: CatchableSignal, listener: () => void): void;
+  /** Removes a listener `installSignal` installed (needed by `reuse`). */
+  removeSignal?(sig: CatchableSignal, listener: () => void): void;
   resolveMain?: ChildHooks["resolveMain"];
+  /** Serve one start envelope after another while mains end with 0 (a pooled child). */
+  readonly reuse?: boolean;
+  /** A module to load while waiting for the first start envelope. */
+  readonly preload?: string;
 }
 
 // How long a finished child waits for its exit envelope to leave.
 const FLUSH_TIMEOUT_MS = 1000;
 
-/** Runs one child in this process; resolves with its exit code. */
+/** Runs one child (or, with `reuse`, one after another) in this process; resolves with its exit code. */
 export async function runSubprocessChild(options: SubprocessChildOptions): Promise<number> {
   if (typeof process.send !== "function") {
     throw new TypeError("Child was not started by a pgts launcher: no IPC channel");
@@ -39,6 +52,7 @@ export async function runSubprocessChild(options: SubprocessChildOptions): Promi
 
   let runtime: ChildRuntime | null = null;
   let failedEarly: ((error: unknown) => void) | null = null;
+  let idleDisconnect: (() => void) | null = null;
   const onError = (error: unknown) => {
     if (runtime !== null) runtime.crash(error);
     else failedEarly?.(error);
@@ -47,10 +61,6 @@ export async function runSubprocessChild(options: SubprocessChildOptions): Promi
   process.on("unhandledRejection", onError);
 
   let started: (value: { start: StartPayload; handle: unknown }) => void = () => {};
-  const startMessage = new Promise<{ start: StartPayload; handle: unknown }>((resolve, reject) => {
-    started = resolve;
-    failedEarly = reject;
-  });
   process.on("message", (message: unknown, handle?: unknown) => {
     if (!isToChild(message)) return;
     if (message.t === "start") started({ start: message.start, handle });
@@ -58,35 +68,63 @@ export async function runSubprocessChild(options: SubprocessChildOptions): Promi
   });
   process.on("disconnect", () => {
     if (runtime !== null) runtime.postmasterDied();
+    else if (idleDisconnect !== null) idleDisconnect();
     else failedEarly?.(new Error("postmaster exited before starting the child"));
   });
-
-  let start: StartPayload;
-  let client: Connection | null;
-  try {
-    const received = await startMessage;
-    start = received.start;
-    client = await options.openClient(start, received.handle);
-  } catch (error) {
-    console.error(`pgts child (PID ${process.pid}) could not start: ${String(error)}`);
-    return EXIT_CRASH;
+  if (options.preload !== undefined) {
+    // Loaded ahead; the run's own import then finds it in the module cache.
+    import(options.preload).catch(() => {});
   }
-  runtime = new ChildRuntime(start, client, {
-    post: send,
-    installSignal: options.installSignal,
-    ...(options.resolveMain ? { resolveMain: options.resolveMain } : {}),
-  });
-  const code = await runtime.run();
-  if (client !== null) await flushAndClose(client);
-  // The exit envelope is sent with a callback: once it is on the wire, every
-  // message the main posted before it is too (the channel is ordered).
-  await new Promise<void>((resolve) => {
-    if (!process.connected) return resolve();
-    const timer = setTimeout(resolve, FLUSH_TIMEOUT_MS);
-    process.send!({ t: "exit", code } satisfies ToParent, undefined, {}, () => {
-      clearTimeout(timer);
-      resolve();
+
+  for (;;) {
+    const startMessage = new Promise<{ start: StartPayload; handle: unknown } | null>(
+      (resolve, reject) => {
+        started = resolve;
+        failedEarly = reject;
+        // A pooled child that was never (or is no longer) serving anyone
+        // leaves quietly with its postmaster.
+        idleDisconnect = options.reuse ? () => resolve(null) : null;
+      },
+    );
+    if (options.reuse && !process.connected) return 0;
+    let start: StartPayload;
+    let client: Connection | null;
+    try {
+      const received = await startMessage;
+      if (received === null) return 0;
+      idleDisconnect = null;
+      start = received.start;
+      client = await options.openClient(start, received.handle);
+    } catch (error) {
+      console.error(`pgts child (PID ${process.pid}) could not start: ${String(error)}`);
+      return EXIT_CRASH;
+    }
+    const installed: Array<[CatchableSignal, () => void]> = [];
+    runtime = new ChildRuntime(start, client, {
+      post: send,
+      installSignal: (sig, listener) => {
+        installed.push([sig, listener]);
+        options.installSignal(sig, listener);
+      },
+      ...(options.resolveMain ? { resolveMain: options.resolveMain } : {}),
     });
-  });
-  return code;
+    const code = await runtime.run();
+    if (client !== null) await flushAndClose(client);
+    // The exit envelope is sent with a callback: once it is on the wire, every
+    // message the main posted before it is too (the channel is ordered).
+    await new Promise<void>((resolve) => {
+      if (!process.connected) return resolve();
+      const timer = setTimeout(resolve, FLUSH_TIMEOUT_MS);
+      process.send!({ t: "exit", code } satisfies ToParent, undefined, {}, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (!options.reuse || code !== 0 || !process.connected || options.removeSignal === undefined) {
+      return code;
+    }
+    // Back to the pool: nothing of this run may act on the next one.
+    for (const [sig, listener] of installed) options.removeSignal(sig, listener);
+    runtime = null;
+  }
 }

@@ -112,6 +112,17 @@ export const PARAMETERS: readonly ParamDef[] = [
     description: "Connection slots kept for superusers.",
   },
   {
+    name: "backend_pool_size",
+    type: "int",
+    context: "postmaster",
+    boot: 4,
+    min: 0,
+    max: 64,
+    pgts: true,
+    description:
+      "Backend processes started ahead of connections and reused after a clean exit (Bun subprocess adapter).",
+  },
+  {
     name: "authentication_timeout",
     type: "int",
     context: "sighup",
@@ -223,6 +234,16 @@ export const PARAMETERS: readonly ParamDef[] = [
     check: checkEngine,
     pgts: true,
     description: "SQL engine behind the server: 'pglite' or a postgres:// URL.",
+  },
+  {
+    name: "engine_placement",
+    type: "enum",
+    context: "postmaster",
+    boot: "worker",
+    values: ["worker", "inline"],
+    pgts: true,
+    description:
+      "Where the engine child runs PGlite: a Worker thread (cancels and timeouts act during a statement) or its main thread (fewer thread hops per statement).",
   },
   {
     name: "engine_wait_timeout",
