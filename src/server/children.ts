@@ -66,7 +66,15 @@ function engineFor(params: ServerParams): Engine {
   if (address.kind === "upstream") {
     return new UpstreamEngine(address.url, { connect: connectUpstream });
   }
-  if (address.kind === "unix") return connectRemoteEngine(() => connectUnix(address.path));
+  if (address.kind === "unix") {
+    // Bun's own sockets under Bun, as for an upstream: the engine link carries
+    // every statement, and node:net's stream machinery costs on each write.
+    return connectRemoteEngine(async () =>
+      detectRuntime() === "bun"
+        ? (await import("../adapters/bun/connect.ts")).connectUnix(address.path)
+        : connectUnix(address.path)
+    );
+  }
   const engine = inprocEngines.get(address.id);
   if (engine === undefined) throw new Error("the engine process is not running");
   // The engine is shared by every backend in this realm: a backend's close
@@ -117,6 +125,7 @@ export const engineMain: ChildMain = async (env) => {
   // module must not pay for it on every connection (a third of a second).
   const { openEngine } = await import("../engines/pglite/mod.ts");
   const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
+    placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
   });
@@ -124,7 +133,10 @@ export const engineMain: ChildMain = async (env) => {
   const address = params.engine;
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);
   else {
-    listener = await new NodeSocketNetAdapter().listen(
+    const net = detectRuntime() === "bun"
+      ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
+      : new NodeSocketNetAdapter();
+    listener = await net.listen(
       { family: "unix", path: address.path },
       (conn) => void serveEngineConnection(engine, conn),
     );

@@ -51,6 +51,21 @@ function frame(type: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Bytes of an exec's answer gathered before they are written anyway. */
+const BATCH_LIMIT = 64 * 1024;
+
+function concatFrames(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 interface SerializedError {
   code: string;
   message: string;
@@ -128,8 +143,24 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
     // Frames are handled strictly in order, except cancel, which must reach a
     // running exec: everything else waits for the previous frame's work.
     let chain: Promise<void> = Promise.resolve();
+    // An exec's frames are gathered and leave in one write with its DONE:
+    // one wake-up of the backend per statement instead of one per chunk.
+    // Asynchronous bytes produced meanwhile join the batch, in order.
+    let batch: Uint8Array[] | null = null;
+    let batched = 0;
+    const flushBatch = () => {
+      if (batch === null || batch.length === 0) return;
+      const parts = batch;
+      batch = [];
+      batched = 0;
+      if (!closed) conn.write(parts.length === 1 ? parts[0]! : concatFrames(parts));
+    };
     const send = (type: number, payload: Uint8Array) => {
-      if (!closed) conn.write(frame(type, payload));
+      if (batch !== null) {
+        batch.push(frame(type, payload));
+        batched += 5 + payload.length;
+        if (batched >= BATCH_LIMIT) flushBatch();
+      } else if (!closed) conn.write(frame(type, payload));
     };
     const finish = () => {
       if (closed) return;
@@ -175,11 +206,15 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
               send(F_FAILED, encoder.encode(JSON.stringify(serializeError(connectionLost()))));
               return;
             }
+            batch = [];
             try {
               await s.exec(payload, (bytes) => send(F_OUTPUT, bytes));
               send(F_DONE, encoder.encode(s.transactionStatus));
             } catch (e) {
               send(F_FAILED, encoder.encode(JSON.stringify(serializeError(e))));
+            } finally {
+              flushBatch();
+              batch = null;
             }
             return;
           }
