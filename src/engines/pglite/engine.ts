@@ -87,6 +87,14 @@ export class PgliteEngine implements Engine {
   #appliedFor: PgliteSession | null = null;
   #appliedVersion = -1;
   #customNames = new Set<string>();
+  /**
+   * Startup maps (by settingsKey) as the backend spells them once set:
+   * what the pg_settings read after a session's first transaction returned,
+   * when nothing but the start had changed its settings. Every new session
+   * with the same startup packet (a pool, pgbench -C) is then spared that
+   * read. Emptied when the catalogs are re-read.
+   */
+  #startupSpelled = new Map<string, SettingsMap>();
   #roles = new Map<string, RoleInfo>();
   #databases = new Set<string>();
   #database = "postgres";
@@ -248,10 +256,19 @@ export class PgliteEngine implements Engine {
   /** Bookkeeping at ReadyForQuery 'I': settings snapshot, LISTEN, catalogs; only what the input may have changed. */
   async afterTransaction(s: PgliteSession): Promise<void> {
     if (s.settingsDirty) {
-      const m = parseSnapshot(await this.#query(snapshotSql(this.#customNames)));
+      const key = s.settingsFromStartup ? settingsKey(s.startupSettings, this.#customNames) : null;
+      let m = key === null ? undefined : this.#startupSpelled.get(key);
+      if (m === undefined) {
+        m = parseSnapshot(await this.#query(snapshotSql(this.#customNames)));
+        if (key !== null) {
+          if (this.#startupSpelled.size >= STARTUP_SPELLED_MAX) this.#startupSpelled.clear();
+          this.#startupSpelled.set(key, m);
+        }
+      }
       s.settings = m;
       s.settingsVersion++;
       s.settingsDirty = false;
+      s.settingsFromStartup = false;
       this.#setApplied(s, m);
     }
     if (s.pendingListen.length > 0) {
@@ -284,6 +301,7 @@ export class PgliteEngine implements Engine {
       s.settings = s.startupSettings;
       s.settingsVersion++;
       s.settingsDirty = true;
+      s.settingsFromStartup = false;
       this.#setApplied(s, s.settings);
       s.listens.clear();
       s.pendingListen = [];
@@ -407,6 +425,7 @@ export class PgliteEngine implements Engine {
   }
 
   async #refreshRoles(): Promise<void> {
+    this.#startupSpelled.clear();
     const rows = await this.#query(
       "select rolname, rolsuper, rolcanlogin, rolpassword from pg_catalog.pg_authid",
     );
@@ -419,9 +438,19 @@ export class PgliteEngine implements Engine {
   }
 
   async #refreshDatabases(): Promise<void> {
+    this.#startupSpelled.clear();
     const rows = await this.#query("select datname from pg_catalog.pg_database");
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
   }
+}
+
+/** Distinct startup maps remembered at most (a bound, not a tuning knob). */
+const STARTUP_SPELLED_MAX = 256;
+
+/** A startup map and the custom names a snapshot reads, as one string key. */
+function settingsKey(m: SettingsMap, customNames: ReadonlySet<string>): string {
+  const entries = [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([entries, [...customNames]]);
 }
 
 /** Status byte of the last ReadyForQuery in a backend byte stream. */

@@ -69,6 +69,12 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   settings: SettingsMap;
   settingsVersion = 0;
   settingsDirty = true;
+  /**
+   * Whether the only reason for `settingsDirty` is the start: the backend
+   * then carries the startup map as the server spells it, which the engine
+   * may know from an earlier session with the same map (engine.ts).
+   */
+  settingsFromStartup = true;
   readonly startupSettings: SettingsMap;
   rolesDirty = false;
   databasesDirty = false;
@@ -228,7 +234,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.#state = "active";
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     for (const n of plan.createdStatements) this.statements.add(n);
-    if (plan.settingsDirty) this.settingsDirty = true;
+    if (plan.settingsDirty) {
+      this.settingsDirty = true;
+      this.settingsFromStartup = false;
+    }
     if (plan.rolesDirty) this.rolesDirty = true;
     if (plan.databasesDirty) this.databasesDirty = true;
     if (plan.listenOps.length > 0) this.pendingListen.push(...plan.listenOps);
