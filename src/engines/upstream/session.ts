@@ -209,10 +209,6 @@ export class UpstreamSession implements EngineSession {
   close(): Promise<void> {
     if (this.#ended !== null || this.#closing) return Promise.resolve();
     this.#closing = true;
-    // Terminate: the upstream rolls back an open transaction and ends the
-    // backend, as when a client leaves.
-    this.#conn.write(TERMINATE);
-    this.#conn.end();
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -225,8 +221,13 @@ export class UpstreamSession implements EngineSession {
         this.#conn.destroy();
         done();
       }, CLOSE_TIMEOUT_MS);
+      // Before end(): a Bun socket reports its close from within end().
       this.#conn.onData = () => {};
       this.#conn.onClose = done;
+      // Terminate: the upstream rolls back an open transaction and ends the
+      // backend, as when a client leaves.
+      this.#conn.write(TERMINATE);
+      this.#conn.end();
     });
   }
 }

@@ -217,6 +217,23 @@ describe("the relay", () => {
       99,
     ]);
   });
+
+  test("close sends Terminate and resolves when the socket closes, even from within end()", async () => {
+    // FakeConn reports its close from within end(), as Bun's sockets do: a
+    // close() that listened only after end() waited out its 5 s timeout.
+    const { s, up } = session();
+    let onTerminate = false;
+    s.onTerminate = () => (onTerminate = true);
+    const closed = await Promise.race([
+      s.close().then(() => "closed"),
+      new Promise((r) => setTimeout(() => r("still waiting"), 1_000)),
+    ]);
+    expect(closed).toBe("closed");
+    expect(up.written).toEqual([msg("X")]);
+    expect(onTerminate).toBe(false);
+    expect(await s.exec(msg("Q", "select 1\0"), () => {}).then(() => null, (e) => e.code))
+      .toBe("08003");
+  });
 });
 
 describe("startup", () => {
