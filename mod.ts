@@ -18,10 +18,12 @@ export * from "./src/core/mcxt/mod.ts";
 // the command and the children it starts do not pay for it.
 import type { HttpServerOptions, Served, ServeOptions } from "./src/adapters/http/mod.ts";
 import type { HttpServer } from "./src/adapters/http/server.ts";
+import { parseUpstreamUrl } from "./src/engines/upstream/url.ts";
 export type {
   HttpEngineConfig,
   HttpServer,
   HttpServerOptions,
+  HttpUpstreamConfig,
   Served,
   ServeOptions,
 } from "./src/adapters/http/mod.ts";
@@ -29,10 +31,19 @@ export type {
 /**
  * A `{ fetch }` handler for hosts that call one (`export default`, `deno
  * serve`, `Deno.serve(handler.fetch)`): the server starts on the first request.
+ * `engine: "postgres://user:password@host:port/db"` puts it in front of a
+ * real PostgreSQL (no file system needed); a malformed URL is a RangeError here.
  */
 export function httpHandler(
   options: HttpServerOptions = {},
 ): { fetch(request: Request, info?: unknown): Promise<Response> } {
+  const engine = options.engine;
+  const url = typeof engine === "string"
+    ? engine
+    : engine !== undefined && "upstream" in engine
+    ? engine.upstream
+    : null;
+  if (url !== null) parseUpstreamUrl(url);
   type Handler = { fetch(request: Request, info?: unknown): Promise<Response> };
   let handler: Promise<Handler> | undefined;
   return {

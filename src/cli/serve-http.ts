@@ -2,8 +2,12 @@
  * `pgts serve-http`: runs the HTTP adapter on a data directory, in the
  * foreground. Like `pgts start` it checks the directory, loads
  * postgresql.conf (with `-c` overrides) and pg_hba.conf, and takes
- * postmaster.pid, since the engine must be the directory's only opener;
- * then every HTTP request on `--port` is a backend run (Neon's SQL over
+ * postmaster.pid, since the engine must be the directory's only opener.
+ * With `engine = 'postgres://...'` (or `--engine URL`) the SQL is an
+ * upstream PostgreSQL's, and the directory is optional: without one, the
+ * settings are the built-in ones plus `-c`, pg_hba.conf is the default
+ * (trust from loopback only), and no file is read or written. Then every
+ * HTTP request on `--port` is a backend run (Neon's SQL over
  * HTTP on `/sql`, the admin API on `/admin` with `--admin-token` or
  * PGTS_ADMIN_TOKEN), and `--pg-port` adds a PostgreSQL-protocol port for
  * psql, whose database `pgts` is the admin console.
@@ -23,13 +27,16 @@ import { Guc } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ListenAddress } from "../core/postmaster/launch.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
+import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
+import type { HttpEngineConfig } from "../adapters/http/server.ts";
 import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
 import { openDataDirectory } from "../adapters/shared/datadir.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
 import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 
-export const SERVE_HTTP_USAGE = `${PROGNAME} serve-http -D DATADIR [--port PORT] [--host HOST] ` +
-  "[--pg-port PORT] [--admin-token TOKEN] [--max-body BYTES] [-c NAME=VALUE]...";
+export const SERVE_HTTP_USAGE =
+  `${PROGNAME} serve-http [-D DATADIR] [--engine URL] [--port PORT] ` +
+  "[--host HOST] [--pg-port PORT] [--admin-token TOKEN] [--max-body BYTES] [-c NAME=VALUE]...";
 
 export const SERVE_HTTP_HELP =
   `${PROGNAME} serve-http serves a data directory over HTTP, one backend run per request.
@@ -38,7 +45,13 @@ Usage:
   ${SERVE_HTTP_USAGE}
 
 Options:
-  -D, --pgdata=DATADIR      location of the database storage area (default: $PGDATA)
+  -D, --pgdata=DATADIR      location of the database storage area (default: $PGDATA);
+                            not needed with an upstream --engine
+      --engine=ENGINE       the SQL engine: "pglite" (the data directory's own)
+                            or a "postgres://user:password@host:port/db" URL of
+                            an upstream PostgreSQL server, which every request
+                            then uses through a connection of its own
+                            (same as -c engine=ENGINE)
       --port=PORT           HTTP port (default 8080; 0 lets the kernel pick)
       --host=HOST           HTTP address to listen on (default 127.0.0.1)
       --pg-port=PORT        also accept PostgreSQL-protocol clients (psql) on this port
@@ -69,6 +82,58 @@ function portOption(name: string, value: string | undefined, fallback: number): 
   return n;
 }
 
+/** `-c NAME=VALUE` items and `--engine`, in the order they apply. */
+function overridesFrom(v: { engine?: string; c?: string[] }): [string, string][] {
+  const overrides: [string, string][] = [];
+  if (v.engine !== undefined) overrides.push(["engine", v.engine]);
+  for (const item of v.c ?? []) {
+    const eq = item.indexOf("=");
+    if (eq < 0) {
+      throw new PgError(ERRCODE.SYNTAX_ERROR, `-c ${item} requires a value`, {
+        severity: "FATAL",
+      });
+    }
+    overrides.push([item.slice(0, eq).replace(/-/g, "_"), item.slice(eq + 1)]);
+  }
+  return overrides;
+}
+
+function applyOverrides(guc: Guc, overrides: readonly [string, string][]): void {
+  for (const [name, value] of overrides) {
+    try {
+      guc.set(name, value, { source: "argv" });
+    } catch (e) {
+      if (isPgError(e)) throw new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" });
+      throw e;
+    }
+  }
+}
+
+/** The `engine` setting as the HTTP adapter's engine: the directory's PGlite, or an upstream. */
+function httpEngine(guc: Guc, dataDir: string | null): HttpEngineConfig {
+  const setting = guc.getString("engine");
+  if (isUpstreamUrl(setting)) {
+    try {
+      parseUpstreamUrl(setting);
+    } catch (e) {
+      throw new PgError(
+        ERRCODE.INVALID_PARAMETER_VALUE,
+        `invalid value for parameter "engine": ${(e as Error).message}`,
+        { severity: "FATAL" },
+      );
+    }
+    return { upstream: setting };
+  }
+  if (dataDir === null) {
+    throw new PgError(
+      ERRCODE.INVALID_PARAMETER_VALUE,
+      `engine "${setting}" needs a data directory`,
+      { severity: "FATAL", hint: 'Give -D DATADIR, or --engine with a "postgres://" URL.' },
+    );
+  }
+  return { dataDir: join(dataDir, ENGINE_DIR) };
+}
+
 export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
   const v = parseVerbArgs("serve-http", args, {
     options: {
@@ -78,6 +143,7 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
       "pg-port": { type: "string" },
       "admin-token": { type: "string" },
       "max-body": { type: "string" },
+      engine: { type: "string" },
       c: { type: "string", short: "c", multiple: true },
       help: { type: "boolean", short: "h" },
     },
@@ -88,35 +154,45 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
     io.out(SERVE_HTTP_HELP);
     return 0;
   }
-  const dataDirPath = resolve(dataDirFrom("serve-http", v.pgdata, io));
   const startTime = Date.now();
   const proc = { pid: process.pid, backendType: "postmaster", startTime };
   configureLogging(new Guc(), { sink: stderrSink, process: proc });
-  const dataDir = openDataDirectory(dataDirPath);
-  const guc = new Guc({ reader: nodeConfigReader, configFile: `${dataDir.path}/postgresql.conf` });
-  const hbaFile = join(dataDir.path, "pg_hba.conf");
+  let overrides: [string, string][];
+  try {
+    overrides = overridesFrom(v);
+  } catch (e) {
+    report(e);
+    return 1;
+  }
+  // An upstream engine needs no data directory: without -D or PGDATA the
+  // settings are the built-in ones with -c, and pg_hba.conf the default.
+  const argvEngine = overrides.findLast(([name]) => name === "engine")?.[1];
+  const pgdata = v.pgdata ?? (io.env.PGDATA === "" ? undefined : io.env.PGDATA);
+  const dataDir = pgdata === undefined && argvEngine !== undefined && isUpstreamUrl(argvEngine)
+    ? null
+    : openDataDirectory(resolve(dataDirFrom("serve-http", v.pgdata, io)));
+  const guc = dataDir === null
+    ? new Guc()
+    : new Guc({ reader: nodeConfigReader, configFile: `${dataDir.path}/postgresql.conf` });
+  const hbaFile = dataDir === null ? null : join(dataDir.path, "pg_hba.conf");
   let lock: DataDirLock | undefined;
   const handlers: [PostmasterSignal, () => void][] = [];
   try {
-    dataDir.check();
-    guc.set("data_directory", dataDir.path, { source: "override" });
-    guc.load();
-    for (const item of v.c ?? []) {
-      const eq = item.indexOf("=");
-      if (eq < 0) {
-        throw new PgError(ERRCODE.SYNTAX_ERROR, `-c ${item} requires a value`, {
-          severity: "FATAL",
-        });
-      }
-      guc.set(item.slice(0, eq).replace(/-/g, "_"), item.slice(eq + 1), { source: "argv" });
+    if (dataDir !== null) {
+      dataDir.check();
+      guc.set("data_directory", dataDir.path, { source: "override" });
+      guc.load();
     }
+    applyOverrides(guc, overrides);
     configureLogging(guc, { sink: stderrSink, process: proc });
-    const hba = readFileSync(hbaFile, "utf8");
-    parseHba(hba, { fileName: hbaFile }); // refuse to start on a broken file
+    const engine = httpEngine(guc, dataDir?.path ?? null);
+    const { DEFAULT_HBA, serveHttp } = await import("../adapters/http/mod.ts");
+    const hba = hbaFile === null ? DEFAULT_HBA : readFileSync(hbaFile, "utf8");
+    parseHba(hba, { fileName: hbaFile ?? "pg_hba.conf" }); // refuse to start on a broken file
     const httpPort = portOption("port", v.port, 8080);
     const pgPort = v["pg-port"] === undefined ? null : portOption("pg-port", v["pg-port"], 0);
     const host = v.host ?? "127.0.0.1";
-    lock = dataDir.lock({
+    lock = dataDir?.lock({
       pid: process.pid,
       port: pgPort ?? httpPort,
       startTime: Math.floor(startTime / 1000),
@@ -132,10 +208,9 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
     const listen: ListenAddress[] = pgPort === null ? [] : [{ family: "tcp", host, port: pgPort }];
     const token = v["admin-token"] ?? io.env.PGTS_ADMIN_TOKEN;
     const heldLock = lock;
-    const { serveHttp } = await import("../adapters/http/mod.ts");
     const { NodeSocketNetAdapter } = await import("../adapters/shared/nodenet.ts");
     const { server, served } = await serveHttp({
-      engine: { dataDir: join(dataDir.path, ENGINE_DIR) },
+      engine,
       settings: guc,
       hba,
       port: httpPort,
@@ -143,8 +218,9 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
       ...(token === undefined || token === "" ? {} : { adminToken: token }),
       ...(maxBody === undefined ? {} : { maxBodyBytes: maxBody }),
       ...(listen.length === 0 ? {} : { listen, net: new NodeSocketNetAdapter() }),
-      setStatus: (status) => heldLock.update({ status }),
+      ...(heldLock === undefined ? {} : { setStatus: (status) => heldLock.update({ status }) }),
       reload: () => {
+        if (hbaFile === null) return {}; // no files to re-read
         guc.reload();
         try {
           const text = readFileSync(hbaFile, "utf8");
@@ -164,10 +240,13 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
       handlers.push([sig, h]);
     }
     ereport("LOG", `serving SQL over HTTP on http://${host}:${served.port}/sql`);
+    if ("upstream" in engine) {
+      ereport("LOG", `in front of the upstream server "${redact(engine.upstream)}"`);
+    }
     if (token === undefined || token === "") ereport("LOG", "the admin API is off (no token)");
     const pg = server.postmaster.addresses[0];
     if (pg?.family === "tcp") {
-      heldLock.update({ port: pg.port, listenAddress: pg.host });
+      heldLock?.update({ port: pg.port, listenAddress: pg.host });
       ereport("LOG", `admin console: psql -h ${pg.host} -p ${pg.port} -U postgres pgts`);
     }
     return await server.exited;

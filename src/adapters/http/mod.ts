@@ -12,6 +12,8 @@
  * const { server, served } = await serveHttp({ port: 8080, engine: { dataDir: "memory://" } });
  * // A host that calls fetch (an edge function, `deno serve`):
  * export default httpHandler({ engine: { dataDir: "memory://" } });
+ * // The same in front of a real PostgreSQL, with no file system:
+ * export default httpHandler({ engine: "postgres://pgts:secret@db.internal:5432/app" });
  * // In-process (tests): (await HttpServer.start()).app.request("/sql", ...)
  * ```
  *
@@ -19,10 +21,11 @@
  */
 
 import { serve, type Served, type ServeOptions } from "./serve.ts";
-import { HttpServer, type HttpServerOptions } from "./server.ts";
+import { engineConfig, HttpServer, type HttpServerOptions } from "./server.ts";
 
 export { DEFAULT_HBA, DEFAULT_MAX_BODY_BYTES, HttpServer } from "./server.ts";
 export type { HttpEngineConfig, HttpServerOptions } from "./server.ts";
+export type { HttpUpstreamConfig } from "./upstream.ts";
 export { serve } from "./serve.ts";
 export type { FetchHandler, Served, ServeOptions } from "./serve.ts";
 export type { HttpBindings } from "./app.ts";
@@ -32,11 +35,13 @@ export { ADMIN_DATABASE, withAdminConsole } from "./console.ts";
 /**
  * A `{ fetch }` object for hosts that take a handler (`export default`,
  * `Deno.serve(handler.fetch)`): the server starts on the first request (the
- * cold start) and serves every later one.
+ * cold start) and serves every later one. A malformed upstream URL is a
+ * RangeError here, not a 503 later.
  */
 export function httpHandler(
   options: HttpServerOptions = {},
 ): { fetch(request: Request, info?: unknown): Promise<Response> } {
+  engineConfig(options.engine);
   let started: Promise<HttpServer> | null = null;
   return {
     async fetch(request: Request, info?: unknown): Promise<Response> {

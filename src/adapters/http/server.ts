@@ -5,7 +5,8 @@
  * pg_hba.conf rules, the adapter's TopMemoryContext that every run's context
  * hangs under, and the registry of live runs.
  *
- * The engine is opened by the engine child, so the postmaster supervises it
+ * The engine (PGlite, or an upstream PostgreSQL where the host has no file
+ * system) is opened by the engine child, so the postmaster supervises it
  * as it does under `pgts start`: PM_RUN only once it serves, and a crash
  * takes every run down and reopens it. Runs reach it through `engine()`,
  * which refuses (57P03) while there is none. A run never outlives its
@@ -35,17 +36,23 @@ import { createApp, type HttpBindings } from "./app.ts";
 import { withAdminConsole } from "./console.ts";
 import type { SqlRequest } from "./neon.ts";
 import { BackendRun, PasswordCache, type RunAnswer, type RunHost } from "./run.ts";
+import { checkUpstreamConfig, type HttpUpstreamConfig, openUpstreamEngine } from "./upstream.ts";
 
 /** Where the SQL runs. */
 export type HttpEngineConfig =
   /** PGlite on a data directory (initialised with initCluster) or "memory://". */
   | { readonly dataDir: string; readonly placement?: "worker" | "inline" }
-  /** Any Engine, such as the upstream-PostgreSQL engine where there is no file system. */
+  /** A real PostgreSQL, each request a session of its own; no file system needed. */
+  | HttpUpstreamConfig
+  /** Any other Engine. */
   | { readonly open: () => Promise<Engine> };
 
 export interface HttpServerOptions {
-  /** Default: PGlite in memory. */
-  readonly engine?: HttpEngineConfig;
+  /**
+   * Default: PGlite in memory. A string is an upstream URL
+   * (`"postgres://user:password@host:port/db"`), short for `{ upstream }`.
+   */
+  readonly engine?: HttpEngineConfig | string;
   /** pg_hba.conf text. Default: trust for loopback clients only. */
   readonly hba?: string;
   /** Server settings (max_connections, statement_timeout, ...); or a loaded Guc. */
@@ -65,6 +72,17 @@ export interface HttpServerOptions {
 
 export const DEFAULT_HBA = "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n";
 export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The engine option in its object form; an upstream URL is checked here, so
+ * that a wrong one is a RangeError from the caller's own call.
+ */
+export function engineConfig(engine: HttpEngineConfig | string | undefined): HttpEngineConfig {
+  const config = typeof engine === "string" ? { upstream: engine } : engine;
+  if (config === undefined) return { dataDir: "memory://" };
+  if ("upstream" in config) checkUpstreamConfig(config);
+  return config;
+}
 
 /** Servers of this realm, by id: how the children find their server. */
 const servers = new Map<string, HttpServer>();
@@ -151,7 +169,7 @@ export class HttpServer implements AdminSource {
   #engine: Engine | null = null;
 
   private constructor(options: HttpServerOptions) {
-    this.#engineConfig = options.engine ?? { dataDir: "memory://" };
+    this.#engineConfig = engineConfig(options.engine);
     this.#reloadHook = options.reload;
     if (options.settings instanceof Guc) this.guc = options.settings;
     else {
@@ -240,6 +258,7 @@ export class HttpServer implements AdminSource {
   async openEngine(): Promise<Engine> {
     const config = this.#engineConfig;
     if ("open" in config) return await config.open();
+    if ("upstream" in config) return openUpstreamEngine(config);
     const { openEngine } = await import("../../engines/pglite/mod.ts");
     return await openEngine(config.dataDir, {
       engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),

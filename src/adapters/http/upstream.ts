@@ -1,0 +1,67 @@
+/**
+ * The HTTP adapter in front of a real PostgreSQL (`engine: "postgres://..."`):
+ * an edge function with pgts in front of a regional database. Nothing here
+ * touches a file system; the engine is the upstream engine of
+ * src/engines/upstream, dialled with the host's own TCP: Bun's sockets
+ * under Bun, node:net under Deno, or the `connect` the caller passes (a host
+ * with a socket API of its own).
+ *
+ * Every request is its own upstream session (session mode): its role
+ * lookup and its session each open an upstream connection, closed when the
+ * request ends. A temp table, a SET or a prepared statement therefore lasts
+ * one request, as it does on Neon's own HTTP endpoint.
+ */
+
+import type { Engine } from "../../core/engine/types.ts";
+import type { Connection } from "../../core/postmaster/launch.ts";
+import {
+  parseUpstreamUrl,
+  type UpstreamAddress,
+  type UpstreamConnect,
+  UpstreamEngine,
+} from "../../engines/upstream/mod.ts";
+import { detectRuntime } from "../runtime.ts";
+
+/** An upstream PostgreSQL as the HTTP adapter's engine. */
+export interface HttpUpstreamConfig {
+  /** `postgres://user:password@host:port/db`: pgts's own credentials upstream. */
+  readonly upstream: string;
+  /** Dials the upstream; default: the runtime's TCP (Bun.connect, node:net). */
+  readonly connect?: UpstreamConnect;
+  /** Bounds connecting and the startup exchange; default 10 s. */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Dials with the runtime's own sockets; a host without them needs `connect`. */
+export async function dialUpstream(address: UpstreamAddress): Promise<Connection> {
+  let runtime;
+  try {
+    runtime = detectRuntime();
+  } catch {
+    throw new TypeError(
+      "No TCP client in this runtime: pass engine.connect to reach the upstream",
+    );
+  }
+  const dial = runtime === "bun"
+    ? await import("../bun/connect.ts")
+    : await import("../shared/connect.ts");
+  return address.family === "tcp"
+    ? await dial.connectTcp(address.host, address.port)
+    : await dial.connectUnix(address.path);
+}
+
+/**
+ * Checks the URL now, so that a wrong one is a RangeError when the handler
+ * is made and not a 503 on the first request.
+ */
+export function checkUpstreamConfig(config: HttpUpstreamConfig): void {
+  parseUpstreamUrl(config.upstream);
+}
+
+/** The engine; it opens no connection until a request asks for one. */
+export function openUpstreamEngine(config: HttpUpstreamConfig): Engine {
+  return new UpstreamEngine(config.upstream, {
+    connect: config.connect ?? dialUpstream,
+    ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
+  });
+}
