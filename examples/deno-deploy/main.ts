@@ -1,7 +1,8 @@
 /**
  * pgts on Deno Deploy: every request is a backend run of an in-memory
  * PGlite cluster (Deploy has no writable file system; for lasting data,
- * pass `engine: { open }` with an engine that reaches a real PostgreSQL).
+ * pass `engine: "postgres://user:password@host:port/db"` to put pgts in front
+ * of a real PostgreSQL, as examples/fetch-handler/upstream.ts does).
  * Query it with `neon(url)` and `neonConfig.fetchEndpoint = "https://<app>/sql"`.
  *
  *   deno run -A examples/deno-deploy/main.ts     (locally, port 8000)
