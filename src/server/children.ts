@@ -27,6 +27,7 @@ import { type UpstreamAddress, UpstreamEngine } from "../engines/upstream/mod.ts
 import { type ServerParams, serverParams } from "./params.ts";
 import { ENGINE_DIR } from "../core/datadir.ts";
 import { join } from "node:path";
+import { isMainThread } from "node:worker_threads";
 
 /** Engines opened by engine children running in this realm, by id. */
 const inprocEngines = new Map<string, Engine>();
@@ -69,8 +70,10 @@ function engineFor(params: ServerParams): Engine {
   if (address.kind === "unix") {
     // Bun's own sockets under Bun, as for an upstream: the engine link carries
     // every statement, and node:net's stream machinery costs on each write.
+    // Not from a Worker thread (the worker adapter's backends): there Bun 1.4's
+    // socket stopped delivering the engine's answers mid-session.
     return connectRemoteEngine(async () =>
-      detectRuntime() === "bun"
+      detectRuntime() === "bun" && isMainThread
         ? (await import("../adapters/bun/connect.ts")).connectUnix(address.path)
         : connectUnix(address.path)
     );
