@@ -48,7 +48,16 @@ const { values: opts } = parseArgs({
 const QUICK = opts.quick!;
 const ROUNDS = Number(opts.rounds ?? (QUICK ? 1 : 3));
 const DUR = Number(opts.duration ?? (QUICK ? 2 : 10));
-const ADAPTERS = opts.adapter!.split(",").filter((a) => a !== "");
+/** `adapter[:name=value...]`: a pgts server per entry, e.g. `bun`, `bun:engine_placement=inline`. */
+const PGTS = opts.adapter!.split(",").filter((a) => a !== "").map((spec) => {
+  const [adapter, ...settings] = spec.split(":");
+  return {
+    adapter: adapter!,
+    settings,
+    label: `pgts ${adapter}${settings.length > 0 ? ` (${settings.join(", ")})` : ""}`,
+  };
+});
+const ADAPTERS = PGTS.map((p) => p.label);
 const IDLE_CONNECTIONS = 50;
 const PLOT_CLIENTS = [1, 2, 4, 8, 16];
 const OUT = opts.out ?? join(ROOT, ".tmp/bench", new Date().toISOString().replace(/[:.]/g, "-"));
@@ -104,12 +113,14 @@ const servers: Server[] = [];
 const stopAll = async () => {
   for (const s of servers.splice(0)) await s.stop().catch(() => {});
 };
-process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => void stopAll().then(() => process.exit(130)));
+}
 
 try {
-  for (const adapter of ADAPTERS) {
-    const s = await startPgts(adapter);
-    servers.push({ ...s, label: `pgts ${adapter}` });
+  for (const p of PGTS) {
+    const s = await startPgts(p.adapter, { settings: p.settings });
+    servers.push({ ...s, label: p.label });
     log(`started ${s.label} on port ${s.port}`);
   }
   const peer = await startPgliteSocket("bun");
@@ -208,7 +219,7 @@ try {
       const p = spawn(join(ROOT, "node_modules/.bin/bun"), [
         join(ROOT, "scripts/bench/durability.ts"),
         "--adapter",
-        ADAPTERS[0]!,
+        PGTS[0]!.adapter,
       ], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
       let out = "";
       p.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
@@ -218,7 +229,7 @@ try {
 
   // ---- report ----------------------------------------------------------------
   const names = [
-    ...ADAPTERS.map((a) => `pgts ${a}`),
+    ...ADAPTERS.map((a) => a),
     "pglite-socket (bun)",
     "PostgreSQL 15",
   ];
@@ -227,8 +238,9 @@ try {
   const fmt = (x: number) => Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a";
   const ratio = (a: number, b: number) => Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "n/a";
   const PEER = "pglite-socket (bun)", PG = "PostgreSQL 15";
-  const ceilingFor = (test: string): number => {
-    const c = ceiling.worker;
+  // Each pgts server against the ceiling of the placement its engine child uses.
+  const ceilingFor = (test: string, label: string): number => {
+    const c = label.includes("engine_placement=inline") ? ceiling.inline : ceiling.worker;
     if (c === undefined) return NaN;
     if (test.startsWith("select1")) return c.select1;
     if (test === "sel_c4") return c.selectOnly;
@@ -244,7 +256,7 @@ try {
     } CPUs).`,
     "",
     `| test | ${names.join(" | ")} | ${
-      ADAPTERS.map((a) => `pgts ${a} / pglite-socket | pgts ${a} / PG 15 | pgts ${a} / ceiling`)
+      ADAPTERS.map((a) => `${a} / pglite-socket | ${a} / PG 15 | ${a} / ceiling`)
         .join(" | ")
     } |`,
     `|---|${names.map(() => "---:").join("|")}|${ADAPTERS.map(() => "---:|---:|---:").join("|")}|`,
@@ -252,11 +264,11 @@ try {
   for (const t of TESTS) {
     const cells = names.map((n) => `${fmt(tps(t.id, n))} (${lat(t.id, n).toFixed(2)})`);
     const ratios = ADAPTERS.flatMap((a) => {
-      const mine = tps(t.id, `pgts ${a}`);
+      const mine = tps(t.id, a);
       return [
         ratio(mine, tps(t.id, PEER)),
         ratio(mine, tps(t.id, PG)),
-        ratio(mine, ceilingFor(t.id)),
+        ratio(mine, ceilingFor(t.id, a)),
       ];
     });
     lines.push(`| ${t.label} | ${cells.join(" | ")} | ${ratios.join(" | ")} |`);
@@ -267,7 +279,7 @@ try {
       Object.entries(ceiling).map(([p, c]) =>
         `${p} placement SELECT 1 ${fmt(c.select1)} TPS, select-only ${fmt(c.selectOnly)} TPS`
       ).join("; ")
-    }. pgts's engine child uses the worker placement.`,
+    }. pgts's engine child uses the worker placement unless engine_placement=inline.`,
     "",
     `| idle memory | ${names.join(" | ")} |`,
     `|---|${names.map(() => "---:").join("|")}|`,
@@ -291,7 +303,7 @@ try {
   lines.push("", "Targets:");
   const pgMem = memory.get(PG)?.perConnKiB ?? NaN;
   for (const a of ADAPTERS) {
-    const me = `pgts ${a}`;
+    const me = a;
     const check = (what: string, value: number, goal: number) =>
       lines.push(
         `- ${me}: ${what} ${
@@ -301,9 +313,9 @@ try {
     check("connections/s vs pglite-socket", tps("conn_c4", me) / tps("conn_c4", PEER), 1.0);
     check("connections/s vs PostgreSQL 15", tps("conn_c4", me) / tps("conn_c4", PG), 8);
     check("SELECT 1 -c 4 vs pglite-socket", tps("select1_c4", me) / tps("select1_c4", PEER), 1.25);
-    check("SELECT 1 -c 4 vs ceiling", tps("select1_c4", me) / ceilingFor("select1_c4"), 0.7);
+    check("SELECT 1 -c 4 vs ceiling", tps("select1_c4", me) / ceilingFor("select1_c4", me), 0.7);
     check("select-only -c 4 vs pglite-socket", tps("sel_c4", me) / tps("sel_c4", PEER), 1.25);
-    check("select-only -c 4 vs ceiling", tps("sel_c4", me) / ceilingFor("sel_c4"), 0.7);
+    check("select-only -c 4 vs ceiling", tps("sel_c4", me) / ceilingFor("sel_c4", me), 0.7);
     check("TPC-B -c 4 vs pglite-socket", tps("tpcb_c4", me) / tps("tpcb_c4", PEER), 1.0);
     const mem = memory.get(me)?.perConnKiB ?? NaN;
     lines.push(
