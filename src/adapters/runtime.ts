@@ -35,10 +35,11 @@ export function detectRuntime(): RuntimeName {
 /**
  * The launcher and NetAdapter for this runtime; `kind` defaults to
  * "subprocess". `backendPool` is the number of backend processes the Bun
- * subprocess launcher starts ahead and reuses (0, the default: none).
+ * subprocess launcher starts ahead and reuses (0, the default: none), with
+ * `backendModule` loaded in them from the start.
  */
 export async function defaultAdapter(
-  options: { kind?: AdapterKind; backendPool?: number } = {},
+  options: { kind?: AdapterKind; backendPool?: number; backendModule?: string } = {},
 ): Promise<RuntimeAdapter> {
   const runtime = detectRuntime();
   const kind = options.kind ?? "subprocess";
@@ -58,7 +59,10 @@ export async function defaultAdapter(
     case "subprocess":
       launcher = runtime === "bun"
         ? new (await import("./bun/launcher.ts")).BunSubprocessLauncher({
-          pool: { size: options.backendPool ?? 0 },
+          pool: {
+            size: options.backendPool ?? 0,
+            ...(options.backendModule !== undefined ? { module: options.backendModule } : {}),
+          },
         })
         : new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
       break;

@@ -85,6 +85,7 @@ async function runtimeAdapters(
   const { launcher, net } = await defaultAdapter({
     kind: adapter === "worker" ? "worker" : "subprocess",
     backendPool: guc.getInt("backend_pool_size"),
+    backendModule: CHILDREN,
   });
   return { launcher, net, engine: "unix" };
 }

@@ -54,7 +54,16 @@ export interface BunSubprocessLauncherOptions {
    * `size` idle ones kept ready, at most `max` (default 2 × size) kept idle
    * after their client left. Default: no pool.
    */
-  readonly pool?: { readonly size: number; readonly max?: number };
+  readonly pool?: {
+    readonly size: number;
+    readonly max?: number;
+    /**
+     * The backends' module, when known ahead: the pool is then filled at
+     * the launcher's first launch (the postmaster's start), not at the first
+     * client's, which would otherwise wait behind `size` process starts.
+     */
+    readonly module?: string;
+  };
 }
 
 /** A pooled process and the run it serves now, if any. */
@@ -87,6 +96,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
   #poolSize: number;
   #poolMax: number;
   #idle: Pooled[] = [];
+  #primeModule: string | undefined;
   #closed = false;
 
   constructor(options: BunSubprocessLauncherOptions = {}) {
@@ -95,9 +105,14 @@ export class BunSubprocessLauncher implements ChildLauncher {
     this.#env = options.env;
     this.#poolSize = Math.max(0, options.pool?.size ?? 0);
     this.#poolMax = Math.max(this.#poolSize, options.pool?.max ?? 2 * this.#poolSize);
+    this.#primeModule = options.pool?.module;
   }
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {
+    if (this.#primeModule !== undefined && this.#poolSize > 0) {
+      this.#fillPool(this.#primeModule);
+      this.#primeModule = undefined;
+    }
     if (this.#poolSize > 0 && info.client !== undefined) {
       const node = nodeSocketOf(info.client.handle);
       if (node !== null) {
