@@ -46,6 +46,18 @@ export interface EngineSession {
    * an engine that never ends sessions itself need not call it.
    */
   onTerminate?: ((reason: PgError) => void) | null;
+  /**
+   * Pass-through, for sessions that relay bytes to another server (the
+   * upstream engine). When present, the backend hands this the client's
+   * bytes after startup as they arrive, unparsed, instead of whole messages
+   * to `exec`: a call may hold part of a message or many, and the session
+   * finds their boundaries itself (the server it relays to checks them).
+   * Resolves when the input so far is answered, as `exec` does, with true;
+   * with false once it held a Terminate, whose bytes and any after it are
+   * not relayed (the backend then ends, as after a Terminate). The bytes are
+   * given, not lent: the session may keep them.
+   */
+  relay?(client: Uint8Array, out: (backend: Uint8Array) => void): Promise<boolean>;
 }
 
 /** A role as authentication needs it. */

@@ -9,6 +9,9 @@
  * answered: when every Query, Sync and FunctionCall sent has had its
  * ReadyForQuery, or when the upstream waits for COPY data (CopyInResponse,
  * CopyBothResponse), so that the backend can send it in the next `exec`.
+ * `relay` is the same for the client's bytes as they were read, split
+ * anywhere (the backend's pass-through); `FrontendScanner` then finds the
+ * messages in them, and the Terminate that ends the relay.
  * Bytes that arrive with no `exec` in flight (NotificationResponse,
  * ParameterStatus, NoticeResponse) go to `onAsync`.
  *
@@ -65,6 +68,8 @@ export class UpstreamSession implements EngineSession {
   #copyIn = false;
   #pending: Pending | null = null;
   #scanner: BackendScanner;
+  #front = new FrontendScanner();
+  #settledNow = () => this.#settled();
   #ended: PgError | null = null;
   #closing = false;
   #onEnd: () => void;
@@ -107,21 +112,46 @@ export class UpstreamSession implements EngineSession {
 
   exec(frontend: Uint8Array, out: Out): Promise<void> {
     if (this.#ended !== null) return Promise.reject(this.#ended);
-    if (this.#pending !== null) {
-      return Promise.reject(new TypeError("Only one exec may be in flight per session"));
-    }
-    const owed = countAnswered(frontend, this.#copyIn);
-    if (owed.endsCopy) this.#copyIn = false;
-    this.#owed += owed.count;
+    if (this.#pending !== null) return Promise.reject(inFlight());
+    const front = this.#front;
+    front.scan(frontend, this.#copyIn);
+    this.#sent(front);
     const settled = this.#settled();
     // The socket may keep a reference to what it could not write yet, and
     // the caller reuses its buffer once exec resolves: bytes the upstream
     // will not have read by then (COPY data, an unsynced tail) are copied.
-    this.#conn.write(settled || owed.tail ? frontend.slice() : frontend);
+    const tail = front.answeredEnd < frontend.length;
+    this.#conn.write(settled || tail ? frontend.slice() : frontend);
     if (settled) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.#pending = { out, resolve, reject };
     });
+  }
+
+  /**
+   * The pass-through (see EngineSession.relay): the client's bytes as they
+   * came, split anywhere. They are relayed up to a Terminate, unchanged and
+   * uncopied (they are ours to keep); the scanner carries a partial message
+   * over to the next call, and only a whole message counts as sent.
+   */
+  relay(client: Uint8Array, out: Out): Promise<boolean> {
+    if (this.#ended !== null) return Promise.reject(this.#ended);
+    if (this.#pending !== null) return Promise.reject(inFlight());
+    const front = this.#front;
+    const end = front.scan(client, this.#copyIn);
+    this.#sent(front);
+    const more = end === client.length;
+    if (end > 0) this.#conn.write(more ? client : client.subarray(0, end));
+    if (this.#settled()) return more ? RELAYED : TERMINATED;
+    return new Promise<boolean>((resolve, reject) => {
+      this.#pending = { out, resolve: () => resolve(more), reject };
+    });
+  }
+
+  /** What the scanned input owes is owed. */
+  #sent(front: FrontendScanner): void {
+    if (front.endsCopy) this.#copyIn = false;
+    this.#owed += front.count;
   }
 
   /** Nothing more is owed for the input so far, or the upstream waits for COPY data. */
@@ -141,9 +171,9 @@ export class UpstreamSession implements EngineSession {
         return;
       }
       // Up to the message that settles the exec: that part is its answer.
-      const end = this.#scanner.scanUntil(chunk, at, () => this.#settled());
+      const end = this.#scanner.scanUntil(chunk, at, this.#settledNow);
       if (typeof end !== "number") return this.#lost(end);
-      p.out(chunk.subarray(at, end));
+      p.out(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end));
       at = end;
       if (this.#settled()) {
         this.#pending = null;
@@ -225,42 +255,94 @@ export class UpstreamSession implements EngineSession {
       this.#conn.onData = () => {};
       this.#conn.onClose = done;
       // Terminate: the upstream rolls back an open transaction and ends the
-      // backend, as when a client leaves.
-      this.#conn.write(TERMINATE);
+      // backend, as when a client leaves. After part of a relayed message it
+      // would be read as the rest of it: the hang-up alone does the same.
+      if (this.#front.atBoundary) this.#conn.write(TERMINATE);
       this.#conn.end();
     });
   }
 }
 
+const RELAYED = Promise.resolve(true);
+const TERMINATED = Promise.resolve(false);
+
+const inFlight = () => new TypeError("Only one exec may be in flight per session");
+
 /**
- * How many ReadyForQuery messages the upstream owes for `frontend`: one per
- * Query, Sync and FunctionCall, except in COPY IN, where the upstream ignores
- * Sync. `endsCopy` when it carries CopyDone or CopyFail; `tail` when
- * messages follow the last answered one.
+ * Walks frontend message headers across chunk boundaries, the client's side
+ * of BackendScanner: after each `scan`, `count` is how many ReadyForQuery
+ * messages the whole messages it completed owe (one per Query, Sync and
+ * FunctionCall, except in COPY IN, where the upstream ignores Sync),
+ * `endsCopy` whether one was CopyDone or CopyFail, and `answeredEnd` the
+ * offset past the last one owed. A message counts when its last byte goes
+ * by, since the upstream answers nothing before that. A length word below 4
+ * loses the thread: the rest goes by uncounted, and the upstream, which
+ * checks lengths itself, ends the session with its FATAL.
  */
-function countAnswered(
-  frontend: Uint8Array,
-  copyIn: boolean,
-): { count: number; endsCopy: boolean; tail: boolean } {
-  const view = new DataView(frontend.buffer, frontend.byteOffset, frontend.byteLength);
-  let count = 0;
-  let endsCopy = false;
-  let inCopy = copyIn;
-  let answeredEnd = 0;
-  let at = 0;
-  while (at + 5 <= frontend.length) {
-    const type = frontend[at];
-    const next = at + 1 + view.getInt32(at + 1);
-    if (type === FE.CopyDone || type === FE.CopyFail) {
-      inCopy = false;
-      endsCopy = true;
-    } else if (type === FE.Query || type === FE.FunctionCall || (type === FE.Sync && !inCopy)) {
-      count++;
-      answeredEnd = next;
-    }
-    at = next;
+class FrontendScanner {
+  count = 0;
+  endsCopy = false;
+  answeredEnd = 0;
+  #type = 0;
+  /** Bytes of the current message's length word read; -1 at a message boundary. */
+  #lengthRead = -1;
+  #length = 0;
+  #remaining = 0;
+  #lost = false;
+
+  /** At a message boundary, with the thread kept: a Terminate may follow. */
+  get atBoundary(): boolean {
+    return this.#lengthRead < 0 && !this.#lost;
   }
-  return { count, endsCopy, tail: answeredEnd < frontend.length };
+
+  /** Scans `chunk`; returns the offset of a Terminate that starts a message, else its length. */
+  scan(chunk: Uint8Array, copyIn: boolean): number {
+    this.count = 0;
+    this.endsCopy = false;
+    this.answeredEnd = 0;
+    const n = chunk.length;
+    if (this.#lost) return n;
+    let inCopy = copyIn;
+    let at = 0;
+    while (at < n) {
+      if (this.#lengthRead < 0) {
+        const type = chunk[at] as number;
+        if (type === FE.Terminate) return at;
+        this.#type = type;
+        this.#lengthRead = 0;
+        this.#length = 0;
+        at++;
+        continue;
+      }
+      if (this.#lengthRead < 4) {
+        this.#length = (this.#length << 8) | (chunk[at] as number);
+        at++;
+        if (++this.#lengthRead < 4) continue;
+        if (this.#length < 4) {
+          this.#lost = true;
+          return n;
+        }
+        this.#remaining = this.#length - 4;
+        if (this.#remaining > 0) continue;
+      } else {
+        const step = Math.min(this.#remaining, n - at);
+        at += step;
+        this.#remaining -= step;
+        if (this.#remaining > 0) continue;
+      }
+      // The message ends at `at`.
+      this.#lengthRead = -1;
+      const type = this.#type;
+      if (type === FE.CopyDone || type === FE.CopyFail) {
+        inCopy = false;
+        this.endsCopy = true;
+      } else if (type === FE.Query || type === FE.FunctionCall || (type === FE.Sync && !inCopy)) {
+        this.count++;
+        this.answeredEnd = at;
+      }
+    }
+    return n;
+  }
 }
 
 /**

@@ -236,6 +236,91 @@ describe("the relay", () => {
   });
 });
 
+describe("the pass-through (relay)", () => {
+  test("a Query split at every byte goes up unchanged and is owed only once whole", async () => {
+    const { s, up } = session();
+    const query = msg("Q", "select 1\0");
+    for (let i = 0; i < query.length - 1; i++) {
+      // Nothing is owed for part of a message: each call resolves at once.
+      expect(await s.relay(query.subarray(i, i + 1), () => {})).toBe(true);
+    }
+    const out: Uint8Array[] = [];
+    let done = false;
+    const p = s.relay(query.subarray(query.length - 1), (b) => out.push(b.slice())).then((more) => {
+      done = true;
+      return more;
+    });
+    await Promise.resolve();
+    expect(done).toBe(false);
+    expect(concat(...up.written)).toEqual(query);
+    up.send(concat(msg("C", "SELECT 1\0"), rfq("I")));
+    expect(await p).toBe(true);
+    expect(concat(...out)).toEqual(concat(msg("C", "SELECT 1\0"), rfq("I")));
+  });
+
+  test("a Terminate after a pipelined Query: the Query is answered, the Terminate not relayed", async () => {
+    const { s, up } = session();
+    const query = msg("Q", "select 1\0");
+    const p = s.relay(concat(query, msg("X"), msg("Q", "select 2\0")), () => {});
+    up.send(rfq("I"));
+    expect(await p).toBe(false);
+    expect(concat(...up.written)).toEqual(query);
+  });
+
+  test("a Terminate alone ends at once; close then hangs up with one Terminate", async () => {
+    const { s, up } = session();
+    expect(await s.relay(msg("X"), () => {})).toBe(false);
+    expect(up.written.length).toBe(0);
+    await s.close();
+    expect(concat(...up.written)).toEqual(msg("X"));
+  });
+
+  test("close after part of a message hangs up without a Terminate (it would complete the message)", async () => {
+    const { s, up } = session();
+    const query = msg("Q", "select 1\0");
+    expect(await s.relay(query.subarray(0, 7), () => {})).toBe(true);
+    await s.close();
+    expect(concat(...up.written)).toEqual(query.subarray(0, 7));
+    expect(up.closed).toBe(true);
+  });
+
+  test("COPY FROM STDIN in arbitrary pieces: resolves at CopyInResponse, then at CopyDone's ReadyForQuery", async () => {
+    const { s, up } = session();
+    const first = s.relay(msg("Q", "copy t from stdin\0"), () => {});
+    up.send(msg("G", new Uint8Array([0, 0, 0])));
+    expect(await first).toBe(true);
+    // The data and the CopyDone, split across a message boundary and inside a header.
+    const rest = concat(msg("d", "1\n"), msg("d", "2\n"), msg("c"), msg("S"));
+    expect(await s.relay(rest.subarray(0, 9), () => {})).toBe(true);
+    expect(await s.relay(rest.subarray(9, 14), () => {})).toBe(true);
+    let done = false;
+    const last = s.relay(rest.subarray(14), () => {}).then(() => (done = true));
+    await Promise.resolve();
+    expect(done).toBe(false);
+    // CopyDone's answer; the Sync after it is owed a ReadyForQuery of its own.
+    up.send(concat(msg("C", "COPY 2\0"), rfq("I")));
+    await Promise.resolve();
+    expect(done).toBe(false);
+    up.send(rfq("I"));
+    await last;
+    expect(concat(...up.written)).toEqual(concat(msg("Q", "copy t from stdin\0"), rest));
+  });
+
+  test("a length word below 4 is relayed and the upstream's FATAL ends the session", async () => {
+    const { s, up } = session();
+    let ended: PgError | null = null;
+    s.onTerminate = (e) => (ended = e);
+    const garbage = new Uint8Array([0x51, 0, 0, 0, 1, 0x58, 0, 0, 0, 4]);
+    // Nothing can be counted any more, and the X inside is no Terminate.
+    expect(await s.relay(garbage, () => {})).toBe(true);
+    expect(concat(...up.written)).toEqual(garbage);
+    up.send(msg("E", errorFields("FATAL", "08P01", "invalid message length")));
+    up.destroy();
+    expect(ended!.code).toBe("08P01");
+    expect((await s.relay(msg("Q", "select 1\0"), () => {}).catch((x) => x)).code).toBe("08P01");
+  });
+});
+
 describe("startup", () => {
   test("the SCRAM client satisfies pgts's own SCRAM server and checks its signature", async () => {
     const secret = parseScramSecret(await buildScramSecret("pw"))!;
