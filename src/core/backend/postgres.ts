@@ -8,7 +8,9 @@
  * memory-context tree: every command's frontend messages are re-framed into
  * MessageContext, which is reset when the command's answer is complete, so
  * the per-message buffers come from a context that never grows past the
- * largest command instead of from fresh allocations.
+ * largest command instead of from fresh allocations. A session that relays
+ * bytes to another server (`EngineSession.relay`) gets the client's bytes
+ * after startup as they arrive instead, unparsed.
  *
  * What it must never do: run SQL itself (the engine does), or let a message
  * of its session reach another (the engine's scheduler guarantees that; the
@@ -117,6 +119,11 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     writeBackendKeyData(w, env.pid, started.secretKey);
     writeReadyForQuery(w, "I");
     conn.write(w.take());
+    const ours = session;
+    const relay = ours.relay;
+    if (relay !== undefined) {
+      return await relayLoop(output, input, (client, out) => relay.call(ours, client, out), mcxt);
+    }
     return await commandLoop(output, input, session, mcxt);
   })();
 
@@ -221,5 +228,27 @@ async function commandLoop(
     }
     await session.exec(bytes, out);
     if (terminate) return EXIT_OK;
+  }
+}
+
+/**
+ * The pass-through loop: the client's bytes go to the session as they came,
+ * with nothing parsed, copied or re-framed; the session finds the messages
+ * (the server it relays to checks them) and says when a Terminate ends it.
+ * Nothing is allocated per command, the chunks being the socket's own, so
+ * MessageContext stays as the one startCommand left it: empty.
+ */
+async function relayLoop(
+  output: ClientOutput,
+  input: ClientInput,
+  relay: NonNullable<EngineSession["relay"]>,
+  mcxt: MemoryContextTree,
+): Promise<number> {
+  const out = (bytes: Uint8Array) => output.write(bytes);
+  mcxt.startCommand();
+  for (;;) {
+    const client = await input.raw();
+    if (client === null) return EXIT_OK; // client went away
+    if (!(await relay(client, out))) return EXIT_OK; // Terminate
   }
 }

@@ -157,6 +157,16 @@ export class MessageReader {
   }
 
   /**
+   * Every byte buffered, unframed and in a buffer of its own (not from
+   * `allocate`), for a caller that stops framing here (a pass-through
+   * session after startup). Empty when nothing is buffered.
+   */
+  drain(): Uint8Array {
+    const q = this.#queue;
+    return q.take(q.size, defaultAllocate);
+  }
+
+  /**
    * Call when the client closed the connection: the error PostgreSQL would
    * log for a half-received message, or null if nothing was pending.
    */
