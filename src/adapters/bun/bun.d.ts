@@ -15,6 +15,8 @@ export interface BunSocket<Data> {
   terminate(): void;
   pause(): void;
   resume(): void;
+  /** Replaces the socket's handlers (Bun's `socket.reload({ socket })`). */
+  reload(options: { socket: BunSocketHandler<Data> }): void;
 }
 
 export interface BunSocketHandler<Data> {

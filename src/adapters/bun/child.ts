@@ -5,7 +5,7 @@
  * `runChildFromArgv()` when the binary was started with CHILD_FLAG.
  *
  * It adopts the client from fd 3 (stdio route) or from the IPC message
- * (ipc route), maps OS signals to the main's handlers, and exits with the
+ * (ipc route; Bun's own socket under the node:net wrapper), maps OS signals to the main's handlers, and exits with the
  * code the shared child runtime settles on: the main's return value, 1 when
  * the postmaster died, 2 when anything threw uncaught.
  */
@@ -17,7 +17,7 @@ import type { ChildHooks } from "../shared/childenv.ts";
 import { NodeSocketConnection } from "../shared/nodeconn.ts";
 import type { StartPayload } from "../shared/protocol.ts";
 import { runSubprocessChild } from "../shared/subprocess_child.ts";
-import { adoptSocketFd } from "./net.ts";
+import { adoptNodeSocket, adoptSocketFd } from "./net.ts";
 
 /** The argument that makes a pgts program (script or compiled binary) run as a child. */
 export const CHILD_FLAG = "--pgts-child";
@@ -43,7 +43,8 @@ async function openClient(start: StartPayload, handle: unknown): Promise<Connect
       if (handle === undefined || handle === null) {
         throw new Error("start message carried no client socket");
       }
-      return new NodeSocketConnection(handle as net.Socket, client.remote);
+      return adoptNodeSocket(handle, client.remote) ??
+        new NodeSocketConnection(handle as net.Socket, client.remote);
     case "relay":
       throw new Error("a subprocess child cannot serve a relayed client");
     default:

@@ -229,3 +229,30 @@ export async function adoptSocketFd(
   if (conn === null) throw new Error(`could not adopt client socket at fd ${fd}`);
   return conn;
 }
+
+/**
+ * In a child: takes over a client socket that came over IPC, which Bun
+ * hands over as a node:net Socket whose `_handle` is a socket of its own.
+ * `reload` gives that socket our handlers, so the client's bytes no longer
+ * pass through node:net's streams (for a backend that relays, about a third
+ * of its CPU per statement). The node:net wrapper is left without handlers
+ * and never closed: the socket is the connection's alone. Bytes node:net
+ * read before the reload come first. Null when the handle is not such a
+ * socket (the caller then keeps the node:net wrapper).
+ */
+export function adoptNodeSocket(
+  socket: unknown,
+  remote: RemoteAddress,
+): BunSocketConnection | null {
+  const wrapper = socket as { _handle?: unknown; read?: () => unknown } | null;
+  const native = wrapper?._handle as Partial<BunSocket<SocketData>> | undefined;
+  if (typeof native?.reload !== "function" || typeof native.write !== "function") return null;
+  const own = native as BunSocket<SocketData>;
+  own.pause();
+  const conn = new BunSocketConnection(own, remote);
+  own.reload({ socket: handlers(() => remote, () => {}) });
+  own.data = { conn };
+  const early = wrapper?.read?.();
+  if (early instanceof Uint8Array && early.length > 0) conn.received(early);
+  return conn;
+}
