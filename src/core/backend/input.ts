@@ -5,8 +5,8 @@
  * await the next startup packet, authentication response or message, and
  * get null at end of file. Framing errors surface as the reader's
  * `PgError`s; an EOF in the middle of a message as the reader's `eof()`.
- * For a pass-through session, `raw()` ends the framing after startup: the
- * client's chunks are then returned as they came.
+ * For a pass-through session, `startRaw()` ends the framing after startup:
+ * the client's chunks are then taken as they came.
  */
 
 import type { PgError } from "../elog.ts";
@@ -18,8 +18,9 @@ export class ClientInput {
   #reader: MessageReader;
   #eof = false;
   #wake: (() => void) | null = null;
-  /** Chunks not yet returned by `raw()`; null while messages are framed. */
+  /** Chunks not yet taken by `takeRaw()`; null while messages are framed. */
   #raw: Uint8Array[] | null = null;
+  #ready: (() => void) | null = null;
 
   constructor(conn: Connection, reader: MessageReader) {
     this.#conn = conn;
@@ -39,6 +40,7 @@ export class ClientInput {
     const wake = this.#wake;
     this.#wake = null;
     wake?.();
+    this.#ready?.();
   }
 
   /** Stops waiting: pending and later reads see end of file. */
@@ -80,24 +82,33 @@ export class ClientInput {
   }
 
   /**
-   * All bytes received and not yet returned, as one array (whatever the
-   * reader still held first), or null at end of file. The first call ends
-   * the framing for good. The arrays are the caller's to keep.
+   * Ends the framing for good (a pass-through session): from now on the
+   * client's bytes are kept as they came, after whatever the reader still
+   * held, and `ready` is called whenever bytes arrive or the client is gone.
+   * No promise per read: a relay waits on its session only.
    */
-  raw(): Promise<Uint8Array | null> {
-    if (this.#raw === null) {
-      const raw: Uint8Array[] = [];
-      const rest = this.#reader.drain();
-      if (rest.length > 0) raw.push(rest);
-      this.#raw = raw;
-      this.#conn.onData = (chunk) => {
-        raw.push(chunk);
-        this.#notify();
-      };
-    }
+  startRaw(ready: () => void): void {
+    if (this.#raw !== null) throw new TypeError("Client input is raw already");
+    const raw: Uint8Array[] = [];
+    const rest = this.#reader.drain();
+    if (rest.length > 0) raw.push(rest);
+    this.#raw = raw;
+    this.#ready = ready;
+    this.#conn.onData = (chunk) => {
+      raw.push(chunk);
+      ready();
+    };
+  }
+
+  /** The bytes received and not yet taken, as one array (the caller's to keep), or null. */
+  takeRaw(): Uint8Array | null {
     const raw = this.#raw;
-    if (raw.length > 0) return Promise.resolve(takeAll(raw));
-    return this.#await(() => (raw.length > 0 ? takeAll(raw) : null));
+    return raw === null || raw.length === 0 ? null : takeAll(raw);
+  }
+
+  /** The client is gone, or the backend stopped reading. */
+  get ended(): boolean {
+    return this.#eof;
   }
 
   get connection(): Connection {

@@ -235,10 +235,11 @@ async function commandLoop(
  * The pass-through loop: the client's bytes go to the session as they came,
  * with nothing parsed, copied or re-framed; the session finds the messages
  * (the server it relays to checks them) and says when a Terminate ends it.
- * Nothing is allocated per command, the chunks being the socket's own, so
- * MessageContext stays as the one startCommand left it: empty.
+ * Driven by the socket's callbacks, not by awaits: a statement costs the
+ * session's one promise. Nothing is allocated per command, the chunks being
+ * the socket's own, so MessageContext stays as startCommand left it: empty.
  */
-async function relayLoop(
+function relayLoop(
   output: ClientOutput,
   input: ClientInput,
   relay: NonNullable<EngineSession["relay"]>,
@@ -246,9 +247,34 @@ async function relayLoop(
 ): Promise<number> {
   const out = (bytes: Uint8Array) => output.write(bytes);
   mcxt.startCommand();
-  for (;;) {
-    const client = await input.raw();
-    if (client === null) return EXIT_OK; // client went away
-    if (!(await relay(client, out))) return EXIT_OK; // Terminate
-  }
+  return new Promise<number>((resolve, reject) => {
+    let busy = false;
+    let done = false;
+    const answered = (more: boolean) => {
+      busy = false;
+      if (more) pump();
+      else end(); // Terminate
+    };
+    const failed = (e: unknown) => {
+      done = true;
+      reject(e);
+    };
+    const end = () => {
+      done = true;
+      resolve(EXIT_OK);
+    };
+    // One relay in flight; what arrives meanwhile goes with the next.
+    const pump = (): void => {
+      if (busy || done) return;
+      const client = input.takeRaw();
+      if (client === null) {
+        if (input.ended) end(); // client went away
+        return;
+      }
+      busy = true;
+      relay(client, out).then(answered, failed);
+    };
+    input.startRaw(pump);
+    pump();
+  });
 }
