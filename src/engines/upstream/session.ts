@@ -402,17 +402,24 @@ export class BackendScanner {
         }
         continue;
       }
-      // A header, possibly split across chunks.
-      const n = Math.min(5 - this.#headerLen, to - at);
-      this.#header.set(chunk.subarray(at, at + n), this.#headerLen);
-      this.#headerLen += n;
-      at += n;
-      if (this.#headerLen < 5) break;
-      this.#headerLen = 0;
-      const h = this.#header;
-      this.#type = h[0] as number;
-      const len = ((h[1] as number) << 24 | (h[2] as number) << 16 | (h[3] as number) << 8 |
-        (h[4] as number)) >>> 0;
+      // A header, possibly split across chunks (kept in #header then).
+      let h = chunk;
+      let hat = at;
+      if (this.#headerLen === 0 && at + 5 <= to) {
+        at += 5;
+      } else {
+        const n = Math.min(5 - this.#headerLen, to - at);
+        this.#header.set(chunk.subarray(at, at + n), this.#headerLen);
+        this.#headerLen += n;
+        at += n;
+        if (this.#headerLen < 5) break;
+        this.#headerLen = 0;
+        h = this.#header;
+        hat = 0;
+      }
+      this.#type = h[hat] as number;
+      const len = ((h[hat + 1] as number) << 24 | (h[hat + 2] as number) << 16 |
+        (h[hat + 3] as number) << 8 | (h[hat + 4] as number)) >>> 0;
       if (len < 4 || len > MAX_BACKEND_MESSAGE) {
         return new PgError(
           ERRCODE.PROTOCOL_VIOLATION,
