@@ -59,6 +59,8 @@ const PGTS = opts.adapter!.split(",").filter((a) => a !== "").map((spec) => {
 });
 const ADAPTERS = PGTS.map((p) => p.label);
 const IDLE_CONNECTIONS = 50;
+/** Plot colours of the pgts servers; pglite-socket is blue, PostgreSQL green. */
+const PGTS_COLORS = ["#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
 const PLOT_CLIENTS = [1, 2, 4, 8, 16];
 const OUT = opts.out ?? join(ROOT, ".tmp/bench", new Date().toISOString().replace(/[:.]/g, "-"));
 mkdirSync(OUT, { recursive: true });
@@ -334,9 +336,7 @@ try {
     yLabel: "TPS",
     series: names.map((n, i) => ({
       name: n,
-      color: ["#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#2ca02c"][
-        n.startsWith("pgts") ? i : n === PEER ? 3 : 4
-      ]!,
+      color: n === PEER ? "#1f77b4" : n === PG ? "#2ca02c" : PGTS_COLORS[i % PGTS_COLORS.length]!,
       values: PLOT_CLIENTS.map((c) => tps(`sel_c${c}`, n)),
     })),
   });

@@ -24,7 +24,7 @@ export function lineChart(
   title: string,
   options: { x: readonly (string | number)[]; xLabel: string; yLabel: string; series: Series[] },
 ): string {
-  const W = 720, H = 420, L = 80, R = 200, T = 50, B = 60;
+  const W = 840, H = 420, L = 80, R = 300, T = 50, B = 60;
   const pw = W - L - R, ph = H - T - B;
   const all = options.series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
   const step = niceStep(Math.max(1, ...all) * 1.05, 6);
