@@ -16,11 +16,11 @@ export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun a
 
 Usage:
   ${PROGNAME} init   -D DATADIR [-U NAME] [-A METHOD] [--pwfile FILE]
-  ${PROGNAME} start  -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc]
+  ${PROGNAME} start  -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc] [--engine pglite|URL]
   ${PROGNAME} stop   -D DATADIR [-m smart|fast|immediate] [-t SECS] [-W]
   ${PROGNAME} reload -D DATADIR
   ${PROGNAME} status -D DATADIR
-  ${PROGNAME} serve-http -D DATADIR [--port PORT] [--admin-token TOKEN]
+  ${PROGNAME} serve-http [-D DATADIR] [--engine URL] [--port PORT] [--admin-token TOKEN] ...
 
 Commands:
   init     create a new database cluster
