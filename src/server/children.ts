@@ -10,7 +10,7 @@
  * under every adapter.
  */
 
-import { parseHba } from "../core/auth/mod.ts";
+import { type HbaLine, parseHba } from "../core/auth/mod.ts";
 import { postgresMain } from "../core/backend/postgres.ts";
 import { ereport } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
@@ -89,12 +89,25 @@ function engineFor(params: ServerParams): Engine {
   };
 }
 
+/** The last pg_hba.conf parsed in this realm: in-process backends share it until a reload changes the text. */
+let hbaParsed: { text: string; fileName: string; lines: HbaLine[] } | null = null;
+
+function hbaOf(params: ServerParams): HbaLine[] {
+  if (
+    hbaParsed === null || hbaParsed.text !== params.hba || hbaParsed.fileName !== params.hbaFile
+  ) {
+    const lines = parseHba(params.hba, { fileName: params.hbaFile });
+    hbaParsed = { text: params.hba, fileName: params.hbaFile, lines };
+  }
+  return hbaParsed.lines;
+}
+
 export const backendMain: ChildMain = (env) => {
   const { params, guc } = setUpChild(env);
   env.onSignal("SIGHUP", () => {});
   return postgresMain(env, {
     engine: engineFor(params),
-    hba: parseHba(params.hba, { fileName: params.hbaFile }),
+    hba: hbaOf(params),
     settings: {
       authenticationTimeoutMs: guc.getMs("authentication_timeout"),
       superuserReservedConnections: guc.getInt("superuser_reserved_connections"),
