@@ -118,7 +118,11 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     for (const [name, value] of started.parameterStatus) writeParameterStatus(w, name, value);
     writeBackendKeyData(w, env.pid, started.secretKey);
     writeReadyForQuery(w, "I");
-    conn.write(w.take());
+    const status = w.take();
+    const hello = new Uint8Array(started.authenticationOk.length + status.length);
+    hello.set(started.authenticationOk);
+    hello.set(status, started.authenticationOk.length);
+    conn.write(hello);
     const ours = session;
     const relay = ours.relay;
     if (relay !== undefined) {

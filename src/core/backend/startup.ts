@@ -47,6 +47,12 @@ export interface StartedSession {
   readonly session: EngineSession;
   readonly parameterStatus: Array<[string, string]>;
   readonly secretKey: number;
+  /**
+   * AuthenticationOk, not yet sent: as in PostgreSQL it goes out in one
+   * write with the ParameterStatus messages that follow it. (Sent at once
+   * when the startup fails after authentication, before the FATAL.)
+   */
+  readonly authenticationOk: Uint8Array;
 }
 
 /** A backend's request to cancel another backend's query, for the postmaster to route. */
@@ -182,10 +188,26 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
       { severity: "FATAL" },
     );
   }
-  conn.write(step.send);
+  const authenticationOk = step.send;
+  try {
+    const started = await startSession(env, ctx, packet, role.superuser);
+    return { ...started, authenticationOk };
+  } catch (e) {
+    conn.write(authenticationOk);
+    throw e;
+  }
+}
 
+/** After authentication: the reserved-slot check and the engine session (InitPostgres's second half). */
+async function startSession(
+  env: ChildEnv,
+  ctx: StartupContext,
+  packet: StartupMessage,
+  superuser: boolean,
+): Promise<Omit<StartedSession, "authenticationOk">> {
+  const { user, database } = packet;
   const reserved = ctx.settings.superuserReservedConnections;
-  if (!role.superuser && reserved > 0 && (await ctx.link.freeBackendSlots()) < reserved) {
+  if (!superuser && reserved > 0 && (await ctx.link.freeBackendSlots()) < reserved) {
     throw new PgError(
       ERRCODE.TOO_MANY_CONNECTIONS,
       "remaining connection slots are reserved for roles with the SUPERUSER attribute",
