@@ -108,6 +108,8 @@ export class AllocSetContext extends PointerCapableContext {
   readonly #ptrBlocks = new Map<number, PtrBlock>();
   /** Head of each pointer freelist (0: empty), and its length for stats. */
   readonly #freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
+  /** False while every freelist is empty: resetting a context that never freed is then free. */
+  #freelistsUsed = false;
   readonly #freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
   #ptrKeeper: PtrBlock = { start: 0, size: 0, used: 0 };
   #ptrActive: PtrBlock = this.#ptrKeeper;
@@ -245,6 +247,7 @@ export class AllocSetContext extends PointerCapableContext {
     }
     u32[h + 1] = FREE_TAG;
     const idx = freelistIndex(capacity);
+    this.#freelistsUsed = true;
     this.#freeViews[idx]!.push(chunk);
     this.#freeBlocks[idx]!.push(block);
   }
@@ -321,6 +324,7 @@ export class AllocSetContext extends PointerCapableContext {
     }
     u32[h + 1] = FREE_TAG;
     const idx = capacity <= 8 ? 0 : 29 - Math.clz32(capacity - 1);
+    this.#freelistsUsed = true;
     u32[h + 2] = this.#freeHeads[idx]!;
     this.#freeHeads[idx] = ptr;
     this.#freeCounts[idx]!++;
@@ -416,7 +420,13 @@ export class AllocSetContext extends PointerCapableContext {
 
   #view(block: MemoryBlock, offset: number, size: number): Uint8Array {
     const view = new Uint8Array(block.buffer, offset, size);
-    const table = block.byOffset;
+    let table = block.byOffset;
+    if (table === null && block.size <= VIEW_TABLE_MAX_BLOCK) {
+      // Made at the block's first chunk, not with the block: most contexts
+      // of a short-lived backend never hand out a chunk.
+      table = block.byOffset = new Array(block.size >>> 4);
+      this.#tabled.push(block);
+    }
     if (table !== null) table[offset >>> 4] = view;
     return view;
   }
@@ -424,16 +434,14 @@ export class AllocSetContext extends PointerCapableContext {
   /** Registers a new block for small chunks and makes it known to free(). */
   #addBlock(buffer: ArrayBuffer): MemoryBlock {
     const block = new MemoryBlock(this, buffer);
-    if (buffer.byteLength <= VIEW_TABLE_MAX_BLOCK) {
-      block.byOffset = new Array(buffer.byteLength >>> 4);
-      this.#tabled.push(block);
-    }
     this.registerBlock(block);
     this.#blocks.add(block);
     return block;
   }
 
   #clearFreelists(): void {
+    if (!this.#freelistsUsed) return;
+    this.#freelistsUsed = false;
     this.#freeHeads.fill(0);
     this.#freeCounts.fill(0);
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
@@ -493,6 +501,7 @@ export class AllocSetContext extends PointerCapableContext {
       const start = this.#ptrFree;
       u32[start >>> 2] = capacity;
       u32[(start >>> 2) + 1] = FREE_TAG;
+      this.#freelistsUsed = true;
       u32[(start >>> 2) + 2] = this.#freeHeads[idx]!;
       this.#freeHeads[idx] = start + CHUNK_HEADER_SIZE;
       this.#freeCounts[idx]!++;
@@ -542,6 +551,7 @@ export class AllocSetContext extends PointerCapableContext {
       const start = old.freeptr;
       old.u32[start >>> 2] = capacity;
       old.u32[(start >>> 2) + 1] = FREE_TAG;
+      this.#freelistsUsed = true;
       this.#freeViews[idx]!.push(this.#view(old, start + CHUNK_HEADER_SIZE, capacity));
       this.#freeBlocks[idx]!.push(old);
       old.freeptr = start + capacity + CHUNK_HEADER_SIZE;
