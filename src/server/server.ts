@@ -33,6 +33,7 @@ import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
+import { detectRuntime } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import { markPostmasterRealm } from "./children.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
@@ -79,7 +80,13 @@ async function runtimeAdapters(
   guc: Guc,
 ): Promise<{ launcher: ChildLauncher; net: NetAdapter; engine: "unix" | "inproc" }> {
   if (adapter === "inproc") {
-    return { launcher: new InprocLauncher(), net: new NodeSocketNetAdapter(), engine: "inproc" };
+    // No socket is handed to another process here, so under Bun the
+    // listeners are Bun's own: node:net's stream machinery on every write
+    // is the largest cost of a statement served in-process.
+    const net = detectRuntime() === "bun"
+      ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
+      : new NodeSocketNetAdapter();
+    return { launcher: new InprocLauncher(), net, engine: "inproc" };
   }
   const { defaultAdapter } = await import("../adapters/runtime.ts");
   const { launcher, net } = await defaultAdapter({
