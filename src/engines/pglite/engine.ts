@@ -242,15 +242,27 @@ export class PgliteEngine implements Engine {
     this.#customNames.add(name);
   }
 
+  /** True when the backend carries `s`'s settings already: prepareFor has nothing to do. */
+  carriesSettingsOf(s: PgliteSession): boolean {
+    return (this.#appliedFor === s && this.#appliedVersion === s.settingsVersion) ||
+      this.#current === s.settings;
+  }
+
   /** Puts `s`'s settings on the backend if another session's are there. */
   async prepareFor(s: PgliteSession): Promise<void> {
     if (this.#appliedFor === s && this.#appliedVersion === s.settingsVersion) return;
-    const sql = switchSql(this.#current, s.settings);
+    // Sessions started alike share one map (see #startupSpelled): nothing to switch.
+    const sql = this.#current === s.settings ? null : switchSql(this.#current, s.settings);
     if (sql !== null) {
       const err = firstError(await this.runRaw(fe.query(sql)));
       if (err !== null) throw new PgError(err.code, err.message);
     }
     this.#setApplied(s, s.settings);
+  }
+
+  /** False when afterTransaction would only clear `pendingListenSpoiled` (most statements). */
+  hasWorkAfterTransaction(s: PgliteSession): boolean {
+    return s.settingsDirty || s.pendingListen.length > 0 || s.rolesDirty || s.databasesDirty;
   }
 
   /** Bookkeeping at ReadyForQuery 'I': settings snapshot, LISTEN, catalogs; only what the input may have changed. */

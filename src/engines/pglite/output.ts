@@ -65,7 +65,7 @@ export class OutputFilter {
     let at = 0;
     let run = 0; // start of the pass-through run
     const flush = (end: number) => {
-      if (end > run) this.#o.out(buf.subarray(run, end));
+      if (end > run) this.#o.out(run === 0 && end === buf.length ? buf : buf.subarray(run, end));
     };
     while (buf.length - at >= 5) {
       const len = readInt32(buf, at + 1);

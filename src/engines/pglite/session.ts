@@ -230,7 +230,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       for (const f of frames) if (f.type === SYNC) out(readyForQuery(this.#status));
       return;
     }
-    if (!(await this.#acquire(frames, out))) return;
+    // Owning already (a transaction block) needs no wait and no switch.
+    if (!this.owns && !(await this.#acquire(frames, out))) return;
     this.#state = "active";
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     for (const n of plan.createdStatements) this.statements.add(n);
@@ -301,7 +302,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.owns = true;
     this.#state = "active";
     try {
-      await engine.prepareFor(this);
+      if (!engine.carriesSettingsOf(this)) await engine.prepareFor(this);
     } catch (e) {
       this.#state = "idle";
       const fatal = isPgError(e)
@@ -398,7 +399,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   async #settle(atReadyForQuery: boolean, out: (b: Uint8Array) => void): Promise<void> {
     if (atReadyForQuery && this.#status === "I") {
       try {
-        await this.#engine.afterTransaction(this);
+        if (this.#engine.hasWorkAfterTransaction(this)) await this.#engine.afterTransaction(this);
+        else this.pendingListenSpoiled = false;
       } catch (e) {
         await this.#engineFailure(e, [], out, 0);
         return;
