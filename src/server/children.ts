@@ -15,7 +15,7 @@ import { postgresMain } from "../core/backend/postgres.ts";
 import { ereport } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
 import type { Engine } from "../core/engine/types.ts";
-import { Guc } from "../core/guc/guc.ts";
+import { Guc, type GucSnapshot } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ChildEnv, ChildMain, Connection, Listener } from "../core/postmaster/launch.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
@@ -38,9 +38,20 @@ export function markPostmasterRealm(): void {
   postmasterRealm = true;
 }
 
+/**
+ * Settings rebuilt per snapshot, shared by the children of one realm (the
+ * in-process adapter's, which all see the postmaster's snapshot until a
+ * reload replaces it). Children only read them.
+ */
+const gucs = new WeakMap<GucSnapshot, Guc>();
+
 function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
   const params = serverParams(env);
-  const guc = Guc.fromSnapshot(params.settings);
+  let guc = gucs.get(params.settings);
+  if (guc === undefined) {
+    guc = Guc.fromSnapshot(params.settings);
+    gucs.set(params.settings, guc);
+  }
   if (!postmasterRealm) {
     configureLogging(guc, {
       sink: stderrSink,
