@@ -1,23 +1,35 @@
 /**
- * pgts in front of PostgreSQL 15 against PostgreSQL 15 directly, side by
- * side in one run. Run with
- *   ./node_modules/.bin/bun scripts/bench/upstream.ts [-T SECONDS] [-c CLIENTS] [-r ROUNDS] [-s SCALE]
- * (defaults: -T 10 -c 4 -r 3 -s 10; needs root or a user that can run postgres).
+ * pgts in front of PostgreSQL 15 against PostgreSQL 15 directly and against
+ * pgbouncer, side by side in one run. Run with
+ *   ./node_modules/.bin/bun scripts/bench/upstream.ts [-T SECONDS] [-c CLIENTS] [-r ROUNDS]
+ *     [-s SCALE] [--adapter bun,inproc] [--upstream unix|tcp|tcp,unix] [--no-pgbouncer]
+ *     [--cpu-prof DIR]
+ * (defaults: -T 10 -c 4 -r 3 -s 10 --adapter bun,inproc --upstream unix; needs
+ * root or a user that can run postgres).
  *
  * It starts a throwaway PostgreSQL 15 (initdb into a temp dir, run as the
- * "postgres" OS user when root, SCRAM for TCP), `pgts start --engine URL`
- * in front of it, loads pgbench's tables once, then runs pgbench
- * select-only (-S) and TPC-B (the default script) with -c CLIENTS -j 2 over
- * TCP, alternating direct and through pgts (the order flips every round so
- * neither side always runs on a warmer cache). It prints every run and, per
- * workload, the median TPS of each side and their ratio. Everything is
- * stopped and removed at the end, also on failure.
+ * "postgres" OS user when root, SCRAM for TCP, trust on its Unix socket),
+ * one `pgts start --adapter A --engine URL` per adapter and upstream kind
+ * (each with its own data dir; `unix` dials PostgreSQL's socket, `tcp`
+ * 127.0.0.1), and pgbouncer in session mode (installed from Debian by
+ * scripts/ensure-pgbouncer.sh when missing, run as the same OS user; it
+ * reaches PostgreSQL the way the first `--upstream` says). It loads
+ * pgbench's tables once, then runs pgbench select-only (-S) and TPC-B (the
+ * default script) with -c CLIENTS -j 2 over TCP against every side in turn;
+ * the order rotates every round so no side always runs on a warmer cache.
+ * It prints every run with the CPU time the side's own processes used per
+ * transaction (for pgts and pgbouncer that is the middle's cost, not the
+ * upstream's), then per workload the median TPS of each side and its ratio
+ * to direct, and a markdown table. Everything is stopped and removed at the
+ * end, also on failure or SIGINT/SIGTERM. `--cpu-prof DIR` runs every pgts
+ * process under Bun's CPU profiler (markdown profiles in DIR, written when
+ * the servers stop).
  */
 
 import { spawn, spawnSync } from "node:child_process";
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -26,6 +38,8 @@ const ROOT = resolve(import.meta.dirname ?? ".", "../..");
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const PASSWORD = "bench";
+/** Ticks of /proc/<pid>/stat's CPU times (USER_HZ; 100 on every Linux port in use). */
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
 
 const { values } = parseArgs({
   options: {
@@ -33,12 +47,23 @@ const { values } = parseArgs({
     c: { type: "string", short: "c", default: "4" },
     r: { type: "string", short: "r", default: "3" },
     s: { type: "string", short: "s", default: "10" },
+    adapter: { type: "string", default: "bun,inproc" },
+    upstream: { type: "string", default: "unix" },
+    "no-pgbouncer": { type: "boolean", default: false },
+    "cpu-prof": { type: "string" },
   },
 });
 const seconds = Number(values.T);
 const clients = Number(values.c);
 const rounds = Number(values.r);
 const scale = Number(values.s);
+const adapters = values.adapter.split(",").filter((a) => a !== "");
+const upstreams = values.upstream.split(",").filter((u) => u !== "");
+for (const u of upstreams) {
+  if (u !== "tcp" && u !== "unix") {
+    throw new RangeError(`--upstream must be tcp or unix, not "${u}"`);
+  }
+}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -63,6 +88,28 @@ function must(cmd: string[], env: Record<string, string> = {}): string {
   return r.stdout;
 }
 
+/** pgbench's output; it is killed with the bench. */
+function pgbench(args: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((res, rej) => {
+    const p = spawn(`${PG_BIN}/pgbench`, args, {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const stop = () => p.kill("SIGKILL");
+    stops.push(stop);
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += String(d)));
+    p.stderr.on("data", (d) => (err += String(d)));
+    p.on("error", rej);
+    p.on("close", (code) => {
+      stops.splice(stops.indexOf(stop), 1);
+      if (code === 0) res(out);
+      else rej(new Error(`pgbench ${args.join(" ")} failed:\n${out}\n${err}`));
+    });
+  });
+}
+
 async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
@@ -71,11 +118,66 @@ async function until(what: string, check: () => boolean, ms = 30_000): Promise<v
   }
 }
 
-const dir = mkdtempSync(join(tmpdir(), "pgts-bench-upstream-"));
-const children: ReturnType<typeof spawn>[] = [];
-let pgPid = 0;
+/**
+ * CPU seconds used so far by `pid` and every live descendant, plus what the
+ * reaped ones used (cutime/cstime): the difference of two samples is what
+ * the tree used in between, backends that came and went included.
+ */
+function treeCpu(pid: number): number {
+  const stats = new Map<number, { ppid: number; self: number; reaped: number }>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch {
+      continue; // gone
+    }
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const n = (i: number) => Number(f[i]);
+    stats.set(Number(name), { ppid: n(1), self: n(11) + n(12), reaped: n(13) + n(14) });
+  }
+  const children = new Map<number, number[]>();
+  for (const [p, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), p]);
+  let ticks = stats.get(pid)?.reaped ?? 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    ticks += stats.get(p)?.self ?? 0;
+    stack.push(...(children.get(p) ?? []));
+  }
+  return ticks / CLK_TCK;
+}
 
-async function main(): Promise<void> {
+/** Not exited (a zombie, which this loop cannot reap while it blocks, has). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+interface Side {
+  readonly name: string;
+  readonly port: number;
+  /** The root of the side's process tree, for its CPU time. */
+  readonly pid: number;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "pgts-bench-upstream-"));
+/** Stops what was started, last first. */
+const stops: (() => void)[] = [];
+const killGroup = (pid: number | undefined) => () => {
+  try {
+    if (pid !== undefined) process.kill(-pid, "SIGKILL");
+  } catch {
+    // gone
+  }
+};
+
+async function startPostgres(): Promise<{ port: number; pid: number }> {
   if (osUser !== null && spawnSync("id", ["-u", osUser]).status !== 0) {
     must(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", osUser]);
   }
@@ -101,13 +203,13 @@ async function main(): Promise<void> {
     "--no-locale",
     "--no-sync",
   ]));
-  const pgPort = await freePort();
-  const pgCmd = asUser([
+  const port = await freePort();
+  const cmd = asUser([
     `${PG_BIN}/postgres`,
     "-D",
     data,
     "-p",
-    String(pgPort),
+    String(port),
     "-k",
     dir,
     "-c",
@@ -115,18 +217,37 @@ async function main(): Promise<void> {
     "-c",
     "fsync=off",
   ]);
-  const pg = spawn(pgCmd[0]!, pgCmd.slice(1), { stdio: "ignore" });
-  children.push(pg);
+  const pg = spawn(cmd[0]!, cmd.slice(1), { stdio: "ignore", detached: true });
+  stops.push(killGroup(pg.pid));
   await until(
     "postgres",
-    () => spawnSync(`${PG_BIN}/pg_isready`, ["-q", "-h", dir, "-p", String(pgPort)]).status === 0,
+    () => spawnSync(`${PG_BIN}/pg_isready`, ["-q", "-h", dir, "-p", String(port)]).status === 0,
   );
-  pgPid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+  const pid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+  stops.push(() => {
+    try {
+      process.kill(pid, "SIGQUIT");
+    } catch {
+      // gone
+    }
+  });
+  return { port, pid };
+}
 
-  const front = join(dir, "front");
+/** The URL pgts dials: PostgreSQL's Unix socket (trust) or 127.0.0.1 (SCRAM). */
+const upstreamUrl = (kind: string, pgPort: number) =>
+  kind === "unix"
+    ? `postgres://postgres:${PASSWORD}@/postgres?host=${dir}&port=${pgPort}`
+    : `postgres://postgres:${PASSWORD}@127.0.0.1:${pgPort}/postgres`;
+
+async function startPgts(adapter: string, kind: string, pgPort: number): Promise<Side> {
+  const front = join(dir, `pgts-${adapter}-${kind}`);
   must([BUN, join(ROOT, "mod.ts"), "init", "-D", front]);
-  const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${pgPort}/postgres`;
+  const profile = values["cpu-prof"] === undefined
+    ? []
+    : ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values["cpu-prof"])}`];
   const pgts = spawn(BUN, [
+    ...profile,
     join(ROOT, "mod.ts"),
     "start",
     "-D",
@@ -135,21 +256,104 @@ async function main(): Promise<void> {
     "0",
     "-c",
     `unix_socket_directories=${front}`,
+    "--adapter",
+    adapter,
     "--engine",
-    url,
+    upstreamUrl(kind, pgPort),
   ], { cwd: ROOT, stdio: "ignore", detached: true });
-  children.push(pgts);
-  let pgtsPort = 0;
-  await until("pgts", () => {
+  stops.push(killGroup(pgts.pid));
+  // A fast shutdown first, so that a profiled server writes its profile.
+  stops.push(() => {
+    try {
+      process.kill(pgts.pid!, "SIGINT");
+    } catch {
+      return; // gone
+    }
+    for (let i = 0; i < 50 && running(pgts.pid!); i++) spawnSync("sleep", ["0.1"]);
+  });
+  let port = 0;
+  await until(`pgts ${adapter}`, () => {
     try {
       const l = readFileSync(join(front, "postmaster.pid"), "utf8").split("\n");
       if (l[7]?.trim() !== "ready") return false;
-      pgtsPort = Number(l[3]);
+      port = Number(l[3]);
       return true;
     } catch {
       return false;
     }
   });
+  const name = upstreams.length > 1 ? `pgts ${adapter} ${kind}` : `pgts ${adapter}`;
+  return { name, port, pid: pgts.pid! };
+}
+
+/**
+ * pgbouncer in session mode, run as the OS user PostgreSQL runs as (it
+ * refuses root); null, with the reason printed, when it cannot be had.
+ */
+async function startPgbouncer(kind: string, pgPort: number): Promise<Side | null> {
+  const ensure = spawnSync("bash", [join(ROOT, "scripts/ensure-pgbouncer.sh")], {
+    encoding: "utf8",
+  });
+  const bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].find((p) => {
+    return spawnSync(p, ["--version"]).status === 0;
+  });
+  if (ensure.status !== 0 || bin === undefined) {
+    console.log(
+      `pgbouncer skipped: ${ensure.stderr.trim() || "no pgbouncer binary after install"}`,
+    );
+    return null;
+  }
+  const port = await freePort();
+  const ini = join(dir, "pgbouncer.ini");
+  const server = kind === "unix" ? `host=${dir}` : `host=127.0.0.1 password=${PASSWORD}`;
+  writeFileSync(join(dir, "userlist.txt"), `"postgres" "${PASSWORD}"\n`);
+  // Clients are trusted, as by pgts's default pg_hba.conf (a client logs in
+  // once per pgbench run: authentication costs nothing measured here).
+  writeFileSync(
+    ini,
+    [
+      "[databases]",
+      `postgres = ${server} port=${pgPort} dbname=postgres user=postgres`,
+      "[pgbouncer]",
+      "listen_addr = 127.0.0.1",
+      `listen_port = ${port}`,
+      "unix_socket_dir =",
+      "auth_type = trust",
+      `auth_file = ${join(dir, "userlist.txt")}`,
+      "pool_mode = session",
+      "max_client_conn = 200",
+      `default_pool_size = ${Math.max(20, clients + 4)}`,
+      `pidfile = ${join(dir, "pgbouncer.pid")}`,
+      "log_connections = 0",
+      "log_disconnections = 0",
+      "",
+    ].join("\n"),
+  );
+  const cmd = asUser([bin, ini]);
+  const p = spawn(cmd[0]!, cmd.slice(1), { stdio: "ignore", detached: true });
+  stops.push(killGroup(p.pid));
+  const env = { ...process.env, PGPASSWORD: PASSWORD, PGCONNECT_TIMEOUT: "2" };
+  await until("pgbouncer", () => {
+    const args = ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-c", "select 1"];
+    return spawnSync(`${PG_BIN}/psql`, [...args, "postgres"], { env }).status === 0;
+  });
+  return { name: "pgbouncer", port, pid: p.pid! };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const load = () => loadavg().map((l) => l.toFixed(2)).join(", ");
+
+async function main(): Promise<void> {
+  const loadAtStart = load();
+  const pg = await startPostgres();
+  const sides: Side[] = [{ name: "direct", port: pg.port, pid: pg.pid }];
+  for (const kind of upstreams) {
+    for (const adapter of adapters) sides.push(await startPgts(adapter, kind, pg.port));
+  }
+  if (!values["no-pgbouncer"]) {
+    const b = await startPgbouncer(upstreams[0]!, pg.port);
+    if (b !== null) sides.push(b);
+  }
 
   const env = {
     PGHOST: "127.0.0.1",
@@ -157,15 +361,18 @@ async function main(): Promise<void> {
     PGDATABASE: "postgres",
     PGPASSWORD: PASSWORD,
   };
-  must([`${PG_BIN}/pgbench`, "-i", "-q", "-s", String(scale), "-p", String(pgPort)], env);
+  must([`${PG_BIN}/pgbench`, "-i", "-q", "-s", String(scale), "-p", String(pg.port)], env);
   console.log(
     `pgbench -c ${clients} -j 2 -T ${seconds}, scale ${scale}, ${rounds} rounds; ` +
-      `PostgreSQL 15 on port ${pgPort}, pgts on port ${pgtsPort}`,
+      `pgts reaches PostgreSQL 15 over ${upstreams.join(" and ")}` +
+      `${upstreams[0] === "unix" ? " (its Unix socket)" : ""}; load average ${loadAtStart}`,
   );
+  console.log(sides.map((s) => `${s.name} on port ${s.port}`).join(", "));
 
-  const tps = (port: number, args: string[]): number => {
-    const out = must([
-      `${PG_BIN}/pgbench`,
+  const run = async (side: Side, args: string[]): Promise<{ tps: number; cpuUs: number }> => {
+    const cpu0 = treeCpu(side.pid);
+    // Asynchronous, so that SIGINT/SIGTERM stop the bench mid-run.
+    const out = await pgbench([
       "-n",
       "-c",
       String(clients),
@@ -174,57 +381,81 @@ async function main(): Promise<void> {
       "-T",
       String(seconds),
       "-p",
-      String(port),
+      String(side.port),
       ...args,
     ], env);
+    // The backends of the run exit and are reaped right after pgbench does.
+    await sleep(300);
+    const cpu = treeCpu(side.pid) - cpu0;
     const failed = /number of failed transactions: (\d+)/.exec(out)?.[1];
     if (failed !== undefined && failed !== "0") throw new Error(`pgbench had ${failed} failures`);
-    return Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? "NaN");
+    const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? "NaN");
+    const txns = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? NaN);
+    return { tps, cpuUs: (cpu / txns) * 1e6 };
   };
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+  const width = Math.max(...sides.map((s) => s.name.length));
+  const table: string[][] = [];
   const summary: string[] = [];
-  for (const [name, args] of [["select-only", ["-S"]], ["tpc-b", []]] as const) {
-    const direct: number[] = [];
-    const through: number[] = [];
+  for (const [workload, args] of [["select-only", ["-S"]], ["tpc-b", []]] as const) {
+    const tps = new Map<string, number[]>(sides.map((s) => [s.name, []]));
+    const cpu = new Map<string, number[]>(sides.map((s) => [s.name, []]));
     for (let i = 0; i < rounds; i++) {
-      const order = i % 2 === 0 ? ["direct", "pgts"] : ["pgts", "direct"];
+      const order = sides.map((_, k) => sides[(k + i) % sides.length]!);
       for (const side of order) {
-        const t = tps(side === "direct" ? pgPort : pgtsPort, [...args]);
-        (side === "direct" ? direct : through).push(t);
+        const r = await run(side, [...args]);
+        tps.get(side.name)!.push(r.tps);
+        cpu.get(side.name)!.push(r.cpuUs);
         console.log(
-          `${name.padEnd(12)} round ${i + 1} ${side.padEnd(6)} ${t.toFixed(0).padStart(7)} tps`,
+          `${workload.padEnd(12)} round ${i + 1} ${side.name.padEnd(width)} ` +
+            `${r.tps.toFixed(0).padStart(7)} tps  cpu ${r.cpuUs.toFixed(1).padStart(6)} µs/txn  ` +
+            `(load ${load()})`,
         );
       }
     }
-    const d = median(direct);
-    const p = median(through);
-    summary.push(
-      `${name.padEnd(12)} direct ${d.toFixed(0).padStart(7)} tps  pgts ${
-        p.toFixed(0).padStart(7)
-      } tps  ratio ${(p / d).toFixed(2)}`,
-    );
+    const direct = median(tps.get("direct")!);
+    const row: string[] = [workload];
+    for (const s of sides) {
+      const t = median(tps.get(s.name)!);
+      const c = median(cpu.get(s.name)!);
+      const ratio = s.name === "direct" ? "" : `  ratio ${(t / direct).toFixed(2)}`;
+      summary.push(
+        `${workload.padEnd(12)} ${s.name.padEnd(width)} ${t.toFixed(0).padStart(7)} tps  ` +
+          `cpu ${c.toFixed(1).padStart(6)} µs/txn${ratio}`,
+      );
+      row.push(
+        s.name === "direct"
+          ? `${t.toFixed(0)} (${c.toFixed(0)} µs)`
+          : `${t.toFixed(0)} × ${(t / direct).toFixed(2)} (${c.toFixed(0)} µs)`,
+      );
+    }
+    table.push(row);
   }
   console.log("\nmedians:");
   for (const line of summary) console.log(line);
+  console.log(
+    `\nMedian TPS, × the ratio to direct, (CPU of the side's own processes per transaction); ` +
+      `load average ${loadAtStart} at the start, ${load()} at the end:\n`,
+  );
+  console.log(`| workload | ${sides.map((s) => s.name).join(" | ")} |`);
+  console.log(`| --- | ${sides.map(() => "---:").join(" | ")} |`);
+  for (const row of table) console.log(`| ${row.join(" | ")} |`);
 }
 
+let cleaned = false;
 function cleanUp(): void {
-  for (const c of children) {
-    try {
-      if (c.pid !== undefined) process.kill(c === children[1] ? -c.pid : c.pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-  if (pgPid !== 0) {
-    try {
-      process.kill(pgPid, "SIGQUIT");
-    } catch {
-      // gone
-    }
-  }
+  if (cleaned) return;
+  cleaned = true;
+  for (const stop of stops.reverse()) stop();
   spawnSync("sleep", ["1"]);
   rmSync(dir, { recursive: true, force: true });
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    cleanUp();
+    process.exit(130);
+  });
 }
 
 try {
