@@ -6,7 +6,7 @@
 # PostgreSQL 15 on loopback with the reference scripts of ../shared/bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ -x node_modules/.bin/bun ] || npm ci --no-audit --no-fund
+[ -x node_modules/.bin/bun ] || npm install --no-audit --no-fund  # not npm ci: see the README
 bash scripts/ensure-postgres.sh
 [ -d ../shared/bench ] || [ -n "${BENCH_SHARED:-}" ] || {
   echo "the reference scripts are missing: expected ../shared/bench (or set BENCH_SHARED)" >&2
