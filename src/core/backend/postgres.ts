@@ -114,7 +114,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     session = started.session;
     session.onAsync = (bytes) => output.write(bytes);
     session.onTerminate = onEngineTerminate;
-    const w = new MessageWriter();
+    const w = new MessageWriter({ initialSize: 1024 });
     for (const [name, value] of started.parameterStatus) writeParameterStatus(w, name, value);
     writeBackendKeyData(w, env.pid, started.secretKey);
     writeReadyForQuery(w, "I");

@@ -95,6 +95,15 @@ export class PgliteEngine implements Engine {
    * read. Emptied when the catalogs are re-read.
    */
   #startupSpelled = new Map<string, SettingsMap>();
+  /**
+   * Startup maps by user and startup parameters: sessions started alike
+   * share one (immutable) map, so building it (a copy of several hundred
+   * settings) and keying it are done once, and switching between such
+   * sessions is an identity check.
+   */
+  #startupMaps = new Map<string, SettingsMap>();
+  /** settingsKey per map, with the number of custom names it was computed for. */
+  #keys = new WeakMap<SettingsMap, { names: number; key: string }>();
   #roles = new Map<string, RoleInfo>();
   #databases = new Set<string>();
   #database = "postgres";
@@ -187,15 +196,14 @@ export class PgliteEngine implements Engine {
         "PGlite runs a single backend bound to one database of its cluster; other databases exist in the catalog but cannot be opened.",
       );
     }
-    const settings = startupSettings(this.#baseline, {
-      user: startup.user,
-      params: startup.params,
-    });
+    const settings = this.#startupMap(startup.user, startup.params);
+    const spelled = this.#startupSpelled.get(this.#keyOf(settings));
     const session = new PgliteSession(this, {
       id: this.#nextId++,
       pid: startup.pid,
       user: startup.user,
       settings,
+      ...(spelled !== undefined ? { spelled } : {}),
     });
     this.#sessions.add(session);
     this.listeners.add(session);
@@ -268,7 +276,7 @@ export class PgliteEngine implements Engine {
   /** Bookkeeping at ReadyForQuery 'I': settings snapshot, LISTEN, catalogs; only what the input may have changed. */
   async afterTransaction(s: PgliteSession): Promise<void> {
     if (s.settingsDirty) {
-      const key = s.settingsFromStartup ? settingsKey(s.startupSettings, this.#customNames) : null;
+      const key = s.settingsFromStartup ? this.#keyOf(s.startupSettings) : null;
       let m = key === null ? undefined : this.#startupSpelled.get(key);
       if (m === undefined) {
         m = parseSnapshot(await this.#query(snapshotSql(this.#customNames)));
@@ -391,6 +399,25 @@ export class PgliteEngine implements Engine {
   }
 
   // ---- internals
+
+  #startupMap(user: string, params: Readonly<Record<string, string>>): SettingsMap {
+    const key = JSON.stringify([user, params]);
+    let m = this.#startupMaps.get(key);
+    if (m === undefined) {
+      m = startupSettings(this.#baseline, { user, params });
+      if (this.#startupMaps.size >= STARTUP_SPELLED_MAX) this.#startupMaps.clear();
+      this.#startupMaps.set(key, m);
+    }
+    return m;
+  }
+
+  #keyOf(m: SettingsMap): string {
+    const known = this.#keys.get(m);
+    if (known !== undefined && known.names === this.#customNames.size) return known.key;
+    const key = settingsKey(m, this.#customNames);
+    this.#keys.set(m, { names: this.#customNames.size, key });
+    return key;
+  }
 
   #setApplied(s: PgliteSession, m: SettingsMap): void {
     this.#current = m;

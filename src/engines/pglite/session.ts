@@ -97,7 +97,14 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   constructor(
     engine: PgliteEngine,
-    init: { id: number; pid: number; user: string; settings: SettingsMap },
+    init: {
+      id: number;
+      pid: number;
+      user: string;
+      settings: SettingsMap;
+      /** The startup map as the backend spells it, when the engine knows it already. */
+      spelled?: SettingsMap;
+    },
   ) {
     this.#engine = engine;
     this.id = init.id;
@@ -106,6 +113,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.prefix = `pgts${init.id}:`;
     this.settings = init.settings;
     this.startupSettings = init.settings;
+    if (init.spelled !== undefined) {
+      this.settings = init.spelled;
+      this.settingsDirty = false;
+      this.settingsFromStartup = false;
+    }
   }
 
   get transactionStatus(): TransactionStatus {
