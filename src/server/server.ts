@@ -25,17 +25,20 @@ import {
 import type {
   ChildEntry,
   ChildLauncher,
+  ChildMain,
   ListenAddress,
   NetAdapter,
 } from "../core/postmaster/launch.ts";
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
-import { InprocLauncher } from "../adapters/inproc/mod.ts";
+import { importMain, InprocLauncher } from "../adapters/inproc/mod.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
 import { detectRuntime } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
-import { markPostmasterRealm } from "./children.ts";
+import * as childMains from "./children.ts";
+import * as auxMains from "../core/postmaster/auxmains.ts";
+import { TRIVIAL_STARTUP_ENTRY } from "../core/postmaster/auxmains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
 
 export type AdapterName = "bun" | "worker" | "inproc";
@@ -86,7 +89,17 @@ async function runtimeAdapters(
     const net = detectRuntime() === "bun"
       ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
       : new NodeSocketNetAdapter();
-    return { launcher: new InprocLauncher(), net, engine: "inproc" };
+    // pgts's own mains come from the module already loaded here, not by
+    // import(URL): inside the compiled binary there is no file to import.
+    const loaded: Record<string, Record<string, unknown>> = {
+      [CHILDREN]: childMains,
+      [TRIVIAL_STARTUP_ENTRY.module]: auxMains,
+    };
+    const resolve = (e: ChildEntry) => {
+      const main = loaded[e.module]?.[e.export];
+      return typeof main === "function" ? main as ChildMain : importMain(e);
+    };
+    return { launcher: new InprocLauncher({ resolve }), net, engine: "inproc" };
   }
   const { defaultAdapter } = await import("../adapters/runtime.ts");
   const { launcher, net } = await defaultAdapter({
@@ -164,7 +177,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     hbaFile,
     engine: engineAddress,
   };
-  markPostmasterRealm();
+  childMains.markPostmasterRealm();
 
   // CancelRequest routing: backends report their keys; a cancel is honoured
   // only with the right key, for a backend that is still there.

@@ -68,7 +68,7 @@ afterEach(() => {
 });
 
 test(
-  "the compiled binary, alone in an empty directory, runs init, start, psql select 1 and stop",
+  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1 and stop under the default and the in-process adapter",
   async () => {
     await buildBinary();
 
@@ -100,54 +100,58 @@ test(
     expect(init.err + init.out).toContain("Success");
     expect(init.code).toBe(0);
 
-    const server = Bun.spawn(
-      ["./pgts", "start", "-D", "d", "-p", "0", "-c", "unix_socket_directories=d"],
-      { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-    );
-    const serverLog = Promise.all([
-      new Response(server.stdout).text(),
-      new Response(server.stderr).text(),
-    ]).then(([out, err]) => out + err);
-    cleanups.push(() => {
-      // Only if stop did not end it: SIGQUIT is an immediate shutdown, which
-      // takes the children with it.
-      if (server.exitCode === null && server.signalCode === null) server.kill("SIGQUIT");
-    });
+    // The default adapter (children are the binary itself, started again),
+    // then the in-process one (children are the binary's own modules).
+    for (const adapter of [[], ["--adapter", "inproc", "-c", "engine_placement=inline"]]) {
+      const server = Bun.spawn(
+        ["./pgts", "start", "-D", "d", "-p", "0", "-c", "unix_socket_directories=d", ...adapter],
+        { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+      );
+      const serverLog = Promise.all([
+        new Response(server.stdout).text(),
+        new Response(server.stderr).text(),
+      ]).then(([out, err]) => out + err);
+      cleanups.push(() => {
+        // Only if stop did not end it: SIGQUIT is an immediate shutdown, which
+        // takes the children with it.
+        if (server.exitCode === null && server.signalCode === null) server.kill("SIGQUIT");
+      });
 
-    const pidFile = join(dir, "d", "postmaster.pid");
-    const deadline = Date.now() + 30_000;
-    let lines: string[] = [];
-    while (lines[7]?.trim() !== "ready") {
-      if (server.exitCode !== null) {
-        throw new Error(`pgts start exited with ${server.exitCode}:\n${await serverLog}`);
+      const pidFile = join(dir, "d", "postmaster.pid");
+      const deadline = Date.now() + 30_000;
+      let lines: string[] = [];
+      while (lines[7]?.trim() !== "ready") {
+        if (server.exitCode !== null) {
+          throw new Error(`pgts start exited with ${server.exitCode}:\n${await serverLog}`);
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `pgts start not ready in 30 s:\n${lines.join("\n")}`,
+          );
+        }
+        await Bun.sleep(25);
+        lines = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n") : [];
       }
-      if (Date.now() > deadline) {
-        throw new Error(
-          `pgts start not ready in 30 s:\n${lines.join("\n")}`,
-        );
-      }
-      await Bun.sleep(25);
-      lines = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n") : [];
+      const port = lines[3]!.trim();
+
+      const psql = Bun.spawn(
+        [PSQL, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-Atc", "select 1"],
+        { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+      );
+      const [out, err] = await Promise.all([
+        new Response(psql.stdout).text(),
+        new Response(psql.stderr).text(),
+      ]);
+      expect(err).toBe("");
+      expect(out.trim()).toBe("1");
+      expect(await psql.exited).toBe(0);
+
+      const stop = await pgts(["stop", "-D", "d"]);
+      expect(stop.out).toContain("server stopped");
+      expect(stop.code).toBe(0);
+      expect(await server.exited).toBe(0);
+      expect(existsSync(pidFile)).toBe(false);
     }
-    const port = lines[3]!.trim();
-
-    const psql = Bun.spawn(
-      [PSQL, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-Atc", "select 1"],
-      { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-    );
-    const [out, err] = await Promise.all([
-      new Response(psql.stdout).text(),
-      new Response(psql.stderr).text(),
-    ]);
-    expect(err).toBe("");
-    expect(out.trim()).toBe("1");
-    expect(await psql.exited).toBe(0);
-
-    const stop = await pgts(["stop", "-D", "d"]);
-    expect(stop.out).toContain("server stopped");
-    expect(stop.code).toBe(0);
-    expect(await server.exited).toBe(0);
-    expect(existsSync(pidFile)).toBe(false);
   },
-  90_000,
+  120_000,
 );

@@ -54,7 +54,8 @@ export interface InprocLauncherOptions {
 /** Mains already resolved, by module and export: import() costs even for a loaded module. */
 const mains = new Map<string, ChildMain>();
 
-async function importMain(entry: ChildEntry): Promise<ChildMain> {
+/** The default resolution: `import(entry.module)` and the named export (remembered). */
+export async function importMain(entry: ChildEntry): Promise<ChildMain> {
   const key = `${entry.module}#${entry.export}`;
   const known = mains.get(key);
   if (known !== undefined) return known;
