@@ -245,11 +245,12 @@ export class UpstreamPostgres {
     return this.#log;
   }
 
-  /** pgts's engine URL: TCP, with the password. */
-  url(): string {
-    return `postgres://${UPSTREAM_USER}:${
-      encodeURIComponent(UPSTREAM_PASSWORD)
-    }@127.0.0.1:${this.port}/postgres`;
+  /** pgts's engine URL: TCP, with the password; or the Unix socket (trust). */
+  url(options: { via?: "tcp" | "unix" } = {}): string {
+    const password = encodeURIComponent(UPSTREAM_PASSWORD);
+    return options.via === "unix"
+      ? `postgres://${UPSTREAM_USER}:${password}@/postgres?host=${this.socketDir}&port=${this.port}`
+      : `postgres://${UPSTREAM_USER}:${password}@127.0.0.1:${this.port}/postgres`;
   }
 
   /** Stops postgres: fast (SIGINT, sessions get 57P01) or immediate (SIGQUIT). */
@@ -349,7 +350,7 @@ export class PgtsFront {
 
   static async start(
     url: string,
-    options: { settings?: Record<string, string>; hba?: string } = {},
+    options: { settings?: Record<string, string>; hba?: string; adapter?: string } = {},
   ): Promise<PgtsFront> {
     const front = new PgtsFront(mkdtempSync(join(tmpdir(), "pgts-front-")));
     servers.add(front);
@@ -358,6 +359,7 @@ export class PgtsFront {
     if (options.hba !== undefined) writeFileSync(join(front.dataDir, "pg_hba.conf"), options.hba);
     const args = ["start", "-D", front.dataDir, "-p", "0", "--engine", url];
     args.push("-c", `unix_socket_directories=${front.dataDir}`);
+    if (options.adapter !== undefined) args.push("--adapter", options.adapter);
     for (const [k, v] of Object.entries(options.settings ?? {})) args.push("-c", `${k}=${v}`);
     const proc = Bun.spawn([BUN, MOD, ...args], {
       cwd: ROOT,
