@@ -6,7 +6,7 @@
  * engine ceiling, the targets met or missed, and writes an SVG plot of
  * select-only TPS against client count.
  *
- *   bash scripts/bench/run.sh [--quick] [--adapter bun[,inproc,worker]] [--write]
+ *   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline,inproc,bun] [--write]
  *
  * --quick: one round of 2 s per test (about a minute of measuring);
  * default: 3 rounds of 10 s. --write also updates scripts/bench/results/
@@ -36,7 +36,7 @@ const { values: opts } = parseArgs({
   args: process.argv.slice(2),
   options: {
     quick: { type: "boolean", default: false },
-    adapter: { type: "string", default: "bun" },
+    adapter: { type: "string", default: "inproc:engine_placement=inline,inproc,bun" },
     rounds: { type: "string" },
     duration: { type: "string" },
     write: { type: "boolean", default: false },
@@ -48,7 +48,10 @@ const { values: opts } = parseArgs({
 const QUICK = opts.quick!;
 const ROUNDS = Number(opts.rounds ?? (QUICK ? 1 : 3));
 const DUR = Number(opts.duration ?? (QUICK ? 2 : 10));
-/** `adapter[:name=value...]`: a pgts server per entry, e.g. `bun`, `bun:engine_placement=inline`. */
+/**
+ * `adapter[:name=value...]`: a pgts server per entry, e.g. `bun`,
+ * `inproc:engine_placement=inline`; `deno+inproc` runs that one under Deno.
+ */
 const PGTS = opts.adapter!.split(",").filter((a) => a !== "").map((spec) => {
   const [adapter, ...settings] = spec.split(":");
   return {
@@ -221,7 +224,7 @@ try {
       const p = spawn(join(ROOT, "node_modules/.bin/bun"), [
         join(ROOT, "scripts/bench/durability.ts"),
         "--adapter",
-        PGTS[0]!.adapter,
+        [PGTS[0]!.adapter, ...PGTS[0]!.settings].join(":"),
       ], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
       let out = "";
       p.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));

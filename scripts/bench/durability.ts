@@ -7,7 +7,11 @@
  * the TPC-B figures of compare.ts are measured with (PGlite writes every
  * change to its files before it answers; no fsync, like pglite-socket).
  *
- *   ./node_modules/.bin/bun scripts/bench/durability.ts [--adapter bun]
+ *   ./node_modules/.bin/bun scripts/bench/durability.ts [--adapter bun[:name=value...]]
+ *
+ * Under `--adapter inproc` the backend and the engine are tasks inside the
+ * postmaster's process, so the one process there is to kill is the
+ * postmaster.
  *
  * Prints one Markdown table; exits 1 when an acknowledged row is missing.
  */
@@ -24,7 +28,8 @@ const { values: opts } = parseArgs({
   args: process.argv.slice(2),
   options: { adapter: { type: "string", default: "bun" } },
 });
-const adapter = opts.adapter!;
+const [adapter, ...settings] = opts.adapter!.split(":") as [string, ...string[]];
+const inproc = adapter.replace(/^deno\+/, "") === "inproc";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function rssKiB(pid: number): number {
@@ -56,7 +61,7 @@ const rows: string[] = [];
 let lost = 0;
 const scratch = mkdtempSync(join(tmpdir(), "pgts-durability-"));
 const dataDir = join(scratch, "data");
-let server = await startPgts(adapter, { dataDir });
+let server = await startPgts(adapter, { dataDir, settings });
 try {
   {
     const c = await connect(server.port);
@@ -64,12 +69,13 @@ try {
     await c.end();
   }
   let next = 1;
-  for (const victim of ["backend", "engine child", "postmaster"] as Victim[]) {
+  const victims: Victim[] = inproc ? ["postmaster"] : ["backend", "engine child", "postmaster"];
+  for (const victim of victims) {
     const writer = await connect(server.port);
     writer.on("error", () => {});
     // The pid of BackendKeyData, the backend process (pg_backend_pid() is PGlite's own).
     const backendPid = (writer as unknown as { processID: number }).processID;
-    if (!processTree(server.pid).includes(backendPid)) {
+    if (!inproc && !processTree(server.pid).includes(backendPid)) {
       throw new Error(`backend pid ${backendPid} is not a child of the postmaster`);
     }
     const first = next;
@@ -101,7 +107,7 @@ try {
       const deadline = Date.now() + 30_000;
       while (children.some((p) => rssKiB(p) > 0) && Date.now() < deadline) await sleep(100);
       await server.stop().catch(() => {});
-      server = await startPgts(adapter, { dataDir });
+      server = await startPgts(adapter, { dataDir, settings });
     }
     const c = await connect(server.port);
     const { rows: r } = await c.query(
@@ -122,7 +128,7 @@ try {
 }
 console.log(
   [
-    `| pgts ${adapter}, process killed | acknowledged inserts | present after recovery | lost |`,
+    `| pgts ${opts.adapter}, process killed | acknowledged inserts | present after recovery | lost |`,
     "|---|---:|---:|---:|",
     ...rows,
   ].join("\n"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The side-by-side bench from a fresh clone, in one command:
-#   bash scripts/bench/run.sh [--quick] [--adapter bun,inproc,worker] [--write]
+#   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline,inproc,bun,deno+inproc] [--write]
 # Installs what is missing (node_modules, PostgreSQL 15's programs), then
 # runs scripts/bench/compare.ts, which starts pgts, pglite-socket and
 # PostgreSQL 15 on loopback with the reference scripts of ../shared/bench.

@@ -17,6 +17,7 @@ export const ROOT = resolve(new URL("../../..", import.meta.url).pathname);
 export const SHARED_BENCH = resolve(process.env.BENCH_SHARED ?? join(ROOT, "../shared/bench"));
 export const PG_BIN = process.env.PGBIN ?? "/usr/lib/postgresql/15/bin";
 const BUN = join(ROOT, "node_modules/.bin/bun");
+const DENO = join(ROOT, "node_modules/.bin/deno");
 
 export type ServerName = "pgts" | "pglite-socket" | "postgres";
 
@@ -141,7 +142,12 @@ export async function startPgts(
     const init = spawnSync(BUN, [join(ROOT, "mod.ts"), "init", "-D", dir], { cwd: ROOT });
     if (init.status !== 0) throw new Error(`pgts init failed: ${init.stderr}`);
   }
+  // `deno+inproc`: the server under Deno (`deno run -A mod.ts start`), the
+  // rest naming the adapter; Bun otherwise.
+  const deno = adapter.startsWith("deno+");
+  const adapterName = deno ? adapter.slice("deno+".length) : adapter;
   const args = [
+    ...(deno ? ["run", "-A"] : []),
     join(ROOT, "mod.ts"),
     "start",
     "-D",
@@ -153,10 +159,10 @@ export async function startPgts(
     "-c",
     "listen_addresses=127.0.0.1",
     "--adapter",
-    adapter,
+    adapterName,
     ...(options.settings ?? []).flatMap((s) => ["-c", s]),
   ];
-  const proc = spawn(BUN, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  const proc = spawn(deno ? DENO : BUN, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   proc.stderr!.on("data", (d: Uint8Array) => (err += new TextDecoder().decode(d)));
   const deadline = Date.now() + 120_000;
