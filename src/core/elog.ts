@@ -13,7 +13,7 @@
  * identifiers in double quotes.
  */
 
-import { getLogger, type Logger } from "@logtape/logtape";
+import { getConfig, getLogger, type Logger } from "@logtape/logtape";
 
 /** Severity levels as PostgreSQL names them, mildest first. */
 export type Severity =
@@ -139,7 +139,20 @@ const logtapeLevel = {
   PANIC: "fatal",
 } as const satisfies Record<Severity, string>;
 
-let logger: Logger | undefined;
+/** Loggers by category ("" for the root "pgts" one). */
+const loggers = new Map<string, Logger>();
+let reportFilter: { config: object; wanted: (severity: Severity) => boolean } | null = null;
+
+/**
+ * Set by the logging set-up (log.ts) with the LogTape configuration it
+ * installed: which severities reach the server log. While that
+ * configuration is LogTape's current one, ereport drops the others before a
+ * record is built (the DEBUG reports on every connection's path); under any
+ * other configuration (a test's own sink) every report goes on.
+ */
+export function setReportFilter(config: object, wanted: (severity: Severity) => boolean): void {
+  reportFilter = { config, wanted };
+}
 
 /**
  * Reports a server message. The record's properties carry the PostgreSQL
@@ -150,9 +163,17 @@ export function ereport(
   message: string,
   fields: ErrorFields & { code?: string; category?: string } = {},
 ): void {
+  if (
+    reportFilter !== null && !reportFilter.wanted(severity) && getConfig() === reportFilter.config
+  ) {
+    return;
+  }
   const { category, ...rest } = fields;
-  const log = category === undefined
-    ? (logger ??= getLogger(["pgts"]))
-    : getLogger(["pgts", category]);
+  const key = category ?? "";
+  let log = loggers.get(key);
+  if (log === undefined) {
+    log = getLogger(category === undefined ? ["pgts"] : ["pgts", category]);
+    loggers.set(key, log);
+  }
   log[logtapeLevel[severity]]("{message}", { ...rest, message, severity });
 }

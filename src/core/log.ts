@@ -14,7 +14,7 @@
  */
 
 import { configureSync, type LogLevel, type LogRecord } from "@logtape/logtape";
-import type { Severity } from "./elog.ts";
+import { setReportFilter, type Severity } from "./elog.ts";
 
 /** Receives one formatted message: one or more lines, each ending in "\n". */
 export type LineSink = (text: string) => void;
@@ -383,14 +383,21 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
       timeZone: settings.getString("log_timezone"),
     }));
   };
-  configureSync({
+  const config = {
     reset: true,
     sinks: { server: pgSink },
     loggers: [
-      { category: ["pgts"], sinks: ["server"], lowestLevel: "trace" },
-      { category: ["logtape", "meta"], sinks: ["server"], lowestLevel: "warning" },
+      { category: ["pgts"], sinks: ["server"], lowestLevel: "trace" as const },
+      { category: ["logtape", "meta"], sinks: ["server"], lowestLevel: "warning" as const },
     ],
-  });
+  };
+  configureSync(config);
+  // Severities below log_min_messages are dropped by ereport before any
+  // record is built (the sink's own check stays: LogTape users may log directly).
+  setReportFilter(
+    config,
+    (severity) => isLogLevelOutput(severity, settings.getString("log_min_messages")),
+  );
   return prefix;
 }
 
