@@ -52,6 +52,11 @@ export function queryCanceled(): PgError {
   return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
 }
 
+/** What exec raises after close: one instance (an Error's stack costs on every connection). */
+const SESSION_CLOSED = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "the session is closed", {
+  severity: "FATAL",
+});
+
 export class PgliteSession implements EngineSession, Holder, Listener {
   readonly pid: number;
   readonly id: number;
@@ -157,11 +162,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   async #close(): Promise<void> {
     this.#disarmIdle();
-    this.#terminated ??= new PgError(
-      ERRCODE.CONNECTION_DOES_NOT_EXIST,
-      "the session is closed",
-      { severity: "FATAL" },
-    );
+    this.#terminated ??= SESSION_CLOSED;
     // A statement still waiting or running is ended first: the transaction
     // is rolled back now, not when the statement would have finished.
     this.cancel();
