@@ -76,6 +76,10 @@ Options:
                             (same as -c engine=ENGINE)
   -h, --help                show this help, then exit
 
+The fastest single-machine server is "--adapter inproc -c engine_placement=inline":
+backends and PGlite in one process and one thread (a running statement then
+holds the whole server; a cancel acts once it ends).
+
 Stop the server with "${PROGNAME} stop -D DATADIR", or with SIGTERM (smart),
 SIGINT (fast) or SIGQUIT (immediate) to its PID.
 `;
