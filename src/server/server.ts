@@ -34,11 +34,10 @@ import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
 import { importMain, InprocLauncher } from "../adapters/inproc/mod.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
-import { detectRuntime } from "../adapters/runtime.ts";
+import { defaultAdapter, detectRuntime } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";
 import * as auxMains from "../core/postmaster/auxmains.ts";
-import { TRIVIAL_STARTUP_ENTRY } from "../core/postmaster/auxmains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
 
 export type AdapterName = "bun" | "worker" | "inproc";
@@ -93,7 +92,7 @@ async function runtimeAdapters(
     // import(URL): inside the compiled binary there is no file to import.
     const loaded: Record<string, Record<string, unknown>> = {
       [CHILDREN]: childMains,
-      [TRIVIAL_STARTUP_ENTRY.module]: auxMains,
+      [auxMains.TRIVIAL_STARTUP_ENTRY.module]: auxMains,
     };
     const resolve = (e: ChildEntry) => {
       const main = loaded[e.module]?.[e.export];
@@ -101,7 +100,6 @@ async function runtimeAdapters(
     };
     return { launcher: new InprocLauncher({ resolve }), net, engine: "inproc" };
   }
-  const { defaultAdapter } = await import("../adapters/runtime.ts");
   const { launcher, net } = await defaultAdapter({
     kind: adapter === "worker" ? "worker" : "subprocess",
     backendPool: guc.getInt("backend_pool_size"),

@@ -250,7 +250,11 @@ export class PgliteEngine implements Engine {
     this.#customNames.add(name);
   }
 
-  /** True when the backend carries `s`'s settings already: prepareFor has nothing to do. */
+  /**
+   * True when the backend carries `s`'s settings already: prepareFor has
+   * nothing to do. Sessions started alike share one map (#startupMaps,
+   * #startupSpelled), so for them this is an identity check.
+   */
   carriesSettingsOf(s: PgliteSession): boolean {
     return (this.#appliedFor === s && this.#appliedVersion === s.settingsVersion) ||
       this.#current === s.settings;
@@ -258,9 +262,8 @@ export class PgliteEngine implements Engine {
 
   /** Puts `s`'s settings on the backend if another session's are there. */
   async prepareFor(s: PgliteSession): Promise<void> {
-    if (this.#appliedFor === s && this.#appliedVersion === s.settingsVersion) return;
-    // Sessions started alike share one map (see #startupSpelled): nothing to switch.
-    const sql = this.#current === s.settings ? null : switchSql(this.#current, s.settings);
+    if (this.carriesSettingsOf(s)) return;
+    const sql = switchSql(this.#current, s.settings);
     if (sql !== null) {
       const err = firstError(await this.runRaw(fe.query(sql)));
       if (err !== null) throw new PgError(err.code, err.message);
