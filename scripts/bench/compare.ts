@@ -53,11 +53,10 @@ const DUR = Number(opts.duration ?? (QUICK ? 2 : 10));
  * `inproc:engine_placement=inline`; `deno+inproc` runs that one under Deno.
  */
 const PGTS = opts.adapter!.split(",").filter((a) => a !== "").map((spec) => {
-  const [adapter, ...settings] = spec.split(":");
+  const [head, ...settings] = spec.split(":");
   return {
-    adapter: adapter!,
-    settings,
-    label: `pgts ${adapter}${settings.length > 0 ? ` (${settings.join(", ")})` : ""}`,
+    spec,
+    label: `pgts ${head}${settings.length > 0 ? ` (${settings.join(", ")})` : ""}`,
   };
 });
 const ADAPTERS = PGTS.map((p) => p.label);
@@ -124,7 +123,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 try {
   for (const p of PGTS) {
-    const s = await startPgts(p.adapter, { settings: p.settings });
+    const s = await startPgts(p.spec);
     servers.push({ ...s, label: p.label });
     log(`started ${s.label} on port ${s.port}`);
   }
@@ -224,7 +223,7 @@ try {
       const p = spawn(join(ROOT, "node_modules/.bin/bun"), [
         join(ROOT, "scripts/bench/durability.ts"),
         "--adapter",
-        [PGTS[0]!.adapter, ...PGTS[0]!.settings].join(":"),
+        PGTS[0]!.spec,
       ], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
       let out = "";
       p.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));

@@ -19,7 +19,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { processTree, startPgts } from "./lib/servers.ts";
+import { parsePgtsSpec, processTree, startPgts } from "./lib/servers.ts";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,8 +28,8 @@ const { values: opts } = parseArgs({
   args: process.argv.slice(2),
   options: { adapter: { type: "string", default: "bun" } },
 });
-const [adapter, ...settings] = opts.adapter!.split(":") as [string, ...string[]];
-const inproc = adapter.replace(/^deno\+/, "") === "inproc";
+const spec = opts.adapter!;
+const inproc = parsePgtsSpec(spec).adapter === "inproc";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function rssKiB(pid: number): number {
@@ -61,7 +61,7 @@ const rows: string[] = [];
 let lost = 0;
 const scratch = mkdtempSync(join(tmpdir(), "pgts-durability-"));
 const dataDir = join(scratch, "data");
-let server = await startPgts(adapter, { dataDir, settings });
+let server = await startPgts(spec, { dataDir });
 try {
   {
     const c = await connect(server.port);
@@ -107,7 +107,7 @@ try {
       const deadline = Date.now() + 30_000;
       while (children.some((p) => rssKiB(p) > 0) && Date.now() < deadline) await sleep(100);
       await server.stop().catch(() => {});
-      server = await startPgts(adapter, { dataDir, settings });
+      server = await startPgts(spec, { dataDir });
     }
     const c = await connect(server.port);
     const { rows: r } = await c.query(
@@ -128,7 +128,7 @@ try {
 }
 console.log(
   [
-    `| pgts ${opts.adapter}, process killed | acknowledged inserts | present after recovery | lost |`,
+    `| pgts ${spec}, process killed | acknowledged inserts | present after recovery | lost |`,
     "|---|---:|---:|---:|",
     ...rows,
   ].join("\n"),

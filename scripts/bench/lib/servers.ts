@@ -129,11 +129,32 @@ function pidFile(dir: string): string[] {
   }
 }
 
-/** Initialises a pgts data directory (once) and starts a server on it. */
+/** A pgts server as the benches name it: `[deno+]adapter[:name=value...]`. */
+export interface PgtsSpec {
+  /** `deno` for `deno+...` (`deno run -A mod.ts start`); Bun otherwise. */
+  readonly runtime: "bun" | "deno";
+  /** The `--adapter` value. */
+  readonly adapter: string;
+  /** `name=value` settings, each a `-c`. */
+  readonly settings: readonly string[];
+}
+
+export function parsePgtsSpec(spec: string): PgtsSpec {
+  const [head = "", ...settings] = spec.split(":");
+  const deno = head.startsWith("deno+");
+  return {
+    runtime: deno ? "deno" : "bun",
+    adapter: deno ? head.slice("deno+".length) : head,
+    settings,
+  };
+}
+
+/** Initialises a pgts data directory (once) and starts the server `spec` names on it. */
 export async function startPgts(
-  adapter: string,
-  options: { dataDir?: string; settings?: string[] } = {},
+  spec: string,
+  options: { dataDir?: string } = {},
 ): Promise<Server & { dataDir: string }> {
+  const { runtime, adapter, settings } = parsePgtsSpec(spec);
   const scratch = options.dataDir === undefined
     ? mkdtempSync(join(tmpdir(), "pgts-bench-pgts-"))
     : null;
@@ -142,10 +163,7 @@ export async function startPgts(
     const init = spawnSync(BUN, [join(ROOT, "mod.ts"), "init", "-D", dir], { cwd: ROOT });
     if (init.status !== 0) throw new Error(`pgts init failed: ${init.stderr}`);
   }
-  // `deno+inproc`: the server under Deno (`deno run -A mod.ts start`), the
-  // rest naming the adapter; Bun otherwise.
-  const deno = adapter.startsWith("deno+");
-  const adapterName = deno ? adapter.slice("deno+".length) : adapter;
+  const deno = runtime === "deno";
   const args = [
     ...(deno ? ["run", "-A"] : []),
     join(ROOT, "mod.ts"),
@@ -159,8 +177,8 @@ export async function startPgts(
     "-c",
     "listen_addresses=127.0.0.1",
     "--adapter",
-    adapterName,
-    ...(options.settings ?? []).flatMap((s) => ["-c", s]),
+    adapter,
+    ...settings.flatMap((s) => ["-c", s]),
   ];
   const proc = spawn(deno ? DENO : BUN, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
@@ -171,7 +189,7 @@ export async function startPgts(
     if (l[0] === String(proc.pid) && l[7]?.trim() === "ready") {
       return {
         name: "pgts",
-        label: `pgts (--adapter ${adapter})`,
+        label: `pgts (--adapter ${spec})`,
         host: "127.0.0.1",
         port: Number(l[3]),
         pid: proc.pid!,
