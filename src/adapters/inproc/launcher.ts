@@ -39,6 +39,13 @@ import type {
 
 type CatchableSignal = Exclude<Signal, "SIGKILL">;
 
+/**
+ * The abort reason of every ended child: one instance, since abort()'s
+ * default reason is a new DOMException, whose stack trace costs on every
+ * connection.
+ */
+const CHILD_ENDED = new Error("the child has ended");
+
 /** Unique across every launcher in the realm, so pids never collide in logs. */
 let nextPid = 100000;
 
@@ -229,7 +236,7 @@ class InprocChild {
     if (this.#exit !== null) return;
     this.#exit = exit;
     this.#inbox.length = 0;
-    this.#abort.abort();
+    this.#abort.abort(CHILD_ENDED);
     // A process's sockets close when it ends: flushed on a normal exit,
     // dropped when it is killed.
     const client: Connection | null = this.env.client;

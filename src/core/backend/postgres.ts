@@ -18,7 +18,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
-import type { Engine, EngineSession } from "../engine/types.ts";
+import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import type { HbaLine } from "../auth/hba.ts";
 import { memoryContextInit, type MemoryContextTree } from "../mcxt/mod.ts";
 import {
@@ -114,14 +114,16 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     session = started.session;
     session.onAsync = (bytes) => output.write(bytes);
     session.onTerminate = onEngineTerminate;
-    const w = new MessageWriter({ initialSize: 1024 });
-    for (const [name, value] of started.parameterStatus) writeParameterStatus(w, name, value);
+    // AuthenticationOk, ParameterStatus..., BackendKeyData, ReadyForQuery: one write.
+    const ok = started.authenticationOk;
+    const status = encodedStatus(started.parameterStatus);
+    const hello = new Uint8Array(ok.length + status.length + KEY_AND_READY_SIZE);
+    hello.set(ok);
+    hello.set(status, ok.length);
+    const w = new MessageWriter({ initialSize: KEY_AND_READY_SIZE });
     writeBackendKeyData(w, env.pid, started.secretKey);
     writeReadyForQuery(w, "I");
-    const status = w.take();
-    const hello = new Uint8Array(started.authenticationOk.length + status.length);
-    hello.set(started.authenticationOk);
-    hello.set(status, started.authenticationOk.length);
+    hello.set(w.take(), ok.length + status.length);
     conn.write(hello);
     const ours = session;
     const relay = ours.relay;
@@ -150,6 +152,23 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   await options.engine.close().catch(() => {});
   mcxt[Symbol.dispose]();
   return code;
+}
+
+/** BackendKeyData (13 bytes) and ReadyForQuery (6). */
+const KEY_AND_READY_SIZE = 19;
+
+/** ParameterStatus messages by list: sessions started alike share one list, so it is encoded once. */
+const statusBytes = new WeakMap<ParameterStatusList, Uint8Array>();
+
+function encodedStatus(list: ParameterStatusList): Uint8Array {
+  let bytes = statusBytes.get(list);
+  if (bytes === undefined) {
+    const w = new MessageWriter({ initialSize: 1024 });
+    for (const [name, value] of list) writeParameterStatus(w, name, value);
+    bytes = w.take();
+    statusBytes.set(list, bytes);
+  }
+  return bytes;
 }
 
 /** The engine's answers on their way to the client; cut off once the backend is dying. */

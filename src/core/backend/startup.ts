@@ -18,7 +18,7 @@ import {
   matchHba,
   noHbaEntryError,
 } from "../auth/mod.ts";
-import type { Engine, EngineSession } from "../engine/types.ts";
+import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import {
   MessageWriter,
   parseStartupPacket,
@@ -45,7 +45,7 @@ export interface StartupContext {
 
 export interface StartedSession {
   readonly session: EngineSession;
-  readonly parameterStatus: Array<[string, string]>;
+  readonly parameterStatus: ParameterStatusList;
   readonly secretKey: number;
   /**
    * AuthenticationOk, not yet sent: as in PostgreSQL it goes out in one

@@ -60,6 +60,9 @@ export interface EngineSession {
   relay?(client: Uint8Array, out: (backend: Uint8Array) => void): Promise<boolean>;
 }
 
+/** The ParameterStatus messages a new session starts with, as name/value pairs. */
+export type ParameterStatusList = ReadonlyArray<readonly [string, string]>;
+
 /** A role as authentication needs it. */
 export interface RoleInfo {
   readonly name: string;
@@ -72,9 +75,12 @@ export interface RoleInfo {
 export interface Engine {
   /** The role named `name`, or null if there is none (the backend then raises 28000). */
   lookupRole(name: string): Promise<RoleInfo | null>;
-  /** Starts a session; rejects with a FATAL PgError (3D000, 28000...) when it cannot. */
+  /**
+   * Starts a session; rejects with a FATAL PgError (3D000, 28000...) when it
+   * cannot. `parameterStatus` may be shared by sessions started alike.
+   */
   startSession(
     startup: SessionStartup,
-  ): Promise<{ session: EngineSession; parameterStatus: Array<[string, string]> }>;
+  ): Promise<{ session: EngineSession; parameterStatus: ParameterStatusList }>;
   close(): Promise<void>;
 }

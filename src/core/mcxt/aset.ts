@@ -53,6 +53,18 @@ const REUSE_SCAN = 8;
 /** Blocks up to this size keep a table of their views (see MemoryBlock.byOffset). */
 const VIEW_TABLE_MAX_BLOCK = 64 * 1024;
 
+/**
+ * Keeper buffers of deleted contexts, zeroed, for the next context made with
+ * a keeper of the same size: aset.c's context freelists, for its two common
+ * keeper sizes (8 KB, the default and ErrorContext's; 1 KB, the small sizes).
+ * Every backend builds and deletes a standard tree, so without them each
+ * connection would cost six fresh ArrayBuffers, which the engine zero-fills
+ * and the garbage collector later takes back. Shared by every tree of the
+ * realm; at most KEEPER_FREELIST_MAX each, as aset.c keeps MAX_FREE_CONTEXTS.
+ */
+const keeperFreelists = new Map<number, ArrayBuffer[]>([[1024, []], [8192, []]]);
+const KEEPER_FREELIST_MAX = 100;
+
 /** Options of an AllocSet context. */
 export interface AllocSetOptions extends MemoryContextOptions {
   /** Block sizes; ALLOCSET_DEFAULT_SIZES when omitted. */
@@ -68,6 +80,9 @@ interface PtrBlock {
   /** Bytes handed out or cut into free chunks; the active block's grow past this. */
   used: number;
 }
+
+/** The buffer of a deleted context's stand-in block: no chunk can ever be in it, so one serves all. */
+const NO_ROOM = new ArrayBuffer(0);
 
 /** The freelist index of a small size: 0 for 1..8 bytes, 1 for 9..16, ... */
 function freelistIndex(size: number): number {
@@ -155,7 +170,12 @@ export class AllocSetContext extends PointerCapableContext {
     }
     let buffer: ArrayBuffer;
     try {
-      buffer = this.chargeBlock(keeperSize, keeperSize, true);
+      buffer = this.chargeBlock(
+        keeperSize,
+        keeperSize,
+        true,
+        keeperFreelists.get(keeperSize)?.pop(),
+      );
     } catch (e) {
       this.abandon();
       throw e;
@@ -406,8 +426,16 @@ export class AllocSetContext extends PointerCapableContext {
     this.#blocks.clear();
     this.#tabled.length = 0;
     this.#clearFreelists();
+    const keeper = this.#keeper;
+    const freelist = keeperFreelists.get(keeper.size);
+    if (freelist !== undefined && freelist.length < KEEPER_FREELIST_MAX) {
+      // The next owner must not see this context's bytes (a reset leaves
+      // them), nor take an old chunk header for one of its own.
+      keeper.u32.fill(0);
+      freelist.push(keeper.buffer);
+    }
     // An empty stand-in: the next alloc takes the slow path and is refused.
-    this.#active = new MemoryBlock(this, new ArrayBuffer(0));
+    this.#active = new MemoryBlock(this, NO_ROOM);
   }
 
   protected isEmptySelf(): boolean {

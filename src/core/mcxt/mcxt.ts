@@ -376,15 +376,22 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
    * Obtains `size` bytes for a new block, charging them to this context and
    * its ancestors. Raises out-of-memory (reporting `requestSize`, the size the
    * caller asked for) when a limit would be exceeded or no buffer can be had.
+   * `reuse`, a zeroed buffer of `size` bytes that no context owns, is taken
+   * instead of a new one.
    */
-  protected chargeBlock(size: number, requestSize: number, creating = false): ArrayBuffer {
+  protected chargeBlock(
+    size: number,
+    requestSize: number,
+    creating = false,
+    reuse?: ArrayBuffer,
+  ): ArrayBuffer {
     if (this.#deleted) {
       throw new TypeError(`Cannot allocate in memory context "${this.name}": it has been deleted`);
     }
     if (this.#exceedsLimit(size)) this.#outOfMemory(requestSize, creating);
     let buffer: ArrayBuffer;
     try {
-      buffer = new ArrayBuffer(size);
+      buffer = reuse ?? new ArrayBuffer(size);
     } catch {
       this.#outOfMemory(requestSize, creating);
     }

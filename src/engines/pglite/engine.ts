@@ -18,7 +18,13 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
-import type { Engine, EngineSession, RoleInfo, SessionStartup } from "../../core/engine/types.ts";
+import type {
+  Engine,
+  EngineSession,
+  ParameterStatusList,
+  RoleInfo,
+  SessionStartup,
+} from "../../core/engine/types.ts";
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import type { RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
@@ -104,6 +110,8 @@ export class PgliteEngine implements Engine {
   #startupMaps = new Map<string, SettingsMap>();
   /** settingsKey per map, with the number of custom names it was computed for. */
   #keys = new WeakMap<SettingsMap, { names: number; key: string }>();
+  /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
+  #statusLists = new WeakMap<SettingsMap, Map<string, ParameterStatusList>>();
   #roles = new Map<string, RoleInfo>();
   #databases = new Set<string>();
   #database = "postgres";
@@ -163,7 +171,7 @@ export class PgliteEngine implements Engine {
 
   async startSession(
     startup: SessionStartup,
-  ): Promise<{ session: EngineSession; parameterStatus: Array<[string, string]> }> {
+  ): Promise<{ session: EngineSession; parameterStatus: ParameterStatusList }> {
     this.#checkOpen();
     const fatal = (code: string, message: string, detail?: string) =>
       new PgError(code, message, { severity: "FATAL", ...(detail ? { detail } : {}) });
@@ -207,14 +215,27 @@ export class PgliteEngine implements Engine {
     });
     this.#sessions.add(session);
     this.listeners.add(session);
-    const status = new Map(this.#reported);
-    status.set("session_authorization", startup.user);
-    status.set("is_superuser", role.superuser ? "on" : "off");
-    for (const name of REPORTED) {
-      const v = settings.get(name.toLowerCase());
-      if (v !== undefined && name !== "session_authorization") status.set(name, v);
+    return { session, parameterStatus: this.#parameterStatus(settings, role) };
+  }
+
+  /** What a session with these startup settings and role reports; one list per map and role. */
+  #parameterStatus(settings: SettingsMap, role: RoleInfo): ParameterStatusList {
+    let byRole = this.#statusLists.get(settings);
+    if (byRole === undefined) this.#statusLists.set(settings, byRole = new Map());
+    const key = `${role.superuser ? "s" : "-"}${role.name}`;
+    let list = byRole.get(key);
+    if (list === undefined) {
+      const status = new Map(this.#reported);
+      status.set("session_authorization", role.name);
+      status.set("is_superuser", role.superuser ? "on" : "off");
+      for (const name of REPORTED) {
+        const v = settings.get(name.toLowerCase());
+        if (v !== undefined && name !== "session_authorization") status.set(name, v);
+      }
+      list = Object.freeze([...status].map((pair) => Object.freeze(pair)));
+      byRole.set(key, list);
     }
-    return { session, parameterStatus: [...status] };
+    return list;
   }
 
   close(): Promise<void> {

@@ -179,6 +179,25 @@ describe("AllocSet", () => {
     expect(() => mcxt.pfree(a)).toThrow("its block was released");
   });
 
+  test("a context that takes a deleted context's keeper block sees none of its bytes or chunks", () => {
+    const { mcxt, ctx } = fresh();
+    ctx.alloc(64);
+    const a = ctx.alloc(64); // the second chunk: nothing of the next owner's is there yet
+    a.fill(0xab);
+    ctx.reset(); // a reset leaves the bytes in the keeper
+    ctx.alloc(32).fill(0xcd);
+    ctx.delete();
+    const next = allocSetContextCreate(mcxt.topMemoryContext, "next");
+    const c = next.alloc(64);
+    expect(c.buffer).toBe(a.buffer); // the keeper was recycled, as aset.c recycles contexts
+    const bytes = new Uint8Array(c.buffer);
+    expect(bytes.includes(0xab) || bytes.includes(0xcd)).toBe(false);
+    expect(() => next.free(a)).toThrow("not a live chunk");
+    expect(() => ctx.alloc(8)).toThrow('memory context "work": it has been deleted');
+    expect(next.stats().line).toBe("8192 total in 1 blocks; 8120 free (0 chunks); 72 used");
+    next.free(c);
+  });
+
   test("a free of a foreign Uint8Array is an error", () => {
     const { ctx } = fresh();
     expect(() => ctx.free(new Uint8Array(16))).toThrow(
