@@ -81,6 +81,17 @@ interface PtrBlock {
   used: number;
 }
 
+/** What a context starts with: empty freelists (frozen: a push to them is a bug) and no pointer blocks. */
+const NO_FREE_VIEWS: Uint8Array[][] = Object.freeze(
+  Array.from(
+    { length: ALLOCSET_NUM_FREELISTS },
+    () => Object.freeze([]) as unknown as Uint8Array[],
+  ),
+) as Uint8Array[][];
+const NO_FREE_BLOCKS = NO_FREE_VIEWS as unknown as MemoryBlock[][];
+const NO_FREE_COUNTS = new Int32Array(ALLOCSET_NUM_FREELISTS);
+const NO_PTR_BLOCKS = new Map<number, PtrBlock>();
+
 /** The buffer of a deleted context's stand-in block: no chunk can ever be in it, so one serves all. */
 const NO_ROOM = new ArrayBuffer(0);
 
@@ -114,18 +125,21 @@ export class AllocSetContext extends PointerCapableContext {
   readonly #blocks = new Set<MemoryBlock>();
   /** Live blocks that keep a view table: free() looks here before chunk.buffer. */
   readonly #tabled: MemoryBlock[] = [];
-  readonly #freeViews: Uint8Array[][] = [];
-  readonly #freeBlocks: MemoryBlock[][] = [];
+  // The freelists of views, shared empty ones until the first chunk is freed
+  // (most contexts of a short-lived backend never free one).
+  #freeViews: Uint8Array[][] = NO_FREE_VIEWS;
+  #freeBlocks: MemoryBlock[][] = NO_FREE_BLOCKS;
   #nextBlockSize: number;
   #active: MemoryBlock;
   // Pointer contexts only (see the header).
   readonly #arena: Arena | null = null;
-  readonly #ptrBlocks = new Map<number, PtrBlock>();
+  // Pointer contexts' own; a shared empty one for the others, never written.
+  #ptrBlocks: Map<number, PtrBlock> = NO_PTR_BLOCKS;
   /** Head of each pointer freelist (0: empty), and its length for stats. */
-  readonly #freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
+  #freeHeads: Int32Array = NO_FREE_COUNTS;
   /** False while every freelist is empty: resetting a context that never freed is then free. */
   #freelistsUsed = false;
-  readonly #freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
+  #freeCounts: Int32Array = NO_FREE_COUNTS;
   #ptrKeeper: PtrBlock = { start: 0, size: 0, used: 0 };
   #ptrActive: PtrBlock = this.#ptrKeeper;
   /** Next free byte of the active block, and its end. */
@@ -149,12 +163,11 @@ export class AllocSetContext extends PointerCapableContext {
     let limit = ALLOC_CHUNK_LIMIT;
     while (limit + CHUNK_HEADER_SIZE > sizes.maxBlockSize / ALLOC_CHUNK_FRACTION) limit >>= 1;
     this.#chunkLimit = limit;
-    for (let i = 0; i < ALLOCSET_NUM_FREELISTS; i++) {
-      this.#freeViews.push([]);
-      this.#freeBlocks.push([]);
-    }
     const keeperSize = sizes.minContextSize !== 0 ? sizes.minContextSize : sizes.initBlockSize;
     if (options.pointers === true) {
+      this.#freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
+      this.#freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
+      this.#ptrBlocks = new Map();
       try {
         this.#arena = this.openArena(keeperSize);
       } catch (e) {
@@ -267,7 +280,7 @@ export class AllocSetContext extends PointerCapableContext {
     }
     u32[h + 1] = FREE_TAG;
     const idx = freelistIndex(capacity);
-    this.#freelistsUsed = true;
+    this.#useFreelists();
     this.#freeViews[idx]!.push(chunk);
     this.#freeBlocks[idx]!.push(block);
   }
@@ -467,11 +480,22 @@ export class AllocSetContext extends PointerCapableContext {
     return block;
   }
 
+  /** About to put a view on a freelist: the context's own lists from now on. */
+  #useFreelists(): void {
+    this.#freelistsUsed = true;
+    if (this.#freeViews !== NO_FREE_VIEWS) return;
+    this.#freeViews = Array.from({ length: ALLOCSET_NUM_FREELISTS }, () => []);
+    this.#freeBlocks = Array.from({ length: ALLOCSET_NUM_FREELISTS }, () => []);
+  }
+
   #clearFreelists(): void {
     if (!this.#freelistsUsed) return;
     this.#freelistsUsed = false;
-    this.#freeHeads.fill(0);
-    this.#freeCounts.fill(0);
+    if (this.#arena !== null) {
+      this.#freeHeads.fill(0);
+      this.#freeCounts.fill(0);
+      return;
+    }
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
       this.#freeViews[idx]!.length = 0;
       this.#freeBlocks[idx]!.length = 0;
@@ -579,7 +603,7 @@ export class AllocSetContext extends PointerCapableContext {
       const start = old.freeptr;
       old.u32[start >>> 2] = capacity;
       old.u32[(start >>> 2) + 1] = FREE_TAG;
-      this.#freelistsUsed = true;
+      this.#useFreelists();
       this.#freeViews[idx]!.push(this.#view(old, start + CHUNK_HEADER_SIZE, capacity));
       this.#freeBlocks[idx]!.push(old);
       old.freeptr = start + capacity + CHUNK_HEADER_SIZE;
