@@ -86,7 +86,7 @@ async function runtimeAdapters(
     // listeners are Bun's own: node:net's stream machinery on every write
     // is the largest cost of a statement served in-process.
     const net = detectRuntime() === "bun"
-      ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
+      ? new (await import("../adapters/bun/net.ts")).BunNetAdapter({ handOff: false })
       : new NodeSocketNetAdapter();
     // pgts's own mains come from the module already loaded here, not by
     // import(URL): inside the compiled binary there is no file to import.

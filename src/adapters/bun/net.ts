@@ -10,6 +10,9 @@
  *
  * Sockets are paused in `open`, before any byte is read, so that a
  * connection handed to a child reaches it with the startup packet intact.
+ * A listener whose connections stay in this process (`handOff: false`)
+ * leaves them reading and holds early bytes itself until `resume()`: two
+ * fewer epoll changes per connection.
  */
 
 import type {
@@ -51,6 +54,9 @@ export class BunSocketConnection implements AcceptedConnection {
 
   #socket: BunSocket<SocketData>;
   #onData: ((chunk: Uint8Array) => void) | null = null;
+  /** Delivery stopped (the Connection contract's pause), and whether the kernel socket is paused too. */
+  #paused = true;
+  #socketPaused: boolean;
   #queued: Uint8Array[] = [];
   // Bytes the kernel did not take yet, written on "drain".
   #pending: Uint8Array[] = [];
@@ -59,9 +65,10 @@ export class BunSocketConnection implements AcceptedConnection {
   #released = false;
   #closed = false;
 
-  constructor(socket: BunSocket<SocketData>, remote: RemoteAddress) {
+  constructor(socket: BunSocket<SocketData>, remote: RemoteAddress, socketPaused = true) {
     this.#socket = socket;
     this.remote = remote;
+    this.#socketPaused = socketPaused;
     this.handle = {
       kind: "bun-socket",
       fd: socket.fd,
@@ -78,15 +85,31 @@ export class BunSocketConnection implements AcceptedConnection {
 
   set onData(fn: ((chunk: Uint8Array) => void) | null) {
     this.#onData = fn;
-    while (fn !== null && this.#queued.length > 0 && this.#onData === fn) fn(this.#queued.shift()!);
+    this.#deliverQueued();
   }
 
   resume(): void {
-    this.#socket.resume();
+    this.#paused = false;
+    if (this.#socketPaused) {
+      this.#socketPaused = false;
+      this.#socket.resume();
+    }
+    this.#deliverQueued();
   }
 
   pause(): void {
-    this.#socket.pause();
+    this.#paused = true;
+    if (!this.#socketPaused) {
+      this.#socketPaused = true;
+      this.#socket.pause();
+    }
+  }
+
+  #deliverQueued(): void {
+    const fn = this.#onData;
+    while (fn !== null && this.#queued.length > 0 && this.#onData === fn && !this.#paused) {
+      fn(this.#queued.shift()!);
+    }
   }
 
   write(bytes: Uint8Array): boolean {
@@ -118,7 +141,7 @@ export class BunSocketConnection implements AcceptedConnection {
 
   /** Socket handler: bytes arrived. */
   received(chunk: Uint8Array): void {
-    if (this.#onData === null) this.#queued.push(chunk);
+    if (this.#onData === null || this.#paused) this.#queued.push(chunk);
     else this.#onData(chunk);
   }
 
@@ -150,11 +173,12 @@ export class BunSocketConnection implements AcceptedConnection {
 function handlers(
   remoteOf: (socket: BunSocket<SocketData>) => RemoteAddress,
   onOpen: (conn: BunSocketConnection) => void,
+  handOff = true,
 ): BunSocketHandler<SocketData> {
   return {
     open(socket) {
-      socket.pause();
-      const conn = new BunSocketConnection(socket, remoteOf(socket));
+      if (handOff) socket.pause();
+      const conn = new BunSocketConnection(socket, remoteOf(socket), handOff);
       socket.data = { conn };
       onOpen(conn);
     },
@@ -173,7 +197,21 @@ function handlers(
   };
 }
 
+export interface BunNetAdapterOptions {
+  /**
+   * Whether accepted sockets may be handed to another process (the default):
+   * they are then paused in the kernel until a consumer resumes them.
+   */
+  readonly handOff?: boolean;
+}
+
 export class BunNetAdapter implements NetAdapter {
+  readonly #handOff: boolean;
+
+  constructor(options: BunNetAdapterOptions = {}) {
+    this.#handOff = options.handOff ?? true;
+  }
+
   async listen(
     address: ListenAddress,
     onConnection: (conn: AcceptedConnection) => void,
@@ -187,7 +225,7 @@ export class BunNetAdapter implements NetAdapter {
       await removeStaleSocket(path);
       const listener = bun.listen<SocketData>({
         unix: path,
-        socket: handlers(() => ({ family: "unix", path }), onConnection),
+        socket: handlers(() => ({ family: "unix", path }), onConnection, this.#handOff),
       });
       return {
         address,
@@ -201,10 +239,7 @@ export class BunNetAdapter implements NetAdapter {
     const listener = bun.listen<SocketData>({
       hostname: address.host,
       port: address.port,
-      socket: handlers(
-        (s) => ({ family: "tcp", address: s.remoteAddress, port: s.remotePort }),
-        onConnection,
-      ),
+      socket: handlers(tcpRemote, onConnection, this.#handOff),
     });
     return {
       address: { family: "tcp", host: address.host, port: listener.port },
@@ -214,6 +249,21 @@ export class BunNetAdapter implements NetAdapter {
       },
     };
   }
+}
+
+/**
+ * A TCP client's address; the port, a second getpeername, is read only when
+ * something asks for it (log_connections, pg_stat_activity).
+ */
+function tcpRemote(socket: BunSocket<SocketData>): RemoteAddress {
+  let port: number | undefined;
+  return {
+    family: "tcp",
+    address: socket.remoteAddress,
+    get port() {
+      return port ??= socket.remotePort;
+    },
+  };
 }
 
 /** In a child: adopts the client socket the launcher put at `fd`. */
