@@ -43,9 +43,14 @@ export class ClientInput {
     this.#ready?.();
   }
 
-  /** Stops waiting: pending and later reads see end of file. */
+  /**
+   * Stops waiting: pending and later reads see end of file. Bytes the client
+   * sends from now on are not read (they would land in MessageContext, which
+   * the backend's next owner of the tree may be using).
+   */
   stop(): void {
     this.#eof = true;
+    this.#conn.onData = null;
     this.#notify();
   }
 

@@ -20,7 +20,7 @@
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
 import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import type { HbaLine } from "../auth/hba.ts";
-import { memoryContextInit, type MemoryContextTree } from "../mcxt/mod.ts";
+import { backendMemoryContexts, type MemoryContextTree } from "../mcxt/mod.ts";
 import {
   FE,
   isCommError,
@@ -54,10 +54,10 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   const conn = env.client;
   if (conn === null) throw new TypeError("A backend needs a client connection");
   const link = new PostmasterLink(env);
-  const mcxt = memoryContextInit();
   // PostmasterContext holds what the postmaster handed over; a backend that
-  // is set up has no more use for it (PostgreSQL deletes it here too).
-  mcxt.deletePostmasterContext();
+  // is set up has no more use for it (PostgreSQL deletes it here too), so
+  // the tree comes without it.
+  const mcxt = backendMemoryContexts();
   const input = new ClientInput(
     conn,
     new MessageReader({
@@ -150,7 +150,8 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // A client that disconnects mid-transaction has it rolled back at once.
   await s?.close().catch(() => {});
   await options.engine.close().catch(() => {});
-  mcxt[Symbol.dispose]();
+  // Nothing of this backend uses the tree any more: the next backend's.
+  mcxt.recycle();
   return code;
 }
 

@@ -18,6 +18,12 @@
  *   (`startCommand`).
  * - TopTransactionContext: lives until the end of the top-level transaction
  *   (`endTransaction`).
+ *
+ * A backend takes its tree with `backendMemoryContexts()` and ends it with
+ * `recycle()`: an ended backend's tree, emptied back to the shape a new one
+ * has, is what the next backend of the realm starts with (PostgreSQL keeps
+ * freelists of deleted contexts for the same reason: building the standard
+ * tree is a cost paid on every connection).
  */
 
 import { AllocSetContext } from "./aset.ts";
@@ -56,10 +62,13 @@ export class MemoryContextTree implements Disposable {
   readonly topTransactionContext: AllocSetContext;
   #postmasterContext: AllocSetContext | null;
   readonly #state: McxtState;
+  /** Made without a limit or an out-of-memory report: a tree any backend can take over. */
+  readonly #plain: boolean;
 
   constructor(options: MemoryContextInitOptions = {}) {
     const state = new McxtState();
     this.#state = state;
+    this.#plain = options.limit === undefined && options.onOutOfMemory === undefined;
     const topOptions = options.limit === undefined ? {} : { limit: options.limit };
     const top = new AllocSetContext(state, "TopMemoryContext", topOptions);
     state.top = top;
@@ -189,6 +198,45 @@ export class MemoryContextTree implements Disposable {
     this.topMemoryContext.reset();
   }
 
+  /**
+   * Ends the tree as [Symbol.dispose] does, running every reset callback,
+   * and keeps it for the next `backendMemoryContexts()` if it is then back
+   * in the shape that call returns: the four standard contexts under
+   * TopMemoryContext, each with only its keeper block, no limit and no
+   * identifier. Anything else the backend made (children, PostmasterContext,
+   * detached contexts' blocks, limits) either goes with the reset or keeps
+   * the tree from being reused.
+   */
+  recycle(): void {
+    const top = this.topMemoryContext;
+    const standard: MemoryContext[] = [
+      this.errorContext,
+      this.cacheMemoryContext,
+      this.messageContext,
+      this.topTransactionContext,
+    ];
+    this.#state.current = top;
+    this.#postmasterContext = null;
+    for (const child of top.children()) if (!standard.includes(child)) child.delete();
+    let reusable = this.#plain && treeFreelist.length < TREE_FREELIST_MAX;
+    for (const context of standard) {
+      if (context.isDeleted || context.parent !== top) {
+        reusable = false;
+        continue;
+      }
+      context.reset();
+      context.setIdentifier(undefined);
+      if (context.limit !== undefined) reusable = false;
+    }
+    top.resetOnly();
+    top.setIdentifier(undefined);
+    if (!reusable || top.limit !== undefined || this.#state.blocks.size !== standard.length + 1) {
+      this[Symbol.dispose]();
+      return;
+    }
+    treeFreelist.push(this);
+  }
+
   #owns(context: MemoryContext): boolean {
     let c: MemoryContext = context;
     while (c.parent !== null) c = c.parent;
@@ -204,6 +252,23 @@ export class MemoryContextTree implements Disposable {
     }
     return false;
   }
+}
+
+/** Trees ended backends gave back (`recycle`), for the next ones; at most TREE_FREELIST_MAX. */
+const treeFreelist: MemoryContextTree[] = [];
+const TREE_FREELIST_MAX = 16;
+
+/**
+ * The tree a backend starts with: MemoryContextInit's, with PostmasterContext
+ * already deleted (a backend has no use for it), taken from the trees ended
+ * backends recycled when there is one. End it with `recycle()`.
+ */
+export function backendMemoryContexts(): MemoryContextTree {
+  const recycled = treeFreelist.pop();
+  if (recycled !== undefined) return recycled;
+  const tree = new MemoryContextTree();
+  tree.deletePostmasterContext();
+  return tree;
 }
 
 /** Creates the standard context tree of one backend (MemoryContextInit). */

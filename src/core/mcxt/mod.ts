@@ -35,7 +35,7 @@ export type {
   MemoryContextCounters,
   MemoryContextType,
 } from "./memnodes.ts";
-export { memoryContextInit, MemoryContextTree } from "./init.ts";
+export { backendMemoryContexts, memoryContextInit, MemoryContextTree } from "./init.ts";
 export type { MemoryContextInitOptions } from "./init.ts";
 export {
   getBackendMemoryContexts,

@@ -1,5 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { allocSetContextCreate, memoryContextInit } from "../../../src/core/mcxt/mod.ts";
+import {
+  allocSetContextCreate,
+  backendMemoryContexts,
+  memoryContextInit,
+} from "../../../src/core/mcxt/mod.ts";
 
 describe("memoryContextInit", () => {
   test("creates PostgreSQL's standard contexts under TopMemoryContext", () => {
@@ -85,6 +89,40 @@ describe("memoryContextInit", () => {
       mcxt.topMemoryContext.own({ [Symbol.dispose]: () => void closed.push("top") });
     }
     expect(closed).toEqual(["cache", "top"]);
+  });
+
+  test("a backend's tree has no PostmasterContext and, recycled, is the next backend's, as new", () => {
+    const fresh = memoryContextInit();
+    fresh.deletePostmasterContext();
+    const first = backendMemoryContexts();
+    expect(first.stats()).toBe(fresh.stats());
+    // A backend's life: messages, a cache entry, contexts of its own, a callback.
+    first.startCommand();
+    first.palloc(300).fill(7);
+    const cached = allocSetContextCreate(first.cacheMemoryContext, "relcache entry");
+    cached.alloc(50_000); // a block beyond the keeper
+    const own = allocSetContextCreate(first.topMemoryContext, "portal");
+    first.messageContext.setIdentifier("SELECT 1");
+    const closed: string[] = [];
+    first.topMemoryContext.own({ [Symbol.dispose]: () => void closed.push("top") });
+    first.recycle();
+    expect(closed).toEqual(["top"]);
+    expect(cached.isDeleted && own.isDeleted).toBe(true);
+
+    const next = backendMemoryContexts();
+    expect(next).toBe(first);
+    expect(next.stats()).toBe(fresh.stats()); // same contexts, sizes and emptiness
+    expect(next.current).toBe(next.topMemoryContext);
+    expect(next.messageContext.ident).toBeUndefined();
+    next.recycle();
+  });
+
+  test("a tree with a memory limit is disposed, not recycled", () => {
+    const limited = memoryContextInit({ limit: 1 << 20 });
+    limited.deletePostmasterContext();
+    limited.recycle();
+    expect(limited.topMemoryContext.children()).toEqual([]);
+    expect(backendMemoryContexts()).not.toBe(limited);
   });
 
   test("many trees live side by side, one per in-process child", () => {
