@@ -75,6 +75,35 @@ export async function importMain(entry: ChildEntry): Promise<ChildMain> {
   return main as ChildMain;
 }
 
+/**
+ * What structuredClone would make of a message, as a pipe would carry it.
+ * A flat record of primitives (most messages: a backend's cancel key, a
+ * signal) is copied by hand, as structuredClone would (own enumerable string
+ * keys, a plain object); structuredClone itself, several microseconds a
+ * call under Deno, is left for everything else.
+ */
+function cloneMessage(message: unknown): unknown {
+  if (typeof message !== "object" || message === null) {
+    return typeof message === "symbol" || typeof message === "function"
+      ? structuredClone(message) // throws DataCloneError, as a pipe would refuse it
+      : message;
+  }
+  if (Object.getPrototypeOf(message) !== Object.prototype) return structuredClone(message);
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(message)) {
+    const value = (message as Record<string, unknown>)[key];
+    if (
+      key === "__proto__" || typeof value === "object"
+        ? value !== null
+        : typeof value === "symbol" || typeof value === "function"
+    ) {
+      return structuredClone(message);
+    }
+    copy[key] = value;
+  }
+  return copy;
+}
+
 type InboxItem =
   | { readonly kind: "message"; readonly message: unknown }
   | { readonly kind: "signal"; readonly signal: CatchableSignal };
@@ -126,7 +155,7 @@ class InprocChild {
       },
       post(message) {
         if (isZombie()) return; // a zombie's words are lost
-        toParent(structuredClone(message));
+        toParent(cloneMessage(message));
       },
       get onMessage() {
         return childHandler.get();
@@ -142,7 +171,7 @@ class InprocChild {
       signal: (sig) => this.#signal(sig),
       post: (message) => {
         if (this.#exit !== null) return;
-        this.#deliver({ kind: "message", message: structuredClone(message) });
+        this.#deliver({ kind: "message", message: cloneMessage(message) });
       },
       get onMessage() {
         return parentHandler.get();

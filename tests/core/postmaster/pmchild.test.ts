@@ -205,4 +205,27 @@ describe("in-process launcher", () => {
     proc.signal("SIGTERM");
     expect(await proc.exited).toEqual({ code: null, signal: "SIGTERM" });
   });
+
+  test("messages are copies, as through a pipe; what cannot be cloned is refused", async () => {
+    const proc = await start("talks");
+    const heard: unknown[] = [];
+    proc.onMessage = (m) => heard.push(m);
+    await new Promise((r) => setTimeout(r, 1));
+    const flat = { pgts: "backend-key", key: 7, user: "alice", skip: undefined };
+    const nested = { list: [1, { two: 2 }], when: new Date(0) };
+    proc.post(flat);
+    proc.post(nested);
+    flat.key = 8;
+    nested.list.push(3);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(heard).toEqual([{
+      echo: { pgts: "backend-key", key: 7, user: "alice", skip: undefined },
+    }, {
+      echo: { list: [1, { two: 2 }], when: new Date(0) },
+    }]);
+    expect(() => proc.post({ f: () => 1 })).toThrow();
+    expect(() => proc.post(Symbol("s"))).toThrow();
+    proc.signal("SIGTERM");
+    await proc.exited;
+  });
 });
