@@ -12,6 +12,7 @@
 
 import { type HbaLine, parseHba } from "../core/auth/mod.ts";
 import { postgresMain } from "../core/backend/postgres.ts";
+import type { StartupSettings } from "../core/backend/startup.ts";
 import { ereport } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
 import type { Engine } from "../core/engine/types.ts";
@@ -113,18 +114,22 @@ function hbaOf(params: ServerParams): HbaLine[] {
   return hbaParsed.lines;
 }
 
+/** A backend's startup settings per settings snapshot (a reload makes a new Guc). */
+const startupSettingsOf = new WeakMap<Guc, StartupSettings>();
+
 export const backendMain: ChildMain = (env) => {
   const { params, guc } = setUpChild(env);
   env.onSignal("SIGHUP", () => {});
-  return postgresMain(env, {
-    engine: engineFor(params),
-    hba: hbaOf(params),
-    settings: {
+  let settings = startupSettingsOf.get(guc);
+  if (settings === undefined) {
+    settings = {
       authenticationTimeoutMs: guc.getMs("authentication_timeout"),
       superuserReservedConnections: guc.getInt("superuser_reserved_connections"),
       logConnections: guc.getBool("log_connections"),
-    },
-  });
+    };
+    startupSettingsOf.set(guc, settings);
+  }
+  return postgresMain(env, { engine: engineFor(params), hba: hbaOf(params), settings });
 };
 
 /**

@@ -315,9 +315,16 @@ export interface HbaConnection {
   isMember?: (user: string, role: string) => boolean | Promise<boolean>;
 }
 
-async function matchDatabase(line: HbaLine, c: HbaConnection): Promise<boolean> {
+/**
+ * Whether the line's database list admits the connection, from token `from`
+ * on. A promise only when a role membership has to be looked up: most lines
+ * are decided at once, with no promise per line and connection.
+ */
+function matchDatabase(line: HbaLine, c: HbaConnection, from = 0): boolean | Promise<boolean> {
   const physical = c.replication === true;
-  for (const t of line.databases) {
+  const tokens = line.databases;
+  for (let i = from; i < tokens.length; i++) {
+    const t = tokens[i]!;
     if (physical) {
       if (isKeyword(t, "replication")) return true;
       continue;
@@ -326,7 +333,9 @@ async function matchDatabase(line: HbaLine, c: HbaConnection): Promise<boolean> 
     if (isKeyword(t, "sameuser")) {
       if (c.database === c.user) return true;
     } else if (isKeyword(t, "samerole") || isKeyword(t, "samegroup")) {
-      if (c.isMember !== undefined && await c.isMember(c.user, c.database)) return true;
+      const member = c.isMember?.(c.user, c.database) ?? false;
+      if (member === true) return true;
+      if (member !== false) return member.then((yes) => yes || matchDatabase(line, c, i + 1));
     } else if (isKeyword(t, "replication")) {
       continue; // never matches a normal connection
     } else if (t.value === c.database) return true;
@@ -334,10 +343,15 @@ async function matchDatabase(line: HbaLine, c: HbaConnection): Promise<boolean> 
   return false;
 }
 
-async function matchRole(line: HbaLine, c: HbaConnection): Promise<boolean> {
-  for (const t of line.users) {
+/** Whether the line's role list admits the connection, from token `from` on; as matchDatabase. */
+function matchRole(line: HbaLine, c: HbaConnection, from = 0): boolean | Promise<boolean> {
+  const tokens = line.users;
+  for (let i = from; i < tokens.length; i++) {
+    const t = tokens[i]!;
     if (!t.quoted && t.value.startsWith("+")) {
-      if (c.isMember !== undefined && await c.isMember(c.user, t.value.slice(1))) return true;
+      const member = c.isMember?.(c.user, t.value.slice(1)) ?? false;
+      if (member === true) return true;
+      if (member !== false) return member.then((yes) => yes || matchRole(line, c, i + 1));
     } else if (isKeyword(t, "all") || t.value === c.user) return true;
   }
   return false;
@@ -375,8 +389,10 @@ export async function matchHba(
       if (line.connType === "hostssl" || line.connType === "hostgssenc") continue;
       if (!matchAddress(line, client)) continue;
     }
-    if (!await matchDatabase(line, conn)) continue;
-    if (!await matchRole(line, conn)) continue;
+    const database = matchDatabase(line, conn);
+    if (database === false || (database !== true && !(await database))) continue;
+    const role = matchRole(line, conn);
+    if (role === false || (role !== true && !(await role))) continue;
     return line;
   }
   return null;

@@ -29,6 +29,22 @@ import type { ChildEnv } from "../postmaster/launch.ts";
 import type { PostmasterLink } from "../postmaster/pmsignal.ts";
 import type { ClientInput } from "./input.ts";
 
+/**
+ * Cancel keys, drawn from the system's CSPRNG 256 at a time: one draw per
+ * connection was a system call and a typed array each. Every key is used
+ * once, by one backend of this realm.
+ */
+const cancelKeys = new Int32Array(256);
+let cancelKeysLeft = 0;
+
+function nextCancelKey(): number {
+  if (cancelKeysLeft === 0) {
+    crypto.getRandomValues(cancelKeys);
+    cancelKeysLeft = cancelKeys.length;
+  }
+  return cancelKeys[--cancelKeysLeft]!;
+}
+
 export interface StartupSettings {
   readonly authenticationTimeoutMs: number;
   readonly superuserReservedConnections: number;
@@ -224,7 +240,7 @@ async function startSession(
     database,
     params,
   });
-  const secretKey = crypto.getRandomValues(new Int32Array(1))[0]!;
+  const secretKey = nextCancelKey();
   const keyMessage: BackendKeyMessage = {
     pgts: "backend-key",
     key: secretKey,

@@ -165,6 +165,10 @@ export class ChildRegistry {
 
   /** The running singleton of a kind, if any. */
   singleton(kind: BackendType): PMChild | undefined {
+    // A kind of one slot is in slot 0 when it runs: the server loop asks for
+    // four kinds on every pass, so no scan of every child for it.
+    const pool = this.#pools.get(kind);
+    if (pool !== undefined && pool.length === 1) return pool[0] ?? undefined;
     for (const child of this.children(btmask(kind))) return child;
     return undefined;
   }

@@ -177,7 +177,7 @@ export class PgliteEngine implements Engine {
       new PgError(code, message, { severity: "FATAL", ...(detail ? { detail } : {}) });
     // The client may connect as a role another session created a moment
     // ago: its ReadyForQuery can arrive before the catalogs are re-read.
-    const role = await this.lookupRole(startup.user) ?? undefined;
+    const role = this.#roles.get(startup.user) ?? await this.lookupRole(startup.user) ?? undefined;
     if (!this.#databases.has(startup.database)) {
       await this.#withEngine(() => this.#refreshDatabases(), this.options.engineWaitTimeoutMs)
         .catch(() => {});

@@ -172,6 +172,27 @@ describe("pg_hba.conf matching", () => {
     expect(asked).toEqual(["erin in admins"]);
   });
 
+  test("a membership that does not hold leaves the rest of the line to decide", async () => {
+    const lines = parseHba("host samerole +nobody,erin 10.0.0.0/8 trust\nhost all all all reject");
+    const conn = (isMember: HbaConnection["isMember"]): HbaConnection => ({
+      type: "host",
+      address: "10.0.0.9",
+      user: "erin",
+      database: "shop",
+      isMember,
+    });
+    // samerole: erin is not in "shop", so the first line does not apply.
+    expect((await matchHba(lines, conn(() => Promise.resolve(false))))?.method).toBe("reject");
+    // Once erin is in "shop": "+nobody" fails, the next token "erin" admits her.
+    const asked: string[] = [];
+    const member = (user: string, role: string) => {
+      asked.push(role);
+      return role === "shop" ? Promise.resolve(true) : false;
+    };
+    expect((await matchHba(lines, conn(member)))?.method).toBe("trust");
+    expect(asked).toEqual(["shop", "nobody"]);
+  });
+
   test("helpers build PostgreSQL's 28000 texts", () => {
     const e = noHbaEntryError({ host: "10.0.0.1", user: "u", database: "d" });
     expect([e.code, e.severity, e.message]).toEqual([
