@@ -208,6 +208,7 @@ export class MemoryContextTree implements Disposable {
    * the tree from being reused.
    */
   recycle(): void {
+    if (pooled.has(this)) return; // recycled already: listing it twice would give it to two backends
     const top = this.topMemoryContext;
     const standard: MemoryContext[] = [
       this.errorContext,
@@ -234,6 +235,7 @@ export class MemoryContextTree implements Disposable {
       this[Symbol.dispose]();
       return;
     }
+    pooled.add(this);
     treeFreelist.push(this);
   }
 
@@ -256,6 +258,7 @@ export class MemoryContextTree implements Disposable {
 
 /** Trees ended backends gave back (`recycle`), for the next ones; at most TREE_FREELIST_MAX. */
 const treeFreelist: MemoryContextTree[] = [];
+const pooled = new WeakSet<MemoryContextTree>();
 const TREE_FREELIST_MAX = 16;
 
 /**
@@ -265,7 +268,10 @@ const TREE_FREELIST_MAX = 16;
  */
 export function backendMemoryContexts(): MemoryContextTree {
   const recycled = treeFreelist.pop();
-  if (recycled !== undefined) return recycled;
+  if (recycled !== undefined) {
+    pooled.delete(recycled);
+    return recycled;
+  }
   const tree = new MemoryContextTree();
   tree.deletePostmasterContext();
   return tree;

@@ -106,6 +106,7 @@ describe("memoryContextInit", () => {
     const closed: string[] = [];
     first.topMemoryContext.own({ [Symbol.dispose]: () => void closed.push("top") });
     first.recycle();
+    first.recycle(); // a second time changes nothing: no two backends get one tree
     expect(closed).toEqual(["top"]);
     expect(cached.isDeleted && own.isDeleted).toBe(true);
 
@@ -114,6 +115,9 @@ describe("memoryContextInit", () => {
     expect(next.stats()).toBe(fresh.stats()); // same contexts, sizes and emptiness
     expect(next.current).toBe(next.topMemoryContext);
     expect(next.messageContext.ident).toBeUndefined();
+    const other = backendMemoryContexts();
+    expect(other).not.toBe(next);
+    other.recycle();
     next.recycle();
   });
 
