@@ -252,8 +252,8 @@ export class BunNetAdapter implements NetAdapter {
 }
 
 /**
- * A TCP client's address; the port, a second getpeername, is read only when
- * something asks for it (log_connections, pg_stat_activity).
+ * A TCP client's address; the port, a second getpeername, is read only if
+ * something asks for it (pg_hba.conf and the logs need only the address).
  */
 function tcpRemote(socket: BunSocket<SocketData>): RemoteAddress {
   let port: number | undefined;
