@@ -185,7 +185,7 @@ describe("pg_hba.conf matching", () => {
     expect((await matchHba(lines, conn(() => Promise.resolve(false))))?.method).toBe("reject");
     // Once erin is in "shop": "+nobody" fails, the next token "erin" admits her.
     const asked: string[] = [];
-    const member = (user: string, role: string) => {
+    const member = (_user: string, role: string) => {
       asked.push(role);
       return role === "shop" ? Promise.resolve(true) : false;
     };
