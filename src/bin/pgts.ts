@@ -7,39 +7,23 @@
  * child when started with CHILD_FLAG (the binary's children are the binary
  * itself), the `pgts` command otherwise.
  *
- * Bun hands a `type: "bytes"` import over as a path (into /$bunfs once
- * compiled). Deno rejects such imports without --unstable-raw-imports, which
- * is why only this file has them; deno.json turns the flag on so that
- * `deno check` still types this file (as Uint8Array).
+ * The embedded files are embedded.ts's; the binary's Workers (children
+ * under `--adapter worker`) start from its other entry, worker.ts, and
+ * register them in their own realm.
  */
 
-import pgliteWasm from "../../node_modules/@electric-sql/pglite/dist/pglite.wasm" with {
-  type: "bytes",
-};
-import initdbWasm from "../../node_modules/@electric-sql/pglite/dist/initdb.wasm" with {
-  type: "bytes",
-};
-import fsBundle from "../../node_modules/@electric-sql/pglite/dist/pglite.data" with {
-  type: "bytes",
-};
 import process from "node:process";
 import { runChildFromArgv } from "../adapters/bun/child.ts";
 import { isCompiledBinary } from "../adapters/bun/launcher.ts";
-import { registerPgliteAssets } from "../engines/pglite/assets.ts";
+import { registerWorkerEntry } from "../adapters/shared/worker_launcher.ts";
+import { registerEmbeddedAssets } from "./embedded.ts";
 import { resolveBundledMain } from "./mains.ts";
 
-registerPgliteAssets({
-  pgliteWasm,
-  initdbWasm,
-  fsBundle,
-  // scripts/build lists the engine's Worker as a second entry. Bun puts
-  // each entry at its path below the entries' common folder (src/), while
-  // every bundled module's import.meta.url is the binary's own
-  // (/$bunfs/root/pgts): executor.ts alone would look in the wrong place.
-  ...(isCompiledBinary()
-    ? { executorWorker: new URL("./engines/pglite/executor-worker.ts", import.meta.url).href }
-    : {}),
-});
+// Inside the binary this module's import.meta.url is the binary's own
+// (/$bunfs/root/pgts), and the other entries sit at their paths below src/.
+const root = new URL("./", import.meta.url);
+registerEmbeddedAssets(root);
+if (isCompiledBinary()) registerWorkerEntry(new URL("bin/worker.ts", root).href);
 
 if (!runChildFromArgv(process.argv, { resolveMain: resolveBundledMain })) {
   const { main } = await import("../cli/main.ts");

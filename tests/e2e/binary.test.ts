@@ -68,7 +68,7 @@ afterEach(() => {
 });
 
 test(
-  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1 and stop under the default and the in-process adapter",
+  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1 and stop under the default, the in-process and the Worker adapter",
   async () => {
     await buildBinary();
 
@@ -101,8 +101,15 @@ test(
     expect(init.code).toBe(0);
 
     // The default adapter (children are the binary itself, started again),
-    // then the in-process one (children are the binary's own modules).
-    for (const adapter of [[], ["--adapter", "inproc", "-c", "engine_placement=inline"]]) {
+    // the in-process one (children are the binary's own modules) and Web
+    // Workers (children are the binary's Worker entry, src/bin/worker.ts).
+    for (
+      const adapter of [
+        [],
+        ["--adapter", "inproc", "-c", "engine_placement=inline"],
+        ["--adapter", "worker"],
+      ]
+    ) {
       const server = Bun.spawn(
         ["./pgts", "start", "-D", "d", "-p", "0", "-c", "unix_socket_directories=d", ...adapter],
         { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },

@@ -25,13 +25,26 @@ import { ChildHandle } from "./childhandle.ts";
 import { EXIT_CRASH, isToParent, type StartPayload, type ToChild } from "./protocol.ts";
 import { relayTo } from "./relayconn.ts";
 
+/** The Worker entry registered by the running program (registerWorkerEntry), if any. */
+let registeredEntry: string | null = null;
+
+/**
+ * Makes every WorkerLauncher of this realm start its Workers from `url`
+ * instead of worker_entry.ts next to this module: a compiled binary, whose
+ * modules all share the binary's `import.meta.url`, registers the Worker
+ * entry it was built with (src/bin/worker.ts).
+ */
+export function registerWorkerEntry(url: string): void {
+  registeredEntry = url;
+}
+
 // Linux's pid_max is at most 2^22; synthetic pids start above it.
 const FIRST_SYNTHETIC_PID = 4_194_305;
 
 export class WorkerLauncher implements ChildLauncher {
   readonly name = "worker";
   #nextPid = FIRST_SYNTHETIC_PID;
-  #entry = new URL("./worker_entry.ts", import.meta.url).href;
+  #entry = registeredEntry ?? new URL("./worker_entry.ts", import.meta.url).href;
   #live = new Set<(exit: ChildExit) => void>();
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {
