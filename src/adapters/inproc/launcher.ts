@@ -92,13 +92,11 @@ function cloneMessage(message: unknown): unknown {
   const copy: Record<string, unknown> = {};
   for (const key of Object.keys(message)) {
     const value = (message as Record<string, unknown>)[key];
-    if (
-      key === "__proto__" || typeof value === "object"
-        ? value !== null
-        : typeof value === "symbol" || typeof value === "function"
-    ) {
-      return structuredClone(message);
-    }
+    const flat = typeof value === "object"
+      ? value === null
+      : typeof value !== "symbol" && typeof value !== "function";
+    // An own "__proto__" key would set the copy's prototype instead.
+    if (!flat || key === "__proto__") return structuredClone(message);
     copy[key] = value;
   }
   return copy;

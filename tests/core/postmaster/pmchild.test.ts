@@ -223,6 +223,12 @@ describe("in-process launcher", () => {
     }, {
       echo: { list: [1, { two: 2 }], when: new Date(0) },
     }]);
+    const odd = JSON.parse('{"__proto__": null, "a": 1}') as Record<string, unknown>;
+    proc.post(odd);
+    await new Promise((r) => setTimeout(r, 5));
+    const echoed = (heard[2] as { echo: Record<string, unknown> }).echo;
+    expect(Object.getPrototypeOf(echoed)).toBe(Object.prototype);
+    expect(Object.hasOwn(echoed, "__proto__") && echoed.a === 1).toBe(true);
     expect(() => proc.post({ f: () => 1 })).toThrow();
     expect(() => proc.post(Symbol("s"))).toThrow();
     proc.signal("SIGTERM");
