@@ -10,12 +10,13 @@
  * and every directory removed after the file, pass or fail.
  */
 
-import { afterAll, setDefaultTimeout } from "bun:test";
+import { afterAll, expect, setDefaultTimeout } from "bun:test";
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import process from "node:process";
+import pg from "pg";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -415,6 +416,30 @@ export class PgtsFront {
       PGCONNECT_TIMEOUT: "10",
       PGOPTIONS: "",
     };
+  }
+
+  /** A connected node-postgres client as postgres over TCP; errors after connect are the test's to see in queries. */
+  async client(options: { connectionTimeoutMillis?: number } = {}): Promise<pg.Client> {
+    const c = new pg.Client({
+      host: this.host,
+      port: this.port,
+      user: "postgres",
+      database: "postgres",
+      ...options,
+    });
+    c.on("error", () => {});
+    await c.connect();
+    return c;
+  }
+
+  /** Runs pgbench against this server; it must end with status 0, 0 failed and some transactions. */
+  async pgbench(args: string[]): Promise<RunResult> {
+    const r = await run([`${PG_BIN}/pgbench`, ...args], { env: this.env() });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/number of failed transactions: 0 \(0\.000%\)/);
+    const tx = Number(/number of transactions actually processed: (\d+)/.exec(r.out)?.[1]);
+    expect(tx).toBeGreaterThan(0);
+    return r;
   }
 
   async cleanup(): Promise<void> {

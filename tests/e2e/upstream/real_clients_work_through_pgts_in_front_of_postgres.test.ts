@@ -39,16 +39,8 @@ function psql(args: string[], stdin?: string): Promise<RunResult> {
 }
 
 async function client(): Promise<pg.Client> {
-  const c = new pg.Client({
-    host: front.host,
-    port: front.port,
-    user: "postgres",
-    database: "postgres",
-    connectionTimeoutMillis: 10_000,
-  });
-  c.on("error", () => {});
+  const c = await front.client({ connectionTimeoutMillis: 10_000 });
   clients.push(c);
-  await c.connect();
   return c;
 }
 
@@ -256,13 +248,7 @@ describe("pgbench", () => {
   test("-i -s 1 initialises and -T 5 -c 4 runs with 0 failures", async () => {
     const init = await run([`${PG_BIN}/pgbench`, "-i", "-s", "1"], { env: front.env() });
     expect(init.code).toBe(0);
-    const r = await run([`${PG_BIN}/pgbench`, "-T", "5", "-c", "4", "-j", "2"], {
-      env: front.env(),
-    });
-    expect(r.code).toBe(0);
-    expect(r.out).toMatch(/number of failed transactions: 0 \(0\.000%\)/);
-    const tx = Number(/number of transactions actually processed: (\d+)/.exec(r.out)?.[1]);
-    expect(tx).toBeGreaterThan(0);
+    await front.pgbench(["-T", "5", "-c", "4", "-j", "2"]);
   });
 });
 

@@ -5,7 +5,6 @@
  */
 
 import { beforeAll, expect, test } from "bun:test";
-import pg from "pg";
 import {
   PG_BIN,
   PgtsFront,
@@ -25,21 +24,9 @@ beforeAll(async () => {
   front = await PgtsFront.start(upstream.url());
 }, 90_000);
 
-async function client(): Promise<pg.Client> {
-  const c = new pg.Client({
-    host: front.host,
-    port: front.port,
-    user: "postgres",
-    database: "postgres",
-  });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
-
 test("a temp table is seen only by the session that made it, and goes with it", async () => {
-  const a = await client();
-  const b = await client();
+  const a = await front.client();
+  const b = await front.client();
   try {
     await a.query("create temp table scratch (n int); insert into scratch values (1)");
     expect((await a.query("select count(*)::int as n from scratch")).rows[0].n).toBe(1);
@@ -52,7 +39,7 @@ test("a temp table is seen only by the session that made it, and goes with it", 
     await a.end();
     await b.end();
   }
-  const c = await client();
+  const c = await front.client();
   try {
     expect((await c.query("select * from scratch").catch((x) => x)).code).toBe("42P01");
   } finally {
@@ -61,8 +48,8 @@ test("a temp table is seen only by the session that made it, and goes with it", 
 });
 
 test("a session advisory lock is held by its session only, and released when it leaves", async () => {
-  const a = await client();
-  const b = await client();
+  const a = await front.client();
+  const b = await front.client();
   try {
     expect((await a.query("select pg_try_advisory_lock(42) as ok")).rows[0].ok).toBe(true);
     expect((await b.query("select pg_try_advisory_lock(42) as ok")).rows[0].ok).toBe(false);
@@ -122,7 +109,7 @@ async function sendCancel(pid: number, key: number): Promise<void> {
 }
 
 test("a CancelRequest with node-postgres's key stops the upstream query; the connection goes on", async () => {
-  const c = await client();
+  const c = await front.client();
   try {
     const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
     const settled = c.query("select pg_sleep(30)").then(() => null, (e) => e);
@@ -146,7 +133,7 @@ test("a CancelRequest with node-postgres's key stops the upstream query; the con
 });
 
 test("a cancel with a wrong key cancels nothing", async () => {
-  const c = await client();
+  const c = await front.client();
   try {
     const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
     const running = c.query("select pg_sleep(1.5) as slept");
