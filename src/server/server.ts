@@ -32,7 +32,8 @@ import type {
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
-import { importMain, InprocLauncher } from "../adapters/inproc/mod.ts";
+import { InprocLauncher } from "../adapters/inproc/mod.ts";
+import { importMain } from "../adapters/shared/childenv.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
 import { defaultAdapter, detectRuntime } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";

@@ -25,6 +25,7 @@
  */
 
 import { ereport, isPgError } from "../../core/elog.ts";
+import { importMain } from "../shared/childenv.ts";
 import type {
   ChildEntry,
   ChildEnv,
@@ -56,23 +57,6 @@ export interface InprocLauncherOptions {
    * bundles) or to substitute mains in tests.
    */
   readonly resolve?: (entry: ChildEntry) => ChildMain | Promise<ChildMain>;
-}
-
-/** Mains already resolved, by module and export: import() costs even for a loaded module. */
-const mains = new Map<string, ChildMain>();
-
-/** The default resolution: `import(entry.module)` and the named export (remembered). */
-export async function importMain(entry: ChildEntry): Promise<ChildMain> {
-  const key = `${entry.module}#${entry.export}`;
-  const known = mains.get(key);
-  if (known !== undefined) return known;
-  const mod = (await import(entry.module)) as Record<string, unknown>;
-  const main = mod[entry.export];
-  if (typeof main !== "function") {
-    throw new TypeError(`Module "${entry.module}" has no exported function "${entry.export}"`);
-  }
-  mains.set(key, main as ChildMain);
-  return main as ChildMain;
 }
 
 /**

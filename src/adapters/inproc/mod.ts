@@ -6,5 +6,5 @@
  * @module
  */
 
-export { importMain, InprocLauncher, type InprocLauncherOptions } from "./launcher.ts";
+export { InprocLauncher, type InprocLauncherOptions } from "./launcher.ts";
 export { connectionPair, MemoryConnection, MemoryNetAdapter } from "./net.ts";

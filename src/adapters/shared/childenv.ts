@@ -35,13 +35,23 @@ export interface ChildHooks {
   resolveMain?: (entry: ChildEntry) => Promise<ChildMain>;
 }
 
-/** Imports `entry.module` and returns its `entry.export`, which must be a function. */
+/**
+ * Mains already resolved, by module and export: import() costs even for a
+ * loaded module, and an in-process launcher resolves one per connection.
+ */
+const mains = new Map<string, ChildMain>();
+
+/** Imports `entry.module` and returns its `entry.export`, which must be a function (remembered). */
 export async function importMain(entry: ChildEntry): Promise<ChildMain> {
+  const key = `${entry.module}#${entry.export}`;
+  const known = mains.get(key);
+  if (known !== undefined) return known;
   const mod = (await import(entry.module)) as Record<string, unknown>;
   const main = mod[entry.export];
   if (typeof main !== "function") {
     throw new TypeError(`Module "${entry.module}" has no exported function "${entry.export}"`);
   }
+  mains.set(key, main as ChildMain);
   return main as ChildMain;
 }
 
