@@ -172,7 +172,10 @@ describe("pgts serve-http --engine URL", () => {
       const port = await waitFor("serve-http to listen", () => {
         if (child.exitCode !== null) throw new Error(`serve-http exited:\n${log}`);
         const m = /serving SQL over HTTP on http:\/\/127\.0\.0\.1:(\d+)\/sql/.exec(log);
-        return m === null ? undefined : Number(m[1]);
+        // The upstream line is logged right after this one; stderr may bring
+        // it in a later chunk, so both are waited for.
+        if (m === null || !log.includes("in front of the upstream server")) return undefined;
+        return Number(m[1]);
       }, { timeoutMs: 30_000, detail: () => log });
       expect(log).toContain("in front of the upstream server");
       expect(log).not.toContain("upstream secret");
