@@ -37,11 +37,13 @@ import {
   startupSettings,
   switchSql,
 } from "./settings.ts";
+import { recoverSwitch, ROLE_DEFAULTS_SQL, type RoleDefault, roleDefaults } from "./switch.ts";
 import {
   concat,
   dataRows,
   fe,
   firstError,
+  noticeResponse,
   quoteLiteral,
   readInt32,
   readyForQuery,
@@ -93,6 +95,12 @@ export class PgliteEngine implements Engine {
   #appliedFor: PgliteSession | null = null;
   #appliedVersion = -1;
   #customNames = new Set<string>();
+  /** Parameters that are not session state (GUC_NO_RESET: they follow the transaction). */
+  #notSessionState: ReadonlySet<string> = new Set();
+  /** The role settings switches reset as: the backend's own (bootstrap superuser). */
+  #superuser = "postgres";
+  /** ALTER ROLE/DATABASE … SET values for this database (pg_db_role_setting). */
+  #roleDefaults: RoleDefault[] = [];
   /**
    * Startup maps (by settingsKey) as the backend spells them once set:
    * what the pg_settings read after a session's first transaction returned,
@@ -136,7 +144,15 @@ export class PgliteEngine implements Engine {
   /** Reads what startups are checked against. Called once, before any session. */
   async init(): Promise<void> {
     await this.#withEngine(async () => {
-      this.#baseline = parseSnapshot(await this.#query(snapshotSql([])));
+      this.#notSessionState = new Set(
+        (await this.#query(
+          "select lower(name) from pg_catalog.pg_settings" +
+            " where 'NO_RESET' = any(pg_catalog.pg_settings_get_flags(name))",
+        )).map((r) => r[0] ?? ""),
+      );
+      this.#baseline = parseSnapshot(await this.#query(snapshotSql([], this.#notSessionState)));
+      // Not the baseline's session_authorization: single-user PGlite leaves that ''.
+      this.#superuser = (await this.#query("select session_user"))[0]?.[0] ?? this.#superuser;
       this.#current = this.#baseline;
       const names = REPORTED.map(quoteLiteral).join(", ");
       for (
@@ -281,15 +297,49 @@ export class PgliteEngine implements Engine {
       this.#current === s.settings;
   }
 
-  /** Puts `s`'s settings on the backend if another session's are there. */
-  async prepareFor(s: PgliteSession): Promise<void> {
-    if (this.carriesSettingsOf(s)) return;
-    const sql = switchSql(this.#current, s.settings);
-    if (sql !== null) {
-      const err = firstError(await this.runRaw(fe.query(sql)));
-      if (err !== null) throw new PgError(err.code, err.message);
+  /**
+   * Puts `s`'s settings on the backend if another session's are there.
+   * Returns warnings for `s` about settings that could not be put back;
+   * throws (for `s` alone) when its identity or a startup setting cannot
+   * be applied. Either way the engine knows what the backend carries.
+   */
+  prepareFor(s: PgliteSession): Promise<PgError[]> {
+    if (this.carriesSettingsOf(s)) return Promise.resolve([]);
+    return this.#switchTo(s, s.settings);
+  }
+
+  async #switchTo(s: PgliteSession, to: SettingsMap): Promise<PgError[]> {
+    let warnings: PgError[] = [];
+    const sql = switchSql(this.#current, to, this.#superuser);
+    if (sql !== null && firstError(await this.runRaw(fe.query(sql))) !== null) {
+      // Nothing of the one-Query switch took effect: go step by step, and
+      // learn what the backend really carries.
+      const r = await recoverSwitch({
+        run: (q) => this.runRaw(fe.query(q)),
+        from: this.#current,
+        to,
+        superuser: this.#superuser,
+        snapshot: () => this.#snapshot(),
+        startup: to === s.startupSettings,
+      });
+      this.#current = r.carried;
+      this.#appliedFor = null;
+      if (r.fatal !== null) throw r.fatal;
+      to = r.carried;
+      warnings = r.warnings;
     }
-    this.#setApplied(s, s.settings);
+    if (s.settings !== to) {
+      s.settings = to;
+      s.settingsVersion++;
+    }
+    this.#setApplied(s, to);
+    return warnings;
+  }
+
+  async #snapshot(): Promise<Map<string, string>> {
+    return parseSnapshot(
+      await this.#query(snapshotSql(this.#customNames, this.#notSessionState)),
+    );
   }
 
   /** False when afterTransaction would only clear `pendingListenSpoiled` (most statements). */
@@ -303,7 +353,7 @@ export class PgliteEngine implements Engine {
       const key = s.settingsFromStartup ? this.#keyOf(s.startupSettings) : null;
       let m = key === null ? undefined : this.#startupSpelled.get(key);
       if (m === undefined) {
-        m = parseSnapshot(await this.#query(snapshotSql(this.#customNames)));
+        m = await this.#snapshot();
         if (key !== null) {
           if (this.#startupSpelled.size >= STARTUP_SPELLED_MAX) this.#startupSpelled.clear();
           this.#startupSpelled.set(key, m);
@@ -340,13 +390,10 @@ export class PgliteEngine implements Engine {
     await this.#closeStatements(s);
     if (kind === "discard all") {
       s.unnamedParse = null;
-      const sql = switchSql(this.#current, s.startupSettings);
-      if (sql !== null) await this.runRaw(fe.query(sql));
-      s.settings = s.startupSettings;
-      s.settingsVersion++;
+      const warnings = await this.#switchTo(s, s.startupSettings);
+      if (warnings.length > 0) out(concat(warnings.map(noticeResponse)));
       s.settingsDirty = true;
       s.settingsFromStartup = false;
-      this.#setApplied(s, s.settings);
       s.listens.clear();
       s.pendingListen = [];
       await this.#reconcileListens();
@@ -428,7 +475,12 @@ export class PgliteEngine implements Engine {
     const key = JSON.stringify([user, params]);
     let m = this.#startupMaps.get(key);
     if (m === undefined) {
-      m = startupSettings(this.#baseline, { user, params });
+      m = startupSettings(this.#baseline, {
+        user,
+        params,
+        defaults: roleDefaults(this.#roleDefaults, this.#roles.get(user)),
+        exclude: this.#notSessionState,
+      });
       if (this.#startupMaps.size >= STARTUP_SPELLED_MAX) this.#startupMaps.clear();
       this.#startupMaps.set(key, m);
     }
@@ -489,6 +541,8 @@ export class PgliteEngine implements Engine {
 
   async #refreshRoles(): Promise<void> {
     this.#startupSpelled.clear();
+    this.#startupMaps.clear();
+    this.#roleDefaults = (await this.#query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
     const rows = await this.#query(
       "select rolname, rolsuper, rolcanlogin, rolpassword from pg_catalog.pg_authid",
     );
@@ -502,6 +556,8 @@ export class PgliteEngine implements Engine {
 
   async #refreshDatabases(): Promise<void> {
     this.#startupSpelled.clear();
+    this.#startupMaps.clear();
+    this.#roleDefaults = (await this.#query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
     const rows = await this.#query("select datname from pg_catalog.pg_database");
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
   }

@@ -315,7 +315,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.owns = true;
     this.#state = "active";
     try {
-      if (!engine.carriesSettingsOf(this)) await engine.prepareFor(this);
+      if (!engine.carriesSettingsOf(this)) {
+        const warnings = await engine.prepareFor(this);
+        if (warnings.length > 0) out(concat(warnings.map(noticeResponse)));
+      }
     } catch (e) {
       this.#state = "idle";
       const fatal = isPgError(e)

@@ -5,7 +5,8 @@
  * engine's backend carries one session's map at a time; when ownership
  * moves to a session with a different map, `switchSql` moves the backend
  * from one to the other: RESET what only the old one had, set_config the
- * rest. The cost is paid only when two maps differ, and a map is re-read
+ * rest (`switchSteps` gives the same statements one by one, for the engine
+ * to recover with when the one-Query switch fails). The cost is paid only when two maps differ, and a map is re-read
  * (`snapshotSql`) only after input that may have changed it (naming.ts).
  *
  * role and session_authorization are always in the map: SET ROLE is session
@@ -22,9 +23,20 @@ export type SettingsMap = ReadonlyMap<string, string>;
 /** Startup parameters that are not settings. */
 const NOT_SETTINGS = new Set(["user", "database", "options", "replication"]);
 
-/** SQL returning (name, value) rows for a session's snapshot. */
-export function snapshotSql(customNames: Iterable<string>): string {
+/**
+ * SQL returning (name, value) rows for a session's snapshot. `exclude`
+ * lists (lowercased) parameters that are not session state: PostgreSQL's
+ * GUC_NO_RESET ones (transaction_isolation, transaction_read_only,
+ * transaction_deferrable) follow the transaction, and pg_settings shows
+ * them with source "session" once a SET TRANSACTION touched them.
+ */
+export function snapshotSql(
+  customNames: Iterable<string>,
+  exclude: Iterable<string> = [],
+): string {
+  const skip = [...exclude].map(quoteLiteral).join(", ");
   let sql = "select lower(name), setting from pg_catalog.pg_settings where source = 'session'" +
+    (skip === "" ? "" : ` and lower(name) not in (${skip})`) +
     " union all select 'role', pg_catalog.current_setting('role')" +
     " union all select 'session_authorization', pg_catalog.current_setting('session_authorization')";
   for (const n of customNames) {
@@ -51,38 +63,97 @@ function resetSql(name: string): string {
   return `RESET ${name.split(".").map(quoteIdent).join(".")}`;
 }
 
+/** set_config of one setting for the session (not the transaction). */
+function setConfigCall(name: string, value: string): string {
+  return `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`;
+}
+
+/** One step of a switch: a statement that can run on its own. */
+export interface SwitchStep {
+  readonly kind: "reset" | "identity" | "set";
+  /** The setting it changes ("session_authorization" or "role" for identity steps). */
+  readonly name: string;
+  readonly sql: string;
+}
+
 /**
- * SQL moving the backend from settings `from` to `to`, or null when they
- * are the same. session_authorization goes first (it resets the role),
- * then role, then the rest.
+ * The statements moving the backend from settings `from` to `to`, in the
+ * order that lets each of them pass PostgreSQL's permission checks:
+ *
+ * 1. what only `from` had is RESET as `superuser` (the engine's own
+ *    bootstrap role: a superuser-only setting that `from` set before a
+ *    SET ROLE to an ordinary role could not be RESET as that role);
+ * 2. SET SESSION AUTHORIZATION to `to`'s user (it also resets the role);
+ * 3. `to`'s values are set as that user, before its role, as they were set
+ *    (a startup setting is checked against the connecting user, as at a
+ *    PostgreSQL login);
+ * 4. SET ROLE.
  */
-export function switchSql(from: SettingsMap, to: SettingsMap): string | null {
-  const stmts: string[] = [];
-  for (const name of from.keys()) {
-    if (!to.has(name) && name !== "role" && name !== "session_authorization") {
-      stmts.push(resetSql(name));
+export function switchSteps(
+  from: SettingsMap,
+  to: SettingsMap,
+  superuser: string,
+): SwitchStep[] {
+  const steps: SwitchStep[] = [];
+  const fromAuth = from.get("session_authorization");
+  const fromRole = from.get("role") ?? "none";
+  const toAuth = to.get("session_authorization") ?? fromAuth;
+  const toRole = to.get("role") ?? "none";
+  let auth = fromAuth;
+  let role = fromRole;
+  const setAuth = (user: string) => {
+    steps.push({
+      kind: "identity",
+      name: "session_authorization",
+      sql: `SET SESSION AUTHORIZATION ${quoteIdent(user)}`,
+    });
+    auth = user;
+    role = "none";
+  };
+  const resets = [...from.keys()].filter((n) => !to.has(n) && !IDENTITY.has(n));
+  if (resets.length > 0 && (auth !== superuser || role !== "none")) setAuth(superuser);
+  for (const name of resets) steps.push({ kind: "reset", name, sql: resetSql(name) });
+  if (toAuth !== undefined && toAuth !== auth) setAuth(toAuth);
+  for (const [name, value] of to) {
+    if (!IDENTITY.has(name) && from.get(name) !== value) {
+      steps.push({ kind: "set", name, sql: `SELECT ${setConfigCall(name, value)}` });
     }
   }
-  const sets: string[] = [];
-  const set = (name: string, value: string) =>
-    sets.push(`pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`);
-  const auth = to.get("session_authorization");
-  if (auth !== undefined && from.get("session_authorization") !== auth) {
-    stmts.push(`SET SESSION AUTHORIZATION ${quoteIdent(auth)}`);
+  if (toRole !== role) {
+    steps.push({
+      kind: "identity",
+      name: "role",
+      sql: toRole === "none" ? "SET ROLE NONE" : `SET ROLE ${quoteIdent(toRole)}`,
+    });
   }
-  const role = to.get("role");
-  if (
-    role !== undefined &&
-    (from.get("role") !== role || from.get("session_authorization") !== auth)
-  ) {
-    stmts.push(role === "none" ? "SET ROLE NONE" : `SET ROLE ${quoteIdent(role)}`);
+  return steps;
+}
+
+const IDENTITY = new Set(["role", "session_authorization"]);
+
+/**
+ * `switchSteps` as one Query string (the set_config calls of step 3 in one
+ * SELECT), or null when the maps are the same. One Query is one implicit
+ * transaction: when any step fails, none of them took effect.
+ */
+export function switchSql(from: SettingsMap, to: SettingsMap, superuser: string): string | null {
+  const steps = switchSteps(from, to, superuser);
+  if (steps.length === 0) return null;
+  const out: string[] = [];
+  let sets: string[] = [];
+  const flush = () => {
+    if (sets.length > 0) out.push(`SELECT ${sets.join(", ")}`);
+    sets = [];
+  };
+  for (const st of steps) {
+    if (st.kind === "set") sets.push(st.sql.slice("SELECT ".length));
+    else {
+      flush();
+      out.push(st.sql);
+    }
   }
-  for (const [name, value] of to) {
-    if (name === "role" || name === "session_authorization") continue;
-    if (from.get(name) !== value) set(name, value);
-  }
-  if (sets.length > 0) stmts.push(`SELECT ${sets.join(", ")}`);
-  return stmts.length === 0 ? null : stmts.join("; ");
+  flush();
+  return out.join("; ");
 }
 
 /**
@@ -91,17 +162,28 @@ export function switchSql(from: SettingsMap, to: SettingsMap): string | null {
  */
 export function startupSettings(
   base: SettingsMap,
-  options: { user: string; params: Readonly<Record<string, string>> },
+  options: {
+    user: string;
+    params: Readonly<Record<string, string>>;
+    /** ALTER ROLE/DATABASE … SET values for this user, applied before the packet's own. */
+    defaults?: ReadonlyArray<readonly [string, string]>;
+    /** Parameters that are not session state (see snapshotSql); left out. */
+    exclude?: ReadonlySet<string>;
+  },
 ): Map<string, string> {
   const m = new Map(base);
+  const put = (k: string, v: string) => {
+    if (!options.exclude?.has(k)) m.set(k, v);
+  };
   m.set("session_authorization", options.user);
   m.set("role", "none");
+  for (const [k, v] of options.defaults ?? []) put(k.toLowerCase(), v);
   for (const [k, v] of Object.entries(options.params)) {
-    if (!NOT_SETTINGS.has(k.toLowerCase())) m.set(k.toLowerCase(), v);
+    if (!NOT_SETTINGS.has(k.toLowerCase())) put(k.toLowerCase(), v);
   }
   const opts = options.params["options"];
   if (opts !== undefined) {
-    for (const [k, v] of parseOptions(opts)) m.set(k.toLowerCase().replaceAll("-", "_"), v);
+    for (const [k, v] of parseOptions(opts)) put(k.toLowerCase().replaceAll("-", "_"), v);
   }
   return m;
 }

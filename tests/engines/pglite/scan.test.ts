@@ -52,11 +52,21 @@ describe("what a session's input changes", () => {
       ["geqo", "off"],
     ]);
     const base = new Map([["role", "none"], ["session_authorization", "postgres"]]);
-    expect(switchSql(base, new Map(base))).toBeNull();
+    expect(switchSql(base, new Map(base), "postgres")).toBeNull();
     const a = new Map([...base, ["app.x", "1"], ["timezone", "UTC"]]);
     const b = new Map([...base, ["session_authorization", "alice"], ["timezone", "Asia/Tokyo"]]);
-    expect(switchSql(a, b)).toBe(
-      `RESET "app"."x"; SET SESSION AUTHORIZATION "alice"; SET ROLE NONE; SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false)`,
+    expect(switchSql(a, b, "postgres")).toBe(
+      `RESET "app"."x"; SET SESSION AUTHORIZATION "alice"; SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false)`,
+    );
+    // What a role-switched session leaves is reset as the engine's superuser,
+    // and the next session's values are set as its user, before its role.
+    const c = new Map([...base, ["role", "alice"], ["log_statement", "all"]]);
+    const d = new Map([...base, ["session_authorization", "bob"], ["role", "carol"], [
+      "work_mem",
+      "8MB",
+    ]]);
+    expect(switchSql(c, d, "postgres")).toBe(
+      `SET SESSION AUTHORIZATION "postgres"; RESET "log_statement"; SET SESSION AUTHORIZATION "bob"; SELECT pg_catalog.set_config('work_mem', '8MB', false); SET ROLE "carol"`,
     );
   });
 });

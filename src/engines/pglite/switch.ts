@@ -1,0 +1,121 @@
+/**
+ * When a settings switch fails, and the settings a new session starts with.
+ *
+ * The engine moves the backend from one session's settings to another's
+ * in one Query (settings.ts `switchSql`); one Query is one implicit
+ * transaction, so when a statement of it fails nothing of it took effect.
+ * `recoverSwitch` then goes step by step (`switchSteps`), each statement on
+ * its own, puts a parameter's reset value where RESET is refused, and reads
+ * back what the backend really carries, so the engine never believes a map
+ * the backend does not hold. What could not be applied concerns the session
+ * being switched to and no other: it gets a WARNING per setting, or, when
+ * its identity or a setting of its startup packet cannot be applied, an
+ * error (which ends it, as PostgreSQL refuses such a login).
+ *
+ * Also here: the ALTER ROLE/DATABASE … SET values (pg_db_role_setting) a
+ * PostgreSQL backend applies at login; PGlite applied them once, for its
+ * own login, so pgts puts them in each new session's startup map.
+ *
+ * Runs no SQL of its own accord: the engine passes `run` and `snapshot`.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { RoleInfo } from "../../core/engine/types.ts";
+import { type SettingsMap, switchSteps } from "./settings.ts";
+import { firstError, quoteLiteral } from "./wire.ts";
+
+export interface RecoveredSwitch {
+  /** What the backend carries now (read back from it). */
+  readonly carried: Map<string, string>;
+  /** For the session switched to: settings of its that could not be applied. */
+  readonly warnings: PgError[];
+  /** Set when the session switched to cannot run at all (identity, startup setting). */
+  readonly fatal: PgError | null;
+}
+
+/** Applies `from` → `to` one statement at a time; see the module header. */
+export async function recoverSwitch(options: {
+  run: (sql: string) => Promise<Uint8Array>;
+  from: SettingsMap;
+  to: SettingsMap;
+  superuser: string;
+  snapshot: () => Promise<Map<string, string>>;
+  /** `to` is a startup map the backend never carried: a failure is the login's. */
+  startup: boolean;
+}): Promise<RecoveredSwitch> {
+  const warnings: PgError[] = [];
+  let fatal: PgError | null = null;
+  for (const step of switchSteps(options.from, options.to, options.superuser)) {
+    let err = firstError(await options.run(step.sql));
+    if (err !== null && step.kind === "reset") {
+      // GUC_NO_RESET and the like: the reset value, set instead.
+      err = firstError(
+        await options.run(
+          "select pg_catalog.set_config(name, reset_val, false) from pg_catalog.pg_settings" +
+            ` where lower(name) = ${quoteLiteral(step.name)}`,
+        ),
+      );
+    }
+    if (err === null) continue;
+    if (step.kind === "identity" || (step.kind === "set" && options.startup)) {
+      // Never run a session's input as anyone else, and refuse a bad
+      // startup setting as PostgreSQL refuses the login.
+      fatal = new PgError(err.code, err.message);
+      break;
+    }
+    warnings.push(
+      new PgError(
+        ERRCODE.WARNING,
+        step.kind === "reset"
+          ? `parameter "${step.name}" could not be reset for this session`
+          : `parameter "${step.name}" of this session could not be restored`,
+        {
+          severity: "WARNING",
+          detail: `${err.message} (SQLSTATE ${err.code})`,
+          hint:
+            "pgts runs every session on one PGlite backend and puts each session's settings back when it runs; this session continues with the value the backend has.",
+        },
+      ),
+    );
+  }
+  return { carried: await options.snapshot(), warnings, fatal };
+}
+
+/** One pg_db_role_setting entry: role name ('' for all roles), precedence, "name=value". */
+export type RoleDefault = [string, string, string];
+
+/**
+ * pg_db_role_setting for the current database, lowest precedence first
+ * (PostgreSQL: database and role < database < role < role in database), with
+ * the parameter's context ('' for a custom one).
+ */
+export const ROLE_DEFAULTS_SQL = "select coalesce(r.rolname, ''), x.cfg, coalesce(p.context, '')" +
+  " from pg_catalog.pg_db_role_setting s" +
+  " left join pg_catalog.pg_roles r on r.oid = s.setrole" +
+  " cross join lateral pg_catalog.unnest(s.setconfig) with ordinality x(cfg, n)" +
+  " left join pg_catalog.pg_settings p on lower(p.name) = lower(split_part(x.cfg, '=', 1))" +
+  " where s.setdatabase in (0, (select oid from pg_catalog.pg_database" +
+  " where datname = pg_catalog.current_database()))" +
+  " order by (s.setrole <> 0)::int * 2 + (s.setdatabase <> 0)::int, x.n";
+
+/**
+ * The (name, value) pairs a login of `role` gets from pg_db_role_setting,
+ * in the order to apply them. Superuser-only parameters are left out for an
+ * ordinary role: pgts applies startup settings as the connecting role, which
+ * may not set them (PostgreSQL applies these with the authority of the
+ * superuser who stored them).
+ */
+export function roleDefaults(
+  rows: readonly RoleDefault[],
+  role: RoleInfo | undefined,
+): Array<[string, string]> {
+  if (role === undefined) return [];
+  const out: Array<[string, string]> = [];
+  for (const [who, cfg, context] of rows) {
+    if (who !== "" && who !== role.name) continue;
+    if (context !== "user" && context !== "" && !role.superuser) continue;
+    const eq = cfg.indexOf("=");
+    if (eq > 0) out.push([cfg.slice(0, eq), cfg.slice(eq + 1)]);
+  }
+  return out;
+}
