@@ -140,6 +140,8 @@ function inspect(
     case "prepare":
     case "execute":
     case "deallocate": {
+      // PREPARE TRANSACTION 'gid' (two-phase commit) names no statement.
+      if (w0 === "prepare" && w1 === "transaction" && t[2]?.kind === "string") return null;
       let i = 1;
       if (w0 === "deallocate" && w1 === "prepare") i = 2;
       const tok = t[i];

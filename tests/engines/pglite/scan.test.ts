@@ -31,6 +31,13 @@ describe("what a session's input changes", () => {
       'PREPARE "pgts7:q" AS SELECT 1; EXECUTE "pgts7:q"; DEALLOCATE PREPARE "pgts7:Q2"',
     );
     expect(plan(FE.query("deallocate all")).special).toBe("deallocate all");
+    // Two-phase commit names a transaction, not a statement: left as it is.
+    const tpc = "PREPARE TRANSACTION 'tx1'; COMMIT PREPARED 'tx1'; ROLLBACK PREPARED E'tx2'";
+    expect(text(plan(FE.query(tpc)).bytes)).toBe(tpc);
+    expect(plan(FE.query(tpc)).createdStatements).toEqual([]);
+    expect(text(plan(FE.query("PREPARE transaction AS SELECT 1")).bytes)).toBe(
+      'PREPARE "pgts7:transaction" AS SELECT 1',
+    );
     expect(plan(FE.query("DISCARD ALL; SELECT 1")).reject?.code).toBe("0A000");
   });
 
