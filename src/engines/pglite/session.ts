@@ -18,7 +18,7 @@
 
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
-import { planInput } from "./naming.ts";
+import { type InputPlan, planInput, publicText } from "./naming.ts";
 import type { ListenOp } from "./naming.ts";
 import type { Listener } from "./notify.ts";
 import { OutputFilter } from "./output.ts";
@@ -28,7 +28,9 @@ import {
   concat,
   errorResponse,
   fe,
+  firstError,
   type Frame,
+  message,
   noticeResponse,
   readyForQuery,
   splitFrames,
@@ -39,6 +41,8 @@ const SYNC = 0x53;
 const QUERY = 0x51;
 const FLUSH = 0x48;
 const TERMINATE = 0x58;
+const PARSE = 0x50;
+const CLOSE = 0x43;
 const PARSE_COMPLETE = 0x31;
 const CLOSE_COMPLETE = 0x33;
 const COPY_DATA = 0x64;
@@ -97,6 +101,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
+  /** Parse and Close messages answered while the engine was held (#defer), to run first. */
+  #deferred: Uint8Array[] = [];
   /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far. */
   #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
 
@@ -244,8 +250,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
     // Owning already (a transaction block) needs no wait and no switch.
-    if (!this.owns && !(await this.#acquire(frames, out))) return;
+    if (!this.owns && !(await this.#acquire(frames, out, plan))) return;
     this.#state = "active";
+    if (this.#deferred.length > 0 && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     for (const n of plan.createdStatements) this.statements.add(n);
     if (plan.settingsDirty) {
@@ -298,7 +305,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   /** Takes the engine (bounded wait) and puts this session's settings on it; false when the input was answered with an error instead. */
-  async #acquire(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
+  async #acquire(
+    frames: readonly Frame[],
+    out: (b: Uint8Array) => void,
+    plan?: InputPlan,
+  ): Promise<boolean> {
     if (this.owns) return true;
     const engine = this.#engine;
     this.#state = "waiting";
@@ -309,6 +320,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     } catch (e) {
       this.#state = "idle";
       if (!isPgError(e)) throw e;
+      if (e.code === ERRCODE.LOCK_NOT_AVAILABLE && plan !== undefined && this.#defer(plan, out)) {
+        return false;
+      }
       this.#failInput(frames, e, out);
       return false;
     }
@@ -330,6 +344,52 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       throw fatal;
     }
     return true;
+  }
+
+  /**
+   * A Parse/Close-only batch (libpq's PQprepare, pgbench -M prepared) whose
+   * wait for the engine timed out: in PostgreSQL, preparing a statement
+   * never waits for another session's transaction, so it is answered now
+   * (ParseComplete, CloseComplete, ReadyForQuery) and run on the engine
+   * before this session's next input. An error it raises then (a syntax
+   * error) is that input's answer. False when the batch is not of that kind.
+   */
+  #defer(plan: InputPlan, out: (b: Uint8Array) => void): boolean {
+    if (this.#status !== "I" || plan.unnamedParse !== null || plan.hasQuery) return false;
+    const fs = plan.frames;
+    if (fs.length < 2 || fs[fs.length - 1]!.type !== SYNC) return false;
+    const answers: Uint8Array[] = [];
+    for (const f of fs) {
+      if (f.type === PARSE) answers.push(message(PARSE_COMPLETE));
+      else if (f.type === CLOSE) answers.push(message(CLOSE_COMPLETE));
+      else if (f.type === SYNC) answers.push(readyForQuery(this.#status));
+      else if (f.type !== FLUSH) return false;
+    }
+    for (const f of fs) {
+      if (f.type !== SYNC && f.type !== FLUSH) {
+        this.#deferred.push(plan.bytes.slice(f.start, f.end));
+      }
+    }
+    for (const n of plan.createdStatements) this.statements.add(n);
+    out(concat(answers));
+    return true;
+  }
+
+  /** Runs the deferred Parse/Close messages (see #defer); false when their error answered the input. */
+  async #runDeferred(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
+    const bytes = concat([...this.#deferred, fe.sync()]);
+    this.#deferred = [];
+    let err: { code: string; message: string } | null;
+    try {
+      err = firstError(await this.#engine.runRaw(bytes));
+    } catch (e) {
+      await this.#engineFailure(e, frames, out, 0);
+      return false;
+    }
+    if (err === null) return true;
+    this.#failInput(frames, new PgError(err.code, publicText(err.message, this.prefix)), out);
+    await this.#settle(true, out);
+    return false;
   }
 
   /**
