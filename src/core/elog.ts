@@ -95,17 +95,23 @@ export class PgError extends Error {
   readonly severity: Severity;
   readonly code: string;
   readonly fields: ErrorFields;
+  /**
+   * A detail for the server log only, never sent to the client; the log
+   * shows it instead of `detail` (PostgreSQL's errdetail_log).
+   */
+  readonly detailLog: string | undefined;
 
   constructor(
     code: string,
     message: string,
-    options: ErrorFields & { severity?: Severity; cause?: unknown } = {},
+    options: ErrorFields & { severity?: Severity; cause?: unknown; detailLog?: string } = {},
   ) {
-    const { severity = "ERROR", cause, ...fields } = options;
+    const { severity = "ERROR", cause, detailLog, ...fields } = options;
     super(message, cause === undefined ? undefined : { cause });
     this.code = code;
     this.severity = severity;
     this.fields = fields;
+    this.detailLog = detailLog;
   }
 
   get detail(): string | undefined {

@@ -198,10 +198,11 @@ function reportFatal(conn: Connection, e: unknown): number {
     { severity: "FATAL" },
   );
   if (!isPgError(e)) ereport("LOG", `backend failed: ${(e as Error)?.stack ?? String(e)}`, LOG);
+  const detail = err.detailLog ?? err.detail;
   ereport(err.severity === "FATAL" ? "FATAL" : "ERROR", err.message, {
     ...LOG,
     code: err.code,
-    ...(err.detail !== undefined ? { detail: err.detail } : {}),
+    ...(detail !== undefined ? { detail } : {}),
   });
   const w = new MessageWriter();
   writeErrorResponse(w, new PgError(err.code, err.message, { ...err.fields, severity: "FATAL" }));

@@ -10,7 +10,7 @@
  * with PostgreSQL's SQLSTATE and text; the caller reports it.
  */
 
-import { ereport, ERRCODE, PgError } from "../elog.ts";
+import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
 import {
   ClientAuthentication,
   type HbaLine,
@@ -182,10 +182,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     try {
       step = await auth.receive(response);
     } catch (e) {
-      if (auth.logDetail !== undefined) {
-        ereport("FATAL", (e as Error).message, { ...LOG, detail: auth.logDetail });
-      }
-      throw e;
+      throw authFailed(e, role === null ? `Role "${user}" does not exist.` : auth.logDetail, line);
     }
   }
   // Authentication can succeed for a role that does not exist (trust): the
@@ -212,6 +209,23 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     conn.write(authenticationOk);
     throw e;
   }
+}
+
+/**
+ * A failed password check as auth.c's auth_failed() reports it: one FATAL,
+ * logged once (by the backend's exit path), whose detail says why and which
+ * pg_hba.conf line matched, in the server log only. Other errors pass as
+ * they are.
+ */
+function authFailed(e: unknown, why: string | undefined, line: HbaLine): unknown {
+  if (!isPgError(e) || e.code !== ERRCODE.INVALID_PASSWORD) return e;
+  const matched =
+    `Connection matched file "${line.fileName}" line ${line.lineNumber}: "${line.rawLine}"`;
+  return new PgError(e.code, e.message, {
+    ...e.fields,
+    severity: e.severity,
+    detailLog: why === undefined ? matched : `${why}\n${matched}`,
+  });
 }
 
 /** After authentication: the reserved-slot check and the engine session (InitPostgres's second half). */
