@@ -36,7 +36,7 @@ Usage:
 
 Options:
   -D, --pgdata=DATADIR   location for this database cluster (default: $PGDATA)
-  -U, --username=NAME    database superuser name (default: the current OS user)
+  -U, --username=NAME    database superuser name (default: postgres)
   -A, --auth=METHOD      authentication method for local and host connections in
                          pg_hba.conf: ${AUTH_METHODS.join(", ")} (default: trust)
       --pwfile=FILE      read the password for the new superuser from FILE
@@ -45,7 +45,8 @@ Options:
 
 /**
  * Creates the engine's cluster (PGlite's initdb) in ENGINE_DIR under the
- * data directory, with the bootstrap superuser and its password. PGlite
+ * data directory, with the bootstrap superuser (renamed to -U's name) and
+ * its password (stored as a SCRAM secret). PGlite
  * keeps its own files (and its own postgresql.conf) there, apart from
  * pgts's.
  */
@@ -159,7 +160,10 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
     fail(io, "must specify a password for the superuser to enable password authentication");
   }
   const osUser = io.env.USER ?? io.env.LOGNAME ?? userInfo().username;
-  const user = v.username ?? osUser;
+  // Not the OS user, as initdb's default is: PGlite's bootstrap superuser is
+  // "postgres", and a second superuser named after the OS user (under Bun
+  // without $USER, "unknown") was a role nobody asked for.
+  const user = v.username ?? "postgres";
   if (user === "") fail(io, "superuser name must not be empty");
   if (user.startsWith("pg_")) {
     fail(io, `superuser name "${user}" is disallowed; role names cannot begin with "pg_"`);

@@ -20,12 +20,17 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type EngineOptions, PgliteEngine } from "./engine.ts";
 import { type RawExecutor, startExecutor } from "./executor.ts";
+import { buildScramSecret } from "../../core/auth/scram.ts";
 import { concat, fe, firstError, quoteIdent, quoteLiteral } from "./wire.ts";
 
 export interface InitClusterOptions {
-  /** The bootstrap superuser; PGlite's own is "postgres", another name is created as SUPERUSER LOGIN. */
+  /**
+   * The bootstrap superuser's name (default "postgres"). PGlite's initdb
+   * names it "postgres"; another name renames that role, so the cluster
+   * has one superuser, as initdb -U makes it.
+   */
   readonly user?: string;
-  /** Password for `user` (stored as SCRAM by the server); none by default. */
+  /** Password for `user`, stored as a SCRAM-SHA-256 secret; none by default. */
   readonly password?: string;
 }
 
@@ -42,6 +47,38 @@ function isMemory(dataDir: string): boolean {
   return dataDir.startsWith("memory://");
 }
 
+/** A role name nobody has: the rename's session runs as it for a moment. */
+const RENAMER = "pgts_initdb_rename";
+
+/**
+ * What makes a new cluster differ from PGlite's initdb output: the
+ * superuser's name and password. PostgreSQL refuses to rename the session
+ * user, which in PGlite's single-user backend is always the bootstrap
+ * superuser, so the rename runs under a superuser that exists only for it.
+ * The password is sent as a SCRAM secret computed here: the plain text
+ * never reaches the engine, its logs or its catalogs.
+ */
+async function bootstrapSql(user: string, password: string | undefined): Promise<string[]> {
+  const sql: string[] = [];
+  if (user !== "postgres") {
+    const renamer = quoteIdent(user === RENAMER ? `${RENAMER}_` : RENAMER);
+    sql.push(
+      `CREATE ROLE ${renamer} SUPERUSER`,
+      `SET SESSION AUTHORIZATION ${renamer}`,
+      `ALTER ROLE postgres RENAME TO ${quoteIdent(user)}`,
+      // Not RESET: the identity guard (guard.ts) refuses to reset session_authorization.
+      `SET SESSION AUTHORIZATION ${quoteIdent(user)}`,
+      `DROP ROLE ${renamer}`,
+    );
+  }
+  if (password !== undefined) {
+    sql.push(
+      `ALTER ROLE ${quoteIdent(user)} PASSWORD ${quoteLiteral(await buildScramSecret(password))}`,
+    );
+  }
+  return sql;
+}
+
 /** Creates a cluster in `dataDir`, which must not exist or be empty (initdb's rule). */
 export async function initCluster(
   dataDir: string,
@@ -51,14 +88,9 @@ export async function initCluster(
   if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
     throw new Error(`directory "${dataDir}" exists but is not empty`);
   }
+  const sql = await bootstrapSql(options.user ?? "postgres", options.password);
   const ex = await startExecutor(dataDir, { placement: "inline" });
   try {
-    const user = options.user ?? "postgres";
-    const sql: string[] = [];
-    if (user !== "postgres") sql.push(`CREATE ROLE ${quoteIdent(user)} SUPERUSER LOGIN`);
-    if (options.password !== undefined) {
-      sql.push(`ALTER ROLE ${quoteIdent(user)} PASSWORD ${quoteLiteral(options.password)}`);
-    }
     for (const s of sql) {
       const parts: Uint8Array[] = [];
       await ex.exec(fe.query(s), (c) => parts.push(c));
