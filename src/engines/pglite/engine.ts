@@ -44,6 +44,7 @@ import {
   fe,
   firstError,
   noticeResponse,
+  quoteIdent,
   quoteLiteral,
   readInt32,
   readyForQuery,
@@ -120,7 +121,7 @@ export class PgliteEngine implements Engine {
   #keys = new WeakMap<SettingsMap, { names: number; key: string }>();
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
   #statusLists = new WeakMap<SettingsMap, Map<string, ParameterStatusList>>();
-  #roles = new Map<string, RoleInfo>();
+  #roles = new Map<string, EngineRole>();
   #databases = new Set<string>();
   #database = "postgres";
   #reported = new Map<string, string>();
@@ -175,7 +176,7 @@ export class PgliteEngine implements Engine {
     return this.#sessions.size;
   }
 
-  async lookupRole(name: string): Promise<RoleInfo | null> {
+  async lookupRole(name: string): Promise<EngineRole | null> {
     this.#checkOpen();
     const hit = this.#roles.get(name);
     if (hit !== undefined) return hit;
@@ -226,6 +227,7 @@ export class PgliteEngine implements Engine {
       id: this.#nextId++,
       pid: startup.pid,
       user: startup.user,
+      userOid: role.oid,
       settings,
       ...(spelled !== undefined ? { spelled } : {}),
     });
@@ -309,6 +311,16 @@ export class PgliteEngine implements Engine {
   }
 
   async #switchTo(s: PgliteSession, to: SettingsMap): Promise<PgError[]> {
+    // The switch is pgts's own work, which the identity guard lets become
+    // anyone: a map must never carry a session to a role it may not be.
+    const auth = to.get("session_authorization");
+    if (auth !== undefined && auth !== s.user && this.#roles.get(s.user)?.superuser !== true) {
+      throw new PgError(
+        ERRCODE.INSUFFICIENT_PRIVILEGE,
+        `permission denied to set session authorization "${auth}"`,
+        { severity: "FATAL" },
+      );
+    }
     let warnings: PgError[] = [];
     const sql = switchSql(this.#current, to, this.#superuser);
     if (sql !== null && firstError(await this.runRaw(fe.query(sql))) !== null) {
@@ -364,6 +376,21 @@ export class PgliteEngine implements Engine {
       s.settingsDirty = false;
       s.settingsFromStartup = false;
       this.#setApplied(s, m);
+      // The identity guard (guard.ts) refuses these changes before they
+      // happen; this is the check behind it. The backend's map is known, so
+      // the next owner is switched away from it whatever it holds.
+      const became = m.get("session_authorization");
+      if (
+        became !== undefined && became !== s.user && this.#roles.get(s.user)?.superuser !== true
+      ) {
+        s.terminate(
+          new PgError(
+            ERRCODE.INSUFFICIENT_PRIVILEGE,
+            `permission denied to set session authorization "${became}"`,
+            { severity: "FATAL" },
+          ),
+        );
+      }
     }
     if (s.pendingListen.length > 0) {
       if (!s.pendingListenSpoiled) this.listeners.apply(s, s.pendingListen);
@@ -511,10 +538,14 @@ export class PgliteEngine implements Engine {
     }
   }
 
-  /** Runs bytes for the engine's own purposes (the caller owns the backend); the whole answer. */
-  async runRaw(bytes: Uint8Array): Promise<Uint8Array> {
+  /**
+   * Runs bytes for the engine's own purposes (the caller owns the backend);
+   * the whole answer. `runAs`: the login role's OID when the bytes are a
+   * session's input (guard.ts).
+   */
+  async runRaw(bytes: Uint8Array, runAs?: number): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
-    await this.executor.exec(bytes, (c) => parts.push(c));
+    await this.executor.exec(bytes, (c) => parts.push(c), runAs);
     return parts.length === 0 ? new Uint8Array(0) : concat(parts);
   }
 
@@ -542,16 +573,43 @@ export class PgliteEngine implements Engine {
   async #refreshRoles(): Promise<void> {
     this.#startupSpelled.clear();
     this.#startupMaps.clear();
+    await this.#asBootstrapSuperuser();
     this.#roleDefaults = (await this.#query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
     const rows = await this.#query(
-      "select rolname, rolsuper, rolcanlogin, rolpassword from pg_catalog.pg_authid",
+      "select rolname, rolsuper, rolcanlogin, rolpassword, oid from pg_catalog.pg_authid",
     );
-    this.#roles = new Map(rows.map(([name, sup, login, secret]) => [name ?? "", {
+    this.#roles = new Map(rows.map(([name, sup, login, secret, oid]) => [name ?? "", {
       name: name ?? "",
       superuser: sup === "t",
       canLogin: login === "t",
       secret: secret ?? null,
+      oid: Number(oid),
     }]));
+  }
+
+  /**
+   * Makes the backend's identity the bootstrap superuser's, for the engine's
+   * own reads of pg_authid: the backend may still carry the identity of the
+   * session that last ran (which may not read it). The next owner is
+   * switched back to its own identity as usual (#appliedFor is cleared).
+   * Only at ReadyForQuery 'I', where a SET SESSION AUTHORIZATION lasts.
+   */
+  async #asBootstrapSuperuser(): Promise<void> {
+    const boot = this.#superuser;
+    if (
+      this.#current.get("session_authorization") === boot && this.#current.get("role") === "none"
+    ) {
+      return;
+    }
+    const err = firstError(
+      await this.runRaw(fe.query(`SET SESSION AUTHORIZATION ${quoteIdent(boot)}`)),
+    );
+    if (err !== null) throw new PgError(err.code, err.message);
+    const m = new Map(this.#current);
+    m.set("session_authorization", boot);
+    m.set("role", "none");
+    this.#current = m;
+    this.#appliedFor = null;
   }
 
   async #refreshDatabases(): Promise<void> {
@@ -561,6 +619,11 @@ export class PgliteEngine implements Engine {
     const rows = await this.#query("select datname from pg_catalog.pg_database");
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
   }
+}
+
+/** A role as the engine knows it: with its OID, which the identity guard checks by. */
+interface EngineRole extends RoleInfo {
+  readonly oid: number;
 }
 
 /** Distinct startup maps remembered at most (a bound, not a tuning knob). */

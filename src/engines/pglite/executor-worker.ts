@@ -30,7 +30,7 @@ function post(m: WorkerReply, bytes?: Uint8Array | null): void {
   } else scope.postMessage(m);
 }
 
-async function run(seq: number, bytes: Uint8Array): Promise<void> {
+async function run(seq: number, bytes: Uint8Array, runAs: number | null): Promise<void> {
   let parts: Uint8Array[] = [];
   let size = 0;
   const take = (): Uint8Array | null => {
@@ -59,7 +59,7 @@ async function run(seq: number, bytes: Uint8Array): Promise<void> {
         const b = take()!;
         post({ t: "data", seq, bytes: b }, b);
       }
-    });
+    }, runAs);
   } catch (e) {
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
@@ -85,7 +85,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       });
       return;
     case "exec":
-      chain = chain.then(() => run(m.seq, m.bytes));
+      chain = chain.then(() => run(m.seq, m.bytes, m.runAs));
       return;
     case "close":
       chain = chain.then(async () => {

@@ -21,8 +21,13 @@ import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 
 export interface RawExecutor {
-  /** Runs framed frontend messages; backend bytes go to `onData` (copies, possibly split mid-message). */
-  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void>;
+  /**
+   * Runs framed frontend messages; backend bytes go to `onData` (copies,
+   * possibly split mid-message). `runAs` is the OID of the login role of the
+   * session whose input this is (guard.ts); without it the bytes are pgts's
+   * own work and may switch the backend to any role.
+   */
+  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void, runAs?: number): Promise<void>;
   /** Cancels the exec in flight, if any (a no-op between execs). */
   interrupt(): void;
   close(): Promise<void>;
@@ -62,11 +67,15 @@ class InlineExecutor implements RawExecutor {
     return new InlineExecutor(instance, cell);
   }
 
-  async exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void> {
+  async exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void,
+    runAs?: number,
+  ): Promise<void> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
     try {
-      await this.#instance.exec(seq, bytes, onData);
+      await this.#instance.exec(seq, bytes, onData, runAs ?? null);
     } finally {
       this.#running = 0;
     }
@@ -99,7 +108,7 @@ export type WorkerRequest =
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
   }
-  | { t: "exec"; seq: number; bytes: Uint8Array }
+  | { t: "exec"; seq: number; bytes: Uint8Array; runAs: number | null }
   | { t: "close" };
 
 class WorkerExecutor implements RawExecutor {
@@ -154,7 +163,7 @@ class WorkerExecutor implements RawExecutor {
     });
   }
 
-  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void> {
+  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void, runAs?: number): Promise<void> {
     if (this.#dead !== null) return Promise.reject(this.#dead);
     if (this.#pending !== null) {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
@@ -162,7 +171,7 @@ class WorkerExecutor implements RawExecutor {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     return new Promise((resolve, reject) => {
       this.#pending = { seq, onData, resolve, reject };
-      const req: WorkerRequest = { t: "exec", seq, bytes };
+      const req: WorkerRequest = { t: "exec", seq, bytes, runAs: runAs ?? null };
       this.#worker.postMessage(req);
     });
   }

@@ -1,6 +1,7 @@
 /**
  * Opens the one PGlite instance of an engine, with the host-call hooks that
- * make a running statement cancellable.
+ * make a running statement cancellable and the identity guard (guard.ts)
+ * that keeps each session to the role it logged in as.
  *
  * PGlite runs Postgres synchronously on the calling thread, so nothing on
  * that thread can interrupt a statement. What can: Postgres calls out to the
@@ -27,6 +28,7 @@
 
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
+import { type IdentityGuard, installIdentityGuard } from "./guard.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
 export const CANCEL_SEQ = 0;
@@ -41,8 +43,17 @@ export interface InstanceOptions {
 
 export interface PGliteInstance {
   readonly db: PGlite;
-  /** Runs raw frontend messages; `onData` gets copies of the backend bytes. */
-  exec(seq: number, bytes: Uint8Array, onData: (chunk: Uint8Array) => void): Promise<void>;
+  /**
+   * Runs raw frontend messages; `onData` gets copies of the backend bytes.
+   * `runAs` is the OID of the login role of the session whose bytes these
+   * are, or null for pgts's own work (guard.ts).
+   */
+  exec(
+    seq: number,
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void,
+    runAs: number | null,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,6 +73,8 @@ export async function openInstance(
 ): Promise<PGliteInstance> {
   const cell = options.cancelCell;
   let memory: WebAssembly.Memory | null = null;
+  // Set by the instantiate hook below; an object, so the compiler sees it may change.
+  const captured: { wasm: WebAssembly.Instance | null } = { wasm: null };
   let flags: { cancel: number; interrupt: number } | null = null;
   let clockShift = 0n;
   let tripped = false;
@@ -115,6 +128,7 @@ export async function openInstance(
         }
         env["_setitimer_js"] = () => 0;
         return instantiate(imports, (instance, module) => {
+          captured.wasm = instance;
           const ex = instance.exports as Record<string, unknown>;
           const cancel = ex["QueryCancelPending"];
           const interrupt = ex["InterruptPending"];
@@ -139,15 +153,23 @@ export async function openInstance(
     // deno-lint-ignore no-explicit-any -- PGlite's Extension type wants its own module types
     extensions: { pgtsInterrupts: hooks as any },
   });
-  if (flags === null) {
+  if (flags === null || captured.wasm === null || memory === null) {
     await db.close();
     throw new Error("PGlite does not export QueryCancelPending/InterruptPending");
+  }
+  let guard: IdentityGuard;
+  try {
+    guard = installIdentityGuard(captured.wasm, memory);
+  } catch (e) {
+    await db.close();
+    throw e;
   }
 
   return {
     db,
-    async exec(seq, bytes, onData) {
+    async exec(seq, bytes, onData, runAs) {
       Atomics.store(cell, RUNNING_SEQ, seq);
+      guard.runAs(runAs);
       tripped = false;
       try {
         // syncToFs: false is safe for the filesystems pgts opens (NODEFS and
@@ -158,6 +180,7 @@ export async function openInstance(
           onRawData: (chunk) => onData(chunk.slice()),
         });
       } finally {
+        guard.runAs(null);
         Atomics.store(cell, RUNNING_SEQ, 0);
         // A cancel must never reach the next exec, which may be another
         // session's: clear a request that came too late, and Postgres's

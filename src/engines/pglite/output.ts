@@ -4,7 +4,8 @@
  * Passes backend bytes through in the largest runs it can, and stops only at
  * the messages the engine layer must see or change: ReadyForQuery (the
  * session's transaction status), CommandComplete ROLLBACK and ErrorResponse
- * (whether pending LISTENs took effect), CopyInResponse (the session keeps
+ * (whether pending LISTENs took effect), ParameterStatus (the session's
+ * settings changed, even where the text scan could not see it), CopyInResponse (the session keeps
  * the engine until the copy ends), NotificationResponse (routed to the
  * listening sessions, never blindly to this one) and the responses to
  * messages the layer injected (dropped). Statement-name prefixes are taken
@@ -23,6 +24,7 @@ const N = 0x4e;
 const A = 0x41;
 const C = 0x43;
 const G = 0x47;
+const S = 0x53;
 
 const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
 
@@ -50,6 +52,8 @@ export class OutputFilter {
   copyIn = false;
   sawError = false;
   sawRollback = false;
+  /** A ParameterStatus: the input changed a reported setting, however it was spelled. */
+  sawParameterStatus = false;
 
   constructor(options: OutputOptions) {
     this.#o = options;
@@ -96,6 +100,9 @@ export class OutputFilter {
             this.copyInResponse = buf.slice(at, end);
             run = end;
           }
+          break;
+        case S:
+          this.sawParameterStatus = true;
           break;
         case C:
           if (len === 4 + ROLLBACK_TAG.length && startsWith(buf, at + 5, ROLLBACK_TAG)) {

@@ -65,6 +65,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   readonly pid: number;
   readonly id: number;
   readonly user: string;
+  /** The login role's OID: who the identity guard (guard.ts) lets this session be. */
+  readonly userOid: number;
   /** Prefix of this session's statement names on the engine. */
   readonly prefix: string;
   onAsync: ((backend: Uint8Array) => void) | null = null;
@@ -112,6 +114,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       id: number;
       pid: number;
       user: string;
+      userOid: number;
       settings: SettingsMap;
       /** The startup map as the backend spells it, when the engine knows it already. */
       spelled?: SettingsMap;
@@ -121,6 +124,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.id = init.id;
     this.pid = init.pid;
     this.user = init.user;
+    this.userOid = init.userOid;
     this.prefix = `pgts${init.id}:`;
     this.settings = init.settings;
     this.startupSettings = init.settings;
@@ -418,7 +422,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       dropFirst: 0,
       holdCopyIn: true,
     });
-    filter.push(await engine.runRaw(probe));
+    filter.push(await engine.runRaw(probe, this.userOid));
     if (filter.copyInResponse === null) return false;
     out(filter.copyInResponse);
     // `query` may be a view of the caller's buffer, which is only lent for
@@ -457,7 +461,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       dropFirst: drop,
     });
     try {
-      const running = engine.executor.exec(bytes, (c) => filter.push(c));
+      const running = engine.executor.exec(bytes, (c) => filter.push(c), this.userOid);
       if (this.#cancelPending) engine.executor.interrupt();
       await running;
     } catch (e) {
@@ -468,6 +472,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.#cancelPending = false;
     if (filter.lastStatus !== null) this.#status = filter.lastStatus;
     if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
+    if (filter.sawParameterStatus) {
+      this.settingsDirty = true;
+      this.settingsFromStartup = false;
+    }
     await this.#settle(filter.endsWithZ && !filter.copyIn, out);
   }
 

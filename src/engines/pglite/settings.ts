@@ -185,6 +185,11 @@ export function startupSettings(
   if (opts !== undefined) {
     for (const [k, v] of parseOptions(opts)) put(k.toLowerCase().replaceAll("-", "_"), v);
   }
+  // The session starts as the role that logged in, whatever a default or
+  // the packet says: the switch runs as pgts, which the identity guard
+  // (guard.ts) does not check, so a "session_authorization" here would let
+  // any role start as another.
+  m.set("session_authorization", options.user);
   return m;
 }
 

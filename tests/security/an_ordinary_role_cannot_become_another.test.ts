@@ -1,0 +1,198 @@
+/**
+ * The role boundary on the embedded engine. Every session runs on one PGlite
+ * backend that authenticated as the bootstrap superuser; PostgreSQL's rule
+ * ("only a superuser may SET SESSION AUTHORIZATION another role") must
+ * still be decided by the role the client logged in as. An ordinary role
+ * `mallory` tries every spelling that reaches session_authorization, and
+ * each must fail with PostgreSQL's error, leave no effect (no superuser
+ * attribute, no table, no read of pg_authid), and leave the next session of
+ * the same role as that role. A superuser keeps PostgreSQL's behaviour.
+ * Run against the default server and the in-process adapter.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { pgClient, psql, sharedServer, useSqlServers } from "../helpers/pgts-sql.ts";
+import type { Adapter } from "../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+type Pg = Awaited<ReturnType<typeof pgClient>>;
+
+/** The SQLSTATE a query fails with (null when it succeeds). */
+async function failsWith(c: Pg, sql: string, values?: unknown[]): Promise<string | null> {
+  try {
+    await c.query(sql, values);
+    return null;
+  } catch (e) {
+    return (e as { code?: string }).code ?? "no code";
+  }
+}
+
+/** Who a session is, as PostgreSQL reports it. */
+async function identity(c: Pg): Promise<{ cu: string; su: string; sup: string }> {
+  const r = await c.query(
+    "select current_user as cu, session_user as su, current_setting('is_superuser') as sup",
+  );
+  return r.rows[0];
+}
+
+const MALLORY = { cu: "mallory", su: "mallory", sup: "off" };
+
+/** Each attack: what mallory sends, and the SQLSTATE PostgreSQL's rules give it. */
+const ATTACKS: Array<[string, string, string]> = [
+  ["SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501"],
+  ["SET session_authorization =", "SET session_authorization = 'postgres'", "42501"],
+  ["SET LOCAL", "BEGIN; SET LOCAL session_authorization = 'postgres'; COMMIT", "42501"],
+  [
+    "set_config from SQL",
+    "select pg_catalog.set_config('session_authorization', 'postgres', false)",
+    "42501",
+  ],
+  [
+    "set_config in a DO block",
+    "DO $$ begin perform set_config('session_authorization','postgres',false); end $$",
+    "42501",
+  ],
+  [
+    "PL/pgSQL EXECUTE of a built string",
+    "DO $$ begin execute 'set session ' || 'authorization ' || quote_ident('postgres'); end $$",
+    "42501",
+  ],
+  [
+    "a function's SET clause",
+    "create function pg_temp.as_postgres() returns text language sql" +
+    " set session_authorization = 'postgres' as $$ select current_user::text $$",
+    "0A000",
+  ],
+  ["RESET SESSION AUTHORIZATION", "RESET SESSION AUTHORIZATION", "0A000"],
+  ["SET … TO DEFAULT", "SET SESSION AUTHORIZATION DEFAULT", "0A000"],
+  ["set_config to NULL", "select set_config('session_authorization', NULL, false)", "0A000"],
+  ["SET ROLE to a role it is not a member of", "SET ROLE postgres", "42501"],
+  [
+    "the escalation and its payload in one Query",
+    "SET SESSION AUTHORIZATION postgres; ALTER ROLE mallory SUPERUSER; CREATE TABLE pwned (x int)",
+    "42501",
+  ],
+  [
+    "set_config then DDL in one function body",
+    "DO $$ begin perform set_config('session_authorization','postgres',false);" +
+    " execute 'alter role mallory superuser'; execute 'create table pwned (x int)'; end $$",
+    "42501",
+  ],
+  [
+    "a SECURITY DEFINER function of a superuser that sets it",
+    "select public.definer_sets_authorization()",
+    "42501",
+  ],
+  ["reading pg_authid", "select rolpassword from pg_authid", "42501"],
+  ["ALTER ROLE … SUPERUSER of itself", "ALTER ROLE mallory SUPERUSER", "42501"],
+];
+
+const SETUP = [
+  "create role mallory login",
+  "create role reader nologin",
+  "grant reader to mallory",
+  "create function public.definer_sets_authorization() returns text language plpgsql" +
+  " security definer as $$ begin perform set_config('session_authorization', 'postgres', false);" +
+  " return current_user; end $$",
+  "grant execute on function public.definer_sets_authorization() to mallory",
+].join("; ");
+
+for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("every spelling that reaches session_authorization fails for an ordinary role and leaves no effect", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query(SETUP);
+      const mallory = await pgClient(s, { user: "mallory" });
+      expect(await identity(mallory)).toEqual(MALLORY);
+
+      for (const [what, sql, code] of ATTACKS) {
+        expect({ what, code: await failsWith(mallory, sql) }).toEqual({ what, code });
+        if (code !== null) await mallory.query("ROLLBACK").catch(() => {});
+        expect({ what, who: await identity(mallory) }).toEqual({ what, who: MALLORY });
+      }
+      // The extended protocol with parameters: the same check.
+      expect(
+        await failsWith(mallory, "select set_config($1, $2, false)", [
+          "session_authorization",
+          "postgres",
+        ]),
+      ).toBe("42501");
+      expect(await identity(mallory)).toEqual(MALLORY);
+
+      // Nothing took effect.
+      const effects = await admin.query(
+        "select (select rolsuper from pg_roles where rolname = 'mallory') as sup," +
+          " to_regclass('public.pwned') is null as no_table",
+      );
+      expect(effects.rows).toEqual([{ sup: false, no_table: true }]);
+
+      // What mallory may do, it still may: set its own name, take a granted role.
+      expect(await failsWith(mallory, "SET SESSION AUTHORIZATION mallory")).toBeNull();
+      await mallory.query("SET ROLE reader");
+      expect((await mallory.query("select current_user as u")).rows).toEqual([{ u: "reader" }]);
+      await mallory.query("RESET ROLE");
+      expect(await identity(mallory)).toEqual(MALLORY);
+      await mallory.end();
+
+      // The next session of the same role starts as that role.
+      const again = await pgClient(s, { user: "mallory" });
+      expect(await identity(again)).toEqual(MALLORY);
+      await again.end();
+
+      // Other sessions were never disturbed.
+      expect(await identity(admin)).toEqual({ cu: "postgres", su: "postgres", sup: "on" });
+      await admin.end();
+    });
+
+    test("ALTER ROLE … SET session_authorization does not carry a role into its next session", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role eve login");
+      const eve = await pgClient(s, { user: "eve" });
+      // PostgreSQL accepts the setting (only checked when applied) ...
+      await eve.query("ALTER ROLE eve SET session_authorization = 'postgres'").catch(() => {});
+      await eve.end();
+      // ... and a login never becomes another role by it.
+      const next = await pgClient(s, { user: "eve" });
+      expect(await identity(next)).toEqual({ cu: "eve", su: "eve", sup: "off" });
+      expect(await failsWith(next, "select count(*) from pg_authid")).toBe("42501");
+      await next.end();
+      await admin.end();
+    });
+
+    test("-c session_authorization in the startup packet's options does not change who logs in", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role oscar login");
+      await admin.end();
+      const r = await psql(s, [
+        "-U",
+        "oscar",
+        "-At",
+        "-c",
+        "select current_user, session_user, current_setting('is_superuser')",
+      ], { env: { PGOPTIONS: "-c session_authorization=postgres" } });
+      expect(r.out.trim()).toBe("oscar|oscar|off");
+    });
+
+    test("a superuser keeps PostgreSQL's SET SESSION AUTHORIZATION, and psql sees PostgreSQL's message", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role trudy login");
+      await admin.query("SET SESSION AUTHORIZATION trudy");
+      expect(await identity(admin)).toEqual({ cu: "trudy", su: "trudy", sup: "off" });
+      // The authenticated role is still the superuser: it may switch back.
+      await admin.query("SET SESSION AUTHORIZATION postgres");
+      expect(await identity(admin)).toEqual({ cu: "postgres", su: "postgres", sup: "on" });
+      await admin.end();
+
+      const r = await psql(s, ["-U", "trudy", "-c", "SET SESSION AUTHORIZATION postgres"]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toContain('ERROR:  permission denied to set session authorization "postgres"');
+    });
+  });
+}
