@@ -8,7 +8,9 @@
 import { SERVER_VERSION } from "../core/guc/tables.ts";
 import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
 import { runReload, runStatus, runStop } from "./ctl.ts";
+import { runDump } from "./dump.ts";
 import { runInit } from "./init.ts";
+import { runRestore } from "./restore.ts";
 import { runServeHttp } from "./serve-http.ts";
 import { runStart } from "./start.ts";
 
@@ -21,6 +23,8 @@ Usage:
   ${PROGNAME} reload -D DATADIR
   ${PROGNAME} status -D DATADIR
   ${PROGNAME} serve-http [-D DATADIR] [--engine URL] [--port PORT] [--admin-token TOKEN] ...
+  ${PROGNAME} dump    [-D DATADIR | -h HOST -p PORT] [-F p|c] [-f FILE] [-s|-a] [-t TABLE]...
+  ${PROGNAME} restore [-D DATADIR | -h HOST -p PORT] [-1] FILE
 
 Commands:
   init     create a new database cluster
@@ -29,6 +33,8 @@ Commands:
   reload   make a running server re-read its configuration files
   status   report whether a server is running
   serve-http  serve the data directory over HTTP (Neon's SQL over HTTP, admin API)
+  dump     write a database of a running server as SQL (or an archive)
+  restore  run a plain SQL dump against a running server
 
 Options:
   -h, --help      show this help, then exit
@@ -38,8 +44,17 @@ Options:
 omitted, the environment variable PGDATA is used.
 `;
 
-type Verb = "init" | "start" | "stop" | "reload" | "status" | "serve-http";
-const VERBS: readonly Verb[] = ["init", "start", "stop", "reload", "status", "serve-http"];
+type Verb = "init" | "start" | "stop" | "reload" | "status" | "serve-http" | "dump" | "restore";
+const VERBS: readonly Verb[] = [
+  "init",
+  "start",
+  "stop",
+  "reload",
+  "status",
+  "serve-http",
+  "dump",
+  "restore",
+];
 
 function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | number {
   switch (verb) {
@@ -55,6 +70,10 @@ function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | numbe
       return runStatus(args, io);
     case "serve-http":
       return runServeHttp(args, io);
+    case "dump":
+      return runDump(args, io);
+    case "restore":
+      return runRestore(args, io);
     default: {
       const never: never = verb;
       throw new TypeError(`Unknown verb ${String(never)}`);
