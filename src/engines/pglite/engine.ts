@@ -221,6 +221,17 @@ export class PgliteEngine implements Engine {
         "PGlite runs a single backend bound to one database of its cluster; other databases exist in the catalog but cannot be opened.",
       );
     }
+    // A session whose role or database DDL (ALTER ROLE ... SET) has
+    // committed, and whose client may already have its ReadyForQuery, is
+    // reading the catalogs back: a login after that commit waits for it.
+    const owner = this.scheduler.owner;
+    if (
+      owner instanceof PgliteSession && owner.transactionStatus === "I" &&
+      (owner.rolesDirty || owner.databasesDirty)
+    ) {
+      await this.#withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
+        .catch(() => {});
+    }
     const settings = this.#startupMap(startup.user, startup.params);
     const spelled = this.#startupSpelled.get(this.#keyOf(settings));
     const session = new PgliteSession(this, {
@@ -399,12 +410,12 @@ export class PgliteEngine implements Engine {
     }
     s.pendingListenSpoiled = false;
     if (s.rolesDirty) {
-      s.rolesDirty = false;
       await this.#refreshRoles();
+      s.rolesDirty = false;
     }
     if (s.databasesDirty) {
-      s.databasesDirty = false;
       await this.#refreshDatabases();
+      s.databasesDirty = false;
     }
   }
 
