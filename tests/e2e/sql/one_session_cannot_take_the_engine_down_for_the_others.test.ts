@@ -1,0 +1,297 @@
+/**
+ * Statements that once took the shared engine down for every session (issue
+ * 12): transaction isolation and read-only settings (the next settings
+ * switch was refused and every session got FATAL), PREPARE TRANSACTION (a
+ * syntax error that left an aborted transaction holding the engine), and a
+ * statement prepared while the engine was held (pgbench -M prepared then
+ * lost "P_0"). Each statement shape runs on session A; session B and a new
+ * session C must go on working, under the default server and the in-process
+ * adapter. Real clients: node-postgres, postgres.js, psql, pgbench.
+ */
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type pg from "pg";
+import postgres from "postgres";
+import {
+  pgClient,
+  type PgtsServer,
+  psql,
+  runPg,
+  sharedServer,
+  sleep,
+  startSqlServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
+
+useSqlServers();
+
+const pools: postgres.Sql[] = [];
+afterAll(async () => {
+  await Promise.all(pools.map((p) => p.end({ timeout: 1 }).catch(() => {})));
+});
+
+type Outcome = { rows: unknown[] } | { code: string; message: string; hint?: string };
+
+async function run(c: pg.Client, sql: string): Promise<Outcome> {
+  try {
+    const r = await c.query(sql);
+    const last = Array.isArray(r) ? r[r.length - 1] : r;
+    return { rows: last.rows };
+  } catch (e) {
+    const err = e as { code: string; message: string; hint?: string };
+    return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+  }
+}
+
+/** Every statement shape of the issue, with what session A must get (rows or an error). */
+const SHAPES: Array<[string, Outcome | "ok"]> = [
+  ["BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1 AS x; COMMIT", "ok"],
+  ["BEGIN; SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT 1 AS x; COMMIT", "ok"],
+  ["BEGIN; SET TRANSACTION READ ONLY; SELECT 1 AS x; COMMIT", "ok"],
+  ["BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE; COMMIT", "ok"],
+  ["BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1 AS x; COMMIT", "ok"],
+  ["BEGIN; SET transaction_isolation = 'serializable'; SELECT 1 AS x; COMMIT", "ok"],
+  ["BEGIN; SET LOCAL transaction_read_only = on; SELECT 1 AS x; COMMIT", "ok"],
+  ["SET transaction_isolation = 'repeatable read'", "ok"],
+  ["SET default_transaction_isolation = 'serializable'", "ok"],
+  ["SET default_transaction_read_only = on", "ok"],
+  ["SET default_transaction_deferrable = on", "ok"],
+  ["SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ", "ok"],
+  ["RESET ALL", "ok"],
+  ["BEGIN; PREPARE TRANSACTION 'tx1'", {
+    code: "55000",
+    message: "prepared transactions are disabled",
+    hint: 'Set "max_prepared_transactions" to a nonzero value.',
+  }],
+  ["COMMIT PREPARED 'x'", {
+    code: "42704",
+    message: 'prepared transaction with identifier "x" does not exist',
+  }],
+  ["ROLLBACK PREPARED 'x'", {
+    code: "42704",
+    message: 'prepared transaction with identifier "x" does not exist',
+  }],
+];
+
+function shapesOn(adapter: "inproc" | undefined): void {
+  const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+  test("every statement shape on A leaves A, B and a new session C working", async () => {
+    const s = server();
+    const a = await pgClient(s);
+    const b = await pgClient(s);
+    for (const [sql, want] of SHAPES) {
+      const got = await run(a, sql);
+      if (want === "ok") expect({ sql, got: "rows" in got }).toEqual({ sql, got: true });
+      else expect({ sql, got }).toEqual({ sql, got: want });
+      // A is idle again (not stuck in a transaction) and answers.
+      expect({ sql, a: await run(a, "SELECT 'a' AS who") }).toEqual({
+        sql,
+        a: { rows: [{ who: "a" }] },
+      });
+      expect({ sql, b: await run(b, "SELECT 'b' AS who") }).toEqual({
+        sql,
+        b: { rows: [{ who: "b" }] },
+      });
+      const c = await pgClient(s);
+      expect({ sql, c: await run(c, "SELECT 'c' AS who") }).toEqual({
+        sql,
+        c: { rows: [{ who: "c" }] },
+      });
+      await c.end();
+    }
+    // A's own session characteristics stay A's; B never saw them.
+    await a.query("SET default_transaction_isolation = 'serializable'");
+    await b.query("SELECT 1");
+    expect((await a.query("SHOW transaction_isolation")).rows).toEqual([
+      { transaction_isolation: "serializable" },
+    ]);
+    expect((await b.query("SHOW transaction_isolation")).rows).toEqual([
+      { transaction_isolation: "read committed" },
+    ]);
+    expect(a.asyncErrors).toEqual([]);
+    expect(b.asyncErrors).toEqual([]);
+  });
+
+  test("a superuser-only setting left behind a SET ROLE, and role defaults, switch cleanly", async () => {
+    const s = server();
+    const admin = await pgClient(s);
+    await admin.query("CREATE ROLE walker LOGIN");
+    await admin.query("ALTER ROLE walker SET work_mem = '7MB'");
+    await admin.query("ALTER ROLE walker SET log_statement = 'all'");
+    await admin.query("ALTER ROLE walker SET application_name = 'from-role'");
+    // PostgreSQL applies ALTER ROLE ... SET at login; so does a new pgts session.
+    const w = await pgClient(s, { user: "walker" });
+    const ws = await w.query(
+      "SELECT current_setting('work_mem') AS wm, current_setting('application_name') AS app",
+    );
+    expect(ws.rows).toEqual([{ wm: "7MB", app: "from-role" }]);
+    // A superuser sets a superuser-only parameter, then becomes an ordinary role.
+    await admin.query("SET log_min_duration_statement = '5s'");
+    await admin.query("SET ROLE walker");
+    const other = await pgClient(s);
+    expect(
+      (await other.query(
+        "SELECT current_setting('log_min_duration_statement') AS v, current_user AS u",
+      ))
+        .rows,
+    ).toEqual([{ v: "-1", u: "postgres" }]);
+    expect((await w.query("SELECT current_setting('work_mem') AS wm")).rows).toEqual([
+      { wm: "7MB" },
+    ]);
+    expect(
+      (await admin.query(
+        "SELECT current_setting('log_min_duration_statement') AS v, current_user AS u",
+      )).rows,
+    ).toEqual([{ v: "5s", u: "walker" }]);
+    await admin.query("RESET ROLE");
+    await admin.query("RESET log_min_duration_statement");
+    for (const c of [admin, w, other]) expect(c.asyncErrors).toEqual([]);
+    await w.end();
+    await admin.query("DROP ROLE walker");
+  });
+
+  test("psql: PREPARE TRANSACTION is refused as PostgreSQL refuses it, others go on", async () => {
+    const s = server();
+    const b = await pgClient(s);
+    const r = await psql(s, ["-c", "BEGIN", "-c", "PREPARE TRANSACTION 'tx1'"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("ERROR:  prepared transactions are disabled");
+    expect(r.err).toContain('HINT:  Set "max_prepared_transactions" to a nonzero value.');
+    // The transaction ended: the next command runs outside any block.
+    const after = await psql(s, [
+      "-v",
+      "ON_ERROR_STOP=0",
+      "-c",
+      "BEGIN",
+      "-c",
+      "PREPARE TRANSACTION 'tx1'",
+      "-c",
+      "SELECT 'status ' || (now() = statement_timestamp())::text",
+    ]);
+    expect(after.out.trim().split("\n").at(-1)).toBe("status true");
+    expect((await b.query("SELECT 2 AS v")).rows).toEqual([{ v: 2 }]);
+  });
+
+  test("node-postgres and postgres.js run isolation-level transactions between other sessions", async () => {
+    const s = server();
+    const setup = await pgClient(s);
+    await setup.query("CREATE TABLE iso_acct (id int PRIMARY KEY, n int NOT NULL)");
+    await setup.query("INSERT INTO iso_acct VALUES (1, 0)");
+    const sql = postgres({
+      host: s.host,
+      port: s.port,
+      user: "postgres",
+      database: "postgres",
+      max: 3,
+      onnotice: () => {},
+      connect_timeout: 10,
+    });
+    pools.push(sql);
+    const clients = await Promise.all([pgClient(s), pgClient(s), pgClient(s)]);
+    const levels = ["SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED"];
+    const work: Promise<unknown>[] = [];
+    // Prisma/TypeORM/Sequelize: BEGIN, then SET TRANSACTION inside it; each
+    // client runs its transactions one after another, the clients at once.
+    for (const [k, c] of clients.entries()) {
+      work.push((async () => {
+        for (let i = 0; i < 4; i++) {
+          const level = levels[(k + i) % 3]!;
+          await c.query("BEGIN");
+          await c.query(`SET TRANSACTION ISOLATION LEVEL ${level}`);
+          const shown = await c.query("SHOW transaction_isolation");
+          expect(shown.rows[0].transaction_isolation).toBe(level.toLowerCase());
+          await c.query("UPDATE iso_acct SET n = n + 1 WHERE id = 1");
+          await c.query("COMMIT");
+        }
+      })());
+    }
+    // postgres.js: BEGIN ISOLATION LEVEL ... in one statement.
+    for (let i = 0; i < 12; i++) {
+      const level = levels[i % 3]!.toLowerCase();
+      work.push(sql.begin(`isolation level ${level}`, async (tx) => {
+        const [row] = await tx`show transaction_isolation`;
+        expect(row!.transaction_isolation).toBe(level);
+        await tx`update iso_acct set n = n + 1 where id = 1`;
+      }));
+    }
+    // A session that never asked for another level keeps its own.
+    work.push((async () => {
+      for (let i = 0; i < 12; i++) {
+        const r = await setup.query("SELECT current_setting('transaction_isolation') AS t");
+        expect(r.rows[0].t).toBe("read committed");
+      }
+    })());
+    await Promise.all(work);
+    expect((await setup.query("SELECT n FROM iso_acct")).rows).toEqual([{ n: 24 }]);
+    const fresh = await pgClient(s);
+    expect((await fresh.query("SHOW transaction_isolation")).rows).toEqual([
+      { transaction_isolation: "read committed" },
+    ]);
+    for (const c of [setup, fresh, ...clients]) expect(c.asyncErrors).toEqual([]);
+  });
+}
+
+describe("default server", () => shapesOn(undefined));
+describe("--adapter inproc", () => shapesOn("inproc"));
+
+/**
+ * pgbench -M prepared prepares each statement with PQprepare (Parse, Sync)
+ * before its first use, and goes on as if it had worked. A session holds
+ * the engine past pgts.engine_wait_timeout (2 s) from before pgbench starts
+ * until 4 s: the prepare's wait times out, its Bind's does not.
+ */
+async function pgbenchAcrossAHeldEngine(s: PgtsServer): Promise<void> {
+  const holder = await pgClient(s);
+  await holder.query("CREATE TABLE bench_t (n int)");
+  const script = join(s.root, "prepared.sql");
+  writeFileSync(script, "SELECT count(*) FROM bench_t;\nSELECT 1;\n");
+  await holder.query("BEGIN");
+  await holder.query("SELECT 1");
+  const bench = runPg(s, "pgbench", ["-M", "prepared", "-c", "2", "-T", "6", "-n", "-f", script], {
+    timeoutMs: 60_000,
+  });
+  await sleep(4_000);
+  await holder.query("COMMIT");
+  const r = await bench;
+  expect(r.err).not.toContain("does not exist");
+  expect(r.err).not.toContain("error");
+  expect(r.code).toBe(0);
+  expect(r.out).toContain("number of failed transactions: 0 (0.000%)");
+  expect(Number(/actually processed: (\d+)/.exec(r.out)?.[1])).toBeGreaterThan(0);
+}
+
+test("pgbench -M prepared -c 2: a prepare that waited out the engine wait timeout still exists", async () => {
+  await pgbenchAcrossAHeldEngine(
+    await startSqlServer({ perTest: true, settings: { engine_wait_timeout: "2s" } }),
+  );
+});
+
+test("a statement prepared while the engine is held reports its own error at the next use", async () => {
+  const s = await startSqlServer({ perTest: true, settings: { engine_wait_timeout: "2s" } });
+  const holder = await pgClient(s);
+  await holder.query("BEGIN");
+  await holder.query("SELECT 1");
+  // A bad statement prepared (PQprepare) while the engine is held past the
+  // wait timeout: its syntax error is the answer to its first use.
+  writeFileSync(join(s.root, "bad.sql"), "SELEC 1;\n");
+  const bench = runPg(s, "pgbench", [
+    "-M",
+    "prepared",
+    "-c",
+    "1",
+    "-t",
+    "1",
+    "-n",
+    "-f",
+    join(s.root, "bad.sql"),
+  ], { timeoutMs: 60_000 });
+  await sleep(4_000);
+  await holder.query("COMMIT");
+  const r = await bench;
+  expect(r.err).toContain('aborted in command 0 query 0: ERROR:  syntax error at or near "SELEC"');
+  expect(r.err).not.toContain("does not exist");
+  expect((await holder.query("SELECT 3 AS v")).rows).toEqual([{ v: 3 }]);
+});
