@@ -153,6 +153,48 @@ function shapesOn(adapter: "inproc" | undefined): void {
     await admin.query("DROP ROLE walker");
   });
 
+  test("a setting that can no longer be restored concerns only its own session", async () => {
+    const s = server();
+    const a = await pgClient(s);
+    const b = await pgClient(s);
+    const notices: Array<{ severity?: string; message: string }> = [];
+    a.on("notice", (n) => notices.push(n));
+    await a.query("CREATE TEXT SEARCH CONFIGURATION walk_cfg (COPY = pg_catalog.simple)");
+    await a.query("SET default_text_search_config = 'public.walk_cfg'");
+    await b.query("DROP TEXT SEARCH CONFIGURATION walk_cfg");
+    // A's value is invalid now: A is warned and goes on with the engine's value.
+    const r = await a.query("SELECT current_setting('default_text_search_config') AS cfg");
+    expect(r.rows).toEqual([{ cfg: "pg_catalog.english" }]);
+    expect(notices.map((n) => [n.severity, n.message])).toEqual([[
+      "WARNING",
+      'parameter "default_text_search_config" of this session could not be restored',
+    ]]);
+    expect((await b.query("SELECT 'b' AS who")).rows).toEqual([{ who: "b" }]);
+    const c = await pgClient(s);
+    expect((await c.query("SELECT 'c' AS who")).rows).toEqual([{ who: "c" }]);
+    expect((await a.query("SELECT 'a' AS who")).rows).toEqual([{ who: "a" }]);
+    expect(notices.length).toBe(1);
+    await c.end();
+  });
+
+  test("a session whose role was dropped under it ends; the others go on", async () => {
+    const s = server();
+    const admin = await pgClient(s);
+    await admin.query("CREATE ROLE gone_role");
+    const a = await pgClient(s);
+    await a.query("SET ROLE gone_role");
+    await admin.query("DROP ROLE gone_role");
+    // A cannot be run as its role any more, nor as anyone else: it ends.
+    const err = await a.query("SELECT current_user AS u").catch((e) => e);
+    expect(err.severity).toBe("FATAL");
+    expect(err.code).toBe("22023");
+    expect(err.message).toBe('role "gone_role" does not exist');
+    expect((await admin.query("SELECT current_user AS u")).rows).toEqual([{ u: "postgres" }]);
+    const c = await pgClient(s);
+    expect((await c.query("SELECT current_user AS u")).rows).toEqual([{ u: "postgres" }]);
+    await c.end();
+  });
+
   test("psql: PREPARE TRANSACTION is refused as PostgreSQL refuses it, others go on", async () => {
     const s = server();
     const b = await pgClient(s);
