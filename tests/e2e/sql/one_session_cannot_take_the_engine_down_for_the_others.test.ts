@@ -128,6 +128,19 @@ function shapesOn(adapter: "inproc" | undefined): void {
       "SELECT current_setting('work_mem') AS wm, current_setting('application_name') AS app",
     );
     expect(ws.rows).toEqual([{ wm: "7MB", app: "from-role" }]);
+    // Database defaults too, and a role's setting in this database wins over
+    // its setting everywhere (PostgreSQL's order).
+    await admin.query("ALTER DATABASE postgres SET extra_float_digits = 2");
+    await admin.query("ALTER ROLE walker IN DATABASE postgres SET work_mem = '9MB'");
+    const w2 = await pgClient(s, { user: "walker" });
+    expect(
+      (await w2.query(
+        "SELECT current_setting('work_mem') AS wm, current_setting('extra_float_digits') AS efd",
+      )).rows,
+    ).toEqual([{ wm: "9MB", efd: "2" }]);
+    await w2.end();
+    await admin.query("ALTER DATABASE postgres RESET extra_float_digits");
+    await admin.query("ALTER ROLE walker IN DATABASE postgres RESET work_mem");
     // A superuser sets a superuser-only parameter, then becomes an ordinary role.
     await admin.query("SET log_min_duration_statement = '5s'");
     await admin.query("SET ROLE walker");
