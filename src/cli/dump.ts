@@ -43,6 +43,7 @@ Options controlling the output content:
   --if-exists              use IF EXISTS when dropping objects
   -O, --no-owner           skip restoration of object ownership
   -x, --no-privileges      do not dump privileges (grant/revoke)
+  --disable-triggers       with --data-only: disable triggers while the data is restored
 
 ${CONN_HELP}
 
@@ -179,6 +180,7 @@ export async function runDump(args: string[], io: CliIO): Promise<number> {
       "if-exists": { type: "boolean" },
       "no-owner": { type: "boolean", short: "O" },
       "no-privileges": { type: "boolean", short: "x" },
+      "disable-triggers": { type: "boolean" },
       help: { type: "boolean", short: "?" },
     },
   });
@@ -209,6 +211,7 @@ export async function runDump(args: string[], io: CliIO): Promise<number> {
   if (v["if-exists"]) pgArgs.push("--if-exists");
   if (v["no-owner"]) pgArgs.push("--no-owner");
   if (v["no-privileges"]) pgArgs.push("--no-privileges");
+  if (v["disable-triggers"]) pgArgs.push("--disable-triggers");
   pgArgs.push("-d", conninfoString(target));
 
   const file = v.file !== undefined && v.file !== "-" ? v.file : null;

@@ -12,14 +12,13 @@
 
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import process from "node:process";
-import { createInterface } from "node:readline";
 import { dialUpstream } from "../adapters/http/upstream.ts";
 import { isPgError } from "../core/elog.ts";
 import type { NoticeFields } from "../core/protocol/backend-reader.ts";
 import { openUpstream } from "../engines/upstream/connect.ts";
 import { type CliIO, parseVerbArgs, PROGNAME } from "./args.ts";
 import { CONN_HELP, CONN_OPTIONS, connTarget } from "./conninfo.ts";
-import { isCopyFromStdin, ScriptReader } from "./restore/script.ts";
+import { isCopyFromStdin, ScriptReader, splitLines } from "./restore/script.ts";
 import { ScriptSession } from "./restore/session.ts";
 
 export const RESTORE_USAGE =
@@ -147,7 +146,7 @@ export async function runRestore(args: string[], io: CliIO): Promise<number> {
     onNotice: (f, line) => io.err(formatError(`${PROGNAME} restore: ${name}:${line}: `, f)),
   });
   const input = path === "-" ? process.stdin : createReadStream(path);
-  const reader = new ScriptReader(createInterface({ input, crlfDelay: Infinity }));
+  const reader = new ScriptReader(splitLines(input as AsyncIterable<Uint8Array>));
   const single = v["single-transaction"] === true;
   const window = single ? PIPELINE_WINDOW : 1;
   let failure: string | null = null;

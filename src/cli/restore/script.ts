@@ -46,7 +46,7 @@ export class ScriptReader {
     const r = await this.#lines.next();
     if (r.done) return null;
     this.#lineNo++;
-    return r.value.endsWith("\r") ? r.value.slice(0, -1) : r.value;
+    return r.value;
   }
 
   /** The next statement or meta-command; null at the end of the script. */
@@ -163,15 +163,44 @@ export class ScriptReader {
       // Text after the COPY statement's semicolon on the same line is the first data line.
       const first = this.#rest;
       this.#rest = null;
-      if (first === "\\.") return;
+      if (isEndOfCopy(first)) return;
       yield first;
     }
     for (;;) {
       const line = await this.#nextLine();
-      if (line === null || line === "\\.") return;
+      if (line === null || isEndOfCopy(line)) return;
       yield line;
     }
   }
+}
+
+/** `\.`, the end of COPY data (a CRLF script has it as "\\.\r", as psql accepts). */
+function isEndOfCopy(line: string): boolean {
+  return line === "\\." || line === "\\.\r";
+}
+
+/**
+ * The lines of a byte stream, split at "\n" only: a carriage return is part
+ * of the line (psql keeps one inside a string literal; node:readline would
+ * end the line there).
+ */
+export async function* splitLines(
+  chunks: AsyncIterable<Uint8Array | string>,
+): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let partial = "";
+  for await (const chunk of chunks) {
+    const text = partial +
+      (typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true }));
+    let start = 0;
+    for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
+      yield text.slice(start, nl);
+      start = nl + 1;
+    }
+    partial = text.slice(start);
+  }
+  partial += decoder.decode();
+  if (partial !== "") yield partial;
 }
 
 /** Whether text holds nothing but whitespace and comments. */
