@@ -343,6 +343,7 @@ export class PgliteEngine implements Engine {
         to,
         superuser: this.#superuser,
         snapshot: () => this.#snapshot(),
+        pid: s.pid,
         startup: to === s.startupSettings,
       });
       this.#current = r.carried;

@@ -19,7 +19,7 @@
  * Runs no SQL of its own accord: the engine passes `run` and `snapshot`.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type { RoleInfo } from "../../core/engine/types.ts";
 import { type SettingsMap, switchSteps } from "./settings.ts";
 import { firstError, quoteLiteral } from "./wire.ts";
@@ -40,6 +40,8 @@ export async function recoverSwitch(options: {
   to: SettingsMap;
   superuser: string;
   snapshot: () => Promise<Map<string, string>>;
+  /** The pid of the session switched to, for the server log. */
+  pid: number;
   /** `to` is a startup map the backend never carried: a failure is the login's. */
   startup: boolean;
 }): Promise<RecoveredSwitch> {
@@ -57,6 +59,10 @@ export async function recoverSwitch(options: {
       );
     }
     if (err === null) continue;
+    ereport("LOG", `settings switch for process ${options.pid} failed at: ${step.sql}`, {
+      category: "engine",
+      detail: `${err.message} (SQLSTATE ${err.code})`,
+    });
     if (step.kind === "identity" || (step.kind === "set" && options.startup)) {
       // Never run a session's input as anyone else, and refuse a bad
       // startup setting as PostgreSQL refuses the login.

@@ -188,6 +188,10 @@ function shapesOn(adapter: "inproc" | undefined): void {
     expect((await a.query("SELECT 'a' AS who")).rows).toEqual([{ who: "a" }]);
     expect(notices.length).toBe(1);
     await c.end();
+    // The server log says which statement of the switch failed, for whom.
+    await s.waitForLog(
+      /settings switch for process \d+ failed at: SELECT pg_catalog\.set_config\('default_text_search_config'/,
+    );
   });
 
   test("a session whose role was dropped under it ends; the others go on", async () => {
