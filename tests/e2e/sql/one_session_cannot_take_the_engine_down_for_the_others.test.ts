@@ -322,11 +322,22 @@ async function pgbenchAcrossAHeldEngine(s: PgtsServer): Promise<void> {
   expect(Number(/actually processed: (\d+)/.exec(r.out)?.[1])).toBeGreaterThan(0);
 }
 
-test("pgbench -M prepared -c 2: a prepare that waited out the engine wait timeout still exists", async () => {
-  await pgbenchAcrossAHeldEngine(
-    await startSqlServer({ perTest: true, settings: { engine_wait_timeout: "2s" } }),
+for (const adapter of [undefined, "inproc"] as const) {
+  test(
+    `pgbench -M prepared -c 2: a prepare that waited out the engine wait timeout still exists (${
+      adapter ?? "default"
+    })`,
+    async () => {
+      await pgbenchAcrossAHeldEngine(
+        await startSqlServer({
+          perTest: true,
+          settings: { engine_wait_timeout: "2s" },
+          ...(adapter !== undefined ? { adapter } : {}),
+        }),
+      );
+    },
   );
-});
+}
 
 test("a statement prepared while the engine is held reports its own error at the next use", async () => {
   const s = await startSqlServer({ perTest: true, settings: { engine_wait_timeout: "2s" } });
