@@ -557,7 +557,7 @@ export class PgliteEngine implements Engine {
    */
   async runRaw(bytes: Uint8Array, runAs?: number): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
-    await this.executor.exec(bytes, (c) => parts.push(c), runAs);
+    await this.executor.exec(bytes, (c) => parts.push(c), runAs === undefined ? {} : { runAs });
     return parts.length === 0 ? new Uint8Array(0) : concat(parts);
   }
 

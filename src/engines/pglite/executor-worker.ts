@@ -10,7 +10,7 @@
  */
 
 import { registerPgliteAssets } from "./assets.ts";
-import { openInstance, type PGliteInstance } from "./instance.ts";
+import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
 
 const CHUNK = 256 * 1024;
@@ -30,7 +30,11 @@ function post(m: WorkerReply, bytes?: Uint8Array | null): void {
   } else scope.postMessage(m);
 }
 
-async function run(seq: number, bytes: Uint8Array, runAs: number | null): Promise<void> {
+async function run(
+  seq: number,
+  bytes: Uint8Array,
+  options: InstanceExecOptions,
+): Promise<void> {
   let parts: Uint8Array[] = [];
   let size = 0;
   const take = (): Uint8Array | null => {
@@ -59,7 +63,7 @@ async function run(seq: number, bytes: Uint8Array, runAs: number | null): Promis
         const b = take()!;
         post({ t: "data", seq, bytes: b }, b);
       }
-    }, runAs);
+    }, options);
   } catch (e) {
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
@@ -85,7 +89,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       });
       return;
     case "exec":
-      chain = chain.then(() => run(m.seq, m.bytes, m.runAs));
+      chain = chain.then(() => run(m.seq, m.bytes, { runAs: m.runAs, timeoutMs: m.timeoutMs }));
       return;
     case "close":
       chain = chain.then(async () => {

@@ -23,14 +23,27 @@ import { openInstance, type PGliteInstance } from "./instance.ts";
 export interface RawExecutor {
   /**
    * Runs framed frontend messages; backend bytes go to `onData` (copies,
-   * possibly split mid-message). `runAs` is the OID of the login role of the
-   * session whose input this is (guard.ts); without it the bytes are pgts's
-   * own work and may switch the backend to any role.
+   * possibly split mid-message).
    */
-  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void, runAs?: number): Promise<void>;
+  exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void,
+    options?: ExecOptions,
+  ): Promise<void>;
   /** Cancels the exec in flight, if any (a no-op between execs). */
   interrupt(): void;
   close(): Promise<void>;
+}
+
+export interface ExecOptions {
+  /**
+   * The OID of the login role of the session whose input this is
+   * (guard.ts); without it the bytes are pgts's own work and may switch the
+   * backend to any role.
+   */
+  readonly runAs?: number;
+  /** statement_timeout in ms: the exec is cancelled once it runs longer (see instance.ts). */
+  readonly timeoutMs?: number;
 }
 
 export interface ExecutorOptions {
@@ -70,12 +83,15 @@ class InlineExecutor implements RawExecutor {
   async exec(
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
-    runAs?: number,
+    options: ExecOptions = {},
   ): Promise<void> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
     try {
-      await this.#instance.exec(seq, bytes, onData, runAs ?? null);
+      await this.#instance.exec(seq, bytes, onData, {
+        runAs: options.runAs ?? null,
+        timeoutMs: options.timeoutMs ?? 0,
+      });
     } finally {
       this.#running = 0;
     }
@@ -108,7 +124,7 @@ export type WorkerRequest =
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
   }
-  | { t: "exec"; seq: number; bytes: Uint8Array; runAs: number | null }
+  | { t: "exec"; seq: number; bytes: Uint8Array; runAs: number | null; timeoutMs: number }
   | { t: "close" };
 
 class WorkerExecutor implements RawExecutor {
@@ -163,7 +179,11 @@ class WorkerExecutor implements RawExecutor {
     });
   }
 
-  exec(bytes: Uint8Array, onData: (chunk: Uint8Array) => void, runAs?: number): Promise<void> {
+  exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void,
+    options: ExecOptions = {},
+  ): Promise<void> {
     if (this.#dead !== null) return Promise.reject(this.#dead);
     if (this.#pending !== null) {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
@@ -171,7 +191,13 @@ class WorkerExecutor implements RawExecutor {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     return new Promise((resolve, reject) => {
       this.#pending = { seq, onData, resolve, reject };
-      const req: WorkerRequest = { t: "exec", seq, bytes, runAs: runAs ?? null };
+      const req: WorkerRequest = {
+        t: "exec",
+        seq,
+        bytes,
+        runAs: options.runAs ?? null,
+        timeoutMs: options.timeoutMs ?? 0,
+      };
       this.#worker.postMessage(req);
     });
   }

@@ -43,18 +43,27 @@ export interface InstanceOptions {
 
 export interface PGliteInstance {
   readonly db: PGlite;
-  /**
-   * Runs raw frontend messages; `onData` gets copies of the backend bytes.
-   * `runAs` is the OID of the login role of the session whose bytes these
-   * are, or null for pgts's own work (guard.ts).
-   */
+  /** Runs raw frontend messages; `onData` gets copies of the backend bytes. */
   exec(
     seq: number,
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
-    runAs: number | null,
+    options: InstanceExecOptions,
   ): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface InstanceExecOptions {
+  /**
+   * The OID of the login role of the session whose bytes these are, or null
+   * for pgts's own work (guard.ts).
+   */
+  readonly runAs: number | null;
+  /**
+   * statement_timeout: after this many ms the exec is cancelled as a cancel
+   * request would cancel it; 0 for none.
+   */
+  readonly timeoutMs: number;
 }
 
 /** One hour in nanoseconds: how far a cancel moves the monotonic clock. */
@@ -94,9 +103,17 @@ export async function openInstance(
     // the cancel sees its deadline pass; later durations are unaffected.
     clockShift += CLOCK_JUMP_NS;
   };
+  // statement_timeout of the exec in flight (performance.now() ms, 0: none).
+  // Checked at the same host calls as a cancel, so it needs no timer on
+  // this thread, which the statement itself occupies.
+  let deadline = 0;
   const check = () => {
     const want = Atomics.load(cell, CANCEL_SEQ);
     if (want !== 0 && want === Atomics.load(cell, RUNNING_SEQ)) trip();
+    else if (deadline !== 0 && performance.now() >= deadline) {
+      deadline = 0;
+      trip();
+    }
   };
 
   const hooks = {
@@ -167,9 +184,10 @@ export async function openInstance(
 
   return {
     db,
-    async exec(seq, bytes, onData, runAs) {
+    async exec(seq, bytes, onData, options) {
       Atomics.store(cell, RUNNING_SEQ, seq);
-      guard.runAs(runAs);
+      guard.runAs(options.runAs);
+      deadline = options.timeoutMs > 0 ? performance.now() + options.timeoutMs : 0;
       tripped = false;
       try {
         // syncToFs: false is safe for the filesystems pgts opens (NODEFS and
@@ -181,6 +199,7 @@ export async function openInstance(
         });
       } finally {
         guard.runAs(null);
+        deadline = 0;
         Atomics.store(cell, RUNNING_SEQ, 0);
         // A cancel must never reach the next exec, which may be another
         // session's: clear a request that came too late, and Postgres's

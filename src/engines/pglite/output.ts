@@ -37,7 +37,15 @@ export interface OutputOptions {
   readonly dropFirst: number;
   /** Keep the first CopyInResponse from the session (`copyInResponse`) instead of passing it on. */
   readonly holdCopyIn?: boolean;
+  /**
+   * Whether a cancel of this input was statement_timeout's rather than a
+   * client's: the engine's 57014 then says so, as PostgreSQL's does.
+   */
+  readonly timedOut?: () => boolean;
 }
+
+const USER_CANCEL_TEXT = "canceling statement due to user request";
+const TIMEOUT_TEXT = "canceling statement due to statement timeout";
 
 export class OutputFilter {
   #o: OutputOptions;
@@ -116,7 +124,13 @@ export class OutputFilter {
             this.#drop = 0;
           }
           const msg = buf.subarray(at, end);
-          const edited = editNoticeText(msg, (s) => publicText(s, this.#o.prefix));
+          const edited = editNoticeText(
+            msg,
+            (s) =>
+              s === USER_CANCEL_TEXT && this.#o.timedOut?.() === true
+                ? TIMEOUT_TEXT
+                : publicText(s, this.#o.prefix),
+          );
           if (edited !== msg) {
             flush(at);
             this.#o.out(edited);

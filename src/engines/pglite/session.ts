@@ -26,6 +26,7 @@ import type { Holder } from "./scheduler.ts";
 import { parseDurationMs, type SettingsMap } from "./settings.ts";
 import {
   concat,
+  dataRows,
   errorResponse,
   fe,
   firstError,
@@ -100,6 +101,16 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
   #cancelPending = false;
+  /** A client's cancel reached the input in flight (not statement_timeout). */
+  #canceledByClient = false;
+  /** The last input ended at a ReadyForQuery (no batch or COPY open). */
+  #atReadyForQuery = true;
+  /** The input being run may change settings (the scan saw SET, set_config...). */
+  #inputSets = false;
+  /** A SET in the open transaction block may have changed statement_timeout. */
+  #timeoutStale = false;
+  /** statement_timeout as read inside the open block; null outside one. */
+  #blockTimeoutMs: number | null = null;
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
@@ -133,6 +144,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.settingsDirty = false;
       this.settingsFromStartup = false;
     }
+    this.#armIdle();
   }
 
   get transactionStatus(): TransactionStatus {
@@ -161,6 +173,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.#engine.scheduler.cancelWait(this, queryCanceled());
     } else if (this.#state === "active") {
       this.#cancelPending = true;
+      this.#canceledByClient = true;
       this.#engine.executor.interrupt();
     }
   }
@@ -251,6 +264,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     if (!this.owns && frames.every((f) => f.type === SYNC || f.type === FLUSH)) {
       // Nothing pending: a Sync needs no engine, only a ReadyForQuery.
       for (const f of frames) if (f.type === SYNC) out(readyForQuery(this.#status));
+      this.#armIdle();
       return;
     }
     // Owning already (a transaction block) needs no wait and no switch.
@@ -260,6 +274,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     for (const n of plan.createdStatements) this.statements.add(n);
     if (plan.settingsDirty) {
+      this.#inputSets = true;
       this.settingsDirty = true;
       this.settingsFromStartup = false;
     }
@@ -446,6 +461,26 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     await this.#execute(concat([copy.query, ...copy.data, end]), frames, out, G_COPY_IN);
   }
 
+  /**
+   * statement_timeout for the next exec. The settings map is re-read when a
+   * transaction ends; a SET inside a transaction block (SET LOCAL, say) is
+   * read back here before the block's next statement, as the session's own
+   * work, only while the backend is at a ReadyForQuery of a block in
+   * progress (not mid-batch, not failed).
+   */
+  async #statementTimeoutMs(): Promise<number> {
+    if (this.#timeoutStale && this.#status === "T" && this.#atReadyForQuery) {
+      this.#timeoutStale = false;
+      const answer = await this.#engine.runRaw(
+        fe.query("select pg_catalog.current_setting('statement_timeout')"),
+        this.userOid,
+      );
+      this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
+    }
+    if (this.#status === "I") this.#blockTimeoutMs = null;
+    return this.#blockTimeoutMs ?? parseDurationMs(this.settings.get("statement_timeout")) ?? 0;
+  }
+
   /** Runs bytes on the engine (owned) and settles ownership afterwards. */
   async #execute(
     bytes: Uint8Array,
@@ -454,14 +489,23 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     drop: number,
   ): Promise<void> {
     const engine = this.#engine;
+    // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
+    // fire between other sessions' statements); the executor cancels the
+    // exec once it has run this long, and its 57014 says why.
+    const timeoutMs = await this.#statementTimeoutMs();
+    this.#canceledByClient = false;
     const filter = new OutputFilter({
       prefix: this.prefix,
       out,
       notify: (msg) => engine.listeners.route(msg, this),
       dropFirst: drop,
+      timedOut: () => timeoutMs > 0 && !this.#canceledByClient,
     });
     try {
-      const running = engine.executor.exec(bytes, (c) => filter.push(c), this.userOid);
+      const running = engine.executor.exec(bytes, (c) => filter.push(c), {
+        runAs: this.userOid,
+        timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
+      });
       if (this.#cancelPending) engine.executor.interrupt();
       await running;
     } catch (e) {
@@ -471,6 +515,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     }
     this.#cancelPending = false;
     if (filter.lastStatus !== null) this.#status = filter.lastStatus;
+    this.#atReadyForQuery = filter.endsWithZ;
+    if (this.#status === "T" && (this.#inputSets || filter.sawParameterStatus)) {
+      this.#timeoutStale = true;
+    }
+    this.#inputSets = false;
     if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
     if (filter.sawParameterStatus) {
       this.settingsDirty = true;
@@ -492,6 +541,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.owns = false;
       this.#state = "idle";
       this.#engine.scheduler.release(this);
+      this.#armIdle();
       return;
     }
     this.#state = "idle";
@@ -547,8 +597,31 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     if (!recovered) this.#engine.markBroken(msg);
   }
 
+  /**
+   * The timer of an idle session: idle_in_transaction_session_timeout while
+   * it holds the engine between statements, idle_session_timeout while it
+   * holds nothing (PostgreSQL's 25P03 and 57P05).
+   */
   #armIdle(): void {
-    if (!this.owns || this.#terminated !== null) return;
+    if (this.#terminated !== null) return;
+    if (!this.owns) {
+      const idle = parseDurationMs(this.settings.get("idle_session_timeout")) ?? 0;
+      if (idle > 0) {
+        this.#idleTimer = setTimeout(() => {
+          this.#idleTimer = null;
+          if (!this.owns && this.#state === "idle") {
+            this.terminate(
+              new PgError(
+                ERRCODE.IDLE_SESSION_TIMEOUT,
+                "terminating connection due to idle-session timeout",
+                { severity: "FATAL" },
+              ),
+            );
+          }
+        }, idle);
+      }
+      return;
+    }
     const ms = parseDurationMs(this.settings.get("idle_in_transaction_session_timeout")) ??
       this.#engine.options.idleInTransactionSessionTimeoutMs;
     if (!(ms > 0)) return;

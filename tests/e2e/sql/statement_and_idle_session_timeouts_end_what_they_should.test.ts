@@ -1,0 +1,146 @@
+/**
+ * statement_timeout and idle_session_timeout on the embedded engine, where
+ * PostgreSQL's own timers are off: a statement running longer than the
+ * session's statement_timeout ends with PostgreSQL's 57014 "canceling
+ * statement due to statement timeout" (set by SET, SET LOCAL inside a
+ * block, or the startup packet's options), a client's cancel still says
+ * "user request", other sessions are served meanwhile, and a session idle
+ * longer than idle_session_timeout is closed with 57P05. Under the default
+ * server, the in-process adapter and the inline engine placement.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { pgClient, psql, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { type Adapter, sleep, waitFor } from "../../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+const TIMEOUT_TEXT = "canceling statement due to statement timeout";
+
+async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code?: string; message: string };
+  }
+  throw new Error("the statement succeeded");
+}
+
+const SERVERS: Array<[string, { adapter?: Adapter; settings?: Record<string, string> }]> = [
+  ["default server", {}],
+  ["in-process adapter", { adapter: "inproc" }],
+  ["inline engine", { adapter: "inproc", settings: { engine_placement: "inline" } }],
+];
+
+for (const [name, options] of SERVERS) {
+  describe(name, () => {
+    const server = sharedServer(options);
+
+    test("a statement longer than statement_timeout ends with 57014 and the session goes on", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      const b = await pgClient(s);
+      await a.query("SET statement_timeout = 200");
+      const started = performance.now();
+      const err = await errorOf(a.query("select pg_sleep(10)"));
+      const took = performance.now() - started;
+      expect({ code: err.code, message: err.message }).toEqual({
+        code: "57014",
+        message: TIMEOUT_TEXT,
+      });
+      expect(took).toBeLessThan(5_000);
+      // The session and the others go on.
+      expect((await a.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+      expect((await b.query("select 2 as two")).rows).toEqual([{ two: 2 }]);
+      // Another session never had the timeout.
+      expect((await b.query("select pg_sleep(0.4), 'slept' as s")).rows[0].s).toBe("slept");
+      await a.query("RESET statement_timeout");
+      expect((await a.query("select pg_sleep(0.4), 'slept' as s")).rows[0].s).toBe("slept");
+      await a.end();
+      await b.end();
+    });
+
+    test("SET LOCAL statement_timeout inside a block applies to the block's next statements only", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      await a.query("BEGIN");
+      await a.query("SET LOCAL statement_timeout = '150ms'");
+      const err = await errorOf(a.query("select pg_sleep(10)"));
+      expect(err.code).toBe("57014");
+      expect(err.message).toBe(TIMEOUT_TEXT);
+      await a.query("ROLLBACK");
+      expect((await a.query("select pg_sleep(0.4), 'slept' as s")).rows[0].s).toBe("slept");
+      await a.end();
+    });
+
+    test("statement_timeout from the startup packet's options, through psql", async () => {
+      const s = server();
+      const r = await psql(s, ["-c", "select pg_sleep(10)"], {
+        env: { PGOPTIONS: "-c statement_timeout=300" },
+      });
+      expect(r.code).not.toBe(0);
+      expect(r.err).toContain(`ERROR:  ${TIMEOUT_TEXT}`);
+    });
+
+    // The inline placement runs the statement on the thread that would read
+    // the CancelRequest: a cancel acts only once it ends (issue 19).
+    const cancelTest = options.settings?.engine_placement === "inline" ? test.skip : test;
+    cancelTest("a client's cancel under a statement_timeout still says user request", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      await a.query("SET statement_timeout = '60s'");
+      const pid = (await a.query("select pg_backend_pid() as pid")).rows[0].pid;
+      const running = errorOf(a.query("select pg_sleep(10)"));
+      await sleep(300);
+      // A CancelRequest with the key from a's BackendKeyData, as a driver sends it.
+      const key = (a as unknown as { secretKey: number }).secretKey;
+      const sent = await cancel(
+        s.host,
+        s.port,
+        (a as unknown as { processID: number }).processID,
+        key,
+      );
+      expect(sent).toBe(true);
+      const err = await running;
+      expect(err.code).toBe("57014");
+      expect(err.message).toBe("canceling statement due to user request");
+      expect(pid).toBeDefined();
+      await a.end();
+    });
+
+    test("a session idle longer than idle_session_timeout is closed with 57P05", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      await a.query("SET idle_session_timeout = 300");
+      await waitFor("the idle-session FATAL", () => a.asyncErrors.length > 0, { timeoutMs: 5_000 });
+      const e = a.asyncErrors[0] as Error & { code?: string };
+      expect(e.code).toBe("57P05");
+      expect(e.message).toBe("terminating connection due to idle-session timeout");
+      // A busy session with the same setting is not closed while it works.
+      const b = await pgClient(s);
+      await b.query("SET idle_session_timeout = 300");
+      for (let i = 0; i < 6; i++) {
+        await b.query("select pg_sleep(0.1)");
+      }
+      expect(b.asyncErrors).toEqual([]);
+      await b.end();
+    });
+  });
+}
+
+/** Sends a CancelRequest for (pid, key); true once the server closed the socket. */
+async function cancel(host: string, port: number, pid: number, key: number): Promise<boolean> {
+  const { connect } = await import("node:net");
+  return await new Promise<boolean>((resolve) => {
+    const sock = connect({ host, port }, () => {
+      const b = Buffer.alloc(16);
+      b.writeInt32BE(16, 0);
+      b.writeInt32BE(80877102, 4);
+      b.writeInt32BE(pid, 8);
+      b.writeInt32BE(key, 12);
+      sock.write(b);
+    });
+    sock.on("close", () => resolve(true));
+    sock.on("error", () => resolve(false));
+  });
+}
