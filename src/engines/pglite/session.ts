@@ -17,6 +17,7 @@
  */
 
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
 import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
 import { type InputPlan, planInput, publicText } from "./naming.ts";
 import type { ListenOp } from "./naming.ts";
@@ -29,10 +30,10 @@ import {
   dataRows,
   errorResponse,
   fe,
-  firstError,
   type Frame,
   message,
   noticeResponse,
+  readInt32,
   readyForQuery,
   splitFrames,
 } from "./wire.ts";
@@ -45,6 +46,7 @@ const TERMINATE = 0x58;
 const PARSE = 0x50;
 const CLOSE = 0x43;
 const PARSE_COMPLETE = 0x31;
+const ERROR_RESPONSE = 0x45;
 const CLOSE_COMPLETE = 0x33;
 const COPY_DATA = 0x64;
 const COPY_DONE = 0x63;
@@ -398,15 +400,16 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   async #runDeferred(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
     const bytes = concat([...this.#deferred, fe.sync()]);
     this.#deferred = [];
-    let err: { code: string; message: string } | null;
+    let err: PgError | null;
     try {
-      err = firstError(await this.#engine.runRaw(bytes));
+      // As this session: the guard (guard.ts) checks what its statements do.
+      err = firstPgError(await this.#engine.runRaw(bytes, this.userOid), this.prefix);
     } catch (e) {
       await this.#engineFailure(e, frames, out, 0);
       return false;
     }
     if (err === null) return true;
-    this.#failInput(frames, new PgError(err.code, publicText(err.message, this.prefix)), out);
+    this.#failInput(frames, err, out);
     await this.#settle(true, out);
     return false;
   }
@@ -648,6 +651,18 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   resetStatus(): void {
     this.#status = "I";
   }
+}
+
+/** The first ErrorResponse in backend bytes, as a PgError naming this session's statements. */
+function firstPgError(buf: Uint8Array, prefix: string): PgError | null {
+  for (let at = 0; at + 5 <= buf.length; at += 1 + readInt32(buf, at + 1)) {
+    if (buf[at] !== ERROR_RESPONSE) continue;
+    const f = parseErrorResponse(buf.subarray(at + 5, at + 1 + readInt32(buf, at + 1)));
+    f.message = publicText(f.message, prefix);
+    if (f.detail !== undefined) f.detail = publicText(f.detail, prefix);
+    return pgErrorFromFields(f);
+  }
+  return null;
 }
 
 function tempTableWarning(): PgError {
