@@ -58,11 +58,15 @@ Exit status: 0 when the dump is complete, 1 otherwise.
 
 const FORMATS: Record<string, "p" | "c"> = { p: "p", plain: "p", c: "c", custom: "c" };
 
-/** Prints one progress line a second at most, and a summary at the end. */
+/**
+ * Progress on stderr: every two seconds at most, the tables begun so far, the
+ * one being dumped and the bytes written; a summary at the end.
+ */
 class Progress {
   readonly #io: CliIO;
   readonly #started = Date.now();
-  #last = 0;
+  #last = Date.now();
+  #current = "";
   tables = 0;
   bytes = 0;
 
@@ -72,11 +76,24 @@ class Progress {
 
   table(name: string): void {
     this.tables++;
+    this.#current = name;
+    this.#report();
+  }
+
+  wrote(end: number): void {
+    this.bytes = Math.max(this.bytes, end);
+    this.#report();
+  }
+
+  #report(): void {
     const now = Date.now();
-    if (now - this.#last < 1000) return;
+    if (now - this.#last < 2000) return;
     this.#last = now;
+    const doing = this.#current === "" ? "reading the schema" : `dumping ${this.#current}`;
     this.#io.err(
-      `${PROGNAME} dump: dumping table ${this.tables} (${name}), ${mib(this.bytes)} written\n`,
+      `${PROGNAME} dump: ${this.tables} table${this.tables === 1 ? "" : "s"} so far, ${doing}, ${
+        mib(this.bytes)
+      } written\n`,
     );
   }
 
@@ -229,7 +246,7 @@ export async function runDump(args: string[], io: CliIO): Promise<number> {
     seekable: sink.seekable,
     write: (pos, bytes) => {
       sink.write(pos, bytes);
-      if (progress !== null) progress.bytes = Math.max(progress.bytes, pos + bytes.length);
+      progress?.wrote(pos + bytes.length);
     },
   };
 
