@@ -334,7 +334,20 @@ export class PgliteEngine implements Engine {
     }
     let warnings: PgError[] = [];
     const sql = switchSql(this.#current, to, this.#superuser);
-    if (sql !== null && firstError(await this.runRaw(fe.query(sql))) !== null) {
+    let failed = false;
+    if (sql !== null) {
+      try {
+        failed = firstError(await this.runRaw(fe.query(sql))) !== null;
+      } catch (e) {
+        // PGlite itself threw: roll back, then learn what the backend carries.
+        this.#appliedFor = null;
+        if (!(await this.abortOpenWork(s))) {
+          this.markBroken("could not roll back a settings switch");
+        } else this.#current = await this.#snapshot().catch(() => this.#current);
+        throw e;
+      }
+    }
+    if (failed) {
       // Nothing of the one-Query switch took effect: go step by step, and
       // learn what the backend really carries.
       const r = await recoverSwitch({
