@@ -116,14 +116,18 @@ function mib(bytes: number): string {
 /**
  * pg_dump's stderr, line by line, without find_my_exec's complaint that the
  * WASM file system has no pg_dump binary (it looks for itself to find its
- * installation directory, which a WASM build does not have or need).
+ * installation directory, which a WASM build does not have or need), and
+ * with the server named as it really is: the WASM libpq believes it talks
+ * to /tmp/.s.PGSQL.5432, which is the bridge.
  */
 class StderrLines {
   readonly #io: CliIO;
+  readonly #server: string;
   #partial = "";
 
-  constructor(io: CliIO) {
+  constructor(io: CliIO, server: string) {
     this.#io = io;
+    this.#server = server;
   }
 
   push(text: string): void {
@@ -141,7 +145,7 @@ class StderrLines {
     if (/^(invalid binary "|could not find a "pg_dump" to execute)/.test(line) || line === "") {
       return;
     }
-    this.#io.err(`${line}\n`);
+    this.#io.err(`${line.replace('on socket "/tmp/.s.PGSQL.5432"', this.#server)}\n`);
   }
 }
 
@@ -229,7 +233,8 @@ export async function runDump(args: string[], io: CliIO): Promise<number> {
   if (v["no-owner"]) pgArgs.push("--no-owner");
   if (v["no-privileges"]) pgArgs.push("--no-privileges");
   if (v["disable-triggers"]) pgArgs.push("--disable-triggers");
-  pgArgs.push("-d", conninfoString(target));
+  // -w: nothing can answer a password prompt here (the password is $PGPASSWORD).
+  pgArgs.push("-w", "-d", conninfoString(target));
 
   const file = v.file !== undefined && v.file !== "-" ? v.file : null;
   let sink: DumpSink & { close?(): void; flush?(): Promise<void> };
@@ -250,7 +255,7 @@ export async function runDump(args: string[], io: CliIO): Promise<number> {
     },
   };
 
-  const stderr = new StderrLines(io);
+  const stderr = new StderrLines(io, target.display);
   let result;
   try {
     result = await runPgDump({
@@ -277,7 +282,14 @@ export async function runDump(args: string[], io: CliIO): Promise<number> {
   }
   if (!result.ok) {
     // pg_dump's own messages went to stderr as it wrote them.
-    io.err(`${PROGNAME} dump: error: the dump failed (${result.message.split("\n")[0]})\n`);
+    const status = /exit code (\d+)/.exec(result.message)?.[1];
+    io.err(
+      `${PROGNAME} dump: error: ${
+        status === undefined
+          ? result.message.split("\n")[0]
+          : `pg_dump exited with status ${status}`
+      }; no complete dump was written\n`,
+    );
     return 1;
   }
   progress?.done();

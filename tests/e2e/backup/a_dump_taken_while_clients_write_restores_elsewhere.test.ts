@@ -10,15 +10,28 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PG_BIN, pgtsCli, type PgtsServer, startPgts, usePgtsServers } from "../../helpers/pgts.ts";
+import process from "node:process";
+import {
+  BUN,
+  PG_BIN,
+  pgtsCli,
+  type PgtsServer,
+  ROOT,
+  startPgts,
+  usePgtsServers,
+  waitFor,
+} from "../../helpers/pgts.ts";
 import { run, UpstreamPostgres, useUpstreamServers } from "../../helpers/upstream.ts";
 
 usePgtsServers({ timeoutMs: 120_000 });
 useUpstreamServers({ timeoutMs: 120_000 });
 
-let dir: string;
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-const dumpDir = () => (dir = mkdtempSync(join(tmpdir(), "pgts-dump-")));
+let dir: string | null = null;
+afterEach(() => {
+  if (dir !== null) rmSync(dir, { recursive: true, force: true });
+  dir = null;
+});
+const dumpDir = (): string => (dir ??= mkdtempSync(join(tmpdir(), "pgts-dump-")));
 
 const SCHEMA = `
 create type mood as enum ('sad', 'ok', 'happy');
@@ -208,7 +221,7 @@ describe("pgts dump and pgts restore", () => {
     );
 
     // And back: PostgreSQL 15's own pg_dump (COPY data, \restrict) restores into a new pgts cluster.
-    const back = join(dir, "from15.sql");
+    const back = join(dumpDir(), "from15.sql");
     const dump15 = await run([
       `${PG_BIN}/pg_dump`,
       "-h",
@@ -280,6 +293,48 @@ describe("pgts dump and pgts restore", () => {
     expect(await ask("select count(*) from everything")).toBe("0\n");
     const same = [QUERIES[1], ...QUERIES.slice(5)] as string[];
     expect(await answers(ask, same)).toEqual(await answers(askPgts(source), same));
+  });
+
+  test("a server that asks for a password gets $PGPASSWORD; without it the dump fails with libpq's reason", async () => {
+    const server = await startPgts();
+    expect((await server.psql("alter role postgres password 'dump pw'")).code).toBe(0);
+    writeFileSync(
+      join(server.dataDir, "pg_hba.conf"),
+      "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    );
+    expect((await server.reload()).code).toBe(0);
+    await waitFor(
+      "pg_hba.conf to be in force",
+      async () => (await server.psql("select 1")).code !== 0,
+    );
+    const dump = async (password: string | undefined) => {
+      const env = { ...process.env };
+      delete env.PGPASSWORD;
+      if (password !== undefined) env.PGPASSWORD = password;
+      const p = Bun.spawn([BUN, join(ROOT, "mod.ts"), "dump", "-D", server.dataDir, "-s"], {
+        env,
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [out, err, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
+      return { out, err, code };
+    };
+    const ok = await dump("dump pw");
+    expect(ok.err).toBe("");
+    expect(ok.out).toContain("-- PostgreSQL database dump complete");
+    const socket = join(server.dataDir, `.s.PGSQL.${server.port}`);
+    const none = await dump(undefined);
+    expect(none.code).toBe(1);
+    expect(none.err).toBe(
+      `pg_dump: error: connection to server on socket "${socket}" failed: fe_sendauth: no password supplied\n` +
+        "pgts dump: error: pg_dump exited with status 1; no complete dump was written\n",
+    );
+    const wrong = await dump("not it");
+    expect(wrong.err).toContain('FATAL:  password authentication failed for user "postgres"');
   });
 
   test("a custom-format archive is written, and pgts restore refuses it with a hint", async () => {
