@@ -333,7 +333,13 @@ export class PgliteEngine implements Engine {
       );
     }
     let warnings: PgError[] = [];
-    const sql = switchSql(this.#current, to, this.#superuser);
+    // A startup map is checked as the connecting user; a map read back
+    // from the backend holds what the session set itself.
+    const how = {
+      superuser: this.#superuser,
+      valuesAs: to === s.startupSettings ? "user" : "superuser",
+    } as const;
+    const sql = switchSql(this.#current, to, how);
     let failed = false;
     if (sql !== null) {
       try {
@@ -354,7 +360,7 @@ export class PgliteEngine implements Engine {
         run: (q) => this.runRaw(fe.query(q)),
         from: this.#current,
         to,
-        superuser: this.#superuser,
+        switch: how,
         snapshot: () => this.#snapshot(),
         pid: s.pid,
         startup: to === s.startupSettings,

@@ -76,31 +76,44 @@ export interface SwitchStep {
   readonly sql: string;
 }
 
+/** How `switchSteps` sets the new session's values. */
+export interface SwitchOptions {
+  /** The engine's own role (the bootstrap superuser). */
+  readonly superuser: string;
+  /**
+   * "user" (the default): as the new session's user, for a map the backend
+   * never carried (a startup map: checked as at a PostgreSQL login).
+   * "superuser": for a map read back from the backend, whose values the
+   * session set itself, possibly before a SET SESSION AUTHORIZATION.
+   */
+  readonly valuesAs?: "user" | "superuser";
+}
+
 /**
  * The statements moving the backend from settings `from` to `to`, in the
  * order that lets each of them pass PostgreSQL's permission checks:
  *
- * 1. what only `from` had is RESET as `superuser` (the engine's own
- *    bootstrap role: a superuser-only setting that `from` set before a
- *    SET ROLE to an ordinary role could not be RESET as that role);
- * 2. SET SESSION AUTHORIZATION to `to`'s user (it also resets the role);
- * 3. `to`'s values are set as that user, before its role, as they were set
- *    (a startup setting is checked against the connecting user, as at a
- *    PostgreSQL login);
+ * 1. what only `from` had is RESET as the engine's superuser (a
+ *    superuser-only setting that `from` set before a SET ROLE to an
+ *    ordinary role could not be RESET as that role);
+ * 2. `to`'s values are set, as `valuesAs` says;
+ * 3. SET SESSION AUTHORIZATION to `to`'s user (before 2 when the values
+ *    are set as that user; it also resets the role);
  * 4. SET ROLE.
  */
 export function switchSteps(
   from: SettingsMap,
   to: SettingsMap,
-  superuser: string,
+  options: SwitchOptions,
 ): SwitchStep[] {
+  const { superuser } = options;
+  const asSuperuser = options.valuesAs === "superuser";
   const steps: SwitchStep[] = [];
   const fromAuth = from.get("session_authorization");
-  const fromRole = from.get("role") ?? "none";
   const toAuth = to.get("session_authorization") ?? fromAuth;
   const toRole = to.get("role") ?? "none";
   let auth = fromAuth;
-  let role = fromRole;
+  let role = from.get("role") ?? "none";
   const setAuth = (user: string) => {
     steps.push({
       kind: "identity",
@@ -111,14 +124,19 @@ export function switchSteps(
     role = "none";
   };
   const resets = [...from.keys()].filter((n) => !to.has(n) && !IDENTITY.has(n));
-  if (resets.length > 0 && (auth !== superuser || role !== "none")) setAuth(superuser);
-  for (const name of resets) steps.push({ kind: "reset", name, sql: resetSql(name) });
-  if (toAuth !== undefined && toAuth !== auth) setAuth(toAuth);
-  for (const [name, value] of to) {
-    if (!IDENTITY.has(name) && from.get(name) !== value) {
-      steps.push({ kind: "set", name, sql: `SELECT ${setConfigCall(name, value)}` });
-    }
+  const sets = [...to].filter(([n, v]) => !IDENTITY.has(n) && from.get(n) !== v);
+  if (
+    (resets.length > 0 || (asSuperuser && sets.length > 0)) &&
+    (auth !== superuser || role !== "none")
+  ) {
+    setAuth(superuser);
   }
+  for (const name of resets) steps.push({ kind: "reset", name, sql: resetSql(name) });
+  if (!asSuperuser && toAuth !== undefined && toAuth !== auth) setAuth(toAuth);
+  for (const [name, value] of sets) {
+    steps.push({ kind: "set", name, sql: `SELECT ${setConfigCall(name, value)}` });
+  }
+  if (toAuth !== undefined && toAuth !== auth) setAuth(toAuth);
   if (toRole !== role) {
     steps.push({
       kind: "identity",
@@ -136,8 +154,12 @@ const IDENTITY = new Set(["role", "session_authorization"]);
  * SELECT), or null when the maps are the same. One Query is one implicit
  * transaction: when any step fails, none of them took effect.
  */
-export function switchSql(from: SettingsMap, to: SettingsMap, superuser: string): string | null {
-  const steps = switchSteps(from, to, superuser);
+export function switchSql(
+  from: SettingsMap,
+  to: SettingsMap,
+  options: SwitchOptions,
+): string | null {
+  const steps = switchSteps(from, to, options);
   if (steps.length === 0) return null;
   const out: string[] = [];
   let sets: string[] = [];

@@ -21,7 +21,7 @@
 
 import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type { RoleInfo } from "../../core/engine/types.ts";
-import { type SettingsMap, switchSteps } from "./settings.ts";
+import { type SettingsMap, type SwitchOptions, switchSteps } from "./settings.ts";
 import { firstError, quoteLiteral } from "./wire.ts";
 
 export interface RecoveredSwitch {
@@ -38,7 +38,7 @@ export async function recoverSwitch(options: {
   run: (sql: string) => Promise<Uint8Array>;
   from: SettingsMap;
   to: SettingsMap;
-  superuser: string;
+  switch: SwitchOptions;
   snapshot: () => Promise<Map<string, string>>;
   /** The pid of the session switched to, for the server log. */
   pid: number;
@@ -47,7 +47,7 @@ export async function recoverSwitch(options: {
 }): Promise<RecoveredSwitch> {
   const warnings: PgError[] = [];
   let fatal: PgError | null = null;
-  for (const step of switchSteps(options.from, options.to, options.superuser)) {
+  for (const step of switchSteps(options.from, options.to, options.switch)) {
     let err = firstError(await options.run(step.sql));
     if (err !== null && step.kind === "reset") {
       // GUC_NO_RESET and the like: the reset value, set instead.

@@ -166,6 +166,30 @@ function shapesOn(adapter: "inproc" | undefined): void {
     await admin.query("DROP ROLE walker");
   });
 
+  test("a superuser's setting made before SET SESSION AUTHORIZATION comes back with it", async () => {
+    const s = server();
+    const admin = await pgClient(s);
+    const notices: string[] = [];
+    admin.on("notice", (n) => notices.push(n.message));
+    await admin.query("CREATE ROLE sa_user");
+    await admin.query("SET log_min_duration_statement = '3s'");
+    await admin.query("SET SESSION AUTHORIZATION sa_user");
+    const other = await pgClient(s);
+    expect(
+      (await other.query("SELECT current_setting('log_min_duration_statement') AS v")).rows,
+    ).toEqual([{ v: "-1" }]);
+    expect(
+      (await admin.query(
+        "SELECT current_setting('log_min_duration_statement') AS v, current_user AS u",
+      )).rows,
+    ).toEqual([{ v: "3s", u: "sa_user" }]);
+    expect(notices).toEqual([]);
+    await admin.query("SET SESSION AUTHORIZATION postgres");
+    await admin.query("RESET log_min_duration_statement");
+    await admin.query("DROP ROLE sa_user");
+    await other.end();
+  });
+
   test("a setting that can no longer be restored concerns only its own session", async () => {
     const s = server();
     const a = await pgClient(s);

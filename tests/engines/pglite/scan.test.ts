@@ -59,21 +59,27 @@ describe("what a session's input changes", () => {
       ["geqo", "off"],
     ]);
     const base = new Map([["role", "none"], ["session_authorization", "postgres"]]);
-    expect(switchSql(base, new Map(base), "postgres")).toBeNull();
+    const asUser = { superuser: "postgres" };
+    expect(switchSql(base, new Map(base), asUser)).toBeNull();
     const a = new Map([...base, ["app.x", "1"], ["timezone", "UTC"]]);
     const b = new Map([...base, ["session_authorization", "alice"], ["timezone", "Asia/Tokyo"]]);
-    expect(switchSql(a, b, "postgres")).toBe(
+    expect(switchSql(a, b, asUser)).toBe(
       `RESET "app"."x"; SET SESSION AUTHORIZATION "alice"; SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false)`,
     );
     // What a role-switched session leaves is reset as the engine's superuser,
-    // and the next session's values are set as its user, before its role.
+    // and the next session's startup values are set as its user, before its role.
     const c = new Map([...base, ["role", "alice"], ["log_statement", "all"]]);
     const d = new Map([...base, ["session_authorization", "bob"], ["role", "carol"], [
       "work_mem",
       "8MB",
     ]]);
-    expect(switchSql(c, d, "postgres")).toBe(
+    expect(switchSql(c, d, asUser)).toBe(
       `SET SESSION AUTHORIZATION "postgres"; RESET "log_statement"; SET SESSION AUTHORIZATION "bob"; SELECT pg_catalog.set_config('work_mem', '8MB', false); SET ROLE "carol"`,
+    );
+    // Values read back from the backend (the session set them itself, maybe
+    // before a SET SESSION AUTHORIZATION) are set as the superuser.
+    expect(switchSql(c, d, { superuser: "postgres", valuesAs: "superuser" })).toBe(
+      `SET SESSION AUTHORIZATION "postgres"; RESET "log_statement"; SELECT pg_catalog.set_config('work_mem', '8MB', false); SET SESSION AUTHORIZATION "bob"; SET ROLE "carol"`,
     );
   });
 });
