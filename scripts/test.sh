@@ -6,6 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-postgres.sh || echo "warning: PostgreSQL client programs are missing; tests that need them will fail" >&2
+bash scripts/ensure-openssl.sh || echo "warning: openssl is missing; the TLS tests will fail" >&2
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

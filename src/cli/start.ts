@@ -80,6 +80,13 @@ The fastest single-machine server is "--adapter inproc -c engine_placement=inlin
 backends and PGlite in one process and one thread (a running statement then
 holds the whole server; a cancel acts once it ends).
 
+SSL: "-c ssl=on" (or ssl = on in postgresql.conf, as "${PROGNAME} init --ssl" writes)
+serves SSLRequest and PostgreSQL 17's direct SSL on the same port, with
+ssl_cert_file (default server.crt) and ssl_key_file (server.key) relative to
+the data directory; ssl_ca_file enables client certificates (pg_hba.conf's
+clientcert and cert). pg_hba.conf's hostssl and hostnossl lines tell the two
+kinds of connection apart. The files are re-read on reload.
+
 Stop the server with "${PROGNAME} stop -D DATADIR", or with SIGTERM (smart),
 SIGINT (fast) or SIGQUIT (immediate) to its PID.
 `;

@@ -13,6 +13,7 @@
 import { type HbaLine, parseHba } from "../core/auth/mod.ts";
 import { postgresMain } from "../core/backend/postgres.ts";
 import type { StartupSettings } from "../core/backend/startup.ts";
+import type { SslConfig, SslServer } from "../core/backend/secure.ts";
 import { ereport } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
 import type { Engine } from "../core/engine/types.ts";
@@ -129,8 +130,36 @@ export const backendMain: ChildMain = (env) => {
     };
     startupSettingsOf.set(guc, settings);
   }
-  return postgresMain(env, { engine: engineFor(params), hba: hbaOf(params), settings });
+  return postgresMain(env, {
+    engine: engineFor(params),
+    hba: hbaOf(params),
+    settings,
+    ssl: params.ssl === null ? null : sslServerOf(params.ssl),
+  });
 };
+
+/** SSL servers per configuration: the backends of a realm share one secure context until a reload. */
+const sslServers = new WeakMap<SslConfig, SslServer>();
+
+/**
+ * The backend's SSL server. node:tls is imported only when a client asks
+ * for SSL: a backend that never sees an SSLRequest does not pay for it.
+ */
+function sslServerOf(config: SslConfig): SslServer {
+  let server = sslServers.get(config);
+  if (server === undefined) {
+    let opened: SslServer | null = null;
+    server = {
+      verifiesClients: config.ca !== null,
+      async accept(raw, early) {
+        opened ??= (await import("../adapters/shared/tls.ts")).openSslServer(config);
+        return opened.accept(raw, early);
+      },
+    };
+    sslServers.set(config, server);
+  }
+  return server;
+}
 
 /**
  * The engine child: opens the data directory (PGlite replays its WAL here,

@@ -4,6 +4,7 @@
  * adapter's boundary.
  */
 
+import type { SslConfig } from "../core/backend/secure.ts";
 import type { GucSnapshot } from "../core/guc/guc.ts";
 import type { ChildEnv } from "../core/postmaster/launch.ts";
 
@@ -25,6 +26,8 @@ export interface ServerParams {
   hba: string;
   readonly hbaFile: string;
   readonly engine: EngineAddress;
+  /** The SSL files the postmaster loaded (null: ssl is off); replaced on reload when the new ones load. */
+  ssl: SslConfig | null;
 }
 
 export function serverParams(env: ChildEnv): ServerParams {

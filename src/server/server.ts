@@ -40,6 +40,7 @@ import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";
 import * as auxMains from "../core/postmaster/auxmains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
+import { loadSslConfig, reloadSslConfig } from "./ssl.ts";
 
 export type AdapterName = "bun" | "worker" | "inproc";
 
@@ -138,6 +139,8 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   const hbaFile = join(dataDir.path, "pg_hba.conf");
   const hbaText = readFileSync(hbaFile, "utf8");
   parseHba(hbaText, { fileName: hbaFile }); // refuse to start on a broken file
+  // As PostgreSQL, refuse to start when ssl is on and its files do not load.
+  const ssl = await loadSslConfig(guc, dataDir.path, { isServerStart: true });
 
   let port = guc.getInt("port");
   const hosts = listenHosts(guc);
@@ -175,6 +178,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     hba: hbaText,
     hbaFile,
     engine: engineAddress,
+    ssl,
   };
   childMains.markPostmasterRealm();
 
@@ -208,9 +212,10 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     },
     childParams: params,
     hooks: {
-      reloadConfig: () => {
+      reloadConfig: async () => {
         guc.reload();
         params.settings = guc.snapshot();
+        params.ssl = await reloadSslConfig(guc, dataDir.path, params.ssl);
         try {
           const text = readFileSync(hbaFile, "utf8");
           parseHba(text, { fileName: hbaFile });

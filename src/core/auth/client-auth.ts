@@ -28,14 +28,16 @@ import { isMd5Secret, md5PasswordHash, md5SaltedResponse } from "./md5.ts";
 import {
   parseScramSecret,
   SCRAM_SHA_256_NAME,
+  SCRAM_SHA_256_PLUS_NAME,
   ScramExchange,
+  type ScramSecret,
   scramVerifyPlainPassword,
   timingSafeEqual,
 } from "./scram.ts";
 
 export interface ClientAuthenticationOptions {
   /** The method of the matching pg_hba.conf line; `reject` is the caller's (hbaRejectError). */
-  method: Exclude<HbaMethod, "reject">;
+  method: Exclude<HbaMethod, "reject" | "cert">;
   /** The user name from the startup packet. */
   user: string;
   /**
@@ -43,6 +45,11 @@ export interface ClientAuthenticationOptions {
    * password (usable by the `password` method only), or null for none.
    */
   secret: string | null;
+  /**
+   * tls-server-end-point data when the connection is SSL: SCRAM-SHA-256-PLUS
+   * is then offered first, as PostgreSQL offers it.
+   */
+  channelBinding?: Uint8Array | null;
 }
 
 /**
@@ -73,15 +80,18 @@ export class ClientAuthentication {
   #state: "new" | "password" | "md5" | "sasl-initial" | "sasl-final" | "done" = "new";
   #salt: Uint8Array | undefined;
   #scram: ScramExchange | undefined;
+  #scramSecret: ScramSecret | null = null;
+  #channelBinding: Uint8Array | null;
   #logDetail: string | undefined;
 
   constructor(options: ClientAuthenticationOptions) {
-    if ((options.method as string) === "reject") {
-      throw new TypeError("The reject method has no exchange; raise hbaRejectError instead");
+    if ((options.method as string) === "reject" || (options.method as string) === "cert") {
+      throw new TypeError(`The ${options.method} method has no password exchange`);
     }
     this.#method = options.method;
     this.#user = options.user;
     this.#secret = options.secret;
+    this.#channelBinding = options.channelBinding ?? null;
   }
 
   /** Why the last failure happened, for the server log only (never the client). */
@@ -130,11 +140,14 @@ export class ClientAuthentication {
         ? `User "${this.#user}" has no password assigned.`
         : `User "${this.#user}" does not have a valid SCRAM secret.`;
     }
-    this.#scram = new ScramExchange(secret, { user: this.#user });
+    this.#scramSecret = secret;
     this.#state = "sasl-initial";
+    const mechanisms = this.#channelBinding === null
+      ? [SCRAM_SHA_256_NAME]
+      : [SCRAM_SHA_256_PLUS_NAME, SCRAM_SHA_256_NAME];
     return {
       done: false,
-      send: MessageWriter.encode((w) => writeAuthenticationSASL(w, [SCRAM_SHA_256_NAME])),
+      send: MessageWriter.encode((w) => writeAuthenticationSASL(w, mechanisms)),
       expect: "sasl",
     };
   }
@@ -168,7 +181,8 @@ export class ClientAuthentication {
       }
       case "sasl-initial": {
         const init = parseSASLInitialResponse(body);
-        if (init.mechanism !== SCRAM_SHA_256_NAME) {
+        const plus = init.mechanism === SCRAM_SHA_256_PLUS_NAME && this.#channelBinding !== null;
+        if (init.mechanism !== SCRAM_SHA_256_NAME && !plus) {
           this.#state = "done";
           throw new PgError(
             ERRCODE.PROTOCOL_VIOLATION,
@@ -176,7 +190,12 @@ export class ClientAuthentication {
             { severity: "FATAL" },
           );
         }
-        const serverFirst = await (this.#scram as ScramExchange).clientFirst(
+        this.#scram = new ScramExchange(this.#scramSecret, {
+          user: this.#user,
+          channelBinding: this.#channelBinding,
+          plus,
+        });
+        const serverFirst = await this.#scram.clientFirst(
           init.data ?? new Uint8Array(0),
         );
         this.#state = "sasl-final";

@@ -5,11 +5,11 @@
  * PostgreSQL's `line %d of configuration file "%s"`.
  *
  * pgts supports connection types local, host, hostssl, hostnossl,
- * hostgssenc, hostnogssenc (no TLS or GSS, so hostssl and hostgssenc lines
- * never match); methods trust, reject, password, md5 and scram-sha-256.
- * Host names, samehost/samenet, regular expressions, @file inclusion,
- * include directives and options after the method are refused with a clear
- * error rather than silently misread. This module reads no files: the caller
+ * hostgssenc, hostnogssenc (no GSS encryption, so hostgssenc lines never
+ * match); methods trust, reject, password, md5, scram-sha-256 and cert, and
+ * the clientcert option. Host names, samehost/samenet, regular expressions,
+ * @file inclusion, include directives and other options after the method
+ * are refused with a clear error rather than silently misread. This module reads no files: the caller
  * passes the text and the name to report.
  */
 
@@ -24,7 +24,10 @@ export type HbaConnType =
   | "hostgssenc"
   | "hostnogssenc";
 
-export type HbaMethod = "trust" | "reject" | "password" | "md5" | "scram-sha-256";
+export type HbaMethod = "trust" | "reject" | "password" | "md5" | "scram-sha-256" | "cert";
+
+/** The clientcert option: what a hostssl line asks of the client's certificate. */
+export type HbaClientCert = "off" | "verify-ca" | "verify-full";
 
 /** A token of a field; quoted tokens are never keywords. */
 export interface HbaToken {
@@ -47,6 +50,8 @@ export interface HbaLine {
   /** null for local lines. */
   address: HbaAddress | null;
   method: HbaMethod;
+  /** clientcert=; "verify-full" for the cert method; absent: "off". */
+  clientcert?: HbaClientCert;
 }
 
 const CONN_TYPES = new Set<string>([
@@ -57,7 +62,7 @@ const CONN_TYPES = new Set<string>([
   "hostgssenc",
   "hostnogssenc",
 ]);
-const METHODS = new Set<string>(["trust", "reject", "password", "md5", "scram-sha-256"]);
+const METHODS = new Set<string>(["trust", "reject", "password", "md5", "scram-sha-256", "cert"]);
 const UNSUPPORTED_METHODS = new Set<string>([
   "ident",
   "peer",
@@ -66,7 +71,6 @@ const UNSUPPORTED_METHODS = new Set<string>([
   "pam",
   "bsd",
   "ldap",
-  "cert",
   "radius",
   "oauth",
 ]);
@@ -246,23 +250,41 @@ function parseLine(
     throw configError(
       where,
       `authentication method "${methodTok.value}" is not supported by pgts`,
-      "Use trust, reject, password, md5 or scram-sha-256.",
+      "Use trust, reject, password, md5, scram-sha-256 or cert.",
     );
   }
   if (!METHODS.has(methodTok.value)) {
     throw configError(where, `invalid authentication method "${methodTok.value}"`);
   }
+  const method = methodTok.value as HbaMethod;
+  if (method === "cert" && connType !== "hostssl") {
+    throw configError(where, "cert authentication is only supported on hostssl connections");
+  }
+  let clientcert: HbaClientCert = method === "cert" ? "verify-full" : "off";
   for (const field of fields.slice(at + 1)) {
     for (const t of field) {
-      if (!t.value.includes("=")) {
+      const eq = t.value.indexOf("=");
+      if (eq < 0) {
         throw configError(where, `authentication option not in name=value format: ${t.value}`);
       }
-      throw configError(
-        where,
-        `authentication option "${
-          t.value.slice(0, t.value.indexOf("="))
-        }" is not supported by pgts`,
-      );
+      const name = t.value.slice(0, eq);
+      const value = t.value.slice(eq + 1);
+      if (name !== "clientcert") {
+        throw configError(where, `authentication option "${name}" is not supported by pgts`);
+      }
+      if (connType !== "hostssl") {
+        throw configError(where, 'clientcert can only be configured for "hostssl" rows');
+      }
+      if (value === "verify-full") clientcert = "verify-full";
+      else if (value === "verify-ca") {
+        if (method === "cert") {
+          throw configError(
+            where,
+            'clientcert only accepts "verify-full" when using "cert" authentication',
+          );
+        }
+        clientcert = "verify-ca";
+      } else throw configError(where, `invalid value for clientcert: "${value}"`);
     }
   }
   return {
@@ -273,7 +295,8 @@ function parseLine(
     databases,
     users,
     address,
-    method: methodTok.value as HbaMethod,
+    method,
+    ...(clientcert !== "off" ? { clientcert } : {}),
   };
 }
 
@@ -309,6 +332,8 @@ export interface HbaConnection {
   user: string;
   /** The client's numeric address; required for "host". */
   address?: string;
+  /** Whether the connection is SSL-encrypted (hostssl / hostnossl). */
+  ssl?: boolean;
   /** `replication` from the startup packet. */
   replication?: boolean | "database";
   /** Role membership for "+group" and samerole; default: no memberships. */
@@ -368,8 +393,8 @@ function matchAddress(line: HbaLine, client: IpAddress | null): boolean {
 
 /**
  * The first line that applies to the connection (check_hba), or null, in
- * which case the caller raises `noHbaEntryError`. pgts has no TLS or GSS
- * encryption, so hostssl and hostgssenc lines never match.
+ * which case the caller raises `noHbaEntryError`. pgts has no GSS
+ * encryption, so hostgssenc lines never match.
  */
 export async function matchHba(
   lines: readonly HbaLine[],
@@ -386,7 +411,9 @@ export async function matchHba(
       if (conn.type !== "local") continue;
     } else {
       if (conn.type === "local") continue;
-      if (line.connType === "hostssl" || line.connType === "hostgssenc") continue;
+      if (line.connType === "hostgssenc") continue;
+      if (line.connType === "hostssl" && conn.ssl !== true) continue;
+      if (line.connType === "hostnossl" && conn.ssl === true) continue;
       if (!matchAddress(line, client)) continue;
     }
     const database = matchDatabase(line, conn);
@@ -405,20 +432,24 @@ export interface ConnectionIdentity {
   user: string;
   database: string;
   replication?: boolean | "database";
+  /** Whether the connection is SSL-encrypted: the messages end "SSL encryption" then. */
+  ssl?: boolean;
 }
 
 /** FATAL 28000 when no line matched (ClientAuthentication's uaImplicitReject). */
 export function noHbaEntryError(who: ConnectionIdentity): PgError {
+  const encryption = who.ssl === true ? "SSL encryption" : "no encryption";
   const message = who.replication === true
-    ? `no pg_hba.conf entry for replication connection from host "${who.host}", user "${who.user}", no encryption`
-    : `no pg_hba.conf entry for host "${who.host}", user "${who.user}", database "${who.database}", no encryption`;
+    ? `no pg_hba.conf entry for replication connection from host "${who.host}", user "${who.user}", ${encryption}`
+    : `no pg_hba.conf entry for host "${who.host}", user "${who.user}", database "${who.database}", ${encryption}`;
   return new PgError(ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION, message, { severity: "FATAL" });
 }
 
 /** FATAL 28000 when the matching line says `reject` (uaReject). */
 export function hbaRejectError(who: ConnectionIdentity): PgError {
+  const encryption = who.ssl === true ? "SSL encryption" : "no encryption";
   const message = who.replication === true
-    ? `pg_hba.conf rejects replication connection for host "${who.host}", user "${who.user}", no encryption`
-    : `pg_hba.conf rejects connection for host "${who.host}", user "${who.user}", database "${who.database}", no encryption`;
+    ? `pg_hba.conf rejects replication connection for host "${who.host}", user "${who.user}", ${encryption}`
+    : `pg_hba.conf rejects connection for host "${who.host}", user "${who.user}", database "${who.database}", ${encryption}`;
   return new PgError(ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION, message, { severity: "FATAL" });
 }

@@ -5,9 +5,11 @@
  * Owns the stored-secret format, exactly PostgreSQL's
  * `SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>`,
  * building one from a password, checking a plain password against one (the
- * `password` method), and `ScramExchange`, the two-round exchange. Channel
- * binding is not offered (no TLS), so the gs2 header must be `n,,` or `y,,`;
- * `p=` is refused with PostgreSQL's message. A role without a usable secret
+ * `password` method), and `ScramExchange`, the two-round exchange. Over SSL
+ * the exchange can be SCRAM-SHA-256-PLUS, bound to the TLS channel with
+ * tls-server-end-point (the server certificate's hash); otherwise the gs2
+ * header must be `n,,` or `y,,` and `p=` is refused with PostgreSQL's
+ * message. A role without a usable secret
  * gets a mock exchange that always fails, so a client cannot tell a missing
  * role or password from a wrong password.
  */
@@ -15,6 +17,9 @@
 import { ERRCODE, PgError } from "../elog.ts";
 
 export const SCRAM_SHA_256_NAME = "SCRAM-SHA-256";
+export const SCRAM_SHA_256_PLUS_NAME = "SCRAM-SHA-256-PLUS";
+/** The one channel-binding type PostgreSQL (and pgts) supports. */
+const CBIND_TYPE = "tls-server-end-point";
 export const SCRAM_DEFAULT_ITERATIONS = 4096;
 const SCRAM_KEY_LEN = 32;
 const SCRAM_DEFAULT_SALT_LEN = 16;
@@ -185,6 +190,11 @@ function sanitizeChar(c: string | undefined): string {
   return code >= 0x20 && code < 0x7f ? c : `0x${code.toString(16).padStart(2, "0")}`;
 }
 
+/** A string as PostgreSQL's sanitize_str shows it: non-printable characters become "?". */
+function sanitizeString(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, "?");
+}
+
 /** A cursor over a SCRAM message, reading `x=value` attributes as read_attr_value does. */
 class AttrReader {
   pos = 0;
@@ -245,6 +255,10 @@ export class ScramExchange {
   #secret: ScramSecret | null;
   #user: string;
   #serverNonce: string;
+  /** tls-server-end-point data when the connection is SSL (channel binding is possible). */
+  #cbindData: Uint8Array | null;
+  /** Whether the client chose SCRAM-SHA-256-PLUS (state->channel_binding_in_use). */
+  #plus: boolean;
   #cbindFlag = "";
   #clientNonce = "";
   #clientFirstBare = "";
@@ -253,10 +267,22 @@ export class ScramExchange {
 
   constructor(
     secret: ScramSecret | null,
-    options: { user: string; serverNonce?: string },
+    options: {
+      user: string;
+      serverNonce?: string;
+      /** The server's tls-server-end-point data, when the connection is SSL. */
+      channelBinding?: Uint8Array | null;
+      /** The client selected SCRAM-SHA-256-PLUS (only with `channelBinding`). */
+      plus?: boolean;
+    },
   ) {
     this.#secret = secret;
     this.#user = options.user;
+    this.#cbindData = options.channelBinding ?? null;
+    this.#plus = options.plus === true;
+    if (this.#plus && this.#cbindData === null) {
+      throw new TypeError("SCRAM-SHA-256-PLUS needs channel-binding data");
+    }
     this.#serverNonce = options.serverNonce ??
       base64Encode(crypto.getRandomValues(new Uint8Array(SCRAM_RAW_NONCE_LEN)));
   }
@@ -264,16 +290,44 @@ export class ScramExchange {
   /** Handles client-first-message; returns server-first-message. */
   async clientFirst(data: Uint8Array): Promise<Uint8Array> {
     if (this.#state !== "init") throw this.#badState();
-    const text = checkMessage(data);
+    let text = checkMessage(data);
     const flag = text[0];
+    const plusWithoutData = () =>
+      malformed(
+        "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.",
+      );
     if (flag === "n" || flag === "y") {
+      if (this.#plus) throw plusWithoutData();
+      if (flag === "y" && this.#cbindData !== null) {
+        throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "SCRAM channel binding negotiation error", {
+          severity: "FATAL",
+          detail:
+            "The client supports SCRAM channel binding but thinks the server does not.  However, this server does support channel binding.",
+        });
+      }
       if (text[1] !== ",") {
         throw malformed(`Comma expected, but found character "${sanitizeChar(text[1])}".`);
       }
     } else if (flag === "p") {
-      throw malformed(
-        "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data.",
-      );
+      if (!this.#plus) {
+        throw malformed(
+          "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data.",
+        );
+      }
+      // p=<type>, then the rest as after "n,".
+      const comma = text.indexOf(",");
+      if (text[1] !== "=" || comma < 0) {
+        throw malformed(`Expected "=" after attribute "p".`);
+      }
+      const type = text.slice(2, comma);
+      if (type !== CBIND_TYPE) {
+        throw new PgError(
+          ERRCODE.PROTOCOL_VIOLATION,
+          `unsupported SCRAM channel-binding type "${sanitizeString(type)}"`,
+          { severity: "FATAL" },
+        );
+      }
+      text = "p" + text.slice(comma);
     } else {
       throw malformed(`Unexpected channel-binding flag "${sanitizeChar(flag)}".`);
     }
@@ -321,7 +375,20 @@ export class ScramExchange {
     const text = checkMessage(data);
     const r = new AttrReader(text);
     const cbind = r.attr("c");
-    if (
+    if (this.#plus) {
+      // base64 of the gs2 header and the certificate hash (read_client_final_message).
+      const header = encoder.encode(`p=${CBIND_TYPE},,`);
+      const cbindInput = new Uint8Array(header.length + this.#cbindData!.length);
+      cbindInput.set(header);
+      cbindInput.set(this.#cbindData!, header.length);
+      if (cbind !== base64Encode(cbindInput)) {
+        throw new PgError(
+          ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+          "SCRAM channel binding check failed",
+          { severity: "FATAL" },
+        );
+      }
+    } else if (
       !(cbind === "biws" && this.#cbindFlag === "n") &&
       !(cbind === "eSws" && this.#cbindFlag === "y")
     ) {

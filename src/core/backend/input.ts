@@ -68,6 +68,44 @@ export class ClientInput {
     }
   }
 
+  /** The first byte the client sends, without taking it; null at end of file. */
+  firstByte(): Promise<number | null> {
+    return this.#await(() => this.#reader.peekByte());
+  }
+
+  /** Bytes received and not read yet. */
+  get buffered(): number {
+    return this.#reader.buffered;
+  }
+
+  /**
+   * Moves the input onto an encrypted connection (be-secure.c's
+   * secure_open_server): `open` runs the handshake on the current
+   * connection, starting with the bytes read and not taken (a direct-SSL
+   * ClientHello), and resolves with the connection of decrypted bytes, which
+   * is the input's from then on.
+   */
+  async secure<T extends { readonly connection: Connection }>(
+    open: (raw: Connection, early: Uint8Array) => Promise<T>,
+  ): Promise<T> {
+    const raw = this.#conn;
+    raw.onData = null;
+    raw.onClose = null;
+    const opened = await open(raw, this.#reader.drain());
+    const conn = opened.connection;
+    this.#conn = conn;
+    conn.onData = (chunk) => {
+      this.#reader.push(chunk);
+      this.#notify();
+    };
+    conn.onClose = () => {
+      this.#eof = true;
+      this.#notify();
+    };
+    if (!this.#eof) conn.resume();
+    return opened;
+  }
+
   startupPacket(): Promise<Uint8Array | null> {
     return this.#await(() => this.#reader.readStartupPacket());
   }

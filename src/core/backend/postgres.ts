@@ -1,8 +1,9 @@
 /**
  * The backend: PostgreSQL's PostgresMain, one per client connection.
  *
- * It owns its client from the startup packet to the end: answers SSL/GSS
- * requests with 'N', forwards a CancelRequest to the postmaster, runs
+ * It owns its client from the startup packet to the end: runs SSL when the
+ * client asks and the server has it (the TLS session lives here, where the
+ * socket is), refuses GSS encryption with 'N', forwards a CancelRequest to the postmaster, runs
  * authentication (startup.ts), opens a session on the engine and then
  * relays whole frontend messages to it and its answers back. It owns a
  * memory-context tree: every command's frontend messages are re-framed into
@@ -37,11 +38,14 @@ import type { ChildEnv, Connection } from "../postmaster/launch.ts";
 import { PostmasterLink } from "../postmaster/pmsignal.ts";
 import { ClientInput } from "./input.ts";
 import { performStartup, type StartupSettings } from "./startup.ts";
+import type { SslServer } from "./secure.ts";
 
 export interface BackendOptions {
   readonly engine: Engine;
   readonly hba: readonly HbaLine[];
   readonly settings: StartupSettings;
+  /** SSL, when the server has it on; absent or null: SSLRequest is answered 'N'. */
+  readonly ssl?: SslServer | null;
 }
 
 const LOG = { category: "backend" } as const;
@@ -65,9 +69,12 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     }),
   );
   let session: EngineSession | null = null;
-  const output = new ClientOutput(conn);
+  // The client's connection is the input's: after an SSL handshake, the TLS
+  // session's, not `conn`.
+  const output = new ClientOutput(input);
   let terminating = false;
   const signals = installBackendSignalHandlers(env, link, {
+    client: () => input.connection,
     // die(): the running statement is cancelled and its transaction rolled
     // back; the client hears only the FATAL, not the cancel's ERROR.
     onTerminate: async () => {
@@ -97,7 +104,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     });
     input.stop();
     output.dropped = true;
-    conn.end();
+    input.connection.end();
     resolveEngineEnd(EXIT_FATAL);
   };
   env.abort.addEventListener("abort", () => input.stop(), { once: true });
@@ -109,6 +116,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
       engine: options.engine,
       hba: options.hba,
       settings: options.settings,
+      ssl: options.ssl ?? null,
     });
     if (started === null) return EXIT_OK; // cancel request, SSL refusal then EOF, timeout
     session = started.session;
@@ -124,7 +132,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     writeBackendKeyData(w, env.pid, started.secretKey);
     writeReadyForQuery(w, "I");
     hello.set(w.take(), ok.length + status.length);
-    conn.write(hello);
+    input.connection.write(hello);
     const ours = session;
     const relay = ours.relay;
     if (relay !== undefined) {
@@ -142,7 +150,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     if (terminating) code = await signals.exitCode;
   } catch (e) {
     // After the engine ended the session, a failing exec is the same end.
-    code = endedByEngine ? EXIT_FATAL : reportFatal(conn, e);
+    code = endedByEngine ? EXIT_FATAL : reportFatal(input.connection, e);
   }
   input.stop();
   const s = session as EngineSession | null;
@@ -175,12 +183,12 @@ function encodedStatus(list: ParameterStatusList): Uint8Array {
 /** The engine's answers on their way to the client; cut off once the backend is dying. */
 class ClientOutput {
   dropped = false;
-  #conn: Connection;
-  constructor(conn: Connection) {
-    this.#conn = conn;
+  #input: ClientInput;
+  constructor(input: ClientInput) {
+    this.#input = input;
   }
   write(bytes: Uint8Array): void {
-    if (!this.dropped) this.#conn.write(bytes);
+    if (!this.dropped) this.#input.connection.write(bytes);
   }
 }
 

@@ -12,22 +12,31 @@
 
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
 import {
+  type AuthStep,
   ClientAuthentication,
   type HbaLine,
   hbaRejectError,
   matchHba,
   noHbaEntryError,
+  passwordAuthFailedError,
 } from "../auth/mod.ts";
 import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import {
+  CommError,
   MessageWriter,
+  NEGOTIATE_GSS_CODE,
+  NEGOTIATE_SSL_CODE,
   parseStartupPacket,
+  PG_PROTOCOL_EARLIEST,
+  PG_PROTOCOL_LATEST,
   type StartupMessage,
+  writeAuthenticationOk,
   writeNegotiateProtocolVersion,
 } from "../protocol/mod.ts";
 import type { ChildEnv } from "../postmaster/launch.ts";
 import type { PostmasterLink } from "../postmaster/pmsignal.ts";
 import type { ClientInput } from "./input.ts";
+import { PG_ALPN_PROTOCOL, type SslServer, type SslSession, TLS_HANDSHAKE_BYTE } from "./secure.ts";
 
 /**
  * Cancel keys, drawn from the system's CSPRNG 256 at a time: one draw per
@@ -57,6 +66,8 @@ export interface StartupContext {
   readonly engine: Engine;
   readonly hba: readonly HbaLine[];
   readonly settings: StartupSettings;
+  /** The TLS side of SSL, when ssl is on (the postmaster loaded its files); null or absent: 'N'. */
+  readonly ssl?: SslServer | null;
 }
 
 export interface StartedSession {
@@ -89,6 +100,22 @@ export interface BackendKeyMessage {
 
 const LOG = { category: "backend" } as const;
 const N = new Uint8Array([0x4e]);
+const S = new Uint8Array([0x53]);
+
+/** A second SSLRequest or GSSENCRequest, as the version check PostgreSQL lets it fall into reports it. */
+function unsupportedProtocol(code: number): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: server supports ${
+      PG_PROTOCOL_EARLIEST >>> 16
+    }.0 to ${PG_PROTOCOL_LATEST >>> 16}.${PG_PROTOCOL_LATEST & 0xffff}`,
+    { severity: "FATAL" },
+  );
+}
+
+function logSsl(ssl: SslSession, how: "direct" | "negotiated"): void {
+  ereport("DEBUG1", `SSL connection (${how}): protocol=${ssl.protocol} cipher=${ssl.cipher}`, LOG);
+}
 
 /**
  * Runs the start of a backend's life. Null when there is no session to
@@ -118,16 +145,69 @@ export async function performStartup(
 }
 
 async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSession | null> {
-  const conn = ctx.input.connection;
+  const input = ctx.input;
+  const tcp = input.connection.remote.family === "tcp";
+  // No SSL on Unix sockets, as in PostgreSQL.
+  const sslServer = tcp ? ctx.ssl ?? null : null;
+  let ssl: SslSession | null = null;
+  // PostgreSQL 17's direct SSL: a TLS ClientHello where the length word of
+  // the first packet would be (ProcessSSLStartup). Without SSL it is read as
+  // a startup packet, and its length is refused.
+  if (sslServer !== null) {
+    const first = await input.firstByte();
+    if (first === null) return null;
+    if (first === TLS_HANDSHAKE_BYTE) {
+      ssl = await input.secure((raw, early) => sslServer.accept(raw, early));
+      if (ssl.alpn !== PG_ALPN_PROTOCOL) {
+        throw new CommError(
+          "received direct SSL connection request without ALPN protocol negotiation extension",
+        );
+      }
+      logSsl(ssl, "direct");
+    }
+  }
+  // ProcessStartupPacket's ssl_done and gss_done: each request is answered
+  // once; GSSENCRequest only until SSL is in use. Anything more falls through
+  // to the version check, as in PostgreSQL.
+  let sslDone = ssl !== null;
+  let gssDone = ssl !== null;
   let packet: StartupMessage | null = null;
   while (packet === null) {
-    const body = await ctx.input.startupPacket();
+    const body = await input.startupPacket();
     if (body === null) return null;
     const p = parseStartupPacket(body);
     switch (p.kind) {
       case "ssl":
+        if (sslDone) throw unsupportedProtocol(NEGOTIATE_SSL_CODE);
+        sslDone = true;
+        if (sslServer === null) {
+          input.connection.write(N);
+          continue;
+        }
+        input.connection.write(S);
+        // Bytes that came with the request were not encrypted, and may have
+        // been injected by someone in the middle (CVE-2021-23214).
+        if (input.buffered > 0) {
+          throw new PgError(
+            ERRCODE.PROTOCOL_VIOLATION,
+            "received unencrypted data after SSL request",
+            {
+              severity: "FATAL",
+              detail:
+                "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.",
+            },
+          );
+        }
+        ssl = await input.secure((raw, early) => sslServer.accept(raw, early));
+        // A client that offers ALPN must offer "postgresql" (node:tls has
+        // refused any other already); one that offers none is older than 17.
+        gssDone = true;
+        logSsl(ssl, "negotiated");
+        continue;
       case "gssenc":
-        conn.write(N);
+        if (gssDone) throw unsupportedProtocol(NEGOTIATE_GSS_CODE);
+        gssDone = true;
+        input.connection.write(N);
         continue;
       case "cancel": {
         if (p.key.length === 4) {
@@ -135,7 +215,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
           const msg: CancelRequestMessage = { pgts: "cancel-request", pid: p.pid, key };
           env.post(msg);
         }
-        conn.end(); // a FIN, as PostgreSQL closes it: clients wait for it
+        input.connection.end(); // a FIN, as PostgreSQL closes it: clients wait for it
         return null;
       }
       case "startup":
@@ -147,6 +227,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
       }
     }
   }
+  const conn = input.connection;
   if (packet.negotiate !== null) {
     const { version, unrecognizedOptions } = packet.negotiate;
     conn.write(
@@ -156,7 +237,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
   const { user, database } = packet;
   const remote = conn.remote;
   const host = remote.family === "unix" ? "[local]" : remote.address;
-  const who = { host, user, database };
+  const who = { host, user, database, ssl: ssl !== null };
 
   const line = await matchHba(ctx.hba, {
     type: remote.family === "unix" ? "local" : "host",
@@ -164,25 +245,87 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     user,
     ...(remote.family === "tcp" ? { address: remote.address } : {}),
     replication: packet.replication,
+    ssl: ssl !== null,
   });
   if (line === null) throw noHbaEntryError(who);
   if (line.method === "reject") throw hbaRejectError(who);
 
+  // clientcert (and the cert method, which implies verify-full): the
+  // certificate was verified in the handshake if the client sent one.
+  const clientcert = line.clientcert ?? "off";
+  if (clientcert !== "off") {
+    if (sslServer?.verifiesClients !== true) {
+      throw new PgError(
+        ERRCODE.CONFIG_FILE_ERROR,
+        "client certificates can only be checked if a root certificate store is available",
+        { severity: "FATAL" },
+      );
+    }
+    if (ssl?.peer?.valid !== true) {
+      throw new PgError(
+        ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+        "connection requires a valid client certificate",
+        { severity: "FATAL" },
+      );
+    }
+  }
+
   const role = await ctx.engine.lookupRole(user);
-  const auth = new ClientAuthentication({
-    method: line.method,
-    user,
-    secret: role?.secret ?? null,
-  });
-  let step = await auth.start();
-  while (!step.done) {
-    conn.write(step.send);
-    const response = await ctx.input.authResponse(step.expect);
-    if (response === null) return null; // client gave up, as psql does to ask for a password
-    try {
-      step = await auth.receive(response);
-    } catch (e) {
-      throw authFailed(e, role === null ? `Role "${user}" does not exist.` : auth.logDetail, line);
+  let step: AuthStep;
+  if (line.method === "cert") {
+    const why = certMismatch(ssl, user);
+    if (why !== null) {
+      throw withMatchedLine(
+        new PgError(
+          ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+          `certificate authentication failed for user "${user}"`,
+          { severity: "FATAL" },
+        ),
+        why,
+        line,
+      );
+    }
+    step = { done: true, send: MessageWriter.encode(writeAuthenticationOk) };
+  } else {
+    const auth = new ClientAuthentication({
+      method: line.method,
+      user,
+      secret: role?.secret ?? null,
+      channelBinding: ssl?.serverEndPoint ?? null,
+    });
+    step = await auth.start();
+    while (!step.done) {
+      conn.write(step.send);
+      const response = await ctx.input.authResponse(step.expect);
+      if (response === null) return null; // client gave up, as psql does to ask for a password
+      try {
+        step = await auth.receive(response);
+      } catch (e) {
+        throw authFailed(
+          e,
+          role === null ? `Role "${user}" does not exist.` : auth.logDetail,
+          line,
+        );
+      }
+    }
+    if (clientcert === "verify-full") {
+      // The password was right; the certificate must name the role too, and a
+      // failure reads as the method's own (auth_failed).
+      const why = certMismatch(ssl, user);
+      if (why !== null) {
+        const failed = line.method === "trust"
+          ? new PgError(
+            ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+            `"trust" authentication failed for user "${user}"`,
+            { severity: "FATAL" },
+          )
+          : passwordAuthFailedError(user);
+        throw withMatchedLine(
+          failed,
+          `certificate validation (clientcert=verify-full) failed for user "${user}": CN mismatch\n${why}`,
+          line,
+        );
+      }
     }
   }
   // Authentication can succeed for a role that does not exist (trust): the
@@ -212,6 +355,19 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
 }
 
 /**
+ * Why the client certificate does not name `user` (CheckCertAuth, with no
+ * user name map), for the server log; null when it does.
+ */
+function certMismatch(ssl: SslSession | null, user: string): string | null {
+  const cn = ssl?.peer?.cn ?? null;
+  if (cn === null || cn === "") return "Client certificate contains no user name.";
+  if (cn !== user) {
+    return `Provided user name (${user}) and authenticated user name (${cn}) do not match.`;
+  }
+  return null;
+}
+
+/**
  * A failed password check as auth.c's auth_failed() reports it: one FATAL,
  * logged once (by the backend's exit path), whose detail says why and which
  * pg_hba.conf line matched, in the server log only. Other errors pass as
@@ -219,6 +375,11 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
  */
 function authFailed(e: unknown, why: string | undefined, line: HbaLine): unknown {
   if (!isPgError(e) || e.code !== ERRCODE.INVALID_PASSWORD) return e;
+  return withMatchedLine(e, why, line);
+}
+
+/** `e` with the server-log detail auth_failed() adds: why, and the pg_hba.conf line. */
+function withMatchedLine(e: PgError, why: string | undefined, line: HbaLine): PgError {
   const matched =
     `Connection matched file "${line.fileName}" line ${line.lineNumber}: "${line.rawLine}"`;
   return new PgError(e.code, e.message, {

@@ -145,6 +145,51 @@ export const PARAMETERS: readonly ParamDef[] = [
     values: ["md5", "scram-sha-256"],
     description: "Algorithm used to store new passwords.",
   },
+  // SSL (paths are relative to the data directory, as PostgreSQL's are)
+  {
+    name: "ssl",
+    type: "bool",
+    context: "sighup",
+    boot: false,
+    description: "Enables SSL connections.",
+  },
+  {
+    name: "ssl_cert_file",
+    type: "string",
+    context: "sighup",
+    boot: "server.crt",
+    description: "Location of the SSL server certificate file.",
+  },
+  {
+    name: "ssl_key_file",
+    type: "string",
+    context: "sighup",
+    boot: "server.key",
+    description: "Location of the SSL server private key file.",
+  },
+  {
+    name: "ssl_ca_file",
+    type: "string",
+    context: "sighup",
+    boot: "",
+    description: "Location of the SSL certificate authority file (client certificates).",
+  },
+  {
+    name: "ssl_min_protocol_version",
+    type: "enum",
+    context: "sighup",
+    boot: "TLSv1.2",
+    values: ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+    description: "Sets the minimum SSL/TLS protocol version to use.",
+  },
+  {
+    name: "ssl_max_protocol_version",
+    type: "enum",
+    context: "sighup",
+    boot: "",
+    values: ["", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+    description: "Sets the maximum SSL/TLS protocol version to use.",
+  },
   // Processes
   {
     name: "restart_after_crash",

@@ -17,7 +17,7 @@
  */
 
 import { ERRCODE } from "../elog.ts";
-import type { ChildEnv } from "./launch.ts";
+import type { ChildEnv, Connection } from "./launch.ts";
 import type { PostmasterLink } from "./pmsignal.ts";
 import { encodeErrorResponse, encodeNoticeResponse, type ReportFields } from "./pqcomm.ts";
 
@@ -73,8 +73,13 @@ export interface BackendSignalHandling {
 export function installBackendSignalHandlers(
   env: ChildEnv,
   link: PostmasterLink,
-  options: { onTerminate?: () => void | Promise<void> } = {},
+  options: {
+    onTerminate?: () => void | Promise<void>;
+    /** The connection to the client now (a TLS session's once SSL is in use); default `env.client`. */
+    client?: () => Connection | null;
+  } = {},
 ): BackendSignalHandling {
+  const clientOf = options.client ?? (() => env.client);
   let resolveExit: (code: number) => void = () => {};
   const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
   let stopping = false;
@@ -86,7 +91,7 @@ export function installBackendSignalHandlers(
       try {
         await options.onTerminate?.();
       } finally {
-        const client = env.client;
+        const client = clientOf();
         if (client !== null) {
           client.write(encodeErrorResponse(ADMIN_SHUTDOWN_FATAL));
           client.end();
@@ -101,7 +106,7 @@ export function installBackendSignalHandlers(
   env.onSignal("SIGQUIT", () => {
     void (async () => {
       const reason = await link.quitReason();
-      const client = env.client;
+      const client = clientOf();
       if (client !== null) {
         client.write(encodeNoticeResponse(quickdieReport(reason)));
         client.end();

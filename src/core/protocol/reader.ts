@@ -94,6 +94,11 @@ export class MessageReader {
     return this.#queue.size;
   }
 
+  /** The next byte without taking it, or null when nothing is buffered (direct SSL's check). */
+  peekByte(): number | null {
+    return this.#queue.size < 1 ? null : this.#queue.peekByte(0);
+  }
+
   /**
    * The body of the next startup-phase packet (StartupMessage, SSLRequest,
    * GSSENCRequest, CancelRequest), after its length word; null if incomplete.

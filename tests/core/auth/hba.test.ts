@@ -108,8 +108,8 @@ describe("pg_hba.conf parsing", () => {
     expect(configError("host all all db.example.com/24 trust").message).toBe(
       'specifying both host name and CIDR mask is invalid: "db.example.com/24"',
     );
-    expect(configError("local all all md5 clientcert=verify-ca").message).toBe(
-      'authentication option "clientcert" is not supported by pgts',
+    expect(configError("host all all all md5 map=certmap").message).toBe(
+      'authentication option "map" is not supported by pgts',
     );
     expect(configError("local @dbs all trust").message).toBe(
       'file inclusion ("@dbs") is not supported by pgts',
@@ -147,13 +147,41 @@ describe("pg_hba.conf matching", () => {
     ).toBe(6);
   });
 
-  test("hostssl never matches (no TLS) and replication only matches replication", async () => {
+  test("hostssl matches SSL connections only, hostnossl plain ones only; replication only matches replication", async () => {
     const repl = { type: "host" as const, address: "127.0.0.1", user: "repl", database: "x" };
     expect(await lineFor({ ...repl, replication: true })).toBe(8);
+    expect(await lineFor({ ...repl, replication: true, ssl: true })).toBeNull();
+    expect(await lineFor({ ...repl, ssl: true })).toBe(7);
     expect(await lineFor(repl)).toBe(11);
-    const only = parseHba("hostssl all all all trust");
-    expect(await matchHba(only, { type: "host", address: "1.2.3.4", user: "u", database: "d" }))
-      .toBeNull();
+    const only = parseHba("hostssl all all all trust\nhostnossl all all all reject");
+    const conn = { type: "host" as const, address: "1.2.3.4", user: "u", database: "d" };
+    expect((await matchHba(only, conn))?.lineNumber).toBe(2);
+    expect((await matchHba(only, { ...conn, ssl: false }))?.lineNumber).toBe(2);
+    expect((await matchHba(only, { ...conn, ssl: true }))?.lineNumber).toBe(1);
+    expect(noHbaEntryError({ host: "1.2.3.4", user: "u", database: "d", ssl: true }).message)
+      .toBe('no pg_hba.conf entry for host "1.2.3.4", user "u", database "d", SSL encryption');
+  });
+
+  test("cert and clientcert: hostssl lines only, PostgreSQL's messages otherwise", () => {
+    const [cert, ca, full] = parseHba(
+      "hostssl all all all cert\nhostssl all all all md5 clientcert=verify-ca\n" +
+        "hostssl all all all scram-sha-256 clientcert=verify-full",
+    );
+    expect([cert?.method, cert?.clientcert]).toEqual(["cert", "verify-full"]);
+    expect([ca?.method, ca?.clientcert]).toEqual(["md5", "verify-ca"]);
+    expect(full?.clientcert).toBe("verify-full");
+    expect(configError("host all all all cert").message).toBe(
+      "cert authentication is only supported on hostssl connections",
+    );
+    expect(configError("host all all all md5 clientcert=verify-ca").message).toBe(
+      'clientcert can only be configured for "hostssl" rows',
+    );
+    expect(configError("hostssl all all all cert clientcert=verify-ca").message).toBe(
+      'clientcert only accepts "verify-full" when using "cert" authentication',
+    );
+    expect(configError("hostssl all all all md5 clientcert=no-verify").message).toBe(
+      'invalid value for clientcert: "no-verify"',
+    );
   });
 
   test("+group asks the membership callback", async () => {

@@ -1,0 +1,298 @@
+/**
+ * The TLS half of be-secure-openssl.c, on node:tls (OpenSSL under Bun's and
+ * Deno's node compatibility alike): a server-side `TLSSocket` run over the
+ * client's `Connection`, whichever adapter's that is (a Bun socket adopted
+ * by a subprocess backend, a Bun or node:net socket served in-process, a
+ * Deno socket). The raw connection becomes the TLS session's transport and
+ * the backend gets a `Connection` of decrypted bytes back, so nothing after
+ * the handshake knows the difference.
+ *
+ * Loaded only when a connection asks for SSL (or when the postmaster checks
+ * its SSL files): node:tls costs a backend that never needs it start-up time.
+ */
+
+import { Buffer } from "node:buffer";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { Duplex } from "node:stream";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import { CommError } from "../../core/protocol/errors.ts";
+import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
+import {
+  PG_ALPN_PROTOCOL,
+  type SslConfig,
+  type SslServer,
+  type SslSession,
+} from "../../core/backend/secure.ts";
+
+/**
+ * The secure context of a configuration (PostgreSQL's SSL_CTX). Throws
+ * OpenSSL's complaint about a certificate or key that does not load, or a
+ * key that does not match the certificate.
+ */
+export function secureContext(config: SslConfig): SecureContext {
+  return createSecureContext({
+    cert: config.cert,
+    key: config.key,
+    ...(config.ca !== null ? { ca: config.ca } : {}),
+    minVersion: config.minProtocol,
+    ...(config.maxProtocol !== null ? { maxVersion: config.maxProtocol } : {}),
+  });
+}
+
+/** OpenSSL's reason of a node:tls error ("no start line"), as PostgreSQL's SSLerrmessage gives it. */
+export function sslErrorMessage(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const reason = /^error:[0-9A-Fa-f]+:[^:]*:[^:]*:(.+)$/.exec(message)?.[1]?.trim();
+  if (reason === undefined) return message.trim();
+  // BoringSSL (Bun) names reasons NO_START_LINE where OpenSSL says "no start line".
+  return /^[A-Z0-9_]+$/.test(reason) ? reason.toLowerCase().replaceAll("_", " ") : reason;
+}
+
+/** Which part of an SSL configuration failed to load, and OpenSSL's reason. */
+export interface SslLoadFailure {
+  readonly part: "cert" | "key" | "pair" | "ca";
+  readonly reason: string;
+}
+
+/**
+ * Loads a configuration as be_tls_init does, part by part, so that a
+ * failure names its file: the certificate, the key, whether they match, the
+ * root certificates. Null when everything loads.
+ */
+export function checkSslConfig(config: SslConfig): SslLoadFailure | null {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(config.cert);
+  } catch (e) {
+    return { part: "cert", reason: sslErrorMessage(e) };
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(config.key);
+  } catch (e) {
+    return { part: "key", reason: sslErrorMessage(e) };
+  }
+  if (!cert.checkPrivateKey(key)) return { part: "pair", reason: "key values mismatch" };
+  if (config.ca !== null) {
+    const blocks = config.ca.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
+    if (blocks === null) return { part: "ca", reason: "no certificate or crl found" };
+    for (const block of blocks) {
+      try {
+        new X509Certificate(block);
+      } catch (e) {
+        return { part: "ca", reason: sslErrorMessage(e) };
+      }
+    }
+  }
+  try {
+    secureContext(config);
+  } catch (e) {
+    return { part: "pair", reason: sslErrorMessage(e) };
+  }
+  return null;
+}
+
+/**
+ * The last secure context built, with its configuration: the backends of a
+ * realm, and the runs of a pooled backend process (which get the
+ * configuration anew each time), share it until a reload changes the files.
+ */
+let cached: { config: SslConfig; context: SecureContext } | null = null;
+
+function contextOf(config: SslConfig): SecureContext {
+  const c = cached?.config;
+  if (
+    cached === null || c === undefined ||
+    !(c === config || (c.cert === config.cert && c.key === config.key && c.ca === config.ca &&
+      c.minProtocol === config.minProtocol && c.maxProtocol === config.maxProtocol))
+  ) {
+    cached = { config, context: secureContext(config) };
+  }
+  return cached.context;
+}
+
+export function openSslServer(config: SslConfig): SslServer {
+  return {
+    verifiesClients: config.ca !== null,
+    accept: (raw, early) => accept(raw, early, config, contextOf(config)),
+  };
+}
+
+/** The raw connection as the stream node:tls reads ciphertext from and writes it to. */
+class Transport extends Duplex {
+  #raw: Connection;
+
+  constructor(raw: Connection, early: Uint8Array) {
+    super();
+    this.#raw = raw;
+    if (early.length > 0) this.push(Buffer.from(early));
+    raw.onData = (chunk) => {
+      if (!this.push(Buffer.from(chunk))) raw.pause();
+    };
+    raw.onClose = () => {
+      this.push(null);
+      this.destroy();
+    };
+    raw.resume();
+  }
+
+  override _read(): void {
+    this.#raw.resume();
+  }
+
+  override _write(chunk: Uint8Array, _encoding: string, done: (e?: Error | null) => void): void {
+    if (this.#raw.write(chunk)) done();
+    else this.#raw.drained().then(() => done(), done);
+  }
+
+  override _final(done: (e?: Error | null) => void): void {
+    this.#raw.end();
+    done();
+  }
+
+  override _destroy(e: Error | null, done: (e?: Error | null) => void): void {
+    this.#raw.destroy();
+    done(e);
+  }
+}
+
+/** The decrypted side of a TLS session, as a Connection. */
+class TlsConnection implements Connection {
+  readonly remote: RemoteAddress;
+  onClose: (() => void) | null = null;
+  #socket: TLSSocket;
+  #onData: ((chunk: Uint8Array) => void) | null = null;
+  #paused = true;
+  /** Plaintext that arrived while nobody read (before `onData` and `resume()`). */
+  #queued: Uint8Array[] = [];
+  #closed = false;
+
+  constructor(socket: TLSSocket, remote: RemoteAddress) {
+    this.#socket = socket;
+    this.remote = remote;
+    socket.on("data", (chunk: Uint8Array) => {
+      if (this.#onData === null || this.#paused) {
+        this.#queued.push(chunk);
+        socket.pause();
+      } else this.#onData(chunk);
+    });
+    socket.on("close", () => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.onClose?.();
+    });
+    socket.on("error", () => {
+      // "close" follows; that is what a Connection reports.
+    });
+  }
+
+  get onData(): ((chunk: Uint8Array) => void) | null {
+    return this.#onData;
+  }
+
+  set onData(fn: ((chunk: Uint8Array) => void) | null) {
+    this.#onData = fn;
+    this.#deliverQueued();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#deliverQueued();
+    if (!this.#paused) this.#socket.resume();
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#socket.pause();
+  }
+
+  #deliverQueued(): void {
+    const fn = this.#onData;
+    while (fn !== null && this.#queued.length > 0 && this.#onData === fn && !this.#paused) {
+      fn(this.#queued.shift()!);
+    }
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.#closed) return true;
+    // A copy: the caller may reuse its memory (MessageContext) before
+    // node:tls has encrypted the bytes.
+    return this.#socket.write(Buffer.from(bytes));
+  }
+
+  drained(): Promise<void> {
+    if (this.#closed || !this.#socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off("drain", done);
+        this.#socket.off("close", done);
+        resolve();
+      };
+      this.#socket.on("drain", done);
+      this.#socket.on("close", done);
+    });
+  }
+
+  end(): void {
+    this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+}
+
+function accept(
+  raw: Connection,
+  early: Uint8Array,
+  config: SslConfig,
+  context: SecureContext,
+): Promise<SslSession> {
+  const transport = new Transport(raw, early);
+  const socket = new TLSSocket(transport, {
+    isServer: true,
+    secureContext: context,
+    // A client certificate is asked for when there is a root store to check
+    // it against, as PostgreSQL's SSL_VERIFY_PEER with ssl_ca_file; it is
+    // not required here: pg_hba.conf's clientcert and cert decide that.
+    requestCert: config.ca !== null,
+    rejectUnauthorized: false,
+    ALPNProtocols: [PG_ALPN_PROTOCOL],
+  });
+  return new Promise<SslSession>((resolve, reject) => {
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(new CommError(`could not accept SSL connection: ${why}`));
+    };
+    const onError = (e: unknown) => fail(sslErrorMessage(e));
+    const onClose = () => fail("EOF detected");
+    socket.once("error", onError);
+    socket.once("close", onClose);
+    socket.once("secure", () => {
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      const cert = socket.getPeerCertificate() as { subject?: { CN?: string | string[] } } | null;
+      let peer: SslSession["peer"] = null;
+      if (cert !== null && cert.subject !== undefined) {
+        if (!socket.authorized) {
+          // OpenSSL would have failed the handshake here (SSL_VERIFY_PEER).
+          fail("certificate verify failed");
+          return;
+        }
+        const cn = cert.subject.CN;
+        peer = { cn: (Array.isArray(cn) ? cn[0] : cn) ?? null, valid: true };
+      }
+      const alpn = socket.alpnProtocol;
+      resolve({
+        connection: new TlsConnection(socket, raw.remote),
+        protocol: socket.getProtocol() ?? "",
+        cipher: socket.getCipher()?.name ?? "",
+        alpn: typeof alpn === "string" ? alpn : null,
+        peer,
+        serverEndPoint: config.serverEndPoint === null
+          ? null
+          : Uint8Array.from(atob(config.serverEndPoint), (c) => c.charCodeAt(0)),
+      });
+    });
+  });
+}

@@ -1,0 +1,296 @@
+/**
+ * SSL with real clients, under the default adapter (Bun subprocess
+ * backends: the TLS session lives in the backend process the socket was
+ * handed to) and under --adapter inproc. One server per adapter, ssl = on
+ * with a certificate signed by a test CA (CN localhost, SAN localhost and
+ * 127.0.0.1), the CA as ssl_ca_file, and a pg_hba.conf with hostssl,
+ * hostnossl and cert lines:
+ *
+ * - psql sslmode=require and sslmode=verify-full with the CA;
+ * - node-postgres `ssl: { ca }` (and a wrong CA failing), postgres.js `ssl: 'require'`;
+ * - hostssl refusing a plain connection and hostnossl an SSL one, with PostgreSQL's 28000 texts;
+ * - the cert method (client certificate CN = role);
+ * - SCRAM-SHA-256-PLUS (psql channel_binding=require);
+ * - PostgreSQL 17's direct SSL (a ClientHello first, ALPN "postgresql"), and the protocol
+ *   violations around SSLRequest, with hand-built bytes.
+ */
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import pg from "pg";
+import postgres from "postgres";
+import {
+  errorFields,
+  type PgtsServer,
+  psql,
+  startSqlServer,
+  startupPacket,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
+import { TestCertificates } from "../../helpers/tls.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+const certs = new TestCertificates();
+afterAll(() => certs.remove());
+
+const HBA = [
+  "local     all all                 trust",
+  "hostnossl all plainonly 127.0.0.1/32 trust",
+  "hostssl   all alice     127.0.0.1/32 cert",
+  "hostssl   all scram     127.0.0.1/32 scram-sha-256",
+  "hostssl   all postgres  127.0.0.1/32 trust",
+  "",
+].join("\n");
+
+function sslConf(): string {
+  return [
+    "ssl = on",
+    `ssl_cert_file = '${certs.path("server.crt")}'`,
+    `ssl_key_file = '${certs.path("server.key")}'`,
+    `ssl_ca_file = '${certs.path("ca.crt")}'`,
+  ].join("\n");
+}
+
+/** A libpq connection string over TCP. */
+function conninfo(s: PgtsServer, extra: string, user = "postgres"): string {
+  return `host=localhost hostaddr=127.0.0.1 port=${s.port} dbname=postgres user=${user} ${extra}`;
+}
+
+/** The first bytes of the server's answer on a raw TCP connection after `bytes`. */
+function rawExchange(s: PgtsServer, bytes: Uint8Array): Promise<{ data: Buffer; closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock: Socket = netConnect({ host: "127.0.0.1", port: s.port }, () => sock.write(bytes));
+    let data = Buffer.alloc(0);
+    sock.on("data", (d) => (data = Buffer.concat([data, d])));
+    sock.on("error", () => {});
+    sock.on("close", () => resolve({ data, closed: true }));
+    setTimeout(() => {
+      sock.destroy();
+      resolve({ data, closed: false });
+    }, 5_000);
+  });
+}
+
+const SSL_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f);
+
+/** Direct SSL: TLS from the first byte, then a startup packet inside; the first message back. */
+function directSsl(
+  s: PgtsServer,
+  options: { alpn: boolean },
+): Promise<{ alpn: string | false; first: string | null }> {
+  return new Promise((resolve, reject) => {
+    const sock: TLSSocket = tlsConnect({
+      host: "127.0.0.1",
+      port: s.port,
+      ca: certs.read("ca.crt"),
+      servername: "localhost",
+      ...(options.alpn ? { ALPNProtocols: ["postgresql"] } : {}),
+    });
+    let alpn: string | false = false;
+    sock.on("secureConnect", () => {
+      alpn = sock.alpnProtocol;
+      sock.write(startupPacket({ user: "postgres", database: "postgres" }));
+    });
+    sock.on("data", (d: Buffer) => {
+      resolve({ alpn, first: String.fromCharCode(d[0]!) });
+      sock.end();
+    });
+    sock.on("error", () => {});
+    sock.on("close", () => resolve({ alpn, first: null }));
+    setTimeout(() => reject(new Error("no answer to direct SSL")), 10_000);
+  });
+}
+
+for (const adapter of [undefined, "inproc"] as const) {
+  describe(`adapter ${adapter ?? "bun (default)"}`, () => {
+    let started: Promise<PgtsServer> | null = null;
+    const server = () =>
+      started ??= (async () => {
+        const s = await startSqlServer({
+          ...(adapter !== undefined ? { adapter } : {}),
+          conf: sslConf(),
+          hba: HBA,
+        });
+        const r = await psql(s, [
+          "-c",
+          "create role alice login; create role plainonly login; create role scram login password 'pw+'",
+        ]);
+        if (r.code !== 0) throw new Error(r.err);
+        return s;
+      })();
+
+    test("psql sslmode=require and sslmode=verify-full with the CA: the session is encrypted", async () => {
+      const s = await server();
+      const req = await psql(s, [conninfo(s, "sslmode=require"), "-c", "select 'over tls'"]);
+      expect(req.err).toBe("");
+      expect(req.out.trim()).toBe("over tls");
+
+      const full = await psql(s, [
+        conninfo(s, `sslmode=verify-full sslrootcert=${certs.path("ca.crt")}`),
+        "-c",
+        "\\conninfo",
+      ]);
+      expect(full.err).toBe("");
+      expect(full.out).toMatch(/SSL connection \(protocol: TLSv1\.[23], cipher: /);
+
+      // A CA that did not sign the server's certificate: libpq refuses the server.
+      const wrong = await psql(s, [
+        conninfo(s, `sslmode=verify-full sslrootcert=${certs.path("other-ca.crt")}`),
+        "-c",
+        "select 1",
+      ]);
+      expect(wrong.code).not.toBe(0);
+      expect(wrong.err).toContain("certificate verify failed");
+    });
+
+    test("node-postgres with ssl {ca} and postgres.js with ssl 'require' run queries over TLS", async () => {
+      const s = await server();
+      const c = new pg.Client({
+        host: "localhost",
+        port: s.port,
+        user: "postgres",
+        database: "postgres",
+        ssl: { ca: certs.read("ca.crt") },
+      });
+      await c.connect();
+      try {
+        const r = await c.query("select $1::int + 1 as n", [41]);
+        expect(r.rows).toEqual([{ n: 42 }]);
+      } finally {
+        await c.end();
+      }
+
+      const bad = new pg.Client({
+        host: "localhost",
+        port: s.port,
+        user: "postgres",
+        database: "postgres",
+        ssl: { ca: certs.read("other-ca.crt") },
+      });
+      bad.on("error", () => {});
+      const err = await bad.connect().then(() => null, (e: Error) => e);
+      expect(err?.message ?? "").toMatch(/self[- ]signed|unable to (get|verify)|certificate/i);
+      await bad.end().catch(() => {});
+
+      const sql = postgres({
+        host: "127.0.0.1",
+        port: s.port,
+        user: "postgres",
+        database: "postgres",
+        ssl: "require",
+        max: 2,
+        onnotice: () => {},
+      });
+      try {
+        const rows = await sql`select 'js' as v, ${7}::int as n`;
+        expect(rows.map((r) => ({ ...r }))).toEqual([{ v: "js", n: 7 }]);
+      } finally {
+        await sql.end();
+      }
+    });
+
+    test("hostssl refuses a plain connection and hostnossl an SSL one, with PostgreSQL's 28000 texts", async () => {
+      const s = await server();
+      const plain = await psql(s, [conninfo(s, "sslmode=disable"), "-c", "select 1"]);
+      expect(plain.code).not.toBe(0);
+      expect(plain.err).toContain(
+        'FATAL:  no pg_hba.conf entry for host "127.0.0.1", user "postgres", database "postgres", no encryption',
+      );
+
+      const c = new pg.Client({
+        host: "127.0.0.1",
+        port: s.port,
+        user: "postgres",
+        database: "postgres",
+      });
+      c.on("error", () => {});
+      const err = await c.connect().then(() => null, (e: Error & { code?: string }) => e);
+      expect(err?.code).toBe("28000");
+      await c.end().catch(() => {});
+
+      const sslOnly = await psql(s, [
+        conninfo(s, "sslmode=require", "plainonly"),
+        "-c",
+        "select 1",
+      ]);
+      expect(sslOnly.err).toContain(
+        'no pg_hba.conf entry for host "127.0.0.1", user "plainonly", database "postgres", SSL encryption',
+      );
+      const plainOk = await psql(s, [
+        conninfo(s, "sslmode=disable", "plainonly"),
+        "-c",
+        "select current_user",
+      ]);
+      expect(plainOk.err).toBe("");
+      expect(plainOk.out.trim()).toBe("plainonly");
+    });
+
+    test("cert: a client certificate whose CN is the role logs in; another CN or none does not", async () => {
+      const s = await server();
+      const alice = certs.client("alice");
+      const ok = await psql(s, [
+        conninfo(s, `sslmode=require sslcert=${alice.cert} sslkey=${alice.key}`, "alice"),
+        "-c",
+        "select current_user",
+      ]);
+      expect(ok.err).toBe("");
+      expect(ok.out.trim()).toBe("alice");
+
+      const bob = certs.client("bob");
+      const wrongCn = await psql(s, [
+        conninfo(s, `sslmode=require sslcert=${bob.cert} sslkey=${bob.key}`, "alice"),
+        "-c",
+        "select 1",
+      ]);
+      expect(wrongCn.err).toContain('FATAL:  certificate authentication failed for user "alice"');
+
+      const none = await psql(s, [conninfo(s, "sslmode=require", "alice"), "-c", "select 1"]);
+      expect(none.err).toContain("FATAL:  connection requires a valid client certificate");
+    });
+
+    test("SCRAM-SHA-256-PLUS: psql with channel_binding=require logs in over SSL", async () => {
+      const s = await server();
+      const env = { PGPASSWORD: "pw+" };
+      const plus = await psql(
+        s,
+        [conninfo(s, "sslmode=require channel_binding=require", "scram"), "-c", "select 'bound'"],
+        { env },
+      );
+      expect(plus.err).toBe("");
+      expect(plus.out.trim()).toBe("bound");
+      const wrong = await psql(
+        s,
+        [conninfo(s, "sslmode=require channel_binding=require", "scram"), "-c", "select 1"],
+        { env: { PGPASSWORD: "nope" } },
+      );
+      expect(wrong.err).toContain('password authentication failed for user "scram"');
+    });
+
+    test("PostgreSQL 17 direct SSL on the same port, and the protocol violations around SSLRequest", async () => {
+      const s = await server();
+      const direct = await directSsl(s, { alpn: true });
+      expect(direct.alpn).toBe("postgresql");
+      expect(direct.first).toBe("R"); // AuthenticationOk (trust)
+
+      // Without ALPN, PostgreSQL 17 closes a direct SSL connection.
+      const noAlpn = await directSsl(s, { alpn: false });
+      expect(noAlpn.first).toBeNull();
+      await s.waitForLog(
+        /received direct SSL connection request without ALPN protocol negotiation extension/,
+      );
+
+      // Bytes sent after the SSLRequest, before the handshake, are refused.
+      const injected = await rawExchange(
+        s,
+        Buffer.concat([SSL_REQUEST, startupPacket({ user: "postgres", database: "postgres" })]),
+      );
+      expect(String.fromCharCode(injected.data[0]!)).toBe("S");
+      expect(String.fromCharCode(injected.data[1]!)).toBe("E");
+      const fields = errorFields(injected.data.subarray(6));
+      expect(fields.C).toBe("08P01");
+      expect(fields.M).toBe("received unencrypted data after SSL request");
+    });
+  });
+}
