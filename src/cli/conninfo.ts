@@ -31,7 +31,8 @@ export const CONN_OPTIONS = {
 } as const;
 
 export const CONN_HELP = `Connection options:
-  -d, --dbname=DBNAME      database to connect to (default: $PGDATABASE, else the user name)
+  -d, --dbname=DBNAME      database name (not a connection string; default: $PGDATABASE,
+                           else the user name)
   -h, --host=HOSTNAME      server host or socket directory (default: $PGHOST, else localhost)
   -p, --port=PORT          server port (default: $PGPORT, else 5432)
   -U, --username=NAME      user name (default: $PGUSER, else postgres)
@@ -94,6 +95,9 @@ function fromDataDir(verb: string, dataDir: string, io: CliIO): UpstreamAddress 
 export function connTarget(verb: string, values: ConnValues, io: CliIO): ConnTarget {
   const env = io.env;
   const nonEmpty = (v: string | undefined) => (v === undefined || v === "" ? undefined : v);
+  if (values.dbname !== undefined && /=|^postgres(ql)?:\/\//.test(values.dbname)) {
+    fail(verb, io, "-d/--dbname takes a database name; give the server with -h/-p or -D");
+  }
   const user = nonEmpty(values.username) ?? nonEmpty(env.PGUSER) ?? "postgres";
   const database = nonEmpty(values.dbname) ?? nonEmpty(env.PGDATABASE) ?? user;
   const password = nonEmpty(env.PGPASSWORD) ?? null;

@@ -33,7 +33,7 @@ Usage:
   ${RESTORE_USAGE}
 
 Options:
-  FILE, -f, --file=FILE    the script to run (default, or "-": standard input)
+  FILE, -f, --file=FILE    the script to run (standard input when omitted or "-")
   -1, --single-transaction run the whole script in one transaction: on an error
                            nothing of it is kept
   -v, --verbose            report the statements run and the time taken
