@@ -23,11 +23,13 @@ import { PARAMETERS } from "../core/guc/tables.ts";
 import { formatValue, type ParamDef } from "../core/guc/values.ts";
 import { strerror } from "../adapters/shared/fs-errors.ts";
 import { CliExit, type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
+import { writeSelfSignedCertificate } from "./init_ssl.ts";
 
 export const AUTH_METHODS = ["trust", "reject", "scram-sha-256", "md5", "password"] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
-export const INIT_USAGE = `${PROGNAME} init -D DATADIR [-U NAME] [-A METHOD] [--pwfile FILE]`;
+export const INIT_USAGE =
+  `${PROGNAME} init -D DATADIR [-U NAME] [-A METHOD] [--pwfile FILE] [--ssl]`;
 
 export const INIT_HELP = `${PROGNAME} init creates a new pgts database cluster.
 
@@ -40,6 +42,8 @@ Options:
   -A, --auth=METHOD      authentication method for local and host connections in
                          pg_hba.conf: ${AUTH_METHODS.join(", ")} (default: trust)
       --pwfile=FILE      read the password for the new superuser from FILE
+      --ssl              write a self-signed certificate (server.crt, server.key,
+                         made by the openssl program) and set ssl = on
   -h, --help             show this help, then exit
 `;
 
@@ -120,6 +124,7 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
       username: { type: "string", short: "U" },
       auth: { type: "string", short: "A" },
       pwfile: { type: "string" },
+      ssl: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     usage: INIT_USAGE,
@@ -212,6 +217,11 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
     );
     writeFileSync(`${dataDir}/${VERSION_FILE}`, `${CLUSTER_FORMAT}\n`, { mode: 0o600 });
     io.out("ok\n");
+    if (v.ssl) {
+      io.out("creating self-signed certificate (openssl) ... ");
+      writeSelfSignedCertificate(dataDir);
+      io.out("ok\n");
+    }
     io.out("creating engine cluster ... ");
     const created = await createEngineCluster(dataDir, {
       user,
