@@ -1,0 +1,108 @@
+/**
+ * The SSL settings as PostgreSQL reads them: ssl off (the default) answers
+ * SSLRequest with 'N' and plain connections go on as before; a certificate
+ * or key that does not load stops the server from starting with
+ * PostgreSQL's message (file names relative to the data directory); on
+ * reload, new files take effect for new connections, a broken one is
+ * logged and the previous configuration stays, and ssl = off turns SSL off.
+ */
+
+import { afterAll, expect, test } from "bun:test";
+import { chmodSync, copyFileSync, writeFileSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+import { join } from "node:path";
+import {
+  type PgtsServer,
+  psql,
+  startSqlServer,
+  useSqlServers,
+  waitFor,
+} from "../../helpers/pgts-sql.ts";
+import { TestCertificates } from "../../helpers/tls.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+const certs = new TestCertificates();
+afterAll(() => certs.remove());
+
+const SSL_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f);
+
+/** The server's one-byte answer to an SSLRequest. */
+function sslAnswer(s: PgtsServer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = netConnect({ host: "127.0.0.1", port: s.port }, () => sock.write(SSL_REQUEST));
+    sock.once("data", (d: Buffer) => {
+      resolve(String.fromCharCode(d[0]!));
+      sock.destroy();
+    });
+    sock.on("error", reject);
+  });
+}
+
+function tcp(s: PgtsServer, extra: string): string {
+  return `host=localhost hostaddr=127.0.0.1 port=${s.port} dbname=postgres user=postgres ${extra}`;
+}
+
+test("ssl off (the default): SSLRequest gets 'N', plain connections work, sslmode=require is refused", async () => {
+  const s = await startSqlServer();
+  expect(await sslAnswer(s)).toBe("N");
+  const prefer = await psql(s, [tcp(s, "sslmode=prefer"), "-c", "\\conninfo"]);
+  expect(prefer.err).toBe("");
+  expect(prefer.out).not.toContain("SSL connection");
+  const require = await psql(s, [tcp(s, "sslmode=require"), "-c", "select 1"]);
+  expect(require.code).not.toBe(0);
+  expect(require.err).toContain("server does not support SSL, but SSL was required");
+});
+
+test("ssl on with files that do not load: the server does not start, with PostgreSQL's message", async () => {
+  // server.crt, relative to the data directory, is not there.
+  await expect(startSqlServer({ conf: "ssl = on", perTest: true })).rejects.toThrow(
+    'FATAL:  could not load server certificate file "server.crt": No such file or directory',
+  );
+  // A key that others can read.
+  const loose = join(certs.dir, "loose.key");
+  copyFileSync(certs.path("server.key"), loose);
+  chmodSync(loose, 0o644);
+  await expect(
+    startSqlServer({
+      conf: `ssl = on\nssl_cert_file = '${certs.path("server.crt")}'\nssl_key_file = '${loose}'`,
+      perTest: true,
+    }),
+  ).rejects.toThrow(`FATAL:  private key file "${loose}" has group or world access`);
+  // A key that is not the certificate's.
+  await expect(
+    startSqlServer({
+      conf: `ssl = on\nssl_cert_file = '${certs.path("server.crt")}'\nssl_key_file = '${
+        certs.path("other-ca.key")
+      }'`,
+      perTest: true,
+    }),
+  ).rejects.toThrow("FATAL:  check of private key failed: key values mismatch");
+});
+
+test("reload: a broken certificate keeps the previous configuration; ssl = off answers 'N' again", async () => {
+  const cert = join(certs.dir, "reload.crt");
+  copyFileSync(certs.path("server.crt"), cert);
+  const s = await startSqlServer({
+    conf: `ssl = on\nssl_cert_file = '${cert}'\nssl_key_file = '${certs.path("server.key")}'`,
+  });
+  const verified = tcp(s, `sslmode=verify-full sslrootcert=${certs.path("ca.crt")}`);
+  expect((await psql(s, [verified, "-c", "select 'before'"])).out.trim()).toBe("before");
+
+  writeFileSync(cert, "not a certificate\n");
+  const from = s.log.length;
+  expect((await s.reload()).code).toBe(0);
+  await s.waitForLog(/SSL configuration was not reloaded/, { from });
+  expect(s.log.slice(from)).toMatch(
+    new RegExp(`LOG:  could not load server certificate file "${cert}": `),
+  );
+  const still = await psql(s, [verified, "-c", "select 'still'"]);
+  expect(still.err).toBe("");
+  expect(still.out.trim()).toBe("still");
+
+  s.appendConf("ssl = off");
+  expect((await s.reload()).code).toBe(0);
+  await waitFor("ssl off to take effect", async () => (await sslAnswer(s)) === "N");
+  const plain = await psql(s, [tcp(s, "sslmode=require"), "-c", "select 1"]);
+  expect(plain.err).toContain("server does not support SSL, but SSL was required");
+});
