@@ -1,33 +1,41 @@
 /**
- * The identity guard: PostgreSQL's own rule for SET SESSION AUTHORIZATION,
- * applied to each pgts session instead of to the engine's one login.
+ * Engine guards: checks pgts puts inside PGlite's backend, where no spelling
+ * of a statement can go around them. They are host functions placed in the
+ * WebAssembly function table and reached the way PostgreSQL reaches an
+ * extension's code: through a parameter's check hook, or a hook variable
+ * PostgreSQL exports for extensions.
  *
- * PostgreSQL lets a backend change `session_authorization` to another role
- * only when the role it authenticated as is a superuser. PGlite's one
- * backend authenticated as the bootstrap superuser, and pgts runs every
- * client's session on it, so left alone that check passes for everyone and
- * any role that can log in could make itself superuser — by `SET SESSION
- * AUTHORIZATION`, `SET session_authorization`, `set_config(…)` from SQL, a
- * PL/pgSQL `EXECUTE` of a built string, a function's SET clause. Every one
- * of those spellings ends in the parameter's check hook, so the guard sits
- * there: it replaces the hook in the `session_authorization` record (found
- * with the exported `find_option`) by a host function that runs the
- * original check, then refuses the change when the role asked for is not
- * the session's own login role and that role is not a superuser now
- * (`superuser_arg`), with PostgreSQL's error: 42501 `permission denied to
- * set session authorization "…"`. The paths that do not call a check hook
- * are closed by flags PostgreSQL already has: GUC_NO_RESET makes `RESET
- * SESSION AUTHORIZATION`, `SET … TO DEFAULT`, `set_config(…, NULL, …)` and
- * function-level SET clauses fail with 0A000 (the reset value of a
- * single-user backend is no one to become anyway).
+ * The identity guard: PostgreSQL lets a backend change
+ * `session_authorization` to another role only when the role it
+ * authenticated as is a superuser. PGlite's one backend authenticated as
+ * the bootstrap superuser, and pgts runs every client's session on it, so
+ * left alone that check passes for everyone and any role that can log in
+ * could make itself superuser — by `SET SESSION AUTHORIZATION`, `SET
+ * session_authorization`, `set_config(…)` from SQL, a PL/pgSQL `EXECUTE` of
+ * a built string, a function's SET clause. Every one of those spellings ends
+ * in the parameter's check hook, so the guard sits there: it replaces the
+ * hook in the `session_authorization` record (found with the exported
+ * `find_option`) by a host function that runs the original check, then
+ * refuses the change when the role asked for is not the session's own login
+ * role and that role is not a superuser now (`superuser_arg`), with
+ * PostgreSQL's error: 42501 `permission denied to set session authorization
+ * "…"`. The paths that do not call a check hook are closed by flags
+ * PostgreSQL already has: GUC_NO_RESET makes `RESET SESSION AUTHORIZATION`,
+ * `SET … TO DEFAULT`, `set_config(…, NULL, …)` and function-level SET
+ * clauses fail with 0A000 (the reset value of a single-user backend is no
+ * one to become anyway). pgts's own work (switching the backend to a
+ * session's settings) runs with no runner and passes unchecked; who runs is
+ * set per exec by instance.ts on the thread that runs PGlite.
  *
- * pgts's own work (switching the backend to a session's settings) runs with
- * no runner and passes unchecked. Who runs is set per exec by instance.ts
- * on the thread that runs PGlite.
+ * The program guard: PGlite cannot start programs, and `COPY … FROM
+ * PROGRAM` spins inside the engine for ever (no cancel reaches it), which
+ * stops every session. A post_parse_analyze hook sees every statement after
+ * parse analysis, however it was sent (a PL/pgSQL EXECUTE included), and
+ * refuses COPY with PROGRAM before it runs: 0A000.
  *
- * It must never let a check through while a session's exec runs as someone
- * else, and must fail to open (throw) rather than run unguarded when the
- * record does not look as expected.
+ * The guards must never let a check through while a session's exec runs as
+ * someone else, and must fail to open (throw) rather than run unguarded when
+ * PGlite's records do not look as expected.
  */
 
 /** PostgreSQL's GUC flag that refuses RESET and function-level SET (guc.h). */
@@ -38,18 +46,26 @@ const PGC_STRING = 3;
 const PGC_S_TEST = 12;
 /** elevel ERROR (elog.h). */
 const ERROR = 21;
+/** CMD_UTILITY in `enum CmdType`. */
+const CMD_UTILITY = 6;
 
 /**
- * Offsets in wasm32 `struct config_generic` / `struct config_string`
- * (utils/guc_tables.h): name, flags, vartype, check_hook. Checked against
- * the record's name and type when the guard is installed.
+ * Offsets in wasm32 structures (utils/guc_tables.h, nodes/parsenodes.h,
+ * nodes/pg_list.h). Each is checked against a record PostgreSQL made when
+ * the guard is installed.
  */
-const OFF_NAME = 0;
-const OFF_FLAGS = 20;
-const OFF_VARTYPE = 24;
-const OFF_CHECK_HOOK = 100;
+const GUC_NAME = 0;
+const GUC_FLAGS = 20;
+const GUC_VARTYPE = 24;
+const GUC_STRING_CHECK_HOOK = 100;
+const QUERY_COMMAND_TYPE = 4;
+const QUERY_UTILITY_STMT = 28;
+const COPY_IS_PROGRAM = 17;
+const COPY_FILENAME = 20;
+const LIST_ELEMENTS = 12;
+const RAWSTMT_STMT = 4;
 
-/** The size of the buffer the error message is formatted from (errmsg copies it). */
+/** The size of the buffer error messages are formatted from (errmsg copies it). */
 const MESSAGE_BUFFER = 512;
 
 export interface IdentityGuard {
@@ -62,6 +78,7 @@ export interface IdentityGuard {
 
 interface GuardExports {
   find_option(name: number, createPlaceholders: number, skipErrors: number, elevel: number): number;
+  raw_parser(sql: number, mode: number): number;
   malloc(size: number): number;
   superuser_arg(roleOid: number): number;
   errstart(elevel: number, domain: number): number;
@@ -69,99 +86,139 @@ interface GuardExports {
   errmsg(fmt: number, args: number): number;
   errfinish(file: number, line: number, func: number): void;
   __indirect_function_table: WebAssembly.Table;
+  post_parse_analyze_hook: WebAssembly.Global;
 }
 
-/** Installs the guard on an open PGlite instance (after its backend started). */
-export function installIdentityGuard(
+/** Installs every guard on an open PGlite instance (after its backend started). */
+export function installEngineGuards(
   instance: WebAssembly.Instance,
   memory: WebAssembly.Memory,
 ): IdentityGuard {
-  const ex = instance.exports as unknown as GuardExports;
-  for (
-    const fn of [
-      "find_option",
-      "malloc",
-      "superuser_arg",
-      "errstart",
-      "errcode",
-      "errmsg",
-      "errfinish",
-    ] as const
-  ) {
-    if (typeof ex[fn] !== "function") throw new Error(`PGlite does not export ${fn}`);
+  const tools = new WasmTools(instance, memory);
+  installProgramGuard(tools);
+  return installIdentityGuard(tools);
+}
+
+/** What the guards need of the instance: its memory, strings, errors, the function table. */
+class WasmTools {
+  readonly ex: GuardExports;
+  readonly #memory: WebAssembly.Memory;
+  readonly #message: number;
+  readonly #file: number;
+
+  constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory) {
+    this.ex = instance.exports as unknown as GuardExports;
+    this.#memory = memory;
+    for (
+      const fn of [
+        "find_option",
+        "raw_parser",
+        "malloc",
+        "superuser_arg",
+        "errstart",
+        "errcode",
+        "errmsg",
+        "errfinish",
+      ] as const
+    ) {
+      if (typeof this.ex[fn] !== "function") throw new Error(`PGlite does not export ${fn}`);
+    }
+    if (!(this.ex.__indirect_function_table instanceof WebAssembly.Table)) {
+      throw new Error("PGlite does not export its function table");
+    }
+    if (!(this.ex.post_parse_analyze_hook instanceof WebAssembly.Global)) {
+      throw new Error("PGlite does not export post_parse_analyze_hook");
+    }
+    this.#message = this.ex.malloc(MESSAGE_BUFFER);
+    this.#file = this.cString("guard.ts");
   }
-  const table = ex.__indirect_function_table;
-  if (!(table instanceof WebAssembly.Table)) {
-    throw new Error("PGlite does not export its function table");
+
+  view(): DataView {
+    return new DataView(this.#memory.buffer);
   }
-  const u8 = () => new Uint8Array(memory.buffer);
-  const dv = () => new DataView(memory.buffer);
-  const cString = (s: string, size?: number): number => {
+
+  /** A NUL-terminated copy of `s` in the instance's memory (never freed: for what lives as long). */
+  cString(s: string): number {
     const bytes = new TextEncoder().encode(s);
-    const p = ex.malloc(size ?? bytes.length + 1);
-    u8().set(bytes, p);
-    u8()[p + bytes.length] = 0;
+    const p = this.ex.malloc(bytes.length + 1);
+    const mem = new Uint8Array(this.#memory.buffer);
+    mem.set(bytes, p);
+    mem[p + bytes.length] = 0;
     return p;
-  };
-  const readCString = (p: number): string => {
-    const mem = u8();
+  }
+
+  readCString(p: number): string {
+    const mem = new Uint8Array(this.#memory.buffer);
     let end = p;
     while (mem[end] !== 0) end++;
     return new TextDecoder().decode(mem.subarray(p, end));
-  };
+  }
 
-  const record = ex.find_option(cString("session_authorization"), 0, 1, 0);
+  /**
+   * ereport(ERROR) with `sqlstate` and `message`: errfinish longjmps out of
+   * the host function that calls this, as a check hook's own ereport would.
+   */
+  raise(sqlstate: string, message: string): void {
+    const text = new TextEncoder().encode(message.replaceAll("%", "%%"))
+      .subarray(0, MESSAGE_BUFFER - 1);
+    const mem = new Uint8Array(this.#memory.buffer);
+    mem.set(text, this.#message);
+    mem[this.#message + text.length] = 0;
+    if (this.ex.errstart(ERROR, 0)) {
+      this.ex.errcode(packSqlstate(sqlstate));
+      this.ex.errmsg(this.#message, 0);
+      this.ex.errfinish(this.#file, 0, 0);
+    }
+  }
+
+  /** Puts a host function in the function table; its index, for a hook pointer. */
+  addFunction(
+    fn: (...args: number[]) => number | void,
+    type: { params: number; result: boolean },
+  ): number {
+    const table = this.ex.__indirect_function_table;
+    const index = table.grow(1);
+    table.set(index, wasmFunction(fn, type));
+    return index;
+  }
+}
+
+function installIdentityGuard(tools: WasmTools): IdentityGuard {
+  const ex = tools.ex;
+  const record = ex.find_option(tools.cString("session_authorization"), 0, 1, 0);
   if (record === 0) throw new Error("PGlite has no session_authorization parameter");
-  const view = dv();
+  const view = tools.view();
   if (
-    readCString(view.getUint32(record + OFF_NAME, true)) !== "session_authorization" ||
-    view.getInt32(record + OFF_VARTYPE, true) !== PGC_STRING
+    tools.readCString(view.getUint32(record + GUC_NAME, true)) !== "session_authorization" ||
+    view.getInt32(record + GUC_VARTYPE, true) !== PGC_STRING
   ) {
     throw new Error("PGlite's session_authorization record has an unknown layout");
   }
-  const originalIndex = view.getUint32(record + OFF_CHECK_HOOK, true);
-  const original = table.get(originalIndex) as
-    | ((newval: number, extra: number, source: number) => number)
-    | null;
+  const original = ex.__indirect_function_table.get(
+    view.getUint32(record + GUC_STRING_CHECK_HOOK, true),
+  ) as ((newval: number, extra: number, source: number) => number) | null;
   if (typeof original !== "function") {
     throw new Error("PGlite's session_authorization check hook is not a function");
   }
 
-  const message = ex.malloc(MESSAGE_BUFFER);
-  const file = cString("guard.ts");
-  const func = cString("check_session_authorization");
   let runner: number | null = null;
-
   const check = (newval: number, extra: number, source: number): number => {
     const ok = original(newval, extra, source);
     if (!ok || runner === null || source === PGC_S_TEST) return ok;
-    const v = dv();
+    const v = tools.view();
     // role_auth_extra { Oid roleid; bool is_superuser; }, NULL for no value.
     const auth = v.getUint32(extra, true);
     if (auth === 0) return ok;
     const roleOid = v.getUint32(auth, true);
     if (roleOid === runner || ex.superuser_arg(runner) !== 0) return ok;
-    const name = readCString(v.getUint32(newval, true)).replaceAll("%", "%%");
-    const text = new TextEncoder().encode(
-      `permission denied to set session authorization "${name}"`,
-    ).subarray(0, MESSAGE_BUFFER - 1);
-    u8().set(text, message);
-    u8()[message + text.length] = 0;
-    // ereport(ERROR): errfinish longjmps out of this call, as the original
-    // check hook's own ereport would.
-    if (ex.errstart(ERROR, 0)) {
-      ex.errcode(sqlstate("42501"));
-      ex.errmsg(message, 0);
-      ex.errfinish(file, 0, func);
-    }
+    const name = tools.readCString(v.getUint32(newval, true));
+    tools.raise("42501", `permission denied to set session authorization "${name}"`);
     return 0;
   };
 
-  const index = table.grow(1);
-  table.set(index, wasmFunction(check));
-  const v = dv();
-  v.setUint32(record + OFF_CHECK_HOOK, index, true);
-  v.setInt32(record + OFF_FLAGS, v.getInt32(record + OFF_FLAGS, true) | GUC_NO_RESET, true);
+  const index = tools.addFunction(check, { params: 3, result: true });
+  view.setUint32(record + GUC_STRING_CHECK_HOOK, index, true);
+  view.setInt32(record + GUC_FLAGS, view.getInt32(record + GUC_FLAGS, true) | GUC_NO_RESET, true);
 
   return {
     runAs(roleOid) {
@@ -170,20 +227,75 @@ export function installIdentityGuard(
   };
 }
 
+function installProgramGuard(tools: WasmTools): void {
+  const ex = tools.ex;
+  // Learn CopyStmt's node tag from PostgreSQL's own parser, and check the
+  // offsets of is_program and filename against a COPY that has them.
+  const parsed = (sql: string): number => {
+    const v = tools.view();
+    const list = ex.raw_parser(tools.cString(sql), 0);
+    const raw = v.getUint32(v.getUint32(list + LIST_ELEMENTS, true), true);
+    return v.getUint32(raw + RAWSTMT_STMT, true);
+  };
+  const withProgram = parsed("COPY pgts_probe FROM PROGRAM 'pgts_probe'");
+  const withStdin = parsed("COPY pgts_probe FROM STDIN");
+  const v = tools.view();
+  const copyTag = v.getUint32(withProgram, true);
+  if (
+    v.getUint32(withStdin, true) !== copyTag ||
+    v.getUint8(withProgram + COPY_IS_PROGRAM) !== 1 ||
+    v.getUint8(withStdin + COPY_IS_PROGRAM) !== 0 ||
+    tools.readCString(v.getUint32(withProgram + COPY_FILENAME, true)) !== "pgts_probe"
+  ) {
+    throw new Error("PGlite's CopyStmt has an unknown layout");
+  }
+
+  const hookAddress = ex.post_parse_analyze_hook.value as number;
+  const previous = v.getUint32(hookAddress, true);
+  const chained = previous === 0
+    ? null
+    : ex.__indirect_function_table.get(previous) as (a: number, b: number, c: number) => void;
+  const hook = (pstate: number, query: number, jstate: number): void => {
+    const view = tools.view();
+    if (view.getInt32(query + QUERY_COMMAND_TYPE, true) === CMD_UTILITY) {
+      const stmt = view.getUint32(query + QUERY_UTILITY_STMT, true);
+      if (
+        stmt !== 0 && view.getUint32(stmt, true) === copyTag &&
+        view.getUint8(stmt + COPY_IS_PROGRAM) !== 0
+      ) {
+        tools.raise(
+          "0A000",
+          "COPY to or from an external program is not supported by the embedded engine",
+        );
+      }
+    }
+    chained?.(pstate, query, jstate);
+  };
+  const index = tools.addFunction(hook, { params: 3, result: false });
+  tools.view().setUint32(hookAddress, index, true);
+}
+
 /** PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each. */
-function sqlstate(code: string): number {
+function packSqlstate(code: string): number {
   let v = 0;
   for (let i = 0; i < 5; i++) v |= ((code.charCodeAt(i) - 48) & 0x3f) << (6 * i);
   return v;
 }
 
 /**
- * A host function as a WebAssembly function of type (i32, i32, i32) → i32,
- * the type of a string parameter's check hook, so that it can stand in the
- * function table: a module that imports it and exports it again.
+ * A host function as a WebAssembly function of type (i32 × params) → i32
+ * or nothing, so that it can stand in the function table: a module that
+ * imports it and exports it again.
  */
 // deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
-function wasmFunction(fn: (a: number, b: number, c: number) => number): Function {
+function wasmFunction(fn: Function, type: { params: number; result: boolean }): Function {
+  const I32 = 0x7f;
+  const sig = [
+    0x60,
+    type.params,
+    ...Array(type.params).fill(I32),
+    ...(type.result ? [1, I32] : [0]),
+  ];
   const bytes = new Uint8Array([
     0x00,
     0x61,
@@ -194,15 +306,9 @@ function wasmFunction(fn: (a: number, b: number, c: number) => number): Function
     0x00,
     0x00, // magic, version
     0x01,
-    0x08,
+    sig.length + 1,
     0x01,
-    0x60,
-    0x03,
-    0x7f,
-    0x7f,
-    0x7f,
-    0x01,
-    0x7f, // type: (i32 i32 i32) -> i32
+    ...sig, // type section: one function type
     0x02,
     0x07,
     0x01,

@@ -1,7 +1,8 @@
 /**
  * Opens the one PGlite instance of an engine, with the host-call hooks that
- * make a running statement cancellable and the identity guard (guard.ts)
- * that keeps each session to the role it logged in as.
+ * make a running statement cancellable and the engine guards (guard.ts)
+ * that keep each session to the role it logged in as and refuse what would
+ * stop the engine.
  *
  * PGlite runs Postgres synchronously on the calling thread, so nothing on
  * that thread can interrupt a statement. What can: Postgres calls out to the
@@ -28,7 +29,7 @@
 
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
-import { type IdentityGuard, installIdentityGuard } from "./guard.ts";
+import { type IdentityGuard, installEngineGuards } from "./guard.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
 export const CANCEL_SEQ = 0;
@@ -176,7 +177,7 @@ export async function openInstance(
   }
   let guard: IdentityGuard;
   try {
-    guard = installIdentityGuard(captured.wasm, memory);
+    guard = installEngineGuards(captured.wasm, memory);
   } catch (e) {
     await db.close();
     throw e;

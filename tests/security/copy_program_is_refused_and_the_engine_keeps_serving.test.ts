@@ -1,0 +1,52 @@
+/**
+ * COPY … PROGRAM on the embedded engine. PGlite cannot start a program, and
+ * a COPY FROM PROGRAM used to spin inside the engine for ever, so that no
+ * session was served again until a restart. It is refused before it runs
+ * (0A000), whatever spells it — a Query, a DO block's EXECUTE, a function —
+ * and every session goes on. Under the default server and --adapter inproc.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { pgClient, sharedServer, useSqlServers } from "../helpers/pgts-sql.ts";
+import type { Adapter } from "../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+const REFUSED = "COPY to or from an external program is not supported by the embedded engine";
+
+const SPELLINGS = [
+  "copy (select 1) to program 'cat > /dev/null'",
+  "copy pg_catalog.pg_class from program 'echo'",
+  "DO $$ begin execute 'copy pg_catalog.pg_class from ' || 'program ''echo'''; end $$",
+  "create function pg_temp.leak() returns void language plpgsql as" +
+  " $$ begin copy (select 1) to program 'true'; end $$; select pg_temp.leak()",
+];
+
+for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("COPY … PROGRAM fails with 0A000 by every spelling and the engine keeps serving", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      const b = await pgClient(s);
+      for (const sql of SPELLINGS) {
+        const err = await a.query(sql).then(
+          () => null,
+          (e) => e as { code?: string; message: string },
+        );
+        expect({ sql, code: err?.code, message: err?.message }).toEqual({
+          sql,
+          code: "0A000",
+          message: REFUSED,
+        });
+        expect((await b.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+      }
+      // COPY to and from the client is untouched.
+      expect((await a.query("copy (select 1) to stdout")).rowCount).toBe(1);
+      expect((await a.query("select 'still here' as v")).rows).toEqual([{ v: "still here" }]);
+      await a.end();
+      await b.end();
+    });
+  });
+}
