@@ -7,6 +7,11 @@
  * compiled). Deno rejects such imports without --unstable-raw-imports, which
  * is why only this file has them; deno.json turns the flag on so that
  * `deno check` still types this file (as Uint8Array).
+ *
+ * The cluster image (src/engines/pglite/image.ts) is embedded too, but not
+ * imported: scripts/build makes it (a gzipped tar, about 5 MB) and lists it
+ * as one more entry, so it exists only in the binary; Bun lists it in
+ * `Bun.embeddedFiles` and serves it under the binary's /$bunfs root.
  */
 
 import pgliteWasm from "../../node_modules/@electric-sql/pglite/dist/pglite.wasm" with {
@@ -18,8 +23,10 @@ import initdbWasm from "../../node_modules/@electric-sql/pglite/dist/initdb.wasm
 import fsBundle from "../../node_modules/@electric-sql/pglite/dist/pglite.data" with {
   type: "bytes",
 };
+import { dirname, join } from "node:path";
 import { isCompiledBinary } from "../adapters/bun/launcher.ts";
 import { registerPgliteAssets } from "../engines/pglite/assets.ts";
+import { registerClusterImage } from "../engines/pglite/image.ts";
 
 /**
  * Registers the embedded files for every later PGlite open in this realm.
@@ -29,6 +36,7 @@ import { registerPgliteAssets } from "../engines/pglite/assets.ts";
  * importing entry's) would not find it.
  */
 export function registerEmbeddedAssets(root: URL): void {
+  registerEmbeddedImage();
   registerPgliteAssets({
     pgliteWasm,
     initdbWasm,
@@ -37,4 +45,17 @@ export function registerEmbeddedAssets(root: URL): void {
       ? { executorWorker: new URL("engines/pglite/executor-worker.ts", root).href }
       : {}),
   });
+}
+
+/** The name scripts/build gives the image; Bun adds a hash before its last extension. */
+const IMAGE_NAME = /(^|\/)cluster-image[^/]*\.gz$/;
+
+/** Registers the binary's embedded cluster image, if it has one (none outside a binary). */
+function registerEmbeddedImage(): void {
+  const bun = (globalThis as { Bun?: { main?: string; embeddedFiles?: readonly Blob[] } }).Bun;
+  if (!isCompiledBinary() || bun?.main === undefined) return;
+  for (const file of bun.embeddedFiles ?? []) {
+    const name = (file as Blob & { name?: string }).name ?? "";
+    if (IMAGE_NAME.test(name)) registerClusterImage(join(dirname(bun.main), name));
+  }
 }

@@ -2,8 +2,9 @@
  * `pgts init`: initdb for pgts. Creates the data directory (mode 0700),
  * writes postgresql.conf with every parameter's default commented out,
  * pg_hba.conf and pg_ident.conf, and the PGTS_VERSION marker; then hands the
- * directory to the engine to create its cluster (the marked hook below). On
- * failure it removes what it created, as initdb does.
+ * directory to the engine to create its cluster, a copy of the cluster image
+ * (src/engines/pglite/image.ts) renamed to the superuser and given its
+ * password. On failure it removes what it created, as initdb does.
  */
 
 import {
@@ -18,7 +19,14 @@ import {
 import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { CLUSTER_FORMAT, ENGINE_DIR, VERSION_FILE } from "../core/datadir.ts";
-import { initCluster } from "../engines/pglite/mod.ts";
+import {
+  buildClusterImage,
+  cachedImagePath,
+  findClusterImage,
+  imagesEnabled,
+  type ImageSource,
+  initCluster,
+} from "../engines/pglite/mod.ts";
 import { PARAMETERS } from "../core/guc/tables.ts";
 import { formatValue, type ParamDef } from "../core/guc/values.ts";
 import { strerror } from "../adapters/shared/fs-errors.ts";
@@ -45,21 +53,50 @@ Options:
       --ssl              write a self-signed certificate (server.crt, server.key,
                          made by the openssl program) and set ssl = on
   -h, --help             show this help, then exit
+
+Environment:
+  PGTS_CACHE_DIR         where the cluster image is kept (default:
+                         $XDG_CACHE_HOME/pgts, else ~/.cache/pgts); the first
+                         init makes it, later ones copy it
+  PGTS_CLUSTER_IMAGE=off run PGlite's initdb (about 10 s) instead of copying
 `;
 
 /**
- * Creates the engine's cluster (PGlite's initdb) in ENGINE_DIR under the
- * data directory, with the bootstrap superuser (renamed to -U's name) and
- * its password (stored as a SCRAM secret). PGlite
- * keeps its own files (and its own postgresql.conf) there, apart from
- * pgts's.
+ * Creates the engine's cluster in ENGINE_DIR under the data directory, with
+ * the bootstrap superuser (renamed to -U's name) and its password (a SCRAM
+ * secret). PGlite keeps its own files (and its own postgresql.conf) there,
+ * apart from pgts's. The cluster is a copy of the cluster image; the first
+ * init on a machine (per PGlite version) makes that image, which takes as
+ * long as PGlite's initdb, and says so.
  */
 async function createEngineCluster(
   dataDir: string,
   options: { user: string; password?: string },
-): Promise<boolean> {
-  await initCluster(join(dataDir, ENGINE_DIR), options);
-  return true;
+  io: CliIO,
+): Promise<void> {
+  let image: ImageSource | null = findClusterImage();
+  const path = cachedImagePath();
+  if (image === null && imagesEnabled() && path !== null) {
+    io.out(`creating cluster image ${path} (once per PGlite version, about 10 s) ... `);
+    try {
+      image = await buildClusterImage();
+      io.out("ok\n");
+    } catch (e) {
+      // Not fatal: initdb in place still makes the cluster, only slower.
+      io.out("failed\n");
+      io.err(
+        `${PROGNAME}: warning: could not create cluster image "${path}": ` +
+          `${e instanceof Error ? e.message : String(e)}\n`,
+      );
+    }
+  }
+  io.out(
+    image === null
+      ? "running PGlite's initdb ... "
+      : `copying cluster image${typeof image === "string" ? ` ${image}` : ""} ... `,
+  );
+  await initCluster(join(dataDir, ENGINE_DIR), { ...options, image: image ?? false });
+  io.out("ok\n");
 }
 
 function confValue(def: ParamDef): string {
@@ -222,12 +259,10 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
       writeSelfSignedCertificate(dataDir);
       io.out("ok\n");
     }
-    io.out("creating engine cluster ... ");
-    const created = await createEngineCluster(dataDir, {
+    await createEngineCluster(dataDir, {
       user,
       ...(password === undefined ? {} : { password }),
-    });
-    io.out(created ? "ok\n" : "skipped\n");
+    }, io);
   } catch (e) {
     io.out("\n");
     io.err(`${PROGNAME}: error: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -2,14 +2,33 @@
  * What `pgts init` makes, seen by real clients: the superuser's password
  * from --pwfile (stored as a SCRAM secret, never as text), the roles
  * PostgreSQL's initdb makes and no others, -U naming the one superuser, a
- * wrong password logged once.
+ * wrong password logged once; and the cluster image it copies (made by the
+ * first init on a machine, reused by the next ones, and the start of a
+ * memory:// engine).
  */
 
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectError, psql, startSqlServer, useSqlServers } from "../helpers/pgts-sql.ts";
+import {
+  connectError,
+  PgtsServer,
+  psql,
+  startSqlServer,
+  useSqlServers,
+  waitFor,
+} from "../helpers/pgts-sql.ts";
+import { BUN, ROOT } from "../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 180_000 });
 
@@ -30,6 +49,22 @@ function filesUnder(dir: string): string[] {
     const path = join(dir, name);
     const st = statSync(path);
     return st.isDirectory() ? filesUnder(path) : st.isFile() ? [path] : [];
+  });
+}
+
+/** Runs `bun mod.ts args` with extra environment; collects its output. */
+function pgtsWithEnv(args: string[], env: Record<string, string>) {
+  return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const child = spawn(BUN, [join(ROOT, "mod.ts"), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d) => (out += d));
+    child.stderr!.on("data", (d) => (err += d));
+    child.on("exit", (code) => resolve({ code, out, err }));
   });
 }
 
@@ -124,4 +159,81 @@ test("init -U alice: alice is the bootstrap superuser and the only one; postgres
   const postgres = await psql(s, ["-c", "select 1"], { env: { PGPASSWORD: PASSWORD } });
   expect(postgres.err).toContain(failedFor("postgres"));
   expect(s.log).toContain(`DETAIL:  Role "postgres" does not exist.`);
+});
+
+// ---- the cluster image --------------------------------------------------------
+
+const cache = join(scratch, "cache");
+
+test("the first init makes the cluster image and says so; the next init copies it", async () => {
+  const env = { PGTS_CACHE_DIR: cache };
+  const first = await pgtsWithEnv(["init", "-D", join(scratch, "first")], env);
+  expect(first.code).toBe(0);
+  const made = /creating cluster image (\S+) \(once per PGlite version, about 10 s\) \.\.\. ok/
+    .exec(
+      first.out,
+    );
+  expect(made).not.toBeNull();
+  const image = made![1]!;
+  expect(image.startsWith(`${cache}/pglite-`)).toBe(true);
+  expect(existsSync(image)).toBe(true);
+  expect(first.out).toContain(`copying cluster image ${image} ... ok`);
+
+  // The next init copies it; the copy is a cluster that starts and serves psql, as -U's bob.
+  const server = new PgtsServer(mkdtempSync(join(scratch, "second-")), "bun", undefined);
+  try {
+    const second = await pgtsWithEnv(["init", "-D", server.dataDir, "-U", "bob"], env);
+    expect(second.code).toBe(0);
+    expect(second.out).not.toContain("creating cluster image");
+    expect(second.out).toContain(`copying cluster image ${image} ... ok`);
+    expect(readdirSync(cache)).toEqual([image.slice(cache.length + 1)]);
+    await server.start();
+    const r = await psql(server, ["-c", "select current_user"], { env: { PGUSER: "bob" } });
+    expect(r.err).toBe("");
+    expect(r.out.trim()).toBe("bob");
+  } finally {
+    await server.cleanup();
+  }
+});
+
+test("a memory:// engine starts from the cluster image and answers a query", async () => {
+  // The image the previous test made (or, run alone, made now by this first use).
+  const port = 0;
+  const child = spawn(
+    BUN,
+    [
+      "-e",
+      `
+      import { httpHandler } from ${JSON.stringify(join(ROOT, "mod.ts"))};
+      const h = httpHandler({ engine: { dataDir: "memory://", placement: "inline" },
+        hba: "host all all 0.0.0.0/0 trust\\n" });
+      const s = Bun.serve({ port: ${port}, hostname: "127.0.0.1", fetch: (r) => h.fetch(r) });
+      console.log("port", s.port);
+    `,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, PGTS_CACHE_DIR: cache },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  try {
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    const url = await waitFor("the HTTP server's port", () => {
+      const m = /port (\d+)/.exec(out);
+      return m ? `http://127.0.0.1:${m[1]}/sql` : undefined;
+    });
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "Neon-Connection-String": "postgres://postgres@127.0.0.1/postgres" },
+      body: JSON.stringify({ query: "select rolname from pg_roles where oid = 10", params: [] }),
+    });
+    const body = await res.text();
+    expect({ status: res.status, body }).toMatchObject({ status: 200 });
+    expect(JSON.parse(body).rows).toEqual([{ rolname: "postgres" }]);
+    expect(readdirSync(cache).length).toBe(1);
+  } finally {
+    child.kill("SIGKILL");
+  }
 });

@@ -7,24 +7,12 @@
  * client opened through it) is killed and its directory removed after each
  * test, whether the test passed or not.
  *
- * Fresh data directories are copies (`cp -a`) of a template made by
- * `pgts init` once per content hash of what init writes, cached under the
- * system tmp dir; a failed copy falls back to running init.
+ * Fresh data directories are made by `pgts init`, a copy of the cluster
+ * image (fast once the image exists; see freshDataDir).
  */
 
 import { afterAll, afterEach, setDefaultTimeout } from "bun:test";
-import { createHash } from "node:crypto";
-import {
-  appendFileSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  utimesSync,
-} from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -56,25 +44,7 @@ export interface RunResult {
   readonly err: string;
 }
 
-// ---- the template data directory -------------------------------------------
-
-function filesUnder(path: string): string[] {
-  if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path).sort().flatMap((name) => filesUnder(join(path, name)));
-}
-
-/** A hash of everything that decides what `pgts init` writes. */
-function templateKey(): string {
-  const h = createHash("sha256");
-  const inputs = ["src/engines", "src/cli/init.ts", "src/core/guc", "src/core/datadir.ts"];
-  for (const input of inputs) {
-    for (const file of filesUnder(join(ROOT, input))) {
-      h.update(file.slice(ROOT.length)).update("\0").update(readFileSync(file)).update("\0");
-    }
-  }
-  h.update(readFileSync(join(ROOT, "package.json")));
-  return h.digest("hex").slice(0, 16);
-}
+// ---- fresh data directories ---------------------------------------------------
 
 /** Runs `pgts args` under a runtime and collects its output. */
 export async function pgtsCli(args: string[], runtime: Runtime = "bun"): Promise<RunResult> {
@@ -88,65 +58,14 @@ export async function pgtsCli(args: string[], runtime: Runtime = "bun"): Promise
   return { code, out, err };
 }
 
-async function initDataDir(dir: string): Promise<void> {
+/**
+ * A fresh data directory at `dir`: `pgts init`, which copies the cluster
+ * image (src/engines/pglite/image.ts) in well under a second. The first
+ * init on a machine makes the image, as long as PGlite's initdb takes.
+ */
+async function freshDataDir(dir: string): Promise<void> {
   const r = await pgtsCli(["init", "-D", dir]);
   if (r.code !== 0) throw new Error(`pgts init -D ${dir} failed (${r.code}):\n${r.err}`);
-}
-
-let template: Promise<string> | null = null;
-
-/** The cached template directory, made on first use (atomically: init elsewhere, then rename). */
-function templateDir(): Promise<string> {
-  template ??= (async () => {
-    const dir = join(tmpdir(), `pgts-template-${templateKey()}`);
-    pruneTemplates(dir);
-    if (existsSync(join(dir, "PGTS_VERSION"))) {
-      utimesSync(dir, new Date(), new Date());
-      return dir;
-    }
-    const work = mkdtempSync(`${dir}.tmp-`);
-    try {
-      await initDataDir(join(work, "d"));
-      try {
-        renameSync(join(work, "d"), dir);
-      } catch {
-        // Another test run made it meanwhile.
-        if (!existsSync(join(dir, "PGTS_VERSION"))) throw new Error(`could not create ${dir}`);
-      }
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
-    return dir;
-  })();
-  return template;
-}
-
-/** Removes templates of other keys not used for a day (each is a whole cluster). */
-function pruneTemplates(keep: string): void {
-  const dayAgo = Date.now() - 86_400_000;
-  for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith("pgts-template-")) continue;
-    const path = join(tmpdir(), name);
-    if (path === keep) continue;
-    try {
-      if (statSync(path).mtimeMs < dayAgo) rmSync(path, { recursive: true, force: true });
-    } catch {
-      // another run removed it
-    }
-  }
-}
-
-/** A fresh data directory at `dir`: a copy of the template, or `pgts init` if copying fails. */
-async function freshDataDir(dir: string): Promise<void> {
-  try {
-    const src = await templateDir();
-    const cp = Bun.spawnSync(["cp", "-a", src, dir]);
-    if (cp.exitCode === 0) return;
-    rmSync(dir, { recursive: true, force: true });
-  } catch {
-    // fall back to init
-  }
-  await initDataDir(dir);
 }
 
 // ---- processes ---------------------------------------------------------------

@@ -1,7 +1,8 @@
 /**
  * Creating and opening a PGlite cluster: `initCluster` is pgts's initdb,
  * `openEngine` its postmaster-side start of the one engine over a data
- * directory (or "memory://").
+ * directory (or "memory://"). Both start from the cluster image (image.ts)
+ * when there is one: a copy instead of PGlite's 10-second initdb.
  *
  * Durability: PGlite runs Postgres with fsync off and pgts executes with
  * `syncToFs: false`. For the two filesystems pgts opens (Emscripten NODEFS
@@ -21,6 +22,14 @@ import { join } from "node:path";
 import { type EngineOptions, PgliteEngine } from "./engine.ts";
 import { type RawExecutor, startExecutor } from "./executor.ts";
 import { buildScramSecret } from "../../core/auth/scram.ts";
+import {
+  buildClusterImage,
+  cachedImagePath,
+  findClusterImage,
+  imagesEnabled,
+  type ImageSource,
+  unpackClusterImage,
+} from "./image.ts";
 import { concat, fe, firstError, quoteIdent, quoteLiteral } from "./wire.ts";
 
 export interface InitClusterOptions {
@@ -32,6 +41,12 @@ export interface InitClusterOptions {
   readonly user?: string;
   /** Password for `user`, stored as a SCRAM-SHA-256 secret; none by default. */
   readonly password?: string;
+  /**
+   * The cluster image to copy (image.ts); false runs PGlite's initdb in the
+   * directory instead. Default: the image findClusterImage() names, else
+   * initdb.
+   */
+  readonly image?: ImageSource | false;
 }
 
 export interface OpenEngineOptions extends EngineOptions {
@@ -88,7 +103,12 @@ export async function initCluster(
   if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
     throw new Error(`directory "${dataDir}" exists but is not empty`);
   }
+  const image = options.image ?? findClusterImage();
+  if (image !== false && image !== null) unpackClusterImage(image, dataDir);
   const sql = await bootstrapSql(options.user ?? "postgres", options.password);
+  // A copy of the image needs the engine only to change something; without
+  // an image, opening it runs PGlite's initdb.
+  if (sql.length === 0 && image !== false && image !== null) return;
   const ex = await startExecutor(dataDir, { placement: "inline" });
   try {
     for (const s of sql) {
@@ -102,6 +122,22 @@ export async function initCluster(
   }
 }
 
+/**
+ * The image a memory:// engine starts from, made now if this is its first
+ * use; null (PGlite's initdb, as before images) when images are off or the
+ * image cannot be made, e.g. in a read-only cache.
+ */
+async function memoryImage(): Promise<ImageSource | null> {
+  if (!imagesEnabled()) return null;
+  const found = findClusterImage();
+  if (found !== null || cachedImagePath() === null) return found;
+  try {
+    return await buildClusterImage();
+  } catch {
+    return null;
+  }
+}
+
 /** Opens the engine over an initialised data directory, or a fresh "memory://" cluster. */
 export async function openEngine(
   dataDir: string,
@@ -110,9 +146,11 @@ export async function openEngine(
   if (!isMemory(dataDir) && !existsSync(join(dataDir, "PG_VERSION"))) {
     throw new Error(`"${dataDir}" is not a database cluster directory (run initCluster first)`);
   }
+  const image = options.executor === undefined && isMemory(dataDir) ? await memoryImage() : null;
   const executor = options.executor ?? await startExecutor(dataDir, {
     ...(options.placement !== undefined ? { placement: options.placement } : {}),
     ...(options.settings !== undefined ? { settings: options.settings } : {}),
+    ...(image !== null ? { image } : {}),
   });
   const engine = new PgliteEngine(executor, options);
   try {

@@ -81,6 +81,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
           instance = await openInstance(m.dataDir, {
             cancelCell: new Int32Array(m.cell),
             settings: m.settings,
+            ...(m.image !== null ? { image: m.image } : {}),
           });
           post({ t: "ready" });
         } catch (e) {

@@ -18,6 +18,7 @@
  */
 
 import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
+import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 
 export interface RawExecutor {
@@ -49,6 +50,8 @@ export interface ExecOptions {
 export interface ExecutorOptions {
   readonly placement?: "worker" | "inline";
   readonly settings?: Readonly<Record<string, string>>;
+  /** A cluster image to load into the (empty) data directory first; see instance.ts. */
+  readonly image?: ImageSource;
 }
 
 export function startExecutor(
@@ -76,6 +79,7 @@ class InlineExecutor implements RawExecutor {
     const instance = await openInstance(dataDir, {
       cancelCell: cell,
       ...(options.settings !== undefined ? { settings: options.settings } : {}),
+      ...(options.image !== undefined ? { image: options.image } : {}),
     });
     return new InlineExecutor(instance, cell);
   }
@@ -121,6 +125,7 @@ export type WorkerRequest =
     dataDir: string;
     cell: SharedArrayBuffer;
     settings: Record<string, string>;
+    image: ImageSource | null;
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
   }
@@ -173,6 +178,7 @@ class WorkerExecutor implements RawExecutor {
         dataDir,
         cell: sab,
         settings: { ...(options.settings ?? {}) },
+        image: options.image ?? null,
         assets,
       };
       worker.postMessage(open);

@@ -29,6 +29,7 @@
 
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
+import { imageMemoryFs, type ImageSource } from "./image.ts";
 import { type IdentityGuard, installEngineGuards } from "./guard.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
@@ -40,6 +41,8 @@ export interface InstanceOptions {
   readonly cancelCell: Int32Array;
   /** `-c name=value` server settings, as in postgresql.conf. */
   readonly settings?: Readonly<Record<string, string>>;
+  /** A cluster image (image.ts) a memory:// data directory starts from, instead of PGlite's initdb. */
+  readonly image?: ImageSource;
 }
 
 export interface PGliteInstance {
@@ -168,6 +171,7 @@ export async function openInstance(
     // Embedded copies when a compiled binary registered them; otherwise
     // nothing, and PGlite finds its files under node_modules.
     ...(await pgliteAssetOptions()),
+    ...(options.image !== undefined ? { fs: imageMemoryFs(options.image) } : {}),
     // deno-lint-ignore no-explicit-any -- PGlite's Extension type wants its own module types
     extensions: { pgtsInterrupts: hooks as any },
   });

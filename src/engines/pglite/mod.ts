@@ -13,5 +13,13 @@ export {
   type OpenEngineOptions,
 } from "./cluster.ts";
 export { type EngineOptions, PgliteEngine } from "./engine.ts";
+export {
+  buildClusterImage,
+  cachedImagePath,
+  findClusterImage,
+  imagesEnabled,
+  type ImageSource,
+  registerClusterImage,
+} from "./image.ts";
 export type { RawExecutor } from "./executor.ts";
 export { PgliteSession } from "./session.ts";
