@@ -6,8 +6,9 @@
  * moves to a session with a different map, `switchSql` moves the backend
  * from one to the other: RESET what only the old one had, set_config the
  * rest (`switchSteps` gives the same statements one by one, for the engine
- * to recover with when the one-Query switch fails). The cost is paid only when two maps differ, and a map is re-read
- * (`snapshotSql`) only after input that may have changed it (naming.ts).
+ * to recover with when the one-Query switch fails). The cost is paid only
+ * when two maps differ, and a map is re-read (`snapshotSql`) only after
+ * input that may have changed it (naming.ts).
  *
  * role and session_authorization are always in the map: SET ROLE is session
  * state that pg_settings does not show. Custom (dotted) settings are listed
