@@ -23,6 +23,7 @@ describe("pgts dump and pgts restore: help and usage", () => {
         "--no-owner",
         "--no-privileges",
         "--disable-triggers",
+        "--rows-per-insert",
         "--dbname",
         "--host",
         "--port",
@@ -58,6 +59,8 @@ describe("pgts dump and pgts restore: help and usage", () => {
     expect(bogus.err).toContain("pgts dump: unrecognized option '--bogus'");
     const format = await pgts(["dump", "-F", "x"]);
     expect(format.err).toBe('pgts dump: error: invalid output format "x" specified (p or c)\n');
+    const rows = await pgts(["dump", "--rows-per-insert", "0"]);
+    expect(rows.err).toContain("--rows-per-insert must be in range 1..2147483647");
     const both = await pgts(["dump", "-s", "-a"]);
     expect(both.err).toContain("-s/--schema-only and -a/--data-only cannot be used together");
     const two = await pgts(["restore", "a.sql", "b.sql"]);
