@@ -35,7 +35,9 @@ Usage:
 Options:
   FILE, -f, --file=FILE    the script to run (standard input when omitted or "-")
   -1, --single-transaction run the whole script in one transaction: on an error
-                           nothing of it is kept
+                           nothing of it is kept (as with psql -1, a script's own
+                           BEGIN/COMMIT, which pg_dump writes around large
+                           objects, ends that transaction early)
   -v, --verbose            report the statements run and the time taken
   --help                   show this help, then exit
 
