@@ -74,7 +74,7 @@ export function checkSslConfig(config: SslConfig): SslLoadFailure | null {
   }
   if (!cert.checkPrivateKey(key)) return { part: "pair", reason: "key values mismatch" };
   if (config.ca !== null) {
-    const blocks = config.ca.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
+    const blocks = config.ca.match(CERT_BLOCK);
     if (blocks === null) return { part: "ca", reason: "no certificate or crl found" };
     for (const block of blocks) {
       try {
@@ -151,7 +151,11 @@ class Transport extends Duplex {
   }
 
   override _destroy(e: Error | null, done: (e?: Error | null) => void): void {
-    this.#raw.destroy();
+    // Ending, not destroying: what node:tls wrote last (the FATAL before a
+    // close, a close_notify) must still reach the client. Deno's TLSSocket
+    // destroys its transport as it ends. TlsConnection.destroy() drops the
+    // raw connection itself.
+    this.#raw.end();
     done(e);
   }
 }
@@ -161,15 +165,19 @@ class TlsConnection implements Connection {
   readonly remote: RemoteAddress;
   onClose: (() => void) | null = null;
   #socket: TLSSocket;
+  #raw: Connection;
   #onData: ((chunk: Uint8Array) => void) | null = null;
   #paused = true;
   /** Plaintext that arrived while nobody read (before `onData` and `resume()`). */
   #queued: Uint8Array[] = [];
   #closed = false;
+  /** Set by end(): resolves once the last records went to the raw connection and it was ended. */
+  #ended: Promise<void> | null = null;
 
-  constructor(socket: TLSSocket, remote: RemoteAddress) {
+  constructor(socket: TLSSocket, raw: Connection) {
     this.#socket = socket;
-    this.remote = remote;
+    this.#raw = raw;
+    this.remote = raw.remote;
     socket.on("data", (chunk: Uint8Array) => {
       if (this.#onData === null || this.#paused) {
         this.#queued.push(chunk);
@@ -221,6 +229,7 @@ class TlsConnection implements Connection {
   }
 
   drained(): Promise<void> {
+    if (this.#ended !== null) return this.#ended.then(() => this.#raw.drained());
     if (this.#closed || !this.#socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
@@ -234,13 +243,58 @@ class TlsConnection implements Connection {
   }
 
   end(): void {
-    this.#socket.end();
+    if (this.#ended !== null) return;
+    this.#ended = new Promise<void>((resolve) => {
+      const done = () => {
+        this.#raw.end(); // after what node:tls wrote last, then a FIN
+        resolve();
+      };
+      if (this.#closed) return done();
+      // "finish": every byte was handed to TLS; its records reach the raw
+      // connection on the next turns (not at all, under Deno, once the
+      // process has exited: hence drained() waits for this).
+      this.#socket.once("finish", () => setTimeout(done, 0));
+      this.#socket.once("close", done);
+      this.#socket.end();
+    });
   }
 
   destroy(): void {
     this.#socket.destroy();
+    this.#raw.destroy();
   }
 }
+
+const DENO = (globalThis as { Deno?: unknown }).Deno !== undefined;
+
+/**
+ * Deno's node:tls asks for the client certificate but does not verify it
+ * against the secure context's roots (`authorized` stays false). There the
+ * check is made here: the certificate is signed by one of ssl_ca_file's
+ * certificates and within its validity period. Bun's OpenSSL verifies the
+ * whole chain itself.
+ */
+function issuedByCa(raw: Uint8Array, caPem: string): boolean {
+  let peer: X509Certificate;
+  try {
+    peer = new X509Certificate(Buffer.from(raw));
+  } catch {
+    return false;
+  }
+  const now = Date.now();
+  if (now < Date.parse(peer.validFrom) || now > Date.parse(peer.validTo)) return false;
+  for (const block of caPem.match(CERT_BLOCK) ?? []) {
+    try {
+      const ca = new X509Certificate(block);
+      if (peer.checkIssued(ca) && peer.verify(ca.publicKey)) return true;
+    } catch {
+      // not a certificate this runtime reads: try the next
+    }
+  }
+  return false;
+}
+
+const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 
 function accept(
   raw: Connection,
@@ -271,10 +325,15 @@ function accept(
     socket.once("secure", () => {
       socket.off("error", onError);
       socket.off("close", onClose);
-      const cert = socket.getPeerCertificate() as { subject?: { CN?: string | string[] } } | null;
+      const cert = socket.getPeerCertificate() as
+        | { subject?: { CN?: string | string[] }; raw?: Uint8Array }
+        | null;
       let peer: SslSession["peer"] = null;
       if (cert !== null && cert.subject !== undefined) {
-        if (!socket.authorized) {
+        const verified = socket.authorized ||
+          (DENO && config.ca !== null && cert.raw !== undefined &&
+            issuedByCa(cert.raw, config.ca));
+        if (!verified) {
           // OpenSSL would have failed the handshake here (SSL_VERIFY_PEER).
           fail("certificate verify failed");
           return;
@@ -284,7 +343,7 @@ function accept(
       }
       const alpn = socket.alpnProtocol;
       resolve({
-        connection: new TlsConnection(socket, raw.remote),
+        connection: new TlsConnection(socket, raw),
         protocol: socket.getProtocol() ?? "",
         cipher: socket.getCipher()?.name ?? "",
         alpn: typeof alpn === "string" ? alpn : null,

@@ -158,9 +158,19 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // A client that disconnects mid-transaction has it rolled back at once.
   await s?.close().catch(() => {});
   await options.engine.close().catch(() => {});
+  // Over SSL the last messages (a FATAL) are encrypted after write() returns:
+  // they must reach the socket before the backend ends and its process or
+  // task drops the connection. Bounded, as a client may not be reading.
+  if (input.connection !== conn) await drainedWithin(input.connection, 1000);
   // Nothing of this backend uses the tree any more: the next backend's.
   mcxt.recycle();
   return code;
+}
+
+async function drainedWithin(c: Connection, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([c.drained(), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 /** BackendKeyData (13 bytes) and ReadyForQuery (6). */

@@ -1,7 +1,7 @@
 /**
- * SSL with real clients, under the default adapter (Bun subprocess
- * backends: the TLS session lives in the backend process the socket was
- * handed to) and under --adapter inproc. One server per adapter, ssl = on
+ * SSL with real clients, under Bun's default adapter (subprocess backends:
+ * the TLS session lives in the backend process the socket was handed to),
+ * under --adapter inproc, and under Deno's default adapter. One server per adapter, ssl = on
  * with a certificate signed by a test CA (CN localhost, SAN localhost and
  * 127.0.0.1), the CA as ssl_ca_file, and a pg_hba.conf with hostssl,
  * hostnossl and cert lines:
@@ -103,13 +103,19 @@ function directSsl(
   });
 }
 
-for (const adapter of [undefined, "inproc"] as const) {
-  describe(`adapter ${adapter ?? "bun (default)"}`, () => {
+const VARIANTS = [
+  { name: "Bun, default adapter (subprocess backends)", options: {} },
+  { name: "Bun, --adapter inproc", options: { adapter: "inproc" } },
+  { name: "Deno, default adapter (subprocess backends)", options: { runtime: "deno" } },
+] as const;
+
+for (const variant of VARIANTS) {
+  describe(variant.name, () => {
     let started: Promise<PgtsServer> | null = null;
     const server = () =>
       started ??= (async () => {
         const s = await startSqlServer({
-          ...(adapter !== undefined ? { adapter } : {}),
+          ...variant.options,
           conf: sslConf(),
           hba: HBA,
         });
