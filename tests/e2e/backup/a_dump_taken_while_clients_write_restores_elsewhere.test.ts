@@ -220,6 +220,12 @@ describe("pgts dump and pgts restore", () => {
       await answers(askPgts(source), QUERIES),
     );
 
+    // pgts dump reaches any server through -h/-p: PostgreSQL 15 too (pg_dump 18 dumps older servers).
+    const of15 = await pgtsCli(["dump", "-h", pg15.socketDir, "-p", String(pg15.port), "-s"]);
+    expect(of15.err).toBe("");
+    expect(of15.out).toContain("-- Dumped from database version 15.");
+    expect(of15.out).toContain("CREATE TRIGGER everything_audit");
+
     // And back: PostgreSQL 15's own pg_dump (COPY data, \restrict) restores into a new pgts cluster.
     const back = join(dumpDir(), "from15.sql");
     const dump15 = await run([
@@ -346,6 +352,13 @@ describe("pgts dump and pgts restore", () => {
     expect(head.subarray(0, 5).toString()).toBe("PGDMP");
     // Format version 1.16 (PostgreSQL 18's archiver), custom format (1).
     expect([...head.subarray(5, 8)]).toEqual([1, 16, 0]);
+    // The table of contents is plain text (the data blocks are compressed).
+    expect(head.includes("CREATE TABLE public.everything")).toBe(true);
+    expect(head.includes("CREATE TRIGGER everything_audit")).toBe(true);
+    // To a pipe (no seeking back to fill in data offsets), as pg_dump writes one.
+    const piped = await pgtsCli(["dump", "-D", source.dataDir, "-F", "c"]);
+    expect(piped.code).toBe(0);
+    expect(piped.out.startsWith("PGDMP")).toBe(true);
     const r = await pgtsCli(["restore", "-D", source.dataDir, file]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("is a custom-format archive");
