@@ -269,8 +269,8 @@ scope.onmessage = async (event) => {
   const start = event.data;
   // The module takes argv[0] (pg_dump's progname, its messages' prefix and
   // fallback_application_name) from process.argv[1]: this Worker's file
-  // otherwise. A path without a slash also spares find_my_exec's "invalid
-  // binary" complaint about a file the WASM file system does not have.
+  // otherwise. (find_my_exec still finds no such binary in the WASM file
+  // system and says so; dump.ts drops that line.)
   process.argv[1] = "pg_dump";
   output.seekable = start.seekable;
   const pg = bridge(new Int32Array(start.control), new Uint8Array(start.data));
