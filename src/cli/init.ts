@@ -148,6 +148,25 @@ export function pgHbaConf(method: AuthMethod): string {
   ].join("\n");
 }
 
+/**
+ * The name of the user running init, as initdb prints it. Bun's
+ * os.userInfo() says "unknown" on some systems where getpwuid works (a
+ * root shell without $USER), so the password file is asked then.
+ */
+function osUserName(): string {
+  const info = userInfo();
+  if (info.username !== "unknown") return info.username;
+  try {
+    for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
+      const [name, , uid] = line.split(":");
+      if (name !== undefined && uid === String(info.uid)) return name;
+    }
+  } catch {
+    // no password file: keep what os.userInfo() said
+  }
+  return info.username;
+}
+
 function fail(io: CliIO, message: string, hint?: string): never {
   io.err(`${PROGNAME}: error: ${message}\n`);
   if (hint !== undefined) io.err(`${PROGNAME}: hint: ${hint}\n`);
@@ -201,7 +220,7 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
   if (["scram-sha-256", "md5", "password"].includes(method) && password === undefined) {
     fail(io, "must specify a password for the superuser to enable password authentication");
   }
-  const osUser = io.env.USER ?? io.env.LOGNAME ?? userInfo().username;
+  const osUser = io.env.USER || io.env.LOGNAME || osUserName();
   // Not the OS user, as initdb's default is: PGlite's bootstrap superuser is
   // "postgres", and a second superuser named after the OS user (under Bun
   // without $USER, "unknown") was a role nobody asked for.
