@@ -72,9 +72,10 @@ export class ScriptReader {
           ? null
           : { kind: "sql", text: text.trim(), line: startLine };
       }
-      const between = quote === null && dollar === null && comment === 0 &&
-        (text.trim() === "" || onlyComments(text));
-      if (between && line.startsWith("\\")) {
+      // Only a backslash line costs a look at the statement so far.
+      const between = line.startsWith("\\") && quote === null && dollar === null &&
+        comment === 0 && (text.trim() === "" || onlyComments(text));
+      if (between) {
         const m = /^\\(\S*)\s*(.*)$/.exec(line);
         return { kind: "meta", command: m?.[1] ?? "", args: (m?.[2] ?? "").trim(), line: lineNo };
       }
