@@ -265,6 +265,13 @@ class TlsConnection implements Connection {
   }
 }
 
+/** The key length a cipher suite's name says (OpenSSL's SSL_CIPHER_get_bits for the common suites). */
+function cipherBits(name: string): number {
+  if (/CHACHA20|AES[_-]?256/i.test(name)) return 256;
+  if (/AES[_-]?128/i.test(name)) return 128;
+  return 0;
+}
+
 const DENO = (globalThis as { Deno?: unknown }).Deno !== undefined;
 
 /**
@@ -342,10 +349,12 @@ function accept(
         peer = { cn: (Array.isArray(cn) ? cn[0] : cn) ?? null, valid: true };
       }
       const alpn = socket.alpnProtocol;
+      const cipher = socket.getCipher()?.name ?? "";
       resolve({
         connection: new TlsConnection(socket, raw),
         protocol: socket.getProtocol() ?? "",
-        cipher: socket.getCipher()?.name ?? "",
+        cipher,
+        bits: cipherBits(cipher),
         alpn: typeof alpn === "string" ? alpn : null,
         peer,
         serverEndPoint: config.serverEndPoint === null

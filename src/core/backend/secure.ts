@@ -43,6 +43,8 @@ export interface SslSession {
   /** "TLSv1.3" and the like. */
   readonly protocol: string;
   readonly cipher: string;
+  /** The cipher's secret key length in bits (256 for AES-256), for log_connections. */
+  readonly bits: number;
   /** The ALPN protocol agreed on ("postgresql"), or null when the client offered none. */
   readonly alpn: string | null;
   /**

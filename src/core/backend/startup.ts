@@ -346,7 +346,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
   }
   const authenticationOk = step.send;
   try {
-    const started = await startSession(env, ctx, packet, role.superuser);
+    const started = await startSession(env, ctx, packet, { superuser: role.superuser, ssl });
     return { ...started, authenticationOk };
   } catch (e) {
     conn.write(authenticationOk);
@@ -394,8 +394,9 @@ async function startSession(
   env: ChildEnv,
   ctx: StartupContext,
   packet: StartupMessage,
-  superuser: boolean,
+  who: { superuser: boolean; ssl: SslSession | null },
 ): Promise<Omit<StartedSession, "authenticationOk">> {
+  const { superuser, ssl } = who;
   const { user, database } = packet;
   const reserved = ctx.settings.superuserReservedConnections;
   if (!superuser && reserved > 0 && (await ctx.link.freeBackendSlots()) < reserved) {
@@ -425,7 +426,10 @@ async function startSession(
   };
   env.post(keyMessage);
   if (ctx.settings.logConnections === true) {
-    ereport("LOG", `connection authorized: user=${user} database=${database}`, LOG);
+    const tls = ssl === null
+      ? ""
+      : ` SSL enabled (protocol=${ssl.protocol}, cipher=${ssl.cipher}, bits=${ssl.bits})`;
+    ereport("LOG", `connection authorized: user=${user} database=${database}${tls}`, LOG);
   }
   return { session, parameterStatus, secretKey };
 }

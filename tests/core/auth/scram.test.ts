@@ -5,7 +5,14 @@ import {
   ScramExchange,
   scramVerifyPlainPassword,
 } from "../../../src/core/auth/mod.ts";
-import { base64Decode, saslprep } from "../../../src/core/auth/scram.ts";
+import {
+  base64Decode,
+  base64Encode,
+  hmacSha256,
+  saslprep,
+  scramKeys,
+  scramSaltedPassword,
+} from "../../../src/core/auth/scram.ts";
 import { PgError } from "../../../src/core/elog.ts";
 
 const enc = new TextEncoder();
@@ -131,5 +138,78 @@ describe("SCRAM-SHA-256", () => {
     expect(saslprep("I\u00adX")).toBe("IX");
     expect(saslprep("\u2168")).toBe("IX");
     expect(saslprep("a\u00a0b")).toBe("a b");
+  });
+});
+
+describe("SCRAM-SHA-256-PLUS (tls-server-end-point)", () => {
+  const serverHash = new Uint8Array(32).fill(7);
+  const clientNonce = "rOprNGfwEbeRWgbNEkqO";
+
+  /** A client's exchange bound to `hash` (what the client computed from the server's certificate). */
+  async function bound(hash: Uint8Array) {
+    const ex = new ScramExchange(await rfcSecret(), {
+      user: "user",
+      serverNonce: RFC.serverNonce,
+      channelBinding: serverHash,
+      plus: true,
+    });
+    const bare = `n=user,r=${clientNonce}`;
+    const serverFirst = dec.decode(
+      await ex.clientFirst(enc.encode(`p=tls-server-end-point,,${bare}`)),
+    );
+    const header = enc.encode("p=tls-server-end-point,,");
+    const cbind = new Uint8Array(header.length + hash.length);
+    cbind.set(header);
+    cbind.set(hash, header.length);
+    const withoutProof = `c=${base64Encode(cbind)},r=${clientNonce}${RFC.serverNonce}`;
+    const salted = await scramSaltedPassword("pencil", base64Decode(RFC.salt)!, 4096);
+    const { clientKey, storedKey } = await scramKeys(salted);
+    const signature = await hmacSha256(storedKey, `${bare},${serverFirst},${withoutProof}`);
+    const proof = clientKey.map((b, i) => b ^ signature[i]!);
+    return ex.clientFinal(enc.encode(`${withoutProof},p=${base64Encode(proof)}`));
+  }
+
+  test("an exchange bound to the server certificate's hash verifies", async () => {
+    expect((await bound(serverHash)).ok).toBe(true);
+  });
+
+  test("a different hash (someone in the middle) fails: SCRAM channel binding check failed, 28000", async () => {
+    expect(await failure(bound(new Uint8Array(32).fill(8)))).toEqual({
+      code: "28000",
+      message: "SCRAM channel binding check failed",
+      detail: undefined,
+    });
+  });
+
+  test("negotiation errors have PostgreSQL's messages", async () => {
+    const secret = await rfcSecret();
+    const first = async (text: string, plus: boolean) =>
+      await failure(
+        new ScramExchange(secret, { user: "u", channelBinding: serverHash, plus })
+          .clientFirst(enc.encode(text)),
+      );
+    expect(await first("y,,n=,r=a", false)).toEqual({
+      code: "08P01",
+      message: "SCRAM channel binding negotiation error",
+      detail:
+        "The client supports SCRAM channel binding but thinks the server does not.  However, this server does support channel binding.",
+    });
+    expect(await first("n,,n=,r=a", true)).toMatchObject({
+      message: "malformed SCRAM message",
+      detail:
+        "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.",
+    });
+    expect(await first("p=tls-unique,,n=,r=a", true)).toMatchObject({
+      code: "08P01",
+      message: 'unsupported SCRAM channel-binding type "tls-unique"',
+    });
+    // Over SSL a client may still choose plain SCRAM-SHA-256 with "n".
+    const plain = new ScramExchange(secret, {
+      user: "user",
+      serverNonce: RFC.serverNonce,
+      channelBinding: serverHash,
+    });
+    await plain.clientFirst(enc.encode(RFC.clientFirst));
+    expect((await plain.clientFinal(enc.encode(RFC.clientFinal))).ok).toBe(true);
   });
 });

@@ -47,6 +47,7 @@ const HBA = [
 function sslConf(): string {
   return [
     "ssl = on",
+    "log_connections = on",
     `ssl_cert_file = '${certs.path("server.crt")}'`,
     `ssl_key_file = '${certs.path("server.key")}'`,
     `ssl_ca_file = '${certs.path("ca.crt")}'`,
@@ -140,6 +141,9 @@ for (const variant of VARIANTS) {
       ]);
       expect(full.err).toBe("");
       expect(full.out).toMatch(/SSL connection \(protocol: TLSv1\.[23], cipher: /);
+      await s.waitForLog(
+        /connection authorized: user=postgres database=postgres SSL enabled \(protocol=TLSv1\.3, cipher=[A-Z0-9_-]+, bits=(128|256)\)/,
+      );
 
       // A CA that did not sign the server's certificate: libpq refuses the server.
       const wrong = await psql(s, [
