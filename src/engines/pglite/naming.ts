@@ -18,6 +18,7 @@
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import { identName, mightMatter, scanStatements, settingName, type Statement } from "./sqlscan.ts";
+import { unsupportedClientEncoding } from "./settings.ts";
 import { concat, cstring, type Frame, quoteIdent, readCString } from "./wire.ts";
 
 export type ListenOp = readonly ["listen" | "unlisten", string];
@@ -110,6 +111,18 @@ function inspect(
       const i = w1 === "session" || w1 === "local" ? 2 : 1;
       const name = settingName(t, i);
       if (name !== null && name[0].includes(".")) acc.customSettings.push(name[0]);
+      if (w0 === "set" && name !== null) {
+        // SET client_encoding TO x, SET client_encoding = x, SET NAMES x
+        let v = name[0] === "names" ? t[name[1]] : undefined;
+        if (name[0] === "client_encoding") {
+          const at = t[name[1]]?.text === "to" || t[name[1]]?.text === "=" ? name[1] + 1 : -1;
+          v = at < 0 ? undefined : t[at];
+        }
+        const refused = v === undefined || v.kind === "punct"
+          ? null
+          : unsupportedClientEncoding(v.text);
+        if (refused !== null) acc.reject ??= refused;
+      }
       return null;
     }
     case "discard":

@@ -17,6 +17,7 @@
  * Never touches the engine itself: it only writes SQL for the caller to run.
  */
 
+import { ERRCODE, PgError } from "../../core/elog.ts";
 import { quoteIdent, quoteLiteral } from "./wire.ts";
 
 export type SettingsMap = ReadonlyMap<string, string>;
@@ -208,12 +209,39 @@ export function startupSettings(
   if (opts !== undefined) {
     for (const [k, v] of parseOptions(opts)) put(k.toLowerCase().replaceAll("-", "_"), v);
   }
+  const encoding = m.get("client_encoding");
+  const refused = encoding === undefined ? null : unsupportedClientEncoding(encoding);
+  if (refused !== null) {
+    throw new PgError(refused.code, refused.message, { ...refused.fields, severity: "FATAL" });
+  }
   // The session starts as the role that logged in, whatever a default or
   // the packet says: the switch runs as pgts, which the identity guard
   // (guard.ts) does not check, so a "session_authorization" here would let
   // any role start as another.
   m.set("session_authorization", options.user);
   return m;
+}
+
+/**
+ * The error for a client_encoding the engine cannot serve, or null. PGlite
+ * converts no encodings: a real conversion (LATIN1 text, say) corrupts its
+ * one backend and stalls every session (electric-sql/pglite#1076). UTF8
+ * and SQL_ASCII (bytes as they are) need none. PostgreSQL's own answer when
+ * a conversion does not exist is this error.
+ */
+export function unsupportedClientEncoding(value: string): PgError | null {
+  const name = value.toLowerCase().replace(/[^a-z0-9]/g, "");
+  if (name === "utf8" || name === "unicode" || name === "sqlascii" || name === "default") {
+    return null;
+  }
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `invalid value for parameter "client_encoding": "${value}"`,
+    {
+      detail: `Conversion between ${value.toUpperCase()} and UTF8 is not supported.`,
+      hint: "PGlite converts no encodings: use client_encoding UTF8.",
+    },
+  );
 }
 
 /** The `-c name=value` pairs of a startup `options` string (backslash escapes spaces). */

@@ -190,6 +190,24 @@ function shapesOn(adapter: "inproc" | undefined): void {
     await other.end();
   });
 
+  test("a client_encoding PGlite would have to convert is refused, not allowed to stall the engine", async () => {
+    const s = server();
+    const b = await pgClient(s);
+    // psql in a LATIN1 terminal: refused at connection, as no conversion exists.
+    const r = await psql(s, ["-c", "SELECT 'Besançon'"], { env: { PGCLIENTENCODING: "LATIN1" } });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('FATAL:  invalid value for parameter "client_encoding": "LATIN1"');
+    const a = await pgClient(s);
+    const e = await a.query("SET client_encoding = 'LATIN1'").catch((x) => x);
+    expect([e.code, e.message, e.detail]).toEqual([
+      "0A000",
+      'invalid value for parameter "client_encoding": "LATIN1"',
+      "Conversion between LATIN1 and UTF8 is not supported.",
+    ]);
+    expect((await a.query("SELECT 'Besançon' AS city")).rows).toEqual([{ city: "Besançon" }]);
+    expect((await b.query("SELECT 'Zürich' AS city")).rows).toEqual([{ city: "Zürich" }]);
+  });
+
   test("a setting that can no longer be restored concerns only its own session", async () => {
     const s = server();
     const a = await pgClient(s);

@@ -2,7 +2,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { planInput } from "../../../src/engines/pglite/naming.ts";
-import { parseOptions, switchSql } from "../../../src/engines/pglite/settings.ts";
+import { parseOptions, startupSettings, switchSql } from "../../../src/engines/pglite/settings.ts";
 import { scanStatements } from "../../../src/engines/pglite/sqlscan.ts";
 import { splitFrames } from "../../../src/engines/pglite/wire.ts";
 import { FE } from "../../helpers/engine-wire.ts";
@@ -39,6 +39,38 @@ describe("what a session's input changes", () => {
       'PREPARE "pgts7:transaction" AS SELECT 1',
     );
     expect(plan(FE.query("DISCARD ALL; SELECT 1")).reject?.code).toBe("0A000");
+  });
+
+  test("a client_encoding that needs a conversion is refused before it reaches the engine", () => {
+    for (
+      const sql of [
+        "SET client_encoding TO 'LATIN1'",
+        "set names latin1",
+        "SET client_encoding = win1252",
+      ]
+    ) {
+      expect(plan(FE.query(sql)).reject?.code).toBe("0A000");
+    }
+    expect(plan(FE.query("SET client_encoding = 'LATIN1'")).reject?.message).toBe(
+      'invalid value for parameter "client_encoding": "LATIN1"',
+    );
+    for (
+      const sql of [
+        "SET client_encoding TO 'UTF8'",
+        "SET NAMES 'sql_ascii'",
+        "SET client_encoding TO DEFAULT",
+        "SET client_encoding = 'unicode'",
+      ]
+    ) {
+      expect(plan(FE.query(sql)).reject).toBeNull();
+    }
+    expect(() => startupSettings(new Map(), { user: "u", params: { client_encoding: "LATIN1" } }))
+      .toThrow('invalid value for parameter "client_encoding": "LATIN1"');
+    expect(
+      startupSettings(new Map(), { user: "u", params: { client_encoding: "UTF8" } }).get(
+        "client_encoding",
+      ),
+    ).toBe("UTF8");
   });
 
   test("LISTEN/UNLISTEN, role DDL, temp tables and COPY FROM STDIN are noticed", () => {
