@@ -142,10 +142,11 @@ export const backendMain: ChildMain = (env) => {
 const sslServers = new WeakMap<SslConfig, SslServer>();
 
 /**
- * The backend's SSL server. node:tls is imported only when a client asks
- * for SSL: a backend that never sees an SSLRequest does not pay for it.
+ * The SSL server of a configuration, for a backend (and for the
+ * postmaster's dead-ends). node:tls is imported only when a client asks for
+ * SSL: a backend that never sees an SSLRequest does not pay for it.
  */
-function sslServerOf(config: SslConfig): SslServer {
+export function sslServerOf(config: SslConfig): SslServer {
   let server = sslServers.get(config);
   if (server === undefined) {
     let opened: SslServer | null = null;

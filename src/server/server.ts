@@ -228,6 +228,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
         }
       },
       setStatus: (status) => lock.update({ status }),
+      sslServer: () => params.ssl === null ? null : childMains.sslServerOf(params.ssl),
       onChildMessage,
     },
   });

@@ -15,6 +15,7 @@ import { ERRCODE } from "../elog.ts";
 import type { Connection } from "./launch.ts";
 import { type PMState, Shutdown, type ShutdownLevel } from "./pmstate.ts";
 import { encodeErrorResponse, MessageReader } from "./pqcomm.ts";
+import { PG_ALPN_PROTOCOL, type SslServer, TLS_HANDSHAKE_BYTE } from "../backend/secure.ts";
 
 /** PostgreSQL's `CAC_state`: whether, and why not, a connection is accepted. */
 export type CACState =
@@ -61,42 +62,80 @@ export function rejectionFor(cac: Exclude<CACState, "CAC_OK">): Rejection {
 /**
  * Serves one rejected client to the end. Resolves when the connection is
  * closed; never rejects (a misbehaving client is just dropped). `abort` cuts
- * it short, as SIGTERM/SIGQUIT would a dead-end child.
+ * it short, as SIGTERM/SIGQUIT would a dead-end child. With `ssl`, an
+ * SSLRequest (or PostgreSQL 17's direct SSL) is served as a backend serves
+ * it, and the FATAL goes out encrypted: a client that requires SSL reads the
+ * FATAL rather than "server does not support SSL".
  */
-export async function serveDeadEnd(
+export function serveDeadEnd(
   conn: Connection,
   rejection: Rejection,
-  options: { timeoutMs: number; abort?: AbortSignal },
+  options: { timeoutMs: number; abort?: AbortSignal; ssl?: SslServer | null },
 ): Promise<void> {
-  const closed = new Promise<void>((resolve) => {
-    const reader = new MessageReader(conn);
-    const prev = conn.onClose;
-    conn.onClose = () => {
-      prev?.();
+  return new Promise<void>((resolve) => {
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
       resolve();
     };
+    // authentication_timeout bounds the whole exchange, the handshake included.
+    const timer = setTimeout(() => conn.destroy(), Math.max(1, options.timeoutMs));
+    /** The connection's close, which the current reader or TLS session owns. */
+    const watchClose = () => {
+      const prev = conn.onClose;
+      conn.onClose = () => {
+        prev?.();
+        finish();
+      };
+    };
+    let reader = new MessageReader(conn);
+    watchClose();
     if (options.abort?.aborted) {
       conn.destroy();
       return;
     }
     options.abort?.addEventListener("abort", () => conn.destroy(), { once: true });
+    const ssl = options.ssl ?? null;
     void (async () => {
+      let client: Connection = conn;
+      const secure = async (early: Uint8Array) => {
+        const session = await ssl!.accept(conn, early);
+        // The TLS session ends when the raw connection does.
+        watchClose();
+        client = session.connection;
+        reader = new MessageReader(client);
+        return session;
+      };
       try {
-        const packet = await reader.readStartupPacket({ timeoutMs: options.timeoutMs });
+        if (ssl !== null && (await reader.firstByte()) === TLS_HANDSHAKE_BYTE) {
+          const session = await secure(reader.detach());
+          if (session.alpn !== PG_ALPN_PROTOCOL) throw new Error("direct SSL without ALPN");
+        }
+        let packet = await reader.readStartupPacket({ ssl: ssl !== null && client === conn });
+        if (packet.type === "ssl") {
+          conn.write(Uint8Array.of(0x53)); // 'S'
+          const early = reader.detach();
+          if (early.length > 0) throw new Error("unencrypted data after SSL request");
+          await secure(early);
+          packet = await reader.readStartupPacket();
+        }
         // A cancel request, a bad packet or a timeout gets no answer: the
         // client either expects none or is not speaking the protocol.
         if (packet.type === "startup") {
-          conn.write(encodeErrorResponse({ severity: "FATAL", ...rejection }));
-          conn.end();
+          client.write(encodeErrorResponse({ severity: "FATAL", ...rejection }));
+          client.end();
         } else {
+          client.destroy();
           conn.destroy();
         }
       } catch {
+        client.destroy();
         conn.destroy();
       }
     })();
   });
-  await closed;
 }
 
 /** The facts canAcceptConnections looks at. */

@@ -15,6 +15,7 @@ import { TRIVIAL_STARTUP_ENTRY } from "./auxmains.ts";
 import { backendTypeDesc, SIGNAL_NUMBERS } from "./backendtype.ts";
 import type { BackgroundWorkerSpec } from "./bgworker.ts";
 import { type CACState, type Rejection, rejectionFor, serveDeadEnd } from "./deadend.ts";
+import type { SslServer } from "../backend/secure.ts";
 import type {
   AcceptedConnection,
   ChildEntry,
@@ -73,6 +74,7 @@ export class PostmasterChildren {
   #enqueue: (ev: PMEvent) => void;
   #deadEnds = new Map<number, AbortController>();
   #quitSent = new Set<number>();
+  #sslServer: () => SslServer | null;
   /** Sent to each child just before SIGQUIT (PostgreSQL's SetQuitSignalReason). */
   quitReason: QuitSignalReason | null = null;
 
@@ -83,8 +85,10 @@ export class PostmasterChildren {
       entries: PostmasterEntries;
       childParams: unknown;
       enqueue: (ev: PMEvent) => void;
+      sslServer?: () => SslServer | null;
     },
   ) {
+    this.#sslServer = options.sslServer ?? (() => null);
     this.registry = registry;
     this.#launcher = options.launcher;
     this.#entries = options.entries;
@@ -246,7 +250,8 @@ export class PostmasterChildren {
     const child = this.registry.allocDeadEnd(conn);
     const abort = new AbortController();
     this.#deadEnds.set(child.id, abort);
-    void serveDeadEnd(conn, rejection, { timeoutMs, abort: abort.signal }).finally(() => {
+    const ssl = conn.remote.family === "tcp" ? this.#sslServer() : null;
+    void serveDeadEnd(conn, rejection, { timeoutMs, abort: abort.signal, ssl }).finally(() => {
       this.#enqueue({ type: "dead-end-done", id: child.id });
     });
   }

@@ -65,6 +65,7 @@ import {
   type StartupStatus,
 } from "./pmstate.ts";
 import { PostmasterSettings, type SettingsSource } from "./settings.ts";
+import type { SslServer } from "../backend/secure.ts";
 
 /** The lock file's status line (postmaster.pid line 8). */
 export type PMStatus = "starting" | "ready" | "stopping";
@@ -78,6 +79,12 @@ export interface PostmasterHooks {
   setStatus?(status: PMStatus): void;
   /** Messages from children that are not the postmaster's own. */
   onChildMessage?(child: ChildInfo, message: unknown): void;
+  /**
+   * SSL as loaded now (null: ssl is off), for the clients the postmaster
+   * turns away itself: a dead-end negotiates SSL as a backend would, so that
+   * an sslmode=require client reads the FATAL.
+   */
+  sslServer?(): SslServer | null;
 }
 
 export interface PostmasterOptions {
@@ -306,6 +313,7 @@ export class Postmaster extends EventTarget {
       entries: this.#entries,
       childParams: this.#childParams,
       enqueue: (ev: PMEvent) => this.#enqueue(ev),
+      sslServer: () => this.#hooks.sslServer?.() ?? null,
     });
     this.#hooks.setStatus?.("starting");
     await this.#openListeners();

@@ -2,7 +2,8 @@
  * The least of the frontend/backend protocol the postmaster needs on its own
  * (PostgreSQL's pqcomm.c and the start of backend_startup.c): split a
  * connection's bytes into the startup packet and typed messages, answer
- * SSLRequest/GSSENCRequest with 'N', and encode ErrorResponse and
+ * GSSENCRequest (and SSLRequest, unless the caller runs SSL) with 'N', and
+ * encode ErrorResponse and
  * NoticeResponse. The full protocol lives in src/core/protocol; this module
  * stays small so the postmaster can reject a client (a dead-end backend) and
  * a backend can say goodbye on SIGTERM/SIGQUIT without depending on it.
@@ -28,6 +29,8 @@ export type StartupPacket =
     readonly params: Readonly<Record<string, string>>;
   }
   | { readonly type: "cancel"; readonly pid: number; readonly key: Uint8Array }
+  /** An SSLRequest, when the caller asked for it (`ssl: true`); it answers it. */
+  | { readonly type: "ssl" }
   | { readonly type: "invalid"; readonly reason: string }
   | { readonly type: "closed" }
   | { readonly type: "timeout" };
@@ -97,12 +100,39 @@ export class MessageReader {
     return out;
   }
 
+  /** The first byte without taking it (direct SSL's check); null at close or timeout. */
+  async firstByte(options: { timeoutMs?: number } = {}): Promise<number | null> {
+    const timeout = options.timeoutMs === undefined
+      ? undefined
+      : AbortSignal.timeout(Math.max(1, options.timeoutMs));
+    const head = await this.#take(1, timeout);
+    if (head === null) return null;
+    const next = new Uint8Array(1 + this.#buf.length);
+    next.set(head);
+    next.set(this.#buf, 1);
+    this.#buf = next;
+    return head[0] ?? null;
+  }
+
+  /** Stops reading the connection and hands over the bytes read and not taken (to a TLS session). */
+  detach(): Uint8Array {
+    this.#conn.onData = null;
+    this.#conn.onClose = null;
+    const rest = this.#buf;
+    this.#buf = new Uint8Array(0);
+    return rest;
+  }
+
   /**
-   * Reads the startup packet, refusing SSL and GSS encryption with 'N' as
-   * often as the client asks (PostgreSQL's ProcessStartupPacket). A timeout
-   * (authentication_timeout) yields `{type: "timeout"}`; the caller closes.
+   * Reads the startup packet, refusing GSS encryption with 'N' as often as
+   * the client asks, and SSL too unless `ssl` is set: an SSLRequest is then
+   * returned for the caller to answer (PostgreSQL's ProcessStartupPacket). A
+   * timeout (authentication_timeout) yields `{type: "timeout"}`; the caller
+   * closes.
    */
-  async readStartupPacket(options: { timeoutMs?: number } = {}): Promise<StartupPacket> {
+  async readStartupPacket(
+    options: { timeoutMs?: number; ssl?: boolean } = {},
+  ): Promise<StartupPacket> {
     const timeout = options.timeoutMs === undefined
       ? undefined
       : AbortSignal.timeout(Math.max(1, options.timeoutMs));
@@ -120,6 +150,7 @@ export class MessageReader {
       }
       const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
       const code = view.getInt32(0);
+      if (code === NEGOTIATE_SSL_CODE && options.ssl === true) return { type: "ssl" };
       if (code === NEGOTIATE_SSL_CODE || code === NEGOTIATE_GSS_CODE) {
         this.#conn.write(Uint8Array.of(0x4e)); // 'N': not supported, go on in plain text
         continue;

@@ -5,12 +5,15 @@
  * PostgreSQL's message (file names relative to the data directory); on
  * reload, new files take effect for new connections, a broken one is
  * logged and the previous configuration stays, and ssl = off turns SSL off.
+ * A client the postmaster turns away itself (too many clients) negotiates
+ * SSL first, so a client that requires SSL reads the FATAL.
  */
 
 import { afterAll, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
+import pg from "pg";
 import {
   type PgtsServer,
   psql,
@@ -106,3 +109,39 @@ test("reload: a broken certificate keeps the previous configuration; ssl = off a
   const plain = await psql(s, [tcp(s, "sslmode=require"), "-c", "select 1"]);
   expect(plain.err).toContain("server does not support SSL, but SSL was required");
 });
+
+for (const adapter of [undefined, "inproc"] as const) {
+  test(`too many clients (${adapter ?? "default"} adapter): a client that requires SSL reads the FATAL over SSL`, async () => {
+    const s = await startSqlServer({
+      ...(adapter !== undefined ? { adapter } : {}),
+      conf: [
+        "ssl = on",
+        `ssl_cert_file = '${certs.path("server.crt")}'`,
+        `ssl_key_file = '${certs.path("server.key")}'`,
+        "max_connections = 1",
+        "superuser_reserved_connections = 0",
+      ].join("\n"),
+    });
+    const holder = new pg.Client({
+      host: "127.0.0.1",
+      port: s.port,
+      user: "postgres",
+      database: "postgres",
+      ssl: { rejectUnauthorized: false },
+    });
+    await holder.connect();
+    try {
+      const refused = await psql(s, [tcp(s, "sslmode=require"), "-c", "select 1"]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.err).toContain("FATAL:  sorry, too many clients already");
+      const full = await psql(s, [
+        tcp(s, `sslmode=verify-full sslrootcert=${certs.path("ca.crt")}`),
+        "-c",
+        "select 1",
+      ]);
+      expect(full.err).toContain("FATAL:  sorry, too many clients already");
+    } finally {
+      await holder.end();
+    }
+  });
+}
