@@ -29,6 +29,8 @@ export interface Statement {
   readonly callsSetConfig: boolean;
   /** Literal first arguments of set_config(...) calls. */
   readonly setConfigNames: string[];
+  /** Literal values of set_config(...) calls whose name is a literal too, by name. */
+  readonly setConfigValues: Array<[string, string]>;
 }
 
 const MAX_TOKENS = 8;
@@ -57,17 +59,27 @@ export function scanStatements(sql: string): Statement[] {
   let depth = 0;
   let callsSetConfig = false;
   let setConfigNames: string[] = [];
-  let afterSetConfig = 0; // 1: saw set_config, 2: saw "("
+  let setConfigValues: Array<[string, string]> = [];
+  // 1: saw set_config, 2: saw "(", 3: saw the name literal, 4: saw ","
+  let afterSetConfig = 0;
   const n = sql.length;
   let i = 0;
   const finish = (end: number) => {
     if (stmtStart >= 0) {
-      out.push({ start: stmtStart, end, tokens, callsSetConfig, setConfigNames });
+      out.push({
+        start: stmtStart,
+        end,
+        tokens,
+        callsSetConfig,
+        setConfigNames,
+        setConfigValues,
+      });
     }
     tokens = [];
     stmtStart = -1;
     callsSetConfig = false;
     setConfigNames = [];
+    setConfigValues = [];
     afterSetConfig = 0;
   };
   const push = (t: Token) => {
@@ -77,8 +89,14 @@ export function scanStatements(sql: string): Statement[] {
       callsSetConfig = true;
       afterSetConfig = 1;
     } else if (afterSetConfig === 1 && t.text === "(") afterSetConfig = 2;
+    else if (afterSetConfig === 2 && t.kind === "string") {
+      setConfigNames.push(t.text.toLowerCase());
+      afterSetConfig = 3;
+    } else if (afterSetConfig === 3 && t.text === ",") afterSetConfig = 4;
     else {
-      if (afterSetConfig === 2 && t.kind === "string") setConfigNames.push(t.text.toLowerCase());
+      if (afterSetConfig === 4 && t.kind === "string") {
+        setConfigValues.push([setConfigNames[setConfigNames.length - 1]!, t.text]);
+      }
       afterSetConfig = 0;
     }
   };

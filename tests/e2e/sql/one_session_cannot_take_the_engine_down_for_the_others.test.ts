@@ -204,6 +204,10 @@ function shapesOn(adapter: "inproc" | undefined): void {
       'invalid value for parameter "client_encoding": "LATIN1"',
       "Conversion between LATIN1 and UTF8 is not supported.",
     ]);
+    const e2 = await a.query("SELECT set_config('client_encoding', 'WIN1252', false)").catch((
+      x,
+    ) => x);
+    expect(e2.code).toBe("0A000");
     expect((await a.query("SELECT 'Besançon' AS city")).rows).toEqual([{ city: "Besançon" }]);
     expect((await b.query("SELECT 'Zürich' AS city")).rows).toEqual([{ city: "Zürich" }]);
   });

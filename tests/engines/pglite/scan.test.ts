@@ -51,6 +51,9 @@ describe("what a session's input changes", () => {
     ) {
       expect(plan(FE.query(sql)).reject?.code).toBe("0A000");
     }
+    expect(plan(FE.query("SELECT set_config('client_encoding', 'LATIN1', false)")).reject?.code)
+      .toBe("0A000");
+    expect(plan(FE.query("SELECT set_config('client_encoding', 'UTF8', false)")).reject).toBeNull();
     expect(plan(FE.query("SET client_encoding = 'LATIN1'")).reject?.message).toBe(
       'invalid value for parameter "client_encoding": "LATIN1"',
     );
