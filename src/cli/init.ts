@@ -50,8 +50,9 @@ Options:
   -A, --auth=METHOD      authentication method for local and host connections in
                          pg_hba.conf: ${AUTH_METHODS.join(", ")} (default: trust)
       --pwfile=FILE      read the password for the new superuser from FILE
-      --ssl              write a self-signed certificate (server.crt, server.key,
-                         made by the openssl program) and set ssl = on
+      --ssl              write a self-signed certificate (server.crt, server.key;
+                         by the openssl program, or by pgts when it is missing)
+                         and set ssl = on
   -h, --help             show this help, then exit
 
 Environment:
@@ -274,9 +275,9 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
     writeFileSync(`${dataDir}/${VERSION_FILE}`, `${CLUSTER_FORMAT}\n`, { mode: 0o600 });
     io.out("ok\n");
     if (v.ssl) {
-      io.out("creating self-signed certificate (openssl) ... ");
-      writeSelfSignedCertificate(dataDir);
-      io.out("ok\n");
+      io.out("creating self-signed certificate ... ");
+      const made = await writeSelfSignedCertificate(dataDir);
+      io.out(`ok (${made.tool})\n`);
     }
     await createEngineCluster(dataDir, {
       user,
