@@ -16,6 +16,7 @@
  */
 
 import { ERRCODE, isPgError, PgError, type Severity } from "../elog.ts";
+import { answersExpected, endsWithReadyForQuery } from "../protocol/pipeline.ts";
 import type { Connection } from "../postmaster/launch.ts";
 import type {
   Engine,
@@ -207,8 +208,14 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
               return;
             }
             batch = [];
+            // Each answer of a pipelined input goes out at its ReadyForQuery
+            // (pipeline.ts); a single answer is sent in one write at the end.
+            const pipelined = answersExpected(payload) > 1;
             try {
-              await s.exec(payload, (bytes) => send(F_OUTPUT, bytes));
+              await s.exec(payload, (bytes) => {
+                send(F_OUTPUT, bytes);
+                if (pipelined && endsWithReadyForQuery(bytes)) flushBatch();
+              });
               send(F_DONE, encoder.encode(s.transactionStatus));
             } catch (e) {
               send(F_FAILED, encoder.encode(JSON.stringify(serializeError(e))));

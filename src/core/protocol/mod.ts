@@ -36,3 +36,4 @@ export * from "./startup.ts";
 export * from "./frontend.ts";
 export * from "./backend.ts";
 export * from "./backend-reader.ts";
+export { answersExpected, endsWithReadyForQuery } from "./pipeline.ts";

@@ -9,6 +9,7 @@
  * the exec that raised it (reported in `done`), never the worker's loop.
  */
 
+import { answersExpected, endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { registerPgliteAssets } from "./assets.ts";
 import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
@@ -53,13 +54,18 @@ async function run(
     size = 0;
     return out;
   };
+  // A pipelined input (several Syncs or Queries) sends each answer as soon
+  // as its ReadyForQuery is out, as PostgreSQL does: the client may act on
+  // it (a cancel of the next query, say) while the rest still runs. A
+  // single answer goes back with `done`, in one message.
+  const pipelined = answersExpected(bytes) > 1;
   let error: string | null = null;
   try {
     if (instance === null) throw new Error("engine is not open");
     await instance.exec(seq, bytes, (chunk) => {
       parts.push(chunk);
       size += chunk.length;
-      if (size >= CHUNK) {
+      if (size >= CHUNK || (pipelined && endsWithReadyForQuery(chunk))) {
         const b = take()!;
         post({ t: "data", seq, bytes: b }, b);
       }

@@ -103,6 +103,12 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
   #cancelPending = false;
+  /** Where the input in hand is: before its exec (waiting, switching), in it, or after it. */
+  #phase: "before" | "running" | "after" = "after";
+  /** Inputs the client sent that have not started yet. */
+  #queued = 0;
+  /** A cancel for the next input, which arrived after the previous one's exec. */
+  #cancelNext = false;
   /** A client's cancel reached the input in flight (not statement_timeout). */
   #canceledByClient = false;
   /** The last input ended at a ReadyForQuery (no batch or COPY open). */
@@ -165,18 +171,33 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void> {
-    const run = this.#chain.then(() => this.#exec(frontend, out));
+    this.#queued++;
+    const run = this.#chain.then(() => {
+      this.#queued--;
+      return this.#exec(frontend, out);
+    });
     this.#chain = run.catch(() => {});
     return run;
   }
 
+  /**
+   * A CancelRequest acts on what PostgreSQL's backend would be running when
+   * it arrives: the input being waited for or run, or, once that input's
+   * exec is over, the next input the client already sent (a pipelined
+   * query starts at once in PostgreSQL). Never on pgts's own SQL around an
+   * exec, and, with nothing sent after the statement it meant, on nothing.
+   */
   cancel(): void {
     if (this.#state === "waiting") {
       this.#engine.scheduler.cancelWait(this, queryCanceled());
-    } else if (this.#state === "active") {
-      this.#cancelPending = true;
+    } else if (this.#state === "active" && this.#phase === "running") {
       this.#canceledByClient = true;
       this.#engine.executor.interrupt();
+    } else if (this.#state === "active" && this.#phase === "before") {
+      this.#canceledByClient = true;
+      this.#cancelPending = true;
+    } else if (this.#queued > 0) {
+      this.#cancelNext = true;
     }
   }
 
@@ -216,6 +237,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
     if (this.#terminated !== null) throw this.#terminated;
+    this.#phase = "before";
+    this.#cancelPending = this.#cancelNext;
+    this.#canceledByClient = this.#cancelNext;
+    this.#cancelNext = false;
     let frames = splitFrames(input);
     if (frames === null) {
       throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
@@ -496,7 +521,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     // fire between other sessions' statements); the executor cancels the
     // exec once it has run this long, and its 57014 says why.
     const timeoutMs = await this.#statementTimeoutMs();
-    this.#canceledByClient = false;
+    this.#canceledByClient = this.#cancelPending;
     const filter = new OutputFilter({
       prefix: this.prefix,
       out,
@@ -509,12 +534,16 @@ export class PgliteSession implements EngineSession, Holder, Listener {
         runAs: this.userOid,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
       });
+      this.#phase = "running";
       if (this.#cancelPending) engine.executor.interrupt();
       await running;
     } catch (e) {
       this.#cancelPending = false;
+      this.#phase = "after";
       await this.#engineFailure(e, frames, out, filter.zCount);
       return;
+    } finally {
+      this.#phase = "after";
     }
     this.#cancelPending = false;
     if (filter.lastStatus !== null) this.#status = filter.lastStatus;

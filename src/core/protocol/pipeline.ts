@@ -1,0 +1,32 @@
+/**
+ * Pipelined input: a client may send several queries before reading any
+ * answer, and PostgreSQL answers each as soon as it is done. A relay that
+ * gathers an input's answer to send it in one piece (fewer messages, fewer
+ * wake-ups) must still send each ReadyForQuery of a pipelined input as it
+ * comes, or the client cannot act on an answer (cancel the next query, say)
+ * until the whole input has run. These two tests are what it needs; both
+ * are cheap enough to run on every input and every chunk.
+ */
+
+import { BE, FE } from "./constants.ts";
+
+/** How many ReadyForQuery messages answer an input: its Query and Sync messages. */
+export function answersExpected(input: Uint8Array): number {
+  let n = 0;
+  let at = 0;
+  while (at + 5 <= input.length) {
+    const type = input[at]!;
+    if (type === FE.Query || type === FE.Sync) n++;
+    const len = ((input[at + 1]! << 24) | (input[at + 2]! << 16) | (input[at + 3]! << 8) |
+      input[at + 4]!) >>> 0;
+    at += 1 + len;
+  }
+  return n;
+}
+
+/** Whether a chunk of backend bytes ends with a whole ReadyForQuery ('Z', length 5, status). */
+export function endsWithReadyForQuery(chunk: Uint8Array): boolean {
+  const at = chunk.length - 6;
+  return at >= 0 && chunk[at] === BE.ReadyForQuery && chunk[at + 1] === 0 &&
+    chunk[at + 2] === 0 && chunk[at + 3] === 0 && chunk[at + 4] === 5;
+}
