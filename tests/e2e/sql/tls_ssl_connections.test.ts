@@ -1,7 +1,8 @@
 /**
  * SSL with real clients, under Bun's default adapter (subprocess backends:
  * the TLS session lives in the backend process the socket was handed to),
- * under --adapter inproc, and under Deno's default adapter. One server per adapter, ssl = on
+ * under --adapter inproc and --adapter worker, and under Deno's default
+ * adapter. One server per adapter, ssl = on
  * with a certificate signed by a test CA (CN localhost, SAN localhost and
  * 127.0.0.1), the CA as ssl_ca_file, and a pg_hba.conf with hostssl,
  * hostnossl and cert lines:
@@ -107,6 +108,7 @@ function directSsl(
 const VARIANTS = [
   { name: "Bun, default adapter (subprocess backends)", options: {} },
   { name: "Bun, --adapter inproc", options: { adapter: "inproc" } },
+  { name: "Bun, --adapter worker", options: { adapter: "worker" } },
   { name: "Deno, default adapter (subprocess backends)", options: { runtime: "deno" } },
 ] as const;
 
