@@ -40,7 +40,7 @@ import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";
 import * as auxMains from "../core/postmaster/auxmains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
-import { loadSslConfig, reloadSslConfig } from "./ssl.ts";
+import { loadSslConfig, reloadSslConfig, warnHostsslWithoutSsl } from "./ssl.ts";
 
 export type AdapterName = "bun" | "worker" | "inproc";
 
@@ -138,7 +138,8 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   const adapterName = options.adapter ?? "bun";
   const hbaFile = join(dataDir.path, "pg_hba.conf");
   const hbaText = readFileSync(hbaFile, "utf8");
-  parseHba(hbaText, { fileName: hbaFile }); // refuse to start on a broken file
+  // Refuse to start on a broken file.
+  warnHostsslWithoutSsl(parseHba(hbaText, { fileName: hbaFile }), guc);
   // As PostgreSQL, refuse to start when ssl is on and its files do not load.
   const ssl = await loadSslConfig(guc, dataDir.path, { isServerStart: true });
 
@@ -218,7 +219,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
         params.ssl = await reloadSslConfig(guc, dataDir.path, params.ssl);
         try {
           const text = readFileSync(hbaFile, "utf8");
-          parseHba(text, { fileName: hbaFile });
+          warnHostsslWithoutSsl(parseHba(text, { fileName: hbaFile }), guc);
           params.hba = text;
         } catch (e) {
           ereport("LOG", `${hbaFile} was not reloaded`, {

@@ -21,6 +21,7 @@ import {
 } from "../core/backend/secure.ts";
 import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
+import type { HbaLine } from "../core/auth/hba.ts";
 import { errorCode, strerror } from "../adapters/shared/fs-errors.ts";
 
 const LOG = { category: "postmaster" } as const;
@@ -119,6 +120,23 @@ export async function loadSslConfig(
     throw fail(start, ERRCODE.CONFIG_FILE_ERROR, message);
   }
   return config;
+}
+
+/**
+ * parse_hba_line's warning: with ssl off a hostssl line can never match.
+ * Logged, and the line kept, as PostgreSQL does.
+ */
+export function warnHostsslWithoutSsl(lines: readonly HbaLine[], guc: Guc): void {
+  if (guc.getBool("ssl")) return;
+  for (const line of lines) {
+    if (line.connType !== "hostssl") continue;
+    ereport("LOG", "hostssl record cannot match because SSL is disabled", {
+      ...LOG,
+      code: ERRCODE.CONFIG_FILE_ERROR,
+      hint: 'Set "ssl = on" in postgresql.conf.',
+      context: `line ${line.lineNumber} of configuration file "${line.fileName}"`,
+    });
+  }
 }
 
 /**

@@ -47,7 +47,12 @@ function tcp(s: PgtsServer, extra: string): string {
 }
 
 test("ssl off (the default): SSLRequest gets 'N', plain connections work, sslmode=require is refused", async () => {
-  const s = await startSqlServer();
+  const s = await startSqlServer({
+    hba:
+      "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\n",
+  });
+  // As PostgreSQL, a hostssl line with ssl off is kept, with a warning.
+  expect(s.log).toContain("LOG:  hostssl record cannot match because SSL is disabled");
   expect(await sslAnswer(s)).toBe("N");
   const prefer = await psql(s, [tcp(s, "sslmode=prefer"), "-c", "\\conninfo"]);
   expect(prefer.err).toBe("");
@@ -102,6 +107,17 @@ test("reload: a broken certificate keeps the previous configuration; ssl = off a
   const still = await psql(s, [verified, "-c", "select 'still'"]);
   expect(still.err).toBe("");
   expect(still.out.trim()).toBe("still");
+
+  // The certificate back, and TLS 1.3 at least: a client capped at TLS 1.2 is refused.
+  copyFileSync(certs.path("server.crt"), cert);
+  s.appendConf("ssl_min_protocol_version = 'TLSv1.3'");
+  expect((await s.reload()).code).toBe(0);
+  const capped = tcp(s, "sslmode=require ssl_max_protocol_version=TLSv1.2");
+  await waitFor("ssl_min_protocol_version to take effect", async () => {
+    const r = await psql(s, [capped, "-c", "select 1"]);
+    return r.code !== 0 && /protocol version|unsupported protocol/i.test(r.err);
+  });
+  expect((await psql(s, [verified, "-c", "select 'tls13'"])).out.trim()).toBe("tls13");
 
   s.appendConf("ssl = off");
   expect((await s.reload()).code).toBe(0);
