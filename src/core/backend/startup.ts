@@ -167,10 +167,11 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     }
   }
   // ProcessStartupPacket's ssl_done and gss_done: each request is answered
-  // once; GSSENCRequest only until SSL is in use. Anything more falls through
-  // to the version check, as in PostgreSQL.
-  let sslDone = ssl !== null;
-  let gssDone = ssl !== null;
+  // once (inside direct SSL too, with 'N'), GSSENCRequest only until an
+  // SSLRequest got 'S'. Anything more falls through to the version check,
+  // as in PostgreSQL.
+  let sslDone = false;
+  let gssDone = false;
   let packet: StartupMessage | null = null;
   while (packet === null) {
     const body = await input.startupPacket();
@@ -180,7 +181,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
       case "ssl":
         if (sslDone) throw unsupportedProtocol(NEGOTIATE_SSL_CODE);
         sslDone = true;
-        if (sslServer === null) {
+        if (sslServer === null || ssl !== null) {
           input.connection.write(N);
           continue;
         }

@@ -112,6 +112,26 @@ const VARIANTS = [
   { name: "Deno, default adapter (subprocess backends)", options: { runtime: "deno" } },
 ] as const;
 
+/** SSLRequest, 'S', a handshake, then a second SSLRequest inside TLS: the ErrorResponse's fields. */
+function sslTwice(s: PgtsServer): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const raw = netConnect({ host: "127.0.0.1", port: s.port }, () => raw.write(SSL_REQUEST));
+    raw.once("data", (answer: Buffer) => {
+      if (answer[0] !== 0x53) return reject(new Error(`SSLRequest answered ${answer[0]}`));
+      const tls = tlsConnect({ socket: raw, ca: certs.read("ca.crt"), servername: "localhost" });
+      let data = Buffer.alloc(0);
+      tls.on("secureConnect", () => tls.write(SSL_REQUEST));
+      tls.on("data", (d: Buffer) => (data = Buffer.concat([data, d])));
+      tls.on("error", () => {});
+      tls.on("close", () => {
+        if (data[0] !== 0x45) return reject(new Error(`expected an ErrorResponse, got ${data[0]}`));
+        resolve(errorFields(data.subarray(5)));
+      });
+    });
+    raw.on("error", reject);
+  });
+}
+
 for (const variant of VARIANTS) {
   describe(variant.name, () => {
     let started: Promise<PgtsServer> | null = null;
@@ -292,6 +312,12 @@ for (const variant of VARIANTS) {
       await s.waitForLog(
         /received direct SSL connection request without ALPN protocol negotiation extension/,
       );
+
+      // A second SSLRequest inside the TLS session falls through to the
+      // version check, as in PostgreSQL.
+      const second = await sslTwice(s);
+      expect(second.C).toBe("0A000");
+      expect(second.M).toBe("unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
 
       // Bytes sent after the SSLRequest, before the handshake, are refused.
       const injected = await rawExchange(
