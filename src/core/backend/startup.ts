@@ -1,8 +1,11 @@
 /**
  * A backend's first steps (PostgreSQL's backend_startup.c and the part of
  * InitPostgres that checks who is connecting): read the startup packet,
- * refuse SSL and GSS encryption with 'N', pass a CancelRequest to the
- * postmaster, find the pg_hba.conf line, authenticate the role, apply the
+ * run SSL when the server has it (an SSLRequest answered 'S', or
+ * PostgreSQL 17's direct SSL; the handshake is secure.ts's SslServer's),
+ * refuse GSS encryption with 'N', pass a CancelRequest to the postmaster,
+ * find the pg_hba.conf line (hostssl/hostnossl), check the client
+ * certificate (clientcert, cert), authenticate the role, apply the
  * reserved-slot rule, and open the engine session.
  *
  * `authentication_timeout` bounds all of it: a client that sends nothing,
