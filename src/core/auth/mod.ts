@@ -1,8 +1,10 @@
 /**
  * @module
  * Client authentication for pgts: pg_hba.conf parsing and matching, the
- * password exchange state machine (trust, password, md5, scram-sha-256), and
- * the SCRAM-SHA-256 and MD5 primitives with PostgreSQL's secret formats.
+ * password exchange state machine (trust, password, md5, scram-sha-256, and
+ * SCRAM-SHA-256-PLUS over SSL), and the SCRAM-SHA-256 and MD5 primitives
+ * with PostgreSQL's secret formats. (The cert method is the backend's: it
+ * reads the client certificate of the SSL session.)
  * Web-standard APIs only (crypto.subtle); no sockets, no files, no catalog.
  *
  * ```ts
