@@ -112,6 +112,20 @@ const VARIANTS = [
   { name: "Deno, default adapter (subprocess backends)", options: { runtime: "deno" } },
 ] as const;
 
+/** SSLRequest, then (after the answer) `bytes` in plain text; whether the server closed. */
+function rawSslThen(s: PgtsServer, bytes: Uint8Array): Promise<{ closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock = netConnect({ host: "127.0.0.1", port: s.port }, () => sock.write(SSL_REQUEST));
+    sock.once("data", () => sock.write(bytes));
+    sock.on("error", () => {});
+    sock.on("close", () => resolve({ closed: true }));
+    setTimeout(() => {
+      sock.destroy();
+      resolve({ closed: false });
+    }, 10_000);
+  });
+}
+
 /** SSLRequest, 'S', a handshake, then a second SSLRequest inside TLS: the ErrorResponse's fields. */
 function sslTwice(s: PgtsServer): Promise<Record<string, string>> {
   return new Promise((resolve, reject) => {
@@ -318,6 +332,12 @@ for (const variant of VARIANTS) {
       const second = await sslTwice(s);
       expect(second.C).toBe("0A000");
       expect(second.M).toBe("unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
+
+      // Not TLS after the 'S': the handshake fails, the backend logs why and closes.
+      const from = s.log.length;
+      const garbage = await rawSslThen(s, new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
+      expect(garbage.closed).toBe(true);
+      await s.waitForLog(/LOG: {2}could not accept SSL connection: /, { from });
 
       // Bytes sent after the SSLRequest, before the handshake, are refused.
       const injected = await rawExchange(
