@@ -160,6 +160,9 @@ class Transport extends Duplex {
   }
 }
 
+/** How long an ended TLS session may take to hand its last records to a client that is not reading. */
+const END_TIMEOUT_MS = 10_000;
+
 /** The decrypted side of a TLS session, as a Connection. */
 class TlsConnection implements Connection {
   readonly remote: RemoteAddress;
@@ -245,7 +248,11 @@ class TlsConnection implements Connection {
   end(): void {
     if (this.#ended !== null) return;
     this.#ended = new Promise<void>((resolve) => {
+      // A client that stopped reading must not keep the socket open for
+      // ever once the session is over (in-process, nothing else closes it).
+      const stuck = setTimeout(() => this.#raw.destroy(), END_TIMEOUT_MS);
       const done = () => {
+        clearTimeout(stuck);
         this.#raw.end(); // after what node:tls wrote last, then a FIN
         resolve();
       };
