@@ -40,6 +40,7 @@ const HBA = [
   "local     all all                 trust",
   "hostnossl all plainonly 127.0.0.1/32 trust",
   "hostssl   all alice     127.0.0.1/32 cert",
+  "hostssl   all carol     127.0.0.1/32 scram-sha-256 clientcert=verify-full",
   "hostssl   all scram     127.0.0.1/32 scram-sha-256",
   "hostssl   all postgres  127.0.0.1/32 trust",
   "",
@@ -158,7 +159,7 @@ for (const variant of VARIANTS) {
         });
         const r = await psql(s, [
           "-c",
-          "create role alice login; create role plainonly login; create role scram login password 'pw+'",
+          "create role alice login; create role plainonly login; create role scram login password 'pw+'; create role carol login password 'c'",
         ]);
         if (r.code !== 0) throw new Error(r.err);
         return s;
@@ -273,7 +274,7 @@ for (const variant of VARIANTS) {
       expect(plainOk.out.trim()).toBe("plainonly");
     });
 
-    test("cert: a client certificate whose CN is the role logs in; another CN or none does not", async () => {
+    test("cert and clientcert=verify-full: a client certificate whose CN is the role logs in; another CN or none does not", async () => {
       const s = await server();
       const alice = certs.client("alice");
       const ok = await psql(s, [
@@ -294,6 +295,23 @@ for (const variant of VARIANTS) {
 
       const none = await psql(s, [conninfo(s, "sslmode=require", "alice"), "-c", "select 1"]);
       expect(none.err).toContain("FATAL:  connection requires a valid client certificate");
+
+      // clientcert=verify-full: the password and a certificate naming the role.
+      const carol = certs.client("carol");
+      const env = { PGPASSWORD: "c" };
+      const both = await psql(s, [
+        conninfo(s, `sslmode=require sslcert=${carol.cert} sslkey=${carol.key}`, "carol"),
+        "-c",
+        "select current_user",
+      ], { env });
+      expect(both.err).toBe("");
+      expect(both.out.trim()).toBe("carol");
+      const notHers = await psql(s, [
+        conninfo(s, `sslmode=require sslcert=${bob.cert} sslkey=${bob.key}`, "carol"),
+        "-c",
+        "select 1",
+      ], { env });
+      expect(notHers.err).toContain('FATAL:  password authentication failed for user "carol"');
     });
 
     test("SCRAM-SHA-256-PLUS: psql with channel_binding=require logs in over SSL", async () => {
