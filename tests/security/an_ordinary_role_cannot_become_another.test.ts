@@ -39,7 +39,7 @@ async function identity(c: Pg): Promise<{ cu: string; su: string; sup: string }>
 const MALLORY = { cu: "mallory", su: "mallory", sup: "off" };
 
 /** Each attack: what mallory sends, and the SQLSTATE PostgreSQL's rules give it. */
-const ATTACKS: Array<[string, string, string]> = [
+const ATTACKS: Array<[string, string, string | null]> = [
   ["SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501"],
   ["SET session_authorization =", "SET session_authorization = 'postgres'", "42501"],
   ["SET LOCAL", "BEGIN; SET LOCAL session_authorization = 'postgres'; COMMIT", "42501"],
@@ -64,8 +64,10 @@ const ATTACKS: Array<[string, string, string]> = [
     " set session_authorization = 'postgres' as $$ select current_user::text $$",
     "0A000",
   ],
-  ["RESET SESSION AUTHORIZATION", "RESET SESSION AUTHORIZATION", "0A000"],
-  ["SET … TO DEFAULT", "SET SESSION AUTHORIZATION DEFAULT", "0A000"],
+  // PostgreSQL's reset goes back to the role that authenticated: mallory.
+  ["RESET SESSION AUTHORIZATION", "RESET SESSION AUTHORIZATION", null],
+  ["SET … TO DEFAULT", "SET SESSION AUTHORIZATION DEFAULT", null],
+  ["RESET inside a DO block", "DO $$ begin execute 'reset session authorization'; end $$", "0A000"],
   ["set_config to NULL", "select set_config('session_authorization', NULL, false)", "0A000"],
   ["SET ROLE to a role it is not a member of", "SET ROLE postgres", "42501"],
   [
@@ -185,8 +187,12 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await admin.query("create role trudy login");
       await admin.query("SET SESSION AUTHORIZATION trudy");
       expect(await identity(admin)).toEqual({ cu: "trudy", su: "trudy", sup: "off" });
-      // The authenticated role is still the superuser: it may switch back.
+      // The authenticated role is still the superuser: it may switch back,
+      // by name or by RESET.
       await admin.query("SET SESSION AUTHORIZATION postgres");
+      expect(await identity(admin)).toEqual({ cu: "postgres", su: "postgres", sup: "on" });
+      await admin.query("SET SESSION AUTHORIZATION trudy");
+      await admin.query("RESET SESSION AUTHORIZATION");
       expect(await identity(admin)).toEqual({ cu: "postgres", su: "postgres", sup: "on" });
       await admin.end();
 

@@ -90,6 +90,7 @@ function inspect(
   prefix: string,
   acc: Acc,
   lone: boolean,
+  user: string | undefined,
 ): { start: number; end: number; text: string } | null {
   const t = st.tokens;
   const w0 = t[0]?.kind === "word" ? t[0].text : "";
@@ -111,6 +112,19 @@ function inspect(
     case "set":
     case "reset": {
       acc.settingsDirty = true;
+      // RESET SESSION AUTHORIZATION and SET SESSION AUTHORIZATION DEFAULT go
+      // back to the role that authenticated: for a session, the one it logged
+      // in as, not the engine's (whose reset the identity guard refuses).
+      if (
+        user !== undefined && w1 === "session" && t[2]?.text === "authorization" &&
+        (w0 === "reset" ? t.length === 3 : t.length === 4 && t[3]?.text === "default")
+      ) {
+        return {
+          start: t[0]!.start,
+          end: t[t.length - 1]!.end,
+          text: `SET SESSION AUTHORIZATION ${quoteIdent(user)}`,
+        };
+      }
       const i = w1 === "session" || w1 === "local" ? 2 : 1;
       const name = settingName(t, i);
       if (name !== null && name[0].includes(".")) acc.customSettings.push(name[0]);
@@ -178,14 +192,20 @@ function inspect(
 }
 
 /** Scans SQL text; returns it with prepared-statement names prefixed. */
-function rewriteSql(sql: string, prefix: string, acc: Acc, isQuery: boolean): string {
+function rewriteSql(
+  sql: string,
+  prefix: string,
+  acc: Acc,
+  isQuery: boolean,
+  user: string | undefined,
+): string {
   if (!mightMatter(sql)) return sql;
   const stmts = scanStatements(sql);
   const lone = isQuery && stmts.length === 1;
   let out = "";
   let at = 0;
   for (const st of stmts) {
-    const r = inspect(sql, st, prefix, acc, lone);
+    const r = inspect(sql, st, prefix, acc, lone, user);
     if (r !== null) {
       out += sql.slice(at, r.start) + r.text;
       at = r.end;
@@ -207,7 +227,12 @@ function frameOf(type: number, body: Uint8Array[]): Uint8Array {
  * Renames and inspects a session's framed input. `frames` must be
  * `splitFrames(input)`.
  */
-export function planInput(input: Uint8Array, frames: readonly Frame[], prefix: string): InputPlan {
+export function planInput(
+  input: Uint8Array,
+  frames: readonly Frame[],
+  prefix: string,
+  options: { user?: string } = {},
+): InputPlan {
   const acc: Acc = {
     settingsDirty: false,
     customSettings: [],
@@ -245,14 +270,14 @@ export function planInput(input: Uint8Array, frames: readonly Frame[], prefix: s
       case T_QUERY: {
         hasQuery = true;
         const [sql] = readCString(body, 0);
-        const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1);
+        const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1, options.user);
         emit(i, sql2 === sql ? null : frameOf(T_QUERY, [cstring(sql2)]));
         break;
       }
       case T_PARSE: {
         const [name, afterName] = readCString(body, 0);
         const [sql, afterSql] = readCString(body, afterName);
-        const sql2 = rewriteSql(sql, prefix, acc, false);
+        const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
         if (name === "") {
           const bytes = emit(
             i,

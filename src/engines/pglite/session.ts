@@ -282,7 +282,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     const engine = this.#engine;
-    const plan = planInput(input, frames, this.prefix);
+    const plan = planInput(input, frames, this.prefix, { user: this.user });
     if (plan.reject !== null) {
       this.#failInput(frames, plan.reject, out);
       return;
