@@ -5,7 +5,8 @@
  * - Bun: subprocess children (`Bun.spawn`), clients accepted by node:net and
  *   handed over as fds.
  * - Deno: subprocess children (`node:child_process` fork) by default, since
- *   only they can take a client socket (research Q4); `adapter: "worker"`
+ *   only they can take a client socket (a socket cannot be posted to a
+ *   Worker); `adapter: "worker"`
  *   picks Web Workers, which start and idle cheaper but relay every client
  *   byte through the postmaster and die with it.
  *

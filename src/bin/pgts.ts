@@ -2,8 +2,10 @@
  * The entry of the compiled `pgts` binary (`scripts/build`, `bun build
  * --compile`); `bun mod.ts` and `deno run -A mod.ts` never load it. It
  * embeds PGlite's WASM and data files and registers them before anything
- * opens PGlite, because in a binary PGlite cannot find them through
- * `import.meta.url` (research Q1). Then it is what mod.ts's CLI block is: a
+ * opens PGlite, because PGlite looks for them next to its own module
+ * (`import.meta.url`), which in a binary is /$bunfs/root, where they are
+ * not: opening fails with ENOENT for /$bunfs/root/pglite.data. Then it is
+ * what mod.ts's CLI block is: a
  * child when started with CHILD_FLAG (the binary's children are the binary
  * itself), the `pgts` command otherwise.
  *

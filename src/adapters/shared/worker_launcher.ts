@@ -10,7 +10,8 @@
  * - an uncaught error in the worker is a crash (exit code 2); its "error"
  *   event is `preventDefault()`ed, since under Deno it would otherwise end
  *   the whole postmaster;
- * - a client cannot move into a worker (research Q4), so the postmaster
+ * - a socket cannot be posted to a worker (neither a node:net socket nor a
+ *   Deno.Conn is cloneable or transferable), so the postmaster
  *   relays its bytes (relayconn.ts).
  */
 

@@ -1,8 +1,11 @@
 /**
  * The engine contract: what a backend asks of the SQL engine, whatever runs
- * it (PGlite in the engine child, an upstream PostgreSQL later). Sessions
- * speak protocol 3.0 bytes in and out, so the contract can cross a process
- * boundary unchanged (see remote.ts). Types only; no runtime code.
+ * it: PGlite, owned by the engine child and reached over a Unix socket
+ * (remote.ts) or in the same realm (src/engines/pglite), or an upstream
+ * PostgreSQL, one connection of its own per session, held by the backend
+ * (src/engines/upstream). Sessions speak protocol 3.0 bytes in and out, so
+ * the contract can cross a process boundary unchanged. Types only; no
+ * runtime code.
  */
 
 import type { PgError } from "../elog.ts";

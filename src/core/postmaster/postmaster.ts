@@ -9,8 +9,8 @@
  * from the outside world only enqueue, the way PostgreSQL's signal handlers
  * only set `pending_*` flags, so no two decisions ever interleave even though
  * launching a child is asynchronous. Three chokepoints: `#updatePMState` for
- * every state change, `#signalChild` for every signal to a child,
- * `#exitPostmaster` for the end.
+ * every state change, `PostmasterChildren.signalChild` (pmlaunch.ts) for
+ * every signal to a child, `#exitPostmaster` for the end.
  *
  * The postmaster never touches shared state itself: the engine child owns
  * it, and after a crash the caller's `resetSharedState` hook rebuilds it.

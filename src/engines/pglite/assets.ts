@@ -2,7 +2,8 @@
  * Where PGlite's WASM and data files come from. By default PGlite finds
  * pglite.wasm, initdb.wasm and pglite.data next to its own module, through
  * `import.meta.url` under node_modules. A compiled binary has no such files
- * (research Q1: `ENOENT ... /$bunfs/root/pglite.data`), so its entry
+ * (opening PGlite there fails with `ENOENT ... /$bunfs/root/pglite.data`),
+ * so its entry
  * (src/bin/pgts.ts) imports embedded copies and registers them here before
  * anything opens PGlite; instance.ts then hands them to PGlite as
  * `pgliteWasmModule`, `initdbWasmModule` and `fsBundle`.

@@ -13,7 +13,8 @@
  * crash or power loss, since nothing is fsynced.
  *
  * Must never open a data directory that another process has open: PGlite
- * takes no lock, and a second opener corrupts the cluster (research Q8).
+ * takes no lock, and a second instance on the same files, with buffers and
+ * a WAL position of its own, corrupts the cluster.
  * The postmaster's postmaster.pid guards that; this module does not.
  */
 

@@ -23,8 +23,8 @@
  * supports itself, on the host side.
  *
  * Must never be used by two threads at once, and a data directory must have
- * exactly one instance open (runtime-feasibility Q8: a second opener
- * corrupts it).
+ * exactly one instance open (PGlite takes no lock, and a second instance
+ * on the same files corrupts the cluster; see cluster.ts).
  */
 
 import { PGlite } from "@electric-sql/pglite";
