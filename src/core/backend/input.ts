@@ -21,6 +21,12 @@ export class ClientInput {
   /** Chunks not yet taken by `takeRaw()`; null while messages are framed. */
   #raw: Uint8Array[] | null = null;
   #ready: (() => void) | null = null;
+  /**
+   * Called when the client's connection closes (not when the backend stops
+   * reading): the backend's chance to end what runs for a client that is
+   * gone, as PostgreSQL's client_connection_check_interval does.
+   */
+  onGone: (() => void) | null = null;
 
   constructor(conn: Connection, reader: MessageReader) {
     this.#conn = conn;
@@ -32,6 +38,7 @@ export class ClientInput {
     conn.onClose = () => {
       this.#eof = true;
       this.#notify();
+      this.onGone?.();
     };
     conn.resume();
   }
@@ -101,6 +108,7 @@ export class ClientInput {
     conn.onClose = () => {
       this.#eof = true;
       this.#notify();
+      this.onGone?.();
     };
     if (!this.#eof) conn.resume();
     return opened;

@@ -108,6 +108,20 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     resolveEngineEnd(EXIT_FATAL);
   };
   env.abort.addEventListener("abort", () => input.stop(), { once: true });
+  // A client that goes while its input runs (closed socket, killed client)
+  // has it cancelled and rolled back at once, and the engine freed: nobody
+  // will read the answer (PostgreSQL's client_connection_check_interval,
+  // always on). An input that ended in Terminate was said goodbye to: it
+  // runs to its end, as it would have before the close.
+  const running: RunningInput = { active: false, goodbye: false };
+  let clientLost = false;
+  input.onGone = () => {
+    const s = session;
+    if (s === null || !running.active || running.goodbye || terminating || endedByEngine) return;
+    clientLost = true;
+    output.dropped = true;
+    void s.close().catch(() => {});
+  };
 
   const main = (async (): Promise<number> => {
     const started = await performStartup(env, {
@@ -138,7 +152,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     if (relay !== undefined) {
       return await relayLoop(output, input, (client, out) => relay.call(ours, client, out), mcxt);
     }
-    return await commandLoop(output, input, session, mcxt);
+    return await commandLoop({ output, input, session, mcxt, running });
   })();
 
   let code: number;
@@ -150,7 +164,10 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     if (terminating) code = await signals.exitCode;
   } catch (e) {
     // After the engine ended the session, a failing exec is the same end.
-    code = endedByEngine ? EXIT_FATAL : reportFatal(input.connection, e);
+    code = endedByEngine ? EXIT_FATAL : clientLost ? EXIT_FATAL : reportFatal(input.connection, e);
+  }
+  if (clientLost) {
+    ereport("FATAL", "connection to client lost", { ...LOG, code: ERRCODE.CONNECTION_FAILURE });
   }
   input.stop();
   const s = session as EngineSession | null;
@@ -171,6 +188,12 @@ async function drainedWithin(c: Connection, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([c.drained(), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
+}
+
+/** Whether an input is on the engine now, and whether it ends in Terminate. */
+interface RunningInput {
+  active: boolean;
+  goodbye: boolean;
 }
 
 /** BackendKeyData (13 bytes) and ReadyForQuery (6). */
@@ -236,10 +259,13 @@ function reportFatal(conn: Connection, e: unknown): number {
  * command.
  */
 async function commandLoop(
-  output: ClientOutput,
-  input: ClientInput,
-  session: EngineSession,
-  mcxt: MemoryContextTree,
+  { output, input, session, mcxt, running }: {
+    output: ClientOutput;
+    input: ClientInput;
+    session: EngineSession;
+    mcxt: MemoryContextTree;
+    running: RunningInput;
+  },
 ): Promise<number> {
   const out = (bytes: Uint8Array) => output.write(bytes);
   for (;;) {
@@ -269,7 +295,13 @@ async function commandLoop(
       bytes.set(m.body, at + 5);
       at += 5 + m.body.length;
     }
-    await session.exec(bytes, out);
+    running.active = true;
+    running.goodbye = terminate;
+    try {
+      await session.exec(bytes, out);
+    } finally {
+      running.active = false;
+    }
     if (terminate) return EXIT_OK;
   }
 }

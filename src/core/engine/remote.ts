@@ -18,6 +18,7 @@
 import { ERRCODE, isPgError, PgError, type Severity } from "../elog.ts";
 import { answersExpected, endsWithReadyForQuery } from "../protocol/pipeline.ts";
 import type { Connection } from "../postmaster/launch.ts";
+import { ByteQueue } from "../protocol/bytequeue.ts";
 import type {
   Engine,
   EngineSession,
@@ -97,9 +98,14 @@ function deserializeError(s: SerializedError): PgError {
   return new PgError(code, message, rest);
 }
 
-/** Splits a byte stream into frames. */
+/**
+ * Splits a byte stream into frames. Chunks are queued, not re-joined on
+ * every arrival: a 16 MiB exec arriving in small chunks is copied once, when
+ * it is whole, not once per chunk (which made memory and time grow with the
+ * square of its size).
+ */
 class FrameReader {
-  #buf = new Uint8Array(0);
+  #queue = new ByteQueue();
   onFrame: (type: number, payload: Uint8Array) => void;
 
   constructor(onFrame: (type: number, payload: Uint8Array) => void) {
@@ -107,23 +113,22 @@ class FrameReader {
   }
 
   push(chunk: Uint8Array): void {
-    let buf: Uint8Array;
-    if (this.#buf.length === 0) buf = chunk;
-    else {
-      buf = new Uint8Array(this.#buf.length + chunk.length);
-      buf.set(this.#buf);
-      buf.set(chunk, this.#buf.length);
+    const q = this.#queue;
+    q.push(chunk);
+    while (q.size >= 5) {
+      const len = q.peekInt32(1) >>> 0;
+      if (q.size - 5 < len) break;
+      const type = q.peekByte(0);
+      q.skip(5);
+      // The payload must outlive this chunk when a consumer keeps it: a
+      // payload inside one chunk is copied; one assembled from several is new.
+      let assembled = false;
+      const payload = q.take(len, (n) => {
+        assembled = true;
+        return new Uint8Array(n);
+      });
+      this.onFrame(type, assembled ? payload : payload.slice());
     }
-    let at = 0;
-    while (buf.length - at >= 5) {
-      const len = ((buf[at + 1]! << 24) >>> 0) + (buf[at + 2]! << 16) + (buf[at + 3]! << 8) +
-        buf[at + 4]!;
-      if (buf.length - at - 5 < len) break;
-      // The payload must outlive this chunk when a consumer keeps it; copy.
-      this.onFrame(buf[at]!, buf.slice(at + 5, at + 5 + len));
-      at += 5 + len;
-    }
-    this.#buf = at === buf.length ? new Uint8Array(0) : buf.slice(at);
   }
 }
 
@@ -163,25 +168,40 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
         if (batched >= BATCH_LIMIT) flushBatch();
       } else if (!closed) conn.write(frame(type, payload));
     };
+    // The backend is gone or done: its session is closed now, not after the
+    // frames queued before this (a running statement is cancelled and its
+    // transaction rolled back at once; queued execs are dropped), so that a
+    // dead client never keeps the engine.
     const finish = () => {
       if (closed) return;
       closed = true;
       const s = session;
       session = null;
-      void chain.then(() => s?.close()).catch(() => {}).finally(resolve);
+      const closing = s?.close().catch(() => {});
+      void chain.then(() => closing).catch(() => {}).finally(resolve);
     };
     const reader = new FrameReader((type, payload) => {
       if (type === F_CANCEL) {
         session?.cancel();
         return;
       }
+      if (type === F_CLOSE) {
+        conn.end();
+        finish();
+        return;
+      }
       chain = chain.then(async () => {
-        if (closed && type !== F_CLOSE) return;
+        if (closed) return;
         switch (type) {
           case F_START: {
             try {
               const startup = JSON.parse(decoder.decode(payload)) as SessionStartup;
               const r = await engine.startSession(startup);
+              if (closed) {
+                // The backend left while the session was being started.
+                await r.session.close().catch(() => {});
+                return;
+              }
               session = r.session;
               session.onAsync = (bytes) => send(F_ASYNC, bytes);
               session.onTerminate = (reason) =>
@@ -225,10 +245,6 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
             }
             return;
           }
-          case F_CLOSE:
-            conn.end();
-            finish();
-            return;
           default:
             // A frame this side does not know: the backend is broken; drop it.
             conn.destroy();
