@@ -414,11 +414,13 @@ async function startSession(
   const params: Record<string, string> = {};
   for (const [name, value] of packet.gucs) params[name] = value;
   if (packet.options !== undefined) params["options"] = packet.options;
+  const remote = ctx.input.connection.remote;
   const { session, parameterStatus } = await ctx.engine.startSession({
     pid: env.pid,
     user,
     database,
     params,
+    ...(remote.family === "tcp" ? { client: { address: remote.address, port: remote.port } } : {}),
   });
   const secretKey = nextCancelKey();
   const keyMessage: BackendKeyMessage = {

@@ -21,6 +21,8 @@ export interface SessionStartup {
   readonly database: string;
   /** application_name, options, DateStyle, client_encoding, search_path... from the StartupMessage. */
   readonly params: Readonly<Record<string, string>>;
+  /** The client's address and port for a TCP connection (pg_stat_activity's client_addr, client_port). */
+  readonly client?: { readonly address: string; readonly port: number };
 }
 
 /** One client's session on the engine. */

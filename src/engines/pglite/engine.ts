@@ -28,6 +28,8 @@ import type {
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import type { RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
+import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
+import { STAT_ACTIVITY_SQL } from "./activity.ts";
 import { EngineScheduler, type Holder } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
 import {
@@ -128,6 +130,9 @@ export class PgliteEngine implements Engine {
   #broken: PgError | null = null;
   #closing: Promise<void> | null = null;
   #jobs = new Set<Promise<void>>();
+  /** Bumped when a session starts or ends; the sessions go to the backend with the next exec. */
+  #backendsVersion = 0;
+  #backendsSent = -1;
 
   constructor(executor: RawExecutor, options: EngineOptions = {}) {
     this.executor = executor;
@@ -135,6 +140,7 @@ export class PgliteEngine implements Engine {
       engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
     };
+    executor.onSignals = (signals) => this.#signalBackends(signals);
     if (
       !(this.options.engineWaitTimeoutMs > 0 && Number.isFinite(this.options.engineWaitTimeoutMs))
     ) {
@@ -169,7 +175,21 @@ export class PgliteEngine implements Engine {
       this.#reported.delete("current_database");
       await this.#refreshRoles();
       await this.#refreshDatabases();
+      await this.#installStatActivity();
     }, Infinity);
+  }
+
+  /**
+   * Makes pg_stat_activity read pgts's sessions (activity.ts), once per
+   * cluster. A cluster that refuses the DDL keeps PGlite's view.
+   */
+  async #installStatActivity(): Promise<void> {
+    const [row] = await this.#query(
+      "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_activity'::pg_catalog.regclass)" +
+        " like '%pgts_stat_get_activity%'",
+    );
+    if (row?.[0] === "t") return;
+    await this.runRaw(fe.query(STAT_ACTIVITY_SQL));
   }
 
   get sessionCount(): number {
@@ -241,8 +261,10 @@ export class PgliteEngine implements Engine {
       userOid: role.oid,
       settings,
       ...(spelled !== undefined ? { spelled } : {}),
+      ...(startup.client !== undefined ? { client: startup.client } : {}),
     });
     this.#sessions.add(session);
+    this.#backendsVersion++;
     this.listeners.add(session);
     return { session, parameterStatus: this.#parameterStatus(settings, role) };
   }
@@ -488,6 +510,7 @@ export class PgliteEngine implements Engine {
   /** A closed session: roll back, drop its statements and channels, give the backend back. */
   async endSession(s: PgliteSession): Promise<void> {
     this.#sessions.delete(s);
+    this.#backendsVersion++;
     this.listeners.remove(s);
     if (this.unnamedOwner === s) this.unnamedOwner = null;
     if (this.#appliedFor === s) this.#appliedFor = null;
@@ -571,13 +594,51 @@ export class PgliteEngine implements Engine {
 
   /**
    * Runs bytes for the engine's own purposes (the caller owns the backend);
-   * the whole answer. `runAs`: the login role's OID when the bytes are a
-   * session's input (guard.ts).
+   * the whole answer. `as`: the session whose input the bytes are, checked
+   * as its login role (guard.ts) and seen as its pid (backends.ts).
    */
-  async runRaw(bytes: Uint8Array, runAs?: number): Promise<Uint8Array> {
+  async runRaw(bytes: Uint8Array, as?: PgliteSession): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
-    await this.executor.exec(bytes, (c) => parts.push(c), runAs === undefined ? {} : { runAs });
+    const backends = this.backendsForExec();
+    await this.executor.exec(
+      bytes,
+      (c) => parts.push(c),
+      as === undefined
+        ? (backends === undefined ? {} : { backends })
+        : { runAs: as.userOid, pid: as.pid, ...(backends === undefined ? {} : { backends }) },
+    );
     return parts.length === 0 ? new Uint8Array(0) : concat(parts);
+  }
+
+  /** The sessions as the signal functions check them, when they changed since the last exec. */
+  backendsForExec(): BackendEntry[] | undefined {
+    if (this.#backendsSent === this.#backendsVersion) return undefined;
+    this.#backendsSent = this.#backendsVersion;
+    return [...this.#sessions].map((s) => ({ pid: s.pid, roleOid: s.userOid }));
+  }
+
+  /** pg_stat_activity's rows: every session, as it is now. */
+  activityRows(): ActivityRow[] {
+    return [...this.#sessions].map((s) => s.activityRow());
+  }
+
+  /** Signals an exec sent with pg_cancel_backend or pg_terminate_backend (checked in the backend). */
+  #signalBackends(signals: readonly BackendSignal[]): void {
+    for (const [pid, kind] of signals) {
+      for (const s of this.#sessions) {
+        if (s.pid !== pid) continue;
+        if (kind === "cancel") s.cancel();
+        else {
+          s.terminate(
+            new PgError(
+              ERRCODE.ADMIN_SHUTDOWN,
+              "terminating connection due to administrator command",
+              { severity: "FATAL" },
+            ),
+          );
+        }
+      }
+    }
   }
 
   async #query(sql: string): Promise<Array<Array<string | null>>> {
@@ -588,6 +649,7 @@ export class PgliteEngine implements Engine {
   }
 
   async #closeStatements(s: PgliteSession): Promise<void> {
+    s.statementEffects.clear();
     if (s.statements.size === 0) return;
     const msgs = [...s.statements].map((n) => fe.close("S", n));
     s.statements.clear();

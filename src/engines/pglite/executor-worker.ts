@@ -13,8 +13,10 @@ import { answersExpected, endsWithReadyForQuery } from "../../core/protocol/pipe
 import { registerPgliteAssets } from "./assets.ts";
 import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
+import type { BackendSignal } from "./backends.ts";
 
 const CHUNK = 256 * 1024;
+const NO_SIGNALS: readonly BackendSignal[] = [];
 
 // deno-lint-ignore no-explicit-any -- the Worker global scope differs between runtimes' typings
 const scope = globalThis as any as {
@@ -60,9 +62,10 @@ async function run(
   // single answer goes back with `done`, in one message.
   const pipelined = answersExpected(bytes) > 1;
   let error: string | null = null;
+  let signals: readonly BackendSignal[] = NO_SIGNALS;
   try {
     if (instance === null) throw new Error("engine is not open");
-    await instance.exec(seq, bytes, (chunk) => {
+    signals = await instance.exec(seq, bytes, (chunk) => {
       parts.push(chunk);
       size += chunk.length;
       if (size >= CHUNK || (pipelined && endsWithReadyForQuery(chunk))) {
@@ -74,7 +77,7 @@ async function run(
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
   const rest = take();
-  post({ t: "done", seq, bytes: rest, error }, rest);
+  post({ t: "done", seq, bytes: rest, error, signals }, rest);
 }
 
 scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
@@ -96,7 +99,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       });
       return;
     case "exec":
-      chain = chain.then(() => run(m.seq, m.bytes, { runAs: m.runAs, timeoutMs: m.timeoutMs }));
+      chain = chain.then(() => run(m.seq, m.bytes, m.options));
       return;
     case "close":
       chain = chain.then(async () => {

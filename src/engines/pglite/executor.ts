@@ -20,6 +20,7 @@
 import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
 import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
+import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 
 export interface RawExecutor {
   /**
@@ -34,6 +35,11 @@ export interface RawExecutor {
   /** Cancels the exec in flight, if any (a no-op between execs). */
   interrupt(): void;
   close(): Promise<void>;
+  /**
+   * Gets the signals an exec sent to other sessions (pg_cancel_backend,
+   * pg_terminate_backend; see backends.ts), once that exec is over.
+   */
+  onSignals: ((signals: readonly BackendSignal[]) => void) | null;
 }
 
 export interface ExecOptions {
@@ -45,6 +51,22 @@ export interface ExecOptions {
   readonly runAs?: number;
   /** statement_timeout in ms: the exec is cancelled once it runs longer (see instance.ts). */
   readonly timeoutMs?: number;
+  /** The pid of the session whose input this is: what pg_backend_pid() returns. */
+  readonly pid?: number;
+  /** The engine's sessions, when they changed since they were last passed. */
+  readonly backends?: readonly BackendEntry[];
+  /** pg_stat_activity's rows, when the input reads them. */
+  readonly activity?: readonly ActivityRow[];
+}
+
+function instanceOptions(options: ExecOptions) {
+  return {
+    runAs: options.runAs ?? null,
+    timeoutMs: options.timeoutMs ?? 0,
+    pid: options.pid ?? null,
+    ...(options.backends !== undefined ? { backends: options.backends } : {}),
+    ...(options.activity !== undefined ? { activity: options.activity } : {}),
+  };
 }
 
 export interface ExecutorOptions {
@@ -64,6 +86,7 @@ export function startExecutor(
 }
 
 class InlineExecutor implements RawExecutor {
+  onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   #instance: PGliteInstance;
   #cell: Int32Array;
   #seq = 0;
@@ -91,14 +114,13 @@ class InlineExecutor implements RawExecutor {
   ): Promise<void> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
+    let signals: readonly BackendSignal[];
     try {
-      await this.#instance.exec(seq, bytes, onData, {
-        runAs: options.runAs ?? null,
-        timeoutMs: options.timeoutMs ?? 0,
-      });
+      signals = await this.#instance.exec(seq, bytes, onData, instanceOptions(options));
     } finally {
       this.#running = 0;
     }
+    if (signals.length > 0) this.onSignals?.(signals);
   }
 
   interrupt(): void {
@@ -115,7 +137,13 @@ export type WorkerReply =
   | { t: "ready" }
   | { t: "failed"; message: string }
   | { t: "data"; seq: number; bytes: Uint8Array }
-  | { t: "done"; seq: number; bytes: Uint8Array | null; error: string | null }
+  | {
+    t: "done";
+    seq: number;
+    bytes: Uint8Array | null;
+    error: string | null;
+    signals: readonly BackendSignal[];
+  }
   | { t: "closed" };
 
 /** Messages to the worker. */
@@ -129,10 +157,16 @@ export type WorkerRequest =
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
   }
-  | { t: "exec"; seq: number; bytes: Uint8Array; runAs: number | null; timeoutMs: number }
+  | {
+    t: "exec";
+    seq: number;
+    bytes: Uint8Array;
+    options: ReturnType<typeof instanceOptions>;
+  }
   | { t: "close" };
 
 class WorkerExecutor implements RawExecutor {
+  onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   #worker: Worker;
   #cell: Int32Array;
   #seq = 0;
@@ -201,8 +235,7 @@ class WorkerExecutor implements RawExecutor {
         t: "exec",
         seq,
         bytes,
-        runAs: options.runAs ?? null,
-        timeoutMs: options.timeoutMs ?? 0,
+        options: instanceOptions(options),
       };
       this.#worker.postMessage(req);
     });
@@ -241,6 +274,7 @@ class WorkerExecutor implements RawExecutor {
         if (p === null || p.seq !== m.seq) return;
         this.#pending = null;
         if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
+        if (m.signals.length > 0) this.onSignals?.(m.signals);
         if (m.error !== null) p.reject(new Error(m.error));
         else p.resolve();
         return;

@@ -44,7 +44,8 @@ const GUC_NO_RESET = 0x0008;
 const PGC_STRING = 3;
 /** PGC_S_TEST: a value checked for ALTER ROLE/DATABASE … SET or CREATE FUNCTION, not applied. */
 const PGC_S_TEST = 12;
-/** elevel ERROR (elog.h). */
+/** elevel WARNING and ERROR (elog.h). */
+const WARNING = 19;
 const ERROR = 21;
 /** CMD_UTILITY in `enum CmdType`. */
 const CMD_UTILITY = 6;
@@ -76,7 +77,7 @@ export interface IdentityGuard {
   runAs(roleOid: number | null): void;
 }
 
-interface GuardExports {
+export interface GuardExports {
   find_option(name: number, createPlaceholders: number, skipErrors: number, elevel: number): number;
   raw_parser(sql: number, mode: number): number;
   malloc(size: number): number;
@@ -84,26 +85,24 @@ interface GuardExports {
   errstart(elevel: number, domain: number): number;
   errcode(sqlstate: number): number;
   errmsg(fmt: number, args: number): number;
+  errdetail(fmt: number, args: number): number;
   errfinish(file: number, line: number, func: number): void;
   __indirect_function_table: WebAssembly.Table;
   post_parse_analyze_hook: WebAssembly.Global;
 }
 
 /** Installs every guard on an open PGlite instance (after its backend started). */
-export function installEngineGuards(
-  instance: WebAssembly.Instance,
-  memory: WebAssembly.Memory,
-): IdentityGuard {
-  const tools = new WasmTools(instance, memory);
+export function installEngineGuards(tools: WasmTools): IdentityGuard {
   installProgramGuard(tools);
   return installIdentityGuard(tools);
 }
 
 /** What the guards need of the instance: its memory, strings, errors, the function table. */
-class WasmTools {
+export class WasmTools {
   readonly ex: GuardExports;
   readonly #memory: WebAssembly.Memory;
   readonly #message: number;
+  readonly #detail: number;
   readonly #file: number;
 
   constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory) {
@@ -118,6 +117,7 @@ class WasmTools {
         "errstart",
         "errcode",
         "errmsg",
+        "errdetail",
         "errfinish",
       ] as const
     ) {
@@ -130,6 +130,7 @@ class WasmTools {
       throw new Error("PGlite does not export post_parse_analyze_hook");
     }
     this.#message = this.ex.malloc(MESSAGE_BUFFER);
+    this.#detail = this.ex.malloc(MESSAGE_BUFFER);
     this.#file = this.cString("guard.ts");
   }
 
@@ -155,20 +156,37 @@ class WasmTools {
   }
 
   /**
-   * ereport(ERROR) with `sqlstate` and `message`: errfinish longjmps out of
-   * the host function that calls this, as a check hook's own ereport would.
+   * ereport(ERROR) with `sqlstate` and `message` (and `detail`): errfinish
+   * longjmps out of the host function that calls this, as a check hook's
+   * own ereport would.
    */
-  raise(sqlstate: string, message: string): void {
-    const text = new TextEncoder().encode(message.replaceAll("%", "%%"))
-      .subarray(0, MESSAGE_BUFFER - 1);
-    const mem = new Uint8Array(this.#memory.buffer);
-    mem.set(text, this.#message);
-    mem[this.#message + text.length] = 0;
-    if (this.ex.errstart(ERROR, 0)) {
+  raise(sqlstate: string, message: string, detail?: string): void {
+    this.#report(ERROR, sqlstate, message, detail);
+  }
+
+  /** ereport(WARNING): the client gets it, and the host function goes on. */
+  warn(message: string): void {
+    this.#report(WARNING, "01000", message, undefined);
+  }
+
+  #report(elevel: number, sqlstate: string, message: string, detail: string | undefined): void {
+    this.#format(this.#message, message);
+    if (detail !== undefined) this.#format(this.#detail, detail);
+    if (this.ex.errstart(elevel, 0)) {
       this.ex.errcode(packSqlstate(sqlstate));
       this.ex.errmsg(this.#message, 0);
+      if (detail !== undefined) this.ex.errdetail(this.#detail, 0);
       this.ex.errfinish(this.#file, 0, 0);
     }
+  }
+
+  /** `text` as a format string (with `%` escaped) in one of the message buffers. */
+  #format(buffer: number, text: string): void {
+    const bytes = new TextEncoder().encode(text.replaceAll("%", "%%"))
+      .subarray(0, MESSAGE_BUFFER - 1);
+    const mem = new Uint8Array(this.#memory.buffer);
+    mem.set(bytes, buffer);
+    mem[buffer + bytes.length] = 0;
   }
 
   /** Puts a host function in the function table; its index, for a hook pointer. */
@@ -288,7 +306,7 @@ function packSqlstate(code: string): number {
  * imports it and exports it again.
  */
 // deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
-function wasmFunction(fn: Function, type: { params: number; result: boolean }): Function {
+export function wasmFunction(fn: Function, type: { params: number; result: boolean }): Function {
   const I32 = 0x7f;
   const sig = [
     0x60,

@@ -30,7 +30,14 @@
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
-import { type IdentityGuard, installEngineGuards } from "./guard.ts";
+import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
+import {
+  type ActivityRow,
+  type BackendEntry,
+  type BackendFunctions,
+  type BackendSignal,
+  installBackendFunctions,
+} from "./backends.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
 export const CANCEL_SEQ = 0;
@@ -47,13 +54,16 @@ export interface InstanceOptions {
 
 export interface PGliteInstance {
   readonly db: PGlite;
-  /** Runs raw frontend messages; `onData` gets copies of the backend bytes. */
+  /**
+   * Runs raw frontend messages; `onData` gets copies of the backend bytes.
+   * Resolves with the signals the exec sent to other sessions (backends.ts).
+   */
   exec(
     seq: number,
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
     options: InstanceExecOptions,
-  ): Promise<void>;
+  ): Promise<BackendSignal[]>;
   close(): Promise<void>;
 }
 
@@ -63,6 +73,12 @@ export interface InstanceExecOptions {
    * for pgts's own work (guard.ts).
    */
   readonly runAs: number | null;
+  /** The pid of the session whose bytes these are (pg_backend_pid()), or null for pgts's own work. */
+  readonly pid: number | null;
+  /** The engine's sessions, when they changed since the last exec that passed them. */
+  readonly backends?: readonly BackendEntry[];
+  /** pg_stat_activity's rows, when the input reads them. */
+  readonly activity?: readonly ActivityRow[];
   /**
    * statement_timeout: after this many ms the exec is cancelled as a cancel
    * request would cancel it; 0 for none.
@@ -180,8 +196,16 @@ export async function openInstance(
     throw new Error("PGlite does not export QueryCancelPending/InterruptPending");
   }
   let guard: IdentityGuard;
+  let backends: BackendFunctions;
   try {
-    guard = installEngineGuards(captured.wasm, memory);
+    const tools = new WasmTools(captured.wasm, memory);
+    guard = installEngineGuards(tools);
+    backends = installBackendFunctions(tools, {
+      cancelSelf: () => {
+        tripped = true;
+        setFlags(1);
+      },
+    });
   } catch (e) {
     await db.close();
     throw e;
@@ -192,6 +216,9 @@ export async function openInstance(
     async exec(seq, bytes, onData, options) {
       Atomics.store(cell, RUNNING_SEQ, seq);
       guard.runAs(options.runAs);
+      backends.runAs(options.pid);
+      if (options.backends !== undefined) backends.setBackends(options.backends);
+      backends.setActivity(options.activity ?? null);
       deadline = options.timeoutMs > 0 ? performance.now() + options.timeoutMs : 0;
       tripped = false;
       try {
@@ -202,8 +229,10 @@ export async function openInstance(
           syncToFs: false,
           onRawData: (chunk) => onData(chunk.slice()),
         });
+        return backends.takeSignals();
       } finally {
         guard.runAs(null);
+        backends.runAs(null);
         deadline = 0;
         Atomics.store(cell, RUNNING_SEQ, 0);
         // A cancel must never reach the next exec, which may be another

@@ -48,6 +48,22 @@ export interface InputPlan {
   readonly copyFromStdin: boolean;
   /** A statement pgts cannot run for this session (reported instead of running anything). */
   readonly reject: PgError | null;
+  /** The text names pg_stat_activity: the engine passes its rows with this exec (backends.ts). */
+  readonly readsActivity: boolean;
+}
+
+/**
+ * What executing a named statement does again each time its Bind runs,
+ * learnt from the text of its Parse (a client that prepared `LISTEN "c"`
+ * executes it again with Bind alone, which carries no text).
+ */
+export interface StatementEffects {
+  readonly listenOps: readonly ListenOp[];
+  readonly settingsDirty: boolean;
+  readonly customSettings: readonly string[];
+  readonly rolesDirty: boolean;
+  readonly databasesDirty: boolean;
+  readonly readsActivity: boolean;
 }
 
 const T_PARSE = 0x50;
@@ -67,6 +83,7 @@ interface Acc {
   special: "discard all" | "deallocate all" | null;
   copyFromStdin: boolean;
   reject: PgError | null;
+  readsActivity: boolean;
 }
 
 function aloneOnly(what: string): PgError {
@@ -200,6 +217,7 @@ function rewriteSql(
   user: string | undefined,
 ): string {
   if (!mightMatter(sql)) return sql;
+  if (!acc.readsActivity && /pg_stat_activity/i.test(sql)) acc.readsActivity = true;
   const stmts = scanStatements(sql);
   const lone = isQuery && stmts.length === 1;
   let out = "";
@@ -223,17 +241,8 @@ function frameOf(type: number, body: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/**
- * Renames and inspects a session's framed input. `frames` must be
- * `splitFrames(input)`.
- */
-export function planInput(
-  input: Uint8Array,
-  frames: readonly Frame[],
-  prefix: string,
-  options: { user?: string } = {},
-): InputPlan {
-  const acc: Acc = {
+function newAcc(): Acc {
+  return {
     settingsDirty: false,
     customSettings: [],
     listenOps: [],
@@ -244,13 +253,41 @@ export function planInput(
     special: null,
     copyFromStdin: false,
     reject: null,
+    readsActivity: false,
   };
+}
+
+/** Adds what a statement does again when it is executed to `acc`. */
+function addEffects(acc: Acc, e: StatementEffects): void {
+  if (e.listenOps.length > 0) acc.listenOps.push(...e.listenOps);
+  if (e.customSettings.length > 0) acc.customSettings.push(...e.customSettings);
+  acc.settingsDirty ||= e.settingsDirty;
+  acc.rolesDirty ||= e.rolesDirty;
+  acc.databasesDirty ||= e.databasesDirty;
+  acc.readsActivity ||= e.readsActivity;
+}
+
+/**
+ * Renames and inspects a session's framed input. `frames` must be
+ * `splitFrames(input)`. `effects`: the session's named statements that do
+ * something pgts tracks (by engine name), kept up to date by the input's
+ * Parse messages and applied again at their Binds.
+ */
+export function planInput(
+  input: Uint8Array,
+  frames: readonly Frame[],
+  prefix: string,
+  options: { user?: string; effects?: Map<string, StatementEffects> } = {},
+): InputPlan {
+  const acc = newAcc();
+  const effects = options.effects;
   let parts: Uint8Array[] | null = null; // set once a message changes
   const outFrames: Frame[] = [];
   let outAt = 0;
   let unnamedParse: Uint8Array | null = null;
   let usesUnnamedFirst = false;
   let hasQuery = false;
+  const parsedHere = new Set<string>();
   const emit = (i: number, replacement: Uint8Array | null) => {
     const f = frames[i]!;
     if (replacement !== null && parts === null) {
@@ -277,6 +314,7 @@ export function planInput(
       case T_PARSE: {
         const [name, afterName] = readCString(body, 0);
         const [sql, afterSql] = readCString(body, afterName);
+        const beforeParse = snapshot(acc);
         const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
         if (name === "") {
           const bytes = emit(
@@ -288,6 +326,12 @@ export function planInput(
           unnamedParse = bytes.slice();
         } else {
           acc.createdStatements.push(prefix + name);
+          parsedHere.add(name);
+          if (effects !== undefined) {
+            const e = effectsOf(sql, acc, { prefix, user: options.user }, beforeParse);
+            if (e !== null) effects.set(prefix + name, e);
+            else if (effects.size > 0) effects.delete(prefix + name);
+          }
           emit(
             i,
             frameOf(T_PARSE, [cstring(prefix + name), cstring(sql2), body.subarray(afterSql)]),
@@ -302,6 +346,11 @@ export function planInput(
           if (unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
         } else {
+          if (effects !== undefined && effects.size > 0) {
+            const e = effects.get(prefix + stmt);
+            // The Parse in this same input counted them already.
+            if (e !== undefined && !parsedHere.has(stmt)) addEffects(acc, e);
+          }
           emit(
             i,
             frameOf(T_BIND, [cstring(portal), cstring(prefix + stmt), body.subarray(afterStmt)]),
@@ -339,10 +388,53 @@ export function planInput(
     special: acc.special,
     copyFromStdin: acc.copyFromStdin,
     reject: acc.reject,
+    readsActivity: acc.readsActivity,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,
   };
+}
+
+/** Where the accumulator stood before a Parse's text was scanned. */
+function snapshot(acc: Acc): readonly [number, number, boolean, boolean, boolean, boolean] {
+  return [
+    acc.listenOps.length,
+    acc.customSettings.length,
+    acc.settingsDirty,
+    acc.rolesDirty,
+    acc.databasesDirty,
+    acc.readsActivity,
+  ];
+}
+
+/**
+ * What one Parse's text added to `acc` (a flag that was set before counts
+ * only if the text sets it again, so it is scanned on its own then); null
+ * when it does nothing pgts tracks.
+ */
+function effectsOf(
+  sql: string,
+  acc: Acc,
+  who: { prefix: string; user: string | undefined },
+  before: ReturnType<typeof snapshot>,
+): StatementEffects | null {
+  const [listens, customs, settings, roles, dbs, activity] = before;
+  let own: Acc | null = null;
+  if (settings || roles || dbs || activity) {
+    rewriteSql(sql, who.prefix, own = newAcc(), false, who.user);
+  }
+  const e: StatementEffects = {
+    listenOps: acc.listenOps.slice(listens),
+    customSettings: acc.customSettings.slice(customs),
+    settingsDirty: own?.settingsDirty ?? acc.settingsDirty,
+    rolesDirty: own?.rolesDirty ?? acc.rolesDirty,
+    databasesDirty: own?.databasesDirty ?? acc.databasesDirty,
+    readsActivity: own?.readsActivity ?? acc.readsActivity,
+  };
+  return e.listenOps.length > 0 || e.settingsDirty || e.rolesDirty || e.databasesDirty ||
+      e.readsActivity
+    ? e
+    : null;
 }
 
 /** Takes a session's prefix out of a server message ("pgts3:s1" back to "s1"). */

@@ -19,7 +19,7 @@
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
 import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
-import { type InputPlan, planInput, publicText } from "./naming.ts";
+import { type InputPlan, planInput, publicText, type StatementEffects } from "./naming.ts";
 import type { ListenOp } from "./naming.ts";
 import type { Listener } from "./notify.ts";
 import { OutputFilter } from "./output.ts";
@@ -38,6 +38,7 @@ import {
   splitFrames,
 } from "./wire.ts";
 import type { PgliteEngine } from "./engine.ts";
+import type { ActivityRow } from "./backends.ts";
 
 const SYNC = 0x53;
 const QUERY = 0x51;
@@ -79,6 +80,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   readonly listens = new Set<string>();
   /** Engine names of this session's prepared statements. */
   readonly statements = new Set<string>();
+  /** Those of them that LISTEN, SET... again when executed (naming.ts). */
+  readonly statementEffects = new Map<string, StatementEffects>();
   /** Custom setting names this session set. */
   settings: SettingsMap;
   settingsVersion = 0;
@@ -126,6 +129,16 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #deferred: Uint8Array[] = [];
   /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far. */
   #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
+  /** The input names pg_stat_activity (the engine passes its rows with the exec). */
+  #readsActivity = false;
+  // pg_stat_activity: times in ms since the epoch, the last input's first
+  // Query or Parse message (a bounded copy, decoded only when read).
+  readonly #client: { readonly address: string; readonly port: number } | null;
+  readonly #backendStart = Date.now();
+  #queryStart = 0;
+  #stateChange = Date.now();
+  #xactStart = 0;
+  #lastQuery: Uint8Array | null = null;
 
   constructor(
     engine: PgliteEngine,
@@ -137,8 +150,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       settings: SettingsMap;
       /** The startup map as the backend spells it, when the engine knows it already. */
       spelled?: SettingsMap;
+      /** The client's TCP address, if it has one. */
+      client?: { readonly address: string; readonly port: number };
     },
   ) {
+    this.#client = init.client ?? null;
     this.#engine = engine;
     this.id = init.id;
     this.pid = init.pid;
@@ -164,6 +180,55 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     if (this.#status === "T") return "idle in transaction";
     if (this.#status === "E") return "idle in transaction (aborted)";
     return "in an unfinished extended-query batch";
+  }
+
+  /** This session's row of pg_stat_activity (before visibility rules). */
+  activityRow(): ActivityRow {
+    const iso = (ms: number) => (ms === 0 ? null : new Date(ms).toISOString());
+    let state: string;
+    let wait: [string, string] | null = null;
+    if (this.#state === "active") state = "active";
+    else if (this.#state === "waiting") {
+      state = "active";
+      wait = ["Extension", "PgtsEngine"];
+    } else {
+      state = this.#status === "T"
+        ? "idle in transaction"
+        : this.#status === "E"
+        ? "idle in transaction (aborted)"
+        : "idle";
+      wait = ["Client", "ClientRead"];
+    }
+    const inXact = state !== "idle";
+    return {
+      pid: this.pid,
+      usesysid: this.userOid,
+      application_name: this.settings.get("application_name") ?? "",
+      state,
+      query: queryText(this.#lastQuery),
+      wait_event_type: wait?.[0] ?? null,
+      wait_event: wait?.[1] ?? null,
+      xact_start: inXact ? iso(this.#xactStart || this.#queryStart) : null,
+      query_start: iso(this.#queryStart),
+      backend_start: new Date(this.#backendStart).toISOString(),
+      state_change: iso(this.#stateChange),
+      client_addr: this.#client?.address ?? null,
+      client_port: this.#client?.port ?? null,
+    };
+  }
+
+  /** Keeps (a bounded copy of) the input's first Query or Parse, and when it started. */
+  #noteQuery(input: Uint8Array, frames: readonly Frame[]): void {
+    const f = frames.find((x) => x.type === QUERY || x.type === PARSE);
+    if (f === undefined) return;
+    this.#queryStart = this.#stateChange = Date.now();
+    if (this.#status === "I") this.#xactStart = 0;
+    const body = input.subarray(f.start + 5, Math.min(f.end, f.start + 5 + QUERY_TEXT_MAX));
+    if (f.type === PARSE) {
+      // The statement name, then the text.
+      const nul = body.indexOf(0);
+      this.#lastQuery = body.slice(nul + 1);
+    } else this.#lastQuery = body.slice();
   }
 
   deliverAsync(bytes: Uint8Array): void {
@@ -282,7 +347,12 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     const engine = this.#engine;
-    const plan = planInput(input, frames, this.prefix, { user: this.user });
+    this.#noteQuery(input, frames);
+    const plan = planInput(input, frames, this.prefix, {
+      user: this.user,
+      effects: this.statementEffects,
+    });
+    this.#readsActivity = plan.readsActivity;
     if (plan.reject !== null) {
       this.#failInput(frames, plan.reject, out);
       return;
@@ -428,7 +498,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     let err: PgError | null;
     try {
       // As this session: the guard (guard.ts) checks what its statements do.
-      err = firstPgError(await this.#engine.runRaw(bytes, this.userOid), this.prefix);
+      err = firstPgError(await this.#engine.runRaw(bytes, this), this.prefix);
     } catch (e) {
       await this.#engineFailure(e, frames, out, 0);
       return false;
@@ -465,7 +535,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       dropFirst: 0,
       holdCopyIn: true,
     });
-    filter.push(await engine.runRaw(probe, this.userOid));
+    filter.push(await engine.runRaw(probe, this));
     if (filter.copyInResponse === null) return false;
     out(filter.copyInResponse);
     // `query` may be a view of the caller's buffer, which is only lent for
@@ -501,7 +571,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.#timeoutStale = false;
       const answer = await this.#engine.runRaw(
         fe.query("select pg_catalog.current_setting('statement_timeout')"),
-        this.userOid,
+        this,
       );
       this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
     }
@@ -529,10 +599,14 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       dropFirst: drop,
       timedOut: () => timeoutMs > 0 && !this.#canceledByClient,
     });
+    const backends = engine.backendsForExec();
     try {
       const running = engine.executor.exec(bytes, (c) => filter.push(c), {
         runAs: this.userOid,
+        pid: this.pid,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
+        ...(backends !== undefined ? { backends } : {}),
+        ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),
       });
       this.#phase = "running";
       if (this.#cancelPending) engine.executor.interrupt();
@@ -546,7 +620,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.#phase = "after";
     }
     this.#cancelPending = false;
-    if (filter.lastStatus !== null) this.#status = filter.lastStatus;
+    if (filter.lastStatus !== null) {
+      if (this.#status === "I" && filter.lastStatus !== "I") this.#xactStart = this.#queryStart;
+      this.#status = filter.lastStatus;
+    }
+    this.#stateChange = Date.now();
     this.#atReadyForQuery = filter.endsWithZ;
     if (this.#status === "T" && (this.#inputSets || filter.sawParameterStatus)) {
       this.#timeoutStale = true;
@@ -680,6 +758,16 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   resetStatus(): void {
     this.#status = "I";
   }
+}
+
+/** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */
+const QUERY_TEXT_MAX = 1024;
+
+/** The text of a kept Query or Parse body (up to its NUL). */
+function queryText(body: Uint8Array | null): string {
+  if (body === null) return "";
+  const nul = body.indexOf(0);
+  return new TextDecoder().decode(nul < 0 ? body : body.subarray(0, nul));
 }
 
 /** The first ErrorResponse in backend bytes, as a PgError naming this session's statements. */

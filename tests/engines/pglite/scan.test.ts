@@ -87,6 +87,26 @@ describe("what a session's input changes", () => {
     expect(plan(FE.parse("COPY t FROM STDIN")).reject?.code).toBe("0A000");
   });
 
+  test("a named statement that LISTENs or SETs does so again at each Bind, which has no text", () => {
+    const effects = new Map();
+    const run = (...parts: Uint8Array[]) => {
+      const m = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) m.set(p, (at += p.length) - p.length);
+      return planInput(m, splitFrames(m)!, "pgts7:", { effects });
+    };
+    const first = run(FE.parse('listen "c"', "s1"), FE.bind("", "s1"), FE.execute(), FE.sync());
+    expect(first.listenOps).toEqual([["listen", "c"]]);
+    expect(run(FE.bind("", "s1"), FE.execute(), FE.sync()).listenOps).toEqual([["listen", "c"]]);
+    run(FE.parse("set timezone = 'UTC'", "s2"), FE.sync());
+    const again = run(FE.bind("", "s2"), FE.execute(), FE.sync());
+    expect(again.settingsDirty).toBe(true);
+    expect(again.listenOps).toEqual([]);
+    // A name parsed again with other text forgets what it did.
+    run(FE.parse("select 1", "s1"), FE.sync());
+    expect(run(FE.bind("", "s1"), FE.execute(), FE.sync()).listenOps).toEqual([]);
+  });
+
   test("startup options and switching between settings maps", () => {
     expect(parseOptions("-c search_path=a\\ b --work_mem=4MB -cgeqo=off")).toEqual([
       ["search_path", "a b"],

@@ -1,0 +1,46 @@
+/**
+ * pg_stat_activity for pgts's sessions. PGlite's view lists its one
+ * process; pgts replaces the view, once per cluster (engine.ts), by one with
+ * the same columns that reads `pg_catalog.pgts_stat_get_activity()`, which
+ * reads the rows the engine passed with the exec (`pgts_backend_status()`,
+ * backends.ts). The engine passes them only for an input whose text names
+ * pg_stat_activity (naming.ts), so ordinary statements pay nothing; a query
+ * that reaches the view another way (a function, a view of the view) sees
+ * the rows of the last input that named it.
+ *
+ * Visibility is PostgreSQL's, applied in the backend for the calling role:
+ * rows of roles it has no privileges of show pid, role, database and
+ * application_name, and `<insufficient privilege>` as the query.
+ */
+
+/** The DDL that makes pg_stat_activity pgts's (idempotent; the bootstrap superuser runs it). */
+export const STAT_ACTIVITY_SQL = `
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_backend_status() RETURNS text
+  LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_stat_get_activity(
+  OUT datid oid, OUT pid integer, OUT usesysid oid, OUT application_name text,
+  OUT state text, OUT query text, OUT wait_event_type text, OUT wait_event text,
+  OUT xact_start timestamptz, OUT query_start timestamptz, OUT backend_start timestamptz,
+  OUT state_change timestamptz, OUT client_addr inet, OUT client_hostname text,
+  OUT client_port integer, OUT backend_xid xid, OUT backend_xmin xid, OUT backend_type text,
+  OUT leader_pid integer, OUT query_id bigint)
+RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
+  SELECT d.oid, b.pid, b.usesysid, b.application_name, b.state, b.query, b.wait_event_type,
+    b.wait_event, b.xact_start, b.query_start, b.backend_start, b.state_change, b.client_addr,
+    NULL::text, b.client_port, NULL::xid, NULL::xid, 'client backend'::text, NULL::integer,
+    NULL::bigint
+  FROM pg_catalog.json_to_recordset(pg_catalog.pgts_backend_status()::pg_catalog.json) AS b(
+    pid integer, usesysid oid, application_name text, state text, query text,
+    wait_event_type text, wait_event text, xact_start timestamptz, query_start timestamptz,
+    backend_start timestamptz, state_change timestamptz, client_addr inet, client_port integer)
+  LEFT JOIN pg_catalog.pg_database d ON d.datname = pg_catalog.current_database()
+$pgts$;
+CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
+  SELECT s.datid, d.datname, s.pid, s.leader_pid, s.usesysid, u.rolname AS usename,
+    s.application_name, s.client_addr, s.client_hostname, s.client_port, s.backend_start,
+    s.xact_start, s.query_start, s.state_change, s.wait_event_type, s.wait_event, s.state,
+    s.backend_xid, s.backend_xmin, s.query_id, s.query, s.backend_type
+  FROM pg_catalog.pgts_stat_get_activity() s
+    LEFT JOIN pg_catalog.pg_database d ON s.datid = d.oid
+    LEFT JOIN pg_catalog.pg_authid u ON s.usesysid = u.oid;
+`;

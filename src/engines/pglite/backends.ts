@@ -1,0 +1,278 @@
+/**
+ * Backend identity inside the engine: the SQL functions through which a
+ * PostgreSQL backend knows itself and the others — `pg_backend_pid()`,
+ * `pg_cancel_backend(pid)`, `pg_terminate_backend(pid, timeout)` and the
+ * rows behind `pg_stat_activity` — answered for pgts's sessions instead of
+ * PGlite's one process.
+ *
+ * Each is a host function put in the slot of PGlite's function table that
+ * the builtin's fmgr entry points at (found with the exported `fmgr_info`),
+ * so every caller reaches it, however the call is spelled. PGlite's
+ * `MyProcPid` is left alone: NOTIFY compares the pid it registered a
+ * listener under with MyProcPid to signal itself (async.c's
+ * SignalBackends), which a per-session MyProcPid would break.
+ *
+ * - `pg_backend_pid()` returns the pid of the session whose exec runs (its
+ *   BackendKeyData pid), PGlite's own for pgts's own work.
+ * - `pg_cancel_backend` and `pg_terminate_backend` check as
+ *   signalfuncs.c's pg_signal_backend does, inside the backend (superuser
+ *   targets only for superusers; else the caller must have the privileges
+ *   of the target's role or of pg_signal_backend), and answer PostgreSQL's
+ *   errors and WARNING. A signal to another session is recorded and handed
+ *   to the engine when the exec is over (the engine cancels or terminates
+ *   that session); a cancel of the caller itself sets Postgres's own cancel
+ *   flags, so the statement ends with 57014 as in PostgreSQL.
+ * - `pg_catalog.pgts_backend_status()` (language internal, bound to the
+ *   same builtin slot as pg_backend_pid and told apart by the function OID
+ *   in its FmgrInfo) returns the session rows the engine passed with this
+ *   exec, as JSON, with PostgreSQL's visibility rules applied for the
+ *   calling role: rows of roles it has no privileges of (and is not a
+ *   pg_read_all_stats member) keep pid, role, database and
+ *   application_name, and show the query as `<insufficient privilege>`.
+ *
+ * Runs on the thread that runs PGlite, and must never act on a session
+ * itself: it only records what the engine should do.
+ */
+
+import { wasmFunction, type WasmTools } from "./guard.ts";
+
+/** A session the engine serves, as the signal functions check it. */
+export interface BackendEntry {
+  readonly pid: number;
+  /** The OID of the role the session logged in as (PostgreSQL's PGPROC roleId). */
+  readonly roleOid: number;
+}
+
+/** One row of pg_stat_activity, before visibility rules (engine.ts builds them). */
+export interface ActivityRow {
+  readonly pid: number;
+  readonly usesysid: number;
+  readonly application_name: string;
+  readonly state: string;
+  readonly query: string;
+  readonly wait_event_type: string | null;
+  readonly wait_event: string | null;
+  readonly xact_start: string | null;
+  readonly query_start: string | null;
+  readonly backend_start: string;
+  readonly state_change: string | null;
+  readonly client_addr: string | null;
+  readonly client_port: number | null;
+}
+
+export type BackendSignal = readonly [pid: number, kind: "cancel" | "terminate"];
+
+export interface BackendFunctions {
+  /** The session whose exec runs next (its pid), or null for pgts's own work. */
+  runAs(pid: number | null): void;
+  /** The sessions the signal functions know, from now on. */
+  setBackends(backends: readonly BackendEntry[]): void;
+  /** The rows pgts_backend_status() returns during the next exec (null: keep the last ones). */
+  setActivity(rows: readonly ActivityRow[] | null): void;
+  /** Signals to other sessions recorded since the last call. */
+  takeSignals(): BackendSignal[];
+}
+
+/** Builtin function OIDs (pg_proc.dat). */
+const F_PG_BACKEND_PID = 2026;
+const F_PG_CANCEL_BACKEND = 2171;
+const F_PG_TERMINATE_BACKEND = 2096;
+
+/** Offsets in wasm32 structures (fmgr.h): FmgrInfo.fn_oid, FunctionCallInfoBaseData.args. */
+const FLINFO_FN_OID = 4;
+const FCINFO_ARGS = 20;
+const NULLABLE_DATUM_SIZE = 8;
+
+export interface BackendFunctionOptions {
+  /** Sets Postgres's cancel flags for the exec in flight (a session cancelling itself). */
+  readonly cancelSelf: () => void;
+}
+
+interface BackendExports {
+  fmgr_info(oid: number, finfo: number): void;
+  GetUserId(): number;
+  superuser(): number;
+  superuser_arg(roleOid: number): number;
+  has_privs_of_role(member: number, role: number): number;
+  get_role_oid(name: number, missingOk: number): number;
+  palloc(size: number): number;
+  cstring_to_text(s: number): number;
+}
+
+export function installBackendFunctions(
+  tools: WasmTools,
+  options: BackendFunctionOptions,
+): BackendFunctions {
+  const ex = tools.ex as unknown as BackendExports & typeof tools.ex;
+  for (
+    const fn of [
+      "fmgr_info",
+      "GetUserId",
+      "superuser",
+      "has_privs_of_role",
+      "get_role_oid",
+      "palloc",
+      "cstring_to_text",
+    ] as const
+  ) {
+    if (typeof ex[fn] !== "function") throw new Error(`PGlite does not export ${fn}`);
+  }
+  const table = ex.__indirect_function_table;
+  const finfo = ex.malloc(64);
+  const slotOf = (oid: number): number => {
+    ex.fmgr_info(oid, finfo);
+    const v = tools.view();
+    if (v.getUint32(finfo + FLINFO_FN_OID, true) !== oid) {
+      throw new Error("PGlite's FmgrInfo has an unknown layout");
+    }
+    return v.getUint32(finfo, true);
+  };
+  const pidSlot = slotOf(F_PG_BACKEND_PID);
+  const cancelSlot = slotOf(F_PG_CANCEL_BACKEND);
+  const terminateSlot = slotOf(F_PG_TERMINATE_BACKEND);
+  if (new Set([pidSlot, cancelSlot, terminateSlot]).size !== 3) {
+    throw new Error("PGlite's backend functions share a function table slot");
+  }
+  const originalPid = table.get(pidSlot) as () => number;
+  if (typeof originalPid !== "function") throw new Error("pg_backend_pid is not a function");
+
+  let runner: number | null = null;
+  let backends = new Map<number, number>();
+  let activity: readonly ActivityRow[] = [];
+  let signals: BackendSignal[] = [];
+  const roleOids = new Map<string, number>();
+  /** A predefined role's OID, looked up (inside a transaction) on first use. */
+  const roleOid = (name: string): number => {
+    let oid = roleOids.get(name);
+    if (oid === undefined) {
+      oid = ex.get_role_oid(tools.cString(name), 1);
+      roleOids.set(name, oid);
+    }
+    return oid;
+  };
+  const argDatum = (fcinfo: number, n: number): number =>
+    tools.view().getUint32(fcinfo + FCINFO_ARGS + n * NULLABLE_DATUM_SIZE, true);
+  const textDatum = (s: string): number => {
+    const bytes = new TextEncoder().encode(s);
+    const p = ex.palloc(bytes.length + 1);
+    const mem = new Uint8Array((tools.view()).buffer);
+    mem.set(bytes, p);
+    mem[p + bytes.length] = 0;
+    return ex.cstring_to_text(p);
+  };
+
+  /**
+   * signalfuncs.c's pg_signal_backend: null when the signal may go, else
+   * what refuses it. Raises nothing itself.
+   */
+  const check = (pid: number): "unknown" | "nosuperuser" | "nopermission" | null => {
+    const role = backends.get(pid);
+    if (role === undefined) return "unknown";
+    if (ex.superuser_arg(role) !== 0 && ex.superuser() === 0) return "nosuperuser";
+    const me = ex.GetUserId();
+    if (
+      ex.has_privs_of_role(me, role) === 0 &&
+      ex.has_privs_of_role(me, roleOid("pg_signal_backend")) === 0
+    ) {
+      return "nopermission";
+    }
+    return null;
+  };
+
+  const signal = (pid: number, kind: "cancel" | "terminate"): number => {
+    const refused = check(pid);
+    if (refused === "unknown") {
+      tools.warn(`PID ${pid} is not a PostgreSQL backend process`);
+      return 0;
+    }
+    const cancel = kind === "cancel";
+    const what = cancel
+      ? "permission denied to cancel query"
+      : "permission denied to terminate process";
+    if (refused === "nosuperuser") {
+      tools.raise(
+        "42501",
+        what,
+        cancel
+          ? "Only roles with the SUPERUSER attribute may cancel queries of roles with the SUPERUSER attribute."
+          : "Only roles with the SUPERUSER attribute may terminate processes of roles with the SUPERUSER attribute.",
+      );
+    }
+    if (refused === "nopermission") {
+      tools.raise(
+        "42501",
+        what,
+        cancel
+          ? 'Only roles with privileges of the role whose query is being canceled or with privileges of the "pg_signal_backend" role may cancel this query.'
+          : 'Only roles with privileges of the role whose process is being terminated or with privileges of the "pg_signal_backend" role may terminate this process.',
+      );
+    }
+    if (cancel && pid === runner) options.cancelSelf();
+    else signals.push([pid, kind]);
+    return 1;
+  };
+
+  const status = (): string => {
+    const me = ex.GetUserId();
+    const readsAll = ex.has_privs_of_role(me, roleOid("pg_read_all_stats")) !== 0;
+    return JSON.stringify(
+      activity.map((r) =>
+        readsAll || ex.has_privs_of_role(me, r.usesysid) !== 0 ? r : {
+          pid: r.pid,
+          usesysid: r.usesysid,
+          application_name: r.application_name,
+          query: "<insufficient privilege>",
+        }
+      ),
+    );
+  };
+
+  table.set(
+    pidSlot,
+    wasmFunctionOf((fcinfo: number): number => {
+      const flinfo = fcinfo === 0 ? 0 : tools.view().getUint32(fcinfo, true);
+      const oid = flinfo === 0
+        ? F_PG_BACKEND_PID
+        : tools.view().getUint32(flinfo + FLINFO_FN_OID, true);
+      if (oid !== F_PG_BACKEND_PID) return textDatum(status());
+      return runner ?? originalPid();
+    }),
+  );
+  table.set(
+    cancelSlot,
+    wasmFunctionOf((fcinfo: number): number => signal(argDatum(fcinfo, 0) | 0, "cancel")),
+  );
+  table.set(
+    terminateSlot,
+    wasmFunctionOf((fcinfo: number): number => {
+      // int8 is passed by reference where a Datum has 4 bytes.
+      const timeout = tools.view().getBigInt64(argDatum(fcinfo, 1), true);
+      if (timeout < 0n) tools.raise("22023", '"timeout" must not be negative');
+      return signal(argDatum(fcinfo, 0) | 0, "terminate");
+    }),
+  );
+
+  return {
+    runAs(pid) {
+      runner = pid;
+    },
+    setBackends(list) {
+      backends = new Map(list.map((b) => [b.pid, b.roleOid]));
+    },
+    setActivity(rows) {
+      if (rows !== null) activity = rows;
+    },
+    takeSignals() {
+      if (signals.length === 0) return signals;
+      const out = signals;
+      signals = [];
+      return out;
+    },
+  };
+}
+
+/** A host function of type (i32) → i32, for a builtin's slot in the function table. */
+// deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
+function wasmFunctionOf(fn: (fcinfo: number) => number): Function {
+  return wasmFunction(fn, { params: 1, result: true });
+}

@@ -1,0 +1,204 @@
+/**
+ * Backend identity is the session's own, as with a PostgreSQL backend per
+ * connection: pg_backend_pid() is the pid of the session's BackendKeyData,
+ * pg_stat_activity lists pgts's sessions with PostgreSQL's visibility
+ * rules, and pg_cancel_backend / pg_terminate_backend act on them with
+ * PostgreSQL's permission rules. node-postgres, under the default server and
+ * --adapter inproc.
+ */
+
+import { describe, expect, test } from "bun:test";
+import type pg from "pg";
+import { pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
+import type { Adapter } from "../../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+const pidOf = (c: pg.Client) => (c as unknown as { processID: number }).processID;
+
+/** A client's notices, collected. */
+function notices(c: pg.Client): Array<{ severity?: string; message: string }> {
+  const seen: Array<{ severity?: string; message: string }> = [];
+  c.on("notice", (n) => seen.push(n as { severity?: string; message: string }));
+  return seen;
+}
+
+for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("pg_backend_pid() is the pid in the session's BackendKeyData", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const pa = (await a.query("select pg_backend_pid() as p")).rows[0].p;
+      const pb = (await b.query("select pg_backend_pid() as p")).rows[0].p;
+      expect(pa).toBe(pidOf(a));
+      expect(pb).toBe(pidOf(b));
+      expect(pa).not.toBe(pb);
+      // Inside a transaction block and in a prepared statement too.
+      await a.query("begin");
+      expect((await a.query({ text: "select pg_backend_pid() as p", name: "bp" })).rows[0].p)
+        .toBe(pa);
+      await a.query("commit");
+      // NOTIFY still carries the sender's pid, and the listener gets it.
+      await b.query("listen identity_ch");
+      const got = new Promise<{ processId: number }>((r) => b.once("notification", r));
+      await a.query("notify identity_ch, 'x'");
+      expect((await got).processId).toBe(pa);
+      await a.end();
+      await b.end();
+    });
+
+    test("pg_stat_activity lists every session; a non-superuser sees others' queries hidden", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      await a.query("set application_name = 'activity_a'");
+      await a.query("create role activity_reader login");
+      const b = await pgClient(s, { user: "activity_reader" });
+      await b.query("set application_name = 'activity_b'");
+
+      const rows = (await a.query(
+        "select pid, usename, datname, application_name, client_addr is not null as has_addr," +
+          " backend_start is not null as started, state, query, backend_type" +
+          " from pg_stat_activity order by pid",
+      )).rows;
+      const mine = rows.find((r) => r.pid === pidOf(a));
+      const theirs = rows.find((r) => r.pid === pidOf(b));
+      expect(mine).toMatchObject({
+        usename: "postgres",
+        datname: "postgres",
+        application_name: "activity_a",
+        has_addr: true,
+        started: true,
+        state: "active",
+        backend_type: "client backend",
+      });
+      expect(mine.query).toContain("from pg_stat_activity");
+      expect(theirs).toMatchObject({
+        usename: "activity_reader",
+        application_name: "activity_b",
+        state: "idle",
+        query: "set application_name = 'activity_b'",
+      });
+
+      // The ordinary role sees its own row whole and the superuser's hidden.
+      const seen = (await b.query(
+        "select pid, usename, state, query from pg_stat_activity where pid = any($1)",
+        [[pidOf(a), pidOf(b)]],
+      )).rows;
+      expect(seen.find((r) => r.pid === pidOf(a))).toEqual({
+        pid: pidOf(a),
+        usename: "postgres",
+        state: null,
+        query: "<insufficient privilege>",
+      });
+      expect(seen.find((r) => r.pid === pidOf(b))?.state).toBe("active");
+      await b.end();
+      await a.query("drop role activity_reader");
+      await a.end();
+    });
+
+    test("a session waiting for the engine shows as active, waiting on it, to the holder", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      const b = await pgClient(s);
+      await a.query("begin");
+      const waiting = b.query("select 'waited' as w");
+      await sleep(200);
+      const row = (await a.query(
+        "select state, wait_event_type, wait_event, query from pg_stat_activity where pid = $1",
+        [pidOf(b)],
+      )).rows[0];
+      expect(row).toEqual({
+        state: "active",
+        wait_event_type: "Extension",
+        wait_event: "PgtsEngine",
+        query: "select 'waited' as w",
+      });
+      await a.query("commit");
+      expect((await waiting).rows).toEqual([{ w: "waited" }]);
+      await a.end();
+      await b.end();
+    });
+
+    test("pg_cancel_backend cancels another session's wait; an unknown pid warns and is false", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      const b = await pgClient(s);
+      const warned = notices(a);
+      await a.query("begin");
+      const waiting = b.query("select 1").then(() => null, (e) => e.code);
+      await sleep(200);
+      expect((await a.query("select pg_cancel_backend($1) as ok", [pidOf(b)])).rows)
+        .toEqual([{ ok: true }]);
+      expect(await waiting).toBe("57014");
+      expect((await a.query("select pg_cancel_backend(999999) as ok")).rows).toEqual([{
+        ok: false,
+      }]);
+      expect(warned).toContainEqual(
+        expect.objectContaining({
+          severity: "WARNING",
+          message: "PID 999999 is not a PostgreSQL backend process",
+        }),
+      );
+      await a.query("commit");
+      // b goes on.
+      expect((await b.query("select 2 as v")).rows).toEqual([{ v: 2 }]);
+      // Cancelling oneself cancels the statement, as in PostgreSQL.
+      const self = await a.query("select pg_cancel_backend(pg_backend_pid())").then(
+        () => null,
+        (e) => e.code,
+      );
+      expect(self).toBe("57014");
+      expect((await a.query("select 3 as v")).rows).toEqual([{ v: 3 }]);
+      await a.end();
+      await b.end();
+    });
+
+    test("pg_terminate_backend ends another session with 57P01; roles need PostgreSQL's rights", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role signal_a login; create role signal_b login");
+      await admin.query("create role signal_c login in role pg_signal_backend");
+      const a = await pgClient(s, { user: "signal_a" });
+      const b = await pgClient(s, { user: "signal_b" });
+      const c = await pgClient(s, { user: "signal_c" });
+      const a2 = await pgClient(s, { user: "signal_a" });
+
+      // Another role's session, and a superuser's: refused with PostgreSQL's errors.
+      const refused = await a.query("select pg_terminate_backend($1)", [pidOf(b)]).catch((e) => e);
+      expect(refused).toMatchObject({
+        code: "42501",
+        message: "permission denied to terminate process",
+      });
+      expect(refused.detail).toContain('"pg_signal_backend"');
+      const su = await c.query("select pg_cancel_backend($1)", [pidOf(admin)]).catch((e) => e);
+      expect(su).toMatchObject({ code: "42501", message: "permission denied to cancel query" });
+      expect(su.detail).toContain("SUPERUSER");
+
+      // The same role may; a pg_signal_backend member may.
+      const ended = new Promise<Error & { code?: string }>((r) => a2.once("error", r));
+      expect((await a.query("select pg_terminate_backend($1) as ok", [pidOf(a2)])).rows)
+        .toEqual([{ ok: true }]);
+      expect((await ended).code).toBe("57P01");
+      expect((await c.query("select pg_terminate_backend($1) as ok", [pidOf(b)])).rows)
+        .toEqual([{ ok: true }]);
+      await sleep(100);
+      expect(await b.query("select 1").then(() => "ran", () => "ended")).toBe("ended");
+      // Gone from pg_stat_activity.
+      const left = (await admin.query(
+        "select count(*)::int as n from pg_stat_activity where pid = any($1)",
+        [[pidOf(a2), pidOf(b)]],
+      )).rows[0].n;
+      expect(left).toBe(0);
+      const negative = await admin.query("select pg_terminate_backend($1, -1)", [pidOf(a)])
+        .catch((e) => e);
+      expect(negative).toMatchObject({ code: "22023", message: '"timeout" must not be negative' });
+
+      await a.end();
+      await c.end();
+      await admin.query("drop role signal_a; drop role signal_b; drop role signal_c");
+      await admin.end();
+    });
+  });
+}
