@@ -6,9 +6,9 @@
  *   handed over as fds.
  * - Deno: subprocess children (`node:child_process` fork) by default, since
  *   only they can take a client socket (a socket cannot be posted to a
- *   Worker); `adapter: "worker"`
- *   picks Web Workers, which start and idle cheaper but relay every client
- *   byte through the postmaster and die with it.
+ *   Worker); `adapter: "worker"` picks Web Workers, which start and idle
+ *   cheaper but relay every client byte through the postmaster and die
+ *   with it.
  *
  * Adapters are imported dynamically so that one runtime never loads the
  * other's code.

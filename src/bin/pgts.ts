@@ -5,9 +5,8 @@
  * opens PGlite, because PGlite looks for them next to its own module
  * (`import.meta.url`), which in a binary is /$bunfs/root, where they are
  * not: opening fails with ENOENT for /$bunfs/root/pglite.data. Then it is
- * what mod.ts's CLI block is: a
- * child when started with CHILD_FLAG (the binary's children are the binary
- * itself), the `pgts` command otherwise.
+ * what mod.ts's CLI block is: a child when started with CHILD_FLAG (the
+ * binary's children are the binary itself), the `pgts` command otherwise.
  *
  * The embedded files are embedded.ts's; the binary's Workers (children
  * under `--adapter worker`) start from its other entry, worker.ts, and

@@ -11,8 +11,8 @@
  *   event is `preventDefault()`ed, since under Deno it would otherwise end
  *   the whole postmaster;
  * - a socket cannot be posted to a worker (neither a node:net socket nor a
- *   Deno.Conn is cloneable or transferable), so the postmaster
- *   relays its bytes (relayconn.ts).
+ *   Deno.Conn is cloneable or transferable), so the postmaster relays its
+ *   bytes (relayconn.ts).
  */
 
 import type {

@@ -111,9 +111,8 @@ function isCode(exit: ChildExit, ...codes: number[]): boolean {
 
 /**
  * Judges one exit by the rules of PostgreSQL's postmaster.c
- * (process_pm_child_exit and CleanupBackend). A "crash" means
- * shared state may be corrupt: every other child is stopped and the state
- * reset. The startup process has further special cases (failure during
+ * (process_pm_child_exit and CleanupBackend). A "crash" means shared state
+ * may be corrupt: every other child is stopped and the state reset. The startup process has further special cases (failure during
  * PM_STARTUP stops the postmaster) that the postmaster applies on top.
  */
 export function classifyChildExit(

@@ -3,9 +3,8 @@
  * pglite.wasm, initdb.wasm and pglite.data next to its own module, through
  * `import.meta.url` under node_modules. A compiled binary has no such files
  * (opening PGlite there fails with `ENOENT ... /$bunfs/root/pglite.data`),
- * so its entry
- * (src/bin/pgts.ts) imports embedded copies and registers them here before
- * anything opens PGlite; instance.ts then hands them to PGlite as
+ * so its entry (src/bin/pgts.ts) imports embedded copies and registers them
+ * here before anything opens PGlite; instance.ts then hands them to PGlite as
  * `pgliteWasmModule`, `initdbWasmModule` and `fsBundle`.
  *
  * A registration belongs to one realm: a Worker that opens PGlite gets the
