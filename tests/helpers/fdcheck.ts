@@ -1,7 +1,7 @@
 /**
  * Does this process still hold a given socket? Maps /proc/self/fd links
- * (socket:[inode]) to /proc/net/{tcp,tcp6,unix} (research Q3's check). Used
- * to prove a handed-off client left the postmaster. Linux only.
+ * (socket:[inode]) to /proc/net/{tcp,tcp6,unix}. Used to prove a handed-off
+ * client left the postmaster. Linux only.
  */
 
 import fs from "node:fs";
