@@ -1,8 +1,9 @@
 /**
  * The `pgts` command: dispatches to the verbs (init, start, stop, reload,
- * status), prints the top-level help and version, and turns every outcome
- * into an exit code. The only place that decides a process's exit status is
- * the entry point in mod.ts, which sets `process.exitCode` from `main`.
+ * status, serve-http, dump, restore), prints the top-level help and version,
+ * and turns every outcome into an exit code. It never exits the process:
+ * the entry points (mod.ts, and src/bin/pgts.ts in the compiled binary)
+ * call `process.exit` with what `main` resolves to.
  */
 
 import { SERVER_VERSION } from "../core/guc/tables.ts";

@@ -23,7 +23,10 @@ import { runServer } from "../server/server.ts";
 import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 
 export const ADAPTERS = ["bun", "worker", "inproc"] as const;
-/** How children run: Bun subprocesses, Web Workers, or tasks in this process. */
+/**
+ * How children run: "bun", subprocesses (Bun's under Bun, forked Deno
+ * processes under Deno); "worker", Web Workers; "inproc", tasks in this process.
+ */
 export type AdapterName = (typeof ADAPTERS)[number];
 
 /** Everything the postmaster gets from `pgts start`. */
