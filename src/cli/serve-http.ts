@@ -36,7 +36,8 @@ import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 
 export const SERVE_HTTP_USAGE =
   `${PROGNAME} serve-http [-D DATADIR] [--engine URL] [--port PORT] ` +
-  "[--host HOST] [--pg-port PORT] [--admin-token TOKEN] [--max-body BYTES] [-c NAME=VALUE]...";
+  "[--host HOST] [--tls-cert FILE --tls-key FILE] [--pg-port PORT] [--admin-token TOKEN] " +
+  "[--max-body BYTES] [-c NAME=VALUE]...";
 
 export const SERVE_HTTP_HELP =
   `${PROGNAME} serve-http serves a data directory over HTTP, one backend run per request.
@@ -54,6 +55,8 @@ Options:
                             (same as -c engine=ENGINE)
       --port=PORT           HTTP port (default 8080; 0 lets the kernel pick)
       --host=HOST           HTTP address to listen on (default 127.0.0.1)
+      --tls-cert=FILE       serve HTTPS with this certificate (PEM; a chain may follow)
+      --tls-key=FILE        ... and this private key (PEM); both or neither
       --pg-port=PORT        also accept PostgreSQL-protocol clients (psql) on this port
       --admin-token=TOKEN   turn on the admin API (default: $PGTS_ADMIN_TOKEN)
       --max-body=BYTES      largest request body accepted (default 10485760)
@@ -69,6 +72,33 @@ function report(e: unknown): void {
   else {ereport("FATAL", e instanceof Error ? e.message : String(e), {
       code: ERRCODE.INTERNAL_ERROR,
     });}
+}
+
+/** The PEM texts of --tls-cert and --tls-key, or null for plain HTTP. */
+function httpsFiles(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): { cert: string; key: string } | null {
+  if (certFile === undefined && keyFile === undefined) return null;
+  if (certFile === undefined || keyFile === undefined) {
+    throw new PgError(
+      ERRCODE.INVALID_PARAMETER_VALUE,
+      "--tls-cert and --tls-key must be given together",
+      { severity: "FATAL" },
+    );
+  }
+  const read = (what: string, file: string) => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (e) {
+      throw new PgError(
+        ERRCODE.CONFIG_FILE_ERROR,
+        `could not load ${what} file "${file}": ${e instanceof Error ? e.message : String(e)}`,
+        { severity: "FATAL" },
+      );
+    }
+  };
+  return { cert: read("server certificate", certFile), key: read("private key", keyFile) };
 }
 
 function portOption(name: string, value: string | undefined, fallback: number): number {
@@ -140,6 +170,8 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
       pgdata: { type: "string", short: "D" },
       port: { type: "string" },
       host: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       "pg-port": { type: "string" },
       "admin-token": { type: "string" },
       "max-body": { type: "string" },
@@ -192,6 +224,7 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
     const httpPort = portOption("port", v.port, 8080);
     const pgPort = v["pg-port"] === undefined ? null : portOption("pg-port", v["pg-port"], 0);
     const host = v.host ?? "127.0.0.1";
+    const tls = httpsFiles(v["tls-cert"], v["tls-key"]);
     lock = dataDir?.lock({
       pid: process.pid,
       port: pgPort ?? httpPort,
@@ -215,6 +248,7 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
       hba,
       port: httpPort,
       hostname: host,
+      ...(tls === null ? {} : { tls }),
       ...(token === undefined || token === "" ? {} : { adminToken: token }),
       ...(maxBody === undefined ? {} : { maxBodyBytes: maxBody }),
       ...(listen.length === 0 ? {} : { listen, net: new NodeSocketNetAdapter() }),
@@ -239,7 +273,8 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
       process.on(sig, h);
       handlers.push([sig, h]);
     }
-    ereport("LOG", `serving SQL over HTTP on http://${host}:${served.port}/sql`);
+    const scheme = tls === null ? "http" : "https";
+    ereport("LOG", `serving SQL over HTTP on ${scheme}://${host}:${served.port}/sql`);
     if ("upstream" in engine) {
       ereport("LOG", `in front of the upstream server "${redact(engine.upstream)}"`);
     }

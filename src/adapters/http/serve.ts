@@ -22,6 +22,8 @@ export interface ServeOptions {
   readonly port?: number;
   /** Default "127.0.0.1". */
   readonly hostname?: string;
+  /** Serve HTTPS with this certificate chain and key (PEM text); default plain HTTP. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface Served {
@@ -39,6 +41,7 @@ interface BunLike {
   serve(options: {
     port: number;
     hostname: string;
+    tls?: { cert: string; key: string };
     fetch(req: Request, server: BunServer): Promise<Response> | Response;
   }): BunServer;
 }
@@ -48,7 +51,7 @@ interface DenoHttpServer {
 }
 interface DenoLike {
   serve(
-    options: { port: number; hostname: string; onListen?: () => void },
+    options: { port: number; hostname: string; cert?: string; key?: string; onListen?: () => void },
     handler: (
       req: Request,
       info: { remoteAddr: { hostname: string } },
@@ -74,6 +77,7 @@ export function serve(handler: FetchHandler, options: ServeOptions = {}): Promis
       const server = g.Bun!.serve({
         port,
         hostname,
+        ...(options.tls === undefined ? {} : { tls: { ...options.tls } }),
         fetch: (req, s) => {
           const ip = s.requestIP(req)?.address;
           return handler(req, ip === undefined ? {} : { remoteAddress: ip });
@@ -87,7 +91,7 @@ export function serve(handler: FetchHandler, options: ServeOptions = {}): Promis
     }
     case "deno": {
       const server = g.Deno!.serve(
-        { port, hostname, onListen: () => {} },
+        { port, hostname, ...(options.tls ?? {}), onListen: () => {} },
         (req, info) => handler(req, { remoteAddress: info.remoteAddr.hostname }),
       );
       return Promise.resolve({ hostname, port: server.addr.port, close: () => server.shutdown() });
