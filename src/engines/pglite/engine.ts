@@ -133,6 +133,8 @@ export class PgliteEngine implements Engine {
   /** Bumped when a session starts or ends; the sessions go to the backend with the next exec. */
   #backendsVersion = 0;
   #backendsSent = -1;
+  /** The shipped extension bundles are in the engine's file system (extensions.ts). */
+  #extensionsLoaded = false;
 
   constructor(executor: RawExecutor, options: EngineOptions = {}) {
     this.executor = executor;
@@ -176,7 +178,22 @@ export class PgliteEngine implements Engine {
       await this.#refreshRoles();
       await this.#refreshDatabases();
       await this.#installStatActivity();
+      // An extension created before this start needs its files (its library) again.
+      const [created] = await this.#query(
+        "select exists (select from pg_catalog.pg_extension where extname <> 'plpgsql')",
+      );
+      if (created?.[0] === "t") {
+        this.#extensionsLoaded = true;
+        await this.executor.exec(fe.sync(), () => {}, { loadExtensions: true });
+      }
     }, Infinity);
+  }
+
+  /** True once per engine: the first input that names an extension loads the bundles. */
+  loadExtensionsFor(needed: boolean): boolean {
+    if (!needed || this.#extensionsLoaded) return false;
+    this.#extensionsLoaded = true;
+    return true;
   }
 
   /**

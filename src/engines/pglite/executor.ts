@@ -57,6 +57,8 @@ export interface ExecOptions {
   readonly backends?: readonly BackendEntry[];
   /** pg_stat_activity's rows, when the input reads them. */
   readonly activity?: readonly ActivityRow[];
+  /** Put the shipped extension bundles into the engine first (extensions.ts). */
+  readonly loadExtensions?: boolean;
 }
 
 function instanceOptions(options: ExecOptions) {
@@ -66,6 +68,7 @@ function instanceOptions(options: ExecOptions) {
     pid: options.pid ?? null,
     ...(options.backends !== undefined ? { backends: options.backends } : {}),
     ...(options.activity !== undefined ? { activity: options.activity } : {}),
+    ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
   };
 }
 

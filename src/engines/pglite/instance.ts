@@ -30,6 +30,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
+import { loadExtensionBundles } from "./extensions.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
 import {
   type ActivityRow,
@@ -79,6 +80,8 @@ export interface InstanceExecOptions {
   readonly backends?: readonly BackendEntry[];
   /** pg_stat_activity's rows, when the input reads them. */
   readonly activity?: readonly ActivityRow[];
+  /** Put the shipped extension bundles into the file system first (extensions.ts). */
+  readonly loadExtensions?: boolean;
   /**
    * statement_timeout: after this many ms the exec is cancelled as a cancel
    * request would cancel it; 0 for none.
@@ -211,9 +214,14 @@ export async function openInstance(
     throw e;
   }
 
+  let extensionsLoaded = false;
   return {
     db,
     async exec(seq, bytes, onData, options) {
+      if (options.loadExtensions === true && !extensionsLoaded) {
+        extensionsLoaded = true;
+        loadExtensionBundles(db);
+      }
       Atomics.store(cell, RUNNING_SEQ, seq);
       guard.runAs(options.runAs);
       backends.runAs(options.pid);

@@ -50,6 +50,8 @@ export interface InputPlan {
   readonly reject: PgError | null;
   /** The text names pg_stat_activity: the engine passes its rows with this exec (backends.ts). */
   readonly readsActivity: boolean;
+  /** The text names an extension (CREATE EXTENSION, pg_available_extensions): extensions.ts. */
+  readonly needsExtensions: boolean;
 }
 
 /**
@@ -84,6 +86,7 @@ interface Acc {
   copyFromStdin: boolean;
   reject: PgError | null;
   readsActivity: boolean;
+  needsExtensions: boolean;
 }
 
 function aloneOnly(what: string): PgError {
@@ -218,6 +221,7 @@ function rewriteSql(
 ): string {
   if (!mightMatter(sql)) return sql;
   if (!acc.readsActivity && /pg_stat_activity/i.test(sql)) acc.readsActivity = true;
+  if (!acc.needsExtensions && /extension/i.test(sql)) acc.needsExtensions = true;
   const stmts = scanStatements(sql);
   const lone = isQuery && stmts.length === 1;
   let out = "";
@@ -254,6 +258,7 @@ function newAcc(): Acc {
     copyFromStdin: false,
     reject: null,
     readsActivity: false,
+    needsExtensions: false,
   };
 }
 
@@ -389,6 +394,7 @@ export function planInput(
     copyFromStdin: acc.copyFromStdin,
     reject: acc.reject,
     readsActivity: acc.readsActivity,
+    needsExtensions: acc.needsExtensions,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,

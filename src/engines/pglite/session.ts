@@ -131,6 +131,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
   #readsActivity = false;
+  /** The input names an extension (the engine loads the bundles first, once). */
+  #needsExtensions = false;
   // pg_stat_activity: times in ms since the epoch, the last input's first
   // Query or Parse message (a bounded copy, decoded only when read).
   readonly #client: { readonly address: string; readonly port: number } | null;
@@ -353,6 +355,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       effects: this.statementEffects,
     });
     this.#readsActivity = plan.readsActivity;
+    this.#needsExtensions = plan.needsExtensions;
     if (plan.reject !== null) {
       this.#failInput(frames, plan.reject, out);
       return;
@@ -607,6 +610,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
         ...(backends !== undefined ? { backends } : {}),
         ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),
+        ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
       });
       this.#phase = "running";
       if (this.#cancelPending) engine.executor.interrupt();

@@ -1,0 +1,70 @@
+/**
+ * The extensions the PGlite package ships (its `dist/*.tar.gz` bundles:
+ * uuid-ossp, pgcrypto, hstore, citext, pg_trgm, ltree, cube, earthdistance,
+ * fuzzystrmatch, tablefunc, unaccent, btree_gin, btree_gist, amcheck, …),
+ * put into a running engine's file system.
+ *
+ * PGlite loads a bundle only when it is named in `extensions` at create.
+ * A bundle is the extension's control and SQL files and its shared library;
+ * Postgres reads the first from share/extension when CREATE EXTENSION runs
+ * and dlopens the library (compiled then, synchronously) when a function of
+ * it is first called, so writing the files into the file system later is
+ * enough. pgts does that for every bundle at once, on the first need: an
+ * input that names an extension (CREATE or ALTER EXTENSION,
+ * pg_available_extensions), or an engine start whose database has one
+ * created. Measured: ~4.3 MB of files from 1.5 MB of gzip, 40 libraries,
+ * well under a second once per engine; statements that never name an
+ * extension pay nothing.
+ *
+ * Runs on the thread that runs PGlite. A compiled binary carries no
+ * bundles: there CREATE EXTENSION fails as PostgreSQL does for an extension
+ * that is not installed.
+ */
+
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gunzipSync } from "node:zlib";
+import { unpackTar } from "./tar.ts";
+
+/** What of PGlite's Emscripten module this needs. */
+interface PgliteModule {
+  readonly WASM_PREFIX: string;
+  readonly FS: {
+    analyzePath(path: string): { exists: boolean };
+    mkdirTree(path: string): void;
+    writeFile(path: string, data: Uint8Array): void;
+  };
+}
+
+/** The directory of PGlite's extension bundles, or null when there is none (a compiled binary). */
+function bundleDir(): string | null {
+  try {
+    const dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
+    return readdirSync(dir).some((f) => f.endsWith(".tar.gz")) ? dir : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Writes every shipped bundle's files under PGlite's install prefix.
+ * Returns how many bundles were loaded.
+ */
+export function loadExtensionBundles(db: unknown): number {
+  const mod = (db as { mod?: PgliteModule }).mod;
+  const dir = bundleDir();
+  if (mod === undefined || dir === null) return 0;
+  let n = 0;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".tar.gz")).sort()) {
+    for (const e of unpackTar(gunzipSync(readFileSync(join(dir, file))))) {
+      if (e.type !== "file") continue;
+      const path = `${mod.WASM_PREFIX}/${e.name}`;
+      const parent = path.slice(0, path.lastIndexOf("/"));
+      if (!mod.FS.analyzePath(parent).exists) mod.FS.mkdirTree(parent);
+      mod.FS.writeFile(path, e.data);
+    }
+    n++;
+  }
+  return n;
+}
