@@ -242,6 +242,20 @@ export function cancelRequest(pid: number, key: number): Uint8Array {
   return out;
 }
 
+/**
+ * Sends a CancelRequest for (pid, key) on a connection of its own, as a
+ * driver does, and waits until the server has closed that connection.
+ */
+export async function sendCancelRequest(
+  server: PgtsServer,
+  pid: number,
+  key: number,
+): Promise<void> {
+  const raw = await RawConnection.open(server);
+  raw.send(cancelRequest(pid, key));
+  await raw.drain();
+}
+
 export interface BackendMessage {
   readonly type: string;
   readonly body: Uint8Array;

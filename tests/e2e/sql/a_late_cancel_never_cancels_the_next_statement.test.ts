@@ -8,27 +8,15 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import { connect } from "node:net";
-import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  pgClient,
+  sendCancelRequest,
+  sharedServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 import type { Adapter } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
-
-/** Sends a CancelRequest for (pid, key) and waits until the server closes it. */
-function sendCancel(host: string, port: number, pid: number, key: number): Promise<void> {
-  return new Promise((resolve) => {
-    const sock = connect({ host, port }, () => {
-      const b = Buffer.alloc(16);
-      b.writeInt32BE(16, 0);
-      b.writeInt32BE(80877102, 4);
-      b.writeInt32BE(pid, 8);
-      b.writeInt32BE(key, 12);
-      sock.write(b);
-    });
-    sock.on("close", () => resolve());
-    sock.on("error", () => resolve());
-  });
-}
 
 for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
@@ -45,17 +33,17 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
         // Role DDL makes pgts re-read the catalogs after the client has its
         // answer: the cancel lands in that bookkeeping, or after it.
         await c.query(`create role late_cancel_${i}`);
-        await sendCancel(s.host, s.port, pid, key);
+        await sendCancelRequest(s, pid, key);
         const r = await c.query("select $1::int as i", [i]);
         expect(r.rows).toEqual([{ i }]);
       }
       // An idle session's cancel is a no-op too.
-      await sendCancel(s.host, s.port, pid, key);
+      await sendCancelRequest(s, pid, key);
       expect((await c.query("select 'next' as v")).rows).toEqual([{ v: "next" }]);
       // And a cancel of a running statement still acts.
       const running = c.query("select pg_sleep(10)").then(() => null, (e) => e.code);
       await new Promise((r) => setTimeout(r, 300));
-      await sendCancel(s.host, s.port, pid, key);
+      await sendCancelRequest(s, pid, key);
       expect(await running).toBe("57014");
       expect(c.asyncErrors).toEqual([]);
       await c.end();

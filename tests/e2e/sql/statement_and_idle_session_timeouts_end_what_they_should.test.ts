@@ -10,7 +10,13 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import { pgClient, psql, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  pgClient,
+  psql,
+  sendCancelRequest,
+  sharedServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 import { type Adapter, sleep, waitFor } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -94,13 +100,7 @@ for (const [name, options] of SERVERS) {
       await sleep(300);
       // A CancelRequest with the key from a's BackendKeyData, as a driver sends it.
       const key = (a as unknown as { secretKey: number }).secretKey;
-      const sent = await cancel(
-        s.host,
-        s.port,
-        (a as unknown as { processID: number }).processID,
-        key,
-      );
-      expect(sent).toBe(true);
+      await sendCancelRequest(s, (a as unknown as { processID: number }).processID, key);
       const err = await running;
       expect(err.code).toBe("57014");
       expect(err.message).toBe("canceling statement due to user request");
@@ -125,22 +125,5 @@ for (const [name, options] of SERVERS) {
       expect(b.asyncErrors).toEqual([]);
       await b.end();
     });
-  });
-}
-
-/** Sends a CancelRequest for (pid, key); true once the server closed the socket. */
-async function cancel(host: string, port: number, pid: number, key: number): Promise<boolean> {
-  const { connect } = await import("node:net");
-  return await new Promise<boolean>((resolve) => {
-    const sock = connect({ host, port }, () => {
-      const b = Buffer.alloc(16);
-      b.writeInt32BE(16, 0);
-      b.writeInt32BE(80877102, 4);
-      b.writeInt32BE(pid, 8);
-      b.writeInt32BE(key, 12);
-      sock.write(b);
-    });
-    sock.on("close", () => resolve(true));
-    sock.on("error", () => resolve(false));
   });
 }
