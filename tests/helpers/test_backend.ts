@@ -1,11 +1,12 @@
 /**
  * A backend main for postmaster tests, until the protocol module lands: it
- * reads the startup packet, answers AuthenticationOk and ReadyForQuery, and
+ * reads the startup packet, takes one of max_connections from the postmaster
+ * (FATAL 53300 when none is left), answers AuthenticationOk and ReadyForQuery, and
  * echoes each simple query back as a one-row result. A few queries drive
  * the tests:
  *
  * - `crash`: throws (a crash under the in-process launcher);
- * - `free_slots`: the postmaster's count of free backend slots;
+ * - `claim`: asks the postmaster for a connection again ("ok" for one it holds);
  * - `pid`: the backend's pid;
  * - `start_worker`: registers a dynamic background worker from this backend
  *   and answers with "<status> <pid>" once it has started.
@@ -75,6 +76,12 @@ export const testBackendMain: ChildMain = async (env) => {
   const serve = async (): Promise<number> => {
     const packet = await reader.readStartupPacket({ timeoutMs: 60_000 });
     if (packet.type !== "startup") return 0;
+    if ((await link.claimConnection(true)) !== "ok") {
+      const fields = "SFATAL\0C53300\0Msorry, too many clients already\0\0";
+      client.write(encodeMessage("E", enc.encode(fields)));
+      client.end();
+      return 1;
+    }
     client.write(encodeMessage("R", int32(0)));
     client.write(encodeMessage("K", concat(int32(env.pid), int32(12345))));
     client.write(readyForQuery);
@@ -86,7 +93,7 @@ export const testBackendMain: ChildMain = async (env) => {
       let value = sql;
       if (sql === "crash") throw new Error("test backend crashed on purpose");
       if (sql === "pid") value = String(env.pid);
-      if (sql === "free_slots") value = String(await link.freeBackendSlots());
+      if (sql === "claim") value = await link.claimConnection(true);
       if (sql === "start_worker") {
         const handle = await registerDynamicBackgroundWorker(link, {
           name: "dynamic from backend",

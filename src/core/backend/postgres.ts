@@ -131,6 +131,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
       hba: options.hba,
       settings: options.settings,
       ssl: options.ssl ?? null,
+      acceptedAt: acceptedAtOf(env.params),
     });
     if (started === null) return EXIT_OK; // cancel request, SSL refusal then EOF, timeout
     session = started.session;
@@ -182,6 +183,12 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // Nothing of this backend uses the tree any more: the next backend's.
   mcxt.recycle();
   return code;
+}
+
+/** PMChildParams.acceptedAt, when the postmaster sent it. */
+function acceptedAtOf(params: unknown): number | null {
+  const v = (params as { acceptedAt?: unknown } | null)?.acceptedAt;
+  return typeof v === "number" ? v : null;
 }
 
 async function drainedWithin(c: Connection, ms: number): Promise<void> {

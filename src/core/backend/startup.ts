@@ -71,6 +71,8 @@ export interface StartupContext {
   readonly settings: StartupSettings;
   /** The TLS side of SSL, when ssl is on (the postmaster loaded its files); null or absent: 'N'. */
   readonly ssl?: SslServer | null;
+  /** When the postmaster accepted the client (ms since the epoch): the timeout runs from there. */
+  readonly acceptedAt?: number | null;
 }
 
 export interface StartedSession {
@@ -130,12 +132,15 @@ export async function performStartup(
   ctx: StartupContext,
 ): Promise<StartedSession | null> {
   let timedOut = false;
+  const timeoutMs = ctx.settings.authenticationTimeoutMs;
+  const since = ctx.acceptedAt ?? null;
+  const left = since === null ? timeoutMs : Math.max(0, timeoutMs - (Date.now() - since));
   const timer = setTimeout(() => {
     timedOut = true;
     ereport("LOG", "canceling authentication due to timeout", LOG);
     ctx.input.stop();
     ctx.input.connection.destroy();
-  }, ctx.settings.authenticationTimeoutMs);
+  }, left);
   try {
     const result = await startup(env, ctx);
     return timedOut ? null : result;
@@ -402,8 +407,14 @@ async function startSession(
 ): Promise<Omit<StartedSession, "authenticationOk">> {
   const { superuser, ssl } = who;
   const { user, database } = packet;
-  const reserved = ctx.settings.superuserReservedConnections;
-  if (!superuser && reserved > 0 && (await ctx.link.freeBackendSlots()) < reserved) {
+  // InitProcess's check: max_connections counts authenticated clients only.
+  const claim = await ctx.link.claimConnection(superuser);
+  if (claim === "too-many") {
+    throw new PgError(ERRCODE.TOO_MANY_CONNECTIONS, "sorry, too many clients already", {
+      severity: "FATAL",
+    });
+  }
+  if (claim === "reserved") {
     throw new PgError(
       ERRCODE.TOO_MANY_CONNECTIONS,
       "remaining connection slots are reserved for roles with the SUPERUSER attribute",

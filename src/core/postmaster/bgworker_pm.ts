@@ -27,7 +27,7 @@ import { BGWORKER_MAIN_ENTRY } from "./auxmains.ts";
 import type { ChildExit } from "./launch.ts";
 import type { PMChild } from "./pmchild.ts";
 import type { PostmasterChildren } from "./pmlaunch.ts";
-import type { PMRequest, PostmasterToChild } from "./pmsignal.ts";
+import type { ConnectionClaim, PMRequest, PostmasterToChild } from "./pmsignal.ts";
 import { type PMState, pmStateAtLeast } from "./pmstate.ts";
 import type { PostmasterSettings } from "./settings.ts";
 
@@ -173,11 +173,25 @@ export class BgWorkerScheduler {
     this.list.started(rw, child.pid);
   }
 
+  /**
+   * InitProcess's check, at the end of authentication: a backend gets one of
+   * max_connections, or is told why not (the backend raises 53300). The
+   * last superuser_reserved_connections go to superusers only.
+   */
+  #claimConnection(child: PMChild, superuser: boolean): ConnectionClaim {
+    const registry = this.#children()?.registry;
+    if (registry === undefined) return "too-many";
+    return registry.claimConnection(child, {
+      maxConnections: this.#settings.int("max_connections"),
+      reserved: superuser ? 0 : this.#settings.int("superuser_reserved_connections"),
+    });
+  }
+
   /** Answers a child's request (pmsignal.ts). */
   answer(child: PMChild, request: PMRequest, pmState: PMState): unknown {
     switch (request.op) {
-      case "free-backend-slots":
-        return this.#children()?.registry.freeSlots("backend") ?? 0;
+      case "claim-connection":
+        return this.#claimConnection(child, request.superuser);
       case "register-bgworker": {
         const worker = { ...request.worker, notifyPid: request.worker.notifyPid ?? child.pid };
         return this.registerDynamic(worker, pmState)?.id ?? null;

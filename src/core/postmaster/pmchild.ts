@@ -31,6 +31,12 @@ export interface PMChild {
   client?: Connection;
   /** When the slot was taken (ms since the epoch): the activity view's backend_start. */
   readonly startedAt: number;
+  /**
+   * A backend past authentication, holding one of max_connections (PGPROC).
+   * Backends still reading a startup packet or authenticating hold only a
+   * slot of the larger pool, so clients stuck there cannot lock others out.
+   */
+  connection?: boolean;
   /** For an in-process backend run: what it is doing now (pg_stat_activity's state and query). */
   activity?: () => BackendActivity;
 }
@@ -150,6 +156,24 @@ export class ChildRegistry {
     let n = 0;
     for (const _ of this.children(mask)) n++;
     return n;
+  }
+
+  /**
+   * InitProcess's check: gives `child` one of `maxConnections`, or says why
+   * not. "reserved" when fewer than `reserved` would be left after it (the
+   * caller passes 0 for a superuser). A child asks once; again, it is "ok".
+   */
+  claimConnection(
+    child: PMChild,
+    limits: { maxConnections: number; reserved: number },
+  ): "ok" | "too-many" | "reserved" {
+    if (child.connection === true) return "ok";
+    let taken = 0;
+    for (const c of this.#pools.get("backend") ?? []) if (c?.connection === true) taken++;
+    if (taken >= limits.maxConnections) return "too-many";
+    if (limits.maxConnections - taken - 1 < limits.reserved) return "reserved";
+    child.connection = true;
+    return "ok";
   }
 
   /** Free slots left in the kind's pool. */

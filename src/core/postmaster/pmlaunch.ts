@@ -49,6 +49,12 @@ export interface PostmasterEntries {
 /** The `params` of every child the postmaster starts (workers also get `bgworker`). */
 export interface PMChildParams {
   readonly shared: unknown;
+  /**
+   * For a backend: when the postmaster took its client (ms since the
+   * epoch). authentication_timeout runs from there, not from the backend's
+   * start, which a flood of connections can delay by seconds.
+   */
+  readonly acceptedAt?: number;
   readonly bgworker?: BackgroundWorkerSpec;
 }
 
@@ -191,7 +197,7 @@ export class PostmasterChildren {
       this.startDeadEnd(conn, rejectionFor(cac as Exclude<CACState, "CAC_OK">), options.timeoutMs);
       return;
     }
-    const params: PMChildParams = { shared: this.#childParams };
+    const params: PMChildParams = { shared: this.#childParams, acceptedAt: Date.now() };
     if (!(await this.launch(child, this.#entries.backend, { client: conn, params }))) {
       // Nobody is there to speak the protocol: report_fork_failure_to_client.
       conn.write(encodeForkFailure("the child launcher failed"));

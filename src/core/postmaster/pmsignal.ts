@@ -24,9 +24,15 @@ export type PMSignalReason =
   /** Ask the postmaster to look at the background worker list (dynamic registration). */
   | "background-worker-change";
 
+/** The answer to a claim-connection request. */
+export type ConnectionClaim = "ok" | "too-many" | "reserved";
+
 export type PMRequest =
-  /** Free backend slots, for the reserved-connection check after authentication. */
-  | { readonly op: "free-backend-slots" }
+  /**
+   * A connection, once the client has authenticated (InitProcess's PGPROC):
+   * max_connections counts these, not backends still in authentication.
+   */
+  | { readonly op: "claim-connection"; readonly superuser: boolean }
   | { readonly op: "register-bgworker"; readonly worker: BackgroundWorkerSpec }
   | { readonly op: "bgworker-status"; readonly handle: number }
   | { readonly op: "terminate-bgworker"; readonly handle: number };
@@ -152,9 +158,13 @@ export class PostmasterLink {
     });
   }
 
-  /** Free backend slots right now (for superuser_reserved_connections). */
-  async freeBackendSlots(): Promise<number> {
-    return Number(await this.request({ op: "free-backend-slots" }));
+  /**
+   * Takes one of max_connections for this backend, after authentication:
+   * "ok", or why not ("too-many": every connection is taken; "reserved":
+   * only superuser_reserved_connections are left and this is no superuser).
+   */
+  async claimConnection(superuser: boolean): Promise<ConnectionClaim> {
+    return (await this.request({ op: "claim-connection", superuser })) as ConnectionClaim;
   }
 
   /**

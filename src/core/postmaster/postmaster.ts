@@ -305,7 +305,7 @@ export class Postmaster extends EventTarget {
     if (this.#started) throw new TypeError("Postmaster already started");
     this.#started = true;
     const registry = new ChildRegistry({
-      backend: this.#settings.int("max_connections"),
+      backend: maxLiveBackends(this.#settings),
       bg_worker: this.#settings.int("max_worker_processes"),
     });
     this.#children = new PostmasterChildren(registry, {
@@ -786,7 +786,16 @@ export class Postmaster extends EventTarget {
         connsAllowed: this.#connsAllowed,
       })
       : "CAC_RECOVERY";
-    const child = cac === "CAC_OK" ? this.#children!.registry.assignSlot("backend", ev.name) : null;
+    const registry = this.#children!.registry;
+    let child = cac === "CAC_OK" ? registry.assignSlot("backend", ev.name) : null;
+    // A run is authenticated already: it takes one of max_connections now.
+    const maxConnections = this.#settings.int("max_connections");
+    if (
+      child !== null && registry.claimConnection(child, { maxConnections, reserved: 0 }) !== "ok"
+    ) {
+      registry.release(child);
+      child = null;
+    }
     if (child === null) {
       const r = rejectionFor(cac === "CAC_OK" ? "CAC_TOOMANY" : cac);
       ev.admitted(
@@ -949,4 +958,16 @@ export class Postmaster extends EventTarget {
     this.#resolveExited(code);
     this.dispatchEvent(new CustomEvent("exit", { detail: { code } }));
   }
+}
+
+/**
+ * Backends the postmaster lets live at once (MaxLivePostmasterChildren):
+ * twice max_connections and the worker slots, as in PostgreSQL, because a
+ * backend still reading its startup packet or authenticating holds no
+ * connection yet. max_connections itself is checked after authentication
+ * (the "claim-connection" request), so clients that connect and send
+ * nothing cannot lock out the ones that log in.
+ */
+export function maxLiveBackends(settings: PostmasterSettings): number {
+  return 2 * (settings.int("max_connections") + settings.int("max_worker_processes"));
 }

@@ -104,11 +104,17 @@ describe("connections", () => {
     expect(firstValue(await c.query("in"))).toBe("in");
   });
 
-  test("a backend can ask the postmaster how many backend slots are free", async () => {
-    const { session } = await startCluster({ settings: { max_connections: 5 } });
+  test("a client that has not sent its startup packet takes none of max_connections", async () => {
+    const { session, connect } = await startCluster({ settings: { max_connections: 2 } });
+    const silent = [connect(), connect(), connect()];
     const a = await session();
     await session();
-    expect(firstValue(await a.query("free_slots"))).toBe("3");
+    expect(firstValue(await a.query("claim"))).toBe("ok");
+    const refused = await connect().startup();
+    expect(reports(refused)).toEqual([
+      { type: "E", severity: "FATAL", code: "53300", message: "sorry, too many clients already" },
+    ]);
+    for (const c of silent) c.terminate();
   });
 
   test("a client that never sends a startup packet is dropped after authentication_timeout", async () => {
