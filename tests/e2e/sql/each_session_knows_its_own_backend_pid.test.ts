@@ -93,6 +93,13 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
         query: "<insufficient privilege>",
       });
       expect(seen.find((r) => r.pid === pidOf(b))?.state).toBe("active");
+      // pg_read_all_stats sees every row whole.
+      await a.query("grant pg_read_all_stats to activity_reader");
+      const all = (await b.query(
+        "select state, query from pg_stat_activity where pid = $1",
+        [pidOf(a)],
+      )).rows[0];
+      expect(all).toEqual({ state: "idle", query: "grant pg_read_all_stats to activity_reader" });
       await b.end();
       await a.query("drop role activity_reader");
       await a.end();
