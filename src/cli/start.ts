@@ -56,7 +56,7 @@ export function startServer(options: StartServerOptions): Promise<number> {
 }
 
 export const START_USAGE =
-  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc] [--engine pglite|URL]`;
+  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter subprocess|worker|inproc] [--engine pglite|URL]`;
 
 export const START_HELP =
   `${PROGNAME} start runs a pgts server on a data directory, in the foreground.
@@ -69,9 +69,10 @@ Options:
   -p, --port=PORT           port to listen on (same as -c port=PORT; 0 lets the kernel pick)
   -c NAME=VALUE             set a configuration parameter, overriding postgresql.conf;
                             may be repeated
-      --adapter=ADAPTER     how child processes run: "bun" (Bun subprocesses),
+      --adapter=ADAPTER     how child processes run: "subprocess" (a process per
+                            backend, Bun's or forked Deno's; "bun" is the same),
                             "worker" (Web Workers) or "inproc" (one process);
-                            default: chosen for the runtime
+                            default: subprocess
       --engine=ENGINE       the SQL engine: "pglite" (the data directory's own)
                             or a "postgres://user:password@host:port/db" URL
                             of an upstream PostgreSQL server, which every
@@ -121,10 +122,12 @@ export async function runStart(args: string[], io: CliIO): Promise<number> {
     io.out(START_HELP);
     return 0;
   }
-  const adapter = v.adapter as AdapterName | undefined;
+  // "subprocess" names the process-per-backend model under either runtime;
+  // "bun" is its older name.
+  const adapter = (v.adapter === "subprocess" ? "bun" : v.adapter) as AdapterName | undefined;
   if (adapter !== undefined && !ADAPTERS.includes(adapter)) {
     io.err(`${PROGNAME} start: invalid adapter "${v.adapter}"\n`);
-    io.err(`Valid adapters are ${ADAPTERS.map((a) => `"${a}"`).join(", ")}.\n`);
+    io.err(`Valid adapters are "subprocess", ${ADAPTERS.map((a) => `"${a}"`).join(", ")}.\n`);
     return 1;
   }
   const dataDirPath = resolve(dataDirFrom("start", v.pgdata, io));

@@ -24,7 +24,7 @@ export const PG_BIN = "/usr/lib/postgresql/15/bin";
 const MOD = join(ROOT, "mod.ts");
 
 export type Runtime = "bun" | "deno";
-export type Adapter = "bun" | "worker" | "inproc";
+export type Adapter = "subprocess" | "bun" | "worker" | "inproc";
 export type StopMode = "smart" | "fast" | "immediate";
 
 export interface StartOptions {
