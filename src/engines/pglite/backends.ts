@@ -83,6 +83,28 @@ const FLINFO_FN_OID = 4;
 const FCINFO_ARGS = 20;
 const NULLABLE_DATUM_SIZE = 8;
 
+/** The function table slot of builtin `oid`'s C function, as fmgr_info finds it. */
+export function builtinSlot(tools: WasmTools, oid: number): number {
+  const ex = tools.ex as unknown as BackendExports & typeof tools.ex;
+  if (typeof ex.fmgr_info !== "function") throw new Error("PGlite does not export fmgr_info");
+  let finfo = finfoOf.get(tools);
+  if (finfo === undefined) finfoOf.set(tools, finfo = ex.malloc(64));
+  ex.fmgr_info(oid, finfo);
+  const v = tools.view();
+  if (v.getUint32(finfo + FLINFO_FN_OID, true) !== oid) {
+    throw new Error("PGlite's FmgrInfo has an unknown layout");
+  }
+  return v.getUint32(finfo, true);
+}
+
+/** One FmgrInfo buffer per instance, for builtinSlot. */
+const finfoOf = new WeakMap<WasmTools, number>();
+
+/** Argument `n` of a version-1 call: a Datum (a pointer for int8, which is by reference here). */
+export function argDatum(tools: WasmTools, fcinfo: number, n: number): number {
+  return tools.view().getUint32(fcinfo + FCINFO_ARGS + n * NULLABLE_DATUM_SIZE, true);
+}
+
 export interface BackendFunctionOptions {
   /** Sets Postgres's cancel flags for the exec in flight (a session cancelling itself). */
   readonly cancelSelf: () => void;
@@ -118,18 +140,9 @@ export function installBackendFunctions(
     if (typeof ex[fn] !== "function") throw new Error(`PGlite does not export ${fn}`);
   }
   const table = ex.__indirect_function_table;
-  const finfo = ex.malloc(64);
-  const slotOf = (oid: number): number => {
-    ex.fmgr_info(oid, finfo);
-    const v = tools.view();
-    if (v.getUint32(finfo + FLINFO_FN_OID, true) !== oid) {
-      throw new Error("PGlite's FmgrInfo has an unknown layout");
-    }
-    return v.getUint32(finfo, true);
-  };
-  const pidSlot = slotOf(F_PG_BACKEND_PID);
-  const cancelSlot = slotOf(F_PG_CANCEL_BACKEND);
-  const terminateSlot = slotOf(F_PG_TERMINATE_BACKEND);
+  const pidSlot = builtinSlot(tools, F_PG_BACKEND_PID);
+  const cancelSlot = builtinSlot(tools, F_PG_CANCEL_BACKEND);
+  const terminateSlot = builtinSlot(tools, F_PG_TERMINATE_BACKEND);
   if (new Set([pidSlot, cancelSlot, terminateSlot]).size !== 3) {
     throw new Error("PGlite's backend functions share a function table slot");
   }
@@ -150,8 +163,6 @@ export function installBackendFunctions(
     }
     return oid;
   };
-  const argDatum = (fcinfo: number, n: number): number =>
-    tools.view().getUint32(fcinfo + FCINFO_ARGS + n * NULLABLE_DATUM_SIZE, true);
   const textDatum = (s: string): number => {
     const bytes = new TextEncoder().encode(s);
     const p = ex.palloc(bytes.length + 1);
@@ -240,15 +251,15 @@ export function installBackendFunctions(
   );
   table.set(
     cancelSlot,
-    wasmFunctionOf((fcinfo: number): number => signal(argDatum(fcinfo, 0) | 0, "cancel")),
+    wasmFunctionOf((fcinfo: number): number => signal(argDatum(tools, fcinfo, 0) | 0, "cancel")),
   );
   table.set(
     terminateSlot,
     wasmFunctionOf((fcinfo: number): number => {
       // int8 is passed by reference where a Datum has 4 bytes.
-      const timeout = tools.view().getBigInt64(argDatum(fcinfo, 1), true);
+      const timeout = tools.view().getBigInt64(argDatum(tools, fcinfo, 1), true);
       if (timeout < 0n) tools.raise("22023", '"timeout" must not be negative');
-      return signal(argDatum(fcinfo, 0) | 0, "terminate");
+      return signal(argDatum(tools, fcinfo, 0) | 0, "terminate");
     }),
   );
 
@@ -273,6 +284,6 @@ export function installBackendFunctions(
 
 /** A host function of type (i32) → i32, for a builtin's slot in the function table. */
 // deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
-function wasmFunctionOf(fn: (fcinfo: number) => number): Function {
+export function wasmFunctionOf(fn: (fcinfo: number) => number): Function {
   return wasmFunction(fn, { params: 1, result: true });
 }

@@ -39,6 +39,8 @@ import {
   type BackendSignal,
   installBackendFunctions,
 } from "./backends.ts";
+import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
+import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
 export const CANCEL_SEQ = 0;
@@ -200,6 +202,7 @@ export async function openInstance(
   }
   let guard: IdentityGuard;
   let backends: BackendFunctions;
+  let advisory: AdvisoryLocks;
   try {
     const tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
@@ -209,6 +212,7 @@ export async function openInstance(
         setFlags(1);
       },
     });
+    advisory = installAdvisoryLocks(tools);
   } catch (e) {
     await db.close();
     throw e;
@@ -225,7 +229,11 @@ export async function openInstance(
       Atomics.store(cell, RUNNING_SEQ, seq);
       guard.runAs(options.runAs);
       backends.runAs(options.pid);
-      if (options.backends !== undefined) backends.setBackends(options.backends);
+      advisory.runAs(options.pid);
+      if (options.backends !== undefined) {
+        backends.setBackends(options.backends);
+        advisory.keepOnly(options.backends.map((b) => b.pid));
+      }
       backends.setActivity(options.activity ?? null);
       deadline = options.timeoutMs > 0 ? performance.now() + options.timeoutMs : 0;
       tripped = false;
@@ -233,14 +241,24 @@ export async function openInstance(
         // syncToFs: false is safe for the filesystems pgts opens (NODEFS and
         // memory): their syncToFs is a no-op; every write already reached
         // the OS. See engine.ts for the durability note.
+        // Whether the answer so far ends at ReadyForQuery 'I' (read before
+        // onData, which may hand the chunk's buffer to another thread).
+        const at = { idle: false };
         await db.execProtocolRawStream(bytes, {
           syncToFs: false,
-          onRawData: (chunk) => onData(chunk.slice()),
+          onRawData: (raw) => {
+            const chunk = raw.slice();
+            at.idle = endsWithReadyForQuery(chunk) && chunk[chunk.length - 1] === 0x49;
+            onData(chunk);
+          },
         });
+        // Transaction-level advisory locks end with the session's transaction.
+        if (options.pid !== null && at.idle) advisory.endTransaction(options.pid);
         return backends.takeSignals();
       } finally {
         guard.runAs(null);
         backends.runAs(null);
+        advisory.runAs(null);
         deadline = 0;
         Atomics.store(cell, RUNNING_SEQ, 0);
         // A cancel must never reach the next exec, which may be another

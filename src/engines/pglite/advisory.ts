@@ -1,0 +1,191 @@
+/**
+ * Advisory locks per session. PostgreSQL keeps advisory locks in its lock
+ * manager per backend, and PGlite has one backend: left alone, a key one
+ * session holds is "free" for every other (`pg_try_advisory_lock` succeeds
+ * for everyone), which breaks what job queues and migration tools use them
+ * for — running something once. The 21 advisory-lock builtins are answered
+ * here instead, from a lock table keyed by the pgts session (its pid), with
+ * PostgreSQL's rules: session- and transaction-level holds, shared and
+ * exclusive modes, re-entrant per session, the WARNING for an unlock of a
+ * lock not held. Each is a host function in the builtin's slot of PGlite's
+ * function table (backends.ts's builtinSlot), so every spelling of the call
+ * reaches it.
+ *
+ * What one backend cannot do is wait: the engine runs one session at a
+ * time, so a session that must wait for another's lock would wait for ever
+ * while holding the engine the other needs to release it. A blocking
+ * `pg_advisory_lock` on a key another session holds therefore fails at once
+ * with 55P03 (a `pg_try_` function answers false, as PostgreSQL does).
+ *
+ * The engine drives the rest: who runs (`runAs`), the end of a session's
+ * transaction (its transaction-level holds go), and which sessions still
+ * exist (the holds of one that is gone go).
+ */
+
+import { argDatum, builtinSlot, wasmFunctionOf } from "./backends.ts";
+import type { WasmTools } from "./guard.ts";
+
+export interface AdvisoryLocks {
+  /** The session (pid) whose exec runs next, or null for pgts's own work. */
+  runAs(pid: number | null): void;
+  /** The transaction of session `pid` ended: its transaction-level holds go. */
+  endTransaction(pid: number): void;
+  /** Only these sessions exist now: every hold of any other goes. */
+  keepOnly(pids: Iterable<number>): void;
+}
+
+interface Holds {
+  session: number;
+  sessionShared: number;
+  xact: number;
+  xactShared: number;
+}
+
+type Kind = "lock" | "try" | "unlock";
+
+interface Builtin {
+  readonly oid: number;
+  readonly kind: Kind;
+  readonly shared: boolean;
+  readonly xact: boolean;
+  /** Keyed by one int8 rather than two int4s. */
+  readonly int8: boolean;
+}
+
+/** pg_proc.dat's advisory-lock builtins. */
+const BUILTINS: readonly Builtin[] = [
+  { oid: 2880, kind: "lock", shared: false, xact: false, int8: true },
+  { oid: 2886, kind: "lock", shared: false, xact: false, int8: false },
+  { oid: 2881, kind: "lock", shared: true, xact: false, int8: true },
+  { oid: 2887, kind: "lock", shared: true, xact: false, int8: false },
+  { oid: 3089, kind: "lock", shared: false, xact: true, int8: true },
+  { oid: 3093, kind: "lock", shared: false, xact: true, int8: false },
+  { oid: 3090, kind: "lock", shared: true, xact: true, int8: true },
+  { oid: 3094, kind: "lock", shared: true, xact: true, int8: false },
+  { oid: 2882, kind: "try", shared: false, xact: false, int8: true },
+  { oid: 2888, kind: "try", shared: false, xact: false, int8: false },
+  { oid: 2883, kind: "try", shared: true, xact: false, int8: true },
+  { oid: 2889, kind: "try", shared: true, xact: false, int8: false },
+  { oid: 3091, kind: "try", shared: false, xact: true, int8: true },
+  { oid: 3095, kind: "try", shared: false, xact: true, int8: false },
+  { oid: 3092, kind: "try", shared: true, xact: true, int8: true },
+  { oid: 3096, kind: "try", shared: true, xact: true, int8: false },
+  { oid: 2884, kind: "unlock", shared: false, xact: false, int8: true },
+  { oid: 2890, kind: "unlock", shared: false, xact: false, int8: false },
+  { oid: 2885, kind: "unlock", shared: true, xact: false, int8: true },
+  { oid: 2891, kind: "unlock", shared: true, xact: false, int8: false },
+];
+const F_PG_ADVISORY_UNLOCK_ALL = 2892;
+
+export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
+  const table = tools.ex.__indirect_function_table;
+  /** Holds by lock key, then by session pid. */
+  const locks = new Map<string, Map<number, Holds>>();
+  let runner = 0;
+
+  const keyOf = (fcinfo: number, int8: boolean): string => {
+    if (int8) return `8:${tools.view().getBigInt64(argDatum(tools, fcinfo, 0), true)}`;
+    return `4:${argDatum(tools, fcinfo, 0) | 0}:${argDatum(tools, fcinfo, 1) | 0}`;
+  };
+
+  /** Whether another session's holds conflict with `pid` taking the key in this mode. */
+  const conflicts = (holders: Map<number, Holds>, pid: number, shared: boolean): boolean => {
+    for (const [other, h] of holders) {
+      if (other === pid) continue;
+      if (h.session + h.xact > 0) return true;
+      if (!shared && h.sessionShared + h.xactShared > 0) return true;
+    }
+    return false;
+  };
+
+  const acquire = (b: Builtin, fcinfo: number): number => {
+    const key = keyOf(fcinfo, b.int8);
+    let holders = locks.get(key);
+    if (holders === undefined) locks.set(key, holders = new Map());
+    if (conflicts(holders, runner, b.shared)) {
+      if (holders.size === 0) locks.delete(key);
+      if (b.kind === "try") return 0;
+      tools.raise(
+        "55P03",
+        "could not obtain advisory lock: another session holds it",
+        "pgts runs every session on one PGlite backend, where a session cannot wait for a lock" +
+          " that another session holds; pg_try_advisory_lock() answers without waiting.",
+      );
+    }
+    let h = holders.get(runner);
+    if (h === undefined) {
+      holders.set(runner, h = { session: 0, sessionShared: 0, xact: 0, xactShared: 0 });
+    }
+    if (b.xact) b.shared ? h.xactShared++ : h.xact++;
+    else b.shared ? h.sessionShared++ : h.session++;
+    return 1;
+  };
+
+  const release = (b: Builtin, fcinfo: number): number => {
+    const key = keyOf(fcinfo, b.int8);
+    const h = locks.get(key)?.get(runner);
+    const held = h === undefined ? 0 : b.shared ? h.sessionShared : h.session;
+    if (h === undefined || held === 0) {
+      tools.warn(`you don't own a lock of type ${b.shared ? "ShareLock" : "ExclusiveLock"}`);
+      return 0;
+    }
+    if (b.shared) h.sessionShared--;
+    else h.session--;
+    prune(key, runner);
+    return 1;
+  };
+
+  /** Drops the pid's record of a key, and the key, once nothing is held. */
+  const prune = (key: string, pid: number): void => {
+    const holders = locks.get(key);
+    const h = holders?.get(pid);
+    if (holders === undefined || h === undefined) return;
+    if (h.session + h.sessionShared + h.xact + h.xactShared === 0) holders.delete(pid);
+    if (holders.size === 0) locks.delete(key);
+  };
+
+  const releaseWhere = (pid: number, what: (h: Holds) => void): void => {
+    for (const [key, holders] of locks) {
+      const h = holders.get(pid);
+      if (h === undefined) continue;
+      what(h);
+      prune(key, pid);
+    }
+  };
+
+  for (const b of BUILTINS) {
+    table.set(
+      builtinSlot(tools, b.oid),
+      wasmFunctionOf((fcinfo) => (b.kind === "unlock" ? release(b, fcinfo) : acquire(b, fcinfo))),
+    );
+  }
+  table.set(
+    builtinSlot(tools, F_PG_ADVISORY_UNLOCK_ALL),
+    wasmFunctionOf(() => {
+      releaseWhere(runner, (h) => {
+        h.session = 0;
+        h.sessionShared = 0;
+      });
+      return 0;
+    }),
+  );
+
+  return {
+    runAs(pid) {
+      runner = pid ?? 0;
+    },
+    endTransaction(pid) {
+      releaseWhere(pid, (h) => {
+        h.xact = 0;
+        h.xactShared = 0;
+      });
+    },
+    keepOnly(pids) {
+      const keep = new Set(pids);
+      for (const [key, holders] of locks) {
+        for (const pid of holders.keys()) if (!keep.has(pid)) holders.delete(pid);
+        if (holders.size === 0) locks.delete(key);
+      }
+    },
+  };
+}
