@@ -8,6 +8,12 @@
  * that reaches the view another way (a function, a view of the view) sees
  * the rows of the last input that named it.
  *
+ * pg_prepared_statements is replaced the same way: PGlite's lists every
+ * session's statements under their engine names (`pgts<id>:name`); the new
+ * view keeps the running session's, by the prefix that
+ * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
+ * names the client gave.
+ *
  * Visibility is PostgreSQL's, applied in the backend for the calling role:
  * rows of roles it has no privileges of show pid, role, database and
  * application_name, and `<insufficient privilege>` as the query.
@@ -35,6 +41,16 @@ RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
     backend_start timestamptz, state_change timestamptz, client_addr inet, client_port integer)
   LEFT JOIN pg_catalog.pg_database d ON d.datname = pg_catalog.current_database()
 $pgts$;
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_statement_prefix() RETURNS text
+  LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
+CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
+  SELECT pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1) AS name,
+    pg_catalog.replace(p.statement, '"' || x.prefix, '"') AS statement,
+    p.prepare_time, p.parameter_types, p.result_types, p.from_sql, p.generic_plans,
+    p.custom_plans
+  FROM pg_catalog.pg_prepared_statement() p,
+    (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
+  WHERE pg_catalog.starts_with(p.name, x.prefix);
 CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
   SELECT s.datid, d.datname, s.pid, s.leader_pid, s.usesysid, u.rolname AS usename,
     s.application_name, s.client_addr, s.client_hostname, s.client_port, s.backend_start,

@@ -30,6 +30,10 @@
  *   pg_read_all_stats member) keep pid, role, database and
  *   application_name, and show the query as `<insufficient privilege>`.
  *
+ * - `pg_catalog.pgts_statement_prefix()`, bound to the same slot, returns
+ *   the running session's statement-name prefix, by which pgts's
+ *   pg_prepared_statements view keeps that session's statements only.
+ *
  * Runs on the thread that runs PGlite, and must never act on a session
  * itself: it only records what the engine should do.
  */
@@ -41,6 +45,8 @@ export interface BackendEntry {
   readonly pid: number;
   /** The OID of the role the session logged in as (PostgreSQL's PGPROC roleId). */
   readonly roleOid: number;
+  /** The prefix of the session's statement names on the engine (naming.ts). */
+  readonly statementPrefix: string;
 }
 
 /** One row of pg_stat_activity, before visibility rules (engine.ts builds them). */
@@ -119,6 +125,7 @@ interface BackendExports {
   get_role_oid(name: number, missingOk: number): number;
   palloc(size: number): number;
   cstring_to_text(s: number): number;
+  get_func_name(oid: number): number;
 }
 
 export function installBackendFunctions(
@@ -135,6 +142,7 @@ export function installBackendFunctions(
       "get_role_oid",
       "palloc",
       "cstring_to_text",
+      "get_func_name",
     ] as const
   ) {
     if (typeof ex[fn] !== "function") throw new Error(`PGlite does not export ${fn}`);
@@ -151,6 +159,7 @@ export function installBackendFunctions(
 
   let runner: number | null = null;
   let backends = new Map<number, number>();
+  let prefixes = new Map<number, string>();
   let activity: readonly ActivityRow[] = [];
   let signals: BackendSignal[] = [];
   const roleOids = new Map<string, number>();
@@ -223,6 +232,23 @@ export function installBackendFunctions(
     return 1;
   };
 
+  /** The names of the functions bound to pg_backend_pid's slot, by OID. */
+  const names = new Map<number, string>();
+  const boundTo = (oid: number): string => {
+    let name = names.get(oid);
+    if (name === undefined) {
+      const p = ex.get_func_name(oid);
+      names.set(oid, name = p === 0 ? "" : tools.readCString(p));
+    }
+    return name;
+  };
+  /**
+   * The running session's statement-name prefix, for pg_prepared_statements
+   * (activity.ts); for no session one that no name has, so nothing shows.
+   */
+  const statementPrefix = (): string =>
+    (runner === null ? undefined : prefixes.get(runner)) ?? "\u0001";
+
   const status = (): string => {
     const me = ex.GetUserId();
     const readsAll = ex.has_privs_of_role(me, roleOid("pg_read_all_stats")) !== 0;
@@ -245,8 +271,8 @@ export function installBackendFunctions(
       const oid = flinfo === 0
         ? F_PG_BACKEND_PID
         : tools.view().getUint32(flinfo + FLINFO_FN_OID, true);
-      if (oid !== F_PG_BACKEND_PID) return textDatum(status());
-      return runner ?? originalPid();
+      if (oid === F_PG_BACKEND_PID) return runner ?? originalPid();
+      return textDatum(boundTo(oid) === "pgts_statement_prefix" ? statementPrefix() : status());
     }),
   );
   table.set(
@@ -269,6 +295,7 @@ export function installBackendFunctions(
     },
     setBackends(list) {
       backends = new Map(list.map((b) => [b.pid, b.roleOid]));
+      prefixes = new Map(list.map((b) => [b.pid, b.statementPrefix]));
     },
     setActivity(rows) {
       if (rows !== null) activity = rows;

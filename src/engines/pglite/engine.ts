@@ -203,7 +203,9 @@ export class PgliteEngine implements Engine {
   async #installStatActivity(): Promise<void> {
     const [row] = await this.#query(
       "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_activity'::pg_catalog.regclass)" +
-        " like '%pgts_stat_get_activity%'",
+        " like '%pgts_stat_get_activity%'" +
+        " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
+        " like '%pgts_statement_prefix%'",
     );
     if (row?.[0] === "t") return;
     await this.runRaw(fe.query(STAT_ACTIVITY_SQL));
@@ -631,7 +633,11 @@ export class PgliteEngine implements Engine {
   backendsForExec(): BackendEntry[] | undefined {
     if (this.#backendsSent === this.#backendsVersion) return undefined;
     this.#backendsSent = this.#backendsVersion;
-    return [...this.#sessions].map((s) => ({ pid: s.pid, roleOid: s.userOid }));
+    return [...this.#sessions].map((s) => ({
+      pid: s.pid,
+      roleOid: s.userOid,
+      statementPrefix: s.prefix,
+    }));
   }
 
   /** pg_stat_activity's rows: every session, as it is now. */
