@@ -101,6 +101,7 @@ export function installEngineGuards(tools: WasmTools): IdentityGuard {
 export class WasmTools {
   readonly ex: GuardExports;
   readonly #memory: WebAssembly.Memory;
+  #view: DataView;
   readonly #message: number;
   readonly #detail: number;
   readonly #file: number;
@@ -108,6 +109,7 @@ export class WasmTools {
   constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory) {
     this.ex = instance.exports as unknown as GuardExports;
     this.#memory = memory;
+    this.#view = new DataView(memory.buffer);
     for (
       const fn of [
         "find_option",
@@ -134,8 +136,13 @@ export class WasmTools {
     this.#file = this.cString("guard.ts");
   }
 
+  /**
+   * A view of the instance's memory. Kept while the memory does not grow
+   * (growing replaces its buffer): the hooks read it on every statement.
+   */
   view(): DataView {
-    return new DataView(this.#memory.buffer);
+    if (this.#view.buffer !== this.#memory.buffer) this.#view = new DataView(this.#memory.buffer);
+    return this.#view;
   }
 
   /** A NUL-terminated copy of `s` in the instance's memory (never freed: for what lives as long). */
