@@ -20,6 +20,7 @@ import { registerDynamicBackgroundWorker } from "../../src/core/postmaster/bgwor
 import { installBackendSignalHandlers } from "../../src/core/postmaster/interrupt.ts";
 import type { ChildMain } from "../../src/core/postmaster/launch.ts";
 import { PostmasterLink } from "../../src/core/postmaster/pmsignal.ts";
+import { backendClient } from "../../src/core/postmaster/firstpacket.ts";
 import { encodeMessage, MessageReader } from "../../src/core/postmaster/pqcomm.ts";
 
 const enc = new TextEncoder();
@@ -65,7 +66,7 @@ export const WORKERS_MODULE = new URL("./test_children.ts", import.meta.url).hre
 
 export const testBackendMain: ChildMain = async (env) => {
   const link = new PostmasterLink(env);
-  const client = env.client;
+  const client = backendClient(env);
   if (client === null) throw new TypeError("testBackendMain needs a client");
   const signals = installBackendSignalHandlers(env, link);
   env.onSignal("SIGHUP", () => {});

@@ -8,4 +8,7 @@
 
 import { NodeSocketNetAdapter } from "../shared/nodenet.ts";
 
-export class DenoNetAdapter extends NodeSocketNetAdapter {}
+export class DenoNetAdapter extends NodeSocketNetAdapter {
+  /** A socket Deno's node:net has read from does not reach a child intact. */
+  readonly readsBeforeHandOff = false;
+}

@@ -36,6 +36,7 @@ import {
 import { installBackendSignalHandlers } from "../postmaster/interrupt.ts";
 import type { ChildEnv, Connection } from "../postmaster/launch.ts";
 import { PostmasterLink } from "../postmaster/pmsignal.ts";
+import { backendClient } from "../postmaster/firstpacket.ts";
 import { ClientInput } from "./input.ts";
 import { performStartup, type StartupSettings } from "./startup.ts";
 import type { SslServer } from "./secure.ts";
@@ -55,7 +56,7 @@ const EXIT_OK = 0;
 const EXIT_FATAL = 1;
 
 export async function postgresMain(env: ChildEnv, options: BackendOptions): Promise<number> {
-  const conn = env.client;
+  const conn = backendClient(env);
   if (conn === null) throw new TypeError("A backend needs a client connection");
   const link = new PostmasterLink(env);
   // PostmasterContext holds what the postmaster handed over; a backend that

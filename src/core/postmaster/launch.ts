@@ -76,6 +76,13 @@ export interface Listener {
 
 /** Sockets, implemented per runtime. */
 export interface NetAdapter {
+  /**
+   * False where a connection this process has read from cannot be handed to
+   * a child intact (node:net's `child.send(msg, socket)` under Deno): the
+   * postmaster then starts a backend without reading the client's first
+   * packet itself (firstpacket.ts). Absent: true.
+   */
+  readonly readsBeforeHandOff?: boolean;
   listen(
     address: ListenAddress,
     onConnection: (conn: AcceptedConnection) => void,

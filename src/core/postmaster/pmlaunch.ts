@@ -15,6 +15,7 @@ import { TRIVIAL_STARTUP_ENTRY } from "./auxmains.ts";
 import { backendTypeDesc, SIGNAL_NUMBERS } from "./backendtype.ts";
 import type { BackgroundWorkerSpec } from "./bgworker.ts";
 import { type CACState, type Rejection, rejectionFor, serveDeadEnd } from "./deadend.ts";
+import { bytesToParam, replaying } from "./firstpacket.ts";
 import type { SslServer } from "../backend/secure.ts";
 import type {
   AcceptedConnection,
@@ -22,6 +23,7 @@ import type {
   ChildLauncher,
   ChildProcess,
   ChildStartInfo,
+  Connection,
   ListenAddress,
   Listener,
   NetAdapter,
@@ -47,6 +49,12 @@ export interface PostmasterEntries {
 }
 
 /** The `params` of every child the postmaster starts (workers also get `bgworker`). */
+/** What the postmaster read of a client before starting its backend, and when it accepted it. */
+export interface FirstPacket {
+  readonly bytes: Uint8Array;
+  readonly acceptedAt: number;
+}
+
 export interface PMChildParams {
   readonly shared: unknown;
   /**
@@ -55,6 +63,12 @@ export interface PMChildParams {
    * start, which a flood of connections can delay by seconds.
    */
   readonly acceptedAt?: number;
+  /**
+   * For a backend: what the postmaster read of its client before starting
+   * it (the first packet; firstpacket.ts), as char codes 0–255. The backend
+   * reads these before the socket (`backendClient`).
+   */
+  readonly clientBytes?: string;
   readonly bgworker?: BackgroundWorkerSpec;
 }
 
@@ -188,16 +202,26 @@ export class PostmasterChildren {
    */
   async backendStartup(
     conn: AcceptedConnection,
-    options: { cac: CACState; timeoutMs: number },
+    options: { cac: CACState; timeoutMs: number; first?: FirstPacket },
   ): Promise<void> {
     let cac = options.cac;
+    const first = options.first;
+    const acceptedAt = first?.acceptedAt ?? Date.now();
     const child = cac === "CAC_OK" ? this.registry.assignSlot("backend", "client backend") : null;
     if (cac === "CAC_OK" && child === null) cac = "CAC_TOOMANY";
     if (cac !== "CAC_OK" || child === null) {
-      this.startDeadEnd(conn, rejectionFor(cac as Exclude<CACState, "CAC_OK">), options.timeoutMs);
+      this.startDeadEnd(
+        first === undefined ? conn : replaying(conn, first.bytes),
+        rejectionFor(cac as Exclude<CACState, "CAC_OK">),
+        options.timeoutMs - (Date.now() - acceptedAt),
+      );
       return;
     }
-    const params: PMChildParams = { shared: this.#childParams, acceptedAt: Date.now() };
+    const params: PMChildParams = {
+      shared: this.#childParams,
+      acceptedAt,
+      ...(first !== undefined ? { clientBytes: bytesToParam(first.bytes) } : {}),
+    };
     if (!(await this.launch(child, this.#entries.backend, { client: conn, params }))) {
       // Nobody is there to speak the protocol: report_fork_failure_to_client.
       conn.write(encodeForkFailure("the child launcher failed"));
@@ -252,7 +276,7 @@ export class PostmasterChildren {
   }
 
   /** Turns a client away with a FATAL (a dead-end backend), without blocking the loop. */
-  startDeadEnd(conn: AcceptedConnection, rejection: Rejection, timeoutMs: number): void {
+  startDeadEnd(conn: Connection, rejection: Rejection, timeoutMs: number): void {
     const child = this.registry.allocDeadEnd(conn);
     const abort = new AbortController();
     this.#deadEnds.set(child.id, abort);

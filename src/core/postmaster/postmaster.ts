@@ -64,6 +64,8 @@ import {
   shutdownLevelFor,
   type StartupStatus,
 } from "./pmstate.ts";
+import { awaitFirstPacket } from "./firstpacket.ts";
+import type { FirstPacket } from "./pmlaunch.ts";
 import { PostmasterSettings, type SettingsSource } from "./settings.ts";
 import type { SslServer } from "../backend/secure.ts";
 
@@ -143,6 +145,10 @@ export class Postmaster extends EventTarget {
   #abortStartTime = 0;
   #accepting = false;
   #held: AcceptedConnection[] = [];
+  /** Clients whose first packet has not arrived yet (firstpacket.ts): no backend, no slot. */
+  #awaiting = new Set<AcceptedConnection>();
+  /** What the postmaster read of a client before starting its backend, and when it accepted it. */
+  #firstPackets = new WeakMap<AcceptedConnection, FirstPacket>();
   #listeners: Listener[] = [];
 
   #queue: PMEvent[] = [];
@@ -326,8 +332,26 @@ export class Postmaster extends EventTarget {
 
   async #openListeners(): Promise<void> {
     if (this.#listen.length === 0) return;
+    const readFirst = this.#net!.readsBeforeHandOff !== false;
     this.#listeners = await openListeners(this.#net!, this.#listen, (conn) => {
-      this.#enqueue({ type: "connection", conn });
+      if (!readFirst) {
+        this.#enqueue({ type: "connection", conn });
+        return;
+      }
+      // No backend until the client's first packet is whole (firstpacket.ts).
+      const acceptedAt = Date.now();
+      this.#awaiting.add(conn);
+      const timeoutMs = this.#settings.seconds("authentication_timeout") * 1000;
+      void awaitFirstPacket(conn, { timeoutMs }).then((bytes) => {
+        this.#awaiting.delete(conn);
+        if (bytes === null) return;
+        if (this.#exitCode !== null) {
+          conn.destroy();
+          return;
+        }
+        this.#firstPackets.set(conn, { bytes, acceptedAt });
+        this.#enqueue({ type: "connection", conn });
+      });
     });
     if (this.#listeners.length === 0) {
       ereport("FATAL", "no socket created for listening", LOG);
@@ -773,7 +797,13 @@ export class Postmaster extends EventTarget {
       connsAllowed: this.#connsAllowed,
     });
     const timeoutMs = this.#settings.seconds("authentication_timeout") * 1000;
-    await this.#children!.backendStartup(conn, { cac, timeoutMs });
+    const first = this.#firstPackets.get(conn);
+    this.#firstPackets.delete(conn);
+    await this.#children!.backendStartup(conn, {
+      cac,
+      timeoutMs,
+      ...(first !== undefined ? { first } : {}),
+    });
   }
 
   /** BackendStartup for an in-process run: no dead-end to serve, the refusal is the answer. */
@@ -946,6 +976,8 @@ export class Postmaster extends EventTarget {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#accepting = false;
     for (const conn of this.#held.splice(0)) conn.destroy();
+    for (const conn of this.#awaiting) conn.destroy();
+    this.#awaiting.clear();
     for (const ev of this.#queue.splice(0)) if (ev.type === "connection") ev.conn.destroy();
     // Children outlive a PostgreSQL postmaster only until they notice its
     // death; pgts makes that immediate. The logger goes last, politely.
