@@ -188,8 +188,18 @@ export const engineMain: ChildMain = async (env) => {
   const { openEngine } = await import("../engines/pglite/mod.ts");
   const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
+    settings: {
+      fsync: guc.getBool("fsync") ? "on" : "off",
+      synchronous_commit: guc.getString("synchronous_commit"),
+    },
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
+    // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
+    // crash cycle reopen the cluster, which replays the WAL.
+    onBroken: (reason) => {
+      ereport("LOG", `engine lost its backend: ${reason}`, { category: "engine" });
+      stop(3);
+    },
   });
   let listener: Listener | null = null;
   const address = params.engine;

@@ -36,6 +36,8 @@ export interface StartOptions {
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** How long to wait for "ready"; default 30 s. */
   readonly readyTimeoutMs?: number;
+  /** More environment for the server's processes (LD_PRELOAD, for one). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface RunResult {
@@ -224,7 +226,7 @@ export class PgtsServer {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, NO_COLOR: "1", [TAG_VAR]: this.root },
+      env: { ...process.env, ...options.env, NO_COLOR: "1", [TAG_VAR]: this.root },
     });
     this.#proc = proc;
     this.#pids.push(proc.pid);
@@ -257,6 +259,12 @@ export class PgtsServer {
   /** Children of the postmaster process (none under the in-process adapter). */
   childPids(): number[] {
     return childPidsOf(this.pid).filter(isAlive);
+  }
+
+  /** SIGKILLs the postmaster and every process under it at once: a power cut's end for each. */
+  killAll(): void {
+    for (const p of taggedProcesses(this.root)) killQuietly(p, "SIGKILL");
+    killQuietly(this.pid, "SIGKILL");
   }
 
   /** Sends a signal to the postmaster. */
@@ -357,6 +365,20 @@ export class PgtsServer {
     }
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * A server over an existing data directory `root/d` (made by the test, a copy
+ * of another's, say), not started; it is cleaned up, and `root` removed,
+ * after the test.
+ */
+export function pgtsServerAt(
+  root: string,
+  options: { runtime?: Runtime; adapter?: Adapter } = {},
+): PgtsServer {
+  const server = new PgtsServer(root, options.runtime ?? "bun", options.adapter);
+  live.add(server);
+  return server;
 }
 
 /** Starts a server on a fresh data directory; it is cleaned up after the test. */

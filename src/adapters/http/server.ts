@@ -263,6 +263,10 @@ export class HttpServer implements AdminSource {
     return await openEngine(config.dataDir, {
       engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),
       idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
+      settings: {
+        fsync: this.guc.getBool("fsync") ? "on" : "off",
+        synchronous_commit: this.guc.getString("synchronous_commit"),
+      },
       ...(config.placement === undefined ? {} : { placement: config.placement }),
     });
   }

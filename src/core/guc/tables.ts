@@ -306,6 +306,26 @@ export const PARAMETERS: readonly ParamDef[] = [
     pgts: true,
     description: "How long a session waits for the single engine; 0 waits forever.",
   },
+  // Write-ahead log
+  {
+    name: "fsync",
+    type: "bool",
+    // PostgreSQL's is sighup; PGlite reads it only when the engine starts.
+    context: "postmaster",
+    boot: true,
+    description:
+      "Flush the engine's WAL and data files to disk (a memory:// cluster never does); off can lose commits in an OS crash or power loss.",
+  },
+  {
+    name: "synchronous_commit",
+    type: "enum",
+    context: "user",
+    boot: "on",
+    values: ["local", "remote_write", "remote_apply", "on", "off"],
+    // The engine's default; a session's SET or options -c go to the engine,
+    // which implements it (off: a commit is answered before its WAL is flushed).
+    description: "Wait for a commit's WAL to be flushed to disk before answering it.",
+  },
   {
     name: "checkpoint_timeout",
     type: "int",

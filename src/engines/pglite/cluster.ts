@@ -4,13 +4,15 @@
  * directory (or "memory://"). Both start from the cluster image (image.ts)
  * when there is one: a copy instead of PGlite's 10-second initdb.
  *
- * Durability: PGlite runs Postgres with fsync off and pgts executes with
- * `syncToFs: false`. For the two filesystems pgts opens (Emscripten NODEFS
- * for a directory, MEMFS for memory://) `syncToFs` is a no-op anyway: every
- * write already went to the operating system through write(2). Committed
- * data therefore survives SIGKILL of the engine process (tested in
- * tests/engines/pglite/durability.test.ts), but not an operating-system
- * crash or power loss, since nothing is fsynced.
+ * Durability: with `fsync` on (the default, as in PostgreSQL; a memory://
+ * cluster is exempt) Postgres fsyncs as PostgreSQL does: each commit's WAL
+ * (fdatasync, `wal_sync_method`) before the commit is answered when
+ * `synchronous_commit` is on, and the data files at each checkpoint
+ * (instance.ts makes those calls real). `syncToFs` stays false: for NODEFS
+ * and MEMFS it is a no-op, every write already went to the operating
+ * system. With fsync off, committed data survives SIGKILL of the engine
+ * process (tests/engines/pglite/durability.test.ts) but not an
+ * operating-system crash or power loss.
  *
  * Must never open a data directory that another process has open: PGlite
  * takes no lock, and a second instance on the same files, with buffers and

@@ -57,6 +57,12 @@ export interface EngineOptions {
   readonly engineWaitTimeoutMs?: number;
   /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
   readonly idleInTransactionSessionTimeoutMs?: number;
+  /**
+   * Called once when the backend is lost (markBroken): a PANIC, or a state
+   * pgts cannot roll back. The engine child exits then, and the postmaster's
+   * crash cycle reopens the cluster, which replays the WAL.
+   */
+  readonly onBroken?: (reason: string) => void;
 }
 
 /** Settings the server reports in ParameterStatus (GUC_REPORT), in PostgreSQL's spelling. */
@@ -128,6 +134,7 @@ export class PgliteEngine implements Engine {
   #database = "postgres";
   #reported = new Map<string, string>();
   #broken: PgError | null = null;
+  readonly #onBroken: ((reason: string) => void) | undefined;
   #closing: Promise<void> | null = null;
   #jobs = new Set<Promise<void>>();
   /** Bumped when a session starts or ends; the sessions go to the backend with the next exec. */
@@ -142,6 +149,7 @@ export class PgliteEngine implements Engine {
       engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
     };
+    this.#onBroken = options.onBroken;
     executor.onSignals = (signals) => this.#signalBackends(signals);
     if (
       !(this.options.engineWaitTimeoutMs > 0 && Number.isFinite(this.options.engineWaitTimeoutMs))
@@ -567,6 +575,7 @@ export class PgliteEngine implements Engine {
     );
     for (const s of this.#sessions) s.terminate(this.#broken);
     this.scheduler.close(this.#broken);
+    this.#onBroken?.(reason);
   }
 
   // ---- internals

@@ -22,15 +22,24 @@
  * single backend that all sessions share. pgts enforces the timeouts it
  * supports itself, on the host side.
  *
+ * Durability: with `fsync` on (PostgreSQL's default; never for memory://)
+ * Postgres runs without PGlite's `-F`, and the `__syscall_fdatasync` and
+ * `fd_sync` imports, which PGlite's glue answers without syncing anything,
+ * call fdatasync(2)/fsync(2) on the real file behind a NODEFS stream
+ * (wrapSyncImports). A PANIC (a failed fsync) aborts the backend: every
+ * later exec fails, and the engine above must reopen the cluster.
+ *
  * Must never be used by two threads at once, and a data directory must have
  * exactly one instance open (PGlite takes no lock, and a second instance
  * on the same files corrupts the cluster; see cluster.ts).
  */
 
+import { fdatasyncSync, fsyncSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
 import { loadExtensionBundles } from "./extensions.ts";
+import { concat } from "./wire.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
 import {
   type ActivityRow,
@@ -49,7 +58,10 @@ export const RUNNING_SEQ = 1;
 export interface InstanceOptions {
   /** Int32Array(2), shared with the thread that requests cancels. */
   readonly cancelCell: Int32Array;
-  /** `-c name=value` server settings, as in postgresql.conf. */
+  /**
+   * `-c name=value` server settings, as in postgresql.conf. `fsync` is
+   * PostgreSQL's (default on; always off for memory://): see durableStart.
+   */
   readonly settings?: Readonly<Record<string, string>>;
   /** A cluster image (image.ts) a memory:// data directory starts from, instead of PGlite's initdb. */
   readonly image?: ImageSource;
@@ -112,6 +124,11 @@ export async function openInstance(
   let flags: { cancel: number; interrupt: number } | null = null;
   let clockShift = 0n;
   let tripped = false;
+  const { durable, settings } = durableStart(dataDir, options.settings ?? {});
+  // Set once PGlite is up; from then on an abort means the backend ended.
+  let started = false;
+  let ended: string | null = null;
+  let emscriptenFs: { fs: EmscriptenFs; nodefs: NodeFs } | null = null;
 
   const setFlags = (v: number) => {
     if (memory === null || flags === null) return;
@@ -169,6 +186,18 @@ export async function openInstance(
           }
         }
         env["_setitimer_js"] = () => 0;
+        // A PANIC (a failed fsync of the WAL, for one) ends Postgres with
+        // abort(), which PGlite's glue swallows; the backend is gone and the
+        // next exec would never return. (exit() is no sign: PGlite calls it
+        // in normal work, a COPY FROM STDIN for one.)
+        const abort = env["_abort_js"] as ((...a: unknown[]) => unknown) | undefined;
+        if (typeof abort === "function") {
+          env["_abort_js"] = (...a: unknown[]) => {
+            if (started) ended ??= "abort";
+            return abort(...a);
+          };
+        }
+        if (durable) wrapSyncImports(env, () => emscriptenFs);
         return instantiate(imports, (instance, module) => {
           captured.wasm = instance;
           const ex = instance.exports as Record<string, unknown>;
@@ -180,12 +209,26 @@ export async function openInstance(
           done(instance, module);
         });
       };
-      return Promise.resolve({ emscriptenOpts: { ...emscriptenOpts, instantiateWasm: wrapped } });
+      const preRun = emscriptenOpts["preRun"] as
+        | ((m: Record<string, unknown>) => void)[]
+        | undefined;
+      return Promise.resolve({
+        emscriptenOpts: {
+          ...emscriptenOpts,
+          instantiateWasm: wrapped,
+          // The Module object Emscripten really uses: FS is set on it.
+          preRun: [...(preRun ?? []), (m: Record<string, unknown>) => {
+            emscriptenFs = { fs: m["FS"] as EmscriptenFs, nodefs: m["NODEFS"] as NodeFs };
+          }],
+        },
+      });
     },
   };
 
-  const startParams = [...PGlite.defaultStartParams];
-  for (const [k, v] of Object.entries(options.settings ?? {})) startParams.push("-c", `${k}=${v}`);
+  const startParams = durable
+    ? PGlite.defaultStartParams.filter((p) => p !== "-F")
+    : [...PGlite.defaultStartParams];
+  for (const [k, v] of Object.entries(settings)) startParams.push("-c", `${k}=${v}`);
   const db = await PGlite.create({
     dataDir,
     startParams,
@@ -218,10 +261,14 @@ export async function openInstance(
     throw e;
   }
 
+  started = true;
+  const endedError = () =>
+    new Error(`the engine's backend ended (${ended}); the cluster must be reopened`);
   let extensionsLoaded = false;
   return {
     db,
     async exec(seq, bytes, onData, options) {
+      if (ended !== null) throw endedError();
       if (options.loadExtensions === true && !extensionsLoaded) {
         extensionsLoaded = true;
         loadExtensionBundles(db);
@@ -237,6 +284,8 @@ export async function openInstance(
       backends.setActivity(options.activity ?? null);
       deadline = options.timeoutMs > 0 ? performance.now() + options.timeoutMs : 0;
       tripped = false;
+      // The end of this exec's answer: a PANIC's text is there if the backend ends.
+      const answer: Uint8Array[] = [];
       try {
         // syncToFs: false is safe for the filesystems pgts opens (NODEFS and
         // memory): their syncToFs is a no-op; every write already reached
@@ -249,9 +298,16 @@ export async function openInstance(
           onRawData: (raw) => {
             const chunk = raw.slice();
             at.idle = endsWithReadyForQuery(chunk) && chunk[chunk.length - 1] === 0x49;
+            answer.push(chunk);
+            if (answer.length > 4) answer.shift();
             onData(chunk);
           },
         });
+        if (ended !== null) {
+          const panic = panicText(answer);
+          if (panic !== null) ended = `PANIC: ${panic}`;
+          throw endedError();
+        }
         // Transaction-level advisory locks end with the session's transaction.
         if (options.pid !== null && at.idle) advisory.endTransaction(options.pid);
         return backends.takeSignals();
@@ -269,6 +325,134 @@ export async function openInstance(
         tripped = false;
       }
     },
-    close: () => db.close(),
+    // An ended backend cannot shut down (that runs SQL); the next opener
+    // recovers from the WAL, as after a crash.
+    close: () => ended !== null ? Promise.resolve() : db.close(),
   };
+}
+
+/** The part of Emscripten's FS the sync hooks use. */
+interface EmscriptenFs {
+  getStream(fd: number): EmscriptenStream | null | undefined;
+  isFile(mode: number): boolean;
+}
+/** Emscripten's NODEFS: its streams' operations identify them. */
+interface NodeFs {
+  readonly stream_ops: unknown;
+}
+interface EmscriptenStream {
+  readonly nfd?: number;
+  readonly stream_ops?: unknown;
+  readonly node?: { readonly mode: number };
+}
+
+const BOOL_ON = new Set(["on", "true", "yes", "1", "t", "y", "tru", "ye"]);
+
+/**
+ * Whether Postgres fsyncs, and the settings it starts with. PostgreSQL's
+ * `fsync` (default on): on starts PGlite without its `-F` (which forces
+ * fsync off) and with `-c fsync=on`, and makes the sync imports real. A
+ * memory:// cluster has nothing to make durable: always off there, as `-F`.
+ */
+export function durableStart(
+  dataDir: string,
+  given: Readonly<Record<string, string>>,
+): { durable: boolean; settings: Record<string, string> } {
+  const memory = dataDir.startsWith("memory://");
+  const asked = given["fsync"];
+  const durable = !memory && (asked === undefined || BOOL_ON.has(asked.trim().toLowerCase()));
+  const settings = { ...given };
+  delete settings["fsync"];
+  if (durable) settings["fsync"] = "on";
+  return { durable, settings };
+}
+
+/** WASI errno values (Emscripten's errno numbering). */
+const WASI_ERRNO: Readonly<Record<string, number>> = {
+  EBADF: 8,
+  EDQUOT: 19,
+  EINVAL: 28,
+  EIO: 29,
+  ENOSPC: 51,
+  EROFS: 69,
+};
+const WASI_EIO = 29;
+
+function errnoOf(e: unknown): number {
+  const code = (e as { code?: unknown } | null)?.code;
+  return (typeof code === "string" ? WASI_ERRNO[code] : undefined) ?? WASI_EIO;
+}
+
+/**
+ * Makes Postgres's fsync and fdatasync real. PGlite's Emscripten glue
+ * answers `__syscall_fdatasync` with success without doing anything, and
+ * `fd_sync` (fsync) calls the stream's own `fsync`, which NODEFS does not
+ * have. A NODEFS stream carries the real file descriptor (`nfd`), so the
+ * hooks call fdatasync(2)/fsync(2) on it. A directory is fsynced too (what
+ * makes a new or renamed WAL segment's name durable); its failure is
+ * ignored, as PostgreSQL ignores EBADF/EINVAL for directories. Other
+ * streams (MEMFS, devices) keep the glue's behaviour. A failure on a file
+ * reaches Postgres as the syscall's error: Postgres PANICs, as it must
+ * (after a failed fsync the kernel may have dropped the dirty pages), and
+ * the engine's crash handling restarts from the WAL.
+ */
+function wrapSyncImports(
+  env: Record<string, unknown>,
+  fsOf: () => { fs: EmscriptenFs; nodefs: NodeFs } | null,
+): void {
+  const nodeFd = (fd: number): { nfd: number; file: boolean } | null => {
+    const found = fsOf();
+    if (found === null) return null;
+    const { fs, nodefs } = found;
+    let stream: EmscriptenStream | null | undefined;
+    try {
+      stream = fs.getStream(fd);
+    } catch {
+      return null;
+    }
+    if (
+      stream === null || stream === undefined || typeof stream.nfd !== "number" ||
+      stream.stream_ops !== nodefs.stream_ops
+    ) return null;
+    return { nfd: stream.nfd, file: stream.node !== undefined && fs.isFile(stream.node.mode) };
+  };
+  const wrap = (name: string, sync: (nfd: number) => void, negative: boolean) => {
+    const original = env[name] as ((fd: number) => number) | undefined;
+    if (typeof original !== "function") throw new Error(`PGlite does not import "${name}"`);
+    env[name] = (fd: number) => {
+      const target = nodeFd(fd);
+      if (target === null) return original(fd);
+      try {
+        sync(target.nfd);
+      } catch (e) {
+        if (!target.file) return 0;
+        const errno = errnoOf(e);
+        return negative ? -errno : errno;
+      }
+      return 0;
+    };
+  };
+  // A syscall answers -errno; a WASI call answers errno.
+  wrap("__syscall_fdatasync", fdatasyncSync, true);
+  wrap("fd_sync", fsyncSync, false);
+}
+
+/** The message of the PANIC ErrorResponse in `chunks` (backend messages), if any. */
+function panicText(chunks: readonly Uint8Array[]): string | null {
+  const buf = concat(chunks);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const dec = new TextDecoder();
+  for (let at = 0; at + 5 <= buf.length;) {
+    const end = at + 1 + view.getInt32(at + 1);
+    if (end > buf.length) break;
+    if (buf[at] === 0x45) {
+      const fields = new Map<string, string>();
+      for (const f of dec.decode(buf.subarray(at + 5, end)).split("\0")) {
+        if (f !== "") fields.set(f[0]!, f.slice(1));
+      }
+      if (fields.get("V") === "PANIC") return fields.get("M") ?? null;
+    }
+    at = end;
+  }
+  return null;
 }

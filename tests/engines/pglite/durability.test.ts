@@ -1,7 +1,8 @@
 /**
- * The engine runs PGlite with `syncToFs: false` (and Postgres with fsync
- * off): every committed row must still survive a SIGKILL of the engine's
- * process, because NODEFS writes reach the operating system at once.
+ * The engine runs PGlite with `syncToFs: false`: every committed row must
+ * survive a SIGKILL of the engine's process, because NODEFS writes reach the
+ * operating system at once (with fsync on or off; the power-cut test in
+ * tests/e2e/backup covers an OS crash).
  */
 
 import { afterAll, expect, test } from "bun:test";
