@@ -6,7 +6,12 @@
  * engine ceiling, the targets met or missed, and writes an SVG plot of
  * select-only TPS against client count.
  *
- *   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline,inproc,bun] [--write]
+ *   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline:fsync=off,...] [--write]
+ *
+ * pglite-socket never fsyncs, so the pgts servers it is compared with run
+ * with `fsync=off`; the last default server is pgts's durable default
+ * (fsync on: one fdatasync per commit), printed beside them
+ * (scripts/bench/fsync.ts measures what durability costs).
  *
  * --quick: one round of 2 s per test (about a minute of measuring);
  * default: 3 rounds of 10 s. --write also updates scripts/bench/results/
@@ -36,7 +41,11 @@ const { values: opts } = parseArgs({
   args: process.argv.slice(2),
   options: {
     quick: { type: "boolean", default: false },
-    adapter: { type: "string", default: "inproc:engine_placement=inline,inproc,bun" },
+    adapter: {
+      type: "string",
+      default:
+        "inproc:engine_placement=inline:fsync=off,inproc:fsync=off,bun:fsync=off,inproc:engine_placement=inline",
+    },
     rounds: { type: "string" },
     duration: { type: "string" },
     write: { type: "boolean", default: false },

@@ -4,8 +4,9 @@
  * the client's backend, then the engine child, then the postmaster, each in
  * the middle of the stream; after the crash cycle (or a restart, for the
  * postmaster) every acknowledged row must be there. This is the durability
- * the TPC-B figures of compare.ts are measured with (PGlite writes every
- * change to its files before it answers; no fsync, like pglite-socket).
+ * of the `fsync=off` servers compare.ts sets beside pglite-socket (PGlite
+ * writes every change to its files before it answers); the default, fsync
+ * on, also survives a power cut (tests/e2e/backup).
  *
  *   ./node_modules/.bin/bun scripts/bench/durability.ts [--adapter bun[:name=value...]]
  *

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The side-by-side bench from a fresh clone, in one command:
-#   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline,inproc,bun,deno+inproc] [--write]
+#   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline:fsync=off,bun:fsync=off,deno+inproc] [--write]
+# (pgts fsyncs by default; pglite-socket never does: compare like with like)
 # Installs what is missing (node_modules, PostgreSQL 15's programs), then
 # runs scripts/bench/compare.ts, which starts pgts, pglite-socket and
 # PostgreSQL 15 on loopback with the reference scripts of ../shared/bench.

@@ -1,0 +1,127 @@
+/**
+ * What durable commits cost: TPC-B (`pgbench -n -c 4`) on pgts with fsync on
+ * (the default), with `synchronous_commit = off` and with `fsync = off`,
+ * beside PostgreSQL 15 with fsync on (its default) and pglite-socket (which
+ * never fsyncs), all in one run, rounds alternating; then fsyncs per commit
+ * (fsync(2) + fdatasync(2) of the server's whole process tree, counted by
+ * `strace -c` during `pgbench -t`) at `-c 1` and `-c 8`.
+ *
+ *   bun scripts/bench/fsync.ts [--adapter inproc:engine_placement=inline] [--rounds 3] [--duration 10]
+ *
+ * Prints one Markdown table with the ratios to PostgreSQL 15 and to pgts
+ * with fsync on. The strace pass is separate from the timed one: strace
+ * slows every syscall it stops at.
+ */
+
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import {
+  pgbench,
+  processTree,
+  type Server,
+  startPgliteSocket,
+  startPgts,
+  startPostgres,
+} from "./lib/servers.ts";
+
+const { values: opts } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    adapter: { type: "string", default: "inproc:engine_placement=inline" },
+    rounds: { type: "string", default: "3" },
+    duration: { type: "string", default: "10" },
+    transactions: { type: "string", default: "200" },
+  },
+});
+const ROUNDS = Number(opts.rounds);
+const DUR = Number(opts.duration);
+const TXNS = Number(opts.transactions);
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const fmt = (n: number) => Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "n/a";
+
+const base = opts.adapter!;
+const variants = [
+  { spec: base, label: `pgts ${base} (fsync on, the default)` },
+  { spec: `${base}:synchronous_commit=off`, label: `pgts ${base}, synchronous_commit=off` },
+  { spec: `${base}:fsync=off`, label: `pgts ${base}, fsync=off` },
+];
+
+/** fsync + fdatasync calls of `server`'s process tree while pgbench runs `TXNS` transactions per client. */
+async function fsyncsPerCommit(server: Server, clients: number): Promise<number> {
+  const pids = processTree(server.pid);
+  const strace = spawn("strace", [
+    "-f",
+    "-c",
+    "-e",
+    "trace=fsync,fdatasync",
+    ...pids.flatMap((p) => ["-p", String(p)]),
+  ], { stdio: ["ignore", "ignore", "pipe"] });
+  let report = "";
+  strace.stderr!.on("data", (d: Uint8Array) => (report += new TextDecoder().decode(d)));
+  await new Promise((r) => setTimeout(r, 1000)); // attached
+  const r = await pgbench(server, ["-n", "-c", String(clients), "-t", String(TXNS)]);
+  const done = Number(/actually processed: (\d+)/.exec(r.output)?.[1] ?? NaN);
+  strace.kill("SIGINT");
+  await new Promise((r) => strace.once("exit", r));
+  const calls = (name: string) =>
+    Number(
+      new RegExp(`^\\s*[\\d.]+\\s+[\\d.]+\\s+\\d+\\s+(\\d+)(?:\\s+\\d+)?\\s+${name}$`, "m")
+        .exec(report)?.[1] ?? 0,
+    );
+  return (calls("fsync") + calls("fdatasync")) / done;
+}
+
+const servers: Server[] = [];
+try {
+  if (spawnSync("strace", ["-V"]).status !== 0) throw new Error("strace is needed");
+  const load0 = loadavg();
+  log(`load average at start: ${load0}; ${ROUNDS} round(s) of ${DUR} s`);
+  for (const v of variants) servers.push({ ...(await startPgts(v.spec)), label: v.label });
+  servers.push(await startPostgres());
+  servers.push(await startPgliteSocket("bun"));
+  for (const s of servers) {
+    const init = await pgbench(s, ["-i", "-s", "1", "-I", "dtGvp"]);
+    if (!/done in/.test(init.output)) throw new Error(`pgbench -i on ${s.label}:\n${init.output}`);
+  }
+  const tps = new Map<string, number[]>(servers.map((s) => [s.label, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
+    for (const s of order) {
+      const r = await pgbench(s, ["-n", "-c", "4", "-T", String(DUR)]);
+      tps.get(s.label)!.push(r.tps);
+      log(`round ${round + 1}: ${s.label} ${r.tps.toFixed(0)} TPS`);
+    }
+  }
+  const perCommit = new Map<string, [number, number]>();
+  for (const s of servers) {
+    if (s.name === "pglite-socket") continue;
+    perCommit.set(s.label, [await fsyncsPerCommit(s, 1), await fsyncsPerCommit(s, 8)]);
+    log(`fsyncs per commit: ${s.label} ${perCommit.get(s.label)!.map((x) => x.toFixed(2))}`);
+  }
+  const pg = median(tps.get(servers[3]!.label)!);
+  const durable = median(tps.get(servers[0]!.label)!);
+  const lines = [
+    `TPC-B \`pgbench -n -c 4 -T ${DUR}\`, scale 1, median of ${ROUNDS}; load ${load0} → ${loadavg()}`,
+    "",
+    "| server | TPS | × PostgreSQL 15 | × pgts fsync on | fsyncs per commit, -c 1 | -c 8 |",
+    "|---|---:|---:|---:|---:|---:|",
+    ...servers.map((s) => {
+      const t = median(tps.get(s.label)!);
+      const pc = perCommit.get(s.label);
+      return `| ${s.label} | ${fmt(t)} | ${(t / pg).toFixed(2)} | ${(t / durable).toFixed(2)} | ${
+        pc?.[0].toFixed(2) ?? "0"
+      } | ${pc?.[1].toFixed(2) ?? "0"} |`;
+    }),
+  ];
+  console.log(lines.join("\n"));
+} finally {
+  for (const s of servers) await s.stop().catch(() => {});
+}
+process.exit(0);
