@@ -10,6 +10,8 @@
 # The checkout is copied to a work directory and the copy is changed:
 # - tests/test.js (the runner) goes on after a failed test (upstream stops
 #   running tests after the first failure) and prints PASS/FAIL/SKIP lines;
+#   an uncaught exception is printed (UNCAUGHT) instead of ending the process,
+#   so the test that threw it times out and the others still run;
 # - tests/bootstrap.js's setup (users, database, ssl) is done by this script
 #   with psql beforehand, the same statements, against database $PJS_DB;
 # - tests/index.js: the database is $PJS_DB ("postgres" on pgts, which serves
@@ -111,7 +113,8 @@ edit('/tests/test.js', [
    "}\n" +
    "function exit() {\n" +
    "  setTimeout(() => { console.log('EXIT forced: open handles kept the process alive'); process.exit() }, 5000).unref()\n"],
-  ["import util from 'util'\n", "import util from 'util'\nimport { spawnSync } from 'child_process'\n"],
+  ["import util from 'util'\n", "import util from 'util'\nimport { spawnSync } from 'child_process'\n" +
+   "process.on('uncaughtException', e => console.log('UNCAUGHT', String(e && e.stack || e).split('\\n')[0]))\n"],
 ])
 edit('/tests/bootstrap.js', [[/^exec\(.*\n/gm, '']])
 edit('/tests/index.js', [
@@ -145,12 +148,12 @@ START=$(date +%s)
 (cd "$COPY/tests" && PATH="$WORK/bin:$PATH" PGUSER=postgres PGPORT="$PORT" PGSOCKET="$SOCKDIR" \
   timeout "${SUITE_TIMEOUT:-1200}" node index.js) >"$WORK/tests.log" 2>&1
 RC=$?
-grep -E '^(PASS|FAIL|SKIP) ' "$WORK/tests.log"
+grep -E '^(PASS|FAIL|SKIP|UNCAUGHT) ' "$WORK/tests.log"
 TOTAL=$(grep -cE '^(t|ot)\(' "$COPY/tests/index.js")
 PASS=$(grep -c '^PASS ' "$WORK/tests.log")
 FAIL=$(grep -c '^FAIL ' "$WORK/tests.log")
 SKIP=$(grep -c '^SKIP ' "$WORK/tests.log")
 echo "# tail of the runner's output (exit $RC):"
-grep -vE '^(PASS|FAIL|SKIP) ' "$WORK/tests.log" | tail -n 15 | sed 's/^/#   /'
+grep -vE '^(PASS|FAIL|SKIP|UNCAUGHT) ' "$WORK/tests.log" | tail -n 15 | sed 's/^/#   /'
 echo "postgres.js on $SERVER${ADAPTER:+ (--adapter $ADAPTER)}: $PASS passed, $FAIL failed, $SKIP skipped, $((TOTAL - PASS - FAIL - SKIP)) not run, of $TOTAL tests ($(($(date +%s) - START)) s)"
 [ "$FAIL" = 0 ] && [ "$PASS" = $((TOTAL - SKIP)) ]
