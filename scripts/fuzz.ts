@@ -4,6 +4,9 @@
  * rounds, a fresh client checked after each round, and the server's
  * processes, fds and RSS before and after. Run with
  *   ./node_modules/.bin/bun scripts/fuzz.ts [--messages 20000] [--seed 1] [--adapter inproc]
+ *     [--flood 2000]
+ * `--flood N` first opens N real connections (connect, `select 1`, end; 20
+ * at a time) and prints the usage 3 s after them beside the baseline.
  * Exits 1 when a health check failed or took 1 s or more, or when the
  * server's usage did not come back near the baseline.
  */
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     adapter: { type: "string" },
     concurrency: { type: "string", default: "4" },
     "big-bytes": { type: "string", default: String(1 << 20) },
+    flood: { type: "string", default: "0" },
   },
 });
 
@@ -81,6 +85,30 @@ async function main(): Promise<number> {
     `adapter ${values.adapter ?? "default"}, seed ${values.seed}, ${values.messages} messages`,
   );
   console.log(`baseline: ${JSON.stringify(before)}`);
+  const flood = Number(values.flood);
+  if (flood > 0) {
+    const t = performance.now();
+    let next = 0;
+    let failed = 0;
+    const errors = new Map<string, number>();
+    await Promise.all(Array.from({ length: 20 }, async () => {
+      while (next < flood) {
+        next++;
+        await healthCheck(target).catch((e) => {
+          failed++;
+          const m = e instanceof Error ? e.message : String(e);
+          errors.set(m, (errors.get(m) ?? 0) + 1);
+        });
+      }
+    }));
+    const s = ((performance.now() - t) / 1000).toFixed(1);
+    await sleep(3000);
+    const u = processUsage(server.pid!);
+    if (errors.size > 0) console.log(`flood errors: ${JSON.stringify([...errors])}`);
+    console.log(
+      `flood of ${flood} connections in ${s} s (${failed} failed); 3 s later: ${JSON.stringify(u)}`,
+    );
+  }
   const t0 = performance.now();
   let slow = 0;
   const result = await runFuzz(target, {

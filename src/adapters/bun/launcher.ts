@@ -19,7 +19,10 @@
  * client said Terminate or went away) reports that exit, which is what the
  * postmaster sees of it, and comes back to the pool; anything else (FATAL,
  * crash, signal) ends the process as before. The pool keeps at most
- * `pool.max` idle processes; it is refilled in the background.
+ * `pool.max` idle processes; it is refilled in the background. Idle
+ * processes beyond `pool.size` end after POOL_TRIM_MS without a client, so
+ * that after a flood of connections the process count and memory come back
+ * to where they were.
  */
 
 import process from "node:process";
@@ -37,6 +40,9 @@ import { isToParent, type StartPayload, type ToChild, toChildExit } from "../sha
 import type { BunSubprocess } from "./bun.d.ts";
 import { CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG } from "./child.ts";
 import { bunApi, isBunSocketHandle } from "./net.ts";
+
+/** How long idle pooled processes beyond the pool's size are kept after a burst. */
+const POOL_TRIM_MS = 2000;
 
 export interface BunSubprocessLauncherOptions {
   /**
@@ -98,6 +104,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
   #idle: Pooled[] = [];
   #primeModule: string | undefined;
   #closed = false;
+  #trimTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(options: BunSubprocessLauncherOptions = {}) {
     this.#command = options.command ?? defaultChildCommand();
@@ -135,6 +142,23 @@ export class BunSubprocessLauncher implements ChildLauncher {
     return this.#idle.splice(i, 1)[0]!;
   }
 
+  /**
+   * Ends idle processes beyond `size` once the pool has had that many idle
+   * for POOL_TRIM_MS: the coldest first (the bottom of the stack), keeping
+   * the ones whose code is compiled.
+   */
+  #scheduleTrim(): void {
+    if (this.#trimTimer !== null || this.#closed) return;
+    this.#trimTimer = setTimeout(() => {
+      this.#trimTimer = null;
+      if (this.#closed) return;
+      const extra = this.#idle.length - this.#poolSize;
+      if (extra <= 0) return;
+      for (const p of this.#idle.splice(0, extra)) p.sub.kill("SIGTERM");
+    }, POOL_TRIM_MS);
+    (this.#trimTimer as { unref?: () => void }).unref?.();
+  }
+
   /** Starts pooled processes until `size` are idle. */
   #fillPool(module: string): void {
     while (!this.#closed && this.#idle.length < this.#poolSize) {
@@ -158,8 +182,10 @@ export class BunSubprocessLauncher implements ChildLauncher {
           // The run is over; the process stays, and goes back to the pool.
           pooled.run = null;
           run.exit({ code: 0, signal: null });
-          if (!this.#closed && this.#idle.length < this.#poolMax) this.#idle.push(pooled);
-          else sub.kill("SIGTERM");
+          if (!this.#closed && this.#idle.length < this.#poolMax) {
+            this.#idle.push(pooled);
+            if (this.#idle.length > this.#poolSize) this.#scheduleTrim();
+          } else sub.kill("SIGTERM");
         }
       },
     });
@@ -305,6 +331,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
   /** Ends the idle pooled processes; running children stay the postmaster's. */
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#trimTimer !== null) clearTimeout(this.#trimTimer);
     const idle = this.#idle.splice(0);
     for (const p of idle) p.sub.kill("SIGTERM");
     await Promise.all(idle.map((p) => p.sub.exited));
