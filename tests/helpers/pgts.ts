@@ -231,7 +231,12 @@ export class PgtsServer {
     this.#proc = proc;
     this.#pids.push(proc.pid);
     this.#exitCode = null;
-    this.#exited = proc.exited.then((code) => (this.#exitCode = code));
+    // A previous start's process may be reported exited only now (`pgts stop` returns once
+    // postmaster.pid is gone): its code must not stand for this one's.
+    this.#exited = proc.exited.then((code) => {
+      if (this.#proc === proc) this.#exitCode = code;
+      return code;
+    });
     // Read both pipes as they come: children inherit them and may outlive the postmaster.
     for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
       void (async () => {
