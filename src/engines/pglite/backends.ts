@@ -66,6 +66,13 @@ export interface ActivityRow {
   readonly client_port: number | null;
 }
 
+/**
+ * The routine ('R' field) of the ERROR that ends a statement whose session
+ * terminated itself with pg_terminate_backend (see output.ts).
+ */
+export const TERMINATE_SELF_ROUTINE = "pgts_terminate_self";
+const ERRCODE_ADMIN_SHUTDOWN = "57P01";
+
 export type BackendSignal = readonly [pid: number, kind: "cancel" | "terminate"];
 
 export interface BackendFunctions {
@@ -227,8 +234,22 @@ export function installBackendFunctions(
           : 'Only roles with privileges of the role whose process is being terminated or with privileges of the "pg_signal_backend" role may terminate this process.',
       );
     }
-    if (cancel && pid === runner) options.cancelSelf();
-    else signals.push([pid, kind]);
+    if (pid === runner) {
+      if (cancel) options.cancelSelf();
+      else {
+        // PostgreSQL's backend dies at the next CHECK_FOR_INTERRUPTS, so
+        // the statement gives no result and the client gets the FATAL
+        // instead. PGlite's one backend must not die: the statement is
+        // ended with an ERROR that output.ts knows by its routine and
+        // turns into the session's FATAL.
+        tools.raise(
+          ERRCODE_ADMIN_SHUTDOWN,
+          "terminating connection due to administrator command",
+          undefined,
+          TERMINATE_SELF_ROUTINE,
+        );
+      }
+    } else signals.push([pid, kind]);
     return 1;
   };
 

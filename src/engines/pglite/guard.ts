@@ -167,8 +167,8 @@ export class WasmTools {
    * longjmps out of the host function that calls this, as a check hook's
    * own ereport would.
    */
-  raise(sqlstate: string, message: string, detail?: string): void {
-    this.#report(ERROR, sqlstate, message, detail);
+  raise(sqlstate: string, message: string, detail?: string, routine?: string): void {
+    this.#report(ERROR, sqlstate, message, detail, routine);
   }
 
   /** ereport(WARNING): the client gets it, and the host function goes on. */
@@ -176,14 +176,28 @@ export class WasmTools {
     this.#report(WARNING, "01000", message, undefined);
   }
 
-  #report(elevel: number, sqlstate: string, message: string, detail: string | undefined): void {
+  /** NUL-terminated names for errfinish's routine argument (the 'R' field), made once each. */
+  #routines = new Map<string, number>();
+
+  #report(
+    elevel: number,
+    sqlstate: string,
+    message: string,
+    detail: string | undefined,
+    routine?: string,
+  ): void {
+    let func = 0;
+    if (routine !== undefined) {
+      func = this.#routines.get(routine) ?? 0;
+      if (func === 0) this.#routines.set(routine, func = this.cString(routine));
+    }
     this.#format(this.#message, message);
     if (detail !== undefined) this.#format(this.#detail, detail);
     if (this.ex.errstart(elevel, 0)) {
       this.ex.errcode(packSqlstate(sqlstate));
       this.ex.errmsg(this.#message, 0);
       if (detail !== undefined) this.ex.errdetail(this.#detail, 0);
-      this.ex.errfinish(this.#file, 0, 0);
+      this.ex.errfinish(this.#file, 0, func);
     }
   }
 

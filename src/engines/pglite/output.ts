@@ -15,8 +15,9 @@
  * a session that is not listening.
  */
 
+import { TERMINATE_SELF_ROUTINE } from "./backends.ts";
 import { publicText } from "./naming.ts";
-import { concat, editNoticeText, readInt32 } from "./wire.ts";
+import { concat, editNoticeText, errorField, readInt32 } from "./wire.ts";
 
 const Z = 0x5a;
 const E = 0x45;
@@ -25,6 +26,8 @@ const A = 0x41;
 const C = 0x43;
 const G = 0x47;
 const S = 0x53;
+/** The routine field of an ErrorResponse. */
+const R = 0x52;
 
 const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
 
@@ -62,6 +65,12 @@ export class OutputFilter {
   sawRollback = false;
   /** A ParameterStatus: the input changed a reported setting, however it was spelled. */
   sawParameterStatus = false;
+  /**
+   * The session ended itself (pg_terminate_backend of its own pid): from
+   * that statement's ERROR on nothing reaches the session; the session
+   * ends with the FATAL instead, as a PostgreSQL backend does.
+   */
+  terminatedSelf = false;
 
   constructor(options: OutputOptions) {
     this.#o = options;
@@ -77,7 +86,9 @@ export class OutputFilter {
     let at = 0;
     let run = 0; // start of the pass-through run
     const flush = (end: number) => {
-      if (end > run) this.#o.out(run === 0 && end === buf.length ? buf : buf.subarray(run, end));
+      if (end > run && !this.terminatedSelf) {
+        this.#o.out(run === 0 && end === buf.length ? buf : buf.subarray(run, end));
+      }
     };
     while (buf.length - at >= 5) {
       const len = readInt32(buf, at + 1);
@@ -124,6 +135,12 @@ export class OutputFilter {
             this.#drop = 0;
           }
           const msg = buf.subarray(at, end);
+          if (type === E && errorField(msg, R) === TERMINATE_SELF_ROUTINE) {
+            flush(at);
+            this.terminatedSelf = true;
+            break;
+          }
+          if (this.terminatedSelf) break;
           const edited = editNoticeText(
             msg,
             (s) =>
@@ -141,7 +158,7 @@ export class OutputFilter {
         case A: {
           flush(at);
           const inband = this.#o.notify(buf.slice(at, end));
-          if (inband !== null) this.#o.out(inband);
+          if (inband !== null && !this.terminatedSelf) this.#o.out(inband);
           run = end;
           break;
         }

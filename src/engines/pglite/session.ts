@@ -640,6 +640,18 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.settingsFromStartup = false;
     }
     await this.#settle(filter.endsWithZ && !filter.copyIn, out);
+    if (filter.terminatedSelf) {
+      // pg_terminate_backend(pg_backend_pid()): the statement's answer was
+      // held back; the input ends in the FATAL (the caller sends it and
+      // closes the session, which rolls back what is open).
+      this.#disarmIdle();
+      this.#terminated = new PgError(
+        ERRCODE.ADMIN_SHUTDOWN,
+        "terminating connection due to administrator command",
+        { severity: "FATAL" },
+      );
+      throw this.#terminated;
+    }
   }
 
   /** After an input ran: give the engine back at ReadyForQuery 'I', or keep it and start the idle timer. */

@@ -159,11 +159,16 @@ export function editNoticeText(msg: Uint8Array, edit: (s: string) => string): Ui
 
 /** The SQLSTATE ('C' field) of an ErrorResponse. */
 export function errorCode(msg: Uint8Array): string {
+  return errorField(msg, 0x43);
+}
+
+/** One field of an ErrorResponse or NoticeResponse ('C' SQLSTATE, 'R' routine, …), or "". */
+export function errorField(msg: Uint8Array, field: number): string {
   let at = 5;
   while (at < msg.length && msg[at] !== 0) {
     const code = msg[at]!;
     const [value, next] = readCString(msg, at + 1);
-    if (code === 0x43) return value;
+    if (code === field) return value;
     at = next;
   }
   return "";

@@ -9,7 +9,7 @@
 
 import { describe, expect, test } from "bun:test";
 import type pg from "pg";
-import { pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { pgClient, psql, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
 import type { Adapter } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -205,6 +205,38 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await a.end();
       await c.end();
       await admin.query("drop role signal_a; drop role signal_b; drop role signal_c");
+      await admin.end();
+    });
+
+    test("a session that terminates itself gets the FATAL instead of a result; its transaction is rolled back", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create table self_term (i int)");
+      // psql, in a transaction block: the statement answers FATAL 57P01 and
+      // the connection is closed, as PostgreSQL's backend does.
+      const r = await psql(s, [
+        "-c",
+        "begin",
+        "-c",
+        "insert into self_term values (1)",
+        "-c",
+        "select pg_terminate_backend(pg_backend_pid()) as t",
+        "-c",
+        "select 'after' as never",
+      ]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toContain("FATAL:  terminating connection due to administrator command");
+      expect(r.out).not.toContain("after");
+      expect(r.out).not.toMatch(/^t$/m);
+      // node-postgres: the query itself fails with 57P01, and the client is gone.
+      const c = await pgClient(s);
+      const ended = new Promise<Error & { code?: string }>((res) => c.once("error", res));
+      const failed = await c.query("select pg_terminate_backend(pg_backend_pid())").catch((e) => e);
+      expect(failed).toMatchObject({ code: "57P01" });
+      await ended.catch(() => {});
+      // Nothing committed; the others keep working.
+      expect((await admin.query("select count(*)::int as n from self_term")).rows[0].n).toBe(0);
+      await admin.query("drop table self_term");
       await admin.end();
     });
   });
