@@ -193,6 +193,7 @@ export const engineMain: ChildMain = async (env) => {
       synchronous_commit: guc.getString("synchronous_commit"),
     },
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
+    engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
     // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
     // crash cycle reopen the cluster, which replays the WAL.

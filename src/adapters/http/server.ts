@@ -262,6 +262,7 @@ export class HttpServer implements AdminSource {
     const { openEngine } = await import("../../engines/pglite/mod.ts");
     return await openEngine(config.dataDir, {
       engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),
+      engineHoldTimeoutMs: this.guc.getMs("engine_hold_timeout"),
       idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
       settings: {
         fsync: this.guc.getBool("fsync") ? "on" : "off",

@@ -306,6 +306,19 @@ export const PARAMETERS: readonly ParamDef[] = [
     pgts: true,
     description: "How long a session waits for the single engine; 0 waits forever.",
   },
+  {
+    name: "engine_hold_timeout",
+    type: "int",
+    // Read when the engine starts; a session must not be able to lift it for itself.
+    context: "postmaster",
+    boot: 2000,
+    min: 0,
+    max: INT_MAX,
+    unit: "ms",
+    pgts: true,
+    description:
+      "Ends a session that holds the single engine idle (in a transaction block) this long while another session waits for it; 0 never does.",
+  },
   // Write-ahead log
   {
     name: "fsync",

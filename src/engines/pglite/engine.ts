@@ -55,6 +55,11 @@ import {
 export interface EngineOptions {
   /** Longest wait for the engine before 55P03 (pgts.engine_wait_timeout); default 5000 ms. */
   readonly engineWaitTimeoutMs?: number;
+  /**
+   * pgts.engine_hold_timeout: a session holding the engine idle while another
+   * waits for it is ended after this long (FATAL 25P03); default 2000 ms, 0 never.
+   */
+  readonly engineHoldTimeoutMs?: number;
   /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
   readonly idleInTransactionSessionTimeoutMs?: number;
   /**
@@ -92,7 +97,11 @@ export class PgliteEngine implements Engine {
   readonly scheduler = new EngineScheduler();
   readonly executor: RawExecutor;
   readonly listeners = new ListenRegistry();
-  readonly options: { engineWaitTimeoutMs: number; idleInTransactionSessionTimeoutMs: number };
+  readonly options: {
+    engineWaitTimeoutMs: number;
+    engineHoldTimeoutMs: number;
+    idleInTransactionSessionTimeoutMs: number;
+  };
   /** The session whose unnamed statement the backend holds, if known. */
   unnamedOwner: PgliteSession | null = null;
 
@@ -147,6 +156,7 @@ export class PgliteEngine implements Engine {
     this.executor = executor;
     this.options = {
       engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
+      engineHoldTimeoutMs: options.engineHoldTimeoutMs ?? 2000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
     };
     this.#onBroken = options.onBroken;

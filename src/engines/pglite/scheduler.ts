@@ -21,6 +21,8 @@ export interface Holder {
   readonly pid: number;
   /** What the holder is doing, for the wait-timeout detail ("idle in transaction"). */
   activity(): string;
+  /** Told, while it owns the engine, that another holder has started to wait for it. */
+  waitedFor?(): void;
 }
 
 interface Waiter {
@@ -70,6 +72,7 @@ export class EngineScheduler {
         }, Math.max(0, options.timeoutMs));
       }
       this.#queue.push(w);
+      this.#owner?.waitedFor?.();
     });
   }
 

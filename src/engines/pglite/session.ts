@@ -123,6 +123,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   /** statement_timeout as read inside the open block; null outside one. */
   #blockTimeoutMs: number | null = null;
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** pgts.engine_hold_timeout's timer: armed while this session holds the engine idle and others wait. */
+  #holdTimer: ReturnType<typeof setTimeout> | null = null;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
   /** Parse and Close messages answered while the engine was held (#defer), to run first. */
@@ -748,6 +750,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       }
       return;
     }
+    if (this.#engine.scheduler.waiting > 0) this.waitedFor();
     const ms = parseDurationMs(this.settings.get("idle_in_transaction_session_timeout")) ??
       this.#engine.options.idleInTransactionSessionTimeoutMs;
     if (!(ms > 0)) return;
@@ -765,9 +768,45 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     }, ms);
   }
 
+  /**
+   * Another session waits for the engine this session holds. PostgreSQL's
+   * idle-in-transaction session holds only its own rows; here it holds every
+   * other session's next statement, so once it has sat idle for
+   * pgts.engine_hold_timeout while others wait it is ended as
+   * idle_in_transaction_session_timeout would end it (25P03), its
+   * transaction rolled back, and the waiters go on. The default (2 s) is
+   * below pgts.engine_wait_timeout's (5 s), so that a waiter gets the engine
+   * before its own wait fails.
+   */
+  waitedFor(): void {
+    const ms = this.#engine.options.engineHoldTimeoutMs;
+    if (this.#holdTimer !== null || !(ms > 0) || this.#terminated !== null) return;
+    if (!this.owns || this.#state !== "idle") return;
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      const waiting = this.#engine.scheduler.waiting;
+      if (!this.owns || this.#state !== "idle" || waiting === 0) return;
+      this.terminate(
+        new PgError(
+          ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+          "terminating connection due to idle-in-transaction timeout",
+          {
+            severity: "FATAL",
+            detail: `The session held the engine idle for ${ms} ms while ${waiting} other ${
+              waiting === 1 ? "session" : "sessions"
+            } waited for it.`,
+            hint: 'End transactions promptly, or raise "pgts.engine_hold_timeout".',
+          },
+        ),
+      );
+    }, ms);
+  }
+
   #disarmIdle(): void {
     if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
     this.#idleTimer = null;
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
+    this.#holdTimer = null;
   }
 
   /** Marks the transaction status after the engine rolled this session back. */
