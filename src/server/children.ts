@@ -202,6 +202,12 @@ export const engineMain: ChildMain = async (env) => {
       stop(3);
     },
   });
+  if (engine.tempShared !== null) {
+    ereport("WARNING", "temporary objects are shared by all sessions of this engine", {
+      category: "engine",
+      detail: engine.tempShared,
+    });
+  }
   let listener: Listener | null = null;
   const address = params.engine;
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);

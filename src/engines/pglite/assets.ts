@@ -15,6 +15,8 @@
  */
 
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export interface PgliteAssetSources {
   readonly pgliteWasm: string | Uint8Array;
@@ -85,4 +87,19 @@ export function pgliteAssetOptions(): Promise<PgliteAssetOptions> {
   });
   compiled = promise;
   return promise;
+}
+
+/**
+ * The bytes of pglite.wasm this realm's PGlite runs: the registered copy,
+ * else the one next to PGlite's module. Null when neither can be read.
+ * (tempnamespace.ts identifies the build by them.)
+ */
+export function pgliteWasmBytes(): Uint8Array | null {
+  try {
+    if (registered !== null) return bytes(registered.pgliteWasm);
+    const dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
+    return readFileSync(join(dir, "pglite.wasm"));
+  } catch {
+    return null;
+  }
 }

@@ -26,7 +26,8 @@ import type {
   SessionStartup,
 } from "../../core/engine/types.ts";
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
-import type { RawExecutor } from "./executor.ts";
+import type { ExecOptions, ExecResult, RawExecutor } from "./executor.ts";
+import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
 import { ListenRegistry } from "./notify.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import { STAT_ACTIVITY_SQL } from "./activity.ts";
@@ -151,6 +152,9 @@ export class PgliteEngine implements Engine {
   #backendsSent = -1;
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
+  /** The temporary namespaces the backend has (tempnamespace.ts), and the session they are of. */
+  #tempCarried: TempPair = NO_TEMP;
+  #tempOwner: PgliteSession | null = null;
 
   constructor(executor: RawExecutor, options: EngineOptions = {}) {
     this.executor = executor;
@@ -196,6 +200,7 @@ export class PgliteEngine implements Engine {
       await this.#refreshRoles();
       await this.#refreshDatabases();
       await this.#installStatActivity();
+      await this.#dropLeftoverTempNamespaces();
       // An extension created before this start needs its files (its library) again.
       const [created] = await this.#query(
         "select exists (select from pg_catalog.pg_extension where extname <> 'plpgsql')",
@@ -227,6 +232,32 @@ export class PgliteEngine implements Engine {
     );
     if (row?.[0] === "t") return;
     await this.runRaw(fe.query(STAT_ACTIVITY_SQL));
+  }
+
+  /**
+   * Why temporary objects are shared by every session (tempnamespace.ts),
+   * or null when each session has its own.
+   */
+  get tempShared(): string | null {
+    return this.executor.tempShared;
+  }
+
+  /**
+   * Temporary schemas a previous run left (a crash, a kill): PostgreSQL
+   * removes an orphaned temporary schema's objects; pgts's per-session
+   * schemas are named after sessions of that run, so they go whole.
+   */
+  async #dropLeftoverTempNamespaces(): Promise<void> {
+    const left = await this.#query(
+      "select nspname from pg_catalog.pg_namespace" +
+        " where nspname ~ '^pg_(toast_)?temp_[0-9]+(_[0-9]+)?$'",
+    );
+    if (left.length === 0) return;
+    await this.runRaw(
+      fe.query(`DROP SCHEMA ${left.map((r) => quoteIdent(r[0] ?? "")).join(", ")} CASCADE`),
+      undefined,
+      NO_TEMP,
+    );
   }
 
   get sessionCount(): number {
@@ -446,7 +477,8 @@ export class PgliteEngine implements Engine {
 
   /** False when afterTransaction would only clear `pendingListenSpoiled` (most statements). */
   hasWorkAfterTransaction(s: PgliteSession): boolean {
-    return s.settingsDirty || s.pendingListen.length > 0 || s.rolesDirty || s.databasesDirty;
+    return s.settingsDirty || s.pendingListen.length > 0 || s.rolesDirty || s.databasesDirty ||
+      s.tempUnnamed;
   }
 
   /** Bookkeeping at ReadyForQuery 'I': settings snapshot, LISTEN, catalogs; only what the input may have changed. */
@@ -496,6 +528,89 @@ export class PgliteEngine implements Engine {
       await this.#refreshDatabases();
       s.databasesDirty = false;
     }
+    if (s.tempUnnamed) await this.#nameTempNamespaces(s);
+  }
+
+  /**
+   * Runs bytes on the backend (the caller owns it) for session `s`, with
+   * its temporary namespaces, or for pgts's own work (`s` undefined), with
+   * the backend's or `temp`; then learns what the backend has.
+   */
+  async exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void,
+    options: ExecOptions,
+    s?: PgliteSession,
+    temp?: TempPair,
+  ): Promise<void> {
+    if (temp !== undefined) options = { ...options, temp };
+    const result = await this.executor.exec(bytes, onData, options);
+    this.#noteTemp(result, s);
+  }
+
+  /**
+   * What the backend's temporary namespaces are after an exec. A change
+   * that pgts did not ask for is the owner's (the session the backend last
+   * ran for): PostgreSQL made its pair, or forgot it when the transaction
+   * that made it rolled back.
+   */
+  #noteTemp(result: ExecResult | undefined, s: PgliteSession | undefined): void {
+    const t = result?.temp ?? null;
+    if (t === null) return;
+    if (s !== undefined) this.#tempOwner = s;
+    this.#tempCarried = t;
+    const owner = this.#tempOwner;
+    if (owner === null || sameTemp(owner.temp, t)) return;
+    owner.temp = t;
+    owner.tempUnnamed = t[0] !== 0;
+  }
+
+  /**
+   * A session's new pair is named pg_temp_N as PostgreSQL names every
+   * backend's; it becomes pg_temp_N_<session id> before the backend serves
+   * anyone else, since the next session that needs a pair would otherwise
+   * find pg_temp_N and empty it (InitTempTableNamespace). Renaming a schema
+   * to a `pg_` name takes allow_system_table_mods, a superuser's setting.
+   */
+  async #nameTempNamespaces(s: PgliteSession): Promise<void> {
+    s.tempUnnamed = false;
+    const names = await this.#tempNamespaceNames(s.temp);
+    if (names.length === 0) return;
+    await this.#asBootstrapSuperuser();
+    const renames = names.filter((n) => /^pg_(toast_)?temp_[0-9]+$/.test(n))
+      .map((n) => `ALTER SCHEMA ${quoteIdent(n)} RENAME TO ${quoteIdent(`${n}_${s.id}`)}`);
+    if (renames.length === 0) return;
+    await this.runRaw(
+      fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${renames.join("; ")}; COMMIT`),
+    );
+  }
+
+  async #tempNamespaceNames(pair: TempPair): Promise<string[]> {
+    return (await this.#query(
+      `select nspname from pg_catalog.pg_namespace where oid in (${pair[0]}, ${pair[1]})`,
+    )).map((r) => r[0] ?? "").filter((n) => n !== "");
+  }
+
+  /**
+   * A session's temporary schemas go with it, as PostgreSQL empties its
+   * backend's at exit; the names were the session's own, so the schemas go
+   * too. Dropped with no pair current, so that the backend is never left
+   * with a dropped one.
+   */
+  async #dropTempNamespaces(s: PgliteSession): Promise<void> {
+    if (this.#tempOwner === s) this.#tempOwner = null;
+    const pair = s.temp;
+    s.temp = NO_TEMP;
+    s.tempUnnamed = false;
+    if (pair[0] === 0) return;
+    const names = await this.#tempNamespaceNames(pair);
+    if (names.length === 0) return;
+    await this.#asBootstrapSuperuser();
+    await this.runRaw(
+      fe.query(`DROP SCHEMA IF EXISTS ${names.map(quoteIdent).join(", ")} CASCADE`),
+      undefined,
+      NO_TEMP,
+    );
   }
 
   /** DEALLOCATE ALL and DISCARD ALL, for this session's state only. */
@@ -515,6 +630,7 @@ export class PgliteEngine implements Engine {
       s.pendingListen = [];
       await this.#reconcileListens();
       await this.runRaw(fe.query("DISCARD PLANS"));
+      if (s.temp[0] !== 0) await this.runRaw(fe.query("DISCARD TEMP"), s);
     }
     const tag = kind === "discard all" ? "DISCARD ALL" : "DEALLOCATE ALL";
     out(concat([
@@ -558,6 +674,7 @@ export class PgliteEngine implements Engine {
         s.listens.clear();
         await this.#reconcileListens();
       }
+      await this.#dropTempNamespaces(s);
     };
     if (s.owns) {
       try {
@@ -567,7 +684,7 @@ export class PgliteEngine implements Engine {
         s.owns = false;
         this.scheduler.release(s);
       }
-    } else if (s.statements.size > 0 || s.listens.size > 0) {
+    } else if (s.statements.size > 0 || s.listens.size > 0 || s.temp[0] !== 0) {
       // Not urgent: done when the backend is next free, never holding up the caller.
       const job = this.#withEngine(cleanup, Infinity).catch(() => {});
       this.#jobs.add(job);
@@ -635,15 +752,20 @@ export class PgliteEngine implements Engine {
    * the whole answer. `as`: the session whose input the bytes are, checked
    * as its login role (guard.ts) and seen as its pid (backends.ts).
    */
-  async runRaw(bytes: Uint8Array, as?: PgliteSession): Promise<Uint8Array> {
+  async runRaw(bytes: Uint8Array, as?: PgliteSession, temp?: TempPair): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
     const backends = this.backendsForExec();
-    await this.executor.exec(
+    await this.exec(
       bytes,
       (c) => parts.push(c),
-      as === undefined
-        ? (backends === undefined ? {} : { backends })
-        : { runAs: as.userOid, pid: as.pid, ...(backends === undefined ? {} : { backends }) },
+      as === undefined ? (backends === undefined ? {} : { backends }) : {
+        runAs: as.userOid,
+        pid: as.pid,
+        temp: as.temp,
+        ...(backends === undefined ? {} : { backends }),
+      },
+      as,
+      temp,
     );
     return parts.length === 0 ? new Uint8Array(0) : concat(parts);
   }
@@ -768,6 +890,10 @@ const STARTUP_SPELLED_MAX = 256;
 function settingsKey(m: SettingsMap, customNames: ReadonlySet<string>): string {
   const entries = [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([entries, [...customNames]]);
+}
+
+function sameTemp(a: TempPair, b: TempPair): boolean {
+  return a[0] === b[0] && a[1] === b[1];
 }
 
 /** Status byte of the last ReadyForQuery in a backend byte stream. */

@@ -14,6 +14,7 @@ import { registerPgliteAssets } from "./assets.ts";
 import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
 import type { BackendSignal } from "./backends.ts";
+import type { TempPair } from "./tempnamespace.ts";
 
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
@@ -63,21 +64,22 @@ async function run(
   const pipelined = answersExpected(bytes) > 1;
   let error: string | null = null;
   let signals: readonly BackendSignal[] = NO_SIGNALS;
+  let temp: TempPair | null = null;
   try {
     if (instance === null) throw new Error("engine is not open");
-    signals = await instance.exec(seq, bytes, (chunk) => {
+    ({ signals, temp } = await instance.exec(seq, bytes, (chunk) => {
       parts.push(chunk);
       size += chunk.length;
       if (size >= CHUNK || (pipelined && endsWithReadyForQuery(chunk))) {
         const b = take()!;
         post({ t: "data", seq, bytes: b }, b);
       }
-    }, options);
+    }, options));
   } catch (e) {
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
   const rest = take();
-  post({ t: "done", seq, bytes: rest, error, signals }, rest);
+  post({ t: "done", seq, bytes: rest, error, signals, temp }, rest);
 }
 
 scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
@@ -92,7 +94,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             settings: m.settings,
             ...(m.image !== null ? { image: m.image } : {}),
           });
-          post({ t: "ready" });
+          post({ t: "ready", tempShared: instance.tempShared });
         } catch (e) {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });
         }

@@ -21,6 +21,7 @@ import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
 import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
+import type { TempPair } from "./tempnamespace.ts";
 
 export interface RawExecutor {
   /**
@@ -31,7 +32,12 @@ export interface RawExecutor {
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
     options?: ExecOptions,
-  ): Promise<void>;
+  ): Promise<ExecResult>;
+  /**
+   * Why temporary objects are shared by every session (tempnamespace.ts),
+   * or null when each session has its own.
+   */
+  readonly tempShared: string | null;
   /** Cancels the exec in flight, if any (a no-op between execs). */
   interrupt(): void;
   close(): Promise<void>;
@@ -40,6 +46,11 @@ export interface RawExecutor {
    * pg_terminate_backend; see backends.ts), once that exec is over.
    */
   onSignals: ((signals: readonly BackendSignal[]) => void) | null;
+}
+
+export interface ExecResult {
+  /** The backend's temporary namespaces after the exec; null when they are not per session. */
+  readonly temp: TempPair | null;
 }
 
 export interface ExecOptions {
@@ -59,6 +70,8 @@ export interface ExecOptions {
   readonly activity?: readonly ActivityRow[];
   /** Put the shipped extension bundles into the engine first (extensions.ts). */
   readonly loadExtensions?: boolean;
+  /** The session's temporary namespaces, which the backend is given first (tempnamespace.ts). */
+  readonly temp?: TempPair;
 }
 
 function instanceOptions(options: ExecOptions) {
@@ -69,6 +82,7 @@ function instanceOptions(options: ExecOptions) {
     ...(options.backends !== undefined ? { backends: options.backends } : {}),
     ...(options.activity !== undefined ? { activity: options.activity } : {}),
     ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
+    ...(options.temp !== undefined ? { temp: options.temp } : {}),
   };
 }
 
@@ -90,6 +104,7 @@ export function startExecutor(
 
 class InlineExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  readonly tempShared: string | null;
   #instance: PGliteInstance;
   #cell: Int32Array;
   #seq = 0;
@@ -98,6 +113,7 @@ class InlineExecutor implements RawExecutor {
   private constructor(instance: PGliteInstance, cell: Int32Array) {
     this.#instance = instance;
     this.#cell = cell;
+    this.tempShared = instance.tempShared;
   }
 
   static async start(dataDir: string, options: ExecutorOptions): Promise<InlineExecutor> {
@@ -114,16 +130,17 @@ class InlineExecutor implements RawExecutor {
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
     options: ExecOptions = {},
-  ): Promise<void> {
+  ): Promise<ExecResult> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
-    let signals: readonly BackendSignal[];
+    let result: { signals: readonly BackendSignal[]; temp: TempPair | null };
     try {
-      signals = await this.#instance.exec(seq, bytes, onData, instanceOptions(options));
+      result = await this.#instance.exec(seq, bytes, onData, instanceOptions(options));
     } finally {
       this.#running = 0;
     }
-    if (signals.length > 0) this.onSignals?.(signals);
+    if (result.signals.length > 0) this.onSignals?.(result.signals);
+    return { temp: result.temp };
   }
 
   interrupt(): void {
@@ -137,7 +154,7 @@ class InlineExecutor implements RawExecutor {
 
 /** Messages from the worker (executor-worker.ts). */
 export type WorkerReply =
-  | { t: "ready" }
+  | { t: "ready"; tempShared: string | null }
   | { t: "failed"; message: string }
   | { t: "data"; seq: number; bytes: Uint8Array }
   | {
@@ -146,6 +163,7 @@ export type WorkerReply =
     bytes: Uint8Array | null;
     error: string | null;
     signals: readonly BackendSignal[];
+    temp: TempPair | null;
   }
   | { t: "closed" };
 
@@ -170,21 +188,23 @@ export type WorkerRequest =
 
 class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  readonly tempShared: string | null;
   #worker: Worker;
   #cell: Int32Array;
   #seq = 0;
   #pending: {
     seq: number;
     onData: (chunk: Uint8Array) => void;
-    resolve: () => void;
+    resolve: (r: ExecResult) => void;
     reject: (e: Error) => void;
   } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
 
-  private constructor(worker: Worker, cell: Int32Array) {
+  private constructor(worker: Worker, cell: Int32Array, tempShared: string | null) {
     this.#worker = worker;
     this.#cell = cell;
+    this.tempShared = tempShared;
     worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.#onReply(ev.data);
     worker.onerror = (ev: ErrorEvent) => {
       ev.preventDefault?.();
@@ -199,8 +219,9 @@ class WorkerExecutor implements RawExecutor {
     const sab = new SharedArrayBuffer(8);
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
-        if (ev.data.t === "ready") resolve(new WorkerExecutor(worker, new Int32Array(sab)));
-        else {
+        if (ev.data.t === "ready") {
+          resolve(new WorkerExecutor(worker, new Int32Array(sab), ev.data.tempShared));
+        } else {
           worker.terminate();
           reject(new Error(ev.data.t === "failed" ? ev.data.message : "engine worker failed"));
         }
@@ -226,7 +247,7 @@ class WorkerExecutor implements RawExecutor {
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
     options: ExecOptions = {},
-  ): Promise<void> {
+  ): Promise<ExecResult> {
     if (this.#dead !== null) return Promise.reject(this.#dead);
     if (this.#pending !== null) {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
@@ -279,7 +300,7 @@ class WorkerExecutor implements RawExecutor {
         if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
         if (m.signals.length > 0) this.onSignals?.(m.signals);
         if (m.error !== null) p.reject(new Error(m.error));
-        else p.resolve();
+        else p.resolve({ temp: m.temp });
         return;
       }
       case "closed":

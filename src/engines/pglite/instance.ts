@@ -49,6 +49,8 @@ import {
   installBackendFunctions,
 } from "./backends.ts";
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
+import { installTempNamespaces, type TempNamespaces, type TempPair } from "./tempnamespace.ts";
+import { pgliteWasmBytes } from "./assets.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
@@ -70,16 +72,28 @@ export interface InstanceOptions {
 export interface PGliteInstance {
   readonly db: PGlite;
   /**
+   * Why temporary objects are shared by all sessions (tempnamespace.ts), or
+   * null when each session has its own.
+   */
+  readonly tempShared: string | null;
+  /**
    * Runs raw frontend messages; `onData` gets copies of the backend bytes.
-   * Resolves with the signals the exec sent to other sessions (backends.ts).
+   * Resolves with the signals the exec sent to other sessions (backends.ts)
+   * and the temporary namespaces the backend has after it.
    */
   exec(
     seq: number,
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void,
     options: InstanceExecOptions,
-  ): Promise<BackendSignal[]>;
+  ): Promise<InstanceExecResult>;
   close(): Promise<void>;
+}
+
+export interface InstanceExecResult {
+  readonly signals: BackendSignal[];
+  /** The backend's temporary namespaces after the exec; null when they are not per session. */
+  readonly temp: TempPair | null;
 }
 
 export interface InstanceExecOptions {
@@ -96,6 +110,11 @@ export interface InstanceExecOptions {
   readonly activity?: readonly ActivityRow[];
   /** Put the shipped extension bundles into the file system first (extensions.ts). */
   readonly loadExtensions?: boolean;
+  /**
+   * The temporary namespaces of the session whose bytes these are
+   * (tempnamespace.ts); without it the backend keeps the ones it has.
+   */
+  readonly temp?: TempPair;
   /**
    * statement_timeout: after this many ms the exec is cancelled as a cancel
    * request would cancel it; 0 for none.
@@ -246,6 +265,8 @@ export async function openInstance(
   let guard: IdentityGuard;
   let backends: BackendFunctions;
   let advisory: AdvisoryLocks;
+  let temp: TempNamespaces | null = null;
+  let tempShared: string | null;
   try {
     const tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
@@ -256,6 +277,16 @@ export async function openInstance(
       },
     });
     advisory = installAdvisoryLocks(tools);
+    const installed = await installTempNamespaces(
+      tools,
+      pgliteWasmBytes(),
+      async (sql) => (await db.query<Record<string, unknown>>(sql)).rows,
+    );
+    if (typeof installed === "string") tempShared = installed;
+    else {
+      temp = installed;
+      tempShared = null;
+    }
   } catch (e) {
     await db.close();
     throw e;
@@ -267,6 +298,7 @@ export async function openInstance(
   let extensionsLoaded = false;
   return {
     db,
+    tempShared,
     async exec(seq, bytes, onData, options) {
       if (ended !== null) throw endedError();
       if (options.loadExtensions === true && !extensionsLoaded) {
@@ -282,6 +314,7 @@ export async function openInstance(
         advisory.keepOnly(options.backends.map((b) => b.pid));
       }
       backends.setActivity(options.activity ?? null);
+      if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       deadline = options.timeoutMs > 0 ? performance.now() + options.timeoutMs : 0;
       tripped = false;
       // The end of this exec's answer: a PANIC's text is there if the backend ends.
@@ -310,8 +343,9 @@ export async function openInstance(
         }
         // Transaction-level advisory locks end with the session's transaction.
         if (options.pid !== null && at.idle) advisory.endTransaction(options.pid);
-        return backends.takeSignals();
+        return { signals: backends.takeSignals(), temp: temp?.carried() ?? null };
       } finally {
+        temp?.afterExec();
         guard.runAs(null);
         backends.runAs(null);
         advisory.runAs(null);

@@ -39,6 +39,7 @@ import {
 } from "./wire.ts";
 import type { PgliteEngine } from "./engine.ts";
 import type { ActivityRow } from "./backends.ts";
+import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
 
 const SYNC = 0x53;
 const QUERY = 0x51;
@@ -99,6 +100,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   pendingListenSpoiled = false;
   unnamedParse: Uint8Array | null = null;
   owns = false;
+  /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
+  temp: TempPair = NO_TEMP;
+  /** The backend just made `temp`, still named pg_temp_N: the engine renames it (engine.ts). */
+  tempUnnamed = false;
 
   #engine: PgliteEngine;
   #status: TransactionStatus = "I";
@@ -383,7 +388,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     if (plan.rolesDirty) this.rolesDirty = true;
     if (plan.databasesDirty) this.databasesDirty = true;
     if (plan.listenOps.length > 0) this.pendingListen.push(...plan.listenOps);
-    if (plan.createsTempObject) out(noticeResponse(tempTableWarning()));
+    if (plan.createsTempObject && engine.tempShared !== null) {
+      out(noticeResponse(tempTableWarning()));
+    }
 
     // In a failed transaction, or DISCARD ALL in any transaction, the engine
     // itself answers with the right error; only the rest is done here.
@@ -606,14 +613,15 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     });
     const backends = engine.backendsForExec();
     try {
-      const running = engine.executor.exec(bytes, (c) => filter.push(c), {
+      const running = engine.exec(bytes, (c) => filter.push(c), {
         runAs: this.userOid,
         pid: this.pid,
+        temp: this.temp,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
         ...(backends !== undefined ? { backends } : {}),
         ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),
         ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
-      });
+      }, this);
       this.#phase = "running";
       if (this.#cancelPending) engine.executor.interrupt();
       await running;

@@ -25,6 +25,8 @@ function faulty(inner: RawExecutor): RawExecutor {
   };
   return {
     exec: (b, on) => has(b) ? Promise.reject(new Error("injected fault")) : inner.exec(b, on),
+    // Sessions' options (their temporary namespaces among them) are not passed on.
+    tempShared: "this test's executor passes no session options",
     interrupt: () => inner.interrupt(),
     close: () => inner.close(),
   };
