@@ -25,7 +25,13 @@ import { connectTcp, connectUnix } from "../adapters/shared/connect.ts";
 import { detectRuntime } from "../adapters/runtime.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
-import { type UpstreamAddress, UpstreamEngine } from "../engines/upstream/mod.ts";
+import {
+  isUpstreamUrl,
+  type PoolSettings,
+  type UpstreamAddress,
+  UpstreamEngine,
+  UpstreamPool,
+} from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
 import { ENGINE_DIR } from "../core/datadir.ts";
 import { join } from "node:path";
@@ -181,33 +187,14 @@ export const engineMain: ChildMain = async (env) => {
   env.onSignal("SIGHUP", () => {});
 
   if (params.engine.kind === "upstream") {
-    throw new TypeError("An upstream engine has no engine child");
+    throw new TypeError("An upstream engine in session mode has no engine child");
   }
+  const engineSetting = guc.getString("engine");
   // Only the engine child loads PGlite's code: a backend importing this
   // module must not pay for it on every connection (a third of a second).
-  const { openEngine } = await import("../engines/pglite/mod.ts");
-  const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
-    placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
-    settings: {
-      fsync: guc.getBool("fsync") ? "on" : "off",
-      synchronous_commit: guc.getString("synchronous_commit"),
-    },
-    engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
-    engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
-    idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
-    // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
-    // crash cycle reopen the cluster, which replays the WAL.
-    onBroken: (reason) => {
-      ereport("LOG", `engine lost its backend: ${reason}`, { category: "engine" });
-      stop(3);
-    },
-  });
-  if (engine.tempShared !== null) {
-    ereport("WARNING", "temporary objects are shared by all sessions of this engine", {
-      category: "engine",
-      detail: engine.tempShared,
-    });
-  }
+  const engine: Engine = isUpstreamUrl(engineSetting)
+    ? openPool(engineSetting, guc, env)
+    : await openPglite(params, guc, stop);
   let listener: Listener | null = null;
   const address = params.engine;
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);
@@ -234,6 +221,79 @@ export const engineMain: ChildMain = async (env) => {
   }
   return code;
 };
+
+/** The PGlite engine on the data directory (the engine child's usual case). */
+async function openPglite(
+  params: ServerParams,
+  guc: Guc,
+  stop: (code: number) => void,
+): Promise<Engine> {
+  const { openEngine } = await import("../engines/pglite/mod.ts");
+  const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
+    placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
+    settings: {
+      fsync: guc.getBool("fsync") ? "on" : "off",
+      synchronous_commit: guc.getString("synchronous_commit"),
+    },
+    engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
+    engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
+    idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
+    // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
+    // crash cycle reopen the cluster, which replays the WAL.
+    onBroken: (reason) => {
+      ereport("LOG", `engine lost its backend: ${reason}`, { category: "engine" });
+      stop(3);
+    },
+  });
+  if (engine.tempShared !== null) {
+    ereport("WARNING", "temporary objects are shared by all sessions of this engine", {
+      category: "engine",
+      detail: engine.tempShared,
+    });
+  }
+  return engine;
+}
+
+/** pgbouncer's settings from pgts's parameters. */
+function poolSettings(guc: Guc): PoolSettings {
+  return {
+    defaultPoolSize: guc.getInt("default_pool_size"),
+    minPoolSize: guc.getInt("min_pool_size"),
+    reservePoolSize: guc.getInt("reserve_pool_size"),
+    reservePoolTimeoutMs: guc.getMs("reserve_pool_timeout"),
+    maxClientConn: guc.getInt("max_client_conn"),
+    serverIdleTimeoutMs: guc.getMs("server_idle_timeout"),
+    serverLifetimeMs: guc.getMs("server_lifetime"),
+    serverResetQuery: guc.getString("server_reset_query"),
+    queryWaitTimeoutMs: guc.getMs("query_wait_timeout"),
+    maxPreparedStatements: guc.getInt("max_prepared_statements"),
+  };
+}
+
+/**
+ * The transaction pool in front of the upstream. A reload (SIGHUP) re-reads
+ * postgresql.conf here: the pool's settings are sighup parameters, and the
+ * engine child is the one process that holds them. A value the file sets
+ * replaces the one the pool started with, even one given with -c.
+ */
+function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
+  const pool = new UpstreamPool(url, { connect: connectUpstream, settings: poolSettings(guc) });
+  env.onSignal("SIGHUP", () => {
+    const configFile = join(serverParams(env).dataDir, "postgresql.conf");
+    void import("../adapters/shared/config-reader.ts").then(({ nodeConfigReader }) => {
+      const file = new Guc({ reader: nodeConfigReader, configFile });
+      try {
+        file.load();
+      } catch {
+        return; // the postmaster logs what is wrong with the file
+      }
+      // What the file sets now, over what the pool started with.
+      const merged = Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
+      pool.configure(poolSettings(merged));
+    });
+  });
+  return pool;
+}
 
 /**
  * The checkpointer. PGlite checkpoints by itself and at close, which the

@@ -152,8 +152,8 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     if (dir !== "") listen.push({ family: "unix", path: join(dir, `.s.PGSQL.${port}`) });
   }
 
-  // engine = 'postgres://...': backends dial the upstream themselves and
-  // there is no engine child.
+  // engine = 'postgres://...': in session mode backends dial the upstream
+  // themselves and there is no engine child.
   const engineSetting = guc.getString("engine");
   const upstream = isUpstreamUrl(engineSetting);
   if (upstream) {
@@ -168,7 +168,10 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     }
   }
   const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName, guc);
-  const engineAddress: EngineAddress = upstream
+  // In transaction mode the upstream connections are shared: the engine
+  // child owns the pool, and backends reach it as they reach PGlite.
+  const direct = upstream && guc.getString("pool_mode") !== "transaction";
+  const engineAddress: EngineAddress = direct
     ? { kind: "upstream", url: engineSetting }
     : engineKind === "inproc"
     ? { kind: "inproc", id: crypto.randomUUID() }
@@ -208,7 +211,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     settings: { get: (name) => guc.get(name) },
     entries: {
       backend: entry("backendMain"),
-      ...(upstream ? {} : { engine: entry("engineMain") }),
+      ...(direct ? {} : { engine: entry("engineMain") }),
       checkpointer: entry("checkpointerMain"),
     },
     childParams: params,

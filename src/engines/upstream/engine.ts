@@ -44,7 +44,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const INSUFFICIENT_PRIVILEGE = "42501";
 
 /** A name as a SQL literal that no quoting rule can break: hex, decoded upstream. */
-function literal(text: string): string {
+export function literal(text: string): string {
   let hex = "";
   for (const b of new TextEncoder().encode(text)) hex += b.toString(16).padStart(2, "0");
   return `convert_from(decode('${hex}', 'hex'), 'UTF8')`;

@@ -1,8 +1,10 @@
 /**
  * @module
- * The upstream engine for pgts: each session is a dedicated connection to a
- * real PostgreSQL server (session mode), so its semantics are the
- * upstream's own. Selected with `engine = 'postgres://user:pass@host:port/db'`
+ * The upstream engine for pgts: in session mode each session is a dedicated
+ * connection to a real PostgreSQL server, so its semantics are the
+ * upstream's own; in transaction mode (`UpstreamPool`) clients share pooled
+ * connections per (database, user), their settings and prepared statements
+ * carried from connection to connection. Selected with `engine = 'postgres://user:pass@host:port/db'`
  * or `pgts start --engine URL`. Sockets come from an injected `connect`; see
  * README.md for who logs in as whom and what is relayed how.
  */
@@ -17,3 +19,10 @@ export {
   type UpstreamAddress,
   type UpstreamTarget,
 } from "./url.ts";
+export {
+  DEFAULT_POOL_SETTINGS,
+  type PoolSettings,
+  UpstreamPool,
+  type UpstreamPoolOptions,
+} from "./pool.ts";
+export { PooledSession } from "./pooled-session.ts";

@@ -1,0 +1,480 @@
+/**
+ * The transaction pool (`pool_mode = transaction`): pgts as pgbouncer, with
+ * the engine child as the one owner of the upstream connections. Clients'
+ * sessions (pooled-session.ts) borrow a connection for a transaction and
+ * give it back at ReadyForQuery 'I'; this module owns who gets which.
+ *
+ * - One pool per (database, user): its connections log in with the URL's
+ *   credentials and `role` set to the user, as session mode does.
+ * - `default_pool_size` connections per pool, opened on demand; a client
+ *   that finds none free waits in FIFO order. After `reserve_pool_timeout`
+ *   of waiting, up to `reserve_pool_size` more may open. A wait longer than
+ *   `query_wait_timeout` ends that statement with 57014.
+ * - `min_pool_size` connections stay open; an idle connection beyond that is
+ *   closed after `server_idle_timeout`, and any connection older than
+ *   `server_lifetime` when it is released. Free connections are handed out
+ *   last-in first-out, so a few stay warm.
+ * - `max_client_conn` bounds the sessions (53300 beyond it).
+ * - Role lookups for authentication borrow a connection of the URL's own
+ *   pool instead of opening one per login.
+ *
+ * Never writes to a client: sessions do.
+ */
+
+import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import type { Engine, RoleInfo, SessionStartup } from "../../core/engine/types.ts";
+import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
+import { openUpstream, type UpstreamConnect } from "./connect.ts";
+import { literal } from "./engine.ts";
+import { PooledSession } from "./pooled-session.ts";
+import { PoolServer } from "./server.ts";
+import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
+
+/** pgbouncer's settings, as pgts names them (src/core/guc/tables.ts). */
+export interface PoolSettings {
+  readonly defaultPoolSize: number;
+  readonly minPoolSize: number;
+  readonly reservePoolSize: number;
+  readonly reservePoolTimeoutMs: number;
+  readonly maxClientConn: number;
+  /** 0: never. */
+  readonly serverIdleTimeoutMs: number;
+  /** 0: never. */
+  readonly serverLifetimeMs: number;
+  readonly serverResetQuery: string;
+  /** 0: wait forever. */
+  readonly queryWaitTimeoutMs: number;
+  readonly maxPreparedStatements: number;
+}
+
+export const DEFAULT_POOL_SETTINGS: PoolSettings = {
+  defaultPoolSize: 20,
+  minPoolSize: 0,
+  reservePoolSize: 0,
+  reservePoolTimeoutMs: 5000,
+  maxClientConn: 1000,
+  serverIdleTimeoutMs: 600_000,
+  serverLifetimeMs: 3_600_000,
+  serverResetQuery: "DISCARD ALL",
+  queryWaitTimeoutMs: 120_000,
+  maxPreparedStatements: 200,
+};
+
+export interface UpstreamPoolOptions {
+  readonly connect: UpstreamConnect;
+  readonly settings?: Partial<PoolSettings>;
+  /** Bounds connecting and the startup exchange; default 10 s. */
+  readonly connectTimeoutMs?: number;
+}
+
+/**
+ * Parameters that are the transaction's, not the session's (PostgreSQL's
+ * GUC_NO_RESET): never part of a settings map.
+ */
+export const NOT_SESSION_STATE = [
+  "transaction_isolation",
+  "transaction_read_only",
+  "transaction_deferrable",
+];
+
+/** A client waiting for a connection. */
+interface Waiter {
+  readonly since: number;
+  resolve(server: PoolServer): void;
+  reject(e: PgError): void;
+}
+
+/** A wait for a connection that its client may give up. */
+export interface Acquire {
+  readonly promise: Promise<PoolServer>;
+  /** Ends the wait with `reason`; no-op once a connection was handed out. */
+  cancel(reason: PgError): void;
+}
+
+/** The connections of one (database, user). */
+export class Pool {
+  readonly database: string;
+  readonly user: string;
+  readonly idle: PoolServer[] = [];
+  readonly active = new Set<PoolServer>();
+  opening = 0;
+  readonly waiters: Waiter[] = [];
+  /** What a fresh connection carries (settings.ts map): where every client's map starts. */
+  baseline: ReadonlyMap<string, string> | null = null;
+  /** Its size when not default_pool_size (the role-lookup pool). */
+  fixedSize: number | null = null;
+  /** Startup parameters already checked → the map and ParameterStatus list they give. */
+  readonly logins = new Map<
+    string,
+    { map: ReadonlyMap<string, string>; reported: Array<[string, string]> }
+  >();
+  /** Statistics for SHOW-like reporting and tests. */
+  transactions = 0;
+  waitedMs = 0;
+
+  constructor(database: string, user: string) {
+    this.database = database;
+    this.user = user;
+  }
+
+  get size(): number {
+    return this.idle.length + this.active.size;
+  }
+
+  /** A connection is free now (no one waits ahead). */
+  get hasFree(): boolean {
+    return this.waiters.length === 0 && this.idle.some((s) => !s.closed);
+  }
+
+  get display(): string {
+    return `${this.database}/${this.user}`;
+  }
+}
+
+const SWEEP_MS = 1000;
+const AUTH_POOL_SIZE = 2;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** A protocol statement as the pool prepares it on any connection. */
+export interface SharedStatement {
+  /** Its name on every upstream connection. */
+  readonly name: string;
+  /** The whole Parse message under that name. */
+  readonly parse: Uint8Array;
+  /** What executing it does (effects.ts), from its text. */
+  readonly effects: import("./effects.ts").SqlEffects;
+}
+
+export class UpstreamPool implements Engine {
+  readonly target: UpstreamTarget;
+  settings: PoolSettings;
+  #connect: UpstreamConnect;
+  #timeoutMs: number;
+  #pools = new Map<string, Pool>();
+  #sessions = new Set<PooledSession>();
+  #statements = new Map<string, SharedStatement>();
+  #sweep: ReturnType<typeof setInterval> | null = null;
+  /**
+   * Role lookups have connections of their own (pgbouncer's auth_user): a
+   * login must not wait for a client's transaction, nor a client for logins.
+   */
+  #auth: Pool;
+  #closed = false;
+
+  constructor(url: string, options: UpstreamPoolOptions) {
+    this.target = parseUpstreamUrl(url);
+    this.#connect = options.connect;
+    this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.settings = { ...DEFAULT_POOL_SETTINGS, ...options.settings };
+    this.#auth = new Pool(this.target.database, this.target.user);
+    this.#auth.fixedSize = AUTH_POOL_SIZE;
+  }
+
+  get connect(): UpstreamConnect {
+    return this.#connect;
+  }
+
+  /** New settings (a reload): they apply to the next wait, release and sweep. */
+  configure(settings: Partial<PoolSettings>): void {
+    this.settings = { ...this.settings, ...settings };
+    for (const pool of this.#pools.values()) this.#grow(pool);
+  }
+
+  /** The pools, for reporting. */
+  pools(): Pool[] {
+    return [...this.#pools.values()];
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  poolFor(database: string, user: string): Pool {
+    const key = `${database}\0${user}`;
+    let pool = this.#pools.get(key);
+    if (pool === undefined) {
+      pool = new Pool(database, user);
+      this.#pools.set(key, pool);
+      this.#startSweep();
+    }
+    return pool;
+  }
+
+  /** The pool's statement for this Parse text and parameter types (one name on every connection). */
+  statement(
+    key: string,
+    make: (name: string) => Omit<SharedStatement, "name">,
+  ): SharedStatement {
+    let s = this.#statements.get(key);
+    if (s === undefined) {
+      const name = `pgts_${this.#statements.size + 1}`;
+      s = { name, ...make(name) };
+      this.#statements.set(key, s);
+    }
+    return s;
+  }
+
+  /** A free connection of `pool`, now or when one is free. */
+  acquire(pool: Pool): Acquire {
+    if (this.#closed) {
+      const e = shutdownError();
+      return { promise: Promise.reject(e), cancel: () => {} };
+    }
+    for (let s = pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
+      if (s.closed) continue;
+      pool.active.add(s);
+      return { promise: Promise.resolve(s), cancel: () => {} };
+    }
+    let waiter!: Waiter;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const promise = new Promise<PoolServer>((resolve, reject) => {
+      waiter = {
+        since: Date.now(),
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+    });
+    pool.waiters.push(waiter);
+    const cancel = (reason: PgError) => {
+      const i = pool.waiters.indexOf(waiter);
+      if (i < 0) return;
+      pool.waiters.splice(i, 1);
+      waiter.reject(reason);
+    };
+    const limit = this.settings.queryWaitTimeoutMs;
+    if (limit > 0) {
+      timer = setTimeout(() => {
+        cancel(
+          new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to query wait timeout", {
+            detail: `No upstream connection of pool "${pool.display}" became free within ` +
+              `query_wait_timeout (${limit} ms); the pool has ${pool.size} connections, all busy.`,
+            hint: "Raise default_pool_size or reserve_pool_size, or shorten the transactions " +
+              "that hold the connections.",
+          }),
+        );
+      }, limit);
+    }
+    this.#grow(pool);
+    return { promise, cancel };
+  }
+
+  /** Gives a connection back: to the first waiter, else to the free list. */
+  release(pool: Pool, server: PoolServer): void {
+    pool.active.delete(server);
+    server.handler = null;
+    if (server.closed) {
+      this.#grow(pool);
+      return;
+    }
+    pool.transactions++;
+    const lifetime = this.settings.serverLifetimeMs;
+    if (this.#closed || (lifetime > 0 && Date.now() - server.openedAt > lifetime)) {
+      server.close();
+      this.#grow(pool);
+      return;
+    }
+    this.#handOut(pool, server);
+  }
+
+  /** A connection that cannot go back (its state is unknown): closed, and replaced if needed. */
+  discard(pool: Pool, server: PoolServer): void {
+    pool.active.delete(server);
+    server.handler = null;
+    server.close();
+    this.#grow(pool);
+  }
+
+  #handOut(pool: Pool, server: PoolServer): void {
+    const w = pool.waiters.shift();
+    if (w !== undefined) {
+      pool.active.add(server);
+      pool.waitedMs += Date.now() - w.since;
+      w.resolve(server);
+      return;
+    }
+    server.idleSince = Date.now();
+    pool.idle.push(server);
+  }
+
+  /** Opens connections for the waiters the pool's size allows (and the reserve, for long waits). */
+  #grow(pool: Pool): void {
+    if (this.#closed) return;
+    const s = this.settings;
+    const now = Date.now();
+    let limit = pool.fixedSize ?? s.defaultPoolSize;
+    if (
+      s.reservePoolSize > 0 && pool.waiters[0] !== undefined &&
+      now - pool.waiters[0].since >= s.reservePoolTimeoutMs
+    ) limit += s.reservePoolSize;
+    const wanted = Math.max(pool.waiters.length, s.minPoolSize - pool.size - pool.opening);
+    while (pool.size + pool.opening < limit && pool.opening < wanted) this.#open(pool);
+  }
+
+  #open(pool: Pool): void {
+    pool.opening++;
+    const params: Record<string, string> = {};
+    if (pool.user !== this.target.user) params["role"] = pool.user;
+    if (pool === this.#auth) params["application_name"] = "pgts role lookup";
+    const opened = (async () => {
+      const upstream = await openUpstream(this.target, {
+        connect: this.#connect,
+        database: pool.database,
+        params,
+        timeoutMs: this.#timeoutMs,
+      });
+      const server = new PoolServer(upstream, {
+        target: this.target,
+        connect: this.#connect,
+        onClosed: (s) => this.#forget(pool, s),
+      });
+      // What a fresh connection carries: the base every client's map starts from.
+      const r = await server.query(snapshotSql([], NOT_SESSION_STATE));
+      if (r.error !== null) {
+        server.close();
+        throw r.error;
+      }
+      server.carried = parseSnapshot(r.rows);
+      pool.baseline ??= server.carried;
+      return server;
+    })();
+    opened.then((server) => {
+      pool.opening--;
+      if (this.#closed) server.close();
+      else this.#handOut(pool, server);
+    }, (e: unknown) => {
+      pool.opening--;
+      const err = isPgError(e) ? e : new PgError(ERRCODE.CONNECTION_FAILURE, String(e));
+      ereport("LOG", `could not open an upstream connection for pool "${pool.display}"`, {
+        category: "pool",
+        detail: err.message,
+      });
+      // With nothing open and nothing opening, nobody would wake the waiters.
+      if (pool.size === 0 && pool.opening === 0) {
+        for (const w of pool.waiters.splice(0)) w.reject(err);
+      }
+    });
+  }
+
+  #forget(pool: Pool, server: PoolServer): void {
+    pool.active.delete(server);
+    const i = pool.idle.indexOf(server);
+    if (i >= 0) pool.idle.splice(i, 1);
+  }
+
+  #startSweep(): void {
+    if (this.#sweep !== null) return;
+    this.#sweep = setInterval(() => this.#sweepPools(), SWEEP_MS);
+    (this.#sweep as { unref?: () => void }).unref?.();
+  }
+
+  /** server_idle_timeout, server_lifetime of free connections, min_pool_size, the reserve. */
+  #sweepPools(): void {
+    const s = this.settings;
+    const now = Date.now();
+    for (const pool of [...this.#pools.values(), this.#auth]) {
+      // Oldest first: the free list is used from its end.
+      for (const server of [...pool.idle]) {
+        const idleTooLong = s.serverIdleTimeoutMs > 0 &&
+          now - server.idleSince > s.serverIdleTimeoutMs && pool.size > s.minPoolSize;
+        const tooOld = s.serverLifetimeMs > 0 && now - server.openedAt > s.serverLifetimeMs;
+        if (idleTooLong || tooOld) {
+          pool.idle.splice(pool.idle.indexOf(server), 1);
+          server.close();
+        }
+      }
+      this.#grow(pool);
+    }
+  }
+
+  async lookupRole(name: string): Promise<RoleInfo | null> {
+    const pool = this.#auth;
+    this.#startSweep();
+    let server: PoolServer;
+    try {
+      server = await this.acquire(pool).promise;
+    } catch (e) {
+      throw asFatal(e);
+    }
+    try {
+      const where = `WHERE rolname = ${literal(name)}`;
+      let r = await server.query(
+        `SELECT rolsuper, rolcanlogin, rolpassword FROM pg_catalog.pg_authid ${where}`,
+      );
+      if (r.error?.code === ERRCODE.INSUFFICIENT_PRIVILEGE) {
+        r = await server.query(
+          `SELECT rolsuper, rolcanlogin, NULL FROM pg_catalog.pg_roles ${where}`,
+        );
+      }
+      if (r.error !== null) {
+        throw new PgError(
+          ERRCODE.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+          `could not look up role "${name}" on the upstream server: ${r.error.message}`,
+          { severity: "FATAL" },
+        );
+      }
+      const row = r.rows[0];
+      if (row === undefined) return null;
+      return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret: row[2] ?? null };
+    } finally {
+      this.release(pool, server);
+    }
+  }
+
+  async startSession(startup: SessionStartup) {
+    if (this.#closed) throw shutdownError();
+    if (this.#sessions.size >= this.settings.maxClientConn) {
+      throw new PgError(ERRCODE.TOO_MANY_CONNECTIONS, "sorry, too many clients already", {
+        severity: "FATAL",
+        detail:
+          `The upstream pool serves at most max_client_conn (${this.settings.maxClientConn}) clients.`,
+      });
+    }
+    const session: PooledSession = new PooledSession(this, {
+      pool: this.poolFor(startup.database, startup.user),
+      startup,
+      onEnd: () => this.#sessions.delete(session),
+    });
+    this.#sessions.add(session);
+    try {
+      const parameterStatus = await session.start();
+      return { session, parameterStatus };
+    } catch (e) {
+      this.#sessions.delete(session);
+      throw asFatal(e);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#sweep = null;
+    await Promise.all([...this.#sessions].map((s) => s.close().catch(() => {})));
+    for (const pool of [...this.#pools.values(), this.#auth]) {
+      for (const w of pool.waiters.splice(0)) w.reject(shutdownError());
+      for (const s of pool.idle.splice(0)) s.close();
+      for (const s of pool.active) s.close();
+    }
+  }
+}
+
+function shutdownError(): PgError {
+  return new PgError(ERRCODE.ADMIN_SHUTDOWN, "the upstream pool is closed", {
+    severity: "FATAL",
+  });
+}
+
+function asFatal(e: unknown): PgError {
+  if (isPgError(e)) {
+    return e.severity === "FATAL" ? e : new PgError(e.code, e.message, {
+      ...e.fields,
+      severity: "FATAL",
+    });
+  }
+  return new PgError(ERRCODE.CONNECTION_FAILURE, String(e), { severity: "FATAL" });
+}

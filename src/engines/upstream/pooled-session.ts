@@ -1,0 +1,934 @@
+/**
+ * One client's session in transaction mode: it holds an upstream
+ * connection of its pool (pool.ts) from its first message until
+ * ReadyForQuery 'I', then gives it back. What must survive the change of
+ * connection travels with the client:
+ *
+ * - **Settings.** The client has a settings map (src/engines/pglite/
+ *   settings.ts, the PGlite engine's mechanism: startup parameters,
+ *   `options -c`, what it SET). A connection it is given is switched to that
+ *   map first when it carries another (`switchSql`, one Query, only the
+ *   differences); the map is read back from the upstream (`snapshotSql`)
+ *   before the connection goes back, after input that may have changed it.
+ * - **Prepared statements.** A named Parse is prepared under a pool-wide
+ *   name (`pgts_N`, one per distinct text and parameter types, shared by
+ *   every client that prepares the same text); the client's name maps to
+ *   it. Bind and Describe of the client's name are renamed, and the Parse is
+ *   sent first, unseen by the client, on a connection that lacks it. A Parse
+ *   of a statement the connection has already and the client's Close of a
+ *   named statement are answered by pgts (ParseComplete, CloseComplete).
+ * - **Pins.** LISTEN, SQL PREPARE, temporary tables, session advisory locks,
+ *   WITH HOLD cursors and LOAD leave state on the connection itself: the
+ *   client keeps that connection until it leaves (effects.ts); it is then
+ *   reset with `server_reset_query` before it goes back.
+ *
+ * The answer is relayed message by message as subarrays of what the
+ * upstream sent, gathered per read. A queue of the requests sent (one entry
+ * per Parse, Bind, Describe, Execute, Close, Sync, Query, FunctionCall)
+ * says which answer ends which request, so that pgts can drop the answers
+ * to what it added, put its own answers in their place, and knows what the
+ * upstream skips after an error (everything up to the next Sync).
+ *
+ * A cancel goes to the upstream backend that runs the client's statement
+ * (or ends its wait for a connection, 57014). A client that leaves
+ * mid-transaction has its statement cancelled, the transaction rolled back
+ * and the connection returned clean; a connection that cannot be brought
+ * back to idle is closed instead.
+ */
+
+import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import type {
+  EngineSession,
+  ParameterStatusList,
+  SessionStartup,
+  TransactionStatus,
+} from "../../core/engine/types.ts";
+import { BE, FE, parseErrorResponse } from "../../core/protocol/mod.ts";
+import {
+  parseOptions,
+  parseSnapshot,
+  type SettingsMap,
+  snapshotSql,
+  switchSql,
+} from "../pglite/settings.ts";
+import {
+  concat,
+  cstring,
+  editNoticeText,
+  errorResponse,
+  type Frame,
+  message,
+  readCString,
+  readyForQuery,
+  splitFrames,
+} from "../pglite/wire.ts";
+import { scanStatements, settingName } from "../pglite/sqlscan.ts";
+import { type SqlEffects, sqlEffects } from "./effects.ts";
+import { NOT_SESSION_STATE, type Pool, type SharedStatement, type UpstreamPool } from "./pool.ts";
+import type { PoolServer, ServerHandler } from "./server.ts";
+
+type Out = (backend: Uint8Array) => void;
+
+/** Startup parameters that are not settings. */
+const NOT_SETTINGS = new Set(["user", "database", "options", "replication"]);
+
+const PARSE_COMPLETE = message(BE.ParseComplete);
+const READY_IDLE = readyForQuery("I");
+const CLOSE_COMPLETE = message(BE.CloseComplete);
+const CLOSE_TIMEOUT_MS = 5000;
+/** Distinct startup-parameter sets remembered per pool. */
+const MAX_LOGINS = 256;
+
+/** One request sent upstream (or answered by pgts), in order. */
+interface Request {
+  /** The frontend message type it answers (P B D E C S Q F). */
+  readonly kind: number;
+  /** Its answer is not the client's: pgts added the request (a Parse or Close). */
+  readonly hidden: boolean;
+  /** Answered by pgts with these bytes when it reaches the head of the queue. */
+  readonly synthetic: Uint8Array | null;
+  /** Called with true when answered, false when it failed or the upstream skipped it. */
+  readonly done: ((ok: boolean) => void) | null;
+  /** For a renamed statement: [name upstream, the client's name], for error texts. */
+  readonly rename: readonly [string, string] | null;
+}
+
+interface Pending {
+  out: Out;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+let nextSessionId = 1;
+
+export class PooledSession implements EngineSession, ServerHandler {
+  onAsync: Out | null = null;
+  onTerminate: ((reason: PgError) => void) | null = null;
+  readonly id = nextSessionId++;
+
+  #engine: UpstreamPool;
+  #pool: Pool;
+  #startup: SessionStartup;
+  #onEnd: () => void;
+  /** The client's settings map; the one a connection is switched to. */
+  #map: SettingsMap = new Map();
+  /** Custom (dotted) settings the client touched: pg_settings does not list them. */
+  #custom = new Set<string>();
+  /** The client's protocol statements: its name → the pool's statement. */
+  #statements = new Map<string, SharedStatement>();
+
+  #server: PoolServer | null = null;
+  #waiting: { cancel(reason: PgError): void } | null = null;
+  /** Why the client keeps its connection for good; null while it does not. */
+  #pinned: string | null = null;
+  #settingsDirty = false;
+  #queue: Request[] = [];
+  #head = 0;
+  /** Sync, Query and FunctionCall requests in the queue: ReadyForQuery messages owed. */
+  #owed = 0;
+  /** The upstream skips extended-protocol messages until the next Sync (after an error). */
+  #skipping = false;
+  #copyIn = false;
+  #status: TransactionStatus = "I";
+  #pending: Pending | null = null;
+  /** Bytes of the current read to relay, as one range of one buffer. */
+  #outBuf: Uint8Array | null = null;
+  #outStart = 0;
+  #outEnd = 0;
+  /** Called once nothing is owed and no request is left (the client left mid-input). */
+  #onDrained: (() => void) | null = null;
+  /** The upstream sent a FATAL: its loss needs no message of pgts's own. */
+  #fatalSent = false;
+  #ended: PgError | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(engine: UpstreamPool, options: {
+    pool: Pool;
+    startup: SessionStartup;
+    onEnd: () => void;
+  }) {
+    this.#engine = engine;
+    this.#pool = options.pool;
+    this.#startup = options.startup;
+    this.#onEnd = options.onEnd;
+  }
+
+  get transactionStatus(): TransactionStatus {
+    return this.#status;
+  }
+
+  /** The upstream backend's pid while the session holds a connection. */
+  get upstreamPid(): number | null {
+    return this.#server?.pid ?? null;
+  }
+
+  /**
+   * Checks the client's startup settings on a connection (a bad one ends
+   * the login, as in PostgreSQL) and returns the ParameterStatus list the
+   * client starts with.
+   */
+  async start(): Promise<ParameterStatusList> {
+    // The same startup parameters give the same map: checked once per pool,
+    // so that a login needs no connection (pgbench -C logs in between the
+    // transactions of the clients of its thread).
+    const key = JSON.stringify(this.#startup.params);
+    const known = this.#pool.logins.get(key);
+    if (known !== undefined) {
+      this.#map = known.map;
+      for (const n of known.map.keys()) if (n.includes(".")) this.#custom.add(n);
+      return known.reported;
+    }
+    const server = await this.#engine.acquire(this.#pool).promise;
+    try {
+      // A fresh connection's map, not what this one carries for its last client.
+      const map = new Map(this.#pool.baseline ?? server.carried ?? []);
+      const put = (k: string, v: string) => {
+        const name = k.toLowerCase();
+        if (!NOT_SESSION_STATE.includes(name)) map.set(name, v);
+        if (name.includes(".")) this.#custom.add(name);
+      };
+      for (const [k, v] of Object.entries(this.#startup.params)) {
+        if (!NOT_SETTINGS.has(k.toLowerCase())) put(k, v);
+      }
+      const opts = this.#startup.params["options"];
+      if (opts !== undefined) {
+        for (const [k, v] of parseOptions(opts)) put(k.replaceAll("-", "_"), v);
+      }
+      const sql = switchSql(server.carried ?? new Map(), map, this.#switchOptions());
+      if (sql !== null) {
+        const r = await server.query(sql);
+        if (r.error !== null) throw r.error;
+      }
+      await this.#readBack(server);
+      const reported = [...server.reported];
+      if (this.#pool.logins.size < MAX_LOGINS) {
+        this.#pool.logins.set(key, { map: this.#map, reported });
+      }
+      return reported;
+    } finally {
+      this.#engine.release(this.#pool, server);
+    }
+  }
+
+  #switchOptions() {
+    return { superuser: this.#engine.target.user, valuesAs: "superuser" as const };
+  }
+
+  /** Reads the client's map back from the connection it is on. */
+  async #readBack(server: PoolServer): Promise<void> {
+    const r = await server.query(snapshotSql(this.#custom, NOT_SESSION_STATE));
+    if (r.error !== null) throw r.error;
+    const map = parseSnapshot(r.rows);
+    this.#map = map;
+    server.carried = map;
+  }
+
+  async exec(frontend: Uint8Array, out: Out): Promise<void> {
+    if (this.#ended !== null) throw this.#ended;
+    if (this.#pending !== null) throw new TypeError("Only one exec may be in flight per session");
+    const frames = splitFrames(frontend);
+    if (frames === null) {
+      throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
+        severity: "FATAL",
+      });
+    }
+    if (this.#server === null && !this.#pool.hasFree && this.#prepareOnly(frontend, frames, out)) {
+      return;
+    }
+    if (this.#server === null) {
+      // Copied: the caller reuses its buffer once exec returns, and the
+      // wait below may outlast that.
+      const input = frontend.slice();
+      let server: PoolServer;
+      try {
+        const acquire = this.#engine.acquire(this.#pool);
+        this.#waiting = acquire;
+        server = await acquire.promise;
+      } catch (e) {
+        this.#waiting = null;
+        if (this.#ended !== null) throw this.#ended;
+        out(answerWithError(frames, asError(e)));
+        return;
+      } finally {
+        this.#waiting = null;
+      }
+      if (this.#ended !== null) {
+        this.#engine.release(this.#pool, server);
+        throw this.#ended;
+      }
+      const refused = await this.#switchTo(server);
+      if (this.#ended !== null) {
+        this.#engine.release(this.#pool, server);
+        throw this.#ended;
+      }
+      if (refused !== null) {
+        this.#engine.release(this.#pool, server);
+        out(answerWithError(frames, refused));
+        return;
+      }
+      this.#server = server;
+      server.handler = this;
+      return this.#send(input, frames, out);
+    }
+    return this.#send(frontend, frames, out);
+  }
+
+  /**
+   * Named Parse and Close with Sync (libpq's PQprepare, pgbench -M prepared)
+   * while no connection is free: answered at once, since preparing never
+   * waits in PostgreSQL, and a client that blocks on it (pgbench's thread)
+   * may hold up the clients whose transactions hold every connection. The
+   * statement is prepared upstream before its first Bind; an error in its
+   * text is the answer to that Bind. False for any other input.
+   */
+  #prepareOnly(input: Uint8Array, frames: Frame[], out: Out): boolean {
+    let synced = false;
+    for (const f of frames) {
+      synced = f.type === FE.Sync;
+      if (f.type === FE.Sync) continue;
+      if (f.type === FE.Parse) {
+        if (input[f.start + 5] === 0) return false; // the unnamed statement
+      } else if (f.type === FE.Close) {
+        if (input[f.start + 5] !== 0x53 || input[f.start + 6] === 0) return false;
+      } else return false;
+    }
+    if (!synced) return false;
+    const parts: Uint8Array[] = [];
+    for (const f of frames) {
+      const body = input.subarray(f.start + 5, f.end);
+      if (f.type === FE.Sync) parts.push(READY_IDLE);
+      else if (f.type === FE.Close) {
+        this.#statements.delete(readCString(body, 1)[0]);
+        parts.push(CLOSE_COMPLETE);
+      } else {
+        const [name, afterName] = readCString(body, 0);
+        this.#statements.set(name, this.#shared(body, afterName));
+        parts.push(PARSE_COMPLETE);
+      }
+    }
+    out(concat(parts));
+    return true;
+  }
+
+  /** The pool's statement for a Parse body (its text and parameter types after the name). */
+  #shared(body: Uint8Array, afterName: number): SharedStatement {
+    const rest = body.subarray(afterName);
+    const [sql] = readCString(body, afterName);
+    return this.#engine.statement(`${sql}\0${hex(rest.subarray(rest.indexOf(0)))}`, (n) => ({
+      parse: message(FE.Parse, cstring(n), rest),
+      effects: sqlEffects(sql),
+    }));
+  }
+
+  /**
+   * Moves the connection to the client's map; null when done, else the
+   * error to answer the client's input with (the connection goes back with
+   * what it really carries).
+   */
+  async #switchTo(server: PoolServer): Promise<PgError | null> {
+    const map = this.#map;
+    if (server.carried === map) return null;
+    const sql = switchSql(server.carried ?? new Map(), map, this.#switchOptions());
+    try {
+      if (sql !== null) {
+        const r = await server.query(sql);
+        if (r.error !== null) {
+          ereport("LOG", `settings switch for process ${this.#startup.pid} failed: ${sql}`, {
+            category: "pool",
+            detail: `${r.error.message} (SQLSTATE ${r.error.code})`,
+          });
+          const carried = await server.query(snapshotSql(this.#custom, NOT_SESSION_STATE));
+          server.carried = carried.error === null ? parseSnapshot(carried.rows) : null;
+          return new PgError(
+            r.error.code,
+            `could not restore this session's settings on an upstream connection: ${r.error.message}`,
+            {
+              hint:
+                "In transaction mode pgts sets each session's settings again on the connection that runs its transaction.",
+            },
+          );
+        }
+      }
+      server.carried = map;
+      return null;
+    } catch (e) {
+      return asError(e);
+    }
+  }
+
+  /** Renames, adds and answers what it must, writes the rest upstream. */
+  #send(input: Uint8Array, frames: Frame[], out: Out): Promise<void> {
+    const server = this.#server!;
+    const parts: Uint8Array[] = [];
+    /** Statements this input uses: not to be evicted for room. */
+    const used = new Set<string>();
+    const push = (r: Request) => {
+      this.#queue.push(r);
+      if (r.kind === FE.Sync || r.kind === FE.Query || r.kind === FE.FunctionCall) this.#owed++;
+    };
+    const plain = (kind: number): Request => ({
+      kind,
+      hidden: false,
+      synthetic: null,
+      done: null,
+      rename: null,
+    });
+    /** Makes sure the connection holds `st` (a hidden Parse first if not). */
+    const ensure = (st: SharedStatement) => {
+      used.add(st.name);
+      if (server.prepared.has(st.name)) {
+        server.prepared.delete(st.name);
+        server.prepared.set(st.name, true);
+        return;
+      }
+      this.#makeRoom(server, used, parts, push);
+      server.prepared.set(st.name, true);
+      parts.push(st.parse);
+      push({
+        kind: FE.Parse,
+        hidden: true,
+        synthetic: null,
+        done: (ok) => {
+          if (!ok) server.prepared.delete(st.name);
+        },
+        rename: null,
+      });
+    };
+    for (const f of frames) {
+      const whole = input.subarray(f.start, f.end);
+      const body = input.subarray(f.start + 5, f.end);
+      switch (f.type) {
+        case FE.Query: {
+          const [sql] = readCString(body, 0);
+          this.#note(sqlEffects(sql), sql);
+          parts.push(whole);
+          push(plain(FE.Query));
+          break;
+        }
+        case FE.Parse: {
+          const [name, afterName] = readCString(body, 0);
+          const [sql] = readCString(body, afterName);
+          const effects = sqlEffects(sql);
+          this.#note(effects, sql);
+          if (name === "") {
+            parts.push(whole);
+            push(plain(FE.Parse));
+            break;
+          }
+          const st = this.#shared(body, afterName);
+          this.#statements.set(name, st);
+          const forget = (ok: boolean) => {
+            if (!ok && this.#statements.get(name) === st) this.#statements.delete(name);
+          };
+          used.add(st.name);
+          if (server.prepared.has(st.name)) {
+            server.prepared.delete(st.name);
+            server.prepared.set(st.name, true);
+            push({
+              kind: FE.Parse,
+              hidden: false,
+              synthetic: PARSE_COMPLETE,
+              done: forget,
+              rename: null,
+            });
+          } else {
+            this.#makeRoom(server, used, parts, push);
+            server.prepared.set(st.name, true);
+            parts.push(st.parse);
+            push({
+              kind: FE.Parse,
+              hidden: false,
+              synthetic: null,
+              done: (ok) => {
+                if (!ok) server.prepared.delete(st.name);
+                forget(ok);
+              },
+              rename: [st.name, name],
+            });
+          }
+          break;
+        }
+        case FE.Bind: {
+          const [portal, afterPortal] = readCString(body, 0);
+          const [name, afterName] = readCString(body, afterPortal);
+          const st = name === "" ? undefined : this.#statements.get(name);
+          if (st === undefined) {
+            parts.push(whole);
+            push(plain(FE.Bind));
+            break;
+          }
+          if (st.effects.settings || st.effects.pin !== null || st.effects.dropsStatements) {
+            this.#note(st.effects, null);
+          }
+          ensure(st);
+          parts.push(
+            message(FE.Bind, cstring(portal), cstring(st.name), body.subarray(afterName)),
+          );
+          push({
+            kind: FE.Bind,
+            hidden: false,
+            synthetic: null,
+            done: null,
+            rename: [st.name, name],
+          });
+          break;
+        }
+        case FE.Describe:
+        case FE.Close: {
+          const [name] = readCString(body, 1);
+          const st = body[0] === 0x53 && name !== "" ? this.#statements.get(name) : undefined;
+          if (st === undefined) {
+            parts.push(whole);
+            push(plain(f.type));
+          } else if (f.type === FE.Close) {
+            // The statement stays on the connection, for whoever prepares it next.
+            this.#statements.delete(name);
+            push({
+              kind: FE.Close,
+              hidden: false,
+              synthetic: CLOSE_COMPLETE,
+              done: null,
+              rename: null,
+            });
+          } else {
+            ensure(st);
+            parts.push(message(FE.Describe, Uint8Array.of(0x53), cstring(st.name)));
+            push({
+              kind: FE.Describe,
+              hidden: false,
+              synthetic: null,
+              done: null,
+              rename: [st.name, name],
+            });
+          }
+          break;
+        }
+        case FE.Execute:
+        case FE.Sync:
+        case FE.FunctionCall:
+          parts.push(whole);
+          push(plain(f.type));
+          break;
+        case FE.CopyDone:
+        case FE.CopyFail:
+          this.#copyIn = false;
+          parts.push(whole);
+          break;
+        default:
+          // Flush, CopyData: no answer of their own.
+          parts.push(whole);
+      }
+    }
+    if (parts.length > 0) server.write(concat(parts.length === 1 ? [parts[0]!.slice()] : parts));
+    return new Promise<void>((resolve, reject) => {
+      this.#pending = { out, resolve, reject };
+      // Requests pgts answers itself at the head of the queue, and inputs
+      // that owe nothing (Parse+Flush, CopyData), settle now.
+      this.#answerSynthetic();
+      this.#flush();
+      this.#settle();
+    });
+  }
+
+  /** Notes what a statement's text does to the session (effects.ts). */
+  #note(e: SqlEffects, sql: string | null): void {
+    if (e.settings) {
+      this.#settingsDirty = true;
+      if (sql !== null) this.#noteCustom(sql);
+    }
+    if (e.pin !== null && this.#pinned === null) {
+      this.#pinned = e.pin;
+      ereport("DEBUG1", `process ${this.#startup.pid} keeps its upstream connection: ${e.pin}`, {
+        category: "pool",
+      });
+    }
+    if (e.dropsStatements) {
+      this.#statements.clear();
+      this.#server?.prepared.clear();
+    }
+  }
+
+  /** Dotted setting names SET, RESET or set_config'd in `sql`. */
+  #noteCustom(sql: string): void {
+    for (const st of scanStatements(sql)) {
+      for (const n of st.setConfigNames) if (n.includes(".")) this.#custom.add(n.toLowerCase());
+      const t = st.tokens;
+      const w0 = t[0]?.text;
+      if (w0 !== "set" && w0 !== "reset") continue;
+      const i = t[1]?.text === "session" || t[1]?.text === "local" ? 2 : 1;
+      const name = settingName(t, i);
+      if (name !== null && name[0].includes(".")) this.#custom.add(name[0].toLowerCase());
+    }
+  }
+
+  /** Closes the least recently used statements the input does not use, beyond max_prepared_statements. */
+  #makeRoom(
+    server: PoolServer,
+    used: Set<string>,
+    parts: Uint8Array[],
+    push: (r: Request) => void,
+  ): void {
+    const max = this.#engine.settings.maxPreparedStatements;
+    if (server.prepared.size < max) return;
+    for (const name of server.prepared.keys()) {
+      if (server.prepared.size < max) break;
+      if (used.has(name)) continue;
+      server.prepared.delete(name);
+      parts.push(message(FE.Close, Uint8Array.of(0x53), cstring(name)));
+      push({ kind: FE.Close, hidden: true, synthetic: null, done: null, rename: null });
+    }
+  }
+
+  // ---- the upstream's answer (ServerHandler) ------------------------------
+
+  message(type: number, buf: Uint8Array, start: number, end: number): void {
+    const head = this.#queue[this.#head];
+    switch (type) {
+      case BE.ParseComplete:
+      case BE.BindComplete:
+      case BE.CloseComplete:
+      case BE.NoData:
+      case BE.PortalSuspended:
+        return this.#complete(head, true, buf, start, end);
+      case BE.RowDescription:
+        if (head?.kind === FE.Describe) return this.#complete(head, true, buf, start, end);
+        break;
+      case BE.CommandComplete:
+      case BE.EmptyQueryResponse:
+        if (head?.kind === FE.Execute) return this.#complete(head, true, buf, start, end);
+        break;
+      case BE.ReadyForQuery:
+        this.#status = this.#server?.status ?? "I";
+        this.#copyIn = false;
+        this.#skipping = false;
+        return this.#complete(head, true, buf, start, end);
+      case BE.ErrorResponse: {
+        if (isFatal(buf.subarray(start + 5, end))) this.#fatalSent = true;
+        if (
+          head === undefined || head.kind === FE.Query || head.kind === FE.FunctionCall ||
+          head.kind === FE.Sync
+        ) break;
+        // An extended-protocol request failed: the upstream skips the rest
+        // up to the next Sync; so do the requests pgts answers itself.
+        let msg = buf.subarray(start, end);
+        if (head.rename !== null) {
+          const [upstream, client] = head.rename;
+          msg = editNoticeText(msg, (s) => s.replaceAll(`"${upstream}"`, `"${client}"`));
+        }
+        this.#shift();
+        head.done?.(false);
+        for (
+          let r = this.#queue[this.#head];
+          r !== undefined && r.kind !== FE.Sync;
+          r = this.#queue[this.#head]
+        ) {
+          this.#shift();
+          r.done?.(false);
+        }
+        this.#skipping = true;
+        this.#emitOwn(msg);
+        return;
+      }
+      case BE.CopyInResponse:
+      case BE.CopyBothResponse:
+        this.#copyIn = true;
+        break;
+    }
+    this.#emit(buf, start, end);
+  }
+
+  chunkEnd(): void {
+    this.#flush();
+    this.#settle();
+  }
+
+  lost(reason: PgError): void {
+    this.#server = null;
+    this.#end(reason, true);
+  }
+
+  #shift(): void {
+    const r = this.#queue[this.#head++];
+    if (
+      r !== undefined && (r.kind === FE.Sync || r.kind === FE.Query || r.kind === FE.FunctionCall)
+    ) {
+      this.#owed--;
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#head = 0;
+    }
+  }
+
+  /** `head` got its last answer message (`buf[start..end)`). */
+  #complete(
+    head: Request | undefined,
+    ok: boolean,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+  ): void {
+    if (head === undefined) {
+      this.#emit(buf, start, end);
+      return;
+    }
+    this.#shift();
+    if (!head.hidden) this.#emit(buf, start, end);
+    head.done?.(ok);
+    this.#answerSynthetic();
+  }
+
+  /** Answers the requests pgts answers itself that are now at the head. */
+  #answerSynthetic(): void {
+    for (let r = this.#queue[this.#head]; r?.synthetic != null; r = this.#queue[this.#head]) {
+      this.#shift();
+      this.#emitOwn(r.synthetic);
+      r.done?.(true);
+    }
+  }
+
+  #emit(buf: Uint8Array, start: number, end: number): void {
+    if (this.#outBuf === buf && this.#outEnd === start) {
+      this.#outEnd = end;
+      return;
+    }
+    this.#flush();
+    this.#outBuf = buf;
+    this.#outStart = start;
+    this.#outEnd = end;
+  }
+
+  #emitOwn(bytes: Uint8Array): void {
+    this.#flush();
+    this.#sink()?.(bytes);
+  }
+
+  #sink(): Out | null {
+    if (this.#closing !== null) return null;
+    return this.#pending?.out ?? this.onAsync;
+  }
+
+  #flush(): void {
+    const buf = this.#outBuf;
+    if (buf === null) return;
+    this.#outBuf = null;
+    const bytes = this.#outStart === 0 && this.#outEnd === buf.length
+      ? buf
+      : buf.subarray(this.#outStart, this.#outEnd);
+    this.#sink()?.(bytes);
+  }
+
+  /** After a read: resolves the exec whose input is answered, and gives the connection back at 'I'. */
+  #settle(): void {
+    if (this.#owed > 0 && !this.#copyIn) return;
+    const drained = this.#owed === 0 && this.#head === this.#queue.length;
+    if (drained && this.#onDrained !== null) {
+      const w = this.#onDrained;
+      this.#onDrained = null;
+      w();
+    }
+    const idle = drained && !this.#copyIn && this.#status === "I";
+    const p = this.#pending;
+    if (p === null) return;
+    const server = this.#server;
+    if (!idle || server === null || this.#pinned !== null || this.#closing !== null) {
+      this.#pending = null;
+      p.resolve();
+      return;
+    }
+    if (!this.#settingsDirty) {
+      this.#pending = null;
+      this.#giveBack(server);
+      p.resolve();
+      return;
+    }
+    // The input may have changed settings: read the map back first. The
+    // exec stays pending, so no other input of this client comes between.
+    this.#settingsDirty = false;
+    server.handler = null;
+    this.#readBack(server).then(() => {
+      this.#pending = null;
+      if (this.#server === server) this.#giveBack(server);
+      p.resolve();
+    }, (e) => {
+      this.#pending = null;
+      if (this.#server === server) {
+        this.#server = null;
+        this.#engine.discard(this.#pool, server);
+      }
+      p.reject(e);
+    });
+  }
+
+  #giveBack(server: PoolServer): void {
+    this.#server = null;
+    this.#engine.release(this.#pool, server);
+  }
+
+  /** CancelRequest to the upstream backend running the client's statement, or the end of its wait. */
+  cancel(): void {
+    const w = this.#waiting;
+    if (w !== null) {
+      w.cancel(new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request"));
+      return;
+    }
+    if (this.#server !== null && this.#owed > 0) this.#server.cancel();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#leave();
+    return this.#closing;
+  }
+
+  /**
+   * The client is gone: its wait is ended; a statement it left running is
+   * cancelled, its transaction (or COPY) rolled back, and the connection
+   * goes back clean, reset if it was pinned. Bounded: a connection that does
+   * not come back to idle in time is closed.
+   */
+  async #leave(): Promise<void> {
+    this.#waiting?.cancel(new PgError(ERRCODE.CONNECTION_FAILURE, "the client left"));
+    const server = this.#server;
+    if (server === null) {
+      this.#end(null, false);
+      return;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((
+      r,
+    ) => (timer = setTimeout(() => r("timeout"), CLOSE_TIMEOUT_MS)));
+    try {
+      const clean = await Promise.race([this.#clean(server), timeout]);
+      if (clean === "timeout" || server.closed) throw new Error("timeout");
+      this.#server = null;
+      this.#engine.release(this.#pool, server);
+    } catch {
+      if (this.#server === server) {
+        this.#server = null;
+        this.#engine.discard(this.#pool, server);
+      }
+    } finally {
+      clearTimeout(timer);
+      this.#end(null, false);
+    }
+  }
+
+  async #clean(server: PoolServer): Promise<"clean"> {
+    if (this.#copyIn) {
+      server.write(message(FE.CopyFail, cstring("the client left")));
+      this.#copyIn = false;
+    }
+    if (this.#owed > 0 || this.#head < this.#queue.length) {
+      if (this.#owed > 0) server.cancel();
+      else {
+        // An input without Sync (Parse+Flush...): a Sync brings it to an end.
+        server.write(message(FE.Sync));
+        this.#queue.push({
+          kind: FE.Sync,
+          hidden: true,
+          synthetic: null,
+          done: null,
+          rename: null,
+        });
+        this.#owed++;
+      }
+      await new Promise<void>((resolve) => (this.#onDrained = resolve));
+    }
+    server.handler = null;
+    if (server.status !== "I") {
+      const r = await server.query("ROLLBACK");
+      if (r.error !== null || r.status !== "I") throw r.error ?? new Error("not idle");
+    }
+    if (this.#pinned !== null) {
+      const reset = this.#engine.settings.serverResetQuery;
+      if (reset.trim() !== "") {
+        const r = await server.query(reset);
+        if (r.error !== null) throw r.error;
+      }
+      server.prepared.clear();
+      const r = await server.query(snapshotSql([], NOT_SESSION_STATE));
+      if (r.error !== null) throw r.error;
+      server.carried = parseSnapshot(r.rows);
+    }
+    return "clean";
+  }
+
+  /** The session is over: by the client (`reason` null) or by the upstream's loss. */
+  #end(reason: PgError | null, notify: boolean): void {
+    if (this.#ended !== null) return;
+    this.#ended = reason ??
+      new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "session is closed");
+    this.#onEnd();
+    const p = this.#pending;
+    this.#pending = null;
+    if (notify && reason !== null) {
+      // The upstream's own FATAL went by already if it sent one.
+      const sink = p?.out ?? this.onAsync;
+      if (!this.#fatalSent) sink?.(errorResponse(reason));
+      this.onTerminate?.(reason);
+    }
+    p?.reject(this.#ended);
+  }
+}
+
+/**
+ * The answer to an input that could not run (no connection, settings that
+ * could not be restored): the error once per part the client waits on (each
+ * Query, each run of extended messages up to its Sync), each followed by
+ * ReadyForQuery; the session is between transactions, so 'I'.
+ */
+export function answerWithError(frames: readonly Frame[], e: PgError): Uint8Array {
+  const err = errorResponse(e);
+  const z = readyForQuery("I");
+  const parts: Uint8Array[] = [];
+  let open = false;
+  for (const f of frames) {
+    switch (f.type) {
+      case FE.Query:
+      case FE.FunctionCall:
+        if (open) parts.push(err);
+        open = false;
+        parts.push(err, z);
+        break;
+      case FE.Sync:
+        if (open) parts.push(err);
+        open = false;
+        parts.push(z);
+        break;
+      case FE.Flush:
+      case FE.CopyData:
+      case FE.CopyDone:
+      case FE.CopyFail:
+        break;
+      default:
+        open = true;
+    }
+  }
+  return concat(parts.length === 0 ? [new Uint8Array(0)] : parts);
+}
+
+function asError(e: unknown): PgError {
+  if (isPgError(e)) {
+    return e.severity === "ERROR"
+      ? e
+      : new PgError(e.code, e.message, { ...e.fields, severity: "ERROR" });
+  }
+  return new PgError(ERRCODE.CONNECTION_FAILURE, String(e));
+}
+
+/** Whether an ErrorResponse body is FATAL or PANIC (its 'V' or 'S' field). */
+function isFatal(body: Uint8Array): boolean {
+  try {
+    const f = parseErrorResponse(body);
+    const sev = f.severityV ?? f.severity;
+    return sev === "FATAL" || sev === "PANIC";
+  } catch {
+    return false;
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
