@@ -33,7 +33,12 @@
  * entry was built (a wrong `true` would let a session read another's table
  * by its qualified name; a wrong `false` fails a session's own table with
  * "cannot access temporary tables of other sessions"). The relcache walk
- * uses the exported hash_seq_init/hash_seq_search.
+ * uses the exported hash_seq_init/hash_seq_search. And the backend's cached
+ * plans (PL/pgSQL's are shared by every session): PostgreSQL's check of a
+ * plan's search path only asks whether a temporary namespace comes first,
+ * not which, so a plan made for one session would read that session's
+ * table in another; every plan that depends on a relation is invalidated,
+ * by calling plancache.c's relcache callback for all relations.
  *
  * InitTempTableNamespace also registers, at the commit that made the pair,
  * a before_shmem_exit callback that empties the pair at backend exit; one
@@ -52,7 +57,10 @@
  * recomputeNamespacePath and spcache_init say which flag is which, and
  * that LLVM stored `baseSearchPathValid` negated (1 means invalid: it
  * shrank a bool initialised to true); `RelationIdGetRelation` reads
- * `RelationIdCache`; `before_shmem_exit` the exit list and its index. A
+ * `RelationIdCache`; `before_shmem_exit` the exit list and its index;
+ * `CacheRegisterRelcacheCallback` the relcache callback list, where
+ * InitPlanCache registers PlanCacheRelCallback first (then its syscache
+ * callbacks, as in plancache.c). A
  * table rather than a scanner of the code section, because the compiler is
  * free to change how a static is stored (as it did here) and a scanner would
  * then find an address and misread it. Whatever the table says is checked
@@ -89,6 +97,10 @@ interface Layout {
   readonly beforeShmemExitList: number;
   /** The function table index of RemoveTempRelationsCallback. */
   readonly removeTempRelationsCallback: number;
+  readonly relcacheCallbackCount: number;
+  readonly relcacheCallbackList: number;
+  /** The function table index of plancache.c's PlanCacheRelCallback. */
+  readonly planCacheRelCallback: number;
 }
 
 const LAYOUTS: Readonly<Record<string, Layout>> = {
@@ -103,6 +115,9 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
     beforeShmemExitIndex: 2796912,
     beforeShmemExitList: 2796928,
     removeTempRelationsCallback: 573,
+    relcacheCallbackCount: 2868432,
+    relcacheCallbackList: 2868448,
+    planCacheRelCallback: 2460,
   },
 };
 
@@ -118,6 +133,9 @@ const CLASS_RELNAMESPACE = 68;
 const CLASS_RELPERSISTENCE = 118;
 const CLASS_RELKIND = 119;
 const ON_EXIT_ENTRY_SIZE = 8;
+const RELCACHE_CALLBACK_SIZE = 8;
+/** MAX_RELCACHE_CALLBACKS in inval.c. */
+const MAX_RELCACHE_CALLBACKS = 10;
 /** MAX_ON_EXITS in ipc.c. */
 const MAX_ON_EXITS = 20;
 /** HASH_SEQ_STATUS is 20 bytes in wasm32. */
@@ -163,6 +181,13 @@ export async function installTempNamespaces(
   }
   const status = ex.malloc(HASH_SEQ_STATUS_SIZE);
   const L = layout;
+  if (!registeredRelcacheCallback(tools, L)) {
+    return "plancache's relcache callback is not where this PGlite build should have it";
+  }
+  const planCacheRelCallback = ex.__indirect_function_table.get(L.planCacheRelCallback) as (
+    arg: number,
+    relid: number,
+  ) => void;
 
   const read = (): TempPair => {
     const v = tools.view();
@@ -188,6 +213,12 @@ export async function installTempNamespaces(
     // namespace.c's "baseSearchPathValid = false; searchPathCacheValid = false".
     v.setUint8(L.baseSearchPathInvalid, 1);
     v.setUint8(L.searchPathCacheValid, 0);
+    // A cached plan (a PL/pgSQL function's, shared by every session) keeps
+    // the relations its names resolved to, and the search path check
+    // passes in another session (it only asks "temporary namespace
+    // first"): every plan that depends on a relation is planned again, as
+    // after a relcache invalidation of all relations.
+    planCacheRelCallback(0, 0);
     eachRelation((rel, form) => {
       const view = tools.view();
       if (view.getUint8(form + CLASS_RELPERSISTENCE) !== RELPERSISTENCE_TEMP) return;
@@ -233,6 +264,20 @@ export async function installTempNamespaces(
       knownIndex = index;
     },
   };
+}
+
+/** Whether PlanCacheRelCallback is among the registered relcache callbacks (with arg 0). */
+function registeredRelcacheCallback(tools: WasmTools, L: Layout): boolean {
+  const v = tools.view();
+  const count = v.getInt32(L.relcacheCallbackCount, true);
+  if (count < 1 || count > MAX_RELCACHE_CALLBACKS) return false;
+  for (let i = 0; i < count; i++) {
+    const at = L.relcacheCallbackList + i * RELCACHE_CALLBACK_SIZE;
+    if (v.getUint32(at, true) === L.planCacheRelCallback && v.getUint32(at + 4, true) === 0) {
+      return typeof tools.ex.__indirect_function_table.get(L.planCacheRelCallback) === "function";
+    }
+  }
+  return false;
 }
 
 /**

@@ -57,6 +57,30 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       for (const s of [a, b, c]) await s.end();
     });
 
+    test("a function's cached plan reads the calling session's own temporary table", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      await a.query("create table if not exists shadowed (who text)");
+      await a.query("truncate shadowed; insert into shadowed values ('public')");
+      await a.query(
+        "create or replace function who_is_there() returns text language plpgsql" +
+          " as $$ begin return (select who from shadowed); end $$",
+      );
+      await a.query("create temp table other (x int)");
+      expect(await one(a, "select who_is_there()")).toBe("public");
+      await b.query("create temp table shadowed (who text)");
+      await b.query("insert into shadowed values ('b')");
+      expect(await one(b, "select who_is_there()")).toBe("b");
+      await a.query("create temp table shadowed (who text)");
+      await a.query("insert into shadowed values ('a')");
+      expect(await one(a, "select who_is_there()")).toBe("a");
+      expect(await one(b, "select who_is_there()")).toBe("b");
+      expect(await one(a, "select who_is_there()")).toBe("a");
+      const c = await pgClient(server());
+      expect(await one(c, "select who_is_there()")).toBe("public");
+      for (const s of [a, b, c]) await s.end();
+    });
+
     test("a session's temporary objects go when it ends, and the name is free for others", async () => {
       const a = await pgClient(server());
       await a.query("create temp table gone (x int)");
