@@ -223,7 +223,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
         }
       },
       post(message) {
-        if (!over && sub.exitCode === null) sub.send({ t: "msg", m: message } satisfies ToChild);
+        if (!over && sub.exitCode === null) sendQuietly(sub, { t: "msg", m: message });
       },
     });
     pooled.run = { handle, exit };
@@ -303,7 +303,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
         : { via: "handle", remote },
     };
     const send = (message: ToChild) => {
-      if (sub.exitCode === null && sub.signalCode === null) sub.send(message);
+      if (sub.exitCode === null && sub.signalCode === null) sendQuietly(sub, message);
     };
     if (route === "handle") sub.send({ t: "start", start } satisfies ToChild, socket);
     else sub.send({ t: "start", start } satisfies ToChild);
@@ -335,5 +335,18 @@ export class BunSubprocessLauncher implements ChildLauncher {
     const idle = this.#idle.splice(0);
     for (const p of idle) p.sub.kill("SIGTERM");
     await Promise.all(idle.map((p) => p.sub.exited));
+  }
+}
+
+/**
+ * Sends a message to a child that may be exiting: its IPC channel can close
+ * before its exit is reported, and then the message has no one to read it.
+ * The exit is reported anyway; a throw here would take the postmaster down.
+ */
+function sendQuietly(sub: { send(message: ToChild): void }, message: ToChild): void {
+  try {
+    sub.send(message);
+  } catch {
+    // The channel closed: the child is on its way out.
   }
 }

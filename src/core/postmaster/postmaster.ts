@@ -124,6 +124,10 @@ export interface BackgroundWorkerInfo {
 
 const LOG = { category: "postmaster" } as const;
 
+/** The first and the longest wait before starting the engine again after it failed to start after a crash. */
+const ENGINE_RETRY_MIN_MS = 1000;
+const ENGINE_RETRY_MAX_MS = 30_000;
+
 export class Postmaster extends EventTarget {
   #launcher: ChildLauncher;
   #settings: PostmasterSettings;
@@ -140,6 +144,11 @@ export class Postmaster extends EventTarget {
   #fatalError = false;
   #connsAllowed = true;
   #startupStatus: StartupStatus = "not_running";
+  /** The cluster reached PM_RUN at least once (a later engine start is after a crash). */
+  #hasRun = false;
+  /** When to start the engine again after it failed to start after a crash (0: not waiting). */
+  #engineRetryAt = 0;
+  #engineRetryDelayMs = 0;
   #startupDone = false;
   #engineReady = false;
   #abortStartTime = 0;
@@ -455,7 +464,7 @@ export class Postmaster extends EventTarget {
         this.#admitBackendRun(ev);
         return;
       case "timer":
-        this.#processTimer();
+        await this.#processTimer();
         return;
       default: {
         const never: never = ev;
@@ -475,6 +484,9 @@ export class Postmaster extends EventTarget {
     }
     const restart = this.#bgworkers.list.nextRestartAt();
     if (restart !== null && (due === null || restart < due)) due = restart;
+    if (this.#engineRetryAt !== 0 && (due === null || this.#engineRetryAt < due)) {
+      due = this.#engineRetryAt;
+    }
     if (due === null) {
       if (this.#timer !== null) clearTimeout(this.#timer);
       this.#timer = null;
@@ -489,7 +501,16 @@ export class Postmaster extends EventTarget {
     }, Math.max(0, due - Date.now()));
   }
 
-  #processTimer(): void {
+  async #processTimer(): Promise<void> {
+    if (this.#engineRetryAt !== 0 && Date.now() >= this.#engineRetryAt) {
+      this.#engineRetryAt = 0;
+      if (this.#shutdown === Shutdown.NoShutdown && this.#pmState === "PM_STARTUP") {
+        if ((await this.#children!.startAux("engine")) === null) {
+          await this.#exitPostmaster(1);
+          return;
+        }
+      }
+    }
     const after = this.#settings.seconds("sigkill_children_after") * 1000;
     if (
       (this.#shutdown >= Shutdown.ImmediateShutdown || this.#fatalError) &&
@@ -636,6 +657,30 @@ export class Postmaster extends EventTarget {
       // broken, and looping through crash recovery would not fix it.
       if (this.#pmState === "PM_STARTUP" && !quitSent) {
         ereport("LOG", childExitMessage(this.#procName(child), child.pid, exit), LOG);
+        if (child.kind === "engine" && this.#hasRun) {
+          // After a crash the cluster ran before, so recovery is not broken
+          // in itself: what stops it now is usually outside (a full disk
+          // the crash recovery must write to). PostgreSQL would exit and
+          // wait for a manual restart; pgts tries again, with backoff,
+          // refusing connections (57P03) meanwhile.
+          this.#engineRetryDelayMs = Math.min(
+            ENGINE_RETRY_MAX_MS,
+            Math.max(ENGINE_RETRY_MIN_MS, this.#engineRetryDelayMs * 2),
+          );
+          this.#engineRetryAt = Date.now() + this.#engineRetryDelayMs;
+          ereport(
+            "LOG",
+            `engine could not start after a crash; retrying in ${
+              this.#engineRetryDelayMs / 1000
+            } s`,
+            {
+              ...LOG,
+              hint:
+                "Look for the cause above (such as a full disk); a fast shutdown stops the retries.",
+            },
+          );
+          return;
+        }
         ereport("LOG", "aborting startup due to startup process failure", LOG);
         void this.#exitPostmaster(1);
         return;
@@ -660,6 +705,8 @@ export class Postmaster extends EventTarget {
     if (this.#pmState !== "PM_STARTUP" && this.#pmState !== "PM_RECOVERY") return;
     this.#fatalError = false;
     this.#connsAllowed = true;
+    this.#hasRun = true;
+    this.#engineRetryDelayMs = 0;
     this.#updatePMState("PM_RUN");
     this.#hooks.setStatus?.("ready");
     ereport("LOG", "database system is ready to accept connections", LOG);
@@ -877,6 +924,13 @@ export class Postmaster extends EventTarget {
         "SIGTERM",
         btmask("backend", "autovac_launcher", "bg_worker", "startup"),
       );
+      if (this.#fatalError) {
+        // Stopped while crash recovery has not finished (an engine that
+        // cannot start, retried): there is nothing for a shutdown
+        // checkpoint to keep, and the children started for the recovery
+        // (the checkpointer, the engine) would otherwise be waited for.
+        this.#terminateChildren("SIGQUIT");
+      }
       this.#updatePMState("PM_WAIT_BACKENDS");
     }
     if (this.#pmState === "PM_WAIT_BACKENDS") {
