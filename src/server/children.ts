@@ -33,7 +33,6 @@ import {
   UpstreamPool,
 } from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
-import { ENGINE_DIR } from "../core/datadir.ts";
 import { join } from "node:path";
 import { isMainThread } from "node:worker_threads";
 
@@ -228,8 +227,8 @@ async function openPglite(
   guc: Guc,
   stop: (code: number) => void,
 ): Promise<Engine> {
-  const { openEngine } = await import("../engines/pglite/mod.ts");
-  const engine = await openEngine(join(params.dataDir, ENGINE_DIR), {
+  const { ClusterEngine } = await import("../engines/pglite/mod.ts");
+  const engine = await ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     settings: {
       fsync: guc.getBool("fsync") ? "on" : "off",

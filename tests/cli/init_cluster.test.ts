@@ -191,6 +191,14 @@ test("the first init makes the cluster image and says so; the next init copies i
     const r = await psql(server, ["-c", "select current_user"], { env: { PGUSER: "bob" } });
     expect(r.err).toBe("");
     expect(r.out.trim()).toBe("bob");
+    // Each copy has a system identifier of its own, as initdb gives each cluster.
+    const sysid = (dir: string) =>
+      readFileSync(join(dir, "pglite", "global", "pg_control")).readBigUInt64LE(0);
+    expect(sysid(server.dataDir)).not.toBe(sysid(join(scratch, "first")));
+    const id = await psql(server, ["-c", "select system_identifier from pg_control_system()"], {
+      env: { PGUSER: "bob" },
+    });
+    expect(id.out.trim()).toBe(String(sysid(server.dataDir)));
   } finally {
     await server.cleanup();
   }

@@ -59,6 +59,8 @@ export interface OpenEngineOptions extends EngineOptions {
   readonly settings?: Readonly<Record<string, string>>;
   /** Replaces the PGlite executor (tests inject faults through it). */
   readonly executor?: RawExecutor;
+  /** The database of the cluster the engine serves (default: PGlite's, "postgres"). */
+  readonly database?: string;
 }
 
 function isMemory(dataDir: string): boolean {
@@ -154,6 +156,7 @@ export async function openEngine(
     ...(options.placement !== undefined ? { placement: options.placement } : {}),
     ...(options.settings !== undefined ? { settings: options.settings } : {}),
     ...(image !== null ? { image } : {}),
+    ...(options.database !== undefined ? { database: options.database } : {}),
   });
   const engine = new PgliteEngine(executor, options);
   try {

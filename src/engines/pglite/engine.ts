@@ -69,6 +69,24 @@ export interface EngineOptions {
    * crash cycle reopens the cluster, which replays the WAL.
    */
   readonly onBroken?: (reason: string) => void;
+  /**
+   * Set when the engine serves one database of a multi-database cluster
+   * (dbengines.ts): CREATE, ALTER and DROP DATABASE are the cluster's to
+   * carry out, and it learns when a session ends.
+   */
+  readonly cluster?: EngineCluster;
+}
+
+/** What an engine of a multi-database cluster asks of the cluster. */
+export interface EngineCluster {
+  /**
+   * Carries out one CREATE/ALTER/DROP DATABASE statement for `session`,
+   * which does not hold the engine; resolves with the answer's messages up
+   * to (not including) ReadyForQuery, or rejects with the PgError to send.
+   */
+  databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
+  /** A session of this engine ended. */
+  sessionEnded(engine: PgliteEngine): void;
 }
 
 /** Settings the server reports in ParameterStatus (GUC_REPORT), in PostgreSQL's spelling. */
@@ -103,6 +121,7 @@ export class PgliteEngine implements Engine {
     engineHoldTimeoutMs: number;
     idleInTransactionSessionTimeoutMs: number;
   };
+  readonly cluster: EngineCluster | null;
   /** The session whose unnamed statement the backend holds, if known. */
   unnamedOwner: PgliteSession | null = null;
 
@@ -164,6 +183,7 @@ export class PgliteEngine implements Engine {
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
     };
     this.#onBroken = options.onBroken;
+    this.cluster = options.cluster ?? null;
     executor.onSignals = (signals) => this.#signalBackends(signals);
     if (
       !(this.options.engineWaitTimeoutMs > 0 && Number.isFinite(this.options.engineWaitTimeoutMs))
@@ -262,6 +282,73 @@ export class PgliteEngine implements Engine {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** The database this engine serves, as its backend names it. */
+  get database(): string {
+    return this.#database;
+  }
+
+  /** The sessions, for the cluster's checks of who uses the database. */
+  sessions(): PgliteSession[] {
+    return [...this.#sessions];
+  }
+
+  /** A role as the engine last read it (pg_authid), without waiting. */
+  role(name: string): EngineRole | undefined {
+    return this.#roles.get(name);
+  }
+
+  /**
+   * Runs SQL of the cluster's own as the bootstrap superuser, once the
+   * backend is free (waiting no longer than `timeoutMs`), then reads the
+   * role and database catalogs again: pg_database's mirror (pg_database.ts),
+   * ALTER DATABASE … SET, a CHECKPOINT. `sql` gets the served database's
+   * oid. `during` runs while the engine is still held (a copy of the
+   * cluster's files after a CHECKPOINT). Throws the first error.
+   */
+  async runAsCluster(
+    sql: (servedOid: number) => string,
+    options: { timeoutMs?: number; during?: () => Promise<void> | void } = {},
+  ): Promise<void> {
+    this.#checkOpen();
+    await this.#withEngine(async () => {
+      await this.#asBootstrapSuperuser();
+      const [row] = await this.#query(
+        "select oid from pg_catalog.pg_database where datname = pg_catalog.current_database()",
+      );
+      const text = sql(Number(row?.[0] ?? 5));
+      if (text !== "") {
+        await this.#query(text).catch(async (e) => {
+          await this.runRaw(fe.query("ROLLBACK")).catch(() => {});
+          throw e;
+        });
+      }
+      await options.during?.();
+      await this.#refreshRoles();
+      await this.#refreshDatabases();
+      this.#database = (await this.#query("select pg_catalog.current_database()"))[0]?.[0] ??
+        this.#database;
+    }, options.timeoutMs ?? this.options.engineWaitTimeoutMs);
+  }
+
+  /** The first column of the first row of `sql`, run as the bootstrap superuser when the backend is free. */
+  async queryAsCluster(sql: string): Promise<string | null> {
+    this.#checkOpen();
+    return await this.#withEngine(async () => {
+      await this.#asBootstrapSuperuser();
+      return (await this.#query(sql))[0]?.[0] ?? null;
+    }, this.options.engineWaitTimeoutMs);
+  }
+
+  /** The bootstrap superuser's name (initdb's -U). */
+  get superuserName(): string {
+    return this.#superuser;
+  }
+
+  /** Ends every session with `reason` (DROP DATABASE … WITH (FORCE)). */
+  terminateSessions(reason: PgError): void {
+    for (const s of this.#sessions) s.terminate(reason);
   }
 
   async lookupRole(name: string): Promise<EngineRole | null> {
@@ -662,7 +749,7 @@ export class PgliteEngine implements Engine {
 
   /** A closed session: roll back, drop its statements and channels, give the backend back. */
   async endSession(s: PgliteSession): Promise<void> {
-    this.#sessions.delete(s);
+    if (this.#sessions.delete(s)) this.cluster?.sessionEnded(this);
     this.#backendsVersion++;
     this.listeners.remove(s);
     if (this.unnamedOwner === s) this.unnamedOwner = null;
@@ -833,11 +920,12 @@ export class PgliteEngine implements Engine {
     await this.#asBootstrapSuperuser();
     this.#roleDefaults = (await this.#query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
     const rows = await this.#query(
-      "select rolname, rolsuper, rolcanlogin, rolpassword, oid from pg_catalog.pg_authid",
+      "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb from pg_catalog.pg_authid",
     );
-    this.#roles = new Map(rows.map(([name, sup, login, secret, oid]) => [name ?? "", {
+    this.#roles = new Map(rows.map(([name, sup, login, secret, oid, createdb]) => [name ?? "", {
       name: name ?? "",
       superuser: sup === "t",
+      createdb: createdb === "t",
       canLogin: login === "t",
       secret: secret ?? null,
       oid: Number(oid),
@@ -879,8 +967,9 @@ export class PgliteEngine implements Engine {
 }
 
 /** A role as the engine knows it: with its OID, which the identity guard checks by. */
-interface EngineRole extends RoleInfo {
+export interface EngineRole extends RoleInfo {
   readonly oid: number;
+  readonly createdb: boolean;
 }
 
 /** Distinct startup maps remembered at most (a bound, not a tuning knob). */

@@ -93,6 +93,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             cancelCell: new Int32Array(m.cell),
             settings: m.settings,
             ...(m.image !== null ? { image: m.image } : {}),
+            ...(m.database !== null ? { database: m.database } : {}),
           });
           post({ t: "ready", tempShared: instance.tempShared });
         } catch (e) {

@@ -91,6 +91,8 @@ export interface ExecutorOptions {
   readonly settings?: Readonly<Record<string, string>>;
   /** A cluster image to load into the (empty) data directory first; see instance.ts. */
   readonly image?: ImageSource;
+  /** The database of the cluster the backend serves (PGlite's default: "postgres"). */
+  readonly database?: string;
 }
 
 export function startExecutor(
@@ -122,6 +124,7 @@ class InlineExecutor implements RawExecutor {
       cancelCell: cell,
       ...(options.settings !== undefined ? { settings: options.settings } : {}),
       ...(options.image !== undefined ? { image: options.image } : {}),
+      ...(options.database !== undefined ? { database: options.database } : {}),
     });
     return new InlineExecutor(instance, cell);
   }
@@ -175,6 +178,7 @@ export type WorkerRequest =
     cell: SharedArrayBuffer;
     settings: Record<string, string>;
     image: ImageSource | null;
+    database: string | null;
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
   }
@@ -237,6 +241,7 @@ class WorkerExecutor implements RawExecutor {
         cell: sab,
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
+        database: options.database ?? null,
         assets,
       };
       worker.postMessage(open);

@@ -43,6 +43,16 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { MemoryFS, PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { packTar, type TarEntry, unpackTar } from "./tar.ts";
+import {
+  isWalSegment,
+  newSystemIdentifier,
+  setSegmentSystemIdentifier,
+  systemIdentifier,
+  withSystemIdentifier,
+} from "./controlfile.ts";
+
+/** pg_control, whose system identifier every unpacked copy gets anew. */
+const CONTROL_FILE = "global/pg_control";
 
 /** Bumped whenever what an image holds changes, so an old cached one is not used. */
 export const IMAGE_FORMAT = 1;
@@ -159,11 +169,21 @@ export function gzipImage(source: ImageSource): Uint8Array {
   return gzipSync(imageTar(source), { level: 9 });
 }
 
-/** Unpacks the image into `dir` (created 0700 if missing; must be empty). */
-export function unpackClusterImage(source: ImageSource, dir: string): void {
+/**
+ * Unpacks the image into `dir` (created 0700 if missing; must be empty),
+ * with a system identifier of its own, as initdb would give it: a new one,
+ * or `systemIdentifier` (the databases of one pgts cluster share theirs).
+ */
+export function unpackClusterImage(
+  source: ImageSource,
+  dir: string,
+  options: { systemIdentifier?: bigint } = {},
+): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const made = new Set([dir]);
-  for (const e of unpackTar(imageTar(source))) {
+  const entries = [...unpackTar(imageTar(source))];
+  const id = retag(entries, options.systemIdentifier ?? newSystemIdentifier());
+  for (const e of entries) {
     if (e.name.split("/").includes("..") || e.name.startsWith("/")) {
       throw new Error(`cluster image entry "${e.name}" is outside the data directory`);
     }
@@ -173,8 +193,36 @@ export function unpackClusterImage(source: ImageSource, dir: string): void {
       mkdirSync(parent, { recursive: true, mode: 0o700 });
       made.add(parent);
     }
-    if (e.type === "file") writeFileSync(path, e.data, { mode: 0o600 });
+    if (e.type === "file") writeFileSync(path, id.get(e.name) ?? e.data, { mode: 0o600 });
   }
+}
+
+/**
+ * The files that name the cluster's system identifier, with `id` instead:
+ * pg_control (and its CRC) and the WAL segments' long page headers, which
+ * recovery checks against pg_control.
+ */
+function retag(entries: readonly TarEntry[], id: bigint): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  const control = entries.find((e) => e.name === CONTROL_FILE);
+  if (control === undefined) return out;
+  const old = systemIdentifier(control.data);
+  out.set(CONTROL_FILE, withSystemIdentifier(control.data, id));
+  for (const e of entries) {
+    if (e.type === "file" && isWalSegment(e.name)) {
+      const data = e.data.slice(0, 8192);
+      setSegmentSystemIdentifier(data, old, id);
+      out.set(e.name, concatHead(data, e.data));
+    }
+  }
+  return out;
+}
+
+/** `data` with its first bytes replaced by `head`. */
+function concatHead(head: Uint8Array, data: Uint8Array): Uint8Array {
+  const out = data.slice();
+  out.set(head, 0);
+  return out;
 }
 
 /** Where PGlite keeps its data directory inside its Emscripten filesystem. */
@@ -207,10 +255,12 @@ class ImageMemoryFS extends MemoryFS {
     if (pg === undefined) throw new Error("the image filesystem was not initialised by PGlite");
     const fs = pg.Module.FS;
     fs.mkdirTree(PGDATA, 0o700);
-    for (const e of unpackTar(this.#tar)) {
+    const entries = [...unpackTar(this.#tar)];
+    const id = retag(entries, newSystemIdentifier());
+    for (const e of entries) {
       const path = `${PGDATA}/${e.name}`;
       if (e.type === "directory") fs.mkdirTree(path, 0o700);
-      else fs.writeFile(path, e.data, { canOwn: true });
+      else fs.writeFile(path, id.get(e.name) ?? e.data, { canOwn: true });
     }
   }
 }

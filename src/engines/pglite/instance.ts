@@ -67,6 +67,8 @@ export interface InstanceOptions {
   readonly settings?: Readonly<Record<string, string>>;
   /** A cluster image (image.ts) a memory:// data directory starts from, instead of PGlite's initdb. */
   readonly image?: ImageSource;
+  /** The database of the cluster the backend serves (PGlite's default: "postgres"). */
+  readonly database?: string;
 }
 
 export interface PGliteInstance {
@@ -251,6 +253,7 @@ export async function openInstance(
   const db = await PGlite.create({
     dataDir,
     startParams,
+    ...(options.database !== undefined ? { database: options.database } : {}),
     // Embedded copies when a compiled binary registered them; otherwise
     // nothing, and PGlite finds its files under node_modules.
     ...(await pgliteAssetOptions()),

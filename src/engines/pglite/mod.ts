@@ -13,6 +13,7 @@ export {
   type OpenEngineOptions,
 } from "./cluster.ts";
 export { type EngineOptions, PgliteEngine } from "./engine.ts";
+export { ClusterEngine, type ClusterEngineOptions } from "./dbengines.ts";
 export {
   buildClusterImage,
   cachedImagePath,

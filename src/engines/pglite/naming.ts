@@ -44,6 +44,13 @@ export interface InputPlan {
   readonly hasQuery: boolean;
   /** The input is one Query that is exactly DISCARD ALL or DEALLOCATE ALL. */
   readonly special: "discard all" | "deallocate all" | null;
+  /**
+   * CREATE, ALTER or DROP DATABASE: the statement's text when the input is
+   * one Query of that statement alone, "embedded" when it is part of a
+   * larger input (a multi-database cluster carries them out itself,
+   * dbcommands.ts, and refuses the second form).
+   */
+  readonly databaseCommand: string | "embedded" | null;
   /** The input is one Query whose statements include COPY ... FROM STDIN. */
   readonly copyFromStdin: boolean;
   /** A statement pgts cannot run for this session (reported instead of running anything). */
@@ -80,6 +87,7 @@ interface Acc {
   listenOps: ListenOp[];
   rolesDirty: boolean;
   databasesDirty: boolean;
+  databaseCommand: string | "embedded" | null;
   createsTempObject: boolean;
   createdStatements: string[];
   special: "discard all" | "deallocate all" | null;
@@ -183,7 +191,10 @@ function inspect(
       if (t[i]?.text === "global" || t[i]?.text === "local") i++;
       const k = t[i]?.kind === "word" ? t[i]!.text : "";
       if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
-      if (k === "database") acc.databasesDirty = true;
+      if (k === "database") {
+        acc.databasesDirty = true;
+        acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
+      }
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
       return null;
     }
@@ -252,6 +263,7 @@ function newAcc(): Acc {
     listenOps: [],
     rolesDirty: false,
     databasesDirty: false,
+    databaseCommand: null,
     createsTempObject: false,
     createdStatements: [],
     special: null,
@@ -388,6 +400,7 @@ export function planInput(
     listenOps: acc.listenOps,
     rolesDirty: acc.rolesDirty,
     databasesDirty: acc.databasesDirty,
+    databaseCommand: acc.databaseCommand,
     createsTempObject: acc.createsTempObject,
     createdStatements: acc.createdStatements,
     special: acc.special,

@@ -180,6 +180,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.#armIdle();
   }
 
+  /** close() has begun: the session is going (its client left, or it was terminated). */
+  get closing(): boolean {
+    return this.#closing !== null || this.#terminated !== null;
+  }
+
   get transactionStatus(): TransactionStatus {
     return this.#status;
   }
@@ -365,6 +370,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.#needsExtensions = plan.needsExtensions;
     if (plan.reject !== null) {
       this.#failInput(frames, plan.reject, out);
+      return;
+    }
+    if (plan.databaseCommand !== null && engine.cluster !== null) {
+      await this.#databaseCommand(plan.databaseCommand, frames, out);
       return;
     }
     this.#disarmIdle();
@@ -685,6 +694,57 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   /** Answers an input pgts could not run with `err`, keeping the protocol in step. */
+  /**
+   * CREATE, ALTER or DROP DATABASE in a multi-database cluster: the
+   * cluster carries it out (dbcommands.ts), not this engine's backend,
+   * which holds one database only. Not inside a transaction block: the
+   * cluster's work cannot be rolled back.
+   */
+  async #databaseCommand(
+    sql: string,
+    frames: readonly Frame[],
+    out: (b: Uint8Array) => void,
+  ): Promise<void> {
+    const what = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? "ALTER";
+    if (sql === "embedded") {
+      this.#failInput(
+        frames,
+        new PgError(
+          ERRCODE.FEATURE_NOT_SUPPORTED,
+          "CREATE, ALTER and DROP DATABASE must be sent as a query of their own",
+          { detail: "pgts carries out database commands outside the engine's backend." },
+        ),
+        out,
+      );
+      return;
+    }
+    if (this.#status !== "I") {
+      const err = this.#status === "E"
+        ? new PgError(
+          ERRCODE.IN_FAILED_SQL_TRANSACTION,
+          "current transaction is aborted, commands ignored until end of transaction block",
+        )
+        : new PgError(
+          ERRCODE.ACTIVE_SQL_TRANSACTION,
+          `${what} DATABASE cannot run inside a transaction block`,
+        );
+      this.#failInput(frames, err, out);
+      return;
+    }
+    this.#disarmIdle();
+    this.#state = "active";
+    try {
+      const parts = await this.#engine.cluster!.databaseCommand(this, sql);
+      out(concat([...parts, readyForQuery(this.#status)]));
+    } catch (e) {
+      const err = isPgError(e) ? e : new PgError(ERRCODE.INTERNAL_ERROR, String(e));
+      out(concat([errorResponse(err), readyForQuery(this.#status)]));
+    } finally {
+      this.#state = "idle";
+      this.#armIdle();
+    }
+  }
+
   #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
     const parts: Uint8Array[] = [];
     let skipping = false;

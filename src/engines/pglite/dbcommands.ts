@@ -1,0 +1,500 @@
+/**
+ * CREATE DATABASE, DROP DATABASE and ALTER DATABASE for a multi-database
+ * cluster: PostgreSQL's commands/dbcommands.c, carried out on the
+ * cluster's databases (dbengines.ts) instead of one engine's backend.
+ *
+ * This module parses the statement (just the grammar of these three, with
+ * PostgreSQL's 42601 at the first word it does not expect) and checks
+ * PostgreSQL's rules in PostgreSQL's order and words: privileges (42501),
+ * existence (3D000, 42P04), other sessions (55006 with its DETAIL). What
+ * it does to files and engines is the `DatabaseCluster`'s.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
+import type { EngineRole } from "./engine.ts";
+import type { DatabaseEntry } from "./pg_database.ts";
+import type { PgliteSession } from "./session.ts";
+import { noticeResponse, quoteIdent } from "./wire.ts";
+
+/** What the commands need of the cluster (dbengines.ts). */
+export interface DatabaseCluster {
+  database(name: string): DatabaseEntry | undefined;
+  /** The role as the cluster knows it now. */
+  role(name: string): EngineRole | undefined;
+  /** Whether `member` has the privileges of `role` (pg_has_role … 'USAGE'). */
+  hasRole(member: string, role: string): Promise<boolean>;
+  /** The database `session` is connected to. */
+  databaseOf(session: PgliteSession): DatabaseEntry;
+  /** How many sessions other than `self` are connected to `db`, once those ending have gone (up to 5 s). */
+  otherSessions(db: DatabaseEntry, self: PgliteSession): Promise<number>;
+  create(name: string, template: DatabaseEntry, init: Partial<DatabaseEntry>): Promise<void>;
+  drop(db: DatabaseEntry, force: boolean): Promise<void>;
+  rename(db: DatabaseEntry, to: string): Promise<void>;
+  /** Changes owner, IS_TEMPLATE, ALLOW_CONNECTIONS, CONNECTION LIMIT, and shows it everywhere. */
+  update(db: DatabaseEntry, change: Partial<DatabaseEntry>): Promise<void>;
+  /** Runs `sql` (an ALTER DATABASE … SET/RESET naming `db`) on `db`'s own engine. */
+  runOn(db: DatabaseEntry, sql: string): Promise<void>;
+}
+
+interface Tok {
+  readonly text: string; // lowercased for words
+  readonly raw: string;
+  readonly kind: "word" | "ident" | "string" | "number" | "punct";
+  readonly end: number;
+}
+
+function tokenize(sql: string): Tok[] {
+  const out: Tok[] = [];
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    if (/\s/.test(c)) {
+      i++;
+    } else if (c === "-" && sql[i + 1] === "-") {
+      while (i < sql.length && sql[i] !== "\n") i++;
+    } else if (c === "/" && sql[i + 1] === "*") {
+      const e = sql.indexOf("*/", i + 2);
+      i = e < 0 ? sql.length : e + 2;
+    } else if (c === '"' || c === "'") {
+      let j = i + 1;
+      let v = "";
+      while (j < sql.length) {
+        if (sql[j] === c) {
+          if (sql[j + 1] === c) {
+            v += c;
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        v += sql[j++];
+      }
+      out.push({ text: v, raw: v, kind: c === '"' ? "ident" : "string", end: j + 1 });
+      i = j + 1;
+    } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
+      let j = i + 1;
+      while (j < sql.length && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[j]!)) j++;
+      const raw = sql.slice(i, j);
+      out.push({ text: raw.toLowerCase(), raw, kind: "word", end: j });
+      i = j;
+    } else if (/[0-9-]/.test(c)) {
+      let j = i + 1;
+      while (j < sql.length && /[0-9.]/.test(sql[j]!)) j++;
+      out.push({ text: sql.slice(i, j), raw: sql.slice(i, j), kind: "number", end: j });
+      i = j;
+    } else {
+      out.push({ text: c, raw: c, kind: "punct", end: i + 1 });
+      i++;
+    }
+  }
+  while (out.length > 0 && out[out.length - 1]!.text === ";") out.pop();
+  return out;
+}
+
+class Parser {
+  #t: Tok[];
+  #i = 0;
+  constructor(readonly sql: string) {
+    this.#t = tokenize(sql);
+  }
+  peek(k = 0): Tok | undefined {
+    return this.#t[this.#i + k];
+  }
+  atEnd(): boolean {
+    return this.#i >= this.#t.length;
+  }
+  next(): Tok {
+    const t = this.#t[this.#i];
+    if (t === undefined) throw syntaxError(null);
+    this.#i++;
+    return t;
+  }
+  accept(word: string): boolean {
+    const t = this.peek();
+    if (t?.kind === "word" && t.text === word) {
+      this.#i++;
+      return true;
+    }
+    return false;
+  }
+  expect(word: string): void {
+    if (!this.accept(word)) throw syntaxError(this.peek() ?? null);
+  }
+  /** An identifier: a word (folded to lower case) or a quoted name. */
+  name(): string {
+    const t = this.next();
+    if (t.kind === "word") return t.text;
+    if (t.kind === "ident") return t.raw;
+    throw syntaxError(t);
+  }
+  /** An option's value: a name, a string or a number, as its text. */
+  value(): Tok {
+    const t = this.next();
+    if (t.kind === "punct") throw syntaxError(t);
+    return t;
+  }
+  /** The text from the current token on. */
+  rest(): string {
+    const t = this.#t[this.#i - 1];
+    return this.sql.slice(t === undefined ? 0 : t.end);
+  }
+  end(): void {
+    if (!this.atEnd()) throw syntaxError(this.peek()!);
+  }
+}
+
+function syntaxError(at: Tok | null): PgError {
+  return new PgError(
+    ERRCODE.SYNTAX_ERROR,
+    at === null ? "syntax error at end of input" : `syntax error at or near "${at.raw}"`,
+  );
+}
+
+function commandComplete(tag: string): Uint8Array {
+  return MessageWriter.encode((w) => writeCommandComplete(w, tag));
+}
+
+function ownerDenied(db: DatabaseEntry): PgError {
+  return new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be owner of database ${db.name}`);
+}
+
+/** PostgreSQL's errdetail_busy_db. */
+export function busyDetail(others: number): string {
+  return others === 1
+    ? "There is 1 other session using the database."
+    : `There are ${others} other sessions using the database.`;
+}
+
+function noSuchDatabase(name: string): PgError {
+  return new PgError(ERRCODE.INVALID_CATALOG_NAME, `database "${name}" does not exist`);
+}
+
+function bool(t: Tok): boolean {
+  const v = t.text.toLowerCase();
+  if (["true", "on", "1", "yes", "t", "y"].includes(v)) return true;
+  if (["false", "off", "0", "no", "f", "n"].includes(v)) return false;
+  throw new PgError(ERRCODE.SYNTAX_ERROR, `invalid boolean value "${t.raw}"`);
+}
+
+function int(t: Tok, what: string): number {
+  const n = Number(t.text);
+  if (!Number.isInteger(n)) {
+    throw new PgError(ERRCODE.SYNTAX_ERROR, `${what} requires an integer value`);
+  }
+  return n;
+}
+
+/** Encodings and locales: the template's are the only ones PGlite can give a database. */
+function checkEncoding(t: Tok): void {
+  const v = t.text.toLowerCase().replace(/[-_]/g, "");
+  if (v === "utf8" || v === "unicode" || v === "default" || v === "6") return;
+  throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, `encoding "${t.raw}" is not supported`, {
+    detail: "Every database of a pgts cluster on PGlite is encoded in UTF8.",
+  });
+}
+
+function checkLocale(option: string, t: Tok): void {
+  const v = t.text.toLowerCase();
+  if (["c", "c.utf8", "c.utf-8", "posix", "default", ""].includes(v)) return;
+  throw new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `${option.toUpperCase()} "${t.raw}" is not supported`,
+    { detail: "Every database of a pgts cluster on PGlite has the template's locale (C)." },
+  );
+}
+
+/** Carries out one CREATE/ALTER/DROP DATABASE for `session`; the answer's messages before ReadyForQuery. */
+export async function databaseCommand(
+  cluster: DatabaseCluster,
+  session: PgliteSession,
+  sql: string,
+): Promise<Uint8Array[]> {
+  const p = new Parser(sql);
+  const verb = p.name();
+  p.expect("database");
+  const me = cluster.role(session.user);
+  const superuser = me?.superuser === true;
+  switch (verb) {
+    case "create":
+      return [await createDatabase(cluster, session, p, { superuser, createdb: me?.createdb })];
+    case "drop":
+      return await dropDatabase(cluster, session, p, superuser);
+    case "alter":
+      return [await alterDatabase(cluster, session, p, { superuser, createdb: me?.createdb })];
+    default:
+      throw syntaxError(null);
+  }
+}
+
+async function createDatabase(
+  cluster: DatabaseCluster,
+  session: PgliteSession,
+  p: Parser,
+  me: { superuser: boolean; createdb: boolean | undefined },
+): Promise<Uint8Array> {
+  const name = p.name();
+  p.accept("with");
+  let owner: string | null = null;
+  let templateName = "template1";
+  const init: Partial<DatabaseEntry> = {};
+  while (!p.atEnd()) {
+    let option = p.name();
+    if (option === "connection") {
+      p.expect("limit");
+      option = "connection_limit";
+    }
+    if (p.peek()?.text === "=") p.next();
+    const v = p.value();
+    const isDefault = v.kind === "word" && v.text === "default";
+    switch (option) {
+      case "owner":
+        owner = isDefault ? null : v.kind === "word" ? v.text : v.raw;
+        break;
+      case "template":
+        templateName = isDefault ? "template1" : v.kind === "word" ? v.text : v.raw;
+        break;
+      case "encoding":
+        checkEncoding(v);
+        break;
+      case "locale":
+      case "lc_collate":
+      case "lc_ctype":
+      case "builtin_locale":
+        if (!isDefault) checkLocale(option, v);
+        break;
+      case "locale_provider":
+        if (!isDefault && v.text.toLowerCase() !== "libc" && v.text.toLowerCase() !== "builtin") {
+          throw new PgError(
+            ERRCODE.FEATURE_NOT_SUPPORTED,
+            `locale provider "${v.raw}" is not supported`,
+            { detail: "PGlite has no ICU." },
+          );
+        }
+        break;
+      case "icu_locale":
+      case "icu_rules":
+        throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, "ICU is not supported", {
+          detail: "PGlite has no ICU.",
+        });
+      case "tablespace":
+        if (!isDefault && v.text !== "pg_default") {
+          throw new PgError(ERRCODE.UNDEFINED_OBJECT, `tablespace "${v.raw}" does not exist`);
+        }
+        break;
+      case "strategy":
+      case "collation_version":
+      case "oid":
+        break;
+      case "allow_connections":
+        if (!isDefault) init.allowConn = bool(v);
+        break;
+      case "connection_limit":
+        if (!isDefault) init.connLimit = int(v, "CONNECTION LIMIT");
+        break;
+      case "is_template":
+        if (!isDefault) init.isTemplate = bool(v);
+        break;
+      default:
+        throw new PgError(ERRCODE.SYNTAX_ERROR, `option "${option}" not recognized`);
+    }
+  }
+  // createdb()'s order: privilege, template, owner, name, template in use.
+  if (!me.superuser && me.createdb !== true) {
+    throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, "permission denied to create database");
+  }
+  const template = cluster.database(templateName);
+  if (template === undefined) {
+    throw new PgError(
+      ERRCODE.INVALID_CATALOG_NAME,
+      `template database "${templateName}" does not exist`,
+    );
+  }
+  if (!template.isTemplate && !me.superuser && template.owner !== session.user) {
+    throw new PgError(
+      ERRCODE.INSUFFICIENT_PRIVILEGE,
+      `permission denied to copy database "${templateName}"`,
+    );
+  }
+  const ownerName = owner ?? session.user;
+  if (cluster.role(ownerName) === undefined) {
+    throw new PgError(ERRCODE.UNDEFINED_OBJECT, `role "${ownerName}" does not exist`);
+  }
+  if (
+    !me.superuser && ownerName !== session.user && !(await cluster.hasRole(session.user, ownerName))
+  ) {
+    throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be able to SET ROLE "${ownerName}"`);
+  }
+  if (cluster.database(name) !== undefined) {
+    throw new PgError(ERRCODE.DUPLICATE_DATABASE, `database "${name}" already exists`);
+  }
+  const others = await cluster.otherSessions(template, session);
+  if (others > 0) {
+    throw new PgError(
+      ERRCODE.OBJECT_IN_USE,
+      `source database "${templateName}" is being accessed by other users`,
+      { detail: busyDetail(others) },
+    );
+  }
+  await cluster.create(name, template, { ...init, owner: ownerName });
+  return commandComplete("CREATE DATABASE");
+}
+
+async function dropDatabase(
+  cluster: DatabaseCluster,
+  session: PgliteSession,
+  p: Parser,
+  superuser: boolean,
+): Promise<Uint8Array[]> {
+  let ifExists = false;
+  if (p.accept("if")) {
+    p.expect("exists");
+    ifExists = true;
+  }
+  const name = p.name();
+  let force = false;
+  if (!p.atEnd()) {
+    p.accept("with");
+    if (p.next().text !== "(") throw syntaxError(null);
+    for (;;) {
+      const o = p.name();
+      if (o !== "force") {
+        throw new PgError(ERRCODE.SYNTAX_ERROR, `unrecognized DROP DATABASE option "${o}"`);
+      }
+      force = true;
+      const t = p.next();
+      if (t.text === ")") break;
+      if (t.text !== ",") throw syntaxError(t);
+    }
+    p.end();
+  }
+  const db = cluster.database(name);
+  if (db === undefined) {
+    if (!ifExists) throw noSuchDatabase(name);
+    return [
+      noticeResponse(
+        new PgError(
+          ERRCODE.SUCCESSFUL_COMPLETION,
+          `database "${name}" does not exist, skipping`,
+          { severity: "NOTICE" },
+        ),
+      ),
+      commandComplete("DROP DATABASE"),
+    ];
+  }
+  if (!superuser && db.owner !== session.user) throw ownerDenied(db);
+  if (db.isTemplate) {
+    throw new PgError(ERRCODE.WRONG_OBJECT_TYPE, "cannot drop a template database");
+  }
+  if (cluster.databaseOf(session) === db) {
+    throw new PgError(ERRCODE.OBJECT_IN_USE, "cannot drop the currently open database");
+  }
+  const others = force ? 0 : await cluster.otherSessions(db, session);
+  if (others > 0) {
+    throw new PgError(
+      ERRCODE.OBJECT_IN_USE,
+      `database "${name}" is being accessed by other users`,
+      { detail: busyDetail(others) },
+    );
+  }
+  await cluster.drop(db, force);
+  return [commandComplete("DROP DATABASE")];
+}
+
+async function alterDatabase(
+  cluster: DatabaseCluster,
+  session: PgliteSession,
+  p: Parser,
+  me: { superuser: boolean; createdb: boolean | undefined },
+): Promise<Uint8Array> {
+  const name = p.name();
+  const db = cluster.database(name);
+  const done = commandComplete("ALTER DATABASE");
+  if (p.accept("rename")) {
+    p.expect("to");
+    const to = p.name();
+    p.end();
+    if (db === undefined) throw noSuchDatabase(name);
+    if (cluster.database(to) !== undefined) {
+      throw new PgError(ERRCODE.DUPLICATE_DATABASE, `database "${to}" already exists`);
+    }
+    if (!me.superuser && db.owner !== session.user) throw ownerDenied(db);
+    if (!me.superuser && me.createdb !== true) {
+      throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, "permission denied to rename database");
+    }
+    if (cluster.databaseOf(session) === db) {
+      throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, "current database cannot be renamed");
+    }
+    const others = await cluster.otherSessions(db, session);
+    if (others > 0) {
+      throw new PgError(
+        ERRCODE.OBJECT_IN_USE,
+        `database "${name}" is being accessed by other users`,
+        { detail: busyDetail(others) },
+      );
+    }
+    await cluster.rename(db, to);
+    return commandComplete("ALTER DATABASE");
+  }
+  if (db === undefined) throw noSuchDatabase(name);
+  if (p.accept("owner")) {
+    p.expect("to");
+    let owner = p.name();
+    p.end();
+    if (owner === "current_user" || owner === "current_role" || owner === "session_user") {
+      owner = session.user;
+    }
+    if (cluster.role(owner) === undefined) {
+      throw new PgError(ERRCODE.UNDEFINED_OBJECT, `role "${owner}" does not exist`);
+    }
+    if (!me.superuser) {
+      if (db.owner !== session.user) throw ownerDenied(db);
+      if (owner !== session.user && !(await cluster.hasRole(session.user, owner))) {
+        throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be able to SET ROLE "${owner}"`);
+      }
+      if (me.createdb !== true) {
+        throw new PgError(
+          ERRCODE.INSUFFICIENT_PRIVILEGE,
+          "permission denied to change owner of database",
+        );
+      }
+    }
+    await cluster.update(db, { owner });
+    return done;
+  }
+  if (!me.superuser && db.owner !== session.user) throw ownerDenied(db);
+  const t = p.peek();
+  if (t?.kind === "word" && (t.text === "set" || t.text === "reset")) {
+    if (t.text === "set" && p.peek(1)?.text === "tablespace") {
+      throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, "tablespaces are not supported");
+    }
+    p.next();
+    await cluster.runOn(db, `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} ${p.rest()}`);
+    return done;
+  }
+  if (t?.kind === "word" && t.text === "refresh") return done;
+  // ALTER DATABASE name [WITH] option [...]
+  p.accept("with");
+  const change: Partial<DatabaseEntry> = {};
+  while (!p.atEnd()) {
+    let option = p.name();
+    if (option === "connection") {
+      p.expect("limit");
+      option = "connection_limit";
+    }
+    if (p.peek()?.text === "=") p.next();
+    const v = p.value();
+    if (option === "allow_connections") change.allowConn = bool(v);
+    else if (option === "connection_limit") change.connLimit = int(v, "CONNECTION LIMIT");
+    else if (option === "is_template") change.isTemplate = bool(v);
+    else throw new PgError(ERRCODE.SYNTAX_ERROR, `option "${option}" not recognized`);
+  }
+  if (change.allowConn === false && cluster.databaseOf(session) === db) {
+    throw new PgError(
+      ERRCODE.INVALID_PARAMETER_VALUE,
+      "cannot disallow connections for current database",
+    );
+  }
+  await cluster.update(db, change);
+  return done;
+}

@@ -1,0 +1,428 @@
+/**
+ * The engine of a whole pgts cluster on PGlite: one PGlite engine per
+ * database. PGlite's backend serves one database for its life, as a
+ * PostgreSQL backend does, and two PGlite instances cannot share a data
+ * directory, so every database is a PGlite cluster of its own
+ * (pg_database.ts says where) with an engine of its own, opened when its
+ * first client connects and closed when it has had none for
+ * `idleTimeoutMs` ("postgres"'s stays open: it answers role lookups). Each
+ * engine runs PGlite on a Worker thread of its own, so sessions of two
+ * databases run at the same time on two CPUs.
+ *
+ * It owns the list of databases and carries out CREATE/ALTER/DROP DATABASE
+ * (dbcommands.ts has the rules): a new database is a copy of its
+ * template's cluster, taken after a CHECKPOINT while the template's engine
+ * is held, or of its files when the template's engine is closed, the way
+ * PostgreSQL's FILE_COPY strategy copies a template's directory. Every
+ * change of the list is shown in the pg_database of every open engine
+ * (and of the others when they open).
+ *
+ * Must never open a database's cluster twice, copy a cluster some session
+ * writes to, or remove one whose engine is open. A lost backend in any
+ * engine is the whole cluster's crash (`onBroken`), as in PostgreSQL.
+ */
+
+import { cpSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ENGINE_DIR } from "../../core/datadir.ts";
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type {
+  Engine,
+  EngineSession,
+  ParameterStatusList,
+  RoleInfo,
+  SessionStartup,
+} from "../../core/engine/types.ts";
+import { openEngine, type OpenEngineOptions } from "./cluster.ts";
+import { systemIdentifier } from "./controlfile.ts";
+import { type DatabaseCluster, databaseCommand } from "./dbcommands.ts";
+import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
+import { findClusterImage, unpackClusterImage } from "./image.ts";
+import { DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
+import type { PgliteSession } from "./session.ts";
+import { quoteLiteral } from "./wire.ts";
+
+export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
+  /** How long a database's engine stays open without sessions (ms); default 10 s. */
+  readonly idleTimeoutMs?: number;
+}
+
+interface Slot {
+  readonly entry: DatabaseEntry;
+  engine: PgliteEngine | null;
+  /** Opening, closing, or a copy of its files in progress: wait for it first. */
+  busy: Promise<unknown> | null;
+  idle: ReturnType<typeof setTimeout> | null;
+}
+
+const MAIN_OID = 5;
+/** The directories of initdb's template1 and template0 inside a PGlite cluster. */
+const INITDB_TEMPLATES = ["1", "4"];
+
+export class ClusterEngine implements Engine, DatabaseCluster {
+  readonly #dataDir: string;
+  readonly #options: ClusterEngineOptions;
+  readonly #catalog: DatabaseCatalog;
+  readonly #slots = new Map<number, Slot>();
+  readonly #main: PgliteEngine;
+  readonly #hooks: EngineCluster;
+  /** CREATE/ALTER/DROP DATABASE run one at a time. */
+  #commands: Promise<unknown> = Promise.resolve();
+  #closing = false;
+
+  private constructor(
+    dataDir: string,
+    options: ClusterEngineOptions,
+    main: PgliteEngine,
+    catalog: DatabaseCatalog,
+    hooks: EngineCluster,
+  ) {
+    this.#dataDir = dataDir;
+    this.#options = options;
+    this.#main = main;
+    this.#catalog = catalog;
+    this.#hooks = hooks;
+  }
+
+  /** Opens the cluster in `dataDir` (a pgts data directory): "postgres"'s engine now, the others when used. */
+  static async open(dataDir: string, options: ClusterEngineOptions = {}): Promise<ClusterEngine> {
+    let self: ClusterEngine | null = null;
+    const hooks: EngineCluster = {
+      databaseCommand: (s, sql) => self!.#databaseCommand(s, sql),
+      sessionEnded: (engine) => {
+        if (self !== null) self.#sessionEnded(engine);
+      },
+    };
+    const main = await openEngine(join(dataDir, ENGINE_DIR), { ...options, cluster: hooks });
+    try {
+      const owner = main.superuserName;
+      const catalog = DatabaseCatalog.load(dataDir, { owner, served: main.database });
+      self = new ClusterEngine(dataDir, options, main, catalog, hooks);
+      const entry = catalog.list().find((d) => d.oid === MAIN_OID);
+      if (entry === undefined) throw new Error('the cluster has no database "postgres"');
+      self.#slots.set(MAIN_OID, { entry, engine: main, busy: null, idle: null });
+      await self.#mirror(main, entry);
+      return self;
+    } catch (e) {
+      await main.close();
+      throw e;
+    }
+  }
+
+  /** Why temporary objects are shared by all sessions, when they are (engine.ts); null when each session has its own. */
+  get tempShared(): string | null {
+    return this.#main.tempShared;
+  }
+
+  // ---- Engine
+
+  lookupRole(name: string): Promise<RoleInfo | null> {
+    return this.#main.lookupRole(name);
+  }
+
+  async startSession(
+    startup: SessionStartup,
+  ): Promise<{ session: EngineSession; parameterStatus: ParameterStatusList }> {
+    const entry = this.#catalog.get(startup.database);
+    if (entry === undefined) {
+      // "postgres"'s engine checks the role first, as InitPostgres does,
+      // then finds no such database in its pg_database (the mirror).
+      const { session } = await this.#main.startSession(startup);
+      await session.close();
+      throw new PgError(
+        ERRCODE.INVALID_CATALOG_NAME,
+        `database "${startup.database}" does not exist`,
+        { severity: "FATAL" },
+      );
+    }
+    if (!entry.allowConn) {
+      throw new PgError(
+        ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `database "${entry.name}" is not currently accepting connections`,
+        { severity: "FATAL" },
+      );
+    }
+    const slot = this.#slotOf(entry);
+    const engine = await this.#engineOf(slot);
+    if (entry.connLimit >= 0 && engine.sessionCount >= entry.connLimit) {
+      const role = this.#main.role(startup.user);
+      if (role?.superuser !== true) {
+        throw new PgError(
+          ERRCODE.TOO_MANY_CONNECTIONS,
+          `too many connections for database "${entry.name}"`,
+          { severity: "FATAL" },
+        );
+      }
+    }
+    return engine.startSession(startup);
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.#commands.catch(() => {});
+    const all = [...this.#slots.values()];
+    for (const s of all) if (s.idle !== null) clearTimeout(s.idle);
+    await Promise.all(all.map(async (s) => {
+      await s.busy?.catch(() => {});
+      await s.engine?.close();
+      s.engine = null;
+    }));
+  }
+
+  // ---- DatabaseCluster (dbcommands.ts)
+
+  database(name: string): DatabaseEntry | undefined {
+    return this.#catalog.get(name);
+  }
+
+  role(name: string): EngineRole | undefined {
+    return this.#main.role(name);
+  }
+
+  async hasRole(member: string, role: string): Promise<boolean> {
+    return await this.#main.queryAsCluster(
+      `select pg_catalog.pg_has_role(${quoteLiteral(member)}, ${quoteLiteral(role)}, 'USAGE')`,
+    ) === "t";
+  }
+
+  databaseOf(session: PgliteSession): DatabaseEntry {
+    for (const s of this.#slots.values()) {
+      if (s.engine !== null && s.engine.sessions().includes(session)) return s.entry;
+    }
+    throw new Error("a session of no database");
+  }
+
+  async otherSessions(db: DatabaseEntry, self: PgliteSession): Promise<number> {
+    // As CountOtherDBBackends, sessions that are ending get up to 5 s to
+    // go. PostgreSQL waits that long for any backend; here a session that
+    // is not closing gets a moment only: a client that has just
+    // disconnected (psql before dropdb) may not have reached the engine.
+    const others = () => {
+      const engine = this.#slots.get(db.oid)?.engine;
+      return engine === null || engine === undefined
+        ? []
+        : engine.sessions().filter((s) => s !== self);
+    };
+    const start = Date.now();
+    for (;;) {
+      const left = others();
+      const waited = Date.now() - start;
+      if (left.length === 0 || waited >= 5000) return left.length;
+      if (waited >= 300 && !left.some((s) => s.closing)) return left.length;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async create(name: string, template: DatabaseEntry, init: Partial<DatabaseEntry>): Promise<void> {
+    const entry = this.#catalog.allocate(name, {
+      owner: init.owner ?? template.owner,
+      inner: template.inner,
+      isTemplate: init.isTemplate ?? false,
+      allowConn: init.allowConn ?? true,
+      connLimit: init.connLimit ?? -1,
+    });
+    const to = join(this.#dataDir, entry.dir);
+    rmSync(to, { recursive: true, force: true });
+    const slot = this.#slotOf(template);
+    await this.#materialize(slot);
+    const copy = () => cpSync(join(this.#dataDir, template.dir), to, { recursive: true });
+    try {
+      if (slot.engine !== null) {
+        // As FILE_COPY: a checkpoint puts every change on disk, and holding
+        // the engine keeps anyone from writing until the copy is done.
+        await slot.engine.runAsCluster(() => "CHECKPOINT", { during: copy });
+        // The copy's served row has the template's name as its cluster sees it now.
+        entry.inner = slot.entry.inner;
+      } else {
+        await this.#exclusive(slot, () => Promise.resolve(copy()));
+      }
+    } catch (e) {
+      rmSync(to, { recursive: true, force: true });
+      throw e;
+    }
+    this.#catalog.add(entry);
+    await this.#mirrorAll();
+  }
+
+  async drop(db: DatabaseEntry, force: boolean): Promise<void> {
+    const slot = this.#slotOf(db);
+    if (force && slot.engine !== null) {
+      slot.engine.terminateSessions(
+        new PgError(ERRCODE.ADMIN_SHUTDOWN, "terminating connection due to administrator command", {
+          severity: "FATAL",
+        }),
+      );
+      // PostgreSQL waits up to 5 s for the terminated backends to go.
+      const until = Date.now() + 5000;
+      while (slot.engine.sessionCount > 0 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      if (slot.engine.sessionCount > 0) {
+        throw new PgError(
+          ERRCODE.OBJECT_IN_USE,
+          `database "${db.name}" is being accessed by other users`,
+          { detail: `There are ${slot.engine.sessionCount} other sessions using the database.` },
+        );
+      }
+    }
+    await this.#closeEngine(slot);
+    this.#catalog.remove(db.name);
+    this.#slots.delete(db.oid);
+    rmSync(join(this.#dataDir, db.dir), { recursive: true, force: true });
+    await this.#mirrorAll();
+  }
+
+  async rename(db: DatabaseEntry, to: string): Promise<void> {
+    // No session is connected: the engine is closed, and the next to open
+    // it finds the served row by its old name (`inner`) and renames it.
+    await this.#closeEngine(this.#slotOf(db));
+    this.#catalog.rename(db, to);
+    await this.#mirrorAll();
+  }
+
+  async update(db: DatabaseEntry, change: Partial<DatabaseEntry>): Promise<void> {
+    Object.assign(db, change);
+    this.#catalog.save();
+    await this.#mirrorAll();
+  }
+
+  async runOn(db: DatabaseEntry, sql: string): Promise<void> {
+    const engine = await this.#engineOf(this.#slotOf(db));
+    await engine.runAsCluster(() => sql);
+    this.#sessionEnded(engine);
+  }
+
+  // ---- internals
+
+  #databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]> {
+    const run = this.#commands.catch(() => {}).then(() => databaseCommand(this, session, sql));
+    this.#commands = run;
+    return run;
+  }
+
+  #slotOf(entry: DatabaseEntry): Slot {
+    let slot = this.#slots.get(entry.oid);
+    if (slot === undefined) {
+      slot = { entry, engine: null, busy: null, idle: null };
+      this.#slots.set(entry.oid, slot);
+    }
+    return slot;
+  }
+
+  /** Runs `fn` when nothing else is done to the slot, and keeps others out meanwhile. */
+  async #exclusive<T>(slot: Slot, fn: () => Promise<T>): Promise<T> {
+    while (slot.busy !== null) await slot.busy.catch(() => {});
+    const p = fn();
+    slot.busy = p;
+    try {
+      return await p;
+    } finally {
+      if (slot.busy === p) slot.busy = null;
+    }
+  }
+
+  /** The database's engine, opened if it is not. */
+  async #engineOf(slot: Slot): Promise<PgliteEngine> {
+    if (slot.idle !== null) {
+      clearTimeout(slot.idle);
+      slot.idle = null;
+    }
+    for (;;) {
+      if (slot.busy === null && slot.engine !== null) return slot.engine;
+      if (slot.busy !== null) {
+        await slot.busy.catch(() => {});
+        continue;
+      }
+      if (this.#closing) {
+        throw new PgError(ERRCODE.CANNOT_CONNECT_NOW, "the database system is shutting down", {
+          severity: "FATAL",
+        });
+      }
+      await this.#exclusive(slot, async () => {
+        this.#materializeNow(slot.entry);
+        const engine = await openEngine(join(this.#dataDir, slot.entry.dir), {
+          ...this.#options,
+          database: slot.entry.inner,
+          cluster: this.#hooks,
+        });
+        try {
+          await this.#mirror(engine, slot.entry);
+        } catch (e) {
+          await engine.close();
+          throw e;
+        }
+        slot.engine = engine;
+      });
+    }
+  }
+
+  /** A database whose cluster does not exist yet (initdb's template1 and template0) is made from the image. */
+  #materialize(slot: Slot): Promise<void> {
+    return this.#exclusive(slot, () => Promise.resolve(this.#materializeNow(slot.entry)));
+  }
+
+  #materializeNow(entry: DatabaseEntry): void {
+    const dir = join(this.#dataDir, entry.dir);
+    if (existsSync(join(dir, "PG_VERSION"))) return;
+    const image = findClusterImage();
+    const main = join(this.#dataDir, ENGINE_DIR);
+    if (image === null) {
+      throw new PgError(
+        ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `database "${entry.name}" has no files and there is no cluster image to make them from`,
+      );
+    }
+    rmSync(dir, { recursive: true, force: true });
+    unpackClusterImage(image, dir, {
+      systemIdentifier: systemIdentifier(readFileSync(join(main, "global", "pg_control"))),
+    });
+    // initdb's template1 and template0 inside the copy are never opened (the
+    // copy serves its "postgres", and the mirror replaces their rows):
+    // without them every copy of this cluster is 15 MB smaller.
+    for (const oid of INITDB_TEMPLATES) rmSync(join(dir, "base", oid), { recursive: true });
+  }
+
+  /** Shows the list in `engine`'s pg_database; the served row takes `entry`'s name. */
+  async #mirror(engine: PgliteEngine, entry: DatabaseEntry): Promise<void> {
+    const list = this.#catalog.list();
+    await engine.runAsCluster((oid) => mirrorSql(list, entry, oid), { timeoutMs: Infinity });
+    if (entry.inner !== engine.database) {
+      entry.inner = engine.database;
+      this.#catalog.save();
+    }
+  }
+
+  async #mirrorAll(): Promise<void> {
+    await Promise.all(
+      [...this.#slots.values()].map(async (s) => {
+        if (s.engine !== null && s.busy === null) await this.#mirror(s.engine, s.entry);
+      }),
+    );
+  }
+
+  async #closeEngine(slot: Slot): Promise<void> {
+    if (slot.idle !== null) {
+      clearTimeout(slot.idle);
+      slot.idle = null;
+    }
+    await this.#exclusive(slot, async () => {
+      const engine = slot.engine;
+      slot.engine = null;
+      await engine?.close();
+    });
+  }
+
+  /** A session ended: a database with none left is closed after idleTimeoutMs ("postgres" never). */
+  #sessionEnded(engine: PgliteEngine): void {
+    if (engine === this.#main || engine.sessionCount > 0 || this.#closing) return;
+    const slot = [...this.#slots.values()].find((s) => s.engine === engine);
+    if (slot === undefined || slot.idle !== null) return;
+    slot.idle = setTimeout(() => {
+      slot.idle = null;
+      if (slot.engine === engine && engine.sessionCount === 0) {
+        void this.#closeEngine(slot).catch(() => {});
+      }
+    }, this.#options.idleTimeoutMs ?? 10_000);
+    (slot.idle as { unref?: () => void }).unref?.();
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The cluster's pg_database: which databases a pgts cluster has, where each
+ * one's PGlite cluster lives, and what every engine's own pg_database must
+ * show of them.
+ *
+ * PostgreSQL keeps pg_database in global/, shared by every database. pgts
+ * runs one PGlite cluster per database (dbengines.ts), each with a
+ * pg_database of its own, so the list is kept here, in
+ * `global/pgts_database.json` under the data directory, written whole and
+ * renamed into place (a crash leaves the old list or the new one). Each
+ * engine's pg_database is made a mirror of it (`mirrorSql`): the row of the
+ * database the engine serves carries that database's name and attributes,
+ * and every other database has a row of its own, without files, so that
+ * `\l` and `select datname from pg_database` list the cluster in every
+ * database.
+ *
+ * A database's PGlite cluster is `pglite/` for "postgres" (the directory
+ * `pgts init` made) and `base/<oid>` for the others. Inside it the served
+ * database is the copy's oid 5 (initdb's "postgres"); `inner` is the name
+ * its row has there, which PGlite opens it by, until the mirror renames it.
+ *
+ * This module reads and writes the list and builds SQL; it never opens an
+ * engine and never copies a cluster.
+ */
+
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ENGINE_DIR } from "../../core/datadir.ts";
+import { quoteLiteral } from "./wire.ts";
+
+export interface DatabaseEntry {
+  /** pg_database.oid, as other databases show it. */
+  readonly oid: number;
+  name: string;
+  /** The owner's role name. */
+  owner: string;
+  /** The database's PGlite cluster, relative to the data directory. */
+  readonly dir: string;
+  /** The served database's name inside its cluster: what PGlite is opened with. */
+  inner: string;
+  isTemplate: boolean;
+  allowConn: boolean;
+  connLimit: number;
+}
+
+interface CatalogFile {
+  readonly nextOid: number;
+  readonly databases: DatabaseEntry[];
+}
+
+/** Where the list lives under the data directory. */
+export const DATABASE_FILE = "global/pgts_database.json";
+
+/** initdb's databases: oids as PostgreSQL gives them. */
+const POSTGRES_OID = 5;
+const TEMPLATE1_OID = 1;
+const TEMPLATE0_OID = 4;
+/** FirstNormalObjectId: oids of databases CREATE DATABASE makes start here. */
+const FIRST_NORMAL_OID = 16384;
+
+export class DatabaseCatalog {
+  readonly #file: string;
+  #nextOid: number;
+  #byName = new Map<string, DatabaseEntry>();
+
+  private constructor(file: string, data: CatalogFile) {
+    this.#file = file;
+    this.#nextOid = data.nextOid;
+    for (const d of data.databases) this.#byName.set(d.name, d);
+  }
+
+  /**
+   * The data directory's list; a cluster made before there was one gets
+   * initdb's three databases: "postgres" (its existing PGlite cluster,
+   * served as `served`), template1 and template0 (made from the image when
+   * first needed).
+   */
+  static load(dataDir: string, init: { owner: string; served: string }): DatabaseCatalog {
+    const file = join(dataDir, DATABASE_FILE);
+    if (existsSync(file)) {
+      return new DatabaseCatalog(file, JSON.parse(readFileSync(file, "utf8")) as CatalogFile);
+    }
+    const base = { owner: init.owner, connLimit: -1 };
+    const catalog = new DatabaseCatalog(file, {
+      nextOid: FIRST_NORMAL_OID,
+      databases: [
+        {
+          ...base,
+          oid: POSTGRES_OID,
+          name: "postgres",
+          dir: ENGINE_DIR,
+          inner: init.served,
+          isTemplate: false,
+          allowConn: true,
+        },
+        {
+          ...base,
+          oid: TEMPLATE1_OID,
+          name: "template1",
+          dir: `base/${TEMPLATE1_OID}`,
+          inner: "postgres",
+          isTemplate: true,
+          allowConn: true,
+        },
+        {
+          ...base,
+          oid: TEMPLATE0_OID,
+          name: "template0",
+          dir: `base/${TEMPLATE0_OID}`,
+          inner: "postgres",
+          isTemplate: true,
+          allowConn: false,
+        },
+      ],
+    });
+    catalog.save();
+    return catalog;
+  }
+
+  get(name: string): DatabaseEntry | undefined {
+    return this.#byName.get(name);
+  }
+
+  list(): DatabaseEntry[] {
+    return [...this.#byName.values()].sort((a, b) => a.oid - b.oid);
+  }
+
+  /** A new database's entry (not yet in the list): its oid and cluster directory. */
+  allocate(name: string, from: Omit<DatabaseEntry, "oid" | "name" | "dir">): DatabaseEntry {
+    const oid = this.#nextOid++;
+    return { ...from, oid, name, dir: `base/${oid}` };
+  }
+
+  add(entry: DatabaseEntry): void {
+    this.#byName.set(entry.name, entry);
+    this.save();
+  }
+
+  remove(name: string): void {
+    this.#byName.delete(name);
+    this.save();
+  }
+
+  rename(entry: DatabaseEntry, to: string): void {
+    this.#byName.delete(entry.name);
+    entry.name = to;
+    this.#byName.set(to, entry);
+    this.save();
+  }
+
+  /** Writes the list whole and renames it into place. */
+  save(): void {
+    mkdirSync(join(this.#file, ".."), { recursive: true, mode: 0o700 });
+    const tmp = `${this.#file}.tmp`;
+    const data: CatalogFile = { nextOid: this.#nextOid, databases: this.list() };
+    writeFileSync(tmp, JSON.stringify(data, null, 1) + "\n", { mode: 0o600 });
+    renameSync(tmp, this.#file);
+  }
+}
+
+/**
+ * SQL that makes an engine's pg_database the mirror of `databases`, for
+ * the engine serving `served` (its row keeps its own oid, `servedOid`).
+ * The served database shows its own oid, so another database whose oid it
+ * is shows `served`'s instead: every oid stays unique in every engine.
+ * Runs as the bootstrap superuser, in one transaction.
+ */
+export function mirrorSql(
+  databases: readonly DatabaseEntry[],
+  served: DatabaseEntry,
+  servedOid: number,
+): string {
+  const owner = (name: string) =>
+    `coalesce((select oid from pg_catalog.pg_authid where rolname = ${quoteLiteral(name)}), 10)`;
+  const attrs = (d: DatabaseEntry) =>
+    `datname = ${quoteLiteral(d.name)}, datdba = ${
+      owner(d.owner)
+    }, datistemplate = ${d.isTemplate}, ` +
+    `datallowconn = ${d.allowConn}, datconnlimit = ${d.connLimit}`;
+  const others = databases.filter((d) => d !== served).map((d) => {
+    const oid = d.oid === servedOid ? served.oid : d.oid;
+    return `(${oid}, ${quoteLiteral(d.name)}, ${
+      owner(d.owner)
+    }, ${d.isTemplate}, ${d.allowConn}, ${d.connLimit})`;
+  });
+  const sql = [
+    "BEGIN",
+    "SET LOCAL allow_system_table_mods = on",
+    `DELETE FROM pg_catalog.pg_database WHERE oid <> ${servedOid}`,
+    `UPDATE pg_catalog.pg_database SET ${attrs(served)} WHERE oid = ${servedOid}`,
+  ];
+  if (others.length > 0) {
+    sql.push(
+      "INSERT INTO pg_catalog.pg_database (oid, datname, datdba, encoding, datlocprovider," +
+        " datistemplate, datallowconn, dathasloginevt, datconnlimit, datfrozenxid, datminmxid," +
+        " dattablespace, datcollate, datctype, datlocale, daticurules, datcollversion, datacl)" +
+        " SELECT o.oid, o.name, o.dba, s.encoding, s.datlocprovider, o.tmpl, o.conn, false, o.lim," +
+        " s.datfrozenxid, s.datminmxid, s.dattablespace, s.datcollate, s.datctype, s.datlocale," +
+        " s.daticurules, s.datcollversion, NULL" +
+        ` FROM (VALUES ${others.join(", ")}) AS o(oid, name, dba, tmpl, conn, lim),` +
+        ` pg_catalog.pg_database s WHERE s.oid = ${servedOid}`,
+    );
+  }
+  sql.push("COMMIT");
+  return sql.join(";\n");
+}

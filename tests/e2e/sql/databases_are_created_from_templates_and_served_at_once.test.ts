@@ -1,0 +1,189 @@
+/**
+ * Many databases in one cluster, as PostgreSQL has them: CREATE DATABASE
+ * copies a template (template1 by default), each database is served by an
+ * engine of its own, every database lists them all, and DROP, ALTER,
+ * createdb and dropdb behave as PostgreSQL's, errors included (55006,
+ * 42P04, 42501, 3D000). The pools under the default server and --adapter
+ * inproc (where the engines run in the server's process), the rest, which
+ * is the same code under both, under the default server.
+ */
+
+import { describe, expect, test } from "bun:test";
+import pg from "pg";
+import {
+  connectError,
+  PG_BIN,
+  pgClient,
+  pgConfig,
+  psql,
+  sharedServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
+import type { Adapter } from "../../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+type PgErr = Error & { code?: string; detail?: string };
+const errorOf = (p: Promise<unknown>) => p.then(() => null, (e) => e as PgErr);
+
+for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("a template cloned into four databases serves a pool on each at once, each with its own data; DROP with and without FORCE", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE base");
+      const b = await pgClient(s, { database: "base" });
+      await b.query("CREATE TABLE items (db text, n int)");
+      await b.query("INSERT INTO items VALUES ('base', 0)");
+      await b.end();
+      const names = ["t1", "t2", "t3", "t4"];
+      for (const n of names) await admin.query(`CREATE DATABASE ${n} TEMPLATE base`);
+
+      const pools = names.map((database) =>
+        new pg.Pool({ ...pgConfig(s, { database }), max: 2, connectionTimeoutMillis: 30_000 })
+      );
+      for (const p of pools) p.on("error", () => {});
+      try {
+        await Promise.all(pools.map(async (p, i) => {
+          for (let n = 1; n <= 10; n++) {
+            await p.query("INSERT INTO items VALUES ($1, $2)", [names[i], n]);
+          }
+        }));
+        for (const [i, p] of pools.entries()) {
+          const r = await p.query(
+            "SELECT current_database() AS db, count(*)::int AS rows," +
+              " count(*) FILTER (WHERE db = $1)::int AS mine FROM items",
+            [names[i]],
+          );
+          expect(r.rows[0]).toEqual({ db: names[i], rows: 11, mine: 10 });
+        }
+        // One cluster: every database has its system identifier.
+        const ids = await Promise.all(
+          [admin, ...pools].map((c) =>
+            c.query("SELECT system_identifier::text AS id FROM pg_control_system()")
+          ),
+        );
+        expect(new Set(ids.map((r) => r.rows[0].id)).size).toBe(1);
+        const listed = await pools[0]!.query("SELECT datname FROM pg_database ORDER BY datname");
+        expect(listed.rows.map((r) => r.datname)).toEqual(
+          ["base", "postgres", "t1", "t2", "t3", "t4", "template0", "template1"],
+        );
+
+        // A database with sessions is not dropped; WITH (FORCE) ends them (57P01).
+        const held = await pools[0]!.connect();
+        const busy = await errorOf(admin.query("DROP DATABASE t1"));
+        expect(busy?.code).toBe("55006");
+        expect(busy?.message).toBe('database "t1" is being accessed by other users');
+        expect(busy?.detail).toMatch(
+          /^There (is 1 other session|are \d+ other sessions) using the database\.$/,
+        );
+        const ended = new Promise<PgErr>((resolve) => held.on("error", (e) => resolve(e)));
+        await admin.query("DROP DATABASE t1 WITH (FORCE)");
+        expect((await ended).code).toBe("57P01");
+        held.release(true);
+      } finally {
+        await Promise.all(pools.map((p) => p.end().catch(() => {})));
+      }
+      for (const n of ["t2", "t3", "t4"]) await admin.query(`DROP DATABASE ${n}`);
+      const notices: string[] = [];
+      admin.on("notice", (n) => notices.push(n.message ?? ""));
+      await admin.query("DROP DATABASE IF EXISTS t2");
+      expect(notices).toContain('database "t2" does not exist, skipping');
+      const gone = await connectError(s, { database: "t3" });
+      expect(gone?.code).toBe("3D000");
+      expect(gone?.message).toBe('database "t3" does not exist');
+      const left = await admin.query("SELECT datname FROM pg_database ORDER BY datname");
+      expect(left.rows.map((r) => r.datname)).toEqual([
+        "base",
+        "postgres",
+        "template0",
+        "template1",
+      ]);
+    });
+
+    if (adapter !== undefined) return;
+
+    test("PostgreSQL's errors: template in use 55006, duplicate 42P04, no CREATEDB 42501, template0 55000", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE busy_tmpl");
+      const user = await pgClient(s, { database: "busy_tmpl" });
+      const inUse = await errorOf(admin.query("CREATE DATABASE c1 TEMPLATE busy_tmpl"));
+      expect(inUse?.code).toBe("55006");
+      expect(inUse?.message).toBe('source database "busy_tmpl" is being accessed by other users');
+      expect(inUse?.detail).toBe("There is 1 other session using the database.");
+      await user.end();
+
+      const dup = await errorOf(admin.query("CREATE DATABASE busy_tmpl"));
+      expect(dup?.code).toBe("42P04");
+      expect(dup?.message).toBe('database "busy_tmpl" already exists');
+      const noTemplate = await errorOf(admin.query("CREATE DATABASE c2 TEMPLATE nothere"));
+      expect(noTemplate?.code).toBe("3D000");
+      expect(noTemplate?.message).toBe('template database "nothere" does not exist');
+      const inBlock = await errorOf(admin.query("BEGIN; CREATE DATABASE c3; COMMIT"));
+      expect(inBlock?.code).toBe("0A000");
+      await admin.query("ROLLBACK");
+
+      await admin.query("CREATE ROLE plain_user LOGIN");
+      const plain = await pgClient(s, { user: "plain_user" });
+      const denied = await errorOf(plain.query("CREATE DATABASE c4"));
+      expect(denied?.code).toBe("42501");
+      expect(denied?.message).toBe("permission denied to create database");
+      const notOwner = await errorOf(plain.query("DROP DATABASE busy_tmpl"));
+      expect(notOwner?.code).toBe("42501");
+      expect(notOwner?.message).toBe("must be owner of database busy_tmpl");
+
+      const t0 = await connectError(s, { database: "template0" });
+      expect(t0?.code).toBe("55000");
+      expect(t0?.message).toBe('database "template0" is not currently accepting connections');
+      const current = await errorOf(admin.query("DROP DATABASE postgres"));
+      expect(current?.code).toBe("55006");
+      expect(current?.message).toBe("cannot drop the currently open database");
+      await admin.query("DROP DATABASE busy_tmpl");
+    });
+
+    test("createdb and dropdb work, psql connects to template1, ALTER DATABASE renames, sets and changes owner", async () => {
+      const s = server();
+      const env = { PGHOST: s.socketDir, PGPORT: String(s.port), PGUSER: "postgres" };
+      const run = async (argv: string[]) => {
+        const p = Bun.spawn(argv, {
+          env: { ...process.env, ...env },
+          stderr: "pipe",
+          stdout: "pipe",
+        });
+        const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+        return { code, err };
+      };
+      expect(await run([`${PG_BIN}/createdb`, "made_by_createdb"])).toEqual({ code: 0, err: "" });
+      const t1 = await psql(s, ["-d", "template1", "-c", "select current_database()"]);
+      expect(t1.out.trim()).toBe("template1");
+      const made = await psql(s, ["-d", "made_by_createdb", "-c", "select current_database()"]);
+      expect(made.out.trim()).toBe("made_by_createdb");
+
+      const admin = await pgClient(s);
+      await admin.query("ALTER DATABASE made_by_createdb RENAME TO renamed");
+      expect((await connectError(s, { database: "made_by_createdb" }))?.code).toBe("3D000");
+      await admin.query("ALTER DATABASE renamed SET work_mem = '7MB'");
+      const c = await pgClient(s, { database: "renamed" });
+      expect(
+        (await c.query("SELECT current_database() AS db, current_setting('work_mem') AS wm"))
+          .rows[0],
+      )
+        .toEqual({ db: "renamed", wm: "7MB" });
+      const renaming = await errorOf(admin.query("ALTER DATABASE renamed RENAME TO other"));
+      expect(renaming?.code).toBe("55006");
+      await c.end();
+      await admin.query("CREATE ROLE db_owner");
+      await admin.query("ALTER DATABASE renamed OWNER TO db_owner");
+      const owner = await admin.query(
+        "SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = 'renamed'",
+      );
+      expect(owner.rows[0].o).toBe("db_owner");
+
+      expect(await run([`${PG_BIN}/dropdb`, "renamed"])).toEqual({ code: 0, err: "" });
+      expect((await connectError(s, { database: "renamed" }))?.code).toBe("3D000");
+    });
+  });
+}
