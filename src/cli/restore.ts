@@ -16,6 +16,7 @@ import { dialUpstream } from "../adapters/http/upstream.ts";
 import { isPgError } from "../core/elog.ts";
 import type { NoticeFields } from "../core/protocol/backend-reader.ts";
 import { openUpstream } from "../engines/upstream/connect.ts";
+import { NO_SSL } from "../engines/upstream/url.ts";
 import { type CliIO, parseVerbArgs, PROGNAME } from "./args.ts";
 import { CONN_HELP, CONN_OPTIONS, connTarget } from "./conninfo.ts";
 import { isCopyFromStdin, ScriptReader, splitLines } from "./restore/script.ts";
@@ -125,7 +126,7 @@ export async function runRestore(args: string[], io: CliIO): Promise<number> {
   let upstream;
   try {
     upstream = await openUpstream(
-      { ...target, display: target.display },
+      { ...target, display: target.display, ssl: NO_SSL },
       {
         database: target.database,
         params: { application_name: "pgts restore" },

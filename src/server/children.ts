@@ -30,6 +30,7 @@ import {
   type PoolSettings,
   type UpstreamAddress,
   UpstreamEngine,
+  type UpstreamStartTls,
   UpstreamPool,
 } from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
@@ -78,12 +79,19 @@ export async function connectUpstream(address: UpstreamAddress): Promise<Connect
     : dial.connectUnix(address.path);
 }
 
+/** TLS to an upstream (sslmode): node:tls, loaded by the first connection that asks. */
+export const startTlsUpstream: UpstreamStartTls = async (raw, options) =>
+  (await import("../adapters/shared/tls.ts")).openSslClient(raw, options);
+
 function engineFor(params: ServerParams): Engine {
   const address = params.engine;
   // An upstream has no single owner of shared state: the backend holds its
   // upstream session itself, with no engine-child hop.
   if (address.kind === "upstream") {
-    return new UpstreamEngine(address.url, { connect: connectUpstream });
+    return new UpstreamEngine(address.url, {
+      connect: connectUpstream,
+      startTls: startTlsUpstream,
+    });
   }
   if (address.kind === "unix") {
     // Bun's own sockets under Bun, as for an upstream: the engine link carries
@@ -276,7 +284,11 @@ function poolSettings(guc: Guc): PoolSettings {
  * replaces the one the pool started with, even one given with -c.
  */
 function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
-  const pool = new UpstreamPool(url, { connect: connectUpstream, settings: poolSettings(guc) });
+  const pool = new UpstreamPool(url, {
+    connect: connectUpstream,
+    startTls: startTlsUpstream,
+    settings: poolSettings(guc),
+  });
   env.onSignal("SIGHUP", () => {
     const configFile = join(serverParams(env).dataDir, "postgresql.conf");
     void import("../adapters/shared/config-reader.ts").then(({ nodeConfigReader }) => {

@@ -136,6 +136,8 @@ export class UpstreamPostgres {
   readonly user: string | null;
   #proc: ReturnType<typeof Bun.spawn> | null = null;
   #log = "";
+  /** ssl = on with these files (in the root, owned by the server's user). */
+  #ssl: { cert: string; key: string } | null = null;
 
   private constructor(root: string, port: number, user: string | null) {
     this.root = root;
@@ -145,8 +147,13 @@ export class UpstreamPostgres {
     this.user = user;
   }
 
-  /** initdb (TCP clients authenticate with `auth`; local socket is trust) and start. */
-  static async start(options: { auth?: AuthMethod } = {}): Promise<UpstreamPostgres> {
+  /**
+   * initdb (TCP clients authenticate with `auth`; local socket is trust) and
+   * start; with `ssl`, a certificate and key (PEM files) to run with ssl = on.
+   */
+  static async start(
+    options: { auth?: AuthMethod; ssl?: { cert: string; key: string } } = {},
+  ): Promise<UpstreamPostgres> {
     const user = osUser();
     const root = mkdtempSync(join(tmpdir(), "pgts-upstream-"));
     chmodSync(root, 0o755);
@@ -159,6 +166,19 @@ export class UpstreamPostgres {
       const gid = Number(Bun.spawnSync(["id", "-g", user]).stdout.toString().trim());
       chownSync(root, uid, gid);
       chownSync(pwfile, uid, gid);
+    }
+    if (options.ssl !== undefined) {
+      const cert = join(root, "server.crt");
+      const key = join(root, "server.key");
+      writeFileSync(cert, readFileSync(options.ssl.cert));
+      writeFileSync(key, readFileSync(options.ssl.key), { mode: 0o600 });
+      if (user !== null) {
+        const uid = Number(Bun.spawnSync(["id", "-u", user]).stdout.toString().trim());
+        const gid = Number(Bun.spawnSync(["id", "-g", user]).stdout.toString().trim());
+        chownSync(cert, uid, gid);
+        chownSync(key, uid, gid);
+      }
+      pg.#ssl = { cert, key };
     }
     const auth = options.auth ?? "scram-sha-256";
     const init = await run(asUser(user, [
@@ -205,6 +225,14 @@ export class UpstreamPostgres {
         "fsync=off",
         "-c",
         "max_connections=50",
+        ...(this.#ssl === null ? [] : [
+          "-c",
+          "ssl=on",
+          "-c",
+          `ssl_cert_file=${this.#ssl.cert}`,
+          "-c",
+          `ssl_key_file=${this.#ssl.key}`,
+        ]),
       ]),
       { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
     );

@@ -62,6 +62,9 @@ export function checkUpstreamConfig(config: HttpUpstreamConfig): void {
 export function openUpstreamEngine(config: HttpUpstreamConfig): Engine {
   return new UpstreamEngine(config.upstream, {
     connect: config.connect ?? dialUpstream,
+    // node:tls, loaded only by a connection whose sslmode asks for TLS.
+    startTls: async (raw, options) =>
+      (await import("../shared/tls.ts")).openSslClient(raw, options),
     ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
   });
 }

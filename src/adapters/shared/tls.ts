@@ -7,6 +7,10 @@
  * the backend gets a `Connection` of decrypted bytes back, so nothing after
  * the handshake knows the difference.
  *
+ * The client half too (fe-secure-openssl.c): `openSslClient` runs a
+ * handshake to an upstream PostgreSQL over a raw `Connection` and checks its
+ * certificate as libpq's sslmode says.
+ *
  * Loaded only when a connection asks for SSL (or when the postmaster checks
  * its SSL files): node:tls costs a backend that never needs it start-up time.
  */
@@ -14,10 +18,21 @@
 import { Buffer } from "node:buffer";
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { Duplex } from "node:stream";
-import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import {
+  checkServerIdentity,
+  connect as tlsConnect,
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  TLSSocket,
+} from "node:tls";
 import { CommError } from "../../core/protocol/errors.ts";
 import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
 import {
+  certificateEndPoint,
   PG_ALPN_PROTOCOL,
   type SslConfig,
   type SslServer,
@@ -370,4 +385,110 @@ function accept(
       });
     });
   });
+}
+
+/** What the client side checks of the server's certificate (libpq's sslmode). */
+export interface SslClientOptions {
+  /** SNI, or null. */
+  readonly servername: string | null;
+  /** sslrootcert: a PEM file, "system" (the runtime's roots), or null for ~/.postgresql/root.crt. */
+  readonly rootCert: string | null;
+  readonly verify: "none" | "ca" | "full";
+  /** The host name the certificate must be for (verify "full"). */
+  readonly host: string;
+}
+
+/**
+ * The client side of a handshake on `raw`, after the server's 'S': the
+ * decrypted connection and the certificate's tls-server-end-point hash.
+ * Rejects with libpq's reasons: a root file that does not exist or does not
+ * load, "SSL error: certificate verify failed", a host name mismatch.
+ */
+export async function openSslClient(
+  raw: Connection,
+  options: SslClientOptions,
+): Promise<{ connection: Connection; endPoint: Uint8Array | null }> {
+  let ca: string | undefined;
+  if (options.verify !== "none" && options.rootCert !== "system") {
+    const file = options.rootCert ?? join(homedir(), ".postgresql", "root.crt");
+    try {
+      ca = readFileSync(file, "utf8");
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      throw new Error(
+        code === "ENOENT"
+          ? `root certificate file "${file}" does not exist`
+          : `could not read root certificate file "${file}": ${sslErrorMessage(e)}`,
+      );
+    }
+  }
+  const transport = new Transport(raw, new Uint8Array(0));
+  const socket = tlsConnect({
+    socket: transport as unknown as import("node:net").Socket,
+    ...(options.servername !== null ? { servername: options.servername } : {}),
+    ...(ca !== undefined ? { ca } : {}),
+    ALPNProtocols: [PG_ALPN_PROTOCOL],
+    // Checked below, so that the failure reads as libpq's.
+    rejectUnauthorized: false,
+    checkServerIdentity: () => undefined,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(new Error(why));
+    };
+    const onError = (e: unknown) => fail(`SSL error: ${sslErrorMessage(e)}`);
+    const onClose = () => fail("SSL SYSCALL error: EOF detected");
+    socket.once("error", onError);
+    socket.once("close", onClose);
+    socket.once("secureConnect", () => {
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      resolve();
+    });
+  });
+  const cert = socket.getPeerCertificate(false) as PeerCertificate | null;
+  const fail = (why: string): never => {
+    socket.destroy();
+    throw new Error(why);
+  };
+  if (options.verify !== "none" && !socket.authorized) {
+    // libpq's words, with OpenSSL's reason ("self signed certificate in
+    // certificate chain", "unable to verify leaf signature").
+    const why = socket.authorizationError;
+    const reason = why === undefined || why === null
+      ? ""
+      : ` (${String(why instanceof Error ? why.message : why).toLowerCase().replaceAll("_", " ")})`;
+    fail(`SSL error: certificate verify failed${reason}`);
+  }
+  if (options.verify === "full") {
+    if (cert === null || checkServerIdentity(options.host, cert) !== undefined) {
+      const names = cert === null ? [] : certificateNames(cert);
+      const first = names[0] ?? "";
+      fail(
+        names.length === 0
+          ? "could not get server's host name from server certificate"
+          : `server certificate for "${first}"${
+            names.length > 1
+              ? ` (and ${names.length - 1} other name${names.length > 2 ? "s" : ""})`
+              : ""
+          } does not match host name "${options.host}"`,
+      );
+    }
+  }
+  const der = cert?.raw;
+  return {
+    connection: new TlsConnection(socket, raw),
+    endPoint: der === undefined ? null : await certificateEndPoint(new Uint8Array(der)),
+  };
+}
+
+/** The names a certificate is for: its SANs (DNS and IP), else its CN. */
+function certificateNames(cert: PeerCertificate): string[] {
+  const san = cert.subjectaltname;
+  if (typeof san === "string" && san !== "") {
+    return san.split(/,\s*/).map((n) => n.replace(/^(DNS|IP Address):/, ""));
+  }
+  const cn = cert.subject?.CN;
+  return cn === undefined ? [] : Array.isArray(cn) ? cn : [cn];
 }

@@ -1,9 +1,11 @@
 /**
  * Opening one upstream connection, libpq's PQconnectStart..PQconnectPoll:
- * dial through the injected `connect`, send the StartupMessage, answer
- * the upstream's authentication request with pgts's own credentials
- * (SCRAM-SHA-256, md5, cleartext password, or trust), collect
- * ParameterStatus and BackendKeyData, and stop at the first ReadyForQuery.
+ * dial through the injected `connect`, negotiate TLS as `sslmode` says
+ * (SSLRequest, then the handshake by the injected `startTls`), send the
+ * StartupMessage, answer the upstream's authentication request with pgts's
+ * own credentials (SCRAM-SHA-256-PLUS over TLS when offered, SCRAM-SHA-256,
+ * md5, cleartext password, or trust), collect ParameterStatus and
+ * BackendKeyData, and stop at the first ReadyForQuery.
  *
  * Every failure is a FATAL PgError the backend can send as is: 08001 when
  * the upstream cannot be reached, refuses pgts's credentials or is not
@@ -30,6 +32,7 @@ import {
   writeQuery,
   writeSASLInitialResponse,
   writeSASLResponse,
+  writeSSLRequest,
   writeStartupMessage,
 } from "../../core/protocol/mod.ts";
 import { md5PasswordHash, md5SaltedResponse } from "../../core/auth/md5.ts";
@@ -38,6 +41,26 @@ import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 
 /** Dials the upstream; rejects with the system's reason (ECONNREFUSED...). */
 export type UpstreamConnect = (address: UpstreamAddress) => Promise<Connection>;
+
+/** How the server's certificate is checked: not at all, its chain, its chain and host name. */
+export type UpstreamVerify = "none" | "ca" | "full";
+
+/**
+ * The client side of a TLS handshake on `raw` (after the upstream said 'S'
+ * to an SSLRequest): resolves with the decrypted connection and the
+ * server certificate's tls-server-end-point hash (null when its signature
+ * algorithm has none); rejects with libpq's reason ("certificate verify
+ * failed", a host name mismatch, a root file that does not exist).
+ */
+export type UpstreamStartTls = (raw: Connection, options: {
+  /** SNI, or null (an IP address, sslsni=0). */
+  readonly servername: string | null;
+  /** sslrootcert: a PEM file's path, "system", or null for libpq's default file. */
+  readonly rootCert: string | null;
+  readonly verify: UpstreamVerify;
+  /** The name the certificate must carry (verify "full"). */
+  readonly host: string;
+}) => Promise<{ connection: Connection; endPoint: Uint8Array | null }>;
 
 export interface UpstreamConnection {
   readonly conn: Connection;
@@ -57,6 +80,7 @@ export interface OpenOptions {
 }
 
 const SCRAM_SHA_256 = "SCRAM-SHA-256";
+const SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS";
 /** No startup message or role row is anywhere near this; a longer length word is garbage. */
 const MAX_SHORT_MESSAGE = 1 << 20;
 
@@ -76,7 +100,52 @@ function unreachable(target: UpstreamTarget, reason: string): PgError {
 
 export async function openUpstream(
   target: UpstreamTarget,
+  options: OpenOptions & { connect: UpstreamConnect; startTls?: UpstreamStartTls | undefined },
+): Promise<UpstreamConnection> {
+  const mode = target.ssl.mode;
+  // Without a TLS implementation (tests with fake sockets) "allow" and
+  // "prefer" are plain, as libpq built without SSL treats them.
+  const tls = target.address.family === "tcp" && options.startTls !== undefined &&
+      mode !== "disable"
+    ? options.startTls
+    : null;
+  if (tls === null && (mode === "require" || mode === "verify-ca" || mode === "verify-full")) {
+    if (target.address.family === "tcp") {
+      throw unreachable(target, `sslmode "${mode}" is not available without TLS support`);
+    }
+  }
+  if (tls === null) return await attempt(target, options, null);
+  if (mode === "allow") {
+    // libpq's allow: plain first, TLS when the upstream refuses that.
+    try {
+      return await attempt(target, options, null);
+    } catch (e) {
+      if (!isPgError(e) || e.code === ERRCODE.CONNECTION_FAILURE) throw e;
+      return await attempt(target, options, tls);
+    }
+  }
+  try {
+    return await attempt(target, options, tls);
+  } catch (e) {
+    // prefer: a handshake that fails is retried in plain, as libpq does.
+    if (mode === "prefer" && e instanceof TlsFailure) return await attempt(target, options, null);
+    throw e instanceof TlsFailure ? e.error : e;
+  }
+}
+
+/** A TLS handshake that failed (prefer may retry without). */
+class TlsFailure extends Error {
+  readonly error: PgError;
+  constructor(error: PgError) {
+    super(error.message);
+    this.error = error;
+  }
+}
+
+async function attempt(
+  target: UpstreamTarget,
   options: OpenOptions & { connect: UpstreamConnect },
+  tls: UpstreamStartTls | null,
 ): Promise<UpstreamConnection> {
   let conn: Connection;
   try {
@@ -86,10 +155,20 @@ export async function openUpstream(
   }
   const timer = setTimeout(() => conn.destroy(), options.timeoutMs);
   try {
-    return await startup(conn, target, options);
+    let endPoint: Uint8Array | null = null;
+    let secure = false;
+    if (tls !== null) {
+      const s = await negotiateSsl(conn, target, tls);
+      if (s !== null) {
+        conn = s.connection;
+        endPoint = s.endPoint;
+        secure = true;
+      }
+    }
+    return await startup(conn, target, options, { secure, endPoint });
   } catch (e) {
     conn.destroy();
-    if (isPgError(e)) throw e;
+    if (isPgError(e) || e instanceof TlsFailure) throw e;
     throw new PgError(
       ERRCODE.PROTOCOL_VIOLATION,
       `invalid startup response from the upstream server: ${(e as Error)?.message ?? e}`,
@@ -97,6 +176,64 @@ export async function openUpstream(
     );
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * SSLRequest and the handshake; null when the upstream answers 'N' and
+ * sslmode lets pgts go on in plain.
+ */
+async function negotiateSsl(
+  conn: Connection,
+  target: UpstreamTarget,
+  tls: UpstreamStartTls,
+): Promise<{ connection: Connection; endPoint: Uint8Array | null } | null> {
+  const ssl = target.ssl;
+  conn.write(MessageWriter.encode((w) => writeSSLRequest(w)));
+  const answer = await new Promise<Uint8Array | null>((resolve) => {
+    conn.onData = (chunk) => {
+      conn.pause();
+      conn.onData = null;
+      conn.onClose = null;
+      resolve(chunk);
+    };
+    conn.onClose = () => resolve(null);
+    conn.resume();
+  });
+  if (answer === null) {
+    throw new PgError(
+      ERRCODE.CONNECTION_FAILURE,
+      "the upstream server closed the connection unexpectedly during SSL negotiation",
+      { severity: "FATAL", detail: `The upstream server is "${target.display}".` },
+    );
+  }
+  if (answer[0] === 0x4e) { // 'N'
+    if (ssl.mode === "prefer" || ssl.mode === "allow") return null;
+    throw unreachable(target, "server does not support SSL, but SSL was required");
+  }
+  if (answer[0] !== 0x53) { // 'S'
+    throw unreachable(target, `received invalid response to SSL negotiation: ${answer[0]}`);
+  }
+  // Bytes after 'S' would be read as if they had come encrypted
+  // (CVE-2021-23222): refused, as libpq does.
+  if (answer.length > 1) throw unreachable(target, "received unencrypted data after SSL response");
+  const host = ssl.host ?? "";
+  const isAddress = /^[0-9.]+$/.test(host) || host.includes(":");
+  // require with a root file verifies the chain, as libpq's does.
+  const verify = ssl.mode === "verify-full"
+    ? "full"
+    : ssl.mode === "verify-ca" || (ssl.mode === "require" && ssl.rootCert !== null)
+    ? "ca"
+    : "none";
+  try {
+    return await tls(conn, {
+      servername: ssl.sni && !isAddress && host !== "" ? host : null,
+      rootCert: ssl.rootCert,
+      verify,
+      host,
+    });
+  } catch (e) {
+    throw new TlsFailure(unreachable(target, e instanceof Error ? e.message : String(e)));
   }
 }
 
@@ -163,6 +300,7 @@ async function startup(
   conn: Connection,
   target: UpstreamTarget,
   options: OpenOptions,
+  channel: { secure: boolean; endPoint: Uint8Array | null },
 ): Promise<UpstreamConnection> {
   const input = new UpstreamInput(conn);
   const send = (build: (w: MessageWriter) => void) => conn.write(MessageWriter.encode(build));
@@ -174,6 +312,8 @@ async function startup(
   let pid = 0;
   let key = new Uint8Array(0);
   let scram: ScramClient | null = null;
+  /** SCRAM-SHA-256-PLUS was used: the session is bound to this TLS channel. */
+  let bound = false;
   const needPassword = (): string => {
     if (target.password !== null) return target.password;
     throw unreachable(
@@ -194,24 +334,51 @@ async function startup(
     switch (m.type) {
       case BE.AuthenticationRequest: {
         const req = parseAuthenticationRequest(m.body);
-        if (req.code === 0) break;
+        const binding = target.ssl.channelBinding;
+        if (req.code === 0) {
+          if (binding === "require" && !bound) {
+            throw unreachable(
+              target,
+              "channel binding required, but server authenticated client without channel binding",
+            );
+          }
+          break;
+        }
+        if (binding === "require" && req.code !== 10 && req.code !== 11 && req.code !== 12) {
+          throw unreachable(
+            target,
+            "channel binding required but not supported by server's authentication request",
+          );
+        }
         if (req.code === 3) {
           send((w) => writePasswordMessage(w, needPassword()));
         } else if (req.code === 5 && "salt" in req) {
           const hash = md5PasswordHash(needPassword(), target.user);
           send((w) => writePasswordMessage(w, md5SaltedResponse(hash, req.salt)));
         } else if (req.code === 10 && "mechanisms" in req) {
-          if (!req.mechanisms.includes(SCRAM_SHA_256)) {
+          const plus = channel.endPoint !== null && binding !== "disable" &&
+            req.mechanisms.includes(SCRAM_SHA_256_PLUS);
+          if (binding === "require" && !plus) {
+            throw unreachable(
+              target,
+              "channel binding is required, but server did not offer an authentication method that supports channel binding",
+            );
+          }
+          if (!plus && !req.mechanisms.includes(SCRAM_SHA_256)) {
             throw unreachable(
               target,
               `the upstream server offered SASL mechanisms ${
                 req.mechanisms.join(", ")
-              }, and pgts speaks only ${SCRAM_SHA_256} without TLS`,
+              }, and pgts speaks only ${SCRAM_SHA_256} and ${SCRAM_SHA_256_PLUS}`,
             );
           }
-          scram = new ScramClient(needPassword());
+          scram = plus
+            ? new ScramClient(needPassword(), { endPoint: channel.endPoint! })
+            : new ScramClient(needPassword(), { tls: channel.secure && binding !== "disable" });
+          bound = plus;
           const data = scram.clientFirst();
-          send((w) => writeSASLInitialResponse(w, { mechanism: SCRAM_SHA_256, data }));
+          const mechanism = plus ? SCRAM_SHA_256_PLUS : SCRAM_SHA_256;
+          send((w) => writeSASLInitialResponse(w, { mechanism, data }));
         } else if (req.code === 11 && "data" in req && scram !== null) {
           const data = await scram.clientFinal(req.data);
           send((w) => writeSASLResponse(w, data));

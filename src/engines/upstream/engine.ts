@@ -29,6 +29,7 @@ import {
   simpleQuery,
   type UpstreamConnect,
   type UpstreamConnection,
+  type UpstreamStartTls,
 } from "./connect.ts";
 import { UpstreamSession } from "./session.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
@@ -38,6 +39,8 @@ export interface UpstreamEngineOptions {
   readonly connect: UpstreamConnect;
   /** Bounds connecting and the startup exchange; default 10 s. */
   readonly connectTimeoutMs?: number;
+  /** The TLS handshake for sslmode (none: allow and prefer are plain, require fails). */
+  readonly startTls?: UpstreamStartTls;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -53,6 +56,7 @@ export function literal(text: string): string {
 export class UpstreamEngine implements Engine {
   readonly target: UpstreamTarget;
   #connect: UpstreamConnect;
+  #startTls: UpstreamStartTls | undefined;
   #timeoutMs: number;
   #sessions = new Set<UpstreamSession>();
   #closed = false;
@@ -61,6 +65,7 @@ export class UpstreamEngine implements Engine {
   constructor(url: string, options: UpstreamEngineOptions) {
     this.target = parseUpstreamUrl(url);
     this.#connect = options.connect;
+    this.#startTls = options.startTls;
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   }
 
@@ -72,6 +77,7 @@ export class UpstreamEngine implements Engine {
     }
     return openUpstream(this.target, {
       connect: this.#connect,
+      startTls: this.#startTls,
       database,
       params,
       timeoutMs: this.#timeoutMs,

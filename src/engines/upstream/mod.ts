@@ -9,11 +9,17 @@
  * README.md for who logs in as whom and what is relayed how.
  */
 
-export { type OpenOptions, openUpstream, type UpstreamConnect } from "./connect.ts";
+export {
+  type OpenOptions,
+  openUpstream,
+  type UpstreamConnect,
+  type UpstreamStartTls,
+} from "./connect.ts";
 export { UpstreamEngine, type UpstreamEngineOptions } from "./engine.ts";
 export { UpstreamSession } from "./session.ts";
 export {
   isUpstreamUrl,
+  NO_SSL,
   parseUpstreamUrl,
   redact,
   type UpstreamAddress,

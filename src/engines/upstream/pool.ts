@@ -24,7 +24,7 @@
 import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { Engine, RoleInfo, SessionStartup } from "../../core/engine/types.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
-import { openUpstream, type UpstreamConnect } from "./connect.ts";
+import { openUpstream, type UpstreamConnect, type UpstreamStartTls } from "./connect.ts";
 import { literal } from "./engine.ts";
 import { PooledSession } from "./pooled-session.ts";
 import { PoolServer } from "./server.ts";
@@ -65,6 +65,8 @@ export interface UpstreamPoolOptions {
   readonly settings?: Partial<PoolSettings>;
   /** Bounds connecting and the startup exchange; default 10 s. */
   readonly connectTimeoutMs?: number;
+  /** The TLS handshake for sslmode (none: allow and prefer are plain, require fails). */
+  readonly startTls?: UpstreamStartTls;
 }
 
 /**
@@ -149,6 +151,7 @@ export class UpstreamPool implements Engine {
   readonly target: UpstreamTarget;
   settings: PoolSettings;
   #connect: UpstreamConnect;
+  #startTls: UpstreamStartTls | undefined;
   #timeoutMs: number;
   #pools = new Map<string, Pool>();
   #sessions = new Set<PooledSession>();
@@ -164,6 +167,7 @@ export class UpstreamPool implements Engine {
   constructor(url: string, options: UpstreamPoolOptions) {
     this.target = parseUpstreamUrl(url);
     this.#connect = options.connect;
+    this.#startTls = options.startTls;
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.settings = { ...DEFAULT_POOL_SETTINGS, ...options.settings };
     this.#auth = new Pool(this.target.database, this.target.user);
@@ -324,6 +328,7 @@ export class UpstreamPool implements Engine {
     const opened = (async () => {
       const upstream = await openUpstream(this.target, {
         connect: this.#connect,
+        startTls: this.#startTls,
         database: pool.database,
         params,
         timeoutMs: this.#timeoutMs,

@@ -1,7 +1,9 @@
 /**
- * The client side of SCRAM-SHA-256 (RFC 5802/7677), as libpq's
- * fe-auth-scram.c does it: no channel binding (pgts does not speak TLS to
- * the upstream), an empty user name in the messages (PostgreSQL takes the
+ * The client side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802/7677,
+ * 5929), as libpq's fe-auth-scram.c does it: over TLS with the server's
+ * tls-server-end-point data when the upstream offers -PLUS ("p=" in the
+ * GS2 header), "y" when pgts could bind but was not offered it, "n"
+ * without TLS; an empty user name in the messages (PostgreSQL takes the
  * startup packet's), and the server's signature checked before the
  * exchange is trusted. crypto.subtle only.
  */
@@ -17,8 +19,10 @@ import {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** "n,,": no channel binding, no authzid. */
-const GS2_HEADER = "n,,";
+/** The GS2 headers: no channel binding / could but not offered / tls-server-end-point. */
+const GS2_NONE = "n,,";
+const GS2_NOT_OFFERED = "y,,";
+const GS2_BOUND = "p=tls-server-end-point,,";
 const NONCE_BYTES = 18;
 
 /** Why an exchange failed; the caller turns it into the client's error. */
@@ -31,16 +35,34 @@ export class ScramClient {
   #nonce: string;
   #clientFirstBare: string;
   #serverSignature: Uint8Array | null = null;
+  #gs2: string;
+  /** What `c=` carries: the GS2 header, then the binding data when bound. */
+  #binding: Uint8Array;
 
-  constructor(password: string) {
+  /**
+   * `channel`: `endPoint` (the server certificate's tls-server-end-point
+   * hash) to bind to it (SCRAM-SHA-256-PLUS), or `tls` true when the
+   * connection is encrypted but the upstream did not offer -PLUS.
+   */
+  constructor(password: string, channel: { endPoint?: Uint8Array; tls?: boolean } = {}) {
     this.#password = password;
+    this.#gs2 = channel.endPoint !== undefined
+      ? GS2_BOUND
+      : channel.tls === true
+      ? GS2_NOT_OFFERED
+      : GS2_NONE;
+    const header = encoder.encode(this.#gs2);
+    const data = channel.endPoint ?? new Uint8Array(0);
+    this.#binding = new Uint8Array(header.length + data.length);
+    this.#binding.set(header);
+    this.#binding.set(data, header.length);
     this.#nonce = base64Encode(crypto.getRandomValues(new Uint8Array(NONCE_BYTES)));
     this.#clientFirstBare = `n=,r=${this.#nonce}`;
   }
 
   /** client-first-message, the SASLInitialResponse's data. */
   clientFirst(): Uint8Array {
-    return encoder.encode(GS2_HEADER + this.#clientFirstBare);
+    return encoder.encode(this.#gs2 + this.#clientFirstBare);
   }
 
   /** server-first-message in, client-final-message (with the proof) out. */
@@ -61,7 +83,7 @@ export class ScramClient {
     }
     const salted = await scramSaltedPassword(this.#password, salt, iterations);
     const { clientKey, storedKey, serverKey } = await scramKeys(salted);
-    const withoutProof = `c=${btoa(GS2_HEADER)},r=${nonce}`;
+    const withoutProof = `c=${base64Encode(this.#binding)},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${withoutProof}`;
     const clientSignature = await hmacSha256(storedKey, authMessage);
     const proof = new Uint8Array(clientKey.length);

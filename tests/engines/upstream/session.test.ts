@@ -402,7 +402,7 @@ describe("startup", () => {
 });
 
 describe("the engine URL", () => {
-  test("libpq's forms: TCP with defaults, a socket directory, percent-encoded passwords; TLS refused", () => {
+  test("libpq's forms: TCP with defaults, a socket directory, percent-encoded passwords, TLS parameters", () => {
     expect(parseUpstreamUrl("postgres://u@db.example").address).toEqual({
       family: "tcp",
       host: "db.example",
@@ -412,7 +412,23 @@ describe("the engine URL", () => {
     expect(t.address).toEqual({ family: "unix", path: "/var/run/postgresql/.s.PGSQL.6543" });
     expect(t.password).toBe("p@ss");
     expect(t.database).toBe("app");
-    expect(() => parseUpstreamUrl("postgres://u@h/db?sslmode=require")).toThrow(RangeError);
+    expect(parseUpstreamUrl("postgres://u@db.example").ssl.mode).toBe("prefer");
+    const v = parseUpstreamUrl(
+      "postgres://u@db.example/db?sslmode=verify-full&sslrootcert=/ca.pem&hostaddr=10.0.0.1&sslsni=0",
+    );
+    expect(v.address).toEqual({ family: "tcp", host: "10.0.0.1", port: 5432 });
+    expect(v.ssl).toEqual({
+      mode: "verify-full",
+      rootCert: "/ca.pem",
+      host: "db.example",
+      sni: false,
+      channelBinding: "prefer",
+    });
+    expect(parseUpstreamUrl("postgres://u@h/db?sslrootcert=system").ssl.mode).toBe("verify-full");
+    expect(() => parseUpstreamUrl("postgres://u@h/db?sslmode=sometimes")).toThrow(RangeError);
+    expect(() => parseUpstreamUrl("postgres://u@h/db?sslmode=require&sslrootcert=system")).toThrow(
+      RangeError,
+    );
     expect(() => parseUpstreamUrl("postgres://h/db")).toThrow("must name a user");
   });
 });
