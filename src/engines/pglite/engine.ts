@@ -630,7 +630,11 @@ export class PgliteEngine implements Engine {
     s?: PgliteSession,
     temp?: TempPair,
   ): Promise<void> {
-    if (temp !== undefined) options = { ...options, temp };
+    if (temp !== undefined) {
+      // The backend is given a pair for pgts's own work: no session's change.
+      options = { ...options, temp };
+      this.#tempOwner = null;
+    }
     const result = await this.executor.exec(bytes, onData, options);
     this.#noteTemp(result, s);
   }

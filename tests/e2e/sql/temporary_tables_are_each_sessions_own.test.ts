@@ -86,6 +86,10 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await a.query("create temp table gone (x int)");
       await a.query("create temp sequence gone_seq");
       const nsp = await one(a, "select pg_my_temp_schema()::regnamespace::text");
+      // A session with its own, which ran last when a's are dropped, keeps them.
+      const stays = await pgClient(server());
+      await stays.query("create temp table stays (x int)");
+      await stays.query("insert into stays values (1)");
       await a.end();
       const b = await pgClient(server());
       await waitFor(
@@ -97,7 +101,9 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await b.query("create temp table gone (x int)");
       await b.query("insert into gone values (1)");
       expect(await one(b, "select count(*)::int from gone")).toBe(1);
+      expect(await one(stays, "select count(*)::int from stays")).toBe(1);
       await b.end();
+      await stays.end();
     });
 
     test("ON COMMIT DROP and ON COMMIT DELETE ROWS act on the session's own transactions", async () => {
