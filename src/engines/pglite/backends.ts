@@ -246,7 +246,7 @@ export function installBackendFunctions(
           ERRCODE_ADMIN_SHUTDOWN,
           "terminating connection due to administrator command",
           undefined,
-          TERMINATE_SELF_ROUTINE,
+          { routine: TERMINATE_SELF_ROUTINE },
         );
       }
     } else signals.push([pid, kind]);

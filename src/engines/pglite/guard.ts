@@ -38,6 +38,8 @@
  * PGlite's records do not look as expected.
  */
 
+import { needsNoConversion } from "./settings.ts";
+
 /** PostgreSQL's GUC flag that refuses RESET and function-level SET (guc.h). */
 const GUC_NO_RESET = 0x0008;
 /** PGC_STRING in `enum config_type`. */
@@ -63,6 +65,11 @@ const QUERY_COMMAND_TYPE = 4;
 const QUERY_UTILITY_STMT = 28;
 const COPY_IS_PROGRAM = 17;
 const COPY_FILENAME = 20;
+const COPY_OPTIONS = 24;
+const LIST_LENGTH = 4;
+const DEFELEM_NAME = 8;
+const DEFELEM_ARG = 12;
+const STRING_SVAL = 4;
 const LIST_ELEMENTS = 12;
 const RAWSTMT_STMT = 4;
 
@@ -86,6 +93,7 @@ export interface GuardExports {
   errcode(sqlstate: number): number;
   errmsg(fmt: number, args: number): number;
   errdetail(fmt: number, args: number): number;
+  errhint(fmt: number, args: number): number;
   errfinish(file: number, line: number, func: number): void;
   __indirect_function_table: WebAssembly.Table;
   post_parse_analyze_hook: WebAssembly.Global;
@@ -104,6 +112,7 @@ export class WasmTools {
   #view: DataView;
   readonly #message: number;
   readonly #detail: number;
+  readonly #hint: number;
   readonly #file: number;
 
   constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory) {
@@ -120,6 +129,7 @@ export class WasmTools {
         "errcode",
         "errmsg",
         "errdetail",
+        "errhint",
         "errfinish",
       ] as const
     ) {
@@ -133,6 +143,7 @@ export class WasmTools {
     }
     this.#message = this.ex.malloc(MESSAGE_BUFFER);
     this.#detail = this.ex.malloc(MESSAGE_BUFFER);
+    this.#hint = this.ex.malloc(MESSAGE_BUFFER);
     this.#file = this.cString("guard.ts");
   }
 
@@ -167,8 +178,13 @@ export class WasmTools {
    * longjmps out of the host function that calls this, as a check hook's
    * own ereport would.
    */
-  raise(sqlstate: string, message: string, detail?: string, routine?: string): void {
-    this.#report(ERROR, sqlstate, message, detail, routine);
+  raise(
+    sqlstate: string,
+    message: string,
+    detail?: string,
+    more: { hint?: string; routine?: string } = {},
+  ): void {
+    this.#report(ERROR, sqlstate, message, detail, more);
   }
 
   /** ereport(WARNING): the client gets it, and the host function goes on. */
@@ -184,8 +200,9 @@ export class WasmTools {
     sqlstate: string,
     message: string,
     detail: string | undefined,
-    routine?: string,
+    more: { hint?: string; routine?: string } = {},
   ): void {
+    const { hint, routine } = more;
     let func = 0;
     if (routine !== undefined) {
       func = this.#routines.get(routine) ?? 0;
@@ -197,6 +214,10 @@ export class WasmTools {
       this.ex.errcode(packSqlstate(sqlstate));
       this.ex.errmsg(this.#message, 0);
       if (detail !== undefined) this.ex.errdetail(this.#detail, 0);
+      if (hint !== undefined) {
+        this.#format(this.#hint, hint);
+        this.ex.errhint(this.#hint, 0);
+      }
       this.ex.errfinish(this.#file, 0, func);
     }
   }
@@ -222,23 +243,62 @@ export class WasmTools {
   }
 }
 
-function installIdentityGuard(tools: WasmTools): IdentityGuard {
+type StringCheckHook = (newval: number, extra: number, source: number) => number;
+
+/** A string parameter's record (found with find_option, checked) and its check hook. */
+function stringParameter(
+  tools: WasmTools,
+  name: string,
+): { record: number; original: StringCheckHook } {
   const ex = tools.ex;
-  const record = ex.find_option(tools.cString("session_authorization"), 0, 1, 0);
-  if (record === 0) throw new Error("PGlite has no session_authorization parameter");
+  const record = ex.find_option(tools.cString(name), 0, 1, 0);
+  if (record === 0) throw new Error(`PGlite has no ${name} parameter`);
   const view = tools.view();
   if (
-    tools.readCString(view.getUint32(record + GUC_NAME, true)) !== "session_authorization" ||
+    tools.readCString(view.getUint32(record + GUC_NAME, true)) !== name ||
     view.getInt32(record + GUC_VARTYPE, true) !== PGC_STRING
   ) {
-    throw new Error("PGlite's session_authorization record has an unknown layout");
+    throw new Error(`PGlite's ${name} record has an unknown layout`);
   }
   const original = ex.__indirect_function_table.get(
     view.getUint32(record + GUC_STRING_CHECK_HOOK, true),
-  ) as ((newval: number, extra: number, source: number) => number) | null;
+  ) as StringCheckHook | null;
   if (typeof original !== "function") {
-    throw new Error("PGlite's session_authorization check hook is not a function");
+    throw new Error(`PGlite's ${name} check hook is not a function`);
   }
+  return { record, original };
+}
+
+/**
+ * Wraps string parameter `name`'s check hook: PostgreSQL's own check runs
+ * first (and may canonicalise the value); when it accepts, `check` sees the
+ * value and may refuse it by raising (tools.raise). Every way of setting the
+ * parameter goes through it.
+ */
+export function wrapCheckHook(
+  tools: WasmTools,
+  name: string,
+  check: (value: string, source: number) => void,
+): void {
+  const { record, original } = stringParameter(tools, name);
+  const hook = (newval: number, extra: number, source: number): number => {
+    const ok = original(newval, extra, source);
+    if (!ok) return ok;
+    const p = tools.view().getUint32(newval, true);
+    if (p !== 0) check(tools.readCString(p), source);
+    return ok;
+  };
+  tools.view().setUint32(
+    record + GUC_STRING_CHECK_HOOK,
+    tools.addFunction(hook, { params: 3, result: true }),
+    true,
+  );
+}
+
+function installIdentityGuard(tools: WasmTools): IdentityGuard {
+  const ex = tools.ex;
+  const { record, original } = stringParameter(tools, "session_authorization");
+  const view = tools.view();
 
   let runner: number | null = null;
   const check = (newval: number, extra: number, source: number): number => {
@@ -278,13 +338,31 @@ function installProgramGuard(tools: WasmTools): void {
   };
   const withProgram = parsed("COPY pgts_probe FROM PROGRAM 'pgts_probe'");
   const withStdin = parsed("COPY pgts_probe FROM STDIN");
+  const withEncoding = parsed("COPY pgts_probe FROM STDIN WITH (ENCODING 'pgts_probe')");
   const v = tools.view();
   const copyTag = v.getUint32(withProgram, true);
+  /** COPY's ENCODING option, or null (CopyStmt.options: a List of DefElem). */
+  const encodingOption = (stmt: number): string | null => {
+    const view = tools.view();
+    const list = view.getUint32(stmt + COPY_OPTIONS, true);
+    if (list === 0) return null;
+    const n = view.getInt32(list + LIST_LENGTH, true);
+    const cells = view.getUint32(list + LIST_ELEMENTS, true);
+    for (let i = 0; i < n; i++) {
+      const def = view.getUint32(cells + 4 * i, true);
+      if (tools.readCString(view.getUint32(def + DEFELEM_NAME, true)) !== "encoding") continue;
+      const arg = view.getUint32(def + DEFELEM_ARG, true);
+      return arg === 0 ? "" : tools.readCString(view.getUint32(arg + STRING_SVAL, true));
+    }
+    return null;
+  };
   if (
     v.getUint32(withStdin, true) !== copyTag ||
     v.getUint8(withProgram + COPY_IS_PROGRAM) !== 1 ||
     v.getUint8(withStdin + COPY_IS_PROGRAM) !== 0 ||
-    tools.readCString(v.getUint32(withProgram + COPY_FILENAME, true)) !== "pgts_probe"
+    tools.readCString(v.getUint32(withProgram + COPY_FILENAME, true)) !== "pgts_probe" ||
+    encodingOption(withStdin) !== null ||
+    encodingOption(withEncoding) !== "pgts_probe"
   ) {
     throw new Error("PGlite's CopyStmt has an unknown layout");
   }
@@ -298,14 +376,24 @@ function installProgramGuard(tools: WasmTools): void {
     const view = tools.view();
     if (view.getInt32(query + QUERY_COMMAND_TYPE, true) === CMD_UTILITY) {
       const stmt = view.getUint32(query + QUERY_UTILITY_STMT, true);
-      if (
-        stmt !== 0 && view.getUint32(stmt, true) === copyTag &&
-        view.getUint8(stmt + COPY_IS_PROGRAM) !== 0
-      ) {
-        tools.raise(
-          "0A000",
-          "COPY to or from an external program is not supported by the embedded engine",
-        );
+      if (stmt !== 0 && view.getUint32(stmt, true) === copyTag) {
+        if (view.getUint8(stmt + COPY_IS_PROGRAM) !== 0) {
+          tools.raise(
+            "0A000",
+            "COPY to or from an external program is not supported by the embedded engine",
+          );
+        }
+        // PGlite converts no encodings (encoding.ts): a COPY that would
+        // convert its data spins in the engine for ever.
+        const encoding = encodingOption(stmt);
+        if (encoding !== null && !needsNoConversion(encoding)) {
+          tools.raise(
+            "0A000",
+            `COPY with ENCODING "${encoding}" is not supported by the embedded engine`,
+            "Conversion between encodings is not supported.",
+            { hint: "PGlite converts no encodings: use ENCODING 'UTF8' or leave the option out." },
+          );
+        }
       }
     }
     chained?.(pstate, query, jstate);

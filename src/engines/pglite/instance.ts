@@ -49,6 +49,7 @@ import {
   installBackendFunctions,
 } from "./backends.ts";
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
+import { installEncodingGuard } from "./encoding.ts";
 import { installTempNamespaces, type TempNamespaces, type TempPair } from "./tempnamespace.ts";
 import { pgliteWasmBytes } from "./assets.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
@@ -273,6 +274,7 @@ export async function openInstance(
   try {
     const tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
+    installEncodingGuard(tools);
     backends = installBackendFunctions(tools, {
       cancelSelf: () => {
         tripped = true;

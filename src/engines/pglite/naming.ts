@@ -126,9 +126,7 @@ function inspect(
   if (st.callsSetConfig) {
     acc.settingsDirty = true;
     for (const n of st.setConfigNames) if (n.includes(".")) acc.customSettings.push(n);
-    for (const [n, v] of st.setConfigValues) {
-      if (n === "client_encoding") acc.reject ??= unsupportedClientEncoding(v);
-    }
+    // client_encoding however computed: the check hook in encoding.ts refuses it.
   }
   if (w0 === "copy" && /\bfrom\s+stdin\b/i.test(sql.slice(st.start, st.end))) {
     // PGlite cannot wait for copy data: it must get the Query and all the

@@ -222,6 +222,13 @@ export function startupSettings(
   return m;
 }
 
+/** Whether PGlite can serve encoding `name` without converting: UTF8 (the database's) and SQL_ASCII. */
+export function needsNoConversion(name: string): boolean {
+  // PostgreSQL's clean_encoding_name: letters and digits, lower case.
+  const clean = name.toLowerCase().replace(/[^a-z0-9]/g, "");
+  return clean === "utf8" || clean === "unicode" || clean === "sqlascii";
+}
+
 /**
  * The error for a client_encoding the engine cannot serve, or null. PGlite
  * converts no encodings: a real conversion (LATIN1 text, say) corrupts its
@@ -230,10 +237,7 @@ export function startupSettings(
  * a conversion does not exist is this error.
  */
 export function unsupportedClientEncoding(value: string): PgError | null {
-  const name = value.toLowerCase().replace(/[^a-z0-9]/g, "");
-  if (name === "utf8" || name === "unicode" || name === "sqlascii" || name === "default") {
-    return null;
-  }
+  if (needsNoConversion(value) || value.toLowerCase() === "default") return null;
   return new PgError(
     ERRCODE.FEATURE_NOT_SUPPORTED,
     `invalid value for parameter "client_encoding": "${value}"`,

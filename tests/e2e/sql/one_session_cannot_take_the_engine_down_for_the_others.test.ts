@@ -208,6 +208,41 @@ function shapesOn(adapter: "inproc" | undefined): void {
       x,
     ) => x);
     expect(e2.code).toBe("0A000");
+    // Every other road to a conversion, however the value is computed,
+    // is refused inside the engine before it is taken (encoding.ts).
+    const refused = async (sql: string) => {
+      const x = await a.query(sql).then(() => null, (err) => err);
+      return x === null ? "ran" : `${x.code} ${x.message}`;
+    };
+    expect(await refused("SELECT set_config('client_encoding', 'LA' || 'TIN1', false)")).toBe(
+      '0A000 invalid value for parameter "client_encoding": "LATIN1"',
+    );
+    expect(
+      await refused(
+        "DO $$ BEGIN EXECUTE 'SET client_encoding = ' || quote_literal('WIN' || '1252'); END $$",
+      ),
+    ).toBe('0A000 invalid value for parameter "client_encoding": "WIN1252"');
+    expect(await refused("ALTER ROLE CURRENT_USER SET client_encoding = 'latin1'")).toBe(
+      '0A000 invalid value for parameter "client_encoding": "LATIN1"',
+    );
+    expect(await refused("SELECT convert_to('Besançon', 'LATIN' || '1')")).toBe(
+      '0A000 conversion to or from encoding "LATIN1" is not supported by the embedded engine',
+    );
+    expect(await refused("SELECT convert_from('\\x42e9'::bytea, 'latin1')")).toBe(
+      '0A000 conversion to or from encoding "latin1" is not supported by the embedded engine',
+    );
+    expect(await refused("SELECT convert('\\x42'::bytea, 'UTF8', 'WIN1252')")).toBe(
+      '0A000 conversion to or from encoding "WIN1252" is not supported by the embedded engine',
+    );
+    await a.query("CREATE TEMP TABLE enc_copy (t text)");
+    expect(await refused("COPY enc_copy FROM STDIN WITH (ENCODING 'LATIN1')")).toBe(
+      '0A000 COPY with ENCODING "LATIN1" is not supported by the embedded engine',
+    );
+    // What needs no conversion still works.
+    expect(await refused("SELECT set_config('client_encoding', 'UT' || 'F8', false)")).toBe("ran");
+    expect((await a.query("SELECT convert_to('é', 'UTF8') AS b")).rows[0].b).toEqual(
+      Buffer.from("é"),
+    );
     expect((await a.query("SELECT 'Besançon' AS city")).rows).toEqual([{ city: "Besançon" }]);
     expect((await b.query("SELECT 'Zürich' AS city")).rows).toEqual([{ city: "Zürich" }]);
   });
