@@ -25,7 +25,7 @@
 import { cpSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   Engine,
   EngineSession,
@@ -39,6 +39,7 @@ import { type DatabaseCluster, databaseCommand } from "./dbcommands.ts";
 import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { findClusterImage, unpackClusterImage } from "./image.ts";
 import { DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
+import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
 import type { PgliteSession } from "./session.ts";
 import { quoteLiteral } from "./wire.ts";
 
@@ -68,6 +69,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   readonly #hooks: EngineCluster;
   /** CREATE/ALTER/DROP DATABASE run one at a time. */
   #commands: Promise<unknown> = Promise.resolve();
+  /** Copies of changed roles to every engine, one after another. */
+  #rolesSync: Promise<void> = Promise.resolve();
   #closing = false;
 
   private constructor(
@@ -91,6 +94,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       databaseCommand: (s, sql) => self!.#databaseCommand(s, sql),
       sessionEnded: (engine) => {
         if (self !== null) self.#sessionEnded(engine);
+      },
+      rolesChanged: (engine) => {
+        if (self !== null) self.#rolesChanged(engine);
       },
     };
     const main = await openEngine(join(dataDir, ENGINE_DIR), { ...options, cluster: hooks });
@@ -116,8 +122,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
 
   // ---- Engine
 
-  lookupRole(name: string): Promise<RoleInfo | null> {
-    return this.#main.lookupRole(name);
+  async lookupRole(name: string): Promise<RoleInfo | null> {
+    // A role changed a moment ago (whose client may have its ReadyForQuery
+    // already) may be on its way to "postgres"'s engine.
+    await this.#settleRoles();
+    return await this.#main.lookupRole(name);
   }
 
   async startSession(
@@ -144,6 +153,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     }
     const slot = this.#slotOf(entry);
     const engine = await this.#engineOf(slot);
+    await this.#settleRoles();
     if (entry.connLimit >= 0 && engine.sessionCount >= entry.connLimit) {
       const role = this.#main.role(startup.user);
       if (role?.superuser !== true) {
@@ -346,7 +356,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
           cluster: this.#hooks,
         });
         try {
-          await this.#mirror(engine, slot.entry);
+          // The cluster's roles are "postgres"'s, which every change reaches.
+          await this.#rolesSync;
+          await this.#mirror(engine, slot.entry, await this.#rolesOf(this.#main));
         } catch (e) {
           await engine.close();
           throw e;
@@ -382,10 +394,17 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     for (const oid of INITDB_TEMPLATES) rmSync(join(dir, "base", oid), { recursive: true });
   }
 
-  /** Shows the list in `engine`'s pg_database; the served row takes `entry`'s name. */
-  async #mirror(engine: PgliteEngine, entry: DatabaseEntry): Promise<void> {
+  /**
+   * Shows the list in `engine`'s pg_database (the served row takes
+   * `entry`'s name); with `roles`, the cluster's roles first.
+   */
+  async #mirror(engine: PgliteEngine, entry: DatabaseEntry, roles?: string): Promise<void> {
     const list = this.#catalog.list();
-    await engine.runAsCluster((oid) => mirrorSql(list, entry, oid), { timeoutMs: Infinity });
+    await engine.runAsCluster(
+      (oid) =>
+        (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
+      { timeoutMs: Infinity },
+    );
     if (entry.inner !== engine.database) {
       entry.inner = engine.database;
       this.#catalog.save();
@@ -410,6 +429,36 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       slot.engine = null;
       await engine?.close();
     });
+  }
+
+  async #rolesOf(engine: PgliteEngine): Promise<string> {
+    return (await engine.queryAsCluster(ROLES_DUMP_SQL)) ?? "[[],[],[]]";
+  }
+
+  /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
+  #rolesChanged(source: PgliteEngine): void {
+    const sync = async () => {
+      const dump = await this.#rolesOf(source);
+      await Promise.all(
+        [...this.#slots.values()].map(async (s) => {
+          const engine = s.engine;
+          if (engine === null || engine === source || s.busy !== null) return;
+          await engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity });
+        }),
+      );
+    };
+    this.#rolesSync = this.#rolesSync.then(sync).catch((e) => {
+      ereport("LOG", "could not copy roles to every database", {
+        category: "engine",
+        detail: e instanceof Error ? e.message : String(e),
+      });
+    });
+  }
+
+  /** Waits for role changes that have committed somewhere to reach every engine. */
+  async #settleRoles(): Promise<void> {
+    await Promise.all([...this.#slots.values()].map((s) => s.engine?.settleCatalogs()));
+    await this.#rolesSync;
   }
 
   /** A session ended: a database with none left is closed after idleTimeoutMs ("postgres" never). */

@@ -87,6 +87,8 @@ export interface EngineCluster {
   databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
   /** A session of this engine ended. */
   sessionEnded(engine: PgliteEngine): void;
+  /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
+  rolesChanged(engine: PgliteEngine): void;
 }
 
 /** Settings the server reports in ParameterStatus (GUC_REPORT), in PostgreSQL's spelling. */
@@ -332,6 +334,22 @@ export class PgliteEngine implements Engine {
     }, options.timeoutMs ?? this.options.engineWaitTimeoutMs);
   }
 
+  /**
+   * A session whose role or database DDL (ALTER ROLE ... SET) has
+   * committed, and whose client may already have its ReadyForQuery, is
+   * reading the catalogs back: a login after that commit waits for it.
+   */
+  async settleCatalogs(): Promise<void> {
+    const owner = this.scheduler.owner;
+    if (
+      owner instanceof PgliteSession && owner.transactionStatus === "I" &&
+      (owner.rolesDirty || owner.databasesDirty)
+    ) {
+      await this.#withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
+        .catch(() => {});
+    }
+  }
+
   /** The first column of the first row of `sql`, run as the bootstrap superuser when the backend is free. */
   async queryAsCluster(sql: string): Promise<string | null> {
     this.#checkOpen();
@@ -396,17 +414,7 @@ export class PgliteEngine implements Engine {
         "PGlite runs a single backend bound to one database of its cluster; other databases exist in the catalog but cannot be opened.",
       );
     }
-    // A session whose role or database DDL (ALTER ROLE ... SET) has
-    // committed, and whose client may already have its ReadyForQuery, is
-    // reading the catalogs back: a login after that commit waits for it.
-    const owner = this.scheduler.owner;
-    if (
-      owner instanceof PgliteSession && owner.transactionStatus === "I" &&
-      (owner.rolesDirty || owner.databasesDirty)
-    ) {
-      await this.#withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
-        .catch(() => {});
-    }
+    await this.settleCatalogs();
     const settings = this.#startupMap(startup.user, startup.params);
     const spelled = this.#startupSpelled.get(this.#keyOf(settings));
     const session = new PgliteSession(this, {
@@ -610,6 +618,7 @@ export class PgliteEngine implements Engine {
     if (s.rolesDirty) {
       await this.#refreshRoles();
       s.rolesDirty = false;
+      this.cluster?.rolesChanged(this);
     }
     if (s.databasesDirty) {
       await this.#refreshDatabases();

@@ -196,6 +196,11 @@ function inspect(
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
       return null;
     }
+    case "grant":
+    case "revoke":
+      // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
+      if (!t.some((x) => x.kind === "word" && x.text === "on")) acc.rolesDirty = true;
+      return null;
     case "prepare":
     case "execute":
     case "deallocate": {

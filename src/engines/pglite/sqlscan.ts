@@ -36,7 +36,7 @@ export interface Statement {
 const MAX_TOKENS = 8;
 
 const GATE =
-  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stat_activity|extension/i;
+  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stat_activity|extension|grant|revoke/i;
 
 /** False when the text cannot contain anything the engine layer tracks. */
 export function mightMatter(sql: string): boolean {

@@ -20,6 +20,13 @@ import {
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
 import type { Adapter } from "../../helpers/pgts.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** Retries `ok` until it holds (a reload reaches the server a moment after `pgts reload` returns). */
+async function waitForHba(ok: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 100 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 100));
+}
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -103,7 +110,80 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       ]);
     });
 
+    test("roles are cluster-wide: created, granted and dropped in one database, seen at login to another", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE roles_a");
+      await admin.query("CREATE DATABASE roles_b");
+      const a = await pgClient(s, { database: "roles_a" });
+      await a.query("CREATE ROLE roamer LOGIN CREATEDB");
+      await a.query("CREATE ROLE crew");
+      await a.query("GRANT crew TO roamer");
+      const b = await pgClient(s, { user: "roamer", database: "roles_b" });
+      const r = await b.query(
+        "SELECT current_user AS u, current_database() AS db," +
+          " pg_has_role('roamer', 'crew', 'MEMBER') AS member," +
+          " (SELECT rolcreatedb FROM pg_roles WHERE rolname = 'roamer') AS createdb",
+      );
+      expect(r.rows[0]).toEqual({ u: "roamer", db: "roles_b", member: true, createdb: true });
+      // CREATEDB granted in roles_a lets it create a database from roles_b.
+      await b.query("CREATE DATABASE roamers_own");
+      const own = await admin.query(
+        "SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = 'roamers_own'",
+      );
+      expect(own.rows[0].o).toBe("roamer");
+      await b.query("DROP DATABASE roamers_own");
+      await b.end();
+
+      await admin.query("DROP ROLE roamer");
+      for (const database of ["roles_a", "roles_b", "postgres"]) {
+        const e = await connectError(s, { user: "roamer", database });
+        expect({ database, code: e?.code, message: e?.message }).toEqual({
+          database,
+          code: "28000",
+          message: 'role "roamer" does not exist',
+        });
+      }
+      expect(
+        (await a.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'roamer'")).rows[0]
+          .n,
+      )
+        .toBe(0);
+      await a.end();
+    });
+
     if (adapter !== undefined) return;
+
+    test("pg_hba.conf's database column names real databases", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE hba_open");
+      await admin.query("CREATE DATABASE hba_closed");
+      await admin.query("CREATE ROLE hba_user LOGIN");
+      const hba = join(s.dataDir, "pg_hba.conf");
+      const before = readFileSync(hba, "utf8");
+      writeFileSync(
+        hba,
+        "local all all trust\nhost hba_closed hba_user 127.0.0.1/32 reject\n" +
+          "host hba_open,postgres all 127.0.0.1/32 trust\n",
+      );
+      try {
+        const from = s.log.length;
+        expect((await s.reload()).code).toBe(0);
+        await s.waitForLog(/received SIGHUP, reloading configuration files/, { from });
+        await waitForHba(async () =>
+          (await connectError(s, { user: "hba_user", database: "hba_closed" }))?.code === "28000"
+        );
+        const closed = await connectError(s, { user: "hba_user", database: "hba_closed" });
+        expect(closed?.message).toBe(
+          'pg_hba.conf rejects connection for host "127.0.0.1", user "hba_user", database "hba_closed", no encryption',
+        );
+        expect(await connectError(s, { user: "hba_user", database: "hba_open" })).toBeNull();
+      } finally {
+        writeFileSync(hba, before);
+        await s.reload();
+      }
+    });
 
     test("PostgreSQL's errors: template in use 55006, duplicate 42P04, no CREATEDB 42501, template0 55000", async () => {
       const s = server();

@@ -1,0 +1,49 @@
+/**
+ * Roles are cluster-wide in PostgreSQL: pg_authid, pg_auth_members and the
+ * role-wide rows of pg_db_role_setting are shared catalogs, one copy for
+ * every database. pgts runs a PGlite cluster per database (dbengines.ts),
+ * each with its own copy, so after a transaction that may have changed
+ * roles the engine it ran on is read (`ROLES_DUMP_SQL`) and every other
+ * engine's copy is made the same (`rolesSyncSql`), rows and oids alike, so
+ * that an owner or a grantee is the same role in every database.
+ *
+ * Roles below FirstNormalObjectId other than the bootstrap superuser (10)
+ * are initdb's predefined pg_* roles, the same in every copy, and are left
+ * alone. This module only builds SQL; it runs as the bootstrap superuser.
+ */
+
+import { quoteLiteral } from "./wire.ts";
+
+/** The roles of an engine, as one JSON text: [pg_authid rows, pg_auth_members rows, role-wide settings]. */
+export const ROLES_DUMP_SQL = "select pg_catalog.json_build_array(" +
+  "(select coalesce(pg_catalog.json_agg(a), '[]') from pg_catalog.pg_authid a" +
+  " where a.oid >= 16384 or a.oid = 10)," +
+  " (select coalesce(pg_catalog.json_agg(m), '[]') from pg_catalog.pg_auth_members m)," +
+  " (select coalesce(pg_catalog.json_agg(d), '[]') from pg_catalog.pg_db_role_setting d" +
+  " where d.setdatabase = 0))::text";
+
+/** SQL that makes an engine's roles those of `dump` (ROLES_DUMP_SQL's text), in one transaction. */
+export function rolesSyncSql(dump: string): string {
+  const parts = JSON.parse(dump) as [unknown[], unknown[], unknown[]];
+  const rows = (table: string, i: 0 | 1 | 2) =>
+    `pg_catalog.json_populate_recordset(null::pg_catalog.${table}, ${
+      quoteLiteral(JSON.stringify(parts[i]))
+    })`;
+  return [
+    "BEGIN",
+    "SET LOCAL allow_system_table_mods = on",
+    "DELETE FROM pg_catalog.pg_auth_members",
+    "DELETE FROM pg_catalog.pg_db_role_setting WHERE setdatabase = 0",
+    "DELETE FROM pg_catalog.pg_authid WHERE oid >= 16384",
+    "UPDATE pg_catalog.pg_authid t SET rolname = s.rolname, rolsuper = s.rolsuper," +
+    " rolinherit = s.rolinherit, rolcreaterole = s.rolcreaterole, rolcreatedb = s.rolcreatedb," +
+    " rolcanlogin = s.rolcanlogin, rolreplication = s.rolreplication," +
+    " rolbypassrls = s.rolbypassrls, rolconnlimit = s.rolconnlimit," +
+    " rolpassword = s.rolpassword, rolvaliduntil = s.rolvaliduntil" +
+    ` FROM ${rows("pg_authid", 0)} s WHERE t.oid = 10 AND s.oid = 10`,
+    `INSERT INTO pg_catalog.pg_authid SELECT * FROM ${rows("pg_authid", 0)} WHERE oid >= 16384`,
+    `INSERT INTO pg_catalog.pg_auth_members SELECT * FROM ${rows("pg_auth_members", 1)}`,
+    `INSERT INTO pg_catalog.pg_db_role_setting SELECT * FROM ${rows("pg_db_role_setting", 2)}`,
+    "COMMIT",
+  ].join(";\n");
+}
