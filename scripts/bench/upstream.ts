@@ -3,7 +3,7 @@
  * pgbouncer, side by side in one run. Run with
  *   ./node_modules/.bin/bun scripts/bench/upstream.ts [-T SECONDS] [-c CLIENTS] [-r ROUNDS]
  *     [-s SCALE] [--adapter bun,inproc] [--upstream unix|tcp|tcp,unix] [--no-pgbouncer]
- *     [--cpu-prof DIR]
+ *     [--pool-mode session|transaction] [--pool-size N] [-C] [--cpu-prof DIR]
  * (defaults: -T 10 -c 4 -r 3 -s 10 --adapter bun,inproc --upstream unix; needs
  * root or a user that can run postgres). `unix` is the default: on the
  * 2-CPU VM of 2026-11-21 it measured the same as `tcp` (within 3%, 5 rounds)
@@ -15,7 +15,10 @@
  * (each with its own data dir; `unix` dials PostgreSQL's socket, `tcp`
  * 127.0.0.1), and pgbouncer in session mode (installed from Debian by
  * scripts/ensure-pgbouncer.sh when missing, run as the same OS user; it
- * reaches PostgreSQL the way the first `--upstream` says). It loads
+ * reaches PostgreSQL the way the first `--upstream` says).
+ * `--pool-mode transaction` runs pgts and pgbouncer as transaction poolers
+ * with `--pool-size` upstream connections each (default: CLIENTS, at most
+ * 20); `-C` makes pgbench connect anew for every transaction. It loads
  * pgbench's tables once, then runs pgbench select-only (-S) and TPC-B (the
  * default script) with -c CLIENTS -j 2 over TCP against every side in turn;
  * the order rotates every round so no side always runs on a warmer cache.
@@ -53,6 +56,9 @@ const { values } = parseArgs({
     adapter: { type: "string", default: "bun,inproc" },
     upstream: { type: "string", default: "unix" },
     "no-pgbouncer": { type: "boolean", default: false },
+    "pool-mode": { type: "string", default: "session" },
+    "pool-size": { type: "string" },
+    C: { type: "boolean", short: "C", default: false },
     "cpu-prof": { type: "string" },
   },
 });
@@ -61,6 +67,12 @@ const clients = Number(values.c);
 const rounds = Number(values.r);
 const scale = Number(values.s);
 const adapters = values.adapter.split(",").filter((a) => a !== "");
+const poolMode = values["pool-mode"];
+if (poolMode !== "session" && poolMode !== "transaction") {
+  throw new RangeError(`--pool-mode must be session or transaction, not "${poolMode}"`);
+}
+const poolSize = Number(values["pool-size"] ?? Math.min(clients, 20));
+const reconnect = values.C;
 const upstreams = values.upstream.split(",").filter((u) => u !== "");
 for (const u of upstreams) {
   if (u !== "tcp" && u !== "unix") {
@@ -226,6 +238,8 @@ async function startPostgres(): Promise<{ port: number; pid: number }> {
     "listen_addresses=127.0.0.1",
     "-c",
     "fsync=off",
+    "-c",
+    `max_connections=${Math.max(100, clients + 20)}`,
   ]);
   const pg = spawn(cmd[0]!, cmd.slice(1), { stdio: "ignore", detached: true });
   stops.push(killGroup(pg.pid));
@@ -270,6 +284,11 @@ async function startPgts(adapter: string, kind: string, pgPort: number): Promise
     adapter,
     "--engine",
     upstreamUrl(kind, pgPort),
+    ...(poolMode === "transaction"
+      ? ["-c", "pool_mode=transaction", "-c", `default_pool_size=${poolSize}`]
+      : []),
+    "-c",
+    "max_connections=500",
   ], { cwd: ROOT, stdio: "ignore", detached: true });
   stops.push(killGroup(pgts.pid));
   // A fast shutdown first, so that a profiled server writes its profile.
@@ -330,9 +349,9 @@ async function startPgbouncer(kind: string, pgPort: number): Promise<Side | null
       "unix_socket_dir =",
       "auth_type = trust",
       `auth_file = ${join(dir, "userlist.txt")}`,
-      "pool_mode = session",
-      "max_client_conn = 200",
-      `default_pool_size = ${Math.max(20, clients + 4)}`,
+      `pool_mode = ${poolMode}`,
+      "max_client_conn = 1000",
+      `default_pool_size = ${poolMode === "transaction" ? poolSize : Math.max(20, clients + 4)}`,
       `pidfile = ${join(dir, "pgbouncer.pid")}`,
       "log_connections = 0",
       "log_disconnections = 0",
@@ -373,7 +392,9 @@ async function main(): Promise<void> {
   };
   must([`${PG_BIN}/pgbench`, "-i", "-q", "-s", String(scale), "-p", String(pg.port)], env);
   console.log(
-    `pgbench -c ${clients} -j 2 -T ${seconds}, scale ${scale}, ${rounds} rounds; ` +
+    `pgbench -c ${clients} -j 2 -T ${seconds}${reconnect ? " -C" : ""}, scale ${scale}, ` +
+      `${rounds} rounds; pool_mode ${poolMode}` +
+      `${poolMode === "transaction" ? ` with ${poolSize} upstream connections per pooler` : ""}; ` +
       `pgts reaches PostgreSQL 15 over ${upstreams.join(" and ")}` +
       `${upstreams[0] === "unix" ? " (its Unix socket)" : ""}; load average ${loadAtStart}`,
   );
@@ -403,6 +424,7 @@ async function main(): Promise<void> {
       String(seconds),
       "-p",
       String(side.port),
+      ...(reconnect ? ["-C"] : []),
       ...args,
     ], env);
     // The backends of the run exit and are reaped right after pgbench does.

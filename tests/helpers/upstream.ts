@@ -207,6 +207,50 @@ export class UpstreamPostgres {
     return pg;
   }
 
+  /**
+   * A streaming standby of `primary`: `pg_basebackup -R` (which writes
+   * standby.signal and primary_conninfo) over the primary's Unix socket,
+   * then started on a port of its own.
+   */
+  static async standbyOf(primary: UpstreamPostgres): Promise<UpstreamPostgres> {
+    const user = primary.user;
+    const root = mkdtempSync(join(tmpdir(), "pgts-standby-"));
+    chmodSync(root, 0o755);
+    const pg = new UpstreamPostgres(root, await freePort(), user);
+    servers.add(pg);
+    if (user !== null) {
+      const uid = Number(Bun.spawnSync(["id", "-u", user]).stdout.toString().trim());
+      const gid = Number(Bun.spawnSync(["id", "-g", user]).stdout.toString().trim());
+      chownSync(root, uid, gid);
+    }
+    const backup = await run(asUser(user, [
+      `${PG_BIN}/pg_basebackup`,
+      "-h",
+      primary.socketDir,
+      "-p",
+      String(primary.port),
+      "-U",
+      UPSTREAM_USER,
+      "-D",
+      pg.dataDir,
+      "-R",
+      "-X",
+      "stream",
+      "--no-sync",
+    ]));
+    if (backup.code !== 0) throw new Error(`pg_basebackup failed:\n${backup.out}\n${backup.err}`);
+    await pg.startServer();
+    return pg;
+  }
+
+  /** pg_ctl promote: the standby becomes a primary (waits until it is). */
+  async promote(): Promise<void> {
+    const r = await run(
+      asUser(this.user, [`${PG_BIN}/pg_ctl`, "promote", "-w", "-D", this.dataDir]),
+    );
+    if (r.code !== 0) throw new Error(`pg_ctl promote failed:\n${r.out}\n${r.err}`);
+  }
+
   /** (Re)starts postgres on the same port and directory; waits until it answers. */
   async startServer(): Promise<void> {
     this.#log = "";

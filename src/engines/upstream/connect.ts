@@ -34,6 +34,7 @@ import {
   writeSASLResponse,
   writeSSLRequest,
   writeStartupMessage,
+  writeTerminate,
 } from "../../core/protocol/mod.ts";
 import { md5PasswordHash, md5SaltedResponse } from "../../core/auth/md5.ts";
 import { ScramClient } from "./scram-client.ts";
@@ -64,6 +65,8 @@ export type UpstreamStartTls = (raw: Connection, options: {
 
 export interface UpstreamConnection {
   readonly conn: Connection;
+  /** The host it reached (of several, the one target_session_attrs accepted). */
+  readonly address: UpstreamAddress;
   /** The upstream backend's pid and cancel key, for CancelRequest. */
   readonly pid: number;
   readonly key: Uint8Array;
@@ -98,10 +101,79 @@ function unreachable(target: UpstreamTarget, reason: string): PgError {
   );
 }
 
+type Options = OpenOptions & {
+  connect: UpstreamConnect;
+  startTls?: UpstreamStartTls | undefined;
+};
+
+/**
+ * The first of the target's hosts that can be reached and matches its
+ * target_session_attrs, tried in order as libpq does (prefer-standby: a
+ * standby, else any). The server's own ParameterStatus says what it is:
+ * `in_hot_standby` and `default_transaction_read_only` (PostgreSQL 14+).
+ */
 export async function openUpstream(
   target: UpstreamTarget,
-  options: OpenOptions & { connect: UpstreamConnect; startTls?: UpstreamStartTls | undefined },
+  options: Options,
 ): Promise<UpstreamConnection> {
+  const hosts = target.hosts ?? [target];
+  const attrs = target.targetSessionAttrs ?? "any";
+  if (hosts.length === 1 && attrs === "any") return await openHost(target, options);
+  const passes: Array<(p: Map<string, string>) => string | null> = attrs === "prefer-standby"
+    ? [sessionCheck("standby"), () => null]
+    : [sessionCheck(attrs)];
+  let last: PgError | null = null;
+  for (const check of passes) {
+    for (const h of hosts) {
+      const one = { ...target, address: h.address, display: h.display, ssl: h.ssl };
+      let c: UpstreamConnection;
+      try {
+        c = await openHost(one, options);
+      } catch (e) {
+        if (!isPgError(e)) throw e;
+        // Errors about the client's request are the same on every host.
+        if (passesThrough(e.code)) throw e;
+        last = e;
+        continue;
+      }
+      const refused = check(new Map(c.parameterStatus));
+      if (refused === null) return c;
+      c.conn.write(MessageWriter.encode((w) => writeTerminate(w)));
+      c.conn.end();
+      last = unreachable(one, refused);
+    }
+  }
+  throw new PgError(
+    ERRCODE.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+    last?.message ?? "could not connect to the upstream server",
+    {
+      severity: "FATAL",
+      detail: `Tried ${hosts.map((h) => `"${h.display}"`).join(", ")}` +
+        (attrs === "any" ? "." : ` for target_session_attrs=${attrs}.`),
+    },
+  );
+}
+
+/** A check of a server's reported state for target_session_attrs: null when it fits, else why not. */
+function sessionCheck(attrs: string): (p: Map<string, string>) => string | null {
+  const standby = (p: Map<string, string>) => p.get("in_hot_standby") === "on";
+  const readOnly = (p: Map<string, string>) =>
+    standby(p) || p.get("default_transaction_read_only") === "on";
+  switch (attrs) {
+    case "read-write":
+      return (p) => readOnly(p) ? "session is read-only" : null;
+    case "read-only":
+      return (p) => readOnly(p) ? null : "session is not read-only";
+    case "primary":
+      return (p) => standby(p) ? "server is in hot standby mode" : null;
+    case "standby":
+      return (p) => standby(p) ? null : "server is not in hot standby mode";
+    default:
+      return () => null;
+  }
+}
+
+async function openHost(target: UpstreamTarget, options: Options): Promise<UpstreamConnection> {
   const mode = target.ssl.mode;
   // Without a TLS implementation (tests with fake sockets) "allow" and
   // "prefer" are plain, as libpq built without SSL treats them.
@@ -421,7 +493,7 @@ async function startup(
         conn.pause();
         conn.onData = null;
         conn.onClose = null;
-        return { conn, pid, key, parameterStatus, rest: input.rest() };
+        return { conn, address: target.address, pid, key, parameterStatus, rest: input.rest() };
       }
       default:
         // NoticeResponse, NegotiateProtocolVersion: nothing to act on.

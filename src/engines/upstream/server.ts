@@ -29,7 +29,7 @@ import {
 } from "../../core/protocol/mod.ts";
 import type { TransactionStatus } from "../../core/engine/types.ts";
 import type { UpstreamConnect, UpstreamConnection } from "./connect.ts";
-import type { UpstreamTarget } from "./url.ts";
+import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 
 /** PostgreSQL's own limit on a message it sends. */
 const MAX_BACKEND_MESSAGE = 0x7fffffff;
@@ -73,6 +73,7 @@ export class PoolServer {
   #conn: Connection;
   #target: UpstreamTarget;
   #connect: UpstreamConnect;
+  #address: UpstreamAddress;
   /** A message split across reads, gathered here. */
   #partial: Uint8Array | null = null;
   #partialLen = 0;
@@ -89,6 +90,7 @@ export class PoolServer {
     this.#conn = upstream.conn;
     this.#target = options.target;
     this.#connect = options.connect;
+    this.#address = upstream.address;
     this.#onClosed = options.onClosed;
     this.pid = upstream.pid;
     this.key = upstream.key;
@@ -107,7 +109,7 @@ export class PoolServer {
   cancel(): void {
     if (this.closed) return;
     const bytes = MessageWriter.encode((w) => writeCancelRequest(w, this.pid, this.key));
-    this.#connect(this.#target.address).then((c) => {
+    this.#connect(this.#address).then((c) => {
       c.onClose = () => {};
       c.write(bytes);
       c.end();

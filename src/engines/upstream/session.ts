@@ -35,7 +35,7 @@ import {
   writeErrorResponse,
 } from "../../core/protocol/mod.ts";
 import type { UpstreamConnect, UpstreamConnection } from "./connect.ts";
-import type { UpstreamTarget } from "./url.ts";
+import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 
 /** Longest ErrorResponse body kept to learn a FATAL's code; longer ones are relayed only. */
 const MAX_ERROR_CAPTURE = 16384;
@@ -59,6 +59,7 @@ export class UpstreamSession implements EngineSession {
   #conn: Connection;
   #target: UpstreamTarget;
   #connect: UpstreamConnect;
+  #address: UpstreamAddress;
   #upstreamPid: number;
   #key: Uint8Array;
   #status: TransactionStatus = "I";
@@ -84,6 +85,7 @@ export class UpstreamSession implements EngineSession {
     this.#conn = upstream.conn;
     this.#target = options.target;
     this.#connect = options.connect;
+    this.#address = upstream.address;
     this.#upstreamPid = upstream.pid;
     this.#key = upstream.key;
     this.#scanner = new BackendScanner({
@@ -226,7 +228,7 @@ export class UpstreamSession implements EngineSession {
   cancel(): void {
     if (this.#ended !== null) return;
     const bytes = MessageWriter.encode((w) => writeCancelRequest(w, this.#upstreamPid, this.#key));
-    this.#connect(this.#target.address).then((c) => {
+    this.#connect(this.#address).then((c) => {
       c.onClose = () => {};
       c.write(bytes);
       // The upstream closes its side once it has read the request.

@@ -11,6 +11,11 @@
  * `require`, a root file makes it verify the chain as verify-ca does),
  * `sslsni` (1, the default, sends the host name) and `channel_binding`
  * (disable, prefer, require). Unix sockets never use TLS.
+ *
+ * Several hosts (`postgres://h1:5432,h2:5433/db`, or `?host=h1,h2&port=..`)
+ * are tried in order, as libpq does, until one is reachable and matches
+ * `target_session_attrs` (any, read-write, read-only, primary, standby,
+ * prefer-standby); `address`, `display` and `ssl` are the first host's.
  */
 
 /** Where the upstream listens. */
@@ -29,7 +34,35 @@ export interface UpstreamTarget {
   /** How the address is shown in messages: `host:port` or the socket path. */
   readonly display: string;
   readonly ssl: UpstreamSsl;
+  /** Every host, in the order they are tried (the first is `address`); absent: `address` alone. */
+  readonly hosts?: readonly UpstreamHost[];
+  /** Absent: any. */
+  readonly targetSessionAttrs?: TargetSessionAttrs;
 }
+
+/** One host of the URL. */
+export interface UpstreamHost {
+  readonly address: UpstreamAddress;
+  readonly display: string;
+  readonly ssl: UpstreamSsl;
+}
+
+export type TargetSessionAttrs =
+  | "any"
+  | "read-write"
+  | "read-only"
+  | "primary"
+  | "standby"
+  | "prefer-standby";
+
+const TARGET_SESSION_ATTRS = new Set([
+  "any",
+  "read-write",
+  "read-only",
+  "primary",
+  "standby",
+  "prefer-standby",
+]);
 
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
 
@@ -66,6 +99,7 @@ const PARAMETERS = [
   "sslrootcert",
   "sslsni",
   "channel_binding",
+  "target_session_attrs",
 ];
 
 /** True when `value` is an upstream URL rather than an engine name. */
@@ -78,15 +112,20 @@ export function parseUpstreamUrl(value: string): UpstreamTarget {
   if (!isUpstreamUrl(value)) {
     throw new RangeError(`Upstream URL must start with "postgres://": "${redact(value)}"`);
   }
+  // The host list is taken out of the authority before URL parses the rest:
+  // "h1:5432,h2:5433" is no URL host.
+  const rest = value.replace(/^postgres(ql)?:\/\//, "");
+  const authorityEnd = rest.search(/[/?#]/);
+  const authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
+  const at = authority.lastIndexOf("@");
+  const userinfo = at < 0 ? "" : authority.slice(0, at + 1);
+  const hostList = authority.slice(at + 1);
   let url: URL;
   try {
     // URL only parses the authority of special schemes; "http:" is one.
-    // libpq allows an empty host (the default socket, or ?host=); http not.
-    const http = value.replace(/^postgres(ql)?:\/\//, "http://").replace(
-      /^http:\/\/([^/?#]*@)?(?=[/?#]|$)/,
-      `http://$1${EMPTY_HOST}`,
+    url = new URL(
+      `http://${userinfo}${EMPTY_HOST}${authorityEnd < 0 ? "" : rest.slice(authorityEnd)}`,
     );
-    url = new URL(http);
   } catch {
     throw new RangeError(`Upstream URL is not a valid URI: "${redact(value)}"`);
   }
@@ -115,29 +154,65 @@ export function parseUpstreamUrl(value: string): UpstreamTarget {
   const password = rawPassword === null ? null : decodeURIComponent(rawPassword);
   const path = decodeURIComponent(url.pathname.replace(/^\//, ""));
   const database = q.get("dbname") ?? (path === "" ? user : path);
-  const portText = q.get("port") ?? url.port;
-  const port = portText === "" ? DEFAULT_PORT : Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new RangeError(`Upstream URL port "${portText}" is not a valid port`);
+  const attrs = q.get("target_session_attrs") ?? "any";
+  if (!TARGET_SESSION_ATTRS.has(attrs)) {
+    throw new RangeError(`Upstream URL target_session_attrs "${attrs}" is invalid`);
   }
-  const host = q.get("host") ??
-    (url.hostname === EMPTY_HOST ? "" : decodeURIComponent(url.hostname));
-  if (host.startsWith("/")) {
-    const path = `${host.replace(/\/$/, "")}/.s.PGSQL.${port}`;
-    const ssl: UpstreamSsl = { mode: "disable", rootCert, host: null, sni, channelBinding };
-    return { address: { family: "unix", path }, user, password, database, display: path, ssl };
+  // host[:port] entries of the authority, or ?host= and ?port= lists.
+  const fromAuthority = hostList === "" ? [] : splitHosts(hostList);
+  const hostNames = q.has("host")
+    ? q.get("host")!.split(",")
+    : fromAuthority.length === 0
+    ? [""]
+    : fromAuthority.map((h) => h.host);
+  const portTexts = q.has("port")
+    ? q.get("port")!.split(",")
+    : fromAuthority.length === 0
+    ? [""]
+    : fromAuthority.map((h) => h.port);
+  const hostaddrs = q.get("hostaddr")?.split(",") ?? [];
+  if (portTexts.length !== 1 && portTexts.length !== hostNames.length) {
+    throw new RangeError(
+      `Upstream URL has ${hostNames.length} hosts and ${portTexts.length} ports`,
+    );
   }
-  const h = host === "" ? "localhost" : host.replace(/^\[(.*)\]$/, "$1");
-  const dial = q.get("hostaddr") ?? h;
-  const ssl: UpstreamSsl = { mode: sslmode as SslMode, rootCert, host: h, sni, channelBinding };
+  const hosts: UpstreamHost[] = hostNames.map((rawHost, i) => {
+    const portText = portTexts.length === 1 ? portTexts[0]! : portTexts[i]!;
+    const port = portText === "" ? DEFAULT_PORT : Number(portText);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new RangeError(`Upstream URL port "${portText}" is not a valid port`);
+    }
+    const host = decodeURIComponent(rawHost);
+    if (host.startsWith("/")) {
+      const path = `${host.replace(/\/$/, "")}/.s.PGSQL.${port}`;
+      const ssl: UpstreamSsl = { mode: "disable", rootCert, host: null, sni, channelBinding };
+      return { address: { family: "unix", path }, display: path, ssl };
+    }
+    const h = host === "" ? "localhost" : host.replace(/^\[(.*)\]$/, "$1");
+    const dial = hostaddrs[i] ?? (hostaddrs.length === 1 ? hostaddrs[0]! : h);
+    const ssl: UpstreamSsl = { mode: sslmode as SslMode, rootCert, host: h, sni, channelBinding };
+    return { address: { family: "tcp", host: dial, port }, display: `${h}:${port}`, ssl };
+  });
+  const first = hosts[0]!;
   return {
-    address: { family: "tcp", host: dial, port },
+    address: first.address,
     user,
     password,
     database,
-    display: `${h}:${port}`,
-    ssl,
+    display: first.display,
+    ssl: first.ssl,
+    hosts,
+    targetSessionAttrs: attrs as TargetSessionAttrs,
   };
+}
+
+/** "h1:5432,[::1]:5433,h3" as host and port texts (empty when absent). */
+function splitHosts(list: string): Array<{ host: string; port: string }> {
+  return list.split(",").map((entry) => {
+    const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(entry);
+    if (m === null) throw new RangeError(`Upstream URL host "${entry}" is invalid`);
+    return { host: m[1]!, port: m[2] ?? "" };
+  });
 }
 
 /** The URL with its password replaced, for messages and logs. */

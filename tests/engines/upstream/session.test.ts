@@ -85,7 +85,14 @@ function session(): { s: UpstreamSession; up: FakeConn; cancels: FakeConn[] } {
   const up = new FakeConn();
   const cancels: FakeConn[] = [];
   const s = new UpstreamSession(
-    { conn: up, pid: 4242, key: int32(99), parameterStatus: [], rest: new Uint8Array(0) },
+    {
+      conn: up,
+      address: target.address,
+      pid: 4242,
+      key: int32(99),
+      parameterStatus: [],
+      rest: new Uint8Array(0),
+    },
     {
       target,
       connect: () => {
@@ -430,5 +437,19 @@ describe("the engine URL", () => {
       RangeError,
     );
     expect(() => parseUpstreamUrl("postgres://h/db")).toThrow("must name a user");
+    const m = parseUpstreamUrl(
+      "postgres://u@h1:5433,[::1]:5434,h3/db?target_session_attrs=primary",
+    );
+    expect(m.hosts?.map((h) => h.address)).toEqual([
+      { family: "tcp", host: "h1", port: 5433 },
+      { family: "tcp", host: "::1", port: 5434 },
+      { family: "tcp", host: "h3", port: 5432 },
+    ]);
+    expect(m.targetSessionAttrs).toBe("primary");
+    expect(parseUpstreamUrl("postgres://u@/db?host=a,b&port=1,2").hosts?.map((h) => h.display))
+      .toEqual(["a:1", "b:2"]);
+    expect(() => parseUpstreamUrl("postgres://u@h/db?target_session_attrs=any-old")).toThrow(
+      RangeError,
+    );
   });
 });
