@@ -15,6 +15,7 @@
  */
 
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -90,15 +91,21 @@ export function pgliteAssetOptions(): Promise<PgliteAssetOptions> {
 }
 
 /**
- * The bytes of pglite.wasm this realm's PGlite runs: the registered copy,
- * else the one next to PGlite's module. Null when neither can be read.
- * (tempnamespace.ts identifies the build by them.)
+ * The SHA-256 (hex) of the pglite.wasm this realm's PGlite runs: the
+ * registered copy, else the one next to PGlite's module; null when neither
+ * can be read. tempnamespace.ts identifies the build by it. Started before
+ * PGlite opens, so that the read overlaps with the open.
  */
-export function pgliteWasmBytes(): Uint8Array | null {
+export async function pgliteWasmSha256(): Promise<string | null> {
   try {
-    if (registered !== null) return bytes(registered.pgliteWasm);
-    const dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
-    return readFileSync(join(dir, "pglite.wasm"));
+    let data: Uint8Array<ArrayBuffer>;
+    if (registered !== null) data = bytes(registered.pgliteWasm);
+    else {
+      const dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
+      data = await readFile(join(dir, "pglite.wasm"));
+    }
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+    return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
   } catch {
     return null;
   }

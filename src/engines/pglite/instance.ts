@@ -51,7 +51,7 @@ import {
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
 import { installEncodingGuard } from "./encoding.ts";
 import { installTempNamespaces, type TempNamespaces, type TempPair } from "./tempnamespace.ts";
-import { pgliteWasmBytes } from "./assets.ts";
+import { pgliteWasmSha256 } from "./assets.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 
 /** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
@@ -247,6 +247,7 @@ export async function openInstance(
     },
   };
 
+  const wasmSha256 = pgliteWasmSha256();
   const startParams = durable
     ? PGlite.defaultStartParams.filter((p) => p !== "-F")
     : [...PGlite.defaultStartParams];
@@ -284,7 +285,7 @@ export async function openInstance(
     advisory = installAdvisoryLocks(tools);
     const installed = await installTempNamespaces(
       tools,
-      pgliteWasmBytes(),
+      await wasmSha256,
       async (sql) => (await db.query<Record<string, unknown>>(sql)).rows,
     );
     if (typeof installed === "string") tempShared = installed;

@@ -76,7 +76,6 @@
  * dropped (the engine drops a pair with none current).
  */
 
-import { createHash } from "node:crypto";
 import type { WasmTools } from "./guard.ts";
 
 /** A session's temporary namespace and its toast namespace (OIDs); [0, 0] for none yet. */
@@ -168,11 +167,10 @@ export type RunQuery = (sql: string) => Promise<Array<Record<string, unknown>>>;
  */
 export async function installTempNamespaces(
   tools: WasmTools,
-  wasm: Uint8Array | null,
+  sha: string | null,
   query: RunQuery,
 ): Promise<TempNamespaces | string> {
-  if (wasm === null) return "PGlite's WASM file was not found";
-  const sha = createHash("sha256").update(wasm).digest("hex");
+  if (sha === null) return "PGlite's WASM file was not found";
   const layout = LAYOUTS[sha];
   if (layout === undefined) return `this PGlite build (pglite.wasm sha256 ${sha}) is not known`;
   const ex = tools.ex as unknown as TempExports & typeof tools.ex;
