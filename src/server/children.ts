@@ -25,13 +25,15 @@ import { connectTcp, connectUnix } from "../adapters/shared/connect.ts";
 import { detectRuntime } from "../adapters/runtime.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
+import { withAdminConsole } from "../adapters/http/console.ts";
+import { poolConsole } from "../engines/upstream/console.ts";
 import {
   isUpstreamUrl,
   type PoolSettings,
   type UpstreamAddress,
   UpstreamEngine,
-  type UpstreamStartTls,
   UpstreamPool,
+  type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
 import { join } from "node:path";
@@ -303,7 +305,8 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
       pool.configure(poolSettings(merged));
     });
   });
-  return pool;
+  // The "pgts" database is the pool's admin console (SHOW POOLS...), for superusers.
+  return withAdminConsole(pool, poolConsole(pool));
 }
 
 /**

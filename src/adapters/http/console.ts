@@ -47,7 +47,8 @@ const TEXT = 25;
 const INT4 = 23;
 const INT8 = 20;
 
-interface ConsoleResult {
+/** One console command's answer: a result set, or a tag alone. */
+export interface ConsoleResult {
   readonly fields: FieldDescription[];
   readonly rows: (string | null)[][];
   readonly tag: string;
@@ -174,17 +175,20 @@ function writeResult(w: MessageWriter, r: ConsoleResult | null, describe: boolea
   writeCommandComplete(w, r.tag);
 }
 
-/** One client's session on the admin console. */
+/** Runs one console command (null for an empty one); throws an ERROR PgError to refuse it. */
+export type ConsoleCommands = (sql: string) => ConsoleResult | null;
+
+/** One client's session on an admin console. */
 export class AdminConsoleSession implements EngineSession {
   onAsync: ((backend: Uint8Array) => void) | null = null;
   onTerminate: ((reason: PgError) => void) | null = null;
-  #source: AdminSource;
+  #run: ConsoleCommands;
   #statement = "";
   #pending: ConsoleResult | null = null;
   #failed = false;
 
-  constructor(source: AdminSource) {
-    this.#source = source;
+  constructor(run: ConsoleCommands) {
+    this.#run = run;
   }
 
   get transactionStatus(): TransactionStatus {
@@ -220,7 +224,7 @@ export class AdminConsoleSession implements EngineSession {
     if (this.#failed) return; // after an error, skip to Sync
     switch (type) {
       case FE.Query:
-        writeResult(w, runConsoleCommand(this.#source, parseQuery(body)), true);
+        writeResult(w, this.#run(parseQuery(body)), true);
         writeReadyForQuery(w, "I");
         return;
       case FE.Parse:
@@ -229,14 +233,12 @@ export class AdminConsoleSession implements EngineSession {
         writeParseComplete(w);
         return;
       case FE.Bind:
-        this.#pending = runConsoleCommand(this.#source, this.#statement);
+        this.#pending = this.#run(this.#statement);
         writeBindComplete(w);
         return;
       case FE.Describe: {
         if (body[0] === 0x53) writeParameterDescription(w, []);
-        const r = body[0] === 0x53
-          ? runConsoleCommand(this.#source, this.#statement)
-          : this.#pending;
+        const r = body[0] === 0x53 ? this.#run(this.#statement) : this.#pending;
         if (r === null || r.fields.length === 0) writeNoData(w);
         else writeRowDescription(w, r.fields);
         return;
@@ -265,8 +267,14 @@ export class AdminConsoleSession implements EngineSession {
   }
 }
 
-/** An Engine whose database "pgts" is the admin console, for superusers. */
-export function withAdminConsole(engine: Engine, source: AdminSource): Engine {
+/**
+ * An Engine whose database "pgts" is an admin console, for superusers:
+ * `source`'s commands (the HTTP server's), or `commands` as given.
+ */
+export function withAdminConsole(engine: Engine, source: AdminSource | ConsoleCommands): Engine {
+  const run: ConsoleCommands = typeof source === "function"
+    ? source
+    : (sql) => runConsoleCommand(source, sql);
   return {
     lookupRole: (name) => engine.lookupRole(name),
     async startSession(startup: SessionStartup) {
@@ -280,7 +288,7 @@ export function withAdminConsole(engine: Engine, source: AdminSource): Engine {
         );
       }
       return {
-        session: new AdminConsoleSession(source),
+        session: new AdminConsoleSession(run),
         parameterStatus: [
           ["server_version", "pgts admin console"],
           ["client_encoding", "UTF8"],

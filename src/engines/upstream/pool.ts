@@ -110,8 +110,13 @@ export class Pool {
     string,
     { map: ReadonlyMap<string, string>; reported: Array<[string, string]> }
   >();
-  /** Statistics for SHOW-like reporting and tests. */
+  readonly createdAt = Date.now();
+  /** SHOW STATS: transactions (connections given back), queries (ReadyForQuery), bytes, times. */
   transactions = 0;
+  queries = 0;
+  received = 0;
+  sent = 0;
+  xactMs = 0;
   waitedMs = 0;
 
   constructor(database: string, user: string) {
@@ -189,8 +194,9 @@ export class UpstreamPool implements Engine {
     return [...this.#pools.values()];
   }
 
-  get sessionCount(): number {
-    return this.#sessions.size;
+  /** The clients' sessions, for the console. */
+  sessions(): PooledSession[] {
+    return [...this.#sessions];
   }
 
   poolFor(database: string, user: string): Pool {
@@ -227,6 +233,7 @@ export class UpstreamPool implements Engine {
     for (let s = pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
       if (s.closed) continue;
       pool.active.add(s);
+      s.assignedAt = Date.now();
       return { promise: Promise.resolve(s), cancel: () => {} };
     }
     let waiter!: Waiter;
@@ -272,11 +279,13 @@ export class UpstreamPool implements Engine {
   release(pool: Pool, server: PoolServer): void {
     pool.active.delete(server);
     server.handler = null;
+    server.client = null;
     if (server.closed) {
       this.#grow(pool);
       return;
     }
     pool.transactions++;
+    pool.xactMs += Date.now() - server.assignedAt;
     const lifetime = this.settings.serverLifetimeMs;
     if (this.#closed || (lifetime > 0 && Date.now() - server.openedAt > lifetime)) {
       server.close();
@@ -298,6 +307,7 @@ export class UpstreamPool implements Engine {
     const w = pool.waiters.shift();
     if (w !== undefined) {
       pool.active.add(server);
+      server.assignedAt = Date.now();
       pool.waitedMs += Date.now() - w.since;
       w.resolve(server);
       return;

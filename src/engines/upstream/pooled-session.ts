@@ -105,6 +105,9 @@ export class PooledSession implements EngineSession, ServerHandler {
   onAsync: Out | null = null;
   onTerminate: ((reason: PgError) => void) | null = null;
   readonly id = nextSessionId++;
+  readonly connectedAt = Date.now();
+  /** When its last input came, for the console. */
+  requestAt = Date.now();
 
   #engine: UpstreamPool;
   #pool: Pool;
@@ -155,6 +158,25 @@ export class PooledSession implements EngineSession, ServerHandler {
 
   get transactionStatus(): TransactionStatus {
     return this.#status;
+  }
+
+  /** What the console shows of it. */
+  get info(): {
+    startup: SessionStartup;
+    pool: Pool;
+    state: "active" | "waiting" | "idle";
+    server: PoolServer | null;
+    statements: number;
+    applicationName: string;
+  } {
+    return {
+      startup: this.#startup,
+      pool: this.#pool,
+      state: this.#waiting !== null ? "waiting" : this.#server !== null ? "active" : "idle",
+      server: this.#server,
+      statements: this.#statements.size,
+      applicationName: this.#map.get("application_name") ?? "",
+    };
   }
 
   /** The upstream backend's pid while the session holds a connection. */
@@ -268,6 +290,7 @@ export class PooledSession implements EngineSession, ServerHandler {
       }
       this.#server = server;
       server.handler = this;
+      server.client = this;
       return this.#send(input, frames, out);
     }
     return this.#send(frontend, frames, out);
@@ -359,6 +382,8 @@ export class PooledSession implements EngineSession, ServerHandler {
   /** Renames, adds and answers what it must, writes the rest upstream. */
   #send(input: Uint8Array, frames: Frame[], out: Out): Promise<void> {
     const server = this.#server!;
+    this.requestAt = Date.now();
+    this.#pool.received += input.length;
     const parts: Uint8Array[] = [];
     /** Statements this input uses: not to be evicted for room. */
     const used = new Set<string>();
@@ -598,6 +623,7 @@ export class PooledSession implements EngineSession, ServerHandler {
         if (head?.kind === FE.Execute) return this.#complete(head, true, buf, start, end);
         break;
       case BE.ReadyForQuery:
+        this.#pool.queries++;
         this.#status = this.#server?.status ?? "I";
         this.#copyIn = false;
         this.#skipping = false;
@@ -715,6 +741,7 @@ export class PooledSession implements EngineSession, ServerHandler {
     const bytes = this.#outStart === 0 && this.#outEnd === buf.length
       ? buf
       : buf.subarray(this.#outStart, this.#outEnd);
+    this.#pool.sent += bytes.length;
     this.#sink()?.(bytes);
   }
 

@@ -57,6 +57,10 @@ export class PoolServer {
   readonly pid: number;
   readonly key: Uint8Array;
   readonly openedAt = Date.now();
+  /** When a client (or the pool) was last given it. */
+  assignedAt = Date.now();
+  /** The session it serves now, for the console. */
+  client: { readonly id: number } | null = null;
   /** When it last went back to the pool (for server_idle_timeout). */
   idleSince = Date.now();
   /** ParameterStatus values as the upstream last reported them. */
@@ -74,6 +78,10 @@ export class PoolServer {
   #target: UpstreamTarget;
   #connect: UpstreamConnect;
   #address: UpstreamAddress;
+  /** Where it is connected, for the console. */
+  get address(): UpstreamAddress {
+    return this.#address;
+  }
   /** A message split across reads, gathered here. */
   #partial: Uint8Array | null = null;
   #partialLen = 0;

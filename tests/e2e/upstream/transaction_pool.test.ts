@@ -276,3 +276,70 @@ test("LISTEN keeps the client's connection, so its notifications arrive", async 
     await b.end();
   }
 });
+
+test("the pgts console shows pools, clients, servers and stats in pgbouncer's columns, to superusers only", async () => {
+  const app = await front.client();
+  await app.query("begin");
+  await app.query("select 1");
+  const console = new pg.Client({
+    host: front.host,
+    port: front.port,
+    user: "postgres",
+    database: "pgts",
+  });
+  await console.connect();
+  try {
+    const pools = await console.query("SHOW POOLS");
+    expect(pools.fields.map((f) => f.name)).toEqual([
+      "database",
+      "user",
+      "cl_active",
+      "cl_waiting",
+      "cl_active_cancel_req",
+      "cl_waiting_cancel_req",
+      "sv_active",
+      "sv_active_cancel",
+      "sv_being_canceled",
+      "sv_idle",
+      "sv_used",
+      "sv_tested",
+      "sv_login",
+      "maxwait",
+      "maxwait_us",
+      "pool_mode",
+    ]);
+    const pool = pools.rows.find((r) => r.database === "postgres" && r.user === "postgres");
+    expect(pool).toMatchObject({ cl_waiting: 0, sv_active: 1, pool_mode: "transaction" });
+    expect(pool.cl_active).toBeGreaterThanOrEqual(1);
+
+    const clients = await console.query("SHOW CLIENTS");
+    expect(clients.fields).toHaveLength(19);
+    const active = clients.rows.filter((r) => r.state === "active");
+    expect(active).toHaveLength(1);
+    const servers = await console.query("SHOW SERVERS");
+    const linked = servers.rows.find((r) => r.ptr === active[0].link);
+    expect(linked?.link).toBe(active[0].ptr);
+    // remote_pid is the upstream backend's: the one in the app's transaction.
+    const pid = (await app.query("select pg_backend_pid() as pid")).rows[0].pid;
+    expect(linked?.remote_pid).toBe(pid);
+
+    const stats = await console.query("SHOW STATS");
+    const row = stats.rows.find((r) => r.database === "postgres");
+    expect(Number(row.total_xact_count)).toBeGreaterThan(0);
+    expect(Number(row.total_query_count)).toBeGreaterThan(Number(row.total_xact_count) - 1);
+    expect((await console.query("SHOW NONSENSE").catch((e) => e)).code).toBe("42601");
+  } finally {
+    await console.end();
+    await app.query("commit");
+    await app.end();
+  }
+  await upstream.psql("drop role if exists plain; create role plain login");
+  const plain = new pg.Client({
+    host: front.host,
+    port: front.port,
+    user: "plain",
+    database: "pgts",
+  });
+  const e = await plain.connect().catch((x) => x);
+  expect(e.code).toBe("42501");
+});
