@@ -68,8 +68,12 @@ export class PowerCut {
     this.#fail = `${shadowDir}.fail`;
   }
 
-  /** Takes the starting state and returns the server's environment. */
-  arm(): Record<string, string> {
+  /**
+   * Takes the starting state and returns the server's environment. Each
+   * fsync takes `syncDelayMs` (default 3) before what it syncs is kept: a
+   * commit acknowledged before its fsync returned is lost at a cut.
+   */
+  arm(options: { syncDelayMs?: number } = {}): Record<string, string> {
     mkdirSync(join(this.shadowDir, ".."), { recursive: true });
     cpSync(this.dataDir, this.shadowDir, { recursive: true });
     return {
@@ -78,6 +82,7 @@ export class PowerCut {
       POWERCUT_SHADOW: this.shadowDir,
       POWERCUT_COUNT: this.#count,
       POWERCUT_FAIL: this.#fail,
+      POWERCUT_DELAY_US: String(Math.round((options.syncDelayMs ?? 3) * 1000)),
     };
   }
 

@@ -187,6 +187,8 @@ export class PgliteEngine implements Engine {
     this.#onBroken = options.onBroken;
     this.cluster = options.cluster ?? null;
     executor.onSignals = (signals) => this.#signalBackends(signals);
+    // A failed fdatasync of the WAL (group commit defers it): the PANIC.
+    executor.onWalFailure = (message) => this.markBroken(`PANIC: ${message}`);
     if (
       !(this.options.engineWaitTimeoutMs > 0 && Number.isFinite(this.options.engineWaitTimeoutMs))
     ) {
@@ -415,6 +417,10 @@ export class PgliteEngine implements Engine {
       );
     }
     await this.settleCatalogs();
+    // A login is an answer too: it may rest on a role whose commit is not
+    // on disk yet (group commit, groupcommit.ts).
+    const wal = this.executor.wal;
+    if (wal.behind) await wal.waitFor(wal.requested);
     const settings = this.#startupMap(startup.user, startup.params);
     const spelled = this.#startupSpelled.get(this.#keyOf(settings));
     const session = new PgliteSession(this, {

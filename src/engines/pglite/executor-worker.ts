@@ -72,14 +72,15 @@ async function run(
       size += chunk.length;
       if (size >= CHUNK || (pipelined && endsWithReadyForQuery(chunk))) {
         const b = take()!;
-        post({ t: "data", seq, bytes: b }, b);
+        post({ t: "data", seq, bytes: b, wal: instance!.walTicket() }, b);
       }
     }, options));
   } catch (e) {
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
   const rest = take();
-  post({ t: "done", seq, bytes: rest, error, signals, temp }, rest);
+  const wal = instance?.walTicket() ?? 0;
+  post({ t: "done", seq, bytes: rest, error, signals, temp, wal }, rest);
 }
 
 scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
@@ -94,8 +95,16 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             settings: m.settings,
             ...(m.image !== null ? { image: m.image } : {}),
             ...(m.database !== null ? { database: m.database } : {}),
+            // Group commit: the fdatasyncs end on this thread's loop, between execs.
+            onWalDurable: (durable) => post({ t: "wal", durable }),
+            onWalFailure: (message) => post({ t: "wal-failed", message }),
           });
-          post({ t: "ready", tempShared: instance.tempShared });
+          post({
+            t: "ready",
+            tempShared: instance.tempShared,
+            requested: instance.walTicket(),
+            durable: instance.walDurable(),
+          });
         } catch (e) {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });
         }

@@ -15,6 +15,10 @@
  * An executor never throws for SQL errors (they are protocol bytes); it
  * rejects only when PGlite itself fails, and stays usable afterwards when
  * PGlite does.
+ *
+ * Group commit (walflush.ts, groupcommit.ts): before each chunk of an
+ * answer reaches `onData`, `wal.requested` is the WAL ticket the chunk
+ * depends on; `wal.durable` follows the fdatasyncs done where PGlite runs.
  */
 
 import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
@@ -22,6 +26,7 @@ import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair } from "./tempnamespace.ts";
+import { WalProgress } from "./groupcommit.ts";
 
 export interface RawExecutor {
   /**
@@ -46,6 +51,10 @@ export interface RawExecutor {
    * pg_terminate_backend; see backends.ts), once that exec is over.
    */
   onSignals: ((signals: readonly BackendSignal[]) => void) | null;
+  /** The WAL tickets answers depend on, and those on disk (group commit). */
+  readonly wal: WalProgress;
+  /** Called once when a deferred fdatasync of the WAL failed: the backend is gone (a PANIC). */
+  onWalFailure: ((message: string) => void) | null;
 }
 
 export interface ExecResult {
@@ -107,26 +116,37 @@ export function startExecutor(
 class InlineExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   readonly tempShared: string | null;
+  onWalFailure: ((message: string) => void) | null = null;
+  readonly wal: WalProgress;
   #instance: PGliteInstance;
   #cell: Int32Array;
   #seq = 0;
   #running = 0;
 
-  private constructor(instance: PGliteInstance, cell: Int32Array) {
+  private constructor(instance: PGliteInstance, cell: Int32Array, wal: WalProgress) {
     this.#instance = instance;
     this.#cell = cell;
     this.tempShared = instance.tempShared;
+    this.wal = wal;
   }
 
   static async start(dataDir: string, options: ExecutorOptions): Promise<InlineExecutor> {
     const cell = new Int32Array(2);
+    const wal = new WalProgress();
+    let self: InlineExecutor | null = null;
     const instance = await openInstance(dataDir, {
       cancelCell: cell,
       ...(options.settings !== undefined ? { settings: options.settings } : {}),
       ...(options.image !== undefined ? { image: options.image } : {}),
       ...(options.database !== undefined ? { database: options.database } : {}),
+      onWalDurable: (d) => wal.noteDurable(d),
+      onWalFailure: (m) => {
+        wal.fail(m);
+        self?.onWalFailure?.(m);
+      },
     });
-    return new InlineExecutor(instance, cell);
+    wal.noteRequested(instance.walTicket());
+    return self = new InlineExecutor(instance, cell, wal);
   }
 
   async exec(
@@ -137,8 +157,14 @@ class InlineExecutor implements RawExecutor {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
     let result: { signals: readonly BackendSignal[]; temp: TempPair | null };
+    const instance = this.#instance;
+    const wal = this.wal;
     try {
-      result = await this.#instance.exec(seq, bytes, onData, instanceOptions(options));
+      result = await instance.exec(seq, bytes, (chunk) => {
+        wal.noteRequested(instance.walTicket());
+        onData(chunk);
+      }, instanceOptions(options));
+      wal.noteRequested(instance.walTicket());
     } finally {
       this.#running = 0;
     }
@@ -157,9 +183,9 @@ class InlineExecutor implements RawExecutor {
 
 /** Messages from the worker (executor-worker.ts). */
 export type WorkerReply =
-  | { t: "ready"; tempShared: string | null }
+  | { t: "ready"; tempShared: string | null; requested: number; durable: number }
   | { t: "failed"; message: string }
-  | { t: "data"; seq: number; bytes: Uint8Array }
+  | { t: "data"; seq: number; bytes: Uint8Array; wal: number }
   | {
     t: "done";
     seq: number;
@@ -167,7 +193,13 @@ export type WorkerReply =
     error: string | null;
     signals: readonly BackendSignal[];
     temp: TempPair | null;
+    /** The last WAL ticket issued when the answer was complete. */
+    wal: number;
   }
+  /** Every WAL ticket up to `durable` is on disk. */
+  | { t: "wal"; durable: number }
+  /** A deferred fdatasync of the WAL failed. */
+  | { t: "wal-failed"; message: string }
   | { t: "closed" };
 
 /** Messages to the worker. */
@@ -193,6 +225,8 @@ export type WorkerRequest =
 class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   readonly tempShared: string | null;
+  onWalFailure: ((message: string) => void) | null = null;
+  readonly wal = new WalProgress();
   #worker: Worker;
   #cell: Int32Array;
   #seq = 0;
@@ -224,7 +258,12 @@ class WorkerExecutor implements RawExecutor {
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
-          resolve(new WorkerExecutor(worker, new Int32Array(sab), ev.data.tempShared));
+          const ex = new WorkerExecutor(worker, new Int32Array(sab), ev.data.tempShared);
+          ex.wal.noteRequested(ev.data.requested);
+          ex.wal.noteDurable(ev.data.durable);
+          resolve(ex);
+        } else if (ev.data.t === "wal" || ev.data.t === "wal-failed") {
+          // Startup's own WAL (recovery): nothing waits for it yet.
         } else {
           worker.terminate();
           reject(new Error(ev.data.t === "failed" ? ev.data.message : "engine worker failed"));
@@ -296,9 +335,11 @@ class WorkerExecutor implements RawExecutor {
   #onReply(m: WorkerReply): void {
     switch (m.t) {
       case "data":
+        this.wal.noteRequested(m.wal);
         if (this.#pending?.seq === m.seq) this.#pending.onData(m.bytes);
         return;
       case "done": {
+        this.wal.noteRequested(m.wal);
         const p = this.#pending;
         if (p === null || p.seq !== m.seq) return;
         this.#pending = null;
@@ -308,6 +349,13 @@ class WorkerExecutor implements RawExecutor {
         else p.resolve({ temp: m.temp });
         return;
       }
+      case "wal":
+        this.wal.noteDurable(m.durable);
+        return;
+      case "wal-failed":
+        this.wal.fail(m.message);
+        this.onWalFailure?.(m.message);
+        return;
       case "closed":
         this.#closed?.();
         return;

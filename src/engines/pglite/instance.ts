@@ -26,8 +26,12 @@
  * Postgres runs without PGlite's `-F`, and the `__syscall_fdatasync` and
  * `fd_sync` imports, which PGlite's glue answers without syncing anything,
  * call fdatasync(2)/fsync(2) on the real file behind a NODEFS stream
- * (wrapSyncImports). A PANIC (a failed fsync) aborts the backend: every
- * later exec fails, and the engine above must reopen the cluster.
+ * (wrapSyncImports). The WAL's own fdatasync, one per commit, is deferred
+ * and done off this thread so that concurrent commits share one
+ * (walflush.ts: group commit); each exec's answer carries the WAL ticket it
+ * depends on (`walTicket`). A PANIC (a failed fsync, here or deferred)
+ * ends the backend: every later exec fails, and the engine above must
+ * reopen the cluster.
  *
  * Must never be used by two threads at once, and a data directory must have
  * exactly one instance open (PGlite takes no lock, and a second instance
@@ -35,6 +39,7 @@
  */
 
 import { fdatasyncSync, fsyncSync } from "node:fs";
+import { WalFlusher } from "./walflush.ts";
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
@@ -70,6 +75,10 @@ export interface InstanceOptions {
   readonly image?: ImageSource;
   /** The database of the cluster the backend serves (PGlite's default: "postgres"). */
   readonly database?: string;
+  /** Group commit: every WAL ticket up to `durable` is on disk (walflush.ts). */
+  readonly onWalDurable?: (durable: number) => void;
+  /** Group commit: a deferred fdatasync of the WAL failed (the PANIC's message); the backend is ended. */
+  readonly onWalFailure?: (message: string) => void;
 }
 
 export interface PGliteInstance {
@@ -90,6 +99,13 @@ export interface PGliteInstance {
     onData: (chunk: Uint8Array) => void,
     options: InstanceExecOptions,
   ): Promise<InstanceExecResult>;
+  /**
+   * The last WAL ticket issued (walflush.ts): an answer produced now may
+   * be released only once `onWalDurable` reached it. 0 without fsync.
+   */
+  walTicket(): number;
+  /** Every WAL ticket up to this one is on disk. */
+  walDurable(): number;
   close(): Promise<void>;
 }
 
@@ -151,6 +167,14 @@ export async function openInstance(
   let started = false;
   let ended: string | null = null;
   let emscriptenFs: { fs: EmscriptenFs; nodefs: NodeFs } | null = null;
+  const flusher = durable ? new WalFlusher() : null;
+  if (flusher !== null) {
+    flusher.onProgress = options.onWalDurable ?? null;
+    flusher.onFailure = (message) => {
+      ended ??= `PANIC: ${message}`;
+      options.onWalFailure?.(message);
+    };
+  }
 
   const setFlags = (v: number) => {
     if (memory === null || flags === null) return;
@@ -219,7 +243,7 @@ export async function openInstance(
             return abort(...a);
           };
         }
-        if (durable) wrapSyncImports(env, () => emscriptenFs);
+        if (flusher !== null) wrapSyncImports(env, () => emscriptenFs, flusher);
         return instantiate(imports, (instance, module) => {
           captured.wasm = instance;
           const ex = instance.exports as Record<string, unknown>;
@@ -266,6 +290,11 @@ export async function openInstance(
   if (flags === null || captured.wasm === null || memory === null) {
     await db.close();
     throw new Error("PGlite does not export QueryCancelPending/InterruptPending");
+  }
+  if (flusher?.failed != null) {
+    // The WAL of the recovery could not be made durable: nothing may run.
+    await flusher.close();
+    throw new Error(`PANIC: ${flusher.failed}`);
   }
   let guard: IdentityGuard;
   let backends: BackendFunctions;
@@ -365,9 +394,17 @@ export async function openInstance(
         tripped = false;
       }
     },
+    walTicket: () => flusher?.requested ?? 0,
+    walDurable: () => flusher?.durable ?? 0,
     // An ended backend cannot shut down (that runs SQL); the next opener
     // recovers from the WAL, as after a crash.
-    close: () => ended !== null ? Promise.resolve() : db.close(),
+    async close() {
+      try {
+        if (ended === null) await db.close();
+      } finally {
+        await flusher?.close();
+      }
+    },
   };
 }
 
@@ -379,9 +416,13 @@ interface EmscriptenFs {
 /** Emscripten's NODEFS: its streams' operations identify them. */
 interface NodeFs {
   readonly stream_ops: unknown;
+  /** The host path of a node of NODEFS. */
+  realPath(node: unknown): string;
 }
 interface EmscriptenStream {
   readonly nfd?: number;
+  /** The path in Emscripten's file system (PGDATA's files are under /pglite/data). */
+  readonly path?: string;
   readonly stream_ops?: unknown;
   readonly node?: { readonly mode: number };
 }
@@ -435,37 +476,56 @@ function errnoOf(e: unknown): number {
  * reaches Postgres as the syscall's error: Postgres PANICs, as it must
  * (after a failed fsync the kernel may have dropped the dirty pages), and
  * the engine's crash handling restarts from the WAL.
+ *
+ * The fdatasync of a WAL segment (`issue_xlog_fsync`, every commit's) is
+ * the exception: it is deferred to `flusher` (group commit). So that the
+ * WAL still reaches the disk before the data it covers, every other change
+ * to the data directory first makes the deferred WAL durable (see
+ * walflush.ts): writes to files outside pg_wal, truncates, renames,
+ * unlinks, fallocate, and the creation of a file.
  */
 function wrapSyncImports(
   env: Record<string, unknown>,
   fsOf: () => { fs: EmscriptenFs; nodefs: NodeFs } | null,
+  flusher: WalFlusher,
 ): void {
-  const nodeFd = (fd: number): { nfd: number; file: boolean } | null => {
+  const streamOf = (
+    fd: number,
+  ): { stream: EmscriptenStream; nodefs: NodeFs; fs: EmscriptenFs } | null => {
     const found = fsOf();
     if (found === null) return null;
-    const { fs, nodefs } = found;
     let stream: EmscriptenStream | null | undefined;
     try {
-      stream = fs.getStream(fd);
+      stream = found.fs.getStream(fd);
     } catch {
       return null;
     }
     if (
       stream === null || stream === undefined || typeof stream.nfd !== "number" ||
-      stream.stream_ops !== nodefs.stream_ops
+      stream.stream_ops !== found.nodefs.stream_ops
     ) return null;
-    return { nfd: stream.nfd, file: stream.node !== undefined && fs.isFile(stream.node.mode) };
+    return { stream, nodefs: found.nodefs, fs: found.fs };
   };
   const wrap = (name: string, sync: (nfd: number) => void, negative: boolean) => {
     const original = env[name] as ((fd: number) => number) | undefined;
     if (typeof original !== "function") throw new Error(`PGlite does not import "${name}"`);
+    const deferWal = name === "__syscall_fdatasync";
     env[name] = (fd: number) => {
-      const target = nodeFd(fd);
-      if (target === null) return original(fd);
+      const found = streamOf(fd);
+      if (found === null) return original(fd);
+      const { stream, fs, nodefs } = found;
+      const file = stream.node !== undefined && fs.isFile(stream.node.mode);
+      const path = stream.path ?? "";
+      if (deferWal && file && isWalSegment(path)) {
+        const code = flusher.defer(nodefs.realPath(stream.node), walName(path));
+        if (code === null) return 0;
+        const errno = WASI_ERRNO[code] ?? WASI_EIO;
+        return negative ? -errno : errno;
+      }
       try {
-        sync(target.nfd);
+        sync(stream.nfd!);
       } catch (e) {
-        if (!target.file) return 0;
+        if (!file) return 0;
         const errno = errnoOf(e);
         return negative ? -errno : errno;
       }
@@ -475,6 +535,48 @@ function wrapSyncImports(
   // A syscall answers -errno; a WASI call answers errno.
   wrap("__syscall_fdatasync", fdatasyncSync, true);
   wrap("fd_sync", fsyncSync, false);
+
+  // WAL before data: what must wait for the deferred WAL fdatasync.
+  const before = (
+    name: string,
+    negative: boolean,
+    applies: (...a: number[]) => boolean,
+  ) => {
+    const original = env[name] as ((...a: number[]) => number) | undefined;
+    if (typeof original !== "function") throw new Error(`PGlite does not import "${name}"`);
+    env[name] = (...a: number[]) => {
+      if (flusher.pending && applies(...a) && !flusher.force()) {
+        return negative ? -WASI_EIO : WASI_EIO;
+      }
+      return original(...a);
+    };
+  };
+  const dataFile = (fd: number) => {
+    const found = streamOf(fd);
+    return found !== null && !isWalSegment(found.stream.path ?? "");
+  };
+  before("fd_write", false, dataFile);
+  before("fd_pwrite", false, dataFile);
+  before("__syscall_ftruncate64", true, () => true);
+  before("__syscall_truncate64", true, () => true);
+  before("__syscall_fallocate", true, () => true);
+  before("__syscall_renameat", true, () => true);
+  before("__syscall_unlinkat", true, () => true);
+  before("__syscall_openat", true, (_dirfd, _path, flags) => ((flags ?? 0) & O_CREAT) !== 0);
+}
+
+/** O_CREAT in Emscripten's (musl's) numbering. */
+const O_CREAT = 0o100;
+
+/** Whether an Emscripten path names a file in pg_wal (a segment, not archive_status). */
+function isWalSegment(path: string): boolean {
+  const at = path.lastIndexOf("/pg_wal/");
+  return at >= 0 && path.indexOf("/", at + 8) < 0;
+}
+
+/** A WAL file's name as Postgres's messages give it (relative to the data directory). */
+function walName(path: string): string {
+  return path.slice(path.lastIndexOf("/pg_wal/") + 1);
 }
 
 /** The message of the PANIC ErrorResponse in `chunks` (backend messages), if any. */

@@ -9,7 +9,10 @@
  * has the engine put its settings back (engine.ts), runs the bytes and
  * filters the answer (output.ts); it gives the engine back at
  * ReadyForQuery 'I'. While it holds the engine idle, the
- * idle-in-transaction timer runs.
+ * idle-in-transaction timer runs. Everything it sends goes through its
+ * `AnswerGate` (groupcommit.ts): an answer leaves only once the WAL it
+ * depends on is on disk, and `exec` resolves then, after the engine went to
+ * the next session.
  *
  * It must never let bytes of its input run while another session owns the
  * engine, never hand its output or notifications to another session, and
@@ -23,6 +26,7 @@ import { type InputPlan, planInput, publicText, type StatementEffects } from "./
 import type { ListenOp } from "./naming.ts";
 import type { Listener } from "./notify.ts";
 import { OutputFilter } from "./output.ts";
+import { AnswerGate } from "./groupcommit.ts";
 import type { Holder } from "./scheduler.ts";
 import { parseDurationMs, type SettingsMap } from "./settings.ts";
 import {
@@ -106,6 +110,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   tempUnnamed = false;
 
   #engine: PgliteEngine;
+  /** All output to the client, released in order as the WAL it depends on is durable. */
+  #gate: AnswerGate;
   #status: TransactionStatus = "I";
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
@@ -165,6 +171,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   ) {
     this.#client = init.client ?? null;
     this.#engine = engine;
+    this.#gate = new AnswerGate(engine.executor.wal);
     this.id = init.id;
     this.pid = init.pid;
     this.user = init.user;
@@ -246,14 +253,25 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   deliverAsync(bytes: Uint8Array): void {
-    if (this.#state !== "closed") this.onAsync?.(bytes);
+    if (this.#state === "closed") return;
+    this.#gate.send(bytes, (b) => {
+      if (this.#state !== "closed") this.onAsync?.(b);
+    });
   }
 
   exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void> {
     this.#queued++;
-    const run = this.#chain.then(() => {
+    const gate = this.#gate;
+    const gated = (b: Uint8Array) => gate.send(b, out);
+    const run = this.#chain.then(async () => {
       this.#queued--;
-      return this.#exec(frontend, out);
+      try {
+        await this.#exec(frontend, gated);
+      } finally {
+        // The engine may already run the next session: this input is
+        // answered when the WAL its answer depends on is on disk.
+        await gate.drained();
+      }
     });
     this.#chain = run.catch(() => {});
     return run;
@@ -301,8 +319,12 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     if (this.#terminated !== null) return;
     this.#terminated = reason;
     this.#disarmIdle();
-    this.onAsync?.(errorResponse(reason));
-    this.onTerminate?.(reason);
+    // After what is held (the FATAL comes last, as it would have), or at
+    // once when held answers can never go (a failed WAL fdatasync).
+    this.#gate.afterDrain(() => {
+      this.onAsync?.(errorResponse(reason));
+      this.onTerminate?.(reason);
+    });
     void this.close();
   }
 

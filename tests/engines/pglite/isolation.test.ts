@@ -29,6 +29,8 @@ function faulty(inner: RawExecutor): RawExecutor {
     tempShared: "this test's executor passes no session options",
     interrupt: () => inner.interrupt(),
     close: () => inner.close(),
+    wal: inner.wal,
+    onWalFailure: null,
   };
 }
 

@@ -1,0 +1,217 @@
+/**
+ * Group commit, on the thread that runs PGlite: the WAL's fdatasync taken
+ * off that thread, so that the commits of many sessions share one.
+ *
+ * PGlite's one backend runs every session's statements in turn on one
+ * thread. A commit's `XLogFlush` ends in `issue_xlog_fsync`, an
+ * fdatasync(2) of the WAL segment, and done there it stops every session
+ * for the ~ms the disk takes: one fsync per commit, whatever the number of
+ * clients. PostgreSQL avoids that with many backends: while one waits on
+ * the WAL's fsync, the others queue their commit records, and the next
+ * fsync covers them all.
+ *
+ * Here the fdatasync of a pg_wal file returns at once (Postgres goes on
+ * believing its WAL flushed) and becomes a ticket: `requested` counts them.
+ * A real fdatasync of the segments written since the last one then runs on
+ * the I/O thread pool (node:fs's asynchronous `fdatasync`, on a descriptor
+ * of our own, so Postgres closing its own cannot race it); when it ends,
+ * every ticket issued before it started is `durable`, and the next one
+ * starts at once if more were issued meanwhile. The engine above holds
+ * every answer produced after ticket N (groupcommit.ts) until `durable`
+ * reaches N: nothing is acknowledged, and no data a later reader saw is
+ * shown, before the WAL that holds it is on disk.
+ *
+ * What Postgres believes must still be true where it matters: the WAL goes
+ * to disk before the data it covers (a page written before its WAL could
+ * survive a power cut that the WAL does not, and be read back as valid).
+ * So before any other change to the data directory — a write to a file
+ * outside pg_wal (a data page, pg_xact, pg_control), a truncate, rename,
+ * unlink, fallocate, or a new file (an archive_status `.ready` too) — the
+ * WAL not yet durable is fdatasynced synchronously (`force`). In OLTP that
+ * is rare: shared buffers absorb the pages and checkpoints are minutes
+ * apart.
+ *
+ * A failed fdatasync is PostgreSQL's PANIC: the pages may be lost, and a
+ * retry could report success for data that is gone. The flusher reports
+ * it once (`onFailure`), refuses every later ticket, and the instance
+ * treats it as the end of the backend; the engine ends every session and
+ * the crash cycle replays the WAL from what the disk kept.
+ */
+
+import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
+
+/** A WAL segment with a fdatasync deferred: our own descriptor of it, and its name for messages. */
+interface Segment {
+  readonly fd: number;
+  /** As Postgres names it, relative to the data directory ("pg_wal/000000010000000000000001"). */
+  readonly name: string;
+}
+
+/** strerror's text for what fdatasync(2) reports (musl's, as PGlite's own messages say it). */
+const STRERROR: Readonly<Record<string, string>> = {
+  EIO: "I/O error",
+  ENOSPC: "No space left on device",
+  EDQUOT: "Quota exceeded",
+  EROFS: "Read-only file system",
+  EBADF: "Bad file descriptor",
+  EINVAL: "Invalid argument",
+};
+
+export class WalFlusher {
+  /** fdatasync calls of WAL files deferred so far: the last ticket issued. */
+  requested = 0;
+  /** Every ticket up to this one is on disk. */
+  durable = 0;
+  /** The PANIC's message once an fdatasync failed. */
+  failed: string | null = null;
+  /** Called (on this thread) each time `durable` moves. */
+  onProgress: ((durable: number) => void) | null = null;
+  /** Called once, when an fdatasync fails. */
+  onFailure: ((message: string) => void) | null = null;
+  /** Real fdatasync rounds: in the background, and forced (WAL before data). */
+  readonly stats = { background: 0, forced: 0 };
+
+  /** Real files (their host paths) written and deferred since the last real fdatasync started. */
+  #dirty = new Map<string, Segment>();
+  /** The real fdatasync under way: the ticket it completes and the segments it covers. */
+  #inFlight: { target: number; segments: Segment[] } | null = null;
+  /** Our descriptors, by host path. */
+  #open = new Map<string, Segment>();
+  #closed = false;
+  #idle: (() => void) | null = null;
+
+  /**
+   * Postgres asked for the fdatasync of the WAL segment at `hostPath`:
+   * defers it (0) or answers the errno name of a failure that already
+   * happened.
+   */
+  defer(hostPath: string, name: string): string | null {
+    if (this.failed !== null) return "EIO";
+    let seg = this.#open.get(hostPath);
+    if (seg === undefined) {
+      try {
+        seg = { fd: openSync(hostPath, "r+"), name };
+      } catch (e) {
+        return errorCode(e);
+      }
+      this.#open.set(hostPath, seg);
+    }
+    this.#dirty.set(hostPath, seg);
+    this.requested++;
+    this.#kick();
+    return null;
+  }
+
+  /** Whether a ticket is not durable yet. */
+  get pending(): boolean {
+    return this.requested > this.durable;
+  }
+
+  /**
+   * Makes every ticket durable now, on this thread (WAL before data: see
+   * the banner). False when the fdatasync failed (the PANIC is reported).
+   */
+  force(): boolean {
+    if (this.failed !== null) return false;
+    if (!this.pending) return true;
+    const target = this.requested;
+    const segments = new Set(this.#dirty.values());
+    for (const s of this.#inFlight?.segments ?? []) segments.add(s);
+    this.#dirty.clear();
+    this.stats.forced++;
+    for (const s of segments) {
+      try {
+        fdatasyncSync(s.fd);
+      } catch (e) {
+        this.#fail(s, e);
+        return false;
+      }
+    }
+    this.#advance(target);
+    return true;
+  }
+
+  /** Waits for the fdatasync under way, then closes our descriptors. */
+  async close(): Promise<void> {
+    if (this.#inFlight !== null) await new Promise<void>((r) => (this.#idle = r));
+    this.#closed = true;
+    for (const s of this.#open.values()) {
+      try {
+        closeSync(s.fd);
+      } catch {
+        // Already gone with the process's files: nothing to release.
+      }
+    }
+    this.#open.clear();
+  }
+
+  /** Starts a real fdatasync of the dirty segments unless one is under way. */
+  #kick(): void {
+    if (this.#inFlight !== null || this.#closed || this.failed !== null) return;
+    if (this.#dirty.size === 0) {
+      this.#idle?.();
+      this.#idle = null;
+      return;
+    }
+    const target = this.requested;
+    const segments = [...this.#dirty.values()];
+    this.#dirty.clear();
+    const flight = { target, segments };
+    this.#inFlight = flight;
+    this.stats.background++;
+    let left = segments.length;
+    let error: { seg: Segment; e: unknown } | null = null;
+    for (const seg of segments) {
+      fdatasync(seg.fd, (e) => {
+        if (e !== null && error === null) error = { seg, e };
+        if (--left > 0) return;
+        this.#inFlight = null;
+        if (error !== null) this.#fail(error.seg, error.e);
+        else this.#advance(target);
+        this.#kick();
+      });
+    }
+    this.#forgetClosedSegments();
+  }
+
+  #advance(target: number): void {
+    if (target <= this.durable) return;
+    this.durable = target;
+    this.onProgress?.(target);
+  }
+
+  #fail(seg: Segment, e: unknown): void {
+    if (this.failed !== null) return;
+    const code = errorCode(e);
+    this.failed = `could not fdatasync file "${seg.name}": ${STRERROR[code] ?? code}`;
+    this.#dirty.clear();
+    this.onFailure?.(this.failed);
+    this.#idle?.();
+    this.#idle = null;
+  }
+
+  /**
+   * Keeps our descriptors to the segments still in use: a segment is
+   * written for 16 MB of WAL, then Postgres moves on; the old one's
+   * descriptor goes once it is neither dirty nor being synced.
+   */
+  #forgetClosedSegments(): void {
+    if (this.#open.size <= 4) return;
+    const keep = new Set<Segment>(this.#inFlight?.segments ?? []);
+    for (const s of this.#dirty.values()) keep.add(s);
+    for (const [path, s] of this.#open) {
+      if (keep.has(s)) continue;
+      this.#open.delete(path);
+      try {
+        closeSync(s.fd);
+      } catch {
+        // Nothing to release.
+      }
+    }
+  }
+}
+
+function errorCode(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : "EIO";
+}
