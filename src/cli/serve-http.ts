@@ -28,6 +28,7 @@ import { configureLogging } from "../core/log.ts";
 import type { ListenAddress } from "../core/postmaster/launch.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
+import { poolSettingsOf } from "../engines/upstream/pool.ts";
 import type { HttpEngineConfig } from "../adapters/http/server.ts";
 import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
 import { openDataDirectory } from "../adapters/shared/datadir.ts";
@@ -152,7 +153,9 @@ function httpEngine(guc: Guc, dataDir: string | null): HttpEngineConfig {
         { severity: "FATAL" },
       );
     }
-    return { upstream: setting };
+    return guc.getString("pool_mode") === "transaction"
+      ? { upstream: setting, pool: poolSettingsOf(guc) }
+      : { upstream: setting };
   }
   if (dataDir === null) {
     throw new PgError(

@@ -29,7 +29,7 @@ import { withAdminConsole } from "../adapters/http/console.ts";
 import { poolConsole } from "../engines/upstream/console.ts";
 import {
   isUpstreamUrl,
-  type PoolSettings,
+  poolSettingsOf,
   type UpstreamAddress,
   UpstreamEngine,
   UpstreamPool,
@@ -263,22 +263,6 @@ async function openPglite(
   return engine;
 }
 
-/** pgbouncer's settings from pgts's parameters. */
-function poolSettings(guc: Guc): PoolSettings {
-  return {
-    defaultPoolSize: guc.getInt("default_pool_size"),
-    minPoolSize: guc.getInt("min_pool_size"),
-    reservePoolSize: guc.getInt("reserve_pool_size"),
-    reservePoolTimeoutMs: guc.getMs("reserve_pool_timeout"),
-    maxClientConn: guc.getInt("max_client_conn"),
-    serverIdleTimeoutMs: guc.getMs("server_idle_timeout"),
-    serverLifetimeMs: guc.getMs("server_lifetime"),
-    serverResetQuery: guc.getString("server_reset_query"),
-    queryWaitTimeoutMs: guc.getMs("query_wait_timeout"),
-    maxPreparedStatements: guc.getInt("max_prepared_statements"),
-  };
-}
-
 /**
  * The transaction pool in front of the upstream. A reload (SIGHUP) re-reads
  * postgresql.conf here: the pool's settings are sighup parameters, and the
@@ -289,7 +273,7 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
   const pool = new UpstreamPool(url, {
     connect: connectUpstream,
     startTls: startTlsUpstream,
-    settings: poolSettings(guc),
+    settings: poolSettingsOf(guc),
   });
   env.onSignal("SIGHUP", () => {
     const configFile = join(serverParams(env).dataDir, "postgresql.conf");
@@ -302,7 +286,7 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
       }
       // What the file sets now, over what the pool started with.
       const merged = Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
-      pool.configure(poolSettings(merged));
+      pool.configure(poolSettingsOf(merged));
     });
   });
   // The "pgts" database is the pool's admin console (SHOW POOLS...), for superusers.

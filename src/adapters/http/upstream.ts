@@ -6,19 +6,26 @@
  * under Bun, node:net under Deno, or the `connect` the caller passes (a host
  * with a socket API of its own).
  *
- * Every request is its own upstream session (session mode): its role
- * lookup and its session each open an upstream connection, closed when the
- * request ends. A temp table, a SET or a prepared statement therefore lasts
- * one request, as it does on Neon's own HTTP endpoint.
+ * By default every request is its own upstream session (session mode): its
+ * role lookup and its session each open an upstream connection, closed
+ * when the request ends. With `pool` (`pool_mode = transaction` under
+ * `pgts serve-http`) the requests share the transaction pool's connections
+ * instead (src/engines/upstream/pool.ts): a request borrows one for each of
+ * its transactions, and role lookups use two kept open. Either way a temp
+ * table, a SET or a prepared statement lasts one request, as it does on
+ * Neon's own HTTP endpoint.
  */
 
 import type { Engine } from "../../core/engine/types.ts";
 import type { Connection } from "../../core/postmaster/launch.ts";
 import {
   parseUpstreamUrl,
+  type PoolSettings,
   type UpstreamAddress,
   type UpstreamConnect,
   UpstreamEngine,
+  UpstreamPool,
+  type UpstreamStartTls,
 } from "../../engines/upstream/mod.ts";
 import { detectRuntime } from "../runtime.ts";
 
@@ -30,6 +37,8 @@ export interface HttpUpstreamConfig {
   readonly connect?: UpstreamConnect;
   /** Bounds connecting and the startup exchange; default 10 s. */
   readonly connectTimeoutMs?: number;
+  /** Requests share a transaction pool with these settings (pgbouncer's); absent: a session each. */
+  readonly pool?: Partial<PoolSettings>;
 }
 
 /** Dials with the runtime's own sockets; a host without them needs `connect`. */
@@ -58,13 +67,19 @@ export function checkUpstreamConfig(config: HttpUpstreamConfig): void {
   parseUpstreamUrl(config.upstream);
 }
 
+/** node:tls, loaded only by a connection whose sslmode asks for TLS. */
+const startTls: UpstreamStartTls = async (raw, options) =>
+  (await import("../shared/tls.ts")).openSslClient(raw, options);
+
 /** The engine; it opens no connection until a request asks for one. */
 export function openUpstreamEngine(config: HttpUpstreamConfig): Engine {
-  return new UpstreamEngine(config.upstream, {
+  const common = {
     connect: config.connect ?? dialUpstream,
-    // node:tls, loaded only by a connection whose sslmode asks for TLS.
-    startTls: async (raw, options) =>
-      (await import("../shared/tls.ts")).openSslClient(raw, options),
+    startTls,
     ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
-  });
+  };
+  if (config.pool !== undefined) {
+    return new UpstreamPool(config.upstream, { ...common, settings: config.pool });
+  }
+  return new UpstreamEngine(config.upstream, common);
 }

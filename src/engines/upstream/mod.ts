@@ -28,6 +28,7 @@ export {
 export {
   DEFAULT_POOL_SETTINGS,
   type PoolSettings,
+  poolSettingsOf,
   UpstreamPool,
   type UpstreamPoolOptions,
 } from "./pool.ts";

@@ -60,6 +60,26 @@ export const DEFAULT_POOL_SETTINGS: PoolSettings = {
   maxPreparedStatements: 200,
 };
 
+/** The pool's settings from pgts's parameters (src/core/guc/tables.ts). */
+export function poolSettingsOf(guc: {
+  getInt(name: string): number;
+  getMs(name: string): number;
+  getString(name: string): string;
+}): PoolSettings {
+  return {
+    defaultPoolSize: guc.getInt("default_pool_size"),
+    minPoolSize: guc.getInt("min_pool_size"),
+    reservePoolSize: guc.getInt("reserve_pool_size"),
+    reservePoolTimeoutMs: guc.getMs("reserve_pool_timeout"),
+    maxClientConn: guc.getInt("max_client_conn"),
+    serverIdleTimeoutMs: guc.getMs("server_idle_timeout"),
+    serverLifetimeMs: guc.getMs("server_lifetime"),
+    serverResetQuery: guc.getString("server_reset_query"),
+    queryWaitTimeoutMs: guc.getMs("query_wait_timeout"),
+    maxPreparedStatements: guc.getInt("max_prepared_statements"),
+  };
+}
+
 export interface UpstreamPoolOptions {
   readonly connect: UpstreamConnect;
   readonly settings?: Partial<PoolSettings>;

@@ -1,0 +1,71 @@
+/**
+ * The HTTP adapter on the transaction pool (`engine: { upstream, pool }`,
+ * `pool_mode = transaction` under `pgts serve-http`): Neon-protocol
+ * requests borrow the pool's few upstream connections instead of opening
+ * two each, and what a request leaves on a connection (a temp table) is
+ * gone before the next one gets it.
+ */
+
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { neon, neonConfig } from "@neondatabase/serverless";
+import { type HttpServer, serveHttp } from "../../../src/adapters/http/mod.ts";
+import { UpstreamPostgres, useUpstreamServers } from "../../helpers/upstream.ts";
+
+let upstream: UpstreamPostgres;
+let server: HttpServer | null = null;
+
+afterAll(async () => {
+  await server?.stop("fast");
+});
+useUpstreamServers({ timeoutMs: 90_000 });
+
+beforeAll(async () => {
+  upstream = await UpstreamPostgres.start();
+  const started = await serveHttp({
+    engine: { upstream: upstream.url(), pool: { defaultPoolSize: 2 } },
+    hba: "host all all 127.0.0.1/32 trust",
+    port: 0,
+  });
+  server = started.server;
+  neonConfig.fetchEndpoint = `http://127.0.0.1:${started.served.port}/sql`;
+}, 90_000);
+
+const sql = () => neon("postgres://postgres@127.0.0.1/postgres");
+
+/** Upstream backends other than this query's own. */
+async function upstreamBackends(): Promise<number> {
+  const r = await upstream.psql(
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+  );
+  return Number(r.out.trim());
+}
+
+test("40 concurrent requests run on the pool's 2 connections, which stay open between requests", async () => {
+  const q = sql();
+  const rows = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => q`SELECT ${i}::int AS i, pg_backend_pid() AS pid`),
+  );
+  expect(rows.map((r) => r[0]!.i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  expect(new Set(rows.map((r) => r[0]!.pid)).size).toBeLessThanOrEqual(2);
+  // The pool's 2 and the role lookups' (at most 2), not one per request.
+  const open = await upstreamBackends();
+  expect(open).toBeGreaterThanOrEqual(1);
+  expect(open).toBeLessThanOrEqual(4);
+  const [again] = await q`SELECT pg_backend_pid() AS pid`;
+  expect(rows.map((r) => r[0]!.pid)).toContain(again!.pid);
+});
+
+test("a request's transaction commits as one, and its temp table does not outlive it", async () => {
+  const q = sql();
+  await q`CREATE TABLE IF NOT EXISTS shared_kv (k text PRIMARY KEY, v int)`;
+  const [, , [count]] = await q.transaction([
+    q`INSERT INTO shared_kv VALUES ('a', 1), ('b', 2)`,
+    q`CREATE TEMP TABLE scratch AS SELECT 1 AS x`,
+    q`SELECT count(*)::int AS n FROM shared_kv`,
+  ]);
+  expect(count).toEqual({ n: 2 });
+  for (let i = 0; i < 4; i++) {
+    const e = await q`SELECT x FROM scratch`.then(() => null, (x) => x);
+    expect(e?.code).toBe("42P01");
+  }
+});
