@@ -17,7 +17,7 @@
  * every session with a FATAL and refuses new ones.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   Engine,
   EngineSession,
@@ -686,9 +686,20 @@ export class PgliteEngine implements Engine {
     const renames = names.filter((n) => /^pg_(toast_)?temp_[0-9]+$/.test(n))
       .map((n) => `ALTER SCHEMA ${quoteIdent(n)} RENAME TO ${quoteIdent(`${n}_${s.id}`)}`);
     if (renames.length === 0) return;
-    await this.runRaw(
-      fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${renames.join("; ")}; COMMIT`),
+    const err = firstError(
+      await this.runRaw(
+        fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${renames.join("; ")}; COMMIT`),
+      ),
     );
+    // Not expected (the superuser renames a schema it owns to a name no
+    // session of this run has); the next session to need a pair would
+    // empty this one.
+    if (err !== null) {
+      await this.runRaw(fe.query("ROLLBACK"));
+      ereport("WARNING", `could not rename temporary schema of process ${s.pid}: ${err.message}`, {
+        category: "engine",
+      });
+    }
   }
 
   async #tempNamespaceNames(pair: TempPair): Promise<string[]> {
@@ -712,11 +723,19 @@ export class PgliteEngine implements Engine {
     const names = await this.#tempNamespaceNames(pair);
     if (names.length === 0) return;
     await this.#asBootstrapSuperuser();
-    await this.runRaw(
-      fe.query(`DROP SCHEMA IF EXISTS ${names.map(quoteIdent).join(", ")} CASCADE`),
-      undefined,
-      NO_TEMP,
+    const err = firstError(
+      await this.runRaw(
+        fe.query(`DROP SCHEMA IF EXISTS ${names.map(quoteIdent).join(", ")} CASCADE`),
+        undefined,
+        NO_TEMP,
+      ),
     );
+    // Left for the next start, which drops leftovers.
+    if (err !== null) {
+      ereport("WARNING", `could not drop temporary schema of process ${s.pid}: ${err.message}`, {
+        category: "engine",
+      });
+    }
   }
 
   /** DEALLOCATE ALL and DISCARD ALL, for this session's state only. */
