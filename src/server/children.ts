@@ -85,6 +85,11 @@ export async function connectUpstream(address: UpstreamAddress): Promise<Connect
 export const startTlsUpstream: UpstreamStartTls = async (raw, options) =>
   (await import("../adapters/shared/tls.ts")).openSslClient(raw, options);
 
+/** upstream_login, read from the settings snapshot without building a Guc per backend. */
+function upstreamLoginOf(params: ServerParams): "client" | "url" {
+  return params.settings["upstream_login"] === "url" ? "url" : "client";
+}
+
 function engineFor(params: ServerParams): Engine {
   const address = params.engine;
   // An upstream has no single owner of shared state: the backend holds its
@@ -93,6 +98,7 @@ function engineFor(params: ServerParams): Engine {
     return new UpstreamEngine(address.url, {
       connect: connectUpstream,
       startTls: startTlsUpstream,
+      loginAs: upstreamLoginOf(params),
     });
   }
   if (address.kind === "unix") {
@@ -273,6 +279,7 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
   const pool = new UpstreamPool(url, {
     connect: connectUpstream,
     startTls: startTlsUpstream,
+    loginAs: guc.getString("upstream_login") === "url" ? "url" : "client",
     settings: poolSettingsOf(guc),
   });
   env.onSignal("SIGHUP", () => {

@@ -23,9 +23,11 @@ import {
   writeAuthenticationSASLFinal,
 } from "../protocol/backend.ts";
 import { parsePasswordMessage, parseSASLInitialResponse } from "../protocol/frontend.ts";
+import type { ScramLogin } from "../engine/types.ts";
 import type { HbaMethod } from "./hba.ts";
 import { isMd5Secret, md5PasswordHash, md5SaltedResponse } from "./md5.ts";
 import {
+  base64Encode,
   parseScramSecret,
   SCRAM_SHA_256_NAME,
   SCRAM_SHA_256_PLUS_NAME,
@@ -81,6 +83,7 @@ export class ClientAuthentication {
   #salt: Uint8Array | undefined;
   #scram: ScramExchange | undefined;
   #scramSecret: ScramSecret | null = null;
+  #scramLogin: ScramLogin | null = null;
   #channelBinding: Uint8Array | null;
   #logDetail: string | undefined;
 
@@ -97,6 +100,11 @@ export class ClientAuthentication {
   /** Why the last failure happened, for the server log only (never the client). */
   get logDetail(): string | undefined {
     return this.#logDetail;
+  }
+
+  /** After a SCRAM login against the role's stored secret: the keys to log in elsewhere as it. */
+  get scramLogin(): ScramLogin | null {
+    return this.#scramLogin;
   }
 
   /** The first messages to send: a request for a password, or AuthenticationOk for trust. */
@@ -208,6 +216,15 @@ export class ClientAuthentication {
       case "sasl-final": {
         const result = await (this.#scram as ScramExchange).clientFinal(body);
         if (!result.ok) throw this.#fail(`Password does not match for user "${this.#user}".`);
+        const secret = this.#scramSecret;
+        if (secret !== null) {
+          this.#scramLogin = {
+            clientKey: base64Encode(result.clientKey),
+            serverKey: base64Encode(secret.serverKey),
+            salt: base64Encode(secret.salt),
+            iterations: secret.iterations,
+          };
+        }
         return this.#ok(result.serverFinal);
       }
       case "new":

@@ -243,7 +243,16 @@ function checkMessage(data: Uint8Array): string {
 }
 
 /** Outcome of the final round: verified (with the server-final message) or not. */
-export type ScramResult = { ok: true; serverFinal: Uint8Array } | { ok: false };
+/**
+ * `clientKey` is the key the client proved it has (its proof XOR the client
+ * signature): with the secret's salt, iterations and ServerKey it lets a
+ * pooler log in elsewhere as the same role under the same secret (SCRAM
+ * pass-through, as pgbouncer does); it never leaves the server process
+ * that holds the client's session.
+ */
+export type ScramResult =
+  | { ok: true; serverFinal: Uint8Array; clientKey: Uint8Array }
+  | { ok: false };
 
 let mockNonce: Uint8Array | undefined;
 
@@ -425,7 +434,11 @@ export class ScramExchange {
     const ok = timingSafeEqual(await sha256(clientKey), secret.storedKey);
     if (!ok || this.#mock) return { ok: false };
     const serverSignature = await hmacSha256(secret.serverKey, authMessage);
-    return { ok: true, serverFinal: encoder.encode(`v=${base64Encode(serverSignature)}`) };
+    return {
+      ok: true,
+      serverFinal: encoder.encode(`v=${base64Encode(serverSignature)}`),
+      clientKey,
+    };
   }
 
   get #mock(): boolean {

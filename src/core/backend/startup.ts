@@ -23,7 +23,7 @@ import {
   noHbaEntryError,
   passwordAuthFailedError,
 } from "../auth/mod.ts";
-import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
+import type { Engine, EngineSession, ParameterStatusList, ScramLogin } from "../engine/types.ts";
 import {
   CommError,
   MessageWriter,
@@ -281,6 +281,8 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
 
   const role = await ctx.engine.lookupRole(user);
   let step: AuthStep;
+  /** The SCRAM keys of a password login, for an engine that logs in elsewhere as the role. */
+  let scramLogin: () => ScramLogin | null = () => null;
   if (line.method === "cert") {
     const why = certMismatch(ssl, user);
     if (why !== null) {
@@ -296,13 +298,14 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     }
     step = { done: true, send: MessageWriter.encode(writeAuthenticationOk) };
   } else {
-    const auth = new ClientAuthentication({
+    const auth: ClientAuthentication = new ClientAuthentication({
       method: line.method,
       user,
       secret: role?.secret ?? null,
       channelBinding: ssl?.serverEndPoint ?? null,
     });
     step = await auth.start();
+    scramLogin = () => auth.scramLogin;
     while (!step.done) {
       conn.write(step.send);
       const response = await ctx.input.authResponse(step.expect);
@@ -355,7 +358,11 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
   }
   const authenticationOk = step.send;
   try {
-    const started = await startSession(env, ctx, packet, { superuser: role.superuser, ssl });
+    const started = await startSession(env, ctx, packet, {
+      superuser: role.superuser,
+      ssl,
+      scram: scramLogin(),
+    });
     return { ...started, authenticationOk };
   } catch (e) {
     conn.write(authenticationOk);
@@ -403,7 +410,7 @@ async function startSession(
   env: ChildEnv,
   ctx: StartupContext,
   packet: StartupMessage,
-  who: { superuser: boolean; ssl: SslSession | null },
+  who: { superuser: boolean; ssl: SslSession | null; scram: ScramLogin | null },
 ): Promise<Omit<StartedSession, "authenticationOk">> {
   const { superuser, ssl } = who;
   const { user, database } = packet;
@@ -432,6 +439,7 @@ async function startSession(
     database,
     params,
     ...(remote.family === "tcp" ? { client: { address: remote.address, port: remote.port } } : {}),
+    ...(who.scram !== null ? { scram: who.scram } : {}),
   });
   const secretKey = nextCancelKey();
   const keyMessage: BackendKeyMessage = {

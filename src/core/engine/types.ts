@@ -23,6 +23,20 @@ export interface SessionStartup {
   readonly params: Readonly<Record<string, string>>;
   /** The client's address and port for a TCP connection (pg_stat_activity's client_addr, client_port). */
   readonly client?: { readonly address: string; readonly port: number };
+  /**
+   * When the client logged in with SCRAM against the role's stored secret:
+   * what an engine that relays to another server needs to log in there as
+   * the same role (base64 ClientKey and ServerKey, the secret's salt and
+   * iteration count). Engines that do not log in elsewhere ignore it.
+   */
+  readonly scram?: ScramLogin;
+}
+
+export interface ScramLogin {
+  readonly clientKey: string;
+  readonly serverKey: string;
+  readonly salt: string;
+  readonly iterations: number;
 }
 
 /** One client's session on the engine. */

@@ -297,6 +297,16 @@ export const PARAMETERS: readonly ParamDef[] = [
       "With an upstream engine: whether a client holds its upstream connection for its whole session or only for each transaction.",
   },
   {
+    name: "upstream_login",
+    type: "enum",
+    context: "postmaster",
+    boot: "client",
+    values: ["client", "url"],
+    pgts: true,
+    description:
+      "With an upstream engine: log in upstream as the client's role when it logged in with SCRAM (client), or always as the engine URL's user with role set (url).",
+  },
+  {
     name: "default_pool_size",
     type: "int",
     context: "sighup",

@@ -37,7 +37,7 @@ import {
   writeTerminate,
 } from "../../core/protocol/mod.ts";
 import { md5PasswordHash, md5SaltedResponse } from "../../core/auth/md5.ts";
-import { ScramClient } from "./scram-client.ts";
+import { ScramClient, type ScramKeys } from "./scram-client.ts";
 import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 
 /** Dials the upstream; rejects with the system's reason (ECONNREFUSED...). */
@@ -77,6 +77,12 @@ export interface UpstreamConnection {
 
 export interface OpenOptions {
   readonly database: string;
+  /**
+   * Log in as this role with the SCRAM keys its client proved to pgts
+   * (instead of the URL's user and password); the upstream must ask for
+   * SCRAM with the same secret.
+   */
+  readonly login?: { readonly user: string; readonly keys: ScramKeys } | undefined;
   /** Startup parameters besides user and database (application_name, options, role...). */
   readonly params: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
@@ -376,9 +382,9 @@ async function startup(
 ): Promise<UpstreamConnection> {
   const input = new UpstreamInput(conn);
   const send = (build: (w: MessageWriter) => void) => conn.write(MessageWriter.encode(build));
-  send((w) =>
-    writeStartupMessage(w, { ...options.params, user: target.user, database: options.database })
-  );
+  const login = options.login;
+  const user = login?.user ?? target.user;
+  send((w) => writeStartupMessage(w, { ...options.params, user, database: options.database }));
 
   const parameterStatus: Array<[string, string]> = [];
   let pid = 0;
@@ -387,12 +393,20 @@ async function startup(
   /** SCRAM-SHA-256-PLUS was used: the session is bound to this TLS channel. */
   let bound = false;
   const needPassword = (): string => {
+    if (login !== undefined) {
+      throw unreachable(
+        target,
+        `the upstream server asked for a password for user "${user}", and pgts has only the SCRAM keys its client logged in with`,
+      );
+    }
     if (target.password !== null) return target.password;
     throw unreachable(
       target,
-      `the upstream server asked for a password for user "${target.user}", and the engine URL has none`,
+      `the upstream server asked for a password for user "${user}", and the engine URL has none`,
     );
   };
+  /** SCRAM's secret: the client's keys, or the URL's password. */
+  const scramSecret = (): string | ScramKeys => login?.keys ?? needPassword();
 
   for (;;) {
     const m = await input.next();
@@ -425,7 +439,7 @@ async function startup(
         if (req.code === 3) {
           send((w) => writePasswordMessage(w, needPassword()));
         } else if (req.code === 5 && "salt" in req) {
-          const hash = md5PasswordHash(needPassword(), target.user);
+          const hash = md5PasswordHash(needPassword(), user);
           send((w) => writePasswordMessage(w, md5SaltedResponse(hash, req.salt)));
         } else if (req.code === 10 && "mechanisms" in req) {
           const plus = channel.endPoint !== null && binding !== "disable" &&
@@ -445,8 +459,8 @@ async function startup(
             );
           }
           scram = plus
-            ? new ScramClient(needPassword(), { endPoint: channel.endPoint! })
-            : new ScramClient(needPassword(), { tls: channel.secure && binding !== "disable" });
+            ? new ScramClient(scramSecret(), { endPoint: channel.endPoint! })
+            : new ScramClient(scramSecret(), { tls: channel.secure && binding !== "disable" });
           bound = plus;
           const data = scram.clientFirst();
           const mechanism = plus ? SCRAM_SHA_256_PLUS : SCRAM_SHA_256;

@@ -25,12 +25,14 @@ import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { Engine, EngineSession, RoleInfo, SessionStartup } from "../../core/engine/types.ts";
 import { MessageWriter, writeTerminate } from "../../core/protocol/mod.ts";
 import {
+  type OpenOptions,
   openUpstream,
   simpleQuery,
   type UpstreamConnect,
   type UpstreamConnection,
   type UpstreamStartTls,
 } from "./connect.ts";
+import { scramKeysOf } from "./scram-client.ts";
 import { UpstreamSession } from "./session.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
 
@@ -41,6 +43,12 @@ export interface UpstreamEngineOptions {
   readonly connectTimeoutMs?: number;
   /** The TLS handshake for sslmode (none: allow and prefer are plain, require fails). */
   readonly startTls?: UpstreamStartTls;
+  /**
+   * "client" (the default): a client that logged in with SCRAM is logged in
+   * upstream as its own role, with the keys it proved; "url": always as the
+   * URL's user, with `role` set to the client's.
+   */
+  readonly loginAs?: "client" | "url";
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -57,6 +65,7 @@ export class UpstreamEngine implements Engine {
   readonly target: UpstreamTarget;
   #connect: UpstreamConnect;
   #startTls: UpstreamStartTls | undefined;
+  #loginAs: "client" | "url";
   #timeoutMs: number;
   #sessions = new Set<UpstreamSession>();
   #closed = false;
@@ -66,10 +75,15 @@ export class UpstreamEngine implements Engine {
     this.target = parseUpstreamUrl(url);
     this.#connect = options.connect;
     this.#startTls = options.startTls;
+    this.#loginAs = options.loginAs ?? "client";
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   }
 
-  #open(database: string, params: Record<string, string>): Promise<UpstreamConnection> {
+  #open(
+    database: string,
+    params: Record<string, string>,
+    login?: OpenOptions["login"],
+  ): Promise<UpstreamConnection> {
     if (this.#closed) {
       return Promise.reject(
         new PgError(ERRCODE.ADMIN_SHUTDOWN, "the upstream engine is closed", { severity: "FATAL" }),
@@ -81,6 +95,7 @@ export class UpstreamEngine implements Engine {
       database,
       params,
       timeoutMs: this.#timeoutMs,
+      login,
     });
   }
 
@@ -127,8 +142,16 @@ export class UpstreamEngine implements Engine {
       // Whom to log in as is pgts's choice, not the client's.
       if (name !== "user" && name !== "database" && name !== "replication") params[name] = value;
     }
-    if (startup.user !== this.target.user) params["role"] = startup.user;
-    const upstream = await this.#open(startup.database, params);
+    const keys = this.#loginAs === "client" && startup.scram !== undefined &&
+        startup.user !== this.target.user
+      ? scramKeysOf(startup.scram)
+      : null;
+    if (keys === null && startup.user !== this.target.user) params["role"] = startup.user;
+    const upstream = await this.#open(
+      startup.database,
+      params,
+      keys === null ? undefined : { user: startup.user, keys },
+    );
     const session: UpstreamSession = new UpstreamSession(upstream, {
       target: this.target,
       connect: this.#connect,

@@ -22,11 +22,12 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
-import type { Engine, RoleInfo, SessionStartup } from "../../core/engine/types.ts";
+import type { Engine, RoleInfo, ScramLogin, SessionStartup } from "../../core/engine/types.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
 import { openUpstream, type UpstreamConnect, type UpstreamStartTls } from "./connect.ts";
 import { literal } from "./engine.ts";
 import { PooledSession } from "./pooled-session.ts";
+import { type ScramKeys, scramKeysOf } from "./scram-client.ts";
 import { PoolServer } from "./server.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
 
@@ -87,6 +88,8 @@ export interface UpstreamPoolOptions {
   readonly connectTimeoutMs?: number;
   /** The TLS handshake for sslmode (none: allow and prefer are plain, require fails). */
   readonly startTls?: UpstreamStartTls;
+  /** As UpstreamEngineOptions.loginAs: a pool's connections log in as its role when keys are known. */
+  readonly loginAs?: "client" | "url";
 }
 
 /**
@@ -123,6 +126,12 @@ export class Pool {
   readonly waiters: Waiter[] = [];
   /** What a fresh connection carries (settings.ts map): where every client's map starts. */
   baseline: ReadonlyMap<string, string> | null = null;
+  /**
+   * Its connections log in as `user` with these SCRAM keys (the latest a
+   * client of it proved); null: as the URL's user with role set. Decided
+   * when the pool is made, so that its connections all carry one identity.
+   */
+  login: { readonly user: string; keys: ScramKeys } | null = null;
   /** Its size when not default_pool_size (the role-lookup pool). */
   fixedSize: number | null = null;
   /** Startup parameters already checked → the map and ParameterStatus list they give. */
@@ -177,6 +186,7 @@ export class UpstreamPool implements Engine {
   settings: PoolSettings;
   #connect: UpstreamConnect;
   #startTls: UpstreamStartTls | undefined;
+  #loginAs: "client" | "url";
   #timeoutMs: number;
   #pools = new Map<string, Pool>();
   #sessions = new Set<PooledSession>();
@@ -193,6 +203,7 @@ export class UpstreamPool implements Engine {
     this.target = parseUpstreamUrl(url);
     this.#connect = options.connect;
     this.#startTls = options.startTls;
+    this.#loginAs = options.loginAs ?? "client";
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.settings = { ...DEFAULT_POOL_SETTINGS, ...options.settings };
     this.#auth = new Pool(this.target.database, this.target.user);
@@ -219,13 +230,21 @@ export class UpstreamPool implements Engine {
     return [...this.#sessions];
   }
 
-  poolFor(database: string, user: string): Pool {
+  /** The pool of (database, user); `scram`: the keys the client logged in with, if it did. */
+  poolFor(database: string, user: string, scram?: ScramLogin): Pool {
     const key = `${database}\0${user}`;
+    const keys = this.#loginAs === "client" && scram !== undefined && user !== this.target.user
+      ? scramKeysOf(scram)
+      : null;
     let pool = this.#pools.get(key);
     if (pool === undefined) {
       pool = new Pool(database, user);
+      if (keys !== null) pool.login = { user, keys };
       this.#pools.set(key, pool);
       this.#startSweep();
+    } else if (pool.login !== null && keys !== null) {
+      // A newer login's keys: right again after a password change.
+      pool.login.keys = keys;
     }
     return pool;
   }
@@ -353,7 +372,7 @@ export class UpstreamPool implements Engine {
   #open(pool: Pool): void {
     pool.opening++;
     const params: Record<string, string> = {};
-    if (pool.user !== this.target.user) params["role"] = pool.user;
+    if (pool.user !== this.target.user && pool.login === null) params["role"] = pool.user;
     if (pool === this.#auth) params["application_name"] = "pgts role lookup";
     const opened = (async () => {
       const upstream = await openUpstream(this.target, {
@@ -362,6 +381,7 @@ export class UpstreamPool implements Engine {
         database: pool.database,
         params,
         timeoutMs: this.#timeoutMs,
+        login: pool.login === null ? undefined : { ...pool.login },
       });
       const server = new PoolServer(upstream, {
         target: this.target,
@@ -471,7 +491,7 @@ export class UpstreamPool implements Engine {
       });
     }
     const session: PooledSession = new PooledSession(this, {
-      pool: this.poolFor(startup.database, startup.user),
+      pool: this.poolFor(startup.database, startup.user, startup.scram),
       startup,
       onEnd: () => this.#sessions.delete(session),
     });

@@ -233,7 +233,10 @@ export class PooledSession implements EngineSession, ServerHandler {
   }
 
   #switchOptions() {
-    return { superuser: this.#engine.target.user, valuesAs: "superuser" as const };
+    // SET SESSION AUTHORIZATION back to the connection's own login role is
+    // always allowed: the URL's user, or the role itself when it logged in.
+    const login = this.#pool.login?.user ?? this.#engine.target.user;
+    return { superuser: login, valuesAs: "superuser" as const };
   }
 
   /** Reads the client's map back from the connection it is on. */

@@ -30,6 +30,28 @@ export class ScramClientError extends Error {
   override readonly name = "ScramClientError";
 }
 
+/** What a SCRAM login proves without the password: ClientKey, and the secret it belongs to. */
+export interface ScramKeys {
+  readonly clientKey: Uint8Array;
+  readonly serverKey: Uint8Array;
+  readonly salt: Uint8Array;
+  readonly iterations: number;
+}
+
+/** The keys of a `ScramLogin` (base64 fields); null when one does not decode. */
+export function scramKeysOf(login: {
+  clientKey: string;
+  serverKey: string;
+  salt: string;
+  iterations: number;
+}): ScramKeys | null {
+  const clientKey = base64Decode(login.clientKey);
+  const serverKey = base64Decode(login.serverKey);
+  const salt = base64Decode(login.salt);
+  if (clientKey === null || serverKey === null || salt === null) return null;
+  return { clientKey, serverKey, salt, iterations: login.iterations };
+}
+
 export class ScramClient {
   #password: string;
   #nonce: string;
@@ -44,8 +66,20 @@ export class ScramClient {
    * hash) to bind to it (SCRAM-SHA-256-PLUS), or `tls` true when the
    * connection is encrypted but the upstream did not offer -PLUS.
    */
-  constructor(password: string, channel: { endPoint?: Uint8Array; tls?: boolean } = {}) {
-    this.#password = password;
+  #keys: ScramKeys | null;
+
+  /**
+   * `password`: the role's password, or the keys a client proved it has when
+   * it logged in to pgts against the same stored secret (SCRAM pass-through:
+   * no password is known, and the upstream must use that secret's salt and
+   * iteration count).
+   */
+  constructor(
+    password: string | ScramKeys,
+    channel: { endPoint?: Uint8Array; tls?: boolean } = {},
+  ) {
+    this.#password = typeof password === "string" ? password : "";
+    this.#keys = typeof password === "string" ? null : password;
     this.#gs2 = channel.endPoint !== undefined
       ? GS2_BOUND
       : channel.tls === true
@@ -81,8 +115,25 @@ export class ScramClient {
     if (!Number.isSafeInteger(iterations) || iterations < 1) {
       throw new ScramClientError("malformed SCRAM message (invalid iteration count)");
     }
-    const salted = await scramSaltedPassword(this.#password, salt, iterations);
-    const { clientKey, storedKey, serverKey } = await scramKeys(salted);
+    let clientKey: Uint8Array;
+    let storedKey: Uint8Array;
+    let serverKey: Uint8Array;
+    const keys = this.#keys;
+    if (keys !== null) {
+      if (iterations !== keys.iterations || !timingSafeEqual(salt, keys.salt)) {
+        throw new ScramClientError(
+          "the upstream's SCRAM secret for this role is not the one the client logged in with",
+        );
+      }
+      clientKey = keys.clientKey;
+      storedKey = new Uint8Array(
+        await crypto.subtle.digest("SHA-256", clientKey as Uint8Array<ArrayBuffer>),
+      );
+      serverKey = keys.serverKey;
+    } else {
+      const salted = await scramSaltedPassword(this.#password, salt, iterations);
+      ({ clientKey, storedKey, serverKey } = await scramKeys(salted));
+    }
     const withoutProof = `c=${base64Encode(this.#binding)},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${withoutProof}`;
     const clientSignature = await hmacSha256(storedKey, authMessage);

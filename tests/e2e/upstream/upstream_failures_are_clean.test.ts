@@ -164,7 +164,7 @@ test("pgts logs in upstream with md5, password and trust (SCRAM everywhere else)
   }
 });
 
-test("the client's role authenticates with its upstream password and becomes current_user; an unknown database is 3D000", async () => {
+test("the client's role authenticates with its upstream password and logs in upstream as itself; an unknown database is 3D000", async () => {
   const upstream = await UpstreamPostgres.start();
   await upstream.psql("create role alice login password 'alice pw'");
   const hba = [
@@ -173,13 +173,33 @@ test("the client's role authenticates with its upstream password and becomes cur
     "host all all 127.0.0.1/32 scram-sha-256",
     "",
   ].join("\n");
-  const front = await PgtsFront.start(upstream.url(), { hba });
+  const [front, pooled, asUrl] = await Promise.all([
+    PgtsFront.start(upstream.url(), { hba }),
+    PgtsFront.start(upstream.url(), {
+      hba,
+      settings: { pool_mode: "transaction", default_pool_size: "2" },
+    }),
+    PgtsFront.start(upstream.url(), { hba, settings: { upstream_login: "url" } }),
+  ]);
   const bad = await connectError(front, { user: "alice", password: "nope" });
   expect(bad?.code).toBe("28P01");
-  const alice = await client(front, { user: "alice", password: "alice pw" });
-  const who = await alice.query("select current_user as cu, session_user as su");
+  // SCRAM pass-through: the keys alice proved to pgts log her in upstream,
+  // in session and transaction mode; no password of hers is stored.
+  for (const f of [front, pooled]) {
+    const alice = await client(f, { user: "alice", password: "alice pw" });
+    const who = await alice.query("select current_user as cu, session_user as su");
+    expect(who.rows[0]).toEqual({ cu: "alice", su: "alice" });
+    // The URL's user is no longer a ceiling she can go back to.
+    expect(await alice.query("reset role").then(() => null, (e) => e)).toBeNull();
+    expect((await alice.query("select session_user as su")).rows[0].su).toBe("alice");
+    expect((await alice.query("set role postgres").catch((e) => e)).code).toBe("42501");
+    await alice.end();
+  }
+  // upstream_login = url: the URL's user, with role set to alice.
+  const viaUrl = await client(asUrl, { user: "alice", password: "alice pw" });
+  const who = await viaUrl.query("select current_user as cu, session_user as su");
   expect(who.rows[0]).toEqual({ cu: "alice", su: "postgres" });
-  await alice.end();
+  await viaUrl.end();
   const nobody = await connectError(front, { user: "nobody", password: "x" });
   expect(nobody?.code).toBe("28P01");
   const nodb = await connectError(front, { database: "no_such_db" });
