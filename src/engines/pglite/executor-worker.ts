@@ -92,6 +92,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
           if (m.assets !== null) registerPgliteAssets(m.assets);
           instance = await openInstance(m.dataDir, {
             cancelCell: new Int32Array(m.cell),
+            sharedHeap: true,
             settings: m.settings,
             ...(m.image !== null ? { image: m.image } : {}),
             ...(m.database !== null ? { database: m.database } : {}),
@@ -104,6 +105,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             tempShared: instance.tempShared,
             requested: instance.walTicket(),
             durable: instance.walDurable(),
+            interrupt: instance.interruptTarget,
           });
         } catch (e) {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });

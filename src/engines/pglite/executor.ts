@@ -6,11 +6,14 @@
  * Two placements:
  * - `worker` (default): PGlite runs in a Worker thread. The engine's own
  *   thread stays free while a statement runs, so wait timeouts, idle
- *   timeouts and cancels happen on time, and a cancel reaches the running
- *   statement through a shared cell (see instance.ts).
+ *   timeouts and cancels happen on time. PGlite's heap is shared memory
+ *   (sharedheap.ts), so a cancel or statement_timeout (a watchdog timer
+ *   here) sets Postgres's interrupt flags directly and stops even a
+ *   statement that makes no host call (interrupt.ts).
  * - `inline`: PGlite runs on the calling thread. Cheaper per call, but
  *   nothing else on the thread runs during a statement: a cancel or a
- *   timeout only takes effect when the statement is over.
+ *   timeout only takes effect at the statement's next host call, or when
+ *   it is over.
  *
  * An executor never throws for SQL errors (they are protocol bytes); it
  * rejects only when PGlite itself fails, and stays usable afterwards when
@@ -24,6 +27,7 @@
 import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
 import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
+import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair } from "./tempnamespace.ts";
 import { WalProgress } from "./groupcommit.ts";
@@ -131,7 +135,7 @@ class InlineExecutor implements RawExecutor {
   }
 
   static async start(dataDir: string, options: ExecutorOptions): Promise<InlineExecutor> {
-    const cell = new Int32Array(2);
+    const cell = newCancelCell();
     const wal = new WalProgress();
     let self: InlineExecutor | null = null;
     const instance = await openInstance(dataDir, {
@@ -173,7 +177,7 @@ class InlineExecutor implements RawExecutor {
   }
 
   interrupt(): void {
-    if (this.#running !== 0) Atomics.store(this.#cell, 0, this.#running);
+    if (this.#running !== 0) Atomics.store(this.#cell, CANCEL_SEQ, this.#running);
   }
 
   close(): Promise<void> {
@@ -183,7 +187,13 @@ class InlineExecutor implements RawExecutor {
 
 /** Messages from the worker (executor-worker.ts). */
 export type WorkerReply =
-  | { t: "ready"; tempShared: string | null; requested: number; durable: number }
+  | {
+    t: "ready";
+    tempShared: string | null;
+    requested: number;
+    durable: number;
+    interrupt: SharedInterruptTarget | null;
+  }
   | { t: "failed"; message: string }
   | { t: "data"; seq: number; bytes: Uint8Array; wal: number }
   | {
@@ -201,6 +211,12 @@ export type WorkerReply =
   /** A deferred fdatasync of the WAL failed. */
   | { t: "wal-failed"; message: string }
   | { t: "closed" };
+
+/**
+ * How often a standing cancel request sets Postgres's flags again when they
+ * read 0 (Postgres dropped them before the statement began; interrupt.ts).
+ */
+const REARM_MS = 10;
 
 /** Messages to the worker. */
 export type WorkerRequest =
@@ -229,20 +245,30 @@ class WorkerExecutor implements RawExecutor {
   readonly wal = new WalProgress();
   #worker: Worker;
   #cell: Int32Array;
+  /** PGlite's shared heap and its flags; null if the worker has none. */
+  #target: { heap: Int32Array; flags: SharedInterruptTarget } | null;
   #seq = 0;
   #pending: {
     seq: number;
     onData: (chunk: Uint8Array) => void;
     resolve: (r: ExecResult) => void;
     reject: (e: Error) => void;
+    /** statement_timeout's watchdog, and a standing cancel's re-arm timer. */
+    timers: { watchdog?: ReturnType<typeof setTimeout>; rearm?: ReturnType<typeof setTimeout> };
   } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
 
-  private constructor(worker: Worker, cell: Int32Array, tempShared: string | null) {
+  private constructor(
+    worker: Worker,
+    cell: Int32Array,
+    ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
+  ) {
     this.#worker = worker;
     this.#cell = cell;
-    this.tempShared = tempShared;
+    this.tempShared = ready.tempShared;
+    const target = ready.interrupt;
+    this.#target = target === null ? null : { heap: new Int32Array(target.heap), flags: target };
     worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.#onReply(ev.data);
     worker.onerror = (ev: ErrorEvent) => {
       ev.preventDefault?.();
@@ -254,11 +280,11 @@ class WorkerExecutor implements RawExecutor {
     const assets = registeredPgliteAssets();
     const url = assets?.executorWorker ?? new URL("./executor-worker.ts", import.meta.url).href;
     const worker = new Worker(url, { type: "module" });
-    const sab = new SharedArrayBuffer(8);
+    const cell = newCancelCell();
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
-          const ex = new WorkerExecutor(worker, new Int32Array(sab), ev.data.tempShared);
+          const ex = new WorkerExecutor(worker, cell, ev.data);
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(ev.data.durable);
           resolve(ex);
@@ -277,7 +303,7 @@ class WorkerExecutor implements RawExecutor {
       const open: WorkerRequest = {
         t: "open",
         dataDir,
-        cell: sab,
+        cell: cell.buffer,
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
         database: options.database ?? null,
@@ -298,7 +324,12 @@ class WorkerExecutor implements RawExecutor {
     }
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     return new Promise((resolve, reject) => {
-      this.#pending = { seq, onData, resolve, reject };
+      // statement_timeout: the worker checks it only at host calls.
+      const timeoutMs = options.timeoutMs ?? 0;
+      const timers = timeoutMs > 0 && this.#target !== null
+        ? { watchdog: setTimeout(() => this.#request(seq), timeoutMs) }
+        : {};
+      this.#pending = { seq, onData, resolve, reject, timers };
       const req: WorkerRequest = {
         t: "exec",
         seq,
@@ -311,7 +342,23 @@ class WorkerExecutor implements RawExecutor {
 
   interrupt(): void {
     const p = this.#pending;
-    if (p !== null) Atomics.store(this.#cell, 0, p.seq);
+    if (p !== null) this.#request(p.seq);
+  }
+
+  /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
+  #request(seq: number): void {
+    if (this.#pending?.seq !== seq) return;
+    Atomics.store(this.#cell, CANCEL_SEQ, seq);
+    const target = this.#target;
+    if (target === null) return;
+    const poke = () => {
+      if (this.#pending?.seq !== seq) return;
+      clearTimeout(this.#pending.timers.rearm);
+      if (pokeFlags(this.#cell, target.heap, target.flags, seq)) {
+        this.#pending.timers.rearm = setTimeout(poke, REARM_MS);
+      }
+    };
+    poke();
   }
 
   close(): Promise<void> {
@@ -343,6 +390,8 @@ class WorkerExecutor implements RawExecutor {
         const p = this.#pending;
         if (p === null || p.seq !== m.seq) return;
         this.#pending = null;
+        clearTimeout(p.timers.watchdog);
+        clearTimeout(p.timers.rearm);
         if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
         if (m.signals.length > 0) this.onSignals?.(m.signals);
         if (m.error !== null) p.reject(new Error(m.error));
@@ -373,6 +422,8 @@ class WorkerExecutor implements RawExecutor {
     this.#dead = e;
     const p = this.#pending;
     this.#pending = null;
+    clearTimeout(p?.timers.watchdog);
+    clearTimeout(p?.timers.rearm);
     p?.reject(e);
     this.#closed?.();
   }

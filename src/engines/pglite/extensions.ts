@@ -26,6 +26,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { unpackTar } from "./tar.ts";
+import { HEAP_MAX_PAGES, shareMemoryImports } from "./sharedheap.ts";
 
 /** What of PGlite's Emscripten module this needs. */
 interface PgliteModule {
@@ -49,9 +50,11 @@ function bundleDir(): string | null {
 
 /**
  * Writes every shipped bundle's files under PGlite's install prefix.
- * Returns how many bundles were loaded.
+ * Returns how many bundles were loaded. With `sharedHeap` (sharedheap.ts),
+ * each library's memory import is made shared as Postgres's own is: a
+ * library that imports a non-shared memory does not link against it.
  */
-export function loadExtensionBundles(db: unknown): number {
+export function loadExtensionBundles(db: unknown, options: { sharedHeap?: boolean } = {}): number {
   const mod = (db as { mod?: PgliteModule }).mod;
   const dir = bundleDir();
   if (mod === undefined || dir === null) return 0;
@@ -62,7 +65,10 @@ export function loadExtensionBundles(db: unknown): number {
       const path = `${mod.WASM_PREFIX}/${e.name}`;
       const parent = path.slice(0, path.lastIndexOf("/"));
       if (!mod.FS.analyzePath(parent).exists) mod.FS.mkdirTree(parent);
-      mod.FS.writeFile(path, e.data);
+      const data = options.sharedHeap === true && path.endsWith(".so")
+        ? shareMemoryImports(e.data, HEAP_MAX_PAGES)
+        : e.data;
+      mod.FS.writeFile(path, data);
     }
     n++;
   }

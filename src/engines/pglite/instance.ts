@@ -8,13 +8,16 @@
  * that thread can interrupt a statement. What can: Postgres calls out to the
  * host (clock reads, file I/O) all the time, pg_sleep and every timed wait
  * busy-poll `clock_time_get`. The hooks wrap those imports; when the cancel
- * cell (an Int32Array, shared with another thread when PGlite runs in a
- * Worker) names the exec in flight, the hook sets Postgres's own
+ * cell (interrupt.ts) names the exec in flight, the hook sets Postgres's own
  * `QueryCancelPending`/`InterruptPending` flags, exactly what the SIGINT
  * handler does, and moves the monotonic clock forward so a timed wait ends
  * now instead of at its timeout. The next CHECK_FOR_INTERRUPTS raises 57014.
+ *
  * A statement that computes without any host call (a pure in-memory loop)
- * cannot be cancelled until it makes one.
+ * makes no hook run. With `sharedHeap` (PGlite in a Worker), Postgres's heap
+ * is a shared memory (sharedheap.ts) and the thread that asks for the
+ * cancel sets the flags itself (`interruptTarget`); inline, such a statement
+ * cannot be cancelled until it makes a host call.
  *
  * `setitimer` is disabled: Postgres's own timeouts (statement_timeout,
  * lock_timeout, idle_in_transaction_session_timeout) would fire as
@@ -58,14 +61,24 @@ import { installEncodingGuard } from "./encoding.ts";
 import { installTempNamespaces, type TempNamespaces, type TempPair } from "./tempnamespace.ts";
 import { pgliteWasmSha256 } from "./assets.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
-
-/** Cell layout: [0] exec sequence to cancel, [1] exec sequence running. */
-export const CANCEL_SEQ = 0;
-export const RUNNING_SEQ = 1;
+import {
+  CANCEL_SEQ,
+  ErrorWatch,
+  type InterruptFlags,
+  RUNNING_SEQ,
+  settleRequest,
+  type SharedInterruptTarget,
+} from "./interrupt.ts";
+import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
 
 export interface InstanceOptions {
-  /** Int32Array(2), shared with the thread that requests cancels. */
+  /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
   readonly cancelCell: Int32Array;
+  /**
+   * Put Postgres's heap in shared memory, so another thread can set its
+   * interrupt flags during a statement (`interruptTarget`).
+   */
+  readonly sharedHeap?: boolean;
   /**
    * `-c name=value` server settings, as in postgresql.conf. `fsync` is
    * PostgreSQL's (default on; always off for memory://): see durableStart.
@@ -83,6 +96,8 @@ export interface InstanceOptions {
 
 export interface PGliteInstance {
   readonly db: PGlite;
+  /** The shared heap and where its interrupt flags are; null unless `sharedHeap`. */
+  readonly interruptTarget: SharedInterruptTarget | null;
   /**
    * Why temporary objects are shared by all sessions (tempnamespace.ts), or
    * null when each session has its own.
@@ -159,8 +174,13 @@ export async function openInstance(
   let memory: WebAssembly.Memory | null = null;
   // Set by the instantiate hook below; an object, so the compiler sees it may change.
   const captured: { wasm: WebAssembly.Instance | null } = { wasm: null };
-  let flags: { cancel: number; interrupt: number } | null = null;
+  let flags: InterruptFlags | null = null;
+  const shared = options.sharedHeap === true;
+  // Compiled while PGlite loads its file bundle (awaited in the hook below).
+  const sharedModule = shared ? sharedPgliteModule() : null;
+  sharedModule?.catch(() => {});
   let clockShift = 0n;
+  // Whether the exec in flight has been asked to stop (its clock moved).
   let tripped = false;
   const { durable, settings } = durableStart(dataDir, options.settings ?? {});
   // Set once PGlite is up; from then on an abort means the backend ended.
@@ -182,33 +202,53 @@ export async function openInstance(
     view.setInt32(flags.cancel, v, true);
     view.setInt32(flags.interrupt, v, true);
   };
+  const flagsSet = () =>
+    memory !== null && flags !== null &&
+    new DataView(memory.buffer).getInt32(flags.cancel, true) !== 0;
+  // The request stands until the exec ends or answers an error (interrupt.ts):
+  // flags Postgres dropped before the statement began are set again here.
   const trip = () => {
-    Atomics.store(cell, CANCEL_SEQ, 0);
     if (memory === null || flags === null) return;
+    const set = flagsSet();
+    if (tripped && set) return;
     tripped = true;
-    setFlags(1);
+    if (!set) setFlags(1);
     // Permanent, so the clock stays monotonic: a wait that started before
     // the cancel sees its deadline pass; later durations are unaffected.
     clockShift += CLOCK_JUMP_NS;
   };
   // statement_timeout of the exec in flight (performance.now() ms, 0: none).
   // Checked at the same host calls as a cancel, so it needs no timer on
-  // this thread, which the statement itself occupies.
+  // this thread, which the statement itself occupies (with a shared heap,
+  // the executor's watchdog covers a statement without host calls).
   let deadline = 0;
   const check = () => {
     const want = Atomics.load(cell, CANCEL_SEQ);
-    if (want !== 0 && want === Atomics.load(cell, RUNNING_SEQ)) trip();
+    const running = Atomics.load(cell, RUNNING_SEQ);
+    if (want !== 0 && want === running) trip();
     else if (deadline !== 0 && performance.now() >= deadline) {
       deadline = 0;
+      Atomics.compareExchange(cell, CANCEL_SEQ, 0, running);
       trip();
     }
   };
 
   const hooks = {
     name: "pgts-interrupts",
-    setup: (_pg: unknown, emscriptenOpts: Record<string, unknown>) => {
-      const instantiate = emscriptenOpts["instantiateWasm"] as InstantiateWasm;
+    setup: async (_pg: unknown, emscriptenOpts: Record<string, unknown>) => {
+      const compiled = sharedModule === null ? null : await sharedModule;
+      const pglites = emscriptenOpts["instantiateWasm"] as InstantiateWasm;
       memory = emscriptenOpts["wasmMemory"] as WebAssembly.Memory;
+      if (compiled !== null) memory = sharedHeap(memory.buffer.byteLength / 65536);
+      const heap = memory;
+      // PGlite's own instantiation compiles (or takes) the stock module,
+      // whose memory import is not shared.
+      const instantiate: InstantiateWasm = compiled === null ? pglites : (imports, done) => {
+        WebAssembly.instantiate(compiled, imports as WebAssembly.Imports).then(
+          (instance) => done(instance, compiled),
+        );
+        return {};
+      };
       const wrapped: InstantiateWasm = (imports, done) => {
         // `env` and `wasi_snapshot_preview1` are the same object in this build.
         const env = imports["env"]!;
@@ -258,16 +298,17 @@ export async function openInstance(
       const preRun = emscriptenOpts["preRun"] as
         | ((m: Record<string, unknown>) => void)[]
         | undefined;
-      return Promise.resolve({
+      return {
         emscriptenOpts: {
           ...emscriptenOpts,
           instantiateWasm: wrapped,
+          wasmMemory: heap,
           // The Module object Emscripten really uses: FS is set on it.
           preRun: [...(preRun ?? []), (m: Record<string, unknown>) => {
             emscriptenFs = { fs: m["FS"] as EmscriptenFs, nodefs: m["NODEFS"] as NodeFs };
           }],
         },
-      });
+      };
     },
   };
 
@@ -302,6 +343,7 @@ export async function openInstance(
   let temp: TempNamespaces | null = null;
   let tempShared: string | null;
   try {
+    if (shared) shareInstalledLibraries(db);
     const tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
@@ -331,14 +373,21 @@ export async function openInstance(
   const endedError = () =>
     new Error(`the engine's backend ended (${ended}); the cluster must be reopened`);
   let extensionsLoaded = false;
+  // Set by the hooks during create (the compiler cannot see that).
+  const heapBuffer = (memory as WebAssembly.Memory | null)?.buffer;
+  const heapFlags = flags as InterruptFlags | null;
+  const interruptTarget = shared && heapFlags !== null && heapBuffer instanceof SharedArrayBuffer
+    ? { heap: heapBuffer, cancel: heapFlags.cancel, interrupt: heapFlags.interrupt }
+    : null;
   return {
     db,
     tempShared,
+    interruptTarget,
     async exec(seq, bytes, onData, options) {
       if (ended !== null) throw endedError();
       if (options.loadExtensions === true && !extensionsLoaded) {
         extensionsLoaded = true;
-        loadExtensionBundles(db);
+        loadExtensionBundles(db, { sharedHeap: shared });
       }
       Atomics.store(cell, RUNNING_SEQ, seq);
       guard.runAs(options.runAs);
@@ -361,11 +410,16 @@ export async function openInstance(
         // Whether the answer so far ends at ReadyForQuery 'I' (read before
         // onData, which may hand the chunk's buffer to another thread).
         const at = { idle: false };
+        const errors = new ErrorWatch();
         await db.execProtocolRawStream(bytes, {
           syncToFs: false,
           onRawData: (raw) => {
             const chunk = raw.slice();
             at.idle = endsWithReadyForQuery(chunk) && chunk[chunk.length - 1] === 0x49;
+            // An error out: a cancel asked of this exec has acted (or is moot).
+            if (errors.feed(chunk) && Atomics.load(cell, CANCEL_SEQ) === seq) {
+              settleRequest(cell, seq, { ended: false, clear: () => setFlags(0) });
+            }
             answer.push(chunk);
             if (answer.length > 4) answer.shift();
             onData(chunk);
@@ -385,12 +439,16 @@ export async function openInstance(
         backends.runAs(null);
         advisory.runAs(null);
         deadline = 0;
-        Atomics.store(cell, RUNNING_SEQ, 0);
         // A cancel must never reach the next exec, which may be another
         // session's: clear a request that came too late, and Postgres's
-        // flags if they were set after its last CHECK_FOR_INTERRUPTS.
-        Atomics.compareExchange(cell, CANCEL_SEQ, seq, 0);
-        if (tripped) setFlags(0);
+        // flags if they were set after its last CHECK_FOR_INTERRUPTS (by
+        // this thread or, with a shared heap, by the requesting one).
+        settleRequest(cell, seq, {
+          ended: true,
+          clear: () => {
+            if (tripped || (shared && flagsSet())) setFlags(0);
+          },
+        });
         tripped = false;
       }
     },

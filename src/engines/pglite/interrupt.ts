@@ -1,0 +1,144 @@
+/**
+ * The cancel cell: how the engine's thread asks the exec running on PGlite's
+ * thread to stop, PostgreSQL's StatementCancelHandler across two threads.
+ *
+ * The cell is an Int32Array over a SharedArrayBuffer: the exec sequence to
+ * cancel, the exec sequence running, and a lock. A request names an exec
+ * (its sequence) and stands until that exec ends or its answer carries an
+ * ErrorResponse, so it can never reach the next exec, which may be another
+ * session's. Two ways act on it:
+ *
+ * - PGlite's thread, at every host call (instance.ts): sets Postgres's
+ *   `QueryCancelPending`/`InterruptPending` and moves the monotonic clock
+ *   forward so a timed wait (pg_sleep) ends now.
+ * - The requesting thread, when PGlite's heap is shared (sharedheap.ts):
+ *   writes the same flags into the heap directly, so a statement that
+ *   computes without host calls sees them at its next CHECK_FOR_INTERRUPTS.
+ *   It writes them again while the request stands and they read 0: flags
+ *   that arrive before the statement began (Postgres still reading the
+ *   message) are dropped by Postgres, as PostgreSQL drops a SIGINT in
+ *   ReadCommand.
+ *
+ * The lock makes "the exec is still running, set its flags" one step
+ * against "the exec ended, clear its flags": without it a late write could
+ * cancel the next exec. Both sides hold it for a few loads and stores.
+ *
+ * `ProcDiePending` is never set: PGlite's one backend serves every session,
+ * and a FATAL would end them all. A terminated session's statement is
+ * cancelled and the session closed by the engine.
+ */
+
+/** Cell layout, in Int32 slots. */
+export const CANCEL_SEQ = 0;
+export const RUNNING_SEQ = 1;
+const LOCK = 2;
+/** The size of a cell's SharedArrayBuffer. */
+export const CELL_BYTES = 12;
+
+/** Where Postgres's interrupt flags are: byte addresses in PGlite's heap. */
+export interface InterruptFlags {
+  readonly cancel: number;
+  readonly interrupt: number;
+}
+
+/** A shared heap and its flags, as the requesting thread sees them. */
+export interface SharedInterruptTarget extends InterruptFlags {
+  readonly heap: SharedArrayBuffer;
+}
+
+export function newCancelCell(): Int32Array<SharedArrayBuffer> {
+  return new Int32Array(new SharedArrayBuffer(CELL_BYTES));
+}
+
+function lock(cell: Int32Array): void {
+  while (Atomics.compareExchange(cell, LOCK, 0, 1) !== 0) {
+    // Held for a few instructions by the other thread; spin.
+  }
+}
+
+function unlock(cell: Int32Array): void {
+  Atomics.store(cell, LOCK, 0);
+}
+
+/** Sets or clears both flags in a heap view. */
+export function writeFlags(heap: Int32Array, flags: InterruptFlags, value: number): void {
+  Atomics.store(heap, flags.cancel >> 2, value);
+  Atomics.store(heap, flags.interrupt >> 2, value);
+}
+
+/**
+ * On the requesting thread: sets the flags of exec `seq` if it is running,
+ * the request for it stands, and they are not set already. Returns whether
+ * the request still stands (false: the exec is over or acknowledged).
+ */
+export function pokeFlags(
+  cell: Int32Array,
+  heap: Int32Array,
+  flags: InterruptFlags,
+  seq: number,
+): boolean {
+  lock(cell);
+  try {
+    if (Atomics.load(cell, CANCEL_SEQ) !== seq) return false;
+    if (Atomics.load(cell, RUNNING_SEQ) === seq && Atomics.load(heap, flags.cancel >> 2) === 0) {
+      writeFlags(heap, flags, 1);
+    }
+    return true;
+  } finally {
+    unlock(cell);
+  }
+}
+
+/**
+ * On PGlite's thread: ends the request for exec `seq` (it is over, or its
+ * answer has its error) and clears flags nobody consumed; with `ended`, the
+ * exec is no longer running either.
+ */
+export function settleRequest(
+  cell: Int32Array,
+  seq: number,
+  options: { ended: boolean; clear: () => void },
+): void {
+  lock(cell);
+  try {
+    if (options.ended) Atomics.store(cell, RUNNING_SEQ, 0);
+    Atomics.compareExchange(cell, CANCEL_SEQ, seq, 0);
+    options.clear();
+  } finally {
+    unlock(cell);
+  }
+}
+
+const ERROR_RESPONSE = 0x45; // 'E'
+
+/**
+ * Follows backend message boundaries across an exec's answer chunks (which
+ * may split a message anywhere) and tells whether an ErrorResponse began in
+ * a chunk: the acknowledgement of a cancel.
+ */
+export class ErrorWatch {
+  #skip = 0;
+  #header = new Uint8Array(5);
+  #headerLength = 0;
+
+  /** Whether an ErrorResponse starts in `chunk`. */
+  feed(chunk: Uint8Array): boolean {
+    let seen = false;
+    let p = 0;
+    while (p < chunk.length) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, chunk.length - p);
+        p += n;
+        this.#skip -= n;
+        continue;
+      }
+      const h = this.#header;
+      h[this.#headerLength++] = chunk[p++]!;
+      if (this.#headerLength < 5) continue;
+      this.#headerLength = 0;
+      if (h[0] === ERROR_RESPONSE) seen = true;
+      this.#skip = ((h[1]! << 24) | (h[2]! << 16) | (h[3]! << 8) | h[4]!) - 4;
+    }
+    return seen;
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * PGlite with its heap in shared memory, so that a thread other than the
+ * one running a statement can set Postgres's interrupt flags while the
+ * statement computes (interrupt.ts).
+ *
+ * PGlite's pglite.wasm imports its memory (`env.memory`, 2048 pages at
+ * first, at most 32768) as non-shared, and PGlite creates it as such. The
+ * flags CHECK_FOR_INTERRUPTS reads inline (`InterruptPending`,
+ * `QueryCancelPending`) live in that memory, and the module exports their
+ * addresses; no host call happens in a pure computation, so a host-call
+ * hook alone cannot stop one. Here the memory import's limits are rewritten
+ * to `shared` (a shared memory must have a maximum, which the main module
+ * has; side modules get PGlite's), the copy is compiled once per realm, and
+ * instance.ts instantiates it with a shared `WebAssembly.Memory` of the same
+ * size in place of PGlite's.
+ *
+ * What a shared heap changes, checked under Bun and Deno: `memory.buffer`
+ * is a SharedArrayBuffer (TextDecoder takes views of it; `slice()` of a view
+ * is an ordinary copy), growth replaces the buffer as before, and an
+ * extension's library (a side module importing the same memory) must be
+ * rewritten the same way before it is loaded (extensions.ts).
+ *
+ * Never changes the file on disk, and nothing else than the memory import.
+ */
+
+import { readFileSync } from "node:fs";
+import { registeredPgliteAssets } from "./assets.ts";
+
+/** PGlite's own maximum for its memory, in 64 KiB pages (2 GiB). */
+export const HEAP_MAX_PAGES = 32768;
+
+const SECTION_IMPORT = 2;
+const IMPORT_FUNC = 0;
+const IMPORT_TABLE = 1;
+const IMPORT_MEMORY = 2;
+const IMPORT_GLOBAL = 3;
+const IMPORT_TAG = 4;
+const LIMITS_HAS_MAX = 0x01;
+const LIMITS_SHARED_WITH_MAX = 0x03;
+const LIMITS_MEMORY64 = 0x04;
+
+function readU32(b: Uint8Array, at: number): [value: number, next: number] {
+  let value = 0;
+  let mul = 1;
+  let i = at;
+  for (;;) {
+    const byte = b[i++];
+    if (byte === undefined) throw new RangeError("Truncated LEB128 in WebAssembly module");
+    value += (byte & 0x7f) * mul;
+    mul *= 128;
+    if ((byte & 0x80) === 0) return [value, i];
+  }
+}
+
+function u32(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n = Math.floor(n / 128);
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+/**
+ * A copy of a WebAssembly binary whose memory imports are shared, with
+ * `maxPages` as the maximum of an import that has none. Returns the input
+ * itself when it imports no memory.
+ */
+export function shareMemoryImports(wasm: Uint8Array, maxPages: number): Uint8Array {
+  let at = 8;
+  while (at < wasm.length) {
+    const id = wasm[at]!;
+    const [size, body] = readU32(wasm, at + 1);
+    const end = body + size;
+    if (id !== SECTION_IMPORT) {
+      at = end;
+      continue;
+    }
+    let [count, p] = readU32(wasm, body);
+    const skipName = () => {
+      const [n, next] = readU32(wasm, p);
+      p = next + n;
+    };
+    const skipLimits = () => {
+      const flags = wasm[p++]!;
+      p = readU32(wasm, p)[1];
+      if ((flags & LIMITS_HAS_MAX) !== 0) p = readU32(wasm, p)[1];
+    };
+    // The section rebuilt: unchanged runs copied, each memory's limits re-encoded.
+    const parts: Uint8Array[] = [];
+    let copied = body;
+    let changed = false;
+    while (count-- > 0) {
+      skipName();
+      skipName();
+      const kind = wasm[p++]!;
+      switch (kind) {
+        case IMPORT_FUNC:
+          p = readU32(wasm, p)[1];
+          break;
+        case IMPORT_TABLE:
+          p++;
+          skipLimits();
+          break;
+        case IMPORT_GLOBAL:
+          p += 2;
+          break;
+        case IMPORT_TAG:
+          p++;
+          p = readU32(wasm, p)[1];
+          break;
+        case IMPORT_MEMORY: {
+          const limitsAt = p;
+          const flags = wasm[p++]!;
+          if ((flags & LIMITS_MEMORY64) !== 0) {
+            throw new RangeError("A 64-bit memory cannot be shared here");
+          }
+          const [min, afterMin] = readU32(wasm, p);
+          p = afterMin;
+          let max = maxPages;
+          if ((flags & LIMITS_HAS_MAX) !== 0) [max, p] = readU32(wasm, p);
+          parts.push(wasm.subarray(copied, limitsAt));
+          parts.push(Uint8Array.from([LIMITS_SHARED_WITH_MAX, ...u32(min), ...u32(max)]));
+          copied = p;
+          changed = true;
+          break;
+        }
+        default:
+          throw new RangeError(`Unknown import kind ${kind} in WebAssembly module`);
+      }
+    }
+    if (!changed) return wasm;
+    parts.push(wasm.subarray(copied, end));
+    const sectionSize = parts.reduce((n, part) => n + part.length, 0);
+    const header = Uint8Array.from([SECTION_IMPORT, ...u32(sectionSize)]);
+    const out = new Uint8Array(at + header.length + sectionSize + (wasm.length - end));
+    out.set(wasm.subarray(0, at));
+    let w = at;
+    for (const part of [header, ...parts]) {
+      out.set(part, w);
+      w += part.length;
+    }
+    out.set(wasm.subarray(end), w);
+    return out;
+  }
+  return wasm;
+}
+
+let compiled: { source: unknown; module: Promise<WebAssembly.Module> } | null = null;
+
+/** pglite.wasm's bytes: the registered copy (a compiled binary) or the package's file. */
+function pgliteWasmBytes(): Uint8Array {
+  const source = registeredPgliteAssets()?.pgliteWasm;
+  if (source instanceof Uint8Array) return source;
+  if (typeof source === "string") return readFileSync(source);
+  return readFileSync(new URL("./pglite.wasm", import.meta.resolve("@electric-sql/pglite")));
+}
+
+/**
+ * pglite.wasm with a shared memory import, compiled once per realm (and
+ * again only if the registered assets change). A failure is not cached.
+ */
+export function sharedPgliteModule(): Promise<WebAssembly.Module> {
+  const source = registeredPgliteAssets()?.pgliteWasm ?? null;
+  if (compiled !== null && compiled.source === source) return compiled.module;
+  const module = (async () => {
+    const bytes = shareMemoryImports(pgliteWasmBytes(), HEAP_MAX_PAGES);
+    return await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  })();
+  const entry = { source, module };
+  module.catch(() => {
+    if (compiled === entry) compiled = null;
+  });
+  compiled = entry;
+  return module;
+}
+
+/** A shared memory for PGlite of `pages` pages at first (PGlite's own size). */
+export function sharedHeap(pages: number): WebAssembly.Memory {
+  return new WebAssembly.Memory(
+    { initial: pages, maximum: HEAP_MAX_PAGES, shared: true } as WebAssembly.MemoryDescriptor,
+  );
+}
+
+/** What of PGlite's Emscripten module shareInstalledLibraries needs. */
+interface PgliteModule {
+  readonly WASM_PREFIX: string;
+  readonly FS: {
+    analyzePath(path: string): { exists: boolean };
+    readdir(path: string): string[];
+    readFile(path: string): Uint8Array;
+    writeFile(path: string, data: Uint8Array): void;
+  };
+}
+
+/**
+ * Rewrites the libraries PGlite's file bundle installed (plpgsql.so and the
+ * other modules Postgres dlopens on first use) to import a shared memory.
+ * Returns how many it rewrote. Must run before the first dlopen.
+ */
+export function shareInstalledLibraries(db: unknown): number {
+  const mod = (db as { mod?: PgliteModule }).mod;
+  if (mod === undefined) throw new TypeError("PGlite has no Emscripten module to rewrite");
+  const dir = `${mod.WASM_PREFIX}/lib/postgresql`;
+  if (!mod.FS.analyzePath(dir).exists) return 0;
+  let n = 0;
+  for (const name of mod.FS.readdir(dir)) {
+    if (!name.endsWith(".so")) continue;
+    const path = `${dir}/${name}`;
+    const bytes = mod.FS.readFile(path);
+    const shared = shareMemoryImports(bytes, HEAP_MAX_PAGES);
+    if (shared !== bytes) {
+      mod.FS.writeFile(path, shared);
+      n++;
+    }
+  }
+  return n;
+}
