@@ -88,7 +88,8 @@ for (const adapter of [undefined, "worker", "inproc"] as const) {
         detail: () => JSON.stringify({ before, now: processUsage(server.pid) }),
       });
       console.log(`${adapter ?? "default"}: usage after ${JSON.stringify(after)}`);
-      expect((await psql(server, ["-c", "select 1"])).out.trim()).toBe("1");
+      const last = await psql(server, ["-c", "select 1"]);
+      expect([last.out.trim(), last.err]).toEqual(["1", ""]);
     });
   });
 }
