@@ -37,8 +37,10 @@
  * plans (PL/pgSQL's are shared by every session): PostgreSQL's check of a
  * plan's search path only asks whether a temporary namespace comes first,
  * not which, so a plan made for one session would read that session's
- * table in another; every plan that depends on a relation is invalidated,
- * by calling plancache.c's relcache callback for all relations.
+ * table in another. When a pair other than the last one becomes current,
+ * every plan that depends on a relation is invalidated, by calling
+ * plancache.c's relcache callback for all relations (a plan made under no
+ * pair fails the check under one, and the other way round).
  *
  * InitTempTableNamespace also registers, at the commit that made the pair,
  * a before_shmem_exit callback that empties the pair at backend exit; one
@@ -204,19 +206,29 @@ export async function installTempNamespaces(
       if (form !== 0) fn(rel, form);
     }
   };
+  /** The last pair the backend had (not none): the one cached plans may be made for. */
+  let lastPair = 0;
   const set = (pair: TempPair): void => {
     const v = tools.view();
+    const had = v.getUint32(L.myTempNamespace, true);
+    if (had !== 0) lastPair = had;
     v.setUint32(L.myTempNamespace, pair[0], true);
     v.setUint32(L.myTempToastNamespace, pair[1], true);
     // namespace.c's "baseSearchPathValid = false; searchPathCacheValid = false".
     v.setUint8(L.baseSearchPathInvalid, 1);
     v.setUint8(L.searchPathCacheValid, 0);
     // A cached plan (a PL/pgSQL function's, shared by every session) keeps
-    // the relations its names resolved to, and the search path check
-    // passes in another session (it only asks "temporary namespace
-    // first"): every plan that depends on a relation is planned again, as
-    // after a relcache invalidation of all relations.
-    planCacheRelCallback(0, 0);
+    // the relations its names resolved to, and its search path check only
+    // asks whether a temporary namespace comes first: made under one pair
+    // and used under another, it passes. So when a pair other than the
+    // last one becomes current, every plan that depends on a relation is
+    // planned again, as after a relcache invalidation of all relations.
+    // (A plan made under none fails the check under a pair, and the other
+    // way round, and is planned again by PostgreSQL itself.)
+    if (pair[0] !== 0 && pair[0] !== lastPair) {
+      planCacheRelCallback(0, 0);
+      lastPair = pair[0];
+    }
     eachRelation((rel, form) => {
       const view = tools.view();
       if (view.getUint8(form + CLASS_RELPERSISTENCE) !== RELPERSISTENCE_TEMP) return;

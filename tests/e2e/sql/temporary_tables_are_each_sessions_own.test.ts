@@ -76,7 +76,11 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       expect(await one(a, "select who_is_there()")).toBe("a");
       expect(await one(b, "select who_is_there()")).toBe("b");
       expect(await one(a, "select who_is_there()")).toBe("a");
+      // With a session that has none running in between.
       const c = await pgClient(server());
+      expect(await one(a, "select who_is_there()")).toBe("a");
+      expect(await one(c, "select 1")).toBe(1);
+      expect(await one(b, "select who_is_there()")).toBe("b");
       expect(await one(c, "select who_is_there()")).toBe("public");
       for (const s of [a, b, c]) await s.end();
     });
