@@ -175,6 +175,39 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await b.end();
     });
 
+    test("an ordinary role's temporary table is its own", async () => {
+      const admin = await pgClient(server());
+      await admin.query(
+        "do $$ begin if not exists (select from pg_roles where rolname = 'temp_user')" +
+          " then create role temp_user login; end if; end $$",
+      );
+      const u = await pgClient(server(), { user: "temp_user" });
+      await u.query("create temp table mine (x int)");
+      await u.query("insert into mine values (1)");
+      await admin.query("create temp table mine (x int)");
+      expect(await one(u, "select count(*)::int from mine")).toBe(1);
+      expect(await one(admin, "select count(*)::int from mine")).toBe(0);
+      expect(await one(u, "select current_user")).toBe("temp_user");
+      await u.query("discard all");
+      expect(await codeOf(u, "select * from mine")).toBe("42P01");
+      await u.end();
+      await admin.end();
+    });
+
+    if (adapter === "inproc") {
+      test("more than twenty sessions in turn each make temporary tables", async () => {
+        // PostgreSQL registers an exit callback per temporary schema it
+        // makes, and a backend has twenty slots.
+        for (let i = 0; i < 24; i++) {
+          const c = await pgClient(server());
+          await c.query("create temp table turn (x int)");
+          await c.query(`insert into turn values (${i})`);
+          expect(await one(c, "select x from turn")).toBe(i);
+          await c.end();
+        }
+      });
+    }
+
     test("psql: a temporary table lasts for its session only", async () => {
       const first = await psql(server(), [
         "-c",
