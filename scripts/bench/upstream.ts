@@ -289,6 +289,10 @@ async function startPgts(adapter: string, kind: string, pgPort: number): Promise
       : []),
     "-c",
     "max_connections=500",
+    // Backend processes started ahead, so that pgbench's -T is not spent
+    // starting one per client (a Bun process each, under the bun adapter).
+    "-c",
+    `backend_pool_size=${Math.min(64, clients + 4)}`,
   ], { cwd: ROOT, stdio: "ignore", detached: true });
   stops.push(killGroup(pgts.pid));
   // A fast shutdown first, so that a profiled server writes its profile.

@@ -343,3 +343,25 @@ test("the pgts console shows pools, clients, servers and stats in pgbouncer's co
   const e = await plain.connect().catch((x) => x);
   expect(e.code).toBe("42501");
 });
+
+test("COPY FROM STDIN and COPY TO STDOUT keep their connection until they end", async () => {
+  const env = single.env();
+  const load = await run([
+    `${PG_BIN}/psql`,
+    "-X",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-c",
+    "create table if not exists copied (n int, t text); truncate copied",
+    "-c",
+    "\\copy copied from stdin",
+    "-c",
+    "select count(*), sum(n) from copied",
+  ], { env, stdin: Array.from({ length: 500 }, (_, i) => `${i}\trow ${i}`).join("\n") + "\n" });
+  expect(load.code).toBe(0);
+  expect(load.out).toMatch(/500 \| 124750/);
+  const out = await run([`${PG_BIN}/psql`, "-X", "-q", "-c", "\\copy copied to stdout"], { env });
+  expect(out.code).toBe(0);
+  expect(out.out.trim().split("\n")).toHaveLength(500);
+});
