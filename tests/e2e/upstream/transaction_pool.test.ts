@@ -21,9 +21,12 @@ import {
 useUpstreamServers({ timeoutMs: 90_000 });
 
 let upstream: UpstreamPostgres;
-/** default_pool_size = 5. */
+/** default_pool_size = 5, --adapter inproc: backends and the pool in one process (fast logins). */
 let front: PgtsFront;
-/** default_pool_size = 1: every client shares one upstream connection. */
+/**
+ * default_pool_size = 1, the default adapter: every client shares one
+ * upstream connection, held by the engine child that backend processes reach.
+ */
 let single: PgtsFront;
 
 beforeAll(async () => {
@@ -34,6 +37,7 @@ beforeAll(async () => {
   expect(init.code).toBe(0);
   [front, single] = await Promise.all([
     PgtsFront.start(upstream.url(), {
+      adapter: "inproc",
       settings: { pool_mode: "transaction", default_pool_size: "5" },
     }),
     // Over the Unix socket: its upstream connections are told apart by
@@ -308,7 +312,12 @@ test("the pgts console shows pools, clients, servers and stats in pgbouncer's co
       "maxwait_us",
       "pool_mode",
     ]);
-    const pool = pools.rows.find((r) => r.database === "postgres" && r.user === "postgres");
+    // Clients of the tests before may still be giving their connections back.
+    const pool = await waitFor("the app's transaction to be the only active one", async () => {
+      const r = await console.query("SHOW POOLS");
+      const p = r.rows.find((r) => r.database === "postgres" && r.user === "postgres");
+      return p?.sv_active === 1 ? p : undefined;
+    });
     expect(pool).toMatchObject({ cl_waiting: 0, sv_active: 1, pool_mode: "transaction" });
     expect(pool.cl_active).toBeGreaterThanOrEqual(1);
 
