@@ -249,6 +249,7 @@ async function openPglite(
     settings: {
       fsync: guc.getBool("fsync") ? "on" : "off",
       synchronous_commit: guc.getString("synchronous_commit"),
+      wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,
     },
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),

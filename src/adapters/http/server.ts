@@ -267,6 +267,7 @@ export class HttpServer implements AdminSource {
       settings: {
         fsync: this.guc.getBool("fsync") ? "on" : "off",
         synchronous_commit: this.guc.getString("synchronous_commit"),
+        wal_writer_delay: `${this.guc.getMs("wal_writer_delay")}ms`,
       },
       ...(config.placement === undefined ? {} : { placement: config.placement }),
     });

@@ -469,6 +469,18 @@ export const PARAMETERS: readonly ParamDef[] = [
     description: "Wait for a commit's WAL to be flushed to disk before answering it.",
   },
   {
+    name: "wal_writer_delay",
+    type: "int",
+    // PostgreSQL's is sighup; the engine reads it when it starts.
+    context: "postmaster",
+    boot: 200,
+    min: 1,
+    max: 10000,
+    unit: "ms",
+    description:
+      "How often the engine flushes the WAL of asynchronous commits (synchronous_commit = off) to disk.",
+  },
+  {
     name: "checkpoint_timeout",
     type: "int",
     context: "sighup",

@@ -42,7 +42,7 @@
  */
 
 import { fdatasyncSync, fsyncSync } from "node:fs";
-import { WalFlusher } from "./walflush.ts";
+import { WalFlusher, WalWriter } from "./walflush.ts";
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
@@ -370,6 +370,13 @@ export async function openInstance(
   }
 
   started = true;
+  // synchronous_commit = off: PostgreSQL's WAL writer (walflush.ts).
+  let executing = false;
+  const walWriter = dataDir.startsWith("memory://") ? null : new WalWriter(
+    captured.wasm.exports,
+    walWriterDelayMs(settings["wal_writer_delay"]),
+    () => !executing && ended === null,
+  );
   const endedError = () =>
     new Error(`the engine's backend ended (${ended}); the cluster must be reopened`);
   let extensionsLoaded = false;
@@ -390,6 +397,8 @@ export async function openInstance(
         loadExtensionBundles(db, { sharedHeap: shared });
       }
       Atomics.store(cell, RUNNING_SEQ, seq);
+      executing = true;
+      walWriter?.noteExec();
       guard.runAs(options.runAs);
       backends.runAs(options.pid);
       advisory.runAs(options.pid);
@@ -439,6 +448,7 @@ export async function openInstance(
         backends.runAs(null);
         advisory.runAs(null);
         deadline = 0;
+        executing = false;
         // A cancel must never reach the next exec, which may be another
         // session's: clear a request that came too late, and Postgres's
         // flags if they were set after its last CHECK_FOR_INTERRUPTS (by
@@ -457,6 +467,7 @@ export async function openInstance(
     // An ended backend cannot shut down (that runs SQL); the next opener
     // recovers from the WAL, as after a crash.
     async close() {
+      walWriter?.stop();
       try {
         if (ended === null) await db.close();
       } finally {
@@ -504,6 +515,14 @@ export function durableStart(
   delete settings["fsync"];
   if (durable) settings["fsync"] = "on";
   return { durable, settings };
+}
+
+/** wal_writer_delay in ms (PostgreSQL's default 200 ms; a bare number is ms, as in PostgreSQL). */
+export function walWriterDelayMs(value: string | undefined): number {
+  const m = /^\s*(\d+)\s*(ms|s|min)?\s*$/.exec(value ?? "");
+  if (m === null) return 200;
+  const n = Number(m[1]) * (m[2] === "s" ? 1000 : m[2] === "min" ? 60_000 : 1);
+  return Math.min(Math.max(n, 1), 10_000);
 }
 
 /** WASI errno values (Emscripten's errno numbering). */

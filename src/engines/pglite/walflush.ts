@@ -215,3 +215,63 @@ function errorCode(e: unknown): string {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : "EIO";
 }
+
+/** The exports of PGlite's WASM the WAL writer calls (xloginsert.c, xlog.c). */
+interface XLogExports {
+  XLogBeginInsert(): void;
+  XLogInsert(rmid: number, info: number): bigint;
+  XLogFlush(record: bigint): void;
+}
+
+/** RM_XLOG_ID and its XLOG_NOOP record (rmgrlist.h, pg_control.h): replay does nothing. */
+const RM_XLOG_ID = 0;
+const XLOG_NOOP = 0x20;
+
+/**
+ * PostgreSQL's WAL writer, for `synchronous_commit = off`. An asynchronous
+ * commit leaves its commit record in the WAL buffers, and PGlite's single
+ * backend has no walwriter process to write them out: they would reach
+ * the disk only with the next synchronous commit, a checkpoint or a segment
+ * switch. So every `wal_writer_delay`, if a statement ran since the last
+ * time, and none runs now, this flushes the WAL up to its end, which makes
+ * the window of lost asynchronous commits PostgreSQL's (about three times
+ * wal_writer_delay). Its end is not exported, so it inserts an XLOG_NOOP
+ * record (24 bytes) and flushes up to that; the flush's fdatasync is a
+ * ticket like a commit's (WalFlusher), done off the thread.
+ *
+ * Must only run between execs: Postgres is then idle, waiting for input.
+ */
+export class WalWriter {
+  #timer: ReturnType<typeof setInterval>;
+  #dirty = false;
+  #broken = false;
+
+  constructor(exports: unknown, delayMs: number, idle: () => boolean) {
+    const ex = exports as Partial<XLogExports>;
+    const usable = typeof ex.XLogBeginInsert === "function" &&
+      typeof ex.XLogInsert === "function" && typeof ex.XLogFlush === "function";
+    this.#timer = setInterval(() => {
+      if (!usable || this.#broken || !this.#dirty || !idle()) return;
+      this.#dirty = false;
+      try {
+        ex.XLogBeginInsert!();
+        ex.XLogFlush!(ex.XLogInsert!(RM_XLOG_ID, XLOG_NOOP));
+      } catch {
+        // Postgres raised an error outside any statement (it should not):
+        // stop rather than call into a backend in an unknown state.
+        this.#broken = true;
+      }
+    }, delayMs);
+    // Never what keeps the process alive.
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  /** A statement ran: there may be WAL to flush at the next round. */
+  noteExec(): void {
+    this.#dirty = true;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}

@@ -134,6 +134,23 @@ maybe("fsync off: a power cut loses acknowledged inserts (what the default preve
 });
 
 maybe(
+  "synchronous_commit = off: commits older than 3 × wal_writer_delay survive a power cut (the WAL writer)",
+  async () => {
+    const { server, cut, after } = await armed(undefined, { synchronous_commit: "off" });
+    const c = await server.client();
+    await c.query("CREATE TABLE acked (id int PRIMARY KEY)");
+    const ids = Array.from({ length: 30 }, (_, i) => i + 1);
+    for (const id of ids) await c.query("INSERT INTO acked VALUES ($1)", [id]);
+    // Answered before their WAL was flushed; PostgreSQL's WAL writer
+    // flushes it within three rounds of wal_writer_delay (200 ms).
+    await Bun.sleep(1000);
+    expect(cut.fsyncs()).toBeGreaterThan(0);
+    server.killAll();
+    expect(await countAfter(after, ids)).toBe(ids.length);
+  },
+);
+
+maybe(
   "a failing fsync PANICs the engine, the crash cycle recovers, committed rows are kept",
   async () => {
     const { server, cut } = await armed(undefined);
