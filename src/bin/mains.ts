@@ -12,12 +12,13 @@ import { SysLoggerMain } from "../adapters/shared/syslogger.ts";
 import { trivialStartupMain } from "../core/postmaster/auxmains.ts";
 import { backgroundWorkerMain } from "../core/postmaster/bgworker_main.ts";
 import type { ChildEntry, ChildMain } from "../core/postmaster/launch.ts";
-import { backendMain, checkpointerMain, engineMain } from "../server/children.ts";
+import { archiverMain, backendMain, checkpointerMain, engineMain } from "../server/children.ts";
 
 const BUILT_IN: Readonly<Record<string, ChildMain>> = {
   backendMain,
   engineMain,
   checkpointerMain,
+  archiverMain,
   trivialStartupMain,
   backgroundWorkerMain,
   SysLoggerMain,

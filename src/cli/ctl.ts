@@ -6,6 +6,7 @@
  * files beyond reading them.
  */
 
+import { type ArchiverStats, readArchiverStats } from "../server/archiver.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import process from "node:process";
@@ -240,6 +241,12 @@ export function runReload(args: string[], io: CliIO): number {
   return 0;
 }
 
+/** pg_stat_archiver's columns, one per line, as `pgts status` prints them. */
+function archiverStatus(s: ArchiverStats): string {
+  const lines = Object.entries(s).map(([k, v]) => `  ${k}: ${v ?? ""}`);
+  return `archiver (pg_stat_archiver):\n${lines.join("\n")}\n`;
+}
+
 export function runStatus(args: string[], io: CliIO): number {
   const v = parseVerbArgs("status", args, { options: dataDirOption, usage: STATUS_USAGE, io });
   if (v.help) {
@@ -255,6 +262,8 @@ export function runStatus(args: string[], io: CliIO): number {
     } catch {
       // postmaster.opts is informational only.
     }
+    const archiver = readArchiverStats(dataDir);
+    if (archiver !== null) io.out(archiverStatus(archiver));
     return 0;
   }
   io.out(`${PROGNAME}: no server running\n`);

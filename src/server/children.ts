@@ -14,6 +14,7 @@ import { type HbaLine, parseHba } from "../core/auth/mod.ts";
 import { postgresMain } from "../core/backend/postgres.ts";
 import type { StartupSettings } from "../core/backend/startup.ts";
 import type { SslConfig, SslServer } from "../core/backend/secure.ts";
+import { ENGINE_DIR } from "../core/datadir.ts";
 import { ereport } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
 import type { Engine } from "../core/engine/types.ts";
@@ -250,6 +251,10 @@ async function openPglite(
       fsync: guc.getBool("fsync") ? "on" : "off",
       synchronous_commit: guc.getString("synchronous_commit"),
       wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,
+      // PGlite marks completed segments .ready for the archiver child.
+      ...(guc.getString("archive_mode") === "off"
+        ? {}
+        : { archive_mode: "on", wal_level: "replica" }),
     },
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
@@ -313,5 +318,47 @@ export const checkpointerMain: ChildMain = (env) => {
     env.onSignal("SIGTERM", () => {});
     env.onSignal("SIGINT", () => {});
     env.onSignal("SIGHUP", () => {});
+  });
+};
+
+/**
+ * The archiver (archiver.ts): archives the engine's completed WAL segments
+ * while archive_mode is on. SIGUSR2 (after the shutdown checkpoint was
+ * asked for) archives what is ready and exits; SIGQUIT exits at once;
+ * SIGHUP re-reads postgresql.conf for archive_command and archive_library.
+ */
+export const archiverMain: ChildMain = async (env) => {
+  const { params, guc } = setUpChild(env);
+  const archiver = await import("./archiver.ts");
+  let settings = archiver.archiverSettings(guc);
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const quit = new AbortController();
+  env.abort.addEventListener("abort", () => quit.abort());
+  env.onSignal("SIGUSR2", () => finish());
+  env.onSignal("SIGQUIT", () => quit.abort());
+  env.onSignal("SIGTERM", () => {});
+  env.onSignal("SIGINT", () => {});
+  env.onSignal("SIGHUP", () => {
+    const configFile = join(serverParams(env).dataDir, "postgresql.conf");
+    void import("../adapters/shared/config-reader.ts").then(({ nodeConfigReader }) => {
+      const file = new Guc({ reader: nodeConfigReader, configFile });
+      try {
+        file.load();
+      } catch {
+        return; // the postmaster logs what is wrong with the file
+      }
+      // What the file sets now, over what the archiver started with.
+      settings = archiver.archiverSettings(
+        Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() }),
+      );
+    });
+  });
+  return await archiver.pgArchiverMain({
+    dataDir: params.dataDir,
+    clusterDir: join(params.dataDir, ENGINE_DIR),
+    settings: () => settings,
+    finish: finished,
+    quit: quit.signal,
   });
 };

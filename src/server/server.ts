@@ -213,6 +213,8 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       backend: entry("backendMain"),
       ...(direct ? {} : { engine: entry("engineMain") }),
       checkpointer: entry("checkpointerMain"),
+      // Only where PGlite has a pg_wal to archive.
+      ...(upstream ? {} : { archiver: entry("archiverMain") }),
     },
     childParams: params,
     hooks: {

@@ -469,6 +469,33 @@ export const PARAMETERS: readonly ParamDef[] = [
     description: "Wait for a commit's WAL to be flushed to disk before answering it.",
   },
   {
+    name: "archive_mode",
+    type: "enum",
+    context: "postmaster",
+    boot: "off",
+    values: ["always", "on", "off"],
+    // The engine gets wal_level = replica with it, so that PGlite marks
+    // each completed segment .ready; the archiver child archives them.
+    description:
+      "Archive each completed WAL segment with archive_command or archive_library (the archiver process).",
+  },
+  {
+    name: "archive_command",
+    type: "string",
+    context: "sighup",
+    boot: "",
+    description:
+      "Shell command that archives a WAL segment: %p is its path (relative to the cluster), %f its file name; success only on exit 0.",
+  },
+  {
+    name: "archive_library",
+    type: "string",
+    context: "sighup",
+    boot: "",
+    description:
+      "Module that archives instead of archive_command: 'module.ts#export', a function (path, fileName) returning true when the segment is safely archived.",
+  },
+  {
     name: "wal_writer_delay",
     type: "int",
     // PostgreSQL's is sighup; the engine reads it when it starts.

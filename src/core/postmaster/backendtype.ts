@@ -26,6 +26,7 @@ export const BACKEND_TYPES = [
   "logger",
   "stats",
   "autovac_launcher",
+  "archiver",
   "bg_worker",
   "engine",
 ] as const;
@@ -54,6 +55,8 @@ export function backendTypeDesc(kind: BackendType): string {
       return "stats collector";
     case "autovac_launcher":
       return "autovacuum launcher";
+    case "archiver":
+      return "archiver";
     case "bg_worker":
       return "background worker";
     case "engine":
@@ -87,6 +90,8 @@ export function childProcName(kind: BackendType, workerType?: string): string {
       return "statistics collector process";
     case "autovac_launcher":
       return "autovacuum launcher process";
+    case "archiver":
+      return "archiver process";
     case "engine":
       return "engine process";
     default: {
@@ -135,6 +140,11 @@ export function classifyChildExit(
     case "logger":
     case "stats":
       return "normal";
+    // PostgreSQL's archiver attaches to shared memory, so since 14 an exit
+    // other than 0 or 1 is a crash there. pgts's reads and renames files
+    // and runs archive_command: it shares nothing, so it is only restarted.
+    case "archiver":
+      return "normal";
     // A clean exit means "relaunch me"; anything else is a crash.
     case "autovac_launcher":
       return isCode(exit, 0) ? "normal" : "crash";
@@ -165,6 +175,7 @@ export function relaunchedWhenMissing(kind: BackendType): boolean {
     case "stats":
     case "autovac_launcher":
     case "checkpointer":
+    case "archiver":
       return true;
     case "backend":
     case "dead_end_backend":

@@ -46,6 +46,8 @@ export interface PostmasterEntries {
   readonly logger?: ChildEntry;
   readonly stats?: ChildEntry;
   readonly autovacuumLauncher?: ChildEntry;
+  /** PgArchiver: started while archive_mode is not off. */
+  readonly archiver?: ChildEntry;
 }
 
 /** The `params` of every child the postmaster starts (workers also get `bgworker`). */
@@ -79,7 +81,8 @@ export type AuxKind =
   | "checkpointer"
   | "logger"
   | "stats"
-  | "autovac_launcher";
+  | "autovac_launcher"
+  | "archiver";
 
 export interface LaunchExtras {
   readonly client?: AcceptedConnection;
@@ -173,6 +176,8 @@ export class PostmasterChildren {
         return this.#entries.stats;
       case "autovac_launcher":
         return this.#entries.autovacuumLauncher;
+      case "archiver":
+        return this.#entries.archiver;
       default: {
         const never: never = kind;
         throw new TypeError(`Unknown auxiliary kind: ${String(never)}`);

@@ -615,6 +615,7 @@ export class Postmaster extends EventTarget {
       case "autovac_launcher":
       case "logger":
       case "stats":
+      case "archiver":
       case "backend":
         if (!released || classifyChildExit(kind, exit, { pmState: this.#pmState }) === "crash") {
           this.#handleChildCrash(child, exit);
@@ -903,6 +904,10 @@ export class Postmaster extends EventTarget {
     const running = state === "PM_RUN" && this.#shutdown === Shutdown.NoShutdown &&
       !this.#fatalError;
     if (missing("stats") && running) await children.startAux("stats");
+    // PgArchStartupAllowed: archiving is on, and the cluster is running.
+    if (missing("archiver") && running && this.#settings.string("archive_mode") !== "off") {
+      await children.startAux("archiver");
+    }
     if (missing("autovac_launcher") && running && this.#settings.bool("autovacuum")) {
       await children.startAux("autovac_launcher");
     }
@@ -938,9 +943,14 @@ export class Postmaster extends EventTarget {
       // In a normal shutdown the engine, checkpointer and stats process stay
       // for the shutdown checkpoint; after a crash nothing that touched
       // shared state may survive.
-      const mask = abnormal
-        ? btmaskAllExcept("dead_end_backend", "logger")
-        : btmaskAllExcept("dead_end_backend", "logger", "checkpointer", "engine", "stats");
+      const mask = abnormal ? btmaskAllExcept("dead_end_backend", "logger") : btmaskAllExcept(
+        "dead_end_backend",
+        "logger",
+        "checkpointer",
+        "engine",
+        "stats",
+        "archiver",
+      );
       if (registry.count(mask) === 0) {
         if (abnormal) {
           this.#accepting = false;
@@ -948,12 +958,13 @@ export class Postmaster extends EventTarget {
           this.#signalChildren("SIGQUIT", btmask("dead_end_backend"));
         } else {
           this.#updatePMState("PM_WAIT_CHECKPOINTER");
-          this.#signalChildren("SIGUSR2", btmask("checkpointer", "engine", "stats"));
+          // The archiver's SIGUSR2: archive what is ready, then exit.
+          this.#signalChildren("SIGUSR2", btmask("checkpointer", "engine", "stats", "archiver"));
         }
       }
     }
     if (this.#pmState === "PM_WAIT_CHECKPOINTER") {
-      if (registry.count(btmask("checkpointer", "engine", "stats")) === 0) {
+      if (registry.count(btmask("checkpointer", "engine", "stats", "archiver")) === 0) {
         this.#accepting = false;
         this.#updatePMState("PM_WAIT_DEAD_END");
         this.#signalChildren("SIGTERM", btmaskAllExcept("logger"));

@@ -31,6 +31,8 @@ export const POSTMASTER_SETTING_DEFAULTS = {
   sigkill_children_after: 5,
   /** pgts: whether the autovacuum launcher kind is started (when its entry is given). */
   autovacuum: true,
+  /** off, on or always: the archiver runs unless off (when its entry is given). */
+  archive_mode: "off",
 } as const;
 
 export type PostmasterSettingName = keyof typeof POSTMASTER_SETTING_DEFAULTS;
@@ -79,6 +81,11 @@ export class PostmasterSettings {
     if (v === 1) return true;
     if (v === 0) return false;
     return invalid(name, v, "a boolean");
+  }
+
+  /** A string setting (an enum's value). */
+  string(name: PostmasterSettingName): string {
+    return String(this.#raw(name)).trim().toLowerCase();
   }
 
   /** A duration in seconds; a bare number is seconds (fractions allowed, for tests). */

@@ -352,6 +352,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         this.#materializeNow(slot.entry);
         const engine = await openEngine(join(this.#dataDir, slot.entry.dir), {
           ...this.#options,
+          // Only the "postgres" database's cluster is archived (the archiver
+          // reads its pg_wal); another's would keep every segment .ready.
+          ...(this.#options.settings === undefined
+            ? {}
+            : { settings: withoutArchiving(this.#options.settings) }),
           database: slot.entry.inner,
           cluster: this.#hooks,
         });
@@ -474,4 +479,12 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     }, this.#options.idleTimeoutMs ?? 10_000);
     (slot.idle as { unref?: () => void }).unref?.();
   }
+}
+
+/** Engine settings without archive_mode (and the wal_level it needs). */
+function withoutArchiving(
+  settings: Readonly<Record<string, string>>,
+): Readonly<Record<string, string>> {
+  const { archive_mode: _mode, wal_level: _level, ...rest } = settings;
+  return rest;
 }

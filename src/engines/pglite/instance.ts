@@ -398,7 +398,8 @@ export async function openInstance(
       }
       Atomics.store(cell, RUNNING_SEQ, seq);
       executing = true;
-      walWriter?.noteExec();
+      // pgts's own SQL (a settings switch) writes no WAL worth a flush.
+      if (options.pid !== null) walWriter?.noteExec();
       guard.runAs(options.runAs);
       backends.runAs(options.pid);
       advisory.runAs(options.pid);

@@ -85,6 +85,12 @@ describe("exit rules", () => {
     expect(classifyChildExit("autovac_launcher", code(1), run)).toBe("crash");
   });
 
+  test("the archiver is restarted whatever its exit, never a crash cycle", () => {
+    expect(classifyChildExit("archiver", killed, run)).toBe("normal");
+    expect(classifyChildExit("archiver", code(1), run)).toBe("normal");
+    expect(relaunchedWhenMissing("archiver")).toBe(true);
+  });
+
   test("every kind has a rule and a relaunch policy", () => {
     for (const kind of BACKEND_TYPES) {
       expect(["normal", "crash"]).toContain(classifyChildExit(kind, code(0), run));
