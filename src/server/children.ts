@@ -288,7 +288,7 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
     loginAs: guc.getString("upstream_login") === "url" ? "url" : "client",
     settings: poolSettingsOf(guc),
   });
-  env.onSignal("SIGHUP", () => {
+  const reload = () => {
     const configFile = join(serverParams(env).dataDir, "postgresql.conf");
     void import("../adapters/shared/config-reader.ts").then(({ nodeConfigReader }) => {
       const file = new Guc({ reader: nodeConfigReader, configFile });
@@ -301,9 +301,10 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
       const merged = Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
       pool.configure(poolSettingsOf(merged));
     });
-  });
+  };
+  env.onSignal("SIGHUP", reload);
   // The "pgts" database is the pool's admin console (SHOW POOLS...), for superusers.
-  return withAdminConsole(pool, poolConsole(pool));
+  return withAdminConsole(pool, poolConsole(pool, { reload }));
 }
 
 /**

@@ -175,8 +175,12 @@ function writeResult(w: MessageWriter, r: ConsoleResult | null, describe: boolea
   writeCommandComplete(w, r.tag);
 }
 
-/** Runs one console command (null for an empty one); throws an ERROR PgError to refuse it. */
-export type ConsoleCommands = (sql: string) => ConsoleResult | null;
+/**
+ * Runs one console command (null for an empty one); throws (or rejects
+ * with) an ERROR PgError to refuse it. A command may take its time (a
+ * pooler's PAUSE waits for its connections to come back).
+ */
+export type ConsoleCommands = (sql: string) => ConsoleResult | null | Promise<ConsoleResult | null>;
 
 /** One client's session on an admin console. */
 export class AdminConsoleSession implements EngineSession {
@@ -195,13 +199,13 @@ export class AdminConsoleSession implements EngineSession {
     return "I";
   }
 
-  exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void> {
+  async exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void> {
     const reader = new MessageReader();
-    reader.push(frontend);
+    reader.push(frontend.slice());
     const w = new MessageWriter();
     for (let m = reader.read(); m !== null; m = reader.read()) {
       try {
-        this.#message(w, m.type, m.body);
+        await this.#message(w, m.type, m.body);
       } catch (e) {
         const err = e instanceof PgError
           ? e
@@ -212,10 +216,9 @@ export class AdminConsoleSession implements EngineSession {
       }
     }
     out(w.take());
-    return Promise.resolve();
   }
 
-  #message(w: MessageWriter, type: number, body: Uint8Array): void {
+  async #message(w: MessageWriter, type: number, body: Uint8Array): Promise<void> {
     if (type === FE.Sync) {
       this.#failed = false;
       writeReadyForQuery(w, "I");
@@ -224,7 +227,7 @@ export class AdminConsoleSession implements EngineSession {
     if (this.#failed) return; // after an error, skip to Sync
     switch (type) {
       case FE.Query:
-        writeResult(w, this.#run(parseQuery(body)), true);
+        writeResult(w, await this.#run(parseQuery(body)), true);
         writeReadyForQuery(w, "I");
         return;
       case FE.Parse:
@@ -233,12 +236,12 @@ export class AdminConsoleSession implements EngineSession {
         writeParseComplete(w);
         return;
       case FE.Bind:
-        this.#pending = this.#run(this.#statement);
+        this.#pending = await this.#run(this.#statement);
         writeBindComplete(w);
         return;
       case FE.Describe: {
         if (body[0] === 0x53) writeParameterDescription(w, []);
-        const r = body[0] === 0x53 ? this.#run(this.#statement) : this.#pending;
+        const r = body[0] === 0x53 ? await this.#run(this.#statement) : this.#pending;
         if (r === null || r.fields.length === 0) writeNoData(w);
         else writeRowDescription(w, r.fields);
         return;

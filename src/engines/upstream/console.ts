@@ -1,9 +1,10 @@
 /**
  * The transaction pool's admin console commands, in pgbouncer's column
- * shapes (its SHOW POOLS, CLIENTS, SERVERS and STATS of 1.21), for the
+ * shapes (its SHOW POOLS, CLIENTS, SERVERS and STATS of 1.21) and with its
+ * PAUSE, RESUME and RELOAD, for the
  * `pgts` console database: the server glue wraps the pool with the
- * console session (src/adapters/http/console.ts) and these commands. It
- * only reads the pool's state.
+ * console session (src/adapters/http/console.ts) and these commands. Only
+ * PAUSE, RESUME and RELOAD change anything.
  *
  * What pgts does not have is shown as pgbouncer shows an unused value (0,
  * false, NULL): cancel-request states, tested and used connections,
@@ -100,12 +101,18 @@ const HELP = [
   "SHOW CLIENTS    every client of the pool",
   "SHOW SERVERS    every upstream connection",
   "SHOW STATS      transactions, queries, bytes and times per database",
+  "PAUSE           hold new transactions; returns once every connection is back",
+  "RESUME          let them run again",
+  "RELOAD          re-read the pool's settings from postgresql.conf",
 ];
 
 const time = (ms: number) => new Date(ms).toISOString();
 
-/** The console commands of `engine`'s pools. */
-export function poolConsole(engine: UpstreamPool): (sql: string) => ConsoleRows | null {
+/** The console commands of `engine`'s pools; `reload` re-reads its settings (RELOAD). */
+export function poolConsole(
+  engine: UpstreamPool,
+  options: { reload?: () => void } = {},
+): (sql: string) => ConsoleRows | null | Promise<ConsoleRows | null> {
   return (sql) => {
     const text = sql.trim().replace(/;\s*$/, "").trim();
     if (text === "") return null;
@@ -216,6 +223,17 @@ export function poolConsole(engine: UpstreamPool): (sql: string) => ConsoleRows 
       }
       case "SHOW HELP":
         return { fields: columns("command"), rows: HELP.map((h) => [h]), tag: "SHOW" };
+      case "PAUSE":
+        return engine.pause().then(() => ({ fields: [], rows: [], tag: "PAUSE" }));
+      case "RESUME":
+        if (!engine.paused) {
+          throw new PgError(ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE, "the pool is not paused");
+        }
+        engine.resume();
+        return { fields: [], rows: [], tag: "RESUME" };
+      case "RELOAD":
+        options.reload?.();
+        return { fields: [], rows: [], tag: "RELOAD" };
     }
     throw new PgError(ERRCODE.SYNTAX_ERROR, `unrecognized admin console command "${text}"`, {
       hint: "Try SHOW HELP.",

@@ -192,6 +192,9 @@ export class UpstreamPool implements Engine {
   #sessions = new Set<PooledSession>();
   #statements = new Map<string, SharedStatement>();
   #sweep: ReturnType<typeof setInterval> | null = null;
+  /** PAUSE: no connection is handed out until RESUME; `#paused` resolves each waiting PAUSE. */
+  #paused = false;
+  #pauseWaiters: Array<() => void> = [];
   /**
    * Role lookups have connections of their own (pgbouncer's auth_user): a
    * login must not wait for a client's transaction, nor a client for logins.
@@ -269,7 +272,8 @@ export class UpstreamPool implements Engine {
       const e = shutdownError();
       return { promise: Promise.reject(e), cancel: () => {} };
     }
-    for (let s = pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
+    const held = this.#paused && pool !== this.#auth;
+    for (let s = held ? undefined : pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
       if (s.closed) continue;
       pool.active.add(s);
       s.assignedAt = Date.now();
@@ -321,6 +325,7 @@ export class UpstreamPool implements Engine {
     server.client = null;
     if (server.closed) {
       this.#grow(pool);
+      this.#checkPaused();
       return;
     }
     pool.transactions++;
@@ -329,6 +334,7 @@ export class UpstreamPool implements Engine {
     if (this.#closed || (lifetime > 0 && Date.now() - server.openedAt > lifetime)) {
       server.close();
       this.#grow(pool);
+      this.#checkPaused();
       return;
     }
     this.#handOut(pool, server);
@@ -340,10 +346,11 @@ export class UpstreamPool implements Engine {
     server.handler = null;
     server.close();
     this.#grow(pool);
+    this.#checkPaused();
   }
 
   #handOut(pool: Pool, server: PoolServer): void {
-    const w = pool.waiters.shift();
+    const w = this.#paused && pool !== this.#auth ? undefined : pool.waiters.shift();
     if (w !== undefined) {
       pool.active.add(server);
       server.assignedAt = Date.now();
@@ -353,11 +360,50 @@ export class UpstreamPool implements Engine {
     }
     server.idleSince = Date.now();
     pool.idle.push(server);
+    if (this.#paused) this.#checkPaused();
+  }
+
+  /**
+   * PAUSE (pgbouncer's): clients' new transactions wait (query_wait_timeout
+   * still applies) and the promise resolves once every connection a client
+   * held is back; pinned clients hold theirs until they leave. Role
+   * lookups go on, so that clients can still log in and queue.
+   */
+  pause(): Promise<void> {
+    this.#paused = true;
+    return new Promise<void>((resolve) => {
+      this.#pauseWaiters.push(resolve);
+      this.#checkPaused();
+    });
+  }
+
+  /** RESUME: what waited is handed connections again. */
+  resume(): void {
+    this.#paused = false;
+    for (const w of this.#pauseWaiters.splice(0)) w();
+    for (const pool of this.#pools.values()) {
+      while (pool.waiters.length > 0) {
+        const s = pool.idle.pop();
+        if (s === undefined) break;
+        if (!s.closed) this.#handOut(pool, s);
+      }
+      this.#grow(pool);
+    }
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  #checkPaused(): void {
+    if (!this.#paused || this.#pauseWaiters.length === 0) return;
+    for (const pool of this.#pools.values()) if (pool.active.size > 0) return;
+    for (const w of this.#pauseWaiters.splice(0)) w();
   }
 
   /** Opens connections for the waiters the pool's size allows (and the reserve, for long waits). */
   #grow(pool: Pool): void {
-    if (this.#closed) return;
+    if (this.#closed || (this.#paused && pool !== this.#auth)) return;
     const s = this.settings;
     const now = Date.now();
     let limit = pool.fixedSize ?? s.defaultPoolSize;
@@ -420,6 +466,7 @@ export class UpstreamPool implements Engine {
     pool.active.delete(server);
     const i = pool.idle.indexOf(server);
     if (i >= 0) pool.idle.splice(i, 1);
+    this.#checkPaused();
   }
 
   #startSweep(): void {

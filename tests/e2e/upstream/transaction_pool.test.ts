@@ -7,6 +7,8 @@
  */
 
 import { beforeAll, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import pg from "pg";
 import postgres from "postgres";
 import {
@@ -373,4 +375,57 @@ test("COPY FROM STDIN and COPY TO STDOUT keep their connection until they end", 
   const out = await run([`${PG_BIN}/psql`, "-X", "-q", "-c", "\\copy copied to stdout"], { env });
   expect(out.code).toBe(0);
   expect(out.out.trim().split("\n")).toHaveLength(500);
+});
+
+test("console PAUSE waits for the transaction in progress and holds new ones until RESUME; RELOAD applies postgresql.conf", async () => {
+  const app = await front.client();
+  const other = await front.client();
+  const console = new pg.Client({
+    host: front.host,
+    port: front.port,
+    user: "postgres",
+    database: "pgts",
+  });
+  await console.connect();
+  try {
+    await app.query("begin");
+    let paused = false;
+    const pausing = console.query("PAUSE").then(() => (paused = true));
+    await Bun.sleep(300);
+    expect(paused).toBe(false);
+    // The transaction in progress keeps its connection and ends.
+    await app.query("commit");
+    await pausing;
+    let ran = false;
+    const held = other.query("select 1 as one").then((r) => {
+      ran = true;
+      return r;
+    });
+    await Bun.sleep(300);
+    expect(ran).toBe(false);
+    await console.query("RESUME");
+    expect((await held).rows[0].one).toBe(1);
+    expect((await console.query("RESUME").catch((e) => e)).code).toBe("55000");
+
+    // RELOAD: a max_client_conn the current clients already fill refuses the next one.
+    const conf = join(front.dataDir, "postgresql.conf");
+    const before = readFileSync(conf, "utf8");
+    writeFileSync(conf, `${before}\nmax_client_conn = 2\n`);
+    await console.query("RELOAD");
+    try {
+      const refused = await waitFor("the new max_client_conn", async () => {
+        const c = new pg.Client({ host: front.host, port: front.port, user: "postgres" });
+        const e = await c.connect().then(() => c.end().then(() => null), (x) => x);
+        return e?.code === "53300" ? e : undefined;
+      });
+      expect(refused.message).toBe("sorry, too many clients already");
+    } finally {
+      writeFileSync(conf, before);
+      await console.query("RELOAD");
+    }
+  } finally {
+    await console.end();
+    await app.end();
+    await other.end();
+  }
 });
