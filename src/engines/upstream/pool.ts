@@ -169,6 +169,8 @@ export class Pool {
 
 const SWEEP_MS = 1000;
 const AUTH_POOL_SIZE = 2;
+/** Distinct statement texts the pool remembers (the oldest forgotten first). */
+const MAX_SHARED_STATEMENTS = 10_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** A protocol statement as the pool prepares it on any connection. */
@@ -191,6 +193,7 @@ export class UpstreamPool implements Engine {
   #pools = new Map<string, Pool>();
   #sessions = new Set<PooledSession>();
   #statements = new Map<string, SharedStatement>();
+  #statementCount = 0;
   #sweep: ReturnType<typeof setInterval> | null = null;
   /** PAUSE: no connection is handed out until RESUME; `#paused` resolves each waiting PAUSE. */
   #paused = false;
@@ -259,9 +262,16 @@ export class UpstreamPool implements Engine {
   ): SharedStatement {
     let s = this.#statements.get(key);
     if (s === undefined) {
-      const name = `pgts_${this.#statements.size + 1}`;
+      // A new name each time, never reused: a connection may still hold
+      // the statement of a forgotten entry under its old name.
+      const name = `pgts_${++this.#statementCount}`;
       s = { name, ...make(name) };
       this.#statements.set(key, s);
+      // Texts seen once (dynamic SQL prepared by a driver) must not grow
+      // the registry for ever; clients keep what they use.
+      if (this.#statements.size > MAX_SHARED_STATEMENTS) {
+        this.#statements.delete(this.#statements.keys().next().value!);
+      }
     }
     return s;
   }
