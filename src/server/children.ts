@@ -259,6 +259,7 @@ async function openPglite(
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
+    idleTimeoutMs: guc.getMs("engine_idle_timeout"),
     // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
     // crash cycle reopen the cluster, which replays the WAL.
     onBroken: (reason) => {

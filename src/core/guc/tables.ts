@@ -448,6 +448,19 @@ export const PARAMETERS: readonly ParamDef[] = [
     description:
       "Ends a session that holds the single engine idle (in a transaction block) this long while another session waits for it; 0 never does.",
   },
+  {
+    name: "engine_idle_timeout",
+    type: "int",
+    // Read when the engine child starts.
+    context: "postmaster",
+    boot: 10000,
+    min: 0,
+    max: INT_MAX,
+    unit: "ms",
+    pgts: true,
+    description:
+      "Closes the engine of a database (other than postgres) that has had no session this long; 0 keeps it open.",
+  },
   // Write-ahead log
   {
     name: "fsync",

@@ -44,7 +44,7 @@ import type { PgliteSession } from "./session.ts";
 import { quoteLiteral } from "./wire.ts";
 
 export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
-  /** How long a database's engine stays open without sessions (ms); default 10 s. */
+  /** How long a database's engine stays open without sessions (ms; 0: until shutdown); default 10 s. */
   readonly idleTimeoutMs?: number;
 }
 
@@ -54,6 +54,8 @@ interface Slot {
   /** Opening, closing, or a copy of its files in progress: wait for it first. */
   busy: Promise<unknown> | null;
   idle: ReturnType<typeof setTimeout> | null;
+  /** Sessions being started on the engine: an idle close must not take it from under them. */
+  starting: number;
 }
 
 const MAIN_OID = 5;
@@ -71,6 +73,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   #commands: Promise<unknown> = Promise.resolve();
   /** Copies of changed roles to every engine, one after another. */
   #rolesSync: Promise<void> = Promise.resolve();
+  /** Bumped when a copy of roles starts. */
+  #rolesVersion = 0;
   #closing = false;
 
   private constructor(
@@ -106,7 +110,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       self = new ClusterEngine(dataDir, options, main, catalog, hooks);
       const entry = catalog.list().find((d) => d.oid === MAIN_OID);
       if (entry === undefined) throw new Error('the cluster has no database "postgres"');
-      self.#slots.set(MAIN_OID, { entry, engine: main, busy: null, idle: null });
+      self.#slots.set(MAIN_OID, { entry, engine: main, busy: null, idle: null, starting: 0 });
       await self.#mirror(main, entry);
       return self;
     } catch (e) {
@@ -152,6 +156,20 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       );
     }
     const slot = this.#slotOf(entry);
+    slot.starting++;
+    try {
+      return await this.#startOn(slot, startup);
+    } finally {
+      slot.starting--;
+      if (slot.engine !== null) this.#sessionEnded(slot.engine);
+    }
+  }
+
+  async #startOn(
+    slot: Slot,
+    startup: SessionStartup,
+  ): Promise<{ session: EngineSession; parameterStatus: ParameterStatusList }> {
+    const entry = slot.entry;
     const engine = await this.#engineOf(slot);
     await this.#settleRoles();
     if (entry.connLimit >= 0 && engine.sessionCount >= entry.connLimit) {
@@ -237,15 +255,14 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     await this.#materialize(slot);
     const copy = () => cpSync(join(this.#dataDir, template.dir), to, { recursive: true });
     try {
-      if (slot.engine !== null) {
+      await this.#exclusive(slot, async () => {
+        if (slot.engine === null) return copy();
         // As FILE_COPY: a checkpoint puts every change on disk, and holding
         // the engine keeps anyone from writing until the copy is done.
         await slot.engine.runAsCluster(() => "CHECKPOINT", { during: copy });
         // The copy's served row has the template's name as its cluster sees it now.
         entry.inner = slot.entry.inner;
-      } else {
-        await this.#exclusive(slot, () => Promise.resolve(copy()));
-      }
+      });
     } catch (e) {
       rmSync(to, { recursive: true, force: true });
       throw e;
@@ -297,9 +314,15 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   async runOn(db: DatabaseEntry, sql: string): Promise<void> {
-    const engine = await this.#engineOf(this.#slotOf(db));
-    await engine.runAsCluster(() => sql);
-    this.#sessionEnded(engine);
+    const slot = this.#slotOf(db);
+    slot.starting++;
+    try {
+      await this.#engineOf(slot);
+      await this.#onEngine(slot, (engine) => engine.runAsCluster(() => sql));
+    } finally {
+      slot.starting--;
+      if (slot.engine !== null) this.#sessionEnded(slot.engine);
+    }
   }
 
   // ---- internals
@@ -313,7 +336,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   #slotOf(entry: DatabaseEntry): Slot {
     let slot = this.#slots.get(entry.oid);
     if (slot === undefined) {
-      slot = { entry, engine: null, busy: null, idle: null };
+      slot = { entry, engine: null, busy: null, idle: null, starting: 0 };
       this.#slots.set(entry.oid, slot);
     }
     return slot;
@@ -329,6 +352,16 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     } finally {
       if (slot.busy === p) slot.busy = null;
     }
+  }
+
+  /**
+   * Runs `fn` on the slot's engine, if it is open, while nothing else is
+   * done to the slot: an idle close must not end the engine under it.
+   */
+  #onEngine(slot: Slot, fn: (engine: PgliteEngine) => Promise<void>): Promise<void> {
+    return this.#exclusive(slot, async () => {
+      if (slot.engine !== null) await fn(slot.engine);
+    });
   }
 
   /** The database's engine, opened if it is not. */
@@ -348,6 +381,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
           severity: "FATAL",
         });
       }
+      let version = -1;
       await this.#exclusive(slot, async () => {
         this.#materializeNow(slot.entry);
         const engine = await openEngine(join(this.#dataDir, slot.entry.dir), {
@@ -362,7 +396,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         });
         try {
           // The cluster's roles are "postgres"'s, which every change reaches.
-          await this.#rolesSync;
+          // A change copied while this engine opens may miss it: then it is
+          // copied again below.
+          version = this.#rolesVersion;
           await this.#mirror(engine, slot.entry, await this.#rolesOf(this.#main));
         } catch (e) {
           await engine.close();
@@ -370,6 +406,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         }
         slot.engine = engine;
       });
+      if (version !== this.#rolesVersion) {
+        await this.#rolesSync;
+        const roles = await this.#rolesOf(this.#main);
+        await this.#onEngine(slot, (e) => e.runAsCluster(() => rolesSyncSql(roles)));
+      }
     }
   }
 
@@ -419,7 +460,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   async #mirrorAll(): Promise<void> {
     await Promise.all(
       [...this.#slots.values()].map(async (s) => {
-        if (s.engine !== null && s.busy === null) await this.#mirror(s.engine, s.entry);
+        if (s.engine !== null) await this.#onEngine(s, (e) => this.#mirror(e, s.entry));
       }),
     );
   }
@@ -443,13 +484,16 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
   #rolesChanged(source: PgliteEngine): void {
     const sync = async () => {
+      this.#rolesVersion++;
       const dump = await this.#rolesOf(source);
       await Promise.all(
-        [...this.#slots.values()].map(async (s) => {
-          const engine = s.engine;
-          if (engine === null || engine === source || s.busy !== null) return;
-          await engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity });
-        }),
+        [...this.#slots.values()].map((s) =>
+          // An engine that is opening copies "postgres"'s roles itself.
+          s.engine === null || s.engine === source || s.busy !== null ? undefined : this.#onEngine(
+            s,
+            (engine) => engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity }),
+          )
+        ),
       );
     };
     this.#rolesSync = this.#rolesSync.then(sync).catch((e) => {
@@ -468,15 +512,25 @@ export class ClusterEngine implements Engine, DatabaseCluster {
 
   /** A session ended: a database with none left is closed after idleTimeoutMs ("postgres" never). */
   #sessionEnded(engine: PgliteEngine): void {
-    if (engine === this.#main || engine.sessionCount > 0 || this.#closing) return;
+    const idleMs = this.#options.idleTimeoutMs ?? 10_000;
+    if (engine === this.#main || engine.sessionCount > 0 || this.#closing || idleMs <= 0) return;
     const slot = [...this.#slots.values()].find((s) => s.engine === engine);
     if (slot === undefined || slot.idle !== null) return;
     slot.idle = setTimeout(() => {
       slot.idle = null;
-      if (slot.engine === engine && engine.sessionCount === 0) {
-        void this.#closeEngine(slot).catch(() => {});
-      }
-    }, this.#options.idleTimeoutMs ?? 10_000);
+      // Checked again once nothing else is done to the slot: a session may
+      // have started meanwhile.
+      void this.#exclusive(slot, async () => {
+        if (slot.engine !== engine || engine.sessionCount > 0 || slot.starting > 0) return;
+        ereport(
+          "DEBUG1",
+          `closing the engine of database "${slot.entry.name}" after ${idleMs} ms without a session`,
+          { category: "engine" },
+        );
+        slot.engine = null;
+        await engine.close();
+      }).catch(() => {});
+    }, idleMs);
     (slot.idle as { unref?: () => void }).unref?.();
   }
 }
