@@ -142,6 +142,8 @@ export class Postmaster extends EventTarget {
   #pmState: PMState = "PM_INIT";
   #shutdown: ShutdownLevel = Shutdown.NoShutdown;
   #fatalError = false;
+  /** The archiver was told to finish (PM_SHUTDOWN_2's signal), once. */
+  #archiverStopping = false;
   #connsAllowed = true;
   #startupStatus: StartupStatus = "not_running";
   /** The cluster reached PM_RUN at least once (a later engine start is after a crash). */
@@ -958,12 +960,21 @@ export class Postmaster extends EventTarget {
           this.#signalChildren("SIGQUIT", btmask("dead_end_backend"));
         } else {
           this.#updatePMState("PM_WAIT_CHECKPOINTER");
-          // The archiver's SIGUSR2: archive what is ready, then exit.
-          this.#signalChildren("SIGUSR2", btmask("checkpointer", "engine", "stats", "archiver"));
+          this.#signalChildren("SIGUSR2", btmask("checkpointer", "engine", "stats"));
         }
       }
     }
     if (this.#pmState === "PM_WAIT_CHECKPOINTER") {
+      // PostgreSQL's PM_SHUTDOWN_2: once the engine closed (its shutdown
+      // checkpoint completes the last segment), the archiver's SIGUSR2
+      // makes it archive what is ready and exit.
+      if (
+        registry.count(btmask("checkpointer", "engine", "stats")) === 0 &&
+        registry.count(btmask("archiver")) > 0 && !this.#archiverStopping
+      ) {
+        this.#archiverStopping = true;
+        this.#signalChildren("SIGUSR2", btmask("archiver"));
+      }
       if (registry.count(btmask("checkpointer", "engine", "stats", "archiver")) === 0) {
         this.#accepting = false;
         this.#updatePMState("PM_WAIT_DEAD_END");

@@ -5,7 +5,7 @@
  * failing archive_command is retried (three attempts, then again when a new
  * segment is ready) and the segment is archived once it succeeds; the
  * archiver killed is restarted without a crash cycle; `pgts status` shows
- * pg_stat_archiver's counters.
+ * pg_stat_archiver's counters; a shutdown leaves nothing unarchived.
  */
 
 import { afterAll, expect, test } from "bun:test";
@@ -128,4 +128,13 @@ test("every completed WAL segment is archived under pgbench; a failing archive_c
   status = await pgtsCli(["status", "-D", server.dataDir]);
   expect(status.out).toContain(`last_archived_wal: ${last}`);
   expect(Number(/archived_count: (\d+)/.exec(status.out)?.[1])).toBe(expected.length);
+
+  // A shutdown archives what the engine's shutdown checkpoint completed
+  // before the server exits (PostgreSQL's PM_SHUTDOWN_2): nothing is left .ready.
+  await c.end();
+  expect((await server.stop("fast")).code).toBe(0);
+  expect(readdirSync(join(wal, "archive_status")).filter((n) => n.endsWith(".ready"))).toEqual([]);
+  for (const name of readdirSync(join(wal, "archive_status"))) {
+    expect(existsSync(join(archive, name.replace(/\.done$/, "")))).toBe(true);
+  }
 });
