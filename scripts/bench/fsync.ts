@@ -4,7 +4,10 @@
  * beside PostgreSQL 15 with fsync on (its default) and pglite-socket (which
  * never fsyncs), all in one run, rounds alternating; then fsyncs per commit
  * (fsync(2) + fdatasync(2) of the server's whole process tree, counted by
- * `strace -c` during `pgbench -t`) at `-c 1` and `-c 8`.
+ * `strace -c` during `pgbench -t`) at `-c 1` and `-c 8`, for TPC-B and for
+ * one autocommit INSERT per transaction (where commits of concurrent
+ * sessions can share an fsync: group commit), with that workload's TPS at
+ * `-c 8`.
  *
  *   bun scripts/bench/fsync.ts [--adapter inproc:engine_placement=inline] [--rounds 3] [--duration 10]
  *
@@ -14,7 +17,9 @@
  */
 
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import {
@@ -53,8 +58,21 @@ const variants = [
   { spec: `${base}:fsync=off`, label: `pgts ${base}, fsync=off` },
 ];
 
+/** One autocommit INSERT per transaction: no transaction block, no row every client updates. */
+const scratch = mkdtempSync(join(tmpdir(), "pgts-bench-fsync-"));
+const INSERT_SCRIPT = join(scratch, "insert.sql");
+writeFileSync(
+  INSERT_SCRIPT,
+  "\\set aid random(1, 100000)\nINSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, :aid, 1, now());\n",
+);
+const WORKLOADS = { tpcb: [] as string[], insert: ["-f", INSERT_SCRIPT] };
+
 /** fsync + fdatasync calls of `server`'s process tree while pgbench runs `TXNS` transactions per client. */
-async function fsyncsPerCommit(server: Server, clients: number): Promise<number> {
+async function fsyncsPerCommit(
+  server: Server,
+  clients: number,
+  workload: readonly string[] = [],
+): Promise<number> {
   const pids = processTree(server.pid);
   const strace = spawn("strace", [
     "-f",
@@ -66,7 +84,7 @@ async function fsyncsPerCommit(server: Server, clients: number): Promise<number>
   let report = "";
   strace.stderr!.on("data", (d: Uint8Array) => (report += new TextDecoder().decode(d)));
   await new Promise((r) => setTimeout(r, 1000)); // attached
-  const r = await pgbench(server, ["-n", "-c", String(clients), "-t", String(TXNS)]);
+  const r = await pgbench(server, ["-n", "-c", String(clients), "-t", String(TXNS), ...workload]);
   const done = Number(/actually processed: (\d+)/.exec(r.output)?.[1] ?? NaN);
   strace.kill("SIGINT");
   await new Promise((r) => strace.once("exit", r));
@@ -91,37 +109,50 @@ try {
     if (!/done in/.test(init.output)) throw new Error(`pgbench -i on ${s.label}:\n${init.output}`);
   }
   const tps = new Map<string, number[]>(servers.map((s) => [s.label, []]));
+  const insertTps = new Map<string, number[]>(servers.map((s) => [s.label, []]));
   for (let round = 0; round < ROUNDS; round++) {
     const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
     for (const s of order) {
       const r = await pgbench(s, ["-n", "-c", "4", "-T", String(DUR)]);
       tps.get(s.label)!.push(r.tps);
-      log(`round ${round + 1}: ${s.label} ${r.tps.toFixed(0)} TPS`);
+      const ins = await pgbench(s, ["-n", "-c", "8", "-T", String(DUR), ...WORKLOADS.insert]);
+      insertTps.get(s.label)!.push(ins.tps);
+      log(
+        `round ${round + 1}: ${s.label} ${r.tps.toFixed(0)} TPS, INSERT -c 8 ${ins.tps.toFixed(0)}`,
+      );
     }
   }
-  const perCommit = new Map<string, [number, number]>();
+  const perCommit = new Map<string, number[]>();
   for (const s of servers) {
     if (s.name === "pglite-socket") continue;
-    perCommit.set(s.label, [await fsyncsPerCommit(s, 1), await fsyncsPerCommit(s, 8)]);
+    perCommit.set(s.label, [
+      await fsyncsPerCommit(s, 1),
+      await fsyncsPerCommit(s, 8),
+      await fsyncsPerCommit(s, 1, WORKLOADS.insert),
+      await fsyncsPerCommit(s, 8, WORKLOADS.insert),
+    ]);
     log(`fsyncs per commit: ${s.label} ${perCommit.get(s.label)!.map((x) => x.toFixed(2))}`);
   }
   const pg = median(tps.get(servers[3]!.label)!);
   const durable = median(tps.get(servers[0]!.label)!);
+  const pgInsert = median(insertTps.get(servers[3]!.label)!);
+  const pc = (s: Server, i: number) => perCommit.get(s.label)?.[i]?.toFixed(2) ?? "0";
   const lines = [
-    `TPC-B \`pgbench -n -c 4 -T ${DUR}\`, scale 1, median of ${ROUNDS}; load ${load0} → ${loadavg()}`,
+    `TPC-B \`pgbench -n -c 4 -T ${DUR}\`, scale 1, and autocommit INSERT at -c 8, median of ${ROUNDS}; load ${load0} → ${loadavg()}`,
     "",
-    "| server | TPS | × PostgreSQL 15 | × pgts fsync on | fsyncs per commit, -c 1 | -c 8 |",
-    "|---|---:|---:|---:|---:|---:|",
+    "| server | TPC-B TPS | × PostgreSQL 15 | × pgts fsync on | fsyncs/commit -c 1 | -c 8 | INSERT TPS -c 8 | × PostgreSQL 15 | fsyncs/commit -c 1 | -c 8 |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...servers.map((s) => {
       const t = median(tps.get(s.label)!);
-      const pc = perCommit.get(s.label);
+      const i = median(insertTps.get(s.label)!);
       return `| ${s.label} | ${fmt(t)} | ${(t / pg).toFixed(2)} | ${(t / durable).toFixed(2)} | ${
-        pc?.[0].toFixed(2) ?? "0"
-      } | ${pc?.[1].toFixed(2) ?? "0"} |`;
+        pc(s, 0)
+      } | ${pc(s, 1)} | ${fmt(i)} | ${(i / pgInsert).toFixed(2)} | ${pc(s, 2)} | ${pc(s, 3)} |`;
     }),
   ];
   console.log(lines.join("\n"));
 } finally {
   for (const s of servers) await s.stop().catch(() => {});
+  rmSync(scratch, { recursive: true, force: true });
 }
 process.exit(0);
