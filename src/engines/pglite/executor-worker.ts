@@ -2,8 +2,9 @@
  * The Worker that hosts the PGlite instance for a `worker` executor
  * (executor.ts). It runs one exec at a time, in arrival order, and streams
  * backend bytes back in chunks of up to CHUNK bytes so a large result never
- * sits whole in two heaps; small results travel in the `done` message
- * itself, one postMessage per exec.
+ * sits whole in two heaps. An exec that came through the channel
+ * (channel.ts) and whose answer was not streamed is answered there; others
+ * get a `done` message carrying the rest of the answer.
  *
  * It never decides anything about sessions, and a PGlite exception ends only
  * the exec that raised it (reported in `done`), never the worker's loop.
@@ -15,6 +16,7 @@ import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./i
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempPair } from "./tempnamespace.ts";
+import { ChannelServer } from "./channel.ts";
 
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
@@ -38,6 +40,7 @@ async function run(
   seq: number,
   bytes: Uint8Array,
   options: InstanceExecOptions,
+  channel: ChannelServer | null,
 ): Promise<void> {
   let parts: Uint8Array[] = [];
   let size = 0;
@@ -62,6 +65,8 @@ async function run(
   // it (a cancel of the next query, say) while the rest still runs. A
   // single answer goes back with `done`, in one message.
   const pipelined = answersExpected(bytes) > 1;
+  // Once a chunk went as a message, the rest does too (never overtaking it).
+  let streamed = false;
   let error: string | null = null;
   let signals: readonly BackendSignal[] = NO_SIGNALS;
   let temp: TempPair | null = null;
@@ -72,15 +77,30 @@ async function run(
       size += chunk.length;
       if (size >= CHUNK || (pipelined && endsWithReadyForQuery(chunk))) {
         const b = take()!;
+        streamed = true;
         post({ t: "data", seq, bytes: b, wal: instance!.walTicket() }, b);
       }
     }, options));
   } catch (e) {
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
-  const rest = take();
   const wal = instance?.walTicket() ?? 0;
+  if (
+    channel !== null && !streamed && channel.tryReply(seq, parts, { error, signals, temp, wal })
+  ) {
+    return;
+  }
+  const rest = take();
   post({ t: "done", seq, bytes: rest, error, signals, temp, wal }, rest);
+}
+
+/** Takes execs from the channel for as long as the worker lives. */
+async function serveChannel(channel: ChannelServer): Promise<void> {
+  for (;;) {
+    const { seq, bytes, options } = await channel.next();
+    chain = chain.then(() => run(seq, bytes, options as InstanceExecOptions, channel));
+    await chain;
+  }
 }
 
 scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
@@ -107,13 +127,14 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             durable: instance.walDurable(),
             interrupt: instance.interruptTarget,
           });
+          void serveChannel(new ChannelServer(m.channel));
         } catch (e) {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });
         }
       });
       return;
     case "exec":
-      chain = chain.then(() => run(m.seq, m.bytes, m.options));
+      chain = chain.then(() => run(m.seq, m.bytes, m.options, null));
       return;
     case "close":
       chain = chain.then(async () => {

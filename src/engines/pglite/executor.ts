@@ -10,6 +10,8 @@
  *   (sharedheap.ts), so a cancel or statement_timeout (a watchdog timer
  *   here) sets Postgres's interrupt flags directly and stops even a
  *   statement that makes no host call (interrupt.ts).
+ *   An exec and its answer cross through a SharedArrayBuffer channel woken
+ *   by Atomics (channel.ts), not a postMessage each way, when they fit.
  * - `inline`: PGlite runs on the calling thread. Cheaper per call, but
  *   nothing else on the thread runs during a statement: a cancel or a
  *   timeout only takes effect at the statement's next host call, or when
@@ -31,6 +33,7 @@ import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair } from "./tempnamespace.ts";
 import { WalProgress } from "./groupcommit.ts";
+import { ChannelRequester } from "./channel.ts";
 
 export interface RawExecutor {
   /**
@@ -224,6 +227,8 @@ export type WorkerRequest =
     t: "open";
     dataDir: string;
     cell: SharedArrayBuffer;
+    /** The exec channel (channel.ts). */
+    channel: SharedArrayBuffer;
     settings: Record<string, string>;
     image: ImageSource | null;
     database: string | null;
@@ -245,6 +250,7 @@ class WorkerExecutor implements RawExecutor {
   readonly wal = new WalProgress();
   #worker: Worker;
   #cell: Int32Array;
+  #channel: ChannelRequester;
   /** PGlite's shared heap and its flags; null if the worker has none. */
   #target: { heap: Int32Array; flags: SharedInterruptTarget } | null;
   #seq = 0;
@@ -261,11 +267,12 @@ class WorkerExecutor implements RawExecutor {
 
   private constructor(
     worker: Worker,
-    cell: Int32Array,
+    shared: { cell: Int32Array; channel: ChannelRequester },
     ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
   ) {
     this.#worker = worker;
-    this.#cell = cell;
+    this.#cell = shared.cell;
+    this.#channel = shared.channel;
     this.tempShared = ready.tempShared;
     const target = ready.interrupt;
     this.#target = target === null ? null : { heap: new Int32Array(target.heap), flags: target };
@@ -281,10 +288,11 @@ class WorkerExecutor implements RawExecutor {
     const url = assets?.executorWorker ?? new URL("./executor-worker.ts", import.meta.url).href;
     const worker = new Worker(url, { type: "module" });
     const cell = newCancelCell();
+    const channel = new ChannelRequester();
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
-          const ex = new WorkerExecutor(worker, cell, ev.data);
+          const ex = new WorkerExecutor(worker, { cell, channel }, ev.data);
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(ev.data.durable);
           resolve(ex);
@@ -304,6 +312,7 @@ class WorkerExecutor implements RawExecutor {
         t: "open",
         dataDir,
         cell: cell.buffer,
+        channel: channel.buffer,
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
         database: options.database ?? null,
@@ -330,12 +339,14 @@ class WorkerExecutor implements RawExecutor {
         ? { watchdog: setTimeout(() => this.#request(seq), timeoutMs) }
         : {};
       this.#pending = { seq, onData, resolve, reject, timers };
-      const req: WorkerRequest = {
-        t: "exec",
-        seq,
-        bytes,
-        options: instanceOptions(options),
-      };
+      const opts = instanceOptions(options);
+      if (this.#channel.trySend(seq, bytes, opts)) {
+        void this.#channel.reply(seq, () => this.#pending?.seq === seq).then((r) => {
+          if (r !== null) this.#done(seq, r);
+        });
+        return;
+      }
+      const req: WorkerRequest = { t: "exec", seq, bytes, options: opts };
       this.#worker.postMessage(req);
     });
   }
@@ -364,6 +375,7 @@ class WorkerExecutor implements RawExecutor {
   close(): Promise<void> {
     if (this.#dead !== null) {
       this.#worker.terminate();
+      this.#channel.close();
       return Promise.resolve();
     }
     return new Promise((resolve) => {
@@ -371,6 +383,7 @@ class WorkerExecutor implements RawExecutor {
       const finish = () => {
         clearTimeout(timer);
         this.#worker.terminate();
+        this.#channel.close();
         resolve();
       };
       this.#closed = finish;
@@ -385,19 +398,9 @@ class WorkerExecutor implements RawExecutor {
         this.wal.noteRequested(m.wal);
         if (this.#pending?.seq === m.seq) this.#pending.onData(m.bytes);
         return;
-      case "done": {
-        this.wal.noteRequested(m.wal);
-        const p = this.#pending;
-        if (p === null || p.seq !== m.seq) return;
-        this.#pending = null;
-        clearTimeout(p.timers.watchdog);
-        clearTimeout(p.timers.rearm);
-        if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
-        if (m.signals.length > 0) this.onSignals?.(m.signals);
-        if (m.error !== null) p.reject(new Error(m.error));
-        else p.resolve({ temp: m.temp });
+      case "done":
+        this.#done(m.seq, m);
         return;
-      }
       case "wal":
         this.wal.noteDurable(m.durable);
         return;
@@ -416,6 +419,29 @@ class WorkerExecutor implements RawExecutor {
         throw new TypeError(`Unknown engine worker reply ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** The end of exec `seq`, whichever way its answer came. */
+  #done(
+    seq: number,
+    m: {
+      bytes: Uint8Array | null;
+      error: string | null;
+      signals: readonly BackendSignal[];
+      temp: TempPair | null;
+      wal: number;
+    },
+  ): void {
+    this.wal.noteRequested(m.wal);
+    const p = this.#pending;
+    if (p === null || p.seq !== seq) return;
+    this.#pending = null;
+    clearTimeout(p.timers.watchdog);
+    clearTimeout(p.timers.rearm);
+    if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
+    if (m.signals.length > 0) this.onSignals?.(m.signals);
+    if (m.error !== null) p.reject(new Error(m.error));
+    else p.resolve({ temp: m.temp });
   }
 
   #fail(e: Error): void {

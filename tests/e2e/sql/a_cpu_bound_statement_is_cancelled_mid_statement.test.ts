@@ -1,11 +1,11 @@
 /**
  * A statement that only computes (a PL/pgSQL loop) never calls out to the
- * host, yet a
- * CancelRequest, statement_timeout and a fast shutdown stop it mid-statement
- * with PostgreSQL's errors, while other connections are accepted: PGlite's
- * heap is shared with the engine's thread, which sets Postgres's interrupt
- * flags itself (src/engines/pglite/interrupt.ts). Under the default adapter
- * (an engine child per server) and `--adapter inproc`.
+ * host, yet a CancelRequest, statement_timeout and a fast shutdown stop it
+ * mid-statement with PostgreSQL's errors, while other connections are
+ * accepted: PGlite's heap is shared with the engine's thread, which sets
+ * Postgres's interrupt flags itself (src/engines/pglite/interrupt.ts). Under the default adapter
+ * (an engine child per server) and `--adapter inproc`; with them, that
+ * requests and answers of every size cross the exec channel whole.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -75,6 +75,23 @@ for (const adapter of [undefined, "inproc"] as (Adapter | undefined)[]) {
       }
       // The session goes on, and the next statement is not cancelled.
       expect((await a.query("select 'after' as v")).rows).toEqual([{ v: "after" }]);
+    });
+
+    test("requests and answers of every size pass between the engine's thread and PGlite's", async () => {
+      // The exec channel (channel.ts) holds 64 KiB of request and 256 KiB of
+      // answer; larger ones, and pipelined answers, travel as messages.
+      const a = await pgClient(server);
+      const big = "x".repeat(100_000);
+      expect((await a.query(`select length('${big}') as n`)).rows).toEqual([{ n: 100_000 }]);
+      for (const n of [200_000, 300_000, 3_000_000]) {
+        const r = await a.query("select repeat('y', $1) as s", [n]);
+        expect(r.rows[0].s.length).toBe(n);
+      }
+      const rows = await a.query(
+        "select g, repeat('z', 100) as f from generate_series(1, 20000) g",
+      );
+      expect(rows.rows.length).toBe(20_000);
+      expect(rows.rows[19_999].g).toBe(20_000);
     });
 
     test("statement_timeout ends a PL/pgSQL loop; the next statement runs", async () => {

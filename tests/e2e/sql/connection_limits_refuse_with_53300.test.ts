@@ -1,8 +1,9 @@
 /**
  * max_connections and superuser_reserved_connections through a real pgts
  * server: past the limit a client gets FATAL 53300 "sorry, too many
- * clients already"; the last reserved slots go only to superusers; and a
- * slot is usable again once its client has left.
+ * clients already"; the last reserved slots go only to superusers; a
+ * slot is usable again once its client has left; and a statement that
+ * computes does not keep the postmaster from refusing.
  */
 
 import { expect, test } from "bun:test";
@@ -10,6 +11,7 @@ import {
   connectError,
   pgClient,
   psql,
+  sendCancelRequest,
   sharedServer,
   useSqlServers,
   waitFor,
@@ -66,4 +68,29 @@ test("non-superusers get the unreserved slots, a superuser the last, then 53300 
   });
   expect(again).toBe(true);
   await app2.end();
+});
+
+test("while a statement computes, a client past the limit still gets 53300 at once", async () => {
+  // The slots of the test before are free once their backends are reaped.
+  const slot = () =>
+    waitFor("a free slot", async () => {
+      try {
+        return await pgClient(server());
+      } catch {
+        return undefined;
+      }
+    }, { timeoutMs: 5_000 });
+  const [a, b] = [await slot(), await slot()];
+  // A PL/pgSQL loop: no host call, the engine is busy until it is cancelled.
+  const running = a.query("do $$ begin loop end loop; end $$").then(() => null, (e) => e);
+  const c = await slot();
+  const started = performance.now();
+  const refused = await connectError(server());
+  expect(refused?.code).toBe("53300");
+  expect(performance.now() - started).toBeLessThan(3_000);
+  // The loop ends only by a cancel: its client's CancelRequest.
+  const { processID, secretKey } = a as unknown as { processID: number; secretKey: number };
+  await sendCancelRequest(server(), processID, secretKey);
+  expect((await running)?.code).toBe("57014");
+  await Promise.all([a.end(), b.end(), c.end()]);
 });
