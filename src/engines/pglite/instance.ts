@@ -70,6 +70,7 @@ import {
   type SharedInterruptTarget,
 } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
+import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 
 export interface InstanceOptions {
   /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
@@ -306,6 +307,10 @@ export async function openInstance(
           // The Module object Emscripten really uses: FS is set on it.
           preRun: [...(preRun ?? []), (m: Record<string, unknown>) => {
             emscriptenFs = { fs: m["FS"] as EmscriptenFs, nodefs: m["NODEFS"] as NodeFs };
+            // An lseek(SEEK_END) per table per statement without an fstat each.
+            if (m["NODEFS"] !== undefined) {
+              cacheFileSizes(m["NODEFS"] as NodeFsOps, m["FS"] as EmscriptenFsModes);
+            }
           }],
         },
       };
