@@ -3,8 +3,9 @@
  * one run, tests alternating between servers (the order rotates each round)
  * so that a noisy neighbour hits every server alike. Prints a table of TPS
  * and latency with ratios, idle memory per connection, the in-process
- * engine ceiling, the targets met or missed, and writes an SVG plot of
- * select-only TPS against client count.
+ * engine ceiling, each pgts server's cancel latency (p50/p99 over 50
+ * cancels of a CPU-bound statement), the targets met or missed, and writes
+ * an SVG plot of select-only TPS against client count.
  *
  *   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline:fsync=off,...] [--write]
  *
@@ -25,6 +26,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { BenchClient, closedLoop } from "./lib/client.ts";
+import { type CancelLatency, measureCancelLatency } from "./lib/cancel.ts";
 import { lineChart } from "./lib/plot.ts";
 import {
   pgbench,
@@ -57,6 +59,8 @@ const { values: opts } = parseArgs({
 const QUICK = opts.quick!;
 const ROUNDS = Number(opts.rounds ?? (QUICK ? 1 : 3));
 const DUR = Number(opts.duration ?? (QUICK ? 2 : 10));
+/** CancelRequests per pgts server for the cancel latency. */
+const CANCELS = QUICK ? 20 : 50;
 /**
  * `adapter[:name=value...]`: a pgts server per entry, e.g. `bun`,
  * `inproc:engine_placement=inline`; `deno+inproc` runs that one under Deno.
@@ -240,6 +244,13 @@ try {
     });
   }
 
+  // Cancel latency of each pgts server (a server of its own each, after the rest).
+  const cancels: CancelLatency[] = [];
+  for (const p of PGTS) {
+    log(`cancel latency: ${CANCELS} cancels of a CPU-bound statement, ${p.label}`);
+    cancels.push(await measureCancelLatency(p.spec, CANCELS));
+  }
+
   // ---- report ----------------------------------------------------------------
   const names = [
     ...ADAPTERS.map((a) => a),
@@ -337,6 +348,18 @@ try {
       } MiB = ${(mem / pgMem).toFixed(2)}× (target ≤ 2×) ${mem <= 2 * pgMem ? "met" : "NOT met"}`,
     );
   }
+  lines.push(
+    "",
+    `Cancel latency (${CANCELS} CancelRequests, each of a CPU-bound statement that has run 100–150 ms; ms from the request's send to the client's 57014; scripts/bench/cancel-latency.ts):`,
+    "",
+    "| server | cancelled | lost | p50 ms | p99 ms | max ms |",
+    "|---|---:|---:|---:|---:|---:|",
+    ...cancels.map((c, i) =>
+      `| ${PGTS[i]!.label} | ${c.n} | ${c.lost} | ${c.p50.toFixed(1)} | ${c.p99.toFixed(1)} | ${
+        c.max.toFixed(1)
+      } |`
+    ),
+  );
   if (durability !== null) {
     lines.push("", "Durability (SIGKILL during autocommit inserts):", "", durability);
   }
