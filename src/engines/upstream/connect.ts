@@ -137,8 +137,9 @@ export async function openUpstream(
         c = await openHost(one, options);
       } catch (e) {
         if (!isPgError(e)) throw e;
-        // Errors about the client's request are the same on every host.
-        if (passesThrough(e.code)) throw e;
+        // Errors about the client's request are the same on every host;
+        // a full host (53300) is not.
+        if (passesThrough(e.code) && !e.code.startsWith("53")) throw e;
         last = e;
         continue;
       }
