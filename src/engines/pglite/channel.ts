@@ -19,7 +19,7 @@
  */
 
 import type { BackendSignal } from "./backends.ts";
-import type { TempPair } from "./tempnamespace.ts";
+import type { TempSpan } from "./tempnamespace.ts";
 
 /** Int32 slots of the header. */
 const REQUEST_SEQ = 0;
@@ -58,7 +58,7 @@ export interface ChannelReply {
   readonly bytes: Uint8Array;
   readonly error: string | null;
   readonly signals: readonly BackendSignal[];
-  readonly temp: TempPair | null;
+  readonly temp: TempSpan | null;
   readonly wal: number;
 }
 
@@ -151,7 +151,7 @@ export class ChannelRequester {
     const extra = JSON.parse(decoder.decode(v.reply.slice(length, length + extraLength))) as {
       error: string | null;
       signals: readonly BackendSignal[];
-      temp: TempPair | null;
+      temp: TempSpan | null;
     };
     return { bytes, error: extra.error, signals: extra.signals, temp: extra.temp, wal };
   }
@@ -204,7 +204,7 @@ export class ChannelServer {
     done: {
       error: string | null;
       signals: readonly BackendSignal[];
-      temp: TempPair | null;
+      temp: TempSpan | null;
       wal: number;
     },
   ): boolean {

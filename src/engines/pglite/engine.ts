@@ -173,9 +173,10 @@ export class PgliteEngine implements Engine {
   #backendsSent = -1;
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
-  /** The temporary namespaces the backend has (tempnamespace.ts), and the session they are of. */
-  #tempCarried: TempPair = NO_TEMP;
+  /** The session whose temporary namespaces (tempnamespace.ts) the backend has, if any. */
   #tempOwner: PgliteSession | null = null;
+  /** The pair the backend has, as far as execs told; null when an exec failed. */
+  #tempCarried: TempPair | null = null;
 
   constructor(executor: RawExecutor, options: EngineOptions = {}) {
     this.executor = executor;
@@ -645,30 +646,45 @@ export class PgliteEngine implements Engine {
     s?: PgliteSession,
     temp?: TempPair,
   ): Promise<void> {
-    if (temp !== undefined) {
-      // The backend is given a pair for pgts's own work: no session's change.
-      options = { ...options, temp };
-      this.#tempOwner = null;
+    // From the exec's start the backend has the session's pair, so what
+    // happens to it is that session's, even when the exec fails and a
+    // rollback by pgts's own work follows. A pair given for pgts's own work
+    // is no session's. The pair goes with the exec only when the backend
+    // may have another (most execs carry nothing more than their bytes).
+    const want = s !== undefined ? s.temp : temp;
+    this.#tempOwner = s ?? (temp !== undefined ? null : this.#tempOwner);
+    if (
+      want !== undefined && !this.executor.tempShared &&
+      (this.#tempCarried === null || !sameTemp(this.#tempCarried, want))
+    ) {
+      options = { ...options, temp: want };
     }
-    const result = await this.executor.exec(bytes, onData, options);
-    this.#noteTemp(result, s);
+    let result: ExecResult;
+    try {
+      result = await this.executor.exec(bytes, onData, options);
+    } catch (e) {
+      this.#tempCarried = null;
+      throw e;
+    }
+    if (options.temp !== undefined) this.#tempCarried = options.temp;
+    if (result?.temp) this.#tempCarried = result.temp.after;
+    this.#noteTemp(result);
   }
 
   /**
-   * What the backend's temporary namespaces are after an exec. A change
-   * that pgts did not ask for is the owner's (the session the backend last
-   * ran for): PostgreSQL made its pair, or forgot it when the transaction
-   * that made it rolled back.
+   * What PostgreSQL itself did to the backend's temporary namespaces during
+   * an exec: it made the first pair of the session the exec ran for (or,
+   * for pgts's own work, of the owner: the session the backend last ran
+   * for), or a rollback forgot a pair just made. An exec that failed tells
+   * nothing; the next one's start says what the backend has.
    */
-  #noteTemp(result: ExecResult | undefined, s: PgliteSession | undefined): void {
-    const t = result?.temp ?? null;
-    if (t === null) return;
-    if (s !== undefined) this.#tempOwner = s;
-    this.#tempCarried = t;
+  #noteTemp(result: ExecResult | undefined): void {
+    const span = result?.temp ?? null;
     const owner = this.#tempOwner;
-    if (owner === null || sameTemp(owner.temp, t)) return;
-    owner.temp = t;
-    owner.tempUnnamed = t[0] !== 0;
+    if (span === null || owner === null || sameTemp(span.before, span.after)) return;
+    if (!sameTemp(owner.temp, span.before)) return;
+    owner.temp = span.after;
+    owner.tempUnnamed = span.after[0] !== 0;
   }
 
   /**

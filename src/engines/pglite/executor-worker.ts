@@ -15,7 +15,7 @@ import { registerPgliteAssets } from "./assets.ts";
 import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor.ts";
 import type { BackendSignal } from "./backends.ts";
-import type { TempPair } from "./tempnamespace.ts";
+import type { TempSpan } from "./tempnamespace.ts";
 import { ChannelServer } from "./channel.ts";
 
 const CHUNK = 256 * 1024;
@@ -69,7 +69,7 @@ async function run(
   let streamed = false;
   let error: string | null = null;
   let signals: readonly BackendSignal[] = NO_SIGNALS;
-  let temp: TempPair | null = null;
+  let temp: TempSpan | null = null;
   try {
     if (instance === null) throw new Error("engine is not open");
     ({ signals, temp } = await instance.exec(seq, bytes, (chunk) => {

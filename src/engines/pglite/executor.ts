@@ -31,7 +31,7 @@ import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
-import type { TempPair } from "./tempnamespace.ts";
+import type { TempPair, TempSpan } from "./tempnamespace.ts";
 import { WalProgress } from "./groupcommit.ts";
 import { ChannelRequester } from "./channel.ts";
 
@@ -65,8 +65,12 @@ export interface RawExecutor {
 }
 
 export interface ExecResult {
-  /** The backend's temporary namespaces after the exec; null when they are not per session. */
-  readonly temp: TempPair | null;
+  /**
+   * The backend's temporary namespaces at the exec's start and end, when
+   * PostgreSQL changed them during it; null when it did not (or when they
+   * are not per session).
+   */
+  readonly temp: TempSpan | null;
 }
 
 export interface ExecOptions {
@@ -163,7 +167,7 @@ class InlineExecutor implements RawExecutor {
   ): Promise<ExecResult> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
-    let result: { signals: readonly BackendSignal[]; temp: TempPair | null };
+    let result: { signals: readonly BackendSignal[]; temp: TempSpan | null };
     const instance = this.#instance;
     const wal = this.wal;
     try {
@@ -205,7 +209,7 @@ export type WorkerReply =
     bytes: Uint8Array | null;
     error: string | null;
     signals: readonly BackendSignal[];
-    temp: TempPair | null;
+    temp: TempSpan | null;
     /** The last WAL ticket issued when the answer was complete. */
     wal: number;
   }
@@ -428,7 +432,7 @@ class WorkerExecutor implements RawExecutor {
       bytes: Uint8Array | null;
       error: string | null;
       signals: readonly BackendSignal[];
-      temp: TempPair | null;
+      temp: TempSpan | null;
       wal: number;
     },
   ): void {

@@ -58,7 +58,12 @@ import {
 } from "./backends.ts";
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
 import { installEncodingGuard } from "./encoding.ts";
-import { installTempNamespaces, type TempNamespaces, type TempPair } from "./tempnamespace.ts";
+import {
+  installTempNamespaces,
+  type TempNamespaces,
+  type TempPair,
+  type TempSpan,
+} from "./tempnamespace.ts";
 import { pgliteWasmSha256 } from "./assets.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import {
@@ -127,8 +132,11 @@ export interface PGliteInstance {
 
 export interface InstanceExecResult {
   readonly signals: BackendSignal[];
-  /** The backend's temporary namespaces after the exec; null when they are not per session. */
-  readonly temp: TempPair | null;
+  /**
+   * The backend's temporary namespaces at the exec's start and end, when
+   * PostgreSQL changed them during it; else null.
+   */
+  readonly temp: TempSpan | null;
 }
 
 export interface InstanceExecOptions {
@@ -414,6 +422,7 @@ export async function openInstance(
       }
       backends.setActivity(options.activity ?? null);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
+      const tempBefore = temp?.carried() ?? null;
       deadline = options.timeoutMs > 0 ? performance.now() + options.timeoutMs : 0;
       tripped = false;
       // The end of this exec's answer: a PANIC's text is there if the backend ends.
@@ -447,7 +456,16 @@ export async function openInstance(
         }
         // Transaction-level advisory locks end with the session's transaction.
         if (options.pid !== null && at.idle) advisory.endTransaction(options.pid);
-        return { signals: backends.takeSignals(), temp: temp?.carried() ?? null };
+        // Only a change is reported: most execs then send nothing more
+        // than their answer (channel.ts).
+        const tempAfter = temp?.carried() ?? null;
+        return {
+          signals: backends.takeSignals(),
+          temp: tempBefore === null || tempAfter === null ||
+              (tempBefore[0] === tempAfter[0] && tempBefore[1] === tempAfter[1])
+            ? null
+            : { before: tempBefore, after: tempAfter },
+        };
       } finally {
         temp?.afterExec();
         guard.runAs(null);

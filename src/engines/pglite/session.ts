@@ -647,7 +647,6 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       const running = engine.exec(bytes, (c) => filter.push(c), {
         runAs: this.userOid,
         pid: this.pid,
-        temp: this.temp,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
         ...(backends !== undefined ? { backends } : {}),
         ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),

@@ -84,6 +84,16 @@ import type { WasmTools } from "./guard.ts";
 export type TempPair = readonly [namespace: number, toastNamespace: number];
 export const NO_TEMP: TempPair = Object.freeze([0, 0] as const);
 
+/**
+ * The pair the backend had when an exec started (after the swap) and when
+ * it ended: a difference is PostgreSQL's own doing (it made a pair, or a
+ * rollback forgot the one it had just made).
+ */
+export interface TempSpan {
+  readonly before: TempPair;
+  readonly after: TempPair;
+}
+
 /** Addresses and constants of one pglite.wasm build (see the header for how they were found). */
 interface Layout {
   readonly myTempNamespace: number;
