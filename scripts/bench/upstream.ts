@@ -3,7 +3,7 @@
  * pgbouncer, side by side in one run. Run with
  *   ./node_modules/.bin/bun scripts/bench/upstream.ts [-T SECONDS] [-c CLIENTS] [-r ROUNDS]
  *     [-s SCALE] [--adapter bun,inproc] [--upstream unix|tcp|tcp,unix] [--no-pgbouncer]
- *     [--pool-mode session|transaction] [--pool-size N] [-C] [--cpu-prof DIR]
+ *     [--pool-mode session|transaction] [--pool-size N] [-C] [--idle N] [--cpu-prof DIR]
  * (defaults: -T 10 -c 4 -r 3 -s 10 --adapter bun,inproc --upstream unix; needs
  * root or a user that can run postgres). `unix` is the default: on the
  * 2-CPU VM of 2026-11-21 it measured the same as `tcp` (within 3%, 5 rounds)
@@ -18,7 +18,11 @@
  * reaches PostgreSQL the way the first `--upstream` says).
  * `--pool-mode transaction` runs pgts and pgbouncer as transaction poolers
  * with `--pool-size` upstream connections each (default: CLIENTS, at most
- * 20); `-C` makes pgbench connect anew for every transaction. It loads
+ * 20); `-C` makes pgbench connect anew for every transaction. `--idle N`
+ * runs no pgbench: it opens N idle node-postgres clients to each middle
+ * (pgts, pgbouncer) and prints the RSS of its process tree before and
+ * with them, and how long one more client takes to connect and run
+ * `SELECT 1` then. Otherwise it loads
  * pgbench's tables once, then runs pgbench select-only (-S) and TPC-B (the
  * default script) with -c CLIENTS -j 2 over TCP against every side in turn;
  * the order rotates every round so no side always runs on a warmer cache.
@@ -59,6 +63,7 @@ const { values } = parseArgs({
     "pool-mode": { type: "string", default: "session" },
     "pool-size": { type: "string" },
     C: { type: "boolean", short: "C", default: false },
+    idle: { type: "string" },
     "cpu-prof": { type: "string" },
   },
 });
@@ -73,6 +78,7 @@ if (poolMode !== "session" && poolMode !== "transaction") {
 }
 const poolSize = Number(values["pool-size"] ?? Math.min(clients, 20));
 const reconnect = values.C;
+const idleClients = values.idle === undefined ? 0 : Number(values.idle);
 const upstreams = values.upstream.split(",").filter((u) => u !== "");
 for (const u of upstreams) {
   if (u !== "tcp" && u !== "unix") {
@@ -288,7 +294,9 @@ async function startPgts(adapter: string, kind: string, pgPort: number): Promise
       ? ["-c", "pool_mode=transaction", "-c", `default_pool_size=${poolSize}`]
       : []),
     "-c",
-    "max_connections=500",
+    `max_connections=${Math.max(500, idleClients + 20)}`,
+    "-c",
+    `max_client_conn=${Math.max(1000, idleClients + 20)}`,
     // Backend processes started ahead, so that pgbench's -T is not spent
     // starting one per client (a Bun process each, under the bun adapter).
     "-c",
@@ -354,7 +362,7 @@ async function startPgbouncer(kind: string, pgPort: number): Promise<Side | null
       "auth_type = trust",
       `auth_file = ${join(dir, "userlist.txt")}`,
       `pool_mode = ${poolMode}`,
-      "max_client_conn = 1000",
+      `max_client_conn = ${Math.max(1000, idleClients + 20)}`,
       `default_pool_size = ${poolMode === "transaction" ? poolSize : Math.max(20, clients + 4)}`,
       `pidfile = ${join(dir, "pgbouncer.pid")}`,
       "log_connections = 0",
@@ -394,6 +402,7 @@ async function main(): Promise<void> {
     PGDATABASE: "postgres",
     PGPASSWORD: PASSWORD,
   };
+  if (idleClients > 0) return await idleRun(sides.filter((s) => s.name !== "direct"), loadAtStart);
   must([`${PG_BIN}/pgbench`, "-i", "-q", "-s", String(scale), "-p", String(pg.port)], env);
   console.log(
     `pgbench -c ${clients} -j 2 -T ${seconds}${reconnect ? " -C" : ""}, scale ${scale}, ` +
@@ -493,6 +502,70 @@ async function main(): Promise<void> {
   console.log(`| workload | ${sides.map((s) => s.name).join(" | ")} |`);
   console.log(`| --- | ${sides.map(() => "---:").join(" | ")} |`);
   for (const row of table) console.log(`| ${row.join(" | ")} |`);
+}
+
+/** kB of resident memory of `pid` and its descendants (VmRSS). */
+function treeRssKb(pid: number): number {
+  let total = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    try {
+      const status = readFileSync(`/proc/${p}/status`, "utf8");
+      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      for (const t of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${t}/children`, "utf8").trim();
+        if (kids !== "") stack.push(...kids.split(/\s+/).map(Number));
+      }
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+
+/** `--idle N`: memory per idle client, and how fast one more is served. */
+async function idleRun(middles: Side[], loadAtStart: string): Promise<void> {
+  const { default: pgClient } = await import("pg");
+  console.log(`${idleClients} idle clients per middle; load average ${loadAtStart}`);
+  for (const side of middles) {
+    const connect = async () => {
+      const c = new pgClient.Client({
+        host: "127.0.0.1",
+        port: side.port,
+        user: "postgres",
+        database: "postgres",
+        password: PASSWORD,
+      });
+      c.on("error", () => {});
+      await c.connect();
+      return c;
+    };
+    const before = treeRssKb(side.pid);
+    const held: InstanceType<typeof pgClient.Client>[] = [];
+    const started = Date.now();
+    while (held.length < idleClients) {
+      const batch = Math.min(50, idleClients - held.length);
+      held.push(...await Promise.all(Array.from({ length: batch }, connect)));
+    }
+    const openedS = (Date.now() - started) / 1000;
+    await sleep(1000);
+    const after = treeRssKb(side.pid);
+    const t0 = performance.now();
+    const one = await connect();
+    await one.query("SELECT 1");
+    const newMs = performance.now() - t0;
+    await one.end();
+    await Promise.all(held.map((c) => c.end().catch(() => {})));
+    const line = `${side.name}: RSS ${(before / 1024).toFixed(0)} MiB → ${
+      (after / 1024).toFixed(0)
+    } MiB with ${idleClients} idle clients (${
+      ((after - before) / idleClients).toFixed(0)
+    } kB each; opened in ${openedS.toFixed(1)} s); one more client connected and ran SELECT 1 in ${
+      newMs.toFixed(0)
+    } ms (load ${load()})`;
+    console.log(line);
+  }
 }
 
 let cleaned = false;
