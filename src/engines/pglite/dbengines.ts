@@ -22,7 +22,16 @@
  * engine is the whole cluster's crash (`onBroken`), as in PostgreSQL.
  */
 
-import { cpSync, existsSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
 import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
@@ -253,7 +262,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     rmSync(to, { recursive: true, force: true });
     const slot = this.#slotOf(template);
     await this.#materialize(slot);
-    const copy = () => cpSync(join(this.#dataDir, template.dir), to, { recursive: true });
+    const copy = () => {
+      cpSync(join(this.#dataDir, template.dir), to, { recursive: true });
+      // Durable before CREATE DATABASE is answered, as PostgreSQL's copy is.
+      if (this.#options.settings?.["fsync"] !== "off") fsyncTree(to);
+    };
     try {
       await this.#exclusive(slot, async () => {
         if (slot.engine === null) return copy();
@@ -532,6 +545,26 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       }).catch(() => {});
     }, idleMs);
     (slot.idle as { unref?: () => void }).unref?.();
+  }
+}
+
+/** fsyncs every file and directory under `dir`, and `dir`'s parent (which names it). */
+function fsyncTree(dir: string, top = true): void {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) fsyncTree(path, false);
+    else if (e.isFile()) fsyncPath(path);
+  }
+  fsyncPath(dir);
+  if (top) fsyncPath(join(dir, ".."));
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -23,7 +23,16 @@
  * engine and never copies a cluster.
  */
 
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
 import { quoteLiteral } from "./wire.ts";
@@ -153,8 +162,20 @@ export class DatabaseCatalog {
     mkdirSync(join(this.#file, ".."), { recursive: true, mode: 0o700 });
     const tmp = `${this.#file}.tmp`;
     const data: CatalogFile = { nextOid: this.#nextOid, databases: this.list() };
-    writeFileSync(tmp, JSON.stringify(data, null, 1) + "\n", { mode: 0o600 });
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeFileSync(fd, JSON.stringify(data, null, 1) + "\n");
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, this.#file);
+    const dir = openSync(join(this.#file, ".."), "r");
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
   }
 }
 
