@@ -17,7 +17,7 @@
  * every session with a FATAL and refuses new ones.
  */
 
-import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   Engine,
   EngineSession,
@@ -27,7 +27,8 @@ import type {
 } from "../../core/engine/types.ts";
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import type { ExecOptions, ExecResult, RawExecutor } from "./executor.ts";
-import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
+import type { TempPair } from "./tempnamespace.ts";
+import { TempSchemas } from "./tempschemas.ts";
 import { ListenRegistry } from "./notify.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import { STAT_ACTIVITY_SQL } from "./activity.ts";
@@ -173,10 +174,8 @@ export class PgliteEngine implements Engine {
   #backendsSent = -1;
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
-  /** The session whose temporary namespaces (tempnamespace.ts) the backend has, if any. */
-  #tempOwner: PgliteSession | null = null;
-  /** The pair the backend has, as far as execs told; null when an exec failed. */
-  #tempCarried: TempPair | null = null;
+  /** Per-session temporary schemas: whose the backend has, their SQL (tempschemas.ts). */
+  readonly #temp: TempSchemas;
 
   constructor(executor: RawExecutor, options: EngineOptions = {}) {
     this.executor = executor;
@@ -188,6 +187,11 @@ export class PgliteEngine implements Engine {
     this.#onBroken = options.onBroken;
     this.cluster = options.cluster ?? null;
     executor.onSignals = (signals) => this.#signalBackends(signals);
+    this.#temp = new TempSchemas({
+      runRaw: (bytes, as, temp) => this.runRaw(bytes, as, temp),
+      query: (sql) => this.#query(sql),
+      asBootstrapSuperuser: () => this.#asBootstrapSuperuser(),
+    }, executor.tempShared);
     // A failed fdatasync of the WAL (group commit defers it): the PANIC.
     executor.onWalFailure = (message) => this.markBroken(`PANIC: ${message}`);
     if (
@@ -225,7 +229,7 @@ export class PgliteEngine implements Engine {
       await this.#refreshRoles();
       await this.#refreshDatabases();
       await this.#installStatActivity();
-      await this.#dropLeftoverTempNamespaces();
+      await this.#temp.dropLeftovers();
       // An extension created before this start needs its files (its library) again.
       const [created] = await this.#query(
         "select exists (select from pg_catalog.pg_extension where extname <> 'plpgsql')",
@@ -265,24 +269,6 @@ export class PgliteEngine implements Engine {
    */
   get tempShared(): string | null {
     return this.executor.tempShared;
-  }
-
-  /**
-   * Temporary schemas a previous run left (a crash, a kill): PostgreSQL
-   * removes an orphaned temporary schema's objects; pgts's per-session
-   * schemas are named after sessions of that run, so they go whole.
-   */
-  async #dropLeftoverTempNamespaces(): Promise<void> {
-    const left = await this.#query(
-      "select nspname from pg_catalog.pg_namespace" +
-        " where nspname ~ '^pg_(toast_)?temp_[0-9]+(_[0-9]+)?$'",
-    );
-    if (left.length === 0) return;
-    await this.runRaw(
-      fe.query(`DROP SCHEMA ${left.map((r) => quoteIdent(r[0] ?? "")).join(", ")} CASCADE`),
-      undefined,
-      NO_TEMP,
-    );
   }
 
   get sessionCount(): number {
@@ -631,7 +617,7 @@ export class PgliteEngine implements Engine {
       await this.#refreshDatabases();
       s.databasesDirty = false;
     }
-    if (s.tempUnnamed) await this.#nameTempNamespaces(s);
+    if (s.tempUnnamed) await this.#temp.name(s);
   }
 
   /**
@@ -646,112 +632,15 @@ export class PgliteEngine implements Engine {
     s?: PgliteSession,
     temp?: TempPair,
   ): Promise<void> {
-    // From the exec's start the backend has the session's pair, so what
-    // happens to it is that session's, even when the exec fails and a
-    // rollback by pgts's own work follows. A pair given for pgts's own work
-    // is no session's. The pair goes with the exec only when the backend
-    // may have another (most execs carry nothing more than their bytes).
-    const want = s !== undefined ? s.temp : temp;
-    this.#tempOwner = s ?? (temp !== undefined ? null : this.#tempOwner);
-    if (
-      want !== undefined && !this.executor.tempShared &&
-      (this.#tempCarried === null || !sameTemp(this.#tempCarried, want))
-    ) {
-      options = { ...options, temp: want };
-    }
+    options = this.#temp.beforeExec(options, s, temp);
     let result: ExecResult;
     try {
       result = await this.executor.exec(bytes, onData, options);
     } catch (e) {
-      this.#tempCarried = null;
+      this.#temp.execFailed();
       throw e;
     }
-    if (options.temp !== undefined) this.#tempCarried = options.temp;
-    if (result?.temp) this.#tempCarried = result.temp.after;
-    this.#noteTemp(result);
-  }
-
-  /**
-   * What PostgreSQL itself did to the backend's temporary namespaces during
-   * an exec: it made the first pair of the session the exec ran for (or,
-   * for pgts's own work, of the owner: the session the backend last ran
-   * for), or a rollback forgot a pair just made. An exec that failed tells
-   * nothing; the next one's start says what the backend has.
-   */
-  #noteTemp(result: ExecResult | undefined): void {
-    const span = result?.temp ?? null;
-    const owner = this.#tempOwner;
-    if (span === null || owner === null || sameTemp(span.before, span.after)) return;
-    if (!sameTemp(owner.temp, span.before)) return;
-    owner.temp = span.after;
-    owner.tempUnnamed = span.after[0] !== 0;
-  }
-
-  /**
-   * A session's new pair is named pg_temp_N as PostgreSQL names every
-   * backend's; it becomes pg_temp_N_<session id> before the backend serves
-   * anyone else, since the next session that needs a pair would otherwise
-   * find pg_temp_N and empty it (InitTempTableNamespace). Renaming a schema
-   * to a `pg_` name takes allow_system_table_mods, a superuser's setting.
-   */
-  async #nameTempNamespaces(s: PgliteSession): Promise<void> {
-    s.tempUnnamed = false;
-    const names = await this.#tempNamespaceNames(s.temp);
-    if (names.length === 0) return;
-    await this.#asBootstrapSuperuser();
-    const renames = names.filter((n) => /^pg_(toast_)?temp_[0-9]+$/.test(n))
-      .map((n) => `ALTER SCHEMA ${quoteIdent(n)} RENAME TO ${quoteIdent(`${n}_${s.id}`)}`);
-    if (renames.length === 0) return;
-    const err = firstError(
-      await this.runRaw(
-        fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${renames.join("; ")}; COMMIT`),
-      ),
-    );
-    // Not expected (the superuser renames a schema it owns to a name no
-    // session of this run has); the next session to need a pair would
-    // empty this one.
-    if (err !== null) {
-      await this.runRaw(fe.query("ROLLBACK"));
-      ereport("WARNING", `could not rename temporary schema of process ${s.pid}: ${err.message}`, {
-        category: "engine",
-      });
-    }
-  }
-
-  async #tempNamespaceNames(pair: TempPair): Promise<string[]> {
-    return (await this.#query(
-      `select nspname from pg_catalog.pg_namespace where oid in (${pair[0]}, ${pair[1]})`,
-    )).map((r) => r[0] ?? "").filter((n) => n !== "");
-  }
-
-  /**
-   * A session's temporary schemas go with it, as PostgreSQL empties its
-   * backend's at exit; the names were the session's own, so the schemas go
-   * too. Dropped with no pair current, so that the backend is never left
-   * with a dropped one.
-   */
-  async #dropTempNamespaces(s: PgliteSession): Promise<void> {
-    if (this.#tempOwner === s) this.#tempOwner = null;
-    const pair = s.temp;
-    s.temp = NO_TEMP;
-    s.tempUnnamed = false;
-    if (pair[0] === 0) return;
-    const names = await this.#tempNamespaceNames(pair);
-    if (names.length === 0) return;
-    await this.#asBootstrapSuperuser();
-    const err = firstError(
-      await this.runRaw(
-        fe.query(`DROP SCHEMA IF EXISTS ${names.map(quoteIdent).join(", ")} CASCADE`),
-        undefined,
-        NO_TEMP,
-      ),
-    );
-    // Left for the next start, which drops leftovers.
-    if (err !== null) {
-      ereport("WARNING", `could not drop temporary schema of process ${s.pid}: ${err.message}`, {
-        category: "engine",
-      });
-    }
+    this.#temp.afterExec(options, result);
   }
 
   /** DEALLOCATE ALL and DISCARD ALL, for this session's state only. */
@@ -815,7 +704,7 @@ export class PgliteEngine implements Engine {
         s.listens.clear();
         await this.#reconcileListens();
       }
-      await this.#dropTempNamespaces(s);
+      await this.#temp.drop(s);
     };
     if (s.owns) {
       try {
@@ -902,7 +791,6 @@ export class PgliteEngine implements Engine {
       as === undefined ? (backends === undefined ? {} : { backends }) : {
         runAs: as.userOid,
         pid: as.pid,
-        temp: as.temp,
         ...(backends === undefined ? {} : { backends }),
       },
       as,
@@ -1033,10 +921,6 @@ const STARTUP_SPELLED_MAX = 256;
 function settingsKey(m: SettingsMap, customNames: ReadonlySet<string>): string {
   const entries = [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([entries, [...customNames]]);
-}
-
-function sameTemp(a: TempPair, b: TempPair): boolean {
-  return a[0] === b[0] && a[1] === b[1];
 }
 
 /** Status byte of the last ReadyForQuery in a backend byte stream. */
