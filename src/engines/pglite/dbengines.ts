@@ -285,6 +285,14 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   async drop(db: DatabaseEntry, force: boolean): Promise<void> {
+    if (db.oid === MAIN_OID) {
+      // PostgreSQL can drop it; pgts keeps the cluster's roles in its engine.
+      throw new PgError(
+        ERRCODE.FEATURE_NOT_SUPPORTED,
+        `cannot drop database "${db.name}"`,
+        { detail: "pgts keeps the cluster's roles in the engine of this database." },
+      );
+    }
     const slot = this.#slotOf(db);
     if (force && slot.engine !== null) {
       slot.engine.terminateSessions(
@@ -313,9 +321,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   async rename(db: DatabaseEntry, to: string): Promise<void> {
-    // No session is connected: the engine is closed, and the next to open
-    // it finds the served row by its old name (`inner`) and renames it.
-    await this.#closeEngine(this.#slotOf(db));
+    // No session is connected. An open engine's served row is renamed by
+    // the mirror; a closed one's by the mirror when it next opens (it finds
+    // the row by its old name, `inner`).
     this.#catalog.rename(db, to);
     await this.#mirrorAll();
   }

@@ -264,6 +264,18 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
 
       expect(await run([`${PG_BIN}/dropdb`, "renamed"])).toEqual({ code: 0, err: "" });
       expect((await connectError(s, { database: "renamed" }))?.code).toBe("3D000");
+
+      // Prisma's shadow database: a quoted mixed-case name, created, used, dropped.
+      const shadow = '"prisma_migrate_shadow_db_Ab12"';
+      await admin.query(`CREATE DATABASE ${shadow}`);
+      const sh = await pgClient(s, { database: "prisma_migrate_shadow_db_Ab12" });
+      await sh.query("CREATE TABLE _prisma_migrations (id text PRIMARY KEY)");
+      await sh.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${shadow}`);
+      const dropped = await admin.query(
+        "SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE 'prisma%'",
+      );
+      expect(dropped.rows[0].n).toBe(0);
     });
   });
 }
