@@ -26,7 +26,13 @@ export interface SqlEffects {
   dropsStatements: boolean;
 }
 
-const NONE: SqlEffects = Object.freeze({ settings: false, pin: null, dropsStatements: false });
+/** What `sqlEffects` returns for a text that does none of these (one shared object). */
+export const NONE_EFFECTS: SqlEffects = Object.freeze({
+  settings: false,
+  pin: null,
+  dropsStatements: false,
+});
+const NONE = NONE_EFFECTS;
 
 const ADVISORY_SESSION_LOCK = /pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
 

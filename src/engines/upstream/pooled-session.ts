@@ -43,7 +43,7 @@ import type {
   SessionStartup,
   TransactionStatus,
 } from "../../core/engine/types.ts";
-import { BE, FE, parseErrorResponse } from "../../core/protocol/mod.ts";
+import { BE, FE } from "../../core/protocol/mod.ts";
 import {
   parseOptions,
   parseSnapshot,
@@ -58,13 +58,18 @@ import {
   errorResponse,
   type Frame,
   message,
-  readCString,
-  readyForQuery,
   splitFrames,
 } from "../pglite/wire.ts";
 import { scanStatements, settingName } from "../pglite/sqlscan.ts";
-import { type SqlEffects, sqlEffects } from "./effects.ts";
+import type { SqlEffects } from "./effects.ts";
 import { NOT_SESSION_STATE, type Pool, type SharedStatement, type UpstreamPool } from "./pool.ts";
+import {
+  answerPrepareOnly,
+  answerWithError,
+  isFatal,
+  type Request,
+  rewriteInput,
+} from "./requests.ts";
 import type { PoolServer, ServerHandler } from "./server.ts";
 
 type Out = (backend: Uint8Array) => void;
@@ -72,26 +77,9 @@ type Out = (backend: Uint8Array) => void;
 /** Startup parameters that are not settings. */
 const NOT_SETTINGS = new Set(["user", "database", "options", "replication"]);
 
-const PARSE_COMPLETE = message(BE.ParseComplete);
-const READY_IDLE = readyForQuery("I");
-const CLOSE_COMPLETE = message(BE.CloseComplete);
 const CLOSE_TIMEOUT_MS = 5000;
 /** Distinct startup-parameter sets remembered per pool. */
 const MAX_LOGINS = 256;
-
-/** One request sent upstream (or answered by pgts), in order. */
-interface Request {
-  /** The frontend message type it answers (P B D E C S Q F). */
-  readonly kind: number;
-  /** Its answer is not the client's: pgts added the request (a Parse or Close). */
-  readonly hidden: boolean;
-  /** Answered by pgts with these bytes when it reaches the head of the queue. */
-  readonly synthetic: Uint8Array | null;
-  /** Called with true when answered, false when it failed or the upstream skipped it. */
-  readonly done: ((ok: boolean) => void) | null;
-  /** For a renamed statement: [name upstream, the client's name], for error texts. */
-  readonly rename: readonly [string, string] | null;
-}
 
 interface Pending {
   out: Out;
@@ -257,8 +245,13 @@ export class PooledSession implements EngineSession, ServerHandler {
         severity: "FATAL",
       });
     }
-    if (this.#server === null && !this.#pool.hasFree && this.#prepareOnly(frontend, frames, out)) {
-      return;
+    if (this.#server === null && !this.#pool.hasFree) {
+      // Preparing never waits in PostgreSQL (requests.ts, answerPrepareOnly).
+      const answer = answerPrepareOnly(frontend, frames, this.#statements, this.#engine);
+      if (answer !== null) {
+        out(answer);
+        return;
+      }
     }
     if (this.#server === null) {
       // Copied: the caller reuses its buffer once exec returns, and the
@@ -300,53 +293,6 @@ export class PooledSession implements EngineSession, ServerHandler {
   }
 
   /**
-   * Named Parse and Close with Sync (libpq's PQprepare, pgbench -M prepared)
-   * while no connection is free: answered at once, since preparing never
-   * waits in PostgreSQL, and a client that blocks on it (pgbench's thread)
-   * may hold up the clients whose transactions hold every connection. The
-   * statement is prepared upstream before its first Bind; an error in its
-   * text is the answer to that Bind. False for any other input.
-   */
-  #prepareOnly(input: Uint8Array, frames: Frame[], out: Out): boolean {
-    let synced = false;
-    for (const f of frames) {
-      synced = f.type === FE.Sync;
-      if (f.type === FE.Sync) continue;
-      if (f.type === FE.Parse) {
-        if (input[f.start + 5] === 0) return false; // the unnamed statement
-      } else if (f.type === FE.Close) {
-        if (input[f.start + 5] !== 0x53 || input[f.start + 6] === 0) return false;
-      } else return false;
-    }
-    if (!synced) return false;
-    const parts: Uint8Array[] = [];
-    for (const f of frames) {
-      const body = input.subarray(f.start + 5, f.end);
-      if (f.type === FE.Sync) parts.push(READY_IDLE);
-      else if (f.type === FE.Close) {
-        this.#statements.delete(readCString(body, 1)[0]);
-        parts.push(CLOSE_COMPLETE);
-      } else {
-        const [name, afterName] = readCString(body, 0);
-        this.#statements.set(name, this.#shared(body, afterName));
-        parts.push(PARSE_COMPLETE);
-      }
-    }
-    out(concat(parts));
-    return true;
-  }
-
-  /** The pool's statement for a Parse body (its text and parameter types after the name). */
-  #shared(body: Uint8Array, afterName: number): SharedStatement {
-    const rest = body.subarray(afterName);
-    const [sql] = readCString(body, afterName);
-    return this.#engine.statement(`${sql}\0${hex(rest.subarray(rest.indexOf(0)))}`, (n) => ({
-      parse: message(FE.Parse, cstring(n), rest),
-      effects: sqlEffects(sql),
-    }));
-  }
-
-  /**
    * Moves the connection to the client's map; null when done, else the
    * error to answer the client's input with (the connection goes back with
    * what it really carries).
@@ -382,170 +328,21 @@ export class PooledSession implements EngineSession, ServerHandler {
     }
   }
 
-  /** Renames, adds and answers what it must, writes the rest upstream. */
+  /** Renames, adds and answers what it must (requests.ts), writes the rest upstream. */
   #send(input: Uint8Array, frames: Frame[], out: Out): Promise<void> {
     const server = this.#server!;
     this.requestAt = Date.now();
     this.#pool.received += input.length;
-    const parts: Uint8Array[] = [];
-    /** Statements this input uses: not to be evicted for room. */
-    const used = new Set<string>();
-    const push = (r: Request) => {
+    const { parts, requests, endsCopy } = rewriteInput(input, frames, {
+      server,
+      statements: this.#statements,
+      engine: this.#engine,
+      note: (e, sql) => this.#note(e, sql),
+    });
+    if (endsCopy) this.#copyIn = false;
+    for (const r of requests) {
       this.#queue.push(r);
       if (r.kind === FE.Sync || r.kind === FE.Query || r.kind === FE.FunctionCall) this.#owed++;
-    };
-    const plain = (kind: number): Request => ({
-      kind,
-      hidden: false,
-      synthetic: null,
-      done: null,
-      rename: null,
-    });
-    /** Makes sure the connection holds `st` (a hidden Parse first if not). */
-    const ensure = (st: SharedStatement) => {
-      used.add(st.name);
-      if (server.prepared.has(st.name)) {
-        server.prepared.delete(st.name);
-        server.prepared.set(st.name, true);
-        return;
-      }
-      this.#makeRoom(server, used, parts, push);
-      server.prepared.set(st.name, true);
-      parts.push(st.parse);
-      push({
-        kind: FE.Parse,
-        hidden: true,
-        synthetic: null,
-        done: (ok) => {
-          if (!ok) server.prepared.delete(st.name);
-        },
-        rename: null,
-      });
-    };
-    for (const f of frames) {
-      const whole = input.subarray(f.start, f.end);
-      const body = input.subarray(f.start + 5, f.end);
-      switch (f.type) {
-        case FE.Query: {
-          const [sql] = readCString(body, 0);
-          this.#note(sqlEffects(sql), sql);
-          parts.push(whole);
-          push(plain(FE.Query));
-          break;
-        }
-        case FE.Parse: {
-          const [name, afterName] = readCString(body, 0);
-          const [sql] = readCString(body, afterName);
-          const effects = sqlEffects(sql);
-          this.#note(effects, sql);
-          if (name === "") {
-            parts.push(whole);
-            push(plain(FE.Parse));
-            break;
-          }
-          const st = this.#shared(body, afterName);
-          this.#statements.set(name, st);
-          const forget = (ok: boolean) => {
-            if (!ok && this.#statements.get(name) === st) this.#statements.delete(name);
-          };
-          used.add(st.name);
-          if (server.prepared.has(st.name)) {
-            server.prepared.delete(st.name);
-            server.prepared.set(st.name, true);
-            push({
-              kind: FE.Parse,
-              hidden: false,
-              synthetic: PARSE_COMPLETE,
-              done: forget,
-              rename: null,
-            });
-          } else {
-            this.#makeRoom(server, used, parts, push);
-            server.prepared.set(st.name, true);
-            parts.push(st.parse);
-            push({
-              kind: FE.Parse,
-              hidden: false,
-              synthetic: null,
-              done: (ok) => {
-                if (!ok) server.prepared.delete(st.name);
-                forget(ok);
-              },
-              rename: [st.name, name],
-            });
-          }
-          break;
-        }
-        case FE.Bind: {
-          const [portal, afterPortal] = readCString(body, 0);
-          const [name, afterName] = readCString(body, afterPortal);
-          const st = name === "" ? undefined : this.#statements.get(name);
-          if (st === undefined) {
-            parts.push(whole);
-            push(plain(FE.Bind));
-            break;
-          }
-          if (st.effects.settings || st.effects.pin !== null || st.effects.dropsStatements) {
-            this.#note(st.effects, null);
-          }
-          ensure(st);
-          parts.push(
-            message(FE.Bind, cstring(portal), cstring(st.name), body.subarray(afterName)),
-          );
-          push({
-            kind: FE.Bind,
-            hidden: false,
-            synthetic: null,
-            done: null,
-            rename: [st.name, name],
-          });
-          break;
-        }
-        case FE.Describe:
-        case FE.Close: {
-          const [name] = readCString(body, 1);
-          const st = body[0] === 0x53 && name !== "" ? this.#statements.get(name) : undefined;
-          if (st === undefined) {
-            parts.push(whole);
-            push(plain(f.type));
-          } else if (f.type === FE.Close) {
-            // The statement stays on the connection, for whoever prepares it next.
-            this.#statements.delete(name);
-            push({
-              kind: FE.Close,
-              hidden: false,
-              synthetic: CLOSE_COMPLETE,
-              done: null,
-              rename: null,
-            });
-          } else {
-            ensure(st);
-            parts.push(message(FE.Describe, Uint8Array.of(0x53), cstring(st.name)));
-            push({
-              kind: FE.Describe,
-              hidden: false,
-              synthetic: null,
-              done: null,
-              rename: [st.name, name],
-            });
-          }
-          break;
-        }
-        case FE.Execute:
-        case FE.Sync:
-        case FE.FunctionCall:
-          parts.push(whole);
-          push(plain(f.type));
-          break;
-        case FE.CopyDone:
-        case FE.CopyFail:
-          this.#copyIn = false;
-          parts.push(whole);
-          break;
-        default:
-          // Flush, CopyData: no answer of their own.
-          parts.push(whole);
-      }
     }
     if (parts.length > 0) server.write(concat(parts.length === 1 ? [parts[0]!.slice()] : parts));
     return new Promise<void>((resolve, reject) => {
@@ -586,24 +383,6 @@ export class PooledSession implements EngineSession, ServerHandler {
       const i = t[1]?.text === "session" || t[1]?.text === "local" ? 2 : 1;
       const name = settingName(t, i);
       if (name !== null && name[0].includes(".")) this.#custom.add(name[0].toLowerCase());
-    }
-  }
-
-  /** Closes the least recently used statements the input does not use, beyond max_prepared_statements. */
-  #makeRoom(
-    server: PoolServer,
-    used: Set<string>,
-    parts: Uint8Array[],
-    push: (r: Request) => void,
-  ): void {
-    const max = this.#engine.settings.maxPreparedStatements;
-    if (server.prepared.size < max) return;
-    for (const name of server.prepared.keys()) {
-      if (server.prepared.size < max) break;
-      if (used.has(name)) continue;
-      server.prepared.delete(name);
-      parts.push(message(FE.Close, Uint8Array.of(0x53), cstring(name)));
-      push({ kind: FE.Close, hidden: true, synthetic: null, done: null, rename: null });
     }
   }
 
@@ -901,42 +680,6 @@ export class PooledSession implements EngineSession, ServerHandler {
   }
 }
 
-/**
- * The answer to an input that could not run (no connection, settings that
- * could not be restored): the error once per part the client waits on (each
- * Query, each run of extended messages up to its Sync), each followed by
- * ReadyForQuery; the session is between transactions, so 'I'.
- */
-export function answerWithError(frames: readonly Frame[], e: PgError): Uint8Array {
-  const err = errorResponse(e);
-  const z = readyForQuery("I");
-  const parts: Uint8Array[] = [];
-  let open = false;
-  for (const f of frames) {
-    switch (f.type) {
-      case FE.Query:
-      case FE.FunctionCall:
-        if (open) parts.push(err);
-        open = false;
-        parts.push(err, z);
-        break;
-      case FE.Sync:
-        if (open) parts.push(err);
-        open = false;
-        parts.push(z);
-        break;
-      case FE.Flush:
-      case FE.CopyData:
-      case FE.CopyDone:
-      case FE.CopyFail:
-        break;
-      default:
-        open = true;
-    }
-  }
-  return concat(parts.length === 0 ? [new Uint8Array(0)] : parts);
-}
-
 function asError(e: unknown): PgError {
   if (isPgError(e)) {
     return e.severity === "ERROR"
@@ -944,21 +687,4 @@ function asError(e: unknown): PgError {
       : new PgError(e.code, e.message, { ...e.fields, severity: "ERROR" });
   }
   return new PgError(ERRCODE.CONNECTION_FAILURE, String(e));
-}
-
-/** Whether an ErrorResponse body is FATAL or PANIC (its 'V' or 'S' field). */
-function isFatal(body: Uint8Array): boolean {
-  try {
-    const f = parseErrorResponse(body);
-    const sev = f.severityV ?? f.severity;
-    return sev === "FATAL" || sev === "PANIC";
-  } catch {
-    return false;
-  }
-}
-
-function hex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
 }
