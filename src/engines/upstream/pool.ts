@@ -24,6 +24,7 @@
 import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { Engine, RoleInfo, ScramLogin, SessionStartup } from "../../core/engine/types.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
+import { NOT_SESSION_STATE } from "./client-settings.ts";
 import { openUpstream, type UpstreamConnect, type UpstreamStartTls } from "./connect.ts";
 import { literal } from "./engine.ts";
 import { PooledSession } from "./pooled-session.ts";
@@ -91,16 +92,6 @@ export interface UpstreamPoolOptions {
   /** As UpstreamEngineOptions.loginAs: a pool's connections log in as its role when keys are known. */
   readonly loginAs?: "client" | "url";
 }
-
-/**
- * Parameters that are the transaction's, not the session's (PostgreSQL's
- * GUC_NO_RESET): never part of a settings map.
- */
-export const NOT_SESSION_STATE = [
-  "transaction_isolation",
-  "transaction_read_only",
-  "transaction_deferrable",
-];
 
 /** A client waiting for a connection. */
 interface Waiter {

@@ -4,19 +4,13 @@
  * ReadyForQuery 'I', then gives it back. What must survive the change of
  * connection travels with the client:
  *
- * - **Settings.** The client has a settings map (src/engines/pglite/
- *   settings.ts, the PGlite engine's mechanism: startup parameters,
- *   `options -c`, what it SET). A connection it is given is switched to that
- *   map first when it carries another (`switchSql`, one Query, only the
- *   differences); the map is read back from the upstream (`snapshotSql`)
+ * - **Settings** (client-settings.ts): the client's settings map is put on
+ *   a connection that carries another one, and read back from the upstream
  *   before the connection goes back, after input that may have changed it.
- * - **Prepared statements.** A named Parse is prepared under a pool-wide
- *   name (`pgts_N`, one per distinct text and parameter types, shared by
- *   every client that prepares the same text); the client's name maps to
- *   it. Bind and Describe of the client's name are renamed, and the Parse is
- *   sent first, unseen by the client, on a connection that lacks it. A Parse
- *   of a statement the connection has already and the client's Close of a
- *   named statement are answered by pgts (ParseComplete, CloseComplete).
+ * - **Prepared statements** (requests.ts): a named Parse is prepared under
+ *   a pool-wide name shared by every client that prepares the same text;
+ *   Bind and Describe are renamed, and the Parse is sent first, unseen by
+ *   the client, on a connection that lacks it.
  * - **Pins.** LISTEN, SQL PREPARE, temporary tables, session advisory locks,
  *   WITH HOLD cursors and LOAD leave state on the connection itself: the
  *   client keeps that connection until it leaves (effects.ts); it is then
@@ -44,13 +38,7 @@ import type {
   TransactionStatus,
 } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/mod.ts";
-import {
-  parseOptions,
-  parseSnapshot,
-  type SettingsMap,
-  snapshotSql,
-  switchSql,
-} from "../pglite/settings.ts";
+import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
 import {
   concat,
   cstring,
@@ -60,9 +48,9 @@ import {
   message,
   splitFrames,
 } from "../pglite/wire.ts";
-import { scanStatements, settingName } from "../pglite/sqlscan.ts";
 import type { SqlEffects } from "./effects.ts";
-import { NOT_SESSION_STATE, type Pool, type SharedStatement, type UpstreamPool } from "./pool.ts";
+import { ClientSettings, NOT_SESSION_STATE } from "./client-settings.ts";
+import type { Pool, SharedStatement, UpstreamPool } from "./pool.ts";
 import {
   answerPrepareOnly,
   answerWithError,
@@ -73,9 +61,6 @@ import {
 import type { PoolServer, ServerHandler } from "./server.ts";
 
 type Out = (backend: Uint8Array) => void;
-
-/** Startup parameters that are not settings. */
-const NOT_SETTINGS = new Set(["user", "database", "options", "replication"]);
 
 const CLOSE_TIMEOUT_MS = 5000;
 /** Distinct startup-parameter sets remembered per pool. */
@@ -101,10 +86,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   #pool: Pool;
   #startup: SessionStartup;
   #onEnd: () => void;
-  /** The client's settings map; the one a connection is switched to. */
-  #map: SettingsMap = new Map();
-  /** Custom (dotted) settings the client touched: pg_settings does not list them. */
-  #custom = new Set<string>();
+  #settings: ClientSettings;
   /** The client's protocol statements: its name → the pool's statement. */
   #statements = new Map<string, SharedStatement>();
 
@@ -112,7 +94,6 @@ export class PooledSession implements EngineSession, ServerHandler {
   #waiting: { cancel(reason: PgError): void } | null = null;
   /** Why the client keeps its connection for good; null while it does not. */
   #pinned: string | null = null;
-  #settingsDirty = false;
   #queue: Request[] = [];
   #head = 0;
   /** Sync, Query and FunctionCall requests in the queue: ReadyForQuery messages owed. */
@@ -142,6 +123,12 @@ export class PooledSession implements EngineSession, ServerHandler {
     this.#pool = options.pool;
     this.#startup = options.startup;
     this.#onEnd = options.onEnd;
+    this.#settings = new ClientSettings({
+      // SET SESSION AUTHORIZATION back to the connection's own login role is
+      // always allowed: the URL's user, or the role itself when it logged in.
+      loginRole: () => this.#pool.login?.user ?? this.#engine.target.user,
+      pid: options.startup.pid,
+    });
   }
 
   get transactionStatus(): TransactionStatus {
@@ -163,7 +150,7 @@ export class PooledSession implements EngineSession, ServerHandler {
       state: this.#waiting !== null ? "waiting" : this.#server !== null ? "active" : "idle",
       server: this.#server,
       statements: this.#statements.size,
-      applicationName: this.#map.get("application_name") ?? "",
+      applicationName: this.#settings.map.get("application_name") ?? "",
     };
   }
 
@@ -184,56 +171,21 @@ export class PooledSession implements EngineSession, ServerHandler {
     const key = JSON.stringify(this.#startup.params);
     const known = this.#pool.logins.get(key);
     if (known !== undefined) {
-      this.#map = known.map;
-      for (const n of known.map.keys()) if (n.includes(".")) this.#custom.add(n);
+      this.#settings.adopt(known.map);
       return known.reported;
     }
     const server = await this.#engine.acquire(this.#pool).promise;
     try {
       // A fresh connection's map, not what this one carries for its last client.
-      const map = new Map(this.#pool.baseline ?? server.carried ?? []);
-      const put = (k: string, v: string) => {
-        const name = k.toLowerCase();
-        if (!NOT_SESSION_STATE.includes(name)) map.set(name, v);
-        if (name.includes(".")) this.#custom.add(name);
-      };
-      for (const [k, v] of Object.entries(this.#startup.params)) {
-        if (!NOT_SETTINGS.has(k.toLowerCase())) put(k, v);
-      }
-      const opts = this.#startup.params["options"];
-      if (opts !== undefined) {
-        for (const [k, v] of parseOptions(opts)) put(k.replaceAll("-", "_"), v);
-      }
-      const sql = switchSql(server.carried ?? new Map(), map, this.#switchOptions());
-      if (sql !== null) {
-        const r = await server.query(sql);
-        if (r.error !== null) throw r.error;
-      }
-      await this.#readBack(server);
+      await this.#settings.fromStartup(server, this.#pool.baseline, this.#startup.params);
       const reported = [...server.reported];
       if (this.#pool.logins.size < MAX_LOGINS) {
-        this.#pool.logins.set(key, { map: this.#map, reported });
+        this.#pool.logins.set(key, { map: this.#settings.map, reported });
       }
       return reported;
     } finally {
       this.#engine.release(this.#pool, server);
     }
-  }
-
-  #switchOptions() {
-    // SET SESSION AUTHORIZATION back to the connection's own login role is
-    // always allowed: the URL's user, or the role itself when it logged in.
-    const login = this.#pool.login?.user ?? this.#engine.target.user;
-    return { superuser: login, valuesAs: "superuser" as const };
-  }
-
-  /** Reads the client's map back from the connection it is on. */
-  async #readBack(server: PoolServer): Promise<void> {
-    const r = await server.query(snapshotSql(this.#custom, NOT_SESSION_STATE));
-    if (r.error !== null) throw r.error;
-    const map = parseSnapshot(r.rows);
-    this.#map = map;
-    server.carried = map;
   }
 
   async exec(frontend: Uint8Array, out: Out): Promise<void> {
@@ -274,7 +226,12 @@ export class PooledSession implements EngineSession, ServerHandler {
         this.#engine.release(this.#pool, server);
         throw this.#ended;
       }
-      const refused = await this.#switchTo(server);
+      let refused: PgError | null;
+      try {
+        refused = await this.#settings.switchTo(server);
+      } catch (e) {
+        refused = asError(e);
+      }
       if (this.#ended !== null) {
         this.#engine.release(this.#pool, server);
         throw this.#ended;
@@ -290,42 +247,6 @@ export class PooledSession implements EngineSession, ServerHandler {
       return this.#send(input, frames, out);
     }
     return this.#send(frontend, frames, out);
-  }
-
-  /**
-   * Moves the connection to the client's map; null when done, else the
-   * error to answer the client's input with (the connection goes back with
-   * what it really carries).
-   */
-  async #switchTo(server: PoolServer): Promise<PgError | null> {
-    const map = this.#map;
-    if (server.carried === map) return null;
-    const sql = switchSql(server.carried ?? new Map(), map, this.#switchOptions());
-    try {
-      if (sql !== null) {
-        const r = await server.query(sql);
-        if (r.error !== null) {
-          ereport("LOG", `settings switch for process ${this.#startup.pid} failed: ${sql}`, {
-            category: "pool",
-            detail: `${r.error.message} (SQLSTATE ${r.error.code})`,
-          });
-          const carried = await server.query(snapshotSql(this.#custom, NOT_SESSION_STATE));
-          server.carried = carried.error === null ? parseSnapshot(carried.rows) : null;
-          return new PgError(
-            r.error.code,
-            `could not restore this session's settings on an upstream connection: ${r.error.message}`,
-            {
-              hint:
-                "In transaction mode pgts sets each session's settings again on the connection that runs its transaction.",
-            },
-          );
-        }
-      }
-      server.carried = map;
-      return null;
-    } catch (e) {
-      return asError(e);
-    }
   }
 
   /** Renames, adds and answers what it must (requests.ts), writes the rest upstream. */
@@ -357,10 +278,7 @@ export class PooledSession implements EngineSession, ServerHandler {
 
   /** Notes what a statement's text does to the session (effects.ts). */
   #note(e: SqlEffects, sql: string | null): void {
-    if (e.settings) {
-      this.#settingsDirty = true;
-      if (sql !== null) this.#noteCustom(sql);
-    }
+    if (e.settings) this.#settings.note(sql);
     if (e.pin !== null && this.#pinned === null) {
       this.#pinned = e.pin;
       ereport("DEBUG1", `process ${this.#startup.pid} keeps its upstream connection: ${e.pin}`, {
@@ -370,19 +288,6 @@ export class PooledSession implements EngineSession, ServerHandler {
     if (e.dropsStatements) {
       this.#statements.clear();
       this.#server?.prepared.clear();
-    }
-  }
-
-  /** Dotted setting names SET, RESET or set_config'd in `sql`. */
-  #noteCustom(sql: string): void {
-    for (const st of scanStatements(sql)) {
-      for (const n of st.setConfigNames) if (n.includes(".")) this.#custom.add(n.toLowerCase());
-      const t = st.tokens;
-      const w0 = t[0]?.text;
-      if (w0 !== "set" && w0 !== "reset") continue;
-      const i = t[1]?.text === "session" || t[1]?.text === "local" ? 2 : 1;
-      const name = settingName(t, i);
-      if (name !== null && name[0].includes(".")) this.#custom.add(name[0].toLowerCase());
     }
   }
 
@@ -545,7 +450,7 @@ export class PooledSession implements EngineSession, ServerHandler {
       p.resolve();
       return;
     }
-    if (!this.#settingsDirty) {
+    if (!this.#settings.dirty) {
       this.#pending = null;
       this.#giveBack(server);
       p.resolve();
@@ -553,9 +458,9 @@ export class PooledSession implements EngineSession, ServerHandler {
     }
     // The input may have changed settings: read the map back first. The
     // exec stays pending, so no other input of this client comes between.
-    this.#settingsDirty = false;
+    this.#settings.dirty = false;
     server.handler = null;
-    this.#readBack(server).then(() => {
+    this.#settings.readBack(server).then(() => {
       this.#pending = null;
       if (this.#server === server) this.#giveBack(server);
       p.resolve();
