@@ -219,7 +219,10 @@ export class PgtsServer {
     for (const [name, value] of Object.entries(options.settings ?? {})) {
       args.push("-c", `${name}=${typeof value === "boolean" ? (value ? "on" : "off") : value}`);
     }
-    if (this.adapter !== undefined) args.push("--adapter", this.adapter);
+    // PGTS_TEST_DEFAULT_ADAPTER stands in for the server's default: the
+    // suite as it would run if the default were that adapter.
+    const adapter = this.adapter ?? process.env["PGTS_TEST_DEFAULT_ADAPTER"];
+    if (adapter !== undefined && adapter !== "") args.push("--adapter", adapter);
     const cmd = this.runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args];
     const proc = Bun.spawn(cmd, {
       cwd: ROOT,
