@@ -20,7 +20,6 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import { parseHba } from "../core/auth/mod.ts";
-import { ENGINE_DIR } from "../core/datadir.ts";
 import type { DataDirLock } from "../core/datadir.ts";
 import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
 import { Guc } from "../core/guc/guc.ts";
@@ -164,7 +163,7 @@ function httpEngine(guc: Guc, dataDir: string | null): HttpEngineConfig {
       { severity: "FATAL", hint: 'Give -D DATADIR, or --engine with a "postgres://" URL.' },
     );
   }
-  return { dataDir: join(dataDir, ENGINE_DIR) };
+  return { cluster: dataDir };
 }
 
 export async function runServeHttp(args: string[], io: CliIO): Promise<number> {

@@ -42,6 +42,8 @@ import { checkUpstreamConfig, type HttpUpstreamConfig, openUpstreamEngine } from
 export type HttpEngineConfig =
   /** PGlite on a data directory (initialised with initCluster) or "memory://". */
   | { readonly dataDir: string; readonly placement?: "worker" | "inline" }
+  /** Every database of a pgts data directory (`pgts init`), an engine each (dbengines.ts). */
+  | { readonly cluster: string; readonly placement?: "worker" | "inline" }
   /** A real PostgreSQL, each request a session of its own; no file system needed. */
   | HttpUpstreamConfig
   /** Any other Engine. */
@@ -259,8 +261,8 @@ export class HttpServer implements AdminSource {
     const config = this.#engineConfig;
     if ("open" in config) return await config.open();
     if ("upstream" in config) return openUpstreamEngine(config);
-    const { openEngine } = await import("../../engines/pglite/mod.ts");
-    return await openEngine(config.dataDir, {
+    const { ClusterEngine, openEngine } = await import("../../engines/pglite/mod.ts");
+    const options = {
       engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),
       engineHoldTimeoutMs: this.guc.getMs("engine_hold_timeout"),
       idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
@@ -270,7 +272,14 @@ export class HttpServer implements AdminSource {
         wal_writer_delay: `${this.guc.getMs("wal_writer_delay")}ms`,
       },
       ...(config.placement === undefined ? {} : { placement: config.placement }),
-    });
+    };
+    if ("cluster" in config) {
+      return await ClusterEngine.open(config.cluster, {
+        ...options,
+        idleTimeoutMs: this.guc.getMs("engine_idle_timeout"),
+      });
+    }
+    return await openEngine(config.dataDir, options);
   }
 
   engineOpened(engine: Engine | null): void {

@@ -73,8 +73,11 @@ export interface StatementEffects {
   readonly rolesDirty: boolean;
   readonly databasesDirty: boolean;
   readonly readsActivity: boolean;
+  /** The statement's text when it is one CREATE/ALTER/DROP DATABASE. */
+  readonly databaseCommand: string | null;
 }
 
+const T_EXECUTE = 0x45;
 const T_PARSE = 0x50;
 const T_BIND = 0x42;
 const T_DESCRIBE = 0x44;
@@ -88,6 +91,8 @@ interface Acc {
   rolesDirty: boolean;
   databasesDirty: boolean;
   databaseCommand: string | "embedded" | null;
+  /** The text of a prepared database command a Bind of this input executes. */
+  boundDatabaseCommand: string | null;
   createsTempObject: boolean;
   createdStatements: string[];
   special: "discard all" | "deallocate all" | null;
@@ -267,6 +272,7 @@ function newAcc(): Acc {
     rolesDirty: false,
     databasesDirty: false,
     databaseCommand: null,
+    boundDatabaseCommand: null,
     createsTempObject: false,
     createdStatements: [],
     special: null,
@@ -285,6 +291,10 @@ function addEffects(acc: Acc, e: StatementEffects): void {
   acc.rolesDirty ||= e.rolesDirty;
   acc.databasesDirty ||= e.databasesDirty;
   acc.readsActivity ||= e.readsActivity;
+  if (e.databaseCommand !== null) {
+    acc.boundDatabaseCommand = e.databaseCommand;
+    acc.databaseCommand ??= "embedded";
+  }
 }
 
 /**
@@ -393,6 +403,15 @@ export function planInput(
         emit(i, null);
     }
   }
+  // A database command alone in an extended batch (postgres.js, the HTTP
+  // adapter send every statement so) is carried out as a lone Query's.
+  // Parsed or described only, never executed: PGlite may do that itself.
+  if (acc.databaseCommand === "embedded") {
+    acc.databaseCommand = !frames.some((f) => f.type === T_EXECUTE || f.type === T_QUERY)
+      ? null
+      : loneExtendedStatement(input, frames) ?? loneBound(frames, acc.boundDatabaseCommand) ??
+        "embedded";
+  }
   // Built field by field: an object spread of `acc` costs more than the
   // rest of the plan for a one-statement input.
   return {
@@ -415,6 +434,28 @@ export function planInput(
     usesUnnamedFirst,
     hasQuery,
   };
+}
+
+/**
+ * The text of an input that is one statement in one extended batch with no
+ * parameters — Parse, [Describe,] Bind, [Describe,] Execute, Sync — or null.
+ */
+function loneExtendedStatement(input: Uint8Array, frames: readonly Frame[]): string | null {
+  const types = String.fromCharCode(...frames.map((f) => f.type));
+  if (!/^PD?BD?ES$/.test(types)) return null;
+  const parse = frames[0]!;
+  const body = input.subarray(parse.start + 5, parse.end);
+  const [, afterName] = readCString(body, 0);
+  const [sql, afterSql] = readCString(body, afterName);
+  const paramTypes = (body[afterSql]! << 8) | body[afterSql + 1]!;
+  if (paramTypes !== 0 || scanStatements(sql).length !== 1) return null;
+  return sql;
+}
+
+/** A prepared database command executed alone: Bind, [Describe,] Execute, Sync. */
+function loneBound(frames: readonly Frame[], sql: string | null): string | null {
+  const types = String.fromCharCode(...frames.map((f) => f.type));
+  return sql !== null && /^BD?ES$/.test(types) ? sql : null;
 }
 
 /** Where the accumulator stood before a Parse's text was scanned. */
@@ -452,6 +493,9 @@ function effectsOf(
     rolesDirty: own?.rolesDirty ?? acc.rolesDirty,
     databasesDirty: own?.databasesDirty ?? acc.databasesDirty,
     readsActivity: own?.readsActivity ?? acc.readsActivity,
+    databaseCommand: (own ?? acc).databaseCommand !== null && scanStatements(sql).length === 1
+      ? sql
+      : null,
   };
   return e.listenOps.length > 0 || e.settingsDirty || e.rolesDirty || e.databasesDirty ||
       e.readsActivity

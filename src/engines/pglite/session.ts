@@ -52,6 +52,10 @@ const TERMINATE = 0x58;
 const PARSE = 0x50;
 const CLOSE = 0x43;
 const PARSE_COMPLETE = 0x31;
+const BIND = 0x42;
+const BIND_COMPLETE = 0x32;
+const NO_DATA = 0x6e;
+const PARAMETER_DESCRIPTION = 0x74;
 const ERROR_RESPONSE = 0x45;
 const CLOSE_COMPLETE = 0x33;
 const COPY_DATA = 0x64;
@@ -395,7 +399,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
     if (plan.databaseCommand !== null && engine.cluster !== null) {
-      await this.#databaseCommand(plan.databaseCommand, frames, out);
+      await this.#databaseCommand(plan.databaseCommand, input, frames, out);
       return;
     }
     this.#disarmIdle();
@@ -723,6 +727,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
    */
   async #databaseCommand(
     sql: string,
+    input: Uint8Array,
     frames: readonly Frame[],
     out: (b: Uint8Array) => void,
   ): Promise<void> {
@@ -754,12 +759,24 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     }
     this.#disarmIdle();
     this.#state = "active";
+    // In an extended batch (Parse, [Describe,] Bind, [Describe,] Execute,
+    // Sync) each message before Execute is answered as PostgreSQL answers
+    // it for a utility statement with no parameters.
+    const before = frames.slice(0, frames.length > 1 ? -2 : 0).flatMap((f) =>
+      f.type === PARSE
+        ? [message(PARSE_COMPLETE)]
+        : f.type === BIND
+        ? [message(BIND_COMPLETE)]
+        : input[f.start + 5] === 0x53
+        ? [message(PARAMETER_DESCRIPTION, Uint8Array.of(0, 0)), message(NO_DATA)]
+        : [message(NO_DATA)]
+    );
     try {
       const parts = await this.#engine.cluster!.databaseCommand(this, sql);
-      out(concat([...parts, readyForQuery(this.#status)]));
+      out(concat([...before, ...parts, readyForQuery(this.#status)]));
     } catch (e) {
       const err = isPgError(e) ? e : new PgError(ERRCODE.INTERNAL_ERROR, String(e));
-      out(concat([errorResponse(err), readyForQuery(this.#status)]));
+      out(concat([...before, errorResponse(err), readyForQuery(this.#status)]));
     } finally {
       this.#state = "idle";
       this.#armIdle();

@@ -60,6 +60,12 @@ test("serve-http serves a data directory, keeps its data, and stops on SIGINT", 
   let sql = neon("postgres://postgres@127.0.0.1/postgres");
   await sql`CREATE TABLE kept (v text)`;
   await sql`INSERT INTO kept VALUES (${"over http"})`;
+  // Any database of the cluster, by the connection string's name.
+  await sql`CREATE DATABASE tenant_one`;
+  const tenant = neon("postgres://postgres@127.0.0.1/tenant_one");
+  await tenant`CREATE TABLE kept (v text)`;
+  await tenant`INSERT INTO kept VALUES (${"tenant's"})`;
+  expect(await tenant`SELECT current_database() AS db`).toEqual([{ db: "tenant_one" }]);
   const status = await fetch(`http://127.0.0.1:${port}/admin/status`, {
     headers: { Authorization: "Bearer t" },
   });
@@ -73,6 +79,9 @@ test("serve-http serves a data directory, keeps its data, and stops on SIGINT", 
   neonConfig.fetchEndpoint = `http://127.0.0.1:${port}/sql`;
   sql = neon("postgres://postgres@127.0.0.1/postgres");
   expect(await sql`SELECT v FROM kept`).toEqual([{ v: "over http" }]);
+  expect(await neon("postgres://postgres@127.0.0.1/tenant_one")`SELECT v FROM kept`).toEqual([{
+    v: "tenant's",
+  }]);
   const again = exited(child);
   child.kill("SIGTERM");
   expect(await again).toBe(0);

@@ -10,6 +10,7 @@
 
 import { describe, expect, test } from "bun:test";
 import pg from "pg";
+import postgres from "postgres";
 import {
   connectError,
   PG_BIN,
@@ -153,6 +154,29 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
     });
 
     if (adapter !== undefined) return;
+
+    test("postgres.js, which sends every statement in an extended batch, creates and drops a database", async () => {
+      const s = server();
+      const sql = postgres({ host: s.host, port: s.port, user: "postgres", database: "postgres" });
+      try {
+        await sql`CREATE DATABASE by_postgres_js`;
+        const other = postgres({
+          host: s.host,
+          port: s.port,
+          user: "postgres",
+          database: "by_postgres_js",
+        });
+        expect(await other`SELECT current_database() AS db`).toEqual([{ db: "by_postgres_js" }]);
+        await other.end();
+        const dup = await sql`CREATE DATABASE by_postgres_js`.then(() => null, (e) => e as PgErr);
+        expect(dup?.code).toBe("42P04");
+        await sql`DROP DATABASE by_postgres_js`;
+        const gone = await sql`DROP DATABASE by_postgres_js`.then(() => null, (e) => e as PgErr);
+        expect(gone?.code).toBe("3D000");
+      } finally {
+        await sql.end();
+      }
+    });
 
     test("pg_hba.conf's database column names real databases", async () => {
       const s = server();
