@@ -3,7 +3,8 @@
  * pgbouncer, side by side in one run. Run with
  *   ./node_modules/.bin/bun scripts/bench/upstream.ts [-T SECONDS] [-c CLIENTS] [-r ROUNDS]
  *     [-s SCALE] [--adapter bun,inproc] [--upstream unix|tcp|tcp,unix] [--no-pgbouncer]
- *     [--pool-mode session|transaction] [--pool-size N] [-C] [--idle N] [--cpu-prof DIR]
+ *     [--pool-mode session|transaction] [--pool-size N] [-C] [--idle N] [--http]
+ *     [--cpu-prof DIR]
  * (defaults: -T 10 -c 4 -r 3 -s 10 --adapter bun,inproc --upstream unix; needs
  * root or a user that can run postgres). `unix` is the default: on the
  * 2-CPU VM of 2026-11-21 it measured the same as `tcp` (within 3%, 5 rounds)
@@ -22,7 +23,11 @@
  * runs no pgbench: it opens N idle node-postgres clients to each middle
  * (pgts, pgbouncer) and prints the RSS of its process tree before and
  * with them, and how long one more client takes to connect and run
- * `SELECT 1` then. Otherwise it loads
+ * `SELECT 1` then. `--http` runs no pgbench either: it starts
+ * `pgts serve-http --engine URL` twice, in session mode and with
+ * `pool_mode = transaction`, and prints the requests per second of Neon's
+ * SQL over HTTP `SELECT 1` at concurrency 1 and 32 on each, side by side
+ * (`-T` seconds per point). Otherwise it loads
  * pgbench's tables once, then runs pgbench select-only (-S) and TPC-B (the
  * default script) with -c CLIENTS -j 2 over TCP against every side in turn;
  * the order rotates every round so no side always runs on a warmer cache.
@@ -64,6 +69,7 @@ const { values } = parseArgs({
     "pool-size": { type: "string" },
     C: { type: "boolean", short: "C", default: false },
     idle: { type: "string" },
+    http: { type: "boolean", default: false },
     "cpu-prof": { type: "string" },
   },
 });
@@ -387,6 +393,7 @@ const load = () => loadavg().map((l) => l.toFixed(2)).join(", ");
 async function main(): Promise<void> {
   const loadAtStart = load();
   const pg = await startPostgres();
+  if (values.http) return await httpRun(pg.port, loadAtStart);
   const sides: Side[] = [{ name: "direct", port: pg.port, pid: pg.pid }];
   for (const kind of upstreams) {
     for (const adapter of adapters) sides.push(await startPgts(adapter, kind, pg.port));
@@ -565,6 +572,83 @@ async function idleRun(middles: Side[], loadAtStart: string): Promise<void> {
       newMs.toFixed(0)
     } ms (load ${load()})`;
     console.log(line);
+  }
+}
+
+/** `--http`: SELECT 1 over Neon's protocol, each request a session, against a transaction pool. */
+async function httpRun(pgPort: number, loadAtStart: string): Promise<void> {
+  const body = JSON.stringify({ query: "SELECT 1", params: [] });
+  const headers = {
+    "Neon-Connection-String": "postgres://postgres@127.0.0.1/postgres",
+    "Neon-Raw-Text-Output": "true",
+    "Neon-Array-Mode": "true",
+  };
+  const serve = async (name: string, extra: string[]) => {
+    const port = await freePort();
+    const p = spawn(BUN, [
+      join(ROOT, "mod.ts"),
+      "serve-http",
+      "--engine",
+      upstreamUrl(upstreams[0]!, pgPort),
+      "--port",
+      String(port),
+      ...extra,
+    ], { cwd: ROOT, stdio: "ignore", detached: true });
+    stops.push(killGroup(p.pid));
+    const url = `http://127.0.0.1:${port}/sql`;
+    const one = async () => {
+      const res = await fetch(url, { method: "POST", headers, body });
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`${name}: HTTP ${res.status}`);
+    };
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await one();
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await sleep(100);
+      }
+    }
+    return { name, one };
+  };
+  const sides = [
+    await serve("session", []),
+    await serve("transaction", [
+      "-c",
+      "pool_mode=transaction",
+      "-c",
+      `default_pool_size=${poolSize}`,
+    ]),
+  ];
+  console.log(
+    `SELECT 1 over HTTP, ${seconds} s per point, ${rounds} rounds; load average ${loadAtStart}`,
+  );
+  const results = new Map<string, number[]>();
+  for (let r = 0; r < rounds; r++) {
+    for (const concurrency of [1, 32]) {
+      for (const side of r % 2 === 0 ? sides : [...sides].reverse()) {
+        let done = 0;
+        const end = Date.now() + seconds * 1000;
+        await Promise.all(Array.from({ length: concurrency }, async () => {
+          while (Date.now() < end) {
+            await side.one();
+            done++;
+          }
+        }));
+        const rps = done / seconds;
+        const key = `${side.name} c=${concurrency}`;
+        results.set(key, [...(results.get(key) ?? []), rps]);
+        console.log(
+          `round ${r + 1} ${key.padEnd(16)} ${rps.toFixed(0).padStart(6)} req/s  (load ${load()})`,
+        );
+      }
+    }
+  }
+  console.log("\nmedians:");
+  for (const [key, xs] of results) {
+    console.log(`${key.padEnd(16)} ${median(xs).toFixed(0).padStart(6)} req/s`);
   }
 }
 
