@@ -36,6 +36,7 @@ const IMPORT_MEMORY = 2;
 const IMPORT_GLOBAL = 3;
 const IMPORT_TAG = 4;
 const LIMITS_HAS_MAX = 0x01;
+const LIMITS_SHARED = 0x02;
 const LIMITS_SHARED_WITH_MAX = 0x03;
 const LIMITS_MEMORY64 = 0x04;
 
@@ -66,7 +67,7 @@ function u32(n: number): number[] {
 /**
  * A copy of a WebAssembly binary whose memory imports are shared, with
  * `maxPages` as the maximum of an import that has none. Returns the input
- * itself when it imports no memory.
+ * itself when it imports no memory, or only shared ones.
  */
 export function shareMemoryImports(wasm: Uint8Array, maxPages: number): Uint8Array {
   let at = 8;
@@ -87,6 +88,11 @@ export function shareMemoryImports(wasm: Uint8Array, maxPages: number): Uint8Arr
       const flags = wasm[p++]!;
       p = readU32(wasm, p)[1];
       if ((flags & LIMITS_HAS_MAX) !== 0) p = readU32(wasm, p)[1];
+    };
+    // With `p` just past a limits' flags byte (read at p - 1).
+    const skipLimitsAfterFlags = () => {
+      p--;
+      skipLimits();
     };
     // The section rebuilt: unchanged runs copied, each memory's limits re-encoded.
     const parts: Uint8Array[] = [];
@@ -114,6 +120,10 @@ export function shareMemoryImports(wasm: Uint8Array, maxPages: number): Uint8Arr
         case IMPORT_MEMORY: {
           const limitsAt = p;
           const flags = wasm[p++]!;
+          if ((flags & LIMITS_SHARED) !== 0) {
+            skipLimitsAfterFlags();
+            break;
+          }
           if ((flags & LIMITS_MEMORY64) !== 0) {
             throw new RangeError("A 64-bit memory cannot be shared here");
           }
