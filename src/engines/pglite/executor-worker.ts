@@ -28,6 +28,9 @@ const scope = globalThis as any as {
 };
 
 let instance: PGliteInstance | null = null;
+/** Background fdatasyncs the engine's thread runs for us (group commit), by id. */
+const walSyncs = new Map<number, (code: string | null, name: string | null) => void>();
+let walSyncId = 0;
 let chain: Promise<void> = Promise.resolve();
 
 function post(m: WorkerReply, bytes?: Uint8Array | null): void {
@@ -119,6 +122,13 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             // Group commit: the fdatasyncs end on this thread's loop, between execs.
             onWalDurable: (durable) => post({ t: "wal", durable }),
             onWalFailure: (message) => post({ t: "wal-failed", message }),
+            // Posted at once, even from inside an exec; this thread's loop
+            // would run an fdatasync's completion only after the exec.
+            walSyncer: (segments, target, done) => {
+              const id = ++walSyncId;
+              walSyncs.set(id, done);
+              post({ t: "wal-sync", id, target, segments: [...segments] });
+            },
           });
           post({
             t: "ready",
@@ -136,6 +146,12 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
     case "exec":
       chain = chain.then(() => run(m.seq, m.bytes, m.options, null));
       return;
+    case "wal-synced": {
+      const done = walSyncs.get(m.id);
+      walSyncs.delete(m.id);
+      done?.(m.code, m.name);
+      return;
+    }
     case "close":
       chain = chain.then(async () => {
         try {

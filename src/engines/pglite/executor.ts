@@ -32,7 +32,9 @@ import { openInstance, type PGliteInstance } from "./instance.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair, TempSpan } from "./tempnamespace.ts";
+import { closeSync, fdatasync, openSync } from "node:fs";
 import { WalProgress } from "./groupcommit.ts";
+import { fdatasyncFailure } from "./walflush.ts";
 import { ChannelRequester } from "./channel.ts";
 
 export interface RawExecutor {
@@ -217,6 +219,13 @@ export type WorkerReply =
   | { t: "wal"; durable: number }
   /** A deferred fdatasync of the WAL failed. */
   | { t: "wal-failed"; message: string }
+  /** Run this background fdatasync of WAL segments here (walflush.ts's WalSyncer). */
+  | {
+    t: "wal-sync";
+    id: number;
+    target: number;
+    segments: { path: string; name: string }[];
+  }
   | { t: "closed" };
 
 /**
@@ -245,6 +254,8 @@ export type WorkerRequest =
     bytes: Uint8Array;
     options: ReturnType<typeof instanceOptions>;
   }
+  /** The fdatasync `id` ended: ok (nulls), or the errno name and segment of a failure. */
+  | { t: "wal-synced"; id: number; code: string | null; name: string | null }
   | { t: "close" };
 
 class WorkerExecutor implements RawExecutor {
@@ -268,6 +279,8 @@ class WorkerExecutor implements RawExecutor {
   } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
+  /** Our descriptors of WAL segments, for the Worker's background fdatasyncs. */
+  #walFds = new Map<string, number>();
 
   private constructor(
     worker: Worker,
@@ -293,13 +306,27 @@ class WorkerExecutor implements RawExecutor {
     const worker = new Worker(url, { type: "module" });
     const cell = newCancelCell();
     const channel = new ChannelRequester();
+    const startupFds = new Map<string, number>();
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
           const ex = new WorkerExecutor(worker, { cell, channel }, ev.data);
+          ex.#walFds = startupFds;
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(ev.data.durable);
           resolve(ex);
+        } else if (ev.data.t === "wal-sync") {
+          // Startup's own WAL (recovery): nothing waits for it but the Worker.
+          const { id } = ev.data;
+          runWalSync(startupFds, ev.data.segments, (failure) => {
+            const reply: WorkerRequest = {
+              t: "wal-synced",
+              id,
+              code: failure?.code ?? null,
+              name: failure?.name ?? null,
+            };
+            worker.postMessage(reply);
+          });
         } else if (ev.data.t === "wal" || ev.data.t === "wal-failed") {
           // Startup's own WAL (recovery): nothing waits for it yet.
         } else {
@@ -380,6 +407,7 @@ class WorkerExecutor implements RawExecutor {
     if (this.#dead !== null) {
       this.#worker.terminate();
       this.#channel.close();
+      this.#closeWalFds();
       return Promise.resolve();
     }
     return new Promise((resolve) => {
@@ -388,6 +416,7 @@ class WorkerExecutor implements RawExecutor {
         clearTimeout(timer);
         this.#worker.terminate();
         this.#channel.close();
+        this.#closeWalFds();
         resolve();
       };
       this.#closed = finish;
@@ -409,8 +438,10 @@ class WorkerExecutor implements RawExecutor {
         this.wal.noteDurable(m.durable);
         return;
       case "wal-failed":
-        this.wal.fail(m.message);
-        this.onWalFailure?.(m.message);
+        this.#walFailed(m.message);
+        return;
+      case "wal-sync":
+        this.#walSync(m.id, m.target, m.segments);
         return;
       case "closed":
         this.#closed?.();
@@ -448,6 +479,32 @@ class WorkerExecutor implements RawExecutor {
     else p.resolve({ temp: m.temp });
   }
 
+  #closeWalFds(): void {
+    for (const fd of this.#walFds.values()) closeQuietly(fd);
+    this.#walFds.clear();
+  }
+
+  #walFailed(message: string): void {
+    if (this.wal.failed !== null) return;
+    this.wal.fail(message);
+    this.onWalFailure?.(message);
+  }
+
+  /** Group commit's background fdatasync for the Worker (see runWalSync). */
+  #walSync(id: number, target: number, segments: readonly { path: string; name: string }[]): void {
+    runWalSync(this.#walFds, segments, (failure) => {
+      if (failure === null) this.wal.noteDurable(target);
+      else this.#walFailed(fdatasyncFailure(failure.name, failure.code));
+      const reply: WorkerRequest = {
+        t: "wal-synced",
+        id,
+        code: failure?.code ?? null,
+        name: failure?.name ?? null,
+      };
+      if (this.#dead === null) this.#worker.postMessage(reply);
+    });
+  }
+
   #fail(e: Error): void {
     this.#dead = e;
     const p = this.#pending;
@@ -456,5 +513,59 @@ class WorkerExecutor implements RawExecutor {
     clearTimeout(p?.timers.rearm);
     p?.reject(e);
     this.#closed?.();
+  }
+}
+
+/**
+ * A background fdatasync of WAL segments asked for by the Worker (walflush.ts's
+ * WalSyncer), on this thread, which is free while the Worker runs a
+ * statement: on our own descriptors of the segments (`fds`, by path; the
+ * few in use are kept). `end` gets the first failure, or null.
+ */
+function runWalSync(
+  fds: Map<string, number>,
+  segments: readonly { path: string; name: string }[],
+  end: (failure: { code: string; name: string } | null) => void,
+): void {
+  let left = segments.length;
+  let failure: { code: string; name: string } | null = null;
+  if (left === 0) return end(null);
+  for (const seg of segments) {
+    let fd = fds.get(seg.path);
+    if (fd === undefined) {
+      try {
+        fd = openSync(seg.path, "r+");
+      } catch (e) {
+        failure ??= { code: codeOf(e), name: seg.name };
+        if (--left === 0) end(failure);
+        continue;
+      }
+      fds.set(seg.path, fd);
+    }
+    fdatasync(fd, (e) => {
+      if (e !== null) failure ??= { code: codeOf(e), name: seg.name };
+      if (--left === 0) end(failure);
+    });
+  }
+  if (fds.size > 4) {
+    const keep = new Set(segments.map((s) => s.path));
+    for (const [path, fd] of fds) {
+      if (keep.has(path)) continue;
+      fds.delete(path);
+      closeQuietly(fd);
+    }
+  }
+}
+
+function codeOf(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : "EIO";
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Nothing to release.
   }
 }

@@ -42,7 +42,7 @@
  */
 
 import { fdatasyncSync, fsyncSync } from "node:fs";
-import { WalFlusher, WalWriter } from "./walflush.ts";
+import { WalFlusher, type WalSyncer, WalWriter } from "./walflush.ts";
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
@@ -98,6 +98,8 @@ export interface InstanceOptions {
   readonly onWalDurable?: (durable: number) => void;
   /** Group commit: a deferred fdatasync of the WAL failed (the PANIC's message); the backend is ended. */
   readonly onWalFailure?: (message: string) => void;
+  /** Group commit: where the background fdatasync runs (default: this thread's I/O pool). */
+  readonly walSyncer?: WalSyncer;
 }
 
 export interface PGliteInstance {
@@ -196,7 +198,9 @@ export async function openInstance(
   let started = false;
   let ended: string | null = null;
   let emscriptenFs: { fs: EmscriptenFs; nodefs: NodeFs } | null = null;
-  const flusher = durable ? new WalFlusher() : null;
+  const flusher = durable
+    ? new WalFlusher(options.walSyncer !== undefined ? { syncer: options.walSyncer } : {})
+    : null;
   if (flusher !== null) {
     flusher.onProgress = options.onWalDurable ?? null;
     flusher.onFailure = (message) => {

@@ -14,7 +14,8 @@
  * believing its WAL flushed) and becomes a ticket: `requested` counts them.
  * A real fdatasync of the segments written since the last one then runs on
  * the I/O thread pool (node:fs's asynchronous `fdatasync`, on a descriptor
- * of our own, so Postgres closing its own cannot race it); when it ends,
+ * of our own, so Postgres closing its own cannot race it; for a Worker, on
+ * the engine's thread: see WalSyncer); when it ends,
  * every ticket issued before it started is `durable`, and the next one
  * starts at once if more were issued meanwhile. The engine above holds
  * every answer produced after ticket N (groupcommit.ts) until `durable`
@@ -45,7 +46,23 @@ interface Segment {
   readonly fd: number;
   /** As Postgres names it, relative to the data directory ("pg_wal/000000010000000000000001"). */
   readonly name: string;
+  /** Its host path. */
+  readonly path: string;
 }
+
+/**
+ * Where the background fdatasync runs. By default here, on this thread's
+ * I/O pool; but a Worker's loop runs a completion only between execs, so a
+ * long statement would hold every answer waiting for a commit that is
+ * already on disk. The Worker's executor therefore has the engine's thread
+ * do it (executor.ts): `done` gets the errno name and segment of a failure,
+ * or nulls.
+ */
+export type WalSyncer = (
+  segments: readonly { readonly path: string; readonly name: string }[],
+  target: number,
+  done: (code: string | null, name: string | null) => void,
+) => void;
 
 /** strerror's text for what fdatasync(2) reports (musl's, as PGlite's own messages say it). */
 const STRERROR: Readonly<Record<string, string>> = {
@@ -79,6 +96,11 @@ export class WalFlusher {
   #open = new Map<string, Segment>();
   #closed = false;
   #idle: (() => void) | null = null;
+  readonly #syncer: WalSyncer | null;
+
+  constructor(options: { syncer?: WalSyncer } = {}) {
+    this.#syncer = options.syncer ?? null;
+  }
 
   /**
    * Postgres asked for the fdatasync of the WAL segment at `hostPath`:
@@ -90,7 +112,7 @@ export class WalFlusher {
     let seg = this.#open.get(hostPath);
     if (seg === undefined) {
       try {
-        seg = { fd: openSync(hostPath, "r+"), name };
+        seg = { fd: openSync(hostPath, "r+"), name, path: hostPath };
       } catch (e) {
         return errorCode(e);
       }
@@ -123,7 +145,7 @@ export class WalFlusher {
       try {
         fdatasyncSync(s.fd);
       } catch (e) {
-        this.#fail(s, e);
+        this.#fail(s.name, e);
         return false;
       }
     }
@@ -159,17 +181,27 @@ export class WalFlusher {
     const flight = { target, segments };
     this.#inFlight = flight;
     this.stats.background++;
-    let left = segments.length;
-    let error: { seg: Segment; e: unknown } | null = null;
-    for (const seg of segments) {
-      fdatasync(seg.fd, (e) => {
-        if (e !== null && error === null) error = { seg, e };
-        if (--left > 0) return;
-        this.#inFlight = null;
-        if (error !== null) this.#fail(error.seg, error.e);
-        else this.#advance(target);
-        this.#kick();
-      });
+    const finish = (error: { name: string; e: unknown } | null) => {
+      this.#inFlight = null;
+      if (error !== null) this.#fail(error.name, error.e);
+      else this.#advance(target);
+      this.#kick();
+    };
+    if (this.#syncer !== null) {
+      this.#syncer(
+        segments.map((s) => ({ path: s.path, name: s.name })),
+        target,
+        (code, name) => finish(code === null ? null : { name: name ?? "", e: { code } }),
+      );
+    } else {
+      let left = segments.length;
+      let error: { name: string; e: unknown } | null = null;
+      for (const seg of segments) {
+        fdatasync(seg.fd, (e) => {
+          if (e !== null && error === null) error = { name: seg.name, e };
+          if (--left === 0) finish(error);
+        });
+      }
     }
     this.#forgetClosedSegments();
   }
@@ -180,10 +212,9 @@ export class WalFlusher {
     this.onProgress?.(target);
   }
 
-  #fail(seg: Segment, e: unknown): void {
+  #fail(name: string, e: unknown): void {
     if (this.failed !== null) return;
-    const code = errorCode(e);
-    this.failed = `could not fdatasync file "${seg.name}": ${STRERROR[code] ?? code}`;
+    this.failed = fdatasyncFailure(name, errorCode(e));
     this.#dirty.clear();
     this.onFailure?.(this.failed);
     this.#idle?.();
@@ -209,6 +240,11 @@ export class WalFlusher {
       }
     }
   }
+}
+
+/** PostgreSQL's PANIC text for a failed fdatasync of the WAL file `name`. */
+export function fdatasyncFailure(name: string, code: string): string {
+  return `could not fdatasync file "${name}": ${STRERROR[code] ?? code}`;
 }
 
 function errorCode(e: unknown): string {

@@ -105,6 +105,22 @@ for (const adapter of [undefined, "inproc"] as const) {
       );
       // Each commit waited for its WAL's fdatasync.
       expect(cut.fsyncs() - before).toBeGreaterThanOrEqual(100);
+      // A COMMIT is answered when its fdatasync returned (3 ms here), not
+      // when the statement another session started right after it ends:
+      // the engine's thread waits for the disk while PGlite runs that one.
+      const a = await server.client();
+      const b = await server.client();
+      await a.query("CREATE TABLE committed_early (id int)");
+      await a.query("BEGIN");
+      await a.query("INSERT INTO committed_early VALUES (1)");
+      const sleeping = b.query("SELECT pg_sleep(4)"); // waits for a's transaction
+      await Bun.sleep(200);
+      const t0 = performance.now();
+      await a.query("COMMIT");
+      expect(performance.now() - t0).toBeLessThan(2000);
+      await sleeping;
+      await a.end();
+      await b.end();
       // Then node-postgres's autocommit INSERTs from 4 connections at once,
       // and the cut in their middle. Commits that arrive together share
       // an fdatasync (group commit): fewer fsyncs than commits, and still
