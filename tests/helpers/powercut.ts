@@ -39,6 +39,7 @@ export function powerCutShim(): string | null {
     "-shared",
     "-fPIC",
     "-O2",
+    "-pthread",
     "-o",
     `${out}.${process.pid}`,
     SOURCE,

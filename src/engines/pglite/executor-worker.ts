@@ -124,6 +124,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             onWalFailure: (message) => post({ t: "wal-failed", message }),
             // Posted at once, even from inside an exec; this thread's loop
             // would run an fdatasync's completion only after the exec.
+            walDurable: new BigInt64Array(m.walDurable),
             walSyncer: (segments, target, done) => {
               const id = ++walSyncId;
               walSyncs.set(id, done);

@@ -242,6 +242,8 @@ export type WorkerRequest =
     cell: SharedArrayBuffer;
     /** The exec channel (channel.ts). */
     channel: SharedArrayBuffer;
+    /** One BigInt64: the last WAL ticket this thread's fdatasyncs made durable (group commit). */
+    walDurable: SharedArrayBuffer;
     settings: Record<string, string>;
     image: ImageSource | null;
     database: string | null;
@@ -280,7 +282,7 @@ class WorkerExecutor implements RawExecutor {
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
   /** Our descriptors of WAL segments, for the Worker's background fdatasyncs. */
-  #walFds = new Map<string, number>();
+  #walSyncs = new WalSyncs();
 
   private constructor(
     worker: Worker,
@@ -306,19 +308,19 @@ class WorkerExecutor implements RawExecutor {
     const worker = new Worker(url, { type: "module" });
     const cell = newCancelCell();
     const channel = new ChannelRequester();
-    const startupFds = new Map<string, number>();
+    const walSyncs = new WalSyncs();
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
           const ex = new WorkerExecutor(worker, { cell, channel }, ev.data);
-          ex.#walFds = startupFds;
+          ex.#walSyncs = walSyncs;
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(ev.data.durable);
           resolve(ex);
         } else if (ev.data.t === "wal-sync") {
           // Startup's own WAL (recovery): nothing waits for it but the Worker.
           const { id } = ev.data;
-          runWalSync(startupFds, ev.data.segments, (failure) => {
+          walSyncs.run(ev.data.target, ev.data.segments, (failure) => {
             const reply: WorkerRequest = {
               t: "wal-synced",
               id,
@@ -344,6 +346,7 @@ class WorkerExecutor implements RawExecutor {
         dataDir,
         cell: cell.buffer,
         channel: channel.buffer,
+        walDurable: walSyncs.durableCell.buffer as SharedArrayBuffer,
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
         database: options.database ?? null,
@@ -480,8 +483,7 @@ class WorkerExecutor implements RawExecutor {
   }
 
   #closeWalFds(): void {
-    for (const fd of this.#walFds.values()) closeQuietly(fd);
-    this.#walFds.clear();
+    this.#walSyncs.close();
   }
 
   #walFailed(message: string): void {
@@ -490,11 +492,11 @@ class WorkerExecutor implements RawExecutor {
     this.onWalFailure?.(message);
   }
 
-  /** Group commit's background fdatasync for the Worker (see runWalSync). */
+  /** Group commit's background fdatasync for the Worker (see WalSyncs). */
   #walSync(id: number, target: number, segments: readonly { path: string; name: string }[]): void {
-    runWalSync(this.#walFds, segments, (failure) => {
-      if (failure === null) this.wal.noteDurable(target);
-      else this.#walFailed(fdatasyncFailure(failure.name, failure.code));
+    this.#walSyncs.onDurable = (durable) => this.wal.noteDurable(durable);
+    this.#walSyncs.run(target, segments, (failure) => {
+      if (failure !== null) this.#walFailed(fdatasyncFailure(failure.name, failure.code));
       const reply: WorkerRequest = {
         t: "wal-synced",
         id,
@@ -517,43 +519,87 @@ class WorkerExecutor implements RawExecutor {
 }
 
 /**
- * A background fdatasync of WAL segments asked for by the Worker (walflush.ts's
- * WalSyncer), on this thread, which is free while the Worker runs a
- * statement: on our own descriptors of the segments (`fds`, by path; the
- * few in use are kept). `end` gets the first failure, or null.
+ * Background fdatasyncs of WAL segments asked for by the Worker (walflush.ts's
+ * WalSyncer), run on this thread, which is free while the Worker runs a
+ * statement; on our own descriptors of the segments (the few in use are
+ * kept, never one with an fdatasync running: its number could be reused by
+ * another file, whose sync would then count as this one's).
+ *
+ * Requests come in ticket order, and may run at once; a ticket is durable
+ * only when it and every earlier request ended well (a later request may
+ * cover another segment only), and `durableCell`, shared with the Worker,
+ * says so before the reply is sent.
  */
-function runWalSync(
-  fds: Map<string, number>,
-  segments: readonly { path: string; name: string }[],
-  end: (failure: { code: string; name: string } | null) => void,
-): void {
-  let left = segments.length;
-  let failure: { code: string; name: string } | null = null;
-  if (left === 0) return end(null);
-  for (const seg of segments) {
-    let fd = fds.get(seg.path);
-    if (fd === undefined) {
-      try {
-        fd = openSync(seg.path, "r+");
-      } catch (e) {
-        failure ??= { code: codeOf(e), name: seg.name };
-        if (--left === 0) end(failure);
-        continue;
+class WalSyncs {
+  readonly durableCell = new BigInt64Array(new SharedArrayBuffer(8));
+  onDurable: ((durable: number) => void) | null = null;
+  #fds = new Map<string, { fd: number; busy: number }>();
+  #outstanding: { target: number; ok: boolean }[] = [];
+
+  run(
+    target: number,
+    segments: readonly { path: string; name: string }[],
+    end: (failure: { code: string; name: string } | null) => void,
+  ): void {
+    const entry = { target, ok: false };
+    this.#outstanding.push(entry);
+    let left = segments.length;
+    let failure: { code: string; name: string } | null = null;
+    const finish = () => {
+      if (failure === null) {
+        entry.ok = true;
+        let durable = -1;
+        while (this.#outstanding[0]?.ok === true) durable = this.#outstanding.shift()!.target;
+        if (durable >= 0) {
+          noteShared(this.durableCell, durable);
+          this.onDurable?.(durable);
+        }
       }
-      fds.set(seg.path, fd);
+      end(failure);
+    };
+    if (left === 0) return finish();
+    for (const seg of segments) {
+      let open = this.#fds.get(seg.path);
+      if (open === undefined) {
+        try {
+          open = { fd: openSync(seg.path, "r+"), busy: 0 };
+        } catch (e) {
+          failure ??= { code: codeOf(e), name: seg.name };
+          if (--left === 0) finish();
+          continue;
+        }
+        this.#fds.set(seg.path, open);
+      }
+      const used = open;
+      used.busy++;
+      fdatasync(used.fd, (e) => {
+        used.busy--;
+        if (e !== null) failure ??= { code: codeOf(e), name: seg.name };
+        if (--left === 0) finish();
+      });
     }
-    fdatasync(fd, (e) => {
-      if (e !== null) failure ??= { code: codeOf(e), name: seg.name };
-      if (--left === 0) end(failure);
-    });
+    if (this.#fds.size > 4) {
+      const keep = new Set(segments.map((s) => s.path));
+      for (const [path, open] of this.#fds) {
+        if (keep.has(path) || open.busy > 0) continue;
+        this.#fds.delete(path);
+        closeQuietly(open.fd);
+      }
+    }
   }
-  if (fds.size > 4) {
-    const keep = new Set(segments.map((s) => s.path));
-    for (const [path, fd] of fds) {
-      if (keep.has(path)) continue;
-      fds.delete(path);
-      closeQuietly(fd);
-    }
+
+  close(): void {
+    for (const open of this.#fds.values()) closeQuietly(open.fd);
+    this.#fds.clear();
+  }
+}
+
+/** Raises a shared ticket cell to `ticket` (never lowers it). */
+function noteShared(cell: BigInt64Array, ticket: number): void {
+  const t = BigInt(ticket);
+  for (;;) {
+    const now = Atomics.load(cell, 0);
+    if (now >= t || Atomics.compareExchange(cell, 0, now, t) === now) return;
   }
 }
 

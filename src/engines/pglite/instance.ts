@@ -100,6 +100,8 @@ export interface InstanceOptions {
   readonly onWalFailure?: (message: string) => void;
   /** Group commit: where the background fdatasync runs (default: this thread's I/O pool). */
   readonly walSyncer?: WalSyncer;
+  /** With `walSyncer`: the last ticket it made durable, as that thread writes it. */
+  readonly walDurable?: BigInt64Array;
 }
 
 export interface PGliteInstance {
@@ -199,7 +201,14 @@ export async function openInstance(
   let ended: string | null = null;
   let emscriptenFs: { fs: EmscriptenFs; nodefs: NodeFs } | null = null;
   const flusher = durable
-    ? new WalFlusher(options.walSyncer !== undefined ? { syncer: options.walSyncer } : {})
+    ? new WalFlusher(
+      options.walSyncer !== undefined
+        ? {
+          syncer: options.walSyncer,
+          ...(options.walDurable !== undefined ? { syncedCell: options.walDurable } : {}),
+        }
+        : {},
+    )
     : null;
   if (flusher !== null) {
     flusher.onProgress = options.onWalDurable ?? null;

@@ -97,9 +97,25 @@ export class WalFlusher {
   #closed = false;
   #idle: (() => void) | null = null;
   readonly #syncer: WalSyncer | null;
+  readonly #syncedCell: BigInt64Array | null;
 
-  constructor(options: { syncer?: WalSyncer } = {}) {
+  /**
+   * `syncedCell`: with a `syncer` on another thread, the last ticket it made
+   * durable, which that thread writes before its reply is sent: this
+   * thread may not see the reply until its current run of execs ends.
+   */
+  constructor(options: { syncer?: WalSyncer; syncedCell?: BigInt64Array } = {}) {
     this.#syncer = options.syncer ?? null;
+    this.#syncedCell = options.syncedCell ?? null;
+  }
+
+  /** Ends the fdatasync under way if the other thread says it ended well. */
+  #pollSynced(): void {
+    const flight = this.#inFlight;
+    if (flight === null || this.#syncedCell === null) return;
+    if (Number(Atomics.load(this.#syncedCell, 0)) < flight.target) return;
+    this.#inFlight = null;
+    this.#advance(flight.target);
   }
 
   /**
@@ -120,6 +136,7 @@ export class WalFlusher {
     }
     this.#dirty.set(hostPath, seg);
     this.requested++;
+    this.#pollSynced();
     this.#kick();
     return null;
   }
@@ -182,7 +199,9 @@ export class WalFlusher {
     this.#inFlight = flight;
     this.stats.background++;
     const finish = (error: { name: string; e: unknown } | null) => {
-      this.#inFlight = null;
+      // Already ended through the shared cell (#pollSynced), when it succeeded.
+      if (this.#inFlight !== flight && error === null) return;
+      if (this.#inFlight === flight) this.#inFlight = null;
       if (error !== null) this.#fail(error.name, error.e);
       else this.#advance(target);
       this.#kick();
