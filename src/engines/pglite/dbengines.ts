@@ -103,11 +103,19 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   /** Opens the cluster in `dataDir` (a pgts data directory): "postgres"'s engine now, the others when used. */
   static async open(dataDir: string, options: ClusterEngineOptions = {}): Promise<ClusterEngine> {
     let self: ClusterEngine | null = null;
+    /** Bumped at every session's start and end, in any database. */
+    let sessionsVersion = 0;
     const hooks: EngineCluster = {
       databaseCommand: (s, sql) => self!.#databaseCommand(s, sql),
+      sessionStarted: () => {
+        sessionsVersion++;
+      },
       sessionEnded: (engine) => {
+        sessionsVersion++;
         if (self !== null) self.#sessionEnded(engine);
       },
+      otherSessions: (engine) => self === null ? [] : self.#otherSessions(engine),
+      sessionsVersion: () => sessionsVersion,
       rolesChanged: (engine) => {
         if (self !== null) self.#rolesChanged(engine);
       },
@@ -171,6 +179,13 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     } finally {
       slot.starting--;
       if (slot.engine !== null) this.#sessionEnded(slot.engine);
+    }
+  }
+
+  /** The sessions of every open engine but `engine`. */
+  *#otherSessions(engine: PgliteEngine): Generator<PgliteSession> {
+    for (const slot of this.#slots.values()) {
+      if (slot.engine !== null && slot.engine !== engine) yield* slot.engine.sessions();
     }
   }
 

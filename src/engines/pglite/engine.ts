@@ -86,8 +86,18 @@ export interface EngineCluster {
    * to (not including) ReadyForQuery, or rejects with the PgError to send.
    */
   databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
+  /** A session of this engine started. */
+  sessionStarted(engine: PgliteEngine): void;
   /** A session of this engine ended. */
   sessionEnded(engine: PgliteEngine): void;
+  /**
+   * The sessions of the cluster's other databases. PostgreSQL's procarray
+   * spans databases: pg_cancel_backend and pg_terminate_backend in one
+   * database reach a backend of any other.
+   */
+  otherSessions(engine: PgliteEngine): Iterable<PgliteSession>;
+  /** Bumped whenever a session of any database starts or ends. */
+  sessionsVersion(): number;
   /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
   rolesChanged(engine: PgliteEngine): void;
 }
@@ -421,6 +431,7 @@ export class PgliteEngine implements Engine {
     });
     this.#sessions.add(session);
     this.#backendsVersion++;
+    this.cluster?.sessionStarted(this);
     this.listeners.add(session);
     return { session, parameterStatus: this.#parameterStatus(settings, role) };
   }
@@ -799,11 +810,16 @@ export class PgliteEngine implements Engine {
     return parts.length === 0 ? new Uint8Array(0) : concat(parts);
   }
 
-  /** The sessions as the signal functions check them, when they changed since the last exec. */
+  /**
+   * The sessions as the signal functions check them (this database's and,
+   * in a cluster of several, every other's), when they changed since the
+   * last exec.
+   */
   backendsForExec(): BackendEntry[] | undefined {
-    if (this.#backendsSent === this.#backendsVersion) return undefined;
-    this.#backendsSent = this.#backendsVersion;
-    return [...this.#sessions].map((s) => ({
+    const version = this.cluster?.sessionsVersion() ?? this.#backendsVersion;
+    if (this.#backendsSent === version) return undefined;
+    this.#backendsSent = version;
+    return [...this.#sessions, ...(this.cluster?.otherSessions(this) ?? [])].map((s) => ({
       pid: s.pid,
       roleOid: s.userOid,
       statementPrefix: s.prefix,
@@ -817,8 +833,9 @@ export class PgliteEngine implements Engine {
 
   /** Signals an exec sent with pg_cancel_backend or pg_terminate_backend (checked in the backend). */
   #signalBackends(signals: readonly BackendSignal[]): void {
+    const all = [...this.#sessions, ...(this.cluster?.otherSessions(this) ?? [])];
     for (const [pid, kind] of signals) {
-      for (const s of this.#sessions) {
+      for (const s of all) {
         if (s.pid !== pid) continue;
         if (kind === "cancel") s.cancel();
         else {

@@ -208,6 +208,35 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await admin.end();
     });
 
+    test("pg_cancel_backend and pg_terminate_backend reach a session of another database", async () => {
+      // PostgreSQL's backends of all databases are in one procarray; node-postgres's
+      // gh-issues/130 test ends a pooled client with psql on template1.
+      const s = server();
+      const admin = await pgClient(s);
+      const other = await pgClient(s, { database: "template1" });
+      const sleeping = other.query("select pg_sleep(30)").then(() => null, (e) => e.code);
+      await sleep(300);
+      expect((await admin.query("select pg_cancel_backend($1) as ok", [pidOf(other)])).rows)
+        .toEqual([{ ok: true }]);
+      expect(await sleeping).toBe("57014");
+      const ended = new Promise<Error & { code?: string }>((r) => other.once("error", r));
+      const r = await psql(s, [
+        "-d",
+        "template1",
+        "-c",
+        `select pg_terminate_backend(${pidOf(admin)}) as t`,
+      ]);
+      expect(r.code).toBe(0);
+      expect(r.out.trim()).toBe("t");
+      const adminEnded = await admin.query("select 1").then(() => "ran", (e) => e.code ?? "ended");
+      expect(adminEnded).not.toBe("ran");
+      expect((await other.query("select 2 as v")).rows).toEqual([{ v: 2 }]);
+      other.removeAllListeners("error");
+      expect(await Promise.race([ended.then(() => "ended"), sleep(100).then(() => "alive")]))
+        .toBe("alive");
+      await other.end();
+    });
+
     test("a session that terminates itself gets the FATAL instead of a result; its transaction is rolled back", async () => {
       const s = server();
       const admin = await pgClient(s);
