@@ -6,6 +6,7 @@
 #   SERVER=pg15 scripts/suites/postgres-js.sh ...  the same against PostgreSQL 15
 #   ADAPTER=inproc scripts/suites/postgres-js.sh ... pgts with --adapter inproc
 #   PJS_SKIP='name|name' skips tests by exact name (ones that crash the process)
+#   PJS_ONLY='name|name' runs only these tests (to rerun one that failed)
 #
 # The checkout is copied to a work directory and the copy is changed:
 # - tests/test.js (the runner) goes on after a failed test (upstream stops
@@ -97,7 +98,9 @@ edit('/tests/test.js', [
   ['    failed\n      ? (ignored++, ignore)\n      : fn()', '    fn()'],
   ["async function test(o, name, options, fn) {\n",
    "const skip = new Set((process.env.PJS_SKIP || '').split('|').filter(Boolean))\n" +
+   "const onlyNames = new Set((process.env.PJS_ONLY || '').split('|').filter(Boolean))\n" +
    "async function test(o, name, options, fn) {\n" +
+   "  if (onlyNames.size && !onlyNames.has(name)) return\n" +
    "  if (skip.has(name)) return console.log('SKIP', name)\n"],
   ["      tests[line].succeeded = true\n",
    "      tests[line].succeeded = true\n      console.log('PASS', name)\n"],
@@ -149,7 +152,11 @@ START=$(date +%s)
   timeout "${SUITE_TIMEOUT:-1200}" node index.js) >"$WORK/tests.log" 2>&1
 RC=$?
 grep -E '^(PASS|FAIL|SKIP|UNCAUGHT) ' "$WORK/tests.log"
-TOTAL=$(grep -cE '^(t|ot)\(' "$COPY/tests/index.js")
+if [ -n "${PJS_ONLY:-}" ]; then
+  TOTAL=$(echo "$PJS_ONLY" | tr '|' '\n' | grep -c .)
+else
+  TOTAL=$(grep -cE '^(t|ot)\(' "$COPY/tests/index.js")
+fi
 PASS=$(grep -c '^PASS ' "$WORK/tests.log")
 FAIL=$(grep -c '^FAIL ' "$WORK/tests.log")
 SKIP=$(grep -c '^SKIP ' "$WORK/tests.log")
