@@ -525,63 +525,77 @@ class WorkerExecutor implements RawExecutor {
  * kept, never one with an fdatasync running: its number could be reused by
  * another file, whose sync would then count as this one's).
  *
- * Requests come in ticket order, and may run at once; a ticket is durable
- * only when it and every earlier request ended well (a later request may
- * cover another segment only), and `durableCell`, shared with the Worker,
- * says so before the reply is sent.
+ * One round of fdatasyncs at a time, each covering every request that came
+ * while the one before ran (the Worker asks at each deferred fdatasync):
+ * rounds end in ticket order, and `durableCell`, shared with the Worker,
+ * says how far before the replies are sent.
  */
 class WalSyncs {
   readonly durableCell = new BigInt64Array(new SharedArrayBuffer(8));
   onDurable: ((durable: number) => void) | null = null;
   #fds = new Map<string, { fd: number; busy: number }>();
-  #outstanding: { target: number; ok: boolean }[] = [];
+  /** Requests that came while a round ran: the next round covers them all (group commit). */
+  #waiting: {
+    target: number;
+    segments: readonly { path: string; name: string }[];
+    end: (failure: { code: string; name: string } | null) => void;
+  }[] = [];
+  #running = false;
 
   run(
     target: number,
     segments: readonly { path: string; name: string }[],
     end: (failure: { code: string; name: string } | null) => void,
   ): void {
-    const entry = { target, ok: false };
-    this.#outstanding.push(entry);
-    let left = segments.length;
+    this.#waiting.push({ target, segments, end });
+    if (!this.#running) this.#round();
+  }
+
+  /** One fdatasync of every segment the waiting requests name; then the next round. */
+  #round(): void {
+    const batch = this.#waiting.splice(0);
+    if (batch.length === 0) {
+      this.#running = false;
+      return;
+    }
+    this.#running = true;
+    const target = Math.max(...batch.map((b) => b.target));
+    const segments = new Map<string, string>();
+    for (const b of batch) for (const s of b.segments) segments.set(s.path, s.name);
+    let left = segments.size;
     let failure: { code: string; name: string } | null = null;
     const finish = () => {
       if (failure === null) {
-        entry.ok = true;
-        let durable = -1;
-        while (this.#outstanding[0]?.ok === true) durable = this.#outstanding.shift()!.target;
-        if (durable >= 0) {
-          noteShared(this.durableCell, durable);
-          this.onDurable?.(durable);
-        }
+        noteShared(this.durableCell, target);
+        this.onDurable?.(target);
       }
-      end(failure);
+      for (const b of batch) b.end(failure);
+      this.#round();
     };
     if (left === 0) return finish();
-    for (const seg of segments) {
-      let open = this.#fds.get(seg.path);
+    for (const [path, name] of segments) {
+      let open = this.#fds.get(path);
       if (open === undefined) {
         try {
-          open = { fd: openSync(seg.path, "r+"), busy: 0 };
+          open = { fd: openSync(path, "r+"), busy: 0 };
         } catch (e) {
-          failure ??= { code: codeOf(e), name: seg.name };
+          failure ??= { code: codeOf(e), name };
           if (--left === 0) finish();
           continue;
         }
-        this.#fds.set(seg.path, open);
+        this.#fds.set(path, open);
       }
       const used = open;
       used.busy++;
       fdatasync(used.fd, (e) => {
         used.busy--;
-        if (e !== null) failure ??= { code: codeOf(e), name: seg.name };
+        if (e !== null) failure ??= { code: codeOf(e), name };
         if (--left === 0) finish();
       });
     }
     if (this.#fds.size > 4) {
-      const keep = new Set(segments.map((s) => s.path));
       for (const [path, open] of this.#fds) {
-        if (keep.has(path) || open.busy > 0) continue;
+        if (segments.has(path) || open.busy > 0) continue;
         this.#fds.delete(path);
         closeQuietly(open.fd);
       }

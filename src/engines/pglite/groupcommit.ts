@@ -124,6 +124,12 @@ export class AnswerGate {
 
   /** Runs `fn` after what is held went (at once if nothing is held or it never will). */
   afterDrain(fn: () => void): void {
+    if (this.#held.length === 0 || this.#wal.failed !== null) {
+      // At once: after a PANIC the engine's process may exit right after this.
+      this.#held = [];
+      fn();
+      return;
+    }
     this.drained().then(fn, () => {
       this.#held = [];
       fn();

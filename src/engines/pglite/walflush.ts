@@ -90,8 +90,13 @@ export class WalFlusher {
 
   /** Real files (their host paths) written and deferred since the last real fdatasync started. */
   #dirty = new Map<string, Segment>();
-  /** The real fdatasync under way: the ticket it completes and the segments it covers. */
-  #inFlight: { target: number; segments: Segment[] } | null = null;
+  /**
+   * The real fdatasyncs under way: the ticket each completes and the
+   * segments it covers. One at a time here (the next covers what was
+   * deferred meanwhile); with a `syncer`, one per kick, since this thread
+   * may learn of their end late and the other thread groups them itself.
+   */
+  #flights = new Set<{ target: number; segments: Segment[] }>();
   /** Our descriptors, by host path. */
   #open = new Map<string, Segment>();
   #closed = false;
@@ -109,13 +114,12 @@ export class WalFlusher {
     this.#syncedCell = options.syncedCell ?? null;
   }
 
-  /** Ends the fdatasync under way if the other thread says it ended well. */
+  /** Ends the fdatasyncs under way that the other thread says ended well. */
   #pollSynced(): void {
-    const flight = this.#inFlight;
-    if (flight === null || this.#syncedCell === null) return;
-    if (Number(Atomics.load(this.#syncedCell, 0)) < flight.target) return;
-    this.#inFlight = null;
-    this.#advance(flight.target);
+    if (this.#flights.size === 0 || this.#syncedCell === null) return;
+    const synced = Number(Atomics.load(this.#syncedCell, 0));
+    for (const f of this.#flights) if (f.target <= synced) this.#flights.delete(f);
+    this.#advance(synced);
   }
 
   /**
@@ -155,7 +159,7 @@ export class WalFlusher {
     if (!this.pending) return true;
     const target = this.requested;
     const segments = new Set(this.#dirty.values());
-    for (const s of this.#inFlight?.segments ?? []) segments.add(s);
+    for (const f of this.#flights) for (const s of f.segments) segments.add(s);
     this.#dirty.clear();
     this.stats.forced++;
     for (const s of segments) {
@@ -172,7 +176,7 @@ export class WalFlusher {
 
   /** Waits for the fdatasync under way, then closes our descriptors. */
   async close(): Promise<void> {
-    if (this.#inFlight !== null) await new Promise<void>((r) => (this.#idle = r));
+    if (this.#flights.size > 0) await new Promise<void>((r) => (this.#idle = r));
     this.#closed = true;
     for (const s of this.#open.values()) {
       try {
@@ -186,22 +190,24 @@ export class WalFlusher {
 
   /** Starts a real fdatasync of the dirty segments unless one is under way. */
   #kick(): void {
-    if (this.#inFlight !== null || this.#closed || this.failed !== null) return;
+    if (this.#closed || this.failed !== null) return;
+    if (this.#syncer === null && this.#flights.size > 0) return;
     if (this.#dirty.size === 0) {
-      this.#idle?.();
-      this.#idle = null;
+      if (this.#flights.size === 0) {
+        this.#idle?.();
+        this.#idle = null;
+      }
       return;
     }
     const target = this.requested;
     const segments = [...this.#dirty.values()];
     this.#dirty.clear();
     const flight = { target, segments };
-    this.#inFlight = flight;
+    this.#flights.add(flight);
     this.stats.background++;
     const finish = (error: { name: string; e: unknown } | null) => {
       // Already ended through the shared cell (#pollSynced), when it succeeded.
-      if (this.#inFlight !== flight && error === null) return;
-      if (this.#inFlight === flight) this.#inFlight = null;
+      if (!this.#flights.delete(flight) && error === null) return this.#kick();
       if (error !== null) this.#fail(error.name, error.e);
       else this.#advance(target);
       this.#kick();
@@ -247,7 +253,8 @@ export class WalFlusher {
    */
   #forgetClosedSegments(): void {
     if (this.#open.size <= 4) return;
-    const keep = new Set<Segment>(this.#inFlight?.segments ?? []);
+    const keep = new Set<Segment>();
+    for (const f of this.#flights) for (const s of f.segments) keep.add(s);
     for (const s of this.#dirty.values()) keep.add(s);
     for (const [path, s] of this.#open) {
       if (keep.has(s)) continue;
