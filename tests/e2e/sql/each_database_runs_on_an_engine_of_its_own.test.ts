@@ -141,6 +141,8 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       const b = await pgClient(s, { database: "crash_b" });
       await b.query("CREATE TABLE kept (n int); INSERT INTO kept VALUES (2)");
       const engine = engineChild(s.childPids());
+      // Never 0: process.kill(0) would kill this test runner's process group.
+      expect(engine).toBeGreaterThan(0);
       const from = s.log.length;
       process.kill(engine, "SIGKILL");
       await s.waitForLog(/all server processes terminated; reinitializing/, { from });
