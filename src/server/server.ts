@@ -200,7 +200,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
         ereport("LOG", `PID ${m.pid} in cancel request did not match any process`, LOG);
       } else if (keys.get(m.pid) !== m.key) {
         ereport("LOG", `wrong key in cancel request for process ${m.pid}`, LOG);
-      } else pm?.cancelBackend(m.pid);
+      } else pm?.cancelBackend(m.pid, { from: child.pid });
     }
   };
 

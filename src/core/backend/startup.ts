@@ -88,6 +88,9 @@ export interface StartedSession {
 }
 
 /** A backend's request to cancel another backend's query, for the postmaster to route. */
+/** The longest a CancelRequest's connection waits for the postmaster to have signalled its target. */
+const CANCEL_ACK_MS = 1000;
+
 export interface CancelRequestMessage {
   readonly pgts: "cancel-request";
   readonly pid: number;
@@ -222,7 +225,24 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
         if (p.key.length === 4) {
           const key = new DataView(p.key.buffer, p.key.byteOffset, 4).getInt32(0);
           const msg: CancelRequestMessage = { pgts: "cancel-request", pid: p.pid, key };
-          env.post(msg);
+          // PostgreSQL's postmaster has signalled the backend when it closes
+          // the request's connection, and clients send their next query only
+          // after that close: wait until the postmaster says the signal went
+          // (bounded: a request with a wrong key gets no answer).
+          await new Promise<void>((resolve) => {
+            const previous = env.onMessage;
+            const timer = setTimeout(done, CANCEL_ACK_MS);
+            function done() {
+              clearTimeout(timer);
+              env.onMessage = previous;
+              resolve();
+            }
+            env.onMessage = (m) => {
+              if ((m as { pgts?: unknown } | null)?.pgts === "cancel-done") done();
+              else previous?.(m);
+            };
+            env.post(msg);
+          });
         }
         input.connection.end(); // a FIN, as PostgreSQL closes it: clients wait for it
         return null;

@@ -46,6 +46,8 @@ export type ChildToPostmaster =
 export type PostmasterToChild =
   /** Sent just before SIGQUIT, so the child can tell its client why (SetQuitSignalReason). */
   | { readonly pgts: "pmquit"; readonly reason: QuitSignalReason }
+  /** To the child that read a CancelRequest: the target backend has been signalled. */
+  | { readonly pgts: "cancel-done" }
   | {
     readonly pgts: "reply";
     readonly id: number;
@@ -67,7 +69,8 @@ export function isChildToPostmaster(m: unknown): m is ChildToPostmaster {
 
 function isPostmasterToChild(m: unknown): m is PostmasterToChild {
   const tag = typeof m === "object" && m !== null ? (m as { pgts?: unknown }).pgts : undefined;
-  return tag === "pmquit" || tag === "reply" || tag === "bgworker-notify";
+  return tag === "pmquit" || tag === "reply" || tag === "bgworker-notify" ||
+    tag === "cancel-done";
 }
 
 /** A request the postmaster refused; carries its SQLSTATE. */
@@ -130,6 +133,10 @@ export class PostmasterLink {
       }
       case "bgworker-notify":
         for (const l of this.#notifyListeners) l(m.handle, m.status, m.pid);
+        return;
+      case "cancel-done":
+        // For the child that read a CancelRequest, which waits for it itself
+        // (startup.ts); late or elsewhere it means nothing.
         return;
       default: {
         const never: never = m;

@@ -95,7 +95,7 @@ export type PMEvent =
   | { readonly type: "bgworker-change" }
   | { readonly type: "bgworker-terminate"; readonly id: number }
   /** A validated cancel request: SIGINT to that backend, if it still runs. */
-  | { readonly type: "cancel-backend"; readonly pid: number }
+  | { readonly type: "cancel-backend"; readonly pid: number; readonly from?: number }
   /** An in-process backend run (an HTTP request) asking for a backend slot. */
   | {
     readonly type: "backend-run";

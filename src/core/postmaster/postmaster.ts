@@ -279,9 +279,17 @@ export class Postmaster extends EventTarget {
   /**
    * Cancels the statement a backend is running (SIGINT, as a CancelRequest
    * does). The caller has checked the request's key; queued like a signal.
+   * `from`, the child that read the CancelRequest, is told once the signal
+   * is sent: it closes the request's connection only then, so a client that
+   * waits for that close before its next query (as libpq's PQcancel does)
+   * never has the next query overtake the cancel.
    */
-  cancelBackend(pid: number): void {
-    this.#enqueue({ type: "cancel-backend", pid });
+  cancelBackend(pid: number, options: { from?: number } = {}): void {
+    this.#enqueue({
+      type: "cancel-backend",
+      pid,
+      ...(options.from !== undefined ? { from: options.from } : {}),
+    });
   }
 
   /**
@@ -453,9 +461,14 @@ export class Postmaster extends EventTarget {
       case "bgworker-change":
         return;
       case "cancel-backend": {
-        const child = this.#children!.registry.findByPid(ev.pid);
+        const registry = this.#children!.registry;
+        const child = registry.findByPid(ev.pid);
         if (child !== undefined && child.kind === "backend") {
           this.#children!.signalChild(child, "SIGINT");
+        }
+        if (ev.from !== undefined) {
+          const done: PostmasterToChild = { pgts: "cancel-done" };
+          registry.findByPid(ev.from)?.proc?.post(done);
         }
         return;
       }
