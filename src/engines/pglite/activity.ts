@@ -14,6 +14,10 @@
  * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
  * names the client gave.
  *
+ * The rows are the sessions of every database of the cluster, each with its
+ * database's name (datid is looked up in this database's pg_database, which
+ * lists them all), as PostgreSQL's view lists every backend.
+ *
  * Visibility is PostgreSQL's, applied in the backend for the calling role:
  * rows of roles it has no privileges of show pid, role, database and
  * application_name, and `<insufficient privilege>` as the query.
@@ -38,8 +42,9 @@ RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
   FROM pg_catalog.json_to_recordset(pg_catalog.pgts_backend_status()::pg_catalog.json) AS b(
     pid integer, usesysid oid, application_name text, state text, query text,
     wait_event_type text, wait_event text, xact_start timestamptz, query_start timestamptz,
-    backend_start timestamptz, state_change timestamptz, client_addr inet, client_port integer)
-  LEFT JOIN pg_catalog.pg_database d ON d.datname = pg_catalog.current_database()
+    backend_start timestamptz, state_change timestamptz, client_addr inet, client_port integer,
+    datname name)
+  LEFT JOIN pg_catalog.pg_database d ON d.datname = b.datname
 $pgts$;
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_statement_prefix() RETURNS text
   LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';

@@ -64,6 +64,8 @@ export interface ActivityRow {
   readonly state_change: string | null;
   readonly client_addr: string | null;
   readonly client_port: number | null;
+  /** The session's database (PostgreSQL's view lists the backends of every database). */
+  readonly datname: string;
 }
 
 /**
@@ -277,6 +279,7 @@ export function installBackendFunctions(
       activity.map((r) =>
         readsAll || ex.has_privs_of_role(me, r.usesysid) !== 0 ? r : {
           pid: r.pid,
+          datname: r.datname,
           usesysid: r.usesysid,
           application_name: r.application_name,
           query: "<insufficient privilege>",

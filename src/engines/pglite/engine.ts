@@ -267,7 +267,11 @@ export class PgliteEngine implements Engine {
       "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_activity'::pg_catalog.regclass)" +
         " like '%pgts_stat_get_activity%'" +
         " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
-        " like '%pgts_statement_prefix%'",
+        " like '%pgts_statement_prefix%'" +
+        // Rows of every database (b.datname) since pgts served several.
+        " and pg_catalog.pg_get_functiondef(" +
+        "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
+        " like '%b.datname%'",
     );
     if (row?.[0] === "t") return;
     await this.runRaw(fe.query(STAT_ACTIVITY_SQL));
@@ -826,8 +830,15 @@ export class PgliteEngine implements Engine {
     }));
   }
 
-  /** pg_stat_activity's rows: every session, as it is now. */
+  /** pg_stat_activity's rows: every session of every database, as it is now. */
   activityRows(): ActivityRow[] {
+    const rows = this.ownActivityRows();
+    for (const s of this.cluster?.otherSessions(this) ?? []) rows.push(s.activityRow());
+    return rows;
+  }
+
+  /** pg_stat_activity's rows of this database's sessions. */
+  ownActivityRows(): ActivityRow[] {
     return [...this.#sessions].map((s) => s.activityRow());
   }
 

@@ -227,6 +227,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     const inXact = state !== "idle";
     return {
       pid: this.pid,
+      datname: this.#engine.database,
       usesysid: this.userOid,
       application_name: this.settings.get("application_name") ?? "",
       state,

@@ -208,7 +208,7 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await admin.end();
     });
 
-    test("pg_cancel_backend and pg_terminate_backend reach a session of another database", async () => {
+    test("pg_stat_activity, pg_cancel_backend and pg_terminate_backend reach a session of another database", async () => {
       // PostgreSQL's backends of all databases are in one procarray; node-postgres's
       // gh-issues/130 test ends a pooled client with psql on template1.
       const s = server();
@@ -216,9 +216,25 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       const other = await pgClient(s, { database: "template1" });
       const sleeping = other.query("select pg_sleep(30)").then(() => null, (e) => e.code);
       await sleep(300);
-      expect((await admin.query("select pg_cancel_backend($1) as ok", [pidOf(other)])).rows)
-        .toEqual([{ ok: true }]);
+      // pg_stat_activity lists it with its database, and the usual idiom reaches it.
+      expect(
+        (await admin.query("select datname, state, query from pg_stat_activity where pid = $1", [
+          pidOf(other),
+        ])).rows,
+      ).toEqual([{ datname: "template1", state: "active", query: "select pg_sleep(30)" }]);
+      expect(
+        (await admin.query(
+          "select pg_cancel_backend(pid) as ok from pg_stat_activity where datname = 'template1'",
+        )).rows,
+      ).toEqual([{ ok: true }]);
       expect(await sleeping).toBe("57014");
+      const seen = await psql(s, [
+        "-d",
+        "template1",
+        "-c",
+        `select datname from pg_stat_activity where pid = ${pidOf(admin)}`,
+      ]);
+      expect(seen.out.trim()).toBe("postgres");
       const ended = new Promise<Error & { code?: string }>((r) => other.once("error", r));
       const r = await psql(s, [
         "-d",
