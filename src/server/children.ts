@@ -282,6 +282,22 @@ async function openPglite(
  * engine child is the one process that holds them. A value the file sets
  * replaces the one the pool started with, even one given with -c.
  */
+/**
+ * A child's SIGHUP: postgresql.conf read again, over the settings the child
+ * started with; null when the file cannot be read (the postmaster logs why).
+ */
+async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
+  const configFile = join(serverParams(env).dataDir, "postgresql.conf");
+  const { nodeConfigReader } = await import("../adapters/shared/config-reader.ts");
+  const file = new Guc({ reader: nodeConfigReader, configFile });
+  try {
+    file.load();
+  } catch {
+    return null;
+  }
+  return Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
+}
+
 function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
   const pool = new UpstreamPool(url, {
     connect: connectUpstream,
@@ -290,17 +306,9 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
     settings: poolSettingsOf(guc),
   });
   const reload = () => {
-    const configFile = join(serverParams(env).dataDir, "postgresql.conf");
-    void import("../adapters/shared/config-reader.ts").then(({ nodeConfigReader }) => {
-      const file = new Guc({ reader: nodeConfigReader, configFile });
-      try {
-        file.load();
-      } catch {
-        return; // the postmaster logs what is wrong with the file
-      }
-      // What the file sets now, over what the pool started with.
-      const merged = Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
-      pool.configure(poolSettingsOf(merged));
+    // What the file sets now, over what the pool started with.
+    void rereadSettings(env).then((merged) => {
+      if (merged !== null) pool.configure(poolSettingsOf(merged));
     });
   };
   env.onSignal("SIGHUP", reload);
@@ -342,18 +350,9 @@ export const archiverMain: ChildMain = async (env) => {
   env.onSignal("SIGTERM", () => {});
   env.onSignal("SIGINT", () => {});
   env.onSignal("SIGHUP", () => {
-    const configFile = join(serverParams(env).dataDir, "postgresql.conf");
-    void import("../adapters/shared/config-reader.ts").then(({ nodeConfigReader }) => {
-      const file = new Guc({ reader: nodeConfigReader, configFile });
-      try {
-        file.load();
-      } catch {
-        return; // the postmaster logs what is wrong with the file
-      }
-      // What the file sets now, over what the archiver started with.
-      settings = archiver.archiverSettings(
-        Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() }),
-      );
+    // What the file sets now, over what the archiver started with.
+    void rereadSettings(env).then((merged) => {
+      if (merged !== null) settings = archiver.archiverSettings(merged);
     });
   });
   return await archiver.pgArchiverMain({

@@ -134,6 +134,19 @@ class Parser {
     if (t.kind === "punct") throw syntaxError(t);
     return t;
   }
+  /**
+   * One `name [=] value` of a CREATE/ALTER DATABASE option list, with
+   * CONNECTION LIMIT spelled `connection_limit`.
+   */
+  option(): [string, Tok] {
+    let option = this.name();
+    if (option === "connection") {
+      this.expect("limit");
+      option = "connection_limit";
+    }
+    if (this.peek()?.text === "=") this.next();
+    return [option, this.value()];
+  }
   /** The text from the current token on. */
   rest(): string {
     const t = this.#t[this.#i - 1];
@@ -239,13 +252,7 @@ async function createDatabase(
   let templateName = "template1";
   const init: Partial<DatabaseEntry> = {};
   while (!p.atEnd()) {
-    let option = p.name();
-    if (option === "connection") {
-      p.expect("limit");
-      option = "connection_limit";
-    }
-    if (p.peek()?.text === "=") p.next();
-    const v = p.value();
+    const [option, v] = p.option();
     const isDefault = v.kind === "word" && v.text === "default";
     switch (option) {
       case "owner":
@@ -477,13 +484,7 @@ async function alterDatabase(
   p.accept("with");
   const change: Partial<DatabaseEntry> = {};
   while (!p.atEnd()) {
-    let option = p.name();
-    if (option === "connection") {
-      p.expect("limit");
-      option = "connection_limit";
-    }
-    if (p.peek()?.text === "=") p.next();
-    const v = p.value();
+    const [option, v] = p.option();
     if (option === "allow_connections") change.allowConn = bool(v);
     else if (option === "connection_limit") change.connLimit = int(v, "CONNECTION LIMIT");
     else if (option === "is_template") change.isTemplate = bool(v);
