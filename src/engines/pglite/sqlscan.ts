@@ -29,8 +29,6 @@ export interface Statement {
   readonly callsSetConfig: boolean;
   /** Literal first arguments of set_config(...) calls. */
   readonly setConfigNames: string[];
-  /** Literal values of set_config(...) calls whose name is a literal too, by name. */
-  readonly setConfigValues: Array<[string, string]>;
 }
 
 const MAX_TOKENS = 8;
@@ -59,8 +57,7 @@ export function scanStatements(sql: string): Statement[] {
   let depth = 0;
   let callsSetConfig = false;
   let setConfigNames: string[] = [];
-  let setConfigValues: Array<[string, string]> = [];
-  // 1: saw set_config, 2: saw "(", 3: saw the name literal, 4: saw ","
+  // 1: saw set_config, 2: saw "("
   let afterSetConfig = 0;
   const n = sql.length;
   let i = 0;
@@ -72,14 +69,12 @@ export function scanStatements(sql: string): Statement[] {
         tokens,
         callsSetConfig,
         setConfigNames,
-        setConfigValues,
       });
     }
     tokens = [];
     stmtStart = -1;
     callsSetConfig = false;
     setConfigNames = [];
-    setConfigValues = [];
     afterSetConfig = 0;
   };
   const push = (t: Token) => {
@@ -89,14 +84,8 @@ export function scanStatements(sql: string): Statement[] {
       callsSetConfig = true;
       afterSetConfig = 1;
     } else if (afterSetConfig === 1 && t.text === "(") afterSetConfig = 2;
-    else if (afterSetConfig === 2 && t.kind === "string") {
-      setConfigNames.push(t.text.toLowerCase());
-      afterSetConfig = 3;
-    } else if (afterSetConfig === 3 && t.text === ",") afterSetConfig = 4;
     else {
-      if (afterSetConfig === 4 && t.kind === "string") {
-        setConfigValues.push([setConfigNames[setConfigNames.length - 1]!, t.text]);
-      }
+      if (afterSetConfig === 2 && t.kind === "string") setConfigNames.push(t.text.toLowerCase());
       afterSetConfig = 0;
     }
   };
