@@ -5,11 +5,19 @@
  *   WAL_LOG strategy), rounds alternating, each followed by DROP DATABASE;
  * - pgts: two databases each under `pgbench -S -c 2` at once against one
  *   database under `pgbench -S -c 4` (each database has an engine of its
- *   own, so the two runs can use both CPUs).
+ *   own, so the two runs can use both CPUs);
+ * - pgts: two CPU-bound statements at once, both in one database (one
+ *   engine runs them one after the other) against one in each of two
+ *   databases (two engines on two threads): the wall-clock time of the pair.
+ *   pgbench's select-only load is mostly protocol work, pgbench's own and
+ *   the front end's, which the two databases share; the CPU-bound pair shows
+ *   the engines themselves running at once.
  * Run with
- *   ./node_modules/.bin/bun scripts/bench/databases.ts [ROUNDS] [SECONDS]
- * (default 3 rounds, 10 s per pgbench run). Medians and every figure are
- * printed, with the load average at the start and the end.
+ *   ./node_modules/.bin/bun scripts/bench/databases.ts [ROUNDS] [SECONDS] [PGTS-SPEC]
+ * (default 3 rounds, 10 s per pgbench run, pgts with its default adapter; a
+ * spec as run.sh's --adapter takes, e.g. `subprocess` or
+ * `inproc:fsync=off`). Medians and every figure are printed, with the load
+ * average at the start and the end.
  */
 
 import { spawn, spawnSync } from "node:child_process";
@@ -20,6 +28,7 @@ import { PG_BIN, type Server, startPgts, startPostgres } from "./lib/servers.ts"
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const SECONDS = Number(process.argv[3] ?? 10);
+const SPEC = process.argv[4] ?? "default";
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -80,7 +89,7 @@ const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
 console.log(`load average at the start: ${load()} (${navigator.hardwareConcurrency} CPUs)`);
 
 const pg = await startPostgres();
-const pgts = await startPgts("bun").catch(async (e) => {
+const pgts = await startPgts(SPEC).catch(async (e) => {
   await pg.stop();
   throw e;
 });
@@ -157,6 +166,53 @@ try {
     }]`,
   );
   console.log(`  two / one: ${(median(two) / median(one)).toFixed(2)}×`);
+
+  // The CPU-bound pair: wall-clock ms until both statements have answered.
+  const heavy = "SELECT count(*) FROM generate_series(1, 3000000) g WHERE g % 7 = 3";
+  const pairMs = async (a: string, b: string) => {
+    const t0 = performance.now();
+    await Promise.all([a, b].map((db) =>
+      new Promise<void>((resolve, reject) => {
+        const proc = spawn(join(PG_BIN, "psql"), [
+          "-X",
+          "-q",
+          "-v",
+          "ON_ERROR_STOP=1",
+          "-h",
+          pgts.host,
+          "-p",
+          String(pgts.port),
+          "-U",
+          "postgres",
+          "-d",
+          db,
+          "-c",
+          heavy,
+        ], { stdio: "ignore", env: { ...process.env, PGSSLMODE: "disable" } });
+        proc.on("exit", (code) => code === 0 ? resolve() : reject(new Error(`psql exit ${code}`)));
+      })
+    ));
+    return performance.now() - t0;
+  };
+  await pairMs("bench_a", "bench_b"); // both engines warm
+  const same: number[] = [];
+  const apart: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    if (round % 2 === 0) {
+      same.push(await pairMs("bench_a", "bench_a"));
+      apart.push(await pairMs("bench_a", "bench_b"));
+    } else {
+      apart.push(await pairMs("bench_a", "bench_b"));
+      same.push(await pairMs("bench_a", "bench_a"));
+    }
+  }
+  const fmt = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
+  console.log(`\npgts, two CPU-bound statements at once (${heavy}), ms until both answered`);
+  console.log(`  both in one database: median ${median(same).toFixed(0)}  [${fmt(same)}]`);
+  console.log(
+    `  one in each of two databases: median ${median(apart).toFixed(0)}  [${fmt(apart)}]`,
+  );
+  console.log(`  throughput two / one: ${(median(same) / median(apart)).toFixed(2)}×`);
 } finally {
   await pgts.stop();
   await pg.stop();

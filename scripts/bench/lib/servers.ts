@@ -133,7 +133,7 @@ function pidFile(dir: string): string[] {
 export interface PgtsSpec {
   /** `deno` for `deno+...` (`deno run -A mod.ts start`); Bun otherwise. */
   readonly runtime: "bun" | "deno";
-  /** The `--adapter` value. */
+  /** The `--adapter` value; `default` starts pgts without one. */
   readonly adapter: string;
   /** `name=value` settings, each a `-c`. */
   readonly settings: readonly string[];
@@ -176,8 +176,8 @@ export async function startPgts(
     `unix_socket_directories=${dir}`,
     "-c",
     "listen_addresses=127.0.0.1",
-    "--adapter",
-    adapter,
+    // `default`: no --adapter, whatever `pgts start` picks by itself.
+    ...(adapter === "default" ? [] : ["--adapter", adapter]),
     ...settings.flatMap((s) => ["-c", s]),
   ];
   const proc = spawn(deno ? DENO : BUN, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
