@@ -22,18 +22,10 @@
  * engine is the whole cluster's crash (`onBroken`), as in PostgreSQL.
  */
 
-import {
-  closeSync,
-  cpSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-} from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
+import { copyCluster, fsyncTree } from "./clustercopy.ts";
 import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   Engine,
@@ -277,17 +269,17 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     rmSync(to, { recursive: true, force: true });
     const slot = this.#slotOf(template);
     await this.#materialize(slot);
-    const copy = () => {
-      cpSync(join(this.#dataDir, template.dir), to, { recursive: true });
+    const copy = async (atCheckpoint: boolean) => {
+      copyCluster(join(this.#dataDir, template.dir), to, atCheckpoint);
       // Durable before CREATE DATABASE is answered, as PostgreSQL's copy is.
-      if (this.#options.settings?.["fsync"] !== "off") fsyncTree(to);
+      if (this.#options.settings?.["fsync"] !== "off") await fsyncTree(to);
     };
     try {
       await this.#exclusive(slot, async () => {
-        if (slot.engine === null) return copy();
+        if (slot.engine === null) return copy(false);
         // As FILE_COPY: a checkpoint puts every change on disk, and holding
         // the engine keeps anyone from writing until the copy is done.
-        await slot.engine.runAsCluster(() => "CHECKPOINT", { during: copy });
+        await slot.engine.runAsCluster(() => "CHECKPOINT", { during: () => copy(true) });
         // The copy's served row has the template's name as its cluster sees it now.
         entry.inner = slot.entry.inner;
       });
@@ -568,26 +560,6 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       }).catch(() => {});
     }, idleMs);
     (slot.idle as { unref?: () => void }).unref?.();
-  }
-}
-
-/** fsyncs every file and directory under `dir`, and `dir`'s parent (which names it). */
-function fsyncTree(dir: string, top = true): void {
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) fsyncTree(path, false);
-    else if (e.isFile()) fsyncPath(path);
-  }
-  fsyncPath(dir);
-  if (top) fsyncPath(join(dir, ".."));
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 
