@@ -38,6 +38,8 @@ export interface StartOptions {
   readonly readyTimeoutMs?: number;
   /** More environment for the server's processes (LD_PRELOAD, for one). */
   readonly env?: Readonly<Record<string, string>>;
+  /** A command the server runs under (`setpriv … --`, for one); default none. */
+  readonly wrap?: readonly string[];
 }
 
 export interface RunResult {
@@ -84,6 +86,30 @@ export function childPidsOf(pid: number): number[] {
     // gone
   }
   return pids;
+}
+
+/** The number of threads of process `pid` (a Worker is one); 0 when it is gone. */
+export function threadsOf(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The engine child among a subprocess server's children (`childPids()`):
+ * not a pooled backend, and the one with PGlite's threads; 0 if none.
+ */
+export function engineChild(children: number[]): number {
+  const candidates = children.filter((pid) => {
+    try {
+      return !readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--pgts-pool");
+    } catch {
+      return false;
+    }
+  });
+  return candidates.sort((a, b) => threadsOf(b) - threadsOf(a))[0] ?? 0;
 }
 
 /** The variable every process of one test server inherits, to find orphans at cleanup. */
@@ -223,7 +249,10 @@ export class PgtsServer {
     // suite as it would run if the default were that adapter.
     const adapter = this.adapter ?? process.env["PGTS_TEST_DEFAULT_ADAPTER"];
     if (adapter !== undefined && adapter !== "") args.push("--adapter", adapter);
-    const cmd = this.runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args];
+    const cmd = [
+      ...(options.wrap ?? []),
+      ...(this.runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args]),
+    ];
     const proc = Bun.spawn(cmd, {
       cwd: ROOT,
       stdin: "ignore",

@@ -76,6 +76,7 @@ import {
 } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
+import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 
 export interface InstanceOptions {
   /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
@@ -331,6 +332,7 @@ export async function openInstance(
             // An lseek(SEEK_END) per table per statement without an fstat each.
             if (m["NODEFS"] !== undefined) {
               cacheFileSizes(m["NODEFS"] as NodeFsOps, m["FS"] as EmscriptenFsModes);
+              forgetFailedCreates(m["NODEFS"] as NodeFsOps, m["FS"] as HostFs);
             }
           }],
         },
@@ -358,6 +360,9 @@ export async function openInstance(
     await db.close();
     throw new Error("PGlite does not export QueryCancelPending/InterruptPending");
   }
+  // hostfs.ts: the host's permissions decide, as for PostgreSQL on the host.
+  const fsModule = (emscriptenFs as { fs: EmscriptenFs } | null)?.fs;
+  if (fsModule !== undefined) leavePermissionsToTheHost(fsModule as unknown as HostFs);
   if (flusher?.failed != null) {
     // The WAL of the recovery could not be made durable: nothing may run.
     await flusher.close();
