@@ -74,8 +74,10 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // session's, not `conn`.
   const output = new ClientOutput(input);
   let terminating = false;
+  let authInProgress = true;
   const signals = installBackendSignalHandlers(env, link, {
     client: () => input.connection,
+    authInProgress: () => authInProgress,
     // die(): the running statement is cancelled and its transaction rolled
     // back; the client hears only the FATAL, not the cancel's ERROR.
     onTerminate: async () => {
@@ -148,6 +150,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     writeBackendKeyData(w, env.pid, started.secretKey);
     writeReadyForQuery(w, "I");
     hello.set(w.take(), ok.length + status.length);
+    authInProgress = false;
     input.connection.write(hello);
     const ours = session;
     const relay = ours.relay;

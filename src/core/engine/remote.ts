@@ -265,7 +265,18 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
  */
 export function connectRemoteEngine(connect: () => Promise<Connection>): Engine {
   let channel: Promise<RemoteChannel> | null = null;
-  const open = () => (channel ??= connect().then((c) => new RemoteChannel(c)));
+  // The engine's socket is gone only while the engine child is: it has
+  // crashed and the postmaster has not yet told this backend (or it is
+  // starting again). The client hears what PostgreSQL's postmaster says then.
+  const open = () => (channel ??= connect().then(
+    (c) => new RemoteChannel(c),
+    (e) => {
+      throw new PgError(ERRCODE.CANNOT_CONNECT_NOW, "the database system is in recovery mode", {
+        severity: "FATAL",
+        detail: `The engine cannot be reached: ${e instanceof Error ? e.message : String(e)}.`,
+      });
+    },
+  ));
   return {
     async lookupRole(name: string) {
       return await (await open()).lookupRole(name);

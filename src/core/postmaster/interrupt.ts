@@ -11,6 +11,11 @@
  *   gets a WARNING (a NoticeResponse, not an ErrorResponse: the backend
  *   cannot be sure an orderly FATAL would still work) with the reason the
  *   postmaster gave, then the connection is dropped and the backend exits 2.
+ * - SIGQUIT while the client is still in authentication: the connection is
+ *   closed with nothing sent, as quickdie() does while ClientAuthInProgress
+ *   (a client there may get ErrorResponse but not NoticeResponse: libpq
+ *   would report "expected authentication request from server, but
+ *   received N").
  *
  * The exit code is delivered through `exitCode`, which the backend main
  * races against its own loop; this module never ends a child itself.
@@ -77,6 +82,8 @@ export function installBackendSignalHandlers(
     onTerminate?: () => void | Promise<void>;
     /** The connection to the client now (a TLS session's once SSL is in use); default `env.client`. */
     client?: () => Connection | null;
+    /** True while the client has not had AuthenticationOk (PostgreSQL's ClientAuthInProgress). */
+    authInProgress?: () => boolean;
   } = {},
 ): BackendSignalHandling {
   const clientOf = options.client ?? (() => env.client);
@@ -108,7 +115,9 @@ export function installBackendSignalHandlers(
       const reason = await link.quitReason();
       const client = clientOf();
       if (client !== null) {
-        client.write(encodeNoticeResponse(quickdieReport(reason)));
+        if (options.authInProgress?.() !== true) {
+          client.write(encodeNoticeResponse(quickdieReport(reason)));
+        }
         client.end();
       }
       resolveExit(2);

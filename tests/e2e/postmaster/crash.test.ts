@@ -14,6 +14,7 @@ import { describe, expect, test } from "bun:test";
 import {
   type Adapter,
   backendPid,
+  engineChild,
   type PgtsServer,
   startPgts,
   usePgtsServers,
@@ -89,6 +90,34 @@ describe("pgts start --adapter bun", () => {
     await again.end();
     expect((await server.stop("fast")).code).toBe(0);
     expect(await server.exited).toBe(0);
+  });
+
+  test("clients logging in while the engine child is SIGKILLed get an error or a closed connection, never a protocol violation", async () => {
+    const server = await startPgts({ adapter: "bun" });
+    expect((await server.psql("select 1")).code).toBe(0);
+    const engine = engineChild(server.childPids());
+    // Never 0: process.kill(0) would kill this test runner's process group.
+    expect(engine).toBeGreaterThan(0);
+    process.kill(engine, "SIGKILL");
+    // Waves of logins across the crash: pooled backends that were waiting,
+    // backends started before the postmaster heard of it, dead ends after.
+    const results = [];
+    for (let wave = 0; wave < 4; wave++) {
+      results.push(...await Promise.all(Array.from({ length: 6 }, () => server.psql("select 1"))));
+    }
+    for (const r of results) {
+      if (r.code === 0) continue;
+      // libpq's words for a NoticeResponse before authentication, and an
+      // engine socket's error passed on raw, are what must never appear.
+      expect(r.err).not.toContain("expected authentication request");
+      const fatal = /FATAL: {2}(.*)/.exec(r.err)?.[1] ?? "";
+      expect(fatal).not.toMatch(/ENOENT|ECONNREFUSED/);
+      expect(r.err).toMatch(
+        /the database system is in recovery mode|server closed the connection unexpectedly|lost connection to the engine process|crash of another server process|the database system is (starting up|not yet accepting connections)/,
+      );
+    }
+    await untilServing(server);
+    expect((await server.stop("fast")).code).toBe(0);
   });
 
   test("a SIGKILLed background worker with shared-state access restarts the cluster and is restarted", async () => {

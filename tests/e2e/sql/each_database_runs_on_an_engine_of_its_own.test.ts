@@ -9,9 +9,8 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
 import { connectError, pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { type Adapter, engineChild, threadsOf } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -24,34 +23,6 @@ const CONF = [
   "log_min_messages = debug1",
   "",
 ].join("\n");
-
-/** The threads of process `pid` now. */
-function threads(pid: number): number {
-  try {
-    return readdirSync(`/proc/${pid}/task`).length;
-  } catch {
-    return 0;
-  }
-}
-
-/** The virtual memory size of process `pid`, in kB (a PGlite instance reserves gigabytes). */
-/** The number of threads of process `pid` (a Worker is one). */
-function threadsOf(pid: number): number {
-  const m = /Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1] ?? 0);
-}
-
-/** The engine child among the postmaster's children: not a pooled backend, and the one with PGlite's threads. */
-function engineChild(children: number[]): number {
-  const candidates = children.filter((pid) => {
-    try {
-      return !readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--pgts-pool");
-    } catch {
-      return false;
-    }
-  });
-  return candidates.sort((a, b) => threads(b) - threads(a))[0] ?? 0;
-}
 
 for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
