@@ -244,7 +244,11 @@ async function openPglite(
   guc: Guc,
   stop: (code: number) => void,
 ): Promise<Engine> {
-  const { ClusterEngine } = await import("../engines/pglite/mod.ts");
+  const { ClusterEngine, recoverySettings, takeRecoverySignal } = await import(
+    "../engines/pglite/mod.ts"
+  );
+  // recovery.signal: opening the engine is the archive recovery (recovery.ts).
+  const recovering = takeRecoverySignal(params.dataDir, join(params.dataDir, ENGINE_DIR));
   const engine = await ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     settings: {
@@ -255,6 +259,13 @@ async function openPglite(
       ...(guc.getString("archive_mode") === "off"
         ? {}
         : { archive_mode: "on", wal_level: "replica" }),
+      ...(recovering
+        ? recoverySettings((name) =>
+          name === "recovery_target_inclusive"
+            ? (guc.getBool(name) ? "on" : "off")
+            : guc.getString(name)
+        )
+        : {}),
     },
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),

@@ -508,6 +508,89 @@ export const PARAMETERS: readonly ParamDef[] = [
     description:
       "Module that archives instead of archive_command: 'module.ts#export', a function (path, fileName) returning true when the segment is safely archived.",
   },
+  // Archive recovery (recovery.signal): passed to the engine of "postgres",
+  // which runs them (src/engines/pglite/recovery.ts).
+  {
+    name: "restore_command",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description:
+      "Shell command that fetches an archived WAL segment during archive recovery: %f its file name, %p where to put it (relative to the cluster).",
+  },
+  {
+    name: "archive_cleanup_command",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description:
+      "Shell command run at every restartpoint of a recovery (%r: the oldest segment still needed).",
+  },
+  {
+    name: "recovery_end_command",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "Shell command run once at the end of archive recovery.",
+  },
+  {
+    name: "recovery_target",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "'immediate': end recovery as soon as a consistent state is reached.",
+  },
+  {
+    name: "recovery_target_name",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "Restore point (pg_create_restore_point) at which archive recovery stops.",
+  },
+  {
+    name: "recovery_target_time",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "Time stamp up to which archive recovery replays.",
+  },
+  {
+    name: "recovery_target_xid",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "Transaction ID up to which archive recovery replays.",
+  },
+  {
+    name: "recovery_target_lsn",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    description: "WAL location up to which archive recovery replays.",
+  },
+  {
+    name: "recovery_target_inclusive",
+    type: "bool",
+    context: "postmaster",
+    boot: true,
+    description: "Stop just after the recovery target (on) or just before it (off).",
+  },
+  {
+    name: "recovery_target_timeline",
+    type: "string",
+    context: "postmaster",
+    boot: "latest",
+    description: "Timeline to recover into: 'current', 'latest' or a number.",
+  },
+  {
+    name: "recovery_target_action",
+    type: "enum",
+    context: "postmaster",
+    boot: "pause",
+    values: ["pause", "promote", "shutdown"],
+    description:
+      "What to do when the recovery target is reached; pgts has no hot standby, so pause acts as shutdown, as in PostgreSQL with hot_standby = off.",
+  },
   {
     name: "wal_writer_delay",
     type: "int",

@@ -42,6 +42,7 @@ import { findClusterImage, unpackClusterImage } from "./image.ts";
 import { DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
 import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
 import type { PgliteSession } from "./session.ts";
+import { RECOVERY_SETTINGS } from "./recovery.ts";
 import { quoteLiteral } from "./wire.ts";
 
 export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
@@ -563,10 +564,16 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 }
 
-/** Engine settings without archive_mode (and the wal_level it needs). */
+/**
+ * Engine settings without archive_mode (and the wal_level it needs) and
+ * without archive recovery's: only "postgres"'s cluster is archived, so only
+ * it can be recovered from the archive.
+ */
 function withoutArchiving(
   settings: Readonly<Record<string, string>>,
 ): Readonly<Record<string, string>> {
-  const { archive_mode: _mode, wal_level: _level, ...rest } = settings;
-  return rest;
+  const { archive_mode: _mode, wal_level: _level, hot_standby: _hs, ...rest } = settings;
+  const kept: Record<string, string> = { ...rest };
+  for (const name of RECOVERY_SETTINGS) delete kept[name];
+  return kept;
 }

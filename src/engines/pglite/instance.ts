@@ -75,6 +75,8 @@ import {
   type SharedInterruptTarget,
 } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
+import { installShellCommands } from "./recovery.ts";
+import { mountDataDirectory } from "./backupfs.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 
@@ -333,6 +335,17 @@ export async function openInstance(
             if (m["NODEFS"] !== undefined) {
               cacheFileSizes(m["NODEFS"] as NodeFsOps, m["FS"] as EmscriptenFsModes);
               forgetFailedCreates(m["NODEFS"] as NodeFsOps, m["FS"] as HostFs);
+            }
+            if (m["NODEFS"] !== undefined && !dataDir.startsWith("memory://")) {
+              mountDataDirectory(
+                m["FS"] as Parameters<typeof mountDataDirectory>[0],
+                m["NODEFS"],
+                dataDir,
+              );
+            }
+            // Archive recovery's restore_command, run for real (recovery.ts).
+            if ((settings["restore_command"] ?? "") !== "" && !dataDir.startsWith("memory://")) {
+              installShellCommands(m as Parameters<typeof installShellCommands>[0], dataDir);
             }
           }],
         },

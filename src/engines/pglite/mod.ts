@@ -24,3 +24,4 @@ export {
 } from "./image.ts";
 export type { RawExecutor } from "./executor.ts";
 export { PgliteSession } from "./session.ts";
+export { recoverySettings, takeRecoverySignal } from "./recovery.ts";
