@@ -1,6 +1,6 @@
 /**
  * The `pgts` command: dispatches to the verbs (init, start, stop, reload,
- * status, serve-http, dump, restore), prints the top-level help and version,
+ * status, serve-http, dump, restore, basebackup), prints the top-level help and version,
  * and turns every outcome into an exit code. It never exits the process:
  * the entry points (mod.ts, and src/bin/pgts.ts in the compiled binary)
  * call `process.exit` with what `main` resolves to.
@@ -9,6 +9,7 @@
 import { SERVER_VERSION } from "../core/guc/tables.ts";
 import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
 import { runReload, runStatus, runStop } from "./ctl.ts";
+import { runBasebackup } from "./basebackup.ts";
 import { runDump } from "./dump.ts";
 import { runInit } from "./init.ts";
 import { runRestore } from "./restore.ts";
@@ -26,6 +27,7 @@ Usage:
   ${PROGNAME} serve-http [-D DATADIR] [--engine URL] [--port PORT] [--admin-token TOKEN] ...
   ${PROGNAME} dump    [-D DATADIR | -h HOST -p PORT] [-F p|c] [-f FILE] [-s|-a] [-t TABLE]...
   ${PROGNAME} restore [-D DATADIR | -h HOST -p PORT] [-1] FILE
+  ${PROGNAME} basebackup -D DIRECTORY [-F plain|tar] [-z] [-X fetch|none] [-P] [-h HOST -p PORT]
 
 Commands:
   init     create a new database cluster
@@ -36,6 +38,7 @@ Commands:
   serve-http  serve the data directory over HTTP (Neon's SQL over HTTP, admin API)
   dump     write a database of a running server as SQL (or an archive)
   restore  run a plain SQL dump against a running server
+  basebackup  take a base backup of a running server
 
 Options:
   -h, --help      show this help, then exit
@@ -45,7 +48,16 @@ Options:
 omitted, the environment variable PGDATA is used.
 `;
 
-type Verb = "init" | "start" | "stop" | "reload" | "status" | "serve-http" | "dump" | "restore";
+type Verb =
+  | "init"
+  | "start"
+  | "stop"
+  | "reload"
+  | "status"
+  | "serve-http"
+  | "dump"
+  | "restore"
+  | "basebackup";
 const VERBS: readonly Verb[] = [
   "init",
   "start",
@@ -55,6 +67,7 @@ const VERBS: readonly Verb[] = [
   "serve-http",
   "dump",
   "restore",
+  "basebackup",
 ];
 
 function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | number {
@@ -75,6 +88,8 @@ function runVerb(verb: Verb, args: string[], io: CliIO): Promise<number> | numbe
       return runDump(args, io);
     case "restore":
       return runRestore(args, io);
+    case "basebackup":
+      return runBasebackup(args, io);
     default: {
       const never: never = verb;
       throw new TypeError(`Unknown verb ${String(never)}`);

@@ -8,7 +8,8 @@
  * Pure byte work: no file access, no compression.
  */
 
-const BLOCK = 512;
+export const TAR_BLOCK = 512;
+const BLOCK = TAR_BLOCK;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -36,6 +37,11 @@ function putOctal(header: Uint8Array, at: number, length: number, value: number)
 }
 
 function header(entry: TarEntry): Uint8Array {
+  return tarHeader(entry, entry.type === "file" ? entry.data.length : 0);
+}
+
+/** The header block of an entry whose `size` bytes follow, padded to TAR_BLOCK (streaming writers). */
+export function tarHeader(entry: Omit<TarEntry, "data">, size: number): Uint8Array {
   const h = new Uint8Array(BLOCK);
   if (entry.name.length === 0 || encoder.encode(entry.name).length >= 100) {
     throw new RangeError(`tar entry name must be 1 to 99 bytes: "${entry.name}"`);
@@ -44,7 +50,7 @@ function header(entry: TarEntry): Uint8Array {
   putOctal(h, 100, 8, entry.mode & 0o7777);
   putOctal(h, 108, 8, 0);
   putOctal(h, 116, 8, 0);
-  putOctal(h, 124, 12, entry.type === "file" ? entry.data.length : 0);
+  putOctal(h, 124, 12, entry.type === "file" ? size : 0);
   putOctal(h, 136, 12, Math.max(0, Math.floor(entry.mtime)));
   h.fill(0x20, 148, 156); // the checksum counts its own field as spaces
   h[156] = entry.type === "file" ? 0x30 : 0x35;
