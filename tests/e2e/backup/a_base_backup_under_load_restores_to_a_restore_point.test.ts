@@ -1,0 +1,141 @@
+/**
+ * Base backups and recovery from the archive: `pgts basebackup` taken while
+ * a client inserts, plus the WAL archive, brought back with recovery.signal,
+ * restore_command and recovery_target_name has exactly the rows committed
+ * before the restore point (none after it), and starts a new timeline (the
+ * backup is taken with -F tar -z and unpacked with tar); another database's
+ * cluster is in the backup with its rows.
+ */
+
+import { afterAll, expect, test } from "bun:test";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import pg from "pg";
+import { join } from "node:path";
+import { pgtsCli, pgtsServerAt, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
+
+usePgtsServers({ timeoutMs: 90_000 });
+
+const scratch = mkdtempSync(join(tmpdir(), "pgts-e2e-basebackup-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+test("a base backup taken under load plus the archive restores to a named restore point with exactly the rows committed before it", async () => {
+  const archive = join(scratch, "archive");
+  mkdirSync(archive);
+  const server = await startPgts({
+    settings: { archive_mode: "on", archive_command: `cp %p ${archive}/%f` },
+  });
+  const admin = await server.client();
+  await admin.query("CREATE TABLE t (id serial PRIMARY KEY, payload text)");
+  // Another database: a PGlite cluster of its own (base/<oid>), backed up on its own connection.
+  await admin.query("CREATE DATABASE other");
+  const other = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: "postgres",
+    database: "other",
+  });
+  await other.connect();
+  await other.query("CREATE TABLE o AS SELECT 'in other' AS v");
+  await other.end();
+
+  // One client inserts all along; acknowledged ids are what it saw committed.
+  const writer = await server.client();
+  const acked: number[] = [];
+  let writing = true;
+  const writes = (async () => {
+    while (writing) {
+      const r = await writer.query(
+        "INSERT INTO t (payload) VALUES (repeat('x', 200)) RETURNING id",
+      );
+      acked.push(r.rows[0].id as number);
+    }
+  })();
+  await waitFor("50 acknowledged inserts", () => acked.length >= 50, { timeoutMs: 20_000 });
+  const beforeBackup = [...acked];
+
+  const backupRoot = join(scratch, "backup");
+  const tarDir = join(scratch, "tar");
+  const backup = await pgtsCli([
+    "basebackup",
+    "-D",
+    tarDir,
+    "-F",
+    "tar",
+    "-z",
+    "-h",
+    server.host,
+    "-p",
+    String(server.port),
+    "-P",
+    "-c",
+    "fast",
+  ]);
+  expect(backup.err).toMatch(/\d+\/\d+ kB \(100%\), 3\/3 databases\n$/);
+  expect(backup.code).toBe(0);
+  expect(readdirSync(tarDir)).toEqual(["base.tar.gz"]);
+  const listing = execFileSync("tar", ["-tzf", join(tarDir, "base.tar.gz")], { encoding: "utf8" });
+  expect(listing).toContain("pglite/backup_label");
+  expect(listing).toContain("postgresql.conf");
+  expect(listing).toMatch(/pglite\/pg_wal\/[0-9A-F]{24}/);
+  expect(listing).not.toContain("postmaster.pid");
+  mkdirSync(join(backupRoot, "d"), { recursive: true, mode: 0o700 });
+  execFileSync("tar", ["-xzf", join(tarDir, "base.tar.gz"), "-C", join(backupRoot, "d")]);
+  const during = acked.length - beforeBackup.length;
+
+  // The restore point: one statement holds the engine, so no commit falls
+  // between what it sees and where the point is in the WAL.
+  const point = (await admin.query(
+    "SELECT pg_create_restore_point('before_cleanup') AS lsn, array_agg(id ORDER BY id) AS ids FROM t",
+  )).rows[0];
+  const atPoint = point.ids as number[];
+  await waitFor("inserts after the restore point", () => acked.length >= atPoint.length + 20, {
+    timeoutMs: 20_000,
+  });
+  writing = false;
+  await writes;
+  await admin.query("DELETE FROM t WHERE id % 2 = 0");
+  const segment = (await admin.query("SELECT pg_walfile_name(pg_switch_wal()) AS f")).rows[0].f;
+  await waitFor(`${segment} archived`, () => existsSync(join(archive, segment)), {
+    timeoutMs: 20_000,
+  });
+  await server.stop();
+
+  // Recovery from the archive to the restore point, then a new timeline.
+  writeFileSync(join(backupRoot, "d", "recovery.signal"), "");
+  const restored = pgtsServerAt(backupRoot);
+  await restored.start({
+    settings: {
+      restore_command: `cp ${archive}/%f %p`,
+      recovery_target_name: "before_cleanup",
+      recovery_target_action: "promote",
+    },
+  });
+  const c = await restored.client();
+  const ids = (await c.query("SELECT id FROM t ORDER BY id")).rows.map((r) => r.id as number);
+  expect(during).toBeGreaterThan(0); // the backup really ran under load
+  expect(ids.length).toBeGreaterThan(beforeBackup.length);
+  expect(ids).toEqual(atPoint);
+  expect(acked.length).toBeGreaterThan(atPoint.length); // later rows existed, and are not here
+  expect((await c.query("SELECT timeline_id FROM pg_control_checkpoint()")).rows[0].timeline_id)
+    .toBe(2);
+  expect(restored.log).not.toMatch(/FATAL|PANIC/);
+  expect(existsSync(join(backupRoot, "d", "recovery.signal"))).toBe(false);
+  expect(existsSync(join(backupRoot, "d", "pglite", "recovery.signal"))).toBe(false);
+  // Writable: recovery has ended.
+  await c.query("INSERT INTO t (payload) VALUES ('after')");
+  const o = new pg.Client({
+    host: restored.host,
+    port: restored.port,
+    user: "postgres",
+    database: "other",
+  });
+  await o.connect();
+  expect((await o.query("SELECT v FROM o")).rows).toEqual([{ v: "in other" }]);
+  await o.end();
+
+  const refused = await pgtsCli(["basebackup", "-D", join(backupRoot, "d"), "-p", "1"]);
+  expect(refused.code).toBe(1);
+  expect(refused.err).toContain(`directory "${join(backupRoot, "d")}" exists but is not empty`);
+});
