@@ -174,7 +174,7 @@ try {
     variants.push({
       name: bin,
       command: ["./pgts"],
-      // Inside the binary every module's URL is the binary's (src/bin/mains.ts).
+      // Inside the binary every module's URL is the binary's (src/server/mains.ts).
       child: {
         command: [join(dir, "pgts"), "--pgts-child"],
         entry: { module: "file:///$bunfs/root/pgts", export: TRIVIAL_STARTUP_ENTRY.export },

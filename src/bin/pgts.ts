@@ -18,7 +18,7 @@ import { runChildFromArgv } from "../adapters/bun/child.ts";
 import { isCompiledBinary } from "../adapters/bun/launcher.ts";
 import { registerWorkerEntry } from "../adapters/shared/worker_launcher.ts";
 import { registerEmbeddedAssets } from "./embedded.ts";
-import { resolveBundledMain } from "./mains.ts";
+import { resolveMain } from "../server/mains.ts";
 
 // Inside the binary this module's import.meta.url is the binary's own
 // (/$bunfs/root/pgts), and the other entries sit at their paths below src/.
@@ -26,7 +26,7 @@ const root = new URL("./", import.meta.url);
 registerEmbeddedAssets(root);
 if (isCompiledBinary()) registerWorkerEntry(new URL("bin/worker.ts", root).href);
 
-if (!runChildFromArgv(process.argv, { resolveMain: resolveBundledMain })) {
+if (!runChildFromArgv(process.argv, { resolveMain })) {
   const { main } = await import("../cli/main.ts");
   process.exit(await main(process.argv.slice(2)));
 }

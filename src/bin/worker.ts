@@ -8,8 +8,8 @@
 
 import { serveWorkerChild } from "../adapters/shared/worker_child.ts";
 import { registerEmbeddedAssets } from "./embedded.ts";
-import { resolveBundledMain } from "./mains.ts";
+import { resolveMain } from "../server/mains.ts";
 
 // This entry's import.meta.url is its own path in the bundle (bin/worker.js).
 registerEmbeddedAssets(new URL("../", import.meta.url));
-serveWorkerChild({ resolveMain: resolveBundledMain });
+serveWorkerChild({ resolveMain });

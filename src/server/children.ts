@@ -7,7 +7,14 @@
  * This is runtime glue, not core: it picks how a backend reaches the engine
  * (an object in the same realm under the in-process adapter, a Unix socket
  * otherwise) and opens the engine on disk. Each main runs the same way
- * under every adapter.
+ * under every adapter, and under both `pgts start` and `serve-http`: a
+ * server in this realm may register how its engine opens
+ * (`registerEngineOpener`; the HTTP front end's memory:// or upstream
+ * engines), and the engine child uses that instead of the data directory.
+ *
+ * Nothing here imports node: modules up front (they are loaded where a
+ * socket or file is first needed), so that a bundle for a host without
+ * them, an edge function serving HTTP, can carry these mains.
  */
 
 import { type HbaLine, parseHba } from "../core/auth/mod.ts";
@@ -15,17 +22,14 @@ import { postgresMain } from "../core/backend/postgres.ts";
 import type { StartupSettings } from "../core/backend/startup.ts";
 import type { SslConfig, SslServer } from "../core/backend/secure.ts";
 import { ENGINE_DIR } from "../core/datadir.ts";
-import { ereport } from "../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
 import type { Engine } from "../core/engine/types.ts";
 import { Guc, type GucSnapshot } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ChildEnv, ChildMain, Connection, Listener } from "../core/postmaster/launch.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
-import { connectTcp, connectUnix } from "../adapters/shared/connect.ts";
 import { detectRuntime } from "../adapters/runtime.ts";
-import { stderrSink } from "../adapters/shared/logfiles.ts";
-import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
 import { withAdminConsole } from "../adapters/http/console.ts";
 import { poolConsole } from "../engines/upstream/console.ts";
 import {
@@ -37,11 +41,41 @@ import {
   type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
 import { type ServerParams, serverParams } from "./params.ts";
-import { join } from "node:path";
-import { isMainThread } from "node:worker_threads";
 
 /** Engines opened by engine children running in this realm, by id. */
 const inprocEngines = new Map<string, Engine>();
+
+/** How the engine of an in-realm server opens, by the id of its engine address. */
+const engineOpeners = new Map<string, () => Promise<Engine>>();
+
+/**
+ * Makes the engine child of the server whose engine address is
+ * `{ kind: "inproc", id }` open its engine with `open` rather than from the
+ * data directory and settings. Returns a function that forgets it.
+ */
+export function registerEngineOpener(id: string, open: () => Promise<Engine>): () => void {
+  engineOpeners.set(id, open);
+  return () => engineOpeners.delete(id);
+}
+
+/**
+ * The engine an in-realm engine child serves, for backends and HTTP runs;
+ * 57P03 while there is none (starting, or reopening after a crash).
+ */
+export function inprocEngine(id: string): Engine {
+  const engine = inprocEngines.get(id);
+  if (engine === undefined) {
+    throw new PgError(
+      ERRCODE.CANNOT_CONNECT_NOW,
+      "the database system is not yet accepting connections",
+      { severity: "FATAL" },
+    );
+  }
+  return engine;
+}
+
+/** A path below a directory (POSIX: node:path is not loaded for this). */
+const joinPath = (dir: string, name: string) => dir.endsWith("/") ? dir + name : `${dir}/${name}`;
 
 /** True once a postmaster runs in this realm: children here share its logging. */
 let postmasterRealm = false;
@@ -56,7 +90,7 @@ export function markPostmasterRealm(): void {
  */
 const gucs = new WeakMap<GucSnapshot, Guc>();
 
-function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
+async function setUpChild(env: ChildEnv): Promise<{ params: ServerParams; guc: Guc }> {
   const params = serverParams(env);
   let guc = gucs.get(params.settings);
   if (guc === undefined) {
@@ -64,6 +98,7 @@ function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
     gucs.set(params.settings, guc);
   }
   if (!postmasterRealm) {
+    const { stderrSink } = await import("../adapters/shared/logfiles.ts");
     configureLogging(guc, {
       sink: stderrSink,
       process: { pid: env.pid, backendType: env.name, startTime: Date.now() },
@@ -76,7 +111,7 @@ function setUpChild(env: ChildEnv): { params: ServerParams; guc: Guc } {
 export async function connectUpstream(address: UpstreamAddress): Promise<Connection> {
   const dial = detectRuntime() === "bun"
     ? await import("../adapters/bun/connect.ts")
-    : { connectTcp, connectUnix };
+    : await import("../adapters/shared/connect.ts");
   return address.family === "tcp"
     ? dial.connectTcp(address.host, address.port)
     : dial.connectUnix(address.path);
@@ -108,13 +143,12 @@ function engineFor(params: ServerParams): Engine {
     // Not from a Worker thread (the worker adapter's backends): there Bun 1.4's
     // socket stopped delivering the engine's answers mid-session.
     return connectRemoteEngine(async () =>
-      detectRuntime() === "bun" && isMainThread
+      detectRuntime() === "bun" && (await import("node:worker_threads")).isMainThread
         ? (await import("../adapters/bun/connect.ts")).connectUnix(address.path)
-        : connectUnix(address.path)
+        : (await import("../adapters/shared/connect.ts")).connectUnix(address.path)
     );
   }
-  const engine = inprocEngines.get(address.id);
-  if (engine === undefined) throw new Error("the engine process is not running");
+  const engine = inprocEngine(address.id);
   // The engine is shared by every backend in this realm: a backend's close
   // must not close it.
   return {
@@ -140,8 +174,8 @@ function hbaOf(params: ServerParams): HbaLine[] {
 /** A backend's startup settings per settings snapshot (a reload makes a new Guc). */
 const startupSettingsOf = new WeakMap<Guc, StartupSettings>();
 
-export const backendMain: ChildMain = (env) => {
-  const { params, guc } = setUpChild(env);
+export const backendMain: ChildMain = async (env) => {
+  const { params, guc } = await setUpChild(env);
   env.onSignal("SIGHUP", () => {});
   let settings = startupSettingsOf.get(guc);
   if (settings === undefined) {
@@ -152,7 +186,7 @@ export const backendMain: ChildMain = (env) => {
     };
     startupSettingsOf.set(guc, settings);
   }
-  return postgresMain(env, {
+  return await postgresMain(env, {
     engine: engineFor(params),
     hba: hbaOf(params),
     settings,
@@ -192,7 +226,7 @@ export function sslServerOf(config: SslConfig): SslServer {
  * children do: the next start recovers.
  */
 export const engineMain: ChildMain = async (env) => {
-  const { params, guc } = setUpChild(env);
+  const { params, guc } = await setUpChild(env);
   const link = new PostmasterLink(env);
   let stop: (code: number) => void = () => {};
   const stopped = new Promise<number>((resolve) => (stop = resolve));
@@ -206,9 +240,12 @@ export const engineMain: ChildMain = async (env) => {
     throw new TypeError("An upstream engine in session mode has no engine child");
   }
   const engineSetting = guc.getString("engine");
+  const opener = params.engine.kind === "inproc" ? engineOpeners.get(params.engine.id) : undefined;
   // Only the engine child loads PGlite's code: a backend importing this
   // module must not pay for it on every connection (a third of a second).
-  const engine: Engine = isUpstreamUrl(engineSetting)
+  const engine: Engine = opener !== undefined
+    ? await opener()
+    : isUpstreamUrl(engineSetting)
     ? openPool(engineSetting, guc, env)
     : await openPglite(params, guc, stop);
   let listener: Listener | null = null;
@@ -217,7 +254,7 @@ export const engineMain: ChildMain = async (env) => {
   else {
     const net = detectRuntime() === "bun"
       ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
-      : new NodeSocketNetAdapter();
+      : new (await import("../adapters/shared/nodenet.ts")).NodeSocketNetAdapter();
     listener = await net.listen(
       { family: "unix", path: address.path },
       (conn) => void serveEngineConnection(engine, conn),
@@ -298,7 +335,7 @@ async function openPglite(
  * started with; null when the file cannot be read (the postmaster logs why).
  */
 async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
-  const configFile = join(serverParams(env).dataDir, "postgresql.conf");
+  const configFile = joinPath(serverParams(env).dataDir, "postgresql.conf");
   const { nodeConfigReader } = await import("../adapters/shared/config-reader.ts");
   const file = new Guc({ reader: nodeConfigReader, configFile });
   try {
@@ -349,7 +386,7 @@ export const checkpointerMain: ChildMain = (env) => {
  * SIGHUP re-reads postgresql.conf for archive_command and archive_library.
  */
 export const archiverMain: ChildMain = async (env) => {
-  const { params, guc } = setUpChild(env);
+  const { params, guc } = await setUpChild(env);
   const archiver = await import("./archiver.ts");
   let settings = archiver.archiverSettings(guc);
   let finish: () => void = () => {};
@@ -368,7 +405,7 @@ export const archiverMain: ChildMain = async (env) => {
   });
   return await archiver.pgArchiverMain({
     dataDir: params.dataDir,
-    clusterDir: join(params.dataDir, ENGINE_DIR),
+    clusterDir: joinPath(params.dataDir, ENGINE_DIR),
     settings: () => settings,
     finish: finished,
     quit: quit.signal,

@@ -2,7 +2,7 @@
  * `runServer`: PostmasterMain for a pgts data directory. Builds the
  * postmaster from what `pgts start` prepared (settings, lock file), picks the
  * adapter that runs the children, opens the listen sockets, wires OS signals
- * to the postmaster's queue and routes the backends' cancel requests. It
+ * to the postmaster's queue. It
  * resolves with the postmaster's exit code; it never exits the process.
  */
 
@@ -22,23 +22,15 @@ import {
   BGW_NEVER_RESTART,
   BGWORKER_SHMEM_ACCESS,
 } from "../core/postmaster/bgworker.ts";
-import type {
-  ChildEntry,
-  ChildLauncher,
-  ChildMain,
-  ListenAddress,
-  NetAdapter,
-} from "../core/postmaster/launch.ts";
+import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/postmaster/launch.ts";
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
-import type { BackendKeyMessage, CancelRequestMessage } from "../core/backend/startup.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
-import { importMain } from "../adapters/shared/childenv.ts";
 import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
 import { defaultAdapter, detectRuntime } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";
-import * as auxMains from "../core/postmaster/auxmains.ts";
+import { childEntry, resolveMain } from "./mains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
 import { loadSslConfig, reloadSslConfig, warnHostsslWithoutSsl } from "./ssl.ts";
 
@@ -50,9 +42,6 @@ export interface RunServerOptions {
   readonly lock: DataDirLock;
   readonly adapter?: AdapterName;
 }
-
-const CHILDREN = new URL("./children.ts", import.meta.url).href;
-const entry = (name: string): ChildEntry => ({ module: CHILDREN, export: name });
 
 const LOG = { category: "postmaster" } as const;
 
@@ -90,22 +79,14 @@ async function runtimeAdapters(
     const net = detectRuntime() === "bun"
       ? new (await import("../adapters/bun/net.ts")).BunNetAdapter({ handOff: false })
       : new NodeSocketNetAdapter();
-    // pgts's own mains come from the module already loaded here, not by
+    // pgts's own mains come from the one table (mains.ts), not by
     // import(URL): inside the compiled binary there is no file to import.
-    const loaded: Record<string, Record<string, unknown>> = {
-      [CHILDREN]: childMains,
-      [auxMains.TRIVIAL_STARTUP_ENTRY.module]: auxMains,
-    };
-    const resolve = (e: ChildEntry) => {
-      const main = loaded[e.module]?.[e.export];
-      return typeof main === "function" ? main as ChildMain : importMain(e);
-    };
-    return { launcher: new InprocLauncher({ resolve }), net, engine: "inproc" };
+    return { launcher: new InprocLauncher({ resolve: resolveMain }), net, engine: "inproc" };
   }
   const { launcher, net } = await defaultAdapter({
     kind: adapter === "worker" ? "worker" : "subprocess",
     backendPool: guc.getInt("backend_pool_size"),
-    backendModule: CHILDREN,
+    backendModule: childEntry("backendMain").module,
   });
   return { launcher, net, engine: "unix" };
 }
@@ -186,35 +167,17 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   };
   childMains.markPostmasterRealm();
 
-  // CancelRequest routing: backends report their keys; a cancel is honoured
-  // only with the right key, for a backend that is still there.
-  const keys = new Map<number, number>();
-  let pm: Postmaster | null = null;
-  const onChildMessage = (child: { pid: number }, message: unknown) => {
-    const m = message as Partial<BackendKeyMessage | CancelRequestMessage> | null;
-    if (m?.pgts === "backend-key" && typeof m.key === "number") keys.set(child.pid, m.key);
-    else if (m?.pgts === "cancel-request" && typeof m.pid === "number") {
-      const live = pm?.children().some((c) => c.pid === m.pid && c.kind === "backend") ?? false;
-      if (!live) {
-        keys.delete(m.pid);
-        ereport("LOG", `PID ${m.pid} in cancel request did not match any process`, LOG);
-      } else if (keys.get(m.pid) !== m.key) {
-        ereport("LOG", `wrong key in cancel request for process ${m.pid}`, LOG);
-      } else pm?.cancelBackend(m.pid, { from: child.pid });
-    }
-  };
-
-  pm = new Postmaster({
+  const pm = new Postmaster({
     launcher,
     net,
     listen,
     settings: { get: (name) => guc.get(name) },
     entries: {
-      backend: entry("backendMain"),
-      ...(direct ? {} : { engine: entry("engineMain") }),
-      checkpointer: entry("checkpointerMain"),
+      backend: childEntry("backendMain"),
+      ...(direct ? {} : { engine: childEntry("engineMain") }),
+      checkpointer: childEntry("checkpointerMain"),
       // Only where PGlite has a pg_wal to archive.
-      ...(upstream ? {} : { archiver: entry("archiverMain") }),
+      ...(upstream ? {} : { archiver: childEntry("archiverMain") }),
     },
     childParams: params,
     hooks: {
@@ -235,7 +198,6 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       },
       setStatus: (status) => lock.update({ status }),
       sslServer: () => params.ssl === null ? null : childMains.sslServerOf(params.ssl),
-      onChildMessage,
     },
   });
 
@@ -243,7 +205,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
 
   const signals: PostmasterSignal[] = ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT"];
   const handlers = signals.map((sig) => {
-    const h = () => pm!.signal(sig);
+    const h = () => pm.signal(sig);
     process.on(sig, h);
     return [sig, h] as const;
   });

@@ -18,11 +18,10 @@
  */
 
 import {
+  checkRoleLogin,
   ClientAuthentication,
   type HbaLine,
-  hbaRejectError,
-  matchHba,
-  noHbaEntryError,
+  hbaLineFor,
 } from "../../core/auth/mod.ts";
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { Engine, EngineSession } from "../../core/engine/types.ts";
@@ -245,15 +244,11 @@ async function authenticate(
   engine: Engine,
 ): Promise<void> {
   const { user, database, password } = request.target;
-  const who = { host: address, user, database };
-  let line: HbaLine | null;
-  try {
-    line = await matchHba(host.hba(), { type: "host", database, user, address });
-  } catch {
-    line = null; // an address pg_hba.conf cannot read matches no host line
-  }
-  if (line === null) throw noHbaEntryError(who);
-  if (line.method === "reject") throw hbaRejectError(who);
+  const line = await hbaLineFor(host.hba(), { type: "host", database, user, address }, {
+    host: address,
+    user,
+    database,
+  });
   const role = await engine.lookupRole(user);
   if (line.method !== "trust") {
     // The password arrives in clear text (over TLS at the edge), as with
@@ -268,20 +263,7 @@ async function authenticate(
       await host.passwords.add(key, password ?? "");
     }
   }
-  if (role === null) {
-    throw new PgError(
-      ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
-      `role "${user}" does not exist`,
-      { severity: "FATAL" },
-    );
-  }
-  if (!role.canLogin) {
-    throw new PgError(
-      ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
-      `role "${user}" is not permitted to log in`,
-      { severity: "FATAL" },
-    );
-  }
+  checkRoleLogin(role, user);
 }
 
 function answerError(e: unknown): RunAnswer {

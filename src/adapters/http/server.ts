@@ -5,18 +5,20 @@
  * pg_hba.conf rules, the adapter's TopMemoryContext that every run's context
  * hangs under, and the registry of live runs.
  *
- * The engine (PGlite, or an upstream PostgreSQL where the host has no file
- * system) is opened by the engine child, so the postmaster supervises it
- * as it does under `pgts start`: PM_RUN only once it serves, and a crash
- * takes every run down and reopens it. Runs reach it through `engine()`,
- * which refuses (57P03) while there is none. A run never outlives its
- * request; `stop()` ends the postmaster in the mode asked.
+ * The children are `pgts start`'s own (src/server/children.ts, found
+ * through the one table in src/server/mains.ts), run in this realm: the
+ * engine child opens the engine (PGlite, or an upstream PostgreSQL where
+ * the host has no file system) the way this server registers, so the
+ * postmaster supervises it as it does under `pgts start`: PM_RUN only once
+ * it serves, and a crash takes every run down and reopens it. A psql
+ * client's backend is `backendMain`, with its authentication, cancel keys
+ * and log_connections. Runs reach the engine through `engine()`, which
+ * refuses (57P03) while there is none. A run never outlives its request;
+ * `stop()` ends the postmaster in the mode asked.
  */
 
 import type { Hono } from "hono";
 import { type HbaLine, parseHba } from "../../core/auth/mod.ts";
-import { postgresMain } from "../../core/backend/postgres.ts";
-import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { Engine } from "../../core/engine/types.ts";
 import { Guc } from "../../core/guc/guc.ts";
 import { getBackendMemoryContexts, memoryContextInit } from "../../core/mcxt/mod.ts";
@@ -27,10 +29,10 @@ import {
   type PMStatus,
   Postmaster,
 } from "../../core/postmaster/mod.ts";
-import type { ChildEntry, ChildEnv, ChildMain } from "../../core/postmaster/launch.ts";
-import { TRIVIAL_STARTUP_ENTRY, trivialStartupMain } from "../../core/postmaster/auxmains.ts";
-import { PostmasterLink } from "../../core/postmaster/pmsignal.ts";
 import { InprocLauncher } from "../inproc/launcher.ts";
+import { inprocEngine, markPostmasterRealm, registerEngineOpener } from "../../server/children.ts";
+import { childEntry, resolveMain } from "../../server/mains.ts";
+import type { ServerParams } from "../../server/params.ts";
 import type { AdminSource, AdminStatus, StopMode } from "./admin.ts";
 import { createApp, type HttpBindings } from "./app.ts";
 import { withAdminConsole } from "./console.ts";
@@ -86,78 +88,6 @@ export function engineConfig(engine: HttpEngineConfig | string | undefined): Htt
   return config;
 }
 
-/** Servers of this realm, by id: how the children find their server. */
-const servers = new Map<string, HttpServer>();
-
-function serverOf(env: ChildEnv): HttpServer {
-  const id = (env.params as { shared?: { server?: string } } | null)?.shared?.server;
-  const server = id === undefined ? undefined : servers.get(id);
-  if (server === undefined) throw new TypeError("An HTTP adapter child needs its server");
-  return server;
-}
-
-/** The engine child: opens the engine, serves until SIGUSR2 (shutdown) or SIGQUIT. */
-const httpEngineMain: ChildMain = async (env) => {
-  const server = serverOf(env);
-  const link = new PostmasterLink(env);
-  let stop: (code: number) => void = () => {};
-  const stopped = new Promise<number>((resolve) => (stop = resolve));
-  env.onSignal("SIGUSR2", () => stop(0));
-  env.onSignal("SIGQUIT", () => stop(2));
-  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) env.onSignal(sig, () => {});
-  const engine = await server.openEngine();
-  server.engineOpened(engine);
-  link.sendSignal("engine-ready");
-  const code = await stopped;
-  server.engineOpened(null);
-  // In this realm the engine cannot die with its child; a second opener of
-  // the same directory next to it would corrupt it, so it is closed even
-  // after SIGQUIT.
-  await engine.close().catch(() => {});
-  return code;
-};
-
-/** A psql client's backend: PostgresMain over the shared engine, with the admin console. */
-const httpBackendMain: ChildMain = (env) => {
-  const server = serverOf(env);
-  env.onSignal("SIGHUP", () => {});
-  const shared = server.engine();
-  return postgresMain(env, {
-    // The engine is shared by everyone in this realm: a backend's close must not close it.
-    engine: {
-      lookupRole: (name) => shared.lookupRole(name),
-      startSession: (startup) => shared.startSession(startup),
-      close: () => Promise.resolve(),
-    },
-    hba: server.hba(),
-    settings: {
-      authenticationTimeoutMs: server.guc.getMs("authentication_timeout"),
-      superuserReservedConnections: server.guc.getInt("superuser_reserved_connections"),
-    },
-  });
-};
-
-const MAINS: Readonly<Record<string, ChildMain>> = {
-  httpEngineMain,
-  httpBackendMain,
-};
-const entry = (name: keyof typeof MAINS) => ({ module: import.meta.url, export: name });
-
-/**
- * Children's mains without a dynamic import where possible (an edge bundle
- * may not allow one): this module's own and the postmaster's built-in
- * startup process; background workers are imported by their module URL.
- */
-async function resolveMain(e: ChildEntry): Promise<ChildMain> {
-  if (e.module === import.meta.url && MAINS[e.export] !== undefined) return MAINS[e.export]!;
-  if (e.module === TRIVIAL_STARTUP_ENTRY.module) return trivialStartupMain;
-  const main = ((await import(e.module)) as Record<string, unknown>)[e.export];
-  if (typeof main !== "function") {
-    throw new TypeError(`Module "${e.module}" has no exported function "${e.export}"`);
-  }
-  return main as ChildMain;
-}
-
 export class HttpServer implements AdminSource {
   readonly id = crypto.randomUUID();
   readonly guc: Guc;
@@ -167,8 +97,8 @@ export class HttpServer implements AdminSource {
   readonly #reloadHook: HttpServerOptions["reload"];
   readonly #mcxt: MemoryContextTree;
   readonly #host: RunHost;
+  readonly #params: ServerParams;
   #hba: HbaLine[];
-  #engine: Engine | null = null;
 
   private constructor(options: HttpServerOptions) {
     this.#engineConfig = engineConfig(options.engine);
@@ -180,15 +110,26 @@ export class HttpServer implements AdminSource {
         this.guc.set(name, String(value), { source: "override" });
       }
     }
-    this.#hba = parseHba(options.hba ?? DEFAULT_HBA, { fileName: "pg_hba.conf" });
+    const hba = options.hba ?? DEFAULT_HBA;
+    this.#hba = parseHba(hba, { fileName: "pg_hba.conf" });
     this.#mcxt = memoryContextInit();
     this.#mcxt.deletePostmasterContext();
     const guc = this.guc;
+    // What pgts start's children receive; the engine is in this realm, and
+    // opens the way this server was configured (registered in start()).
+    this.#params = {
+      dataDir: "cluster" in this.#engineConfig ? this.#engineConfig.cluster : "",
+      settings: guc.snapshot(),
+      hba,
+      hbaFile: "pg_hba.conf",
+      engine: { kind: "inproc", id: this.id },
+      ssl: null,
+    };
     this.postmaster = new Postmaster({
       launcher: new InprocLauncher({ resolve: resolveMain }),
       settings: { get: (name) => guc.get(name) },
-      entries: { backend: entry("httpBackendMain"), engine: entry("httpEngineMain") },
-      childParams: { server: this.id },
+      entries: { backend: childEntry("backendMain"), engine: childEntry("engineMain") },
+      childParams: this.#params,
       ...(options.listen === undefined ? {} : { listen: options.listen }),
       ...(options.net === undefined ? {} : { net: options.net }),
       hooks: {
@@ -216,9 +157,15 @@ export class HttpServer implements AdminSource {
   /** Starts the postmaster and resolves once it accepts requests (PM_RUN). */
   static async start(options: HttpServerOptions = {}): Promise<HttpServer> {
     const server = new HttpServer(options);
-    servers.set(server.id, server);
+    // The children run in this realm and log through its logging.
+    markPostmasterRealm();
+    // Runs and psql backends see database "pgts" as the admin console.
+    const forget = registerEngineOpener(
+      server.id,
+      async () => withAdminConsole(await server.#openEngine(), server),
+    );
     void server.postmaster.exited.then(() => {
-      servers.delete(server.id);
+      forget();
       server.#mcxt[Symbol.dispose]();
     });
     const running = new Promise<void>((resolve, reject) => {
@@ -254,10 +201,10 @@ export class HttpServer implements AdminSource {
     return new BackendRun(this.#host.memoryParent).serve(this.#host, request, address);
   }
 
-  // ---- for the children ----------------------------------------------------
+  // ---- the engine ----------------------------------------------------------
 
-  /** Opens the configured engine (the engine child calls it). */
-  async openEngine(): Promise<Engine> {
+  /** Opens the configured engine (the engine child calls it, through its opener). */
+  async #openEngine(): Promise<Engine> {
     const config = this.#engineConfig;
     if ("open" in config) return await config.open();
     if ("upstream" in config) return openUpstreamEngine(config);
@@ -282,22 +229,9 @@ export class HttpServer implements AdminSource {
     return await openEngine(config.dataDir, options);
   }
 
-  engineOpened(engine: Engine | null): void {
-    // Runs and psql backends see database "pgts" as the admin console.
-    this.#engine = engine === null ? null : withAdminConsole(engine, this);
-  }
-
+  /** The engine the engine child serves; 57P03 while there is none. */
   engine(): Engine {
-    if (this.#engine === null) {
-      throw new PgError(
-        ERRCODE.CANNOT_CONNECT_NOW,
-        "the database system is not yet accepting connections",
-        {
-          severity: "FATAL",
-        },
-      );
-    }
-    return this.#engine;
+    return inprocEngine(this.id);
   }
 
   hba(): readonly HbaLine[] {
@@ -315,7 +249,12 @@ export class HttpServer implements AdminSource {
 
   #reload(): void {
     const result = this.#reloadHook?.();
-    if (result?.hba !== undefined) this.#hba = parseHba(result.hba, { fileName: "pg_hba.conf" });
+    // New backends read both from the children's params, as under pgts start.
+    this.#params.settings = this.guc.snapshot();
+    if (result?.hba !== undefined) {
+      this.#hba = parseHba(result.hba, { fileName: "pg_hba.conf" });
+      this.#params.hba = result.hba;
+    }
   }
 
   // ---- AdminSource ----------------------------------------------------------

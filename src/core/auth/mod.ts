@@ -33,6 +33,7 @@ export {
   noHbaEntryError,
   parseHba,
 } from "./hba.ts";
+export { checkRoleLogin, hbaLineFor } from "./authorize.ts";
 export {
   type AuthStep,
   ClientAuthentication,

@@ -16,11 +16,10 @@
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
 import {
   type AuthStep,
+  checkRoleLogin,
   ClientAuthentication,
   type HbaLine,
-  hbaRejectError,
-  matchHba,
-  noHbaEntryError,
+  hbaLineFor,
   passwordAuthFailedError,
 } from "../auth/mod.ts";
 import type { Engine, EngineSession, ParameterStatusList, ScramLogin } from "../engine/types.ts";
@@ -37,7 +36,11 @@ import {
   writeNegotiateProtocolVersion,
 } from "../protocol/mod.ts";
 import type { ChildEnv } from "../postmaster/launch.ts";
-import type { PostmasterLink } from "../postmaster/pmsignal.ts";
+import type {
+  BackendKeyMessage,
+  CancelRequestMessage,
+  PostmasterLink,
+} from "../postmaster/pmsignal.ts";
 import type { ClientInput } from "./input.ts";
 import { PG_ALPN_PROTOCOL, type SslServer, type SslSession, TLS_HANDSHAKE_BYTE } from "./secure.ts";
 
@@ -87,24 +90,8 @@ export interface StartedSession {
   readonly authenticationOk: Uint8Array;
 }
 
-/** A backend's request to cancel another backend's query, for the postmaster to route. */
 /** The longest a CancelRequest's connection waits for the postmaster to have signalled its target. */
 const CANCEL_ACK_MS = 1000;
-
-export interface CancelRequestMessage {
-  readonly pgts: "cancel-request";
-  readonly pid: number;
-  readonly key: number;
-}
-
-/** A backend telling the postmaster its cancel key, right after it chose it. */
-export interface BackendKeyMessage {
-  readonly pgts: "backend-key";
-  readonly key: number;
-  readonly user: string;
-  readonly database: string;
-  readonly applicationName: string;
-}
 
 const LOG = { category: "backend" } as const;
 const N = new Uint8Array([0x4e]);
@@ -268,16 +255,14 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
   const host = remote.family === "unix" ? "[local]" : remote.address;
   const who = { host, user, database, ssl: ssl !== null };
 
-  const line = await matchHba(ctx.hba, {
+  const line = await hbaLineFor(ctx.hba, {
     type: remote.family === "unix" ? "local" : "host",
     database,
     user,
     ...(remote.family === "tcp" ? { address: remote.address } : {}),
     replication: packet.replication,
     ssl: ssl !== null,
-  });
-  if (line === null) throw noHbaEntryError(who);
-  if (line.method === "reject") throw hbaRejectError(who);
+  }, who);
 
   // clientcert (and the cert method, which implies verify-full): the
   // certificate was verified in the handshake if the client sent one.
@@ -360,26 +345,11 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
       }
     }
   }
-  // Authentication can succeed for a role that does not exist (trust): the
-  // role check comes after it, as in InitPostgres.
-  if (role === null) {
-    throw new PgError(
-      ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
-      `role "${user}" does not exist`,
-      { severity: "FATAL" },
-    );
-  }
-  if (!role.canLogin) {
-    throw new PgError(
-      ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
-      `role "${user}" is not permitted to log in`,
-      { severity: "FATAL" },
-    );
-  }
+  const login = checkRoleLogin(role, user);
   const authenticationOk = step.send;
   try {
     const started = await startSession(env, ctx, packet, {
-      superuser: role.superuser,
+      superuser: login.superuser,
       ssl,
       scram: scramLogin(),
     });

@@ -37,6 +37,8 @@ export interface PMChild {
    * slot of the larger pool, so clients stuck there cannot lock others out.
    */
   connection?: boolean;
+  /** A backend's cancel key, once it has told it (after authentication): a CancelRequest must match it. */
+  cancelKey?: number;
   /** For an in-process backend run: what it is doing now (pg_stat_activity's state and query). */
   activity?: () => BackendActivity;
 }

@@ -7,7 +7,9 @@
  * It decides nothing: which child to start and when, and what an exit
  * means, is the postmaster's business. Every signal to a child goes through
  * `signalChild`, which also sends the quit reason just before a SIGQUIT, so
- * that a backend can tell its client why it is being dropped.
+ * that a backend can tell its client why it is being dropped. The backends'
+ * cancel keys are kept on their entries here, and a CancelRequest is judged
+ * against them (`processCancelRequest`), whatever front end read it.
  */
 
 import { ereport } from "../elog.ts";
@@ -30,7 +32,7 @@ import type {
   Signal,
 } from "./launch.ts";
 import { type BackendTypeMask, type ChildRegistry, type PMChild } from "./pmchild.ts";
-import type { PostmasterToChild } from "./pmsignal.ts";
+import type { CancelRequestMessage, PostmasterToChild } from "./pmsignal.ts";
 import type { PMEvent, QuitSignalReason } from "./pmstate.ts";
 import { encodeForkFailure } from "./pqcomm.ts";
 
@@ -261,6 +263,29 @@ export class PostmasterChildren {
     } catch (e) {
       ereport("DEBUG1", `kill(${child.pid},${SIGNAL_NUMBERS[sig]}) failed: ${errText(e)}`, LOG);
     }
+  }
+
+  /**
+   * processCancelRequest: a CancelRequest that `from` read, honoured only
+   * with the key of a backend that is still there. The reader is told once
+   * the signal has gone: it closes the request's connection only then, so
+   * a client that waits for that close before its next query (as libpq's
+   * PQcancel does) never has the next query overtake the cancel. A request
+   * that matches nothing gets no answer, as in PostgreSQL.
+   */
+  processCancelRequest(from: PMChild, request: CancelRequestMessage): void {
+    const target = this.registry.findByPid(request.pid);
+    if (target === undefined || target.kind !== "backend") {
+      ereport("LOG", `PID ${request.pid} in cancel request did not match any process`, LOG);
+      return;
+    }
+    if (target.cancelKey !== request.key) {
+      ereport("LOG", `wrong key in cancel request for process ${request.pid}`, LOG);
+      return;
+    }
+    this.signalChild(target, "SIGINT");
+    const done: PostmasterToChild = { pgts: "cancel-done" };
+    from.proc?.post(done);
   }
 
   /** SignalChildren: every child whose kind is in the mask. */

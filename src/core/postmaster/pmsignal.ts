@@ -37,10 +37,31 @@ export type PMRequest =
   | { readonly op: "bgworker-status"; readonly handle: number }
   | { readonly op: "terminate-bgworker"; readonly handle: number };
 
+/**
+ * A backend telling the postmaster its cancel key, right after it chose it
+ * (PostgreSQL's postmaster kept each backend's key in its Backend entry too).
+ */
+export interface BackendKeyMessage {
+  readonly pgts: "backend-key";
+  readonly key: number;
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+}
+
+/** A backend that read a CancelRequest, passing it on for the postmaster to judge and route. */
+export interface CancelRequestMessage {
+  readonly pgts: "cancel-request";
+  readonly pid: number;
+  readonly key: number;
+}
+
 /** Child → postmaster. */
 export type ChildToPostmaster =
   | { readonly pgts: "pmsignal"; readonly reason: PMSignalReason }
-  | { readonly pgts: "request"; readonly id: number; readonly request: PMRequest };
+  | { readonly pgts: "request"; readonly id: number; readonly request: PMRequest }
+  | BackendKeyMessage
+  | CancelRequestMessage;
 
 /** Postmaster → child. */
 export type PostmasterToChild =
@@ -63,8 +84,9 @@ export type PostmasterToChild =
   };
 
 export function isChildToPostmaster(m: unknown): m is ChildToPostmaster {
-  return typeof m === "object" && m !== null &&
-    ((m as { pgts?: unknown }).pgts === "pmsignal" || (m as { pgts?: unknown }).pgts === "request");
+  const tag = typeof m === "object" && m !== null ? (m as { pgts?: unknown }).pgts : undefined;
+  return tag === "pmsignal" || tag === "request" || tag === "backend-key" ||
+    tag === "cancel-request";
 }
 
 function isPostmasterToChild(m: unknown): m is PostmasterToChild {

@@ -802,6 +802,14 @@ export class Postmaster extends EventTarget {
       );
       return;
     }
+    if (message.pgts === "backend-key") {
+      child.cancelKey = message.key;
+      return;
+    }
+    if (message.pgts === "cancel-request") {
+      this.#children!.processCancelRequest(child, message);
+      return;
+    }
     if (message.pgts === "request") {
       let reply: PostmasterToChild;
       try {
