@@ -286,7 +286,7 @@ async function openPglite(
   );
   // recovery.signal: opening the engine is the archive recovery (recovery.ts).
   const recovering = takeRecoverySignal(params.dataDir, join(params.dataDir, ENGINE_DIR));
-  const engine = await ClusterEngine.open(params.dataDir, {
+  const opening = ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     settings: {
       fsync: guc.getBool("fsync") ? "on" : "off",
@@ -315,6 +315,18 @@ async function openPglite(
       stop(3);
     },
   });
+  const engine = recovering
+    ? await opening.catch((e: unknown) => {
+      // Postgres's own lines above say why; the common case is the target
+      // reached with recovery_target_action = pause or shutdown.
+      ereport("LOG", "archive recovery did not complete: the engine stopped during recovery", {
+        category: "engine",
+        hint:
+          "With recovery_target_action = pause (the default) or shutdown, the engine stops once the target is reached: pgts has no hot standby to pause in. Set recovery_target_action = promote to end recovery there and open the cluster.",
+      });
+      throw e;
+    })
+    : await opening;
   if (engine.tempShared !== null) {
     ereport("WARNING", "temporary objects are shared by all sessions of this engine", {
       category: "engine",

@@ -75,7 +75,7 @@ import {
   type SharedInterruptTarget,
 } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
-import { installShellCommands } from "./recovery.ts";
+import { installShellCommands, recoveryLog } from "./recovery.ts";
 import { mountDataDirectory } from "./backupfs.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
@@ -344,7 +344,7 @@ export async function openInstance(
               );
             }
             // Archive recovery's restore_command, run for real (recovery.ts).
-            if ((settings["restore_command"] ?? "") !== "" && !dataDir.startsWith("memory://")) {
+            if (recovering) {
               installShellCommands(m as Parameters<typeof installShellCommands>[0], dataDir);
             }
           }],
@@ -353,6 +353,7 @@ export async function openInstance(
     },
   };
 
+  const recovering = (settings["restore_command"] ?? "") !== "" && !dataDir.startsWith("memory://");
   const wasmSha256 = pgliteWasmSha256();
   const startParams = durable
     ? PGlite.defaultStartParams.filter((p) => p !== "-F")
@@ -368,6 +369,10 @@ export async function openInstance(
     ...(options.image !== undefined ? { fs: imageMemoryFs(options.image) } : {}),
     // deno-lint-ignore no-explicit-any -- PGlite's Extension type wants its own module types
     extensions: { pgtsInterrupts: hooks as any },
+    // An archive recovery's progress and its end ("recovery stopping at
+    // restore point …") are Postgres's log lines: into the server log,
+    // while the engine opens (recovery.ts).
+    ...(recovering ? { onStderr: (line: string) => recoveryLog(line, () => started) } : {}),
   });
   if (flags === null || captured.wasm === null || memory === null) {
     await db.close();

@@ -22,6 +22,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 
 /** The recovery settings pgts passes to the engine, PostgreSQL's names. */
 export const RECOVERY_SETTINGS = [
@@ -60,6 +61,16 @@ export function installShellCommands(module: EmscriptenModule, cwd: string): voi
   };
   const ours = module.addFunction(system as (...args: never[]) => unknown, "pi");
   module["_pgl_set_system_fn"] = () => (set as (fn: number) => void)(ours);
+}
+
+/**
+ * A line Postgres wrote to stderr while the engine opens for an archive
+ * recovery, passed on to the server log (PGlite drops them otherwise).
+ * Returns false: PGlite's own handling goes on.
+ */
+export function recoveryLog(line: string, opened: () => boolean): boolean {
+  if (!opened()) process.stderr.write(`${line}\n`);
+  return false;
 }
 
 /** Runs `command` with /bin/sh in `cwd`; a wait status as system(3) returns it. */
