@@ -285,7 +285,7 @@ async function openPglite(
     "../engines/pglite/mod.ts"
   );
   // recovery.signal: opening the engine is the archive recovery (recovery.ts).
-  const recovering = takeRecoverySignal(params.dataDir, joinPath(params.dataDir, ENGINE_DIR));
+  const recovering = takeRecoverySignal(params.dataDir);
   const opening = ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     settings: {

@@ -23,6 +23,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
+import { ENGINE_DIR } from "../../core/datadir.ts";
 
 /** The recovery settings pgts passes to the engine, PostgreSQL's names. */
 export const RECOVERY_SETTINGS = [
@@ -102,7 +103,8 @@ function signalNumber(name: string | null): number {
  * where Postgres looks for it and removes it when recovery ends. Returns
  * whether archive recovery was requested.
  */
-export function takeRecoverySignal(dataDir: string, clusterDir: string): boolean {
+export function takeRecoverySignal(dataDir: string): boolean {
+  const clusterDir = join(dataDir, ENGINE_DIR);
   for (const name of ["recovery.signal", "standby.signal"]) {
     const outer = join(dataDir, name);
     if (existsSync(outer)) renameSync(outer, join(clusterDir, name));
