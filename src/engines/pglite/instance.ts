@@ -79,6 +79,7 @@ import { installShellCommands, recoveryLog } from "./recovery.ts";
 import { mountDataDirectory } from "./backupfs.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
+import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
 
 export interface InstanceOptions {
   /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
@@ -358,6 +359,7 @@ export async function openInstance(
   const startParams = durable
     ? PGlite.defaultStartParams.filter((p) => p !== "-F")
     : [...PGlite.defaultStartParams];
+  settings["max_stack_depth"] ??= ENGINE_MAX_STACK_DEPTH; // stackguard.ts
   for (const [k, v] of Object.entries(settings)) startParams.push("-c", `${k}=${v}`);
   const db = await PGlite.create({
     dataDir,
@@ -386,6 +388,11 @@ export async function openInstance(
     await flusher.close();
     throw new Error(`PANIC: ${flusher.failed}`);
   }
+  guardNativeStack(
+    (db as unknown as { mod: Record<string, unknown> }).mod,
+    () => ended !== null,
+    (why) => (ended ??= why),
+  );
   let guard: IdentityGuard;
   let backends: BackendFunctions;
   let advisory: AdvisoryLocks;
@@ -484,6 +491,9 @@ export async function openInstance(
             if (answer.length > 4) answer.shift();
             onData(chunk);
           },
+        }).catch((e) => {
+          // A backend that ended mid-exec (stackguard.ts) stops it with a throw.
+          if (ended === null) throw e;
         });
         if (ended !== null) {
           const panic = panicText(answer);
