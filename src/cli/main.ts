@@ -20,7 +20,7 @@ export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun a
 
 Usage:
   ${PROGNAME} init   -D DATADIR [-U NAME] [-A METHOD] [--pwfile FILE]
-  ${PROGNAME} start  -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter bun|worker|inproc] [--engine pglite|URL]
+  ${PROGNAME} start  -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter inproc|subprocess|worker] [--engine pglite|URL]
   ${PROGNAME} stop   -D DATADIR [-m smart|fast|immediate] [-t SECS] [-W]
   ${PROGNAME} reload -D DATADIR
   ${PROGNAME} status -D DATADIR

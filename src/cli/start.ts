@@ -19,15 +19,8 @@ import { configureLogging, type LogLinePrefix } from "../core/log.ts";
 import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
 import { openDataDirectory } from "../adapters/shared/datadir.ts";
 import { stderrSink } from "../adapters/shared/logfiles.ts";
-import { runServer } from "../server/server.ts";
+import { type AdapterName, adapterNamed, ADAPTERS, runServer } from "../server/server.ts";
 import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
-
-export const ADAPTERS = ["bun", "worker", "inproc"] as const;
-/**
- * How children run: "bun", subprocesses (Bun's under Bun, forked Deno
- * processes under Deno); "worker", Web Workers; "inproc", tasks in this process.
- */
-export type AdapterName = (typeof ADAPTERS)[number];
 
 /** Everything the postmaster gets from `pgts start`. */
 export interface StartServerOptions {
@@ -56,7 +49,7 @@ export function startServer(options: StartServerOptions): Promise<number> {
 }
 
 export const START_USAGE =
-  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter subprocess|worker|inproc] [--engine pglite|URL]`;
+  `${PROGNAME} start -D DATADIR [-p PORT] [-c NAME=VALUE]... [--adapter inproc|subprocess|worker] [--engine pglite|URL]`;
 
 export const START_HELP =
   `${PROGNAME} start runs a pgts server on a data directory, in the foreground.
@@ -69,10 +62,12 @@ Options:
   -p, --port=PORT           port to listen on (same as -c port=PORT; 0 lets the kernel pick)
   -c NAME=VALUE             set a configuration parameter, overriding postgresql.conf;
                             may be repeated
-      --adapter=ADAPTER     how child processes run: "subprocess" (a process per
-                            backend, Bun's or forked Deno's; "bun" is the same),
-                            "worker" (Web Workers) or "inproc" (one process);
-                            default: subprocess
+      --adapter=ADAPTER     how backends run: "inproc" (the default: tasks in
+                            this process, PGlite on a thread of its own, so a
+                            running statement never holds the server and a
+                            cancel stops it at once), "subprocess" (a process
+                            per backend, Bun's or forked Deno's; "bun" is the
+                            same) or "worker" (a Web Worker per backend)
       --engine=ENGINE       the SQL engine: "pglite" (the data directory's own)
                             or a "postgres://user:password@host:port/db" URL
                             of an upstream PostgreSQL server, which every
@@ -80,9 +75,9 @@ Options:
                             (same as -c engine=ENGINE)
   -h, --help                show this help, then exit
 
-The fastest single-machine server is "--adapter inproc -c engine_placement=inline":
-backends and PGlite in one process and one thread (a running statement then
-holds the whole server; a cancel acts once it ends).
+"-c engine_placement=inline" runs PGlite on the postmaster's own thread
+instead ("inproc" only): a little faster per statement, but a running
+statement then holds the whole server, and a cancel acts once it ends.
 
 SSL: "-c ssl=on" (or ssl = on in postgresql.conf, as "${PROGNAME} init --ssl" writes)
 serves SSLRequest and PostgreSQL 17's direct SSL on the same port, with
@@ -122,12 +117,12 @@ export async function runStart(args: string[], io: CliIO): Promise<number> {
     io.out(START_HELP);
     return 0;
   }
-  // "subprocess" names the process-per-backend model under either runtime;
-  // "bun" is its older name.
-  const adapter = (v.adapter === "subprocess" ? "bun" : v.adapter) as AdapterName | undefined;
-  if (adapter !== undefined && !ADAPTERS.includes(adapter)) {
+  const adapter = v.adapter === undefined ? undefined : adapterNamed(v.adapter);
+  if (v.adapter !== undefined && adapter === undefined) {
     io.err(`${PROGNAME} start: invalid adapter "${v.adapter}"\n`);
-    io.err(`Valid adapters are "subprocess", ${ADAPTERS.map((a) => `"${a}"`).join(", ")}.\n`);
+    io.err(
+      `Valid adapters are ${ADAPTERS.map((a) => `"${a}"`).join(", ")} ("bun" is "subprocess").\n`,
+    );
     return 1;
   }
   const dataDirPath = resolve(dataDirFrom("start", v.pgdata, io));

@@ -11,6 +11,11 @@
  * collector, a test array). Settings are read at every record, so a reload
  * takes effect without reconfiguring. Web-standard only: the sinks that
  * write are in src/adapters/shared.
+ *
+ * Children that run in the postmaster's own realm (the in-process adapter)
+ * share its sink but not its identity: `setLogPrefixLookup` lets the adapter
+ * say which child's code is running, so that a line carries that child's
+ * %p, %b and %l, as it would from a process of its own.
  */
 
 import { configureSync, type LogLevel, type LogRecord } from "@logtape/logtape";
@@ -362,6 +367,19 @@ export interface LoggingOptions {
 
 let current: LogLinePrefix | undefined;
 
+/** The prefix state of the child running now, where children share this realm's logging. */
+let prefixLookup: (() => LogLinePrefix | undefined) | null = null;
+
+/**
+ * Sets (or, with null, clears) how to find the child whose code is running:
+ * its prefix state then formats the line instead of the one `configureLogging`
+ * made. The in-process adapter keeps it in an async context, so that what a
+ * child schedules stays its own.
+ */
+export function setLogPrefixLookup(lookup: (() => LogLinePrefix | undefined) | null): void {
+  prefixLookup = lookup;
+}
+
 /**
  * Routes every "pgts" LogTape record through PostgreSQL's formatting into
  * `sink`. Call it again to change the sink (the postmaster does, once the log
@@ -378,7 +396,7 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
     const msg = messageOf(record);
     if (!isLogLevelOutput(msg.severity, settings.getString("log_min_messages"))) return;
     sink(formatLogMessage(msg, {
-      prefix,
+      prefix: prefixLookup?.() ?? prefix,
       linePrefix: settings.getString("log_line_prefix"),
       timeZone: settings.getString("log_timezone"),
     }));

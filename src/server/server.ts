@@ -6,6 +6,7 @@
  * resolves with the postmaster's exit code; it never exits the process.
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import { parseHba } from "../core/auth/mod.ts";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
 import { ereport, ERRCODE, PgError } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
+import { type LogLinePrefix, setLogPrefixLookup } from "../core/log.ts";
 import { parsePreloadLibraries } from "../core/guc/preload.ts";
 import { splitList } from "../core/guc/values.ts";
 import {
@@ -34,7 +36,22 @@ import { childEntry, resolveMain } from "./mains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
 import { loadSslConfig, reloadSslConfig, warnHostsslWithoutSsl } from "./ssl.ts";
 
-export type AdapterName = "bun" | "worker" | "inproc";
+/**
+ * How children run. "inproc", the default: backends are tasks in the
+ * postmaster's process and PGlite has a Worker thread of its own (a running
+ * statement never holds the thread that accepts and cancels). "subprocess":
+ * a process per backend (Bun's, or forked Deno's). "worker": a Web Worker
+ * per child.
+ */
+export const ADAPTERS = ["inproc", "subprocess", "worker"] as const;
+export type AdapterName = (typeof ADAPTERS)[number];
+export const DEFAULT_ADAPTER: AdapterName = "inproc";
+
+/** The adapter `--adapter NAME` names ("bun" is subprocess's older name), or undefined. */
+export function adapterNamed(name: string): AdapterName | undefined {
+  if (name === "bun") return "subprocess";
+  return (ADAPTERS as readonly string[]).includes(name) ? name as AdapterName : undefined;
+}
 
 export interface RunServerOptions {
   readonly dataDir: DataDirectory;
@@ -81,7 +98,15 @@ async function runtimeAdapters(
       : new NodeSocketNetAdapter();
     // pgts's own mains come from the one table (mains.ts), not by
     // import(URL): inside the compiled binary there is no file to import.
-    return { launcher: new InprocLauncher({ resolve: resolveMain }), net, engine: "inproc" };
+    // Each backend logs as itself (%p is its pg_backend_pid()), the way a
+    // process of its own would: its code runs inside its log prefix.
+    const logContext = new AsyncLocalStorage<LogLinePrefix>();
+    setLogPrefixLookup(() => logContext.getStore());
+    return {
+      launcher: new InprocLauncher({ resolve: resolveMain, logContext }),
+      net,
+      engine: "inproc",
+    };
   }
   const { launcher, net } = await defaultAdapter({
     kind: adapter === "worker" ? "worker" : "subprocess",
@@ -116,7 +141,7 @@ export function preloadedWorkers(guc: Guc, dataDir: string): BackgroundWorkerSpe
 
 export async function runServer(options: RunServerOptions): Promise<number> {
   const { dataDir, guc, lock } = options;
-  const adapterName = options.adapter ?? "bun";
+  const adapterName = options.adapter ?? DEFAULT_ADAPTER;
   const hbaFile = join(dataDir.path, "pg_hba.conf");
   const hbaText = readFileSync(hbaFile, "utf8");
   // Refuse to start on a broken file.

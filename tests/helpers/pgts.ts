@@ -30,7 +30,7 @@ export type StopMode = "smart" | "fast" | "immediate";
 export interface StartOptions {
   /** The runtime `pgts start` runs under; default bun. */
   readonly runtime?: Runtime;
-  /** `--adapter`; default: none (the runtime's default, subprocesses). */
+  /** `--adapter`; default: none (the server's default, inproc). */
   readonly adapter?: Adapter;
   /** `-c name=value` settings. */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;

@@ -21,10 +21,14 @@
  *   floating promise) cannot be attributed to a child here.
  *
  * Children share the realm's globals, so a child that mutates them affects
- * its siblings; that is the price of no isolation.
+ * its siblings; that is the price of no isolation. Given a `logContext` (an
+ * AsyncLocalStorage, which this module does not import: it stays portable),
+ * a child's code runs as that child, and what it logs carries its own pid,
+ * as a process's lines do.
  */
 
 import { ereport, isPgError } from "../../core/elog.ts";
+import { LogLinePrefix } from "../../core/log.ts";
 import { importMain } from "../shared/childenv.ts";
 import type {
   ChildEntry,
@@ -57,6 +61,19 @@ export interface InprocLauncherOptions {
    * bundles) or to substitute mains in tests.
    */
   readonly resolve?: (entry: ChildEntry) => ChildMain | Promise<ChildMain>;
+  /**
+   * Runs each child's main, signal handlers and message handlers inside the
+   * child's log prefix, and the postmaster's handlers outside any: an
+   * `AsyncLocalStorage<LogLinePrefix>` whose `getStore` is given to
+   * `setLogPrefixLookup`. Without it children log as the postmaster.
+   */
+  readonly logContext?: ChildLogContext;
+}
+
+/** The part of AsyncLocalStorage the launcher uses. */
+export interface ChildLogContext {
+  run<R>(prefix: LogLinePrefix, fn: () => R): R;
+  exit<R>(fn: () => R): R;
 }
 
 /**
@@ -107,10 +124,20 @@ class InprocChild {
   readonly exited = new Promise<ChildExit>((resolve) => (this.#resolveExited = resolve));
   readonly env: ChildEnv;
   readonly process: ChildProcess;
+  /** Runs code as this child (its log lines) and as the postmaster. */
+  readonly #asChild: <R>(fn: () => R) => R;
+  readonly #asParent: <R>(fn: () => R) => R;
 
-  constructor(pid: number, info: ChildStartInfo) {
+  constructor(pid: number, info: ChildStartInfo, logContext?: ChildLogContext) {
     this.pid = pid;
     this.info = info;
+    if (logContext === undefined) {
+      this.#asChild = this.#asParent = (fn) => fn();
+    } else {
+      const prefix = new LogLinePrefix({ pid, backendType: info.name, startTime: Date.now() });
+      this.#asChild = (fn) => logContext.run(prefix, fn);
+      this.#asParent = (fn) => logContext.exit(fn);
+    }
     const handlers = this.#handlers;
     const toChildPending = this.#toChildPending;
     const toParentPending = this.#toParentPending;
@@ -167,10 +194,13 @@ class InprocChild {
 
   #toParent(message: unknown): void {
     // Asynchronous, like a pipe: the postmaster hears it on a later turn.
-    queueMicrotask(() => {
-      if (this.#parentOnMessage === null) this.#toParentPending.push(message);
-      else this.#parentOnMessage(message);
-    });
+    // The postmaster's handler runs as the postmaster, not as this child.
+    queueMicrotask(() =>
+      this.#asParent(() => {
+        if (this.#parentOnMessage === null) this.#toParentPending.push(message);
+        else this.#parentOnMessage(message);
+      })
+    );
   }
 
   #signal(sig: Signal): void {
@@ -187,7 +217,7 @@ class InprocChild {
     this.#inbox.push(item);
     if (this.#draining) return;
     this.#draining = true;
-    queueMicrotask(() => this.#drain());
+    queueMicrotask(() => this.#asChild(() => this.#drain()));
   }
 
   #drain(): void {
@@ -217,16 +247,18 @@ class InprocChild {
 
   /** Runs the main; its outcome becomes the exit unless something ended the child first. */
   run(main: ChildMain): void {
-    void (async () => {
-      try {
-        const result = await main(this.env);
-        this.#finish({ code: typeof result === "number" ? result : 0, signal: null }, {
-          destroyClient: false,
-        });
-      } catch (e) {
-        this.#crashed(e);
-      }
-    })();
+    void this.#asChild(() => this.#main(main));
+  }
+
+  async #main(main: ChildMain): Promise<void> {
+    try {
+      const result = await main(this.env);
+      this.#finish({ code: typeof result === "number" ? result : 0, signal: null }, {
+        destroyClient: false,
+      });
+    } catch (e) {
+      this.#crashed(e);
+    }
   }
 
   #crashed(e: unknown): void {
@@ -271,18 +303,20 @@ class InprocChild {
 export class InprocLauncher implements ChildLauncher {
   readonly name = "inproc";
   #resolve: (entry: ChildEntry) => ChildMain | Promise<ChildMain>;
+  #logContext: ChildLogContext | undefined;
   #children = new Set<InprocChild>();
   #closed = false;
 
   constructor(options: InprocLauncherOptions = {}) {
     this.#resolve = options.resolve ?? importMain;
+    this.#logContext = options.logContext;
   }
 
   async launch(info: ChildStartInfo): Promise<ChildProcess> {
     if (this.#closed) throw new TypeError("InprocLauncher is closed");
     // Resolving first means a missing module is a failed fork, not a crash.
     const main = await this.#resolve(info.entry);
-    const child = new InprocChild(nextPid++, info);
+    const child = new InprocChild(nextPid++, info, this.#logContext);
     this.#children.add(child);
     void child.exited.then(() => this.#children.delete(child));
     // Start on a later turn, after the postmaster has wired up the handle.

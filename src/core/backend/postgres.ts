@@ -95,16 +95,16 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // engine failure): its FATAL already went to the client through onAsync;
   // the backend logs it, closes the connection and exits, as after any FATAL.
   let endedByEngine = false;
+  let engineEndReason: PgError | null = null;
   let resolveEngineEnd: (code: number) => void = () => {};
   const engineEnd = new Promise<number>((resolve) => (resolveEngineEnd = resolve));
   const onEngineTerminate = (reason: PgError) => {
     if (endedByEngine || terminating) return;
     endedByEngine = true;
-    ereport("FATAL", reason.message, {
-      ...LOG,
-      code: reason.code,
-      ...(reason.detail !== undefined ? { detail: reason.detail } : {}),
-    });
+    // Logged by the main below, not here: this runs on whatever event the
+    // engine ended the session on (another session's timer, under the
+    // in-process adapter), and the line must be this backend's.
+    engineEndReason = reason;
     input.stop();
     output.dropped = true;
     input.connection.end();
@@ -170,6 +170,14 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   } catch (e) {
     // After the engine ended the session, a failing exec is the same end.
     code = endedByEngine ? EXIT_FATAL : clientLost ? EXIT_FATAL : reportFatal(input.connection, e);
+  }
+  if (engineEndReason !== null) {
+    const reason: PgError = engineEndReason;
+    ereport("FATAL", reason.message, {
+      ...LOG,
+      code: reason.code,
+      ...(reason.detail !== undefined ? { detail: reason.detail } : {}),
+    });
   }
   if (clientLost) {
     ereport("FATAL", "connection to client lost", { ...LOG, code: ERRCODE.CONNECTION_FAILURE });

@@ -16,7 +16,7 @@ usePgtsServers();
 const starts = (server: Parameters<typeof workerEvents>[0], name: string) =>
   workerEvents(server, name).filter((e) => e.event === "start");
 
-for (const adapter of ["bun", "inproc"] as Adapter[]) {
+for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("a background worker that exits 1 is restarted after its restart interval", async () => {
       const server = await startPgts({

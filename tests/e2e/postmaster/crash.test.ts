@@ -3,7 +3,7 @@
  * shared state dies, the postmaster takes every other child down, rebuilds
  * (the engine child replays its WAL) and serves again, with committed data.
  *
- * Under the Bun adapter a backend is an OS process and is SIGKILLed from
+ * Under the subprocess adapter a backend is an OS process and is SIGKILLed from
  * outside. Under the in-process adapter there is no process to kill (a
  * backend is a task in the postmaster's realm; only the postmaster can
  * SIGKILL it), so there the cycle is driven by a shared-state background
@@ -53,9 +53,9 @@ function expectCrashCycle(server: PgtsServer, culprit: RegExp): void {
   expect(ready).toBe(2);
 }
 
-describe("pgts start --adapter bun", () => {
+describe("pgts start --adapter subprocess", () => {
   test("a SIGKILLed backend takes every session down and the server comes back with committed data", async () => {
-    const server = await startPgts({ adapter: "bun" });
+    const server = await startPgts({ adapter: "subprocess" });
     const writer = await server.client();
     await writer.query("create table survivors (a int); insert into survivors values (1), (2)");
     const victim = await server.client();
@@ -122,7 +122,7 @@ describe("pgts start --adapter bun", () => {
 
   test("a SIGKILLed background worker with shared-state access restarts the cluster and is restarted", async () => {
     const server = await startPgts({
-      adapter: "bun",
+      adapter: "subprocess",
       settings: {
         shared_preload_libraries: preloadOf("idleWorker"),
         bgworker_restart_interval: 1,
@@ -149,7 +149,7 @@ describe("pgts start --adapter bun", () => {
   });
 });
 
-for (const adapter of ["bun", "inproc"] as Adapter[]) {
+for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("a shared-state background worker that crashes (exit 3) restarts the cluster", async () => {
       const server = await startPgts({

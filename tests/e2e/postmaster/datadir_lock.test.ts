@@ -16,11 +16,11 @@ import {
 
 usePgtsServers();
 
-describe("pgts start --adapter bun", () => {
+describe("pgts start", () => {
   test("a second pgts start on a running server's data directory is refused", async () => {
-    const server = await startPgts({ adapter: "bun" });
+    const server = await startPgts();
     const dir = server.dataDir;
-    const second = await pgtsCli(["start", "-D", dir, "-p", "0", "--adapter", "bun"]);
+    const second = await pgtsCli(["start", "-D", dir, "-p", "0"]);
     expect(second.code).toBe(1);
     expect(second.err).toContain(`FATAL:  lock file "${dir}/postmaster.pid" already exists`);
     expect(second.err).toContain(
@@ -32,7 +32,7 @@ describe("pgts start --adapter bun", () => {
   });
 });
 
-for (const adapter of ["bun", "inproc"] as Adapter[]) {
+for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("a stale postmaster.pid left by a SIGKILLed postmaster is taken over", async () => {
       const server = await startPgts({ adapter });

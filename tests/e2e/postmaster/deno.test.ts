@@ -1,12 +1,15 @@
 /**
  * The key postmaster behaviours with `pgts start` running under Deno
- * (`deno run -A mod.ts start`, whose default adapter forks Deno
- * subprocesses): start, serve, the three shutdown modes with a session open,
- * and the crash cycle after a backend is SIGKILLed.
+ * (`deno run -A mod.ts start`): start, serve and the three shutdown modes
+ * with a session open, under the default adapter (backends in the
+ * postmaster's process), and the crash cycle after a backend is SIGKILLed
+ * under `--adapter subprocess` (forked Deno processes), where a backend is a
+ * process that can be killed from outside.
  */
 
 import { describe, expect, test } from "bun:test";
 import {
+  type Adapter,
   backendPid,
   type PgtsServer,
   preparePgts,
@@ -25,8 +28,8 @@ async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }
   throw new Error("expected a rejection");
 }
 
-async function denoServer(): Promise<PgtsServer> {
-  const server = await preparePgts({ runtime: "deno" });
+async function denoServer(options: { adapter?: Adapter } = {}): Promise<PgtsServer> {
+  const server = await preparePgts({ runtime: "deno", ...options });
   return await server.start({ readyTimeoutMs: 60_000 });
 }
 
@@ -67,7 +70,7 @@ describe("pgts start under Deno", () => {
   });
 
   test("a SIGKILLed backend is a crash cycle, and service resumes with committed data", async () => {
-    const server = await denoServer();
+    const server = await denoServer({ adapter: "subprocess" });
     const writer = await server.client();
     await writer.query("create table kept (a int); insert into kept values (9)");
     const victim = await server.client();

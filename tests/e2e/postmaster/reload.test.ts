@@ -24,7 +24,7 @@ function silentClient(port: number): Promise<number> {
   });
 }
 
-for (const adapter of ["bun", "inproc"] as Adapter[]) {
+for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("pgts reload applies a changed log_connections to new sessions", async () => {
       const server = await startPgts({ adapter });

@@ -1,6 +1,6 @@
 /**
  * Shutdown modes of a real pgts server, as a client sees them (psql and
- * node-postgres), under the Bun subprocess adapter and the in-process one.
+ * node-postgres), under the subprocess adapter and the in-process one (the default).
  */
 
 import { describe, expect, test } from "bun:test";
@@ -26,7 +26,7 @@ function runLong(client: pg.Client, sql: string) {
   return result;
 }
 
-for (const adapter of ["bun", "inproc"] as Adapter[]) {
+for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("starts, serves psql and node-postgres, and stops cleanly", async () => {
       const server = await startPgts({ adapter });

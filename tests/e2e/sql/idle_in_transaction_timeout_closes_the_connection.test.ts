@@ -5,7 +5,7 @@
  */
 
 import { expect, test } from "bun:test";
-import { backendPid, isAlive } from "../../helpers/pgts.ts";
+import { backendPid } from "../../helpers/pgts.ts";
 import {
   pgClient,
   psql,
@@ -13,7 +13,6 @@ import {
   sleep,
   startSqlServer,
   useSqlServers,
-  waitFor,
 } from "../../helpers/pgts-sql.ts";
 
 useSqlServers();
@@ -38,8 +37,8 @@ test("SET idle_in_transaction_session_timeout: FATAL 25P03, the connection close
     | undefined;
   expect(fatal?.message).toBe(IDLE_FATAL);
   expect(fatal?.severity).toBe("FATAL");
-  await waitFor("the backend to exit", () => !isAlive(pid));
-  expect(server().log).toContain(`[${pid}] FATAL:  ${IDLE_FATAL}`);
+  // The backend logs it as it exits, with its own pid.
+  await server().waitForLog(new RegExp(`\\[${pid}\\] FATAL: {2}${IDLE_FATAL}`));
   // Rolled back; the engine is free for the others.
   expect((await other.query("select count(*)::int as n from idle_work")).rows[0].n).toBe(0);
 });
@@ -91,8 +90,7 @@ test("a session idle in a transaction while others wait for the engine is ended 
   expect(fatal?.detail).toBe(
     "The session held the engine idle for 2000 ms while 1 other session waited for it.",
   );
-  await waitFor("the backend to exit", () => !isAlive(pid));
-  expect(s.log).toContain(`[${pid}] FATAL:  ${IDLE_FATAL}`);
+  await s.waitForLog(new RegExp(`\\[${pid}\\] FATAL: {2}${IDLE_FATAL}`));
   expect(s.log).toContain("DETAIL:  The session held the engine idle for 2000 ms");
   await waiter.end();
 });
