@@ -100,7 +100,7 @@ const SETUP = [
   "grant execute on function public.definer_sets_authorization() to mallory",
 ].join("; ");
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

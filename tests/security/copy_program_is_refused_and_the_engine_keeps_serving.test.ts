@@ -22,7 +22,7 @@ const SPELLINGS = [
   " $$ begin copy (select 1) to program 'true'; end $$; select pg_temp.leak()",
 ];
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -26,7 +26,7 @@ const INIT_SECRET = "init-secret-4711";
 const WRONG_SECRET = "wrong-secret-4712";
 const ROLE_SECRET = "role-secret-4713";
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     test("no password reaches the server log, and a refused ALTER ROLE is one error", async () => {
       const dir = mkdtempSync(join(tmpdir(), "pgts-secrets-"));

@@ -75,7 +75,7 @@ async function countAfter(after: PgtsServer, ids: readonly number[]): Promise<nu
   return Number(r.out.trim());
 }
 
-for (const adapter of [undefined, "inproc"] as const) {
+for (const adapter of [undefined, "subprocess"] as const) {
   maybe(
     `fsync on (the default), --adapter ${
       adapter ?? "default"

@@ -74,7 +74,7 @@ async function runningStatement(
   return raw;
 }
 
-for (const adapter of [undefined, "inproc"] as const) {
+for (const adapter of [undefined, "subprocess"] as const) {
   describe(`${adapter ?? "default"} adapter`, () => {
     let server: PgtsServer;
     let other: pg.Client & { asyncErrors: Error[] };

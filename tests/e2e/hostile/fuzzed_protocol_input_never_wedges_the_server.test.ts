@@ -22,7 +22,7 @@ useSqlServers({ timeoutMs: 180_000 });
 const MESSAGES = Number(process.env.PGTS_FUZZ_MESSAGES ?? 400);
 const SEED = Number(process.env.PGTS_FUZZ_SEED ?? 13);
 
-for (const adapter of [undefined, "inproc"] as const) {
+for (const adapter of [undefined, "subprocess"] as const) {
   describe(`${adapter ?? "default"} adapter`, () => {
     test(`${MESSAGES} fuzzed messages (seed ${SEED}) leave the server serving at once`, async () => {
       const server = await startSqlServer({

@@ -46,7 +46,7 @@ function silentSocket(
   });
 }
 
-for (const adapter of [undefined, "worker", "inproc"] as const) {
+for (const adapter of [undefined, "worker", "subprocess"] as const) {
   describe(`${adapter ?? "default"} adapter`, () => {
     test(`${FLOOD} silent sockets: psql logs in meanwhile, they close within authentication_timeout + 1 s, usage returns`, async () => {
       const server = await startSqlServer({

@@ -55,7 +55,7 @@ async function cancel(
   return { error, ms: performance.now() - started };
 }
 
-for (const adapter of [undefined, "inproc"] as (Adapter | undefined)[]) {
+for (const adapter of [undefined, "subprocess"] as (Adapter | undefined)[]) {
   describe(`adapter ${adapter ?? "default"}`, () => {
     let server: PgtsServer;
 

@@ -18,7 +18,7 @@ import type { Adapter } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -19,7 +19,7 @@ type Pg = Awaited<ReturnType<typeof pgClient>>;
 const one = async (c: Pg, sql: string, values?: unknown[]) =>
   Object.values((await c.query(sql, values)).rows[0] ?? {})[0];
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -32,7 +32,7 @@ const PROOFS: Array<[string, string]> = [
   ["amcheck", "select true as ok"],
 ];
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     test("every shipped extension is available and can be created; each one's functions work", async () => {
       const s = await startSqlServer({ perTest: true, ...(adapter ? { adapter } : {}) });

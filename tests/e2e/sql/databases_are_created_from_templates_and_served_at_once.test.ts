@@ -34,7 +34,7 @@ useSqlServers({ timeoutMs: 90_000 });
 type PgErr = Error & { code?: string; detail?: string };
 const errorOf = (p: Promise<unknown>) => p.then(() => null, (e) => e as PgErr);
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -23,7 +23,7 @@ function notices(c: pg.Client): Array<{ severity?: string; message: string }> {
   return seen;
 }
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -16,7 +16,7 @@ afterAll(async () => {
   await Promise.all(pools.map((p) => p.end({ timeout: 1 }).catch(() => {})));
 });
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -75,7 +75,7 @@ const SHAPES: Array<[string, Outcome | "ok"]> = [
   }],
 ];
 
-function shapesOn(adapter: "inproc" | undefined): void {
+function shapesOn(adapter: "subprocess" | undefined): void {
   const server = sharedServer(adapter === undefined ? {} : { adapter });
 
   test("every statement shape on A leaves A, B and a new session C working", async () => {
@@ -375,7 +375,7 @@ function shapesOn(adapter: "inproc" | undefined): void {
 }
 
 describe("default server", () => shapesOn(undefined));
-describe("--adapter inproc", () => shapesOn("inproc"));
+describe("--adapter subprocess", () => shapesOn("subprocess"));
 
 /**
  * pgbench -M prepared prepares each statement with PQprepare (Parse, Sync)
@@ -403,7 +403,7 @@ async function pgbenchAcrossAHeldEngine(s: PgtsServer): Promise<void> {
   expect(Number(/actually processed: (\d+)/.exec(r.out)?.[1])).toBeGreaterThan(0);
 }
 
-for (const adapter of [undefined, "inproc"] as const) {
+for (const adapter of [undefined, "subprocess"] as const) {
   test(
     `pgbench -M prepared -c 2: a prepare that waited out the engine wait timeout still exists (${
       adapter ?? "default"

@@ -20,7 +20,7 @@ const one = async (c: Pg, sql: string) => Object.values((await c.query(sql)).row
 const codeOf = (c: Pg, sql: string) =>
   c.query(sql).then(() => "ok", (e: { code?: string }) => e.code ?? String(e));
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 
@@ -194,7 +194,7 @@ for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
       await admin.end();
     });
 
-    if (adapter === "inproc") {
+    if (adapter === undefined) {
       test("more than twenty sessions in turn each make temporary tables", async () => {
         // PostgreSQL registers an exit callback per temporary schema it
         // makes, and a backend has twenty slots.

@@ -126,7 +126,7 @@ test("reload: a broken certificate keeps the previous configuration; ssl = off a
   expect(plain.err).toContain("server does not support SSL, but SSL was required");
 });
 
-for (const adapter of [undefined, "inproc"] as const) {
+for (const adapter of [undefined, "subprocess"] as const) {
   test(`too many clients (${adapter ?? "default"} adapter): a client that requires SSL reads the FATAL over SSL`, async () => {
     const s = await startSqlServer({
       ...(adapter !== undefined ? { adapter } : {}),
