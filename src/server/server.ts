@@ -142,6 +142,17 @@ export function preloadedWorkers(guc: Guc, dataDir: string): BackgroundWorkerSpe
 export async function runServer(options: RunServerOptions): Promise<number> {
   const { dataDir, guc, lock } = options;
   const adapterName = options.adapter ?? DEFAULT_ADAPTER;
+  // An engine child in this realm needs pglite.wasm compiled (a few tenths
+  // of a second): begun now, it compiles while the listeners open and the
+  // child and its Worker start, and that Worker takes it (executor.ts).
+  if (
+    adapterName === "inproc" && !isUpstreamUrl(guc.getString("engine")) &&
+    guc.getString("engine_placement") === "worker"
+  ) {
+    void import("../engines/pglite/sharedheap.ts").then((m) => m.sharedPgliteModule()).catch(
+      () => {}, // the engine child compiles again and reports the failure
+    );
+  }
   const hbaFile = join(dataDir.path, "pg_hba.conf");
   const hbaText = readFileSync(hbaFile, "utf8");
   // Refuse to start on a broken file.

@@ -17,6 +17,7 @@ import type { WorkerReply, WorkerRequest } from "./executor.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import { ChannelServer } from "./channel.ts";
+import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
@@ -32,6 +33,8 @@ let instance: PGliteInstance | null = null;
 const walSyncs = new Map<number, (code: string | null, name: string | null) => void>();
 let walSyncId = 0;
 let chain: Promise<void> = Promise.resolve();
+/** Resolves with pglite.wasm once the "module" message that follows "open" has come. */
+let moduleArrived: ((module: Promise<WebAssembly.Module>) => void) | null = null;
 
 function post(m: WorkerReply, bytes?: Uint8Array | null): void {
   if (bytes != null && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
@@ -109,10 +112,15 @@ async function serveChannel(channel: ChannelServer): Promise<void> {
 scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
   const m = ev.data;
   switch (m.t) {
-    case "open":
+    case "open": {
+      // Before the chain: the module may come while an earlier step runs.
+      const module = new Promise<WebAssembly.Module>((resolve) => {
+        moduleArrived = (m) => resolve(m);
+      });
       chain = chain.then(async () => {
         try {
           if (m.assets !== null) registerPgliteAssets(m.assets);
+          adoptPgliteModule(module);
           instance = await openInstance(m.dataDir, {
             cancelCell: new Int32Array(m.cell),
             sharedHeap: true,
@@ -143,6 +151,12 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });
         }
       });
+      return;
+    }
+    case "module":
+      // null: the starter's compile failed; this realm tries (and reports) its own.
+      moduleArrived?.(m.module !== null ? Promise.resolve(m.module) : compilePgliteModule());
+      moduleArrived = null;
       return;
     case "exec":
       chain = chain.then(() => run(m.seq, m.bytes, m.options, null));

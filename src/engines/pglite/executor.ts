@@ -36,6 +36,7 @@ import { closeSync, fdatasync, openSync } from "node:fs";
 import { WalProgress } from "./groupcommit.ts";
 import { fdatasyncFailure } from "./walflush.ts";
 import { ChannelRequester } from "./channel.ts";
+import { sharedPgliteModule } from "./sharedheap.ts";
 
 export interface RawExecutor {
   /**
@@ -250,6 +251,11 @@ export type WorkerRequest =
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
   }
+  /**
+   * pglite.wasm as this realm compiled it (sharedheap.ts), sent after
+   * "open" so that the Worker boots while it compiles; null: compile it there.
+   */
+  | { t: "module"; module: WebAssembly.Module | null }
   | {
     t: "exec";
     seq: number;
@@ -353,6 +359,12 @@ class WorkerExecutor implements RawExecutor {
         assets,
       };
       worker.postMessage(open);
+      // Compiled once in this realm, and shared by the Worker of every
+      // database (and begun before this engine was asked for, by runServer).
+      sharedPgliteModule().then(
+        (module) => worker.postMessage({ t: "module", module } satisfies WorkerRequest),
+        () => worker.postMessage({ t: "module", module: null } satisfies WorkerRequest),
+      );
     });
   }
 

@@ -175,10 +175,26 @@ function pgliteWasmBytes(): Uint8Array {
 export function sharedPgliteModule(): Promise<WebAssembly.Module> {
   const source = registeredPgliteAssets()?.pgliteWasm ?? null;
   if (compiled !== null && compiled.source === source) return compiled.module;
-  const module = (async () => {
-    const bytes = shareMemoryImports(pgliteWasmBytes(), HEAP_MAX_PAGES);
-    return await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
-  })();
+  return adoptPgliteModule(compilePgliteModule());
+}
+
+/** Compiles pglite.wasm with a shared memory import, uncached. */
+export async function compilePgliteModule(): Promise<WebAssembly.Module> {
+  const bytes = shareMemoryImports(pgliteWasmBytes(), HEAP_MAX_PAGES);
+  return await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+}
+
+/**
+ * Makes `module` this realm's compiled pglite.wasm (for the registered
+ * assets): an engine's Worker takes the one its starter compiled and
+ * posted (a WebAssembly.Module is shared between the threads of a process,
+ * machine code and all), so that neither it nor the Worker of each further
+ * database compiles the 9 MB again. A failure is not cached.
+ */
+export function adoptPgliteModule(
+  module: Promise<WebAssembly.Module>,
+): Promise<WebAssembly.Module> {
+  const source = registeredPgliteAssets()?.pgliteWasm ?? null;
   const entry = { source, module };
   module.catch(() => {
     if (compiled === entry) compiled = null;
