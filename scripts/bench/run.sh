@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The side-by-side bench from a fresh clone, in one command:
-#   bash scripts/bench/run.sh [--quick] [--adapter inproc:engine_placement=inline:fsync=off,bun:fsync=off,deno+inproc] [--write]
+#   bash scripts/bench/run.sh [--quick] [--adapter inproc:fsync=off,subprocess:fsync=off,deno+inproc:fsync=off] [--write]
 # (pgts fsyncs by default; pglite-socket never does: compare like with like)
 # Installs what is missing (node_modules, PostgreSQL 15's programs), then
 # runs scripts/bench/compare.ts, which starts pgts, pglite-socket and
