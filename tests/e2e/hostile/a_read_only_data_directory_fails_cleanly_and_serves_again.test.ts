@@ -55,7 +55,7 @@ async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: s
   throw new Error("the statement succeeded");
 }
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     test.skipIf(WRAP === null)(
       "relation files read-only: writes get clean errors, the session and new ones go on, and all works again once writable",

@@ -139,7 +139,7 @@ const iso = async (c: Client) =>
     "select current_setting('transaction_isolation') as i",
   ))[0]!.i;
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -58,7 +58,7 @@ function models(sq: Sequelize) {
   return { Author, Post };
 }
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -71,7 +71,7 @@ async function othersStillWork(server: PgtsServer, ds: DataSource): Promise<void
   expect(again.iso).toBe("read committed");
 }
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

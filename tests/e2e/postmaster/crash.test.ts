@@ -93,7 +93,7 @@ describe("pgts start --adapter subprocess", () => {
   });
 
   test("clients logging in while the engine child is SIGKILLed get an error or a closed connection, never a protocol violation", async () => {
-    const server = await startPgts({ adapter: "bun" });
+    const server = await startPgts({ adapter: "subprocess" });
     expect((await server.psql("select 1")).code).toBe(0);
     const engine = engineChild(server.childPids());
     // Never 0: process.kill(0) would kill this test runner's process group.
