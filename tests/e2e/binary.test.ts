@@ -68,7 +68,7 @@ afterEach(() => {
 });
 
 test(
-  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1 and stop under the default, the in-process and the Worker adapter",
+  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1 and stop under the default, the subprocess and the Worker adapter",
   async () => {
     await buildBinary();
 
@@ -100,16 +100,11 @@ test(
     expect(init.err + init.out).toContain("Success");
     expect(init.code).toBe(0);
 
-    // The default adapter (children are the binary itself, started again),
-    // the in-process one (children are the binary's own modules) and Web
-    // Workers (children are the binary's Worker entry, src/bin/worker.ts).
-    for (
-      const adapter of [
-        [],
-        ["--adapter", "inproc", "-c", "engine_placement=inline"],
-        ["--adapter", "worker"],
-      ]
-    ) {
+    // The default adapter (children are the binary's own modules, the engine
+    // a Worker of the binary's engine entry), subprocesses (children are the
+    // binary itself, started again) and Web Workers (children are the
+    // binary's Worker entry, src/bin/worker.ts).
+    for (const adapter of [[], ["--adapter", "subprocess"], ["--adapter", "worker"]]) {
       const server = Bun.spawn(
         ["./pgts", "start", "-D", "d", "-p", "0", "-c", "unix_socket_directories=d", ...adapter],
         { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
