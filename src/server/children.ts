@@ -308,6 +308,7 @@ async function openPglite(
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
     idleTimeoutMs: guc.getMs("engine_idle_timeout"),
+    archiveTimeoutMs: guc.getString("archive_mode") === "off" ? 0 : guc.getMs("archive_timeout"),
     // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
     // crash cycle reopen the cluster, which replays the WAL.
     onBroken: (reason) => {

@@ -508,6 +508,18 @@ export const PARAMETERS: readonly ParamDef[] = [
     description:
       "Module that archives instead of archive_command: 'module.ts#export', a function (path, fileName) returning true when the segment is safely archived.",
   },
+  {
+    name: "archive_timeout",
+    type: "int",
+    // PostgreSQL's is sighup; the engine child reads it when it starts.
+    context: "postmaster",
+    boot: 0,
+    min: 0,
+    max: 1073741823,
+    unit: "s",
+    description:
+      "Switches to a new WAL segment this often when WAL was written, so that it is archived; 0 never does.",
+  },
   // Archive recovery (recovery.signal): passed to the engine of "postgres",
   // which runs them (src/engines/pglite/recovery.ts).
   {

@@ -48,6 +48,8 @@ import { quoteLiteral } from "./wire.ts";
 export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
   /** How long a database's engine stays open without sessions (ms; 0: until shutdown); default 10 s. */
   readonly idleTimeoutMs?: number;
+  /** archive_timeout (ms; 0: off): "postgres"'s WAL segment is switched this often when written to. */
+  readonly archiveTimeoutMs?: number;
 }
 
 interface Slot {
@@ -78,6 +80,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   /** Bumped when a copy of roles starts. */
   #rolesVersion = 0;
   #closing = false;
+  #archiveTimer: ReturnType<typeof setInterval> | null = null;
 
   private constructor(
     dataDir: string,
@@ -122,6 +125,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       if (entry === undefined) throw new Error('the cluster has no database "postgres"');
       self.#slots.set(MAIN_OID, { entry, engine: main, busy: null, idle: null, starting: 0 });
       await self.#mirror(main, entry);
+      self.#startArchiveTimeout();
       return self;
     } catch (e) {
       await main.close();
@@ -202,8 +206,31 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     return engine.startSession(startup);
   }
 
+  /**
+   * archive_timeout, as PostgreSQL's checkpointer does it: every
+   * archive_timeout the current segment of "postgres" (the archived
+   * cluster) is switched, so that a quiet server's last writes reach the
+   * archive within that time. pg_switch_wal() does nothing when no WAL was
+   * written since the last switch; a checkpoint's record counts as written
+   * (PostgreSQL skips such "unimportant" records; pgts cannot tell them
+   * apart), so an idle server archives one segment per checkpoint_timeout.
+   * A switch that cannot have the engine within a second waits for the
+   * next round.
+   */
+  #startArchiveTimeout(): void {
+    const ms = this.#options.archiveTimeoutMs ?? 0;
+    if (ms <= 0) return;
+    this.#archiveTimer = setInterval(() => {
+      if (this.#closing) return;
+      this.#main.runAsCluster(() => "select pg_catalog.pg_switch_wal()", { timeoutMs: 1000 })
+        .catch(() => {});
+    }, ms);
+    (this.#archiveTimer as { unref?: () => void }).unref?.();
+  }
+
   async close(): Promise<void> {
     this.#closing = true;
+    if (this.#archiveTimer !== null) clearInterval(this.#archiveTimer);
     await this.#commands.catch(() => {});
     const all = [...this.#slots.values()];
     for (const s of all) if (s.idle !== null) clearTimeout(s.idle);

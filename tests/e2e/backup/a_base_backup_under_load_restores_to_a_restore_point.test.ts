@@ -24,7 +24,8 @@ test("a base backup taken under load plus the archive restores to a named restor
   const archive = join(scratch, "archive");
   mkdirSync(archive);
   const server = await startPgts({
-    settings: { archive_mode: "on", archive_command: `cp %p ${archive}/%f` },
+    // archive_timeout, not pg_switch_wal(), takes the restore point to the archive.
+    settings: { archive_mode: "on", archive_command: `cp %p ${archive}/%f`, archive_timeout: 5 },
   });
   const admin = await server.client();
   await admin.query("CREATE TABLE t (id serial PRIMARY KEY, payload text)");
@@ -96,7 +97,7 @@ test("a base backup taken under load plus the archive restores to a named restor
   writing = false;
   await writes;
   await admin.query("DELETE FROM t WHERE id % 2 = 0");
-  const segment = (await admin.query("SELECT pg_walfile_name(pg_switch_wal()) AS f")).rows[0].f;
+  const segment = (await admin.query("SELECT pg_walfile_name($1) AS f", [point.lsn])).rows[0].f;
   await waitFor(`${segment} archived`, () => existsSync(join(archive, segment)), {
     timeoutMs: 20_000,
   });
