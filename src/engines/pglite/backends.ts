@@ -308,7 +308,7 @@ export function installBackendFunctions(
     wasmFunctionOf((fcinfo: number): number => {
       // int8 is passed by reference where a Datum has 4 bytes.
       const timeout = tools.view().getBigInt64(argDatum(tools, fcinfo, 1), true);
-      if (timeout < 0n) tools.raise("22023", '"timeout" must not be negative');
+      if (timeout < 0n) tools.raise("22003", '"timeout" must not be negative');
       return signal(argDatum(tools, fcinfo, 0) | 0, "terminate");
     }),
   );

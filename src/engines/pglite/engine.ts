@@ -32,6 +32,7 @@ import { TempSchemas } from "./tempschemas.ts";
 import { ListenRegistry } from "./notify.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import { STAT_ACTIVITY_SQL } from "./activity.ts";
+import { RoleGraph } from "./acl.ts";
 import { EngineScheduler, type Holder } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
 import {
@@ -172,6 +173,10 @@ export class PgliteEngine implements Engine {
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
   #statusLists = new WeakMap<SettingsMap, Map<string, ParameterStatusList>>();
   #roles = new Map<string, EngineRole>();
+  /** The roles and their inheriting grants, read with #roles (acl.ts). */
+  #roleGraph = new RoleGraph([], []);
+  /** Parameters fixed for the server's life (context internal), by lowercased name: SHOW's answer. */
+  #fixed = new Map<string, readonly [string, string]>();
   #databases = new Set<string>();
   #database = "postgres";
   #reported = new Map<string, string>();
@@ -196,7 +201,7 @@ export class PgliteEngine implements Engine {
     };
     this.#onBroken = options.onBroken;
     this.cluster = options.cluster ?? null;
-    executor.onSignals = (signals) => this.#signalBackends(signals);
+    executor.onSignals = (signals) => this.signalBackends(signals);
     this.#temp = new TempSchemas({
       runRaw: (bytes, as, temp) => this.runRaw(bytes, as, temp),
       query: (sql) => this.#query(sql),
@@ -236,6 +241,15 @@ export class PgliteEngine implements Engine {
       }
       this.#database = this.#reported.get("current_database") ?? "postgres";
       this.#reported.delete("current_database");
+      // is_superuser is internal but follows the session's role.
+      for (
+        const [n, v] of await this.#query(
+          "select name, pg_catalog.current_setting(name) from pg_catalog.pg_settings" +
+            " where context = 'internal' and name not in ('is_superuser', 'in_hot_standby')",
+        )
+      ) {
+        if (n != null && v != null) this.#fixed.set(n.toLowerCase(), [n, v]);
+      }
       await this.#refreshRoles();
       await this.#refreshDatabases();
       await this.#installStatActivity();
@@ -299,6 +313,23 @@ export class PgliteEngine implements Engine {
     return [...this.#sessions];
   }
 
+  /** Roles and grants as the engine last read them, for checks made without the backend. */
+  get roleGraph(): RoleGraph {
+    return this.#roleGraph;
+  }
+
+  /** A parameter fixed at start (server_version_num...): its spelling and SHOW's value. */
+  fixedSetting(name: string): readonly [string, string] | undefined {
+    return this.#fixed.get(name.toLowerCase());
+  }
+
+  /** The session `pid` of any database of the cluster. */
+  clusterSession(pid: number): PgliteSession | undefined {
+    for (const s of this.#sessions) if (s.pid === pid) return s;
+    for (const s of this.cluster?.otherSessions(this) ?? []) if (s.pid === pid) return s;
+    return undefined;
+  }
+
   /** A role as the engine last read it (pg_authid), without waiting. */
   role(name: string): EngineRole | undefined {
     return this.#roles.get(name);
@@ -343,14 +374,17 @@ export class PgliteEngine implements Engine {
    * reading the catalogs back: a login after that commit waits for it.
    */
   async settleCatalogs(): Promise<void> {
-    const owner = this.scheduler.owner;
-    if (
-      owner instanceof PgliteSession && owner.transactionStatus === "I" &&
-      (owner.rolesDirty || owner.databasesDirty)
-    ) {
+    if (this.catalogsSettling) {
       await this.#withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
         .catch(() => {});
     }
+  }
+
+  /** The engine's holder has committed role or database DDL and the engine is reading it back. */
+  get catalogsSettling(): boolean {
+    const owner = this.scheduler.owner;
+    return owner instanceof PgliteSession && owner.transactionStatus === "I" &&
+      (owner.rolesDirty || owner.databasesDirty);
   }
 
   /** The first column of the first row of `sql`, run as the bootstrap superuser when the backend is free. */
@@ -842,8 +876,8 @@ export class PgliteEngine implements Engine {
     return [...this.#sessions].map((s) => s.activityRow());
   }
 
-  /** Signals an exec sent with pg_cancel_backend or pg_terminate_backend (checked in the backend). */
-  #signalBackends(signals: readonly BackendSignal[]): void {
+  /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
+  signalBackends(signals: readonly BackendSignal[]): void {
     const all = [...this.#sessions, ...(this.cluster?.otherSessions(this) ?? [])];
     for (const [pid, kind] of signals) {
       for (const s of all) {
@@ -900,6 +934,13 @@ export class PgliteEngine implements Engine {
       secret: secret ?? null,
       oid: Number(oid),
     }]));
+    const grants = await this.#query(
+      "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
+    );
+    this.#roleGraph = new RoleGraph(
+      this.#roles.values(),
+      grants.map(([member, role]) => [Number(member), Number(role)] as const),
+    );
   }
 
   /**

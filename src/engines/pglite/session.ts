@@ -44,6 +44,7 @@ import {
 import type { PgliteEngine } from "./engine.ts";
 import type { ActivityRow } from "./backends.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
+import { answerWithoutEngine } from "./offengine.ts";
 
 const SYNC = 0x53;
 const QUERY = 0x51;
@@ -410,6 +411,15 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.#armIdle();
       return;
     }
+    // While another session holds the engine, what reads only pgts's own
+    // tables (pg_cancel_backend of that session, say) is answered at once.
+    if (
+      !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
+      this.#deferred.length === 0 && !this.#cancelPending &&
+      (await this.#answerWithoutEngine(input, frames, plan, out))
+    ) {
+      return;
+    }
     // Owning already (a transaction block) needs no wait and no switch.
     if (!this.owns && !(await this.#acquire(frames, out, plan))) return;
     this.#state = "active";
@@ -466,6 +476,56 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       : engine.unnamedOwner;
 
     await this.#execute(bytes, frames, out, drop);
+  }
+
+  /**
+   * offengine.ts's statements, answered without waiting for the engine;
+   * false when the input is not one of them (nothing was sent). Only when
+   * the session's settings map shows its identity: after a SET ROLE not
+   * yet read back, the engine must answer.
+   */
+  async #answerWithoutEngine(
+    input: Uint8Array,
+    frames: readonly Frame[],
+    plan: InputPlan,
+    out: (b: Uint8Array) => void,
+  ): Promise<boolean> {
+    const engine = this.#engine;
+    // The role catalog it checks against must be what committed before:
+    // after another session's GRANT, wait for the engine to read it back.
+    if ((this.settingsDirty && !this.settingsFromStartup) || engine.catalogsSettling) return false;
+    const role = this.settings.get("role") ?? "none";
+    this.#state = "active";
+    let answered: boolean;
+    try {
+      answered = await answerWithoutEngine(input, frames, {
+        pid: this.pid,
+        currentUser: role !== "none"
+          ? role
+          : this.settings.get("session_authorization") ?? this.user,
+        roles: engine.roleGraph,
+        activityRows: () => engine.activityRows(),
+        signal: (pid, kind) => {
+          engine.signalBackends([[pid, kind]]);
+          // terminate() has started the close: this is its promise.
+          const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
+          return target?.close() ?? Promise.resolve();
+        },
+        fixedSetting: (name) => engine.fixedSetting(name),
+      }, out);
+    } finally {
+      this.#state = "idle";
+    }
+    if (!answered) return false;
+    // What the Parse or Query did to the unnamed statement, as the engine
+    // would have: this session's is now this text (or none after a Query),
+    // which the engine does not have.
+    if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
+    else if (plan.hasQuery) this.unnamedParse = null;
+    if (engine.unnamedOwner === this) engine.unnamedOwner = null;
+    this.#stateChange = Date.now();
+    this.#armIdle();
+    return true;
   }
 
   /** Takes the engine (bounded wait) and puts this session's settings on it; false when the input was answered with an error instead. */
@@ -639,6 +699,22 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     // fire between other sessions' statements); the executor cancels the
     // exec once it has run this long, and its 57014 says why.
     const timeoutMs = await this.#statementTimeoutMs();
+    // A cancel that came while the engine was being made ready for this
+    // input (the switch to its settings) ends it before it runs, as one
+    // that came during the wait does: what PostgreSQL's first
+    // CHECK_FOR_INTERRUPTS would do. Outside a block nothing needs a
+    // rollback; one statement or one batch only, since a pipelined next
+    // one must still run.
+    if (
+      this.#cancelPending && this.#status === "I" && drop === 0 &&
+      frames.filter((f) => f.type === QUERY || f.type === SYNC).length === 1
+    ) {
+      this.#cancelPending = false;
+      this.#phase = "after";
+      this.#failInput(frames, queryCanceled(), out);
+      await this.#settle(true, out);
+      return;
+    }
     this.#canceledByClient = this.#cancelPending;
     const filter = new OutputFilter({
       prefix: this.prefix,

@@ -200,7 +200,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       expect(left).toBe(0);
       const negative = await admin.query("select pg_terminate_backend($1, -1)", [pidOf(a)])
         .catch((e) => e);
-      expect(negative).toMatchObject({ code: "22023", message: '"timeout" must not be negative' });
+      expect(negative).toMatchObject({ code: "22003", message: '"timeout" must not be negative' });
 
       await a.end();
       await c.end();

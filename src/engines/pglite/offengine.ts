@@ -1,0 +1,469 @@
+/**
+ * Statements a session answers without the engine while another session
+ * holds it. In PostgreSQL every backend runs its own statements, so
+ * `SELECT pg_cancel_backend(pid)` from a second connection acts at once on a
+ * first one stuck in `pg_sleep` or a long loop. Here the first one holds
+ * the only backend, and the second would wait for it (and fail with 55P03)
+ * instead of stopping it. What these statements read is pgts's own: its
+ * session table (pids, roles, pg_stat_activity's rows), the role catalog
+ * the engine keeps (acl.ts) and settings fixed for the server's life. So a
+ * few exact shapes are answered here, with PostgreSQL's results, notices,
+ * errors and permission rules:
+ *
+ * - `SELECT pg_cancel_backend(N)`, `SELECT pg_terminate_backend(N[, T])`,
+ *   optionally `pg_catalog.`-qualified, with an alias, N and T literals or
+ *   parameters (`$1`), with casts to int/bigint; several such calls;
+ * - `SELECT <pid, usename, datname, application_name, state, query, a
+ *   signal call of pid, or (SELECT <that call>)> FROM pg_stat_activity
+ *   [WHERE <column> =|<>|!=|[NOT] [I]LIKE <literal, $n, column or
+ *   pg_backend_pid()> [AND …]]` — node-postgres's tests and the usual
+ *   "end the other sessions" statement;
+ * - `SHOW <name>` of a parameter PostgreSQL fixes at start (context
+ *   internal, such as server_version_num), which clients read first.
+ *
+ * Each is one simple Query, or one unnamed Parse/Bind/[Describe]/Execute/
+ * Sync batch. Anything else — another shape, a cast or type this file does
+ * not know, a signal to the caller itself (the engine ends its own
+ * statement), a caller whose identity the session's map may not show yet —
+ * returns false before anything is sent or signalled, and the input waits
+ * for the engine as before. The statement is never run on the engine: a
+ * user function of the same name earlier in search_path, which would
+ * shadow pg_catalog's only if search_path names pg_catalog after it, is
+ * not seen.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import {
+  type FieldDescription,
+  MessageWriter,
+  parseBind,
+  parseDescribe,
+  parseExecute,
+  parseParse,
+  parseQuery,
+  writeBindComplete,
+  writeCommandComplete,
+  writeDataRow,
+  writeParameterDescription,
+  writeParseComplete,
+  writeRowDescription,
+} from "../../core/protocol/mod.ts";
+import type { AclRole, RoleGraph } from "./acl.ts";
+import type { ActivityRow } from "./backends.ts";
+import { errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
+import {
+  BOOLOID,
+  type Call,
+  COLUMNS,
+  type Cond,
+  inferParams,
+  INT4OID,
+  NAMEOID,
+  OIDOID,
+  type Operand,
+  paramValue,
+  parseStatement,
+  TEXTOID,
+  type Value,
+} from "./offengine-sql.ts";
+
+/** What the answer needs from the session and its engine. */
+export interface OffEngineContext {
+  /** The caller's pid (pg_backend_pid()). */
+  readonly pid: number;
+  /** The caller's current user (SET ROLE's role, else its session user): GetUserId(). */
+  readonly currentUser: string;
+  readonly roles: RoleGraph;
+  /** pg_stat_activity's rows of every database, as they are now. */
+  activityRows(): ActivityRow[];
+  /** Cancels or terminates session `pid`; resolves when a terminated one has ended. */
+  signal(pid: number, kind: "cancel" | "terminate"): Promise<void>;
+  /** A parameter fixed for the server's life: its name as PostgreSQL spells it, and SHOW's value. */
+  fixedSetting(name: string): readonly [string, string] | undefined;
+}
+
+const T_QUERY = 0x51;
+const T_BIND = 0x42;
+const T_DESCRIBE = 0x44;
+const T_EXECUTE = 0x45;
+const T_SYNC = 0x53;
+const T_FLUSH = 0x48;
+
+/** Every statement here names one of these: the cheap test before the parse. */
+const GATE = /pg_cancel_backend|pg_terminate_backend|pg_stat_activity|^\s*show\s/i;
+
+const ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE = "22003";
+
+// ---- evaluation -------------------------------------------------------------------
+
+/** One row of pg_stat_activity as the caller sees it. */
+type ViewRow = Readonly<Record<string, number | string | null>>;
+
+function viewRows(ctx: OffEngineContext, me: AclRole): ViewRow[] {
+  const readsAll = ctx.roles.byName("pg_read_all_stats");
+  return ctx.activityRows().map((r) => {
+    const sees = ctx.roles.hasPrivsOfRole(me.oid, r.usesysid) ||
+      (readsAll !== undefined && ctx.roles.hasPrivsOfRole(me.oid, readsAll.oid));
+    return {
+      pid: r.pid,
+      usesysid: r.usesysid,
+      usename: ctx.roles.byOid(r.usesysid)?.name ?? null,
+      datname: r.datname,
+      application_name: r.application_name,
+      state: sees ? r.state : null,
+      query: sees ? r.query : "<insufficient privilege>",
+      backend_type: "client backend",
+    };
+  });
+}
+
+function likeRegExp(pattern: string, insensitive: boolean): RegExp {
+  let re = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === "\\" && i + 1 < pattern.length) re += escapeRe(pattern[++i]!);
+    else if (c === "%") re += "[\\s\\S]*";
+    else if (c === "_") re += "[\\s\\S]";
+    else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`, insensitive ? "iu" : "u");
+}
+
+function escapeRe(c: string): string {
+  return /[\\^$.*+?()[\]{}|]/.test(c) ? `\\${c}` : c;
+}
+
+function evalOperand(
+  o: Operand,
+  row: ViewRow | null,
+  params: ReadonlyMap<number, Value>,
+  ctx: OffEngineContext,
+): Value {
+  switch (o.t) {
+    case "col":
+      return row?.[o.name] ?? null;
+    case "int":
+    case "str":
+      return o.v;
+    case "param":
+      return params.get(o.n) ?? null;
+    case "mypid":
+      return ctx.pid;
+  }
+}
+
+function matches(
+  w: Cond,
+  row: ViewRow,
+  params: ReadonlyMap<number, Value>,
+  ctx: OffEngineContext,
+): boolean {
+  const l = evalOperand(w.left, row, params, ctx);
+  const r = evalOperand(w.right, row, params, ctx);
+  if (l === null || r === null) return false;
+  if (w.op === "=" || w.op === "<>") {
+    const numeric = typeof l === "number" || typeof r === "number" || typeof l === "bigint";
+    const eq = numeric ? Number(String(l).trim()) === Number(String(r).trim()) : l === r;
+    return w.op === "=" ? eq : !eq;
+  }
+  const hit = likeRegExp(String(r), w.op.endsWith("ilike")).test(String(l));
+  return w.op.startsWith("not") ? !hit : hit;
+}
+
+/** One row's outcome of a signal call: its value, and a WARNING to send before the row. */
+interface Signalled {
+  readonly value: boolean | null;
+  readonly warning: string | null;
+}
+
+/**
+ * signalfuncs.c's pg_signal_backend and its two callers: the permission
+ * checks (a PgError to raise), then the signal, then for a terminate with a
+ * timeout the wait for the session to end.
+ */
+async function signalBackend(
+  ctx: OffEngineContext,
+  me: AclRole,
+  call: Call,
+  pid: number,
+  timeout: bigint,
+  sessions: ReadonlyMap<number, number>,
+): Promise<Signalled> {
+  const cancel = call.fn === "pg_cancel_backend";
+  if (timeout < 0n) {
+    throw new PgError(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, '"timeout" must not be negative');
+  }
+  const roleOid = sessions.get(pid);
+  if (roleOid === undefined) {
+    return { value: false, warning: `PID ${pid} is not a PostgreSQL backend process` };
+  }
+  const what = cancel
+    ? "permission denied to cancel query"
+    : "permission denied to terminate process";
+  if (ctx.roles.byOid(roleOid)?.superuser !== false && !me.superuser) {
+    throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, what, {
+      detail: cancel
+        ? "Only roles with the SUPERUSER attribute may cancel queries of roles with the SUPERUSER attribute."
+        : "Only roles with the SUPERUSER attribute may terminate processes of roles with the SUPERUSER attribute.",
+    });
+  }
+  const signaller = ctx.roles.byName("pg_signal_backend");
+  if (
+    !ctx.roles.hasPrivsOfRole(me.oid, roleOid) &&
+    !(signaller !== undefined && ctx.roles.hasPrivsOfRole(me.oid, signaller.oid))
+  ) {
+    throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, what, {
+      detail: cancel
+        ? 'Only roles with privileges of the role whose query is being canceled or with privileges of the "pg_signal_backend" role may cancel this query.'
+        : 'Only roles with privileges of the role whose process is being terminated or with privileges of the "pg_signal_backend" role may terminate this process.',
+    });
+  }
+  const ended = ctx.signal(pid, cancel ? "cancel" : "terminate");
+  if (cancel || timeout === 0n) return { value: true, warning: null };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const inTime = await Promise.race([
+    ended.then(() => true),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), Number(timeout))),
+  ]);
+  clearTimeout(timer);
+  if (inTime) return { value: true, warning: null };
+  return {
+    value: false,
+    warning: `backend with PID ${pid} did not terminate within ${timeout} millisecond${
+      timeout === 1n ? "" : "s"
+    }`,
+  };
+}
+
+// ---- the protocol -------------------------------------------------------------------
+
+interface Batch {
+  readonly sql: string;
+  /** Extended protocol: the messages to answer, in order; null for a simple Query. */
+  readonly extended: {
+    readonly declared: readonly number[];
+    readonly describeStatement: boolean;
+    readonly describePortal: boolean;
+    readonly paramFormats: readonly number[];
+    readonly params: readonly (Uint8Array | null)[];
+    readonly resultFormats: readonly number[];
+  } | null;
+}
+
+/** The input as one simple Query or one unnamed Parse/Bind/[Describe]/Execute/Sync batch. */
+function readBatch(input: Uint8Array, frames: readonly Frame[]): Batch | null {
+  const body = (f: Frame) => input.subarray(f.start + 5, f.end);
+  const fs = frames.filter((f) => f.type !== T_FLUSH);
+  try {
+    if (fs.length === 1 && fs[0]!.type === T_QUERY) {
+      return { sql: parseQuery(body(fs[0]!)), extended: null };
+    }
+    const types = fs.map((f) => f.type);
+    const shape = String.fromCharCode(...types);
+    if (!/^P(D)?B(D)?ES$/.test(shape)) return null;
+    const parse = parseParse(body(fs[0]!));
+    if (parse.name !== "") return null;
+    let describeStatement = false;
+    let describePortal = false;
+    let bind: ReturnType<typeof parseBind> | null = null;
+    for (const f of fs.slice(1)) {
+      if (f.type === T_BIND) {
+        bind = parseBind(body(f));
+        if (bind.portal !== "" || bind.statement !== "") return null;
+      } else if (f.type === T_DESCRIBE) {
+        const d = parseDescribe(body(f));
+        if (d.name !== "") return null;
+        if (d.target === "S" && bind === null) describeStatement = true;
+        else if (d.target === "P" && bind !== null) describePortal = true;
+        else return null;
+      } else if (f.type === T_EXECUTE) {
+        const e = parseExecute(body(f));
+        if (e.portal !== "" || e.maxRows !== 0) return null;
+      } else if (f.type !== T_SYNC) return null;
+    }
+    if (bind === null) return null;
+    return {
+      sql: parse.query,
+      extended: {
+        declared: parse.paramTypes,
+        describeStatement,
+        describePortal,
+        paramFormats: bind.paramFormats,
+        params: bind.params,
+        resultFormats: bind.resultFormats,
+      },
+    };
+  } catch {
+    return null; // malformed: the engine answers it
+  }
+}
+
+function encodeValue(v: Value | boolean, type: number, format: number): Uint8Array | string | null {
+  if (v === null) return null;
+  if (format === 1) {
+    if (type === BOOLOID) return Uint8Array.of(v ? 1 : 0);
+    if (type === INT4OID || type === OIDOID) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, Number(v) >>> 0);
+      return b;
+    }
+    return new TextEncoder().encode(String(v));
+  }
+  if (type === BOOLOID) return v ? "t" : "f";
+  return String(v);
+}
+
+const formatOf = (formats: readonly number[], i: number): number =>
+  formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0;
+
+/** A cell of a result row: a value, or a signal call still to make. */
+type Cell =
+  | { readonly value: Value | boolean }
+  | { readonly call: Call; readonly pid: Value; readonly timeout: Value | bigint };
+
+/** What answering takes, all worked out before anything is sent or signalled. */
+interface Plan {
+  readonly fields: readonly FieldDescription[];
+  readonly paramTypes: readonly number[];
+  readonly rows: readonly (readonly Cell[])[];
+  readonly tag: "SHOW" | "SELECT";
+  readonly me: AclRole;
+}
+
+/** The plan for `batch`, or null when the engine must answer it. Sends and signals nothing. */
+function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
+  const stmt = parseStatement(batch.sql);
+  if (stmt === null) return null;
+  const ext = batch.extended;
+  const me = ctx.roles.byName(ctx.currentUser);
+  if (me === undefined) return null;
+  if (stmt.kind === "show") {
+    const fixed = ctx.fixedSetting(stmt.name);
+    if (fixed === undefined) return null;
+    if (ext !== null && (ext.params.length > 0 || ext.declared.length > 0)) return null;
+    return {
+      fields: [{ name: fixed[0], typeOid: TEXTOID }],
+      paramTypes: [],
+      rows: [[{ value: fixed[1] }]],
+      tag: "SHOW",
+      me,
+    };
+  }
+  const types = inferParams(stmt);
+  if (types === null) return null;
+  const count = types.size === 0 ? 0 : Math.max(...types.keys());
+  const paramTypes: number[] = [];
+  for (let n = 1; n <= count; n++) {
+    const t = types.get(n);
+    if (t === undefined) return null; // $2 without $1: PostgreSQL says what is wrong
+    paramTypes.push(t);
+  }
+  const params = new Map<number, Value>();
+  if (ext === null) {
+    if (count > 0) return null;
+  } else {
+    if (ext.params.length !== count || ext.declared.length > count) return null;
+    for (let i = 0; i < count; i++) {
+      const declared = ext.declared[i] ?? 0;
+      if (declared !== 0 && declared !== paramTypes[i]) return null;
+      const v = paramValue(ext.params[i]!, paramTypes[i]!, formatOf(ext.paramFormats, i));
+      if (v === undefined) return null;
+      params.set(i + 1, v);
+    }
+  }
+  const fields = stmt.items.map((it): FieldDescription => {
+    const t = it.call !== null ? BOOLOID : COLUMNS[it.col!]!;
+    const size = t === BOOLOID ? 1 : t === INT4OID || t === OIDOID ? 4 : t === NAMEOID ? 64 : -1;
+    return { name: it.name, typeOid: t, typeSize: size };
+  });
+  const source: Array<ViewRow | null> = stmt.from
+    ? viewRows(ctx, me).filter((r) => stmt.where.every((c) => matches(c, r, params, ctx)))
+    : [null];
+  const rows = source.map((row) =>
+    stmt.items.map((it): Cell => {
+      if (it.call === null) return { value: row?.[it.col!] ?? null };
+      const pid = evalOperand(it.call.target, row, params, ctx);
+      const timeout = it.call.timeout === null
+        ? 0n
+        : evalOperand(it.call.timeout, row, params, ctx);
+      return { call: it.call, pid, timeout };
+    })
+  );
+  // A signal to the caller itself ends its own statement: the engine's work.
+  for (const r of rows) for (const c of r) if ("call" in c && c.pid === ctx.pid) return null;
+  return { fields, paramTypes, rows, tag: "SELECT", me };
+}
+
+/**
+ * Answers `input` without the engine when it is one of this file's
+ * statements (see the header); false, with nothing sent or done, when it
+ * is not, and the input goes to the engine.
+ */
+export async function answerWithoutEngine(
+  input: Uint8Array,
+  frames: readonly Frame[],
+  ctx: OffEngineContext,
+  out: (b: Uint8Array) => void,
+): Promise<boolean> {
+  const batch = readBatch(input, frames);
+  if (batch === null || !GATE.test(batch.sql)) return false;
+  let p: Plan | null;
+  try {
+    p = plan(batch, ctx);
+  } catch {
+    p = null; // whatever this file did not foresee is the engine's to answer
+  }
+  if (p === null) return false;
+  const ext = batch.extended;
+  const format = (i: number) => ext === null ? 0 : formatOf(ext.resultFormats, i);
+  const w = new MessageWriter();
+  if (ext !== null) {
+    writeParseComplete(w);
+    if (ext.describeStatement) {
+      writeParameterDescription(w, p.paramTypes);
+      writeRowDescription(w, p.fields);
+    }
+    writeBindComplete(w);
+    if (ext.describePortal) {
+      writeRowDescription(w, p.fields.map((f, i) => ({ ...f, format: format(i) })));
+    }
+  } else writeRowDescription(w, p.fields);
+  // In PostgreSQL's order: a row's WARNING before the row, an error after
+  // the rows before it (their signals went).
+  const sessions = new Map(ctx.activityRows().map((r) => [r.pid, r.usesysid]));
+  const parts: Uint8Array[] = [];
+  try {
+    for (const r of p.rows) {
+      const values: Array<Value | boolean> = [];
+      for (const c of r) {
+        if (!("call" in c)) values.push(c.value);
+        else if (c.pid === null || c.timeout === null) values.push(null); // strict
+        else {
+          const s = await signalBackend(
+            ctx,
+            p.me,
+            c.call,
+            Number(c.pid),
+            BigInt(c.timeout),
+            sessions,
+          );
+          if (s.warning !== null) {
+            parts.push(w.take());
+            parts.push(noticeResponse(new PgError("01000", s.warning, { severity: "WARNING" })));
+          }
+          values.push(s.value);
+        }
+      }
+      writeDataRow(w, values.map((v, i) => encodeValue(v, p.fields[i]!.typeOid, format(i))));
+    }
+    writeCommandComplete(w, p.tag === "SHOW" ? "SHOW" : `SELECT ${p.rows.length}`);
+    parts.push(w.take());
+  } catch (e) {
+    if (!(e instanceof PgError)) throw e;
+    parts.push(w.take());
+    parts.push(errorResponse(e));
+  }
+  parts.push(readyForQuery("I"));
+  for (const b of parts) if (b.length > 0) out(b);
+  return true;
+}

@@ -1,0 +1,239 @@
+/**
+ * `pg_cancel_backend(pid)` and `pg_terminate_backend(pid)` from another
+ * connection act on a statement that is running, as in PostgreSQL, though
+ * that statement holds the one engine: the caller is answered at once (not
+ * after the engine wait, with 55P03) and the target gets 57014, or FATAL
+ * 57P01. With literals, with parameters (node-postgres's extended
+ * protocol), through pg_stat_activity as node-postgres's own suite does,
+ * with PostgreSQL's permission rules for ordinary roles, the WARNING and
+ * false for an unknown pid, a terminate that waits for the end, and
+ * `SHOW server_version_num` (which clients send first) answered meanwhile.
+ * Afterwards the target (when cancelled), the caller and a new session all
+ * work. node-postgres, the default server and --adapter inproc.
+ */
+
+import { describe, expect, test } from "bun:test";
+import type pg from "pg";
+import { pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
+import type { Adapter } from "../../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+type Pg = Awaited<ReturnType<typeof pgClient>>;
+const pidOf = (c: pg.Client) => (c as unknown as { processID: number }).processID;
+
+/** A PL/pgSQL loop that only computes, and a sleep: the two ways a statement runs long. */
+const LOOP = "do $$ declare i bigint := 0; begin loop i := i + 1; end loop; end $$";
+const SLEEP = "select pg_sleep(30)";
+
+let serial = 0;
+
+/**
+ * Starts `sql` on `c`, tagged with a comment of its own so that
+ * `untilActive` knows this statement from the one before it; the promise
+ * gives its error code (or "done"), and when it came.
+ */
+function running(c: Pg, sql: string): Promise<{ code: string; at: number }> & { text: string } {
+  const text = `${sql} -- ${++serial}`;
+  const p = c.query(text).then(
+    () => ({ code: "done", at: Date.now() }),
+    (e: { code?: string }) => ({ code: e.code ?? String(e), at: Date.now() }),
+  );
+  return Object.assign(p, { text });
+}
+
+/** Waits until pg_stat_activity (read by `by`) shows `pid` running `text`: it holds the engine. */
+async function untilActive(by: Pg, pid: number, text: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const r = await by.query("select state, query from pg_stat_activity where pid = $1", [pid]);
+    if (r.rows[0]?.state === "active" && r.rows[0]?.query === text) return;
+    await sleep(50);
+  }
+  throw new Error(`session ${pid} never ran ${text}`);
+}
+
+for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("pg_cancel_backend(N) answers true at once and the sleeping statement gets 57014", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const version = (await b.query("show server_version_num")).rows[0].server_version_num;
+      for (const sql of [SLEEP, LOOP]) {
+        const victim = running(a, sql);
+        await untilActive(b, pidOf(a), victim.text);
+        // Clients read the server version first (node-postgres's suite does).
+        expect((await b.query("show server_version_num")).rows).toEqual([
+          { server_version_num: version },
+        ]);
+        const asked = Date.now();
+        const r = await b.query(`select pg_cancel_backend(${pidOf(a)})`);
+        expect(r.rows).toEqual([{ pg_cancel_backend: true }]);
+        expect(r.fields.map((f) => [f.name, f.dataTypeID])).toEqual([["pg_cancel_backend", 16]]);
+        const { code, at } = await victim;
+        expect(code).toBe("57014");
+        // Not after the engine wait (5 s), as when the call queued behind the sleeper.
+        expect(at - asked).toBeLessThan(4000);
+      }
+      // All three go on.
+      expect((await a.query("select 1 as v")).rows).toEqual([{ v: 1 }]);
+      expect((await b.query("select 2 as v")).rows).toEqual([{ v: 2 }]);
+      const c = await pgClient(server());
+      expect((await c.query("select 3 as v")).rows).toEqual([{ v: 3 }]);
+      for (const x of [a, b, c]) await x.end();
+    });
+
+    test("with parameters and through pg_stat_activity, as node-postgres's suite asks", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      let victim = running(a, SLEEP);
+      await untilActive(b, pidOf(a), victim.text);
+      // node-postgres's query-error-handling test, word for word.
+      const found = await b.query(
+        "SELECT pid, (SELECT pg_cancel_backend(pid)) AS killed FROM pg_stat_activity WHERE query LIKE $1",
+        [`${SLEEP} -- %`],
+      );
+      expect(found.rows).toEqual([{ pid: pidOf(a), killed: true }]);
+      expect(found.fields.map((f) => [f.name, f.dataTypeID])).toEqual([["pid", 23], [
+        "killed",
+        16,
+      ]]);
+      expect((await victim).code).toBe("57014");
+
+      victim = running(a, LOOP);
+      await untilActive(b, pidOf(a), victim.text);
+      expect((await b.query("select pg_catalog.pg_cancel_backend($1::int) as ok", [pidOf(a)])).rows)
+        .toEqual([{ ok: true }]);
+      expect((await victim).code).toBe("57014");
+
+      // A prepared statement, ended through the view with pg_terminate_backend
+      // (query-error-handling-prepared-statement).
+      a.on("error", () => {});
+      const napping = a.query({ name: "nap", text: "select pg_sleep($1)", values: [30] }).then(
+        () => "done",
+        (e: { code?: string }) => e.code,
+      );
+      await untilActive(b, pidOf(a), "select pg_sleep($1)");
+      const t = await b.query(
+        "SELECT pid, (SELECT pg_terminate_backend(pid)) AS killed FROM pg_stat_activity WHERE query = $1",
+        ["select pg_sleep($1)"],
+      );
+      expect(t.rows).toEqual([{ pid: pidOf(a), killed: true }]);
+      expect(await napping).toBe("57P01");
+      expect(await a.query("select 1").then(() => "ran", () => "closed")).toBe("closed");
+      expect((await b.query("select count(*)::int as n from pg_stat_activity")).rows[0].n)
+        .toBeGreaterThanOrEqual(1);
+      await b.end();
+    });
+
+    test("pg_terminate_backend ends the running session with 57P01; with a timeout it waits for the end", async () => {
+      const b = await pgClient(server());
+      for (const sql of [SLEEP, LOOP]) {
+        for (const timeout of [null, 5000]) {
+          const a = await pgClient(server());
+          const victim = running(a, sql);
+          await untilActive(b, pidOf(a), victim.text);
+          const call = timeout === null
+            ? `select pg_terminate_backend(${pidOf(a)}) as ok`
+            : `select pg_terminate_backend(${pidOf(a)}, ${timeout}) as ok`;
+          expect((await b.query(call)).rows).toEqual([{ ok: true }]);
+          expect((await victim).code).toBe("57P01");
+          expect(await a.query("select 1").then(() => "ran", () => "closed")).toBe("closed");
+          if (timeout !== null) {
+            // It waited: the session is gone from the view already.
+            const left = await b.query(
+              "select count(*)::int as n from pg_stat_activity where pid = $1",
+              [
+                pidOf(a),
+              ],
+            );
+            expect(left.rows[0].n).toBe(0);
+          }
+        }
+      }
+      const c = await pgClient(server());
+      expect((await c.query("select 1 as v")).rows).toEqual([{ v: 1 }]);
+      await b.end();
+      await c.end();
+    });
+
+    test("while the engine is held: an unknown pid gives the WARNING and false; roles need PostgreSQL's rights", async () => {
+      const admin = await pgClient(server());
+      const watch = await pgClient(server());
+      await admin.query(
+        "create role offengine_a login; create role offengine_b login;" +
+          " create role offengine_c login in role pg_signal_backend",
+      );
+      const a = await pgClient(server(), { user: "offengine_a" });
+      const b = await pgClient(server(), { user: "offengine_b" });
+      const c = await pgClient(server(), { user: "offengine_c" });
+      const notices: string[] = [];
+      b.on("notice", (n) => notices.push(`${n.severity}: ${n.message}`));
+
+      let victim = running(admin, SLEEP);
+      await untilActive(watch, pidOf(admin), victim.text);
+      const none = await b.query("select pg_cancel_backend(2147483000) as ok");
+      expect(none.rows).toEqual([{ ok: false }]);
+      expect(notices).toEqual(["WARNING: PID 2147483000 is not a PostgreSQL backend process"]);
+      // A superuser's statement: only a superuser may.
+      const su = await c.query("select pg_cancel_backend($1)", [pidOf(admin)]).catch((e) => e);
+      expect(su).toMatchObject({ code: "42501", message: "permission denied to cancel query" });
+      expect(su.detail).toBe(
+        "Only roles with the SUPERUSER attribute may cancel queries of roles with the SUPERUSER attribute.",
+      );
+      const neg = await c.query(`select pg_terminate_backend(${pidOf(a)}, -1)`).catch((e) => e);
+      expect(neg).toMatchObject({ code: "22003", message: '"timeout" must not be negative' });
+      // Another role's session: refused; pg_signal_backend's member may.
+      const other = await b.query("select pg_terminate_backend($1)", [pidOf(a)]).catch((e) => e);
+      expect(other).toMatchObject({
+        code: "42501",
+        message: "permission denied to terminate process",
+      });
+      expect(other.detail).toBe(
+        'Only roles with privileges of the role whose process is being terminated or with privileges of the "pg_signal_backend" role may terminate this process.',
+      );
+      // pg_stat_activity hides other roles' queries from b, and b cancels nothing through it.
+      const seen = await b.query(
+        "select pid, query, (select pg_cancel_backend(pid)) as killed from pg_stat_activity where pid = $1",
+        [pidOf(admin)],
+      ).catch((e) => e);
+      expect(seen).toMatchObject({ code: "42501" });
+      // A superuser may.
+      expect((await watch.query(`select pg_cancel_backend(${pidOf(admin)}) as ok`)).rows)
+        .toEqual([{ ok: true }]);
+      expect((await victim).code).toBe("57014");
+
+      // The same role, and the member of pg_signal_backend, while the engine is held.
+      victim = running(a, SLEEP);
+      await untilActive(admin, pidOf(a), victim.text);
+      const a2 = await pgClient(server(), { user: "offengine_a" });
+      expect((await a2.query(`select pg_cancel_backend(${pidOf(a)}) as ok`)).rows).toEqual([
+        { ok: true },
+      ]);
+      expect((await victim).code).toBe("57014");
+      victim = running(a, SLEEP);
+      await untilActive(admin, pidOf(a), victim.text);
+      expect((await c.query("select pg_cancel_backend($1) as ok", [pidOf(a)])).rows).toEqual([
+        { ok: true },
+      ]);
+      expect((await victim).code).toBe("57014");
+      // SET ROLE to a role that may: PostgreSQL checks the current user.
+      await admin.query("grant offengine_a to offengine_b");
+      const b2 = await pgClient(server(), { user: "offengine_b" });
+      await b2.query("set role offengine_a");
+      victim = running(a, SLEEP);
+      await untilActive(admin, pidOf(a), victim.text);
+      expect((await b2.query(`select pg_cancel_backend(${pidOf(a)}) as ok`)).rows).toEqual([
+        { ok: true },
+      ]);
+      expect((await victim).code).toBe("57014");
+
+      for (const x of [a, a2, b, b2, c, watch]) await x.end();
+      await admin.query(
+        "drop role offengine_a; drop role offengine_b; drop role offengine_c",
+      );
+      await admin.end();
+    });
+  });
+}
