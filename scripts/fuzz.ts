@@ -6,7 +6,10 @@
  *   ./node_modules/.bin/bun scripts/fuzz.ts [--messages 20000] [--seed 1] [--adapter inproc]
  *     [--flood 2000]
  * `--flood N` first opens N real connections (connect, `select 1`, end; 20
- * at a time) and prints the usage 3 s after them beside the baseline.
+ * at a time) and prints the usage 3 s after them beside the baseline, and
+ * how long the server took to come back within 10% of the baseline's RSS
+ * (at most 30 s: an in-process server's memory is given back when the
+ * garbage collector and the allocator's scavenger run, not at once).
  * Exits 1 when a health check failed or took 1 s or more, or when the
  * server's usage did not come back near the baseline.
  */
@@ -28,6 +31,31 @@ import {
 const ROOT = resolve(import.meta.dirname ?? ".", "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+type Usage = ReturnType<typeof processUsage>;
+
+/** Set when the flood's usage did not come back. */
+let floodKept = false;
+
+/**
+ * Polls the server's usage once a second for up to `seconds` until it is
+ * back near `before`: no more processes than one extra, a few fds, RSS
+ * within 10%. `seconds: null` when it never was.
+ */
+async function settled(
+  pid: number,
+  before: Usage,
+  seconds: number,
+): Promise<{ usage: Usage; seconds: number | null }> {
+  for (let waited = 0;; waited++) {
+    const usage = processUsage(pid);
+    const near = usage.processes <= before.processes + 1 && usage.fds <= before.fds + 8 &&
+      usage.rssMiB <= before.rssMiB * 1.1;
+    if (near) return { usage, seconds: waited };
+    if (waited >= seconds) return { usage, seconds: null };
+    await sleep(1000);
+  }
+}
 
 const { values } = parseArgs({
   options: {
@@ -108,6 +136,15 @@ async function main(): Promise<number> {
     console.log(
       `flood of ${flood} connections in ${s} s (${failed} failed); 3 s later: ${JSON.stringify(u)}`,
     );
+    const back = await settled(server.pid!, before, 27);
+    console.log(
+      back.seconds === null
+        ? `not within 10% of the baseline's RSS 30 s after the flood: ${JSON.stringify(back.usage)}`
+        : `within 10% of the baseline's RSS ${back.seconds + 3} s after the flood: ${
+          JSON.stringify(back.usage)
+        }`,
+    );
+    if (back.seconds === null) floodKept = true;
   }
   const t0 = performance.now();
   let slow = 0;
@@ -144,10 +181,16 @@ async function main(): Promise<number> {
     } ms, max ${healths[healths.length - 1]?.toFixed(0)} ms; final ${finalMs.toFixed(0)} ms`,
   );
   console.log(`after (3 s later): ${JSON.stringify(after)}`);
-  const near = after.processes <= before.processes + 1 && after.fds <= before.fds + 8 &&
-    after.rssMiB <= before.rssMiB * 1.25 + 64;
-  console.log(near ? "usage is back near the baseline" : "usage did NOT come back");
-  return slow === 0 && finalMs < 1000 && near ? 0 : 1;
+  const back = await settled(server.pid!, before, 27);
+  const near = back.seconds !== null;
+  console.log(
+    near
+      ? `usage is back near the baseline (RSS within 10%) ${back.seconds! + 3} s after the fuzz: ${
+        JSON.stringify(back.usage)
+      }`
+      : `usage did NOT come back within 30 s: ${JSON.stringify(back.usage)}`,
+  );
+  return slow === 0 && finalMs < 1000 && near && !floodKept ? 0 : 1;
 }
 
 let code = 1;
