@@ -313,7 +313,7 @@ async function backupCluster(
   } catch (e) {
     if (isPgError(e) && e.code === "55000") {
       throw new BackupError(
-        `could not initiate base backup: ${e.message}\nHINT:  Another ${PROGNAME} basebackup is running on this database, or one ended without pg_backup_stop; "select pg_backup_stop(false)" as a superuser ends it.`,
+        `could not initiate base backup: ${e.message}\nHINT:  Another ${PROGNAME} basebackup is running on this database, or a session in backup mode has not ended yet.`,
       );
     }
     throw e;

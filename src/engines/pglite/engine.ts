@@ -754,6 +754,13 @@ export class PgliteEngine implements Engine {
         await this.#reconcileListens();
       }
       await this.#temp.drop(s);
+      if (s.backupStarted) {
+        // Its backup ends with it (PostgreSQL's do_pg_abort_backup); the
+        // error of a backup already stopped is of no interest.
+        s.backupStarted = false;
+        await this.#asBootstrapSuperuser();
+        await this.runRaw(fe.query("select pg_catalog.pg_backup_stop(false)"));
+      }
     };
     if (s.owns) {
       try {
@@ -763,7 +770,7 @@ export class PgliteEngine implements Engine {
         s.owns = false;
         this.scheduler.release(s);
       }
-    } else if (s.statements.size > 0 || s.listens.size > 0 || s.temp[0] !== 0) {
+    } else if (s.statements.size > 0 || s.listens.size > 0 || s.temp[0] !== 0 || s.backupStarted) {
       // Not urgent: done when the backend is next free, never holding up the caller.
       const job = this.#withEngine(cleanup, Infinity).catch(() => {});
       this.#jobs.add(job);

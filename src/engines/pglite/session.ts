@@ -109,6 +109,13 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   pendingListenSpoiled = false;
   unnamedParse: Uint8Array | null = null;
   owns = false;
+  /**
+   * The session's last word on backup mode was pg_backup_start: if it ends
+   * so, the engine ends the backup (engine.ts endSession), as PostgreSQL
+   * aborts a backup whose session ended; here the backend lives on and
+   * would refuse every later pg_backup_start.
+   */
+  backupStarted = false;
   /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
   temp: TempPair = NO_TEMP;
   /** The backend just made `temp`, still named pg_temp_N: the engine renames it (engine.ts). */
@@ -387,9 +394,20 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     await this.#run(input, frames, out);
   }
 
+  /** Whether the input starts or stops a backup (its last mention wins). */
+  #noteBackup(input: Uint8Array): void {
+    // One pass for both names: the last "pg_backup_st", then "art" or "op".
+    const at = lastMentionOf(input, "pg_backup_st");
+    if (at === -1) return;
+    const next = (input[at + 12] ?? 0) | 0x20;
+    if (next === 0x61) this.backupStarted = true; // pg_backup_start
+    else if (next === 0x6f) this.backupStarted = false; // pg_backup_stop
+  }
+
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     const engine = this.#engine;
     this.#noteQuery(input, frames);
+    this.#noteBackup(input);
     const plan = planInput(input, frames, this.prefix, {
       user: this.user,
       effects: this.statementEffects,
@@ -1030,4 +1048,19 @@ function tempTableWarning(): PgError {
         "pgts runs every session on one PGlite backend, which has one temporary schema; other sessions can see and drop this object.",
     },
   );
+}
+
+/** Where `word` (lowercase ASCII letters and "_") last occurs in `bytes`, in any case; -1 if nowhere. */
+function lastMentionOf(bytes: Uint8Array, word: string): number {
+  const first = word.charCodeAt(0);
+  outer: for (let i = bytes.length - word.length; i >= 0; i--) {
+    if ((bytes[i]! | 0x20) !== first) continue;
+    for (let k = 1; k < word.length; k++) {
+      const c = word.charCodeAt(k);
+      const b = bytes[i + k]!;
+      if ((c === 0x5f ? b : b | 0x20) !== c) continue outer;
+    }
+    return i;
+  }
+  return -1;
 }

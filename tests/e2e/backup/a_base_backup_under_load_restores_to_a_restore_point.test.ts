@@ -4,7 +4,8 @@
  * restore_command and recovery_target_name has exactly the rows committed
  * before the restore point (none after it), and starts a new timeline (the
  * backup is taken with -F tar -z and unpacked with tar); another database's
- * cluster is in the backup with its rows.
+ * cluster is in the backup with its rows. A backup a session started and
+ * left is ended with the session.
  */
 
 import { afterAll, expect, test } from "bun:test";
@@ -28,6 +29,23 @@ test("a base backup taken under load plus the archive restores to a named restor
     settings: { archive_mode: "on", archive_command: `cp %p ${archive}/%f`, archive_timeout: 5 },
   });
   const admin = await server.client();
+  // A backup left started by a session that ended is ended with it (every
+  // session shares the engine's one backend, which would refuse the next).
+  const quitter = await server.client();
+  await quitter.query("SELECT pg_backup_start('abandoned')");
+  await quitter.end();
+  await waitFor("the abandoned backup ended", async () => {
+    const c = await server.client();
+    try {
+      await c.query("SELECT pg_backup_start('probe')");
+      return true;
+    } catch (e) {
+      expect((e as { code?: string }).code).toBe("55000");
+      return false;
+    } finally {
+      await c.end();
+    }
+  });
   await admin.query("CREATE TABLE t (id serial PRIMARY KEY, payload text)");
   // Another database: a PGlite cluster of its own (base/<oid>), backed up on its own connection.
   await admin.query("CREATE DATABASE other");
