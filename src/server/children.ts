@@ -323,7 +323,7 @@ async function openPglite(
       ereport("LOG", "archive recovery did not complete: the engine stopped during recovery", {
         category: "engine",
         hint:
-          "With recovery_target_action = pause (the default) or shutdown, the engine stops once the target is reached: pgts has no hot standby to pause in. Set recovery_target_action = promote to end recovery there and open the cluster.",
+          'Postgres\'s lines above say why. After "recovery stopping at …", it was recovery_target_action = pause (the default) or shutdown, which stop the engine at the target (pgts has no hot standby to pause in): set recovery_target_action = promote to end recovery there and open the cluster.',
       });
       throw e;
     })
