@@ -16,8 +16,8 @@ export * from "./src/core/mcxt/mod.ts";
 
 // The HTTP adapter (SQL over HTTP, admin API), loaded on first use so that
 // the command and the children it starts do not pay for it.
-import type { HttpServerOptions, Served, ServeOptions } from "./src/adapters/http/mod.ts";
-import type { HttpServer } from "./src/adapters/http/server.ts";
+import type { HttpServerOptions, Served, ServeOptions } from "./src/http/mod.ts";
+import type { HttpServer } from "./src/http/server.ts";
 import { parseUpstreamUrl } from "./src/engines/upstream/url.ts";
 export type {
   HttpEngineConfig,
@@ -26,7 +26,7 @@ export type {
   HttpUpstreamConfig,
   Served,
   ServeOptions,
-} from "./src/adapters/http/mod.ts";
+} from "./src/http/mod.ts";
 
 /**
  * A `{ fetch }` handler for hosts that call one (`export default`, `deno
@@ -48,9 +48,8 @@ export function httpHandler(
   let handler: Promise<Handler> | undefined;
   return {
     fetch: async (request, info) =>
-      await (await (handler ??= import("./src/adapters/http/mod.ts").then((m) =>
-        m.httpHandler(options)
-      ))).fetch(request, info),
+      await (await (handler ??= import("./src/http/mod.ts").then((m) => m.httpHandler(options))))
+        .fetch(request, info),
   };
 }
 
@@ -58,7 +57,7 @@ export function httpHandler(
 export async function serveHttp(
   options: HttpServerOptions & ServeOptions = {},
 ): Promise<{ server: HttpServer; served: Served }> {
-  return await (await import("./src/adapters/http/mod.ts")).serveHttp(options);
+  return await (await import("./src/http/mod.ts")).serveHttp(options);
 }
 
 // The `pgts` command (`bun run mod.ts ...`, `deno run -A mod.ts ...`).

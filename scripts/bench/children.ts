@@ -112,9 +112,9 @@ interface Case {
 }
 
 async function cases(): Promise<Case[]> {
-  const { WorkerLauncher } = await import("../../src/adapters/shared/worker_launcher.ts");
+  const { WorkerLauncher } = await import("../../src/adapters/worker/launcher.ts");
   const { InprocLauncher } = await import("../../src/adapters/inproc/mod.ts");
-  const { NodeSocketNetAdapter } = await import("../../src/adapters/shared/nodenet.ts");
+  const { NodeSocketNetAdapter } = await import("../../src/adapters/node/nodenet.ts");
   // Children as tasks in this realm (`--adapter inproc`): the floor.
   const inproc: Case = {
     name: "inproc (task)",

@@ -50,12 +50,12 @@ export async function defaultAdapter(
   // on the socket it shares with the child, so every later close by the
   // child was a reset (the client saw ECONNRESET, not its FATAL or EOF).
   const net: NetAdapter = runtime === "bun"
-    ? new (await import("./shared/nodenet.ts")).NodeSocketNetAdapter()
+    ? new (await import("./node/nodenet.ts")).NodeSocketNetAdapter()
     : new (await import("./deno/net.ts")).DenoNetAdapter();
   let launcher: ChildLauncher;
   switch (kind) {
     case "worker":
-      launcher = new (await import("./shared/worker_launcher.ts")).WorkerLauncher();
+      launcher = new (await import("./worker/launcher.ts")).WorkerLauncher();
       break;
     case "subprocess":
       launcher = runtime === "bun"

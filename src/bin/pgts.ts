@@ -16,7 +16,7 @@
 import process from "node:process";
 import { runChildFromArgv } from "../adapters/bun/child.ts";
 import { isCompiledBinary } from "../adapters/bun/launcher.ts";
-import { registerWorkerEntry } from "../adapters/shared/worker_launcher.ts";
+import { registerWorkerEntry } from "../adapters/worker/launcher.ts";
 import { registerEmbeddedAssets } from "./embedded.ts";
 import { resolveMain } from "../server/mains.ts";
 

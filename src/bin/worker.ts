@@ -6,7 +6,7 @@
  * is impossible. src/bin/pgts.ts registers this entry with WorkerLauncher.
  */
 
-import { serveWorkerChild } from "../adapters/shared/worker_child.ts";
+import { serveWorkerChild } from "../adapters/worker/child.ts";
 import { registerEmbeddedAssets } from "./embedded.ts";
 import { resolveMain } from "../server/mains.ts";
 

@@ -11,8 +11,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import process from "node:process";
 import { OPTS_FILE, PID_FILE, VERSION_FILE } from "../core/datadir.ts";
-import { processIsAlive } from "../adapters/shared/datadir.ts";
-import { strerror } from "../adapters/shared/fs-errors.ts";
+import { processIsAlive } from "../adapters/node/datadir.ts";
+import { strerror } from "../adapters/node/fs-errors.ts";
 import { CliExit, type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 
 export type ShutdownMode = "smart" | "fast" | "immediate";

@@ -29,7 +29,7 @@ import {
 } from "../engines/pglite/mod.ts";
 import { PARAMETERS } from "../core/guc/tables.ts";
 import { formatValue, type ParamDef } from "../core/guc/values.ts";
-import { strerror } from "../adapters/shared/fs-errors.ts";
+import { strerror } from "../adapters/node/fs-errors.ts";
 import { CliExit, type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 import { writeSelfSignedCertificate } from "./init_ssl.ts";
 

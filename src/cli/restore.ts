@@ -12,7 +12,7 @@
 
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import process from "node:process";
-import { dialUpstream } from "../adapters/http/upstream.ts";
+import { dialUpstream } from "../http/upstream.ts";
 import { isPgError } from "../core/elog.ts";
 import type { NoticeFields } from "../core/protocol/backend-reader.ts";
 import { openUpstream } from "../engines/upstream/connect.ts";

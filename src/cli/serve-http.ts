@@ -28,10 +28,10 @@ import type { ListenAddress } from "../core/postmaster/launch.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
 import { poolSettingsOf } from "../engines/upstream/pool.ts";
-import type { HttpEngineConfig } from "../adapters/http/server.ts";
-import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
-import { openDataDirectory } from "../adapters/shared/datadir.ts";
-import { stderrSink } from "../adapters/shared/logfiles.ts";
+import type { HttpEngineConfig } from "../http/server.ts";
+import { nodeConfigReader } from "../adapters/node/config-reader.ts";
+import { openDataDirectory } from "../adapters/node/datadir.ts";
+import { stderrSink } from "../adapters/node/logfiles.ts";
 import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 
 export const SERVE_HTTP_USAGE =
@@ -220,7 +220,7 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
     applyOverrides(guc, overrides);
     configureLogging(guc, { sink: stderrSink, process: proc });
     const engine = httpEngine(guc, dataDir?.path ?? null);
-    const { DEFAULT_HBA, serveHttp } = await import("../adapters/http/mod.ts");
+    const { DEFAULT_HBA, serveHttp } = await import("../http/mod.ts");
     const hba = hbaFile === null ? DEFAULT_HBA : readFileSync(hbaFile, "utf8");
     parseHba(hba, { fileName: hbaFile ?? "pg_hba.conf" }); // refuse to start on a broken file
     const httpPort = portOption("port", v.port, 8080);
@@ -243,7 +243,7 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
     const listen: ListenAddress[] = pgPort === null ? [] : [{ family: "tcp", host, port: pgPort }];
     const token = v["admin-token"] ?? io.env.PGTS_ADMIN_TOKEN;
     const heldLock = lock;
-    const { NodeSocketNetAdapter } = await import("../adapters/shared/nodenet.ts");
+    const { NodeSocketNetAdapter } = await import("../adapters/node/nodenet.ts");
     const { server, served } = await serveHttp({
       engine,
       settings: guc,

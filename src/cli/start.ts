@@ -16,9 +16,9 @@ import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
 import { Guc } from "../core/guc/guc.ts";
 import { splitList } from "../core/guc/values.ts";
 import { configureLogging, type LogLinePrefix } from "../core/log.ts";
-import { nodeConfigReader } from "../adapters/shared/config-reader.ts";
-import { openDataDirectory } from "../adapters/shared/datadir.ts";
-import { stderrSink } from "../adapters/shared/logfiles.ts";
+import { nodeConfigReader } from "../adapters/node/config-reader.ts";
+import { openDataDirectory } from "../adapters/node/datadir.ts";
+import { stderrSink } from "../adapters/node/logfiles.ts";
 import { type AdapterName, adapterNamed, ADAPTERS, runServer } from "../server/server.ts";
 import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 

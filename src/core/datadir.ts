@@ -2,7 +2,7 @@
  * The data directory and its lock file, as miscinit.c and utils/pidfile.h
  * define them: the contract the postmaster and the CLI use, and the pure
  * parts (the eight-line postmaster.pid layout, its parsing). The node:fs
- * implementation lives in src/adapters/shared/datadir.ts; this module never
+ * implementation lives in src/adapters/node/datadir.ts; this module never
  * touches a file.
  *
  * postmaster.pid, one value per line:

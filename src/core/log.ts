@@ -10,7 +10,7 @@
  * by every child; the sink decides where lines go (stderr, the log
  * collector, a test array). Settings are read at every record, so a reload
  * takes effect without reconfiguring. Web-standard only: the sinks that
- * write are in src/adapters/shared.
+ * write are in src/adapters/node.
  *
  * Children that run in the postmaster's own realm (the in-process adapter)
  * share its sink but not its identity: `setLogPrefixLookup` lets the adapter

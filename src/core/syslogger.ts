@@ -24,7 +24,7 @@
  * (SIGKILL, postmaster death) ends it.
  *
  * Files are written through the injected LogFileSystem; the node:fs one and
- * the `ChildMain` entry are in src/adapters/shared/syslogger.ts.
+ * the `ChildMain` entry are in src/adapters/node/syslogger.ts.
  */
 
 import { ereport } from "./elog.ts";
@@ -270,7 +270,7 @@ export class SysLogger {
 
 /**
  * The collector's main loop: handles messages and signals until shutdown.
- * The ChildMain in src/adapters/shared/syslogger.ts calls it with node:fs files.
+ * The ChildMain in src/adapters/node/syslogger.ts calls it with node:fs files.
  */
 export function sysLoggerMain(
   env: ChildEnv,

@@ -30,7 +30,7 @@ import { configureLogging } from "../core/log.ts";
 import type { ChildEnv, ChildMain, Connection, Listener } from "../core/postmaster/launch.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
 import { detectRuntime } from "../adapters/runtime.ts";
-import { withAdminConsole } from "../adapters/http/console.ts";
+import { withAdminConsole } from "../http/console.ts";
 import { poolConsole } from "../engines/upstream/console.ts";
 import {
   isUpstreamUrl,
@@ -98,7 +98,7 @@ async function setUpChild(env: ChildEnv): Promise<{ params: ServerParams; guc: G
     gucs.set(params.settings, guc);
   }
   if (!postmasterRealm) {
-    const { stderrSink } = await import("../adapters/shared/logfiles.ts");
+    const { stderrSink } = await import("../adapters/node/logfiles.ts");
     configureLogging(guc, {
       sink: stderrSink,
       process: { pid: env.pid, backendType: env.name, startTime: Date.now() },
@@ -111,7 +111,7 @@ async function setUpChild(env: ChildEnv): Promise<{ params: ServerParams; guc: G
 export async function connectUpstream(address: UpstreamAddress): Promise<Connection> {
   const dial = detectRuntime() === "bun"
     ? await import("../adapters/bun/connect.ts")
-    : await import("../adapters/shared/connect.ts");
+    : await import("../adapters/node/connect.ts");
   return address.family === "tcp"
     ? dial.connectTcp(address.host, address.port)
     : dial.connectUnix(address.path);
@@ -119,7 +119,7 @@ export async function connectUpstream(address: UpstreamAddress): Promise<Connect
 
 /** TLS to an upstream (sslmode): node:tls, loaded by the first connection that asks. */
 export const startTlsUpstream: UpstreamStartTls = async (raw, options) =>
-  (await import("../adapters/shared/tls.ts")).openSslClient(raw, options);
+  (await import("../adapters/node/tls.ts")).openSslClient(raw, options);
 
 /** upstream_login, read from the settings snapshot without building a Guc per backend. */
 function upstreamLoginOf(params: ServerParams): "client" | "url" {
@@ -145,7 +145,7 @@ function engineFor(params: ServerParams): Engine {
     return connectRemoteEngine(async () =>
       detectRuntime() === "bun" && (await import("node:worker_threads")).isMainThread
         ? (await import("../adapters/bun/connect.ts")).connectUnix(address.path)
-        : (await import("../adapters/shared/connect.ts")).connectUnix(address.path)
+        : (await import("../adapters/node/connect.ts")).connectUnix(address.path)
     );
   }
   const engine = inprocEngine(address.id);
@@ -209,7 +209,7 @@ export function sslServerOf(config: SslConfig): SslServer {
     server = {
       verifiesClients: config.ca !== null,
       async accept(raw, early) {
-        opened ??= (await import("../adapters/shared/tls.ts")).openSslServer(config);
+        opened ??= (await import("../adapters/node/tls.ts")).openSslServer(config);
         return opened.accept(raw, early);
       },
     };
@@ -254,7 +254,7 @@ export const engineMain: ChildMain = async (env) => {
   else {
     const net = detectRuntime() === "bun"
       ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
-      : new (await import("../adapters/shared/nodenet.ts")).NodeSocketNetAdapter();
+      : new (await import("../adapters/node/nodenet.ts")).NodeSocketNetAdapter();
     listener = await net.listen(
       { family: "unix", path: address.path },
       (conn) => void serveEngineConnection(engine, conn),
@@ -349,7 +349,7 @@ async function openPglite(
  */
 async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
   const configFile = joinPath(serverParams(env).dataDir, "postgresql.conf");
-  const { nodeConfigReader } = await import("../adapters/shared/config-reader.ts");
+  const { nodeConfigReader } = await import("../adapters/node/config-reader.ts");
   const file = new Guc({ reader: nodeConfigReader, configFile });
   try {
     file.load();

@@ -13,7 +13,7 @@
  * shared_preload_libraries module on disk) is imported by its URL.
  */
 
-import { importMain } from "../adapters/shared/childenv.ts";
+import { importMain } from "../adapters/child/childenv.ts";
 import { TRIVIAL_STARTUP_ENTRY, trivialStartupMain } from "../core/postmaster/auxmains.ts";
 import { BGWORKER_MAIN_ENTRY } from "../core/postmaster/auxmains.ts";
 import { backgroundWorkerMain } from "../core/postmaster/bgworker_main.ts";
@@ -21,7 +21,7 @@ import type { ChildEntry, ChildMain } from "../core/postmaster/launch.ts";
 import { archiverMain, backendMain, checkpointerMain, engineMain } from "./children.ts";
 
 const CHILDREN = new URL("./children.ts", import.meta.url).href;
-const SYSLOGGER = new URL("../adapters/shared/syslogger.ts", import.meta.url).href;
+const SYSLOGGER = new URL("../adapters/node/syslogger.ts", import.meta.url).href;
 
 /**
  * The log collector's main, loaded on first use: it writes files with
@@ -29,7 +29,7 @@ const SYSLOGGER = new URL("../adapters/shared/syslogger.ts", import.meta.url).hr
  * system) never needs.
  */
 const SysLoggerMain: ChildMain = async (env) =>
-  await (await import("../adapters/shared/syslogger.ts")).SysLoggerMain(env);
+  await (await import("../adapters/node/syslogger.ts")).SysLoggerMain(env);
 
 /** Every built-in main, by export name, with the module the postmaster's entries name. */
 const CHILD_MAINS: Readonly<Record<string, { readonly module: string; readonly main: ChildMain }>> =

@@ -28,7 +28,7 @@ import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/postmaste
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
-import { NodeSocketNetAdapter } from "../adapters/shared/nodenet.ts";
+import { NodeSocketNetAdapter } from "../adapters/node/nodenet.ts";
 import { defaultAdapter, detectRuntime } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";

@@ -22,7 +22,7 @@ import {
 import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
 import type { HbaLine } from "../core/auth/hba.ts";
-import { errorCode, strerror } from "../adapters/shared/fs-errors.ts";
+import { errorCode, strerror } from "../adapters/node/fs-errors.ts";
 
 const LOG = { category: "postmaster" } as const;
 
@@ -107,7 +107,7 @@ export async function loadSslConfig(
     maxProtocol: max === "" ? null : max as TlsVersion,
     serverEndPoint: endPoint === null ? null : btoa(String.fromCharCode(...endPoint)),
   };
-  const { checkSslConfig } = await import("../adapters/shared/tls.ts");
+  const { checkSslConfig } = await import("../adapters/node/tls.ts");
   const failure = checkSslConfig(config);
   if (failure !== null) {
     const message = failure.part === "cert"

@@ -10,7 +10,7 @@ import process from "node:process";
 import { BunSubprocessLauncher } from "../../src/adapters/bun/launcher.ts";
 import { BunNetAdapter } from "../../src/adapters/bun/net.ts";
 import { DenoNetAdapter } from "../../src/adapters/deno/net.ts";
-import { WorkerLauncher } from "../../src/adapters/shared/worker_launcher.ts";
+import { WorkerLauncher } from "../../src/adapters/worker/launcher.ts";
 import {
   checkEarlySignal,
   checkEcho,

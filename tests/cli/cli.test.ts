@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Guc } from "../../src/core/guc/guc.ts";
-import { nodeConfigReader } from "../../src/adapters/shared/config-reader.ts";
+import { nodeConfigReader } from "../../src/adapters/node/config-reader.ts";
 import { fakeCluster, fakePostmaster, pgts, tempDir } from "./helpers.ts";
 
 let tmp: ReturnType<typeof tempDir>;

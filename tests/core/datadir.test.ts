@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLUSTER_FORMAT, parseLockFile, PID_FILE, VERSION_FILE } from "../../src/core/datadir.ts";
-import { openDataDirectory } from "../../src/adapters/shared/datadir.ts";
+import { openDataDirectory } from "../../src/adapters/node/datadir.ts";
 
 let dir: string;
 beforeEach(() => {
@@ -119,7 +119,7 @@ describe("postmaster.pid", () => {
     // The writer runs under Deno, whose writeFileSync leaves the file empty
     // for most of each call; this process polls the file as `pgts stop` does.
     const path = join(dir, PID_FILE);
-    const module = new URL("../../src/adapters/shared/datadir.ts", import.meta.url).href;
+    const module = new URL("../../src/adapters/node/datadir.ts", import.meta.url).href;
     const writer = Bun.spawn([
       join(import.meta.dir, "../../node_modules/.bin/deno"),
       "eval",

@@ -6,7 +6,7 @@ import { resetSync } from "@logtape/logtape";
 import { Guc } from "../../src/core/guc/guc.ts";
 import type { ChildEnv, Signal } from "../../src/core/postmaster/launch.ts";
 import { strftime, SysLogger, sysLoggerMain } from "../../src/core/syslogger.ts";
-import { nodeLogFiles } from "../../src/adapters/shared/logfiles.ts";
+import { nodeLogFiles } from "../../src/adapters/node/logfiles.ts";
 
 let dir: string;
 beforeEach(() => {

@@ -6,7 +6,7 @@
 
 import { DenoSubprocessLauncher } from "../../src/adapters/deno/launcher.ts";
 import { DenoNetAdapter } from "../../src/adapters/deno/net.ts";
-import { WorkerLauncher } from "../../src/adapters/shared/worker_launcher.ts";
+import { WorkerLauncher } from "../../src/adapters/worker/launcher.ts";
 import {
   checkEarlySignal,
   checkEcho,

@@ -6,7 +6,7 @@
  */
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { HttpServer } from "../../src/adapters/http/mod.ts";
+import { HttpServer } from "../../src/http/mod.ts";
 
 let server: HttpServer;
 

@@ -34,9 +34,9 @@ import type {
   ChildStartInfo,
   Signal,
 } from "../../core/postmaster/launch.ts";
-import { ChildHandle } from "../shared/childhandle.ts";
-import { nodeSocketOf } from "../shared/nodeconn.ts";
-import { isToParent, type StartPayload, type ToChild, toChildExit } from "../shared/protocol.ts";
+import { ChildHandle } from "../child/childhandle.ts";
+import { nodeSocketOf } from "../node/nodeconn.ts";
+import { isToParent, type StartPayload, type ToChild, toChildExit } from "../child/envelope.ts";
 import type { BunSubprocess } from "./bun.d.ts";
 import { CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG } from "./child.ts";
 import { bunApi, isBunSocketHandle } from "./net.ts";

@@ -11,5 +11,5 @@ export {
 } from "./launcher.ts";
 export { BunNetAdapter } from "./net.ts";
 export { CHILD_FLAG, runChild, runChildFromArgv, type RunChildOptions } from "./child.ts";
-export { WorkerLauncher } from "../shared/worker_launcher.ts";
-export { EXIT_CRASH } from "../shared/protocol.ts";
+export { WorkerLauncher } from "../worker/launcher.ts";
+export { EXIT_CRASH } from "../child/envelope.ts";

@@ -11,10 +11,10 @@
 import type net from "node:net";
 import process from "node:process";
 import type { Connection } from "../../core/postmaster/launch.ts";
-import type { ChildHooks } from "../shared/childenv.ts";
-import { NodeSocketConnection } from "../shared/nodeconn.ts";
-import type { StartPayload } from "../shared/protocol.ts";
-import { runSubprocessChild } from "../shared/subprocess_child.ts";
+import type { ChildHooks } from "../child/childenv.ts";
+import { NodeSocketConnection } from "../node/nodeconn.ts";
+import type { StartPayload } from "../child/envelope.ts";
+import { runSubprocessChild } from "../child/subprocess_child.ts";
 
 /** The argument that makes a pgts program run as a child. */
 export const CHILD_FLAG = "--pgts-child";

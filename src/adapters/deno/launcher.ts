@@ -20,9 +20,9 @@ import type {
   ChildStartInfo,
   Signal,
 } from "../../core/postmaster/launch.ts";
-import { ChildHandle } from "../shared/childhandle.ts";
-import { nodeSocketOf } from "../shared/nodeconn.ts";
-import { isToParent, type StartPayload, type ToChild, toChildExit } from "../shared/protocol.ts";
+import { ChildHandle } from "../child/childhandle.ts";
+import { nodeSocketOf } from "../node/nodeconn.ts";
+import { isToParent, type StartPayload, type ToChild, toChildExit } from "../child/envelope.ts";
 import { CHILD_FLAG } from "./child.ts";
 
 export interface DenoSubprocessLauncherOptions {

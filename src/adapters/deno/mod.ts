@@ -8,5 +8,5 @@
 export { DenoSubprocessLauncher, type DenoSubprocessLauncherOptions } from "./launcher.ts";
 export { DenoNetAdapter } from "./net.ts";
 export { CHILD_FLAG, runChild, runChildFromArgv, type RunChildOptions } from "./child.ts";
-export { WorkerLauncher } from "../shared/worker_launcher.ts";
-export { EXIT_CRASH } from "../shared/protocol.ts";
+export { WorkerLauncher } from "../worker/launcher.ts";
+export { EXIT_CRASH } from "../child/envelope.ts";

@@ -6,7 +6,7 @@
  * Connection, so it works with this adapter too.
  */
 
-import { NodeSocketNetAdapter } from "../shared/nodenet.ts";
+import { NodeSocketNetAdapter } from "../node/nodenet.ts";
 
 export class DenoNetAdapter extends NodeSocketNetAdapter {
   /** A socket Deno's node:net has read from does not reach a child intact. */

@@ -29,7 +29,7 @@
 
 import { ereport, isPgError } from "../../core/elog.ts";
 import { LogLinePrefix } from "../../core/log.ts";
-import { importMain } from "../shared/childenv.ts";
+import { importMain } from "../child/childenv.ts";
 import type {
   ChildEntry,
   ChildEnv,

@@ -22,7 +22,7 @@ import {
 } from "../../core/protocol/mod.ts";
 import { PgError } from "../../core/elog.ts";
 import { ERRCODE } from "../../core/elog.ts";
-import { dialUpstream } from "../../adapters/http/upstream.ts";
+import { dialUpstream } from "../../http/upstream.ts";
 import { openUpstream } from "../../engines/upstream/connect.ts";
 import { NO_SSL } from "../../engines/upstream/url.ts";
 import type { ConnTarget } from "../conninfo.ts";

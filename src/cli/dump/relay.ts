@@ -8,7 +8,7 @@
  * stderr as it is written.
  */
 
-import { dialUpstream } from "../../adapters/http/upstream.ts";
+import { dialUpstream } from "../../http/upstream.ts";
 import type { Connection } from "../../core/postmaster/launch.ts";
 import type { UpstreamAddress } from "../../engines/upstream/url.ts";
 import {

@@ -3,7 +3,7 @@
  * between the backend, which decides when a connection becomes encrypted
  * (an SSLRequest answered 'S', or PostgreSQL 17's direct SSL), and the
  * runtime code that runs the TLS handshake on the connection's socket
- * (src/adapters/shared/tls.ts, be-secure-openssl.c's part).
+ * (src/adapters/node/tls.ts, be-secure-openssl.c's part).
  *
  * The postmaster loads the files (PostgreSQL's SSL_context) at start and on
  * SIGHUP and hands every backend an `SslConfig`: plain strings, so it

@@ -13,7 +13,7 @@
 
 import { ereport, ERRCODE, PgError } from "../elog.ts";
 
-/** How the parser reads files; the node:fs implementation is in src/adapters/shared. */
+/** How the parser reads files; the node:fs implementation is in src/adapters/node. */
 export interface ConfigReader {
   /**
    * The text of a file, or null when it does not exist. Other failures throw

@@ -3,7 +3,7 @@
  * shapes (its SHOW POOLS, CLIENTS, SERVERS and STATS of 1.21) and with its
  * PAUSE, RESUME and RELOAD, for the
  * `pgts` console database: the server glue wraps the pool with the
- * console session (src/adapters/http/console.ts) and these commands. Only
+ * console session (src/http/console.ts) and these commands. Only
  * PAUSE, RESUME and RELOAD change anything.
  *
  * What pgts does not have is shown as pgbouncer shows an unused value (0,

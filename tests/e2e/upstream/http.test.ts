@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { neon, neonConfig } from "@neondatabase/serverless";
-import { type HttpServer, type Served, serveHttp } from "../../../src/adapters/http/mod.ts";
+import { type HttpServer, type Served, serveHttp } from "../../../src/http/mod.ts";
 import {
   BUN,
   ROOT,

@@ -8,7 +8,7 @@
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { neon, neonConfig } from "@neondatabase/serverless";
-import { type HttpServer, serveHttp } from "../../../src/adapters/http/mod.ts";
+import { type HttpServer, serveHttp } from "../../../src/http/mod.ts";
 import { UpstreamPostgres, useUpstreamServers } from "../../helpers/upstream.ts";
 
 let upstream: UpstreamPostgres;

@@ -7,7 +7,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { HttpServer } from "../../../src/adapters/http/mod.ts";
+import { HttpServer } from "../../src/http/mod.ts";
 
 let server: HttpServer;
 const CONN = "postgres://postgres@localhost/postgres";

@@ -16,8 +16,8 @@
  * Neon's own HTTP endpoint.
  */
 
-import type { Engine } from "../../core/engine/types.ts";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Engine } from "../core/engine/types.ts";
+import type { Connection } from "../core/postmaster/launch.ts";
 import {
   parseUpstreamUrl,
   type PoolSettings,
@@ -26,8 +26,8 @@ import {
   UpstreamEngine,
   UpstreamPool,
   type UpstreamStartTls,
-} from "../../engines/upstream/mod.ts";
-import { detectRuntime } from "../runtime.ts";
+} from "../engines/upstream/mod.ts";
+import { detectRuntime } from "../adapters/runtime.ts";
 
 /** An upstream PostgreSQL as the HTTP adapter's engine. */
 export interface HttpUpstreamConfig {
@@ -52,8 +52,8 @@ export async function dialUpstream(address: UpstreamAddress): Promise<Connection
     );
   }
   const dial = runtime === "bun"
-    ? await import("../bun/connect.ts")
-    : await import("../shared/connect.ts");
+    ? await import("../adapters/bun/connect.ts")
+    : await import("../adapters/node/connect.ts");
   return address.family === "tcp"
     ? await dial.connectTcp(address.host, address.port)
     : await dial.connectUnix(address.path);
@@ -69,7 +69,7 @@ export function checkUpstreamConfig(config: HttpUpstreamConfig): void {
 
 /** node:tls, loaded only by a connection whose sslmode asks for TLS. */
 const startTls: UpstreamStartTls = async (raw, options) =>
-  (await import("../shared/tls.ts")).openSslClient(raw, options);
+  (await import("../adapters/node/tls.ts")).openSslClient(raw, options);
 
 /** The engine; it opens no connection until a request asks for one. */
 export function openUpstreamEngine(config: HttpUpstreamConfig): Engine {

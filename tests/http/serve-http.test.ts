@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { neon, neonConfig } from "@neondatabase/serverless";
 
-const root = fileURLToPath(new URL("../../..", import.meta.url));
+const root = fileURLToPath(new URL("../..", import.meta.url));
 const bun = `${root}node_modules/.bin/bun`;
 let dir: string;
 let live: ChildProcess | null = null;

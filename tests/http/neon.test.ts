@@ -8,8 +8,8 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { neon, neonConfig } from "@neondatabase/serverless";
-import { type HttpServer, serveHttp } from "../../../src/adapters/http/mod.ts";
-import type { Served } from "../../../src/adapters/http/mod.ts";
+import { type HttpServer, serveHttp } from "../../src/http/mod.ts";
+import type { Served } from "../../src/http/mod.ts";
 
 const TOKEN = "test-token";
 const HBA = [

@@ -13,8 +13,8 @@
  */
 
 import type { Context, Hono, MiddlewareHandler } from "hono";
-import type { BackendMemoryContext } from "../../core/mcxt/mod.ts";
-import type { BackgroundWorkerInfo, PMState } from "../../core/postmaster/mod.ts";
+import type { BackendMemoryContext } from "../core/mcxt/mod.ts";
+import type { BackgroundWorkerInfo, PMState } from "../core/postmaster/mod.ts";
 
 /** One row of the activity view (pg_stat_activity's columns that pgts knows). */
 export interface ActivityRow {

@@ -19,7 +19,7 @@ import type {
   Connection,
   Signal,
 } from "../../core/postmaster/launch.ts";
-import { EXIT_CRASH, type StartPayload, type ToChild, type ToParent } from "./protocol.ts";
+import { EXIT_CRASH, type StartPayload, type ToChild, type ToParent } from "./envelope.ts";
 
 type CatchableSignal = Exclude<Signal, "SIGKILL">;
 

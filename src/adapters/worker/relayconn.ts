@@ -13,7 +13,7 @@
  */
 
 import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
-import type { ToChild, ToParent } from "./protocol.ts";
+import type { ToChild, ToParent } from "../child/envelope.ts";
 
 /** Bytes in flight after which `write` asks the caller to wait. */
 const HIGH_WATER_MARK = 64 * 1024;

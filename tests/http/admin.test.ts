@@ -7,10 +7,10 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pg from "pg";
-import { HttpServer } from "../../../src/adapters/http/mod.ts";
-import type { Engine } from "../../../src/core/engine/types.ts";
-import { BGW_NEVER_RESTART } from "../../../src/core/postmaster/mod.ts";
-import { NodeSocketNetAdapter } from "../../../src/adapters/shared/nodenet.ts";
+import { HttpServer } from "../../src/http/mod.ts";
+import type { Engine } from "../../src/core/engine/types.ts";
+import { BGW_NEVER_RESTART } from "../../src/core/postmaster/mod.ts";
+import { NodeSocketNetAdapter } from "../../src/adapters/node/nodenet.ts";
 
 const TOKEN = "s3cret";
 const auth = { Authorization: `Bearer ${TOKEN}` };

@@ -18,21 +18,21 @@
  */
 
 import type { Hono } from "hono";
-import { type HbaLine, parseHba } from "../../core/auth/mod.ts";
-import type { Engine } from "../../core/engine/types.ts";
-import { Guc } from "../../core/guc/guc.ts";
-import { getBackendMemoryContexts, memoryContextInit } from "../../core/mcxt/mod.ts";
-import type { MemoryContextTree } from "../../core/mcxt/mod.ts";
+import { type HbaLine, parseHba } from "../core/auth/mod.ts";
+import type { Engine } from "../core/engine/types.ts";
+import { Guc } from "../core/guc/guc.ts";
+import { getBackendMemoryContexts, memoryContextInit } from "../core/mcxt/mod.ts";
+import type { MemoryContextTree } from "../core/mcxt/mod.ts";
 import {
   type ListenAddress,
   type NetAdapter,
   type PMStatus,
   Postmaster,
-} from "../../core/postmaster/mod.ts";
-import { InprocLauncher } from "../inproc/launcher.ts";
-import { inprocEngine, markPostmasterRealm, registerEngineOpener } from "../../server/children.ts";
-import { childEntry, resolveMain } from "../../server/mains.ts";
-import type { ServerParams } from "../../server/params.ts";
+} from "../core/postmaster/mod.ts";
+import { InprocLauncher } from "../adapters/inproc/launcher.ts";
+import { inprocEngine, markPostmasterRealm, registerEngineOpener } from "../server/children.ts";
+import { childEntry, resolveMain } from "../server/mains.ts";
+import type { ServerParams } from "../server/params.ts";
 import type { AdminSource, AdminStatus, StopMode } from "./admin.ts";
 import { createApp, type HttpBindings } from "./app.ts";
 import { withAdminConsole } from "./console.ts";
@@ -208,7 +208,7 @@ export class HttpServer implements AdminSource {
     const config = this.#engineConfig;
     if ("open" in config) return await config.open();
     if ("upstream" in config) return openUpstreamEngine(config);
-    const { ClusterEngine, openEngine } = await import("../../engines/pglite/mod.ts");
+    const { ClusterEngine, openEngine } = await import("../engines/pglite/mod.ts");
     const options = {
       engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),
       engineHoldTimeoutMs: this.guc.getMs("engine_hold_timeout"),

@@ -12,7 +12,7 @@
  * refused by the engine (42601), as they are for any prepared statement.
  */
 
-import type { EngineSession } from "../../core/engine/types.ts";
+import type { EngineSession } from "../core/engine/types.ts";
 import {
   type Allocator,
   BackendMessageReader,
@@ -32,7 +32,7 @@ import {
   writeParse,
   writeQuery,
   writeSync,
-} from "../../core/protocol/mod.ts";
+} from "../core/protocol/mod.ts";
 
 /** One query of a request, parameters already in text form. */
 export interface QueryText {

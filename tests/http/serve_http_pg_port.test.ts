@@ -13,8 +13,8 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { BUN, PG_BIN, pgtsCli, ROOT, sleep, waitFor } from "../../helpers/pgts.ts";
-import { cancelRequest } from "../../helpers/pgts-sql.ts";
+import { BUN, PG_BIN, pgtsCli, ROOT, sleep, waitFor } from "../helpers/pgts.ts";
+import { cancelRequest } from "../helpers/pgts-sql.ts";
 
 let proc: ReturnType<typeof Bun.spawn> | null = null;
 let log = "";

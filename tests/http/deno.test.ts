@@ -1,5 +1,5 @@
 /**
- * The HTTP adapter under Deno: tests/adapters/http/deno_driver.ts starts it
+ * The HTTP adapter under Deno: tests/http/deno_driver.ts starts it
  * with Deno.serve in a real `deno run -A` process and drives it with the
  * real Neon client; this test checks what the driver saw.
  */
@@ -8,14 +8,14 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const root = fileURLToPath(new URL("../../..", import.meta.url));
+const root = fileURLToPath(new URL("../..", import.meta.url));
 // deno-lint-ignore no-explicit-any
 let results: any;
 
 beforeAll(async () => {
   const child = spawn(
     `${root}node_modules/.bin/deno`,
-    ["run", "-A", "tests/adapters/http/deno_driver.ts"],
+    ["run", "-A", "tests/http/deno_driver.ts"],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stdout = "";

@@ -11,8 +11,8 @@
  */
 
 import type { ChildEntry, ChildMain } from "../../core/postmaster/launch.ts";
-import { ChildRuntime, flushAndClose } from "./childenv.ts";
-import { isToChild, type StartPayload, type ToParent } from "./protocol.ts";
+import { ChildRuntime, flushAndClose } from "../child/childenv.ts";
+import { isToChild, type StartPayload, type ToParent } from "../child/envelope.ts";
 import { RelayedConnection } from "./relayconn.ts";
 
 interface WorkerScope {

@@ -9,7 +9,7 @@
  * the app's `HttpBindings.remoteAddress`, which pg_hba.conf is matched on.
  */
 
-import { detectRuntime } from "../runtime.ts";
+import { detectRuntime } from "../adapters/runtime.ts";
 import type { HttpBindings } from "./app.ts";
 
 export type FetchHandler = (

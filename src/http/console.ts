@@ -12,13 +12,13 @@
  * superusers only. A console session never touches the engine.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, PgError } from "../core/elog.ts";
 import type {
   Engine,
   EngineSession,
   SessionStartup,
   TransactionStatus,
-} from "../../core/engine/types.ts";
+} from "../core/engine/types.ts";
 import {
   FE,
   type FieldDescription,
@@ -37,7 +37,7 @@ import {
   writeParseComplete,
   writeReadyForQuery,
   writeRowDescription,
-} from "../../core/protocol/mod.ts";
+} from "../core/protocol/mod.ts";
 import type { AdminSource } from "./admin.ts";
 
 /** The name of the virtual admin database. */

@@ -10,6 +10,7 @@
  */
 
 import type { ChildEntry, ChildExit, RemoteAddress, Signal } from "../../core/postmaster/launch.ts";
+import { SIGNAL_NUMBERS } from "../../core/postmaster/backendtype.ts";
 
 /** An exit code that PostgreSQL's postmaster treats as a crash: the code a
  * backend's quickdie() uses. A child whose main throws exits with it. */
@@ -74,17 +75,6 @@ export const CATCHABLE_SIGNALS = [
   "SIGUSR2",
   "SIGABRT",
 ] as const satisfies readonly Exclude<Signal, "SIGKILL">[];
-
-const SIGNAL_NUMBERS: Record<Signal, number> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGABRT: 6,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGUSR2: 12,
-  SIGTERM: 15,
-};
 
 // Signals outside pgts's vocabulary that can still end a child (Linux numbers).
 const OTHER_SIGNALS: Record<string, number> = {

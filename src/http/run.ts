@@ -22,17 +22,17 @@ import {
   ClientAuthentication,
   type HbaLine,
   hbaLineFor,
-} from "../../core/auth/mod.ts";
-import { ERRCODE, PgError } from "../../core/elog.ts";
-import type { Engine, EngineSession } from "../../core/engine/types.ts";
+} from "../core/auth/mod.ts";
+import { ERRCODE, PgError } from "../core/elog.ts";
+import type { Engine, EngineSession } from "../core/engine/types.ts";
 import {
   ALLOCSET_SMALL_SIZES,
   type AllocSetContext,
   allocSetContextCreate,
   type MemoryContext,
-} from "../../core/mcxt/mod.ts";
-import type { BackendActivity, Postmaster } from "../../core/postmaster/mod.ts";
-import type { ChildExit, ChildProcess, Signal } from "../../core/postmaster/launch.ts";
+} from "../core/mcxt/mod.ts";
+import type { BackendActivity, Postmaster } from "../core/postmaster/mod.ts";
+import type { ChildExit, ChildProcess, Signal } from "../core/postmaster/launch.ts";
 import { rollback, runQueries } from "./extended.ts";
 import { engineError, resultJson, type SqlRequest, toHttpError } from "./neon.ts";
 

@@ -11,7 +11,7 @@
  */
 
 import { Hono } from "hono";
-import { ERRCODE } from "../../core/elog.ts";
+import { ERRCODE } from "../core/elog.ts";
 import { type AdminSource, mountAdmin } from "./admin.ts";
 import { HttpError, parseSqlRequest, type SqlRequest, toHttpError } from "./neon.ts";
 import type { RunAnswer } from "./run.ts";

@@ -3,6 +3,6 @@
  * from source: see worker_child.ts.
  */
 
-import { serveWorkerChild } from "./worker_child.ts";
+import { serveWorkerChild } from "./child.ts";
 
 serveWorkerChild();

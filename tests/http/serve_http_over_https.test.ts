@@ -10,8 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BUN, ROOT } from "../../helpers/pgts.ts";
-import { TestCertificates } from "../../helpers/tls.ts";
+import { BUN, ROOT } from "../helpers/pgts.ts";
+import { TestCertificates } from "../helpers/tls.ts";
 
 let dir: string;
 let certs: TestCertificates;

@@ -1,11 +1,11 @@
 /**
  * Runs the HTTP adapter under Deno (Deno.serve on port 0) and drives it with
  * the real `@neondatabase/serverless` client; prints one JSON line of
- * results for tests/adapters/http/deno.test.ts to check.
+ * results for tests/http/deno.test.ts to check.
  */
 
 import { neon, neonConfig } from "@neondatabase/serverless";
-import { serveHttp } from "../../../src/adapters/http/mod.ts";
+import { serveHttp } from "../../src/http/mod.ts";
 
 const started = performance.now();
 const { server, served } = await serveHttp({ adminToken: "t" });

@@ -22,8 +22,8 @@ import type {
   ChildStartInfo,
   Signal,
 } from "../../core/postmaster/launch.ts";
-import { ChildHandle } from "./childhandle.ts";
-import { EXIT_CRASH, isToParent, type StartPayload, type ToChild } from "./protocol.ts";
+import { ChildHandle } from "../child/childhandle.ts";
+import { EXIT_CRASH, isToParent, type StartPayload, type ToChild } from "../child/envelope.ts";
 import { relayTo } from "./relayconn.ts";
 
 /** The Worker entry registered by the running program (registerWorkerEntry), if any. */
@@ -45,7 +45,7 @@ const FIRST_SYNTHETIC_PID = 4_194_305;
 export class WorkerLauncher implements ChildLauncher {
   readonly name = "worker";
   #nextPid = FIRST_SYNTHETIC_PID;
-  #entry = registeredEntry ?? new URL("./worker_entry.ts", import.meta.url).href;
+  #entry = registeredEntry ?? new URL("./entry.ts", import.meta.url).href;
   #live = new Set<(exit: ChildExit) => void>();
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {

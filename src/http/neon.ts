@@ -16,8 +16,8 @@
  * Pure request/response shaping: nothing here runs SQL or knows the server.
  */
 
-import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
-import type { NoticeFields } from "../../core/protocol/mod.ts";
+import { ERRCODE, isPgError, PgError } from "../core/elog.ts";
+import type { NoticeFields } from "../core/protocol/mod.ts";
 import type { QueryOutcome, QueryText } from "./extended.ts";
 import { paramToText, textToJson } from "./pgjson.ts";
 

@@ -20,7 +20,7 @@
 import process from "node:process";
 import type { Connection, Signal } from "../../core/postmaster/launch.ts";
 import { type ChildHooks, ChildRuntime, flushAndClose } from "./childenv.ts";
-import { EXIT_CRASH, isToChild, type StartPayload, type ToParent } from "./protocol.ts";
+import { EXIT_CRASH, isToChild, type StartPayload, type ToParent } from "./envelope.ts";
 
 type CatchableSignal = Exclude<Signal, "SIGKILL">;
 
