@@ -7,7 +7,15 @@
  * `PgError`s; an EOF in the middle of a message as the reader's `eof()`.
  * For a pass-through session, `startRaw()` ends the framing after startup:
  * the client's chunks are then taken as they came.
+ *
+ * What is read and not yet taken is bounded: past INPUT_HIGH_WATER bytes
+ * the connection is paused (the client's bytes wait in the kernel, and a
+ * client that sends faster than the engine takes, a huge COPY FROM STDIN,
+ * is slowed down by TCP), and resumed once the backend has taken them.
  */
+
+/** Bytes read from the client and not taken, above which reading pauses. */
+export const INPUT_HIGH_WATER = 1024 * 1024;
 
 import type { PgError } from "../elog.ts";
 import type { Message, MessageReader } from "../protocol/mod.ts";
@@ -21,6 +29,8 @@ export class ClientInput {
   /** Chunks not yet taken by `takeRaw()`; null while messages are framed. */
   #raw: Uint8Array[] | null = null;
   #ready: (() => void) | null = null;
+  /** Reading is paused: INPUT_HIGH_WATER bytes are waiting to be taken. */
+  #paused = false;
   /**
    * Called when the client's connection closes (not when the backend stops
    * reading): the backend's chance to end what runs for a client that is
@@ -31,16 +41,31 @@ export class ClientInput {
   constructor(conn: Connection, reader: MessageReader) {
     this.#conn = conn;
     this.#reader = reader;
-    conn.onData = (chunk) => {
-      reader.push(chunk);
-      this.#notify();
-    };
+    conn.onData = (chunk) => this.#push(chunk);
     conn.onClose = () => {
       this.#eof = true;
       this.#notify();
       this.onGone?.();
     };
     conn.resume();
+  }
+
+  #push(chunk: Uint8Array): void {
+    this.#reader.push(chunk);
+    // Not while a read waits: it lacks the rest of a message (a large one).
+    if (!this.#paused && this.#wake === null && this.#reader.buffered > INPUT_HIGH_WATER) {
+      this.#paused = true;
+      this.#conn.pause();
+    }
+    this.#notify();
+  }
+
+  /** After a read: resumes a paused connection once half of what it held was taken. */
+  #taken(): void {
+    if (this.#paused && !this.#eof && this.#reader.buffered <= INPUT_HIGH_WATER / 2) {
+      this.#paused = false;
+      this.#conn.resume();
+    }
   }
 
   #notify(): void {
@@ -70,6 +95,11 @@ export class ClientInput {
         const err: PgError | null = this.#reader.eof();
         if (err !== null) throw err;
         return null;
+      }
+      if (this.#paused) {
+        // What is buffered holds no whole message: the rest must come in.
+        this.#paused = false;
+        this.#conn.resume();
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
@@ -101,10 +131,8 @@ export class ClientInput {
     const opened = await open(raw, this.#reader.drain());
     const conn = opened.connection;
     this.#conn = conn;
-    conn.onData = (chunk) => {
-      this.#reader.push(chunk);
-      this.#notify();
-    };
+    this.#paused = false;
+    conn.onData = (chunk) => this.#push(chunk);
     conn.onClose = () => {
       this.#eof = true;
       this.#notify();
@@ -123,13 +151,17 @@ export class ClientInput {
   }
 
   /** The next whole message, or null at end of file. */
-  next(): Promise<Message | null> {
-    return this.#await(() => this.#reader.read());
+  async next(): Promise<Message | null> {
+    const m = await this.#await(() => this.#reader.read());
+    this.#taken();
+    return m;
   }
 
   /** A whole message already buffered, without waiting. */
   poll(): Message | null {
-    return this.#reader.read();
+    const m = this.#reader.read();
+    if (m !== null) this.#taken();
+    return m;
   }
 
   /**
@@ -145,6 +177,10 @@ export class ClientInput {
     if (rest.length > 0) raw.push(rest);
     this.#raw = raw;
     this.#ready = ready;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#conn.resume();
+    }
     this.#conn.onData = (chunk) => {
       raw.push(chunk);
       ready();

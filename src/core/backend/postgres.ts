@@ -271,6 +271,9 @@ function reportFatal(conn: Connection, e: unknown): number {
   return EXIT_FATAL;
 }
 
+/** Bytes of the client's messages handed to the engine in one call (one message may be larger). */
+const BATCH_MAX = 256 * 1024;
+
 /**
  * The ReadCommand loop. Every whole message the client has sent so far is
  * re-framed into MessageContext and handed to the engine in one call; the
@@ -294,7 +297,9 @@ async function commandLoop(
     const batch: Message[] = [first];
     let size = 5 + first.body.length;
     let terminate = first.type === FE.Terminate;
-    while (!terminate) {
+    // Bounded, so that a client sending faster than the engine takes (a
+    // huge COPY) is held back by its socket, not buffered here.
+    while (!terminate && size < BATCH_MAX) {
       const m = input.poll();
       if (m === null) break;
       if (m.type === FE.Terminate) {

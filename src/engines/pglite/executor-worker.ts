@@ -18,6 +18,7 @@ import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import { ChannelServer } from "./channel.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
+import { CopyFeedInput } from "./copyfeed.ts";
 
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
@@ -29,6 +30,8 @@ const scope = globalThis as any as {
 };
 
 let instance: PGliteInstance | null = null;
+/** The COPY FROM STDIN feed's shared buffer (copyfeed.ts), from `open`. */
+let feed: SharedArrayBuffer | null = null;
 /** Background fdatasyncs the engine's thread runs for us (group commit), by id. */
 const walSyncs = new Map<number, (code: string | null, name: string | null) => void>();
 let walSyncId = 0;
@@ -71,6 +74,9 @@ async function run(
   // it (a cancel of the next query, say) while the rest still runs. A
   // single answer goes back with `done`, in one message.
   const pipelined = answersExpected(bytes) > 1;
+  // A COPY fed as the client sends it: each chunk goes at once (the client
+  // waits for the CopyInResponse before it sends the data this exec reads).
+  const fed = options.feed === true && feed !== null;
   // Once a chunk went as a message, the rest does too (never overtaking it).
   let streamed = false;
   let error: string | null = null;
@@ -78,10 +84,11 @@ async function run(
   let temp: TempSpan | null = null;
   try {
     if (instance === null) throw new Error("engine is not open");
-    ({ signals, temp } = await instance.exec(seq, bytes, (chunk) => {
+    const input = fed ? new CopyFeedInput(feed!, bytes) : bytes;
+    ({ signals, temp } = await instance.exec(seq, input, (chunk) => {
       parts.push(chunk);
       size += chunk.length;
-      if (size >= CHUNK || (pipelined && endsWithReadyForQuery(chunk))) {
+      if (size >= CHUNK || fed || (pipelined && endsWithReadyForQuery(chunk))) {
         const b = take()!;
         streamed = true;
         post({ t: "data", seq, bytes: b, wal: instance!.walTicket() }, b);
@@ -121,6 +128,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
         try {
           if (m.assets !== null) registerPgliteAssets(m.assets);
           adoptPgliteModule(module);
+          feed = m.feed;
           instance = await openInstance(m.dataDir, {
             cancelCell: new Int32Array(m.cell),
             sharedHeap: true,

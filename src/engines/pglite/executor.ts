@@ -37,6 +37,7 @@ import { WalProgress } from "./groupcommit.ts";
 import { fdatasyncFailure } from "./walflush.ts";
 import { ChannelRequester } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
+import { CopyFeed } from "./copyfeed.ts";
 
 export interface RawExecutor {
   /**
@@ -65,6 +66,11 @@ export interface RawExecutor {
   readonly wal: WalProgress;
   /** Called once when a deferred fdatasync of the WAL failed: the backend is gone (a PANIC). */
   onWalFailure: ((message: string) => void) | null;
+  /**
+   * Where an exec run with `feed` reads the client's COPY data as it comes
+   * (copyfeed.ts); null inline, where the engine cannot wait for it.
+   */
+  readonly copyFeed: CopyFeed | null;
 }
 
 export interface ExecResult {
@@ -95,6 +101,8 @@ export interface ExecOptions {
   readonly loadExtensions?: boolean;
   /** The session's temporary namespaces, which the backend is given first (tempnamespace.ts). */
   readonly temp?: TempPair;
+  /** The input goes on with what `copyFeed` brings, until it ends (COPY FROM STDIN). */
+  readonly feed?: boolean;
 }
 
 function instanceOptions(options: ExecOptions) {
@@ -106,6 +114,7 @@ function instanceOptions(options: ExecOptions) {
     ...(options.activity !== undefined ? { activity: options.activity } : {}),
     ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
     ...(options.temp !== undefined ? { temp: options.temp } : {}),
+    ...(options.feed === true ? { feed: true } : {}),
   };
 }
 
@@ -129,6 +138,7 @@ export function startExecutor(
 
 class InlineExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  readonly copyFeed = null;
   readonly tempShared: string | null;
   onWalFailure: ((message: string) => void) | null = null;
   readonly wal: WalProgress;
@@ -243,6 +253,8 @@ export type WorkerRequest =
     cell: SharedArrayBuffer;
     /** The exec channel (channel.ts). */
     channel: SharedArrayBuffer;
+    /** The COPY FROM STDIN feed (copyfeed.ts). */
+    feed: SharedArrayBuffer;
     /** One BigInt64: the last WAL ticket this thread's fdatasyncs made durable (group commit). */
     walDurable: SharedArrayBuffer;
     settings: Record<string, string>;
@@ -271,6 +283,7 @@ class WorkerExecutor implements RawExecutor {
   readonly tempShared: string | null;
   onWalFailure: ((message: string) => void) | null = null;
   readonly wal = new WalProgress();
+  readonly copyFeed: CopyFeed;
   #worker: Worker;
   #cell: Int32Array;
   #channel: ChannelRequester;
@@ -292,10 +305,11 @@ class WorkerExecutor implements RawExecutor {
 
   private constructor(
     worker: Worker,
-    shared: { cell: Int32Array; channel: ChannelRequester },
+    shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed },
     ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
   ) {
     this.#worker = worker;
+    this.copyFeed = shared.feed;
     this.#cell = shared.cell;
     this.#channel = shared.channel;
     this.tempShared = ready.tempShared;
@@ -314,11 +328,12 @@ class WorkerExecutor implements RawExecutor {
     const worker = new Worker(url, { type: "module" });
     const cell = newCancelCell();
     const channel = new ChannelRequester();
+    const feed = new CopyFeed();
     const walSyncs = new WalSyncs();
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
-          const ex = new WorkerExecutor(worker, { cell, channel }, ev.data);
+          const ex = new WorkerExecutor(worker, { cell, channel, feed }, ev.data);
           ex.#walSyncs = walSyncs;
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(ev.data.durable);
@@ -352,6 +367,7 @@ class WorkerExecutor implements RawExecutor {
         dataDir,
         cell: cell.buffer,
         channel: channel.buffer,
+        feed: feed.buffer,
         walDurable: walSyncs.durableCell.buffer as SharedArrayBuffer,
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
@@ -419,6 +435,8 @@ class WorkerExecutor implements RawExecutor {
   }
 
   close(): Promise<void> {
+    // A COPY still reading its feed would keep the Worker from the close.
+    this.copyFeed.end();
     if (this.#dead !== null) {
       this.#worker.terminate();
       this.#channel.close();

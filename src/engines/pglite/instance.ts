@@ -48,6 +48,7 @@ import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs, type ImageSource } from "./image.ts";
 import { loadExtensionBundles } from "./extensions.ts";
 import { concat } from "./wire.ts";
+import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
 import {
   type ActivityRow,
@@ -120,11 +121,12 @@ export interface PGliteInstance {
   /**
    * Runs raw frontend messages; `onData` gets copies of the backend bytes.
    * Resolves with the signals the exec sent to other sessions (backends.ts)
-   * and the temporary namespaces the backend has after it.
+   * and the temporary namespaces the backend has after it. A
+   * `CopyFeedInput` (copyfeed.ts) is input that grows while it runs.
    */
   exec(
     seq: number,
-    bytes: Uint8Array,
+    bytes: Uint8Array | CopyFeedInput,
     onData: (chunk: Uint8Array) => void,
     options: InstanceExecOptions,
   ): Promise<InstanceExecResult>;
@@ -171,6 +173,8 @@ export interface InstanceExecOptions {
    * request would cancel it; 0 for none.
    */
   readonly timeoutMs: number;
+  /** The exec's input is a CopyFeedInput (the worker builds it; copyfeed.ts). */
+  readonly feed?: boolean;
 }
 
 /** One hour in nanoseconds: how far a cancel moves the monotonic clock. */
@@ -478,7 +482,8 @@ export async function openInstance(
         // onData, which may hand the chunk's buffer to another thread).
         const at = { idle: false };
         const errors = new ErrorWatch();
-        await db.execProtocolRawStream(bytes, {
+        // A CopyFeedInput is read as PGlite reads a message (copyfeed.ts).
+        await db.execProtocolRawStream(bytes as Uint8Array, {
           syncToFs: false,
           onRawData: (raw) => {
             const chunk = raw.slice();

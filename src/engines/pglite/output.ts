@@ -45,6 +45,13 @@ export interface OutputOptions {
    * client's: the engine's 57014 then says so, as PostgreSQL's does.
    */
   readonly timedOut?: () => boolean;
+  /** Called at a CopyInResponse the session receives (a fed COPY has begun). */
+  readonly onCopyIn?: () => void;
+  /**
+   * Called at each CommandComplete, ErrorResponse and ReadyForQuery: a fed
+   * COPY, a lone statement, is over, however it ended.
+   */
+  readonly onStatementEnd?: () => void;
 }
 
 const USER_CANCEL_TEXT = "canceling statement due to user request";
@@ -111,9 +118,11 @@ export class OutputFilter {
           this.lastStatus = String.fromCharCode(buf[at + 5]!) as "I" | "T" | "E";
           this.copyIn = false;
           this.#drop = 0;
+          this.#o.onStatementEnd?.();
           break;
         case G:
           this.copyIn = true;
+          this.#o.onCopyIn?.();
           if (this.#o.holdCopyIn && this.copyInResponse === null) {
             flush(at);
             this.copyInResponse = buf.slice(at, end);
@@ -127,12 +136,14 @@ export class OutputFilter {
           if (len === 4 + ROLLBACK_TAG.length && startsWith(buf, at + 5, ROLLBACK_TAG)) {
             this.sawRollback = true;
           }
+          this.#o.onStatementEnd?.();
           break;
         case E:
         case N: {
           if (type === E) {
             this.sawError = true;
             this.#drop = 0;
+            this.#o.onStatementEnd?.();
           }
           const msg = buf.subarray(at, end);
           if (type === E && errorField(msg, R) === TERMINATE_SELF_ROUTINE) {

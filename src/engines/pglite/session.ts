@@ -45,6 +45,7 @@ import type { PgliteEngine } from "./engine.ts";
 import type { ActivityRow } from "./backends.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
 import { answerWithoutEngine } from "./offengine.ts";
+import type { CopyFeed } from "./copyfeed.ts";
 
 const SYNC = 0x53;
 const QUERY = 0x51;
@@ -152,8 +153,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #closing: Promise<void> | null = null;
   /** Parse and Close messages answered while the engine was held (#defer), to run first. */
   #deferred: Uint8Array[] = [];
-  /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far. */
+  /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far (inline engine). */
   #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
+  /** A COPY FROM STDIN running on the engine, fed the client's data as it comes (copyfeed.ts). */
+  #fed: FedCopy | null = null;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
   #readsActivity = false;
   /** The input names an extension (the engine loads the bundles first, once). */
@@ -322,6 +325,17 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     // A statement still waiting or running is ended first: the transaction
     // is rolled back now, not when the statement would have finished.
     this.cancel();
+    const fed = this.#fed;
+    if (fed !== null) {
+      // A COPY whose client is gone ends as a CopyFail ends it (at the top
+      // level, after the COPY, PostgreSQL ignores it), and is rolled back.
+      // Not by end of file: PGlite's read would wait for more.
+      fed.over = true;
+      await fed.feed.write(fe.copyFail("connection to client lost"), () => fed.finished);
+      fed.feed.end();
+      await fed.done;
+      this.#fed = null;
+    }
     await this.#chain;
     this.#state = "closed";
     await this.#engine.endSession(this);
@@ -351,6 +365,19 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
     if (this.#terminated !== null) throw this.#terminated;
+    if (this.#fed !== null) {
+      // The COPY's data: the exec that runs it is in flight (its phase and
+      // state stand); what follows the copy is an input of its own.
+      const frames = splitFrames(input);
+      if (frames === null) {
+        throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
+          severity: "FATAL",
+        });
+      }
+      const next = await this.#feedCopy(this.#fed, input, frames, out);
+      if (next >= frames.length) return;
+      input = input.subarray(frames[next]!.start);
+    }
     this.#phase = "before";
     this.#cancelPending = this.#cancelNext;
     this.#canceledByClient = this.#cancelNext;
@@ -466,7 +493,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
 
-    if (plan.copyFromStdin && this.#status !== "E") {
+    const fedCopy = plan.copyFromStdin && this.#status !== "E" &&
+      (engine.executor.copyFeed ?? null) !== null;
+    if (plan.copyFromStdin && this.#status !== "E" && !fedCopy) {
       try {
         if (await this.#startCopy(plan.bytes, out)) return;
       } catch (e) {
@@ -493,7 +522,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       ? null
       : engine.unnamedOwner;
 
-    await this.#execute(bytes, frames, out, drop);
+    if (fedCopy) await this.#startFedCopy(bytes, frames, out);
+    else await this.#execute(bytes, frames, out, drop);
   }
 
   /**
@@ -686,6 +716,98 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   /**
+   * COPY FROM STDIN on an engine in a Worker: the Query runs at once, as in
+   * PostgreSQL, with a feed as its input (copyfeed.ts), and this input is
+   * over when the CopyInResponse is out (or when the statement ended
+   * without starting a copy: an error, a COPY from a file after all). The
+   * exec goes on while the client's next inputs bring the data (#feedCopy);
+   * what it answers meanwhile goes with the input in hand, or waits for
+   * the next one.
+   */
+  async #startFedCopy(
+    query: Uint8Array,
+    frames: readonly Frame[],
+    out: (b: Uint8Array) => void,
+  ): Promise<void> {
+    const feed = this.#engine.executor.copyFeed!;
+    feed.open();
+    let begun = () => {};
+    const started = new Promise<void>((resolve) => (begun = resolve));
+    const copy: FedCopy = {
+      feed,
+      out,
+      held: [],
+      over: false,
+      finished: false,
+      error: null,
+      done: Promise.resolve(),
+    };
+    this.#fed = copy;
+    const sink = (b: Uint8Array) => {
+      if (copy.out !== null) copy.out(b);
+      else copy.held.push(b.slice());
+    };
+    copy.done = this.#execute(query, frames, sink, 0, {
+      feed: true,
+      onCopyIn: begun,
+      // Over (done, failed, cancelled, or never begun): what the client still sends of it
+      // is read and dropped, as PostgreSQL drops it, without the engine.
+      onStatementEnd: () => {
+        copy.over = true;
+        feed.end();
+      },
+    }).catch((e) => {
+      copy.error = e;
+    }).finally(() => {
+      copy.finished = true;
+      copy.over = true;
+      feed.end();
+      begun();
+    });
+    await started;
+    copy.out = null;
+    if (copy.finished) this.#fed = null;
+    if (copy.error !== null) throw copy.error;
+  }
+
+  /**
+   * The client's input during a fed COPY: CopyData (and the Flush and Sync
+   * PostgreSQL ignores there) into the feed, waiting for room, up to the
+   * CopyDone or CopyFail, which ends the feed, or any other message, which
+   * goes too and ends it (PostgreSQL's "unexpected message type" error).
+   * Once the COPY is over, its remaining data is dropped up to its end.
+   * Returns the index of the first frame after the copy (frames.length
+   * when all of them belonged to it).
+   */
+  async #feedCopy(
+    copy: FedCopy,
+    input: Uint8Array,
+    frames: readonly Frame[],
+    out: (b: Uint8Array) => void,
+  ): Promise<number> {
+    copy.out = out;
+    for (const b of copy.held.splice(0)) out(b);
+    let end = frames.findIndex((f) => f.type !== COPY_DATA && f.type !== FLUSH && f.type !== SYNC);
+    const last = end < 0 ? frames.length - 1 : end;
+    if (!copy.over && frames.length > 0) {
+      await copy.feed.write(input.subarray(0, frames[last]!.end), () => copy.finished);
+    }
+    if (end >= 0) {
+      // The end of the copy as the client sees it; any other message ends it too.
+      const t = frames[end]!.type;
+      if (copy.over && t !== COPY_DONE && t !== COPY_FAIL) end--;
+      copy.feed.end();
+      await copy.done;
+      this.#fed = null;
+      copy.out = null;
+      if (copy.error !== null) throw copy.error;
+      return end + 1;
+    }
+    copy.out = null;
+    return frames.length;
+  }
+
+  /**
    * statement_timeout for the next exec. The settings map is re-read when a
    * transaction ends; a SET inside a transaction block (SET LOCAL, say) is
    * read back here before the block's next statement, as the session's own
@@ -711,6 +833,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     frames: readonly Frame[],
     out: (b: Uint8Array) => void,
     drop: number,
+    fed?: { feed: true; onCopyIn: () => void; onStatementEnd: () => void },
   ): Promise<void> {
     const engine = this.#engine;
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
@@ -740,6 +863,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       notify: (msg) => engine.listeners.route(msg, this),
       dropFirst: drop,
       timedOut: () => timeoutMs > 0 && !this.#canceledByClient,
+      ...(fed !== undefined ? { onCopyIn: fed.onCopyIn, onStatementEnd: fed.onStatementEnd } : {}),
     });
     const backends = engine.backendsForExec();
     try {
@@ -750,6 +874,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
         ...(backends !== undefined ? { backends } : {}),
         ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),
         ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
+        ...(fed !== undefined ? { feed: true } : {}),
       }, this);
       this.#phase = "running";
       if (this.#cancelPending) engine.executor.interrupt();
@@ -913,6 +1038,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.#status = "I";
     this.#state = "idle";
     this.#copy = null;
+    if (this.#fed !== null) {
+      this.#fed.over = true;
+      this.#fed.feed.end();
+    }
     let from = 0;
     for (let n = 0; from < frames.length && n < answered; from++) {
       if (frames[from]!.type === SYNC || frames[from]!.type === QUERY) n++;
@@ -1014,6 +1143,20 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   resetStatus(): void {
     this.#status = "I";
   }
+}
+
+/** A COPY FROM STDIN whose exec is in flight, reading its data from `feed`. */
+interface FedCopy {
+  readonly feed: CopyFeed;
+  /** Where its answer goes: the out of the client's input in hand, or null (then `held`). */
+  out: ((b: Uint8Array) => void) | null;
+  readonly held: Uint8Array[];
+  /** The COPY ended (ReadyForQuery): the client's remaining data is dropped. */
+  over: boolean;
+  /** Its exec is over. */
+  finished: boolean;
+  error: unknown;
+  done: Promise<void>;
 }
 
 /** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */

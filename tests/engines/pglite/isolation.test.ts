@@ -31,6 +31,8 @@ function faulty(inner: RawExecutor): RawExecutor {
     close: () => inner.close(),
     wal: inner.wal,
     onWalFailure: null,
+    // Options are not passed on: COPY FROM STDIN is buffered, as inline.
+    copyFeed: null,
   };
 }
 

@@ -1,0 +1,206 @@
+/**
+ * COPY FROM STDIN fed to the engine as the client sends it: the client's
+ * socket, as PostgreSQL's CopyGetData sees it.
+ *
+ * PostgreSQL's backend reads a COPY's data from its socket, waiting for
+ * each CopyData; PGlite has no socket and reads from the message it was
+ * given, through that message's `length` and `subarray` (its read callback
+ * asks how much input there is, then copies it into the backend's receive
+ * buffer), and a read past the end is end of file. So the exec that runs a
+ * COPY FROM STDIN Query is given a message that grows: `CopyFeedInput`,
+ * whose `length` blocks the engine's Worker thread (Atomics.wait) until the
+ * session has put more of the client's bytes into a shared ring, or has
+ * ended the feed. One COPY then runs once, in bounded memory (the ring),
+ * however large its data; the session waits for room before it takes the
+ * client's next bytes, which is the backpressure that reaches the client.
+ *
+ * Only where PGlite runs in a Worker: on the engine's own thread a blocked
+ * read would stop the very thread that must fill the ring (executor.ts).
+ * The writer (`CopyFeed`, the engine's thread) and the reader (the Worker)
+ * share one SharedArrayBuffer per executor; one exec runs at a time, so one
+ * feed suffices. The session must always end a feed it opened (CopyDone,
+ * CopyFail, or a CopyFail of its own when the client is gone): a feed left
+ * open blocks the engine for good.
+ */
+
+/** Int32 slots. */
+const WRITE_SEQ = 0; // bumped after each write or end: the reader waits on it
+const READ_SEQ = 1; // bumped after each read: the writer waits on it
+/** BigInt64 slots (after the Int32 ones). */
+const WRITTEN = 1; // bytes written since open, total
+const READ = 2; // bytes read since open, total
+const ENDED = 3; // 1 once the feed has ended
+const HEADER_BYTES = 32;
+
+/** The ring: big enough that PostgreSQL's 64 kB reads and psql's 128 kB writes never wait on each other. */
+export const FEED_CAPACITY = 1024 * 1024;
+
+class Views {
+  readonly i32: Int32Array;
+  readonly i64: BigInt64Array;
+  readonly ring: Uint8Array;
+  constructor(sab: SharedArrayBuffer) {
+    this.i32 = new Int32Array(sab, 0, HEADER_BYTES / 4);
+    this.i64 = new BigInt64Array(sab, 0, HEADER_BYTES / 8);
+    this.ring = new Uint8Array(sab, HEADER_BYTES, FEED_CAPACITY);
+  }
+}
+
+/** The engine thread's end: puts the client's bytes in, waiting for room. */
+export class CopyFeed {
+  readonly buffer: SharedArrayBuffer;
+  #v: Views;
+  #written = 0;
+  #open = false;
+  /** Writes in progress, and an end asked for meanwhile. */
+  #writing = 0;
+  #endAfterWrite = false;
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor() {
+    this.buffer = new SharedArrayBuffer(HEADER_BYTES + FEED_CAPACITY);
+    this.#v = new Views(this.buffer);
+  }
+
+  /** Starts a feed (before the exec that reads it is sent). */
+  open(): void {
+    const v = this.#v;
+    Atomics.store(v.i64, WRITTEN, 0n);
+    Atomics.store(v.i64, READ, 0n);
+    Atomics.store(v.i64, ENDED, 0n);
+    this.#written = 0;
+    this.#open = true;
+    this.#endAfterWrite = false;
+  }
+
+  get isOpen(): boolean {
+    return this.#open;
+  }
+
+  /** Bytes written and not yet read by the engine. */
+  get pending(): number {
+    return this.#written - Number(Atomics.load(this.#v.i64, READ));
+  }
+
+  /**
+   * Appends `bytes` (whole frontend messages), waiting while the ring is
+   * full (the engine is slower than the client). Resolves once all of it is
+   * in the ring, or when `gone()` says the exec reading the feed has ended.
+   */
+  write(bytes: Uint8Array, gone: () => boolean): Promise<void> {
+    // One write after the other, so that messages never interleave.
+    this.#writing++;
+    const w = this.#tail.then(() => this.#write(bytes, gone)).finally(() => {
+      if (--this.#writing === 0 && this.#endAfterWrite) this.end();
+    });
+    this.#tail = w.catch(() => {});
+    return w;
+  }
+
+  async #write(bytes: Uint8Array, gone: () => boolean): Promise<void> {
+    const v = this.#v;
+    {
+      let at = 0;
+      while (at < bytes.length) {
+        const seq = Atomics.load(v.i32, READ_SEQ);
+        const free = FEED_CAPACITY - this.pending;
+        if (free === 0) {
+          if (gone()) return;
+          const w = Atomics.waitAsync(v.i32, READ_SEQ, seq, 100);
+          if (w.async) await w.value;
+          continue;
+        }
+        const n = Math.min(free, bytes.length - at);
+        const pos = this.#written % FEED_CAPACITY;
+        const first = Math.min(n, FEED_CAPACITY - pos);
+        v.ring.set(bytes.subarray(at, at + first), pos);
+        if (first < n) v.ring.set(bytes.subarray(at + first, at + n), 0);
+        at += n;
+        this.#written += n;
+        Atomics.store(v.i64, WRITTEN, BigInt(this.#written));
+        Atomics.add(v.i32, WRITE_SEQ, 1);
+        Atomics.notify(v.i32, WRITE_SEQ);
+      }
+    }
+  }
+
+  /**
+   * Ends the feed: once the engine has read what was written, it reads end
+   * of file. During a write, at its end: the engine never sees half a
+   * message (at its top level, PostgreSQL would take that for a client
+   * that went away and end the backend).
+   */
+  end(): void {
+    if (!this.#open) return;
+    if (this.#writing > 0) {
+      this.#endAfterWrite = true;
+      return;
+    }
+    this.#open = false;
+    this.#endAfterWrite = false;
+    const v = this.#v;
+    Atomics.store(v.i64, ENDED, 1n);
+    Atomics.add(v.i32, WRITE_SEQ, 1);
+    Atomics.notify(v.i32, WRITE_SEQ);
+  }
+}
+
+/**
+ * The Worker's end, given to PGlite as the exec's message: the exec's own
+ * bytes (the COPY's Query), then whatever the feed brings. PGlite reads it
+ * front to back, through `length` and `subarray` only (pglite.ts,
+ * execProtocolRawSync and its read callback).
+ */
+export class CopyFeedInput {
+  readonly 0: number;
+  readonly head: Uint8Array;
+  #v: Views;
+  #scratch = new Uint8Array(64 * 1024);
+  /** Bytes PGlite has read so far, the head's included. */
+  #consumed = 0;
+
+  constructor(buffer: SharedArrayBuffer, head: Uint8Array) {
+    this.#v = new Views(buffer);
+    this.head = head;
+    this[0] = head[0] ?? 0;
+  }
+
+  /** The bytes there are so far; waits while the engine has read them all and the feed is open. */
+  get length(): number {
+    const v = this.#v;
+    for (;;) {
+      const seq = Atomics.load(v.i32, WRITE_SEQ);
+      const ended = Atomics.load(v.i64, ENDED) !== 0n;
+      const length = this.head.length + Number(Atomics.load(v.i64, WRITTEN));
+      if (length > this.#consumed || ended) return length;
+      Atomics.wait(v.i32, WRITE_SEQ, seq);
+    }
+  }
+
+  /** Bytes [from, to) of the input, read in order; the ring's part is then free. */
+  subarray(from: number, to: number): Uint8Array {
+    const head = this.head.length;
+    this.#consumed = to;
+    if (to <= head) return this.head.subarray(from, to);
+    const v = this.#v;
+    const n = to - from;
+    if (this.#scratch.length < n) this.#scratch = new Uint8Array(n);
+    const out = this.#scratch.subarray(0, n);
+    let at = 0;
+    if (from < head) {
+      out.set(this.head.subarray(from), 0);
+      at = head - from;
+    }
+    let pos = (from + at - head) % FEED_CAPACITY;
+    while (at < n) {
+      const k = Math.min(n - at, FEED_CAPACITY - pos);
+      out.set(v.ring.subarray(pos, pos + k), at);
+      at += k;
+      pos = 0;
+    }
+    Atomics.store(v.i64, READ, BigInt(to - head));
+    Atomics.add(v.i32, READ_SEQ, 1);
+    Atomics.notify(v.i32, READ_SEQ);
+    return out;
+  }
+}
