@@ -41,6 +41,23 @@ import type { BunSubprocess } from "./bun.d.ts";
 import { CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG } from "./child.ts";
 import { bunApi, isBunSocketHandle } from "./net.ts";
 
+/**
+ * Ends a pooled process that serves no run. SIGKILL, not SIGTERM: a process
+ * whose run has just reported its exit may still have that run's SIGTERM
+ * handler installed (it is removed once the exit envelope is on the wire),
+ * and a SIGTERM caught there was lost, leaving a process nobody would use
+ * again (after a flood of connections, one per surplus return). An idle
+ * pooled process holds no client and no state; the postmaster has already
+ * seen its run end.
+ */
+function endIdle(p: Pooled): void {
+  try {
+    p.sub.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
 /** How long idle pooled processes beyond the pool's size are kept after a burst. */
 const POOL_TRIM_MS = 2000;
 
@@ -154,7 +171,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
       if (this.#closed) return;
       const extra = this.#idle.length - this.#poolSize;
       if (extra <= 0) return;
-      for (const p of this.#idle.splice(0, extra)) p.sub.kill("SIGTERM");
+      for (const p of this.#idle.splice(0, extra)) endIdle(p);
     }, POOL_TRIM_MS);
     (this.#trimTimer as { unref?: () => void }).unref?.();
   }
@@ -185,7 +202,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
           if (!this.#closed && this.#idle.length < this.#poolMax) {
             this.#idle.push(pooled);
             if (this.#idle.length > this.#poolSize) this.#scheduleTrim();
-          } else sub.kill("SIGTERM");
+          } else endIdle(pooled);
         }
       },
     });
@@ -333,7 +350,7 @@ export class BunSubprocessLauncher implements ChildLauncher {
     this.#closed = true;
     if (this.#trimTimer !== null) clearTimeout(this.#trimTimer);
     const idle = this.#idle.splice(0);
-    for (const p of idle) p.sub.kill("SIGTERM");
+    for (const p of idle) endIdle(p);
     await Promise.all(idle.map((p) => p.sub.exited));
   }
 }
