@@ -3,9 +3,11 @@
  * completed segment reaches the archive, identical, in order and none
  * skipped, while pgbench writes and segments are switched under it; a
  * failing archive_command is retried (three attempts, then again when a new
- * segment is ready) and the segment is archived once it succeeds; the
- * archiver killed is restarted without a crash cycle; `pgts status` shows
- * pg_stat_archiver's counters; a shutdown leaves nothing unarchived.
+ * segment is ready) and the segment is archived once it succeeds; `pgts
+ * status` shows pg_stat_archiver's counters; a shutdown leaves nothing
+ * unarchived. Under `--adapter subprocess`, where the archiver is a process
+ * that can be killed from outside, the archiver killed is restarted without
+ * a crash cycle.
  */
 
 import { afterAll, expect, test } from "bun:test";
@@ -19,8 +21,17 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
+import type pg from "pg";
 import { join } from "node:path";
-import { PG_BIN, pgtsCli, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
+import {
+  type Adapter,
+  PG_BIN,
+  pgtsCli,
+  type PgtsServer,
+  startPgts,
+  usePgtsServers,
+  waitFor,
+} from "../../helpers/pgts.ts";
 
 usePgtsServers({ timeoutMs: 90_000 });
 
@@ -32,10 +43,18 @@ function segmentNumber(name: string): number {
   return parseInt(name.slice(8, 16), 16) * 256 + parseInt(name.slice(16, 24), 16);
 }
 
-test("every completed WAL segment is archived under pgbench; a failing archive_command is retried until it succeeds", async () => {
-  const archive = join(scratch, "archive");
-  const allow = join(scratch, "allow");
+/**
+ * A server whose archive_command fails until `allow` exists, after its
+ * first segment failed three times; the archiver's pid from the WARNING.
+ */
+async function failingArchiver(
+  dir: string,
+  adapter: Adapter | undefined,
+): Promise<{ server: PgtsServer; c: pg.Client; first: string; archiverPid: number }> {
+  const archive = join(dir, "archive");
+  const allow = join(dir, "allow");
   const server = await startPgts({
+    ...(adapter === undefined ? {} : { adapter }),
     settings: {
       archive_mode: "on",
       archive_command: `test -f ${allow} && cp %p ${archive}/%f`,
@@ -57,21 +76,33 @@ test("every completed WAL segment is archived under pgbench; a failing archive_c
   expect(server.log).toContain(
     `DETAIL:  The failed archive command was: test -f ${allow} && cp pg_wal/${first} ${archive}/${first}`,
   );
-  let status = await pgtsCli(["status", "-D", server.dataDir]);
+  const status = await pgtsCli(["status", "-D", server.dataDir]);
   expect(status.out).toContain(`last_failed_wal: ${first}`);
   expect(status.out).toContain("archived_count: 0");
   expect(Number(/failed_count: (\d+)/.exec(status.out)?.[1])).toBeGreaterThanOrEqual(3);
   expect(existsSync(join(wal, "archive_status", `${first}.ready`))).toBe(true);
+  return { server, c, first, archiverPid: Number(failed[1]) };
+}
 
-  // The archiver killed: restarted, no crash cycle (the client's session lives on).
-  const pid = Number(failed[1]);
+test("--adapter subprocess: the archiver killed is restarted, with no crash cycle", async () => {
+  const dir = join(scratch, "killed");
+  mkdirSync(dir);
+  const { server, c, archiverPid: pid } = await failingArchiver(dir, "subprocess");
   process.kill(pid, "SIGKILL");
   await server.waitForLog(
     new RegExp(`LOG: {2}archiver process \\(PID ${pid}\\) was terminated by signal 9: Killed`),
   );
+  // The client's session lives on.
   expect((await c.query("SELECT count(*)::int AS n FROM t")).rows[0].n).toBe(0);
   expect(server.log).not.toMatch(/terminating any other active server processes/);
+  await c.end();
+});
 
+test("every completed WAL segment is archived under pgbench; a failing archive_command is retried until it succeeds", async () => {
+  const archive = join(scratch, "archive");
+  const allow = join(scratch, "allow");
+  const { server, c, first } = await failingArchiver(scratch, undefined);
+  const wal = join(server.dataDir, "pglite", "pg_wal");
   // The command succeeds from now on; pgbench writes while segments are
   // switched every half second, and each new .ready wakes the archiver.
   mkdirSync(archive);
@@ -125,7 +156,7 @@ test("every completed WAL segment is archived under pgbench; a failing archive_c
     if (!existsSync(join(wal, name))) continue;
     expect(readFileSync(join(archive, name)).equals(readFileSync(join(wal, name)))).toBe(true);
   }
-  status = await pgtsCli(["status", "-D", server.dataDir]);
+  const status = await pgtsCli(["status", "-D", server.dataDir]);
   expect(status.out).toContain(`last_archived_wal: ${last}`);
   expect(Number(/archived_count: (\d+)/.exec(status.out)?.[1])).toBe(expected.length);
 
