@@ -23,6 +23,7 @@ import {
   type RunResult,
   sleep,
   type StartOptions,
+  TEST_RUNTIME,
   waitFor,
 } from "./pgts.ts";
 
@@ -68,7 +69,7 @@ export async function startSqlServer(options: SqlServerOptions = {}): Promise<Pg
   let server: PgtsServer;
   if (options.initArgs !== undefined) {
     const root = mkdtempSync(join(tmpdir(), "pgts-sql-"));
-    server = new PgtsServer(root, options.runtime ?? "bun", options.adapter);
+    server = new PgtsServer(root, options.runtime ?? TEST_RUNTIME, options.adapter);
     (options.perTest ? testServers : fileServers).add(server);
     const r = await pgtsCli(["init", "-D", server.dataDir, ...options.initArgs]);
     if (r.code !== 0) throw new Error(`pgts init failed (${r.code}):\n${r.out}\n${r.err}`);

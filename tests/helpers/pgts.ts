@@ -24,11 +24,26 @@ export const PG_BIN = "/usr/lib/postgresql/15/bin";
 const MOD = join(ROOT, "mod.ts");
 
 export type Runtime = "bun" | "deno";
+
+/**
+ * The runtime `pgts start` runs under when a test does not choose one:
+ * `PGTS_TEST_RUNTIME=deno` runs the end-to-end suites against the server
+ * started as `deno run -A mod.ts start`; Bun otherwise. Tests that name a
+ * runtime keep it.
+ */
+export const TEST_RUNTIME: Runtime = runtimeFromEnv();
+
+function runtimeFromEnv(): Runtime {
+  const value = process.env["PGTS_TEST_RUNTIME"] ?? "";
+  if (value === "" || value === "bun") return "bun";
+  if (value === "deno") return "deno";
+  throw new RangeError(`PGTS_TEST_RUNTIME must be "bun" or "deno", not "${value}"`);
+}
 export type Adapter = "subprocess" | "bun" | "worker" | "inproc";
 export type StopMode = "smart" | "fast" | "immediate";
 
 export interface StartOptions {
-  /** The runtime `pgts start` runs under; default bun. */
+  /** The runtime `pgts start` runs under; default TEST_RUNTIME (bun unless PGTS_TEST_RUNTIME says). */
   readonly runtime?: Runtime;
   /** `--adapter`; default: none (the server's default, inproc). */
   readonly adapter?: Adapter;
@@ -280,6 +295,8 @@ export class PgtsServer {
         }
       })();
     }
+    // Deno type-strips and loads pgts's modules at each start: give it longer.
+    const readyTimeoutMs = options.readyTimeoutMs ?? (this.runtime === "deno" ? 60_000 : 30_000);
     const lines = await waitFor("postmaster.pid to say ready", () => {
       if (this.#exitCode !== null) {
         throw new Error(
@@ -288,7 +305,7 @@ export class PgtsServer {
       }
       const l = this.pidFile();
       return l !== null && l[0] === String(proc.pid) && l[7]?.trim() === "ready" ? l : undefined;
-    }, { timeoutMs: options.readyTimeoutMs ?? 30_000, detail: () => this.#log });
+    }, { timeoutMs: readyTimeoutMs, detail: () => this.#log });
     this.#port = Number(lines[3]);
     return this;
   }
@@ -413,7 +430,7 @@ export function pgtsServerAt(
   root: string,
   options: { runtime?: Runtime; adapter?: Adapter } = {},
 ): PgtsServer {
-  const server = new PgtsServer(root, options.runtime ?? "bun", options.adapter);
+  const server = new PgtsServer(root, options.runtime ?? TEST_RUNTIME, options.adapter);
   live.add(server);
   return server;
 }
@@ -429,7 +446,7 @@ export async function preparePgts(
   options: { runtime?: Runtime; adapter?: Adapter } = {},
 ): Promise<PgtsServer> {
   const root = mkdtempSync(join(tmpdir(), "pgts-e2e-"));
-  const server = new PgtsServer(root, options.runtime ?? "bun", options.adapter);
+  const server = new PgtsServer(root, options.runtime ?? TEST_RUNTIME, options.adapter);
   live.add(server);
   await freshDataDir(server.dataDir);
   return server;
