@@ -14,7 +14,7 @@
  * other's code.
  */
 
-import type { ChildLauncher, NetAdapter } from "../core/postmaster/launch.ts";
+import type { ChildLauncher, Connection, NetAdapter } from "../core/postmaster/launch.ts";
 
 export type RuntimeName = "bun" | "deno";
 export type AdapterKind = "subprocess" | "worker";
@@ -71,6 +71,38 @@ export async function defaultAdapter(
       throw new RangeError(`Unknown adapter kind "${kind satisfies never}"`);
   }
   return { runtime, kind, launcher, net };
+}
+
+/** Outgoing connections, as the core's `Connection`. */
+export interface Dialer {
+  connectTcp(host: string, port: number): Promise<Connection>;
+  connectUnix(path: string): Promise<Connection>;
+}
+
+/**
+ * How this runtime dials out (backend → engine child, the upstream engine):
+ * Bun's own sockets under Bun, since node:net's stream machinery costs on
+ * every write of a link that carries every statement; node:net under Deno,
+ * and in a Worker thread under Bun, where Bun 1.4's socket stopped
+ * delivering the engine's answers mid-session.
+ */
+export async function runtimeDialer(): Promise<Dialer> {
+  if (detectRuntime() === "bun" && (await import("node:worker_threads")).isMainThread) {
+    return await import("./bun/connect.ts");
+  }
+  return await import("./node/connect.ts");
+}
+
+/**
+ * A NetAdapter whose connections stay in this realm (no hand-off to a
+ * child process): the in-process postmaster's listeners and the engine
+ * child's socket. Bun's own listeners under Bun, for the same reason as
+ * `runtimeDialer`; node:net under Deno.
+ */
+export async function inRealmNetAdapter(): Promise<NetAdapter> {
+  return detectRuntime() === "bun"
+    ? new (await import("./bun/net.ts")).BunNetAdapter({ handOff: false })
+    : new (await import("./node/nodenet.ts")).NodeSocketNetAdapter();
 }
 
 /**

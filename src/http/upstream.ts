@@ -27,7 +27,7 @@ import {
   UpstreamPool,
   type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
-import { detectRuntime } from "../adapters/runtime.ts";
+import { runtimeDialer } from "../adapters/runtime.ts";
 
 /** An upstream PostgreSQL as the HTTP adapter's engine. */
 export interface HttpUpstreamConfig {
@@ -43,17 +43,14 @@ export interface HttpUpstreamConfig {
 
 /** Dials with the runtime's own sockets; a host without them needs `connect`. */
 export async function dialUpstream(address: UpstreamAddress): Promise<Connection> {
-  let runtime;
+  let dial;
   try {
-    runtime = detectRuntime();
+    dial = await runtimeDialer();
   } catch {
     throw new TypeError(
       "No TCP client in this runtime: pass engine.connect to reach the upstream",
     );
   }
-  const dial = runtime === "bun"
-    ? await import("../adapters/bun/connect.ts")
-    : await import("../adapters/node/connect.ts");
   return address.family === "tcp"
     ? await dial.connectTcp(address.host, address.port)
     : await dial.connectUnix(address.path);

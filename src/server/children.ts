@@ -29,7 +29,7 @@ import { Guc, type GucSnapshot } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ChildEnv, ChildMain, Connection, Listener } from "../core/postmaster/launch.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
-import { detectRuntime } from "../adapters/runtime.ts";
+import { inRealmNetAdapter, runtimeDialer } from "../adapters/runtime.ts";
 import { withAdminConsole } from "../http/console.ts";
 import { poolConsole } from "../engines/upstream/console.ts";
 import {
@@ -107,11 +107,9 @@ async function setUpChild(env: ChildEnv): Promise<{ params: ServerParams; guc: G
   return { params, guc };
 }
 
-/** Dials an upstream PostgreSQL: Bun's own sockets under Bun, node:net elsewhere. */
+/** Dials an upstream PostgreSQL with the runtime's own sockets (runtimeDialer). */
 export async function connectUpstream(address: UpstreamAddress): Promise<Connection> {
-  const dial = detectRuntime() === "bun"
-    ? await import("../adapters/bun/connect.ts")
-    : await import("../adapters/node/connect.ts");
+  const dial = await runtimeDialer();
   return address.family === "tcp"
     ? dial.connectTcp(address.host, address.port)
     : dial.connectUnix(address.path);
@@ -138,15 +136,9 @@ function engineFor(params: ServerParams): Engine {
     });
   }
   if (address.kind === "unix") {
-    // Bun's own sockets under Bun, as for an upstream: the engine link carries
-    // every statement, and node:net's stream machinery costs on each write.
-    // Not from a Worker thread (the worker adapter's backends): there Bun 1.4's
-    // socket stopped delivering the engine's answers mid-session.
-    return connectRemoteEngine(async () =>
-      detectRuntime() === "bun" && (await import("node:worker_threads")).isMainThread
-        ? (await import("../adapters/bun/connect.ts")).connectUnix(address.path)
-        : (await import("../adapters/node/connect.ts")).connectUnix(address.path)
-    );
+    // The runtime's own sockets (runtimeDialer): the engine link carries
+    // every statement.
+    return connectRemoteEngine(async () => (await runtimeDialer()).connectUnix(address.path));
   }
   const engine = inprocEngine(address.id);
   // The engine is shared by every backend in this realm: a backend's close
@@ -252,9 +244,8 @@ export const engineMain: ChildMain = async (env) => {
   const address = params.engine;
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);
   else {
-    const net = detectRuntime() === "bun"
-      ? new (await import("../adapters/bun/net.ts")).BunNetAdapter()
-      : new (await import("../adapters/node/nodenet.ts")).NodeSocketNetAdapter();
+    // Backends' connections stay here: never handed to another process.
+    const net = await inRealmNetAdapter();
     listener = await net.listen(
       { family: "unix", path: address.path },
       (conn) => void serveEngineConnection(engine, conn),

@@ -28,8 +28,7 @@ import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/postmaste
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
-import { NodeSocketNetAdapter } from "../adapters/node/nodenet.ts";
-import { defaultAdapter, detectRuntime } from "../adapters/runtime.ts";
+import { defaultAdapter, inRealmNetAdapter } from "../adapters/runtime.ts";
 import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";
 import { childEntry, resolveMain } from "./mains.ts";
@@ -93,9 +92,7 @@ async function runtimeAdapters(
     // No socket is handed to another process here, so under Bun the
     // listeners are Bun's own: node:net's stream machinery on every write
     // is the largest cost of a statement served in-process.
-    const net = detectRuntime() === "bun"
-      ? new (await import("../adapters/bun/net.ts")).BunNetAdapter({ handOff: false })
-      : new NodeSocketNetAdapter();
+    const net = await inRealmNetAdapter();
     // pgts's own mains come from the one table (mains.ts), not by
     // import(URL): inside the compiled binary there is no file to import.
     // Each backend logs as itself (%p is its pg_backend_pid()), the way a
