@@ -18,7 +18,8 @@ import pg from "pg";
 import { join } from "node:path";
 import { pgtsCli, pgtsServerAt, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
 
-usePgtsServers({ timeoutMs: 90_000 });
+// Four server starts, three with an engine per database: minutes on a loaded machine.
+usePgtsServers({ timeoutMs: 180_000 });
 
 const scratch = mkdtempSync(join(tmpdir(), "pgts-e2e-basebackup-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
