@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { getLogger, resetSync } from "@logtape/logtape";
 import { ereport } from "../../src/core/elog.ts";
 import { Guc } from "../../src/core/guc/guc.ts";
@@ -7,7 +8,10 @@ import {
   formatLogMessage,
   isLogLevelOutput,
   LogLinePrefix,
+  setLogPrefixLookup,
 } from "../../src/core/log.ts";
+import type { ChildMain } from "../../src/core/postmaster/launch.ts";
+import { InprocLauncher } from "../../src/adapters/inproc/launcher.ts";
 
 afterEach(() => resetSync());
 
@@ -112,5 +116,51 @@ describe("log_min_messages", () => {
     const { lines } = logTo({ log_line_prefix: "%l " });
     getLogger(["pgts", "adapter"]).warn("socket {path} vanished", { path: "/tmp/.s.PGSQL.1" });
     expect(lines).toEqual(['1 WARNING:  socket "/tmp/.s.PGSQL.1" vanished\n']);
+  });
+});
+
+describe("children in the postmaster's realm", () => {
+  test("an in-process child's lines carry its own pid and type, in what it schedules and in its signal handlers; the postmaster's stay its own", async () => {
+    const { lines } = logTo({ log_line_prefix: "[%p %b] " });
+    const context = new AsyncLocalStorage<LogLinePrefix>();
+    setLogPrefixLookup(() => context.getStore());
+    try {
+      const main: ChildMain = async (env) => {
+        ereport("LOG", "child starts");
+        env.onSignal("SIGUSR1", () => ereport("LOG", "child's handler"));
+        await new Promise((r) => setTimeout(r, 1));
+        ereport("LOG", "child after a timer");
+        env.post("hello");
+        await new Promise((r) => env.abort.addEventListener("abort", r));
+      };
+      const launcher = new InprocLauncher({ resolve: () => main, logContext: context });
+      const child = await launcher.launch({
+        kind: "backend",
+        name: "client backend",
+        entry: { module: "x", export: "main" },
+        params: null,
+      });
+      const heard = new Promise<void>((resolve) => {
+        child.onMessage = () => {
+          ereport("LOG", "postmaster hears the child");
+          resolve();
+        };
+      });
+      await heard;
+      child.signal("SIGUSR1");
+      await new Promise((r) => setTimeout(r, 5));
+      ereport("LOG", "postmaster goes on");
+      child.signal("SIGKILL");
+      const p = child.pid;
+      expect(lines).toEqual([
+        `[${p} client backend] LOG:  child starts\n`,
+        `[${p} client backend] LOG:  child after a timer\n`,
+        "[4242 client backend] LOG:  postmaster hears the child\n",
+        `[${p} client backend] LOG:  child's handler\n`,
+        "[4242 client backend] LOG:  postmaster goes on\n",
+      ]);
+    } finally {
+      setLogPrefixLookup(null);
+    }
   });
 });
