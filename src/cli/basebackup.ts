@@ -142,23 +142,16 @@ async function listTree(conn: BackupConnection, root: string): Promise<Listed[]>
   }));
 }
 
-/** Whether a cluster's entry is copied (`contents`: its files too). */
-function included(path: string): { copy: boolean; contents: boolean } {
-  const parts = path.split("/");
+/** Whether a cluster's entry is copied (PostgreSQL's basebackup.c rules). */
+function included(e: Listed): boolean {
+  const parts = e.path.split("/");
   const last = parts.at(-1)!;
   if (parts.length > 1 && EXCLUDE_CONTENTS.has(parts[0]!)) {
-    // pg_wal/archive_status and pg_wal/summaries stay, empty.
-    return {
-      copy: parts.length === 2 && parts[0] === "pg_wal" && !last.startsWith("0"),
-      contents: false,
-    };
+    // pg_wal/archive_status and pg_wal/summaries stay, empty; WAL is fetched apart.
+    return e.isDir && parts.length === 2 && parts[0] === "pg_wal";
   }
-  if (
-    EXCLUDE_FILES.has(path) || last.startsWith("pgsql_tmp") || last.startsWith("pg_internal.init")
-  ) {
-    return { copy: false, contents: false };
-  }
-  return { copy: true, contents: true };
+  return !EXCLUDE_FILES.has(e.path) && !last.startsWith("pgsql_tmp") &&
+    !last.startsWith("pg_internal.init");
 }
 
 class Progress {
@@ -320,7 +313,7 @@ async function backupCluster(
   }
   let stopped = false;
   try {
-    const listing = (await listTree(conn, ".")).filter((e) => included(e.path).copy);
+    const listing = (await listTree(conn, ".")).filter((e) => included(e));
     progress.total += listing.reduce((n, e) => n + (e.isDir ? 0 : e.size), 0);
     await sink.directory(to, 0o700);
     await copyTree(conn, listing, ".", to, sink, progress);
@@ -364,6 +357,19 @@ async function backupCluster(
         `${to}/pg_wal/${seg}`,
         { mode: 0o600, mtime: now, size: WAL_SEGMENT },
         readFile(conn, `pg_wal/${seg}`, WAL_SEGMENT, progress),
+      );
+    }
+    // Timeline history files too, as pg_basebackup's: a later archive
+    // recovery of the copy may need them, and they are small.
+    const history = await conn.text(
+      "select f, (pg_stat_file('pg_wal/' || f)).size from pg_ls_dir('pg_wal') f where f like '%.history' order by f",
+    );
+    for (const [f, size] of history) {
+      const n = Number(size);
+      await sink.file(
+        `${to}/pg_wal/${f}`,
+        { mode: 0o600, mtime: now, size: n },
+        readFile(conn, `pg_wal/${f}`, n, progress),
       );
     }
     options.log(
@@ -516,9 +522,7 @@ export async function runBasebackup(args: string[], io: CliIO): Promise<number> 
         }
       } else {
         // No session can change it: its files are copied as they are.
-        const listing = (await listTree(main, `/pgts/${db.dir}`)).filter((e) =>
-          included(e.path).copy
-        );
+        const listing = (await listTree(main, `/pgts/${db.dir}`)).filter((e) => included(e));
         progress.total += listing.reduce((n, e) => n + (e.isDir ? 0 : e.size), 0);
         await sink.directory(db.dir, 0o700);
         await copyTree(main, listing, `/pgts/${db.dir}`, db.dir, sink, progress);
