@@ -10,7 +10,8 @@
 
 import { describe, expect, test } from "bun:test";
 import { connectError, pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import { type Adapter, engineChild, threadsOf } from "../../helpers/pgts.ts";
+import { type Adapter, engineChild } from "../../helpers/pgts.ts";
+import { readdirSync, readFileSync } from "node:fs";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -23,6 +24,23 @@ const CONF = [
   "log_min_messages = debug1",
   "",
 ].join("\n");
+
+/**
+ * The Worker threads of process `pid` (Bun names them "Worker"): only
+ * these, since the runtime starts and ends threads of its own (the garbage
+ * collector's, the JIT's) at will.
+ */
+function workerThreads(pid: number): number {
+  let n = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${task}/comm`, "utf8").trim() === "Worker") n++;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return n;
+}
 
 for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
@@ -80,7 +98,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       const from = s.log.length;
       const c = await pgClient(s, { database: "idle_db" });
       await c.query("SELECT 1");
-      const openThreads = threadsOf(engine);
+      const openThreads = workerThreads(engine);
       await c.end();
       await s.waitForLog(
         /closing the engine of database "idle_db" after 1000 ms without a session/,
@@ -92,10 +110,10 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       // of address space, goes when the garbage collector frees it: seen in
       // VmSize within a second when the machine is quiet, not bounded in time
       // under load, so it is not asserted.)
-      let closed = threadsOf(engine);
+      let closed = workerThreads(engine);
       for (let i = 0; i < 100 && closed >= openThreads; i++) {
         await new Promise((r) => setTimeout(r, 100));
-        closed = threadsOf(engine);
+        closed = workerThreads(engine);
       }
       expect(closed).toBeLessThan(openThreads);
       // And it opens again for the next client, with its data.
