@@ -38,6 +38,11 @@ export class ClientInput {
    */
   onGone: (() => void) | null = null;
 
+  /** The client sent a Terminate that is not read yet (see MessageReader.endsInTerminate). */
+  saidGoodbye(): boolean {
+    return this.#reader.endsInTerminate();
+  }
+
   constructor(conn: Connection, reader: MessageReader) {
     this.#conn = conn;
     this.#reader = reader;

@@ -38,6 +38,7 @@ import type { ChildEnv, Connection } from "../postmaster/launch.ts";
 import { PostmasterLink } from "../postmaster/pmsignal.ts";
 import { backendClient } from "../postmaster/firstpacket.ts";
 import { ClientInput } from "./input.ts";
+import { endsWithReadyForQuery } from "../protocol/pipeline.ts";
 import { performStartup, type StartupSettings } from "./startup.ts";
 import type { SslServer } from "./secure.ts";
 
@@ -116,11 +117,15 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // will read the answer (PostgreSQL's client_connection_check_interval,
   // always on). An input that ended in Terminate was said goodbye to: it
   // runs to its end, as it would have before the close.
-  const running: RunningInput = { active: false, goodbye: false };
+  const running: RunningInput = { active: false, goodbye: false, answered: false };
   let clientLost = false;
   input.onGone = () => {
     const s = session;
     if (s === null || !running.active || running.goodbye || terminating || endedByEngine) return;
+    // psql -c: the answer's ReadyForQuery went out, the client sent
+    // Terminate and closed, and the close came before the exec's end was
+    // seen here. A goodbye, not a lost client.
+    if (running.answered && input.saidGoodbye()) return;
     clientLost = true;
     output.dropped = true;
     void s.close().catch(() => {});
@@ -213,6 +218,8 @@ async function drainedWithin(c: Connection, ms: number): Promise<void> {
 interface RunningInput {
   active: boolean;
   goodbye: boolean;
+  /** A ReadyForQuery of its answer has been written. */
+  answered: boolean;
 }
 
 /** BackendKeyData (13 bytes) and ReadyForQuery (6). */
@@ -289,7 +296,10 @@ async function commandLoop(
     running: RunningInput;
   },
 ): Promise<number> {
-  const out = (bytes: Uint8Array) => output.write(bytes);
+  const out = (bytes: Uint8Array) => {
+    output.write(bytes);
+    if (endsWithReadyForQuery(bytes)) running.answered = true;
+  };
   for (;;) {
     mcxt.startCommand();
     const first = await input.next();
@@ -321,6 +331,7 @@ async function commandLoop(
     }
     running.active = true;
     running.goodbye = terminate;
+    running.answered = false;
     try {
       await session.exec(bytes, out);
     } finally {

@@ -94,6 +94,25 @@ export class MessageReader {
     return this.#queue.size;
   }
 
+  /**
+   * Whether the whole messages buffered and not yet read end with a
+   * Terminate: the client said goodbye before it closed, so a close seen
+   * while its last input still runs is not a lost client. Walks the length
+   * words from the next message on; for the message phase only.
+   */
+  endsInTerminate(): boolean {
+    const size = this.#queue.size;
+    let at = 0;
+    let last = -1;
+    while (at + 5 <= size) {
+      const len = this.#queue.peekInt32(at + 1);
+      if (len < 4) return false;
+      last = this.#queue.peekByte(at);
+      at += 1 + len;
+    }
+    return at === size && last === FE.Terminate;
+  }
+
   /** The next byte without taking it, or null when nothing is buffered (direct SSL's check). */
   peekByte(): number | null {
     return this.#queue.size < 1 ? null : this.#queue.peekByte(0);

@@ -39,6 +39,30 @@ function drain(r: MessageReader) {
 }
 
 describe("frontend framing", () => {
+  test("endsInTerminate: whole unread messages that end in Terminate, in any chunks, and nothing else", () => {
+    const r = new MessageReader();
+    expect(r.endsInTerminate()).toBe(false);
+    // Query, Sync, Query, Terminate, split across chunks mid-message.
+    r.push(stream.subarray(0, 7));
+    expect(r.endsInTerminate()).toBe(false);
+    r.push(stream.subarray(7, stream.length - 2));
+    expect(r.endsInTerminate()).toBe(false); // the Terminate is incomplete
+    r.push(stream.subarray(stream.length - 2));
+    expect(r.endsInTerminate()).toBe(true);
+    // Read up to the Terminate: still true; read it too: false.
+    for (let i = 0; i < 3; i++) r.read();
+    expect(r.endsInTerminate()).toBe(true);
+    r.read();
+    expect(r.endsInTerminate()).toBe(false);
+    // A Query, then a Terminate split mid-way: not yet a goodbye.
+    r.push(MessageWriter.encode((w) => writeQuery(w, "select 2")));
+    const bye = MessageWriter.encode((w) => writeTerminate(w));
+    r.push(bye.subarray(0, 3));
+    expect(r.endsInTerminate()).toBe(false);
+    r.push(bye.subarray(3));
+    expect(r.endsInTerminate()).toBe(true);
+  });
+
   test("a startup packet split into single bytes is assembled once complete", () => {
     const r = new MessageReader();
     for (let i = 0; i < startup.length - 1; i++) {
