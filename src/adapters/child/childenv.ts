@@ -13,6 +13,7 @@
  */
 
 import type {
+  CatchableSignal,
   ChildEntry,
   ChildEnv,
   ChildMain,
@@ -20,8 +21,6 @@ import type {
   Signal,
 } from "../../core/postmaster/launch.ts";
 import { EXIT_CRASH, type StartPayload, type ToChild, type ToParent } from "./envelope.ts";
-
-type CatchableSignal = Exclude<Signal, "SIGKILL">;
 
 export interface ChildHooks {
   /** Sends an envelope to the launcher. */

@@ -65,17 +65,6 @@ export function isToChild(x: unknown): x is ToChild {
   return typeof x === "object" && x !== null && typeof (x as { t?: unknown }).t === "string";
 }
 
-/** Signals a child can handle (SIGKILL never reaches a handler). */
-export const CATCHABLE_SIGNALS = [
-  "SIGHUP",
-  "SIGINT",
-  "SIGTERM",
-  "SIGQUIT",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGABRT",
-] as const satisfies readonly Exclude<Signal, "SIGKILL">[];
-
 // Signals outside pgts's vocabulary that can still end a child (Linux numbers).
 const OTHER_SIGNALS: Record<string, number> = {
   SIGILL: 4,

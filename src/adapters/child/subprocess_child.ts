@@ -18,11 +18,9 @@
  */
 
 import process from "node:process";
-import type { Connection, Signal } from "../../core/postmaster/launch.ts";
+import type { CatchableSignal, Connection } from "../../core/postmaster/launch.ts";
 import { type ChildHooks, ChildRuntime, flushAndClose } from "./childenv.ts";
 import { EXIT_CRASH, isToChild, type StartPayload, type ToParent } from "./envelope.ts";
-
-type CatchableSignal = Exclude<Signal, "SIGKILL">;
 
 export interface SubprocessChildOptions {
   /** Builds the client Connection from the start payload and the handle sent with it. */

@@ -31,6 +31,7 @@ import { ereport, isPgError } from "../../core/elog.ts";
 import { LogLinePrefix } from "../../core/log.ts";
 import { importMain } from "../child/childenv.ts";
 import type {
+  CatchableSignal,
   ChildEntry,
   ChildEnv,
   ChildExit,
@@ -41,8 +42,6 @@ import type {
   Connection,
   Signal,
 } from "../../core/postmaster/launch.ts";
-
-type CatchableSignal = Exclude<Signal, "SIGKILL">;
 
 /**
  * The abort reason of every ended child: one instance, since abort()'s

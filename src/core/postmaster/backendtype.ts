@@ -15,7 +15,7 @@
  * check them, and nothing here touches a child.
  */
 
-import type { ChildExit } from "./launch.ts";
+import type { CatchableSignal, ChildExit } from "./launch.ts";
 import { type PMState, pmStateAtLeast } from "./pmstate.ts";
 
 export const BACKEND_TYPES = [
@@ -189,6 +189,17 @@ export function relaunchedWhenMissing(kind: BackendType): boolean {
     }
   }
 }
+
+/** Every signal a child can handle, for runtimes that install a handler per signal. */
+export const CATCHABLE_SIGNALS: readonly CatchableSignal[] = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGTERM",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGABRT",
+];
 
 /** Linux signal numbers, for "terminated by signal %d: %s". */
 export const SIGNAL_NUMBERS = {

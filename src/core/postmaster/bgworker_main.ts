@@ -20,7 +20,8 @@ import {
   type BgwHandleStatus,
   makeBackgroundWorkerHandle,
 } from "./bgworker.ts";
-import type { ChildEnv, ChildMain, Signal } from "./launch.ts";
+import { CATCHABLE_SIGNALS } from "./backendtype.ts";
+import type { CatchableSignal, ChildEnv, ChildMain } from "./launch.ts";
 import { PostmasterLink } from "./pmsignal.ts";
 
 /** PostgreSQL's MyBgworkerEntry: what a worker knows about itself. */
@@ -53,17 +54,6 @@ export interface BgWorkerParams {
 function isBgWorkerParams(p: unknown): p is BgWorkerParams {
   return typeof p === "object" && p !== null && "bgworker" in p;
 }
-
-type CatchableSignal = Exclude<Signal, "SIGKILL">;
-const CATCHABLE: CatchableSignal[] = [
-  "SIGHUP",
-  "SIGINT",
-  "SIGTERM",
-  "SIGQUIT",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGABRT",
-];
 
 /** BackgroundWorkerMain: the entry the postmaster launches every worker through. */
 export const backgroundWorkerMain: ChildMain = async (env) => {
@@ -98,7 +88,7 @@ export const backgroundWorkerMain: ChildMain = async (env) => {
     // Shared state may be corrupt: leave at once, without cleanup.
     SIGQUIT: () => exitWith(2),
   };
-  for (const sig of CATCHABLE) {
+  for (const sig of CATCHABLE_SIGNALS) {
     env.onSignal(sig, () => (overrides.get(sig) ?? defaults[sig])?.());
   }
 

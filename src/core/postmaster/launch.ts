@@ -20,6 +20,9 @@ export type Signal =
   | "SIGUSR2"
   | "SIGABRT";
 
+/** The signals a child can handle (SIGKILL never reaches a handler). */
+export type CatchableSignal = Exclude<Signal, "SIGKILL">;
+
 /** How a child ended: an exit code, or the signal that killed it. */
 export type ChildExit =
   | { readonly code: number; readonly signal: null }
