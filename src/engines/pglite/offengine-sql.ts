@@ -25,6 +25,8 @@ export const COLUMNS: Readonly<Record<string, SqlType | typeof OIDOID>> = {
   state: TEXTOID,
   query: TEXTOID,
   backend_type: TEXTOID,
+  wait_event_type: TEXTOID,
+  wait_event: TEXTOID,
 };
 
 // ---- tokens --------------------------------------------------------------------

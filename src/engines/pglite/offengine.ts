@@ -13,8 +13,8 @@
  * - `SELECT pg_cancel_backend(N)`, `SELECT pg_terminate_backend(N[, T])`,
  *   optionally `pg_catalog.`-qualified, with an alias, N and T literals or
  *   parameters (`$1`), with casts to int/bigint; several such calls;
- * - `SELECT <pid, usename, datname, application_name, state, query, a
- *   signal call of pid, or (SELECT <that call>)> FROM pg_stat_activity
+ * - `SELECT <pid, usename, datname, application_name, state, query,
+ *   wait_event[_type], a signal call of pid, or (SELECT <that call>)> FROM pg_stat_activity
  *   [WHERE <column> =|<>|!=|[NOT] [I]LIKE <literal, $n, column or
  *   pg_backend_pid()> [AND …]]` — node-postgres's tests and the usual
  *   "end the other sessions" statement;
@@ -102,6 +102,8 @@ type ViewRow = Readonly<Record<string, number | string | null>>;
 function viewRows(ctx: OffEngineContext, me: AclRole): ViewRow[] {
   const readsAll = ctx.roles.byName("pg_read_all_stats");
   return ctx.activityRows().map((r) => {
+    // The caller runs this statement: PostgreSQL shows it active.
+    if (r.pid === ctx.pid) r = { ...r, state: "active", wait_event_type: null, wait_event: null };
     const sees = ctx.roles.hasPrivsOfRole(me.oid, r.usesysid) ||
       (readsAll !== undefined && ctx.roles.hasPrivsOfRole(me.oid, readsAll.oid));
     return {
@@ -113,6 +115,8 @@ function viewRows(ctx: OffEngineContext, me: AclRole): ViewRow[] {
       state: sees ? r.state : null,
       query: sees ? r.query : "<insufficient privilege>",
       backend_type: "client backend",
+      wait_event_type: sees ? r.wait_event_type : null,
+      wait_event: sees ? r.wait_event : null,
     };
   });
 }

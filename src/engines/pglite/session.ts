@@ -543,27 +543,22 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     // after another session's GRANT, wait for the engine to read it back.
     if ((this.settingsDirty && !this.settingsFromStartup) || engine.catalogsSettling) return false;
     const role = this.settings.get("role") ?? "none";
-    this.#state = "active";
-    let answered: boolean;
-    try {
-      answered = await answerWithoutEngine(input, frames, {
-        pid: this.pid,
-        currentUser: role !== "none"
-          ? role
-          : this.settings.get("session_authorization") ?? this.user,
-        roles: engine.roleGraph,
-        activityRows: () => engine.activityRows(),
-        signal: (pid, kind) => {
-          engine.signalBackends([[pid, kind]]);
-          // terminate() has started the close: this is its promise.
-          const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
-          return target?.close() ?? Promise.resolve();
-        },
-        fixedSetting: (name) => engine.fixedSetting(name),
-      }, out);
-    } finally {
-      this.#state = "idle";
-    }
+    // Its own row shows it active (offengine.ts), but #state stays: an
+    // input that is not answered here goes on to wait, and another
+    // session's cancel must find it waiting, never "active" before it is.
+    const answered = await answerWithoutEngine(input, frames, {
+      pid: this.pid,
+      currentUser: role !== "none" ? role : this.settings.get("session_authorization") ?? this.user,
+      roles: engine.roleGraph,
+      activityRows: () => engine.activityRows(),
+      signal: (pid, kind) => {
+        engine.signalBackends([[pid, kind]]);
+        // terminate() has started the close: this is its promise.
+        const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
+        return target?.close() ?? Promise.resolve();
+      },
+      fixedSetting: (name) => engine.fixedSetting(name),
+    }, out);
     if (!answered) return false;
     // What the Parse or Query did to the unnamed statement, as the engine
     // would have: this session's is now this text (or none after a Query),

@@ -42,11 +42,23 @@ function running(c: Pg, sql: string): Promise<{ code: string; at: number }> & { 
   return Object.assign(p, { text });
 }
 
-/** Waits until pg_stat_activity (read by `by`) shows `pid` running `text`: it holds the engine. */
+/**
+ * Waits until pg_stat_activity (read by `by`) shows `pid` running `text`
+ * and not waiting for the engine: it holds the engine.
+ */
 async function untilActive(by: Pg, pid: number, text: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    const r = await by.query("select state, query from pg_stat_activity where pid = $1", [pid]);
-    if (r.rows[0]?.state === "active" && r.rows[0]?.query === text) return;
+    const r = await by.query(
+      "select state, query, wait_event from pg_stat_activity where pid = $1",
+      [pid],
+    );
+    const row = r.rows[0];
+    if (row?.state === "active" && row.query === text && row.wait_event === null) {
+      // Into the statement itself: a cancel in an exec's first moments is
+      // sometimes lost (the statement runs to its end), whoever sends it.
+      await sleep(300);
+      return;
+    }
     await sleep(50);
   }
   throw new Error(`session ${pid} never ran ${text}`);
