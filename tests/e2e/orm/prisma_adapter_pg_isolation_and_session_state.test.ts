@@ -10,7 +10,7 @@
  * temporary table; `pg_try_advisory_lock(72707369)`, the key Prisma
  * Migrate locks, held by one app instance and refused to another until it
  * stops; `PREPARE TRANSACTION` refused with 55000 (P2010) and the client
- * going on. The default server and --adapter inproc, one server each.
+ * going on. The default (in-process) server and --adapter subprocess, one server each.
  *
  * `prisma generate` runs before the tests, into a directory under the
  * project's .tmp (the generated client imports @prisma/client's runtime,

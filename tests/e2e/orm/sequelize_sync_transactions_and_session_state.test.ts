@@ -8,7 +8,7 @@
  * with its own temporary table; a session advisory lock taken by one app
  * instance and refused to another until the first stops; `PREPARE
  * TRANSACTION` refused with 55000 and the connection going on. The default
- * server and --adapter inproc, one server each.
+ * (in-process) server and --adapter subprocess, one server each.
  */
 
 import { describe, expect, test } from "bun:test";

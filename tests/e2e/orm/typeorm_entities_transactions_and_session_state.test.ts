@@ -8,7 +8,7 @@
  * one pool; `pg_try_advisory_lock` as a migration lock held by one
  * DataSource while another tries; `PREPARE TRANSACTION` refused with 55000
  * and the connection going on. After each, other connections and new ones
- * still work. The default server and --adapter inproc, one server each.
+ * still work. The default (in-process) server and --adapter subprocess, one server each.
  *
  * The entity is TypeORM's decorators applied as TypeScript compiles them
  * with `experimentalDecorators` (a property decorator is called with the

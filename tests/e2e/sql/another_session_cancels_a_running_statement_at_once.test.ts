@@ -9,7 +9,7 @@
  * false for an unknown pid, a terminate that waits for the end, and
  * `SHOW server_version_num` (which clients send first) answered meanwhile.
  * Afterwards the target (when cancelled), the caller and a new session all
- * work. node-postgres, the default server and --adapter inproc.
+ * work. node-postgres, the default (in-process) server and --adapter subprocess.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -64,7 +64,7 @@ async function untilActive(by: Pg, pid: number, text: string): Promise<void> {
   throw new Error(`session ${pid} never ran ${text}`);
 }
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 
