@@ -32,7 +32,7 @@ async function failure(p: Promise<unknown>): Promise<{ code?: string; message: s
   throw new Error("the statement succeeded");
 }
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     test("PL/pgSQL recursion past max_stack_depth is 54001; a native stack overflow is a crash the server recovers from", async () => {
       const server = await startSqlServer({

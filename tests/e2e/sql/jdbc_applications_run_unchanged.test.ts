@@ -18,7 +18,7 @@ useSqlServers();
 const driver = jdbcDriver();
 if (driver.jar === null) console.warn(`skipping the JDBC tests: ${driver.why}`);
 
-for (const adapter of [undefined, "inproc"] as Array<Adapter | undefined>) {
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
     test.skipIf(driver.jar === null)("a JDBC application runs as against PostgreSQL", async () => {
