@@ -3,7 +3,7 @@
  * megabytes and `COPY t FROM STDIN` of FROM_MB megabytes, through psql, on
  * PostgreSQL 15 and on pgts servers (default adapter and `--adapter
  * inproc` unless named). For each: wall-clock time and the server's peak
- * RSS above its idle RSS (the whole process tree, sampled every 50 ms from
+ * RSS above its idle RSS (the whole process tree, sampled every 100 ms from
  * /proc), and pgts's ratios to PostgreSQL's. The rows that COPY FROM loaded
  * are counted, so a COPY that loses data does not pass as fast.
  * Run with
@@ -39,7 +39,11 @@ function psql(server: Server, sql: string): string {
   return r.stdout.trim();
 }
 
-/** Runs psql with `sql` while sampling the server's memory; ms and peak RSS (KiB). */
+/**
+ * Runs psql with `sql` while sampling the server's memory; ms, peak RSS
+ * (KiB), and for "count" the bytes psql wrote (counted by `wc -c`, which
+ * reads as fast as psql writes: a slow reader would hold the server back).
+ */
 function measured(
   server: Server,
   sql: string,
@@ -48,22 +52,30 @@ function measured(
   return new Promise((resolve) => {
     let peakKiB = treeMemory(server.pid).rssKiB;
     const t0 = performance.now();
-    const proc = spawn(join(PG_BIN, "psql"), [...psqlArgs(server), "-c", sql], {
-      env: { ...process.env, PGSSLMODE: "disable" },
-      stdio: ["ignore", stdout === "count" ? "pipe" : "ignore", "pipe"],
-    });
-    let bytes = 0;
-    proc.stdout?.on("data", (d: Uint8Array) => (bytes += d.length));
+    const args = [...psqlArgs(server), "-c", sql];
+    const proc = stdout === "count"
+      ? spawn("bash", [
+        "-c",
+        `set -o pipefail; "$0" "$@" | wc -c`,
+        join(PG_BIN, "psql"),
+        ...args,
+      ], { env: { ...process.env, PGSSLMODE: "disable" }, stdio: ["ignore", "pipe", "pipe"] })
+      : spawn(join(PG_BIN, "psql"), args, {
+        env: { ...process.env, PGSSLMODE: "disable" },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+    let out = "";
+    proc.stdout?.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
     let err = "";
     proc.stderr!.on("data", (d: Uint8Array) => (err += new TextDecoder().decode(d)));
     const timer = setInterval(() => {
       peakKiB = Math.max(peakKiB, treeMemory(server.pid).rssKiB);
-    }, 50);
+    }, 100);
     proc.on("exit", (code) => {
       const ms = performance.now() - t0;
       clearInterval(timer);
       if (code !== 0) err ||= `psql exited with ${code}`;
-      resolve({ ms, peakKiB, bytes, err });
+      resolve({ ms, peakKiB, bytes: Number(out.trim() || 0), err });
     });
   });
 }

@@ -246,8 +246,11 @@ class ClientOutput {
   constructor(input: ClientInput) {
     this.#input = input;
   }
-  write(bytes: Uint8Array): void {
-    if (!this.dropped) this.#input.connection.write(bytes);
+  /** A promise while the socket's buffer is full: the engine holds back the rest of the answer. */
+  write(bytes: Uint8Array): void | Promise<void> {
+    if (this.dropped) return;
+    const conn = this.#input.connection;
+    if (!conn.write(bytes)) return conn.drained();
   }
 }
 

@@ -20,6 +20,7 @@ import { answersExpected, endsWithReadyForQuery } from "../protocol/pipeline.ts"
 import type { Connection } from "../postmaster/launch.ts";
 import { ByteQueue } from "../protocol/bytequeue.ts";
 import type {
+  BackendOutput,
   Engine,
   EngineSession,
   RoleInfo,
@@ -154,19 +155,31 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
     // Asynchronous bytes produced meanwhile join the batch, in order.
     let batch: Uint8Array[] | null = null;
     let batched = 0;
+    // The stream's buffer is past its limit (the backend reads slower than
+    // the engine answers): the exec's output says so, and the engine
+    // produces no more until it has drained (backpressure).
+    let full = false;
+    const write = (bytes: Uint8Array) => {
+      if (!closed && !conn.write(bytes)) full = true;
+    };
     const flushBatch = () => {
       if (batch === null || batch.length === 0) return;
       const parts = batch;
       batch = [];
       batched = 0;
-      if (!closed) conn.write(parts.length === 1 ? parts[0]! : concatFrames(parts));
+      write(parts.length === 1 ? parts[0]! : concatFrames(parts));
     };
     const send = (type: number, payload: Uint8Array) => {
       if (batch !== null) {
         batch.push(frame(type, payload));
         batched += 5 + payload.length;
         if (batched >= BATCH_LIMIT) flushBatch();
-      } else if (!closed) conn.write(frame(type, payload));
+      } else write(frame(type, payload));
+    };
+    const pressure = (): Promise<void> | undefined => {
+      if (!full || closed) return undefined;
+      full = false;
+      return conn.drained();
     };
     // The backend is gone or done: its session is closed now, not after the
     // frames queued before this (a running statement is cancelled and its
@@ -235,6 +248,7 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
               await s.exec(payload, (bytes) => {
                 send(F_OUTPUT, bytes);
                 if (pipelined && endsWithReadyForQuery(bytes)) flushBatch();
+                return pressure();
               });
               send(F_DONE, encoder.encode(s.transactionStatus));
             } catch (e) {
@@ -299,11 +313,13 @@ class RemoteChannel {
   /** Replies to lookup and start, in order. */
   #replies: Waiter[] = [];
   #exec: {
-    out: (b: Uint8Array) => void;
+    out: BackendOutput;
     resolve: () => void;
     reject: (e: unknown) => void;
   } | null = null;
   #closeResolve: (() => void) | null = null;
+  /** Client writes waiting to drain; the engine stream is paused while there are any. */
+  #held = 0;
   #session: (EngineSession & { transactionStatus: TransactionStatus }) | null = null;
 
   constructor(conn: Connection) {
@@ -379,9 +395,18 @@ class RemoteChannel {
       case F_REPLY:
         this.#replies.shift()?.resolve(payload);
         return;
-      case F_OUTPUT:
-        this.#exec?.out(payload);
+      case F_OUTPUT: {
+        // The client's socket is full: stop reading the engine's answer
+        // until it drains, so that the engine's side fills and holds back.
+        const full = this.#exec?.out(payload);
+        if (full !== undefined) {
+          if (this.#held++ === 0) this.#conn.pause();
+          void full.finally(() => {
+            if (--this.#held === 0 && !this.#broken) this.#conn.resume();
+          });
+        }
         return;
+      }
       case F_DONE: {
         const p = this.#exec;
         this.#exec = null;

@@ -39,6 +39,12 @@ export interface ScramLogin {
   readonly iterations: number;
 }
 
+/**
+ * Where an engine's answer goes: a promise back means "full, wait for it
+ * before producing more" (a socket's write buffer past its limit).
+ */
+export type BackendOutput = (backend: Uint8Array) => void | Promise<void>;
+
 /** One client's session on the engine. */
 export interface EngineSession {
   /**
@@ -47,8 +53,11 @@ export interface EngineSession {
    * promise resolves when this input is fully processed. At most one call is
    * in flight per session. `frontend` is lent for the call only (the backend
    * reuses its buffer for the next command): bytes kept longer are copied.
+   * `out` may answer with a promise: the client's side is full (a slow
+   * reader of a huge result), and the engine should produce no more until
+   * it resolves (backpressure; an engine that cannot wait ignores it).
    */
-  exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void>;
+  exec(frontend: Uint8Array, out: BackendOutput): Promise<void>;
   /** The status of the last ReadyForQuery. */
   readonly transactionStatus: TransactionStatus;
   /** Cancels the running statement (57014) or a wait for the engine. */

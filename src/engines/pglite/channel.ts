@@ -9,6 +9,12 @@
  * loop serves every session, and the Worker's finishes group commit's
  * fdatasyncs between execs (walflush.ts).
  *
+ * It also carries the flow control of streamed answers: the Worker counts
+ * the bytes it posted as `data` (UNACKED) and waits while more than
+ * STREAM_WINDOW are not taken; the executor takes them off once the
+ * session's side has room for them (a client that reads slowly holds
+ * PostgreSQL back, as its socket holds a PostgreSQL backend back).
+ *
  * Only what fits goes here: a request of at most REQUEST_CAPACITY bytes,
  * and an answer that was not streamed (pipelined answers and answers of
  * more than REPLY_CAPACITY bytes still go as postMessage `data`, and then
@@ -28,6 +34,8 @@ const REQUEST_EXTRA = 2;
 const REPLY_SEQ = 3;
 const REPLY_LENGTH = 4;
 const REPLY_EXTRA = 5;
+/** Bytes of streamed answer (`data` messages) the executor has not taken yet. */
+const UNACKED = 6;
 /** Float64 slots, after the Int32 ones. */
 const F_RUN_AS = 4;
 const F_PID = 5;
@@ -38,6 +46,8 @@ const HEADER_BYTES = 64;
 export const REQUEST_CAPACITY = 64 * 1024;
 export const REPLY_CAPACITY = 256 * 1024;
 export const CHANNEL_BYTES = HEADER_BYTES + REQUEST_CAPACITY + REPLY_CAPACITY;
+/** Streamed answer bytes the Worker may have posted and the executor not taken. */
+export const STREAM_WINDOW = 1024 * 1024;
 /** REPLY_SEQ after the executor closed: wakes a waiter for good. */
 const CLOSED = -1;
 
@@ -135,6 +145,12 @@ export class ChannelRequester {
     }
   }
 
+  /** `n` bytes of a streamed answer were taken: the Worker may post as many more. */
+  ack(n: number): void {
+    Atomics.sub(this.#v.i32, UNACKED, n);
+    Atomics.notify(this.#v.i32, UNACKED);
+  }
+
   /** Wakes every waiter for good (the executor is closing). */
   close(): void {
     Atomics.store(this.#v.i32, REPLY_SEQ, CLOSED);
@@ -164,6 +180,26 @@ export class ChannelServer {
 
   constructor(buffer: SharedArrayBuffer) {
     this.#v = new Views(buffer);
+  }
+
+  /** A new exec: nothing of its answer is outstanding yet. */
+  startStream(): void {
+    Atomics.store(this.#v.i32, UNACKED, 0);
+  }
+
+  /**
+   * `n` bytes were posted as `data`; blocks this thread (the engine's
+   * Worker, inside PostgreSQL's write) while more than STREAM_WINDOW are
+   * not taken, unless `stop()` (the exec was cancelled: let it reach its
+   * CHECK_FOR_INTERRUPTS and end).
+   */
+  posted(n: number, stop: () => boolean): void {
+    const i32 = this.#v.i32;
+    let now = Atomics.add(i32, UNACKED, n) + n;
+    while (now > STREAM_WINDOW && !stop()) {
+      Atomics.wait(i32, UNACKED, now, 50);
+      now = Atomics.load(i32, UNACKED);
+    }
   }
 
   /** The next request, once the executor wrote it. */

@@ -118,7 +118,7 @@ export async function initCluster(
   try {
     for (const s of sql) {
       const parts: Uint8Array[] = [];
-      await ex.exec(fe.query(s), (c) => parts.push(c));
+      await ex.exec(fe.query(s), (c) => void parts.push(c));
       const err = firstError(concat(parts));
       if (err !== null) throw new Error(`initCluster: ${err.message}`);
     }

@@ -676,7 +676,7 @@ export class PgliteEngine implements Engine {
    */
   async exec(
     bytes: Uint8Array,
-    onData: (chunk: Uint8Array) => void,
+    onData: (chunk: Uint8Array) => void | Promise<void>,
     options: ExecOptions,
     s?: PgliteSession,
     temp?: TempPair,
@@ -843,7 +843,9 @@ export class PgliteEngine implements Engine {
     const backends = this.backendsForExec();
     await this.exec(
       bytes,
-      (c) => parts.push(c),
+      (c) => {
+        parts.push(c);
+      },
       as === undefined ? (backends === undefined ? {} : { backends }) : {
         runAs: as.userOid,
         pid: as.pid,

@@ -17,6 +17,7 @@ import type { WorkerReply, WorkerRequest } from "./executor.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import { ChannelServer } from "./channel.ts";
+import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
 
@@ -32,6 +33,10 @@ const scope = globalThis as any as {
 let instance: PGliteInstance | null = null;
 /** The COPY FROM STDIN feed's shared buffer (copyfeed.ts), from `open`. */
 let feed: SharedArrayBuffer | null = null;
+/** The exec channel, which also paces streamed answers (channel.ts), from `open`. */
+let flow: ChannelServer | null = null;
+/** The cancel cell (interrupt.ts): a cancelled exec is not held back by a slow reader. */
+let cancelCell: Int32Array | null = null;
 /** Background fdatasyncs the engine's thread runs for us (group commit), by id. */
 const walSyncs = new Map<number, (code: string | null, name: string | null) => void>();
 let walSyncId = 0;
@@ -77,6 +82,8 @@ async function run(
   // A COPY fed as the client sends it: each chunk goes at once (the client
   // waits for the CopyInResponse before it sends the data this exec reads).
   const fed = options.feed === true && feed !== null;
+  flow?.startStream();
+  const cancelled = () => cancelCell !== null && Atomics.load(cancelCell, CANCEL_SEQ) === seq;
   // Once a chunk went as a message, the rest does too (never overtaking it).
   let streamed = false;
   let error: string | null = null;
@@ -91,7 +98,10 @@ async function run(
       if (size >= CHUNK || fed || (pipelined && endsWithReadyForQuery(chunk))) {
         const b = take()!;
         streamed = true;
+        const n = b.length;
         post({ t: "data", seq, bytes: b, wal: instance!.walTicket() }, b);
+        // A client that reads slowly: PostgreSQL waits here, in its write.
+        flow?.posted(n, cancelled);
       }
     }, options));
   } catch (e) {
@@ -129,6 +139,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
           if (m.assets !== null) registerPgliteAssets(m.assets);
           adoptPgliteModule(module);
           feed = m.feed;
+          cancelCell = new Int32Array(m.cell);
           instance = await openInstance(m.dataDir, {
             cancelCell: new Int32Array(m.cell),
             sharedHeap: true,
@@ -154,7 +165,8 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             durable: instance.walDurable(),
             interrupt: instance.interruptTarget,
           });
-          void serveChannel(new ChannelServer(m.channel));
+          flow = new ChannelServer(m.channel);
+          void serveChannel(flow);
         } catch (e) {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });
         }

@@ -42,11 +42,13 @@ import { CopyFeed } from "./copyfeed.ts";
 export interface RawExecutor {
   /**
    * Runs framed frontend messages; backend bytes go to `onData` (copies,
-   * possibly split mid-message).
+   * possibly split mid-message). A promise from `onData` holds the rest of
+   * the answer back until it resolves (in a Worker; inline, PGlite cannot
+   * wait).
    */
   exec(
     bytes: Uint8Array,
-    onData: (chunk: Uint8Array) => void,
+    onData: (chunk: Uint8Array) => void | Promise<void>,
     options?: ExecOptions,
   ): Promise<ExecResult>;
   /**
@@ -175,7 +177,7 @@ class InlineExecutor implements RawExecutor {
 
   async exec(
     bytes: Uint8Array,
-    onData: (chunk: Uint8Array) => void,
+    onData: (chunk: Uint8Array) => void | Promise<void>,
     options: ExecOptions = {},
   ): Promise<ExecResult> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
@@ -292,7 +294,7 @@ class WorkerExecutor implements RawExecutor {
   #seq = 0;
   #pending: {
     seq: number;
-    onData: (chunk: Uint8Array) => void;
+    onData: (chunk: Uint8Array) => void | Promise<void>;
     resolve: (r: ExecResult) => void;
     reject: (e: Error) => void;
     /** statement_timeout's watchdog, and a standing cancel's re-arm timer. */
@@ -460,10 +462,15 @@ class WorkerExecutor implements RawExecutor {
 
   #onReply(m: WorkerReply): void {
     switch (m.t) {
-      case "data":
+      case "data": {
         this.wal.noteRequested(m.wal);
-        if (this.#pending?.seq === m.seq) this.#pending.onData(m.bytes);
+        // Taken once the session's side has room (channel.ts's flow control).
+        const n = m.bytes.length;
+        const full = this.#pending?.seq === m.seq ? this.#pending.onData(m.bytes) : undefined;
+        if (!(full instanceof Promise)) this.#channel.ack(n);
+        else void full.then(() => this.#channel.ack(n), () => this.#channel.ack(n));
         return;
+      }
       case "done":
         this.#done(m.seq, m);
         return;

@@ -89,7 +89,7 @@ export class WalProgress {
 interface Held {
   readonly stamp: number;
   readonly bytes: Uint8Array;
-  readonly to: (bytes: Uint8Array) => void;
+  readonly to: (bytes: Uint8Array) => void | Promise<void>;
 }
 
 /** One session's output, in order, each part released once the WAL it depends on is durable. */
@@ -103,16 +103,20 @@ export class AnswerGate {
     this.#wal = wal;
   }
 
-  /** Sends `bytes` to `to` now, or once the WAL stamped now is durable and what was held before went. */
-  send(bytes: Uint8Array, to: (bytes: Uint8Array) => void): void {
+  /**
+   * Sends `bytes` to `to` now, or once the WAL stamped now is durable and
+   * what was held before went. A promise back: the caller should produce no
+   * more until it resolves (`to` was full, or the bytes are held).
+   */
+  send(bytes: Uint8Array, to: (bytes: Uint8Array) => void | Promise<void>): void | Promise<void> {
     const wal = this.#wal;
     if (this.#held.length === 0 && (!wal.behind || (wal.failed === null && onlyBegin(bytes)))) {
-      to(bytes);
-      return;
+      return to(bytes);
     }
     // Held bytes may be a view of a buffer that is reused: keep a copy.
     this.#held.push({ stamp: wal.requested, bytes: bytes.slice(), to });
     this.#wait();
+    return this.drained().catch(() => {});
   }
 
   /** Resolves when nothing is held; rejects if what is held can never go. */

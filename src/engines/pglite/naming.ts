@@ -134,8 +134,9 @@ function inspect(
     // client_encoding however computed: the check hook in encoding.ts refuses it.
   }
   if (w0 === "copy" && /\bfrom\s+stdin\b/i.test(sql.slice(st.start, st.end))) {
-    // PGlite cannot wait for copy data: it must get the Query and all the
-    // data in one exec (session.ts buffers it), which only a lone Query allows.
+    // The session feeds the COPY its data as it comes (copyfeed.ts), or
+    // buffers it inline; either way the Query's answer must end with the
+    // COPY, which only a lone Query allows.
     if (lone) acc.copyFromStdin = true;
     else acc.reject ??= aloneOnly("COPY FROM STDIN");
   }

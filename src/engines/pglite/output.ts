@@ -15,6 +15,7 @@
  * a session that is not listening.
  */
 
+import type { BackendOutput } from "../../core/engine/types.ts";
 import { TERMINATE_SELF_ROUTINE } from "./backends.ts";
 import { publicText } from "./naming.ts";
 import { concat, editNoticeText, errorField, readInt32 } from "./wire.ts";
@@ -33,7 +34,8 @@ const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
 
 export interface OutputOptions {
   readonly prefix: string;
-  readonly out: (bytes: Uint8Array) => void;
+  /** Where the session's bytes go; a promise back: full (see BackendOutput). */
+  readonly out: BackendOutput;
   /** Routes a NotificationResponse; returns it (with the sender's pid) when this session listens too. */
   readonly notify: (msg: Uint8Array) => Uint8Array | null;
   /** Type byte of one injected response to drop (ParseComplete or CloseComplete), or 0. */
@@ -84,7 +86,13 @@ export class OutputFilter {
     this.#drop = options.dropFirst;
   }
 
-  push(chunk: Uint8Array): void {
+  /** Takes a chunk of the engine's answer; a promise back when the session's side is full. */
+  push(chunk: Uint8Array): void | Promise<void> {
+    let full: void | Promise<void> = undefined;
+    const send = (bytes: Uint8Array) => {
+      const r = this.#o.out(bytes);
+      if (r !== undefined) full = r;
+    };
     let buf = chunk;
     if (this.#carry !== null) {
       buf = concat([this.#carry, chunk]);
@@ -94,7 +102,7 @@ export class OutputFilter {
     let run = 0; // start of the pass-through run
     const flush = (end: number) => {
       if (end > run && !this.terminatedSelf) {
-        this.#o.out(run === 0 && end === buf.length ? buf : buf.subarray(run, end));
+        send(run === 0 && end === buf.length ? buf : buf.subarray(run, end));
       }
     };
     while (buf.length - at >= 5) {
@@ -161,7 +169,7 @@ export class OutputFilter {
           );
           if (edited !== msg) {
             flush(at);
-            this.#o.out(edited);
+            send(edited);
             run = end;
           }
           break;
@@ -169,7 +177,7 @@ export class OutputFilter {
         case A: {
           flush(at);
           const inband = this.#o.notify(buf.slice(at, end));
-          if (inband !== null && !this.terminatedSelf) this.#o.out(inband);
+          if (inband !== null && !this.terminatedSelf) send(inband);
           run = end;
           break;
         }
@@ -180,6 +188,7 @@ export class OutputFilter {
     }
     flush(at);
     if (at < buf.length) this.#carry = buf.slice(at);
+    return full;
   }
 }
 

@@ -21,7 +21,7 @@
 
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
-import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
+import type { BackendOutput, EngineSession, TransactionStatus } from "../../core/engine/types.ts";
 import { type InputPlan, planInput, publicText, type StatementEffects } from "./naming.ts";
 import type { ListenOp } from "./naming.ts";
 import type { Listener } from "./notify.ts";
@@ -275,10 +275,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     });
   }
 
-  exec(frontend: Uint8Array, out: (backend: Uint8Array) => void): Promise<void> {
+  exec(frontend: Uint8Array, out: BackendOutput): Promise<void> {
     this.#queued++;
     const gate = this.#gate;
-    const gated = (b: Uint8Array) => gate.send(b, out);
+    const gated: BackendOutput = (b) => gate.send(b, out);
     const run = this.#chain.then(async () => {
       this.#queued--;
       try {
@@ -722,7 +722,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   async #startFedCopy(
     query: Uint8Array,
     frames: readonly Frame[],
-    out: (b: Uint8Array) => void,
+    out: BackendOutput,
   ): Promise<void> {
     const feed = this.#engine.executor.copyFeed!;
     feed.open();
@@ -738,9 +738,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       done: Promise.resolve(),
     };
     this.#fed = copy;
-    const sink = (b: Uint8Array) => {
-      if (copy.out !== null) copy.out(b);
-      else copy.held.push(b.slice());
+    const sink: BackendOutput = (b) => {
+      if (copy.out !== null) return copy.out(b);
+      copy.held.push(b.slice());
     };
     copy.done = this.#execute(query, frames, sink, 0, {
       feed: true,
@@ -778,7 +778,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     copy: FedCopy,
     input: Uint8Array,
     frames: readonly Frame[],
-    out: (b: Uint8Array) => void,
+    out: BackendOutput,
   ): Promise<number> {
     copy.out = out;
     for (const b of copy.held.splice(0)) out(b);
@@ -826,7 +826,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   async #execute(
     bytes: Uint8Array,
     frames: readonly Frame[],
-    out: (b: Uint8Array) => void,
+    out: BackendOutput,
     drop: number,
     fed?: { feed: true; onCopyIn: () => void; onStatementEnd: () => void },
   ): Promise<void> {
@@ -1144,7 +1144,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 interface FedCopy {
   readonly feed: CopyFeed;
   /** Where its answer goes: the out of the client's input in hand, or null (then `held`). */
-  out: ((b: Uint8Array) => void) | null;
+  out: BackendOutput | null;
   readonly held: Uint8Array[];
   /** The COPY ended (ReadyForQuery): the client's remaining data is dropped. */
   over: boolean;
