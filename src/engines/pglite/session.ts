@@ -733,6 +733,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       out,
       held: [],
       over: false,
+      lastData: Date.now(),
       finished: false,
       error: null,
       done: Promise.resolve(),
@@ -781,6 +782,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     out: BackendOutput,
   ): Promise<number> {
     copy.out = out;
+    copy.lastData = Date.now();
     for (const b of copy.held.splice(0)) out(b);
     let end = frames.findIndex((f) => f.type !== COPY_DATA && f.type !== FLUSH && f.type !== SYNC);
     const last = end < 0 ? frames.length - 1 : end;
@@ -1106,6 +1108,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   waitedFor(): void {
     const ms = this.#engine.options.engineHoldTimeoutMs;
     if (this.#holdTimer !== null || !(ms > 0) || this.#terminated !== null) return;
+    if (this.#fed !== null && !this.#fed.over) {
+      this.#watchCopy(ms);
+      return;
+    }
     if (!this.owns || this.#state !== "idle") return;
     this.#holdTimer = setTimeout(() => {
       this.#holdTimer = null;
@@ -1125,6 +1131,46 @@ export class PgliteSession implements EngineSession, Holder, Listener {
         ),
       );
     }, ms);
+  }
+
+  /**
+   * A fed COPY that others wait for: the engine is this session's only
+   * while its client keeps sending. Once the engine has read everything
+   * and the client has sent nothing more for pgts.engine_hold_timeout, the
+   * session is ended as an idle holder is (25P03), its COPY rolled back.
+   */
+  #watchCopy(ms: number): void {
+    const check = () => {
+      this.#holdTimer = null;
+      const fed = this.#fed;
+      const waiting = this.#engine.scheduler.waiting;
+      if (waiting === 0 || this.#terminated !== null) return;
+      if (fed === null || fed.over) {
+        // The COPY is over: an idle holder's rule from now on.
+        this.waitedFor();
+        return;
+      }
+      const quiet = Date.now() - fed.lastData;
+      if (fed.feed.pending > 0 || quiet < ms) {
+        this.#holdTimer = setTimeout(check, Math.max(ms - quiet, 100));
+        return;
+      }
+      this.terminate(
+        new PgError(
+          ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+          "terminating connection due to idle-in-transaction timeout",
+          {
+            severity: "FATAL",
+            detail:
+              `The session's COPY FROM STDIN held the engine for ${quiet} ms without data while ${waiting} other ${
+                waiting === 1 ? "session" : "sessions"
+              } waited for it.`,
+            hint: 'Send COPY data promptly, or raise "pgts.engine_hold_timeout".',
+          },
+        ),
+      );
+    };
+    this.#holdTimer = setTimeout(check, ms);
   }
 
   #disarmIdle(): void {
@@ -1148,6 +1194,8 @@ interface FedCopy {
   readonly held: Uint8Array[];
   /** The COPY ended (ReadyForQuery): the client's remaining data is dropped. */
   over: boolean;
+  /** When the client's data last came (ms since the epoch). */
+  lastData: number;
   /** Its exec is over. */
   finished: boolean;
   error: unknown;
