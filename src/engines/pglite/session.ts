@@ -71,6 +71,9 @@ export function queryCanceled(): PgError {
   return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
 }
 
+/** Whether COPY FROM STDIN is fed to the engine as it arrives (see #plan's note). */
+const FED_COPY = false;
+
 /** What exec raises after close: one instance (an Error's stack costs on every connection). */
 const SESSION_CLOSED = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "the session is closed", {
   severity: "FATAL",
@@ -493,7 +496,13 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
 
-    const fedCopy = plan.copyFromStdin && this.#status !== "E" &&
+    // The fed COPY (copyfeed.ts) is off: a client that ends its session
+    // with a protocol violation in the middle of one (the fuzzer's
+    // "invalid frontend message type") left the feed's exec holding the
+    // engine for ever (tests/e2e/hostile/fuzzed_protocol_input_…, seed
+    // 13). Until that is mended, COPY FROM STDIN is buffered until
+    // CopyDone, as before.
+    const fedCopy = FED_COPY && plan.copyFromStdin && this.#status !== "E" &&
       (engine.executor.copyFeed ?? null) !== null;
     if (plan.copyFromStdin && this.#status !== "E" && !fedCopy) {
       try {
