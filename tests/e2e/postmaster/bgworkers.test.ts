@@ -85,9 +85,13 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         adapter,
         settings: { shared_preload_libraries: preloadOf("dynamicParentWorker") },
       });
+      // The parent records "child-stopped" and then the handle's status: wait
+      // for the last of them (reading between the two failed once in CI).
       const events = await waitFor("the parent to see its worker stop", () => {
         const e = workerEvents(server);
-        return e.some((x) => x.event === "child-stopped") ? e : undefined;
+        return e.some((x) => x.event === "child-status" && x.status === "BGWH_STOPPED")
+          ? e
+          : undefined;
       });
       const parent = events.filter((e) => e.name === "dynamicParentWorker");
       const child = events.filter((e) => e.name === "dynamic idle");
