@@ -35,8 +35,9 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-function psql(server: Server, database: string, sql: string): void {
-  const r = spawnSync(join(PG_BIN, "psql"), [
+/** psql's arguments to run `sql` in `database` on `server`, stopping at the first error. */
+function psqlArgs(server: Server, database: string, sql: string): string[] {
+  return [
     "-X",
     "-q",
     "-v",
@@ -51,7 +52,16 @@ function psql(server: Server, database: string, sql: string): void {
     database,
     "-c",
     sql,
-  ], { encoding: "utf8", env: { ...process.env, PGSSLMODE: "disable" } });
+  ];
+}
+
+const PSQL_ENV = { ...process.env, PGSSLMODE: "disable" };
+
+function psql(server: Server, database: string, sql: string): void {
+  const r = spawnSync(join(PG_BIN, "psql"), psqlArgs(server, database, sql), {
+    encoding: "utf8",
+    env: PSQL_ENV,
+  });
   if (r.status !== 0) throw new Error(`${server.label}: ${sql}: ${r.stderr}`);
 }
 
@@ -173,22 +183,10 @@ try {
     const t0 = performance.now();
     await Promise.all([a, b].map((db) =>
       new Promise<void>((resolve, reject) => {
-        const proc = spawn(join(PG_BIN, "psql"), [
-          "-X",
-          "-q",
-          "-v",
-          "ON_ERROR_STOP=1",
-          "-h",
-          pgts.host,
-          "-p",
-          String(pgts.port),
-          "-U",
-          "postgres",
-          "-d",
-          db,
-          "-c",
-          heavy,
-        ], { stdio: "ignore", env: { ...process.env, PGSSLMODE: "disable" } });
+        const proc = spawn(join(PG_BIN, "psql"), psqlArgs(pgts, db, heavy), {
+          stdio: "ignore",
+          env: PSQL_ENV,
+        });
         proc.on("exit", (code) => code === 0 ? resolve() : reject(new Error(`psql exit ${code}`)));
       })
     ));
