@@ -29,6 +29,7 @@ import {
 } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
+import { isWalSegment } from "./controlfile.ts";
 
 /** XLOG_BLCKSZ: WAL pages are 8 kB. */
 const WAL_PAGE = 8192;
@@ -64,7 +65,7 @@ export function copyCluster(from: string, to: string, atCheckpoint: boolean): vo
   }
   cpSync(from, to, {
     recursive: true,
-    filter: (src) => !/\/pg_wal\/[0-9A-F]{24}$/.test(src),
+    filter: (src) => !isWalSegment(src),
   });
   for (const name of need.whole) cpSync(join(from, "pg_wal", name), join(to, "pg_wal", name));
   copyPrefix(join(from, "pg_wal", need.last), join(to, "pg_wal", need.last), need.bytes);
@@ -88,7 +89,7 @@ function walNeeded(dir: string, atCheckpoint: boolean): WalNeed | null {
   const segments = new Map<bigint, string>(); // segment number → file name (highest timeline)
   let segSize = 0;
   for (const name of readdirSync(join(dir, "pg_wal")).sort()) {
-    if (!/^[0-9A-F]{24}$/.test(name)) continue;
+    if (!isWalSegment(`pg_wal/${name}`)) continue;
     const size = statSync(join(dir, "pg_wal", name)).size;
     if (segSize === 0) segSize = size;
     if (size !== segSize) return null;
