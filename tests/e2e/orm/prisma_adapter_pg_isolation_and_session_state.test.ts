@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { sharedServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
 import { type Adapter, BUN, type PgtsServer, ROOT } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -217,12 +217,9 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         await disconnect(first);
         // Released when first's backend ends, which follows the disconnect
         // (in PostgreSQL too): second gets it within moments, not at once.
-        let got = false;
-        for (let i = 0; i < 100 && !got; i++) {
-          got = await take(second);
-          if (!got) await new Promise((r) => setTimeout(r, 50));
-        }
-        expect(got).toBe(true);
+        expect(await waitFor("the first instance's lock to be freed", () => take(second))).toBe(
+          true,
+        );
         await second.$queryRawUnsafe("select pg_advisory_unlock(72707369)");
       } finally {
         await disconnect(first);
