@@ -27,7 +27,7 @@ import { configureLogging } from "../core/log.ts";
 import type { ListenAddress } from "../core/postmaster/launch.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
-import { poolSettingsOf } from "../engines/upstream/pool.ts";
+import { poolModesOf, poolSettingsOf, poolsTransactions } from "../engines/upstream/pool.ts";
 import type { HttpEngineConfig } from "../http/server.ts";
 import { nodeConfigReader } from "../adapters/node/config-reader.ts";
 import { openDataDirectory } from "../adapters/node/datadir.ts";
@@ -152,8 +152,9 @@ function httpEngine(guc: Guc, dataDir: string | null): HttpEngineConfig {
         { severity: "FATAL" },
       );
     }
-    return guc.getString("pool_mode") === "transaction"
-      ? { upstream: setting, pool: poolSettingsOf(guc) }
+    const modes = poolModesOf(guc);
+    return poolsTransactions(modes)
+      ? { upstream: setting, pool: poolSettingsOf(guc), poolModes: modes }
       : { upstream: setting };
   }
   if (dataDir === null) {

@@ -20,6 +20,7 @@ import type { Engine } from "../core/engine/types.ts";
 import type { Connection } from "../core/postmaster/launch.ts";
 import {
   parseUpstreamUrl,
+  type PoolModes,
   type PoolSettings,
   type UpstreamAddress,
   type UpstreamConnect,
@@ -39,6 +40,8 @@ export interface HttpUpstreamConfig {
   readonly connectTimeoutMs?: number;
   /** Requests share a transaction pool with these settings (pgbouncer's); absent: a session each. */
   readonly pool?: Partial<PoolSettings>;
+  /** With `pool`: each (database, user) pool's mode (default: transaction for all). */
+  readonly poolModes?: PoolModes;
 }
 
 /** Dials with the runtime's own sockets; a host without them needs `connect`. */
@@ -76,7 +79,11 @@ export function openUpstreamEngine(config: HttpUpstreamConfig): Engine {
     ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
   };
   if (config.pool !== undefined) {
-    return new UpstreamPool(config.upstream, { ...common, settings: config.pool });
+    return new UpstreamPool(config.upstream, {
+      ...common,
+      settings: config.pool,
+      ...(config.poolModes === undefined ? {} : { modes: config.poolModes }),
+    });
   }
   return new UpstreamEngine(config.upstream, common);
 }

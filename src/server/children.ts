@@ -34,6 +34,7 @@ import { withAdminConsole } from "../http/console.ts";
 import { poolConsole } from "../engines/upstream/console.ts";
 import {
   isUpstreamUrl,
+  poolModesOf,
   poolSettingsOf,
   type UpstreamAddress,
   UpstreamEngine,
@@ -356,6 +357,7 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
     startTls: startTlsUpstream,
     loginAs: guc.getString("upstream_login") === "url" ? "url" : "client",
     settings: poolSettingsOf(guc),
+    modes: poolModesOf(guc),
   });
   const reload = () => {
     // What the file sets now, over what the pool started with.

@@ -29,7 +29,12 @@ import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
 import { defaultAdapter, inRealmNetAdapter } from "../adapters/runtime.ts";
-import { isUpstreamUrl, parseUpstreamUrl } from "../engines/upstream/mod.ts";
+import {
+  isUpstreamUrl,
+  parseUpstreamUrl,
+  poolModesOf,
+  poolsTransactions,
+} from "../engines/upstream/mod.ts";
 import * as childMains from "./children.ts";
 import { childEntry, resolveMain } from "./mains.ts";
 import type { EngineAddress, ServerParams } from "./params.ts";
@@ -183,8 +188,10 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   }
   const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName, guc);
   // In transaction mode the upstream connections are shared: the engine
-  // child owns the pool, and backends reach it as they reach PGlite.
-  const direct = upstream && guc.getString("pool_mode") !== "transaction";
+  // child owns the pool, and backends reach it as they reach PGlite. When
+  // only some databases or users are pooled per transaction, the pool
+  // serves the others too, in session mode (pgbouncer's).
+  const direct = upstream && !poolsTransactions(poolModesOf(guc));
   const engineAddress: EngineAddress = direct
     ? { kind: "upstream", url: engineSetting }
     : engineKind === "inproc"

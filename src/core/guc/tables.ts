@@ -45,6 +45,37 @@ function checkEngine(value: string): CheckFailure | null {
   return { hint: 'Use "pglite" or a "postgres://" URL.' };
 }
 
+/**
+ * `pool_mode_by_database` and `pool_mode_by_user`: pgbouncer's [databases]
+ * and [users] `pool_mode=`, as a list of `name=mode` items (an item whose
+ * name has a comma or space in double quotes: `"my db=session"`). Returns
+ * the map, or what is wrong with the list.
+ */
+export function parsePoolModeList(
+  value: string,
+): ReadonlyMap<string, "session" | "transaction"> | CheckFailure {
+  const items = splitList(value);
+  if (items === null) return { detail: "List syntax is invalid." };
+  const modes = new Map<string, "session" | "transaction">();
+  for (const item of items) {
+    const eq = item.lastIndexOf("=");
+    const name = eq < 0 ? "" : item.slice(0, eq).trim();
+    const mode = eq < 0 ? "" : item.slice(eq + 1).trim().toLowerCase();
+    if (name === "" || (mode !== "session" && mode !== "transaction")) {
+      return {
+        detail: `Item "${item}" is not of the form name=session or name=transaction.`,
+      };
+    }
+    modes.set(name, mode);
+  }
+  return modes;
+}
+
+function checkPoolModeList(value: string): CheckFailure | null {
+  const r = parsePoolModeList(value);
+  return r instanceof Map ? null : r as CheckFailure;
+}
+
 /** Zone names already found valid: building a DateTimeFormat costs ~0.2 ms, and every child re-checks its settings. */
 const validTimeZones = new Set<string>();
 
@@ -295,6 +326,26 @@ export const PARAMETERS: readonly ParamDef[] = [
     pgts: true,
     description:
       "With an upstream engine: whether a client holds its upstream connection for its whole session or only for each transaction.",
+  },
+  {
+    name: "pool_mode_by_database",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    check: checkPoolModeList,
+    pgts: true,
+    description:
+      "With an upstream engine: pool_mode for these databases (pgbouncer's [databases] pool_mode), as a list of name=session|transaction.",
+  },
+  {
+    name: "pool_mode_by_user",
+    type: "string",
+    context: "postmaster",
+    boot: "",
+    check: checkPoolModeList,
+    pgts: true,
+    description:
+      "With an upstream engine: pool_mode for these users (pgbouncer's [users] pool_mode), over the database's and the default.",
   },
   {
     name: "upstream_login",

@@ -144,7 +144,7 @@ export function poolConsole(
               String(p.opening),
               String(Math.floor(waitUs / 1e6)),
               String(waitUs % 1e6),
-              "transaction",
+              p.mode,
             ];
           }),
           tag: "SHOW",

@@ -27,8 +27,12 @@ export {
 } from "./url.ts";
 export {
   DEFAULT_POOL_SETTINGS,
+  type PoolMode,
+  type PoolModes,
+  poolModesOf,
   type PoolSettings,
   poolSettingsOf,
+  poolsTransactions,
   UpstreamPool,
   type UpstreamPoolOptions,
 } from "./pool.ts";

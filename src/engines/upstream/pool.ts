@@ -15,6 +15,11 @@
  *   `server_lifetime` when it is released. Free connections are handed out
  *   last-in first-out, so a few stay warm.
  * - `max_client_conn` bounds the sessions (53300 beyond it).
+ * - Each pool has its mode, pgbouncer's: `pool_mode_by_user` over
+ *   `pool_mode_by_database` over `pool_mode`. A client of a session-mode
+ *   pool keeps the first connection it gets until it leaves (a pin from
+ *   the start, pooled-session.ts); `server_reset_query` then runs and the
+ *   connection serves the pool's next client.
  * - Role lookups for authentication borrow a connection of the URL's own
  *   pool instead of opening one per login.
  *
@@ -22,6 +27,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import { parsePoolModeList } from "../../core/guc/tables.ts";
 import type { Engine, RoleInfo, ScramLogin, SessionStartup } from "../../core/engine/types.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
 import { NOT_SESSION_STATE } from "./client-settings.ts";
@@ -82,6 +88,48 @@ export function poolSettingsOf(guc: {
   };
 }
 
+export type PoolMode = "session" | "transaction";
+
+/** Which pool mode a (database, user) gets: pgbouncer's [users] over [databases] over the default. */
+export interface PoolModes {
+  readonly default: PoolMode;
+  readonly byDatabase: ReadonlyMap<string, PoolMode>;
+  readonly byUser: ReadonlyMap<string, PoolMode>;
+}
+
+export const TRANSACTION_POOLING: PoolModes = {
+  default: "transaction",
+  byDatabase: new Map(),
+  byUser: new Map(),
+};
+
+/** The modes from pgts's parameters (checked when they were set). */
+export function poolModesOf(guc: { getString(name: string): string }): PoolModes {
+  const list = (name: string) => {
+    const r = parsePoolModeList(guc.getString(name));
+    return r instanceof Map ? r : new Map<string, PoolMode>();
+  };
+  return {
+    default: guc.getString("pool_mode") === "transaction" ? "transaction" : "session",
+    byDatabase: list("pool_mode_by_database"),
+    byUser: list("pool_mode_by_user"),
+  };
+}
+
+export function poolModeFor(modes: PoolModes, database: string, user: string): PoolMode {
+  return modes.byUser.get(user) ?? modes.byDatabase.get(database) ?? modes.default;
+}
+
+/**
+ * Whether any client may be pooled per transaction: then the pool (in the
+ * engine child) serves every client, those of session-mode pools too;
+ * otherwise each backend relays its own upstream connection.
+ */
+export function poolsTransactions(modes: PoolModes): boolean {
+  return modes.default === "transaction" ||
+    [...modes.byDatabase.values(), ...modes.byUser.values()].includes("transaction");
+}
+
 export interface UpstreamPoolOptions {
   readonly connect: UpstreamConnect;
   readonly settings?: Partial<PoolSettings>;
@@ -91,6 +139,8 @@ export interface UpstreamPoolOptions {
   readonly startTls?: UpstreamStartTls;
   /** As UpstreamEngineOptions.loginAs: a pool's connections log in as its role when keys are known. */
   readonly loginAs?: "client" | "url";
+  /** Each pool's mode; default: transaction for all. Fixed for the pool's life. */
+  readonly modes?: PoolModes;
 }
 
 /** A client waiting for a connection. */
@@ -111,6 +161,8 @@ export interface Acquire {
 export class Pool {
   readonly database: string;
   readonly user: string;
+  /** Session: a client keeps the connection it gets until it leaves. */
+  readonly mode: PoolMode;
   readonly idle: PoolServer[] = [];
   readonly active = new Set<PoolServer>();
   opening = 0;
@@ -139,9 +191,10 @@ export class Pool {
   xactMs = 0;
   waitedMs = 0;
 
-  constructor(database: string, user: string) {
+  constructor(database: string, user: string, mode: PoolMode) {
     this.database = database;
     this.user = user;
+    this.mode = mode;
   }
 
   get size(): number {
@@ -180,6 +233,7 @@ export class UpstreamPool implements Engine {
   #connect: UpstreamConnect;
   #startTls: UpstreamStartTls | undefined;
   #loginAs: "client" | "url";
+  #modes: PoolModes;
   #timeoutMs: number;
   #pools = new Map<string, Pool>();
   #sessions = new Set<PooledSession>();
@@ -201,9 +255,10 @@ export class UpstreamPool implements Engine {
     this.#connect = options.connect;
     this.#startTls = options.startTls;
     this.#loginAs = options.loginAs ?? "client";
+    this.#modes = options.modes ?? TRANSACTION_POOLING;
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.settings = { ...DEFAULT_POOL_SETTINGS, ...options.settings };
-    this.#auth = new Pool(this.target.database, this.target.user);
+    this.#auth = new Pool(this.target.database, this.target.user, "transaction");
     this.#auth.fixedSize = AUTH_POOL_SIZE;
   }
 
@@ -235,7 +290,7 @@ export class UpstreamPool implements Engine {
       : null;
     let pool = this.#pools.get(key);
     if (pool === undefined) {
-      pool = new Pool(database, user);
+      pool = new Pool(database, user, poolModeFor(this.#modes, database, user));
       if (keys !== null) pool.login = { user, keys };
       this.#pools.set(key, pool);
       this.#startSweep();

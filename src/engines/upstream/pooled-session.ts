@@ -14,7 +14,8 @@
  * - **Pins.** LISTEN, SQL PREPARE, temporary tables, session advisory locks,
  *   WITH HOLD cursors and LOAD leave state on the connection itself: the
  *   client keeps that connection until it leaves (effects.ts); it is then
- *   reset with `server_reset_query` before it goes back.
+ *   reset with `server_reset_query` before it goes back. A client of a
+ *   session-mode pool is pinned from the start (pgbouncer's session mode).
  *
  * The answer is relayed message by message as subarrays of what the
  * upstream sent, gathered per read. A queue of the requests sent (one entry
@@ -123,6 +124,7 @@ export class PooledSession implements EngineSession, ServerHandler {
     this.#pool = options.pool;
     this.#startup = options.startup;
     this.#onEnd = options.onEnd;
+    if (this.#pool.mode === "session") this.#pinned = "pool_mode is session";
     this.#settings = new ClientSettings({
       // SET SESSION AUTHORIZATION back to the connection's own login role is
       // always allowed: the URL's user, or the role itself when it logged in.
