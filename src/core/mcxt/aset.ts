@@ -9,7 +9,11 @@
  * from initBlockSize to maxBlockSize. A request above the chunk limit gets a
  * block of its own, given back on free. The first block, the keeper, is kept
  * across resets so a context that is reset for every query does not churn
- * ArrayBuffers.
+ * ArrayBuffers. A context made with `keeper: false` (an idle backend's, which
+ * must cost next to nothing) has none: its first block comes at its first
+ * allocation and a reset gives every block back, blocks of a keeper size
+ * going through the realm's keeper freelists so that the next context to
+ * need one takes it instead of a fresh ArrayBuffer.
  *
  * Each chunk has an 8-byte header in the block just before it: capacity and
  * a live/free tag. free() checks both, so a double free, a free after reset
@@ -71,6 +75,11 @@ export interface AllocSetOptions extends MemoryContextOptions {
   sizes?: Readonly<BlockSizes>;
   /** Hand out pointers into `memory` (allocPtr) instead of Uint8Array views. */
   pointers?: boolean;
+  /**
+   * False: no keeper block (see the header); the context holds no memory
+   * until its first allocation and none after a reset. Views contexts only.
+   */
+  keeper?: boolean;
 }
 
 /** A block of a pointer context: a region of its arena. */
@@ -121,7 +130,9 @@ export class AllocSetContext extends PointerCapableContext {
   readonly #initBlockSize: number;
   readonly #maxBlockSize: number;
   readonly #chunkLimit: number;
+  /** The kept first block; without a keeper, an empty stand-in never in #blocks. */
   readonly #keeper: MemoryBlock;
+  readonly #keeperless: boolean;
   readonly #blocks = new Set<MemoryBlock>();
   /** Live blocks that keep a view table: free() looks here before chunk.buffer. */
   readonly #tabled: MemoryBlock[] = [];
@@ -164,6 +175,7 @@ export class AllocSetContext extends PointerCapableContext {
     while (limit + CHUNK_HEADER_SIZE > sizes.maxBlockSize / ALLOC_CHUNK_FRACTION) limit >>= 1;
     this.#chunkLimit = limit;
     const keeperSize = sizes.minContextSize !== 0 ? sizes.minContextSize : sizes.initBlockSize;
+    this.#keeperless = options.keeper === false && options.pointers !== true;
     if (options.pointers === true) {
       this.#freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
       this.#freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
@@ -179,6 +191,12 @@ export class AllocSetContext extends PointerCapableContext {
       this.#active = this.#keeper;
       this.#ptrKeeper = { start: 0, size: keeperSize, used: 0 };
       this.#resetPtrState();
+      return;
+    }
+    if (this.#keeperless) {
+      // The first alloc finds no room in the stand-in and makes a block.
+      this.#keeper = new MemoryBlock(this, NO_ROOM);
+      this.#active = this.#keeper;
       return;
     }
     let buffer: ArrayBuffer;
@@ -411,10 +429,10 @@ export class AllocSetContext extends PointerCapableContext {
       return;
     }
     for (const block of this.#blocks) {
-      if (block !== this.#keeper) this.releaseBlock(block);
+      if (block !== this.#keeper) this.#giveBack(block);
     }
     this.#blocks.clear();
-    this.#blocks.add(this.#keeper);
+    if (!this.#keeperless) this.#blocks.add(this.#keeper);
     this.#tabled.length = 0;
     if (this.#keeper.byOffset !== null) this.#tabled.push(this.#keeper);
     this.#keeper.markEmpty();
@@ -435,7 +453,10 @@ export class AllocSetContext extends PointerCapableContext {
       this.#ptrTag = nextLiveTag(this.#ptrTag);
       return;
     }
-    for (const block of this.#blocks) this.releaseBlock(block);
+    for (const block of this.#blocks) {
+      if (block !== this.#keeper) this.#giveBack(block);
+    }
+    if (!this.#keeperless) this.releaseBlock(this.#keeper);
     this.#blocks.clear();
     this.#tabled.length = 0;
     this.#clearFreelists();
@@ -456,7 +477,22 @@ export class AllocSetContext extends PointerCapableContext {
       return this.#ptrBlocks.size === 1 && this.#ptrActive === this.#ptrKeeper &&
         this.#ptrFree === 0;
     }
+    if (this.#keeperless) return this.#blocks.size === 0;
     return this.#blocks.size === 1 && this.#keeper.freeptr === 0;
+  }
+
+  /**
+   * Releases a block at a reset or delete; a keeperless context's block of a
+   * keeper size goes to the keeper freelists, zeroed as deleteSelf's keeper.
+   */
+  #giveBack(block: MemoryBlock): void {
+    this.releaseBlock(block);
+    if (!this.#keeperless) return;
+    const freelist = keeperFreelists.get(block.size);
+    if (freelist !== undefined && freelist.length < KEEPER_FREELIST_MAX) {
+      block.u32.fill(0);
+      freelist.push(block.buffer);
+    }
   }
 
   #view(block: MemoryBlock, offset: number, size: number): Uint8Array {
@@ -612,7 +648,8 @@ export class AllocSetContext extends PointerCapableContext {
     let blockSize = this.#nextBlockSize;
     this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
     while (blockSize < need) blockSize *= 2;
-    const block = this.#addBlock(this.chargeBlock(blockSize, size));
+    const reuse = this.#keeperless ? keeperFreelists.get(blockSize)?.pop() : undefined;
+    const block = this.#addBlock(this.chargeBlock(blockSize, size, false, reuse));
     this.#active = block;
     return block;
   }

@@ -27,7 +27,7 @@
  */
 
 import { AllocSetContext } from "./aset.ts";
-import { ALLOCSET_DEFAULT_SIZES } from "./memnodes.ts";
+import { ALLOCSET_DEFAULT_SIZES, ALLOCSET_START_SMALL_SIZES } from "./memnodes.ts";
 import { McxtState, MemoryContext } from "./mcxt.ts";
 import {
   type BackendMemoryContext,
@@ -45,6 +45,16 @@ export interface MemoryContextInitOptions {
    * out-of-memory error is thrown, where PostgreSQL writes it to stderr.
    */
   onOutOfMemory?: (stats: string) => void;
+  /**
+   * A tree for a backend that may sit idle for long (thousands of pooled
+   * clients): the contexts a pgts backend does not allocate in are made
+   * without a keeper block (see aset.ts) and hold nothing until used, and
+   * MessageContext, reset for every command, keeps only a 1 KB keeper
+   * (ALLOCSET_START_SMALL_SIZES: most messages are small; blocks still grow
+   * to 8 MB). The ErrorContext reserve goes too: a pgts backend builds its
+   * error reports outside the tree.
+   */
+  lean?: boolean;
 }
 
 const ERROR_CONTEXT_SIZES = Object.freeze({
@@ -64,22 +74,34 @@ export class MemoryContextTree implements Disposable {
   readonly #state: McxtState;
   /** Made without a limit or an out-of-memory report: a tree any backend can take over. */
   readonly #plain: boolean;
+  /** A lean tree (see MemoryContextInitOptions.lean). */
+  readonly #lean: boolean;
 
   constructor(options: MemoryContextInitOptions = {}) {
     const state = new McxtState();
     this.#state = state;
     this.#plain = options.limit === undefined && options.onOutOfMemory === undefined;
+    this.#lean = options.lean === true;
     const topOptions = options.limit === undefined ? {} : { limit: options.limit };
-    const top = new AllocSetContext(state, "TopMemoryContext", topOptions);
+    const keeper = this.#lean ? { keeper: false } : {};
+    const top = new AllocSetContext(state, "TopMemoryContext", { ...topOptions, ...keeper });
     state.top = top;
     state.current = top;
     this.topMemoryContext = top;
-    this.errorContext = new AllocSetContext(top, "ErrorContext", { sizes: ERROR_CONTEXT_SIZES });
+    this.errorContext = new AllocSetContext(top, "ErrorContext", {
+      sizes: ERROR_CONTEXT_SIZES,
+      ...keeper,
+    });
     const sizes = ALLOCSET_DEFAULT_SIZES;
-    this.#postmasterContext = new AllocSetContext(top, "PostmasterContext", { sizes });
-    this.cacheMemoryContext = new AllocSetContext(top, "CacheMemoryContext", { sizes });
-    this.messageContext = new AllocSetContext(top, "MessageContext", { sizes });
-    this.topTransactionContext = new AllocSetContext(top, "TopTransactionContext", { sizes });
+    this.#postmasterContext = new AllocSetContext(top, "PostmasterContext", { sizes, ...keeper });
+    this.cacheMemoryContext = new AllocSetContext(top, "CacheMemoryContext", { sizes, ...keeper });
+    this.messageContext = new AllocSetContext(top, "MessageContext", {
+      sizes: this.#lean ? ALLOCSET_START_SMALL_SIZES : sizes,
+    });
+    this.topTransactionContext = new AllocSetContext(top, "TopTransactionContext", {
+      sizes,
+      ...keeper,
+    });
     const report = options.onOutOfMemory;
     if (report !== undefined) state.onOutOfMemory = () => report(memoryContextStats(top));
   }
@@ -202,7 +224,8 @@ export class MemoryContextTree implements Disposable {
    * Ends the tree as [Symbol.dispose] does, running every reset callback,
    * and keeps it for the next `backendMemoryContexts()` if it is then back
    * in the shape that call returns: the four standard contexts under
-   * TopMemoryContext, each with only its keeper block, no limit and no
+   * TopMemoryContext, each with only its keeper block (in a lean tree, only
+   * MessageContext has one), no limit and no
    * identifier. Anything else the backend made (children, PostmasterContext,
    * detached contexts' blocks, limits) either goes with the reset or keeps
    * the tree from being reused.
@@ -231,7 +254,8 @@ export class MemoryContextTree implements Disposable {
     }
     top.resetOnly();
     top.setIdentifier(undefined);
-    if (!reusable || top.limit !== undefined || this.#state.blocks.size !== standard.length + 1) {
+    const kept = this.#lean ? 1 : standard.length + 1;
+    if (!reusable || top.limit !== undefined || this.#state.blocks.size !== kept) {
       this[Symbol.dispose]();
       return;
     }
@@ -272,7 +296,7 @@ export function backendMemoryContexts(): MemoryContextTree {
     pooled.delete(recycled);
     return recycled;
   }
-  const tree = new MemoryContextTree();
+  const tree = new MemoryContextTree({ lean: true });
   tree.deletePostmasterContext();
   return tree;
 }

@@ -92,7 +92,7 @@ describe("memoryContextInit", () => {
   });
 
   test("a backend's tree has no PostmasterContext and, recycled, is the next backend's, as new", () => {
-    const fresh = memoryContextInit();
+    const fresh = memoryContextInit({ lean: true });
     fresh.deletePostmasterContext();
     const first = backendMemoryContexts();
     expect(first.stats()).toBe(fresh.stats());
@@ -119,6 +119,29 @@ describe("memoryContextInit", () => {
     expect(other).not.toBe(next);
     other.recycle();
     next.recycle();
+  });
+
+  test("an idle backend's tree holds only MessageContext's 1 KB keeper", () => {
+    const mcxt = backendMemoryContexts();
+    expect(mcxt.topMemoryContext.memAllocated(true)).toBe(1024);
+    mcxt.startCommand();
+    const body = mcxt.palloc(300);
+    mcxt.palloc(4000); // a bigger message: a new block, doubled to fit it
+    expect(mcxt.messageContext.memAllocated()).toBe(1024 + 8192);
+    const cache = mcxt.cacheMemoryContext.alloc(100); // a context an idle backend never uses
+    expect(mcxt.cacheMemoryContext.memAllocated()).toBe(8192);
+    mcxt.cacheMemoryContext.free(cache);
+    mcxt.cacheMemoryContext.reset();
+    mcxt.startCommand(); // the next command: the message's blocks but the keeper are given back
+    expect(mcxt.topMemoryContext.memAllocated(true)).toBe(1024);
+    expect(() => mcxt.pfree(body)).toThrow(); // the old chunk is no longer live
+    // The cache's given-back block is the next keeperless context's, zeroed.
+    const again = mcxt.topTransactionContext.alloc(100);
+    expect(again.buffer).toBe(cache.buffer);
+    expect(again.every((b) => b === 0)).toBe(true);
+    mcxt.endTransaction();
+    expect(mcxt.topMemoryContext.memAllocated(true)).toBe(1024);
+    mcxt.recycle();
   });
 
   test("a tree with a memory limit is disposed, not recycled", () => {
