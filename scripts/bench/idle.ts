@@ -54,9 +54,11 @@ for (const spec of specs) {
     const one = treeMemory(server.pid);
     const socks: Socket[] = [first];
     for (let i = 0; i < n; i += 20) {
-      socks.push(...await Promise.all(
-        Array.from({ length: Math.min(20, n - i) }, () => startup(server.port, server.host)),
-      ));
+      socks.push(
+        ...await Promise.all(
+          Array.from({ length: Math.min(20, n - i) }, () => startup(server.port, server.host)),
+        ),
+      );
     }
     await sleep(3000);
     const many = treeMemory(server.pid);
@@ -66,9 +68,9 @@ for (const spec of specs) {
     console.log(
       `${spec}: RSS ${(one.rssKiB / 1024).toFixed(0)} MiB with 1 idle connection, ${
         (many.rssKiB / 1024).toFixed(0)
-      } MiB with ${n + 1} (${((many.rssKiB - one.rssKiB) / n).toFixed(1)} KiB each); one more served in ${
-        next.toFixed(1)
-      } ms`,
+      } MiB with ${n + 1} (${
+        ((many.rssKiB - one.rssKiB) / n).toFixed(1)
+      } KiB each); one more served in ${next.toFixed(1)} ms`,
     );
     extra.destroy();
     for (const s of socks) s.destroy();
