@@ -466,6 +466,15 @@ export const PARAMETERS: readonly ParamDef[] = [
       "Protocol-level prepared statements kept per upstream connection in transaction mode.",
   },
   {
+    name: "read_only_routing",
+    type: "bool",
+    context: "sighup",
+    boot: false,
+    pgts: true,
+    description:
+      "In transaction mode, with several upstream hosts: read-only transactions go to a standby when there is one.",
+  },
+  {
     name: "engine_placement",
     type: "enum",
     context: "postmaster",

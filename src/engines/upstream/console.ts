@@ -129,7 +129,8 @@ export function poolConsole(
             const oldest = Math.min(now, ...waiting.map((x) => x.s.requestAt));
             const waitUs = (now - oldest) * 1000;
             return [
-              p.database,
+              // A read-only companion (read_only_routing) is a pool of its own.
+              p.forReads ? `${p.database} (read-only)` : p.database,
               p.user,
               String(active),
               String(waiting.length),

@@ -20,6 +20,10 @@
  *   pool keeps the first connection it gets until it leaves (a pin from
  *   the start, pooled-session.ts); `server_reset_query` then runs and the
  *   connection serves the pool's next client.
+ * - `read_only_routing` (with several hosts in the URL): each pool has a
+ *   companion for read-only transactions whose connections open with
+ *   target_session_attrs=prefer-standby; pooled-session.ts sends a
+ *   transaction there when its first statement says it is read-only.
  * - Role lookups for authentication borrow a connection of the URL's own
  *   pool instead of opening one per login.
  *
@@ -53,6 +57,8 @@ export interface PoolSettings {
   /** 0: wait forever. */
   readonly queryWaitTimeoutMs: number;
   readonly maxPreparedStatements: number;
+  /** Read-only transactions to a standby (with several hosts). */
+  readonly readOnlyRouting: boolean;
 }
 
 export const DEFAULT_POOL_SETTINGS: PoolSettings = {
@@ -66,10 +72,12 @@ export const DEFAULT_POOL_SETTINGS: PoolSettings = {
   serverResetQuery: "DISCARD ALL",
   queryWaitTimeoutMs: 120_000,
   maxPreparedStatements: 200,
+  readOnlyRouting: false,
 };
 
 /** The pool's settings from pgts's parameters (src/core/guc/tables.ts). */
 export function poolSettingsOf(guc: {
+  getBool(name: string): boolean;
   getInt(name: string): number;
   getMs(name: string): number;
   getString(name: string): string;
@@ -85,6 +93,7 @@ export function poolSettingsOf(guc: {
     serverResetQuery: guc.getString("server_reset_query"),
     queryWaitTimeoutMs: guc.getMs("query_wait_timeout"),
     maxPreparedStatements: guc.getInt("max_prepared_statements"),
+    readOnlyRouting: guc.getBool("read_only_routing"),
   };
 }
 
@@ -177,6 +186,8 @@ export class Pool {
   login: { readonly user: string; keys: ScramKeys } | null = null;
   /** Its size when not default_pool_size (the role-lookup pool). */
   fixedSize: number | null = null;
+  /** It serves the read-only transactions of its (database, user): its connections prefer a standby. */
+  forReads = false;
   /** Startup parameters already checked → the map and ParameterStatus list they give. */
   readonly logins = new Map<
     string,
@@ -207,7 +218,7 @@ export class Pool {
   }
 
   get display(): string {
-    return `${this.database}/${this.user}`;
+    return `${this.database}/${this.user}${this.forReads ? " (read-only)" : ""}`;
   }
 }
 
@@ -299,6 +310,26 @@ export class UpstreamPool implements Engine {
       pool.login.keys = keys;
     }
     return pool;
+  }
+
+  /** Whether read-only transactions go to their pool's companion (read_only_routing, several hosts). */
+  get routesReads(): boolean {
+    return this.settings.readOnlyRouting && (this.target.hosts?.length ?? 1) > 1;
+  }
+
+  /** `pool`'s companion for read-only transactions; the same role logs in the same way. */
+  readPoolFor(pool: Pool): Pool {
+    const key = `${pool.database}\0${pool.user}\0r`;
+    let reads = this.#pools.get(key);
+    if (reads === undefined) {
+      reads = new Pool(pool.database, pool.user, "transaction");
+      reads.forReads = true;
+      // The same object: newer keys a client brings reach both.
+      reads.login = pool.login;
+      reads.baseline = pool.baseline;
+      this.#pools.set(key, reads);
+    }
+    return reads;
   }
 
   /** The pool's statement for this Parse text and parameter types (one name on every connection). */
@@ -476,8 +507,11 @@ export class UpstreamPool implements Engine {
     const params: Record<string, string> = {};
     if (pool.user !== this.target.user && pool.login === null) params["role"] = pool.user;
     if (pool === this.#auth) params["application_name"] = "pgts role lookup";
+    const target: UpstreamTarget = pool.forReads
+      ? { ...this.target, targetSessionAttrs: "prefer-standby" }
+      : this.target;
     const opened = (async () => {
-      const upstream = await openUpstream(this.target, {
+      const upstream = await openUpstream(target, {
         connect: this.#connect,
         startTls: this.#startTls,
         database: pool.database,
@@ -486,7 +520,7 @@ export class UpstreamPool implements Engine {
         login: pool.login === null ? undefined : { ...pool.login },
       });
       const server = new PoolServer(upstream, {
-        target: this.target,
+        target,
         connect: this.#connect,
         onClosed: (s) => this.#forget(pool, s),
       });

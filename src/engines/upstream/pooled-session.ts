@@ -92,6 +92,8 @@ export class PooledSession implements EngineSession, ServerHandler {
   #statements = new Map<string, SharedStatement>();
 
   #server: PoolServer | null = null;
+  /** The pool `#server` came from: the session's own, or its read-only companion. */
+  #serverPool: Pool;
   #waiting: { cancel(reason: PgError): void } | null = null;
   /** Why the client keeps its connection for good; null while it does not. */
   #pinned: string | null = null;
@@ -122,6 +124,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   }) {
     this.#engine = engine;
     this.#pool = options.pool;
+    this.#serverPool = options.pool;
     this.#startup = options.startup;
     this.#onEnd = options.onEnd;
     if (this.#pool.mode === "session") this.#pinned = "pool_mode is session";
@@ -148,7 +151,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   } {
     return {
       startup: this.#startup,
-      pool: this.#pool,
+      pool: this.#server === null ? this.#pool : this.#serverPool,
       state: this.#waiting !== null ? "waiting" : this.#server !== null ? "active" : "idle",
       server: this.#server,
       statements: this.#statements.size,
@@ -211,9 +214,13 @@ export class PooledSession implements EngineSession, ServerHandler {
       // Copied: the caller reuses its buffer once exec returns, and the
       // wait below may outlast that.
       const input = frontend.slice();
+      const pool = this.#pinned === null && this.#engine.routesReads &&
+          readOnlyInput(frontend, frames, this.#settings.map)
+        ? this.#engine.readPoolFor(this.#pool)
+        : this.#pool;
       let server: PoolServer;
       try {
-        const acquire = this.#engine.acquire(this.#pool);
+        const acquire = this.#engine.acquire(pool);
         this.#waiting = acquire;
         server = await acquire.promise;
       } catch (e) {
@@ -225,7 +232,7 @@ export class PooledSession implements EngineSession, ServerHandler {
         this.#waiting = null;
       }
       if (this.#ended !== null) {
-        this.#engine.release(this.#pool, server);
+        this.#engine.release(pool, server);
         throw this.#ended;
       }
       let refused: PgError | null;
@@ -235,15 +242,16 @@ export class PooledSession implements EngineSession, ServerHandler {
         refused = asError(e);
       }
       if (this.#ended !== null) {
-        this.#engine.release(this.#pool, server);
+        this.#engine.release(pool, server);
         throw this.#ended;
       }
       if (refused !== null) {
-        this.#engine.release(this.#pool, server);
+        this.#engine.release(pool, server);
         out(answerWithError(frames, refused));
         return;
       }
       this.#server = server;
+      this.#serverPool = pool;
       server.handler = this;
       server.client = this;
       return this.#send(input, frames, out);
@@ -470,7 +478,7 @@ export class PooledSession implements EngineSession, ServerHandler {
       this.#pending = null;
       if (this.#server === server) {
         this.#server = null;
-        this.#engine.discard(this.#pool, server);
+        this.#engine.discard(this.#serverPool, server);
       }
       p.reject(e);
     });
@@ -478,7 +486,7 @@ export class PooledSession implements EngineSession, ServerHandler {
 
   #giveBack(server: PoolServer): void {
     this.#server = null;
-    this.#engine.release(this.#pool, server);
+    this.#engine.release(this.#serverPool, server);
   }
 
   /** CancelRequest to the upstream backend running the client's statement, or the end of its wait. */
@@ -517,11 +525,11 @@ export class PooledSession implements EngineSession, ServerHandler {
       const clean = await Promise.race([this.#clean(server), timeout]);
       if (clean === "timeout" || server.closed) throw new Error("timeout");
       this.#server = null;
-      this.#engine.release(this.#pool, server);
+      this.#engine.release(this.#serverPool, server);
     } catch {
       if (this.#server === server) {
         this.#server = null;
-        this.#engine.discard(this.#pool, server);
+        this.#engine.discard(this.#serverPool, server);
       }
     } finally {
       clearTimeout(timer);
@@ -585,6 +593,39 @@ export class PooledSession implements EngineSession, ServerHandler {
     }
     p?.reject(this.#ended);
   }
+}
+
+/**
+ * Whether the transaction this input starts is read-only, from its first
+ * statement (a Query's, or a Parse's): `BEGIN`/`START TRANSACTION` with
+ * READ ONLY, or the client's default_transaction_read_only unless READ
+ * WRITE is asked for. Statements after the first do not change the choice.
+ */
+function readOnlyInput(
+  input: Uint8Array,
+  frames: Frame[],
+  settings: ReadonlyMap<string, string>,
+): boolean {
+  const first = frames[0];
+  let text = "";
+  if (first?.type === FE.Query) text = cstringAt(input, first.start + 5, first.end);
+  else if (first?.type === FE.Parse) {
+    // Parse: the statement's name, then its text.
+    const nameEnd = input.indexOf(0, first.start + 5);
+    if (nameEnd >= 0 && nameEnd < first.end) text = cstringAt(input, nameEnd + 1, first.end);
+  }
+  const begin = /^\s*(?:begin|start\s+transaction)\b([^;]*)/i.exec(text);
+  if (begin !== null) {
+    if (/\bread\s+write\b/i.test(begin[1]!)) return false;
+    if (/\bread\s+only\b/i.test(begin[1]!)) return true;
+  }
+  return settings.get("default_transaction_read_only") === "on";
+}
+
+function cstringAt(buf: Uint8Array, start: number, end: number): string {
+  let nul = buf.indexOf(0, start);
+  if (nul < 0 || nul > end) nul = end;
+  return new TextDecoder().decode(buf.subarray(start, nul));
 }
 
 function asError(e: unknown): PgError {
