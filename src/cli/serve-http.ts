@@ -63,7 +63,7 @@ Options:
   -c NAME=VALUE             set a configuration parameter, overriding postgresql.conf
   -h, --help                show this help, then exit
 
-Routes: POST /sql (Neon's SQL over HTTP), GET /admin/status, GET /admin/workers,
+Routes: POST /sql (Neon's SQL over HTTP), GET /admin/status, GET /admin/workers, GET /admin/archiver,
 GET /admin/children/PID/memory, POST /admin/reload, POST /admin/stop?mode=MODE.
 `;
 

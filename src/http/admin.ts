@@ -1,7 +1,7 @@
 /**
  * The admin API: what an operator asks a running pgts (the postmaster's
- * state and children, a child's memory contexts, background workers, reload,
- * stop), as hono routes under `/admin` and as the rows the psql admin
+ * state and children, a child's memory contexts, background workers, the
+ * archiver's pg_stat_archiver row, reload, stop), as hono routes under `/admin` and as the rows the psql admin
  * console (console.ts) shows.
  *
  * It is off unless a token is configured, and then answers only requests
@@ -15,6 +15,7 @@
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import type { BackendMemoryContext } from "../core/mcxt/mod.ts";
 import type { BackgroundWorkerInfo, PMState } from "../core/postmaster/mod.ts";
+import type { ArchiverStats } from "../engines/pglite/pgstat_archiver.ts";
 
 /** One row of the activity view (pg_stat_activity's columns that pgts knows). */
 export interface ActivityRow {
@@ -42,6 +43,8 @@ export interface AdminSource {
   /** pg_backend_memory_contexts of a child; null when there is no such child in this realm. */
   memory(pid: number): BackendMemoryContext[] | null;
   workers(): BackgroundWorkerInfo[];
+  /** pg_stat_archiver's row: zeros and nulls when no archiver ever ran on the data directory. */
+  archiver(): Promise<ArchiverStats>;
   reload(): void;
   requestStop(mode: StopMode): void;
 }
@@ -99,6 +102,7 @@ export function mountAdmin(app: Hono, source: AdminSource, token: string | undef
     return c.json({ pid, contexts });
   });
   app.get("/admin/workers", (c) => c.json({ workers: source.workers() }));
+  app.get("/admin/archiver", async (c) => c.json(await source.archiver()));
   app.post("/admin/reload", (c) => {
     source.reload();
     return c.json({ reload: "requested" }, 202);

@@ -2,7 +2,7 @@
  * The admin console: a virtual database named `pgts` that psql (or any
  * client) can connect to, the way pgbouncer's `pgbouncer` database works.
  * It answers `SHOW ACTIVITY`, `SHOW MEMORY <pid>`, `SHOW WORKERS`,
- * `RELOAD` and `SHOW HELP` with rows from an AdminSource, over the simple
+ * `SHOW ARCHIVER`, `RELOAD` and `SHOW HELP` with rows from an AdminSource, over the simple
  * and the extended query protocol.
  *
  * `withAdminConsole(engine, source)` wraps an Engine so that a session
@@ -39,6 +39,7 @@ import {
   writeRowDescription,
 } from "../core/protocol/mod.ts";
 import type { AdminSource } from "./admin.ts";
+import type { ArchiverStats } from "../engines/pglite/pgstat_archiver.ts";
 
 /** The name of the virtual admin database. */
 export const ADMIN_DATABASE = "pgts";
@@ -46,6 +47,7 @@ export const ADMIN_DATABASE = "pgts";
 const TEXT = 25;
 const INT4 = 23;
 const INT8 = 20;
+const TIMESTAMPTZ = 1184;
 
 /** One console command's answer: a result set, or a tag alone. */
 export interface ConsoleResult {
@@ -58,13 +60,51 @@ const HELP = [
   "SHOW ACTIVITY       the postmaster's children and the backend runs, with their queries",
   "SHOW MEMORY <pid>   pg_backend_memory_contexts of a backend run",
   "SHOW WORKERS        background workers and their handles",
+  "SHOW ARCHIVER       the WAL archiver's counters (pg_stat_archiver's row)",
   "RELOAD              re-read the configuration files (SIGHUP)",
 ];
 
 const str = (v: unknown): string | null => v === null || v === undefined ? null : String(v);
 
-/** Runs one console command; throws an ERROR PgError for anything else. */
-export function runConsoleCommand(source: AdminSource, sql: string): ConsoleResult | null {
+/** An ISO 8601 time as timestamptz's text output (ISO DateStyle, UTC), as psql shows it. */
+function timestamptz(iso: string | null): string | null {
+  if (iso === null) return null;
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?Z$/.exec(iso);
+  if (m === null) return iso;
+  const fraction = (m[3] ?? "").replace(/\.?0+$/, "");
+  return `${m[1]} ${m[2]}${fraction}+00`;
+}
+
+/** pg_stat_archiver's row as SHOW ARCHIVER's result. */
+function archiverResult(a: ArchiverStats): ConsoleResult {
+  return {
+    fields: [
+      { name: "archived_count", typeOid: INT8 },
+      { name: "last_archived_wal", typeOid: TEXT },
+      { name: "last_archived_time", typeOid: TIMESTAMPTZ },
+      { name: "failed_count", typeOid: INT8 },
+      { name: "last_failed_wal", typeOid: TEXT },
+      { name: "last_failed_time", typeOid: TIMESTAMPTZ },
+      { name: "stats_reset", typeOid: TIMESTAMPTZ },
+    ],
+    rows: [[
+      String(a.archived_count),
+      a.last_archived_wal,
+      timestamptz(a.last_archived_time),
+      String(a.failed_count),
+      a.last_failed_wal,
+      timestamptz(a.last_failed_time),
+      timestamptz(a.stats_reset),
+    ]],
+    tag: "SHOW",
+  };
+}
+
+/** Runs one console command; throws (or rejects with) an ERROR PgError for anything else. */
+export function runConsoleCommand(
+  source: AdminSource,
+  sql: string,
+): ConsoleResult | null | Promise<ConsoleResult> {
   const text = sql.trim().replace(/;\s*$/, "").trim();
   if (text === "") return null;
   const words = text.split(/\s+/);
@@ -149,6 +189,7 @@ export function runConsoleCommand(source: AdminSource, sql: string): ConsoleResu
       tag: "SHOW",
     };
   }
+  if (verb === "SHOW ARCHIVER") return source.archiver().then(archiverResult);
   if (verb === "RELOAD") {
     source.reload();
     return { fields: [], rows: [], tag: "RELOAD" };

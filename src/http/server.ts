@@ -33,6 +33,7 @@ import { InprocLauncher } from "../adapters/inproc/launcher.ts";
 import { inprocEngine, markPostmasterRealm, registerEngineOpener } from "../server/children.ts";
 import { childEntry, resolveMain } from "../server/mains.ts";
 import type { ServerParams } from "../server/params.ts";
+import type { ArchiverStats } from "../engines/pglite/pgstat_archiver.ts";
 import type { AdminSource, AdminStatus, StopMode } from "./admin.ts";
 import { createApp, type HttpBindings } from "./app.ts";
 import { withAdminConsole } from "./console.ts";
@@ -128,7 +129,12 @@ export class HttpServer implements AdminSource {
     this.postmaster = new Postmaster({
       launcher: new InprocLauncher({ resolve: resolveMain }),
       settings: { get: (name) => guc.get(name) },
-      entries: { backend: childEntry("backendMain"), engine: childEntry("engineMain") },
+      entries: {
+        backend: childEntry("backendMain"),
+        engine: childEntry("engineMain"),
+        // A data directory's WAL is archived as under pgts start (archive_mode).
+        ...("cluster" in this.#engineConfig ? { archiver: childEntry("archiverMain") } : {}),
+      },
       childParams: this.#params,
       ...(options.listen === undefined ? {} : { listen: options.listen }),
       ...(options.net === undefined ? {} : { net: options.net }),
@@ -217,6 +223,10 @@ export class HttpServer implements AdminSource {
         fsync: this.guc.getBool("fsync") ? "on" : "off",
         synchronous_commit: this.guc.getString("synchronous_commit"),
         wal_writer_delay: `${this.guc.getMs("wal_writer_delay")}ms`,
+        // PGlite marks completed segments .ready for the archiver child.
+        ...("cluster" in config && this.guc.getString("archive_mode") !== "off"
+          ? { archive_mode: "on", wal_level: "replica" }
+          : {}),
       },
       ...(config.placement === undefined ? {} : { placement: config.placement }),
     };
@@ -280,6 +290,23 @@ export class HttpServer implements AdminSource {
 
   workers() {
     return this.postmaster.backgroundWorkers();
+  }
+
+  async archiver(): Promise<ArchiverStats> {
+    const config = this.#engineConfig;
+    // Only a data directory has an archiver; node:fs is loaded for it alone.
+    const { readArchiverStats } = "cluster" in config
+      ? await import("../engines/pglite/pgstat_archiver.ts")
+      : { readArchiverStats: () => null };
+    return ("cluster" in config ? readArchiverStats(config.cluster) : null) ?? {
+      archived_count: 0,
+      last_archived_wal: null,
+      last_archived_time: null,
+      failed_count: 0,
+      last_failed_wal: null,
+      last_failed_time: null,
+      stats_reset: null,
+    };
   }
 
   reload(): void {

@@ -24,7 +24,8 @@
  *
  * Its counters are pg_stat_archiver's columns, kept in the data directory
  * (`pgts_stat_archiver.json`, rewritten whole after each change) for
- * `pgts status`. SIGUSR2 (the end of a shutdown) archives what is ready and
+ * `pgts status`, the admin API and every engine's pg_stat_archiver
+ * (src/engines/pglite/pgstat_archiver.ts, which also owns their reset). SIGUSR2 (the end of a shutdown) archives what is ready and
  * exits; SIGQUIT exits at once; SIGHUP re-reads postgresql.conf, so a new
  * archive_command applies to the next attempt.
  *
@@ -35,31 +36,18 @@
  */
 
 import { spawn } from "node:child_process";
-import {
-  existsSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, readdirSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { ereport } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
+import {
+  ARCHIVER_STATS_FILE,
+  type ArchiverStats,
+  readArchiverCounters,
+  readArchiverStats,
+} from "../engines/pglite/pgstat_archiver.ts";
 
-/** pg_stat_archiver's columns. */
-export interface ArchiverStats {
-  archived_count: number;
-  last_archived_wal: string | null;
-  last_archived_time: string | null;
-  failed_count: number;
-  last_failed_wal: string | null;
-  last_failed_time: string | null;
-  stats_reset: string;
-}
-
-/** Where the archiver keeps its counters, in the data directory. */
-export const ARCHIVER_STATS_FILE = "pgts_stat_archiver.json";
+export { type ArchiverStats, readArchiverStats };
 
 const NUM_ARCHIVE_RETRIES = 3;
 const RETRY_DELAY_MS = 1000;
@@ -68,15 +56,6 @@ const PGARCH_AUTOWAKE_INTERVAL_MS = 60_000;
 const POLL_MS = 500;
 
 const LOG = { category: "archiver" } as const;
-
-/** The counters `pgts status` shows, or null when nothing was ever archived or tried. */
-export function readArchiverStats(dataDir: string): ArchiverStats | null {
-  try {
-    return JSON.parse(readFileSync(join(dataDir, ARCHIVER_STATS_FILE), "utf8")) as ArchiverStats;
-  } catch {
-    return null;
-  }
-}
 
 export interface ArchiverOptions {
   /** The pgts data directory (the counters' file). */
@@ -98,7 +77,7 @@ class ArchiverFatal extends Error {}
 export async function pgArchiverMain(options: ArchiverOptions): Promise<number> {
   const status = join(options.clusterDir, "pg_wal", "archive_status");
   const statsFile = join(options.dataDir, ARCHIVER_STATS_FILE);
-  const stats = readArchiverStats(options.dataDir) ?? {
+  const stats: ArchiverStats = readArchiverCounters(options.dataDir) ?? {
     archived_count: 0,
     last_archived_wal: null,
     last_archived_time: null,

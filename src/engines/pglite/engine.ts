@@ -32,6 +32,7 @@ import { TempSchemas } from "./tempschemas.ts";
 import { ListenRegistry } from "./notify.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import { STAT_ACTIVITY_SQL } from "./activity.ts";
+import { STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL } from "./pgstat_archiver.ts";
 import { RoleGraph } from "./acl.ts";
 import { EngineScheduler, type Holder } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
@@ -253,6 +254,7 @@ export class PgliteEngine implements Engine {
       await this.#refreshRoles();
       await this.#refreshDatabases();
       await this.#installStatActivity();
+      await this.#installStatArchiver();
       await this.#temp.dropLeftovers();
       // An extension created before this start needs its files (its library) again.
       const [created] = await this.#query(
@@ -289,6 +291,16 @@ export class PgliteEngine implements Engine {
     );
     if (row?.[0] === "t") return;
     await this.runRaw(fe.query(STAT_ACTIVITY_SQL));
+  }
+
+  /**
+   * Makes pg_stat_archiver read pgts's archiver (pgstat_archiver.ts), once
+   * per cluster.
+   */
+  async #installStatArchiver(): Promise<void> {
+    const [row] = await this.#query(STAT_ARCHIVER_INSTALLED_SQL);
+    if (row?.[0] === "t") return;
+    await this.runRaw(fe.query(STAT_ARCHIVER_SQL));
   }
 
   /**

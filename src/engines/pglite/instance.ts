@@ -78,6 +78,7 @@ import {
 import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
 import { mountDataDirectory } from "./backupfs.ts";
+import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
@@ -414,6 +415,13 @@ export async function openInstance(
       },
     });
     advisory = installAdvisoryLocks(tools);
+    // pg_stat_reset_shared('archiver') resets pgts's archiver too.
+    if (fsModule !== undefined) {
+      installArchiverReset(
+        tools,
+        fsModule as unknown as Parameters<typeof installArchiverReset>[1],
+      );
+    }
     const installed = await installTempNamespaces(
       tools,
       await wasmSha256,
