@@ -181,6 +181,12 @@ export interface InstanceExecOptions {
 /** One hour in nanoseconds: how far a cancel moves the monotonic clock. */
 const CLOCK_JUMP_NS = 3_600_000_000_000n;
 const CLOCK_MONOTONIC = 1;
+/**
+ * How often a standing cancel moves the clock again (see `trip`). Each
+ * move is an hour: a request that stands for minutes (interrupts held)
+ * adds years, far from the 292 years an int64 of nanoseconds holds.
+ */
+const CLOCK_REJUMP_MS = 10;
 
 type Imports = Record<string, Record<string, unknown>>;
 type InstantiateWasm = (
@@ -202,8 +208,10 @@ export async function openInstance(
   const sharedModule = shared ? sharedPgliteModule() : null;
   sharedModule?.catch(() => {});
   let clockShift = 0n;
-  // Whether the exec in flight has been asked to stop (its clock moved).
+  // Whether the exec in flight has been asked to stop (its clock moved),
+  // and when (performance.now()) the clock last moved.
   let tripped = false;
+  let jumpedAt = 0;
   const { durable, settings } = durableStart(dataDir, options.settings ?? {});
   // Set once PGlite is up; from then on an abort means the backend ended.
   let started = false;
@@ -238,15 +246,26 @@ export async function openInstance(
     new DataView(memory.buffer).getInt32(flags.cancel, true) !== 0;
   // The request stands until the exec ends or answers an error (interrupt.ts):
   // flags Postgres dropped before the statement began are set again here.
+  //
+  // The clock's jump is PostgreSQL's SetLatch: it ends a timed wait that
+  // began before it. A wait that begins after it, while the flags wait
+  // for a CHECK_FOR_INTERRUPTS (pg_sleep reads the time, then waits),
+  // would run its whole length, so while the request stands the clock
+  // moves again every CLOCK_REJUMP_MS: such a wait ends at its first
+  // reading after that, and its caller's next CHECK_FOR_INTERRUPTS
+  // raises the cancel. (A cancel that reached a pg_sleep(30) within
+  // milliseconds of its start was otherwise acted on 30 s later.)
   const trip = () => {
     if (memory === null || flags === null) return;
     const set = flagsSet();
-    if (tripped && set) return;
+    const now = performance.now();
+    if (tripped && set && now - jumpedAt < CLOCK_REJUMP_MS) return;
     tripped = true;
     if (!set) setFlags(1);
     // Permanent, so the clock stays monotonic: a wait that started before
-    // the cancel sees its deadline pass; later durations are unaffected.
+    // the jump sees its deadline pass; later durations are unaffected.
     clockShift += CLOCK_JUMP_NS;
+    jumpedAt = now;
   };
   // statement_timeout of the exec in flight (performance.now() ms, 0: none).
   // Checked at the same host calls as a cancel, so it needs no timer on

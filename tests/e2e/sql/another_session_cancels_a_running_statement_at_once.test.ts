@@ -44,29 +44,58 @@ function running(c: Pg, sql: string): Promise<{ code: string; at: number }> & { 
 
 /**
  * Waits until pg_stat_activity (read by `by`) shows `pid` running `text`
- * and not waiting for the engine: it holds the engine.
+ * and not waiting for the engine: it holds the engine, and its statement
+ * may not have begun inside it yet. Polled without a pause, so that the
+ * signal that follows comes within milliseconds of the statement's start.
  */
 async function untilActive(by: Pg, pid: number, text: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 2000; i++) {
     const r = await by.query(
       "select state, query, wait_event from pg_stat_activity where pid = $1",
       [pid],
     );
     const row = r.rows[0];
-    if (row?.state === "active" && row.query === text && row.wait_event === null) {
-      // Into the statement itself: a cancel in an exec's first moments is
-      // sometimes lost (the statement runs to its end), whoever sends it.
-      await sleep(300);
-      return;
-    }
-    await sleep(50);
+    if (row?.state === "active" && row.query === text && row.wait_event === null) return;
   }
   throw new Error(`session ${pid} never ran ${text}`);
+}
+
+/** `p`'s outcome, or "still running" once `ms` have passed. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | "still running"> {
+  return Promise.race([p, sleep(ms).then(() => "still running" as const)]);
 }
 
 for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("a cancel or terminate sent the moment the statement holds the engine ends it at once, every time", async () => {
+      // The statement may not have begun inside the engine yet: PostgreSQL
+      // drops a cancel that comes before a statement, but here the
+      // session's statement has the engine and must stop. A cancel that
+      // set the flags before pg_sleep took its deadline used to be acted
+      // on only when the 30 s were over, holding the engine.
+      const b = await pgClient(server());
+      const c = await pgClient(server());
+      for (const kind of ["cancel", "terminate"] as const) {
+        for (let i = 0; i < 15; i++) {
+          const a = await pgClient(server());
+          a.on("error", () => {});
+          const victim = running(a, SLEEP);
+          await untilActive(b, pidOf(a), victim.text);
+          expect((await b.query(`select pg_${kind}_backend(${pidOf(a)}) as ok`)).rows)
+            .toEqual([{ ok: true }]);
+          expect(await within(victim.then((v) => v.code), 4000))
+            .toBe(kind === "cancel" ? "57014" : "57P01");
+          // The engine is free again: another session runs at once.
+          expect(await within(c.query(`select ${i} as v`).then((r) => r.rows), 4000))
+            .toEqual([{ v: i }]);
+          await a.end().catch(() => {});
+        }
+      }
+      await b.end();
+      await c.end();
+    });
 
     test("pg_cancel_backend(N) answers true at once and the sleeping statement gets 57014", async () => {
       const a = await pgClient(server());

@@ -2,8 +2,8 @@
  * CancelRequest through a real pgts server: psql's Ctrl-C (SIGINT to psql,
  * which opens a new connection with the backend's pid and secret key) and a
  * hand-sent CancelRequest with the BackendKeyData node-postgres received
- * both end the running statement with 57014; a wrong key or pid cancels
- * nothing.
+ * both end the running statement with 57014, also when it comes in the
+ * statement's first milliseconds; a wrong key or pid cancels nothing.
  */
 
 import { expect, test } from "bun:test";
@@ -97,6 +97,35 @@ test("a CancelRequest with the BackendKeyData node-postgres got cancels its stat
   expect(e.code).toBe("57014");
   expect(e.message).toBe("canceling statement due to user request");
   expect((await c.query("select 'after cancel' as v")).rows).toEqual([{ v: "after cancel" }]);
+});
+
+test("one CancelRequest sent the moment the statement holds the engine ends it at once, every time", async () => {
+  // Not repeated: the statement is active on the engine (pg_stat_activity,
+  // polled without a pause) but may not have begun inside it, and a
+  // single cancel must still stop it (it once ran its 30 s to the end).
+  const watch = await pgClient(server());
+  const c = await pgClient(server());
+  const { pid, key } = keyOf(c);
+  for (let i = 0; i < 15; i++) {
+    // Connected beforehand, so that the cancel leaves at once.
+    const raw = await RawConnection.open(server());
+    const text = `select pg_sleep(30) -- ${i}`;
+    const running = c.query(text).then(() => "done", (e) => e.code);
+    for (let n = 0;; n++) {
+      const r = await watch.query(
+        "select state, query, wait_event from pg_stat_activity where pid = $1",
+        [pid],
+      );
+      const row = r.rows[0];
+      if (row?.state === "active" && row.query === text && row.wait_event === null) break;
+      if (n > 2000) throw new Error(`never saw ${text} run`);
+    }
+    raw.send(cancelRequest(pid, key));
+    expect(await raw.drain()).toEqual([]);
+    expect(await Promise.race([running, sleep(4000).then(() => "still running")])).toBe("57014");
+  }
+  expect((await c.query("select 'after' as v")).rows).toEqual([{ v: "after" }]);
+  await watch.end();
 });
 
 test("a cancel inside a transaction block aborts the block until ROLLBACK", async () => {
