@@ -524,11 +524,20 @@ export async function openInstance(
             onData(chunk);
           },
         }).catch((e) => {
+          // A FATAL ends Postgres with exit(), which reaches here as
+          // Emscripten's ExitStatus: PostgreSQL's backend would be gone, and
+          // PGlite's is left mid-message, answering every later exec with
+          // the same FATAL in a loop that never returns (a protocol
+          // violation inside a COPY did that). So it ends the backend, as
+          // a PANIC does, and the cluster is reopened.
+          if ((e as { name?: unknown } | null)?.name === "ExitStatus") {
+            ended ??= `FATAL: ${severeText(answer, "FATAL") ?? "exit() during an exec"}`;
+          }
           // A backend that ended mid-exec (stackguard.ts) stops it with a throw.
           if (ended === null) throw e;
         });
         if (ended !== null) {
-          const panic = panicText(answer);
+          const panic = severeText(answer, "PANIC");
           if (panic !== null) ended = `PANIC: ${panic}`;
           throw endedError();
         }
@@ -758,9 +767,10 @@ function walName(path: string): string {
   return path.slice(path.lastIndexOf("/pg_wal/") + 1);
 }
 
-/** The message of the PANIC ErrorResponse in `chunks` (backend messages), if any. */
-function panicText(chunks: readonly Uint8Array[]): string | null {
-  const buf = concat(chunks);
+/** The message of the first ErrorResponse of `severity` in `chunks` (backend messages), if any. */
+function severeText(chunks: readonly Uint8Array[], severity: "PANIC" | "FATAL"): string | null {
+  // A chunk handed to another thread (the Worker posts them) is detached: empty here.
+  const buf = concat(chunks.filter((c) => c.byteLength > 0));
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dec = new TextDecoder();
   for (let at = 0; at + 5 <= buf.length;) {
@@ -771,7 +781,7 @@ function panicText(chunks: readonly Uint8Array[]): string | null {
       for (const f of dec.decode(buf.subarray(at + 5, end)).split("\0")) {
         if (f !== "") fields.set(f[0]!, f.slice(1));
       }
-      if (fields.get("V") === "PANIC") return fields.get("M") ?? null;
+      if (fields.get("V") === severity) return fields.get("M") ?? null;
     }
     at = end;
   }

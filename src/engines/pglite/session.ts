@@ -71,9 +71,6 @@ export function queryCanceled(): PgError {
   return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
 }
 
-/** Whether COPY FROM STDIN is fed to the engine as it arrives (see #plan's note). */
-const FED_COPY = false;
-
 /** What exec raises after close: one instance (an Error's stack costs on every connection). */
 const SESSION_CLOSED = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "the session is closed", {
   severity: "FATAL",
@@ -496,13 +493,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
 
-    // The fed COPY (copyfeed.ts) is off: a client that ends its session
-    // with a protocol violation in the middle of one (the fuzzer's
-    // "invalid frontend message type") left the feed's exec holding the
-    // engine for ever (tests/e2e/hostile/fuzzed_protocol_input_…, seed
-    // 13). Until that is mended, COPY FROM STDIN is buffered until
-    // CopyDone, as before.
-    const fedCopy = FED_COPY && plan.copyFromStdin && this.#status !== "E" &&
+    // COPY FROM STDIN is fed to the engine as it arrives (copyfeed.ts)
+    // where the engine runs in a Worker; inline, it is buffered until
+    // CopyDone.
+    const fedCopy = plan.copyFromStdin && this.#status !== "E" &&
       (engine.executor.copyFeed ?? null) !== null;
     if (plan.copyFromStdin && this.#status !== "E" && !fedCopy) {
       try {
@@ -794,14 +788,19 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     copy.lastData = Date.now();
     for (const b of copy.held.splice(0)) out(b);
     let end = frames.findIndex((f) => f.type !== COPY_DATA && f.type !== FLUSH && f.type !== SYNC);
-    const last = end < 0 ? frames.length - 1 : end;
-    if (!copy.over && frames.length > 0) {
-      await copy.feed.write(input.subarray(0, frames[last]!.end), () => copy.finished);
+    const t = end >= 0 ? frames[end]!.type : null;
+    // What the engine is given: up to the CopyDone or CopyFail, or up to
+    // (not including) a message that has no place in a COPY.
+    const foreign = t !== null && t !== COPY_DONE && t !== COPY_FAIL;
+    const upTo = end < 0 ? input.length : foreign ? frames[end]!.start : frames[end]!.end;
+    if (!copy.over && upTo > 0) {
+      await copy.feed.write(input.subarray(0, upTo), () => copy.finished);
     }
+    if (foreign && !copy.over) await this.#breakCopy(copy, t!, out);
     if (end >= 0) {
-      // The end of the copy as the client sees it; any other message ends it too.
-      const t = frames[end]!.type;
-      if (copy.over && t !== COPY_DONE && t !== COPY_FAIL) end--;
+      // After a COPY that ended by itself (an error in its data), another
+      // message is the client's next input, as in PostgreSQL.
+      if (foreign) end--;
       copy.feed.end();
       await copy.done;
       this.#fed = null;
@@ -811,6 +810,39 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     }
     copy.out = null;
     return frames.length;
+  }
+
+  /**
+   * A message other than CopyData, CopyDone, CopyFail, Flush or Sync in
+   * the middle of a COPY. PostgreSQL's CopyGetData rejects its type before
+   * it has read the message, so the ERROR leaves the backend mid-message
+   * and PostgresMain ends the session: ERROR "unexpected message type",
+   * then FATAL "protocol synchronization was lost". The message must never
+   * reach PGlite: there that FATAL is an exit() in the middle of an exec,
+   * after which the backend answers every later exec with the same FATAL,
+   * in a loop that holds the engine for ever. So the engine is given a
+   * CopyFail (the COPY is rolled back, its answer is not the client's), and
+   * the client PostgreSQL's two errors.
+   */
+  async #breakCopy(copy: FedCopy, type: number, out: BackendOutput): Promise<never> {
+    copy.out = () => {};
+    copy.held.length = 0;
+    await copy.feed.write(fe.copyFail("unexpected message type"), () => copy.finished);
+    copy.feed.end();
+    await copy.done;
+    this.#fed = null;
+    const hex = type.toString(16).toUpperCase().padStart(2, "0");
+    out(errorResponse(
+      new PgError(
+        ERRCODE.PROTOCOL_VIOLATION,
+        `unexpected message type 0x${hex} during COPY from stdin`,
+      ),
+    ));
+    throw new PgError(
+      ERRCODE.PROTOCOL_VIOLATION,
+      "terminating connection because protocol synchronization was lost",
+      { severity: "FATAL" },
+    );
   }
 
   /**
