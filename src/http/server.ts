@@ -36,7 +36,9 @@ import type { ServerParams } from "../server/params.ts";
 import type { ArchiverStats } from "../engines/pglite/pgstat_archiver.ts";
 import type { AdminSource, AdminStatus, StopMode } from "./admin.ts";
 import { createApp, type HttpBindings } from "./app.ts";
-import { withAdminConsole } from "./console.ts";
+import { runConsoleCommand, withAdminConsole } from "./console.ts";
+import { poolConsole } from "../engines/upstream/console.ts";
+import { UpstreamPool } from "../engines/upstream/pool.ts";
 import type { SqlRequest } from "./neon.ts";
 import { BackendRun, PasswordCache, type RunAnswer, type RunHost } from "./run.ts";
 import { checkUpstreamConfig, type HttpUpstreamConfig, openUpstreamEngine } from "./upstream.ts";
@@ -166,10 +168,19 @@ export class HttpServer implements AdminSource {
     // The children run in this realm and log through its logging.
     markPostmasterRealm();
     // Runs and psql backends see database "pgts" as the admin console.
-    const forget = registerEngineOpener(
-      server.id,
-      async () => withAdminConsole(await server.#openEngine(), server),
-    );
+    const forget = registerEngineOpener(server.id, async () => {
+      const engine = await server.#openEngine();
+      if (!(engine instanceof UpstreamPool)) return withAdminConsole(engine, server);
+      // In front of a transaction pool the console has the pool's commands
+      // (SHOW POOLS...) as under pgts start, and this server's own.
+      return withAdminConsole(
+        engine,
+        poolConsole(engine, {
+          config: () => server.guc,
+          fallback: (sql) => runConsoleCommand(server, sql),
+        }),
+      );
+    });
     void server.postmaster.exited.then(() => {
       forget();
       server.#mcxt[Symbol.dispose]();

@@ -359,15 +359,18 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
     settings: poolSettingsOf(guc),
     modes: poolModesOf(guc),
   });
+  let current = guc;
   const reload = () => {
     // What the file sets now, over what the pool started with.
     void rereadSettings(env).then((merged) => {
-      if (merged !== null) pool.configure(poolSettingsOf(merged));
+      if (merged === null) return;
+      current = merged;
+      pool.configure(poolSettingsOf(merged));
     });
   };
   env.onSignal("SIGHUP", reload);
   // The "pgts" database is the pool's admin console (SHOW POOLS...), for superusers.
-  return withAdminConsole(pool, poolConsole(pool, { reload }));
+  return withAdminConsole(pool, poolConsole(pool, { reload, config: () => current }));
 }
 
 /**

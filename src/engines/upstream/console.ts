@@ -1,10 +1,10 @@
 /**
  * The transaction pool's admin console commands, in pgbouncer's column
- * shapes (its SHOW POOLS, CLIENTS, SERVERS and STATS of 1.21) and with its
- * PAUSE, RESUME and RELOAD, for the
- * `pgts` console database: the server glue wraps the pool with the
- * console session (src/http/console.ts) and these commands. Only
- * PAUSE, RESUME and RELOAD change anything.
+ * shapes (its SHOW POOLS, CLIENTS, SERVERS, STATS, DATABASES, USERS and
+ * CONFIG of 1.21) and with its PAUSE, SUSPEND, RESUME [db], KILL db and
+ * RELOAD, for the `pgts` console database: the server glue wraps the pool
+ * with the console session (src/http/console.ts) and these commands. Only
+ * those five change anything.
  *
  * What pgts does not have is shown as pgbouncer shows an unused value (0,
  * false, NULL): cancel-request states, tested and used connections,
@@ -13,6 +13,8 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { GucDescription } from "../../core/guc/guc.ts";
+import { formatValue } from "../../core/guc/values.ts";
 import type { FieldDescription } from "../../core/protocol/mod.ts";
 import type { Pool, UpstreamPool } from "./pool.ts";
 import type { PoolServer } from "./server.ts";
@@ -96,27 +98,92 @@ const STATS = columns(
   ),
 );
 
+const DATABASES = columns(
+  "name host port database force_user pool_size min_pool_size reserve_pool pool_mode " +
+    "max_connections current_connections paused disabled",
+  Object.fromEntries(
+    [
+      "port",
+      "pool_size",
+      "min_pool_size",
+      "reserve_pool",
+      "max_connections",
+      "current_connections",
+      "paused",
+      "disabled",
+    ].map((n) => [n, INT4]),
+  ),
+);
+
+const USERS = columns("name pool_mode");
+
+const CONFIG = columns("key value default changeable");
+
+/** SHOW CONFIG: pgts's parameters for the pool (src/core/guc/tables.ts). */
+const POOL_PARAMETERS = [
+  "pool_mode",
+  "pool_mode_by_database",
+  "pool_mode_by_user",
+  "upstream_login",
+  "default_pool_size",
+  "min_pool_size",
+  "reserve_pool_size",
+  "reserve_pool_timeout",
+  "max_client_conn",
+  "server_idle_timeout",
+  "server_lifetime",
+  "server_reset_query",
+  "query_wait_timeout",
+  "max_prepared_statements",
+  "read_only_routing",
+];
+
 const HELP = [
   "SHOW POOLS      each (database, user) pool: clients active and waiting, connections",
   "SHOW CLIENTS    every client of the pool",
   "SHOW SERVERS    every upstream connection",
   "SHOW STATS      transactions, queries, bytes and times per database",
+  "SHOW DATABASES  each database of the pools: sizes, mode, connections, paused",
+  "SHOW USERS      each user of the pools and its pool_mode_by_user",
+  "SHOW CONFIG     the pool's parameters: value, default, changeable by RELOAD",
   "PAUSE           hold new transactions; returns once every connection is back",
-  "RESUME          let them run again",
+  "SUSPEND         hold every client's input, mid-transaction too; returns once none is in flight",
+  "RESUME [db]     end PAUSE or SUSPEND; with db, let a killed database serve again",
+  "KILL db         end every client and connection of db; its new clients wait for RESUME db",
   "RELOAD          re-read the pool's settings from postgresql.conf",
 ];
 
 const time = (ms: number) => new Date(ms).toISOString();
 
-/** The console commands of `engine`'s pools; `reload` re-reads its settings (RELOAD). */
+type Commands = (sql: string) => ConsoleRows | null | Promise<ConsoleRows | null>;
+
+/** pgbouncer's "admin access needed" cases: the console's own state says no. */
+const notNow = (message: string) => new PgError(ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE, message);
+
+/**
+ * The console commands of `engine`'s pools. `reload` re-reads its settings
+ * (RELOAD); `config` gives the parameters in force (SHOW CONFIG); `fallback`
+ * answers the commands that are not the pool's (the HTTP server's own).
+ */
 export function poolConsole(
   engine: UpstreamPool,
-  options: { reload?: () => void } = {},
-): (sql: string) => ConsoleRows | null | Promise<ConsoleRows | null> {
+  options: {
+    reload?: () => void;
+    config?: () => { describe(name: string): GucDescription };
+    fallback?: Commands;
+  } = {},
+): Commands {
   return (sql) => {
     const text = sql.trim().replace(/;\s*$/, "").trim();
     if (text === "") return null;
-    const verb = text.split(/\s+/).map((w) => w.toUpperCase()).join(" ");
+    const words = text.split(/\s+/);
+    // pgbouncer's argument: one word, double quotes kept out.
+    const arg = words.length === 2 ? words[1]!.replace(/^"(.*)"$/, "$1") : null;
+    const command = words[0]!.toUpperCase();
+    if (words.length === 2 && (command === "KILL" || command === "RESUME")) {
+      return command === "KILL" ? kill(engine, arg!) : resumeDatabase(engine, arg!);
+    }
+    const verb = words.map((w) => w.toUpperCase()).join(" ");
     const now = Date.now();
     const sessions = engine.sessions().map((s) => ({ s, i: s.info }));
     switch (verb) {
@@ -222,24 +289,124 @@ export function poolConsole(
           tag: "SHOW",
         };
       }
-      case "SHOW HELP":
-        return { fields: columns("command"), rows: HELP.map((h) => [h]), tag: "SHOW" };
+      case "SHOW DATABASES":
+        return { fields: DATABASES, rows: databaseRows(engine), tag: "SHOW" };
+      case "SHOW USERS": {
+        const users = new Set(engine.pools().map((p) => p.user));
+        for (const u of engine.modes.byUser.keys()) users.add(u);
+        return {
+          fields: USERS,
+          rows: [...users].sort().map((u) => [u, engine.modes.byUser.get(u) ?? null]),
+          tag: "SHOW",
+        };
+      }
+      case "SHOW CONFIG": {
+        const config = options.config?.();
+        if (config === undefined) break;
+        return {
+          fields: CONFIG,
+          rows: POOL_PARAMETERS.map((name) => {
+            const d = config.describe(name);
+            return [
+              name,
+              d.setting,
+              formatValue(d.def, d.def.boot),
+              d.def.context === "sighup" ? "yes" : "no",
+            ];
+          }),
+          tag: "SHOW",
+        };
+      }
+      case "SHOW HELP": {
+        const rows = HELP.map((h) => [h]);
+        const more = options.fallback?.(sql);
+        if (more instanceof Promise || more === undefined || more === null) {
+          return { fields: columns("command"), rows, tag: "SHOW" };
+        }
+        return { fields: columns("command"), rows: [...rows, ...more.rows], tag: "SHOW" };
+      }
       case "PAUSE":
+        if (engine.paused || engine.suspended) {
+          throw notNow("the pool is already paused or suspended");
+        }
         return engine.pause().then(() => ({ fields: [], rows: [], tag: "PAUSE" }));
+      case "SUSPEND":
+        if (engine.paused || engine.suspended) {
+          throw notNow("the pool is already paused or suspended");
+        }
+        if (engine.killed.size > 0) {
+          throw notNow("cannot suspend the pool while a database is killed");
+        }
+        return engine.suspend().then(() => ({ fields: [], rows: [], tag: "SUSPEND" }));
       case "RESUME":
-        if (!engine.paused) {
-          throw new PgError(ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE, "the pool is not paused");
+        if (!engine.paused && !engine.suspended) {
+          throw notNow("the pool is not paused or suspended");
         }
         engine.resume();
         return { fields: [], rows: [], tag: "RESUME" };
       case "RELOAD":
+        // The HTTP server's own RELOAD re-reads its files.
+        if (options.reload === undefined && options.fallback !== undefined) {
+          return options.fallback(sql);
+        }
         options.reload?.();
         return { fields: [], rows: [], tag: "RELOAD" };
     }
+    if (options.fallback !== undefined) return options.fallback(sql);
     throw new PgError(ERRCODE.SYNTAX_ERROR, `unrecognized admin console command "${text}"`, {
       hint: "Try SHOW HELP.",
     });
   };
+}
+
+/** KILL db: as pgbouncer's, refused for the console itself and while the pool is paused. */
+function kill(engine: UpstreamPool, database: string): ConsoleRows {
+  if (database === "pgts") throw notNow('cannot kill the admin console database "pgts"');
+  if (engine.paused || engine.suspended) throw notNow("the pool is already paused or suspended");
+  engine.kill(
+    database,
+    new PgError(ERRCODE.ADMIN_SHUTDOWN, "terminating connection due to administrator command", {
+      severity: "FATAL",
+      detail: `KILL "${database}" was issued in the pgts console.`,
+    }),
+  );
+  return { fields: [], rows: [], tag: "KILL" };
+}
+
+function resumeDatabase(engine: UpstreamPool, database: string): ConsoleRows {
+  if (!engine.resumeDatabase(database)) throw notNow(`database "${database}" is not paused`);
+  return { fields: [], rows: [], tag: "RESUME" };
+}
+
+/** SHOW DATABASES: the databases of the pools and those pool_mode_by_database names. */
+function databaseRows(engine: UpstreamPool): (string | null)[][] {
+  const s = engine.settings;
+  const a = engine.target.address;
+  const [host, port] = a.family === "tcp"
+    ? [a.host, a.port]
+    : [a.path.slice(0, a.path.lastIndexOf("/")), Number(a.path.slice(a.path.lastIndexOf(".") + 1))];
+  const names = new Set(engine.pools().map((p) => p.database));
+  for (const d of engine.modes.byDatabase.keys()) names.add(d);
+  for (const d of engine.killed) names.add(d);
+  return [...names].sort().map((db) => {
+    const connections = engine.pools().filter((p) => p.database === db)
+      .reduce((n, p) => n + p.size, 0);
+    return [
+      db,
+      host,
+      String(port),
+      db,
+      null,
+      String(s.defaultPoolSize),
+      String(s.minPoolSize),
+      String(s.reservePoolSize),
+      engine.modes.byDatabase.get(db) ?? null,
+      "0",
+      String(connections),
+      engine.killed.has(db) ? "1" : "0",
+      "0",
+    ];
+  });
 }
 
 function serverRow(p: Pool, s: PoolServer, state: string): (string | null)[] {

@@ -24,6 +24,8 @@
  *   companion for read-only transactions whose connections open with
  *   target_session_attrs=prefer-standby; pooled-session.ts sends a
  *   transaction there when its first statement says it is read-only.
+ * - The console's PAUSE and KILL db hold connections back, SUSPEND holds
+ *   clients' input (pooled-session.ts waits on `running`); RESUME ends them.
  * - Role lookups for authentication borrow a connection of the URL's own
  *   pool instead of opening one per login.
  *
@@ -253,6 +255,10 @@ export class UpstreamPool implements Engine {
   #sweep: ReturnType<typeof setInterval> | null = null;
   /** PAUSE: no connection is handed out until RESUME; `#paused` resolves each waiting PAUSE. */
   #paused = false;
+  /** SUSPEND: no client input goes upstream until RESUME; resolved by RESUME. */
+  #suspension: { promise: Promise<void>; resolve: () => void } | null = null;
+  /** KILL db: the databases whose clients were ended and whose new ones wait for RESUME db. */
+  #killed = new Set<string>();
   #pauseWaiters: Array<() => void> = [];
   /**
    * Role lookups have connections of their own (pgbouncer's auth_user): a
@@ -359,7 +365,7 @@ export class UpstreamPool implements Engine {
       const e = shutdownError();
       return { promise: Promise.reject(e), cancel: () => {} };
     }
-    const held = this.#paused && pool !== this.#auth;
+    const held = this.#held(pool);
     for (let s = held ? undefined : pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
       if (s.closed) continue;
       pool.active.add(s);
@@ -437,7 +443,7 @@ export class UpstreamPool implements Engine {
   }
 
   #handOut(pool: Pool, server: PoolServer): void {
-    const w = this.#paused && pool !== this.#auth ? undefined : pool.waiters.shift();
+    const w = this.#held(pool) ? undefined : pool.waiters.shift();
     if (w !== undefined) {
       pool.active.add(server);
       server.assignedAt = Date.now();
@@ -464,12 +470,19 @@ export class UpstreamPool implements Engine {
     });
   }
 
-  /** RESUME: what waited is handed connections again. */
+  /** RESUME: what waited is handed connections again, and suspended input goes on. */
   resume(): void {
     this.#paused = false;
     for (const w of this.#pauseWaiters.splice(0)) w();
+    const suspension = this.#suspension;
+    this.#suspension = null;
+    suspension?.resolve();
+    this.#wake();
+  }
+
+  #wake(): void {
     for (const pool of this.#pools.values()) {
-      while (pool.waiters.length > 0) {
+      while (pool.waiters.length > 0 && !this.#held(pool)) {
         const s = pool.idle.pop();
         if (s === undefined) break;
         if (!s.closed) this.#handOut(pool, s);
@@ -482,6 +495,67 @@ export class UpstreamPool implements Engine {
     return this.#paused;
   }
 
+  /** Connections of `pool` are not handed out now (PAUSE, SUSPEND, KILL of its database). */
+  #held(pool: Pool): boolean {
+    if (pool === this.#auth) return false;
+    return this.#paused || this.#suspension !== null || this.#killed.has(pool.database);
+  }
+
+  /**
+   * SUSPEND (pgbouncer's, for an online restart): every client's next input
+   * waits before it goes upstream, mid-transaction too, until RESUME; the
+   * promise resolves once no answer is in flight, so that nothing moves.
+   */
+  async suspend(): Promise<void> {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#suspension = { promise, resolve };
+    while (this.#suspension !== null && [...this.#sessions].some((s) => s.inFlight)) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  get suspended(): boolean {
+    return this.#suspension !== null;
+  }
+
+  /** Resolves when input may go upstream (null: now). */
+  get running(): Promise<void> | null {
+    return this.#suspension?.promise ?? null;
+  }
+
+  /**
+   * KILL db: every client of `database` is ended with `reason`, every
+   * connection of its pools closed, and its new clients wait (their
+   * transactions, not their logins) until `resumeDatabase`.
+   */
+  kill(database: string, reason: PgError): void {
+    this.#killed.add(database);
+    for (const s of [...this.#sessions]) if (s.database === database) s.terminate(reason);
+    for (const pool of this.#pools.values()) {
+      if (pool.database !== database) continue;
+      for (const s of pool.idle.splice(0)) s.close();
+      for (const s of [...pool.active]) s.close();
+    }
+  }
+
+  /** RESUME db after KILL db; false when it was not killed. */
+  resumeDatabase(database: string): boolean {
+    if (!this.#killed.delete(database)) return false;
+    this.#wake();
+    return true;
+  }
+
+  /** The databases KILL paused. */
+  get killed(): ReadonlySet<string> {
+    return this.#killed;
+  }
+
+  /** Which pool mode each (database, user) gets. */
+  get modes(): PoolModes {
+    return this.#modes;
+  }
+
   #checkPaused(): void {
     if (!this.#paused || this.#pauseWaiters.length === 0) return;
     for (const pool of this.#pools.values()) if (pool.active.size > 0) return;
@@ -490,7 +564,7 @@ export class UpstreamPool implements Engine {
 
   /** Opens connections for the waiters the pool's size allows (and the reserve, for long waits). */
   #grow(pool: Pool): void {
-    if (this.#closed || (this.#paused && pool !== this.#auth)) return;
+    if (this.#closed || this.#held(pool)) return;
     const s = this.settings;
     const now = Date.now();
     let limit = pool.fixedSize ?? s.defaultPoolSize;

@@ -159,6 +159,32 @@ export class PooledSession implements EngineSession, ServerHandler {
     };
   }
 
+  /** The database the client logged in to. */
+  get database(): string {
+    return this.#pool.database;
+  }
+
+  /** An input is being answered, or waits for a connection (SUSPEND waits for none). */
+  get inFlight(): boolean {
+    return this.#pending !== null || this.#waiting !== null;
+  }
+
+  /**
+   * Ends the session from the pool's side (KILL db): the client gets
+   * `reason` as a FATAL and its backend closes it; the connection it held
+   * is closed, its state unknown.
+   */
+  terminate(reason: PgError): void {
+    const server = this.#server;
+    this.#server = null;
+    this.#end(reason, true);
+    this.#waiting?.cancel(reason);
+    if (server !== null) {
+      server.handler = null;
+      this.#engine.discard(this.#serverPool, server);
+    }
+  }
+
   /** The upstream backend's pid while the session holds a connection. */
   get upstreamPid(): number | null {
     return this.#server?.pid ?? null;
@@ -196,6 +222,13 @@ export class PooledSession implements EngineSession, ServerHandler {
   async exec(frontend: Uint8Array, out: Out): Promise<void> {
     if (this.#ended !== null) throw this.#ended;
     if (this.#pending !== null) throw new TypeError("Only one exec may be in flight per session");
+    const suspended = this.#engine.running;
+    if (suspended !== null) {
+      // SUSPEND: nothing goes upstream until RESUME. Copied, as below.
+      frontend = frontend.slice();
+      await suspended;
+      if (this.#ended !== null) throw this.#ended;
+    }
     const frames = splitFrames(frontend);
     if (frames === null) {
       throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {

@@ -3,16 +3,20 @@
  * `pool_mode = transaction` under `pgts serve-http`): Neon-protocol
  * requests borrow the pool's few upstream connections instead of opening
  * two each, and what a request leaves on a connection (a temp table) is
- * gone before the next one gets it.
+ * gone before the next one gets it. Its PostgreSQL-protocol port's console
+ * has the pool's commands as under `pgts start`, and the server's own.
  */
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { neon, neonConfig } from "@neondatabase/serverless";
+import pg from "pg";
 import { type HttpServer, serveHttp } from "../../../src/http/mod.ts";
-import { UpstreamPostgres, useUpstreamServers } from "../../helpers/upstream.ts";
+import { NodeSocketNetAdapter } from "../../../src/adapters/node/nodenet.ts";
+import { freePort, UpstreamPostgres, useUpstreamServers } from "../../helpers/upstream.ts";
 
 let upstream: UpstreamPostgres;
 let server: HttpServer | null = null;
+let pgPort = 0;
 
 afterAll(async () => {
   await server?.stop("fast");
@@ -21,10 +25,13 @@ useUpstreamServers({ timeoutMs: 90_000 });
 
 beforeAll(async () => {
   upstream = await UpstreamPostgres.start();
+  pgPort = await freePort();
   const started = await serveHttp({
     engine: { upstream: upstream.url(), pool: { defaultPoolSize: 2 } },
     hba: "host all all 127.0.0.1/32 trust",
     port: 0,
+    listen: [{ family: "tcp", host: "127.0.0.1", port: pgPort }],
+    net: new NodeSocketNetAdapter(),
   });
   server = started.server;
   neonConfig.fetchEndpoint = `http://127.0.0.1:${started.served.port}/sql`;
@@ -67,5 +74,29 @@ test("a request's transaction commits as one, and its temp table does not outliv
   for (let i = 0; i < 4; i++) {
     const e = await q`SELECT x FROM scratch`.then(() => null, (x) => x);
     expect(e?.code).toBe("42P01");
+  }
+});
+
+test("the console on the PostgreSQL port has the pool's commands and the server's own", async () => {
+  await sql()`SELECT 1`;
+  const console = new pg.Client({
+    host: "127.0.0.1",
+    port: pgPort,
+    user: "postgres",
+    database: "pgts",
+  });
+  await console.connect();
+  try {
+    const pools = await console.query("SHOW POOLS");
+    expect(pools.rows.map((r) => `${r.database}/${r.user} ${r.pool_mode}`)).toContain(
+      "postgres/postgres transaction",
+    );
+    const dbs = await console.query("SHOW DATABASES");
+    expect(dbs.rows.find((r) => r.name === "postgres")?.pool_size).toBe(2);
+    // The HTTP server's own command, past the pool's.
+    const activity = await console.query("SHOW ACTIVITY");
+    expect(activity.fields.map((f) => f.name)).toContain("kind");
+  } finally {
+    await console.end();
   }
 });
