@@ -41,6 +41,7 @@ import {
   UpstreamPool,
   type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
+import type { AuthFileLookup } from "../engines/upstream/auth-file.ts";
 import { type ServerParams, serverParams } from "./params.ts";
 
 /** Engines opened by engine children running in this realm, by id. */
@@ -125,6 +126,22 @@ function upstreamLoginOf(params: ServerParams): "client" | "url" {
   return params.settings["upstream_login"] === "url" ? "url" : "client";
 }
 
+/**
+ * auth_file's entries, read by the node:fs reader, loaded on first use (a
+ * backend whose server has no auth_file never loads it); `setting` gives
+ * the parameter now, so that a reload applies.
+ */
+function authFileOf(setting: () => string, dataDir: string): AuthFileLookup {
+  let reader: Promise<AuthFileLookup> | null = null;
+  return async (user) => {
+    if (setting() === "") return null;
+    reader ??= import("../adapters/node/auth-file-reader.ts").then((m) =>
+      m.authFileReader(setting, dataDir)
+    );
+    return await (await reader)(user);
+  };
+}
+
 function engineFor(params: ServerParams): Engine {
   const address = params.engine;
   // An upstream has no single owner of shared state: the backend holds its
@@ -134,6 +151,7 @@ function engineFor(params: ServerParams): Engine {
       connect: connectUpstream,
       startTls: startTlsUpstream,
       loginAs: upstreamLoginOf(params),
+      authFile: authFileOf(() => params.settings["auth_file"] ?? "", params.dataDir),
     });
   }
   if (address.kind === "unix") {
@@ -352,14 +370,15 @@ async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
 }
 
 function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
+  let current = guc;
   const pool = new UpstreamPool(url, {
     connect: connectUpstream,
     startTls: startTlsUpstream,
     loginAs: guc.getString("upstream_login") === "url" ? "url" : "client",
     settings: poolSettingsOf(guc),
     modes: poolModesOf(guc),
+    authFile: authFileOf(() => current.getString("auth_file"), serverParams(env).dataDir),
   });
-  let current = guc;
   const reload = () => {
     // What the file sets now, over what the pool started with.
     void rereadSettings(env).then((merged) => {

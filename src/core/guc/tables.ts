@@ -466,6 +466,15 @@ export const PARAMETERS: readonly ParamDef[] = [
       "Protocol-level prepared statements kept per upstream connection in transaction mode.",
   },
   {
+    name: "auth_file",
+    type: "string",
+    context: "sighup",
+    boot: "",
+    pgts: true,
+    description:
+      'With an upstream engine: pgbouncer\'s userlist file ("user" "secret" lines), relative to the data directory; read at every login.',
+  },
+  {
     name: "read_only_routing",
     type: "bool",
     context: "sighup",

@@ -75,14 +75,21 @@ export interface UpstreamConnection {
   rest: Uint8Array;
 }
 
+/**
+ * Logging in as a role other than the URL's user: with the SCRAM keys its
+ * client proved to pgts (the upstream must ask for SCRAM with the same
+ * secret), or with what auth_file gives (a password, or an md5 hash for the
+ * upstream's md5 challenge).
+ */
+export type UpstreamLogin =
+  | { readonly user: string; readonly keys: ScramKeys }
+  | { readonly user: string; readonly password: string }
+  | { readonly user: string; readonly md5: string };
+
 export interface OpenOptions {
   readonly database: string;
-  /**
-   * Log in as this role with the SCRAM keys its client proved to pgts
-   * (instead of the URL's user and password); the upstream must ask for
-   * SCRAM with the same secret.
-   */
-  readonly login?: { readonly user: string; readonly keys: ScramKeys } | undefined;
+  /** Log in as this role instead of the URL's user with its password. */
+  readonly login?: UpstreamLogin | undefined;
   /** Startup parameters besides user and database (application_name, options, role...). */
   readonly params: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
@@ -394,10 +401,14 @@ async function startup(
   /** SCRAM-SHA-256-PLUS was used: the session is bound to this TLS channel. */
   let bound = false;
   const needPassword = (): string => {
+    if (login !== undefined && "password" in login) return login.password;
     if (login !== undefined) {
+      const has = "keys" in login
+        ? "the SCRAM keys its client logged in with"
+        : "the md5 hash of auth_file";
       throw unreachable(
         target,
-        `the upstream server asked for a password for user "${user}", and pgts has only the SCRAM keys its client logged in with`,
+        `the upstream server asked for a password for user "${user}", and pgts has only ${has}`,
       );
     }
     if (target.password !== null) return target.password;
@@ -406,8 +417,9 @@ async function startup(
       `the upstream server asked for a password for user "${user}", and the engine URL has none`,
     );
   };
-  /** SCRAM's secret: the client's keys, or the URL's password. */
-  const scramSecret = (): string | ScramKeys => login?.keys ?? needPassword();
+  /** SCRAM's secret: the client's keys, or a password. */
+  const scramSecret = (): string | ScramKeys =>
+    login !== undefined && "keys" in login ? login.keys : needPassword();
 
   for (;;) {
     const m = await input.next();
@@ -440,7 +452,9 @@ async function startup(
         if (req.code === 3) {
           send((w) => writePasswordMessage(w, needPassword()));
         } else if (req.code === 5 && "salt" in req) {
-          const hash = md5PasswordHash(needPassword(), user);
+          const hash = login !== undefined && "md5" in login
+            ? login.md5
+            : md5PasswordHash(needPassword(), user);
           send((w) => writePasswordMessage(w, md5SaltedResponse(hash, req.salt)));
         } else if (req.code === 10 && "mechanisms" in req) {
           const plus = channel.endPoint !== null && binding !== "disable" &&

@@ -32,7 +32,7 @@ import {
   type UpstreamConnection,
   type UpstreamStartTls,
 } from "./connect.ts";
-import { scramKeysOf } from "./scram-client.ts";
+import { type AuthFileLookup, AuthFileSecrets, upstreamLoginFor } from "./auth-file.ts";
 import { UpstreamSession } from "./session.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
 
@@ -49,6 +49,8 @@ export interface UpstreamEngineOptions {
    * URL's user, with `role` set to the client's.
    */
   readonly loginAs?: "client" | "url";
+  /** auth_file's entry for a role: its secret, and how it logs in upstream (auth-file.ts). */
+  readonly authFile?: AuthFileLookup;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -66,6 +68,8 @@ export class UpstreamEngine implements Engine {
   #connect: UpstreamConnect;
   #startTls: UpstreamStartTls | undefined;
   #loginAs: "client" | "url";
+  #authFile: AuthFileLookup | undefined;
+  #secrets = new AuthFileSecrets();
   #timeoutMs: number;
   #sessions = new Set<UpstreamSession>();
   #closed = false;
@@ -76,6 +80,7 @@ export class UpstreamEngine implements Engine {
     this.#connect = options.connect;
     this.#startTls = options.startTls;
     this.#loginAs = options.loginAs ?? "client";
+    this.#authFile = options.authFile;
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   }
 
@@ -100,10 +105,22 @@ export class UpstreamEngine implements Engine {
   }
 
   async lookupRole(name: string): Promise<RoleInfo | null> {
+    const entry = (await this.#authFile?.(name)) ?? null;
     const upstream = await this.#open(this.target.database, { application_name: "pgts" });
     try {
       const where = `WHERE rolname = ${literal(name)}`;
       let rows: (string | null)[][];
+      if (entry !== null) {
+        // auth_file has the secret: the upstream gives only the flags.
+        rows = await simpleQuery(
+          upstream,
+          `SELECT rolsuper, rolcanlogin FROM pg_catalog.pg_roles ${where}`,
+        );
+        const row = rows[0];
+        if (row === undefined) return null;
+        const secret = await this.#secrets.secretOf(name, entry);
+        return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret };
+      }
       try {
         rows = await simpleQuery(
           upstream,
@@ -142,16 +159,15 @@ export class UpstreamEngine implements Engine {
       // Whom to log in as is pgts's choice, not the client's.
       if (name !== "user" && name !== "database" && name !== "replication") params[name] = value;
     }
-    const keys = this.#loginAs === "client" && startup.scram !== undefined &&
-        startup.user !== this.target.user
-      ? scramKeysOf(startup.scram)
+    const login = this.#loginAs === "client"
+      ? upstreamLoginFor(startup.user, {
+        entry: (await this.#authFile?.(startup.user)) ?? null,
+        scram: startup.scram,
+        urlUser: this.target.user,
+      })
       : null;
-    if (keys === null && startup.user !== this.target.user) params["role"] = startup.user;
-    const upstream = await this.#open(
-      startup.database,
-      params,
-      keys === null ? undefined : { user: startup.user, keys },
-    );
+    if (login === null && startup.user !== this.target.user) params["role"] = startup.user;
+    const upstream = await this.#open(startup.database, params, login ?? undefined);
     const session: UpstreamSession = new UpstreamSession(upstream, {
       target: this.target,
       connect: this.#connect,

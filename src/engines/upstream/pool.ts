@@ -37,10 +37,20 @@ import { parsePoolModeList } from "../../core/guc/tables.ts";
 import type { Engine, RoleInfo, ScramLogin, SessionStartup } from "../../core/engine/types.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
 import { NOT_SESSION_STATE } from "./client-settings.ts";
-import { openUpstream, type UpstreamConnect, type UpstreamStartTls } from "./connect.ts";
+import {
+  openUpstream,
+  type UpstreamConnect,
+  type UpstreamLogin,
+  type UpstreamStartTls,
+} from "./connect.ts";
 import { literal } from "./engine.ts";
 import { PooledSession } from "./pooled-session.ts";
-import { type ScramKeys, scramKeysOf } from "./scram-client.ts";
+import {
+  type AuthFileEntry,
+  type AuthFileLookup,
+  AuthFileSecrets,
+  upstreamLoginFor,
+} from "./auth-file.ts";
 import { PoolServer } from "./server.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
 
@@ -152,6 +162,8 @@ export interface UpstreamPoolOptions {
   readonly loginAs?: "client" | "url";
   /** Each pool's mode; default: transaction for all. Fixed for the pool's life. */
   readonly modes?: PoolModes;
+  /** As UpstreamEngineOptions.authFile. */
+  readonly authFile?: AuthFileLookup;
 }
 
 /** A client waiting for a connection. */
@@ -181,11 +193,12 @@ export class Pool {
   /** What a fresh connection carries (settings.ts map): where every client's map starts. */
   baseline: ReadonlyMap<string, string> | null = null;
   /**
-   * Its connections log in as `user` with these SCRAM keys (the latest a
-   * client of it proved); null: as the URL's user with role set. Decided
-   * when the pool is made, so that its connections all carry one identity.
+   * Its connections log in as `user` with auth_file's password or md5 hash,
+   * or with the SCRAM keys the latest client of it proved; null: as the
+   * URL's user with role set. Decided when the pool is made, so that its
+   * connections all carry one identity.
    */
-  login: { readonly user: string; keys: ScramKeys } | null = null;
+  login: UpstreamLogin | null = null;
   /** Its size when not default_pool_size (the role-lookup pool). */
   fixedSize: number | null = null;
   /** It serves the read-only transactions of its (database, user): its connections prefer a standby. */
@@ -246,6 +259,8 @@ export class UpstreamPool implements Engine {
   #connect: UpstreamConnect;
   #startTls: UpstreamStartTls | undefined;
   #loginAs: "client" | "url";
+  #authFile: AuthFileLookup | undefined;
+  #secrets = new AuthFileSecrets();
   #modes: PoolModes;
   #timeoutMs: number;
   #pools = new Map<string, Pool>();
@@ -272,6 +287,7 @@ export class UpstreamPool implements Engine {
     this.#connect = options.connect;
     this.#startTls = options.startTls;
     this.#loginAs = options.loginAs ?? "client";
+    this.#authFile = options.authFile;
     this.#modes = options.modes ?? TRANSACTION_POOLING;
     this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.settings = { ...DEFAULT_POOL_SETTINGS, ...options.settings };
@@ -299,21 +315,35 @@ export class UpstreamPool implements Engine {
     return [...this.#sessions];
   }
 
-  /** The pool of (database, user); `scram`: the keys the client logged in with, if it did. */
-  poolFor(database: string, user: string, scram?: ScramLogin): Pool {
+  /**
+   * The pool of (database, user); `scram`: the keys the client logged in
+   * with, if it did; `entry`: the user's line of auth_file, if any.
+   */
+  poolFor(
+    database: string,
+    user: string,
+    login: { scram?: ScramLogin | undefined; entry?: AuthFileEntry | null } = {},
+  ): Pool {
     const key = `${database}\0${user}`;
-    const keys = this.#loginAs === "client" && scram !== undefined && user !== this.target.user
-      ? scramKeysOf(scram)
+    const upstream = this.#loginAs === "client"
+      ? upstreamLoginFor(user, {
+        entry: login.entry ?? null,
+        scram: login.scram,
+        urlUser: this.target.user,
+      })
       : null;
     let pool = this.#pools.get(key);
     if (pool === undefined) {
       pool = new Pool(database, user, poolModeFor(this.#modes, database, user));
-      if (keys !== null) pool.login = { user, keys };
+      pool.login = upstream;
       this.#pools.set(key, pool);
       this.#startSweep();
-    } else if (pool.login !== null && keys !== null) {
-      // A newer login's keys: right again after a password change.
-      pool.login.keys = keys;
+    } else if (pool.login !== null && upstream !== null) {
+      // A newer login's keys or auth_file's new password: right again
+      // after a password change, for the read-only companion too.
+      pool.login = upstream;
+      const reads = this.#pools.get(`${key}\0r`);
+      if (reads !== undefined) reads.login = upstream;
     }
     return pool;
   }
@@ -330,7 +360,6 @@ export class UpstreamPool implements Engine {
     if (reads === undefined) {
       reads = new Pool(pool.database, pool.user, "transaction");
       reads.forReads = true;
-      // The same object: newer keys a client brings reach both.
       reads.login = pool.login;
       reads.baseline = pool.baseline;
       this.#pools.set(key, reads);
@@ -669,6 +698,18 @@ export class UpstreamPool implements Engine {
     }
     try {
       const where = `WHERE rolname = ${literal(name)}`;
+      const entry = (await this.#authFile?.(name)) ?? null;
+      if (entry !== null) {
+        // auth_file has the secret: the upstream gives only the flags.
+        const r = await server.query(
+          `SELECT rolsuper, rolcanlogin FROM pg_catalog.pg_roles ${where}`,
+        );
+        if (r.error !== null) throw lookupFailed(name, r.error);
+        const row = r.rows[0];
+        if (row === undefined) return null;
+        const secret = await this.#secrets.secretOf(name, entry);
+        return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret };
+      }
       let r = await server.query(
         `SELECT rolsuper, rolcanlogin, rolpassword FROM pg_catalog.pg_authid ${where}`,
       );
@@ -677,13 +718,7 @@ export class UpstreamPool implements Engine {
           `SELECT rolsuper, rolcanlogin, NULL FROM pg_catalog.pg_roles ${where}`,
         );
       }
-      if (r.error !== null) {
-        throw new PgError(
-          ERRCODE.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-          `could not look up role "${name}" on the upstream server: ${r.error.message}`,
-          { severity: "FATAL" },
-        );
-      }
+      if (r.error !== null) throw lookupFailed(name, r.error);
       const row = r.rows[0];
       if (row === undefined) return null;
       return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret: row[2] ?? null };
@@ -702,7 +737,10 @@ export class UpstreamPool implements Engine {
       });
     }
     const session: PooledSession = new PooledSession(this, {
-      pool: this.poolFor(startup.database, startup.user, startup.scram),
+      pool: this.poolFor(startup.database, startup.user, {
+        scram: startup.scram,
+        entry: (await this.#authFile?.(startup.user)) ?? null,
+      }),
       startup,
       onEnd: () => this.#sessions.delete(session),
     });
@@ -727,6 +765,14 @@ export class UpstreamPool implements Engine {
       for (const s of pool.active) s.close();
     }
   }
+}
+
+function lookupFailed(name: string, e: PgError): PgError {
+  return new PgError(
+    ERRCODE.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+    `could not look up role "${name}" on the upstream server: ${e.message}`,
+    { severity: "FATAL" },
+  );
 }
 
 function shutdownError(): PgError {
