@@ -40,11 +40,11 @@ mkdir -p "$COPY"
 (cd "$SRC" && tar --exclude=./node_modules --exclude=./.git -cf - .) | (cd "$COPY" && tar -xf -)
 
 # CI's postgresql.conf: wal_level = logical, max_prepared_transactions = 100,
-# ssl = on. pgts knows neither of the first two (it refuses them at start).
+# ssl = on. pgts has no logical replication (it refuses wal_level at start).
 if [ "$SERVER" = pg15 ]; then
   start_server trust 1 wal_level=logical max_prepared_transactions=100 listen_addresses=localhost || exit 1
 else
-  start_server trust 1 || exit 1
+  start_server trust 1 max_prepared_transactions=100 || exit 1
 fi
 MAIN=("$PORT" "$DATA" "$SERVER_PID")
 # "Multiple hosts" needs a second server (CI has one on 5433): trust, postgres.

@@ -302,6 +302,7 @@ async function openPglite(
       fsync: guc.getBool("fsync") ? "on" : "off",
       synchronous_commit: guc.getString("synchronous_commit"),
       wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,
+      max_prepared_transactions: String(guc.getInt("max_prepared_transactions")),
       // PGlite marks completed segments .ready for the archiver child.
       ...(guc.getString("archive_mode") === "off"
         ? {}
@@ -342,6 +343,14 @@ async function openPglite(
     ereport("WARNING", "temporary objects are shared by all sessions of this engine", {
       category: "engine",
       detail: engine.tempShared,
+    });
+  }
+  if (engine.lockWaitsUnbounded !== null) {
+    ereport("WARNING", "a wait for a lock a prepared transaction holds is not bounded", {
+      category: "engine",
+      detail: engine.lockWaitsUnbounded,
+      hint:
+        "Such a statement holds the engine until statement_timeout, a cancel, or for ever; set max_prepared_transactions = 0 unless two-phase commit is needed.",
     });
   }
   return engine;

@@ -139,6 +139,16 @@ export const PARAMETERS: readonly ParamDef[] = [
     description: "Most client connections served at once.",
   },
   {
+    name: "max_prepared_transactions",
+    type: "int",
+    context: "postmaster",
+    boot: 0,
+    min: 0,
+    max: MAX_BACKENDS,
+    description:
+      "Most transactions prepared for two-phase commit at once (0: PREPARE TRANSACTION is refused); passed to the engine.",
+  },
+  {
     name: "superuser_reserved_connections",
     type: "int",
     context: "postmaster",

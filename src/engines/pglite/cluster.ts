@@ -157,8 +157,19 @@ export async function openEngine(
     ...(options.settings !== undefined ? { settings: options.settings } : {}),
     ...(image !== null ? { image } : {}),
     ...(options.database !== undefined ? { database: options.database } : {}),
+    // Only a prepared transaction can hold a lock the backend waits for.
+    lockWaitMs: Number(options.settings?.["max_prepared_transactions"] ?? 0) > 0
+      ? options.engineWaitTimeoutMs ?? 5000
+      : 0,
   });
   const engine = new PgliteEngine(executor, options);
+  if (
+    Number(options.settings?.["max_prepared_transactions"] ?? 0) > 0 && !executor.boundsLockWaits
+  ) {
+    engine.lockWaitsUnbounded = options.placement === "inline"
+      ? "With engine_placement = inline nothing runs beside a statement to end its wait."
+      : "This PGlite build's PGPROC layout is not known to pgts.";
+  }
   try {
     await engine.init();
   } catch (e) {

@@ -138,6 +138,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     return this.#main.tempShared;
   }
 
+  /** Why a lock wait on a prepared transaction's lock is not bounded, when it is not (engine.ts). */
+  get lockWaitsUnbounded(): string | null {
+    return this.#main.lockWaitsUnbounded;
+  }
+
   // ---- Engine
 
   async lookupRole(name: string): Promise<RoleInfo | null> {

@@ -311,6 +311,13 @@ export class PgliteEngine implements Engine {
     return this.executor.tempShared;
   }
 
+  /**
+   * Why a statement waiting for a prepared transaction's lock would hold
+   * the engine for ever (lockwait.ts), when prepared transactions are on;
+   * null when such a wait is bounded, or cannot happen (set by openEngine).
+   */
+  lockWaitsUnbounded: string | null = null;
+
   get sessionCount(): number {
     return this.#sessions.size;
   }

@@ -38,6 +38,7 @@ import { fdatasyncFailure } from "./walflush.ts";
 import { ChannelRequester } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
+import { isLockWait, LOCK_WAIT_POLL_MS } from "./lockwait.ts";
 
 export interface RawExecutor {
   /**
@@ -58,6 +59,8 @@ export interface RawExecutor {
   readonly tempShared: string | null;
   /** Cancels the exec in flight, if any (a no-op between execs). */
   interrupt(): void;
+  /** Whether a lock wait is ended after its bound (lockwait.ts): a Worker, on a known build. */
+  readonly boundsLockWaits: boolean;
   close(): Promise<void>;
   /**
    * Gets the signals an exec sent to other sessions (pg_cancel_backend,
@@ -105,6 +108,13 @@ export interface ExecOptions {
   readonly temp?: TempPair;
   /** The input goes on with what `copyFeed` brings, until it ends (COPY FROM STDIN). */
   readonly feed?: boolean;
+  /**
+   * How long a lock wait may hold the engine before the exec is cancelled
+   * (lockwait.ts); the executor's `lockWaitMs` when absent.
+   */
+  readonly lockWaitMs?: number;
+  /** Called, on this thread, just before an exec is cancelled for its lock wait. */
+  readonly onLockTimeout?: () => void;
 }
 
 function instanceOptions(options: ExecOptions) {
@@ -127,6 +137,11 @@ export interface ExecutorOptions {
   readonly image?: ImageSource;
   /** The database of the cluster the backend serves (PGlite's default: "postgres"). */
   readonly database?: string;
+  /**
+   * Bound lock waits (lockwait.ts) to this many ms by default; 0 or absent:
+   * not watched (no prepared transactions, no lock waits).
+   */
+  readonly lockWaitMs?: number;
 }
 
 export function startExecutor(
@@ -140,6 +155,7 @@ export function startExecutor(
 
 class InlineExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  readonly boundsLockWaits = false;
   readonly copyFeed = null;
   readonly tempShared: string | null;
   onWalFailure: ((message: string) => void) | null = null;
@@ -282,6 +298,7 @@ export type WorkerRequest =
 
 class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  readonly boundsLockWaits: boolean;
   readonly tempShared: string | null;
   onWalFailure: ((message: string) => void) | null = null;
   readonly wal = new WalProgress();
@@ -297,18 +314,25 @@ class WorkerExecutor implements RawExecutor {
     onData: (chunk: Uint8Array) => void | Promise<void>;
     resolve: (r: ExecResult) => void;
     reject: (e: Error) => void;
-    /** statement_timeout's watchdog, and a standing cancel's re-arm timer. */
-    timers: { watchdog?: ReturnType<typeof setTimeout>; rearm?: ReturnType<typeof setTimeout> };
+    /** statement_timeout's watchdog, a standing cancel's re-arm timer, the lock wait watch. */
+    timers: {
+      watchdog?: ReturnType<typeof setTimeout>;
+      rearm?: ReturnType<typeof setTimeout>;
+      lockWatch?: ReturnType<typeof setTimeout>;
+    };
   } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
   /** Our descriptors of WAL segments, for the Worker's background fdatasyncs. */
   #walSyncs = new WalSyncs();
+  /** The default bound on a lock wait (ms; 0: lock waits are not watched). */
+  #lockWaitMs: number;
 
   private constructor(
     worker: Worker,
     shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed },
     ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
+    lockWaitMs: number,
   ) {
     this.#worker = worker;
     this.copyFeed = shared.feed;
@@ -317,6 +341,8 @@ class WorkerExecutor implements RawExecutor {
     this.tempShared = ready.tempShared;
     const target = ready.interrupt;
     this.#target = target === null ? null : { heap: new Int32Array(target.heap), flags: target };
+    this.#lockWaitMs = target !== null && target.waitEvent !== 0 ? lockWaitMs : 0;
+    this.boundsLockWaits = this.#lockWaitMs > 0;
     worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.#onReply(ev.data);
     worker.onerror = (ev: ErrorEvent) => {
       ev.preventDefault?.();
@@ -335,7 +361,12 @@ class WorkerExecutor implements RawExecutor {
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
-          const ex = new WorkerExecutor(worker, { cell, channel, feed }, ev.data);
+          const ex = new WorkerExecutor(
+            worker,
+            { cell, channel, feed },
+            ev.data,
+            options.lockWaitMs ?? 0,
+          );
           ex.#walSyncs = walSyncs;
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(ev.data.durable);
@@ -403,6 +434,10 @@ class WorkerExecutor implements RawExecutor {
         ? { watchdog: setTimeout(() => this.#request(seq), timeoutMs) }
         : {};
       this.#pending = { seq, onData, resolve, reject, timers };
+      const lockWaitMs = options.lockWaitMs ?? this.#lockWaitMs;
+      if (this.#lockWaitMs > 0 && lockWaitMs > 0) {
+        this.#watchLockWait(seq, lockWaitMs, options.onLockTimeout);
+      }
       const opts = instanceOptions(options);
       if (this.#channel.trySend(seq, bytes, opts)) {
         void this.#channel.reply(seq, () => this.#pending?.seq === seq).then((r) => {
@@ -418,6 +453,30 @@ class WorkerExecutor implements RawExecutor {
   interrupt(): void {
     const p = this.#pending;
     if (p !== null) this.#request(p.seq);
+  }
+
+  /**
+   * Reads the backend's wait event every LOCK_WAIT_POLL_MS while exec
+   * `seq` runs, and cancels the exec once it has waited for a lock for
+   * `boundMs` (lockwait.ts): nothing else could ever end that wait.
+   */
+  #watchLockWait(seq: number, boundMs: number, onLockTimeout?: () => void): void {
+    const target = this.#target!;
+    let since = 0;
+    const look = () => {
+      const p = this.#pending;
+      if (p?.seq !== seq) return;
+      const now = performance.now();
+      if (!isLockWait(Atomics.load(target.heap, target.flags.waitEvent >> 2))) since = 0;
+      else if (since === 0) since = now;
+      else if (now - since >= boundMs) {
+        onLockTimeout?.();
+        this.#request(seq);
+        return;
+      }
+      p.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
+    };
+    this.#pending!.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
   }
 
   /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
@@ -513,6 +572,7 @@ class WorkerExecutor implements RawExecutor {
     this.#pending = null;
     clearTimeout(p.timers.watchdog);
     clearTimeout(p.timers.rearm);
+    clearTimeout(p.timers.lockWatch);
     if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
     if (m.signals.length > 0) this.onSignals?.(m.signals);
     if (m.error !== null) p.reject(new Error(m.error));
@@ -550,6 +610,7 @@ class WorkerExecutor implements RawExecutor {
     this.#pending = null;
     clearTimeout(p?.timers.watchdog);
     clearTimeout(p?.timers.rearm);
+    clearTimeout(p?.timers.lockWatch);
     p?.reject(e);
     this.#closed?.();
   }

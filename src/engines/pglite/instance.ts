@@ -66,6 +66,7 @@ import {
   type TempSpan,
 } from "./tempnamespace.ts";
 import { pgliteWasmSha256 } from "./assets.ts";
+import { waitEventAddress } from "./lockwait.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import {
   CANCEL_SEQ,
@@ -240,6 +241,9 @@ export async function openInstance(
     const view = new DataView(memory.buffer);
     view.setInt32(flags.cancel, v, true);
     view.setInt32(flags.interrupt, v, true);
+    // SetLatch, as PostgreSQL's StatementCancelHandler does (interrupt.ts).
+    const latch = v !== 0 && flags.latch !== 0 ? view.getUint32(flags.latch, true) : 0;
+    if (latch !== 0) view.setInt32(latch, 1, true);
   };
   const flagsSet = () =>
     memory !== null && flags !== null &&
@@ -340,7 +344,12 @@ export async function openInstance(
           const cancel = ex["QueryCancelPending"];
           const interrupt = ex["InterruptPending"];
           if (cancel instanceof WebAssembly.Global && interrupt instanceof WebAssembly.Global) {
-            flags = { cancel: cancel.value as number, interrupt: interrupt.value as number };
+            const latch = ex["MyLatch"];
+            flags = {
+              cancel: cancel.value as number,
+              interrupt: interrupt.value as number,
+              latch: latch instanceof WebAssembly.Global ? latch.value as number : 0,
+            };
           }
           done(instance, module);
         });
@@ -470,8 +479,15 @@ export async function openInstance(
   // Set by the hooks during create (the compiler cannot see that).
   const heapBuffer = (memory as WebAssembly.Memory | null)?.buffer;
   const heapFlags = flags as InterruptFlags | null;
+  const myProc = captured.wasm.exports["MyProc"];
   const interruptTarget = shared && heapFlags !== null && heapBuffer instanceof SharedArrayBuffer
-    ? { heap: heapBuffer, cancel: heapFlags.cancel, interrupt: heapFlags.interrupt }
+    ? {
+      heap: heapBuffer,
+      ...heapFlags,
+      waitEvent: myProc instanceof WebAssembly.Global
+        ? waitEventAddress(new DataView(heapBuffer), myProc.value as number, await wasmSha256)
+        : 0,
+    }
     : null;
   return {
     db,

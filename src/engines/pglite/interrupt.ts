@@ -39,11 +39,19 @@ export const CELL_BYTES = 12;
 export interface InterruptFlags {
   readonly cancel: number;
   readonly interrupt: number;
+  /**
+   * The `MyLatch` variable (a pointer to the backend's latch, whose first
+   * word is `is_set`), or 0: a request sets the latch too, as PostgreSQL's
+   * SIGINT handler does, so that a wait for it (a lock wait) ends.
+   */
+  readonly latch: number;
 }
 
 /** A shared heap and its flags, as the requesting thread sees them. */
 export interface SharedInterruptTarget extends InterruptFlags {
   readonly heap: SharedArrayBuffer;
+  /** The backend's `wait_event_info` (lockwait.ts), or 0 when unknown. */
+  readonly waitEvent: number;
 }
 
 export function newCancelCell(): Int32Array<SharedArrayBuffer> {
@@ -60,10 +68,18 @@ function unlock(cell: Int32Array): void {
   Atomics.store(cell, LOCK, 0);
 }
 
-/** Sets or clears both flags in a heap view. */
+/**
+ * Sets or clears both flags in a heap view; setting them sets the latch
+ * too (it is never cleared here: Postgres resets its latch itself, and a
+ * latch found set only ends one wait early, as in PostgreSQL).
+ */
 export function writeFlags(heap: Int32Array, flags: InterruptFlags, value: number): void {
   Atomics.store(heap, flags.cancel >> 2, value);
   Atomics.store(heap, flags.interrupt >> 2, value);
+  if (value !== 0 && flags.latch !== 0) {
+    const latch = Atomics.load(heap, flags.latch >> 2);
+    if (latch !== 0) Atomics.store(heap, latch >> 2, 1);
+  }
 }
 
 /**

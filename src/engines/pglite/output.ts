@@ -29,6 +29,8 @@ const G = 0x47;
 const S = 0x53;
 /** The routine field of an ErrorResponse. */
 const R = 0x52;
+/** The message field of an ErrorResponse. */
+const M = 0x4d;
 
 const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
 
@@ -47,6 +49,11 @@ export interface OutputOptions {
    * client's: the engine's 57014 then says so, as PostgreSQL's does.
    */
   readonly timedOut?: () => boolean;
+  /**
+   * The ErrorResponse that replaces the engine's 57014 when this input was
+   * cancelled for a lock wait (lockwait.ts); null when it was not.
+   */
+  readonly lockTimedOut?: () => Uint8Array | null;
   /** Called at a CopyInResponse the session receives (a fed COPY has begun). */
   readonly onCopyIn?: () => void;
   /**
@@ -160,6 +167,15 @@ export class OutputFilter {
             break;
           }
           if (this.terminatedSelf) break;
+          const lockError = type === E && errorField(msg, M) === USER_CANCEL_TEXT
+            ? this.#o.lockTimedOut?.() ?? null
+            : null;
+          if (lockError !== null) {
+            flush(at);
+            send(lockError);
+            run = end;
+            break;
+          }
           const edited = editNoticeText(
             msg,
             (s) =>

@@ -67,6 +67,20 @@ const G_COPY_IN = 0x47;
 
 type State = "idle" | "waiting" | "active" | "closed";
 
+/**
+ * A statement's wait for a lock that only a prepared transaction can hold
+ * (lockwait.ts), ended after `ms`: PostgreSQL's lock_timeout error, with
+ * what holds the lock.
+ */
+function lockTimeout(ms: number): PgError {
+  return new PgError(ERRCODE.LOCK_NOT_AVAILABLE, "canceling statement due to lock timeout", {
+    detail:
+      `The lock is held by a prepared transaction; only COMMIT PREPARED or ROLLBACK PREPARED can release it, and they need the engine, which this statement held for ${ms} ms while it waited.`,
+    hint:
+      "Commit or roll back the prepared transaction (pg_prepared_xacts lists them); lock_timeout, or pgts.engine_wait_timeout when shorter, bounds such a wait.",
+  });
+}
+
 export function queryCanceled(): PgError {
   return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
 }
@@ -895,17 +909,23 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
     this.#canceledByClient = this.#cancelPending;
+    let lockWaited = 0;
     const filter = new OutputFilter({
       prefix: this.prefix,
       out,
       notify: (msg) => engine.listeners.route(msg, this),
       dropFirst: drop,
       timedOut: () => timeoutMs > 0 && !this.#canceledByClient,
+      lockTimedOut: () => (lockWaited === 0 ? null : errorResponse(lockTimeout(lockWaited))),
       ...(fed !== undefined ? { onCopyIn: fed.onCopyIn, onStatementEnd: fed.onStatementEnd } : {}),
     });
     const backends = engine.backendsForExec();
+    // A wait for a prepared transaction's lock ends after this long (lockwait.ts).
+    const lockWaitMs = this.#waitBoundMs();
     try {
       const running = engine.exec(bytes, (c) => filter.push(c), {
+        lockWaitMs,
+        onLockTimeout: () => (lockWaited = lockWaitMs),
         runAs: this.userOid,
         pid: this.pid,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
