@@ -30,9 +30,11 @@
  * archive_command applies to the next attempt.
  *
  * It shares no state with the engine, so its exit never causes a crash
- * cycle (backendtype.ts). Only the "postgres" database's cluster is
- * archived: every other database is a PGlite cluster of its own, whose
- * engine runs without archive_mode.
+ * cycle (backendtype.ts). Every database is a PGlite cluster with its own
+ * pg_wal (`DIR/pglite` for "postgres", `DIR/base/<oid>` for the others),
+ * and each is archived: "postgres"'s files under their own names, the
+ * others' as `base_<oid>_<name>` (`%f`; recovery.ts says why and how
+ * restore_command finds them), "postgres"'s first, then the others' by OID.
  */
 
 import { spawn } from "node:child_process";
@@ -46,6 +48,8 @@ import {
   readArchiverCounters,
   readArchiverStats,
 } from "../engines/pglite/pgstat_archiver.ts";
+import { archivePrefix, otherDatabaseClusters } from "../engines/pglite/recovery.ts";
+import { ENGINE_DIR } from "../core/datadir.ts";
 
 export { type ArchiverStats, readArchiverStats };
 
@@ -60,8 +64,6 @@ const LOG = { category: "archiver" } as const;
 export interface ArchiverOptions {
   /** The pgts data directory (the counters' file). */
   readonly dataDir: string;
-  /** The PGlite cluster whose pg_wal is archived (archive_command's working directory). */
-  readonly clusterDir: string;
   /** The settings now: archive_command and archive_library, re-read on SIGHUP. */
   settings(): { command: string; library: string };
   /** Resolves when the child must archive what is ready and exit (SIGUSR2). */
@@ -70,12 +72,18 @@ export interface ArchiverOptions {
   readonly quit: AbortSignal;
 }
 
+/** A file marked .ready: its cluster's directory, its name there, its name in the archive. */
+interface ReadyFile {
+  readonly cluster: string;
+  readonly name: string;
+  readonly archiveName: string;
+}
+
 /** A segment the command could not archive in a way that ends the archiver (FATAL). */
 class ArchiverFatal extends Error {}
 
 /** PgArchiverMain's loop: 0 on a clean exit, 1 after a FATAL. */
 export async function pgArchiverMain(options: ArchiverOptions): Promise<number> {
-  const status = join(options.clusterDir, "pg_wal", "archive_status");
   const statsFile = join(options.dataDir, ARCHIVER_STATS_FILE);
   const stats: ArchiverStats = readArchiverCounters(options.dataDir) ?? {
     archived_count: 0,
@@ -94,17 +102,27 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
   let finishing = false;
   void options.finish.then(() => (finishing = true));
 
-  const ready = (): string[] => {
-    let names: string[];
-    try {
-      names = readdirSync(status);
-    } catch {
-      return [];
+  /** Every database's files marked .ready: "postgres"'s first, then the others' by OID. */
+  const ready = (): ReadyFile[] => {
+    const files: ReadyFile[] = [];
+    for (const dir of [ENGINE_DIR, ...otherDatabaseClusters(options.dataDir)]) {
+      const cluster = join(options.dataDir, dir);
+      let names: string[];
+      try {
+        names = readdirSync(join(cluster, "pg_wal", "archive_status"));
+      } catch {
+        continue; // dropped meanwhile, or never opened
+      }
+      const prefix = archivePrefix(dir);
+      files.push(
+        ...names.filter((n) => n.endsWith(".ready")).map((n) => n.slice(0, -6)).sort(
+          // Timeline history files first, as pgarch_readyXlog prefers them.
+          (a, b) =>
+            Number(b.endsWith(".history")) - Number(a.endsWith(".history")) || (a < b ? -1 : 1),
+        ).map((name) => ({ cluster, name, archiveName: prefix + name })),
+      );
     }
-    return names.filter((n) => n.endsWith(".ready")).map((n) => n.slice(0, -6)).sort(
-      // Timeline history files first, as pgarch_readyXlog prefers them.
-      (a, b) => Number(b.endsWith(".history")) - Number(a.endsWith(".history")) || (a < b ? -1 : 1),
-    );
+    return files;
   };
 
   /** Waits `ms`, or less when a new segment is ready, the end is asked for, or the child must quit. */
@@ -112,7 +130,7 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
     const until = Date.now() + ms;
     while (Date.now() < until && !finishing && !options.quit.aborted) {
       await new Promise((r) => setTimeout(r, Math.min(POLL_MS, until - Date.now())));
-      if (ready().some((n) => !known.has(n))) return;
+      if (ready().some((f) => !known.has(f.archiveName))) return;
     }
   };
 
@@ -120,8 +138,10 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
   const copyLoop = async (): Promise<boolean> => {
     for (;;) {
       if (options.quit.aborted) return true;
-      const next = ready()[0];
-      if (next === undefined) return true;
+      const file = ready()[0];
+      if (file === undefined) return true;
+      const { cluster, name: next, archiveName } = file;
+      const status = join(cluster, "pg_wal", "archive_status");
       const { command, library } = options.settings();
       if (command === "" && library === "") {
         ereport("WARNING", "archive_mode enabled, yet archiving is not configured", {
@@ -130,7 +150,7 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
         });
         return false;
       }
-      const segment = join(options.clusterDir, "pg_wal", next);
+      const segment = join(cluster, "pg_wal", next);
       if (!existsSync(segment)) {
         // The segment is gone (removed by hand): nothing to archive.
         ereport(
@@ -148,11 +168,11 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
       let done = false;
       for (let attempt = 1; attempt <= NUM_ARCHIVE_RETRIES && !options.quit.aborted; attempt++) {
         done = library !== ""
-          ? await archiveWithLibrary(library, segment, next, options.dataDir)
-          : await archiveWithCommand(command, next, options.clusterDir);
+          ? await archiveWithLibrary(library, segment, archiveName, options.dataDir)
+          : await archiveWithCommand(command, { name: next, archiveName, cwd: cluster });
         if (done) break;
         stats.failed_count++;
-        stats.last_failed_wal = next;
+        stats.last_failed_wal = archiveName;
         stats.last_failed_time = new Date().toISOString();
         save();
         if (attempt < NUM_ARCHIVE_RETRIES) await new Promise((r) => setTimeout(r, RETRY_DELAY_MS));
@@ -161,7 +181,7 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
         if (!options.quit.aborted) {
           ereport(
             "WARNING",
-            `archiving write-ahead log file "${next}" failed too many times, will try again later`,
+            `archiving write-ahead log file "${archiveName}" failed too many times, will try again later`,
             LOG,
           );
         }
@@ -169,10 +189,10 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
       }
       renameSync(join(status, `${next}.ready`), join(status, `${next}.done`));
       stats.archived_count++;
-      stats.last_archived_wal = next;
+      stats.last_archived_wal = archiveName;
       stats.last_archived_time = new Date().toISOString();
       save();
-      ereport("DEBUG1", `archived write-ahead log file "${next}"`, LOG);
+      ereport("DEBUG1", `archived write-ahead log file "${archiveName}"`, LOG);
     }
   };
 
@@ -185,7 +205,7 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
         await copyLoop();
         return 0;
       }
-      await sleep(PGARCH_AUTOWAKE_INTERVAL_MS, new Set(ready()));
+      await sleep(PGARCH_AUTOWAKE_INTERVAL_MS, new Set(ready().map((f) => f.archiveName)));
     }
   } catch (e) {
     if (e instanceof ArchiverFatal) return 1;
@@ -193,17 +213,28 @@ export async function pgArchiverMain(options: ArchiverOptions): Promise<number> 
   }
 }
 
-/** `archive_command` with %p, %f and %% replaced (pgarch.c's BuildRestoreCommand rules). */
-export function buildArchiveCommand(command: string, fileName: string): string {
+/**
+ * `archive_command` with %p, %f and %% replaced (pgarch.c's
+ * BuildRestoreCommand rules): %p the file's path in its cluster, %f its
+ * name in the archive (recovery.ts's archivePrefix).
+ */
+export function buildArchiveCommand(
+  command: string,
+  file: { readonly name: string; readonly archiveName: string },
+): string {
   return command.replace(
     /%[pf%]/g,
-    (m) => m === "%p" ? `pg_wal/${fileName}` : m === "%f" ? fileName : "%",
+    (m) => m === "%p" ? `pg_wal/${file.name}` : m === "%f" ? file.archiveName : "%",
   );
 }
 
 /** Runs archive_command through the shell in the cluster's directory; true on exit status 0. */
-function archiveWithCommand(command: string, fileName: string, cwd: string): Promise<boolean> {
-  const text = buildArchiveCommand(command, fileName);
+function archiveWithCommand(
+  command: string,
+  file: { readonly name: string; readonly archiveName: string; readonly cwd: string },
+): Promise<boolean> {
+  const cwd = file.cwd;
+  const text = buildArchiveCommand(command, file);
   return new Promise((resolvePromise, reject) => {
     const child = spawn("/bin/sh", ["-c", text], { cwd, stdio: ["ignore", "inherit", "inherit"] });
     child.once("error", (e) => {

@@ -21,7 +21,6 @@ import { type HbaLine, parseHba } from "../core/auth/mod.ts";
 import { postgresMain } from "../core/backend/postgres.ts";
 import type { StartupSettings } from "../core/backend/startup.ts";
 import type { SslConfig, SslServer } from "../core/backend/secure.ts";
-import { ENGINE_DIR } from "../core/datadir.ts";
 import { ereport, ERRCODE, PgError } from "../core/elog.ts";
 import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remote.ts";
 import type { Engine } from "../core/engine/types.ts";
@@ -442,7 +441,6 @@ export const archiverMain: ChildMain = async (env) => {
   });
   return await archiver.pgArchiverMain({
     dataDir: params.dataDir,
-    clusterDir: joinPath(params.dataDir, ENGINE_DIR),
     settings: () => settings,
     finish: finished,
     quit: quit.signal,

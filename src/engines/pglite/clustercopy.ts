@@ -60,15 +60,25 @@ interface WalNeed {
 export function copyCluster(from: string, to: string, atCheckpoint: boolean): void {
   const need = walNeeded(from, atCheckpoint);
   if (need === null) {
-    cpSync(from, to, { recursive: true });
+    cpSync(from, to, { recursive: true, filter: (src) => !templateOnly(src) });
     return;
   }
   cpSync(from, to, {
     recursive: true,
-    filter: (src) => !isWalSegment(src),
+    filter: (src) => !isWalSegment(src) && !templateOnly(src),
   });
   for (const name of need.whole) cpSync(join(from, "pg_wal", name), join(to, "pg_wal", name));
   copyPrefix(join(from, "pg_wal", need.last), join(to, "pg_wal", need.last), need.bytes);
+}
+
+/**
+ * What belongs to the template's own life, not to its contents: its
+ * segments' archive status (the copy's WAL is archived as its own, under
+ * its name) and an archive recovery it has yet to run.
+ */
+function templateOnly(src: string): boolean {
+  return /(^|\/)pg_wal\/archive_status\/./.test(src) ||
+    /(^|\/)(recovery\.signal|pgts_recovery_result)$/.test(src);
 }
 
 /** The WAL a copy of `dir` needs, or null to copy it all. */

@@ -42,13 +42,18 @@ import { findClusterImage, unpackClusterImage } from "./image.ts";
 import { DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
 import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
 import type { PgliteSession } from "./session.ts";
-import { RECOVERY_SETTINGS } from "./recovery.ts";
+import {
+  databaseRecoverySettings,
+  otherDatabasesTarget,
+  RECOVERY_SETTINGS,
+  recoveryUnreached,
+} from "./recovery.ts";
 import { quoteLiteral } from "./wire.ts";
 
 export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
   /** How long a database's engine stays open without sessions (ms; 0: until shutdown); default 10 s. */
   readonly idleTimeoutMs?: number;
-  /** archive_timeout (ms; 0: off): "postgres"'s WAL segment is switched this often when written to. */
+  /** archive_timeout (ms; 0: off): each open database's WAL segment is switched this often when written to. */
   readonly archiveTimeoutMs?: number;
 }
 
@@ -116,8 +121,12 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         if (self !== null) self.#rolesChanged(engine);
       },
     };
+    // An archive recovery of "postgres" is every database's (recovery.ts).
+    const mainRecovers = existsSync(join(dataDir, ENGINE_DIR, "recovery.signal"));
     const main = await openEngine(join(dataDir, ENGINE_DIR), { ...options, cluster: hooks });
     try {
+      if (mainRecovers) otherDatabasesTarget(dataDir, options.settings ?? {});
+      else recoveryUnreached(dataDir, ENGINE_DIR); // a crash recovery's lines: not a target
       const owner = main.superuserName;
       const catalog = DatabaseCatalog.load(dataDir, { owner, served: main.database });
       self = new ClusterEngine(dataDir, options, main, catalog, hooks);
@@ -125,6 +134,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       if (entry === undefined) throw new Error('the cluster has no database "postgres"');
       self.#slots.set(MAIN_OID, { entry, engine: main, busy: null, idle: null, starting: 0 });
       await self.#mirror(main, entry);
+      if (mainRecovers) await self.#recoverOthers();
       self.#startArchiveTimeout();
       return self;
     } catch (e) {
@@ -212,9 +222,74 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   /**
+   * After "postgres"'s archive recovery, every other database's, before
+   * the server accepts connections (PostgreSQL recovers its one cluster
+   * before it does): each engine is opened, which recovers it, and closed.
+   * A database that cannot recover stops the start, as PostgreSQL's
+   * startup process failing does.
+   */
+  async #recoverOthers(): Promise<void> {
+    for (const entry of this.#catalog.list()) {
+      if (entry.oid === MAIN_OID) continue;
+      if (!existsSync(join(this.#dataDir, entry.dir, "recovery.signal"))) continue;
+      const slot = this.#slotOf(entry);
+      await this.#engineOf(slot);
+      await this.#closeEngine(slot);
+    }
+  }
+
+  /**
+   * Opens the engine of a database other than "postgres": archived as
+   * "postgres" is (the archiver reads every database's pg_wal), and, when
+   * its cluster has a recovery.signal, recovered from the archive to the
+   * target "postgres"'s recovery left there; once more to the end of its
+   * archive when its WAL ends before that target (recovery.ts).
+   */
+  async #openDatabase(entry: DatabaseEntry): Promise<PgliteEngine> {
+    const settings = this.#options.settings;
+    const signal = join(this.#dataDir, entry.dir, "recovery.signal");
+    const open = (unreached: boolean, database: string) => {
+      const recovery = settings === undefined
+        ? null
+        : databaseRecoverySettings(this.#dataDir, entry.dir, { settings, unreached });
+      return openEngine(join(this.#dataDir, entry.dir), {
+        ...this.#options,
+        ...(settings === undefined
+          ? {}
+          : { settings: { ...withoutRecovery(settings), ...recovery } }),
+        database,
+        cluster: this.#hooks,
+      });
+    };
+    const openRecovered = async (unreached: boolean) => {
+      try {
+        return await open(unreached, entry.inner);
+      } catch (e) {
+        if (entry.inner === entry.name || existsSync(signal)) throw e;
+        // The recovery ended, and replayed the mirror's renaming of the
+        // served row (by then named for the database) past what the
+        // backup's list says: the row is found by its new name.
+        return await open(false, entry.name);
+      }
+    };
+    try {
+      return await openRecovered(false);
+    } catch (e) {
+      if (!recoveryUnreached(this.#dataDir, entry.dir)) throw e;
+      ereport(
+        "LOG",
+        `database "${entry.name}" has no WAL after the recovery target; recovering it to the end of its archive`,
+        { category: "engine" },
+      );
+      return await openRecovered(true);
+    } finally {
+      recoveryUnreached(this.#dataDir, entry.dir);
+    }
+  }
+
+  /**
    * archive_timeout, as PostgreSQL's checkpointer does it: every
-   * archive_timeout the current segment of "postgres" (the archived
-   * cluster) is switched, so that a quiet server's last writes reach the
+   * archive_timeout the current segment of every open database is switched, so that a quiet server's last writes reach the
    * archive within that time. pg_switch_wal() does nothing when no WAL was
    * written since the last switch; a checkpoint's record counts as written
    * (PostgreSQL skips such "unimportant" records; pgts cannot tell them
@@ -227,8 +302,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     if (ms <= 0) return;
     this.#archiveTimer = setInterval(() => {
       if (this.#closing) return;
-      this.#main.runAsCluster(() => "select pg_catalog.pg_switch_wal()", { timeoutMs: 1000 })
-        .catch(() => {});
+      for (const slot of this.#slots.values()) {
+        if (slot.busy !== null || slot.engine === null) continue;
+        slot.engine.runAsCluster(() => "select pg_catalog.pg_switch_wal()", { timeoutMs: 1000 })
+          .catch(() => {});
+      }
     }, ms);
     (this.#archiveTimer as { unref?: () => void }).unref?.();
   }
@@ -445,16 +523,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       let version = -1;
       await this.#exclusive(slot, async () => {
         this.#materializeNow(slot.entry);
-        const engine = await openEngine(join(this.#dataDir, slot.entry.dir), {
-          ...this.#options,
-          // Only the "postgres" database's cluster is archived (the archiver
-          // reads its pg_wal); another's would keep every segment .ready.
-          ...(this.#options.settings === undefined
-            ? {}
-            : { settings: withoutArchiving(this.#options.settings) }),
-          database: slot.entry.inner,
-          cluster: this.#hooks,
-        });
+        const engine = await this.#openDatabase(slot.entry);
         try {
           // The cluster's roles are "postgres"'s, which every change reaches.
           // A change copied while this engine opens may miss it: then it is
@@ -597,14 +666,13 @@ export class ClusterEngine implements Engine, DatabaseCluster {
 }
 
 /**
- * Engine settings without archive_mode (and the wal_level it needs) and
- * without archive recovery's: only "postgres"'s cluster is archived, so only
- * it can be recovered from the archive.
+ * Engine settings without archive recovery's, which a database other than
+ * "postgres" gets from its own recovery.signal (recovery.ts).
  */
-function withoutArchiving(
+function withoutRecovery(
   settings: Readonly<Record<string, string>>,
 ): Readonly<Record<string, string>> {
-  const { archive_mode: _mode, wal_level: _level, hot_standby: _hs, ...rest } = settings;
+  const { hot_standby: _hs, ...rest } = settings;
   const kept: Record<string, string> = { ...rest };
   for (const name of RECOVERY_SETTINGS) delete kept[name];
   return kept;

@@ -407,7 +407,9 @@ export async function openInstance(
     // An archive recovery's progress and its end ("recovery stopping at
     // restore point …") are Postgres's log lines: into the server log,
     // while the engine opens (recovery.ts).
-    ...(recovering ? { onStderr: (line: string) => recoveryLog(line, () => started) } : {}),
+    ...(recovering
+      ? { onStderr: (line: string) => recoveryLog(line, () => started, dataDir) }
+      : {}),
   });
   if (flags === null || captured.wasm === null || memory === null) {
     await db.close();

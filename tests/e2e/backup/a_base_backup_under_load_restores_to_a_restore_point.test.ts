@@ -6,8 +6,11 @@
  * the rows committed before the restore point and none after it. With
  * PostgreSQL's default recovery_target_action (pause) the server stops at
  * the target and says why; started again with promote it opens on a new
- * timeline. Another database's cluster is in the backup with its rows. A
- * backup a session started and left is ended with the session.
+ * timeline. Another database, a PGlite cluster with a WAL of its own, is
+ * archived too (its files named `base_<oid>_…` in the archive) and
+ * recovered to the same moment: a client inserting there all along finds
+ * exactly the rows committed there before the restore point. A backup a
+ * session started and left is ended with the session.
  */
 
 import { afterAll, expect, test } from "bun:test";
@@ -18,8 +21,9 @@ import pg from "pg";
 import { join } from "node:path";
 import { pgtsCli, pgtsServerAt, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
 
-// Four server starts, three with an engine per database: minutes on a loaded machine.
-usePgtsServers({ timeoutMs: 180_000 });
+// Four server starts, three with an engine per database, and every
+// database's recovery: minutes on a loaded machine.
+usePgtsServers({ timeoutMs: 300_000 });
 
 const scratch = mkdtempSync(join(tmpdir(), "pgts-e2e-basebackup-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -60,7 +64,31 @@ test("a base backup taken under load plus the archive restores to a named restor
   });
   await other.connect();
   await other.query("CREATE TABLE o AS SELECT 'in other' AS v");
-  await other.end();
+  await other.query("CREATE TABLE ot (id serial PRIMARY KEY)");
+  // Its directory, base/<oid>, by the OID "postgres"'s pg_database gives it.
+  const otherOid = (await admin.query(
+    "SELECT oid FROM pg_database WHERE datname = 'other'",
+  )).rows[0].oid as number;
+
+  // A client inserts into the other database all along too, but for the
+  // moment of the restore point (made in "postgres"): those committed
+  // before it are what the other database recovers to.
+  const otherAcked: number[] = [];
+  let otherWriting = true;
+  let otherPaused = false;
+  let otherIdle = false;
+  const otherWrites = (async () => {
+    while (otherWriting) {
+      if (otherPaused) {
+        otherIdle = true;
+        await Bun.sleep(5);
+        continue;
+      }
+      otherIdle = false;
+      const r = await other.query("INSERT INTO ot DEFAULT VALUES RETURNING id");
+      otherAcked.push(r.rows[0].id as number);
+    }
+  })();
 
   // One client inserts all along; acknowledged ids are what it saw committed.
   const writer = await server.client();
@@ -107,22 +135,41 @@ test("a base backup taken under load plus the archive restores to a named restor
   const during = acked.length - beforeBackup.length;
 
   // The restore point: one statement holds the engine, so no commit falls
-  // between what it sees and where the point is in the WAL.
+  // between what it sees and where the point is in the WAL. The other
+  // database's writer waits meanwhile: what it committed before is before
+  // the point's time, what it commits after is after it.
+  otherPaused = true;
+  await waitFor("the other database's writer to pause", () => otherIdle, { timeoutMs: 20_000 });
+  const otherAtPoint = [...otherAcked];
+  await Bun.sleep(20); // the clock moves on between the two databases' commits
   const point = (await admin.query(
     "SELECT pg_create_restore_point('before_cleanup') AS lsn, array_agg(id ORDER BY id) AS ids FROM t",
   )).rows[0];
+  await Bun.sleep(20);
+  otherPaused = false;
   const atPoint = point.ids as number[];
   await waitFor("inserts after the restore point", () => acked.length >= atPoint.length + 20, {
     timeoutMs: 20_000,
   });
+  await waitFor(
+    "inserts in the other database after the restore point",
+    () => otherAcked.length >= otherAtPoint.length + 20,
+    { timeoutMs: 20_000 },
+  );
   writing = false;
+  otherWriting = false;
   await writes;
+  await otherWrites;
   await admin.query("DELETE FROM t WHERE id % 2 = 0");
+  await other.query("DELETE FROM ot WHERE id % 2 = 0");
+  await other.end();
   const segment = (await admin.query("SELECT pg_walfile_name($1) AS f", [point.lsn])).rows[0].f;
   await waitFor(`${segment} archived`, () => existsSync(join(archive, segment)), {
     timeoutMs: 20_000,
   });
   await server.stop();
+  // The other database's WAL is in the archive, under names of its own.
+  expect(readdirSync(archive).some((n) => n.startsWith(`base_${otherOid}_`))).toBe(true);
 
   // Recovery from the archive to the restore point, then a new timeline.
   writeFileSync(join(backupRoot, "d", "recovery.signal"), "");
@@ -139,7 +186,11 @@ test("a base backup taken under load plus the archive restores to a named restor
   expect(paused).toContain("HINT:  Postgres's lines above say why.");
   expect(paused).toContain("aborting startup due to startup process failure");
   // Started again with promote, it ends recovery there.
-  await restored.start({ settings: { ...recovery, recovery_target_action: "promote" } });
+  // Every database recovers before the server is ready: minutes under load.
+  await restored.start({
+    settings: { ...recovery, recovery_target_action: "promote" },
+    readyTimeoutMs: 150_000,
+  });
   const c = await restored.client();
   const ids = (await c.query("SELECT id FROM t ORDER BY id")).rows.map((r) => r.id as number);
   expect(during).toBeGreaterThan(0); // the backup really ran under load
@@ -161,6 +212,16 @@ test("a base backup taken under load plus the archive restores to a named restor
   });
   await o.connect();
   expect((await o.query("SELECT v FROM o")).rows).toEqual([{ v: "in other" }]);
+  // Recovered to the restore point's moment: exactly the rows committed there before it.
+  const otherIds = (await o.query("SELECT id FROM ot ORDER BY id")).rows.map((r) => r.id as number);
+  expect(otherAtPoint.length).toBeGreaterThan(0);
+  expect(otherIds).toEqual(otherAtPoint);
+  expect(otherAcked.length).toBeGreaterThan(otherAtPoint.length);
+  expect(restored.log).toMatch(/recovery stopping before commit of transaction \d+, time/);
+  expect(existsSync(join(backupRoot, "d", "base", String(otherOid), "recovery.signal"))).toBe(
+    false,
+  );
+  await o.query("INSERT INTO ot DEFAULT VALUES"); // writable: its recovery has ended too
   await o.end();
 
   const refused = await pgtsCli(["basebackup", "-D", join(backupRoot, "d"), "-p", "1"]);
