@@ -39,6 +39,12 @@ function runtimeFromEnv(): Runtime {
   if (value === "deno") return "deno";
   throw new RangeError(`PGTS_TEST_RUNTIME must be "bun" or "deno", not "${value}"`);
 }
+
+/** The command that runs `pgts args` under a runtime: `bun mod.ts …` or `deno run -A mod.ts …`. */
+export function pgtsCommand(runtime: Runtime, args: readonly string[]): string[] {
+  return runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args];
+}
+
 export type Adapter = "subprocess" | "bun" | "worker" | "inproc";
 export type StopMode = "smart" | "fast" | "immediate";
 
@@ -67,8 +73,12 @@ export interface RunResult {
 
 /** Runs `pgts args` under a runtime and collects its output. */
 export async function pgtsCli(args: string[], runtime: Runtime = "bun"): Promise<RunResult> {
-  const cmd = runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args];
-  const p = Bun.spawn(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const p = Bun.spawn(pgtsCommand(runtime, args), {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const [out, err, code] = await Promise.all([
     new Response(p.stdout).text(),
     new Response(p.stderr).text(),
@@ -266,7 +276,7 @@ export class PgtsServer {
     if (adapter !== undefined && adapter !== "") args.push("--adapter", adapter);
     const cmd = [
       ...(options.wrap ?? []),
-      ...(this.runtime === "bun" ? [BUN, MOD, ...args] : [DENO, "run", "-A", MOD, ...args]),
+      ...pgtsCommand(this.runtime, args),
     ];
     const proc = Bun.spawn(cmd, {
       cwd: ROOT,

@@ -5,8 +5,9 @@
  * PG_OS_USER, else "postgres", created with useradd when missing. The port
  * is one the kernel picked for a socket bound to 0 and closed (postgres
  * cannot listen on port 0); the Unix socket is in the temp dir.
- * `startPgtsOn(upstream)` runs `pgts init` and `pgts start --engine URL` on
- * port 0. Call `useUpstreamServers()` once per file: every server is killed
+ * `PgtsFront.start(url)` runs `pgts start --engine URL` on port 0, on a copy
+ * of one `pgts init` per file, under the suite's runtime (Bun, or Deno with
+ * PGTS_TEST_RUNTIME=deno; see pgts.ts's TEST_RUNTIME). Call `useUpstreamServers()` once per file: every server is killed
  * and every directory removed after the file, pass or fail.
  */
 
@@ -17,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import pg from "pg";
+import { pgtsCommand, TEST_RUNTIME } from "./pgts.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -434,7 +436,7 @@ export class PgtsFront {
     args.push("-c", `unix_socket_directories=${front.dataDir}`);
     if (options.adapter !== undefined) args.push("--adapter", options.adapter);
     for (const [k, v] of Object.entries(options.settings ?? {})) args.push("-c", `${k}=${v}`);
-    const proc = Bun.spawn([BUN, MOD, ...args], {
+    const proc = Bun.spawn(pgtsCommand(TEST_RUNTIME, args), {
       cwd: ROOT,
       stdin: "ignore",
       stdout: "pipe",

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { neon, neonConfig } from "@neondatabase/serverless";
+import { pgtsCommand, TEST_RUNTIME } from "../helpers/pgts.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const bun = `${root}node_modules/.bin/bun`;
@@ -33,11 +34,16 @@ afterAll(() => {
 
 /** Starts serve-http; resolves with its HTTP port once it says where it serves. */
 function serveHttp(): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const child = spawn(
-    bun,
-    ["mod.ts", "serve-http", "-D", join(dir, "data"), "--port", "0", "--admin-token", "t"],
-    { cwd: root, stdio: ["ignore", "ignore", "pipe"] },
-  );
+  const [cmd, ...args] = pgtsCommand(TEST_RUNTIME, [
+    "serve-http",
+    "-D",
+    join(dir, "data"),
+    "--port",
+    "0",
+    "--admin-token",
+    "t",
+  ]);
+  const child = spawn(cmd!, args, { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
   live = child;
   let log = "";
   return new Promise((resolve, reject) => {

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BUN, ROOT } from "../helpers/pgts.ts";
+import { BUN, pgtsCommand, ROOT, TEST_RUNTIME } from "../helpers/pgts.ts";
 import { TestCertificates } from "../helpers/tls.ts";
 
 let dir: string;
@@ -37,18 +37,15 @@ afterAll(() => {
 function serveHttp(
   args: string[],
 ): Promise<{ port: number } | { code: number | null; log: string }> {
-  const child = spawn(BUN, [
-    "mod.ts",
+  const [cmd, ...rest] = pgtsCommand(TEST_RUNTIME, [
     "serve-http",
     "-D",
     join(dir, "data"),
     "--port",
     "0",
     ...args,
-  ], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  ]);
+  const child = spawn(cmd!, rest, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
   children.push(child);
   let log = "";
   return new Promise((resolve) => {

@@ -13,7 +13,15 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { BUN, PG_BIN, pgtsCli, ROOT, sleep, waitFor } from "../helpers/pgts.ts";
+import {
+  PG_BIN,
+  pgtsCli,
+  pgtsCommand,
+  ROOT,
+  sleep,
+  TEST_RUNTIME,
+  waitFor,
+} from "../helpers/pgts.ts";
 import { cancelRequest } from "../helpers/pgts-sql.ts";
 
 let proc: ReturnType<typeof Bun.spawn> | null = null;
@@ -25,19 +33,20 @@ const dir = mkdtempSync(join(tmpdir(), "pgts-serve-http-pg-"));
 beforeAll(async () => {
   const init = await pgtsCli(["init", "-D", join(dir, "d")]);
   if (init.code !== 0) throw new Error(`pgts init failed:\n${init.err}`);
-  proc = Bun.spawn([
-    BUN,
-    "mod.ts",
-    "serve-http",
-    "-D",
-    join(dir, "d"),
-    "--port",
-    "0",
-    "--pg-port",
-    "0",
-    "-c",
-    "log_connections=on",
-  ], { cwd: ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { ...process.env } });
+  proc = Bun.spawn(
+    pgtsCommand(TEST_RUNTIME, [
+      "serve-http",
+      "-D",
+      join(dir, "d"),
+      "--port",
+      "0",
+      "--pg-port",
+      "0",
+      "-c",
+      "log_connections=on",
+    ]),
+    { cwd: ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { ...process.env } },
+  );
   void (async () => {
     const decoder = new TextDecoder();
     for await (const chunk of proc!.stderr as ReadableStream<Uint8Array>) {

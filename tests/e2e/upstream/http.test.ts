@@ -16,13 +16,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { neon, neonConfig } from "@neondatabase/serverless";
 import { type HttpServer, type Served, serveHttp } from "../../../src/http/mod.ts";
-import {
-  BUN,
-  ROOT,
-  UpstreamPostgres,
-  useUpstreamServers,
-  waitFor,
-} from "../../helpers/upstream.ts";
+import { pgtsCommand, TEST_RUNTIME } from "../../helpers/pgts.ts";
+import { UpstreamPostgres, useUpstreamServers, waitFor } from "../../helpers/upstream.ts";
 
 const HBA = [
   "host all alice 127.0.0.1/32 scram-sha-256",
@@ -160,7 +155,7 @@ describe("pgts serve-http --engine URL", () => {
     const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" };
     delete env["PGDATA"];
     const child = Bun.spawn(
-      [BUN, join(ROOT, "mod.ts"), "serve-http", "--engine", upstream.url(), "--port", "0"],
+      pgtsCommand(TEST_RUNTIME, ["serve-http", "--engine", upstream.url(), "--port", "0"]),
       { cwd, env, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
     );
     let log = "";
