@@ -124,6 +124,24 @@ export function rewriteInput(
   const unhold = (st: SharedStatement) => (ok: boolean) => {
     if (!ok) server.prepared.delete(st.name);
   };
+  /**
+   * A Bind or Describe (`bytes`, already naming `st` as the connection
+   * knows it) of the client's statement `name`: its hidden Parse goes first
+   * where the connection lacks it, and errors name the client's statement.
+   */
+  const useStatement = (kind: number, st: SharedStatement, name: string, bytes: Uint8Array) => {
+    if (!hold(st)) {
+      requests.push({
+        kind: FE.Parse,
+        hidden: true,
+        synthetic: null,
+        done: unhold(st),
+        rename: null,
+      });
+    }
+    parts.push(bytes);
+    requests.push({ kind, hidden: false, synthetic: null, done: null, rename: [st.name, name] });
+  };
   for (const f of frames) {
     const whole = input.subarray(f.start, f.end);
     const body = input.subarray(f.start + 5, f.end);
@@ -184,23 +202,8 @@ export function rewriteInput(
           break;
         }
         if (st.effects !== NONE_EFFECTS) ctx.note(st.effects, null);
-        if (!hold(st)) {
-          requests.push({
-            kind: FE.Parse,
-            hidden: true,
-            synthetic: null,
-            done: unhold(st),
-            rename: null,
-          });
-        }
-        parts.push(message(FE.Bind, cstring(portal), cstring(st.name), body.subarray(afterName)));
-        requests.push({
-          kind: FE.Bind,
-          hidden: false,
-          synthetic: null,
-          done: null,
-          rename: [st.name, name],
-        });
+        const bind = message(FE.Bind, cstring(portal), cstring(st.name), body.subarray(afterName));
+        useStatement(FE.Bind, st, name, bind);
         break;
       }
       case FE.Describe:
@@ -221,23 +224,8 @@ export function rewriteInput(
             rename: null,
           });
         } else {
-          if (!hold(st)) {
-            requests.push({
-              kind: FE.Parse,
-              hidden: true,
-              synthetic: null,
-              done: unhold(st),
-              rename: null,
-            });
-          }
-          parts.push(message(FE.Describe, Uint8Array.of(STATEMENT), cstring(st.name)));
-          requests.push({
-            kind: FE.Describe,
-            hidden: false,
-            synthetic: null,
-            done: null,
-            rename: [st.name, name],
-          });
+          const describe = message(FE.Describe, Uint8Array.of(STATEMENT), cstring(st.name));
+          useStatement(FE.Describe, st, name, describe);
         }
         break;
       }
