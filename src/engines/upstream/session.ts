@@ -13,7 +13,12 @@
  * anywhere (the backend's pass-through); `FrontendScanner` then finds the
  * messages in them, and the Terminate that ends the relay.
  * Bytes that arrive with no `exec` in flight (NotificationResponse,
- * ParameterStatus, NoticeResponse) go to `onAsync`.
+ * ParameterStatus, NoticeResponse) go to `onAsync`. The header walkers are
+ * in scanners.ts.
+ *
+ * Where the session stands is one `SessionState`, changed only by
+ * `#changeState` (pgbouncer's change_client_state): idle, active (answers
+ * owed), copy_in (the upstream waits for CopyData), closing, ended.
  *
  * When the upstream goes away the session ends with the upstream's own
  * FATAL when it sent one (57P01 on a shutdown), else with 08006; the FATAL
@@ -26,21 +31,15 @@ import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
 import type { Connection } from "../../core/postmaster/launch.ts";
 import {
-  BE,
   FE,
   MessageWriter,
-  parseErrorResponse,
-  pgErrorFromFields,
   writeCancelRequest,
   writeErrorResponse,
 } from "../../core/protocol/mod.ts";
 import type { UpstreamConnect, UpstreamConnection } from "./connect.ts";
+import { BackendScanner, FrontendScanner } from "./scanners.ts";
 import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 
-/** Longest ErrorResponse body kept to learn a FATAL's code; longer ones are relayed only. */
-const MAX_ERROR_CAPTURE = 16384;
-/** PostgreSQL's own limit on a message it sends (PQ_LARGE_MESSAGE_LIMIT is for input). */
-const MAX_BACKEND_MESSAGE = 0x7fffffff;
 const CLOSE_TIMEOUT_MS = 5000;
 const TERMINATE = new Uint8Array([FE.Terminate, 0, 0, 0, 4]);
 
@@ -50,6 +49,67 @@ interface Pending {
   out: Out;
   resolve: () => void;
   reject: (e: unknown) => void;
+}
+
+/**
+ * Where a session stands. `owed`: ReadyForQuery messages still owed for
+ * what was sent; `pending`: the exec (or relay) waiting for its answer.
+ *
+ * - idle: nothing owed, nothing waits.
+ * - active: answers are owed; an exec waits for them (none when a COPY the
+ *   upstream failed by itself left answers owed after its exec had
+ *   resolved: they go to onAsync until the next exec). `owed` 0 with an
+ *   exec waiting is the moment between its last ReadyForQuery and its
+ *   resolution.
+ * - copy_in: the upstream waits for CopyData (CopyInResponse or
+ *   CopyBothResponse went by, no CopyDone or CopyFail yet); an exec waits
+ *   only between that response and its resolution.
+ * - closing: `close` sent Terminate (or hung up) and waits for the upstream
+ *   to hang up; an exec still waiting is rejected when it has.
+ * - ended: lost or closed, for `reason`; nothing leaves this state.
+ */
+type SessionState =
+  | { readonly name: "idle" }
+  | { readonly name: "active"; readonly owed: number; readonly pending: Pending | null }
+  | { readonly name: "copy_in"; readonly owed: number; readonly pending: Pending | null }
+  | { readonly name: "closing"; readonly pending: Pending | null }
+  | { readonly name: "ended"; readonly reason: PgError };
+
+const IDLE: SessionState = { name: "idle" };
+
+function owedOf(s: SessionState): number {
+  return s.name === "active" || s.name === "copy_in" ? s.owed : 0;
+}
+
+function pendingOf(s: SessionState): Pending | null {
+  return s.name === "active" || s.name === "copy_in" || s.name === "closing" ? s.pending : null;
+}
+
+/** Answered as far as an exec is concerned: nothing owed, or the upstream waits for COPY data. */
+function settled(s: SessionState): boolean {
+  switch (s.name) {
+    case "idle":
+    case "copy_in":
+      return true;
+    case "active":
+      return s.owed === 0;
+    case "closing":
+    case "ended":
+      return false;
+    default: {
+      const never: never = s;
+      return never;
+    }
+  }
+}
+
+/**
+ * Where `owed` answers leave a session that is or is not in COPY IN, with
+ * `pending` waiting: the one rule every input and answer goes through.
+ */
+function openState(copyIn: boolean, owed: number, pending: Pending | null): SessionState {
+  if (copyIn) return { name: "copy_in", owed, pending };
+  return owed === 0 && pending === null ? IDLE : { name: "active", owed, pending };
 }
 
 export class UpstreamSession implements EngineSession {
@@ -63,16 +123,10 @@ export class UpstreamSession implements EngineSession {
   #upstreamPid: number;
   #key: Uint8Array;
   #status: TransactionStatus = "I";
-  /** ReadyForQuery messages still owed for what was sent. */
-  #owed = 0;
-  /** The upstream waits for CopyData (CopyInResponse/CopyBothResponse seen, no CopyDone/CopyFail yet). */
-  #copyIn = false;
-  #pending: Pending | null = null;
+  #state: SessionState = IDLE;
   #scanner: BackendScanner;
   #front = new FrontendScanner();
-  #settledNow = () => this.#settled();
-  #ended: PgError | null = null;
-  #closing = false;
+  #settledNow = () => settled(this.#state);
   #onEnd: () => void;
 
   constructor(upstream: UpstreamConnection, options: {
@@ -91,16 +145,36 @@ export class UpstreamSession implements EngineSession {
     this.#scanner = new BackendScanner({
       onReadyForQuery: (status) => {
         this.#status = status;
+        const s = this.#state;
         // A COPY that failed upstream ends at its ReadyForQuery too.
-        this.#copyIn = false;
-        if (this.#owed > 0) this.#owed--;
+        if (s.name === "active" || s.name === "copy_in") {
+          this.#changeState(openState(false, Math.max(0, s.owed - 1), s.pending));
+        }
       },
-      onCopyIn: () => (this.#copyIn = true),
+      onCopyIn: () => {
+        const s = this.#state;
+        if (s.name === "idle" || s.name === "active" || s.name === "copy_in") {
+          this.#changeState(openState(true, owedOf(s), pendingOf(s)));
+        }
+      },
     });
     this.#conn.onData = (chunk) => this.#receive(chunk);
     this.#conn.onClose = () => this.#lost(null);
     if (upstream.rest.length > 0) this.#receive(upstream.rest);
     this.#conn.resume();
+  }
+
+  /**
+   * The one writer of the session's state. Not logged: it changes at every
+   * statement of the relay, whose cost per round trip is the point of
+   * session mode; the transitions are checked instead.
+   */
+  #changeState(next: SessionState): void {
+    const from = this.#state.name;
+    if (from === "ended" || (from === "closing" && next.name !== "ended")) {
+      throw new TypeError(`Upstream session cannot go from ${from} to ${next.name}`);
+    }
+    this.#state = next;
   }
 
   get transactionStatus(): TransactionStatus {
@@ -112,21 +186,35 @@ export class UpstreamSession implements EngineSession {
     return this.#upstreamPid;
   }
 
+  /** Why `exec` or `relay` cannot take input now, or null. */
+  #refusal(): unknown {
+    const s = this.#state;
+    if (s.name === "ended") return s.reason;
+    if (s.name === "closing") {
+      return new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "session is closed");
+    }
+    return pendingOf(s) === null ? null : inFlight();
+  }
+
   exec(frontend: Uint8Array, out: Out): Promise<void> {
-    if (this.#ended !== null) return Promise.reject(this.#ended);
-    if (this.#pending !== null) return Promise.reject(inFlight());
+    const refused = this.#refusal();
+    if (refused !== null) return Promise.reject(refused);
     const front = this.#front;
-    front.scan(frontend, this.#copyIn);
-    this.#sent(front);
-    const settled = this.#settled();
+    front.scan(frontend, this.#state.name === "copy_in");
+    const copyIn = this.#state.name === "copy_in" && !front.endsCopy;
+    const owed = owedOf(this.#state) + front.count;
+    const done = copyIn || owed === 0;
     // The socket may keep a reference to what it could not write yet, and
     // the caller reuses its buffer once exec resolves: bytes the upstream
     // will not have read by then (COPY data, an unsynced tail) are copied.
     const tail = front.answeredEnd < frontend.length;
-    this.#conn.write(settled || tail ? frontend.slice() : frontend);
-    if (settled) return Promise.resolve();
+    this.#conn.write(done || tail ? frontend.slice() : frontend);
+    if (done) {
+      this.#changeState(openState(copyIn, owed, null));
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
-      this.#pending = { out, resolve, reject };
+      this.#changeState(openState(false, owed, { out, resolve, reject }));
     });
   }
 
@@ -137,34 +225,27 @@ export class UpstreamSession implements EngineSession {
    * over to the next call, and only a whole message counts as sent.
    */
   relay(client: Uint8Array, out: Out): Promise<boolean> {
-    if (this.#ended !== null) return Promise.reject(this.#ended);
-    if (this.#pending !== null) return Promise.reject(inFlight());
+    const refused = this.#refusal();
+    if (refused !== null) return Promise.reject(refused);
     const front = this.#front;
-    const end = front.scan(client, this.#copyIn);
-    this.#sent(front);
+    const end = front.scan(client, this.#state.name === "copy_in");
+    const copyIn = this.#state.name === "copy_in" && !front.endsCopy;
+    const owed = owedOf(this.#state) + front.count;
     const more = end === client.length;
     if (end > 0) this.#conn.write(more ? client : client.subarray(0, end));
-    if (this.#settled()) return more ? RELAYED : TERMINATED;
+    if (copyIn || owed === 0) {
+      this.#changeState(openState(copyIn, owed, null));
+      return more ? RELAYED : TERMINATED;
+    }
     return new Promise<boolean>((resolve, reject) => {
-      this.#pending = { out, resolve: () => resolve(more), reject };
+      this.#changeState(openState(false, owed, { out, resolve: () => resolve(more), reject }));
     });
-  }
-
-  /** What the scanned input owes is owed. */
-  #sent(front: FrontendScanner): void {
-    if (front.endsCopy) this.#copyIn = false;
-    this.#owed += front.count;
-  }
-
-  /** Nothing more is owed for the input so far, or the upstream waits for COPY data. */
-  #settled(): boolean {
-    return this.#owed === 0 || this.#copyIn;
   }
 
   #receive(chunk: Uint8Array): void {
     let at = 0;
     while (at < chunk.length) {
-      const p = this.#pending;
+      const p = pendingOf(this.#state);
       if (p === null) {
         // Nothing asked for these: asynchronous messages, as a whole chunk.
         const failure = this.#scanner.scan(chunk, at, chunk.length);
@@ -177,8 +258,9 @@ export class UpstreamSession implements EngineSession {
       if (typeof end !== "number") return this.#lost(end);
       p.out(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end));
       at = end;
-      if (this.#settled()) {
-        this.#pending = null;
+      const s = this.#state;
+      if (settled(s)) {
+        this.#changeState(openState(s.name === "copy_in", owedOf(s), null));
         p.resolve();
       }
     }
@@ -189,7 +271,8 @@ export class UpstreamSession implements EngineSession {
    * be PostgreSQL's (`failure`; the rest of that chunk is dropped).
    */
   #lost(failure: PgError | null): void {
-    if (this.#ended !== null) return;
+    const s = this.#state;
+    if (s.name === "ended") return;
     let reason = failure ?? this.#scanner.lastFatal;
     const fatalSent = failure === null && reason !== null;
     if (reason === null) {
@@ -199,34 +282,33 @@ export class UpstreamSession implements EngineSession {
         { severity: "FATAL", detail: `The upstream server is "${this.#target.display}".` },
       );
     }
-    this.#ended = reason;
+    const pending = pendingOf(s);
+    this.#changeState({ name: "ended", reason });
     this.#conn.onData = null;
     this.#conn.onClose = null;
     this.#conn.destroy();
-    if (this.#closing) {
-      this.#settle();
+    if (s.name === "closing") {
+      this.#settle(pending, reason);
       return;
     }
     // The upstream's own FATAL (57P01 on shutdown) was relayed already.
-    const sink = this.#pending?.out ?? this.onAsync;
+    const sink = pending?.out ?? this.onAsync;
     if (!fatalSent) {
       sink?.(MessageWriter.encode((w) => writeErrorResponse(w, reason)));
     }
     this.onTerminate?.(reason);
-    this.#settle();
+    this.#settle(pending, reason);
   }
 
-  #settle(): void {
+  #settle(pending: Pending | null, reason: PgError): void {
     this.#onEnd();
     this.#onEnd = () => {};
-    const p = this.#pending;
-    this.#pending = null;
-    p?.reject(this.#ended);
+    pending?.reject(reason);
   }
 
   /** CancelRequest to the upstream backend, on a connection of its own, with its key. */
   cancel(): void {
-    if (this.#ended !== null) return;
+    if (this.#state.name === "ended") return;
     const bytes = MessageWriter.encode((w) => writeCancelRequest(w, this.#upstreamPid, this.#key));
     this.#connect(this.#address).then((c) => {
       c.onClose = () => {};
@@ -239,13 +321,18 @@ export class UpstreamSession implements EngineSession {
   }
 
   close(): Promise<void> {
-    if (this.#ended !== null || this.#closing) return Promise.resolve();
-    this.#closing = true;
+    const s = this.#state;
+    if (s.name === "ended" || s.name === "closing") return Promise.resolve();
+    this.#changeState({ name: "closing", pending: pendingOf(s) });
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.#ended ??= new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "session is closed");
-        this.#settle();
+        const now = this.#state;
+        if (now.name !== "ended") {
+          const reason = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "session is closed");
+          this.#changeState({ name: "ended", reason });
+          this.#settle(pendingOf(now), reason);
+        }
         resolve();
       };
       // An upstream that does not hang up is hung up on.
@@ -269,212 +356,3 @@ const RELAYED = Promise.resolve(true);
 const TERMINATED = Promise.resolve(false);
 
 const inFlight = () => new TypeError("Only one exec may be in flight per session");
-
-/**
- * Walks frontend message headers across chunk boundaries, the client's side
- * of BackendScanner: after each `scan`, `count` is how many ReadyForQuery
- * messages the whole messages it completed owe (one per Query, Sync and
- * FunctionCall, except in COPY IN, where the upstream ignores Sync),
- * `endsCopy` whether one was CopyDone or CopyFail, and `answeredEnd` the
- * offset past the last one owed. A message counts when its last byte goes
- * by, since the upstream answers nothing before that. A length word below 4
- * loses the thread: the rest goes by uncounted, and the upstream, which
- * checks lengths itself, ends the session with its FATAL.
- */
-class FrontendScanner {
-  count = 0;
-  endsCopy = false;
-  answeredEnd = 0;
-  #type = 0;
-  /** Bytes of the current message's length word read; -1 at a message boundary. */
-  #lengthRead = -1;
-  #length = 0;
-  #remaining = 0;
-  #lost = false;
-
-  /** At a message boundary, with the thread kept: a Terminate may follow. */
-  get atBoundary(): boolean {
-    return this.#lengthRead < 0 && !this.#lost;
-  }
-
-  /** Scans `chunk`; returns the offset of a Terminate that starts a message, else its length. */
-  scan(chunk: Uint8Array, copyIn: boolean): number {
-    this.count = 0;
-    this.endsCopy = false;
-    this.answeredEnd = 0;
-    const n = chunk.length;
-    if (this.#lost) return n;
-    let inCopy = copyIn;
-    let at = 0;
-    while (at < n) {
-      if (this.#lengthRead < 0) {
-        const type = chunk[at] as number;
-        if (type === FE.Terminate) return at;
-        this.#type = type;
-        this.#lengthRead = 0;
-        this.#length = 0;
-        at++;
-        continue;
-      }
-      if (this.#lengthRead < 4) {
-        this.#length = (this.#length << 8) | (chunk[at] as number);
-        at++;
-        if (++this.#lengthRead < 4) continue;
-        if (this.#length < 4) {
-          this.#lost = true;
-          return n;
-        }
-        this.#remaining = this.#length - 4;
-        if (this.#remaining > 0) continue;
-      } else {
-        const step = Math.min(this.#remaining, n - at);
-        at += step;
-        this.#remaining -= step;
-        if (this.#remaining > 0) continue;
-      }
-      // The message ends at `at`.
-      this.#lengthRead = -1;
-      const type = this.#type;
-      if (type === FE.CopyDone || type === FE.CopyFail) {
-        inCopy = false;
-        this.endsCopy = true;
-      } else if (type === FE.Query || type === FE.FunctionCall || (type === FE.Sync && !inCopy)) {
-        this.count++;
-        this.answeredEnd = at;
-      }
-    }
-    return n;
-  }
-}
-
-/**
- * Walks backend message headers across chunk boundaries without copying:
- * it keeps only a partial header, the ReadyForQuery status byte, and the
- * body of an ErrorResponse (to learn a FATAL's code when the upstream then
- * hangs up).
- */
-export class BackendScanner {
-  /** The last FATAL ErrorResponse the upstream sent, if any. */
-  lastFatal: PgError | null = null;
-
-  #onReadyForQuery: (status: TransactionStatus) => void;
-  #onCopyIn: () => void;
-  #header = new Uint8Array(5);
-  #headerLen = 0;
-  /** Body bytes still to pass of the current message. */
-  #remaining = 0;
-  #type = 0;
-  #error: Uint8Array | null = null;
-  #errorLen = 0;
-
-  constructor(hooks: {
-    onReadyForQuery: (status: TransactionStatus) => void;
-    onCopyIn: () => void;
-  }) {
-    this.#onReadyForQuery = hooks.onReadyForQuery;
-    this.#onCopyIn = hooks.onCopyIn;
-  }
-
-  /** Scans the whole range; a PgError if the bytes cannot be PostgreSQL's. */
-  scan(chunk: Uint8Array, from: number, to: number): PgError | null {
-    const r = this.scanUntil(chunk, from, () => false, to);
-    return typeof r === "number" ? null : r;
-  }
-
-  /**
-   * Scans from `from` and returns the offset just past the first message
-   * after which `stop()` is true (or the end of the chunk).
-   */
-  scanUntil(
-    chunk: Uint8Array,
-    from: number,
-    stop: () => boolean,
-    to: number = chunk.length,
-  ): number | PgError {
-    let at = from;
-    while (at < to) {
-      if (this.#remaining > 0) {
-        const n = Math.min(this.#remaining, to - at);
-        this.#capture(chunk, at, n);
-        at += n;
-        this.#remaining -= n;
-        if (this.#remaining === 0) {
-          this.#complete(chunk[at - 1] as number);
-          if (stop()) return at;
-        }
-        continue;
-      }
-      // A header, possibly split across chunks (kept in #header then).
-      let h = chunk;
-      let hat = at;
-      if (this.#headerLen === 0 && at + 5 <= to) {
-        at += 5;
-      } else {
-        const n = Math.min(5 - this.#headerLen, to - at);
-        this.#header.set(chunk.subarray(at, at + n), this.#headerLen);
-        this.#headerLen += n;
-        at += n;
-        if (this.#headerLen < 5) break;
-        this.#headerLen = 0;
-        h = this.#header;
-        hat = 0;
-      }
-      this.#type = h[hat] as number;
-      const len = ((h[hat + 1] as number) << 24 | (h[hat + 2] as number) << 16 |
-        (h[hat + 3] as number) << 8 | (h[hat + 4] as number)) >>> 0;
-      if (len < 4 || len > MAX_BACKEND_MESSAGE) {
-        return new PgError(
-          ERRCODE.PROTOCOL_VIOLATION,
-          "terminating connection because of an invalid message from the upstream server",
-          {
-            severity: "FATAL",
-            detail: `Message type 0x${this.#type.toString(16)} has invalid length ${len}.`,
-          },
-        );
-      }
-      this.#remaining = len - 4;
-      if (this.#type === BE.ErrorResponse && this.#remaining <= MAX_ERROR_CAPTURE) {
-        this.#error = new Uint8Array(this.#remaining);
-        this.#errorLen = 0;
-      }
-      if (this.#remaining === 0) {
-        this.#complete(-1);
-        if (stop()) return at;
-      }
-    }
-    return at;
-  }
-
-  #capture(chunk: Uint8Array, at: number, n: number): void {
-    if (this.#error === null) return;
-    this.#error.set(chunk.subarray(at, at + n), this.#errorLen);
-    this.#errorLen += n;
-  }
-
-  /** A message ended; `last` is its last body byte (ReadyForQuery's status), -1 if empty. */
-  #complete(last: number): void {
-    switch (this.#type) {
-      case BE.ReadyForQuery: {
-        const s = String.fromCharCode(last);
-        this.#onReadyForQuery(s === "T" || s === "E" ? s : "I");
-        break;
-      }
-      case BE.CopyInResponse:
-      case BE.CopyBothResponse:
-        this.#onCopyIn();
-        break;
-      case BE.ErrorResponse: {
-        const body = this.#error;
-        this.#error = null;
-        if (body === null) break;
-        try {
-          const e = pgErrorFromFields(parseErrorResponse(body));
-          if (e.severity === "FATAL" || e.severity === "PANIC") this.lastFatal = e;
-        } catch {
-          // A malformed ErrorResponse is relayed; the client's driver judges it.
-        }
-        break;
-      }
-    }
-  }
-}
