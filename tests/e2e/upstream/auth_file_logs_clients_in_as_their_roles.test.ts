@@ -4,7 +4,8 @@
  * client's password against the file's secret and logs in upstream as the
  * client's own role, with the SCRAM keys the client proved (a SCRAM secret
  * in the file) or with the file's password, in session and transaction
- * mode. A role the file does not list has no secret, as before.
+ * mode; against an md5 upstream, with the file's md5 hash. A role the file
+ * does not list has no secret, as before.
  */
 
 import { beforeAll, expect, test } from "bun:test";
@@ -86,3 +87,21 @@ for (const mode of ["session", "transaction"]) {
     expect(front.log).not.toContain("alice pw");
   });
 }
+
+test("an md5 hash in auth_file answers an md5 upstream's challenge as the role", async () => {
+  const md5 = await UpstreamPostgres.start({ auth: "md5" });
+  const setup = await md5.psql(
+    "create role pgts_app login password 'app pw'; create role dave login password 'dave pw'",
+  );
+  if (setup.code !== 0) throw new Error(setup.err);
+  const hash = (await md5.psql("select rolpassword from pg_authid where rolname = 'dave'")).out
+    .trim();
+  expect(hash).toMatch(/^md5[0-9a-f]{32}$/);
+  const front = await PgtsFront.start(
+    `postgres://pgts_app:app%20pw@127.0.0.1:${md5.port}/postgres`,
+    { hba: "host all all 127.0.0.1/32 md5\n", settings: { auth_file: "userlist.txt" } },
+  );
+  writeFileSync(join(front.dataDir, "userlist.txt"), `"dave" "${hash}"\n`);
+  expect(await login(front, "dave", "dave pw")).toEqual({ roles: "dave/dave" });
+  expect((await login(front, "dave", "not it")).error?.code).toBe("28P01");
+});
