@@ -146,9 +146,9 @@ const HELP = [
   "SHOW DATABASES  each database of the pools: sizes, mode, connections, paused",
   "SHOW USERS      each user of the pools and its pool_mode_by_user",
   "SHOW CONFIG     the pool's parameters: value, default, changeable by RELOAD",
-  "PAUSE           hold new transactions; returns once every connection is back",
+  "PAUSE [db]      hold new transactions (of db); returns once their connections are back",
   "SUSPEND         hold every client's input, mid-transaction too; returns once none is in flight",
-  "RESUME [db]     end PAUSE or SUSPEND; with db, let a killed database serve again",
+  "RESUME [db]     end PAUSE or SUSPEND; with db, PAUSE db or KILL db",
   "KILL db         end every client and connection of db; its new clients wait for RESUME db",
   "RELOAD          re-read the pool's settings from postgresql.conf",
 ];
@@ -180,9 +180,9 @@ export function poolConsole(
     // pgbouncer's argument: one word, double quotes kept out.
     const arg = words.length === 2 ? words[1]!.replace(/^"(.*)"$/, "$1") : null;
     const command = words[0]!.toUpperCase();
-    if (words.length === 2 && (command === "KILL" || command === "RESUME")) {
-      return command === "KILL" ? kill(engine, arg!) : resumeDatabase(engine, arg!);
-    }
+    if (words.length === 2 && command === "KILL") return kill(engine, arg!);
+    if (words.length === 2 && command === "RESUME") return resumeDatabase(engine, arg!);
+    if (words.length === 2 && command === "PAUSE") return pauseDatabase(engine, arg!);
     const verb = words.map((w) => w.toUpperCase()).join(" ");
     const now = Date.now();
     const sessions = engine.sessions().map((s) => ({ s, i: s.info }));
@@ -334,8 +334,8 @@ export function poolConsole(
         if (engine.paused || engine.suspended) {
           throw notNow("the pool is already paused or suspended");
         }
-        if (engine.killed.size > 0) {
-          throw notNow("cannot suspend the pool while a database is killed");
+        if (engine.pausedDatabases.size > 0) {
+          throw notNow("cannot suspend the pool while a database is paused");
         }
         return engine.suspend().then(() => ({ fields: [], rows: [], tag: "SUSPEND" }));
       case "RESUME":
@@ -373,6 +373,15 @@ function kill(engine: UpstreamPool, database: string): ConsoleRows {
   return { fields: [], rows: [], tag: "KILL" };
 }
 
+/** PAUSE db: as PAUSE, for one database; returns once its connections are back. */
+function pauseDatabase(engine: UpstreamPool, database: string): Promise<ConsoleRows> {
+  if (database === "pgts") throw notNow('cannot pause the admin console database "pgts"');
+  if (engine.paused || engine.suspended) throw notNow("the pool is already paused or suspended");
+  const pausing = engine.pauseDatabase(database);
+  if (pausing === null) throw notNow(`database "${database}" is already paused`);
+  return pausing.then(() => ({ fields: [], rows: [], tag: "PAUSE" }));
+}
+
 function resumeDatabase(engine: UpstreamPool, database: string): ConsoleRows {
   if (!engine.resumeDatabase(database)) throw notNow(`database "${database}" is not paused`);
   return { fields: [], rows: [], tag: "RESUME" };
@@ -387,7 +396,7 @@ function databaseRows(engine: UpstreamPool): (string | null)[][] {
     : [a.path.slice(0, a.path.lastIndexOf("/")), Number(a.path.slice(a.path.lastIndexOf(".") + 1))];
   const names = new Set(engine.pools().map((p) => p.database));
   for (const d of engine.modes.byDatabase.keys()) names.add(d);
-  for (const d of engine.killed) names.add(d);
+  for (const d of engine.pausedDatabases) names.add(d);
   return [...names].sort().map((db) => {
     const connections = engine.pools().filter((p) => p.database === db)
       .reduce((n, p) => n + p.size, 0);
@@ -403,7 +412,7 @@ function databaseRows(engine: UpstreamPool): (string | null)[][] {
       engine.modes.byDatabase.get(db) ?? null,
       "0",
       String(connections),
-      engine.killed.has(db) ? "1" : "0",
+      engine.pausedDatabases.has(db) ? "1" : "0",
       "0",
     ];
   });

@@ -272,9 +272,10 @@ export class UpstreamPool implements Engine {
   #paused = false;
   /** SUSPEND: no client input goes upstream until RESUME; resolved by RESUME. */
   #suspension: { promise: Promise<void>; resolve: () => void } | null = null;
-  /** KILL db: the databases whose clients were ended and whose new ones wait for RESUME db. */
-  #killed = new Set<string>();
-  #pauseWaiters: Array<() => void> = [];
+  /** PAUSE db and KILL db: the databases whose new transactions wait for RESUME db. */
+  #pausedDatabases = new Set<string>();
+  /** Each waiting PAUSE (of one database, or of all: null), resolved once its connections are back. */
+  #pauseWaiters: Array<{ database: string | null; resolve: () => void }> = [];
   /**
    * Role lookups have connections of their own (pgbouncer's auth_user): a
    * login must not wait for a client's transaction, nor a client for logins.
@@ -482,7 +483,7 @@ export class UpstreamPool implements Engine {
     }
     server.idleSince = Date.now();
     pool.idle.push(server);
-    if (this.#paused) this.#checkPaused();
+    this.#checkPaused();
   }
 
   /**
@@ -494,7 +495,20 @@ export class UpstreamPool implements Engine {
   pause(): Promise<void> {
     this.#paused = true;
     return new Promise<void>((resolve) => {
-      this.#pauseWaiters.push(resolve);
+      this.#pauseWaiters.push({ database: null, resolve });
+      this.#checkPaused();
+    });
+  }
+
+  /**
+   * PAUSE db: as PAUSE, for the clients of one database; null when it is
+   * paused (or killed) already.
+   */
+  pauseDatabase(database: string): Promise<void> | null {
+    if (this.#pausedDatabases.has(database)) return null;
+    this.#pausedDatabases.add(database);
+    return new Promise<void>((resolve) => {
+      this.#pauseWaiters.push({ database, resolve });
       this.#checkPaused();
     });
   }
@@ -502,7 +516,7 @@ export class UpstreamPool implements Engine {
   /** RESUME: what waited is handed connections again, and suspended input goes on. */
   resume(): void {
     this.#paused = false;
-    for (const w of this.#pauseWaiters.splice(0)) w();
+    this.#endPauses((w) => w.database === null);
     const suspension = this.#suspension;
     this.#suspension = null;
     suspension?.resolve();
@@ -527,7 +541,7 @@ export class UpstreamPool implements Engine {
   /** Connections of `pool` are not handed out now (PAUSE, SUSPEND, KILL of its database). */
   #held(pool: Pool): boolean {
     if (pool === this.#auth) return false;
-    return this.#paused || this.#suspension !== null || this.#killed.has(pool.database);
+    return this.#paused || this.#suspension !== null || this.#pausedDatabases.has(pool.database);
   }
 
   /**
@@ -559,7 +573,7 @@ export class UpstreamPool implements Engine {
    * transactions, not their logins) until `resumeDatabase`.
    */
   kill(database: string, reason: PgError): void {
-    this.#killed.add(database);
+    this.#pausedDatabases.add(database);
     for (const s of [...this.#sessions]) if (s.database === database) s.terminate(reason);
     for (const pool of this.#pools.values()) {
       if (pool.database !== database) continue;
@@ -568,16 +582,17 @@ export class UpstreamPool implements Engine {
     }
   }
 
-  /** RESUME db after KILL db; false when it was not killed. */
+  /** RESUME db after PAUSE db or KILL db; false when it was not paused. */
   resumeDatabase(database: string): boolean {
-    if (!this.#killed.delete(database)) return false;
+    if (!this.#pausedDatabases.delete(database)) return false;
+    this.#endPauses((w) => w.database === database);
     this.#wake();
     return true;
   }
 
-  /** The databases KILL paused. */
-  get killed(): ReadonlySet<string> {
-    return this.#killed;
+  /** The databases PAUSE db or KILL db paused. */
+  get pausedDatabases(): ReadonlySet<string> {
+    return this.#pausedDatabases;
   }
 
   /** Which pool mode each (database, user) gets. */
@@ -585,10 +600,19 @@ export class UpstreamPool implements Engine {
     return this.#modes;
   }
 
+  /** Resolves each waiting PAUSE whose connections are all back. */
   #checkPaused(): void {
-    if (!this.#paused || this.#pauseWaiters.length === 0) return;
-    for (const pool of this.#pools.values()) if (pool.active.size > 0) return;
-    for (const w of this.#pauseWaiters.splice(0)) w();
+    if (this.#pauseWaiters.length === 0) return;
+    const busy = new Set<string>();
+    for (const pool of this.#pools.values()) if (pool.active.size > 0) busy.add(pool.database);
+    this.#endPauses((w) => w.database === null ? busy.size === 0 : !busy.has(w.database));
+  }
+
+  #endPauses(which: (w: { database: string | null }) => boolean): void {
+    const done = this.#pauseWaiters.filter(which);
+    if (done.length === 0) return;
+    this.#pauseWaiters = this.#pauseWaiters.filter((w) => !which(w));
+    for (const w of done) w.resolve();
   }
 
   /** Opens connections for the waiters the pool's size allows (and the reserve, for long waits). */

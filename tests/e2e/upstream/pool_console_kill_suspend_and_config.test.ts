@@ -166,3 +166,28 @@ test("SUSPEND holds every client's next input, mid-transaction too, until RESUME
     await Promise.all([inTx.end(), idle.end(), console.end()]);
   }
 });
+
+test("PAUSE db waits for the database's transaction in progress, then holds its new ones until RESUME db", async () => {
+  const inTx = await client();
+  const next = await client();
+  const elsewhere = await client("other");
+  const console = await client("pgts");
+  try {
+    await inTx.query("begin");
+    await inTx.query("select 1");
+    const pausing = console.query("PAUSE postgres");
+    expect(await pendingAfter(pausing, 300)).toBe(true);
+    await inTx.query("commit");
+    await pausing;
+    const held = next.query("select 4 as four");
+    expect(await pendingAfter(held, 300)).toBe(true);
+    // Another database goes on.
+    expect((await elsewhere.query("select 5 as five")).rows[0].five).toBe(5);
+    expect((await console.query("PAUSE postgres").catch((x) => x)).code).toBe("55000");
+    expect((await console.query("SUSPEND").catch((x) => x)).code).toBe("55000");
+    await console.query("RESUME postgres");
+    expect((await held).rows[0].four).toBe(4);
+  } finally {
+    await Promise.all([inTx.end(), next.end(), elsewhere.end(), console.end()]);
+  }
+});
