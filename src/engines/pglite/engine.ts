@@ -719,6 +719,7 @@ export class PgliteEngine implements Engine {
   ): Promise<boolean> {
     await this.#closeStatements(s);
     if (kind === "discard all") {
+      await this.#closeHoldCursors(s);
       s.unnamedParse = null;
       const warnings = await this.#switchTo(s, s.startupSettings);
       if (warnings.length > 0) out(concat(warnings.map(noticeResponse)));
@@ -768,6 +769,7 @@ export class PgliteEngine implements Engine {
     if (this.#broken !== null) return;
     const cleanup = async () => {
       await this.#closeStatements(s);
+      await this.#closeHoldCursors(s);
       if (s.listens.size > 0) {
         s.listens.clear();
         await this.#reconcileListens();
@@ -789,7 +791,10 @@ export class PgliteEngine implements Engine {
         s.owns = false;
         this.scheduler.release(s);
       }
-    } else if (s.statements.size > 0 || s.listens.size > 0 || s.temp[0] !== 0 || s.backupStarted) {
+    } else if (
+      s.statements.size > 0 || s.holdCursors.size > 0 || s.listens.size > 0 || s.temp[0] !== 0 ||
+      s.backupStarted
+    ) {
       // Not urgent: done when the backend is next free, never holding up the caller.
       const job = this.#withEngine(cleanup, Infinity).catch(() => {});
       this.#jobs.add(job);
@@ -929,6 +934,24 @@ export class PgliteEngine implements Engine {
     const err = firstError(out);
     if (err !== null) throw new PgError(err.code, err.message);
     return dataRows(out);
+  }
+
+  /** How many WITH HOLD cursors the other sessions of this engine have open. */
+  holdCursorsOfOthers(s: PgliteSession): number {
+    let n = 0;
+    for (const o of this.#sessions) if (o !== s) n += o.holdCursors.size;
+    return n;
+  }
+
+  /**
+   * Closes `s`'s WITH HOLD cursors (its end, DISCARD ALL), one Query each:
+   * one that a rollback already took away is an error nobody sees.
+   */
+  async #closeHoldCursors(s: PgliteSession): Promise<void> {
+    if (s.holdCursors.size === 0) return;
+    const msgs = [...s.holdCursors].map((n) => fe.query(`CLOSE ${quoteIdent(s.prefix + n)}`));
+    s.holdCursors.clear();
+    await this.runRaw(concat(msgs));
   }
 
   async #closeStatements(s: PgliteSession): Promise<void> {

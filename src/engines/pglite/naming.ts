@@ -9,6 +9,10 @@
  * (`publicText`), so two sessions can both use "s1". Portals are not
  * renamed: a portal cannot outlive its transaction and a session owns the
  * engine for the whole of its transaction, so no other session can see one.
+ * A cursor declared WITH HOLD does outlive it: its name is prefixed in the
+ * DECLARE, and then wherever the session names it (FETCH, MOVE, CLOSE,
+ * WHERE CURRENT OF) until it closes it. Other cursor names (a transaction's
+ * own, a PL/pgSQL refcursor's) are left alone.
  *
  * The same pass records what the engine layer must act on after the input
  * ran: settings that may have changed, LISTEN/UNLISTEN, role and database
@@ -17,7 +21,15 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
-import { identName, mightMatter, scanStatements, settingName, type Statement } from "./sqlscan.ts";
+import {
+  identName,
+  MAX_SCANNED_TOKENS,
+  mightMatter,
+  scanStatements,
+  settingName,
+  type Statement,
+  type Token,
+} from "./sqlscan.ts";
 import { unsupportedClientEncoding } from "./settings.ts";
 import { concat, cstring, type Frame, quoteIdent, readCString } from "./wire.ts";
 
@@ -59,6 +71,12 @@ export interface InputPlan {
   readonly readsActivity: boolean;
   /** The text names an extension (CREATE EXTENSION, pg_available_extensions): extensions.ts. */
   readonly needsExtensions: boolean;
+  /** Cursors this input declares WITH HOLD (as the session names them). */
+  readonly declaredHoldCursors: readonly string[];
+  /** The session's hold cursors this input closes by name. */
+  readonly closedHoldCursors: readonly string[];
+  /** The input has CLOSE ALL. */
+  readonly closesAll: boolean;
 }
 
 /**
@@ -100,6 +118,18 @@ interface Acc {
   reject: PgError | null;
   readsActivity: boolean;
   needsExtensions: boolean;
+  /** The session's WITH HOLD cursors, with those this input declares. */
+  holdCursors: ReadonlySet<string>;
+  declaredHoldCursors: string[];
+  closedHoldCursors: string[];
+  closesAll: boolean;
+}
+
+const NO_CURSORS: ReadonlySet<string> = new Set();
+
+/** A hold cursor's name token, renamed with the session's prefix. */
+function cursorName(tok: Token, prefix: string, name: string) {
+  return { start: tok.start, end: tok.end, text: quoteIdent(prefix + name) };
 }
 
 function aloneOnly(what: string): PgError {
@@ -207,6 +237,52 @@ function inspect(
       // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
       if (!t.some((x) => x.kind === "word" && x.text === "on")) acc.rolesDirty = true;
       return null;
+    case "declare": {
+      // DECLARE name [BINARY] [ASENSITIVE | INSENSITIVE] [[NO] SCROLL] CURSOR WITH HOLD FOR …
+      const tok = t[1];
+      const name = identName(tok);
+      if (name === null || tok === undefined) return null;
+      const text = sql.slice(st.start, st.end);
+      if (/\bcursor\s+with\s+hold\s+for\b/i.test(text)) {
+        acc.declaredHoldCursors.push(name);
+        if (!acc.holdCursors.has(name)) acc.holdCursors = new Set([...acc.holdCursors, name]);
+      }
+      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
+    }
+    case "fetch":
+    case "move": {
+      // The cursor's name ends the statement, whatever direction comes first.
+      if (t.length >= MAX_SCANNED_TOKENS || acc.holdCursors.size === 0) return null;
+      const tok = t[t.length - 1];
+      const name = identName(tok);
+      if (name === null || tok === undefined || t.length < 2) return null;
+      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
+    }
+    case "close": {
+      if (t.length === 2 && t[1]?.kind === "word" && t[1].text === "all") {
+        acc.closesAll = true;
+        return null;
+      }
+      const tok = t[1];
+      const name = identName(tok);
+      if (name === null || tok === undefined || !acc.holdCursors.has(name)) return null;
+      acc.closedHoldCursors.push(name);
+      return cursorName(tok, prefix, name);
+    }
+    case "update":
+    case "delete":
+    case "with": {
+      if (acc.holdCursors.size === 0) return null;
+      // WHERE CURRENT OF name, past the tokens the scan keeps.
+      const text = sql.slice(st.start, st.end);
+      const m = CURRENT_OF.exec(text);
+      const at = m?.indices?.[1];
+      if (m === null || at === undefined) return null;
+      const raw = m[1]!;
+      const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
+      if (!acc.holdCursors.has(name)) return null;
+      return { start: st.start + at[0], end: st.start + at[1], text: quoteIdent(prefix + name) };
+    }
     case "prepare":
     case "execute":
     case "deallocate": {
@@ -231,7 +307,14 @@ function inspect(
   }
 }
 
-/** Scans SQL text; returns it with prepared-statement names prefixed. */
+/** `WHERE CURRENT OF name` ending a statement, the name's span captured. */
+const CURRENT_OF =
+  /\bcurrent\s+of\s+("(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)\s*;?\s*$/di;
+
+/** Words of statements that may name a hold cursor the session has. */
+const CURSOR_USE = /fetch|move|current/i;
+
+/** Scans SQL text; returns it with prepared-statement and hold cursor names prefixed. */
 function rewriteSql(
   sql: string,
   prefix: string,
@@ -239,7 +322,7 @@ function rewriteSql(
   isQuery: boolean,
   user: string | undefined,
 ): string {
-  if (!mightMatter(sql)) return sql;
+  if (!mightMatter(sql) && (acc.holdCursors.size === 0 || !CURSOR_USE.test(sql))) return sql;
   if (!acc.readsActivity && /pg_stat_activity/i.test(sql)) acc.readsActivity = true;
   if (!acc.needsExtensions && /extension/i.test(sql)) acc.needsExtensions = true;
   const stmts = scanStatements(sql);
@@ -281,6 +364,10 @@ function newAcc(): Acc {
     reject: null,
     readsActivity: false,
     needsExtensions: false,
+    holdCursors: NO_CURSORS,
+    declaredHoldCursors: [],
+    closedHoldCursors: [],
+    closesAll: false,
   };
 }
 
@@ -308,9 +395,15 @@ export function planInput(
   input: Uint8Array,
   frames: readonly Frame[],
   prefix: string,
-  options: { user?: string; effects?: Map<string, StatementEffects> } = {},
+  options: {
+    user?: string;
+    effects?: Map<string, StatementEffects>;
+    /** The session's open WITH HOLD cursors (names as it spells them). */
+    holdCursors?: ReadonlySet<string>;
+  } = {},
 ): InputPlan {
   const acc = newAcc();
+  if (options.holdCursors !== undefined) acc.holdCursors = options.holdCursors;
   const effects = options.effects;
   let parts: Uint8Array[] | null = null; // set once a message changes
   const outFrames: Frame[] = [];
@@ -431,6 +524,9 @@ export function planInput(
     reject: acc.reject,
     readsActivity: acc.readsActivity,
     needsExtensions: acc.needsExtensions,
+    declaredHoldCursors: acc.declaredHoldCursors,
+    closedHoldCursors: acc.closedHoldCursors,
+    closesAll: acc.closesAll,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,

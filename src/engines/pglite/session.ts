@@ -81,6 +81,18 @@ function lockTimeout(ms: number): PgError {
   });
 }
 
+function closeAllRefused(): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    "CLOSE ALL is not supported while other sessions have WITH HOLD cursors",
+    {
+      detail:
+        "pgts runs every session on one PGlite backend, where CLOSE ALL would close the other sessions' cursors too.",
+      hint: "Close this session's cursors by name.",
+    },
+  );
+}
+
 export function queryCanceled(): PgError {
   return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
 }
@@ -107,6 +119,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   readonly statements = new Set<string>();
   /** Those of them that LISTEN, SET... again when executed (naming.ts). */
   readonly statementEffects = new Map<string, StatementEffects>();
+  /**
+   * Cursors the session declared WITH HOLD and has not closed, as it names
+   * them (the engine has them prefixed; naming.ts). Closed when it ends.
+   */
+  readonly holdCursors = new Set<string>();
   /** Custom setting names this session set. */
   settings: SettingsMap;
   settingsVersion = 0;
@@ -452,13 +469,20 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     const plan = planInput(input, frames, this.prefix, {
       user: this.user,
       effects: this.statementEffects,
+      holdCursors: this.holdCursors,
     });
     this.#readsActivity = plan.readsActivity;
     this.#needsExtensions = plan.needsExtensions;
-    if (plan.reject !== null) {
-      this.#failInput(frames, plan.reject, out);
+    // CLOSE ALL in the one backend would close every session's WITH HOLD cursors.
+    const reject = plan.reject ??
+      (plan.closesAll && engine.holdCursorsOfOthers(this) > 0 ? closeAllRefused() : null);
+    if (reject !== null) {
+      this.#failInput(frames, reject, out);
       return;
     }
+    for (const n of plan.declaredHoldCursors) this.holdCursors.add(n);
+    for (const n of plan.closedHoldCursors) this.holdCursors.delete(n);
+    if (plan.closesAll) this.holdCursors.clear();
     if (plan.databaseCommand !== null && engine.cluster !== null) {
       await this.#databaseCommand(plan.databaseCommand, input, frames, out);
       return;

@@ -32,9 +32,11 @@ export interface Statement {
 }
 
 const MAX_TOKENS = 8;
+/** How many leading tokens a Statement keeps: one with fewer is whole. */
+export const MAX_SCANNED_TOKENS = MAX_TOKENS;
 
 const GATE =
-  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stat_activity|extension|grant|revoke/i;
+  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stat_activity|extension|grant|revoke|declare|close/i;
 
 /** False when the text cannot contain anything the engine layer tracks. */
 export function mightMatter(sql: string): boolean {

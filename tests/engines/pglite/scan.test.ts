@@ -25,6 +25,29 @@ describe("what a session's input changes", () => {
     expect(p.customSettings).toEqual(["app.tenant", "x.y"]);
   });
 
+  test("a WITH HOLD cursor's name is prefixed wherever the session names it; others are left", () => {
+    const first = FE.query(
+      'DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT 1; FETCH FORWARD 2 FROM c; MOVE c; DECLARE t CURSOR FOR SELECT 2; FETCH t; CLOSE "c"',
+    );
+    const p = planInput(first, splitFrames(first)!, "pgts7:", { holdCursors: new Set() });
+    expect(text(p.bytes)).toBe(
+      'DECLARE "pgts7:c" NO SCROLL CURSOR WITH HOLD FOR SELECT 1; FETCH FORWARD 2 FROM "pgts7:c"; MOVE "pgts7:c"; DECLARE t CURSOR FOR SELECT 2; FETCH t; CLOSE "pgts7:c"',
+    );
+    expect(p.declaredHoldCursors).toEqual(["c"]);
+    expect(p.closedHoldCursors).toEqual(["c"]);
+    // Later inputs: the session's set decides (WHERE CURRENT OF too).
+    const m = FE.query(
+      "FETCH ABSOLUTE 3 IN Held; UPDATE x SET v = 1 WHERE CURRENT OF held; FETCH other; CLOSE ALL",
+    );
+    const q = planInput(m, splitFrames(m)!, "pgts7:", { holdCursors: new Set(["held"]) });
+    expect(text(q.bytes)).toBe(
+      'FETCH ABSOLUTE 3 IN "pgts7:held"; UPDATE x SET v = 1 WHERE CURRENT OF "pgts7:held"; FETCH other; CLOSE ALL',
+    );
+    expect(q.closesAll).toBe(true);
+    // Without hold cursors, a FETCH is not even scanned.
+    expect(text(plan(FE.query("FETCH 1 FROM c")).bytes)).toBe("FETCH 1 FROM c");
+  });
+
   test("PREPARE/EXECUTE/DEALLOCATE names are prefixed; DEALLOCATE ALL alone is special", () => {
     const p = plan(FE.query('PREPARE q AS SELECT 1; EXECUTE q; DEALLOCATE PREPARE "Q2"'));
     expect(text(p.bytes)).toBe(

@@ -1,0 +1,95 @@
+/**
+ * A cursor declared WITH HOLD outlives its transaction, so in the one
+ * backend every session would see it: two sessions could not both have a
+ * cursor "c", and one could fetch from another's. Each session's are its
+ * own, as in PostgreSQL: the same name in two sessions, each FETCH, MOVE
+ * and CLOSE reaching its own, another's name unknown (34000), closed when
+ * the session ends or runs DISCARD ALL; CLOSE ALL is refused while other
+ * sessions have such cursors (it would close theirs). node-postgres and
+ * psql; default server and subprocess.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { pgClient, psql, sharedServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
+import type { Adapter } from "../../helpers/pgts.ts";
+
+useSqlServers({ timeoutMs: 90_000 });
+
+const values = (rows: Array<Record<string, unknown>>) => rows.map((r) => Object.values(r)[0]);
+
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("two sessions each declare, fetch from and close their own cursor c", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      await a.query("declare c cursor with hold for select g from generate_series(1, 5) g");
+      // The same name in another session: not "cursor "c" already exists".
+      await b.query(
+        "declare c scroll cursor with hold for select 'b' || g as g from generate_series(1, 3) g",
+      );
+      expect(values((await a.query("fetch 2 from c")).rows)).toEqual([1, 2]);
+      expect(values((await b.query("fetch all from c")).rows)).toEqual(["b1", "b2", "b3"]);
+      await b.query("move absolute 1 in c");
+      expect(values((await b.query("fetch next from c")).rows)).toEqual(["b2"]);
+      expect(values((await a.query("fetch next from c")).rows)).toEqual([3]);
+      await b.query("close c");
+      // b's is gone, and it cannot reach a's: PostgreSQL's error, with the name it gave.
+      const gone = await b.query("fetch 1 from c").catch((e) => e);
+      expect(gone).toMatchObject({ code: "34000", message: 'cursor "c" does not exist' });
+      expect(values((await a.query("fetch all from c")).rows)).toEqual([4, 5]);
+      // A cursor without HOLD lives in its transaction only, under its own name.
+      await b.query("begin");
+      await b.query("declare t cursor for select 42 as v");
+      expect(values((await b.query("fetch t")).rows)).toEqual([42]);
+      await b.query("commit");
+      await a.query("close c");
+      await a.end();
+      await b.end();
+    });
+
+    test("CLOSE ALL is refused while another session has one; its end and DISCARD ALL close a session's", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const watch = await pgClient(server());
+      const open = async () =>
+        Number((await watch.query("select count(*)::int as n from pg_cursors")).rows[0].n);
+      const before = await open();
+      await a.query("declare ca cursor with hold for select 1");
+      await b.query("declare cb cursor with hold for select 2");
+      expect(await open()).toBe(before + 2);
+      const refused = await a.query("close all").catch((e) => e);
+      expect(refused).toMatchObject({
+        code: "0A000",
+        message: "CLOSE ALL is not supported while other sessions have WITH HOLD cursors",
+      });
+      expect(values((await b.query("fetch cb")).rows)).toEqual([2]);
+      await b.query("discard all");
+      expect(await open()).toBe(before + 1);
+      // b has none now: a's CLOSE ALL closes a's own.
+      await a.query("close all");
+      expect(await open()).toBe(before);
+      await a.query("declare again cursor with hold for select 3");
+      expect(await open()).toBe(before + 1);
+      await a.end();
+      await waitFor("the ended session's cursor to close", async () => (await open()) === before);
+      await b.end();
+      await watch.end();
+    });
+
+    test("psql: a cursor declared WITH HOLD in one session is unknown to the next", async () => {
+      const first = await psql(server(), [
+        "-c",
+        "declare p cursor with hold for select 'first' as v",
+        "-c",
+        "fetch p",
+      ]);
+      expect(first.code).toBe(0);
+      expect(first.out).toContain("first");
+      const second = await psql(server(), ["-c", "fetch p"]);
+      expect(second.code).not.toBe(0);
+      expect(second.err).toContain('cursor "p" does not exist');
+    });
+  });
+}
