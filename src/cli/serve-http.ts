@@ -29,6 +29,7 @@ import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
 import { poolModesOf, poolSettingsOf, poolsTransactions } from "../engines/upstream/pool.ts";
 import type { HttpEngineConfig } from "../http/server.ts";
+import { authFileReader } from "../adapters/node/auth-file-reader.ts";
 import { nodeConfigReader } from "../adapters/node/config-reader.ts";
 import { openDataDirectory } from "../adapters/node/datadir.ts";
 import { stderrSink } from "../adapters/node/logfiles.ts";
@@ -153,9 +154,11 @@ function httpEngine(guc: Guc, dataDir: string | null): HttpEngineConfig {
       );
     }
     const modes = poolModesOf(guc);
+    // auth_file relative to the data directory, else to where serve-http runs.
+    const authFile = authFileReader(() => guc.getString("auth_file"), dataDir ?? process.cwd());
     return poolsTransactions(modes)
-      ? { upstream: setting, pool: poolSettingsOf(guc), poolModes: modes }
-      : { upstream: setting };
+      ? { upstream: setting, pool: poolSettingsOf(guc), poolModes: modes, authFile }
+      : { upstream: setting, authFile };
   }
   if (dataDir === null) {
     throw new PgError(

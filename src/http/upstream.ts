@@ -29,6 +29,7 @@ import {
   type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
 import { runtimeDialer } from "../adapters/runtime.ts";
+import type { AuthFileLookup } from "../engines/upstream/auth-file.ts";
 
 /** An upstream PostgreSQL as the HTTP adapter's engine. */
 export interface HttpUpstreamConfig {
@@ -42,6 +43,8 @@ export interface HttpUpstreamConfig {
   readonly pool?: Partial<PoolSettings>;
   /** With `pool`: each (database, user) pool's mode (default: transaction for all). */
   readonly poolModes?: PoolModes;
+  /** pgbouncer's userlist (src/engines/upstream/auth-file.ts): secrets and upstream logins. */
+  readonly authFile?: AuthFileLookup;
 }
 
 /** Dials with the runtime's own sockets; a host without them needs `connect`. */
@@ -77,6 +80,7 @@ export function openUpstreamEngine(config: HttpUpstreamConfig): Engine {
     connect: config.connect ?? dialUpstream,
     startTls,
     ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
+    ...(config.authFile === undefined ? {} : { authFile: config.authFile }),
   };
   if (config.pool !== undefined) {
     return new UpstreamPool(config.upstream, {

@@ -10,7 +10,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -149,29 +149,43 @@ describe("the Neon driver through pgts in front of PostgreSQL", () => {
   });
 });
 
+/** `pgts serve-http --engine URL --port 0 ARGS` in `cwd`, once it serves; its port and log. */
+async function serveHttpCli(cwd: string, args: string[] = []) {
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" };
+  delete env["PGDATA"];
+  const child = Bun.spawn(
+    pgtsCommand(TEST_RUNTIME, ["serve-http", "--engine", upstream.url(), "--port", "0", ...args]),
+    { cwd, env, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+  );
+  const out = { child, port: 0, log: "" };
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) out.log += decoder.decode(chunk, { stream: true });
+  })().catch(() => {});
+  try {
+    out.port = await waitFor("serve-http to listen", () => {
+      if (child.exitCode !== null) throw new Error(`serve-http exited:\n${out.log}`);
+      const m = /serving SQL over HTTP on http:\/\/127\.0\.0\.1:(\d+)\/sql/.exec(out.log);
+      // The upstream line is logged right after this one; stderr may bring
+      // it in a later chunk, so both are waited for.
+      if (m === null || !out.log.includes("in front of the upstream server")) return undefined;
+      return Number(m[1]);
+    }, { timeoutMs: 30_000, detail: () => out.log });
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
+  }
+  return out;
+}
+
 describe("pgts serve-http --engine URL", () => {
   test("serves an upstream with no data directory, and stops on SIGINT", async () => {
     const cwd = mkdtempSync(join(tmpdir(), "pgts-http-upstream-"));
-    const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" };
-    delete env["PGDATA"];
-    const child = Bun.spawn(
-      pgtsCommand(TEST_RUNTIME, ["serve-http", "--engine", upstream.url(), "--port", "0"]),
-      { cwd, env, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
-    );
-    let log = "";
-    void (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of child.stderr) log += decoder.decode(chunk, { stream: true });
-    })().catch(() => {});
+    let child: ReturnType<typeof Bun.spawn> | null = null;
     try {
-      const port = await waitFor("serve-http to listen", () => {
-        if (child.exitCode !== null) throw new Error(`serve-http exited:\n${log}`);
-        const m = /serving SQL over HTTP on http:\/\/127\.0\.0\.1:(\d+)\/sql/.exec(log);
-        // The upstream line is logged right after this one; stderr may bring
-        // it in a later chunk, so both are waited for.
-        if (m === null || !log.includes("in front of the upstream server")) return undefined;
-        return Number(m[1]);
-      }, { timeoutMs: 30_000, detail: () => log });
+      const started = await serveHttpCli(cwd);
+      child = started.child;
+      const { port, log } = started;
       expect(log).toContain("in front of the upstream server");
       expect(log).not.toContain("upstream secret");
       neonConfig.fetchEndpoint = `http://127.0.0.1:${port}/sql`;
@@ -182,7 +196,28 @@ describe("pgts serve-http --engine URL", () => {
       expect(Array.from(new Bun.Glob("**").scanSync({ cwd, dot: true }))).toEqual([]);
     } finally {
       neonConfig.fetchEndpoint = `http://127.0.0.1:${served.port}/sql`;
-      child.kill("SIGKILL");
+      child?.kill("SIGKILL");
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  test("-c auth_file: a role whose line has its password logs in upstream as itself", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "pgts-http-upstream-"));
+    writeFileSync(join(cwd, "userlist.txt"), '"alice" "wonderland"\n');
+    let child: ReturnType<typeof Bun.spawn> | null = null;
+    try {
+      const started = await serveHttpCli(cwd, ["-c", "auth_file=userlist.txt"]);
+      child = started.child;
+      neonConfig.fetchEndpoint = `http://127.0.0.1:${started.port}/sql`;
+      const sql = neon("postgres://alice:wonderland@127.0.0.1/postgres");
+      // Without auth_file: the URL's user with role alice (session_user postgres).
+      expect(await sql`SELECT current_user AS u, session_user AS s`).toEqual([
+        { u: "alice", s: "alice" },
+      ]);
+      expect(started.log).not.toContain("wonderland");
+    } finally {
+      neonConfig.fetchEndpoint = `http://127.0.0.1:${served.port}/sql`;
+      child?.kill("SIGKILL");
       rmSync(cwd, { recursive: true, force: true });
     }
   });
