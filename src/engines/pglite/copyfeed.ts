@@ -18,9 +18,11 @@
  * read would stop the very thread that must fill the ring (executor.ts).
  * The writer (`CopyFeed`, the engine's thread) and the reader (the Worker)
  * share one SharedArrayBuffer per executor; one exec runs at a time, so one
- * feed suffices. The session must always end a feed it opened (CopyDone,
- * CopyFail, or a CopyFail of its own when the client is gone): a feed left
- * open blocks the engine for good.
+ * feed suffices, each COPY writing through a `CopyFeedWriter` of its own.
+ * The session must always end a feed it opened with CopyDone or CopyFail
+ * (a CopyFail of its own when the client is gone or breaks the protocol):
+ * a feed left open blocks the engine for good, and one ended while PGlite
+ * still reads the COPY's data is a FATAL (see CopyFeed).
  */
 
 /** Int32 slots. */
@@ -46,39 +48,69 @@ class Views {
   }
 }
 
-/** The engine thread's end: puts the client's bytes in, waiting for room. */
+/**
+ * The engine thread's end. One SharedArrayBuffer serves every COPY of the
+ * executor, one after the other, so each `open` returns a `CopyFeedWriter`
+ * of its own: once the next COPY has opened the feed, what the previous
+ * one's writer still does (a write waiting for room, the end its exec's
+ * settling asks for, an end put off until a write is over) does nothing.
+ * Before, such a late end reached the next COPY's feed, whose PGlite read
+ * end of file before any data: an ERROR while reading a message, which is
+ * PostgreSQL's FATAL "protocol synchronization was lost", an exit() in the
+ * middle of PGlite's exec, after which the backend answered every exec
+ * with that FATAL for ever (the fuzzer's wedge).
+ */
 export class CopyFeed {
   readonly buffer: SharedArrayBuffer;
   #v: Views;
-  #written = 0;
-  #open = false;
-  /** Writes in progress, and an end asked for meanwhile. */
-  #writing = 0;
-  #endAfterWrite = false;
-  #tail: Promise<void> = Promise.resolve();
+  #current: CopyFeedWriter | null = null;
 
   constructor() {
     this.buffer = new SharedArrayBuffer(HEADER_BYTES + FEED_CAPACITY);
     this.#v = new Views(this.buffer);
   }
 
-  /** Starts a feed (before the exec that reads it is sent). */
-  open(): void {
+  /** Starts a feed (before the exec that reads it is sent); the writer of this one. */
+  open(): CopyFeedWriter {
     const v = this.#v;
     Atomics.store(v.i64, WRITTEN, 0n);
     Atomics.store(v.i64, READ, 0n);
     Atomics.store(v.i64, ENDED, 0n);
-    this.#written = 0;
-    this.#open = true;
-    this.#endAfterWrite = false;
+    const writer: CopyFeedWriter = new CopyFeedWriter(v, () => this.#current === writer);
+    this.#current = writer;
+    return writer;
+  }
+
+  /** Ends the feed open now, if any (the executor is closing). */
+  end(): void {
+    this.#current?.end();
+  }
+}
+
+/** One COPY's writer: puts the client's bytes in, waiting for room. */
+export class CopyFeedWriter {
+  #v: Views;
+  /** Whether this writer's feed is still the one the engine reads. */
+  #current: () => boolean;
+  #written = 0;
+  #open = true;
+  /** Writes in progress, and an end asked for meanwhile. */
+  #writing = 0;
+  #endAfterWrite = false;
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(v: Views, current: () => boolean) {
+    this.#v = v;
+    this.#current = current;
   }
 
   get isOpen(): boolean {
-    return this.#open;
+    return this.#open && this.#current();
   }
 
   /** Bytes written and not yet read by the engine. */
   get pending(): number {
+    if (!this.#current()) return 0;
     return this.#written - Number(Atomics.load(this.#v.i64, READ));
   }
 
@@ -99,28 +131,28 @@ export class CopyFeed {
 
   async #write(bytes: Uint8Array, gone: () => boolean): Promise<void> {
     const v = this.#v;
-    {
-      let at = 0;
-      while (at < bytes.length) {
-        const seq = Atomics.load(v.i32, READ_SEQ);
-        const free = FEED_CAPACITY - this.pending;
-        if (free === 0) {
-          if (gone()) return;
-          const w = Atomics.waitAsync(v.i32, READ_SEQ, seq, 100);
-          if (w.async) await w.value;
-          continue;
-        }
-        const n = Math.min(free, bytes.length - at);
-        const pos = this.#written % FEED_CAPACITY;
-        const first = Math.min(n, FEED_CAPACITY - pos);
-        v.ring.set(bytes.subarray(at, at + first), pos);
-        if (first < n) v.ring.set(bytes.subarray(at + first, at + n), 0);
-        at += n;
-        this.#written += n;
-        Atomics.store(v.i64, WRITTEN, BigInt(this.#written));
-        Atomics.add(v.i32, WRITE_SEQ, 1);
-        Atomics.notify(v.i32, WRITE_SEQ);
+    let at = 0;
+    while (at < bytes.length) {
+      // Ended, or another COPY's feed now: nothing more goes in.
+      if (!this.#open || !this.#current()) return;
+      const seq = Atomics.load(v.i32, READ_SEQ);
+      const free = FEED_CAPACITY - this.pending;
+      if (free === 0) {
+        if (gone()) return;
+        const w = Atomics.waitAsync(v.i32, READ_SEQ, seq, 100);
+        if (w.async) await w.value;
+        continue;
       }
+      const n = Math.min(free, bytes.length - at);
+      const pos = this.#written % FEED_CAPACITY;
+      const first = Math.min(n, FEED_CAPACITY - pos);
+      v.ring.set(bytes.subarray(at, at + first), pos);
+      if (first < n) v.ring.set(bytes.subarray(at + first, at + n), 0);
+      at += n;
+      this.#written += n;
+      Atomics.store(v.i64, WRITTEN, BigInt(this.#written));
+      Atomics.add(v.i32, WRITE_SEQ, 1);
+      Atomics.notify(v.i32, WRITE_SEQ);
     }
   }
 
@@ -128,7 +160,8 @@ export class CopyFeed {
    * Ends the feed: once the engine has read what was written, it reads end
    * of file. During a write, at its end: the engine never sees half a
    * message (at its top level, PostgreSQL would take that for a client
-   * that went away and end the backend).
+   * that went away and end the backend). Nothing once another COPY has
+   * opened the feed.
    */
   end(): void {
     if (!this.#open) return;
@@ -138,6 +171,7 @@ export class CopyFeed {
     }
     this.#open = false;
     this.#endAfterWrite = false;
+    if (!this.#current()) return;
     const v = this.#v;
     Atomics.store(v.i64, ENDED, 1n);
     Atomics.add(v.i32, WRITE_SEQ, 1);

@@ -45,7 +45,7 @@ import type { PgliteEngine } from "./engine.ts";
 import type { ActivityRow } from "./backends.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
 import { answerWithoutEngine } from "./offengine.ts";
-import type { CopyFeed } from "./copyfeed.ts";
+import type { CopyFeedWriter } from "./copyfeed.ts";
 
 const SYNC = 0x53;
 const QUERY = 0x51;
@@ -765,8 +765,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     frames: readonly Frame[],
     out: BackendOutput,
   ): Promise<void> {
-    const feed = this.#engine.executor.copyFeed!;
-    feed.open();
+    const feed = this.#engine.executor.copyFeed!.open();
     let begun = () => {};
     const started = new Promise<void>((resolve) => (begun = resolve));
     const copy: FedCopy = {
@@ -1273,7 +1272,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
 /** A COPY FROM STDIN whose exec is in flight, reading its data from `feed`. */
 interface FedCopy {
-  readonly feed: CopyFeed;
+  readonly feed: CopyFeedWriter;
   /** Where its answer goes: the out of the client's input in hand, or null (then `held`). */
   out: BackendOutput | null;
   readonly held: Uint8Array[];

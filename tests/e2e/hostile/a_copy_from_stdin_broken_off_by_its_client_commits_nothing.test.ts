@@ -14,6 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type pg from "pg";
 import {
+  concat,
   cstr,
   errorFields,
   message,
@@ -130,6 +131,26 @@ for (const adapter of [undefined, "subprocess"] as const) {
       raw.close();
       expect(await servedWithin(other)).toBeLessThan(1000);
       expect(await rows("closed")).toBe(0);
+    });
+
+    test("a COPY waiting for the engine while another's client leaves mid-COPY gets its data", async () => {
+      await other.query("create table next_copy (n int)");
+      for (let round = 0; round < 3; round++) {
+        const gone = await copying(`left_${round}`);
+        const next = await RawConnection.open(server);
+        await next.startup();
+        next.send(message("Q", cstr("copy next_copy from stdin")));
+        await sleep(50);
+        gone.close();
+        expect((await next.until("G"))?.type).toBe("G");
+        next.send(concat(message("d", enc.encode("1\n2\n")), message("c", new Uint8Array(0))));
+        const done = await next.until("C");
+        expect(new TextDecoder().decode(done!.body)).toBe("COPY 2\0");
+        expect((await next.until("Z"))?.type).toBe("Z");
+        next.close();
+        expect(await rows(`left_${round}`)).toBe(0);
+      }
+      expect(await rows("next_copy")).toBe(6);
     });
 
     test("a Terminate mid-COPY frees the engine", async () => {
