@@ -4,7 +4,7 @@
  * server loop consumes.
  *
  * This module only names things. Nothing here changes a state: the one place
- * that does is `Postmaster#updatePMState` (PostgreSQL's `UpdatePMState`), so
+ * that does is `PMContext.updatePMState` (PostgreSQL's `UpdatePMState`), so
  * every transition is logged once, at DEBUG1.
  *
  * pgts keeps the states of PostgreSQL 18 that have a meaning without WAL
