@@ -34,7 +34,7 @@ import process from "node:process";
 import pg from "pg";
 import { BunSubprocessLauncher } from "../../src/adapters/bun/launcher.ts";
 import { TRIVIAL_STARTUP_ENTRY } from "../../src/core/postmaster/auxmains.ts";
-import type { ChildEntry } from "../../src/core/postmaster/launch.ts";
+import type { ChildEntry } from "../../src/core/adapter.ts";
 
 const ROOT = resolve(import.meta.dirname ?? ".", "../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");

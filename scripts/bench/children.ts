@@ -16,7 +16,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import process from "node:process";
-import type { ChildLauncher, ChildProcess, NetAdapter } from "../../src/core/postmaster/launch.ts";
+import type { ChildLauncher, ChildProcess, NetAdapter } from "../../src/core/adapter.ts";
 
 const MAINS = new URL("../../tests/helpers/child_mains.ts", import.meta.url).href;
 const RUNS = 20;

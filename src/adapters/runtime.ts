@@ -14,7 +14,7 @@
  * other's code.
  */
 
-import type { ChildLauncher, Connection, NetAdapter } from "../core/postmaster/launch.ts";
+import type { ChildLauncher, Connection, NetAdapter } from "../core/adapter.ts";
 
 export type RuntimeName = "bun" | "deno";
 export type AdapterKind = "subprocess" | "worker";

@@ -24,7 +24,7 @@ import type { DataDirLock } from "../core/datadir.ts";
 import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
 import { Guc } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
-import type { ListenAddress } from "../core/postmaster/launch.ts";
+import type { ListenAddress } from "../core/adapter.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
 import { poolModesOf, poolSettingsOf, poolsTransactions } from "../engines/upstream/pool.ts";

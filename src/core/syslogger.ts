@@ -30,7 +30,7 @@
 import { ereport } from "./elog.ts";
 import { Guc, type GucSnapshot } from "./guc/guc.ts";
 import { configureLogging, type LineSink, zonedTime } from "./log.ts";
-import type { ChildEnv } from "./postmaster/launch.ts";
+import type { ChildEnv } from "./adapter.ts";
 
 export type SysLoggerMessage =
   | { readonly type: "log"; readonly line: string }

@@ -32,7 +32,7 @@ import {
   type MemoryContext,
 } from "../core/mcxt/mod.ts";
 import type { BackendActivity, Postmaster } from "../core/postmaster/mod.ts";
-import type { ChildExit, ChildProcess, Signal } from "../core/postmaster/launch.ts";
+import type { ChildExit, ChildProcess, Signal } from "../core/adapter.ts";
 import { rollback, runQueries } from "./extended.ts";
 import { engineError, resultJson, type SqlRequest, toHttpError } from "./neon.ts";
 

@@ -17,7 +17,7 @@
  */
 
 import type { Engine } from "../core/engine/types.ts";
-import type { Connection } from "../core/postmaster/launch.ts";
+import type { Connection } from "../core/adapter.ts";
 import {
   parseUpstreamUrl,
   type PoolModes,

@@ -26,7 +26,7 @@ import { connectRemoteEngine, serveEngineConnection } from "../core/engine/remot
 import type { Engine } from "../core/engine/types.ts";
 import { Guc, type GucSnapshot } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
-import type { ChildEnv, ChildMain, Connection, Listener } from "../core/postmaster/launch.ts";
+import type { ChildEnv, ChildMain, Connection, Listener } from "../core/adapter.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
 import { inRealmNetAdapter, runtimeDialer } from "../adapters/runtime.ts";
 import { withAdminConsole } from "../http/console.ts";

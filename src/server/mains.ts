@@ -17,7 +17,7 @@ import { importMain } from "../adapters/child/childenv.ts";
 import { TRIVIAL_STARTUP_ENTRY, trivialStartupMain } from "../core/postmaster/auxmains.ts";
 import { BGWORKER_MAIN_ENTRY } from "../core/postmaster/auxmains.ts";
 import { backgroundWorkerMain } from "../core/postmaster/bgworker_main.ts";
-import type { ChildEntry, ChildMain } from "../core/postmaster/launch.ts";
+import type { ChildEntry, ChildMain } from "../core/adapter.ts";
 import { archiverMain, backendMain, checkpointerMain, engineMain } from "./children.ts";
 
 const CHILDREN = new URL("./children.ts", import.meta.url).href;

@@ -6,7 +6,7 @@
 
 import type { SslConfig } from "../core/backend/secure.ts";
 import type { GucSnapshot } from "../core/guc/guc.ts";
-import type { ChildEnv } from "../core/postmaster/launch.ts";
+import type { ChildEnv } from "../core/adapter.ts";
 
 /**
  * How a backend reaches the engine: the engine child over a Unix socket or

@@ -24,7 +24,7 @@ import {
   BGW_NEVER_RESTART,
   BGWORKER_SHMEM_ACCESS,
 } from "../core/postmaster/bgworker.ts";
-import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/postmaster/launch.ts";
+import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/adapter.ts";
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";

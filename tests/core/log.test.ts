@@ -10,7 +10,7 @@ import {
   LogLinePrefix,
   setLogPrefixLookup,
 } from "../../src/core/log.ts";
-import type { ChildMain } from "../../src/core/postmaster/launch.ts";
+import type { ChildMain } from "../../src/core/adapter.ts";
 import { InprocLauncher } from "../../src/adapters/inproc/launcher.ts";
 
 afterEach(() => resetSync());

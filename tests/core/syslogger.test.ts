@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resetSync } from "@logtape/logtape";
 import { Guc } from "../../src/core/guc/guc.ts";
-import type { ChildEnv, Signal } from "../../src/core/postmaster/launch.ts";
+import type { ChildEnv, Signal } from "../../src/core/adapter.ts";
 import { strftime, SysLogger, sysLoggerMain } from "../../src/core/syslogger.ts";
 import { nodeLogFiles } from "../../src/adapters/node/logfiles.ts";
 

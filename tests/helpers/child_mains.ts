@@ -3,7 +3,7 @@
  * exercises one part of what a ChildEnv offers.
  */
 
-import type { ChildEnv } from "../../src/core/postmaster/launch.ts";
+import type { ChildEnv } from "../../src/core/adapter.ts";
 
 /** Posts "ready", echoes messages, reports signals, exits with the code it is told. */
 export function echoMain(env: ChildEnv): Promise<number> {

@@ -13,7 +13,7 @@ import type {
   ChildLauncher,
   ChildProcess,
   NetAdapter,
-} from "../../src/core/postmaster/launch.ts";
+} from "../../src/core/adapter.ts";
 import { tcpSocketFds, unixSocketFds } from "./fdcheck.ts";
 
 const MAINS = new URL("./child_mains.ts", import.meta.url).href;

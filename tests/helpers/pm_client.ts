@@ -5,7 +5,7 @@
  * postmaster can be tested before the protocol module lands.
  */
 
-import type { Connection } from "../../src/core/postmaster/launch.ts";
+import type { Connection } from "../../src/core/adapter.ts";
 import { decodeFields, type Message, MessageReader } from "../../src/core/postmaster/pqcomm.ts";
 
 const enc = new TextEncoder();

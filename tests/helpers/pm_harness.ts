@@ -15,7 +15,7 @@ import type {
   ChildStartInfo,
   ListenAddress,
   Signal,
-} from "../../src/core/postmaster/launch.ts";
+} from "../../src/core/adapter.ts";
 import type { PMState } from "../../src/core/postmaster/pmstate.ts";
 import { Postmaster, type PostmasterHooks } from "../../src/core/postmaster/postmaster.ts";
 import type { PostmasterEntries } from "../../src/core/postmaster/pmlaunch.ts";

@@ -18,7 +18,7 @@
 import { BGW_NEVER_RESTART, BGWORKER_SHMEM_ACCESS } from "../../src/core/postmaster/bgworker.ts";
 import { registerDynamicBackgroundWorker } from "../../src/core/postmaster/bgworker_main.ts";
 import { installBackendSignalHandlers } from "../../src/core/postmaster/interrupt.ts";
-import type { ChildMain } from "../../src/core/postmaster/launch.ts";
+import type { ChildMain } from "../../src/core/adapter.ts";
 import { PostmasterLink } from "../../src/core/postmaster/pmsignal.ts";
 import { backendClient } from "../../src/core/postmaster/firstpacket.ts";
 import { encodeMessage, MessageReader } from "../../src/core/postmaster/pqcomm.ts";

@@ -5,7 +5,7 @@
  */
 
 import type { BackgroundWorkerMain } from "../../src/core/postmaster/bgworker_main.ts";
-import type { ChildEnv, ChildMain, Signal } from "../../src/core/postmaster/launch.ts";
+import type { ChildEnv, ChildMain, Signal } from "../../src/core/adapter.ts";
 import { PostmasterLink } from "../../src/core/postmaster/pmsignal.ts";
 
 type Catchable = Exclude<Signal, "SIGKILL">;

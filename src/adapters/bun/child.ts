@@ -12,7 +12,7 @@
 
 import type net from "node:net";
 import process from "node:process";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import type { ChildHooks } from "../child/childenv.ts";
 import { NodeSocketConnection } from "../node/nodeconn.ts";
 import type { StartPayload } from "../child/envelope.ts";

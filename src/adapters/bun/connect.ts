@@ -5,7 +5,7 @@
  * Node's stream machinery, which a relay pays on each round trip.
  */
 
-import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
+import type { Connection, RemoteAddress } from "../../core/adapter.ts";
 import type { BunSocket, BunSocketHandler } from "./bun.d.ts";
 import { bunApi, BunSocketConnection } from "./net.ts";
 

@@ -33,7 +33,7 @@ import type {
   ChildProcess,
   ChildStartInfo,
   Signal,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 import { ChildHandle } from "../child/childhandle.ts";
 import { nodeSocketOf } from "../node/nodeconn.ts";
 import { isToParent, type StartPayload, type ToChild, toChildExit } from "../child/envelope.ts";

@@ -21,7 +21,7 @@ import type {
   Listener,
   NetAdapter,
   RemoteAddress,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 import type { BunApi, BunSocket, BunSocketHandler } from "./bun.d.ts";
 
 /** Bun's global, typed by the slice declared in bun.d.ts. */

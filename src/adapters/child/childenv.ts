@@ -19,7 +19,7 @@ import type {
   ChildMain,
   Connection,
   Signal,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 import { EXIT_CRASH, type StartPayload, type ToChild, type ToParent } from "./envelope.ts";
 
 export interface ChildHooks {

@@ -11,7 +11,7 @@
  * signal 15", which the postmaster must treat as a crash.
  */
 
-import type { ChildExit, ChildProcess, Signal } from "../../core/postmaster/launch.ts";
+import type { ChildExit, ChildProcess, Signal } from "../../core/adapter.ts";
 
 export interface ChildOps {
   signal(sig: Signal): void;

@@ -9,7 +9,7 @@
  * shape here must survive structured clone; nothing here touches a runtime.
  */
 
-import type { ChildEntry, ChildExit, RemoteAddress, Signal } from "../../core/postmaster/launch.ts";
+import type { ChildEntry, ChildExit, RemoteAddress, Signal } from "../../core/adapter.ts";
 import { SIGNAL_NUMBERS } from "../../core/postmaster/backendtype.ts";
 
 /** An exit code that PostgreSQL's postmaster treats as a crash: the code a

@@ -18,7 +18,7 @@
  */
 
 import process from "node:process";
-import type { CatchableSignal, Connection } from "../../core/postmaster/launch.ts";
+import type { CatchableSignal, Connection } from "../../core/adapter.ts";
 import { type ChildHooks, ChildRuntime, flushAndClose } from "./childenv.ts";
 import { EXIT_CRASH, isToChild, type StartPayload, type ToParent } from "./envelope.ts";
 

@@ -41,7 +41,7 @@ import type {
   ChildStartInfo,
   Connection,
   Signal,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 
 /**
  * The abort reason of every ended child: one instance, since abort()'s

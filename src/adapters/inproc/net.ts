@@ -19,7 +19,7 @@ import type {
   Listener,
   NetAdapter,
   RemoteAddress,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 
 /** One end of an in-memory connection. */
 export class MemoryConnection implements AcceptedConnection {

@@ -6,7 +6,7 @@
  */
 
 import { createConnection, type NetConnectOpts } from "node:net";
-import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
+import type { Connection, RemoteAddress } from "../../core/adapter.ts";
 import { NodeSocketConnection } from "./nodeconn.ts";
 
 function dial(options: NetConnectOpts, remote: RemoteAddress): Promise<Connection> {

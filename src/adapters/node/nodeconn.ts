@@ -11,7 +11,7 @@
  */
 
 import type net from "node:net";
-import type { AcceptedConnection, RemoteAddress } from "../../core/postmaster/launch.ts";
+import type { AcceptedConnection, RemoteAddress } from "../../core/adapter.ts";
 
 /** `AcceptedConnection.handle` for a node:net socket. */
 export interface NodeSocketHandle {

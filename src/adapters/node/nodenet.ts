@@ -13,7 +13,7 @@ import type {
   ListenAddress,
   Listener,
   NetAdapter,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 import { nodeRemote, NodeSocketConnection } from "./nodeconn.ts";
 import { removeStaleSocket, unlinkQuietly } from "./unixsocket.ts";
 

@@ -5,7 +5,7 @@
  * is in src/core/syslogger.ts; this file only supplies node:fs.
  */
 
-import type { ChildEntry, ChildEnv, ChildMain } from "../../core/postmaster/launch.ts";
+import type { ChildEntry, ChildEnv, ChildMain } from "../../core/adapter.ts";
 import { sysLoggerMain } from "../../core/syslogger.ts";
 import { nodeLogFiles } from "./logfiles.ts";
 

@@ -30,7 +30,7 @@ import {
   TLSSocket,
 } from "node:tls";
 import { CommError } from "../../core/protocol/errors.ts";
-import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
+import type { Connection, RemoteAddress } from "../../core/adapter.ts";
 import {
   certificateEndPoint,
   PG_ALPN_PROTOCOL,

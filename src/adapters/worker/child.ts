@@ -10,7 +10,7 @@
  * from the bundle.
  */
 
-import type { ChildEntry, ChildMain } from "../../core/postmaster/launch.ts";
+import type { ChildEntry, ChildMain } from "../../core/adapter.ts";
 import { ChildRuntime, flushAndClose } from "../child/childenv.ts";
 import { isToChild, type StartPayload, type ToParent } from "../child/envelope.ts";
 import { RelayedConnection } from "./relayconn.ts";

@@ -21,7 +21,7 @@ import type {
   ChildProcess,
   ChildStartInfo,
   Signal,
-} from "../../core/postmaster/launch.ts";
+} from "../../core/adapter.ts";
 import { ChildHandle } from "../child/childhandle.ts";
 import { EXIT_CRASH, isToParent, type StartPayload, type ToChild } from "../child/envelope.ts";
 import { relayTo } from "./relayconn.ts";

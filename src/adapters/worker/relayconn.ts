@@ -12,7 +12,7 @@
  * returns false and `drained()` waits just as on a real socket.
  */
 
-import type { Connection, RemoteAddress } from "../../core/postmaster/launch.ts";
+import type { Connection, RemoteAddress } from "../../core/adapter.ts";
 import type { ToChild, ToParent } from "../child/envelope.ts";
 
 /** Bytes in flight after which `write` asks the caller to wait. */

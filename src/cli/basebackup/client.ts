@@ -7,7 +7,7 @@
  * 4 MB DataRow costs one copy.
  */
 
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import {
   BE,
   MessageWriter,

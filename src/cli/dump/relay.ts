@@ -9,7 +9,7 @@
  */
 
 import { dialUpstream } from "../../http/upstream.ts";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import type { UpstreamAddress } from "../../engines/upstream/url.ts";
 import {
   DATA_CAPACITY,

@@ -8,7 +8,7 @@
  * ReadyForQuery, so nothing runs after a failed statement.
  */
 
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import {
   BE,
   MessageWriter,

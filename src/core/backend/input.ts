@@ -19,7 +19,7 @@ export const INPUT_HIGH_WATER = 1024 * 1024;
 
 import type { PgError } from "../elog.ts";
 import type { Message, MessageReader } from "../protocol/mod.ts";
-import type { Connection } from "../postmaster/launch.ts";
+import type { Connection } from "../adapter.ts";
 
 export class ClientInput {
   #conn: Connection;

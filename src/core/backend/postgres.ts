@@ -34,7 +34,7 @@ import {
   writeReadyForQuery,
 } from "../protocol/mod.ts";
 import { installBackendSignalHandlers } from "../postmaster/interrupt.ts";
-import type { ChildEnv, Connection } from "../postmaster/launch.ts";
+import type { ChildEnv, Connection } from "../adapter.ts";
 import { PostmasterLink } from "../postmaster/pmsignal.ts";
 import { backendClient } from "../postmaster/firstpacket.ts";
 import { ClientInput } from "./input.ts";

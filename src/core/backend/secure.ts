@@ -13,7 +13,7 @@
  * computes with crypto.subtle; it never touches a socket itself.
  */
 
-import type { Connection } from "../postmaster/launch.ts";
+import type { Connection } from "../adapter.ts";
 
 /** The protocol versions ssl_min_protocol_version and ssl_max_protocol_version name. */
 export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";

@@ -35,7 +35,7 @@ import {
   writeAuthenticationOk,
   writeNegotiateProtocolVersion,
 } from "../protocol/mod.ts";
-import type { ChildEnv } from "../postmaster/launch.ts";
+import type { ChildEnv } from "../adapter.ts";
 import type {
   BackendKeyMessage,
   CancelRequestMessage,

@@ -17,7 +17,7 @@
 
 import { ERRCODE, isPgError, PgError, type Severity } from "../elog.ts";
 import { answersExpected, endsWithReadyForQuery } from "../protocol/pipeline.ts";
-import type { Connection } from "../postmaster/launch.ts";
+import type { Connection } from "../adapter.ts";
 import { ByteQueue } from "../protocol/bytequeue.ts";
 import type {
   BackendOutput,

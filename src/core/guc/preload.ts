@@ -15,7 +15,7 @@
  * business; this module only reads the syntax. Web-standard APIs only.
  */
 
-import type { ChildEntry } from "../postmaster/launch.ts";
+import type { ChildEntry } from "../adapter.ts";
 import type { CheckFailure } from "./values.ts";
 import { splitList } from "./values.ts";
 

@@ -5,7 +5,7 @@
  * first phase is its own recovery), the default one has nothing to do.
  */
 
-import type { ChildEntry, ChildMain } from "./launch.ts";
+import type { ChildEntry, ChildMain } from "../adapter.ts";
 
 /** A startup process with nothing to recover: exits 0 at once. */
 export const trivialStartupMain: ChildMain = () => 0;

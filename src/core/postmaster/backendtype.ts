@@ -15,7 +15,7 @@
  * check them, and nothing here touches a child.
  */
 
-import type { CatchableSignal, ChildExit } from "./launch.ts";
+import type { CatchableSignal, ChildExit } from "../adapter.ts";
 import { type PMState, pmStateAtLeast } from "./pmstate.ts";
 
 export const BACKEND_TYPES = [

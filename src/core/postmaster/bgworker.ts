@@ -18,7 +18,7 @@
  */
 
 import { ereport, PgError } from "../elog.ts";
-import type { ChildEntry } from "./launch.ts";
+import type { ChildEntry } from "../adapter.ts";
 import type { PMState } from "./pmstate.ts";
 
 /** The worker may touch shared state (the engine); its crash is everyone's crash. */

@@ -21,7 +21,7 @@ import {
   makeBackgroundWorkerHandle,
 } from "./bgworker.ts";
 import { CATCHABLE_SIGNALS } from "./backendtype.ts";
-import type { CatchableSignal, ChildEnv, ChildMain } from "./launch.ts";
+import type { CatchableSignal, ChildEnv, ChildMain } from "../adapter.ts";
 import { PostmasterLink } from "./pmsignal.ts";
 
 /** PostgreSQL's MyBgworkerEntry: what a worker knows about itself. */

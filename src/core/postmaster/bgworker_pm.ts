@@ -24,7 +24,7 @@ import {
   workerType,
 } from "./bgworker.ts";
 import { BGWORKER_MAIN_ENTRY } from "./auxmains.ts";
-import type { ChildExit } from "./launch.ts";
+import type { ChildExit } from "../adapter.ts";
 import type { PMChild } from "./pmchild.ts";
 import type { PostmasterChildren } from "./pmlaunch.ts";
 import type { ConnectionClaim, PMRequest, PostmasterToChild } from "./pmsignal.ts";

@@ -12,7 +12,7 @@
  */
 
 import { ERRCODE } from "../elog.ts";
-import type { Connection } from "./launch.ts";
+import type { Connection } from "../adapter.ts";
 import { type PMState, Shutdown, type ShutdownLevel } from "./pmstate.ts";
 import { encodeErrorResponse, MessageReader } from "./pqcomm.ts";
 import { PG_ALPN_PROTOCOL, type SslServer, TLS_HANDSHAKE_BYTE } from "../backend/secure.ts";

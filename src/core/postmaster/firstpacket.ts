@@ -18,7 +18,7 @@
 
 import { ereport } from "../elog.ts";
 import { MAX_STARTUP_PACKET_LENGTH } from "../protocol/constants.ts";
-import type { ChildEnv, Connection } from "./launch.ts";
+import type { ChildEnv, Connection } from "../adapter.ts";
 
 const LOG = { category: "postmaster" } as const;
 /** The first byte of a TLS handshake record: PostgreSQL 17's direct SSL. */

@@ -22,7 +22,7 @@
  */
 
 import { ERRCODE } from "../elog.ts";
-import type { ChildEnv, Connection } from "./launch.ts";
+import type { ChildEnv, Connection } from "../adapter.ts";
 import type { PostmasterLink } from "./pmsignal.ts";
 import { encodeErrorResponse, encodeNoticeResponse, type ReportFields } from "./pqcomm.ts";
 

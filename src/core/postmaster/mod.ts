@@ -51,4 +51,4 @@ export {
   quickdieReport,
 } from "./interrupt.ts";
 export { POSTMASTER_SETTING_DEFAULTS, settingsFrom, type SettingsSource } from "./settings.ts";
-export type * from "./launch.ts";
+export type * from "../adapter.ts";

@@ -16,7 +16,7 @@
 import { PgError } from "../elog.ts";
 import { canAcceptConnections, rejectionFor } from "./deadend.ts";
 import { awaitFirstPacket } from "./firstpacket.ts";
-import type { AcceptedConnection } from "./launch.ts";
+import type { AcceptedConnection } from "../adapter.ts";
 import type { PMContext } from "./pmcontext.ts";
 import type { PMEvent } from "./pmstate.ts";
 import type { PostmasterSettings } from "./settings.ts";

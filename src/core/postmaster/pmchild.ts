@@ -10,7 +10,7 @@
  */
 
 import { BACKEND_TYPES, type BackendType } from "./backendtype.ts";
-import type { ChildProcess, Connection } from "./launch.ts";
+import type { ChildProcess, Connection } from "../adapter.ts";
 
 /** One child as the postmaster sees it (PostgreSQL's `PMChild`). */
 export interface PMChild {

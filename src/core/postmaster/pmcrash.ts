@@ -15,7 +15,7 @@
 
 import { ereport } from "../elog.ts";
 import { childExitMessage, childProcName, classifyChildExit } from "./backendtype.ts";
-import type { ChildExit } from "./launch.ts";
+import type { ChildExit } from "../adapter.ts";
 import { LOG, type PMContext } from "./pmcontext.ts";
 import type { PMChild } from "./pmchild.ts";
 import { type QuitSignalReason, Shutdown } from "./pmstate.ts";

@@ -30,7 +30,7 @@ import type {
   Listener,
   NetAdapter,
   Signal,
-} from "./launch.ts";
+} from "../adapter.ts";
 import { type BackendTypeMask, type ChildRegistry, type PMChild } from "./pmchild.ts";
 import type { CancelRequestMessage, PostmasterToChild } from "./pmsignal.ts";
 import type { PMEvent, QuitSignalReason } from "./pmstate.ts";

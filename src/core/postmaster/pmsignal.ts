@@ -12,7 +12,7 @@
  */
 
 import type { BackgroundWorkerSpec, BgwHandleStatus } from "./bgworker.ts";
-import type { ChildEnv } from "./launch.ts";
+import type { ChildEnv } from "../adapter.ts";
 import type { QuitSignalReason } from "./pmstate.ts";
 
 /** PostgreSQL's PMSignalReason, the ones pgts uses. */

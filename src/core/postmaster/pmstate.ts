@@ -15,7 +15,7 @@
  * told to finish and exit.
  */
 
-import type { AcceptedConnection, ChildExit, ChildProcess } from "./launch.ts";
+import type { AcceptedConnection, ChildExit, ChildProcess } from "../adapter.ts";
 import type { BackendActivity } from "./pmchild.ts";
 
 /** The postmaster's states, in PostgreSQL's order (a later state is further into shutdown). */

@@ -26,7 +26,13 @@
 
 import { ereport, PgError } from "../elog.ts";
 import type { BackgroundWorkerHandle, BackgroundWorkerSpec, BgwHandleStatus } from "./bgworker.ts";
-import type { ChildLauncher, ChildProcess, ListenAddress, Listener, NetAdapter } from "./launch.ts";
+import type {
+  ChildLauncher,
+  ChildProcess,
+  ListenAddress,
+  Listener,
+  NetAdapter,
+} from "../adapter.ts";
 import { acceptConnection, admitBackendRun, backendStartup, maxLiveBackends } from "./pmadmit.ts";
 import { type BackendActivity, btmask, btmaskAllExcept, ChildRegistry } from "./pmchild.ts";
 import { type ChildInfo, LOG, PMContext, type PostmasterHooks } from "./pmcontext.ts";

@@ -13,7 +13,7 @@
  * encryption.
  */
 
-import type { Connection } from "./launch.ts";
+import type { Connection } from "../adapter.ts";
 
 /** PostgreSQL's special protocol codes in the startup packet. */
 export const NEGOTIATE_SSL_CODE = 80877103;

@@ -17,7 +17,7 @@
  */
 
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import {
   BE,
   type Message,

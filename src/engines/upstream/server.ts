@@ -16,7 +16,7 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import {
   BE,
   MessageWriter,

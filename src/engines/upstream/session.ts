@@ -29,7 +29,7 @@
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
-import type { Connection } from "../../core/postmaster/launch.ts";
+import type { Connection } from "../../core/adapter.ts";
 import {
   FE,
   MessageWriter,

@@ -6,7 +6,7 @@
  */
 
 import { afterEach, describe, expect, test } from "bun:test";
-import type { ChildExit, ChildProcess, Signal } from "../../../src/core/postmaster/launch.ts";
+import type { ChildExit, ChildProcess, Signal } from "../../../src/core/adapter.ts";
 import { startCluster, stopAll, waitForState } from "../../helpers/pm_harness.ts";
 
 let nextPid = 5_000_000;

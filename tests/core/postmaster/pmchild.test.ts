@@ -6,7 +6,7 @@ import {
   classifyChildExit,
   relaunchedWhenMissing,
 } from "../../../src/core/postmaster/backendtype.ts";
-import type { ChildExit, ChildMain } from "../../../src/core/postmaster/launch.ts";
+import type { ChildExit, ChildMain } from "../../../src/core/adapter.ts";
 import { btmask, ChildRegistry } from "../../../src/core/postmaster/pmchild.ts";
 import { canAcceptConnections } from "../../../src/core/postmaster/deadend.ts";
 import { Shutdown } from "../../../src/core/postmaster/pmstate.ts";

@@ -10,7 +10,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { buildScramSecret, parseScramSecret, ScramExchange } from "../../../src/core/auth/scram.ts";
-import type { Connection } from "../../../src/core/postmaster/launch.ts";
+import type { Connection } from "../../../src/core/adapter.ts";
 import { isPgError, type PgError } from "../../../src/core/elog.ts";
 import { openUpstream } from "../../../src/engines/upstream/connect.ts";
 import { ScramClient } from "../../../src/engines/upstream/scram-client.ts";

@@ -1,12 +1,16 @@
 /**
- * The contract between the postmaster core and the adapters that run its
- * children: the pgts counterpart of PostgreSQL's launch_backend.c.
+ * The adapter contract: the interfaces src/core declares and every adapter
+ * (src/adapters) implements, the pgts counterpart of PostgreSQL's
+ * launch_backend.c and of the socket layer under pqcomm.c. Sockets are a
+ * `Connection` to a client, a `NetAdapter` that listens; children are a
+ * `ChildLauncher` that starts them, a `ChildProcess` the postmaster holds,
+ * the `ChildEnv` a child's main sees.
  *
  * Core decides *what* child to start and *when*; an adapter (src/adapters/bun,
- * src/adapters/deno, src/adapters/inproc) decides *how*: a Bun subprocess, a
- * Deno Web Worker or subprocess, or a task in the same realm. The same child
- * main runs under all of them, reached through `ChildEnv`. Everything here is
- * a type: this module must never import a runtime API.
+ * src/adapters/deno, src/adapters/inproc, src/adapters/worker) decides *how*:
+ * a Bun or Deno subprocess, a Web Worker, or a task in the same realm. The
+ * same child main runs under all of them, reached through `ChildEnv`.
+ * Everything here is a type: this module must never import a runtime API.
  */
 
 /** The signals pgts uses, as PostgreSQL's postmaster sends and receives them. */
