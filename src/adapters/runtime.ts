@@ -10,11 +10,13 @@
  *   cheaper but relay every client byte through the postmaster and die
  *   with it.
  *
+ * - HTTP: `Bun.serve` under Bun, `Deno.serve` under Deno (`runtimeHttpServer`).
+ *
  * Adapters are imported dynamically so that one runtime never loads the
  * other's code.
  */
 
-import type { ChildLauncher, Connection, NetAdapter } from "../core/adapter.ts";
+import type { ChildLauncher, Connection, NetAdapter, ServeHttp } from "../core/adapter.ts";
 
 export type RuntimeName = "bun" | "deno";
 export type AdapterKind = "subprocess" | "worker";
@@ -103,6 +105,13 @@ export async function inRealmNetAdapter(): Promise<NetAdapter> {
   return detectRuntime() === "bun"
     ? new (await import("./bun/net.ts")).BunNetAdapter({ handOff: false })
     : new (await import("./node/nodenet.ts")).NodeSocketNetAdapter();
+}
+
+/** The runtime's own HTTP server (bun/http.ts, deno/http.ts), for `pgts serve-http`. */
+export async function runtimeHttpServer(): Promise<ServeHttp> {
+  return detectRuntime() === "bun"
+    ? (await import("./bun/http.ts")).serveHttp
+    : (await import("./deno/http.ts")).serveHttp;
 }
 
 /**

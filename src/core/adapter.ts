@@ -159,3 +159,33 @@ export interface ChildEnv {
 
 /** A child's entry point. The returned number (default 0) is its exit code; a throw is a crash. */
 export type ChildMain = (env: ChildEnv) => Promise<number | void> | number | void;
+
+/** What an HTTP front end is told of a request besides the request itself. */
+export interface HttpRequestInfo {
+  /** The client's numeric IP address, when the host tells it. */
+  readonly remoteAddress?: string;
+}
+
+/** A fetch handler, as the runtime's HTTP server calls it. */
+export type HttpHandler = (
+  request: Request,
+  info: HttpRequestInfo,
+) => Promise<Response> | Response;
+
+/** Where and how the runtime's HTTP server listens. */
+export interface HttpListenOptions {
+  readonly port: number;
+  readonly hostname: string;
+  /** Serve HTTPS with this certificate chain and key (PEM text); absent: plain HTTP. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+}
+
+/** A listening HTTP server. */
+export interface HttpServing {
+  readonly hostname: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The runtime's own HTTP server (Bun.serve, Deno.serve), one implementation per runtime. */
+export type ServeHttp = (handler: HttpHandler, options: HttpListenOptions) => HttpServing;
