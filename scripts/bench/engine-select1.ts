@@ -13,6 +13,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { openEngine } from "../../src/engines/pglite/mod.ts";
 import type { EngineSession } from "../../src/core/engine/types.ts";
+import { FE } from "../../src/core/protocol/constants.ts";
 
 if (process.argv[2] === "--ceiling") {
   const { engineCeiling } = await import("./lib/ceiling.ts");
@@ -28,7 +29,7 @@ const enc = new TextEncoder();
 function query(sql: string): Uint8Array {
   const b = enc.encode(sql);
   const m = new Uint8Array(b.length + 6);
-  m[0] = 0x51;
+  m[0] = FE.Query;
   new DataView(m.buffer).setInt32(1, b.length + 5);
   m.set(b, 5);
   return m;

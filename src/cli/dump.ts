@@ -15,6 +15,7 @@ import process from "node:process";
 import { type CliIO, parseVerbArgs, PROGNAME } from "./args.ts";
 import { CONN_HELP, CONN_OPTIONS, conninfoString, connTarget, describe } from "./conninfo.ts";
 import { type DumpSink, runPgDump } from "./dump/relay.ts";
+import { FE } from "../core/protocol/constants.ts";
 
 export const DUMP_USAGE =
   `${PROGNAME} dump [-D DATADIR | -h HOST -p PORT] [-U NAME] [-d DBNAME] [-F p|c] [-f FILE] [OPTION]...`;
@@ -152,11 +153,9 @@ class StderrLines {
   }
 }
 
-const QUERY = "Q".charCodeAt(0);
-
 /** The table of pg_dump's data query ("DECLARE _pg_dump_cursor CURSOR FOR SELECT ... FROM ONLY t"). */
 function tableOfQuery(bytes: Uint8Array): string | null {
-  if (bytes[0] !== QUERY || bytes.length > 1 << 16) return null;
+  if (bytes[0] !== FE.Query || bytes.length > 1 << 16) return null;
   const sql = new TextDecoder().decode(bytes.subarray(5, bytes.length - 1));
   if (!sql.startsWith("DECLARE _pg_dump_cursor CURSOR FOR")) return null;
   return / FROM ONLY (\S+)/.exec(sql)?.[1] ?? "?";

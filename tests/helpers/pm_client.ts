@@ -6,7 +6,14 @@
  */
 
 import type { Connection } from "../../src/core/adapter.ts";
-import { decodeFields, type Message, MessageReader } from "../../src/core/postmaster/pqcomm.ts";
+import { ConnectionReader } from "../../src/core/protocol/connreader.ts";
+import { parseErrorResponse } from "../../src/core/protocol/backend-reader.ts";
+
+/** A backend message, its type as a character ('Z', 'E'...). */
+export interface Message {
+  readonly type: string;
+  readonly body: Uint8Array;
+}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -48,29 +55,34 @@ export interface Report {
 
 export function asReport(m: Message): Report | null {
   if (m.type !== "E" && m.type !== "N") return null;
-  const f = decodeFields(m.body);
+  const f = parseErrorResponse(m.body);
   return {
     type: m.type,
-    severity: f.V ?? f.S ?? "",
-    code: f.C ?? "",
-    message: f.M ?? "",
-    ...(f.D === undefined ? {} : { detail: f.D }),
+    severity: f.severityV ?? f.severity,
+    code: f.code,
+    message: f.message,
+    ...(f.detail === undefined ? {} : { detail: f.detail }),
   };
 }
 
 export class TestClient {
   readonly conn: Connection;
-  readonly reader: MessageReader;
+  readonly reader: ConnectionReader;
   closed = false;
 
   constructor(conn: Connection) {
     this.conn = conn;
-    this.reader = new MessageReader(conn);
+    this.reader = new ConnectionReader(conn);
     const prev = conn.onClose;
     conn.onClose = () => {
       this.closed = true;
       prev?.();
     };
+  }
+
+  async #readMessage(): Promise<Message | null> {
+    const m = await this.reader.readMessage();
+    return m === null ? null : { type: String.fromCharCode(m.type), body: m.body };
   }
 
   /** Sends the startup packet; resolves with the messages up to ReadyForQuery, an error or close. */
@@ -82,7 +94,7 @@ export class TestClient {
   async readUntilReady(): Promise<Message[]> {
     const out: Message[] = [];
     for (;;) {
-      const m = await this.reader.readMessage();
+      const m = await this.#readMessage();
       if (m === null) return out;
       out.push(m);
       if (m.type === "Z" || m.type === "E") return out;
@@ -98,7 +110,7 @@ export class TestClient {
   async readUntilClose(): Promise<Message[]> {
     const out: Message[] = [];
     for (;;) {
-      const m = await this.reader.readMessage();
+      const m = await this.#readMessage();
       if (m === null) return out;
       out.push(m);
     }

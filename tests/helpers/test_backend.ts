@@ -21,10 +21,16 @@ import { installBackendSignalHandlers } from "../../src/core/postmaster/interrup
 import type { ChildMain } from "../../src/core/adapter.ts";
 import { PostmasterLink } from "../../src/core/postmaster/pmsignal.ts";
 import { backendClient } from "../../src/core/postmaster/firstpacket.ts";
-import { encodeMessage, MessageReader } from "../../src/core/postmaster/pqcomm.ts";
+import { ConnectionReader } from "../../src/core/protocol/connreader.ts";
+import { MessageWriter } from "../../src/core/protocol/writer.ts";
+import { FE } from "../../src/core/protocol/constants.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+function encodeMessage(type: string, body: Uint8Array): Uint8Array {
+  return MessageWriter.encode((w) => w.begin(type.charCodeAt(0)).bytes(body).end());
+}
 
 function int32(n: number): Uint8Array {
   const b = new Uint8Array(4);
@@ -72,7 +78,7 @@ export const testBackendMain: ChildMain = async (env) => {
   env.onSignal("SIGHUP", () => {});
   env.onSignal("SIGINT", () => {});
   env.onSignal("SIGUSR1", () => {});
-  const reader = new MessageReader(client);
+  const reader = new ConnectionReader(client);
 
   const serve = async (): Promise<number> => {
     const packet = await reader.readStartupPacket({ timeoutMs: 60_000 });
@@ -88,8 +94,8 @@ export const testBackendMain: ChildMain = async (env) => {
     client.write(readyForQuery);
     for (;;) {
       const m = await reader.readMessage(env.abort);
-      if (m === null || m.type === "X") return 0;
-      if (m.type !== "Q") continue;
+      if (m === null || m.type === FE.Terminate) return 0;
+      if (m.type !== FE.Query) continue;
       const sql = dec.decode(m.body.subarray(0, m.body.length - 1));
       let value = sql;
       if (sql === "crash") throw new Error("test backend crashed on purpose");

@@ -7,6 +7,7 @@
  */
 
 import net from "node:net";
+import { BE, FE } from "../../../src/core/protocol/constants.ts";
 
 export interface Address {
   readonly host: string;
@@ -32,13 +33,13 @@ function startupPacket(user: string, database: string): Uint8Array {
 export function queryMessage(sql: string): Uint8Array {
   const body = enc.encode(sql + "\0");
   const out = new Uint8Array(5 + body.length);
-  out[0] = 0x51;
+  out[0] = FE.Query;
   new DataView(out.buffer).setInt32(1, 4 + body.length);
   out.set(body, 5);
   return out;
 }
 
-const TERMINATE = new Uint8Array([0x58, 0, 0, 0, 4]);
+const TERMINATE = new Uint8Array([FE.Terminate, 0, 0, 0, 4]);
 
 export class BenchClient {
   #socket: net.Socket;
@@ -101,11 +102,11 @@ export class BenchClient {
       const len = new DataView(buf.buffer, buf.byteOffset + at + 1, 4).getInt32(0);
       if (buf.length - at < 1 + len) break;
       const type = buf[at]!;
-      if (type === 0x45) this.#error = dec.decode(buf.subarray(at + 5, at + 1 + len));
-      else if (type === 0x52) {
+      if (type === BE.ErrorResponse) this.#error = dec.decode(buf.subarray(at + 5, at + 1 + len));
+      else if (type === BE.AuthenticationRequest) {
         const code = new DataView(buf.buffer, buf.byteOffset + at + 5, 4).getInt32(0);
         if (code !== 0) this.#error = `authentication method ${code} is not supported`;
-      } else if (type === 0x5a) {
+      } else if (type === BE.ReadyForQuery) {
         const w = this.#waiter;
         this.#waiter = null;
         const error = this.#error;

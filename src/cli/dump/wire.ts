@@ -11,12 +11,17 @@
  * always the StartupMessage.
  */
 
+import { AUTH_REQ, BE, FE } from "../../core/protocol/constants.ts";
+
 /** Frontend message types after which the server owes a ReadyForQuery. */
-const OWES_READY = new Set(["Q", "S", "F"].map((c) => c.charCodeAt(0)));
-const READY_FOR_QUERY = "Z".charCodeAt(0);
-const AUTHENTICATION = "R".charCodeAt(0);
+const OWES_READY = new Set<number>([FE.Query, FE.Sync, FE.FunctionCall]);
 /** AuthenticationRequest codes libpq answers with a message: cleartext, md5, SASL, SASL continue. */
-const AUTH_NEEDS_ANSWER = new Set([3, 5, 10, 11]);
+const AUTH_NEEDS_ANSWER = new Set<number>([
+  AUTH_REQ.PASSWORD,
+  AUTH_REQ.MD5,
+  AUTH_REQ.SASL,
+  AUTH_REQ.SASL_CONT,
+]);
 
 /** Walks a stream of length-prefixed messages across chunk boundaries. */
 class MessageWalker {
@@ -56,7 +61,7 @@ class MessageWalker {
     const len = new DataView(this.#head.buffer).getInt32(lenAt);
     const type = untyped ? -1 : (this.#head[0] as number);
     // An AuthenticationRequest's code is read too: it says whether libpq must answer.
-    const want = type === AUTHENTICATION && len >= 8 ? 9 : lenAt + 4;
+    const want = type === BE.AuthenticationRequest && len >= 8 ? 9 : lenAt + 4;
     if (this.#headLen < want) return;
     this.#skip = len - (want - lenAt);
     if (this.#skip <= 0) {
@@ -68,7 +73,7 @@ class MessageWalker {
   #end(): void {
     const untyped = this.#untypedFirst;
     const type = untyped ? -1 : (this.#head[0] as number);
-    const code = type === AUTHENTICATION && this.#headLen >= 9
+    const code = type === BE.AuthenticationRequest && this.#headLen >= 9
       ? new DataView(this.#head.buffer).getInt32(5)
       : 0;
     this.#untypedFirst = false;
@@ -93,8 +98,10 @@ export class OwedAnswers {
   readonly #backend = new MessageWalker({
     untypedFirst: false,
     onMessage: (type, code) => {
-      if (type === READY_FOR_QUERY && this.#owed > 0) this.#owed--;
-      else if (type === AUTHENTICATION && AUTH_NEEDS_ANSWER.has(code)) this.#authAsked = true;
+      if (type === BE.ReadyForQuery && this.#owed > 0) this.#owed--;
+      else if (type === BE.AuthenticationRequest && AUTH_NEEDS_ANSWER.has(code)) {
+        this.#authAsked = true;
+      }
     },
   });
 

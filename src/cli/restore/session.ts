@@ -19,6 +19,7 @@ import {
 } from "../../core/protocol/mod.ts";
 import type { NoticeFields } from "../../core/protocol/backend-reader.ts";
 import { UpstreamInput } from "../../engines/upstream/connect.ts";
+import { FE } from "../../core/protocol/constants.ts";
 
 /** What the server said about one statement. */
 export interface StatementError {
@@ -140,7 +141,7 @@ export class ScriptSession {
 
   /** Sends Terminate and closes. */
   close(): void {
-    this.#conn.write(new Uint8Array([0x58, 0, 0, 0, 4]));
+    this.#conn.write(new Uint8Array([FE.Terminate, 0, 0, 0, 4]));
     this.#conn.end();
   }
 }

@@ -25,6 +25,8 @@ import {
 import type { Engine, EngineSession, ParameterStatusList, ScramLogin } from "../engine/types.ts";
 import {
   CommError,
+  ENCRYPTION_ACCEPTED,
+  ENCRYPTION_REFUSED,
   MessageWriter,
   NEGOTIATE_GSS_CODE,
   NEGOTIATE_SSL_CODE,
@@ -94,8 +96,8 @@ export interface StartedSession {
 const CANCEL_ACK_MS = 1000;
 
 const LOG = { category: "backend" } as const;
-const N = new Uint8Array([0x4e]);
-const S = new Uint8Array([0x53]);
+const N = Uint8Array.of(ENCRYPTION_REFUSED);
+const S = Uint8Array.of(ENCRYPTION_ACCEPTED);
 
 /** A second SSLRequest or GSSENCRequest, as the version check PostgreSQL lets it fall into reports it. */
 function unsupportedProtocol(code: number): PgError {

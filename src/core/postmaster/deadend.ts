@@ -11,10 +11,12 @@
  * crash and is the last thing the postmaster waits for (PM_WAIT_DEAD_END).
  */
 
-import { ERRCODE } from "../elog.ts";
+import { ERRCODE, PgError } from "../elog.ts";
 import type { Connection } from "../adapter.ts";
 import { type PMState, Shutdown, type ShutdownLevel } from "./pmstate.ts";
-import { encodeErrorResponse, MessageReader } from "./pqcomm.ts";
+import { ENCRYPTION_ACCEPTED } from "../protocol/constants.ts";
+import { encodeErrorResponse } from "../protocol/backend.ts";
+import { ConnectionReader } from "../protocol/connreader.ts";
 import { PG_ALPN_PROTOCOL, type SslServer, TLS_HANDSHAKE_BYTE } from "../backend/secure.ts";
 
 /** PostgreSQL's `CAC_state`: whether, and why not, a connection is accepted. */
@@ -90,7 +92,7 @@ export function serveDeadEnd(
         finish();
       };
     };
-    let reader = new MessageReader(conn);
+    let reader = new ConnectionReader(conn);
     watchClose();
     if (options.abort?.aborted) {
       conn.destroy();
@@ -105,7 +107,7 @@ export function serveDeadEnd(
         // The TLS session ends when the raw connection does.
         watchClose();
         client = session.connection;
-        reader = new MessageReader(client);
+        reader = new ConnectionReader(client);
         return session;
       };
       try {
@@ -115,7 +117,7 @@ export function serveDeadEnd(
         }
         let packet = await reader.readStartupPacket({ ssl: ssl !== null && client === conn });
         if (packet.type === "ssl") {
-          conn.write(Uint8Array.of(0x53)); // 'S'
+          conn.write(Uint8Array.of(ENCRYPTION_ACCEPTED));
           const early = reader.detach();
           if (early.length > 0) throw new Error("unencrypted data after SSL request");
           await secure(early);
@@ -124,7 +126,14 @@ export function serveDeadEnd(
         // A cancel request, a bad packet or a timeout gets no answer: the
         // client either expects none or is not speaking the protocol.
         if (packet.type === "startup") {
-          client.write(encodeErrorResponse({ severity: "FATAL", ...rejection }));
+          client.write(
+            encodeErrorResponse(
+              new PgError(rejection.code, rejection.message, {
+                severity: "FATAL",
+                ...(rejection.detail === undefined ? {} : { detail: rejection.detail }),
+              }),
+            ),
+          );
           client.end();
         } else {
           client.destroy();

@@ -19,10 +19,9 @@
 import { ereport } from "../elog.ts";
 import { MAX_STARTUP_PACKET_LENGTH } from "../protocol/constants.ts";
 import type { ChildEnv, Connection } from "../adapter.ts";
+import { TLS_HANDSHAKE_BYTE } from "../backend/secure.ts";
 
 const LOG = { category: "postmaster" } as const;
-/** The first byte of a TLS handshake record: PostgreSQL 17's direct SSL. */
-const TLS_HANDSHAKE = 0x16;
 
 /**
  * Reads `conn` until its first packet is whole (or cannot be: a length word
@@ -78,7 +77,7 @@ export function awaitFirstPacket(
 
 /** Whether `b` holds a whole first packet, or enough to hand over anyway. */
 function packetIsWhole(b: Uint8Array): boolean {
-  if (b.length >= 1 && b[0] === TLS_HANDSHAKE) return true;
+  if (b.length >= 1 && b[0] === TLS_HANDSHAKE_BYTE) return true;
   if (b.length < 4) return false;
   const len = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   if (len < 8 || len > MAX_STARTUP_PACKET_LENGTH) return true; // the backend reports it

@@ -21,36 +21,38 @@
  * races against its own loop; this module never ends a child itself.
  */
 
-import { ERRCODE } from "../elog.ts";
+import { ERRCODE, PgError } from "../elog.ts";
 import type { ChildEnv, Connection } from "../adapter.ts";
 import type { PostmasterLink } from "./pmsignal.ts";
-import { encodeErrorResponse, encodeNoticeResponse, type ReportFields } from "./pqcomm.ts";
+import { encodeErrorResponse, encodeNoticeResponse } from "../protocol/backend.ts";
 
 /** The WARNING quickdie sends for each quit reason (null: SIGQUIT from outside). */
-export function quickdieReport(reason: "crash" | "stop" | null): ReportFields {
+export function quickdieReport(reason: "crash" | "stop" | null): PgError {
   switch (reason) {
     case "crash":
-      return {
-        severity: "WARNING",
-        code: ERRCODE.CRASH_SHUTDOWN,
-        message: "terminating connection because of crash of another server process",
-        detail:
-          "The postmaster has commanded this server process to roll back the current transaction and exit, because another server process exited abnormally and possibly corrupted shared memory.",
-        hint:
-          "In a moment you should be able to reconnect to the database and repeat your command.",
-      };
+      return new PgError(
+        ERRCODE.CRASH_SHUTDOWN,
+        "terminating connection because of crash of another server process",
+        {
+          severity: "WARNING",
+          detail:
+            "The postmaster has commanded this server process to roll back the current transaction and exit, because another server process exited abnormally and possibly corrupted shared memory.",
+          hint:
+            "In a moment you should be able to reconnect to the database and repeat your command.",
+        },
+      );
     case "stop":
-      return {
-        severity: "WARNING",
-        code: ERRCODE.ADMIN_SHUTDOWN,
-        message: "terminating connection due to immediate shutdown command",
-      };
+      return new PgError(
+        ERRCODE.ADMIN_SHUTDOWN,
+        "terminating connection due to immediate shutdown command",
+        { severity: "WARNING" },
+      );
     case null:
-      return {
-        severity: "WARNING",
-        code: ERRCODE.ADMIN_SHUTDOWN,
-        message: "terminating connection because of unexpected SIGQUIT signal",
-      };
+      return new PgError(
+        ERRCODE.ADMIN_SHUTDOWN,
+        "terminating connection because of unexpected SIGQUIT signal",
+        { severity: "WARNING" },
+      );
     default: {
       const never: never = reason;
       throw new TypeError(`Unknown quit reason: ${String(never)}`);
@@ -59,11 +61,13 @@ export function quickdieReport(reason: "crash" | "stop" | null): ReportFields {
 }
 
 /** The FATAL die() leads to. */
-export const ADMIN_SHUTDOWN_FATAL: ReportFields = {
-  severity: "FATAL",
-  code: ERRCODE.ADMIN_SHUTDOWN,
-  message: "terminating connection due to administrator command",
-};
+function adminShutdownFatal(): PgError {
+  return new PgError(
+    ERRCODE.ADMIN_SHUTDOWN,
+    "terminating connection due to administrator command",
+    { severity: "FATAL" },
+  );
+}
 
 export interface BackendSignalHandling {
   /** Resolves with the exit code once a stop signal has been handled. */
@@ -100,7 +104,7 @@ export function installBackendSignalHandlers(
       } finally {
         const client = clientOf();
         if (client !== null) {
-          client.write(encodeErrorResponse(ADMIN_SHUTDOWN_FATAL));
+          client.write(encodeErrorResponse(adminShutdownFatal()));
           client.end();
         }
         resolveExit(1);

@@ -34,7 +34,7 @@ import type {
 import { type BackendTypeMask, type ChildRegistry, type PMChild } from "./pmchild.ts";
 import type { CancelRequestMessage, PostmasterToChild } from "./pmsignal.ts";
 import type { PMEvent, QuitSignalReason } from "./pmstate.ts";
-import { encodeForkFailure } from "./pqcomm.ts";
+import { encodeForkFailure } from "../protocol/backend.ts";
 
 const LOG = { category: "postmaster" } as const;
 

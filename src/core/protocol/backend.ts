@@ -10,7 +10,7 @@
 
 import type { PgError } from "../elog.ts";
 import { AUTH_REQ, BE, type TransactionStatus } from "./constants.ts";
-import type { MessageWriter } from "./writer.ts";
+import { MessageWriter } from "./writer.ts";
 
 /** Authentication* ('R'). */
 export function writeAuthenticationOk(w: MessageWriter): void {
@@ -114,6 +114,34 @@ export function writeNoticeResponse(
   w.begin(BE.NoticeResponse);
   writeNoticeFields(w, notice, origin);
   w.end();
+}
+
+/**
+ * One ErrorResponse as bytes, for a writer of a single message (a dead-end's
+ * FATAL, a backend's goodbye on SIGTERM).
+ */
+export function encodeErrorResponse(err: PgError): Uint8Array {
+  return MessageWriter.encode((w) => writeErrorResponse(w, err));
+}
+
+/** One NoticeResponse as bytes (quickdie's WARNING on SIGQUIT). */
+export function encodeNoticeResponse(notice: PgError): Uint8Array {
+  return MessageWriter.encode((w) => writeNoticeResponse(w, notice));
+}
+
+/**
+ * PostgreSQL's report_fork_failure_to_client: when no child could be started
+ * there is nobody to speak the protocol, so the postmaster writes a bare
+ * 'E' and a NUL-terminated text, which libpq prints as it is.
+ */
+export function encodeForkFailure(reason: string): Uint8Array {
+  const text = new TextEncoder().encode(
+    `could not fork new process for connection: ${reason}\n\0`,
+  );
+  const out = new Uint8Array(1 + text.length);
+  out[0] = BE.ErrorResponse;
+  out.set(text, 1);
+  return out;
 }
 
 /** CommandComplete ('C') with its tag ("SELECT 1", "INSERT 0 3"). */

@@ -19,6 +19,11 @@ export const CANCEL_REQUEST_CODE = pgProtocol(1234, 5678);
 export const NEGOTIATE_SSL_CODE = pgProtocol(1234, 5679);
 export const NEGOTIATE_GSS_CODE = pgProtocol(1234, 5680);
 
+/** The one byte that answers an SSLRequest or GSSENCRequest: go ahead with the handshake. */
+export const ENCRYPTION_ACCEPTED = 0x53; // 'S'
+/** The one byte that answers an SSLRequest or GSSENCRequest: not supported, go on in plain text. */
+export const ENCRYPTION_REFUSED = 0x4e; // 'N'
+
 /** Largest startup packet accepted (backend_startup.c's MAX_STARTUP_PACKET_LENGTH). */
 export const MAX_STARTUP_PACKET_LENGTH = 10000;
 /** Longest cancel key accepted in a CancelRequest (protocol 3.2 allows up to 256 bytes). */

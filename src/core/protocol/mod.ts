@@ -36,4 +36,5 @@ export * from "./startup.ts";
 export * from "./frontend.ts";
 export * from "./backend.ts";
 export * from "./backend-reader.ts";
+export { ConnectionReader, type StartupRead } from "./connreader.ts";
 export { answersExpected, endsWithReadyForQuery } from "./pipeline.ts";

@@ -13,6 +13,7 @@
 
 import { ERRCODE, PgError } from "../elog.ts";
 import {
+  BE,
   CANCEL_REQUEST_CODE,
   MAX_CANCEL_KEY_LENGTH,
   NEGOTIATE_GSS_CODE,
@@ -190,7 +191,7 @@ export function writeNegotiateProtocolVersion(
   version: number,
   unrecognizedOptions: readonly string[] = [],
 ): void {
-  w.begin(0x76).uint32(version).int32(unrecognizedOptions.length);
+  w.begin(BE.NegotiateProtocolVersion).uint32(version).int32(unrecognizedOptions.length);
   for (const name of unrecognizedOptions) w.string(name);
   w.end();
 }

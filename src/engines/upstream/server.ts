@@ -30,10 +30,11 @@ import {
 import type { TransactionStatus } from "../../core/engine/types.ts";
 import type { UpstreamConnect, UpstreamConnection } from "./connect.ts";
 import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
+import { FE } from "../../core/protocol/constants.ts";
 
 /** PostgreSQL's own limit on a message it sends. */
 const MAX_BACKEND_MESSAGE = 0x7fffffff;
-const TERMINATE = new Uint8Array([0x58, 0, 0, 0, 4]);
+const TERMINATE = new Uint8Array([FE.Terminate, 0, 0, 0, 4]);
 
 export interface ServerHandler {
   /** One whole backend message: `buf[start..end)`, type byte first. */

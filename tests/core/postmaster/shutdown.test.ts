@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { decodeFields } from "../../../src/core/postmaster/pqcomm.ts";
+import { parseErrorResponse } from "../../../src/core/protocol/backend-reader.ts";
 import { firstValue, reports, sslRequest, startupPacket } from "../../helpers/pm_client.ts";
 import {
   captureServerLog,
@@ -81,8 +81,8 @@ describe("start and stop", () => {
     conn.write(startupPacket({ user: "postgres" }));
     await waitUntil(() => closed, "the dead-end to close");
     expect(bytes[1]).toBe(0x45); // then the ErrorResponse
-    const fields = decodeFields(Uint8Array.from(bytes.slice(6)));
-    expect(fields.M).toBe("the database system is starting up");
+    const fields = parseErrorResponse(Uint8Array.from(bytes.slice(6)));
+    expect(fields.message).toBe("the database system is starting up");
     pm.signal("SIGQUIT");
     await pm.exited;
   });

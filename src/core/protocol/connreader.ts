@@ -1,28 +1,30 @@
 /**
- * The least of the frontend/backend protocol the postmaster needs on its own
- * (PostgreSQL's pqcomm.c and the start of backend_startup.c): split a
- * connection's bytes into the startup packet and typed messages, answer
- * GSSENCRequest (and SSLRequest, unless the caller runs SSL) with 'N', and
- * encode ErrorResponse and
- * NoticeResponse. The full protocol lives in src/core/protocol; this module
- * stays small so the postmaster can reject a client (a dead-end backend) and
- * a backend can say goodbye on SIGTERM/SIGQUIT without depending on it.
+ * A `Connection`'s bytes, awaited: `take(n)` resolves once n bytes have come
+ * (pqcomm.c's pq_getbytes with the wait for the socket built in). On it, the
+ * two reads that code without a backend's MessageReader needs: the startup
+ * packet (the first steps of ProcessStartupPacket: GSSENCRequest, and
+ * SSLRequest unless the caller runs SSL, refused with 'N', as often as the
+ * client asks) and one typed message. A dead-end (src/core/postmaster/
+ * deadend.ts) reads its client with it; a backend frames its client with
+ * MessageReader over ClientInput instead.
  *
- * It owns the connection's `onData` while it is in use and never writes
- * anything the caller did not ask for, except the one-byte 'N' that refuses
- * encryption.
+ * It owns the connection's `onData` and `onClose` while in use and never
+ * writes anything the caller did not ask for, except the one-byte 'N' that
+ * refuses encryption.
  */
 
 import type { Connection } from "../adapter.ts";
+import {
+  CANCEL_REQUEST_CODE,
+  ENCRYPTION_REFUSED,
+  MAX_STARTUP_PACKET_LENGTH,
+  NEGOTIATE_GSS_CODE,
+  NEGOTIATE_SSL_CODE,
+} from "./constants.ts";
+import type { Message } from "./reader.ts";
 
-/** PostgreSQL's special protocol codes in the startup packet. */
-export const NEGOTIATE_SSL_CODE = 80877103;
-export const NEGOTIATE_GSS_CODE = 80877104;
-export const CANCEL_REQUEST_CODE = 80877102;
-/** PostgreSQL's MAX_STARTUP_PACKET_LENGTH. */
-export const MAX_STARTUP_PACKET_LENGTH = 10000;
-
-export type StartupPacket =
+/** What `readStartupPacket` found. */
+export type StartupRead =
   | {
     readonly type: "startup";
     readonly protocol: number;
@@ -35,20 +37,13 @@ export type StartupPacket =
   | { readonly type: "closed" }
   | { readonly type: "timeout" };
 
-export interface Message {
-  /** The message type byte as a character ('Q', 'X'...). */
-  readonly type: string;
-  readonly body: Uint8Array;
-}
-
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * Buffers a connection's bytes and hands out whole packets. Bytes that
- * arrive after the startup packet stay buffered for `readMessage`.
+ * Buffers a connection's bytes and hands out as many as asked for. Bytes
+ * that arrive after the startup packet stay buffered for `readMessage`.
  */
-export class MessageReader {
+export class ConnectionReader {
   #conn: Connection;
   #buf = new Uint8Array(0);
   #closed = false;
@@ -81,7 +76,7 @@ export class MessageReader {
   }
 
   /** Resolves with `n` bytes, or null if the peer closed first or `signal` aborted. */
-  async #take(n: number, signal?: AbortSignal): Promise<Uint8Array | null> {
+  async take(n: number, signal?: AbortSignal): Promise<Uint8Array | null> {
     if (this.#buf.length < n) {
       // Only one reader waits at a time (the connection has one consumer).
       const onAbort = () => this.#notify();
@@ -105,7 +100,7 @@ export class MessageReader {
     const timeout = options.timeoutMs === undefined
       ? undefined
       : AbortSignal.timeout(Math.max(1, options.timeoutMs));
-    const head = await this.#take(1, timeout);
+    const head = await this.take(1, timeout);
     if (head === null) return null;
     const next = new Uint8Array(1 + this.#buf.length);
     next.set(head);
@@ -132,27 +127,27 @@ export class MessageReader {
    */
   async readStartupPacket(
     options: { timeoutMs?: number; ssl?: boolean } = {},
-  ): Promise<StartupPacket> {
+  ): Promise<StartupRead> {
     const timeout = options.timeoutMs === undefined
       ? undefined
       : AbortSignal.timeout(Math.max(1, options.timeoutMs));
     for (;;) {
-      const head = await this.#take(4, timeout);
+      const head = await this.take(4, timeout);
       if (head === null) return timeout?.aborted ? { type: "timeout" } : { type: "closed" };
       const len = new DataView(head.buffer).getInt32(0);
       if (len < 8 || len > MAX_STARTUP_PACKET_LENGTH) {
         return { type: "invalid", reason: "invalid length of startup packet" };
       }
-      const body = await this.#take(len - 4, timeout);
+      const body = await this.take(len - 4, timeout);
       if (body === null) {
         if (timeout?.aborted) return { type: "timeout" };
         return { type: "invalid", reason: "incomplete startup packet" };
       }
       const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-      const code = view.getInt32(0);
+      const code = view.getUint32(0);
       if (code === NEGOTIATE_SSL_CODE && options.ssl === true) return { type: "ssl" };
       if (code === NEGOTIATE_SSL_CODE || code === NEGOTIATE_GSS_CODE) {
-        this.#conn.write(Uint8Array.of(0x4e)); // 'N': not supported, go on in plain text
+        this.#conn.write(Uint8Array.of(ENCRYPTION_REFUSED));
         continue;
       }
       if (code === CANCEL_REQUEST_CODE) {
@@ -174,89 +169,12 @@ export class MessageReader {
 
   /** Reads one typed message (type byte + int32 length), or null once the peer has closed. */
   async readMessage(signal?: AbortSignal): Promise<Message | null> {
-    const head = await this.#take(5, signal);
+    const head = await this.take(5, signal);
     if (head === null) return null;
     const len = new DataView(head.buffer).getInt32(1);
     if (len < 4) return null;
-    const body = await this.#take(len - 4, signal);
+    const body = await this.take(len - 4, signal);
     if (body === null) return null;
-    return { type: String.fromCharCode(head[0] ?? 0), body };
+    return { type: head[0] ?? 0, body };
   }
-}
-
-/** Builds a backend message: type byte, int32 length, body. */
-export function encodeMessage(type: string, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + body.length);
-  out[0] = type.charCodeAt(0);
-  new DataView(out.buffer).setInt32(1, 4 + body.length);
-  out.set(body, 5);
-  return out;
-}
-
-/** What an ErrorResponse or NoticeResponse carries. */
-export interface ReportFields {
-  readonly severity: "FATAL" | "ERROR" | "WARNING" | "NOTICE" | "PANIC" | "LOG" | "INFO";
-  readonly code: string;
-  readonly message: string;
-  readonly detail?: string;
-  readonly hint?: string;
-}
-
-function encodeFields(f: ReportFields): Uint8Array {
-  const parts: Uint8Array[] = [];
-  const add = (tag: string, value: string | undefined) => {
-    if (value === undefined) return;
-    parts.push(encoder.encode(tag + value + "\0"));
-  };
-  add("S", f.severity);
-  add("V", f.severity);
-  add("C", f.code);
-  add("M", f.message);
-  add("D", f.detail);
-  add("H", f.hint);
-  parts.push(Uint8Array.of(0));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
-/** An ErrorResponse ('E'). */
-export function encodeErrorResponse(f: ReportFields): Uint8Array {
-  return encodeMessage("E", encodeFields(f));
-}
-
-/** A NoticeResponse ('N'), which is how a WARNING reaches the client. */
-export function encodeNoticeResponse(f: ReportFields): Uint8Array {
-  return encodeMessage("N", encodeFields(f));
-}
-
-/** Parses the fields of an ErrorResponse or NoticeResponse body (by field tag). */
-export function decodeFields(body: Uint8Array): Record<string, string> {
-  const out: Record<string, string> = {};
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const tag = String.fromCharCode(body[i] ?? 0);
-    const end = body.indexOf(0, i + 1);
-    if (end < 0) break;
-    out[tag] = decoder.decode(body.subarray(i + 1, end));
-    i = end + 1;
-  }
-  return out;
-}
-
-/**
- * PostgreSQL's report_fork_failure_to_client: when no child could be started
- * there is nobody to speak the protocol, so the postmaster writes a bare
- * 'E' and a NUL-terminated text, which libpq prints as it is.
- */
-export function encodeForkFailure(reason: string): Uint8Array {
-  const text = encoder.encode(`could not fork new process for connection: ${reason}\n\0`);
-  const out = new Uint8Array(1 + text.length);
-  out[0] = 0x45;
-  out.set(text, 1);
-  return out;
 }
