@@ -27,6 +27,7 @@ import type {
   SessionStartup,
   TransactionStatus,
 } from "./types.ts";
+import { rejectionFor } from "../postmaster/deadend.ts";
 
 /** Frame types, backend → engine. */
 const F_START = 0x53; // 'S' JSON SessionStartup
@@ -285,8 +286,7 @@ export function connectRemoteEngine(connect: () => Promise<Connection>): Engine 
   const open = () => (channel ??= connect().then(
     (c) => new RemoteChannel(c),
     (e) => {
-      throw new PgError(ERRCODE.CANNOT_CONNECT_NOW, "the database system is in recovery mode", {
-        severity: "FATAL",
+      throw rejectionFor("CAC_RECOVERY", {
         detail: `The engine cannot be reached: ${e instanceof Error ? e.message : String(e)}.`,
       });
     },

@@ -28,32 +28,37 @@ export type CACState =
   | "CAC_RECOVERY"
   | "CAC_TOOMANY";
 
-export interface Rejection {
-  readonly code: string;
-  readonly message: string;
-  readonly detail?: string;
-}
-
-/** The FATAL a rejected client reads, as backend_startup.c words it. */
-export function rejectionFor(cac: Exclude<CACState, "CAC_OK">): Rejection {
+/**
+ * The FATAL a rejected client reads, as backend_startup.c words it (a
+ * dead-end, an HTTP run turned away, a backend that cannot reach the engine
+ * during crash recovery). `detail` stands in for the state's own.
+ */
+export function rejectionFor(
+  cac: Exclude<CACState, "CAC_OK">,
+  options: { detail?: string } = {},
+): PgError {
+  const fatal = (code: string, message: string, detail?: string) => {
+    const d = options.detail ?? detail;
+    return new PgError(code, message, {
+      severity: "FATAL",
+      ...(d === undefined ? {} : { detail: d }),
+    });
+  };
   switch (cac) {
     case "CAC_STARTUP":
-      return { code: ERRCODE.CANNOT_CONNECT_NOW, message: "the database system is starting up" };
+      return fatal(ERRCODE.CANNOT_CONNECT_NOW, "the database system is starting up");
     case "CAC_NOTCONSISTENT":
-      return {
-        code: ERRCODE.CANNOT_CONNECT_NOW,
-        message: "the database system is not yet accepting connections",
-        detail: "Consistent recovery state has not been yet reached.",
-      };
+      return fatal(
+        ERRCODE.CANNOT_CONNECT_NOW,
+        "the database system is not yet accepting connections",
+        "Consistent recovery state has not been yet reached.",
+      );
     case "CAC_SHUTDOWN":
-      return { code: ERRCODE.CANNOT_CONNECT_NOW, message: "the database system is shutting down" };
+      return fatal(ERRCODE.CANNOT_CONNECT_NOW, "the database system is shutting down");
     case "CAC_RECOVERY":
-      return {
-        code: ERRCODE.CANNOT_CONNECT_NOW,
-        message: "the database system is in recovery mode",
-      };
+      return fatal(ERRCODE.CANNOT_CONNECT_NOW, "the database system is in recovery mode");
     case "CAC_TOOMANY":
-      return { code: ERRCODE.TOO_MANY_CONNECTIONS, message: "sorry, too many clients already" };
+      return fatal(ERRCODE.TOO_MANY_CONNECTIONS, "sorry, too many clients already");
     default: {
       const never: never = cac;
       throw new TypeError(`Unknown CAC state: ${String(never)}`);
@@ -71,7 +76,7 @@ export function rejectionFor(cac: Exclude<CACState, "CAC_OK">): Rejection {
  */
 export function serveDeadEnd(
   conn: Connection,
-  rejection: Rejection,
+  rejection: PgError,
   options: { timeoutMs: number; abort?: AbortSignal; ssl?: SslServer | null },
 ): Promise<void> {
   return new Promise<void>((resolve) => {
@@ -126,14 +131,7 @@ export function serveDeadEnd(
         // A cancel request, a bad packet or a timeout gets no answer: the
         // client either expects none or is not speaking the protocol.
         if (packet.type === "startup") {
-          client.write(
-            encodeErrorResponse(
-              new PgError(rejection.code, rejection.message, {
-                severity: "FATAL",
-                ...(rejection.detail === undefined ? {} : { detail: rejection.detail }),
-              }),
-            ),
-          );
+          client.write(encodeErrorResponse(rejection));
           client.end();
         } else {
           client.destroy();

@@ -13,7 +13,6 @@
  * from the server loop, except `acceptConnection`, which only enqueues.
  */
 
-import { PgError } from "../elog.ts";
 import { canAcceptConnections, rejectionFor } from "./deadend.ts";
 import { awaitFirstPacket } from "./firstpacket.ts";
 import type { AcceptedConnection } from "../adapter.ts";
@@ -98,13 +97,7 @@ export function admitBackendRun(
     child = null;
   }
   if (child === null) {
-    const r = rejectionFor(cac === "CAC_OK" ? "CAC_TOOMANY" : cac);
-    ev.admitted(
-      new PgError(r.code, r.message, {
-        severity: "FATAL",
-        ...(r.detail === undefined ? {} : { detail: r.detail }),
-      }),
-    );
+    ev.admitted(rejectionFor(cac === "CAC_OK" ? "CAC_TOOMANY" : cac));
     return;
   }
   if (ev.activity !== undefined) child.activity = ev.activity;

@@ -12,11 +12,11 @@
  * against them (`processCancelRequest`), whatever front end read it.
  */
 
-import { ereport } from "../elog.ts";
+import { ereport, type PgError } from "../elog.ts";
 import { TRIVIAL_STARTUP_ENTRY } from "./auxmains.ts";
 import { backendTypeDesc, SIGNAL_NUMBERS } from "./backendtype.ts";
 import type { BackgroundWorkerSpec } from "./bgworker.ts";
-import { type CACState, type Rejection, rejectionFor, serveDeadEnd } from "./deadend.ts";
+import { type CACState, rejectionFor, serveDeadEnd } from "./deadend.ts";
 import { bytesToParam, replaying } from "./firstpacket.ts";
 import type { SslServer } from "../backend/secure.ts";
 import type {
@@ -306,7 +306,7 @@ export class PostmasterChildren {
   }
 
   /** Turns a client away with a FATAL (a dead-end backend), without blocking the loop. */
-  startDeadEnd(conn: Connection, rejection: Rejection, timeoutMs: number): void {
+  startDeadEnd(conn: Connection, rejection: PgError, timeoutMs: number): void {
     const child = this.registry.allocDeadEnd(conn);
     const abort = new AbortController();
     this.#deadEnds.set(child.id, abort);

@@ -33,6 +33,7 @@ import type {
   Listener,
   NetAdapter,
 } from "../adapter.ts";
+import { rejectionFor } from "./deadend.ts";
 import { acceptConnection, admitBackendRun, backendStartup, maxLiveBackends } from "./pmadmit.ts";
 import { type BackendActivity, btmask, btmaskAllExcept, ChildRegistry } from "./pmchild.ts";
 import { type ChildInfo, LOG, PMContext, type PostmasterHooks } from "./pmcontext.ts";
@@ -187,9 +188,7 @@ export class Postmaster extends EventTarget {
     return new Promise((resolve, reject) => {
       const admitted = (error: Error | null) => error === null ? resolve() : reject(error);
       if (this.#pm.exitCode !== null || !this.#started) {
-        admitted(
-          new PgError("57P03", "the database system is shutting down", { severity: "FATAL" }),
-        );
+        admitted(rejectionFor("CAC_SHUTDOWN"));
         return;
       }
       this.#enqueue({
