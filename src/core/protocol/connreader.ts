@@ -5,8 +5,9 @@
  * packet (the first steps of ProcessStartupPacket: GSSENCRequest, and
  * SSLRequest unless the caller runs SSL, refused with 'N', as often as the
  * client asks) and one typed message. A dead-end (src/core/postmaster/
- * deadend.ts) reads its client with it; a backend frames its client with
- * MessageReader over ClientInput instead.
+ * deadend.ts) reads its client with it, the upstream engine its server's
+ * startup answers (src/engines/upstream/connect.ts); a backend frames its
+ * client with MessageReader over ClientInput instead.
  *
  * It owns the connection's `onData` and `onClose` while in use and never
  * writes anything the caller did not ask for, except the one-byte 'N' that
@@ -49,8 +50,10 @@ export class ConnectionReader {
   #closed = false;
   #wake: (() => void) | null = null;
 
-  constructor(conn: Connection) {
+  /** `initial`: bytes already read from `conn` (by an earlier reader), taken first. */
+  constructor(conn: Connection, options: { initial?: Uint8Array } = {}) {
     this.#conn = conn;
+    if (options.initial !== undefined) this.#buf = options.initial.slice();
     conn.onData = (chunk) => {
       const next = new Uint8Array(this.#buf.length + chunk.length);
       next.set(this.#buf);
@@ -107,6 +110,11 @@ export class ConnectionReader {
     next.set(this.#buf, 1);
     this.#buf = next;
     return head[0] ?? null;
+  }
+
+  /** A copy of the bytes read and not taken; they stay for the next `take`. */
+  buffered(): Uint8Array {
+    return this.#buf.slice();
   }
 
   /** Stops reading the connection and hands over the bytes read and not taken (to a TLS session). */

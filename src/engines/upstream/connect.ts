@@ -20,6 +20,7 @@ import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { Connection } from "../../core/adapter.ts";
 import {
   BE,
+  ConnectionReader,
   type Message,
   MessageWriter,
   parseAuthenticationRequest,
@@ -329,56 +330,27 @@ async function negotiateSsl(
  * concatenated. What is left unread is handed on unparsed.
  */
 export class UpstreamInput {
-  #buf: Uint8Array = new Uint8Array(0);
-  #eof = false;
-  #wake: (() => void) | null = null;
+  #reader: ConnectionReader;
 
   constructor(conn: Connection, initial: Uint8Array = new Uint8Array(0)) {
-    this.#buf = initial;
-    conn.onData = (chunk) => {
-      const next = new Uint8Array(this.#buf.length + chunk.length);
-      next.set(this.#buf);
-      next.set(chunk, this.#buf.length);
-      this.#buf = next;
-      this.#notify();
-    };
-    conn.onClose = () => {
-      this.#eof = true;
-      this.#notify();
-    };
-    conn.resume();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
-
-  #read(): Message | null {
-    const b = this.#buf;
-    if (b.length < 5) return null;
-    const len = new DataView(b.buffer, b.byteOffset, b.byteLength).getInt32(1);
-    if (len < 4 || len > MAX_SHORT_MESSAGE) {
-      throw new Error(`message of type ${b[0]} with invalid length ${len}`);
-    }
-    if (b.length < len + 1) return null;
-    this.#buf = b.subarray(len + 1);
-    return { type: b[0] as number, body: b.subarray(5, len + 1) };
+    this.#reader = new ConnectionReader(conn, { initial });
   }
 
   async next(): Promise<Message | null> {
-    for (;;) {
-      const m = this.#read();
-      if (m !== null) return m;
-      if (this.#eof) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
+    const head = await this.#reader.take(5);
+    if (head === null) return null;
+    const len = new DataView(head.buffer, head.byteOffset, head.byteLength).getInt32(1);
+    if (len < 4 || len > MAX_SHORT_MESSAGE) {
+      throw new Error(`message of type ${head[0]} with invalid length ${len}`);
     }
+    const body = await this.#reader.take(len - 4);
+    if (body === null) return null;
+    return { type: head[0] as number, body };
   }
 
   /** Bytes not read yet. */
   rest(): Uint8Array {
-    return this.#buf.slice();
+    return this.#reader.buffered();
   }
 }
 
