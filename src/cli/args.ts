@@ -7,6 +7,8 @@
 
 import process from "node:process";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ERRCODE, isPgError, PgError } from "../core/elog.ts";
+import type { Guc } from "../core/guc/guc.ts";
 
 export const PROGNAME = "pgts";
 export const PGTS_VERSION = "0.1.0";
@@ -82,4 +84,39 @@ export function dataDirFrom(verb: string, value: unknown, io: CliIO): string {
   );
   io.err(`Try "${PROGNAME} ${verb} --help" for more information.\n`);
   throw new CliExit(1);
+}
+
+/**
+ * The settings a server verb is started with, in the order they apply: its
+ * own options' (`first`: -p, --engine), then each `-c NAME=VALUE` (dashes
+ * in NAME read as underscores, as postgres reads them). An item without
+ * "=" is FATAL 42601.
+ */
+export function settingOverrides(
+  items: readonly string[] | undefined,
+  first: readonly [string, string][] = [],
+): [string, string][] {
+  const overrides: [string, string][] = [...first];
+  for (const item of items ?? []) {
+    const eq = item.indexOf("=");
+    if (eq < 0) {
+      throw new PgError(ERRCODE.SYNTAX_ERROR, `-c ${item} requires a value`, {
+        severity: "FATAL",
+      });
+    }
+    overrides.push([item.slice(0, eq).replace(/-/g, "_"), item.slice(eq + 1)]);
+  }
+  return overrides;
+}
+
+/** Sets them as command-line settings; a value the setting refuses is FATAL with its own error. */
+export function applyOverrides(guc: Guc, overrides: readonly [string, string][]): void {
+  for (const [name, value] of overrides) {
+    try {
+      guc.set(name, value, { source: "argv" });
+    } catch (e) {
+      if (isPgError(e)) throw new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" });
+      throw e;
+    }
+  }
 }

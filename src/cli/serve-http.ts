@@ -26,14 +26,21 @@ import { Guc } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ListenAddress } from "../core/adapter.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
-import { isUpstreamUrl, parseUpstreamUrl, redact } from "../engines/upstream/url.ts";
+import { checkEngineSetting, isUpstreamUrl, redact } from "../engines/upstream/url.ts";
 import { poolModesOf, poolSettingsOf, poolsTransactions } from "../engines/upstream/pool.ts";
 import type { HttpEngineConfig } from "../http/server.ts";
 import { authFileReader } from "../adapters/node/auth-file-reader.ts";
 import { nodeConfigReader } from "../adapters/node/config-reader.ts";
 import { openDataDirectory } from "../adapters/node/datadir.ts";
 import { stderrSink } from "../adapters/node/logfiles.ts";
-import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
+import {
+  applyOverrides,
+  type CliIO,
+  dataDirFrom,
+  parseVerbArgs,
+  PROGNAME,
+  settingOverrides,
+} from "./args.ts";
 
 export const SERVE_HTTP_USAGE =
   `${PROGNAME} serve-http [-D DATADIR] [--engine URL] [--port PORT] ` +
@@ -113,46 +120,10 @@ function portOption(name: string, value: string | undefined, fallback: number): 
   return n;
 }
 
-/** `-c NAME=VALUE` items and `--engine`, in the order they apply. */
-function overridesFrom(v: { engine?: string; c?: string[] }): [string, string][] {
-  const overrides: [string, string][] = [];
-  if (v.engine !== undefined) overrides.push(["engine", v.engine]);
-  for (const item of v.c ?? []) {
-    const eq = item.indexOf("=");
-    if (eq < 0) {
-      throw new PgError(ERRCODE.SYNTAX_ERROR, `-c ${item} requires a value`, {
-        severity: "FATAL",
-      });
-    }
-    overrides.push([item.slice(0, eq).replace(/-/g, "_"), item.slice(eq + 1)]);
-  }
-  return overrides;
-}
-
-function applyOverrides(guc: Guc, overrides: readonly [string, string][]): void {
-  for (const [name, value] of overrides) {
-    try {
-      guc.set(name, value, { source: "argv" });
-    } catch (e) {
-      if (isPgError(e)) throw new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" });
-      throw e;
-    }
-  }
-}
-
 /** The `engine` setting as the HTTP adapter's engine: the directory's PGlite, or an upstream. */
 function httpEngine(guc: Guc, dataDir: string | null): HttpEngineConfig {
   const setting = guc.getString("engine");
-  if (isUpstreamUrl(setting)) {
-    try {
-      parseUpstreamUrl(setting);
-    } catch (e) {
-      throw new PgError(
-        ERRCODE.INVALID_PARAMETER_VALUE,
-        `invalid value for parameter "engine": ${(e as Error).message}`,
-        { severity: "FATAL" },
-      );
-    }
+  if (checkEngineSetting(setting)) {
     const modes = poolModesOf(guc);
     // auth_file relative to the data directory, else to where serve-http runs.
     const authFile = authFileReader(() => guc.getString("auth_file"), dataDir ?? process.cwd());
@@ -197,7 +168,7 @@ export async function runServeHttp(args: string[], io: CliIO): Promise<number> {
   configureLogging(new Guc(), { sink: stderrSink, process: proc });
   let overrides: [string, string][];
   try {
-    overrides = overridesFrom(v);
+    overrides = settingOverrides(v.c, v.engine === undefined ? [] : [["engine", v.engine]]);
   } catch (e) {
     report(e);
     return 1;

@@ -12,7 +12,7 @@ import { resolve } from "node:path";
 import process from "node:process";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
 import { OPTS_FILE } from "../core/datadir.ts";
-import { ereport, ERRCODE, isPgError, PgError } from "../core/elog.ts";
+import { ereport, ERRCODE, isPgError } from "../core/elog.ts";
 import { Guc } from "../core/guc/guc.ts";
 import { splitList } from "../core/guc/values.ts";
 import { configureLogging, type LogLinePrefix } from "../core/log.ts";
@@ -20,7 +20,14 @@ import { nodeConfigReader } from "../adapters/node/config-reader.ts";
 import { openDataDirectory } from "../adapters/node/datadir.ts";
 import { stderrSink } from "../adapters/node/logfiles.ts";
 import { type AdapterName, adapterNamed, ADAPTERS, runServer } from "../server/server.ts";
-import { type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
+import {
+  applyOverrides,
+  type CliIO,
+  dataDirFrom,
+  parseVerbArgs,
+  PROGNAME,
+  settingOverrides,
+} from "./args.ts";
 
 /** Everything the postmaster gets from `pgts start`. */
 export interface StartServerOptions {
@@ -140,28 +147,10 @@ export async function runStart(args: string[], io: CliIO): Promise<number> {
     // On errors, load() logs each one with its file and line, then throws
     // FATAL "configuration file ... contains errors".
     guc.load();
-    const overrides: [string, string][] = [];
-    if (v.port !== undefined) overrides.push(["port", v.port]);
-    if (v.engine !== undefined) overrides.push(["engine", v.engine]);
-    for (const item of v.c ?? []) {
-      const eq = item.indexOf("=");
-      if (eq < 0) {
-        throw new PgError(ERRCODE.SYNTAX_ERROR, `-c ${item} requires a value`, {
-          severity: "FATAL",
-        });
-      }
-      overrides.push([item.slice(0, eq).replace(/-/g, "_"), item.slice(eq + 1)]);
-    }
-    for (const [name, value] of overrides) {
-      try {
-        guc.set(name, value, { source: "argv" });
-      } catch (e) {
-        if (isPgError(e)) {
-          throw new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" });
-        }
-        throw e;
-      }
-    }
+    const first: [string, string][] = [];
+    if (v.port !== undefined) first.push(["port", v.port]);
+    if (v.engine !== undefined) first.push(["engine", v.engine]);
+    applyOverrides(guc, settingOverrides(v.c, first));
     const log = configureLogging(guc, { sink: stderrSink, process: proc });
     lock = dataDir.lock({
       pid: process.pid,

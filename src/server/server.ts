@@ -14,7 +14,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseHba } from "../core/auth/mod.ts";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
-import { ereport, ERRCODE, PgError } from "../core/elog.ts";
+import { ereport } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
 import { type LogLinePrefix, setLogPrefixLookup } from "../core/log.ts";
 import { parsePreloadLibraries } from "../core/guc/preload.ts";
@@ -30,8 +30,8 @@ import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
 import { defaultAdapter, inRealmNetAdapter } from "../adapters/runtime.ts";
 import {
+  checkEngineSetting,
   isUpstreamUrl,
-  parseUpstreamUrl,
   poolModesOf,
   poolsTransactions,
 } from "../engines/upstream/mod.ts";
@@ -174,18 +174,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   // engine = 'postgres://...': in session mode backends dial the upstream
   // themselves and there is no engine child.
   const engineSetting = guc.getString("engine");
-  const upstream = isUpstreamUrl(engineSetting);
-  if (upstream) {
-    try {
-      parseUpstreamUrl(engineSetting);
-    } catch (e) {
-      throw new PgError(
-        ERRCODE.INVALID_PARAMETER_VALUE,
-        `invalid value for parameter "engine": ${(e as Error).message}`,
-        { severity: "FATAL" },
-      );
-    }
-  }
+  const upstream = checkEngineSetting(engineSetting);
   const { launcher, net, engine: engineKind } = await runtimeAdapters(adapterName, guc);
   // In transaction mode the upstream connections are shared: the engine
   // child owns the pool, and backends reach it as they reach PGlite. When

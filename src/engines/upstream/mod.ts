@@ -18,6 +18,7 @@ export {
 export { UpstreamEngine, type UpstreamEngineOptions } from "./engine.ts";
 export { UpstreamSession } from "./session.ts";
 export {
+  checkEngineSetting,
   isUpstreamUrl,
   NO_SSL,
   parseUpstreamUrl,

@@ -18,6 +18,8 @@
  * prefer-standby); `address`, `display` and `ssl` are the first host's.
  */
 
+import { ERRCODE, PgError } from "../../core/elog.ts";
+
 /** Where the upstream listens. */
 export type UpstreamAddress =
   | { readonly family: "tcp"; readonly host: string; readonly port: number }
@@ -105,6 +107,25 @@ const PARAMETERS = [
 /** True when `value` is an upstream URL rather than an engine name. */
 export function isUpstreamUrl(value: string): boolean {
   return /^postgres(ql)?:\/\//.test(value);
+}
+
+/**
+ * The `engine` setting as a server reads it at start (`pgts start`,
+ * `serve-http`): true for an upstream URL, checked, false for an engine
+ * name; a URL that does not parse is FATAL 22023, as a bad setting is.
+ */
+export function checkEngineSetting(value: string): boolean {
+  if (!isUpstreamUrl(value)) return false;
+  try {
+    parseUpstreamUrl(value);
+  } catch (e) {
+    throw new PgError(
+      ERRCODE.INVALID_PARAMETER_VALUE,
+      `invalid value for parameter "engine": ${(e as Error).message}`,
+      { severity: "FATAL" },
+    );
+  }
+  return true;
 }
 
 /** Parses the URL; a RangeError says what is wrong with it. */
