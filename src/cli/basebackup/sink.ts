@@ -11,7 +11,6 @@
 import {
   closeSync,
   createWriteStream,
-  fstatSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -20,6 +19,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import { createGzip, type Gzip } from "node:zlib";
+import { fsyncTree } from "../../engines/pglite/clustercopy.ts";
 import { TAR_BLOCK, tarHeader } from "../../engines/pglite/tar.ts";
 
 export interface BackupSink {
@@ -51,8 +51,6 @@ async function* exactly(
 export class PlainSink implements BackupSink {
   readonly #root: string;
   readonly #sync: boolean;
-  /** Written files and directories, fsynced at the end (pg_basebackup's sync of the whole directory). */
-  readonly #written: string[] = [];
 
   constructor(root: string, options: { sync: boolean }) {
     this.#root = root;
@@ -62,7 +60,6 @@ export class PlainSink implements BackupSink {
   directory(name: string, mode: number): Promise<void> {
     const path = join(this.#root, name);
     mkdirSync(path, { recursive: true, mode });
-    this.#written.push(path);
     return Promise.resolve();
   }
 
@@ -82,36 +79,17 @@ export class PlainSink implements BackupSink {
     } finally {
       closeSync(fd);
     }
-    this.#written.push(path);
   }
 
   /**
-   * fsyncs every file, then every directory (deepest first, the root last),
-   * after the copy rather than file by file: by then the kernel has written
-   * most of it back, and the copy never waited for the disk.
+   * fsyncs every file, then every directory (deepest first, the root and
+   * its parent last: fsyncTree, as a copied cluster is synced), after the
+   * copy rather than file by file: by then the kernel has written most of it
+   * back, and the copy never waited for the disk. The directory was empty
+   * or new (checked before the copy), so the tree is what was written.
    */
   close(): Promise<void> {
-    if (!this.#sync) return Promise.resolve();
-    const dirs = [this.#root];
-    for (const path of this.#written) {
-      const fd = openSync(path, "r");
-      try {
-        if (fstatSync(fd).isDirectory()) dirs.push(path);
-        else fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
-    dirs.sort((a, b) => b.length - a.length);
-    for (const dir of dirs) {
-      const fd = openSync(dir, "r");
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
-    return Promise.resolve();
+    return this.#sync ? fsyncTree(this.#root) : Promise.resolve();
   }
 }
 
