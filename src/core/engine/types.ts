@@ -9,9 +9,10 @@
  */
 
 import type { PgError } from "../elog.ts";
+import type { TransactionStatus } from "../protocol/constants.ts";
 
-/** ReadyForQuery's transaction status: idle, in a transaction block, or in a failed one. */
-export type TransactionStatus = "I" | "T" | "E";
+/** ReadyForQuery's transaction status, defined with the protocol's constants. */
+export type { TransactionStatus };
 
 /** What the backend learned from the client's StartupMessage. */
 export interface SessionStartup {
