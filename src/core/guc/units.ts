@@ -87,7 +87,8 @@ export type IntParse =
   | { readonly ok: true; readonly value: number }
   | { readonly ok: false; readonly hint?: string };
 
-const INT_MAX = 2147483647;
+/** The largest int setting (C's INT_MAX, as guc.c bounds them). */
+export const INT_MAX = 2147483647;
 const INT_MIN = -2147483648;
 
 // C's strtol with base 0: optional sign, then hex (0x), octal (leading 0) or decimal.

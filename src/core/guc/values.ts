@@ -9,6 +9,9 @@
 import { PgError } from "../elog.ts";
 import { formatWithUnit, type GucUnit, parseIntWithUnit, unitName } from "./units.ts";
 
+/** PostgreSQL's MAX_BACKENDS: the bound of max_connections and the pool sizes. */
+export const MAX_BACKENDS = 262143;
+
 /**
  * When a parameter may be set, PostgreSQL's GucContext, mildest last:
  * internal (never), postmaster (at start), sighup (start or reload),

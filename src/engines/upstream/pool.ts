@@ -33,7 +33,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
-import { parsePoolModeList } from "../../core/guc/tables.ts";
+import { parsePoolModeList } from "../../core/guc/tables_pool.ts";
 import type { Engine, RoleInfo, ScramLogin, SessionStartup } from "../../core/engine/types.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
 import { NOT_SESSION_STATE } from "./client-settings.ts";
