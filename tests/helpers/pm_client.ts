@@ -1,8 +1,8 @@
 /**
  * A tiny frontend for postmaster tests over in-memory sockets: sends a
  * startup packet and simple queries, reads backend messages. Real clients
- * (psql, node-postgres) are for the end-to-end tests; this one exists so the
- * postmaster can be tested before the protocol module lands.
+ * (psql, node-postgres) are for the end-to-end tests; this one speaks to
+ * test_backend.ts's backends and the postmaster's dead-ends in-process.
  */
 
 import type { Connection } from "../../src/core/adapter.ts";

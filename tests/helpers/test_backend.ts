@@ -1,6 +1,7 @@
 /**
- * A backend main for postmaster tests, until the protocol module lands: it
- * reads the startup packet, takes one of max_connections from the postmaster
+ * A backend main for postmaster tests, so that they run without the real
+ * backend (src/core/backend) and an engine behind it: it reads the startup
+ * packet (ConnectionReader), takes one of max_connections from the postmaster
  * (FATAL 53300 when none is left), answers AuthenticationOk and ReadyForQuery, and
  * echoes each simple query back as a one-row result. A few queries drive
  * the tests:
