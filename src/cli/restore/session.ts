@@ -20,6 +20,7 @@ import {
 import type { NoticeFields } from "../../core/protocol/backend-reader.ts";
 import { UpstreamInput } from "../../engines/upstream/connect.ts";
 import { FE } from "../../core/protocol/constants.ts";
+import { concatBytes } from "../../core/protocol/msgbuf.ts";
 
 /** What the server said about one statement. */
 export interface StatementError {
@@ -116,12 +117,7 @@ export class ScriptSession {
     let size = 0;
     const flush = async () => {
       if (size === 0) return;
-      const chunk = new Uint8Array(size);
-      let at = 0;
-      for (const p of parts) {
-        chunk.set(p, at);
-        at += p.length;
-      }
+      const chunk = concatBytes(parts, size);
       parts.length = 0;
       size = 0;
       if (!this.#conn.write(MessageWriter.encode((w) => writeCopyData(w, chunk)))) {

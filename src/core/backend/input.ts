@@ -19,6 +19,7 @@ export const INPUT_HIGH_WATER = 1024 * 1024;
 
 import type { PgError } from "../elog.ts";
 import type { Message, MessageReader } from "../protocol/mod.ts";
+import { concatBytes } from "../protocol/msgbuf.ts";
 import type { Connection } from "../adapter.ts";
 
 export class ClientInput {
@@ -211,14 +212,7 @@ export class ClientInput {
 /** Empties `chunks` into one array (the chunk itself when there is one). */
 function takeAll(chunks: Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks.pop()!;
-  let size = 0;
-  for (const c of chunks) size += c.length;
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
+  const all = concatBytes(chunks);
   chunks.length = 0;
   return all;
 }

@@ -19,6 +19,7 @@ import { ERRCODE, isPgError, PgError, type Severity } from "../elog.ts";
 import { answersExpected, endsWithReadyForQuery } from "../protocol/pipeline.ts";
 import type { Connection } from "../adapter.ts";
 import { ByteQueue } from "../protocol/bytequeue.ts";
+import { concatBytes } from "../protocol/msgbuf.ts";
 import type {
   BackendOutput,
   Engine,
@@ -57,18 +58,6 @@ function frame(type: number, payload: Uint8Array): Uint8Array {
 
 /** Bytes of an exec's answer gathered before they are written anyway. */
 const BATCH_LIMIT = 64 * 1024;
-
-function concatFrames(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 interface SerializedError {
   code: string;
@@ -168,7 +157,7 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
       const parts = batch;
       batch = [];
       batched = 0;
-      write(parts.length === 1 ? parts[0]! : concatFrames(parts));
+      write(parts.length === 1 ? parts[0]! : concatBytes(parts));
     };
     const send = (type: number, payload: Uint8Array) => {
       if (batch !== null) {

@@ -18,6 +18,7 @@
 
 import { ereport } from "../elog.ts";
 import { MAX_STARTUP_PACKET_LENGTH } from "../protocol/constants.ts";
+import { concatBytes } from "../protocol/msgbuf.ts";
 import type { ChildEnv, Connection } from "../adapter.ts";
 import { TLS_HANDSHAKE_BYTE } from "../backend/secure.ts";
 
@@ -85,12 +86,7 @@ function packetIsWhole(b: Uint8Array): boolean {
 }
 
 function joined(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
+  const out = concatBytes(chunks, size);
   chunks.length = 0;
   chunks.push(out);
   return out;

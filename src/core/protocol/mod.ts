@@ -24,7 +24,7 @@
 
 export * from "./constants.ts";
 export { CommError, isCommError } from "./errors.ts";
-export { MessageBuffer } from "./msgbuf.ts";
+export { concatBytes, MessageBuffer } from "./msgbuf.ts";
 export { MessageWriter } from "./writer.ts";
 export {
   type Allocator,

@@ -116,3 +116,16 @@ export class MessageBuffer {
 export function decodeUtf8(bytes: Uint8Array): string {
   return bytes.length === 0 ? "" : utf8.decode(bytes);
 }
+
+/** `parts` as one array, in order (`size`, their total length, when the caller knows it). */
+export function concatBytes(parts: readonly Uint8Array[], size?: number): Uint8Array {
+  let n = size ?? 0;
+  if (size === undefined) { for (const p of parts) n += p.length; }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
