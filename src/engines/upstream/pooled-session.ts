@@ -24,6 +24,11 @@
  * to what it added, put its own answers in their place, and knows what the
  * upstream skips after an error (everything up to the next Sync).
  *
+ * Where the session stands with its connection is one `SessionState`
+ * (idle, waiting, active, closing, ended), changed only by `#changeState`
+ * (pgbouncer's change_client_state); the exchange on the connection (the
+ * request queue, what is owed, COPY IN, the exec waiting) is its data.
+ *
  * A cancel goes to the upstream backend that runs the client's statement
  * (or ends its wait for a connection, 57014). A client that leaves
  * mid-transaction has its statement cancelled, the transaction rolled back
@@ -73,6 +78,27 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/**
+ * Where a session stands with its connection:
+ * - idle: it holds none (between transactions; pinned clients never
+ *   return here once they have one).
+ * - waiting: an exec waits for a connection of its pool (`acquire`), then
+ *   for the client's settings to be put on it.
+ * - active: it holds `server`, of `pool` (its own or the read-only one).
+ * - closing: the client left; `server` (if it still holds one) is being
+ *   brought back to idle, then goes back to `pool` or is closed.
+ * - ended: by the client, the upstream's loss or KILL, for `reason`;
+ *   nothing leaves this state.
+ */
+type SessionState =
+  | { readonly name: "idle" }
+  | { readonly name: "waiting"; readonly acquire: { cancel(reason: PgError): void } }
+  | { readonly name: "active"; readonly server: PoolServer; readonly pool: Pool }
+  | { readonly name: "closing"; readonly server: PoolServer | null; readonly pool: Pool }
+  | { readonly name: "ended"; readonly reason: PgError };
+
+const IDLE: SessionState = { name: "idle" };
+
 let nextSessionId = 1;
 
 export class PooledSession implements EngineSession, ServerHandler {
@@ -91,10 +117,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   /** The client's protocol statements: its name → the pool's statement. */
   #statements = new Map<string, SharedStatement>();
 
-  #server: PoolServer | null = null;
-  /** The pool `#server` came from: the session's own, or its read-only companion. */
-  #serverPool: Pool;
-  #waiting: { cancel(reason: PgError): void } | null = null;
+  #state: SessionState = IDLE;
   /** Why the client keeps its connection for good; null while it does not. */
   #pinned: string | null = null;
   #queue: Request[] = [];
@@ -114,8 +137,8 @@ export class PooledSession implements EngineSession, ServerHandler {
   #onDrained: (() => void) | null = null;
   /** The upstream sent a FATAL: its loss needs no message of pgts's own. */
   #fatalSent = false;
-  #ended: PgError | null = null;
-  #closing: Promise<void> | null = null;
+  /** close()'s promise: once the client has left, nothing more is relayed to it. */
+  #leaving: Promise<void> | null = null;
 
   constructor(engine: UpstreamPool, options: {
     pool: Pool;
@@ -124,7 +147,6 @@ export class PooledSession implements EngineSession, ServerHandler {
   }) {
     this.#engine = engine;
     this.#pool = options.pool;
-    this.#serverPool = options.pool;
     this.#startup = options.startup;
     this.#onEnd = options.onEnd;
     if (this.#pool.mode === "session") this.#pinned = "pool_mode is session";
@@ -140,6 +162,37 @@ export class PooledSession implements EngineSession, ServerHandler {
     return this.#status;
   }
 
+  /**
+   * The one writer of the session's state. Not logged: it changes at
+   * every transaction of every client; the transitions are checked.
+   */
+  #changeState(next: SessionState): void {
+    const from = this.#state.name;
+    if (
+      from === "ended" || (from === "closing" && next.name !== "closing" && next.name !== "ended")
+    ) {
+      throw new TypeError(`Pooled session cannot go from ${from} to ${next.name}`);
+    }
+    this.#state = next;
+  }
+
+  /** The connection the session holds, if it does. */
+  get #server(): PoolServer | null {
+    const s = this.#state;
+    return s.name === "active" || s.name === "closing" ? s.server : null;
+  }
+
+  /** The pool the held connection came from: the session's own, or its read-only companion. */
+  get #serverPool(): Pool {
+    const s = this.#state;
+    return s.name === "active" || s.name === "closing" ? s.pool : this.#pool;
+  }
+
+  /** Why the session ended, or null. */
+  get #ended(): PgError | null {
+    return this.#state.name === "ended" ? this.#state.reason : null;
+  }
+
   /** What the console shows of it. */
   get info(): {
     startup: SessionStartup;
@@ -151,8 +204,8 @@ export class PooledSession implements EngineSession, ServerHandler {
   } {
     return {
       startup: this.#startup,
-      pool: this.#server === null ? this.#pool : this.#serverPool,
-      state: this.#waiting !== null ? "waiting" : this.#server !== null ? "active" : "idle",
+      pool: this.#serverPool,
+      state: this.#state.name === "waiting" ? "waiting" : this.#server !== null ? "active" : "idle",
       server: this.#server,
       statements: this.#statements.size,
       applicationName: this.#settings.map.get("application_name") ?? "",
@@ -166,7 +219,7 @@ export class PooledSession implements EngineSession, ServerHandler {
 
   /** An input is being answered, or waits for a connection (SUSPEND waits for none). */
   get inFlight(): boolean {
-    return this.#pending !== null || this.#waiting !== null;
+    return this.#pending !== null || this.#state.name === "waiting";
   }
 
   /**
@@ -175,13 +228,14 @@ export class PooledSession implements EngineSession, ServerHandler {
    * is closed, its state unknown.
    */
   terminate(reason: PgError): void {
+    const s = this.#state;
     const server = this.#server;
-    this.#server = null;
+    const pool = this.#serverPool;
     this.#end(reason, true);
-    this.#waiting?.cancel(reason);
+    if (s.name === "waiting") s.acquire.cancel(reason);
     if (server !== null) {
       server.handler = null;
-      this.#engine.discard(this.#serverPool, server);
+      this.#engine.discard(pool, server);
     }
   }
 
@@ -254,15 +308,13 @@ export class PooledSession implements EngineSession, ServerHandler {
       let server: PoolServer;
       try {
         const acquire = this.#engine.acquire(pool);
-        this.#waiting = acquire;
+        this.#changeState({ name: "waiting", acquire });
         server = await acquire.promise;
       } catch (e) {
-        this.#waiting = null;
         if (this.#ended !== null) throw this.#ended;
+        this.#changeState(IDLE);
         out(answerWithError(frames, asError(e)));
         return;
-      } finally {
-        this.#waiting = null;
       }
       if (this.#ended !== null) {
         this.#engine.release(pool, server);
@@ -279,12 +331,12 @@ export class PooledSession implements EngineSession, ServerHandler {
         throw this.#ended;
       }
       if (refused !== null) {
+        this.#changeState(IDLE);
         this.#engine.release(pool, server);
         out(answerWithError(frames, refused));
         return;
       }
-      this.#server = server;
-      this.#serverPool = pool;
+      this.#changeState({ name: "active", server, pool });
       server.handler = this;
       server.client = this;
       return this.#send(input, frames, out);
@@ -399,7 +451,6 @@ export class PooledSession implements EngineSession, ServerHandler {
   }
 
   lost(reason: PgError): void {
-    this.#server = null;
     this.#end(reason, true);
   }
 
@@ -460,7 +511,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   }
 
   #sink(): Out | null {
-    if (this.#closing !== null) return null;
+    if (this.#leaving !== null) return null;
     return this.#pending?.out ?? this.onAsync;
   }
 
@@ -488,7 +539,7 @@ export class PooledSession implements EngineSession, ServerHandler {
     const p = this.#pending;
     if (p === null) return;
     const server = this.#server;
-    if (!idle || server === null || this.#pinned !== null || this.#closing !== null) {
+    if (!idle || server === null || this.#pinned !== null || this.#leaving !== null) {
       this.#pending = null;
       p.resolve();
       return;
@@ -505,36 +556,41 @@ export class PooledSession implements EngineSession, ServerHandler {
     server.handler = null;
     this.#settings.readBack(server).then(() => {
       this.#pending = null;
-      if (this.#server === server) this.#giveBack(server);
+      // A client that left meanwhile has #leave give it back.
+      if (this.#server === server && this.#state.name === "active") this.#giveBack(server);
       p.resolve();
     }, (e) => {
       this.#pending = null;
-      if (this.#server === server) {
-        this.#server = null;
-        this.#engine.discard(this.#serverPool, server);
+      if (this.#server === server && this.#state.name === "active") {
+        const pool = this.#serverPool;
+        this.#changeState(IDLE);
+        this.#engine.discard(pool, server);
       }
       p.reject(e);
     });
   }
 
   #giveBack(server: PoolServer): void {
-    this.#server = null;
-    this.#engine.release(this.#serverPool, server);
+    const pool = this.#serverPool;
+    this.#changeState(IDLE);
+    this.#engine.release(pool, server);
   }
 
   /** CancelRequest to the upstream backend running the client's statement, or the end of its wait. */
   cancel(): void {
-    const w = this.#waiting;
-    if (w !== null) {
-      w.cancel(new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request"));
+    const s = this.#state;
+    if (s.name === "waiting") {
+      s.acquire.cancel(
+        new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request"),
+      );
       return;
     }
     if (this.#server !== null && this.#owed > 0) this.#server.cancel();
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#leave();
-    return this.#closing;
+    this.#leaving ??= this.#leave();
+    return this.#leaving;
   }
 
   /**
@@ -544,12 +600,17 @@ export class PooledSession implements EngineSession, ServerHandler {
    * not come back to idle in time is closed.
    */
   async #leave(): Promise<void> {
-    this.#waiting?.cancel(new PgError(ERRCODE.CONNECTION_FAILURE, "the client left"));
+    const s = this.#state;
+    if (s.name === "waiting") {
+      s.acquire.cancel(new PgError(ERRCODE.CONNECTION_FAILURE, "the client left"));
+    }
     const server = this.#server;
+    const pool = this.#serverPool;
     if (server === null) {
       this.#end(null, false);
       return;
     }
+    this.#changeState({ name: "closing", server, pool });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((
       r,
@@ -557,12 +618,12 @@ export class PooledSession implements EngineSession, ServerHandler {
     try {
       const clean = await Promise.race([this.#clean(server), timeout]);
       if (clean === "timeout" || server.closed) throw new Error("timeout");
-      this.#server = null;
-      this.#engine.release(this.#serverPool, server);
+      this.#changeState({ name: "closing", server: null, pool });
+      this.#engine.release(pool, server);
     } catch {
       if (this.#server === server) {
-        this.#server = null;
-        this.#engine.discard(this.#serverPool, server);
+        this.#changeState({ name: "closing", server: null, pool });
+        this.#engine.discard(pool, server);
       }
     } finally {
       clearTimeout(timer);
@@ -613,8 +674,10 @@ export class PooledSession implements EngineSession, ServerHandler {
   /** The session is over: by the client (`reason` null) or by the upstream's loss. */
   #end(reason: PgError | null, notify: boolean): void {
     if (this.#ended !== null) return;
-    this.#ended = reason ??
-      new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "session is closed");
+    this.#changeState({
+      name: "ended",
+      reason: reason ?? new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "session is closed"),
+    });
     this.#onEnd();
     const p = this.#pending;
     this.#pending = null;
