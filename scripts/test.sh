@@ -10,6 +10,13 @@
 # balanced by scripts/test-weights.tsv. Shard 1 prints as it goes; the
 # others' reports follow when they are done. With arguments (files or
 # filters) one bun test runs them, as before.
+#
+# The end-to-end directories in PGTS_TEST_DENO (default below; empty: none)
+# run a second time against the server under Deno: with
+# PGTS_TEST_RUNTIME=deno, tests/helpers/pgts.ts starts every server a test
+# does not give a runtime as `deno run -A mod.ts start`. Each file's Deno run
+# is an item of its own in the balance (weight key `deno:FILE`), run by its
+# shard in a second bun test after the first; the closing line counts both.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,31 +38,64 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-# Greedy balance: heaviest file first, each to the lightest shard so far.
-find tests -name '*.test.ts' | sort | awk -v shards="$shards" -v dir="$dir" '
+deno_dirs=${PGTS_TEST_DENO-tests/e2e/sql tests/e2e/postmaster tests/e2e/upstream tests/http}
+# Not run twice: files whose servers do not follow PGTS_TEST_RUNTIME (the HTTP
+# tests that serve from bun test's own process) and files that already start
+# the server under Deno themselves.
+deno_skip='^tests/http/(admin|input|neon|deno)\.test\.ts$|^tests/e2e/postmaster/deno\.test\.ts$|^tests/e2e/sql/other_runtimes_serve_the_same_sql\.test\.ts$'
+
+# One item per run of a file: "bun FILE" for every file, "deno FILE" for the
+# files of the Deno directories.
+{
+  find tests -name '*.test.ts' | sort | sed 's/^/bun\t/'
+  for d in $deno_dirs; do
+    find "$d" -name '*.test.ts' | sort | grep -Ev "$deno_skip" | sed 's/^/deno\t/'
+  done
+} >"$dir/items"
+
+# Greedy balance: heaviest run first, each to the lightest shard so far. A
+# file's Deno run not in the weights counts as its Bun run does; a file not
+# listed at all counts as 20 s.
+awk -F '\t' '
   FNR == NR {
     if ($0 !~ /^#/ && NF == 2) weight[$2] = $1
     next
   }
-  { w = ($0 in weight) ? weight[$0] : 20; print w "\t" $0 }
-' scripts/test-weights.tsv - | sort -t $'\t' -k1,1nr -k2 | awk -F '\t' -v shards="$shards" -v dir="$dir" '
+  {
+    key = ($1 == "deno") ? "deno:" $2 : $2
+    w = (key in weight) ? weight[key] : (($2 in weight) ? weight[$2] : 20)
+    print w "\t" $1 "\t" $2
+  }
+' scripts/test-weights.tsv "$dir/items" | sort -t $'\t' -k1,1nr -k3 | awk -F '\t' -v shards="$shards" -v dir="$dir" '
   {
     best = 1
     for (s = 2; s <= shards; s++) if (load[s] < load[best]) best = s
     load[best] += $1
-    print "./" $2 > (dir "/files." best)
+    print "./" $3 > (dir "/files." best "." $2)
   }
 '
 
+# A shard's Bun runs, then its Deno runs, each one bun test; shard 1 prints
+# as it goes, the others write their logs.
+run_shard() {
+  local s=$1 status=0 runtime
+  for runtime in bun deno; do
+    [ -s "$dir/files.$s.$runtime" ] || continue
+    if [ "$s" -eq 1 ]; then
+      PGTS_TEST_RUNTIME=$runtime ./node_modules/.bin/bun test --timeout 60000 \
+        $(cat "$dir/files.$s.$runtime") 2>&1 | tee "$dir/log.$s.$runtime"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    else
+      PGTS_TEST_RUNTIME=$runtime ./node_modules/.bin/bun test --timeout 60000 \
+        $(cat "$dir/files.$s.$runtime") >"$dir/log.$s.$runtime" 2>&1 || status=1
+    fi
+  done
+  return "$status"
+}
+
 pids=()
 for s in $(seq 1 "$shards"); do
-  [ -s "$dir/files.$s" ] || continue
-  if [ "$s" -eq 1 ]; then
-    (./node_modules/.bin/bun test --timeout 60000 $(cat "$dir/files.$s") 2>&1 | tee "$dir/log.$s"
-      exit "${PIPESTATUS[0]}") &
-  else
-    ./node_modules/.bin/bun test --timeout 60000 $(cat "$dir/files.$s") >"$dir/log.$s" 2>&1 &
-  fi
+  run_shard "$s" &
   pids+=("$!:$s")
 done
 
@@ -64,10 +104,12 @@ for entry in "${pids[@]}"; do
   wait "${entry%%:*}" || status=1
 done
 for s in $(seq 2 "$shards"); do
-  [ -f "$dir/log.$s" ] || continue
-  echo
-  echo "==== shard $s of $shards ===="
-  cat "$dir/log.$s"
+  for runtime in bun deno; do
+    [ -f "$dir/log.$s.$runtime" ] || continue
+    echo
+    echo "==== shard $s of $shards, server under $runtime ===="
+    cat "$dir/log.$s.$runtime"
+  done
 done
 
 passed=0
