@@ -42,7 +42,7 @@ deno_dirs=${PGTS_TEST_DENO-tests/e2e/sql tests/e2e/postmaster tests/e2e/upstream
 # Not run twice: files whose servers do not follow PGTS_TEST_RUNTIME (the HTTP
 # tests that serve from bun test's own process) and files that already start
 # the server under Deno themselves.
-deno_skip='^tests/http/(admin|input|neon|deno)\.test\.ts$|^tests/e2e/postmaster/deno\.test\.ts$|^tests/e2e/sql/other_runtimes_serve_the_same_sql\.test\.ts$'
+deno_skip='^tests/http/(admin|input|neon|deno)\.test\.ts$|^tests/e2e/upstream/http_requests_share_the_pool\.test\.ts$|^tests/e2e/postmaster/deno\.test\.ts$|^tests/e2e/sql/other_runtimes_serve_the_same_sql\.test\.ts$'
 
 # One item per run of a file: "bun FILE" for every file, "deno FILE" for the
 # files of the Deno directories.
