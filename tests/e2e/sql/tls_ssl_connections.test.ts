@@ -25,10 +25,12 @@ import {
   errorFields,
   type PgtsServer,
   psql,
+  type SqlServerOptions,
   startSqlServer,
   startupPacket,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
+import { TEST_RUNTIME } from "../../helpers/pgts.ts";
 import { TestCertificates } from "../../helpers/tls.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -106,12 +108,17 @@ function directSsl(
   });
 }
 
-const VARIANTS = [
-  { name: "Bun, default adapter (subprocess backends)", options: {} },
-  { name: "Bun, --adapter inproc", options: { adapter: "inproc" } },
-  { name: "Bun, --adapter worker", options: { adapter: "worker" } },
-  { name: "Deno, default adapter (subprocess backends)", options: { runtime: "deno" } },
-] as const;
+// The first three run under the suite's runtime (PGTS_TEST_RUNTIME); under
+// Deno they already are the Deno case, so it is not run a second time.
+const SUITE_RUNTIME = TEST_RUNTIME === "deno" ? "Deno" : "Bun";
+const VARIANTS: ReadonlyArray<{ name: string; options: SqlServerOptions }> = [
+  { name: `${SUITE_RUNTIME}, default adapter`, options: {} },
+  { name: `${SUITE_RUNTIME}, --adapter inproc`, options: { adapter: "inproc" } },
+  { name: `${SUITE_RUNTIME}, --adapter worker`, options: { adapter: "worker" } },
+  ...(TEST_RUNTIME === "deno"
+    ? []
+    : [{ name: "Deno, default adapter", options: { runtime: "deno" } } as const]),
+];
 
 /** SSLRequest, then (after the answer) `bytes` in plain text; whether the server closed. */
 function rawSslThen(s: PgtsServer, bytes: Uint8Array): Promise<{ closed: boolean }> {
