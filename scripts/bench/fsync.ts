@@ -17,7 +17,7 @@
  */
 
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -73,7 +73,16 @@ async function fsyncsPerCommit(
   clients: number,
   workload: readonly string[] = [],
 ): Promise<number> {
-  const pids = processTree(server.pid);
+  // Every thread of every process: strace -f follows only threads made
+  // after it attached, and the in-process server's fdatasyncs run on
+  // libuv's pool threads, which exist by then.
+  const pids = processTree(server.pid).flatMap((p) => {
+    try {
+      return readdirSync(`/proc/${p}/task`).map(Number);
+    } catch {
+      return [p];
+    }
+  });
   const strace = spawn("strace", [
     "-f",
     "-c",
