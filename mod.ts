@@ -64,8 +64,8 @@ export async function serveHttp(
 // A compiled binary starts its own children as `pgts --pgts-child`; such a
 // process runs the child and exits by itself.
 if (import.meta.main) {
-  const { runChildFromArgv } = await import("./src/adapters/runtime.ts");
-  if (!(await runChildFromArgv())) {
+  const { currentRuntime } = await import("./src/adapters/runtime.ts");
+  if (!(await currentRuntime().runChildFromArgv())) {
     const { default: process } = await import("node:process");
     const { main } = await import("./src/cli/main.ts");
     // ExitPostmaster's counterpart for the command: whatever handles are

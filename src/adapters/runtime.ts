@@ -1,19 +1,22 @@
 /**
- * Runtime detection, in one place: which runtime this is, and the default
- * launcher and NetAdapter for it.
+ * The runtime, chosen in one place: `currentRuntime()` detects Bun or Deno
+ * once and returns the one object through which everything else reaches
+ * what differs between them (Elysia's adapter objects are the model):
  *
- * - Bun: subprocess children (`Bun.spawn`), clients accepted by node:net and
- *   handed over as fds.
- * - Deno: subprocess children (`node:child_process` fork) by default, since
- *   only they can take a client socket (a socket cannot be posted to a
- *   Worker); `adapter: "worker"` picks Web Workers, which start and idle
- *   cheaper but relay every client byte through the postmaster and die
- *   with it.
+ * - `adapter`: the launcher and NetAdapter of a non-inproc `pgts start`.
+ *   Bun: subprocess children (`Bun.spawn`), clients accepted by node:net and
+ *   handed over as fds. Deno: subprocess children (`node:child_process`
+ *   fork) by default, since only they can take a client socket (a socket
+ *   cannot be posted to a Worker); `kind: "worker"` picks Web Workers, which
+ *   start and idle cheaper but relay every client byte through the
+ *   postmaster and die with it.
+ * - `dialer`: outgoing connections (backend → engine child, the upstream).
+ * - `inRealmNet`: listeners whose clients stay in this realm.
+ * - `serveHttp`: `Bun.serve` or `Deno.serve`.
+ * - `runChildFromArgv`: a CLI started as a pgts child runs as one.
  *
- * - HTTP: `Bun.serve` under Bun, `Deno.serve` under Deno (`runtimeHttpServer`).
- *
- * Adapters are imported dynamically so that one runtime never loads the
- * other's code.
+ * Each runtime's code is imported dynamically, on first use, so one runtime
+ * never loads the other's.
  */
 
 import type { ChildLauncher, Connection, NetAdapter, ServeHttp } from "../core/adapter.ts";
@@ -28,100 +31,117 @@ export interface RuntimeAdapter {
   readonly net: NetAdapter;
 }
 
-export function detectRuntime(): RuntimeName {
-  const g = globalThis as { Bun?: unknown; Deno?: unknown };
-  if (g.Bun !== undefined) return "bun";
-  if (g.Deno !== undefined) return "deno";
-  throw new TypeError("Unsupported runtime: pgts runs on Bun or Deno");
-}
-
-/**
- * The launcher and NetAdapter for this runtime; `kind` defaults to
- * "subprocess". `backendPool` is the number of backend processes the Bun
- * subprocess launcher starts ahead and reuses (0, the default: none), with
- * `backendModule` loaded in them from the start.
- */
-export async function defaultAdapter(
-  options: { kind?: AdapterKind; backendPool?: number; backendModule?: string } = {},
-): Promise<RuntimeAdapter> {
-  const runtime = detectRuntime();
-  const kind = options.kind ?? "subprocess";
-  // Under Bun, node:net rather than Bun.listen: after a hand-off the
-  // postmaster must drop its copy of the client's fd with a plain close(2).
-  // A Bun socket can only let go through terminate(), which sets SO_LINGER 0
-  // on the socket it shares with the child, so every later close by the
-  // child was a reset (the client saw ECONNRESET, not its FATAL or EOF).
-  const net: NetAdapter = runtime === "bun"
-    ? new (await import("./node/nodenet.ts")).NodeSocketNetAdapter()
-    : new (await import("./deno/net.ts")).DenoNetAdapter();
-  let launcher: ChildLauncher;
-  switch (kind) {
-    case "worker":
-      launcher = new (await import("./worker/launcher.ts")).WorkerLauncher();
-      break;
-    case "subprocess":
-      launcher = runtime === "bun"
-        ? new (await import("./bun/launcher.ts")).BunSubprocessLauncher({
-          pool: {
-            size: options.backendPool ?? 0,
-            ...(options.backendModule !== undefined ? { module: options.backendModule } : {}),
-          },
-        })
-        : new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
-      break;
-    default:
-      throw new RangeError(`Unknown adapter kind "${kind satisfies never}"`);
-  }
-  return { runtime, kind, launcher, net };
-}
-
 /** Outgoing connections, as the core's `Connection`. */
 export interface Dialer {
   connectTcp(host: string, port: number): Promise<Connection>;
   connectUnix(path: string): Promise<Connection>;
 }
 
-/**
- * How this runtime dials out (backend → engine child, the upstream engine):
- * Bun's own sockets under Bun, since node:net's stream machinery costs on
- * every write of a link that carries every statement; node:net under Deno,
- * and in a Worker thread under Bun, where Bun 1.4's socket stopped
- * delivering the engine's answers mid-session.
- */
-export async function runtimeDialer(): Promise<Dialer> {
-  if (detectRuntime() === "bun" && (await import("node:worker_threads")).isMainThread) {
-    return await import("./bun/connect.ts");
-  }
-  return await import("./node/connect.ts");
+/** What differs between Bun and Deno; one implementation per runtime. */
+export interface Runtime {
+  readonly name: RuntimeName;
+  /**
+   * The launcher and NetAdapter; `kind` defaults to "subprocess".
+   * `backendPool` is the number of backend processes the Bun subprocess
+   * launcher starts ahead and reuses (0, the default: none), with
+   * `backendModule` loaded in them from the start.
+   */
+  adapter(
+    options?: { kind?: AdapterKind; backendPool?: number; backendModule?: string },
+  ): Promise<RuntimeAdapter>;
+  /** How this process dials out. */
+  dialer(): Promise<Dialer>;
+  /** A NetAdapter whose connections stay in this realm (no hand-off to a child process). */
+  inRealmNet(): Promise<NetAdapter>;
+  /** The runtime's own HTTP server, for `pgts serve-http`. */
+  serveHttp(): Promise<ServeHttp>;
+  /**
+   * If this process was started as a pgts child (CHILD_FLAG in argv), runs
+   * it as one and returns true; the process exits by itself when the child
+   * main is done. A CLI calls it first thing, before any server setup.
+   */
+  runChildFromArgv(argv?: readonly string[]): Promise<boolean>;
 }
 
-/**
- * A NetAdapter whose connections stay in this realm (no hand-off to a
- * child process): the in-process postmaster's listeners and the engine
- * child's socket. Bun's own listeners under Bun, for the same reason as
- * `runtimeDialer`; node:net under Deno.
- */
-export async function inRealmNetAdapter(): Promise<NetAdapter> {
-  return detectRuntime() === "bun"
-    ? new (await import("./bun/net.ts")).BunNetAdapter({ handOff: false })
-    : new (await import("./node/nodenet.ts")).NodeSocketNetAdapter();
+/** Web Workers, under either runtime. */
+async function workerLauncher(): Promise<ChildLauncher> {
+  return new (await import("./worker/launcher.ts")).WorkerLauncher();
 }
 
-/** The runtime's own HTTP server (bun/http.ts, deno/http.ts), for `pgts serve-http`. */
-export async function runtimeHttpServer(): Promise<ServeHttp> {
-  return detectRuntime() === "bun"
-    ? (await import("./bun/http.ts")).serveHttp
-    : (await import("./deno/http.ts")).serveHttp;
-}
+const BUN: Runtime = {
+  name: "bun",
+  async adapter(options = {}) {
+    const kind = options.kind ?? "subprocess";
+    // node:net rather than Bun.listen: after a hand-off the postmaster must
+    // drop its copy of the client's fd with a plain close(2). A Bun socket
+    // can only let go through terminate(), which sets SO_LINGER 0 on the
+    // socket it shares with the child, so every later close by the child was
+    // a reset (the client saw ECONNRESET, not its FATAL or EOF).
+    const net = new (await import("./node/nodenet.ts")).NodeSocketNetAdapter();
+    const launcher = kind === "worker"
+      ? await workerLauncher()
+      : new (await import("./bun/launcher.ts")).BunSubprocessLauncher({
+        pool: {
+          size: options.backendPool ?? 0,
+          ...(options.backendModule !== undefined ? { module: options.backendModule } : {}),
+        },
+      });
+    return { runtime: "bun", kind, launcher, net };
+  },
+  // Bun's own sockets, since node:net's stream machinery costs on every
+  // write of a link that carries every statement; node:net in a Worker
+  // thread, where Bun 1.4's socket stopped delivering the engine's answers
+  // mid-session.
+  async dialer() {
+    return (await import("node:worker_threads")).isMainThread
+      ? await import("./bun/connect.ts")
+      : await import("./node/connect.ts");
+  },
+  async inRealmNet() {
+    return new (await import("./bun/net.ts")).BunNetAdapter({ handOff: false });
+  },
+  async serveHttp() {
+    return (await import("./bun/http.ts")).serveHttp;
+  },
+  async runChildFromArgv(argv) {
+    const mod = await import("./bun/child.ts");
+    return argv === undefined ? mod.runChildFromArgv() : mod.runChildFromArgv(argv);
+  },
+};
 
-/**
- * For a CLI: if this process was started as a pgts child (CHILD_FLAG in
- * argv), runs it as one and returns true; the process exits by itself when
- * the child main is done. Call it first thing, before any server setup.
- */
-export async function runChildFromArgv(argv?: readonly string[]): Promise<boolean> {
-  const mod = detectRuntime() === "bun"
-    ? await import("./bun/child.ts")
-    : await import("./deno/child.ts");
-  return argv === undefined ? mod.runChildFromArgv() : mod.runChildFromArgv(argv);
+const DENO: Runtime = {
+  name: "deno",
+  async adapter(options = {}) {
+    const kind = options.kind ?? "subprocess";
+    const net = new (await import("./deno/net.ts")).DenoNetAdapter();
+    const launcher = kind === "worker"
+      ? await workerLauncher()
+      : new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
+    return { runtime: "deno", kind, launcher, net };
+  },
+  async dialer() {
+    return await import("./node/connect.ts");
+  },
+  async inRealmNet() {
+    return new (await import("./node/nodenet.ts")).NodeSocketNetAdapter();
+  },
+  async serveHttp() {
+    return (await import("./deno/http.ts")).serveHttp;
+  },
+  async runChildFromArgv(argv) {
+    const mod = await import("./deno/child.ts");
+    return argv === undefined ? mod.runChildFromArgv() : mod.runChildFromArgv(argv);
+  },
+};
+
+let current: Runtime | null = null;
+
+/** This process's runtime, detected once. Throws a TypeError outside Bun and Deno. */
+export function currentRuntime(): Runtime {
+  if (current !== null) return current;
+  const g = globalThis as { Bun?: unknown; Deno?: unknown };
+  if (g.Bun !== undefined) current = BUN;
+  else if (g.Deno !== undefined) current = DENO;
+  else throw new TypeError("Unsupported runtime: pgts runs on Bun or Deno");
+  return current;
 }

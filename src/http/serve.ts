@@ -11,7 +11,7 @@
  */
 
 import type { HttpServing } from "../core/adapter.ts";
-import { runtimeHttpServer } from "../adapters/runtime.ts";
+import { currentRuntime } from "../adapters/runtime.ts";
 import type { HttpBindings } from "./app.ts";
 
 export type FetchHandler = (
@@ -34,7 +34,7 @@ export type Served = HttpServing;
 export async function serve(handler: FetchHandler, options: ServeOptions = {}): Promise<Served> {
   let serveHttp;
   try {
-    serveHttp = await runtimeHttpServer();
+    serveHttp = await currentRuntime().serveHttp();
   } catch {
     throw new TypeError(
       "No HTTP server in this runtime: export `{ fetch }` for the host to call instead",

@@ -28,7 +28,7 @@ import {
   UpstreamPool,
   type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
-import { runtimeDialer } from "../adapters/runtime.ts";
+import { currentRuntime } from "../adapters/runtime.ts";
 import type { AuthFileLookup } from "../engines/upstream/auth-file.ts";
 
 /** An upstream PostgreSQL as the HTTP adapter's engine. */
@@ -51,7 +51,7 @@ export interface HttpUpstreamConfig {
 export async function dialUpstream(address: UpstreamAddress): Promise<Connection> {
   let dial;
   try {
-    dial = await runtimeDialer();
+    dial = await currentRuntime().dialer();
   } catch {
     throw new TypeError(
       "No TCP client in this runtime: pass engine.connect to reach the upstream",

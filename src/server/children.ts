@@ -28,7 +28,7 @@ import { Guc, type GucSnapshot } from "../core/guc/guc.ts";
 import { configureLogging } from "../core/log.ts";
 import type { ChildEnv, ChildMain, Connection, Listener } from "../core/adapter.ts";
 import { PostmasterLink } from "../core/postmaster/pmsignal.ts";
-import { inRealmNetAdapter, runtimeDialer } from "../adapters/runtime.ts";
+import { currentRuntime } from "../adapters/runtime.ts";
 import { withAdminConsole } from "../http/console.ts";
 import { poolConsole } from "../engines/upstream/console.ts";
 import {
@@ -108,9 +108,9 @@ async function setUpChild(env: ChildEnv): Promise<{ params: ServerParams; guc: G
   return { params, guc };
 }
 
-/** Dials an upstream PostgreSQL with the runtime's own sockets (runtimeDialer). */
+/** Dials an upstream PostgreSQL with the runtime's own sockets (Runtime.dialer). */
 export async function connectUpstream(address: UpstreamAddress): Promise<Connection> {
-  const dial = await runtimeDialer();
+  const dial = await currentRuntime().dialer();
   return address.family === "tcp"
     ? dial.connectTcp(address.host, address.port)
     : dial.connectUnix(address.path);
@@ -154,9 +154,11 @@ function engineFor(params: ServerParams): Engine {
     });
   }
   if (address.kind === "unix") {
-    // The runtime's own sockets (runtimeDialer): the engine link carries
+    // The runtime's own sockets (Runtime.dialer): the engine link carries
     // every statement.
-    return connectRemoteEngine(async () => (await runtimeDialer()).connectUnix(address.path));
+    return connectRemoteEngine(async () =>
+      (await currentRuntime().dialer()).connectUnix(address.path)
+    );
   }
   const engine = inprocEngine(address.id);
   // The engine is shared by every backend in this realm: a backend's close
@@ -263,7 +265,7 @@ export const engineMain: ChildMain = async (env) => {
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);
   else {
     // Backends' connections stay here: never handed to another process.
-    const net = await inRealmNetAdapter();
+    const net = await currentRuntime().inRealmNet();
     listener = await net.listen(
       { family: "unix", path: address.path },
       (conn) => void serveEngineConnection(engine, conn),

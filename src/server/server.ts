@@ -28,7 +28,7 @@ import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/adapter.t
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
-import { defaultAdapter, inRealmNetAdapter } from "../adapters/runtime.ts";
+import { currentRuntime } from "../adapters/runtime.ts";
 import {
   checkEngineSetting,
   isUpstreamUrl,
@@ -97,7 +97,7 @@ async function runtimeAdapters(
     // No socket is handed to another process here, so under Bun the
     // listeners are Bun's own: node:net's stream machinery on every write
     // is the largest cost of a statement served in-process.
-    const net = await inRealmNetAdapter();
+    const net = await currentRuntime().inRealmNet();
     // pgts's own mains come from the one table (mains.ts), not by
     // import(URL): inside the compiled binary there is no file to import.
     // Each backend logs as itself (%p is its pg_backend_pid()), the way a
@@ -110,7 +110,7 @@ async function runtimeAdapters(
       engine: "inproc",
     };
   }
-  const { launcher, net } = await defaultAdapter({
+  const { launcher, net } = await currentRuntime().adapter({
     kind: adapter === "worker" ? "worker" : "subprocess",
     backendPool: guc.getInt("backend_pool_size"),
     backendModule: childEntry("backendMain").module,
