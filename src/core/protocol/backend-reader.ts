@@ -10,7 +10,7 @@
  * Framing never validates types: a relay passes unknown messages through.
  */
 
-import { PgError, type Severity } from "../elog.ts";
+import { type ErrorFields, PgError, type Severity } from "../elog.ts";
 import { type Allocator, ByteQueue } from "./bytequeue.ts";
 import { PQ_LARGE_MESSAGE_LIMIT, type TransactionStatus } from "./constants.ts";
 import { CommError, messageFormatError } from "./errors.ts";
@@ -50,21 +50,12 @@ export class BackendMessageReader {
 }
 
 /** The fields of an ErrorResponse or NoticeResponse, by protocol letter, decoded. */
-export interface NoticeFields extends ErrorOrigin {
+export interface NoticeFields extends ErrorOrigin, ErrorFields {
   severity: string;
   /** The non-localised severity ('V'), when the server sent it. */
   severityV?: string;
   code: string;
   message: string;
-  detail?: string;
-  hint?: string;
-  position?: number;
-  context?: string;
-  schema?: string;
-  table?: string;
-  column?: string;
-  dataType?: string;
-  constraint?: string;
 }
 
 /** Decodes an ErrorResponse ('E') or NoticeResponse ('N') body. */
