@@ -75,7 +75,13 @@ test("pg_stat_archiver shows pgts's archiver in every database; pg_stat_reset_sh
   const allow = join(scratch, "allow");
   mkdirSync(archive);
   const server = await startPgts({
-    settings: { archive_mode: "on", archive_command: `test -f ${allow} && cp %p ${archive}/%f` },
+    settings: {
+      archive_mode: "on",
+      archive_command: `test -f ${allow} && cp %p ${archive}/%f`,
+      // The other database's engine stays open: an idle close would complete
+      // (and archive) a segment of its own, which the exact counts below would see.
+      engine_idle_timeout: 0,
+    },
   });
   const port = server.port;
   expect((await psql(port, "create database other", { database: "postgres" })).code).toBe(0);
