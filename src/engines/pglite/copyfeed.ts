@@ -25,6 +25,11 @@
  * still reads the COPY's data is a FATAL (see CopyFeed).
  */
 
+import { CollectorHint } from "./gchint.ts";
+
+/** The client's data is garbage on both threads once in the ring, or read from it (gchint.ts). */
+const hint = new CollectorHint();
+
 /** Int32 slots. */
 const WRITE_SEQ = 0; // bumped after each write or end: the reader waits on it
 const READ_SEQ = 1; // bumped after each read: the writer waits on it
@@ -120,6 +125,7 @@ export class CopyFeedWriter {
    * in the ring, or when `gone()` says the exec reading the feed has ended.
    */
   write(bytes: Uint8Array, gone: () => boolean): Promise<void> {
+    hint.note(bytes.length);
     // One write after the other, so that messages never interleave.
     this.#writing++;
     const w = this.#tail.then(() => this.#write(bytes, gone)).finally(() => {
@@ -232,6 +238,7 @@ export class CopyFeedInput {
       at += k;
       pos = 0;
     }
+    hint.note(n);
     Atomics.store(v.i64, READ, BigInt(to - head));
     Atomics.add(v.i32, READ_SEQ, 1);
     Atomics.notify(v.i32, READ_SEQ);

@@ -20,9 +20,12 @@ import { ChannelServer } from "./channel.ts";
 import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
+import { CollectorHint } from "./gchint.ts";
 
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
+/** The streamed answers' buffers are this thread's garbage (gchint.ts). */
+const hint = new CollectorHint();
 
 // deno-lint-ignore no-explicit-any -- the Worker global scope differs between runtimes' typings
 const scope = globalThis as any as {
@@ -100,6 +103,7 @@ async function run(
         streamed = true;
         const n = b.length;
         post({ t: "data", seq, bytes: b, wal: instance!.walTicket() }, b);
+        hint.note(n);
         // A client that reads slowly: PostgreSQL waits here, in its write.
         flow?.posted(n, cancelled);
       }

@@ -38,6 +38,7 @@ import { fdatasyncFailure } from "./walflush.ts";
 import { ChannelRequester } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
+import { CollectorHint } from "./gchint.ts";
 import { isLockWait, LOCK_WAIT_POLL_MS } from "./lockwait.ts";
 
 export interface RawExecutor {
@@ -296,6 +297,9 @@ export type WorkerRequest =
   | { t: "wal-synced"; id: number; code: string | null; name: string | null }
   | { t: "close" };
 
+/** The Worker's streamed answers arrive here as buffers of their own (gchint.ts). */
+const answerHint = new CollectorHint();
+
 class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   readonly boundsLockWaits: boolean;
@@ -525,6 +529,7 @@ class WorkerExecutor implements RawExecutor {
         this.wal.noteRequested(m.wal);
         // Taken once the session's side has room (channel.ts's flow control).
         const n = m.bytes.length;
+        answerHint.note(n);
         const full = this.#pending?.seq === m.seq ? this.#pending.onData(m.bytes) : undefined;
         if (!(full instanceof Promise)) this.#channel.ack(n);
         else void full.then(() => this.#channel.ack(n), () => this.#channel.ack(n));
