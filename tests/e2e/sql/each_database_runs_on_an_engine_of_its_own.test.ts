@@ -26,7 +26,7 @@ const CONF = [
 ].join("\n");
 
 /**
- * The Worker threads of process `pid` (Bun names them "Worker"): only
+ * The Worker threads of process `pid` (Bun names them "Worker", Deno "worker-N"): only
  * these, since the runtime starts and ends threads of its own (the garbage
  * collector's, the JIT's) at will.
  */
@@ -34,7 +34,8 @@ function workerThreads(pid: number): number {
   let n = 0;
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     try {
-      if (readFileSync(`/proc/${pid}/task/${task}/comm`, "utf8").trim() === "Worker") n++;
+      const name = readFileSync(`/proc/${pid}/task/${task}/comm`, "utf8").trim();
+      if (name === "Worker" || /^worker-\d+$/.test(name)) n++;
     } catch {
       // the thread ended meanwhile
     }
