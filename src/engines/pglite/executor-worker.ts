@@ -25,7 +25,7 @@ import { CollectorHint } from "./gchint.ts";
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
 /** The streamed answers' buffers are this thread's garbage (gchint.ts). */
-const hint = new CollectorHint();
+const hint = new CollectorHint(16);
 
 // deno-lint-ignore no-explicit-any -- the Worker global scope differs between runtimes' typings
 const scope = globalThis as any as {

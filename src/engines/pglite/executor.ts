@@ -298,7 +298,7 @@ export type WorkerRequest =
   | { t: "close" };
 
 /** The Worker's streamed answers arrive here as buffers of their own (gchint.ts). */
-const answerHint = new CollectorHint();
+const answerHint = new CollectorHint(16);
 
 class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
