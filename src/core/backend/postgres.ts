@@ -299,9 +299,13 @@ async function commandLoop(
     running: RunningInput;
   },
 ): Promise<number> {
+  // The promise of a full socket goes back to the engine: it holds back the
+  // rest of the answer until the client has read (a slow reader of a huge
+  // result is not buffered here).
   const out = (bytes: Uint8Array) => {
-    output.write(bytes);
+    const full = output.write(bytes);
     if (endsWithReadyForQuery(bytes)) running.answered = true;
+    return full;
   };
   for (;;) {
     mcxt.startCommand();

@@ -5,7 +5,10 @@
  * `\copy … to`; the server's RSS stays within 256 MiB of where it was. A
  * client that stalls mid-COPY while others wait is ended after
  * pgts.engine_hold_timeout (2 s), as an idle holder is, and its COPY
- * rolled back. Under the default adapter and subprocess.
+ * rolled back. A client that reads a 200 MB result not at all holds the
+ * engine's answer back (its socket is full), not the server's memory, and
+ * once it leaves the next client is served. Under the default adapter and
+ * subprocess.
  * (The figures at 1 GB and 500 MB are scripts/bench/copy.ts's.)
  */
 
@@ -90,6 +93,35 @@ for (const adapter of [undefined, "subprocess"] as const) {
         expect(peakOut - before).toBeLessThan(256);
       } finally {
         rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test("a client that does not read a 200 MB result costs the server no more than a few MiB, and leaving frees the engine", async () => {
+      const server = shared();
+      const raw = await RawConnection.open(server);
+      await raw.startup();
+      // Measured with the connection's backend running (under subprocess a process of its own).
+      const idle = processUsage(server.pid).rssMiB;
+      raw.socket.pause();
+      raw.send(
+        message(
+          "Q",
+          cstr("copy (select repeat('x', 100) from generate_series(1, 2000000)) to stdout"),
+        ),
+      );
+      const s = sampler(server);
+      await Bun.sleep(4000);
+      const peak = s.stop();
+      // Before the backend passed its full socket back to the engine, the
+      // whole result piled up in the server: +236 and +280 MiB in these 4 s.
+      expect(peak - idle).toBeLessThan(96);
+      raw.socket.destroy();
+      const other = await pgClient(server);
+      try {
+        const r = await other.query("select 1 as one");
+        expect(r.rows[0].one).toBe(1);
+      } finally {
+        await other.end();
       }
     });
 
