@@ -85,12 +85,14 @@ run_shard() {
   local s=$1 status=0 runtime
   for runtime in bun deno; do
     [ -s "$dir/files.$s.$runtime" ] || continue
+    # The JUnit report is for the files' times (PGTS_TEST_TIMES below).
+    local junit=(--reporter=junit --reporter-outfile="$dir/junit.$s.$runtime.xml")
     if [ "$s" -eq 1 ]; then
-      PGTS_TEST_RUNTIME=$runtime ./node_modules/.bin/bun test --timeout 60000 \
+      PGTS_TEST_RUNTIME=$runtime ./node_modules/.bin/bun test --timeout 60000 "${junit[@]}" \
         $(cat "$dir/files.$s.$runtime") 2>&1 | tee "$dir/log.$s.$runtime"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     else
-      PGTS_TEST_RUNTIME=$runtime ./node_modules/.bin/bun test --timeout 60000 \
+      PGTS_TEST_RUNTIME=$runtime ./node_modules/.bin/bun test --timeout 60000 "${junit[@]}" \
         $(cat "$dir/files.$s.$runtime") >"$dir/log.$s.$runtime" 2>&1 || status=1
     fi
   done
@@ -115,6 +117,19 @@ for s in $(seq 2 "$shards"); do
     cat "$dir/log.$s.$runtime"
   done
 done
+
+# PGTS_TEST_TIMES=FILE: each file's wall time in this run (its hooks and
+# servers included), as scripts/test-weights.tsv's lines, heaviest first.
+if [ -n "${PGTS_TEST_TIMES:-}" ]; then
+  for x in "$dir"/junit.*.xml; do
+    [ -f "$x" ] || continue
+    runtime=${x%.xml}
+    runtime=${runtime##*.}
+    grep -o '<testsuite name="tests/[^"]*" file="[^"]*"[^>]* time="[0-9.]*"' "$x" |
+      sed -E 's/.* file="([^"]*)".* time="([0-9.]*)"/\2\t\1/' |
+      awk -F '\t' -v r="$runtime" '{ printf "%d\t%s%s\n", $1 + 0.5, (r == "deno" ? "deno:" : ""), $2 }'
+  done | sort -t $'\t' -k1,1nr >"$PGTS_TEST_TIMES"
+fi
 
 passed=0
 failed=0
