@@ -17,8 +17,8 @@ export {
   type PostmasterOptions,
 } from "./postmaster.ts";
 export type { PMChildParams, PostmasterEntries } from "./pmlaunch.ts";
-export type { BackendActivity } from "./pmchild.ts";
 export {
+  type BackendActivity,
   PM_STATES,
   type PMState,
   type PostmasterSignal,

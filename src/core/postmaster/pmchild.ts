@@ -11,6 +11,7 @@
 
 import { BACKEND_TYPES, type BackendType } from "./backendtype.ts";
 import type { ChildProcess, Connection } from "../adapter.ts";
+import type { BackendActivity } from "./pmstate.ts";
 
 /** One child as the postmaster sees it (PostgreSQL's `PMChild`). */
 export interface PMChild {
@@ -41,12 +42,6 @@ export interface PMChild {
   cancelKey?: number;
   /** For an in-process backend run: what it is doing now (pg_stat_activity's state and query). */
   activity?: () => BackendActivity;
-}
-
-/** What a backend is doing, as pg_stat_activity shows it. */
-export interface BackendActivity {
-  readonly state: string;
-  readonly query: string | null;
 }
 
 /** A set of kinds, PostgreSQL's `BackendTypeMask`. */

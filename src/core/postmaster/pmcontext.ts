@@ -18,9 +18,10 @@ import type { SslServer } from "../backend/secure.ts";
 import { BgWorkerScheduler } from "./bgworker_pm.ts";
 import type { AcceptedConnection, Signal } from "../adapter.ts";
 import type { BackendType } from "./backendtype.ts";
-import { type BackendActivity, type BackendTypeMask, btmaskAllExcept } from "./pmchild.ts";
+import { type BackendTypeMask, btmaskAllExcept } from "./pmchild.ts";
 import type { FirstPacket, PostmasterChildren, PostmasterEntries } from "./pmlaunch.ts";
 import {
+  type BackendActivity,
   type PMEvent,
   type PMState,
   Shutdown,

@@ -16,7 +16,6 @@
  */
 
 import type { AcceptedConnection, ChildExit, ChildProcess } from "../adapter.ts";
-import type { BackendActivity } from "./pmchild.ts";
 
 /** The postmaster's states, in PostgreSQL's order (a later state is further into shutdown). */
 export const PM_STATES = [
@@ -77,6 +76,17 @@ export type QuitSignalReason = "crash" | "stop";
  * the startup failure that would stop the postmaster.
  */
 export type StartupStatus = "not_running" | "running" | "signaled" | "crashed";
+
+/**
+ * What a backend is doing, as pg_stat_activity shows it: reported by an
+ * in-process backend run (the "backend-run" event below) and kept on its
+ * `PMChild`. Declared here with the event that carries it: this module
+ * names things and imports none of the postmaster's others.
+ */
+export interface BackendActivity {
+  readonly state: string;
+  readonly query: string | null;
+}
 
 /** Signals the postmaster itself acts on. */
 export type PostmasterSignal = "SIGHUP" | "SIGTERM" | "SIGINT" | "SIGQUIT";

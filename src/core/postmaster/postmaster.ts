@@ -35,7 +35,7 @@ import type {
 } from "../adapter.ts";
 import { rejectionFor } from "./deadend.ts";
 import { acceptConnection, admitBackendRun, backendStartup, maxLiveBackends } from "./pmadmit.ts";
-import { type BackendActivity, btmask, btmaskAllExcept, ChildRegistry } from "./pmchild.ts";
+import { btmask, btmaskAllExcept, ChildRegistry } from "./pmchild.ts";
 import { type ChildInfo, LOG, PMContext, type PostmasterHooks } from "./pmcontext.ts";
 import {
   maybeReachRun,
@@ -46,6 +46,7 @@ import {
 import { errText, openListeners, PostmasterChildren, type PostmasterEntries } from "./pmlaunch.ts";
 import { isChildToPostmaster, type PostmasterToChild } from "./pmsignal.ts";
 import {
+  type BackendActivity,
   type PMEvent,
   type PMState,
   type PostmasterSignal,
