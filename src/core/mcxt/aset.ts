@@ -41,10 +41,9 @@ import {
   formatCounters,
   FREE_TAG,
   maxAlign,
-  MemoryBlock,
   nextLiveTag,
 } from "./memnodes.ts";
-import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
+import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** ALLOC_CHUNK_LIMIT: the largest chunk kept on a freelist. */
 const ALLOC_CHUNK_LIMIT = 8192;

@@ -27,9 +27,8 @@ import {
   checkAllocSize,
   type ContextStats,
   maxAlign,
-  MemoryBlock,
 } from "./memnodes.ts";
-import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
+import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** At least this many maximum chunks fit in a maximum-size block. */
 const BUMP_CHUNK_FRACTION = 8;

@@ -8,9 +8,10 @@
  * realloc and the type-specific reset, delete and stats.
  *
  * Every context belongs to one `McxtState`: the registry that maps each live
- * block's ArrayBuffer to its block (so a chunk leads back to its owner), and
- * the current context. One state per tree, never a module-level singleton,
- * so many backends can live in one JS realm.
+ * block's ArrayBuffer to its `MemoryBlock` (so a chunk leads back to its
+ * owner), and the current context. One state per tree, never a module-level
+ * singleton, so many backends can live in one JS realm. The reset callbacks
+ * of a subtree run through resetcallbacks.ts, which collects their failures.
  *
  * A context created with `pointers: true` hands out chunks as byte offsets
  * into its own `memory` instead of Uint8Array views (allocPtr, freePtr,
@@ -23,11 +24,21 @@
  * 53200 exactly as PostgreSQL words it.
  */
 
-import { ereport, ERRCODE, PgError } from "../elog.ts";
-import type { ContextStats, MemoryBlock, MemoryContextType } from "./memnodes.ts";
-
-/** A reset callback; a returned promise is awaited by async disposal only. */
-export type ResetCallback = () => void | PromiseLike<void>;
+import { ERRCODE, PgError } from "../elog.ts";
+import {
+  type ContextStats,
+  FIRST_LIVE_TAG,
+  type MemoryContextType,
+  nextLiveTag,
+} from "./memnodes.ts";
+import {
+  type CallbackSink,
+  finishSync,
+  newSink,
+  type ResetCallback,
+  runResetCallbacks,
+  throwCollected,
+} from "./resetcallbacks.ts";
 
 /** Options every context accepts at creation. */
 export interface MemoryContextOptions {
@@ -52,40 +63,38 @@ export class McxtState {
   onOutOfMemory: ((context: MemoryContext, size: number) => void) | undefined;
 }
 
-interface CallbackSink {
-  errors: unknown[];
-  promises: PromiseLike<void>[];
-  name: string;
-}
+/**
+ * One ArrayBuffer owned by a context. Chunk headers are two uint32 words
+ * just before the chunk: its capacity in bytes, then `liveTag` or FREE_TAG.
+ */
+export class MemoryBlock {
+  readonly buffer: ArrayBuffer;
+  readonly u32: Uint32Array;
+  readonly size: number;
+  readonly owner: MemoryContext;
+  /** Offset of the first byte not yet handed out. */
+  freeptr = 0;
+  /** Header word that marks a live chunk; changes when the block is reset. */
+  liveTag = FIRST_LIVE_TAG;
+  /**
+   * The view last handed out at each chunk offset (offset / 16), kept by
+   * AllocSet for small blocks so free() can recognise its own views without
+   * reading `chunk.buffer`, which is slow on some engines. Null if not kept.
+   */
+  byOffset: (Uint8Array | undefined)[] | null = null;
 
-function newSink(name: string): CallbackSink {
-  return { errors: [], promises: [], name };
-}
-
-/** Throws what the callbacks threw; reports rejections of sync-disposed async work. */
-function finishSync(sink: CallbackSink): void {
-  for (const p of sink.promises) {
-    Promise.resolve(p).catch((e: unknown) => reportAsyncFailure(sink.name, e));
+  constructor(owner: MemoryContext, buffer: ArrayBuffer) {
+    this.owner = owner;
+    this.buffer = buffer;
+    this.size = buffer.byteLength;
+    this.u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
   }
-  throwCollected(sink.errors);
-}
 
-function throwCollected(errors: unknown[]): void {
-  if (errors.length === 1) throw errors[0];
-  if (errors.length > 1) {
-    throw new AggregateError(errors, "Reset callbacks of a memory context failed");
+  /** Forgets every chunk: headers written before this no longer count as live. */
+  markEmpty(): void {
+    this.freeptr = 0;
+    this.liveTag = nextLiveTag(this.liveTag);
   }
-}
-
-function reportAsyncFailure(name: string, e: unknown): void {
-  ereport("WARNING", `could not release a resource owned by memory context "${name}"`, {
-    detail: e instanceof Error ? e.message : String(e),
-  });
-}
-
-function isThenable(v: unknown): v is PromiseLike<void> {
-  return typeof v === "object" && v !== null &&
-    typeof (v as { then?: unknown }).then === "function";
 }
 
 /**
@@ -538,22 +547,8 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
     }
   }
 
-  #runCallbacks(sink: CallbackSink): void {
-    const callbacks = this.#callbacks;
-    // Popped before being called, so a callback that throws is not run again.
-    while (callbacks.length > 0) {
-      const callback = callbacks.pop() as ResetCallback;
-      try {
-        const result = callback();
-        if (isThenable(result)) sink.promises.push(result);
-      } catch (e) {
-        sink.errors.push(e);
-      }
-    }
-  }
-
   #resetOnly(sink: CallbackSink): void {
-    this.#runCallbacks(sink);
+    runResetCallbacks(this.#callbacks, sink);
     this.resetSelf();
   }
 
@@ -570,7 +565,7 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
 
   #delete(sink: CallbackSink): void {
     this.#deleteChildren(sink);
-    this.#runCallbacks(sink);
+    runResetCallbacks(this.#callbacks, sink);
     // Unlinked before the blocks go, so a failure leaves no half-deleted
     // context in the tree: better a leak than a crash.
     this.#unlink();

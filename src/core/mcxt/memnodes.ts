@@ -1,16 +1,12 @@
 /**
  * Shared vocabulary of the memory-context allocators, the pgts counterpart of
  * PostgreSQL's memnodes.h and memutils.h: the context types, the counters a
- * context reports to the stats code, the size presets, and `MemoryBlock`, one
- * ArrayBuffer that an allocator carves into chunks.
- *
- * A block is registered with its tree (by its ArrayBuffer) for as long as it
- * is live, so `pfree` can find the owner of any chunk from `chunk.buffer`.
- * This module holds no state of its own and never allocates on behalf of a
- * context.
+ * context reports to the stats code, the size presets, and the layout of a
+ * chunk (its header, the live and free tags). `MemoryBlock`, the ArrayBuffer
+ * an allocator carves into chunks, names its owning context, so it lives
+ * with `MemoryContext` in mcxt.ts; this module imports none of the others.
+ * It holds no state of its own and never allocates on behalf of a context.
  */
-
-import type { MemoryContext } from "./mcxt.ts";
 
 /** The allocator kinds, as `pg_backend_memory_contexts.type` names them. */
 export type MemoryContextType = "AllocSet" | "Bump" | "Slab";
@@ -90,40 +86,6 @@ export function nextLiveTag(tag: number): number {
 /** Rounds a size up to the 8-byte alignment of chunks (MAXALIGN). */
 export function maxAlign(size: number): number {
   return (size + 7) & ~7;
-}
-
-/**
- * One ArrayBuffer owned by a context. Chunk headers are two uint32 words
- * just before the chunk: its capacity in bytes, then `liveTag` or FREE_TAG.
- */
-export class MemoryBlock {
-  readonly buffer: ArrayBuffer;
-  readonly u32: Uint32Array;
-  readonly size: number;
-  readonly owner: MemoryContext;
-  /** Offset of the first byte not yet handed out. */
-  freeptr = 0;
-  /** Header word that marks a live chunk; changes when the block is reset. */
-  liveTag = FIRST_LIVE_TAG;
-  /**
-   * The view last handed out at each chunk offset (offset / 16), kept by
-   * AllocSet for small blocks so free() can recognise its own views without
-   * reading `chunk.buffer`, which is slow on some engines. Null if not kept.
-   */
-  byOffset: (Uint8Array | undefined)[] | null = null;
-
-  constructor(owner: MemoryContext, buffer: ArrayBuffer) {
-    this.owner = owner;
-    this.buffer = buffer;
-    this.size = buffer.byteLength;
-    this.u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
-  }
-
-  /** Forgets every chunk: headers written before this no longer count as live. */
-  markEmpty(): void {
-    this.freeptr = 0;
-    this.liveTag = nextLiveTag(this.liveTag);
-  }
 }
 
 /** Throws the TypeError for a size no allocator accepts. */

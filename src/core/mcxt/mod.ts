@@ -22,7 +22,8 @@ export {
 } from "./slab.ts";
 export type { SlabOptions } from "./slab.ts";
 export { MemoryContext } from "./mcxt.ts";
-export type { MemoryContextOptions, ResetCallback } from "./mcxt.ts";
+export type { MemoryContextOptions } from "./mcxt.ts";
+export type { ResetCallback } from "./resetcallbacks.ts";
 export {
   ALLOCSET_DEFAULT_SIZES,
   ALLOCSET_SMALL_SIZES,

@@ -20,10 +20,9 @@ import {
   type ContextStats,
   FREE_TAG,
   maxAlign,
-  MemoryBlock,
 } from "./memnodes.ts";
 import { PointerCapableContext } from "./arena.ts";
-import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
+import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** SLAB_DEFAULT_BLOCK_SIZE: 8 KB. */
 export const SLAB_DEFAULT_BLOCK_SIZE = 8 * 1024;
