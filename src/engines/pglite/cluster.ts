@@ -8,7 +8,7 @@
  * cluster is exempt) Postgres fsyncs as PostgreSQL does: each commit's WAL
  * (fdatasync, `wal_sync_method`) before the commit is answered when
  * `synchronous_commit` is on, and the data files at each checkpoint
- * (instance.ts makes those calls real). `syncToFs` stays false: for NODEFS
+ * (fsync.ts makes those calls real). `syncToFs` stays false: for NODEFS
  * and MEMFS it is a no-op, every write already went to the operating
  * system. With fsync off, committed data survives SIGKILL of the engine
  * process (tests/engines/pglite/durability.test.ts) but not an

@@ -8,7 +8,7 @@
  * ErrorResponse, so it can never reach the next exec, which may be another
  * session's. Two ways act on it:
  *
- * - PGlite's thread, at every host call (instance.ts): sets Postgres's
+ * - PGlite's thread, at every host call (cancelclock.ts): sets Postgres's
  *   `QueryCancelPending`/`InterruptPending` and moves the monotonic clock
  *   forward so a timed wait (pg_sleep) ends now.
  * - The requesting thread, when PGlite's heap is shared (sharedheap.ts):

@@ -278,6 +278,14 @@ function errorCode(e: unknown): string {
   return typeof code === "string" ? code : "EIO";
 }
 
+/** wal_writer_delay in ms (PostgreSQL's default 200 ms; a bare number is ms, as in PostgreSQL). */
+export function walWriterDelayMs(value: string | undefined): number {
+  const m = /^\s*(\d+)\s*(ms|s|min)?\s*$/.exec(value ?? "");
+  if (m === null) return 200;
+  const n = Number(m[1]) * (m[2] === "s" ? 1000 : m[2] === "min" ? 60_000 : 1);
+  return Math.min(Math.max(n, 1), 10_000);
+}
+
 /** The exports of PGlite's WASM the WAL writer calls (xloginsert.c, xlog.c). */
 interface XLogExports {
   XLogBeginInsert(): void;

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initCluster, openEngine } from "../../../src/engines/pglite/mod.ts";
-import { durableStart } from "../../../src/engines/pglite/instance.ts";
+import { durableStart } from "../../../src/engines/pglite/fsync.ts";
 import { Collector, FE } from "../../helpers/engine-wire.ts";
 
 const dirs: string[] = [];
