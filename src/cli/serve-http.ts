@@ -27,7 +27,11 @@ import { configureLogging } from "../core/log.ts";
 import type { ListenAddress } from "../core/adapter.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { checkEngineSetting, isUpstreamUrl, redact } from "../engines/upstream/url.ts";
-import { poolModesOf, poolSettingsOf, poolsTransactions } from "../engines/upstream/pool.ts";
+import {
+  poolModesOf,
+  poolSettingsOf,
+  poolsTransactions,
+} from "../engines/upstream/pool-settings.ts";
 import type { HttpEngineConfig } from "../http/server.ts";
 import { authFileReader } from "../adapters/node/auth-file-reader.ts";
 import { nodeConfigReader } from "../adapters/node/config-reader.ts";

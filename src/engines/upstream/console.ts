@@ -16,7 +16,8 @@ import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { GucDescription } from "../../core/guc/guc.ts";
 import { formatValue } from "../../core/guc/values.ts";
 import type { FieldDescription } from "../../core/protocol/mod.ts";
-import type { Pool, UpstreamPool } from "./pool.ts";
+import type { Pool } from "./pool-objects.ts";
+import type { UpstreamPool } from "./pool.ts";
 import type { PoolServer } from "./server.ts";
 
 /** The shape of a console answer (the console session's ConsoleResult). */

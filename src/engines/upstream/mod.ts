@@ -34,7 +34,6 @@ export {
   type PoolSettings,
   poolSettingsOf,
   poolsTransactions,
-  UpstreamPool,
-  type UpstreamPoolOptions,
-} from "./pool.ts";
+} from "./pool-settings.ts";
+export { UpstreamPool, type UpstreamPoolOptions } from "./pool.ts";
 export { PooledSession } from "./pooled-session.ts";

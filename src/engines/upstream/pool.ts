@@ -13,7 +13,8 @@
  * - `min_pool_size` connections stay open; an idle connection beyond that is
  *   closed after `server_idle_timeout`, and any connection older than
  *   `server_lifetime` when it is released. Free connections are handed out
- *   last-in first-out, so a few stay warm.
+ *   last-in first-out, so a few stay warm. Opening and closing them is the
+ *   janitor's (janitor.ts); handing them out is this module's.
  * - `max_client_conn` bounds the sessions (53300 beyond it).
  * - Each pool has its mode, pgbouncer's: `pool_mode_by_user` over
  *   `pool_mode_by_database` over `pool_mode`. A client of a session-mode
@@ -29,21 +30,30 @@
  * - Role lookups for authentication borrow a connection of the URL's own
  *   pool instead of opening one per login.
  *
- * Never writes to a client: sessions do.
+ * The settings and modes are in pool-settings.ts, the pool objects and the
+ * `Pooler` interface the sessions see this module through in
+ * pool-objects.ts. Never writes to a client: sessions do.
  */
 
-import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
-import { parsePoolModeList } from "../../core/guc/tables_pool.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { Engine, RoleInfo, ScramLogin, SessionStartup } from "../../core/engine/types.ts";
-import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
-import { NOT_SESSION_STATE } from "./client-settings.ts";
-import {
-  openUpstream,
-  type UpstreamConnect,
-  type UpstreamLogin,
-  type UpstreamStartTls,
-} from "./connect.ts";
+import type { UpstreamConnect, UpstreamStartTls } from "./connect.ts";
 import { literal } from "./engine.ts";
+import {
+  type Acquire,
+  Pool,
+  type Pooler,
+  type SharedStatement,
+  type Waiter,
+} from "./pool-objects.ts";
+import {
+  DEFAULT_POOL_SETTINGS,
+  poolModeFor,
+  type PoolModes,
+  type PoolSettings,
+  TRANSACTION_POOLING,
+} from "./pool-settings.ts";
+import { Janitor } from "./janitor.ts";
 import { PooledSession } from "./pooled-session.ts";
 import {
   type AuthFileEntry,
@@ -51,105 +61,8 @@ import {
   AuthFileSecrets,
   upstreamLoginFor,
 } from "./auth-file.ts";
-import { PoolServer } from "./server.ts";
+import type { PoolServer } from "./server.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
-
-/** pgbouncer's settings, as pgts names them (src/core/guc/tables.ts). */
-export interface PoolSettings {
-  readonly defaultPoolSize: number;
-  readonly minPoolSize: number;
-  readonly reservePoolSize: number;
-  readonly reservePoolTimeoutMs: number;
-  readonly maxClientConn: number;
-  /** 0: never. */
-  readonly serverIdleTimeoutMs: number;
-  /** 0: never. */
-  readonly serverLifetimeMs: number;
-  readonly serverResetQuery: string;
-  /** 0: wait forever. */
-  readonly queryWaitTimeoutMs: number;
-  readonly maxPreparedStatements: number;
-  /** Read-only transactions to a standby (with several hosts). */
-  readonly readOnlyRouting: boolean;
-}
-
-export const DEFAULT_POOL_SETTINGS: PoolSettings = {
-  defaultPoolSize: 20,
-  minPoolSize: 0,
-  reservePoolSize: 0,
-  reservePoolTimeoutMs: 5000,
-  maxClientConn: 1000,
-  serverIdleTimeoutMs: 600_000,
-  serverLifetimeMs: 3_600_000,
-  serverResetQuery: "DISCARD ALL",
-  queryWaitTimeoutMs: 120_000,
-  maxPreparedStatements: 200,
-  readOnlyRouting: false,
-};
-
-/** The pool's settings from pgts's parameters (src/core/guc/tables.ts). */
-export function poolSettingsOf(guc: {
-  getBool(name: string): boolean;
-  getInt(name: string): number;
-  getMs(name: string): number;
-  getString(name: string): string;
-}): PoolSettings {
-  return {
-    defaultPoolSize: guc.getInt("default_pool_size"),
-    minPoolSize: guc.getInt("min_pool_size"),
-    reservePoolSize: guc.getInt("reserve_pool_size"),
-    reservePoolTimeoutMs: guc.getMs("reserve_pool_timeout"),
-    maxClientConn: guc.getInt("max_client_conn"),
-    serverIdleTimeoutMs: guc.getMs("server_idle_timeout"),
-    serverLifetimeMs: guc.getMs("server_lifetime"),
-    serverResetQuery: guc.getString("server_reset_query"),
-    queryWaitTimeoutMs: guc.getMs("query_wait_timeout"),
-    maxPreparedStatements: guc.getInt("max_prepared_statements"),
-    readOnlyRouting: guc.getBool("read_only_routing"),
-  };
-}
-
-export type PoolMode = "session" | "transaction";
-
-/** Which pool mode a (database, user) gets: pgbouncer's [users] over [databases] over the default. */
-export interface PoolModes {
-  readonly default: PoolMode;
-  readonly byDatabase: ReadonlyMap<string, PoolMode>;
-  readonly byUser: ReadonlyMap<string, PoolMode>;
-}
-
-export const TRANSACTION_POOLING: PoolModes = {
-  default: "transaction",
-  byDatabase: new Map(),
-  byUser: new Map(),
-};
-
-/** The modes from pgts's parameters (checked when they were set). */
-export function poolModesOf(guc: { getString(name: string): string }): PoolModes {
-  const list = (name: string) => {
-    const r = parsePoolModeList(guc.getString(name));
-    return r instanceof Map ? r : new Map<string, PoolMode>();
-  };
-  return {
-    default: guc.getString("pool_mode") === "transaction" ? "transaction" : "session",
-    byDatabase: list("pool_mode_by_database"),
-    byUser: list("pool_mode_by_user"),
-  };
-}
-
-export function poolModeFor(modes: PoolModes, database: string, user: string): PoolMode {
-  return modes.byUser.get(user) ?? modes.byDatabase.get(database) ?? modes.default;
-}
-
-/**
- * Whether any client may be pooled per transaction: then the pool (in the
- * engine child) serves every client, those of session-mode pools too;
- * otherwise each backend relays its own upstream connection.
- */
-export function poolsTransactions(modes: PoolModes): boolean {
-  return modes.default === "transaction" ||
-    [...modes.byDatabase.values(), ...modes.byUser.values()].includes("transaction");
-}
 
 export interface UpstreamPoolOptions {
   readonly connect: UpstreamConnect;
@@ -166,108 +79,23 @@ export interface UpstreamPoolOptions {
   readonly authFile?: AuthFileLookup;
 }
 
-/** A client waiting for a connection. */
-interface Waiter {
-  readonly since: number;
-  resolve(server: PoolServer): void;
-  reject(e: PgError): void;
-}
-
-/** A wait for a connection that its client may give up. */
-export interface Acquire {
-  readonly promise: Promise<PoolServer>;
-  /** Ends the wait with `reason`; no-op once a connection was handed out. */
-  cancel(reason: PgError): void;
-}
-
-/** The connections of one (database, user). */
-export class Pool {
-  readonly database: string;
-  readonly user: string;
-  /** Session: a client keeps the connection it gets until it leaves. */
-  readonly mode: PoolMode;
-  readonly idle: PoolServer[] = [];
-  readonly active = new Set<PoolServer>();
-  opening = 0;
-  readonly waiters: Waiter[] = [];
-  /** What a fresh connection carries (settings.ts map): where every client's map starts. */
-  baseline: ReadonlyMap<string, string> | null = null;
-  /**
-   * Its connections log in as `user` with auth_file's password or md5 hash,
-   * or with the SCRAM keys the latest client of it proved; null: as the
-   * URL's user with role set. Decided when the pool is made, so that its
-   * connections all carry one identity.
-   */
-  login: UpstreamLogin | null = null;
-  /** Its size when not default_pool_size (the role-lookup pool). */
-  fixedSize: number | null = null;
-  /** It serves the read-only transactions of its (database, user): its connections prefer a standby. */
-  forReads = false;
-  /** Startup parameters already checked → the map and ParameterStatus list they give. */
-  readonly logins = new Map<
-    string,
-    { map: ReadonlyMap<string, string>; reported: Array<[string, string]> }
-  >();
-  readonly createdAt = Date.now();
-  /** SHOW STATS: transactions (connections given back), queries (ReadyForQuery), bytes, times. */
-  transactions = 0;
-  queries = 0;
-  received = 0;
-  sent = 0;
-  xactMs = 0;
-  waitedMs = 0;
-
-  constructor(database: string, user: string, mode: PoolMode) {
-    this.database = database;
-    this.user = user;
-    this.mode = mode;
-  }
-
-  get size(): number {
-    return this.idle.length + this.active.size;
-  }
-
-  /** A connection is free now (no one waits ahead). */
-  get hasFree(): boolean {
-    return this.waiters.length === 0 && this.idle.some((s) => !s.closed);
-  }
-
-  get display(): string {
-    return `${this.database}/${this.user}${this.forReads ? " (read-only)" : ""}`;
-  }
-}
-
-const SWEEP_MS = 1000;
 const AUTH_POOL_SIZE = 2;
 /** Distinct statement texts the pool remembers (the oldest forgotten first). */
 const MAX_SHARED_STATEMENTS = 10_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
-/** A protocol statement as the pool prepares it on any connection. */
-export interface SharedStatement {
-  /** Its name on every upstream connection. */
-  readonly name: string;
-  /** The whole Parse message under that name. */
-  readonly parse: Uint8Array;
-  /** What executing it does (effects.ts), from its text. */
-  readonly effects: import("./effects.ts").SqlEffects;
-}
-
-export class UpstreamPool implements Engine {
+export class UpstreamPool implements Engine, Pooler {
   readonly target: UpstreamTarget;
   settings: PoolSettings;
   #connect: UpstreamConnect;
-  #startTls: UpstreamStartTls | undefined;
   #loginAs: "client" | "url";
   #authFile: AuthFileLookup | undefined;
   #secrets = new AuthFileSecrets();
   #modes: PoolModes;
-  #timeoutMs: number;
   #pools = new Map<string, Pool>();
   #sessions = new Set<PooledSession>();
   #statements = new Map<string, SharedStatement>();
   #statementCount = 0;
-  #sweep: ReturnType<typeof setInterval> | null = null;
   /** PAUSE: no connection is handed out until RESUME; `#paused` resolves each waiting PAUSE. */
   #paused = false;
   /** SUSPEND: no client input goes upstream until RESUME; resolved by RESUME. */
@@ -282,18 +110,33 @@ export class UpstreamPool implements Engine {
    */
   #auth: Pool;
   #closed = false;
+  /** Opens and closes the connections of every pool (janitor.ts). */
+  #janitor: Janitor;
 
   constructor(url: string, options: UpstreamPoolOptions) {
     this.target = parseUpstreamUrl(url);
     this.#connect = options.connect;
-    this.#startTls = options.startTls;
     this.#loginAs = options.loginAs ?? "client";
     this.#authFile = options.authFile;
     this.#modes = options.modes ?? TRANSACTION_POOLING;
-    this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.settings = { ...DEFAULT_POOL_SETTINGS, ...options.settings };
     this.#auth = new Pool(this.target.database, this.target.user, "transaction");
     this.#auth.fixedSize = AUTH_POOL_SIZE;
+    this.#auth.forLookups = true;
+    this.#janitor = new Janitor(this.target, {
+      settings: () => this.settings,
+      pools: () => [...this.#pools.values(), this.#auth],
+      holdsBack: (pool) => this.#closed || this.#held(pool),
+      opened: (pool, server) => {
+        if (this.#closed) server.close();
+        else this.#handOut(pool, server);
+      },
+      forgotten: () => this.#checkPaused(),
+    }, {
+      connect: options.connect,
+      startTls: options.startTls,
+      timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    });
   }
 
   get connect(): UpstreamConnect {
@@ -303,7 +146,7 @@ export class UpstreamPool implements Engine {
   /** New settings (a reload): they apply to the next wait, release and sweep. */
   configure(settings: Partial<PoolSettings>): void {
     this.settings = { ...this.settings, ...settings };
-    for (const pool of this.#pools.values()) this.#grow(pool);
+    for (const pool of this.#pools.values()) this.#janitor.grow(pool);
   }
 
   /** The pools, for reporting. */
@@ -338,7 +181,7 @@ export class UpstreamPool implements Engine {
       pool = new Pool(database, user, poolModeFor(this.#modes, database, user));
       pool.login = upstream;
       this.#pools.set(key, pool);
-      this.#startSweep();
+      this.#janitor.start();
     } else if (pool.login !== null && upstream !== null) {
       // A newer login's keys or auth_file's new password: right again
       // after a password change, for the read-only companion too.
@@ -437,7 +280,7 @@ export class UpstreamPool implements Engine {
         );
       }, limit);
     }
-    this.#grow(pool);
+    this.#janitor.grow(pool);
     return { promise, cancel };
   }
 
@@ -447,7 +290,7 @@ export class UpstreamPool implements Engine {
     server.handler = null;
     server.client = null;
     if (server.closed) {
-      this.#grow(pool);
+      this.#janitor.grow(pool);
       this.#checkPaused();
       return;
     }
@@ -456,7 +299,7 @@ export class UpstreamPool implements Engine {
     const lifetime = this.settings.serverLifetimeMs;
     if (this.#closed || (lifetime > 0 && Date.now() - server.openedAt > lifetime)) {
       server.close();
-      this.#grow(pool);
+      this.#janitor.grow(pool);
       this.#checkPaused();
       return;
     }
@@ -468,7 +311,7 @@ export class UpstreamPool implements Engine {
     pool.active.delete(server);
     server.handler = null;
     server.close();
-    this.#grow(pool);
+    this.#janitor.grow(pool);
     this.#checkPaused();
   }
 
@@ -530,7 +373,7 @@ export class UpstreamPool implements Engine {
         if (s === undefined) break;
         if (!s.closed) this.#handOut(pool, s);
       }
-      this.#grow(pool);
+      this.#janitor.grow(pool);
     }
   }
 
@@ -615,105 +458,9 @@ export class UpstreamPool implements Engine {
     for (const w of done) w.resolve();
   }
 
-  /** Opens connections for the waiters the pool's size allows (and the reserve, for long waits). */
-  #grow(pool: Pool): void {
-    if (this.#closed || this.#held(pool)) return;
-    const s = this.settings;
-    const now = Date.now();
-    let limit = pool.fixedSize ?? s.defaultPoolSize;
-    if (
-      s.reservePoolSize > 0 && pool.waiters[0] !== undefined &&
-      now - pool.waiters[0].since >= s.reservePoolTimeoutMs
-    ) limit += s.reservePoolSize;
-    const wanted = Math.max(pool.waiters.length, s.minPoolSize - pool.size - pool.opening);
-    while (pool.size + pool.opening < limit && pool.opening < wanted) this.#open(pool);
-  }
-
-  #open(pool: Pool): void {
-    pool.opening++;
-    const params: Record<string, string> = {};
-    if (pool.user !== this.target.user && pool.login === null) params["role"] = pool.user;
-    if (pool === this.#auth) params["application_name"] = "pgts role lookup";
-    const target: UpstreamTarget = pool.forReads
-      ? { ...this.target, targetSessionAttrs: "prefer-standby" }
-      : this.target;
-    const opened = (async () => {
-      const upstream = await openUpstream(target, {
-        connect: this.#connect,
-        startTls: this.#startTls,
-        database: pool.database,
-        params,
-        timeoutMs: this.#timeoutMs,
-        login: pool.login === null ? undefined : { ...pool.login },
-      });
-      const server = new PoolServer(upstream, {
-        target,
-        connect: this.#connect,
-        onClosed: (s) => this.#forget(pool, s),
-      });
-      // What a fresh connection carries: the base every client's map starts from.
-      const r = await server.query(snapshotSql([], NOT_SESSION_STATE));
-      if (r.error !== null) {
-        server.close();
-        throw r.error;
-      }
-      server.carried = parseSnapshot(r.rows);
-      pool.baseline ??= server.carried;
-      return server;
-    })();
-    opened.then((server) => {
-      pool.opening--;
-      if (this.#closed) server.close();
-      else this.#handOut(pool, server);
-    }, (e: unknown) => {
-      pool.opening--;
-      const err = isPgError(e) ? e : new PgError(ERRCODE.CONNECTION_FAILURE, String(e));
-      ereport("LOG", `could not open an upstream connection for pool "${pool.display}"`, {
-        category: "pool",
-        detail: err.message,
-      });
-      // With nothing open and nothing opening, nobody would wake the waiters.
-      if (pool.size === 0 && pool.opening === 0) {
-        for (const w of pool.waiters.splice(0)) w.reject(err);
-      }
-    });
-  }
-
-  #forget(pool: Pool, server: PoolServer): void {
-    pool.active.delete(server);
-    const i = pool.idle.indexOf(server);
-    if (i >= 0) pool.idle.splice(i, 1);
-    this.#checkPaused();
-  }
-
-  #startSweep(): void {
-    if (this.#sweep !== null) return;
-    this.#sweep = setInterval(() => this.#sweepPools(), SWEEP_MS);
-    (this.#sweep as { unref?: () => void }).unref?.();
-  }
-
-  /** server_idle_timeout, server_lifetime of free connections, min_pool_size, the reserve. */
-  #sweepPools(): void {
-    const s = this.settings;
-    const now = Date.now();
-    for (const pool of [...this.#pools.values(), this.#auth]) {
-      // Oldest first: the free list is used from its end.
-      for (const server of [...pool.idle]) {
-        const idleTooLong = s.serverIdleTimeoutMs > 0 &&
-          now - server.idleSince > s.serverIdleTimeoutMs && pool.size > s.minPoolSize;
-        const tooOld = s.serverLifetimeMs > 0 && now - server.openedAt > s.serverLifetimeMs;
-        if (idleTooLong || tooOld) {
-          pool.idle.splice(pool.idle.indexOf(server), 1);
-          server.close();
-        }
-      }
-      this.#grow(pool);
-    }
-  }
-
   async lookupRole(name: string): Promise<RoleInfo | null> {
     const pool = this.#auth;
-    this.#startSweep();
+    this.#janitor.start();
     let server: PoolServer;
     try {
       server = await this.acquire(pool).promise;
@@ -780,8 +527,7 @@ export class UpstreamPool implements Engine {
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#sweep !== null) clearInterval(this.#sweep);
-    this.#sweep = null;
+    this.#janitor.stop();
     await Promise.all([...this.#sessions].map((s) => s.close().catch(() => {})));
     for (const pool of [...this.#pools.values(), this.#auth]) {
       for (const w of pool.waiters.splice(0)) w.reject(shutdownError());

@@ -56,7 +56,7 @@ import {
 } from "../pglite/wire.ts";
 import type { SqlEffects } from "./effects.ts";
 import { ClientSettings, NOT_SESSION_STATE } from "./client-settings.ts";
-import type { Pool, SharedStatement, UpstreamPool } from "./pool.ts";
+import type { Pool, Pooler, SharedStatement } from "./pool-objects.ts";
 import {
   answerPrepareOnly,
   answerWithError,
@@ -109,7 +109,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   /** When its last input came, for the console. */
   requestAt = Date.now();
 
-  #engine: UpstreamPool;
+  #engine: Pooler;
   #pool: Pool;
   #startup: SessionStartup;
   #onEnd: () => void;
@@ -140,7 +140,7 @@ export class PooledSession implements EngineSession, ServerHandler {
   /** close()'s promise: once the client has left, nothing more is relayed to it. */
   #leaving: Promise<void> | null = null;
 
-  constructor(engine: UpstreamPool, options: {
+  constructor(engine: Pooler, options: {
     pool: Pool;
     startup: SessionStartup;
     onEnd: () => void;

@@ -29,7 +29,7 @@ import {
   readyForQuery,
 } from "../pglite/wire.ts";
 import { NONE_EFFECTS, type SqlEffects, sqlEffects } from "./effects.ts";
-import type { SharedStatement, UpstreamPool } from "./pool.ts";
+import type { Pooler, SharedStatement } from "./pool-objects.ts";
 import type { PoolServer } from "./server.ts";
 
 /** One request sent upstream (or answered by pgts), in order. */
@@ -55,7 +55,7 @@ export interface RewriteContext {
   readonly server: PoolServer;
   /** The client's statements: its name → the pool's statement. */
   readonly statements: Map<string, SharedStatement>;
-  readonly engine: UpstreamPool;
+  readonly engine: Pooler;
   /** What a Query's or Parse's text does (SET, LISTEN...), or a statement's again at its Bind. */
   note(e: SqlEffects, sql: string | null): void;
 }
@@ -70,7 +70,7 @@ const plain = (kind: number): Request => ({
 
 /** The pool's statement for a Parse body (its text and parameter types after the name). */
 export function sharedStatement(
-  engine: UpstreamPool,
+  engine: Pooler,
   body: Uint8Array,
   afterName: number,
 ): SharedStatement {
@@ -260,7 +260,7 @@ export function answerPrepareOnly(
   input: Uint8Array,
   frames: readonly Frame[],
   statements: Map<string, SharedStatement>,
-  engine: UpstreamPool,
+  engine: Pooler,
 ): Uint8Array | null {
   let synced = false;
   for (const f of frames) {
