@@ -18,16 +18,20 @@
  *   session-mode pool is pinned from the start (pgbouncer's session mode).
  *
  * The answer is relayed message by message as subarrays of what the
- * upstream sent, gathered per read. A queue of the requests sent (one entry
- * per Parse, Bind, Describe, Execute, Close, Sync, Query, FunctionCall)
- * says which answer ends which request, so that pgts can drop the answers
- * to what it added, put its own answers in their place, and knows what the
- * upstream skips after an error (everything up to the next Sync).
+ * upstream sent, gathered per read, by the session's `AnswerRelay`
+ * (answers.ts): a queue of the requests sent (one entry per Parse, Bind,
+ * Describe, Execute, Close, Sync, Query, FunctionCall) says which answer
+ * ends which request, so that pgts can drop the answers to what it added,
+ * put its own answers in their place, and knows what the upstream skips
+ * after an error (everything up to the next Sync). After each read the
+ * relay hands back to `#settle`, which resolves the exec and gives the
+ * connection back at ReadyForQuery 'I'.
  *
  * Where the session stands with its connection is one `SessionState`
  * (idle, waiting, active, closing, ended), changed only by `#changeState`
  * (pgbouncer's change_client_state); the exchange on the connection (the
- * request queue, what is owed, COPY IN, the exec waiting) is its data.
+ * relay's request queue, what is owed, COPY IN, the exec waiting) is its
+ * data.
  *
  * A cancel goes to the upstream backend that runs the client's statement
  * (or ends its wait for a connection, 57014). A client that leaves
@@ -43,12 +47,11 @@ import type {
   SessionStartup,
   TransactionStatus,
 } from "../../core/engine/types.ts";
-import { BE, FE } from "../../core/protocol/mod.ts";
+import { FE } from "../../core/protocol/mod.ts";
 import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
 import {
   concat,
   cstring,
-  editNoticeText,
   errorResponse,
   type Frame,
   message,
@@ -57,16 +60,9 @@ import {
 import type { SqlEffects } from "./effects.ts";
 import { ClientSettings, NOT_SESSION_STATE } from "./client-settings.ts";
 import type { Pool, Pooler, SharedStatement } from "./pool-objects.ts";
-import {
-  answerPrepareOnly,
-  answerWithError,
-  isFatal,
-  type Request,
-  rewriteInput,
-} from "./requests.ts";
-import type { PoolServer, ServerHandler } from "./server.ts";
-
-type Out = (backend: Uint8Array) => void;
+import { answerPrepareOnly, answerWithError, rewriteInput } from "./requests.ts";
+import { AnswerRelay, type Out } from "./answers.ts";
+import type { PoolServer } from "./server.ts";
 
 const CLOSE_TIMEOUT_MS = 5000;
 /** Distinct startup-parameter sets remembered per pool. */
@@ -101,7 +97,7 @@ const IDLE: SessionState = { name: "idle" };
 
 let nextSessionId = 1;
 
-export class PooledSession implements EngineSession, ServerHandler {
+export class PooledSession implements EngineSession {
   onAsync: Out | null = null;
   onTerminate: ((reason: PgError) => void) | null = null;
   readonly id = nextSessionId++;
@@ -120,23 +116,11 @@ export class PooledSession implements EngineSession, ServerHandler {
   #state: SessionState = IDLE;
   /** Why the client keeps its connection for good; null while it does not. */
   #pinned: string | null = null;
-  #queue: Request[] = [];
-  #head = 0;
-  /** Sync, Query and FunctionCall requests in the queue: ReadyForQuery messages owed. */
-  #owed = 0;
-  /** The upstream skips extended-protocol messages until the next Sync (after an error). */
-  #skipping = false;
-  #copyIn = false;
-  #status: TransactionStatus = "I";
+  /** The request queue and the upstream's answer (answers.ts): the held connection's handler. */
+  #answers: AnswerRelay;
   #pending: Pending | null = null;
-  /** Bytes of the current read to relay, as one range of one buffer. */
-  #outBuf: Uint8Array | null = null;
-  #outStart = 0;
-  #outEnd = 0;
   /** Called once nothing is owed and no request is left (the client left mid-input). */
   #onDrained: (() => void) | null = null;
-  /** The upstream sent a FATAL: its loss needs no message of pgts's own. */
-  #fatalSent = false;
   /** close()'s promise: once the client has left, nothing more is relayed to it. */
   #leaving: Promise<void> | null = null;
 
@@ -156,10 +140,16 @@ export class PooledSession implements EngineSession, ServerHandler {
       loginRole: () => this.#pool.login?.user ?? this.#engine.target.user,
       pid: options.startup.pid,
     });
+    this.#answers = new AnswerRelay(this.#pool, {
+      sink: () => this.#sink(),
+      server: () => this.#server,
+      settle: () => this.#settle(),
+      lost: (reason) => this.#end(reason, true),
+    });
   }
 
   get transactionStatus(): TransactionStatus {
-    return this.#status;
+    return this.#answers.status;
   }
 
   /**
@@ -337,7 +327,7 @@ export class PooledSession implements EngineSession, ServerHandler {
         return;
       }
       this.#changeState({ name: "active", server, pool });
-      server.handler = this;
+      server.handler = this.#answers;
       server.client = this;
       return this.#send(input, frames, out);
     }
@@ -355,18 +345,16 @@ export class PooledSession implements EngineSession, ServerHandler {
       engine: this.#engine,
       note: (e, sql) => this.#note(e, sql),
     });
-    if (endsCopy) this.#copyIn = false;
-    for (const r of requests) {
-      this.#queue.push(r);
-      if (r.kind === FE.Sync || r.kind === FE.Query || r.kind === FE.FunctionCall) this.#owed++;
-    }
+    const answers = this.#answers;
+    if (endsCopy) answers.endCopy();
+    for (const r of requests) answers.push(r);
     if (parts.length > 0) server.write(concat(parts.length === 1 ? [parts[0]!.slice()] : parts));
     return new Promise<void>((resolve, reject) => {
       this.#pending = { out, resolve, reject };
       // Requests pgts answers itself at the head of the queue, and inputs
       // that owe nothing (Parse+Flush, CopyData), settle now.
-      this.#answerSynthetic();
-      this.#flush();
+      answers.answerSynthetic();
+      answers.flush();
       this.#settle();
     });
   }
@@ -386,156 +374,23 @@ export class PooledSession implements EngineSession, ServerHandler {
     }
   }
 
-  // ---- the upstream's answer (ServerHandler) ------------------------------
-
-  message(type: number, buf: Uint8Array, start: number, end: number): void {
-    const head = this.#queue[this.#head];
-    switch (type) {
-      case BE.ParseComplete:
-      case BE.BindComplete:
-      case BE.CloseComplete:
-      case BE.NoData:
-      case BE.PortalSuspended:
-        return this.#complete(head, true, buf, start, end);
-      case BE.RowDescription:
-        if (head?.kind === FE.Describe) return this.#complete(head, true, buf, start, end);
-        break;
-      case BE.CommandComplete:
-      case BE.EmptyQueryResponse:
-        if (head?.kind === FE.Execute) return this.#complete(head, true, buf, start, end);
-        break;
-      case BE.ReadyForQuery:
-        this.#pool.queries++;
-        this.#status = this.#server?.status ?? "I";
-        this.#copyIn = false;
-        this.#skipping = false;
-        return this.#complete(head, true, buf, start, end);
-      case BE.ErrorResponse: {
-        if (isFatal(buf.subarray(start + 5, end))) this.#fatalSent = true;
-        if (
-          head === undefined || head.kind === FE.Query || head.kind === FE.FunctionCall ||
-          head.kind === FE.Sync
-        ) break;
-        // An extended-protocol request failed: the upstream skips the rest
-        // up to the next Sync; so do the requests pgts answers itself.
-        let msg = buf.subarray(start, end);
-        if (head.rename !== null) {
-          const [upstream, client] = head.rename;
-          msg = editNoticeText(msg, (s) => s.replaceAll(`"${upstream}"`, `"${client}"`));
-        }
-        this.#shift();
-        head.done?.(false);
-        for (
-          let r = this.#queue[this.#head];
-          r !== undefined && r.kind !== FE.Sync;
-          r = this.#queue[this.#head]
-        ) {
-          this.#shift();
-          r.done?.(false);
-        }
-        this.#skipping = true;
-        this.#emitOwn(msg);
-        return;
-      }
-      case BE.CopyInResponse:
-      case BE.CopyBothResponse:
-        this.#copyIn = true;
-        break;
-    }
-    this.#emit(buf, start, end);
-  }
-
-  chunkEnd(): void {
-    this.#flush();
-    this.#settle();
-  }
-
-  lost(reason: PgError): void {
-    this.#end(reason, true);
-  }
-
-  #shift(): void {
-    const r = this.#queue[this.#head++];
-    if (
-      r !== undefined && (r.kind === FE.Sync || r.kind === FE.Query || r.kind === FE.FunctionCall)
-    ) {
-      this.#owed--;
-    }
-    if (this.#head === this.#queue.length) {
-      this.#queue.length = 0;
-      this.#head = 0;
-    }
-  }
-
-  /** `head` got its last answer message (`buf[start..end)`). */
-  #complete(
-    head: Request | undefined,
-    ok: boolean,
-    buf: Uint8Array,
-    start: number,
-    end: number,
-  ): void {
-    if (head === undefined) {
-      this.#emit(buf, start, end);
-      return;
-    }
-    this.#shift();
-    if (!head.hidden) this.#emit(buf, start, end);
-    head.done?.(ok);
-    this.#answerSynthetic();
-  }
-
-  /** Answers the requests pgts answers itself that are now at the head. */
-  #answerSynthetic(): void {
-    for (let r = this.#queue[this.#head]; r?.synthetic != null; r = this.#queue[this.#head]) {
-      this.#shift();
-      this.#emitOwn(r.synthetic);
-      r.done?.(true);
-    }
-  }
-
-  #emit(buf: Uint8Array, start: number, end: number): void {
-    if (this.#outBuf === buf && this.#outEnd === start) {
-      this.#outEnd = end;
-      return;
-    }
-    this.#flush();
-    this.#outBuf = buf;
-    this.#outStart = start;
-    this.#outEnd = end;
-  }
-
-  #emitOwn(bytes: Uint8Array): void {
-    this.#flush();
-    this.#sink()?.(bytes);
-  }
-
+  /** Where the answer goes now: nowhere once the client left. */
   #sink(): Out | null {
     if (this.#leaving !== null) return null;
     return this.#pending?.out ?? this.onAsync;
   }
 
-  #flush(): void {
-    const buf = this.#outBuf;
-    if (buf === null) return;
-    this.#outBuf = null;
-    const bytes = this.#outStart === 0 && this.#outEnd === buf.length
-      ? buf
-      : buf.subarray(this.#outStart, this.#outEnd);
-    this.#pool.sent += bytes.length;
-    this.#sink()?.(bytes);
-  }
-
   /** After a read: resolves the exec whose input is answered, and gives the connection back at 'I'. */
   #settle(): void {
-    if (this.#owed > 0 && !this.#copyIn) return;
-    const drained = this.#owed === 0 && this.#head === this.#queue.length;
+    const answers = this.#answers;
+    if (answers.owed > 0 && !answers.copyIn) return;
+    const drained = answers.drained;
     if (drained && this.#onDrained !== null) {
       const w = this.#onDrained;
       this.#onDrained = null;
       w();
     }
-    const idle = drained && !this.#copyIn && this.#status === "I";
+    const idle = drained && !answers.copyIn && answers.status === "I";
     const p = this.#pending;
     if (p === null) return;
     const server = this.#server;
@@ -585,7 +440,7 @@ export class PooledSession implements EngineSession, ServerHandler {
       );
       return;
     }
-    if (this.#server !== null && this.#owed > 0) this.#server.cancel();
+    if (this.#server !== null && this.#answers.owed > 0) this.#server.cancel();
   }
 
   close(): Promise<void> {
@@ -632,23 +487,17 @@ export class PooledSession implements EngineSession, ServerHandler {
   }
 
   async #clean(server: PoolServer): Promise<"clean"> {
-    if (this.#copyIn) {
+    const answers = this.#answers;
+    if (answers.copyIn) {
       server.write(message(FE.CopyFail, cstring("the client left")));
-      this.#copyIn = false;
+      answers.endCopy();
     }
-    if (this.#owed > 0 || this.#head < this.#queue.length) {
-      if (this.#owed > 0) server.cancel();
+    if (!answers.drained) {
+      if (answers.owed > 0) server.cancel();
       else {
         // An input without Sync (Parse+Flush...): a Sync brings it to an end.
         server.write(message(FE.Sync));
-        this.#queue.push({
-          kind: FE.Sync,
-          hidden: true,
-          synthetic: null,
-          done: null,
-          rename: null,
-        });
-        this.#owed++;
+        answers.push({ kind: FE.Sync, hidden: true, synthetic: null, done: null, rename: null });
       }
       await new Promise<void>((resolve) => (this.#onDrained = resolve));
     }
@@ -684,7 +533,7 @@ export class PooledSession implements EngineSession, ServerHandler {
     if (notify && reason !== null) {
       // The upstream's own FATAL went by already if it sent one.
       const sink = p?.out ?? this.onAsync;
-      if (!this.#fatalSent) sink?.(errorResponse(reason));
+      if (!this.#answers.fatalSent) sink?.(errorResponse(reason));
       this.onTerminate?.(reason);
     }
     p?.reject(this.#ended);

@@ -1,13 +1,13 @@
 /**
  * A client's input as the transaction pool's upstream connection gets it,
- * the outbound half of pooled-session.ts: the client's named statements
- * renamed to the pool's names (`pgts_N`), the Parse of a statement the
- * connection lacks sent first (its answer hidden from the client), the
- * least recently used statements closed beyond max_prepared_statements,
- * and a Parse the connection has already or the client's Close answered by
- * pgts itself. For each message that expects an answer there is one
- * Request, in order: the session's queue, which says whose answer each
- * upstream message is.
+ * the outbound half of pooled-session.ts (answers.ts is the inbound one):
+ * the client's named statements renamed to the pool's names (`pgts_N`),
+ * the Parse of a statement the connection lacks sent first (its answer
+ * hidden from the client), the least recently used statements closed
+ * beyond max_prepared_statements, and a Parse the connection has already
+ * or the client's Close answered by pgts itself. For each message that
+ * expects an answer there is one Request, in order: the relay's queue
+ * (answers.ts), which says whose answer each upstream message is.
  *
  * Also the answers pgts gives with no connection at all: a prepare-only
  * input (`answerPrepareOnly`) and an input that cannot run
