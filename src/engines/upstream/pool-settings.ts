@@ -9,7 +9,7 @@
 
 import { parsePoolModeList } from "../../core/guc/tables_pool.ts";
 
-/** pgbouncer's settings, as pgts names them (src/core/guc/tables.ts). */
+/** pgbouncer's settings, as pgts names them (src/core/guc/tables_pool.ts). */
 export interface PoolSettings {
   readonly defaultPoolSize: number;
   readonly minPoolSize: number;
@@ -42,7 +42,7 @@ export const DEFAULT_POOL_SETTINGS: PoolSettings = {
   readOnlyRouting: false,
 };
 
-/** The pool's settings from pgts's parameters (src/core/guc/tables.ts). */
+/** The pool's settings from pgts's parameters (src/core/guc/tables_pool.ts). */
 export function poolSettingsOf(guc: {
   getBool(name: string): boolean;
   getInt(name: string): number;
