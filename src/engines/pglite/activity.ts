@@ -21,7 +21,17 @@
  * Visibility is PostgreSQL's, applied in the backend for the calling role:
  * rows of roles it has no privileges of show pid, role, database and
  * application_name, and `<insufficient privilege>` as the query.
+ *
+ * Each session keeps what its row shows in a `SessionActivity` (the
+ * PgBackendStatus of PostgreSQL's backend_status.c): when it started, its
+ * last query and when, when its transaction started. Noting a query costs
+ * a bounded copy of its text, decoded only when the view is read.
  */
+
+import type { TransactionStatus } from "../../core/engine/types.ts";
+import { FE } from "../../core/protocol/constants.ts";
+import type { ActivityRow } from "./backends.ts";
+import type { Frame } from "./wire.ts";
 
 /** The DDL that makes pg_stat_activity pgts's (idempotent; the bootstrap superuser runs it). */
 export const STAT_ACTIVITY_SQL = `
@@ -65,3 +75,99 @@ CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
     LEFT JOIN pg_catalog.pg_database d ON s.datid = d.oid
     LEFT JOIN pg_catalog.pg_authid u ON s.usesysid = u.oid;
 `;
+
+/** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */
+const QUERY_TEXT_MAX = 1024;
+
+/** Who a row is about and what the session is doing now. */
+export interface ActivityRowOf {
+  readonly pid: number;
+  readonly datname: string;
+  readonly usesysid: number;
+  readonly applicationName: string;
+  /** The session's state: between inputs, waiting for the engine, running on it. */
+  readonly state: "idle" | "waiting" | "active" | "closed";
+  readonly status: TransactionStatus;
+}
+
+/** One session's times and last query, as pg_stat_activity shows them (ms since the epoch). */
+export class SessionActivity {
+  readonly #client: { readonly address: string; readonly port: number } | null;
+  readonly #backendStart = Date.now();
+  #queryStart = 0;
+  #stateChange = Date.now();
+  #xactStart = 0;
+  /** The last input's first Query or Parse message (a bounded copy). */
+  #lastQuery: Uint8Array | null = null;
+
+  constructor(client: { readonly address: string; readonly port: number } | null) {
+    this.#client = client;
+  }
+
+  /** Keeps (a bounded copy of) the input's first Query or Parse, and when it started. */
+  noteQuery(input: Uint8Array, frames: readonly Frame[], status: TransactionStatus): void {
+    const f = frames.find((x) => x.type === FE.Query || x.type === FE.Parse);
+    if (f === undefined) return;
+    this.#queryStart = this.#stateChange = Date.now();
+    if (status === "I") this.#xactStart = 0;
+    const body = input.subarray(f.start + 5, Math.min(f.end, f.start + 5 + QUERY_TEXT_MAX));
+    if (f.type === FE.Parse) {
+      // The statement name, then the text.
+      const nul = body.indexOf(0);
+      this.#lastQuery = body.slice(nul + 1);
+    } else this.#lastQuery = body.slice();
+  }
+
+  /** The session's state changed without a new query (an input answered, one run). */
+  noteStateChange(): void {
+    this.#stateChange = Date.now();
+  }
+
+  /** The input in hand opened a transaction: it started with the input. */
+  noteTransactionStart(): void {
+    this.#xactStart = this.#queryStart;
+  }
+
+  /** The session's row (before visibility rules). */
+  row(of: ActivityRowOf): ActivityRow {
+    const iso = (ms: number) => (ms === 0 ? null : new Date(ms).toISOString());
+    let state: string;
+    let wait: [string, string] | null = null;
+    if (of.state === "active") state = "active";
+    else if (of.state === "waiting") {
+      state = "active";
+      wait = ["Extension", "PgtsEngine"];
+    } else {
+      state = of.status === "T"
+        ? "idle in transaction"
+        : of.status === "E"
+        ? "idle in transaction (aborted)"
+        : "idle";
+      wait = ["Client", "ClientRead"];
+    }
+    const inXact = state !== "idle";
+    return {
+      pid: of.pid,
+      datname: of.datname,
+      usesysid: of.usesysid,
+      application_name: of.applicationName,
+      state,
+      query: queryText(this.#lastQuery),
+      wait_event_type: wait?.[0] ?? null,
+      wait_event: wait?.[1] ?? null,
+      xact_start: inXact ? iso(this.#xactStart || this.#queryStart) : null,
+      query_start: iso(this.#queryStart),
+      backend_start: new Date(this.#backendStart).toISOString(),
+      state_change: iso(this.#stateChange),
+      client_addr: this.#client?.address ?? null,
+      client_port: this.#client?.port ?? null,
+    };
+  }
+}
+
+/** The text of a kept Query or Parse body (up to its NUL). */
+function queryText(body: Uint8Array | null): string {
+  if (body === null) return "";
+  const nul = body.indexOf(0);
+  return new TextDecoder().decode(nul < 0 ? body : body.subarray(0, nul));
+}

@@ -35,7 +35,7 @@ import { STAT_ACTIVITY_SQL } from "./activity.ts";
 import { STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL } from "./pgstat_archiver.ts";
 import { RoleGraph } from "./acl.ts";
 import { EngineScheduler, type Holder } from "./scheduler.ts";
-import { PgliteSession } from "./session.ts";
+import { PgliteSession, type SessionEngine } from "./session.ts";
 import {
   parseSnapshot,
   type SettingsMap,
@@ -127,7 +127,7 @@ function internalHolder(): Holder {
   return { pid: 0, activity: () => "doing the engine's own work" };
 }
 
-export class PgliteEngine implements Engine {
+export class PgliteEngine implements Engine, SessionEngine {
   readonly scheduler = new EngineScheduler();
   readonly executor: RawExecutor;
   readonly listeners = new ListenRegistry();
@@ -204,7 +204,7 @@ export class PgliteEngine implements Engine {
     this.cluster = options.cluster ?? null;
     executor.onSignals = (signals) => this.signalBackends(signals);
     this.#temp = new TempSchemas({
-      runRaw: (bytes, as, temp) => this.runRaw(bytes, as, temp),
+      runRaw: (bytes, temp) => this.runRaw(bytes, undefined, temp),
       query: (sql) => this.#query(sql),
       asBootstrapSuperuser: () => this.#asBootstrapSuperuser(),
     }, executor.tempShared);

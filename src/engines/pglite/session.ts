@@ -1,18 +1,20 @@
 /**
  * One client's session on the shared PGlite backend: the `EngineSession` a
- * backend talks to.
+ * backend talks to, and its main loop (PostgreSQL's tcop/postgres.c, for a
+ * backend that shares its process with every other session).
  *
  * It owns the session's private state that the one backend cannot keep
  * apart: its statement-name prefix and statements, its settings map, its
  * LISTEN channels, its saved unnamed statement, its transaction status. For
  * each input it renames (naming.ts), waits for the engine (scheduler.ts),
- * has the engine put its settings back (engine.ts), runs the bytes and
- * filters the answer (output.ts); it gives the engine back at
- * ReadyForQuery 'I'. While it holds the engine idle, the
- * idle-in-transaction timer runs. Everything it sends goes through its
+ * has the engine put its settings back, runs the bytes and filters the
+ * answer (output.ts); it gives the engine back at ReadyForQuery 'I'.
+ * Between inputs its timers run (timeout.ts); a COPY FROM STDIN is fed
+ * across inputs (copyfrom.ts); what it answers without the engine is in
+ * answers.ts and offengine.ts. Everything it sends goes through its
  * `AnswerGate` (groupcommit.ts): an answer leaves only once the WAL it
  * depends on is on disk, and `exec` resolves then, after the engine went to
- * the next session.
+ * the next session. `#changeState` is the only writer of its state.
  *
  * It must never let bytes of its input run while another session owns the
  * engine, never hand its output or notifications to another session, and
@@ -20,89 +22,106 @@
  */
 
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
-import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
 import type { BackendOutput, EngineSession, TransactionStatus } from "../../core/engine/types.ts";
-import { type InputPlan, planInput, publicText, type StatementEffects } from "./naming.ts";
-import type { ListenOp } from "./naming.ts";
-import type { Listener } from "./notify.ts";
-import { OutputFilter } from "./output.ts";
+import { BE, FE } from "../../core/protocol/constants.ts";
+import type { RoleGraph } from "./acl.ts";
+import { SessionActivity } from "./activity.ts";
+import {
+  closeAllRefused,
+  deferredPrepare,
+  failInput,
+  firstPgError,
+  lockTimeout,
+  queryCanceled,
+  tempTableWarning,
+  utilityBatchAnswers,
+} from "./answers.ts";
+import type { ActivityRow, BackendSignal } from "./backends.ts";
+import { FedCopy, type FedCopyHooks, probeCopyIn } from "./copyfrom.ts";
+import type { ExecOptions, RawExecutor } from "./executor.ts";
 import { AnswerGate } from "./groupcommit.ts";
-import type { Holder } from "./scheduler.ts";
+import { type InputPlan, type ListenOp, planInput, type StatementEffects } from "./naming.ts";
+import type { Listener, ListenRegistry } from "./notify.ts";
+import { answerWithoutEngine } from "./offengine.ts";
+import { OutputFilter } from "./output.ts";
+import type { EngineScheduler, Holder } from "./scheduler.ts";
 import { parseDurationMs, type SettingsMap } from "./settings.ts";
+import { lastBackupCall } from "./sqlscan.ts";
+import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
+import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import {
   concat,
   dataRows,
   errorResponse,
   fe,
   type Frame,
-  message,
   noticeResponse,
-  readInt32,
   readyForQuery,
   splitFrames,
 } from "./wire.ts";
-import type { PgliteEngine } from "./engine.ts";
-import type { ActivityRow } from "./backends.ts";
-import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
-import { answerWithoutEngine } from "./offengine.ts";
-import type { CopyFeedWriter } from "./copyfeed.ts";
-
-const SYNC = 0x53;
-const QUERY = 0x51;
-const FLUSH = 0x48;
-const TERMINATE = 0x58;
-const PARSE = 0x50;
-const CLOSE = 0x43;
-const PARSE_COMPLETE = 0x31;
-const BIND = 0x42;
-const BIND_COMPLETE = 0x32;
-const NO_DATA = 0x6e;
-const PARAMETER_DESCRIPTION = 0x74;
-const ERROR_RESPONSE = 0x45;
-const CLOSE_COMPLETE = 0x33;
-const COPY_DATA = 0x64;
-const COPY_DONE = 0x63;
-const COPY_FAIL = 0x66;
-const G_COPY_IN = 0x47;
-
-type State = "idle" | "waiting" | "active" | "closed";
 
 /**
- * A statement's wait for a lock that only a prepared transaction can hold
- * (lockwait.ts), ended after `ms`: PostgreSQL's lock_timeout error, with
- * what holds the lock.
+ * What a session asks of its engine (engine.ts's PgliteEngine): declared
+ * here so that this module needs nothing of the engine's.
  */
-function lockTimeout(ms: number): PgError {
-  return new PgError(ERRCODE.LOCK_NOT_AVAILABLE, "canceling statement due to lock timeout", {
-    detail:
-      `The lock is held by a prepared transaction; only COMMIT PREPARED or ROLLBACK PREPARED can release it, and they need the engine, which this statement held for ${ms} ms while it waited.`,
-    hint:
-      "Commit or roll back the prepared transaction (pg_prepared_xacts lists them); lock_timeout, or pgts.engine_wait_timeout when shorter, bounds such a wait.",
-  });
+export interface SessionEngine {
+  readonly executor: Pick<RawExecutor, "wal" | "interrupt" | "copyFeed">;
+  readonly scheduler: EngineScheduler;
+  readonly listeners: Pick<ListenRegistry, "route">;
+  readonly options: {
+    readonly engineWaitTimeoutMs: number;
+    readonly engineHoldTimeoutMs: number;
+    readonly idleInTransactionSessionTimeoutMs: number;
+  };
+  /** The cluster that carries out CREATE/ALTER/DROP DATABASE, in a multi-database cluster. */
+  readonly cluster: {
+    databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
+  } | null;
+  readonly database: string;
+  /** Why temporary objects are shared by every session, or null. */
+  readonly tempShared: string | null;
+  readonly roleGraph: RoleGraph;
+  /** The holder has committed role or database DDL that the engine is reading back. */
+  readonly catalogsSettling: boolean;
+  /** The session whose unnamed statement the backend holds, if known. */
+  unnamedOwner: PgliteSession | null;
+  fixedSetting(name: string): readonly [string, string] | undefined;
+  activityRows(): ActivityRow[];
+  signalBackends(signals: readonly BackendSignal[]): void;
+  clusterSession(pid: number): PgliteSession | undefined;
+  holdCursorsOfOthers(s: PgliteSession): number;
+  noteCustomSetting(name: string): void;
+  carriesSettingsOf(s: PgliteSession): boolean;
+  prepareFor(s: PgliteSession): Promise<PgError[]>;
+  runSpecial(
+    s: PgliteSession,
+    kind: "discard all" | "deallocate all",
+    out: (b: Uint8Array) => void,
+  ): Promise<boolean>;
+  runRaw(bytes: Uint8Array, as?: PgliteSession): Promise<Uint8Array>;
+  exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void | Promise<void>,
+    options: ExecOptions,
+    s?: PgliteSession,
+  ): Promise<void>;
+  backendsForExec(): ExecOptions["backends"] | undefined;
+  loadExtensionsFor(needed: boolean): boolean;
+  hasWorkAfterTransaction(s: PgliteSession): boolean;
+  afterTransaction(s: PgliteSession): Promise<void>;
+  abortOpenWork(s: PgliteSession): Promise<boolean>;
+  markBroken(reason: string): void;
+  endSession(s: PgliteSession): Promise<void>;
 }
 
-function closeAllRefused(): PgError {
-  return new PgError(
-    ERRCODE.FEATURE_NOT_SUPPORTED,
-    "CLOSE ALL is not supported while other sessions have WITH HOLD cursors",
-    {
-      detail:
-        "pgts runs every session on one PGlite backend, where CLOSE ALL would close the other sessions' cursors too.",
-      hint: "Close this session's cursors by name.",
-    },
-  );
-}
-
-export function queryCanceled(): PgError {
-  return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
-}
+type State = "idle" | "waiting" | "active" | "closed";
 
 /** What exec raises after close: one instance (an Error's stack costs on every connection). */
 const SESSION_CLOSED = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "the session is closed", {
   severity: "FATAL",
 });
 
-export class PgliteSession implements EngineSession, Holder, Listener {
+export class PgliteSession implements EngineSession, Holder, Listener, TimedSession {
   readonly pid: number;
   readonly id: number;
   readonly user: string;
@@ -153,7 +172,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   /** The backend just made `temp`, still named pg_temp_N: the engine renames it (engine.ts). */
   tempUnnamed = false;
 
-  #engine: PgliteEngine;
+  #engine: SessionEngine;
   /** All output to the client, released in order as the WAL it depends on is durable. */
   #gate: AnswerGate;
   #status: TransactionStatus = "I";
@@ -177,32 +196,24 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   #timeoutStale = false;
   /** statement_timeout as read inside the open block; null outside one. */
   #blockTimeoutMs: number | null = null;
-  #idleTimer: ReturnType<typeof setTimeout> | null = null;
-  /** pgts.engine_hold_timeout's timer: armed while this session holds the engine idle and others wait. */
-  #holdTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly #timeouts: SessionTimeouts;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
   /** Parse and Close messages answered while the engine was held (#defer), to run first. */
   #deferred: Uint8Array[] = [];
   /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far (inline engine). */
   #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
-  /** A COPY FROM STDIN running on the engine, fed the client's data as it comes (copyfeed.ts). */
+  /** A COPY FROM STDIN running on the engine, fed the client's data as it comes (copyfrom.ts). */
   #fed: FedCopy | null = null;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
   #readsActivity = false;
   /** The input names an extension (the engine loads the bundles first, once). */
   #needsExtensions = false;
-  // pg_stat_activity: times in ms since the epoch, the last input's first
-  // Query or Parse message (a bounded copy, decoded only when read).
-  readonly #client: { readonly address: string; readonly port: number } | null;
-  readonly #backendStart = Date.now();
-  #queryStart = 0;
-  #stateChange = Date.now();
-  #xactStart = 0;
-  #lastQuery: Uint8Array | null = null;
+  /** What pg_stat_activity shows of this session. */
+  readonly #activity: SessionActivity;
 
   constructor(
-    engine: PgliteEngine,
+    engine: SessionEngine,
     init: {
       id: number;
       pid: number;
@@ -215,7 +226,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       client?: { readonly address: string; readonly port: number };
     },
   ) {
-    this.#client = init.client ?? null;
+    this.#activity = new SessionActivity(init.client ?? null);
     this.#engine = engine;
     this.#gate = new AnswerGate(engine.executor.wal);
     this.id = init.id;
@@ -230,12 +241,41 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.settingsDirty = false;
       this.settingsFromStartup = false;
     }
-    this.#armIdle();
+    this.#timeouts = new SessionTimeouts(this, engine);
+    this.#timeouts.armIdle();
+  }
+
+  /**
+   * The one writer of #state. Not logged: it changes several times in
+   * every statement's path (pgbench -S); the transitions are checked
+   * instead: nothing leaves "closed".
+   */
+  #changeState(next: State): void {
+    if (this.#state === "closed") {
+      throw new TypeError(`PGlite session cannot go from closed to ${next}`);
+    }
+    this.#state = next;
+  }
+
+  /** Gives the engine back to the next waiter. */
+  #giveBack(): void {
+    this.owns = false;
+    this.#engine.scheduler.release(this);
   }
 
   /** close() has begun: the session is going (its client left, or it was terminated). */
   get closing(): boolean {
     return this.#closing !== null || this.#terminated !== null;
+  }
+
+  /** Between inputs: not waiting for the engine, not running on it, not closed. */
+  get idle(): boolean {
+    return this.#state === "idle";
+  }
+
+  /** Its COPY FROM STDIN in flight, if any (the hold timer watches its data). */
+  get fedCopy(): FedCopy | null {
+    return this.#fed;
   }
 
   get transactionStatus(): TransactionStatus {
@@ -251,52 +291,14 @@ export class PgliteSession implements EngineSession, Holder, Listener {
 
   /** This session's row of pg_stat_activity (before visibility rules). */
   activityRow(): ActivityRow {
-    const iso = (ms: number) => (ms === 0 ? null : new Date(ms).toISOString());
-    let state: string;
-    let wait: [string, string] | null = null;
-    if (this.#state === "active") state = "active";
-    else if (this.#state === "waiting") {
-      state = "active";
-      wait = ["Extension", "PgtsEngine"];
-    } else {
-      state = this.#status === "T"
-        ? "idle in transaction"
-        : this.#status === "E"
-        ? "idle in transaction (aborted)"
-        : "idle";
-      wait = ["Client", "ClientRead"];
-    }
-    const inXact = state !== "idle";
-    return {
+    return this.#activity.row({
       pid: this.pid,
       datname: this.#engine.database,
       usesysid: this.userOid,
-      application_name: this.settings.get("application_name") ?? "",
-      state,
-      query: queryText(this.#lastQuery),
-      wait_event_type: wait?.[0] ?? null,
-      wait_event: wait?.[1] ?? null,
-      xact_start: inXact ? iso(this.#xactStart || this.#queryStart) : null,
-      query_start: iso(this.#queryStart),
-      backend_start: new Date(this.#backendStart).toISOString(),
-      state_change: iso(this.#stateChange),
-      client_addr: this.#client?.address ?? null,
-      client_port: this.#client?.port ?? null,
-    };
-  }
-
-  /** Keeps (a bounded copy of) the input's first Query or Parse, and when it started. */
-  #noteQuery(input: Uint8Array, frames: readonly Frame[]): void {
-    const f = frames.find((x) => x.type === QUERY || x.type === PARSE);
-    if (f === undefined) return;
-    this.#queryStart = this.#stateChange = Date.now();
-    if (this.#status === "I") this.#xactStart = 0;
-    const body = input.subarray(f.start + 5, Math.min(f.end, f.start + 5 + QUERY_TEXT_MAX));
-    if (f.type === PARSE) {
-      // The statement name, then the text.
-      const nul = body.indexOf(0);
-      this.#lastQuery = body.slice(nul + 1);
-    } else this.#lastQuery = body.slice();
+      applicationName: this.settings.get("application_name") ?? "",
+      state: this.#state,
+      status: this.#status,
+    });
   }
 
   deliverAsync(bytes: Uint8Array): void {
@@ -351,24 +353,18 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   async #close(): Promise<void> {
-    this.#disarmIdle();
+    this.#timeouts.disarm();
     this.#terminated ??= SESSION_CLOSED;
     // A statement still waiting or running is ended first: the transaction
     // is rolled back now, not when the statement would have finished.
     this.cancel();
     const fed = this.#fed;
     if (fed !== null) {
-      // A COPY whose client is gone ends as a CopyFail ends it (at the top
-      // level, after the COPY, PostgreSQL ignores it), and is rolled back.
-      // Not by end of file: PGlite's read would wait for more.
-      fed.over = true;
-      await fed.feed.write(fe.copyFail("connection to client lost"), () => fed.finished);
-      fed.feed.end();
-      await fed.done;
+      await fed.abandon();
       this.#fed = null;
     }
     await this.#chain;
-    this.#state = "closed";
+    this.#changeState("closed");
     await this.#engine.endSession(this);
   }
 
@@ -376,7 +372,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   terminate(reason: PgError): void {
     if (this.#terminated !== null) return;
     this.#terminated = reason;
-    this.#disarmIdle();
+    this.#timeouts.disarm();
     // After what is held (the FATAL comes last, as it would have), or at
     // once when held answers can never go (a failed WAL fdatasync).
     this.#gate.afterDrain(() => {
@@ -386,12 +382,26 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     void this.close();
   }
 
+  /** Another session started to wait for the engine this one holds (scheduler.ts). */
+  waitedFor(): void {
+    this.#timeouts.waitedFor();
+  }
+
+  /** Marks the transaction status after the engine rolled this session back. */
+  resetStatus(): void {
+    this.#status = "I";
+  }
+
   /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
   #waitBoundMs(): number {
     let bound = parseDurationMs(this.settings.get("pgts.engine_wait_timeout")) ?? 0;
     if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
     const lock = parseDurationMs(this.settings.get("lock_timeout")) ?? 0;
     return lock > 0 ? Math.min(bound, lock) : bound;
+  }
+
+  #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
+    this.#skipUntilSync = failInput(frames, err, { status: this.#status, out });
   }
 
   async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
@@ -405,7 +415,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
           severity: "FATAL",
         });
       }
-      const next = await this.#feedCopy(this.#fed, input, frames, out);
+      const next = await this.#fed.take(input, frames, out);
       if (next >= frames.length) return;
       input = input.subarray(frames[next]!.start);
     }
@@ -422,7 +432,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     // After an error pgts raised itself in an extended batch, the rest of
     // the batch is skipped up to Sync, as PostgreSQL skips after an error.
     if (this.#skipUntilSync) {
-      const s = frames.findIndex((f) => f.type === SYNC);
+      const s = frames.findIndex((f) => f.type === FE.Sync);
       if (s < 0) return;
       this.#skipUntilSync = false;
       out(readyForQuery(this.#status));
@@ -431,9 +441,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       frames = splitFrames(input)!;
     }
     if (this.#copy !== null) {
-      const end = frames.findIndex((f) => f.type === COPY_DONE || f.type === COPY_FAIL);
+      const end = frames.findIndex((f) => f.type === FE.CopyDone || f.type === FE.CopyFail);
       for (const f of end < 0 ? frames : frames.slice(0, end)) {
-        if (f.type === COPY_DATA) this.#copy.data.push(input.slice(f.start, f.end));
+        if (f.type === FE.CopyData) this.#copy.data.push(input.slice(f.start, f.end));
       }
       if (end < 0) return;
       const last = frames[end]!;
@@ -442,7 +452,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       input = input.subarray(frames[end + 1]!.start);
       frames = splitFrames(input)!;
     }
-    const x = frames.findIndex((f) => f.type === TERMINATE);
+    const x = frames.findIndex((f) => f.type === FE.Terminate);
     if (x >= 0) {
       if (x > 0) await this.#run(input.subarray(0, frames[x]!.start), frames.slice(0, x), out);
       // close() waits for this exec to finish: start it, do not await it here.
@@ -452,20 +462,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     await this.#run(input, frames, out);
   }
 
-  /** Whether the input starts or stops a backup (its last mention wins). */
-  #noteBackup(input: Uint8Array): void {
-    // One pass for both names: the last "pg_backup_st", then "art" or "op".
-    const at = lastMentionOf(input, "pg_backup_st");
-    if (at === -1) return;
-    const next = (input[at + 12] ?? 0) | 0x20;
-    if (next === 0x61) this.backupStarted = true; // pg_backup_start
-    else if (next === 0x6f) this.backupStarted = false; // pg_backup_stop
-  }
-
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     const engine = this.#engine;
-    this.#noteQuery(input, frames);
-    this.#noteBackup(input);
+    this.#activity.noteQuery(input, frames, this.#status);
+    const backup = lastBackupCall(input);
+    if (backup !== null) this.backupStarted = backup === "start";
     const plan = planInput(input, frames, this.prefix, {
       user: this.user,
       effects: this.statementEffects,
@@ -487,11 +488,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       await this.#databaseCommand(plan.databaseCommand, input, frames, out);
       return;
     }
-    this.#disarmIdle();
-    if (!this.owns && frames.every((f) => f.type === SYNC || f.type === FLUSH)) {
+    this.#timeouts.disarm();
+    if (!this.owns && frames.every((f) => f.type === FE.Sync || f.type === FE.Flush)) {
       // Nothing pending: a Sync needs no engine, only a ReadyForQuery.
-      for (const f of frames) if (f.type === SYNC) out(readyForQuery(this.#status));
-      this.#armIdle();
+      for (const f of frames) if (f.type === FE.Sync) out(readyForQuery(this.#status));
+      this.#timeouts.armIdle();
       return;
     }
     // While another session holds the engine, what reads only pgts's own
@@ -505,7 +506,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     }
     // Owning already (a transaction block) needs no wait and no switch.
     if (!this.owns && !(await this.#acquire(frames, out, plan))) return;
-    this.#state = "active";
+    this.#changeState("active");
     if (this.#deferred.length > 0 && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     for (const n of plan.createdStatements) this.statements.add(n);
@@ -531,7 +532,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return;
     }
 
-    // COPY FROM STDIN is fed to the engine as it arrives (copyfeed.ts)
+    // COPY FROM STDIN is fed to the engine as it arrives (copyfrom.ts)
     // where the engine runs in a Worker; inline, it is buffered until
     // CopyDone.
     const fedCopy = plan.copyFromStdin && this.#status !== "E" &&
@@ -553,7 +554,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     let drop = 0;
     if (plan.usesUnnamedFirst && engine.unnamedOwner !== this) {
       bytes = concat([this.unnamedParse ?? fe.close("S", ""), bytes]);
-      drop = this.unnamedParse !== null ? PARSE_COMPLETE : CLOSE_COMPLETE;
+      drop = this.unnamedParse !== null ? BE.ParseComplete : BE.CloseComplete;
     }
     if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
     else if (plan.hasQuery) this.unnamedParse = null;
@@ -607,8 +608,8 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
     else if (plan.hasQuery) this.unnamedParse = null;
     if (engine.unnamedOwner === this) engine.unnamedOwner = null;
-    this.#stateChange = Date.now();
-    this.#armIdle();
+    this.#activity.noteStateChange();
+    this.#timeouts.armIdle();
     return true;
   }
 
@@ -620,13 +621,13 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   ): Promise<boolean> {
     if (this.owns) return true;
     const engine = this.#engine;
-    this.#state = "waiting";
+    this.#changeState("waiting");
     try {
       if (!engine.scheduler.tryAcquire(this)) {
         await engine.scheduler.acquire(this, { timeoutMs: this.#waitBoundMs() });
       }
     } catch (e) {
-      this.#state = "idle";
+      this.#changeState("idle");
       if (!isPgError(e)) throw e;
       if (e.code === ERRCODE.LOCK_NOT_AVAILABLE && plan !== undefined && this.#defer(plan, out)) {
         return false;
@@ -635,20 +636,19 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       return false;
     }
     this.owns = true;
-    this.#state = "active";
+    this.#changeState("active");
     try {
       if (!engine.carriesSettingsOf(this)) {
         const warnings = await engine.prepareFor(this);
         if (warnings.length > 0) out(concat(warnings.map(noticeResponse)));
       }
     } catch (e) {
-      this.#state = "idle";
+      this.#changeState("idle");
       const fatal = isPgError(e)
         ? new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" })
         : new PgError(ERRCODE.INTERNAL_ERROR, String(e), { severity: "FATAL" });
       this.#terminated = fatal;
-      engine.scheduler.release(this);
-      this.owns = false;
+      this.#giveBack();
       throw fatal;
     }
     return true;
@@ -664,22 +664,11 @@ export class PgliteSession implements EngineSession, Holder, Listener {
    */
   #defer(plan: InputPlan, out: (b: Uint8Array) => void): boolean {
     if (this.#status !== "I" || plan.unnamedParse !== null || plan.hasQuery) return false;
-    const fs = plan.frames;
-    if (fs.length < 2 || fs[fs.length - 1]!.type !== SYNC) return false;
-    const answers: Uint8Array[] = [];
-    for (const f of fs) {
-      if (f.type === PARSE) answers.push(message(PARSE_COMPLETE));
-      else if (f.type === CLOSE) answers.push(message(CLOSE_COMPLETE));
-      else if (f.type === SYNC) answers.push(readyForQuery(this.#status));
-      else if (f.type !== FLUSH) return false;
-    }
-    for (const f of fs) {
-      if (f.type !== SYNC && f.type !== FLUSH) {
-        this.#deferred.push(plan.bytes.slice(f.start, f.end));
-      }
-    }
+    const deferred = deferredPrepare(plan.bytes, plan.frames, this.#status);
+    if (deferred === null) return false;
+    this.#deferred.push(...deferred.messages);
     for (const n of plan.createdStatements) this.statements.add(n);
-    out(concat(answers));
+    out(deferred.answer);
     return true;
   }
 
@@ -702,42 +691,25 @@ export class PgliteSession implements EngineSession, Holder, Listener {
   }
 
   /**
-   * COPY FROM STDIN, first half. PGlite cannot wait for copy data, so the
-   * Query runs once with an immediate CopyFail (inside a savepoint when a
-   * transaction is open) to learn the real CopyInResponse, which goes to
-   * the client; the data is then collected and the Query runs for real with
-   * it, in one exec, at CopyDone. False when the Query does not start a
-   * copy after all (it then runs normally and reports its own error).
+   * COPY FROM STDIN on an inline engine, first half (copyfrom.ts): the
+   * CopyInResponse goes to the client and the Query waits for its data,
+   * with the engine given back outside a transaction block. False when the
+   * Query does not start a copy after all.
    */
   async #startCopy(query: Uint8Array, out: (b: Uint8Array) => void): Promise<boolean> {
-    const engine = this.#engine;
     const inBlock = this.#status === "T";
-    const probe = inBlock
-      ? concat([
-        fe.query("SAVEPOINT pgts_copy_probe"),
-        query,
-        fe.copyFail("pgts: copy probe"),
-        fe.query("ROLLBACK TO SAVEPOINT pgts_copy_probe; RELEASE SAVEPOINT pgts_copy_probe"),
-      ])
-      : concat([query, fe.copyFail("pgts: copy probe")]);
-    const filter = new OutputFilter({
+    const copyIn = await probeCopyIn(query, {
+      run: (bytes) => this.#engine.runRaw(bytes, this),
+      inBlock,
       prefix: this.prefix,
-      out: () => {},
-      notify: () => null,
-      dropFirst: 0,
-      holdCopyIn: true,
     });
-    filter.push(await engine.runRaw(probe, this));
-    if (filter.copyInResponse === null) return false;
-    out(filter.copyInResponse);
+    if (copyIn === null) return false;
+    out(copyIn);
     // `query` may be a view of the caller's buffer, which is only lent for
     // one exec (the backend reuses its MessageContext): keep a copy.
     this.#copy = { query: query.slice(), data: [] };
-    this.#state = "idle";
-    if (!inBlock) {
-      this.owns = false;
-      engine.scheduler.release(this);
-    }
+    this.#changeState("idle");
+    if (!inBlock) this.#giveBack();
     return true;
   }
 
@@ -747,139 +719,31 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     this.#copy = null;
     const frames = splitFrames(copy.query)!;
     if (!(await this.#acquire(frames, out))) return;
-    this.#state = "active";
-    await this.#execute(concat([copy.query, ...copy.data, end]), frames, out, G_COPY_IN);
+    this.#changeState("active");
+    await this.#execute(concat([copy.query, ...copy.data, end]), frames, out, BE.CopyInResponse);
   }
 
   /**
-   * COPY FROM STDIN on an engine in a Worker: the Query runs at once, as in
-   * PostgreSQL, with a feed as its input (copyfeed.ts), and this input is
-   * over when the CopyInResponse is out (or when the statement ended
-   * without starting a copy: an error, a COPY from a file after all). The
-   * exec goes on while the client's next inputs bring the data (#feedCopy);
-   * what it answers meanwhile goes with the input in hand, or waits for
-   * the next one.
+   * COPY FROM STDIN on an engine in a Worker (copyfrom.ts): this input is
+   * over when the CopyInResponse is out, or when the statement ended
+   * without starting a copy; the exec goes on while the client's next
+   * inputs bring the data.
    */
   async #startFedCopy(
     query: Uint8Array,
     frames: readonly Frame[],
     out: BackendOutput,
   ): Promise<void> {
-    const feed = this.#engine.executor.copyFeed!.open();
-    let begun = () => {};
-    const started = new Promise<void>((resolve) => (begun = resolve));
-    const copy: FedCopy = {
-      feed,
+    const copy = new FedCopy(this.#engine.executor.copyFeed!.open(), {
       out,
-      held: [],
-      over: false,
-      lastData: Date.now(),
-      finished: false,
-      error: null,
-      done: Promise.resolve(),
-    };
-    this.#fed = copy;
-    const sink: BackendOutput = (b) => {
-      if (copy.out !== null) return copy.out(b);
-      copy.held.push(b.slice());
-    };
-    copy.done = this.#execute(query, frames, sink, 0, {
-      feed: true,
-      onCopyIn: begun,
-      // Over (done, failed, cancelled, or never begun): what the client still sends of it
-      // is read and dropped, as PostgreSQL drops it, without the engine.
-      onStatementEnd: () => {
-        copy.over = true;
-        feed.end();
+      onEnded: () => {
+        this.#fed = null;
       },
-    }).catch((e) => {
-      copy.error = e;
-    }).finally(() => {
-      copy.finished = true;
-      copy.over = true;
-      feed.end();
-      begun();
     });
-    await started;
-    copy.out = null;
+    this.#fed = copy;
+    await copy.start((sink, hooks) => this.#execute(query, frames, sink, 0, hooks));
     if (copy.finished) this.#fed = null;
     if (copy.error !== null) throw copy.error;
-  }
-
-  /**
-   * The client's input during a fed COPY: CopyData (and the Flush and Sync
-   * PostgreSQL ignores there) into the feed, waiting for room, up to the
-   * CopyDone or CopyFail, which ends the feed, or any other message, which
-   * goes too and ends it (PostgreSQL's "unexpected message type" error).
-   * Once the COPY is over, its remaining data is dropped up to its end.
-   * Returns the index of the first frame after the copy (frames.length
-   * when all of them belonged to it).
-   */
-  async #feedCopy(
-    copy: FedCopy,
-    input: Uint8Array,
-    frames: readonly Frame[],
-    out: BackendOutput,
-  ): Promise<number> {
-    copy.out = out;
-    copy.lastData = Date.now();
-    for (const b of copy.held.splice(0)) out(b);
-    let end = frames.findIndex((f) => f.type !== COPY_DATA && f.type !== FLUSH && f.type !== SYNC);
-    const t = end >= 0 ? frames[end]!.type : null;
-    // What the engine is given: up to the CopyDone or CopyFail, or up to
-    // (not including) a message that has no place in a COPY.
-    const foreign = t !== null && t !== COPY_DONE && t !== COPY_FAIL;
-    const upTo = end < 0 ? input.length : foreign ? frames[end]!.start : frames[end]!.end;
-    if (!copy.over && upTo > 0) {
-      await copy.feed.write(input.subarray(0, upTo), () => copy.finished);
-    }
-    if (foreign && !copy.over) await this.#breakCopy(copy, t!, out);
-    if (end >= 0) {
-      // After a COPY that ended by itself (an error in its data), another
-      // message is the client's next input, as in PostgreSQL.
-      if (foreign) end--;
-      copy.feed.end();
-      await copy.done;
-      this.#fed = null;
-      copy.out = null;
-      if (copy.error !== null) throw copy.error;
-      return end + 1;
-    }
-    copy.out = null;
-    return frames.length;
-  }
-
-  /**
-   * A message other than CopyData, CopyDone, CopyFail, Flush or Sync in
-   * the middle of a COPY. PostgreSQL's CopyGetData rejects its type before
-   * it has read the message, so the ERROR leaves the backend mid-message
-   * and PostgresMain ends the session: ERROR "unexpected message type",
-   * then FATAL "protocol synchronization was lost". The message must never
-   * reach PGlite: there that FATAL is an exit() in the middle of an exec,
-   * after which the backend answers every later exec with the same FATAL,
-   * in a loop that holds the engine for ever. So the engine is given a
-   * CopyFail (the COPY is rolled back, its answer is not the client's), and
-   * the client PostgreSQL's two errors.
-   */
-  async #breakCopy(copy: FedCopy, type: number, out: BackendOutput): Promise<never> {
-    copy.out = () => {};
-    copy.held.length = 0;
-    await copy.feed.write(fe.copyFail("unexpected message type"), () => copy.finished);
-    copy.feed.end();
-    await copy.done;
-    this.#fed = null;
-    const hex = type.toString(16).toUpperCase().padStart(2, "0");
-    out(errorResponse(
-      new PgError(
-        ERRCODE.PROTOCOL_VIOLATION,
-        `unexpected message type 0x${hex} during COPY from stdin`,
-      ),
-    ));
-    throw new PgError(
-      ERRCODE.PROTOCOL_VIOLATION,
-      "terminating connection because protocol synchronization was lost",
-      { severity: "FATAL" },
-    );
   }
 
   /**
@@ -908,7 +772,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     frames: readonly Frame[],
     out: BackendOutput,
     drop: number,
-    fed?: { feed: true; onCopyIn: () => void; onStatementEnd: () => void },
+    fed?: FedCopyHooks,
   ): Promise<void> {
     const engine = this.#engine;
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
@@ -923,7 +787,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     // one must still run.
     if (
       this.#cancelPending && this.#status === "I" && drop === 0 &&
-      frames.filter((f) => f.type === QUERY || f.type === SYNC).length === 1
+      frames.filter((f) => f.type === FE.Query || f.type === FE.Sync).length === 1
     ) {
       this.#cancelPending = false;
       this.#phase = "after";
@@ -970,10 +834,10 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     }
     this.#cancelPending = false;
     if (filter.lastStatus !== null) {
-      if (this.#status === "I" && filter.lastStatus !== "I") this.#xactStart = this.#queryStart;
+      if (this.#status === "I" && filter.lastStatus !== "I") this.#activity.noteTransactionStart();
       this.#status = filter.lastStatus;
     }
-    this.#stateChange = Date.now();
+    this.#activity.noteStateChange();
     this.#atReadyForQuery = filter.endsWithZ;
     if (this.#status === "T" && (this.#inputSets || filter.sawParameterStatus)) {
       this.#timeoutStale = true;
@@ -989,7 +853,7 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       // pg_terminate_backend(pg_backend_pid()): the statement's answer was
       // held back; the input ends in the FATAL (the caller sends it and
       // closes the session, which rolls back what is open).
-      this.#disarmIdle();
+      this.#timeouts.disarm();
       this.#terminated = new PgError(
         ERRCODE.ADMIN_SHUTDOWN,
         "terminating connection due to administrator command",
@@ -1009,17 +873,15 @@ export class PgliteSession implements EngineSession, Holder, Listener {
         await this.#engineFailure(e, [], out, 0);
         return;
       }
-      this.owns = false;
-      this.#state = "idle";
-      this.#engine.scheduler.release(this);
-      this.#armIdle();
+      this.#changeState("idle");
+      this.#giveBack();
+      this.#timeouts.armIdle();
       return;
     }
-    this.#state = "idle";
-    this.#armIdle();
+    this.#changeState("idle");
+    this.#timeouts.armIdle();
   }
 
-  /** Answers an input pgts could not run with `err`, keeping the protocol in step. */
   /**
    * CREATE, ALTER or DROP DATABASE in a multi-database cluster: the
    * cluster carries it out (dbcommands.ts), not this engine's backend,
@@ -1058,20 +920,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       this.#failInput(frames, err, out);
       return;
     }
-    this.#disarmIdle();
-    this.#state = "active";
-    // In an extended batch (Parse, [Describe,] Bind, [Describe,] Execute,
-    // Sync) each message before Execute is answered as PostgreSQL answers
-    // it for a utility statement with no parameters.
-    const before = frames.slice(0, frames.length > 1 ? -2 : 0).flatMap((f) =>
-      f.type === PARSE
-        ? [message(PARSE_COMPLETE)]
-        : f.type === BIND
-        ? [message(BIND_COMPLETE)]
-        : input[f.start + 5] === 0x53
-        ? [message(PARAMETER_DESCRIPTION, Uint8Array.of(0, 0)), message(NO_DATA)]
-        : [message(NO_DATA)]
-    );
+    this.#timeouts.disarm();
+    this.#changeState("active");
+    const before = utilityBatchAnswers(input, frames);
     try {
       const parts = await this.#engine.cluster!.databaseCommand(this, sql);
       out(concat([...before, ...parts, readyForQuery(this.#status)]));
@@ -1079,29 +930,9 @@ export class PgliteSession implements EngineSession, Holder, Listener {
       const err = isPgError(e) ? e : new PgError(ERRCODE.INTERNAL_ERROR, String(e));
       out(concat([...before, errorResponse(err), readyForQuery(this.#status)]));
     } finally {
-      this.#state = "idle";
-      this.#armIdle();
+      this.#changeState("idle");
+      this.#timeouts.armIdle();
     }
-  }
-
-  #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
-    const parts: Uint8Array[] = [];
-    let skipping = false;
-    for (const f of frames) {
-      if (skipping) {
-        if (f.type === SYNC) {
-          parts.push(readyForQuery(this.#status));
-          skipping = false;
-        }
-      } else if (f.type === QUERY) parts.push(errorResponse(err), readyForQuery(this.#status));
-      else if (f.type === SYNC) parts.push(readyForQuery(this.#status));
-      else if (f.type !== FLUSH) {
-        parts.push(errorResponse(err));
-        skipping = true;
-      }
-    }
-    this.#skipUntilSync = skipping;
-    if (parts.length > 0) out(concat(parts));
   }
 
   /**
@@ -1117,220 +948,18 @@ export class PgliteSession implements EngineSession, Holder, Listener {
     const msg = e instanceof Error ? e.message : String(e);
     const recovered = await this.#engine.abortOpenWork(this);
     this.#status = "I";
-    this.#state = "idle";
+    this.#changeState("idle");
     this.#copy = null;
-    if (this.#fed !== null) {
-      this.#fed.over = true;
-      this.#fed.feed.end();
-    }
+    this.#fed?.stop();
     let from = 0;
     for (let n = 0; from < frames.length && n < answered; from++) {
-      if (frames[from]!.type === SYNC || frames[from]!.type === QUERY) n++;
+      if (frames[from]!.type === FE.Sync || frames[from]!.type === FE.Query) n++;
     }
     const rest = frames.slice(from);
     const err = new PgError(ERRCODE.INTERNAL_ERROR, `engine failure: ${msg}`);
     if (rest.length > 0) this.#failInput(rest, err, out);
     else out(errorResponse(err));
-    this.owns = false;
-    this.#engine.scheduler.release(this);
+    this.#giveBack();
     if (!recovered) this.#engine.markBroken(msg);
   }
-
-  /**
-   * The timer of an idle session: idle_in_transaction_session_timeout while
-   * it holds the engine between statements, idle_session_timeout while it
-   * holds nothing (PostgreSQL's 25P03 and 57P05).
-   */
-  #armIdle(): void {
-    if (this.#terminated !== null) return;
-    if (!this.owns) {
-      const idle = parseDurationMs(this.settings.get("idle_session_timeout")) ?? 0;
-      if (idle > 0) {
-        this.#idleTimer = setTimeout(() => {
-          this.#idleTimer = null;
-          if (!this.owns && this.#state === "idle") {
-            this.terminate(
-              new PgError(
-                ERRCODE.IDLE_SESSION_TIMEOUT,
-                "terminating connection due to idle-session timeout",
-                { severity: "FATAL" },
-              ),
-            );
-          }
-        }, idle);
-      }
-      return;
-    }
-    if (this.#engine.scheduler.waiting > 0) this.waitedFor();
-    const ms = parseDurationMs(this.settings.get("idle_in_transaction_session_timeout")) ??
-      this.#engine.options.idleInTransactionSessionTimeoutMs;
-    if (!(ms > 0)) return;
-    this.#idleTimer = setTimeout(() => {
-      this.#idleTimer = null;
-      if (this.owns && this.#state === "idle") {
-        this.terminate(
-          new PgError(
-            ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-            "terminating connection due to idle-in-transaction timeout",
-            { severity: "FATAL" },
-          ),
-        );
-      }
-    }, ms);
-  }
-
-  /**
-   * Another session waits for the engine this session holds. PostgreSQL's
-   * idle-in-transaction session holds only its own rows; here it holds every
-   * other session's next statement, so once it has sat idle for
-   * pgts.engine_hold_timeout while others wait it is ended as
-   * idle_in_transaction_session_timeout would end it (25P03), its
-   * transaction rolled back, and the waiters go on. The default (2 s) is
-   * below pgts.engine_wait_timeout's (5 s), so that a waiter gets the engine
-   * before its own wait fails.
-   */
-  waitedFor(): void {
-    const ms = this.#engine.options.engineHoldTimeoutMs;
-    if (this.#holdTimer !== null || !(ms > 0) || this.#terminated !== null) return;
-    if (this.#fed !== null && !this.#fed.over) {
-      this.#watchCopy(ms);
-      return;
-    }
-    if (!this.owns || this.#state !== "idle") return;
-    this.#holdTimer = setTimeout(() => {
-      this.#holdTimer = null;
-      const waiting = this.#engine.scheduler.waiting;
-      if (!this.owns || this.#state !== "idle" || waiting === 0) return;
-      this.terminate(
-        new PgError(
-          ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-          "terminating connection due to idle-in-transaction timeout",
-          {
-            severity: "FATAL",
-            detail: `The session held the engine idle for ${ms} ms while ${waiting} other ${
-              waiting === 1 ? "session" : "sessions"
-            } waited for it.`,
-            hint: 'End transactions promptly, or raise "pgts.engine_hold_timeout".',
-          },
-        ),
-      );
-    }, ms);
-  }
-
-  /**
-   * A fed COPY that others wait for: the engine is this session's only
-   * while its client keeps sending. Once the engine has read everything
-   * and the client has sent nothing more for pgts.engine_hold_timeout, the
-   * session is ended as an idle holder is (25P03), its COPY rolled back.
-   */
-  #watchCopy(ms: number): void {
-    const check = () => {
-      this.#holdTimer = null;
-      const fed = this.#fed;
-      const waiting = this.#engine.scheduler.waiting;
-      if (waiting === 0 || this.#terminated !== null) return;
-      if (fed === null || fed.over) {
-        // The COPY is over: an idle holder's rule from now on.
-        this.waitedFor();
-        return;
-      }
-      const quiet = Date.now() - fed.lastData;
-      if (fed.feed.pending > 0 || quiet < ms) {
-        this.#holdTimer = setTimeout(check, Math.max(ms - quiet, 100));
-        return;
-      }
-      this.terminate(
-        new PgError(
-          ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-          "terminating connection due to idle-in-transaction timeout",
-          {
-            severity: "FATAL",
-            detail:
-              `The session's COPY FROM STDIN held the engine for ${quiet} ms without data while ${waiting} other ${
-                waiting === 1 ? "session" : "sessions"
-              } waited for it.`,
-            hint: 'Send COPY data promptly, or raise "pgts.engine_hold_timeout".',
-          },
-        ),
-      );
-    };
-    this.#holdTimer = setTimeout(check, ms);
-  }
-
-  #disarmIdle(): void {
-    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
-    this.#idleTimer = null;
-    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
-    this.#holdTimer = null;
-  }
-
-  /** Marks the transaction status after the engine rolled this session back. */
-  resetStatus(): void {
-    this.#status = "I";
-  }
-}
-
-/** A COPY FROM STDIN whose exec is in flight, reading its data from `feed`. */
-interface FedCopy {
-  readonly feed: CopyFeedWriter;
-  /** Where its answer goes: the out of the client's input in hand, or null (then `held`). */
-  out: BackendOutput | null;
-  readonly held: Uint8Array[];
-  /** The COPY ended (ReadyForQuery): the client's remaining data is dropped. */
-  over: boolean;
-  /** When the client's data last came (ms since the epoch). */
-  lastData: number;
-  /** Its exec is over. */
-  finished: boolean;
-  error: unknown;
-  done: Promise<void>;
-}
-
-/** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */
-const QUERY_TEXT_MAX = 1024;
-
-/** The text of a kept Query or Parse body (up to its NUL). */
-function queryText(body: Uint8Array | null): string {
-  if (body === null) return "";
-  const nul = body.indexOf(0);
-  return new TextDecoder().decode(nul < 0 ? body : body.subarray(0, nul));
-}
-
-/** The first ErrorResponse in backend bytes, as a PgError naming this session's statements. */
-function firstPgError(buf: Uint8Array, prefix: string): PgError | null {
-  for (let at = 0; at + 5 <= buf.length; at += 1 + readInt32(buf, at + 1)) {
-    if (buf[at] !== ERROR_RESPONSE) continue;
-    const f = parseErrorResponse(buf.subarray(at + 5, at + 1 + readInt32(buf, at + 1)));
-    f.message = publicText(f.message, prefix);
-    if (f.detail !== undefined) f.detail = publicText(f.detail, prefix);
-    return pgErrorFromFields(f);
-  }
-  return null;
-}
-
-function tempTableWarning(): PgError {
-  return new PgError(
-    ERRCODE.WARNING,
-    "temporary objects are shared by all sessions of this engine",
-    {
-      severity: "WARNING",
-      detail:
-        "pgts runs every session on one PGlite backend, which has one temporary schema; other sessions can see and drop this object.",
-    },
-  );
-}
-
-/** Where `word` (lowercase ASCII letters and "_") last occurs in `bytes`, in any case; -1 if nowhere. */
-function lastMentionOf(bytes: Uint8Array, word: string): number {
-  const first = word.charCodeAt(0);
-  outer: for (let i = bytes.length - word.length; i >= 0; i--) {
-    if ((bytes[i]! | 0x20) !== first) continue;
-    for (let k = 1; k < word.length; k++) {
-      const c = word.charCodeAt(k);
-      const b = bytes[i + k]!;
-      if ((c === 0x5f ? b : b | 0x20) !== c) continue outer;
-    }
-    return i;
-  }
-  return -1;
 }

@@ -198,3 +198,31 @@ export function settingName(tokens: Token[], i: number): [string, number] | null
   }
   return [name, j];
 }
+
+/**
+ * Whether an input starts or stops a backup: its last mention of
+ * pg_backup_start or pg_backup_stop, in any case; null when it names
+ * neither. A byte scan, not a lexical one: a mention in a string counts.
+ */
+export function lastBackupCall(input: Uint8Array): "start" | "stop" | null {
+  // One pass for both names: the last "pg_backup_st", then "art" or "op".
+  const at = lastMentionOf(input, "pg_backup_st");
+  if (at === -1) return null;
+  const next = (input[at + 12] ?? 0) | 0x20;
+  return next === 0x61 ? "start" : next === 0x6f ? "stop" : null;
+}
+
+/** Where `word` (lowercase ASCII letters and "_") last occurs in `bytes`, in any case; -1 if nowhere. */
+function lastMentionOf(bytes: Uint8Array, word: string): number {
+  const first = word.charCodeAt(0);
+  outer: for (let i = bytes.length - word.length; i >= 0; i--) {
+    if ((bytes[i]! | 0x20) !== first) continue;
+    for (let k = 1; k < word.length; k++) {
+      const c = word.charCodeAt(k);
+      const b = bytes[i + k]!;
+      if ((c === 0x5f ? b : b | 0x20) !== c) continue outer;
+    }
+    return i;
+  }
+  return -1;
+}

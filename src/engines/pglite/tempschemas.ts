@@ -22,13 +22,23 @@
 
 import { ereport } from "../../core/elog.ts";
 import type { ExecOptions, ExecResult } from "./executor.ts";
-import type { PgliteSession } from "./session.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
 import { fe, firstError, quoteIdent } from "./wire.ts";
 
+/** A session as far as its pair goes (session.ts's PgliteSession). */
+export interface TempOwner {
+  readonly id: number;
+  readonly pid: number;
+  /** Its pair, NO_TEMP until PostgreSQL makes one. */
+  temp: TempPair;
+  /** PostgreSQL just made `temp`, still named pg_temp_N. */
+  tempUnnamed: boolean;
+}
+
 /** What the engine lends for its SQL on pairs. */
 export interface TempSchemaHost {
-  runRaw(bytes: Uint8Array, as?: PgliteSession, temp?: TempPair): Promise<Uint8Array>;
+  /** Runs bytes as pgts's own work, with the backend given `temp` (or left as it is). */
+  runRaw(bytes: Uint8Array, temp?: TempPair): Promise<Uint8Array>;
   query(sql: string): Promise<Array<Array<string | null>>>;
   /** Makes the backend's identity the bootstrap superuser's (the next session is switched back). */
   asBootstrapSuperuser(): Promise<void>;
@@ -39,7 +49,7 @@ export class TempSchemas {
   /** Why pairs are not per session (tempnamespace.ts), or null when they are. */
   readonly #shared: string | null;
   /** The session whose pair the backend has, if any. */
-  #owner: PgliteSession | null = null;
+  #owner: TempOwner | null = null;
   /** The pair the backend has, as far as execs told; null after an exec that failed. */
   #carried: TempPair | null = null;
 
@@ -55,7 +65,7 @@ export class TempSchemas {
    * it is that session's, even when the exec fails and a rollback by
    * pgts's own work follows; a pair given for pgts's own work is no one's.
    */
-  beforeExec(options: ExecOptions, s: PgliteSession | undefined, temp?: TempPair): ExecOptions {
+  beforeExec(options: ExecOptions, s: TempOwner | undefined, temp?: TempPair): ExecOptions {
     const want = s !== undefined ? s.temp : temp;
     if (s !== undefined) this.#owner = s;
     else if (temp !== undefined) this.#owner = null;
@@ -99,13 +109,12 @@ export class TempSchemas {
     if (left.length === 0) return;
     await this.#host.runRaw(
       fe.query(`DROP SCHEMA ${left.map((r) => quoteIdent(r[0] ?? "")).join(", ")} CASCADE`),
-      undefined,
       NO_TEMP,
     );
   }
 
   /** Renames the pair PostgreSQL just made for `s` (see the header). */
-  async name(s: PgliteSession): Promise<void> {
+  async name(s: TempOwner): Promise<void> {
     s.tempUnnamed = false;
     const names = await this.#names(s.temp);
     const renames = names.filter((n) => /^pg_(toast_)?temp_[0-9]+$/.test(n))
@@ -134,7 +143,7 @@ export class TempSchemas {
    * too. Dropped with no pair current, so that the backend is never left
    * with a dropped one.
    */
-  async drop(s: PgliteSession): Promise<void> {
+  async drop(s: TempOwner): Promise<void> {
     if (this.#owner === s) this.#owner = null;
     const pair = s.temp;
     s.temp = NO_TEMP;
@@ -146,7 +155,6 @@ export class TempSchemas {
     const err = firstError(
       await this.#host.runRaw(
         fe.query(`DROP SCHEMA IF EXISTS ${names.map(quoteIdent).join(", ")} CASCADE`),
-        undefined,
         NO_TEMP,
       ),
     );

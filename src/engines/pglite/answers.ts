@@ -1,0 +1,148 @@
+/**
+ * What a session answers without running its input on the engine, and the
+ * errors it raises itself: an input refused with an error, the rest of its
+ * batch skipped to Sync (postgres.c's ignore_till_sync); the messages
+ * around a database command in an extended batch; a Parse/Close batch
+ * answered before it runs (deferred); the session's own errors and
+ * warnings.
+ *
+ * Pure functions of the input's frames and the session's transaction
+ * status: nothing here holds the engine, runs SQL or keeps state.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { TransactionStatus } from "../../core/engine/types.ts";
+import { BE, FE } from "../../core/protocol/constants.ts";
+import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
+import { publicText } from "./naming.ts";
+import { concat, errorResponse, type Frame, message, readInt32, readyForQuery } from "./wire.ts";
+
+/**
+ * Answers an input pgts could not run with `err`, keeping the protocol in
+ * step: each Query gets the error and ReadyForQuery; in an extended batch
+ * the first message gets the error and the rest is skipped up to its Sync.
+ * True when the input ends mid-batch: the session skips the client's next
+ * messages up to a Sync.
+ */
+export function failInput(
+  frames: readonly Frame[],
+  err: PgError,
+  options: { status: TransactionStatus; out: (b: Uint8Array) => void },
+): boolean {
+  const parts: Uint8Array[] = [];
+  let skipping = false;
+  for (const f of frames) {
+    if (skipping) {
+      if (f.type === FE.Sync) {
+        parts.push(readyForQuery(options.status));
+        skipping = false;
+      }
+    } else if (f.type === FE.Query) {
+      parts.push(errorResponse(err), readyForQuery(options.status));
+    } else if (f.type === FE.Sync) parts.push(readyForQuery(options.status));
+    else if (f.type !== FE.Flush) {
+      parts.push(errorResponse(err));
+      skipping = true;
+    }
+  }
+  if (parts.length > 0) options.out(concat(parts));
+  return skipping;
+}
+
+/**
+ * The answers to an extended batch's messages before its Execute (Parse,
+ * [Describe,] Bind, [Describe,] Execute, Sync) as PostgreSQL gives them
+ * for a utility statement with no parameters; none for a Query.
+ */
+export function utilityBatchAnswers(input: Uint8Array, frames: readonly Frame[]): Uint8Array[] {
+  return frames.slice(0, frames.length > 1 ? -2 : 0).flatMap((f) =>
+    f.type === FE.Parse
+      ? [message(BE.ParseComplete)]
+      : f.type === FE.Bind
+      ? [message(BE.BindComplete)]
+      // A Describe of the statement ('S') also describes its parameters.
+      : input[f.start + 5] === 0x53
+      ? [message(BE.ParameterDescription, Uint8Array.of(0, 0)), message(BE.NoData)]
+      : [message(BE.NoData)]
+  );
+}
+
+/**
+ * A batch of only Parse and Close messages and Sync (libpq's PQprepare,
+ * pgbench -M prepared), answered before it runs: ParseComplete,
+ * CloseComplete, ReadyForQuery, and the messages to run later. Null when
+ * the batch is of another kind.
+ */
+export function deferredPrepare(
+  bytes: Uint8Array,
+  frames: readonly Frame[],
+  status: TransactionStatus,
+): { answer: Uint8Array; messages: Uint8Array[] } | null {
+  if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Sync) return null;
+  const answers: Uint8Array[] = [];
+  for (const f of frames) {
+    if (f.type === FE.Parse) answers.push(message(BE.ParseComplete));
+    else if (f.type === FE.Close) answers.push(message(BE.CloseComplete));
+    else if (f.type === FE.Sync) answers.push(readyForQuery(status));
+    else if (f.type !== FE.Flush) return null;
+  }
+  const messages: Uint8Array[] = [];
+  for (const f of frames) {
+    if (f.type !== FE.Sync && f.type !== FE.Flush) messages.push(bytes.slice(f.start, f.end));
+  }
+  return { answer: concat(answers), messages };
+}
+
+/** The first ErrorResponse in backend bytes, as a PgError naming the session's statements. */
+export function firstPgError(buf: Uint8Array, prefix: string): PgError | null {
+  for (let at = 0; at + 5 <= buf.length; at += 1 + readInt32(buf, at + 1)) {
+    if (buf[at] !== BE.ErrorResponse) continue;
+    const f = parseErrorResponse(buf.subarray(at + 5, at + 1 + readInt32(buf, at + 1)));
+    f.message = publicText(f.message, prefix);
+    if (f.detail !== undefined) f.detail = publicText(f.detail, prefix);
+    return pgErrorFromFields(f);
+  }
+  return null;
+}
+
+export function queryCanceled(): PgError {
+  return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
+}
+
+/**
+ * A statement's wait for a lock that only a prepared transaction can hold
+ * (lockwait.ts), ended after `ms`: PostgreSQL's lock_timeout error, with
+ * what holds the lock.
+ */
+export function lockTimeout(ms: number): PgError {
+  return new PgError(ERRCODE.LOCK_NOT_AVAILABLE, "canceling statement due to lock timeout", {
+    detail:
+      `The lock is held by a prepared transaction; only COMMIT PREPARED or ROLLBACK PREPARED can release it, and they need the engine, which this statement held for ${ms} ms while it waited.`,
+    hint:
+      "Commit or roll back the prepared transaction (pg_prepared_xacts lists them); lock_timeout, or pgts.engine_wait_timeout when shorter, bounds such a wait.",
+  });
+}
+
+export function closeAllRefused(): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    "CLOSE ALL is not supported while other sessions have WITH HOLD cursors",
+    {
+      detail:
+        "pgts runs every session on one PGlite backend, where CLOSE ALL would close the other sessions' cursors too.",
+      hint: "Close this session's cursors by name.",
+    },
+  );
+}
+
+export function tempTableWarning(): PgError {
+  return new PgError(
+    ERRCODE.WARNING,
+    "temporary objects are shared by all sessions of this engine",
+    {
+      severity: "WARNING",
+      detail:
+        "pgts runs every session on one PGlite backend, which has one temporary schema; other sessions can see and drop this object.",
+    },
+  );
+}

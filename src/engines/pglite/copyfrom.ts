@@ -1,0 +1,222 @@
+/**
+ * COPY … FROM STDIN for a session (PostgreSQL's commands/copyfrom.c, seen
+ * from the connection's side): the client's data on its way to the
+ * statement.
+ *
+ * With the engine in a Worker the COPY is fed (`FedCopy`): its Query runs
+ * at once with a feed as its input (copyfeed.ts) and the client's CopyData
+ * goes into the feed as it arrives, while the exec stays in flight across
+ * the client's inputs. Inline, PGlite cannot wait for data: `probeCopyIn`
+ * learns the CopyInResponse with a Query that fails at once, and the
+ * session runs the COPY with all its data at CopyDone.
+ *
+ * A fed COPY owns its feed writer and its exec's promise; the session owns
+ * the engine around it. It must never give the engine a message that is
+ * not COPY data (PostgreSQL's FATAL for one mid-COPY is an exit() inside
+ * PGlite's exec), and never let its exec's answer reach an input that is
+ * not the one in hand.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { BackendOutput } from "../../core/engine/types.ts";
+import { FE } from "../../core/protocol/constants.ts";
+import type { CopyFeedWriter } from "./copyfeed.ts";
+import { OutputFilter } from "./output.ts";
+import { concat, errorResponse, fe, type Frame } from "./wire.ts";
+
+/** What the exec of a fed COPY is told besides its bytes (the session's #execute). */
+export interface FedCopyHooks {
+  readonly feed: true;
+  /** The engine answered CopyInResponse: the input that started the COPY is over. */
+  onCopyIn(): void;
+  /** The statement is over (done, failed, cancelled, or never begun). */
+  onStatementEnd(): void;
+}
+
+/** A COPY FROM STDIN whose exec is in flight, reading its data from `feed`. */
+export class FedCopy {
+  readonly feed: CopyFeedWriter;
+  /** Where its answer goes: the out of the client's input in hand, or null (then `held`). */
+  out: BackendOutput | null;
+  readonly held: Uint8Array[] = [];
+  /** The COPY ended (ReadyForQuery): the client's remaining data is dropped. */
+  over = false;
+  /** When the client's data last came (ms since the epoch). */
+  lastData = Date.now();
+  /** Its exec is over. */
+  finished = false;
+  error: unknown = null;
+  done: Promise<void> = Promise.resolve();
+  /** Called once the COPY is over and its exec has ended: the session forgets it. */
+  readonly #onEnded: () => void;
+  readonly #gone = () => this.finished;
+
+  constructor(feed: CopyFeedWriter, options: { out: BackendOutput; onEnded: () => void }) {
+    this.feed = feed;
+    this.out = options.out;
+    this.#onEnded = options.onEnded;
+  }
+
+  /**
+   * Starts the exec (`run`, given where its answer goes and the hooks it is
+   * run with) and resolves once the CopyInResponse is out, or once the
+   * statement ended without starting a copy (an error, a COPY from a file
+   * after all). The exec goes on while the client's next inputs bring the
+   * data (`take`); what it answers meanwhile goes with the input in hand,
+   * or waits for the next one. Never rejects: the exec's error is `error`.
+   */
+  async start(run: (sink: BackendOutput, hooks: FedCopyHooks) => Promise<void>): Promise<void> {
+    let begun = () => {};
+    const started = new Promise<void>((resolve) => (begun = resolve));
+    const sink: BackendOutput = (b) => {
+      if (this.out !== null) return this.out(b);
+      this.held.push(b.slice());
+    };
+    this.done = run(sink, {
+      feed: true,
+      onCopyIn: begun,
+      // Over (done, failed, cancelled, or never begun): what the client still sends of it
+      // is read and dropped, as PostgreSQL drops it, without the engine.
+      onStatementEnd: () => {
+        this.over = true;
+        this.feed.end();
+      },
+    }).catch((e) => {
+      this.error = e;
+    }).finally(() => {
+      this.finished = true;
+      this.over = true;
+      this.feed.end();
+      begun();
+    });
+    await started;
+    this.out = null;
+  }
+
+  /**
+   * The client's input during the COPY: CopyData (and the Flush and Sync
+   * PostgreSQL ignores there) into the feed, waiting for room, up to the
+   * CopyDone or CopyFail, which ends the feed, or any other message, which
+   * goes too and ends it (PostgreSQL's "unexpected message type" error).
+   * Once the COPY is over, its remaining data is dropped up to its end.
+   * Returns the index of the first frame after the copy (frames.length
+   * when all of them belonged to it).
+   */
+  async take(input: Uint8Array, frames: readonly Frame[], out: BackendOutput): Promise<number> {
+    this.out = out;
+    this.lastData = Date.now();
+    for (const b of this.held.splice(0)) out(b);
+    let end = frames.findIndex((f) =>
+      f.type !== FE.CopyData && f.type !== FE.Flush && f.type !== FE.Sync
+    );
+    const t = end >= 0 ? frames[end]!.type : null;
+    // What the engine is given: up to the CopyDone or CopyFail, or up to
+    // (not including) a message that has no place in a COPY.
+    const foreign = t !== null && t !== FE.CopyDone && t !== FE.CopyFail;
+    const upTo = end < 0 ? input.length : foreign ? frames[end]!.start : frames[end]!.end;
+    if (!this.over && upTo > 0) await this.feed.write(input.subarray(0, upTo), this.#gone);
+    if (foreign && !this.over) await this.#break(t!, out);
+    if (end >= 0) {
+      // After a COPY that ended by itself (an error in its data), another
+      // message is the client's next input, as in PostgreSQL.
+      if (foreign) end--;
+      this.feed.end();
+      await this.done;
+      this.#onEnded();
+      this.out = null;
+      if (this.error !== null) throw this.error;
+      return end + 1;
+    }
+    this.out = null;
+    return frames.length;
+  }
+
+  /**
+   * A message other than CopyData, CopyDone, CopyFail, Flush or Sync in
+   * the middle of a COPY. PostgreSQL's CopyGetData rejects its type before
+   * it has read the message, so the ERROR leaves the backend mid-message
+   * and PostgresMain ends the session: ERROR "unexpected message type",
+   * then FATAL "protocol synchronization was lost". The message must never
+   * reach PGlite: there that FATAL is an exit() in the middle of an exec,
+   * after which the backend answers every later exec with the same FATAL,
+   * in a loop that holds the engine for ever. So the engine is given a
+   * CopyFail (the COPY is rolled back, its answer is not the client's), and
+   * the client PostgreSQL's two errors.
+   */
+  async #break(type: number, out: BackendOutput): Promise<never> {
+    this.out = () => {};
+    this.held.length = 0;
+    await this.feed.write(fe.copyFail("unexpected message type"), this.#gone);
+    this.feed.end();
+    await this.done;
+    this.#onEnded();
+    const hex = type.toString(16).toUpperCase().padStart(2, "0");
+    out(errorResponse(
+      new PgError(
+        ERRCODE.PROTOCOL_VIOLATION,
+        `unexpected message type 0x${hex} during COPY from stdin`,
+      ),
+    ));
+    throw new PgError(
+      ERRCODE.PROTOCOL_VIOLATION,
+      "terminating connection because protocol synchronization was lost",
+      { severity: "FATAL" },
+    );
+  }
+
+  /**
+   * The client is gone: the COPY ends as a CopyFail ends it (at the top
+   * level, after the COPY, PostgreSQL ignores it), and is rolled back. Not
+   * by end of file: PGlite's read would wait for more.
+   */
+  async abandon(): Promise<void> {
+    this.over = true;
+    await this.feed.write(fe.copyFail("connection to client lost"), this.#gone);
+    this.feed.end();
+    await this.done;
+  }
+
+  /** The engine failed under the COPY: the rest of the client's data is dropped. */
+  stop(): void {
+    this.over = true;
+    this.feed.end();
+  }
+}
+
+/**
+ * COPY FROM STDIN on an inline engine, first half. PGlite cannot wait for
+ * copy data, so the Query runs once with an immediate CopyFail (inside a
+ * savepoint when a transaction is open) to learn the real CopyInResponse,
+ * which goes to the client; the session then collects the data and runs
+ * the Query for real with it, in one exec, at CopyDone. Null when the
+ * Query does not start a copy after all (it then runs normally and reports
+ * its own error).
+ */
+export async function probeCopyIn(
+  query: Uint8Array,
+  options: {
+    /** Runs bytes on the engine as the session. */
+    run: (bytes: Uint8Array) => Promise<Uint8Array>;
+    inBlock: boolean;
+    /** The session's statement prefix, removed from what the engine answers. */
+    prefix: string;
+  },
+): Promise<Uint8Array | null> {
+  const probe = options.inBlock
+    ? concat([
+      fe.query("SAVEPOINT pgts_copy_probe"),
+      query,
+      fe.copyFail("pgts: copy probe"),
+      fe.query("ROLLBACK TO SAVEPOINT pgts_copy_probe; RELEASE SAVEPOINT pgts_copy_probe"),
+    ])
+    : concat([query, fe.copyFail("pgts: copy probe")]);
+  const filter = new OutputFilter({
+    prefix: options.prefix,
+    out: () => {},
+    notify: () => null,
+    dropFirst: 0,
+    holdCopyIn: true,
+  });
+  filter.push(await options.run(probe));
+  return filter.copyInResponse;
+}
