@@ -49,7 +49,7 @@ export interface BackendEntry {
   readonly statementPrefix: string;
 }
 
-/** One row of pg_stat_activity, before visibility rules (engine.ts builds them). */
+/** One row of pg_stat_activity, before visibility rules (activity.ts's SessionActivity builds it). */
 export interface ActivityRow {
   readonly pid: number;
   readonly usesysid: number;
