@@ -13,7 +13,7 @@
 import { answersExpected, endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { registerPgliteAssets } from "./assets.ts";
 import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
-import type { WorkerReply, WorkerRequest } from "./executor.ts";
+import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import { ChannelServer } from "./channel.ts";

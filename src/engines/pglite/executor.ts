@@ -23,18 +23,21 @@
  *
  * Group commit (walflush.ts, groupcommit.ts): before each chunk of an
  * answer reaches `onData`, `wal.requested` is the WAL ticket the chunk
- * depends on; `wal.durable` follows the fdatasyncs done where PGlite runs.
+ * depends on; `wal.durable` follows the fdatasyncs done where PGlite runs
+ * (for a Worker, on this thread: walsyncs.ts). The Worker's messages are
+ * in executor-messages.ts.
  */
 
-import { type PgliteAssetSources, registeredPgliteAssets } from "./assets.ts";
+import { registeredPgliteAssets } from "./assets.ts";
 import type { ImageSource } from "./image.ts";
 import { openInstance, type PGliteInstance } from "./instance.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair, TempSpan } from "./tempnamespace.ts";
-import { closeSync, fdatasync, openSync } from "node:fs";
 import { WalProgress } from "./groupcommit.ts";
 import { fdatasyncFailure } from "./walflush.ts";
+import { WalSyncs } from "./walsyncs.ts";
+import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import { ChannelRequester } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
@@ -224,78 +227,11 @@ class InlineExecutor implements RawExecutor {
   }
 }
 
-/** Messages from the worker (executor-worker.ts). */
-export type WorkerReply =
-  | {
-    t: "ready";
-    tempShared: string | null;
-    requested: number;
-    durable: number;
-    interrupt: SharedInterruptTarget | null;
-  }
-  | { t: "failed"; message: string }
-  | { t: "data"; seq: number; bytes: Uint8Array; wal: number }
-  | {
-    t: "done";
-    seq: number;
-    bytes: Uint8Array | null;
-    error: string | null;
-    signals: readonly BackendSignal[];
-    temp: TempSpan | null;
-    /** The last WAL ticket issued when the answer was complete. */
-    wal: number;
-  }
-  /** Every WAL ticket up to `durable` is on disk. */
-  | { t: "wal"; durable: number }
-  /** A deferred fdatasync of the WAL failed. */
-  | { t: "wal-failed"; message: string }
-  /** Run this background fdatasync of WAL segments here (walflush.ts's WalSyncer). */
-  | {
-    t: "wal-sync";
-    id: number;
-    target: number;
-    segments: { path: string; name: string }[];
-  }
-  | { t: "closed" };
-
 /**
  * How often a standing cancel request sets Postgres's flags again when they
  * read 0 (Postgres dropped them before the statement began; interrupt.ts).
  */
 const REARM_MS = 10;
-
-/** Messages to the worker. */
-export type WorkerRequest =
-  | {
-    t: "open";
-    dataDir: string;
-    cell: SharedArrayBuffer;
-    /** The exec channel (channel.ts). */
-    channel: SharedArrayBuffer;
-    /** The COPY FROM STDIN feed (copyfeed.ts). */
-    feed: SharedArrayBuffer;
-    /** One BigInt64: the last WAL ticket this thread's fdatasyncs made durable (group commit). */
-    walDurable: SharedArrayBuffer;
-    settings: Record<string, string>;
-    image: ImageSource | null;
-    database: string | null;
-    /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
-    assets: PgliteAssetSources | null;
-  }
-  /**
-   * pglite.wasm as this realm compiled it (sharedheap.ts), sent after
-   * "open" so that the Worker boots while it compiles; null: compile it there.
-   */
-  | { t: "module"; module: WebAssembly.Module | null }
-  | {
-    t: "exec";
-    seq: number;
-    bytes: Uint8Array;
-    options: ReturnType<typeof instanceOptions>;
-  }
-  /** The fdatasync `id` ended: ok (nulls), or the errno name and segment of a failure. */
-  | { t: "wal-synced"; id: number; code: string | null; name: string | null }
-  | { t: "close" };
 
 /** The Worker's streamed answers arrive here as buffers of their own (gchint.ts). */
 const answerHint = new CollectorHint(16);
@@ -618,117 +554,5 @@ class WorkerExecutor implements RawExecutor {
     clearTimeout(p?.timers.lockWatch);
     p?.reject(e);
     this.#closed?.();
-  }
-}
-
-/**
- * Background fdatasyncs of WAL segments asked for by the Worker (walflush.ts's
- * WalSyncer), run on this thread, which is free while the Worker runs a
- * statement; on our own descriptors of the segments (the few in use are
- * kept, never one with an fdatasync running: its number could be reused by
- * another file, whose sync would then count as this one's).
- *
- * One round of fdatasyncs at a time, each covering every request that came
- * while the one before ran (the Worker asks at each deferred fdatasync):
- * rounds end in ticket order, and `durableCell`, shared with the Worker,
- * says how far before the replies are sent.
- */
-class WalSyncs {
-  readonly durableCell = new BigInt64Array(new SharedArrayBuffer(8));
-  onDurable: ((durable: number) => void) | null = null;
-  #fds = new Map<string, { fd: number; busy: number }>();
-  /** Requests that came while a round ran: the next round covers them all (group commit). */
-  #waiting: {
-    target: number;
-    segments: readonly { path: string; name: string }[];
-    end: (failure: { code: string; name: string } | null) => void;
-  }[] = [];
-  #running = false;
-
-  run(
-    target: number,
-    segments: readonly { path: string; name: string }[],
-    end: (failure: { code: string; name: string } | null) => void,
-  ): void {
-    this.#waiting.push({ target, segments, end });
-    if (!this.#running) this.#round();
-  }
-
-  /** One fdatasync of every segment the waiting requests name; then the next round. */
-  #round(): void {
-    const batch = this.#waiting.splice(0);
-    if (batch.length === 0) {
-      this.#running = false;
-      return;
-    }
-    this.#running = true;
-    const target = Math.max(...batch.map((b) => b.target));
-    const segments = new Map<string, string>();
-    for (const b of batch) for (const s of b.segments) segments.set(s.path, s.name);
-    let left = segments.size;
-    let failure: { code: string; name: string } | null = null;
-    const finish = () => {
-      if (failure === null) {
-        noteShared(this.durableCell, target);
-        this.onDurable?.(target);
-      }
-      for (const b of batch) b.end(failure);
-      this.#round();
-    };
-    if (left === 0) return finish();
-    for (const [path, name] of segments) {
-      let open = this.#fds.get(path);
-      if (open === undefined) {
-        try {
-          open = { fd: openSync(path, "r+"), busy: 0 };
-        } catch (e) {
-          failure ??= { code: codeOf(e), name };
-          if (--left === 0) finish();
-          continue;
-        }
-        this.#fds.set(path, open);
-      }
-      const used = open;
-      used.busy++;
-      fdatasync(used.fd, (e) => {
-        used.busy--;
-        if (e !== null) failure ??= { code: codeOf(e), name };
-        if (--left === 0) finish();
-      });
-    }
-    if (this.#fds.size > 4) {
-      for (const [path, open] of this.#fds) {
-        if (segments.has(path) || open.busy > 0) continue;
-        this.#fds.delete(path);
-        closeQuietly(open.fd);
-      }
-    }
-  }
-
-  close(): void {
-    for (const open of this.#fds.values()) closeQuietly(open.fd);
-    this.#fds.clear();
-  }
-}
-
-/** Raises a shared ticket cell to `ticket` (never lowers it). */
-function noteShared(cell: BigInt64Array, ticket: number): void {
-  const t = BigInt(ticket);
-  for (;;) {
-    const now = Atomics.load(cell, 0);
-    if (now >= t || Atomics.compareExchange(cell, 0, now, t) === now) return;
-  }
-}
-
-function codeOf(e: unknown): string {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "EIO";
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Nothing to release.
   }
 }

@@ -1,0 +1,82 @@
+/**
+ * The messages between a worker executor (executor.ts, on the engine's
+ * thread) and the Worker that hosts PGlite (executor-worker.ts): opening
+ * the instance, execs and their streamed answers when they do not fit the
+ * shared channel (channel.ts), group commit's fdatasyncs and the close.
+ *
+ * Types only: both sides import them, neither imports the other.
+ */
+
+import type { PgliteAssetSources } from "./assets.ts";
+import type { ImageSource } from "./image.ts";
+import type { InstanceExecOptions } from "./instance.ts";
+import type { SharedInterruptTarget } from "./interrupt.ts";
+import type { BackendSignal } from "./backends.ts";
+import type { TempSpan } from "./tempnamespace.ts";
+
+/** Messages from the worker (executor-worker.ts). */
+export type WorkerReply =
+  | {
+    t: "ready";
+    tempShared: string | null;
+    requested: number;
+    durable: number;
+    interrupt: SharedInterruptTarget | null;
+  }
+  | { t: "failed"; message: string }
+  | { t: "data"; seq: number; bytes: Uint8Array; wal: number }
+  | {
+    t: "done";
+    seq: number;
+    bytes: Uint8Array | null;
+    error: string | null;
+    signals: readonly BackendSignal[];
+    temp: TempSpan | null;
+    /** The last WAL ticket issued when the answer was complete. */
+    wal: number;
+  }
+  /** Every WAL ticket up to `durable` is on disk. */
+  | { t: "wal"; durable: number }
+  /** A deferred fdatasync of the WAL failed. */
+  | { t: "wal-failed"; message: string }
+  /** Run this background fdatasync of WAL segments here (walflush.ts's WalSyncer). */
+  | {
+    t: "wal-sync";
+    id: number;
+    target: number;
+    segments: { path: string; name: string }[];
+  }
+  | { t: "closed" };
+
+/** Messages to the worker. */
+export type WorkerRequest =
+  | {
+    t: "open";
+    dataDir: string;
+    cell: SharedArrayBuffer;
+    /** The exec channel (channel.ts). */
+    channel: SharedArrayBuffer;
+    /** The COPY FROM STDIN feed (copyfeed.ts). */
+    feed: SharedArrayBuffer;
+    /** One BigInt64: the last WAL ticket this thread's fdatasyncs made durable (group commit). */
+    walDurable: SharedArrayBuffer;
+    settings: Record<string, string>;
+    image: ImageSource | null;
+    database: string | null;
+    /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
+    assets: PgliteAssetSources | null;
+  }
+  /**
+   * pglite.wasm as this realm compiled it (sharedheap.ts), sent after
+   * "open" so that the Worker boots while it compiles; null: compile it there.
+   */
+  | { t: "module"; module: WebAssembly.Module | null }
+  | {
+    t: "exec";
+    seq: number;
+    bytes: Uint8Array;
+    options: InstanceExecOptions;
+  }
+  /** The fdatasync `id` ended: ok (nulls), or the errno name and segment of a failure. */
+  | { t: "wal-synced"; id: number; code: string | null; name: string | null }
+  | { t: "close" };
