@@ -5,9 +5,9 @@
  * directory, so every database is a PGlite cluster of its own
  * (pg_database.ts says where) with an engine of its own, opened when its
  * first client connects and closed when it has had none for
- * `idleTimeoutMs` ("postgres"'s stays open: it answers role lookups). Each
- * engine runs PGlite on a Worker thread of its own, so sessions of two
- * databases run at the same time on two CPUs.
+ * `idleTimeoutMs` ("postgres"'s stays open: it answers role lookups;
+ * dbregistry.ts keeps them). Each engine runs PGlite on a Worker thread of
+ * its own, so sessions of two databases run at the same time on two CPUs.
  *
  * It owns the list of databases and carries out CREATE/ALTER/DROP DATABASE
  * (dbcommands.ts has the rules): a new database is a copy of its
@@ -22,11 +22,11 @@
  * engine is the whole cluster's crash (`onBroken`), as in PostgreSQL.
  */
 
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
 import { copyCluster, fsyncTree } from "./clustercopy.ts";
-import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   Engine,
   EngineSession,
@@ -34,71 +34,36 @@ import type {
   RoleInfo,
   SessionStartup,
 } from "../../core/engine/types.ts";
-import { openEngine, type OpenEngineOptions } from "./cluster.ts";
-import { systemIdentifier } from "./controlfile.ts";
+import { openEngine } from "./cluster.ts";
 import { type DatabaseCluster, databaseCommand } from "./dbcommands.ts";
 import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
-import { findClusterImage, unpackClusterImage } from "./image.ts";
-import { DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
-import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
+import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import type { PgliteSession } from "./session.ts";
-import {
-  databaseRecoverySettings,
-  otherDatabasesTarget,
-  RECOVERY_SETTINGS,
-  recoveryUnreached,
-} from "./recovery.ts";
+import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
 import { quoteLiteral } from "./wire.ts";
+import { type ClusterEngineOptions, DatabaseEngines, MAIN_OID, type Slot } from "./dbregistry.ts";
 
-export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
-  /** How long a database's engine stays open without sessions (ms; 0: until shutdown); default 10 s. */
-  readonly idleTimeoutMs?: number;
-  /** archive_timeout (ms; 0: off): each open database's WAL segment is switched this often when written to. */
-  readonly archiveTimeoutMs?: number;
-}
-
-interface Slot {
-  readonly entry: DatabaseEntry;
-  engine: PgliteEngine | null;
-  /** Opening, closing, or a copy of its files in progress: wait for it first. */
-  busy: Promise<unknown> | null;
-  idle: ReturnType<typeof setTimeout> | null;
-  /** Sessions being started on the engine: an idle close must not take it from under them. */
-  starting: number;
-}
-
-const MAIN_OID = 5;
-/** The directories of initdb's template1 and template0 inside a PGlite cluster. */
-const INITDB_TEMPLATES = ["1", "4"];
+export type { ClusterEngineOptions } from "./dbregistry.ts";
 
 export class ClusterEngine implements Engine, DatabaseCluster {
   readonly #dataDir: string;
   readonly #options: ClusterEngineOptions;
   readonly #catalog: DatabaseCatalog;
-  readonly #slots = new Map<number, Slot>();
+  readonly #engines: DatabaseEngines;
   readonly #main: PgliteEngine;
-  readonly #hooks: EngineCluster;
   /** CREATE/ALTER/DROP DATABASE run one at a time. */
   #commands: Promise<unknown> = Promise.resolve();
-  /** Copies of changed roles to every engine, one after another. */
-  #rolesSync: Promise<void> = Promise.resolve();
-  /** Bumped when a copy of roles starts. */
-  #rolesVersion = 0;
-  #closing = false;
   #archiveTimer: ReturnType<typeof setInterval> | null = null;
 
   private constructor(
     dataDir: string,
-    options: ClusterEngineOptions,
-    main: PgliteEngine,
-    catalog: DatabaseCatalog,
-    hooks: EngineCluster,
+    cluster: { options: ClusterEngineOptions; catalog: DatabaseCatalog; engines: DatabaseEngines },
   ) {
     this.#dataDir = dataDir;
-    this.#options = options;
-    this.#main = main;
-    this.#catalog = catalog;
-    this.#hooks = hooks;
+    this.#options = cluster.options;
+    this.#catalog = cluster.catalog;
+    this.#engines = cluster.engines;
+    this.#main = cluster.engines.main;
   }
 
   /** Opens the cluster in `dataDir` (a pgts data directory): "postgres"'s engine now, the others when used. */
@@ -113,12 +78,12 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       },
       sessionEnded: (engine) => {
         sessionsVersion++;
-        if (self !== null) self.#sessionEnded(engine);
+        if (self !== null) self.#engines.sessionEnded(engine);
       },
-      otherSessions: (engine) => self === null ? [] : self.#otherSessions(engine),
+      otherSessions: (engine) => self === null ? [] : self.#engines.otherSessions(engine),
       sessionsVersion: () => sessionsVersion,
       rolesChanged: (engine) => {
-        if (self !== null) self.#rolesChanged(engine);
+        if (self !== null) self.#engines.rolesChanged(engine);
       },
     };
     // An archive recovery of "postgres" is every database's (recovery.ts).
@@ -129,12 +94,18 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       else recoveryUnreached(dataDir, ENGINE_DIR); // a crash recovery's lines: not a target
       const owner = main.superuserName;
       const catalog = DatabaseCatalog.load(dataDir, { owner, served: main.database });
-      self = new ClusterEngine(dataDir, options, main, catalog, hooks);
       const entry = catalog.list().find((d) => d.oid === MAIN_OID);
       if (entry === undefined) throw new Error('the cluster has no database "postgres"');
-      self.#slots.set(MAIN_OID, { entry, engine: main, busy: null, idle: null, starting: 0 });
-      await self.#mirror(main, entry);
-      if (mainRecovers) await self.#recoverOthers();
+      const engines = new DatabaseEngines(dataDir, {
+        options,
+        catalog,
+        main,
+        mainEntry: entry,
+        hooks,
+      });
+      self = new ClusterEngine(dataDir, { options, catalog, engines });
+      await engines.mirror(main, entry);
+      if (mainRecovers) await engines.recoverOthers();
       self.#startArchiveTimeout();
       return self;
     } catch (e) {
@@ -158,7 +129,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   async lookupRole(name: string): Promise<RoleInfo | null> {
     // A role changed a moment ago (whose client may have its ReadyForQuery
     // already) may be on its way to "postgres"'s engine.
-    await this.#settleRoles();
+    await this.#engines.settleRoles();
     return await this.#main.lookupRole(name);
   }
 
@@ -184,20 +155,13 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         { severity: "FATAL" },
       );
     }
-    const slot = this.#slotOf(entry);
+    const slot = this.#engines.slotOf(entry);
     slot.starting++;
     try {
       return await this.#startOn(slot, startup);
     } finally {
       slot.starting--;
-      if (slot.engine !== null) this.#sessionEnded(slot.engine);
-    }
-  }
-
-  /** The sessions of every open engine but `engine`. */
-  *#otherSessions(engine: PgliteEngine): Generator<PgliteSession> {
-    for (const slot of this.#slots.values()) {
-      if (slot.engine !== null && slot.engine !== engine) yield* slot.engine.sessions();
+      if (slot.engine !== null) this.#engines.sessionEnded(slot.engine);
     }
   }
 
@@ -206,8 +170,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     startup: SessionStartup,
   ): Promise<{ session: EngineSession; parameterStatus: ParameterStatusList }> {
     const entry = slot.entry;
-    const engine = await this.#engineOf(slot);
-    await this.#settleRoles();
+    const engine = await this.#engines.engineOf(slot);
+    await this.#engines.settleRoles();
     if (entry.connLimit >= 0 && engine.sessionCount >= entry.connLimit) {
       const role = this.#main.role(startup.user);
       if (role?.superuser !== true) {
@@ -219,72 +183,6 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       }
     }
     return engine.startSession(startup);
-  }
-
-  /**
-   * After "postgres"'s archive recovery, every other database's, before
-   * the server accepts connections (PostgreSQL recovers its one cluster
-   * before it does): each engine is opened, which recovers it, and closed.
-   * A database that cannot recover stops the start, as PostgreSQL's
-   * startup process failing does.
-   */
-  async #recoverOthers(): Promise<void> {
-    for (const entry of this.#catalog.list()) {
-      if (entry.oid === MAIN_OID) continue;
-      if (!existsSync(join(this.#dataDir, entry.dir, "recovery.signal"))) continue;
-      const slot = this.#slotOf(entry);
-      await this.#engineOf(slot);
-      await this.#closeEngine(slot);
-    }
-  }
-
-  /**
-   * Opens the engine of a database other than "postgres": archived as
-   * "postgres" is (the archiver reads every database's pg_wal), and, when
-   * its cluster has a recovery.signal, recovered from the archive to the
-   * target "postgres"'s recovery left there; once more to the end of its
-   * archive when its WAL ends before that target (recovery.ts).
-   */
-  async #openDatabase(entry: DatabaseEntry): Promise<PgliteEngine> {
-    const settings = this.#options.settings;
-    const signal = join(this.#dataDir, entry.dir, "recovery.signal");
-    const open = (unreached: boolean, database: string) => {
-      const recovery = settings === undefined
-        ? null
-        : databaseRecoverySettings(this.#dataDir, entry.dir, { settings, unreached });
-      return openEngine(join(this.#dataDir, entry.dir), {
-        ...this.#options,
-        ...(settings === undefined
-          ? {}
-          : { settings: { ...withoutRecovery(settings), ...recovery } }),
-        database,
-        cluster: this.#hooks,
-      });
-    };
-    const openRecovered = async (unreached: boolean) => {
-      try {
-        return await open(unreached, entry.inner);
-      } catch (e) {
-        if (entry.inner === entry.name || existsSync(signal)) throw e;
-        // The recovery ended, and replayed the mirror's renaming of the
-        // served row (by then named for the database) past what the
-        // backup's list says: the row is found by its new name.
-        return await open(false, entry.name);
-      }
-    };
-    try {
-      return await openRecovered(false);
-    } catch (e) {
-      if (!recoveryUnreached(this.#dataDir, entry.dir)) throw e;
-      ereport(
-        "LOG",
-        `database "${entry.name}" has no WAL after the recovery target; recovering it to the end of its archive`,
-        { category: "engine" },
-      );
-      return await openRecovered(true);
-    } finally {
-      recoveryUnreached(this.#dataDir, entry.dir);
-    }
   }
 
   /**
@@ -301,8 +199,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     const ms = this.#options.archiveTimeoutMs ?? 0;
     if (ms <= 0) return;
     this.#archiveTimer = setInterval(() => {
-      if (this.#closing) return;
-      for (const slot of this.#slots.values()) {
+      if (this.#engines.closing) return;
+      for (const slot of this.#engines.slots()) {
         if (slot.busy !== null || slot.engine === null) continue;
         slot.engine.runAsCluster(() => "select pg_catalog.pg_switch_wal()", { timeoutMs: 1000 })
           .catch(() => {});
@@ -312,16 +210,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   async close(): Promise<void> {
-    this.#closing = true;
     if (this.#archiveTimer !== null) clearInterval(this.#archiveTimer);
-    await this.#commands.catch(() => {});
-    const all = [...this.#slots.values()];
-    for (const s of all) if (s.idle !== null) clearTimeout(s.idle);
-    await Promise.all(all.map(async (s) => {
-      await s.busy?.catch(() => {});
-      await s.engine?.close();
-      s.engine = null;
-    }));
+    await this.#engines.close(this.#commands.catch(() => {}));
   }
 
   // ---- DatabaseCluster (dbcommands.ts)
@@ -341,7 +231,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   databaseOf(session: PgliteSession): DatabaseEntry {
-    for (const s of this.#slots.values()) {
+    for (const s of this.#engines.slots()) {
       if (s.engine !== null && s.engine.sessions().includes(session)) return s.entry;
     }
     throw new Error("a session of no database");
@@ -353,7 +243,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     // is not closing gets a moment only: a client that has just
     // disconnected (psql before dropdb) may not have reached the engine.
     const others = () => {
-      const engine = this.#slots.get(db.oid)?.engine;
+      const engine = this.#engines.get(db.oid)?.engine;
       return engine === null || engine === undefined
         ? []
         : engine.sessions().filter((s) => s !== self);
@@ -378,15 +268,15 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     });
     const to = join(this.#dataDir, entry.dir);
     rmSync(to, { recursive: true, force: true });
-    const slot = this.#slotOf(template);
-    await this.#materialize(slot);
+    const slot = this.#engines.slotOf(template);
+    await this.#engines.materialize(slot);
     const copy = async (atCheckpoint: boolean) => {
       copyCluster(join(this.#dataDir, template.dir), to, atCheckpoint);
       // Durable before CREATE DATABASE is answered, as PostgreSQL's copy is.
       if (this.#options.settings?.["fsync"] !== "off") await fsyncTree(to);
     };
     try {
-      await this.#exclusive(slot, async () => {
+      await this.#engines.exclusive(slot, async () => {
         if (slot.engine === null) return copy(false);
         // As FILE_COPY: a checkpoint puts every change on disk, and holding
         // the engine keeps anyone from writing until the copy is done.
@@ -399,7 +289,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       throw e;
     }
     this.#catalog.add(entry);
-    await this.#mirrorAll();
+    await this.#engines.mirrorAll();
   }
 
   async drop(db: DatabaseEntry, force: boolean): Promise<void> {
@@ -411,7 +301,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         { detail: "pgts keeps the cluster's roles in the engine of this database." },
       );
     }
-    const slot = this.#slotOf(db);
+    const slot = this.#engines.slotOf(db);
     if (force && slot.engine !== null) {
       slot.engine.terminateSessions(
         new PgError(ERRCODE.ADMIN_SHUTDOWN, "terminating connection due to administrator command", {
@@ -431,11 +321,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         );
       }
     }
-    await this.#closeEngine(slot);
+    await this.#engines.closeEngine(slot);
     this.#catalog.remove(db.name);
-    this.#slots.delete(db.oid);
+    this.#engines.forget(db.oid);
     rmSync(join(this.#dataDir, db.dir), { recursive: true, force: true });
-    await this.#mirrorAll();
+    await this.#engines.mirrorAll();
   }
 
   async rename(db: DatabaseEntry, to: string): Promise<void> {
@@ -443,24 +333,25 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     // the mirror; a closed one's by the mirror when it next opens (it finds
     // the row by its old name, `inner`).
     this.#catalog.rename(db, to);
-    await this.#mirrorAll();
+    await this.#engines.mirrorAll();
   }
 
   async update(db: DatabaseEntry, change: Partial<DatabaseEntry>): Promise<void> {
     Object.assign(db, change);
     this.#catalog.save();
-    await this.#mirrorAll();
+    await this.#engines.mirrorAll();
   }
 
   async runOn(db: DatabaseEntry, sql: string): Promise<void> {
-    const slot = this.#slotOf(db);
+    const engines = this.#engines;
+    const slot = engines.slotOf(db);
     slot.starting++;
     try {
-      await this.#engineOf(slot);
-      await this.#onEngine(slot, (engine) => engine.runAsCluster(() => sql));
+      await engines.engineOf(slot);
+      await engines.onEngine(slot, (engine) => engine.runAsCluster(() => sql));
     } finally {
       slot.starting--;
-      if (slot.engine !== null) this.#sessionEnded(slot.engine);
+      if (slot.engine !== null) engines.sessionEnded(slot.engine);
     }
   }
 
@@ -471,209 +362,4 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     this.#commands = run;
     return run;
   }
-
-  #slotOf(entry: DatabaseEntry): Slot {
-    let slot = this.#slots.get(entry.oid);
-    if (slot === undefined) {
-      slot = { entry, engine: null, busy: null, idle: null, starting: 0 };
-      this.#slots.set(entry.oid, slot);
-    }
-    return slot;
-  }
-
-  /** Runs `fn` when nothing else is done to the slot, and keeps others out meanwhile. */
-  async #exclusive<T>(slot: Slot, fn: () => Promise<T>): Promise<T> {
-    while (slot.busy !== null) await slot.busy.catch(() => {});
-    const p = fn();
-    slot.busy = p;
-    try {
-      return await p;
-    } finally {
-      if (slot.busy === p) slot.busy = null;
-    }
-  }
-
-  /**
-   * Runs `fn` on the slot's engine, if it is open, while nothing else is
-   * done to the slot: an idle close must not end the engine under it.
-   */
-  #onEngine(slot: Slot, fn: (engine: PgliteEngine) => Promise<void>): Promise<void> {
-    return this.#exclusive(slot, async () => {
-      if (slot.engine !== null) await fn(slot.engine);
-    });
-  }
-
-  /** The database's engine, opened if it is not. */
-  async #engineOf(slot: Slot): Promise<PgliteEngine> {
-    if (slot.idle !== null) {
-      clearTimeout(slot.idle);
-      slot.idle = null;
-    }
-    for (;;) {
-      if (slot.busy === null && slot.engine !== null) return slot.engine;
-      if (slot.busy !== null) {
-        await slot.busy.catch(() => {});
-        continue;
-      }
-      if (this.#closing) {
-        throw new PgError(ERRCODE.CANNOT_CONNECT_NOW, "the database system is shutting down", {
-          severity: "FATAL",
-        });
-      }
-      let version = -1;
-      await this.#exclusive(slot, async () => {
-        this.#materializeNow(slot.entry);
-        const engine = await this.#openDatabase(slot.entry);
-        try {
-          // The cluster's roles are "postgres"'s, which every change reaches.
-          // A change copied while this engine opens may miss it: then it is
-          // copied again below.
-          version = this.#rolesVersion;
-          await this.#mirror(engine, slot.entry, await this.#rolesOf(this.#main));
-        } catch (e) {
-          await engine.close();
-          throw e;
-        }
-        slot.engine = engine;
-      });
-      if (version !== this.#rolesVersion) {
-        await this.#rolesSync;
-        const roles = await this.#rolesOf(this.#main);
-        await this.#onEngine(slot, (e) => e.runAsCluster(() => rolesSyncSql(roles)));
-      }
-    }
-  }
-
-  /** A database whose cluster does not exist yet (initdb's template1 and template0) is made from the image. */
-  #materialize(slot: Slot): Promise<void> {
-    return this.#exclusive(slot, () => Promise.resolve(this.#materializeNow(slot.entry)));
-  }
-
-  #materializeNow(entry: DatabaseEntry): void {
-    const dir = join(this.#dataDir, entry.dir);
-    if (existsSync(join(dir, "PG_VERSION"))) return;
-    const image = findClusterImage();
-    const main = join(this.#dataDir, ENGINE_DIR);
-    if (image === null) {
-      throw new PgError(
-        ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE,
-        `database "${entry.name}" has no files and there is no cluster image to make them from`,
-      );
-    }
-    rmSync(dir, { recursive: true, force: true });
-    unpackClusterImage(image, dir, {
-      systemIdentifier: systemIdentifier(readFileSync(join(main, "global", "pg_control"))),
-    });
-    // initdb's template1 and template0 inside the copy are never opened (the
-    // copy serves its "postgres", and the mirror replaces their rows):
-    // without them every copy of this cluster is 15 MB smaller.
-    for (const oid of INITDB_TEMPLATES) rmSync(join(dir, "base", oid), { recursive: true });
-  }
-
-  /**
-   * Shows the list in `engine`'s pg_database (the served row takes
-   * `entry`'s name); with `roles`, the cluster's roles first.
-   */
-  async #mirror(engine: PgliteEngine, entry: DatabaseEntry, roles?: string): Promise<void> {
-    const list = this.#catalog.list();
-    await engine.runAsCluster(
-      (oid) =>
-        (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
-      { timeoutMs: Infinity },
-    );
-    if (entry.inner !== engine.database) {
-      entry.inner = engine.database;
-      this.#catalog.save();
-    }
-  }
-
-  async #mirrorAll(): Promise<void> {
-    await Promise.all(
-      [...this.#slots.values()].map(async (s) => {
-        if (s.engine !== null) await this.#onEngine(s, (e) => this.#mirror(e, s.entry));
-      }),
-    );
-  }
-
-  async #closeEngine(slot: Slot): Promise<void> {
-    if (slot.idle !== null) {
-      clearTimeout(slot.idle);
-      slot.idle = null;
-    }
-    await this.#exclusive(slot, async () => {
-      const engine = slot.engine;
-      slot.engine = null;
-      await engine?.close();
-    });
-  }
-
-  async #rolesOf(engine: PgliteEngine): Promise<string> {
-    return (await engine.queryAsCluster(ROLES_DUMP_SQL)) ?? "[[],[],[]]";
-  }
-
-  /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
-  #rolesChanged(source: PgliteEngine): void {
-    const sync = async () => {
-      this.#rolesVersion++;
-      const dump = await this.#rolesOf(source);
-      await Promise.all(
-        [...this.#slots.values()].map((s) =>
-          // An engine that is opening copies "postgres"'s roles itself.
-          s.engine === null || s.engine === source || s.busy !== null ? undefined : this.#onEngine(
-            s,
-            (engine) => engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity }),
-          )
-        ),
-      );
-    };
-    this.#rolesSync = this.#rolesSync.then(sync).catch((e) => {
-      ereport("LOG", "could not copy roles to every database", {
-        category: "engine",
-        detail: e instanceof Error ? e.message : String(e),
-      });
-    });
-  }
-
-  /** Waits for role changes that have committed somewhere to reach every engine. */
-  async #settleRoles(): Promise<void> {
-    await Promise.all([...this.#slots.values()].map((s) => s.engine?.settleCatalogs()));
-    await this.#rolesSync;
-  }
-
-  /** A session ended: a database with none left is closed after idleTimeoutMs ("postgres" never). */
-  #sessionEnded(engine: PgliteEngine): void {
-    const idleMs = this.#options.idleTimeoutMs ?? 10_000;
-    if (engine === this.#main || engine.sessionCount > 0 || this.#closing || idleMs <= 0) return;
-    const slot = [...this.#slots.values()].find((s) => s.engine === engine);
-    if (slot === undefined || slot.idle !== null) return;
-    slot.idle = setTimeout(() => {
-      slot.idle = null;
-      // Checked again once nothing else is done to the slot: a session may
-      // have started meanwhile.
-      void this.#exclusive(slot, async () => {
-        if (slot.engine !== engine || engine.sessionCount > 0 || slot.starting > 0) return;
-        ereport(
-          "DEBUG1",
-          `closing the engine of database "${slot.entry.name}" after ${idleMs} ms without a session`,
-          { category: "engine" },
-        );
-        slot.engine = null;
-        await engine.close();
-      }).catch(() => {});
-    }, idleMs);
-    (slot.idle as { unref?: () => void }).unref?.();
-  }
-}
-
-/**
- * Engine settings without archive recovery's, which a database other than
- * "postgres" gets from its own recovery.signal (recovery.ts).
- */
-function withoutRecovery(
-  settings: Readonly<Record<string, string>>,
-): Readonly<Record<string, string>> {
-  const { hot_standby: _hs, ...rest } = settings;
-  const kept: Record<string, string> = { ...rest };
-  for (const name of RECOVERY_SETTINGS) delete kept[name];
-  return kept;
 }

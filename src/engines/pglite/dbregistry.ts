@@ -1,0 +1,413 @@
+/**
+ * The engines of a cluster's databases, one per database, each in a slot:
+ * opened when first needed (from the cluster image when the database has
+ * no files yet, recovered from the archive when it has a recovery.signal),
+ * closed when it has had no session for `idleTimeoutMs` ("postgres"'s
+ * stays open: it answers role lookups). Every engine shows the cluster's
+ * list of databases in its pg_database (the mirror) and the cluster's
+ * roles, which are "postgres"'s: a change of roles in one engine is copied
+ * to every other.
+ *
+ * Owns the slots and their order of work: whatever is done to a slot
+ * (opening, closing, a copy of its files) runs alone (`exclusive`), so a
+ * database's cluster is never opened twice and an idle close never ends an
+ * engine under a session starting on it. What the list of databases is,
+ * and CREATE/DROP DATABASE, are dbengines.ts's.
+ */
+
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ENGINE_DIR } from "../../core/datadir.ts";
+import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
+import { openEngine, type OpenEngineOptions } from "./cluster.ts";
+import { systemIdentifier } from "./controlfile.ts";
+import type { EngineCluster, PgliteEngine } from "./engine.ts";
+import { findClusterImage, unpackClusterImage } from "./image.ts";
+import { type DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
+import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
+import type { PgliteSession } from "./session.ts";
+import { databaseRecoverySettings, RECOVERY_SETTINGS, recoveryUnreached } from "./recovery.ts";
+
+export interface ClusterEngineOptions extends Omit<OpenEngineOptions, "database" | "cluster"> {
+  /** How long a database's engine stays open without sessions (ms; 0: until shutdown); default 10 s. */
+  readonly idleTimeoutMs?: number;
+  /** archive_timeout (ms; 0: off): each open database's WAL segment is switched this often when written to. */
+  readonly archiveTimeoutMs?: number;
+}
+
+/** One database's place in the registry. */
+export interface Slot {
+  readonly entry: DatabaseEntry;
+  engine: PgliteEngine | null;
+  /** Opening, closing, or a copy of its files in progress: wait for it first. */
+  busy: Promise<unknown> | null;
+  idle: ReturnType<typeof setTimeout> | null;
+  /** Sessions being started on the engine: an idle close must not take it from under them. */
+  starting: number;
+}
+
+/** The OID of "postgres", whose engine is opened with the cluster and never closed while it runs. */
+export const MAIN_OID = 5;
+/** The directories of initdb's template1 and template0 inside a PGlite cluster. */
+const INITDB_TEMPLATES = ["1", "4"];
+
+export class DatabaseEngines {
+  readonly #dataDir: string;
+  readonly #options: ClusterEngineOptions;
+  readonly #catalog: DatabaseCatalog;
+  readonly #main: PgliteEngine;
+  /** What every engine opened here is given to ask the cluster (engine.ts). */
+  readonly #hooks: EngineCluster;
+  readonly #slots = new Map<number, Slot>();
+  /** Copies of changed roles to every engine, one after another. */
+  #rolesSync: Promise<void> = Promise.resolve();
+  /** Bumped when a copy of roles starts. */
+  #rolesVersion = 0;
+  #closing = false;
+
+  /** `main` is "postgres"'s engine, open already; `mainEntry` its row of the catalog. */
+  constructor(
+    dataDir: string,
+    cluster: {
+      options: ClusterEngineOptions;
+      catalog: DatabaseCatalog;
+      main: PgliteEngine;
+      mainEntry: DatabaseEntry;
+      hooks: EngineCluster;
+    },
+  ) {
+    this.#dataDir = dataDir;
+    this.#options = cluster.options;
+    this.#catalog = cluster.catalog;
+    this.#main = cluster.main;
+    this.#hooks = cluster.hooks;
+    this.#slots.set(MAIN_OID, {
+      entry: cluster.mainEntry,
+      engine: cluster.main,
+      busy: null,
+      idle: null,
+      starting: 0,
+    });
+  }
+
+  /** "postgres"'s engine. */
+  get main(): PgliteEngine {
+    return this.#main;
+  }
+
+  /** Every slot, open or not. */
+  slots(): IterableIterator<Slot> {
+    return this.#slots.values();
+  }
+
+  /** The slot of `oid`, if it has one. */
+  get(oid: number): Slot | undefined {
+    return this.#slots.get(oid);
+  }
+
+  /** The database's slot, made if it has none. */
+  slotOf(entry: DatabaseEntry): Slot {
+    let slot = this.#slots.get(entry.oid);
+    if (slot === undefined) {
+      slot = { entry, engine: null, busy: null, idle: null, starting: 0 };
+      this.#slots.set(entry.oid, slot);
+    }
+    return slot;
+  }
+
+  /** Forgets a dropped database's slot (its engine is closed). */
+  forget(oid: number): void {
+    this.#slots.delete(oid);
+  }
+
+  /** The sessions of every open engine but `engine`. */
+  *otherSessions(engine: PgliteEngine): Generator<PgliteSession> {
+    for (const slot of this.#slots.values()) {
+      if (slot.engine !== null && slot.engine !== engine) yield* slot.engine.sessions();
+    }
+  }
+
+  /** Runs `fn` when nothing else is done to the slot, and keeps others out meanwhile. */
+  async exclusive<T>(slot: Slot, fn: () => Promise<T>): Promise<T> {
+    while (slot.busy !== null) await slot.busy.catch(() => {});
+    const p = fn();
+    slot.busy = p;
+    try {
+      return await p;
+    } finally {
+      if (slot.busy === p) slot.busy = null;
+    }
+  }
+
+  /**
+   * Runs `fn` on the slot's engine, if it is open, while nothing else is
+   * done to the slot: an idle close must not end the engine under it.
+   */
+  onEngine(slot: Slot, fn: (engine: PgliteEngine) => Promise<void>): Promise<void> {
+    return this.exclusive(slot, async () => {
+      if (slot.engine !== null) await fn(slot.engine);
+    });
+  }
+
+  /** The database's engine, opened if it is not. */
+  async engineOf(slot: Slot): Promise<PgliteEngine> {
+    if (slot.idle !== null) {
+      clearTimeout(slot.idle);
+      slot.idle = null;
+    }
+    for (;;) {
+      if (slot.busy === null && slot.engine !== null) return slot.engine;
+      if (slot.busy !== null) {
+        await slot.busy.catch(() => {});
+        continue;
+      }
+      if (this.#closing) {
+        throw new PgError(ERRCODE.CANNOT_CONNECT_NOW, "the database system is shutting down", {
+          severity: "FATAL",
+        });
+      }
+      let version = -1;
+      await this.exclusive(slot, async () => {
+        this.#materializeNow(slot.entry);
+        const engine = await this.#openDatabase(slot.entry);
+        try {
+          // The cluster's roles are "postgres"'s, which every change reaches.
+          // A change copied while this engine opens may miss it: then it is
+          // copied again below.
+          version = this.#rolesVersion;
+          await this.mirror(engine, slot.entry, await this.#rolesOf(this.#main));
+        } catch (e) {
+          await engine.close();
+          throw e;
+        }
+        slot.engine = engine;
+      });
+      if (version !== this.#rolesVersion) {
+        await this.#rolesSync;
+        const roles = await this.#rolesOf(this.#main);
+        await this.onEngine(slot, (e) => e.runAsCluster(() => rolesSyncSql(roles)));
+      }
+    }
+  }
+
+  async closeEngine(slot: Slot): Promise<void> {
+    if (slot.idle !== null) {
+      clearTimeout(slot.idle);
+      slot.idle = null;
+    }
+    await this.exclusive(slot, async () => {
+      const engine = slot.engine;
+      slot.engine = null;
+      await engine?.close();
+    });
+  }
+
+  /**
+   * After "postgres"'s archive recovery, every other database's, before
+   * the server accepts connections (PostgreSQL recovers its one cluster
+   * before it does): each engine is opened, which recovers it, and closed.
+   * A database that cannot recover stops the start, as PostgreSQL's
+   * startup process failing does.
+   */
+  async recoverOthers(): Promise<void> {
+    for (const entry of this.#catalog.list()) {
+      if (entry.oid === MAIN_OID) continue;
+      if (!existsSync(join(this.#dataDir, entry.dir, "recovery.signal"))) continue;
+      const slot = this.slotOf(entry);
+      await this.engineOf(slot);
+      await this.closeEngine(slot);
+    }
+  }
+
+  /** A database whose cluster does not exist yet (initdb's template1 and template0) is made from the image. */
+  materialize(slot: Slot): Promise<void> {
+    return this.exclusive(slot, () => Promise.resolve(this.#materializeNow(slot.entry)));
+  }
+
+  /**
+   * Shows the list in `engine`'s pg_database (the served row takes
+   * `entry`'s name); with `roles`, the cluster's roles first.
+   */
+  async mirror(engine: PgliteEngine, entry: DatabaseEntry, roles?: string): Promise<void> {
+    const list = this.#catalog.list();
+    await engine.runAsCluster(
+      (oid) =>
+        (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
+      { timeoutMs: Infinity },
+    );
+    if (entry.inner !== engine.database) {
+      entry.inner = engine.database;
+      this.#catalog.save();
+    }
+  }
+
+  /** The list changed: shown in every open engine's pg_database. */
+  async mirrorAll(): Promise<void> {
+    await Promise.all(
+      [...this.#slots.values()].map(async (s) => {
+        if (s.engine !== null) await this.onEngine(s, (e) => this.mirror(e, s.entry));
+      }),
+    );
+  }
+
+  /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
+  rolesChanged(source: PgliteEngine): void {
+    const sync = async () => {
+      this.#rolesVersion++;
+      const dump = await this.#rolesOf(source);
+      await Promise.all(
+        [...this.#slots.values()].map((s) =>
+          // An engine that is opening copies "postgres"'s roles itself.
+          s.engine === null || s.engine === source || s.busy !== null ? undefined : this.onEngine(
+            s,
+            (engine) => engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity }),
+          )
+        ),
+      );
+    };
+    this.#rolesSync = this.#rolesSync.then(sync).catch((e) => {
+      ereport("LOG", "could not copy roles to every database", {
+        category: "engine",
+        detail: e instanceof Error ? e.message : String(e),
+      });
+    });
+  }
+
+  /** Waits for role changes that have committed somewhere to reach every engine. */
+  async settleRoles(): Promise<void> {
+    await Promise.all([...this.#slots.values()].map((s) => s.engine?.settleCatalogs()));
+    await this.#rolesSync;
+  }
+
+  /** A session ended: a database with none left is closed after idleTimeoutMs ("postgres" never). */
+  sessionEnded(engine: PgliteEngine): void {
+    const idleMs = this.#options.idleTimeoutMs ?? 10_000;
+    if (engine === this.#main || engine.sessionCount > 0 || this.#closing || idleMs <= 0) return;
+    const slot = [...this.#slots.values()].find((s) => s.engine === engine);
+    if (slot === undefined || slot.idle !== null) return;
+    slot.idle = setTimeout(() => {
+      slot.idle = null;
+      // Checked again once nothing else is done to the slot: a session may
+      // have started meanwhile.
+      void this.exclusive(slot, async () => {
+        if (slot.engine !== engine || engine.sessionCount > 0 || slot.starting > 0) return;
+        ereport(
+          "DEBUG1",
+          `closing the engine of database "${slot.entry.name}" after ${idleMs} ms without a session`,
+          { category: "engine" },
+        );
+        slot.engine = null;
+        await engine.close();
+      }).catch(() => {});
+    }, idleMs);
+    (slot.idle as { unref?: () => void }).unref?.();
+  }
+
+  /** Whether the cluster is shutting down: no engine opens. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /**
+   * Closes every engine once `pending` (the database commands under way)
+   * and what is being done to each slot are over; none opens from now on.
+   */
+  async close(pending: Promise<unknown>): Promise<void> {
+    this.#closing = true;
+    await pending;
+    const all = [...this.#slots.values()];
+    for (const s of all) if (s.idle !== null) clearTimeout(s.idle);
+    await Promise.all(all.map(async (s) => {
+      await s.busy?.catch(() => {});
+      await s.engine?.close();
+      s.engine = null;
+    }));
+  }
+
+  /**
+   * Opens the engine of a database other than "postgres": archived as
+   * "postgres" is (the archiver reads every database's pg_wal), and, when
+   * its cluster has a recovery.signal, recovered from the archive to the
+   * target "postgres"'s recovery left there; once more to the end of its
+   * archive when its WAL ends before that target (recovery.ts).
+   */
+  async #openDatabase(entry: DatabaseEntry): Promise<PgliteEngine> {
+    const settings = this.#options.settings;
+    const signal = join(this.#dataDir, entry.dir, "recovery.signal");
+    const open = (unreached: boolean, database: string) => {
+      const recovery = settings === undefined
+        ? null
+        : databaseRecoverySettings(this.#dataDir, entry.dir, { settings, unreached });
+      return openEngine(join(this.#dataDir, entry.dir), {
+        ...this.#options,
+        ...(settings === undefined
+          ? {}
+          : { settings: { ...withoutRecovery(settings), ...recovery } }),
+        database,
+        cluster: this.#hooks,
+      });
+    };
+    const openRecovered = async (unreached: boolean) => {
+      try {
+        return await open(unreached, entry.inner);
+      } catch (e) {
+        if (entry.inner === entry.name || existsSync(signal)) throw e;
+        // The recovery ended, and replayed the mirror's renaming of the
+        // served row (by then named for the database) past what the
+        // backup's list says: the row is found by its new name.
+        return await open(false, entry.name);
+      }
+    };
+    try {
+      return await openRecovered(false);
+    } catch (e) {
+      if (!recoveryUnreached(this.#dataDir, entry.dir)) throw e;
+      ereport(
+        "LOG",
+        `database "${entry.name}" has no WAL after the recovery target; recovering it to the end of its archive`,
+        { category: "engine" },
+      );
+      return await openRecovered(true);
+    } finally {
+      recoveryUnreached(this.#dataDir, entry.dir);
+    }
+  }
+
+  #materializeNow(entry: DatabaseEntry): void {
+    const dir = join(this.#dataDir, entry.dir);
+    if (existsSync(join(dir, "PG_VERSION"))) return;
+    const image = findClusterImage();
+    const main = join(this.#dataDir, ENGINE_DIR);
+    if (image === null) {
+      throw new PgError(
+        ERRCODE.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `database "${entry.name}" has no files and there is no cluster image to make them from`,
+      );
+    }
+    rmSync(dir, { recursive: true, force: true });
+    unpackClusterImage(image, dir, {
+      systemIdentifier: systemIdentifier(readFileSync(join(main, "global", "pg_control"))),
+    });
+    // initdb's template1 and template0 inside the copy are never opened (the
+    // copy serves its "postgres", and the mirror replaces their rows):
+    // without them every copy of this cluster is 15 MB smaller.
+    for (const oid of INITDB_TEMPLATES) rmSync(join(dir, "base", oid), { recursive: true });
+  }
+
+  async #rolesOf(engine: PgliteEngine): Promise<string> {
+    return (await engine.queryAsCluster(ROLES_DUMP_SQL)) ?? "[[],[],[]]";
+  }
+}
+
+/**
+ * Engine settings without archive recovery's, which a database other than
+ * "postgres" gets from its own recovery.signal (recovery.ts).
+ */
+function withoutRecovery(
+  settings: Readonly<Record<string, string>>,
+): Readonly<Record<string, string>> {
+  const { hot_standby: _hs, ...rest } = settings;
+  const kept: Record<string, string> = { ...rest };
+  for (const name of RECOVERY_SETTINGS) delete kept[name];
+  return kept;
+}
