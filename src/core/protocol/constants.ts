@@ -1,7 +1,8 @@
 /**
  * Protocol 3.0 constants: message type bytes (PostgreSQL's `PqMsg_*` from
- * protocol.h), startup request codes, authentication request codes and the
- * size limits pqcomm.c and backend_startup.c enforce.
+ * protocol.h), error and notice field codes (`PG_DIAG_*`), startup request
+ * codes, authentication request codes and the size limits pqcomm.c and
+ * backend_startup.c enforce.
  *
  * Pure data; nothing here allocates or reads the network.
  */
@@ -80,6 +81,28 @@ export const BE = {
   NegotiateProtocolVersion: 0x76, // 'v'
   CopyData: 0x64, // 'd'
   CopyDone: 0x63, // 'c'
+} as const;
+
+/** The field codes of an ErrorResponse or NoticeResponse (postgres_ext.h's PG_DIAG_*). */
+export const PG_DIAG = {
+  SEVERITY: 0x53, // 'S'
+  SEVERITY_NONLOCALIZED: 0x56, // 'V'
+  SQLSTATE: 0x43, // 'C'
+  MESSAGE_PRIMARY: 0x4d, // 'M'
+  MESSAGE_DETAIL: 0x44, // 'D'
+  MESSAGE_HINT: 0x48, // 'H'
+  STATEMENT_POSITION: 0x50, // 'P'
+  INTERNAL_POSITION: 0x70, // 'p'
+  INTERNAL_QUERY: 0x71, // 'q'
+  CONTEXT: 0x57, // 'W'
+  SCHEMA_NAME: 0x73, // 's'
+  TABLE_NAME: 0x74, // 't'
+  COLUMN_NAME: 0x63, // 'c'
+  DATATYPE_NAME: 0x64, // 'd'
+  CONSTRAINT_NAME: 0x6e, // 'n'
+  SOURCE_FILE: 0x46, // 'F'
+  SOURCE_LINE: 0x4c, // 'L'
+  SOURCE_FUNCTION: 0x52, // 'R'
 } as const;
 
 /** Authentication request codes carried in an 'R' message (protocol.h AUTH_REQ_*). */

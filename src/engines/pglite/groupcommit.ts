@@ -32,6 +32,7 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
+import { BE } from "../../core/protocol/constants.ts";
 
 interface Waiter {
   readonly ticket: number;
@@ -188,11 +189,14 @@ export function onlyBegin(buf: Uint8Array): boolean {
       ((buf[at + 1]! << 24) | (buf[at + 2]! << 16) | (buf[at + 3]! << 8) | buf[at + 4]!) >>> 0;
     const end = at + 1 + len;
     if (end > buf.length) return false;
-    if (type === 0x43) {
+    if (type === BE.CommandComplete) {
       if (len !== 4 + BEGIN_TAG.length) return false;
       for (let i = 0; i < BEGIN_TAG.length; i++) if (buf[at + 5 + i] !== BEGIN_TAG[i]) return false;
       begin = true;
-    } else if (type !== 0x5a && type !== 0x31 && type !== 0x32 && type !== 0x6e) return false;
+    } else if (
+      type !== BE.ReadyForQuery && type !== BE.ParseComplete && type !== BE.BindComplete &&
+      type !== BE.NoData
+    ) return false;
     at = end;
   }
   return begin && at === buf.length;

@@ -28,6 +28,8 @@
  * cancelled and the session closed by the engine.
  */
 
+import { BE } from "../../core/protocol/constants.ts";
+
 /** Cell layout, in Int32 slots. */
 export const CANCEL_SEQ = 0;
 export const RUNNING_SEQ = 1;
@@ -125,8 +127,6 @@ export function settleRequest(
   }
 }
 
-const ERROR_RESPONSE = 0x45; // 'E'
-
 /**
  * Follows backend message boundaries across an exec's answer chunks (which
  * may split a message anywhere) and tells whether an ErrorResponse began in
@@ -152,7 +152,7 @@ export class ErrorWatch {
       h[this.#headerLength++] = chunk[p++]!;
       if (this.#headerLength < 5) continue;
       this.#headerLength = 0;
-      if (h[0] === ERROR_RESPONSE) seen = true;
+      if (h[0] === BE.ErrorResponse) seen = true;
       this.#skip = ((h[1]! << 24) | (h[2]! << 16) | (h[3]! << 8) | h[4]!) - 4;
     }
     return seen;

@@ -21,6 +21,7 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
+import { FE } from "../../core/protocol/constants.ts";
 import {
   identName,
   MAX_SCANNED_TOKENS,
@@ -94,13 +95,6 @@ export interface StatementEffects {
   /** The statement's text when it is one CREATE/ALTER/DROP DATABASE. */
   readonly databaseCommand: string | null;
 }
-
-const T_EXECUTE = 0x45;
-const T_PARSE = 0x50;
-const T_BIND = 0x42;
-const T_DESCRIBE = 0x44;
-const T_CLOSE = 0x43;
-const T_QUERY = 0x51;
 
 interface Acc {
   settingsDirty: boolean;
@@ -428,14 +422,14 @@ export function planInput(
     const f = frames[i]!;
     const body = input.subarray(f.start + 5, f.end);
     switch (f.type) {
-      case T_QUERY: {
+      case FE.Query: {
         hasQuery = true;
         const [sql] = readCString(body, 0);
         const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1, options.user);
-        emit(i, sql2 === sql ? null : frameOf(T_QUERY, [cstring(sql2)]));
+        emit(i, sql2 === sql ? null : frameOf(FE.Query, [cstring(sql2)]));
         break;
       }
-      case T_PARSE: {
+      case FE.Parse: {
         const [name, afterName] = readCString(body, 0);
         const [sql, afterSql] = readCString(body, afterName);
         const beforeParse = snapshot(acc);
@@ -445,7 +439,7 @@ export function planInput(
             i,
             sql2 === sql
               ? null
-              : frameOf(T_PARSE, [cstring(""), cstring(sql2), body.subarray(afterSql)]),
+              : frameOf(FE.Parse, [cstring(""), cstring(sql2), body.subarray(afterSql)]),
           );
           unnamedParse = bytes.slice();
         } else {
@@ -458,12 +452,12 @@ export function planInput(
           }
           emit(
             i,
-            frameOf(T_PARSE, [cstring(prefix + name), cstring(sql2), body.subarray(afterSql)]),
+            frameOf(FE.Parse, [cstring(prefix + name), cstring(sql2), body.subarray(afterSql)]),
           );
         }
         break;
       }
-      case T_BIND: {
+      case FE.Bind: {
         const [portal, afterPortal] = readCString(body, 0);
         const [stmt, afterStmt] = readCString(body, afterPortal);
         if (stmt === "") {
@@ -477,18 +471,18 @@ export function planInput(
           }
           emit(
             i,
-            frameOf(T_BIND, [cstring(portal), cstring(prefix + stmt), body.subarray(afterStmt)]),
+            frameOf(FE.Bind, [cstring(portal), cstring(prefix + stmt), body.subarray(afterStmt)]),
           );
         }
         break;
       }
-      case T_DESCRIBE:
-      case T_CLOSE: {
+      case FE.Describe:
+      case FE.Close: {
         const kind = body[0];
         const [name] = readCString(body, 1);
-        if (kind !== 0x53) emit(i, null);
+        if (kind !== 0x53) emit(i, null); // not 'S', a statement: a portal keeps its name
         else if (name === "") {
-          if (f.type === T_DESCRIBE && unnamedParse === null) usesUnnamedFirst = true;
+          if (f.type === FE.Describe && unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
         } else emit(i, frameOf(f.type, [Uint8Array.of(kind), cstring(prefix + name)]));
         break;
@@ -501,7 +495,7 @@ export function planInput(
   // adapter send every statement so) is carried out as a lone Query's.
   // Parsed or described only, never executed: PGlite may do that itself.
   if (acc.databaseCommand === "embedded") {
-    acc.databaseCommand = !frames.some((f) => f.type === T_EXECUTE || f.type === T_QUERY)
+    acc.databaseCommand = !frames.some((f) => f.type === FE.Execute || f.type === FE.Query)
       ? null
       : loneExtendedStatement(input, frames) ?? loneBound(frames, acc.boundDatabaseCommand) ??
         "embedded";

@@ -34,6 +34,7 @@
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import {
+  FE,
   type FieldDescription,
   MessageWriter,
   parseBind,
@@ -81,13 +82,6 @@ export interface OffEngineContext {
   /** A parameter fixed for the server's life: its name as PostgreSQL spells it, and SHOW's value. */
   fixedSetting(name: string): readonly [string, string] | undefined;
 }
-
-const T_QUERY = 0x51;
-const T_BIND = 0x42;
-const T_DESCRIBE = 0x44;
-const T_EXECUTE = 0x45;
-const T_SYNC = 0x53;
-const T_FLUSH = 0x48;
 
 /** Every statement here names one of these: the cheap test before the parse. */
 const GATE = /pg_cancel_backend|pg_terminate_backend|pg_stat_activity|^\s*show\s/i;
@@ -257,9 +251,9 @@ interface Batch {
 /** The input as one simple Query or one unnamed Parse/Bind/[Describe]/Execute/Sync batch. */
 function readBatch(input: Uint8Array, frames: readonly Frame[]): Batch | null {
   const body = (f: Frame) => input.subarray(f.start + 5, f.end);
-  const fs = frames.filter((f) => f.type !== T_FLUSH);
+  const fs = frames.filter((f) => f.type !== FE.Flush);
   try {
-    if (fs.length === 1 && fs[0]!.type === T_QUERY) {
+    if (fs.length === 1 && fs[0]!.type === FE.Query) {
       return { sql: parseQuery(body(fs[0]!)), extended: null };
     }
     const types = fs.map((f) => f.type);
@@ -271,19 +265,19 @@ function readBatch(input: Uint8Array, frames: readonly Frame[]): Batch | null {
     let describePortal = false;
     let bind: ReturnType<typeof parseBind> | null = null;
     for (const f of fs.slice(1)) {
-      if (f.type === T_BIND) {
+      if (f.type === FE.Bind) {
         bind = parseBind(body(f));
         if (bind.portal !== "" || bind.statement !== "") return null;
-      } else if (f.type === T_DESCRIBE) {
+      } else if (f.type === FE.Describe) {
         const d = parseDescribe(body(f));
         if (d.name !== "") return null;
         if (d.target === "S" && bind === null) describeStatement = true;
         else if (d.target === "P" && bind !== null) describePortal = true;
         else return null;
-      } else if (f.type === T_EXECUTE) {
+      } else if (f.type === FE.Execute) {
         const e = parseExecute(body(f));
         if (e.portal !== "" || e.maxRows !== 0) return null;
-      } else if (f.type !== T_SYNC) return null;
+      } else if (f.type !== FE.Sync) return null;
     }
     if (bind === null) return null;
     return {

@@ -16,21 +16,10 @@
  */
 
 import type { BackendOutput } from "../../core/engine/types.ts";
+import { BE, PG_DIAG } from "../../core/protocol/constants.ts";
 import { TERMINATE_SELF_ROUTINE } from "./backends.ts";
 import { publicText } from "./naming.ts";
 import { concat, editNoticeText, errorField, readInt32 } from "./wire.ts";
-
-const Z = 0x5a;
-const E = 0x45;
-const N = 0x4e;
-const A = 0x41;
-const C = 0x43;
-const G = 0x47;
-const S = 0x53;
-/** The routine field of an ErrorResponse. */
-const R = 0x52;
-/** The message field of an ErrorResponse. */
-const M = 0x4d;
 
 const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
 
@@ -117,25 +106,25 @@ export class OutputFilter {
       const end = at + 1 + len;
       if (end > buf.length) break;
       const type = buf[at]!;
-      this.endsWithZ = type === Z;
+      this.endsWithZ = type === BE.ReadyForQuery;
       if (type === this.#drop) {
         // The answer to a message the engine layer injected: not the client's.
         flush(at);
         run = end;
         this.#drop = 0;
-        if (type === G) this.copyIn = true;
+        if (type === BE.CopyInResponse) this.copyIn = true;
         at = end;
         continue;
       }
       switch (type) {
-        case Z:
+        case BE.ReadyForQuery:
           this.zCount++;
           this.lastStatus = String.fromCharCode(buf[at + 5]!) as "I" | "T" | "E";
           this.copyIn = false;
           this.#drop = 0;
           this.#o.onStatementEnd?.();
           break;
-        case G:
+        case BE.CopyInResponse:
           this.copyIn = true;
           this.#o.onCopyIn?.();
           if (this.#o.holdCopyIn && this.copyInResponse === null) {
@@ -144,30 +133,34 @@ export class OutputFilter {
             run = end;
           }
           break;
-        case S:
+        case BE.ParameterStatus:
           this.sawParameterStatus = true;
           break;
-        case C:
+        case BE.CommandComplete:
           if (len === 4 + ROLLBACK_TAG.length && startsWith(buf, at + 5, ROLLBACK_TAG)) {
             this.sawRollback = true;
           }
           this.#o.onStatementEnd?.();
           break;
-        case E:
-        case N: {
-          if (type === E) {
+        case BE.ErrorResponse:
+        case BE.NoticeResponse: {
+          if (type === BE.ErrorResponse) {
             this.sawError = true;
             this.#drop = 0;
             this.#o.onStatementEnd?.();
           }
           const msg = buf.subarray(at, end);
-          if (type === E && errorField(msg, R) === TERMINATE_SELF_ROUTINE) {
+          if (
+            type === BE.ErrorResponse &&
+            errorField(msg, PG_DIAG.SOURCE_FUNCTION) === TERMINATE_SELF_ROUTINE
+          ) {
             flush(at);
             this.terminatedSelf = true;
             break;
           }
           if (this.terminatedSelf) break;
-          const lockError = type === E && errorField(msg, M) === USER_CANCEL_TEXT
+          const lockError = type === BE.ErrorResponse &&
+              errorField(msg, PG_DIAG.MESSAGE_PRIMARY) === USER_CANCEL_TEXT
             ? this.#o.lockTimedOut?.() ?? null
             : null;
           if (lockError !== null) {
@@ -190,7 +183,7 @@ export class OutputFilter {
           }
           break;
         }
-        case A: {
+        case BE.NotificationResponse: {
           flush(at);
           const inband = this.#o.notify(buf.slice(at, end));
           if (inband !== null && !this.terminatedSelf) send(inband);

@@ -12,7 +12,10 @@
 
 import type { PgError } from "../../core/elog.ts";
 import {
+  BE,
+  FE,
   MessageWriter,
+  PG_DIAG,
   type TransactionStatus,
   writeErrorResponse,
   writeNoticeResponse,
@@ -93,13 +96,13 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 export const fe = {
-  query: (sql: string) => message(0x51, cstring(sql)),
-  sync: () => message(0x53),
+  query: (sql: string) => message(FE.Query, cstring(sql)),
+  sync: () => message(FE.Sync),
   /** Close ('C') of a statement ('S') or portal ('P'); closing a missing one is not an error. */
   close: (kind: "S" | "P", name: string) =>
-    message(0x43, Uint8Array.of(kind.charCodeAt(0)), cstring(name)),
-  execute: (portal: string) => message(0x45, cstring(portal), new Uint8Array(4)),
-  copyFail: (reason: string) => message(0x66, cstring(reason)),
+    message(FE.Close, Uint8Array.of(kind.charCodeAt(0)), cstring(name)),
+  execute: (portal: string) => message(FE.Execute, cstring(portal), new Uint8Array(4)),
+  copyFail: (reason: string) => message(FE.CopyFail, cstring(reason)),
 } as const;
 
 export function errorResponse(err: PgError): Uint8Array {
@@ -144,7 +147,10 @@ export function editNoticeText(msg: Uint8Array, edit: (s: string) => string): Ui
     const code = msg[at]!;
     const [value, next] = readCString(msg, at + 1);
     at = next;
-    if (code === 0x4d || code === 0x44 || code === 0x48) {
+    if (
+      code === PG_DIAG.MESSAGE_PRIMARY || code === PG_DIAG.MESSAGE_DETAIL ||
+      code === PG_DIAG.MESSAGE_HINT
+    ) {
       const v = edit(value);
       if (v !== value) changed = true;
       fields.push([code, v]);
@@ -159,7 +165,7 @@ export function editNoticeText(msg: Uint8Array, edit: (s: string) => string): Ui
 
 /** The SQLSTATE ('C' field) of an ErrorResponse. */
 export function errorCode(msg: Uint8Array): string {
-  return errorField(msg, 0x43);
+  return errorField(msg, PG_DIAG.SQLSTATE);
 }
 
 /** One field of an ErrorResponse or NoticeResponse ('C' SQLSTATE, 'R' routine, …), or "". */
@@ -180,7 +186,7 @@ export function dataRows(buf: Uint8Array): Array<Array<string | null>> {
   let at = 0;
   while (at + 5 <= buf.length) {
     const len = readInt32(buf, at + 1);
-    if (buf[at] === 0x44) {
+    if (buf[at] === BE.DataRow) {
       const n = (buf[at + 5]! << 8) | buf[at + 6]!;
       let p = at + 7;
       const row: Array<string | null> = [];
@@ -205,15 +211,15 @@ export function firstError(buf: Uint8Array): { code: string; message: string } |
   let at = 0;
   while (at + 5 <= buf.length) {
     const len = readInt32(buf, at + 1);
-    if (buf[at] === 0x45) {
+    if (buf[at] === BE.ErrorResponse) {
       let f = at + 5;
       let code = "";
       let text = "";
       while (f < at + 1 + len && buf[f] !== 0) {
         const k = buf[f]!;
         const [v, next] = readCString(buf, f + 1);
-        if (k === 0x43) code = v;
-        if (k === 0x4d) text = v;
+        if (k === PG_DIAG.SQLSTATE) code = v;
+        if (k === PG_DIAG.MESSAGE_PRIMARY) text = v;
         f = next;
       }
       return { code, message: text };

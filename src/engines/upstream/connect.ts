@@ -21,6 +21,8 @@ import type { Connection } from "../../core/adapter.ts";
 import {
   BE,
   ConnectionReader,
+  ENCRYPTION_ACCEPTED,
+  ENCRYPTION_REFUSED,
   type Message,
   MessageWriter,
   parseAuthenticationRequest,
@@ -294,11 +296,11 @@ async function negotiateSsl(
       { severity: "FATAL", detail: `The upstream server is "${target.display}".` },
     );
   }
-  if (answer[0] === 0x4e) { // 'N'
+  if (answer[0] === ENCRYPTION_REFUSED) {
     if (ssl.mode === "prefer" || ssl.mode === "allow") return null;
     throw unreachable(target, "server does not support SSL, but SSL was required");
   }
-  if (answer[0] !== 0x53) { // 'S'
+  if (answer[0] !== ENCRYPTION_ACCEPTED) {
     throw unreachable(target, `received invalid response to SSL negotiation: ${answer[0]}`);
   }
   // Bytes after 'S' would be read as if they had come encrypted
