@@ -362,7 +362,14 @@ export async function openInstance(
   const walWriter = dataDir.startsWith("memory://") ? null : new WalWriter(
     captured.wasm.exports,
     walWriterDelayMs(settings["wal_writer_delay"]),
-    () => !executing && ended === null,
+    {
+      idle: () => !executing && ended === null,
+      // A PANIC between execs (walflush.ts): the backend is gone.
+      onFailure: (message) => {
+        ended ??= `PANIC: ${message}`;
+        options.onWalFailure?.(message);
+      },
+    },
   );
   const endedError = () =>
     new Error(`the engine's backend ended (${ended}); the cluster must be reopened`);

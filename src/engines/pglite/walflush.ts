@@ -310,13 +310,25 @@ const XLOG_NOOP = 0x20;
  * ticket like a commit's (WalFlusher), done off the thread.
  *
  * Must only run between execs: Postgres is then idle, waiting for input.
+ *
+ * An error raised here is a PANIC: the flush writes the WAL inside a
+ * critical section, and a new segment on a full disk fails there. Postgres
+ * unwinds no further than this call, so its WAL locks stay taken and the
+ * next statement would spin on them for ever, holding the engine. It is
+ * reported (`onFailure`) as the end of the backend, as a failed fdatasync
+ * is, and the crash cycle reopens the cluster.
  */
 export class WalWriter {
   #timer: ReturnType<typeof setInterval>;
   #dirty = false;
   #broken = false;
 
-  constructor(exports: unknown, delayMs: number, idle: () => boolean) {
+  constructor(
+    exports: unknown,
+    delayMs: number,
+    options: { idle: () => boolean; onFailure: (message: string) => void },
+  ) {
+    const { idle, onFailure } = options;
     const ex = exports as Partial<XLogExports>;
     const usable = typeof ex.XLogBeginInsert === "function" &&
       typeof ex.XLogInsert === "function" && typeof ex.XLogFlush === "function";
@@ -326,10 +338,14 @@ export class WalWriter {
       try {
         ex.XLogBeginInsert!();
         ex.XLogFlush!(ex.XLogInsert!(RM_XLOG_ID, XLOG_NOOP));
-      } catch {
-        // Postgres raised an error outside any statement (it should not):
-        // stop rather than call into a backend in an unknown state.
+      } catch (e) {
         this.#broken = true;
+        // PostgreSQL's own message does not come back from a call outside
+        // an exec: what reaches here is PGlite's error in unwinding it.
+        const text = e instanceof Error ? e.message : String(e);
+        onFailure(
+          `WAL writer could not flush the WAL (a full disk, or an I/O error; PGlite: ${text})`,
+        );
       }
     }, delayMs);
     // Never what keeps the process alive.
