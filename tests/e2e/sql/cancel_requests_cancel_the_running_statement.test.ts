@@ -62,13 +62,26 @@ test("SIGINT to psql running pg_sleep cancels it with 57014", async () => {
       "-U",
       "postgres",
       "-c",
+      "\\warn connected",
+      "-c",
       "select pg_sleep(20)",
     ],
     { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
   );
+  // A SIGINT before the statement is sent makes psql skip it and exit
+  // without a word: wait until psql is connected and about to send it.
+  const stderr = p.stderr.getReader();
+  let err = "";
+  const deadline = Date.now() + 30_000;
+  while (!err.includes("connected\n") && Date.now() < deadline) {
+    const { value, done } = await stderr.read();
+    if (done) break;
+    err += new TextDecoder().decode(value);
+  }
+  expect(err).toBe("connected\n");
   // psql sends a CancelRequest on each SIGINT while it waits for the result;
   // repeat in case the first one came before the statement started.
-  await sleep(1_000);
+  await sleep(300);
   const started = Date.now();
   let exited = false;
   void p.exited.then(() => (exited = true));
@@ -76,9 +89,16 @@ test("SIGINT to psql running pg_sleep cancels it with 57014", async () => {
     p.kill("SIGINT");
     await Promise.race([p.exited, sleep(500)]);
   }
-  const [out, err, code] = await Promise.all([
+  const readRest = async () => {
+    for (;;) {
+      const { value, done } = await stderr.read();
+      if (done) return;
+      err += new TextDecoder().decode(value);
+    }
+  };
+  const [out, , code] = await Promise.all([
     new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
+    readRest(),
     p.exited,
   ]);
   expect(Date.now() - started).toBeLessThan(10_000);
