@@ -7,7 +7,7 @@
  * superuser, or reaches it through grants that inherit (pg_auth_members
  * rows with inherit_option, PostgreSQL 16's per-grant INHERIT;
  * roles_is_member_of with ROLERECURSE_PRIVS). Read again whenever the
- * engine re-reads pg_authid (engine.ts, after any input that may change
+ * engine re-reads pg_authid (postinit.ts, after any input that may change
  * roles), so it is never older than the role cache logins are checked
  * against. What it does not model: pg_database_owner's implicit member
  * (the database owner), which no login session's role is.

@@ -76,6 +76,20 @@ CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
     LEFT JOIN pg_catalog.pg_authid u ON s.usesysid = u.oid;
 `;
 
+/**
+ * True when the cluster's pg_stat_activity and pg_prepared_statements are
+ * already pgts's, with rows of every database (b.datname), since pgts
+ * served several (the query's one value).
+ */
+export const STAT_ACTIVITY_INSTALLED_SQL =
+  "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_activity'::pg_catalog.regclass)" +
+  " like '%pgts_stat_get_activity%'" +
+  " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
+  " like '%pgts_statement_prefix%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
+  " like '%b.datname%'";
+
 /** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */
 const QUERY_TEXT_MAX = 1024;
 

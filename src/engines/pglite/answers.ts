@@ -50,6 +50,34 @@ export function failInput(
 }
 
 /**
+ * Why CREATE, ALTER or DROP DATABASE (`sql`, or "embedded" when the input
+ * has more than the one statement) cannot be carried out by the cluster
+ * now, or null: only as a query of its own, and not inside a transaction
+ * block, since the cluster's work cannot be rolled back.
+ */
+export function databaseCommandRefusal(sql: string, status: TransactionStatus): PgError | null {
+  if (sql === "embedded") {
+    return new PgError(
+      ERRCODE.FEATURE_NOT_SUPPORTED,
+      "CREATE, ALTER and DROP DATABASE must be sent as a query of their own",
+      { detail: "pgts carries out database commands outside the engine's backend." },
+    );
+  }
+  if (status === "I") return null;
+  if (status === "E") {
+    return new PgError(
+      ERRCODE.IN_FAILED_SQL_TRANSACTION,
+      "current transaction is aborted, commands ignored until end of transaction block",
+    );
+  }
+  const what = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? "ALTER";
+  return new PgError(
+    ERRCODE.ACTIVE_SQL_TRANSACTION,
+    `${what} DATABASE cannot run inside a transaction block`,
+  );
+}
+
+/**
  * The answers to an extended batch's messages before its Execute (Parse,
  * [Describe,] Bind, [Describe,] Execute, Sync) as PostgreSQL gives them
  * for a utility statement with no parameters; none for a Query.

@@ -184,6 +184,35 @@ export class FedCopy {
 }
 
 /**
+ * A COPY FROM STDIN on an inline engine, waiting for its data: the Query,
+ * and the CopyData so far, run in one exec at CopyDone (or CopyFail).
+ */
+export class InlineCopy {
+  readonly query: Uint8Array;
+  readonly #data: Uint8Array[] = [];
+
+  constructor(query: Uint8Array) {
+    // `query` may be a view of the caller's buffer, which is only lent for
+    // one exec (the backend reuses its MessageContext): keep a copy.
+    this.query = query.slice();
+  }
+
+  /** Keeps the input's CopyData; the index of its CopyDone or CopyFail, -1 when the data goes on. */
+  collect(input: Uint8Array, frames: readonly Frame[]): number {
+    const end = frames.findIndex((f) => f.type === FE.CopyDone || f.type === FE.CopyFail);
+    for (const f of end < 0 ? frames : frames.slice(0, end)) {
+      if (f.type === FE.CopyData) this.#data.push(input.slice(f.start, f.end));
+    }
+    return end;
+  }
+
+  /** The exec's bytes: the Query, its data and `end` (the CopyDone or CopyFail). */
+  bytes(end: Uint8Array): Uint8Array {
+    return concat([this.query, ...this.#data, end]);
+  }
+}
+
+/**
  * COPY FROM STDIN on an inline engine, first half. PGlite cannot wait for
  * copy data, so the Query runs once with an immediate CopyFail (inside a
  * savepoint when a transaction is open) to learn the real CopyInResponse,

@@ -3,15 +3,16 @@
  * backend talks to, and its main loop (PostgreSQL's tcop/postgres.c, for a
  * backend that shares its process with every other session).
  *
- * It owns the session's private state that the one backend cannot keep
- * apart: its statement-name prefix and statements, its settings map, its
- * LISTEN channels, its saved unnamed statement, its transaction status. For
- * each input it renames (naming.ts), waits for the engine (scheduler.ts),
- * has the engine put its settings back, runs the bytes and filters the
- * answer (output.ts); it gives the engine back at ReadyForQuery 'I'.
- * Between inputs its timers run (timeout.ts); a COPY FROM STDIN is fed
- * across inputs (copyfrom.ts); what it answers without the engine is in
- * answers.ts and offengine.ts. Everything it sends goes through its
+ * Its share of the backend's state (statements, settings map, channels,
+ * unnamed statement...) is `SessionGlobals` (globals.ts), which it extends;
+ * here is its transaction status and where it is in its input. For each
+ * input it renames (naming.ts), waits for the engine (scheduler.ts), has
+ * the engine put its settings back, runs the bytes and filters the answer
+ * (output.ts); it gives the engine back at ReadyForQuery 'I'. Between
+ * inputs its timers run (timeout.ts); a COPY FROM STDIN is fed across
+ * inputs (copyfrom.ts); what it answers without the engine is in
+ * answers.ts and offengine.ts. It needs of its engine only what
+ * sessionengine.ts lists. Everything it sends goes through its
  * `AnswerGate` (groupcommit.ts): an answer leaves only once the WAL it
  * depends on is on disk, and `exec` resolves then, after the engine went to
  * the next session. `#changeState` is the only writer of its state.
@@ -24,10 +25,10 @@
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { BackendOutput, EngineSession, TransactionStatus } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
-import type { RoleGraph } from "./acl.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   closeAllRefused,
+  databaseCommandRefusal,
   deferredPrepare,
   failInput,
   firstPgError,
@@ -36,18 +37,17 @@ import {
   tempTableWarning,
   utilityBatchAnswers,
 } from "./answers.ts";
-import type { ActivityRow, BackendSignal } from "./backends.ts";
-import { FedCopy, type FedCopyHooks, probeCopyIn } from "./copyfrom.ts";
-import type { ExecOptions, RawExecutor } from "./executor.ts";
+import type { ActivityRow } from "./backends.ts";
+import { FedCopy, type FedCopyHooks, InlineCopy, probeCopyIn } from "./copyfrom.ts";
 import { AnswerGate } from "./groupcommit.ts";
-import { type InputPlan, type ListenOp, planInput, type StatementEffects } from "./naming.ts";
-import type { Listener, ListenRegistry } from "./notify.ts";
+import { type GlobalsInit, SessionGlobals } from "./globals.ts";
+import { type InputPlan, planInput } from "./naming.ts";
+import type { Listener } from "./notify.ts";
 import { answerWithoutEngine } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
-import type { EngineScheduler, Holder } from "./scheduler.ts";
-import { parseDurationMs, type SettingsMap } from "./settings.ts";
-import { lastBackupCall } from "./sqlscan.ts";
-import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
+import type { Holder } from "./scheduler.ts";
+import type { SessionEngine } from "./sessionengine.ts";
+import { parseDurationMs } from "./settings.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import {
   concat,
@@ -60,60 +60,6 @@ import {
   splitFrames,
 } from "./wire.ts";
 
-/**
- * What a session asks of its engine (engine.ts's PgliteEngine): declared
- * here so that this module needs nothing of the engine's.
- */
-export interface SessionEngine {
-  readonly executor: Pick<RawExecutor, "wal" | "interrupt" | "copyFeed">;
-  readonly scheduler: EngineScheduler;
-  readonly listeners: Pick<ListenRegistry, "route">;
-  readonly options: {
-    readonly engineWaitTimeoutMs: number;
-    readonly engineHoldTimeoutMs: number;
-    readonly idleInTransactionSessionTimeoutMs: number;
-  };
-  /** The cluster that carries out CREATE/ALTER/DROP DATABASE, in a multi-database cluster. */
-  readonly cluster: {
-    databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
-  } | null;
-  readonly database: string;
-  /** Why temporary objects are shared by every session, or null. */
-  readonly tempShared: string | null;
-  readonly roleGraph: RoleGraph;
-  /** The holder has committed role or database DDL that the engine is reading back. */
-  readonly catalogsSettling: boolean;
-  /** The session whose unnamed statement the backend holds, if known. */
-  unnamedOwner: PgliteSession | null;
-  fixedSetting(name: string): readonly [string, string] | undefined;
-  activityRows(): ActivityRow[];
-  signalBackends(signals: readonly BackendSignal[]): void;
-  clusterSession(pid: number): PgliteSession | undefined;
-  holdCursorsOfOthers(s: PgliteSession): number;
-  noteCustomSetting(name: string): void;
-  carriesSettingsOf(s: PgliteSession): boolean;
-  prepareFor(s: PgliteSession): Promise<PgError[]>;
-  runSpecial(
-    s: PgliteSession,
-    kind: "discard all" | "deallocate all",
-    out: (b: Uint8Array) => void,
-  ): Promise<boolean>;
-  runRaw(bytes: Uint8Array, as?: PgliteSession): Promise<Uint8Array>;
-  exec(
-    bytes: Uint8Array,
-    onData: (chunk: Uint8Array) => void | Promise<void>,
-    options: ExecOptions,
-    s?: PgliteSession,
-  ): Promise<void>;
-  backendsForExec(): ExecOptions["backends"] | undefined;
-  loadExtensionsFor(needed: boolean): boolean;
-  hasWorkAfterTransaction(s: PgliteSession): boolean;
-  afterTransaction(s: PgliteSession): Promise<void>;
-  abortOpenWork(s: PgliteSession): Promise<boolean>;
-  markBroken(reason: string): void;
-  endSession(s: PgliteSession): Promise<void>;
-}
-
 type State = "idle" | "waiting" | "active" | "closed";
 
 /** What exec raises after close: one instance (an Error's stack costs on every connection). */
@@ -121,58 +67,13 @@ const SESSION_CLOSED = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "the sessi
   severity: "FATAL",
 });
 
-export class PgliteSession implements EngineSession, Holder, Listener, TimedSession {
-  readonly pid: number;
-  readonly id: number;
-  readonly user: string;
-  /** The login role's OID: who the identity guard (guard.ts) lets this session be. */
-  readonly userOid: number;
-  /** Prefix of this session's statement names on the engine. */
-  readonly prefix: string;
+export class PgliteSession extends SessionGlobals
+  implements EngineSession, Holder, Listener, TimedSession {
   onAsync: ((backend: Uint8Array) => void) | null = null;
   /** Called once when the engine ends the session itself, after the FATAL went through onAsync. */
   onTerminate: ((reason: PgError) => void) | null = null;
 
-  readonly listens = new Set<string>();
-  /** Engine names of this session's prepared statements. */
-  readonly statements = new Set<string>();
-  /** Those of them that LISTEN, SET... again when executed (naming.ts). */
-  readonly statementEffects = new Map<string, StatementEffects>();
-  /**
-   * Cursors the session declared WITH HOLD and has not closed, as it names
-   * them (the engine has them prefixed; naming.ts). Closed when it ends.
-   */
-  readonly holdCursors = new Set<string>();
-  /** Custom setting names this session set. */
-  settings: SettingsMap;
-  settingsVersion = 0;
-  settingsDirty = true;
-  /**
-   * Whether the only reason for `settingsDirty` is the start: the backend
-   * then carries the startup map as the server spells it, which the engine
-   * may know from an earlier session with the same map (engine.ts).
-   */
-  settingsFromStartup = true;
-  readonly startupSettings: SettingsMap;
-  rolesDirty = false;
-  databasesDirty = false;
-  pendingListen: ListenOp[] = [];
-  pendingListenSpoiled = false;
-  unnamedParse: Uint8Array | null = null;
-  owns = false;
-  /**
-   * The session's last word on backup mode was pg_backup_start: if it ends
-   * so, the engine ends the backup (engine.ts endSession), as PostgreSQL
-   * aborts a backup whose session ended; here the backend lives on and
-   * would refuse every later pg_backup_start.
-   */
-  backupStarted = false;
-  /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
-  temp: TempPair = NO_TEMP;
-  /** The backend just made `temp`, still named pg_temp_N: the engine renames it (engine.ts). */
-  tempUnnamed = false;
-
-  #engine: SessionEngine;
+  #engine: SessionEngine<PgliteSession>;
   /** All output to the client, released in order as the WAL it depends on is durable. */
   #gate: AnswerGate;
   #status: TransactionStatus = "I";
@@ -201,8 +102,8 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
   #closing: Promise<void> | null = null;
   /** Parse and Close messages answered while the engine was held (#defer), to run first. */
   #deferred: Uint8Array[] = [];
-  /** A COPY FROM STDIN waiting for its data: the Query, and the CopyData so far (inline engine). */
-  #copy: { query: Uint8Array; data: Uint8Array[] } | null = null;
+  /** A COPY FROM STDIN waiting for its data (inline engine; copyfrom.ts). */
+  #copy: InlineCopy | null = null;
   /** A COPY FROM STDIN running on the engine, fed the client's data as it comes (copyfrom.ts). */
   #fed: FedCopy | null = null;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
@@ -213,34 +114,16 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
   readonly #activity: SessionActivity;
 
   constructor(
-    engine: SessionEngine,
-    init: {
-      id: number;
-      pid: number;
-      user: string;
-      userOid: number;
-      settings: SettingsMap;
-      /** The startup map as the backend spells it, when the engine knows it already. */
-      spelled?: SettingsMap;
+    engine: SessionEngine<PgliteSession>,
+    init: GlobalsInit & {
       /** The client's TCP address, if it has one. */
       client?: { readonly address: string; readonly port: number };
     },
   ) {
+    super(init);
     this.#activity = new SessionActivity(init.client ?? null);
     this.#engine = engine;
     this.#gate = new AnswerGate(engine.executor.wal);
-    this.id = init.id;
-    this.pid = init.pid;
-    this.user = init.user;
-    this.userOid = init.userOid;
-    this.prefix = `pgts${init.id}:`;
-    this.settings = init.settings;
-    this.startupSettings = init.settings;
-    if (init.spelled !== undefined) {
-      this.settings = init.spelled;
-      this.settingsDirty = false;
-      this.settingsFromStartup = false;
-    }
     this.#timeouts = new SessionTimeouts(this, engine);
     this.#timeouts.armIdle();
   }
@@ -441,10 +324,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
       frames = splitFrames(input)!;
     }
     if (this.#copy !== null) {
-      const end = frames.findIndex((f) => f.type === FE.CopyDone || f.type === FE.CopyFail);
-      for (const f of end < 0 ? frames : frames.slice(0, end)) {
-        if (f.type === FE.CopyData) this.#copy.data.push(input.slice(f.start, f.end));
-      }
+      const end = this.#copy.collect(input, frames);
       if (end < 0) return;
       const last = frames[end]!;
       await this.#finishCopy(input.slice(last.start, last.end), out);
@@ -465,8 +345,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     const engine = this.#engine;
     this.#activity.noteQuery(input, frames, this.#status);
-    const backup = lastBackupCall(input);
-    if (backup !== null) this.backupStarted = backup === "start";
+    this.noteBackup(input);
     const plan = planInput(input, frames, this.prefix, {
       user: this.user,
       effects: this.statementEffects,
@@ -481,9 +360,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
       this.#failInput(frames, reject, out);
       return;
     }
-    for (const n of plan.declaredHoldCursors) this.holdCursors.add(n);
-    for (const n of plan.closedHoldCursors) this.holdCursors.delete(n);
-    if (plan.closesAll) this.holdCursors.clear();
+    this.noteHoldCursors(plan);
     if (plan.databaseCommand !== null && engine.cluster !== null) {
       await this.#databaseCommand(plan.databaseCommand, input, frames, out);
       return;
@@ -509,15 +386,8 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
     this.#changeState("active");
     if (this.#deferred.length > 0 && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
-    for (const n of plan.createdStatements) this.statements.add(n);
-    if (plan.settingsDirty) {
-      this.#inputSets = true;
-      this.settingsDirty = true;
-      this.settingsFromStartup = false;
-    }
-    if (plan.rolesDirty) this.rolesDirty = true;
-    if (plan.databasesDirty) this.databasesDirty = true;
-    if (plan.listenOps.length > 0) this.pendingListen.push(...plan.listenOps);
+    if (plan.settingsDirty) this.#inputSets = true;
+    this.noteInput(plan);
     if (plan.createsTempObject && engine.tempShared !== null) {
       out(noticeResponse(tempTableWarning()));
     }
@@ -556,8 +426,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
       bytes = concat([this.unnamedParse ?? fe.close("S", ""), bytes]);
       drop = this.unnamedParse !== null ? BE.ParseComplete : BE.CloseComplete;
     }
-    if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
-    else if (plan.hasQuery) this.unnamedParse = null;
+    this.noteUnnamed(plan);
     engine.unnamedOwner = plan.unnamedParse !== null || plan.usesUnnamedFirst
       ? this
       : plan.hasQuery
@@ -605,8 +474,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
     // What the Parse or Query did to the unnamed statement, as the engine
     // would have: this session's is now this text (or none after a Query),
     // which the engine does not have.
-    if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
-    else if (plan.hasQuery) this.unnamedParse = null;
+    this.noteUnnamed(plan);
     if (engine.unnamedOwner === this) engine.unnamedOwner = null;
     this.#activity.noteStateChange();
     this.#timeouts.armIdle();
@@ -705,9 +573,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
     });
     if (copyIn === null) return false;
     out(copyIn);
-    // `query` may be a view of the caller's buffer, which is only lent for
-    // one exec (the backend reuses its MessageContext): keep a copy.
-    this.#copy = { query: query.slice(), data: [] };
+    this.#copy = new InlineCopy(query);
     this.#changeState("idle");
     if (!inBlock) this.#giveBack();
     return true;
@@ -720,7 +586,7 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
     const frames = splitFrames(copy.query)!;
     if (!(await this.#acquire(frames, out))) return;
     this.#changeState("active");
-    await this.#execute(concat([copy.query, ...copy.data, end]), frames, out, BE.CopyInResponse);
+    await this.#execute(copy.bytes(end), frames, out, BE.CopyInResponse);
   }
 
   /**
@@ -894,30 +760,9 @@ export class PgliteSession implements EngineSession, Holder, Listener, TimedSess
     frames: readonly Frame[],
     out: (b: Uint8Array) => void,
   ): Promise<void> {
-    const what = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? "ALTER";
-    if (sql === "embedded") {
-      this.#failInput(
-        frames,
-        new PgError(
-          ERRCODE.FEATURE_NOT_SUPPORTED,
-          "CREATE, ALTER and DROP DATABASE must be sent as a query of their own",
-          { detail: "pgts carries out database commands outside the engine's backend." },
-        ),
-        out,
-      );
-      return;
-    }
-    if (this.#status !== "I") {
-      const err = this.#status === "E"
-        ? new PgError(
-          ERRCODE.IN_FAILED_SQL_TRANSACTION,
-          "current transaction is aborted, commands ignored until end of transaction block",
-        )
-        : new PgError(
-          ERRCODE.ACTIVE_SQL_TRANSACTION,
-          `${what} DATABASE cannot run inside a transaction block`,
-        );
-      this.#failInput(frames, err, out);
+    const refused = databaseCommandRefusal(sql, this.#status);
+    if (refused !== null) {
+      this.#failInput(frames, refused, out);
       return;
     }
     this.#timeouts.disarm();

@@ -1,0 +1,125 @@
+/**
+ * A session's share of the one backend's state: what a PostgreSQL backend
+ * keeps in its globals (utils/init/globals.c, and the statics of
+ * prepare.c, portalmem.c, guc.c, async.c, namespace.c) and pgts keeps per
+ * session, since every session runs on the same backend: its identity and
+ * statement-name prefix, its prepared statements and WITH HOLD cursors, its
+ * settings map, its LISTEN channels, its unnamed statement, its temporary
+ * namespaces, whether it is in backup mode, whether it holds the engine;
+ * and what its last input may have changed, which the engine reads back at
+ * the transaction's end (engine.ts afterTransaction).
+ *
+ * `SessionGlobals` is the part of a session (session.ts's PgliteSession
+ * extends it) that the engine reads and writes. It runs nothing: its
+ * methods note what a planned input (naming.ts) will change.
+ */
+
+import type { InputPlan, ListenOp, StatementEffects } from "./naming.ts";
+import type { SettingsMap } from "./settings.ts";
+import { lastBackupCall } from "./sqlscan.ts";
+import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
+
+/** Who a session is, and the settings it starts with. */
+export interface GlobalsInit {
+  readonly id: number;
+  readonly pid: number;
+  readonly user: string;
+  readonly userOid: number;
+  readonly settings: SettingsMap;
+  /** The startup map as the backend spells it, when the engine knows it already. */
+  readonly spelled?: SettingsMap;
+}
+
+export class SessionGlobals {
+  readonly pid: number;
+  readonly id: number;
+  readonly user: string;
+  /** The login role's OID: who the identity guard (guard.ts) lets this session be. */
+  readonly userOid: number;
+  /** Prefix of this session's statement names on the engine. */
+  readonly prefix: string;
+  readonly listens = new Set<string>();
+  /** Engine names of this session's prepared statements. */
+  readonly statements = new Set<string>();
+  /** Those of them that LISTEN, SET... again when executed (naming.ts). */
+  readonly statementEffects = new Map<string, StatementEffects>();
+  /**
+   * Cursors the session declared WITH HOLD and has not closed, as it names
+   * them (the engine has them prefixed; naming.ts). Closed when it ends.
+   */
+  readonly holdCursors = new Set<string>();
+  /** The settings the backend must carry while this session runs (settings.ts). */
+  settings: SettingsMap;
+  settingsVersion = 0;
+  settingsDirty = true;
+  /**
+   * Whether the only reason for `settingsDirty` is the start: the backend
+   * then carries the startup map as the server spells it, which the engine
+   * may know from an earlier session with the same map (backendsettings.ts).
+   */
+  settingsFromStartup = true;
+  readonly startupSettings: SettingsMap;
+  rolesDirty = false;
+  databasesDirty = false;
+  pendingListen: ListenOp[] = [];
+  pendingListenSpoiled = false;
+  unnamedParse: Uint8Array | null = null;
+  owns = false;
+  /**
+   * The session's last word on backup mode was pg_backup_start: if it ends
+   * so, the engine ends the backup (engine.ts endSession), as PostgreSQL
+   * aborts a backup whose session ended; here the backend lives on and
+   * would refuse every later pg_backup_start.
+   */
+  backupStarted = false;
+  /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
+  temp: TempPair = NO_TEMP;
+  /** The backend just made `temp`, still named pg_temp_N: the engine renames it (tempschemas.ts). */
+  tempUnnamed = false;
+
+  constructor(init: GlobalsInit) {
+    this.id = init.id;
+    this.pid = init.pid;
+    this.user = init.user;
+    this.userOid = init.userOid;
+    this.prefix = `pgts${init.id}:`;
+    this.settings = init.settings;
+    this.startupSettings = init.settings;
+    if (init.spelled !== undefined) {
+      this.settings = init.spelled;
+      this.settingsDirty = false;
+      this.settingsFromStartup = false;
+    }
+  }
+
+  /** Whether the input starts or stops a backup (its last mention wins). */
+  noteBackup(input: Uint8Array): void {
+    const call = lastBackupCall(input);
+    if (call !== null) this.backupStarted = call === "start";
+  }
+
+  /** The WITH HOLD cursors the input declares and closes (before it runs: CLOSE ALL's check). */
+  noteHoldCursors(plan: InputPlan): void {
+    for (const n of plan.declaredHoldCursors) this.holdCursors.add(n);
+    for (const n of plan.closedHoldCursors) this.holdCursors.delete(n);
+    if (plan.closesAll) this.holdCursors.clear();
+  }
+
+  /** What the input, about to run on the engine, may change: read back at the transaction's end. */
+  noteInput(plan: InputPlan): void {
+    for (const n of plan.createdStatements) this.statements.add(n);
+    if (plan.settingsDirty) {
+      this.settingsDirty = true;
+      this.settingsFromStartup = false;
+    }
+    if (plan.rolesDirty) this.rolesDirty = true;
+    if (plan.databasesDirty) this.databasesDirty = true;
+    if (plan.listenOps.length > 0) this.pendingListen.push(...plan.listenOps);
+  }
+
+  /** What the input's Parse or Query does to the unnamed statement: it is now this text, or none. */
+  noteUnnamed(plan: InputPlan): void {
+    if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
+    else if (plan.hasQuery) this.unnamedParse = null;
+  }
+}

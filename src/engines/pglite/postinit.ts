@@ -1,0 +1,225 @@
+/**
+ * What a login is checked against and told, read from the engine's
+ * catalogs (PostgreSQL's utils/init/postinit.c, InitPostgres): the roles
+ * (pg_authid, and the inheriting grants of pg_auth_members), the databases
+ * (pg_database), the ALTER ROLE/DATABASE … SET values (pg_db_role_setting),
+ * the parameters fixed for the server's life, and what every login reports
+ * in ParameterStatus.
+ *
+ * It keeps what it last read, so that a startup is checked without
+ * waiting for the backend; the engine has it read again after a
+ * transaction that may have changed roles or databases. It runs SQL only
+ * through its host, while the engine is held.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import type { ParameterStatusList, RoleInfo } from "../../core/engine/types.ts";
+import { RoleGraph } from "./acl.ts";
+import type { SettingsMap } from "./settings.ts";
+import { ROLE_DEFAULTS_SQL, type RoleDefault, roleDefaults } from "./switch.ts";
+import { quoteLiteral } from "./wire.ts";
+
+/** A role as the engine knows it: with its OID, which the identity guard checks by. */
+export interface EngineRole extends RoleInfo {
+  readonly oid: number;
+  readonly createdb: boolean;
+}
+
+/** What the catalogs are read through; called only while the engine is held. */
+export interface CatalogHost {
+  /** The rows of `sql`; throws its first error. */
+  query(sql: string): Promise<Array<Array<string | null>>>;
+  /** Makes the backend's identity the bootstrap superuser's, who may read pg_authid. */
+  asBootstrapSuperuser(): Promise<void>;
+  /** Roles or databases are about to be read again: maps built from the old ones are stale. */
+  catalogsChanging(): void;
+}
+
+/** Settings the server reports in ParameterStatus (GUC_REPORT), in PostgreSQL's spelling. */
+const REPORTED = [
+  "application_name",
+  "client_encoding",
+  "DateStyle",
+  "default_transaction_read_only",
+  "in_hot_standby",
+  "integer_datetimes",
+  "IntervalStyle",
+  "is_superuser",
+  "scram_iterations",
+  "search_path",
+  "server_encoding",
+  "server_version",
+  "session_authorization",
+  "standard_conforming_strings",
+  "TimeZone",
+];
+
+export class EngineCatalogs {
+  readonly #host: CatalogHost;
+  #roles = new Map<string, EngineRole>();
+  /** The roles and their inheriting grants, read with #roles (acl.ts). */
+  #roleGraph = new RoleGraph([], []);
+  /** ALTER ROLE/DATABASE … SET values for this database (pg_db_role_setting). */
+  #roleDefaults: RoleDefault[] = [];
+  /** Parameters fixed for the server's life (context internal), by lowercased name: SHOW's answer. */
+  #fixed = new Map<string, readonly [string, string]>();
+  #databases = new Set<string>();
+  #database = "postgres";
+  #reported = new Map<string, string>();
+  /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
+  #statusLists = new WeakMap<SettingsMap, Map<string, ParameterStatusList>>();
+
+  constructor(host: CatalogHost) {
+    this.#host = host;
+  }
+
+  /** Reads everything. Called once, before any session. */
+  async init(): Promise<void> {
+    const host = this.#host;
+    const names = REPORTED.map(quoteLiteral).join(", ");
+    for (
+      const [n, v] of await host.query(
+        `select name, setting from pg_catalog.pg_settings where name in (${names})` +
+          " union all select 'server_version', pg_catalog.current_setting('server_version')" +
+          " union all select 'current_database', pg_catalog.current_database()",
+      )
+    ) {
+      if (n != null && v != null) this.#reported.set(n, v);
+    }
+    this.#database = this.#reported.get("current_database") ?? "postgres";
+    this.#reported.delete("current_database");
+    // is_superuser is internal but follows the session's role.
+    for (
+      const [n, v] of await host.query(
+        "select name, pg_catalog.current_setting(name) from pg_catalog.pg_settings" +
+          " where context = 'internal' and name not in ('is_superuser', 'in_hot_standby')",
+      )
+    ) {
+      if (n != null && v != null) this.#fixed.set(n.toLowerCase(), [n, v]);
+    }
+    await this.refreshRoles();
+    await this.refreshDatabases();
+  }
+
+  /** The database this engine serves, as its backend names it. */
+  get database(): string {
+    return this.#database;
+  }
+
+  /** Roles and grants as last read, for checks made without the backend. */
+  get roleGraph(): RoleGraph {
+    return this.#roleGraph;
+  }
+
+  /** A role as last read (pg_authid), without waiting. */
+  role(name: string): EngineRole | undefined {
+    return this.#roles.get(name);
+  }
+
+  isSuperuser(name: string): boolean {
+    return this.#roles.get(name)?.superuser === true;
+  }
+
+  hasDatabase(name: string): boolean {
+    return this.#databases.has(name);
+  }
+
+  /** A parameter fixed at start (server_version_num...): its spelling and SHOW's value. */
+  fixedSetting(name: string): readonly [string, string] | undefined {
+    return this.#fixed.get(name.toLowerCase());
+  }
+
+  /** The ALTER ROLE/DATABASE … SET values a login of `user` gets, in the order to apply them. */
+  defaultsFor(user: string): Array<[string, string]> {
+    return roleDefaults(this.#roleDefaults, this.#roles.get(user));
+  }
+
+  /**
+   * PostgreSQL's refusals of a login, in its order: the role, its LOGIN,
+   * the database (which this engine must serve: PGlite's one backend is
+   * bound to it).
+   */
+  checkLogin(user: string, database: string, role: EngineRole | undefined): EngineRole {
+    const fatal = (code: string, message: string, detail?: string) =>
+      new PgError(code, message, { severity: "FATAL", ...(detail ? { detail } : {}) });
+    if (role === undefined) {
+      throw fatal(ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION, `role "${user}" does not exist`);
+    }
+    if (!role.canLogin) {
+      throw fatal(
+        ERRCODE.INVALID_AUTHORIZATION_SPECIFICATION,
+        `role "${user}" is not permitted to log in`,
+      );
+    }
+    if (!this.#databases.has(database)) {
+      throw fatal(ERRCODE.INVALID_CATALOG_NAME, `database "${database}" does not exist`);
+    }
+    if (database !== this.#database) {
+      throw fatal(
+        ERRCODE.FEATURE_NOT_SUPPORTED,
+        `cannot connect to database "${database}": this engine serves only database "${this.#database}"`,
+        "PGlite runs a single backend bound to one database of its cluster; other databases exist in the catalog but cannot be opened.",
+      );
+    }
+    return role;
+  }
+
+  /** What a session with these startup settings and role reports; one list per map and role. */
+  parameterStatus(settings: SettingsMap, role: RoleInfo): ParameterStatusList {
+    let byRole = this.#statusLists.get(settings);
+    if (byRole === undefined) this.#statusLists.set(settings, byRole = new Map());
+    const key = `${role.superuser ? "s" : "-"}${role.name}`;
+    let list = byRole.get(key);
+    if (list === undefined) {
+      const status = new Map(this.#reported);
+      status.set("session_authorization", role.name);
+      status.set("is_superuser", role.superuser ? "on" : "off");
+      for (const name of REPORTED) {
+        const v = settings.get(name.toLowerCase());
+        if (v !== undefined && name !== "session_authorization") status.set(name, v);
+      }
+      list = Object.freeze([...status].map((pair) => Object.freeze(pair)));
+      byRole.set(key, list);
+    }
+    return list;
+  }
+
+  async refreshRoles(): Promise<void> {
+    const host = this.#host;
+    host.catalogsChanging();
+    await host.asBootstrapSuperuser();
+    this.#roleDefaults = (await host.query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
+    const rows = await host.query(
+      "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb from pg_catalog.pg_authid",
+    );
+    this.#roles = new Map(rows.map(([name, sup, login, secret, oid, createdb]) => [name ?? "", {
+      name: name ?? "",
+      superuser: sup === "t",
+      createdb: createdb === "t",
+      canLogin: login === "t",
+      secret: secret ?? null,
+      oid: Number(oid),
+    }]));
+    const grants = await host.query(
+      "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
+    );
+    this.#roleGraph = new RoleGraph(
+      this.#roles.values(),
+      grants.map(([member, role]) => [Number(member), Number(role)] as const),
+    );
+  }
+
+  async refreshDatabases(): Promise<void> {
+    const host = this.#host;
+    host.catalogsChanging();
+    this.#roleDefaults = (await host.query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
+    const rows = await host.query("select datname from pg_catalog.pg_database");
+    this.#databases = new Set(rows.map((r) => r[0] ?? ""));
+  }
+
+  /** Reads the served database's name again (ALTER DATABASE … RENAME, from the cluster). */
+  async refreshDatabaseName(): Promise<void> {
+    this.#database = (await this.#host.query("select pg_catalog.current_database()"))[0]?.[0] ??
+      this.#database;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * What a session asks of its engine: session.ts's PgliteSession runs on
+ * anything that has these, and engine.ts's PgliteEngine is the one that
+ * does. The session's type is a parameter, so that neither this module
+ * nor session.ts needs engine.ts (nor this module session.ts): no import
+ * circle between the engine and its sessions.
+ *
+ * Types only; every member is used by the session on its input's path.
+ */
+
+import type { PgError } from "../../core/elog.ts";
+import type { RoleGraph } from "./acl.ts";
+import type { ActivityRow, BackendSignal } from "./backends.ts";
+import type { ExecOptions, RawExecutor } from "./executor.ts";
+import type { ListenRegistry } from "./notify.ts";
+import type { EngineScheduler } from "./scheduler.ts";
+
+/** What a session of type `S` asks of its engine. */
+export interface SessionEngine<S> {
+  readonly executor: Pick<RawExecutor, "wal" | "interrupt" | "copyFeed">;
+  readonly scheduler: EngineScheduler;
+  readonly listeners: Pick<ListenRegistry, "route">;
+  readonly options: {
+    readonly engineWaitTimeoutMs: number;
+    readonly engineHoldTimeoutMs: number;
+    readonly idleInTransactionSessionTimeoutMs: number;
+  };
+  /** The cluster that carries out CREATE/ALTER/DROP DATABASE, in a multi-database cluster. */
+  readonly cluster: {
+    databaseCommand(session: S, sql: string): Promise<Uint8Array[]>;
+  } | null;
+  readonly database: string;
+  /** Why temporary objects are shared by every session, or null. */
+  readonly tempShared: string | null;
+  readonly roleGraph: RoleGraph;
+  /** The holder has committed role or database DDL that the engine is reading back. */
+  readonly catalogsSettling: boolean;
+  /** The session whose unnamed statement the backend holds, if known. */
+  unnamedOwner: S | null;
+  fixedSetting(name: string): readonly [string, string] | undefined;
+  activityRows(): ActivityRow[];
+  signalBackends(signals: readonly BackendSignal[]): void;
+  clusterSession(pid: number): S | undefined;
+  holdCursorsOfOthers(s: S): number;
+  noteCustomSetting(name: string): void;
+  carriesSettingsOf(s: S): boolean;
+  prepareFor(s: S): Promise<PgError[]>;
+  runSpecial(
+    s: S,
+    kind: "discard all" | "deallocate all",
+    out: (b: Uint8Array) => void,
+  ): Promise<boolean>;
+  runRaw(bytes: Uint8Array, as?: S): Promise<Uint8Array>;
+  exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void | Promise<void>,
+    options: ExecOptions,
+    s?: S,
+  ): Promise<void>;
+  backendsForExec(): ExecOptions["backends"] | undefined;
+  loadExtensionsFor(needed: boolean): boolean;
+  hasWorkAfterTransaction(s: S): boolean;
+  afterTransaction(s: S): Promise<void>;
+  abortOpenWork(s: S): Promise<boolean>;
+  markBroken(reason: string): void;
+  endSession(s: S): Promise<void>;
+}
