@@ -10,7 +10,7 @@
  * status: nothing here holds the engine, runs SQL or keeps state.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { TransactionStatus } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
 import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
@@ -82,7 +82,7 @@ export function databaseCommandRefusal(sql: string, status: TransactionStatus): 
  * [Describe,] Bind, [Describe,] Execute, Sync) as PostgreSQL gives them
  * for a utility statement with no parameters; none for a Query.
  */
-export function utilityBatchAnswers(input: Uint8Array, frames: readonly Frame[]): Uint8Array[] {
+function utilityBatchAnswers(input: Uint8Array, frames: readonly Frame[]): Uint8Array[] {
   return frames.slice(0, frames.length > 1 ? -2 : 0).flatMap((f) =>
     f.type === FE.Parse
       ? [message(BE.ParseComplete)]
@@ -93,6 +93,26 @@ export function utilityBatchAnswers(input: Uint8Array, frames: readonly Frame[])
       ? [message(BE.ParameterDescription, Uint8Array.of(0, 0)), message(BE.NoData)]
       : [message(BE.NoData)]
   );
+}
+
+/**
+ * The answer to a database command the cluster carries out (`run`): in an
+ * extended batch, the answers before its Execute; then the command's own
+ * messages, or its error; then ReadyForQuery with the status after it.
+ */
+export async function databaseCommandAnswer(
+  input: Uint8Array,
+  frames: readonly Frame[],
+  options: { run: () => Promise<Uint8Array[]>; status: () => TransactionStatus },
+): Promise<Uint8Array> {
+  const before = utilityBatchAnswers(input, frames);
+  try {
+    const parts = await options.run();
+    return concat([...before, ...parts, readyForQuery(options.status())]);
+  } catch (e) {
+    const err = isPgError(e) ? e : new PgError(ERRCODE.INTERNAL_ERROR, String(e));
+    return concat([...before, errorResponse(err), readyForQuery(options.status())]);
+  }
 }
 
 /**

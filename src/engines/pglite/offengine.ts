@@ -50,7 +50,8 @@ import {
   writeRowDescription,
 } from "../../core/protocol/mod.ts";
 import type { AclRole, RoleGraph } from "./acl.ts";
-import type { ActivityRow } from "./backends.ts";
+import type { ActivityRow, BackendSignal } from "./backends.ts";
+import type { SettingsMap } from "./settings.ts";
 import { errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
 import {
   BOOLOID,
@@ -81,6 +82,39 @@ export interface OffEngineContext {
   signal(pid: number, kind: "cancel" | "terminate"): Promise<void>;
   /** A parameter fixed for the server's life: its name as PostgreSQL spells it, and SHOW's value. */
   fixedSetting(name: string): readonly [string, string] | undefined;
+}
+
+/** What a session's context asks of its engine (session.ts's SessionEngine has it). */
+export interface OffEngineEngine {
+  readonly roleGraph: RoleGraph;
+  activityRows(): ActivityRow[];
+  signalBackends(signals: readonly BackendSignal[]): void;
+  /** The session `pid` of any database of the cluster. */
+  clusterSession(pid: number): { close(): Promise<void> } | undefined;
+  fixedSetting(name: string): readonly [string, string] | undefined;
+}
+
+/** The context of a session: its pid, its current user as its settings map shows it, its engine. */
+export function sessionContext(
+  engine: OffEngineEngine,
+  session: { readonly pid: number; readonly user: string; readonly settings: SettingsMap },
+): OffEngineContext {
+  const role = session.settings.get("role") ?? "none";
+  return {
+    pid: session.pid,
+    currentUser: role !== "none"
+      ? role
+      : session.settings.get("session_authorization") ?? session.user,
+    roles: engine.roleGraph,
+    activityRows: () => engine.activityRows(),
+    signal: (pid, kind) => {
+      engine.signalBackends([[pid, kind]]);
+      // terminate() has started the close: this is its promise.
+      const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
+      return target?.close() ?? Promise.resolve();
+    },
+    fixedSetting: (name) => engine.fixedSetting(name),
+  };
 }
 
 /** Every statement here names one of these: the cheap test before the parse. */

@@ -28,6 +28,7 @@ import { BE, FE } from "../../core/protocol/constants.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   closeAllRefused,
+  databaseCommandAnswer,
   databaseCommandRefusal,
   deferredPrepare,
   failInput,
@@ -35,7 +36,6 @@ import {
   lockTimeout,
   queryCanceled,
   tempTableWarning,
-  utilityBatchAnswers,
 } from "./answers.ts";
 import type { ActivityRow } from "./backends.ts";
 import { FedCopy, type FedCopyHooks, InlineCopy, probeCopyIn } from "./copyfrom.ts";
@@ -43,7 +43,7 @@ import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { type InputPlan, planInput } from "./naming.ts";
 import type { Listener } from "./notify.ts";
-import { answerWithoutEngine } from "./offengine.ts";
+import { answerWithoutEngine, sessionContext } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
@@ -453,24 +453,12 @@ export class PgliteSession extends SessionGlobals
     // The role catalog it checks against must be what committed before:
     // after another session's GRANT, wait for the engine to read it back.
     if ((this.settingsDirty && !this.settingsFromStartup) || engine.catalogsSettling) return false;
-    const role = this.settings.get("role") ?? "none";
     // Its own row shows it active (offengine.ts), but #state stays: an
     // input that is not answered here goes on to wait, and another
     // session's cancel must find it waiting, never "active" before it is.
-    const answered = await answerWithoutEngine(input, frames, {
-      pid: this.pid,
-      currentUser: role !== "none" ? role : this.settings.get("session_authorization") ?? this.user,
-      roles: engine.roleGraph,
-      activityRows: () => engine.activityRows(),
-      signal: (pid, kind) => {
-        engine.signalBackends([[pid, kind]]);
-        // terminate() has started the close: this is its promise.
-        const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
-        return target?.close() ?? Promise.resolve();
-      },
-      fixedSetting: (name) => engine.fixedSetting(name),
-    }, out);
-    if (!answered) return false;
+    if (!(await answerWithoutEngine(input, frames, sessionContext(engine, this), out))) {
+      return false;
+    }
     // What the Parse or Query did to the unnamed statement, as the engine
     // would have: this session's is now this text (or none after a Query),
     // which the engine does not have.
@@ -767,13 +755,13 @@ export class PgliteSession extends SessionGlobals
     }
     this.#timeouts.disarm();
     this.#changeState("active");
-    const before = utilityBatchAnswers(input, frames);
     try {
-      const parts = await this.#engine.cluster!.databaseCommand(this, sql);
-      out(concat([...before, ...parts, readyForQuery(this.#status)]));
-    } catch (e) {
-      const err = isPgError(e) ? e : new PgError(ERRCODE.INTERNAL_ERROR, String(e));
-      out(concat([...before, errorResponse(err), readyForQuery(this.#status)]));
+      out(
+        await databaseCommandAnswer(input, frames, {
+          run: () => this.#engine.cluster!.databaseCommand(this, sql),
+          status: () => this.#status,
+        }),
+      );
     } finally {
       this.#changeState("idle");
       this.#timeouts.armIdle();
