@@ -53,8 +53,29 @@ const { values: opts } = parseArgs({
     write: { type: "boolean", default: false },
     durability: { type: "boolean" },
     out: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
   },
 });
+
+if (opts.help) {
+  console.log(`pgts, pglite-socket and PostgreSQL 15 side by side on loopback, in one run.
+
+Usage: bash scripts/bench/run.sh [OPTION]...
+
+  --quick            one round of 2 s per test (about a minute of measuring)
+  --rounds N         rounds per test (default 3; 1 with --quick)
+  --duration S       seconds per test and round (default 10; 2 with --quick)
+  --adapter LIST     the pgts servers, comma-separated, each ADAPTER[:NAME=VALUE...]
+                     (deno+ADAPTER runs it under Deno); default
+                     inproc:fsync=off,inproc:engine_placement=inline:fsync=off,subprocess:fsync=off,inproc
+  --write            also update scripts/bench/results/ (the README's table and plot)
+  --durability       run the SIGKILL durability check at the end (the full run always does)
+  --out DIR          where the run writes its table and plot (default .tmp/bench/TIME)
+  -h, --help         this text
+
+The reference servers come from ../shared/bench (or BENCH_SHARED).`);
+  process.exit(0);
+}
 
 const QUICK = opts.quick!;
 const ROUNDS = Number(opts.rounds ?? (QUICK ? 1 : 3));
