@@ -190,12 +190,15 @@ export async function openInstance(
         : {},
     )
     : null;
+  // A PANIC of the WAL's durability outside an exec (a failed deferred
+  // fdatasync, the WAL writer's flush): the backend is gone.
+  const walPanic = (message: string) => {
+    ended ??= `PANIC: ${message}`;
+    options.onWalFailure?.(message);
+  };
   if (flusher !== null) {
     flusher.onProgress = options.onWalDurable ?? null;
-    flusher.onFailure = (message) => {
-      ended ??= `PANIC: ${message}`;
-      options.onWalFailure?.(message);
-    };
+    flusher.onFailure = walPanic;
   }
 
   const hooks = {
@@ -364,11 +367,7 @@ export async function openInstance(
     walWriterDelayMs(settings["wal_writer_delay"]),
     {
       idle: () => !executing && ended === null,
-      // A PANIC between execs (walflush.ts): the backend is gone.
-      onFailure: (message) => {
-        ended ??= `PANIC: ${message}`;
-        options.onWalFailure?.(message);
-      },
+      onFailure: walPanic,
     },
   );
   const endedError = () =>
