@@ -194,6 +194,15 @@ export async function waitFor<T>(
   }
 }
 
+/** `p`, or a rejection "timed out: WHAT" if it has not settled within `ms`. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 // ---- the server ---------------------------------------------------------------
 
 const live = new Set<PgtsServer>();

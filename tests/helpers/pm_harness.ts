@@ -238,12 +238,7 @@ export async function waitUntil(
   }
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
-}
+export { withTimeout } from "./pgts.ts";
 
 /** Stops every cluster a test started: immediate shutdown, then the launcher's children. */
 export async function stopAll(): Promise<void> {
