@@ -51,8 +51,6 @@ export class AnswerRelay implements ServerHandler {
   #head = 0;
   /** Sync, Query and FunctionCall requests in the queue: ReadyForQuery messages owed. */
   #owed = 0;
-  /** The upstream skips extended-protocol messages until the next Sync (after an error). */
-  #skipping = false;
   #copyIn = false;
   #status: TransactionStatus = "I";
   /** Bytes of the current read to relay, as one range of one buffer. */
@@ -122,7 +120,6 @@ export class AnswerRelay implements ServerHandler {
         this.#pool.queries++;
         this.#status = this.#owner.server()?.status ?? "I";
         this.#copyIn = false;
-        this.#skipping = false;
         return this.#complete(head, true, buf, start, end);
       case BE.ErrorResponse: {
         if (isFatal(buf.subarray(start + 5, end))) this.#fatalSent = true;
@@ -147,7 +144,6 @@ export class AnswerRelay implements ServerHandler {
           this.#shift();
           r.done?.(false);
         }
-        this.#skipping = true;
         this.#emitOwn(msg);
         return;
       }
