@@ -415,7 +415,10 @@ for (const adapter of [undefined, "subprocess"] as const) {
       await pgbenchAcrossAHeldEngine(
         await startSqlServer({
           perTest: true,
-          settings: { engine_wait_timeout: "2s" },
+          // engine_hold_timeout (2 s by default) would end the holder, idle
+          // in its block while pgbench waits, in a race with the prepare's
+          // own 2 s wait: what is tested is that wait, so the holder is let be.
+          settings: { engine_wait_timeout: "2s", engine_hold_timeout: "30s" },
           ...(adapter !== undefined ? { adapter } : {}),
         }),
       );
@@ -424,7 +427,11 @@ for (const adapter of [undefined, "subprocess"] as const) {
 }
 
 test("a statement prepared while the engine is held reports its own error at the next use", async () => {
-  const s = await startSqlServer({ perTest: true, settings: { engine_wait_timeout: "2s" } });
+  const s = await startSqlServer({
+    perTest: true,
+    // As above: the holder is not to be ended by engine_hold_timeout.
+    settings: { engine_wait_timeout: "2s", engine_hold_timeout: "30s" },
+  });
   const holder = await pgClient(s);
   await holder.query("BEGIN");
   await holder.query("SELECT 1");
