@@ -2,8 +2,9 @@
  * What the engine takes off the backend for one session: its prepared
  * statements, WITH HOLD cursors and LISTEN channels (DISCARD ALL,
  * DEALLOCATE ALL and the session's end, as PostgreSQL's commands/discard.c
- * and backend exit drop a backend's), and whatever it left open (a COPY,
- * an unsynced batch, a transaction block: AbortOutOfAnyTransaction).
+ * and backend exit drop a backend's; at the end also its temporary schemas
+ * and a backup it started), and whatever it left open (a COPY, an unsynced
+ * batch, a transaction block: AbortOutOfAnyTransaction).
  *
  * In the one backend these are every session's, so each is done by the
  * session's names only. Runs SQL through its host, only while the engine
@@ -26,6 +27,10 @@ export interface DiscardHost {
   readonly listeners: Pick<ListenRegistry, "reconcileSql">;
   /** Puts the session's startup settings back; warnings for what could not be. */
   resetSettings(s: PgliteSession): Promise<PgError[]>;
+  /** Drops the session's temporary schemas (tempschemas.ts). */
+  dropTemp(s: PgliteSession): Promise<void>;
+  /** Makes the backend the bootstrap superuser again. */
+  asBootstrapSuperuser(): Promise<void>;
 }
 
 /** DEALLOCATE ALL and DISCARD ALL, for this session's state only; answered through `out`. */
@@ -54,6 +59,34 @@ export async function discard(
     MessageWriter.encode((w) => writeCommandComplete(w, tag)),
     readyForQuery(s.transactionStatus),
   ]));
+}
+
+/** `s` left something on the backend that closeSession must take off. */
+export function leftOnBackend(s: PgliteSession): boolean {
+  return s.statements.size > 0 || s.holdCursors.size > 0 || s.listens.size > 0 ||
+    s.temp[0] !== 0 || s.backupStarted;
+}
+
+/**
+ * Takes a closed session's state off the backend, its open work already
+ * rolled back: statements, WITH HOLD cursors, channels, temporary schemas,
+ * and a backup it started.
+ */
+export async function closeSession(host: DiscardHost, s: PgliteSession): Promise<void> {
+  await closeStatements(host, s);
+  await closeHoldCursors(host, s);
+  if (s.listens.size > 0) {
+    s.listens.clear();
+    await reconcileListens(host);
+  }
+  await host.dropTemp(s);
+  if (s.backupStarted) {
+    // Its backup ends with it (PostgreSQL's do_pg_abort_backup); the
+    // error of a backup already stopped is of no interest.
+    s.backupStarted = false;
+    await host.asBootstrapSuperuser();
+    await host.runRaw(fe.query("select pg_catalog.pg_backup_stop(false)"));
+  }
 }
 
 /**

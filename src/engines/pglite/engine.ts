@@ -31,6 +31,7 @@ import type { RoleGraph } from "./acl.ts";
 import { STAT_ACTIVITY_INSTALLED_SQL, STAT_ACTIVITY_SQL } from "./activity.ts";
 import { BackendSettings } from "./backendsettings.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
+import type { EngineCluster as Cluster, EngineOptions as Options } from "./engineoptions.ts";
 import type { ExecOptions, ExecResult, RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
 import { STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL } from "./pgstat_archiver.ts";
@@ -43,63 +44,20 @@ import type { TempPair } from "./tempnamespace.ts";
 import { TempSchemas } from "./tempschemas.ts";
 import {
   abortOpenWork,
-  closeHoldCursors,
-  closeStatements,
+  closeSession,
   discard,
   type DiscardHost,
+  leftOnBackend,
   reconcileListens,
 } from "./discard.ts";
 import { concat, dataRows, fe, firstError } from "./wire.ts";
 
 export type { EngineRole } from "./postinit.ts";
 
-export interface EngineOptions {
-  /** Longest wait for the engine before 55P03 (pgts.engine_wait_timeout); default 5000 ms. */
-  readonly engineWaitTimeoutMs?: number;
-  /**
-   * pgts.engine_hold_timeout: a session holding the engine idle while another
-   * waits for it is ended after this long (FATAL 25P03); default 2000 ms, 0 never.
-   */
-  readonly engineHoldTimeoutMs?: number;
-  /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
-  readonly idleInTransactionSessionTimeoutMs?: number;
-  /**
-   * Called once when the backend is lost (markBroken): a PANIC, or a state
-   * pgts cannot roll back. The engine child exits then, and the postmaster's
-   * crash cycle reopens the cluster, which replays the WAL.
-   */
-  readonly onBroken?: (reason: string) => void;
-  /**
-   * Set when the engine serves one database of a multi-database cluster
-   * (dbengines.ts): CREATE, ALTER and DROP DATABASE are the cluster's to
-   * carry out, and it learns when a session ends.
-   */
-  readonly cluster?: EngineCluster;
-}
-
-/** What an engine of a multi-database cluster asks of the cluster. */
-export interface EngineCluster {
-  /**
-   * Carries out one CREATE/ALTER/DROP DATABASE statement for `session`,
-   * which does not hold the engine; resolves with the answer's messages up
-   * to (not including) ReadyForQuery, or rejects with the PgError to send.
-   */
-  databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
-  /** A session of this engine started. */
-  sessionStarted(engine: PgliteEngine): void;
-  /** A session of this engine ended. */
-  sessionEnded(engine: PgliteEngine): void;
-  /**
-   * The sessions of the cluster's other databases. PostgreSQL's procarray
-   * spans databases: pg_cancel_backend and pg_terminate_backend in one
-   * database reach a backend of any other.
-   */
-  otherSessions(engine: PgliteEngine): Iterable<PgliteSession>;
-  /** Bumped whenever a session of any database starts or ends. */
-  sessionsVersion(): number;
-  /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
-  rolesChanged(engine: PgliteEngine): void;
-}
+/** What a PgliteEngine is opened with (engineoptions.ts). */
+export type EngineOptions = Options<PgliteEngine>;
+/** What a PgliteEngine of a multi-database cluster asks of the cluster (engineoptions.ts). */
+export type EngineCluster = Cluster<PgliteEngine>;
 
 function internalHolder(): Holder {
   return { pid: 0, activity: () => "doing the engine's own work" };
@@ -171,6 +129,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       query,
       listeners: this.listeners,
       resetSettings: (s) => this.#settings.switchTo(s, s.startupSettings),
+      dropTemp: (s) => this.#temp.drop(s),
+      asBootstrapSuperuser: () => this.#settings.asBootstrapSuperuser(),
     };
     executor.onSignals = (signals) => this.signalBackends(signals);
     this.#temp = new TempSchemas({
@@ -512,37 +472,18 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     if (this.unnamedOwner === s) this.unnamedOwner = null;
     this.#settings.forget(s);
     if (this.#broken !== null) return;
-    const cleanup = async () => {
-      const host = this.#discardHost;
-      await closeStatements(host, s);
-      await closeHoldCursors(host, s);
-      if (s.listens.size > 0) {
-        s.listens.clear();
-        await reconcileListens(host);
-      }
-      await this.#temp.drop(s);
-      if (s.backupStarted) {
-        // Its backup ends with it (PostgreSQL's do_pg_abort_backup); the
-        // error of a backup already stopped is of no interest.
-        s.backupStarted = false;
-        await this.#settings.asBootstrapSuperuser();
-        await this.runRaw(fe.query("select pg_catalog.pg_backup_stop(false)"));
-      }
-    };
+    const host = this.#discardHost;
     if (s.owns) {
       try {
         if (!(await this.abortOpenWork(s))) this.markBroken("could not roll back a closed session");
-        else await cleanup();
+        else await closeSession(host, s);
       } finally {
         s.owns = false;
         this.scheduler.release(s);
       }
-    } else if (
-      s.statements.size > 0 || s.holdCursors.size > 0 || s.listens.size > 0 || s.temp[0] !== 0 ||
-      s.backupStarted
-    ) {
+    } else if (leftOnBackend(s)) {
       // Not urgent: done when the backend is next free, never holding up the caller.
-      const job = this.#withEngine(cleanup, Infinity).catch(() => {});
+      const job = this.#withEngine(() => closeSession(host, s), Infinity).catch(() => {});
       this.#jobs.add(job);
       void job.finally(() => this.#jobs.delete(job));
     }

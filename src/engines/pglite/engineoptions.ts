@@ -1,0 +1,62 @@
+/**
+ * What a PGlite engine (engine.ts) is opened with: the bounds of its
+ * sessions' waits and holds, the idle-in-transaction default, what it does
+ * once its backend is lost, and, when it serves one database of a
+ * multi-database cluster, what it asks of the cluster (dbengines.ts
+ * answers). The engine's type is a parameter, as the session's is in
+ * sessionengine.ts, so that this module needs no engine.ts: engine.ts
+ * names the forms it takes, `EngineOptions` and `EngineCluster`.
+ *
+ * Types only.
+ */
+
+import type { PgliteSession } from "./session.ts";
+
+/** How an engine of type `E` is opened; every field has a default. */
+export interface EngineOptions<E> {
+  /** Longest wait for the engine before 55P03 (pgts.engine_wait_timeout); default 5000 ms. */
+  readonly engineWaitTimeoutMs?: number;
+  /**
+   * pgts.engine_hold_timeout: a session holding the engine idle while another
+   * waits for it is ended after this long (FATAL 25P03); default 2000 ms, 0 never.
+   */
+  readonly engineHoldTimeoutMs?: number;
+  /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
+  readonly idleInTransactionSessionTimeoutMs?: number;
+  /**
+   * Called once when the backend is lost (markBroken): a PANIC, or a state
+   * pgts cannot roll back. The engine child exits then, and the postmaster's
+   * crash cycle reopens the cluster, which replays the WAL.
+   */
+  readonly onBroken?: (reason: string) => void;
+  /**
+   * Set when the engine serves one database of a multi-database cluster
+   * (dbengines.ts): CREATE, ALTER and DROP DATABASE are the cluster's to
+   * carry out, and it learns when a session ends.
+   */
+  readonly cluster?: EngineCluster<E>;
+}
+
+/** What an engine of a multi-database cluster asks of the cluster. */
+export interface EngineCluster<E> {
+  /**
+   * Carries out one CREATE/ALTER/DROP DATABASE statement for `session`,
+   * which does not hold the engine; resolves with the answer's messages up
+   * to (not including) ReadyForQuery, or rejects with the PgError to send.
+   */
+  databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]>;
+  /** A session of this engine started. */
+  sessionStarted(engine: E): void;
+  /** A session of this engine ended. */
+  sessionEnded(engine: E): void;
+  /**
+   * The sessions of the cluster's other databases. PostgreSQL's procarray
+   * spans databases: pg_cancel_backend and pg_terminate_backend in one
+   * database reach a backend of any other.
+   */
+  otherSessions(engine: E): Iterable<PgliteSession>;
+  /** Bumped whenever a session of any database starts or ends. */
+  sessionsVersion(): number;
+  /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
+  rolesChanged(engine: E): void;
+}
