@@ -20,6 +20,7 @@
  * of a pointer context and is the one place that takes regions from it and
  * gives them back, charging each to the context like an ArrayBuffer block.
  * A context without an arena refuses the pointer methods, and vice versa.
+ * `checkParent` is the check every allocator's ContextCreate function makes.
  */
 
 import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
@@ -130,6 +131,16 @@ export class Arena {
     this.memory = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
     this.dataView = new DataView(buffer);
+  }
+}
+
+/**
+ * The check of every allocator's ContextCreate function: a context is made
+ * under another context, never under a tree's internal state.
+ */
+export function checkParent(parent: MemoryContext, name: string): void {
+  if (!(parent instanceof MemoryContext)) {
+    throw new TypeError(`Cannot create memory context "${name}": parent must be a MemoryContext`);
   }
 }
 

@@ -12,8 +12,8 @@
  * ArrayBuffers. A context made with `keeper: false` (an idle backend's, which
  * must cost next to nothing) has none: its first block comes at its first
  * allocation and a reset gives every block back, blocks of a keeper size
- * going through the realm's keeper freelists so that the next context to
- * need one takes it instead of a fresh ArrayBuffer.
+ * going through the realm's keeper freelists (keepers.ts) so that the next
+ * context to need one takes it instead of a fresh ArrayBuffer.
  *
  * Each chunk has an 8-byte header in the block just before it: capacity and
  * a live/free tag. free() checks both, so a double free, a free after reset
@@ -30,11 +30,12 @@
  * whole arena, so any pointer from before it fails the header check.
  */
 
-import { type Arena, PointerCapableContext } from "./arena.ts";
+import { type Arena, checkParent, PointerCapableContext } from "./arena.ts";
 import {
   ALLOCSET_DEFAULT_SIZES,
   type BlockSizes,
   checkAllocSize,
+  checkBlockSizes,
   CHUNK_HEADER_SIZE,
   type ContextStats,
   FIRST_LIVE_TAG,
@@ -43,6 +44,7 @@ import {
   maxAlign,
   nextLiveTag,
 } from "./memnodes.ts";
+import { keepBuffer, takeKeeperBuffer } from "./keepers.ts";
 import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** ALLOC_CHUNK_LIMIT: the largest chunk kept on a freelist. */
@@ -55,18 +57,6 @@ const ALLOCSET_NUM_FREELISTS = 11;
 const REUSE_SCAN = 8;
 /** Blocks up to this size keep a table of their views (see MemoryBlock.byOffset). */
 const VIEW_TABLE_MAX_BLOCK = 64 * 1024;
-
-/**
- * Keeper buffers of deleted contexts, zeroed, for the next context made with
- * a keeper of the same size: aset.c's context freelists, for its two common
- * keeper sizes (8 KB, the default and ErrorContext's; 1 KB, the small sizes).
- * Every backend builds and deletes a standard tree, so without them each
- * connection would cost six fresh ArrayBuffers, which the engine zero-fills
- * and the garbage collector later takes back. Shared by every tree of the
- * realm; at most KEEPER_FREELIST_MAX each, as aset.c keeps MAX_FREE_CONTEXTS.
- */
-const keeperFreelists = new Map<number, ArrayBuffer[]>([[1024, []], [8192, []]]);
-const KEEPER_FREELIST_MAX = 100;
 
 /** Options of an AllocSet context. */
 export interface AllocSetOptions extends MemoryContextOptions {
@@ -108,20 +98,6 @@ function freelistIndex(size: number): number {
   return size <= 8 ? 0 : 29 - Math.clz32(size - 1);
 }
 
-function checkSizes(sizes: Readonly<BlockSizes>, name: string): void {
-  const { minContextSize, initBlockSize, maxBlockSize } = sizes;
-  const aligned = (n: number) => Number.isSafeInteger(n) && n >= 0 && (n & 7) === 0;
-  if (
-    !aligned(minContextSize) || !aligned(initBlockSize) || !aligned(maxBlockSize) ||
-    initBlockSize < 1024 || maxBlockSize < initBlockSize || maxBlockSize > 0x40000000 ||
-    (minContextSize !== 0 && minContextSize < 1024)
-  ) {
-    throw new RangeError(
-      `Invalid block sizes for memory context "${name}": min ${minContextSize}, init ${initBlockSize}, max ${maxBlockSize}`,
-    );
-  }
-}
-
 /** A general-purpose memory context (AllocSetContextCreate). */
 export class AllocSetContext extends PointerCapableContext {
   readonly type = "AllocSet" as const;
@@ -161,7 +137,7 @@ export class AllocSetContext extends PointerCapableContext {
     super(parent, name, options);
     const sizes = options.sizes ?? ALLOCSET_DEFAULT_SIZES;
     try {
-      checkSizes(sizes, name);
+      checkBlockSizes(sizes, name);
     } catch (e) {
       this.abandon();
       throw e;
@@ -204,7 +180,7 @@ export class AllocSetContext extends PointerCapableContext {
         keeperSize,
         keeperSize,
         true,
-        keeperFreelists.get(keeperSize)?.pop(),
+        takeKeeperBuffer(keeperSize),
       );
     } catch (e) {
       this.abandon();
@@ -459,14 +435,7 @@ export class AllocSetContext extends PointerCapableContext {
     this.#blocks.clear();
     this.#tabled.length = 0;
     this.#clearFreelists();
-    const keeper = this.#keeper;
-    const freelist = keeperFreelists.get(keeper.size);
-    if (freelist !== undefined && freelist.length < KEEPER_FREELIST_MAX) {
-      // The next owner must not see this context's bytes (a reset leaves
-      // them), nor take an old chunk header for one of its own.
-      keeper.u32.fill(0);
-      freelist.push(keeper.buffer);
-    }
+    keepBuffer(this.#keeper);
     // An empty stand-in: the next alloc takes the slow path and is refused.
     this.#active = new MemoryBlock(this, NO_ROOM);
   }
@@ -482,16 +451,11 @@ export class AllocSetContext extends PointerCapableContext {
 
   /**
    * Releases a block at a reset or delete; a keeperless context's block of a
-   * keeper size goes to the keeper freelists, zeroed as deleteSelf's keeper.
+   * keeper size goes to the keeper freelists (keepers.ts).
    */
   #giveBack(block: MemoryBlock): void {
     this.releaseBlock(block);
-    if (!this.#keeperless) return;
-    const freelist = keeperFreelists.get(block.size);
-    if (freelist !== undefined && freelist.length < KEEPER_FREELIST_MAX) {
-      block.u32.fill(0);
-      freelist.push(block.buffer);
-    }
+    if (this.#keeperless) keepBuffer(block);
   }
 
   #view(block: MemoryBlock, offset: number, size: number): Uint8Array {
@@ -647,7 +611,7 @@ export class AllocSetContext extends PointerCapableContext {
     let blockSize = this.#nextBlockSize;
     this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
     while (blockSize < need) blockSize *= 2;
-    const reuse = this.#keeperless ? keeperFreelists.get(blockSize)?.pop() : undefined;
+    const reuse = this.#keeperless ? takeKeeperBuffer(blockSize) : undefined;
     const block = this.#addBlock(this.chargeBlock(blockSize, size, false, reuse));
     this.#active = block;
     return block;
@@ -660,8 +624,6 @@ export function allocSetContextCreate(
   name: string,
   options: AllocSetOptions = {},
 ): AllocSetContext {
-  if (!(parent instanceof MemoryContext)) {
-    throw new TypeError(`Cannot create memory context "${name}": parent must be a MemoryContext`);
-  }
+  checkParent(parent, name);
   return new AllocSetContext(parent, name, options);
 }

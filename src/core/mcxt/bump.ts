@@ -20,11 +20,12 @@
  * inside the context's memory.
  */
 
-import { type Arena, PointerCapableContext } from "./arena.ts";
+import { type Arena, checkParent, PointerCapableContext } from "./arena.ts";
 import {
   ALLOCSET_DEFAULT_SIZES,
   type BlockSizes,
   checkAllocSize,
+  checkBlockSizes,
   type ContextStats,
   maxAlign,
 } from "./memnodes.ts";
@@ -64,19 +65,13 @@ export class BumpContext extends PointerCapableContext {
   constructor(parent: MemoryContext | McxtState, name: string, options: BumpOptions = {}) {
     super(parent, name, options);
     const sizes = options.sizes ?? ALLOCSET_DEFAULT_SIZES;
-    const { minContextSize, initBlockSize, maxBlockSize } = sizes;
-    if (
-      !Number.isSafeInteger(initBlockSize) || (initBlockSize & 7) !== 0 || initBlockSize < 1024 ||
-      !Number.isSafeInteger(maxBlockSize) || (maxBlockSize & 7) !== 0 ||
-      maxBlockSize < initBlockSize || maxBlockSize > 0x40000000 ||
-      !Number.isSafeInteger(minContextSize) || (minContextSize & 7) !== 0 ||
-      (minContextSize !== 0 && minContextSize < 1024)
-    ) {
+    try {
+      checkBlockSizes(sizes, name);
+    } catch (e) {
       this.abandon();
-      throw new RangeError(
-        `Invalid block sizes for memory context "${name}": min ${minContextSize}, init ${initBlockSize}, max ${maxBlockSize}`,
-      );
+      throw e;
     }
+    const { minContextSize, initBlockSize, maxBlockSize } = sizes;
     this.#initBlockSize = initBlockSize;
     this.#maxBlockSize = maxBlockSize;
     this.#nextBlockSize = initBlockSize;
@@ -309,8 +304,6 @@ export function bumpContextCreate(
   name: string,
   options: BumpOptions = {},
 ): BumpContext {
-  if (!(parent instanceof MemoryContext)) {
-    throw new TypeError(`Cannot create memory context "${name}": parent must be a MemoryContext`);
-  }
+  checkParent(parent, name);
   return new BumpContext(parent, name, options);
 }

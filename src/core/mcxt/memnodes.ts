@@ -95,6 +95,25 @@ export function checkAllocSize(size: number): void {
   }
 }
 
+/**
+ * Throws the RangeError for block sizes an AllocSet or Bump context cannot
+ * use: each 8-aligned, init and any min at least 1 KB, max between init
+ * and 1 GB.
+ */
+export function checkBlockSizes(sizes: Readonly<BlockSizes>, name: string): void {
+  const { minContextSize, initBlockSize, maxBlockSize } = sizes;
+  const aligned = (n: number) => Number.isSafeInteger(n) && n >= 0 && (n & 7) === 0;
+  if (
+    !aligned(minContextSize) || !aligned(initBlockSize) || !aligned(maxBlockSize) ||
+    initBlockSize < 1024 || maxBlockSize < initBlockSize || maxBlockSize > 0x40000000 ||
+    (minContextSize !== 0 && minContextSize < 1024)
+  ) {
+    throw new RangeError(
+      `Invalid block sizes for memory context "${name}": min ${minContextSize}, init ${initBlockSize}, max ${maxBlockSize}`,
+    );
+  }
+}
+
 /** Formats the AllocSet-style stats line. */
 export function formatCounters(c: MemoryContextCounters): string {
   return `${c.totalspace} total in ${c.nblocks} blocks; ${c.freespace} free (${c.freechunks} chunks); ${

@@ -21,7 +21,7 @@ import {
   FREE_TAG,
   maxAlign,
 } from "./memnodes.ts";
-import { PointerCapableContext } from "./arena.ts";
+import { checkParent, PointerCapableContext } from "./arena.ts";
 import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** SLAB_DEFAULT_BLOCK_SIZE: 8 KB. */
@@ -248,8 +248,6 @@ export function slabContextCreate(
   name: string,
   options: SlabOptions,
 ): SlabContext {
-  if (!(parent instanceof MemoryContext)) {
-    throw new TypeError(`Cannot create memory context "${name}": parent must be a MemoryContext`);
-  }
+  checkParent(parent, name);
   return new SlabContext(parent, name, options);
 }
