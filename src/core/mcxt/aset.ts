@@ -22,15 +22,13 @@
  * coming off a freelist with the requested length is handed out again as is.
  *
  * Created with `pointers: true`, the context hands out byte offsets into its
- * arena instead (allocPtr, freePtr, reallocPtr): the same size classes,
- * headers, block sizes and keeper, with blocks as regions of the arena. As
- * in aset.c a free chunk holds the link to the next free chunk of its class
- * in its first four bytes, so the freelists are two Int32Arrays and the hot
- * path touches no JS object at all. A reset changes the live tag of the
- * whole arena, so any pointer from before it fails the header check.
+ * arena instead (allocPtr, freePtr, reallocPtr): that mode is its base class
+ * `AllocSetPointers` in aset_ptr.ts; this file chooses it at creation and
+ * sends a pointer context's stats, reset and delete there.
  */
 
-import { type Arena, checkParent, PointerCapableContext } from "./arena.ts";
+import { checkParent } from "./arena.ts";
+import { ALLOCSET_NUM_FREELISTS, AllocSetPointers, freelistIndex } from "./aset_ptr.ts";
 import {
   ALLOCSET_DEFAULT_SIZES,
   type BlockSizes,
@@ -38,11 +36,9 @@ import {
   checkBlockSizes,
   CHUNK_HEADER_SIZE,
   type ContextStats,
-  FIRST_LIVE_TAG,
   formatCounters,
   FREE_TAG,
   maxAlign,
-  nextLiveTag,
 } from "./memnodes.ts";
 import { keepBuffer, takeKeeperBuffer } from "./keepers.ts";
 import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
@@ -51,8 +47,6 @@ import { type McxtState, MemoryBlock, MemoryContext, type MemoryContextOptions }
 const ALLOC_CHUNK_LIMIT = 8192;
 /** ALLOC_CHUNK_FRACTION: at least this many maximum chunks fit in a maximum block. */
 const ALLOC_CHUNK_FRACTION = 4;
-/** Freelists for 8, 16, ... 8192 bytes. */
-const ALLOCSET_NUM_FREELISTS = 11;
 /** Freed views searched for one of the requested length before making a new one. */
 const REUSE_SCAN = 8;
 /** Blocks up to this size keep a table of their views (see MemoryBlock.byOffset). */
@@ -71,15 +65,7 @@ export interface AllocSetOptions extends MemoryContextOptions {
   keeper?: boolean;
 }
 
-/** A block of a pointer context: a region of its arena. */
-interface PtrBlock {
-  readonly start: number;
-  readonly size: number;
-  /** Bytes handed out or cut into free chunks; the active block's grow past this. */
-  used: number;
-}
-
-/** What a context starts with: empty freelists (frozen: a push to them is a bug) and no pointer blocks. */
+/** What a context starts with: empty freelists (frozen: a push to them is a bug). */
 const NO_FREE_VIEWS: Uint8Array[][] = Object.freeze(
   Array.from(
     { length: ALLOCSET_NUM_FREELISTS },
@@ -87,19 +73,12 @@ const NO_FREE_VIEWS: Uint8Array[][] = Object.freeze(
   ),
 ) as Uint8Array[][];
 const NO_FREE_BLOCKS = NO_FREE_VIEWS as unknown as MemoryBlock[][];
-const NO_FREE_COUNTS = new Int32Array(ALLOCSET_NUM_FREELISTS);
-const NO_PTR_BLOCKS = new Map<number, PtrBlock>();
 
 /** The buffer of a deleted context's stand-in block: no chunk can ever be in it, so one serves all. */
 const NO_ROOM = new ArrayBuffer(0);
 
-/** The freelist index of a small size: 0 for 1..8 bytes, 1 for 9..16, ... */
-function freelistIndex(size: number): number {
-  return size <= 8 ? 0 : 29 - Math.clz32(size - 1);
-}
-
 /** A general-purpose memory context (AllocSetContextCreate). */
-export class AllocSetContext extends PointerCapableContext {
+export class AllocSetContext extends AllocSetPointers {
   readonly type = "AllocSet" as const;
   readonly #registry: Map<ArrayBufferLike, MemoryBlock>;
   readonly #initBlockSize: number;
@@ -117,21 +96,10 @@ export class AllocSetContext extends PointerCapableContext {
   #freeBlocks: MemoryBlock[][] = NO_FREE_BLOCKS;
   #nextBlockSize: number;
   #active: MemoryBlock;
-  // Pointer contexts only (see the header).
-  readonly #arena: Arena | null = null;
-  // Pointer contexts' own; a shared empty one for the others, never written.
-  #ptrBlocks: Map<number, PtrBlock> = NO_PTR_BLOCKS;
-  /** Head of each pointer freelist (0: empty), and its length for stats. */
-  #freeHeads: Int32Array = NO_FREE_COUNTS;
+  /** A pointer context (see the header): every Uint8Array method refuses. */
+  readonly #pointers: boolean;
   /** False while every freelist is empty: resetting a context that never freed is then free. */
   #freelistsUsed = false;
-  #freeCounts: Int32Array = NO_FREE_COUNTS;
-  #ptrKeeper: PtrBlock = { start: 0, size: 0, used: 0 };
-  #ptrActive: PtrBlock = this.#ptrKeeper;
-  /** Next free byte of the active block, and its end. */
-  #ptrFree = 0;
-  #ptrEnd = 0;
-  #ptrTag = FIRST_LIVE_TAG;
 
   constructor(parent: MemoryContext | McxtState, name: string, options: AllocSetOptions = {}) {
     super(parent, name, options);
@@ -150,22 +118,13 @@ export class AllocSetContext extends PointerCapableContext {
     while (limit + CHUNK_HEADER_SIZE > sizes.maxBlockSize / ALLOC_CHUNK_FRACTION) limit >>= 1;
     this.#chunkLimit = limit;
     const keeperSize = sizes.minContextSize !== 0 ? sizes.minContextSize : sizes.initBlockSize;
-    this.#keeperless = options.keeper === false && options.pointers !== true;
-    if (options.pointers === true) {
-      this.#freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
-      this.#freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
-      this.#ptrBlocks = new Map();
-      try {
-        this.#arena = this.openArena(keeperSize);
-      } catch (e) {
-        this.abandon();
-        throw e;
-      }
+    this.#pointers = options.pointers === true;
+    this.#keeperless = options.keeper === false && !this.#pointers;
+    if (this.#pointers) {
+      this.openPointers(sizes, { keeperSize, chunkLimit: limit });
       // A stand-in: Uint8Array methods refuse before touching it.
       this.#keeper = new MemoryBlock(this, new ArrayBuffer(0));
       this.#active = this.#keeper;
-      this.#ptrKeeper = { start: 0, size: keeperSize, used: 0 };
-      this.#resetPtrState();
       return;
     }
     if (this.#keeperless) {
@@ -196,7 +155,7 @@ export class AllocSetContext extends PointerCapableContext {
   }
 
   alloc(size: number): Uint8Array {
-    if (this.#arena !== null) this.viewsNotServed("alloc");
+    if (this.#pointers) this.viewsNotServed("alloc");
     if (size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
       const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
       const views = this.#freeViews[idx]!;
@@ -242,7 +201,7 @@ export class AllocSetContext extends PointerCapableContext {
   }
 
   free(chunk: Uint8Array): void {
-    if (this.#arena !== null) this.viewsNotServed("free");
+    if (this.#pointers) this.viewsNotServed("free");
     const offset = chunk.byteOffset;
     let block: MemoryBlock | undefined;
     const tabled = this.#tabled;
@@ -279,7 +238,7 @@ export class AllocSetContext extends PointerCapableContext {
   }
 
   realloc(chunk: Uint8Array, size: number): Uint8Array {
-    if (this.#arena !== null) this.viewsNotServed("realloc");
+    if (this.#pointers) this.viewsNotServed("realloc");
     const block = this.#registry.get(chunk.buffer);
     const offset = chunk.byteOffset;
     if (block === undefined || block.owner !== this || (offset & 7) !== 0 || offset === 0) {
@@ -301,91 +260,16 @@ export class AllocSetContext extends PointerCapableContext {
     return moved;
   }
 
-  allocPtr(size: number): number {
-    const arena = this.#arena;
-    if (arena !== null && size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
-      const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
-      const ptr = this.#freeHeads[idx]!;
-      if (ptr !== 0) {
-        const u32 = arena.u32;
-        this.#freeHeads[idx] = u32[ptr >>> 2]!;
-        this.#freeCounts[idx]!--;
-        u32[(ptr >>> 2) - 1] = this.#ptrTag;
-        return ptr;
-      }
-      const capacity = 8 << idx;
-      const need = capacity + CHUNK_HEADER_SIZE;
-      if (this.#ptrEnd - this.#ptrFree < need) this.#newPtrBlock(need, size);
-      const start = this.#ptrFree;
-      this.#ptrFree = start + need;
-      // Read after #newPtrBlock: growing the arena replaces its views.
-      const u32 = arena.u32;
-      const h = start >>> 2;
-      u32[h] = capacity;
-      u32[h + 1] = this.#ptrTag;
-      return start + CHUNK_HEADER_SIZE;
-    }
-    return this.#allocPtrLarge(size);
-  }
-
-  freePtr(ptr: number): void {
-    const arena = this.#arena;
-    if (
-      arena === null || (ptr | 0) !== ptr || (ptr & 7) !== 0 || ptr < CHUNK_HEADER_SIZE ||
-      ptr >= arena.end
-    ) {
-      this.badPointer(ptr, "free");
-    }
-    const u32 = arena.u32;
-    const h = (ptr >>> 2) - 2;
-    if (u32[h + 1] !== this.#ptrTag) this.badPointer(ptr, "free");
-    const capacity = u32[h]!;
-    if (capacity > this.#chunkLimit) {
-      const block = this.#ptrBlocks.get(ptr - CHUNK_HEADER_SIZE);
-      if (block === undefined) this.badPointer(ptr, "free");
-      u32[h + 1] = FREE_TAG;
-      this.#ptrBlocks.delete(block.start);
-      this.giveRegion(block.start, block.size);
-      return;
-    }
-    u32[h + 1] = FREE_TAG;
-    const idx = capacity <= 8 ? 0 : 29 - Math.clz32(capacity - 1);
-    this.#freelistsUsed = true;
-    u32[h + 2] = this.#freeHeads[idx]!;
-    this.#freeHeads[idx] = ptr;
-    this.#freeCounts[idx]!++;
-  }
-
-  reallocPtr(ptr: number, size: number): number {
-    const capacity = this.#livePtrCapacity(ptr, "realloc");
-    checkAllocSize(size);
-    // In place under the same rule as realloc().
-    if (size <= capacity && (capacity <= this.#chunkLimit || size > this.#chunkLimit)) return ptr;
-    const moved = this.allocPtr(size);
-    this.#arena!.memory.copyWithin(moved, ptr, ptr + Math.min(capacity, size));
-    this.freePtr(ptr);
-    return moved;
-  }
-
-  ptrCapacity(ptr: number): number {
-    return this.#livePtrCapacity(ptr, "get capacity of");
-  }
-
   stats(): ContextStats {
+    if (this.#pointers) return this.pointerStats();
     const counters = { nblocks: 0, freechunks: 0, totalspace: 0, freespace: 0 };
     for (const block of this.#blocks) {
       counters.nblocks++;
       counters.totalspace += block.size;
       counters.freespace += block.size - block.freeptr;
     }
-    for (const block of this.#ptrBlocks.values()) {
-      const used = block === this.#ptrActive ? this.#ptrFree - block.start : block.used;
-      counters.nblocks++;
-      counters.totalspace += block.size;
-      counters.freespace += block.size - used;
-    }
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
-      const n = this.#freeViews[idx]!.length + this.#freeCounts[idx]!;
+      const n = this.#freeViews[idx]!.length;
       counters.freechunks += n;
       counters.freespace += n * ((8 << idx) + CHUNK_HEADER_SIZE);
     }
@@ -393,16 +277,7 @@ export class AllocSetContext extends PointerCapableContext {
   }
 
   protected resetSelf(): void {
-    if (this.#arena !== null) {
-      let released = 0;
-      for (const block of this.#ptrBlocks.values()) {
-        if (block !== this.#ptrKeeper) released += block.size;
-      }
-      this.truncateArena(this.#ptrKeeper.size, released);
-      this.#ptrTag = nextLiveTag(this.#ptrTag);
-      this.#resetPtrState();
-      return;
-    }
+    if (this.#pointers) return this.resetPointers();
     for (const block of this.#blocks) {
       if (block !== this.#keeper) this.#giveBack(block);
     }
@@ -417,17 +292,7 @@ export class AllocSetContext extends PointerCapableContext {
   }
 
   protected deleteSelf(): void {
-    if (this.#arena !== null) {
-      let size = 0;
-      for (const block of this.#ptrBlocks.values()) size += block.size;
-      this.closeArena(size);
-      this.#ptrBlocks.clear();
-      this.#clearFreelists();
-      // Nothing is live and nothing has room: the next allocPtr is refused.
-      this.#ptrFree = this.#ptrEnd = 0;
-      this.#ptrTag = nextLiveTag(this.#ptrTag);
-      return;
-    }
+    if (this.#pointers) return this.deletePointers();
     for (const block of this.#blocks) {
       if (block !== this.#keeper) this.#giveBack(block);
     }
@@ -441,10 +306,7 @@ export class AllocSetContext extends PointerCapableContext {
   }
 
   protected isEmptySelf(): boolean {
-    if (this.#arena !== null) {
-      return this.#ptrBlocks.size === 1 && this.#ptrActive === this.#ptrKeeper &&
-        this.#ptrFree === 0;
-    }
+    if (this.#pointers) return this.isEmptyPointers();
     if (this.#keeperless) return this.#blocks.size === 0;
     return this.#blocks.size === 1 && this.#keeper.freeptr === 0;
   }
@@ -490,85 +352,10 @@ export class AllocSetContext extends PointerCapableContext {
   #clearFreelists(): void {
     if (!this.#freelistsUsed) return;
     this.#freelistsUsed = false;
-    if (this.#arena !== null) {
-      this.#freeHeads.fill(0);
-      this.#freeCounts.fill(0);
-      return;
-    }
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
       this.#freeViews[idx]!.length = 0;
       this.#freeBlocks[idx]!.length = 0;
     }
-  }
-
-  /** Only the empty keeper left, active again (creation and reset of a pointer context). */
-  #resetPtrState(): void {
-    const keeper = this.#ptrKeeper;
-    keeper.used = 0;
-    this.#ptrBlocks.clear();
-    this.#ptrBlocks.set(keeper.start, keeper);
-    this.#ptrActive = keeper;
-    this.#ptrFree = keeper.start;
-    this.#ptrEnd = keeper.start + keeper.size;
-    this.#nextBlockSize = this.#initBlockSize;
-    this.#clearFreelists();
-  }
-
-  /** The capacity of a live pointer chunk, or the error saying why it is not one. */
-  #livePtrCapacity(ptr: number, action: string): number {
-    const arena = this.#arena;
-    if (
-      arena === null || (ptr | 0) !== ptr || (ptr & 7) !== 0 || ptr < CHUNK_HEADER_SIZE ||
-      ptr >= arena.end || arena.u32[(ptr >>> 2) - 1] !== this.#ptrTag
-    ) {
-      this.badPointer(ptr, action);
-    }
-    return arena.u32[(ptr >>> 2) - 2]!;
-  }
-
-  /** A pointer request above the chunk limit: a region of its own. */
-  #allocPtrLarge(size: number): number {
-    if (this.#arena === null) this.pointersNotServed();
-    checkAllocSize(size);
-    if (size <= this.#chunkLimit) return this.allocPtr(size);
-    const capacity = maxAlign(size);
-    const start = this.takeRegion(capacity + CHUNK_HEADER_SIZE, size);
-    const u32 = this.#arena.u32;
-    u32[start >>> 2] = capacity;
-    u32[(start >>> 2) + 1] = this.#ptrTag;
-    const regionSize = capacity + CHUNK_HEADER_SIZE;
-    this.#ptrBlocks.set(start, { start, size: regionSize, used: regionSize });
-    return start + CHUNK_HEADER_SIZE;
-  }
-
-  /** #newBlock for a pointer context: the same carving and block sizes, in the arena. */
-  #newPtrBlock(need: number, size: number): void {
-    const u32 = this.#arena!.u32;
-    const maxIdx = freelistIndex(this.#chunkLimit);
-    let avail = this.#ptrEnd - this.#ptrFree;
-    while (avail >= 8 + CHUNK_HEADER_SIZE) {
-      const idx = Math.min(28 - Math.clz32(avail - CHUNK_HEADER_SIZE), maxIdx);
-      const capacity = 8 << idx;
-      const start = this.#ptrFree;
-      u32[start >>> 2] = capacity;
-      u32[(start >>> 2) + 1] = FREE_TAG;
-      this.#freelistsUsed = true;
-      u32[(start >>> 2) + 2] = this.#freeHeads[idx]!;
-      this.#freeHeads[idx] = start + CHUNK_HEADER_SIZE;
-      this.#freeCounts[idx]!++;
-      this.#ptrFree = start + capacity + CHUNK_HEADER_SIZE;
-      avail -= capacity + CHUNK_HEADER_SIZE;
-    }
-    this.#ptrActive.used = this.#ptrFree - this.#ptrActive.start;
-    let blockSize = this.#nextBlockSize;
-    this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
-    while (blockSize < need) blockSize *= 2;
-    const start = this.takeRegion(blockSize, size);
-    const block = { start, size: blockSize, used: 0 };
-    this.#ptrBlocks.set(start, block);
-    this.#ptrActive = block;
-    this.#ptrFree = start;
-    this.#ptrEnd = start + blockSize;
   }
 
   /** A request above the chunk limit: a block of its own. */
