@@ -13,6 +13,7 @@
 import type { PgError } from "../../core/elog.ts";
 import {
   BE,
+  concatBytes,
   FE,
   MessageWriter,
   PG_DIAG,
@@ -82,17 +83,9 @@ export function message(type: number, ...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** `parts` as one array: the one part itself, uncopied, when there is one. */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
 
 export const fe = {
