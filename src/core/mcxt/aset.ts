@@ -81,9 +81,6 @@ const NO_ROOM = new ArrayBuffer(0);
 export class AllocSetContext extends AllocSetPointers {
   readonly type = "AllocSet" as const;
   readonly #registry: Map<ArrayBufferLike, MemoryBlock>;
-  readonly #initBlockSize: number;
-  readonly #maxBlockSize: number;
-  readonly #chunkLimit: number;
   /** The kept first block; without a keeper, an empty stand-in never in #blocks. */
   readonly #keeper: MemoryBlock;
   readonly #keeperless: boolean;
@@ -94,12 +91,9 @@ export class AllocSetContext extends AllocSetPointers {
   // (most contexts of a short-lived backend never free one).
   #freeViews: Uint8Array[][] = NO_FREE_VIEWS;
   #freeBlocks: MemoryBlock[][] = NO_FREE_BLOCKS;
-  #nextBlockSize: number;
   #active: MemoryBlock;
   /** A pointer context (see the header): every Uint8Array method refuses. */
   readonly #pointers: boolean;
-  /** False while every freelist is empty: resetting a context that never freed is then free. */
-  #freelistsUsed = false;
 
   constructor(parent: MemoryContext | McxtState, name: string, options: AllocSetOptions = {}) {
     super(parent, name, options);
@@ -111,17 +105,17 @@ export class AllocSetContext extends AllocSetPointers {
       throw e;
     }
     this.#registry = this.registry;
-    this.#initBlockSize = sizes.initBlockSize;
-    this.#maxBlockSize = sizes.maxBlockSize;
-    this.#nextBlockSize = sizes.initBlockSize;
+    this.initBlockSize = sizes.initBlockSize;
+    this.maxBlockSize = sizes.maxBlockSize;
+    this.nextBlockSize = sizes.initBlockSize;
     let limit = ALLOC_CHUNK_LIMIT;
     while (limit + CHUNK_HEADER_SIZE > sizes.maxBlockSize / ALLOC_CHUNK_FRACTION) limit >>= 1;
-    this.#chunkLimit = limit;
+    this.allocChunkLimit = limit;
     const keeperSize = sizes.minContextSize !== 0 ? sizes.minContextSize : sizes.initBlockSize;
     this.#pointers = options.pointers === true;
     this.#keeperless = options.keeper === false && !this.#pointers;
     if (this.#pointers) {
-      this.openPointers(sizes, { keeperSize, chunkLimit: limit });
+      this.openPointers(keeperSize);
       // A stand-in: Uint8Array methods refuse before touching it.
       this.#keeper = new MemoryBlock(this, new ArrayBuffer(0));
       this.#active = this.#keeper;
@@ -151,12 +145,12 @@ export class AllocSetContext extends AllocSetPointers {
 
   /** The largest request served from a freelist size class. */
   get chunkLimit(): number {
-    return this.#chunkLimit;
+    return this.allocChunkLimit;
   }
 
   alloc(size: number): Uint8Array {
     if (this.#pointers) this.viewsNotServed("alloc");
-    if (size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
+    if (size <= this.allocChunkLimit && (size | 0) === size && size >= 0) {
       const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
       const views = this.#freeViews[idx]!;
       const n = views.length;
@@ -225,7 +219,7 @@ export class AllocSetContext extends AllocSetPointers {
       this.badChunk(chunk, "free");
     }
     const capacity = u32[h]!;
-    if (capacity > this.#chunkLimit) {
+    if (capacity > this.allocChunkLimit) {
       this.#blocks.delete(block);
       this.releaseBlock(block);
       return;
@@ -251,7 +245,7 @@ export class AllocSetContext extends AllocSetPointers {
     checkAllocSize(size);
     // A chunk that still fits stays where it is, as in PostgreSQL; a large
     // chunk is only kept in place while it stays large.
-    if (size <= capacity && (capacity <= this.#chunkLimit || size > this.#chunkLimit)) {
+    if (size <= capacity && (capacity <= this.allocChunkLimit || size > this.allocChunkLimit)) {
       return chunk.length === size ? chunk : this.#view(block, offset, size);
     }
     const moved = this.alloc(size);
@@ -287,7 +281,7 @@ export class AllocSetContext extends AllocSetPointers {
     if (this.#keeper.byOffset !== null) this.#tabled.push(this.#keeper);
     this.#keeper.markEmpty();
     this.#active = this.#keeper;
-    this.#nextBlockSize = this.#initBlockSize;
+    this.nextBlockSize = this.initBlockSize;
     this.#clearFreelists();
   }
 
@@ -343,15 +337,15 @@ export class AllocSetContext extends AllocSetPointers {
 
   /** About to put a view on a freelist: the context's own lists from now on. */
   #useFreelists(): void {
-    this.#freelistsUsed = true;
+    this.freelistsUsed = true;
     if (this.#freeViews !== NO_FREE_VIEWS) return;
     this.#freeViews = Array.from({ length: ALLOCSET_NUM_FREELISTS }, () => []);
     this.#freeBlocks = Array.from({ length: ALLOCSET_NUM_FREELISTS }, () => []);
   }
 
   #clearFreelists(): void {
-    if (!this.#freelistsUsed) return;
-    this.#freelistsUsed = false;
+    if (!this.freelistsUsed) return;
+    this.freelistsUsed = false;
     for (let idx = 0; idx < ALLOCSET_NUM_FREELISTS; idx++) {
       this.#freeViews[idx]!.length = 0;
       this.#freeBlocks[idx]!.length = 0;
@@ -361,7 +355,7 @@ export class AllocSetContext extends AllocSetPointers {
   /** A request above the chunk limit: a block of its own. */
   #allocLarge(size: number): Uint8Array {
     checkAllocSize(size);
-    if (size <= this.#chunkLimit) return this.alloc(size);
+    if (size <= this.allocChunkLimit) return this.alloc(size);
     const capacity = maxAlign(size);
     const buffer = this.chargeBlock(capacity + CHUNK_HEADER_SIZE, size);
     const block = new MemoryBlock(this, buffer);
@@ -383,7 +377,7 @@ export class AllocSetContext extends AllocSetPointers {
     let avail = old.size - old.freeptr;
     while (avail >= 8 + CHUNK_HEADER_SIZE) {
       let idx = 28 - Math.clz32(avail - CHUNK_HEADER_SIZE);
-      const maxIdx = freelistIndex(this.#chunkLimit);
+      const maxIdx = freelistIndex(this.allocChunkLimit);
       if (idx > maxIdx) idx = maxIdx;
       const capacity = 8 << idx;
       const start = old.freeptr;
@@ -395,8 +389,8 @@ export class AllocSetContext extends AllocSetPointers {
       old.freeptr = start + capacity + CHUNK_HEADER_SIZE;
       avail -= capacity + CHUNK_HEADER_SIZE;
     }
-    let blockSize = this.#nextBlockSize;
-    this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
+    let blockSize = this.nextBlockSize;
+    this.nextBlockSize = Math.min(blockSize * 2, this.maxBlockSize);
     while (blockSize < need) blockSize *= 2;
     const reuse = this.#keeperless ? takeKeeperBuffer(blockSize) : undefined;
     const block = this.#addBlock(this.chargeBlock(blockSize, size, false, reuse));

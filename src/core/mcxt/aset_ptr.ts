@@ -18,7 +18,6 @@
 
 import { type Arena, PointerCapableContext } from "./arena.ts";
 import {
-  type BlockSizes,
   checkAllocSize,
   CHUNK_HEADER_SIZE,
   type ContextStats,
@@ -48,22 +47,28 @@ interface PtrBlock {
 /** What a views context has instead of pointer freelists and blocks: shared, never written. */
 const NO_FREE_COUNTS = new Int32Array(ALLOCSET_NUM_FREELISTS);
 const NO_PTR_BLOCKS = new Map<number, PtrBlock>();
+const NO_PTR_KEEPER: PtrBlock = { start: 0, size: 0, used: 0 };
 
 /** The pointer half of an AllocSet context (see the header). */
 export abstract class AllocSetPointers extends PointerCapableContext {
+  // Either half's sizes and freelist flag (a context is one half or the
+  // other), set by AllocSetContext's constructor: one copy, not two, in
+  // each of the several contexts of every connection.
+  /** The largest request served from a freelist size class. */
+  protected allocChunkLimit = 0;
+  protected initBlockSize = 0;
+  protected maxBlockSize = 0;
+  protected nextBlockSize = 0;
+  /** False while every freelist is empty: resetting a context that never freed is then free. */
+  protected freelistsUsed = false;
+
   // Set by openPointers; a views context keeps these empty ones.
   #arena: Arena | null = null;
-  #chunkLimit = 0;
-  #initBlockSize = 0;
-  #maxBlockSize = 0;
-  #nextBlockSize = 0;
   #ptrBlocks: Map<number, PtrBlock> = NO_PTR_BLOCKS;
   /** Head of each pointer freelist (0: empty), and its length for stats. */
   #freeHeads: Int32Array = NO_FREE_COUNTS;
-  /** False while every freelist is empty: resetting a context that never freed is then free. */
-  #freelistsUsed = false;
   #freeCounts: Int32Array = NO_FREE_COUNTS;
-  #ptrKeeper: PtrBlock = { start: 0, size: 0, used: 0 };
+  #ptrKeeper: PtrBlock = NO_PTR_KEEPER;
   #ptrActive: PtrBlock = this.#ptrKeeper;
   /** Next free byte of the active block, and its end. */
   #ptrFree = 0;
@@ -74,29 +79,23 @@ export abstract class AllocSetPointers extends PointerCapableContext {
    * Makes this a pointer context (AllocSetContext's constructor, when
    * created with `pointers: true`): an arena starting with the keeper.
    */
-  protected openPointers(
-    sizes: Readonly<BlockSizes>,
-    layout: { keeperSize: number; chunkLimit: number },
-  ): void {
-    this.#chunkLimit = layout.chunkLimit;
-    this.#initBlockSize = sizes.initBlockSize;
-    this.#maxBlockSize = sizes.maxBlockSize;
+  protected openPointers(keeperSize: number): void {
     this.#freeHeads = new Int32Array(ALLOCSET_NUM_FREELISTS);
     this.#freeCounts = new Int32Array(ALLOCSET_NUM_FREELISTS);
     this.#ptrBlocks = new Map();
     try {
-      this.#arena = this.openArena(layout.keeperSize);
+      this.#arena = this.openArena(keeperSize);
     } catch (e) {
       this.abandon();
       throw e;
     }
-    this.#ptrKeeper = { start: 0, size: layout.keeperSize, used: 0 };
+    this.#ptrKeeper = { start: 0, size: keeperSize, used: 0 };
     this.#resetPtrState();
   }
 
   allocPtr(size: number): number {
     const arena = this.#arena;
-    if (arena !== null && size <= this.#chunkLimit && (size | 0) === size && size >= 0) {
+    if (arena !== null && size <= this.allocChunkLimit && (size | 0) === size && size >= 0) {
       const idx = size <= 8 ? 0 : 29 - Math.clz32(size - 1);
       const ptr = this.#freeHeads[idx]!;
       if (ptr !== 0) {
@@ -133,7 +132,7 @@ export abstract class AllocSetPointers extends PointerCapableContext {
     const h = (ptr >>> 2) - 2;
     if (u32[h + 1] !== this.#ptrTag) this.badPointer(ptr, "free");
     const capacity = u32[h]!;
-    if (capacity > this.#chunkLimit) {
+    if (capacity > this.allocChunkLimit) {
       const block = this.#ptrBlocks.get(ptr - CHUNK_HEADER_SIZE);
       if (block === undefined) this.badPointer(ptr, "free");
       u32[h + 1] = FREE_TAG;
@@ -143,7 +142,7 @@ export abstract class AllocSetPointers extends PointerCapableContext {
     }
     u32[h + 1] = FREE_TAG;
     const idx = capacity <= 8 ? 0 : 29 - Math.clz32(capacity - 1);
-    this.#freelistsUsed = true;
+    this.freelistsUsed = true;
     u32[h + 2] = this.#freeHeads[idx]!;
     this.#freeHeads[idx] = ptr;
     this.#freeCounts[idx]!++;
@@ -153,7 +152,9 @@ export abstract class AllocSetPointers extends PointerCapableContext {
     const capacity = this.#livePtrCapacity(ptr, "realloc");
     checkAllocSize(size);
     // In place under the same rule as realloc().
-    if (size <= capacity && (capacity <= this.#chunkLimit || size > this.#chunkLimit)) return ptr;
+    if (size <= capacity && (capacity <= this.allocChunkLimit || size > this.allocChunkLimit)) {
+      return ptr;
+    }
     const moved = this.allocPtr(size);
     this.#arena!.memory.copyWithin(moved, ptr, ptr + Math.min(capacity, size));
     this.freePtr(ptr);
@@ -211,8 +212,8 @@ export abstract class AllocSetPointers extends PointerCapableContext {
   }
 
   #clearFreelists(): void {
-    if (!this.#freelistsUsed) return;
-    this.#freelistsUsed = false;
+    if (!this.freelistsUsed) return;
+    this.freelistsUsed = false;
     this.#freeHeads.fill(0);
     this.#freeCounts.fill(0);
   }
@@ -226,7 +227,7 @@ export abstract class AllocSetPointers extends PointerCapableContext {
     this.#ptrActive = keeper;
     this.#ptrFree = keeper.start;
     this.#ptrEnd = keeper.start + keeper.size;
-    this.#nextBlockSize = this.#initBlockSize;
+    this.nextBlockSize = this.initBlockSize;
     this.#clearFreelists();
   }
 
@@ -246,7 +247,7 @@ export abstract class AllocSetPointers extends PointerCapableContext {
   #allocPtrLarge(size: number): number {
     if (this.#arena === null) this.pointersNotServed();
     checkAllocSize(size);
-    if (size <= this.#chunkLimit) return this.allocPtr(size);
+    if (size <= this.allocChunkLimit) return this.allocPtr(size);
     const capacity = maxAlign(size);
     const start = this.takeRegion(capacity + CHUNK_HEADER_SIZE, size);
     const u32 = this.#arena.u32;
@@ -260,7 +261,7 @@ export abstract class AllocSetPointers extends PointerCapableContext {
   /** aset.ts's #newBlock for a pointer context: the same carving and block sizes, in the arena. */
   #newPtrBlock(need: number, size: number): void {
     const u32 = this.#arena!.u32;
-    const maxIdx = freelistIndex(this.#chunkLimit);
+    const maxIdx = freelistIndex(this.allocChunkLimit);
     let avail = this.#ptrEnd - this.#ptrFree;
     while (avail >= 8 + CHUNK_HEADER_SIZE) {
       const idx = Math.min(28 - Math.clz32(avail - CHUNK_HEADER_SIZE), maxIdx);
@@ -268,7 +269,7 @@ export abstract class AllocSetPointers extends PointerCapableContext {
       const start = this.#ptrFree;
       u32[start >>> 2] = capacity;
       u32[(start >>> 2) + 1] = FREE_TAG;
-      this.#freelistsUsed = true;
+      this.freelistsUsed = true;
       u32[(start >>> 2) + 2] = this.#freeHeads[idx]!;
       this.#freeHeads[idx] = start + CHUNK_HEADER_SIZE;
       this.#freeCounts[idx]!++;
@@ -276,8 +277,8 @@ export abstract class AllocSetPointers extends PointerCapableContext {
       avail -= capacity + CHUNK_HEADER_SIZE;
     }
     this.#ptrActive.used = this.#ptrFree - this.#ptrActive.start;
-    let blockSize = this.#nextBlockSize;
-    this.#nextBlockSize = Math.min(blockSize * 2, this.#maxBlockSize);
+    let blockSize = this.nextBlockSize;
+    this.nextBlockSize = Math.min(blockSize * 2, this.maxBlockSize);
     while (blockSize < need) blockSize *= 2;
     const start = this.takeRegion(blockSize, size);
     const block = { start, size: blockSize, used: 0 };
