@@ -47,10 +47,43 @@ export interface MessageReaderOptions {
 
 const defaultAllocate: Allocator = (n) => new Uint8Array(n);
 
+/** Length-limit tables by their two limits: every connection's reader shares one. */
+const limitTables = new Map<string, Int32Array>();
+
+/**
+ * Per-type length limits, as SocketBackend picks them (-1: not a valid
+ * type): `large` for the messages that carry data, `small` for the rest.
+ * One table per pair of limits, never written after it is made: a 1 KiB
+ * table for each of ten thousand idle connections would be 10 MiB.
+ */
+function lengthLimits(large: number, small: number): Int32Array {
+  const key = `${large}:${small}`;
+  let limits = limitTables.get(key);
+  if (limits !== undefined) return limits;
+  limits = new Int32Array(256).fill(-1);
+  for (const t of [FE.Query, FE.FunctionCall, FE.Bind, FE.Parse, FE.CopyData]) limits[t] = large;
+  for (
+    const t of [
+      FE.Terminate,
+      FE.Close,
+      FE.Describe,
+      FE.Execute,
+      FE.Flush,
+      FE.Sync,
+      FE.CopyDone,
+      FE.CopyFail,
+    ]
+  ) {
+    limits[t] = small;
+  }
+  limitTables.set(key, limits);
+  return limits;
+}
+
 export class MessageReader {
   #queue = new ByteQueue();
   #allocate: Allocator;
-  #limits: Int32Array;
+  readonly #limits: Int32Array;
   #typed = false;
 
   constructor(options: MessageReaderOptions = {}) {
@@ -63,25 +96,7 @@ export class MessageReader {
     if (!Number.isInteger(small) || small < 4) {
       throw new RangeError("smallMessageLimit must be an integer of at least 4");
     }
-    // Per-type length limits, as SocketBackend picks them; -1 = not a valid type.
-    this.#limits = new Int32Array(256).fill(-1);
-    for (const t of [FE.Query, FE.FunctionCall, FE.Bind, FE.Parse, FE.CopyData]) {
-      this.#limits[t] = large;
-    }
-    for (
-      const t of [
-        FE.Terminate,
-        FE.Close,
-        FE.Describe,
-        FE.Execute,
-        FE.Flush,
-        FE.Sync,
-        FE.CopyDone,
-        FE.CopyFail,
-      ]
-    ) {
-      this.#limits[t] = small;
-    }
+    this.#limits = lengthLimits(large, small);
   }
 
   /** Appends a chunk received from the client. */
