@@ -76,6 +76,9 @@ const NO_FREE_BLOCKS = NO_FREE_VIEWS as unknown as MemoryBlock[][];
 
 /** The buffer of a deleted context's stand-in block: no chunk can ever be in it, so one serves all. */
 const NO_ROOM = new ArrayBuffer(0);
+/** A context's blocks, and its blocks with view tables, before it has any: shared, never written. */
+const NO_BLOCKS = new Set<MemoryBlock>();
+const NO_TABLED: MemoryBlock[] = [];
 
 /** A general-purpose memory context (AllocSetContextCreate). */
 export class AllocSetContext extends AllocSetPointers {
@@ -84,9 +87,10 @@ export class AllocSetContext extends AllocSetPointers {
   /** The kept first block; without a keeper, an empty stand-in never in #blocks. */
   readonly #keeper: MemoryBlock;
   readonly #keeperless: boolean;
-  readonly #blocks = new Set<MemoryBlock>();
+  /** NO_BLOCKS (shared, never written) until the context has a block. */
+  #blocks: Set<MemoryBlock> = NO_BLOCKS;
   /** Live blocks that keep a view table: free() looks here before chunk.buffer. */
-  readonly #tabled: MemoryBlock[] = [];
+  #tabled: MemoryBlock[] = NO_TABLED;
   // The freelists of views, shared empty ones until the first chunk is freed
   // (most contexts of a short-lived backend never free one).
   #freeViews: Uint8Array[][] = NO_FREE_VIEWS;
@@ -276,9 +280,9 @@ export class AllocSetContext extends AllocSetPointers {
       if (block !== this.#keeper) this.#giveBack(block);
     }
     this.#blocks.clear();
-    if (!this.#keeperless) this.#blocks.add(this.#keeper);
+    if (!this.#keeperless) this.#track(this.#keeper);
     this.#tabled.length = 0;
-    if (this.#keeper.byOffset !== null) this.#tabled.push(this.#keeper);
+    if (this.#keeper.byOffset !== null) this.#table(this.#keeper);
     this.#keeper.markEmpty();
     this.#active = this.#keeper;
     this.nextBlockSize = this.initBlockSize;
@@ -321,17 +325,29 @@ export class AllocSetContext extends AllocSetPointers {
       // Made at the block's first chunk, not with the block: most contexts
       // of a short-lived backend never hand out a chunk.
       table = block.byOffset = new Array(block.size >>> 4);
-      this.#tabled.push(block);
+      this.#table(block);
     }
     if (table !== null) table[offset >>> 4] = view;
     return view;
+  }
+
+  /** Adds a block to the context's set (made at its first block: a context may never get one). */
+  #track(block: MemoryBlock): void {
+    if (this.#blocks === NO_BLOCKS) this.#blocks = new Set();
+    this.#blocks.add(block);
+  }
+
+  /** Adds a block with a view table to those free() searches first. */
+  #table(block: MemoryBlock): void {
+    if (this.#tabled === NO_TABLED) this.#tabled = [];
+    this.#tabled.push(block);
   }
 
   /** Registers a new block for small chunks and makes it known to free(). */
   #addBlock(buffer: ArrayBuffer): MemoryBlock {
     const block = new MemoryBlock(this, buffer);
     this.registerBlock(block);
-    this.#blocks.add(block);
+    this.#track(block);
     return block;
   }
 
@@ -363,7 +379,7 @@ export class AllocSetContext extends AllocSetPointers {
     block.u32[1] = block.liveTag;
     block.freeptr = buffer.byteLength;
     this.registerBlock(block);
-    this.#blocks.add(block);
+    this.#track(block);
     return new Uint8Array(buffer, CHUNK_HEADER_SIZE, size);
   }
 

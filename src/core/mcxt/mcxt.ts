@@ -101,6 +101,9 @@ export class MemoryBlock {
  * A memory context: a node of the tree that owns blocks of real bytes and
  * hands out chunks of them as Uint8Array views.
  */
+/** A context's reset callbacks before it has any: one empty list for all (most never get one). */
+const NO_CALLBACKS: ResetCallback[] = [];
+
 export abstract class MemoryContext implements Disposable, AsyncDisposable {
   abstract readonly type: MemoryContextType;
   readonly name: string;
@@ -110,7 +113,8 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
   #firstChild: MemoryContext | null = null;
   #nextChild: MemoryContext | null = null;
   #prevChild: MemoryContext | null = null;
-  #callbacks: ResetCallback[] = [];
+  /** NO_CALLBACKS (shared, never written) until the first registration. */
+  #callbacks: ResetCallback[] = NO_CALLBACKS;
   #memAllocated = 0;
   #subtreeAllocated = 0;
   #limit: number | undefined;
@@ -260,6 +264,7 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
       throw new TypeError("Cannot register reset callback: callback must be a function");
     }
     this.#checkLive("register a reset callback in");
+    if (this.#callbacks === NO_CALLBACKS) this.#callbacks = [];
     this.#callbacks.push(callback);
   }
 
