@@ -63,6 +63,8 @@ export class McxtState {
   onOutOfMemory: ((context: MemoryContext, size: number) => void) | undefined;
 }
 
+const NO_WORDS = new Uint32Array(0);
+
 /**
  * One ArrayBuffer owned by a context. Chunk headers are two uint32 words
  * just before the chunk: its capacity in bytes, then `liveTag` or FREE_TAG.
@@ -87,7 +89,11 @@ export class MemoryBlock {
     this.owner = owner;
     this.buffer = buffer;
     this.size = buffer.byteLength;
-    this.u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    // A stand-in of no bytes (a keeperless or deleted context's) has no
+    // word to read: one empty view serves them all.
+    this.u32 = buffer.byteLength === 0
+      ? NO_WORDS
+      : new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
   }
 
   /** Forgets every chunk: headers written before this no longer count as live. */
@@ -97,13 +103,13 @@ export class MemoryBlock {
   }
 }
 
+/** A context's reset callbacks before it has any: one empty list for all (most never get one). */
+const NO_CALLBACKS: ResetCallback[] = [];
+
 /**
  * A memory context: a node of the tree that owns blocks of real bytes and
  * hands out chunks of them as Uint8Array views.
  */
-/** A context's reset callbacks before it has any: one empty list for all (most never get one). */
-const NO_CALLBACKS: ResetCallback[] = [];
-
 export abstract class MemoryContext implements Disposable, AsyncDisposable {
   abstract readonly type: MemoryContextType;
   readonly name: string;
