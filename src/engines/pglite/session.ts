@@ -47,11 +47,10 @@ import { answerWithoutEngine, sessionContext } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
-import { parseDurationMs } from "./settings.ts";
+import { QueryCancel } from "./querycancel.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import {
   concat,
-  dataRows,
   errorResponse,
   fe,
   type Frame,
@@ -80,23 +79,12 @@ export class PgliteSession extends SessionGlobals
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
-  #cancelPending = false;
   /** Where the input in hand is: before its exec (waiting, switching), in it, or after it. */
   #phase: "before" | "running" | "after" = "after";
   /** Inputs the client sent that have not started yet. */
   #queued = 0;
-  /** A cancel for the next input, which arrived after the previous one's exec. */
-  #cancelNext = false;
-  /** A client's cancel reached the input in flight (not statement_timeout). */
-  #canceledByClient = false;
-  /** The last input ended at a ReadyForQuery (no batch or COPY open). */
-  #atReadyForQuery = true;
-  /** The input being run may change settings (the scan saw SET, set_config...). */
-  #inputSets = false;
-  /** A SET in the open transaction block may have changed statement_timeout. */
-  #timeoutStale = false;
-  /** statement_timeout as read inside the open block; null outside one. */
-  #blockTimeoutMs: number | null = null;
+  /** What stops its statement early: cancels, statement_timeout, the wait's bound. */
+  readonly #cancel: QueryCancel<PgliteSession>;
   readonly #timeouts: SessionTimeouts;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
@@ -124,6 +112,7 @@ export class PgliteSession extends SessionGlobals
     this.#activity = new SessionActivity(init.client ?? null);
     this.#engine = engine;
     this.#gate = new AnswerGate(engine.executor.wal);
+    this.#cancel = new QueryCancel<PgliteSession>(this, engine);
     this.#timeouts = new SessionTimeouts(this, engine);
     this.#timeouts.armIdle();
   }
@@ -220,13 +209,12 @@ export class PgliteSession extends SessionGlobals
     if (this.#state === "waiting") {
       this.#engine.scheduler.cancelWait(this, queryCanceled());
     } else if (this.#state === "active" && this.#phase === "running") {
-      this.#canceledByClient = true;
+      this.#cancel.request("running");
       this.#engine.executor.interrupt();
     } else if (this.#state === "active" && this.#phase === "before") {
-      this.#canceledByClient = true;
-      this.#cancelPending = true;
+      this.#cancel.request("before");
     } else if (this.#queued > 0) {
-      this.#cancelNext = true;
+      this.#cancel.request("next");
     }
   }
 
@@ -275,14 +263,6 @@ export class PgliteSession extends SessionGlobals
     this.#status = "I";
   }
 
-  /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
-  #waitBoundMs(): number {
-    let bound = parseDurationMs(this.settings.get("pgts.engine_wait_timeout")) ?? 0;
-    if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
-    const lock = parseDurationMs(this.settings.get("lock_timeout")) ?? 0;
-    return lock > 0 ? Math.min(bound, lock) : bound;
-  }
-
   #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
     this.#skipUntilSync = failInput(frames, err, { status: this.#status, out });
   }
@@ -303,9 +283,7 @@ export class PgliteSession extends SessionGlobals
       input = input.subarray(frames[next]!.start);
     }
     this.#phase = "before";
-    this.#cancelPending = this.#cancelNext;
-    this.#canceledByClient = this.#cancelNext;
-    this.#cancelNext = false;
+    this.#cancel.startInput();
     let frames = splitFrames(input);
     if (frames === null) {
       throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
@@ -376,7 +354,7 @@ export class PgliteSession extends SessionGlobals
     // tables (pg_cancel_backend of that session, say) is answered at once.
     if (
       !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
-      this.#deferred.length === 0 && !this.#cancelPending &&
+      this.#deferred.length === 0 && !this.#cancel.pending &&
       (await this.#answerWithoutEngine(input, frames, plan, out))
     ) {
       return;
@@ -386,7 +364,7 @@ export class PgliteSession extends SessionGlobals
     this.#changeState("active");
     if (this.#deferred.length > 0 && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
-    if (plan.settingsDirty) this.#inputSets = true;
+    if (plan.settingsDirty) this.#cancel.inputSets = true;
     this.noteInput(plan);
     if (plan.createsTempObject && engine.tempShared !== null) {
       out(noticeResponse(tempTableWarning()));
@@ -480,7 +458,7 @@ export class PgliteSession extends SessionGlobals
     this.#changeState("waiting");
     try {
       if (!engine.scheduler.tryAcquire(this)) {
-        await engine.scheduler.acquire(this, { timeoutMs: this.#waitBoundMs() });
+        await engine.scheduler.acquire(this, { timeoutMs: this.#cancel.waitBoundMs() });
       }
     } catch (e) {
       this.#changeState("idle");
@@ -600,26 +578,6 @@ export class PgliteSession extends SessionGlobals
     if (copy.error !== null) throw copy.error;
   }
 
-  /**
-   * statement_timeout for the next exec. The settings map is re-read when a
-   * transaction ends; a SET inside a transaction block (SET LOCAL, say) is
-   * read back here before the block's next statement, as the session's own
-   * work, only while the backend is at a ReadyForQuery of a block in
-   * progress (not mid-batch, not failed).
-   */
-  async #statementTimeoutMs(): Promise<number> {
-    if (this.#timeoutStale && this.#status === "T" && this.#atReadyForQuery) {
-      this.#timeoutStale = false;
-      const answer = await this.#engine.runRaw(
-        fe.query("select pg_catalog.current_setting('statement_timeout')"),
-        this,
-      );
-      this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
-    }
-    if (this.#status === "I") this.#blockTimeoutMs = null;
-    return this.#blockTimeoutMs ?? parseDurationMs(this.settings.get("statement_timeout")) ?? 0;
-  }
-
   /** Runs bytes on the engine (owned) and settles ownership afterwards. */
   async #execute(
     bytes: Uint8Array,
@@ -632,37 +590,27 @@ export class PgliteSession extends SessionGlobals
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
     // fire between other sessions' statements); the executor cancels the
     // exec once it has run this long, and its 57014 says why.
-    const timeoutMs = await this.#statementTimeoutMs();
-    // A cancel that came while the engine was being made ready for this
-    // input (the switch to its settings) ends it before it runs, as one
-    // that came during the wait does: what PostgreSQL's first
-    // CHECK_FOR_INTERRUPTS would do. Outside a block nothing needs a
-    // rollback; one statement or one batch only, since a pipelined next
-    // one must still run.
-    if (
-      this.#cancelPending && this.#status === "I" && drop === 0 &&
-      frames.filter((f) => f.type === FE.Query || f.type === FE.Sync).length === 1
-    ) {
-      this.#cancelPending = false;
+    const timeoutMs = await this.#cancel.statementTimeoutMs();
+    // A cancel that came before it runs ends it now (querycancel.ts).
+    if (this.#cancel.beginExec(frames, drop)) {
       this.#phase = "after";
       this.#failInput(frames, queryCanceled(), out);
       await this.#settle(true, out);
       return;
     }
-    this.#canceledByClient = this.#cancelPending;
     let lockWaited = 0;
     const filter = new OutputFilter({
       prefix: this.prefix,
       out,
       notify: (msg) => engine.listeners.route(msg, this),
       dropFirst: drop,
-      timedOut: () => timeoutMs > 0 && !this.#canceledByClient,
+      timedOut: () => timeoutMs > 0 && !this.#cancel.byClient,
       lockTimedOut: () => (lockWaited === 0 ? null : errorResponse(lockTimeout(lockWaited))),
       ...(fed !== undefined ? { onCopyIn: fed.onCopyIn, onStatementEnd: fed.onStatementEnd } : {}),
     });
     const backends = engine.backendsForExec();
     // A wait for a prepared transaction's lock ends after this long (lockwait.ts).
-    const lockWaitMs = this.#waitBoundMs();
+    const lockWaitMs = this.#cancel.waitBoundMs();
     try {
       const running = engine.exec(bytes, (c) => filter.push(c), {
         lockWaitMs,
@@ -676,27 +624,23 @@ export class PgliteSession extends SessionGlobals
         ...(fed !== undefined ? { feed: true } : {}),
       }, this);
       this.#phase = "running";
-      if (this.#cancelPending) engine.executor.interrupt();
+      if (this.#cancel.pending) engine.executor.interrupt();
       await running;
     } catch (e) {
-      this.#cancelPending = false;
+      this.#cancel.pending = false;
       this.#phase = "after";
       await this.#engineFailure(e, frames, out, filter.zCount);
       return;
     } finally {
       this.#phase = "after";
     }
-    this.#cancelPending = false;
+    this.#cancel.pending = false;
     if (filter.lastStatus !== null) {
       if (this.#status === "I" && filter.lastStatus !== "I") this.#activity.noteTransactionStart();
       this.#status = filter.lastStatus;
     }
     this.#activity.noteStateChange();
-    this.#atReadyForQuery = filter.endsWithZ;
-    if (this.#status === "T" && (this.#inputSets || filter.sawParameterStatus)) {
-      this.#timeoutStale = true;
-    }
-    this.#inputSets = false;
+    this.#cancel.afterExec(filter);
     if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
     if (filter.sawParameterStatus) {
       this.settingsDirty = true;

@@ -1,0 +1,133 @@
+/**
+ * What stops a session's statement early: a client's CancelRequest
+ * (PostgreSQL's QueryCancelPending), statement_timeout and the bound on a
+ * wait for the engine (lock_timeout's part), the reasons postgres.c's
+ * ProcessInterrupts tells apart by their message.
+ *
+ * It owns the cancel flags of the input in hand and the next one, and
+ * statement_timeout as read inside a transaction block; the session says
+ * when an input starts and what its exec saw. It changes no state of the
+ * session and never interrupts the engine itself: the session acts on what
+ * it says.
+ */
+
+import type { TransactionStatus } from "../../core/engine/types.ts";
+import { FE } from "../../core/protocol/constants.ts";
+import { parseDurationMs, type SettingsMap } from "./settings.ts";
+import { dataRows, fe, type Frame } from "./wire.ts";
+
+/** What it reads of its session. */
+export interface CanceledSession {
+  readonly settings: SettingsMap;
+  readonly transactionStatus: TransactionStatus;
+}
+
+/** What it asks of the session's engine. */
+export interface CancelEngine<S> {
+  readonly options: { readonly engineWaitTimeoutMs: number };
+  runRaw(bytes: Uint8Array, as: S): Promise<Uint8Array>;
+}
+
+export class QueryCancel<S extends CanceledSession> {
+  /** A cancel that came before the input's exec began: it ends the input where it stands. */
+  pending = false;
+  /** A client's cancel reached the input in flight (not statement_timeout). */
+  byClient = false;
+  /** The input being run may change settings (the scan saw SET, set_config...). */
+  inputSets = false;
+  /** A cancel for the next input, which arrived after the previous one's exec. */
+  #next = false;
+  /** The last input ended at a ReadyForQuery (no batch or COPY open). */
+  #atReadyForQuery = true;
+  /** A SET in the open transaction block may have changed statement_timeout. */
+  #timeoutStale = false;
+  /** statement_timeout as read inside the open block; null outside one. */
+  #blockTimeoutMs: number | null = null;
+  readonly #session: S;
+  readonly #engine: CancelEngine<S>;
+
+  constructor(session: S, engine: CancelEngine<S>) {
+    this.#session = session;
+    this.#engine = engine;
+  }
+
+  /** A client's cancel for the input in hand, `before` its exec or while it is `running`, or for the `next` one. */
+  request(at: "before" | "running" | "next"): void {
+    if (at === "next") {
+      this.#next = true;
+      return;
+    }
+    this.byClient = true;
+    if (at === "before") this.pending = true;
+  }
+
+  /** A new input starts: a cancel that came for it before it did is pending. */
+  startInput(): void {
+    this.pending = this.#next;
+    this.byClient = this.#next;
+    this.#next = false;
+  }
+
+  /**
+   * An exec of the input begins. A cancel that came while the engine was
+   * being made ready for this input (the switch to its settings) ends it
+   * before it runs, as one that came during the wait does: what
+   * PostgreSQL's first CHECK_FOR_INTERRUPTS would do. Outside a block
+   * nothing needs a rollback; one statement or one batch only, since a
+   * pipelined next one must still run. True when it does (the cancel is
+   * then spent); otherwise the exec's cancel is the client's only if one
+   * came already.
+   */
+  beginExec(frames: readonly Frame[], drop: number): boolean {
+    if (
+      this.pending && this.#session.transactionStatus === "I" && drop === 0 &&
+      frames.filter((f) => f.type === FE.Query || f.type === FE.Sync).length === 1
+    ) {
+      this.pending = false;
+      return true;
+    }
+    this.byClient = this.pending;
+    return false;
+  }
+
+  /** The input's exec is over: where it ended, and whether it may have set statement_timeout. */
+  afterExec(exec: { readonly endsWithZ: boolean; readonly sawParameterStatus: boolean }): void {
+    this.#atReadyForQuery = exec.endsWithZ;
+    if (
+      this.#session.transactionStatus === "T" && (this.inputSets || exec.sawParameterStatus)
+    ) {
+      this.#timeoutStale = true;
+    }
+    this.inputSets = false;
+  }
+
+  /**
+   * statement_timeout for the next exec. The settings map is re-read when a
+   * transaction ends; a SET inside a transaction block (SET LOCAL, say) is
+   * read back here before the block's next statement, as the session's own
+   * work, only while the backend is at a ReadyForQuery of a block in
+   * progress (not mid-batch, not failed).
+   */
+  async statementTimeoutMs(): Promise<number> {
+    const s = this.#session;
+    if (this.#timeoutStale && s.transactionStatus === "T" && this.#atReadyForQuery) {
+      this.#timeoutStale = false;
+      const answer = await this.#engine.runRaw(
+        fe.query("select pg_catalog.current_setting('statement_timeout')"),
+        s,
+      );
+      this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
+    }
+    if (s.transactionStatus === "I") this.#blockTimeoutMs = null;
+    return this.#blockTimeoutMs ?? parseDurationMs(s.settings.get("statement_timeout")) ?? 0;
+  }
+
+  /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
+  waitBoundMs(): number {
+    const settings = this.#session.settings;
+    let bound = parseDurationMs(settings.get("pgts.engine_wait_timeout")) ?? 0;
+    if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
+    const lock = parseDurationMs(settings.get("lock_timeout")) ?? 0;
+    return lock > 0 ? Math.min(bound, lock) : bound;
+  }
+}
