@@ -15,7 +15,26 @@ import type { TransactionStatus } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
 import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
 import { publicText } from "./naming.ts";
-import { concat, errorResponse, type Frame, message, readInt32, readyForQuery } from "./wire.ts";
+import {
+  concat,
+  errorResponse,
+  type Frame,
+  message,
+  readInt32,
+  readyForQuery,
+  splitFrames,
+} from "./wire.ts";
+
+/** The input's messages; input the protocol cannot frame ends the session (FATAL 08P01). */
+export function inputFrames(input: Uint8Array): Frame[] {
+  const frames = splitFrames(input);
+  if (frames === null) {
+    throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
+      severity: "FATAL",
+    });
+  }
+  return frames;
+}
 
 /**
  * Answers an input pgts could not run with `err`, keeping the protocol in

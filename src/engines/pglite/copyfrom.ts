@@ -10,6 +10,11 @@
  * learns the CopyInResponse with a Query that fails at once, and the
  * session runs the COPY with all its data at CopyDone.
  *
+ * `SessionCopy` is the session's side: the COPY it has in flight, started
+ * and fed across its inputs. It changes the session's state only through
+ * the hooks the session gives it (`CopySession`), which end in the
+ * session's one writer of state.
+ *
  * A fed COPY owns its feed writer and its exec's promise; the session owns
  * the engine around it. It must never give the engine a message that is
  * not COPY data (PostgreSQL's FATAL for one mid-COPY is an exit() inside
@@ -18,8 +23,9 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
-import type { BackendOutput } from "../../core/engine/types.ts";
-import { FE } from "../../core/protocol/constants.ts";
+import type { BackendOutput, TransactionStatus } from "../../core/engine/types.ts";
+import { BE, FE } from "../../core/protocol/constants.ts";
+import { inputFrames } from "./answers.ts";
 import type { CopyFeedWriter } from "./copyfeed.ts";
 import { OutputFilter } from "./output.ts";
 import { concat, errorResponse, fe, type Frame } from "./wire.ts";
@@ -248,4 +254,145 @@ export async function probeCopyIn(
   });
   filter.push(await options.run(probe));
   return filter.copyInResponse;
+}
+
+/**
+ * What a session's COPY asks of its session (session.ts's PgliteSession
+ * builds it): each hook that changes the session's state ends in the
+ * session's one writer of state.
+ */
+export interface CopySession {
+  readonly prefix: string;
+  status(): TransactionStatus;
+  /** Runs bytes on the engine as the session. */
+  runRaw(bytes: Uint8Array): Promise<Uint8Array>;
+  /** A writer of the engine's copy feed (the engine runs in a Worker). */
+  openFeed(): CopyFeedWriter;
+  /** The input is over while the COPY waits for its data: the session is idle, giving the engine back unless `inBlock`. */
+  waitForData(inBlock: boolean): void;
+  /** The session takes the engine (bounded wait) if it does not hold it, and is active; false when the input was answered with an error instead. */
+  acquire(frames: readonly Frame[], out: BackendOutput): Promise<boolean>;
+  /** Runs bytes on the engine the session holds (its #execute). */
+  execute(
+    bytes: Uint8Array,
+    frames: readonly Frame[],
+    out: BackendOutput,
+    drop: number,
+    fed?: FedCopyHooks,
+  ): Promise<void>;
+}
+
+/** A session's COPY FROM STDIN across its inputs: none, one waiting for its data (inline), or one fed. */
+export class SessionCopy {
+  /** A COPY FROM STDIN waiting for its data (inline engine). */
+  #inline: InlineCopy | null = null;
+  /** A COPY FROM STDIN running on the engine, fed the client's data as it comes. */
+  #fed: FedCopy | null = null;
+  readonly #session: CopySession;
+
+  constructor(session: CopySession) {
+    this.#session = session;
+  }
+
+  /** Its COPY FROM STDIN in flight on the engine, if any (the hold timer watches its data). */
+  get fed(): FedCopy | null {
+    return this.#fed;
+  }
+
+  /**
+   * The client's input while a fed COPY runs: the COPY's data (the exec
+   * that runs it is in flight; the session's phase and state stand). What
+   * follows the copy is an input of its own: returned, or null when there
+   * is none. Without a fed COPY, the whole input.
+   */
+  async feed(input: Uint8Array, out: BackendOutput): Promise<Uint8Array | null> {
+    if (this.#fed === null) return input;
+    const frames = inputFrames(input);
+    const next = await this.#fed.take(input, frames, out);
+    if (next >= frames.length) return null;
+    return input.subarray(frames[next]!.start);
+  }
+
+  /**
+   * The client's input while an inline COPY waits for its data: kept up to
+   * CopyDone (or CopyFail), where the COPY runs. What follows the copy, or
+   * null when there is none; without such a COPY, the whole input.
+   */
+  async collect(
+    input: Uint8Array,
+    frames: Frame[],
+    out: BackendOutput,
+  ): Promise<{ input: Uint8Array; frames: Frame[] } | null> {
+    if (this.#inline === null) return { input, frames };
+    const end = this.#inline.collect(input, frames);
+    if (end < 0) return null;
+    const last = frames[end]!;
+    await this.#finishInline(input.slice(last.start, last.end), out);
+    if (end + 1 === frames.length) return null;
+    input = input.subarray(frames[end + 1]!.start);
+    return { input, frames: inputFrames(input) };
+  }
+
+  /**
+   * COPY FROM STDIN on an inline engine, first half: the CopyInResponse
+   * goes to the client and the Query waits for its data, with the engine
+   * given back outside a transaction block. False when the Query does not
+   * start a copy after all.
+   */
+  async startInline(query: Uint8Array, out: BackendOutput): Promise<boolean> {
+    const s = this.#session;
+    const inBlock = s.status() === "T";
+    const copyIn = await probeCopyIn(query, {
+      run: (bytes) => s.runRaw(bytes),
+      inBlock,
+      prefix: s.prefix,
+    });
+    if (copyIn === null) return false;
+    out(copyIn);
+    this.#inline = new InlineCopy(query);
+    s.waitForData(inBlock);
+    return true;
+  }
+
+  /** COPY FROM STDIN, second half: the Query, its data and CopyDone (or CopyFail) in one exec. */
+  async #finishInline(end: Uint8Array, out: BackendOutput): Promise<void> {
+    const copy = this.#inline!;
+    this.#inline = null;
+    const frames = inputFrames(copy.query);
+    if (!(await this.#session.acquire(frames, out))) return;
+    await this.#session.execute(copy.bytes(end), frames, out, BE.CopyInResponse);
+  }
+
+  /**
+   * COPY FROM STDIN on an engine in a Worker: this input is over when the
+   * CopyInResponse is out, or when the statement ended without starting a
+   * copy; the exec goes on while the client's next inputs bring the data.
+   */
+  async startFed(query: Uint8Array, frames: readonly Frame[], out: BackendOutput): Promise<void> {
+    const copy = new FedCopy(this.#session.openFeed(), {
+      out,
+      onEnded: () => {
+        this.#fed = null;
+      },
+    });
+    this.#fed = copy;
+    await copy.start((sink, hooks) => this.#session.execute(query, frames, sink, 0, hooks));
+    if (copy.finished) this.#fed = null;
+    if (copy.error !== null) throw copy.error;
+  }
+
+  /** The session is closing: a fed COPY is abandoned (rolled back) and waited for. */
+  async abandon(): Promise<void> {
+    const fed = this.#fed;
+    if (fed !== null) {
+      await fed.abandon();
+      this.#fed = null;
+    }
+  }
+
+  /** The engine failed: the COPY is over, the rest of the client's data dropped. */
+  stop(): void {
+    this.#inline = null;
+    this.#fed?.stop();
+  }
 }

@@ -33,12 +33,13 @@ import {
   deferredPrepare,
   failInput,
   firstPgError,
+  inputFrames,
   lockTimeout,
   queryCanceled,
   tempTableWarning,
 } from "./answers.ts";
 import type { ActivityRow } from "./backends.ts";
-import { FedCopy, type FedCopyHooks, InlineCopy, probeCopyIn } from "./copyfrom.ts";
+import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { type InputPlan, planInput } from "./naming.ts";
@@ -90,10 +91,8 @@ export class PgliteSession extends SessionGlobals
   #closing: Promise<void> | null = null;
   /** Parse and Close messages answered while the engine was held (#defer), to run first. */
   #deferred: Uint8Array[] = [];
-  /** A COPY FROM STDIN waiting for its data (inline engine; copyfrom.ts). */
-  #copy: InlineCopy | null = null;
-  /** A COPY FROM STDIN running on the engine, fed the client's data as it comes (copyfrom.ts). */
-  #fed: FedCopy | null = null;
+  /** Its COPY FROM STDIN across inputs (copyfrom.ts). */
+  readonly #copy: SessionCopy;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
   #readsActivity = false;
   /** The input names an extension (the engine loads the bundles first, once). */
@@ -115,6 +114,18 @@ export class PgliteSession extends SessionGlobals
     this.#cancel = new QueryCancel<PgliteSession>(this, engine);
     this.#timeouts = new SessionTimeouts(this, engine);
     this.#timeouts.armIdle();
+    this.#copy = new SessionCopy({
+      prefix: this.prefix,
+      status: () => this.#status,
+      runRaw: (bytes) => engine.runRaw(bytes, this),
+      openFeed: () => engine.executor.copyFeed!.open(),
+      waitForData: (inBlock) => {
+        this.#changeState("idle");
+        if (!inBlock) this.#giveBack();
+      },
+      acquire: (frames, out) => this.#acquire(frames, out),
+      execute: (bytes, frames, out, drop, fed) => this.#execute(bytes, frames, out, drop, fed),
+    });
   }
 
   /**
@@ -147,7 +158,7 @@ export class PgliteSession extends SessionGlobals
 
   /** Its COPY FROM STDIN in flight, if any (the hold timer watches its data). */
   get fedCopy(): FedCopy | null {
-    return this.#fed;
+    return this.#copy.fed;
   }
 
   get transactionStatus(): TransactionStatus {
@@ -229,11 +240,7 @@ export class PgliteSession extends SessionGlobals
     // A statement still waiting or running is ended first: the transaction
     // is rolled back now, not when the statement would have finished.
     this.cancel();
-    const fed = this.#fed;
-    if (fed !== null) {
-      await fed.abandon();
-      this.#fed = null;
-    }
+    await this.#copy.abandon();
     await this.#chain;
     this.#changeState("closed");
     await this.#engine.endSession(this);
@@ -269,27 +276,13 @@ export class PgliteSession extends SessionGlobals
 
   async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
     if (this.#terminated !== null) throw this.#terminated;
-    if (this.#fed !== null) {
-      // The COPY's data: the exec that runs it is in flight (its phase and
-      // state stand); what follows the copy is an input of its own.
-      const frames = splitFrames(input);
-      if (frames === null) {
-        throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
-          severity: "FATAL",
-        });
-      }
-      const next = await this.#fed.take(input, frames, out);
-      if (next >= frames.length) return;
-      input = input.subarray(frames[next]!.start);
-    }
+    // A fed COPY's data goes to its exec in flight (copyfrom.ts).
+    const rest = await this.#copy.feed(input, out);
+    if (rest === null) return;
+    input = rest;
     this.#phase = "before";
     this.#cancel.startInput();
-    let frames = splitFrames(input);
-    if (frames === null) {
-      throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
-        severity: "FATAL",
-      });
-    }
+    let frames = inputFrames(input);
     // After an error pgts raised itself in an extended batch, the rest of
     // the batch is skipped up to Sync, as PostgreSQL skips after an error.
     if (this.#skipUntilSync) {
@@ -301,15 +294,10 @@ export class PgliteSession extends SessionGlobals
       input = input.subarray(frames[s + 1]!.start);
       frames = splitFrames(input)!;
     }
-    if (this.#copy !== null) {
-      const end = this.#copy.collect(input, frames);
-      if (end < 0) return;
-      const last = frames[end]!;
-      await this.#finishCopy(input.slice(last.start, last.end), out);
-      if (end + 1 === frames.length) return;
-      input = input.subarray(frames[end + 1]!.start);
-      frames = splitFrames(input)!;
-    }
+    // An inline COPY's data is kept, and the COPY runs at its end.
+    const after = await this.#copy.collect(input, frames, out);
+    if (after === null) return;
+    ({ input, frames } = after);
     const x = frames.findIndex((f) => f.type === FE.Terminate);
     if (x >= 0) {
       if (x > 0) await this.#run(input.subarray(0, frames[x]!.start), frames.slice(0, x), out);
@@ -360,8 +348,7 @@ export class PgliteSession extends SessionGlobals
       return;
     }
     // Owning already (a transaction block) needs no wait and no switch.
-    if (!this.owns && !(await this.#acquire(frames, out, plan))) return;
-    this.#changeState("active");
+    if (!(await this.#acquire(frames, out, plan))) return;
     if (this.#deferred.length > 0 && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     if (plan.settingsDirty) this.#cancel.inputSets = true;
@@ -387,7 +374,7 @@ export class PgliteSession extends SessionGlobals
       (engine.executor.copyFeed ?? null) !== null;
     if (plan.copyFromStdin && this.#status !== "E" && !fedCopy) {
       try {
-        if (await this.#startCopy(plan.bytes, out)) return;
+        if (await this.#copy.startInline(plan.bytes, out)) return;
       } catch (e) {
         await this.#engineFailure(e, frames, out, 0);
         return;
@@ -411,7 +398,7 @@ export class PgliteSession extends SessionGlobals
       ? null
       : engine.unnamedOwner;
 
-    if (fedCopy) await this.#startFedCopy(bytes, frames, out);
+    if (fedCopy) await this.#copy.startFed(bytes, frames, out);
     else await this.#execute(bytes, frames, out, drop);
   }
 
@@ -447,13 +434,20 @@ export class PgliteSession extends SessionGlobals
     return true;
   }
 
-  /** Takes the engine (bounded wait) and puts this session's settings on it; false when the input was answered with an error instead. */
+  /**
+   * Takes the engine (bounded wait) and puts this session's settings on it,
+   * unless it holds it already; then it is active. False when the input was
+   * answered with an error instead.
+   */
   async #acquire(
     frames: readonly Frame[],
     out: (b: Uint8Array) => void,
     plan?: InputPlan,
   ): Promise<boolean> {
-    if (this.owns) return true;
+    if (this.owns) {
+      this.#changeState("active");
+      return true;
+    }
     const engine = this.#engine;
     this.#changeState("waiting");
     try {
@@ -522,60 +516,6 @@ export class PgliteSession extends SessionGlobals
     this.#failInput(frames, err, out);
     await this.#settle(true, out);
     return false;
-  }
-
-  /**
-   * COPY FROM STDIN on an inline engine, first half (copyfrom.ts): the
-   * CopyInResponse goes to the client and the Query waits for its data,
-   * with the engine given back outside a transaction block. False when the
-   * Query does not start a copy after all.
-   */
-  async #startCopy(query: Uint8Array, out: (b: Uint8Array) => void): Promise<boolean> {
-    const inBlock = this.#status === "T";
-    const copyIn = await probeCopyIn(query, {
-      run: (bytes) => this.#engine.runRaw(bytes, this),
-      inBlock,
-      prefix: this.prefix,
-    });
-    if (copyIn === null) return false;
-    out(copyIn);
-    this.#copy = new InlineCopy(query);
-    this.#changeState("idle");
-    if (!inBlock) this.#giveBack();
-    return true;
-  }
-
-  /** COPY FROM STDIN, second half: the Query, its data and CopyDone (or CopyFail) in one exec. */
-  async #finishCopy(end: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
-    const copy = this.#copy!;
-    this.#copy = null;
-    const frames = splitFrames(copy.query)!;
-    if (!(await this.#acquire(frames, out))) return;
-    this.#changeState("active");
-    await this.#execute(copy.bytes(end), frames, out, BE.CopyInResponse);
-  }
-
-  /**
-   * COPY FROM STDIN on an engine in a Worker (copyfrom.ts): this input is
-   * over when the CopyInResponse is out, or when the statement ended
-   * without starting a copy; the exec goes on while the client's next
-   * inputs bring the data.
-   */
-  async #startFedCopy(
-    query: Uint8Array,
-    frames: readonly Frame[],
-    out: BackendOutput,
-  ): Promise<void> {
-    const copy = new FedCopy(this.#engine.executor.copyFeed!.open(), {
-      out,
-      onEnded: () => {
-        this.#fed = null;
-      },
-    });
-    this.#fed = copy;
-    await copy.start((sink, hooks) => this.#execute(query, frames, sink, 0, hooks));
-    if (copy.finished) this.#fed = null;
-    if (copy.error !== null) throw copy.error;
   }
 
   /** Runs bytes on the engine (owned) and settles ownership afterwards. */
@@ -726,8 +666,7 @@ export class PgliteSession extends SessionGlobals
     const recovered = await this.#engine.abortOpenWork(this);
     this.#status = "I";
     this.#changeState("idle");
-    this.#copy = null;
-    this.#fed?.stop();
+    this.#copy.stop();
     let from = 0;
     for (let n = 0; from < frames.length && n < answered; from++) {
       if (frames[from]!.type === FE.Sync || frames[from]!.type === FE.Query) n++;
