@@ -51,6 +51,7 @@ import {
 } from "../../core/protocol/mod.ts";
 import type { AclRole, RoleGraph } from "./acl.ts";
 import type { ActivityRow, BackendSignal } from "./backends.ts";
+import type { InputPlan } from "./naming.ts";
 import type { SettingsMap } from "./settings.ts";
 import { errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
 import {
@@ -94,10 +95,21 @@ export interface OffEngineEngine {
   fixedSetting(name: string): readonly [string, string] | undefined;
 }
 
+/** What a session shows of itself to be answered here. */
+export interface OffEngineSession {
+  readonly pid: number;
+  readonly user: string;
+  readonly settings: SettingsMap;
+  /** Its settings map may not show what it set (settings.ts's re-read is due). */
+  readonly settingsDirty: boolean;
+  readonly settingsFromStartup: boolean;
+  noteUnnamed(plan: InputPlan): void;
+}
+
 /** The context of a session: its pid, its current user as its settings map shows it, its engine. */
 export function sessionContext(
   engine: OffEngineEngine,
-  session: { readonly pid: number; readonly user: string; readonly settings: SettingsMap },
+  session: Pick<OffEngineSession, "pid" | "user" | "settings">,
 ): OffEngineContext {
   const role = session.settings.get("role") ?? "none";
   return {
@@ -497,5 +509,41 @@ export async function answerWithoutEngine(
   }
   parts.push(readyForQuery("I"));
   for (const b of parts) if (b.length > 0) out(b);
+  return true;
+}
+
+/**
+ * A session's input (`plan`, planned by naming.ts) answered without
+ * waiting for the engine, when it is one of this file's statements; false
+ * when it is not (nothing was sent). Only when the session's settings map
+ * shows its identity: after a SET ROLE not yet read back, the engine must
+ * answer. The session's state is its own to change afterwards.
+ */
+export async function answerForSession<S extends OffEngineSession>(
+  session: S,
+  engine: OffEngineEngine & { readonly catalogsSettling: boolean; unnamedOwner: S | null },
+  { input, frames, plan, out }: {
+    input: Uint8Array;
+    frames: readonly Frame[];
+    plan: InputPlan;
+    out: (b: Uint8Array) => void;
+  },
+): Promise<boolean> {
+  // The role catalog it checks against must be what committed before:
+  // after another session's GRANT, wait for the engine to read it back.
+  if ((session.settingsDirty && !session.settingsFromStartup) || engine.catalogsSettling) {
+    return false;
+  }
+  // Its own row shows it active, but the session's state stays: an input
+  // that is not answered here goes on to wait, and another session's
+  // cancel must find it waiting, never "active" before it is.
+  if (!(await answerWithoutEngine(input, frames, sessionContext(engine, session), out))) {
+    return false;
+  }
+  // What the Parse or Query did to the unnamed statement, as the engine
+  // would have: this session's is now this text (or none after a Query),
+  // which the engine does not have.
+  session.noteUnnamed(plan);
+  if (engine.unnamedOwner === session) engine.unnamedOwner = null;
   return true;
 }

@@ -44,7 +44,7 @@ import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { type InputPlan, planInput } from "./naming.ts";
 import type { Listener } from "./notify.ts";
-import { answerWithoutEngine, sessionContext } from "./offengine.ts";
+import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
@@ -339,12 +339,15 @@ export class PgliteSession extends SessionGlobals
       return;
     }
     // While another session holds the engine, what reads only pgts's own
-    // tables (pg_cancel_backend of that session, say) is answered at once.
+    // tables (pg_cancel_backend of that session, say) is answered at once
+    // (offengine.ts).
     if (
       !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
       this.#deferred.length === 0 && !this.#cancel.pending &&
-      (await this.#answerWithoutEngine(input, frames, plan, out))
+      (await answerForSession(this, engine, { input, frames, plan, out }))
     ) {
+      this.#activity.noteStateChange();
+      this.#timeouts.armIdle();
       return;
     }
     // Owning already (a transaction block) needs no wait and no switch.
@@ -400,38 +403,6 @@ export class PgliteSession extends SessionGlobals
 
     if (fedCopy) await this.#copy.startFed(bytes, frames, out);
     else await this.#execute(bytes, frames, out, drop);
-  }
-
-  /**
-   * offengine.ts's statements, answered without waiting for the engine;
-   * false when the input is not one of them (nothing was sent). Only when
-   * the session's settings map shows its identity: after a SET ROLE not
-   * yet read back, the engine must answer.
-   */
-  async #answerWithoutEngine(
-    input: Uint8Array,
-    frames: readonly Frame[],
-    plan: InputPlan,
-    out: (b: Uint8Array) => void,
-  ): Promise<boolean> {
-    const engine = this.#engine;
-    // The role catalog it checks against must be what committed before:
-    // after another session's GRANT, wait for the engine to read it back.
-    if ((this.settingsDirty && !this.settingsFromStartup) || engine.catalogsSettling) return false;
-    // Its own row shows it active (offengine.ts), but #state stays: an
-    // input that is not answered here goes on to wait, and another
-    // session's cancel must find it waiting, never "active" before it is.
-    if (!(await answerWithoutEngine(input, frames, sessionContext(engine, this), out))) {
-      return false;
-    }
-    // What the Parse or Query did to the unnamed statement, as the engine
-    // would have: this session's is now this text (or none after a Query),
-    // which the engine does not have.
-    this.noteUnnamed(plan);
-    if (engine.unnamedOwner === this) engine.unnamedOwner = null;
-    this.#activity.noteStateChange();
-    this.#timeouts.armIdle();
-    return true;
   }
 
   /**
