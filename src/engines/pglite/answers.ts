@@ -2,9 +2,9 @@
  * What a session answers without running its input on the engine, and the
  * errors it raises itself: an input refused with an error, the rest of its
  * batch skipped to Sync (postgres.c's ignore_till_sync); the messages
- * around a database command in an extended batch; a Parse/Close batch
- * answered before it runs (deferred); the session's own errors and
- * warnings.
+ * around a database command in an extended batch; the session's own
+ * errors and warnings. A Parse/Close batch answered before it runs is
+ * deferred.ts's.
  *
  * Pure functions of the input's frames and the session's transaction
  * status: nothing here holds the engine, runs SQL or keeps state.
@@ -132,32 +132,6 @@ export async function databaseCommandAnswer(
     const err = isPgError(e) ? e : new PgError(ERRCODE.INTERNAL_ERROR, String(e));
     return concat([...before, errorResponse(err), readyForQuery(options.status())]);
   }
-}
-
-/**
- * A batch of only Parse and Close messages and Sync (libpq's PQprepare,
- * pgbench -M prepared), answered before it runs: ParseComplete,
- * CloseComplete, ReadyForQuery, and the messages to run later. Null when
- * the batch is of another kind.
- */
-export function deferredPrepare(
-  bytes: Uint8Array,
-  frames: readonly Frame[],
-  status: TransactionStatus,
-): { answer: Uint8Array; messages: Uint8Array[] } | null {
-  if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Sync) return null;
-  const answers: Uint8Array[] = [];
-  for (const f of frames) {
-    if (f.type === FE.Parse) answers.push(message(BE.ParseComplete));
-    else if (f.type === FE.Close) answers.push(message(BE.CloseComplete));
-    else if (f.type === FE.Sync) answers.push(readyForQuery(status));
-    else if (f.type !== FE.Flush) return null;
-  }
-  const messages: Uint8Array[] = [];
-  for (const f of frames) {
-    if (f.type !== FE.Sync && f.type !== FE.Flush) messages.push(bytes.slice(f.start, f.end));
-  }
-  return { answer: concat(answers), messages };
 }
 
 /** The first ErrorResponse in backend bytes, as a PgError naming the session's statements. */

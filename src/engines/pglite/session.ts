@@ -30,9 +30,7 @@ import {
   closeAllRefused,
   databaseCommandAnswer,
   databaseCommandRefusal,
-  deferredPrepare,
   failInput,
-  firstPgError,
   inputFrames,
   lockTimeout,
   queryCanceled,
@@ -40,6 +38,7 @@ import {
 } from "./answers.ts";
 import type { ActivityRow } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
+import { DeferredPrepares } from "./deferred.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { type InputPlan, planInput } from "./naming.ts";
@@ -89,8 +88,8 @@ export class PgliteSession extends SessionGlobals
   readonly #timeouts: SessionTimeouts;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
-  /** Parse and Close messages answered while the engine was held (#defer), to run first. */
-  #deferred: Uint8Array[] = [];
+  /** Parse and Close messages answered while the engine was held, to run first (deferred.ts). */
+  readonly #deferred = new DeferredPrepares();
   /** Its COPY FROM STDIN across inputs (copyfrom.ts). */
   readonly #copy: SessionCopy;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
@@ -343,7 +342,7 @@ export class PgliteSession extends SessionGlobals
     // (offengine.ts).
     if (
       !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
-      this.#deferred.length === 0 && !this.#cancel.pending &&
+      !this.#deferred.pending && !this.#cancel.pending &&
       (await answerForSession(this, engine, { input, frames, plan, out }))
     ) {
       this.#activity.noteStateChange();
@@ -352,7 +351,7 @@ export class PgliteSession extends SessionGlobals
     }
     // Owning already (a transaction block) needs no wait and no switch.
     if (!(await this.#acquire(frames, out, plan))) return;
-    if (this.#deferred.length > 0 && !(await this.#runDeferred(frames, out))) return;
+    if (this.#deferred.pending && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     if (plan.settingsDirty) this.#cancel.inputSets = true;
     this.noteInput(plan);
@@ -428,7 +427,11 @@ export class PgliteSession extends SessionGlobals
     } catch (e) {
       this.#changeState("idle");
       if (!isPgError(e)) throw e;
-      if (e.code === ERRCODE.LOCK_NOT_AVAILABLE && plan !== undefined && this.#defer(plan, out)) {
+      // A prepare never waits for another session's transaction (deferred.ts).
+      if (
+        e.code === ERRCODE.LOCK_NOT_AVAILABLE && plan !== undefined &&
+        this.#deferred.defer(plan, { status: this.#status, statements: this.statements, out })
+      ) {
         return false;
       }
       this.#failInput(frames, e, out);
@@ -453,32 +456,11 @@ export class PgliteSession extends SessionGlobals
     return true;
   }
 
-  /**
-   * A Parse/Close-only batch (libpq's PQprepare, pgbench -M prepared) whose
-   * wait for the engine timed out: in PostgreSQL, preparing a statement
-   * never waits for another session's transaction, so it is answered now
-   * (ParseComplete, CloseComplete, ReadyForQuery) and run on the engine
-   * before this session's next input. An error it raises then (a syntax
-   * error) is that input's answer. False when the batch is not of that kind.
-   */
-  #defer(plan: InputPlan, out: (b: Uint8Array) => void): boolean {
-    if (this.#status !== "I" || plan.unnamedParse !== null || plan.hasQuery) return false;
-    const deferred = deferredPrepare(plan.bytes, plan.frames, this.#status);
-    if (deferred === null) return false;
-    this.#deferred.push(...deferred.messages);
-    for (const n of plan.createdStatements) this.statements.add(n);
-    out(deferred.answer);
-    return true;
-  }
-
-  /** Runs the deferred Parse/Close messages (see #defer); false when their error answered the input. */
+  /** Runs the deferred Parse/Close messages (deferred.ts); false when their error answered the input. */
   async #runDeferred(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
-    const bytes = concat([...this.#deferred, fe.sync()]);
-    this.#deferred = [];
     let err: PgError | null;
     try {
-      // As this session: the guard (guard.ts) checks what its statements do.
-      err = firstPgError(await this.#engine.runRaw(bytes, this), this.prefix);
+      err = await this.#deferred.run((bytes) => this.#engine.runRaw(bytes, this), this.prefix);
     } catch (e) {
       await this.#engineFailure(e, frames, out, 0);
       return false;
