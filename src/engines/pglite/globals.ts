@@ -11,13 +11,16 @@
  *
  * `SessionGlobals` is the part of a session (session.ts's PgliteSession
  * extends it) that the engine reads and writes. It runs nothing: its
- * methods note what a planned input (naming.ts) will change.
+ * methods note what a planned input (naming.ts) will change, and put the
+ * session's unnamed statement back before an input that needs it.
  */
 
+import { BE } from "../../core/protocol/constants.ts";
 import type { InputPlan, ListenOp, StatementEffects } from "./naming.ts";
 import type { SettingsMap } from "./settings.ts";
 import { lastBackupCall } from "./sqlscan.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
+import { concat, fe } from "./wire.ts";
 
 /** Who a session is, and the settings it starts with. */
 export interface GlobalsInit {
@@ -121,5 +124,33 @@ export class SessionGlobals {
   noteUnnamed(plan: InputPlan): void {
     if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
     else if (plan.hasQuery) this.unnamedParse = null;
+  }
+
+  /**
+   * The bytes to run for a planned input, and which answer of theirs to
+   * drop first (0: none). The unnamed statement lives in the one backend
+   * until the next Parse of it or the next simple Query, by any session.
+   * If this input binds it before parsing it and another session has
+   * replaced it since, this session's is put back (or none, so the Bind
+   * fails as it should). Notes what the input does to it, and whose the
+   * backend's is then.
+   */
+  withOwnUnnamed(
+    plan: InputPlan,
+    engine: { unnamedOwner: SessionGlobals | null },
+  ): { bytes: Uint8Array; drop: number } {
+    let bytes = plan.bytes;
+    let drop = 0;
+    if (plan.usesUnnamedFirst && engine.unnamedOwner !== this) {
+      bytes = concat([this.unnamedParse ?? fe.close("S", ""), bytes]);
+      drop = this.unnamedParse !== null ? BE.ParseComplete : BE.CloseComplete;
+    }
+    this.noteUnnamed(plan);
+    engine.unnamedOwner = plan.unnamedParse !== null || plan.usesUnnamedFirst
+      ? this
+      : plan.hasQuery
+      ? null
+      : engine.unnamedOwner;
+    return { bytes, drop };
   }
 }

@@ -24,7 +24,7 @@
 
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { BackendOutput, EngineSession, TransactionStatus } from "../../core/engine/types.ts";
-import { BE, FE } from "../../core/protocol/constants.ts";
+import { FE } from "../../core/protocol/constants.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   closeAllRefused,
@@ -45,14 +45,13 @@ import { type InputPlan, planInput } from "./naming.ts";
 import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
+import { QueryCancel } from "./querycancel.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
-import { QueryCancel } from "./querycancel.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import {
   concat,
   errorResponse,
-  fe,
   type Frame,
   noticeResponse,
   readyForQuery,
@@ -383,23 +382,8 @@ export class PgliteSession extends SessionGlobals
       }
     }
 
-    // The unnamed statement lives in the one backend until the next Parse
-    // of it or the next simple Query, by any session. If this input binds
-    // it before parsing it and another session has replaced it since, put
-    // this session's back (or none, so the Bind fails as it should).
-    let bytes = plan.bytes;
-    let drop = 0;
-    if (plan.usesUnnamedFirst && engine.unnamedOwner !== this) {
-      bytes = concat([this.unnamedParse ?? fe.close("S", ""), bytes]);
-      drop = this.unnamedParse !== null ? BE.ParseComplete : BE.CloseComplete;
-    }
-    this.noteUnnamed(plan);
-    engine.unnamedOwner = plan.unnamedParse !== null || plan.usesUnnamedFirst
-      ? this
-      : plan.hasQuery
-      ? null
-      : engine.unnamedOwner;
-
+    // With this session's unnamed statement put back if another's replaced it (globals.ts).
+    const { bytes, drop } = this.withOwnUnnamed(plan, engine);
     if (fedCopy) await this.#copy.startFed(bytes, frames, out);
     else await this.#execute(bytes, frames, out, drop);
   }
