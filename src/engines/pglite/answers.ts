@@ -146,6 +146,38 @@ export function firstPgError(buf: Uint8Array, prefix: string): PgError | null {
   return null;
 }
 
+/** The frames of an input after its first `answered` batches (each ends at a Query or a Sync). */
+export function unanswered(frames: readonly Frame[], answered: number): readonly Frame[] {
+  let from = 0;
+  for (let n = 0; from < frames.length && n < answered; from++) {
+    if (frames[from]!.type === FE.Sync || frames[from]!.type === FE.Query) n++;
+  }
+  return frames.slice(from);
+}
+
+/** What exec raises after close: one instance (an Error's stack costs on every connection). */
+export const SESSION_CLOSED = new PgError(
+  ERRCODE.CONNECTION_DOES_NOT_EXIST,
+  "the session is closed",
+  { severity: "FATAL" },
+);
+
+/** An error that ends the session: its own fields, or the thrown thing's text, as a FATAL. */
+export function asFatal(e: unknown): PgError {
+  return isPgError(e)
+    ? new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" })
+    : new PgError(ERRCODE.INTERNAL_ERROR, String(e), { severity: "FATAL" });
+}
+
+/** pg_terminate_backend's FATAL, for the session that ran it on itself. */
+export function adminShutdown(): PgError {
+  return new PgError(
+    ERRCODE.ADMIN_SHUTDOWN,
+    "terminating connection due to administrator command",
+    { severity: "FATAL" },
+  );
+}
+
 export function queryCanceled(): PgError {
   return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request");
 }

@@ -27,6 +27,8 @@ import type { BackendOutput, EngineSession, TransactionStatus } from "../../core
 import { FE } from "../../core/protocol/constants.ts";
 import { SessionActivity } from "./activity.ts";
 import {
+  adminShutdown,
+  asFatal,
   closeAllRefused,
   databaseCommandAnswer,
   databaseCommandRefusal,
@@ -34,7 +36,9 @@ import {
   inputFrames,
   lockTimeout,
   queryCanceled,
+  SESSION_CLOSED,
   tempTableWarning,
+  unanswered,
 } from "./answers.ts";
 import type { ActivityRow } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
@@ -59,11 +63,6 @@ import {
 } from "./wire.ts";
 
 type State = "idle" | "waiting" | "active" | "closed";
-
-/** What exec raises after close: one instance (an Error's stack costs on every connection). */
-const SESSION_CLOSED = new PgError(ERRCODE.CONNECTION_DOES_NOT_EXIST, "the session is closed", {
-  severity: "FATAL",
-});
 
 export class PgliteSession extends SessionGlobals
   implements EngineSession, Holder, Listener, TimedSession {
@@ -430,9 +429,7 @@ export class PgliteSession extends SessionGlobals
       }
     } catch (e) {
       this.#changeState("idle");
-      const fatal = isPgError(e)
-        ? new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" })
-        : new PgError(ERRCODE.INTERNAL_ERROR, String(e), { severity: "FATAL" });
+      const fatal = asFatal(e);
       this.#terminated = fatal;
       this.#giveBack();
       throw fatal;
@@ -529,11 +526,7 @@ export class PgliteSession extends SessionGlobals
       // held back; the input ends in the FATAL (the caller sends it and
       // closes the session, which rolls back what is open).
       this.#timeouts.disarm();
-      this.#terminated = new PgError(
-        ERRCODE.ADMIN_SHUTDOWN,
-        "terminating connection due to administrator command",
-        { severity: "FATAL" },
-      );
+      this.#terminated = adminShutdown();
       throw this.#terminated;
     }
   }
@@ -604,11 +597,7 @@ export class PgliteSession extends SessionGlobals
     this.#status = "I";
     this.#changeState("idle");
     this.#copy.stop();
-    let from = 0;
-    for (let n = 0; from < frames.length && n < answered; from++) {
-      if (frames[from]!.type === FE.Sync || frames[from]!.type === FE.Query) n++;
-    }
-    const rest = frames.slice(from);
+    const rest = unanswered(frames, answered);
     const err = new PgError(ERRCODE.INTERNAL_ERROR, `engine failure: ${msg}`);
     if (rest.length > 0) this.#failInput(rest, err, out);
     else out(errorResponse(err));
