@@ -31,6 +31,8 @@ export interface CancelEngine<S> {
 export class QueryCancel<S extends CanceledSession> {
   /** A cancel that came before the input's exec began: it ends the input where it stands. */
   pending = false;
+  /** Where the input in hand is: before its exec (waiting, switching), in it, or after it. */
+  #phase: "before" | "running" | "after" = "after";
   /** A client's cancel reached the input in flight (not statement_timeout). */
   byClient = false;
   /** The input being run may change settings (the scan saw SET, set_config...). */
@@ -51,18 +53,29 @@ export class QueryCancel<S extends CanceledSession> {
     this.#engine = engine;
   }
 
-  /** A client's cancel for the input in hand, `before` its exec or while it is `running`, or for the `next` one. */
-  request(at: "before" | "running" | "next"): void {
-    if (at === "next") {
-      this.#next = true;
-      return;
+  /**
+   * A client's cancel, the session being `active` (its input in hand
+   * switched to or running) or having inputs `queued`: for the input in
+   * hand, before its exec or while it runs, or else for the next one. True
+   * when the exec is running: the session interrupts it.
+   */
+  request(active: boolean, queued: boolean): boolean {
+    if (active && this.#phase === "running") {
+      this.byClient = true;
+      return true;
     }
-    this.byClient = true;
-    if (at === "before") this.pending = true;
+    if (active && this.#phase === "before") {
+      this.byClient = true;
+      this.pending = true;
+    } else if (queued) {
+      this.#next = true;
+    }
+    return false;
   }
 
   /** A new input starts: a cancel that came for it before it did is pending. */
   startInput(): void {
+    this.#phase = "before";
     this.pending = this.#next;
     this.byClient = this.#next;
     this.#next = false;
@@ -84,10 +97,23 @@ export class QueryCancel<S extends CanceledSession> {
       frames.filter((f) => f.type === FE.Query || f.type === FE.Sync).length === 1
     ) {
       this.pending = false;
+      this.#phase = "after";
       return true;
     }
     this.byClient = this.pending;
     return false;
+  }
+
+  /** The exec is on the engine: true when a cancel is pending (the session interrupts it). */
+  running(): boolean {
+    this.#phase = "running";
+    return this.pending;
+  }
+
+  /** The exec is over, or failed: a cancel that came for it is spent. */
+  endExec(): void {
+    this.pending = false;
+    this.#phase = "after";
   }
 
   /** The input's exec is over: where it ended, and whether it may have set statement_timeout. */

@@ -77,8 +77,6 @@ export class PgliteSession extends SessionGlobals
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
-  /** Where the input in hand is: before its exec (waiting, switching), in it, or after it. */
-  #phase: "before" | "running" | "after" = "after";
   /** Inputs the client sent that have not started yet. */
   #queued = 0;
   /** What stops its statement early: cancels, statement_timeout, the wait's bound. */
@@ -216,13 +214,8 @@ export class PgliteSession extends SessionGlobals
   cancel(): void {
     if (this.#state === "waiting") {
       this.#engine.scheduler.cancelWait(this, queryCanceled());
-    } else if (this.#state === "active" && this.#phase === "running") {
-      this.#cancel.request("running");
+    } else if (this.#cancel.request(this.#state === "active", this.#queued > 0)) {
       this.#engine.executor.interrupt();
-    } else if (this.#state === "active" && this.#phase === "before") {
-      this.#cancel.request("before");
-    } else if (this.#queued > 0) {
-      this.#cancel.request("next");
     }
   }
 
@@ -277,7 +270,6 @@ export class PgliteSession extends SessionGlobals
     const rest = await this.#copy.feed(input, out);
     if (rest === null) return;
     input = rest;
-    this.#phase = "before";
     this.#cancel.startInput();
     let frames = inputFrames(input);
     // After an error pgts raised itself in an extended batch, the rest of
@@ -467,7 +459,6 @@ export class PgliteSession extends SessionGlobals
     const timeoutMs = await this.#cancel.statementTimeoutMs();
     // A cancel that came before it runs ends it now (querycancel.ts).
     if (this.#cancel.beginExec(frames, drop)) {
-      this.#phase = "after";
       this.#failInput(frames, queryCanceled(), out);
       await this.#settle(true, out);
       return;
@@ -497,18 +488,15 @@ export class PgliteSession extends SessionGlobals
         ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
         ...(fed !== undefined ? { feed: true } : {}),
       }, this);
-      this.#phase = "running";
-      if (this.#cancel.pending) engine.executor.interrupt();
+      if (this.#cancel.running()) engine.executor.interrupt();
       await running;
     } catch (e) {
-      this.#cancel.pending = false;
-      this.#phase = "after";
+      this.#cancel.endExec();
       await this.#engineFailure(e, frames, out, filter.zCount);
       return;
     } finally {
-      this.#phase = "after";
+      this.#cancel.endExec();
     }
-    this.#cancel.pending = false;
     if (filter.lastStatus !== null) {
       if (this.#status === "I" && filter.lastStatus !== "I") this.#activity.noteTransactionStart();
       this.#status = filter.lastStatus;
