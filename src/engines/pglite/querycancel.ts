@@ -4,11 +4,12 @@
  * wait for the engine (lock_timeout's part), the reasons postgres.c's
  * ProcessInterrupts tells apart by their message.
  *
- * It owns the cancel flags of the input in hand and the next one, and
+ * It owns the cancel flags of the input in hand and the next one, where
+ * the input in hand is for a cancel (before its exec, running, after), and
  * statement_timeout as read inside a transaction block; the session says
- * when an input starts and what its exec saw. It changes no state of the
- * session and never interrupts the engine itself: the session acts on what
- * it says.
+ * when an input starts, when its exec runs and ends, and what it saw. It
+ * changes no state of the session and never interrupts the engine itself:
+ * the session acts on what it says.
  */
 
 import type { TransactionStatus } from "../../core/engine/types.ts";

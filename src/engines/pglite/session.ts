@@ -9,10 +9,10 @@
  * input it renames (naming.ts), waits for the engine (scheduler.ts), has
  * the engine put its settings back, runs the bytes and filters the answer
  * (output.ts); it gives the engine back at ReadyForQuery 'I'. Between
- * inputs its timers run (timeout.ts); a COPY FROM STDIN is fed across
- * inputs (copyfrom.ts); what it answers without the engine is in
- * answers.ts and offengine.ts. It needs of its engine only what
- * sessionengine.ts lists. Everything it sends goes through its
+ * inputs its timers run (timeout.ts); what stops a statement early is
+ * querycancel.ts's; a COPY FROM STDIN is fed across inputs (copyfrom.ts);
+ * what it answers without the engine is in answers.ts, deferred.ts and
+ * offengine.ts. It needs of its engine only what sessionengine.ts lists. Everything it sends goes through its
  * `AnswerGate` (groupcommit.ts): an answer leaves only once the WAL it
  * depends on is on disk, and `exec` resolves then, after the engine went to
  * the next session. `#changeState` is the only writer of its state.
