@@ -63,8 +63,6 @@ export class McxtState {
   onOutOfMemory: ((context: MemoryContext, size: number) => void) | undefined;
 }
 
-const NO_WORDS = new Uint32Array(0);
-
 /**
  * One ArrayBuffer owned by a context. Chunk headers are two uint32 words
  * just before the chunk: its capacity in bytes, then `liveTag` or FREE_TAG.
@@ -89,11 +87,8 @@ export class MemoryBlock {
     this.owner = owner;
     this.buffer = buffer;
     this.size = buffer.byteLength;
-    // A stand-in of no bytes (a keeperless or deleted context's) has no
-    // word to read: one empty view serves them all.
-    this.u32 = buffer.byteLength === 0
-      ? NO_WORDS
-      : new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    // A stand-in of no bytes (a keeperless or deleted context's): one empty view serves all.
+    this.u32 = buffer.byteLength === 0 ? NO_WORDS : new Uint32Array(buffer, 0, this.size >>> 2);
   }
 
   /** Forgets every chunk: headers written before this no longer count as live. */
@@ -103,6 +98,7 @@ export class MemoryBlock {
   }
 }
 
+const NO_WORDS = new Uint32Array(0);
 /** A context's reset callbacks before it has any: one empty list for all (most never get one). */
 const NO_CALLBACKS: ResetCallback[] = [];
 
