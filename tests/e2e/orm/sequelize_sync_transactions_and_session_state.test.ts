@@ -109,8 +109,14 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
     test("two concurrent transactions on two pooled connections each have their own temporary table", async () => {
       const sq = sequelize(server());
       try {
-        // Two statements at once open the pool's two connections.
+        // Two statements at once open the pool's two connections. Sequelize
+        // takes a connection back a few ticks after its query's answer: wait
+        // for both, or the pool gives both transactions the one it has back,
+        // one after the other (under the subprocess adapter it did, every
+        // time this case ran alone).
         await Promise.all([sq.query("select pg_sleep(0.05)"), sq.query("select pg_sleep(0.05)")]);
+        const pool = (sq.connectionManager as unknown as { pool: { available: number } }).pool;
+        await waitFor("both connections back in the pool", () => pool.available === 2 || undefined);
         const work = (v: string) =>
           sq.transaction(async (t) => {
             await sq.query("create temp table if not exists scratch (v text)", { transaction: t });
