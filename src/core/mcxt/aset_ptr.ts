@@ -3,10 +3,11 @@
  * with `pointers: true` hands out instead of Uint8Array views, byte offsets
  * into its arena (allocPtr, freePtr, reallocPtr). `AllocSetPointers` is the
  * base class of `AllocSetContext` and owns the pointer half of its state,
- * and the size classes both halves share (freelistIndex); aset.ts owns the
- * views half, works out the chunk limit and block sizes, and decides at
- * creation which half a context uses. A views context never touches the
- * state here, and nothing here touches a view.
+ * and what both halves share: the size classes (freelistIndex), the chunk
+ * limit, the block sizes and the freelist flag. aset.ts owns the views half,
+ * works out the chunk limit and block sizes, and decides at creation which
+ * half a context uses. A views context never touches the pointer state
+ * here, and nothing here touches a view.
  *
  * The same size classes, headers, block sizes and keeper as the views mode,
  * with blocks as regions of the arena. As in aset.c a free chunk holds the
