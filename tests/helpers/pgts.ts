@@ -48,6 +48,19 @@ export function pgtsCommand(runtime: Runtime, args: readonly string[]): string[]
 export type Adapter = "subprocess" | "bun" | "worker" | "inproc";
 export type StopMode = "smart" | "fast" | "immediate";
 
+/**
+ * The adapters of a file whose cases test what the engine does (SQL, a session's own state, what
+ * survives) rather than how backends run: the default server, and `--adapter subprocess` too when
+ * PGTS_TEST_ADAPTERS=all. Under the subprocess adapter those cases reach the same engine code
+ * through a backend process and the engine child's socket; what that adapter does itself
+ * (processes killed from outside, the crash cycle and shutdowns, cancel, COPY, TLS, LISTEN and
+ * memory in a backend process, one engine child per database) is tested by the files that always
+ * run it. `npm test` (and so CI) runs these files under the default only: their subprocess cases
+ * were ~180 s of a ~1,420 s suite, and CI has 15 minutes on 2 CPUs.
+ */
+export const ENGINE_TEST_ADAPTERS: ReadonlyArray<Adapter | undefined> =
+  process.env.PGTS_TEST_ADAPTERS === "all" ? [undefined, "subprocess"] : [undefined];
+
 export interface StartOptions {
   /** The runtime `pgts start` runs under; default TEST_RUNTIME (bun unless PGTS_TEST_RUNTIME says). */
   readonly runtime?: Runtime;

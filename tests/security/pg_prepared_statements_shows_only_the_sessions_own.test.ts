@@ -8,11 +8,11 @@
 
 import { describe, expect, test } from "bun:test";
 import { pgClient, sharedServer, useSqlServers } from "../helpers/pgts-sql.ts";
-import type { Adapter } from "../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import pg from "pg";
 import {
   type Adapter,
+  ENGINE_TEST_ADAPTERS,
   PG_BIN,
   type PgtsServer,
   pgtsServerAt,
@@ -75,7 +76,7 @@ async function countAfter(after: PgtsServer, ids: readonly number[]): Promise<nu
   return Number(r.out.trim());
 }
 
-for (const adapter of [undefined, "subprocess"] as const) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   maybe(
     `fsync on (the default), --adapter ${
       adapter ?? "default"

@@ -16,7 +16,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { pgClient, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import { type Adapter, type PgtsServer, startPgts } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS, type PgtsServer, startPgts } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 120_000 });
 
@@ -55,7 +55,7 @@ async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: s
   throw new Error("the statement succeeded");
 }
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     test.skipIf(WRAP === null)(
       "relation files read-only: writes get clean errors, the session and new ones go on, and all works again once writable",

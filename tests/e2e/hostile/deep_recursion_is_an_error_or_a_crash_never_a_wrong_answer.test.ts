@@ -11,7 +11,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { pgClient, startSqlServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -32,7 +32,7 @@ async function failure(p: Promise<unknown>): Promise<{ code?: string; message: s
   throw new Error("the statement succeeded");
 }
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     test("PL/pgSQL recursion past max_stack_depth is 54001; a native stack overflow is a crash the server recovers from", async () => {
       const server = await startSqlServer({

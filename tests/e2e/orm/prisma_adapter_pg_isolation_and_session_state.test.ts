@@ -10,7 +10,7 @@
  * temporary table; `pg_try_advisory_lock(72707369)`, the key Prisma
  * Migrate locks, held by one app instance and refused to another until it
  * stops; `PREPARE TRANSACTION` refused with 55000 (P2010) and the client
- * going on. The default (in-process) server and --adapter subprocess, one server each.
+ * going on. The default (in-process) server and --adapter subprocess (ENGINE_TEST_ADAPTERS), one server each.
  *
  * `prisma generate` runs before the tests, into a directory under the
  * project's .tmp (the generated client imports @prisma/client's runtime,
@@ -26,7 +26,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { sharedServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import { type Adapter, BUN, type PgtsServer, ROOT } from "../../helpers/pgts.ts";
+import { BUN, ENGINE_TEST_ADAPTERS, type PgtsServer, ROOT } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -139,7 +139,7 @@ const iso = async (c: Client) =>
     "select current_setting('transaction_isolation') as i",
   ))[0]!.i;
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

@@ -8,13 +8,14 @@
  * with its own temporary table; a session advisory lock taken by one app
  * instance and refused to another until the first stops; `PREPARE
  * TRANSACTION` refused with 55000 and the connection going on. The default
- * (in-process) server and --adapter subprocess, one server each.
+ * (in-process) server and --adapter subprocess (ENGINE_TEST_ADAPTERS), one server each.
  */
 
 import { describe, expect, test } from "bun:test";
 import { DataTypes, QueryTypes, Sequelize, Transaction } from "sequelize";
 import { sharedServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import type { Adapter, PgtsServer } from "../../helpers/pgts.ts";
+import type { PgtsServer } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -58,7 +59,7 @@ function models(sq: Sequelize) {
   return { Author, Post };
 }
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

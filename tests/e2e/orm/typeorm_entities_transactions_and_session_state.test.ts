@@ -8,7 +8,7 @@
  * one pool; `pg_try_advisory_lock` as a migration lock held by one
  * DataSource while another tries; `PREPARE TRANSACTION` refused with 55000
  * and the connection going on. After each, other connections and new ones
- * still work. The default (in-process) server and --adapter subprocess, one server each.
+ * still work. The default (in-process) server and --adapter subprocess (ENGINE_TEST_ADAPTERS), one server each.
  *
  * The entity is TypeORM's decorators applied as TypeScript compiles them
  * with `experimentalDecorators` (a property decorator is called with the
@@ -21,7 +21,8 @@ import "reflect-metadata";
 import { describe, expect, test } from "bun:test";
 import { Column, DataSource, Entity, PrimaryGeneratedColumn, QueryFailedError } from "typeorm";
 import { sharedServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import type { Adapter, PgtsServer } from "../../helpers/pgts.ts";
+import type { PgtsServer } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -71,7 +72,7 @@ async function othersStillWork(server: PgtsServer, ds: DataSource): Promise<void
   expect(again.iso).toBe("read committed");
 }
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

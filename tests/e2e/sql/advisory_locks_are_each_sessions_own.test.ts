@@ -10,7 +10,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import { type Adapter, waitFor } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS, waitFor } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -19,7 +19,7 @@ type Pg = Awaited<ReturnType<typeof pgClient>>;
 const one = async (c: Pg, sql: string, values?: unknown[]) =>
   Object.values((await c.query(sql, values)).rows[0] ?? {})[0];
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

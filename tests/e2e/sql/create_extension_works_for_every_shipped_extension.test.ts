@@ -10,7 +10,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { pgClient, startSqlServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 120_000 });
 
@@ -32,7 +32,7 @@ const PROOFS: Array<[string, string]> = [
   ["amcheck", "select true as ok"],
 ];
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     test("every shipped extension is available and can be created; each one's functions work", async () => {
       const s = await startSqlServer({ perTest: true, ...(adapter ? { adapter } : {}) });

@@ -20,9 +20,9 @@ import {
   sharedServer,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 /** Retries `ok` until it holds (a reload reaches the server a moment after `pgts reload` returns). */
 async function waitForHba(ok: () => Promise<boolean>): Promise<void> {
@@ -34,7 +34,7 @@ useSqlServers({ timeoutMs: 90_000 });
 type PgErr = Error & { code?: string; detail?: string };
 const errorOf = (p: Promise<unknown>) => p.then(() => null, (e) => e as PgErr);
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

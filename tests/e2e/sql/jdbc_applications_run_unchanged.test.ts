@@ -11,14 +11,14 @@
 import { describe, expect, test } from "bun:test";
 import { JDBC_LINES, jdbcDriver, runJdbc } from "../../helpers/jdbc.ts";
 import { sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers();
 
 const driver = jdbcDriver();
 if (driver.jar === null) console.warn(`skipping the JDBC tests: ${driver.why}`);
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
     test.skipIf(driver.jar === null)("a JDBC application runs as against PostgreSQL", async () => {

@@ -5,12 +5,12 @@
  * go when it ends (and their names are free again), ON COMMIT DROP and
  * DELETE ROWS act per transaction, DISCARD TEMP and DISCARD ALL empty only
  * the caller's schema, and a restart drops what a killed server left.
- * node-postgres and psql, under the default server and --adapter inproc.
+ * node-postgres and psql, under the default server (and --adapter subprocess: ENGINE_TEST_ADAPTERS).
  */
 
 import { describe, expect, test } from "bun:test";
 import { pgClient, psql, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import { type Adapter, waitFor } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS, waitFor } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -20,7 +20,7 @@ const one = async (c: Pg, sql: string) => Object.values((await c.query(sql)).row
 const codeOf = (c: Pg, sql: string) =>
   c.query(sql).then(() => "ok", (e: { code?: string }) => e.code ?? String(e));
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 

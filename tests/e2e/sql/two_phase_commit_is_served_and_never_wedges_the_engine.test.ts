@@ -8,17 +8,17 @@
  * hold the one engine with nobody able to release the lock: it ends with
  * 55P03 after lock_timeout (or pgts.engine_wait_timeout), the engine goes
  * to the others meanwhile and after, and the prepared transaction can be
- * committed. node-postgres and postgres.js; default server and subprocess.
+ * committed. node-postgres and postgres.js; the default server (and --adapter subprocess: ENGINE_TEST_ADAPTERS).
  */
 
 import { describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 120_000 });
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer({
       ...(adapter === undefined ? {} : { adapter }),

@@ -6,18 +6,18 @@
  * and CLOSE reaching its own, another's name unknown (34000), closed when
  * the session ends or runs DISCARD ALL; CLOSE ALL is refused while other
  * sessions have such cursors (it would close theirs). node-postgres and
- * psql; default server and subprocess.
+ * psql; the default server (and --adapter subprocess: ENGINE_TEST_ADAPTERS).
  */
 
 import { describe, expect, test } from "bun:test";
 import { pgClient, psql, sharedServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
 const values = (rows: Array<Record<string, unknown>>) => rows.map((r) => Object.values(r)[0]);
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 
