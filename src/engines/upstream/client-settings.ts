@@ -106,6 +106,11 @@ export class ClientSettings {
     server.carried = map;
   }
 
+  /** The connection carries the client's map already: switchTo would send nothing. */
+  carriedBy(server: PoolServer): boolean {
+    return server.carried === this.map;
+  }
+
   /**
    * Moves the connection to the client's map; null when done, else the
    * error to answer the client's input with (the connection then carries

@@ -115,6 +115,8 @@ export interface Pooler {
   readonly running: Promise<void> | null;
   /** Whether read-only transactions go to their pool's companion. */
   readonly routesReads: boolean;
+  /** A free connection of `pool` now (no one waits for it), or null. */
+  acquireNow(pool: Pool): PoolServer | null;
   /** A free connection of `pool`, now or when one is free. */
   acquire(pool: Pool): Acquire;
   /** Gives a connection back: to the first waiter, else to the free list. */

@@ -83,6 +83,8 @@ const AUTH_POOL_SIZE = 2;
 /** Distinct statement texts the pool remembers (the oldest forgotten first). */
 const MAX_SHARED_STATEMENTS = 10_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** The cancel of an acquire that did not wait. */
+const NO_CANCEL = (): void => {};
 
 export class UpstreamPool implements Engine, Pooler {
   readonly target: UpstreamTarget;
@@ -232,19 +234,29 @@ export class UpstreamPool implements Engine, Pooler {
     return s;
   }
 
+  /**
+   * A free connection of `pool` now, or null: no promise, so that a
+   * transaction that finds one (the common case) starts in the same turn.
+   */
+  acquireNow(pool: Pool): PoolServer | null {
+    if (this.#closed || this.#held(pool)) return null;
+    for (let s = pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
+      if (s.closed) continue;
+      pool.active.add(s);
+      s.assignedAt = Date.now();
+      return s;
+    }
+    return null;
+  }
+
   /** A free connection of `pool`, now or when one is free. */
   acquire(pool: Pool): Acquire {
     if (this.#closed) {
       const e = shutdownError();
       return { promise: Promise.reject(e), cancel: () => {} };
     }
-    const held = this.#held(pool);
-    for (let s = held ? undefined : pool.idle.pop(); s !== undefined; s = pool.idle.pop()) {
-      if (s.closed) continue;
-      pool.active.add(s);
-      s.assignedAt = Date.now();
-      return { promise: Promise.resolve(s), cancel: () => {} };
-    }
+    const free = this.acquireNow(pool);
+    if (free !== null) return { promise: Promise.resolve(free), cancel: NO_CANCEL };
     let waiter!: Waiter;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const promise = new Promise<PoolServer>((resolve, reject) => {

@@ -94,6 +94,8 @@ type SessionState =
   | { readonly name: "ended"; readonly reason: PgError };
 
 const IDLE: SessionState = { name: "idle" };
+/** The wait of a session that found a free connection and puts its settings on it. */
+const NOT_WAITING = { cancel(): void {} };
 
 let nextSessionId = 1;
 
@@ -263,39 +265,78 @@ export class PooledSession implements EngineSession {
     }
   }
 
-  async exec(frontend: Uint8Array, out: Out): Promise<void> {
-    if (this.#ended !== null) throw this.#ended;
-    if (this.#pending !== null) throw new TypeError("Only one exec may be in flight per session");
-    const suspended = this.#engine.running;
-    if (suspended !== null) {
-      // SUSPEND: nothing goes upstream until RESUME. Copied, as below.
-      frontend = frontend.slice();
-      await suspended;
+  /**
+   * Runs the client's input. Synchronous up to the write upstream when the
+   * session holds a connection, or finds a free one that carries its
+   * settings already (most transactions): the answer's promise is the only
+   * one made. A wait (SUSPEND, no free connection, settings to put on the
+   * connection) goes by #beginWaiting.
+   */
+  exec(frontend: Uint8Array, out: Out): Promise<void> {
+    try {
       if (this.#ended !== null) throw this.#ended;
+      if (this.#pending !== null) throw new TypeError("Only one exec may be in flight per session");
+      if (this.#engine.running !== null) return this.#execSuspended(frontend, out);
+      const frames = splitFrames(frontend);
+      if (frames === null) throw framingError();
+      if (this.#server !== null) return this.#send(frontend, frames, out);
+      return this.#begin(frontend, frames, out);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    const frames = splitFrames(frontend);
-    if (frames === null) {
-      throw new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
-        severity: "FATAL",
-      });
-    }
-    if (this.#server === null && !this.#pool.hasFree) {
+  }
+
+  /** SUSPEND: nothing goes upstream until RESUME. */
+  async #execSuspended(frontend: Uint8Array, out: Out): Promise<void> {
+    // Copied: the caller reuses its buffer once exec returns.
+    const input = frontend.slice();
+    await this.#engine.running;
+    if (this.#ended !== null) throw this.#ended;
+    const frames = splitFrames(input);
+    if (frames === null) throw framingError();
+    if (this.#server !== null) return await this.#send(input, frames, out);
+    return await this.#begin(input, frames, out);
+  }
+
+  /** The first input of a transaction: a connection for it, then #send. */
+  #begin(frontend: Uint8Array, frames: Frame[], out: Out): Promise<void> {
+    if (!this.#pool.hasFree) {
       // Preparing never waits in PostgreSQL (requests.ts, answerPrepareOnly).
       const answer = answerPrepareOnly(frontend, frames, this.#statements, this.#engine);
       if (answer !== null) {
         out(answer);
-        return;
+        return Promise.resolve();
       }
     }
-    if (this.#server === null) {
-      // Copied: the caller reuses its buffer once exec returns, and the
-      // wait below may outlast that.
-      const input = frontend.slice();
-      const pool = this.#pinned === null && this.#engine.routesReads &&
-          readOnlyInput(frontend, frames, this.#settings.map)
-        ? this.#engine.readPoolFor(this.#pool)
-        : this.#pool;
-      let server: PoolServer;
+    const pool = this.#pinned === null && this.#engine.routesReads &&
+        readOnlyInput(frontend, frames, this.#settings.map)
+      ? this.#engine.readPoolFor(this.#pool)
+      : this.#pool;
+    const free = this.#engine.acquireNow(pool);
+    if (free !== null && this.#settings.carriedBy(free)) {
+      this.#hold(free, pool);
+      return this.#send(frontend, frames, out);
+    }
+    // Copied: the caller reuses its buffer once exec returns, and the
+    // wait below may outlast that.
+    return this.#beginWaiting(frontend.slice(), frames, out, { pool, free });
+  }
+
+  /**
+   * #begin's slow path: waits for a connection of `pool` (unless `free` is
+   * one already), then puts the client's settings on it.
+   */
+  async #beginWaiting(
+    input: Uint8Array,
+    frames: Frame[],
+    out: Out,
+    { pool, free }: { pool: Pool; free: PoolServer | null },
+  ): Promise<void> {
+    let server: PoolServer;
+    if (free !== null) {
+      this.#changeState({ name: "waiting", acquire: NOT_WAITING });
+      server = free;
+    } else {
       try {
         const acquire = this.#engine.acquire(pool);
         this.#changeState({ name: "waiting", acquire });
@@ -310,28 +351,32 @@ export class PooledSession implements EngineSession {
         this.#engine.release(pool, server);
         throw this.#ended;
       }
-      let refused: PgError | null;
-      try {
-        refused = await this.#settings.switchTo(server);
-      } catch (e) {
-        refused = asError(e);
-      }
-      if (this.#ended !== null) {
-        this.#engine.release(pool, server);
-        throw this.#ended;
-      }
-      if (refused !== null) {
-        this.#changeState(IDLE);
-        this.#engine.release(pool, server);
-        out(answerWithError(frames, refused));
-        return;
-      }
-      this.#changeState({ name: "active", server, pool });
-      server.handler = this.#answers;
-      server.client = this;
-      return this.#send(input, frames, out);
     }
-    return this.#send(frontend, frames, out);
+    let refused: PgError | null;
+    try {
+      refused = await this.#settings.switchTo(server);
+    } catch (e) {
+      refused = asError(e);
+    }
+    if (this.#ended !== null) {
+      this.#engine.release(pool, server);
+      throw this.#ended;
+    }
+    if (refused !== null) {
+      this.#changeState(IDLE);
+      this.#engine.release(pool, server);
+      out(answerWithError(frames, refused));
+      return;
+    }
+    this.#hold(server, pool);
+    return await this.#send(input, frames, out);
+  }
+
+  /** The session holds `server` now: its answers come to the session's relay. */
+  #hold(server: PoolServer, pool: Pool): void {
+    this.#changeState({ name: "active", server, pool });
+    server.handler = this.#answers;
+    server.client = this;
   }
 
   /** Renames, adds and answers what it must (requests.ts), writes the rest upstream. */
@@ -571,6 +616,12 @@ function cstringAt(buf: Uint8Array, start: number, end: number): string {
   let nul = buf.indexOf(0, start);
   if (nul < 0 || nul > end) nul = end;
   return new TextDecoder().decode(buf.subarray(start, nul));
+}
+
+function framingError(): PgError {
+  return new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
+    severity: "FATAL",
+  });
 }
 
 function asError(e: unknown): PgError {
