@@ -170,6 +170,20 @@ export class ClientInput {
     return m;
   }
 
+  /** The next whole message, framed as the client sent it (MessageReader.readFrame), or null at end of file. */
+  async nextFrame(): Promise<Uint8Array | null> {
+    const m = this.#reader.readFrame() ?? await this.#await(() => this.#reader.readFrame());
+    this.#taken();
+    return m;
+  }
+
+  /** A whole framed message already buffered, without waiting. */
+  pollFrame(): Uint8Array | null {
+    const m = this.#reader.readFrame();
+    if (m !== null) this.#taken();
+    return m;
+  }
+
   /**
    * Ends the framing for good (a pass-through session): from now on the
    * client's bytes are kept as they came, after whatever the reader still

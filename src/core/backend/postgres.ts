@@ -309,33 +309,25 @@ async function commandLoop(
   };
   for (;;) {
     mcxt.startCommand();
-    const first = await input.next();
+    const first = await input.nextFrame();
     if (first === null) return EXIT_OK; // client went away
-    const batch: Message[] = [first];
-    let size = 5 + first.body.length;
-    let terminate = first.type === FE.Terminate;
+    if (first[0] === FE.Terminate) return EXIT_OK;
+    let batch: Uint8Array[] | null = null;
+    let size = first.length;
+    let terminate = false;
     // Bounded, so that a client sending faster than the engine takes (a
     // huge COPY) is held back by its socket, not buffered here.
-    while (!terminate && size < BATCH_MAX) {
-      const m = input.poll();
+    while (size < BATCH_MAX) {
+      const m = input.pollFrame();
       if (m === null) break;
-      if (m.type === FE.Terminate) {
+      if (m[0] === FE.Terminate) {
         terminate = true;
         break;
       }
-      batch.push(m);
-      size += 5 + m.body.length;
+      (batch ??= [first]).push(m);
+      size += m.length;
     }
-    if (first.type === FE.Terminate) return EXIT_OK;
-    const bytes = mcxt.messageContext.alloc(size);
-    let at = 0;
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (const m of batch) {
-      bytes[at] = m.type;
-      view.setInt32(at + 1, m.body.length + 4);
-      bytes.set(m.body, at + 5);
-      at += 5 + m.body.length;
-    }
+    const bytes = batch === null ? first : joinFrames(batch, size, mcxt);
     running.active = true;
     running.goodbye = terminate;
     running.answered = false;
@@ -346,6 +338,31 @@ async function commandLoop(
     }
     if (terminate) return EXIT_OK;
   }
+}
+
+/**
+ * The messages of one command as one array: a view of the chunk they came
+ * in when they follow each other there (a pipelined batch read at once),
+ * else copied into MessageContext, which the next command resets.
+ */
+function joinFrames(batch: Uint8Array[], size: number, mcxt: MemoryContextTree): Uint8Array {
+  const first = batch[0]!;
+  const buffer = first.buffer;
+  let end = first.byteOffset + first.length;
+  let contiguous = true;
+  for (let i = 1; i < batch.length && contiguous; i++) {
+    const m = batch[i]!;
+    contiguous = m.buffer === buffer && m.byteOffset === end;
+    end += m.length;
+  }
+  if (contiguous) return new Uint8Array(buffer, first.byteOffset, size);
+  const bytes = mcxt.messageContext.alloc(size);
+  let at = 0;
+  for (const m of batch) {
+    bytes.set(m, at);
+    at += m.length;
+  }
+  return bytes;
 }
 
 /**

@@ -166,6 +166,26 @@ export class MessageReader {
   }
 
   /**
+   * As `read()`, with the same checks, but the whole message, type byte and
+   * length word included: a subarray of the chunk that holds it (no copy),
+   * else assembled in a buffer from `allocate`. For a caller that hands the
+   * client's messages on as they came (the backend's command loop).
+   */
+  readFrame(): Uint8Array | null {
+    const q = this.#queue;
+    this.#typed = true;
+    if (q.size < 1) return null;
+    const type = q.peekByte(0);
+    const limit = this.#limits[type] as number;
+    if (limit < 0) throw protocolViolation(`invalid frontend message type ${type}`);
+    if (q.size < 5) return null;
+    const len = q.peekInt32(1);
+    if (len < 4 || len > limit) throw new CommError("invalid message length");
+    if (q.size < len + 1) return null;
+    return q.take(len + 1, this.#allocate);
+  }
+
+  /**
    * The body of the client's next authentication message ('p'), or null if
    * incomplete. Any other type fails as recv_password_packet and
    * CheckSASLAuth fail ("expected password response, got message type %d").
