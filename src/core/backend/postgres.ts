@@ -6,12 +6,13 @@
  * socket is), refuses GSS encryption with 'N', forwards a CancelRequest to the postmaster, runs
  * authentication (startup.ts), opens a session on the engine and then
  * relays whole frontend messages to it and its answers back. It owns a
- * memory-context tree: every command's frontend messages are re-framed into
- * MessageContext, which is reset when the command's answer is complete, so
- * the per-message buffers come from a context that never grows past the
- * largest command instead of from fresh allocations. A session that relays
- * bytes to another server (`EngineSession.relay`) gets the client's bytes
- * after startup as they arrive instead, unparsed.
+ * memory-context tree: a command's frontend messages go to the engine as
+ * the client framed them, a view of the chunk they arrived in; those that
+ * span chunks are put together in MessageContext, which is reset when the
+ * command's answer is complete, so they come from a context that never
+ * grows past the largest command instead of from fresh allocations. A
+ * session that relays bytes to another server (`EngineSession.relay`) gets
+ * the client's bytes after startup as they arrive instead, unparsed.
  *
  * What it must never do: run SQL itself (the engine does), or let a message
  * of its session reach another (the engine's scheduler guarantees that; the
@@ -25,7 +26,6 @@ import { backendMemoryContexts, type MemoryContextTree } from "../mcxt/mod.ts";
 import {
   FE,
   isCommError,
-  type Message,
   MessageReader,
   MessageWriter,
   writeBackendKeyData,
@@ -286,9 +286,10 @@ const BATCH_MAX = 256 * 1024;
 
 /**
  * The ReadCommand loop. Every whole message the client has sent so far is
- * re-framed into MessageContext and handed to the engine in one call; the
- * context is reset once the engine has answered, the start of the next
- * command.
+ * handed to the engine in one call, as one array of the client's own frames
+ * (joinFrames); MessageContext, where what had to be copied lives, is reset
+ * once the engine has answered, the start of the next command. No copy in
+ * the common case: one message, or a pipelined batch read in one chunk.
  */
 async function commandLoop(
   { output, input, session, mcxt, running }: {
