@@ -20,6 +20,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
+import { startupTrace, startupTraceEnabled, startupTraceEnd } from "../starttrace.ts";
 import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import type { HbaLine } from "../auth/hba.ts";
 import { backendMemoryContexts, type MemoryContextTree } from "../mcxt/mod.ts";
@@ -157,6 +158,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     hello.set(w.take(), ok.length + status.length);
     authInProgress = false;
     input.connection.write(hello);
+    startupTrace("backend: authenticated, session started on the engine");
     const ours = session;
     const relay = ours.relay;
     if (relay !== undefined) {
@@ -332,11 +334,14 @@ async function commandLoop(
     running.active = true;
     running.goodbye = terminate;
     running.answered = false;
+    const traced = startupTraceEnabled();
+    if (traced) startupTrace("backend: first query read");
     try {
       await session.exec(bytes, out);
     } finally {
       running.active = false;
     }
+    if (traced) startupTraceEnd("backend: first query answered");
     if (terminate) return EXIT_OK;
   }
 }

@@ -25,6 +25,7 @@
  */
 
 import { ereport, PgError } from "../elog.ts";
+import { startupTrace } from "../starttrace.ts";
 import type { BackgroundWorkerHandle, BackgroundWorkerSpec, BgwHandleStatus } from "./bgworker.ts";
 import type {
   ChildLauncher,
@@ -278,9 +279,11 @@ export class Postmaster extends EventTarget {
     });
     pm.hooks.setStatus?.("starting");
     await this.#openListeners();
+    startupTrace("listen sockets open");
     if (pm.exitCode !== null) return;
     pm.accepting = true;
     if (!(await startChildrenForStartup(pm))) return;
+    startupTrace("start-up children launched");
     void this.#serverLoop();
     this.#enqueue({ type: "bgworker-change" });
   }

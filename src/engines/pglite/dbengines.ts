@@ -41,6 +41,7 @@ import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import type { PgliteSession } from "./session.ts";
 import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
 import { quoteLiteral } from "./wire.ts";
+import { startupTrace } from "../../core/starttrace.ts";
 import { type ClusterEngineOptions, DatabaseEngines, MAIN_OID, type Slot } from "./dbregistry.ts";
 
 export type { ClusterEngineOptions } from "./dbregistry.ts";
@@ -104,7 +105,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         hooks,
       });
       self = new ClusterEngine(dataDir, { options, catalog, engines });
+      startupTrace("pg_database.json loaded");
       await engines.mirror(main, entry);
+      startupTrace("pg_database mirrored");
       if (mainRecovers) await engines.recoverOthers();
       self.#startArchiveTimeout();
       return self;

@@ -51,6 +51,7 @@ import {
   reconcileListens,
 } from "./discard.ts";
 import { concat, dataRows, fe, firstError } from "./wire.ts";
+import { startupTrace } from "../../core/starttrace.ts";
 
 export type { EngineRole } from "./postinit.ts";
 
@@ -150,10 +151,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** Reads what startups are checked against. Called once, before any session. */
   async init(): Promise<void> {
     await this.#withEngine(async () => {
+      startupTrace("executor open");
       await this.#settings.init();
+      startupTrace("engine: settings read");
       await this.#catalogs.init();
+      startupTrace("engine: roles and databases read");
       await this.#installView(STAT_ACTIVITY_INSTALLED_SQL, STAT_ACTIVITY_SQL);
       await this.#installView(STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL);
+      startupTrace("engine: views checked");
       await this.#temp.dropLeftovers();
       // An extension created before this start needs its files (its library) again.
       const [created] = await this.#query(
@@ -163,6 +168,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         this.#extensionsLoaded = true;
         await this.executor.exec(fe.sync(), () => {}, { loadExtensions: true });
       }
+      startupTrace("engine: leftovers dropped, extensions checked");
     }, Infinity);
   }
 

@@ -22,6 +22,8 @@ export type WorkerReply =
     requested: number;
     durable: number;
     interrupt: SharedInterruptTarget | null;
+    /** The open's steps and when each ended (ms since the epoch), when "open" asked for them. */
+    trace: [string, number][] | null;
   }
   | { t: "failed"; message: string }
   | { t: "data"; seq: number; bytes: Uint8Array; wal: number }
@@ -65,6 +67,8 @@ export type WorkerRequest =
     database: string | null;
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
+    /** The start-up tracer is on: "ready" carries the open's steps (core/starttrace.ts). */
+    trace?: boolean;
   }
   /**
    * pglite.wasm as this realm compiled it (sharedheap.ts), sent after

@@ -21,6 +21,10 @@ import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
 import { CollectorHint } from "./gchint.ts";
+import { traceClock } from "../../core/starttrace.ts";
+
+/** When this thread's modules were loaded (the start-up tracer's first step here). */
+const loadedAt = traceClock();
 
 const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
@@ -138,6 +142,10 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       const module = new Promise<WebAssembly.Module>((resolve) => {
         moduleArrived = (m) => resolve(m);
       });
+      // The start-up tracer's steps on this thread, sent with "ready".
+      const steps: [string, number][] | null = m.trace === true
+        ? [["Worker's modules loaded", loadedAt], ["open asked", traceClock()]]
+        : null;
       chain = chain.then(async () => {
         try {
           if (m.assets !== null) registerPgliteAssets(m.assets);
@@ -161,6 +169,9 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
               walSyncs.set(id, done);
               post({ t: "wal-sync", id, target, segments: [...segments] });
             },
+            ...(steps !== null
+              ? { trace: (step: string) => steps.push([step, traceClock()]) }
+              : {}),
           });
           post({
             t: "ready",
@@ -168,6 +179,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             requested: instance.walTicket(),
             durable: instance.walDurable(),
             interrupt: instance.interruptTarget,
+            trace: steps,
           });
           flow = new ChannelServer(m.channel);
           void serveChannel(flow);

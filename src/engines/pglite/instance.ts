@@ -85,6 +85,8 @@ export interface InstanceOptions {
   readonly walSyncer?: WalSyncer;
   /** With `walSyncer`: the last ticket it made durable, as that thread writes it. */
   readonly walDurable?: BigInt64Array;
+  /** Notes each step of the open as it ends (the start-up tracer, core/starttrace.ts). */
+  readonly trace?: (step: string) => void;
 }
 
 export interface PGliteInstance {
@@ -172,6 +174,7 @@ export async function openInstance(
   const captured: { wasm: WebAssembly.Instance | null } = { wasm: null };
   const shared = options.sharedHeap === true;
   const clock = new CancelClock(options.cancelCell, { shared });
+  const trace = options.trace ?? (() => {});
   // Compiled while PGlite loads its file bundle (awaited in the hook below).
   const sharedModule = shared ? sharedPgliteModule() : null;
   sharedModule?.catch(() => {});
@@ -204,7 +207,9 @@ export async function openInstance(
   const hooks = {
     name: "pgts-interrupts",
     setup: async (_pg: unknown, emscriptenOpts: Record<string, unknown>) => {
+      trace("PGlite's file bundle loaded");
       const compiled = sharedModule === null ? null : await sharedModule;
+      trace("pglite.wasm compiled (in hand)");
       const pglites = emscriptenOpts["instantiateWasm"] as InstantiateWasm;
       const given = emscriptenOpts["wasmMemory"] as WebAssembly.Memory;
       const heap = compiled !== null ? sharedHeap(given.buffer.byteLength / 65536) : given;
@@ -234,6 +239,7 @@ export async function openInstance(
         }
         if (flusher !== null) wrapSyncImports(env, () => emscriptenFs, flusher);
         return instantiate(imports, (instance, module) => {
+          trace("pglite.wasm instantiated");
           captured.wasm = instance;
           const ex = instance.exports as Record<string, unknown>;
           const cancel = ex["QueryCancelPending"];
@@ -259,6 +265,7 @@ export async function openInstance(
           wasmMemory: heap,
           // The Module object Emscripten really uses: FS is set on it.
           preRun: [...(preRun ?? []), (m: Record<string, unknown>) => {
+            trace("Emscripten runtime up (preRun)");
             emscriptenFs = { fs: m["FS"] as EmscriptenFs, nodefs: m["NODEFS"] as NodeFs };
             // An lseek(SEEK_END) per table per statement without an fstat each.
             if (m["NODEFS"] !== undefined) {
@@ -289,6 +296,7 @@ export async function openInstance(
     : [...PGlite.defaultStartParams];
   settings["max_stack_depth"] ??= ENGINE_MAX_STACK_DEPTH; // stackguard.ts
   for (const [k, v] of Object.entries(settings)) startParams.push("-c", `${k}=${v}`);
+  trace("PGlite.create begun");
   const db = await PGlite.create({
     dataDir,
     startParams,
@@ -306,6 +314,7 @@ export async function openInstance(
       ? { onStderr: (line: string) => recoveryLog(line, () => started, dataDir) }
       : {}),
   });
+  trace("PGlite.create done (Postgres started)");
   const memory = clock.memory;
   const flags = clock.flags;
   if (flags === null || captured.wasm === null || memory === null) {
@@ -344,6 +353,7 @@ export async function openInstance(
         fsModule as unknown as Parameters<typeof installArchiverReset>[1],
       );
     }
+    trace("pgts's guards installed");
     const installed = await installTempNamespaces(
       tools,
       await wasmSha256,
@@ -359,6 +369,7 @@ export async function openInstance(
     throw e;
   }
 
+  trace("temporary namespaces installed");
   started = true;
   // synchronous_commit = off: PostgreSQL's WAL writer (walflush.ts).
   let executing = false;
