@@ -17,6 +17,7 @@ import { Guc } from "../core/guc/guc.ts";
 import { splitList } from "../core/guc/values.ts";
 import { configureLogging, type LogLinePrefix } from "../core/log.ts";
 import { nodeConfigReader } from "../adapters/node/config-reader.ts";
+import { enableStartupTrace, startupTrace } from "../core/starttrace.ts";
 import { openDataDirectory } from "../adapters/node/datadir.ts";
 import { stderrSink } from "../adapters/node/logfiles.ts";
 import { type AdapterName, adapterNamed, ADAPTERS, runServer } from "../server/server.ts";
@@ -152,6 +153,12 @@ export async function runStart(args: string[], io: CliIO): Promise<number> {
     if (v.engine !== undefined) first.push(["engine", v.engine]);
     applyOverrides(guc, settingOverrides(v.c, first));
     const log = configureLogging(guc, { sink: stderrSink, process: proc });
+    // PGTS_STARTUP_TRACE=1: where the start goes, from the process's start
+    // (this realm's time origin) to the first answered query (starttrace.ts).
+    if (process.env["PGTS_STARTUP_TRACE"] === "1") {
+      enableStartupTrace(performance.timeOrigin);
+      startupTrace("settings read");
+    }
     lock = dataDir.lock({
       pid: process.pid,
       port: guc.getInt("port"),

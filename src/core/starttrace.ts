@@ -1,7 +1,7 @@
 /**
  * The start-up tracer: where `pgts start` spends its time until the first
  * query is answered. Off unless the server turns it on
- * (PGTS_STARTUP_TRACE=1, src/server/server.ts); then each step logs one
+ * (PGTS_STARTUP_TRACE=1, src/cli/start.ts); then each step logs one
  * LOG line "startup trace: T ms (+D) [THREAD] STEP", T from the process's
  * start and D since the step before on the same thread. Steps on another
  * thread (the engine's Worker) are timed there, as wall-clock instants,

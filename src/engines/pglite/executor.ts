@@ -42,6 +42,7 @@ import { ChannelRequester } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
 import { CollectorHint } from "./gchint.ts";
+import { startupTraceAt, startupTraceEnabled } from "../../core/starttrace.ts";
 import { isLockWait, LOCK_WAIT_POLL_MS } from "./lockwait.ts";
 
 export interface RawExecutor {
@@ -301,6 +302,7 @@ class WorkerExecutor implements RawExecutor {
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
+          for (const [step, at] of ev.data.trace ?? []) startupTraceAt(step, at, "engine");
           const ex = new WorkerExecutor(
             worker,
             { cell, channel, feed },
@@ -346,6 +348,7 @@ class WorkerExecutor implements RawExecutor {
         image: options.image ?? null,
         database: options.database ?? null,
         assets,
+        ...(startupTraceEnabled() ? { trace: true } : {}),
       };
       worker.postMessage(open);
       // Compiled once in this realm, and shared by the Worker of every
