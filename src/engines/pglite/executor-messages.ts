@@ -37,17 +37,10 @@ export type WorkerReply =
     /** The last WAL ticket issued when the answer was complete. */
     wal: number;
   }
-  /** Every WAL ticket up to `durable` is on disk. */
+  /** Every WAL ticket up to `durable` is on disk (the Worker synced them itself: WAL before data). */
   | { t: "wal"; durable: number }
-  /** A deferred fdatasync of the WAL failed. */
+  /** An fdatasync of the WAL on the Worker failed. */
   | { t: "wal-failed"; message: string }
-  /** Run this background fdatasync of WAL segments here (walflush.ts's WalSyncer). */
-  | {
-    t: "wal-sync";
-    id: number;
-    target: number;
-    segments: { path: string; name: string }[];
-  }
   | { t: "closed" };
 
 /** Messages to the worker. */
@@ -60,8 +53,8 @@ export type WorkerRequest =
     channel: SharedArrayBuffer;
     /** The COPY FROM STDIN feed (copyfeed.ts). */
     feed: SharedArrayBuffer;
-    /** One BigInt64: the last WAL ticket this thread's fdatasyncs made durable (group commit). */
-    walDurable: SharedArrayBuffer;
+    /** The WAL fdatasyncs asked of the engine's thread, and how far they went (walsyncs.ts). */
+    walRequests: SharedArrayBuffer;
     settings: Record<string, string>;
     image: ImageSource | null;
     database: string | null;
@@ -81,6 +74,4 @@ export type WorkerRequest =
     bytes: Uint8Array;
     options: InstanceExecOptions;
   }
-  /** The fdatasync `id` ended: ok (nulls), or the errno name and segment of a failure. */
-  | { t: "wal-synced"; id: number; code: string | null; name: string | null }
   | { t: "close" };

@@ -21,6 +21,7 @@ import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
 import { CollectorHint } from "./gchint.ts";
+import { WalRequests } from "./walsyncs.ts";
 import { traceClock } from "../../core/starttrace.ts";
 
 /** When this thread's modules were loaded (the start-up tracer's first step here). */
@@ -44,9 +45,6 @@ let feed: SharedArrayBuffer | null = null;
 let flow: ChannelServer | null = null;
 /** The cancel cell (interrupt.ts): a cancelled exec is not held back by a slow reader. */
 let cancelCell: Int32Array | null = null;
-/** Background fdatasyncs the engine's thread runs for us (group commit), by id. */
-const walSyncs = new Map<number, (code: string | null, name: string | null) => void>();
-let walSyncId = 0;
 let chain: Promise<void> = Promise.resolve();
 /** Resolves with pglite.wasm once the "module" message that follows "open" has come. */
 let moduleArrived: ((module: Promise<WebAssembly.Module>) => void) | null = null;
@@ -158,17 +156,12 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             settings: m.settings,
             ...(m.image !== null ? { image: m.image } : {}),
             ...(m.database !== null ? { database: m.database } : {}),
-            // Group commit: the fdatasyncs end on this thread's loop, between execs.
+            // Group commit: the engine's thread runs the background
+            // fdatasyncs, asked through shared memory (walsyncs.ts); only
+            // what this thread syncs itself (WAL before data) is posted.
             onWalDurable: (durable) => post({ t: "wal", durable }),
             onWalFailure: (message) => post({ t: "wal-failed", message }),
-            // Posted at once, even from inside an exec; this thread's loop
-            // would run an fdatasync's completion only after the exec.
-            walDurable: new BigInt64Array(m.walDurable),
-            walSyncer: (segments, target, done) => {
-              const id = ++walSyncId;
-              walSyncs.set(id, done);
-              post({ t: "wal-sync", id, target, segments: [...segments] });
-            },
+            walRequests: new WalRequests(m.walRequests),
             ...(steps !== null
               ? { trace: (step: string) => steps.push([step, traceClock()]) }
               : {}),
@@ -197,12 +190,6 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
     case "exec":
       chain = chain.then(() => run(m.seq, m.bytes, m.options, null));
       return;
-    case "wal-synced": {
-      const done = walSyncs.get(m.id);
-      walSyncs.delete(m.id);
-      done?.(m.code, m.name);
-      return;
-    }
     case "close":
       chain = chain.then(async () => {
         try {

@@ -264,14 +264,14 @@ class WorkerExecutor implements RawExecutor {
   } | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
-  /** Our descriptors of WAL segments, for the Worker's background fdatasyncs. */
-  #walSyncs = new WalSyncs();
+  /** The Worker's background WAL fdatasyncs, run on this thread (group commit). */
+  #walSyncs: WalSyncs;
   /** The default bound on a lock wait (ms; 0: lock waits are not watched). */
   #lockWaitMs: number;
 
   private constructor(
     worker: Worker,
-    shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed },
+    shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed; walSyncs: WalSyncs },
     ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
     lockWaitMs: number,
   ) {
@@ -279,6 +279,9 @@ class WorkerExecutor implements RawExecutor {
     this.copyFeed = shared.feed;
     this.#cell = shared.cell;
     this.#channel = shared.channel;
+    this.#walSyncs = shared.walSyncs;
+    this.#walSyncs.onDurable = (durable) => this.wal.noteDurable(durable);
+    this.#walSyncs.onFailure = (code, name) => this.#walFailed(fdatasyncFailure(name, code));
     this.tempShared = ready.tempShared;
     const target = ready.interrupt;
     this.#target = target === null ? null : { heap: new Int32Array(target.heap), flags: target };
@@ -298,42 +301,34 @@ class WorkerExecutor implements RawExecutor {
     const cell = newCancelCell();
     const channel = new ChannelRequester();
     const feed = new CopyFeed();
+    // Watching from the start: the Worker's recovery at open asks for
+    // fdatasyncs too, before anything waits for them here.
     const walSyncs = new WalSyncs();
+    walSyncs.start();
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
           for (const [step, at] of ev.data.trace ?? []) startupTraceAt(step, at, "engine");
           const ex = new WorkerExecutor(
             worker,
-            { cell, channel, feed },
+            { cell, channel, feed, walSyncs },
             ev.data,
             options.lockWaitMs ?? 0,
           );
-          ex.#walSyncs = walSyncs;
           ex.wal.noteRequested(ev.data.requested);
-          ex.wal.noteDurable(ev.data.durable);
+          ex.wal.noteDurable(Math.max(ev.data.durable, walSyncs.requests.durable));
           resolve(ex);
-        } else if (ev.data.t === "wal-sync") {
-          // Startup's own WAL (recovery): nothing waits for it but the Worker.
-          const { id } = ev.data;
-          walSyncs.run(ev.data.target, ev.data.segments, (failure) => {
-            const reply: WorkerRequest = {
-              t: "wal-synced",
-              id,
-              code: failure?.code ?? null,
-              name: failure?.name ?? null,
-            };
-            worker.postMessage(reply);
-          });
         } else if (ev.data.t === "wal" || ev.data.t === "wal-failed") {
           // Startup's own WAL (recovery): nothing waits for it yet.
         } else {
+          void walSyncs.close();
           worker.terminate();
           reject(new Error(ev.data.t === "failed" ? ev.data.message : "engine worker failed"));
         }
       };
       worker.onerror = (ev: ErrorEvent) => {
         ev.preventDefault?.();
+        void walSyncs.close();
         worker.terminate();
         reject(new Error(`engine worker failed to start: ${ev.message}`));
       };
@@ -343,7 +338,7 @@ class WorkerExecutor implements RawExecutor {
         cell: cell.buffer,
         channel: channel.buffer,
         feed: feed.buffer,
-        walDurable: walSyncs.durableCell.buffer as SharedArrayBuffer,
+        walRequests: walSyncs.requests.buffer,
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
         database: options.database ?? null,
@@ -483,9 +478,6 @@ class WorkerExecutor implements RawExecutor {
       case "wal-failed":
         this.#walFailed(m.message);
         return;
-      case "wal-sync":
-        this.#walSync(m.id, m.target, m.segments);
-        return;
       case "closed":
         this.#closed?.();
         return;
@@ -524,28 +516,13 @@ class WorkerExecutor implements RawExecutor {
   }
 
   #closeWalFds(): void {
-    this.#walSyncs.close();
+    void this.#walSyncs.close();
   }
 
   #walFailed(message: string): void {
     if (this.wal.failed !== null) return;
     this.wal.fail(message);
     this.onWalFailure?.(message);
-  }
-
-  /** Group commit's background fdatasync for the Worker (see WalSyncs). */
-  #walSync(id: number, target: number, segments: readonly { path: string; name: string }[]): void {
-    this.#walSyncs.onDurable = (durable) => this.wal.noteDurable(durable);
-    this.#walSyncs.run(target, segments, (failure) => {
-      if (failure !== null) this.#walFailed(fdatasyncFailure(failure.name, failure.code));
-      const reply: WorkerRequest = {
-        t: "wal-synced",
-        id,
-        code: failure?.code ?? null,
-        name: failure?.name ?? null,
-      };
-      if (this.#dead === null) this.#worker.postMessage(reply);
-    });
   }
 
   #fail(e: Error): void {

@@ -22,7 +22,8 @@
  * on the same files corrupts the cluster; see cluster.ts).
  */
 
-import { WalFlusher, type WalSyncer, WalWriter, walWriterDelayMs } from "./walflush.ts";
+import { WalFlusher, WalWriter, walWriterDelayMs } from "./walflush.ts";
+import type { WalRequests } from "./walsyncs.ts";
 import { CancelClock } from "./cancelclock.ts";
 import { durableStart, type EmscriptenFs, type NodeFs, wrapSyncImports } from "./fsync.ts";
 import { PGlite } from "@electric-sql/pglite";
@@ -81,10 +82,11 @@ export interface InstanceOptions {
   readonly onWalDurable?: (durable: number) => void;
   /** Group commit: a deferred fdatasync of the WAL failed (the PANIC's message); the backend is ended. */
   readonly onWalFailure?: (message: string) => void;
-  /** Group commit: where the background fdatasync runs (default: this thread's I/O pool). */
-  readonly walSyncer?: WalSyncer;
-  /** With `walSyncer`: the last ticket it made durable, as that thread writes it. */
-  readonly walDurable?: BigInt64Array;
+  /**
+   * Group commit: the table through which another thread runs the
+   * background fdatasyncs (walsyncs.ts; default: this thread's I/O pool).
+   */
+  readonly walRequests?: WalRequests;
   /** Notes each step of the open as it ends (the start-up tracer, core/starttrace.ts). */
   readonly trace?: (step: string) => void;
 }
@@ -184,14 +186,7 @@ export async function openInstance(
   let ended: string | null = null;
   let emscriptenFs: { fs: EmscriptenFs; nodefs: NodeFs } | null = null;
   const flusher = durable
-    ? new WalFlusher(
-      options.walSyncer !== undefined
-        ? {
-          syncer: options.walSyncer,
-          ...(options.walDurable !== undefined ? { syncedCell: options.walDurable } : {}),
-        }
-        : {},
-    )
+    ? new WalFlusher(options.walRequests !== undefined ? { requests: options.walRequests } : {})
     : null;
   // A PANIC of the WAL's durability outside an exec (a failed deferred
   // fdatasync, the WAL writer's flush): the backend is gone.

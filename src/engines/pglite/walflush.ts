@@ -15,7 +15,7 @@
  * A real fdatasync of the segments written since the last one then runs on
  * the I/O thread pool (node:fs's asynchronous `fdatasync`, on a descriptor
  * of our own, so Postgres closing its own cannot race it; for a Worker, on
- * the engine's thread: see WalSyncer); when it ends,
+ * the engine's thread, asked through shared memory: walsyncs.ts); when it ends,
  * every ticket issued before it started is `durable`, and the next one
  * starts at once if more were issued meanwhile. The engine above holds
  * every answer produced after ticket N (groupcommit.ts) until `durable`
@@ -40,6 +40,7 @@
  */
 
 import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
+import type { WalRequests } from "./walsyncs.ts";
 
 /** A WAL segment with a fdatasync deferred: our own descriptor of it, and its name for messages. */
 interface Segment {
@@ -49,20 +50,6 @@ interface Segment {
   /** Its host path. */
   readonly path: string;
 }
-
-/**
- * Where the background fdatasync runs. By default here, on this thread's
- * I/O pool; but a Worker's loop runs a completion only between execs, so a
- * long statement would hold every answer waiting for a commit that is
- * already on disk. The Worker's executor therefore has the engine's thread
- * do it (executor.ts): `done` gets the errno name and segment of a failure,
- * or nulls.
- */
-export type WalSyncer = (
-  segments: readonly { readonly path: string; readonly name: string }[],
-  target: number,
-  done: (code: string | null, name: string | null) => void,
-) => void;
 
 /** strerror's text for what fdatasync(2) reports (musl's, as PGlite's own messages say it). */
 const STRERROR: Readonly<Record<string, string>> = {
@@ -92,34 +79,45 @@ export class WalFlusher {
   #dirty = new Map<string, Segment>();
   /**
    * The real fdatasyncs under way: the ticket each completes and the
-   * segments it covers. One at a time here (the next covers what was
-   * deferred meanwhile); with a `syncer`, one per kick, since this thread
-   * may learn of their end late and the other thread groups them itself.
+   * segments it covers. One at a time (the next covers what was deferred
+   * meanwhile); none with `requests`.
    */
   #flights = new Set<{ target: number; segments: Segment[] }>();
   /** Our descriptors, by host path. */
   #open = new Map<string, Segment>();
   #closed = false;
   #idle: (() => void) | null = null;
-  readonly #syncer: WalSyncer | null;
-  readonly #syncedCell: BigInt64Array | null;
+  readonly #requests: WalRequests | null;
 
   /**
-   * `syncedCell`: with a `syncer` on another thread, the last ticket it made
-   * durable, which that thread writes before its reply is sent: this
-   * thread may not see the reply until its current run of execs ends.
+   * `requests`: a Worker's table shared with the engine's thread, which
+   * runs the background fdatasyncs (walsyncs.ts); this thread's loop runs
+   * a completion only between execs, so a long statement would hold every
+   * answer waiting for a commit already on disk. Without it, they run on
+   * this thread's I/O pool.
    */
-  constructor(options: { syncer?: WalSyncer; syncedCell?: BigInt64Array } = {}) {
-    this.#syncer = options.syncer ?? null;
-    this.#syncedCell = options.syncedCell ?? null;
+  constructor(options: { requests?: WalRequests } = {}) {
+    this.#requests = options.requests ?? null;
   }
 
-  /** Ends the fdatasyncs under way that the other thread says ended well. */
+  /**
+   * What the engine's thread made durable, or a failure it met. Not
+   * `onProgress`: that thread knows, and nobody here waits for it.
+   */
   #pollSynced(): void {
-    if (this.#flights.size === 0 || this.#syncedCell === null) return;
-    const synced = Number(Atomics.load(this.#syncedCell, 0));
-    for (const f of this.#flights) if (f.target <= synced) this.#flights.delete(f);
-    this.#advance(synced);
+    const r = this.#requests;
+    if (r === null || this.failed !== null) return;
+    if (r.failed) {
+      // The engine's thread reported the PANIC with its errno and segment.
+      this.failed = "the WAL could not be made durable";
+      this.#dirty.clear();
+      this.onFailure?.(this.failed);
+      return;
+    }
+    const synced = r.durable;
+    if (synced <= this.durable) return;
+    this.durable = synced;
+    if (this.durable >= this.requested) this.#dirty.clear();
   }
 
   /**
@@ -137,16 +135,26 @@ export class WalFlusher {
         return errorCode(e);
       }
       this.#open.set(hostPath, seg);
+      this.#dirty.set(hostPath, seg);
+      this.#forgetClosedSegments();
     }
     this.#dirty.set(hostPath, seg);
     this.requested++;
+    const r = this.#requests;
+    if (r === null) {
+      this.#kick();
+      return null;
+    }
     this.#pollSynced();
-    this.#kick();
+    if (this.failed !== null) return "EIO";
+    // Every slot holds a segment not yet durable: made durable here.
+    if (!r.request(hostPath, this.requested) && !this.force()) return "EIO";
     return null;
   }
 
   /** Whether a ticket is not durable yet. */
   get pending(): boolean {
+    if (this.requested > this.durable) this.#pollSynced();
     return this.requested > this.durable;
   }
 
@@ -170,6 +178,7 @@ export class WalFlusher {
         return false;
       }
     }
+    this.#requests?.noteDurable(target);
     this.#advance(target);
     return true;
   }
@@ -191,7 +200,7 @@ export class WalFlusher {
   /** Starts a real fdatasync of the dirty segments unless one is under way. */
   #kick(): void {
     if (this.#closed || this.failed !== null) return;
-    if (this.#syncer === null && this.#flights.size > 0) return;
+    if (this.#flights.size > 0) return;
     if (this.#dirty.size === 0) {
       if (this.#flights.size === 0) {
         this.#idle?.();
@@ -206,29 +215,19 @@ export class WalFlusher {
     this.#flights.add(flight);
     this.stats.background++;
     const finish = (error: { name: string; e: unknown } | null) => {
-      // Already ended through the shared cell (#pollSynced), when it succeeded.
-      if (!this.#flights.delete(flight) && error === null) return this.#kick();
+      this.#flights.delete(flight);
       if (error !== null) this.#fail(error.name, error.e);
       else this.#advance(target);
       this.#kick();
     };
-    if (this.#syncer !== null) {
-      this.#syncer(
-        segments.map((s) => ({ path: s.path, name: s.name })),
-        target,
-        (code, name) => finish(code === null ? null : { name: name ?? "", e: { code } }),
-      );
-    } else {
-      let left = segments.length;
-      let error: { name: string; e: unknown } | null = null;
-      for (const seg of segments) {
-        fdatasync(seg.fd, (e) => {
-          if (e !== null && error === null) error = { name: seg.name, e };
-          if (--left === 0) finish(error);
-        });
-      }
+    let left = segments.length;
+    let error: { name: string; e: unknown } | null = null;
+    for (const seg of segments) {
+      fdatasync(seg.fd, (e) => {
+        if (e !== null && error === null) error = { name: seg.name, e };
+        if (--left === 0) finish(error);
+      });
     }
-    this.#forgetClosedSegments();
   }
 
   #advance(target: number): void {
@@ -240,6 +239,8 @@ export class WalFlusher {
   #fail(name: string, e: unknown): void {
     if (this.failed !== null) return;
     this.failed = fdatasyncFailure(name, errorCode(e));
+    // The engine's thread makes nothing durable after it either.
+    this.#requests?.fail();
     this.#dirty.clear();
     this.onFailure?.(this.failed);
     this.#idle?.();
