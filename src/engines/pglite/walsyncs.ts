@@ -58,7 +58,7 @@ export const WAL_REQUESTS_BYTES = HEADER_BYTES + SLOTS * SLOT_BYTES;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A segment the engine's thread must fdatasync: its host path, and its name for messages. */
+/** A segment the engine's thread must fdatasync: its slot, the slot's generation, its host path. */
 export interface WalSegment {
   readonly slot: number;
   readonly generation: number;
