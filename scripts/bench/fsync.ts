@@ -4,7 +4,8 @@
  * beside PostgreSQL 15 with fsync on (its default) and pglite-socket (which
  * never fsyncs), all in one run, rounds alternating; then fsyncs per commit
  * (fsync(2) + fdatasync(2) of the server's whole process tree, counted by
- * `strace -c` during `pgbench -t`) at `-c 1` and `-c 8`, for TPC-B and for
+ * `perf stat`'s syscall tracepoints, or `strace -c` where perf cannot, during
+ * `pgbench -t`) at `-c 1` and `-c 8`, for TPC-B and for
  * one autocommit INSERT per transaction (where commits of concurrent
  * sessions can share an fsync: group commit), with that workload's TPS at
  * `-c 8`.
@@ -12,7 +13,7 @@
  *   bun scripts/bench/fsync.ts [--adapter inproc:engine_placement=inline] [--rounds 3] [--duration 10]
  *
  * Prints one Markdown table with the ratios to PostgreSQL 15 and to pgts
- * with fsync on. The strace pass is separate from the timed one: strace
+ * with fsync on. The counting pass is separate from the timed one: strace
  * slows every syscall it stops at.
  */
 
@@ -67,39 +68,80 @@ writeFileSync(
 );
 const WORKLOADS = { tpcb: [] as string[], insert: ["-f", INSERT_SCRIPT] };
 
+/**
+ * Whether `perf stat` can count syscall tracepoints here. It counts in the
+ * kernel and stops nobody; strace stops the tracee at every syscall, not
+ * only the two it counts, which slows each commit by its number of
+ * syscalls and so changes how many share an fsync (a commit through the
+ * Worker's two threads makes more of them than one through the inline
+ * engine or a PostgreSQL backend).
+ */
+const PERF = spawnSync("perf", [
+  "stat",
+  "-x,",
+  "-e",
+  "syscalls:sys_enter_fsync",
+  "true",
+]).status === 0;
+
 /** fsync + fdatasync calls of `server`'s process tree while pgbench runs `TXNS` transactions per client. */
 async function fsyncsPerCommit(
   server: Server,
   clients: number,
   workload: readonly string[] = [],
 ): Promise<number> {
-  // Every thread of every process: strace -f follows only threads made
-  // after it attached, and the in-process server's fdatasyncs run on
-  // libuv's pool threads, which exist by then.
-  const pids = processTree(server.pid).flatMap((p) => {
-    try {
-      return readdirSync(`/proc/${p}/task`).map(Number);
-    } catch {
-      return [p];
-    }
-  });
-  const strace = spawn("strace", [
-    "-f",
-    "-c",
-    "-e",
-    "trace=fsync,fdatasync",
-    ...pids.flatMap((p) => ["-p", String(p)]),
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  // perf follows the processes' threads and children made after it attached;
+  // `strace -f` follows only those made after, so it is given every thread
+  // (the in-process server's fdatasyncs run on the I/O pool's threads,
+  // which exist by then). perf gives up when a pid it was given is gone
+  // (a reference script's short-lived child): the tree is read again.
+  let counter: ReturnType<typeof spawn> | null = null;
+  let exited: Promise<unknown> = Promise.resolve();
   let report = "";
-  strace.stderr!.on("data", (d: Uint8Array) => (report += new TextDecoder().decode(d)));
-  await new Promise((r) => setTimeout(r, 1000)); // attached
+  for (let attempt = 0; counter === null; attempt++) {
+    const tree = processTree(server.pid);
+    const c = PERF
+      ? spawn("perf", [
+        "stat",
+        "-x,",
+        "-e",
+        "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
+        "-p",
+        tree.join(","),
+      ], { stdio: ["ignore", "ignore", "pipe"] })
+      : spawn("strace", [
+        "-f",
+        "-c",
+        "-e",
+        "trace=fsync,fdatasync",
+        ...tree.flatMap((p) => {
+          try {
+            return readdirSync(`/proc/${p}/task`).map(Number);
+          } catch {
+            return [p];
+          }
+        }).flatMap((p) => ["-p", String(p)]),
+      ], { stdio: ["ignore", "ignore", "pipe"] });
+    report = "";
+    c.stderr!.on("data", (d: Uint8Array) => (report += new TextDecoder().decode(d)));
+    exited = new Promise((r) => c.once("exit", r));
+    // Attached, unless it gave up.
+    const gone = await Promise.race([
+      exited.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 1000)),
+    ]);
+    if (!gone) counter = c;
+    else if (attempt === 4) throw new Error(`could not count fsyncs:\n${report}`);
+  }
   const r = await pgbench(server, ["-n", "-c", String(clients), "-t", String(TXNS), ...workload]);
   const done = Number(/actually processed: (\d+)/.exec(r.output)?.[1] ?? NaN);
-  strace.kill("SIGINT");
-  await new Promise((r) => strace.once("exit", r));
+  counter.kill("SIGINT");
+  await exited;
   const calls = (name: string) =>
     Number(
-      new RegExp(`^\\s*[\\d.]+\\s+[\\d.]+\\s+\\d+\\s+(\\d+)(?:\\s+\\d+)?\\s+${name}$`, "m")
+      (PERF
+        ? new RegExp(`^(\\d+),[^,]*,syscalls:sys_enter_${name},`, "m")
+        : new RegExp(`^\\s*[\\d.]+\\s+[\\d.]+\\s+\\d+\\s+(\\d+)(?:\\s+\\d+)?\\s+${name}$`, "m"))
         .exec(report)?.[1] ?? 0,
     );
   return (calls("fsync") + calls("fdatasync")) / done;
@@ -107,9 +149,15 @@ async function fsyncsPerCommit(
 
 const servers: Server[] = [];
 try {
-  if (spawnSync("strace", ["-V"]).status !== 0) throw new Error("strace is needed");
+  if (!PERF && spawnSync("strace", ["-V"]).status !== 0) {
+    throw new Error("perf or strace is needed");
+  }
   const load0 = loadavg();
-  log(`load average at start: ${load0}; ${ROUNDS} round(s) of ${DUR} s`);
+  log(
+    `load average at start: ${load0}; ${ROUNDS} round(s) of ${DUR} s; fsyncs counted by ${
+      PERF ? "perf" : "strace"
+    }`,
+  );
   for (const v of variants) servers.push({ ...(await startPgts(v.spec)), label: v.label });
   servers.push(await startPostgres());
   servers.push(await startPgliteSocket("bun"));
