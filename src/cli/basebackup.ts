@@ -173,6 +173,17 @@ class Progress {
     if (this.#enabled && Date.now() - this.#shown >= 250) this.show(false);
   }
 
+  /**
+   * The last report of a finished copy: what was copied is the whole. The
+   * total is an estimate made from the listings, and a file that shrank or
+   * vanished while the server kept writing leaves it above what was read,
+   * which would end the bar at 99% (pg_basebackup's last report is 100%).
+   */
+  finish(): void {
+    this.total = this.done;
+    this.show(true);
+  }
+
   show(last: boolean): void {
     if (!this.#enabled) return;
     this.#shown = Date.now();
@@ -530,7 +541,7 @@ export async function runBasebackup(args: string[], io: CliIO): Promise<number> 
       log(`database "${db.name}" backed up (${db.dir})`);
     }
     await sink.close();
-    progress.show(true);
+    progress.finish();
     log(`base backup completed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     return 0;
   } catch (e) {
