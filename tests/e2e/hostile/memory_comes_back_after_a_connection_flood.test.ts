@@ -22,50 +22,57 @@ const FLOOD = 1000;
 
 for (const adapter of [undefined, "subprocess"] as const) {
   describe(`${adapter ?? "default"} adapter`, () => {
-    test(`after ${FLOOD} short connections, usage comes back within 10% of the baseline`, async () => {
-      const server = await startSqlServer({
-        perTest: true,
-        ...(adapter !== undefined ? { adapter } : {}),
-        settings: { fsync: "off" },
-      });
-      const target = { host: server.host, port: server.port, user: "postgres" };
-      const warmUp = adapter === "subprocess" ? 200 : 20;
-      let done = 0;
-      await Promise.all(Array.from({ length: 4 }, async () => {
-        while (done < warmUp) {
-          done++;
-          await healthCheck(target);
-        }
-      }));
-      await waitFor("a settled baseline", async () => {
-        const a = processUsage(server.pid);
-        await sleep(1000);
-        const b = processUsage(server.pid);
-        return a.processes === b.processes && Math.abs(a.rssMiB - b.rssMiB) < 8;
-      }, { timeoutMs: 30_000 });
-      const before = processUsage(server.pid);
-      let next = 0;
-      await Promise.all(Array.from({ length: 20 }, async () => {
-        while (next < FLOOD) {
-          next++;
-          await healthCheck(target);
-        }
-      }));
-      const t0 = performance.now();
-      const after = await waitFor("usage to come back within 10% of the baseline", () => {
-        const u = processUsage(server.pid);
-        return u.processes <= before.processes && u.fds <= before.fds + 4 &&
-          u.rssMiB <= before.rssMiB * 1.1 && u;
-      }, {
-        timeoutMs: 45_000,
-        detail: () => JSON.stringify({ before, now: processUsage(server.pid) }),
-      });
-      console.log(
-        `${adapter ?? "default"}: usage ${JSON.stringify(before)} -> ${JSON.stringify(after)} ${
-          ((performance.now() - t0) / 1000).toFixed(1)
-        } s after ${FLOOD} connections`,
-      );
-      expect(await healthCheck(target)).toBeLessThan(1000);
-    });
+    test(
+      `after ${FLOOD} short connections, usage comes back within 10% of the baseline`,
+      async () => {
+        const server = await startSqlServer({
+          perTest: true,
+          ...(adapter !== undefined ? { adapter } : {}),
+          settings: { fsync: "off" },
+        });
+        const target = { host: server.host, port: server.port, user: "postgres" };
+        const warmUp = adapter === "subprocess" ? 200 : 20;
+        let done = 0;
+        await Promise.all(Array.from({ length: 4 }, async () => {
+          while (done < warmUp) {
+            done++;
+            await healthCheck(target);
+          }
+        }));
+        await waitFor("a settled baseline", async () => {
+          const a = processUsage(server.pid);
+          await sleep(1000);
+          const b = processUsage(server.pid);
+          return a.processes === b.processes && Math.abs(a.rssMiB - b.rssMiB) < 8;
+        }, { timeoutMs: 30_000 });
+        const before = processUsage(server.pid);
+        let next = 0;
+        // Each connection of the flood may wait long for a backend on a loaded
+        // machine (under the subprocess adapter 20 at once need processes);
+        // what is measured is the usage afterwards, not how fast they got in.
+        await Promise.all(Array.from({ length: 20 }, async () => {
+          while (next < FLOOD) {
+            next++;
+            await healthCheck(target, 30_000);
+          }
+        }));
+        const t0 = performance.now();
+        const after = await waitFor("usage to come back within 10% of the baseline", () => {
+          const u = processUsage(server.pid);
+          return u.processes <= before.processes && u.fds <= before.fds + 4 &&
+            u.rssMiB <= before.rssMiB * 1.1 && u;
+        }, {
+          timeoutMs: 45_000,
+          detail: () => JSON.stringify({ before, now: processUsage(server.pid) }),
+        });
+        console.log(
+          `${adapter ?? "default"}: usage ${JSON.stringify(before)} -> ${JSON.stringify(after)} ${
+            ((performance.now() - t0) / 1000).toFixed(1)
+          } s after ${FLOOD} connections`,
+        );
+        expect(await healthCheck(target)).toBeLessThan(1000);
+      },
+      150_000,
+    );
   });
 }
