@@ -40,6 +40,10 @@ export interface SettingsHost {
   isSuperuser(name: string): boolean;
 }
 
+/** The parameters that are not session state (GUC_NO_RESET: they follow the transaction). */
+const NO_RESET_SQL = "select lower(name) from pg_catalog.pg_settings" +
+  " where 'NO_RESET' = any(pg_catalog.pg_settings_get_flags(name))";
+
 /** Distinct startup maps remembered at most (a bound, not a tuning knob). */
 const STARTUP_SPELLED_MAX = 256;
 
@@ -77,19 +81,29 @@ export class BackendSettings {
     this.#host = host;
   }
 
-  /** Reads the baseline and the bootstrap superuser. Called once, before any session. */
-  async init(): Promise<void> {
-    const host = this.#host;
-    this.#notSessionState = new Set(
-      (await host.query(
-        "select lower(name) from pg_catalog.pg_settings" +
-          " where 'NO_RESET' = any(pg_catalog.pg_settings_get_flags(name))",
-      )).map((r) => r[0] ?? ""),
-    );
-    this.#baseline = parseSnapshot(await host.query(snapshotSql([], this.#notSessionState)));
+  /**
+   * What init reads, as statements of one Query (the engine batches them
+   * with its other start-up reads): the parameters that are not session
+   * state, the baseline without them, the bootstrap superuser; then the
+   * backend's identity made the bootstrap superuser's (asBootstrapSuperuser).
+   */
+  static readonly INIT_SQL: readonly string[] = [
+    NO_RESET_SQL,
+    snapshotSql([], { query: NO_RESET_SQL }),
+    "select session_user",
+    // asBootstrapSuperuser's SET, in the same Query: the name is read there.
+    "select pg_catalog.set_config('session_authorization', session_user, false)",
+  ];
+
+  /** Takes INIT_SQL's result sets: the baseline and the bootstrap superuser. Called once, before any session. */
+  init(sets: ReadonlyArray<Array<Array<string | null>>>): void {
+    const [noReset = [], baseline = [], user = []] = sets;
+    this.#notSessionState = new Set(noReset.map((r) => r[0] ?? ""));
+    this.#baseline = parseSnapshot(baseline);
     // Not the baseline's session_authorization: single-user PGlite leaves that ''.
-    this.#superuser = (await host.query("select session_user"))[0]?.[0] ?? this.#superuser;
+    this.#superuser = user[0]?.[0] ?? this.#superuser;
     this.#current = this.#baseline;
+    this.#noteBootstrapSuperuser();
   }
 
   /** The bootstrap superuser's name (initdb's -U). */
@@ -270,8 +284,13 @@ export class BackendSettings {
       await this.#host.runRaw(fe.query(`SET SESSION AUTHORIZATION ${quoteIdent(boot)}`)),
     );
     if (err !== null) throw new PgError(err.code, err.message);
+    this.#noteBootstrapSuperuser();
+  }
+
+  /** The backend's identity was made the bootstrap superuser's. */
+  #noteBootstrapSuperuser(): void {
     const m = new Map(this.#current);
-    m.set("session_authorization", boot);
+    m.set("session_authorization", this.#superuser);
     m.set("role", "none");
     this.#current = m;
     this.#appliedFor = null;

@@ -50,13 +50,20 @@ import {
   leftOnBackend,
   reconcileListens,
 } from "./discard.ts";
-import { concat, dataRows, fe, firstError } from "./wire.ts";
+import { concat, dataRows, fe, firstError, resultSets } from "./wire.ts";
 import { startupTrace } from "../../core/starttrace.ts";
 
 export type { EngineRole } from "./postinit.ts";
 
 /** What a PgliteEngine is opened with (engineoptions.ts). */
 export type EngineOptions = Options<PgliteEngine>;
+/** Whether an extension of a user's was created (plpgsql is initdb's). */
+const EXTENSIONS_CREATED_SQL =
+  "select exists (select from pg_catalog.pg_extension where extname <> 'plpgsql')";
+
+const SERVED_OID_SQL =
+  "select oid from pg_catalog.pg_database where datname = pg_catalog.current_database()";
+
 /** What a PgliteEngine of a multi-database cluster asks of the cluster (engineoptions.ts). */
 export type EngineCluster = Cluster<PgliteEngine>;
 
@@ -91,6 +98,11 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   #jobs = new Set<Promise<void>>();
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
+  /**
+   * The served database's oid, read at start: the backend's own database,
+   * whose row the mirror of pg_database keeps (pg_database.ts).
+   */
+  #servedOid: number | null = null;
   /** Per-session temporary schemas: whose the backend has, their SQL (tempschemas.ts). */
   readonly #temp: TempSchemas;
   /** What discard.ts's statements, cursors, channels and rollbacks run through. */
@@ -121,6 +133,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     });
     this.#catalogs = new EngineCatalogs({
       query,
+      queries: (sqls) => this.#queries(sqls),
       asBootstrapSuperuser: () => this.#settings.asBootstrapSuperuser(),
       catalogsChanging: () => this.#settings.forgetStartupMaps(),
     });
@@ -148,23 +161,42 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }
   }
 
-  /** Reads what startups are checked against. Called once, before any session. */
+  /**
+   * Reads what startups are checked against, and puts right what the data
+   * directory needs (views, leftovers, extensions' files). Called once,
+   * before any session. Every read is one statement of a single Query, a
+   * single round trip to the engine's thread; what they show decides what
+   * else runs.
+   */
   async init(): Promise<void> {
     await this.#withEngine(async () => {
       startupTrace("executor open");
-      await this.#settings.init();
-      startupTrace("engine: settings read");
-      await this.#catalogs.init();
-      startupTrace("engine: roles and databases read");
-      await this.#installView(STAT_ACTIVITY_INSTALLED_SQL, STAT_ACTIVITY_SQL);
-      await this.#installView(STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL);
+      const settingsEnd = BackendSettings.INIT_SQL.length;
+      const catalogsEnd = settingsEnd + EngineCatalogs.INIT_SQL.length;
+      const sets = await this.#queries([
+        ...BackendSettings.INIT_SQL,
+        ...EngineCatalogs.INIT_SQL,
+        STAT_ACTIVITY_INSTALLED_SQL,
+        STAT_ARCHIVER_INSTALLED_SQL,
+        TempSchemas.LEFTOVERS_SQL,
+        EXTENSIONS_CREATED_SQL,
+        SERVED_OID_SQL,
+      ]);
+      const [activity, archiver, leftovers = [], created, served] = sets.slice(catalogsEnd);
+      this.#settings.init(sets.slice(0, settingsEnd));
+      this.#catalogs.init(sets.slice(settingsEnd, catalogsEnd));
+      this.#servedOid = served?.[0]?.[0] == null ? null : Number(served[0][0]);
+      startupTrace("engine: settings, roles and databases read");
+      await this.#installView(activity, STAT_ACTIVITY_SQL);
+      await this.#installView(archiver, STAT_ARCHIVER_SQL);
       startupTrace("engine: views checked");
-      await this.#temp.dropLeftovers();
-      // An extension created before this start needs its files (its library) again.
-      const [created] = await this.#query(
-        "select exists (select from pg_catalog.pg_extension where extname <> 'plpgsql')",
-      );
-      if (created?.[0] === "t") {
+      await this.#temp.dropLeftovers(leftovers);
+      // An extension created before this start needs its files (its library)
+      // again; read again when leftovers went, whose CASCADE may take one.
+      const exists = leftovers.length === 0
+        ? created?.[0]?.[0]
+        : (await this.#query(EXTENSIONS_CREATED_SQL))[0]?.[0];
+      if (exists === "t") {
         this.#extensionsLoaded = true;
         await this.executor.exec(fe.sync(), () => {}, { loadExtensions: true });
       }
@@ -182,11 +214,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /**
    * Makes a catalog view read pgts's state instead of PGlite's one process
    * (pg_stat_activity: activity.ts; pg_stat_archiver: pgstat_archiver.ts),
-   * once per cluster. A cluster that refuses the DDL keeps PGlite's view.
+   * once per cluster: `installed` is the answer of its check. A cluster
+   * that refuses the DDL keeps PGlite's view.
    */
-  async #installView(installed: string, ddl: string): Promise<void> {
-    const [row] = await this.#query(installed);
-    if (row?.[0] === "t") return;
+  async #installView(
+    installed: ReadonlyArray<Array<string | null>> | undefined,
+    ddl: string,
+  ): Promise<void> {
+    if (installed?.[0]?.[0] === "t") return;
     await this.runRaw(fe.query(ddl));
   }
 
@@ -254,10 +289,11 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.#checkOpen();
     await this.#withEngine(async () => {
       await this.#settings.asBootstrapSuperuser();
-      const [row] = await this.#query(
-        "select oid from pg_catalog.pg_database where datname = pg_catalog.current_database()",
-      );
-      const text = sql(Number(row?.[0] ?? 5));
+      if (this.#servedOid === null) {
+        const [row] = await this.#query(SERVED_OID_SQL);
+        if (row?.[0] != null) this.#servedOid = Number(row[0]);
+      }
+      const text = sql(this.#servedOid ?? 5);
       if (text !== "") {
         await this.#query(text).catch(async (e) => {
           await this.runRaw(fe.query("ROLLBACK")).catch(() => {});
@@ -265,9 +301,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         });
       }
       await options.during?.();
-      await this.#catalogs.refreshRoles();
-      await this.#catalogs.refreshDatabases();
-      await this.#catalogs.refreshDatabaseName();
+      await this.#catalogs.refreshAll();
     }, options.timeoutMs ?? this.options.engineWaitTimeoutMs);
   }
 
@@ -566,6 +600,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
   signalBackends(signals: readonly BackendSignal[]): void {
     this.#procs.signal(signals);
+  }
+
+  /** The rows of each statement, run as one simple-protocol Query; throws the first error. */
+  async #queries(sqls: readonly string[]): Promise<Array<Array<Array<string | null>>>> {
+    const out = await this.runRaw(fe.query(sqls.join(";\n")));
+    const err = firstError(out);
+    if (err !== null) throw new PgError(err.code, err.message);
+    return resultSets(out);
   }
 
   async #query(sql: string): Promise<Array<Array<string | null>>> {

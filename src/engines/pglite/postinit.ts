@@ -29,6 +29,8 @@ export interface EngineRole extends RoleInfo {
 export interface CatalogHost {
   /** The rows of `sql`; throws its first error. */
   query(sql: string): Promise<Array<Array<string | null>>>;
+  /** The rows of each statement, run as one Query; throws the first error. */
+  queries(sqls: readonly string[]): Promise<Array<Array<Array<string | null>>>>;
   /** Makes the backend's identity the bootstrap superuser's, who may read pg_authid. */
   asBootstrapSuperuser(): Promise<void>;
   /** Roles or databases are about to be read again: maps built from the old ones are stale. */
@@ -54,6 +56,28 @@ const REPORTED = [
   "TimeZone",
 ];
 
+const REPORTED_SQL =
+  `select name, setting from pg_catalog.pg_settings where name in (${
+    REPORTED.map(quoteLiteral).join(", ")
+  })` +
+  " union all select 'server_version', pg_catalog.current_setting('server_version')" +
+  " union all select 'current_database', pg_catalog.current_database()";
+
+// is_superuser is internal but follows the session's role.
+const FIXED_SQL = "select name, pg_catalog.current_setting(name) from pg_catalog.pg_settings" +
+  " where context = 'internal' and name not in ('is_superuser', 'in_hot_standby')";
+
+/** The role defaults (ALTER ROLE/DATABASE … SET), the roles, their inheriting grants. */
+const ROLES_SQL: readonly string[] = [
+  ROLE_DEFAULTS_SQL,
+  "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb from pg_catalog.pg_authid",
+  "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
+];
+
+const DATABASES_SQL = "select datname from pg_catalog.pg_database";
+
+const DATABASE_NAME_SQL = "select pg_catalog.current_database()";
+
 export class EngineCatalogs {
   readonly #host: CatalogHost;
   #roles = new Map<string, EngineRole>();
@@ -73,32 +97,33 @@ export class EngineCatalogs {
     this.#host = host;
   }
 
-  /** Reads everything. Called once, before any session. */
-  async init(): Promise<void> {
-    const host = this.#host;
-    const names = REPORTED.map(quoteLiteral).join(", ");
-    for (
-      const [n, v] of await host.query(
-        `select name, setting from pg_catalog.pg_settings where name in (${names})` +
-          " union all select 'server_version', pg_catalog.current_setting('server_version')" +
-          " union all select 'current_database', pg_catalog.current_database()",
-      )
-    ) {
+  /**
+   * What init reads, as statements of one Query (the engine batches them
+   * with its other start-up reads): the reported and the fixed parameters,
+   * then the roles and the databases. Read as the backend's own user, the
+   * bootstrap superuser at start, who may read pg_authid.
+   */
+  static readonly INIT_SQL: readonly string[] = [
+    REPORTED_SQL,
+    FIXED_SQL,
+    ...ROLES_SQL,
+    DATABASES_SQL,
+  ];
+
+  /** Takes INIT_SQL's result sets. Called once, before any session. */
+  init(sets: ReadonlyArray<Array<Array<string | null>>>): void {
+    const [reported = [], fixed = [], ...rest] = sets;
+    for (const [n, v] of reported) {
       if (n != null && v != null) this.#reported.set(n, v);
     }
     this.#database = this.#reported.get("current_database") ?? "postgres";
     this.#reported.delete("current_database");
-    // is_superuser is internal but follows the session's role.
-    for (
-      const [n, v] of await host.query(
-        "select name, pg_catalog.current_setting(name) from pg_catalog.pg_settings" +
-          " where context = 'internal' and name not in ('is_superuser', 'in_hot_standby')",
-      )
-    ) {
+    for (const [n, v] of fixed) {
       if (n != null && v != null) this.#fixed.set(n.toLowerCase(), [n, v]);
     }
-    await this.refreshRoles();
-    await this.refreshDatabases();
+    this.#host.catalogsChanging();
+    this.#takeRoles(rest.slice(0, ROLES_SQL.length));
+    this.#takeDatabases(rest[ROLES_SQL.length] ?? []);
   }
 
   /** The database this engine serves, as its backend names it. */
@@ -188,10 +213,35 @@ export class EngineCatalogs {
     const host = this.#host;
     host.catalogsChanging();
     await host.asBootstrapSuperuser();
-    this.#roleDefaults = (await host.query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
-    const rows = await host.query(
-      "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb from pg_catalog.pg_authid",
-    );
+    this.#takeRoles(await host.queries(ROLES_SQL));
+  }
+
+  async refreshDatabases(): Promise<void> {
+    const host = this.#host;
+    host.catalogsChanging();
+    const [defaults = [], databases = []] = await host.queries([ROLE_DEFAULTS_SQL, DATABASES_SQL]);
+    this.#roleDefaults = defaults as RoleDefault[];
+    this.#takeDatabases(databases);
+  }
+
+  /**
+   * refreshRoles, refreshDatabases and refreshDatabaseName in one Query,
+   * for the cluster's own SQL that may have changed any of them.
+   */
+  async refreshAll(): Promise<void> {
+    const host = this.#host;
+    host.catalogsChanging();
+    await host.asBootstrapSuperuser();
+    const sets = await host.queries([...ROLES_SQL, DATABASES_SQL, DATABASE_NAME_SQL]);
+    this.#takeRoles(sets.slice(0, ROLES_SQL.length));
+    this.#takeDatabases(sets[ROLES_SQL.length] ?? []);
+    this.#database = sets[ROLES_SQL.length + 1]?.[0]?.[0] ?? this.#database;
+  }
+
+  /** ROLES_SQL's result sets: the role defaults, the roles, their inheriting grants. */
+  #takeRoles(sets: ReadonlyArray<Array<Array<string | null>>>): void {
+    const [defaults = [], rows = [], grants = []] = sets;
+    this.#roleDefaults = defaults as RoleDefault[];
     this.#roles = new Map(rows.map(([name, sup, login, secret, oid, createdb]) => [name ?? "", {
       name: name ?? "",
       superuser: sup === "t",
@@ -200,26 +250,18 @@ export class EngineCatalogs {
       secret: secret ?? null,
       oid: Number(oid),
     }]));
-    const grants = await host.query(
-      "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
-    );
     this.#roleGraph = new RoleGraph(
       this.#roles.values(),
       grants.map(([member, role]) => [Number(member), Number(role)] as const),
     );
   }
 
-  async refreshDatabases(): Promise<void> {
-    const host = this.#host;
-    host.catalogsChanging();
-    this.#roleDefaults = (await host.query(ROLE_DEFAULTS_SQL)) as RoleDefault[];
-    const rows = await host.query("select datname from pg_catalog.pg_database");
+  #takeDatabases(rows: ReadonlyArray<Array<string | null>>): void {
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
   }
 
   /** Reads the served database's name again (ALTER DATABASE … RENAME, from the cluster). */
   async refreshDatabaseName(): Promise<void> {
-    this.#database = (await this.#host.query("select pg_catalog.current_database()"))[0]?.[0] ??
-      this.#database;
+    this.#database = (await this.#host.query(DATABASE_NAME_SQL))[0]?.[0] ?? this.#database;
   }
 }

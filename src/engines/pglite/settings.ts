@@ -30,13 +30,14 @@ const NOT_SETTINGS = new Set(["user", "database", "options", "replication"]);
  * lists (lowercased) parameters that are not session state: PostgreSQL's
  * GUC_NO_RESET ones (transaction_isolation, transaction_read_only,
  * transaction_deferrable) follow the transaction, and pg_settings shows
- * them with source "session" once a SET TRANSACTION touched them.
+ * them with source "session" once a SET TRANSACTION touched them. It may
+ * be a query giving them instead, where they are read in the same Query.
  */
 export function snapshotSql(
   customNames: Iterable<string>,
-  exclude: Iterable<string> = [],
+  exclude: Iterable<string> | { readonly query: string } = [],
 ): string {
-  const skip = [...exclude].map(quoteLiteral).join(", ");
+  const skip = "query" in exclude ? exclude.query : [...exclude].map(quoteLiteral).join(", ");
   let sql = "select lower(name), setting from pg_catalog.pg_settings where source = 'session'" +
     (skip === "" ? "" : ` and lower(name) not in (${skip})`) +
     " union all select 'role', pg_catalog.current_setting('role')" +

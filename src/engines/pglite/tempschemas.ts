@@ -100,12 +100,12 @@ export class TempSchemas {
     this.#carried = null;
   }
 
-  /** Temporary schemas a previous run left (a crash, a kill) go whole. */
-  async dropLeftovers(): Promise<void> {
-    const left = await this.#host.query(
-      "select nspname from pg_catalog.pg_namespace" +
-        " where nspname ~ '^pg_(toast_)?temp_[0-9]+(_[0-9]+)?$'",
-    );
+  /** The temporary schemas there are: at start, what a previous run left (a crash, a kill). */
+  static readonly LEFTOVERS_SQL = "select nspname from pg_catalog.pg_namespace" +
+    " where nspname ~ '^pg_(toast_)?temp_[0-9]+(_[0-9]+)?$'";
+
+  /** LEFTOVERS_SQL's rows, read at start before any session, go whole. */
+  async dropLeftovers(left: ReadonlyArray<Array<string | null>>): Promise<void> {
     if (left.length === 0) return;
     await this.#host.runRaw(
       fe.query(`DROP SCHEMA ${left.map((r) => quoteIdent(r[0] ?? "")).join(", ")} CASCADE`),

@@ -175,11 +175,23 @@ export function errorField(msg: Uint8Array, field: number): string {
 
 /** Text columns of the DataRows in a backend byte stream (internal queries). */
 export function dataRows(buf: Uint8Array): Array<Array<string | null>> {
-  const rows: Array<Array<string | null>> = [];
+  return resultSets(buf).flat();
+}
+
+/**
+ * The DataRows of a backend byte stream, one list per statement of a
+ * simple-protocol Query carrying several (each ends in CommandComplete or
+ * EmptyQueryResponse); rows after the last such end (an error) make one
+ * more list.
+ */
+export function resultSets(buf: Uint8Array): Array<Array<Array<string | null>>> {
+  const sets: Array<Array<Array<string | null>>> = [];
+  let rows: Array<Array<string | null>> = [];
   let at = 0;
   while (at + 5 <= buf.length) {
     const len = readInt32(buf, at + 1);
-    if (buf[at] === BE.DataRow) {
+    const type = buf[at];
+    if (type === BE.DataRow) {
       const n = (buf[at + 5]! << 8) | buf[at + 6]!;
       let p = at + 7;
       const row: Array<string | null> = [];
@@ -193,10 +205,14 @@ export function dataRows(buf: Uint8Array): Array<Array<string | null>> {
         }
       }
       rows.push(row);
+    } else if (type === BE.CommandComplete || type === BE.EmptyQueryResponse) {
+      sets.push(rows);
+      rows = [];
     }
     at += 1 + len;
   }
-  return rows;
+  if (rows.length > 0) sets.push(rows);
+  return sets;
 }
 
 /** The first ErrorResponse in a backend byte stream, as message text and SQLSTATE. */
