@@ -112,7 +112,11 @@ export function pgConfig(server: PgtsServer, as: ConnectAs = {}): pg.ClientConfi
     user: as.user ?? "postgres",
     database: as.database ?? "postgres",
     ...(as.password !== undefined ? { password: as.password } : {}),
-    connectionTimeoutMillis: 10_000,
+    // The first connection to a database opens its engine (a PGlite start,
+    // seconds of CPU on a loaded 2-CPU machine): in one CI run a connect to a
+    // database made a moment before timed out at 10 s, and since clients end
+    // after the file, its leftovers then made the next test's count wrong.
+    connectionTimeoutMillis: 30_000,
   };
 }
 
