@@ -156,13 +156,8 @@ export class MessageReader {
    * and a length within that type's limit (else "invalid message length").
    */
   read(): Message | null {
-    const q = this.#queue;
-    this.#typed = true;
-    if (q.size < 1) return null;
-    const type = q.peekByte(0);
-    const limit = this.#limits[type] as number;
-    if (limit < 0) throw protocolViolation(`invalid frontend message type ${type}`);
-    return this.#framed(type, limit);
+    const limit = this.#typeLimit();
+    return limit < 0 ? null : this.#framed(this.#queue.peekByte(0), limit);
   }
 
   /**
@@ -172,17 +167,23 @@ export class MessageReader {
    * client's messages on as they came (the backend's command loop).
    */
   readFrame(): Uint8Array | null {
+    const limit = this.#typeLimit();
+    const len = limit < 0 ? -1 : this.#wholeLength(limit);
+    return len < 0 ? null : this.#queue.take(len + 1, this.#allocate);
+  }
+
+  /**
+   * The length limit of the next message's type, checked as SocketBackend
+   * checks the type byte; -1 while no byte is buffered.
+   */
+  #typeLimit(): number {
     const q = this.#queue;
     this.#typed = true;
-    if (q.size < 1) return null;
+    if (q.size < 1) return -1;
     const type = q.peekByte(0);
     const limit = this.#limits[type] as number;
     if (limit < 0) throw protocolViolation(`invalid frontend message type ${type}`);
-    if (q.size < 5) return null;
-    const len = q.peekInt32(1);
-    if (len < 4 || len > limit) throw new CommError("invalid message length");
-    if (q.size < len + 1) return null;
-    return q.take(len + 1, this.#allocate);
+    return limit;
   }
 
   /**
@@ -206,13 +207,23 @@ export class MessageReader {
   }
 
   #framed(type: number, limit: number): Message | null {
+    const len = this.#wholeLength(limit);
+    if (len < 0) return null;
     const q = this.#queue;
-    if (q.size < 5) return null;
-    const len = q.peekInt32(1);
-    if (len < 4 || len > limit) throw new CommError("invalid message length");
-    if (q.size < len + 1) return null;
     q.skip(5);
     return { type, body: q.take(len - 4, this.#allocate) };
+  }
+
+  /**
+   * The next message's length word, checked against `limit`, once the whole
+   * message is buffered; -1 until then.
+   */
+  #wholeLength(limit: number): number {
+    const q = this.#queue;
+    if (q.size < 5) return -1;
+    const len = q.peekInt32(1);
+    if (len < 4 || len > limit) throw new CommError("invalid message length");
+    return q.size < len + 1 ? -1 : len;
   }
 
   /**
