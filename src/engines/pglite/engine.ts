@@ -132,7 +132,6 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       isSuperuser: (name) => this.#catalogs.isSuperuser(name),
     });
     this.#catalogs = new EngineCatalogs({
-      query,
       queries: (sqls) => this.#queries(sqls),
       asBootstrapSuperuser: () => this.#settings.asBootstrapSuperuser(),
       catalogsChanging: () => this.#settings.forgetStartupMaps(),

@@ -27,8 +27,6 @@ export interface EngineRole extends RoleInfo {
 
 /** What the catalogs are read through; called only while the engine is held. */
 export interface CatalogHost {
-  /** The rows of `sql`; throws its first error. */
-  query(sql: string): Promise<Array<Array<string | null>>>;
   /** The rows of each statement, run as one Query; throws the first error. */
   queries(sqls: readonly string[]): Promise<Array<Array<Array<string | null>>>>;
   /** Makes the backend's identity the bootstrap superuser's, who may read pg_authid. */
@@ -225,8 +223,9 @@ export class EngineCatalogs {
   }
 
   /**
-   * refreshRoles, refreshDatabases and refreshDatabaseName in one Query,
-   * for the cluster's own SQL that may have changed any of them.
+   * The roles, the databases and the served database's name (ALTER
+   * DATABASE … RENAME) read again in one Query, for the cluster's own SQL
+   * that may have changed any of them.
    */
   async refreshAll(): Promise<void> {
     const host = this.#host;
@@ -258,10 +257,5 @@ export class EngineCatalogs {
 
   #takeDatabases(rows: ReadonlyArray<Array<string | null>>): void {
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
-  }
-
-  /** Reads the served database's name again (ALTER DATABASE … RENAME, from the cluster). */
-  async refreshDatabaseName(): Promise<void> {
-    this.#database = (await this.#host.query(DATABASE_NAME_SQL))[0]?.[0] ?? this.#database;
   }
 }
