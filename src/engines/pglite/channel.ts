@@ -1,13 +1,24 @@
 /**
  * The exec channel between a `worker` executor and its Worker
- * (executor.ts, executor-worker.ts): one SharedArrayBuffer holding the
- * request in flight and its answer, with Atomics to say each is there.
+ * (executor.ts, executor-worker.ts): one SharedArrayBuffer with two slots,
+ * each holding a request and its answer, and Atomics to say each is there.
  * A postMessage round trip costs a structured clone each way and a message
  * task on both event loops; here the request and the answer are copied
- * into shared memory and each side is woken by `Atomics.notify`. Both sides
- * wait with `Atomics.waitAsync`, never `Atomics.wait`: the engine's event
- * loop serves every session, and the Worker's finishes group commit's
- * fdatasyncs between execs (walflush.ts).
+ * into shared memory and each side is woken by `Atomics.notify` on a bell
+ * (a counter). Both sides wait with `Atomics.waitAsync`, never
+ * `Atomics.wait`: the engine's event loop serves every session, and the
+ * Worker's takes its messages (the COPY feed, the close) between execs.
+ *
+ * Two slots, so that the next exec can wait in the Worker while one runs
+ * (the executor's pipeline, executor.ts): the Worker takes the slots in
+ * turn, and an exec written as *conditional* runs only if the exec before
+ * it ended its answer idle (`endedIdle`): a whole ReadyForQuery 'I' last,
+ * no ParameterStatus, no error, no temporary namespace change, no signal,
+ * nothing streamed. Otherwise the Worker answers it NOT_RUN and the
+ * executor, which sees the same answer and decides the same, gives it back
+ * to its session. The executor never has more than two execs out, so a
+ * slot is written again only after the Worker took its request and the
+ * executor read its answer.
  *
  * It also carries the flow control of streamed answers: the Worker counts
  * the bytes it posted as `data` (UNACKED) and waits while more than
@@ -18,38 +29,51 @@
  * Only what fits goes here: a request of at most REQUEST_CAPACITY bytes,
  * and an answer that was not streamed (pipelined answers and answers of
  * more than REPLY_CAPACITY bytes still go as postMessage `data`, and then
- * the `done` too, so that it never overtakes them). The executor sends one
- * exec at a time, so one slot of each suffices: a request is never written
- * while the Worker may still read the one before, and an answer never
- * while the executor may still read the one before.
+ * the `done` too, so that it never overtakes them; the slot then says
+ * BY_MESSAGE).
  */
 
+import { BE } from "../../core/protocol/constants.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 
-/** Int32 slots of the header. */
+/** Int32 slots of the header shared by both slots. */
+const REQUEST_BELL = 0;
+const REPLY_BELL = 1;
+/** Bytes of streamed answer (`data` messages) the executor has not taken yet. */
+const UNACKED = 2;
+const CLOSED = 3;
+/** Int32 fields of a slot, from its base (8 + 8 × slot). */
 const REQUEST_SEQ = 0;
 const REQUEST_LENGTH = 1;
 const REQUEST_EXTRA = 2;
-const REPLY_SEQ = 3;
-const REPLY_LENGTH = 4;
-const REPLY_EXTRA = 5;
-/** Bytes of streamed answer (`data` messages) the executor has not taken yet. */
-const UNACKED = 6;
-/** Float64 slots, after the Int32 ones. */
-const F_RUN_AS = 4;
-const F_PID = 5;
-const F_TIMEOUT = 6;
-const F_WAL = 7;
-const HEADER_BYTES = 64;
+const REQUEST_CONDITIONAL = 3;
+const REPLY_SEQ = 4;
+const REPLY_LENGTH = 5;
+const REPLY_EXTRA = 6;
+const REPLY_KIND = 7;
+/** Float64 fields of a slot, from its base (16 + 4 × slot). */
+const F_RUN_AS = 0;
+const F_PID = 1;
+const F_TIMEOUT = 2;
+const F_WAL = 3;
+const HEADER_BYTES = 256;
+
+const i32Base = (slot: number) => 8 + 8 * slot;
+const f64Base = (slot: number) => 16 + 4 * slot;
+
+/** How the Worker answered an exec in a slot. */
+export const ANSWERED = 0;
+/** A conditional exec whose predecessor did not end idle: it did not run. */
+export const NOT_RUN = 1;
+/** The answer went (or goes) as postMessage `data` and `done`. */
+export const BY_MESSAGE = 2;
 
 export const REQUEST_CAPACITY = 64 * 1024;
 export const REPLY_CAPACITY = 256 * 1024;
-export const CHANNEL_BYTES = HEADER_BYTES + REQUEST_CAPACITY + REPLY_CAPACITY;
+export const CHANNEL_BYTES = HEADER_BYTES + 2 * (REQUEST_CAPACITY + REPLY_CAPACITY);
 /** Streamed answer bytes the Worker may have posted and the executor not taken. */
 export const STREAM_WINDOW = 1024 * 1024;
-/** REPLY_SEQ after the executor closed: wakes a waiter for good. */
-const CLOSED = -1;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -63,28 +87,93 @@ export interface ChannelExecOptions {
   readonly [extra: string]: unknown;
 }
 
-/** What the Worker answers when the answer went through the channel. */
-export interface ChannelReply {
-  readonly bytes: Uint8Array;
+/** The end of an exec, however its answer came. */
+export interface ExecEnd {
   readonly error: string | null;
   readonly signals: readonly BackendSignal[];
   readonly temp: TempSpan | null;
+}
+
+/** What the Worker answers when the answer went through the channel. */
+export interface ChannelReply extends ExecEnd {
+  readonly kind: typeof ANSWERED | typeof NOT_RUN | typeof BY_MESSAGE;
+  readonly bytes: Uint8Array;
   readonly wal: number;
 }
 
 const NO_SIGNALS: readonly BackendSignal[] = [];
+const EMPTY = new Uint8Array(0);
 const FIXED = new Set(["runAs", "pid", "timeoutMs"]);
+
+/**
+ * Whether an exec ended so that the next may run at once without the
+ * engine's thread looking at it: its whole answer (`parts`, not streamed)
+ * ends with ReadyForQuery 'I' and holds no ParameterStatus, and it raised
+ * nothing, changed no temporary namespace and signalled no session. Both
+ * sides decide with this one function on the same answer.
+ */
+export function endedIdle(parts: readonly Uint8Array[], end: ExecEnd): boolean {
+  if (end.error !== null || end.signals.length > 0 || end.temp !== null) return false;
+  let last: Uint8Array | null = null;
+  for (let i = parts.length - 1; i >= 0; i--) {
+    if (parts[i]!.length > 0) {
+      last = parts[i]!;
+      break;
+    }
+  }
+  if (last === null || last.length < 6) return false;
+  const z = last.length - 6;
+  if (
+    last[z] !== BE.ReadyForQuery || last[z + 4] !== 5 || last[z + 5] !== 0x49 /* 'I' */
+  ) {
+    return false;
+  }
+  // No ParameterStatus anywhere: walk the message headers across parts.
+  let skip = 0;
+  let header = 0;
+  let type = 0;
+  let len = 0;
+  for (const p of parts) {
+    let at = 0;
+    while (at < p.length) {
+      if (skip > 0) {
+        const n = Math.min(skip, p.length - at);
+        at += n;
+        skip -= n;
+        continue;
+      }
+      const b = p[at++]!;
+      if (header === 0) {
+        type = b;
+        if (type === BE.ParameterStatus) return false;
+        len = 0;
+      } else len = (len << 8) | b;
+      if (++header === 5) {
+        header = 0;
+        skip = (len >>> 0) - 4;
+      }
+    }
+  }
+  return true;
+}
 
 class Views {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
-  readonly request: Uint8Array;
-  readonly reply: Uint8Array;
+  readonly request: [Uint8Array, Uint8Array];
+  readonly reply: [Uint8Array, Uint8Array];
   constructor(sab: SharedArrayBuffer) {
     this.i32 = new Int32Array(sab, 0, HEADER_BYTES / 4);
     this.f64 = new Float64Array(sab, 0, HEADER_BYTES / 8);
-    this.request = new Uint8Array(sab, HEADER_BYTES, REQUEST_CAPACITY);
-    this.reply = new Uint8Array(sab, HEADER_BYTES + REQUEST_CAPACITY, REPLY_CAPACITY);
+    const at = (n: number) => HEADER_BYTES + n;
+    this.request = [
+      new Uint8Array(sab, at(0), REQUEST_CAPACITY),
+      new Uint8Array(sab, at(REQUEST_CAPACITY), REQUEST_CAPACITY),
+    ];
+    this.reply = [
+      new Uint8Array(sab, at(2 * REQUEST_CAPACITY), REPLY_CAPACITY),
+      new Uint8Array(sab, at(2 * REQUEST_CAPACITY + REPLY_CAPACITY), REPLY_CAPACITY),
+    ];
   }
 }
 
@@ -92,6 +181,8 @@ class Views {
 export class ChannelRequester {
   readonly buffer: SharedArrayBuffer;
   #v: Views;
+  /** The slot the next request goes to. */
+  #slot = 0;
 
   constructor() {
     this.buffer = new SharedArrayBuffer(CHANNEL_BYTES);
@@ -99,10 +190,17 @@ export class ChannelRequester {
   }
 
   /**
-   * Writes exec `seq` and wakes the Worker; false (nothing written) when it
-   * does not fit, and the caller posts it instead.
+   * Writes exec `seq` into the next slot and wakes the Worker; returns the
+   * slot, or -1 (nothing written) when it does not fit, and the caller
+   * posts it instead. `conditional`: it runs only if the exec before it
+   * ends idle (endedIdle).
    */
-  trySend(seq: number, bytes: Uint8Array, options: ChannelExecOptions): boolean {
+  trySend(
+    seq: number,
+    bytes: Uint8Array,
+    options: ChannelExecOptions,
+    conditional: boolean,
+  ): number {
     let extra: Uint8Array | null = null;
     for (const k in options) {
       if (FIXED.has(k)) continue;
@@ -114,33 +212,45 @@ export class ChannelRequester {
       break;
     }
     const extraLength = extra?.length ?? 0;
-    if (bytes.length + extraLength > REQUEST_CAPACITY) return false;
+    if (bytes.length + extraLength > REQUEST_CAPACITY) return -1;
     const v = this.#v;
-    v.request.set(bytes, 0);
-    if (extra !== null) v.request.set(extra, bytes.length);
-    v.f64[F_RUN_AS] = options.runAs ?? NaN;
-    v.f64[F_PID] = options.pid ?? NaN;
-    v.f64[F_TIMEOUT] = options.timeoutMs;
-    v.i32[REQUEST_LENGTH] = bytes.length;
-    v.i32[REQUEST_EXTRA] = extraLength;
+    const slot = this.#slot;
+    this.#slot = 1 - slot;
+    const request = v.request[slot]!;
+    request.set(bytes, 0);
+    if (extra !== null) request.set(extra, bytes.length);
+    const b = i32Base(slot);
+    const f = f64Base(slot);
+    v.f64[f + F_RUN_AS] = options.runAs ?? NaN;
+    v.f64[f + F_PID] = options.pid ?? NaN;
+    v.f64[f + F_TIMEOUT] = options.timeoutMs;
+    v.i32[b + REQUEST_LENGTH] = bytes.length;
+    v.i32[b + REQUEST_EXTRA] = extraLength;
+    v.i32[b + REQUEST_CONDITIONAL] = conditional ? 1 : 0;
     // The store publishes the writes above (Atomics are sequentially consistent).
-    Atomics.store(v.i32, REQUEST_SEQ, seq);
-    Atomics.notify(v.i32, REQUEST_SEQ);
-    return true;
+    Atomics.store(v.i32, b + REQUEST_SEQ, seq);
+    Atomics.add(v.i32, REQUEST_BELL, 1);
+    Atomics.notify(v.i32, REQUEST_BELL);
+    return slot;
   }
 
   /**
-   * Waits for the answer to exec `seq` in the channel. Resolves null once
-   * `stillWaiting()` is false (the answer came as a message instead, or the
-   * executor failed or closed).
+   * Waits for the answer to exec `seq` in `slot`. Resolves null once
+   * `stillWaiting()` is false (the executor failed or closed, or the answer
+   * came as a message).
    */
-  async reply(seq: number, stillWaiting: () => boolean): Promise<ChannelReply | null> {
+  async reply(
+    slot: number,
+    seq: number,
+    stillWaiting: () => boolean,
+  ): Promise<ChannelReply | null> {
     const v = this.#v;
+    const at = i32Base(slot) + REPLY_SEQ;
     for (;;) {
-      const at = Atomics.load(v.i32, REPLY_SEQ);
-      if (at === seq) return this.#read();
-      if (at === CLOSED || !stillWaiting()) return null;
-      const w = Atomics.waitAsync(v.i32, REPLY_SEQ, at);
+      const bell = Atomics.load(v.i32, REPLY_BELL);
+      if (Atomics.load(v.i32, at) === seq) return this.#read(slot, seq);
+      if (Atomics.load(v.i32, CLOSED) !== 0 || !stillWaiting()) return null;
+      const w = Atomics.waitAsync(v.i32, REPLY_BELL, bell);
       if (w.async) await w.value;
     }
   }
@@ -153,30 +263,48 @@ export class ChannelRequester {
 
   /** Wakes every waiter for good (the executor is closing). */
   close(): void {
-    Atomics.store(this.#v.i32, REPLY_SEQ, CLOSED);
-    Atomics.notify(this.#v.i32, REPLY_SEQ);
+    Atomics.store(this.#v.i32, CLOSED, 1);
+    Atomics.add(this.#v.i32, REPLY_BELL, 1);
+    Atomics.notify(this.#v.i32, REPLY_BELL);
   }
 
-  #read(): ChannelReply {
+  #read(slot: number, seq: number): ChannelReply {
     const v = this.#v;
-    const length = v.i32[REPLY_LENGTH]!;
-    const extraLength = v.i32[REPLY_EXTRA]!;
-    const bytes = v.reply.slice(0, length);
-    const wal = v.f64[F_WAL]!;
-    if (extraLength === 0) return { bytes, error: null, signals: NO_SIGNALS, temp: null, wal };
-    const extra = JSON.parse(decoder.decode(v.reply.slice(length, length + extraLength))) as {
+    const b = i32Base(slot);
+    const kind = v.i32[b + REPLY_KIND]! as ChannelReply["kind"];
+    const length = v.i32[b + REPLY_LENGTH]!;
+    const extraLength = v.i32[b + REPLY_EXTRA]!;
+    const reply = v.reply[slot]!;
+    const bytes = length === 0 ? EMPTY : reply.slice(0, length);
+    const wal = v.f64[f64Base(slot) + F_WAL]!;
+    // Read: the slot may take the answer after next.
+    Atomics.compareExchange(v.i32, b + REPLY_SEQ, seq, 0);
+    if (extraLength === 0) {
+      return { kind, bytes, error: null, signals: NO_SIGNALS, temp: null, wal };
+    }
+    const extra = JSON.parse(decoder.decode(reply.slice(length, length + extraLength))) as {
       error: string | null;
       signals: readonly BackendSignal[];
       temp: TempSpan | null;
     };
-    return { bytes, error: extra.error, signals: extra.signals, temp: extra.temp, wal };
+    return { kind, bytes, error: extra.error, signals: extra.signals, temp: extra.temp, wal };
   }
+}
+
+/** One request as the Worker takes it. */
+export interface ChannelRequest {
+  readonly seq: number;
+  readonly slot: number;
+  readonly bytes: Uint8Array;
+  readonly options: ChannelExecOptions;
+  readonly conditional: boolean;
 }
 
 /** The Worker's end. */
 export class ChannelServer {
   #v: Views;
-  #seen = 0;
+  /** The slot the next request comes in. */
+  #slot = 0;
 
   constructor(buffer: SharedArrayBuffer) {
     this.#v = new Views(buffer);
@@ -202,47 +330,60 @@ export class ChannelServer {
     }
   }
 
-  /** The next request, once the executor wrote it. */
-  async next(): Promise<{ seq: number; bytes: Uint8Array; options: ChannelExecOptions }> {
+  /** The next request, once the executor wrote it (at once when it is there). */
+  next(): ChannelRequest | Promise<ChannelRequest> {
+    return this.#take() ?? this.#wait();
+  }
+
+  async #wait(): Promise<ChannelRequest> {
     const v = this.#v;
     for (;;) {
-      const seq = Atomics.load(v.i32, REQUEST_SEQ);
-      if (seq !== this.#seen) {
-        this.#seen = seq;
-        const length = v.i32[REQUEST_LENGTH]!;
-        const extraLength = v.i32[REQUEST_EXTRA]!;
-        const bytes = v.request.slice(0, length);
-        const runAs = v.f64[F_RUN_AS]!;
-        const pid = v.f64[F_PID]!;
-        const fixed = {
-          runAs: Number.isNaN(runAs) ? null : runAs,
-          pid: Number.isNaN(pid) ? null : pid,
-          timeoutMs: v.f64[F_TIMEOUT]!,
-        };
-        const options = extraLength === 0 ? fixed : {
-          ...JSON.parse(decoder.decode(v.request.slice(length, length + extraLength))),
-          ...fixed,
-        };
-        return { seq, bytes, options };
-      }
-      const w = Atomics.waitAsync(v.i32, REQUEST_SEQ, seq);
+      const bell = Atomics.load(v.i32, REQUEST_BELL);
+      const r = this.#take();
+      if (r !== null) return r;
+      const w = Atomics.waitAsync(v.i32, REQUEST_BELL, bell);
       if (w.async) await w.value;
     }
   }
 
+  #take(): ChannelRequest | null {
+    const v = this.#v;
+    const slot = this.#slot;
+    const b = i32Base(slot);
+    const seq = Atomics.load(v.i32, b + REQUEST_SEQ);
+    if (seq === 0) return null;
+    const length = v.i32[b + REQUEST_LENGTH]!;
+    const extraLength = v.i32[b + REQUEST_EXTRA]!;
+    const conditional = v.i32[b + REQUEST_CONDITIONAL] === 1;
+    const request = v.request[slot]!;
+    const bytes = request.slice(0, length);
+    const f = f64Base(slot);
+    const runAs = v.f64[f + F_RUN_AS]!;
+    const pid = v.f64[f + F_PID]!;
+    const fixed = {
+      runAs: Number.isNaN(runAs) ? null : runAs,
+      pid: Number.isNaN(pid) ? null : pid,
+      timeoutMs: v.f64[f + F_TIMEOUT]!,
+    };
+    const options = extraLength === 0 ? fixed : {
+      ...JSON.parse(decoder.decode(request.slice(length, length + extraLength))),
+      ...fixed,
+    };
+    Atomics.store(v.i32, b + REQUEST_SEQ, 0);
+    this.#slot = 1 - slot;
+    return { seq, slot, bytes, options, conditional };
+  }
+
   /**
-   * Writes the answer to exec `seq` and wakes the executor; false (nothing
-   * written) when it does not fit, and the caller posts it instead.
+   * Writes the answer to exec `seq` into `slot` and wakes the executor;
+   * false (nothing written) when it does not fit, and the caller posts it
+   * instead (and then says so with `byMessage`).
    */
   tryReply(
+    slot: number,
     seq: number,
     parts: readonly Uint8Array[],
-    done: {
-      error: string | null;
-      signals: readonly BackendSignal[];
-      temp: TempSpan | null;
-      wal: number;
-    },
+    done: ExecEnd & { wal: number },
   ): boolean {
     let length = 0;
     for (const p of parts) length += p.length;
@@ -254,17 +395,43 @@ export class ChannelServer {
     const extraLength = extra?.length ?? 0;
     if (length + extraLength > REPLY_CAPACITY) return false;
     const v = this.#v;
+    const reply = v.reply[slot]!;
     let at = 0;
     for (const p of parts) {
-      v.reply.set(p, at);
+      reply.set(p, at);
       at += p.length;
     }
-    if (extra !== null) v.reply.set(extra, length);
-    v.i32[REPLY_LENGTH] = length;
-    v.i32[REPLY_EXTRA] = extraLength;
-    v.f64[F_WAL] = done.wal;
-    Atomics.store(v.i32, REPLY_SEQ, seq);
-    Atomics.notify(v.i32, REPLY_SEQ);
+    if (extra !== null) reply.set(extra, length);
+    this.#publish(slot, seq, ANSWERED, length, extraLength, done.wal);
     return true;
+  }
+
+  /** Exec `seq` in `slot` was conditional and did not run. */
+  notRun(slot: number, seq: number, wal: number): void {
+    this.#publish(slot, seq, NOT_RUN, 0, 0, wal);
+  }
+
+  /** Exec `seq`'s answer went as messages (its `done` was posted already). */
+  byMessage(slot: number, seq: number, wal: number): void {
+    this.#publish(slot, seq, BY_MESSAGE, 0, 0, wal);
+  }
+
+  #publish(
+    slot: number,
+    seq: number,
+    kind: number,
+    length: number,
+    extraLength: number,
+    wal: number,
+  ): void {
+    const v = this.#v;
+    const b = i32Base(slot);
+    v.i32[b + REPLY_LENGTH] = length;
+    v.i32[b + REPLY_EXTRA] = extraLength;
+    v.i32[b + REPLY_KIND] = kind;
+    v.f64[f64Base(slot) + F_WAL] = wal;
+    Atomics.store(v.i32, b + REPLY_SEQ, seq);
+    Atomics.add(v.i32, REPLY_BELL, 1);
+    Atomics.notify(v.i32, REPLY_BELL);
   }
 }

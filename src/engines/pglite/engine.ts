@@ -32,7 +32,7 @@ import { STAT_ACTIVITY_INSTALLED_SQL, STAT_ACTIVITY_SQL } from "./activity.ts";
 import { BackendSettings } from "./backendsettings.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { EngineCluster as Cluster, EngineOptions as Options } from "./engineoptions.ts";
-import type { ExecOptions, ExecResult, RawExecutor } from "./executor.ts";
+import { ExecNotRun, type ExecOptions, type ExecResult, type RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
 import { STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL } from "./pgstat_archiver.ts";
 import { EngineCatalogs, type EngineRole } from "./postinit.ts";
@@ -146,6 +146,15 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       asBootstrapSuperuser: () => this.#settings.asBootstrapSuperuser(),
     };
     executor.onSignals = (signals) => this.signalBackends(signals);
+    // The pipeline (executor.ts, scheduler.ts): a session's exec that runs
+    // may hand the engine to the next waiter at once; its end says whether
+    // that stands.
+    executor.onRunning = (owner) => {
+      if (owner !== undefined) this.scheduler.handOver(owner as PgliteSession);
+    };
+    executor.onExecEnd = (owner, endedIdle) => {
+      if (owner !== undefined) this.scheduler.settleHandOver(owner as PgliteSession, endedIdle);
+    };
     this.#temp = new TempSchemas({
       runRaw: (bytes, temp) => this.runRaw(bytes, undefined, temp),
       query,
@@ -474,16 +483,25 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     options: ExecOptions,
     s?: PgliteSession,
     temp?: TempPair,
-  ): Promise<void> {
+  ): Promise<ExecResult> {
+    // A conditional exec of a session the engine was taken back from (its
+    // handing-over exec did not end idle, scheduler.ts) does not start.
+    if (options.conditional === true && s !== undefined && this.scheduler.owner !== s) {
+      throw new ExecNotRun();
+    }
     options = this.#temp.beforeExec(options, s, temp);
+    const owner = this.#temp.owner;
     let result: ExecResult;
     try {
       result = await this.executor.exec(bytes, onData, options);
     } catch (e) {
       this.#temp.execFailed();
+      // Its sessions list goes with the next exec again.
+      if (e instanceof ExecNotRun) this.#procs.resend();
       throw e;
     }
-    this.#temp.afterExec(options, result);
+    this.#temp.afterExec(result, owner);
+    return result;
   }
 
   /** DEALLOCATE ALL and DISCARD ALL, for this session's state only (discard.ts). */

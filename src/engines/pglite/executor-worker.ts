@@ -16,7 +16,7 @@ import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./i
 import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
-import { ChannelServer } from "./channel.ts";
+import { ChannelServer, endedIdle } from "./channel.ts";
 import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
@@ -55,12 +55,18 @@ function post(m: WorkerReply, bytes?: Uint8Array | null): void {
   } else scope.postMessage(m);
 }
 
+/**
+ * Runs one exec and answers it: in `slot` of the channel when it came
+ * there and its answer fits, else as messages. Resolves whether it ended
+ * idle (channel.ts's endedIdle): the next exec, if conditional, may run.
+ */
 async function run(
   seq: number,
   bytes: Uint8Array,
   options: InstanceExecOptions,
   channel: ChannelServer | null,
-): Promise<void> {
+  slot: number,
+): Promise<boolean> {
   let parts: Uint8Array[] = [];
   let size = 0;
   const take = (): Uint8Array | null => {
@@ -114,21 +120,39 @@ async function run(
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
   const wal = instance?.walTicket() ?? 0;
-  if (
-    channel !== null && !streamed && channel.tryReply(seq, parts, { error, signals, temp, wal })
-  ) {
-    return;
+  const end = { error, signals, temp };
+  const idle = !streamed && endedIdle(parts, end);
+  if (channel !== null && !streamed && channel.tryReply(slot, seq, parts, { ...end, wal })) {
+    return idle;
   }
   const rest = take();
   post({ t: "done", seq, bytes: rest, error, signals, temp, wal }, rest);
+  // The executor reads the channel's slots in turn: this one is answered.
+  channel?.byMessage(slot, seq, wal);
+  return idle;
 }
 
-/** Takes execs from the channel for as long as the worker lives. */
+/**
+ * Takes execs from the channel for as long as the worker lives, in turn.
+ * A conditional one runs only if the one before it ended idle; the
+ * executor sends one only behind another of the channel, never behind a
+ * posted exec, so "the one before" is always the last run here.
+ */
 async function serveChannel(channel: ChannelServer): Promise<void> {
+  let idle = false;
   for (;;) {
-    const { seq, bytes, options } = await channel.next();
-    chain = chain.then(() => run(seq, bytes, options as InstanceExecOptions, channel));
+    const next = channel.next();
+    const r = next instanceof Promise ? await next : next;
+    if (r.conditional && !idle) {
+      channel.notRun(r.slot, r.seq, instance?.walTicket() ?? 0);
+      continue;
+    }
+    let ended = false;
+    chain = chain.then(async () => {
+      ended = await run(r.seq, r.bytes, r.options as InstanceExecOptions, channel, r.slot);
+    });
     await chain;
+    idle = ended;
   }
 }
 
@@ -188,7 +212,9 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       moduleArrived = null;
       return;
     case "exec":
-      chain = chain.then(() => run(m.seq, m.bytes, m.options, null));
+      chain = chain.then(async () => {
+        await run(m.seq, m.bytes, m.options, null, -1);
+      });
       return;
     case "close":
       chain = chain.then(async () => {

@@ -1,7 +1,8 @@
 /**
  * The raw executor: the only thing that talks to the PGlite instance. It
  * runs one byte batch at a time and knows nothing of sessions; the
- * scheduler (scheduler.ts) decides whose bytes run.
+ * scheduler (scheduler.ts) decides whose bytes run, and an exec's owner is
+ * only a name to cancel it by and to report its end under.
  *
  * Two placements:
  * - `worker` (default): PGlite runs in a Worker thread. The engine's own
@@ -12,6 +13,9 @@
  *   statement that makes no host call (interrupt.ts).
  *   An exec and its answer cross through a SharedArrayBuffer channel woken
  *   by Atomics (channel.ts), not a postMessage each way, when they fit.
+ *   It pipelines: the next session's exec may wait in the Worker behind
+ *   the one running, and runs the moment that one ends idle, while this
+ *   thread still reads the answer before it (scheduler.ts's hand-over).
  * - `inline`: PGlite runs on the calling thread. Cheaper per call, but
  *   nothing else on the thread runs during a statement: a cancel or a
  *   timeout only takes effect at the statement's next host call, or when
@@ -38,7 +42,7 @@ import { WalProgress } from "./groupcommit.ts";
 import { fdatasyncFailure } from "./walflush.ts";
 import { WalSyncs } from "./walsyncs.ts";
 import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
-import { ChannelRequester } from "./channel.ts";
+import { ANSWERED, ChannelRequester, endedIdle, NOT_RUN } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
 import { CollectorHint } from "./gchint.ts";
@@ -62,8 +66,28 @@ export interface RawExecutor {
    * or null when each session has its own.
    */
   readonly tempShared: string | null;
-  /** Cancels the exec in flight, if any (a no-op between execs). */
-  interrupt(): void;
+  /**
+   * Cancels the exec of `owner` (ExecOptions.owner), or with no owner the
+   * one running; a no-op when there is none. An exec still waiting behind
+   * another is cancelled once it runs.
+   */
+  interrupt(owner?: object): void;
+  /**
+   * Whether an exec may wait in the executor behind the one running
+   * (ExecOptions.conditional): a Worker, which then runs it the moment the
+   * one before ends idle, without a round trip to this thread between.
+   */
+  readonly pipelines: boolean;
+  /**
+   * Called when an exec ends, before its answer is handed on: whether it
+   * ended idle (channel.ts's endedIdle), so that the exec behind it runs.
+   */
+  onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null;
+  /**
+   * Called when an exec with `handsOver` runs and nothing waits behind it:
+   * the next may be given the engine now (scheduler.ts's handOver).
+   */
+  onRunning: ((owner: object | undefined) => void) | null;
   /** Whether a lock wait is ended after its bound (lockwait.ts): a Worker, on a known build. */
   readonly boundsLockWaits: boolean;
   close(): Promise<void>;
@@ -90,6 +114,20 @@ export interface ExecResult {
    * are not per session).
    */
   readonly temp: TempSpan | null;
+  /** The answer ended idle (channel.ts's endedIdle); always false inline. */
+  readonly endedIdle: boolean;
+}
+
+/**
+ * The rejection of a conditional exec (ExecOptions.conditional) that did
+ * not run, because the exec before it did not end idle: nothing of it
+ * reached the engine, and its caller tries again once it owns the engine.
+ */
+export class ExecNotRun extends Error {
+  constructor() {
+    super("the exec did not run: the one before it did not end idle");
+    this.name = "ExecNotRun";
+  }
 }
 
 export interface ExecOptions {
@@ -120,6 +158,16 @@ export interface ExecOptions {
   readonly lockWaitMs?: number;
   /** Called, on this thread, just before an exec is cancelled for its lock wait. */
   readonly onLockTimeout?: () => void;
+  /** Whose exec this is: what `interrupt(owner)` names, and what onExecEnd and onRunning are told. */
+  readonly owner?: object;
+  /**
+   * It may wait behind the exec running (where the executor pipelines),
+   * and then runs only if that one ends idle; else it rejects with
+   * ExecNotRun.
+   */
+  readonly conditional?: boolean;
+  /** Call onRunning once it runs with nothing behind it. */
+  readonly handsOver?: boolean;
 }
 
 function instanceOptions(options: ExecOptions) {
@@ -160,6 +208,9 @@ export function startExecutor(
 
 class InlineExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null = null;
+  onRunning: ((owner: object | undefined) => void) | null = null;
+  readonly pipelines = false;
   readonly boundsLockWaits = false;
   readonly copyFeed = null;
   readonly tempShared: string | null;
@@ -216,7 +267,7 @@ class InlineExecutor implements RawExecutor {
       this.#running = 0;
     }
     if (result.signals.length > 0) this.onSignals?.(result.signals);
-    return { temp: result.temp };
+    return { temp: result.temp, endedIdle: false };
   }
 
   interrupt(): void {
@@ -237,8 +288,48 @@ const REARM_MS = 10;
 /** The Worker's streamed answers arrive here as buffers of their own (gchint.ts). */
 const answerHint = new CollectorHint(16);
 
+/** An exec a WorkerExecutor has in hand: running, or waiting behind the one running. */
+interface PendingExec {
+  readonly seq: number;
+  readonly bytes: Uint8Array;
+  readonly opts: ReturnType<typeof instanceOptions>;
+  readonly onData: (chunk: Uint8Array) => void | Promise<void>;
+  readonly resolve: (r: ExecResult) => void;
+  readonly reject: (e: Error) => void;
+  readonly owner: object | undefined;
+  readonly handsOver: boolean;
+  readonly timeoutMs: number;
+  readonly lockWaitMs: number;
+  readonly onLockTimeout: (() => void) | undefined;
+  /** Its channel slot, or -1 (posted, or not sent yet). */
+  slot: number;
+  sent: boolean;
+  /** Part of its answer came as `data` messages. */
+  streamed: boolean;
+  /** A cancel came while it waited behind another: it is asked to stop once it runs. */
+  cancelAsked: boolean;
+  /** statement_timeout's watchdog, a standing cancel's re-arm timer, the lock wait watch. */
+  readonly timers: {
+    watchdog?: ReturnType<typeof setTimeout>;
+    rearm?: ReturnType<typeof setTimeout>;
+    lockWatch?: ReturnType<typeof setTimeout>;
+  };
+}
+
+/**
+ * The `worker` placement. At most two execs are in hand: the one running
+ * and, where the caller allows it (ExecOptions.conditional), one waiting
+ * behind it. The one behind is written into the channel at once when the
+ * one running went there too, so the Worker starts it the moment the other
+ * ends idle, with no round trip to this thread between (channel.ts); a
+ * cancel, statement_timeout's watchdog and the lock wait watch act on it
+ * only once it runs.
+ */
 class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null = null;
+  onRunning: ((owner: object | undefined) => void) | null = null;
+  readonly pipelines = true;
   readonly boundsLockWaits: boolean;
   readonly tempShared: string | null;
   onWalFailure: ((message: string) => void) | null = null;
@@ -250,18 +341,8 @@ class WorkerExecutor implements RawExecutor {
   /** PGlite's shared heap and its flags; null if the worker has none. */
   #target: { heap: Int32Array; flags: SharedInterruptTarget } | null;
   #seq = 0;
-  #pending: {
-    seq: number;
-    onData: (chunk: Uint8Array) => void | Promise<void>;
-    resolve: (r: ExecResult) => void;
-    reject: (e: Error) => void;
-    /** statement_timeout's watchdog, a standing cancel's re-arm timer, the lock wait watch. */
-    timers: {
-      watchdog?: ReturnType<typeof setTimeout>;
-      rearm?: ReturnType<typeof setTimeout>;
-      lockWatch?: ReturnType<typeof setTimeout>;
-    };
-  } | null = null;
+  #running: PendingExec | null = null;
+  #queued: PendingExec | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
   /** The Worker's background WAL fdatasyncs, run on this thread (group commit). */
@@ -361,36 +442,80 @@ class WorkerExecutor implements RawExecutor {
     options: ExecOptions = {},
   ): Promise<ExecResult> {
     if (this.#dead !== null) return Promise.reject(this.#dead);
-    if (this.#pending !== null) {
+    const running = this.#running;
+    if (running !== null && (this.#queued !== null || options.conditional !== true)) {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
     }
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     return new Promise((resolve, reject) => {
-      // statement_timeout: the worker checks it only at host calls.
-      const timeoutMs = options.timeoutMs ?? 0;
-      const timers = timeoutMs > 0 && this.#target !== null
-        ? { watchdog: setTimeout(() => this.#request(seq), timeoutMs) }
-        : {};
-      this.#pending = { seq, onData, resolve, reject, timers };
-      const lockWaitMs = options.lockWaitMs ?? this.#lockWaitMs;
-      if (this.#lockWaitMs > 0 && lockWaitMs > 0) {
-        this.#watchLockWait(seq, lockWaitMs, options.onLockTimeout);
-      }
-      const opts = instanceOptions(options);
-      if (this.#channel.trySend(seq, bytes, opts)) {
-        void this.#channel.reply(seq, () => this.#pending?.seq === seq).then((r) => {
-          if (r !== null) this.#done(seq, r);
-        });
+      const e: PendingExec = {
+        seq,
+        bytes,
+        opts: instanceOptions(options),
+        onData,
+        resolve,
+        reject,
+        owner: options.owner,
+        handsOver: options.handsOver === true,
+        timeoutMs: options.timeoutMs ?? 0,
+        lockWaitMs: options.lockWaitMs ?? this.#lockWaitMs,
+        onLockTimeout: options.onLockTimeout,
+        slot: -1,
+        sent: false,
+        streamed: false,
+        cancelAsked: false,
+        timers: {},
+      };
+      if (running === null) {
+        this.#run(e);
         return;
       }
-      const req: WorkerRequest = { t: "exec", seq, bytes, options: opts };
-      this.#worker.postMessage(req);
+      this.#queued = e;
+      // Behind a posted exec it waits here: a message and the channel
+      // could reach the Worker in either order.
+      if (running.slot >= 0) {
+        e.slot = this.#channel.trySend(seq, bytes, e.opts, true);
+        e.sent = e.slot >= 0;
+      }
     });
   }
 
-  interrupt(): void {
-    const p = this.#pending;
-    if (p !== null) this.#request(p.seq);
+  /** `e` runs now: sent unless it was, its timers armed, a cancel that came for it asked. */
+  #run(e: PendingExec): void {
+    this.#running = e;
+    // statement_timeout: the worker checks it only at host calls.
+    if (e.timeoutMs > 0 && this.#target !== null) {
+      e.timers.watchdog = setTimeout(() => this.#request(e.seq), e.timeoutMs);
+    }
+    if (this.#lockWaitMs > 0 && e.lockWaitMs > 0) {
+      this.#watchLockWait(e.seq, e.lockWaitMs, e.onLockTimeout);
+    }
+    if (!e.sent) {
+      e.sent = true;
+      e.slot = this.#channel.trySend(e.seq, e.bytes, e.opts, false);
+      if (e.slot < 0) {
+        const req: WorkerRequest = { t: "exec", seq: e.seq, bytes: e.bytes, options: e.opts };
+        this.#worker.postMessage(req);
+      }
+    }
+    if (e.slot >= 0) {
+      void this.#channel.reply(e.slot, e.seq, () => this.#running === e).then((r) => {
+        // BY_MESSAGE: its `done` message ends it.
+        if (r !== null && r.kind === ANSWERED) this.#done(e, r);
+      });
+    }
+    if (e.cancelAsked) this.#request(e.seq);
+    if (e.handsOver) this.onRunning?.(e.owner);
+  }
+
+  interrupt(owner?: object): void {
+    const r = this.#running;
+    if (r !== null && (owner === undefined || r.owner === owner)) {
+      this.#request(r.seq);
+      return;
+    }
+    const q = this.#queued;
+    if (q !== null && owner !== undefined && q.owner === owner) q.cancelAsked = true;
   }
 
   /**
@@ -402,7 +527,7 @@ class WorkerExecutor implements RawExecutor {
     const target = this.#target!;
     let since = 0;
     const look = () => {
-      const p = this.#pending;
+      const p = this.#running;
       if (p?.seq !== seq) return;
       const now = performance.now();
       if (!isLockWait(Atomics.load(target.heap, target.flags.waitEvent >> 2))) since = 0;
@@ -414,20 +539,20 @@ class WorkerExecutor implements RawExecutor {
       }
       p.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
     };
-    this.#pending!.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
+    this.#running!.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
   }
 
   /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
   #request(seq: number): void {
-    if (this.#pending?.seq !== seq) return;
+    if (this.#running?.seq !== seq) return;
     Atomics.store(this.#cell, CANCEL_SEQ, seq);
     const target = this.#target;
     if (target === null) return;
     const poke = () => {
-      if (this.#pending?.seq !== seq) return;
-      clearTimeout(this.#pending.timers.rearm);
+      if (this.#running?.seq !== seq) return;
+      clearTimeout(this.#running.timers.rearm);
       if (pokeFlags(this.#cell, target.heap, target.flags, seq)) {
-        this.#pending.timers.rearm = setTimeout(poke, REARM_MS);
+        this.#running.timers.rearm = setTimeout(poke, REARM_MS);
       }
     };
     poke();
@@ -464,13 +589,18 @@ class WorkerExecutor implements RawExecutor {
         // Taken once the session's side has room (channel.ts's flow control).
         const n = m.bytes.length;
         answerHint.note(n);
-        const full = this.#pending?.seq === m.seq ? this.#pending.onData(m.bytes) : undefined;
+        const r = this.#running;
+        let full: void | Promise<void> = undefined;
+        if (r?.seq === m.seq) {
+          r.streamed = true;
+          full = r.onData(m.bytes);
+        }
         if (!(full instanceof Promise)) this.#channel.ack(n);
         else void full.then(() => this.#channel.ack(n), () => this.#channel.ack(n));
         return;
       }
       case "done":
-        this.#done(m.seq, m);
+        if (this.#running?.seq === m.seq) this.#done(this.#running, m);
         return;
       case "wal":
         this.wal.noteDurable(m.durable);
@@ -491,9 +621,14 @@ class WorkerExecutor implements RawExecutor {
     }
   }
 
-  /** The end of exec `seq`, whichever way its answer came. */
+  /**
+   * The end of the running exec `e`, whichever way its answer came. The
+   * exec behind it runs next if `e` ended idle (the Worker, deciding the
+   * same on the same answer, has started it already), or is given back
+   * with ExecNotRun.
+   */
   #done(
-    seq: number,
+    e: PendingExec,
     m: {
       bytes: Uint8Array | null;
       error: string | null;
@@ -503,16 +638,40 @@ class WorkerExecutor implements RawExecutor {
     },
   ): void {
     this.wal.noteRequested(m.wal);
-    const p = this.#pending;
-    if (p === null || p.seq !== seq) return;
-    this.#pending = null;
-    clearTimeout(p.timers.watchdog);
-    clearTimeout(p.timers.rearm);
-    clearTimeout(p.timers.lockWatch);
-    if (m.bytes !== null && m.bytes.length > 0) p.onData(m.bytes);
+    if (this.#running !== e) return;
+    this.#running = null;
+    clearTimeout(e.timers.watchdog);
+    clearTimeout(e.timers.rearm);
+    clearTimeout(e.timers.lockWatch);
+    const parts = m.bytes !== null && m.bytes.length > 0 ? [m.bytes] : [];
+    const idle = !e.streamed && endedIdle(parts, m);
+    const q = this.#queued;
+    this.#queued = null;
+    this.onExecEnd?.(e.owner, idle);
+    if (parts.length > 0) e.onData(parts[0]!);
     if (m.signals.length > 0) this.onSignals?.(m.signals);
-    if (m.error !== null) p.reject(new Error(m.error));
-    else p.resolve({ temp: m.temp });
+    if (m.error !== null) e.reject(new Error(m.error));
+    else e.resolve({ temp: m.temp, endedIdle: idle });
+    if (q === null) return;
+    if (idle) {
+      this.#run(q);
+      return;
+    }
+    if (q.sent) this.#checkNotRun(q);
+    q.reject(new ExecNotRun());
+  }
+
+  /**
+   * The Worker's answer to `q`, which this thread decided did not run,
+   * must say NOT_RUN: both sides decide with one function on one answer,
+   * and if they ever disagreed the engine's state would be unknown.
+   */
+  #checkNotRun(q: PendingExec): void {
+    void this.#channel.reply(q.slot, q.seq, () => this.#dead === null).then((r) => {
+      if (r !== null && r.kind !== NOT_RUN) {
+        this.#fail(new Error("engine worker ran an exec that was not to run"));
+      }
+    });
   }
 
   #closeWalFds(): void {
@@ -527,12 +686,15 @@ class WorkerExecutor implements RawExecutor {
 
   #fail(e: Error): void {
     this.#dead = e;
-    const p = this.#pending;
-    this.#pending = null;
-    clearTimeout(p?.timers.watchdog);
-    clearTimeout(p?.timers.rearm);
-    clearTimeout(p?.timers.lockWatch);
-    p?.reject(e);
+    for (const p of [this.#running, this.#queued]) {
+      if (p === null) continue;
+      clearTimeout(p.timers.watchdog);
+      clearTimeout(p.timers.rearm);
+      clearTimeout(p.timers.lockWatch);
+      p.reject(e);
+    }
+    this.#running = null;
+    this.#queued = null;
     this.#closed?.();
   }
 }

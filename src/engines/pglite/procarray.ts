@@ -61,6 +61,11 @@ export class ProcArray {
     return undefined;
   }
 
+  /** The list forExec gave went with an exec that did not run: the next exec gets it again. */
+  resend(): void {
+    this.#sent = -1;
+  }
+
   /**
    * The sessions as the signal functions check them (this database's and,
    * in a cluster of several, every other's), when they changed since the

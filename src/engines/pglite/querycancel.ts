@@ -111,6 +111,16 @@ export class QueryCancel<S extends CanceledSession> {
     return this.pending;
   }
 
+  /**
+   * The exec did not run (granted one step ahead, and the exec before it
+   * did not end idle): the input is before its exec again, and a client's
+   * cancel that came meanwhile is pending for it.
+   */
+  notRun(): void {
+    this.pending = this.byClient;
+    this.#phase = "before";
+  }
+
   /** The exec is over, or failed: a cancel that came for it is spent. */
   endExec(): void {
     this.pending = false;

@@ -10,8 +10,19 @@
  * holder, so an application whose transaction on one connection waits for
  * a query on another gets an error instead of a hang.
  *
+ * One step ahead (the pipeline): a holder whose exec has just begun and
+ * ends, if all goes as planned, at ReadyForQuery 'I' may hand the engine
+ * over at once to the first waiter that can start without any work of its
+ * own on the engine (`takesEarly`), whose exec then waits in the executor
+ * behind the running one and runs the moment it ends (executor.ts). If the
+ * running exec does not end idle after all, the engine goes back to the
+ * holder that handed it over, and the one it was handed to (its exec not
+ * run) waits again, first in line.
+ *
  * This module is the only place ownership changes. It never runs SQL and
- * never waits itself; it never grants the engine to two holders.
+ * never waits itself; it never grants the engine to two holders, except
+ * in that one step, where the first's exec is still running and the
+ * second's can only run after it.
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
@@ -23,6 +34,11 @@ export interface Holder {
   activity(): string;
   /** Told, while it owns the engine, that another holder has started to wait for it. */
   waitedFor?(): void;
+  /**
+   * Whether, granted the engine now, it would go straight to one exec that
+   * may wait behind another (no settings to put back, no work of its own).
+   */
+  takesEarly?(): boolean;
 }
 
 interface Waiter {
@@ -37,6 +53,10 @@ export class EngineScheduler {
   #owner: Holder | null = null;
   #queue: Waiter[] = [];
   #closed: PgError | null = null;
+  /** The holder that handed the engine over while its exec runs, until that exec ends. */
+  #handedBy: Holder | null = null;
+  /** The owner, whose exec runs, would hand the engine over to a waiter that takes it early. */
+  #offeredBy: Holder | null = null;
 
   get owner(): Holder | null {
     return this.#owner;
@@ -52,6 +72,8 @@ export class EngineScheduler {
     if (this.#closed !== null) throw this.#closed;
     if (this.#owner === holder) return true;
     if (this.#owner !== null || this.#queue.length > 0) return false;
+    // While a handed-over exec runs, the engine is free only to one that takes it early.
+    if (this.#handedBy !== null && holder.takesEarly?.() !== true) return false;
     this.#owner = holder;
     return true;
   }
@@ -61,8 +83,9 @@ export class EngineScheduler {
    * `timeoutMs` (Infinity only for the engine's own work), or with the
    * reason given to `cancelWait` or `close`.
    */
-  acquire(holder: Holder, options: { timeoutMs: number }): Promise<void> {
-    if (this.tryAcquire(holder)) return Promise.resolve();
+  acquire(holder: Holder, options: { timeoutMs: number; first?: boolean }): Promise<void> {
+    if (options.first !== true && this.tryAcquire(holder)) return Promise.resolve();
+    if (this.#closed !== null) return Promise.reject(this.#closed);
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { holder, resolve, reject, timer: null, since: Date.now() };
       if (Number.isFinite(options.timeoutMs)) {
@@ -71,7 +94,9 @@ export class EngineScheduler {
           reject(this.#timeoutError(options.timeoutMs));
         }, Math.max(0, options.timeoutMs));
       }
-      this.#queue.push(w);
+      if (options.first === true) this.#queue.unshift(w);
+      else this.#queue.push(w);
+      if (this.#offeredBy !== null && this.#queue[0] === w) this.handOver(this.#offeredBy);
       this.#owner?.waitedFor?.();
     });
   }
@@ -89,10 +114,59 @@ export class EngineScheduler {
     return this.#queue.some((q) => q.holder === holder);
   }
 
-  /** Gives the engine to the oldest waiter. A no-op unless `holder` owns it. */
+  /**
+   * Gives the engine to the oldest waiter. A no-op unless `holder` owns it.
+   * While a handed-over exec runs, only to a waiter that takes it early
+   * (the rest wait for that exec's end).
+   */
   release(holder: Holder): void {
     if (this.#owner !== holder) return;
     this.#owner = null;
+    this.#offeredBy = null;
+    if (this.#handedBy !== null) {
+      if (this.#queue[0]?.holder.takesEarly?.() === true) this.#grant();
+      return;
+    }
+    this.#grant();
+  }
+
+  /**
+   * `from`, which owns the engine and whose exec has begun, hands it to the
+   * first waiter if that one takes it early, or else to the first that
+   * comes and does while the exec runs; settleHandOver says, when the exec
+   * ends, whether that stands.
+   */
+  handOver(from: Holder): void {
+    if (this.#owner !== from || this.#handedBy !== null) return;
+    if (this.#queue[0]?.holder.takesEarly?.() !== true) {
+      // Offered until the exec ends: a waiter that comes meanwhile takes it.
+      this.#offeredBy = from;
+      return;
+    }
+    this.#offeredBy = null;
+    this.#handedBy = from;
+    this.#owner = null;
+    this.#grant();
+  }
+
+  /**
+   * The exec of `from` ended. If it ended idle, the hand-over stands (and a
+   * free engine goes to the oldest waiter); if not, `from` owns the engine
+   * again, and whoever had it since (its exec not run, executor.ts) must
+   * wait for it again.
+   */
+  settleHandOver(from: Holder, endedIdle: boolean): void {
+    if (this.#offeredBy === from) this.#offeredBy = null;
+    if (this.#handedBy !== from) return;
+    this.#handedBy = null;
+    if (endedIdle) {
+      if (this.#owner === null) this.#grant();
+      return;
+    }
+    this.#owner = from;
+  }
+
+  #grant(): void {
     const next = this.#queue.shift();
     if (next === undefined) return;
     if (next.timer !== null) clearTimeout(next.timer);

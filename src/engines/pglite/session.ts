@@ -46,6 +46,8 @@ import { DeferredPrepares } from "./deferred.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { type InputPlan, planInput } from "./naming.ts";
+import { handsOverAfter, isPlain } from "./pipeline.ts";
+import { ExecNotRun } from "./executor.ts";
 import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
@@ -94,6 +96,12 @@ export class PgliteSession extends SessionGlobals
   #needsExtensions = false;
   /** What pg_stat_activity shows of this session. */
   readonly #activity: SessionActivity;
+  /**
+   * The input in hand may be granted the engine one step ahead, behind
+   * another session's running exec (scheduler.ts's takesEarly): it is
+   * plain (pipeline.ts) and nothing of its own must run first.
+   */
+  #early = false;
 
   constructor(
     engine: SessionEngine<PgliteSession>,
@@ -119,7 +127,9 @@ export class PgliteSession extends SessionGlobals
         if (!inBlock) this.#giveBack();
       },
       acquire: (frames, out) => this.#acquire(frames, out),
-      execute: (bytes, frames, out, drop, fed) => this.#execute(bytes, frames, out, drop, fed),
+      execute: async (bytes, frames, out, drop, fed) => {
+        await this.#execute(bytes, frames, out, drop, fed);
+      },
     });
   }
 
@@ -215,7 +225,7 @@ export class PgliteSession extends SessionGlobals
     if (this.#state === "waiting") {
       this.#engine.scheduler.cancelWait(this, queryCanceled());
     } else if (this.#cancel.request(this.#state === "active", this.#queued > 0)) {
-      this.#engine.executor.interrupt();
+      this.#engine.executor.interrupt(this);
     }
   }
 
@@ -253,6 +263,11 @@ export class PgliteSession extends SessionGlobals
   /** Another session started to wait for the engine this one holds (scheduler.ts). */
   waitedFor(): void {
     this.#timeouts.waitedFor();
+  }
+
+  /** Granted the engine now, it would go straight to its exec (scheduler.ts). */
+  takesEarly(): boolean {
+    return this.#early && this.#state === "waiting" && this.#engine.carriesSettingsOf(this);
   }
 
   /** Marks the transaction status after the engine rolled this session back. */
@@ -340,6 +355,8 @@ export class PgliteSession extends SessionGlobals
       return;
     }
     // Owning already (a transaction block) needs no wait and no switch.
+    this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
+      isPlain(plan) && !this.#deferred.pending;
     if (!(await this.#acquire(frames, out, plan))) return;
     if (this.#deferred.pending && !(await this.#runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
@@ -373,10 +390,27 @@ export class PgliteSession extends SessionGlobals
       }
     }
 
-    // With this session's unnamed statement put back if another's replaced it (globals.ts).
-    const { bytes, drop } = this.withOwnUnnamed(plan, engine);
-    if (fedCopy) await this.#copy.startFed(bytes, frames, out);
-    else await this.#execute(bytes, frames, out, drop);
+    if (fedCopy) {
+      // With this session's unnamed statement put back if another's replaced it (globals.ts).
+      const { bytes } = this.withOwnUnnamed(plan, engine);
+      await this.#copy.startFed(bytes, frames, out);
+      return;
+    }
+    const handsOver = engine.executor.pipelines && isPlain(plan) &&
+      handsOverAfter(plan, frames, this.#status) && !engine.hasWorkAfterTransaction(this);
+    for (;;) {
+      const unnamed = this.unnamedParse;
+      const { bytes, drop } = this.withOwnUnnamed(plan, engine);
+      if (await this.#execute(bytes, frames, out, drop, undefined, handsOver)) return;
+      // Granted one step ahead, and the exec before it did not end idle:
+      // nothing ran. What it noted of the unnamed statement is undone, and
+      // it waits for the engine again, first in line.
+      this.unnamedParse = unnamed;
+      if (engine.unnamedOwner === this) engine.unnamedOwner = null;
+      this.owns = false;
+      this.#early = false;
+      if (!(await this.#acquire(frames, out, plan, true))) return;
+    }
   }
 
   /**
@@ -388,6 +422,7 @@ export class PgliteSession extends SessionGlobals
     frames: readonly Frame[],
     out: (b: Uint8Array) => void,
     plan?: InputPlan,
+    first = false,
   ): Promise<boolean> {
     if (this.owns) {
       this.#changeState("active");
@@ -396,8 +431,8 @@ export class PgliteSession extends SessionGlobals
     const engine = this.#engine;
     this.#changeState("waiting");
     try {
-      if (!engine.scheduler.tryAcquire(this)) {
-        await engine.scheduler.acquire(this, { timeoutMs: this.#cancel.waitBoundMs() });
+      if (first || !engine.scheduler.tryAcquire(this)) {
+        await engine.scheduler.acquire(this, { timeoutMs: this.#cancel.waitBoundMs(), first });
       }
     } catch (e) {
       this.#changeState("idle");
@@ -444,14 +479,19 @@ export class PgliteSession extends SessionGlobals
     return false;
   }
 
-  /** Runs bytes on the engine (owned) and settles ownership afterwards. */
+  /**
+   * Runs bytes on the engine (owned) and settles ownership afterwards.
+   * False when the exec did not run (ExecNotRun: granted one step ahead,
+   * and the exec before did not end idle); the caller waits and tries again.
+   */
   async #execute(
     bytes: Uint8Array,
     frames: readonly Frame[],
     out: BackendOutput,
     drop: number,
     fed?: FedCopyHooks,
-  ): Promise<void> {
+    handsOver = false,
+  ): Promise<boolean> {
     const engine = this.#engine;
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
     // fire between other sessions' statements); the executor cancels the
@@ -461,7 +501,7 @@ export class PgliteSession extends SessionGlobals
     if (this.#cancel.beginExec(frames, drop)) {
       this.#failInput(frames, queryCanceled(), out);
       await this.#settle(true, out);
-      return;
+      return true;
     }
     let lockWaited = 0;
     const filter = new OutputFilter({
@@ -487,16 +527,22 @@ export class PgliteSession extends SessionGlobals
         ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),
         ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
         ...(fed !== undefined ? { feed: true } : {}),
+        owner: this,
+        ...(this.#early ? { conditional: true } : {}),
+        ...(handsOver ? { handsOver: true } : {}),
       }, this);
-      if (this.#cancel.running()) engine.executor.interrupt();
+      if (this.#cancel.running()) engine.executor.interrupt(this);
       await running;
     } catch (e) {
+      if (e instanceof ExecNotRun) {
+        this.#cancel.notRun();
+        return false;
+      }
       this.#cancel.endExec();
       await this.#engineFailure(e, frames, out, filter.zCount);
-      return;
-    } finally {
-      this.#cancel.endExec();
+      return true;
     }
+    this.#cancel.endExec();
     if (filter.lastStatus !== null) {
       if (this.#status === "I" && filter.lastStatus !== "I") this.#activity.noteTransactionStart();
       this.#status = filter.lastStatus;
@@ -517,6 +563,7 @@ export class PgliteSession extends SessionGlobals
       this.#terminated = adminShutdown();
       throw this.#terminated;
     }
+    return true;
   }
 
   /** After an input ran: give the engine back at ReadyForQuery 'I', or keep it and start the idle timer. */

@@ -17,7 +17,7 @@ import type { EngineScheduler } from "./scheduler.ts";
 
 /** What a session of type `S` asks of its engine. */
 export interface SessionEngine<S> {
-  readonly executor: Pick<RawExecutor, "wal" | "interrupt" | "copyFeed">;
+  readonly executor: Pick<RawExecutor, "wal" | "interrupt" | "copyFeed" | "pipelines">;
   readonly scheduler: EngineScheduler;
   readonly listeners: Pick<ListenRegistry, "route">;
   readonly options: {
@@ -56,7 +56,7 @@ export interface SessionEngine<S> {
     onData: (chunk: Uint8Array) => void | Promise<void>,
     options: ExecOptions,
     s?: S,
-  ): Promise<void>;
+  ): Promise<unknown>;
   backendsForExec(): ExecOptions["backends"] | undefined;
   loadExtensionsFor(needed: boolean): boolean;
   hasWorkAfterTransaction(s: S): boolean;

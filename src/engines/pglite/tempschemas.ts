@@ -75,27 +75,37 @@ export class TempSchemas {
     ) {
       return options;
     }
+    // Carried from the exec's start: the exec after it (which may be
+    // decided before this one ends, executor.ts) compares with this pair.
+    this.#carried = want;
     return { ...options, temp: want };
+  }
+
+  /** The session the next exec's temporary objects are for (as of the last beforeExec). */
+  get owner(): TempOwner | null {
+    return this.#owner;
   }
 
   /**
    * After an exec: what PostgreSQL itself did to the backend's pair. It
-   * made the first pair of the owner (the session the exec ran for, or the
-   * one the backend last ran for), or a rollback forgot a pair just made.
+   * made the first pair of `owner` (beforeExec's owner for that exec: the
+   * session the exec ran for, or the one the backend last ran for), or a
+   * rollback forgot a pair just made.
    */
-  afterExec(options: ExecOptions, result: ExecResult | undefined): void {
-    if (options.temp !== undefined) this.#carried = options.temp;
+  afterExec(result: ExecResult | undefined, owner: TempOwner | null): void {
     const span = result?.temp ?? null;
     if (span === null) return;
     this.#carried = span.after;
-    const owner = this.#owner;
     if (owner === null || sameTemp(span.before, span.after)) return;
     if (!sameTemp(owner.temp, span.before)) return;
     owner.temp = span.after;
     owner.tempUnnamed = span.after[0] !== 0;
   }
 
-  /** An exec failed: what the backend has is known again at the next one's start. */
+  /**
+   * An exec failed, or did not run: what the backend has is known again
+   * at the next one's start.
+   */
   execFailed(): void {
     this.#carried = null;
   }

@@ -1,0 +1,100 @@
+/**
+ * The engine's pipeline (scheduler.ts, executor.ts): while session A's
+ * statement runs, the next session's statement may already wait in the
+ * engine's Worker, to run the moment A's ends idle. Here A's statement
+ * looks plain to pgts (so it hands the engine on) but does not end idle,
+ * and B's statement, waiting behind it, must not run then: not inside A's
+ * transaction, not with A's temporary objects. B runs later, as if there
+ * were no pipeline. A session whose settings are not the engine's is never
+ * taken early (its settings go back first). A cancel of B while it waits
+ * behind A ends B, not A.
+ *
+ * Each case has A sleep inside its statement while B's is sent, so that
+ * B's waits behind it.
+ */
+
+import { expect, test } from "bun:test";
+import {
+  pgClient,
+  sendCancelRequest,
+  sharedServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
+
+useSqlServers();
+const server = sharedServer();
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+test("a statement that opens a block without a visible BEGIN keeps the next session's statement out of its transaction", async () => {
+  const a = await pgClient(server());
+  const b = await pgClient(server());
+  await a.query("create table pipe_block (who text)");
+  // The comment hides the BEGIN from pgts's look at the text: A hands the
+  // engine on, and its answer ends in a transaction block.
+  const opened = a.query("/* opens a block */ begin; select pg_sleep(0.4)");
+  await sleep(100);
+  const inserted = b.query("insert into pipe_block values ('b')");
+  await opened;
+  await a.query("insert into pipe_block values ('a')");
+  await a.query("rollback");
+  await inserted;
+  const rows = await a.query("select who from pipe_block order by who");
+  expect(rows.rows.map((r) => r.who)).toEqual(["b"]);
+  await Promise.all([a.end(), b.end()]);
+});
+
+test("a session with settings of its own is not run early, behind a statement that changes the engine's", async () => {
+  const a = await pgClient(server());
+  const b = await pgClient(server());
+  await b.query("set application_name = 'b app'");
+  await a.query(
+    "create function pipe_set() returns text language sql as " +
+      "$$ select pg_sleep(0.4); select set_config('application_name', 'set by a', false) $$",
+  );
+  const set = a.query("select pipe_set()");
+  await sleep(100);
+  const shown = b.query("show application_name");
+  await set;
+  expect((await shown).rows[0].application_name).toBe("b app");
+  await Promise.all([a.end(), b.end()]);
+});
+
+test("a function that makes a temporary table keeps it from the next session's statement", async () => {
+  const a = await pgClient(server());
+  const b = await pgClient(server());
+  await a.query(
+    "create function pipe_temp() returns void language plpgsql as " +
+      "$$ begin perform pg_sleep(0.4); create temp table pipe_tt (x int); end $$",
+  );
+  const made = a.query("select pipe_temp()");
+  await sleep(100);
+  const seen = b.query(
+    "select count(*)::int as n from pg_class where relname = 'pipe_tt'" +
+      " and relnamespace = pg_my_temp_schema()",
+  );
+  await made;
+  expect((await seen).rows[0].n).toBe(0);
+  const err = await b.query("select * from pipe_tt").then(() => null, (e) => e);
+  expect(err?.code).toBe("42P01");
+  expect((await a.query("select count(*)::int as n from pipe_tt")).rows[0].n).toBe(0);
+  await Promise.all([a.end(), b.end()]);
+});
+
+test("a cancel of a statement waiting behind another's ends that one only", async () => {
+  const a = await pgClient(server());
+  const b = await pgClient(server());
+  const first = a.query("select pg_sleep(0.6) as slept");
+  await sleep(100);
+  const started = performance.now();
+  const second = b.query("select pg_sleep(30)").then(() => null, (e) => e);
+  await sleep(150);
+  const { processID, secretKey } = b as unknown as { processID: number; secretKey: number };
+  await sendCancelRequest(server(), processID, secretKey);
+  expect((await second)?.code).toBe("57014");
+  expect(performance.now() - started).toBeLessThan(10_000);
+  expect((await first).rows[0].slept).toBe("");
+  // Both sessions go on.
+  expect((await b.query("select 2 as n")).rows[0].n).toBe(2);
+  expect((await a.query("select 1 as n")).rows[0].n).toBe(1);
+  await Promise.all([a.end(), b.end()]);
+});
