@@ -44,6 +44,21 @@ function deferredPrepare(
   return { answer: concat(answers), messages };
 }
 
+/**
+ * How long a batch that can be deferred waits for the engine before it is
+ * answered at once: well under pgts.engine_hold_timeout (2 s), so that a
+ * client thread blocked in PQprepare (pgbench -M prepared runs several
+ * clients on a thread) is free again before the transaction it waits
+ * behind, held by another client of that same thread, counts as idle.
+ */
+export const PREPARE_WAIT_MS = 500;
+
+/** Whether `plan`, run from `status`, is a batch `defer` would take. */
+export function deferrable(plan: InputPlan, status: TransactionStatus): boolean {
+  return status === "I" && plan.unnamedParse === null && !plan.hasQuery &&
+    deferredPrepare(plan.bytes, plan.frames, status) !== null;
+}
+
 /** A session's Parse and Close messages answered while the engine was held, to run first. */
 export class DeferredPrepares {
   #messages: Uint8Array[] = [];
@@ -68,7 +83,7 @@ export class DeferredPrepares {
       out: (b: Uint8Array) => void;
     },
   ): boolean {
-    if (session.status !== "I" || plan.unnamedParse !== null || plan.hasQuery) return false;
+    if (!deferrable(plan, session.status)) return false;
     const deferred = deferredPrepare(plan.bytes, plan.frames, session.status);
     if (deferred === null) return false;
     this.#messages.push(...deferred.messages);

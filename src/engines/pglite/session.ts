@@ -42,7 +42,7 @@ import {
 } from "./answers.ts";
 import type { ActivityRow } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
-import { DeferredPrepares } from "./deferred.ts";
+import { deferrable, DeferredPrepares, PREPARE_WAIT_MS } from "./deferred.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { type InputPlan, planInput } from "./naming.ts";
@@ -432,7 +432,12 @@ export class PgliteSession extends SessionGlobals
     this.#changeState("waiting");
     try {
       if (first || !engine.scheduler.tryAcquire(this)) {
-        await engine.scheduler.acquire(this, { timeoutMs: this.#cancel.waitBoundMs(), first });
+        let timeoutMs = this.#cancel.waitBoundMs();
+        // A prepare waits briefly, then is answered at once (deferred.ts).
+        if (plan !== undefined && deferrable(plan, this.#status)) {
+          timeoutMs = Math.min(timeoutMs, PREPARE_WAIT_MS);
+        }
+        await engine.scheduler.acquire(this, { timeoutMs, first });
       }
     } catch (e) {
       this.#changeState("idle");

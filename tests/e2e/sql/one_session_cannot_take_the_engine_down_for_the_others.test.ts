@@ -380,11 +380,11 @@ describe("--adapter subprocess", () => shapesOn("subprocess"));
 /**
  * pgbench -M prepared prepares each statement with PQprepare (Parse, Sync)
  * before its first use, and goes on as if it had worked. A session holds
- * the engine past pgts.engine_wait_timeout (2 s) from before pgbench starts
- * until 3 s: the prepare's wait times out, its Bind's does not. (Until 4 s,
- * on a quiet machine the Bind, sent ~2.1 s in, timed out just before the
- * holder's COMMIT; on a busy one pgbench starts later and the prepare may
- * not time out, which the test allows.)
+ * the engine from before pgbench starts until 2 s: the prepare's wait
+ * (bounded at PREPARE_WAIT_MS, 0.5 s, deferred.ts) times out, its Bind's
+ * (pgts.engine_wait_timeout, 4 s here) does not. (On a busy machine
+ * pgbench starts later and the prepare may not time out, which the test
+ * allows.)
  */
 async function pgbenchAcrossAHeldEngine(s: PgtsServer): Promise<void> {
   const holder = await pgClient(s);
@@ -396,7 +396,7 @@ async function pgbenchAcrossAHeldEngine(s: PgtsServer): Promise<void> {
   const bench = runPg(s, "pgbench", ["-M", "prepared", "-c", "2", "-T", "6", "-n", "-f", script], {
     timeoutMs: 60_000,
   });
-  await sleep(3_000);
+  await sleep(2_000);
   await holder.query("COMMIT");
   const r = await bench;
   expect(r.err).not.toContain("does not exist");
@@ -416,9 +416,9 @@ for (const adapter of [undefined, "subprocess"] as const) {
         await startSqlServer({
           perTest: true,
           // engine_hold_timeout (2 s by default) would end the holder, idle
-          // in its block while pgbench waits, in a race with the prepare's
-          // own 2 s wait: what is tested is that wait, so the holder is let be.
-          settings: { engine_wait_timeout: "2s", engine_hold_timeout: "30s" },
+          // in its block while pgbench waits, in a race with the COMMIT:
+          // what is tested is the prepare's wait, so the holder is let be.
+          settings: { engine_wait_timeout: "4s", engine_hold_timeout: "30s" },
           ...(adapter !== undefined ? { adapter } : {}),
         }),
       );
@@ -426,11 +426,31 @@ for (const adapter of [undefined, "subprocess"] as const) {
   );
 }
 
+/**
+ * pgbench runs its clients on threads, and a client's first use of a
+ * statement blocks its thread in PQprepare. With four clients on two
+ * threads, one client's prepare waits for the engine while a client of the
+ * same thread holds it in a transaction block, which that client cannot go
+ * on with until the prepare returns: the prepare is answered after a short
+ * wait (deferred.ts), or the holder would be ended by engine_hold_timeout.
+ */
+test("pgbench -M prepared TPC-B with four clients on two threads: no client is ended", async () => {
+  const s = await startSqlServer({ perTest: true });
+  const init = await runPg(s, "pgbench", ["-i", "-q"], { timeoutMs: 120_000 });
+  expect(init.code).toBe(0);
+  const r = await runPg(s, "pgbench", ["-M", "prepared", "-c", "4", "-j", "2", "-T", "4", "-n"], {
+    timeoutMs: 60_000,
+  });
+  expect(r.err).not.toContain("error");
+  expect(r.code).toBe(0);
+  expect(r.out).toContain("number of failed transactions: 0 (0.000%)");
+});
+
 test("a statement prepared while the engine is held reports its own error at the next use", async () => {
   const s = await startSqlServer({
     perTest: true,
     // As above: the holder is not to be ended by engine_hold_timeout.
-    settings: { engine_wait_timeout: "2s", engine_hold_timeout: "30s" },
+    settings: { engine_wait_timeout: "4s", engine_hold_timeout: "30s" },
   });
   const holder = await pgClient(s);
   await holder.query("BEGIN");
@@ -449,7 +469,7 @@ test("a statement prepared while the engine is held reports its own error at the
     "-f",
     join(s.root, "bad.sql"),
   ], { timeoutMs: 60_000 });
-  await sleep(3_000); // past the prepare's 2 s wait, before its first use's (see above)
+  await sleep(2_000); // past the prepare's wait, before its first use's (see above)
   await holder.query("COMMIT");
   const r = await bench;
   expect(r.err).toContain('aborted in command 0 query 0: ERROR:  syntax error at or near "SELEC"');
