@@ -49,7 +49,10 @@ export interface Connection {
   onClose: (() => void) | null;
   /** Starts (or restarts) delivery to `onData`. */
   resume(): void;
-  /** Stops delivery; bytes stay in the kernel buffer. */
+  /**
+   * Stops delivery; bytes stay in the kernel buffer (an adapter may hold
+   * the one chunk it read before pausing the socket itself).
+   */
   pause(): void;
   /** Queues bytes; returns false when the caller should wait for `drained`. */
   write(bytes: Uint8Array): boolean;

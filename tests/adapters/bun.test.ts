@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { BunSubprocessLauncher } from "../../src/adapters/bun/launcher.ts";
+import type { AcceptedConnection } from "../../src/core/adapter.ts";
 import { BunNetAdapter } from "../../src/adapters/bun/net.ts";
 import { DenoNetAdapter } from "../../src/adapters/deno/net.ts";
 import { WorkerLauncher } from "../../src/adapters/worker/launcher.ts";
@@ -86,6 +87,46 @@ describe("Bun NetAdapter", () => {
       expect(l.address.family).toBe("tcp");
       expect((l.address as { port: number }).port).toBeGreaterThan(0);
     } finally {
+      await l.close();
+    }
+  });
+
+  test("an in-process connection's pause holds what the client sends until resume, in order", async () => {
+    const got: string[] = [];
+    let conn: AcceptedConnection | null = null;
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const l = await new BunNetAdapter({ handOff: false }).listen(
+      { family: "tcp", host: "127.0.0.1", port: 0 },
+      (c) => {
+        conn = c;
+        c.onData = (chunk) => got.push(new TextDecoder().decode(chunk));
+        c.resume();
+        opened();
+      },
+    );
+    const sent = async (text: string) => {
+      client.write(text);
+      await Bun.sleep(50);
+    };
+    const client = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: (l.address as { port: number }).port,
+      socket: { data() {} },
+    });
+    try {
+      await open;
+      await sent("one;");
+      conn!.pause();
+      await sent("two;");
+      await sent("three;");
+      const whilePaused = got.join("");
+      conn!.resume();
+      await sent("four;");
+      expect(whilePaused).toBe("one;");
+      expect(got.join("")).toBe("one;two;three;four;");
+    } finally {
+      client.end();
       await l.close();
     }
   });

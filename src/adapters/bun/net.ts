@@ -11,8 +11,12 @@
  * Sockets are paused in `open`, before any byte is read, so that a
  * connection handed to a child reaches it with the startup packet intact.
  * A listener whose connections stay in this process (`handOff: false`)
- * leaves them reading and holds early bytes itself until `resume()`: two
- * fewer epoll changes per connection.
+ * leaves them reading and holds early bytes itself until `resume()`, and
+ * its `pause()` stops delivery only: the kernel socket is paused once bytes
+ * come while paused (one chunk held at most), not at every pause. The
+ * postmaster pauses each client between its first packet and its backend's
+ * start, when a client sends nothing; Bun's pause and resume of a socket
+ * cost three epoll changes, a wake-up and a setsockopt.
  */
 
 import type {
@@ -57,6 +61,8 @@ export class BunSocketConnection implements AcceptedConnection {
   /** Delivery stopped (the Connection contract's pause), and whether the kernel socket is paused too. */
   #paused = true;
   #socketPaused: boolean;
+  /** Whether a pause leaves the kernel socket reading until bytes come (a socket never handed off). */
+  #lazyPause: boolean;
   #queued: Uint8Array[] = [];
   // Bytes the kernel did not take yet, written on "drain".
   #pending: Uint8Array[] = [];
@@ -65,10 +71,11 @@ export class BunSocketConnection implements AcceptedConnection {
   #released = false;
   #closed = false;
 
-  constructor(socket: BunSocket<SocketData>, remote: RemoteAddress, socketPaused = true) {
+  constructor(socket: BunSocket<SocketData>, remote: RemoteAddress, handOff = true) {
     this.#socket = socket;
     this.remote = remote;
-    this.#socketPaused = socketPaused;
+    this.#socketPaused = handOff;
+    this.#lazyPause = !handOff;
     this.handle = {
       kind: "bun-socket",
       fd: socket.fd,
@@ -99,6 +106,10 @@ export class BunSocketConnection implements AcceptedConnection {
 
   pause(): void {
     this.#paused = true;
+    if (!this.#lazyPause) this.#pauseSocket();
+  }
+
+  #pauseSocket(): void {
     if (!this.#socketPaused) {
       this.#socketPaused = true;
       this.#socket.pause();
@@ -141,7 +152,11 @@ export class BunSocketConnection implements AcceptedConnection {
 
   /** Socket handler: bytes arrived. */
   received(chunk: Uint8Array): void {
-    if (this.#onData === null || this.#paused) this.#queued.push(chunk);
+    if (this.#paused) {
+      // A lazy pause takes effect now: the client's next bytes wait in the kernel.
+      this.#queued.push(chunk);
+      this.#pauseSocket();
+    } else if (this.#onData === null) this.#queued.push(chunk);
     else this.#onData(chunk);
   }
 
