@@ -430,7 +430,10 @@ async function startSession(
     user,
     database,
     params,
-    ...(remote.family === "tcp" ? { client: { address: remote.address, port: remote.port } } : {}),
+    // The address itself, not a copy: an adapter may read the port only when
+    // asked (pg_stat_activity's client_port), a getpeername() the connection
+    // otherwise never needs.
+    ...(remote.family === "tcp" ? { client: remote } : {}),
     ...(who.scram !== null ? { scram: who.scram } : {}),
   });
   const secretKey = nextCancelKey();
