@@ -77,10 +77,11 @@ export interface ChildLogContext {
 
 /**
  * What structuredClone would make of a message, as a pipe would carry it.
- * A flat record of primitives (most messages: a backend's cancel key, a
- * signal) is copied by hand, as structuredClone would (own enumerable string
- * keys, a plain object); structuredClone itself, several microseconds a
- * call under Deno, is left for everything else.
+ * A record of primitives and of such records (most messages: a backend's
+ * cancel key, a signal, a request to the postmaster and its reply) is
+ * copied by hand, as structuredClone would (own enumerable string keys,
+ * plain objects); structuredClone itself, several microseconds a call, is
+ * left for everything else.
  */
 function cloneMessage(message: unknown): unknown {
   if (typeof message !== "object" || message === null) {
@@ -88,15 +89,26 @@ function cloneMessage(message: unknown): unknown {
       ? structuredClone(message) // throws DataCloneError, as a pipe would refuse it
       : message;
   }
-  if (Object.getPrototypeOf(message) !== Object.prototype) return structuredClone(message);
+  return copyRecord(message, 0) ?? structuredClone(message);
+}
+
+/** How deep copyRecord follows nested records before leaving a message to structuredClone. */
+const RECORD_DEPTH = 3;
+
+/** A copy of a plain record of primitives and records, or null when it holds anything else. */
+function copyRecord(record: object, depth: number): Record<string, unknown> | null {
+  if (Object.getPrototypeOf(record) !== Object.prototype) return null;
   const copy: Record<string, unknown> = {};
-  for (const key of Object.keys(message)) {
-    const value = (message as Record<string, unknown>)[key];
-    const flat = typeof value === "object"
-      ? value === null
-      : typeof value !== "symbol" && typeof value !== "function";
+  for (const key of Object.keys(record)) {
     // An own "__proto__" key would set the copy's prototype instead.
-    if (!flat || key === "__proto__") return structuredClone(message);
+    if (key === "__proto__") return null;
+    let value = (record as Record<string, unknown>)[key];
+    if (typeof value === "object" && value !== null) {
+      // Deeper, or a cycle: structuredClone's.
+      if (depth === RECORD_DEPTH) return null;
+      value = copyRecord(value, depth + 1);
+      if (value === null) return null;
+    } else if (typeof value === "symbol" || typeof value === "function") return null;
     copy[key] = value;
   }
   return copy;
