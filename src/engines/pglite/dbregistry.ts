@@ -61,6 +61,8 @@ export class DatabaseEngines {
   readonly #slots = new Map<number, Slot>();
   /** Copies of changed roles to every engine, one after another. */
   #rolesSync: Promise<void> = Promise.resolve();
+  /** Copies of roles queued or running in #rolesSync. */
+  #rolesSyncing = 0;
   /** Bumped when a copy of roles starts. */
   #rolesVersion = 0;
   #closing = false;
@@ -265,16 +267,24 @@ export class DatabaseEngines {
         ),
       );
     };
+    this.#rolesSyncing++;
     this.#rolesSync = this.#rolesSync.then(sync).catch((e) => {
       ereport("LOG", "could not copy roles to every database", {
         category: "engine",
         detail: e instanceof Error ? e.message : String(e),
       });
-    });
+    }).finally(() => this.#rolesSyncing--);
   }
 
-  /** Waits for role changes that have committed somewhere to reach every engine. */
+  /**
+   * Waits for role changes that have committed somewhere to reach every
+   * engine. Every login asks (twice): most find nothing to wait for, and
+   * return without a promise per database.
+   */
   async settleRoles(): Promise<void> {
+    let settling = this.#rolesSyncing > 0;
+    for (const s of this.#slots.values()) settling ||= s.engine?.catalogsSettling === true;
+    if (!settling) return;
     await Promise.all([...this.#slots.values()].map((s) => s.engine?.settleCatalogs()));
     await this.#rolesSync;
   }
