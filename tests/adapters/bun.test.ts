@@ -131,6 +131,77 @@ describe("Bun NetAdapter", () => {
     }
   });
 
+  test("an in-process connection paused when its client closes sees the close at resume, after the bytes", async () => {
+    const seen: string[] = [];
+    let conn: AcceptedConnection | null = null;
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const l = await new BunNetAdapter({ handOff: false }).listen(
+      { family: "tcp", host: "127.0.0.1", port: 0 },
+      (c) => {
+        conn = c;
+        c.onData = (chunk) => seen.push(new TextDecoder().decode(chunk));
+        c.onClose = () => seen.push("<close>");
+        c.resume();
+        opened();
+      },
+    );
+    try {
+      const client = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: (l.address as { port: number }).port,
+        socket: { data() {} },
+      });
+      await open;
+      conn!.pause();
+      client.write("last words");
+      client.end();
+      await Bun.sleep(100);
+      const whilePaused = seen.join("");
+      conn!.resume();
+      await Bun.sleep(100);
+      expect(whilePaused).toBe("");
+      expect(seen.join("")).toBe("last words<close>");
+    } finally {
+      await l.close();
+    }
+  });
+
+  test("an in-process connection paused when its client closes without a byte sees the close at resume", async () => {
+    const seen: string[] = [];
+    let conn: AcceptedConnection | null = null;
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const l = await new BunNetAdapter({ handOff: false }).listen(
+      { family: "tcp", host: "127.0.0.1", port: 0 },
+      (c) => {
+        conn = c;
+        c.onData = (chunk) => seen.push(new TextDecoder().decode(chunk));
+        c.onClose = () => seen.push("<close>");
+        c.resume();
+        opened();
+      },
+    );
+    try {
+      const client = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: (l.address as { port: number }).port,
+        socket: { data() {} },
+      });
+      await open;
+      conn!.pause();
+      client.end();
+      await Bun.sleep(100);
+      const whilePaused = seen.join("");
+      conn!.resume();
+      await Bun.sleep(50);
+      expect(whilePaused).toBe("");
+      expect(seen.join("")).toBe("<close>");
+    } finally {
+      await l.close();
+    }
+  });
+
   test("a stale unix socket file is replaced, a live one is refused", async () => {
     const r = await checkStaleUnixSocket(new BunNetAdapter(), leaveStaleSocket);
     expect(r.staleLeft).toBe(true);

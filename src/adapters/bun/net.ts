@@ -63,6 +63,14 @@ export class BunSocketConnection implements AcceptedConnection {
   #socketPaused: boolean;
   /** Whether a pause leaves the kernel socket reading until bytes come (a socket never handed off). */
   #lazyPause: boolean;
+  /**
+   * The peer closed while delivery was paused and the kernel socket still
+   * read (a lazy pause): told at resume, after the bytes that came before,
+   * as a socket paused in the kernel would have shown it.
+   */
+  #closeDeferred = false;
+  /** end() or destroy() was called: the close is this side's, told at once. */
+  #closing = false;
   #queued: Uint8Array[] = [];
   // Bytes the kernel did not take yet, written on "drain".
   #pending: Uint8Array[] = [];
@@ -121,6 +129,12 @@ export class BunSocketConnection implements AcceptedConnection {
     while (fn !== null && this.#queued.length > 0 && this.#onData === fn && !this.#paused) {
       fn(this.#queued.shift()!);
     }
+    if (this.#closeDeferred && !this.#paused && this.#queued.length === 0) this.#tellClosed();
+  }
+
+  #tellClosed(): void {
+    this.#closeDeferred = false;
+    this.onClose?.();
   }
 
   write(bytes: Uint8Array): boolean {
@@ -141,11 +155,15 @@ export class BunSocketConnection implements AcceptedConnection {
   }
 
   end(): void {
+    this.#closing = true;
+    if (this.#closeDeferred) this.#tellClosed();
     if (this.#pending.length > 0) this.#ending = true;
     else this.#socket.end();
   }
 
   destroy(): void {
+    this.#closing = true;
+    if (this.#closeDeferred) this.#tellClosed();
     this.#pending = [];
     this.#socket.terminate();
   }
@@ -181,7 +199,9 @@ export class BunSocketConnection implements AcceptedConnection {
     if (this.#closed) return;
     this.#closed = true;
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
-    if (!this.#released) this.onClose?.();
+    if (this.#released) return;
+    if (this.#paused && this.#lazyPause && !this.#closing) this.#closeDeferred = true;
+    else this.onClose?.();
   }
 }
 
