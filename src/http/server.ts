@@ -231,6 +231,7 @@ export class HttpServer implements AdminSource {
       engineHoldTimeoutMs: this.guc.getMs("engine_hold_timeout"),
       idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
       settings: {
+        ...this.guc.engineSettings(),
         fsync: this.guc.getBool("fsync") ? "on" : "off",
         synchronous_commit: this.guc.getString("synchronous_commit"),
         wal_writer_delay: `${this.guc.getMs("wal_writer_delay")}ms`,

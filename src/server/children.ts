@@ -300,6 +300,8 @@ async function openPglite(
   const opening = ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     settings: {
+      // shared_buffers, work_mem, TimeZone... as set (tables_engine.ts).
+      ...guc.engineSettings(),
       fsync: guc.getBool("fsync") ? "on" : "off",
       synchronous_commit: guc.getString("synchronous_commit"),
       wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,

@@ -399,6 +399,11 @@ export class Guc {
     return this.#typed(name, "int").value as number;
   }
 
+  /** A real (floating-point) parameter. */
+  getReal(name: string): number {
+    return this.#typed(name, "real").value as number;
+  }
+
   /** A string or enum parameter. */
   getString(name: string): string {
     return this.#typed(name, "string", "enum").value as string;
@@ -442,6 +447,21 @@ export class Guc {
   /** Every parameter name, in table order. */
   names(): string[] {
     return [...this.#slots.values()].map((s) => s.def.name);
+  }
+
+  /**
+   * The parameters the PGlite engine applies itself (`engine` in the table)
+   * that are set, in SHOW form: its start parameters (`-c name=value`). One
+   * left at its default is not passed, so the engine keeps its own.
+   */
+  engineSettings(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const slot of this.#slots.values()) {
+      if (slot.def.engine === true && slot.source !== "default") {
+        out[slot.def.name] = formatValue(slot.def, slot.value);
+      }
+    }
+    return out;
   }
 
   /** Non-default settings as plain strings, for a child's start parameters. */

@@ -9,10 +9,11 @@
  */
 
 import { checkPreloadLibraries } from "./preload.ts";
+import { ENGINE_PARAMETERS } from "./tables_engine.ts";
 import { POOL_PARAMETERS } from "./tables_pool.ts";
 import { WAL_PARAMETERS } from "./tables_wal.ts";
 import { INT_MAX } from "./units.ts";
-import { MAX_BACKENDS, splitList } from "./values.ts";
+import { checkTimeZone, MAX_BACKENDS, splitList } from "./values.ts";
 import type { CheckFailure, ParamDef } from "./values.ts";
 
 /** The PostgreSQL release pgts presents itself as (server_version). */
@@ -43,20 +44,6 @@ function checkLogDestination(value: string): CheckFailure | null {
 function checkEngine(value: string): CheckFailure | null {
   if (value === "pglite" || /^postgres(ql)?:\/\//.test(value)) return null;
   return { hint: 'Use "pglite" or a "postgres://" URL.' };
-}
-
-/** Zone names already found valid: building a DateTimeFormat costs ~0.2 ms, and every child re-checks its settings. */
-const validTimeZones = new Set<string>();
-
-function checkTimeZone(value: string): CheckFailure | null {
-  if (validTimeZones.has(value)) return null;
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: value });
-  } catch {
-    return {};
-  }
-  if (validTimeZones.size < 64) validTimeZones.add(value);
-  return null;
 }
 
 export const PARAMETERS: readonly ParamDef[] = [
@@ -344,6 +331,8 @@ export const PARAMETERS: readonly ParamDef[] = [
     description:
       "Closes the engine of a database (other than postgres) that has had no session this long; 0 keeps it open.",
   },
+  // Memory, query tuning, client defaults the engine applies: tables_engine.ts.
+  ...ENGINE_PARAMETERS,
   // Write-ahead log, archiving, archive recovery, checkpoints: tables_wal.ts.
   ...WAL_PARAMETERS,
   // Statement behaviour

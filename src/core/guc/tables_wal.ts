@@ -3,10 +3,12 @@
  * WAL_SETTINGS, WAL_ARCHIVING, WAL_ARCHIVE_RECOVERY, WAL_RECOVERY_TARGET and
  * WAL_CHECKPOINTS: fsync and synchronous_commit, archive_mode and the
  * archiver's command or library, the commands and targets of archive
- * recovery (recovery.signal), the WAL writer's delay and the checkpoint
- * interval. Part of the parameter table (tables.ts spreads them in at their
- * place); the engine child hands them to PGlite or acts on them itself
- * (src/engines/pglite/recovery.ts, src/server/archiver.ts).
+ * recovery (recovery.signal), the WAL writer's delay, the checkpoints'
+ * interval and size. Part of the parameter table (tables.ts spreads them in
+ * at their place); the engine child hands them to PGlite or acts on them
+ * itself (src/engines/pglite/recovery.ts, src/server/archiver.ts); those
+ * marked `engine: true` (wal_buffers, max_wal_size...) are passed to PGlite
+ * when set, as tables_engine.ts's are.
  */
 
 import type { ParamDef } from "./values.ts";
@@ -31,6 +33,18 @@ export const WAL_PARAMETERS: readonly ParamDef[] = [
     // The engine's default; a session's SET or options -c go to the engine,
     // which implements it (off: a commit is answered before its WAL is flushed).
     description: "Wait for a commit's WAL to be flushed to disk before answering it.",
+  },
+  {
+    name: "wal_buffers",
+    type: "int",
+    context: "postmaster",
+    boot: -1,
+    min: -1,
+    max: 262143,
+    unit: "8kB",
+    engine: true,
+    description:
+      "Shared memory for WAL not yet written; -1 sizes it from shared_buffers. Passed to the engine.",
   },
   {
     name: "archive_mode",
@@ -175,5 +189,44 @@ export const WAL_PARAMETERS: readonly ParamDef[] = [
     max: 86400,
     unit: "s",
     description: "Longest time between automatic checkpoints.",
+  },
+  {
+    name: "checkpoint_completion_target",
+    type: "real",
+    // PostgreSQL's is sighup; PGlite reads it only when the engine starts.
+    context: "postmaster",
+    boot: 0.9,
+    min: 0,
+    max: 1,
+    engine: true,
+    description:
+      "Fraction of the checkpoint interval over which a checkpoint spreads its writes; passed to the engine.",
+  },
+  {
+    name: "max_wal_size",
+    type: "int",
+    // PostgreSQL's is sighup; PGlite reads it only when the engine starts.
+    context: "postmaster",
+    boot: 1024,
+    min: 2,
+    // MAX_KILOBYTES of 32-bit WebAssembly, as PGlite bounds it.
+    max: 2097151,
+    unit: "MB",
+    engine: true,
+    description:
+      "WAL written since the last checkpoint that makes the engine checkpoint; passed to the engine.",
+  },
+  {
+    name: "min_wal_size",
+    type: "int",
+    // PostgreSQL's is sighup; PGlite reads it only when the engine starts.
+    context: "postmaster",
+    boot: 80,
+    min: 2,
+    // MAX_KILOBYTES of 32-bit WebAssembly, as PGlite bounds it.
+    max: 2097151,
+    unit: "MB",
+    engine: true,
+    description: "WAL kept for reuse after a checkpoint rather than removed; passed to the engine.",
   },
 ];

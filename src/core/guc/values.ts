@@ -44,6 +44,13 @@ interface ParamBase {
   readonly description: string;
   /** Defined by pgts rather than PostgreSQL. */
   readonly pgts?: boolean;
+  /**
+   * PostgreSQL's parameter, applied by the PGlite engine itself: when set
+   * (postgresql.conf or `-c`), it is passed to PGlite's Postgres as a start
+   * parameter, which then answers SHOW, pg_settings and SET for it as
+   * PostgreSQL does (`Guc.engineSettings`).
+   */
+  readonly engine?: boolean;
 }
 
 export interface BoolParam extends ParamBase {
@@ -58,6 +65,13 @@ export interface IntParam extends ParamBase {
   readonly min: number;
   readonly max: number;
   readonly unit?: GucUnit;
+}
+
+export interface RealParam extends ParamBase {
+  readonly type: "real";
+  readonly boot: number;
+  readonly min: number;
+  readonly max: number;
 }
 
 export interface StringParam extends ParamBase {
@@ -78,7 +92,7 @@ export interface CheckFailure {
   readonly hint?: string;
 }
 
-export type ParamDef = BoolParam | IntParam | StringParam | EnumParam;
+export type ParamDef = BoolParam | IntParam | RealParam | StringParam | EnumParam;
 
 export type GucValue = boolean | number | string;
 
@@ -139,6 +153,21 @@ export function splitList(text: string): string[] | null {
   }
 }
 
+/** Zone names already found valid: building a DateTimeFormat costs ~0.2 ms, and every child re-checks its settings. */
+const validTimeZones = new Set<string>();
+
+/** A time zone the engine and the log both know (Intl's IANA names). */
+export function checkTimeZone(value: string): CheckFailure | null {
+  if (validTimeZones.has(value)) return null;
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: value });
+  } catch {
+    return {};
+  }
+  if (validTimeZones.size < 64) validTimeZones.add(value);
+  return null;
+}
+
 function invalidValue(def: ParamDef, text: string, extra: CheckFailure) {
   return new PgError(
     INVALID_PARAMETER_VALUE,
@@ -174,6 +203,21 @@ export function parseValue(def: ParamDef, text: string): GucValue {
       }
       return r.value;
     }
+    case "real": {
+      // PostgreSQL's parse_real: strtod's whole text, finite (no unit: none of pgts's reals has one).
+      const v = /^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$/.test(text)
+        ? Number(text)
+        : NaN;
+      if (!Number.isFinite(v)) throw invalidValue(def, text, {});
+      if (v < def.min || v > def.max) {
+        throw new PgError(
+          INVALID_PARAMETER_VALUE,
+          `${formatReal(v)} is outside the valid range for parameter "${def.name}" ` +
+            `(${formatReal(def.min)} .. ${formatReal(def.max)})`,
+        );
+      }
+      return v;
+    }
     case "string": {
       const failure = def.check?.(text) ?? null;
       if (failure !== null) throw invalidValue(def, text, failure);
@@ -193,6 +237,19 @@ export function parseValue(def: ParamDef, text: string): GucValue {
   }
 }
 
+/** C's `%g`, the form in which PostgreSQL shows a real parameter: six significant digits. */
+export function formatReal(value: number): string {
+  if (value === 0) return "0";
+  const exp = Math.floor(Math.log10(Math.abs(Number(value.toPrecision(6)))));
+  if (exp < -4 || exp >= 6) {
+    const [mantissa = "", power = "0"] = value.toExponential(5).split("e");
+    const digits = mantissa.includes(".") ? mantissa.replace(/\.?0+$/, "") : mantissa;
+    const n = Number(power);
+    return `${digits}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
+  }
+  return String(Number(value.toPrecision(6)));
+}
+
 /** The SHOW form of a value: on/off, integers with their largest even unit, strings as is. */
 export function formatValue(def: ParamDef, value: GucValue): string {
   switch (def.type) {
@@ -200,6 +257,8 @@ export function formatValue(def: ParamDef, value: GucValue): string {
       return value ? "on" : "off";
     case "int":
       return formatWithUnit(value as number, def.unit);
+    case "real":
+      return formatReal(value as number);
     case "string":
     case "enum":
       return String(value);

@@ -300,3 +300,81 @@ describe("snapshots for children", () => {
     expect(child.getString("log_line_prefix")).toBe("%p: ");
   });
 });
+
+describe("PostgreSQL's parameters the engine applies", () => {
+  test("a postgresql.conf written by PostgreSQL's initdb loads", () => {
+    const { guc } = gucWith(
+      "max_connections = 100\t\t\t# (change requires restart)\n" +
+        "shared_buffers = 128MB\t\t\t# min 128kB\n" +
+        "dynamic_shared_memory_type = posix\n" +
+        "max_wal_size = 1GB\nmin_wal_size = 80MB\n" +
+        "log_timezone = 'Etc/UTC'\ndatestyle = 'iso, mdy'\ntimezone = 'Etc/UTC'\n" +
+        "lc_messages = 'C.UTF-8'\nlc_monetary = 'C.UTF-8'\nlc_numeric = 'C.UTF-8'\n" +
+        "lc_time = 'C.UTF-8'\ndefault_text_search_config = 'pg_catalog.english'\n",
+    );
+    guc.load();
+    expect(guc.get("shared_buffers")).toBe("128MB");
+    expect(guc.get("DateStyle")).toBe("iso, mdy");
+    expect(guc.get("max_wal_size")).toBe("1GB");
+  });
+
+  test("shared_buffers counts 8kB buffers and shows in PostgreSQL's form", () => {
+    const guc = new Guc();
+    expect(guc.get("shared_buffers")).toBe("128MB");
+    guc.set("shared_buffers", "16MB", { source: "argv" });
+    expect(guc.getInt("shared_buffers")).toBe(2048);
+    guc.set("shared_buffers", "1000", { source: "argv" });
+    expect(guc.get("shared_buffers")).toBe("8000kB");
+    expect(() => guc.set("shared_buffers", "64kB", { source: "argv" })).toThrow(
+      '8 8kB is outside the valid range for parameter "shared_buffers" (16 .. 1073741823)',
+    );
+    expect(() => guc.set("shared_buffers", "32MB", { source: "session" })).toThrow(
+      'parameter "shared_buffers" cannot be changed without restarting the server',
+    );
+  });
+
+  test("real parameters read strtod's numbers and show as %g", () => {
+    const guc = new Guc();
+    expect(guc.get("random_page_cost")).toBe("4");
+    guc.set("random_page_cost", "1.1", { source: "argv" });
+    expect(guc.getReal("random_page_cost")).toBe(1.1);
+    guc.set("random_page_cost", "1e-5", { source: "argv" });
+    expect(guc.get("random_page_cost")).toBe("1e-05");
+    guc.set("random_page_cost", "1234567", { source: "argv" });
+    expect(guc.get("random_page_cost")).toBe("1.23457e+06");
+    expect(() => guc.set("random_page_cost", "fast", { source: "argv" })).toThrow(
+      'invalid value for parameter "random_page_cost": "fast"',
+    );
+    expect(() => guc.set("checkpoint_completion_target", "1.5", { source: "argv" })).toThrow(
+      '1.5 is outside the valid range for parameter "checkpoint_completion_target" (0 .. 1)',
+    );
+  });
+
+  test("values the engine would refuse at its start are refused here", () => {
+    const guc = new Guc();
+    expect(() => guc.set("DateStyle", "ISO, bogus", { source: "argv" })).toThrow(
+      'invalid value for parameter "DateStyle": "ISO, bogus"',
+    );
+    expect(() => guc.set("DateStyle", "ISO, SQL", { source: "argv" })).toThrow();
+    expect(() => guc.set("TimeZone", "Mars/Olympus", { source: "argv" })).toThrow(
+      'invalid value for parameter "TimeZone": "Mars/Olympus"',
+    );
+    guc.set("DateStyle", "German, DMY", { source: "argv" });
+    expect(guc.get("datestyle")).toBe("German, DMY");
+  });
+
+  test("only the engine's parameters that are set are its start parameters", () => {
+    const { guc } = gucWith(
+      "shared_buffers = 16MB\nwork_mem = 8MB\nport = 5433\nmax_parallel_workers = 4\n",
+    );
+    guc.load();
+    guc.set("TimeZone", "Europe/Paris", { source: "argv" });
+    expect(guc.engineSettings()).toEqual({
+      shared_buffers: "16MB",
+      work_mem: "8MB",
+      TimeZone: "Europe/Paris",
+    });
+    // A child rebuilt from the postmaster's snapshot passes the same.
+    expect(Guc.fromSnapshot(guc.snapshot()).engineSettings()).toEqual(guc.engineSettings());
+  });
+});
