@@ -1,0 +1,152 @@
+/**
+ * PostgreSQL's own server settings (shared_buffers, work_mem, the planner's
+ * costs, DateStyle, TimeZone...) given with `-c` or in a postgresql.conf
+ * copied from a PostgreSQL server: the server starts, and the engine runs
+ * with them (SHOW, pg_settings and the shared memory it allocated say so);
+ * shared_buffers cannot be SET or reloaded, as in PostgreSQL.
+ */
+
+import { expect, test } from "bun:test";
+import pg from "pg";
+import { preparePgts, startPgts, usePgtsServers } from "../../helpers/pgts.ts";
+
+usePgtsServers();
+
+/** The settings PostgreSQL 15's initdb leaves uncommented in postgresql.conf. */
+const INITDB_CONF = `
+max_connections = 100\t\t\t# (change requires restart)
+shared_buffers = 128MB\t\t\t# min 128kB
+dynamic_shared_memory_type = posix\t# the default is usually the first option
+max_wal_size = 1GB
+min_wal_size = 80MB
+log_timezone = 'Etc/UTC'
+datestyle = 'iso, mdy'
+timezone = 'Etc/UTC'
+lc_messages = 'C.UTF-8'\t\t\t# locale for system error message
+lc_monetary = 'C.UTF-8'\t\t\t# locale for monetary formatting
+lc_numeric = 'C.UTF-8'\t\t\t# locale for number formatting
+lc_time = 'C.UTF-8'\t\t\t\t# locale for time formatting
+default_text_search_config = 'pg_catalog.english'
+`;
+
+/** What a tuning guide adds (pgtune's output for a small server). */
+const TUNED_CONF = `
+shared_buffers = 20MB
+effective_cache_size = 3GB
+maintenance_work_mem = 256MB
+checkpoint_completion_target = 0.8
+wal_buffers = 1MB
+default_statistics_target = 150
+random_page_cost = 1.1
+effective_io_concurrency = 200
+work_mem = 5242kB
+huge_pages = off
+min_wal_size = 1GB
+max_wal_size = 4GB
+max_worker_processes = 2
+max_parallel_workers_per_gather = 1
+max_parallel_workers = 2
+max_parallel_maintenance_workers = 1
+`;
+
+test("-c shared_buffers sizes the engine's buffers, in every database; SET is refused with 55P02", async () => {
+  const server = await startPgts({ settings: { shared_buffers: "24MB" } });
+  expect(await server.psql("show shared_buffers")).toMatchObject({ code: 0, out: "24MB\n" });
+  // The engine's own view: 3,072 buffers of 8kB, set on its command line, and
+  // that much shared memory allocated for them.
+  expect(
+    await server.psql(
+      "select setting, unit, context, source from pg_settings where name = 'shared_buffers'",
+    ),
+  ).toMatchObject({ code: 0, out: "3072|8kB|postmaster|command line\n" });
+  const blocks = await server.psql(
+    "select size from pg_shmem_allocations where name = 'Buffer Blocks'",
+  );
+  expect(Number(blocks.out)).toBeGreaterThanOrEqual(24 * 1024 * 1024);
+  expect(Number(blocks.out)).toBeLessThan(25 * 1024 * 1024);
+
+  const c = await server.client();
+  const e = await c.query("set shared_buffers = '32MB'").catch((x) => x);
+  expect(e.code).toBe("55P02");
+  expect(e.message).toBe(
+    'parameter "shared_buffers" cannot be changed without restarting the server',
+  );
+  expect((await c.query("show shared_buffers")).rows).toEqual([{ shared_buffers: "24MB" }]);
+
+  // Another database's engine starts with the same setting.
+  await c.query("create database other");
+  const o = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: "postgres",
+    database: "other",
+    connectionTimeoutMillis: 30_000,
+  });
+  await o.connect();
+  try {
+    expect((await o.query("show shared_buffers")).rows).toEqual([{ shared_buffers: "24MB" }]);
+  } finally {
+    await o.end();
+  }
+});
+
+test("a postgresql.conf written by PostgreSQL's initdb and tuned by a guide starts the server with its values", async () => {
+  const server = await preparePgts();
+  server.appendConf(INITDB_CONF + TUNED_CONF);
+  await server.start();
+  const shown = await server.psql(
+    "select name || '=' || current_setting(name) from pg_settings where name in (" +
+      "'shared_buffers', 'effective_cache_size', 'maintenance_work_mem', " +
+      "'checkpoint_completion_target', 'wal_buffers', 'default_statistics_target', " +
+      "'random_page_cost', 'effective_io_concurrency', 'work_mem', 'huge_pages', " +
+      "'min_wal_size', 'max_wal_size', 'DateStyle', 'TimeZone', 'lc_monetary', " +
+      "'default_text_search_config') order by name",
+  );
+  expect(shown.code).toBe(0);
+  expect(shown.out.trim().split("\n")).toEqual([
+    "DateStyle=ISO, MDY",
+    "TimeZone=Etc/UTC",
+    "checkpoint_completion_target=0.8",
+    "default_statistics_target=150",
+    "default_text_search_config=pg_catalog.english",
+    "effective_cache_size=3GB",
+    "effective_io_concurrency=200",
+    "huge_pages=off",
+    "lc_monetary=C.UTF-8",
+    "maintenance_work_mem=256MB",
+    "max_wal_size=4GB",
+    "min_wal_size=1GB",
+    "random_page_cost=1.1",
+    "shared_buffers=20MB",
+    "wal_buffers=1MB",
+    "work_mem=5242kB",
+  ]);
+  // The engine is one process and runs no parallel workers: accepted, and it keeps 0.
+  expect(await server.psql("show max_parallel_workers_per_gather")).toMatchObject({
+    code: 0,
+    out: "0\n",
+  });
+  // A session's own SET of a user parameter still works, and RESET goes back to the file's.
+  const c = await server.client();
+  await c.query("set work_mem = '8MB'");
+  expect((await c.query("show work_mem")).rows).toEqual([{ work_mem: "8MB" }]);
+  await c.query("reset work_mem");
+  expect((await c.query("show work_mem")).rows).toEqual([{ work_mem: "5242kB" }]);
+});
+
+test("pgts reload of a changed shared_buffers logs that it needs a restart and keeps the engine's", async () => {
+  const server = await preparePgts();
+  server.appendConf("shared_buffers = 20MB");
+  await server.start();
+  expect(await server.psql("show shared_buffers")).toMatchObject({ code: 0, out: "20MB\n" });
+
+  server.appendConf("shared_buffers = 40MB");
+  const from = server.log.length;
+  expect((await server.reload()).code).toBe(0);
+  await server.waitForLog(
+    /LOG: {2}parameter "shared_buffers" cannot be changed without restarting the server/,
+    { from },
+  );
+  expect(server.log.slice(from)).not.toContain('parameter "shared_buffers" changed');
+  expect(await server.psql("show shared_buffers")).toMatchObject({ code: 0, out: "20MB\n" });
+});
