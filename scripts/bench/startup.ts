@@ -3,9 +3,12 @@
  * query, under each runtime (and a compiled binary when one is named), the
  * variants interleaved round by round so that the machine's load hits each
  * alike. Run with
- *   ./node_modules/.bin/bun scripts/bench/startup.ts [--rounds N] [--adapter A] [VARIANT...]
+ *   ./node_modules/.bin/bun scripts/bench/startup.ts [--rounds N] [--adapter A]
+ *     [-c NAME=VALUE]... [VARIANT...]
  * (VARIANT: bun, deno (the default pair), bun:OTHER/mod.ts, deno:OTHER/mod.ts
- * or a compiled binary's path).
+ * or a compiled binary's path, each optionally followed by its own settings,
+ * `,NAME=VALUE` each: `bun,shared_buffers=16MB`). `-c` settings go to every
+ * variant's server, before its own.
  *
  * Per round and variant: spawn `pgts start -D d -p PORT`, then try a
  * node-postgres `select 1` every 5 ms until one answers; "ready" is when
@@ -38,7 +41,11 @@ const DENO = join(ROOT, "node_modules/.bin/deno");
 const MOD = join(ROOT, "mod.ts");
 
 const { values, positionals } = parseArgs({
-  options: { rounds: { type: "string", default: "5" }, adapter: { type: "string" } },
+  options: {
+    rounds: { type: "string", default: "5" },
+    adapter: { type: "string" },
+    c: { type: "string", short: "c", multiple: true },
+  },
   allowPositionals: true,
 });
 const rounds = Number(values.rounds);
@@ -46,6 +53,8 @@ const rounds = Number(values.rounds);
 interface Variant {
   readonly name: string;
   readonly command: readonly string[];
+  /** `-c NAME=VALUE` arguments of this variant's server. */
+  readonly settings: readonly string[];
   readonly ready: number[];
   readonly first: number[];
   readonly cpu: number[];
@@ -58,11 +67,13 @@ const scratch = mkdtempSync(join(tmpdir(), "pgts-bench-startup-"));
  * runtime), "bun:PATH" or "deno:PATH" (another checkout's mod.ts, for an
  * A/B of two commits), or the path of a compiled binary (run from a copy).
  */
-function variantOf(spec: string, i: number): Variant {
+function variantOf(name: string, i: number): Variant {
+  const [spec = "", ...own] = name.split(",");
+  const settings = [...(values.c ?? []), ...own].flatMap((s) => ["-c", s]);
   const at = spec.indexOf(":");
   const runtime = at < 0 ? spec : spec.slice(0, at);
   const mod = at < 0 ? MOD : resolve(spec.slice(at + 1));
-  const v = { name: spec, ready: [], first: [], cpu: [], log: "" };
+  const v = { name, settings, ready: [], first: [], cpu: [], log: "" };
   if (runtime === "bun") return { ...v, command: [BUN, mod] };
   if (runtime === "deno") return { ...v, command: [DENO, "run", "-A", mod] };
   const copy = join(scratch, `pgts${i}`);
@@ -133,7 +144,7 @@ async function startOnce(
   const t0 = performance.now();
   const server = spawn(
     v.command[0]!,
-    [...v.command.slice(1), "start", "-D", dataDir, "-p", String(port), ...adapter],
+    [...v.command.slice(1), "start", "-D", dataDir, "-p", String(port), ...adapter, ...v.settings],
     { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NO_COLOR: "1" } },
   );
   let log = "";
@@ -177,7 +188,10 @@ try {
     }
   }
   const adapter = values.adapter ?? "default";
-  console.log(`pgts start → first answered query, adapter ${adapter}, ${rounds} rounds (median)`);
+  const common = values.c === undefined ? "" : `, -c ${values.c.join(" -c ")}`;
+  console.log(
+    `pgts start → first answered query, adapter ${adapter}${common}, ${rounds} rounds (median)`,
+  );
   console.log("| | ready | first query | first query, each round | CPU | CPU, each round |");
   console.log("|---|---:|---:|---|---:|---|");
   const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
