@@ -185,6 +185,13 @@ export class DatabaseCatalog {
  * The served database shows its own oid, so another database whose oid it
  * is shows `served`'s instead: every oid stays unique in every engine.
  * Runs as the bootstrap superuser, in one transaction.
+ *
+ * Only rows that differ are written: another database's row that is not
+ * already the one wanted, every column compared (those copied from the
+ * served row too), is deleted and inserted again; the served row is
+ * updated only when its attributes differ. When every row matches, which
+ * is every start after the first, the transaction writes nothing, so it
+ * has no transaction id, no commit record and no WAL flush.
  */
 export function mirrorSql(
   databases: readonly DatabaseEntry[],
@@ -198,28 +205,41 @@ export function mirrorSql(
       owner(d.owner)
     }, datistemplate = ${d.isTemplate}, ` +
     `datallowconn = ${d.allowConn}, datconnlimit = ${d.connLimit}`;
+  const servedAttrs = `(${quoteLiteral(served.name)}::pg_catalog.name, ${
+    owner(served.owner)
+  }, ${served.isTemplate}, ${served.allowConn}, ${served.connLimit})`;
   const others = databases.filter((d) => d !== served).map((d) => {
     const oid = d.oid === servedOid ? served.oid : d.oid;
-    return `(${oid}, ${quoteLiteral(d.name)}, ${
+    return `(${oid}::pg_catalog.oid, ${quoteLiteral(d.name)}::pg_catalog.name, ${
       owner(d.owner)
     }, ${d.isTemplate}, ${d.allowConn}, ${d.connLimit})`;
   });
+  // Another database's row as it should be: its own attributes, the rest
+  // copied from the served row `s`.
+  const wanted = `(VALUES ${others.join(", ")}) AS o(oid, name, dba, tmpl, conn, lim),` +
+    ` pg_catalog.pg_database s WHERE s.oid = ${servedOid}`;
+  const columns = "oid, datname, datdba, encoding, datlocprovider, datistemplate, datallowconn," +
+    " dathasloginevt, datconnlimit, datfrozenxid, datminmxid, dattablespace, datcollate," +
+    " datctype, datlocale, daticurules, datcollversion, datacl";
+  const values = "o.oid, o.name, o.dba, s.encoding, s.datlocprovider, o.tmpl, o.conn, false," +
+    " o.lim, s.datfrozenxid, s.datminmxid, s.dattablespace, s.datcollate, s.datctype," +
+    " s.datlocale, s.daticurules, s.datcollversion, NULL::pg_catalog.aclitem[]";
   const sql = [
     "BEGIN",
     "SET LOCAL allow_system_table_mods = on",
-    `DELETE FROM pg_catalog.pg_database WHERE oid <> ${servedOid}`,
-    `UPDATE pg_catalog.pg_database SET ${attrs(served)} WHERE oid = ${servedOid}`,
+    // First, so that the served row's new name is free.
+    `DELETE FROM pg_catalog.pg_database d WHERE d.oid <> ${servedOid}` +
+    (others.length === 0 ? "" : ` AND NOT EXISTS (SELECT FROM ${wanted}` +
+      ` AND (${columns.split(", ").map((c) => `d.${c}`).join(", ")})` +
+      ` IS NOT DISTINCT FROM (${values}))`),
+    `UPDATE pg_catalog.pg_database SET ${attrs(served)} WHERE oid = ${servedOid}` +
+    ` AND (datname, datdba, datistemplate, datallowconn, datconnlimit)` +
+    ` IS DISTINCT FROM ${servedAttrs}`,
   ];
   if (others.length > 0) {
     sql.push(
-      "INSERT INTO pg_catalog.pg_database (oid, datname, datdba, encoding, datlocprovider," +
-        " datistemplate, datallowconn, dathasloginevt, datconnlimit, datfrozenxid, datminmxid," +
-        " dattablespace, datcollate, datctype, datlocale, daticurules, datcollversion, datacl)" +
-        " SELECT o.oid, o.name, o.dba, s.encoding, s.datlocprovider, o.tmpl, o.conn, false, o.lim," +
-        " s.datfrozenxid, s.datminmxid, s.dattablespace, s.datcollate, s.datctype, s.datlocale," +
-        " s.daticurules, s.datcollversion, NULL" +
-        ` FROM (VALUES ${others.join(", ")}) AS o(oid, name, dba, tmpl, conn, lim),` +
-        ` pg_catalog.pg_database s WHERE s.oid = ${servedOid}`,
+      `INSERT INTO pg_catalog.pg_database (${columns}) SELECT ${values} FROM ${wanted}` +
+        " AND NOT EXISTS (SELECT FROM pg_catalog.pg_database d WHERE d.oid = o.oid)",
     );
   }
   sql.push("COMMIT");

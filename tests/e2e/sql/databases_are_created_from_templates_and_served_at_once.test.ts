@@ -18,6 +18,7 @@ import {
   pgConfig,
   psql,
   sharedServer,
+  startSqlServer,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -303,3 +304,52 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
     });
   });
 }
+
+test("a restart leaves every database's pg_database rows as they were, and shows a rename made before it", async () => {
+  const s = await startSqlServer({ perTest: true });
+  const admin = await pgClient(s);
+  await admin.query("CREATE DATABASE kept");
+  await admin.query("CREATE DATABASE before_rename");
+  await admin.end();
+  // Each row with the version of it that the engine holds (xmin, ctid): a row
+  // written again at the start would show another.
+  const rows = async (database: string) => {
+    const c = await pgClient(s, { database });
+    try {
+      return (await c.query(
+        "SELECT oid::int, datname, datistemplate, datallowconn, xmin::text, ctid::text" +
+          " FROM pg_database ORDER BY datname",
+      )).rows;
+    } finally {
+      await c.end();
+    }
+  };
+  const before = { postgres: await rows("postgres"), kept: await rows("kept") };
+  expect(before.postgres.map((r) => r.datname)).toEqual([
+    "before_rename",
+    "kept",
+    "postgres",
+    "template0",
+    "template1",
+  ]);
+
+  expect((await s.stop()).code).toBe(0);
+  await s.start();
+  expect({ postgres: await rows("postgres"), kept: await rows("kept") }).toEqual(before);
+
+  // A change to the list is still shown in every engine at its next start.
+  const again = await pgClient(s);
+  await again.query("ALTER DATABASE before_rename RENAME TO after_rename");
+  await again.end();
+  expect((await s.stop()).code).toBe(0);
+  await s.start();
+  for (const database of ["postgres", "kept", "after_rename"]) {
+    expect((await rows(database)).map((r) => r.datname)).toEqual([
+      "after_rename",
+      "kept",
+      "postgres",
+      "template0",
+      "template1",
+    ]);
+  }
+});
