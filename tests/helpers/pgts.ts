@@ -61,13 +61,25 @@ export type StopMode = "smart" | "fast" | "immediate";
 export const ENGINE_TEST_ADAPTERS: ReadonlyArray<Adapter | undefined> =
   process.env.PGTS_TEST_ADAPTERS === "all" ? [undefined, "subprocess"] : [undefined];
 
+/**
+ * `-c` settings every test server gets unless the test gives its own:
+ * shared_buffers = 16MB instead of 128MB. The engine touches all of its
+ * shared memory when it starts (every database's engine), and a test's
+ * tables fit in 16MB; about 0.5 s of CPU less per start under Bun, 0.3 s
+ * under Deno (README, "On a fresh machine").
+ */
+export const TEST_SETTINGS: Readonly<Record<string, string>> = { shared_buffers: "16MB" };
+
 export interface StartOptions {
   /** The runtime `pgts start` runs under; default TEST_RUNTIME (bun unless PGTS_TEST_RUNTIME says). */
   readonly runtime?: Runtime;
   /** `--adapter`; default: none (the server's default, inproc). */
   readonly adapter?: Adapter;
-  /** `-c name=value` settings. */
-  readonly settings?: Readonly<Record<string, string | number | boolean>>;
+  /**
+   * `-c name=value` settings, over TEST_SETTINGS; null passes no `-c` for
+   * that name (postgresql.conf decides).
+   */
+  readonly settings?: Readonly<Record<string, string | number | boolean | null>>;
   /** How long to wait for "ready"; default 30 s. */
   readonly readyTimeoutMs?: number;
   /** More environment for the server's processes (LD_PRELOAD, for one). */
@@ -289,7 +301,8 @@ export class PgtsServer {
       "-c",
       `unix_socket_directories=${this.dataDir}`,
     ];
-    for (const [name, value] of Object.entries(options.settings ?? {})) {
+    for (const [name, value] of Object.entries({ ...TEST_SETTINGS, ...options.settings })) {
+      if (value === null) continue;
       args.push("-c", `${name}=${typeof value === "boolean" ? (value ? "on" : "off") : value}`);
     }
     // PGTS_TEST_DEFAULT_ADAPTER stands in for the server's default: the

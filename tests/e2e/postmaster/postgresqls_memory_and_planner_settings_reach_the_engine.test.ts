@@ -93,7 +93,8 @@ test("-c shared_buffers sizes the engine's buffers, in every database; SET is re
 test("a postgresql.conf written by PostgreSQL's initdb and tuned by a guide starts the server with its values", async () => {
   const server = await preparePgts();
   server.appendConf(INITDB_CONF + TUNED_CONF);
-  await server.start();
+  // null: none of the test harness's -c shared_buffers; the file decides.
+  await server.start({ settings: { shared_buffers: null } });
   const shown = await server.psql(
     "select name || '=' || current_setting(name) from pg_settings where name in (" +
       "'shared_buffers', 'effective_cache_size', 'maintenance_work_mem', " +
@@ -137,7 +138,7 @@ test("a postgresql.conf written by PostgreSQL's initdb and tuned by a guide star
 test("pgts reload of a changed shared_buffers logs that it needs a restart and keeps the engine's", async () => {
   const server = await preparePgts();
   server.appendConf("shared_buffers = 20MB");
-  await server.start();
+  await server.start({ settings: { shared_buffers: null } });
   expect(await server.psql("show shared_buffers")).toMatchObject({ code: 0, out: "20MB\n" });
 
   server.appendConf("shared_buffers = 40MB");
