@@ -97,6 +97,11 @@ function placeholder(name: string): ParamDef {
   };
 }
 
+/** A value as text that reads back the same: SHOW's form, but a real in full (%g keeps six digits). */
+function exactText(slot: Slot): string {
+  return slot.def.type === "real" ? String(slot.value) : formatValue(slot.def, slot.value);
+}
+
 function lineContext(item: ConfigItem): string {
   return `line ${item.line} of configuration file "${item.file}"`;
 }
@@ -458,7 +463,7 @@ export class Guc {
     const out: Record<string, string> = {};
     for (const slot of this.#slots.values()) {
       if (slot.def.engine === true && slot.source !== "default") {
-        out[slot.def.name] = formatValue(slot.def, slot.value);
+        out[slot.def.name] = exactText(slot);
       }
     }
     return out;
@@ -468,7 +473,7 @@ export class Guc {
   snapshot(): GucSnapshot {
     const out: Record<string, string> = {};
     for (const slot of this.#slots.values()) {
-      if (slot.source !== "default") out[slot.def.name] = formatValue(slot.def, slot.value);
+      if (slot.source !== "default") out[slot.def.name] = exactText(slot);
     }
     return out;
   }

@@ -369,9 +369,12 @@ describe("PostgreSQL's parameters the engine applies", () => {
     );
     guc.load();
     guc.set("TimeZone", "Europe/Paris", { source: "argv" });
+    guc.set("random_page_cost", "1.23456789", { source: "argv" });
+    expect(guc.get("random_page_cost")).toBe("1.23457");
     expect(guc.engineSettings()).toEqual({
       shared_buffers: "16MB",
       work_mem: "8MB",
+      random_page_cost: "1.23456789",
       TimeZone: "Europe/Paris",
     });
     // A child rebuilt from the postmaster's snapshot passes the same.
