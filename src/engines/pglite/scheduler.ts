@@ -84,7 +84,8 @@ export class EngineScheduler {
    * reason given to `cancelWait` or `close`.
    */
   acquire(holder: Holder, options: { timeoutMs: number; first?: boolean }): Promise<void> {
-    if (options.first !== true && this.tryAcquire(holder)) return Promise.resolve();
+    // First in line or not, a free engine is taken at once.
+    if (this.tryAcquire(holder)) return Promise.resolve();
     if (this.#closed !== null) return Promise.reject(this.#closed);
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { holder, resolve, reject, timer: null, since: Date.now() };
