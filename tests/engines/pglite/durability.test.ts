@@ -31,29 +31,27 @@ test("rows acknowledged before a SIGKILL are all there after reopening", async (
   const reader = child.stdout.getReader();
   const dec = new TextDecoder();
   const deadline = Date.now() + 30_000;
+  /** Reads the next acknowledged ids into `last`; false at the end of the output. */
+  const readAcked = async (): Promise<boolean> => {
+    const { value, done } = await reader.read();
+    if (done) return false;
+    text += dec.decode(value);
+    const lines = text.split("\n");
+    text = lines.pop()!;
+    for (const l of lines) if (l) last = Number(l);
+    return true;
+  };
   try {
     // Kill at an arbitrary moment once a few hundred inserts are acknowledged.
     while (last < 300 + Math.floor(Math.random() * 200) && Date.now() < deadline) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += dec.decode(value);
-      const lines = text.split("\n");
-      text = lines.pop()!;
-      for (const l of lines) if (l) last = Number(l);
+      if (!(await readAcked())) break;
     }
   } finally {
     child.kill("SIGKILL");
     await child.exited;
   }
   // What it acknowledged between the last read and the kill is still in the pipe.
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += dec.decode(value);
-    const lines = text.split("\n");
-    text = lines.pop()!;
-    for (const l of lines) if (l) last = Number(l);
-  }
+  while (await readAcked());
   expect(last).toBeGreaterThan(100);
   const engine = await openEngine(dir, { placement: "inline" });
   try {
