@@ -14,7 +14,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseHba } from "../core/auth/mod.ts";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
-import { ereport } from "../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
 import { type LogLinePrefix, setLogPrefixLookup } from "../core/log.ts";
 import { parsePreloadLibraries } from "../core/guc/preload.ts";
@@ -24,7 +24,7 @@ import {
   BGW_NEVER_RESTART,
   BGWORKER_SHMEM_ACCESS,
 } from "../core/postmaster/bgworker.ts";
-import type { ChildLauncher, ListenAddress, NetAdapter } from "../core/adapter.ts";
+import type { ChildEntry, ChildLauncher, ListenAddress, NetAdapter } from "../core/adapter.ts";
 import { Postmaster } from "../core/postmaster/postmaster.ts";
 import type { PostmasterSignal } from "../core/postmaster/pmstate.ts";
 import { InprocLauncher } from "../adapters/inproc/mod.ts";
@@ -124,21 +124,62 @@ async function runtimeAdapters(
  * once recovery has finished and is restarted after
  * bgworker_restart_interval. A worker is named after its export, or after
  * its module when the export is the default `main`.
+ *
+ * As PostgreSQL's postmaster loads its preload libraries before it listens,
+ * each module is imported here and its export checked: a name that does not
+ * load is FATAL at start, not a worker that dies at every restart of the
+ * cluster (a crash cycle). A plain word such as `pg_stat_statements`, from a
+ * postgresql.conf written for PostgreSQL, gets a hint that says why.
  */
-export function preloadedWorkers(guc: Guc, dataDir: string): BackgroundWorkerSpec[] {
+export async function preloadedWorkers(
+  guc: Guc,
+  dataDir: string,
+): Promise<BackgroundWorkerSpec[]> {
   const interval = guc.getInt("bgworker_restart_interval");
-  return parsePreloadLibraries(guc.getString("shared_preload_libraries"), { dataDir }).map(
-    (entry) => {
-      const file = entry.module.slice(entry.module.lastIndexOf("/") + 1).replace(/\.[^.]*$/, "");
-      return {
-        name: entry.export === "main" ? file : entry.export,
-        entry,
-        flags: BGWORKER_SHMEM_ACCESS,
-        startTime: "BgWorkerStart_RecoveryFinished",
-        restartTime: interval < 0 ? BGW_NEVER_RESTART : interval,
-      };
-    },
-  );
+  const entries = parsePreloadLibraries(guc.getString("shared_preload_libraries"), { dataDir });
+  const specs: BackgroundWorkerSpec[] = [];
+  for (const entry of entries) {
+    await checkPreloadLibrary(entry);
+    const file = entry.module.slice(entry.module.lastIndexOf("/") + 1).replace(/\.[^.]*$/, "");
+    specs.push({
+      name: entry.export === "main" ? file : entry.export,
+      entry,
+      flags: BGWORKER_SHMEM_ACCESS,
+      startTime: "BgWorkerStart_RecoveryFinished",
+      restartTime: interval < 0 ? BGW_NEVER_RESTART : interval,
+    });
+  }
+  return specs;
+}
+
+/** Imports one shared_preload_libraries module; throws a FATAL PgError when it cannot serve. */
+async function checkPreloadLibrary(entry: ChildEntry): Promise<void> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(entry.module)) as Record<string, unknown>;
+  } catch (e) {
+    const bare = /^[A-Za-z0-9_]+$/.test(entry.module);
+    throw new PgError(
+      ERRCODE.UNDEFINED_FILE,
+      `could not load library "${entry.module}": ${e instanceof Error ? e.message : String(e)}`,
+      {
+        severity: "FATAL",
+        ...(bare
+          ? {
+            hint:
+              "pgts's shared_preload_libraries names JavaScript modules that export a background worker (MODULE[#EXPORT]); PostgreSQL's C libraries cannot be loaded.",
+          }
+          : {}),
+      },
+    );
+  }
+  if (typeof mod[entry.export] !== "function") {
+    throw new PgError(
+      ERRCODE.UNDEFINED_FUNCTION,
+      `could not find function "${entry.export}" in file "${entry.module}"`,
+      { severity: "FATAL" },
+    );
+  }
 }
 
 export async function runServer(options: RunServerOptions): Promise<number> {
@@ -155,6 +196,8 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       () => {}, // the engine child compiles again and reports the failure
     );
   }
+  // Before anything listens, as PostgreSQL loads its preload libraries.
+  const workers = await preloadedWorkers(guc, dataDir.path);
   const hbaFile = join(dataDir.path, "pg_hba.conf");
   const hbaText = readFileSync(hbaFile, "utf8");
   // Refuse to start on a broken file.
@@ -230,7 +273,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     },
   });
 
-  for (const worker of preloadedWorkers(guc, dataDir.path)) pm.registerBackgroundWorker(worker);
+  for (const worker of workers) pm.registerBackgroundWorker(worker);
 
   const signals: PostmasterSignal[] = ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT"];
   const handlers = signals.map((sig) => {

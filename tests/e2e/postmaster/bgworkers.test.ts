@@ -9,12 +9,54 @@
 
 import { describe, expect, test } from "bun:test";
 import { preloadOf, workerEvents } from "../../helpers/bgworkers.ts";
-import { type Adapter, sleep, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
+import {
+  type Adapter,
+  pgtsCli,
+  sleep,
+  startPgts,
+  usePgtsServers,
+  waitFor,
+} from "../../helpers/pgts.ts";
 
 usePgtsServers();
 
 const starts = (server: Parameters<typeof workerEvents>[0], name: string) =>
   workerEvents(server, name).filter((e) => e.event === "start");
+
+describe("pgts start", () => {
+  test("a shared_preload_libraries entry that does not load stops the start with FATAL", async () => {
+    const server = await startPgts();
+    const dir = server.dataDir;
+    expect((await server.stop()).code).toBe(0);
+    // A postgresql.conf written for PostgreSQL names its C libraries: no crash cycle, no listener.
+    const cLibrary = await pgtsCli([
+      "start",
+      "-D",
+      dir,
+      "-p",
+      "0",
+      "-c",
+      "shared_preload_libraries=pg_stat_statements",
+    ]);
+    expect(cLibrary.code).toBe(1);
+    expect(cLibrary.err).toMatch(/FATAL: {2}could not load library "pg_stat_statements": /);
+    expect(cLibrary.err).toContain("HINT:  pgts's shared_preload_libraries names JavaScript");
+    expect(cLibrary.err).not.toContain("listening on");
+    expect(cLibrary.err).not.toContain("reinitializing");
+    // A module that loads but lacks the export named.
+    const noExport = await pgtsCli([
+      "start",
+      "-D",
+      dir,
+      "-p",
+      "0",
+      "-c",
+      `shared_preload_libraries=${preloadOf("noSuchWorker")}`,
+    ]);
+    expect(noExport.code).toBe(1);
+    expect(noExport.err).toMatch(/FATAL: {2}could not find function "noSuchWorker" in file "file:/);
+  });
+});
 
 for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
