@@ -351,10 +351,25 @@ export async function openListeners(
       );
     } catch (e) {
       const where = address.family === "unix" ? address.path : address.host;
-      ereport("LOG", `could not create listen socket for "${where}"`, {
-        ...LOG,
-        detail: errText(e),
-      });
+      if ((e as { code?: unknown } | null)?.code === "EADDRINUSE") {
+        // PostgreSQL's words for the usual cause: another server on the port.
+        const kind = address.family === "unix" ? "Unix" : where.includes(":") ? "IPv6" : "IPv4";
+        const port = address.family === "unix"
+          ? address.path.replace(/^.*\.s\.PGSQL\./, "")
+          : address.port;
+        ereport("LOG", `could not bind ${kind} address "${where}": Address already in use`, {
+          ...LOG,
+          hint: address.family === "unix"
+            ? `Is another postmaster already running on port ${port}?`
+            : `Is another postmaster already running on port ${port}? If not, wait a few seconds and retry.`,
+        });
+        ereport("LOG", `could not create listen socket for "${where}"`, LOG);
+      } else {
+        ereport("LOG", `could not create listen socket for "${where}"`, {
+          ...LOG,
+          detail: errText(e),
+        });
+      }
     }
   }
   return listeners;

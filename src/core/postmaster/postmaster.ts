@@ -24,7 +24,7 @@
  * ChildLauncher and NetAdapter it is given.
  */
 
-import { ereport, PgError } from "../elog.ts";
+import { ereport } from "../elog.ts";
 import { startupTrace } from "../starttrace.ts";
 import type { BackgroundWorkerHandle, BackgroundWorkerSpec, BgwHandleStatus } from "./bgworker.ts";
 import type {
@@ -298,10 +298,22 @@ export class Postmaster extends EventTarget {
       this.#listen,
       (conn) => acceptConnection(this.#pm, conn, readFirst),
     );
-    if (this.#listeners.length === 0) {
-      ereport("FATAL", "no socket created for listening", LOG);
+    // As PostgreSQL: each kind of socket asked for must open at least once
+    // (a TCP port taken by another server is not served on the Unix socket alone).
+    const noneOpened = (family: ListenAddress["family"]) =>
+      this.#listen.some((a) => a.family === family) &&
+      !this.#listeners.some((l) => l.address.family === family);
+    const failure = noneOpened("tcp")
+      ? "could not create any TCP/IP sockets"
+      : noneOpened("unix")
+      ? "could not create any Unix-domain sockets"
+      : this.#listeners.length === 0
+      ? "no socket created for listening"
+      : null;
+    if (failure !== null) {
+      // Reported once, here; start() sees the exit code and returns.
+      ereport("FATAL", failure, LOG);
       await this.#exitPostmaster(1);
-      throw new PgError("XX000", "no socket created for listening", { severity: "FATAL" });
     }
   }
 

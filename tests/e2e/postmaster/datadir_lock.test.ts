@@ -1,10 +1,15 @@
 /**
  * postmaster.pid as a lock on a real server's data directory: a second
  * `pgts start` is refused while the first runs; a lock file left by a
- * postmaster that died (SIGKILL) is taken over by the next start.
+ * postmaster that died (SIGKILL) is taken over by the next start. A start
+ * whose TCP port another server holds exits, as PostgreSQL's does, rather
+ * than serving its Unix socket alone.
  */
 
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   type Adapter,
   isAlive,
@@ -29,6 +34,28 @@ describe("pgts start", () => {
     // The first server is untouched: same lock, still serving.
     expect(server.pidFile()?.[0]).toBe(String(server.pid));
     expect(await server.psql("select 1")).toMatchObject({ code: 0, out: "1\n" });
+  });
+
+  test("a start on a TCP port another server listens on exits with FATAL", async () => {
+    const server = await startPgts();
+    const dir = join(mkdtempSync(join(tmpdir(), "pgts-port-")), "data");
+    try {
+      expect((await pgtsCli(["init", "-D", dir])).code).toBe(0);
+      const second = await pgtsCli(["start", "-D", dir, "-p", String(server.port)]);
+      expect(second.code).toBe(1);
+      expect(second.err).toContain(
+        `LOG:  could not bind IPv4 address "127.0.0.1": Address already in use`,
+      );
+      expect(second.err).toContain(
+        `HINT:  Is another postmaster already running on port ${server.port}?`,
+      );
+      expect(second.err).toContain("FATAL:  could not create any TCP/IP sockets");
+      expect(second.err).not.toContain("ready to accept connections");
+      // The server on the port is untouched.
+      expect(await server.psql("select 1")).toMatchObject({ code: 0, out: "1\n" });
+    } finally {
+      rmSync(join(dir, ".."), { recursive: true, force: true });
+    }
   });
 });
 
