@@ -321,6 +321,8 @@ async function openPglite(
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
+    statementTimeoutMs: guc.getMs("statement_timeout"),
+    lockTimeoutMs: guc.getMs("lock_timeout"),
     idleTimeoutMs: guc.getMs("engine_idle_timeout"),
     archiveTimeoutMs: guc.getString("archive_mode") === "off" ? 0 : guc.getMs("archive_timeout"),
     // A lost backend (a PANIC) is a crash: exiting makes the postmaster's

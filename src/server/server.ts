@@ -207,7 +207,11 @@ export async function runServer(options: RunServerOptions): Promise<number> {
 
   let port = guc.getInt("port");
   const hosts = listenHosts(guc);
-  if (port === 0) port = await pickPort(hosts[0] ?? "127.0.0.1");
+  if (port === 0) {
+    port = await pickPort(hosts[0] ?? "127.0.0.1");
+    // What SHOW port answers, in pgts and in the engine.
+    guc.set("port", String(port), { source: "override" });
+  }
   const listen: ListenAddress[] = hosts.map((host) => ({ family: "tcp", host, port }));
   const socketDirs = splitList(guc.getString("unix_socket_directories")) ?? [];
   for (const dir of socketDirs) {

@@ -463,6 +463,9 @@ export class Guc {
     const out: Record<string, string> = {};
     for (const slot of this.#slots.values()) {
       if (slot.def.engine === true && slot.source !== "default") {
+        // port 0 (the kernel picks one) is not a port the engine accepts;
+        // the server sets the port it picked (an override) before the engine opens.
+        if (slot.def.name === "port" && slot.value === 0) continue;
         out[slot.def.name] = exactText(slot);
       }
     }

@@ -64,6 +64,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     context: "postmaster",
     boot: "localhost",
     check: checkList,
+    engine: true,
     description: "Host names or IP addresses to listen on; '*' for all, '' for none.",
   },
   {
@@ -75,6 +76,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     // kernel pick a free port.
     min: 0,
     max: 65535,
+    engine: true,
     description: "TCP port the server listens on.",
   },
   {
@@ -83,6 +85,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     context: "postmaster",
     boot: "/tmp",
     check: checkList,
+    engine: true,
     description: "Directories where Unix-domain sockets are created.",
   },
   {
@@ -92,6 +95,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     boot: 100,
     min: 1,
     max: MAX_BACKENDS,
+    engine: true,
     description: "Most client connections served at once.",
   },
   {
@@ -111,6 +115,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     boot: 3,
     min: 0,
     max: MAX_BACKENDS,
+    engine: true,
     description: "Connection slots kept for superusers.",
   },
   {
@@ -140,6 +145,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     context: "user",
     boot: "scram-sha-256",
     values: ["md5", "scram-sha-256"],
+    engine: true,
     description: "Algorithm used to store new passwords.",
   },
   // SSL (paths are relative to the data directory, as PostgreSQL's are)
@@ -270,6 +276,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     type: "string",
     context: "postmaster",
     boot: "",
+    engine: true,
     description: "Name of the cluster, shown in process titles.",
   },
   // Engine
@@ -344,6 +351,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     min: 0,
     max: INT_MAX,
     unit: "ms",
+    engine: true,
     description: "Longest time a statement may run; 0 disables.",
   },
   {
@@ -354,6 +362,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     min: 0,
     max: INT_MAX,
     unit: "ms",
+    engine: true,
     description: "Longest wait for a lock; 0 disables.",
   },
   {
@@ -364,6 +373,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     min: 0,
     max: INT_MAX,
     unit: "ms",
+    engine: true,
     description: "Longest idle time inside an open transaction; 0 disables.",
   },
   {
@@ -371,6 +381,7 @@ export const PARAMETERS: readonly ParamDef[] = [
     type: "string",
     context: "user",
     boot: "",
+    engine: true,
     description: "Name the client application reports.",
   },
   // Reporting and logging

@@ -45,10 +45,14 @@ interface ParamBase {
   /** Defined by pgts rather than PostgreSQL. */
   readonly pgts?: boolean;
   /**
-   * PostgreSQL's parameter, applied by the PGlite engine itself: when set
-   * (postgresql.conf or `-c`), it is passed to PGlite's Postgres as a start
-   * parameter, which then answers SHOW, pg_settings and SET for it as
-   * PostgreSQL does (`Guc.engineSettings`).
+   * PostgreSQL's parameter, known to PGlite's Postgres too: when set
+   * (postgresql.conf or `-c`), it is passed to the engine as a start
+   * parameter, which then answers SHOW, current_setting, pg_settings and SET
+   * for it as PostgreSQL does (`Guc.engineSettings`). Either the engine
+   * applies it (tables_engine.ts), or pgts does and the engine shows pgts's
+   * value and keeps it as every session's default (port, max_connections,
+   * statement_timeout...). The engine reads its start parameters once: a
+   * reload does not reach it.
    */
   readonly engine?: boolean;
 }

@@ -79,6 +79,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     engineWaitTimeoutMs: number;
     engineHoldTimeoutMs: number;
     idleInTransactionSessionTimeoutMs: number;
+    statementTimeoutMs: number;
+    lockTimeoutMs: number;
   };
   readonly cluster: EngineCluster | null;
   /** The session whose unnamed statement the backend holds, if known. */
@@ -114,6 +116,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
       engineHoldTimeoutMs: options.engineHoldTimeoutMs ?? 2000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
+      statementTimeoutMs: options.statementTimeoutMs ?? 0,
+      lockTimeoutMs: options.lockTimeoutMs ?? 0,
     };
     this.#onBroken = options.onBroken;
     const cluster = this.cluster = options.cluster ?? null;

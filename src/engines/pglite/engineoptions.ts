@@ -23,6 +23,10 @@ export interface EngineOptions<E> {
   readonly engineHoldTimeoutMs?: number;
   /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
   readonly idleInTransactionSessionTimeoutMs?: number;
+  /** statement_timeout unless a session sets its own (the server's postgresql.conf or `-c`); default 0 (off). */
+  readonly statementTimeoutMs?: number;
+  /** lock_timeout unless a session sets its own; default 0 (off). */
+  readonly lockTimeoutMs?: number;
   /**
    * Called once when the backend is lost (markBroken): a PANIC, or a state
    * pgts cannot roll back. The engine child exits then, and the postmaster's

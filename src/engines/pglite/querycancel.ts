@@ -25,7 +25,11 @@ export interface CanceledSession {
 
 /** What it asks of the session's engine. */
 export interface CancelEngine<S> {
-  readonly options: { readonly engineWaitTimeoutMs: number };
+  readonly options: {
+    readonly engineWaitTimeoutMs: number;
+    readonly statementTimeoutMs: number;
+    readonly lockTimeoutMs: number;
+  };
   runRaw(bytes: Uint8Array, as: S): Promise<Uint8Array>;
 }
 
@@ -156,7 +160,8 @@ export class QueryCancel<S extends CanceledSession> {
       this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
     }
     if (s.transactionStatus === "I") this.#blockTimeoutMs = null;
-    return this.#blockTimeoutMs ?? parseDurationMs(s.settings.get("statement_timeout")) ?? 0;
+    return this.#blockTimeoutMs ?? parseDurationMs(s.settings.get("statement_timeout")) ??
+      this.#engine.options.statementTimeoutMs;
   }
 
   /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
@@ -164,7 +169,7 @@ export class QueryCancel<S extends CanceledSession> {
     const settings = this.#session.settings;
     let bound = parseDurationMs(settings.get("pgts.engine_wait_timeout")) ?? 0;
     if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
-    const lock = parseDurationMs(settings.get("lock_timeout")) ?? 0;
+    const lock = parseDurationMs(settings.get("lock_timeout")) ?? this.#engine.options.lockTimeoutMs;
     return lock > 0 ? Math.min(bound, lock) : bound;
   }
 }

@@ -24,6 +24,8 @@ export interface SessionEngine<S> {
     readonly engineWaitTimeoutMs: number;
     readonly engineHoldTimeoutMs: number;
     readonly idleInTransactionSessionTimeoutMs: number;
+    readonly statementTimeoutMs: number;
+    readonly lockTimeoutMs: number;
   };
   /** The cluster that carries out CREATE/ALTER/DROP DATABASE, in a multi-database cluster. */
   readonly cluster: {

@@ -365,18 +365,26 @@ describe("PostgreSQL's parameters the engine applies", () => {
 
   test("only the engine's parameters that are set are its start parameters", () => {
     const { guc } = gucWith(
-      "shared_buffers = 16MB\nwork_mem = 8MB\nport = 5433\nmax_parallel_workers = 4\n",
+      "shared_buffers = 16MB\nwork_mem = 8MB\nport = 5433\nmax_parallel_workers = 4\n" +
+        "statement_timeout = 5s\nlog_min_messages = debug1\n",
     );
     guc.load();
     guc.set("TimeZone", "Europe/Paris", { source: "argv" });
     guc.set("random_page_cost", "1.23456789", { source: "argv" });
     expect(guc.get("random_page_cost")).toBe("1.23457");
+    // pgts's own parameters that sessions see (port, statement_timeout) go
+    // too, so that SHOW answers the server's value; its logging does not.
     expect(guc.engineSettings()).toEqual({
       shared_buffers: "16MB",
       work_mem: "8MB",
+      port: "5433",
+      statement_timeout: "5s",
       random_page_cost: "1.23456789",
       TimeZone: "Europe/Paris",
     });
+    // Port 0 (the kernel picks) is not passed; the server passes the port it picked.
+    guc.set("port", "0", { source: "argv" });
+    expect(guc.engineSettings()["port"]).toBeUndefined();
     // A child rebuilt from the postmaster's snapshot passes the same.
     expect(Guc.fromSnapshot(guc.snapshot()).engineSettings()).toEqual(guc.engineSettings());
   });

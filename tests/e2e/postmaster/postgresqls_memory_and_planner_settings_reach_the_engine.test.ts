@@ -151,3 +151,45 @@ test("pgts reload of a changed shared_buffers logs that it needs a restart and k
   expect(server.log.slice(from)).not.toContain('parameter "shared_buffers" changed');
   expect(await server.psql("show shared_buffers")).toMatchObject({ code: 0, out: "20MB\n" });
 });
+
+test("a session sees the server's own settings: SHOW port and max_connections, and statement_timeout, lock_timeout and password_encryption from the configuration act", async () => {
+  const server = await startPgts({
+    settings: {
+      max_connections: 40,
+      cluster_name: "ledger",
+      statement_timeout: "1s",
+      lock_timeout: "7s",
+      password_encryption: "md5",
+    },
+  });
+  const c = await server.client();
+  const show = async (name: string) =>
+    (await c.query(`select current_setting('${name}') as v`)).rows[0].v;
+  // The port the server listens on (the tests pass 0: the kernel picks one).
+  expect(await show("port")).toBe(String(server.port));
+  expect(await show("max_connections")).toBe("40");
+  expect(await show("cluster_name")).toBe("ledger");
+  expect(await show("lock_timeout")).toBe("7s");
+  expect(
+    (await c.query("select setting from pg_settings where name = 'statement_timeout'")).rows,
+  ).toEqual([{ setting: "1000" }]);
+
+  // statement_timeout from the configuration ends a statement of a session
+  // that never set it; the session's own SET wins, and RESET goes back to it.
+  const e = await c.query("select pg_sleep(3)").catch((x) => x);
+  expect(e.code).toBe("57014");
+  expect(e.message).toBe("canceling statement due to statement timeout");
+  await c.query("set statement_timeout = 0");
+  expect((await c.query("select pg_sleep(1.3)")).rowCount).toBe(1);
+  await c.query("reset statement_timeout");
+  expect(await show("statement_timeout")).toBe("1s");
+
+  // password_encryption = md5 stores an MD5 password, with PostgreSQL 18's warning.
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(n.message ?? ""));
+  await c.query("create role md5user login password 'secret'");
+  const stored = await server.psql("select rolpassword from pg_authid where rolname = 'md5user'");
+  expect(stored.out).toMatch(/^md5[0-9a-f]{32}\n$/);
+  expect(notices).toContain("setting an MD5-encrypted password");
+  await c.end();
+});
