@@ -169,7 +169,8 @@ export class QueryCancel<S extends CanceledSession> {
     const settings = this.#session.settings;
     let bound = parseDurationMs(settings.get("pgts.engine_wait_timeout")) ?? 0;
     if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
-    const lock = parseDurationMs(settings.get("lock_timeout")) ?? this.#engine.options.lockTimeoutMs;
+    const lock = parseDurationMs(settings.get("lock_timeout")) ??
+      this.#engine.options.lockTimeoutMs;
     return lock > 0 ? Math.min(bound, lock) : bound;
   }
 }
