@@ -32,7 +32,7 @@ import { registerClusterImage } from "../engines/pglite/image.ts";
  * Registers the embedded files for every later PGlite open in this realm.
  * `root` is the bundle's src/: scripts/build lists the engine's Worker
  * (executor-worker.ts) as an entry, which Bun puts at its path below the
- * entries' common folder, where executor.ts's own `import.meta.url` (the
+ * entries' common folder, where workerexecutor.ts's own `import.meta.url` (the
  * importing entry's) would not find it.
  */
 export function registerEmbeddedAssets(root: URL): void {

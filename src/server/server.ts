@@ -187,7 +187,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   const adapterName = options.adapter ?? DEFAULT_ADAPTER;
   // An engine child in this realm needs pglite.wasm compiled (a few tenths
   // of a second): begun now, it compiles while the listeners open and the
-  // child and its Worker start, and that Worker takes it (executor.ts).
+  // child and its Worker start, and that Worker takes it (workerexecutor.ts).
   if (
     adapterName === "inproc" && !isUpstreamUrl(guc.getString("engine")) &&
     guc.getString("engine_placement") === "worker"

@@ -8,7 +8,7 @@
  * `pgliteWasmModule`, `initdbWasmModule` and `fsBundle`.
  *
  * A registration belongs to one realm: a Worker that opens PGlite gets the
- * sources in its open message (executor.ts). Sources are paths (Bun gives a
+ * sources in its open message (workerexecutor.ts). Sources are paths (Bun gives a
  * `type: "bytes"` import as a path into the binary's /$bunfs) or bytes
  * (Deno, with --unstable-raw-imports). Nothing here ever reaches for
  * node_modules; without a registration PGlite's own lookup is untouched.
@@ -25,8 +25,8 @@ export interface PgliteAssetSources {
   readonly fsBundle: string | Uint8Array;
   /**
    * Where the bundle put executor-worker.ts, when it is not next to
-   * executor.ts: in a compiled binary every module's `import.meta.url` is
-   * the binary's own, so executor.ts cannot find its Worker by itself.
+   * workerexecutor.ts: in a compiled binary every module's `import.meta.url` is
+   * the binary's own, so workerexecutor.ts cannot find its Worker by itself.
    */
   readonly executorWorker?: string;
 }

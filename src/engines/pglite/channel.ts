@@ -1,6 +1,6 @@
 /**
  * The exec channel between a `worker` executor and its Worker
- * (executor.ts, executor-worker.ts): one SharedArrayBuffer with two slots,
+ * (workerexecutor.ts, executor-worker.ts): one SharedArrayBuffer with two slots,
  * each holding a request and its answer, and Atomics to say each is there.
  * A postMessage round trip costs a structured clone each way and a message
  * task on both event loops; here the request and the answer are copied
@@ -10,7 +10,7 @@
  * Worker's takes its messages (the COPY feed, the close) between execs.
  *
  * Two slots, so that the next exec can wait in the Worker while one runs
- * (the executor's pipeline, executor.ts): the Worker takes the slots in
+ * (the executor's pipeline, workerexecutor.ts): the Worker takes the slots in
  * turn, and an exec written as *conditional* runs only if the exec before
  * it ended its answer idle (`endedIdle`): a whole ReadyForQuery 'I' last,
  * no ParameterStatus, no error, no temporary namespace change, no signal,

@@ -23,7 +23,8 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type EngineOptions, PgliteEngine } from "./engine.ts";
-import { type RawExecutor, startExecutor } from "./executor.ts";
+import type { RawExecutor } from "./executor.ts";
+import { startExecutor } from "./placement.ts";
 import { buildScramSecret } from "../../core/auth/scram.ts";
 import {
   buildClusterImage,

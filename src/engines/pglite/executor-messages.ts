@@ -1,5 +1,5 @@
 /**
- * The messages between a worker executor (executor.ts, on the engine's
+ * The messages between a worker executor (workerexecutor.ts, on the engine's
  * thread) and the Worker that hosts PGlite (executor-worker.ts): opening
  * the instance, execs and their streamed answers when they do not fit the
  * shared channel (channel.ts), group commit's fdatasyncs and the close.

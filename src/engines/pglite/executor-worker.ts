@@ -1,6 +1,6 @@
 /**
  * The Worker that hosts the PGlite instance for a `worker` executor
- * (executor.ts). It runs one exec at a time, in arrival order, and streams
+ * (workerexecutor.ts). It runs one exec at a time, in arrival order, and streams
  * backend bytes back in chunks of up to CHUNK bytes so a large result never
  * sits whole in two heaps. An exec that came through the channel
  * (channel.ts) and whose answer was not streamed is answered there; others

@@ -14,7 +14,7 @@
  * ends, if all goes as planned, at ReadyForQuery 'I' may hand the engine
  * over at once to the first waiter that can start without any work of its
  * own on the engine (`takesEarly`), whose exec then waits in the executor
- * behind the running one and runs the moment it ends (executor.ts). If the
+ * behind the running one and runs the moment it ends (workerexecutor.ts). If the
  * running exec does not end idle after all, the engine goes back to the
  * holder that handed it over, and the one it was handed to (its exec not
  * run) waits again, first in line.

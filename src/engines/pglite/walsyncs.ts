@@ -1,7 +1,7 @@
 /**
  * Group commit for an engine in a Worker: the WAL's deferred fdatasyncs,
  * asked for by the Worker (walflush.ts) and run on the engine's thread,
- * which is free while the Worker runs a statement (executor.ts).
+ * which is free while the Worker runs a statement (workerexecutor.ts).
  *
  * The two threads share one small table (`WalRequests`) and send each other
  * no message per commit. The Worker, at each deferred fdatasync, notes the

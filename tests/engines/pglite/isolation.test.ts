@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pg from "pg";
 import postgres from "postgres";
 import { openEngine, type PgliteEngine } from "../../../src/engines/pglite/mod.ts";
-import { type RawExecutor, startExecutor } from "../../../src/engines/pglite/executor.ts";
+import type { RawExecutor } from "../../../src/engines/pglite/executor.ts";
+import { startExecutor } from "../../../src/engines/pglite/placement.ts";
 import { type EngineServer, startEngineServer } from "../../helpers/engine-server.ts";
 
 const WAIT_MS = 1500;

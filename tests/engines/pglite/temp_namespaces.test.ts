@@ -11,7 +11,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import pg from "pg";
 import { openEngine, type PgliteEngine } from "../../../src/engines/pglite/mod.ts";
-import { type RawExecutor, startExecutor } from "../../../src/engines/pglite/executor.ts";
+import type { RawExecutor } from "../../../src/engines/pglite/executor.ts";
+import { startExecutor } from "../../../src/engines/pglite/placement.ts";
 import { type EngineServer, startEngineServer } from "../../helpers/engine-server.ts";
 
 const BEFORE = new TextEncoder().encode("pgts_fault_before");

@@ -1,0 +1,458 @@
+/**
+ * The `worker` placement of the raw executor (executor.ts), on the
+ * engine's thread: PGlite runs in a Worker (executor-worker.ts), and this
+ * side sends it execs, reads their answers from the channel or its
+ * messages, stops them (statement_timeout's watchdog, cancels, the lock
+ * wait watch) by writing PGlite's interrupt flags in the shared heap, and
+ * runs the Worker's deferred WAL fdatasyncs (walsyncs.ts).
+ *
+ * Must never have more than two execs in hand, and never let the one
+ * behind run unless the one before it ended idle, decided the same way
+ * here as in the Worker (channel.ts's endedIdle).
+ */
+
+import { registeredPgliteAssets } from "./assets.ts";
+import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
+import type { BackendSignal } from "./backends.ts";
+import type { TempSpan } from "./tempnamespace.ts";
+import { WalProgress } from "./groupcommit.ts";
+import { fdatasyncFailure } from "./walflush.ts";
+import { WalSyncs } from "./walsyncs.ts";
+import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
+import { ANSWERED, ChannelRequester, endedIdle, NOT_RUN } from "./channel.ts";
+import { sharedPgliteModule } from "./sharedheap.ts";
+import { CopyFeed } from "./copyfeed.ts";
+import { CollectorHint } from "./gchint.ts";
+import { startupTraceAt, startupTraceEnabled } from "../../core/starttrace.ts";
+import { isLockWait, LOCK_WAIT_POLL_MS } from "./lockwait.ts";
+import {
+  ExecNotRun,
+  type ExecOptions,
+  type ExecResult,
+  type ExecutorOptions,
+  instanceOptions,
+  type RawExecutor,
+} from "./executor.ts";
+
+/**
+ * How often a standing cancel request sets Postgres's flags again when they
+ * read 0 (Postgres dropped them before the statement began; interrupt.ts).
+ */
+const REARM_MS = 10;
+
+/** The Worker's streamed answers arrive here as buffers of their own (gchint.ts). */
+const answerHint = new CollectorHint(16);
+
+/** An exec a WorkerExecutor has in hand: running, or waiting behind the one running. */
+interface PendingExec {
+  readonly seq: number;
+  readonly bytes: Uint8Array;
+  readonly opts: ReturnType<typeof instanceOptions>;
+  readonly onData: (chunk: Uint8Array) => void | Promise<void>;
+  readonly resolve: (r: ExecResult) => void;
+  readonly reject: (e: Error) => void;
+  readonly owner: object | undefined;
+  readonly handsOver: boolean;
+  readonly timeoutMs: number;
+  readonly lockWaitMs: number;
+  readonly onLockTimeout: (() => void) | undefined;
+  /** Its channel slot, or -1 (posted, or not sent yet). */
+  slot: number;
+  sent: boolean;
+  /** Part of its answer came as `data` messages. */
+  streamed: boolean;
+  /** A cancel came while it waited behind another: it is asked to stop once it runs. */
+  cancelAsked: boolean;
+  /** statement_timeout's watchdog, a standing cancel's re-arm timer, the lock wait watch. */
+  readonly timers: {
+    watchdog?: ReturnType<typeof setTimeout>;
+    rearm?: ReturnType<typeof setTimeout>;
+    lockWatch?: ReturnType<typeof setTimeout>;
+  };
+}
+
+/** Stops the timers of an exec that has ended, or that ends with the Worker. */
+function clearTimers(e: PendingExec): void {
+  clearTimeout(e.timers.watchdog);
+  clearTimeout(e.timers.rearm);
+  clearTimeout(e.timers.lockWatch);
+}
+
+/**
+ * The `worker` placement. At most two execs are in hand: the one running
+ * and, where the caller allows it (ExecOptions.conditional), one waiting
+ * behind it. The one behind is written into the channel at once when the
+ * one running went there too, so the Worker starts it the moment the other
+ * ends idle, with no round trip to this thread between (channel.ts); a
+ * cancel, statement_timeout's watchdog and the lock wait watch act on it
+ * only once it runs.
+ */
+export class WorkerExecutor implements RawExecutor {
+  onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
+  onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null = null;
+  onRunning: ((owner: object | undefined) => void) | null = null;
+  readonly pipelines = true;
+  readonly boundsLockWaits: boolean;
+  readonly tempShared: string | null;
+  onWalFailure: ((message: string) => void) | null = null;
+  readonly wal = new WalProgress();
+  readonly copyFeed: CopyFeed;
+  #worker: Worker;
+  #cell: Int32Array;
+  #channel: ChannelRequester;
+  /** PGlite's shared heap and its flags; null if the worker has none. */
+  #target: { heap: Int32Array; flags: SharedInterruptTarget } | null;
+  #seq = 0;
+  #running: PendingExec | null = null;
+  #queued: PendingExec | null = null;
+  #closed: (() => void) | null = null;
+  #dead: Error | null = null;
+  /** The Worker's background WAL fdatasyncs, run on this thread (group commit). */
+  #walSyncs: WalSyncs;
+  /** The default bound on a lock wait (ms; 0: lock waits are not watched). */
+  #lockWaitMs: number;
+
+  private constructor(
+    worker: Worker,
+    shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed; walSyncs: WalSyncs },
+    ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
+    lockWaitMs: number,
+  ) {
+    this.#worker = worker;
+    this.copyFeed = shared.feed;
+    this.#cell = shared.cell;
+    this.#channel = shared.channel;
+    this.#walSyncs = shared.walSyncs;
+    this.#walSyncs.onDurable = (durable) => this.wal.noteDurable(durable);
+    this.#walSyncs.onFailure = (code, name) => this.#walFailed(fdatasyncFailure(name, code));
+    this.tempShared = ready.tempShared;
+    const target = ready.interrupt;
+    this.#target = target === null ? null : { heap: new Int32Array(target.heap), flags: target };
+    this.#lockWaitMs = target !== null && target.waitEvent !== 0 ? lockWaitMs : 0;
+    this.boundsLockWaits = this.#lockWaitMs > 0;
+    worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.#onReply(ev.data);
+    worker.onerror = (ev: ErrorEvent) => {
+      ev.preventDefault?.();
+      this.#fail(new Error(`engine worker failed: ${ev.message}`));
+    };
+  }
+
+  static start(dataDir: string, options: ExecutorOptions): Promise<WorkerExecutor> {
+    const assets = registeredPgliteAssets();
+    const url = assets?.executorWorker ?? new URL("./executor-worker.ts", import.meta.url).href;
+    const worker = new Worker(url, { type: "module" });
+    const cell = newCancelCell();
+    const channel = new ChannelRequester();
+    const feed = new CopyFeed();
+    // Watching from the start: the Worker's recovery at open asks for
+    // fdatasyncs too, before anything waits for them here.
+    const walSyncs = new WalSyncs();
+    walSyncs.start();
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
+        if (ev.data.t === "ready") {
+          for (const [step, at] of ev.data.trace ?? []) startupTraceAt(step, at, "engine");
+          const ex = new WorkerExecutor(
+            worker,
+            { cell, channel, feed, walSyncs },
+            ev.data,
+            options.lockWaitMs ?? 0,
+          );
+          ex.wal.noteRequested(ev.data.requested);
+          ex.wal.noteDurable(Math.max(ev.data.durable, walSyncs.requests.durable));
+          resolve(ex);
+        } else if (ev.data.t === "wal" || ev.data.t === "wal-failed") {
+          // Startup's own WAL (recovery): nothing waits for it yet.
+        } else {
+          void walSyncs.close();
+          worker.terminate();
+          reject(new Error(ev.data.t === "failed" ? ev.data.message : "engine worker failed"));
+        }
+      };
+      worker.onerror = (ev: ErrorEvent) => {
+        ev.preventDefault?.();
+        void walSyncs.close();
+        worker.terminate();
+        reject(new Error(`engine worker failed to start: ${ev.message}`));
+      };
+      const open: WorkerRequest = {
+        t: "open",
+        dataDir,
+        cell: cell.buffer,
+        channel: channel.buffer,
+        feed: feed.buffer,
+        walRequests: walSyncs.requests.buffer,
+        settings: { ...(options.settings ?? {}) },
+        image: options.image ?? null,
+        database: options.database ?? null,
+        assets,
+        ...(startupTraceEnabled() ? { trace: true } : {}),
+      };
+      worker.postMessage(open);
+      // Compiled once in this realm, and shared by the Worker of every
+      // database (and begun before this engine was asked for, by runServer).
+      sharedPgliteModule().then(
+        (module) => worker.postMessage({ t: "module", module } satisfies WorkerRequest),
+        () => worker.postMessage({ t: "module", module: null } satisfies WorkerRequest),
+      );
+    });
+  }
+
+  exec(
+    bytes: Uint8Array,
+    onData: (chunk: Uint8Array) => void,
+    options: ExecOptions = {},
+  ): Promise<ExecResult> {
+    if (this.#dead !== null) return Promise.reject(this.#dead);
+    const running = this.#running;
+    if (running !== null && (this.#queued !== null || options.conditional !== true)) {
+      return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
+    }
+    const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
+    return new Promise((resolve, reject) => {
+      const e: PendingExec = {
+        seq,
+        bytes,
+        opts: instanceOptions(options),
+        onData,
+        resolve,
+        reject,
+        owner: options.owner,
+        handsOver: options.handsOver === true,
+        timeoutMs: options.timeoutMs ?? 0,
+        lockWaitMs: options.lockWaitMs ?? this.#lockWaitMs,
+        onLockTimeout: options.onLockTimeout,
+        slot: -1,
+        sent: false,
+        streamed: false,
+        cancelAsked: false,
+        timers: {},
+      };
+      if (running === null) {
+        this.#run(e);
+        return;
+      }
+      this.#queued = e;
+      // Behind a posted exec it waits here: a message and the channel
+      // could reach the Worker in either order.
+      if (running.slot >= 0) {
+        e.slot = this.#channel.trySend(seq, bytes, e.opts, true);
+        e.sent = e.slot >= 0;
+      }
+    });
+  }
+
+  /** `e` runs now: sent unless it was, its timers armed, a cancel that came for it asked. */
+  #run(e: PendingExec): void {
+    this.#running = e;
+    // statement_timeout: the worker checks it only at host calls.
+    if (e.timeoutMs > 0 && this.#target !== null) {
+      e.timers.watchdog = setTimeout(() => this.#request(e.seq), e.timeoutMs);
+    }
+    if (this.#lockWaitMs > 0 && e.lockWaitMs > 0) {
+      this.#watchLockWait(e.seq, e.lockWaitMs, e.onLockTimeout);
+    }
+    if (!e.sent) {
+      e.sent = true;
+      e.slot = this.#channel.trySend(e.seq, e.bytes, e.opts, false);
+      if (e.slot < 0) {
+        const req: WorkerRequest = { t: "exec", seq: e.seq, bytes: e.bytes, options: e.opts };
+        this.#worker.postMessage(req);
+      }
+    }
+    if (e.slot >= 0) {
+      void this.#channel.reply(e.slot, e.seq, () => this.#running === e).then((r) => {
+        // BY_MESSAGE: its `done` message ends it.
+        if (r !== null && r.kind === ANSWERED) this.#done(e, r);
+      });
+    }
+    if (e.cancelAsked) this.#request(e.seq);
+    if (e.handsOver) this.onRunning?.(e.owner);
+  }
+
+  interrupt(owner?: object): void {
+    const r = this.#running;
+    if (r !== null && (owner === undefined || r.owner === owner)) {
+      this.#request(r.seq);
+      return;
+    }
+    const q = this.#queued;
+    if (q !== null && owner !== undefined && q.owner === owner) q.cancelAsked = true;
+  }
+
+  /**
+   * Reads the backend's wait event every LOCK_WAIT_POLL_MS while exec
+   * `seq` runs, and cancels the exec once it has waited for a lock for
+   * `boundMs` (lockwait.ts): nothing else could ever end that wait.
+   */
+  #watchLockWait(seq: number, boundMs: number, onLockTimeout?: () => void): void {
+    const target = this.#target!;
+    let since = 0;
+    const look = () => {
+      const p = this.#running;
+      if (p?.seq !== seq) return;
+      const now = performance.now();
+      if (!isLockWait(Atomics.load(target.heap, target.flags.waitEvent >> 2))) since = 0;
+      else if (since === 0) since = now;
+      else if (now - since >= boundMs) {
+        onLockTimeout?.();
+        this.#request(seq);
+        return;
+      }
+      p.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
+    };
+    this.#running!.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
+  }
+
+  /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
+  #request(seq: number): void {
+    if (this.#running?.seq !== seq) return;
+    Atomics.store(this.#cell, CANCEL_SEQ, seq);
+    const target = this.#target;
+    if (target === null) return;
+    const poke = () => {
+      if (this.#running?.seq !== seq) return;
+      clearTimeout(this.#running.timers.rearm);
+      if (pokeFlags(this.#cell, target.heap, target.flags, seq)) {
+        this.#running.timers.rearm = setTimeout(poke, REARM_MS);
+      }
+    };
+    poke();
+  }
+
+  close(): Promise<void> {
+    // A COPY still reading its feed would keep the Worker from the close.
+    this.copyFeed.end();
+    if (this.#dead !== null) {
+      this.#worker.terminate();
+      this.#channel.close();
+      this.#closeWalFds();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(), 10_000);
+      const finish = () => {
+        clearTimeout(timer);
+        this.#worker.terminate();
+        this.#channel.close();
+        this.#closeWalFds();
+        resolve();
+      };
+      this.#closed = finish;
+      const req: WorkerRequest = { t: "close" };
+      this.#worker.postMessage(req);
+    });
+  }
+
+  #onReply(m: WorkerReply): void {
+    switch (m.t) {
+      case "data": {
+        this.wal.noteRequested(m.wal);
+        // Taken once the session's side has room (channel.ts's flow control).
+        const n = m.bytes.length;
+        answerHint.note(n);
+        const r = this.#running;
+        let full: void | Promise<void> = undefined;
+        if (r?.seq === m.seq) {
+          r.streamed = true;
+          full = r.onData(m.bytes);
+        }
+        if (!(full instanceof Promise)) this.#channel.ack(n);
+        else void full.then(() => this.#channel.ack(n), () => this.#channel.ack(n));
+        return;
+      }
+      case "done":
+        if (this.#running?.seq === m.seq) this.#done(this.#running, m);
+        return;
+      case "wal":
+        this.wal.noteDurable(m.durable);
+        return;
+      case "wal-failed":
+        this.#walFailed(m.message);
+        return;
+      case "closed":
+        this.#closed?.();
+        return;
+      case "ready":
+      case "failed":
+        return;
+      default: {
+        const never: never = m;
+        throw new TypeError(`Unknown engine worker reply ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /**
+   * The end of the running exec `e`, whichever way its answer came. The
+   * exec behind it runs next if `e` ended idle (the Worker, deciding the
+   * same on the same answer, has started it already), or is given back
+   * with ExecNotRun.
+   */
+  #done(
+    e: PendingExec,
+    m: {
+      bytes: Uint8Array | null;
+      error: string | null;
+      signals: readonly BackendSignal[];
+      temp: TempSpan | null;
+      wal: number;
+    },
+  ): void {
+    this.wal.noteRequested(m.wal);
+    if (this.#running !== e) return;
+    this.#running = null;
+    clearTimers(e);
+    const parts = m.bytes !== null && m.bytes.length > 0 ? [m.bytes] : [];
+    const idle = !e.streamed && endedIdle(parts, m);
+    const q = this.#queued;
+    this.#queued = null;
+    this.onExecEnd?.(e.owner, idle);
+    if (parts.length > 0) e.onData(parts[0]!);
+    if (m.signals.length > 0) this.onSignals?.(m.signals);
+    if (m.error !== null) e.reject(new Error(m.error));
+    else e.resolve({ temp: m.temp, endedIdle: idle });
+    if (q === null) return;
+    if (idle) {
+      this.#run(q);
+      return;
+    }
+    if (q.sent) this.#checkNotRun(q);
+    q.reject(new ExecNotRun());
+  }
+
+  /**
+   * The Worker's answer to `q`, which this thread decided did not run,
+   * must say NOT_RUN: both sides decide with one function on one answer,
+   * and if they ever disagreed the engine's state would be unknown.
+   */
+  #checkNotRun(q: PendingExec): void {
+    void this.#channel.reply(q.slot, q.seq, () => this.#dead === null).then((r) => {
+      if (r !== null && r.kind !== NOT_RUN) {
+        this.#fail(new Error("engine worker ran an exec that was not to run"));
+      }
+    });
+  }
+
+  #closeWalFds(): void {
+    void this.#walSyncs.close();
+  }
+
+  #walFailed(message: string): void {
+    if (this.wal.failed !== null) return;
+    this.wal.fail(message);
+    this.onWalFailure?.(message);
+  }
+
+  #fail(e: Error): void {
+    this.#dead = e;
+    for (const p of [this.#running, this.#queued]) {
+      if (p === null) continue;
+      clearTimers(p);
+      p.reject(e);
+    }
+    this.#running = null;
+    this.#queued = null;
+    this.#closed?.();
+  }
+}
