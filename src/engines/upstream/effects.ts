@@ -12,12 +12,16 @@
  *   that connection for the rest of its session, as in session mode;
  * - **drops statements**: DISCARD ALL and DEALLOCATE ALL drop the protocol
  *   statements the upstream connection holds, the client's and the cache's.
+ * - **read-only**: whether the transaction an input starts is read-only
+ *   (`readOnlyInput`, for read_only_routing), from its first statement.
  *
  * Only the statement's first words are looked at (and the text for advisory
  * lock calls): what a function body does is not seen (README.md, Limits).
  */
 
+import { FE } from "../../core/protocol/mod.ts";
 import { mightMatter, scanStatements } from "../pglite/sqlscan.ts";
+import type { Frame } from "../pglite/wire.ts";
 
 export interface SqlEffects {
   settings: boolean;
@@ -83,4 +87,37 @@ export function sqlEffects(sql: string): SqlEffects {
   }
   if (e.pin === null && ADVISORY_SESSION_LOCK.test(sql)) e.pin = "pg_advisory_lock";
   return e.settings || e.pin !== null || e.dropsStatements ? e : NONE;
+}
+
+/**
+ * Whether the transaction this input starts is read-only, from its first
+ * statement (a Query's, or a Parse's): `BEGIN`/`START TRANSACTION` with
+ * READ ONLY, or the client's default_transaction_read_only unless READ
+ * WRITE is asked for. Statements after the first do not change the choice.
+ */
+export function readOnlyInput(
+  input: Uint8Array,
+  frames: Frame[],
+  settings: ReadonlyMap<string, string>,
+): boolean {
+  const first = frames[0];
+  let text = "";
+  if (first?.type === FE.Query) text = cstringAt(input, first.start + 5, first.end);
+  else if (first?.type === FE.Parse) {
+    // Parse: the statement's name, then its text.
+    const nameEnd = input.indexOf(0, first.start + 5);
+    if (nameEnd >= 0 && nameEnd < first.end) text = cstringAt(input, nameEnd + 1, first.end);
+  }
+  const begin = /^\s*(?:begin|start\s+transaction)\b([^;]*)/i.exec(text);
+  if (begin !== null) {
+    if (/\bread\s+write\b/i.test(begin[1]!)) return false;
+    if (/\bread\s+only\b/i.test(begin[1]!)) return true;
+  }
+  return settings.get("default_transaction_read_only") === "on";
+}
+
+function cstringAt(buf: Uint8Array, start: number, end: number): string {
+  let nul = buf.indexOf(0, start);
+  if (nul < 0 || nul > end) nul = end;
+  return new TextDecoder().decode(buf.subarray(start, nul));
 }

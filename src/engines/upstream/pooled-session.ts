@@ -36,35 +36,26 @@
  * A cancel goes to the upstream backend that runs the client's statement
  * (or ends its wait for a connection, 57014). A client that leaves
  * mid-transaction has its statement cancelled, the transaction rolled back
- * and the connection returned clean; a connection that cannot be brought
- * back to idle is closed instead.
+ * and the connection returned clean (server-reset.ts); a connection that
+ * cannot be brought back to idle is closed instead.
  */
 
-import { ereport, ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   EngineSession,
   ParameterStatusList,
   SessionStartup,
   TransactionStatus,
 } from "../../core/engine/types.ts";
-import { FE } from "../../core/protocol/mod.ts";
-import { parseSnapshot, snapshotSql } from "../pglite/settings.ts";
-import {
-  concat,
-  cstring,
-  errorResponse,
-  type Frame,
-  message,
-  splitFrames,
-} from "../pglite/wire.ts";
-import type { SqlEffects } from "./effects.ts";
-import { ClientSettings, NOT_SESSION_STATE } from "./client-settings.ts";
+import { concat, errorResponse, type Frame, splitFrames } from "../pglite/wire.ts";
+import { readOnlyInput, type SqlEffects } from "./effects.ts";
+import { ClientSettings } from "./client-settings.ts";
 import type { Pool, Pooler, SharedStatement } from "./pool-objects.ts";
-import { answerPrepareOnly, answerWithError, rewriteInput } from "./requests.ts";
+import { answerPrepareOnly, answerWithError, asError, rewriteInput } from "./requests.ts";
 import { AnswerRelay, type Out } from "./answers.ts";
 import type { PoolServer } from "./server.ts";
+import { cleanAfterClient } from "./server-reset.ts";
 
-const CLOSE_TIMEOUT_MS = 5000;
 /** Distinct startup-parameter sets remembered per pool. */
 const MAX_LOGINS = 256;
 
@@ -511,12 +502,13 @@ export class PooledSession implements EngineSession {
       return;
     }
     this.#changeState({ name: "closing", server, pool });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((
-      r,
-    ) => (timer = setTimeout(() => r("timeout"), CLOSE_TIMEOUT_MS)));
     try {
-      const clean = await Promise.race([this.#clean(server), timeout]);
+      const clean = await cleanAfterClient(server, {
+        answers: this.#answers,
+        pinned: () => this.#pinned !== null,
+        resetQuery: () => this.#engine.settings.serverResetQuery,
+        drained: () => new Promise<void>((resolve) => (this.#onDrained = resolve)),
+      });
       if (clean === "timeout" || server.closed) throw new Error("timeout");
       this.#changeState({ name: "closing", server: null, pool });
       this.#engine.release(pool, server);
@@ -526,43 +518,8 @@ export class PooledSession implements EngineSession {
         this.#engine.discard(pool, server);
       }
     } finally {
-      clearTimeout(timer);
       this.#end(null, false);
     }
-  }
-
-  async #clean(server: PoolServer): Promise<"clean"> {
-    const answers = this.#answers;
-    if (answers.copyIn) {
-      server.write(message(FE.CopyFail, cstring("the client left")));
-      answers.endCopy();
-    }
-    if (!answers.drained) {
-      if (answers.owed > 0) server.cancel();
-      else {
-        // An input without Sync (Parse+Flush...): a Sync brings it to an end.
-        server.write(message(FE.Sync));
-        answers.push({ kind: FE.Sync, hidden: true, synthetic: null, done: null, rename: null });
-      }
-      await new Promise<void>((resolve) => (this.#onDrained = resolve));
-    }
-    server.handler = null;
-    if (server.status !== "I") {
-      const r = await server.query("ROLLBACK");
-      if (r.error !== null || r.status !== "I") throw r.error ?? new Error("not idle");
-    }
-    if (this.#pinned !== null) {
-      const reset = this.#engine.settings.serverResetQuery;
-      if (reset.trim() !== "") {
-        const r = await server.query(reset);
-        if (r.error !== null) throw r.error;
-      }
-      server.prepared.clear();
-      const r = await server.query(snapshotSql([], NOT_SESSION_STATE));
-      if (r.error !== null) throw r.error;
-      server.carried = parseSnapshot(r.rows);
-    }
-    return "clean";
   }
 
   /** The session is over: by the client (`reason` null) or by the upstream's loss. */
@@ -585,50 +542,8 @@ export class PooledSession implements EngineSession {
   }
 }
 
-/**
- * Whether the transaction this input starts is read-only, from its first
- * statement (a Query's, or a Parse's): `BEGIN`/`START TRANSACTION` with
- * READ ONLY, or the client's default_transaction_read_only unless READ
- * WRITE is asked for. Statements after the first do not change the choice.
- */
-function readOnlyInput(
-  input: Uint8Array,
-  frames: Frame[],
-  settings: ReadonlyMap<string, string>,
-): boolean {
-  const first = frames[0];
-  let text = "";
-  if (first?.type === FE.Query) text = cstringAt(input, first.start + 5, first.end);
-  else if (first?.type === FE.Parse) {
-    // Parse: the statement's name, then its text.
-    const nameEnd = input.indexOf(0, first.start + 5);
-    if (nameEnd >= 0 && nameEnd < first.end) text = cstringAt(input, nameEnd + 1, first.end);
-  }
-  const begin = /^\s*(?:begin|start\s+transaction)\b([^;]*)/i.exec(text);
-  if (begin !== null) {
-    if (/\bread\s+write\b/i.test(begin[1]!)) return false;
-    if (/\bread\s+only\b/i.test(begin[1]!)) return true;
-  }
-  return settings.get("default_transaction_read_only") === "on";
-}
-
-function cstringAt(buf: Uint8Array, start: number, end: number): string {
-  let nul = buf.indexOf(0, start);
-  if (nul < 0 || nul > end) nul = end;
-  return new TextDecoder().decode(buf.subarray(start, nul));
-}
-
 function framingError(): PgError {
   return new PgError(ERRCODE.PROTOCOL_VIOLATION, "invalid frontend message framing", {
     severity: "FATAL",
   });
-}
-
-function asError(e: unknown): PgError {
-  if (isPgError(e)) {
-    return e.severity === "ERROR"
-      ? e
-      : new PgError(e.code, e.message, { ...e.fields, severity: "ERROR" });
-  }
-  return new PgError(ERRCODE.CONNECTION_FAILURE, String(e));
 }

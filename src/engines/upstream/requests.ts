@@ -17,7 +17,7 @@
  * connection's) and writes nothing: the session sends the parts.
  */
 
-import type { PgError } from "../../core/elog.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import { BE, FE, parseErrorResponse } from "../../core/protocol/mod.ts";
 import {
   concat,
@@ -322,6 +322,16 @@ export function answerWithError(frames: readonly Frame[], e: PgError): Uint8Arra
     }
   }
   return concat(parts.length === 0 ? [new Uint8Array(0)] : parts);
+}
+
+/** A failure to get a connection ready for an input as the ERROR that input is answered with. */
+export function asError(e: unknown): PgError {
+  if (isPgError(e)) {
+    return e.severity === "ERROR"
+      ? e
+      : new PgError(e.code, e.message, { ...e.fields, severity: "ERROR" });
+  }
+  return new PgError(ERRCODE.CONNECTION_FAILURE, String(e));
 }
 
 /** Whether an ErrorResponse body is FATAL or PANIC (its 'V' or 'S' field). */
