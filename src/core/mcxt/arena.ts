@@ -16,13 +16,15 @@
  *
  * Offsets stay below 2^31 so they are small integers on every engine.
  *
- * `PointerCapableContext` is the base of the allocators: it owns the arena
+ * `PointerCapableContext` is the base of the allocators (on blocks.ts's
+ * `BlockContext`, which gives them ArrayBuffer blocks): it owns the arena
  * of a pointer context and is the one place that takes regions from it and
  * gives them back, charging each to the context like an ArrayBuffer block.
  * A context without an arena refuses the pointer methods, and vice versa.
  * `checkParent` is the check every allocator's ContextCreate function makes.
  */
 
+import { BlockContext } from "./blocks.ts";
 import { type McxtState, MemoryContext, type MemoryContextOptions } from "./mcxt.ts";
 
 /** The largest arena: every offset stays a small integer. */
@@ -145,7 +147,7 @@ export function checkParent(parent: MemoryContext, name: string): void {
 }
 
 /** A memory context that may hand out pointers into an arena. */
-export abstract class PointerCapableContext extends MemoryContext {
+export abstract class PointerCapableContext extends BlockContext {
   #arena: Arena | null = null;
 
   protected constructor(

@@ -5,7 +5,8 @@
  * (parent, children newest first), reset, delete and their reset callbacks,
  * the resources it owns, byte accounting and the optional byte limit of a
  * subtree. The allocators (aset.ts, bump.ts, slab.ts) supply alloc, free,
- * realloc and the type-specific reset, delete and stats.
+ * realloc and the type-specific reset, delete and stats, and get their
+ * blocks charged to that accounting through blocks.ts.
  *
  * Every context belongs to one `McxtState`: the registry that maps each live
  * block's ArrayBuffer to its `MemoryBlock` (so a chunk leads back to its
@@ -33,6 +34,7 @@ import {
 } from "./memnodes.ts";
 import {
   type CallbackSink,
+  disposerOf,
   finishSync,
   newSink,
   type ResetCallback,
@@ -275,17 +277,7 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
    * `Symbol.dispose` (or `Symbol.asyncDispose`) method is called.
    */
   own<T extends Disposable | AsyncDisposable>(resource: T): T {
-    const sync = (resource as Partial<Disposable>)[Symbol.dispose];
-    const async = (resource as Partial<AsyncDisposable>)[Symbol.asyncDispose];
-    if (typeof sync === "function") {
-      this.registerResetCallback(() => sync.call(resource));
-    } else if (typeof async === "function") {
-      this.registerResetCallback(() => async.call(resource));
-    } else {
-      throw new TypeError(
-        "Cannot own resource: it has neither Symbol.dispose nor Symbol.asyncDispose",
-      );
-    }
+    this.registerResetCallback(disposerOf(resource));
     return resource;
   }
 
@@ -388,32 +380,9 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
     return this.#state.blocks;
   }
 
-  /**
-   * Obtains `size` bytes for a new block, charging them to this context and
-   * its ancestors. Raises out-of-memory (reporting `requestSize`, the size the
-   * caller asked for) when a limit would be exceeded or no buffer can be had.
-   * `reuse`, a zeroed buffer of `size` bytes that no context owns, is taken
-   * instead of a new one.
-   */
-  protected chargeBlock(
-    size: number,
-    requestSize: number,
-    creating = false,
-    reuse?: ArrayBuffer,
-  ): ArrayBuffer {
-    if (this.#deleted) {
-      throw new TypeError(`Cannot allocate in memory context "${this.name}": it has been deleted`);
-    }
-    if (this.#exceedsLimit(size)) this.#outOfMemory(requestSize, creating);
-    let buffer: ArrayBuffer;
-    try {
-      buffer = reuse ?? new ArrayBuffer(size);
-    } catch {
-      this.#outOfMemory(requestSize, creating);
-    }
-    this.#memAllocated += size;
-    this.#addToSubtrees(size);
-    return buffer;
+  /** Buffers of the tree's released blocks, with the context that released each. */
+  protected get released(): WeakMap<ArrayBufferLike, string> {
+    return this.#state.released;
   }
 
   /**
@@ -422,36 +391,31 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
    * negative size gives bytes back.
    */
   protected chargeSpace(size: number, requestSize: number, creating = false): void {
-    if (size > 0) {
-      if (this.#deleted) {
-        throw new TypeError(
-          `Cannot allocate in memory context "${this.name}": it has been deleted`,
-        );
-      }
-      if (this.#exceedsLimit(size)) this.#outOfMemory(requestSize, creating);
+    if (size > 0) this.checkCharge(size, requestSize, creating);
+    this.charge(size);
+  }
+
+  /**
+   * Refuses `size` more bytes for a request of `requestSize`: in a deleted
+   * context, or beyond the limit of this context or an ancestor (out of
+   * memory).
+   */
+  protected checkCharge(size: number, requestSize: number, creating = false): void {
+    if (this.#deleted) {
+      throw new TypeError(`Cannot allocate in memory context "${this.name}": it has been deleted`);
     }
-    this.#memAllocated += size;
-    this.#addToSubtrees(size);
+    if (this.#exceedsLimit(size)) this.#outOfMemory(requestSize, creating);
+  }
+
+  /** Adds `delta` bytes (negative: gives them back) to this context and its ancestors. */
+  protected charge(delta: number): void {
+    this.#memAllocated += delta;
+    this.#addToSubtrees(delta);
   }
 
   /** Raises out-of-memory for a request of `requestSize` bytes. */
   protected outOfMemory(requestSize: number, creating = false): never {
     this.#outOfMemory(requestSize, creating);
-  }
-
-  /** Registers a block obtained through chargeBlock. */
-  protected registerBlock(block: MemoryBlock): void {
-    this.#state.blocks.set(block.buffer, block);
-  }
-
-  /** Unregisters a block and gives its bytes back to this context and its ancestors. */
-  protected releaseBlock(block: MemoryBlock): void {
-    // No chunk header can match any more, whatever still points at the block.
-    block.liveTag = -1;
-    this.#state.blocks.delete(block.buffer);
-    this.#state.released.set(block.buffer, this.name);
-    this.#memAllocated -= block.size;
-    this.#addToSubtrees(-block.size);
   }
 
   /** True if `size` more bytes would break the limit of this context or an ancestor. */
@@ -467,33 +431,6 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
   #addToSubtrees(delta: number): void {
     this.#subtreeAllocated += delta;
     for (let c = this.#parent; c !== null; c = c.#parent) c.#subtreeAllocated += delta;
-  }
-
-  /** Throws the precise error for a chunk that free/realloc cannot accept. */
-  protected badChunk(chunk: unknown, action: string): never {
-    if (!(chunk instanceof Uint8Array)) {
-      throw new TypeError(`Cannot ${action} chunk: expected a Uint8Array`);
-    }
-    const block = this.#state.blocks.get(chunk.buffer);
-    if (block === undefined) {
-      const releasedBy = this.#state.released.get(chunk.buffer);
-      if (releasedBy !== undefined) {
-        throw new TypeError(
-          `Cannot ${action} chunk: its block was released by a reset or delete of memory context "${releasedBy}"`,
-        );
-      }
-      throw new TypeError(
-        `Cannot ${action} chunk: it was not allocated by a memory context of this tree`,
-      );
-    }
-    if (block.owner !== this) {
-      throw new TypeError(
-        `Cannot ${action} chunk in memory context "${this.name}": it belongs to memory context "${block.owner.name}"`,
-      );
-    }
-    throw new TypeError(
-      `Cannot ${action} chunk in memory context "${this.name}": it is not a live chunk (freed already, freed by a reset, or not the start of a chunk)`,
-    );
   }
 
   /**

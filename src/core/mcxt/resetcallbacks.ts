@@ -1,6 +1,7 @@
 /**
  * Running a memory context's reset callbacks (PostgreSQL's
- * MemoryContextCallResetCallbacks) and what happens when they fail.
+ * MemoryContextCallResetCallbacks), what happens when they fail, and the
+ * callback that disposes a resource a context owns.
  *
  * One reset or delete runs the callbacks of a whole subtree; a callback that
  * throws must not keep the others from running, or the resources they own
@@ -42,6 +43,20 @@ export function runResetCallbacks(callbacks: ResetCallback[], sink: CallbackSink
       sink.errors.push(e);
     }
   }
+}
+
+/**
+ * The reset callback that disposes `resource` (MemoryContext.own): its
+ * `Symbol.dispose`, else its `Symbol.asyncDispose`.
+ */
+export function disposerOf(resource: Disposable | AsyncDisposable): ResetCallback {
+  const sync = (resource as Partial<Disposable>)[Symbol.dispose];
+  const async = (resource as Partial<AsyncDisposable>)[Symbol.asyncDispose];
+  if (typeof sync === "function") return () => sync.call(resource);
+  if (typeof async === "function") return () => async.call(resource);
+  throw new TypeError(
+    "Cannot own resource: it has neither Symbol.dispose nor Symbol.asyncDispose",
+  );
 }
 
 /** Throws what the callbacks threw; reports rejections of sync-disposed async work. */
