@@ -26,6 +26,10 @@ import { checkTimeZone, splitList } from "./values.ts";
 /** PGlite is 32-bit WebAssembly: PostgreSQL's MAX_KILOBYTES there is INT_MAX / 1024. */
 const MAX_KILOBYTES = Math.floor(INT_MAX / 1024);
 
+/** What the max_parallel_* parameters say of themselves: known, and kept out of the engine. */
+const NO_PARALLEL_WORKERS =
+  "Accepted from PostgreSQL's configuration files; not passed: the engine runs no parallel workers (it keeps 0).";
+
 const DATESTYLE_WORDS = new Set([
   "iso",
   "sql",
@@ -177,8 +181,7 @@ export const ENGINE_PARAMETERS: readonly ParamDef[] = [
     boot: 2,
     min: 0,
     max: 1024,
-    description:
-      "Accepted from PostgreSQL's configuration files; not passed: the engine runs no parallel workers (it keeps 0).",
+    description: NO_PARALLEL_WORKERS,
   },
   {
     name: "max_parallel_workers",
@@ -187,8 +190,7 @@ export const ENGINE_PARAMETERS: readonly ParamDef[] = [
     boot: 8,
     min: 0,
     max: 1024,
-    description:
-      "Accepted from PostgreSQL's configuration files; not passed: the engine runs no parallel workers (it keeps 0).",
+    description: NO_PARALLEL_WORKERS,
   },
   {
     name: "max_parallel_maintenance_workers",
@@ -197,8 +199,7 @@ export const ENGINE_PARAMETERS: readonly ParamDef[] = [
     boot: 2,
     min: 0,
     max: 1024,
-    description:
-      "Accepted from PostgreSQL's configuration files; not passed: the engine runs no parallel workers (it keeps 0).",
+    description: NO_PARALLEL_WORKERS,
   },
   // Client connection defaults: what PostgreSQL's initdb writes into postgresql.conf
   {
