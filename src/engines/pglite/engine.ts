@@ -9,9 +9,9 @@
  * sessions (procarray.ts) and the role and database catalogs that startups
  * are checked against without waiting for the backend (postinit.ts).
  * Sessions (session.ts, through sessionengine.ts) call in here for
- * everything that runs SQL of the engine's own: switching settings,
- * snapshots after a transaction, rolling back and cleaning up after a
- * closed session (discard.ts).
+ * everything that runs SQL of the engine's own (ownwork.ts): switching
+ * settings, snapshots after a transaction, rolling back and cleaning up
+ * after a closed session (discard.ts).
  *
  * It must never run SQL while a session owns the backend unless on that
  * session's behalf, never leave one session's settings or statements in
@@ -28,16 +28,14 @@ import type {
   SessionStartup,
 } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
-import { STAT_ACTIVITY_INSTALLED_SQL, STAT_ACTIVITY_SQL } from "./activity.ts";
 import { BackendSettings } from "./backendsettings.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { EngineCluster as Cluster, EngineOptions as Options } from "./engineoptions.ts";
 import { ExecNotRun, type ExecOptions, type ExecResult, type RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
-import { STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL } from "./pgstat_archiver.ts";
 import { EngineCatalogs, type EngineRole } from "./postinit.ts";
 import { ProcArray } from "./procarray.ts";
-import { EngineScheduler, type Holder } from "./scheduler.ts";
+import { EngineScheduler } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { TempPair } from "./tempnamespace.ts";
@@ -50,26 +48,15 @@ import {
   leftOnBackend,
   reconcileListens,
 } from "./discard.ts";
-import { concat, dataRows, fe, firstError, resultSets } from "./wire.ts";
-import { startupTrace } from "../../core/starttrace.ts";
+import { concat, fe } from "./wire.ts";
+import { OwnWork } from "./ownwork.ts";
 
 export type { EngineRole } from "./postinit.ts";
 
 /** What a PgliteEngine is opened with (engineoptions.ts). */
 export type EngineOptions = Options<PgliteEngine>;
-/** Whether an extension of a user's was created (plpgsql is initdb's). */
-const EXTENSIONS_CREATED_SQL =
-  "select exists (select from pg_catalog.pg_extension where extname <> 'plpgsql')";
-
-const SERVED_OID_SQL =
-  "select oid from pg_catalog.pg_database where datname = pg_catalog.current_database()";
-
 /** What a PgliteEngine of a multi-database cluster asks of the cluster (engineoptions.ts). */
 export type EngineCluster = Cluster<PgliteEngine>;
-
-function internalHolder(): Holder {
-  return { pid: 0, activity: () => "doing the engine's own work" };
-}
 
 export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   readonly scheduler = new EngineScheduler();
@@ -97,14 +84,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   #broken: PgError | null = null;
   readonly #onBroken: ((reason: string) => void) | undefined;
   #closing: Promise<void> | null = null;
-  #jobs = new Set<Promise<void>>();
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
-  /**
-   * The served database's oid, read at start: the backend's own database,
-   * whose row the mirror of pg_database keeps (pg_database.ts).
-   */
-  #servedOid: number | null = null;
+  /** The engine's own SQL, its holder, the served database's oid, its background jobs (ownwork.ts). */
+  readonly #own: OwnWork;
   /** Per-session temporary schemas: whose the backend has, their SQL (tempschemas.ts). */
   readonly #temp: TempSchemas;
   /** What discard.ts's statements, cursors, channels and rollbacks run through. */
@@ -127,7 +110,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         version: () => cluster.sessionsVersion(),
       },
     );
-    const query = (sql: string) => this.#query(sql);
+    this.#own = new OwnWork({
+      scheduler: this.scheduler,
+      runRaw: (bytes) => this.runRaw(bytes),
+      asBootstrapSuperuser: () => this.#settings.asBootstrapSuperuser(),
+      refreshCatalogs: () => this.#catalogs.refreshAll(),
+      waitTimeoutMs: this.options.engineWaitTimeoutMs,
+    });
+    const query = (sql: string) => this.#own.query(sql);
     this.#settings = new BackendSettings({
       runRaw: (bytes) => this.runRaw(bytes),
       query,
@@ -136,7 +126,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       isSuperuser: (name) => this.#catalogs.isSuperuser(name),
     });
     this.#catalogs = new EngineCatalogs({
-      queries: (sqls) => this.#queries(sqls),
+      queries: (sqls) => this.#own.queries(sqls),
       asBootstrapSuperuser: () => this.#settings.asBootstrapSuperuser(),
       catalogsChanging: () => this.#settings.forgetStartupMaps(),
     });
@@ -175,45 +165,19 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
 
   /**
    * Reads what startups are checked against, and puts right what the data
-   * directory needs (views, leftovers, extensions' files). Called once,
-   * before any session. Every read is one statement of a single Query, a
-   * single round trip to the engine's thread; what they show decides what
-   * else runs.
+   * directory needs (views, leftovers, extensions' files): ownwork.ts's
+   * init. Called once, before any session.
    */
   async init(): Promise<void> {
-    await this.#withEngine(async () => {
-      startupTrace("executor open");
-      const settingsEnd = BackendSettings.INIT_SQL.length;
-      const catalogsEnd = settingsEnd + EngineCatalogs.INIT_SQL.length;
-      const sets = await this.#queries([
-        ...BackendSettings.INIT_SQL,
-        ...EngineCatalogs.INIT_SQL,
-        STAT_ACTIVITY_INSTALLED_SQL,
-        STAT_ARCHIVER_INSTALLED_SQL,
-        TempSchemas.LEFTOVERS_SQL,
-        EXTENSIONS_CREATED_SQL,
-        SERVED_OID_SQL,
-      ]);
-      const [activity, archiver, leftovers = [], created, served] = sets.slice(catalogsEnd);
-      this.#settings.init(sets.slice(0, settingsEnd));
-      this.#catalogs.init(sets.slice(settingsEnd, catalogsEnd));
-      this.#servedOid = served?.[0]?.[0] == null ? null : Number(served[0][0]);
-      startupTrace("engine: settings, roles and databases read");
-      await this.#installView(activity, STAT_ACTIVITY_SQL);
-      await this.#installView(archiver, STAT_ARCHIVER_SQL);
-      startupTrace("engine: views checked");
-      await this.#temp.dropLeftovers(leftovers);
-      // An extension created before this start needs its files (its library)
-      // again; read again when leftovers went, whose CASCADE may take one.
-      const exists = leftovers.length === 0
-        ? created?.[0]?.[0]
-        : (await this.#query(EXTENSIONS_CREATED_SQL))[0]?.[0];
-      if (exists === "t") {
+    await this.#own.init({
+      settings: this.#settings,
+      catalogs: this.#catalogs,
+      temp: this.#temp,
+      loadExtensions: async () => {
         this.#extensionsLoaded = true;
         await this.executor.exec(fe.sync(), () => {}, { loadExtensions: true });
-      }
-      startupTrace("engine: leftovers dropped, extensions checked");
-    }, Infinity);
+      },
+    });
   }
 
   /** True once per engine: the first input that names an extension loads the bundles. */
@@ -221,20 +185,6 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     if (!needed || this.#extensionsLoaded) return false;
     this.#extensionsLoaded = true;
     return true;
-  }
-
-  /**
-   * Makes a catalog view read pgts's state instead of PGlite's one process
-   * (pg_stat_activity: activity.ts; pg_stat_archiver: pgstat_archiver.ts),
-   * once per cluster: `installed` is the answer of its check. A cluster
-   * that refuses the DDL keeps PGlite's view.
-   */
-  async #installView(
-    installed: ReadonlyArray<Array<string | null>> | undefined,
-    ddl: string,
-  ): Promise<void> {
-    if (installed?.[0]?.[0] === "t") return;
-    await this.runRaw(fe.query(ddl));
   }
 
   /**
@@ -286,35 +236,13 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return this.#catalogs.role(name);
   }
 
-  /**
-   * Runs SQL of the cluster's own as the bootstrap superuser, once the
-   * backend is free (waiting no longer than `timeoutMs`), then reads the
-   * role and database catalogs again: pg_database's mirror (pg_database.ts),
-   * ALTER DATABASE … SET, a CHECKPOINT. `sql` gets the served database's
-   * oid. `during` runs while the engine is still held (a copy of the
-   * cluster's files after a CHECKPOINT). Throws the first error.
-   */
+  /** SQL of the cluster's own, as the bootstrap superuser (ownwork.ts's runAsCluster). */
   async runAsCluster(
     sql: (servedOid: number) => string,
     options: { timeoutMs?: number; during?: () => Promise<void> | void } = {},
   ): Promise<void> {
     this.#checkOpen();
-    await this.#withEngine(async () => {
-      await this.#settings.asBootstrapSuperuser();
-      if (this.#servedOid === null) {
-        const [row] = await this.#query(SERVED_OID_SQL);
-        if (row?.[0] != null) this.#servedOid = Number(row[0]);
-      }
-      const text = sql(this.#servedOid ?? 5);
-      if (text !== "") {
-        await this.#query(text).catch(async (e) => {
-          await this.runRaw(fe.query("ROLLBACK")).catch(() => {});
-          throw e;
-        });
-      }
-      await options.during?.();
-      await this.#catalogs.refreshAll();
-    }, options.timeoutMs ?? this.options.engineWaitTimeoutMs);
+    await this.#own.runAsCluster(sql, options);
   }
 
   /**
@@ -324,7 +252,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
    */
   async settleCatalogs(): Promise<void> {
     if (this.catalogsSettling) {
-      await this.#withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
+      await this.#own.withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
         .catch(() => {});
     }
   }
@@ -339,10 +267,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** The first column of the first row of `sql`, run as the bootstrap superuser when the backend is free. */
   async queryAsCluster(sql: string): Promise<string | null> {
     this.#checkOpen();
-    return await this.#withEngine(async () => {
-      await this.#settings.asBootstrapSuperuser();
-      return (await this.#query(sql))[0]?.[0] ?? null;
-    }, this.options.engineWaitTimeoutMs);
+    return await this.#own.queryAsCluster(sql);
   }
 
   /** The bootstrap superuser's name (initdb's -U). */
@@ -360,7 +285,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     const hit = this.#catalogs.role(name);
     if (hit !== undefined) return hit;
     // A role created by a path the scan cannot see (a function): look again.
-    await this.#withEngine(() => this.#catalogs.refreshRoles(), this.options.engineWaitTimeoutMs)
+    await this.#own.withEngine(
+      () => this.#catalogs.refreshRoles(),
+      this.options.engineWaitTimeoutMs,
+    )
       .catch(() => {});
     return this.#catalogs.role(name) ?? null;
   }
@@ -374,7 +302,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     // ago: its ReadyForQuery can arrive before the catalogs are re-read.
     const found = catalogs.role(startup.user) ?? await this.lookupRole(startup.user) ?? undefined;
     if (!catalogs.hasDatabase(startup.database)) {
-      await this.#withEngine(() => catalogs.refreshDatabases(), this.options.engineWaitTimeoutMs)
+      await this.#own.withEngine(
+        () => catalogs.refreshDatabases(),
+        this.options.engineWaitTimeoutMs,
+      )
         .catch(() => {});
     }
     const role = catalogs.checkLogin(startup.user, startup.database, found);
@@ -414,7 +345,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.#procs.terminateAll(reason);
     await Promise.all([...this.#procs].map((s) => s.close().catch(() => {})));
     this.scheduler.close(reason);
-    await Promise.all([...this.#jobs]);
+    await this.#own.drain();
     await this.executor.close();
   }
 
@@ -544,9 +475,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       }
     } else if (leftOnBackend(s)) {
       // Not urgent: done when the backend is next free, never holding up the caller.
-      const job = this.#withEngine(() => closeSession(host, s), Infinity).catch(() => {});
-      this.#jobs.add(job);
-      void job.finally(() => this.#jobs.delete(job));
+      this.#own.later(() => closeSession(host, s));
     }
   }
 
@@ -564,16 +493,6 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   }
 
   // ---- internals
-
-  async #withEngine<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {
-    const h = internalHolder();
-    await this.scheduler.acquire(h, { timeoutMs });
-    try {
-      return await fn();
-    } finally {
-      this.scheduler.release(h);
-    }
-  }
 
   /**
    * Runs bytes for the engine's own purposes (the caller owns the backend);
@@ -621,21 +540,6 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
   signalBackends(signals: readonly BackendSignal[]): void {
     this.#procs.signal(signals);
-  }
-
-  /** The rows of each statement, run as one simple-protocol Query; throws the first error. */
-  async #queries(sqls: readonly string[]): Promise<Array<Array<Array<string | null>>>> {
-    const out = await this.runRaw(fe.query(sqls.join(";\n")));
-    const err = firstError(out);
-    if (err !== null) throw new PgError(err.code, err.message);
-    return resultSets(out);
-  }
-
-  async #query(sql: string): Promise<Array<Array<string | null>>> {
-    const out = await this.runRaw(fe.query(sql));
-    const err = firstError(out);
-    if (err !== null) throw new PgError(err.code, err.message);
-    return dataRows(out);
   }
 
   /** How many WITH HOLD cursors the other sessions of this engine have open. */
