@@ -6,9 +6,9 @@
  * Its share of the backend's state (statements, settings map, channels,
  * unnamed statement...) is `SessionGlobals` (globals.ts), which it extends;
  * here is its transaction status and where it is in its input. For each
- * input it renames (naming.ts), waits for the engine (scheduler.ts), has
- * the engine put its settings back, runs the bytes and filters the answer
- * (output.ts); it gives the engine back at ReadyForQuery 'I'. Between
+ * input it renames (naming.ts), waits for the engine and has it put its
+ * settings back (turn.ts, scheduler.ts), runs the bytes and filters the
+ * answer (output.ts); it gives the engine back at ReadyForQuery 'I'. Between
  * inputs its timers run (timeout.ts); what stops a statement early is
  * querycancel.ts's; a COPY FROM STDIN is fed across inputs (copyfrom.ts);
  * what it answers without the engine is in answers.ts, deferred.ts and
@@ -22,30 +22,26 @@
  * never leave the engine held or mid-transaction when it fails or closes.
  */
 
-import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import type { PgError } from "../../core/elog.ts";
 import type { BackendOutput, EngineSession, TransactionStatus } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   adminShutdown,
-  asFatal,
   closeAllRefused,
-  databaseCommandAnswer,
-  databaseCommandRefusal,
   failInput,
   inputFrames,
   lockTimeout,
   queryCanceled,
   SESSION_CLOSED,
   tempTableWarning,
-  unanswered,
 } from "./answers.ts";
 import type { ActivityRow } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
-import { deferrable, DeferredPrepares, PREPARE_WAIT_MS } from "./deferred.ts";
+import { DeferredPrepares } from "./deferred.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
-import { type InputPlan, planInput } from "./naming.ts";
+import { planInput } from "./naming.ts";
 import { handsOverAfter, isPlain } from "./pipeline.ts";
 import { ExecNotRun } from "./executor.ts";
 import type { Listener } from "./notify.ts";
@@ -55,14 +51,8 @@ import { QueryCancel } from "./querycancel.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
-import {
-  concat,
-  errorResponse,
-  type Frame,
-  noticeResponse,
-  readyForQuery,
-  splitFrames,
-} from "./wire.ts";
+import { EngineTurn } from "./turn.ts";
+import { errorResponse, type Frame, noticeResponse, readyForQuery, splitFrames } from "./wire.ts";
 
 type State = "idle" | "waiting" | "active" | "closed";
 
@@ -90,6 +80,8 @@ export class PgliteSession extends SessionGlobals
   readonly #deferred = new DeferredPrepares();
   /** Its COPY FROM STDIN across inputs (copyfrom.ts). */
   readonly #copy: SessionCopy;
+  /** Its turn on the engine (or the cluster): the wait, its settings, deferred prepares (turn.ts). */
+  readonly #turn: EngineTurn<PgliteSession>;
   /** The input names pg_stat_activity (the engine passes its rows with the exec). */
   #readsActivity = false;
   /** The input names an extension (the engine loads the bundles first, once). */
@@ -117,6 +109,23 @@ export class PgliteSession extends SessionGlobals
     this.#cancel = new QueryCancel<PgliteSession>(this, engine);
     this.#timeouts = new SessionTimeouts(this, engine);
     this.#timeouts.armIdle();
+    this.#turn = new EngineTurn<PgliteSession>(this, {
+      engine,
+      waitBoundMs: () => this.#cancel.waitBoundMs(),
+      deferred: this.#deferred,
+      timeouts: this.#timeouts,
+      stopCopy: () => this.#copy.stop(),
+      hooks: {
+        changeState: (next) => this.#changeState(next),
+        failInput: (frames, err, out) => this.#failInput(frames, err, out),
+        giveBack: () => this.#giveBack(),
+        lose: (fatal) => {
+          this.#terminated = fatal;
+          this.#giveBack();
+        },
+        settle: (atReadyForQuery, out) => this.#settle(atReadyForQuery, out),
+      },
+    });
     this.#copy = new SessionCopy({
       prefix: this.prefix,
       status: () => this.#status,
@@ -126,7 +135,7 @@ export class PgliteSession extends SessionGlobals
         this.#changeState("idle");
         if (!inBlock) this.#giveBack();
       },
-      acquire: (frames, out) => this.#acquire(frames, out),
+      acquire: (frames, out) => this.#turn.take(frames, out),
       execute: async (bytes, frames, out, drop, fed) => {
         await this.#execute(bytes, frames, out, drop, fed);
       },
@@ -332,7 +341,7 @@ export class PgliteSession extends SessionGlobals
     }
     this.noteHoldCursors(plan);
     if (plan.databaseCommand !== null && engine.cluster !== null) {
-      await this.#databaseCommand(plan.databaseCommand, input, frames, out);
+      await this.#turn.databaseCommand(plan.databaseCommand, input, frames, out);
       return;
     }
     this.#timeouts.disarm();
@@ -357,8 +366,8 @@ export class PgliteSession extends SessionGlobals
     // Owning already (a transaction block) needs no wait and no switch.
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending;
-    if (!(await this.#acquire(frames, out, plan))) return;
-    if (this.#deferred.pending && !(await this.#runDeferred(frames, out))) return;
+    if (!(await this.#turn.take(frames, out, plan))) return;
+    if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
     for (const n of plan.customSettings) engine.noteCustomSetting(n);
     if (plan.settingsDirty) this.#cancel.inputSets = true;
     this.noteInput(plan);
@@ -409,79 +418,8 @@ export class PgliteSession extends SessionGlobals
       if (engine.unnamedOwner === this) engine.unnamedOwner = null;
       this.owns = false;
       this.#early = false;
-      if (!(await this.#acquire(frames, out, plan, true))) return;
+      if (!(await this.#turn.take(frames, out, plan, true))) return;
     }
-  }
-
-  /**
-   * Takes the engine (bounded wait) and puts this session's settings on it,
-   * unless it holds it already; then it is active. False when the input was
-   * answered with an error instead.
-   */
-  async #acquire(
-    frames: readonly Frame[],
-    out: (b: Uint8Array) => void,
-    plan?: InputPlan,
-    first = false,
-  ): Promise<boolean> {
-    if (this.owns) {
-      this.#changeState("active");
-      return true;
-    }
-    const engine = this.#engine;
-    this.#changeState("waiting");
-    try {
-      if (first || !engine.scheduler.tryAcquire(this)) {
-        let timeoutMs = this.#cancel.waitBoundMs();
-        // A prepare waits briefly, then is answered at once (deferred.ts).
-        if (plan !== undefined && deferrable(plan, this.#status)) {
-          timeoutMs = Math.min(timeoutMs, PREPARE_WAIT_MS);
-        }
-        await engine.scheduler.acquire(this, { timeoutMs, first });
-      }
-    } catch (e) {
-      this.#changeState("idle");
-      if (!isPgError(e)) throw e;
-      // A prepare never waits for another session's transaction (deferred.ts).
-      if (
-        e.code === ERRCODE.LOCK_NOT_AVAILABLE && plan !== undefined &&
-        this.#deferred.defer(plan, { status: this.#status, statements: this.statements, out })
-      ) {
-        return false;
-      }
-      this.#failInput(frames, e, out);
-      return false;
-    }
-    this.owns = true;
-    this.#changeState("active");
-    try {
-      if (!engine.carriesSettingsOf(this)) {
-        const warnings = await engine.prepareFor(this);
-        if (warnings.length > 0) out(concat(warnings.map(noticeResponse)));
-      }
-    } catch (e) {
-      this.#changeState("idle");
-      const fatal = asFatal(e);
-      this.#terminated = fatal;
-      this.#giveBack();
-      throw fatal;
-    }
-    return true;
-  }
-
-  /** Runs the deferred Parse/Close messages (deferred.ts); false when their error answered the input. */
-  async #runDeferred(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
-    let err: PgError | null;
-    try {
-      err = await this.#deferred.run((bytes) => this.#engine.runRaw(bytes, this), this.prefix);
-    } catch (e) {
-      await this.#engineFailure(e, frames, out, 0);
-      return false;
-    }
-    if (err === null) return true;
-    this.#failInput(frames, err, out);
-    await this.#settle(true, out);
-    return false;
   }
 
   /**
@@ -590,58 +528,13 @@ export class PgliteSession extends SessionGlobals
     this.#timeouts.armIdle();
   }
 
-  /**
-   * CREATE, ALTER or DROP DATABASE in a multi-database cluster: the
-   * cluster carries it out (dbcommands.ts), not this engine's backend,
-   * which holds one database only. Not inside a transaction block: the
-   * cluster's work cannot be rolled back.
-   */
-  async #databaseCommand(
-    sql: string,
-    input: Uint8Array,
-    frames: readonly Frame[],
-    out: (b: Uint8Array) => void,
-  ): Promise<void> {
-    const refused = databaseCommandRefusal(sql, this.#status);
-    if (refused !== null) {
-      this.#failInput(frames, refused, out);
-      return;
-    }
-    this.#timeouts.disarm();
-    this.#changeState("active");
-    try {
-      out(
-        await databaseCommandAnswer(input, frames, {
-          run: () => this.#engine.cluster!.databaseCommand(this, sql),
-          status: () => this.#status,
-        }),
-      );
-    } finally {
-      this.#changeState("idle");
-      this.#timeouts.armIdle();
-    }
-  }
-
-  /**
-   * PGlite threw (not an SQL error): report it for every batch of the input
-   * not yet answered, roll back, give the engine back.
-   */
-  async #engineFailure(
+  /** PGlite threw (not an SQL error): the turn ends (turn.ts). */
+  #engineFailure(
     e: unknown,
     frames: readonly Frame[],
     out: (b: Uint8Array) => void,
     answered: number,
   ): Promise<void> {
-    const msg = e instanceof Error ? e.message : String(e);
-    const recovered = await this.#engine.abortOpenWork(this);
-    this.#status = "I";
-    this.#changeState("idle");
-    this.#copy.stop();
-    const rest = unanswered(frames, answered);
-    const err = new PgError(ERRCODE.INTERNAL_ERROR, `engine failure: ${msg}`);
-    if (rest.length > 0) this.#failInput(rest, err, out);
-    else out(errorResponse(err));
-    this.#giveBack();
-    if (!recovered) this.#engine.markBroken(msg);
+    return this.#turn.failed(e, frames, out, answered);
   }
 }
