@@ -387,8 +387,8 @@ export abstract class MemoryContext implements Disposable, AsyncDisposable {
 
   /**
    * Charges `size` bytes of a block that is not an ArrayBuffer of its own (a
-   * region of a pointer context's memory), with chargeBlock's checks; a
-   * negative size gives bytes back.
+   * region of a pointer context's memory), with the checks blocks.ts's
+   * chargeBlock makes (checkCharge); a negative size gives bytes back.
    */
   protected chargeSpace(size: number, requestSize: number, creating = false): void {
     if (size > 0) this.checkCharge(size, requestSize, creating);
