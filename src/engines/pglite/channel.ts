@@ -14,7 +14,7 @@
  * turn, and an exec written as *conditional* runs only if the exec before
  * it ended its answer idle (`endedIdle`): a whole ReadyForQuery 'I' last,
  * no ParameterStatus, no error, no temporary namespace change, no signal,
- * nothing streamed. Otherwise the Worker answers it NOT_RUN and the
+ * no setting changed, nothing streamed. Otherwise the Worker answers it NOT_RUN and the
  * executor, which sees the same answer and decides the same, gives it back
  * to its session. The executor never has more than two execs out, so a
  * slot is written again only after the Worker took its request and the
@@ -35,6 +35,7 @@
 
 import { BE } from "../../core/protocol/constants.ts";
 import type { BackendSignal } from "./backends.ts";
+import type { GucChange } from "./gucwatch.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 
 /** Int32 slots of the header shared by both slots. */
@@ -92,6 +93,8 @@ export interface ExecEnd {
   readonly error: string | null;
   readonly signals: readonly BackendSignal[];
   readonly temp: TempSpan | null;
+  /** What the exec changed of the settings (gucwatch.ts), or null. */
+  readonly gucs: GucChange | null;
 }
 
 /** What the Worker answers when the answer went through the channel. */
@@ -109,11 +112,17 @@ const FIXED = new Set(["runAs", "pid", "timeoutMs"]);
  * Whether an exec ended so that the next may run at once without the
  * engine's thread looking at it: its whole answer (`parts`, not streamed)
  * ends with ReadyForQuery 'I' and holds no ParameterStatus, and it raised
- * nothing, changed no temporary namespace and signalled no session. Both
- * sides decide with this one function on the same answer.
+ * nothing, changed no temporary namespace, signalled no session and
+ * changed no setting (a function's set_config: the next session must not
+ * run with it). Both sides decide with this one function on the same
+ * answer.
  */
 export function endedIdle(parts: readonly Uint8Array[], end: ExecEnd): boolean {
-  if (end.error !== null || end.signals.length > 0 || end.temp !== null) return false;
+  if (
+    end.error !== null || end.signals.length > 0 || end.temp !== null || end.gucs !== null
+  ) {
+    return false;
+  }
   let last: Uint8Array | null = null;
   for (let i = parts.length - 1; i >= 0; i--) {
     if (parts[i]!.length > 0) {
@@ -280,14 +289,11 @@ export class ChannelRequester {
     // Read: the slot may take the answer after next.
     Atomics.compareExchange(v.i32, b + REPLY_SEQ, seq, 0);
     if (extraLength === 0) {
-      return { kind, bytes, error: null, signals: NO_SIGNALS, temp: null, wal };
+      return { kind, bytes, error: null, signals: NO_SIGNALS, temp: null, gucs: null, wal };
     }
-    const extra = JSON.parse(decoder.decode(reply.slice(length, length + extraLength))) as {
-      error: string | null;
-      signals: readonly BackendSignal[];
-      temp: TempSpan | null;
-    };
-    return { kind, bytes, error: extra.error, signals: extra.signals, temp: extra.temp, wal };
+    const extra = JSON.parse(decoder.decode(reply.slice(length, length + extraLength))) as ExecEnd;
+    const { error, signals, temp, gucs } = extra;
+    return { kind, bytes, error, signals, temp, gucs, wal };
   }
 }
 
@@ -387,11 +393,17 @@ export class ChannelServer {
   ): boolean {
     let length = 0;
     for (const p of parts) length += p.length;
-    const extra = done.error === null && done.signals.length === 0 && done.temp === null
-      ? null
-      : encoder.encode(
-        JSON.stringify({ error: done.error, signals: done.signals, temp: done.temp }),
-      );
+    const extra =
+      done.error === null && done.signals.length === 0 && done.temp === null && done.gucs === null
+        ? null
+        : encoder.encode(
+          JSON.stringify({
+            error: done.error,
+            signals: done.signals,
+            temp: done.temp,
+            gucs: done.gucs,
+          }),
+        );
     const extraLength = extra?.length ?? 0;
     if (length + extraLength > REPLY_CAPACITY) return false;
     const v = this.#v;

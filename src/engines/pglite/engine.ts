@@ -72,6 +72,13 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   readonly cluster: EngineCluster | null;
   /** The session whose unnamed statement the backend holds, if known. */
   unnamedOwner: PgliteSession | null = null;
+  /**
+   * The GUC_REPORT parameters' values on the backend, as of the end of the
+   * last exec that changed one (gucwatch.ts): a new list each time, which
+   * each session compares once with what its client was told
+   * (paramstatus.ts).
+   */
+  reportedValues: ParameterStatusList | null = null;
 
   /** This database's sessions, and the cluster's others (procarray.ts). */
   readonly #procs: ProcArray;
@@ -148,6 +155,9 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     };
     executor.onExecEnd = (owner, endedIdle) => {
       if (owner !== undefined) this.scheduler.settleHandOver(owner as PgliteSession, endedIdle);
+    };
+    executor.onSettingsChanged = (change) => {
+      if (change.reported !== null) this.reportedValues = change.reported;
     };
     this.#temp = new TempSchemas({
       runRaw: (bytes, temp) => this.runRaw(bytes, undefined, temp),
@@ -316,19 +326,21 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     if (wal.behind) await wal.waitFor(wal.requested);
     const settings = this.#settings.startupMap(startup.user, startup.params, this.#defaultsFor);
     const spelled = this.#settings.spelled(settings);
+    const parameterStatus = catalogs.parameterStatus(settings, role);
     const session = new PgliteSession(this, {
       id: this.#nextId++,
       pid: startup.pid,
       user: startup.user,
       userOid: role.oid,
       settings,
+      parameterStatus,
       ...(spelled !== undefined ? { spelled } : {}),
       ...(startup.client !== undefined ? { client: startup.client } : {}),
     });
     this.#procs.add(session);
     this.cluster?.sessionStarted(this);
     this.listeners.add(session);
-    return { session, parameterStatus: catalogs.parameterStatus(settings, role) };
+    return { session, parameterStatus };
   }
 
   close(): Promise<void> {

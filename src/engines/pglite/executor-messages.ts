@@ -12,6 +12,7 @@ import type { ImageSource } from "./image.ts";
 import type { InstanceExecOptions } from "./instance.ts";
 import type { SharedInterruptTarget } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
+import type { GucChange } from "./gucwatch.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 
 /** Messages from the worker (executor-worker.ts). */
@@ -34,6 +35,7 @@ export type WorkerReply =
     error: string | null;
     signals: readonly BackendSignal[];
     temp: TempSpan | null;
+    gucs: GucChange | null;
     /** The last WAL ticket issued when the answer was complete. */
     wal: number;
   }

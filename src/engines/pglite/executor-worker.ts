@@ -15,6 +15,7 @@ import { registerPgliteAssets } from "./assets.ts";
 import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
 import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import type { BackendSignal } from "./backends.ts";
+import type { GucChange } from "./gucwatch.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import { ChannelServer, endedIdle } from "./channel.ts";
 import { CANCEL_SEQ } from "./interrupt.ts";
@@ -100,10 +101,11 @@ async function run(
   let error: string | null = null;
   let signals: readonly BackendSignal[] = NO_SIGNALS;
   let temp: TempSpan | null = null;
+  let gucs: GucChange | null = null;
   try {
     if (instance === null) throw new Error("engine is not open");
     const input = fed ? new CopyFeedInput(feed!, bytes) : bytes;
-    ({ signals, temp } = await instance.exec(seq, input, (chunk) => {
+    ({ signals, temp, gucs } = await instance.exec(seq, input, (chunk) => {
       parts.push(chunk);
       size += chunk.length;
       if (size >= CHUNK || fed || (pipelined && endsWithReadyForQuery(chunk))) {
@@ -120,13 +122,13 @@ async function run(
     error = e instanceof Error ? `${e.name}: ${e.message}` : describe(e);
   }
   const wal = instance?.walTicket() ?? 0;
-  const end = { error, signals, temp };
+  const end = { error, signals, temp, gucs };
   const idle = !streamed && endedIdle(parts, end);
   if (channel !== null && !streamed && channel.tryReply(slot, seq, parts, { ...end, wal })) {
     return idle;
   }
   const rest = take();
-  post({ t: "done", seq, bytes: rest, error, signals, temp, wal }, rest);
+  post({ t: "done", seq, bytes: rest, error, signals, temp, gucs, wal }, rest);
   // The executor reads the channel's slots in turn: this one is answered.
   channel?.byMessage(slot, seq, wal);
   return idle;

@@ -37,6 +37,7 @@
 import type { ImageSource } from "./image.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair, TempSpan } from "./tempnamespace.ts";
+import type { GucChange } from "./gucwatch.ts";
 import type { WalProgress } from "./groupcommit.ts";
 import type { CopyFeed } from "./copyfeed.ts";
 
@@ -75,6 +76,12 @@ export interface RawExecutor {
    */
   onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null;
   /**
+   * Called when an exec changed settings (gucwatch.ts), before the last
+   * part of its answer (the one with its last ReadyForQuery, unless that
+   * was streamed already) is handed on: a ParameterStatus goes before it.
+   */
+  onSettingsChanged: ((change: GucChange) => void) | null;
+  /**
    * Called when an exec with `handsOver` runs and nothing waits behind it:
    * the next may be given the engine now (scheduler.ts's handOver).
    */
@@ -107,6 +114,8 @@ export interface ExecResult {
   readonly temp: TempSpan | null;
   /** The answer ended idle (channel.ts's endedIdle); always false inline. */
   readonly endedIdle: boolean;
+  /** What the exec changed of the settings, however spelled (gucwatch.ts); null: nothing. */
+  readonly gucs: GucChange | null;
 }
 
 /**

@@ -73,6 +73,9 @@ const STRING_SVAL = 4;
 const LIST_ELEMENTS = 12;
 const RAWSTMT_STMT = 4;
 
+/** Decodes C strings read from the instance's memory (gucwatch.ts reads some after every change). */
+const cStringDecoder = new TextDecoder();
+
 /** The size of the buffer error messages are formatted from (errmsg copies it). */
 const MESSAGE_BUFFER = 512;
 
@@ -170,7 +173,7 @@ export class WasmTools {
     const mem = new Uint8Array(this.#memory.buffer);
     let end = p;
     while (mem[end] !== 0) end++;
-    return new TextDecoder().decode(mem.subarray(p, end));
+    return cStringDecoder.decode(mem.subarray(p, end));
   }
 
   /**
@@ -234,7 +237,7 @@ export class WasmTools {
   /** Puts a host function in the function table; its index, for a hook pointer. */
   addFunction(
     fn: (...args: number[]) => number | void,
-    type: { params: number; result: boolean },
+    type: { params: number | readonly WasmParam[]; result: boolean },
   ): number {
     const table = this.ex.__indirect_function_table;
     const index = table.grow(1);
@@ -409,20 +412,43 @@ function packSqlstate(code: string): number {
   return v;
 }
 
+/** A WebAssembly value type of a host function's parameters. */
+export type WasmParam = "i32" | "f64";
+
 /**
- * A host function as a WebAssembly function of type (i32 × params) → i32
- * or nothing, so that it can stand in the function table: a module that
- * imports it and exports it again.
+ * A host function as a WebAssembly function of type (i32 × params, or the
+ * types listed) → i32 or nothing, so that it can stand in the function
+ * table: a module that imports it and exports it again.
  */
-// deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
-export function wasmFunction(fn: Function, type: { params: number; result: boolean }): Function {
+export function wasmFunction(
+  // deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
+  fn: Function,
+  type: { params: number | readonly WasmParam[]; result: boolean },
+  // deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
+): Function {
   const I32 = 0x7f;
+  const F64 = 0x7c;
+  const params = typeof type.params === "number"
+    ? Array<number>(type.params).fill(I32)
+    : type.params.map((t) => (t === "f64" ? F64 : I32));
   const sig = [
     0x60,
-    type.params,
-    ...Array(type.params).fill(I32),
+    params.length,
+    ...params,
     ...(type.result ? [1, I32] : [0]),
   ];
+  const key = sig.join(",");
+  let module = wrapperModules.get(key);
+  if (module === undefined) wrapperModules.set(key, module = wrapperModule(sig));
+  const f = new WebAssembly.Instance(module, { e: { f: fn } }).exports["f"];
+  if (typeof f !== "function") throw new Error("could not make a WebAssembly function");
+  return f;
+}
+
+/** One compiled wrapper module per function type: gucwatch.ts makes hundreds of one type. */
+const wrapperModules = new Map<string, WebAssembly.Module>();
+
+function wrapperModule(sig: readonly number[]): WebAssembly.Module {
   const bytes = new Uint8Array([
     0x00,
     0x61,
@@ -453,8 +479,5 @@ export function wasmFunction(fn: Function, type: { params: number; result: boole
     0x00,
     0x00, // export "f" func 0
   ]);
-  const module = new WebAssembly.Module(bytes);
-  const f = new WebAssembly.Instance(module, { e: { f: fn } }).exports["f"];
-  if (typeof f !== "function") throw new Error("could not make a WebAssembly function");
-  return f;
+  return new WebAssembly.Module(bytes);
 }

@@ -60,6 +60,7 @@ import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
+import { type GucChange, GucWatch } from "./gucwatch.ts";
 
 export interface InstanceOptions {
   /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
@@ -129,6 +130,8 @@ export interface InstanceExecResult {
    * PostgreSQL changed them during it; else null.
    */
   readonly temp: TempSpan | null;
+  /** What it changed of the settings, however spelled (gucwatch.ts); null: nothing. */
+  readonly gucs: GucChange | null;
 }
 
 export interface InstanceExecOptions {
@@ -334,6 +337,7 @@ export async function openInstance(
   let advisory: AdvisoryLocks;
   let temp: TempNamespaces | null = null;
   let tempShared: string | null;
+  let gucs: GucWatch;
   try {
     if (shared) shareInstalledLibraries(db);
     const tools = new WasmTools(captured.wasm, memory);
@@ -359,6 +363,10 @@ export async function openInstance(
       temp = installed;
       tempShared = null;
     }
+    // Last: the parameters as pg_settings lists them once PostgreSQL is up.
+    const names = await db.query<{ name: string }>("select name from pg_catalog.pg_settings");
+    gucs = new GucWatch(tools, names.rows.map((r) => r.name));
+    trace("settings watched");
   } catch (e) {
     await db.close();
     throw e;
@@ -463,6 +471,7 @@ export async function openInstance(
         const tempAfter = temp?.carried() ?? null;
         return {
           signals: backends.takeSignals(),
+          gucs: gucs.end(),
           temp: tempBefore === null || tempAfter === null ||
               (tempBefore[0] === tempAfter[0] && tempBefore[1] === tempAfter[1])
             ? null

@@ -9,7 +9,9 @@
  * the engine until the copy ends), NotificationResponse (routed to the
  * listening sessions, never blindly to this one) and the responses to
  * messages the layer injected (dropped). Statement-name prefixes are taken
- * out of error texts.
+ * out of error texts. What the session must tell its client of changed
+ * settings (ParameterStatus, paramstatus.ts) goes just before a
+ * ReadyForQuery.
  *
  * It never reorders messages and never sends one session's notification to
  * a session that is not listening.
@@ -50,6 +52,11 @@ export interface OutputOptions {
    * COPY, a lone statement, is over, however it ended.
    */
   readonly onStatementEnd?: () => void;
+  /**
+   * Called at each ReadyForQuery: messages to send just before it (the
+   * ParameterStatus of settings the input changed, paramstatus.ts), or null.
+   */
+  readonly beforeReadyForQuery?: () => Uint8Array | null;
 }
 
 const USER_CANCEL_TEXT = "canceling statement due to user request";
@@ -117,13 +124,20 @@ export class OutputFilter {
         continue;
       }
       switch (type) {
-        case BE.ReadyForQuery:
+        case BE.ReadyForQuery: {
+          const before = this.terminatedSelf ? null : this.#o.beforeReadyForQuery?.() ?? null;
+          if (before !== null) {
+            flush(at);
+            send(before);
+            run = at;
+          }
           this.zCount++;
           this.lastStatus = String.fromCharCode(buf[at + 5]!) as "I" | "T" | "E";
           this.copyIn = false;
           this.#drop = 0;
           this.#o.onStatementEnd?.();
           break;
+        }
         case BE.CopyInResponse:
           this.copyIn = true;
           this.#o.onCopyIn?.();

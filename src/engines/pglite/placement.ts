@@ -10,7 +10,7 @@
 import { openInstance, type PGliteInstance } from "./instance.ts";
 import { CANCEL_SEQ, newCancelCell } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
-import type { TempSpan } from "./tempnamespace.ts";
+import type { GucChange } from "./gucwatch.ts";
 import { WalProgress } from "./groupcommit.ts";
 import type { ExecOptions, ExecResult, ExecutorOptions, RawExecutor } from "./executor.ts";
 import { instanceOptions } from "./executor.ts";
@@ -28,6 +28,7 @@ export function startExecutor(
 class InlineExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null = null;
+  onSettingsChanged: ((change: GucChange) => void) | null = null;
   onRunning: ((owner: object | undefined) => void) | null = null;
   readonly pipelines = false;
   readonly boundsLockWaits = false;
@@ -73,20 +74,30 @@ class InlineExecutor implements RawExecutor {
   ): Promise<ExecResult> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
     this.#running = seq;
-    let result: { signals: readonly BackendSignal[]; temp: TempSpan | null };
+    let result: Awaited<ReturnType<PGliteInstance["exec"]>>;
     const instance = this.#instance;
     const wal = this.wal;
+    // Each chunk is handed on when the next comes, the last after the
+    // exec: a change of settings is known only then, and its
+    // ParameterStatus goes before the last ReadyForQuery.
+    let held: Uint8Array | null = null;
     try {
       result = await instance.exec(seq, bytes, (chunk) => {
+        if (held !== null) onData(held);
         wal.noteRequested(instance.walTicket());
-        onData(chunk);
+        held = chunk;
       }, instanceOptions(options));
       wal.noteRequested(instance.walTicket());
+    } catch (e) {
+      if (held !== null) onData(held);
+      throw e;
     } finally {
       this.#running = 0;
     }
+    if (result.gucs !== null) this.onSettingsChanged?.(result.gucs);
+    if (held !== null) onData(held);
     if (result.signals.length > 0) this.onSignals?.(result.signals);
-    return { temp: result.temp, endedIdle: false };
+    return { temp: result.temp, endedIdle: false, gucs: result.gucs };
   }
 
   interrupt(): void {

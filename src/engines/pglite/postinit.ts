@@ -15,6 +15,7 @@
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { ParameterStatusList, RoleInfo } from "../../core/engine/types.ts";
 import { RoleGraph } from "./acl.ts";
+import { REPORTED_PARAMETERS } from "./paramstatus.ts";
 import type { SettingsMap } from "./settings.ts";
 import { ROLE_DEFAULTS_SQL, type RoleDefault, roleDefaults } from "./switch.ts";
 import { quoteLiteral } from "./wire.ts";
@@ -35,28 +36,9 @@ export interface CatalogHost {
   catalogsChanging(): void;
 }
 
-/** Settings the server reports in ParameterStatus (GUC_REPORT), in PostgreSQL's spelling. */
-const REPORTED = [
-  "application_name",
-  "client_encoding",
-  "DateStyle",
-  "default_transaction_read_only",
-  "in_hot_standby",
-  "integer_datetimes",
-  "IntervalStyle",
-  "is_superuser",
-  "scram_iterations",
-  "search_path",
-  "server_encoding",
-  "server_version",
-  "session_authorization",
-  "standard_conforming_strings",
-  "TimeZone",
-];
-
 const REPORTED_SQL =
   `select name, setting from pg_catalog.pg_settings where name in (${
-    REPORTED.map(quoteLiteral).join(", ")
+    REPORTED_PARAMETERS.map(quoteLiteral).join(", ")
   })` +
   " union all select 'server_version', pg_catalog.current_setting('server_version')" +
   " union all select 'current_database', pg_catalog.current_database()";
@@ -197,7 +179,7 @@ export class EngineCatalogs {
       const status = new Map(this.#reported);
       status.set("session_authorization", role.name);
       status.set("is_superuser", role.superuser ? "on" : "off");
-      for (const name of REPORTED) {
+      for (const name of REPORTED_PARAMETERS) {
         const v = settings.get(name.toLowerCase());
         if (v !== undefined && name !== "session_authorization") status.set(name, v);
       }

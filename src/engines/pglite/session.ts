@@ -23,8 +23,14 @@
  */
 
 import type { PgError } from "../../core/elog.ts";
-import type { BackendOutput, EngineSession, TransactionStatus } from "../../core/engine/types.ts";
+import type {
+  BackendOutput,
+  EngineSession,
+  ParameterStatusList,
+  TransactionStatus,
+} from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
+import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   adminShutdown,
@@ -47,12 +53,20 @@ import { ExecNotRun } from "./executor.ts";
 import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
+import { ReportedToClient } from "./paramstatus.ts";
 import { QueryCancel } from "./querycancel.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import { EngineTurn } from "./turn.ts";
-import { errorResponse, type Frame, noticeResponse, readyForQuery, splitFrames } from "./wire.ts";
+import {
+  concat,
+  errorResponse,
+  type Frame,
+  noticeResponse,
+  readyForQuery,
+  splitFrames,
+} from "./wire.ts";
 
 type State = "idle" | "waiting" | "active" | "closed";
 
@@ -88,6 +102,8 @@ export class PgliteSession extends SessionGlobals
   #needsExtensions = false;
   /** What pg_stat_activity shows of this session. */
   readonly #activity: SessionActivity;
+  /** What its client was last told of the GUC_REPORT parameters (ParameterStatus). */
+  readonly #told: ReportedToClient;
   /**
    * The input in hand may be granted the engine one step ahead, behind
    * another session's running exec (scheduler.ts's takesEarly): it is
@@ -100,10 +116,13 @@ export class PgliteSession extends SessionGlobals
     init: GlobalsInit & {
       /** The client's TCP address, if it has one. */
       client?: { readonly address: string; readonly port: number };
+      /** The ParameterStatus messages its login sent. */
+      parameterStatus?: ParameterStatusList;
     },
   ) {
     super(init);
     this.#activity = new SessionActivity(init.client ?? null);
+    this.#told = new ReportedToClient(init.parameterStatus ?? []);
     this.#engine = engine;
     this.#gate = new AnswerGate(engine.executor.wal);
     this.#cancel = new QueryCancel<PgliteSession>(this, engine);
@@ -381,7 +400,8 @@ export class PgliteSession extends SessionGlobals
       ? this.#status !== "E"
       : plan.special === "discard all" && this.#status === "I";
     if (special && plan.special !== null) {
-      await this.#settle(await engine.runSpecial(this, plan.special, out), out);
+      const told = this.#toldBefore(out);
+      await this.#settle(await engine.runSpecial(this, plan.special, told), out);
       return;
     }
 
@@ -455,10 +475,12 @@ export class PgliteSession extends SessionGlobals
       timedOut: () => timeoutMs > 0 && !this.#cancel.byClient,
       lockTimedOut: () => (lockWaited === 0 ? null : errorResponse(lockTimeout(lockWaited))),
       ...(fed !== undefined ? { onCopyIn: fed.onCopyIn, onStatementEnd: fed.onStatementEnd } : {}),
+      beforeReadyForQuery: () => this.#told.changes(engine.reportedValues),
     });
     const backends = engine.backendsForExec();
     // A wait for a prepared transaction's lock ends after this long (lockwait.ts).
     const lockWaitMs = this.#cancel.waitBoundMs();
+    let reported: ParameterStatusList | null = null;
     try {
       const running = engine.exec(bytes, (c) => filter.push(c), {
         lockWaitMs,
@@ -475,7 +497,14 @@ export class PgliteSession extends SessionGlobals
         ...(handsOver ? { handsOver: true } : {}),
       }, this);
       if (this.#cancel.running()) engine.executor.interrupt(this);
-      await running;
+      const { gucs } = await running;
+      if (gucs !== null) {
+        // Changed however it was spelled (a function's set_config): the
+        // map is read back, and the next session switched from it.
+        this.settingsDirty = true;
+        this.settingsFromStartup = false;
+        reported = gucs.reported;
+      }
     } catch (e) {
       if (e instanceof ExecNotRun) {
         this.#cancel.notRun();
@@ -492,6 +521,11 @@ export class PgliteSession extends SessionGlobals
     }
     this.#activity.noteStateChange();
     this.#cancel.afterExec(filter);
+    // Its last ReadyForQuery went before the change was known (a streamed
+    // answer): the client is told just after it, as of a change between
+    // commands.
+    const late = filter.terminatedSelf ? null : this.#told.changes(reported);
+    if (late !== null) out(late);
     if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
     if (filter.sawParameterStatus) {
       this.settingsDirty = true;
@@ -507,6 +541,20 @@ export class PgliteSession extends SessionGlobals
       throw this.#terminated;
     }
     return true;
+  }
+
+  /**
+   * `out` with the ParameterStatus of settings changed put just before a
+   * ReadyForQuery that ends a write (DISCARD ALL's answer, written whole).
+   */
+  #toldBefore(out: (b: Uint8Array) => void): (b: Uint8Array) => void {
+    return (b) => {
+      const status = endsWithReadyForQuery(b)
+        ? this.#told.changes(this.#engine.reportedValues)
+        : null;
+      if (status === null) out(b);
+      else out(concat([b.subarray(0, b.length - 6), status, b.subarray(b.length - 6)]));
+    };
   }
 
   /** After an input ran: give the engine back at ReadyForQuery 'I', or keep it and start the idle timer. */

@@ -9,9 +9,10 @@
  */
 
 import type { PgError } from "../../core/elog.ts";
+import type { ParameterStatusList } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
 import type { ActivityRow, BackendSignal } from "./backends.ts";
-import type { ExecOptions, RawExecutor } from "./executor.ts";
+import type { ExecOptions, ExecResult, RawExecutor } from "./executor.ts";
 import type { ListenRegistry } from "./notify.ts";
 import type { EngineScheduler } from "./scheduler.ts";
 
@@ -39,6 +40,8 @@ export interface SessionEngine<S> {
   readonly catalogsSettling: boolean;
   /** The session whose unnamed statement the backend holds, if known. */
   unnamedOwner: S | null;
+  /** The GUC_REPORT parameters' values on the backend, a new list after each change. */
+  readonly reportedValues: ParameterStatusList | null;
   fixedSetting(name: string): readonly [string, string] | undefined;
   activityRows(): ActivityRow[];
   signalBackends(signals: readonly BackendSignal[]): void;
@@ -58,7 +61,7 @@ export interface SessionEngine<S> {
     onData: (chunk: Uint8Array) => void | Promise<void>,
     options: ExecOptions,
     s?: S,
-  ): Promise<unknown>;
+  ): Promise<ExecResult>;
   backendsForExec(): ExecOptions["backends"] | undefined;
   loadExtensionsFor(needed: boolean): boolean;
   hasWorkAfterTransaction(s: S): boolean;

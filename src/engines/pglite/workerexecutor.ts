@@ -15,6 +15,7 @@ import { registeredPgliteAssets } from "./assets.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
+import type { GucChange } from "./gucwatch.ts";
 import { WalProgress } from "./groupcommit.ts";
 import { fdatasyncFailure } from "./walflush.ts";
 import { WalSyncs } from "./walsyncs.ts";
@@ -90,6 +91,7 @@ function clearTimers(e: PendingExec): void {
 export class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
   onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null = null;
+  onSettingsChanged: ((change: GucChange) => void) | null = null;
   onRunning: ((owner: object | undefined) => void) | null = null;
   readonly pipelines = true;
   readonly boundsLockWaits: boolean;
@@ -396,6 +398,7 @@ export class WorkerExecutor implements RawExecutor {
       error: string | null;
       signals: readonly BackendSignal[];
       temp: TempSpan | null;
+      gucs: GucChange | null;
       wal: number;
     },
   ): void {
@@ -408,10 +411,11 @@ export class WorkerExecutor implements RawExecutor {
     const q = this.#queued;
     this.#queued = null;
     this.onExecEnd?.(e.owner, idle);
+    if (m.gucs !== null) this.onSettingsChanged?.(m.gucs);
     if (parts.length > 0) e.onData(parts[0]!);
     if (m.signals.length > 0) this.onSignals?.(m.signals);
     if (m.error !== null) e.reject(new Error(m.error));
-    else e.resolve({ temp: m.temp, endedIdle: idle });
+    else e.resolve({ temp: m.temp, endedIdle: idle, gucs: m.gucs });
     if (q === null) return;
     if (idle) {
       this.#run(q);

@@ -1,0 +1,63 @@
+/**
+ * ParameterStatus after start-up. PostgreSQL tells the client, just before
+ * a ReadyForQuery, the new value of every GUC_REPORT parameter that differs
+ * from the value it last sent (guc.c's ReportChangedGUCOptions, called by
+ * the loop of postgres.c). PGlite's backend never does, and its one
+ * backend serves many sessions, so pgts does it per session: the engine
+ * learns the values after any exec that changed one of them
+ * (gucwatch.ts), and each session keeps what its client was last told,
+ * starting from the list its login sent (postinit.ts).
+ *
+ * Holds no engine state: it compares and writes messages.
+ */
+
+import type { ParameterStatusList } from "../../core/engine/types.ts";
+import { MessageWriter, writeParameterStatus } from "../../core/protocol/mod.ts";
+
+/** PostgreSQL 18's GUC_REPORT parameters, in its spelling. */
+export const REPORTED_PARAMETERS: readonly string[] = [
+  "application_name",
+  "client_encoding",
+  "DateStyle",
+  "default_transaction_read_only",
+  "in_hot_standby",
+  "integer_datetimes",
+  "IntervalStyle",
+  "is_superuser",
+  "scram_iterations",
+  "search_path",
+  "server_encoding",
+  "server_version",
+  "session_authorization",
+  "standard_conforming_strings",
+  "TimeZone",
+];
+
+/** What one session's client was last told of the reported parameters. */
+export class ReportedToClient {
+  readonly #told: Map<string, string>;
+  /** The list of values last compared with: each list is compared once. */
+  #compared: ParameterStatusList | null = null;
+
+  constructor(login: ParameterStatusList) {
+    this.#told = new Map(login);
+  }
+
+  /**
+   * The ParameterStatus messages for the values of `now` that differ from
+   * what the client was last told (which they then are), or null. `now` is
+   * the engine's list as of the end of the session's last exec; the same
+   * list twice is compared once.
+   */
+  changes(now: ParameterStatusList | null): Uint8Array | null {
+    if (now === null || now === this.#compared) return null;
+    this.#compared = now;
+    let w: MessageWriter | null = null;
+    for (const [name, value] of now) {
+      if (this.#told.get(name) === value) continue;
+      this.#told.set(name, value);
+      writeParameterStatus(w ??= new MessageWriter(), name, value);
+    }
+    return w === null ? null : w.take();
+  }
+}
