@@ -27,6 +27,7 @@ import {
   type ImageSource,
   initCluster,
 } from "../engines/pglite/mod.ts";
+import { AUTO_CONFIG_FILENAME, AUTO_CONFIG_HEADER } from "../core/guc/guc.ts";
 import { PARAMETERS } from "../core/guc/tables.ts";
 import { formatValue, type ParamDef } from "../core/guc/values.ts";
 import { strerror } from "../adapters/node/fs-errors.ts";
@@ -266,6 +267,7 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
     writeFileSync(`${dataDir}/postgresql.conf`, postgresqlConf({ logTimezone: tz }), {
       mode: 0o600,
     });
+    writeFileSync(`${dataDir}/${AUTO_CONFIG_FILENAME}`, AUTO_CONFIG_HEADER, { mode: 0o600 });
     writeFileSync(`${dataDir}/pg_hba.conf`, pgHbaConf(method), { mode: 0o600 });
     writeFileSync(
       `${dataDir}/pg_ident.conf`,

@@ -259,7 +259,7 @@ export const engineMain: ChildMain = async (env) => {
     ? await opener()
     : isUpstreamUrl(engineSetting)
     ? openPool(engineSetting, guc, env)
-    : await openPglite(params, guc, stop);
+    : await openPglite(params, guc, stop, () => link.sendSignal("reload-config"));
   let listener: Listener | null = null;
   const address = params.engine;
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);
@@ -291,6 +291,7 @@ async function openPglite(
   params: ServerParams,
   guc: Guc,
   stop: (code: number) => void,
+  reloadConf: () => void,
 ): Promise<Engine> {
   const { ClusterEngine, recoverySettings, takeRecoverySignal } = await import(
     "../engines/pglite/mod.ts"
@@ -325,6 +326,8 @@ async function openPglite(
     lockTimeoutMs: guc.getMs("lock_timeout"),
     idleTimeoutMs: guc.getMs("engine_idle_timeout"),
     archiveTimeoutMs: guc.getString("archive_mode") === "off" ? 0 : guc.getMs("archive_timeout"),
+    // pg_reload_conf(): the postmaster's SIGHUP, as in PostgreSQL.
+    onReloadConf: reloadConf,
     // A lost backend (a PANIC) is a crash: exiting makes the postmaster's
     // crash cycle reopen the cluster, which replays the WAL.
     onBroken: (reason) => {

@@ -75,7 +75,15 @@ describe("init", () => {
     expect(r.out).toContain(`pgts start -D ${dir}`);
     expect(r.err).toContain('enabling "trust" authentication for local connections');
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    for (const f of ["postgresql.conf", "pg_hba.conf", "pg_ident.conf", "PGTS_VERSION"]) {
+    for (
+      const f of [
+        "postgresql.conf",
+        "postgresql.auto.conf",
+        "pg_hba.conf",
+        "pg_ident.conf",
+        "PGTS_VERSION",
+      ]
+    ) {
       expect(existsSync(join(dir, f))).toBe(true);
     }
     const guc = new Guc({ reader: nodeConfigReader, configFile: join(dir, "postgresql.conf") });

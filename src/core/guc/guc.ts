@@ -126,6 +126,22 @@ export class ConfigFileError extends PgError {
   }
 }
 
+/** The file ALTER SYSTEM writes (PostgreSQL's PG_AUTOCONF_FILENAME). */
+export const AUTO_CONFIG_FILENAME = "postgresql.auto.conf";
+
+/** Its first lines, as `pgts init` and every ALTER SYSTEM write them. */
+export const AUTO_CONFIG_HEADER =
+  "# Written by ALTER SYSTEM: read after postgresql.conf, its values win.\n" +
+  "# ALTER SYSTEM rewrites the whole file; change it with ALTER SYSTEM, not by hand.\n";
+
+/**
+ * postgresql.auto.conf beside postgresql.conf (both in the data directory),
+ * read after it as if included at its end: what ALTER SYSTEM wrote wins.
+ */
+export function autoConfigFile(configFile: string): string {
+  return `${configFile.slice(0, configFile.lastIndexOf("/") + 1)}${AUTO_CONFIG_FILENAME}`;
+}
+
 export class Guc {
   #slots = new Map<string, Slot>();
   #reader: ConfigReader | undefined;
@@ -231,7 +247,7 @@ export class Guc {
     if (this.#reader === undefined || this.#configFile === undefined) {
       throw new TypeError("Guc was created without a reader and configFile");
     }
-    return parseConfigFile(this.#configFile, this.#reader);
+    return parseConfigFile(this.#configFile, this.#reader, [autoConfigFile(this.#configFile)]);
   }
 
   #logRestartNeeded(name: string): void {

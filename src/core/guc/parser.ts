@@ -154,7 +154,7 @@ class ConfigFileParser {
   }
 
   /** Returns false when the file could not be read (the error is recorded). */
-  file(path: string, depth: number, strict: boolean): boolean {
+  file(path: string, depth: number, strict: boolean, quiet = false): boolean {
     if (depth > MAX_INCLUDE_DEPTH) {
       this.errors.push(
         new PgError(
@@ -176,7 +176,9 @@ class ConfigFileParser {
         this.errors.push(this.#openError("file", path, "No such file or directory"));
         return false;
       }
-      ereport("LOG", `skipping missing configuration file "${path}"`, { category: "guc" });
+      if (!quiet) {
+        ereport("LOG", `skipping missing configuration file "${path}"`, { category: "guc" });
+      }
       return true;
     }
     this.#text(text, path, depth);
@@ -264,9 +266,18 @@ class ConfigFileParser {
   }
 }
 
-/** Reads a configuration file and everything it includes. */
-export function parseConfigFile(path: string, reader: ConfigReader): ParseResult {
+/**
+ * Reads a configuration file and everything it includes, then each of
+ * `after` that exists, as if included at its end (postgresql.auto.conf;
+ * a missing one is not logged).
+ */
+export function parseConfigFile(
+  path: string,
+  reader: ConfigReader,
+  after: readonly string[] = [],
+): ParseResult {
   const parser = new ConfigFileParser(reader);
   parser.file(path, 0, true);
+  for (const p of after) parser.file(p, 0, false, true);
   return { items: parser.items, errors: parser.errors };
 }

@@ -22,7 +22,9 @@ export type PMSignalReason =
   /** The engine finished its recovery phase and serves queries. */
   | "engine-ready"
   /** Ask the postmaster to look at the background worker list (dynamic registration). */
-  | "background-worker-change";
+  | "background-worker-change"
+  /** pg_reload_conf() ran in a backend: PostgreSQL's SIGHUP to the postmaster. */
+  | "reload-config";
 
 /** The answer to a claim-connection request. */
 export type ConnectionClaim = "ok" | "too-many" | "reserved";

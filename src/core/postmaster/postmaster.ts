@@ -484,6 +484,9 @@ export class Postmaster extends EventTarget {
         return;
       case "background-worker-change":
         return;
+      case "reload-config":
+        this.signal("SIGHUP");
+        return;
       default: {
         const never: never = message.reason;
         throw new TypeError(`Unknown pmsignal: ${String(never)}`);

@@ -75,11 +75,12 @@ export function failInput(
  * block, since the cluster's work cannot be rolled back.
  */
 export function databaseCommandRefusal(sql: string, status: TransactionStatus): PgError | null {
+  const system = /^\s*alter\s+system\b/i.test(sql);
   if (sql === "embedded") {
     return new PgError(
       ERRCODE.FEATURE_NOT_SUPPORTED,
-      "CREATE, ALTER and DROP DATABASE must be sent as a query of their own",
-      { detail: "pgts carries out database commands outside the engine's backend." },
+      "CREATE, ALTER and DROP DATABASE and ALTER SYSTEM must be sent as a query of their own",
+      { detail: "pgts carries out these commands outside the engine's backend." },
     );
   }
   if (status === "I") return null;
@@ -89,10 +90,12 @@ export function databaseCommandRefusal(sql: string, status: TransactionStatus): 
       "current transaction is aborted, commands ignored until end of transaction block",
     );
   }
-  const what = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? "ALTER";
+  const what = system
+    ? "ALTER SYSTEM"
+    : `${/^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? "ALTER"} DATABASE`;
   return new PgError(
     ERRCODE.ACTIVE_SQL_TRANSACTION,
-    `${what} DATABASE cannot run inside a transaction block`,
+    `${what} cannot run inside a transaction block`,
   );
 }
 

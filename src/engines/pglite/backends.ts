@@ -3,7 +3,8 @@
  * PostgreSQL backend knows itself and the others — `pg_backend_pid()`,
  * `pg_cancel_backend(pid)`, `pg_terminate_backend(pid, timeout)` and the
  * rows behind `pg_stat_activity` — answered for pgts's sessions instead of
- * PGlite's one process.
+ * PGlite's one process; and `pg_reload_conf()`, which signals pgts's
+ * postmaster rather than PGlite's own process.
  *
  * Each is a host function put in the slot of PGlite's function table that
  * the builtin's fmgr entry points at (found with the exported `fmgr_info`),
@@ -75,7 +76,11 @@ export interface ActivityRow {
 export const TERMINATE_SELF_ROUTINE = "pgts_terminate_self";
 const ERRCODE_ADMIN_SHUTDOWN = "57P01";
 
-export type BackendSignal = readonly [pid: number, kind: "cancel" | "terminate"];
+/**
+ * A signal an exec asked for: to another session (cancel, terminate), or
+ * (pid 0) to the postmaster: pg_reload_conf()'s SIGHUP.
+ */
+export type BackendSignal = readonly [pid: number, kind: "cancel" | "terminate" | "reload"];
 
 export interface BackendFunctions {
   /** The session whose exec runs next (its pid), or null for pgts's own work. */
@@ -92,6 +97,7 @@ export interface BackendFunctions {
 const F_PG_BACKEND_PID = 2026;
 const F_PG_CANCEL_BACKEND = 2171;
 const F_PG_TERMINATE_BACKEND = 2096;
+const F_PG_RELOAD_CONF = 2621;
 
 /** Offsets in wasm32 structures (fmgr.h): FmgrInfo.fn_oid, FunctionCallInfoBaseData.args. */
 const FLINFO_FN_OID = 4;
@@ -160,7 +166,8 @@ export function installBackendFunctions(
   const pidSlot = builtinSlot(tools, F_PG_BACKEND_PID);
   const cancelSlot = builtinSlot(tools, F_PG_CANCEL_BACKEND);
   const terminateSlot = builtinSlot(tools, F_PG_TERMINATE_BACKEND);
-  if (new Set([pidSlot, cancelSlot, terminateSlot]).size !== 3) {
+  const reloadSlot = builtinSlot(tools, F_PG_RELOAD_CONF);
+  if (new Set([pidSlot, cancelSlot, terminateSlot, reloadSlot]).size !== 4) {
     throw new Error("PGlite's backend functions share a function table slot");
   }
   const originalPid = table.get(pidSlot) as () => number;
@@ -310,6 +317,18 @@ export function installBackendFunctions(
       const timeout = tools.view().getBigInt64(argDatum(tools, fcinfo, 1), true);
       if (timeout < 0n) tools.raise("22003", '"timeout" must not be negative');
       return signal(argDatum(tools, fcinfo, 0) | 0, "terminate");
+    }),
+  );
+
+  // pg_reload_conf(): PGlite's backend has no postmaster to signal (its
+  // kill fails, and the function returns false with a WARNING); the engine
+  // asks pgts's postmaster for its SIGHUP when the exec ends. Who may call
+  // it is pg_proc's ACL, checked before the call (superusers by default).
+  table.set(
+    reloadSlot,
+    wasmFunctionOf((): number => {
+      signals.push([0, "reload"]);
+      return 1;
     }),
   );
 

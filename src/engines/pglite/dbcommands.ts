@@ -19,6 +19,8 @@ import { noticeResponse, quoteIdent } from "./wire.ts";
 
 /** What the commands need of the cluster (dbengines.ts). */
 export interface DatabaseCluster {
+  /** The pgts data directory (ALTER SYSTEM writes its postgresql.auto.conf). */
+  readonly dataDir: string;
   database(name: string): DatabaseEntry | undefined;
   /** The role as the cluster knows it now. */
   role(name: string): EngineRole | undefined;
@@ -92,7 +94,7 @@ function tokenize(sql: string): Tok[] {
   return out;
 }
 
-class Parser {
+export class Parser {
   #t: Tok[];
   #i = 0;
   constructor(readonly sql: string) {
@@ -157,14 +159,14 @@ class Parser {
   }
 }
 
-function syntaxError(at: Tok | null): PgError {
+export function syntaxError(at: Tok | null): PgError {
   return new PgError(
     ERRCODE.SYNTAX_ERROR,
     at === null ? "syntax error at end of input" : `syntax error at or near "${at.raw}"`,
   );
 }
 
-function commandComplete(tag: string): Uint8Array {
+export function commandComplete(tag: string): Uint8Array {
   return MessageWriter.encode((w) => writeCommandComplete(w, tag));
 }
 
@@ -225,9 +227,9 @@ export async function databaseCommand(
 ): Promise<Uint8Array[]> {
   const p = new Parser(sql);
   const verb = p.name();
-  p.expect("database");
   const me = cluster.role(session.user);
   const superuser = me?.superuser === true;
+  p.expect("database");
   switch (verb) {
     case "create":
       return [await createDatabase(cluster, session, p, { superuser, createdb: me?.createdb })];

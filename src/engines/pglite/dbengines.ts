@@ -36,6 +36,7 @@ import type {
 } from "../../core/engine/types.ts";
 import { openEngine } from "./cluster.ts";
 import { type DatabaseCluster, databaseCommand } from "./dbcommands.ts";
+import { alterSystem, isAlterSystem } from "./altersystem.ts";
 import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import type { PgliteSession } from "./session.ts";
@@ -219,6 +220,10 @@ export class ClusterEngine implements Engine, DatabaseCluster {
 
   // ---- DatabaseCluster (dbcommands.ts)
 
+  get dataDir(): string {
+    return this.#dataDir;
+  }
+
   database(name: string): DatabaseEntry | undefined {
     return this.#catalog.get(name);
   }
@@ -361,7 +366,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   // ---- internals
 
   #databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]> {
-    const run = this.#commands.catch(() => {}).then(() => databaseCommand(this, session, sql));
+    const run = this.#commands.catch(() => {}).then(() =>
+      isAlterSystem(sql) ? [alterSystem(this, session, sql)] : databaseCommand(this, session, sql)
+    );
     this.#commands = run;
     return run;
   }

@@ -90,6 +90,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   #nextId = 1;
   #broken: PgError | null = null;
   readonly #onBroken: ((reason: string) => void) | undefined;
+  readonly #onReloadConf: (() => void) | undefined;
   #closing: Promise<void> | null = null;
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
@@ -110,6 +111,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       lockTimeoutMs: options.lockTimeoutMs ?? 0,
     };
     this.#onBroken = options.onBroken;
+    this.#onReloadConf = options.onReloadConf;
     const cluster = this.cluster = options.cluster ?? null;
     this.#procs = new ProcArray(
       cluster === null ? null : {
@@ -551,6 +553,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
 
   /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
   signalBackends(signals: readonly BackendSignal[]): void {
+    if (signals.some(([, kind]) => kind === "reload")) this.#onReloadConf?.();
     this.#procs.signal(signals);
   }
 

@@ -33,6 +33,8 @@ export interface EngineOptions<E> {
    * crash cycle reopens the cluster, which replays the WAL.
    */
   readonly onBroken?: (reason: string) => void;
+  /** pg_reload_conf() ran: the postmaster should reload its configuration (its SIGHUP). */
+  readonly onReloadConf?: () => void;
   /**
    * Set when the engine serves one database of a multi-database cluster
    * (dbengines.ts): CREATE, ALTER and DROP DATABASE are the cluster's to

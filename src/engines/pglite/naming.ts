@@ -223,6 +223,10 @@ function inspect(
         acc.databasesDirty = true;
         acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
       }
+      // ALTER SYSTEM writes the cluster's postgresql.auto.conf (altersystem.ts).
+      if (w0 === "alter" && k === "system") {
+        acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
+      }
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
       return null;
     }

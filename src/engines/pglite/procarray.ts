@@ -101,7 +101,7 @@ export class ProcArray {
       for (const s of all) {
         if (s.pid !== pid) continue;
         if (kind === "cancel") s.cancel();
-        else {
+        else if (kind === "terminate") {
           s.terminate(
             new PgError(
               ERRCODE.ADMIN_SHUTDOWN,

@@ -1,11 +1,16 @@
 /**
  * `pgts reload` (SIGHUP) on a real server: a changed parameter of sighup or
  * backend context takes effect without a restart, one of postmaster context
- * is refused with PostgreSQL's message and the server carries on.
+ * is refused with PostgreSQL's message and the server carries on. ALTER
+ * SYSTEM writes DIR/postgresql.auto.conf, which pg_reload_conf() (the
+ * postmaster's SIGHUP, sent from the engine) and the next start read.
  */
 
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import net from "node:net";
+import { join } from "node:path";
+import pg from "pg";
 import { type Adapter, startPgts, usePgtsServers } from "../../helpers/pgts.ts";
 
 usePgtsServers();
@@ -67,6 +72,69 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
       );
       expect(server.log.slice(from)).not.toContain('parameter "max_connections" changed');
       expect(await server.psql("show max_connections")).toMatchObject({ code: 0, out: "100\n" });
+    });
+
+    test("ALTER SYSTEM writes postgresql.auto.conf; pg_reload_conf() applies it, the next start keeps it", async () => {
+      const server = await startPgts({ adapter });
+      const c = await server.client();
+      await c.query("alter system set log_connections = on");
+      await c.query("alter system set max_connections to 7");
+      const auto = () => readFileSync(join(server.dataDir, "postgresql.auto.conf"), "utf8");
+      expect(auto()).toMatch(/^log_connections = 'on'$/m);
+      expect(auto()).toMatch(/^max_connections = '7'$/m);
+      // PostgreSQL's checks and messages.
+      const fails = (sql: string) => c.query(sql).then(() => null, (e) => [e.code, e.message]);
+      expect(await fails("alter system set no_such_parameter = 1")).toEqual([
+        "42704",
+        'unrecognized configuration parameter "no_such_parameter"',
+      ]);
+      expect(await fails("alter system set max_connections = 'many'")).toEqual([
+        "22023",
+        'invalid value for parameter "max_connections": "many"',
+      ]);
+      await c.query("begin");
+      expect(await fails("alter system reset max_connections")).toEqual([
+        "25001",
+        "ALTER SYSTEM cannot run inside a transaction block",
+      ]);
+      await c.query("rollback");
+      await c.query("create role plain login password 'plain'");
+      const plain = new pg.Client({
+        host: server.host,
+        port: server.port,
+        user: "plain",
+        password: "plain",
+        database: "postgres",
+      });
+      await plain.connect();
+      const denied = (sql: string) => plain.query(sql).then(() => null, (e) => e.code);
+      expect(await denied("alter system set log_connections = off")).toBe("42501");
+      expect(await denied("select pg_reload_conf()")).toBe("42501");
+      await plain.end();
+
+      // Nothing applied yet; pg_reload_conf() is the postmaster's SIGHUP.
+      const from = server.log.length;
+      expect((await c.query("select pg_reload_conf() as ok")).rows).toEqual([{ ok: true }]);
+      await server.waitForLog(/LOG: {2}received SIGHUP, reloading configuration files/, { from });
+      await server.waitForLog(/LOG: {2}parameter "log_connections" changed to "on"/, { from });
+      await server.waitForLog(
+        /LOG: {2}parameter "max_connections" cannot be changed without restarting the server/,
+        { from },
+      );
+      expect((await server.psql("select 1")).code).toBe(0);
+      await server.waitForLog(/LOG: {2}connection authorized: user=postgres database=postgres/, {
+        from,
+      });
+      await c.end();
+
+      // A postmaster parameter takes effect at the next start.
+      expect((await server.stop()).code).toBe(0);
+      await server.start();
+      expect(await server.psql("show max_connections")).toMatchObject({ code: 0, out: "7\n" });
+      const d = await server.client();
+      await d.query("alter system reset all");
+      expect(auto()).not.toMatch(/^[a-z]/m);
+      await d.end();
     });
   });
 }
