@@ -260,6 +260,10 @@ export const engineMain: ChildMain = async (env) => {
     : isUpstreamUrl(engineSetting)
     ? openPool(engineSetting, guc, env)
     : await openPglite(params, guc, stop, () => link.sendSignal("reload-config"));
+  // A reload reaches the engine's sessions as it reaches PostgreSQL's backends.
+  if ("reloadSettings" in engine) {
+    followReloads(env, guc, engine as Engine & { reloadSettings(r: EngineReloadOf): void });
+  }
   let listener: Listener | null = null;
   const address = params.engine;
   if (address.kind === "inproc") inprocEngines.set(address.id, engine);
@@ -384,6 +388,49 @@ async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
     return null;
   }
   return Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
+}
+
+/** What engines/pglite's EngineReload carries (engineoptions.ts). */
+interface EngineReloadOf {
+  readonly settings: readonly (readonly [string, string])[];
+  readonly statementTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+  readonly idleInTransactionSessionTimeoutMs: number;
+}
+
+/**
+ * The engine child's SIGHUP: the parameters passed to the engine that a
+ * reload may change (not postmaster ones, whose change the postmaster
+ * logs as needing a restart) go to its backends with their new values,
+ * and the session defaults pgts enforces follow.
+ */
+function followReloads(
+  env: ChildEnv,
+  started: Guc,
+  engine: { reloadSettings(r: EngineReloadOf): void },
+): void {
+  let current = started;
+  env.onSignal("SIGHUP", () => {
+    void rereadSettings(env).then((next) => {
+      if (next === null) return;
+      const before = current.engineSettings();
+      const after = next.engineSettings();
+      const settings: [string, string][] = [];
+      for (const name of new Set([...Object.keys(before), ...Object.keys(after)])) {
+        const context = next.describe(name).def.context;
+        if (context === "postmaster" || context === "internal") continue;
+        const value = after[name] ?? next.get(name);
+        if (value !== (before[name] ?? current.get(name))) settings.push([name, value]);
+      }
+      current = next;
+      engine.reloadSettings({
+        settings,
+        statementTimeoutMs: next.getMs("statement_timeout"),
+        lockTimeoutMs: next.getMs("lock_timeout"),
+        idleInTransactionSessionTimeoutMs: next.getMs("idle_in_transaction_session_timeout"),
+      });
+    });
+  });
 }
 
 function openPool(url: string, guc: Guc, env: ChildEnv): Engine {

@@ -44,6 +44,7 @@ import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
 import { quoteLiteral } from "./wire.ts";
 import { startupTrace } from "../../core/starttrace.ts";
 import { type ClusterEngineOptions, DatabaseEngines, MAIN_OID, type Slot } from "./dbregistry.ts";
+import type { EngineReload } from "./engineoptions.ts";
 
 export type { ClusterEngineOptions } from "./dbregistry.ts";
 
@@ -219,6 +220,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   // ---- DatabaseCluster (dbcommands.ts)
+
+  /** A reload of the configuration (the engine child's SIGHUP), for every database's engine. */
+  reloadSettings(reload: EngineReload): void {
+    this.#engines.reloadSettings(reload);
+  }
 
   get dataDir(): string {
     return this.#dataDir;

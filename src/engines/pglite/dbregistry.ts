@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
 import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import { openEngine, type OpenEngineOptions } from "./cluster.ts";
+import type { EngineReload } from "./engineoptions.ts";
 import { systemIdentifier } from "./controlfile.ts";
 import type { EngineCluster, PgliteEngine } from "./engine.ts";
 import { findClusterImage, unpackClusterImage } from "./image.ts";
@@ -53,7 +54,7 @@ const INITDB_TEMPLATES = ["1", "4"];
 
 export class DatabaseEngines {
   readonly #dataDir: string;
-  readonly #options: ClusterEngineOptions;
+  #options: ClusterEngineOptions;
   readonly #catalog: DatabaseCatalog;
   readonly #main: PgliteEngine;
   /** What every engine opened here is given to ask the cluster (engine.ts). */
@@ -95,6 +96,21 @@ export class DatabaseEngines {
   /** "postgres"'s engine. */
   get main(): PgliteEngine {
     return this.#main;
+  }
+
+  /**
+   * A reload of the configuration: every open engine takes it, and every
+   * engine opened from now on starts with it.
+   */
+  reloadSettings(reload: EngineReload): void {
+    this.#options = {
+      ...this.#options,
+      settings: { ...this.#options.settings, ...Object.fromEntries(reload.settings) },
+      statementTimeoutMs: reload.statementTimeoutMs,
+      lockTimeoutMs: reload.lockTimeoutMs,
+      idleInTransactionSessionTimeoutMs: reload.idleInTransactionSessionTimeoutMs,
+    };
+    for (const slot of this.#slots.values()) slot.engine?.reloadSettings(reload);
   }
 
   /** Every slot, open or not. */

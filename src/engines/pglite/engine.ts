@@ -30,7 +30,11 @@ import type {
 import type { RoleGraph } from "./acl.ts";
 import { BackendSettings } from "./backendsettings.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
-import type { EngineCluster as Cluster, EngineOptions as Options } from "./engineoptions.ts";
+import type {
+  EngineCluster as Cluster,
+  EngineOptions as Options,
+  EngineReload,
+} from "./engineoptions.ts";
 import { ExecNotRun, type ExecOptions, type ExecResult, type RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
 import { EngineCatalogs, type EngineRole } from "./postinit.ts";
@@ -91,6 +95,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   #broken: PgError | null = null;
   readonly #onBroken: ((reason: string) => void) | undefined;
   readonly #onReloadConf: (() => void) | undefined;
+  /** Settings a reload changed, not yet applied in the backend: they go with the next exec. */
+  #reloadPending: Map<string, string> | null = null;
   #closing: Promise<void> | null = null;
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
@@ -440,10 +446,19 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }
     options = this.#temp.beforeExec(options, s, temp);
     const owner = this.#temp.owner;
+    const reload = this.#reloadPending;
+    if (reload !== null) {
+      this.#reloadPending = null;
+      options = { ...options, reloadSettings: [...reload] };
+    }
     let result: ExecResult;
     try {
       result = await this.executor.exec(bytes, onData, options);
     } catch (e) {
+      // Not run: the reload goes with the next exec (newer values win).
+      if (reload !== null && e instanceof ExecNotRun) {
+        this.#reloadPending = new Map([...reload, ...(this.#reloadPending ?? [])]);
+      }
       this.#temp.execFailed();
       // Its sessions list goes with the next exec again.
       if (e instanceof ExecNotRun) this.#procs.resend();
@@ -552,6 +567,19 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   }
 
   /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
+  /**
+   * A reload of the configuration (the engine child's SIGHUP): the backend
+   * takes the changed values before its next exec, whoever's it is, and
+   * the session defaults pgts enforces change now.
+   */
+  reloadSettings(reload: EngineReload): void {
+    this.options.statementTimeoutMs = reload.statementTimeoutMs;
+    this.options.lockTimeoutMs = reload.lockTimeoutMs;
+    this.options.idleInTransactionSessionTimeoutMs = reload.idleInTransactionSessionTimeoutMs;
+    if (reload.settings.length === 0) return;
+    this.#reloadPending = new Map([...(this.#reloadPending ?? []), ...reload.settings]);
+  }
+
   signalBackends(signals: readonly BackendSignal[]): void {
     if (signals.some(([, kind]) => kind === "reload")) this.#onReloadConf?.();
     this.#procs.signal(signals);

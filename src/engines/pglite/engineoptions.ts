@@ -66,3 +66,16 @@ export interface EngineCluster<E> {
   /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
   rolesChanged(engine: E): void;
 }
+
+/**
+ * What a reload of the server's configuration changed for the engines:
+ * the parameters' new values as postgresql.conf spells them (applied in
+ * each backend, configreload.ts), and the session defaults pgts enforces
+ * itself.
+ */
+export interface EngineReload {
+  readonly settings: readonly (readonly [string, string])[];
+  readonly statementTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+  readonly idleInTransactionSessionTimeoutMs: number;
+}

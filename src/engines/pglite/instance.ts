@@ -60,6 +60,7 @@ import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
+import { applyConfigReload } from "./configreload.ts";
 import { type GucChange, GucWatch } from "./gucwatch.ts";
 
 export interface InstanceOptions {
@@ -146,6 +147,8 @@ export interface InstanceExecOptions {
   readonly backends?: readonly BackendEntry[];
   /** pg_stat_activity's rows, when the input reads them. */
   readonly activity?: readonly ActivityRow[];
+  /** Settings a reload of the configuration changed, applied first (configreload.ts). */
+  readonly reloadSettings?: readonly (readonly [string, string])[];
   /** Put the shipped extension bundles into the file system first (extensions.ts). */
   readonly loadExtensions?: boolean;
   /**
@@ -338,9 +341,10 @@ export async function openInstance(
   let temp: TempNamespaces | null = null;
   let tempShared: string | null;
   let gucs: GucWatch;
+  let tools: WasmTools;
   try {
     if (shared) shareInstalledLibraries(db);
-    const tools = new WasmTools(captured.wasm, memory);
+    tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
@@ -409,6 +413,7 @@ export async function openInstance(
         extensionsLoaded = true;
         loadExtensionBundles(db, { sharedHeap: shared });
       }
+      if (options.reloadSettings !== undefined) applyConfigReload(tools, options.reloadSettings);
       clock.start(seq);
       executing = true;
       // pgts's own SQL (a settings switch) writes no WAL worth a flush.

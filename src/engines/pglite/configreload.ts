@@ -1,0 +1,60 @@
+/**
+ * A reload of the server's configuration, inside the backend. PGlite's
+ * Postgres reads the settings pgts passes once, as start parameters
+ * (`Guc.engineSettings`); a PostgreSQL backend takes a changed
+ * postgresql.conf at every SIGHUP, and every session that has not set the
+ * parameter itself sees the new value (SHOW, RESET, the behaviour). Here
+ * the engine child, at its SIGHUP, hands the changed values to its engines
+ * with their next exec (`reloadSettings`), and they are applied before the
+ * exec runs, as the configuration file's would be: with the start
+ * parameters' own source, so that each becomes the parameter's reset value
+ * and the current value wherever no session SET it.
+ *
+ * Only parameters a reload may change reach here (not postmaster ones:
+ * the engine keeps what it started with, and pgts logs that a restart is
+ * needed). A value the backend refuses is logged by it, not raised: this
+ * runs outside any statement.
+ */
+
+import type { WasmTools } from "./guard.ts";
+
+/** guc.h's GucContext, GucSource and GucAction values, and elog.h's LOG. */
+const PGC_SIGHUP = 2;
+const PGC_S_ARGV = 4;
+const GUC_ACTION_SET = 0;
+const LOG = 15;
+
+interface ConfigExports {
+  set_config_option(
+    name: number,
+    value: number,
+    context: number,
+    source: number,
+    action: number,
+    changeVal: number,
+    elevel: number,
+    isReload: number,
+  ): number;
+  free(p: number): void;
+}
+
+/** Applies `changes` (name, value as postgresql.conf spells it) as a reload of the file would. */
+export function applyConfigReload(
+  tools: WasmTools,
+  changes: readonly (readonly [string, string])[],
+): void {
+  const ex = tools.ex as unknown as ConfigExports & typeof tools.ex;
+  if (typeof ex.set_config_option !== "function") {
+    throw new Error("PGlite does not export set_config_option");
+  }
+  for (const [name, value] of changes) {
+    const n = tools.cString(name);
+    const v = tools.cString(value);
+    try {
+      ex.set_config_option(n, v, PGC_SIGHUP, PGC_S_ARGV, GUC_ACTION_SET, 1, LOG, 1);
+    } finally {
+      ex.free(v);
+      ex.free(n);
+    }
+  }
+}
