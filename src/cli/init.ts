@@ -122,7 +122,10 @@ export function postgresqlConf(options: { logTimezone: string }): string {
     "",
   ];
   for (const def of PARAMETERS) {
-    if (def.context === "internal") continue;
+    // PostgreSQL's other parameters are accepted too, and listed in its
+    // documentation rather than here.
+    if (def.context === "internal" || def.generated === true) continue;
+    if (def.refuse?.(def.boot)?.whole === true) continue;
     const line = def.name === "log_timezone"
       ? `log_timezone = '${options.logTimezone}'`
       : `#${def.name} = ${confValue(def)}`;

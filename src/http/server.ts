@@ -237,7 +237,10 @@ export class HttpServer implements AdminSource {
         wal_writer_delay: `${this.guc.getMs("wal_writer_delay")}ms`,
         // PGlite marks completed segments .ready for the archiver child.
         ...("cluster" in config && this.guc.getString("archive_mode") !== "off"
-          ? { archive_mode: "on", wal_level: "replica" }
+          ? {
+            archive_mode: "on",
+            wal_level: this.guc.getString("wal_level") === "logical" ? "logical" : "replica",
+          }
           : {}),
       },
       ...(config.placement === undefined ? {} : { placement: config.placement }),

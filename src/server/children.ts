@@ -312,9 +312,10 @@ async function openPglite(
       wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,
       max_prepared_transactions: String(guc.getInt("max_prepared_transactions")),
       // PGlite marks completed segments .ready for the archiver child.
-      ...(guc.getString("archive_mode") === "off"
-        ? {}
-        : { archive_mode: "on", wal_level: "replica" }),
+      ...(guc.getString("archive_mode") === "off" ? {} : {
+        archive_mode: "on",
+        wal_level: guc.getString("wal_level") === "logical" ? "logical" : "replica",
+      }),
       ...(recovering
         ? recoverySettings((name) =>
           name === "recovery_target_inclusive"

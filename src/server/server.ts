@@ -182,6 +182,21 @@ async function checkPreloadLibrary(entry: ChildEntry): Promise<void> {
   }
 }
 
+/**
+ * PostmasterMain's checks of parameters against each other, FATAL at
+ * start. The engine would start with them and then fall short (PGlite
+ * makes no such check).
+ */
+export function checkSettingCombinations(guc: Guc): void {
+  if (guc.getString("archive_mode") !== "off" && guc.getString("wal_level") === "minimal") {
+    throw new PgError(
+      ERRCODE.INVALID_PARAMETER_VALUE,
+      'WAL archival cannot be enabled when "wal_level" is "minimal"',
+      { severity: "FATAL" },
+    );
+  }
+}
+
 export async function runServer(options: RunServerOptions): Promise<number> {
   const { dataDir, guc, lock } = options;
   const adapterName = options.adapter ?? DEFAULT_ADAPTER;
@@ -196,6 +211,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       () => {}, // the engine child compiles again and reports the failure
     );
   }
+  checkSettingCombinations(guc);
   // Before anything listens, as PostgreSQL loads its preload libraries.
   const workers = await preloadedWorkers(guc, dataDir.path);
   const hbaFile = join(dataDir.path, "pg_hba.conf");

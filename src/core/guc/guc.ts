@@ -385,7 +385,8 @@ export class Guc {
         }
       }
     }
-    this.#assign(slot, parseValue(def, value), options.source, undefined);
+    const parsed = parseValue(def, value, { refuse: options.source !== "override" });
+    this.#assign(slot, parsed, options.source, undefined);
   }
 
   has(name: string): boolean {

@@ -5,12 +5,14 @@
  *
  * To add a parameter, append a definition here; the parser, `-c`, reload,
  * SHOW formatting and the typed getters pick it up. Deviations from
- * PostgreSQL are commented at the entry.
+ * PostgreSQL are commented at the entry. PostgreSQL's parameters not
+ * written here follow, read from the engine (tables_postgres.ts).
  */
 
 import { checkPreloadLibraries } from "./preload.ts";
 import { ENGINE_PARAMETERS } from "./tables_engine.ts";
 import { POOL_PARAMETERS } from "./tables_pool.ts";
+import { withPostgresParameters } from "./tables_postgres.ts";
 import { WAL_PARAMETERS } from "./tables_wal.ts";
 import { INT_MAX } from "./units.ts";
 import { checkTimeZone, MAX_BACKENDS, splitList } from "./values.ts";
@@ -46,14 +48,14 @@ function checkEngine(value: string): CheckFailure | null {
   return { hint: 'Use "pglite" or a "postgres://" URL.' };
 }
 
-export const PARAMETERS: readonly ParamDef[] = [
+export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
   // File locations
   {
     name: "data_directory",
     type: "string",
-    // PostgreSQL lets postgresql.conf point elsewhere (postmaster context);
-    // pgts always runs on the directory given with -D.
-    context: "internal",
+    // PostgreSQL lets postgresql.conf point elsewhere; pgts always runs on
+    // the directory given with -D (refused: tables_postgres.ts).
+    context: "postmaster",
     boot: "",
     description: "Data directory the server runs on.",
   },
@@ -508,4 +510,4 @@ export const PARAMETERS: readonly ParamDef[] = [
     max: SERVER_VERSION_NUM,
     description: "PostgreSQL version the server presents, as a number.",
   },
-];
+]);

@@ -19,6 +19,7 @@
  * not say why it failed to start.
  */
 
+import { ENGINE_MAX_STACK_DEPTH_KB } from "./tables_postgres.ts";
 import { INT_MAX } from "./units.ts";
 import type { CheckFailure, ParamDef } from "./values.ts";
 import { checkTimeZone, splitList } from "./values.ts";
@@ -60,6 +61,18 @@ function checkDateStyle(value: string): CheckFailure | null {
   }
   if (styles > 1 || orders > 1) return { detail: 'Conflicting "datestyle" specifications.' };
   return null;
+}
+
+/**
+ * A POSIX time zone specification ("GMT+3", "<+03>-03", "EST5EDT,M3.2.0,M11.1.0"),
+ * which PostgreSQL's TimeZone takes besides the IANA names.
+ */
+const POSIX_TZ =
+  /^(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]+>)[+-]?\d{1,2}(?::\d{2}){0,2}(?:(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]+>)(?:[+-]?\d{1,2}(?::\d{2}){0,2})?(?:,.+)?)?$/;
+
+/** TimeZone: a zone Intl knows, or a POSIX specification (the log does not use this one). */
+function checkSessionTimeZone(value: string): CheckFailure | null {
+  return POSIX_TZ.test(value) ? null : checkTimeZone(value);
 }
 
 export const ENGINE_PARAMETERS: readonly ParamDef[] = [
@@ -113,6 +126,20 @@ export const ENGINE_PARAMETERS: readonly ParamDef[] = [
     engine: true,
     description:
       "Memory of VACUUM, CREATE INDEX and the like: the sessions' default (a session may SET its own).",
+  },
+  {
+    name: "max_stack_depth",
+    type: "int",
+    // PostgreSQL's is superuser; PGlite reads it only when the engine starts.
+    context: "postmaster",
+    // The engine's unless set (src/engines/pglite/stackguard.ts); more is refused (tables_postgres.ts).
+    boot: ENGINE_MAX_STACK_DEPTH_KB,
+    min: 100,
+    max: MAX_KILOBYTES,
+    unit: "kB",
+    engine: true,
+    description:
+      "Deepest recursion a statement may take, in stack: the sessions' default (a superuser may SET more, at the risk of the crash stackguard.ts describes).",
   },
   {
     name: "dynamic_shared_memory_type",
@@ -219,7 +246,7 @@ export const ENGINE_PARAMETERS: readonly ParamDef[] = [
     context: "postmaster",
     // The engine's own postgresql.conf (PGlite's initdb) says UTC.
     boot: "UTC",
-    check: checkTimeZone,
+    check: checkSessionTimeZone,
     engine: true,
     description: "Time zone of time stamps shown and read: the sessions' default.",
   },

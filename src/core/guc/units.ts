@@ -149,7 +149,7 @@ function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function convertToBase(value: number, unitText: string, base: GucUnit): number | null {
+export function convertToBase(value: number, unitText: string, base: GucUnit): number | null {
   const m = /^([A-Za-z]+)\s*$/.exec(unitText);
   if (m === null) return null;
   const table = conversions(base);

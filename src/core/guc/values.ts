@@ -7,7 +7,14 @@
  */
 
 import { PgError } from "../elog.ts";
-import { formatWithUnit, type GucUnit, parseIntWithUnit, unitName } from "./units.ts";
+import {
+  convertToBase,
+  formatWithUnit,
+  type GucUnit,
+  parseIntWithUnit,
+  unitName,
+  unitsHint,
+} from "./units.ts";
 
 /** PostgreSQL's MAX_BACKENDS: the bound of max_connections and the pool sizes. */
 export const MAX_BACKENDS = 262143;
@@ -55,6 +62,33 @@ interface ParamBase {
    * reload does not reach it.
    */
   readonly engine?: boolean;
+  /**
+   * PostgreSQL's context where pgts's differs: the one the engine applies
+   * to a session's SET and a login's startup options. A parameter the
+   * engine reads only when it starts is postmaster for postgresql.conf and
+   * reload here (work_mem), while a session may still set its own (user).
+   */
+  readonly sessionContext?: GucContext;
+  /** Read from the engine's pg_settings (pg_settings.ts) rather than written in a table by hand. */
+  readonly generated?: boolean;
+  /**
+   * Values pgts cannot run with although PostgreSQL accepts them (a C
+   * library, an engine-internal path, a setting that ends the one backend
+   * every session shares): null for an acceptable value, else why.
+   */
+  readonly refuse?: (value: GucValue) => Refusal | null;
+}
+
+/** Why pgts refuses a value PostgreSQL would accept: the hint says it. */
+export interface Refusal {
+  readonly hint: string;
+  /** The parameter is refused whatever its value ("parameter … is not supported"). */
+  readonly whole?: boolean;
+  /**
+   * Refused as the server's setting only (postgresql.conf, `-c`), which
+   * pgts's own work on the engine runs with too; a session may set it.
+   */
+  readonly serverOnly?: boolean;
 }
 
 export interface BoolParam extends ParamBase {
@@ -73,9 +107,11 @@ export interface IntParam extends ParamBase {
 
 export interface RealParam extends ParamBase {
   readonly type: "real";
+  /** In base units. */
   readonly boot: number;
   readonly min: number;
   readonly max: number;
+  readonly unit?: GucUnit;
 }
 
 export interface StringParam extends ParamBase {
@@ -101,6 +137,7 @@ export type ParamDef = BoolParam | IntParam | RealParam | StringParam | EnumPara
 export type GucValue = boolean | number | string;
 
 const INVALID_PARAMETER_VALUE = "22023";
+const FEATURE_NOT_SUPPORTED = "0A000";
 
 /** PostgreSQL's parse_bool: case-insensitive prefixes of true/false/yes/no, on/off, 1/0. */
 export function parseBool(text: string): boolean | null {
@@ -180,8 +217,45 @@ function invalidValue(def: ParamDef, text: string, extra: CheckFailure) {
   );
 }
 
-/** Parses and validates `text` for `def`; throws a PgError with PostgreSQL's message. */
-export function parseValue(def: ParamDef, text: string): GucValue {
+/**
+ * Parses and validates `text` for `def`; throws a PgError with PostgreSQL's
+ * message, or 0A000 with the reason for a value pgts refuses (`refuse`;
+ * `refuse: false` for a value the server sets itself, data_directory's;
+ * "session" for a session's, which may have what `serverOnly` refuses).
+ */
+export function parseValue(
+  def: ParamDef,
+  text: string,
+  options: { refuse?: boolean | "session" } = {},
+): GucValue {
+  const value = parseChecked(def, text);
+  let refusal = options.refuse === false ? null : def.refuse?.(value) ?? null;
+  if (refusal?.serverOnly === true && options.refuse === "session") refusal = null;
+  if (refusal !== null) {
+    throw new PgError(
+      FEATURE_NOT_SUPPORTED,
+      refusal.whole === true
+        ? `parameter "${def.name}" is not supported`
+        : `unsupported value for parameter "${def.name}": "${text}"`,
+      { hint: refusal.hint },
+    );
+  }
+  return value;
+}
+
+/** A bare number, or with a unit when the parameter has one (PostgreSQL's parse_real). */
+function parseReal(def: RealParam, text: string): { value: number; hint?: string } | null {
+  const m = /^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?/.exec(text);
+  if (m === null) return null;
+  const rest = text.slice(m[0].length).trim();
+  const v = Number(m[0].trim());
+  if (rest === "") return { value: v };
+  if (def.unit === undefined) return null;
+  const converted = convertToBase(v, rest, def.unit);
+  return converted === null ? { value: NaN, hint: unitsHint(def.unit) } : { value: converted };
+}
+
+function parseChecked(def: ParamDef, text: string): GucValue {
   switch (def.type) {
     case "bool": {
       const b = parseBool(text);
@@ -208,15 +282,14 @@ export function parseValue(def: ParamDef, text: string): GucValue {
       return r.value;
     }
     case "real": {
-      // PostgreSQL's parse_real: strtod's whole text, finite (no unit: none of pgts's reals has one).
-      const v = /^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$/.test(text)
-        ? Number(text)
-        : NaN;
-      if (!Number.isFinite(v)) throw invalidValue(def, text, {});
+      const r = parseReal(def, text);
+      const v = r?.value ?? NaN;
+      if (!Number.isFinite(v)) throw invalidValue(def, text, r?.hint ? { hint: r.hint } : {});
       if (v < def.min || v > def.max) {
+        const u = def.unit === undefined ? "" : ` ${unitName(def.unit)}`;
         throw new PgError(
           INVALID_PARAMETER_VALUE,
-          `${formatReal(v)} is outside the valid range for parameter "${def.name}" ` +
+          `${formatReal(v)}${u} is outside the valid range for parameter "${def.name}" ` +
             `(${formatReal(def.min)} .. ${formatReal(def.max)})`,
         );
       }
@@ -228,7 +301,13 @@ export function parseValue(def: ParamDef, text: string): GucValue {
       return text;
     }
     case "enum": {
-      const found = def.values.find((v) => v.toLowerCase() === text.toLowerCase());
+      let found = def.values.find((v) => v.toLowerCase() === text.toLowerCase());
+      // An enum of on/off and more takes every spelling of a Boolean for
+      // them, as PostgreSQL's hidden values do (huge_pages = true).
+      if (found === undefined && def.values.includes("on") && def.values.includes("off")) {
+        const b = parseBool(text);
+        if (b !== null) found = b ? "on" : "off";
+      }
       if (found === undefined) {
         throw invalidValue(def, text, { hint: `Available values: ${def.values.join(", ")}.` });
       }
@@ -262,7 +341,8 @@ export function formatValue(def: ParamDef, value: GucValue): string {
     case "int":
       return formatWithUnit(value as number, def.unit);
     case "real":
-      return formatReal(value as number);
+      return formatReal(value as number) +
+        (def.unit !== undefined && (value as number) > 0 ? def.unit : "");
     case "string":
     case "enum":
       return String(value);

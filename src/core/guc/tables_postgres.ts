@@ -1,0 +1,209 @@
+/**
+ * Every parameter of PostgreSQL's that the engine knows, as pgts's
+ * definitions: the rows of pg_settings.ts (generated from PGlite's
+ * pg_settings by scripts/engine-parameters.ts) turned into ParamDefs, so
+ * that a postgresql.conf written for PostgreSQL, `-c`, and a login's
+ * startup options are checked as PostgreSQL checks them (type, range,
+ * units, enum values, context) and each one set reaches the engine as a
+ * start parameter (`engine: true`).
+ *
+ * The hand-written tables (tables.ts and the tables it spreads in) keep
+ * priority: a name defined there is taken from there, given PostgreSQL's
+ * context as `sessionContext` where pgts's differs. A generated parameter
+ * that PostgreSQL lets a reload or a session change is postmaster here,
+ * as tables_engine.ts's are: PGlite reads its start parameters once, and
+ * a session still SETs its own in the engine.
+ *
+ * It also holds what pgts refuses although PostgreSQL accepts it
+ * (`REFUSED`), with the reason as the hint, and the checks of string
+ * parameters whose bad value keeps the engine from starting: PGlite fails
+ * to start without saying why, so a value it would refuse at start must be
+ * refused here first.
+ */
+
+import { PG_SETTINGS, type PgSettingRow } from "./pg_settings.ts";
+import type { CheckFailure, GucValue, ParamDef, Refusal } from "./values.ts";
+import { splitList } from "./values.ts";
+
+/** The engine's max_stack_depth (src/engines/pglite/stackguard.ts's ENGINE_MAX_STACK_DEPTH), in kB. */
+export const ENGINE_MAX_STACK_DEPTH_KB = 256;
+
+const BOOT = Symbol("boot");
+
+/** A refusal of every value but the boot value (or those listed). */
+function unlessDefault(
+  hint: string,
+  allowed: readonly GucValue[] | typeof BOOT = BOOT,
+): (boot: GucValue) => (value: GucValue) => Refusal | null {
+  return (boot) => (value) =>
+    (allowed === BOOT ? value === boot : allowed.includes(value)) ? null : { hint };
+}
+
+const always = (hint: string) => () => (): Refusal => ({ hint, whole: true });
+
+const ENGINE_FILES =
+  "The engine's configuration files are its own; pgts reads DIR/postgresql.conf and DIR/pg_hba.conf of the directory given with -D.";
+const C_LIBRARIES =
+  "The engine loads no C libraries of its own: its extensions come with it (CREATE EXTENSION), and pgts's shared_preload_libraries names JavaScript modules.";
+const PGTS_TLS =
+  "pgts terminates TLS itself and applies only ssl, ssl_cert_file, ssl_key_file, ssl_ca_file, ssl_min_protocol_version and ssl_max_protocol_version; this one would be ignored.";
+
+/**
+ * What pgts refuses although PostgreSQL accepts it, by name: a function of
+ * the boot value giving the refusal of a value. The hint is the reason.
+ */
+const REFUSED: Readonly<
+  Record<string, (boot: GucValue) => (value: GucValue) => Refusal | null>
+> = {
+  data_directory: always(
+    "pgts runs on the directory given with -D (PGDATA); the engine's own directory is internal to it.",
+  ),
+  config_file: always(ENGINE_FILES),
+  hba_file: always(ENGINE_FILES),
+  ident_file: always(ENGINE_FILES),
+  external_pid_file: always(
+    "pgts writes its process ID only to DIR/postmaster.pid; the engine runs inside pgts and writes none.",
+  ),
+  exit_on_error: unlessDefault(
+    "Every session shares the engine's one backend: an error ending it would end every session (and the engine ignores it at start).",
+    [false],
+  ),
+  session_preload_libraries: unlessDefault(C_LIBRARIES, [""]),
+  local_preload_libraries: unlessDefault(C_LIBRARIES, [""]),
+  dynamic_library_path: unlessDefault(C_LIBRARIES, ["$libdir"]),
+  extension_control_path: unlessDefault(C_LIBRARIES, ["$system"]),
+  io_method: unlessDefault(
+    "The engine is one process and starts no I/O workers; it keeps sync (with worker it does not start).",
+    ["sync"],
+  ),
+  max_stack_depth: () => (value) =>
+    (value as number) <= ENGINE_MAX_STACK_DEPTH_KB ? null : {
+      hint:
+        `Recursion deeper than ${ENGINE_MAX_STACK_DEPTH_KB}kB allows can exhaust the JavaScript engine's native stack, which ends the backend every session shares (a crash of the cluster); with 8MB the engine does not start. A superuser may set more for a session.`,
+      serverOnly: true,
+    },
+  transaction_timeout: unlessDefault(
+    "The engine's own timers are off (they would fire between other sessions' statements), and pgts does not enforce this one; it enforces statement_timeout, idle_in_transaction_session_timeout and idle_session_timeout.",
+    [0],
+  ),
+  default_transaction_read_only: () => (value) =>
+    value === false ? null : {
+      hint:
+        "pgts's own work on the engine (its copies of the catalogs of roles and databases) writes, and runs with the server's defaults; set it for a role or database (ALTER ROLE … SET) or a session instead.",
+      serverOnly: true,
+    },
+  client_min_messages: () => (value) =>
+    ["debug5", "debug4", "debug3"].includes(value as string)
+      ? {
+        hint:
+          "The engine sends such messages while it starts, before any session can take them, and then fails to start; a session may set it.",
+        serverOnly: true,
+      }
+      : null,
+  ssl_ciphers: unlessDefault(PGTS_TLS),
+  ssl_crl_dir: unlessDefault(PGTS_TLS),
+  ssl_crl_file: unlessDefault(PGTS_TLS),
+  ssl_dh_params_file: unlessDefault(PGTS_TLS),
+  ssl_groups: unlessDefault(PGTS_TLS),
+  ssl_passphrase_command: unlessDefault(PGTS_TLS),
+  ssl_passphrase_command_supports_reload: unlessDefault(PGTS_TLS),
+  ssl_prefer_server_ciphers: unlessDefault(PGTS_TLS),
+  ssl_tls13_ciphers: unlessDefault(PGTS_TLS),
+};
+
+/** Comma-separated words, each one of `words` (case-insensitive); "" is none. */
+function checkWordList(words: readonly string[]): (value: string) => CheckFailure | null {
+  return (value) => {
+    const items = splitList(value);
+    if (items === null) return { detail: "List syntax is invalid." };
+    const bad = items.find((i) => !words.includes(i.toLowerCase()));
+    return bad === undefined ? null : { detail: `Unrecognized key word: "${bad}".` };
+  };
+}
+
+/** PGlite's share/timezonesets files that a value may name. */
+const TIMEZONE_SETS = ["Default", "Australia", "India"];
+
+/**
+ * Checks of string parameters whose bad value the engine refuses when it
+ * starts (it then fails without a word): the syntax or the words PostgreSQL's
+ * check hooks take.
+ */
+const STRING_CHECKS: Readonly<Record<string, (value: string) => CheckFailure | null>> = {
+  search_path: (value) => splitList(value) === null ? { detail: "List syntax is invalid." } : null,
+  temp_tablespaces: (value) =>
+    splitList(value) === null ? { detail: "List syntax is invalid." } : null,
+  timezone_abbreviations: (value) =>
+    value === "" || TIMEZONE_SETS.some((s) => s.toLowerCase() === value.toLowerCase()) ? null : {
+      hint: `The engine has the time zone abbreviation files ${TIMEZONE_SETS.join(", ")}.`,
+    },
+  restrict_nonsystem_relation_kind: checkWordList(["view", "foreign-table"]),
+  createrole_self_grant: checkWordList(["set", "inherit"]),
+};
+
+function describe(pgContext: string): string {
+  return `PostgreSQL's parameter (${pgContext} context there), applied by the engine.`;
+}
+
+/** One generated row as pgts's definition (see the module's comment for the context). */
+function fromRow(row: PgSettingRow): ParamDef {
+  const [name, pgContext] = row;
+  const context = pgContext === "internal" || pgContext === "postmaster" ? pgContext : "postmaster";
+  const base = {
+    name,
+    context,
+    ...(context !== pgContext ? { sessionContext: pgContext } : {}),
+    ...(pgContext === "internal" ? {} : { engine: true }),
+    generated: true,
+    description: describe(pgContext),
+  } as const;
+  switch (row[2]) {
+    case "bool":
+      return { ...base, type: "bool", boot: row[3] };
+    case "string": {
+      const check = STRING_CHECKS[name];
+      return { ...base, type: "string", boot: row[3], ...(check ? { check } : {}) };
+    }
+    case "enum":
+      return { ...base, type: "enum", boot: row[3], values: row[4] };
+    case "int":
+    case "real": {
+      const [, , type, boot, min, max, unit] = row;
+      return { ...base, type, boot, min, max, ...(unit !== undefined ? { unit } : {}) };
+    }
+    default: {
+      const never: never = row;
+      throw new TypeError(`Unknown parameter row ${String(never)}`);
+    }
+  }
+}
+
+/**
+ * The hand-written definitions, each given PostgreSQL's context where it
+ * differs and pgts's refusal, followed by the engine's other parameters.
+ */
+export function withPostgresParameters(handWritten: readonly ParamDef[]): ParamDef[] {
+  const pgContexts = new Map(PG_SETTINGS.map((r) => [r[0].toLowerCase(), r[1]]));
+  const seen = new Set<string>();
+  const out: ParamDef[] = [];
+  const refusing = (def: ParamDef): ParamDef => {
+    const refuse = REFUSED[def.name.toLowerCase()];
+    return refuse === undefined || def.refuse !== undefined
+      ? def
+      : { ...def, refuse: refuse(def.boot) };
+  };
+  for (const def of handWritten) {
+    const key = def.name.toLowerCase();
+    seen.add(key);
+    const pgContext = pgContexts.get(key);
+    const session = pgContext !== undefined && pgContext !== def.context &&
+        def.sessionContext === undefined
+      ? { ...def, sessionContext: pgContext }
+      : def;
+    out.push(refusing(session));
+  }
+  for (const row of PG_SETTINGS) {
+    if (!seen.has(row[0].toLowerCase())) out.push(refusing(fromRow(row)));
+  }
+  return out;
+}
