@@ -133,6 +133,7 @@ export class BackendSettings {
         params,
         defaults: defaults(user),
         exclude: this.#notSessionState,
+        superuser: this.#host.isSuperuser(user),
       });
       if (this.#startupMaps.size >= STARTUP_SPELLED_MAX) this.#startupMaps.clear();
       this.#startupMaps.set(key, m);

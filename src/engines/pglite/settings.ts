@@ -17,7 +17,8 @@
  * Never touches the engine itself: it only writes SQL for the caller to run.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
+import { checkStartupSetting } from "../../core/guc/startupoptions.ts";
 import { quoteIdent, quoteLiteral } from "./wire.ts";
 
 export type SettingsMap = ReadonlyMap<string, string>;
@@ -183,7 +184,10 @@ export function switchSql(
 
 /**
  * A session's first map: the engine's defaults, its user, then the startup
- * packet's settings and `options` (`-c name=value`, `--name=value`).
+ * packet's settings and `options` (`-c name=value`, `--name=value`). Each
+ * of the packet's settings is checked as PostgreSQL checks it at login
+ * (checkStartupSetting): one that cannot be set is FATAL, before the
+ * session starts.
  */
 export function startupSettings(
   base: SettingsMap,
@@ -194,21 +198,39 @@ export function startupSettings(
     defaults?: ReadonlyArray<readonly [string, string]>;
     /** Parameters that are not session state (see snapshotSql); left out. */
     exclude?: ReadonlySet<string>;
+    /** Whether the user is a superuser, for the superuser-only parameters of the packet. */
+    superuser?: boolean;
   },
 ): Map<string, string> {
   const m = new Map(base);
   const put = (k: string, v: string) => {
     if (!options.exclude?.has(k)) m.set(k, v);
   };
+  const check = (k: string, v: string) => {
+    // client_encoding: the check below, which says why PGlite refuses it.
+    if (k.toLowerCase() === "client_encoding") return;
+    try {
+      checkStartupSetting(k, v, { superuser: options.superuser === true });
+    } catch (e) {
+      if (!isPgError(e)) throw e;
+      throw new PgError(e.code, e.message, { ...e.fields, severity: "FATAL" });
+    }
+  };
   m.set("session_authorization", options.user);
   m.set("role", "none");
   for (const [k, v] of options.defaults ?? []) put(k.toLowerCase(), v);
   for (const [k, v] of Object.entries(options.params)) {
-    if (!NOT_SETTINGS.has(k.toLowerCase())) put(k.toLowerCase(), v);
+    if (NOT_SETTINGS.has(k.toLowerCase())) continue;
+    check(k, v);
+    put(k.toLowerCase(), v);
   }
   const opts = options.params["options"];
   if (opts !== undefined) {
-    for (const [k, v] of parseOptions(opts)) put(k.toLowerCase().replaceAll("-", "_"), v);
+    for (const [k, v] of parseOptions(opts)) {
+      const name = k.replaceAll("-", "_");
+      check(name, v);
+      put(name.toLowerCase(), v);
+    }
   }
   const encoding = m.get("client_encoding");
   const refused = encoding === undefined ? null : unsupportedClientEncoding(encoding);
