@@ -230,6 +230,7 @@ export class HttpServer implements AdminSource {
       engineWaitTimeoutMs: this.guc.getMs("engine_wait_timeout"),
       engineHoldTimeoutMs: this.guc.getMs("engine_hold_timeout"),
       idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
+      idleSessionTimeoutMs: this.guc.getMs("idle_session_timeout"),
       settings: {
         ...this.guc.engineSettings(),
         fsync: this.guc.getBool("fsync") ? "on" : "off",

@@ -327,6 +327,7 @@ async function openPglite(
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
+    idleSessionTimeoutMs: guc.getMs("idle_session_timeout"),
     statementTimeoutMs: guc.getMs("statement_timeout"),
     lockTimeoutMs: guc.getMs("lock_timeout"),
     idleTimeoutMs: guc.getMs("engine_idle_timeout"),

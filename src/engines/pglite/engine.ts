@@ -70,6 +70,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     engineWaitTimeoutMs: number;
     engineHoldTimeoutMs: number;
     idleInTransactionSessionTimeoutMs: number;
+    idleSessionTimeoutMs: number;
     statementTimeoutMs: number;
     lockTimeoutMs: number;
   };
@@ -113,6 +114,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
       engineHoldTimeoutMs: options.engineHoldTimeoutMs ?? 2000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
+      idleSessionTimeoutMs: options.idleSessionTimeoutMs ?? 0,
       statementTimeoutMs: options.statementTimeoutMs ?? 0,
       lockTimeoutMs: options.lockTimeoutMs ?? 0,
     };

@@ -23,6 +23,8 @@ export interface EngineOptions<E> {
   readonly engineHoldTimeoutMs?: number;
   /** idle_in_transaction_session_timeout unless a session sets its own; default 0 (off), as in PostgreSQL. */
   readonly idleInTransactionSessionTimeoutMs?: number;
+  /** idle_session_timeout unless a session sets its own (postgresql.conf or `-c`); default 0 (off). */
+  readonly idleSessionTimeoutMs?: number;
   /** statement_timeout unless a session sets its own (the server's postgresql.conf or `-c`); default 0 (off). */
   readonly statementTimeoutMs?: number;
   /** lock_timeout unless a session sets its own; default 0 (off). */

@@ -25,6 +25,7 @@ export interface SessionEngine<S> {
     readonly engineWaitTimeoutMs: number;
     readonly engineHoldTimeoutMs: number;
     readonly idleInTransactionSessionTimeoutMs: number;
+    readonly idleSessionTimeoutMs: number;
     readonly statementTimeoutMs: number;
     readonly lockTimeoutMs: number;
   };

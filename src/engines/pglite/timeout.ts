@@ -36,6 +36,7 @@ export interface TimedEngine {
   readonly options: {
     readonly engineHoldTimeoutMs: number;
     readonly idleInTransactionSessionTimeoutMs: number;
+    readonly idleSessionTimeoutMs: number;
   };
 }
 
@@ -60,7 +61,8 @@ export class SessionTimeouts {
     const s = this.#session;
     if (s.closing) return;
     if (!s.owns) {
-      const idle = parseDurationMs(s.settings.get("idle_session_timeout")) ?? 0;
+      const idle = parseDurationMs(s.settings.get("idle_session_timeout")) ??
+        this.#engine.options.idleSessionTimeoutMs;
       if (idle > 0) {
         this.#idleTimer = setTimeout(() => {
           this.#idleTimer = null;
