@@ -8,7 +8,7 @@
 
 import { expect, test } from "bun:test";
 import pg from "pg";
-import { preparePgts, startPgts, usePgtsServers } from "../../helpers/pgts.ts";
+import { pgtsCli, preparePgts, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
 
 usePgtsServers();
 
@@ -192,4 +192,133 @@ test("a session sees the server's own settings: SHOW port and max_connections, a
   expect(stored.out).toMatch(/^md5[0-9a-f]{32}\n$/);
   expect(notices).toContain("setting an MD5-encrypted password");
   await c.end();
+});
+
+/** What a managed PostgreSQL's postgresql.conf sets, across contexts (user, superuser, sighup, postmaster). */
+const MANAGED_CONF = `
+search_path = '"$user", public'
+default_transaction_isolation = 'repeatable read'
+client_min_messages = warning
+bytea_output = 'hex'
+temp_buffers = 16MB
+jit = off
+seq_page_cost = 1.0
+log_min_duration_statement = 1000
+log_statement = 'ddl'
+log_lock_waits = on
+track_io_timing = on
+track_functions = pl
+log_checkpoints = on
+autovacuum_naptime = 30s
+autovacuum_vacuum_scale_factor = 0.05
+autovacuum_vacuum_cost_delay = 2ms
+max_locks_per_transaction = 128
+wal_level = replica
+tcp_keepalives_idle = 60
+`;
+
+test("a managed PostgreSQL's postgresql.conf starts the server, SHOW answers its values, and default_transaction_isolation acts on a new session", async () => {
+  const server = await preparePgts();
+  server.appendConf(MANAGED_CONF);
+  await server.start();
+  const shown = await server.psql(
+    "select name || '=' || current_setting(name) from pg_settings where name in (" +
+      "'search_path', 'default_transaction_isolation', 'client_min_messages', 'bytea_output', " +
+      "'temp_buffers', 'jit', 'seq_page_cost', 'log_min_duration_statement', 'log_statement', " +
+      "'log_lock_waits', 'track_io_timing', 'track_functions', 'log_checkpoints', " +
+      "'autovacuum_naptime', 'autovacuum_vacuum_scale_factor', 'autovacuum_vacuum_cost_delay', " +
+      "'max_locks_per_transaction', 'wal_level', 'tcp_keepalives_idle') order by name",
+  );
+  expect(shown.code).toBe(0);
+  expect(shown.out.trim().split("\n")).toEqual([
+    "autovacuum_naptime=30s",
+    "autovacuum_vacuum_cost_delay=2ms",
+    "autovacuum_vacuum_scale_factor=0.05",
+    "bytea_output=hex",
+    "client_min_messages=warning",
+    "default_transaction_isolation=repeatable read",
+    "jit=off",
+    "log_checkpoints=on",
+    "log_lock_waits=on",
+    "log_min_duration_statement=1s",
+    "log_statement=ddl",
+    "max_locks_per_transaction=128",
+    'search_path="$user", public',
+    "seq_page_cost=1",
+    "tcp_keepalives_idle=60",
+    "temp_buffers=16MB",
+    "track_functions=pl",
+    "track_io_timing=on",
+    "wal_level=replica",
+  ]);
+  // A new session's transactions are repeatable read; its own SET still wins.
+  const c = await server.client();
+  await c.query("begin");
+  expect((await c.query("show transaction_isolation")).rows).toEqual([
+    { transaction_isolation: "repeatable read" },
+  ]);
+  await c.query("commit");
+  await c.query("set default_transaction_isolation = 'read committed'");
+  await c.query("begin");
+  expect((await c.query("show transaction_isolation")).rows).toEqual([
+    { transaction_isolation: "read committed" },
+  ]);
+  await c.query("commit");
+  await c.end();
+  // A sighup parameter of PostgreSQL's is read by the engine only at its start.
+  server.appendConf("autovacuum_naptime = 45s");
+  const from = server.log.length;
+  expect((await server.reload()).code).toBe(0);
+  await server.waitForLog(
+    /LOG: {2}parameter "autovacuum_naptime" cannot be changed without restarting the server/,
+    { from },
+  );
+});
+
+test("a parameter pgts refuses keeps the server from starting, with the reason as hint; so does a value the engine could not start with", async () => {
+  const server = await preparePgts();
+  const conf = `${server.dataDir}/postgresql.conf`;
+  for (
+    const [setting, message] of [
+      [
+        "config_file=/etc/postgresql/18/main/postgresql.conf",
+        'parameter "config_file" is not supported',
+      ],
+      ["max_stack_depth=2MB", 'unsupported value for parameter "max_stack_depth": "2MB"'],
+      ["search_path=a,,b", 'invalid value for parameter "search_path": "a,,b"'],
+      ["io_method=worker", 'unsupported value for parameter "io_method": "worker"'],
+    ]
+  ) {
+    const r = await pgtsCli(["start", "-D", server.dataDir, "-p", "0", "-c", setting!]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`FATAL:  ${message}`);
+  }
+
+  server.appendConf("exit_on_error = on\nsession_preload_libraries = 'auto_explain'");
+  const refused = await pgtsCli(["start", "-D", server.dataDir, "-p", "0"]);
+  expect(refused.code).toBe(1);
+  expect(refused.err).toContain('LOG:  unsupported value for parameter "exit_on_error": "on"');
+  expect(refused.err).toContain(
+    "HINT:  Every session shares the engine's one backend: an error ending it would end every session",
+  );
+  expect(refused.err).toContain(
+    'LOG:  unsupported value for parameter "session_preload_libraries": "auto_explain"',
+  );
+  expect(refused.err).toContain("HINT:  The engine loads no C libraries of its own");
+  expect(refused.err).toContain(`FATAL:  configuration file "${conf}" contains errors`);
+});
+
+test("idle_session_timeout from the configuration closes an idle session with 57P05; a session's own SET wins", async () => {
+  const server = await startPgts({ settings: { idle_session_timeout: "1s" } });
+  expect(await server.psql("show idle_session_timeout")).toMatchObject({ code: 0, out: "1s\n" });
+  const idle = await server.client();
+  const errors: Array<Error & { code?: string }> = [];
+  idle.on("error", (e) => errors.push(e));
+  const kept = await server.client();
+  await kept.query("set idle_session_timeout = 0");
+  await waitFor("the idle-session FATAL", () => errors.length > 0, { timeoutMs: 10_000 });
+  expect(errors[0]?.code).toBe("57P05");
+  expect(errors[0]?.message).toBe("terminating connection due to idle-session timeout");
+  expect((await kept.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+  await kept.end();
 });
