@@ -192,9 +192,16 @@ describe("the PGlite engine through the Engine contract", () => {
     expect(c.errors[0]?.C).toBe("42P01");
   });
 
-  test("a bad startup setting ends the session with FATAL on its first query", async () => {
-    const a = await session({ DateStyle: "no-such-style" });
-    expect(a.s.exec(FE.query("SELECT 1"), () => {})).rejects.toMatchObject({
+  test("a bad startup setting refuses the session with FATAL; one only the engine can judge ends it at its first query", async () => {
+    // The parameter table knows DateStyle's words: the login is refused.
+    await expect(session({ DateStyle: "no-such-style" })).rejects.toMatchObject({
+      code: "22023",
+      severity: "FATAL",
+      message: 'invalid value for parameter "DateStyle": "no-such-style"',
+    });
+    // Whether an access method exists is the engine's to say, when the session starts.
+    const a = await session({ default_table_access_method: "no_such_am" });
+    await expect(a.s.exec(FE.query("SELECT 1"), () => {})).rejects.toMatchObject({
       code: "22023",
       severity: "FATAL",
     });
