@@ -76,7 +76,14 @@ export interface AcceptedConnection extends Connection {
 /** Listening socket addresses, as the postmaster configures them. */
 export type ListenAddress =
   | { readonly family: "tcp"; readonly host: string; readonly port: number }
-  | { readonly family: "unix"; readonly path: string };
+  | {
+    readonly family: "unix";
+    readonly path: string;
+    /** The socket file's mode (unix_socket_permissions); the process's umask decides when absent. */
+    readonly permissions?: number;
+    /** Its group, a name or a number (unix_socket_group); the process's when absent or "". */
+    readonly group?: string;
+  };
 
 export interface Listener {
   /** The bound address (for tcp with port 0, the port the kernel picked). */

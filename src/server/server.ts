@@ -230,8 +230,14 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   }
   const listen: ListenAddress[] = hosts.map((host) => ({ family: "tcp", host, port }));
   const socketDirs = splitList(guc.getString("unix_socket_directories")) ?? [];
+  // PostgreSQL's Setup_AF_UNIX: the group, then the mode (0777 unless set).
+  const socketAccess = {
+    permissions: guc.getInt("unix_socket_permissions"),
+    group: guc.getString("unix_socket_group"),
+  };
   for (const dir of socketDirs) {
-    if (dir !== "") listen.push({ family: "unix", path: join(dir, `.s.PGSQL.${port}`) });
+    if (dir === "") continue;
+    listen.push({ family: "unix", path: join(dir, `.s.PGSQL.${port}`), ...socketAccess });
   }
 
   // engine = 'postgres://...': in session mode backends dial the upstream

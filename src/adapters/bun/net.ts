@@ -255,13 +255,22 @@ export class BunNetAdapter implements NetAdapter {
     if (address.family === "unix") {
       // Imported here, not at the top: it loads node:net, which costs a child
       // that only adopts its client socket about 10 ms of start-up.
-      const { removeStaleSocket, unlinkQuietly } = await import("../node/unixsocket.ts");
+      const { removeStaleSocket, setSocketAccess, unlinkQuietly } = await import(
+        "../node/unixsocket.ts"
+      );
       const path = address.path;
       await removeStaleSocket(path);
       const listener = bun.listen<SocketData>({
         unix: path,
         socket: handlers(() => ({ family: "unix", path }), onConnection, this.#handOff),
       });
+      try {
+        setSocketAccess(path, address);
+      } catch (e) {
+        listener.stop();
+        unlinkQuietly(path);
+        throw e;
+      }
       return {
         address,
         close() {

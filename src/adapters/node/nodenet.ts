@@ -15,7 +15,7 @@ import type {
   NetAdapter,
 } from "../../core/adapter.ts";
 import { nodeRemote, NodeSocketConnection } from "./nodeconn.ts";
-import { removeStaleSocket, unlinkQuietly } from "./unixsocket.ts";
+import { removeStaleSocket, setSocketAccess, unlinkQuietly } from "./unixsocket.ts";
 
 export class NodeSocketNetAdapter implements NetAdapter {
   async listen(
@@ -36,6 +36,15 @@ export class NodeSocketNetAdapter implements NetAdapter {
       if (address.family === "unix") server.listen(address.path, ready);
       else server.listen(address.port, address.host, ready);
     });
+    if (address.family === "unix") {
+      try {
+        setSocketAccess(address.path, address);
+      } catch (e) {
+        server.close();
+        unlinkQuietly(address.path);
+        throw e;
+      }
+    }
     const bound = server.address();
     const real: ListenAddress = address.family === "tcp" && typeof bound === "object" && bound
       ? { family: "tcp", host: address.host, port: bound.port }

@@ -7,6 +7,7 @@
  */
 
 import { expect, test } from "bun:test";
+import { statSync } from "node:fs";
 import pg from "pg";
 import { pgtsCli, preparePgts, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
 
@@ -321,4 +322,36 @@ test("idle_session_timeout from the configuration closes an idle session with 57
   expect(errors[0]?.message).toBe("terminating connection due to idle-session timeout");
   expect((await kept.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
   await kept.end();
+});
+
+test("unix_socket_permissions and unix_socket_group act on pgts's Unix socket; an unknown group is no socket", async () => {
+  const group = String(process.getgid?.() ?? 0);
+  const server = await startPgts({
+    settings: { unix_socket_permissions: "0770", unix_socket_group: group },
+  });
+  const socket = `${server.socketDir}/.s.PGSQL.${server.port}`;
+  expect(statSync(socket).mode & 0o777).toBe(0o770);
+  expect(String(statSync(socket).gid)).toBe(group);
+  expect(await server.psql("show unix_socket_permissions")).toMatchObject({
+    code: 0,
+    out: "0770\n",
+  });
+  await server.stop();
+
+  const r = await pgtsCli([
+    "start",
+    "-D",
+    server.dataDir,
+    "-p",
+    "0",
+    "-c",
+    `unix_socket_directories=${server.dataDir}`,
+    "-c",
+    "listen_addresses=",
+    "-c",
+    "unix_socket_group=no_such_group_here",
+  ]);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain('DETAIL:  group "no_such_group_here" does not exist');
+  expect(r.err).toContain("FATAL:  could not create any Unix-domain sockets");
 });
