@@ -33,6 +33,14 @@
  * parse analysis, however it was sent (a PL/pgSQL EXECUTE included), and
  * refuses COPY with PROGRAM before it runs: 0A000.
  *
+ * The exit_on_error guard: with exit_on_error on, PostgreSQL turns any
+ * error into FATAL, which in PGlite ends the one backend every session
+ * shares (a crash of the cluster, for a division by zero). The parameter
+ * has no check hook; the guard gives it one that refuses on (0A000), so a
+ * session's SET, set_config or function SET clause cannot set it; the
+ * server's configuration and startup options refuse it earlier
+ * (src/core/guc/tables_postgres.ts).
+ *
  * The guards must never let a check through while a session's exec runs as
  * someone else, and must fail to open (throw) rather than run unguarded when
  * PGlite's records do not look as expected.
@@ -42,7 +50,8 @@ import { needsNoConversion } from "./settings.ts";
 
 /** PostgreSQL's GUC flag that refuses RESET and function-level SET (guc.h). */
 const GUC_NO_RESET = 0x0008;
-/** PGC_STRING in `enum config_type`. */
+/** PGC_BOOL and PGC_STRING in `enum config_type`. */
+const PGC_BOOL = 0;
 const PGC_STRING = 3;
 /** PGC_S_TEST: a value checked for ALTER ROLE/DATABASE … SET or CREATE FUNCTION, not applied. */
 const PGC_S_TEST = 12;
@@ -105,7 +114,46 @@ export interface GuardExports {
 /** Installs every guard on an open PGlite instance (after its backend started). */
 export function installEngineGuards(tools: WasmTools): IdentityGuard {
   installProgramGuard(tools);
+  installExitOnErrorGuard(tools);
   return installIdentityGuard(tools);
+}
+
+/**
+ * exit_on_error's check hook (config_bool's, at the offset of
+ * config_string's: a pointer, then a bool padded to four bytes): on is
+ * refused. The record has no hook of its own to keep.
+ */
+function installExitOnErrorGuard(tools: WasmTools): void {
+  const name = "exit_on_error";
+  const record = tools.ex.find_option(tools.cString(name), 0, 1, 0);
+  const view = tools.view();
+  if (
+    record === 0 || tools.readCString(view.getUint32(record + GUC_NAME, true)) !== name ||
+    view.getInt32(record + GUC_VARTYPE, true) !== PGC_BOOL ||
+    view.getUint32(record + GUC_STRING_CHECK_HOOK, true) !== 0
+  ) {
+    throw new Error(`PGlite's ${name} record has an unknown layout`);
+  }
+  const hook = (newval: number): number => {
+    if (tools.view().getUint8(newval) !== 0) {
+      tools.raise(
+        "0A000",
+        `unsupported value for parameter "${name}": "on"`,
+        undefined,
+        {
+          hint:
+            "Every session shares the engine's one backend: an error ending it would end every session.",
+        },
+      );
+      return 0;
+    }
+    return 1;
+  };
+  view.setUint32(
+    record + GUC_STRING_CHECK_HOOK,
+    tools.addFunction(hook, { params: 3, result: true }),
+    true,
+  );
 }
 
 /** What the guards need of the instance: its memory, strings, errors, the function table. */

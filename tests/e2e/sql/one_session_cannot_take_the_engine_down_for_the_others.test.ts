@@ -247,6 +247,24 @@ function shapesOn(adapter: "subprocess" | undefined): void {
     expect((await b.query("SELECT 'Zürich' AS city")).rows).toEqual([{ city: "Zürich" }]);
   });
 
+  test("exit_on_error = on is refused however it is set, so no error ends the backend every session shares", async () => {
+    const s = server();
+    const a = await pgClient(s);
+    const b = await pgClient(s);
+    const refused = async (sql: string) => {
+      const x = await a.query(sql).then(() => null, (err) => err);
+      return x === null ? "ran" : `${x.code} ${x.message}`;
+    };
+    const message = '0A000 unsupported value for parameter "exit_on_error": "on"';
+    expect(await refused("SET exit_on_error = on")).toBe(message);
+    expect(await refused("SELECT set_config('exit_on_error', 'o' || 'n', false)")).toBe(message);
+    expect(await refused("DO $$ BEGIN EXECUTE 'SET exit_on_error = true'; END $$")).toBe(message);
+    expect(await refused("SET exit_on_error = off")).toBe("ran");
+    expect(await refused("SELECT 1/0")).toBe("22012 division by zero");
+    expect((await a.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    expect((await b.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
+  });
+
   test("a setting that can no longer be restored concerns only its own session", async () => {
     const s = server();
     const a = await pgClient(s);
