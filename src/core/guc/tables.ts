@@ -139,6 +139,8 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     min: 1,
     max: 600,
     unit: "s",
+    // pgts acts on it; passed so that SHOW answers it (the engine's after a restart).
+    engine: true,
     description: "Longest time a client may take to authenticate.",
   },
   {

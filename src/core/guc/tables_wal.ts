@@ -188,6 +188,9 @@ export const WAL_PARAMETERS: readonly ParamDef[] = [
     min: 30,
     max: 86400,
     unit: "s",
+    // pgts's checkpointer acts on it; passed so that SHOW answers it (a
+    // reload reaches the checkpointer, the engine's SHOW after a restart).
+    engine: true,
     description: "Longest time between automatic checkpoints.",
   },
   {

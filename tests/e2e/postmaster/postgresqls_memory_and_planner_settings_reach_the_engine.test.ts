@@ -216,6 +216,7 @@ autovacuum_vacuum_cost_delay = 2ms
 max_locks_per_transaction = 128
 wal_level = replica
 tcp_keepalives_idle = 60
+checkpoint_timeout = 15min
 `;
 
 test("a managed PostgreSQL's postgresql.conf starts the server, SHOW answers its values, and default_transaction_isolation acts on a new session", async () => {
@@ -228,7 +229,8 @@ test("a managed PostgreSQL's postgresql.conf starts the server, SHOW answers its
       "'temp_buffers', 'jit', 'seq_page_cost', 'log_min_duration_statement', 'log_statement', " +
       "'log_lock_waits', 'track_io_timing', 'track_functions', 'log_checkpoints', " +
       "'autovacuum_naptime', 'autovacuum_vacuum_scale_factor', 'autovacuum_vacuum_cost_delay', " +
-      "'max_locks_per_transaction', 'wal_level', 'tcp_keepalives_idle') order by name",
+      "'max_locks_per_transaction', 'wal_level', 'tcp_keepalives_idle', 'checkpoint_timeout') " +
+      "order by name",
   );
   expect(shown.code).toBe(0);
   expect(shown.out.trim().split("\n")).toEqual([
@@ -236,6 +238,7 @@ test("a managed PostgreSQL's postgresql.conf starts the server, SHOW answers its
     "autovacuum_vacuum_cost_delay=2ms",
     "autovacuum_vacuum_scale_factor=0.05",
     "bytea_output=hex",
+    "checkpoint_timeout=15min",
     "client_min_messages=warning",
     "default_transaction_isolation=repeatable read",
     "jit=off",
