@@ -28,15 +28,13 @@ import { splitList } from "./values.ts";
 /** The engine's max_stack_depth (src/engines/pglite/stackguard.ts's ENGINE_MAX_STACK_DEPTH), in kB. */
 export const ENGINE_MAX_STACK_DEPTH_KB = 256;
 
-const BOOT = Symbol("boot");
-
-/** A refusal of every value but the boot value (or those listed). */
+/** A refusal of every value but the boot value, or but those listed. */
 function unlessDefault(
   hint: string,
-  allowed: readonly GucValue[] | typeof BOOT = BOOT,
+  allowed?: readonly GucValue[],
 ): (boot: GucValue) => (value: GucValue) => Refusal | null {
   return (boot) => (value) =>
-    (allowed === BOOT ? value === boot : allowed.includes(value)) ? null : { hint };
+    (allowed === undefined ? value === boot : allowed.includes(value)) ? null : { hint };
 }
 
 const always = (hint: string) => () => (): Refusal => ({ hint, whole: true });
