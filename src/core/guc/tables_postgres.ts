@@ -19,6 +19,30 @@
  * parameters whose bad value keeps the engine from starting: PGlite fails
  * to start without saying why, so a value it would refuse at start must be
  * refused here first.
+ *
+ * Tried once each (an engine opened with the value, then pgts's own start
+ * work and a session's DDL): the engine did not start with hba_file,
+ * config_file or data_directory set, local_ or session_preload_libraries
+ * naming a library, max_stack_depth = 8MB, search_path = 'a,,b', an unknown
+ * timezone_abbreviations file, unknown words in
+ * restrict_nonsystem_relation_kind or createrole_self_grant,
+ * client_min_messages = debug3 to debug5, client_encoding = LATIN1, a bad
+ * DateStyle or TimeZone, io_method = worker (it hangs), wal_sync_method =
+ * open_sync, or default_transaction_read_only = on (pgts's own writes fail).
+ * It started, and served, with shared_memory_type = sysv, debug_io_direct,
+ * huge_pages = on, wal_level = minimal or logical (with archive_mode too:
+ * hence the check of that pair), jit_provider, unix_socket_group,
+ * reserved_connections, external_pid_file, track_commit_timestamp,
+ * hot_standby = off, wal_sync_method = open_datasync or fsync,
+ * recovery_prefetch = on, ssl_ciphers, primary_conninfo, io_workers,
+ * nonexistent default_table_access_method (then every CREATE TABLE fails,
+ * as in PostgreSQL), default_tablespace, temp_tablespaces,
+ * default_text_search_config or lc_* values, dynamic_library_path,
+ * session_replication_role = replica, allow_system_table_mods = off,
+ * wal_consistency_checking = all, ignore_system_indexes, post_auth_delay,
+ * event_triggers = off, wal_compression, summarize_wal, full_page_writes =
+ * off, data_sync_retry, transaction_timeout (not enforced), exit_on_error =
+ * on (ignored at start; an error in a session would end the backend).
  */
 
 import { PG_SETTINGS, type PgSettingRow } from "./pg_settings.ts";
@@ -70,6 +94,10 @@ const REFUSED: Readonly<
   local_preload_libraries: unlessDefault(C_LIBRARIES, [""]),
   dynamic_library_path: unlessDefault(C_LIBRARIES, ["$libdir"]),
   extension_control_path: unlessDefault(C_LIBRARIES, ["$system"]),
+  wal_sync_method: unlessDefault(
+    "The engine's file system cannot open a file with O_SYNC: its first WAL write fails and the engine stops. fdatasync, the default, is the one pgts's group commit takes off the engine's thread.",
+    ["fdatasync", "fsync", "open_datasync"],
+  ),
   io_method: unlessDefault(
     "The engine is one process and starts no I/O workers; it keeps sync (with worker it does not start).",
     ["sync"],

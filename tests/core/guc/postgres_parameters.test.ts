@@ -134,6 +134,8 @@ describe("the table of the engine's parameters", () => {
     expect(failure(set("default_transaction_read_only", "on")).hint).toContain(
       "pgts's own work on the engine",
     );
+    expect(failure(set("wal_sync_method", "open_sync")).code).toBe("0A000");
+    guc.set("wal_sync_method", "fsync", { source: "argv" });
     expect(failure(set("client_min_messages", "debug5")).code).toBe("0A000");
     guc.set("client_min_messages", "debug1", { source: "argv" });
     // The server's own setting of data_directory is not refused.
