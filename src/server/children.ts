@@ -398,6 +398,7 @@ interface EngineReloadOf {
   readonly statementTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly idleInTransactionSessionTimeoutMs: number;
+  readonly idleSessionTimeoutMs: number;
 }
 
 /**
@@ -430,6 +431,7 @@ function followReloads(
         statementTimeoutMs: next.getMs("statement_timeout"),
         lockTimeoutMs: next.getMs("lock_timeout"),
         idleInTransactionSessionTimeoutMs: next.getMs("idle_in_transaction_session_timeout"),
+        idleSessionTimeoutMs: next.getMs("idle_session_timeout"),
       });
     });
   });

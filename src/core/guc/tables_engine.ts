@@ -9,11 +9,11 @@
  * for it as PostgreSQL does. Part of the parameter table (tables.ts spreads
  * them in at their place).
  *
- * PGlite reads its start parameters only when the engine opens, so
- * parameters that PostgreSQL lets a reload (sighup) or a session (user)
- * change are postmaster here: a reload that changes one logs "cannot be
- * changed without restarting the server". A session still SETs them in the
- * engine. A boot value is what the engine uses when pgts passes nothing
+ * PGlite reads its start parameters only when the engine opens; the
+ * contexts written here are postmaster, and tables_postgres.ts gives each
+ * one PostgreSQL's own context: one that a reload (sighup) or a session
+ * (user) may change is applied in the engine's backend at a reload
+ * (configreload.ts), and a session SETs its own there. A boot value is what the engine uses when pgts passes nothing
  * (PostgreSQL's, or the engine's own postgresql.conf's where initdb wrote
  * one). Values the engine would refuse must be refused here: PGlite does
  * not say why it failed to start.

@@ -8,11 +8,13 @@
  * start parameter (`engine: true`).
  *
  * The hand-written tables (tables.ts and the tables it spreads in) keep
- * priority: a name defined there is taken from there, given PostgreSQL's
- * context as `sessionContext` where pgts's differs. A generated parameter
- * that PostgreSQL lets a reload or a session change is postmaster here,
- * as tables_engine.ts's are: PGlite reads its start parameters once, and
- * a session still SETs its own in the engine.
+ * priority: a name defined there is taken from there. Each parameter the
+ * engine applies has PostgreSQL's context: one a reload may change is
+ * changed in the engine's backend too (the engine child's SIGHUP,
+ * configreload.ts), and a session SETs its own in the engine. A
+ * hand-written definition whose context is pgts's own (not PostgreSQL's)
+ * gets PostgreSQL's as `sessionContext`, for the check of a login's
+ * options.
  *
  * It also holds what pgts refuses although PostgreSQL accepts it
  * (`REFUSED`), with the reason as the hint, and the checks of string
@@ -174,11 +176,9 @@ function describe(pgContext: string): string {
 /** One generated row as pgts's definition (see the module's comment for the context). */
 function fromRow(row: PgSettingRow): ParamDef {
   const [name, pgContext] = row;
-  const context = pgContext === "internal" || pgContext === "postmaster" ? pgContext : "postmaster";
   const base = {
     name,
-    context,
-    ...(context !== pgContext ? { sessionContext: pgContext } : {}),
+    context: pgContext,
     ...(pgContext === "internal" ? {} : { engine: true }),
     generated: true,
     description: describe(pgContext),
@@ -222,10 +222,16 @@ export function withPostgresParameters(handWritten: readonly ParamDef[]): ParamD
     const key = def.name.toLowerCase();
     seen.add(key);
     const pgContext = pgContexts.get(key);
-    const session = pgContext !== undefined && pgContext !== def.context &&
-        def.sessionContext === undefined
-      ? { ...def, sessionContext: pgContext }
+    // An engine parameter written postmaster for the engine's sake
+    // (tables_engine.ts) takes PostgreSQL's context: a reload reaches the engine.
+    const reloadable = def.engine === true && def.context === "postmaster" &&
+        pgContext !== undefined && pgContext !== "postmaster" && pgContext !== "internal"
+      ? { ...def, context: pgContext }
       : def;
+    const session = pgContext !== undefined && pgContext !== reloadable.context &&
+        reloadable.sessionContext === undefined
+      ? { ...reloadable, sessionContext: pgContext }
+      : reloadable;
     out.push(refusing(session));
   }
   for (const row of PG_SETTINGS) {

@@ -109,6 +109,7 @@ export class DatabaseEngines {
       statementTimeoutMs: reload.statementTimeoutMs,
       lockTimeoutMs: reload.lockTimeoutMs,
       idleInTransactionSessionTimeoutMs: reload.idleInTransactionSessionTimeoutMs,
+      idleSessionTimeoutMs: reload.idleSessionTimeoutMs,
     };
     for (const slot of this.#slots.values()) slot.engine?.reloadSettings(reload);
   }

@@ -578,6 +578,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.options.statementTimeoutMs = reload.statementTimeoutMs;
     this.options.lockTimeoutMs = reload.lockTimeoutMs;
     this.options.idleInTransactionSessionTimeoutMs = reload.idleInTransactionSessionTimeoutMs;
+    this.options.idleSessionTimeoutMs = reload.idleSessionTimeoutMs;
     if (reload.settings.length === 0) return;
     this.#reloadPending = new Map([...(this.#reloadPending ?? []), ...reload.settings]);
   }

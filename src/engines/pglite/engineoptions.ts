@@ -80,4 +80,5 @@ export interface EngineReload {
   readonly statementTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly idleInTransactionSessionTimeoutMs: number;
+  readonly idleSessionTimeoutMs: number;
 }

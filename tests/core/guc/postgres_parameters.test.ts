@@ -44,20 +44,23 @@ describe("the table of the engine's parameters", () => {
     expect(PG_SETTINGS.length).toBeGreaterThan(390);
   });
 
-  test("hand-written definitions keep priority and get PostgreSQL's context for sessions", () => {
+  test("hand-written definitions keep priority; the engine's parameters have PostgreSQL's context", () => {
     const def = (name: string) => PARAMETERS.find((d) => d.name === name)!;
-    // tables_engine.ts's: postmaster here (the engine reads it at start), user in PostgreSQL.
-    expect(def("work_mem")).toMatchObject({ context: "postmaster", sessionContext: "user" });
+    // tables_engine.ts's: user in PostgreSQL, so a reload reaches the engine (configreload.ts).
+    expect(def("work_mem")).toMatchObject({ context: "user", engine: true });
+    expect(def("work_mem").sessionContext).toBeUndefined();
     expect(def("work_mem").generated).toBeUndefined();
+    expect(def("shared_buffers")).toMatchObject({ context: "postmaster" });
     // pgts's own, the same context as PostgreSQL's.
     expect(def("port").sessionContext).toBeUndefined();
-    // Generated: user and sighup parameters are postmaster here, as the engine reads them once.
+    // Generated: PostgreSQL's context.
     expect(def("default_transaction_isolation")).toMatchObject({
-      context: "postmaster",
-      sessionContext: "user",
+      context: "user",
       engine: true,
       generated: true,
     });
+    expect(def("default_transaction_isolation").sessionContext).toBeUndefined();
+    expect(def("autovacuum_naptime")).toMatchObject({ context: "sighup" });
     expect(def("max_locks_per_transaction")).toMatchObject({ context: "postmaster" });
     expect(def("max_locks_per_transaction").sessionContext).toBeUndefined();
     expect(def("block_size")).toMatchObject({ context: "internal" });

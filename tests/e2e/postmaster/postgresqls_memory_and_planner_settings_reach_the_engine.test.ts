@@ -268,15 +268,34 @@ test("a managed PostgreSQL's postgresql.conf starts the server, SHOW answers its
     { transaction_isolation: "read committed" },
   ]);
   await c.query("commit");
-  await c.end();
-  // A sighup parameter of PostgreSQL's is read by the engine only at its start.
-  server.appendConf("autovacuum_naptime = 45s");
+  // A reload reaches the engine as it reaches PostgreSQL's backends: a
+  // sighup parameter and a user one, where the session set nothing itself.
+  server.appendConf(
+    "autovacuum_naptime = 45s\nwork_mem = 7MB\ndefault_transaction_isolation = 'serializable'",
+  );
   const from = server.log.length;
   expect((await server.reload()).code).toBe(0);
-  await server.waitForLog(
-    /LOG: {2}parameter "autovacuum_naptime" cannot be changed without restarting the server/,
-    { from },
+  await server.waitForLog(/LOG: {2}parameter "autovacuum_naptime" changed to "45s"/, { from });
+  await server.waitForLog(/LOG: {2}parameter "work_mem" changed to "7MB"/, { from });
+  const fresh = await server.client();
+  await waitFor(
+    "the engine to take the reload",
+    async () => (await fresh.query("show work_mem")).rows[0].work_mem === "7MB" || undefined,
   );
+  expect((await fresh.query("show autovacuum_naptime")).rows).toEqual([
+    { autovacuum_naptime: "45s" },
+  ]);
+  await fresh.query("begin");
+  expect((await fresh.query("show transaction_isolation")).rows).toEqual([
+    { transaction_isolation: "serializable" },
+  ]);
+  await fresh.query("commit");
+  // The session that SET its own keeps it.
+  expect((await c.query("show default_transaction_isolation")).rows).toEqual([
+    { default_transaction_isolation: "read committed" },
+  ]);
+  await c.end();
+  await fresh.end();
 });
 
 test("a parameter pgts refuses keeps the server from starting, with the reason as hint; so does a value the engine could not start with", async () => {
