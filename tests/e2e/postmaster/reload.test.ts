@@ -137,40 +137,45 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
       await d.end();
     });
 
-    test("a reload reaches the engine's sessions: statement_timeout from ALTER SYSTEM acts where no session SET its own", async () => {
-      const server = await startPgts({ adapter });
-      const c = await server.client();
-      const own = await server.client();
-      await own.query("set statement_timeout = 0");
-      await c.query("alter system set statement_timeout = '1s'");
-      await c.query("alter system set application_name = 'from the file'");
-      const from = server.log.length;
-      await c.query("select pg_reload_conf()");
-      await server.waitForLog(/LOG: {2}parameter "statement_timeout" changed to "1s"/, { from });
-      // The engine child takes its SIGHUP after the postmaster's.
-      await Bun.sleep(500);
-      const show = async (client: typeof c, name: string) =>
-        (await client.query(`select current_setting('${name}') as v`)).rows[0].v;
-      expect(await show(c, "statement_timeout")).toBe("1s");
-      expect(await show(c, "application_name")).toBe("from the file");
-      const e = await c.query("select pg_sleep(3)").catch((x) => x);
-      expect(e.code).toBe("57014");
-      expect(e.message).toBe("canceling statement due to statement timeout");
-      // A session's own SET wins; RESET goes back to the file's.
-      expect(await show(own, "statement_timeout")).toBe("0");
-      expect((await own.query("select pg_sleep(1.5)")).rowCount).toBe(1);
-      await own.query("reset statement_timeout");
-      expect(await show(own, "statement_timeout")).toBe("1s");
-      // Taken back out of the file, the default returns at the next reload.
-      await c.query("alter system reset all");
-      const again = server.log.length;
-      await c.query("select pg_reload_conf()");
-      await server.waitForLog(/LOG: {2}received SIGHUP, reloading configuration files/, {
-        from: again,
-      });
-      await Bun.sleep(500);
-      expect(await show(c, "statement_timeout")).toBe("0");
-      expect((await c.query("select pg_sleep(1.2)")).rowCount).toBe(1);
-    });
+    // The engine child's SIGHUP path is the same under both adapters (the
+    // ALTER SYSTEM test above reloads through each); once is enough in CI.
+    test.skipIf(adapter === "subprocess")(
+      "a reload reaches the engine's sessions: statement_timeout from ALTER SYSTEM acts where no session SET its own",
+      async () => {
+        const server = await startPgts({ adapter });
+        const c = await server.client();
+        const own = await server.client();
+        await own.query("set statement_timeout = 0");
+        await c.query("alter system set statement_timeout = '1s'");
+        await c.query("alter system set application_name = 'from the file'");
+        const from = server.log.length;
+        await c.query("select pg_reload_conf()");
+        await server.waitForLog(/LOG: {2}parameter "statement_timeout" changed to "1s"/, { from });
+        // The engine child takes its SIGHUP after the postmaster's.
+        await Bun.sleep(500);
+        const show = async (client: typeof c, name: string) =>
+          (await client.query(`select current_setting('${name}') as v`)).rows[0].v;
+        expect(await show(c, "statement_timeout")).toBe("1s");
+        expect(await show(c, "application_name")).toBe("from the file");
+        const e = await c.query("select pg_sleep(3)").catch((x) => x);
+        expect(e.code).toBe("57014");
+        expect(e.message).toBe("canceling statement due to statement timeout");
+        // A session's own SET wins; RESET goes back to the file's.
+        expect(await show(own, "statement_timeout")).toBe("0");
+        expect((await own.query("select pg_sleep(1.5)")).rowCount).toBe(1);
+        await own.query("reset statement_timeout");
+        expect(await show(own, "statement_timeout")).toBe("1s");
+        // Taken back out of the file, the default returns at the next reload.
+        await c.query("alter system reset all");
+        const again = server.log.length;
+        await c.query("select pg_reload_conf()");
+        await server.waitForLog(/LOG: {2}received SIGHUP, reloading configuration files/, {
+          from: again,
+        });
+        await Bun.sleep(500);
+        expect(await show(c, "statement_timeout")).toBe("0");
+        expect((await c.query("select pg_sleep(1.2)")).rowCount).toBe(1);
+      },
+    );
   });
 }
