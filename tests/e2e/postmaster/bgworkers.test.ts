@@ -28,31 +28,17 @@ describe("pgts start", () => {
     const server = await startPgts();
     const dir = server.dataDir;
     expect((await server.stop()).code).toBe(0);
+    const startWith = (preload: string) =>
+      pgtsCli(["start", "-D", dir, "-p", "0", "-c", `shared_preload_libraries=${preload}`]);
     // A postgresql.conf written for PostgreSQL names its C libraries: no crash cycle, no listener.
-    const cLibrary = await pgtsCli([
-      "start",
-      "-D",
-      dir,
-      "-p",
-      "0",
-      "-c",
-      "shared_preload_libraries=pg_stat_statements",
-    ]);
+    const cLibrary = await startWith("pg_stat_statements");
     expect(cLibrary.code).toBe(1);
     expect(cLibrary.err).toMatch(/FATAL: {2}could not load library "pg_stat_statements": /);
     expect(cLibrary.err).toContain("HINT:  pgts's shared_preload_libraries names JavaScript");
     expect(cLibrary.err).not.toContain("listening on");
     expect(cLibrary.err).not.toContain("reinitializing");
     // A module that loads but lacks the export named.
-    const noExport = await pgtsCli([
-      "start",
-      "-D",
-      dir,
-      "-p",
-      "0",
-      "-c",
-      `shared_preload_libraries=${preloadOf("noSuchWorker")}`,
-    ]);
+    const noExport = await startWith(preloadOf("noSuchWorker"));
     expect(noExport.code).toBe(1);
     expect(noExport.err).toMatch(/FATAL: {2}could not find function "noSuchWorker" in file "file:/);
   });
