@@ -38,18 +38,17 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-# By default these files run under Deno, chosen for what differs by runtime
-# (TLS through Deno's node:tls, the postmaster's signals and shutdowns,
+# By default these files run under Deno, chosen for what differs by runtime:
+# TLS through Deno's node:tls, the postmaster's signals and shutdowns,
 # cancel and timeouts, connection limits, the upstream pool, its TLS and
-# cancel, serve-http), then node-postgres, postgres.js, temporary tables
-# and pg_hba.conf authentication. More does not fit: 35 files (the drivers,
-# ORMs, session state, the upstream's routing: each under ~10 s of CPU under
-# Deno) took the whole CI to 906 s on this quiet 2-CPU machine (2026-12-03
-# 16:57, 1,107 passed), over CI's 15 minutes; every file passes under Deno
-# by hand (README "The suites under Deno"), except the two listed there.
-# The whole of tests/e2e under Deno is ~1,400 s of test time more, and more
-# shards do not make room: the suite is CPU-bound (three shards: 846-1,052 s
-# per shard for the Bun pass).
+# cancel, serve-http. More does not fit: with 35 files (the drivers, ORMs,
+# session state, the upstream's routing: each under ~10 s of CPU under
+# Deno) the whole CI took 906 s on this quiet 2-CPU machine (2026-12-03
+# 16:57, 1,107 passed), and 814 s with 17, too near CI's 15 minutes; every
+# file passes under Deno by hand (README "The suites under Deno"), except
+# the two listed there. The whole of tests/e2e under Deno is ~1,400 s of
+# test time more, and more shards do not make room: the suite is CPU-bound
+# (three shards: 846-1,052 s per shard for the Bun pass).
 deno_default=(
   tests/e2e/sql/psql_and_pgbench_work_against_a_real_server.test.ts
   tests/e2e/sql/a_cpu_bound_statement_is_cancelled_mid_statement.test.ts
@@ -64,10 +63,6 @@ deno_default=(
   tests/e2e/upstream/real_clients_work_through_pgts_in_front_of_postgres.test.ts
   tests/http/serve-http.test.ts
   tests/http/serve_http_over_https.test.ts
-  tests/e2e/sql/postgres_js_pool_runs_concurrent_queries_and_transactions.test.ts
-  tests/e2e/sql/node_postgres_queries_transactions_and_isolation.test.ts
-  tests/e2e/sql/temporary_tables_are_each_sessions_own.test.ts
-  tests/e2e/sql/authentication_follows_pg_hba_conf.test.ts
 )
 deno_dirs=${PGTS_TEST_DENO-${deno_default[*]}}
 # Not run twice: files whose servers do not follow PGTS_TEST_RUNTIME (the HTTP
