@@ -40,6 +40,8 @@ import {
   UpstreamPool,
   type UpstreamStartTls,
 } from "../engines/upstream/mod.ts";
+// Types only: a backend importing this module must not load PGlite's code.
+import type { EngineReload } from "../engines/pglite/engineoptions.ts";
 import type { AuthFileLookup } from "../engines/upstream/auth-file.ts";
 import { type ServerParams, serverParams } from "./params.ts";
 
@@ -262,7 +264,7 @@ export const engineMain: ChildMain = async (env) => {
     : await openPglite(params, guc, stop, () => link.sendSignal("reload-config"));
   // A reload reaches the engine's sessions as it reaches PostgreSQL's backends.
   if ("reloadSettings" in engine) {
-    followReloads(env, guc, engine as Engine & { reloadSettings(r: EngineReloadOf): void });
+    followReloads(env, guc, engine as Engine & { reloadSettings(r: EngineReload): void });
   }
   let listener: Listener | null = null;
   const address = params.engine;
@@ -392,15 +394,6 @@ async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
   return Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
 }
 
-/** What engines/pglite's EngineReload carries (engineoptions.ts). */
-interface EngineReloadOf {
-  readonly settings: readonly (readonly [string, string])[];
-  readonly statementTimeoutMs: number;
-  readonly lockTimeoutMs: number;
-  readonly idleInTransactionSessionTimeoutMs: number;
-  readonly idleSessionTimeoutMs: number;
-}
-
 /**
  * The engine child's SIGHUP: the parameters passed to the engine that a
  * reload may change (not postmaster ones, whose change the postmaster
@@ -410,7 +403,7 @@ interface EngineReloadOf {
 function followReloads(
   env: ChildEnv,
   started: Guc,
-  engine: { reloadSettings(r: EngineReloadOf): void },
+  engine: { reloadSettings(r: EngineReload): void },
 ): void {
   let current = started;
   env.onSignal("SIGHUP", () => {
