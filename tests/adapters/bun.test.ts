@@ -21,6 +21,39 @@ import {
   checkStaleUnixSocket,
 } from "../helpers/launcher_checks.ts";
 
+/**
+ * An in-process connection (`handOff: false`) whose backend has not
+ * started: open, then paused as the postmaster pauses it; `seen` records
+ * its data and its close, as a backend would see them once resumed.
+ */
+async function pausedInProcessConnection() {
+  const seen: string[] = [];
+  let opened: (c: AcceptedConnection) => void = () => {};
+  const open = new Promise<AcceptedConnection>((resolve) => (opened = resolve));
+  const listener = await new BunNetAdapter({ handOff: false }).listen(
+    { family: "tcp", host: "127.0.0.1", port: 0 },
+    (c) => {
+      c.onData = (chunk) => seen.push(new TextDecoder().decode(chunk));
+      c.onClose = () => seen.push("<close>");
+      c.resume();
+      opened(c);
+    },
+  );
+  try {
+    const client = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: (listener.address as { port: number }).port,
+      socket: { data() {} },
+    });
+    const conn = await open;
+    conn.pause();
+    return { seen, conn, client, listener };
+  } catch (e) {
+    await listener.close();
+    throw e;
+  }
+}
+
 function leaveStaleSocket(path: string): void {
   // A server that exits without closing leaves its socket file behind.
   spawnSync(process.execPath, [
@@ -132,73 +165,33 @@ describe("Bun NetAdapter", () => {
   });
 
   test("an in-process connection paused when its client closes sees the close at resume, after the bytes", async () => {
-    const seen: string[] = [];
-    let conn: AcceptedConnection | null = null;
-    let opened: () => void = () => {};
-    const open = new Promise<void>((resolve) => (opened = resolve));
-    const l = await new BunNetAdapter({ handOff: false }).listen(
-      { family: "tcp", host: "127.0.0.1", port: 0 },
-      (c) => {
-        conn = c;
-        c.onData = (chunk) => seen.push(new TextDecoder().decode(chunk));
-        c.onClose = () => seen.push("<close>");
-        c.resume();
-        opened();
-      },
-    );
+    const { seen, conn, client, listener } = await pausedInProcessConnection();
     try {
-      const client = await Bun.connect({
-        hostname: "127.0.0.1",
-        port: (l.address as { port: number }).port,
-        socket: { data() {} },
-      });
-      await open;
-      conn!.pause();
       client.write("last words");
       client.end();
       await Bun.sleep(100);
       const whilePaused = seen.join("");
-      conn!.resume();
+      conn.resume();
       await Bun.sleep(100);
       expect(whilePaused).toBe("");
       expect(seen.join("")).toBe("last words<close>");
     } finally {
-      await l.close();
+      await listener.close();
     }
   });
 
   test("an in-process connection paused when its client closes without a byte sees the close at resume", async () => {
-    const seen: string[] = [];
-    let conn: AcceptedConnection | null = null;
-    let opened: () => void = () => {};
-    const open = new Promise<void>((resolve) => (opened = resolve));
-    const l = await new BunNetAdapter({ handOff: false }).listen(
-      { family: "tcp", host: "127.0.0.1", port: 0 },
-      (c) => {
-        conn = c;
-        c.onData = (chunk) => seen.push(new TextDecoder().decode(chunk));
-        c.onClose = () => seen.push("<close>");
-        c.resume();
-        opened();
-      },
-    );
+    const { seen, conn, client, listener } = await pausedInProcessConnection();
     try {
-      const client = await Bun.connect({
-        hostname: "127.0.0.1",
-        port: (l.address as { port: number }).port,
-        socket: { data() {} },
-      });
-      await open;
-      conn!.pause();
       client.end();
       await Bun.sleep(100);
       const whilePaused = seen.join("");
-      conn!.resume();
+      conn.resume();
       await Bun.sleep(50);
       expect(whilePaused).toBe("");
       expect(seen.join("")).toBe("<close>");
     } finally {
-      await l.close();
+      await listener.close();
     }
   });
 
