@@ -72,6 +72,7 @@ describe("init", () => {
     const r = await pgts(["init", "-D", dir, "-U", "alice"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain(`creating directory ${dir} ... ok`);
+    expect(r.out).toContain("selecting default shared_buffers ... 32MB");
     expect(r.out).toContain(`pgts start -D ${dir}`);
     expect(r.err).toContain('enabling "trust" authentication for local connections');
     expect(statSync(dir).mode & 0o777).toBe(0o700);
@@ -89,6 +90,7 @@ describe("init", () => {
     const guc = new Guc({ reader: nodeConfigReader, configFile: join(dir, "postgresql.conf") });
     guc.load();
     expect(guc.get("port")).toBe("5432");
+    expect(guc.get("shared_buffers")).toBe("32MB");
     expect(readFileSync(join(dir, "postgresql.conf"), "utf8")).toContain("#port = 5432");
     expect(readFileSync(join(dir, "pg_hba.conf"), "utf8")).toMatch(
       /^host\s+all\s+all\s+::1\/128\s+trust$/m,
