@@ -42,6 +42,17 @@ async function armed(
 }
 
 /**
+ * The cut itself: every process of the server killed at once, and the
+ * postmaster reaped. Until then it is a zombie whose PID the next start's
+ * lock check sees alive (FATAL: lock file "postmaster.pid" already exists);
+ * after a real power cut no process is left at all.
+ */
+async function powerOff(server: PgtsServer): Promise<void> {
+  server.killAll();
+  await server.exited;
+}
+
+/**
  * Autocommit INSERTs from `clients` connections at once (distinct ids)
  * until `n` are acknowledged, then the cut; the acknowledged ids.
  */
@@ -60,8 +71,8 @@ async function insertThenCut(server: PgtsServer, n: number, clients = 1): Promis
     })().catch(() => {})
   );
   await waitFor("inserts", () => (acked.length >= n ? true : undefined), { timeoutMs: 60_000 });
-  server.killAll();
   const seen = [...acked];
+  await powerOff(server);
   await Promise.all(inFlight);
   return seen;
 }
@@ -162,7 +173,7 @@ maybe(
     // flushes it within three rounds of wal_writer_delay (200 ms).
     await Bun.sleep(1000);
     expect(cut.fsyncs()).toBeGreaterThan(0);
-    server.killAll();
+    await powerOff(server);
     expect(await countAfter(after, ids)).toBe(ids.length);
   },
 );
