@@ -67,10 +67,14 @@ async function failingArchiver(
   // The command fails (no allow file): three attempts, then it waits.
   await c.query("CREATE TABLE t (id int)");
   const first = (await c.query("SELECT pg_walfile_name(pg_switch_wal()) AS f")).rows[0].f as string;
+  // Three attempts a second apart, from an archiver that may be a process
+  // of its own still starting: ~3 s on an idle machine; CI's load once
+  // took longer than the 15 s default, with no attempt logged yet.
   const failed = await server.waitForLog(
     new RegExp(
       `\\[(\\d+)\\] WARNING: {2}archiving write-ahead log file "${first}" failed too many times, will try again later`,
     ),
+    { timeoutMs: 45_000 },
   );
   expect(server.log).toMatch(/LOG: {2}archive command failed with exit code 1/);
   expect(server.log).toContain(
