@@ -41,6 +41,17 @@ export interface Dialer {
 export interface Runtime {
   readonly name: RuntimeName;
   /**
+   * Whether `pgts start` compiles pglite.wasm in the postmaster's realm as
+   * soon as its server starts (runServer), while the listeners open and the
+   * engine's Worker boots, rather than when that Worker is created. Bun:
+   * yes, its compile takes ~0.25 s and mostly runs off the calling thread.
+   * Deno: no; V8's is ~0.08 s but holds the calling thread for most of it,
+   * which there delayed the TCP listen by 0.25–0.3 s and the first answer
+   * by 0.1–0.2 s (`scripts/bench/startup.ts --rounds 5`, three runs: 1.20,
+   * 1.29 and 1.36 s against 1.29, 1.44 and 1.54 s).
+   */
+  readonly compileEngineEarly: boolean;
+  /**
    * The launcher and NetAdapter; `kind` defaults to "subprocess".
    * `backendPool` is the number of backend processes the Bun subprocess
    * launcher starts ahead and reuses (0, the default: none), with
@@ -70,6 +81,7 @@ async function workerLauncher(): Promise<ChildLauncher> {
 
 const BUN: Runtime = {
   name: "bun",
+  compileEngineEarly: true,
   async adapter(options = {}) {
     const kind = options.kind ?? "subprocess";
     // node:net rather than Bun.listen: after a hand-off the postmaster must
@@ -111,6 +123,7 @@ const BUN: Runtime = {
 
 const DENO: Runtime = {
   name: "deno",
+  compileEngineEarly: false,
   async adapter(options = {}) {
     const kind = options.kind ?? "subprocess";
     const net = new (await import("./deno/net.ts")).DenoNetAdapter();

@@ -203,7 +203,10 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   // An engine child in this realm needs pglite.wasm compiled (a few tenths
   // of a second): begun now, it compiles while the listeners open and the
   // child and its Worker start, and that Worker takes it (workerexecutor.ts).
+  // Where the compile holds this thread, it waits for the Worker's creation
+  // instead (Runtime.compileEngineEarly).
   if (
+    currentRuntime().compileEngineEarly &&
     adapterName === "inproc" && !isUpstreamUrl(guc.getString("engine")) &&
     guc.getString("engine_placement") === "worker"
   ) {
