@@ -58,7 +58,8 @@ test("pgts init --auth scram-sha-256 --pwfile: the superuser logs in with the fi
   const bad = await connectError(s, { password: "not it" });
   expect(bad?.code).toBe("28P01");
   expect(bad?.message).toBe(wrongPassword("postgres"));
-  expect(s.log).toContain(`FATAL:  ${wrongPassword("postgres")}`);
+  // The client has its error before the server's log line reaches the test's pipe.
+  await s.waitForLog(new RegExp(`FATAL: {2}${wrongPassword("postgres")}`));
 
   // psql over the Unix socket: the local line asks for the password too.
   const noPw = await psql(s, ["-w", "-c", "select 1"]);
