@@ -21,7 +21,7 @@ import { ChannelServer, endedIdle } from "./channel.ts";
 import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
-import { CollectorHint } from "./gchint.ts";
+import { CollectorHint, YoungCollections } from "./gchint.ts";
 import { WalRequests } from "./walsyncs.ts";
 import { traceClock } from "../../core/starttrace.ts";
 
@@ -32,6 +32,8 @@ const CHUNK = 256 * 1024;
 const NO_SIGNALS: readonly BackendSignal[] = [];
 /** The streamed answers' buffers are this thread's garbage (gchint.ts). */
 const hint = new CollectorHint(16);
+/** This thread's statements' garbage, collected young (gchint.ts). */
+const young = new YoungCollections();
 
 // deno-lint-ignore no-explicit-any -- the Worker global scope differs between runtimes' typings
 const scope = globalThis as any as {
@@ -68,6 +70,7 @@ async function run(
   channel: ChannelServer | null,
   slot: number,
 ): Promise<boolean> {
+  young.note();
   let parts: Uint8Array[] = [];
   let size = 0;
   const take = (): Uint8Array | null => {

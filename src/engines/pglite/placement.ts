@@ -15,6 +15,10 @@ import { WalProgress } from "./groupcommit.ts";
 import type { ExecOptions, ExecResult, ExecutorOptions, RawExecutor } from "./executor.ts";
 import { instanceOptions } from "./executor.ts";
 import { WorkerExecutor } from "./workerexecutor.ts";
+import { YoungCollections } from "./gchint.ts";
+
+/** Each statement's garbage on this thread, collected young (gchint.ts). */
+const young = new YoungCollections();
 
 export function startExecutor(
   dataDir: string,
@@ -73,6 +77,7 @@ class InlineExecutor implements RawExecutor {
     options: ExecOptions = {},
   ): Promise<ExecResult> {
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
+    young.note();
     this.#running = seq;
     let result: Awaited<ReturnType<PGliteInstance["exec"]>>;
     const instance = this.#instance;

@@ -23,7 +23,7 @@ import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import { ANSWERED, ChannelRequester, endedIdle, NOT_RUN } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
-import { CollectorHint } from "./gchint.ts";
+import { CollectorHint, YoungCollections } from "./gchint.ts";
 import { startupTraceAt, startupTraceEnabled } from "../../core/starttrace.ts";
 import { isLockWait, LOCK_WAIT_POLL_MS } from "./lockwait.ts";
 import {
@@ -43,6 +43,8 @@ const REARM_MS = 10;
 
 /** The Worker's streamed answers arrive here as buffers of their own (gchint.ts). */
 const answerHint = new CollectorHint(16);
+/** The main thread's share of each statement's garbage, collected young (gchint.ts). */
+const young = new YoungCollections();
 
 /** An exec a WorkerExecutor has in hand: running, or waiting behind the one running. */
 interface PendingExec {
@@ -211,6 +213,7 @@ export class WorkerExecutor implements RawExecutor {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
     }
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
+    young.note();
     return new Promise((resolve, reject) => {
       const e: PendingExec = {
         seq,
