@@ -53,7 +53,7 @@ import { waitEventAddress } from "./lockwait.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { BE } from "../../core/protocol/constants.ts";
 import { ErrorWatch, type InterruptFlags, type SharedInterruptTarget } from "./interrupt.ts";
-import { sharedHeap, sharedPgliteModule, shareInstalledLibraries } from "./sharedheap.ts";
+import { sharedHeap, sharedPgliteModule, shareLibrariesOnOpen } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
 import { mountDataDirectory } from "./backupfs.ts";
 import { installArchiverReset } from "./pgstat_archiver.ts";
@@ -343,7 +343,7 @@ export async function openInstance(
   let gucs: GucWatch;
   let tools: WasmTools;
   try {
-    if (shared) shareInstalledLibraries(db);
+    if (shared) shareLibrariesOnOpen(db);
     tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
