@@ -107,3 +107,29 @@ test("pglite.wasm rewritten keeps its imports and exports the interrupt flags", 
   const exported = WebAssembly.Module.exports(shared).map((e) => e.name);
   for (const flag of ["InterruptPending", "QueryCancelPending"]) expect(exported).toContain(flag);
 });
+
+test("in place: the same bytes as the copy when the section keeps its length, else a copy", () => {
+  // (memory 1 4) becomes (memory 1 4 shared): same length, written over the input.
+  const sized = module(4);
+  const copy = shareMemoryImports(sized, HEAP_MAX_PAGES);
+  const inPlace = shareMemoryImports(sized, HEAP_MAX_PAGES, true);
+  expect(inPlace).toBe(sized);
+  expect(Array.from(inPlace)).toEqual(Array.from(copy));
+  // (memory 1) grows by the maximum it gains: a copy, the input untouched.
+  const open = module(null);
+  const before = Array.from(open);
+  const grown = shareMemoryImports(open, 4, true);
+  expect(grown).not.toBe(open);
+  expect(grown.length).toBeGreaterThan(open.length);
+  expect(Array.from(open)).toEqual(before);
+  expect(Array.from(grown)).toEqual(Array.from(shareMemoryImports(module(null), 4)));
+});
+
+test("pglite.wasm is rewritten in place (a 9 MB copy saved at every start)", () => {
+  const path = new URL("./pglite.wasm", import.meta.resolve("@electric-sql/pglite"));
+  const read = readFileSync(path);
+  const copy = shareMemoryImports(readFileSync(path), HEAP_MAX_PAGES);
+  expect(Buffer.compare(read, Buffer.from(copy))).not.toBe(0);
+  expect(shareMemoryImports(read, HEAP_MAX_PAGES, true)).toBe(read);
+  expect(Buffer.compare(read, Buffer.from(copy))).toBe(0);
+});
