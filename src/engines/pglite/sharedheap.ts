@@ -179,7 +179,8 @@ let compiled: { source: unknown; module: Promise<WebAssembly.Module> } | null = 
 /**
  * pglite.wasm's bytes: the registered copy (a compiled binary's, not ours
  * to change) or the package's file, ours: under Bun mapped copy-on-write
- * (Bun.mmap), elsewhere read. Reading 9 MB into a new buffer is 9 MB of
+ * (Bun.mmap), else read (under Deno, and a compiled binary's embedded
+ * file, which has no file to map). Reading 9 MB into a new buffer is 9 MB of
  * fresh pages, ~30 ms before the compile can begin; a private mapping
  * shares the page cache's and copies only the pages written (the import
  * section: shareMemoryImports in place).
@@ -190,7 +191,17 @@ function pgliteWasmBytes(): { bytes: Uint8Array; owned: boolean } {
   const path = typeof source === "string" ? source : fileURLToPath(
     new URL("./pglite.wasm", import.meta.resolve("@electric-sql/pglite")),
   );
-  return { bytes: mapPrivate?.(path, { shared: false }) ?? readFileSync(path), owned: true };
+  return { bytes: mapped(path) ?? readFileSync(path), owned: true };
+}
+
+/** `path` mapped copy-on-write, or null (not Bun; a compiled binary's embedded file: read it). */
+function mapped(path: string): Uint8Array | null {
+  if (mapPrivate === null) return null;
+  try {
+    return mapPrivate(path, { shared: false });
+  } catch {
+    return null;
+  }
 }
 
 /** Bun.mmap, where there is one. */
