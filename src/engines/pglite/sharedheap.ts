@@ -285,26 +285,45 @@ export function shareLibrariesOnOpen(db: unknown): void {
   if (mod === undefined) throw new TypeError("PGlite has no Emscripten module to rewrite");
   const fs = mod.FS;
   const open = fs.open;
-  const seen = new Set<string>();
+  /** Libraries known to import the shared memory (until written again). */
+  const shared = new Set<string>();
+  /** readFile and writeFile open the file too. */
+  let rewriting = false;
   fs.open = function (path: string, flags: unknown, mode?: unknown): unknown {
-    if (typeof path === "string" && path.endsWith(".so") && !seen.has(path)) {
-      // First: readFile and writeFile open the file too.
-      seen.add(path);
-      shareFile(fs, path);
+    if (!rewriting && typeof path === "string" && path.endsWith(".so")) {
+      if (!readOnly(flags)) shared.delete(path);
+      else if (!shared.has(path)) {
+        rewriting = true;
+        try {
+          if (shareFile(fs, path)) shared.add(path);
+        } finally {
+          rewriting = false;
+        }
+      }
     }
     return open.call(this, path, flags, mode);
   };
 }
 
-/** Rewrites `path` to import a shared memory, when it is a WebAssembly module (and exists). */
-function shareFile(fs: PgliteModule["FS"], path: string): void {
+/** Whether Emscripten's FS.open `flags` ('r', 'w+', … or O_* bits) open for reading only. */
+function readOnly(flags: unknown): boolean {
+  if (typeof flags === "string") return flags === "r";
+  return typeof flags === "number" && (flags & 3) === 0 && (flags & 0o1000) === 0; // O_ACCMODE, O_TRUNC
+}
+
+/**
+ * Rewrites `path` to import a shared memory when it is a WebAssembly
+ * module; whether it is one now (false: not there, or not a module).
+ */
+function shareFile(fs: PgliteModule["FS"], path: string): boolean {
   let data: Uint8Array;
   try {
     data = fs.readFile(path);
   } catch {
-    return; // not there: the open that follows says so
+    return false; // not there: the open that follows says so
   }
-  if (data.length < 8 || !WASM_MAGIC.every((b, i) => data[i] === b)) return;
+  if (data.length < 8 || !WASM_MAGIC.every((b, i) => data[i] === b)) return false;
   const shared = shareMemoryImports(data, HEAP_MAX_PAGES);
   if (shared !== data) fs.writeFile(path, shared);
+  return true;
 }
