@@ -41,12 +41,13 @@
 import process from "node:process";
 
 /** PGTS_GC_HINT_MB: MiB between two collections for every hint (0: none), or null for their own. */
-const SET_MIB = setMiB(process.env["PGTS_GC_HINT_MB"]);
+const SET_MIB = setAmount(process.env["PGTS_GC_HINT_MB"]);
 
-function setMiB(value: string | undefined): number | null {
+/** A PGTS_GC_* setting: null when unset, 0 (never) when not a positive number. */
+function setAmount(value: string | undefined): number | null {
   if (value === undefined || value === "") return null;
-  const mib = Number(value);
-  return Number.isFinite(mib) && mib > 0 ? mib : 0;
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
 /** Execs between two young collections (YoungCollections); PGTS_GC_YOUNG_EXECS sets it (0: none). */
@@ -99,10 +100,9 @@ export class YoungCollections {
   #count = 0;
 
   constructor(collect: (() => void) | null = collectYoung) {
-    const set = process.env["PGTS_GC_YOUNG_EXECS"];
-    const every = set === undefined || set === "" ? EXECS_PER_YOUNG_COLLECTION : Number(set);
+    const every = setAmount(process.env["PGTS_GC_YOUNG_EXECS"]) ?? EXECS_PER_YOUNG_COLLECTION;
     this.#collect = collect;
-    this.#every = collect !== null && Number.isFinite(every) && every > 0 ? every : 0;
+    this.#every = collect !== null ? every : 0;
   }
 
   /** One more exec on this thread. */
