@@ -135,8 +135,8 @@ const DENO: Runtime = {
   async dialer() {
     return await import("./node/connect.ts");
   },
-  // Deno's own sockets: node:net's streams cost ~8 µs of CPU per statement
-  // on top of the same Deno.Conn operations (deno/conn.ts).
+  // Deno's own sockets: node:net's streams cost 3-5 µs of CPU per
+  // statement on top of the same Deno.Conn operations (deno/conn.ts).
   async inRealmNet() {
     return new (await import("./deno/conn.ts")).DenoConnNetAdapter();
   },
