@@ -19,8 +19,10 @@
 import type { WasmTools } from "./guard.ts";
 
 /** guc.h's GucContext, GucSource and GucAction values, and elog.h's LOG. */
+export const PGC_POSTMASTER = 1;
 const PGC_SIGHUP = 2;
 const PGC_S_ARGV = 4;
+export const PGC_S_OVERRIDE = 10;
 const GUC_ACTION_SET = 0;
 const LOG = 15;
 
@@ -38,23 +40,39 @@ interface ConfigExports {
   free(p: number): void;
 }
 
+/**
+ * guc.c's set_config_option for `name` = `value` (a value as
+ * postgresql.conf spells it) in `context` from `source`; a refusal is
+ * logged by the backend at LOG, not raised. Its result: > 0 set, 0 refused,
+ * < 0 left to a source of higher priority. Throws when PGlite does not
+ * export it.
+ */
+export function setConfigOption(
+  tools: WasmTools,
+  name: string,
+  value: string,
+  { context, source, reload }: { context: number; source: number; reload: boolean },
+): number {
+  const ex = tools.ex as unknown as ConfigExports & typeof tools.ex;
+  if (typeof ex.set_config_option !== "function") {
+    throw new Error("PGlite does not export set_config_option");
+  }
+  const n = tools.cString(name);
+  const v = tools.cString(value);
+  try {
+    return ex.set_config_option(n, v, context, source, GUC_ACTION_SET, 1, LOG, reload ? 1 : 0);
+  } finally {
+    ex.free(v);
+    ex.free(n);
+  }
+}
+
 /** Applies `changes` (name, value as postgresql.conf spells it) as a reload of the file would. */
 export function applyConfigReload(
   tools: WasmTools,
   changes: readonly (readonly [string, string])[],
 ): void {
-  const ex = tools.ex as unknown as ConfigExports & typeof tools.ex;
-  if (typeof ex.set_config_option !== "function") {
-    throw new Error("PGlite does not export set_config_option");
-  }
   for (const [name, value] of changes) {
-    const n = tools.cString(name);
-    const v = tools.cString(value);
-    try {
-      ex.set_config_option(n, v, PGC_SIGHUP, PGC_S_ARGV, GUC_ACTION_SET, 1, LOG, 1);
-    } finally {
-      ex.free(v);
-      ex.free(n);
-    }
+    setConfigOption(tools, name, value, { context: PGC_SIGHUP, source: PGC_S_ARGV, reload: true });
   }
 }

@@ -55,7 +55,7 @@ import { BE } from "../../core/protocol/constants.ts";
 import { ErrorWatch, type InterruptFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareLibrariesOnOpen } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
-import { mountDataDirectory } from "./backupfs.ts";
+import { clusterFileSettings, mountDataDirectory, showDataDirectory } from "./backupfs.ts";
 import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
@@ -192,6 +192,8 @@ export async function openInstance(
   let started = false;
   let ended: string | null = null;
   let emscriptenFs: { fs: EmscriptenFs; nodefs: NodeFs } | null = null;
+  /** The data directory as mounted at its own path in the engine (backupfs.ts), or null. */
+  let shownDataDir: string | null = null;
   const flusher = durable
     ? new WalFlusher(options.walRequests !== undefined ? { requests: options.walRequests } : {})
     : null;
@@ -275,7 +277,7 @@ export async function openInstance(
               forgetFailedCreates(m["NODEFS"] as NodeFsOps, m["FS"] as HostFs);
             }
             if (m["NODEFS"] !== undefined && !dataDir.startsWith("memory://")) {
-              mountDataDirectory(
+              shownDataDir = mountDataDirectory(
                 m["FS"] as Parameters<typeof mountDataDirectory>[0],
                 m["NODEFS"],
                 dataDir,
@@ -297,6 +299,13 @@ export async function openInstance(
     ? PGlite.defaultStartParams.filter((p) => p !== "-F")
     : [...PGlite.defaultStartParams];
   settings["max_stack_depth"] ??= ENGINE_MAX_STACK_DEPTH; // stackguard.ts
+  if (!dataDir.startsWith("memory://") && options.image === undefined) {
+    // PGlite's own file's settings, under pgts's (backupfs.ts).
+    const ours = new Set(Object.keys(settings).map((k) => k.toLowerCase()));
+    for (const [k, v] of Object.entries(clusterFileSettings(dataDir))) {
+      if (!ours.has(k)) settings[k] = v;
+    }
+  }
   for (const [k, v] of Object.entries(settings)) startParams.push("-c", `${k}=${v}`);
   trace("PGlite.create begun");
   const db = await PGlite.create({
@@ -357,6 +366,9 @@ export async function openInstance(
         fsModule as unknown as Parameters<typeof installArchiverReset>[1],
       );
     }
+    // SHOW data_directory and the configuration files' settings name the
+    // directory of `pgts start -D`, as PostgreSQL's would (backupfs.ts).
+    if (shownDataDir !== null) showDataDirectory(tools, shownDataDir);
     trace("pgts's guards installed");
     const installed = await installTempNamespaces(
       tools,
