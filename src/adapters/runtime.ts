@@ -126,10 +126,15 @@ const DENO: Runtime = {
   compileEngineEarly: false,
   async adapter(options = {}) {
     const kind = options.kind ?? "subprocess";
+    if (kind === "worker") {
+      // The postmaster relays a Worker's client (worker/relayconn.ts), so
+      // it may read the first packet itself (silent sockets end in the
+      // postmaster, as under Bun): Deno's own sockets, not node:net's.
+      const net = new (await import("./deno/conn.ts")).DenoConnNetAdapter();
+      return { runtime: "deno", kind, launcher: await workerLauncher(), net };
+    }
     const net = new (await import("./deno/net.ts")).DenoNetAdapter();
-    const launcher = kind === "worker"
-      ? await workerLauncher()
-      : new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
+    const launcher = new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
     return { runtime: "deno", kind, launcher, net };
   },
   async dialer() {
