@@ -35,7 +35,13 @@ export type ChildExit =
 /** Where a client connection comes from. */
 export type RemoteAddress =
   | { readonly family: "unix"; readonly path: string }
-  | { readonly family: "tcp"; readonly address: string; readonly port: number };
+  | {
+    readonly family: "tcp";
+    readonly address: string;
+    readonly port: number;
+    /** The server's end of the connection (inet_server_addr, inet_server_port), where known. */
+    readonly local?: { readonly address: string; readonly port: number } | undefined;
+  };
 
 /**
  * A byte stream to a client, as seen by whoever currently serves it (the

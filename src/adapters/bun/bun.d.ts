@@ -10,6 +10,8 @@ export interface BunSocket<Data> {
   readonly fd: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  readonly localAddress?: string;
+  readonly localPort?: number;
   write(data: Uint8Array): number;
   end(): void;
   terminate(): void;

@@ -301,11 +301,18 @@ export class BunNetAdapter implements NetAdapter {
  */
 function tcpRemote(socket: BunSocket<SocketData>): RemoteAddress {
   let port: number | undefined;
+  let local: { address: string; port: number } | undefined;
   return {
     family: "tcp",
     address: socket.remoteAddress,
     get port() {
       return port ??= socket.remotePort;
+    },
+    get local() {
+      if (local === undefined && socket.localAddress !== undefined) {
+        local = { address: socket.localAddress, port: socket.localPort ?? 0 };
+      }
+      return local;
     },
   };
 }

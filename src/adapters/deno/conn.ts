@@ -220,7 +220,13 @@ function joined(parts: readonly Uint8Array[]): Uint8Array {
 function remoteOf(conn: Deno.Conn, unixPath: string | null): RemoteAddress {
   if (unixPath !== null) return { family: "unix", path: unixPath };
   const a = conn.remoteAddr as Deno.NetAddr;
-  return { family: "tcp", address: a.hostname, port: a.port };
+  const l = conn.localAddr as Deno.NetAddr;
+  return {
+    family: "tcp",
+    address: a.hostname,
+    port: a.port,
+    local: { address: l.hostname, port: l.port },
+  };
 }
 
 /** Listeners on `Deno.listen` whose connections are served in this realm (no hand-off). */

@@ -117,6 +117,9 @@ export function nodeRemote(socket: net.Socket, unixPath: string | null): RemoteA
     family: "tcp",
     address: socket.remoteAddress ?? "",
     port: socket.remotePort ?? 0,
+    ...(socket.localAddress !== undefined
+      ? { local: { address: socket.localAddress, port: socket.localPort ?? 0 } }
+      : {}),
   };
 }
 

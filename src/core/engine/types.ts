@@ -23,7 +23,12 @@ export interface SessionStartup {
   /** application_name, options, DateStyle, client_encoding, search_path... from the StartupMessage. */
   readonly params: Readonly<Record<string, string>>;
   /** The client's address and port for a TCP connection (pg_stat_activity's client_addr, client_port). */
-  readonly client?: { readonly address: string; readonly port: number };
+  readonly client?: {
+    readonly address: string;
+    readonly port: number;
+    /** The server's end (inet_server_addr, inet_server_port), where known. */
+    readonly local?: { readonly address: string; readonly port: number } | undefined;
+  };
   /**
    * When the client logged in with SCRAM against the role's stored secret:
    * what an engine that relays to another server needs to log in there as

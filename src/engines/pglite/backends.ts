@@ -48,6 +48,15 @@ export interface BackendEntry {
   readonly roleOid: number;
   /** The prefix of the session's statement names on the engine (naming.ts). */
   readonly statementPrefix: string;
+  /** Its client's TCP address (PostgreSQL's Port raddr and laddr); null over a Unix socket. */
+  readonly client?: ClientAddress | null;
+}
+
+/** A TCP client's address and port, and the server's end of its connection where known. */
+export interface ClientAddress {
+  readonly address: string;
+  readonly port: number;
+  readonly local?: { readonly address: string; readonly port: number } | undefined;
 }
 
 /** One row of pg_stat_activity, before visibility rules (activity.ts's SessionActivity builds it). */

@@ -56,6 +56,7 @@ import { ErrorWatch, type InterruptFlags, type SharedInterruptTarget } from "./i
 import { sharedHeap, sharedPgliteModule, shareLibrariesOnOpen } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
 import { clusterFileSettings, mountDataDirectory, showDataDirectory } from "./backupfs.ts";
+import { ClientAddresses } from "./clientaddr.ts";
 import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
@@ -352,6 +353,7 @@ export async function openInstance(
   let tempShared: string | null;
   let gucs: GucWatch;
   let tools: WasmTools;
+  let clientAddresses: ClientAddresses | null = null;
   try {
     if (shared) shareLibrariesOnOpen(db);
     tools = new WasmTools(captured.wasm, memory);
@@ -369,6 +371,7 @@ export async function openInstance(
     // SHOW data_directory and the configuration files' settings name the
     // directory of `pgts start -D`, as PostgreSQL's would (backupfs.ts).
     if (shownDataDir !== null) showDataDirectory(tools, shownDataDir);
+    clientAddresses = ClientAddresses.install(memory, captured.wasm.exports["MyProcPort"]);
     trace("pgts's guards installed");
     const installed = await installTempNamespaces(
       tools,
@@ -438,7 +441,9 @@ export async function openInstance(
       if (options.backends !== undefined) {
         backends.setBackends(options.backends);
         advisory.keepOnly(options.backends.map((b) => b.pid));
+        clientAddresses?.setBackends(options.backends);
       }
+      clientAddresses?.use(options.pid);
       backends.setActivity(options.activity ?? null);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       const tempBefore = temp?.carried() ?? null;

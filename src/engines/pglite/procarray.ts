@@ -79,6 +79,7 @@ export class ProcArray {
       pid: s.pid,
       roleOid: s.userOid,
       statementPrefix: s.prefix,
+      client: s.client,
     }));
   }
 

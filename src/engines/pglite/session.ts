@@ -42,7 +42,7 @@ import {
   SESSION_CLOSED,
   tempTableWarning,
 } from "./answers.ts";
-import type { ActivityRow } from "./backends.ts";
+import type { ActivityRow, ClientAddress } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
 import { DeferredPrepares } from "./deferred.ts";
 import { AnswerGate } from "./groupcommit.ts";
@@ -102,6 +102,8 @@ export class PgliteSession extends SessionGlobals
   #needsExtensions = false;
   /** What pg_stat_activity shows of this session. */
   readonly #activity: SessionActivity;
+  /** Its client's TCP address (inet_client_addr and the like: clientaddr.ts); null over a Unix socket. */
+  readonly client: ClientAddress | null;
   /** What its client was last told of the GUC_REPORT parameters (ParameterStatus). */
   readonly #told: ReportedToClient;
   /**
@@ -115,12 +117,17 @@ export class PgliteSession extends SessionGlobals
     engine: SessionEngine<PgliteSession>,
     init: GlobalsInit & {
       /** The client's TCP address, if it has one. */
-      client?: { readonly address: string; readonly port: number };
+      client?: ClientAddress;
       /** The ParameterStatus messages its login sent. */
       parameterStatus?: ParameterStatusList;
     },
   ) {
     super(init);
+    this.client = init.client === undefined ? null : {
+      address: init.client.address,
+      port: init.client.port,
+      ...(init.client.local !== undefined ? { local: init.client.local } : {}),
+    };
     this.#activity = new SessionActivity(init.client ?? null);
     this.#told = new ReportedToClient(init.parameterStatus ?? []);
     this.#engine = engine;
