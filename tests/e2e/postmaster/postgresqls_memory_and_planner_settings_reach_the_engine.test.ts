@@ -249,12 +249,16 @@ test("a managed PostgreSQL's postgresql.conf starts the server, SHOW answers its
     "max_locks_per_transaction=128",
     'search_path="$user", public',
     "seq_page_cost=1",
-    "tcp_keepalives_idle=60",
+    // Over the Unix socket psql uses here, as in PostgreSQL: "always reads as zero".
+    "tcp_keepalives_idle=0",
     "temp_buffers=16MB",
     "track_functions=pl",
     "track_io_timing=on",
     "wal_level=replica",
   ]);
+  // Over TCP the file's value.
+  const keepalive = await server.psql("show tcp_keepalives_idle", { tcp: true });
+  expect(keepalive.out.trim()).toBe("60");
   // A new session's transactions are repeatable read; its own SET still wins.
   const c = await server.client();
   await c.query("begin");
