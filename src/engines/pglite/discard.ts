@@ -42,6 +42,8 @@ export async function discard(
   const out = options.out;
   await closeStatements(host, s);
   if (options.kind === "discard all") {
+    // Its currval/lastval values go with its next exec (sequences.ts).
+    s.sequencesDiscarded = true;
     await closeHoldCursors(host, s);
     s.unnamedParse = null;
     const warnings = await host.resetSettings(s);

@@ -447,6 +447,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       throw new ExecNotRun();
     }
     options = this.#temp.beforeExec(options, s, temp);
+    const discarded = s?.sequencesDiscarded === true;
+    if (discarded) options = { ...options, discardSequences: true };
     const owner = this.#temp.owner;
     const reload = this.#reloadPending;
     if (reload !== null) {
@@ -467,6 +469,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       throw e;
     }
     this.#temp.afterExec(result, owner);
+    if (discarded) s!.sequencesDiscarded = false;
     return result;
   }
 

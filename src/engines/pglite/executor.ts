@@ -153,6 +153,8 @@ export interface ExecOptions {
   readonly temp?: TempPair;
   /** The input goes on with what `copyFeed` brings, until it ends (COPY FROM STDIN). */
   readonly feed?: boolean;
+  /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
+  readonly discardSequences?: boolean;
   /**
    * How long a lock wait may hold the engine before the exec is cancelled
    * (lockwait.ts); the executor's `lockWaitMs` when absent.
@@ -184,6 +186,7 @@ export function instanceOptions(options: ExecOptions) {
     ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
     ...(options.temp !== undefined ? { temp: options.temp } : {}),
     ...(options.feed === true ? { feed: true } : {}),
+    ...(options.discardSequences === true ? { discardSequences: true } : {}),
   };
 }
 

@@ -75,6 +75,11 @@ export class SessionGlobals {
    * would refuse every later pg_backup_start.
    */
   backupStarted = false;
+  /**
+   * A DISCARD SEQUENCES or DISCARD ALL answered by pgts (discard.ts): its
+   * next exec has the backend forget its currval/lastval values (sequences.ts).
+   */
+  sequencesDiscarded = false;
   /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
   temp: TempPair = NO_TEMP;
   /** The backend just made `temp`, still named pg_temp_N: the engine renames it (tempschemas.ts). */

@@ -41,6 +41,7 @@ import {
   installBackendFunctions,
 } from "./backends.ts";
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
+import { installSessionSequences, type SessionSequences } from "./sequences.ts";
 import { installEncodingGuard } from "./encoding.ts";
 import {
   installTempNamespaces,
@@ -165,6 +166,8 @@ export interface InstanceExecOptions {
   readonly timeoutMs: number;
   /** The exec's input is a CopyFeedInput (the worker builds it; copyfeed.ts). */
   readonly feed?: boolean;
+  /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
+  readonly discardSequences?: boolean;
 }
 
 /** ReadyForQuery's status byte outside a transaction block. */
@@ -349,6 +352,7 @@ export async function openInstance(
   let guard: IdentityGuard;
   let backends: BackendFunctions;
   let advisory: AdvisoryLocks;
+  let sequences: SessionSequences | null = null;
   let temp: TempNamespaces | null = null;
   let tempShared: string | null;
   let gucs: GucWatch;
@@ -361,6 +365,9 @@ export async function openInstance(
     installEncodingGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
     advisory = installAdvisoryLocks(tools);
+    // currval() and lastval() per session (sequences.ts); an unknown build shares them.
+    const perSession = installSessionSequences(tools, await wasmSha256);
+    if (typeof perSession !== "string") sequences = perSession;
     // pg_stat_reset_shared('archiver') resets pgts's archiver too.
     if (fsModule !== undefined) {
       installArchiverReset(
@@ -441,9 +448,11 @@ export async function openInstance(
       if (options.backends !== undefined) {
         backends.setBackends(options.backends);
         advisory.keepOnly(options.backends.map((b) => b.pid));
+        sequences?.keepOnly(options.backends.map((b) => b.pid));
         clientAddresses?.setBackends(options.backends);
       }
       clientAddresses?.use(options.pid);
+      sequences?.runAs(options.pid, options.discardSequences === true);
       backends.setActivity(options.activity ?? null);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       const tempBefore = temp?.carried() ?? null;

@@ -150,7 +150,7 @@ const MAX_RELCACHE_CALLBACKS = 10;
 /** MAX_ON_EXITS in ipc.c. */
 const MAX_ON_EXITS = 20;
 /** HASH_SEQ_STATUS is 20 bytes in wasm32. */
-const HASH_SEQ_STATUS_SIZE = 32;
+export const HASH_SEQ_STATUS_SIZE = 32;
 const RELPERSISTENCE_TEMP = 0x74; // 't'
 const PG_CLASS_OID = 1259;
 const PG_CATALOG_NAMESPACE = 11;
