@@ -9,14 +9,6 @@ jar=/usr/share/java/postgresql.jar
 need=()
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 [ -f "$jar" ] || need+=(libpostgresql-jdbc-java)
-if [ "${#need[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing ${need[*]}; installing needs root (apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
-fi
+bash "$(dirname "$0")/apt-install.sh" "${need[@]}"
 [ -f "$jar" ] || { echo "no $jar after installing libpostgresql-jdbc-java" >&2; exit 1; }
 echo "$jar"

@@ -118,6 +118,16 @@ function utilityBatchAnswers(input: Uint8Array, frames: readonly Frame[]): Uint8
 }
 
 /**
+ * What an extended batch of one utility statement is answered before its
+ * Execute's own messages (ParseComplete, BindComplete, NoData…), or null
+ * for a Query.
+ */
+export function utilityBatchPrefix(input: Uint8Array, frames: readonly Frame[]): Uint8Array | null {
+  const before = utilityBatchAnswers(input, frames);
+  return before.length === 0 ? null : concat(before);
+}
+
+/**
  * The answer to a database command the cluster carries out (`run`): in an
  * extended batch, the answers before its Execute; then the command's own
  * messages, or its error; then ReadyForQuery with the status after it.

@@ -108,6 +108,11 @@ interface Acc {
   createsTempObject: boolean;
   createdStatements: string[];
   special: "discard all" | "deallocate all" | null;
+  /**
+   * `special` came from a statement that is not a lone Query: it stands only
+   * if the input is an extended batch of that statement alone.
+   */
+  specialParsed: boolean;
   copyFromStdin: boolean;
   reject: PgError | null;
   readsActivity: boolean;
@@ -135,6 +140,20 @@ function aloneOnly(what: string): PgError {
         "pgts runs every session on one PGlite backend and carries out this command for this session only.",
     },
   );
+}
+
+/**
+ * DISCARD ALL and DEALLOCATE ALL, which pgts carries out for the session
+ * alone: as a lone Query, or as the one statement of an extended batch
+ * (psycopg 3 sends every command so), which planInput decides once it has
+ * seen the whole input.
+ */
+function sessionCommand(acc: Acc, lone: boolean, kind: "discard all" | "deallocate all"): void {
+  if (lone) acc.special = kind;
+  else if (acc.special === null) {
+    acc.special = kind;
+    acc.specialParsed = true;
+  } else acc.reject ??= aloneOnly(kind.toUpperCase());
 }
 
 /**
@@ -200,10 +219,7 @@ function inspect(
     }
     case "discard":
       acc.settingsDirty = true;
-      if (w1 === "all") {
-        if (lone) acc.special = "discard all";
-        else acc.reject ??= aloneOnly("DISCARD ALL");
-      }
+      if (w1 === "all") sessionCommand(acc, lone, "discard all");
       return null;
     case "listen":
     case "unlisten": {
@@ -290,8 +306,7 @@ function inspect(
       if (w0 === "deallocate" && w1 === "prepare") i = 2;
       const tok = t[i];
       if (w0 === "deallocate" && tok?.kind === "word" && tok.text === "all") {
-        if (lone) acc.special = "deallocate all";
-        else acc.reject ??= aloneOnly("DEALLOCATE ALL");
+        sessionCommand(acc, lone, "deallocate all");
         return null;
       }
       const name = identName(tok);
@@ -358,6 +373,7 @@ function newAcc(): Acc {
     createsTempObject: false,
     createdStatements: [],
     special: null,
+    specialParsed: false,
     copyFromStdin: false,
     reject: null,
     readsActivity: false,
@@ -503,6 +519,12 @@ export function planInput(
       ? null
       : loneExtendedStatement(input, frames) ?? loneBound(frames, acc.boundDatabaseCommand) ??
         "embedded";
+  }
+  if (
+    acc.specialParsed && (acc.special === null || loneExtendedStatement(input, frames) === null)
+  ) {
+    acc.reject ??= aloneOnly((acc.special ?? "DISCARD ALL").toUpperCase());
+    acc.special = null;
   }
   // Built field by field: an object spread of `acc` costs more than the
   // rest of the plan for a one-statement input.

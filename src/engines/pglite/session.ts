@@ -41,6 +41,7 @@ import {
   queryCanceled,
   SESSION_CLOSED,
   tempTableWarning,
+  utilityBatchPrefix,
 } from "./answers.ts";
 import type { ActivityRow, ClientAddress } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
@@ -337,6 +338,13 @@ export class PgliteSession extends SessionGlobals
     const after = await this.#copy.collect(input, frames, out);
     if (after === null) return;
     ({ input, frames } = after);
+    // A Query sent with the copy data behind it, before the CopyInResponse
+    // (asyncpg's copy_records_to_table does so): the Query is an input of its
+    // own, then the data reaches the COPY it started, as later data would.
+    if (frames.length > 1 && frames[0]!.type === FE.Query && isCopyData(frames[1]!.type)) {
+      await this.#run(input.subarray(0, frames[1]!.start), frames.slice(0, 1), out);
+      return await this.#exec(input.subarray(frames[1]!.start), out);
+    }
     const x = frames.findIndex((f) => f.type === FE.Terminate);
     if (x >= 0) {
       if (x > 0) await this.#run(input.subarray(0, frames[x]!.start), frames.slice(0, x), out);
@@ -408,6 +416,9 @@ export class PgliteSession extends SessionGlobals
       : plan.special === "discard all" && this.#status === "I";
     if (special && plan.special !== null) {
       const told = this.#toldBefore(out);
+      // Alone in an extended batch: its Parse, Bind and Describe answered first.
+      const prefix = utilityBatchPrefix(plan.bytes, plan.frames);
+      if (prefix !== null) out(prefix);
       await this.#settle(await engine.runSpecial(this, plan.special, told), out);
       return;
     }
@@ -592,4 +603,9 @@ export class PgliteSession extends SessionGlobals
   ): Promise<void> {
     return this.#turn.failed(e, frames, out, answered);
   }
+}
+
+/** CopyData, CopyDone or CopyFail: what a client sends in COPY FROM STDIN. */
+function isCopyData(type: number): boolean {
+  return type === FE.CopyData || type === FE.CopyDone || type === FE.CopyFail;
 }

@@ -1,0 +1,61 @@
+/**
+ * Runs tests/fixtures/python/pgts_python.py, Python applications' use of
+ * psycopg 3, psycopg2 and asyncpg, against a server. scripts/ensure-python.sh
+ * installs the drivers from Debian when they are missing.
+ */
+
+import { spawnSync } from "node:child_process";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "../..");
+
+/** The interpreter that has the drivers, or null (and why) when they cannot be installed here. */
+export function pythonDrivers(): { python: string | null; why: string } {
+  const r = spawnSync("bash", [join(ROOT, "scripts/ensure-python.sh")], { encoding: "utf8" });
+  return r.status === 0
+    ? { python: r.stdout.trim(), why: "" }
+    : { python: null, why: r.stderr.trim() || `exit ${r.status}` };
+}
+
+/** The lines pgts_python.py printed; throws with its output when it failed. */
+export async function runPython(
+  python: string,
+  target: { host: string; port: number; user: string },
+): Promise<string[]> {
+  const p = Bun.spawn([
+    python,
+    join(ROOT, "tests/fixtures/python/pgts_python.py"),
+    target.host,
+    String(target.port),
+    target.user,
+  ], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  if (code !== 0) throw new Error(`pgts_python.py exited ${code}:\n${out}\n${err}`);
+  return out.trim().split("\n");
+}
+
+/** What pgts_python.py prints against PostgreSQL 15 (checked by hand, 2026-12-04). */
+export const PYTHON_LINES = [
+  "psycopg rolled back 22012",
+  "psycopg after rollback 50",
+  "psycopg copy out [('1', 'v0'), ('2', 'v1')]",
+  "psycopg named cursor 150",
+  "psycopg pipeline 20",
+  "psycopg notify hello",
+  "psycopg2 execute_values 100",
+  "psycopg2 named cursor 30",
+  "psycopg2 copy_expert 2",
+  "psycopg2 error 42P01",
+  "asyncpg row n7 10.50 ['a', 'b'] {\"i\": 7} b'\\x00\\x01'",
+  "asyncpg copy COPY 500 600",
+  "asyncpg rolled back n1",
+  "asyncpg cursor 600",
+  "asyncpg prepared 5",
+  "asyncpg notify ['hi']",
+  "asyncpg pool 1560",
+  "asyncpg timeout 57014",
+];
