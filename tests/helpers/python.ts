@@ -20,7 +20,7 @@ export function pythonDrivers(): { python: string | null; why: string } {
 /** The lines pgts_python.py printed; throws with its output when it failed. */
 export async function runPython(
   python: string,
-  target: { host: string; port: number; user: string },
+  target: { host: string; port: number; user: string; password?: string },
 ): Promise<string[]> {
   const p = Bun.spawn([
     python,
@@ -28,7 +28,15 @@ export async function runPython(
     target.host,
     String(target.port),
     target.user,
-  ], { stdout: "pipe", stderr: "pipe" });
+  ], {
+    stdout: "pipe",
+    stderr: "pipe",
+    // libpq (psycopg) and asyncpg both read it.
+    env: {
+      ...process.env,
+      ...(target.password === undefined ? {} : { PGPASSWORD: target.password }),
+    },
+  });
   const [out, err, code] = await Promise.all([
     new Response(p.stdout).text(),
     new Response(p.stderr).text(),
@@ -38,7 +46,10 @@ export async function runPython(
   return out.trim().split("\n");
 }
 
-/** What pgts_python.py prints against PostgreSQL 15 (checked by hand, 2026-12-04). */
+/**
+ * What pgts_python.py prints against PostgreSQL 15 (run against it directly
+ * by tests/e2e/upstream/python_through_the_transaction_pool.test.ts).
+ */
 export const PYTHON_LINES = [
   "psycopg rolled back 22012",
   "psycopg after rollback 50",
