@@ -29,6 +29,7 @@ import type {
 } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
 import { BackendSettings } from "./backendsettings.ts";
+import type { SettingsMap } from "./settings.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type {
   EngineCluster as Cluster,
@@ -449,6 +450,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     options = this.#temp.beforeExec(options, s, temp);
     const discarded = s?.sequencesDiscarded === true;
     if (discarded) options = { ...options, discardSequences: true };
+    const resets = s !== undefined && !s.resetValuesSent;
+    if (resets) {
+      options = {
+        ...options,
+        resetValues: resetValuesOf(s.startupSettings),
+        resetAsSuperuser: this.#catalogs.isSuperuser(s.user),
+      };
+    }
     const owner = this.#temp.owner;
     const reload = this.#reloadPending;
     if (reload !== null) {
@@ -470,6 +479,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }
     this.#temp.afterExec(result, owner);
     if (discarded) s!.sequencesDiscarded = false;
+    if (resets) s!.resetValuesSent = true;
     return result;
   }
 
@@ -595,4 +605,19 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   holdCursorsOfOthers(s: PgliteSession): number {
     return this.#procs.holdCursorsOfOthers(s);
   }
+}
+
+/**
+ * What RESET gives a session back (resetvalues.ts): its startup map but
+ * its identity, which RESET ALL leaves alone, and client_encoding, which
+ * only UTF8 passes anyway.
+ */
+function resetValuesOf(startup: SettingsMap): Array<[string, string]> {
+  const values: Array<[string, string]> = [];
+  for (const [name, value] of startup) {
+    if (name !== "role" && name !== "session_authorization" && name !== "client_encoding") {
+      values.push([name, value]);
+    }
+  }
+  return values;
 }

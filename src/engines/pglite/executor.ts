@@ -155,6 +155,10 @@ export interface ExecOptions {
   readonly feed?: boolean;
   /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
   readonly discardSequences?: boolean;
+  /** The session's reset values (its startup map), sent with its first exec (resetvalues.ts). */
+  readonly resetValues?: readonly (readonly [string, string])[];
+  /** The session logged in as a superuser: its reset values are set as one's. */
+  readonly resetAsSuperuser?: boolean;
   /**
    * How long a lock wait may hold the engine before the exec is cancelled
    * (lockwait.ts); the executor's `lockWaitMs` when absent.
@@ -187,6 +191,9 @@ export function instanceOptions(options: ExecOptions) {
     ...(options.temp !== undefined ? { temp: options.temp } : {}),
     ...(options.feed === true ? { feed: true } : {}),
     ...(options.discardSequences === true ? { discardSequences: true } : {}),
+    ...(options.resetValues !== undefined
+      ? { resetValues: options.resetValues, resetAsSuperuser: options.resetAsSuperuser === true }
+      : {}),
   };
 }
 

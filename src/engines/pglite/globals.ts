@@ -80,6 +80,8 @@ export class SessionGlobals {
    * next exec has the backend forget its currval/lastval values (sequences.ts).
    */
   sequencesDiscarded = false;
+  /** Its reset values went to the backend with an exec (resetvalues.ts). */
+  resetValuesSent = false;
   /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
   temp: TempPair = NO_TEMP;
   /** The backend just made `temp`, still named pg_temp_N: the engine renames it (tempschemas.ts). */

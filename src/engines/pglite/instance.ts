@@ -41,6 +41,7 @@ import {
   installBackendFunctions,
 } from "./backends.ts";
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
+import { installSessionResetValues, type SessionResetValues } from "./resetvalues.ts";
 import { installSessionSequences, type SessionSequences } from "./sequences.ts";
 import { installEncodingGuard } from "./encoding.ts";
 import {
@@ -168,6 +169,10 @@ export interface InstanceExecOptions {
   readonly feed?: boolean;
   /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
   readonly discardSequences?: boolean;
+  /** The session's reset values (its startup map), sent with its first exec (resetvalues.ts). */
+  readonly resetValues?: readonly (readonly [string, string])[];
+  /** The session logged in as a superuser: its reset values are set as one's. */
+  readonly resetAsSuperuser?: boolean;
 }
 
 /** ReadyForQuery's status byte outside a transaction block. */
@@ -353,6 +358,7 @@ export async function openInstance(
   let backends: BackendFunctions;
   let advisory: AdvisoryLocks;
   let sequences: SessionSequences | null = null;
+  let resets: SessionResetValues | null = null;
   let temp: TempNamespaces | null = null;
   let tempShared: string | null;
   let gucs: GucWatch;
@@ -394,6 +400,9 @@ export async function openInstance(
     // PGlite's (src/core/guc/pg_settings.ts; a query for them was ~17 ms of
     // every engine's start).
     gucs = new GucWatch(tools, PG_SETTINGS.map(([name]) => name));
+    // What RESET goes back to, per session (resetvalues.ts); an unknown build keeps the server's.
+    const perSessionResets = installSessionResetValues(tools, PG_SETTINGS.map(([name]) => name));
+    if (typeof perSessionResets !== "string") resets = perSessionResets;
     trace("settings watched");
   } catch (e) {
     await db.close();
@@ -437,7 +446,10 @@ export async function openInstance(
         extensionsLoaded = true;
         loadExtensionBundles(db, { sharedHeap: shared });
       }
-      if (options.reloadSettings !== undefined) applyConfigReload(tools, options.reloadSettings);
+      if (options.reloadSettings !== undefined) {
+        applyConfigReload(tools, options.reloadSettings);
+        resets?.reloaded(options.reloadSettings);
+      }
       clock.start(seq);
       executing = true;
       // pgts's own SQL (a settings switch) writes no WAL worth a flush.
@@ -449,10 +461,15 @@ export async function openInstance(
         backends.setBackends(options.backends);
         advisory.keepOnly(options.backends.map((b) => b.pid));
         sequences?.keepOnly(options.backends.map((b) => b.pid));
+        resets?.keepOnly(options.backends.map((b) => b.pid));
         clientAddresses?.setBackends(options.backends);
       }
       clientAddresses?.use(options.pid);
       sequences?.runAs(options.pid, options.discardSequences === true);
+      if (options.resetValues !== undefined && options.pid !== null) {
+        resets?.define(options.pid, options.resetValues, options.resetAsSuperuser === true);
+      }
+      resets?.runAs(options.pid);
       backends.setActivity(options.activity ?? null);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       const tempBefore = temp?.carried() ?? null;

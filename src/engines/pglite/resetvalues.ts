@@ -1,0 +1,196 @@
+/**
+ * What RESET goes back to, per session. A PostgreSQL backend takes its
+ * client's startup parameters and its role's and database's ALTER … SET
+ * values as the parameters' reset values (set_config_option with source
+ * PGC_S_CLIENT, PGC_S_USER…), so that RESET, RESET ALL, SET … TO DEFAULT
+ * and the reset_val column of pg_settings give them back. PGlite has one
+ * backend, whose reset values are the server's; pgts gives a session its
+ * startup map as SET values (settings.ts), so a RESET went to the server's
+ * value: asyncpg's pool, which ends every use of a connection with RESET
+ * ALL, lost the search_path its `server_settings` asked for.
+ *
+ * So the backend's reset values are swapped per session: when the engine's
+ * next exec is another session's, each parameter of the new session's map
+ * is set from PGC_S_CLIENT (set_config_option makes that the reset value,
+ * and the current value too unless the current one was SET), and each
+ * parameter the previous session had and this one has not is set back to
+ * the server's value with its own source. set_config_option refuses to
+ * lower a reset value's source, so the record's `reset_source` is cleared
+ * first. What differs: a parameter another session's reset value had been
+ * the current value of shows source "client" in pg_settings, with the
+ * server's value. Sessions whose maps are alike (one key) cost a string
+ * comparison.
+ *
+ * The server's values are taken when the instance opens, for every
+ * parameter whose current value is its reset value then (GetConfigOption),
+ * and kept up to date by reloads. Runs on the thread that runs PGlite, at
+ * the start of an exec.
+ */
+
+import { PGC_POSTMASTER, setConfigOption } from "./configreload.ts";
+import type { WasmTools } from "./guard.ts";
+
+export interface SessionResetValues {
+  /** Session `pid`'s reset values, as its startup map has them; `superuser`: it logged in as one. */
+  define(pid: number, values: readonly (readonly [string, string])[], superuser: boolean): void;
+  /** Session `pid`'s exec runs next (null: pgts's own work, which leaves the backend as it is). */
+  runAs(pid: number | null): void;
+  /** Only these sessions exist now: the values of any other go. */
+  keepOnly(pids: Iterable<number>): void;
+  /** A reload set these parameters' server values (configreload.ts). */
+  reloaded(changes: readonly (readonly [string, string])[]): void;
+}
+
+/** guc_tables.h's struct config_generic on wasm32: the fields used here. */
+const GUC_NAME = 0;
+const GUC_SOURCE = 32;
+const GUC_RESET_SOURCE = 36;
+/** guc.h's GucContext and GucSource values. */
+const PGC_SUSET = 5;
+const PGC_USERSET = 6;
+const PGC_S_DEFAULT = 0;
+const PGC_S_ARGV = 4;
+const PGC_S_CLIENT = 9;
+/** Longer than any parameter's name. */
+const NAME_BUFFER = 128;
+
+interface ResetExports {
+  find_option(name: number, createPlaceholders: number, skipErrors: number, elevel: number): number;
+  GetConfigOption(name: number, missingOk: number, restrictPrivileged: number): number;
+  malloc(size: number): number;
+  free(p: number): void;
+}
+
+interface Server {
+  readonly value: string;
+  readonly source: number;
+}
+
+interface Defined {
+  readonly values: ReadonlyMap<string, string>;
+  readonly context: number;
+  /** Equal for sessions whose reset values are the same. */
+  readonly key: string;
+}
+
+const NONE: Defined = { values: new Map(), context: PGC_USERSET, key: "" };
+
+/**
+ * Installs the per-session reset values over the parameters `names`, or
+ * returns why they cannot be (then RESET goes to the server's values).
+ */
+export function installSessionResetValues(
+  tools: WasmTools,
+  names: readonly string[],
+): SessionResetValues | string {
+  const ex = tools.ex as unknown as ResetExports & typeof tools.ex;
+  for (const fn of ["GetConfigOption", "free"] as const) {
+    if (typeof ex[fn] !== "function") return `PGlite does not export ${fn}`;
+  }
+  // setConfigOption throws without it; checked here, before any session.
+  if (typeof (tools.ex as unknown as Record<string, unknown>)["set_config_option"] !== "function") {
+    return "PGlite does not export set_config_option";
+  }
+  const records = new Map<string, number>();
+  const server = new Map<string, Server>();
+  const view = () => tools.view();
+  // The names go through one buffer: this runs at every engine start.
+  const encoder = new TextEncoder();
+  const n = ex.malloc(NAME_BUFFER);
+  try {
+    for (const spelled of names) {
+      const name = spelled.toLowerCase();
+      const heap = new Uint8Array(view().buffer, n, NAME_BUFFER);
+      const { written } = encoder.encodeInto(name, heap.subarray(0, NAME_BUFFER - 1));
+      if (written !== name.length) continue;
+      heap[written] = 0;
+      const r = ex.find_option(n, 0, 1, 0);
+      if (r === 0) continue;
+      const v = view();
+      const source = v.getInt32(r + GUC_SOURCE, true);
+      const resetSource = v.getInt32(r + GUC_RESET_SOURCE, true);
+      if (source < PGC_S_DEFAULT || source > PGC_S_ARGV || resetSource !== source) continue;
+      const p = ex.GetConfigOption(n, 1, 0);
+      if (p === 0) continue;
+      records.set(name, r);
+      server.set(name, { value: tools.readCString(p), source });
+    }
+  } finally {
+    ex.free(n);
+  }
+  const check = records.get("search_path");
+  if (
+    check === undefined ||
+    tools.readCString(view().getUint32(check + GUC_NAME, true)) !== "search_path"
+  ) {
+    return "PGlite's configuration records have an unknown layout";
+  }
+  // PGlite starts with -c search_path=public: the check of the layout.
+  if (server.get("search_path")?.source !== PGC_S_ARGV) {
+    return "search_path's record does not say it came from the start parameters";
+  }
+
+  const defined = new Map<number, Defined>();
+  /** Parameters whose reset value is a session's now, with that value. */
+  const overridden = new Map<string, string>();
+  let shown = "";
+
+  /**
+   * set_config_option from `source`, the reset value's source cleared first
+   * (set_config_option never lowers it itself). A current value's source is
+   * never written here: PostgreSQL keeps a list of the parameters whose
+   * source is not the default (set_guc_source), and RESET ALL walks it.
+   */
+  const set = (name: string, value: string, context: number, source: number): number => {
+    view().setInt32(records.get(name)! + GUC_RESET_SOURCE, PGC_S_DEFAULT, true);
+    return setConfigOption(tools, name, value, { context, source, reload: false });
+  };
+
+  /**
+   * The server's reset value back. A current value that is a session's reset
+   * value (from PGC_S_CLIENT) is set to the server's from PGC_S_CLIENT first,
+   * since set_config_option changes no current value from a source below its
+   * own: it keeps that source, with the server's value.
+   */
+  const restore = (name: string): void => {
+    const s = server.get(name)!;
+    if (view().getInt32(records.get(name)! + GUC_SOURCE, true) === PGC_S_CLIENT) {
+      set(name, s.value, PGC_POSTMASTER, PGC_S_CLIENT);
+    }
+    set(name, s.value, PGC_POSTMASTER, s.source);
+    overridden.delete(name);
+  };
+
+  return {
+    define(pid, values, superuser) {
+      const m = new Map<string, string>();
+      for (const [name, value] of values) if (records.has(name)) m.set(name, value);
+      const context = superuser ? PGC_SUSET : PGC_USERSET;
+      const key = m.size === 0 ? "" : JSON.stringify([context, [...m]]);
+      defined.set(pid, { values: m, context, key });
+    },
+    runAs(pid) {
+      if (pid === null) return;
+      const d = defined.get(pid) ?? NONE;
+      if (d.key === shown) return;
+      for (const name of [...overridden.keys()]) if (!d.values.has(name)) restore(name);
+      for (const [name, value] of d.values) {
+        if (overridden.get(name) === value) continue;
+        // 0: refused (logged by the backend); -1: the reset value was set, the current one SET stays.
+        if (set(name, value, d.context, PGC_S_CLIENT) !== 0) overridden.set(name, value);
+        else restore(name);
+      }
+      shown = d.key;
+    },
+    keepOnly(pids) {
+      const keep = new Set(pids);
+      for (const pid of defined.keys()) if (!keep.has(pid)) defined.delete(pid);
+    },
+    reloaded(changes) {
+      for (const [name, value] of changes) {
+        const lower = name.toLowerCase();
+        if (server.has(lower)) server.set(lower, { value, source: PGC_S_ARGV });
+      }
+    },
+  };
+}
