@@ -68,5 +68,6 @@ export const PYTHON_LINES = [
   "asyncpg prepared 5",
   "asyncpg notify ['hi']",
   "asyncpg pool 1560",
+  "asyncpg server_settings [('py_schema, public', '8MB'), ('py_schema, public', '8MB'), ('py_schema, public', '8MB')]",
   "asyncpg timeout 57014",
 ];

@@ -41,6 +41,13 @@ export class ClientSettings {
   map: SettingsMap = new Map();
   /** The client's input may have changed its settings: read them back before the connection goes. */
   dirty = false;
+  /**
+   * The map the client logged in with: what RESET gives it back (its reset
+   * values, in PostgreSQL). The upstream connection's own reset values are
+   * its login's, so a RESET there drops the client's value, and it is put
+   * back here (readBack).
+   */
+  #login: SettingsMap | null = null;
   /** Custom (dotted) settings the client touched: pg_settings does not list them. */
   #custom = new Set<string>();
   #loginRole: () => string;
@@ -63,6 +70,7 @@ export class ClientSettings {
   /** A map another login with the same startup parameters was given. */
   adopt(map: SettingsMap): void {
     this.map = map;
+    this.#login = map;
     for (const n of map.keys()) if (n.includes(".")) this.#custom.add(n);
   }
 
@@ -95,6 +103,7 @@ export class ClientSettings {
       if (r.error !== null) throw r.error;
     }
     await this.readBack(server);
+    this.#login = this.map;
   }
 
   /** Reads the map back from the connection the client is on. */
@@ -102,8 +111,20 @@ export class ClientSettings {
     const r = await server.query(snapshotSql(this.#custom, NOT_SESSION_STATE));
     if (r.error !== null) throw r.error;
     const map = parseSnapshot(r.rows);
-    this.map = map;
     server.carried = map;
+    this.map = map;
+    // RESET, RESET ALL, SET … TO DEFAULT and DISCARD ALL went to the
+    // connection's reset values: the client's login values go back on with
+    // its next switch (the connection carries the map without them).
+    const login = this.#login;
+    if (login === null) return;
+    let back: Map<string, string> | null = null;
+    for (const [name, value] of login) {
+      if (map.has(name)) continue;
+      back ??= new Map(map);
+      back.set(name, value);
+    }
+    if (back !== null) this.map = back;
   }
 
   /** The connection carries the client's map already: switchTo would send nothing. */
