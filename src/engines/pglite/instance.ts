@@ -308,6 +308,9 @@ export async function openInstance(
     ? PGlite.defaultStartParams.filter((p) => p !== "-F")
     : [...PGlite.defaultStartParams];
   settings["max_stack_depth"] ??= ENGINE_MAX_STACK_DEPTH; // stackguard.ts
+  // PostgreSQL's default, where PGlite's start parameters say public alone:
+  // a role's own schema comes first, as in PostgreSQL.
+  settings["search_path"] ??= '"$user", public';
   if (!dataDir.startsWith("memory://") && options.image === undefined) {
     // PGlite's own file's settings, under pgts's (backupfs.ts).
     const ours = new Set(Object.keys(settings).map((k) => k.toLowerCase()));

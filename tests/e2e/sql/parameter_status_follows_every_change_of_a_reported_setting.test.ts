@@ -87,7 +87,7 @@ test("each reported parameter is sent when it changes", async () => {
     "TimeZone=UTC",
     "client_encoding=UTF8",
     "default_transaction_read_only=off",
-    "search_path=public",
+    'search_path="$user", public',
     "standard_conforming_strings=on",
   ]);
 });

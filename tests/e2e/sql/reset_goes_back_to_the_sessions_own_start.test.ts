@@ -3,7 +3,8 @@
  * with, as in PostgreSQL: its startup parameters (psql's PGOPTIONS,
  * asyncpg's `server_settings`) and its role's and database's ALTER … SET
  * values, not the server's; another session that started without them
- * gets the server's; pg_settings' reset_val says so. asyncpg's pool ends
+ * gets the server's (whose search_path is PostgreSQL's, `"$user", public`);
+ * pg_settings' reset_val says so. asyncpg's pool ends
  * every use of a connection with RESET ALL, and lost the search_path its
  * `server_settings` asked for. psql and node-postgres, under the default
  * server (and --adapter subprocess: ENGINE_TEST_ADAPTERS).
@@ -100,6 +101,22 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         expect(await one(b, "show work_mem")).toBe("4MB");
       }
       await c.end();
+    });
+
+    test("the server's search_path is PostgreSQL's: a role's own schema comes first", async () => {
+      const admin = await pgClient(server());
+      expect(await one(admin, "show search_path")).toBe('"$user", public');
+      await admin.query("create role own_schema_role login");
+      await admin.query("create schema own_schema_role authorization own_schema_role");
+      const r = await pgClient(server(), { user: "own_schema_role" });
+      await r.query("create table where_am_i (x int)");
+      await r.query("set search_path = public");
+      await r.query("reset search_path");
+      expect(await one(r, "select current_schema()")).toBe("own_schema_role");
+      expect(await one(admin, "select current_schema()")).toBe("public");
+      expect(await one(admin, "select schemaname from pg_tables where tablename = 'where_am_i'"))
+        .toBe("own_schema_role");
+      await r.end();
     });
 
     test("RESET goes back to the role's and the database's ALTER … SET values", async () => {
