@@ -4,46 +4,31 @@
  * installs the drivers from Debian when they are missing.
  */
 
-import { spawnSync } from "node:child_process";
-import { join, resolve } from "node:path";
-
-const ROOT = resolve(import.meta.dir, "../..");
+import { join } from "node:path";
+import { ensured, programLines, ROOT } from "./programs.ts";
 
 /** The interpreter that has the drivers, or null (and why) when they cannot be installed here. */
 export function pythonDrivers(): { python: string | null; why: string } {
-  const r = spawnSync("bash", [join(ROOT, "scripts/ensure-python.sh")], { encoding: "utf8" });
-  return r.status === 0
-    ? { python: r.stdout.trim(), why: "" }
-    : { python: null, why: r.stderr.trim() || `exit ${r.status}` };
+  const r = ensured("ensure-python.sh");
+  return { python: r.path, why: r.why };
 }
 
 /** The lines pgts_python.py printed; throws with its output when it failed. */
-export async function runPython(
+export function runPython(
   python: string,
   target: { host: string; port: number; user: string; password?: string },
 ): Promise<string[]> {
-  const p = Bun.spawn([
-    python,
-    join(ROOT, "tests/fixtures/python/pgts_python.py"),
-    target.host,
-    String(target.port),
-    target.user,
-  ], {
-    stdout: "pipe",
-    stderr: "pipe",
+  return programLines(
+    [
+      python,
+      join(ROOT, "tests/fixtures/python/pgts_python.py"),
+      target.host,
+      String(target.port),
+      target.user,
+    ],
     // libpq (psycopg) and asyncpg both read it.
-    env: {
-      ...process.env,
-      ...(target.password === undefined ? {} : { PGPASSWORD: target.password }),
-    },
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  if (code !== 0) throw new Error(`pgts_python.py exited ${code}:\n${out}\n${err}`);
-  return out.trim().split("\n");
+    target.password === undefined ? {} : { PGPASSWORD: target.password },
+  );
 }
 
 /**
