@@ -452,11 +452,15 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     if (discarded) options = { ...options, discardSequences: true };
     const resets = s !== undefined && !s.resetValuesSent;
     if (resets) {
-      options = {
-        ...options,
-        resetValues: resetValuesOf(s.startupSettings),
-        resetAsSuperuser: this.#catalogs.isSuperuser(s.user),
-      };
+      // None (a login with no startup parameters): the server's, as for a session never defined.
+      const values = resetValuesOf(s.startupSettings);
+      if (values.length > 0) {
+        options = {
+          ...options,
+          resetValues: values,
+          resetAsSuperuser: this.#catalogs.isSuperuser(s.user),
+        };
+      }
     }
     const owner = this.#temp.owner;
     const reload = this.#reloadPending;
