@@ -57,6 +57,11 @@ export interface OutputOptions {
    * ParameterStatus of settings the input changed, paramstatus.ts), or null.
    */
   readonly beforeReadyForQuery?: () => Uint8Array | null;
+  /**
+   * The answer's ReadyForQuery is to a Sync pgts added (pipeline.ts's
+   * describesOnly): noted, not sent.
+   */
+  readonly holdReadyForQuery?: boolean;
 }
 
 const USER_CANCEL_TEXT = "canceling statement due to user request";
@@ -130,6 +135,10 @@ export class OutputFilter {
             flush(at);
             send(before);
             run = at;
+          }
+          if (this.#o.holdReadyForQuery) {
+            flush(at);
+            run = end;
           }
           this.zCount++;
           this.lastStatus = String.fromCharCode(buf[at + 5]!) as "I" | "T" | "E";

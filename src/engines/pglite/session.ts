@@ -49,7 +49,7 @@ import { DeferredPrepares } from "./deferred.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { planInput } from "./naming.ts";
-import { handsOverAfter, isPlain } from "./pipeline.ts";
+import { describesOnly, handsOverAfter, isPlain } from "./pipeline.ts";
 import { ExecNotRun } from "./executor.ts";
 import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
@@ -63,6 +63,7 @@ import { EngineTurn } from "./turn.ts";
 import {
   concat,
   errorResponse,
+  fe,
   type Frame,
   noticeResponse,
   readyForQuery,
@@ -397,6 +398,13 @@ export class PgliteSession extends SessionGlobals
       this.#timeouts.armIdle();
       return;
     }
+    // Parse and Describe up to a Flush, from idle: run with a Sync of
+    // pgts's own, whose ReadyForQuery the client never sees, so that the
+    // engine is not held while the client decides what to bind
+    // (pipeline.ts). An error there skips the client's messages to its own
+    // Sync, as PostgreSQL does.
+    const ownSync = !this.owns && this.#status === "I" && describesOnly(frames) &&
+      isPlain(plan) && !this.#deferred.pending;
     // Owning already (a transaction block) needs no wait and no switch.
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending;
@@ -448,7 +456,8 @@ export class PgliteSession extends SessionGlobals
     for (;;) {
       const unnamed = this.unnamedParse;
       const { bytes, drop } = this.withOwnUnnamed(plan, engine);
-      if (await this.#execute(bytes, frames, out, drop, undefined, handsOver)) return;
+      const run = ownSync ? concat([bytes, fe.sync()]) : bytes;
+      if (await this.#execute(run, frames, out, drop, undefined, handsOver, ownSync)) return;
       // Granted one step ahead, and the exec before it did not end idle:
       // nothing ran. What it noted of the unnamed statement is undone, and
       // it waits for the engine again, first in line.
@@ -472,6 +481,7 @@ export class PgliteSession extends SessionGlobals
     drop: number,
     fed?: FedCopyHooks,
     handsOver = false,
+    ownSync = false,
   ): Promise<boolean> {
     const engine = this.#engine;
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
@@ -494,6 +504,7 @@ export class PgliteSession extends SessionGlobals
       lockTimedOut: () => (lockWaited === 0 ? null : errorResponse(lockTimeout(lockWaited))),
       ...(fed !== undefined ? { onCopyIn: fed.onCopyIn, onStatementEnd: fed.onStatementEnd } : {}),
       beforeReadyForQuery: () => this.#told.changes(engine.reportedValues),
+      holdReadyForQuery: ownSync,
     });
     const backends = engine.backendsForExec();
     // A wait for a prepared transaction's lock ends after this long (lockwait.ts).
@@ -545,6 +556,7 @@ export class PgliteSession extends SessionGlobals
     const late = filter.terminatedSelf ? null : this.#told.changes(reported);
     if (late !== null) out(late);
     if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
+    if (ownSync && filter.sawError) this.#skipUntilSync = true;
     if (filter.sawParameterStatus) {
       this.settingsDirty = true;
       this.settingsFromStartup = false;
