@@ -59,6 +59,8 @@ export class AnswerRelay implements ServerHandler {
   #outEnd = 0;
   /** The upstream sent a FATAL: its loss needs no message of pgts's own. */
   #fatalSent = false;
+  /** Extended-protocol requests that failed (the upstream skipped to the next Sync). */
+  extendedErrors = 0;
 
   constructor(pool: Pool, owner: AnswerOwner) {
     this.#pool = pool;
@@ -129,6 +131,7 @@ export class AnswerRelay implements ServerHandler {
         ) break;
         // An extended-protocol request failed: the upstream skips the rest
         // up to the next Sync; so do the requests pgts answers itself.
+        this.extendedErrors++;
         let msg = buf.subarray(start, end);
         if (head.rename !== null) {
           const [upstream, client] = head.rename;

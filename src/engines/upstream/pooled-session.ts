@@ -47,11 +47,21 @@ import type {
   SessionStartup,
   TransactionStatus,
 } from "../../core/engine/types.ts";
-import { concat, errorResponse, type Frame, splitFrames } from "../pglite/wire.ts";
+import { FE } from "../../core/protocol/mod.ts";
+import { concat, errorResponse, type Frame, readyForQuery, splitFrames } from "../pglite/wire.ts";
 import { readOnlyInput, type SqlEffects } from "./effects.ts";
 import { ClientSettings } from "./client-settings.ts";
 import type { Pool, Pooler, SharedStatement } from "./pool-objects.ts";
-import { answerPrepareOnly, answerWithError, asError, rewriteInput } from "./requests.ts";
+import {
+  answerPrepareOnly,
+  answerWithError,
+  asError,
+  describesOnly,
+  HIDDEN_PARSE,
+  OWN_SYNC,
+  rewriteInput,
+  unnamedUse,
+} from "./requests.ts";
 import { AnswerRelay, type Out } from "./answers.ts";
 import type { PoolServer } from "./server.ts";
 import { cleanAfterClient } from "./server-reset.ts";
@@ -116,6 +126,14 @@ export class PooledSession implements EngineSession {
   #onDrained: (() => void) | null = null;
   /** close()'s promise: once the client has left, nothing more is relayed to it. */
   #leaving: Promise<void> | null = null;
+  /**
+   * The Parse of the client's unnamed statement from a describe-only input
+   * (requests.ts's describesOnly), whose connection went back: put back
+   * first wherever an input binds or describes it before parsing it.
+   */
+  #unnamedParse: Uint8Array | null = null;
+  /** A describe-only input failed: the client's messages up to its Sync are skipped. */
+  #skipToSync = false;
 
   constructor(engine: Pooler, options: {
     pool: Pool;
@@ -268,8 +286,13 @@ export class PooledSession implements EngineSession {
       if (this.#ended !== null) throw this.#ended;
       if (this.#pending !== null) throw new TypeError("Only one exec may be in flight per session");
       if (this.#engine.running !== null) return this.#execSuspended(frontend, out);
-      const frames = splitFrames(frontend);
+      let frames = splitFrames(frontend);
       if (frames === null) throw framingError();
+      if (this.#skipToSync) {
+        const rest = this.#skipped(frontend, frames, out);
+        if (rest === null) return Promise.resolve();
+        ({ input: frontend, frames } = rest);
+      }
       if (this.#server !== null) return this.#send(frontend, frames, out);
       return this.#begin(frontend, frames, out);
     } catch (e) {
@@ -280,13 +303,37 @@ export class PooledSession implements EngineSession {
   /** SUSPEND: nothing goes upstream until RESUME. */
   async #execSuspended(frontend: Uint8Array, out: Out): Promise<void> {
     // Copied: the caller reuses its buffer once exec returns.
-    const input = frontend.slice();
+    let input: Uint8Array = frontend.slice();
     await this.#engine.running;
     if (this.#ended !== null) throw this.#ended;
-    const frames = splitFrames(input);
+    let frames = splitFrames(input);
     if (frames === null) throw framingError();
+    if (this.#skipToSync) {
+      const rest = this.#skipped(input, frames, out);
+      if (rest === null) return;
+      ({ input, frames } = rest);
+    }
     if (this.#server !== null) return await this.#send(input, frames, out);
     return await this.#begin(input, frames, out);
+  }
+
+  /**
+   * After a describe-only input failed, the client's messages up to its
+   * Sync are skipped, as PostgreSQL skips them after an error, and its
+   * Sync is answered; the rest of the input, or null when none is left.
+   */
+  #skipped(
+    input: Uint8Array,
+    frames: Frame[],
+    out: Out,
+  ): { input: Uint8Array; frames: Frame[] } | null {
+    const s = frames.findIndex((f) => f.type === FE.Sync);
+    if (s < 0) return null;
+    this.#skipToSync = false;
+    out(readyForQuery(this.transactionStatus));
+    if (s + 1 === frames.length) return null;
+    const rest = input.subarray(frames[s + 1]!.start);
+    return { input: rest, frames: splitFrames(rest)! };
   }
 
   /** The first input of a transaction: a connection for it, then #send. */
@@ -306,7 +353,7 @@ export class PooledSession implements EngineSession {
     const free = this.#engine.acquireNow(pool);
     if (free !== null && this.#settings.carriedBy(free)) {
       this.#hold(free, pool);
-      return this.#send(frontend, frames, out);
+      return this.#send(frontend, frames, out, true);
     }
     // Copied: the caller reuses its buffer once exec returns, and the
     // wait below may outlast that.
@@ -360,7 +407,7 @@ export class PooledSession implements EngineSession {
       return;
     }
     this.#hold(server, pool);
-    return await this.#send(input, frames, out);
+    return await this.#send(input, frames, out, true);
   }
 
   /** The session holds `server` now: its answers come to the session's relay. */
@@ -370,21 +417,53 @@ export class PooledSession implements EngineSession {
     server.client = this;
   }
 
-  /** Renames, adds and answers what it must (requests.ts), writes the rest upstream. */
-  #send(input: Uint8Array, frames: Frame[], out: Out): Promise<void> {
+  /**
+   * Renames, adds and answers what it must (requests.ts), writes the rest
+   * upstream. A describe-only input that took the connection (`fromIdle`)
+   * ends with a Sync of pgts's own, so that the connection goes back at its
+   * ReadyForQuery.
+   */
+  #send(input: Uint8Array, frames: Frame[], out: Out, fromIdle = false): Promise<void> {
     const server = this.#server!;
     this.requestAt = Date.now();
     this.#pool.received += input.length;
+    const ownSync = fromIdle && this.#pinned === null && describesOnly(frames);
     const { parts, requests, endsCopy } = rewriteInput(input, frames, {
       server,
       statements: this.#statements,
       engine: this.#engine,
       note: (e, sql) => this.#note(e, sql),
     });
+    if (this.#unnamedParse !== null || ownSync) {
+      const unnamed = unnamedUse(input, frames);
+      if (unnamed.usesFirst && this.#unnamedParse !== null) {
+        parts.unshift(this.#unnamedParse);
+        requests.unshift(HIDDEN_PARSE);
+      }
+      if (ownSync && unnamed.parse !== null) this.#unnamedParse = unnamed.parse.slice();
+      else if (unnamed.parse !== null || unnamed.drops) this.#unnamedParse = null;
+    }
+    if (ownSync) {
+      parts.push(OWN_SYNC.bytes);
+      requests.push(OWN_SYNC.request);
+    }
     const answers = this.#answers;
     if (endsCopy) answers.endCopy();
     for (const r of requests) answers.push(r);
     if (parts.length > 0) server.write(concat(parts.length === 1 ? [parts[0]!.slice()] : parts));
+    const answered = this.#answered(out);
+    if (!ownSync) return answered;
+    const errors = answers.extendedErrors;
+    return answered.then(() => {
+      if (answers.extendedErrors === errors) return;
+      this.#skipToSync = true;
+      this.#unnamedParse = null;
+    });
+  }
+
+  /** The exec's promise: settled by #settle once its input is answered. */
+  #answered(out: Out): Promise<void> {
+    const answers = this.#answers;
     return new Promise<void>((resolve, reject) => {
       this.#pending = { out, resolve, reject };
       // Requests pgts answers itself at the head of the queue, and inputs

@@ -350,3 +350,63 @@ function hex(bytes: Uint8Array): string {
   for (const b of bytes) s += b.toString(16).padStart(2, "0");
   return s;
 }
+
+/**
+ * Parse, Describe and Close up to a Flush, no Sync (postgres.js 4 learns a
+ * new statement's types so, and may look them up on another connection
+ * before it binds). From idle they do nothing but parse: the session runs
+ * them with a Sync of pgts's own and gives the connection back, rather
+ * than hold it while the client decides.
+ */
+export function describesOnly(frames: readonly Frame[]): boolean {
+  if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Flush) return false;
+  return frames.every((f) =>
+    f.type === FE.Parse || f.type === FE.Describe || f.type === FE.Close || f.type === FE.Flush
+  );
+}
+
+/**
+ * What an input does to the client's unnamed statement: the bytes of its
+ * last Parse of it (`parse`), whether it drops it (a Query), and whether
+ * it uses it (Bind, Describe) before parsing it (`usesFirst`).
+ */
+export function unnamedUse(
+  input: Uint8Array,
+  frames: readonly Frame[],
+): { parse: Uint8Array | null; drops: boolean; usesFirst: boolean } {
+  let parse: Uint8Array | null = null;
+  let drops = false;
+  let usesFirst = false;
+  for (const f of frames) {
+    const at = f.start + 5;
+    if (f.type === FE.Parse && input[at] === 0) parse = input.subarray(f.start, f.end);
+    else if (f.type === FE.Query) {
+      parse = null;
+      drops = true;
+    } else if (parse === null && !drops) {
+      if (f.type === FE.Bind) {
+        // The portal's name, then the statement's.
+        const [, afterPortal] = readCString(input, at);
+        if (input[afterPortal] === 0) usesFirst = true;
+      } else if (f.type === FE.Describe && input[at] === STATEMENT && input[at + 1] === 0) {
+        usesFirst = true;
+      }
+    }
+  }
+  return { parse, drops, usesFirst };
+}
+
+/** The Sync pgts adds after a describe-only input (`describesOnly`): its answer is not the client's. */
+export const OWN_SYNC: Readonly<{ bytes: Uint8Array; request: Request }> = {
+  bytes: message(FE.Sync),
+  request: { kind: FE.Sync, hidden: true, synthetic: null, done: null, rename: null },
+};
+
+/** The client's unnamed statement put back first, its ParseComplete not the client's. */
+export const HIDDEN_PARSE: Request = {
+  kind: FE.Parse,
+  hidden: true,
+  synthetic: null,
+  done: null,
+  rename: null,
+};

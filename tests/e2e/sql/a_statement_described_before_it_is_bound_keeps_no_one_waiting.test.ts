@@ -6,140 +6,39 @@
  * keeps no other backend waiting. Before, the session held the engine
  * until its Sync: the other connection waited, and after
  * pgts.engine_hold_timeout the first was ended (FATAL 25P03), which is how
- * Drizzle on postgres.js 4 failed its first insert. Hand-built bytes.
+ * Drizzle on postgres.js 4 failed its first insert. Hand-built bytes
+ * (tests/helpers/describe-first.ts).
  */
 
-import { describe, expect, test } from "bun:test";
+import { describe, test } from "bun:test";
 import {
-  concat,
-  cstr,
-  errorFields,
-  message,
-  pgClient,
-  RawConnection,
-  sharedServer,
-  sleep,
-  useSqlServers,
-} from "../../helpers/pgts-sql.ts";
+  describedThenBound,
+  describeInsideABlock,
+  failedDescribeSkipsToSync,
+  type Target,
+} from "../../helpers/describe-first.ts";
+import { pgClient, RawConnection, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers();
 
-const enc = new TextEncoder();
-const parse = (sql: string) => message("P", concat(cstr(""), cstr(sql), Uint8Array.of(0, 0)));
-const describeStatement = () => message("D", concat(enc.encode("S"), cstr("")));
-const flush = () => message("H");
-const sync = () => message("S");
-const query = (sql: string) => message("Q", cstr(sql));
-
-/** Bind of the unnamed statement with text parameters, then Execute. */
-function bindExecute(...params: string[]): Uint8Array {
-  const ps = params.map((p) => {
-    const b = enc.encode(p);
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setInt32(0, b.length);
-    return concat(len, b);
-  });
-  const count = Uint8Array.of(params.length >> 8, params.length & 0xff);
-  return concat(
-    message(
-      "B",
-      concat(cstr(""), cstr(""), Uint8Array.of(0, 0), count, ...ps, Uint8Array.of(0, 0)),
-    ),
-    message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0))),
-  );
-}
-
-/** The types of the next `n` messages. */
-async function types(c: RawConnection, n: number): Promise<string> {
-  const seen: string[] = [];
-  for (let i = 0; i < n; i++) seen.push((await c.next())?.type ?? "(closed)");
-  return seen.join(" ");
-}
-
-/** The messages' types up to and including the next ReadyForQuery, and the first value of a row. */
-async function answer(c: RawConnection): Promise<{ types: string; value: string | null }> {
-  const seen: string[] = [];
-  let value: string | null = null;
-  for (;;) {
-    const m = await c.next();
-    if (m === null) return { types: [...seen, "(closed)"].join(" "), value };
-    seen.push(m.type);
-    if (m.type === "E") seen.push(errorFields(m.body)["C"] ?? "");
-    if (m.type === "D" && value === null) {
-      const len = new DataView(m.body.buffer, m.body.byteOffset).getInt32(2);
-      value = new TextDecoder().decode(m.body.subarray(6, 6 + len));
-    }
-    if (m.type === "Z") return { types: seen.join(" "), value };
-  }
-}
-
 for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
+    const target: Target = {
+      raw: async () => {
+        const c = await RawConnection.open(server());
+        await c.startup();
+        return c;
+      },
+      client: () => pgClient(server()),
+    };
 
-    test("Parse and Describe up to a Flush; another session runs and parses; the Bind that follows runs the statement", async () => {
-      const c = await RawConnection.open(server());
-      await c.startup();
-      c.send(concat(parse("select $1::int * 2 as doubled"), describeStatement(), flush()));
-      // ParseComplete, ParameterDescription, RowDescription, and no ReadyForQuery.
-      expect(await types(c, 3)).toBe("1 t T");
-      await sleep(100);
-      expect(c.pending.length).toBe(0);
-
-      // The session holds nothing: the other is not kept waiting (before,
-      // it waited pgts.engine_hold_timeout, and this one was ended).
-      const other = await pgClient(server());
-      // A parameterised query: the other session's unnamed statement.
-      const r = await other.query("select $1::text || '!' as t", ["other"]);
-      expect(r.rows).toEqual([{ t: "other!" }]);
-      expect(other.asyncErrors).toEqual([]);
-
-      c.send(concat(bindExecute("21"), sync()));
-      expect(await answer(c)).toEqual({ types: "2 D C Z", value: "42" });
-      // In PostgreSQL's order: the statement is still the unnamed one.
-      c.send(concat(bindExecute("5"), sync()));
-      expect(await answer(c)).toEqual({ types: "2 D C Z", value: "10" });
-      expect(c.isClosed).toBe(false);
-      c.close();
-    });
-
-    test("an error up to a Flush skips the client's messages to its Sync, as PostgreSQL skips them", async () => {
-      const c = await RawConnection.open(server());
-      await c.startup();
-      c.send(concat(parse("select from where"), describeStatement(), flush()));
-      const e = await c.next();
-      expect(e?.type).toBe("E");
-      expect(errorFields(e!.body)["C"]).toBe("42601");
-      await sleep(100);
-      expect(c.pending.length).toBe(0);
-      // Another session is not kept waiting.
-      const other = await pgClient(server());
-      expect((await other.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
-      // The Bind and Execute sent before the client saw the error are skipped.
-      c.send(concat(bindExecute("1"), sync()));
-      expect(await answer(c)).toEqual({ types: "Z", value: null });
-      c.send(query("select 7"));
-      expect(await answer(c)).toEqual({ types: "T D C Z", value: "7" });
-      c.close();
-    });
-
-    test("inside a transaction block the describe stays in the block", async () => {
-      const c = await RawConnection.open(server());
-      await c.startup();
-      c.send(query("create table if not exists described (n int)"));
-      expect((await answer(c)).types).toBe("C Z");
-      c.send(query("begin"));
-      expect((await answer(c)).types).toBe("C Z");
-      c.send(concat(parse("insert into described values ($1::int)"), describeStatement(), flush()));
-      expect(await types(c, 3)).toBe("1 t n");
-      c.send(concat(bindExecute("3"), sync()));
-      expect((await answer(c)).types).toBe("2 C Z");
-      c.send(query("rollback"));
-      expect((await answer(c)).types).toBe("C Z");
-      c.send(query("select count(*) from described"));
-      expect((await answer(c)).value).toBe("0");
-      c.close();
-    });
+    test("Parse and Describe up to a Flush; another session runs and parses; the Bind that follows runs the statement", () =>
+      describedThenBound(target));
+    test("an error up to a Flush skips the client's messages to its Sync, as PostgreSQL skips them", () =>
+      failedDescribeSkipsToSync(target));
+    test("inside a transaction block the describe stays in the block", () =>
+      describeInsideABlock(target));
   });
 }
