@@ -48,20 +48,28 @@ describe("the PGlite engine through the Engine contract", () => {
     expect(ps.get("server_version")).toBeDefined();
   });
 
-  test("an unsynced extended batch keeps the engine; another session's Parse waits for Sync", async () => {
+  test("an unsynced extended batch that binds keeps the engine; another session's Parse waits for Sync", async () => {
     const a = await session(), b = await session();
-    const ca = await run(a.s, FE.parse("SELECT 111 AS v"), FE.flush());
-    expect(ca.types).toBe("1");
+    const ca = await run(a.s, FE.parse("SELECT 111 AS v"), FE.bind(), FE.flush());
+    expect(ca.types).toBe("12");
     const cb = new Collector();
     const pb = b.s.exec(batch(FE.parse("SELECT 222 AS v"), FE.flush()), cb.out);
     await Bun.sleep(50);
-    expect(cb.types).toBe(""); // B waits: A's unnamed statement is still live
-    const ca2 = await run(a.s, FE.bind(), FE.execute(), FE.sync());
+    expect(cb.types).toBe(""); // B waits: A's portal is still open
+    const ca2 = await run(a.s, FE.execute(), FE.sync());
     expect(ca2.values).toEqual(["111"]);
     await pb;
     expect(cb.types).toBe("1");
     const cb2 = await run(b.s, FE.bind(), FE.execute(), FE.sync());
     expect(cb2.values).toEqual(["222"]);
+  });
+
+  test("a Parse up to a Flush keeps nothing: the other session goes on, and each binds its own", async () => {
+    const a = await session(), b = await session();
+    expect((await run(a.s, FE.parse("SELECT 111 AS v"), FE.flush())).types).toBe("1");
+    expect((await run(b.s, FE.parse("SELECT 222 AS v"), FE.flush())).types).toBe("1");
+    expect((await run(b.s, FE.bind(), FE.execute(), FE.sync())).values).toEqual(["222"]);
+    expect((await run(a.s, FE.bind(), FE.execute(), FE.sync())).values).toEqual(["111"]);
   });
 
   test("a session's unnamed statement survives another session's queries between Syncs", async () => {

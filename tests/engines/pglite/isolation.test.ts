@@ -336,7 +336,12 @@ describe("session isolation on one PGlite backend", () => {
     for (const r of results) {
       if (r.status === "rejected") expect((r.reason as { code?: string }).code).toBe("XX000");
     }
-    expect(results.some((r) => r.status === "fulfilled")).toBe(true);
+    expect(results.filter((r) => r.status === "rejected").length).toBeGreaterThanOrEqual(4);
+    // Which queries share an input is the driver's choice (postgres.js 4
+    // sends most of them in one write): those that ran answer their own.
+    results.forEach((r, i) => {
+      if (r.status === "fulfilled") expect(r.value[0]!.v).toBe(i);
+    });
     const after = await Promise.all(
       Array.from({ length: 10 }, (_, i) => sql`select ${i}::int as v`),
     );
