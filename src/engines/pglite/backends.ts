@@ -52,6 +52,32 @@ export interface BackendEntry {
   readonly client?: ClientAddress | null;
 }
 
+/**
+ * Which pids are still the sessions they were. A pid names a session only
+ * while it lives: the subprocess adapter's pooled backend processes serve
+ * one client after another under one pid. The per-session tables kept by
+ * pid (advisory locks, currval, reset values) must forget a pid whose
+ * session is another now, or the next client inherits the last one's
+ * locks and values. A session is known by its statement prefix, which is
+ * never reused.
+ */
+export class SessionIdentities {
+  #prefixes = new Map<number, string>();
+
+  /** The pids of `entries` whose state may be kept: all but those now another session's. */
+  keep(entries: readonly BackendEntry[]): number[] {
+    const keep: number[] = [];
+    const next = new Map<number, string>();
+    for (const e of entries) {
+      const was = this.#prefixes.get(e.pid);
+      if (was === undefined || was === e.statementPrefix) keep.push(e.pid);
+      next.set(e.pid, e.statementPrefix);
+    }
+    this.#prefixes = next;
+    return keep;
+  }
+}
+
 /** A TCP client's address and port, and the server's end of its connection where known. */
 export interface ClientAddress {
   readonly address: string;

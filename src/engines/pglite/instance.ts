@@ -39,6 +39,7 @@ import {
   type BackendFunctions,
   type BackendSignal,
   installBackendFunctions,
+  SessionIdentities,
 } from "./backends.ts";
 import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
 import { installSessionResetValues, type SessionResetValues } from "./resetvalues.ts";
@@ -367,6 +368,7 @@ export async function openInstance(
   let gucs: GucWatch;
   let tools: WasmTools;
   let clientAddresses: ClientAddresses | null = null;
+  const sessions = new SessionIdentities();
   try {
     if (shared) shareLibrariesOnOpen(db);
     tools = new WasmTools(captured.wasm, memory);
@@ -462,9 +464,10 @@ export async function openInstance(
       advisory.runAs(options.pid);
       if (options.backends !== undefined) {
         backends.setBackends(options.backends);
-        advisory.keepOnly(options.backends.map((b) => b.pid));
-        sequences?.keepOnly(options.backends.map((b) => b.pid));
-        resets?.keepOnly(options.backends.map((b) => b.pid));
+        const keep = sessions.keep(options.backends);
+        advisory.keepOnly(keep);
+        sequences?.keepOnly(keep);
+        resets?.keepOnly(keep);
         clientAddresses?.setBackends(options.backends);
       }
       clientAddresses?.use(options.pid);

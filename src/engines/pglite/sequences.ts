@@ -225,6 +225,8 @@ export function installSessionSequences(
     keepOnly(pids) {
       const keep = new Set(pids);
       for (const pid of values.keys()) if (!keep.has(pid)) values.delete(pid);
+      // The values in the backend are a gone session's: the next one's are written in.
+      if (shown !== null && !keep.has(shown)) shown = null;
     },
   };
 }

@@ -1,0 +1,45 @@
+/**
+ * Under `--adapter subprocess` a pooled backend process serves one client
+ * after another under one pid. The engine's per-session tables are kept by
+ * pid, and the next client inherited the last one's: its session-level
+ * advisory locks (the new client could unlock them, and a third client
+ * found the key taken) and its currval(). In PostgreSQL every connection
+ * starts clean; so does each session on a reused backend process now.
+ */
+
+import { expect, test } from "bun:test";
+import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+
+useSqlServers();
+
+const server = sharedServer({ adapter: "subprocess" });
+
+test("the next client of a backend process holds none of the last one's advisory locks, nor its currval", async () => {
+  const first = await pgClient(server());
+  const pid = first.processID;
+  await first.query("create sequence reused_seq");
+  expect((await first.query("select nextval('reused_seq')::int as n")).rows).toEqual([{ n: 1 }]);
+  await first.query("select pg_advisory_lock(99)");
+  await first.end();
+
+  // The pool hands the same process to the next client.
+  let next = await pgClient(server());
+  for (let i = 0; i < 20 && next.processID !== pid; i++) {
+    await next.end();
+    await Bun.sleep(50);
+    next = await pgClient(server());
+  }
+  expect(next.processID).toBe(pid);
+  const notices: string[] = [];
+  next.on("notice", (n) => notices.push(n.message ?? ""));
+  // Not its lock: false, with PostgreSQL's WARNING.
+  expect((await next.query("select pg_advisory_unlock(99) as u")).rows).toEqual([{ u: false }]);
+  const e = await next.query("select currval('reused_seq')").catch((x) => x);
+  expect(e.code).toBe("55000");
+  // And the key is free for anyone.
+  const other = await pgClient(server());
+  expect((await other.query("select pg_try_advisory_lock(99) as t")).rows).toEqual([{ t: true }]);
+  expect(notices).toEqual(["you don't own a lock of type ExclusiveLock"]);
+  await next.end();
+  await other.end();
+});
