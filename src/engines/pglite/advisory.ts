@@ -15,7 +15,11 @@
  * time, so a session that must wait for another's lock would wait for ever
  * while holding the engine the other needs to release it. A blocking
  * `pg_advisory_lock` on a key another session holds therefore fails at once
- * with 55P03 (a `pg_try_` function answers false, as PostgreSQL does).
+ * with 55P03 naming the holders (`ADVISORY_CONFLICT_ROUTINE`; a `pg_try_`
+ * function answers false, as PostgreSQL does). Sent alone outside a
+ * transaction block, the session tries it again until it gets the lock,
+ * without holding the engine between tries (advisorywait.ts): that is
+ * PostgreSQL's wait, as migration tools use it.
  *
  * The engine drives the rest: who runs (`runAs`), the end of a session's
  * transaction (its transaction-level holds go), and which sessions still
@@ -24,6 +28,9 @@
 
 import { argDatum, builtinSlot, wasmFunctionOf } from "./backends.ts";
 import type { WasmTools } from "./guard.ts";
+
+/** The routine ('R' field) of the error for a key another session holds (advisorywait.ts reads it). */
+export const ADVISORY_CONFLICT_ROUTINE = "pgts_advisory_lock_conflict";
 
 export interface AdvisoryLocks {
   /** The session (pid) whose exec runs next, or null for pgts's own work. */
@@ -88,28 +95,36 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
     return `4:${argDatum(tools, fcinfo, 0) | 0}:${argDatum(tools, fcinfo, 1) | 0}`;
   };
 
-  /** Whether another session's holds conflict with `pid` taking the key in this mode. */
-  const conflicts = (holders: Map<number, Holds>, pid: number, shared: boolean): boolean => {
+  /** The other sessions whose holds conflict with `pid` taking the key in this mode. */
+  const conflicts = (holders: Map<number, Holds>, pid: number, shared: boolean): number[] => {
+    const found: number[] = [];
     for (const [other, h] of holders) {
       if (other === pid) continue;
-      if (h.session + h.xact > 0) return true;
-      if (!shared && h.sessionShared + h.xactShared > 0) return true;
+      if (h.session + h.xact > 0 || (!shared && h.sessionShared + h.xactShared > 0)) {
+        found.push(other);
+      }
     }
-    return false;
+    return found;
   };
 
   const acquire = (b: Builtin, fcinfo: number): number => {
     const key = keyOf(fcinfo, b.int8);
     let holders = locks.get(key);
     if (holders === undefined) locks.set(key, holders = new Map());
-    if (conflicts(holders, runner, b.shared)) {
+    const others = conflicts(holders, runner, b.shared);
+    if (others.length > 0) {
       if (holders.size === 0) locks.delete(key);
       if (b.kind === "try") return 0;
       tools.raise(
         "55P03",
         "could not obtain advisory lock: another session holds it",
-        "pgts runs every session on one PGlite backend, where a session cannot wait for a lock" +
-          " that another session holds; pg_try_advisory_lock() answers without waiting.",
+        `The lock is held by process${others.length > 1 ? "es" : ""} ${others.join(", ")}.`,
+        {
+          hint: "pgts runs every session on one PGlite backend: pg_advisory_lock() sent alone" +
+            " outside a transaction block waits for the lock; elsewhere it cannot wait." +
+            " pg_try_advisory_lock() answers without waiting.",
+          routine: ADVISORY_CONFLICT_ROUTINE,
+        },
       );
     }
     let h = holders.get(runner);

@@ -166,11 +166,15 @@ export class QueryCancel<S extends CanceledSession> {
 
   /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
   waitBoundMs(): number {
-    const settings = this.#session.settings;
-    let bound = parseDurationMs(settings.get("pgts.engine_wait_timeout")) ?? 0;
+    let bound = parseDurationMs(this.#session.settings.get("pgts.engine_wait_timeout")) ?? 0;
     if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
-    const lock = parseDurationMs(settings.get("lock_timeout")) ??
-      this.#engine.options.lockTimeoutMs;
+    const lock = this.lockTimeoutMs();
     return lock > 0 ? Math.min(bound, lock) : bound;
+  }
+
+  /** lock_timeout (0: none). */
+  lockTimeoutMs(): number {
+    return parseDurationMs(this.#session.settings.get("lock_timeout")) ??
+      this.#engine.options.lockTimeoutMs;
   }
 }

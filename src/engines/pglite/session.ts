@@ -46,6 +46,7 @@ import {
 import type { ActivityRow, ClientAddress } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
 import { DeferredPrepares } from "./deferred.ts";
+import { AdvisoryWait, waitsForAdvisoryLock } from "./advisorywait.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { planInput } from "./naming.ts";
@@ -55,6 +56,7 @@ import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
 import { ReportedToClient } from "./paramstatus.ts";
+import { parseDurationMs } from "./settings.ts";
 import { QueryCancel } from "./querycancel.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
@@ -451,13 +453,34 @@ export class PgliteSession extends SessionGlobals
       await this.#copy.startFed(bytes, frames, out);
       return;
     }
-    const handsOver = engine.executor.pipelines && isPlain(plan) &&
+    // A lone pg_advisory_lock() outside a block waits for the lock, tried
+    // again without holding the engine between tries (advisorywait.ts).
+    const lockWait = this.#status === "I" && waitsForAdvisoryLock(plan)
+      ? new AdvisoryWait(engine, this.pid, {
+        statementTimeoutMs: await this.#cancel.statementTimeoutMs(),
+        lockTimeoutMs: this.#cancel.lockTimeoutMs(),
+        deadlockTimeoutMs: parseDurationMs(this.settings.get("deadlock_timeout")) ?? 1000,
+      })
+      : null;
+    const handsOver = engine.executor.pipelines && isPlain(plan) && lockWait === null &&
       handsOverAfter(plan, frames, this.#status) && !engine.hasWorkAfterTransaction(this);
     for (;;) {
       const unnamed = this.unnamedParse;
       const { bytes, drop } = this.withOwnUnnamed(plan, engine);
       const run = ownSync ? concat([bytes, fe.sync()]) : bytes;
-      if (await this.#execute(run, frames, out, drop, undefined, handsOver, ownSync)) return;
+      const to = lockWait?.output ?? out;
+      if (await this.#execute(run, frames, to, drop, undefined, handsOver, ownSync)) {
+        if (lockWait === null || !lockWait.again(out, () => this.closing)) return;
+        // The key is another session's: the engine went back at the try's
+        // ReadyForQuery; the input is still in hand, and a cancel from now
+        // on is for it.
+        this.#timeouts.disarm();
+        this.#changeState("active");
+        this.#cancel.notRun();
+        await lockWait.pause();
+        if (!(await this.#turn.take(frames, out, plan))) return;
+        continue;
+      }
       // Granted one step ahead, and the exec before it did not end idle:
       // nothing ran. What it noted of the unnamed statement is undone, and
       // it waits for the engine again, first in line.

@@ -3,13 +3,23 @@
  * session runs on one PGlite backend: a key one session holds is not free
  * for another (pg_try_advisory_lock answers false), holds are re-entrant,
  * shared holds share, transaction-level holds end with the transaction,
- * and a session's holds end with the session. What one backend cannot do
- * is wait: a blocking pg_advisory_lock on a key another session holds
- * fails at once with 55P03. Under the default server and --adapter inproc.
+ * and a session's holds end with the session. A blocking pg_advisory_lock
+ * sent alone outside a transaction block waits for the key, as migration
+ * tools expect (Prisma Migrate, node-pg-migrate), until it gets it or a
+ * cancel, lock_timeout, statement_timeout or deadlock ends the wait; inside
+ * a block, where one backend cannot wait, it fails at once with 55P03.
+ * Under the default server and --adapter inproc.
  */
 
 import { describe, expect, test } from "bun:test";
-import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  cstr,
+  message,
+  pgClient,
+  RawConnection,
+  sharedServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS, waitFor } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -28,8 +38,12 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       const b = await pgClient(server());
       expect(await one(a, "select pg_try_advisory_lock(42)")).toBe(true);
       expect(await one(b, "select pg_try_advisory_lock(42)")).toBe(false);
+      // Inside a transaction block the wait cannot be: 55P03 at once.
+      await b.query("begin");
       const blocked = await b.query("select pg_advisory_lock(42)").catch((e) => e);
       expect(blocked.code).toBe("55P03");
+      expect(blocked.detail).toBe(`The lock is held by process ${a.processID}.`);
+      await b.query("rollback");
       // Re-entrant for the holder: two more holds, three unlocks.
       expect(await one(a, "select pg_try_advisory_lock($1)", [42])).toBe(true);
       await a.query("select pg_advisory_lock(42)");
@@ -47,6 +61,87 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(await one(b, "select pg_try_advisory_lock(0, 42)")).toBe(true);
       await a.end();
       await b.end();
+    });
+
+    test("a lone pg_advisory_lock waits for the key, as in PostgreSQL, while the holder goes on", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const c = await pgClient(server());
+      await a.query("select pg_advisory_lock(42)");
+      const got: Pg[] = [];
+      const waiting = [
+        b.query("select pg_advisory_lock(42)").then(() => got.push(b)),
+        // With a parameter, as postgres.js and Prisma's drivers send it.
+        c.query("select pg_advisory_lock($1)", [42]).then(() => got.push(c)),
+      ];
+      await Bun.sleep(300);
+      expect(got).toEqual([]);
+      // The holder is not held up by the waiters.
+      expect(await one(a, "select 40 + 2")).toBe(42);
+      expect(await one(a, "select pg_advisory_unlock(42)")).toBe(true);
+      // One waiter gets the key; the other waits on until it lets it go.
+      await Promise.race(waiting);
+      await Bun.sleep(100);
+      expect(got.length).toBe(1);
+      expect(await one(got[0]!, "select pg_advisory_unlock(42)")).toBe(true);
+      await Promise.all(waiting);
+      expect(await one(a, "select pg_try_advisory_lock_shared(42)")).toBe(false);
+      for (const x of [a, b, c]) await x.end();
+    });
+
+    test("a cancel, lock_timeout, statement_timeout or a deadlock ends the wait with PostgreSQL's error", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const c = await pgClient(server());
+      await a.query("select pg_advisory_lock(1)");
+      await b.query("set lock_timeout = '150ms'");
+      let e = await b.query("select pg_advisory_lock(1)").catch((x) => x);
+      expect([e.code, e.message]).toEqual(["55P03", "canceling statement due to lock timeout"]);
+      await b.query("set lock_timeout = 0; set statement_timeout = '150ms'");
+      e = await b.query("select pg_advisory_lock(1)").catch((x) => x);
+      expect([e.code, e.message]).toEqual([
+        "57014",
+        "canceling statement due to statement timeout",
+      ]);
+      await b.query("set statement_timeout = 0");
+      const cancelled = b.query("select pg_advisory_lock(1)").catch((x) => x);
+      await Bun.sleep(200);
+      expect(await one(c, "select pg_cancel_backend($1)", [b.processID])).toBe(true);
+      e = await cancelled;
+      expect([e.code, e.message]).toEqual(["57014", "canceling statement due to user request"]);
+      // Deadlock: a holds 1 and waits for 2, b holds 2 and waits for 1.
+      await b.query("select pg_advisory_lock(2)");
+      const ended = new Map<Pg, unknown>();
+      const aWaits = a.query("select pg_advisory_lock(2)").then(() => "a", (x) => x);
+      const bWaits = b.query("select pg_advisory_lock(1)").then(() => "b", (x) => x);
+      void aWaits.then((r) => ended.set(a, r));
+      void bWaits.then((r) => ended.set(b, r));
+      const first = await Promise.race([aWaits, bWaits]);
+      expect(first.code).toBe("40P01");
+      expect(first.message).toBe("deadlock detected");
+      // The other gets its key once the victim lets its own go.
+      await Bun.sleep(10);
+      const victim = ended.get(a) === first ? a : b;
+      expect(ended.size).toBe(1);
+      await victim.query("select pg_advisory_unlock_all()");
+      expect(await (victim === a ? bWaits : aWaits)).toBe(victim === a ? "b" : "a");
+      for (const x of [a, b, c]) await x.end();
+    });
+
+    test("a waiter that leaves holds nothing", async () => {
+      const a = await pgClient(server());
+      await a.query("select pg_advisory_lock(5)");
+      const b = await RawConnection.open(server());
+      await b.startup();
+      b.send(message("Q", cstr("select pg_advisory_lock(5)")));
+      await Bun.sleep(150);
+      b.close();
+      await Bun.sleep(150);
+      expect(await one(a, "select pg_advisory_unlock(5)")).toBe(true);
+      const c = await pgClient(server());
+      expect(await one(c, "select pg_try_advisory_lock(5)")).toBe(true);
+      await a.end();
+      await c.end();
     });
 
     test("shared holds share; an exclusive one waits for none of them", async () => {

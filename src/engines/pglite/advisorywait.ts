@@ -1,0 +1,179 @@
+/**
+ * The wait of a blocking `pg_advisory_lock()` for a key another session
+ * holds, as PostgreSQL's backend waits in its lock manager. Migration tools
+ * (Prisma Migrate, node-pg-migrate) send `SELECT pg_advisory_lock(k)`
+ * alone and expect the second of two runners to wait for the first.
+ *
+ * The lock table is the engine's (advisory.ts), where a statement cannot
+ * wait: the session that holds the key needs the engine to let it go. So a
+ * lone `SELECT pg_advisory_lock(…)` (or `_shared`) outside a transaction
+ * block, whose try fails with the engine's conflict error, is tried again,
+ * without holding the engine between tries, until it gets the lock: the
+ * client sees only the last try's answer. The wait ends as PostgreSQL's
+ * does: a cancel (57014), statement_timeout (57014), lock_timeout (55P03),
+ * or a deadlock with other waiting sessions (40P01, found after
+ * deadlock_timeout by the first whose wait closes the cycle). Inside a transaction block, or with other
+ * statements in the input, the conflict is the answer at once, as before.
+ *
+ * `AdvisoryWait` owns one input's wait; `WAITS` (per engine) knows which
+ * session waits for which holders, for deadlock detection. Tries come 1,
+ * 2, 4 … 50 ms apart.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import { BE, FE, PG_DIAG } from "../../core/protocol/constants.ts";
+import { ADVISORY_CONFLICT_ROUTINE } from "./advisory.ts";
+import type { InputPlan } from "./naming.ts";
+import {
+  concat,
+  errorField,
+  errorResponse,
+  readCString,
+  readInt32,
+  readyForQuery,
+} from "./wire.ts";
+
+/** A lone blocking advisory-lock call: `SELECT [pg_catalog.]pg_advisory_lock[_shared](args) [AS x][;]`. */
+const LONE_LOCK =
+  /^\s*select\s+(?:pg_catalog\s*\.\s*)?pg_advisory_lock(?:_shared)?\s*\([^;()]*\)\s*(?:as\s+"?\w+"?\s*)?;?\s*$/i;
+
+/** The longest pause between two tries. */
+const MAX_PAUSE_MS = 50;
+
+/**
+ * The input is one `SELECT pg_advisory_lock(…)` and nothing else: a Query,
+ * or Parse, Bind, [Describe,] Execute and Sync. Only such an input, from
+ * outside a transaction block, waits.
+ */
+export function waitsForAdvisoryLock(plan: InputPlan): boolean {
+  const { bytes, frames } = plan;
+  let text: string;
+  if (frames.length === 1 && frames[0]!.type === FE.Query) {
+    text = readCString(bytes, frames[0]!.start + 5)[0];
+  } else {
+    const kinds = String.fromCharCode(...frames.map((f) => f.type));
+    if (kinds !== "PBES" && kinds !== "PBDES") return false;
+    const afterName = readCString(bytes, frames[0]!.start + 5)[1];
+    text = readCString(bytes, afterName)[0];
+  }
+  return text.length < 500 && LONE_LOCK.test(text);
+}
+
+/** The holders' pids when `answer` is the engine's advisory-lock conflict, else null. */
+export function advisoryConflict(answer: Uint8Array): number[] | null {
+  let at = 0;
+  while (at + 5 <= answer.length) {
+    const end = at + 1 + readInt32(answer, at + 1);
+    if (answer[at] === BE.ErrorResponse) {
+      const msg = answer.subarray(at, end);
+      if (errorField(msg, PG_DIAG.SOURCE_FUNCTION) !== ADVISORY_CONFLICT_ROUTINE) return null;
+      return (errorField(msg, PG_DIAG.MESSAGE_DETAIL).match(/\d+/g) ?? []).map(Number);
+    }
+    at = end;
+  }
+  return null;
+}
+
+/** Which session waits for which holders, per engine. */
+const WAITS = new WeakMap<object, Map<number, readonly number[]>>();
+
+export interface WaitLimits {
+  /** statement_timeout of the session (0: none). */
+  readonly statementTimeoutMs: number;
+  /** lock_timeout of the session (0: none). */
+  readonly lockTimeoutMs: number;
+  /** deadlock_timeout: how long it waits before it looks for a deadlock. */
+  readonly deadlockTimeoutMs: number;
+}
+
+/** One input's wait for an advisory lock. */
+export class AdvisoryWait {
+  readonly #waits: Map<number, readonly number[]>;
+  readonly #pid: number;
+  readonly #limits: WaitLimits;
+  readonly #started = Date.now();
+  #pause = 1;
+  #held: Uint8Array[] = [];
+
+  constructor(engine: object, pid: number, limits: WaitLimits) {
+    let waits = WAITS.get(engine);
+    if (waits === undefined) WAITS.set(engine, waits = new Map());
+    this.#waits = waits;
+    this.#pid = pid;
+    this.#limits = limits;
+  }
+
+  /** Where a try's answer goes: kept until it is known not to be the conflict. */
+  readonly output = (b: Uint8Array): void => {
+    this.#held.push(b.slice());
+  };
+
+  /**
+   * After a try: its answer goes to `out` unless it is the conflict; then,
+   * unless the wait is over (its error answered), true: pause, then try
+   * again. `stop` says the session is going.
+   */
+  again(out: (b: Uint8Array) => void, stop: () => boolean): boolean {
+    const answer = concat(this.#held);
+    this.#held = [];
+    const holders = advisoryConflict(answer);
+    if (holders === null) {
+      this.#waits.delete(this.#pid);
+      out(answer);
+      return false;
+    }
+    const ended = stop()
+      ? new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request")
+      : this.#ended(holders);
+    if (ended !== null) {
+      this.#waits.delete(this.#pid);
+      out(concat([errorResponse(ended), readyForQuery("I")]));
+      return false;
+    }
+    return true;
+  }
+
+  /** The pause before the next try: 1, 2, 4 … 50 ms. */
+  async pause(): Promise<void> {
+    await new Promise((r) => setTimeout(r, this.#pause));
+    this.#pause = Math.min(this.#pause * 2, MAX_PAUSE_MS);
+  }
+
+  /** Why the wait ends now (a timeout, a deadlock), or null: it goes on. */
+  #ended(holders: readonly number[]): PgError | null {
+    const waited = Date.now() - this.#started;
+    const { statementTimeoutMs, lockTimeoutMs } = this.#limits;
+    if (statementTimeoutMs > 0 && waited >= statementTimeoutMs) {
+      return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to statement timeout");
+    }
+    if (lockTimeoutMs > 0 && waited >= lockTimeoutMs) {
+      return new PgError(ERRCODE.LOCK_NOT_AVAILABLE, "canceling statement due to lock timeout");
+    }
+    this.#waits.set(this.#pid, holders);
+    const cycle = waited >= this.#limits.deadlockTimeoutMs ? this.#cycle() : null;
+    if (cycle === null) return null;
+    this.#waits.delete(this.#pid);
+    const detail = cycle.map((pid, i) =>
+      `Process ${pid} waits for an advisory lock; blocked by process ${
+        cycle[(i + 1) % cycle.length]
+      }.`
+    ).join("\n");
+    return new PgError(ERRCODE.DEADLOCK_DETECTED, "deadlock detected", { detail });
+  }
+
+  /** The waiting sessions from this one back to itself, if its wait closes a cycle. */
+  #cycle(): number[] | null {
+    const path: number[] = [];
+    const seen = new Set<number>();
+    const visit = (pid: number): boolean => {
+      if (pid === this.#pid && path.length > 0) return true;
+      if (seen.has(pid)) return false;
+      seen.add(pid);
+      path.push(pid);
+      for (const next of this.#waits.get(pid) ?? []) if (visit(next)) return true;
+      path.pop();
+      return false;
+    };
+    return visit(this.#pid) ? path : null;
+  }
+}
