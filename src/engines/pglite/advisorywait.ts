@@ -47,16 +47,30 @@ const MAX_PAUSE_MS = 50;
  */
 export function waitsForAdvisoryLock(plan: InputPlan): boolean {
   const { bytes, frames } = plan;
-  let text: string;
-  if (frames.length === 1 && frames[0]!.type === FE.Query) {
-    text = readCString(bytes, frames[0]!.start + 5)[0];
-  } else {
-    const kinds = String.fromCharCode(...frames.map((f) => f.type));
-    if (kinds !== "PBES" && kinds !== "PBDES") return false;
-    const afterName = readCString(bytes, frames[0]!.start + 5)[1];
-    text = readCString(bytes, afterName)[0];
-  }
-  return text.length < 500 && LONE_LOCK.test(text);
+  const first = frames[0];
+  if (first === undefined) return false;
+  let at: number;
+  if (frames.length === 1 && first.type === FE.Query) at = first.start + 5;
+  else if (
+    first.type === FE.Parse && frames[1]?.type === FE.Bind &&
+    ((frames.length === 4 && frames[2]!.type === FE.Execute && frames[3]!.type === FE.Sync) ||
+      (frames.length === 5 && frames[2]!.type === FE.Describe &&
+        frames[3]!.type === FE.Execute && frames[4]!.type === FE.Sync))
+  ) {
+    at = readCString(bytes, first.start + 5)[1];
+  } else return false;
+  // Most inputs are told apart here, before their text is read.
+  if (first.end - at > 500 || !startsWithSelect(bytes, at)) return false;
+  return LONE_LOCK.test(readCString(bytes, at)[0]);
+}
+
+const SELECT = [0x73, 0x65, 0x6c, 0x65, 0x63, 0x74]; // "select"
+
+/** The text at `at` begins, after white space, with SELECT in any case. */
+function startsWithSelect(bytes: Uint8Array, at: number): boolean {
+  while (bytes[at] === 0x20 || bytes[at] === 0x0a || bytes[at] === 0x09 || bytes[at] === 0x0d) at++;
+  for (let i = 0; i < SELECT.length; i++) if ((bytes[at + i]! | 0x20) !== SELECT[i]) return false;
+  return true;
 }
 
 /** The holders' pids when `answer` is the engine's advisory-lock conflict, else null. */
