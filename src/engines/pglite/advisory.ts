@@ -33,8 +33,12 @@ import type { WasmTools } from "./guard.ts";
 export const ADVISORY_CONFLICT_ROUTINE = "pgts_advisory_lock_conflict";
 
 export interface AdvisoryLocks {
-  /** The session (pid) whose exec runs next, or null for pgts's own work. */
-  runAs(pid: number | null): void;
+  /**
+   * The session (pid) whose exec runs next, or null for pgts's own work;
+   * `waits`: its input is a lone pg_advisory_lock() that waits
+   * (advisorywait.ts), queued for the key if it cannot have it.
+   */
+  runAs(pid: number | null, waits?: boolean): void;
   /** The transaction of session `pid` ended: its transaction-level holds go. */
   endTransaction(pid: number): void;
   /** Only these sessions exist now: every hold of any other goes. */
@@ -49,6 +53,20 @@ interface Holds {
 }
 
 type Kind = "lock" | "try" | "unlock";
+
+/** A session waiting for a key (advisorywait.ts), in the key's queue. */
+interface Waiter {
+  readonly pid: number;
+  readonly shared: boolean;
+  /** When it last tried: one that stopped trying (its wait ended) leaves the queue. */
+  seen: number;
+}
+
+/**
+ * How long a waiter keeps its place without trying again. Its tries come at
+ * most 50 ms apart, unless it waits that long for the engine itself.
+ */
+const WAITER_TTL_MS = 500;
 
 interface Builtin {
   readonly oid: number;
@@ -88,7 +106,51 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
   const table = tools.ex.__indirect_function_table;
   /** Holds by lock key, then by session pid. */
   const locks = new Map<string, Map<number, Holds>>();
+  /** Per key, the sessions that wait for it, first come first. */
+  const queues = new Map<string, Waiter[]>();
   let runner = 0;
+  let waits = false;
+
+  /**
+   * The waiters ahead of `pid` in the key's queue whose mode conflicts with
+   * its own: as in PostgreSQL, a waiter is not overtaken by a later
+   * request. Waiters that stopped trying are dropped first.
+   */
+  const ahead = (key: string, pid: number, shared: boolean): number[] => {
+    const queue = queues.get(key);
+    if (queue === undefined) return [];
+    const now = Date.now();
+    const live = queue.filter((w) => w.pid === pid || now - w.seen <= WAITER_TTL_MS);
+    if (live.length === 0) {
+      queues.delete(key);
+      return [];
+    }
+    if (live.length !== queue.length) queues.set(key, live);
+    const found: number[] = [];
+    for (const w of live) {
+      if (w.pid === pid) break;
+      if (!shared || !w.shared) found.push(w.pid);
+    }
+    return found;
+  };
+
+  /** `pid` waits for the key: queued last, or its place kept. */
+  const enqueue = (key: string, pid: number, shared: boolean): void => {
+    const queue = queues.get(key) ?? [];
+    const mine = queue.find((w) => w.pid === pid);
+    if (mine !== undefined) mine.seen = Date.now();
+    else queue.push({ pid, shared, seen: Date.now() });
+    queues.set(key, queue);
+  };
+
+  /** `pid` has the key, or is gone: out of the key's queue. */
+  const dequeue = (key: string, pid: number): void => {
+    const queue = queues.get(key);
+    if (queue === undefined) return;
+    const rest = queue.filter((w) => w.pid !== pid);
+    if (rest.length === 0) queues.delete(key);
+    else queues.set(key, rest);
+  };
 
   const keyOf = (fcinfo: number, int8: boolean): string => {
     if (int8) return `8:${tools.view().getBigInt64(argDatum(tools, fcinfo, 0), true)}`;
@@ -112,13 +174,28 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
     let holders = locks.get(key);
     if (holders === undefined) locks.set(key, holders = new Map());
     const others = conflicts(holders, runner, b.shared);
-    if (others.length > 0) {
+    // A waiting lock queues behind earlier waiters, unless it holds the key
+    // already (PostgreSQL grants that at once, or the waiters would wait
+    // for it while it waits for them).
+    const first = waits && b.kind === "lock" && !holders.has(runner)
+      ? ahead(key, runner, b.shared)
+      : [];
+    if (others.length + first.length > 0) {
       if (holders.size === 0) locks.delete(key);
       if (b.kind === "try") return 0;
+      if (waits) enqueue(key, runner, b.shared);
+      const held = others.length === 0
+        ? "The lock is free"
+        : `The lock is held by process${others.length > 1 ? "es" : ""} ${others.join(", ")}`;
+      const queued = first.length === 0
+        ? "."
+        : `; process${first.length > 1 ? "es" : ""} ${first.join(", ")} wait${
+          first.length > 1 ? "" : "s"
+        } for it first.`;
       tools.raise(
         "55P03",
         "could not obtain advisory lock: another session holds it",
-        `The lock is held by process${others.length > 1 ? "es" : ""} ${others.join(", ")}.`,
+        held + queued,
         {
           hint: "pgts runs every session on one PGlite backend: pg_advisory_lock() sent alone" +
             " outside a transaction block waits for the lock; elsewhere it cannot wait." +
@@ -127,6 +204,7 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
         },
       );
     }
+    if (waits) dequeue(key, runner);
     let h = holders.get(runner);
     if (h === undefined) {
       holders.set(runner, h = { session: 0, sessionShared: 0, xact: 0, xactShared: 0 });
@@ -186,8 +264,9 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
   );
 
   return {
-    runAs(pid) {
+    runAs(pid, waiting = false) {
       runner = pid ?? 0;
+      waits = waiting;
     },
     endTransaction(pid) {
       releaseWhere(pid, (h) => {
@@ -197,6 +276,9 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
     },
     keepOnly(pids) {
       const keep = new Set(pids);
+      for (const [key, queue] of queues) {
+        for (const w of queue) if (!keep.has(w.pid)) dequeue(key, w.pid);
+      }
       for (const [key, holders] of locks) {
         for (const pid of holders.keys()) if (!keep.has(pid)) holders.delete(pid);
         if (holders.size === 0) locks.delete(key);

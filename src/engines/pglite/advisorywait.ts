@@ -17,7 +17,8 @@
  *
  * `AdvisoryWait` owns one input's wait; `WAITS` (per engine) knows which
  * session waits for which holders, for deadlock detection. Tries come 1,
- * 2, 4 … 50 ms apart.
+ * 2, 4 … 50 ms apart; the engine's lock table queues the waiters of a key
+ * (exec option `advisoryWait`), so that they get it in the order they came.
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";

@@ -155,6 +155,8 @@ export interface ExecOptions {
   readonly feed?: boolean;
   /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
   readonly discardSequences?: boolean;
+  /** A lone pg_advisory_lock() that waits: queued for the key if it cannot have it (advisory.ts). */
+  readonly advisoryWait?: boolean;
   /** The session's reset values (its startup map), sent with its first exec (resetvalues.ts). */
   readonly resetValues?: readonly (readonly [string, string])[];
   /** The session logged in as a superuser: its reset values are set as one's. */
@@ -191,6 +193,7 @@ export function instanceOptions(options: ExecOptions) {
     ...(options.temp !== undefined ? { temp: options.temp } : {}),
     ...(options.feed === true ? { feed: true } : {}),
     ...(options.discardSequences === true ? { discardSequences: true } : {}),
+    ...(options.advisoryWait === true ? { advisoryWait: true } : {}),
     ...(options.resetValues !== undefined
       ? { resetValues: options.resetValues, resetAsSuperuser: options.resetAsSuperuser === true }
       : {}),

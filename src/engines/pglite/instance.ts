@@ -170,6 +170,8 @@ export interface InstanceExecOptions {
   readonly feed?: boolean;
   /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
   readonly discardSequences?: boolean;
+  /** A lone pg_advisory_lock() that waits: queued for the key if it cannot have it (advisory.ts). */
+  readonly advisoryWait?: boolean;
   /** The session's reset values (its startup map), sent with its first exec (resetvalues.ts). */
   readonly resetValues?: readonly (readonly [string, string])[];
   /** The session logged in as a superuser: its reset values are set as one's. */
@@ -461,7 +463,7 @@ export async function openInstance(
       if (options.pid !== null) walWriter?.noteExec();
       guard.runAs(options.runAs);
       backends.runAs(options.pid);
-      advisory.runAs(options.pid);
+      advisory.runAs(options.pid, options.advisoryWait === true);
       if (options.backends !== undefined) {
         backends.setBackends(options.backends);
         const keep = sessions.keep(options.backends);

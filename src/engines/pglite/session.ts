@@ -167,7 +167,7 @@ export class PgliteSession extends SessionGlobals
       },
       acquire: (frames, out) => this.#turn.take(frames, out),
       execute: async (bytes, frames, out, drop, fed) => {
-        await this.#execute(bytes, frames, out, drop, fed);
+        await this.#execute(bytes, frames, out, drop, { fed });
       },
     });
   }
@@ -469,7 +469,8 @@ export class PgliteSession extends SessionGlobals
       const { bytes, drop } = this.withOwnUnnamed(plan, engine);
       const run = ownSync ? concat([bytes, fe.sync()]) : bytes;
       const to = lockWait?.output ?? out;
-      if (await this.#execute(run, frames, to, drop, undefined, handsOver, ownSync)) {
+      const how = { handsOver, ownSync, advisoryWait: lockWait !== null };
+      if (await this.#execute(run, frames, to, drop, how)) {
         if (lockWait === null || !lockWait.again(out, () => this.closing)) return;
         // The key is another session's: the engine went back at the try's
         // ReadyForQuery; the input is still in hand, and a cancel from now
@@ -502,10 +503,17 @@ export class PgliteSession extends SessionGlobals
     frames: readonly Frame[],
     out: BackendOutput,
     drop: number,
-    fed?: FedCopyHooks,
-    handsOver = false,
-    ownSync = false,
+    how: {
+      readonly fed?: FedCopyHooks | undefined;
+      /** It may hand the engine on as soon as it runs (pipeline.ts). */
+      readonly handsOver?: boolean;
+      /** The input ends with a Sync of pgts's own (describesOnly). */
+      readonly ownSync?: boolean;
+      /** A lone pg_advisory_lock() that waits (advisorywait.ts). */
+      readonly advisoryWait?: boolean;
+    } = {},
   ): Promise<boolean> {
+    const { fed, handsOver = false, ownSync = false } = how;
     const engine = this.#engine;
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
     // fire between other sessions' statements); the executor cancels the
@@ -547,6 +555,7 @@ export class PgliteSession extends SessionGlobals
         owner: this,
         ...(this.#early ? { conditional: true } : {}),
         ...(handsOver ? { handsOver: true } : {}),
+        ...(how.advisoryWait === true ? { advisoryWait: true } : {}),
       }, this);
       if (this.#cancel.running()) engine.executor.interrupt(this);
       const { gucs } = await running;

@@ -89,6 +89,35 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       for (const x of [a, b, c]) await x.end();
     });
 
+    test("waiters get the key in the order they came; a shared one does not overtake an exclusive one", async () => {
+      const [a, b, c, d] = [
+        await pgClient(server()),
+        await pgClient(server()),
+        await pgClient(server()),
+        await pgClient(server()),
+      ];
+      await a.query("select pg_advisory_lock(43)");
+      const got: string[] = [];
+      const bWaits = b.query("select pg_advisory_lock(43)").then(() => got.push("b"));
+      await Bun.sleep(100);
+      const cWaits = c.query("select pg_advisory_lock_shared(43)").then(() => got.push("c"));
+      await Bun.sleep(100);
+      const dWaits = d.query("select pg_advisory_lock(43)").then(() => got.push("d"));
+      await Bun.sleep(100);
+      await a.query("select pg_advisory_unlock(43)");
+      await bWaits;
+      await Bun.sleep(150);
+      expect(got).toEqual(["b"]);
+      await b.query("select pg_advisory_unlock(43)");
+      await cWaits;
+      await Bun.sleep(150);
+      expect(got).toEqual(["b", "c"]);
+      await c.query("select pg_advisory_unlock_shared(43)");
+      await dWaits;
+      expect(got).toEqual(["b", "c", "d"]);
+      for (const x of [a, b, c, d]) await x.end();
+    });
+
     test("a cancel, lock_timeout, statement_timeout or a deadlock ends the wait with PostgreSQL's error", async () => {
       const a = await pgClient(server());
       const b = await pgClient(server());
