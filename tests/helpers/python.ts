@@ -1,7 +1,8 @@
 /**
  * Runs tests/fixtures/python/pgts_python.py, Python applications' use of
- * psycopg 3, psycopg2 and asyncpg, against a server. scripts/ensure-python.sh
- * installs the drivers from Debian when they are missing.
+ * psycopg 3, psycopg2 and asyncpg, and pgts_django.py, a Django 3.2
+ * application, against a server. scripts/ensure-python.sh installs the
+ * drivers and Django from Debian when they are missing.
  */
 
 import { join } from "node:path";
@@ -30,6 +31,47 @@ export function runPython(
     target.password === undefined ? {} : { PGPASSWORD: target.password },
   );
 }
+
+/** The lines pgts_django.py printed against `database` (empty, made by the caller). */
+export function runDjango(
+  python: string,
+  target: { host: string; port: number; user: string; password?: string; database: string },
+): Promise<string[]> {
+  return programLines(
+    [
+      python,
+      join(ROOT, "tests/fixtures/python/pgts_django.py"),
+      target.host,
+      String(target.port),
+      target.user,
+      target.database,
+    ],
+    {
+      PYTHONDONTWRITEBYTECODE: "1",
+      ...(target.password === undefined ? {} : { PGPASSWORD: target.password }),
+    },
+  );
+}
+
+/** What pgts_django.py prints against PostgreSQL 15 (checked as PYTHON_LINES are). */
+export const DJANGO_LINES = [
+  "count: 5",
+  'aggregate: [{"name": "ann", "n": 5, "s": "99.90"}, {"name": "bob", "n": 0, "s": null}]',
+  'json: ["ann"]',
+  'array: ["ann"]',
+  'integrity: "rolled back"',
+  "after: false",
+  'unique in savepoint: "rolled back"',
+  'price: "10.99"',
+  'for update: ["t2", "t3"]',
+  "iterator: 5",
+  "auth: true",
+  'tz: "UTC"',
+  "threads: [0, 1, 2, 3]",
+  'raw: ["w0", "w1", "w2", "w3"]',
+  "migrations: 15",
+  "cascade: 0",
+];
 
 /**
  * What pgts_python.py prints against PostgreSQL 15 (run against it directly

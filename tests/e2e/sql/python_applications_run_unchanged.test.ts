@@ -7,13 +7,22 @@
  * named cursor and copy_expert; asyncpg's binary types, its
  * copy_records_to_table (the COPY's data sent with the Query, before the
  * CopyInResponse), transactions, cursor, prepared statement, notifications,
- * pool and statement_timeout. The same program against PostgreSQL 15 prints
- * the same lines.
+ * pool and statement_timeout. And a Django 3.2 application
+ * (tests/fixtures/python/pgts_django.py): migrations, JSON and array fields,
+ * savepoints, select_for_update, a server-side cursor, four threads with
+ * their own connections. The same programs against PostgreSQL 15 print the
+ * same lines.
  */
 
 import { describe, expect, test } from "bun:test";
-import { PYTHON_LINES, pythonDrivers, runPython } from "../../helpers/python.ts";
-import { sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  DJANGO_LINES,
+  PYTHON_LINES,
+  pythonDrivers,
+  runDjango,
+  runPython,
+} from "../../helpers/python.ts";
+import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers();
@@ -35,6 +44,23 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         });
         expect(lines).toEqual(PYTHON_LINES);
       },
+    );
+    test.skipIf(drivers.python === null)(
+      "a Django application runs as against PostgreSQL",
+      async () => {
+        const s = server();
+        const admin = await pgClient(s);
+        await admin.query("create database django_app");
+        await admin.end();
+        const lines = await runDjango(drivers.python!, {
+          host: s.host,
+          port: s.port,
+          user: "postgres",
+          database: "django_app",
+        });
+        expect(lines).toEqual(DJANGO_LINES);
+      },
+      60_000,
     );
   });
 }

@@ -7,10 +7,17 @@
  * (tests/fixtures/python/pgts_python.py). The same program run against
  * PostgreSQL 15 directly prints the same lines, and they are the ones the
  * embedded engine's test expects (tests/e2e/sql/python_applications_run_unchanged).
+ * So does the Django application (tests/fixtures/python/pgts_django.py).
  */
 
 import { beforeAll, expect, test } from "bun:test";
-import { PYTHON_LINES, pythonDrivers, runPython } from "../../helpers/python.ts";
+import {
+  DJANGO_LINES,
+  PYTHON_LINES,
+  pythonDrivers,
+  runDjango,
+  runPython,
+} from "../../helpers/python.ts";
 import {
   PgtsFront,
   UPSTREAM_PASSWORD,
@@ -60,3 +67,28 @@ test.skipIf(drivers.python === null)(
     expect(lines).toEqual(PYTHON_LINES);
   },
 );
+
+for (
+  const [where, database] of [["PostgreSQL 15 directly", "django_direct"], [
+    "through the transaction pool",
+    "django_pooled",
+  ]] as const
+) {
+  test.skipIf(drivers.python === null)(
+    `a Django application, ${where}: the lines of the embedded engine's test`,
+    async () => {
+      const made = await upstream.psql(`create database ${database}`);
+      if (made.code !== 0) throw new Error(made.err);
+      const direct = database === "django_direct";
+      const lines = await runDjango(drivers.python!, {
+        host: direct ? "127.0.0.1" : front.host,
+        port: direct ? upstream.port : front.port,
+        user: "postgres",
+        password: UPSTREAM_PASSWORD,
+        database,
+      });
+      expect(lines).toEqual(DJANGO_LINES);
+    },
+    60_000,
+  );
+}
