@@ -30,3 +30,19 @@ export function endsWithReadyForQuery(chunk: Uint8Array): boolean {
   return at >= 0 && chunk[at] === BE.ReadyForQuery && chunk[at + 1] === 0 &&
     chunk[at + 2] === 0 && chunk[at + 3] === 0 && chunk[at + 4] === 5;
 }
+
+/**
+ * Parse, Describe and Close messages up to a Flush, with no Sync: a client
+ * learning a statement's types before it binds (postgres.js 4 does so for
+ * every new statement, and may look the types up on another connection
+ * before it goes on). From idle they do nothing but parse, so both engines
+ * run them with a Sync of pgts's own and give the backend (or the pooled
+ * connection) back: PostgreSQL's other backends never wait on a backend
+ * that has only parsed.
+ */
+export function describesOnly(frames: readonly { readonly type: number }[]): boolean {
+  if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Flush) return false;
+  return frames.every((f) =>
+    f.type === FE.Parse || f.type === FE.Describe || f.type === FE.Close || f.type === FE.Flush
+  );
+}

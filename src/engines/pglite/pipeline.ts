@@ -62,23 +62,3 @@ export function handsOverAfter(
   // Inside a block, a Bind of a statement prepared before could be anything.
   return status === "I" || statements > 0;
 }
-
-/**
- * Parse, Describe and Close messages up to a Flush, with no Sync: a client
- * learning a statement's types before it binds (postgres.js 4 does so for
- * every new statement, and may look the types up on another connection
- * before it goes on). From idle they do nothing but parse, so they may run
- * with a Sync of pgts's own and give the engine back: PostgreSQL's other
- * backends never wait on a backend that has only parsed.
- */
-export function describesOnly(frames: readonly Frame[]): boolean {
-  if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Flush) return false;
-  for (const f of frames) {
-    if (
-      f.type !== FE.Parse && f.type !== FE.Describe && f.type !== FE.Close && f.type !== FE.Flush
-    ) {
-      return false;
-    }
-  }
-  return true;
-}

@@ -30,7 +30,7 @@ import type {
   TransactionStatus,
 } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
-import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
+import { describesOnly, endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   adminShutdown,
@@ -50,7 +50,7 @@ import { AdvisoryWait, waitsForAdvisoryLock } from "./advisorywait.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { planInput } from "./naming.ts";
-import { describesOnly, handsOverAfter, isPlain } from "./pipeline.ts";
+import { handsOverAfter, isPlain } from "./pipeline.ts";
 import { ExecNotRun } from "./executor.ts";
 import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
@@ -63,13 +63,13 @@ import type { SessionEngine } from "./sessionengine.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import { EngineTurn } from "./turn.ts";
 import {
+  afterSync,
   concat,
   errorResponse,
   fe,
   type Frame,
   noticeResponse,
   readyForQuery,
-  splitFrames,
 } from "./wire.ts";
 
 type State = "idle" | "waiting" | "active" | "closed";
@@ -329,13 +329,12 @@ export class PgliteSession extends SessionGlobals
     // After an error pgts raised itself in an extended batch, the rest of
     // the batch is skipped up to Sync, as PostgreSQL skips after an error.
     if (this.#skipUntilSync) {
-      const s = frames.findIndex((f) => f.type === FE.Sync);
-      if (s < 0) return;
+      const rest = afterSync(input, frames);
+      if (rest === null) return;
       this.#skipUntilSync = false;
       out(readyForQuery(this.#status));
-      if (s + 1 === frames.length) return;
-      input = input.subarray(frames[s + 1]!.start);
-      frames = splitFrames(input)!;
+      if (rest.frames.length === 0) return;
+      ({ input, frames } = rest);
     }
     // An inline COPY's data is kept, and the COPY runs at its end.
     const after = await this.#copy.collect(input, frames, out);
@@ -403,7 +402,7 @@ export class PgliteSession extends SessionGlobals
     // Parse and Describe up to a Flush, from idle: run with a Sync of
     // pgts's own, whose ReadyForQuery the client never sees, so that the
     // engine is not held while the client decides what to bind
-    // (pipeline.ts). An error there skips the client's messages to its own
+    // (core/protocol/pipeline.ts). An error there skips the client's messages to its own
     // Sync, as PostgreSQL does.
     const ownSync = !this.owns && this.#status === "I" && describesOnly(frames) &&
       isPlain(plan) && !this.#deferred.pending;

@@ -54,6 +54,23 @@ export function splitFrames(buf: Uint8Array): Frame[] | null {
   return frames;
 }
 
+/**
+ * An input skipped up to its first Sync, as PostgreSQL skips a batch after
+ * an error: null when it has no Sync (all of it is skipped); else what
+ * follows that Sync (no frames when nothing does). The caller answers the
+ * Sync.
+ */
+export function afterSync(
+  input: Uint8Array,
+  frames: readonly Frame[],
+): { input: Uint8Array; frames: Frame[] } | null {
+  const s = frames.findIndex((f) => f.type === FE.Sync);
+  if (s < 0) return null;
+  if (s + 1 === frames.length) return { input: input.subarray(input.length), frames: [] };
+  const rest = input.subarray(frames[s + 1]!.start);
+  return { input: rest, frames: splitFrames(rest)! };
+}
+
 /** The C string at `at` and the offset just past its terminator. */
 export function readCString(buf: Uint8Array, at: number): [string, number] {
   let end = at;

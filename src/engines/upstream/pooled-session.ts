@@ -47,8 +47,15 @@ import type {
   SessionStartup,
   TransactionStatus,
 } from "../../core/engine/types.ts";
-import { FE } from "../../core/protocol/mod.ts";
-import { concat, errorResponse, type Frame, readyForQuery, splitFrames } from "../pglite/wire.ts";
+import { describesOnly } from "../../core/protocol/pipeline.ts";
+import {
+  afterSync,
+  concat,
+  errorResponse,
+  type Frame,
+  readyForQuery,
+  splitFrames,
+} from "../pglite/wire.ts";
 import { readOnlyInput, type SqlEffects } from "./effects.ts";
 import { ClientSettings } from "./client-settings.ts";
 import type { Pool, Pooler, SharedStatement } from "./pool-objects.ts";
@@ -56,7 +63,6 @@ import {
   answerPrepareOnly,
   answerWithError,
   asError,
-  describesOnly,
   HIDDEN_PARSE,
   OWN_SYNC,
   rewriteInput,
@@ -128,7 +134,7 @@ export class PooledSession implements EngineSession {
   #leaving: Promise<void> | null = null;
   /**
    * The Parse of the client's unnamed statement from a describe-only input
-   * (requests.ts's describesOnly), whose connection went back: put back
+   * (core/protocol's describesOnly), whose connection went back: put back
    * first wherever an input binds or describes it before parsing it.
    */
   #unnamedParse: Uint8Array | null = null;
@@ -327,13 +333,11 @@ export class PooledSession implements EngineSession {
     frames: Frame[],
     out: Out,
   ): { input: Uint8Array; frames: Frame[] } | null {
-    const s = frames.findIndex((f) => f.type === FE.Sync);
-    if (s < 0) return null;
+    const rest = afterSync(input, frames);
+    if (rest === null) return null;
     this.#skipToSync = false;
     out(readyForQuery(this.transactionStatus));
-    if (s + 1 === frames.length) return null;
-    const rest = input.subarray(frames[s + 1]!.start);
-    return { input: rest, frames: splitFrames(rest)! };
+    return rest.frames.length === 0 ? null : rest;
   }
 
   /** The first input of a transaction: a connection for it, then #send. */

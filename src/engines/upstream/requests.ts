@@ -352,20 +352,6 @@ function hex(bytes: Uint8Array): string {
 }
 
 /**
- * Parse, Describe and Close up to a Flush, no Sync (postgres.js 4 learns a
- * new statement's types so, and may look them up on another connection
- * before it binds). From idle they do nothing but parse: the session runs
- * them with a Sync of pgts's own and gives the connection back, rather
- * than hold it while the client decides.
- */
-export function describesOnly(frames: readonly Frame[]): boolean {
-  if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Flush) return false;
-  return frames.every((f) =>
-    f.type === FE.Parse || f.type === FE.Describe || f.type === FE.Close || f.type === FE.Flush
-  );
-}
-
-/**
  * What an input does to the client's unnamed statement: the bytes of its
  * last Parse of it (`parse`), whether it drops it (a Query), and whether
  * it uses it (Bind, Describe) before parsing it (`usesFirst`).
@@ -396,7 +382,7 @@ export function unnamedUse(
   return { parse, drops, usesFirst };
 }
 
-/** The Sync pgts adds after a describe-only input (`describesOnly`): its answer is not the client's. */
+/** The Sync pgts adds after a describe-only input (core/protocol's describesOnly): its answer is not the client's. */
 export const OWN_SYNC: Readonly<{ bytes: Uint8Array; request: Request }> = {
   bytes: message(FE.Sync),
   request: { kind: FE.Sync, hidden: true, synthetic: null, done: null, rename: null },
