@@ -147,14 +147,17 @@ export class QueryCancel<S extends CanceledSession> {
    * transaction ends; a SET inside a transaction block (SET LOCAL, say) is
    * read back here before the block's next statement, as the session's own
    * work, only while the backend is at a ReadyForQuery of a block in
-   * progress (not mid-batch, not failed).
+   * progress (not mid-batch, not failed). With SHOW, which takes no
+   * snapshot: a SELECT would set the transaction's first snapshot, after
+   * which the client's SET TRANSACTION ISOLATION LEVEL / READ WRITE /
+   * SNAPSHOT fail with "must be called before any query".
    */
   async statementTimeoutMs(): Promise<number> {
     const s = this.#session;
     if (this.#timeoutStale && s.transactionStatus === "T" && this.#atReadyForQuery) {
       this.#timeoutStale = false;
       const answer = await this.#engine.runRaw(
-        fe.query("select pg_catalog.current_setting('statement_timeout')"),
+        fe.query("SHOW statement_timeout"),
         s,
       );
       this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
