@@ -30,7 +30,10 @@ export function rolesSyncSql(dump: string): string {
       quoteLiteral(JSON.stringify(parts[i]))
     })`;
   return [
-    "BEGIN",
+    // READ WRITE: the backend may still carry the last session's
+    // default_transaction_read_only (its settings stay until the next
+    // session's are put on), and this runs in every engine.
+    "BEGIN READ WRITE",
     "SET LOCAL allow_system_table_mods = on",
     "DELETE FROM pg_catalog.pg_auth_members",
     "DELETE FROM pg_catalog.pg_db_role_setting WHERE setdatabase = 0",

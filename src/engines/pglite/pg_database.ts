@@ -225,7 +225,10 @@ export function mirrorSql(
     " o.lim, s.datfrozenxid, s.datminmxid, s.dattablespace, s.datcollate, s.datctype," +
     " s.datlocale, s.daticurules, s.datcollversion, NULL::pg_catalog.aclitem[]";
   const sql = [
-    "BEGIN",
+    // READ WRITE: the backend may still carry the last session's
+    // default_transaction_read_only (its settings stay until the next
+    // session's are put on), and this runs in every engine.
+    "BEGIN READ WRITE",
     "SET LOCAL allow_system_table_mods = on",
     // First, so that the served row's new name is free.
     `DELETE FROM pg_catalog.pg_database d WHERE d.oid <> ${servedOid}` +
