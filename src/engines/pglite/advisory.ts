@@ -176,10 +176,17 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
     const others = conflicts(holders, runner, b.shared);
     // A waiting lock queues behind earlier waiters, unless it holds the key
     // already (PostgreSQL grants that at once, or the waiters would wait
-    // for it while it waits for them).
-    const first = waits && b.kind === "lock" && !holders.has(runner)
-      ? ahead(key, runner, b.shared)
-      : [];
+    // for it while it waits for them). A try fails behind a waiter whose
+    // mode conflicts with it, as in PostgreSQL, unless it holds the key in
+    // this mode already (a re-entrant hold, granted from the backend's own
+    // lock table there).
+    const mine = holders.get(runner);
+    const heldInMode = mine !== undefined &&
+      (b.shared ? mine.sessionShared + mine.xactShared : mine.session + mine.xact) > 0;
+    const queued = b.kind === "try"
+      ? !heldInMode
+      : waits && b.kind === "lock" && mine === undefined;
+    const first = queued ? ahead(key, runner, b.shared) : [];
     if (others.length + first.length > 0) {
       if (holders.size === 0) locks.delete(key);
       if (b.kind === "try") return 0;

@@ -118,6 +118,25 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       for (const x of [a, b, c, d]) await x.end();
     });
 
+    test("pg_try_advisory_lock fails behind a waiter whose mode conflicts with it, unless it holds that mode", async () => {
+      // PostgreSQL 15's answers for the same steps.
+      const [a, b, c] = [
+        await pgClient(server()),
+        await pgClient(server()),
+        await pgClient(server()),
+      ];
+      await a.query("select pg_advisory_lock_shared(44)");
+      const bWaits = b.query("select pg_advisory_lock(44)");
+      await Bun.sleep(200);
+      expect(await one(c, "select pg_try_advisory_lock_shared(44)")).toBe(false);
+      expect(await one(a, "select pg_try_advisory_lock_shared(44)")).toBe(true);
+      expect(await one(a, "select pg_try_advisory_lock(44)")).toBe(false);
+      await a.query("select pg_advisory_unlock_all()");
+      await bWaits;
+      expect(await one(c, "select pg_try_advisory_lock_shared(44)")).toBe(false);
+      for (const x of [a, b, c]) await x.end();
+    });
+
     test("a cancel, lock_timeout, statement_timeout or a deadlock ends the wait with PostgreSQL's error", async () => {
       const a = await pgClient(server());
       const b = await pgClient(server());
