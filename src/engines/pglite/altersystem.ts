@@ -25,6 +25,7 @@ import { AUTO_CONFIG_FILENAME, AUTO_CONFIG_HEADER, Guc } from "../../core/guc/gu
 import { parseConfigFile } from "../../core/guc/parser.ts";
 import { nodeConfigReader } from "../../adapters/node/config-reader.ts";
 import { commandComplete, type DatabaseCluster, Parser, syntaxError } from "./dbcommands.ts";
+import { currentUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
 
 /** The statement is an ALTER SYSTEM (the cluster's to carry out, as CREATE DATABASE is). */
@@ -94,7 +95,7 @@ export function alterSystem(
   session: PgliteSession,
   sql: string,
 ): Uint8Array {
-  const superuser = cluster.role(session.user)?.superuser === true;
+  const superuser = cluster.role(currentUserOf(session))?.superuser === true;
   const dataDir = cluster.dataDir;
   const p = new Parser(sql);
   p.expect("alter");

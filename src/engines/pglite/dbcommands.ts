@@ -14,6 +14,7 @@ import { ERRCODE, PgError } from "../../core/elog.ts";
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import type { EngineRole } from "./engine.ts";
 import type { DatabaseEntry } from "./pg_database.ts";
+import { currentUserOf, sessionUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
 import { noticeResponse, quoteIdent } from "./wire.ts";
 
@@ -25,7 +26,7 @@ export interface DatabaseCluster {
   /** The role as the cluster knows it now. */
   role(name: string): EngineRole | undefined;
   /** Whether `member` has the privileges of `role` (pg_has_role … 'USAGE'). */
-  hasRole(member: string, role: string): Promise<boolean>;
+  hasRole(member: string, role: string, privilege?: "USAGE" | "SET"): Promise<boolean>;
   /** The database `session` is connected to. */
   databaseOf(session: PgliteSession): DatabaseEntry;
   /** How many sessions other than `self` are connected to `db`, once those ending have gone (up to 5 s). */
@@ -174,6 +175,40 @@ function ownerDenied(db: DatabaseEntry): PgError {
   return new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be owner of database ${db.name}`);
 }
 
+/**
+ * Who runs a command: the current user (`name`, whose privileges count, as
+ * PostgreSQL checks GetUserId()) and the session user, as the session's
+ * settings map shows them after SET ROLE or SET SESSION AUTHORIZATION.
+ */
+interface Me {
+  readonly name: string;
+  readonly session: string;
+  readonly superuser: boolean;
+  readonly createdb: boolean;
+}
+
+function currentUser(cluster: DatabaseCluster, session: PgliteSession): Me {
+  const name = currentUserOf(session);
+  const entry = cluster.role(name);
+  return {
+    name,
+    session: sessionUserOf(session),
+    superuser: entry?.superuser === true,
+    createdb: entry?.createdb === true,
+  };
+}
+
+/** object_ownercheck: a superuser, or a role with the privileges of the owner. */
+async function ownsDatabase(cluster: DatabaseCluster, me: Me, db: DatabaseEntry): Promise<boolean> {
+  return me.superuser || db.owner === me.name || await cluster.hasRole(me.name, db.owner);
+}
+
+/** check_can_set_role: a superuser, or a role that may SET ROLE to `role`. */
+async function checkCanSetRole(cluster: DatabaseCluster, me: Me, role: string): Promise<void> {
+  if (me.superuser || role === me.name || await cluster.hasRole(me.name, role, "SET")) return;
+  throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be able to SET ROLE "${role}"`);
+}
+
 /** PostgreSQL's errdetail_busy_db. */
 export function busyDetail(others: number): string {
   return others === 1
@@ -227,16 +262,15 @@ export async function databaseCommand(
 ): Promise<Uint8Array[]> {
   const p = new Parser(sql);
   const verb = p.name();
-  const me = cluster.role(session.user);
-  const superuser = me?.superuser === true;
+  const me = currentUser(cluster, session);
   p.expect("database");
   switch (verb) {
     case "create":
-      return [await createDatabase(cluster, session, p, { superuser, createdb: me?.createdb })];
+      return [await createDatabase(cluster, session, p, me)];
     case "drop":
-      return await dropDatabase(cluster, session, p, superuser);
+      return await dropDatabase(cluster, session, p, me);
     case "alter":
-      return [await alterDatabase(cluster, session, p, { superuser, createdb: me?.createdb })];
+      return [await alterDatabase(cluster, session, p, me)];
     default:
       throw syntaxError(null);
   }
@@ -246,7 +280,7 @@ async function createDatabase(
   cluster: DatabaseCluster,
   session: PgliteSession,
   p: Parser,
-  me: { superuser: boolean; createdb: boolean | undefined },
+  me: Me,
 ): Promise<Uint8Array> {
   const name = p.name();
   p.accept("with");
@@ -309,7 +343,7 @@ async function createDatabase(
     }
   }
   // createdb()'s order: privilege, template, owner, name, template in use.
-  if (!me.superuser && me.createdb !== true) {
+  if (!me.superuser && !me.createdb) {
     throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, "permission denied to create database");
   }
   const template = cluster.database(templateName);
@@ -319,21 +353,17 @@ async function createDatabase(
       `template database "${templateName}" does not exist`,
     );
   }
-  if (!template.isTemplate && !me.superuser && template.owner !== session.user) {
+  if (!template.isTemplate && !(await ownsDatabase(cluster, me, template))) {
     throw new PgError(
       ERRCODE.INSUFFICIENT_PRIVILEGE,
       `permission denied to copy database "${templateName}"`,
     );
   }
-  const ownerName = owner ?? session.user;
+  const ownerName = owner ?? me.name;
   if (cluster.role(ownerName) === undefined) {
     throw new PgError(ERRCODE.UNDEFINED_OBJECT, `role "${ownerName}" does not exist`);
   }
-  if (
-    !me.superuser && ownerName !== session.user && !(await cluster.hasRole(session.user, ownerName))
-  ) {
-    throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be able to SET ROLE "${ownerName}"`);
-  }
+  await checkCanSetRole(cluster, me, ownerName);
   if (cluster.database(name) !== undefined) {
     throw new PgError(ERRCODE.DUPLICATE_DATABASE, `database "${name}" already exists`);
   }
@@ -353,7 +383,7 @@ async function dropDatabase(
   cluster: DatabaseCluster,
   session: PgliteSession,
   p: Parser,
-  superuser: boolean,
+  me: Me,
 ): Promise<Uint8Array[]> {
   let ifExists = false;
   if (p.accept("if")) {
@@ -391,7 +421,7 @@ async function dropDatabase(
       commandComplete("DROP DATABASE"),
     ];
   }
-  if (!superuser && db.owner !== session.user) throw ownerDenied(db);
+  if (!(await ownsDatabase(cluster, me, db))) throw ownerDenied(db);
   if (db.isTemplate) {
     throw new PgError(ERRCODE.WRONG_OBJECT_TYPE, "cannot drop a template database");
   }
@@ -414,7 +444,7 @@ async function alterDatabase(
   cluster: DatabaseCluster,
   session: PgliteSession,
   p: Parser,
-  me: { superuser: boolean; createdb: boolean | undefined },
+  me: Me,
 ): Promise<Uint8Array> {
   const name = p.name();
   const db = cluster.database(name);
@@ -427,8 +457,8 @@ async function alterDatabase(
     if (cluster.database(to) !== undefined) {
       throw new PgError(ERRCODE.DUPLICATE_DATABASE, `database "${to}" already exists`);
     }
-    if (!me.superuser && db.owner !== session.user) throw ownerDenied(db);
-    if (!me.superuser && me.createdb !== true) {
+    if (!(await ownsDatabase(cluster, me, db))) throw ownerDenied(db);
+    if (!me.superuser && !me.createdb) {
       throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, "permission denied to rename database");
     }
     if (cluster.databaseOf(session) === db) {
@@ -450,18 +480,15 @@ async function alterDatabase(
     p.expect("to");
     let owner = p.name();
     p.end();
-    if (owner === "current_user" || owner === "current_role" || owner === "session_user") {
-      owner = session.user;
-    }
+    if (owner === "current_user" || owner === "current_role") owner = me.name;
+    else if (owner === "session_user") owner = me.session;
     if (cluster.role(owner) === undefined) {
       throw new PgError(ERRCODE.UNDEFINED_OBJECT, `role "${owner}" does not exist`);
     }
     if (!me.superuser) {
-      if (db.owner !== session.user) throw ownerDenied(db);
-      if (owner !== session.user && !(await cluster.hasRole(session.user, owner))) {
-        throw new PgError(ERRCODE.INSUFFICIENT_PRIVILEGE, `must be able to SET ROLE "${owner}"`);
-      }
-      if (me.createdb !== true) {
+      if (!(await ownsDatabase(cluster, me, db))) throw ownerDenied(db);
+      await checkCanSetRole(cluster, me, owner);
+      if (!me.createdb) {
         throw new PgError(
           ERRCODE.INSUFFICIENT_PRIVILEGE,
           "permission denied to change owner of database",
@@ -471,7 +498,7 @@ async function alterDatabase(
     await cluster.update(db, { owner });
     return done;
   }
-  if (!me.superuser && db.owner !== session.user) throw ownerDenied(db);
+  if (!(await ownsDatabase(cluster, me, db))) throw ownerDenied(db);
   const t = p.peek();
   if (t?.kind === "word" && (t.text === "set" || t.text === "reset")) {
     if (t.text === "set" && p.peek(1)?.text === "tablespace") {

@@ -238,9 +238,15 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     return this.#main.role(name);
   }
 
-  async hasRole(member: string, role: string): Promise<boolean> {
+  async hasRole(
+    member: string,
+    role: string,
+    privilege: "USAGE" | "SET" = "USAGE",
+  ): Promise<boolean> {
     return await this.#main.queryAsCluster(
-      `select pg_catalog.pg_has_role(${quoteLiteral(member)}, ${quoteLiteral(role)}, 'USAGE')`,
+      `select pg_catalog.pg_has_role(${quoteLiteral(member)}, ${
+        quoteLiteral(role)
+      }, '${privilege}')`,
     ) === "t";
   }
 
@@ -356,13 +362,23 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     await this.#engines.mirrorAll();
   }
 
+  /**
+   * Runs `sql` (one statement a transaction block allows) on `db`'s engine
+   * as the cluster's own work, READ WRITE: the backend still carries the
+   * settings of the session that ran there last, whose
+   * default_transaction_read_only may be on. On lines of their own, so
+   * that a `--` comment ending `sql` cannot hide the COMMIT.
+   */
   async runOn(db: DatabaseEntry, sql: string): Promise<void> {
     const engines = this.#engines;
     const slot = engines.slotOf(db);
     slot.starting++;
     try {
       await engines.engineOf(slot);
-      await engines.onEngine(slot, (engine) => engine.runAsCluster(() => sql));
+      await engines.onEngine(
+        slot,
+        (engine) => engine.runAsCluster(() => `BEGIN READ WRITE;\n${sql}\n;\nCOMMIT`),
+      );
     } finally {
       slot.starting--;
       if (slot.engine !== null) engines.sessionEnded(slot.engine);

@@ -106,17 +106,25 @@ export interface OffEngineSession {
   noteUnnamed(plan: InputPlan): void;
 }
 
+/** The session user: SET SESSION AUTHORIZATION's role, else the login role (GetSessionUserId()). */
+export function sessionUserOf(session: Pick<OffEngineSession, "user" | "settings">): string {
+  return session.settings.get("session_authorization") || session.user;
+}
+
+/** The current user, whose privileges a statement has: SET ROLE's role, else the session user (GetUserId()). */
+export function currentUserOf(session: Pick<OffEngineSession, "user" | "settings">): string {
+  const role = session.settings.get("role") ?? "none";
+  return role !== "none" && role !== "" ? role : sessionUserOf(session);
+}
+
 /** The context of a session: its pid, its current user as its settings map shows it, its engine. */
 export function sessionContext(
   engine: OffEngineEngine,
   session: Pick<OffEngineSession, "pid" | "user" | "settings">,
 ): OffEngineContext {
-  const role = session.settings.get("role") ?? "none";
   return {
     pid: session.pid,
-    currentUser: role !== "none"
-      ? role
-      : session.settings.get("session_authorization") ?? session.user,
+    currentUser: currentUserOf(session),
     roles: engine.roleGraph,
     activityRows: () => engine.activityRows(),
     signal: (pid, kind) => {

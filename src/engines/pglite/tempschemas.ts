@@ -15,6 +15,10 @@
  * setting): temp-ness is by the `pg_temp_` prefix, and the N that atoi
  * reads after it stays the backend's.
  *
+ * Its SQL runs READ WRITE: the backend still carries the settings of the
+ * session that ran last, whose default_transaction_read_only may be on (a
+ * read-only role's session makes temporary tables in a BEGIN READ WRITE).
+ *
  * Must never attribute a pair to a session that did not make it, never
  * drop a pair while it is the backend's current one, and never send a pair
  * with an exec that does not need it (most execs carry only their bytes).
@@ -133,7 +137,9 @@ export class TempSchemas {
     await this.#host.asBootstrapSuperuser();
     const err = firstError(
       await this.#host.runRaw(
-        fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${renames.join("; ")}; COMMIT`),
+        fe.query(
+          `BEGIN READ WRITE; SET LOCAL allow_system_table_mods = on; ${renames.join("; ")}; COMMIT`,
+        ),
       ),
     );
     // Not expected (the superuser renames a schema it owns to a name no
@@ -164,12 +170,17 @@ export class TempSchemas {
     await this.#host.asBootstrapSuperuser();
     const err = firstError(
       await this.#host.runRaw(
-        fe.query(`DROP SCHEMA IF EXISTS ${names.map(quoteIdent).join(", ")} CASCADE`),
+        fe.query(
+          `BEGIN READ WRITE; DROP SCHEMA IF EXISTS ${
+            names.map(quoteIdent).join(", ")
+          } CASCADE; COMMIT`,
+        ),
         NO_TEMP,
       ),
     );
     // Left for the next start, which drops leftovers.
     if (err !== null) {
+      await this.#host.runRaw(fe.query("ROLLBACK"), NO_TEMP);
       ereport("WARNING", `could not drop temporary schema of process ${s.pid}: ${err.message}`, {
         category: "engine",
       });

@@ -249,6 +249,107 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.query("DROP DATABASE busy_tmpl");
     });
 
+    test("CREATE, ALTER and DROP DATABASE check the current role (SET ROLE, SET SESSION AUTHORIZATION) and its memberships", async () => {
+      // What PostgreSQL 15 answers to the same statements.
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE ROLE cr_nocdb");
+      await admin.query("CREATE ROLE cr_cdb CREATEDB");
+      await admin.query("CREATE ROLE cr_owner");
+      await admin.query("CREATE ROLE cr_member LOGIN CREATEDB IN ROLE cr_owner");
+      await admin.query("CREATE DATABASE cr_owned OWNER cr_owner");
+      // A superuser that became an ordinary role has that role's privileges.
+      await admin.query("SET SESSION AUTHORIZATION cr_nocdb");
+      const denied = await errorOf(admin.query("CREATE DATABASE cr_x"));
+      expect(denied?.code).toBe("42501");
+      expect(denied?.message).toBe("permission denied to create database");
+      const system = await errorOf(admin.query("ALTER SYSTEM SET work_mem = '5MB'"));
+      expect(system?.code).toBe("42501");
+      await admin.query("RESET SESSION AUTHORIZATION");
+      // The new database's owner is the current role.
+      await admin.query("SET ROLE cr_cdb");
+      await admin.query("CREATE DATABASE cr_y");
+      await admin.query("RESET ROLE");
+      const owner = async (db: string) =>
+        (await admin.query(
+          "SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1",
+          [db],
+        )).rows[0]?.o;
+      expect(await owner("cr_y")).toBe("cr_cdb");
+      // A member of the owning role may do what the owner may.
+      const m = await pgClient(s, { user: "cr_member" });
+      await m.query("ALTER DATABASE cr_owned SET work_mem = '5MB'");
+      await m.query("ALTER DATABASE cr_owned OWNER TO current_user");
+      expect(await owner("cr_owned")).toBe("cr_member");
+      await m.query("ALTER DATABASE cr_owned OWNER TO cr_owner");
+      await m.query("ALTER DATABASE cr_owned RENAME TO cr_owned2");
+      await m.query("DROP DATABASE cr_owned2");
+      expect(await owner("cr_owned2")).toBeUndefined();
+      await m.end();
+      await admin.query("DROP DATABASE cr_y");
+      await admin.end();
+    });
+
+    test("a session that defaults to read only holds up none of the cluster's own writes", async () => {
+      // pgts copies roles and the database list into every database's
+      // engine, runs ALTER DATABASE … SET there and drops an ended session's
+      // temporary schemas, each as its own work on a backend that still
+      // carries the settings of the session that ran there last.
+      const s = server();
+      const from = s.log.length;
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE ro_a");
+      await admin.query("CREATE ROLE ro_user LOGIN");
+      await admin.query("ALTER ROLE ro_user SET default_transaction_read_only = on");
+      const a = await pgClient(s, { database: "ro_a" });
+      await a.query("SET default_transaction_read_only = on");
+      expect((await a.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+      // a stays connected, idle: its settings are the ones ro_a's backend carries.
+      await admin.query("CREATE DATABASE ro_b");
+      await admin.query("CREATE ROLE ro_role");
+      await a.query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
+      await admin.query("CREATE ROLE ro_role2");
+      await admin.query("CREATE DATABASE ro_c");
+      const a2 = await pgClient(s, { database: "ro_a" });
+      for (let i = 0; i < 50; i++) {
+        const n = (await a2.query(
+          "SELECT count(*)::int AS n FROM pg_roles WHERE rolname IN ('ro_role', 'ro_role2')",
+        )).rows[0].n;
+        if (n === 2) break;
+        await Bun.sleep(100);
+      }
+      expect(
+        (await a2.query("SELECT rolname FROM pg_roles WHERE rolname ~ '^ro_role' ORDER BY 1"))
+          .rows.map((r) => r.rolname),
+      ).toEqual(["ro_role", "ro_role2"]);
+      expect(
+        (await a2.query("SELECT datname FROM pg_database WHERE datname ~ '^ro_' ORDER BY 1"))
+          .rows.map((r) => r.datname),
+      ).toEqual(["ro_a", "ro_b", "ro_c"]);
+      // ALTER DATABASE … SET, sent from the database whose backend carries a's settings.
+      await a2.query("ALTER DATABASE ro_a SET work_mem = '5MB'");
+      // The session's own default is still its own.
+      expect((await a.query("SHOW transaction_read_only")).rows[0].transaction_read_only)
+        .toBe("on");
+      // A read-only role's session that made a temporary table in a READ
+      // WRITE block: its temporary schemas go when it ends.
+      const ro = await pgClient(s, { user: "ro_user", database: "ro_a" });
+      await ro.query("BEGIN READ WRITE; CREATE TEMP TABLE t (x int); COMMIT");
+      const made = (await ro.query(
+        "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'pg%temp%'",
+      )).rows[0].n;
+      expect(made).toBe(2);
+      await ro.end();
+      const temps = async () =>
+        (await a2.query(
+          "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'pg%temp%'",
+        )).rows[0].n;
+      for (let i = 0; i < 50 && await temps() > 0; i++) await Bun.sleep(100);
+      expect(await temps()).toBe(0);
+      expect(s.log.slice(from)).not.toContain("could not");
+      for (const c of [a, a2, admin]) await c.end();
+    });
+
     test("createdb and dropdb work, psql connects to template1, ALTER DATABASE renames, sets and changes owner", async () => {
       const s = server();
       const env = { PGHOST: s.socketDir, PGPORT: String(s.port), PGUSER: "postgres" };
