@@ -32,6 +32,7 @@ import {
   type Token,
 } from "./sqlscan.ts";
 import { unsupportedClientEncoding } from "./settings.ts";
+import { TextEdits } from "./textedits.ts";
 import { concat, cstring, type Frame, quoteIdent, readCString } from "./wire.ts";
 
 export type ListenOp = readonly ["listen" | "unlisten", string];
@@ -78,6 +79,8 @@ export interface InputPlan {
   readonly closedHoldCursors: readonly string[];
   /** The input has CLOSE ALL. */
   readonly closesAll: boolean;
+  /** The edits of its one rewritten SQL text, for error positions (textedits.ts); else null. */
+  readonly edits: TextEdits | null;
 }
 
 /**
@@ -122,6 +125,10 @@ interface Acc {
   declaredHoldCursors: string[];
   closedHoldCursors: string[];
   closesAll: boolean;
+  /** The edits of the input's rewritten SQL text, while there is one (textedits.ts). */
+  edits: TextEdits | null;
+  /** How many of the input's texts were rewritten. */
+  rewrittenTexts: number;
 }
 
 const NO_CURSORS: ReadonlySet<string> = new Set();
@@ -342,14 +349,18 @@ function rewriteSql(
   const lone = isQuery && stmts.length === 1;
   let out = "";
   let at = 0;
+  let edits: TextEdits | null = null;
   for (const st of stmts) {
     const r = inspect(sql, st, prefix, acc, lone, user);
     if (r !== null) {
       out += sql.slice(at, r.start) + r.text;
       at = r.end;
+      (edits ??= new TextEdits(sql)).replaced(r.start, r.end, r.text);
     }
   }
-  return at === 0 ? sql : out + sql.slice(at);
+  if (edits === null) return sql;
+  acc.edits = ++acc.rewrittenTexts === 1 ? edits : null;
+  return out + sql.slice(at);
 }
 
 function frameOf(type: number, body: Uint8Array[]): Uint8Array {
@@ -382,6 +393,8 @@ function newAcc(): Acc {
     declaredHoldCursors: [],
     closedHoldCursors: [],
     closesAll: false,
+    edits: null,
+    rewrittenTexts: 0,
   };
 }
 
@@ -547,6 +560,7 @@ export function planInput(
     declaredHoldCursors: acc.declaredHoldCursors,
     closedHoldCursors: acc.closedHoldCursors,
     closesAll: acc.closesAll,
+    edits: acc.edits,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,

@@ -27,6 +27,8 @@ const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
 
 export interface OutputOptions {
   readonly prefix: string;
+  /** Maps an error's position back to the client's text where pgts rewrote it (textedits.ts). */
+  readonly position?: ((p: number) => number) | undefined;
   /** Where the session's bytes go; a promise back: full (see BackendOutput). */
   readonly out: BackendOutput;
   /** Routes a NotificationResponse; returns it (with the sender's pid) when this session listens too. */
@@ -198,6 +200,7 @@ export class OutputFilter {
               s === USER_CANCEL_TEXT && this.#o.timedOut?.() === true
                 ? TIMEOUT_TEXT
                 : publicText(s, this.#o.prefix),
+            this.#o.position,
           );
           if (edited !== msg) {
             flush(at);

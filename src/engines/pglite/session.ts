@@ -60,6 +60,7 @@ import { parseDurationMs } from "./settings.ts";
 import { QueryCancel } from "./querycancel.ts";
 import type { Holder } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
+import type { TextEdits } from "./textedits.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import { EngineTurn } from "./turn.ts";
 import {
@@ -468,7 +469,7 @@ export class PgliteSession extends SessionGlobals
       const { bytes, drop } = this.withOwnUnnamed(plan, engine);
       const run = ownSync ? concat([bytes, fe.sync()]) : bytes;
       const to = lockWait?.output ?? out;
-      const how = { handsOver, ownSync, advisoryWait: lockWait !== null };
+      const how = { handsOver, ownSync, advisoryWait: lockWait !== null, edits: plan.edits };
       if (await this.#execute(run, frames, to, drop, how)) {
         if (lockWait === null || !lockWait.again(out, () => this.closing)) return;
         // The key is another session's: the engine went back at the try's
@@ -510,6 +511,8 @@ export class PgliteSession extends SessionGlobals
       readonly ownSync?: boolean;
       /** A lone pg_advisory_lock() that waits (advisorywait.ts). */
       readonly advisoryWait?: boolean;
+      /** The input's rewritten SQL text, for error positions. */
+      readonly edits?: TextEdits | null;
     } = {},
   ): Promise<boolean> {
     const { fed, handsOver = false, ownSync = false } = how;
@@ -525,8 +528,10 @@ export class PgliteSession extends SessionGlobals
       return true;
     }
     let lockWaited = 0;
+    const edits = how.edits ?? null;
     const filter = new OutputFilter({
       prefix: this.prefix,
+      position: edits === null ? undefined : (p) => edits.original(p),
       out,
       notify: (msg) => engine.listeners.route(msg, this),
       dropFirst: drop,

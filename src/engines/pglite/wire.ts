@@ -146,10 +146,14 @@ export function withNotifierPid(msg: Uint8Array, pid: number): Uint8Array {
 
 /**
  * Rewrites the text fields of an ErrorResponse/NoticeResponse ('M', 'D', 'H')
- * through `edit`; returns the message unchanged (same object) when nothing
- * changed.
+ * through `edit`, and its position ('P') through `position`; returns the
+ * message unchanged (same object) when nothing changed.
  */
-export function editNoticeText(msg: Uint8Array, edit: (s: string) => string): Uint8Array {
+export function editNoticeText(
+  msg: Uint8Array,
+  edit: (s: string) => string,
+  position?: (p: number) => number,
+): Uint8Array {
   const fields: Array<[number, string]> = [];
   let at = 5;
   let changed = false;
@@ -162,6 +166,10 @@ export function editNoticeText(msg: Uint8Array, edit: (s: string) => string): Ui
       code === PG_DIAG.MESSAGE_HINT
     ) {
       const v = edit(value);
+      if (v !== value) changed = true;
+      fields.push([code, v]);
+    } else if (code === PG_DIAG.STATEMENT_POSITION && position !== undefined) {
+      const v = String(position(Number(value)));
       if (v !== value) changed = true;
       fields.push([code, v]);
     } else fields.push([code, value]);

@@ -95,6 +95,22 @@ describe("errors", () => {
     expect(c.asyncErrors).toEqual([]);
   });
 
+  test("an error's position counts in the client's text where pgts renamed a statement or cursor in it", async () => {
+    // pgts runs `EXECUTE q(…)` as `EXECUTE "pgts<n>:q"(…)`; the positions
+    // are PostgreSQL 15's for the same text (a character, not a byte, for é).
+    const c = await pgClient(server());
+    const position = (sql: string) =>
+      c.query(sql).then(() => "ok", (e) => `${e.code} ${e.position}`);
+    expect(await position("PREPARE q4(nonexistenttype) AS SELECT 1")).toBe("42704 12");
+    expect(await position("PREPARE qb(int) AS SELECT $1; EXECUTE qb(1); EXECUTE qb('zz')"))
+      .toBe("22P02 57");
+    expect(await position("PREPARE qé(int) AS SELECT $1 + nosuchcol")).toBe("42703 32");
+    expect(await position("EXECUTE qb(1, 'é'), nosuch")).toBe("42601 19");
+    await c.query("BEGIN; DECLARE hc CURSOR WITH HOLD FOR SELECT 1; COMMIT");
+    expect(await position("FETCH nosuch FROM hc")).toBe("42601 14");
+    expect(await position("CLOSE hc; SELECT 'x' + 1")).toBe("22P02 18");
+  });
+
   test("a unique violation names its constraint and the session goes on", async () => {
     const c = await pgClient(server());
     await c.query("create table uniq (k text primary key)");
@@ -129,6 +145,31 @@ describe("transactions", () => {
     );
     await c.query("rollback");
     expect((await c.query("select array_agg(v) as vs from tx")).rows[0].vs).toEqual([1]);
+  });
+
+  test("SET TRANSACTION may follow a SET in the block, before its first query", async () => {
+    // pgts reads statement_timeout back after a SET in a block; with a
+    // SELECT, that read took the transaction's first snapshot and the
+    // client's SET TRANSACTION failed with 25001.
+    const c = await pgClient(server());
+    const one = async (sql: string) => Object.values((await c.query(sql)).rows[0] ?? {})[0];
+    await c.query("BEGIN");
+    await c.query("SET TRANSACTION READ ONLY");
+    await c.query("SET TRANSACTION READ WRITE");
+    expect(await one("SHOW transaction_read_only")).toBe("off");
+    await c.query("COMMIT");
+    await c.query("BEGIN");
+    await c.query("SET LOCAL work_mem = '8MB'");
+    await c.query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+    expect(await one("SHOW transaction_isolation")).toBe("serializable");
+    await c.query("COMMIT");
+    // SET LOCAL statement_timeout still applies after it.
+    await c.query("BEGIN");
+    await c.query("SET LOCAL statement_timeout = '150ms'");
+    await c.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    const e = await c.query("select pg_sleep(10)").catch((e) => e);
+    expect(e.code).toBe("57014");
+    await c.query("ROLLBACK");
   });
 
   test("savepoints: rolling back to one keeps the work before it", async () => {
