@@ -11,9 +11,10 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import pg from "pg";
-import { type Adapter, startPgts, usePgtsServers } from "../../helpers/pgts.ts";
+import { sharedServer, startSqlServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import type { Adapter } from "../../helpers/pgts.ts";
 
-usePgtsServers();
+useSqlServers();
 
 /** Opens a TCP connection that never sends a startup packet; resolves with ms until the server closes it. */
 function silentClient(port: number): Promise<number> {
@@ -31,8 +32,15 @@ function silentClient(port: number): Promise<number> {
 
 for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
+    // The first three cases share one server: each appends a parameter of
+    // its own to postgresql.conf and waits for that parameter's log line
+    // after its own reload, and none of the three parameters changes what
+    // another case looks at (log_connections is off until the first case
+    // turns it on, and nothing else turns it on).
+    const shared = sharedServer({ adapter });
+
     test("pgts reload applies a changed log_connections to new sessions", async () => {
-      const server = await startPgts({ adapter });
+      const server = shared();
       expect((await server.psql("select 1")).code).toBe(0);
       expect(server.log).not.toContain("connection authorized");
 
@@ -49,7 +57,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
     });
 
     test("pgts reload applies a shorter authentication_timeout to clients that never authenticate", async () => {
-      const server = await startPgts({ adapter });
+      const server = shared();
       server.appendConf("authentication_timeout = 1s");
       const from = server.log.length;
       await server.reload();
@@ -62,7 +70,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
     });
 
     test("pgts reload refuses a changed max_connections and keeps serving", async () => {
-      const server = await startPgts({ adapter, settings: {} });
+      const server = shared();
       server.appendConf("max_connections = 50");
       const from = server.log.length;
       await server.reload();
@@ -75,7 +83,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
     });
 
     test("ALTER SYSTEM writes postgresql.auto.conf; pg_reload_conf() applies it, the next start keeps it", async () => {
-      const server = await startPgts({ adapter });
+      const server = await startSqlServer({ adapter, perTest: true });
       const c = await server.client();
       await c.query("alter system set log_connections = on");
       await c.query("alter system set max_connections to 7");
@@ -142,7 +150,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
     test.skipIf(adapter === "subprocess")(
       "a reload reaches the engine's sessions: statement_timeout from ALTER SYSTEM acts where no session SET its own",
       async () => {
-        const server = await startPgts({ adapter });
+        const server = await startSqlServer({ adapter, perTest: true });
         const c = await server.client();
         const own = await server.client();
         await own.query("set statement_timeout = 0");
