@@ -10,20 +10,18 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  type Adapter,
-  isAlive,
-  pgtsCli,
-  startPgts,
-  usePgtsServers,
-  waitFor,
-} from "../../helpers/pgts.ts";
+import { sharedServer, startSqlServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { type Adapter, isAlive, pgtsCli, waitFor } from "../../helpers/pgts.ts";
 
-usePgtsServers();
+useSqlServers();
 
 describe("pgts start", () => {
+  // Both cases leave the running server as it was (they check that it is
+  // untouched): one server serves both.
+  const running = sharedServer();
+
   test("a second pgts start on a running server's data directory is refused", async () => {
-    const server = await startPgts();
+    const server = running();
     const dir = server.dataDir;
     const second = await pgtsCli(["start", "-D", dir, "-p", "0"]);
     expect(second.code).toBe(1);
@@ -37,7 +35,7 @@ describe("pgts start", () => {
   });
 
   test("a start on a TCP port another server listens on exits with FATAL", async () => {
-    const server = await startPgts();
+    const server = running();
     const dir = join(mkdtempSync(join(tmpdir(), "pgts-port-")), "data");
     try {
       expect((await pgtsCli(["init", "-D", dir])).code).toBe(0);
@@ -62,7 +60,7 @@ describe("pgts start", () => {
 for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("a stale postmaster.pid left by a SIGKILLed postmaster is taken over", async () => {
-      const server = await startPgts({ adapter });
+      const server = await startSqlServer({ adapter, perTest: true });
       expect((await server.psql("create table t (a int); insert into t values (5)")).code).toBe(0);
       const children = server.childPids();
       const oldPid = server.pid;
