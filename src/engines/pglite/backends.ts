@@ -23,6 +23,8 @@
  *   to the engine when the exec is over (the engine cancels or terminates
  *   that session); a cancel of the caller itself sets Postgres's own cancel
  *   flags, so the statement ends with 57014 as in PostgreSQL.
+ * - `pg_log_backend_memory_contexts(pid)` takes a session's pid for
+ *   PGlite's own: the memory of every session is the one backend's.
  * - `pg_catalog.pgts_backend_status()` (language internal, bound to the
  *   same builtin slot as pg_backend_pid and told apart by the function OID
  *   in its FmgrInfo) returns the session rows the engine passed with this
@@ -133,6 +135,7 @@ const F_PG_BACKEND_PID = 2026;
 const F_PG_CANCEL_BACKEND = 2171;
 const F_PG_TERMINATE_BACKEND = 2096;
 const F_PG_RELOAD_CONF = 2621;
+const F_PG_LOG_BACKEND_MEMORY_CONTEXTS = 4543;
 
 /** Offsets in wasm32 structures (fmgr.h): FmgrInfo.fn_oid, FunctionCallInfoBaseData.args. */
 const FLINFO_FN_OID = 4;
@@ -202,11 +205,16 @@ export function installBackendFunctions(
   const cancelSlot = builtinSlot(tools, F_PG_CANCEL_BACKEND);
   const terminateSlot = builtinSlot(tools, F_PG_TERMINATE_BACKEND);
   const reloadSlot = builtinSlot(tools, F_PG_RELOAD_CONF);
-  if (new Set([pidSlot, cancelSlot, terminateSlot, reloadSlot]).size !== 4) {
+  const logContextsSlot = builtinSlot(tools, F_PG_LOG_BACKEND_MEMORY_CONTEXTS);
+  if (new Set([pidSlot, cancelSlot, terminateSlot, reloadSlot, logContextsSlot]).size !== 5) {
     throw new Error("PGlite's backend functions share a function table slot");
   }
   const originalPid = table.get(pidSlot) as () => number;
   if (typeof originalPid !== "function") throw new Error("pg_backend_pid is not a function");
+  const originalLogContexts = table.get(logContextsSlot) as (fcinfo: number) => number;
+  if (typeof originalLogContexts !== "function") {
+    throw new Error("pg_log_backend_memory_contexts is not a function");
+  }
 
   let runner: number | null = null;
   let backends = new Map<number, number>();
@@ -352,6 +360,23 @@ export function installBackendFunctions(
       const timeout = tools.view().getBigInt64(argDatum(tools, fcinfo, 1), true);
       if (timeout < 0n) tools.raise("22003", '"timeout" must not be negative');
       return signal(argDatum(tools, fcinfo, 0) | 0, "terminate");
+    }),
+  );
+
+  // pg_log_backend_memory_contexts(pid): PostgreSQL finds the pid among its
+  // backends and signals it to log its memory contexts. A session's pid
+  // (what pg_backend_pid() and pg_stat_activity show) is not PGlite's
+  // process, so the builtin answered false with the WARNING "PID n is not a
+  // PostgreSQL server process"; every session's memory is the one backend's,
+  // so a session's pid is given to it as PGlite's own.
+  table.set(
+    logContextsSlot,
+    wasmFunctionOf((fcinfo: number): number => {
+      const at = fcinfo + FCINFO_ARGS;
+      if (backends.has(tools.view().getInt32(at, true))) {
+        tools.view().setInt32(at, originalPid(), true);
+      }
+      return originalLogContexts(fcinfo);
     }),
   );
 

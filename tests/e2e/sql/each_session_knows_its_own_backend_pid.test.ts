@@ -49,6 +49,25 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       await b.end();
     });
 
+    test("pg_log_backend_memory_contexts takes a session's pid as its backend's", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const seen = notices(a);
+      const logs = async (pid: number | string) =>
+        (await a.query(`select pg_log_backend_memory_contexts(${pid}) as ok`)).rows[0].ok;
+      // PostgreSQL: true for its own pid and another backend's; PGlite's
+      // builtin knew neither (WARNING "PID n is not a PostgreSQL server process").
+      expect(await logs("pg_backend_pid()")).toBe(true);
+      expect(await logs(pidOf(b))).toBe(true);
+      expect(seen).toEqual([]);
+      expect(await logs(2147483000)).toBe(false);
+      expect(seen.map((n) => n.message)).toEqual([
+        "PID 2147483000 is not a PostgreSQL server process",
+      ]);
+      await a.end();
+      await b.end();
+    });
+
     test("pg_stat_activity lists every session; a non-superuser sees others' queries hidden", async () => {
       const s = server();
       const a = await pgClient(s);
