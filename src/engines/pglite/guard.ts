@@ -33,6 +33,16 @@
  * parse analysis, however it was sent (a PL/pgSQL EXECUTE included), and
  * refuses COPY with PROGRAM before it runs: 0A000.
  *
+ * The tablespace guard: PGlite sees the host's files only inside the data
+ * directory; every other absolute path is in its in-memory file system.
+ * `CREATE TABLESPACE … LOCATION '/tmp'` succeeded there, its tables took
+ * rows, and all of it was gone at the next start (`could not open file
+ * "pg_tblspc/…"`), while a host directory that exists was "does not exist".
+ * The same post_parse_analyze hook refuses a CREATE TABLESPACE with an
+ * absolute location (0A000); in-place tablespaces (LOCATION '' with
+ * allow_in_place_tablespaces), which live in the data directory, and
+ * PostgreSQL's own error for a relative path are left as they are.
+ *
  * The exit_on_error guard: with exit_on_error on, PostgreSQL turns any
  * error into FATAL, which in PGlite ends the one backend every session
  * shares (a crash of the cluster, for a division by zero). The parameter
@@ -81,6 +91,8 @@ const DEFELEM_ARG = 12;
 const STRING_SVAL = 4;
 const LIST_ELEMENTS = 12;
 const RAWSTMT_STMT = 4;
+const TABLESPACE_NAME = 4;
+const TABLESPACE_LOCATION = 12;
 
 /** Decodes C strings read from the instance's memory (gucwatch.ts reads some after every change). */
 const cStringDecoder = new TextDecoder();
@@ -390,8 +402,10 @@ function installProgramGuard(tools: WasmTools): void {
   const withProgram = parsed("COPY pgts_probe FROM PROGRAM 'pgts_probe'");
   const withStdin = parsed("COPY pgts_probe FROM STDIN");
   const withEncoding = parsed("COPY pgts_probe FROM STDIN WITH (ENCODING 'pgts_probe')");
+  const withLocation = parsed("CREATE TABLESPACE pgts_probe LOCATION '/pgts_probe'");
   const v = tools.view();
   const copyTag = v.getUint32(withProgram, true);
+  const tablespaceTag = v.getUint32(withLocation, true);
   /** COPY's ENCODING option, or null (CopyStmt.options: a List of DefElem). */
   const encodingOption = (stmt: number): string | null => {
     const view = tools.view();
@@ -416,6 +430,13 @@ function installProgramGuard(tools: WasmTools): void {
     encodingOption(withEncoding) !== "pgts_probe"
   ) {
     throw new Error("PGlite's CopyStmt has an unknown layout");
+  }
+  if (
+    tablespaceTag === copyTag ||
+    tools.readCString(v.getUint32(withLocation + TABLESPACE_NAME, true)) !== "pgts_probe" ||
+    tools.readCString(v.getUint32(withLocation + TABLESPACE_LOCATION, true)) !== "/pgts_probe"
+  ) {
+    throw new Error("PGlite's CreateTableSpaceStmt has an unknown layout");
   }
 
   const hookAddress = ex.post_parse_analyze_hook.value as number;
@@ -443,6 +464,20 @@ function installProgramGuard(tools: WasmTools): void {
             `COPY with ENCODING "${encoding}" is not supported by the embedded engine`,
             "Conversion between encodings is not supported.",
             { hint: "PGlite converts no encodings: use ENCODING 'UTF8' or leave the option out." },
+          );
+        }
+      } else if (stmt !== 0 && view.getUint32(stmt, true) === tablespaceTag) {
+        const at = view.getUint32(stmt + TABLESPACE_LOCATION, true);
+        if (at !== 0 && tools.readCString(at).startsWith("/")) {
+          tools.raise(
+            "0A000",
+            "tablespaces at a location are not supported by the embedded engine",
+            "PGlite reaches the host's files only inside the data directory; a tablespace" +
+              " elsewhere would be kept in memory and lost when the server stops.",
+            {
+              hint: "Use LOCATION '' with allow_in_place_tablespaces = on: an in-place" +
+                " tablespace is kept inside the data directory.",
+            },
           );
         }
       }

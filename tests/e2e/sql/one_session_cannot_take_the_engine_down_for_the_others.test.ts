@@ -265,6 +265,34 @@ function shapesOn(adapter: "subprocess" | undefined): void {
     expect((await b.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
   });
 
+  test("a tablespace at a location, which PGlite would keep in memory, is refused; an in-place one works", async () => {
+    const a = await pgClient(server());
+    const refused = async (sql: string) => {
+      const x = await a.query(sql).then(() => null, (err) => err);
+      return x === null ? "ran" : `${x.code} ${x.message}`;
+    };
+    // /tmp is in PGlite's in-memory file system: the tablespace, and the
+    // rows of its tables, were lost at the next start.
+    const message = "0A000 tablespaces at a location are not supported by the embedded engine";
+    expect(await refused("CREATE TABLESPACE ts_mem LOCATION '/tmp'")).toBe(message);
+    expect(
+      await refused(
+        "DO $$ BEGIN EXECUTE 'CREATE TABLESPACE ts_mem LOCATION ' || quote_literal('/ho' || 'me'); END $$",
+      ),
+    ).toBe(message);
+    expect(await refused("CREATE TABLESPACE ts_mem LOCATION 'relative'")).toBe(
+      "42P17 tablespace location must be an absolute path",
+    );
+    await a.query("SET allow_in_place_tablespaces = on");
+    expect(await refused("CREATE TABLESPACE ts_in_place LOCATION ''")).toBe("ran");
+    await a.query("CREATE TABLE ts_in_place_t (x int) TABLESPACE ts_in_place");
+    await a.query("INSERT INTO ts_in_place_t VALUES (1)");
+    expect((await a.query("SELECT x FROM ts_in_place_t")).rows).toEqual([{ x: 1 }]);
+    await a.query("DROP TABLE ts_in_place_t");
+    await a.query("DROP TABLESPACE ts_in_place");
+    await a.end();
+  });
+
   test("a setting that can no longer be restored concerns only its own session", async () => {
     const s = server();
     const a = await pgClient(s);
