@@ -21,6 +21,17 @@
  * without holding the engine between tries (advisorywait.ts): that is
  * PostgreSQL's wait, as migration tools use it.
  *
+ * A prepared transaction keeps its transaction-level holds, as PostgreSQL's
+ * lock manager hands them to the prepared transaction: PREPARE TRANSACTION
+ * moves them to a holder of their own, named by the global identifier, and
+ * the COMMIT PREPARED or ROLLBACK PREPARED that ends it (from any session)
+ * lets them go. A session that holds a key both at session and transaction
+ * level cannot PREPARE (0A000, lock.c's AtPrepare_Locks). The backend tells
+ * when: a transaction callback (RegisterXactCallback) sees PRE_PREPARE,
+ * PREPARE and the COMMIT or ABORT of the statement that finishes a prepared
+ * transaction, whose identifier the post_parse_analyze hook noted. Unlike
+ * PostgreSQL's, these holds do not outlive a restart of the server.
+ *
  * The engine drives the rest: who runs (`runAs`), the end of a session's
  * transaction (its transaction-level holds go), and which sessions still
  * exist (the holds of one that is gone go).
@@ -28,6 +39,28 @@
 
 import { argDatum, builtinSlot, wasmFunctionOf } from "./backends.ts";
 import type { WasmTools } from "./guard.ts";
+
+/** XactEvent values (access/xact.h). */
+const XACT_EVENT_COMMIT = 0;
+const XACT_EVENT_ABORT = 2;
+const XACT_EVENT_PREPARE = 4;
+const XACT_EVENT_PRE_PREPARE = 7;
+/** CMD_UTILITY in `enum CmdType`; Query's commandType and utilityStmt; RawStmt's stmt; List's elements. */
+const CMD_UTILITY = 6;
+const QUERY_COMMAND_TYPE = 4;
+const QUERY_UTILITY_STMT = 28;
+const RAWSTMT_STMT = 4;
+const LIST_ELEMENTS = 12;
+/** TransactionStmt's kind and gid (nodes/parsenodes.h), checked against PostgreSQL's parser at install. */
+const TRANSACTION_KIND = 4;
+const TRANSACTION_GID = 16;
+
+interface TwoPhaseExports {
+  raw_parser(sql: number, mode: number): number;
+  RegisterXactCallback(callback: number, arg: number): void;
+  GetConfigOption(name: number, missingOk: number, restrictPrivileged: number): number;
+  post_parse_analyze_hook: WebAssembly.Global;
+}
 
 /** The routine ('R' field) of the error for a key another session holds (advisorywait.ts reads it). */
 export const ADVISORY_CONFLICT_ROUTINE = "pgts_advisory_lock_conflict";
@@ -110,6 +143,17 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
   const queues = new Map<string, Waiter[]>();
   let runner = 0;
   let waits = false;
+  /**
+   * Prepared transactions that hold keys: their holder ids (negative, so
+   * never a session's pid) by global identifier.
+   */
+  const prepared = new Map<string, number>();
+  let nextPrepared = -1;
+  const holderName = (id: number): string => {
+    if (id >= 0) return `process ${id}`;
+    for (const [gid, at] of prepared) if (at === id) return `prepared transaction "${gid}"`;
+    return "a prepared transaction";
+  };
 
   /**
    * The waiters ahead of `pid` in the key's queue whose mode conflicts with
@@ -193,7 +237,9 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
       if (waits) enqueue(key, runner, b.shared);
       const held = others.length === 0
         ? "The lock is free"
-        : `The lock is held by process${others.length > 1 ? "es" : ""} ${others.join(", ")}`;
+        : others.every((o) => o >= 0)
+        ? `The lock is held by process${others.length > 1 ? "es" : ""} ${others.join(", ")}`
+        : `The lock is held by ${others.map(holderName).join(", ")}`;
       const queued = first.length === 0
         ? "."
         : `; process${first.length > 1 ? "es" : ""} ${first.join(", ")} wait${
@@ -270,6 +316,46 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
     }),
   );
 
+  installTwoPhase(tools, {
+    prePrepare() {
+      // AtPrepare_Locks: a prepared transaction cannot take over a lock
+      // that the session keeps too.
+      for (const holders of locks.values()) {
+        const h = holders.get(runner);
+        if (
+          h !== undefined &&
+          ((h.session > 0 && h.xact > 0) || (h.sessionShared > 0 && h.xactShared > 0))
+        ) {
+          tools.raise(
+            "0A000",
+            "cannot PREPARE while holding both session-level and transaction-level locks on the same object",
+          );
+        }
+      }
+    },
+    prepared(gid) {
+      let id = 0;
+      for (const [key, holders] of locks) {
+        const h = holders.get(runner);
+        if (h === undefined || h.xact + h.xactShared === 0) continue;
+        if (id === 0) prepared.set(gid, id = nextPrepared--);
+        holders.set(id, { session: 0, sessionShared: 0, xact: h.xact, xactShared: h.xactShared });
+        h.xact = 0;
+        h.xactShared = 0;
+        prune(key, runner);
+      }
+    },
+    finished(gid) {
+      const id = prepared.get(gid);
+      if (id === undefined) return;
+      prepared.delete(gid);
+      for (const [key, holders] of locks) {
+        holders.delete(id);
+        if (holders.size === 0) locks.delete(key);
+      }
+    },
+  });
+
   return {
     runAs(pid, waiting = false) {
       runner = pid ?? 0;
@@ -287,9 +373,102 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
         for (const w of queue) if (!keep.has(w.pid)) dequeue(key, w.pid);
       }
       for (const [key, holders] of locks) {
-        for (const pid of holders.keys()) if (!keep.has(pid)) holders.delete(pid);
+        // A prepared transaction's holds (negative ids) outlive its session.
+        for (const pid of holders.keys()) if (pid >= 0 && !keep.has(pid)) holders.delete(pid);
         if (holders.size === 0) locks.delete(key);
       }
     },
   };
+}
+
+interface TwoPhaseEvents {
+  /** The running session's transaction is about to be prepared (may raise). */
+  prePrepare(): void;
+  /** It was prepared under `gid`. */
+  prepared(gid: string): void;
+  /** The prepared transaction `gid` was committed or rolled back. */
+  finished(gid: string): void;
+}
+
+/**
+ * Tells `events` of PREPARE TRANSACTION, COMMIT PREPARED and ROLLBACK
+ * PREPARED: a post_parse_analyze hook notes the global identifier of each
+ * such statement as it is about to run, and a transaction callback acts
+ * when the backend prepares, or commits the statement that finished one.
+ */
+function installTwoPhase(tools: WasmTools, events: TwoPhaseEvents): void {
+  const ex = tools.ex as unknown as TwoPhaseExports & typeof tools.ex;
+  if (typeof ex.RegisterXactCallback !== "function" || typeof ex.GetConfigOption !== "function") {
+    throw new Error("PGlite does not export RegisterXactCallback or GetConfigOption");
+  }
+  const parsed = (sql: string): number => {
+    const v = tools.view();
+    const list = ex.raw_parser(tools.cString(sql), 0);
+    const raw = v.getUint32(v.getUint32(list + LIST_ELEMENTS, true), true);
+    return v.getUint32(raw + RAWSTMT_STMT, true);
+  };
+  const probePrepare = parsed("PREPARE TRANSACTION 'pgts_probe'");
+  const probes = [
+    probePrepare,
+    parsed("COMMIT PREPARED 'pgts_probe'"),
+    parsed("ROLLBACK PREPARED 'pgts_probe'"),
+    parsed("COMMIT"),
+  ];
+  const v = tools.view();
+  const tag = v.getUint32(probePrepare, true);
+  const [prepare, commitPrepared, rollbackPrepared, commit] = probes.map((p) =>
+    v.getInt32(p + TRANSACTION_KIND, true)
+  );
+  if (
+    probes.some((p) => v.getUint32(p, true) !== tag) ||
+    new Set([prepare, commitPrepared, rollbackPrepared, commit]).size !== 4 ||
+    probes.slice(0, 3).some((p) =>
+      tools.readCString(v.getUint32(p + TRANSACTION_GID, true)) !== "pgts_probe"
+    )
+  ) {
+    throw new Error("PGlite's TransactionStmt has an unknown layout");
+  }
+  // max_prepared_transactions is fixed at start; with 0, MarkAsPreparing
+  // refuses every PREPARE before PostgreSQL would look at the locks.
+  const slots = Number(
+    tools.readCString(ex.GetConfigOption(tools.cString("max_prepared_transactions"), 0, 0)),
+  );
+
+  /** The identifier of the PREPARE TRANSACTION, and of the COMMIT/ROLLBACK PREPARED, about to run. */
+  let preparing: string | null = null;
+  let finishing: string | null = null;
+  const hookAddress = ex.post_parse_analyze_hook.value as number;
+  const previous = v.getUint32(hookAddress, true);
+  const chained = previous === 0
+    ? null
+    : ex.__indirect_function_table.get(previous) as (a: number, b: number, c: number) => void;
+  const hook = (pstate: number, query: number, jstate: number): void => {
+    const view = tools.view();
+    if (view.getInt32(query + QUERY_COMMAND_TYPE, true) === CMD_UTILITY) {
+      const stmt = view.getUint32(query + QUERY_UTILITY_STMT, true);
+      if (stmt !== 0 && view.getUint32(stmt, true) === tag) {
+        const kind = view.getInt32(stmt + TRANSACTION_KIND, true);
+        if (kind === prepare || kind === commitPrepared || kind === rollbackPrepared) {
+          const gid = tools.readCString(view.getUint32(stmt + TRANSACTION_GID, true));
+          if (kind === prepare) preparing = gid;
+          else finishing = gid;
+        }
+      }
+    }
+    chained?.(pstate, query, jstate);
+  };
+  v.setUint32(hookAddress, tools.addFunction(hook, { params: 3, result: false }), true);
+
+  const callback = (event: number): void => {
+    if (event === XACT_EVENT_PRE_PREPARE) {
+      if (slots > 0) events.prePrepare();
+    } else if (event === XACT_EVENT_PREPARE) {
+      if (preparing !== null) events.prepared(preparing);
+      preparing = null;
+    } else if (event === XACT_EVENT_COMMIT || event === XACT_EVENT_ABORT) {
+      if (event === XACT_EVENT_COMMIT && finishing !== null) events.finished(finishing);
+      finishing = null;
+    }
+  };
+  ex.RegisterXactCallback(tools.addFunction(callback, { params: 2, result: false }), 0);
 }

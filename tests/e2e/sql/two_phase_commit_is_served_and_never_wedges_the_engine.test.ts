@@ -129,6 +129,70 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       for (const x of [a, b, c]) await x.end();
     });
 
+    test("a prepared transaction keeps its transaction-level advisory locks until COMMIT or ROLLBACK PREPARED", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const tryLock = async (c: typeof a, key: number) =>
+        (await c.query("select pg_try_advisory_lock($1) as ok", [key])).rows[0].ok;
+      await a.query("begin");
+      await a.query("select pg_advisory_xact_lock(7001)");
+      await a.query("select pg_advisory_xact_lock_shared(7002)");
+      await a.query("prepare transaction 'tpc-adv'");
+      // PostgreSQL's lock manager hands them to the prepared transaction:
+      // no session has them, its own included (they were let go at PREPARE).
+      expect(await tryLock(b, 7001)).toBe(false);
+      expect(await tryLock(a, 7001)).toBe(false);
+      expect((await b.query("select pg_try_advisory_lock_shared(7002) as ok")).rows[0].ok)
+        .toBe(true);
+      expect(await tryLock(b, 7002)).toBe(false);
+      await b.query("select pg_advisory_unlock_all()");
+      const held = await b.query("begin; select pg_advisory_lock(7001)").catch((e) => e);
+      expect(held.code).toBe("55P03");
+      expect(held.detail).toBe('The lock is held by prepared transaction "tpc-adv".');
+      await b.query("rollback");
+      // A lone pg_advisory_lock waits for it, and gets it once another
+      // session finishes the prepared transaction.
+      const waiting = b.query("select pg_advisory_lock(7001)");
+      await sleep(200);
+      await a.query("rollback prepared 'tpc-adv'");
+      await waiting;
+      expect(await tryLock(a, 7001)).toBe(false);
+      await b.query("select pg_advisory_unlock_all()");
+      expect(await tryLock(a, 7001)).toBe(true);
+      expect(await tryLock(a, 7002)).toBe(true);
+      await a.query("select pg_advisory_unlock_all()");
+
+      // Both levels on one key: PREPARE fails and the transaction is gone (lock.c).
+      await a.query("begin");
+      await a.query("select pg_advisory_lock(7003)");
+      await a.query("select pg_advisory_xact_lock(7003)");
+      const both = await a.query("prepare transaction 'tpc-both'").catch((e) => e);
+      expect([both.code, both.message]).toEqual([
+        "0A000",
+        "cannot PREPARE while holding both session-level and transaction-level locks on the same object",
+      ]);
+      expect((await a.query("select count(*)::int as n from pg_prepared_xacts")).rows).toEqual([
+        { n: 0 },
+      ]);
+      // The session-level hold stays; the transaction's went with it.
+      expect(await tryLock(b, 7003)).toBe(false);
+      await a.query("select pg_advisory_unlock(7003)");
+      expect(await tryLock(b, 7003)).toBe(true);
+      await b.query("select pg_advisory_unlock_all()");
+
+      // A COMMIT PREPARED that fails lets nothing go.
+      await a.query("begin");
+      await a.query("select pg_advisory_xact_lock(7004)");
+      await a.query("prepare transaction 'tpc-adv2'");
+      expect((await b.query("commit prepared 'tpc-nope'").catch((e) => e)).code).toBe("42704");
+      expect(await tryLock(b, 7004)).toBe(false);
+      await b.query("commit prepared 'tpc-adv2'");
+      expect(await tryLock(b, 7004)).toBe(true);
+      await b.query("select pg_advisory_unlock_all()");
+      await a.end();
+      await b.end();
+    });
+
     test("a prepared transaction outlives an immediate stop; its waiter is still bounded after the restart", async () => {
       const a = await pgClient(server());
       await a.query("create table tpc_restart (x int)");
@@ -165,6 +229,12 @@ describe("max_prepared_transactions = 0 (the default)", () => {
     const e = await a.query("prepare transaction 'nope'").catch((x) => x);
     expect(e).toMatchObject({ code: "55000", message: "prepared transactions are disabled" });
     expect((await a.query("select 1 as v")).rows).toEqual([{ v: 1 }]);
+    // With both levels of one advisory lock too: the same refusal first.
+    await a.query("begin");
+    await a.query("select pg_advisory_lock(7005), pg_advisory_xact_lock(7005)");
+    const both = await a.query("prepare transaction 'nope'").catch((x) => x);
+    expect(both).toMatchObject({ code: "55000", message: "prepared transactions are disabled" });
+    await a.query("select pg_advisory_unlock_all()");
     await a.end();
   });
 });
