@@ -1,6 +1,7 @@
 /**
  * What the engine takes off the backend for one session: its prepared
- * statements, WITH HOLD cursors and LISTEN channels (DISCARD ALL,
+ * statements, WITH HOLD cursors, LISTEN channels and (DISCARD ALL)
+ * session-level advisory locks (DISCARD ALL,
  * DEALLOCATE ALL and the session's end, as PostgreSQL's commands/discard.c
  * and backend exit drop a backend's; at the end also its temporary schemas
  * and a backup it started), and whatever it left open (a COPY, an unsynced
@@ -45,6 +46,9 @@ export async function discard(
     // Its currval/lastval values go with its next exec (sequences.ts).
     s.sequencesDiscarded = true;
     await closeHoldCursors(host, s);
+    // PostgreSQL's DISCARD ALL runs pg_advisory_unlock_all(): the session's
+    // session-level advisory locks go (advisory.ts, by the session's pid).
+    await host.runRaw(fe.query("select pg_catalog.pg_advisory_unlock_all()"), s);
     s.unnamedParse = null;
     const warnings = await host.resetSettings(s);
     if (warnings.length > 0) out(concat(warnings.map(noticeResponse)));

@@ -3,7 +3,7 @@
  * session runs on one PGlite backend: a key one session holds is not free
  * for another (pg_try_advisory_lock answers false), holds are re-entrant,
  * shared holds share, transaction-level holds end with the transaction,
- * and a session's holds end with the session. A blocking pg_advisory_lock
+ * a session's holds end with the session and its DISCARD ALL. A blocking pg_advisory_lock
  * sent alone outside a transaction block waits for the key, as migration
  * tools expect (Prisma Migrate, node-pg-migrate), until it gets it or a
  * cancel, lock_timeout, statement_timeout or deadlock ends the wait; inside
@@ -226,6 +226,18 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "the ended session's lock to go",
         () => one(b, "select pg_try_advisory_lock(11)").then((v) => v === true),
       );
+
+      // DISCARD ALL lets the caller's session holds go (PostgreSQL runs
+      // pg_advisory_unlock_all()), and only the caller's.
+      expect(await one(a, "select pg_try_advisory_lock(12)")).toBe(true);
+      expect(await one(a, "select pg_try_advisory_lock_shared(13)")).toBe(true);
+      await a.query("DISCARD ALL");
+      expect(await one(b, "select pg_try_advisory_lock(12)")).toBe(true);
+      expect(await one(b, "select pg_try_advisory_lock(13)")).toBe(true);
+      await b.query("select pg_advisory_lock(14)");
+      await a.query("DISCARD ALL");
+      expect(await one(a, "select pg_try_advisory_lock(14)")).toBe(false);
+      await b.query("select pg_advisory_unlock_all()");
       await a.end();
       await b.end();
     });
