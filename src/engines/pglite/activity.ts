@@ -14,6 +14,12 @@
  * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
  * names the client gave.
  *
+ * pg_locks is replaced too: every lock of the backend's own PGPROC is the
+ * running session's (one that holds locks holds the engine, in its
+ * transaction), so the view shows that session's pid (pg_backend_pid())
+ * where PGlite's shows its process's (`pgts_engine_pid()`); `WHERE pid =
+ * pg_backend_pid()` found none.
+ *
  * The rows are the sessions of every database of the cluster, each with its
  * database's name (datid is looked up in this database's pg_database, which
  * lists them all), as PostgreSQL's view lists every backend.
@@ -66,6 +72,17 @@ CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
   FROM pg_catalog.pg_prepared_statement() p,
     (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
   WHERE pg_catalog.starts_with(p.name, x.prefix);
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_engine_pid() RETURNS integer
+  LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
+CREATE OR REPLACE VIEW pg_catalog.pg_locks AS
+  SELECT l.locktype, l.database, l.relation, l.page, l.tuple, l.virtualxid, l.transactionid,
+    l.classid, l.objid, l.objsubid, l.virtualtransaction,
+    CASE WHEN l.pid = pg_catalog.pgts_engine_pid() THEN pg_catalog.pg_backend_pid()
+      ELSE l.pid END AS pid,
+    l.mode, l.granted, l.fastpath, l.waitstart
+  FROM pg_catalog.pg_lock_status() l(locktype, database, relation, page, tuple, virtualxid,
+    transactionid, classid, objid, objsubid, virtualtransaction, pid, mode, granted, fastpath,
+    waitstart);
 CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
   SELECT s.datid, d.datname, s.pid, s.leader_pid, s.usesysid, u.rolname AS usename,
     s.application_name, s.client_addr, s.client_hostname, s.client_port, s.backend_start,
@@ -86,6 +103,8 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%pgts_stat_get_activity%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
   " like '%pgts_statement_prefix%'" +
+  " and pg_catalog.pg_get_viewdef('pg_catalog.pg_locks'::pg_catalog.regclass)" +
+  " like '%pgts_engine_pid%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
   " like '%b.datname%'";

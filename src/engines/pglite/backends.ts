@@ -33,6 +33,8 @@
  *   pg_read_all_stats member) keep pid, role, database and
  *   application_name, and show the query as `<insufficient privilege>`.
  *
+ * - `pg_catalog.pgts_engine_pid()`, bound to the same slot, returns PGlite's
+ *   own pid, which pg_locks shows as the running session's (activity.ts).
  * - `pg_catalog.pgts_statement_prefix()`, bound to the same slot, returns
  *   the running session's statement-name prefix, by which pgts's
  *   pg_prepared_statements view keeps that session's statements only.
@@ -346,7 +348,9 @@ export function installBackendFunctions(
         ? F_PG_BACKEND_PID
         : tools.view().getUint32(flinfo + FLINFO_FN_OID, true);
       if (oid === F_PG_BACKEND_PID) return runner ?? originalPid();
-      return textDatum(boundTo(oid) === "pgts_statement_prefix" ? statementPrefix() : status());
+      const name = boundTo(oid);
+      if (name === "pgts_engine_pid") return originalPid();
+      return textDatum(name === "pgts_statement_prefix" ? statementPrefix() : status());
     }),
   );
   table.set(

@@ -68,6 +68,32 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       await b.end();
     });
 
+    test("pg_locks shows the running session's locks under its own pid", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      await a.query("begin");
+      await a.query("create table locks_pid_t (x int)");
+      const mine = await a.query(
+        "select relation::regclass::text as rel, mode, pid = pg_backend_pid() as me" +
+          " from pg_locks where locktype = 'relation' and relation = 'locks_pid_t'::regclass",
+      );
+      expect(mine.rows).toEqual([{ rel: "locks_pid_t", mode: "AccessExclusiveLock", me: true }]);
+      expect(
+        (await a.query("select count(*)::int as n from pg_locks where pid <> pg_backend_pid()"))
+          .rows,
+      ).toEqual([{ n: 0 }]);
+      await a.query("rollback");
+      // Another session's own statement sees its own pid there.
+      expect(
+        (await b.query(
+          "select bool_and(pid = $1) as all_mine from pg_locks where locktype = 'virtualxid'",
+          [pidOf(b)],
+        )).rows,
+      ).toEqual([{ all_mine: true }]);
+      await a.end();
+      await b.end();
+    });
+
     test("pg_stat_activity lists every session; a non-superuser sees others' queries hidden", async () => {
       const s = server();
       const a = await pgClient(s);
