@@ -33,6 +33,11 @@
  *   pg_read_all_stats member) keep pid, role, database and
  *   application_name, and show the query as `<insufficient privilege>`.
  *
+ * - `pg_listening_channels()` lists the running session's channels: the
+ *   backend listens to the union of every session's (notify.ts), and the
+ *   builtin's rows are kept only when they are the session's, passed with
+ *   an exec whose text names the function (none otherwise). pgts's own work
+ *   sees the backend's.
  * - `pg_catalog.pgts_engine_pid()`, bound to the same slot, returns PGlite's
  *   own pid, which pg_locks shows as the running session's (activity.ts).
  * - `pg_catalog.pgts_statement_prefix()`, bound to the same slot, returns
@@ -128,6 +133,8 @@ export interface BackendFunctions {
   setBackends(backends: readonly BackendEntry[]): void;
   /** The rows pgts_backend_status() returns during the next exec (null: keep the last ones). */
   setActivity(rows: readonly ActivityRow[] | null): void;
+  /** The channels pg_listening_channels() keeps during the next exec: the session's own. */
+  setChannels(channels: readonly string[]): void;
   /** Signals to other sessions recorded since the last call. */
   takeSignals(): BackendSignal[];
 }
@@ -138,10 +145,15 @@ const F_PG_CANCEL_BACKEND = 2171;
 const F_PG_TERMINATE_BACKEND = 2096;
 const F_PG_RELOAD_CONF = 2621;
 const F_PG_LOG_BACKEND_MEMORY_CONTEXTS = 4543;
+const F_PG_LISTENING_CHANNELS = 3035;
 
 /** Offsets in wasm32 structures (fmgr.h): FmgrInfo.fn_oid, FunctionCallInfoBaseData.args. */
 const FLINFO_FN_OID = 4;
 const FCINFO_ARGS = 20;
+/** FunctionCallInfoBaseData.resultinfo, ReturnSetInfo.isDone and ExprEndResult (execnodes.h). */
+const FCINFO_RESULTINFO = 8;
+const RSI_IS_DONE = 20;
+const EXPR_END_RESULT = 2;
 const NULLABLE_DATUM_SIZE = 8;
 
 /** The function table slot of builtin `oid`'s C function, as fmgr_info finds it. */
@@ -208,11 +220,19 @@ export function installBackendFunctions(
   const terminateSlot = builtinSlot(tools, F_PG_TERMINATE_BACKEND);
   const reloadSlot = builtinSlot(tools, F_PG_RELOAD_CONF);
   const logContextsSlot = builtinSlot(tools, F_PG_LOG_BACKEND_MEMORY_CONTEXTS);
-  if (new Set([pidSlot, cancelSlot, terminateSlot, reloadSlot, logContextsSlot]).size !== 5) {
+  const channelsSlot = builtinSlot(tools, F_PG_LISTENING_CHANNELS);
+  if (
+    new Set([pidSlot, cancelSlot, terminateSlot, reloadSlot, logContextsSlot, channelsSlot])
+      .size !== 6
+  ) {
     throw new Error("PGlite's backend functions share a function table slot");
   }
   const originalPid = table.get(pidSlot) as () => number;
   if (typeof originalPid !== "function") throw new Error("pg_backend_pid is not a function");
+  const originalChannels = table.get(channelsSlot) as (fcinfo: number) => number;
+  if (typeof originalChannels !== "function") {
+    throw new Error("pg_listening_channels is not a function");
+  }
   const originalLogContexts = table.get(logContextsSlot) as (fcinfo: number) => number;
   if (typeof originalLogContexts !== "function") {
     throw new Error("pg_log_backend_memory_contexts is not a function");
@@ -222,6 +242,7 @@ export function installBackendFunctions(
   let backends = new Map<number, number>();
   let prefixes = new Map<number, string>();
   let activity: readonly ActivityRow[] = [];
+  let channels: readonly string[] = [];
   let signals: BackendSignal[] = [];
   const roleOids = new Map<string, number>();
   /** A predefined role's OID, looked up (inside a transaction) on first use. */
@@ -240,6 +261,16 @@ export function installBackendFunctions(
     mem.set(bytes, p);
     mem[p + bytes.length] = 0;
     return ex.cstring_to_text(p);
+  };
+
+  /** A text Datum's string: a 4-byte varlena header (a function's result is never short). */
+  const textOf = (datum: number): string => {
+    const v = tools.view();
+    const first = v.getUint8(datum);
+    const [start, length] = (first & 1) === 1
+      ? [datum + 1, (first >> 1) - 1]
+      : [datum + 4, (v.getUint32(datum, true) >>> 2) - 4];
+    return new TextDecoder().decode(new Uint8Array(v.buffer, start, length).slice());
   };
 
   /**
@@ -384,6 +415,24 @@ export function installBackendFunctions(
     }),
   );
 
+  // pg_listening_channels(): a value-per-call set-returning function whose
+  // state is in the FmgrInfo; the builtin is called again for the next row
+  // while the row it gave is another session's channel.
+  table.set(
+    channelsSlot,
+    wasmFunctionOf((fcinfo: number): number => {
+      if (runner === null) return originalChannels(fcinfo);
+      const rsi = tools.view().getUint32(fcinfo + FCINFO_RESULTINFO, true);
+      for (;;) {
+        const datum = originalChannels(fcinfo);
+        if (rsi === 0 || tools.view().getInt32(rsi + RSI_IS_DONE, true) === EXPR_END_RESULT) {
+          return datum;
+        }
+        if (channels.includes(textOf(datum))) return datum;
+      }
+    }),
+  );
+
   // pg_reload_conf(): PGlite's backend has no postmaster to signal (its
   // kill fails, and the function returns false with a WARNING); the engine
   // asks pgts's postmaster for its SIGHUP when the exec ends. Who may call
@@ -406,6 +455,9 @@ export function installBackendFunctions(
     },
     setActivity(rows) {
       if (rows !== null) activity = rows;
+    },
+    setChannels(list) {
+      channels = list;
     },
     takeSignals() {
       if (signals.length === 0) return signals;

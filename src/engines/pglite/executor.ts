@@ -145,6 +145,8 @@ export interface ExecOptions {
   readonly backends?: readonly BackendEntry[];
   /** pg_stat_activity's rows, when the input reads them. */
   readonly activity?: readonly ActivityRow[];
+  /** The session's LISTEN channels, when the input reads them (pg_listening_channels). */
+  readonly channels?: readonly string[];
   /** Settings a reload of the configuration changed, applied before the exec (configreload.ts). */
   readonly reloadSettings?: readonly (readonly [string, string])[];
   /** Put the shipped extension bundles into the engine first (extensions.ts). */
@@ -188,6 +190,7 @@ export function instanceOptions(options: ExecOptions) {
     pid: options.pid ?? null,
     ...(options.backends !== undefined ? { backends: options.backends } : {}),
     ...(options.activity !== undefined ? { activity: options.activity } : {}),
+    ...(options.channels !== undefined ? { channels: options.channels } : {}),
     ...(options.reloadSettings !== undefined ? { reloadSettings: options.reloadSettings } : {}),
     ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
     ...(options.temp !== undefined ? { temp: options.temp } : {}),

@@ -152,6 +152,8 @@ export interface InstanceExecOptions {
   readonly backends?: readonly BackendEntry[];
   /** pg_stat_activity's rows, when the input reads them. */
   readonly activity?: readonly ActivityRow[];
+  /** The session's LISTEN channels, when the input reads them (none otherwise). */
+  readonly channels?: readonly string[];
   /** Settings a reload of the configuration changed, applied first (configreload.ts). */
   readonly reloadSettings?: readonly (readonly [string, string])[];
   /** Put the shipped extension bundles into the file system first (extensions.ts). */
@@ -479,6 +481,7 @@ export async function openInstance(
       }
       resets?.runAs(options.pid);
       backends.setActivity(options.activity ?? null);
+      backends.setChannels(options.channels ?? []);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       const tempBefore = temp?.carried() ?? null;
       clock.arm(options.timeoutMs);

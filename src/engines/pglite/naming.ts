@@ -69,7 +69,10 @@ export interface InputPlan {
   readonly copyFromStdin: boolean;
   /** A statement pgts cannot run for this session (reported instead of running anything). */
   readonly reject: PgError | null;
-  /** The text names pg_stat_activity: the engine passes its rows with this exec (backends.ts). */
+  /**
+   * The text names pg_stat_activity or pg_listening_channels: the engine
+   * passes the rows and the session's channels with this exec (backends.ts).
+   */
   readonly readsActivity: boolean;
   /** The text names an extension (CREATE EXTENSION, pg_available_extensions): extensions.ts. */
   readonly needsExtensions: boolean;
@@ -343,7 +346,9 @@ function rewriteSql(
   user: string | undefined,
 ): string {
   if (!mightMatter(sql) && (acc.holdCursors.size === 0 || !CURSOR_USE.test(sql))) return sql;
-  if (!acc.readsActivity && /pg_stat_activity/i.test(sql)) acc.readsActivity = true;
+  if (!acc.readsActivity && /pg_stat_activity|listening_channels/i.test(sql)) {
+    acc.readsActivity = true;
+  }
   if (!acc.needsExtensions && /extension/i.test(sql)) acc.needsExtensions = true;
   const stmts = scanStatements(sql);
   const lone = isQuery && stmts.length === 1;

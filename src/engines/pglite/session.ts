@@ -553,7 +553,9 @@ export class PgliteSession extends SessionGlobals
         pid: this.pid,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
         ...(backends !== undefined ? { backends } : {}),
-        ...(this.#readsActivity ? { activity: engine.activityRows() } : {}),
+        ...(this.#readsActivity
+          ? { activity: engine.activityRows(), channels: [...this.listens] }
+          : {}),
         ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
         ...(fed !== undefined ? { feed: true } : {}),
         owner: this,

@@ -1,7 +1,8 @@
 /**
  * LISTEN, UNLISTEN and LISTEN again on one connection delivers the
  * notifications sent after the second LISTEN, as PostgreSQL does
- * (postgres.js's "listen after unlisten" lost them). postgres.js and
+ * (postgres.js's "listen after unlisten" lost them), and pg_listening_channels()
+ * lists only the session's own channels. postgres.js and
  * node-postgres, under the default server and --adapter inproc.
  */
 
@@ -67,6 +68,39 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       expect(got.join("")).toBe("acd");
       await l.end();
       await n.end();
+    });
+
+    test("pg_listening_channels() lists the session's own channels, not the backend's union", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      const b = await pgClient(s);
+      const channels = async (c: typeof a, sql = "select pg_listening_channels() as c") =>
+        (await c.query(sql)).rows.map((r) => r.c);
+      await a.query("listen lc_a1");
+      await a.query("listen lc_shared");
+      await b.query("listen lc_shared");
+      await b.query("listen lc_b1");
+      // PostgreSQL's are each backend's; here one backend listens to all four.
+      expect((await channels(a)).sort()).toEqual(["lc_a1", "lc_shared"]);
+      expect(await channels(b, "select c from pg_listening_channels() c order by 1"))
+        .toEqual(["lc_b1", "lc_shared"]);
+      await b.query("begin");
+      await b.query("listen lc_b2");
+      expect((await channels(b)).sort()).toEqual(["lc_b1", "lc_shared"]); // not before COMMIT
+      await b.query("commit");
+      expect((await channels(b)).sort()).toEqual(["lc_b1", "lc_b2", "lc_shared"]);
+      await a.query("discard all");
+      expect(await channels(a)).toEqual([]);
+      expect((await channels(b)).sort()).toEqual(["lc_b1", "lc_b2", "lc_shared"]);
+      // B's notifications still reach it after A's channels went.
+      const got: string[] = [];
+      b.on("notification", (m) => got.push(`${m.channel}:${m.payload}`));
+      await a.query("notify lc_shared, 'x'");
+      await sleep(100);
+      await b.query("select 1");
+      expect(got).toEqual(["lc_shared:x"]);
+      await a.end();
+      await b.end();
     });
   });
 }
