@@ -17,7 +17,9 @@
  * count equal to its offset shows no last WAL file and no last time). Each
  * file keeps one writer, so a reset never races an archiver's update. A
  * reset file whose counts exceed the counters belongs to other counters
- * (they were removed) and is ignored.
+ * (they were removed) and is ignored. Before any reset and any archiving,
+ * stats_reset is the engine's own (when PGlite's statistics began), as
+ * PostgreSQL's is from initdb or the last crash; it was NULL.
  *
  * pg_stat_reset_shared is a builtin, which fmgr calls by its OID without
  * reading pg_proc, so it cannot be replaced by SQL: `installArchiverReset`
@@ -132,7 +134,8 @@ RETURNS record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
     s.failed_count - coalesce(o.failed_count, 0),
     CASE WHEN s.failed_count = o.failed_count THEN NULL ELSE s.last_failed_wal END,
     CASE WHEN s.failed_count = o.failed_count THEN NULL ELSE s.last_failed_time END,
-    coalesce(o.stats_reset, s.stats_reset)
+    coalesce(o.stats_reset, s.stats_reset,
+      (SELECT a.stats_reset FROM pg_catalog.pg_stat_get_archiver() a))
   FROM s LEFT JOIN o ON true
 $pgts$;
 CREATE OR REPLACE VIEW pg_catalog.pg_stat_archiver AS
@@ -143,7 +146,10 @@ GRANT SELECT ON pg_catalog.pg_stat_archiver TO PUBLIC;
 /** True when the cluster's pg_stat_archiver is already pgts's (the query's one value). */
 export const STAT_ARCHIVER_INSTALLED_SQL =
   "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_archiver'::pg_catalog.regclass)" +
-  " like '%pgts_stat_get_archiver%'";
+  " like '%pgts_stat_get_archiver%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_archiver')::pg_catalog.oid)" +
+  " like '%pg_stat_get_archiver()%'";
 
 /** pg_stat_reset_shared's OID (pg_proc.dat). */
 const F_PG_STAT_RESET_SHARED = 3775;

@@ -94,6 +94,18 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       await b.end();
     });
 
+    test("pg_stat_archiver has a stats_reset without an archiver or a reset, as PostgreSQL's has from initdb", async () => {
+      const a = await pgClient(server());
+      // psql's \gset of a NULL unsets the variable: stats.sql's comparison
+      // after pg_stat_reset_shared('archiver') was a syntax error.
+      expect(
+        (await a.query(
+          "select archived_count::int as n, stats_reset is not null as has_reset from pg_stat_archiver",
+        )).rows,
+      ).toEqual([{ n: 0, has_reset: true }]);
+      await a.end();
+    });
+
     test("pg_stat_activity lists every session; a non-superuser sees others' queries hidden", async () => {
       const s = server();
       const a = await pgClient(s);
