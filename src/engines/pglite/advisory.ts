@@ -318,13 +318,13 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
 
   installTwoPhase(tools, {
     prePrepare() {
-      // AtPrepare_Locks: a prepared transaction cannot take over a lock
-      // that the session keeps too.
+      // lock.c's CheckForSessionAndXactLocks: a prepared transaction cannot
+      // take over a lock the session keeps too, in whatever modes.
       for (const holders of locks.values()) {
         const h = holders.get(runner);
         if (
           h !== undefined &&
-          ((h.session > 0 && h.xact > 0) || (h.sessionShared > 0 && h.xactShared > 0))
+          h.session + h.sessionShared > 0 && h.xact + h.xactShared > 0
         ) {
           tools.raise(
             "0A000",

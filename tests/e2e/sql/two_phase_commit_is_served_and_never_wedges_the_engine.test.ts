@@ -179,6 +179,14 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await a.query("select pg_advisory_unlock(7003)");
       expect(await tryLock(b, 7003)).toBe(true);
       await b.query("select pg_advisory_unlock_all()");
+      // In different modes too (prepared_xacts.sql's case).
+      await a.query("begin");
+      await a.query("select pg_advisory_lock(7006)");
+      await a.query("select pg_advisory_xact_lock_shared(7006)");
+      expect((await a.query("prepare transaction 'tpc-modes'").catch((e) => e)).code).toBe(
+        "0A000",
+      );
+      await a.query("select pg_advisory_unlock_all()");
 
       // A COMMIT PREPARED that fails lets nothing go.
       await a.query("begin");
