@@ -401,6 +401,14 @@ function installTwoPhase(tools: WasmTools, events: TwoPhaseEvents): void {
   if (typeof ex.RegisterXactCallback !== "function" || typeof ex.GetConfigOption !== "function") {
     throw new Error("PGlite does not export RegisterXactCallback or GetConfigOption");
   }
+  // max_prepared_transactions is fixed at start; with 0 (the default),
+  // MarkAsPreparing refuses every PREPARE before PostgreSQL would look at
+  // the locks, and no statement needs the hook or the callback (two calls
+  // into JavaScript per transaction).
+  const slots = Number(
+    tools.readCString(ex.GetConfigOption(tools.cString("max_prepared_transactions"), 0, 0)),
+  );
+  if (!(slots > 0)) return;
   const parsed = (sql: string): number => {
     const v = tools.view();
     const list = ex.raw_parser(tools.cString(sql), 0);
@@ -428,11 +436,6 @@ function installTwoPhase(tools: WasmTools, events: TwoPhaseEvents): void {
   ) {
     throw new Error("PGlite's TransactionStmt has an unknown layout");
   }
-  // max_prepared_transactions is fixed at start; with 0, MarkAsPreparing
-  // refuses every PREPARE before PostgreSQL would look at the locks.
-  const slots = Number(
-    tools.readCString(ex.GetConfigOption(tools.cString("max_prepared_transactions"), 0, 0)),
-  );
 
   /** The identifier of the PREPARE TRANSACTION, and of the COMMIT/ROLLBACK PREPARED, about to run. */
   let preparing: string | null = null;
@@ -461,7 +464,7 @@ function installTwoPhase(tools: WasmTools, events: TwoPhaseEvents): void {
 
   const callback = (event: number): void => {
     if (event === XACT_EVENT_PRE_PREPARE) {
-      if (slots > 0) events.prePrepare();
+      events.prePrepare();
     } else if (event === XACT_EVENT_PREPARE) {
       if (preparing !== null) events.prepared(preparing);
       preparing = null;
