@@ -350,6 +350,12 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
   const login = checkRoleLogin(role, user);
   const authenticationOk = step.send;
   try {
+    // A WAL sender is what a replication connection starts (walsender.c);
+    // no engine of pgts has one, and served as an ordinary session the
+    // client's CREATE_REPLICATION_SLOT or IDENTIFY_SYSTEM read as a syntax
+    // error. Refused after authentication, where PostgreSQL's checks of a
+    // WAL sender (the REPLICATION attribute, max_wal_senders) refuse it.
+    if (packet.replication !== false) throw replicationRefused(packet.replication);
     const started = await startSession(env, ctx, packet, {
       superuser: login.superuser,
       ssl,
@@ -360,6 +366,21 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     conn.write(authenticationOk);
     throw e;
   }
+}
+
+function replicationRefused(kind: true | "database"): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `${kind === "database" ? "logical" : "physical"} replication connections are not supported`,
+    {
+      severity: "FATAL",
+      detail: "pgts starts no WAL sender: the replication protocol (CREATE_REPLICATION_SLOT, " +
+        "START_REPLICATION, BASE_BACKUP) is not served.",
+      hint: kind === "database"
+        ? "Connect without the replication parameter."
+        : "Take a base backup with pgts basebackup.",
+    },
+  );
 }
 
 /**

@@ -123,4 +123,18 @@ describe("startup options", () => {
     expect(bad.err).toContain('FATAL:  unrecognized configuration parameter "nonsense_param"');
     expect(await psql(server(), ["-c", "select 2"])).toMatchObject({ code: 0, out: "2\n" });
   });
+
+  test("a replication connection is refused with a FATAL that says so, not served as a session", async () => {
+    // Served as an ordinary session, IDENTIFY_SYSTEM (or postgres.js
+    // subscribe()'s CREATE_REPLICATION_SLOT) read as a syntax error.
+    const logical = await psql(server(), [
+      "-d",
+      "dbname=postgres replication=database",
+      "-c",
+      "IDENTIFY_SYSTEM",
+    ]);
+    expect(logical.code).toBe(2);
+    expect(logical.err).toContain("FATAL:  logical replication connections are not supported");
+    expect(await psql(server(), ["-c", "select 3"])).toMatchObject({ code: 0, out: "3\n" });
+  });
 });
