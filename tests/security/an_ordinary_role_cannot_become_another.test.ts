@@ -38,6 +38,16 @@ async function identity(c: Pg): Promise<{ cu: string; su: string; sup: string }>
 
 const MALLORY = { cu: "mallory", su: "mallory", sup: "off" };
 
+/** Waits until `c`'s database lists role `name` (the engine copies roles in the background). */
+async function waitForRole(c: Pg, name: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const r = await c.query("select count(*)::int as n from pg_roles where rolname = $1", [name]);
+    if (r.rows[0].n === 1) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`role ${name} never reached the database`);
+}
+
 /** Each attack: what mallory sends, and the SQLSTATE PostgreSQL's rules give it. */
 const ATTACKS: Array<[string, string, string | null]> = [
   ["SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501"],
@@ -148,6 +158,43 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       // Other sessions were never disturbed.
       expect(await identity(admin)).toEqual({ cu: "postgres", su: "postgres", sup: "on" });
       await admin.end();
+    });
+
+    test("a database owner's operators on its search_path never run in the engine's own work as the superuser", async () => {
+      // The engine copies roles into every database's engine as the
+      // bootstrap superuser, on a backend that still carries the settings of
+      // the session that ran there last; its SQL compares oids with `=`.
+      // An exact-match `=`(oid, integer) in a schema on that session's
+      // search_path would win over pg_catalog's (CVE-2018-1058's pattern).
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role owner_o login");
+      await admin.query("create database owned_db owner owner_o");
+      const o = await pgClient(s, { user: "owner_o", database: "owned_db" });
+      await o.query("create schema trap");
+      await o.query(
+        "create function trap.eq(oid, int4) returns bool language plpgsql as $$ begin" +
+          " execute 'create table if not exists trap.ran(who text)';" +
+          " insert into trap.ran values (current_user);" +
+          " return $1 operator(pg_catalog.=) $2::oid; end $$",
+      );
+      await o.query("create operator trap.= (leftarg = oid, rightarg = int4, function = trap.eq)");
+      await o.query(
+        "create operator public.= (leftarg = oid, rightarg = int4, function = trap.eq)",
+      );
+      await o.query("set search_path = trap, public, pg_catalog");
+      expect((await o.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+      // Roles change: the engine of owned_db gets the new list.
+      await admin.query("create role copied_role");
+      const c = await pgClient(s, { user: "owner_o", database: "owned_db" });
+      await waitForRole(c, "copied_role");
+      expect((await c.query("select to_regclass('trap.ran') is null as none")).rows)
+        .toEqual([{ none: true }]);
+      // The session's own search_path is still its own.
+      expect((await o.query("show search_path")).rows).toEqual([
+        { search_path: "trap, public, pg_catalog" },
+      ]);
+      for (const x of [o, c, admin]) await x.end();
     });
 
     test("ALTER ROLE … SET session_authorization does not carry a role into its next session", async () => {

@@ -44,6 +44,20 @@ export interface SettingsHost {
 const NO_RESET_SQL = "select lower(name) from pg_catalog.pg_settings" +
   " where 'NO_RESET' = any(pg_catalog.pg_settings_get_flags(name))";
 
+/**
+ * What the engine's own SQL runs with, whatever the last session set: the
+ * backend keeps a session's settings until the next session's are put on,
+ * and the engine's SQL runs as the bootstrap superuser in between. That SQL
+ * names its tables and functions with pg_catalog but not its operators
+ * (`oid >= 16384`), so a session's search_path naming a schema of its own
+ * first had that schema's `=` run as the superuser; and its literals are
+ * quoted for standard_conforming_strings = on.
+ */
+const OWN_WORK_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ["search_path", "pg_catalog, pg_temp"],
+  ["standard_conforming_strings", "on"],
+];
+
 /** Distinct startup maps remembered at most (a bound, not a tuning knob). */
 const STARTUP_SPELLED_MAX = 256;
 
@@ -103,7 +117,8 @@ export class BackendSettings {
     // Not the baseline's session_authorization: single-user PGlite leaves that ''.
     this.#superuser = user[0]?.[0] ?? this.#superuser;
     this.#current = this.#baseline;
-    this.#noteBootstrapSuperuser();
+    // OWN_WORK_SETTINGS are not put on here: the first asBootstrapSuperuser does.
+    this.#noteBootstrapSuperuser([]);
   }
 
   /** The bootstrap superuser's name (initdb's -U). */
@@ -268,31 +283,42 @@ export class BackendSettings {
   }
 
   /**
-   * Makes the backend's identity the bootstrap superuser's, for the engine's
-   * own reads of pg_authid: the backend may still carry the identity of the
-   * session that last ran (which may not read it). The next owner is
-   * switched back to its own identity as usual (#appliedFor is cleared).
-   * Only at ReadyForQuery 'I', where a SET SESSION AUTHORIZATION lasts.
+   * Makes the backend's identity the bootstrap superuser's, with
+   * OWN_WORK_SETTINGS, for the engine's own SQL (reads of pg_authid, the
+   * copies of roles and databases, ALTER DATABASE … SET, temporary
+   * schemas): the backend may still carry the identity and settings of the
+   * session that last ran. The next owner is switched back to its own as
+   * usual (#appliedFor is cleared). Only at ReadyForQuery 'I', where a SET
+   * lasts.
    */
   async asBootstrapSuperuser(): Promise<void> {
     const boot = this.#superuser;
+    const c = this.#current;
     if (
-      this.#current.get("session_authorization") === boot && this.#current.get("role") === "none"
+      c.get("session_authorization") === boot && c.get("role") === "none" &&
+      OWN_WORK_SETTINGS.every(([name, value]) => c.get(name) === value)
     ) {
       return;
     }
-    const err = firstError(
-      await this.#host.runRaw(fe.query(`SET SESSION AUTHORIZATION ${quoteIdent(boot)}`)),
-    );
-    if (err !== null) throw new PgError(err.code, err.message);
-    this.#noteBootstrapSuperuser();
+    const sql = [
+      `SET SESSION AUTHORIZATION ${quoteIdent(boot)}`,
+      ...OWN_WORK_SETTINGS.map(([name, value]) => `SET ${name} = ${value}`),
+    ].join("; ");
+    const err = firstError(await this.#host.runRaw(fe.query(sql)));
+    if (err !== null) {
+      this.#current = await this.#snapshot().catch(() => this.#current);
+      this.#appliedFor = null;
+      throw new PgError(err.code, err.message);
+    }
+    this.#noteBootstrapSuperuser(OWN_WORK_SETTINGS);
   }
 
-  /** The backend's identity was made the bootstrap superuser's. */
-  #noteBootstrapSuperuser(): void {
+  /** The backend's identity was made the bootstrap superuser's, and `settings` put on. */
+  #noteBootstrapSuperuser(settings: ReadonlyArray<readonly [string, string]>): void {
     const m = new Map(this.#current);
     m.set("session_authorization", this.#superuser);
     m.set("role", "none");
+    for (const [name, value] of settings) m.set(name, value);
     this.#current = m;
     this.#appliedFor = null;
   }
