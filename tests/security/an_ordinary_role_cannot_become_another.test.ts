@@ -160,6 +160,32 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.end();
     });
 
+    test("a setting's value is only a value when another session left standard_conforming_strings off", async () => {
+      // The engine puts each session's settings back with SQL it writes; it
+      // is parsed with the settings the backend carries then, the last
+      // session's. Quoted as '…' with the backslash as is, this value closed
+      // its literal early under standard_conforming_strings = off, and what
+      // followed ran as the superuser the switch runs as.
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role quoter login");
+      const value = "x\\', false);create role quoted_super superuser;--";
+      const a = await pgClient(s, { user: "quoter" });
+      const b = await pgClient(s, { user: "quoter" });
+      await b.query(`SET app.x = $v$${value}$v$`);
+      await a.query("SET standard_conforming_strings = off");
+      expect((await a.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+      expect((await b.query("SHOW app.x")).rows).toEqual([{ "app.x": value }]);
+      expect(await identity(b)).toEqual({ cu: "quoter", su: "quoter", sup: "off" });
+      expect(
+        (await admin.query(
+          "select count(*)::int as n from pg_roles where rolname = 'quoted_super'",
+        ))
+          .rows,
+      ).toEqual([{ n: 0 }]);
+      for (const x of [a, b, admin]) await x.end();
+    });
+
     test("a database owner's operators on its search_path never run in the engine's own work as the superuser", async () => {
       // The engine copies roles into every database's engine as the
       // bootstrap superuser, on a backend that still carries the settings of

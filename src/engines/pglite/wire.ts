@@ -265,7 +265,14 @@ export function firstError(buf: Uint8Array): { code: string; message: string } |
 
 /** SQL string literal. */
 export function quoteLiteral(s: string): string {
-  return "'" + s.replaceAll("'", "''") + "'";
+  // With a backslash, the E'' form (backslashes doubled), as PostgreSQL's
+  // quote_literal writes it: the text then reads the same whatever
+  // standard_conforming_strings the backend has when it parses it, and the
+  // backend may carry a session's `off` while pgts's own SQL is parsed
+  // (a value ending in \' closed the literal early there).
+  return s.includes("\\")
+    ? "E'" + s.replaceAll("\\", "\\\\").replaceAll("'", "''") + "'"
+    : "'" + s.replaceAll("'", "''") + "'";
 }
 
 /** SQL identifier, always quoted. */
