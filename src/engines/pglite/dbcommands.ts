@@ -36,8 +36,8 @@ export interface DatabaseCluster {
   rename(db: DatabaseEntry, to: string): Promise<void>;
   /** Changes owner, IS_TEMPLATE, ALLOW_CONNECTIONS, CONNECTION LIMIT, and shows it everywhere. */
   update(db: DatabaseEntry, change: Partial<DatabaseEntry>): Promise<void>;
-  /** Runs `sql` (an ALTER DATABASE … SET/RESET naming `db`) on `db`'s own engine. */
-  runOn(db: DatabaseEntry, sql: string): Promise<void>;
+  /** Runs `sql` (an ALTER DATABASE … SET/RESET naming `db`) on `db`'s own engine as role `as`. */
+  runOn(db: DatabaseEntry, sql: string, as: string): Promise<void>;
 }
 
 interface Tok {
@@ -505,7 +505,7 @@ async function alterDatabase(
       throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, "tablespaces are not supported");
     }
     p.next();
-    await cluster.runOn(db, `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} ${p.rest()}`);
+    await cluster.runOn(db, `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} ${p.rest()}`, me.name);
     return done;
   }
   if (t?.kind === "word" && t.text === "refresh") return done;

@@ -41,7 +41,7 @@ import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import type { PgliteSession } from "./session.ts";
 import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
-import { quoteLiteral } from "./wire.ts";
+import { quoteIdent, quoteLiteral } from "./wire.ts";
 import { startupTrace } from "../../core/starttrace.ts";
 import { type ClusterEngineOptions, DatabaseEngines, MAIN_OID, type Slot } from "./dbregistry.ts";
 import type { EngineReload } from "./engineoptions.ts";
@@ -363,22 +363,22 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   /**
-   * Runs `sql` (one statement a transaction block allows) on `db`'s engine
-   * as the cluster's own work, READ WRITE: the backend still carries the
-   * settings of the session that ran there last, whose
-   * default_transaction_read_only may be on. On lines of their own, so
-   * that a `--` comment ending `sql` cannot hide the COMMIT.
+   * Runs a client's `sql` (one statement a transaction block allows) on
+   * `db`'s engine as role `as` (SET LOCAL ROLE: PostgreSQL's own checks of
+   * the statement, a superuser-only parameter's among them, are that
+   * role's), READ WRITE: the backend still carries the settings of the
+   * session that ran there last, whose default_transaction_read_only may be
+   * on. On lines of their own, so that a `--` comment ending `sql` cannot
+   * hide the COMMIT.
    */
-  async runOn(db: DatabaseEntry, sql: string): Promise<void> {
+  async runOn(db: DatabaseEntry, sql: string, as: string): Promise<void> {
     const engines = this.#engines;
     const slot = engines.slotOf(db);
     slot.starting++;
     try {
       await engines.engineOf(slot);
-      await engines.onEngine(
-        slot,
-        (engine) => engine.runAsCluster(() => `BEGIN READ WRITE;\n${sql}\n;\nCOMMIT`),
-      );
+      const text = `BEGIN READ WRITE;\nSET LOCAL ROLE ${quoteIdent(as)};\n${sql}\n;\nCOMMIT`;
+      await engines.onEngine(slot, (engine) => engine.runAsCluster(() => text));
     } finally {
       slot.starting--;
       if (slot.engine !== null) engines.sessionEnded(slot.engine);

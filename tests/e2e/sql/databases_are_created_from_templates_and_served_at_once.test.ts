@@ -279,6 +279,12 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       // A member of the owning role may do what the owner may.
       const m = await pgClient(s, { user: "cr_member" });
       await m.query("ALTER DATABASE cr_owned SET work_mem = '5MB'");
+      // A superuser-only parameter is the superuser's to set, even for the owner.
+      const suset = await errorOf(
+        m.query("ALTER DATABASE cr_owned SET session_replication_role = replica"),
+      );
+      expect(suset?.code).toBe("42501");
+      expect(suset?.message).toBe('permission denied to set parameter "session_replication_role"');
       await m.query("ALTER DATABASE cr_owned OWNER TO current_user");
       expect(await owner("cr_owned")).toBe("cr_member");
       await m.query("ALTER DATABASE cr_owned OWNER TO cr_owner");
