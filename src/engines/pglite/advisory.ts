@@ -38,28 +38,20 @@
  */
 
 import { argDatum, builtinSlot, wasmFunctionOf } from "./backends.ts";
-import type { WasmTools } from "./guard.ts";
+import { onUtilityStatement, parsedStatement, type WasmTools } from "./guard.ts";
 
 /** XactEvent values (access/xact.h). */
 const XACT_EVENT_COMMIT = 0;
 const XACT_EVENT_ABORT = 2;
 const XACT_EVENT_PREPARE = 4;
 const XACT_EVENT_PRE_PREPARE = 7;
-/** CMD_UTILITY in `enum CmdType`; Query's commandType and utilityStmt; RawStmt's stmt; List's elements. */
-const CMD_UTILITY = 6;
-const QUERY_COMMAND_TYPE = 4;
-const QUERY_UTILITY_STMT = 28;
-const RAWSTMT_STMT = 4;
-const LIST_ELEMENTS = 12;
 /** TransactionStmt's kind and gid (nodes/parsenodes.h), checked against PostgreSQL's parser at install. */
 const TRANSACTION_KIND = 4;
 const TRANSACTION_GID = 16;
 
 interface TwoPhaseExports {
-  raw_parser(sql: number, mode: number): number;
   RegisterXactCallback(callback: number, arg: number): void;
   GetConfigOption(name: number, missingOk: number, restrictPrivileged: number): number;
-  post_parse_analyze_hook: WebAssembly.Global;
 }
 
 /** The routine ('R' field) of the error for a key another session holds (advisorywait.ts reads it). */
@@ -409,12 +401,7 @@ function installTwoPhase(tools: WasmTools, events: TwoPhaseEvents): void {
     tools.readCString(ex.GetConfigOption(tools.cString("max_prepared_transactions"), 0, 0)),
   );
   if (!(slots > 0)) return;
-  const parsed = (sql: string): number => {
-    const v = tools.view();
-    const list = ex.raw_parser(tools.cString(sql), 0);
-    const raw = v.getUint32(v.getUint32(list + LIST_ELEMENTS, true), true);
-    return v.getUint32(raw + RAWSTMT_STMT, true);
-  };
+  const parsed = (sql: string): number => parsedStatement(tools, sql);
   const probePrepare = parsed("PREPARE TRANSACTION 'pgts_probe'");
   const probes = [
     probePrepare,
@@ -440,27 +427,16 @@ function installTwoPhase(tools: WasmTools, events: TwoPhaseEvents): void {
   /** The identifier of the PREPARE TRANSACTION, and of the COMMIT/ROLLBACK PREPARED, about to run. */
   let preparing: string | null = null;
   let finishing: string | null = null;
-  const hookAddress = ex.post_parse_analyze_hook.value as number;
-  const previous = v.getUint32(hookAddress, true);
-  const chained = previous === 0
-    ? null
-    : ex.__indirect_function_table.get(previous) as (a: number, b: number, c: number) => void;
-  const hook = (pstate: number, query: number, jstate: number): void => {
+  onUtilityStatement(tools, (stmt) => {
     const view = tools.view();
-    if (view.getInt32(query + QUERY_COMMAND_TYPE, true) === CMD_UTILITY) {
-      const stmt = view.getUint32(query + QUERY_UTILITY_STMT, true);
-      if (stmt !== 0 && view.getUint32(stmt, true) === tag) {
-        const kind = view.getInt32(stmt + TRANSACTION_KIND, true);
-        if (kind === prepare || kind === commitPrepared || kind === rollbackPrepared) {
-          const gid = tools.readCString(view.getUint32(stmt + TRANSACTION_GID, true));
-          if (kind === prepare) preparing = gid;
-          else finishing = gid;
-        }
-      }
+    if (view.getUint32(stmt, true) !== tag) return;
+    const kind = view.getInt32(stmt + TRANSACTION_KIND, true);
+    if (kind === prepare || kind === commitPrepared || kind === rollbackPrepared) {
+      const gid = tools.readCString(view.getUint32(stmt + TRANSACTION_GID, true));
+      if (kind === prepare) preparing = gid;
+      else finishing = gid;
     }
-    chained?.(pstate, query, jstate);
-  };
-  v.setUint32(hookAddress, tools.addFunction(hook, { params: 3, result: false }), true);
+  });
 
   const callback = (event: number): void => {
     if (event === XACT_EVENT_PRE_PREPARE) {

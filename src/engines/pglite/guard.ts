@@ -390,15 +390,9 @@ function installIdentityGuard(tools: WasmTools): IdentityGuard {
 }
 
 function installProgramGuard(tools: WasmTools): void {
-  const ex = tools.ex;
   // Learn CopyStmt's node tag from PostgreSQL's own parser, and check the
   // offsets of is_program and filename against a COPY that has them.
-  const parsed = (sql: string): number => {
-    const v = tools.view();
-    const list = ex.raw_parser(tools.cString(sql), 0);
-    const raw = v.getUint32(v.getUint32(list + LIST_ELEMENTS, true), true);
-    return v.getUint32(raw + RAWSTMT_STMT, true);
-  };
+  const parsed = (sql: string): number => parsedStatement(tools, sql);
   const withProgram = parsed("COPY pgts_probe FROM PROGRAM 'pgts_probe'");
   const withStdin = parsed("COPY pgts_probe FROM STDIN");
   const withEncoding = parsed("COPY pgts_probe FROM STDIN WITH (ENCODING 'pgts_probe')");
@@ -439,8 +433,62 @@ function installProgramGuard(tools: WasmTools): void {
     throw new Error("PGlite's CreateTableSpaceStmt has an unknown layout");
   }
 
+  onUtilityStatement(tools, (stmt) => {
+    const view = tools.view();
+    if (view.getUint32(stmt, true) === copyTag) {
+      if (view.getUint8(stmt + COPY_IS_PROGRAM) !== 0) {
+        tools.raise(
+          "0A000",
+          "COPY to or from an external program is not supported by the embedded engine",
+        );
+      }
+      // PGlite converts no encodings (encoding.ts): a COPY that would
+      // convert its data spins in the engine for ever.
+      const encoding = encodingOption(stmt);
+      if (encoding !== null && !needsNoConversion(encoding)) {
+        tools.raise(
+          "0A000",
+          `COPY with ENCODING "${encoding}" is not supported by the embedded engine`,
+          "Conversion between encodings is not supported.",
+          { hint: "PGlite converts no encodings: use ENCODING 'UTF8' or leave the option out." },
+        );
+      }
+    } else if (view.getUint32(stmt, true) === tablespaceTag) {
+      const at = view.getUint32(stmt + TABLESPACE_LOCATION, true);
+      if (at !== 0 && tools.readCString(at).startsWith("/")) {
+        tools.raise(
+          "0A000",
+          "tablespaces at a location are not supported by the embedded engine",
+          "PGlite reaches the host's files only inside the data directory; a tablespace" +
+            " elsewhere would be kept in memory and lost when the server stops.",
+          {
+            hint: "Use LOCATION '' with allow_in_place_tablespaces = on: an in-place" +
+              " tablespace is kept inside the data directory.",
+          },
+        );
+      }
+    }
+  });
+}
+
+/** The parse tree (a node of PostgreSQL's raw parser) of `sql`'s first statement. */
+export function parsedStatement(tools: WasmTools, sql: string): number {
+  const v = tools.view();
+  const list = tools.ex.raw_parser(tools.cString(sql), 0);
+  const raw = v.getUint32(v.getUint32(list + LIST_ELEMENTS, true), true);
+  return v.getUint32(raw + RAWSTMT_STMT, true);
+}
+
+/**
+ * Calls `fn` with each utility statement (its parse node) after parse
+ * analysis, however it was sent (a PL/pgSQL EXECUTE included): a
+ * post_parse_analyze hook, chained to the one installed before it. `fn`
+ * may raise (tools.raise) to refuse the statement.
+ */
+export function onUtilityStatement(tools: WasmTools, fn: (stmt: number) => void): void {
+  const ex = tools.ex;
   const hookAddress = ex.post_parse_analyze_hook.value as number;
-  const previous = v.getUint32(hookAddress, true);
+  const previous = tools.view().getUint32(hookAddress, true);
   const chained = previous === 0
     ? null
     : ex.__indirect_function_table.get(previous) as (a: number, b: number, c: number) => void;
@@ -448,44 +496,11 @@ function installProgramGuard(tools: WasmTools): void {
     const view = tools.view();
     if (view.getInt32(query + QUERY_COMMAND_TYPE, true) === CMD_UTILITY) {
       const stmt = view.getUint32(query + QUERY_UTILITY_STMT, true);
-      if (stmt !== 0 && view.getUint32(stmt, true) === copyTag) {
-        if (view.getUint8(stmt + COPY_IS_PROGRAM) !== 0) {
-          tools.raise(
-            "0A000",
-            "COPY to or from an external program is not supported by the embedded engine",
-          );
-        }
-        // PGlite converts no encodings (encoding.ts): a COPY that would
-        // convert its data spins in the engine for ever.
-        const encoding = encodingOption(stmt);
-        if (encoding !== null && !needsNoConversion(encoding)) {
-          tools.raise(
-            "0A000",
-            `COPY with ENCODING "${encoding}" is not supported by the embedded engine`,
-            "Conversion between encodings is not supported.",
-            { hint: "PGlite converts no encodings: use ENCODING 'UTF8' or leave the option out." },
-          );
-        }
-      } else if (stmt !== 0 && view.getUint32(stmt, true) === tablespaceTag) {
-        const at = view.getUint32(stmt + TABLESPACE_LOCATION, true);
-        if (at !== 0 && tools.readCString(at).startsWith("/")) {
-          tools.raise(
-            "0A000",
-            "tablespaces at a location are not supported by the embedded engine",
-            "PGlite reaches the host's files only inside the data directory; a tablespace" +
-              " elsewhere would be kept in memory and lost when the server stops.",
-            {
-              hint: "Use LOCATION '' with allow_in_place_tablespaces = on: an in-place" +
-                " tablespace is kept inside the data directory.",
-            },
-          );
-        }
-      }
+      if (stmt !== 0) fn(stmt);
     }
     chained?.(pstate, query, jstate);
   };
-  const index = tools.addFunction(hook, { params: 3, result: false });
-  tools.view().setUint32(hookAddress, index, true);
+  tools.view().setUint32(hookAddress, tools.addFunction(hook, { params: 3, result: false }), true);
 }
 
 /** PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each. */
