@@ -48,10 +48,6 @@ export class TextEdits {
     this.#sourceAt = end;
   }
 
-  get empty(): boolean {
-    return this.#edits.length === 0;
-  }
-
   /** A position (from 1) in the rewritten text, as a position in the client's. */
   original(position: number): number {
     let delta = 0;
