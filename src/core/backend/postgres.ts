@@ -92,7 +92,10 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
       await s?.close();
     },
   });
-  env.onSignal("SIGINT", () => session?.cancel());
+  env.onSignal("SIGINT", () => {
+    session?.cancel();
+    link.cancelSeen();
+  });
   // A session the engine ends itself (idle_in_transaction_session_timeout,
   // engine failure): its FATAL already went to the client through onAsync;
   // the backend logs it, closes the connection and exits, as after any FATAL.

@@ -30,6 +30,7 @@ export function processChildExit(pm: PMContext, pid: number, exit: ChildExit): v
   const child = registry.findByPid(pid);
   if (child === undefined) return; // already reaped, or not ours
   const quitSent = pm.children!.takeQuitSent(child);
+  pm.children!.cancelSeen(child); // a cancel's reader waits no longer
   const released = registry.release(child);
   const kind = child.kind;
   switch (kind) {

@@ -99,6 +99,8 @@ export class PostmasterChildren {
   #enqueue: (ev: PMEvent) => void;
   #deadEnds = new Map<number, AbortController>();
   #quitSent = new Set<number>();
+  /** Backends signalled for a CancelRequest → the children that read it, waiting for "cancel-seen". */
+  #cancelReaders = new Map<number, number[]>();
   #sslServer: () => SslServer | null;
   /** Sent to each child just before SIGQUIT (PostgreSQL's SetQuitSignalReason). */
   quitReason: QuitSignalReason | null = null;
@@ -283,9 +285,30 @@ export class PostmasterChildren {
       ereport("LOG", `wrong key in cancel request for process ${request.pid}`, LOG);
       return;
     }
+    this.cancelBackend(target, from.pid);
+  }
+
+  /**
+   * Sends `target` a SIGINT for a CancelRequest that the child `readerPid`
+   * read. The reader is told once the target says it took the signal in
+   * (its "cancel-seen"), or is gone: a child's handler runs when its event
+   * loop gets to it, possibly after it read the client's next query, which
+   * the cancel must not reach.
+   */
+  cancelBackend(target: PMChild, readerPid: number): void {
+    const waiting = this.#cancelReaders.get(target.pid);
+    if (waiting === undefined) this.#cancelReaders.set(target.pid, [readerPid]);
+    else waiting.push(readerPid);
     this.signalChild(target, "SIGINT");
+  }
+
+  /** `target` took a SIGINT in, or exited: the readers of cancels for it may close. */
+  cancelSeen(target: PMChild): void {
+    const readers = this.#cancelReaders.get(target.pid);
+    if (readers === undefined) return;
+    this.#cancelReaders.delete(target.pid);
     const done: PostmasterToChild = { pgts: "cancel-done" };
-    from.proc?.post(done);
+    for (const pid of readers) this.registry.findByPid(pid)?.proc?.post(done);
   }
 
   /** SignalChildren: every child whose kind is in the mask. */

@@ -63,13 +63,20 @@ export type ChildToPostmaster =
   | { readonly pgts: "pmsignal"; readonly reason: PMSignalReason }
   | { readonly pgts: "request"; readonly id: number; readonly request: PMRequest }
   | BackendKeyMessage
-  | CancelRequestMessage;
+  | CancelRequestMessage
+  /**
+   * A backend has taken a SIGINT in (its session holds the cancel): where
+   * PostgreSQL's signal handler runs before the backend reads anything
+   * more, a child's may run after it read the client's next query, so the
+   * readers of CancelRequests for it close their connections only now.
+   */
+  | { readonly pgts: "cancel-seen" };
 
 /** Postmaster → child. */
 export type PostmasterToChild =
   /** Sent just before SIGQUIT, so the child can tell its client why (SetQuitSignalReason). */
   | { readonly pgts: "pmquit"; readonly reason: QuitSignalReason }
-  /** To the child that read a CancelRequest: the target backend has been signalled. */
+  /** To the child that read a CancelRequest: the target backend has taken the signal in (or is gone). */
   | { readonly pgts: "cancel-done" }
   | {
     readonly pgts: "reply";
@@ -88,7 +95,7 @@ export type PostmasterToChild =
 export function isChildToPostmaster(m: unknown): m is ChildToPostmaster {
   const tag = typeof m === "object" && m !== null ? (m as { pgts?: unknown }).pgts : undefined;
   return tag === "pmsignal" || tag === "request" || tag === "backend-key" ||
-    tag === "cancel-request";
+    tag === "cancel-request" || tag === "cancel-seen";
 }
 
 function isPostmasterToChild(m: unknown): m is PostmasterToChild {
@@ -167,6 +174,12 @@ export class PostmasterLink {
         throw new TypeError(`Unknown postmaster message: ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** The backend has taken a SIGINT in: see ChildToPostmaster's "cancel-seen". */
+  cancelSeen(): void {
+    const msg: ChildToPostmaster = { pgts: "cancel-seen" };
+    this.#env.post(msg);
   }
 
   /** PostgreSQL's SendPostmasterSignal. */

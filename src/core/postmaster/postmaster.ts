@@ -385,9 +385,9 @@ export class Postmaster extends EventTarget {
         const registry = pm.children!.registry;
         const child = registry.findByPid(ev.pid);
         if (child !== undefined && child.kind === "backend") {
-          pm.children!.signalChild(child, "SIGINT");
-        }
-        if (ev.from !== undefined) {
+          if (ev.from !== undefined) pm.children!.cancelBackend(child, ev.from);
+          else pm.children!.signalChild(child, "SIGINT");
+        } else if (ev.from !== undefined) {
           const done: PostmasterToChild = { pgts: "cancel-done" };
           registry.findByPid(ev.from)?.proc?.post(done);
         }
@@ -448,6 +448,10 @@ export class Postmaster extends EventTarget {
     }
     if (message.pgts === "cancel-request") {
       pm.children!.processCancelRequest(child, message);
+      return;
+    }
+    if (message.pgts === "cancel-seen") {
+      pm.children!.cancelSeen(child);
       return;
     }
     if (message.pgts === "request") {
