@@ -240,7 +240,7 @@ export class HttpServer implements AdminSource {
         ...("cluster" in config && this.guc.getString("archive_mode") !== "off"
           ? {
             archive_mode: "on",
-            wal_level: this.guc.getString("wal_level") === "logical" ? "logical" : "replica",
+            wal_level: "replica", // minimal is refused with archiving, logical always
           }
           : {}),
       },

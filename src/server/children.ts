@@ -316,7 +316,7 @@ async function openPglite(
       // PGlite marks completed segments .ready for the archiver child.
       ...(guc.getString("archive_mode") === "off" ? {} : {
         archive_mode: "on",
-        wal_level: guc.getString("wal_level") === "logical" ? "logical" : "replica",
+        wal_level: "replica", // minimal is refused with archiving, logical always
       }),
       ...(recovering
         ? recoverySettings((name) =>

@@ -33,7 +33,9 @@
  * open_sync, or default_transaction_read_only = on (pgts's own writes fail).
  * It started, and served, with shared_memory_type = sysv, debug_io_direct,
  * huge_pages = on, wal_level = minimal or logical (with archive_mode too:
- * hence the check of that pair), jit_provider, unix_socket_group,
+ * hence the check of that pair; but with logical, the first
+ * pg_logical_slot_get_changes or _peek_ of any kind stops answering, and
+ * the engine with it), jit_provider, unix_socket_group,
  * reserved_connections, external_pid_file, track_commit_timestamp,
  * hot_standby = off, wal_sync_method = open_datasync or fsync,
  * recovery_prefetch = on, ssl_ciphers, primary_conninfo, io_workers,
@@ -99,6 +101,10 @@ const REFUSED: Readonly<
   wal_sync_method: unlessDefault(
     "The engine's file system cannot open a file with O_SYNC: its first WAL write fails and the engine stops. fdatasync, the default, is the one pgts's group commit takes off the engine's thread.",
     ["fdatasync", "fsync", "open_datasync"],
+  ),
+  wal_level: unlessDefault(
+    "The engine cannot decode its WAL: its logical decoding functions never return and stop every session. Logical replication slots need wal_level = logical, so they cannot be created.",
+    ["minimal", "replica"],
   ),
   io_method: unlessDefault(
     "The engine is one process and starts no I/O workers; it keeps sync (with worker it does not start).",

@@ -138,6 +138,12 @@ describe("the table of the engine's parameters", () => {
       "pgts's own work on the engine",
     );
     expect(failure(set("wal_sync_method", "open_sync")).code).toBe("0A000");
+    // The engine's logical decoding never returns: no wal_level = logical.
+    expect(failure(set("wal_level", "logical"))).toMatchObject({
+      code: "0A000",
+      message: 'unsupported value for parameter "wal_level": "logical"',
+    });
+    guc.set("wal_level", "minimal", { source: "argv" });
     guc.set("wal_sync_method", "fsync", { source: "argv" });
     expect(failure(set("client_min_messages", "debug5")).code).toBe("0A000");
     guc.set("client_min_messages", "debug1", { source: "argv" });

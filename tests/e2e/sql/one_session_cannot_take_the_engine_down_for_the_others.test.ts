@@ -261,6 +261,14 @@ function shapesOn(adapter: "subprocess" | undefined): void {
     expect(await refused("DO $$ BEGIN EXECUTE 'SET exit_on_error = true'; END $$")).toBe(message);
     expect(await refused("SET exit_on_error = off")).toBe("ran");
     expect(await refused("SELECT 1/0")).toBe("22012 division by zero");
+    // The engine's logical decoding never returns (wal_level = logical is
+    // refused): a slot is PostgreSQL's error, not a stopped engine.
+    expect(await refused("ALTER SYSTEM SET wal_level = logical")).toBe(
+      '0A000 unsupported value for parameter "wal_level": "logical"',
+    );
+    expect(await refused("SELECT pg_create_logical_replication_slot('s', 'pgoutput')")).toBe(
+      '55000 logical decoding requires "wal_level" >= "logical"',
+    );
     expect((await a.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
     expect((await b.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
   });
