@@ -3,7 +3,9 @@
  * a COPY FROM PROGRAM used to spin inside the engine for ever, so that no
  * session was served again until a restart. It is refused before it runs
  * (0A000), whatever spells it — a Query, a DO block's EXECUTE, a function —
- * and every session goes on. Under the default server and --adapter inproc.
+ * and every session goes on. So is COPY to or from a server file, which the
+ * engine would have written to its in-memory file system (lost at the next
+ * start) or not found. Under the default server and --adapter inproc.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -12,7 +14,16 @@ import { ENGINE_TEST_ADAPTERS } from "../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
+type PgError = { code?: string; message: string; hint?: string };
+
 const REFUSED = "COPY to or from an external program is not supported by the embedded engine";
+const FILE_REFUSED = "COPY to or from a file is not supported by the embedded engine";
+
+const FILE_SPELLINGS = [
+  "copy (select 1) to '/tmp/pgts_copy_refused.csv'",
+  "copy pg_catalog.pg_class from '/etc/hostname'",
+  "DO $$ begin execute 'copy (select 2) to ' || quote_literal('/tmp/x'); end $$",
+];
 
 const SPELLINGS = [
   "copy (select 1) to program 'cat > /dev/null'",
@@ -26,21 +37,27 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 
-    test("COPY … PROGRAM fails with 0A000 by every spelling and the engine keeps serving", async () => {
+    test("COPY … PROGRAM and COPY with a server file fail with 0A000 by every spelling; the engine keeps serving", async () => {
       const s = server();
       const a = await pgClient(s);
       const b = await pgClient(s);
       for (const sql of SPELLINGS) {
-        const err = await a.query(sql).then(
-          () => null,
-          (e) => e as { code?: string; message: string },
-        );
+        const err = await a.query(sql).then(() => null, (e) => e as PgError);
         expect({ sql, code: err?.code, message: err?.message }).toEqual({
           sql,
           code: "0A000",
           message: REFUSED,
         });
         expect((await b.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+      }
+      for (const sql of FILE_SPELLINGS) {
+        const err = await a.query(sql).then(() => null, (e) => e as PgError);
+        expect({ sql, code: err?.code, message: err?.message, hint: err?.hint }).toEqual({
+          sql,
+          code: "0A000",
+          message: FILE_REFUSED,
+          hint: "Use COPY … TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
+        });
       }
       // COPY to and from the client is untouched.
       expect((await a.query("copy (select 1) to stdout")).rowCount).toBe(1);

@@ -31,7 +31,10 @@
  * PROGRAM` spins inside the engine for ever (no cancel reaches it), which
  * stops every session. A post_parse_analyze hook sees every statement after
  * parse analysis, however it was sent (a PL/pgSQL EXECUTE included), and
- * refuses COPY with PROGRAM before it runs: 0A000.
+ * refuses COPY with PROGRAM before it runs: 0A000. So is COPY to or from
+ * a file: the engine sees the host only at its own mount of the data
+ * directory, so `COPY t TO '/tmp/t.csv'` succeeded into its in-memory file
+ * system (gone at the next start) and a host file to read was "No such file".
  *
  * The tablespace guard: PGlite sees the host's files only inside the data
  * directory; every other absolute path is in its in-memory file system.
@@ -440,6 +443,17 @@ function installProgramGuard(tools: WasmTools): void {
         tools.raise(
           "0A000",
           "COPY to or from an external program is not supported by the embedded engine",
+        );
+      }
+      if (view.getUint32(stmt + COPY_FILENAME, true) !== 0) {
+        tools.raise(
+          "0A000",
+          "COPY to or from a file is not supported by the embedded engine",
+          "PGlite reaches the host's files only through its own path to the data directory:" +
+            " a file named here would be written to memory and lost, or not found.",
+          {
+            hint: "Use COPY … TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
+          },
         );
       }
       // PGlite converts no encodings (encoding.ts): a COPY that would
