@@ -254,8 +254,10 @@ function inspect(
         acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
       }
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
-      return null;
+      return w0 === "create" ? executedName(CREATE_AS_EXECUTE, sql, st, prefix) : null;
     }
+    case "explain":
+      return executedName(EXPLAIN_EXECUTE, sql, st, prefix);
     case "grant":
     case "revoke":
       // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
@@ -328,6 +330,51 @@ function inspect(
     default:
       return null;
   }
+}
+
+/** A prepared statement's name, as SQL spells one, captured. */
+const NAME = String.raw`("(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)`;
+/** A name, qualified or not, in either spelling. */
+const QUALIFIED =
+  String.raw`(?:(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)\s*\.\s*)*` +
+  String.raw`(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)`;
+/** `EXPLAIN [(options)] [ANALYZE] [VERBOSE] EXECUTE name`, the name's span captured. */
+const EXPLAIN_EXECUTE = new RegExp(
+  String.raw`^\s*explain\s*(?:\([^)]*\)\s*)?(?:(?:analy[sz]e|verbose)\s+)*execute\s+` + NAME,
+  "di",
+);
+/**
+ * `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE [IF NOT EXISTS]
+ * name [(columns)] [USING method] [WITH (…)] [ON COMMIT …] [TABLESPACE t]
+ * AS EXECUTE name`, the statement's name's span captured; anchored at the
+ * start, so a function body that says the same is never matched.
+ */
+const CREATE_AS_EXECUTE = new RegExp(
+  String.raw`^\s*create\s+(?:(?:global|local)\s+)?(?:(?:temp|temporary|unlogged)\s+)?table\s+` +
+    String.raw`(?:if\s+not\s+exists\s+)?` + QUALIFIED + String.raw`\s*(?:\([^)]*\)\s*)?` +
+    String.raw`(?:using\s+\S+\s+)?(?:with(?:out\s+oids)?\s*(?:\([^)]*\)\s*)?)?` +
+    String
+      .raw`(?:on\s+commit\s+(?:preserve\s+rows|delete\s+rows|drop)\s+)?(?:tablespace\s+\S+\s+)?` +
+    String.raw`as\s+execute\s+` + NAME,
+  "di",
+);
+
+/**
+ * The name of the prepared statement that EXPLAIN EXECUTE or CREATE TABLE
+ * AS EXECUTE runs, prefixed, or null when `re` does not match the statement.
+ */
+function executedName(
+  re: RegExp,
+  sql: string,
+  st: Statement,
+  prefix: string,
+): { start: number; end: number; text: string } | null {
+  const m = re.exec(sql.slice(st.start, st.end));
+  const at = m?.indices?.[1];
+  if (m === null || at === undefined) return null;
+  const raw = m[1]!;
+  const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
+  return { start: st.start + at[0], end: st.start + at[1], text: quoteIdent(prefix + name) };
 }
 
 /** `WHERE CURRENT OF name` ending a statement, the name's span captured. */

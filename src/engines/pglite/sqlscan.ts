@@ -7,8 +7,8 @@
  * keyword inside a string or a function body is never mistaken for one.
  *
  * It is not a parser. It never rejects text (the engine does), and what it
- * cannot see (set_config called inside a function body, EXECUTE inside
- * EXPLAIN) is documented in README.md as a limit. `mightMatter` is the cheap
+ * cannot see (set_config called inside a function body) is documented in
+ * README.md as a limit. `mightMatter` is the cheap
  * gate that keeps the scan off the hot path for ordinary queries.
  */
 

@@ -263,6 +263,26 @@ describe("two sessions stay apart", () => {
     await b.query("prepare p(int) as select $1 + 1 as v");
     expect((await a.query("execute p(5)")).rows).toEqual([{ v: 50 }]);
     expect((await b.query("execute p(5)")).rows).toEqual([{ v: 6 }]);
+    // EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE name the session's own.
+    const plan = async (c: typeof a, sql: string) =>
+      (await c.query(sql)).rows.map((r: Record<string, string>) => r["QUERY PLAN"]);
+    expect(await plan(a, "explain (costs off) execute p(1)")).toEqual(["Result"]);
+    expect(
+      await plan(
+        b,
+        'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) EXECUTE "p"(2)',
+      ),
+    )
+      .toEqual(["Result (actual rows=1.00 loops=1)"]);
+    await a.query("create temp table from_p as execute p(7)");
+    await b.query("create temporary table if not exists from_p (w) as execute p(7)");
+    expect((await a.query("select v from from_p")).rows).toEqual([{ v: 70 }]);
+    expect((await b.query("select w from from_p")).rows).toEqual([{ w: 8 }]);
+    const nosuch = await a.query("explain execute nosuch").catch((e) => e);
+    expect([nosuch.code, nosuch.message]).toEqual([
+      "26000",
+      'prepared statement "nosuch" does not exist',
+    ]);
   });
 
   test("while A has an open transaction, B's query waits and then sees only committed rows", async () => {
