@@ -46,6 +46,12 @@
  * allow_in_place_tablespaces), which live in the data directory, and
  * PostgreSQL's own error for a relative path are left as they are.
  *
+ * The subscription guard: the engine's libpqwalreceiver cannot be loaded,
+ * and after one failed load (CREATE SUBSCRIPTION's) every later library load
+ * failed, `CREATE EXTENSION hstore` included, for every session until a
+ * restart. The same hook refuses CREATE SUBSCRIPTION and a LOAD of that
+ * library (0A000).
+ *
  * The exit_on_error guard: with exit_on_error on, PostgreSQL turns any
  * error into FATAL, which in PGlite ends the one backend every session
  * shares (a crash of the cluster, for a division by zero). The parameter
@@ -96,6 +102,8 @@ const LIST_ELEMENTS = 12;
 const RAWSTMT_STMT = 4;
 const TABLESPACE_NAME = 4;
 const TABLESPACE_LOCATION = 12;
+/** LoadStmt.filename. */
+const LOAD_FILENAME = 4;
 
 /** Decodes C strings read from the instance's memory (gucwatch.ts reads some after every change). */
 const cStringDecoder = new TextDecoder();
@@ -400,9 +408,15 @@ function installProgramGuard(tools: WasmTools): void {
   const withStdin = parsed("COPY pgts_probe FROM STDIN");
   const withEncoding = parsed("COPY pgts_probe FROM STDIN WITH (ENCODING 'pgts_probe')");
   const withLocation = parsed("CREATE TABLESPACE pgts_probe LOCATION '/pgts_probe'");
+  const subscription = parsed(
+    "CREATE SUBSCRIPTION pgts_probe CONNECTION 'pgts_probe' PUBLICATION pgts_probe",
+  );
+  const load = parsed("LOAD 'pgts_probe'");
   const v = tools.view();
   const copyTag = v.getUint32(withProgram, true);
   const tablespaceTag = v.getUint32(withLocation, true);
+  const subscriptionTag = v.getUint32(subscription, true);
+  const loadTag = v.getUint32(load, true);
   /** COPY's ENCODING option, or null (CopyStmt.options: a List of DefElem). */
   const encodingOption = (stmt: number): string | null => {
     const view = tools.view();
@@ -435,6 +449,19 @@ function installProgramGuard(tools: WasmTools): void {
   ) {
     throw new Error("PGlite's CreateTableSpaceStmt has an unknown layout");
   }
+  if (
+    new Set([copyTag, tablespaceTag, subscriptionTag, loadTag]).size !== 4 ||
+    tools.readCString(v.getUint32(load + LOAD_FILENAME, true)) !== "pgts_probe"
+  ) {
+    throw new Error("PGlite's CreateSubscriptionStmt or LoadStmt has an unknown layout");
+  }
+  const walReceiverRefused = (): void =>
+    tools.raise(
+      "0A000",
+      "logical replication subscriptions are not supported by the embedded engine",
+      "The engine has no replication connections: its libpqwalreceiver cannot be loaded," +
+        " and a failed load would leave every later extension load failing until a restart.",
+    );
 
   onUtilityStatement(tools, (stmt) => {
     const view = tools.view();
@@ -466,6 +493,13 @@ function installProgramGuard(tools: WasmTools): void {
           "Conversion between encodings is not supported.",
           { hint: "PGlite converts no encodings: use ENCODING 'UTF8' or leave the option out." },
         );
+      }
+    } else if (view.getUint32(stmt, true) === subscriptionTag) {
+      walReceiverRefused();
+    } else if (view.getUint32(stmt, true) === loadTag) {
+      const at = view.getUint32(stmt + LOAD_FILENAME, true);
+      if (at !== 0 && /(^|\/)libpqwalreceiver(\.so)?$/.test(tools.readCString(at))) {
+        walReceiverRefused();
       }
     } else if (view.getUint32(stmt, true) === tablespaceTag) {
       const at = view.getUint32(stmt + TABLESPACE_LOCATION, true);

@@ -273,7 +273,7 @@ function shapesOn(adapter: "subprocess" | undefined): void {
     expect((await b.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
   });
 
-  test("a tablespace at a location, which PGlite would keep in memory, is refused; an in-place one works", async () => {
+  test("a tablespace at a location, which PGlite would keep in memory, is refused; an in-place one works; so are subscriptions", async () => {
     const a = await pgClient(server());
     const refused = async (sql: string) => {
       const x = await a.query(sql).then(() => null, (err) => err);
@@ -298,6 +298,18 @@ function shapesOn(adapter: "subprocess" | undefined): void {
     expect((await a.query("SELECT x FROM ts_in_place_t")).rows).toEqual([{ x: 1 }]);
     await a.query("DROP TABLE ts_in_place_t");
     await a.query("DROP TABLESPACE ts_in_place");
+    // A failed load of libpqwalreceiver (CREATE SUBSCRIPTION's) left every
+    // later extension load failing for every session: refused before it.
+    const subscriptions =
+      "0A000 logical replication subscriptions are not supported by the embedded engine";
+    expect(
+      await refused(
+        "CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1' PUBLICATION p WITH (connect = false)",
+      ),
+    ).toBe(subscriptions);
+    expect(await refused("LOAD '$libdir/libpqwalreceiver'")).toBe(subscriptions);
+    expect(await refused("CREATE EXTENSION IF NOT EXISTS pg_trgm")).toBe("ran");
+    expect((await a.query("SELECT similarity('pgts', 'pgts') AS s")).rows).toEqual([{ s: 1 }]);
     await a.end();
   });
 
