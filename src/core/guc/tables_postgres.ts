@@ -102,6 +102,10 @@ const REFUSED: Readonly<
     "The engine's file system cannot open a file with O_SYNC: its first WAL write fails and the engine stops. fdatasync, the default, is the one pgts's group commit takes off the engine's thread.",
     ["fdatasync", "fsync", "open_datasync"],
   ),
+  vacuum_cost_delay: unlessDefault(
+    "The engine's one backend serves every session: a cost-based vacuum delay would hold them all while it naps, and its nap ends the backend. A session's SET is refused inside the engine too.",
+    [0],
+  ),
   wal_level: unlessDefault(
     "The engine cannot decode its WAL: its logical decoding functions never return and stop every session. Logical replication slots need wal_level = logical, so they cannot be created.",
     ["minimal", "replica"],

@@ -52,6 +52,12 @@
  * restart. The same hook refuses CREATE SUBSCRIPTION and a LOAD of that
  * library (0A000).
  *
+ * The vacuum delay guard: a VACUUM or ANALYZE that naps for
+ * vacuum_cost_delay then checks that the postmaster is alive through a pipe
+ * PGlite does not have; the error ended the backend every session shares
+ * (any table owner could do it). The parameter gets a check hook that
+ * refuses any value but 0 (0A000), however it is set.
+ *
  * The exit_on_error guard: with exit_on_error on, PostgreSQL turns any
  * error into FATAL, which in PGlite ends the one backend every session
  * shares (a crash of the cluster, for a division by zero). The parameter
@@ -134,12 +140,60 @@ export interface GuardExports {
   post_parse_analyze_hook: WebAssembly.Global;
 }
 
+/** config_real's boot_val, min, max and check_hook (a double pointer, then doubles at 8-byte alignment). */
+const GUC_REAL_BOOT = 96;
+const GUC_REAL_MIN = 104;
+const GUC_REAL_MAX = 112;
+const GUC_REAL_CHECK_HOOK = 120;
+/** PGC_REAL in `enum config_type`. */
+const PGC_REAL = 2;
+
 /** Installs every guard on an open PGlite instance (after its backend started). */
 export function installEngineGuards(tools: WasmTools): IdentityGuard {
   installProgramGuard(tools);
   installExitOnErrorGuard(tools);
+  installVacuumDelayGuard(tools);
   return installIdentityGuard(tools);
 }
+
+/**
+ * vacuum_cost_delay's check hook: only 0 is allowed. A VACUUM or ANALYZE
+ * that naps (vacuum_delay_point) then asks whether the postmaster is alive
+ * through a pipe PGlite does not have: the error that follows ended the
+ * backend every session shares. A nap would hold every session anyway.
+ */
+function installVacuumDelayGuard(tools: WasmTools): void {
+  const name = "vacuum_cost_delay";
+  const record = tools.ex.find_option(tools.cString(name), 0, 1, 0);
+  const view = tools.view();
+  if (
+    record === 0 || tools.readCString(view.getUint32(record + GUC_NAME, true)) !== name ||
+    view.getInt32(record + GUC_VARTYPE, true) !== PGC_REAL ||
+    view.getFloat64(record + GUC_REAL_BOOT, true) !== 0 ||
+    view.getFloat64(record + GUC_REAL_MIN, true) !== 0 ||
+    view.getFloat64(record + GUC_REAL_MAX, true) !== 100 ||
+    view.getUint32(record + GUC_REAL_CHECK_HOOK, true) !== 0
+  ) {
+    throw new Error(`PGlite's ${name} record has an unknown layout`);
+  }
+  const hook = (newval: number): number => {
+    const value = tools.view().getFloat64(newval, true);
+    if (value === 0) return 1;
+    tools.raise("0A000", `unsupported value for parameter "${name}": "${value}ms"`, undefined, {
+      hint: VACUUM_COST_DELAY_HINT,
+    });
+    return 0;
+  };
+  view.setUint32(
+    record + GUC_REAL_CHECK_HOOK,
+    tools.addFunction(hook, { params: 3, result: true }),
+    true,
+  );
+}
+
+/** Why only vacuum_cost_delay = 0 (tables_postgres.ts refuses it in the server's configuration). */
+const VACUUM_COST_DELAY_HINT =
+  "The engine's one backend serves every session: a cost-based vacuum delay would hold them all while it naps, and its nap ends the backend.";
 
 /**
  * exit_on_error's check hook (config_bool's, at the offset of

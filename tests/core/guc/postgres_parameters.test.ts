@@ -144,6 +144,11 @@ describe("the table of the engine's parameters", () => {
       message: 'unsupported value for parameter "wal_level": "logical"',
     });
     guc.set("wal_level", "minimal", { source: "argv" });
+    expect(failure(set("vacuum_cost_delay", "10"))).toMatchObject({
+      code: "0A000",
+      message: 'unsupported value for parameter "vacuum_cost_delay": "10"',
+    });
+    guc.set("vacuum_cost_delay", "0", { source: "argv" });
     guc.set("wal_sync_method", "fsync", { source: "argv" });
     expect(failure(set("client_min_messages", "debug5")).code).toBe("0A000");
     guc.set("client_min_messages", "debug1", { source: "argv" });
