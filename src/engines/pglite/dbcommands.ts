@@ -16,7 +16,7 @@ import type { EngineRole } from "./engine.ts";
 import type { DatabaseEntry } from "./pg_database.ts";
 import { currentUserOf, sessionUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
-import { noticeResponse, quoteIdent } from "./wire.ts";
+import { noticeResponse, quoteIdent, quoteLiteral } from "./wire.ts";
 
 /** What the commands need of the cluster (dbengines.ts). */
 export interface DatabaseCluster {
@@ -440,6 +440,30 @@ async function dropDatabase(
   return [commandComplete("DROP DATABASE")];
 }
 
+/** `name FROM CURRENT`, the whole of what follows ALTER DATABASE … SET; the name captured. */
+const FROM_CURRENT =
+  /^\s*((?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))*)\s+from\s+current\s*;?\s*$/i;
+
+/**
+ * For `ALTER DATABASE … SET name FROM CURRENT`: the statement runs on the
+ * database's engine as pgts's own work, whose backend carries own work's
+ * search_path and the settings of whichever session ran there last, so
+ * FROM CURRENT would store one of those. The session's value is put in
+ * place first, for the statement's transaction: the one its settings map
+ * holds, or else the server's (its reset value).
+ */
+function fromCurrentPrelude(session: PgliteSession, rest: string): string {
+  const m = FROM_CURRENT.exec(rest);
+  if (m === null) return "";
+  const name = m[1]!.split(/\s*\.\s*/).map((part) =>
+    part.startsWith('"') ? part.slice(1, -1).replaceAll('""', '"') : part.toLowerCase()
+  ).join(".");
+  const value = session.settings.get(name.toLowerCase());
+  return value === undefined
+    ? `SET LOCAL ${m[1]} TO DEFAULT;\n`
+    : `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true);\n`;
+}
+
 async function alterDatabase(
   cluster: DatabaseCluster,
   session: PgliteSession,
@@ -505,7 +529,13 @@ async function alterDatabase(
       throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, "tablespaces are not supported");
     }
     p.next();
-    await cluster.runOn(db, `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} ${p.rest()}`, me.name);
+    const rest = p.rest();
+    await cluster.runOn(
+      db,
+      `${t.text === "set" ? fromCurrentPrelude(session, rest) : ""}` +
+        `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} ${rest}`,
+      me.name,
+    );
     return done;
   }
   if (t?.kind === "word" && t.text === "refresh") return done;

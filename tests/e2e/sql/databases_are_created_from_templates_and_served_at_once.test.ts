@@ -378,12 +378,19 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.query("ALTER DATABASE made_by_createdb RENAME TO renamed");
       expect((await connectError(s, { database: "made_by_createdb" }))?.code).toBe("3D000");
       await admin.query("ALTER DATABASE renamed SET work_mem = '7MB'");
+      // FROM CURRENT stores the session's value, not pgts's own work's
+      // search_path (pg_catalog, pg_temp) or another session's.
+      await admin.query("SET search_path = app_schema, public");
+      await admin.query("ALTER DATABASE renamed SET search_path FROM CURRENT");
+      await admin.query("ALTER DATABASE renamed SET statement_timeout FROM CURRENT");
       const c = await pgClient(s, { database: "renamed" });
       expect(
-        (await c.query("SELECT current_database() AS db, current_setting('work_mem') AS wm"))
-          .rows[0],
+        (await c.query(
+          "SELECT current_database() AS db, current_setting('work_mem') AS wm," +
+            " current_setting('search_path') AS sp, current_setting('statement_timeout') AS st",
+        )).rows[0],
       )
-        .toEqual({ db: "renamed", wm: "7MB" });
+        .toEqual({ db: "renamed", wm: "7MB", sp: "app_schema, public", st: "0" });
       const renaming = await errorOf(admin.query("ALTER DATABASE renamed RENAME TO other"));
       expect(renaming?.code).toBe("55006");
       await c.end();
