@@ -327,7 +327,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     unit: "ms",
     pgts: true,
     description:
-      "Ends a session that holds the single engine idle (in a transaction block) this long while another session waits for it; 0 never does.",
+      "Ends a session that holds the single engine idle (in a transaction block), or with its answers unread by its client, this long while another session waits for it; 0 never does.",
   },
   {
     name: "engine_idle_timeout",

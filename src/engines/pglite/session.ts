@@ -90,6 +90,8 @@ export class PgliteSession extends SessionGlobals
   #skipUntilSync = false;
   /** Inputs the client sent that have not started yet. */
   #queued = 0;
+  /** Writes to the client that wait for its socket to take them. */
+  #blockedWrites = 0;
   /** What stops its statement early: cancels, statement_timeout, the wait's bound. */
   readonly #cancel: QueryCancel<PgliteSession>;
   readonly #timeouts: SessionTimeouts;
@@ -239,7 +241,7 @@ export class PgliteSession extends SessionGlobals
   exec(frontend: Uint8Array, out: BackendOutput): Promise<void> {
     this.#queued++;
     const gate = this.#gate;
-    const gated: BackendOutput = (b) => gate.send(b, out);
+    const gated: BackendOutput = (b) => gate.send(b, this.#watched(out));
     const run = this.#chain.then(async () => {
       this.#queued--;
       try {
@@ -252,6 +254,23 @@ export class PgliteSession extends SessionGlobals
     });
     this.#chain = run.catch(() => {});
     return run;
+  }
+
+  /** `out`, telling the timers while the client's socket is full (SessionTimeouts.outputBlocked). */
+  #watched(out: BackendOutput): BackendOutput {
+    return (b) => {
+      const r = out(b);
+      if (!(r instanceof Promise)) return r;
+      this.#blockedWrites++;
+      this.#timeouts.outputBlocked();
+      const flowing = () => {
+        if (--this.#blockedWrites === 0) this.#timeouts.outputFlowing();
+      };
+      return r.then(flowing, (e) => {
+        flowing();
+        throw e;
+      });
+    };
   }
 
   /**

@@ -4,7 +4,8 @@
  * plus pgts's engine hold): idle_session_timeout while it holds nothing,
  * idle_in_transaction_session_timeout while it holds the engine between
  * statements, and pgts.engine_hold_timeout while it holds the engine idle,
- * or feeds a COPY without data, and others wait.
+ * or feeds a COPY without data, or its client does not read its answers,
+ * and others wait.
  *
  * It owns the two timers and the FATALs they end the session with; the
  * session says when it is idle (armIdle) and busy (disarm). A timer checks
@@ -46,6 +47,10 @@ export class SessionTimeouts {
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   /** pgts.engine_hold_timeout's timer: armed while the session holds the engine idle and others wait. */
   #holdTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Since when the client has not taken the session's answers (its socket is full); null while it does. */
+  #blockedSince: number | null = null;
+  /** Watches a session whose answers wait for its client (outputBlocked). */
+  #stallTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(session: TimedSession, engine: TimedEngine) {
     this.#session = session;
@@ -154,6 +159,56 @@ export class SessionTimeouts {
       }));
     };
     this.#holdTimer = setTimeout(check, ms);
+  }
+
+  /**
+   * The client's socket is full: the session's answers wait for it to read.
+   * A PostgreSQL backend blocked in send holds only its own locks; here the
+   * engine, and with it every other session. Once the client has taken
+   * nothing for pgts.engine_hold_timeout while the session holds the engine
+   * and others wait, the session is ended (its statement cancelled, its
+   * transaction rolled back), as an idle holder is.
+   */
+  outputBlocked(): void {
+    if (this.#blockedSince !== null) return;
+    this.#blockedSince = Date.now();
+    const ms = this.#engine.options.engineHoldTimeoutMs;
+    if (!(ms > 0) || this.#stallTimer !== null) return;
+    const s = this.#session;
+    const check = () => {
+      this.#stallTimer = null;
+      const since = this.#blockedSince;
+      if (since === null || s.closing) return;
+      const stalled = Date.now() - since;
+      const waiting = this.#engine.scheduler.waiting;
+      if (!s.owns || waiting === 0 || stalled < ms) {
+        this.#stallTimer = setTimeout(check, Math.max(ms - stalled, 250));
+        return;
+      }
+      s.terminate(
+        new PgError(
+          ERRCODE.CONNECTION_FAILURE,
+          "terminating connection because its client does not read its results",
+          {
+            severity: "FATAL",
+            detail:
+              `The session held the engine for ${stalled} ms with its answer unread while ${waiting} other ${
+                waiting === 1 ? "session" : "sessions"
+              } waited for it.`,
+            hint:
+              'Read results as they come (a cursor fetches a large result in parts), or raise "pgts.engine_hold_timeout".',
+          },
+        ),
+      );
+    };
+    this.#stallTimer = setTimeout(check, ms);
+  }
+
+  /** The client took what was waiting for it. */
+  outputFlowing(): void {
+    this.#blockedSince = null;
+    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
   }
 
   /** The session is busy (or going): no timer runs. */

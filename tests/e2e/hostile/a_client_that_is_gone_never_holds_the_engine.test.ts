@@ -5,7 +5,9 @@
  * rolled back at once, and the next client is served within a second
  * (PostgreSQL's client_connection_check_interval is the model). Under the
  * default adapter (the backend is a subprocess, the engine another) and
- * in-process.
+ * in-process. A client that is there but stops reading its answers is
+ * ended once it has held the engine that way for pgts.engine_hold_timeout
+ * while others wait.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -123,6 +125,29 @@ for (const adapter of [undefined, "subprocess"] as const) {
       expect(ms).toBeLessThan(1000);
       const r = await other.query("select count(*)::int as n from kept");
       expect(r.rows[0].n).toBe(0);
+    });
+
+    test("a client that stops reading a large result is ended, its transaction rolled back, and the others go on", async () => {
+      const raw = await RawConnection.open(server);
+      await raw.startup();
+      raw.socket.pause(); // reads nothing more: its socket, then the engine's answer, fill up
+      raw.send(
+        message(
+          "Q",
+          cstr(
+            "begin; insert into kept values (2);" +
+              " select g, repeat('x', 1000) from generate_series(1, 1000000) g",
+          ),
+        ),
+      );
+      await untilEngineHeld(other);
+      // PostgreSQL's backend blocked in send holds only its locks; here the
+      // engine: after pgts.engine_hold_timeout (2 s) the session is ended.
+      const ms = await servedWithin(other);
+      expect(ms).toBeLessThan(6000);
+      const r = await other.query("select count(*)::int as n from kept");
+      expect(r.rows[0].n).toBe(0);
+      raw.close();
     });
 
     test("a CPU-bound statement of a socket that closes is cancelled within a second", async () => {
