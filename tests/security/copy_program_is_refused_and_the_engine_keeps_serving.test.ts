@@ -59,6 +59,22 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
           hint: "Use COPY … TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
         });
       }
+      // Server-side lo_export wrote into the engine's memory too, and
+      // lo_import could not see the host's file.
+      for (
+        const sql of [
+          "select lo_export(lo_creat(-1), '/tmp/pgts_lo_refused.bin')",
+          "select lo_import('/etc/hostname')",
+          "select lo_import('/etc/hostname', 987654)",
+        ]
+      ) {
+        const err = await a.query(sql).then(() => null, (e) => e as PgError);
+        expect({ sql, code: err?.code, message: err?.message }).toEqual({
+          sql,
+          code: "0A000",
+          message: "server-side lo_import and lo_export are not supported by the embedded engine",
+        });
+      }
       // COPY to and from the client is untouched.
       expect((await a.query("copy (select 1) to stdout")).rowCount).toBe(1);
       expect((await a.query("select 'still here' as v")).rows).toEqual([{ v: "still here" }]);

@@ -33,6 +33,7 @@ import { loadExtensionBundles } from "./extensions.ts";
 import { concat } from "./wire.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
+import { installServerFileGuard } from "./serverfiles.ts";
 import {
   type ActivityRow,
   type BackendEntry,
@@ -379,6 +380,7 @@ export async function openInstance(
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
+    installServerFileGuard(tools);
     advisory = installAdvisoryLocks(tools);
     // currval() and lastval() per session (sequences.ts); an unknown build shares them.
     const perSession = installSessionSequences(tools, await wasmSha256);
