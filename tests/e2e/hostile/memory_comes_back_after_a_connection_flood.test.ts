@@ -21,10 +21,10 @@ useSqlServers({ timeoutMs: 120_000 });
 /**
  * Connections in the flood: under the subprocess adapter each one is a
  * backend process handed out and taken back by the pool (~30 ms of CPU
- * each); 400 still return the pool's surplus hundreds of times, and CI has
- * 15 minutes on 2 CPUs.
+ * each); 250 still return the pool's surplus many times, and CI has 15
+ * minutes on 2 CPUs (a leak of 30 kB per connection shows in 600).
  */
-const FLOOD = { default: 1000, subprocess: 400 } as const;
+const FLOOD = { default: 600, subprocess: 250 } as const;
 
 for (const adapter of [undefined, "subprocess"] as const) {
   const flood = FLOOD[adapter ?? "default"];
