@@ -474,7 +474,7 @@ async function pgbenchAcrossAHeldEngine(s: PgtsServer): Promise<void> {
   writeFileSync(script, "SELECT count(*) FROM bench_t;\nSELECT 1;\n");
   await holder.query("BEGIN");
   await holder.query("SELECT 1");
-  const bench = runPg(s, "pgbench", ["-M", "prepared", "-c", "2", "-T", "6", "-n", "-f", script], {
+  const bench = runPg(s, "pgbench", ["-M", "prepared", "-c", "2", "-T", "3", "-n", "-f", script], {
     timeoutMs: 60_000,
   });
   await sleep(2_000);
