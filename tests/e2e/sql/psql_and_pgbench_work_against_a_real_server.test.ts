@@ -103,13 +103,13 @@ describe("psql", () => {
 });
 
 describe("pgbench", () => {
-  test("-i -s 1 initialises (client-side COPY) and -T 5 -c 4 runs with 0 failures", async () => {
+  test("-i -s 1 initialises (client-side COPY) and -T 3 -c 4 runs with 0 failures", async () => {
     const init = await runPg(server(), "pgbench", ["-i", "-s", "1"], { timeoutMs: 90_000 });
     expect(init.err).toContain("done in");
     expect(init.code).toBe(0);
     const count = await psql(server(), ["-c", "select count(*) from pgbench_accounts"]);
     expect(count.out.trim()).toBe("100000");
-    const run = await runPg(server(), "pgbench", ["-T", "5", "-c", "4", "-n"], {
+    const run = await runPg(server(), "pgbench", ["-T", "3", "-c", "4", "-n"], {
       timeoutMs: 60_000,
     });
     expect(run.err).not.toContain("ERROR");

@@ -4,7 +4,7 @@
  * both ways, a failed COPY), node-postgres (parameters, prepared
  * statements, errors, transactions, savepoints, LISTEN/NOTIFY, SET),
  * postgres.js (a pool under concurrency, transactions), and pgbench -i
- * and -T 5 -c 4 with no failed transaction. Each session is an upstream
+ * and -T 3 -c 4 with no failed transaction. Each session is an upstream
  * session of its own, so everything is PostgreSQL's own behaviour.
  */
 
@@ -245,10 +245,10 @@ describe("postgres.js", () => {
 });
 
 describe("pgbench", () => {
-  test("-i -s 1 initialises and -T 5 -c 4 runs with 0 failures", async () => {
+  test("-i -s 1 initialises and -T 3 -c 4 runs with 0 failures", async () => {
     const init = await run([`${PG_BIN}/pgbench`, "-i", "-s", "1"], { env: front.env() });
     expect(init.code).toBe(0);
-    await front.pgbench(["-T", "5", "-c", "4", "-j", "2"]);
+    await front.pgbench(["-T", "3", "-c", "4", "-j", "2"]);
   });
 });
 
