@@ -112,7 +112,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     engineEndReason = reason;
     input.stop();
     output.dropped = true;
-    input.connection.end();
+    endConnection(input.connection);
     resolveEngineEnd(EXIT_FATAL);
   };
   env.abort.addEventListener("abort", () => input.stop(), { once: true });
@@ -257,6 +257,25 @@ class ClientOutput {
     const conn = this.#input.connection;
     if (!conn.write(bytes)) return conn.drained();
   }
+}
+
+/** How long a client that reads nothing may keep what was queued for it once its session ended. */
+const CLOSE_FLUSH_MS = 5000;
+
+/**
+ * Closes the client's connection once its session ended: what is still
+ * queued (the FATAL last) is sent if the client reads it within
+ * CLOSE_FLUSH_MS, as an exiting PostgreSQL backend leaves its last bytes to
+ * the kernel, and dropped otherwise: a client that reads nothing (the
+ * session was ended for it) must not keep them in the server's memory.
+ */
+function endConnection(conn: Connection): void {
+  conn.end();
+  let flushed = false;
+  void conn.drained().then(() => (flushed = true));
+  setTimeout(() => {
+    if (!flushed) conn.destroy();
+  }, CLOSE_FLUSH_MS);
 }
 
 /** Sends a FATAL (when there is one to send), closes the client; the exit code. */

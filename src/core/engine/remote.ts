@@ -206,7 +206,10 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
                 return;
               }
               session = r.session;
-              session.onAsync = (bytes) => send(F_ASYNC, bytes);
+              session.onAsync = (bytes) => {
+                send(F_ASYNC, bytes);
+                return pressure();
+              };
               session.onTerminate = (reason) =>
                 send(F_TERMINATED, encoder.encode(JSON.stringify(serializeError(reason))));
               send(F_REPLY, encoder.encode(JSON.stringify({ parameterStatus: r.parameterStatus })));
@@ -379,23 +382,25 @@ class RemoteChannel {
     return { session, parameterStatus: r.parameterStatus };
   }
 
+  /** Stops reading the engine stream until `full` (a write to the full client socket) settles. */
+  #holdWhile(full: void | Promise<void> | undefined): void {
+    if (full === undefined) return;
+    if (this.#held++ === 0) this.#conn.pause();
+    void full.finally(() => {
+      if (--this.#held === 0 && !this.#broken) this.#conn.resume();
+    });
+  }
+
   #onFrame(type: number, payload: Uint8Array): void {
     switch (type) {
       case F_REPLY:
         this.#replies.shift()?.resolve(payload);
         return;
-      case F_OUTPUT: {
+      case F_OUTPUT:
         // The client's socket is full: stop reading the engine's answer
         // until it drains, so that the engine's side fills and holds back.
-        const full = this.#exec?.out(payload);
-        if (full !== undefined) {
-          if (this.#held++ === 0) this.#conn.pause();
-          void full.finally(() => {
-            if (--this.#held === 0 && !this.#broken) this.#conn.resume();
-          });
-        }
+        this.#holdWhile(this.#exec?.out(payload));
         return;
-      }
       case F_DONE: {
         const p = this.#exec;
         this.#exec = null;
@@ -412,7 +417,8 @@ class RemoteChannel {
         return;
       }
       case F_ASYNC:
-        this.#session?.onAsync?.(payload);
+        // The same for notifications: the engine's session sees its client full.
+        this.#holdWhile(this.#session?.onAsync?.(payload));
         return;
       case F_TERMINATED:
         this.#session?.onTerminate?.(

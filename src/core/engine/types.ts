@@ -70,8 +70,11 @@ export interface EngineSession {
   cancel(): void;
   /** Ends the session; an open transaction is rolled back at once. */
   close(): Promise<void>;
-  /** Asynchronous messages (NotificationResponse, ParameterStatus, NoticeResponse) for this session only. */
-  onAsync: ((backend: Uint8Array) => void) | null;
+  /**
+   * Asynchronous messages (NotificationResponse, ParameterStatus, NoticeResponse) for this
+   * session only; a promise back while the client's socket is full (until it drains).
+   */
+  onAsync: ((backend: Uint8Array) => void | Promise<void>) | null;
   /**
    * Called once when the engine ends the session on its own (an
    * idle-in-transaction timeout, an engine failure, shutdown), after the

@@ -22,7 +22,7 @@
  * never leave the engine held or mid-transaction when it fails or closes.
  */
 
-import type { PgError } from "../../core/elog.ts";
+import { ERRCODE, PgError } from "../../core/elog.ts";
 import type {
   BackendOutput,
   EngineSession,
@@ -75,9 +75,12 @@ import {
 
 type State = "idle" | "waiting" | "active" | "closed";
 
+/** Bytes of notifications a client may leave untaken before its session is ended (deliverAsync). */
+const ASYNC_BACKLOG_MAX = 32 * 1024 * 1024;
+
 export class PgliteSession extends SessionGlobals
   implements EngineSession, Holder, Listener, TimedSession {
-  onAsync: ((backend: Uint8Array) => void) | null = null;
+  onAsync: ((backend: Uint8Array) => void | Promise<void>) | null = null;
   /** Called once when the engine ends the session itself, after the FATAL went through onAsync. */
   onTerminate: ((reason: PgError) => void) | null = null;
 
@@ -92,6 +95,8 @@ export class PgliteSession extends SessionGlobals
   #queued = 0;
   /** Writes to the client that wait for its socket to take them. */
   #blockedWrites = 0;
+  /** Bytes of notifications given to the client's socket since it last drained. */
+  #asyncBacklog = 0;
   /** What stops its statement early: cancels, statement_timeout, the wait's bound. */
   readonly #cancel: QueryCancel<PgliteSession>;
   readonly #timeouts: SessionTimeouts;
@@ -231,10 +236,33 @@ export class PgliteSession extends SessionGlobals
     });
   }
 
+  /**
+   * A notification (or notice) for this session's client. What its socket
+   * has not taken is kept in memory: a listener whose client stops reading
+   * while others notify would grow the server without bound (PostgreSQL
+   * keeps its queue on disk, and at 8 GB refuses NOTIFY), so past
+   * ASYNC_BACKLOG_MAX bytes not taken the session is ended.
+   */
   deliverAsync(bytes: Uint8Array): void {
     if (this.#state === "closed") return;
     this.#gate.send(bytes, (b) => {
-      if (this.#state !== "closed") this.onAsync?.(b);
+      if (this.#state === "closed" || this.#terminated !== null) return;
+      const r = this.onAsync?.(b);
+      if (!(r instanceof Promise)) return;
+      if (this.#asyncBacklog === 0) void r.then(() => (this.#asyncBacklog = 0));
+      this.#asyncBacklog += b.length;
+      if (this.#asyncBacklog > ASYNC_BACKLOG_MAX) {
+        this.terminate(
+          new PgError(
+            ERRCODE.CONNECTION_FAILURE,
+            "terminating connection because its client does not read its notifications",
+            {
+              severity: "FATAL",
+              detail: `${this.#asyncBacklog} bytes of notifications were waiting for the client.`,
+            },
+          ),
+        );
+      }
     });
   }
 

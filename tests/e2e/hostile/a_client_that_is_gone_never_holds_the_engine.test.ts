@@ -150,6 +150,26 @@ for (const adapter of [undefined, "subprocess"] as const) {
       raw.close();
     });
 
+    test("a listener whose client stops reading is ended once 32 MiB of notifications wait for it", async () => {
+      const raw = await RawConnection.open(server);
+      const { pid } = await raw.startup();
+      raw.send(message("Q", cstr("listen flood")));
+      for (let m = await raw.next(); m !== null && m.type !== "Z"; m = await raw.next());
+      raw.socket.pause(); // its notifications pile up in the server, not in the kernel
+      const listening = () =>
+        other.query("select count(*)::int as n from pg_stat_activity where pid = $1", [pid]);
+      expect((await listening()).rows[0].n).toBe(1);
+      // 50 × 100 distinct 8 kB notifications: 40 MB, kept in memory for it
+      // until the bound (PostgreSQL keeps them on disk, then refuses NOTIFY).
+      for (let i = 0; i < 50; i++) {
+        await other.query(
+          "select pg_notify('flood', repeat('y', 7900) || g || random()) from generate_series(1, 100) g",
+        );
+      }
+      await waitFor("the listener to be ended", async () => (await listening()).rows[0].n === 0);
+      raw.close();
+    });
+
     test("a CPU-bound statement of a socket that closes is cancelled within a second", async () => {
       const raw = await runningStatement(
         server,
