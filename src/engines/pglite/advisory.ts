@@ -127,7 +127,23 @@ const BUILTINS: readonly Builtin[] = [
 ];
 const F_PG_ADVISORY_UNLOCK_ALL = 2892;
 
-export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
+/**
+ * How many keys may be locked at once: PostgreSQL's shared lock table holds
+ * max_locks_per_transaction × (max_connections + max_prepared_transactions)
+ * locked objects, and past it a lock fails with 53200 "out of shared
+ * memory". Here the table is pgts's own memory, which a session taking a
+ * million keys grew by a gigabyte.
+ */
+export function advisoryKeyLimit(settings: Readonly<Record<string, string>>): number {
+  const int = (name: string, fallback: number) => {
+    const v = Number.parseInt(settings[name] ?? "", 10);
+    return Number.isFinite(v) && v >= 0 ? v : fallback;
+  };
+  return int("max_locks_per_transaction", 64) *
+    (int("max_connections", 100) + int("max_prepared_transactions", 0));
+}
+
+export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): AdvisoryLocks {
   const table = tools.ex.__indirect_function_table;
   /** Holds by lock key, then by session pid. */
   const locks = new Map<string, Map<number, Holds>>();
@@ -208,7 +224,14 @@ export function installAdvisoryLocks(tools: WasmTools): AdvisoryLocks {
   const acquire = (b: Builtin, fcinfo: number): number => {
     const key = keyOf(fcinfo, b.int8);
     let holders = locks.get(key);
-    if (holders === undefined) locks.set(key, holders = new Map());
+    if (holders === undefined) {
+      if (locks.size >= keyLimit) {
+        tools.raise("53200", "out of shared memory", undefined, {
+          hint: 'You might need to increase "max_locks_per_transaction".',
+        });
+      }
+      locks.set(key, holders = new Map());
+    }
     const others = conflicts(holders, runner, b.shared);
     // A waiting lock queues behind earlier waiters, unless it holds the key
     // already (PostgreSQL grants that at once, or the waiters would wait

@@ -42,7 +42,7 @@ import {
   installBackendFunctions,
   SessionIdentities,
 } from "./backends.ts";
-import { type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
+import { advisoryKeyLimit, type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
 import { installSessionResetValues, type SessionResetValues } from "./resetvalues.ts";
 import { installSessionSequences, type SessionSequences } from "./sequences.ts";
 import { installEncodingGuard } from "./encoding.ts";
@@ -381,7 +381,7 @@ export async function openInstance(
     installEncodingGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
     installServerFileGuard(tools);
-    advisory = installAdvisoryLocks(tools);
+    advisory = installAdvisoryLocks(tools, advisoryKeyLimit(settings));
     // currval() and lastval() per session (sequences.ts); an unknown build shares them.
     const perSession = installSessionSequences(tools, await wasmSha256);
     if (typeof perSession !== "string") sequences = perSession;

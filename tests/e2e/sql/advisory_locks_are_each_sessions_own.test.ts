@@ -63,6 +63,28 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await b.end();
     });
 
+    test("the lock table is bounded as PostgreSQL's: 53200 past max_locks_per_transaction × max_connections keys", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      // 64 × 100 keys by default: a million took a gigabyte of the server's memory.
+      const full = await a.query(
+        "select count(pg_advisory_lock(g)) from generate_series(1, 100000) g",
+      ).catch((e) => e);
+      expect([full.code, full.message, full.hint]).toEqual([
+        "53200",
+        "out of shared memory",
+        'You might need to increase "max_locks_per_transaction".',
+      ]);
+      // As in PostgreSQL, the session-level holds taken before the error stay.
+      expect(await one(b, "select pg_try_advisory_lock(1)")).toBe(false);
+      expect((await b.query("select pg_try_advisory_lock(100001)").catch((e) => e)).code)
+        .toBe("53200");
+      await a.query("select pg_advisory_unlock_all()");
+      expect(await one(b, "select pg_try_advisory_lock(100001)")).toBe(true);
+      await a.end();
+      await b.end();
+    });
+
     test("a lone pg_advisory_lock waits for the key, as in PostgreSQL, while the holder goes on", async () => {
       const a = await pgClient(server());
       const b = await pgClient(server());
