@@ -74,6 +74,8 @@ CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
   WHERE pg_catalog.starts_with(p.name, x.prefix);
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_engine_pid() RETURNS integer
   LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_advisory_locks() RETURNS text
+  LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
 CREATE OR REPLACE VIEW pg_catalog.pg_locks AS
   SELECT l.locktype, l.database, l.relation, l.page, l.tuple, l.virtualxid, l.transactionid,
     l.classid, l.objid, l.objsubid, l.virtualtransaction,
@@ -82,7 +84,15 @@ CREATE OR REPLACE VIEW pg_catalog.pg_locks AS
     l.mode, l.granted, l.fastpath, l.waitstart
   FROM pg_catalog.pg_lock_status() l(locktype, database, relation, page, tuple, virtualxid,
     transactionid, classid, objid, objsubid, virtualtransaction, pid, mode, granted, fastpath,
-    waitstart);
+    waitstart)
+  UNION ALL
+  SELECT 'advisory'::text, d.oid, NULL::oid, NULL::integer, NULL::smallint, NULL::text,
+    NULL::xid, a.classid, a.objid, a.objsubid, NULL::text, a.pid, a.mode, a.granted, false,
+    NULL::timestamptz
+  FROM pg_catalog.json_to_recordset(pg_catalog.pgts_advisory_locks()::pg_catalog.json)
+      AS a(classid oid, objid oid, objsubid smallint, pid integer, mode text, granted boolean),
+    pg_catalog.pg_database d
+  WHERE d.datname = pg_catalog.current_database();
 CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
   SELECT s.datid, d.datname, s.pid, s.leader_pid, s.usesysid, u.rolname AS usename,
     s.application_name, s.client_addr, s.client_hostname, s.client_port, s.backend_start,
@@ -104,7 +114,7 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
   " like '%pgts_statement_prefix%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_locks'::pg_catalog.regclass)" +
-  " like '%pgts_engine_pid%'" +
+  " like '%pgts_advisory_locks%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
   " like '%b.datname%'";

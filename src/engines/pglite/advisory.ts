@@ -68,6 +68,22 @@ export interface AdvisoryLocks {
   endTransaction(pid: number): void;
   /** Only these sessions exist now: every hold of any other goes. */
   keepOnly(pids: Iterable<number>): void;
+  /** The holds and waits, as pg_locks shows advisory locks (activity.ts). */
+  rows(): AdvisoryRow[];
+}
+
+/**
+ * One advisory lock as pg_locks shows it: a bigint key's high and low 32
+ * bits as classid and objid with objsubid 1, two int4 keys as classid and
+ * objid with objsubid 2; pid null for a prepared transaction's.
+ */
+export interface AdvisoryRow {
+  readonly classid: number;
+  readonly objid: number;
+  readonly objsubid: 1 | 2;
+  readonly pid: number | null;
+  readonly mode: "ExclusiveLock" | "ShareLock";
+  readonly granted: boolean;
 }
 
 interface Holds {
@@ -382,6 +398,32 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
         h.xactShared = 0;
       });
     },
+    rows() {
+      const out: AdvisoryRow[] = [];
+      const now = Date.now();
+      for (const key of new Set([...locks.keys(), ...queues.keys()])) {
+        const tag = keyTag(key);
+        for (const [pid, h] of locks.get(key) ?? []) {
+          const holder = pid >= 0 ? pid : null;
+          if (h.session + h.xact > 0) {
+            out.push({ ...tag, pid: holder, mode: "ExclusiveLock", granted: true });
+          }
+          if (h.sessionShared + h.xactShared > 0) {
+            out.push({ ...tag, pid: holder, mode: "ShareLock", granted: true });
+          }
+        }
+        for (const w of queues.get(key) ?? []) {
+          if (now - w.seen > WAITER_TTL_MS) continue;
+          out.push({
+            ...tag,
+            pid: w.pid,
+            mode: w.shared ? "ShareLock" : "ExclusiveLock",
+            granted: false,
+          });
+        }
+      }
+      return out;
+    },
     keepOnly(pids) {
       const keep = new Set(pids);
       for (const [key, queue] of queues) {
@@ -394,6 +436,16 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
       }
     },
   };
+}
+
+/** A lock key ("8:n" or "4:a:b", keyOf's) as pg_locks's classid, objid and objsubid. */
+function keyTag(key: string): Pick<AdvisoryRow, "classid" | "objid" | "objsubid"> {
+  const parts = key.split(":");
+  if (parts[0] === "8") {
+    const n = BigInt.asUintN(64, BigInt(parts[1]!));
+    return { classid: Number(n >> 32n), objid: Number(n & 0xffffffffn), objsubid: 1 };
+  }
+  return { classid: Number(parts[1]!) >>> 0, objid: Number(parts[2]!) >>> 0, objsubid: 2 };
 }
 
 interface TwoPhaseEvents {

@@ -40,6 +40,9 @@
  *   sees the backend's.
  * - `pg_catalog.pgts_engine_pid()`, bound to the same slot, returns PGlite's
  *   own pid, which pg_locks shows as the running session's (activity.ts).
+ * - `pg_catalog.pgts_advisory_locks()`, bound to the same slot, returns the
+ *   advisory locks pgts holds for its sessions (advisory.ts) as JSON, for
+ *   pg_locks (activity.ts).
  * - `pg_catalog.pgts_statement_prefix()`, bound to the same slot, returns
  *   the running session's statement-name prefix, by which pgts's
  *   pg_prepared_statements view keeps that session's statements only.
@@ -137,6 +140,8 @@ export interface BackendFunctions {
   setChannels(channels: readonly string[]): void;
   /** Signals to other sessions recorded since the last call. */
   takeSignals(): BackendSignal[];
+  /** Where pgts_advisory_locks() reads its rows (advisory.ts, installed after these). */
+  setAdvisoryRows(rows: () => readonly unknown[]): void;
 }
 
 /** Builtin function OIDs (pg_proc.dat). */
@@ -352,6 +357,7 @@ export function installBackendFunctions(
    * The running session's statement-name prefix, for pg_prepared_statements
    * (activity.ts); for no session one that no name has, so nothing shows.
    */
+  let advisoryRows: () => readonly unknown[] = () => [];
   const statementPrefix = (): string =>
     (runner === null ? undefined : prefixes.get(runner)) ?? "\u0001";
 
@@ -381,6 +387,7 @@ export function installBackendFunctions(
       if (oid === F_PG_BACKEND_PID) return runner ?? originalPid();
       const name = boundTo(oid);
       if (name === "pgts_engine_pid") return originalPid();
+      if (name === "pgts_advisory_locks") return textDatum(JSON.stringify(advisoryRows()));
       return textDatum(name === "pgts_statement_prefix" ? statementPrefix() : status());
     }),
   );
@@ -464,6 +471,9 @@ export function installBackendFunctions(
       const out = signals;
       signals = [];
       return out;
+    },
+    setAdvisoryRows(rows) {
+      advisoryRows = rows;
     },
   };
 }

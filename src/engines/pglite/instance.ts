@@ -382,6 +382,8 @@ export async function openInstance(
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
     installServerFileGuard(tools);
     advisory = installAdvisoryLocks(tools, advisoryKeyLimit(settings));
+    const locks = advisory;
+    backends.setAdvisoryRows(() => locks.rows());
     // currval() and lastval() per session (sequences.ts); an unknown build shares them.
     const perSession = installSessionSequences(tools, await wasmSha256);
     if (typeof perSession !== "string") sequences = perSession;

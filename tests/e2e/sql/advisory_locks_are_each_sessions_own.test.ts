@@ -38,6 +38,22 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       const b = await pgClient(server());
       expect(await one(a, "select pg_try_advisory_lock(42)")).toBe(true);
       expect(await one(b, "select pg_try_advisory_lock(42)")).toBe(false);
+      // pg_locks lists it as PostgreSQL does: the bigint key's halves in classid and objid.
+      const listed = await b.query(
+        "select classid::int8, objid::int8, objsubid, pid, mode, granted from pg_locks" +
+          " where locktype = 'advisory' and database = (select oid from pg_database" +
+          " where datname = current_database())",
+      );
+      expect(listed.rows).toEqual([
+        {
+          classid: "0",
+          objid: "42",
+          objsubid: 1,
+          pid: a.processID,
+          mode: "ExclusiveLock",
+          granted: true,
+        },
+      ]);
       // Inside a transaction block the wait cannot be: 55P03 at once.
       await b.query("begin");
       const blocked = await b.query("select pg_advisory_lock(42)").catch((e) => e);
