@@ -5,8 +5,9 @@
  * syntax error that left an aborted transaction holding the engine), and a
  * statement prepared while the engine was held (pgbench -M prepared then
  * lost "P_0"). Each statement shape runs on session A; session B and a new
- * session C must go on working, under the default server and the in-process
- * adapter. Real clients: node-postgres, postgres.js, psql, pgbench.
+ * session C must go on working, under the default server (and --adapter
+ * subprocess with PGTS_TEST_ADAPTERS=all; the held-engine pgbench runs under
+ * both always). Real clients: node-postgres, postgres.js, psql, pgbench.
  */
 
 import { afterAll, describe, expect, test } from "bun:test";
@@ -24,6 +25,7 @@ import {
   startSqlServer,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
+import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers();
 
@@ -455,8 +457,14 @@ function shapesOn(adapter: "subprocess" | undefined): void {
   });
 }
 
-describe("default server", () => shapesOn(undefined));
-describe("--adapter subprocess", () => shapesOn("subprocess"));
+// The engine's behaviour, the same under every adapter: the default server,
+// and --adapter subprocess too with PGTS_TEST_ADAPTERS=all (CI's time).
+for (const adapter of ENGINE_TEST_ADAPTERS) {
+  describe(
+    adapter === undefined ? "default server" : `--adapter ${adapter}`,
+    () => shapesOn(adapter as "subprocess" | undefined),
+  );
+}
 
 /**
  * pgbench -M prepared prepares each statement with PQprepare (Parse, Sync)
