@@ -157,80 +157,84 @@ export function installEngineGuards(tools: WasmTools): IdentityGuard {
 }
 
 /**
- * vacuum_cost_delay's check hook: only 0 is allowed. A VACUUM or ANALYZE
- * that naps (vacuum_delay_point) then asks whether the postmaster is alive
- * through a pipe PGlite does not have: the error that follows ended the
- * backend every session shares. A nap would hold every session anyway.
+ * Gives parameter `name`, whose record has no check hook of its own (at
+ * `hookAt`, by its type), one that refuses with 0A000 `unsupported value
+ * for parameter …` every value `refused` spells (null: allowed). `layout`
+ * checks the rest of the record against what PostgreSQL made.
  */
-function installVacuumDelayGuard(tools: WasmTools): void {
-  const name = "vacuum_cost_delay";
+function installRefusingCheckHook(tools: WasmTools, spec: {
+  readonly name: string;
+  readonly vartype: number;
+  readonly hookAt: number;
+  readonly layout?: (view: DataView, record: number) => boolean;
+  readonly refused: (newval: number) => string | null;
+  readonly hint: string;
+}): void {
+  const { name } = spec;
   const record = tools.ex.find_option(tools.cString(name), 0, 1, 0);
   const view = tools.view();
   if (
     record === 0 || tools.readCString(view.getUint32(record + GUC_NAME, true)) !== name ||
-    view.getInt32(record + GUC_VARTYPE, true) !== PGC_REAL ||
-    view.getFloat64(record + GUC_REAL_BOOT, true) !== 0 ||
-    view.getFloat64(record + GUC_REAL_MIN, true) !== 0 ||
-    view.getFloat64(record + GUC_REAL_MAX, true) !== 100 ||
-    view.getUint32(record + GUC_REAL_CHECK_HOOK, true) !== 0
+    view.getInt32(record + GUC_VARTYPE, true) !== spec.vartype ||
+    view.getUint32(record + spec.hookAt, true) !== 0 ||
+    !(spec.layout?.(view, record) ?? true)
   ) {
     throw new Error(`PGlite's ${name} record has an unknown layout`);
   }
   const hook = (newval: number): number => {
-    const value = tools.view().getFloat64(newval, true);
-    if (value === 0) return 1;
-    tools.raise("0A000", `unsupported value for parameter "${name}": "${value}ms"`, undefined, {
-      hint: VACUUM_COST_DELAY_HINT,
+    const value = spec.refused(newval);
+    if (value === null) return 1;
+    tools.raise("0A000", `unsupported value for parameter "${name}": "${value}"`, undefined, {
+      hint: spec.hint,
     });
     return 0;
   };
   view.setUint32(
-    record + GUC_REAL_CHECK_HOOK,
+    record + spec.hookAt,
     tools.addFunction(hook, { params: 3, result: true }),
     true,
   );
 }
 
-/** Why only vacuum_cost_delay = 0 (tables_postgres.ts refuses it in the server's configuration). */
-const VACUUM_COST_DELAY_HINT =
-  "The engine's one backend serves every session: a cost-based vacuum delay would hold them all while it naps, and its nap ends the backend.";
+/**
+ * vacuum_cost_delay's check hook: only 0 is allowed. A VACUUM or ANALYZE
+ * that naps (vacuum_delay_point) then asks whether the postmaster is alive
+ * through a pipe PGlite does not have: the error that follows ended the
+ * backend every session shares. A nap would hold every session anyway.
+ * (tables_postgres.ts refuses it in the server's configuration.)
+ */
+function installVacuumDelayGuard(tools: WasmTools): void {
+  installRefusingCheckHook(tools, {
+    name: "vacuum_cost_delay",
+    vartype: PGC_REAL,
+    hookAt: GUC_REAL_CHECK_HOOK,
+    layout: (view, record) =>
+      view.getFloat64(record + GUC_REAL_BOOT, true) === 0 &&
+      view.getFloat64(record + GUC_REAL_MIN, true) === 0 &&
+      view.getFloat64(record + GUC_REAL_MAX, true) === 100,
+    refused: (newval) => {
+      const value = tools.view().getFloat64(newval, true);
+      return value === 0 ? null : `${value}ms`;
+    },
+    hint:
+      "The engine's one backend serves every session: a cost-based vacuum delay would hold them all while it naps, and its nap ends the backend.",
+  });
+}
 
 /**
  * exit_on_error's check hook (config_bool's, at the offset of
  * config_string's: a pointer, then a bool padded to four bytes): on is
- * refused. The record has no hook of its own to keep.
+ * refused.
  */
 function installExitOnErrorGuard(tools: WasmTools): void {
-  const name = "exit_on_error";
-  const record = tools.ex.find_option(tools.cString(name), 0, 1, 0);
-  const view = tools.view();
-  if (
-    record === 0 || tools.readCString(view.getUint32(record + GUC_NAME, true)) !== name ||
-    view.getInt32(record + GUC_VARTYPE, true) !== PGC_BOOL ||
-    view.getUint32(record + GUC_STRING_CHECK_HOOK, true) !== 0
-  ) {
-    throw new Error(`PGlite's ${name} record has an unknown layout`);
-  }
-  const hook = (newval: number): number => {
-    if (tools.view().getUint8(newval) !== 0) {
-      tools.raise(
-        "0A000",
-        `unsupported value for parameter "${name}": "on"`,
-        undefined,
-        {
-          hint:
-            "Every session shares the engine's one backend: an error ending it would end every session.",
-        },
-      );
-      return 0;
-    }
-    return 1;
-  };
-  view.setUint32(
-    record + GUC_STRING_CHECK_HOOK,
-    tools.addFunction(hook, { params: 3, result: true }),
-    true,
-  );
+  installRefusingCheckHook(tools, {
+    name: "exit_on_error",
+    vartype: PGC_BOOL,
+    hookAt: GUC_STRING_CHECK_HOOK,
+    refused: (newval) => tools.view().getUint8(newval) !== 0 ? "on" : null,
+    hint:
+      "Every session shares the engine's one backend: an error ending it would end every session.",
+  });
 }
 
 /** What the guards need of the instance: its memory, strings, errors, the function table. */
