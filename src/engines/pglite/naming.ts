@@ -254,10 +254,10 @@ function inspect(
         acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
       }
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
-      return w0 === "create" ? executedName(CREATE_AS_EXECUTE, sql, st, prefix) : null;
+      return w0 === "create" ? prefixedName(CREATE_AS_EXECUTE, sql, st, prefix) : null;
     }
     case "explain":
-      return executedName(EXPLAIN_EXECUTE, sql, st, prefix);
+      return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix);
     case "grant":
     case "revoke":
       // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
@@ -300,14 +300,7 @@ function inspect(
     case "with": {
       if (acc.holdCursors.size === 0) return null;
       // WHERE CURRENT OF name, past the tokens the scan keeps.
-      const text = sql.slice(st.start, st.end);
-      const m = CURRENT_OF.exec(text);
-      const at = m?.indices?.[1];
-      if (m === null || at === undefined) return null;
-      const raw = m[1]!;
-      const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
-      if (!acc.holdCursors.has(name)) return null;
-      return { start: st.start + at[0], end: st.start + at[1], text: quoteIdent(prefix + name) };
+      return prefixedName(CURRENT_OF, sql, st, prefix, (name) => acc.holdCursors.has(name));
     }
     case "prepare":
     case "execute":
@@ -332,12 +325,12 @@ function inspect(
   }
 }
 
-/** A prepared statement's name, as SQL spells one, captured. */
-const NAME = String.raw`("(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)`;
+/** An identifier as SQL spells one: quoted, or a plain word. */
+const IDENT = String.raw`(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)`;
+/** A statement's or cursor's name, captured. */
+const NAME = `(${IDENT})`;
 /** A name, qualified or not, in either spelling. */
-const QUALIFIED =
-  String.raw`(?:(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)\s*\.\s*)*` +
-  String.raw`(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)`;
+const QUALIFIED = String.raw`(?:${IDENT}\s*\.\s*)*${IDENT}`;
 /** `EXPLAIN [(options)] [ANALYZE] [VERBOSE] EXECUTE name`, the name's span captured. */
 const EXPLAIN_EXECUTE = new RegExp(
   String.raw`^\s*explain\s*(?:\([^)]*\)\s*)?(?:(?:analy[sz]e|verbose)\s+)*execute\s+` + NAME,
@@ -360,26 +353,28 @@ const CREATE_AS_EXECUTE = new RegExp(
 );
 
 /**
- * The name of the prepared statement that EXPLAIN EXECUTE or CREATE TABLE
- * AS EXECUTE runs, prefixed, or null when `re` does not match the statement.
+ * The name `re` captures in the statement (EXPLAIN EXECUTE's, CREATE TABLE
+ * AS EXECUTE's, WHERE CURRENT OF's) as the session's own, or null when `re`
+ * does not match or `ours` says the name is not one the session renames.
  */
-function executedName(
+function prefixedName(
   re: RegExp,
   sql: string,
   st: Statement,
   prefix: string,
+  ours: (name: string) => boolean = () => true,
 ): { start: number; end: number; text: string } | null {
   const m = re.exec(sql.slice(st.start, st.end));
   const at = m?.indices?.[1];
   if (m === null || at === undefined) return null;
   const raw = m[1]!;
   const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
+  if (!ours(name)) return null;
   return { start: st.start + at[0], end: st.start + at[1], text: quoteIdent(prefix + name) };
 }
 
 /** `WHERE CURRENT OF name` ending a statement, the name's span captured. */
-const CURRENT_OF =
-  /\bcurrent\s+of\s+("(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)\s*;?\s*$/di;
+const CURRENT_OF = new RegExp(String.raw`\bcurrent\s+of\s+${NAME}\s*;?\s*$`, "di");
 
 /** Words of statements that may name a hold cursor the session has. */
 const CURSOR_USE = /fetch|move|current/i;
