@@ -175,6 +175,20 @@ export function builtinSlot(tools: WasmTools, oid: number): number {
   return v.getUint32(finfo, true);
 }
 
+/**
+ * A text Datum's string: a short (1-byte header) varlena or a plain 4-byte
+ * one. Never a compressed or external one: what reaches it is a literal or
+ * a function's result.
+ */
+export function textOfDatum(tools: WasmTools, datum: number): string {
+  const v = tools.view();
+  const first = v.getUint8(datum);
+  const [start, length] = (first & 1) === 1
+    ? [datum + 1, (first >> 1) - 1]
+    : [datum + 4, (v.getUint32(datum, true) >>> 2) - 4];
+  return new TextDecoder().decode(new Uint8Array(v.buffer, start, length).slice());
+}
+
 /** One FmgrInfo buffer per instance, for builtinSlot. */
 const finfoOf = new WeakMap<WasmTools, number>();
 
@@ -266,16 +280,6 @@ export function installBackendFunctions(
     mem.set(bytes, p);
     mem[p + bytes.length] = 0;
     return ex.cstring_to_text(p);
-  };
-
-  /** A text Datum's string: a 4-byte varlena header (a function's result is never short). */
-  const textOf = (datum: number): string => {
-    const v = tools.view();
-    const first = v.getUint8(datum);
-    const [start, length] = (first & 1) === 1
-      ? [datum + 1, (first >> 1) - 1]
-      : [datum + 4, (v.getUint32(datum, true) >>> 2) - 4];
-    return new TextDecoder().decode(new Uint8Array(v.buffer, start, length).slice());
   };
 
   /**
@@ -435,7 +439,7 @@ export function installBackendFunctions(
         if (rsi === 0 || tools.view().getInt32(rsi + RSI_IS_DONE, true) === EXPR_END_RESULT) {
           return datum;
         }
-        if (channels.includes(textOf(datum))) return datum;
+        if (channels.includes(textOfDatum(tools, datum))) return datum;
       }
     }),
   );

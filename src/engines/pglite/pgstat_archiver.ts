@@ -34,7 +34,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DATADIR_MOUNT } from "./backupfs.ts";
-import { argDatum, builtinSlot, wasmFunctionOf } from "./backends.ts";
+import { argDatum, builtinSlot, textOfDatum, wasmFunctionOf } from "./backends.ts";
 import type { WasmTools } from "./guard.ts";
 
 /** pg_stat_archiver's columns. */
@@ -165,15 +165,7 @@ export interface ResetFs {
 function targetOf(tools: WasmTools, fcinfo: number): string | null {
   // NullableDatum: the Datum, then isnull.
   if (tools.view().getUint8(fcinfo + 20 + 4) !== 0) return null;
-  const p = argDatum(tools, fcinfo, 0);
-  const v = tools.view();
-  const first = v.getUint8(p);
-  // A short (1-byte header) varlena, or a plain 4-byte one; a literal is
-  // never compressed or external.
-  const [start, length] = (first & 1) === 1
-    ? [p + 1, (first >> 1) - 1]
-    : [p + 4, (v.getUint32(p, true) >>> 2) - 4];
-  return new TextDecoder().decode(new Uint8Array(v.buffer, start, length).slice());
+  return textOfDatum(tools, argDatum(tools, fcinfo, 0));
 }
 
 /**
