@@ -14,6 +14,13 @@
  * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
  * names the client gave.
  *
+ * pg_cursors is replaced alike: a WITH HOLD cursor outlives its transaction
+ * under its engine name (`pgts<id>:name`, naming.ts), so PGlite's view listed
+ * every session's, with the statements that declared them. The new view
+ * shows the running session's under the names it gave, and the cursors
+ * without HOLD, which live in the transaction of the session that holds the
+ * engine, as they are.
+ *
  * pg_locks is replaced too: every lock of the backend's own PGPROC is the
  * running session's (one that holds locks holds the engine, in its
  * transaction), so the view shows that session's pid (pg_backend_pid())
@@ -72,6 +79,14 @@ CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
   FROM pg_catalog.pg_prepared_statement() p,
     (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
   WHERE pg_catalog.starts_with(p.name, x.prefix);
+CREATE OR REPLACE VIEW pg_catalog.pg_cursors AS
+  SELECT CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
+      THEN pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1) ELSE c.name END AS name,
+    pg_catalog.replace(c.statement, '"' || x.prefix, '"') AS statement,
+    c.is_holdable, c.is_binary, c.is_scrollable, c.creation_time
+  FROM pg_catalog.pg_cursor() c, (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
+  WHERE pg_catalog.starts_with(c.name, x.prefix)
+    OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '^pgts[0-9]+:');
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_engine_pid() RETURNS integer
   LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_advisory_locks() RETURNS text
@@ -112,6 +127,8 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_activity'::pg_catalog.regclass)" +
   " like '%pgts_stat_get_activity%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
+  " like '%pgts_statement_prefix%'" +
+  " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
   " like '%pgts_statement_prefix%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_locks'::pg_catalog.regclass)" +
   " like '%pgts_advisory_locks%'" +

@@ -4,8 +4,9 @@
  * cursor "c", and one could fetch from another's. Each session's are its
  * own, as in PostgreSQL: the same name in two sessions, each FETCH, MOVE
  * and CLOSE reaching its own, another's name unknown (34000), closed when
- * the session ends or runs DISCARD ALL; CLOSE ALL is refused while other
- * sessions have such cursors (it would close theirs). node-postgres and
+ * the session ends or runs DISCARD ALL, listed in pg_cursors to their own
+ * session only; CLOSE ALL is refused while other sessions have such cursors
+ * (it would close theirs). node-postgres and
  * psql; the default server (and --adapter subprocess: ENGINE_TEST_ADAPTERS).
  */
 
@@ -52,13 +53,15 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
     test("CLOSE ALL is refused while another session has one; its end and DISCARD ALL close a session's", async () => {
       const a = await pgClient(server());
       const b = await pgClient(server());
-      const watch = await pgClient(server());
-      const open = async () =>
-        Number((await watch.query("select count(*)::int as n from pg_cursors")).rows[0].n);
-      const before = await open();
+      // What the session itself sees of its cursors.
+      const mine = async (c: typeof a) =>
+        (await c.query("select name, statement, is_holdable from pg_cursors order by name")).rows;
       await a.query("declare ca cursor with hold for select 1");
       await b.query("declare cb cursor with hold for select 2");
-      expect(await open()).toBe(before + 2);
+      expect(await mine(a)).toEqual([
+        { name: "ca", statement: 'declare "ca" cursor with hold for select 1', is_holdable: true },
+      ]);
+      expect((await mine(b)).map((r) => r.name)).toEqual(["cb"]);
       const refused = await a.query("close all").catch((e) => e);
       expect(refused).toMatchObject({
         code: "0A000",
@@ -66,16 +69,42 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       });
       expect(values((await b.query("fetch cb")).rows)).toEqual([2]);
       await b.query("discard all");
-      expect(await open()).toBe(before + 1);
+      expect(await mine(b)).toEqual([]);
+      expect((await mine(a)).map((r) => r.name)).toEqual(["ca"]);
       // b has none now: a's CLOSE ALL closes a's own.
       await a.query("close all");
-      expect(await open()).toBe(before);
+      expect(await mine(a)).toEqual([]);
       await a.query("declare again cursor with hold for select 3");
-      expect(await open()).toBe(before + 1);
+      // A cursor without HOLD, in b's transaction, is b's alone, under its name.
+      await b.query("begin");
+      await b.query("declare t cursor for select 4");
+      expect(await mine(b)).toEqual([
+        { name: "t", statement: "declare t cursor for select 4", is_holdable: false },
+      ]);
+      await b.query("commit");
       await a.end();
-      await waitFor("the ended session's cursor to close", async () => (await open()) === before);
+      // Its end closed a's: a new session declares "again" without 42P03.
+      const c = await pgClient(server());
+      await waitFor("the ended session's cursor to close", async () => {
+        const r = await c.query("declare again cursor with hold for select 5").catch((e) => e);
+        if (r instanceof Error) return false;
+        await c.query("close again");
+        return true;
+      });
       await b.end();
-      await watch.end();
+      await c.end();
+    });
+
+    test("pg_cursors shows a session its own cursors only, under the names it gave", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      await a.query("declare secret cursor with hold for select 'a private statement'");
+      const seen = await b.query("select name, statement from pg_cursors");
+      expect(seen.rows).toEqual([]);
+      const own = await a.query("select name from pg_cursors where statement like '%private%'");
+      expect(own.rows).toEqual([{ name: "secret" }]);
+      await a.end();
+      await b.end();
     });
 
     test("psql: a cursor declared WITH HOLD in one session is unknown to the next", async () => {
