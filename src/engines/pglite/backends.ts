@@ -46,6 +46,13 @@
  * - `pg_catalog.pgts_statement_prefix()`, bound to the same slot, returns
  *   the running session's statement-name prefix, by which pgts's
  *   pg_prepared_statements view keeps that session's statements only.
+ * - A session's exec that changed a role or a membership, however spelled
+ *   (CREATE ROLE in a DO block or a function, where the text scan of
+ *   naming.ts does not look), ends with a `roles` signal, so that the
+ *   engine reads them again and gives them to pgts's role catalog and the
+ *   other databases' engines. It is known from the backend's syscache
+ *   invalidations of pg_authid and pg_auth_members, which every change of
+ *   them makes.
  *
  * Runs on the thread that runs PGlite, and must never act on a session
  * itself: it only records what the engine should do.
@@ -127,7 +134,15 @@ const ERRCODE_ADMIN_SHUTDOWN = "57P01";
  * A signal an exec asked for: to another session (cancel, terminate), or
  * (pid 0) to the postmaster: pg_reload_conf()'s SIGHUP.
  */
-export type BackendSignal = readonly [pid: number, kind: "cancel" | "terminate" | "reload"];
+/**
+ * What an exec asks of the engine when it is over: cancel or terminate the
+ * session `pid`, reload the configuration, or (`roles`) read the roles
+ * again, since session `pid` changed them.
+ */
+export type BackendSignal = readonly [
+  pid: number,
+  kind: "cancel" | "terminate" | "reload" | "roles",
+];
 
 export interface BackendFunctions {
   /** The session whose exec runs next (its pid), or null for pgts's own work. */
@@ -151,6 +166,14 @@ const F_PG_TERMINATE_BACKEND = 2096;
 const F_PG_RELOAD_CONF = 2621;
 const F_PG_LOG_BACKEND_MEMORY_CONTEXTS = 4543;
 const F_PG_LISTENING_CHANNELS = 3035;
+
+/**
+ * Syscache ids of pg_auth_members (by member) and pg_authid (by oid):
+ * PostgreSQL 18's syscache_ids.h numbers the caches in their names'
+ * alphabetical order (AGGFNOID 0, …, AUTHMEMMEMROLE 8, …, AUTHOID 11).
+ */
+const AUTHMEMMEMROLE = 8;
+const AUTHOID = 11;
 
 /** Offsets in wasm32 structures (fmgr.h): FmgrInfo.fn_oid, FunctionCallInfoBaseData.args. */
 const FLINFO_FN_OID = 4;
@@ -212,6 +235,7 @@ interface BackendExports {
   palloc(size: number): number;
   cstring_to_text(s: number): number;
   get_func_name(oid: number): number;
+  CacheRegisterSyscacheCallback(cacheId: number, fn: number, arg: number): void;
 }
 
 export function installBackendFunctions(
@@ -229,6 +253,7 @@ export function installBackendFunctions(
       "palloc",
       "cstring_to_text",
       "get_func_name",
+      "CacheRegisterSyscacheCallback",
     ] as const
   ) {
     if (typeof ex[fn] !== "function") throw new Error(`PGlite does not export ${fn}`);
@@ -456,6 +481,16 @@ export function installBackendFunctions(
     }),
   );
 
+  // Roles changed by a session's exec. pgts's own work (the copy of
+  // another engine's roles, rolesSyncSql) changes them too, and is not a
+  // change to pass on.
+  let rolesChangedBy: number | null = null;
+  const rolesChanged = tools.addFunction(() => {
+    if (runner !== null) rolesChangedBy = runner;
+  }, { params: 3, result: false });
+  ex.CacheRegisterSyscacheCallback(AUTHOID, rolesChanged, 0);
+  ex.CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rolesChanged, 0);
+
   return {
     runAs(pid) {
       runner = pid;
@@ -471,6 +506,10 @@ export function installBackendFunctions(
       channels = list;
     },
     takeSignals() {
+      if (rolesChangedBy !== null) {
+        signals.push([rolesChangedBy, "roles"]);
+        rolesChangedBy = null;
+      }
       if (signals.length === 0) return signals;
       const out = signals;
       signals = [];

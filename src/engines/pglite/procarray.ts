@@ -95,13 +95,14 @@ export class ProcArray {
     return [...this.#sessions].map((s) => s.activityRow());
   }
 
-  /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
+  /** Signals of an exec: pg_cancel_backend and pg_terminate_backend (checked by the caller), roles changed. */
   signal(signals: readonly BackendSignal[]): void {
     const all = [...this.#sessions, ...(this.#others?.sessions() ?? [])];
     for (const [pid, kind] of signals) {
       for (const s of all) {
         if (s.pid !== pid) continue;
         if (kind === "cancel") s.cancel();
+        else if (kind === "roles") s.rolesDirty = true;
         else if (kind === "terminate") {
           s.terminate(
             new PgError(

@@ -154,6 +154,49 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await a.end();
     });
 
+    test("a role made or dropped in a DO block or a function is the cluster's too", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE roles_do");
+      const a = await pgClient(s, { database: "roles_do" });
+      // The migrations' idiom: create the role unless it exists.
+      await a.query(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_do') THEN" +
+          " CREATE ROLE app_do LOGIN; END IF; END $$",
+      );
+      await a.query(
+        "CREATE FUNCTION make_crew() RETURNS void LANGUAGE sql AS" +
+          " $$ CREATE ROLE crew_do; GRANT crew_do TO app_do $$",
+      );
+      await a.query("SELECT make_crew()");
+      const b = await pgClient(s, { user: "app_do", database: "postgres" });
+      const r = await b.query(
+        "SELECT current_user AS u, pg_has_role('app_do', 'crew_do', 'MEMBER') AS member",
+      );
+      expect(r.rows[0]).toEqual({ u: "app_do", member: true });
+      await b.end();
+      // A rolled-back drop leaves it; a committed one ends its logins everywhere.
+      await a.query("BEGIN");
+      await a.query("DO $$ BEGIN DROP ROLE crew_do; END $$");
+      await a.query("ROLLBACK");
+      const kept = await admin.query(
+        "SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'crew_do'",
+      );
+      expect(kept.rows[0].n).toBe(1);
+      await a.query("DO $$ BEGIN DROP ROLE crew_do; DROP ROLE app_do; END $$");
+      const e = await connectError(s, { user: "app_do", database: "postgres" });
+      expect({ code: e?.code, message: e?.message }).toEqual({
+        code: "28000",
+        message: 'role "app_do" does not exist',
+      });
+      const gone = await admin.query(
+        "SELECT count(*)::int AS n FROM pg_roles WHERE rolname IN ('app_do', 'crew_do')",
+      );
+      expect(gone.rows[0].n).toBe(0);
+      await a.end();
+      await admin.end();
+    });
+
     if (adapter !== undefined) return;
 
     test("postgres.js, which sends every statement in an extended batch, creates and drops a database", async () => {
