@@ -155,6 +155,8 @@ export interface BackendFunctions {
   setChannels(channels: readonly string[]): void;
   /** Signals to other sessions recorded since the last call. */
   takeSignals(): BackendSignal[];
+  /** The statement-name prefix of the session whose exec runs, or null for pgts's own work. */
+  runningPrefix(): string | null;
   /** Where pgts_advisory_locks() reads its rows (advisory.ts, installed after these). */
   setAdvisoryRows(rows: () => readonly unknown[]): void;
 }
@@ -517,6 +519,9 @@ export function installBackendFunctions(
     },
     setAdvisoryRows(rows) {
       advisoryRows = rows;
+    },
+    runningPrefix() {
+      return runner === null ? null : prefixes.get(runner) ?? null;
     },
   };
 }

@@ -588,10 +588,13 @@ export function parsedStatement(tools: WasmTools, sql: string): number {
 /**
  * Calls `fn` with each utility statement (its parse node) after parse
  * analysis, however it was sent (a PL/pgSQL EXECUTE included): a
- * post_parse_analyze hook, chained to the one installed before it. `fn`
- * may raise (tools.raise) to refuse the statement.
+ * post_parse_analyze hook, chained to the one installed before it, with
+ * its ParseState. `fn` may raise (tools.raise) to refuse the statement.
  */
-export function onUtilityStatement(tools: WasmTools, fn: (stmt: number) => void): void {
+export function onUtilityStatement(
+  tools: WasmTools,
+  fn: (stmt: number, pstate: number) => void,
+): void {
   const ex = tools.ex;
   const hookAddress = ex.post_parse_analyze_hook.value as number;
   const previous = tools.view().getUint32(hookAddress, true);
@@ -602,7 +605,7 @@ export function onUtilityStatement(tools: WasmTools, fn: (stmt: number) => void)
     const view = tools.view();
     if (view.getInt32(query + QUERY_COMMAND_TYPE, true) === CMD_UTILITY) {
       const stmt = view.getUint32(query + QUERY_UTILITY_STMT, true);
-      if (stmt !== 0) fn(stmt);
+      if (stmt !== 0) fn(stmt, pstate);
     }
     chained?.(pstate, query, jstate);
   };

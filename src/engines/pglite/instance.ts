@@ -33,6 +33,7 @@ import { loadExtensionBundles } from "./extensions.ts";
 import { concat } from "./wire.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
+import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
 import {
   type ActivityRow,
@@ -381,6 +382,8 @@ export async function openInstance(
     installEncodingGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
     installServerFileGuard(tools);
+    const running = backends;
+    installPortalNameGuard(tools, () => running.runningPrefix());
     advisory = installAdvisoryLocks(tools, advisoryKeyLimit(settings));
     const locks = advisory;
     backends.setAdvisoryRows(() => locks.rows());

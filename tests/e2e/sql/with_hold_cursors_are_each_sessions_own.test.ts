@@ -6,7 +6,9 @@
  * and CLOSE reaching its own, another's name unknown (34000), closed when
  * the session ends or runs DISCARD ALL, listed in pg_cursors to their own
  * session only; CLOSE ALL is refused while other sessions have such cursors
- * (it would close theirs). node-postgres and
+ * (it would close theirs), and a session cannot reach another's under the
+ * engine's names, nor close, deallocate or listen for every session from a
+ * function. node-postgres and
  * psql; the default server (and --adapter subprocess: ENGINE_TEST_ADAPTERS).
  */
 
@@ -103,6 +105,59 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(seen.rows).toEqual([]);
       const own = await a.query("select name from pg_cursors where statement like '%private%'");
       expect(own.rows).toEqual([{ name: "secret" }]);
+      await a.end();
+      await b.end();
+    });
+
+    test("another session's engine names are unknown; a function cannot close, deallocate or listen for all", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      await a.query("declare secret cursor with hold for select 'a''s rows' as v");
+      await a.query("prepare mine as select 'a''s statement' as v");
+      // The backend's own list names a's cursor under its engine name.
+      const raw = await b.query(
+        "select name from pg_catalog.pg_cursor() where name like '%secret' and name <> 'secret'",
+      );
+      const engineName = raw.rows[0].name as string;
+      expect(engineName).toMatch(/^pgts\d+:secret$/);
+      const stolen = await b.query(`fetch all from "${engineName}"`).catch((e) => e);
+      expect(stolen).toMatchObject({
+        code: "34000",
+        message: `cursor "${engineName}" does not exist`,
+      });
+      const statement = engineName.replace(/secret$/, "mine");
+      const viaFunction = await b.query(
+        `do $$ begin execute 'execute "${statement}"'; end $$`,
+      ).catch((e) => e);
+      expect(viaFunction).toMatchObject({
+        code: "26000",
+        message: `prepared statement "${statement}" does not exist`,
+      });
+      for (
+        const [sql, what] of [
+          ["close all", "CLOSE ALL"],
+          ["deallocate all", "DEALLOCATE ALL"],
+          ["unlisten *", "UNLISTEN"],
+          ["listen ch", "LISTEN"],
+          ["prepare p2 as select 1", "PREPARE"],
+          ["declare c2 cursor with hold for select 1", "DECLARE … WITH HOLD"],
+        ]
+      ) {
+        const e = await b.query(`do $$ begin execute '${sql}'; end $$`).catch((e) => e);
+        expect({ sql, code: e.code, message: e.message }).toEqual({
+          sql,
+          code: "0A000",
+          message:
+            `${what} inside a function or a DO block is not supported by the embedded engine`,
+        });
+      }
+      // A cursor without HOLD in a function's transaction is the session's: allowed.
+      await b.query(
+        "do $$ begin execute 'declare t cursor for select 1'; execute 'close t'; end $$",
+      );
+      // a's cursor and statement are untouched.
+      expect(values((await a.query("fetch all from secret")).rows)).toEqual(["a's rows"]);
+      expect(values((await a.query("execute mine")).rows)).toEqual(["a's statement"]);
       await a.end();
       await b.end();
     });
