@@ -2,7 +2,8 @@
  * pg_prepared_statements shows a session its own prepared statements only,
  * under the names it gave them, as in PostgreSQL — though all sessions'
  * statements live in one PGlite backend (there under per-session names).
- * Another session's statement text never shows. Under the default server
+ * Another session's statement text never shows, nor does the builtin that
+ * lists every session's answer a role that is not a superuser. Under the default server
  * and --adapter inproc.
  */
 
@@ -35,6 +36,31 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       const c = await pgClient(server());
       expect(await list(c)).toEqual([]);
       for (const s of [a, b, c]) await s.end();
+    });
+
+    test("a role that is not a superuser cannot list every session's through the builtins", async () => {
+      const admin = await pgClient(server());
+      await admin.query("create role list_reader login");
+      await admin.query("prepare admins as select 'the admin''s statement'");
+      await admin.query("declare admins_cursor cursor with hold for select 1");
+      const r = await pgClient(server(), { user: "list_reader" });
+      for (const fn of ["pg_prepared_statement", "pg_cursor"]) {
+        const e = await r.query(`select name, statement from pg_catalog.${fn}()`).catch((e) => e);
+        expect({ fn, code: e.code, message: e.message }).toEqual({
+          fn,
+          code: "42501",
+          message: `permission denied for function ${fn}`,
+        });
+      }
+      // The views still list the role's own.
+      await r.query("prepare readers as select 1");
+      expect((await r.query("select name from pg_prepared_statements")).rows).toEqual([
+        { name: "readers" },
+      ]);
+      expect((await r.query("select name from pg_cursors")).rows).toEqual([]);
+      await r.end();
+      await admin.query("close admins_cursor");
+      await admin.end();
     });
   });
 }

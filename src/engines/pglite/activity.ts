@@ -14,6 +14,11 @@
  * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
  * names the client gave.
  *
+ * Both read the backend's list through a SECURITY DEFINER function, and
+ * the builtins that list every session's (pg_prepared_statement(),
+ * pg_cursor()) are for superusers only: another role read every session's
+ * statement texts there.
+ *
  * pg_cursors is replaced alike: a WITH HOLD cursor outlives its transaction
  * under its engine name (`pgts<id>:name`, naming.ts), so PGlite's view listed
  * every session's, with the statements that declared them. The new view
@@ -71,22 +76,38 @@ RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
 $pgts$;
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_statement_prefix() RETURNS text
   LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
-CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
-  SELECT pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1) AS name,
-    pg_catalog.replace(p.statement, '"' || x.prefix, '"') AS statement,
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_prepared_statements(
+  OUT name text, OUT statement text, OUT prepare_time timestamptz,
+  OUT parameter_types pg_catalog.regtype[], OUT result_types pg_catalog.regtype[],
+  OUT from_sql boolean, OUT generic_plans bigint, OUT custom_plans bigint)
+RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp AS $pgts$
+  SELECT pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1),
+    pg_catalog.replace(p.statement, '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
     p.prepare_time, p.parameter_types, p.result_types, p.from_sql, p.generic_plans,
     p.custom_plans
   FROM pg_catalog.pg_prepared_statement() p,
     (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
-  WHERE pg_catalog.starts_with(p.name, x.prefix);
-CREATE OR REPLACE VIEW pg_catalog.pg_cursors AS
+  WHERE pg_catalog.starts_with(p.name, x.prefix)
+$pgts$;
+CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
+  SELECT * FROM pg_catalog.pgts_prepared_statements();
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_cursors(
+  OUT name text, OUT statement text, OUT is_holdable boolean, OUT is_binary boolean,
+  OUT is_scrollable boolean, OUT creation_time timestamptz)
+RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp AS $pgts$
   SELECT CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
-      THEN pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1) ELSE c.name END AS name,
-    pg_catalog.replace(c.statement, '"' || x.prefix, '"') AS statement,
+      THEN pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1) ELSE c.name END,
+    pg_catalog.replace(c.statement, '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
     c.is_holdable, c.is_binary, c.is_scrollable, c.creation_time
   FROM pg_catalog.pg_cursor() c, (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
   WHERE pg_catalog.starts_with(c.name, x.prefix)
-    OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '^pgts[0-9]+:');
+    OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '^pgts[0-9]+:')
+$pgts$;
+CREATE OR REPLACE VIEW pg_catalog.pg_cursors AS SELECT * FROM pg_catalog.pgts_cursors();
+REVOKE EXECUTE ON FUNCTION pg_catalog.pg_prepared_statement() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pg_catalog.pg_cursor() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_engine_pid() RETURNS integer
   LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_advisory_locks() RETURNS text
@@ -127,9 +148,9 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   "select pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_activity'::pg_catalog.regclass)" +
   " like '%pgts_stat_get_activity%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
-  " like '%pgts_statement_prefix%'" +
+  " like '%pgts_prepared_statements%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
-  " like '%pgts_statement_prefix%'" +
+  " like '%pgts_cursors%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_locks'::pg_catalog.regclass)" +
   " like '%pgts_advisory_locks%'" +
   " and pg_catalog.pg_get_functiondef(" +
