@@ -33,6 +33,7 @@ import { loadExtensionBundles } from "./extensions.ts";
 import { concat } from "./wire.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
+import { installUnsetPlaceholdersNull } from "./customsettings.ts";
 import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
 import {
@@ -384,6 +385,7 @@ export async function openInstance(
     installServerFileGuard(tools);
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
+    installUnsetPlaceholdersNull(tools);
     advisory = installAdvisoryLocks(tools, advisoryKeyLimit(settings));
     const locks = advisory;
     backends.setAdvisoryRows(() => locks.rows());

@@ -165,3 +165,29 @@ test("the same for an ordinary role's session, over the parameters it may SET", 
   await b.query("CREATE ROLE walk_user LOGIN");
   await walkSettings(await pgClient(s, { user: "walk_user" }), b, ["user"]);
 });
+
+test("a custom setting another session set reads NULL with current_setting(name, true), as a name never seen", async () => {
+  const s = server();
+  const a = await pgClient(s);
+  const b = await pgClient(s);
+  const read = async (c: pg.Client, name: string) =>
+    (await c.query("select current_setting($1, true) as v", [name])).rows[0].v;
+  expect(await read(b, "app.tenant")).toBeNull();
+  await a.query("set app.tenant = '42'");
+  expect(await read(a, "app.tenant")).toBe("42");
+  // The idiom of row-level security policies: a cast of the setting.
+  const policy = await b.query(
+    "select current_setting('app.tenant', true)::int as tenant",
+  );
+  expect(policy.rows[0].tenant).toBeNull();
+  await b.query("begin");
+  await b.query("set local app.tenant = '7'");
+  expect(await read(b, "app.tenant")).toBe("7");
+  await b.query("commit");
+  expect(await read(a, "app.tenant")).toBe("42");
+  // Without missing_ok, and for parameters that are not custom, as PostgreSQL.
+  expect(await read(b, "work_mem")).toBe("4MB");
+  expect(await read(b, "no_such_parameter")).toBeNull();
+  await a.end();
+  await b.end();
+});
