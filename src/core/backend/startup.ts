@@ -455,6 +455,16 @@ async function startSession(
     // asked (pg_stat_activity's client_port), a getpeername() the connection
     // otherwise never needs.
     ...(remote.family === "tcp" ? { client: remote } : {}),
+    ...(ssl !== null
+      ? {
+        ssl: {
+          version: ssl.protocol,
+          cipher: ssl.cipher,
+          bits: ssl.bits,
+          clientDn: ssl.peer?.cn != null ? `/CN=${ssl.peer.cn}` : null,
+        },
+      }
+      : {}),
     ...(who.scram !== null ? { scram: who.scram } : {}),
   });
   const secretKey = nextCancelKey();

@@ -29,6 +29,8 @@ export interface SessionStartup {
     /** The server's end (inet_server_addr, inet_server_port), where known. */
     readonly local?: { readonly address: string; readonly port: number } | undefined;
   };
+  /** The connection's TLS, when it has one (pg_stat_ssl). */
+  readonly ssl?: SessionSsl;
   /**
    * When the client logged in with SCRAM against the role's stored secret:
    * what an engine that relays to another server needs to log in there as
@@ -36,6 +38,16 @@ export interface SessionStartup {
    * iteration count). Engines that do not log in elsewhere ignore it.
    */
   readonly scram?: ScramLogin;
+}
+
+/** What pg_stat_ssl shows of a connection's TLS. */
+export interface SessionSsl {
+  /** "TLSv1.3" and the like. */
+  readonly version: string;
+  readonly cipher: string;
+  readonly bits: number;
+  /** The client certificate's subject ("/CN=name"), or null when it presented none. */
+  readonly clientDn: string | null;
 }
 
 export interface ScramLogin {

@@ -46,7 +46,7 @@
  * a bounded copy of its text, decoded only when the view is read.
  */
 
-import type { TransactionStatus } from "../../core/engine/types.ts";
+import type { SessionSsl, TransactionStatus } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
 import type { ActivityRow } from "./backends.ts";
 import type { Frame } from "./wire.ts";
@@ -129,6 +129,17 @@ CREATE OR REPLACE VIEW pg_catalog.pg_locks AS
       AS a(classid oid, objid oid, objsubid smallint, pid integer, mode text, granted boolean),
     pg_catalog.pg_database d
   WHERE d.datname = pg_catalog.current_database();
+CREATE OR REPLACE VIEW pg_catalog.pg_stat_ssl AS
+  SELECT b.pid, b.ssl, b.sslversion AS version, b.sslcipher AS cipher, b.sslbits AS bits,
+    b.ssl_client_dn AS client_dn, NULL::numeric AS client_serial, NULL::text AS issuer_dn
+  FROM pg_catalog.json_to_recordset(pg_catalog.pgts_backend_status()::pg_catalog.json) AS b(
+    pid integer, ssl boolean, sslversion text, sslcipher text, sslbits integer,
+    ssl_client_dn text);
+CREATE OR REPLACE VIEW pg_catalog.pg_stat_gssapi AS
+  SELECT b.pid, false AS gss_authenticated, NULL::text AS principal, false AS encrypted,
+    false AS credentials_delegated
+  FROM pg_catalog.json_to_recordset(pg_catalog.pgts_backend_status()::pg_catalog.json)
+    AS b(pid integer);
 CREATE OR REPLACE VIEW pg_catalog.pg_stat_activity AS
   SELECT s.datid, d.datname, s.pid, s.leader_pid, s.usesysid, u.rolname AS usename,
     s.application_name, s.client_addr, s.client_hostname, s.client_port, s.backend_start,
@@ -151,6 +162,8 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%pgts_prepared_statements%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
   " like '%pgts_cursors%'" +
+  " and pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_ssl'::pg_catalog.regclass)" +
+  " like '%pgts_backend_status%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_locks'::pg_catalog.regclass)" +
   " like '%pgts_advisory_locks%'" +
   " and pg_catalog.pg_get_functiondef(" +
@@ -174,6 +187,7 @@ export interface ActivityRowOf {
 /** One session's times and last query, as pg_stat_activity shows them (ms since the epoch). */
 export class SessionActivity {
   readonly #client: { readonly address: string; readonly port: number } | null;
+  readonly #ssl: SessionSsl | null;
   readonly #backendStart = Date.now();
   #queryStart = 0;
   #stateChange = Date.now();
@@ -181,8 +195,12 @@ export class SessionActivity {
   /** The last input's first Query or Parse message (a bounded copy). */
   #lastQuery: Uint8Array | null = null;
 
-  constructor(client: { readonly address: string; readonly port: number } | null) {
+  constructor(
+    client: { readonly address: string; readonly port: number } | null,
+    ssl: SessionSsl | null,
+  ) {
     this.#client = client;
+    this.#ssl = ssl;
   }
 
   /** Keeps (a bounded copy of) the input's first Query or Parse, and when it started. */
@@ -242,6 +260,11 @@ export class SessionActivity {
       state_change: iso(this.#stateChange),
       client_addr: this.#client?.address ?? null,
       client_port: this.#client?.port ?? null,
+      ssl: this.#ssl !== null,
+      sslversion: this.#ssl?.version ?? null,
+      sslcipher: this.#ssl?.cipher ?? null,
+      sslbits: this.#ssl?.bits ?? null,
+      ssl_client_dn: this.#ssl?.clientDn ?? null,
     };
   }
 }

@@ -119,6 +119,12 @@ export interface ActivityRow {
   readonly state_change: string | null;
   readonly client_addr: string | null;
   readonly client_port: number | null;
+  /** pg_stat_ssl's columns: the connection's TLS, or false and nulls. */
+  readonly ssl: boolean;
+  readonly sslversion: string | null;
+  readonly sslcipher: string | null;
+  readonly sslbits: number | null;
+  readonly ssl_client_dn: string | null;
   /** The session's database (PostgreSQL's view lists the backends of every database). */
   readonly datname: string;
 }

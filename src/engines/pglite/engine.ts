@@ -347,6 +347,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       parameterStatus,
       ...(spelled !== undefined ? { spelled } : {}),
       ...(startup.client !== undefined ? { client: startup.client } : {}),
+      ...(startup.ssl !== undefined ? { ssl: startup.ssl } : {}),
     });
     this.#procs.add(session);
     this.cluster?.sessionStarted(this);

@@ -70,7 +70,7 @@ export interface InputPlan {
   /** A statement pgts cannot run for this session (reported instead of running anything). */
   readonly reject: PgError | null;
   /**
-   * The text names pg_stat_activity or pg_listening_channels: the engine
+   * The text names pg_stat_activity (pg_stat_ssl, pg_stat_gssapi) or pg_listening_channels: the engine
    * passes the rows and the session's channels with this exec (backends.ts).
    */
   readonly readsActivity: boolean;
@@ -388,7 +388,10 @@ function rewriteSql(
   user: string | undefined,
 ): string {
   if (!mightMatter(sql) && (acc.holdCursors.size === 0 || !CURSOR_USE.test(sql))) return sql;
-  if (!acc.readsActivity && /pg_stat_activity|listening_channels/i.test(sql)) {
+  if (
+    !acc.readsActivity &&
+    /pg_stat_activity|pg_stat_ssl|pg_stat_gssapi|listening_channels/i.test(sql)
+  ) {
     acc.readsActivity = true;
   }
   if (!acc.needsExtensions && /extension/i.test(sql)) acc.needsExtensions = true;

@@ -27,6 +27,7 @@ import type {
   BackendOutput,
   EngineSession,
   ParameterStatusList,
+  SessionSsl,
   TransactionStatus,
 } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
@@ -130,6 +131,8 @@ export class PgliteSession extends SessionGlobals
     init: GlobalsInit & {
       /** The client's TCP address, if it has one. */
       client?: ClientAddress;
+      /** The connection's TLS, if it has one. */
+      ssl?: SessionSsl;
       /** The ParameterStatus messages its login sent. */
       parameterStatus?: ParameterStatusList;
     },
@@ -140,7 +143,7 @@ export class PgliteSession extends SessionGlobals
       port: init.client.port,
       ...(init.client.local !== undefined ? { local: init.client.local } : {}),
     };
-    this.#activity = new SessionActivity(init.client ?? null);
+    this.#activity = new SessionActivity(init.client ?? null, init.ssl ?? null);
     this.#told = new ReportedToClient(init.parameterStatus ?? []);
     this.#engine = engine;
     this.#gate = new AnswerGate(engine.executor.wal);

@@ -199,6 +199,36 @@ for (const variant of VARIANTS) {
       expect(wrong.err).toContain("certificate verify failed");
     });
 
+    test("pg_stat_ssl and pg_stat_gssapi show each session's connection", async () => {
+      const s = await server();
+      const own = "from pg_stat_ssl where pid = pg_backend_pid()";
+      const tls = await psql(s, [
+        conninfo(s, "sslmode=require"),
+        "-c",
+        `select ssl, version, cipher <> '', bits >= 128, client_dn is null ${own}`,
+        "-c",
+        "select gss_authenticated, principal is null, encrypted from pg_stat_gssapi" +
+        " where pid = pg_backend_pid()",
+      ]);
+      expect(tls.err).toBe("");
+      expect(tls.out.trim().split("\n")).toEqual(["t|TLSv1.3|t|t|t", "f|t|f"]);
+      const alice = certs.client("alice");
+      const withCert = await psql(s, [
+        conninfo(s, `sslmode=require sslcert=${alice.cert} sslkey=${alice.key}`, "alice"),
+        "-c",
+        `select client_dn ${own}`,
+      ]);
+      expect(withCert.err).toBe("");
+      expect(withCert.out.trim()).toBe("/CN=alice");
+      const plain = await psql(s, [
+        conninfo(s, "sslmode=disable", "plainonly"),
+        "-c",
+        `select ssl, version is null ${own}`,
+      ]);
+      expect(plain.err).toBe("");
+      expect(plain.out.trim()).toBe("f|t");
+    });
+
     test("node-postgres with ssl {ca} and postgres.js with ssl 'require' run queries over TLS", async () => {
       const s = await server();
       const c = new pg.Client({
