@@ -38,6 +38,37 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       for (const s of [a, b, c]) await s.end();
     });
 
+    test("names of 57 to 63 bytes stay apart, as PostgreSQL keeps them, though the engine's carry a prefix", async () => {
+      const a = await pgClient(server());
+      const base = "n".repeat(58);
+      // Protocol-level named statements and SQL PREPARE, and a WITH HOLD cursor.
+      await a.query({ name: `${base}p1`, text: "select 'one' as v" });
+      await a.query({ name: `${base}p2`, text: "select 'two' as v" });
+      await a.query(`prepare ${base}s1 as select 'three' as v`);
+      await a.query(`prepare ${base}s2 as select 'four' as v`);
+      await a.query(`declare ${base}c1 cursor with hold for select 'five' as v`);
+      await a.query(`declare ${base}c2 cursor with hold for select 'six' as v`);
+      const v = async (q: string | { name: string; text: string }) => (await a.query(q)).rows[0].v;
+      expect(await v({ name: `${base}p1`, text: "select 'one' as v" })).toBe("one");
+      expect(await v({ name: `${base}p2`, text: "select 'two' as v" })).toBe("two");
+      expect(await v(`execute ${base}s1`)).toBe("three");
+      expect(await v(`execute ${base}s2`)).toBe("four");
+      expect(await v(`fetch ${base}c1`)).toBe("five");
+      expect(await v(`fetch ${base}c2`)).toBe("six");
+      await a.query(`close ${base}c1`);
+      await a.query(`deallocate ${base}s1`);
+      expect(await v(`execute ${base}s2`)).toBe("four");
+      // Past 63 bytes PostgreSQL keeps the first 63: two such names are one, here too.
+      const over = "o".repeat(63);
+      await a.query(`prepare ${over}x as select 1`);
+      const same = await a.query(`prepare ${over}y as select 2`).catch((e) => e);
+      expect(same.code).toBe("42P05");
+      await a.query("discard all");
+      expect((await a.query("select count(*)::int as n from pg_prepared_statements")).rows[0].n)
+        .toBe(0);
+      await a.end();
+    });
+
     test("a role that is not a superuser cannot list every session's through the builtins", async () => {
       const admin = await pgClient(server());
       await admin.query("create role list_reader login");

@@ -15,6 +15,7 @@
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import { BE } from "../../core/protocol/constants.ts";
 import type { PgError } from "../../core/elog.ts";
+import { engineName } from "./naming.ts";
 import type { ListenRegistry } from "./notify.ts";
 import type { PgliteSession } from "./session.ts";
 import { concat, fe, noticeResponse, quoteIdent, readInt32, readyForQuery } from "./wire.ts";
@@ -101,7 +102,9 @@ export async function closeSession(host: DiscardHost, s: PgliteSession): Promise
  */
 export async function closeHoldCursors(host: DiscardHost, s: PgliteSession): Promise<void> {
   if (s.holdCursors.size === 0) return;
-  const msgs = [...s.holdCursors].map((n) => fe.query(`CLOSE ${quoteIdent(s.prefix + n)}`));
+  const msgs = [...s.holdCursors].map((n) =>
+    fe.query(`CLOSE ${quoteIdent(engineName(s.prefix, n))}`)
+  );
   s.holdCursors.clear();
   await host.runRaw(concat(msgs));
 }

@@ -138,7 +138,42 @@ const NO_CURSORS: ReadonlySet<string> = new Set();
 
 /** A hold cursor's name token, renamed with the session's prefix. */
 function cursorName(tok: Token, prefix: string, name: string) {
-  return { start: tok.start, end: tok.end, text: quoteIdent(prefix + name) };
+  return { start: tok.start, end: tok.end, text: quoteIdent(engineName(prefix, name)) };
+}
+
+/** NAMEDATALEN - 1: the bytes of a statement's or cursor's name the engine keeps. */
+const NAME_BYTES = 63;
+const utf8 = new TextEncoder();
+
+/**
+ * The engine's name of a session's statement or cursor `name`: the
+ * session's prefix, then the name. The engine keeps 63 bytes of a name, as
+ * PostgreSQL does, so a name that would not fit with the prefix keeps its
+ * first bytes and ends with `~` and a hash of the 63 bytes PostgreSQL would
+ * keep of it: two names are one on the engine exactly when PostgreSQL
+ * would take them for one.
+ */
+export function engineName(prefix: string, name: string): string {
+  const full = prefix + name;
+  // UTF-16 units times 3 bound the UTF-8 bytes.
+  if (full.length * 3 <= NAME_BYTES) return full;
+  const prefixBytes = utf8.encode(prefix).length;
+  const bytes = utf8.encode(name);
+  if (prefixBytes + bytes.length <= NAME_BYTES) return full;
+  const kept = clipUtf8(bytes, NAME_BYTES);
+  let h = 0x811c9dc5;
+  for (const b of kept) h = Math.imul(h ^ b, 0x01000193);
+  const tag = "~" + (h >>> 0).toString(16).padStart(8, "0");
+  return prefix + new TextDecoder().decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) +
+    tag;
+}
+
+/** The first bytes of UTF-8 `bytes`, at most `n`, cut at a character's start (pg_mbcliplen). */
+function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
+  if (bytes.length <= n) return bytes;
+  let end = n;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
 }
 
 function aloneOnly(what: string): PgError {
@@ -316,9 +351,9 @@ function inspect(
       }
       const name = identName(tok);
       if (name === null || tok === undefined) return null;
-      const engineName = prefix + name;
-      if (w0 === "prepare") acc.createdStatements.push(engineName);
-      return { start: tok.start, end: tok.end, text: quoteIdent(engineName) };
+      const onEngine = engineName(prefix, name);
+      if (w0 === "prepare") acc.createdStatements.push(onEngine);
+      return { start: tok.start, end: tok.end, text: quoteIdent(onEngine) };
     }
     default:
       return null;
@@ -370,7 +405,11 @@ function prefixedName(
   const raw = m[1]!;
   const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
   if (!ours(name)) return null;
-  return { start: st.start + at[0], end: st.start + at[1], text: quoteIdent(prefix + name) };
+  return {
+    start: st.start + at[0],
+    end: st.start + at[1],
+    text: quoteIdent(engineName(prefix, name)),
+  };
 }
 
 /** `WHERE CURRENT OF name` ending a statement, the name's span captured. */
@@ -526,7 +565,7 @@ export function planInput(
           );
           unnamedParse = bytes.slice();
         } else {
-          acc.createdStatements.push(prefix + name);
+          acc.createdStatements.push(engineName(prefix, name));
           parsedHere.add(name);
           if (effects !== undefined) {
             const e = effectsOf(sql, acc, { prefix, user: options.user }, beforeParse);
@@ -535,7 +574,11 @@ export function planInput(
           }
           emit(
             i,
-            frameOf(FE.Parse, [cstring(prefix + name), cstring(sql2), body.subarray(afterSql)]),
+            frameOf(FE.Parse, [
+              cstring(engineName(prefix, name)),
+              cstring(sql2),
+              body.subarray(afterSql),
+            ]),
           );
         }
         break;
@@ -554,7 +597,11 @@ export function planInput(
           }
           emit(
             i,
-            frameOf(FE.Bind, [cstring(portal), cstring(prefix + stmt), body.subarray(afterStmt)]),
+            frameOf(FE.Bind, [
+              cstring(portal),
+              cstring(engineName(prefix, stmt)),
+              body.subarray(afterStmt),
+            ]),
           );
         }
         break;
@@ -567,7 +614,9 @@ export function planInput(
         else if (name === "") {
           if (f.type === FE.Describe && unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
-        } else emit(i, frameOf(f.type, [Uint8Array.of(kind), cstring(prefix + name)]));
+        } else {
+          emit(i, frameOf(f.type, [Uint8Array.of(kind), cstring(engineName(prefix, name))]));
+        }
         break;
       }
       default:
