@@ -49,6 +49,7 @@
 import type { SessionSsl, TransactionStatus } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
 import type { ActivityRow } from "./backends.ts";
+import { ENGINE_NAME_PATTERN } from "./enginenames.ts";
 import type { Frame } from "./wire.ts";
 
 /** The DDL that makes pg_stat_activity pgts's (idempotent; the bootstrap superuser runs it). */
@@ -103,7 +104,7 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
     c.is_holdable, c.is_binary, c.is_scrollable, c.creation_time
   FROM pg_catalog.pg_cursor() c, (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
   WHERE pg_catalog.starts_with(c.name, x.prefix)
-    OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '^pgts[0-9]+:')
+    OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '${ENGINE_NAME_PATTERN}')
 $pgts$;
 CREATE OR REPLACE VIEW pg_catalog.pg_cursors AS SELECT * FROM pg_catalog.pgts_cursors();
 REVOKE EXECUTE ON FUNCTION pg_catalog.pg_prepared_statement() FROM PUBLIC;
@@ -162,6 +163,9 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%pgts_prepared_statements%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
   " like '%pgts_cursors%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid)" +
+  ` like '%${ENGINE_NAME_PATTERN.replaceAll("\\", "\\\\")}%'` +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_stat_ssl'::pg_catalog.regclass)" +
   " like '%pgts_backend_status%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_locks'::pg_catalog.regclass)" +

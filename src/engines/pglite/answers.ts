@@ -14,7 +14,7 @@ import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type { TransactionStatus } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
 import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
-import { publicText } from "./naming.ts";
+import { publicText } from "./enginenames.ts";
 import {
   concat,
   errorResponse,

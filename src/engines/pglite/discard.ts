@@ -15,7 +15,7 @@
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import { BE } from "../../core/protocol/constants.ts";
 import type { PgError } from "../../core/elog.ts";
-import { engineName } from "./naming.ts";
+import { engineName } from "./enginenames.ts";
 import type { ListenRegistry } from "./notify.ts";
 import type { PgliteSession } from "./session.ts";
 import { concat, fe, noticeResponse, quoteIdent, readInt32, readyForQuery } from "./wire.ts";

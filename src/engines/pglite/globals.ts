@@ -21,6 +21,7 @@ import type { SettingsMap } from "./settings.ts";
 import { lastBackupCall } from "./sqlscan.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
 import { concat, fe } from "./wire.ts";
+import { sessionPrefix } from "./enginenames.ts";
 
 /** Who a session is, and the settings it starts with. */
 export interface GlobalsInit {
@@ -92,7 +93,7 @@ export class SessionGlobals {
     this.pid = init.pid;
     this.user = init.user;
     this.userOid = init.userOid;
-    this.prefix = `pgts${init.id}:`;
+    this.prefix = sessionPrefix(init.id);
     this.settings = init.settings;
     this.startupSettings = init.settings;
     if (init.spelled !== undefined) {

@@ -32,6 +32,7 @@ import {
   type Token,
 } from "./sqlscan.ts";
 import { unsupportedClientEncoding } from "./settings.ts";
+import { engineName } from "./enginenames.ts";
 import { TextEdits } from "./textedits.ts";
 import { concat, cstring, type Frame, quoteIdent, readCString } from "./wire.ts";
 
@@ -139,41 +140,6 @@ const NO_CURSORS: ReadonlySet<string> = new Set();
 /** A hold cursor's name token, renamed with the session's prefix. */
 function cursorName(tok: Token, prefix: string, name: string) {
   return { start: tok.start, end: tok.end, text: quoteIdent(engineName(prefix, name)) };
-}
-
-/** NAMEDATALEN - 1: the bytes of a statement's or cursor's name the engine keeps. */
-const NAME_BYTES = 63;
-const utf8 = new TextEncoder();
-
-/**
- * The engine's name of a session's statement or cursor `name`: the
- * session's prefix, then the name. The engine keeps 63 bytes of a name, as
- * PostgreSQL does, so a name that would not fit with the prefix keeps its
- * first bytes and ends with `~` and a hash of the 63 bytes PostgreSQL would
- * keep of it: two names are one on the engine exactly when PostgreSQL
- * would take them for one.
- */
-export function engineName(prefix: string, name: string): string {
-  const full = prefix + name;
-  // UTF-16 units times 3 bound the UTF-8 bytes.
-  if (full.length * 3 <= NAME_BYTES) return full;
-  const prefixBytes = utf8.encode(prefix).length;
-  const bytes = utf8.encode(name);
-  if (prefixBytes + bytes.length <= NAME_BYTES) return full;
-  const kept = clipUtf8(bytes, NAME_BYTES);
-  let h = 0x811c9dc5;
-  for (const b of kept) h = Math.imul(h ^ b, 0x01000193);
-  const tag = "~" + (h >>> 0).toString(16).padStart(8, "0");
-  return prefix + new TextDecoder().decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) +
-    tag;
-}
-
-/** The first bytes of UTF-8 `bytes`, at most `n`, cut at a character's start (pg_mbcliplen). */
-function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
-  if (bytes.length <= n) return bytes;
-  let end = n;
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end);
 }
 
 function aloneOnly(what: string): PgError {
@@ -731,9 +697,4 @@ function effectsOf(
       e.readsActivity
     ? e
     : null;
-}
-
-/** Takes a session's prefix out of a server message ("pgts3:s1" back to "s1"). */
-export function publicText(text: string, prefix: string): string {
-  return text.includes(prefix) ? text.replaceAll(`"${prefix}`, '"') : text;
 }

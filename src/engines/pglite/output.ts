@@ -20,7 +20,7 @@
 import type { BackendOutput } from "../../core/engine/types.ts";
 import { BE, PG_DIAG } from "../../core/protocol/constants.ts";
 import { TERMINATE_SELF_ROUTINE } from "./backends.ts";
-import { publicText } from "./naming.ts";
+import { publicText } from "./enginenames.ts";
 import { concat, editNoticeText, errorField, readInt32 } from "./wire.ts";
 
 const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");

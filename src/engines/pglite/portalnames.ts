@@ -6,8 +6,8 @@
  * read is checked here, in the backend, on every utility statement after
  * parse analysis (guard.ts's onUtilityStatement), however it was sent:
  *
- * - A name under another session's prefix (`FETCH ALL FROM "pgts1:c"`,
- *   `EXECUTE "pgts1:p"`, from the client or in a function) is another
+ * - A name under another session's prefix (`FETCH ALL FROM "pgts1.x2k…:c"`,
+ *   `EXECUTE "pgts1.x2k…:p"`, from the client or in a function) is another
  *   session's cursor or statement: refused as PostgreSQL refuses a name
  *   its backend does not have (34000, 26000).
  * - Inside a function or a DO block (a statement whose source text is not
@@ -20,6 +20,7 @@
  * pgts's own work (no session running) is never refused.
  */
 
+import { isEngineName } from "./enginenames.ts";
 import { onUtilityStatement, parsedStatement, type WasmTools } from "./guard.ts";
 
 /** ParseState.p_sourcetext (parse_node.h), after p_parentstate. */
@@ -28,8 +29,6 @@ const PSTATE_SOURCETEXT = 4;
 const CURSOR_OPT_HOLD = 0x0020;
 /** DeclareCursorStmt.options, after portalname. */
 const DECLARE_OPTIONS = 8;
-/** An engine name of some session's (globals.ts's prefix). */
-const SESSION_PREFIX = /^pgts\d+:/;
 
 interface Probe {
   readonly tag: number;
@@ -114,7 +113,7 @@ export function installPortalNameGuard(
     if (probeOf === undefined && tag !== listen.tag && tag !== unlisten.tag) return;
     if (probeOf !== undefined) {
       const name = nameOf(stmt, probeOf);
-      if (name !== null && SESSION_PREFIX.test(name) && !name.startsWith(prefix)) {
+      if (name !== null && isEngineName(name) && !name.startsWith(prefix)) {
         if (cursor !== undefined) {
           tools.raise("34000", `cursor "${name}" does not exist`);
         } else tools.raise("26000", `prepared statement "${name}" does not exist`);

@@ -119,7 +119,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "select name from pg_catalog.pg_cursor() where name like '%secret' and name <> 'secret'",
       );
       const engineName = raw.rows[0].name as string;
-      expect(engineName).toMatch(/^pgts\d+:secret$/);
+      expect(engineName).toMatch(/^pgts\d+\.[0-9a-z]{8}:secret$/);
       const stolen = await b.query(`fetch all from "${engineName}"`).catch((e) => e);
       expect(stolen).toMatchObject({
         code: "34000",

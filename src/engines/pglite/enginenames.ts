@@ -1,0 +1,70 @@
+/**
+ * The names a session's prepared statements and WITH HOLD cursors have on
+ * the engine, where every session's live in the one backend: the
+ * session's prefix, then the name the client gave (naming.ts puts them in
+ * the statements it reads; portalnames.ts refuses another session's).
+ *
+ * The prefix is `pgts<id>.<random>:`. The random part keeps one session
+ * from naming another's cursor in what pgts cannot see: PL/pgSQL's own
+ * FETCH on a refcursor finds the portal by the name in the variable, and
+ * `pgts3:c` was easy to guess. Only superusers can list the names
+ * (pg_cursor(), activity.ts).
+ */
+
+/** A session's prefix on the engine. */
+export function sessionPrefix(id: number): string {
+  const random = new Uint32Array(2);
+  crypto.getRandomValues(random);
+  // Eight base-36 digits: about 41 bits, in 8 of the name's 63 bytes.
+  const part = (n: number) => (n % 36 ** 4).toString(36).padStart(4, "0");
+  return `pgts${id}.${part(random[0]!)}${part(random[1]!)}:`;
+}
+
+/** An engine name of some session's, as a regular expression's source (for SQL too). */
+export const ENGINE_NAME_PATTERN = "^pgts[0-9]+\\.[0-9a-z]+:";
+const ENGINE_NAME = new RegExp(ENGINE_NAME_PATTERN);
+
+/** Whether `name` is some session's engine name. */
+export function isEngineName(name: string): boolean {
+  return ENGINE_NAME.test(name);
+}
+
+/** NAMEDATALEN - 1: the bytes of a statement's or cursor's name the engine keeps. */
+const NAME_BYTES = 63;
+const utf8 = new TextEncoder();
+
+/**
+ * The engine's name of a session's statement or cursor `name`: the
+ * session's prefix, then the name. The engine keeps 63 bytes of a name, as
+ * PostgreSQL does, so a name that would not fit with the prefix keeps its
+ * first bytes and ends with `~` and a hash of the 63 bytes PostgreSQL would
+ * keep of it: two names are one on the engine exactly when PostgreSQL
+ * would take them for one.
+ */
+export function engineName(prefix: string, name: string): string {
+  const full = prefix + name;
+  // UTF-16 units times 3 bound the UTF-8 bytes.
+  if (full.length * 3 <= NAME_BYTES) return full;
+  const prefixBytes = utf8.encode(prefix).length;
+  const bytes = utf8.encode(name);
+  if (prefixBytes + bytes.length <= NAME_BYTES) return full;
+  const kept = clipUtf8(bytes, NAME_BYTES);
+  let h = 0x811c9dc5;
+  for (const b of kept) h = Math.imul(h ^ b, 0x01000193);
+  const tag = "~" + (h >>> 0).toString(16).padStart(8, "0");
+  return prefix + new TextDecoder().decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) +
+    tag;
+}
+
+/** The first bytes of UTF-8 `bytes`, at most `n`, cut at a character's start (pg_mbcliplen). */
+function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
+  if (bytes.length <= n) return bytes;
+  let end = n;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
+/** Takes a session's prefix out of a server message (`"pgts3.…:s1"` back to `"s1"`). */
+export function publicText(text: string, prefix: string): string {
+  return text.includes(prefix) ? text.replaceAll(`"${prefix}`, '"') : text;
+}
