@@ -121,9 +121,10 @@ export const INIT_SHARED_BUFFERS = "32MB";
 
 /**
  * postgresql.conf with every settable parameter at its default, commented
- * out, but for log_timezone and shared_buffers, which init selects.
+ * out, but for TimeZone and log_timezone (the machine's zone, as initdb
+ * selects it) and shared_buffers, which init selects.
  */
-export function postgresqlConf(options: { logTimezone: string }): string {
+export function postgresqlConf(options: { timezone: string }): string {
   const lines = [
     "# pgts configuration file",
     "# ----------------------------",
@@ -141,15 +142,32 @@ export function postgresqlConf(options: { logTimezone: string }): string {
     // documentation rather than here.
     if (def.context === "internal" || def.generated === true) continue;
     if (def.refuse?.(def.boot)?.whole === true) continue;
-    const line = def.name === "log_timezone"
-      ? `log_timezone = '${options.logTimezone}'`
+    const line = def.name === "log_timezone" || def.name === "TimeZone"
+      ? `${def.name} = '${options.timezone}'`
       : def.name === "shared_buffers"
       ? `shared_buffers = ${INIT_SHARED_BUFFERS}`
       : `#${def.name} = ${confValue(def)}`;
     const note = def.context === "postmaster" ? " (restart)" : "";
-    lines.push(`${line.padEnd(40)}# ${def.description}${note}`);
+    lines.push(`${line.length < 40 ? line.padEnd(40) : `${line} `}# ${def.description}${note}`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The zone init writes for TimeZone and log_timezone, as initdb's
+ * select_default_timezone: the TZ environment variable when it names a
+ * zone (`Europe/Berlin`, `:Europe/Berlin`), else the machine's.
+ */
+export function defaultTimezone(tzEnv: string | undefined): string {
+  const named = tzEnv?.replace(/^:/, "");
+  if (named !== undefined && /^[A-Za-z][A-Za-z0-9_+\-]*(\/[A-Za-z0-9_+\-]+)*$/.test(named)) {
+    try {
+      return new Intl.DateTimeFormat("en-US", { timeZone: named }).resolvedOptions().timeZone;
+    } catch {
+      // Not a zone this runtime knows: the machine's, below.
+    }
+  }
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 }
 
 /** pg_hba.conf allowing local and loopback connections with `method`. */
@@ -283,9 +301,10 @@ export async function runInit(args: string[], io: CliIO): Promise<number> {
 
   try {
     io.out(`selecting default shared_buffers ... ${INIT_SHARED_BUFFERS}\n`);
+    const tz = defaultTimezone(io.env["TZ"]);
+    io.out(`selecting default time zone ... ${tz}\n`);
     io.out("creating configuration files ... ");
-    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-    writeFileSync(`${dataDir}/postgresql.conf`, postgresqlConf({ logTimezone: tz }), {
+    writeFileSync(`${dataDir}/postgresql.conf`, postgresqlConf({ timezone: tz }), {
       mode: 0o600,
     });
     writeFileSync(`${dataDir}/${AUTO_CONFIG_FILENAME}`, AUTO_CONFIG_HEADER, { mode: 0o600 });

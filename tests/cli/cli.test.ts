@@ -97,6 +97,17 @@ describe("init", () => {
     );
   });
 
+  test("selects the machine's time zone for TimeZone and log_timezone, as initdb does", async () => {
+    const dir = join(tmp.path, "zoned");
+    const r = await pgts(["init", "-D", dir], { TZ: "America/Argentina/Buenos_Aires" });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("selecting default time zone ... America/Argentina/Buenos_Aires");
+    const guc = new Guc({ reader: nodeConfigReader, configFile: join(dir, "postgresql.conf") });
+    guc.load();
+    expect(guc.get("TimeZone")).toBe("America/Argentina/Buenos_Aires");
+    expect(guc.get("log_timezone")).toBe("America/Argentina/Buenos_Aires");
+  });
+
   test("--auth with a password method needs --pwfile and writes the method", async () => {
     const dir = join(tmp.path, "data");
     const bad = await pgts(["init", "-D", dir, "--auth", "scram-sha-256"]);

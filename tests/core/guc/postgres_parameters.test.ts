@@ -157,7 +157,7 @@ describe("the table of the engine's parameters", () => {
   });
 
   test("postgresql.conf written by init lists pgts's own table, not the generated one", () => {
-    const text = postgresqlConf({ logTimezone: "UTC" });
+    const text = postgresqlConf({ timezone: "UTC" });
     // As initdb writes the value it selected: pgts's (init.ts), not PostgreSQL's 128MB.
     expect(text).toMatch(/^shared_buffers = 32MB /m);
     expect(text).toContain("#work_mem = 4MB");
