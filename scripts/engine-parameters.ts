@@ -10,8 +10,7 @@
  *   bun scripts/engine-parameters.ts            (writes the file)
  *   bun scripts/engine-parameters.ts --check    (exits 1 when it is stale)
  *
- * It opens a PGlite in memory with PGlite's own start parameters, as pgts
- * does; descriptions are not copied (PostgreSQL's text is not pgts's).
+ * It opens a PGlite in memory with the start parameters pgts gives it; descriptions are not copied (PostgreSQL's text is not pgts's).
  */
 
 import { readFileSync, writeFileSync } from "node:fs";
@@ -41,7 +40,11 @@ type Row = [
   string[] | null,
 ];
 
-const db = await PGlite.create();
+// As pgts starts its engines (instance.ts's engineStartParams): without -O,
+// PGlite's allow_system_table_mods = on.
+const db = await PGlite.create({
+  startParams: PGlite.defaultStartParams.filter((p) => p !== "-O"),
+});
 const result = await db.query<{ json_agg: Row[] }>(SQL);
 const serverVersion = (await db.query<{ v: string }>("select current_setting('server_version') v"))
   .rows[0]!.v;

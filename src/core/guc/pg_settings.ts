@@ -23,7 +23,7 @@ export const PGLITE_VERSION = "0.5.16";
 export const PG_SETTINGS: readonly PgSettingRow[] = [
   ["allow_alter_system", "sighup", "bool", true],
   ["allow_in_place_tablespaces", "superuser", "bool", false],
-  ["allow_system_table_mods", "superuser", "bool", true],
+  ["allow_system_table_mods", "superuser", "bool", false],
   ["application_name", "user", "string", ""],
   ["archive_cleanup_command", "sighup", "string", ""],
   ["archive_command", "sighup", "string", ""],

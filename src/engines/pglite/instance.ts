@@ -183,6 +183,18 @@ export interface InstanceExecOptions {
   readonly resetAsSuperuser?: boolean;
 }
 
+/**
+ * PGlite's start parameters as pgts starts its engines: without `-F`
+ * (fsync off) when durable, and without `-O`, which is
+ * allow_system_table_mods = on: with it any role that may CREATE in a
+ * database could make schemas named pg_… (a pg_temp_… among them, which
+ * PostgreSQL takes for a temporary schema). pgts's own DDL in pg_catalog
+ * and on temporary schemas sets it for its transaction.
+ */
+export function engineStartParams(durable: boolean): string[] {
+  return PGlite.defaultStartParams.filter((p) => p !== "-O" && (!durable || p !== "-F"));
+}
+
 /** ReadyForQuery's status byte outside a transaction block. */
 const IDLE = 0x49; // 'I'
 
@@ -312,9 +324,7 @@ export async function openInstance(
 
   const recovering = (settings["restore_command"] ?? "") !== "" && !dataDir.startsWith("memory://");
   const wasmSha256 = pgliteWasmSha256();
-  const startParams = durable
-    ? PGlite.defaultStartParams.filter((p) => p !== "-F")
-    : [...PGlite.defaultStartParams];
+  const startParams = engineStartParams(durable);
   settings["max_stack_depth"] ??= ENGINE_MAX_STACK_DEPTH; // stackguard.ts
   // PostgreSQL's default, where PGlite's start parameters say public alone:
   // a role's own schema comes first, as in PostgreSQL.

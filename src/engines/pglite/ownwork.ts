@@ -158,7 +158,13 @@ export class OwnWork {
     ddl: string,
   ): Promise<void> {
     if (installed?.[0]?.[0] === "t") return;
-    await this.#host.runRaw(fe.query(ddl));
+    // Views in pg_catalog take allow_system_table_mods (instance.ts).
+    const err = firstError(
+      await this.#host.runRaw(
+        fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${ddl}; COMMIT`),
+      ),
+    );
+    if (err !== null) await this.#host.runRaw(fe.query("ROLLBACK"));
   }
 
   /**
