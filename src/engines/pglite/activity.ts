@@ -20,7 +20,7 @@
  * statement texts there.
  *
  * pg_cursors is replaced alike: a WITH HOLD cursor outlives its transaction
- * under its engine name (`pgts<id>:name`, naming.ts), so PGlite's view listed
+ * under its engine name (enginenames.ts), so PGlite's view listed
  * every session's, with the statements that declared them. The new view
  * shows the running session's under the names it gave, and the cursors
  * without HOLD, which live in the transaction of the session that holds the

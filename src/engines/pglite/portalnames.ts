@@ -1,8 +1,9 @@
 /**
  * The names a session's statements reach in the one backend. naming.ts
  * gives each session's prepared statements and WITH HOLD cursors engine
- * names of their own (`pgts<id>:name`) in the statements it reads from the
- * client, and keeps its LISTEN channels apart (notify.ts). What it cannot
+ * names of their own (`pgts<id>.<random>:name`, enginenames.ts) in the
+ * statements it reads from the client, and keeps its LISTEN channels apart
+ * (notify.ts). What it cannot
  * read is checked here, in the backend, on every utility statement after
  * parse analysis (guard.ts's onUtilityStatement), however it was sent:
  *
