@@ -331,6 +331,19 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }
     const role = catalogs.checkLogin(startup.user, startup.database, found);
     await this.settleCatalogs();
+    if (catalogs.connectRestricted && !role.superuser) {
+      const may = await this.queryAsCluster(
+        `select pg_catalog.has_database_privilege(${role.oid}, pg_catalog.current_database(),` +
+          " 'CONNECT')",
+      );
+      if (may !== "t") {
+        throw new PgError(
+          ERRCODE.INSUFFICIENT_PRIVILEGE,
+          `permission denied for database "${startup.database}"`,
+          { severity: "FATAL", detail: "User does not have CONNECT privilege." },
+        );
+      }
+    }
     // A login is an answer too: it may rest on a role whose commit is not
     // on disk yet (group commit, groupcommit.ts).
     const wal = this.executor.wal;

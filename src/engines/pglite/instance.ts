@@ -34,6 +34,7 @@ import { concat } from "./wire.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
 import { installUnsetPlaceholdersNull } from "./customsettings.ts";
+import { installDatabaseGrantGuard } from "./databasegrants.ts";
 import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
 import {
@@ -396,6 +397,7 @@ export async function openInstance(
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
     installUnsetPlaceholdersNull(tools);
+    installDatabaseGrantGuard(tools, () => running.runningPrefix() !== null);
     advisory = installAdvisoryLocks(tools, advisoryKeyLimit(settings));
     const locks = advisory;
     backends.setAdvisoryRows(() => locks.rows());

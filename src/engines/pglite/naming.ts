@@ -262,7 +262,14 @@ function inspect(
     case "grant":
     case "revoke":
       // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
-      if (!t.some((x) => x.kind === "word" && x.text === "on")) acc.rolesDirty = true;
+      // GRANT … ON DATABASE changes who may connect (postinit.ts).
+      {
+        const on = t.findIndex((x) => x.kind === "word" && x.text === "on");
+        if (on < 0) acc.rolesDirty = true;
+        else if (t[on + 1]?.kind === "word" && t[on + 1]!.text === "database") {
+          acc.databasesDirty = true;
+        }
+      }
       return null;
     case "declare": {
       // DECLARE name [BINARY] [ASENSITIVE | INSENSITIVE] [[NO] SCROLL] CURSOR WITH HOLD FOR …

@@ -54,7 +54,13 @@ const ROLES_SQL: readonly string[] = [
   "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
 ];
 
-const DATABASES_SQL = "select datname from pg_catalog.pg_database";
+/**
+ * Every database's name, and for the served one whether PUBLIC lacks
+ * CONNECT on it (REVOKE CONNECT … FROM PUBLIC): then a login is checked
+ * against its privileges (engine.ts), as PostgreSQL's CheckMyDatabase does.
+ */
+const DATABASES_SQL = "select datname, datname = pg_catalog.current_database() and" +
+  " not pg_catalog.has_database_privilege('public', oid, 'CONNECT') from pg_catalog.pg_database";
 
 const DATABASE_NAME_SQL = "select pg_catalog.current_database()";
 
@@ -68,6 +74,8 @@ export class EngineCatalogs {
   /** Parameters fixed for the server's life (context internal), by lowercased name: SHOW's answer. */
   #fixed = new Map<string, readonly [string, string]>();
   #databases = new Set<string>();
+  /** PUBLIC has no CONNECT on the served database (DATABASES_SQL). */
+  connectRestricted = false;
   #database = "postgres";
   #reported = new Map<string, string>();
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
@@ -239,5 +247,6 @@ export class EngineCatalogs {
 
   #takeDatabases(rows: ReadonlyArray<Array<string | null>>): void {
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
+    this.connectRestricted = rows.some((r) => r[1] === "t");
   }
 }

@@ -197,6 +197,43 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.end();
     });
 
+    test("REVOKE CONNECT … FROM PUBLIC keeps out a role without CONNECT, with PostgreSQL's FATAL 42501", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE guarded");
+      await admin.query("CREATE ROLE outsider LOGIN");
+      await admin.query("CREATE ROLE insiders");
+      await admin.query("CREATE ROLE insider LOGIN IN ROLE insiders");
+      // From another database: refused, with where to run it.
+      const elsewhere = await admin.query("REVOKE CONNECT ON DATABASE guarded FROM PUBLIC")
+        .catch((e) => e);
+      expect(elsewhere).toMatchObject({
+        code: "0A000",
+        message: 'GRANT and REVOKE on database "guarded" are supported only while connected to it',
+      });
+      const own = await pgClient(s, { database: "guarded" });
+      await own.query("REVOKE CONNECT ON DATABASE guarded FROM PUBLIC");
+      await own.query("GRANT CONNECT ON DATABASE guarded TO insiders");
+      const e = await connectError(s, { user: "outsider", database: "guarded" });
+      expect({ code: e?.code, message: e?.message, detail: e?.detail }).toEqual({
+        code: "42501",
+        message: 'permission denied for database "guarded"',
+        detail: "User does not have CONNECT privilege.",
+      });
+      // A member of a role with CONNECT, and a superuser, come in; the outsider elsewhere too.
+      const insider = await pgClient(s, { user: "insider", database: "guarded" });
+      expect((await insider.query("SELECT current_user AS u")).rows[0].u).toBe("insider");
+      await insider.end();
+      const outsider = await pgClient(s, { user: "outsider", database: "postgres" });
+      await outsider.end();
+      // GRANT back to PUBLIC: the outsider comes in.
+      await own.query("GRANT CONNECT ON DATABASE guarded TO PUBLIC");
+      const back = await pgClient(s, { user: "outsider", database: "guarded" });
+      await back.end();
+      await own.end();
+      await admin.end();
+    });
+
     if (adapter !== undefined) return;
 
     test("postgres.js, which sends every statement in an extended batch, creates and drops a database", async () => {

@@ -1,0 +1,86 @@
+/**
+ * GRANT and REVOKE on a database other than the engine's own are refused.
+ * Each database is an engine of its own, whose pg_database lists the other
+ * databases in rows that are copies of pgts's list (pg_database.ts); a
+ * privilege granted in such a row stayed there, and the copy made again at
+ * the next change dropped it. So `REVOKE CONNECT ON DATABASE app FROM
+ * PUBLIC`, run while connected to "postgres", did nothing. Run while
+ * connected to the database itself, it changes that database's own row,
+ * which the engine keeps and the login checks (postinit.ts's
+ * connectRestricted, engine.ts).
+ */
+
+import { onUtilityStatement, parsedStatement, type WasmTools } from "./guard.ts";
+
+/** List.length and List.elements (pg_list.h), String.sval (value.h), wasm32. */
+const LIST_LENGTH = 4;
+const LIST_ELEMENTS = 12;
+const STRING_SVAL = 4;
+
+interface DatabaseGrantExports {
+  MyDatabaseId: WebAssembly.Global;
+  get_database_name(oid: number): number;
+}
+
+export function installDatabaseGrantGuard(tools: WasmTools, running: () => boolean): void {
+  const ex = tools.ex as typeof tools.ex & DatabaseGrantExports;
+  if (
+    !(ex.MyDatabaseId instanceof WebAssembly.Global) || typeof ex.get_database_name !== "function"
+  ) {
+    throw new Error("PGlite does not export MyDatabaseId and get_database_name");
+  }
+  const myDatabaseId = ex.MyDatabaseId.value as number;
+  // GrantStmt's tag, and where its objtype and objects are, from the parser.
+  const onDatabase = parsedStatement(tools, "GRANT CONNECT ON DATABASE pgts_probe TO PUBLIC");
+  const onSchema = parsedStatement(tools, "GRANT USAGE ON SCHEMA pgts_probe TO PUBLIC");
+  const v = tools.view();
+  const tag = v.getUint32(onDatabase, true);
+  const firstName = (list: number): string | null => {
+    const view = tools.view();
+    if (list === 0 || list >= view.byteLength || view.getInt32(list + LIST_LENGTH, true) < 1) {
+      return null;
+    }
+    const cells = view.getUint32(list + LIST_ELEMENTS, true);
+    const node = cells === 0 ? 0 : view.getUint32(cells, true);
+    const sval = node === 0 || node >= view.byteLength
+      ? 0
+      : view.getUint32(node + STRING_SVAL, true);
+    return sval === 0 || sval >= view.byteLength ? null : tools.readCString(sval);
+  };
+  let objectsAt = -1;
+  for (let at = 8; at < 32 && objectsAt < 0; at += 4) {
+    if (firstName(v.getUint32(onDatabase + at, true)) === "pgts_probe") objectsAt = at;
+  }
+  // objtype is the field before the objects; it tells the two statements apart.
+  const objtypeAt = objectsAt - 4;
+  if (
+    v.getUint32(onSchema, true) !== tag || objectsAt < 0 ||
+    v.getInt32(onDatabase + objtypeAt, true) === v.getInt32(onSchema + objtypeAt, true)
+  ) {
+    throw new Error("PGlite's GrantStmt has an unknown layout");
+  }
+  const databaseObjtype = v.getInt32(onDatabase + objtypeAt, true);
+
+  onUtilityStatement(tools, (stmt) => {
+    if (!running()) return;
+    const view = tools.view();
+    if (view.getUint32(stmt, true) !== tag) return;
+    if (view.getInt32(stmt + objtypeAt, true) !== databaseObjtype) return;
+    const own = tools.readCString(ex.get_database_name(view.getUint32(myDatabaseId, true)));
+    const list = view.getUint32(stmt + objectsAt, true);
+    const n = list === 0 ? 0 : view.getInt32(list + LIST_LENGTH, true);
+    const cells = list === 0 ? 0 : view.getUint32(list + LIST_ELEMENTS, true);
+    for (let i = 0; i < n; i++) {
+      const node = view.getUint32(cells + 4 * i, true);
+      const name = tools.readCString(view.getUint32(node + STRING_SVAL, true));
+      if (name === own) continue;
+      tools.raise(
+        "0A000",
+        `GRANT and REVOKE on database "${name}" are supported only while connected to it`,
+        "Each database of a pgts cluster is an engine of its own; another database's" +
+          " privileges are kept in its own catalog.",
+        { hint: `Connect to database "${name}" and run the statement there.` },
+      );
+    }
+  });
+}
