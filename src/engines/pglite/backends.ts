@@ -143,11 +143,12 @@ const ERRCODE_ADMIN_SHUTDOWN = "57P01";
 /**
  * What an exec asks of the engine when it is over: cancel or terminate the
  * session `pid`, reload the configuration, or (`roles`) read the roles
- * again, since session `pid` changed them.
+ * again, since session `pid` changed them, or (`databases`) the database
+ * privileges the login checks (databasegrants.ts).
  */
 export type BackendSignal = readonly [
   pid: number,
-  kind: "cancel" | "terminate" | "reload" | "roles",
+  kind: "cancel" | "terminate" | "reload" | "roles" | "databases",
 ];
 
 export interface BackendFunctions {
@@ -163,6 +164,8 @@ export interface BackendFunctions {
   takeSignals(): BackendSignal[];
   /** The statement-name prefix of the session whose exec runs, or null for pgts's own work. */
   runningPrefix(): string | null;
+  /** The running session's exec changes a database's privileges: a `databases` signal at its end. */
+  databasesChanged(): void;
   /** Where pgts_advisory_locks() reads its rows (advisory.ts, installed after these). */
   setAdvisoryRows(rows: () => readonly unknown[]): void;
 }
@@ -493,6 +496,7 @@ export function installBackendFunctions(
   // another engine's roles, rolesSyncSql) changes them too, and is not a
   // change to pass on.
   let rolesChangedBy: number | null = null;
+  let databasesChangedBy: number | null = null;
   const rolesChanged = tools.addFunction(() => {
     if (runner !== null) rolesChangedBy = runner;
   }, { params: 3, result: false });
@@ -518,6 +522,10 @@ export function installBackendFunctions(
         signals.push([rolesChangedBy, "roles"]);
         rolesChangedBy = null;
       }
+      if (databasesChangedBy !== null) {
+        signals.push([databasesChangedBy, "databases"]);
+        databasesChangedBy = null;
+      }
       if (signals.length === 0) return signals;
       const out = signals;
       signals = [];
@@ -528,6 +536,9 @@ export function installBackendFunctions(
     },
     runningPrefix() {
       return runner === null ? null : prefixes.get(runner) ?? null;
+    },
+    databasesChanged() {
+      if (runner !== null) databasesChangedBy = runner;
     },
   };
 }

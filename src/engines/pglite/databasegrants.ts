@@ -22,7 +22,10 @@ interface DatabaseGrantExports {
   get_database_name(oid: number): number;
 }
 
-export function installDatabaseGrantGuard(tools: WasmTools, running: () => boolean): void {
+export function installDatabaseGrantGuard(
+  tools: WasmTools,
+  session: { running(): boolean; databasesChanged(): void },
+): void {
   const ex = tools.ex as typeof tools.ex & DatabaseGrantExports;
   if (
     !(ex.MyDatabaseId instanceof WebAssembly.Global) || typeof ex.get_database_name !== "function"
@@ -62,7 +65,7 @@ export function installDatabaseGrantGuard(tools: WasmTools, running: () => boole
   const databaseObjtype = v.getInt32(onDatabase + objtypeAt, true);
 
   onUtilityStatement(tools, (stmt) => {
-    if (!running()) return;
+    if (!session.running()) return;
     const view = tools.view();
     if (view.getUint32(stmt, true) !== tag) return;
     if (view.getInt32(stmt + objtypeAt, true) !== databaseObjtype) return;
@@ -70,6 +73,9 @@ export function installDatabaseGrantGuard(tools: WasmTools, running: () => boole
     const list = view.getUint32(stmt + objectsAt, true);
     const n = list === 0 ? 0 : view.getInt32(list + LIST_LENGTH, true);
     const cells = list === 0 ? 0 : view.getUint32(list + LIST_ELEMENTS, true);
+    // Its own: the login's check reads the privileges again after it (in a
+    // function too, where naming.ts does not see it).
+    session.databasesChanged();
     for (let i = 0; i < n; i++) {
       const node = view.getUint32(cells + 4 * i, true);
       const name = tools.readCString(view.getUint32(node + STRING_SVAL, true));

@@ -397,7 +397,10 @@ export async function openInstance(
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
     installUnsetPlaceholdersNull(tools);
-    installDatabaseGrantGuard(tools, () => running.runningPrefix() !== null);
+    installDatabaseGrantGuard(tools, {
+      running: () => running.runningPrefix() !== null,
+      databasesChanged: () => running.databasesChanged(),
+    });
     advisory = installAdvisoryLocks(tools, advisoryKeyLimit(settings));
     const locks = advisory;
     backends.setAdvisoryRows(() => locks.rows());

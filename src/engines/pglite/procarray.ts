@@ -103,6 +103,7 @@ export class ProcArray {
         if (s.pid !== pid) continue;
         if (kind === "cancel") s.cancel();
         else if (kind === "roles") s.rolesDirty = true;
+        else if (kind === "databases") s.databasesDirty = true;
         else if (kind === "terminate") {
           s.terminate(
             new PgError(

@@ -230,6 +230,11 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await own.query("GRANT CONNECT ON DATABASE guarded TO PUBLIC");
       const back = await pgClient(s, { user: "outsider", database: "guarded" });
       await back.end();
+      // The same REVOKE in a DO block (where pgts does not read the statement).
+      await own.query("DO $$ BEGIN REVOKE CONNECT ON DATABASE guarded FROM PUBLIC; END $$");
+      expect((await connectError(s, { user: "outsider", database: "guarded" }))?.code).toBe(
+        "42501",
+      );
       await own.end();
       await admin.end();
     });
