@@ -259,16 +259,20 @@ function inspect(
     }
     case "explain":
       return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix);
+    case "comment":
+      // A role's comment is the cluster's (pg_authid.ts).
+      if (w1 === "on" && t[2]?.kind === "word" && t[2].text === "role") acc.rolesDirty = true;
+      return null;
     case "grant":
     case "revoke":
       // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
       // GRANT … ON DATABASE changes who may connect (postinit.ts).
       {
         const on = t.findIndex((x) => x.kind === "word" && x.text === "on");
-        if (on < 0) acc.rolesDirty = true;
-        else if (t[on + 1]?.kind === "word" && t[on + 1]!.text === "database") {
-          acc.databasesDirty = true;
-        }
+        const what = t[on + 1]?.kind === "word" ? t[on + 1]!.text : "";
+        // GRANT SET ON PARAMETER: pg_parameter_acl, copied with the roles (pg_authid.ts).
+        if (on < 0 || what === "parameter") acc.rolesDirty = true;
+        else if (what === "database") acc.databasesDirty = true;
       }
       return null;
     case "declare": {

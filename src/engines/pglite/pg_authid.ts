@@ -1,6 +1,8 @@
 /**
- * Roles are cluster-wide in PostgreSQL: pg_authid, pg_auth_members and the
- * role-wide rows of pg_db_role_setting are shared catalogs, one copy for
+ * Roles are cluster-wide in PostgreSQL: pg_authid, pg_auth_members, the
+ * role-wide rows of pg_db_role_setting, the roles' comments in
+ * pg_shdescription and the parameters' privileges in pg_parameter_acl
+ * (GRANT SET ON PARAMETER) are shared catalogs, one copy for
  * every database. pgts runs a PGlite cluster per database (dbengines.ts),
  * each with its own copy, so after a transaction that may have changed
  * roles the engine it ran on is read (`ROLES_DUMP_SQL`) and every other
@@ -14,20 +16,26 @@
 
 import { quoteLiteral } from "./wire.ts";
 
-/** The roles of an engine, as one JSON text: [pg_authid rows, pg_auth_members rows, role-wide settings]. */
+/**
+ * The roles of an engine, as one JSON text: [pg_authid rows, pg_auth_members
+ * rows, role-wide settings, the roles' comments, pg_parameter_acl rows].
+ */
 export const ROLES_DUMP_SQL = "select pg_catalog.json_build_array(" +
   "(select coalesce(pg_catalog.json_agg(a), '[]') from pg_catalog.pg_authid a" +
   " where a.oid >= 16384 or a.oid = 10)," +
   " (select coalesce(pg_catalog.json_agg(m), '[]') from pg_catalog.pg_auth_members m)," +
   " (select coalesce(pg_catalog.json_agg(d), '[]') from pg_catalog.pg_db_role_setting d" +
-  " where d.setdatabase = 0))::text";
+  " where d.setdatabase = 0)," +
+  " (select coalesce(pg_catalog.json_agg(c), '[]') from pg_catalog.pg_shdescription c" +
+  " where c.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass)," +
+  " (select coalesce(pg_catalog.json_agg(p), '[]') from pg_catalog.pg_parameter_acl p))::text";
 
 /** SQL that makes an engine's roles those of `dump` (ROLES_DUMP_SQL's text), in one transaction. */
 export function rolesSyncSql(dump: string): string {
-  const parts = JSON.parse(dump) as [unknown[], unknown[], unknown[]];
-  const rows = (table: string, i: 0 | 1 | 2) =>
+  const parts = JSON.parse(dump) as unknown[][];
+  const rows = (table: string, i: number) =>
     `pg_catalog.json_populate_recordset(null::pg_catalog.${table}, ${
-      quoteLiteral(JSON.stringify(parts[i]))
+      quoteLiteral(JSON.stringify(parts[i] ?? []))
     })`;
   return [
     // READ WRITE: the backend may still carry the last session's
@@ -47,6 +55,11 @@ export function rolesSyncSql(dump: string): string {
     `INSERT INTO pg_catalog.pg_authid SELECT * FROM ${rows("pg_authid", 0)} WHERE oid >= 16384`,
     `INSERT INTO pg_catalog.pg_auth_members SELECT * FROM ${rows("pg_auth_members", 1)}`,
     `INSERT INTO pg_catalog.pg_db_role_setting SELECT * FROM ${rows("pg_db_role_setting", 2)}`,
+    "DELETE FROM pg_catalog.pg_shdescription" +
+    " WHERE classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass",
+    `INSERT INTO pg_catalog.pg_shdescription SELECT * FROM ${rows("pg_shdescription", 3)}`,
+    "DELETE FROM pg_catalog.pg_parameter_acl",
+    `INSERT INTO pg_catalog.pg_parameter_acl SELECT * FROM ${rows("pg_parameter_acl", 4)}`,
     "COMMIT",
   ].join(";\n");
 }

@@ -197,6 +197,32 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.end();
     });
 
+    test("a role's comment and GRANT SET ON PARAMETER are the cluster's too", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE shared_a");
+      await admin.query("CREATE DATABASE shared_b");
+      const a = await pgClient(s, { database: "shared_a" });
+      await a.query("CREATE ROLE tuner LOGIN");
+      await a.query("COMMENT ON ROLE tuner IS 'tunes the log'");
+      await a.query("GRANT SET ON PARAMETER log_statement TO tuner");
+      const b = await pgClient(s, { database: "shared_b" });
+      const comment = await b.query(
+        "SELECT pg_catalog.shobj_description('tuner'::regrole, 'pg_authid') AS c",
+      );
+      expect(comment.rows[0].c).toBe("tunes the log");
+      const tuner = await pgClient(s, { user: "tuner", database: "shared_b" });
+      await tuner.query("SET log_statement = 'all'");
+      await b.query("REVOKE SET ON PARAMETER log_statement FROM tuner");
+      const refused = await pgClient(s, { user: "tuner", database: "shared_a" });
+      const e = await refused.query("SET log_statement = 'all'").catch((e) => e);
+      expect({ code: e.code, message: e.message }).toEqual({
+        code: "42501",
+        message: 'permission denied to set parameter "log_statement"',
+      });
+      for (const c of [a, b, tuner, refused, admin]) await c.end();
+    });
+
     test("REVOKE CONNECT … FROM PUBLIC keeps out a role without CONNECT, with PostgreSQL's FATAL 42501", async () => {
       const s = server();
       const admin = await pgClient(s);
