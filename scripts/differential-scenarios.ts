@@ -11,6 +11,8 @@ export interface Scenario {
   readonly name: string;
   readonly setup?: readonly string[];
   readonly users?: readonly string[];
+  /** Per session, "b" for a second database of the scenario's (what databases share). */
+  readonly databases?: readonly string[];
   readonly steps: ReadonlyArray<readonly [session: number, sql: string]>;
 }
 
@@ -788,6 +790,22 @@ export const SCENARIOS: readonly Scenario[] = [
       [0, `select count(*) from pg_prepared_statements`],
       [0, "discard all"],
       [0, `select count(*) from pg_prepared_statements`],
+    ],
+  },
+  // What PostgreSQL shares between databases.
+  {
+    name: "roles_across_databases",
+    databases: ["a", "b"],
+    steps: [
+      [0, "do $$ begin create role across_1; end $$"],
+      [1, "select count(*) from pg_roles where rolname = 'across_1'"],
+      [0, "comment on role across_1 is 'one comment'"],
+      [1, "select shobj_description('across_1'::regrole, 'pg_authid')"],
+      [0, "grant set on parameter log_statement to across_1"],
+      [1, "select count(*) from pg_parameter_acl where parname = 'log_statement'"],
+      [1, "revoke set on parameter log_statement from across_1"],
+      [1, "drop role across_1"],
+      [0, "select count(*) from pg_roles where rolname = 'across_1'"],
     ],
   },
 ];

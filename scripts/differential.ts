@@ -4,7 +4,8 @@
  * statement sent by one of a few node-postgres sessions, run in order on
  * both servers in a database of its own; every step whose answer differs
  * (its rows or command tag, its SQLSTATE, the notifications a session got)
- * is printed. What pgts keeps per session in one backend (prepared
+ * is printed. A scenario's sessions may use a second database (`databases`),
+ * for what PostgreSQL shares between databases. What pgts keeps per session in one backend (prepared
  * statements, cursors, settings, roles, temporary tables, locks, LISTEN) is
  * where it can differ. Run with
  *   ./node_modules/.bin/bun scripts/differential.ts [--pg PORT] [--pgts PORT] [--messages]
@@ -50,8 +51,11 @@ function client(port: number, user: string, database: string): pg.Client {
 async function run(port: number, sc: Scenario, database: string): Promise<string[]> {
   const admin = client(port, "postgres", "postgres");
   await admin.connect();
-  await admin.query(`drop database if exists ${database}`).catch(() => {});
+  for (const d of [database, `${database}_b`]) {
+    await admin.query(`drop database if exists ${d}`).catch(() => {});
+  }
   await admin.query(`create database ${database}`);
+  if (sc.databases?.includes("b")) await admin.query(`create database ${database}_b`);
   await admin.end();
   if (sc.setup !== undefined) {
     const su = client(port, "postgres", database);
@@ -63,7 +67,11 @@ async function run(port: number, sc: Scenario, database: string): Promise<string
   const notes: string[] = [];
   const sessions: pg.Client[] = [];
   for (let i = 0; i < count; i++) {
-    const c = client(port, sc.users?.[i] ?? "postgres", database);
+    const c = client(
+      port,
+      sc.users?.[i] ?? "postgres",
+      sc.databases?.[i] === "b" ? `${database}_b` : database,
+    );
     c.on(
       "error",
       (e: Error & { code?: string }) => notes.push(`s${i} error ${e.code ?? e.message}`),
