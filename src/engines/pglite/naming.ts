@@ -71,8 +71,9 @@ export interface InputPlan {
   /** A statement pgts cannot run for this session (reported instead of running anything). */
   readonly reject: PgError | null;
   /**
-   * The text names pg_stat_activity (pg_stat_ssl, pg_stat_gssapi) or pg_listening_channels: the engine
-   * passes the rows and the session's channels with this exec (backends.ts).
+   * The text names pg_stat_activity (or pg_stat_ssl, pg_stat_gssapi) or
+   * pg_listening_channels: the engine passes the rows and the session's
+   * channels with this exec (backends.ts).
    */
   readonly readsActivity: boolean;
   /** The text names an extension (CREATE EXTENSION, pg_available_extensions): extensions.ts. */
