@@ -137,14 +137,10 @@ export const TERMINATE_SELF_ROUTINE = "pgts_terminate_self";
 const ERRCODE_ADMIN_SHUTDOWN = "57P01";
 
 /**
- * A signal an exec asked for: to another session (cancel, terminate), or
- * (pid 0) to the postmaster: pg_reload_conf()'s SIGHUP.
- */
-/**
  * What an exec asks of the engine when it is over: cancel or terminate the
- * session `pid`, reload the configuration, or (`roles`) read the roles
- * again, since session `pid` changed them, or (`databases`) the database
- * privileges the login checks (databasegrants.ts).
+ * session `pid`; (pid 0) the postmaster's SIGHUP, for pg_reload_conf(); or
+ * read again what session `pid` changed: the roles (`roles`), or the
+ * database privileges a login checks (`databases`, databasegrants.ts).
  */
 export type BackendSignal = readonly [
   pid: number,
