@@ -28,7 +28,7 @@
 import { CollectorHint } from "./gchint.ts";
 
 /** The client's data is garbage on both threads once in the ring, or read from it (gchint.ts). */
-const hint = new CollectorHint(64);
+const hint = new CollectorHint(64, 4);
 
 /** Int32 slots. */
 const WRITE_SEQ = 0; // bumped after each write or end: the reader waits on it
