@@ -305,14 +305,7 @@ export function installBackendFunctions(
     }
     return oid;
   };
-  const textDatum = (s: string): number => {
-    const bytes = new TextEncoder().encode(s);
-    const p = ex.palloc(bytes.length + 1);
-    const mem = new Uint8Array((tools.view()).buffer);
-    mem.set(bytes, p);
-    mem[p + bytes.length] = 0;
-    return ex.cstring_to_text(p);
-  };
+  const textDatum = (s: string): number => ex.cstring_to_text(tools.pallocCString(s));
 
   /**
    * signalfuncs.c's pg_signal_backend: null when the signal may go, else

@@ -16,25 +16,18 @@
  */
 
 import { argDatum, builtinSlot, textOfDatum, wasmFunctionOf } from "./backends.ts";
-import type { WasmTools } from "./guard.ts";
+import { GUC_FLAGS, GUC_SOURCE, type WasmTools } from "./guard.ts";
 
 /** pg_proc OID of current_setting(text, bool) (show_config_by_name_missing_ok). */
 const F_CURRENT_SETTING_MISSING_OK = 3294;
-/** config_generic.flags and .source (guc_tables.h, wasm32). */
-const GUC_FLAGS = 20;
-const GUC_SOURCE = 32;
 /** guc.h's GUC_CUSTOM_PLACEHOLDER, in PostgreSQL 16's numbering and later. */
 const GUC_CUSTOM_PLACEHOLDER = 0x0200;
 const PGC_S_DEFAULT = 0;
 /** FunctionCallInfoBaseData.isnull. */
 const FCINFO_ISNULL = 16;
 
-interface PlaceholderExports {
-  palloc(size: number): number;
-}
-
 export function installUnsetPlaceholdersNull(tools: WasmTools): void {
-  const ex = tools.ex as typeof tools.ex & PlaceholderExports;
+  const ex = tools.ex;
   const table = ex.__indirect_function_table;
   const slot = builtinSlot(tools, F_CURRENT_SETTING_MISSING_OK);
   const original = table.get(slot) as (fcinfo: number) => number;
@@ -43,12 +36,8 @@ export function installUnsetPlaceholdersNull(tools: WasmTools): void {
     slot,
     wasmFunctionOf((fcinfo: number): number => {
       if (argDatum(tools, fcinfo, 1) === 0) return original(fcinfo);
-      const name = new TextEncoder().encode(textOfDatum(tools, argDatum(tools, fcinfo, 0)));
-      const at = ex.palloc(name.length + 1);
-      const mem = new Uint8Array(tools.view().buffer);
-      mem.set(name, at);
-      mem[at + name.length] = 0;
-      const record = ex.find_option(at, 0, 1, 0);
+      const name = tools.pallocCString(textOfDatum(tools, argDatum(tools, fcinfo, 0)));
+      const record = ex.find_option(name, 0, 1, 0);
       if (record !== 0) {
         const v = tools.view();
         if (

@@ -10,12 +10,13 @@
  * connectRestricted, engine.ts).
  */
 
-import { onUtilityStatement, parsedStatement, type WasmTools } from "./guard.ts";
-
-/** List.length and List.elements (pg_list.h), String.sval (value.h), wasm32. */
-const LIST_LENGTH = 4;
-const LIST_ELEMENTS = 12;
-const STRING_SVAL = 4;
+import {
+  listCells,
+  onUtilityStatement,
+  parsedStatement,
+  stringNodeValue,
+  type WasmTools,
+} from "./guard.ts";
 
 interface DatabaseGrantExports {
   MyDatabaseId: WebAssembly.Global;
@@ -38,21 +39,14 @@ export function installDatabaseGrantGuard(
   const onSchema = parsedStatement(tools, "GRANT USAGE ON SCHEMA pgts_probe TO PUBLIC");
   const v = tools.view();
   const tag = v.getUint32(onDatabase, true);
-  const firstName = (list: number): string | null => {
-    const view = tools.view();
-    if (list === 0 || list >= view.byteLength || view.getInt32(list + LIST_LENGTH, true) < 1) {
-      return null;
-    }
-    const cells = view.getUint32(list + LIST_ELEMENTS, true);
-    const node = cells === 0 ? 0 : view.getUint32(cells, true);
-    const sval = node === 0 || node >= view.byteLength
-      ? 0
-      : view.getUint32(node + STRING_SVAL, true);
-    return sval === 0 || sval >= view.byteLength ? null : tools.readCString(sval);
-  };
+  // The objects List is the field whose one cell is the String "pgts_probe";
+  // the fields before it are small integers, not addresses of a List.
+  const names = (list: number): string[] =>
+    listCells(tools, list).map((n) => stringNodeValue(tools, n));
   let objectsAt = -1;
   for (let at = 8; at < 32 && objectsAt < 0; at += 4) {
-    if (firstName(v.getUint32(onDatabase + at, true)) === "pgts_probe") objectsAt = at;
+    const field = v.getUint32(onDatabase + at, true);
+    if (field >= 4096 && field < v.byteLength && names(field)[0] === "pgts_probe") objectsAt = at;
   }
   // objtype is the field before the objects; it tells the two statements apart.
   const objtypeAt = objectsAt - 4;
@@ -70,15 +64,10 @@ export function installDatabaseGrantGuard(
     if (view.getUint32(stmt, true) !== tag) return;
     if (view.getInt32(stmt + objtypeAt, true) !== databaseObjtype) return;
     const own = tools.readCString(ex.get_database_name(view.getUint32(myDatabaseId, true)));
-    const list = view.getUint32(stmt + objectsAt, true);
-    const n = list === 0 ? 0 : view.getInt32(list + LIST_LENGTH, true);
-    const cells = list === 0 ? 0 : view.getUint32(list + LIST_ELEMENTS, true);
     // Its own: the login's check reads the privileges again after it (in a
     // function too, where naming.ts does not see it).
     session.databasesChanged();
-    for (let i = 0; i < n; i++) {
-      const node = view.getUint32(cells + 4 * i, true);
-      const name = tools.readCString(view.getUint32(node + STRING_SVAL, true));
+    for (const name of names(view.getUint32(stmt + objectsAt, true))) {
       if (name === own) continue;
       tools.raise(
         "0A000",

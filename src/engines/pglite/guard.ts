@@ -87,13 +87,21 @@ const ERROR = 21;
 const CMD_UTILITY = 6;
 
 /**
+ * Offsets in wasm32 `struct config_generic` (utils/guc_tables.h), for every
+ * module that reads a parameter's record (gucwatch.ts, resetvalues.ts,
+ * customsettings.ts).
+ */
+export const GUC_NAME = 0;
+export const GUC_FLAGS = 20;
+export const GUC_VARTYPE = 24;
+export const GUC_SOURCE = 32;
+export const GUC_RESET_SOURCE = 36;
+
+/**
  * Offsets in wasm32 structures (utils/guc_tables.h, nodes/parsenodes.h,
  * nodes/pg_list.h). Each is checked against a record PostgreSQL made when
  * the guard is installed.
  */
-const GUC_NAME = 0;
-const GUC_FLAGS = 20;
-const GUC_VARTYPE = 24;
 const GUC_STRING_CHECK_HOOK = 100;
 const QUERY_COMMAND_TYPE = 4;
 const QUERY_UTILITY_STMT = 28;
@@ -298,6 +306,18 @@ export class WasmTools {
     return p;
   }
 
+  /** A NUL-terminated copy of `s` palloc'd in the current memory context (freed with it). */
+  pallocCString(s: string): number {
+    const bytes = new TextEncoder().encode(s);
+    const p = (this.ex as GuardExports & { palloc(size: number): number }).palloc(
+      bytes.length + 1,
+    );
+    const mem = new Uint8Array(this.#memory.buffer);
+    mem.set(bytes, p);
+    mem[p + bytes.length] = 0;
+    return p;
+  }
+
   readCString(p: number): string {
     const mem = new Uint8Array(this.#memory.buffer);
     let end = p;
@@ -478,15 +498,10 @@ function installProgramGuard(tools: WasmTools): void {
   /** COPY's ENCODING option, or null (CopyStmt.options: a List of DefElem). */
   const encodingOption = (stmt: number): string | null => {
     const view = tools.view();
-    const list = view.getUint32(stmt + COPY_OPTIONS, true);
-    if (list === 0) return null;
-    const n = view.getInt32(list + LIST_LENGTH, true);
-    const cells = view.getUint32(list + LIST_ELEMENTS, true);
-    for (let i = 0; i < n; i++) {
-      const def = view.getUint32(cells + 4 * i, true);
+    for (const def of listCells(tools, view.getUint32(stmt + COPY_OPTIONS, true))) {
       if (tools.readCString(view.getUint32(def + DEFELEM_NAME, true)) !== "encoding") continue;
       const arg = view.getUint32(def + DEFELEM_ARG, true);
-      return arg === 0 ? "" : tools.readCString(view.getUint32(arg + STRING_SVAL, true));
+      return arg === 0 ? "" : stringNodeValue(tools, arg);
     }
     return null;
   };
@@ -575,6 +590,22 @@ function installProgramGuard(tools: WasmTools): void {
       }
     }
   });
+}
+
+/** The cells of a parse tree's List (pg_list.h; 0: NIL), each a node's address. */
+export function listCells(tools: WasmTools, list: number): number[] {
+  if (list === 0) return [];
+  const view = tools.view();
+  const n = view.getInt32(list + LIST_LENGTH, true);
+  const cells = view.getUint32(list + LIST_ELEMENTS, true);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(view.getUint32(cells + 4 * i, true));
+  return out;
+}
+
+/** A String node's text (value.h's sval). */
+export function stringNodeValue(tools: WasmTools, node: number): string {
+  return tools.readCString(tools.view().getUint32(node + STRING_SVAL, true));
 }
 
 /** The parse tree (a node of PostgreSQL's raw parser) of `sql`'s first statement. */

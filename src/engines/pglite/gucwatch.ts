@@ -31,7 +31,7 @@
  */
 
 import { REPORTED_PARAMETERS } from "./paramstatus.ts";
-import type { WasmParam, WasmTools } from "./guard.ts";
+import { GUC_FLAGS, GUC_NAME, GUC_VARTYPE, type WasmParam, type WasmTools } from "./guard.ts";
 
 /** What an exec changed of the settings. */
 export interface GucChange {
@@ -42,10 +42,6 @@ export interface GucChange {
   readonly reported: ReadonlyArray<readonly [string, string]> | null;
 }
 
-/** Offsets in wasm32 `struct config_generic` (utils/guc_tables.h). */
-const GUC_NAME = 0;
-const GUC_FLAGS = 20;
-const GUC_VARTYPE = 24;
 /** guc.h's flags. */
 const GUC_NO_RESET = 0x0008;
 const GUC_REPORT = 0x0040;

@@ -28,7 +28,7 @@
  */
 
 import { PGC_POSTMASTER, setConfigOption } from "./configreload.ts";
-import type { WasmTools } from "./guard.ts";
+import { GUC_NAME, GUC_RESET_SOURCE, GUC_SOURCE, type WasmTools } from "./guard.ts";
 
 export interface SessionResetValues {
   /** Session `pid`'s reset values, as its startup map has them; `superuser`: it logged in as one. */
@@ -41,10 +41,6 @@ export interface SessionResetValues {
   reloaded(changes: readonly (readonly [string, string])[]): void;
 }
 
-/** guc_tables.h's struct config_generic on wasm32: the fields used here. */
-const GUC_NAME = 0;
-const GUC_SOURCE = 32;
-const GUC_RESET_SOURCE = 36;
 /** guc.h's GucContext and GucSource values. */
 const PGC_SUSET = 5;
 const PGC_USERSET = 6;
