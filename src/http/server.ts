@@ -245,6 +245,7 @@ export class HttpServer implements AdminSource {
           : {}),
       },
       ...(config.placement === undefined ? {} : { placement: config.placement }),
+      spinUs: this.guc.getInt("engine_spin_time"),
     };
     if ("cluster" in config) {
       return await ClusterEngine.open(config.cluster, {

@@ -306,6 +306,7 @@ async function openPglite(
   const recovering = takeRecoverySignal(params.dataDir);
   const opening = ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
+    spinUs: guc.getInt("engine_spin_time"),
     settings: {
       // shared_buffers, work_mem, TimeZone... as set (tables_engine.ts).
       ...guc.engineSettings(),

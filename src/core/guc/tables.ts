@@ -306,6 +306,17 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
       "Where the engine child runs PGlite: a Worker thread (cancels and timeouts act during a statement) or its main thread (fewer thread hops per statement).",
   },
   {
+    name: "engine_spin_time",
+    type: "int",
+    context: "postmaster",
+    boot: 200,
+    min: 0,
+    max: 10000,
+    pgts: true,
+    description:
+      "Microseconds the engine's Worker keeps polling for the next statement before it sleeps: a statement after a sleep runs slower (cold caches); 0 sleeps at once.",
+  },
+  {
     name: "engine_wait_timeout",
     type: "int",
     context: "user",

@@ -56,6 +56,8 @@ export interface InitClusterOptions {
 export interface OpenEngineOptions extends EngineOptions {
   /** Where PGlite runs: a Worker thread (default; statements can be cancelled) or the calling thread. */
   readonly placement?: "worker" | "inline";
+  /** With a Worker, microseconds it polls for the next statement before sleeping (pgts.engine_spin_time). */
+  readonly spinUs?: number;
   /** Server settings (`-c name=value`), applied at start as postgresql.conf would. */
   readonly settings?: Readonly<Record<string, string>>;
   /** Replaces the PGlite executor (tests inject faults through it). */
@@ -155,6 +157,7 @@ export async function openEngine(
   const image = options.executor === undefined && isMemory(dataDir) ? await memoryImage() : null;
   const executor = options.executor ?? await startExecutor(dataDir, {
     ...(options.placement !== undefined ? { placement: options.placement } : {}),
+    ...(options.spinUs !== undefined ? { spinUs: options.spinUs } : {}),
     ...(options.settings !== undefined ? { settings: options.settings } : {}),
     ...(image !== null ? { image } : {}),
     ...(options.database !== undefined ? { database: options.database } : {}),

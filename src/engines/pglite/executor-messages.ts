@@ -60,6 +60,8 @@ export type WorkerRequest =
     settings: Record<string, string>;
     image: ImageSource | null;
     database: string | null;
+    /** Microseconds to poll for the next exec before sleeping (channel.ts; pgts.engine_spin_time). */
+    spinUs: number;
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
     /** The start-up tracer is on: "ready" carries the open's steps (core/starttrace.ts). */

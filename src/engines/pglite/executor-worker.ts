@@ -203,7 +203,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             interrupt: instance.interruptTarget,
             trace: steps,
           });
-          flow = new ChannelServer(m.channel);
+          flow = new ChannelServer(m.channel, m.spinUs);
           void serveChannel(flow);
         } catch (e) {
           post({ t: "failed", message: e instanceof Error ? e.message : String(e) });

@@ -205,6 +205,11 @@ export function instanceOptions(options: ExecOptions) {
 
 export interface ExecutorOptions {
   readonly placement?: "worker" | "inline";
+  /**
+   * With a Worker, microseconds it polls for the next exec before it sleeps
+   * (channel.ts; pgts.engine_spin_time); default 0.
+   */
+  readonly spinUs?: number;
   readonly settings?: Readonly<Record<string, string>>;
   /** A cluster image to load into the (empty) data directory first; see instance.ts. */
   readonly image?: ImageSource;

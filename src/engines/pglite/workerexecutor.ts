@@ -189,6 +189,7 @@ export class WorkerExecutor implements RawExecutor {
         settings: { ...(options.settings ?? {}) },
         image: options.image ?? null,
         database: options.database ?? null,
+        spinUs: options.spinUs ?? 0,
         assets,
         ...(startupTraceEnabled() ? { trace: true } : {}),
       };
