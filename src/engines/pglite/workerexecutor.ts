@@ -20,7 +20,7 @@ import { WalProgress } from "./groupcommit.ts";
 import { fdatasyncFailure } from "./walflush.ts";
 import { WalSyncs } from "./walsyncs.ts";
 import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
-import { ANSWERED, ChannelRequester, endedIdle, NOT_RUN } from "./channel.ts";
+import { ANSWERED, ChannelRequester, endedIdle, NOT_RUN, spinWindowAfter } from "./channel.ts";
 import { sharedPgliteModule } from "./sharedheap.ts";
 import { CopyFeed } from "./copyfeed.ts";
 import { CollectorHint, YoungCollections } from "./gchint.ts";
@@ -115,14 +115,23 @@ export class WorkerExecutor implements RawExecutor {
   #walSyncs: WalSyncs;
   /** The default bound on a lock wait (ms; 0: lock waits are not watched). */
   #lockWaitMs: number;
+  /** pgts.engine_spin_time in ms: the longest this thread polls for a lone session's answer. */
+  #spinMs: number;
+  /** The poll's window now (spinWindowAfter), and whose execs ran last and how many in a row. */
+  #replyWindowMs: number;
+  #lastOwner: object | undefined = undefined;
+  #ownerRun = 0;
 
   private constructor(
     worker: Worker,
     shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed; walSyncs: WalSyncs },
     ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
     lockWaitMs: number,
+    spinUs: number,
   ) {
     this.#worker = worker;
+    this.#spinMs = Math.max(0, spinUs) / 1000;
+    this.#replyWindowMs = this.#spinMs;
     this.copyFeed = shared.feed;
     this.#cell = shared.cell;
     this.#channel = shared.channel;
@@ -161,6 +170,7 @@ export class WorkerExecutor implements RawExecutor {
             { cell, channel, feed, walSyncs },
             ev.data,
             options.lockWaitMs ?? 0,
+            options.spinUs ?? 0,
           );
           ex.wal.noteRequested(ev.data.requested);
           ex.wal.noteDurable(Math.max(ev.data.durable, walSyncs.requests.durable));
@@ -267,7 +277,26 @@ export class WorkerExecutor implements RawExecutor {
       }
     }
     if (e.slot >= 0) {
-      void this.#channel.reply(e.slot, e.seq, () => this.#running === e).then((r) => {
+      // A lone session (its third exec in a row, nobody else's between)
+      // waits for its answer polling, as the Worker polls for requests
+      // (channel.ts): its client waits on this answer alone, and the
+      // thread's sleep and wake-up cost more than a short statement. With
+      // other sessions about, this thread's time is theirs (their
+      // statements queue behind this one meanwhile).
+      if (e.owner !== undefined && e.owner === this.#lastOwner) this.#ownerRun++;
+      else this.#ownerRun = 0;
+      this.#lastOwner = e.owner;
+      const lone = this.#ownerRun >= 2 && this.#spinMs > 0;
+      const spinMs = lone ? this.#replyWindowMs : 0;
+      const from = lone ? performance.now() : 0;
+      void this.#channel.reply(e.slot, e.seq, () => this.#running === e, spinMs).then((r) => {
+        if (from > 0) {
+          this.#replyWindowMs = spinWindowAfter(
+            this.#replyWindowMs,
+            this.#spinMs,
+            performance.now() - from,
+          );
+        }
         // BY_MESSAGE: its `done` message ends it.
         if (r !== null && r.kind === ANSWERED) this.#done(e, r);
       });
