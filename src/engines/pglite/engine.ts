@@ -476,6 +476,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         };
       }
     }
+    const made = s !== undefined && s.customUnsent.length > 0 ? s.customUnsent : null;
+    if (made !== null) options = { ...options, customMade: made };
     const owner = this.#temp.owner;
     const reload = this.#reloadPending;
     if (reload !== null) {
@@ -498,6 +500,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.#temp.afterExec(result, owner);
     if (discarded) s!.sequencesDiscarded = false;
     if (resets) s!.resetValuesSent = true;
+    if (made !== null && s!.customUnsent === made) s!.customUnsent = [];
     return result;
   }
 

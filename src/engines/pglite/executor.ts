@@ -163,6 +163,8 @@ export interface ExecOptions {
   readonly resetValues?: readonly (readonly [string, string])[];
   /** The session logged in as a superuser: its reset values are set as one's. */
   readonly resetAsSuperuser?: boolean;
+  /** Custom placeholders the session SET or RESET since its last exec (customsettings.ts). */
+  readonly customMade?: readonly string[];
   /**
    * How long a lock wait may hold the engine before the exec is cancelled
    * (lockwait.ts); the executor's `lockWaitMs` when absent.
@@ -197,6 +199,7 @@ export function instanceOptions(options: ExecOptions) {
     ...(options.feed === true ? { feed: true } : {}),
     ...(options.discardSequences === true ? { discardSequences: true } : {}),
     ...(options.advisoryWait === true ? { advisoryWait: true } : {}),
+    ...(options.customMade !== undefined ? { customMade: options.customMade } : {}),
     ...(options.resetValues !== undefined
       ? { resetValues: options.resetValues, resetAsSuperuser: options.resetAsSuperuser === true }
       : {}),

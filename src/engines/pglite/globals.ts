@@ -83,6 +83,10 @@ export class SessionGlobals {
   sequencesDiscarded = false;
   /** Its reset values went to the backend with an exec (resetvalues.ts). */
   resetValuesSent = false;
+  /** The custom placeholders (`app.tenant`) its statements SET or RESET (customsettings.ts). */
+  readonly customMade = new Set<string>();
+  /** Those of them not yet sent to the backend with an exec. */
+  customUnsent: string[] = [];
   /** This session's temporary namespaces (tempnamespace.ts); none until PostgreSQL makes them. */
   temp: TempPair = NO_TEMP;
   /** The backend just made `temp`, still named pg_temp_N: the engine renames it (tempschemas.ts). */

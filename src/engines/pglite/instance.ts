@@ -33,7 +33,7 @@ import { loadExtensionBundles } from "./extensions.ts";
 import { concat } from "./wire.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
-import { installUnsetPlaceholdersNull } from "./customsettings.ts";
+import { installUnsetPlaceholdersNull, SessionPlaceholders } from "./customsettings.ts";
 import { installDatabaseGrantGuard } from "./databasegrants.ts";
 import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
@@ -182,6 +182,8 @@ export interface InstanceExecOptions {
   readonly resetValues?: readonly (readonly [string, string])[];
   /** The session logged in as a superuser: its reset values are set as one's. */
   readonly resetAsSuperuser?: boolean;
+  /** Custom placeholders the session SET or RESET since its last exec (customsettings.ts). */
+  readonly customMade?: readonly string[];
 }
 
 /**
@@ -380,6 +382,8 @@ export async function openInstance(
   let backends: BackendFunctions;
   let advisory: AdvisoryLocks;
   let sequences: SessionSequences | null = null;
+  /** Which session made which custom placeholder (customsettings.ts). */
+  const placeholders = new SessionPlaceholders();
   let resets: SessionResetValues | null = null;
   let temp: TempNamespaces | null = null;
   let tempShared: string | null;
@@ -396,7 +400,7 @@ export async function openInstance(
     installServerFileGuard(tools);
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
-    installUnsetPlaceholdersNull(tools);
+    installUnsetPlaceholdersNull(tools, placeholders);
     installDatabaseGrantGuard(tools, {
       running: () => running.runningPrefix() !== null,
       databasesChanged: () => running.databasesChanged(),
@@ -496,6 +500,7 @@ export async function openInstance(
         advisory.keepOnly(keep);
         sequences?.keepOnly(keep);
         resets?.keepOnly(keep);
+        placeholders.keepOnly(keep);
         clientAddresses?.setBackends(options.backends);
       }
       clientAddresses?.use(options.pid);
@@ -504,6 +509,10 @@ export async function openInstance(
         resets?.define(options.pid, options.resetValues, options.resetAsSuperuser === true);
       }
       resets?.runAs(options.pid);
+      if (options.customMade !== undefined && options.pid !== null) {
+        placeholders.note(options.pid, options.customMade);
+      }
+      placeholders.runAs(options.pid);
       backends.setActivity(options.activity ?? null);
       backends.setChannels(options.channels ?? []);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
@@ -565,6 +574,7 @@ export async function openInstance(
       } finally {
         temp?.afterExec();
         guard.runAs(null);
+        placeholders.runAs(null);
         backends.runAs(null);
         advisory.runAs(null);
         executing = false;

@@ -462,7 +462,13 @@ export class PgliteSession extends SessionGlobals
       isPlain(plan) && !this.#deferred.pending;
     if (!(await this.#turn.take(frames, out, plan))) return;
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
-    for (const n of plan.customSettings) engine.noteCustomSetting(n);
+    for (const n of plan.customSettings) {
+      engine.noteCustomSetting(n);
+      if (!this.customMade.has(n)) {
+        this.customMade.add(n);
+        this.customUnsent.push(n);
+      }
+    }
     if (plan.settingsDirty) this.#cancel.inputSets = true;
     this.noteInput(plan);
     if (plan.createsTempObject && engine.tempShared !== null) {

@@ -166,7 +166,7 @@ test("the same for an ordinary role's session, over the parameters it may SET", 
   await walkSettings(await pgClient(s, { user: "walk_user" }), b, ["user"]);
 });
 
-test("a custom setting another session set reads NULL with current_setting(name, true), as a name never seen", async () => {
+test("a custom setting another session set reads NULL with current_setting(name, true), as a name never seen, and '' once the session made it itself", async () => {
   const s = server();
   const a = await pgClient(s);
   const b = await pgClient(s);
@@ -185,6 +185,14 @@ test("a custom setting another session set reads NULL with current_setting(name,
   expect(await read(b, "app.tenant")).toBe("7");
   await b.query("commit");
   expect(await read(a, "app.tenant")).toBe("42");
+  // b's backend has the placeholder now, as PostgreSQL's keeps one once
+  // made: back at its reset value, '' (not NULL), whoever else set it.
+  expect(await read(b, "app.tenant")).toBe("");
+  await a.query("reset app.tenant");
+  expect(await read(a, "app.tenant")).toBe("");
+  const c = await pgClient(s);
+  expect(await read(c, "app.tenant")).toBeNull();
+  await c.end();
   // Without missing_ok, and for parameters that are not custom, as PostgreSQL.
   expect(await read(b, "work_mem")).toBe("4MB");
   expect(await read(b, "no_such_parameter")).toBeNull();
