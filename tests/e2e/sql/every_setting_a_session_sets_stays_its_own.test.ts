@@ -166,7 +166,7 @@ test("the same for an ordinary role's session, over the parameters it may SET", 
   await walkSettings(await pgClient(s, { user: "walk_user" }), b, ["user"]);
 });
 
-test("a custom setting another session set reads NULL with current_setting(name, true), as a name never seen, and '' once the session made it itself", async () => {
+test("a custom setting another session set reads NULL with current_setting(name, true), as a name never seen, and '' once the session made it itself; SHOW and current_setting(name) fail with 42704", async () => {
   const s = server();
   const a = await pgClient(s);
   const b = await pgClient(s);
@@ -190,8 +190,17 @@ test("a custom setting another session set reads NULL with current_setting(name,
   expect(await read(b, "app.tenant")).toBe("");
   await a.query("reset app.tenant");
   expect(await read(a, "app.tenant")).toBe("");
+  expect((await b.query("show app.tenant")).rows[0]["app.tenant"]).toBe("");
+  // A session that never set it: a name its backend never saw, as in PostgreSQL.
   const c = await pgClient(s);
   expect(await read(c, "app.tenant")).toBeNull();
+  await a.query("set app.tenant = '43'");
+  for (const sql of ["show app.tenant", "select current_setting('app.tenant')"]) {
+    const e = await c.query(sql).then(() => null, (e) => e);
+    expect(e?.code).toBe("42704");
+    expect(e?.message).toBe('unrecognized configuration parameter "app.tenant"');
+  }
+  expect((await c.query("select 1 as one")).rows[0].one).toBe(1);
   await c.end();
   // Without missing_ok, and for parameters that are not custom, as PostgreSQL.
   expect(await read(b, "work_mem")).toBe("4MB");
