@@ -345,7 +345,7 @@ export class ChannelServer {
   #slot = 0;
   /** How long `next` polls for a request before it sleeps, in ms. */
   readonly #spinMs: number;
-  /** The poll's window now, 0..spinMs (adapted by `#adapt`). */
+  /** The poll's window now, 0..spinMs (spinWindowAfter). */
   #windowMs: number;
 
   /** `spinUs`: microseconds to poll for the next request before sleeping (pgts.engine_spin_time). */

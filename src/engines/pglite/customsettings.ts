@@ -46,6 +46,8 @@ const FCINFO_ISNULL = 16;
 export class SessionPlaceholders {
   readonly #made = new Map<number, Set<string>>();
   #running: Set<string> | undefined = undefined;
+  /** Whether a session's statement runs (not pgts's own work). */
+  sessionRunning = false;
 
   /** Session `pid` SET or RESET these names. */
   note(pid: number, names: readonly string[]): void {
@@ -53,9 +55,6 @@ export class SessionPlaceholders {
     if (set === undefined) this.#made.set(pid, set = new Set());
     for (const n of names) set.add(n.toLowerCase());
   }
-
-  /** Whether a session's statement runs (not pgts's own work). */
-  sessionRunning = false;
 
   /** The session running from now (null: pgts's own work). */
   runAs(pid: number | null): void {
@@ -75,7 +74,7 @@ export class SessionPlaceholders {
   }
 }
 
-export function installUnsetPlaceholdersNull(
+export function installUnseenPlaceholders(
   tools: WasmTools,
   placeholders: SessionPlaceholders,
 ): void {

@@ -33,7 +33,7 @@ import { loadExtensionBundles } from "./extensions.ts";
 import { concat } from "./wire.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
 import { type IdentityGuard, installEngineGuards, WasmTools } from "./guard.ts";
-import { installUnsetPlaceholdersNull, SessionPlaceholders } from "./customsettings.ts";
+import { installUnseenPlaceholders, SessionPlaceholders } from "./customsettings.ts";
 import { installDatabaseGrantGuard } from "./databasegrants.ts";
 import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
@@ -400,7 +400,7 @@ export async function openInstance(
     installServerFileGuard(tools);
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
-    installUnsetPlaceholdersNull(tools, placeholders);
+    installUnseenPlaceholders(tools, placeholders);
     installDatabaseGrantGuard(tools, {
       running: () => running.runningPrefix() !== null,
       databasesChanged: () => running.databasesChanged(),
