@@ -86,6 +86,9 @@ Options:
 "-c engine_placement=inline" runs PGlite on the postmaster's own thread
 instead ("inproc" only): a little faster per statement, but a running
 statement then holds the whole server, and a cancel acts once it ends.
+"-c engine_spin_time=MICROSECONDS" (default 200) is how long PGlite's thread
+polls for the next statement before it sleeps, adapting to the gaps it
+sees (a statement after a sleep runs slower); 0 always sleeps at once.
 
 SSL: "-c ssl=on" (or ssl = on in postgresql.conf, as "${PROGNAME} init --ssl" writes)
 serves SSLRequest and PostgreSQL 17's direct SSL on the same port, with
