@@ -277,7 +277,7 @@ export class WorkerExecutor implements RawExecutor {
       }
     }
     if (e.slot >= 0) {
-      // A lone session (its third exec in a row, nobody else's between)
+      // A lone session (its second exec in a row, nobody else's between)
       // waits for its answer polling, as the Worker polls for requests
       // (channel.ts): its client waits on this answer alone, and the
       // thread's sleep and wake-up cost more than a short statement. With
@@ -286,7 +286,7 @@ export class WorkerExecutor implements RawExecutor {
       if (e.owner !== undefined && e.owner === this.#lastOwner) this.#ownerRun++;
       else this.#ownerRun = 0;
       this.#lastOwner = e.owner;
-      const lone = this.#ownerRun >= 2 && this.#spinMs > 0;
+      const lone = this.#ownerRun >= 1 && this.#spinMs > 0;
       const spinMs = lone ? this.#replyWindowMs : 0;
       const from = lone ? performance.now() : 0;
       void this.#channel.reply(e.slot, e.seq, () => this.#running === e, spinMs).then((r) => {
