@@ -13,7 +13,13 @@ import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts
 useSqlServers();
 
 // One process started ahead: the one a client leaves comes back to the next client soon.
-const server = sharedServer({ adapter: "subprocess", settings: { backend_pool_size: "1" } });
+// Under Bun always: only Bun's backend processes are pooled (backend_pool_size); a
+// forked Deno backend serves one client and exits, so nothing is reused there.
+const server = sharedServer({
+  runtime: "bun",
+  adapter: "subprocess",
+  settings: { backend_pool_size: "1" },
+});
 
 test("the next client of a backend process holds none of the last one's advisory locks, nor its currval", async () => {
   const first = await pgClient(server());
