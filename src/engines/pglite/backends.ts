@@ -206,6 +206,22 @@ export function builtinSlot(tools: WasmTools, oid: number): number {
 }
 
 /**
+ * Puts `wrapper` in the function table slot of builtin `oid` (a version-1
+ * C function), called with each call's fcinfo and the builtin it replaced.
+ */
+export function wrapBuiltin(
+  tools: WasmTools,
+  oid: number,
+  wrapper: (fcinfo: number, builtin: (fcinfo: number) => number) => number,
+): void {
+  const table = tools.ex.__indirect_function_table;
+  const slot = builtinSlot(tools, oid);
+  const builtin = table.get(slot) as ((fcinfo: number) => number) | null;
+  if (typeof builtin !== "function") throw new Error(`PGlite's builtin ${oid} is not a function`);
+  table.set(slot, wasmFunctionOf((fcinfo: number): number => wrapper(fcinfo, builtin)));
+}
+
+/**
  * A text Datum's string: a short (1-byte header) varlena or a plain 4-byte
  * one. Never a compressed or external one: what reaches it is a literal or
  * a function's result.

@@ -21,7 +21,7 @@
  * between sessions: settings.ts) where PostgreSQL reads it as never seen.
  */
 
-import { argDatum, builtinSlot, textOfDatum, wasmFunctionOf } from "./backends.ts";
+import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";
 import {
   GUC_FLAGS,
   GUC_SOURCE,
@@ -95,18 +95,8 @@ export function installUnseenPlaceholders(
   };
   const unrecognized = (name: string): never =>
     tools.raise("42704", `unrecognized configuration parameter "${name}"`) as never;
-  const table = ex.__indirect_function_table;
-  const replace = (
-    oid: number,
-    fn: (fcinfo: number, original: (f: number) => number) => number,
-  ) => {
-    const slot = builtinSlot(tools, oid);
-    const original = table.get(slot) as (fcinfo: number) => number;
-    if (typeof original !== "function") throw new Error(`builtin ${oid} is not a function`);
-    table.set(slot, wasmFunctionOf((fcinfo: number): number => fn(fcinfo, original)));
-  };
   // current_setting(name, true): NULL, as for a name never seen.
-  replace(F_CURRENT_SETTING_MISSING_OK, (fcinfo, original) => {
+  wrapBuiltin(tools, F_CURRENT_SETTING_MISSING_OK, (fcinfo, original) => {
     if (argDatum(tools, fcinfo, 1) === 0) return original(fcinfo);
     if (unseen(textOfDatum(tools, argDatum(tools, fcinfo, 0)))) {
       tools.view().setUint8(fcinfo + FCINFO_ISNULL, 1);
@@ -115,7 +105,7 @@ export function installUnseenPlaceholders(
     return original(fcinfo);
   });
   // current_setting(name): PostgreSQL's 42704, as for a name never seen.
-  replace(F_CURRENT_SETTING, (fcinfo, original) => {
+  wrapBuiltin(tools, F_CURRENT_SETTING, (fcinfo, original) => {
     const name = textOfDatum(tools, argDatum(tools, fcinfo, 0));
     if (unseen(name)) unrecognized(name);
     return original(fcinfo);

@@ -22,8 +22,8 @@
  * settings.ts's unsupportedClientEncoding, with the same words.
  */
 
-import { builtinSlot } from "./backends.ts";
-import { wasmFunction, type WasmTools, wrapCheckHook } from "./guard.ts";
+import { wrapBuiltin } from "./backends.ts";
+import { type WasmTools, wrapCheckHook } from "./guard.ts";
 import { needsNoConversion, unsupportedClientEncoding } from "./settings.ts";
 
 /** Builtin function OIDs (pg_proc.dat) and the arguments that name an encoding. */
@@ -48,16 +48,13 @@ export function installEncodingGuard(tools: WasmTools): void {
   });
 
   const ex = tools.ex as unknown as typeof tools.ex & { get_func_name(oid: number): number };
-  const table = tools.ex.__indirect_function_table;
   for (const [oid, cName, encodingArgs] of CONVERSIONS) {
-    const slot = builtinSlot(tools, oid);
     const p = ex.get_func_name(oid);
     const sqlName = p === 0 ? "" : tools.readCString(p);
-    const original = table.get(slot) as ((fcinfo: number) => number) | null;
-    if (typeof original !== "function" || !cName.endsWith(sqlName) || sqlName === "") {
+    if (!cName.endsWith(sqlName) || sqlName === "") {
       throw new Error(`PGlite's builtin ${oid} is not ${cName}`);
     }
-    const guarded = (fcinfo: number): number => {
+    wrapBuiltin(tools, oid, (fcinfo, original) => {
       const v = tools.view();
       for (const n of encodingArgs) {
         const at = fcinfo + FCINFO_ARGS + n * NULLABLE_DATUM_SIZE;
@@ -74,7 +71,6 @@ export function installEncodingGuard(tools: WasmTools): void {
         }
       }
       return original(fcinfo);
-    };
-    table.set(slot, wasmFunction(guarded, { params: 1, result: true }));
+    });
   }
 }

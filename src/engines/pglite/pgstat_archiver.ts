@@ -34,7 +34,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DATADIR_MOUNT } from "./backupfs.ts";
-import { argDatum, builtinSlot, textOfDatum, wasmFunctionOf } from "./backends.ts";
+import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";
 import type { WasmTools } from "./guard.ts";
 
 /** pg_stat_archiver's columns. */
@@ -174,42 +174,35 @@ function targetOf(tools: WasmTools, fcinfo: number): string | null {
  * the data directory is mounted (a memory:// engine has no archiver).
  */
 export function installArchiverReset(tools: WasmTools, fs: ResetFs): void {
-  const table = tools.ex.__indirect_function_table;
-  const slot = builtinSlot(tools, F_PG_STAT_RESET_SHARED);
-  const builtin = table.get(slot) as (fcinfo: number) => number;
-  if (typeof builtin !== "function") throw new Error("pg_stat_reset_shared is not a function");
-  table.set(
-    slot,
-    wasmFunctionOf((fcinfo: number): number => {
-      const target = targetOf(tools, fcinfo);
-      const result = builtin(fcinfo);
-      if (target === null || target === "archiver") {
-        let text: string;
-        try {
-          text = fs.readFile(STATS, { encoding: "utf8" });
-        } catch {
-          // No /pgts, or no archiver ever ran: nothing to offset yet.
-          text = "{}";
-        }
-        let counters: Partial<ArchiverStats> = {};
-        try {
-          counters = JSON.parse(text) as Partial<ArchiverStats>;
-        } catch {
-          // Never half written (a rename); treated as none.
-        }
-        const offset: ResetOffset = {
-          archived_count: counters.archived_count ?? 0,
-          failed_count: counters.failed_count ?? 0,
-          stats_reset: new Date().toISOString(),
-        };
-        try {
-          fs.writeFile(`${RESET}.tmp`, JSON.stringify(offset) + "\n");
-          fs.rename(`${RESET}.tmp`, RESET);
-        } catch {
-          // No data directory mounted (memory://): no archiver to reset.
-        }
+  wrapBuiltin(tools, F_PG_STAT_RESET_SHARED, (fcinfo, builtin) => {
+    const target = targetOf(tools, fcinfo);
+    const result = builtin(fcinfo);
+    if (target === null || target === "archiver") {
+      let text: string;
+      try {
+        text = fs.readFile(STATS, { encoding: "utf8" });
+      } catch {
+        // No /pgts, or no archiver ever ran: nothing to offset yet.
+        text = "{}";
       }
-      return result;
-    }),
-  );
+      let counters: Partial<ArchiverStats> = {};
+      try {
+        counters = JSON.parse(text) as Partial<ArchiverStats>;
+      } catch {
+        // Never half written (a rename); treated as none.
+      }
+      const offset: ResetOffset = {
+        archived_count: counters.archived_count ?? 0,
+        failed_count: counters.failed_count ?? 0,
+        stats_reset: new Date().toISOString(),
+      };
+      try {
+        fs.writeFile(`${RESET}.tmp`, JSON.stringify(offset) + "\n");
+        fs.rename(`${RESET}.tmp`, RESET);
+      } catch {
+        // No data directory mounted (memory://): no archiver to reset.
+      }
+    }
+    return result;
+  });
 }
