@@ -38,7 +38,7 @@
  */
 
 import { argDatum, builtinSlot, wasmFunctionOf } from "./backends.ts";
-import { onUtilityStatement, parsedStatement, type WasmTools } from "./guard.ts";
+import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
 
 /** XactEvent values (access/xact.h). */
 const XACT_EVENT_COMMIT = 0;

@@ -58,7 +58,7 @@
  * itself: it only records what the engine should do.
  */
 
-import { wasmFunction, type WasmTools } from "./guard.ts";
+import { wasmFunction, type WasmTools } from "./wasmtools.ts";
 
 /** A session the engine serves, as the signal functions check it. */
 export interface BackendEntry {

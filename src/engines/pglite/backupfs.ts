@@ -20,7 +20,7 @@
  */
 
 import { basename, dirname, join, resolve } from "node:path";
-import type { WasmTools } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 import { PGC_POSTMASTER, PGC_S_OVERRIDE, setConfigOption } from "./configreload.ts";
 import { parseConfigFile } from "../../core/guc/parser.ts";
 import { nodeConfigReader } from "../../adapters/node/config-reader.ts";

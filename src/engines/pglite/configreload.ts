@@ -16,7 +16,7 @@
  * runs outside any statement.
  */
 
-import type { WasmTools } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 
 /** guc.h's GucContext, GucSource and GucAction values, and elog.h's LOG. */
 export const PGC_POSTMASTER = 1;

@@ -22,13 +22,8 @@
  */
 
 import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";
-import {
-  GUC_FLAGS,
-  GUC_SOURCE,
-  onUtilityStatement,
-  parsedStatement,
-  type WasmTools,
-} from "./guard.ts";
+import { GUC_FLAGS, GUC_SOURCE } from "./guard.ts";
+import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
 
 /** pg_proc OID of current_setting(text, bool) (show_config_by_name_missing_ok). */
 const F_CURRENT_SETTING_MISSING_OK = 3294;

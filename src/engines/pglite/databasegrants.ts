@@ -16,7 +16,7 @@ import {
   parsedStatement,
   stringNodeValue,
   type WasmTools,
-} from "./guard.ts";
+} from "./wasmtools.ts";
 
 interface DatabaseGrantExports {
   MyDatabaseId: WebAssembly.Global;

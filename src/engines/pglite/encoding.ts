@@ -23,7 +23,8 @@
  */
 
 import { wrapBuiltin } from "./backends.ts";
-import { type WasmTools, wrapCheckHook } from "./guard.ts";
+import { wrapCheckHook } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 import { needsNoConversion, unsupportedClientEncoding } from "./settings.ts";
 
 /** Builtin function OIDs (pg_proc.dat) and the arguments that name an encoding. */

@@ -31,7 +31,8 @@
  */
 
 import { REPORTED_PARAMETERS } from "./paramstatus.ts";
-import { GUC_FLAGS, GUC_NAME, GUC_VARTYPE, type WasmParam, type WasmTools } from "./guard.ts";
+import { GUC_FLAGS, GUC_NAME, GUC_VARTYPE } from "./guard.ts";
+import type { WasmParam, WasmTools } from "./wasmtools.ts";
 
 /** What an exec changed of the settings. */
 export interface GucChange {

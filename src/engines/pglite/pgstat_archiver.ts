@@ -35,7 +35,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DATADIR_MOUNT } from "./backupfs.ts";
 import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";
-import type { WasmTools } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 
 /** pg_stat_archiver's columns. */
 export interface ArchiverStats {

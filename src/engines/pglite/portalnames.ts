@@ -22,7 +22,7 @@
  */
 
 import { isEngineName } from "./enginenames.ts";
-import { onUtilityStatement, parsedStatement, type WasmTools } from "./guard.ts";
+import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
 
 /** ParseState.p_sourcetext (parse_node.h), after p_parentstate. */
 const PSTATE_SOURCETEXT = 4;

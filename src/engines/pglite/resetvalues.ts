@@ -28,7 +28,8 @@
  */
 
 import { PGC_POSTMASTER, setConfigOption } from "./configreload.ts";
-import { GUC_NAME, GUC_RESET_SOURCE, GUC_SOURCE, type WasmTools } from "./guard.ts";
+import { GUC_NAME, GUC_RESET_SOURCE, GUC_SOURCE } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 
 export interface SessionResetValues {
   /** Session `pid`'s reset values, as its startup map has them; `superuser`: it logged in as one. */

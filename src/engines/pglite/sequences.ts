@@ -40,7 +40,7 @@
  * Runs on the thread that runs PGlite, at the start of an exec.
  */
 
-import type { WasmTools } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 import { HASH_SEQ_STATUS_SIZE } from "./tempnamespace.ts";
 
 export interface SessionSequences {

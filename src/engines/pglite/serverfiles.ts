@@ -12,7 +12,7 @@
  */
 
 import { builtinSlot } from "./backends.ts";
-import { wasmFunction, type WasmTools } from "./guard.ts";
+import { wasmFunction, type WasmTools } from "./wasmtools.ts";
 
 /** pg_proc OIDs: lo_import(text), lo_export(oid, text), lo_import(text, oid). */
 const F_BE_LO_IMPORT = 764;

@@ -78,7 +78,7 @@
  * dropped (the engine drops a pair with none current).
  */
 
-import type { WasmTools } from "./guard.ts";
+import type { WasmTools } from "./wasmtools.ts";
 
 /** A session's temporary namespace and its toast namespace (OIDs); [0, 0] for none yet. */
 export type TempPair = readonly [namespace: number, toastNamespace: number];
