@@ -16,7 +16,8 @@
  */
 
 import { BE } from "../../core/protocol/constants.ts";
-import type { InputPlan, ListenOp, StatementEffects } from "./naming.ts";
+import type { InputPlan, StatementEffects } from "./naming.ts";
+import type { ListenOp } from "./statementtext.ts";
 import type { SettingsMap } from "./settings.ts";
 import { lastBackupCall } from "./sqlscan.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";

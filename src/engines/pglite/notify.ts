@@ -13,7 +13,7 @@
  * Never delivers to a session that does not listen on the channel.
  */
 
-import type { ListenOp } from "./naming.ts";
+import type { ListenOp } from "./statementtext.ts";
 import { parseNotification, quoteIdent, withNotifierPid } from "./wire.ts";
 
 export interface Listener {

@@ -1,0 +1,350 @@
+/**
+ * One SQL text of a session's input, looked at statement by statement (the
+ * scan behind naming.ts's planInput): its prepared-statement and WITH HOLD
+ * cursor names prefixed with the session's, and what it does to session
+ * state (settings, LISTEN/UNLISTEN, role and database DDL, temporary
+ * objects, DISCARD ALL) gathered in the input's accumulator.
+ */
+
+import { ERRCODE, PgError } from "../../core/elog.ts";
+import {
+  identName,
+  MAX_SCANNED_TOKENS,
+  mightMatter,
+  scanStatements,
+  settingName,
+  type Statement,
+  type Token,
+} from "./sqlscan.ts";
+import { unsupportedClientEncoding } from "./settings.ts";
+import { engineName } from "./enginenames.ts";
+import { TextEdits } from "./textedits.ts";
+import { quoteIdent } from "./wire.ts";
+
+export type ListenOp = readonly ["listen" | "unlisten", string];
+
+export interface Acc {
+  settingsDirty: boolean;
+  customSettings: string[];
+  listenOps: ListenOp[];
+  rolesDirty: boolean;
+  databasesDirty: boolean;
+  databaseCommand: string | "embedded" | null;
+  /** The text of a prepared database command a Bind of this input executes. */
+  boundDatabaseCommand: string | null;
+  createsTempObject: boolean;
+  createdStatements: string[];
+  special: "discard all" | "deallocate all" | null;
+  /**
+   * `special` came from a statement that is not a lone Query: it stands only
+   * if the input is an extended batch of that statement alone.
+   */
+  specialParsed: boolean;
+  copyFromStdin: boolean;
+  reject: PgError | null;
+  readsActivity: boolean;
+  needsExtensions: boolean;
+  /** The session's WITH HOLD cursors, with those this input declares. */
+  holdCursors: ReadonlySet<string>;
+  declaredHoldCursors: string[];
+  closedHoldCursors: string[];
+  closesAll: boolean;
+  /** The edits of the input's rewritten SQL text, while there is one (textedits.ts). */
+  edits: TextEdits | null;
+  /** How many of the input's texts were rewritten. */
+  rewrittenTexts: number;
+}
+
+export const NO_CURSORS: ReadonlySet<string> = new Set();
+
+/** A hold cursor's name token, renamed with the session's prefix. */
+function cursorName(tok: Token, prefix: string, name: string) {
+  return { start: tok.start, end: tok.end, text: quoteIdent(engineName(prefix, name)) };
+}
+
+export function aloneOnly(what: string): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    `${what} must be sent as a query of its own`,
+    {
+      detail:
+        "pgts runs every session on one PGlite backend and carries out this command for this session only.",
+    },
+  );
+}
+
+/**
+ * DISCARD ALL and DEALLOCATE ALL, which pgts carries out for the session
+ * alone: as a lone Query, or as the one statement of an extended batch
+ * (psycopg 3 sends every command so), which planInput decides once it has
+ * seen the whole input.
+ */
+function sessionCommand(acc: Acc, lone: boolean, kind: "discard all" | "deallocate all"): void {
+  if (lone) acc.special = kind;
+  else if (acc.special === null) {
+    acc.special = kind;
+    acc.specialParsed = true;
+  } else acc.reject ??= aloneOnly(kind.toUpperCase());
+}
+
+/**
+ * Looks at one statement; returns a replacement for its name token when it
+ * names a prepared statement.
+ */
+function inspect(
+  sql: string,
+  st: Statement,
+  prefix: string,
+  acc: Acc,
+  lone: boolean,
+  user: string | undefined,
+): { start: number; end: number; text: string } | null {
+  const t = st.tokens;
+  const w0 = t[0]?.kind === "word" ? t[0].text : "";
+  const w1 = t[1]?.kind === "word" ? t[1].text : "";
+  if (st.callsSetConfig) {
+    acc.settingsDirty = true;
+    for (const n of st.setConfigNames) if (n.includes(".")) acc.customSettings.push(n);
+    // client_encoding however computed: the check hook in encoding.ts refuses it.
+  }
+  if (w0 === "copy" && /\bfrom\s+stdin\b/i.test(sql.slice(st.start, st.end))) {
+    // The session feeds the COPY its data as it comes (copyfeed.ts), or
+    // buffers it inline; either way the Query's answer must end with the
+    // COPY, which only a lone Query allows.
+    if (lone) acc.copyFromStdin = true;
+    else acc.reject ??= aloneOnly("COPY FROM STDIN");
+  }
+  switch (w0) {
+    case "set":
+    case "reset": {
+      acc.settingsDirty = true;
+      // RESET SESSION AUTHORIZATION and SET SESSION AUTHORIZATION DEFAULT go
+      // back to the role that authenticated: for a session, the one it logged
+      // in as, not the engine's (whose reset the identity guard refuses).
+      if (
+        user !== undefined && w1 === "session" && t[2]?.text === "authorization" &&
+        (w0 === "reset" ? t.length === 3 : t.length === 4 && t[3]?.text === "default")
+      ) {
+        return {
+          start: t[0]!.start,
+          end: t[t.length - 1]!.end,
+          text: `SET SESSION AUTHORIZATION ${quoteIdent(user)}`,
+        };
+      }
+      const i = w1 === "session" || w1 === "local" ? 2 : 1;
+      const name = settingName(t, i);
+      if (name !== null && name[0].includes(".")) acc.customSettings.push(name[0]);
+      if (w0 === "set" && name !== null) {
+        // SET client_encoding TO x, SET client_encoding = x, SET NAMES x
+        let v = name[0] === "names" ? t[name[1]] : undefined;
+        if (name[0] === "client_encoding") {
+          const at = t[name[1]]?.text === "to" || t[name[1]]?.text === "=" ? name[1] + 1 : -1;
+          v = at < 0 ? undefined : t[at];
+        }
+        const refused = v === undefined || v.kind === "punct"
+          ? null
+          : unsupportedClientEncoding(v.text);
+        if (refused !== null) acc.reject ??= refused;
+      }
+      return null;
+    }
+    case "discard":
+      acc.settingsDirty = true;
+      if (w1 === "all") sessionCommand(acc, lone, "discard all");
+      return null;
+    case "listen":
+    case "unlisten": {
+      const ch = t[1]?.text === "*" ? "*" : identName(t[1]);
+      if (ch !== null) acc.listenOps.push([w0, ch]);
+      return null;
+    }
+    case "create":
+    case "alter":
+    case "drop": {
+      let i = 1;
+      if (t[i]?.text === "or" && t[i + 1]?.text === "replace") i += 2;
+      if (t[i]?.text === "global" || t[i]?.text === "local") i++;
+      const k = t[i]?.kind === "word" ? t[i]!.text : "";
+      if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
+      if (k === "database") {
+        acc.databasesDirty = true;
+        acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
+      }
+      // ALTER SYSTEM writes the cluster's postgresql.auto.conf (altersystem.ts).
+      if (w0 === "alter" && k === "system") {
+        acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
+      }
+      if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
+      return w0 === "create" ? prefixedName(CREATE_AS_EXECUTE, sql, st, prefix) : null;
+    }
+    case "explain":
+      return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix);
+    case "comment":
+      // A role's comment is the cluster's (pg_authid.ts).
+      if (w1 === "on" && t[2]?.kind === "word" && t[2].text === "role") acc.rolesDirty = true;
+      return null;
+    case "grant":
+    case "revoke":
+      // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
+      // GRANT … ON DATABASE changes who may connect (postinit.ts).
+      {
+        const on = t.findIndex((x) => x.kind === "word" && x.text === "on");
+        const what = t[on + 1]?.kind === "word" ? t[on + 1]!.text : "";
+        // GRANT SET ON PARAMETER: pg_parameter_acl, copied with the roles (pg_authid.ts).
+        if (on < 0 || what === "parameter") acc.rolesDirty = true;
+        else if (what === "database") acc.databasesDirty = true;
+      }
+      return null;
+    case "declare": {
+      // DECLARE name [BINARY] [ASENSITIVE | INSENSITIVE] [[NO] SCROLL] CURSOR WITH HOLD FOR …
+      const tok = t[1];
+      const name = identName(tok);
+      if (name === null || tok === undefined) return null;
+      const text = sql.slice(st.start, st.end);
+      if (/\bcursor\s+with\s+hold\s+for\b/i.test(text)) {
+        acc.declaredHoldCursors.push(name);
+        if (!acc.holdCursors.has(name)) acc.holdCursors = new Set([...acc.holdCursors, name]);
+      }
+      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
+    }
+    case "fetch":
+    case "move": {
+      // The cursor's name ends the statement, whatever direction comes first.
+      if (t.length >= MAX_SCANNED_TOKENS || acc.holdCursors.size === 0) return null;
+      const tok = t[t.length - 1];
+      const name = identName(tok);
+      if (name === null || tok === undefined || t.length < 2) return null;
+      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
+    }
+    case "close": {
+      if (t.length === 2 && t[1]?.kind === "word" && t[1].text === "all") {
+        acc.closesAll = true;
+        return null;
+      }
+      const tok = t[1];
+      const name = identName(tok);
+      if (name === null || tok === undefined || !acc.holdCursors.has(name)) return null;
+      acc.closedHoldCursors.push(name);
+      return cursorName(tok, prefix, name);
+    }
+    case "update":
+    case "delete":
+    case "with": {
+      if (acc.holdCursors.size === 0) return null;
+      // WHERE CURRENT OF name, past the tokens the scan keeps.
+      return prefixedName(CURRENT_OF, sql, st, prefix, (name) => acc.holdCursors.has(name));
+    }
+    case "prepare":
+    case "execute":
+    case "deallocate": {
+      // PREPARE TRANSACTION 'gid' (two-phase commit) names no statement.
+      if (w0 === "prepare" && w1 === "transaction" && t[2]?.kind === "string") return null;
+      let i = 1;
+      if (w0 === "deallocate" && w1 === "prepare") i = 2;
+      const tok = t[i];
+      if (w0 === "deallocate" && tok?.kind === "word" && tok.text === "all") {
+        sessionCommand(acc, lone, "deallocate all");
+        return null;
+      }
+      const name = identName(tok);
+      if (name === null || tok === undefined) return null;
+      const onEngine = engineName(prefix, name);
+      if (w0 === "prepare") acc.createdStatements.push(onEngine);
+      return { start: tok.start, end: tok.end, text: quoteIdent(onEngine) };
+    }
+    default:
+      return null;
+  }
+}
+
+/** An identifier as SQL spells one: quoted, or a plain word. */
+const IDENT = String.raw`(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*)`;
+/** A statement's or cursor's name, captured. */
+const NAME = `(${IDENT})`;
+/** A name, qualified or not, in either spelling. */
+const QUALIFIED = String.raw`(?:${IDENT}\s*\.\s*)*${IDENT}`;
+/** `EXPLAIN [(options)] [ANALYZE] [VERBOSE] EXECUTE name`, the name's span captured. */
+const EXPLAIN_EXECUTE = new RegExp(
+  String.raw`^\s*explain\s*(?:\([^)]*\)\s*)?(?:(?:analy[sz]e|verbose)\s+)*execute\s+` + NAME,
+  "di",
+);
+/**
+ * `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE [IF NOT EXISTS]
+ * name [(columns)] [USING method] [WITH (…)] [ON COMMIT …] [TABLESPACE t]
+ * AS EXECUTE name`, the statement's name's span captured; anchored at the
+ * start, so a function body that says the same is never matched.
+ */
+const CREATE_AS_EXECUTE = new RegExp(
+  String.raw`^\s*create\s+(?:(?:global|local)\s+)?(?:(?:temp|temporary|unlogged)\s+)?table\s+` +
+    String.raw`(?:if\s+not\s+exists\s+)?` + QUALIFIED + String.raw`\s*(?:\([^)]*\)\s*)?` +
+    String.raw`(?:using\s+\S+\s+)?(?:with(?:out\s+oids)?\s*(?:\([^)]*\)\s*)?)?` +
+    String
+      .raw`(?:on\s+commit\s+(?:preserve\s+rows|delete\s+rows|drop)\s+)?(?:tablespace\s+\S+\s+)?` +
+    String.raw`as\s+execute\s+` + NAME,
+  "di",
+);
+
+/**
+ * The name `re` captures in the statement (EXPLAIN EXECUTE's, CREATE TABLE
+ * AS EXECUTE's, WHERE CURRENT OF's) as the session's own, or null when `re`
+ * does not match or `ours` says the name is not one the session renames.
+ */
+function prefixedName(
+  re: RegExp,
+  sql: string,
+  st: Statement,
+  prefix: string,
+  ours: (name: string) => boolean = () => true,
+): { start: number; end: number; text: string } | null {
+  const m = re.exec(sql.slice(st.start, st.end));
+  const at = m?.indices?.[1];
+  if (m === null || at === undefined) return null;
+  const raw = m[1]!;
+  const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
+  if (!ours(name)) return null;
+  return {
+    start: st.start + at[0],
+    end: st.start + at[1],
+    text: quoteIdent(engineName(prefix, name)),
+  };
+}
+
+/** `WHERE CURRENT OF name` ending a statement, the name's span captured. */
+const CURRENT_OF = new RegExp(String.raw`\bcurrent\s+of\s+${NAME}\s*;?\s*$`, "di");
+
+/** Words of statements that may name a hold cursor the session has. */
+const CURSOR_USE = /fetch|move|current/i;
+
+/** Scans SQL text; returns it with prepared-statement and hold cursor names prefixed. */
+export function rewriteSql(
+  sql: string,
+  prefix: string,
+  acc: Acc,
+  isQuery: boolean,
+  user: string | undefined,
+): string {
+  if (!mightMatter(sql) && (acc.holdCursors.size === 0 || !CURSOR_USE.test(sql))) return sql;
+  if (
+    !acc.readsActivity &&
+    /pg_stat_activity|pg_stat_ssl|pg_stat_gssapi|listening_channels/i.test(sql)
+  ) {
+    acc.readsActivity = true;
+  }
+  if (!acc.needsExtensions && /extension/i.test(sql)) acc.needsExtensions = true;
+  const stmts = scanStatements(sql);
+  const lone = isQuery && stmts.length === 1;
+  let out = "";
+  let at = 0;
+  let edits: TextEdits | null = null;
+  for (const st of stmts) {
+    const r = inspect(sql, st, prefix, acc, lone, user);
+    if (r !== null) {
+      out += sql.slice(at, r.start) + r.text;
+      at = r.end;
+      (edits ??= new TextEdits(sql)).replaced(r.start, r.end, r.text);
+    }
+  }
+  if (edits === null) return sql;
+  acc.edits = ++acc.rewrittenTexts === 1 ? edits : null;
+  return out + sql.slice(at);
+}
