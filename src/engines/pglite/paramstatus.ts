@@ -13,6 +13,8 @@
 
 import type { ParameterStatusList } from "../../core/engine/types.ts";
 import { MessageWriter, writeParameterStatus } from "../../core/protocol/mod.ts";
+import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
+import { concat } from "./wire.ts";
 
 /** PostgreSQL 18's GUC_REPORT parameters, in its spelling. */
 export const REPORTED_PARAMETERS: readonly string[] = [
@@ -59,5 +61,20 @@ export class ReportedToClient {
       writeParameterStatus(w ??= new MessageWriter(), name, value);
     }
     return w === null ? null : w.take();
+  }
+  /**
+   * `out` with the ParameterStatus of settings changed (as of `now()`) put
+   * just before a ReadyForQuery that ends a write (DISCARD ALL's answer,
+   * written whole).
+   */
+  before(
+    out: (b: Uint8Array) => void,
+    now: () => ParameterStatusList | null,
+  ): (b: Uint8Array) => void {
+    return (b) => {
+      const status = endsWithReadyForQuery(b) ? this.changes(now()) : null;
+      if (status === null) out(b);
+      else out(concat([b.subarray(0, b.length - 6), status, b.subarray(b.length - 6)]));
+    };
   }
 }

@@ -31,7 +31,7 @@ import type {
   TransactionStatus,
 } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
-import { describesOnly, endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
+import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import {
   adminShutdown,
@@ -45,7 +45,7 @@ import {
   utilityBatchPrefix,
 } from "./answers.ts";
 import type { ActivityRow, ClientAddress } from "./backends.ts";
-import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
+import { type FedCopy, type FedCopyHooks, isCopyData, SessionCopy } from "./copyfrom.ts";
 import { DeferredPrepares } from "./deferred.ts";
 import { AdvisoryWait, waitsForAdvisoryLock } from "./advisorywait.ts";
 import { AnswerGate } from "./groupcommit.ts";
@@ -57,6 +57,7 @@ import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
 import { ReportedToClient } from "./paramstatus.ts";
+import { SessionOutput } from "./sessionoutput.ts";
 import { parseDurationMs } from "./settings.ts";
 import { QueryCancel } from "./querycancel.ts";
 import type { Holder } from "./scheduler.ts";
@@ -76,9 +77,6 @@ import {
 
 type State = "idle" | "waiting" | "active" | "closed";
 
-/** Bytes of notifications a client may leave untaken before its session is ended (deliverAsync). */
-const ASYNC_BACKLOG_MAX = 32 * 1024 * 1024;
-
 export class PgliteSession extends SessionGlobals
   implements EngineSession, Holder, Listener, TimedSession {
   onAsync: ((backend: Uint8Array) => void | Promise<void>) | null = null;
@@ -87,17 +85,13 @@ export class PgliteSession extends SessionGlobals
 
   #engine: SessionEngine<PgliteSession>;
   /** All output to the client, released in order as the WAL it depends on is durable. */
-  #gate: AnswerGate;
+  readonly #output: SessionOutput;
   #status: TransactionStatus = "I";
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
   /** Inputs the client sent that have not started yet. */
   #queued = 0;
-  /** Writes to the client that wait for its socket to take them. */
-  #blockedWrites = 0;
-  /** Bytes of notifications given to the client's socket since it last drained. */
-  #asyncBacklog = 0;
   /** What stops its statement early: cancels, statement_timeout, the wait's bound. */
   readonly #cancel: QueryCancel<PgliteSession>;
   readonly #timeouts: SessionTimeouts;
@@ -146,9 +140,23 @@ export class PgliteSession extends SessionGlobals
     this.#activity = new SessionActivity(init.client ?? null, init.ssl ?? null);
     this.#told = new ReportedToClient(init.parameterStatus ?? []);
     this.#engine = engine;
-    this.#gate = new AnswerGate(engine.executor.wal);
     this.#cancel = new QueryCancel<PgliteSession>(this, engine);
     this.#timeouts = new SessionTimeouts(this, engine);
+    this.#output = new SessionOutput(new AnswerGate(engine.executor.wal), {
+      blocked: () => this.#timeouts.outputBlocked(),
+      flowing: () => this.#timeouts.outputFlowing(),
+      overflow: (bytes) =>
+        this.terminate(
+          new PgError(
+            ERRCODE.CONNECTION_FAILURE,
+            "terminating connection because its client does not read its notifications",
+            {
+              severity: "FATAL",
+              detail: `${bytes} bytes of notifications were waiting for the client.`,
+            },
+          ),
+        ),
+    });
     this.#timeouts.armIdle();
     this.#turn = new EngineTurn<PgliteSession>(this, {
       engine,
@@ -239,40 +247,19 @@ export class PgliteSession extends SessionGlobals
     });
   }
 
-  /**
-   * A notification (or notice) for this session's client. What its socket
-   * has not taken is kept in memory: a listener whose client stops reading
-   * while others notify would grow the server without bound (PostgreSQL
-   * keeps its queue on disk, and at 8 GB refuses NOTIFY), so past
-   * ASYNC_BACKLOG_MAX bytes not taken the session is ended.
-   */
+  /** A notification (or notice) for this session's client (sessionoutput.ts bounds what waits). */
   deliverAsync(bytes: Uint8Array): void {
     if (this.#state === "closed") return;
-    this.#gate.send(bytes, (b) => {
+    this.#output.notification(bytes, (b) => {
       if (this.#state === "closed" || this.#terminated !== null) return;
-      const r = this.onAsync?.(b);
-      if (!(r instanceof Promise)) return;
-      if (this.#asyncBacklog === 0) void r.then(() => (this.#asyncBacklog = 0));
-      this.#asyncBacklog += b.length;
-      if (this.#asyncBacklog > ASYNC_BACKLOG_MAX) {
-        this.terminate(
-          new PgError(
-            ERRCODE.CONNECTION_FAILURE,
-            "terminating connection because its client does not read its notifications",
-            {
-              severity: "FATAL",
-              detail: `${this.#asyncBacklog} bytes of notifications were waiting for the client.`,
-            },
-          ),
-        );
-      }
+      return this.onAsync?.(b);
     });
   }
 
   exec(frontend: Uint8Array, out: BackendOutput): Promise<void> {
     this.#queued++;
-    const gate = this.#gate;
-    const gated: BackendOutput = (b) => gate.send(b, this.#watched(out));
+    const gate = this.#output.gate;
+    const gated = this.#output.answers(out);
     const run = this.#chain.then(async () => {
       this.#queued--;
       try {
@@ -285,23 +272,6 @@ export class PgliteSession extends SessionGlobals
     });
     this.#chain = run.catch(() => {});
     return run;
-  }
-
-  /** `out`, telling the timers while the client's socket is full (SessionTimeouts.outputBlocked). */
-  #watched(out: BackendOutput): BackendOutput {
-    return (b) => {
-      const r = out(b);
-      if (!(r instanceof Promise)) return r;
-      this.#blockedWrites++;
-      this.#timeouts.outputBlocked();
-      const flowing = () => {
-        if (--this.#blockedWrites === 0) this.#timeouts.outputFlowing();
-      };
-      return r.then(flowing, (e) => {
-        flowing();
-        throw e;
-      });
-    };
   }
 
   /**
@@ -343,7 +313,7 @@ export class PgliteSession extends SessionGlobals
     this.#timeouts.disarm();
     // After what is held (the FATAL comes last, as it would have), or at
     // once when held answers can never go (a failed WAL fdatasync).
-    this.#gate.afterDrain(() => {
+    this.#output.gate.afterDrain(() => {
       this.onAsync?.(errorResponse(reason));
       this.onTerminate?.(reason);
     });
@@ -481,7 +451,7 @@ export class PgliteSession extends SessionGlobals
       ? this.#status !== "E"
       : plan.special === "discard all" && this.#status === "I";
     if (special && plan.special !== null) {
-      const told = this.#toldBefore(out);
+      const told = this.#told.before(out, () => this.#engine.reportedValues);
       // Alone in an extended batch: its Parse, Bind and Describe answered first.
       const prefix = utilityBatchPrefix(plan.bytes, plan.frames);
       if (prefix !== null) out(prefix);
@@ -667,20 +637,6 @@ export class PgliteSession extends SessionGlobals
     return true;
   }
 
-  /**
-   * `out` with the ParameterStatus of settings changed put just before a
-   * ReadyForQuery that ends a write (DISCARD ALL's answer, written whole).
-   */
-  #toldBefore(out: (b: Uint8Array) => void): (b: Uint8Array) => void {
-    return (b) => {
-      const status = endsWithReadyForQuery(b)
-        ? this.#told.changes(this.#engine.reportedValues)
-        : null;
-      if (status === null) out(b);
-      else out(concat([b.subarray(0, b.length - 6), status, b.subarray(b.length - 6)]));
-    };
-  }
-
   /** After an input ran: give the engine back at ReadyForQuery 'I', or keep it and start the idle timer. */
   async #settle(atReadyForQuery: boolean, out: (b: Uint8Array) => void): Promise<void> {
     if (atReadyForQuery && this.#status === "I") {
@@ -709,9 +665,4 @@ export class PgliteSession extends SessionGlobals
   ): Promise<void> {
     return this.#turn.failed(e, frames, out, answered);
   }
-}
-
-/** CopyData, CopyDone or CopyFail: what a client sends in COPY FROM STDIN. */
-function isCopyData(type: number): boolean {
-  return type === FE.CopyData || type === FE.CopyDone || type === FE.CopyFail;
 }
