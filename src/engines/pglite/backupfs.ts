@@ -57,8 +57,17 @@ export function mountDataDirectory(
   const own = resolve(dataDir);
   // PGlite's own tree (/pglite, /tmp's lock files, /dev...) keeps its
   // paths: a data directory there, or a path Emscripten refuses to mount
-  // at, is reached at DATADIR_MOUNT only.
-  if (own === "/" || RESERVED.some((r) => own === r || own.startsWith(`${r}/`))) return null;
+  // at, is reached at DATADIR_MOUNT only. Below /dev/shm, where a cluster
+  // that need not outlive the machine is often put, Emscripten has only
+  // empty directories of its own (/dev/shm, /dev/shm/tmp): a data
+  // directory deeper than those is mounted at its own path.
+  const belowShm = own.startsWith("/dev/shm/") && own !== "/dev/shm/tmp";
+  if (
+    own === "/" ||
+    (!belowShm && RESERVED.some((r) => own === r || own.startsWith(`${r}/`)))
+  ) {
+    return null;
+  }
   try {
     fs.mkdirTree(own);
     fs.mount(nodefs, { root: dataDir }, own);
