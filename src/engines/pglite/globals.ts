@@ -121,8 +121,19 @@ export class SessionGlobals {
     if (plan.closesAll) this.holdCursors.clear();
   }
 
-  /** What the input, about to run on the engine, may change: read back at the transaction's end. */
-  noteInput(plan: InputPlan): void {
+  /**
+   * What the input, about to run on the engine, may change: read back at
+   * the transaction's end. The custom placeholders it sets are the
+   * session's own from now on (customsettings.ts), and the engine's.
+   */
+  noteInput(plan: InputPlan, engine: { noteCustomSetting(name: string): void }): void {
+    for (const n of plan.customSettings) {
+      engine.noteCustomSetting(n);
+      if (!this.customMade.has(n)) {
+        this.customMade.add(n);
+        this.customUnsent.push(n);
+      }
+    }
     for (const n of plan.createdStatements) this.statements.add(n);
     if (plan.settingsDirty) {
       this.settingsDirty = true;

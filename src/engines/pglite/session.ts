@@ -432,15 +432,8 @@ export class PgliteSession extends SessionGlobals
       isPlain(plan) && !this.#deferred.pending;
     if (!(await this.#turn.take(frames, out, plan))) return;
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
-    for (const n of plan.customSettings) {
-      engine.noteCustomSetting(n);
-      if (!this.customMade.has(n)) {
-        this.customMade.add(n);
-        this.customUnsent.push(n);
-      }
-    }
     if (plan.settingsDirty) this.#cancel.inputSets = true;
-    this.noteInput(plan);
+    this.noteInput(plan, engine);
     if (plan.createsTempObject && engine.tempShared !== null) {
       out(noticeResponse(tempTableWarning()));
     }
