@@ -349,3 +349,18 @@ function settingsKey(m: SettingsMap, customNames: ReadonlySet<string>): string {
   const entries = [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([entries, [...customNames]]);
 }
+
+/**
+ * What RESET gives a session back (resetvalues.ts): its startup map but
+ * its identity, which RESET ALL leaves alone, and client_encoding, which
+ * only UTF8 passes anyway.
+ */
+export function resetValuesOf(startup: SettingsMap): Array<[string, string]> {
+  const values: Array<[string, string]> = [];
+  for (const [name, value] of startup) {
+    if (name !== "role" && name !== "session_authorization" && name !== "client_encoding") {
+      values.push([name, value]);
+    }
+  }
+  return values;
+}

@@ -28,8 +28,7 @@ import type {
   SessionStartup,
 } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
-import { BackendSettings } from "./backendsettings.ts";
-import type { SettingsMap } from "./settings.ts";
+import { BackendSettings, resetValuesOf } from "./backendsettings.ts";
 import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type {
   EngineCluster as Cluster,
@@ -602,7 +601,6 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return this.#procs.ownActivityRows();
   }
 
-  /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
   /**
    * A reload of the configuration (the engine child's SIGHUP): the backend
    * takes the changed values before its next exec, whoever's it is, and
@@ -617,6 +615,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.#reloadPending = new Map([...(this.#reloadPending ?? []), ...reload.settings]);
   }
 
+  /** Signals sent with pg_cancel_backend or pg_terminate_backend (checked by the caller). */
   signalBackends(signals: readonly BackendSignal[]): void {
     if (signals.some(([, kind]) => kind === "reload")) this.#onReloadConf?.();
     this.#procs.signal(signals);
@@ -626,19 +625,4 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   holdCursorsOfOthers(s: PgliteSession): number {
     return this.#procs.holdCursorsOfOthers(s);
   }
-}
-
-/**
- * What RESET gives a session back (resetvalues.ts): its startup map but
- * its identity, which RESET ALL leaves alone, and client_encoding, which
- * only UTF8 passes anyway.
- */
-function resetValuesOf(startup: SettingsMap): Array<[string, string]> {
-  const values: Array<[string, string]> = [];
-  for (const [name, value] of startup) {
-    if (name !== "role" && name !== "session_authorization" && name !== "client_encoding") {
-      values.push([name, value]);
-    }
-  }
-  return values;
 }

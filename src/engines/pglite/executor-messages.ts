@@ -9,7 +9,7 @@
 
 import type { PgliteAssetSources } from "./assets.ts";
 import type { ImageSource } from "./image.ts";
-import type { InstanceExecOptions } from "./instance.ts";
+import type { InstanceExecOptions } from "./instancetypes.ts";
 import type { SharedInterruptTarget } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { GucChange } from "./gucwatch.ts";

@@ -12,7 +12,8 @@
 
 import { answersExpected, endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { registerPgliteAssets } from "./assets.ts";
-import { type InstanceExecOptions, openInstance, type PGliteInstance } from "./instance.ts";
+import { openInstance } from "./instance.ts";
+import type { InstanceExecOptions, PGliteInstance } from "./instancetypes.ts";
 import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { GucChange } from "./gucwatch.ts";

@@ -7,7 +7,8 @@
  * cannot be fed as it comes (no copyFeed).
  */
 
-import { openInstance, type PGliteInstance } from "./instance.ts";
+import { openInstance } from "./instance.ts";
+import type { PGliteInstance } from "./instancetypes.ts";
 import { CANCEL_SEQ, newCancelCell } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { GucChange } from "./gucwatch.ts";
