@@ -273,5 +273,29 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(r.code).not.toBe(0);
       expect(r.err).toContain('ERROR:  permission denied to set session authorization "postgres"');
     });
+
+    test("RESET SESSION AUTHORIZATION answers RESET and SET … DEFAULT answers SET, as in PostgreSQL, alone or among other statements", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("create role tagged login").catch(() => {});
+      const tags = async (sql: string) => {
+        const r = await admin.query(sql);
+        return (Array.isArray(r) ? r : [r]).map((x) => x.command);
+      };
+      await admin.query("SET SESSION AUTHORIZATION tagged");
+      expect(await tags("RESET SESSION AUTHORIZATION")).toEqual(["RESET"]);
+      await admin.query("SET SESSION AUTHORIZATION tagged");
+      expect(await tags("SET SESSION AUTHORIZATION DEFAULT")).toEqual(["SET"]);
+      expect(
+        await tags(
+          "SET SESSION AUTHORIZATION tagged; select 1; reset session authorization; select current_user",
+        ),
+      ).toEqual(["SET", "SELECT", "RESET", "SELECT"]);
+      expect(await identity(admin)).toEqual({ cu: "postgres", su: "postgres", sup: "on" });
+      await admin.end();
+      // An ordinary role's RESET goes back to itself, and says so.
+      const r = await psql(s, ["-U", "tagged", "-c", "RESET SESSION AUTHORIZATION"]);
+      expect([r.code, r.out.trim(), r.err]).toEqual([0, "RESET", ""]);
+    });
   });
 }

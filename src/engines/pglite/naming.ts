@@ -76,6 +76,11 @@ export interface InputPlan {
   readonly closesAll: boolean;
   /** The edits of its one rewritten SQL text, for error positions (textedits.ts); else null. */
   readonly edits: TextEdits | null;
+  /**
+   * A lone Query's statements (from 0) whose CommandComplete says RESET:
+   * RESET SESSION AUTHORIZATION, run as the SET of the session's own role.
+   */
+  readonly resetTags: readonly number[];
 }
 
 /**
@@ -126,6 +131,7 @@ function newAcc(): Acc {
     closesAll: false,
     edits: null,
     rewrittenTexts: 0,
+    resetTags: [],
   };
 }
 
@@ -302,6 +308,7 @@ export function planInput(
     closedHoldCursors: acc.closedHoldCursors,
     closesAll: acc.closesAll,
     edits: acc.edits,
+    resetTags: acc.resetTags,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,

@@ -24,11 +24,22 @@ import { publicText } from "./enginenames.ts";
 import { concat, editNoticeText, errorField, readInt32 } from "./wire.ts";
 
 const ROLLBACK_TAG = new TextEncoder().encode("ROLLBACK\0");
+/** CommandComplete RESET, whole. */
+const RESET_COMPLETE = new Uint8Array([
+  BE.CommandComplete,
+  0,
+  0,
+  0,
+  10,
+  ...new TextEncoder().encode("RESET\0"),
+]);
 
 export interface OutputOptions {
   readonly prefix: string;
   /** Maps an error's position back to the client's text where pgts rewrote it (textedits.ts). */
   readonly position?: ((p: number) => number) | undefined;
+  /** CommandCompletes (their order in the answer, from 0) whose tag becomes RESET (naming.ts's resetTags). */
+  readonly resetTags?: readonly number[];
   /** Where the session's bytes go; a promise back: full (see BackendOutput). */
   readonly out: BackendOutput;
   /** Routes a NotificationResponse; returns it (with the sender's pid) when this session listens too. */
@@ -76,6 +87,8 @@ export class OutputFilter {
   lastStatus: "I" | "T" | "E" | null = null;
   /** ReadyForQuery messages seen. */
   zCount = 0;
+  /** CommandComplete messages seen. */
+  #completes = 0;
   /** The first CopyInResponse, when `holdCopyIn` kept it from the session. */
   copyInResponse: Uint8Array | null = null;
   endsWithZ = false;
@@ -165,6 +178,12 @@ export class OutputFilter {
           if (len === 4 + ROLLBACK_TAG.length && startsWith(buf, at + 5, ROLLBACK_TAG)) {
             this.sawRollback = true;
           }
+          if (this.#o.resetTags?.includes(this.#completes) === true && !this.terminatedSelf) {
+            flush(at);
+            send(RESET_COMPLETE);
+            run = end;
+          }
+          this.#completes++;
           this.#o.onStatementEnd?.();
           break;
         case BE.ErrorResponse:

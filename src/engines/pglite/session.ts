@@ -488,7 +488,13 @@ export class PgliteSession extends SessionGlobals
       const { bytes, drop } = this.withOwnUnnamed(plan, engine);
       const run = ownSync ? concat([bytes, fe.sync()]) : bytes;
       const to = lockWait?.output ?? out;
-      const how = { handsOver, ownSync, advisoryWait: lockWait !== null, edits: plan.edits };
+      const how = {
+        handsOver,
+        ownSync,
+        advisoryWait: lockWait !== null,
+        edits: plan.edits,
+        resetTags: plan.resetTags,
+      };
       if (await this.#execute(run, frames, to, drop, how)) {
         if (lockWait === null || !lockWait.again(out, () => this.closing)) return;
         // The key is another session's: the engine went back at the try's
@@ -532,6 +538,8 @@ export class PgliteSession extends SessionGlobals
       readonly advisoryWait?: boolean;
       /** The input's rewritten SQL text, for error positions. */
       readonly edits?: TextEdits | null;
+      /** CommandCompletes whose tag is RESET (naming.ts). */
+      readonly resetTags?: readonly number[];
     } = {},
   ): Promise<boolean> {
     const { fed, handsOver = false, ownSync = false } = how;
@@ -551,6 +559,9 @@ export class PgliteSession extends SessionGlobals
     const filter = new OutputFilter({
       prefix: this.prefix,
       position: edits === null ? undefined : (p) => edits.original(p),
+      ...(how.resetTags !== undefined && how.resetTags.length > 0
+        ? { resetTags: how.resetTags }
+        : {}),
       out,
       notify: (msg) => engine.listeners.route(msg, this),
       dropFirst: drop,

@@ -53,6 +53,11 @@ export interface Acc {
   edits: TextEdits | null;
   /** How many of the input's texts were rewritten. */
   rewrittenTexts: number;
+  /**
+   * In a lone Query: the statements (their order in it, from 0) whose
+   * CommandComplete tag is RESET, though what runs is a SET pgts wrote.
+   */
+  resetTags: number[];
 }
 
 export const NO_CURSORS: ReadonlySet<string> = new Set();
@@ -98,7 +103,7 @@ function inspect(
   acc: Acc,
   lone: boolean,
   user: string | undefined,
-): { start: number; end: number; text: string } | null {
+): { start: number; end: number; text: string; resetTag?: true } | null {
   const t = st.tokens;
   const w0 = t[0]?.kind === "word" ? t[0].text : "";
   const w1 = t[1]?.kind === "word" ? t[1].text : "";
@@ -129,6 +134,8 @@ function inspect(
           start: t[0]!.start,
           end: t[t.length - 1]!.end,
           text: `SET SESSION AUTHORIZATION ${quoteIdent(user)}`,
+          // PostgreSQL's tag for the RESET spelling (SET … DEFAULT's is SET).
+          ...(w0 === "reset" ? { resetTag: true as const } : {}),
         };
       }
       const i = w1 === "session" || w1 === "local" ? 2 : 1;
@@ -336,9 +343,10 @@ export function rewriteSql(
   let out = "";
   let at = 0;
   let edits: TextEdits | null = null;
-  for (const st of stmts) {
+  for (const [i, st] of stmts.entries()) {
     const r = inspect(sql, st, prefix, acc, lone, user);
     if (r !== null) {
+      if (r.resetTag === true && isQuery) acc.resetTags.push(i);
       out += sql.slice(at, r.start) + r.text;
       at = r.end;
       (edits ??= new TextEdits(sql)).replaced(r.start, r.end, r.text);
