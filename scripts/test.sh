@@ -32,7 +32,10 @@ bash scripts/ensure-openssl.sh || echo "warning: openssl is missing; the TLS tes
 # parent; empty keeps the caller's TMPDIR.
 scratch_parent=${PGTS_TEST_TMPDIR-/dev/shm}
 scratch=
-if [ -n "$scratch_parent" ] && [ -d "$scratch_parent" ] && [ -w "$scratch_parent" ]; then
+# Not on a noexec mount (Docker mounts /dev/shm so): the power-cut test loads
+# a shim it builds there with LD_PRELOAD.
+if [ -n "$scratch_parent" ] && [ -d "$scratch_parent" ] && [ -w "$scratch_parent" ] &&
+  ! findmnt -no OPTIONS -T "$scratch_parent" 2>/dev/null | grep -qw noexec; then
   # 1777 like /tmp: the unprivileged user that runs PostgreSQL 15 reaches its directories.
   if scratch=$(mktemp -d "$scratch_parent/pgts-tests.XXXXXX") && chmod 1777 "$scratch"; then
     export TMPDIR=$scratch
