@@ -24,11 +24,11 @@ import {
   parseErrorResponse,
   parseParameterStatus,
   pgErrorFromFields,
-  writeCancelRequest,
   writeQuery,
 } from "../../core/protocol/mod.ts";
 import type { TransactionStatus } from "../../core/engine/types.ts";
 import type { UpstreamConnect, UpstreamConnection } from "./connect.ts";
+import { UpstreamCancel } from "./cancel.ts";
 import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 import { FE } from "../../core/protocol/constants.ts";
 
@@ -89,6 +89,8 @@ export class PoolServer {
   #header = new Uint8Array(5);
   #headerLen = 0;
   #onClosed: (server: PoolServer) => void;
+  /** Its cancels, and the writes that must not overtake them. */
+  #cancels: UpstreamCancel;
 
   constructor(upstream: UpstreamConnection, options: {
     target: UpstreamTarget;
@@ -101,6 +103,12 @@ export class PoolServer {
     this.#connect = options.connect;
     this.#address = upstream.address;
     this.#onClosed = options.onClosed;
+    this.#cancels = new UpstreamCancel(
+      () => this.#connect(this.#address),
+      (bytes) => {
+        if (!this.closed) this.#conn.write(bytes);
+      },
+    );
     this.pid = upstream.pid;
     this.key = upstream.key;
     for (const [name, value] of upstream.parameterStatus) this.reported.set(name, value);
@@ -110,21 +118,14 @@ export class PoolServer {
     this.#conn.resume();
   }
 
+  /** Sends bytes to the upstream; held while a cancel for this connection is in flight (cancel.ts). */
   write(bytes: Uint8Array): void {
-    if (!this.closed) this.#conn.write(bytes);
+    if (!this.closed) this.#cancels.write(bytes);
   }
 
   /** CancelRequest for what this connection runs, on a connection of its own. */
   cancel(): void {
-    if (this.closed) return;
-    const bytes = MessageWriter.encode((w) => writeCancelRequest(w, this.pid, this.key));
-    this.#connect(this.#address).then((c) => {
-      c.onClose = () => {};
-      c.write(bytes);
-      c.end();
-    }, () => {
-      // An upstream that cannot be reached has nothing to cancel.
-    });
+    if (!this.closed) this.#cancels.send(this.pid, this.key);
   }
 
   /** Terminate and hang up. */
@@ -163,7 +164,7 @@ export class PoolServer {
           reject(reason);
         },
       };
-      this.#conn.write(MessageWriter.encode((w) => writeQuery(w, sql)));
+      this.write(MessageWriter.encode((w) => writeQuery(w, sql)));
     });
   }
 

@@ -30,14 +30,10 @@
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { EngineSession, TransactionStatus } from "../../core/engine/types.ts";
 import type { Connection } from "../../core/adapter.ts";
-import {
-  FE,
-  MessageWriter,
-  writeCancelRequest,
-  writeErrorResponse,
-} from "../../core/protocol/mod.ts";
+import { FE, MessageWriter, writeErrorResponse } from "../../core/protocol/mod.ts";
 import type { UpstreamConnect, UpstreamConnection } from "./connect.ts";
 import { BackendScanner, FrontendScanner } from "./scanners.ts";
+import { UpstreamCancel } from "./cancel.ts";
 import type { UpstreamAddress, UpstreamTarget } from "./url.ts";
 
 const CLOSE_TIMEOUT_MS = 5000;
@@ -128,6 +124,8 @@ export class UpstreamSession implements EngineSession {
   #front = new FrontendScanner();
   #settledNow = () => settled(this.#state);
   #onEnd: () => void;
+  /** Its cancels, and the client's bytes that must not overtake them. */
+  #cancels: UpstreamCancel;
 
   constructor(upstream: UpstreamConnection, options: {
     target: UpstreamTarget;
@@ -142,6 +140,10 @@ export class UpstreamSession implements EngineSession {
     this.#address = upstream.address;
     this.#upstreamPid = upstream.pid;
     this.#key = upstream.key;
+    this.#cancels = new UpstreamCancel(
+      () => this.#connect(this.#address),
+      (bytes) => this.#conn.write(bytes),
+    );
     this.#scanner = new BackendScanner({
       onReadyForQuery: (status) => {
         this.#status = status;
@@ -208,7 +210,7 @@ export class UpstreamSession implements EngineSession {
     // the caller reuses its buffer once exec resolves: bytes the upstream
     // will not have read by then (COPY data, an unsynced tail) are copied.
     const tail = front.answeredEnd < frontend.length;
-    this.#conn.write(done || tail ? frontend.slice() : frontend);
+    this.#cancels.write(done || tail ? frontend.slice() : frontend);
     if (done) {
       this.#changeState(openState(copyIn, owed, null));
       return Promise.resolve();
@@ -232,7 +234,7 @@ export class UpstreamSession implements EngineSession {
     const copyIn = this.#state.name === "copy_in" && !front.endsCopy;
     const owed = owedOf(this.#state) + front.count;
     const more = end === client.length;
-    if (end > 0) this.#conn.write(more ? client : client.subarray(0, end));
+    if (end > 0) this.#cancels.write(more ? client : client.subarray(0, end));
     if (copyIn || owed === 0) {
       this.#changeState(openState(copyIn, owed, null));
       return more ? RELAYED : TERMINATED;
@@ -306,18 +308,13 @@ export class UpstreamSession implements EngineSession {
     pending?.reject(reason);
   }
 
-  /** CancelRequest to the upstream backend, on a connection of its own, with its key. */
+  /**
+   * CancelRequest to the upstream backend, on a connection of its own, with
+   * its key; what the client sends next waits until it landed (cancel.ts).
+   */
   cancel(): void {
     if (this.#state.name === "ended") return;
-    const bytes = MessageWriter.encode((w) => writeCancelRequest(w, this.#upstreamPid, this.#key));
-    this.#connect(this.#address).then((c) => {
-      c.onClose = () => {};
-      c.write(bytes);
-      // The upstream closes its side once it has read the request.
-      c.end();
-    }, () => {
-      // An upstream that cannot be reached has nothing to cancel.
-    });
+    this.#cancels.send(this.#upstreamPid, this.#key);
   }
 
   close(): Promise<void> {
