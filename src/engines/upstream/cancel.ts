@@ -41,11 +41,6 @@ export class UpstreamCancel {
     this.#write = write;
   }
 
-  /** Whether a cancel is in flight (writes are held). */
-  get inFlight(): boolean {
-    return this.#inFlight > 0;
-  }
-
   /** Writes `bytes` to the upstream connection now, or once every cancel in flight has landed. */
   write(bytes: Uint8Array): void {
     // A copy: the caller's bytes may be a view of a buffer it reuses.

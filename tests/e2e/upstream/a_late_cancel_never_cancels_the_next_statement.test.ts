@@ -1,7 +1,7 @@
 /**
  * A cancel pgts forwards to the upstream travels on a connection of its
  * own and acts on whatever the upstream backend runs when it lands. Here
- * every CancelRequest takes 600 ms to reach PostgreSQL 15 (a proxy in
+ * every CancelRequest takes a second to reach PostgreSQL 15 (a proxy in
  * front of it holds them; everything else goes straight through), and the
  * statement it was meant for ends by itself before that. The upstream
  * connection must take no new statement until the cancel has landed:
@@ -17,8 +17,12 @@ import { PgtsFront, UpstreamPostgres, useUpstreamServers } from "../../helpers/u
 
 useUpstreamServers({ timeoutMs: 90_000 });
 
-/** How long the proxy holds a CancelRequest before passing it on. */
-const CANCEL_DELAY_MS = 600;
+/**
+ * How long the proxy holds a CancelRequest before passing it on: well after
+ * the statement it was meant for ends (0.3 s), while the next ones (1.5 s)
+ * would still run, and within the 2 s pgts waits for a cancel to land.
+ */
+const CANCEL_DELAY_MS = 1000;
 /** PostgreSQL's CancelRequest code (the second word of the packet). */
 const CANCEL_REQUEST_CODE = 80877102;
 
@@ -120,8 +124,8 @@ for (const mode of ["transaction", "session"] as const) {
         expect(cancelsPassed).toBe(passedBefore);
         // The next statements, the other client's and this one's, run whole.
         const next = [
-          b.query("select pg_sleep(0.8), 'b' as who"),
-          a.query("select pg_sleep(0.8), 'a' as who"),
+          b.query("select pg_sleep(1.5), 'b' as who"),
+          a.query("select pg_sleep(1.5), 'a' as who"),
         ];
         const outcomes = await Promise.all(
           next.map((q) => q.then((r) => r.rows[0].who, (e) => e.code)),
