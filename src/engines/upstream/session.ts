@@ -142,7 +142,11 @@ export class UpstreamSession implements EngineSession {
     this.#key = upstream.key;
     this.#cancels = new UpstreamCancel(
       () => this.#connect(this.#address),
-      (bytes) => this.#conn.write(bytes),
+      (bytes) => {
+        // Held bytes of a session that has since closed are not sent after its Terminate.
+        const s = this.#state.name;
+        if (s !== "closing" && s !== "ended") this.#conn.write(bytes);
+      },
     );
     this.#scanner = new BackendScanner({
       onReadyForQuery: (status) => {
