@@ -13,6 +13,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -156,18 +157,52 @@ export function postgresqlConf(options: { timezone: string }): string {
 /**
  * The zone init writes for TimeZone and log_timezone, as initdb's
  * select_default_timezone: the TZ environment variable when it names a
- * zone (`Europe/Berlin`, `:Europe/Berlin`), else the machine's.
+ * zone (`Europe/Berlin`, `:Europe/Berlin`); else the zone /etc/localtime
+ * links to, spelled as the link spells it (`Etc/UTC` from
+ * `/usr/share/zoneinfo/Etc/UTC`, as initdb's check_system_link_file takes
+ * it); else the runtime's idea of the machine's zone.
  */
-export function defaultTimezone(tzEnv: string | undefined): string {
+export function defaultTimezone(
+  tzEnv: string | undefined,
+  localtimeLink: string | null = readLocaltimeLink(),
+): string {
   const named = tzEnv?.replace(/^:/, "");
-  if (named !== undefined && /^[A-Za-z][A-Za-z0-9_+\-]*(\/[A-Za-z0-9_+\-]+)*$/.test(named)) {
+  if (named !== undefined && isZoneName(named)) {
     try {
       return new Intl.DateTimeFormat("en-US", { timeZone: named }).resolvedOptions().timeZone;
     } catch {
       // Not a zone this runtime knows: the machine's, below.
     }
   }
+  const at = localtimeLink?.lastIndexOf("zoneinfo/") ?? -1;
+  if (localtimeLink !== null && at >= 0) {
+    const linked = localtimeLink.slice(at + "zoneinfo/".length);
+    if (isZoneName(linked) && knownZone(linked)) return linked;
+  }
   return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+}
+
+/** Spelled as a zone name: `Europe/Berlin`, `Etc/GMT+5`, `UTC`. */
+function isZoneName(s: string): boolean {
+  return /^[A-Za-z][A-Za-z0-9_+\-]*(\/[A-Za-z0-9_+\-]+)*$/.test(s);
+}
+
+function knownZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where /etc/localtime links to, or null (not a link, not there, not Linux-like). */
+function readLocaltimeLink(): string | null {
+  try {
+    return readlinkSync("/etc/localtime");
+  } catch {
+    return null;
+  }
 }
 
 /** pg_hba.conf allowing local and loopback connections with `method`. */

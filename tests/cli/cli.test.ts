@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Guc } from "../../src/core/guc/guc.ts";
 import { nodeConfigReader } from "../../src/adapters/node/config-reader.ts";
+import { defaultTimezone } from "../../src/cli/init.ts";
 import { fakeCluster, fakePostmaster, pgts, tempDir } from "./helpers.ts";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -106,6 +107,19 @@ describe("init", () => {
     guc.load();
     expect(guc.get("TimeZone")).toBe("America/Argentina/Buenos_Aires");
     expect(guc.get("log_timezone")).toBe("America/Argentina/Buenos_Aires");
+  });
+
+  test("without TZ, the zone /etc/localtime links to, as the link spells it (initdb's check_system_link_file)", () => {
+    expect(defaultTimezone(undefined, "/usr/share/zoneinfo/Etc/UTC")).toBe("Etc/UTC");
+    expect(defaultTimezone(undefined, "../usr/share/zoneinfo/Europe/Berlin")).toBe(
+      "Europe/Berlin",
+    );
+    // TZ first; a link that names no zone, or none at all: the runtime's zone.
+    expect(defaultTimezone("Asia/Tokyo", "/usr/share/zoneinfo/Etc/UTC")).toBe("Asia/Tokyo");
+    const runtimes = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    expect(defaultTimezone(undefined, "/usr/share/zoneinfo/Not/A_Zone")).toBe(runtimes);
+    expect(defaultTimezone(undefined, "/etc/some-file")).toBe(runtimes);
+    expect(defaultTimezone(undefined, null)).toBe(runtimes);
   });
 
   test("--auth with a password method needs --pwfile and writes the method", async () => {
