@@ -35,9 +35,10 @@
  */
 
 import type { ImageSource } from "./image.ts";
-import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
-import type { TempPair, TempSpan } from "./tempnamespace.ts";
+import type { BackendSignal } from "./backends.ts";
+import type { TempSpan } from "./tempnamespace.ts";
 import type { GucChange } from "./gucwatch.ts";
+import type { InstanceExecOptions } from "./instancetypes.ts";
 import type { WalProgress } from "./groupcommit.ts";
 import type { CopyFeed } from "./copyfeed.ts";
 
@@ -130,7 +131,12 @@ export class ExecNotRun extends Error {
   }
 }
 
-export interface ExecOptions {
+/**
+ * An exec's options: what the instance is given with it (InstanceExecOptions,
+ * where pgts's own work leaves `runAs`, `pid` and `timeoutMs` out), and
+ * what the executor itself does with it.
+ */
+export interface ExecOptions extends Omit<InstanceExecOptions, "runAs" | "pid" | "timeoutMs"> {
   /**
    * The OID of the login role of the session whose input this is
    * (guard.ts); without it the bytes are pgts's own work and may switch the
@@ -141,30 +147,6 @@ export interface ExecOptions {
   readonly timeoutMs?: number;
   /** The pid of the session whose input this is: what pg_backend_pid() returns. */
   readonly pid?: number;
-  /** The engine's sessions, when they changed since they were last passed. */
-  readonly backends?: readonly BackendEntry[];
-  /** pg_stat_activity's rows, when the input reads them. */
-  readonly activity?: readonly ActivityRow[];
-  /** The session's LISTEN channels, when the input reads them (pg_listening_channels). */
-  readonly channels?: readonly string[];
-  /** Settings a reload of the configuration changed, applied before the exec (configreload.ts). */
-  readonly reloadSettings?: readonly (readonly [string, string])[];
-  /** Put the shipped extension bundles into the engine first (extensions.ts). */
-  readonly loadExtensions?: boolean;
-  /** The session's temporary namespaces, which the backend is given first (tempnamespace.ts). */
-  readonly temp?: TempPair;
-  /** The input goes on with what `copyFeed` brings, until it ends (COPY FROM STDIN). */
-  readonly feed?: boolean;
-  /** The session's currval/lastval values are forgotten first (DISCARD; sequences.ts). */
-  readonly discardSequences?: boolean;
-  /** A lone pg_advisory_lock() that waits: queued for the key if it cannot have it (advisory.ts). */
-  readonly advisoryWait?: boolean;
-  /** The session's reset values (its startup map), sent with its first exec (resetvalues.ts). */
-  readonly resetValues?: readonly (readonly [string, string])[];
-  /** The session logged in as a superuser: its reset values are set as one's. */
-  readonly resetAsSuperuser?: boolean;
-  /** Custom placeholders the session SET or RESET since its last exec (customsettings.ts). */
-  readonly customMade?: readonly string[];
   /**
    * How long a lock wait may hold the engine before the exec is cancelled
    * (lockwait.ts); the executor's `lockWaitMs` when absent.
