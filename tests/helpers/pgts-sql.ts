@@ -252,7 +252,7 @@ export function cancelRequest(pid: number, key: number): Uint8Array {
  * driver does, and waits until the server has closed that connection.
  */
 export async function sendCancelRequest(
-  server: PgtsServer,
+  server: { readonly host: string; readonly port: number },
   pid: number,
   key: number,
 ): Promise<void> {
@@ -304,7 +304,7 @@ export class RawConnection {
     });
   }
 
-  static open(server: PgtsServer): Promise<RawConnection> {
+  static open(server: { readonly host: string; readonly port: number }): Promise<RawConnection> {
     return new Promise((resolve, reject) => {
       const s = connect({ host: server.host, port: server.port }, () => {
         s.off("error", reject);

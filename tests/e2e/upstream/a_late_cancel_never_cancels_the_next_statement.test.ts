@@ -13,6 +13,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { sendCancelRequest } from "../../helpers/pgts-sql.ts";
 import { PgtsFront, UpstreamPostgres, useUpstreamServers } from "../../helpers/upstream.ts";
 
 useUpstreamServers({ timeoutMs: 90_000 });
@@ -84,22 +85,6 @@ function viaProxy(): string {
   return upstream.url().replace(`:${upstream.port}/`, `:${proxyPort}/`);
 }
 
-/** Cancels `c`'s running statement through pgts, as libpq's PQcancel would (node-postgres has none). */
-function cancelThroughPgts(front: PgtsFront, c: { processID: number; secretKey: number }) {
-  return new Promise<void>((resolve, reject) => {
-    const s = connect({ host: front.host, port: front.port }, () => {
-      const b = Buffer.alloc(16);
-      b.writeInt32BE(16, 0);
-      b.writeInt32BE(CANCEL_REQUEST_CODE, 4);
-      b.writeInt32BE(c.processID, 8);
-      b.writeInt32BE(c.secretKey, 12);
-      s.write(b);
-    });
-    s.on("close", () => resolve());
-    s.on("error", reject);
-  });
-}
-
 type Keyed = { processID: number; secretKey: number };
 
 for (const mode of ["transaction", "session"] as const) {
@@ -118,7 +103,9 @@ for (const mode of ["transaction", "session"] as const) {
         const passedBefore = cancelsPassed;
         const sleeping = a.query("select pg_sleep(0.3)").then(() => "done", (e) => e.code);
         await Bun.sleep(100);
-        await cancelThroughPgts(front, a as unknown as Keyed);
+        // As libpq's PQcancel: sent, and the connection's close awaited (node-postgres has none).
+        const key = a as unknown as Keyed;
+        await sendCancelRequest(front, key.processID, key.secretKey);
         // The statement ends by itself before the cancel reaches PostgreSQL.
         expect(await sleeping).toBe("done");
         expect(cancelsPassed).toBe(passedBefore);
