@@ -30,7 +30,7 @@ import {
 } from "../engines/pglite/mod.ts";
 import { AUTO_CONFIG_FILENAME, AUTO_CONFIG_HEADER } from "../core/guc/guc.ts";
 import { PARAMETERS } from "../core/guc/tables.ts";
-import { formatValue, type ParamDef } from "../core/guc/values.ts";
+import { checkTimeZone, formatValue, type ParamDef } from "../core/guc/values.ts";
 import { strerror } from "../adapters/node/fs-errors.ts";
 import { CliExit, type CliIO, dataDirFrom, parseVerbArgs, PROGNAME } from "./args.ts";
 import { writeSelfSignedCertificate } from "./init_ssl.ts";
@@ -177,7 +177,7 @@ export function defaultTimezone(
   const at = localtimeLink?.lastIndexOf("zoneinfo/") ?? -1;
   if (localtimeLink !== null && at >= 0) {
     const linked = localtimeLink.slice(at + "zoneinfo/".length);
-    if (isZoneName(linked) && knownZone(linked)) return linked;
+    if (isZoneName(linked) && checkTimeZone(linked) === null) return linked;
   }
   return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 }
@@ -185,15 +185,6 @@ export function defaultTimezone(
 /** Spelled as a zone name: `Europe/Berlin`, `Etc/GMT+5`, `UTC`. */
 function isZoneName(s: string): boolean {
   return /^[A-Za-z][A-Za-z0-9_+\-]*(\/[A-Za-z0-9_+\-]+)*$/.test(s);
-}
-
-function knownZone(name: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: name });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Where /etc/localtime links to, or null (not a link, not there, not Linux-like). */
