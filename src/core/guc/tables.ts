@@ -490,6 +490,9 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     context: "sighup",
     boot: "GMT",
     check: checkTimeZone,
+    // Given to the engine too, so that SHOW and pg_settings tell the zone
+    // of the log's lines (PGlite's own is UTC).
+    engine: true,
     description: "Time zone of timestamps in the log.",
   },
   {

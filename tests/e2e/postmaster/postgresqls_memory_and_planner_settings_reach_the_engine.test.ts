@@ -102,7 +102,7 @@ test("a postgresql.conf written by PostgreSQL's initdb and tuned by a guide star
       "'checkpoint_completion_target', 'wal_buffers', 'default_statistics_target', " +
       "'random_page_cost', 'effective_io_concurrency', 'work_mem', 'huge_pages', " +
       "'min_wal_size', 'max_wal_size', 'DateStyle', 'TimeZone', 'lc_monetary', " +
-      "'default_text_search_config') order by name",
+      "'default_text_search_config', 'log_timezone') order by name",
   );
   expect(shown.code).toBe(0);
   expect(shown.out.trim().split("\n")).toEqual([
@@ -115,6 +115,7 @@ test("a postgresql.conf written by PostgreSQL's initdb and tuned by a guide star
     "effective_io_concurrency=200",
     "huge_pages=off",
     "lc_monetary=C.UTF-8",
+    "log_timezone=Etc/UTC",
     "maintenance_work_mem=256MB",
     "max_wal_size=4GB",
     "min_wal_size=1GB",
@@ -151,6 +152,39 @@ test("pgts reload of a changed shared_buffers logs that it needs a restart and k
   );
   expect(server.log.slice(from)).not.toContain('parameter "shared_buffers" changed');
   expect(await server.psql("show shared_buffers")).toMatchObject({ code: 0, out: "20MB\n" });
+});
+
+test("SHOW log_timezone is the zone the log lines are written in, from -c and after a reload", async () => {
+  const server = await preparePgts();
+  await server.start({ settings: { log_timezone: "Asia/Tokyo" } });
+  expect(await server.psql("show log_timezone")).toMatchObject({ code: 0, out: "Asia/Tokyo\n" });
+  // The log's own lines are stamped in it: their date and hour are Tokyo's.
+  const tokyo = (t: number) =>
+    new Intl.DateTimeFormat("sv-SE", {
+      timeZone: "Asia/Tokyo",
+      dateStyle: "short",
+      timeStyle: "short",
+      hourCycle: "h23",
+    }).format(t).slice(0, 13);
+  const stamp = /^(\d{4}-\d\d-\d\d \d\d):\d\d:\d\d\.\d{3} /m.exec(server.log)?.[1];
+  expect([tokyo(Date.now() - 60_000), tokyo(Date.now())]).toContain(stamp);
+  await server.stop();
+
+  server.appendConf("log_timezone = 'America/Argentina/Buenos_Aires'");
+  await server.start({ settings: { log_timezone: null } });
+  expect(await server.psql("show log_timezone")).toMatchObject({
+    code: 0,
+    out: "America/Argentina/Buenos_Aires\n",
+  });
+  server.appendConf("log_timezone = 'Europe/Paris'");
+  const from = server.log.length;
+  expect((await server.reload()).code).toBe(0);
+  await server.waitForLog(/parameter "log_timezone" changed to "Europe\/Paris"/, { from });
+  // A new session, and an existing one at its next statement, see the new zone.
+  await waitFor(
+    "log_timezone to follow the reload",
+    async () => (await server.psql("show log_timezone")).out === "Europe/Paris\n" || undefined,
+  );
 });
 
 test("a session sees the server's own settings: SHOW port and max_connections, and statement_timeout, lock_timeout and password_encryption from the configuration act", async () => {
