@@ -82,7 +82,8 @@ function pickPort(host: string): Promise<number> {
 function listenHosts(guc: Guc): string[] {
   const hosts: string[] = [];
   for (const h of splitList(guc.getString("listen_addresses")) ?? []) {
-    if (h === "*") hosts.push("0.0.0.0");
+    // Every IPv4 and every IPv6 address, as PostgreSQL's getaddrinfo gives them.
+    if (h === "*") hosts.push("0.0.0.0", "::");
     else if (h === "localhost") hosts.push("127.0.0.1");
     else if (h !== "") hosts.push(h);
   }

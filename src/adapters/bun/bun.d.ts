@@ -37,7 +37,7 @@ export interface BunTCPListener {
 }
 
 export type BunListenOptions<Data> =
-  | { hostname: string; port: number; socket: BunSocketHandler<Data> }
+  | { hostname: string; port: number; ipv6Only?: boolean; socket: BunSocketHandler<Data> }
   | { unix: string; socket: BunSocketHandler<Data> };
 
 export interface BunSubprocess {

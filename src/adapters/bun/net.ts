@@ -27,6 +27,7 @@ import type {
   RemoteAddress,
 } from "../../core/adapter.ts";
 import type { BunApi, BunSocket, BunSocketHandler } from "./bun.d.ts";
+import { parseIp } from "../../core/auth/inet.ts";
 
 /** Bun's global, typed by the slice declared in bun.d.ts. */
 export function bunApi(): BunApi {
@@ -280,11 +281,22 @@ export class BunNetAdapter implements NetAdapter {
         },
       };
     }
+    // Bound to one address, the listener is every connection's local end:
+    // no getsockname per connection for it.
+    let local: { address: string; port: number } | undefined;
+    const host = boundAddress(address.host);
     const listener = bun.listen<SocketData>({
       hostname: address.host,
       port: address.port,
-      socket: handlers(tcpRemote, onConnection, this.#handOff),
+      // As PostgreSQL sets IPV6_V6ONLY: "::" beside "0.0.0.0" on one port.
+      ipv6Only: address.host.includes(":"),
+      socket: handlers(
+        (socket) => tcpRemote(socket, host === null ? undefined : local),
+        onConnection,
+        this.#handOff,
+      ),
     });
+    if (host !== null) local = { address: host, port: listener.port };
     return {
       address: { family: "tcp", host: address.host, port: listener.port },
       close() {
@@ -296,12 +308,28 @@ export class BunNetAdapter implements NetAdapter {
 }
 
 /**
- * A TCP client's address; the port, a second getpeername, is read only if
- * something asks for it (pg_hba.conf and the logs need only the address).
+ * `host` as Bun spells a socket's local address, when a listener on it
+ * accepts on that one address only; null for a wildcard (0.0.0.0, ::) or
+ * a spelling Bun may write otherwise.
  */
-function tcpRemote(socket: BunSocket<SocketData>): RemoteAddress {
+function boundAddress(host: string): string | null {
+  const ip = parseIp(host);
+  if (ip === null || ip.bytes.every((b) => b === 0)) return null;
+  if (ip.family === 4) return ip.bytes.join(".") === host ? host : null;
+  return host === "::1" ? host : null;
+}
+
+/**
+ * A TCP client's address; the port, a second getpeername, is read only if
+ * something asks for it (pg_hba.conf and the logs need only the address),
+ * and so is the local end, unless the listener's address is it.
+ */
+function tcpRemote(
+  socket: BunSocket<SocketData>,
+  bound?: { address: string; port: number },
+): RemoteAddress {
   let port: number | undefined;
-  let local: { address: string; port: number } | undefined;
+  let local = bound;
   return {
     family: "tcp",
     address: socket.remoteAddress,

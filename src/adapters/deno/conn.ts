@@ -23,6 +23,7 @@ import type {
   RemoteAddress,
 } from "../../core/adapter.ts";
 import { removeStaleSocket, setSocketAccess, unlinkQuietly } from "../node/unixsocket.ts";
+import { unmappedText } from "../../core/auth/inet.ts";
 
 /** Bytes read at once (one reused buffer per connection; what is delivered is a copy). */
 const READ_SIZE = 64 * 1024;
@@ -223,32 +224,60 @@ function remoteOf(conn: Deno.Conn, unixPath: string | null): RemoteAddress {
   const l = conn.localAddr as Deno.NetAddr;
   return {
     family: "tcp",
-    address: a.hostname,
+    address: unmappedText(a.hostname),
     port: a.port,
-    local: { address: l.hostname, port: l.port },
+    local: { address: unmappedText(l.hostname), port: l.port },
   };
 }
 
 /** Listeners on `Deno.listen` whose connections are served in this realm (no hand-off). */
 export class DenoConnNetAdapter implements NetAdapter {
+  /**
+   * Its listeners on 0.0.0.0, by port: Deno cannot set IPV6_V6ONLY, so a
+   * "::" on the same port takes over from one (one dual-stack socket).
+   */
+  readonly #anyIPv4 = new Map<number, { listener: Deno.Listener; accepting: Promise<void> }>();
+
   async listen(
     address: ListenAddress,
     onConnection: (conn: AcceptedConnection) => void,
   ): Promise<Listener> {
     const unixPath = address.family === "unix" ? address.path : null;
     if (unixPath !== null) await removeStaleSocket(unixPath);
-    let listener: Deno.Listener;
-    try {
-      listener = unixPath !== null
+    const open = (hostname: string) =>
+      unixPath !== null
         ? Deno.listen({ transport: "unix", path: unixPath })
-        : Deno.listen({
-          hostname: address.family === "tcp" ? address.host : "",
-          port: port(address),
-        });
+        : Deno.listen({ hostname, port: port(address) });
+    const holder = {
+      listener: null as Deno.Listener | null,
+      accepting: Promise.resolve(),
+    };
+    try {
+      holder.listener = open(address.family === "tcp" ? address.host : "");
     } catch (e) {
-      // The postmaster reports node's code (EADDRINUSE) in PostgreSQL's words.
-      if (e instanceof Deno.errors.AddrInUse) Object.assign(e, { code: "EADDRINUSE" });
-      throw e;
+      const v4 = address.family === "tcp" && address.host === "::" &&
+          e instanceof Deno.errors.AddrInUse
+        ? this.#anyIPv4.get(address.port)
+        : undefined;
+      if (v4 === undefined) {
+        // The postmaster reports node's code (EADDRINUSE) in PostgreSQL's words.
+        if (e instanceof Deno.errors.AddrInUse) Object.assign(e, { code: "EADDRINUSE" });
+        throw e;
+      }
+      // One dual-stack socket serves both (its IPv4 clients' addresses
+      // unmapped), in the IPv4 listener's place too.
+      // The port is free once the pending accept has ended, not at close().
+      v4.listener.close();
+      await v4.accepting;
+      holder.listener = open("::");
+      v4.listener = holder.listener;
+    }
+    const listener = holder.listener;
+    if (address.family === "tcp" && address.host === "0.0.0.0") {
+      this.#anyIPv4.set(
+        address.port,
+        holder as { listener: Deno.Listener; accepting: Promise<void> },
+      );
     }
     if (address.family === "unix") {
       try {
@@ -259,7 +288,7 @@ export class DenoConnNetAdapter implements NetAdapter {
         throw e;
       }
     }
-    void (async () => {
+    holder.accepting = (async () => {
       try {
         for await (const conn of listener) {
           if (unixPath === null) (conn as Deno.TcpConn).setNoDelay(true);
@@ -277,7 +306,7 @@ export class DenoConnNetAdapter implements NetAdapter {
       close() {
         // Stop accepting; connections already accepted are their servers'.
         try {
-          listener.close();
+          holder.listener?.close();
         } catch {
           // Closed already.
         }

@@ -12,6 +12,7 @@
 
 import type net from "node:net";
 import type { AcceptedConnection, RemoteAddress } from "../../core/adapter.ts";
+import { unmappedText } from "../../core/auth/inet.ts";
 
 /** `AcceptedConnection.handle` for a node:net socket. */
 export interface NodeSocketHandle {
@@ -115,10 +116,10 @@ export function nodeRemote(socket: net.Socket, unixPath: string | null): RemoteA
   if (unixPath !== null) return { family: "unix", path: unixPath };
   return {
     family: "tcp",
-    address: socket.remoteAddress ?? "",
+    address: unmappedText(socket.remoteAddress ?? ""),
     port: socket.remotePort ?? 0,
     ...(socket.localAddress !== undefined
-      ? { local: { address: socket.localAddress, port: socket.localPort ?? 0 } }
+      ? { local: { address: unmappedText(socket.localAddress), port: socket.localPort ?? 0 } }
       : {}),
   };
 }

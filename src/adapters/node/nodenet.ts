@@ -18,34 +18,56 @@ import { nodeRemote, NodeSocketConnection } from "./nodeconn.ts";
 import { removeStaleSocket, setSocketAccess, unlinkQuietly } from "./unixsocket.ts";
 
 export class NodeSocketNetAdapter implements NetAdapter {
+  /**
+   * Its servers on 0.0.0.0, by port: where IPV6_V6ONLY is not honoured
+   * (Deno's node:net), a "::" on the same port takes over from one.
+   */
+  readonly #anyIPv4 = new Map<number, { server: net.Server }>();
+
   async listen(
     address: ListenAddress,
     onConnection: (conn: AcceptedConnection) => void,
   ): Promise<Listener> {
     const unixPath = address.family === "unix" ? address.path : null;
     if (unixPath !== null) await removeStaleSocket(unixPath);
-    const server = net.createServer({ pauseOnConnect: true }, (socket) => {
-      onConnection(new NodeSocketConnection(socket, nodeRemote(socket, unixPath)));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      const ready = () => {
-        server.off("error", reject);
-        resolve();
-      };
-      if (address.family === "unix") server.listen(address.path, ready);
-      else server.listen(address.port, address.host, ready);
-    });
+    const serve = () =>
+      net.createServer({ pauseOnConnect: true }, (socket) => {
+        onConnection(new NodeSocketConnection(socket, nodeRemote(socket, unixPath)));
+      });
+    const holder = { server: serve() };
+    if (address.family === "unix") await listenOn(holder.server, address.path);
+    else {
+      try {
+        // As PostgreSQL sets IPV6_V6ONLY: "::" beside "0.0.0.0" on one port.
+        await listenOn(holder.server, {
+          host: address.host,
+          port: address.port,
+          ipv6Only: address.host.includes(":"),
+        });
+      } catch (e) {
+        const v4 = address.host === "::" && (e as { code?: unknown }).code === "EADDRINUSE"
+          ? this.#anyIPv4.get(address.port)
+          : undefined;
+        if (v4 === undefined) throw e;
+        // One dual-stack socket serves both (its IPv4 clients' addresses
+        // unmapped, nodeconn.ts), in the IPv4 listener's place too.
+        await new Promise<void>((resolve) => v4.server.close(() => resolve()));
+        holder.server = serve();
+        await listenOn(holder.server, { host: "::", port: address.port });
+        v4.server = holder.server;
+      }
+      if (address.host === "0.0.0.0") this.#anyIPv4.set(address.port, holder);
+    }
     if (address.family === "unix") {
       try {
         setSocketAccess(address.path, address);
       } catch (e) {
-        server.close();
+        holder.server.close();
         unlinkQuietly(address.path);
         throw e;
       }
     }
-    const bound = server.address();
+    const bound = holder.server.address();
     const real: ListenAddress = address.family === "tcp" && typeof bound === "object" && bound
       ? { family: "tcp", host: address.host, port: bound.port }
       : address;
@@ -54,10 +76,22 @@ export class NodeSocketNetAdapter implements NetAdapter {
       close() {
         // Stop accepting; connections already accepted belong to their
         // servers (children or the postmaster) and are not waited for.
-        server.close();
+        if (holder.server.listening) holder.server.close();
         if (unixPath !== null) unlinkQuietly(unixPath);
         return Promise.resolve();
       },
     };
   }
+}
+
+function listenOn(server: net.Server, where: string | net.ListenOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    const ready = () => {
+      server.off("error", reject);
+      resolve();
+    };
+    if (typeof where === "string") server.listen(where, ready);
+    else server.listen(where, ready);
+  });
 }

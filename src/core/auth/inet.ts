@@ -93,6 +93,17 @@ export function unmapIPv4(addr: IpAddress): IpAddress | null {
   return { family: 4, bytes: b.slice(12) };
 }
 
+/**
+ * A socket address as PostgreSQL would show it: an IPv4 client of a
+ * dual-stack IPv6 socket (::ffff:a.b.c.d) as its IPv4 address. PostgreSQL
+ * never sees such addresses, since it sets IPV6_V6ONLY on its IPv6 sockets;
+ * Deno cannot, and serves IPv4 clients on its "::" socket.
+ */
+export function unmappedText(address: string): string {
+  const m = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(address);
+  return m === null ? address : m[1]!;
+}
+
 /** True when `addr` lies in the network `net`/`mask` (same family only). */
 export function inNetwork(addr: IpAddress, net: IpAddress, mask: Uint8Array): boolean {
   if (addr.family !== net.family) return false;

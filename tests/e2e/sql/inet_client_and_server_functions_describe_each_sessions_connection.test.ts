@@ -7,7 +7,9 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import pg from "pg";
+import { pgClient, pgConfig, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import type { PgtsServer } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -48,5 +50,41 @@ describe("the inet_client_* and inet_server_* functions", () => {
     // And a TCP session after it has its own again.
     const t = await pgClient(server());
     expect((await t.query(QUERY)).rows[0].client_addr).toBe("127.0.0.1");
+  });
+});
+
+describe("inet_server_addr() is the connection's own end, whatever the listener is bound to", () => {
+  const both = sharedServer({ settings: { listen_addresses: "::1, 127.0.0.1" } });
+  const any = sharedServer({ settings: { listen_addresses: "*" } });
+
+  async function ask(server: () => PgtsServer, host: string) {
+    const c = new pg.Client({ ...pgConfig(server()), host });
+    await c.connect();
+    try {
+      return (await c.query(QUERY)).rows[0];
+    } finally {
+      await c.end();
+    }
+  }
+
+  test("listening on ::1 and 127.0.0.1: each listener's address", async () => {
+    expect(await ask(both, "::1")).toMatchObject({
+      client_addr: "::1",
+      server_addr: "::1",
+      server_port: both().port,
+    });
+    expect(await ask(both, "127.0.0.1")).toMatchObject({
+      client_addr: "127.0.0.1",
+      server_addr: "127.0.0.1",
+      server_port: both().port,
+    });
+  });
+
+  test("listening on *: the address the client dialled", async () => {
+    expect(await ask(any, "127.0.0.1")).toMatchObject({
+      server_addr: "127.0.0.1",
+      server_port: any().port,
+    });
+    expect(await ask(any, "::1")).toMatchObject({ server_addr: "::1", server_port: any().port });
   });
 });
