@@ -8,11 +8,13 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { readFileSync } from "node:fs";
+import { lookup } from "node:dns/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseHba } from "../core/auth/mod.ts";
+import { parseIp } from "../core/auth/inet.ts";
 import type { DataDirectory, DataDirLock } from "../core/datadir.ts";
 import { ereport, ERRCODE, PgError } from "../core/elog.ts";
 import type { Guc } from "../core/guc/guc.ts";
@@ -79,13 +81,37 @@ function pickPort(host: string): Promise<number> {
   });
 }
 
-function listenHosts(guc: Guc): string[] {
+/**
+ * The addresses listen_addresses names, as PostgreSQL's StreamServerPort
+ * takes them from getaddrinfo: "*" is every IPv4 and every IPv6 address,
+ * a host name (localhost among them) every address it resolves to. A name
+ * that does not resolve is logged and skipped, as there.
+ */
+async function listenHosts(guc: Guc, port: number): Promise<string[]> {
   const hosts: string[] = [];
   for (const h of splitList(guc.getString("listen_addresses")) ?? []) {
-    // Every IPv4 and every IPv6 address, as PostgreSQL's getaddrinfo gives them.
+    if (h === "") continue;
     if (h === "*") hosts.push("0.0.0.0", "::");
-    else if (h === "localhost") hosts.push("127.0.0.1");
-    else if (h !== "") hosts.push(h);
+    else if (parseIp(h) !== null) hosts.push(h);
+    else {
+      try {
+        for (const a of await lookup(h, { all: true })) hosts.push(a.address);
+      } catch (e) {
+        const code = (e as { code?: unknown } | null)?.code;
+        ereport(
+          "LOG",
+          `could not translate host name "${h}", service "${port}" to address: ${
+            code === "ENOTFOUND"
+              ? "Name or service not known"
+              : e instanceof Error
+              ? e.message
+              : String(e)
+          }`,
+          LOG,
+        );
+        ereport("WARNING", `could not create listen socket for "${h}"`, LOG);
+      }
+    }
   }
   return [...new Set(hosts)];
 }
@@ -226,12 +252,16 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   const ssl = await loadSslConfig(guc, dataDir.path, { isServerStart: true });
 
   let port = guc.getInt("port");
-  const hosts = listenHosts(guc);
   if (port === 0) {
-    port = await pickPort(hosts[0] ?? "127.0.0.1");
+    // On the first address named, or the loopback's for a host name.
+    const first = splitList(guc.getString("listen_addresses"))?.find((h) => h !== "") ?? "";
+    port = await pickPort(
+      first === "*" ? "0.0.0.0" : parseIp(first) !== null ? first : "127.0.0.1",
+    );
     // What SHOW port answers, in pgts and in the engine.
     guc.set("port", String(port), { source: "override" });
   }
+  const hosts = await listenHosts(guc, port);
   const listen: ListenAddress[] = hosts.map((host) => ({ family: "tcp", host, port }));
   const socketDirs = splitList(guc.getString("unix_socket_directories")) ?? [];
   // PostgreSQL's Setup_AF_UNIX: the group, then the mode (0777 unless set).

@@ -386,9 +386,9 @@ export async function openListeners(
             ? `Is another postmaster already running on port ${port}?`
             : `Is another postmaster already running on port ${port}? If not, wait a few seconds and retry.`,
         });
-        ereport("LOG", `could not create listen socket for "${where}"`, LOG);
+        ereport("WARNING", `could not create listen socket for "${where}"`, LOG);
       } else {
-        ereport("LOG", `could not create listen socket for "${where}"`, {
+        ereport("WARNING", `could not create listen socket for "${where}"`, {
           ...LOG,
           detail: errText(e),
         });
