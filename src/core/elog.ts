@@ -177,7 +177,8 @@ export function setReportFilter(config: object, wanted: (severity: Severity) => 
 export function ereport(
   severity: Severity,
   message: string,
-  fields: ErrorFields & { code?: string; category?: string } = {},
+  fields: ErrorFields & { code?: string; category?: string; query?: string; statement?: string } =
+    {},
 ): void {
   if (
     reportFilter !== null && !reportFilter.wanted(severity) && getConfig() === reportFilter.config

@@ -181,6 +181,8 @@ export interface LogMessage {
   readonly message: string;
   readonly detail?: string;
   readonly hint?: string;
+  /** The internal query an error is in (a PL/pgSQL statement's SQL): the QUERY line. */
+  readonly query?: string;
   readonly context?: string;
   readonly statement?: string;
   readonly code?: string;
@@ -200,6 +202,11 @@ export class LogLinePrefix {
 
   get session(): SessionLogInfo {
     return this.#session;
+  }
+
+  /** The process (or backend) whose lines these are. */
+  get pid(): number {
+    return this.#process.pid;
   }
 
   setSession(info: SessionLogInfo): void {
@@ -335,6 +342,7 @@ export function formatLogMessage(
   const extra: [string, string | undefined][] = [
     ["DETAIL", msg.detail],
     ["HINT", msg.hint],
+    ["QUERY", msg.query],
     ["CONTEXT", msg.context],
     ["STATEMENT", msg.statement],
   ];
@@ -351,7 +359,7 @@ function messageOf(record: LogRecord): LogMessage {
   const message = str("message") ??
     record.message.map((m, i) => (i % 2 === 0 ? String(m) : JSON.stringify(m))).join("");
   const fields: Record<string, string> = {};
-  for (const k of ["detail", "hint", "context", "statement", "code"] as const) {
+  for (const k of ["detail", "hint", "query", "context", "statement", "code"] as const) {
     const v = str(k);
     if (v !== undefined) fields[k] = v;
   }
@@ -369,6 +377,29 @@ let current: LogLinePrefix | undefined;
 
 /** The prefix state of the child running now, where children share this realm's logging. */
 let prefixLookup: (() => LogLinePrefix | undefined) | null = null;
+
+/** A backend's lines logged by another process (the one serving its engine): see `logAs`. */
+let forced: LogLinePrefix | null = null;
+
+/** The prefix state the lines logged now are formatted with. */
+export function currentLogPrefix(): LogLinePrefix | undefined {
+  return forced ?? prefixLookup?.() ?? current;
+}
+
+/**
+ * Runs `fn` with its log lines formatted as `prefix`'s: the engine's
+ * process logs a backend's errors as that backend (its pid), where the
+ * backend is a process of its own.
+ */
+export function logAs<R>(prefix: LogLinePrefix, fn: () => R): R {
+  const before = forced;
+  forced = prefix;
+  try {
+    return fn();
+  } finally {
+    forced = before;
+  }
+}
 
 /**
  * Sets (or, with null, clears) how to find the child whose code is running:
@@ -396,7 +427,7 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
     const msg = messageOf(record);
     if (!isLogLevelOutput(msg.severity, settings.getString("log_min_messages"))) return;
     sink(formatLogMessage(msg, {
-      prefix: prefixLookup?.() ?? prefix,
+      prefix: forced ?? prefixLookup?.() ?? prefix,
       linePrefix: settings.getString("log_line_prefix"),
       timeZone: settings.getString("log_timezone"),
     }));
@@ -417,9 +448,4 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
     (severity) => isLogLevelOutput(severity, settings.getString("log_min_messages")),
   );
   return prefix;
-}
-
-/** The prefix state of the last `configureLogging`, for setting session facts. */
-export function currentLogPrefix(): LogLinePrefix | undefined {
-  return current;
 }

@@ -197,6 +197,7 @@ export const backendMain: ChildMain = async (env) => {
       authenticationTimeoutMs: guc.getMs("authentication_timeout"),
       superuserReservedConnections: guc.getInt("superuser_reserved_connections"),
       logConnections: guc.getBool("log_connections"),
+      logDisconnections: guc.getBool("log_disconnections"),
     };
     startupSettingsOf.set(guc, settings);
   }

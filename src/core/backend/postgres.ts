@@ -20,6 +20,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
+import { currentLogPrefix } from "../log.ts";
 import { startupTrace, startupTraceEnabled, startupTraceEnd } from "../starttrace.ts";
 import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import type { HbaLine } from "../auth/hba.ts";
@@ -135,6 +136,8 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     void s.close().catch(() => {});
   };
 
+  const startedAt = acceptedAtOf(env.params) ?? Date.now();
+  let authorized = false;
   const main = (async (): Promise<number> => {
     const started = await performStartup(env, {
       input,
@@ -160,6 +163,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     writeReadyForQuery(w, "I");
     hello.set(w.take(), ok.length + status.length);
     authInProgress = false;
+    authorized = true;
     input.connection.write(hello);
     startupTrace("backend: authenticated, session started on the engine");
     const ours = session;
@@ -192,6 +196,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   if (clientLost) {
     ereport("FATAL", "connection to client lost", { ...LOG, code: ERRCODE.CONNECTION_FAILURE });
   }
+  if (authorized && options.settings.logDisconnections === true) logDisconnection(startedAt);
   input.stop();
   const s = session as EngineSession | null;
   session = null;
@@ -205,6 +210,27 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
   // Nothing of this backend uses the tree any more: the next backend's.
   mcxt.recycle();
   return code;
+}
+
+/**
+ * log_disconnections' line, as PostgreSQL's backend writes it at exit: the
+ * session's time since its connection was accepted, its user, database and
+ * client (the facts startup gave the log line prefix).
+ */
+function logDisconnection(startedAt: number): void {
+  const ms = Math.max(0, Date.now() - startedAt);
+  const s = currentLogPrefix()?.session ?? {};
+  const two = (n: number) => String(n).padStart(2, "0");
+  const time = `${Math.floor(ms / 3_600_000)}:${two(Math.floor(ms / 60_000) % 60)}:${
+    two(Math.floor(ms / 1000) % 60)
+  }.${String(ms % 1000).padStart(3, "0")}`;
+  ereport(
+    "LOG",
+    `disconnection: session time: ${time} user=${s.user ?? ""} database=${s.database ?? ""} host=${
+      s.remoteHost ?? ""
+    }${s.remotePort ? ` port=${s.remotePort}` : ""}`,
+    LOG,
+  );
 }
 
 /** PMChildParams.acceptedAt, when the postmaster sent it. */

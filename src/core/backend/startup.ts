@@ -14,6 +14,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
+import { currentLogPrefix } from "../log.ts";
 import {
   type AuthStep,
   checkRoleLogin,
@@ -66,6 +67,8 @@ export interface StartupSettings {
   readonly authenticationTimeoutMs: number;
   readonly superuserReservedConnections: number;
   readonly logConnections?: boolean;
+  /** log_disconnections: the session's end is logged with its duration (postgres.ts). */
+  readonly logDisconnections?: boolean;
 }
 
 export interface StartupContext {
@@ -256,6 +259,14 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
   const remote = conn.remote;
   const host = remote.family === "unix" ? "[local]" : remote.address;
   const who = { host, user, database, ssl: ssl !== null };
+  // log_line_prefix's %u %d %a %h %r from here on, as PostgreSQL's MyProcPort gives them.
+  currentLogPrefix()?.setSession({
+    user,
+    database,
+    applicationName: packet.applicationName ?? "",
+    remoteHost: host,
+    remotePort: remote.family === "tcp" ? String(remote.port) : "",
+  });
 
   const line = await hbaLineFor(ctx.hba, {
     type: remote.family === "unix" ? "local" : "host",

@@ -221,6 +221,11 @@ export class SessionActivity {
     } else this.#lastQuery = body.slice();
   }
 
+  /** The last query's text (bounded), as pg_stat_activity shows it. */
+  lastQuery(): string {
+    return queryText(this.#lastQuery);
+  }
+
   /** The session's state changed without a new query (an input answered, one run). */
   noteStateChange(): void {
     this.#stateChange = Date.now();

@@ -58,6 +58,8 @@ export interface OutputOptions {
    * cancelled for a lock wait (lockwait.ts); null when it was not.
    */
   readonly lockTimedOut?: () => Uint8Array | null;
+  /** Called with each ErrorResponse and NoticeResponse the session receives, as it receives it. */
+  readonly onReport?: (msg: Uint8Array) => void;
   /** Called at a CopyInResponse the session receives (a fed COPY has begun). */
   readonly onCopyIn?: () => void;
   /**
@@ -210,6 +212,7 @@ export class OutputFilter {
           if (lockError !== null) {
             flush(at);
             send(lockError);
+            this.#o.onReport?.(lockError);
             run = end;
             break;
           }
@@ -226,6 +229,7 @@ export class OutputFilter {
             send(edited);
             run = end;
           }
+          this.#o.onReport?.(edited);
           break;
         }
         case BE.NotificationResponse: {

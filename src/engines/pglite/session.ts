@@ -33,6 +33,8 @@ import type {
 import { FE } from "../../core/protocol/constants.ts";
 import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
+import { inputStatement, logReport } from "./serverlog.ts";
+import { currentLogPrefix, logAs, LogLinePrefix } from "../../core/log.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -90,6 +92,11 @@ export class PgliteSession extends SessionGlobals
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
+  /** Its log lines' prefix where its backend is a process of its own (#logReport). */
+  #logPrefix: LogLinePrefix | null = null;
+  /** The client's input being run, and its frames (the STATEMENT of a logged error). */
+  #inputInHand: Uint8Array | null = null;
+  #framesInHand: readonly Frame[] = [];
   /** Inputs the client sent that have not started yet. */
   #queued = 0;
   /** What stops its statement early: cancels, statement_timeout, the wait's bound. */
@@ -380,6 +387,8 @@ export class PgliteSession extends SessionGlobals
 
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     const engine = this.#engine;
+    this.#inputInHand = input;
+    this.#framesInHand = frames;
     this.#activity.noteQuery(input, frames, this.#status);
     this.noteBackup(input);
     const plan = planInput(input, frames, this.prefix, {
@@ -519,6 +528,48 @@ export class PgliteSession extends SessionGlobals
   }
 
   /**
+   * Logs a report the client is sent (serverlog.ts) as this session's
+   * backend: in its own log context where the backend runs in this
+   * process, else (a backend process of its own, whose engine runs here)
+   * with a prefix of its pid, user and database.
+   */
+  #logReport(msg: Uint8Array): void {
+    const log = () => logReport(msg, () => this.#statementInHand());
+    if (currentLogPrefix()?.pid === this.pid) {
+      log();
+      return;
+    }
+    if (this.#logPrefix === null) {
+      this.#logPrefix = new LogLinePrefix({
+        pid: this.pid,
+        backendType: "client backend",
+        startTime: Date.now(),
+      });
+      this.#logPrefix.setSession({
+        user: this.user,
+        database: this.#engine.database,
+        applicationName: this.settings.get("application_name") ?? "",
+        ...(this.client !== null
+          ? { remoteHost: this.client.address, remotePort: String(this.client.port) }
+          : {}),
+      });
+    }
+    logAs(this.#logPrefix, log);
+  }
+
+  /**
+   * The statement an error of the input in hand is logged with: its Query's
+   * or Parse's text, else (a Bind of a statement prepared before) the last
+   * one the session sent.
+   */
+  #statementInHand(): string {
+    const text = this.#inputInHand === null
+      ? ""
+      : inputStatement(this.#inputInHand, this.#framesInHand);
+    return text !== "" ? text : this.#activity.lastQuery();
+  }
+
+  /**
    * Runs bytes on the engine (owned) and settles ownership afterwards.
    * False when the exec did not run (ExecNotRun: granted one step ahead,
    * and the exec before did not end idle); the caller waits and tries again.
@@ -558,6 +609,7 @@ export class PgliteSession extends SessionGlobals
     const edits = how.edits ?? null;
     const filter = new OutputFilter({
       prefix: this.prefix,
+      onReport: (msg) => this.#logReport(msg),
       position: edits === null ? undefined : (p) => edits.original(p),
       ...(how.resetTags !== undefined && how.resetTags.length > 0
         ? { resetTags: how.resetTags }

@@ -1,0 +1,60 @@
+/**
+ * What a session's client is told of errors and warnings goes to the server
+ * log too, as a PostgreSQL backend's ereport writes it there: the message
+ * with its position, DETAIL, HINT, QUERY and CONTEXT, and for an ERROR the statement that
+ * caused it (STATEMENT, as under log_min_error_statement's default, error).
+ * log_min_messages decides which are written (core/log.ts): WARNING and
+ * above by default, so a NOTICE is not. PGlite's backend writes no server
+ * log of its own, so the session logs the reports it passes to its client.
+ * A FATAL or PANIC is not logged here: pgts ends the session or the engine
+ * itself then, and logs that.
+ */
+
+import { ereport, type Severity } from "../../core/elog.ts";
+import { FE, PG_DIAG } from "../../core/protocol/constants.ts";
+import { errorField, type Frame, readCString } from "./wire.ts";
+
+const LOGGED: ReadonlyMap<string, Severity> = new Map([
+  ["ERROR", "ERROR"],
+  ["WARNING", "WARNING"],
+  ["NOTICE", "NOTICE"],
+  ["INFO", "INFO"],
+  ["LOG", "LOG"],
+  ["DEBUG", "DEBUG1"],
+]);
+
+/** Logs one ErrorResponse or NoticeResponse the session passed on; `statement` is asked only for an ERROR. */
+export function logReport(msg: Uint8Array, statement: () => string): void {
+  const v = errorField(msg, PG_DIAG.SEVERITY_NONLOCALIZED) || errorField(msg, PG_DIAG.SEVERITY);
+  const severity = LOGGED.get(v);
+  if (severity === undefined) return;
+  const field = (f: number) => {
+    const s = errorField(msg, f);
+    return s === "" ? undefined : s;
+  };
+  const text = severity === "ERROR" ? statement() : "";
+  // The cursor position, else the internal query's, as elog.c's server log line has it.
+  const at = field(PG_DIAG.STATEMENT_POSITION) ?? field(PG_DIAG.INTERNAL_POSITION);
+  ereport(severity, errorField(msg, PG_DIAG.MESSAGE_PRIMARY) + (at ? ` at character ${at}` : ""), {
+    code: errorField(msg, PG_DIAG.SQLSTATE),
+    ...optional("detail", field(PG_DIAG.MESSAGE_DETAIL)),
+    ...optional("hint", field(PG_DIAG.MESSAGE_HINT)),
+    ...optional("query", field(PG_DIAG.INTERNAL_QUERY)),
+    ...optional("context", field(PG_DIAG.CONTEXT)),
+    ...(text !== "" ? { statement: text } : {}),
+  });
+}
+
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+/** The text of an input's first Query or Parse (the statement an error is logged with), or "". */
+export function inputStatement(input: Uint8Array, frames: readonly Frame[]): string {
+  const f = frames.find((x) => x.type === FE.Query || x.type === FE.Parse);
+  if (f === undefined) return "";
+  let at = f.start + 5;
+  // A Parse: the statement's name, then its text.
+  if (f.type === FE.Parse) at = readCString(input, at)[1];
+  return readCString(input, at)[0];
+}

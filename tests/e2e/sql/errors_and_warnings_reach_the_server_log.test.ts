@@ -1,0 +1,121 @@
+/**
+ * What a session's client is told of its errors and warnings is in the
+ * server log too, as PostgreSQL's backends write it: the line prefix with
+ * the backend's pid, the message (with " at character N" where it has a
+ * position), DETAIL, HINT, QUERY and CONTEXT, and for an ERROR the
+ * statement (STATEMENT), for simple and extended queries alike;
+ * log_min_messages decides which (WARNING and above by default).
+ */
+
+import { expect, test } from "bun:test";
+import pg from "pg";
+import { startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
+
+usePgtsServers();
+
+/** The server log's lines of backend `pid`, without their time stamps. */
+function linesOf(log: string, pid: number): string[] {
+  const out: string[] = [];
+  let mine = false;
+  for (const line of log.split("\n")) {
+    const m = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[(\d+)\] (.*)$/.exec(line);
+    if (m !== null) {
+      mine = Number(m[1]) === pid;
+      if (mine) out.push(m[2]!);
+    } else if (mine && line.startsWith("\t")) out.push(line);
+  }
+  return out;
+}
+
+test("errors with their STATEMENT, and warnings, as PostgreSQL 15 logs them", async () => {
+  const server = await startPgts();
+  const c = await server.client();
+  const pid = (await c.query("select pg_backend_pid() as pid")).rows[0].pid as number;
+  const fail = (sql: string | { name: string; text: string; values: unknown[] }) =>
+    c.query(sql as string).then(() => null, (e: Error) => e.message);
+  expect(await fail("select 1/0")).toBe("division by zero");
+  expect(await fail("select * from nosuch")).toBe('relation "nosuch" does not exist');
+  await c.query(
+    "do $$ begin raise warning 'careful' using detail = 'det', hint = 'hnt'; end $$",
+  );
+  await c.query("do $$ begin raise notice 'not in the log'; end $$");
+  expect(await fail("do $$ begin execute 'select * from nosuch2'; end $$")).toBe(
+    'relation "nosuch2" does not exist',
+  );
+  // The extended protocol: a named statement, then again by name alone.
+  const q = { name: "div", text: "select $1::int / 0 as x", values: [7] };
+  expect(await fail(q)).toBe("division by zero");
+  expect(await fail(q)).toBe("division by zero");
+  await c.end();
+
+  const expected = [
+    "ERROR:  division by zero",
+    "STATEMENT:  select 1/0",
+    'ERROR:  relation "nosuch" does not exist at character 15',
+    "STATEMENT:  select * from nosuch",
+    "WARNING:  careful",
+    "DETAIL:  det",
+    "HINT:  hnt",
+    "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE",
+    'ERROR:  relation "nosuch2" does not exist at character 15',
+    "QUERY:  select * from nosuch2",
+    "CONTEXT:  PL/pgSQL function inline_code_block line 1 at EXECUTE",
+    "STATEMENT:  do $$ begin execute 'select * from nosuch2'; end $$",
+    "ERROR:  division by zero",
+    "STATEMENT:  select $1::int / 0 as x",
+    "ERROR:  division by zero",
+    "STATEMENT:  select $1::int / 0 as x",
+  ];
+  await waitFor(
+    "the log lines",
+    () => linesOf(server.log, pid).length >= expected.length || undefined,
+  );
+  expect(linesOf(server.log, pid)).toEqual(expected);
+});
+
+test("log_min_messages = notice logs NOTICEs too; = error leaves out WARNINGs", async () => {
+  const server = await startPgts({ settings: { log_min_messages: "notice" } });
+  expect(await server.psql("do $$ begin raise notice 'now in the log'; end $$")).toMatchObject({
+    code: 0,
+  });
+  await waitFor("the NOTICE", () => server.log.includes("NOTICE:  now in the log") || undefined);
+  await server.stop();
+  await server.start({ settings: { log_min_messages: "error" } });
+  await server.psql("do $$ begin raise warning 'left out'; end $$; select 1/0");
+  await waitFor("the ERROR", () => server.log.includes("ERROR:  division by zero") || undefined);
+  expect(server.log).not.toContain("WARNING:  left out");
+});
+
+test("log_line_prefix's %u, %d, %a and %r are the session's; log_disconnections logs each session's end", async () => {
+  const server = await startPgts({
+    settings: { log_line_prefix: "[%p] %q%u@%d %r %a: ", log_disconnections: "on" },
+  });
+  const c = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: "postgres",
+    database: "postgres",
+    application_name: "logtest",
+  });
+  await c.connect();
+  const pid = (await c.query("select pg_backend_pid() as pid")).rows[0].pid as number;
+  const port = (c as unknown as { connection: { stream: { localPort: number } } }).connection
+    .stream.localPort;
+  await c.query("select 1/0").catch(() => {});
+  await c.end();
+  const line = (text: string) => `[${pid}] postgres@postgres 127.0.0.1(${port}) logtest: ${text}`;
+  await waitFor(
+    "the disconnection",
+    () =>
+      server.log.includes(`[${pid}] postgres@`) && /disconnection/.test(server.log) || undefined,
+  );
+  const lines = server.log.split("\n");
+  expect(lines).toContain(line("ERROR:  division by zero"));
+  expect(lines).toContain(line("STATEMENT:  select 1/0"));
+  const end = lines.find((l) => l.startsWith(line("LOG:  disconnection: ")));
+  expect(end).toMatch(
+    new RegExp(
+      `disconnection: session time: 0:00:\\d\\d\\.\\d{3} user=postgres database=postgres host=127\\.0\\.0\\.1 port=${port}$`,
+    ),
+  );
+});
