@@ -419,6 +419,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
       "fatal",
       "panic",
     ],
+    engine: true,
     description: "Lowest severity written to the server log.",
   },
   {
@@ -482,6 +483,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     type: "string",
     context: "sighup",
     boot: "%m [%p] ",
+    engine: true,
     description: "printf-style prefix of every log line.",
   },
   {
@@ -500,6 +502,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     type: "bool",
     context: "superuser-backend",
     boot: false,
+    engine: true,
     description: "Log each successful connection.",
   },
   {
@@ -507,6 +510,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     type: "bool",
     context: "superuser-backend",
     boot: false,
+    engine: true,
     description: "Log the end of each session with its duration.",
   },
   // Preset

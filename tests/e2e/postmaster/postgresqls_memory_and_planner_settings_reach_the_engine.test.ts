@@ -187,6 +187,27 @@ test("SHOW log_timezone is the zone the log lines are written in, from -c and af
   );
 });
 
+test("SHOW answers the logging settings the server runs with", async () => {
+  const server = await startPgts({
+    settings: {
+      log_line_prefix: "%t [%p] %q%u@%d ",
+      log_min_messages: "info",
+      log_connections: "on",
+      log_disconnections: "on",
+    },
+  });
+  const shown = await server.psql(
+    "select name || '=' || current_setting(name) from pg_settings where name in (" +
+      "'log_line_prefix', 'log_min_messages', 'log_connections', 'log_disconnections') order by name",
+  );
+  expect(shown.out.trim().split("\n")).toEqual([
+    "log_connections=on",
+    "log_disconnections=on",
+    "log_line_prefix=%t [%p] %q%u@%d ",
+    "log_min_messages=info",
+  ]);
+});
+
 test("a session sees the server's own settings: SHOW port and max_connections, and statement_timeout, lock_timeout and password_encryption from the configuration act", async () => {
   const server = await startPgts({
     settings: {
