@@ -372,13 +372,14 @@ describe("PostgreSQL's parameters the engine applies", () => {
     guc.set("TimeZone", "Europe/Paris", { source: "argv" });
     guc.set("random_page_cost", "1.23456789", { source: "argv" });
     expect(guc.get("random_page_cost")).toBe("1.23457");
-    // pgts's own parameters that sessions see (port, statement_timeout) go
-    // too, so that SHOW answers the server's value; its logging does not.
+    // pgts's own parameters that sessions see (port, statement_timeout, the
+    // logging settings) go too, so that SHOW answers the server's value.
     expect(guc.engineSettings()).toEqual({
       shared_buffers: "16MB",
       work_mem: "8MB",
       port: "5433",
       statement_timeout: "5s",
+      log_min_messages: "debug1",
       random_page_cost: "1.23456789",
       TimeZone: "Europe/Paris",
     });
