@@ -276,8 +276,11 @@ export class DatabaseEngines {
       const dump = await this.#rolesOf(source);
       await Promise.all(
         [...this.#slots.values()].map((s) =>
-          // An engine that is opening copies "postgres"'s roles itself.
-          s.engine === null || s.engine === source || s.busy !== null ? undefined : this.onEngine(
+          // A busy slot is waited for, not skipped: one mirroring the list
+          // of databases (a CREATE DATABASE just after the role's change)
+          // kept the roles it had until the next change of roles. One that
+          // was opening copied "postgres"'s roles itself, and gets them again.
+          (s.engine === null && s.busy === null) || s.engine === source ? undefined : this.onEngine(
             s,
             (engine) => engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity }),
           )
