@@ -11,6 +11,7 @@
  */
 
 import { ereport, type Severity } from "../../core/elog.ts";
+import { currentLogPrefix, logAs, LogLinePrefix } from "../../core/log.ts";
 import { FE, PG_DIAG } from "../../core/protocol/constants.ts";
 import { errorField, type Frame, readCString } from "./wire.ts";
 
@@ -22,6 +23,54 @@ const LOGGED: ReadonlyMap<string, Severity> = new Map([
   ["LOG", "LOG"],
   ["DEBUG", "DEBUG1"],
 ]);
+
+/** The facts of a session its log lines are prefixed with. */
+export interface SessionLogFacts {
+  readonly pid: number;
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+  readonly client: { readonly address: string; readonly port: number } | null;
+}
+
+/** One session's reports in the server log, written as its backend's lines. */
+export class SessionServerLog {
+  readonly #facts: () => SessionLogFacts;
+  /** The prefix of its lines where its backend is a process of its own. */
+  #prefix: LogLinePrefix | null = null;
+
+  constructor(facts: () => SessionLogFacts) {
+    this.#facts = facts;
+  }
+
+  /**
+   * Logs `msg` as the session's backend: in the backend's own log context
+   * where it runs in this process, else (a backend process of its own,
+   * whose engine runs here) with a prefix of its pid, user and database.
+   */
+  report(msg: Uint8Array, statement: () => string): void {
+    const facts = this.#facts();
+    if (currentLogPrefix()?.pid === facts.pid) {
+      logReport(msg, statement);
+      return;
+    }
+    if (this.#prefix === null) {
+      this.#prefix = new LogLinePrefix({
+        pid: facts.pid,
+        backendType: "client backend",
+        startTime: Date.now(),
+      });
+      this.#prefix.setSession({
+        user: facts.user,
+        database: facts.database,
+        applicationName: facts.applicationName,
+        remoteHost: facts.client?.address ?? "[local]",
+        remotePort: facts.client === null ? "" : String(facts.client.port),
+      });
+    }
+    logAs(this.#prefix, () => logReport(msg, statement));
+  }
+}
 
 /** Logs one ErrorResponse or NoticeResponse the session passed on; `statement` is asked only for an ERROR. */
 export function logReport(msg: Uint8Array, statement: () => string): void {

@@ -33,8 +33,7 @@ import type {
 import { FE } from "../../core/protocol/constants.ts";
 import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
-import { inputStatement, logReport } from "./serverlog.ts";
-import { currentLogPrefix, logAs, LogLinePrefix } from "../../core/log.ts";
+import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -92,9 +91,15 @@ export class PgliteSession extends SessionGlobals
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
-  /** Its log lines' prefix where its backend is a process of its own (#logReport). */
-  #logPrefix: LogLinePrefix | null = null;
-  /** The client's input being run, and its frames (the STATEMENT of a logged error). */
+  /** What its client is told of errors and warnings, in the server log too. */
+  readonly #serverLog = new SessionServerLog(() => ({
+    pid: this.pid,
+    user: this.user,
+    database: this.#engine.database,
+    applicationName: this.settings.get("application_name") ?? "",
+    client: this.client,
+  }));
+  /** The client's input being run, and its frames (the STATEMENT of a logged error); only while it runs. */
   #inputInHand: Uint8Array | null = null;
   #framesInHand: readonly Frame[] = [];
   /** Inputs the client sent that have not started yet. */
@@ -386,9 +391,19 @@ export class PgliteSession extends SessionGlobals
   }
 
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
-    const engine = this.#engine;
     this.#inputInHand = input;
     this.#framesInHand = frames;
+    try {
+      await this.#runInput(input, frames, out);
+    } finally {
+      // Not kept past its input: it may be a large one.
+      this.#inputInHand = null;
+      this.#framesInHand = [];
+    }
+  }
+
+  async #runInput(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
+    const engine = this.#engine;
     this.#activity.noteQuery(input, frames, this.#status);
     this.noteBackup(input);
     const plan = planInput(input, frames, this.prefix, {
@@ -527,45 +542,17 @@ export class PgliteSession extends SessionGlobals
     }
   }
 
-  /**
-   * Logs a report the client is sent (serverlog.ts) as this session's
-   * backend: in its own log context where the backend runs in this
-   * process, else (a backend process of its own, whose engine runs here)
-   * with a prefix of its pid, user and database.
-   */
-  #logReport(msg: Uint8Array): void {
-    const log = () => logReport(msg, () => this.#statementInHand());
-    if (currentLogPrefix()?.pid === this.pid) {
-      log();
-      return;
-    }
-    if (this.#logPrefix === null) {
-      this.#logPrefix = new LogLinePrefix({
-        pid: this.pid,
-        backendType: "client backend",
-        startTime: Date.now(),
-      });
-      this.#logPrefix.setSession({
-        user: this.user,
-        database: this.#engine.database,
-        applicationName: this.settings.get("application_name") ?? "",
-        ...(this.client !== null
-          ? { remoteHost: this.client.address, remotePort: String(this.client.port) }
-          : {}),
-      });
-    }
-    logAs(this.#logPrefix, log);
+  #logReport(msg: Uint8Array, input: Uint8Array | null, frames: readonly Frame[]): void {
+    this.#serverLog.report(msg, () => this.#statementOf(input, frames));
   }
 
   /**
-   * The statement an error of the input in hand is logged with: its Query's
-   * or Parse's text, else (a Bind of a statement prepared before) the last
-   * one the session sent.
+   * The statement an error of an input is logged with: its Query's or
+   * Parse's text, else (a Bind of a statement prepared before) the last one
+   * the session sent.
    */
-  #statementInHand(): string {
-    const text = this.#inputInHand === null
-      ? ""
-      : inputStatement(this.#inputInHand, this.#framesInHand);
+  #statementOf(input: Uint8Array | null, frames: readonly Frame[]): string {
+    const text = input === null ? "" : inputStatement(input, frames);
     return text !== "" ? text : this.#activity.lastQuery();
   }
 
@@ -607,9 +594,13 @@ export class PgliteSession extends SessionGlobals
     }
     let lockWaited = 0;
     const edits = how.edits ?? null;
+    // The input whose statement a logged error names, as it is now: an
+    // answer may still come once the next input is in hand.
+    const input = this.#inputInHand;
+    const inputFrames = this.#framesInHand;
     const filter = new OutputFilter({
       prefix: this.prefix,
-      onReport: (msg) => this.#logReport(msg),
+      onReport: (msg) => this.#logReport(msg, input, inputFrames),
       position: edits === null ? undefined : (p) => edits.original(p),
       ...(how.resetTags !== undefined && how.resetTags.length > 0
         ? { resetTags: how.resetTags }
