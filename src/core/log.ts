@@ -213,6 +213,11 @@ export class LogLinePrefix {
     this.#session = { ...this.#session, ...info };
   }
 
+  /** No session facts (a backend process about to serve another connection). */
+  clearSession(): void {
+    this.#session = {};
+  }
+
   /** Counts a message; every line of it shares one %l number, as in PostgreSQL. */
   nextLine(): number {
     return ++this.#lineNo;

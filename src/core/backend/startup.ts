@@ -150,6 +150,20 @@ export async function performStartup(
 async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSession | null> {
   const input = ctx.input;
   const tcp = input.connection.remote.family === "tcp";
+  // No session facts in the prefix until the start-up packet gives them (a
+  // backend process may have served a session before).
+  currentLogPrefix()?.clearSession();
+  if (ctx.settings.logConnections === true) {
+    // Before the start-up packet is read, as PostgreSQL's BackendInitialize logs it.
+    const r = input.connection.remote;
+    ereport(
+      "LOG",
+      r.family === "tcp"
+        ? `connection received: host=${r.address} port=${r.port}`
+        : "connection received: host=[local]",
+      LOG,
+    );
+  }
   // No SSL on Unix sockets, as in PostgreSQL.
   const sslServer = tcp ? ctx.ssl ?? null : null;
   let ssl: SslSession | null = null;
@@ -491,7 +505,10 @@ async function startSession(
     const tls = ssl === null
       ? ""
       : ` SSL enabled (protocol=${ssl.protocol}, cipher=${ssl.cipher}, bits=${ssl.bits})`;
-    ereport("LOG", `connection authorized: user=${user} database=${database}${tls}`, LOG);
+    const app = packet.applicationName === undefined
+      ? ""
+      : ` application_name=${packet.applicationName}`;
+    ereport("LOG", `connection authorized: user=${user} database=${database}${app}${tls}`, LOG);
   }
   return { session, parameterStatus, secretKey };
 }

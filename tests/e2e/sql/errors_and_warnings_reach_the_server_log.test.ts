@@ -86,9 +86,13 @@ test("log_min_messages = notice logs NOTICEs too; = error leaves out WARNINGs", 
   expect(server.log).not.toContain("WARNING:  left out");
 });
 
-test("log_line_prefix's %u, %d, %a and %r are the session's; log_disconnections logs each session's end", async () => {
+test("log_line_prefix's %u, %d, %a and %r are the session's; log_connections and log_disconnections log each session's start and end", async () => {
   const server = await startPgts({
-    settings: { log_line_prefix: "[%p] %q%u@%d %r %a: ", log_disconnections: "on" },
+    settings: {
+      log_line_prefix: "[%p] %q%u@%d %r %a: ",
+      log_connections: "on",
+      log_disconnections: "on",
+    },
   });
   const c = new pg.Client({
     host: server.host,
@@ -110,6 +114,11 @@ test("log_line_prefix's %u, %d, %a and %r are the session's; log_disconnections 
       server.log.includes(`[${pid}] postgres@`) && /disconnection/.test(server.log) || undefined,
   );
   const lines = server.log.split("\n");
+  // Before the start-up packet: no user, database or application yet (%q stops the prefix).
+  expect(lines).toContain(`[${pid}] LOG:  connection received: host=127.0.0.1 port=${port}`);
+  expect(lines).toContain(
+    line("LOG:  connection authorized: user=postgres database=postgres application_name=logtest"),
+  );
   expect(lines).toContain(line("ERROR:  division by zero"));
   expect(lines).toContain(line("STATEMENT:  select 1/0"));
   const end = lines.find((l) => l.startsWith(line("LOG:  disconnection: ")));

@@ -186,7 +186,7 @@ for (const variant of VARIANTS) {
       expect(full.err).toBe("");
       expect(full.out).toMatch(/SSL connection \(protocol: TLSv1\.[23], cipher: /);
       await s.waitForLog(
-        /connection authorized: user=postgres database=postgres SSL enabled \(protocol=TLSv1\.3, cipher=[A-Z0-9_-]+, bits=(128|256)\)/,
+        /connection authorized: user=postgres database=postgres application_name=psql SSL enabled \(protocol=TLSv1\.3, cipher=[A-Z0-9_-]+, bits=(128|256)\)/,
       );
 
       // A CA that did not sign the server's certificate: libpq refuses the server.
