@@ -432,7 +432,7 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
     const msg = messageOf(record);
     if (!isLogLevelOutput(msg.severity, settings.getString("log_min_messages"))) return;
     sink(formatLogMessage(msg, {
-      prefix: forced ?? prefixLookup?.() ?? prefix,
+      prefix: currentLogPrefix() ?? prefix,
       linePrefix: settings.getString("log_line_prefix"),
       timeZone: settings.getString("log_timezone"),
     }));

@@ -100,8 +100,9 @@ export function unmapIPv4(addr: IpAddress): IpAddress | null {
  * Deno cannot, and serves IPv4 clients on its "::" socket.
  */
 export function unmappedText(address: string): string {
-  const m = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(address);
-  return m === null ? address : m[1]!;
+  const ip = parseIp(address);
+  const v4 = ip === null ? null : unmapIPv4(ip);
+  return v4 === null ? address : v4.bytes.join(".");
 }
 
 /** True when `addr` lies in the network `net`/`mask` (same family only). */

@@ -136,7 +136,8 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
     void s.close().catch(() => {});
   };
 
-  const startedAt = acceptedAtOf(env.params) ?? Date.now();
+  const acceptedAt = acceptedAtOf(env.params);
+  const startedAt = acceptedAt ?? Date.now();
   let authorized = false;
   const main = (async (): Promise<number> => {
     const started = await performStartup(env, {
@@ -146,7 +147,7 @@ export async function postgresMain(env: ChildEnv, options: BackendOptions): Prom
       hba: options.hba,
       settings: options.settings,
       ssl: options.ssl ?? null,
-      acceptedAt: acceptedAtOf(env.params),
+      acceptedAt,
     });
     if (started === null) return EXIT_OK; // cancel request, SSL refusal then EOF, timeout
     session = started.session;
