@@ -12,8 +12,9 @@
 
 import { ereport, type Severity } from "../../core/elog.ts";
 import { currentLogPrefix, logAs, LogLinePrefix } from "../../core/log.ts";
-import { FE, PG_DIAG } from "../../core/protocol/constants.ts";
-import { errorField, type Frame, readCString } from "./wire.ts";
+import { parseErrorResponse } from "../../core/protocol/backend-reader.ts";
+import { FE } from "../../core/protocol/constants.ts";
+import { type Frame, readCString } from "./wire.ts";
 
 const LOGGED: ReadonlyMap<string, Severity> = new Map([
   ["ERROR", "ERROR"],
@@ -74,28 +75,20 @@ export class SessionServerLog {
 
 /** Logs one ErrorResponse or NoticeResponse the session passed on; `statement` is asked only for an ERROR. */
 export function logReport(msg: Uint8Array, statement: () => string): void {
-  const v = errorField(msg, PG_DIAG.SEVERITY_NONLOCALIZED) || errorField(msg, PG_DIAG.SEVERITY);
-  const severity = LOGGED.get(v);
+  const f = parseErrorResponse(msg.subarray(5));
+  const severity = LOGGED.get(f.severityV ?? f.severity);
   if (severity === undefined) return;
-  const field = (f: number) => {
-    const s = errorField(msg, f);
-    return s === "" ? undefined : s;
-  };
   const text = severity === "ERROR" ? statement() : "";
   // The cursor position, else the internal query's, as elog.c's server log line has it.
-  const at = field(PG_DIAG.STATEMENT_POSITION) ?? field(PG_DIAG.INTERNAL_POSITION);
-  ereport(severity, errorField(msg, PG_DIAG.MESSAGE_PRIMARY) + (at ? ` at character ${at}` : ""), {
-    code: errorField(msg, PG_DIAG.SQLSTATE),
-    ...optional("detail", field(PG_DIAG.MESSAGE_DETAIL)),
-    ...optional("hint", field(PG_DIAG.MESSAGE_HINT)),
-    ...optional("query", field(PG_DIAG.INTERNAL_QUERY)),
-    ...optional("context", field(PG_DIAG.CONTEXT)),
+  const at = f.position ?? f.internalPosition;
+  ereport(severity, f.message + (at ? ` at character ${at}` : ""), {
+    code: f.code,
+    ...(f.detail !== undefined ? { detail: f.detail } : {}),
+    ...(f.hint !== undefined ? { hint: f.hint } : {}),
+    ...(f.internalQuery !== undefined ? { query: f.internalQuery } : {}),
+    ...(f.context !== undefined ? { context: f.context } : {}),
     ...(text !== "" ? { statement: text } : {}),
   });
-}
-
-function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
 }
 
 /** The text of an input's first Query or Parse (the statement an error is logged with), or "". */
