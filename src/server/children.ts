@@ -375,14 +375,9 @@ async function openPglite(
 }
 
 /**
- * The transaction pool in front of the upstream. A reload (SIGHUP) re-reads
- * postgresql.conf here: the pool's settings are sighup parameters, and the
- * engine child is the one process that holds them. A value the file sets
- * replaces the one the pool started with, even one given with -c.
- */
-/**
- * A child's SIGHUP: postgresql.conf read again, over the settings the child
- * started with; null when the file cannot be read (the postmaster logs why).
+ * A child's SIGHUP: postgresql.conf (and postgresql.auto.conf) read again,
+ * over the settings the child started with, except those the command line
+ * set; null when the file cannot be read (the postmaster logs why).
  */
 async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
   const configFile = joinPath(serverParams(env).dataDir, "postgresql.conf");
@@ -393,7 +388,11 @@ async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
   } catch {
     return null;
   }
-  return Guc.fromSnapshot({ ...serverParams(env).settings, ...file.snapshot() });
+  // The files do not change what the command line set.
+  const params = serverParams(env);
+  const fromFiles: Record<string, string> = { ...file.snapshot() };
+  for (const name of params.commandLine ?? []) delete fromFiles[name];
+  return Guc.fromSnapshot({ ...params.settings, ...fromFiles });
 }
 
 /**
@@ -432,6 +431,12 @@ function followReloads(
   });
 }
 
+/**
+ * The transaction pool in front of the upstream. A reload (SIGHUP) re-reads
+ * postgresql.conf here: the pool's settings are sighup parameters, and the
+ * engine child is the one process that holds them. A value the file sets
+ * replaces the one the pool started with, unless -c gave it.
+ */
 function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
   let current = guc;
   const pool = new UpstreamPool(url, {

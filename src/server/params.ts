@@ -22,6 +22,12 @@ export interface ServerParams {
   readonly dataDir: string;
   /** Every setting, as strings; rebuilt with `Guc.fromSnapshot`. Replaced on reload. */
   settings: GucSnapshot;
+  /**
+   * The parameters set on the command line (`-c`, `-p`) or by the server
+   * itself: a reload's configuration files do not change them, as
+   * PostgreSQL's command line outranks its files.
+   */
+  readonly commandLine?: readonly string[];
   /** pg_hba.conf's text and path, read by the postmaster (and re-read on SIGHUP). */
   hba: string;
   readonly hbaFile: string;

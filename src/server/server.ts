@@ -292,6 +292,10 @@ export async function runServer(options: RunServerOptions): Promise<number> {
   const params: ServerParams = {
     dataDir: dataDir.path,
     settings: guc.snapshot(),
+    commandLine: guc.names().filter((n) => {
+      const source = guc.describe(n).source;
+      return source === "argv" || source === "override";
+    }),
     hba: hbaText,
     hbaFile,
     engine: engineAddress,

@@ -185,5 +185,32 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         expect((await c.query("select pg_sleep(1.2)")).rowCount).toBe(1);
       },
     );
+
+    test.skipIf(adapter === "subprocess")(
+      "a parameter given with -c keeps its value over postgresql.auto.conf's at a reload, as PostgreSQL's command line outranks its files",
+      async () => {
+        const server = await startSqlServer({
+          adapter,
+          perTest: true,
+          settings: { work_mem: "8MB" },
+        });
+        const c = await server.client();
+        await c.query("alter system set work_mem = '16MB'");
+        await c.query("alter system set maintenance_work_mem = '80MB'");
+        const from = server.log.length;
+        await c.query("select pg_reload_conf()");
+        await server.waitForLog(/LOG: {2}parameter "maintenance_work_mem" changed to "80MB"/, {
+          from,
+        });
+        // The engine child takes its SIGHUP after the postmaster's.
+        await Bun.sleep(500);
+        const show = async (name: string) => (await c.query(`show ${name}`)).rows[0][name];
+        expect(await show("maintenance_work_mem")).toBe("80MB");
+        expect(await show("work_mem")).toBe("8MB");
+        expect(server.log.slice(from)).not.toContain('parameter "work_mem" changed');
+        await c.query("alter system reset all");
+        await c.end();
+      },
+    );
   });
 }
