@@ -27,7 +27,28 @@ export type LineSink = (text: string) => void;
 /** What the formatter needs from the settings; a `Guc` satisfies it. */
 export interface LogSettings {
   getString(name: string): string;
+  /** A time parameter in milliseconds (a `Guc` has it; other settings may not). */
+  getMs?(name: string): number;
+  getBool?(name: string): boolean;
+  /** Changes whenever a value does (a `Guc`'s), so what was read of them can be kept. */
+  readonly generation?: number;
 }
+
+/**
+ * The server's log_statement, log_min_duration_statement and log_duration,
+ * as configured (a session's SET overrides them for itself).
+ */
+export interface StatementLogDefaults {
+  readonly statement: string;
+  readonly minDurationMs: number;
+  readonly duration: boolean;
+}
+
+const NO_STATEMENT_LOG: StatementLogDefaults = {
+  statement: "none",
+  minDurationMs: -1,
+  duration: false,
+};
 
 /** Facts about this process for %p, %b, %c, %s. */
 export interface ProcessLogInfo {
@@ -380,6 +401,37 @@ export interface LoggingOptions {
 
 let current: LogLinePrefix | undefined;
 
+/** The settings `configureLogging` was given last (the postmaster's, reloaded in place). */
+let configured: LogSettings | null = null;
+
+/** What statementLogDefaults read last, of which settings, at which generation. */
+let cachedDefaults: StatementLogDefaults = NO_STATEMENT_LOG;
+let cachedFor: LogSettings | null = null;
+let cachedGeneration = -1;
+
+/** The server's statement-logging settings now; none where they are not configured. */
+export function statementLogDefaults(): StatementLogDefaults {
+  const s = configured;
+  if (s === null || s.getMs === undefined || s.getBool === undefined) return NO_STATEMENT_LOG;
+  // Read again only once a value changed (a reload), not for every statement.
+  if (s.generation !== undefined && cachedFor === s && cachedGeneration === s.generation) {
+    return cachedDefaults;
+  }
+  try {
+    cachedDefaults = {
+      statement: s.getString("log_statement"),
+      minDurationMs: s.getMs("log_min_duration_statement"),
+      duration: s.getBool("log_duration"),
+    };
+  } catch {
+    // Settings without these parameters (a test's own).
+    cachedDefaults = NO_STATEMENT_LOG;
+  }
+  cachedFor = s;
+  cachedGeneration = s.generation ?? -1;
+  return cachedDefaults;
+}
+
 /** The prefix state of the child running now, where children share this realm's logging. */
 let prefixLookup: (() => LogLinePrefix | undefined) | null = null;
 
@@ -427,6 +479,7 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
     options.process ?? { pid: 0, backendType: "postmaster", startTime: Date.now() },
   );
   current = prefix;
+  configured = settings;
   const sink = options.sink;
   const pgSink = (record: LogRecord): void => {
     const msg = messageOf(record);

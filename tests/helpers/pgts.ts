@@ -511,6 +511,20 @@ export function usePgtsServers(options: { timeoutMs?: number } = {}): void {
   afterAll(cleanupAll);
 }
 
+/** The server log's lines of backend `pid` (continuation lines too), without their time stamps. */
+export function serverLogLines(log: string, pid: number): string[] {
+  const out: string[] = [];
+  let mine = false;
+  for (const line of log.split("\n")) {
+    const m = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[(\d+)\] (.*)$/.exec(line);
+    if (m !== null) {
+      mine = Number(m[1]) === pid;
+      if (mine) out.push(m[2]!);
+    } else if (mine && line.startsWith("\t")) out.push(line);
+  }
+  return out;
+}
+
 /** The backend pid node-postgres got in BackendKeyData. */
 export function backendPid(client: pg.Client): number {
   return (client as unknown as { processID: number }).processID;

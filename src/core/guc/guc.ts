@@ -147,6 +147,7 @@ export class Guc {
   #reader: ConfigReader | undefined;
   #configFile: string | undefined;
   #pendingRestart = new Set<string>();
+  #generation = 0;
 
   constructor(options: GucOptions = {}) {
     this.#reader = options.reader;
@@ -316,6 +317,7 @@ export class Guc {
   }
 
   #assign(slot: Slot, value: GucValue, source: GucSource, item: ConfigItem | undefined): void {
+    this.#generation++;
     slot.value = value;
     slot.source = source;
     if (item === undefined) {
@@ -410,6 +412,11 @@ export class Guc {
       throw new TypeError(`Parameter "${slot.def.name}" is of type ${slot.def.type}`);
     }
     return slot;
+  }
+
+  /** Counts the values assigned so far: what was read of them is current while it stays. */
+  get generation(): number {
+    return this.#generation;
   }
 
   getBool(name: string): boolean {

@@ -44,17 +44,20 @@ export class SessionServerLog {
     this.#facts = facts;
   }
 
-  /**
-   * Logs `msg` as the session's backend: in the backend's own log context
-   * where it runs in this process, else (a backend process of its own,
-   * whose engine runs here) with a prefix of its pid, user and database.
-   */
+  /** Logs `msg` as the session's backend (`as`). */
   report(msg: Uint8Array, statement: () => string): void {
+    this.as(() => logReport(msg, statement));
+  }
+
+  /**
+   * Runs `fn` with its log lines written as the session's backend's: in
+   * the backend's own log context where it runs in this process, else
+   * (a backend process of its own, whose engine runs here) with a prefix
+   * of its pid, user and database.
+   */
+  as<R>(fn: () => R): R {
     const facts = this.#facts();
-    if (currentLogPrefix()?.pid === facts.pid) {
-      logReport(msg, statement);
-      return;
-    }
+    if (currentLogPrefix()?.pid === facts.pid) return fn();
     if (this.#prefix === null) {
       this.#prefix = new LogLinePrefix({
         pid: facts.pid,
@@ -69,7 +72,7 @@ export class SessionServerLog {
         remotePort: facts.client === null ? "" : String(facts.client.port),
       });
     }
-    logAs(this.#prefix, () => logReport(msg, statement));
+    return logAs(this.#prefix, fn);
   }
 }
 

@@ -34,6 +34,7 @@ import { FE } from "../../core/protocol/constants.ts";
 import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
+import { StatementLog } from "./statementlog.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -99,6 +100,8 @@ export class PgliteSession extends SessionGlobals
     applicationName: this.settings.get("application_name") ?? "",
     client: this.client,
   }));
+  /** log_statement, log_min_duration_statement, log_duration (statementlog.ts). */
+  readonly #statementLog = new StatementLog((fn) => this.#serverLog.as(fn));
   /** The client's input being run, and its frames (the STATEMENT of a logged error); only while it runs. */
   #inputInHand: Uint8Array | null = null;
   #framesInHand: readonly Frame[] = [];
@@ -393,9 +396,18 @@ export class PgliteSession extends SessionGlobals
   async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
     this.#inputInHand = input;
     this.#framesInHand = frames;
+    // log_statement's lines now; log_duration's once the answer is out.
+    const log = this.#statementLog.begin(input, frames, this.settings);
+    const started = performance.now();
+    const version = this.settingsVersion;
     try {
-      await this.#runInput(input, frames, out);
+      await this.#runInput(input, frames, log === null ? out : log.watch(out));
     } finally {
+      if (log !== null) log.end(this.settings);
+      else if (this.settingsVersion !== version) {
+        // A SET that turned duration logging on is timed by it.
+        this.#statementLog.afterSet(input, frames, performance.now() - started, this.settings);
+      }
       // Not kept past its input: it may be a large one.
       this.#inputInHand = null;
       this.#framesInHand = [];
@@ -468,6 +480,7 @@ export class PgliteSession extends SessionGlobals
       ? this.#status !== "E"
       : plan.special === "discard all" && this.#status === "I";
     if (special && plan.special !== null) {
+      this.#statementLog.forgetAll();
       const told = this.#told.before(out, () => this.#engine.reportedValues);
       // Alone in an extended batch: its Parse, Bind and Describe answered first.
       const prefix = utilityBatchPrefix(plan.bytes, plan.frames);

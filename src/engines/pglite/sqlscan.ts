@@ -51,8 +51,8 @@ function isIdentPart(c: number): boolean {
   return isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
 }
 
-/** Splits `sql` into statements with their leading tokens. */
-export function scanStatements(sql: string): Statement[] {
+/** Splits `sql` into statements with their leading tokens (`maxTokens` of each, every one with Infinity). */
+export function scanStatements(sql: string, maxTokens = MAX_TOKENS): Statement[] {
   const out: Statement[] = [];
   let tokens: Token[] = [];
   let stmtStart = -1;
@@ -81,7 +81,7 @@ export function scanStatements(sql: string): Statement[] {
   };
   const push = (t: Token) => {
     if (stmtStart < 0) stmtStart = t.start;
-    if (tokens.length < MAX_TOKENS) tokens.push(t);
+    if (tokens.length < maxTokens) tokens.push(t);
     if (t.kind === "word" && t.text === "set_config") {
       callsSetConfig = true;
       afterSetConfig = 1;

@@ -9,23 +9,9 @@
 
 import { expect, test } from "bun:test";
 import pg from "pg";
-import { startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
+import { serverLogLines, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
 
 usePgtsServers();
-
-/** The server log's lines of backend `pid`, without their time stamps. */
-function linesOf(log: string, pid: number): string[] {
-  const out: string[] = [];
-  let mine = false;
-  for (const line of log.split("\n")) {
-    const m = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[(\d+)\] (.*)$/.exec(line);
-    if (m !== null) {
-      mine = Number(m[1]) === pid;
-      if (mine) out.push(m[2]!);
-    } else if (mine && line.startsWith("\t")) out.push(line);
-  }
-  return out;
-}
 
 test("errors with their STATEMENT, and warnings, as PostgreSQL 15 logs them", async () => {
   const server = await startPgts();
@@ -68,9 +54,9 @@ test("errors with their STATEMENT, and warnings, as PostgreSQL 15 logs them", as
   ];
   await waitFor(
     "the log lines",
-    () => linesOf(server.log, pid).length >= expected.length || undefined,
+    () => serverLogLines(server.log, pid).length >= expected.length || undefined,
   );
-  expect(linesOf(server.log, pid)).toEqual(expected);
+  expect(serverLogLines(server.log, pid)).toEqual(expected);
 });
 
 test("log_min_messages = notice logs NOTICEs too; = error leaves out WARNINGs", async () => {
