@@ -35,19 +35,23 @@ export interface LogSettings {
 }
 
 /**
- * The server's log_statement, log_min_duration_statement and log_duration,
- * as configured (a session's SET overrides them for itself).
+ * The server's log_statement, log_min_duration_statement, log_duration and
+ * log_min_error_statement, as configured (a session's SET overrides them
+ * for itself).
  */
 export interface StatementLogDefaults {
   readonly statement: string;
   readonly minDurationMs: number;
   readonly duration: boolean;
+  /** log_min_error_statement: the least severe report logged with its statement. */
+  readonly minErrorStatement: string;
 }
 
 const NO_STATEMENT_LOG: StatementLogDefaults = {
   statement: "none",
   minDurationMs: -1,
   duration: false,
+  minErrorStatement: "error",
 };
 
 /** Facts about this process for %p, %b, %c, %s. */
@@ -422,6 +426,7 @@ export function statementLogDefaults(): StatementLogDefaults {
       statement: s.getString("log_statement"),
       minDurationMs: s.getMs("log_min_duration_statement"),
       duration: s.getBool("log_duration"),
+      minErrorStatement: s.getString("log_min_error_statement"),
     };
   } catch {
     // Settings without these parameters (a test's own).

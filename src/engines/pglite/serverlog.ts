@@ -11,7 +11,7 @@
  */
 
 import { ereport, type Severity } from "../../core/elog.ts";
-import { currentLogPrefix, logAs, LogLinePrefix } from "../../core/log.ts";
+import { currentLogPrefix, isLogLevelOutput, logAs, LogLinePrefix } from "../../core/log.ts";
 import { parseErrorResponse } from "../../core/protocol/backend-reader.ts";
 import { FE } from "../../core/protocol/constants.ts";
 import { type Frame, readCString } from "./wire.ts";
@@ -44,9 +44,12 @@ export class SessionServerLog {
     this.#facts = facts;
   }
 
-  /** Logs `msg` as the session's backend (`as`). */
-  report(msg: Uint8Array, statement: () => string): void {
-    this.as(() => logReport(msg, statement));
+  /**
+   * Logs `msg` as the session's backend (`as`), with the statement when
+   * its severity is `minErrorStatement` (log_min_error_statement) or more.
+   */
+  report(msg: Uint8Array, statement: () => string, minErrorStatement: string): void {
+    this.as(() => logReport(msg, statement, minErrorStatement));
   }
 
   /**
@@ -57,7 +60,11 @@ export class SessionServerLog {
    */
   as<R>(fn: () => R): R {
     const facts = this.#facts();
-    if (currentLogPrefix()?.pid === facts.pid) return fn();
+    const own = currentLogPrefix();
+    if (own?.pid === facts.pid) {
+      followApplicationName(own, facts.applicationName);
+      return fn();
+    }
     if (this.#prefix === null) {
       this.#prefix = new LogLinePrefix({
         pid: facts.pid,
@@ -72,16 +79,30 @@ export class SessionServerLog {
         remotePort: facts.client === null ? "" : String(facts.client.port),
       });
     }
+    followApplicationName(this.#prefix, facts.applicationName);
     return logAs(this.#prefix, fn);
   }
 }
 
-/** Logs one ErrorResponse or NoticeResponse the session passed on; `statement` is asked only for an ERROR. */
-export function logReport(msg: Uint8Array, statement: () => string): void {
+/** %a is the session's application_name now, as PostgreSQL's (a SET changes it). */
+function followApplicationName(prefix: LogLinePrefix, name: string): void {
+  if (prefix.session.applicationName !== name) prefix.setSession({ applicationName: name });
+}
+
+/**
+ * Logs one ErrorResponse or NoticeResponse the session passed on;
+ * `statement` is asked only when its severity is `minErrorStatement`
+ * (log_min_error_statement, PostgreSQL's level names) or more.
+ */
+export function logReport(
+  msg: Uint8Array,
+  statement: () => string,
+  minErrorStatement = "error",
+): void {
   const f = parseErrorResponse(msg.subarray(5));
   const severity = LOGGED.get(f.severityV ?? f.severity);
   if (severity === undefined) return;
-  const text = severity === "ERROR" ? statement() : "";
+  const text = isLogLevelOutput(severity, minErrorStatement) ? statement() : "";
   // The cursor position, else the internal query's, as elog.c's server log line has it.
   const at = f.position ?? f.internalPosition;
   ereport(severity, f.message + (at ? ` at character ${at}` : ""), {

@@ -30,7 +30,8 @@ import type {
   SessionSsl,
   TransactionStatus,
 } from "../../core/engine/types.ts";
-import { FE } from "../../core/protocol/constants.ts";
+import { BE, FE } from "../../core/protocol/constants.ts";
+import { statementLogDefaults } from "../../core/log.ts";
 import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
@@ -351,6 +352,8 @@ export class PgliteSession extends SessionGlobals
   }
 
   #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
+    // pgts's own errors (a statement refused, a wait ended) reach the server log as the engine's do.
+    this.#logReport(errorResponse(err), this.#inputInHand, this.#framesInHand);
     this.#skipUntilSync = failInput(frames, err, { status: this.#status, out });
   }
 
@@ -408,6 +411,8 @@ export class PgliteSession extends SessionGlobals
         // A SET that turned duration logging on is timed by it.
         this.#statementLog.afterSet(input, frames, performance.now() - started, this.settings);
       }
+      // %a follows a SET application_name in what is logged next.
+      if (this.settingsVersion !== version) this.#serverLog.as(() => {});
       // Not kept past its input: it may be a large one.
       this.#inputInHand = null;
       this.#framesInHand = [];
@@ -450,7 +455,16 @@ export class PgliteSession extends SessionGlobals
     if (
       !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
       !this.#deferred.pending && !this.#cancel.pending &&
-      (await answerForSession(this, engine, { input, frames, plan, out }))
+      (await answerForSession(this, engine, {
+        input,
+        frames,
+        plan,
+        // Its errors (42501 for another's pg_cancel_backend, say) are logged as the engine's are.
+        out: (b) => {
+          if (b[0] === BE.ErrorResponse) this.#logReport(b, input, frames);
+          out(b);
+        },
+      }))
     ) {
       this.#activity.noteStateChange();
       this.#timeouts.armIdle();
@@ -556,7 +570,11 @@ export class PgliteSession extends SessionGlobals
   }
 
   #logReport(msg: Uint8Array, input: Uint8Array | null, frames: readonly Frame[]): void {
-    this.#serverLog.report(msg, () => this.#statementOf(input, frames));
+    this.#serverLog.report(
+      msg,
+      () => this.#statementOf(input, frames),
+      this.settings.get("log_min_error_statement") ?? statementLogDefaults().minErrorStatement,
+    );
   }
 
   /**

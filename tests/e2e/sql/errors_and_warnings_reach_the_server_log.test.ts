@@ -92,8 +92,12 @@ test("log_line_prefix's %u, %d, %a and %r are the session's; log_connections and
   const port = (c as unknown as { connection: { stream: { localPort: number } } }).connection
     .stream.localPort;
   await c.query("select 1/0").catch(() => {});
+  // %a is the application_name now, as PostgreSQL's: a SET changes it.
+  await c.query("set application_name = 'renamed'");
+  await c.query("select 2/0").catch(() => {});
   await c.end();
-  const line = (text: string) => `[${pid}] postgres@postgres 127.0.0.1(${port}) logtest: ${text}`;
+  const line = (text: string, app = "logtest") =>
+    `[${pid}] postgres@postgres 127.0.0.1(${port}) ${app}: ${text}`;
   await waitFor(
     "the disconnection",
     () =>
@@ -107,10 +111,39 @@ test("log_line_prefix's %u, %d, %a and %r are the session's; log_connections and
   );
   expect(lines).toContain(line("ERROR:  division by zero"));
   expect(lines).toContain(line("STATEMENT:  select 1/0"));
-  const end = lines.find((l) => l.startsWith(line("LOG:  disconnection: ")));
+  expect(lines).toContain(line("ERROR:  division by zero", "renamed"));
+  expect(lines).toContain(line("STATEMENT:  select 2/0", "renamed"));
+  const end = lines.find((l) => l.startsWith(line("LOG:  disconnection: ", "renamed")));
   expect(end).toMatch(
     new RegExp(
       `disconnection: session time: 0:00:\\d\\d\\.\\d{3} user=postgres database=postgres host=127\\.0\\.0\\.1 port=${port}$`,
     ),
   );
+});
+
+test("pgts's own errors are logged as the engine's; log_min_error_statement decides which reports carry their statement", async () => {
+  const server = await startPgts();
+  const c = await server.client();
+  const pid = (await c.query("select pg_backend_pid() as pid")).rows[0].pid as number;
+  // Refused by pgts itself, not the engine.
+  await c.query("select 1; discard all").catch(() => {});
+  await c.query("set log_min_error_statement = 'panic'");
+  await c.query("select 1/0").catch(() => {});
+  await c.query("set log_min_error_statement = 'warning'");
+  await c.query("do $$ begin raise warning 'careful'; end $$");
+  await c.end();
+  const expected = [
+    "ERROR:  DISCARD ALL must be sent as a query of its own",
+    "DETAIL:  pgts runs every session on one PGlite backend and carries out this command for this session only.",
+    "STATEMENT:  select 1; discard all",
+    "ERROR:  division by zero",
+    "WARNING:  careful",
+    "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE",
+    "STATEMENT:  do $$ begin raise warning 'careful'; end $$",
+  ];
+  await waitFor(
+    "the log lines",
+    () => serverLogLines(server.log, pid).length >= expected.length || undefined,
+  );
+  expect(serverLogLines(server.log, pid)).toEqual(expected);
 });
