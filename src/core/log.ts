@@ -30,14 +30,15 @@ export interface LogSettings {
   /** A time parameter in milliseconds (a `Guc` has it; other settings may not). */
   getMs?(name: string): number;
   getBool?(name: string): boolean;
+  getInt?(name: string): number;
   /** Changes whenever a value does (a `Guc`'s), so what was read of them can be kept. */
   readonly generation?: number;
 }
 
 /**
- * The server's log_statement, log_min_duration_statement, log_duration and
- * log_min_error_statement, as configured (a session's SET overrides them
- * for itself).
+ * The server's log_statement, log_min_duration_statement, log_duration,
+ * log_min_error_statement and log_parameter_max_length, as configured (a
+ * session's SET overrides them for itself).
  */
 export interface StatementLogDefaults {
   readonly statement: string;
@@ -45,6 +46,8 @@ export interface StatementLogDefaults {
   readonly duration: boolean;
   /** log_min_error_statement: the least severe report logged with its statement. */
   readonly minErrorStatement: string;
+  /** log_parameter_max_length: bytes of each logged parameter (-1: all, 0: no parameters). */
+  readonly parameterMaxLength: number;
 }
 
 const NO_STATEMENT_LOG: StatementLogDefaults = {
@@ -52,6 +55,7 @@ const NO_STATEMENT_LOG: StatementLogDefaults = {
   minDurationMs: -1,
   duration: false,
   minErrorStatement: "error",
+  parameterMaxLength: -1,
 };
 
 /** Facts about this process for %p, %b, %c, %s. */
@@ -427,6 +431,7 @@ export function statementLogDefaults(): StatementLogDefaults {
       minDurationMs: s.getMs("log_min_duration_statement"),
       duration: s.getBool("log_duration"),
       minErrorStatement: s.getString("log_min_error_statement"),
+      parameterMaxLength: s.getInt?.("log_parameter_max_length") ?? -1,
     };
   } catch {
     // Settings without these parameters (a test's own).

@@ -8,7 +8,9 @@
  * GRANT, REVOKE, COMMENT, SELECT INTO…; `mod` those and INSERT, UPDATE,
  * DELETE, MERGE, TRUNCATE, COPY FROM, and an EXPLAIN ANALYZE, PREPARE or
  * EXECUTE of one; `all` every one — and an Execute as `execute
- * <name>[/portal]: <its statement>` with its Bind's parameters in a DETAIL.
+ * <name>[/portal]: <its statement>` (`execute fetch from` on a portal run
+ * before) with its Bind's parameters in a DETAIL, each cut to
+ * log_parameter_max_length.
  * Once a message has completed without an error, `duration: … ms` follows
  * when log_duration is on, and with the statement when it took
  * log_min_duration_statement or longer and was not logged already. A
@@ -89,6 +91,8 @@ interface Settings {
   readonly threshold: number;
   readonly minDurationMs: number;
   readonly duration: boolean;
+  /** log_parameter_max_length. */
+  readonly parameterMaxLength: number;
 }
 
 /** A SQL-level PREPARE: its level and the Query it came in (EXECUTE's DETAIL). */
@@ -106,7 +110,10 @@ export class StatementLog {
   /** Protocol-level statements by name ("" the unnamed one, while known). */
   readonly #statements = new Map<string, string>();
   /** Portals by name: the statement each binds and its parameters as logged. */
-  readonly #portals = new Map<string, { statement: string; params: string | null }>();
+  readonly #portals = new Map<
+    string,
+    { readonly statement: string; readonly params: string | null; ran: boolean }
+  >();
   /** SQL PREPAREs seen while logging was on. */
   readonly #prepared = new Map<string, Prepared>();
 
@@ -136,7 +143,7 @@ export class StatementLog {
     }
     const entries: Entry[] = [];
     for (const f of frames) {
-      const entry = this.#take(input, f, s.threshold);
+      const entry = this.#take(input, f, s);
       if (entry === null) continue;
       if (entry.logged) {
         this.#as(() => ereport("LOG", `${entry.what}: ${entry.text}`, detailOf(entry.detail)));
@@ -157,7 +164,7 @@ export class StatementLog {
     if (frames.length !== 1 || frames[0]!.type !== FE.Query) return;
     const s = settingsOf(session);
     if (s.minDurationMs < 0 && !s.duration) return;
-    const entry = this.#take(input, frames[0]!, -1)!;
+    const entry = this.#take(input, frames[0]!, { ...s, threshold: -1 })!;
     const log = new InputLog([entry], this.#as);
     log.completed(entry, ms);
     log.end(session);
@@ -196,7 +203,8 @@ export class StatementLog {
   }
 
   /** A frame of an input while logging is on: the entry of a Query or Execute, else null. */
-  #take(input: Uint8Array, f: Frame, threshold: number): Entry | null {
+  #take(input: Uint8Array, f: Frame, s: Settings): Entry | null {
+    const threshold = s.threshold;
     switch (f.type) {
       case FE.Query: {
         const text = readCString(input, f.start + 5)[0];
@@ -229,7 +237,11 @@ export class StatementLog {
       case FE.Bind: {
         const [portal, at] = readCString(input, f.start + 5);
         const [statement, paramsAt] = readCString(input, at);
-        this.#portals.set(portal, { statement, params: bindParams(input, paramsAt) });
+        this.#portals.set(portal, {
+          statement,
+          params: bindParams(input, paramsAt, s.parameterMaxLength),
+          ran: false,
+        });
         return null;
       }
       case FE.Close:
@@ -242,9 +254,12 @@ export class StatementLog {
         if (bound === undefined || text === undefined) return null;
         const name = bound.statement === "" ? "<unnamed>" : bound.statement;
         const level = threshold === DDL || threshold === MOD ? this.#queryLevel(text) : ALL;
+        // A portal run before (suspended at its row limit) is fetched from.
+        const verb = bound.ran ? "execute fetch from" : "execute";
+        bound.ran = true;
         return {
           kind: "execute",
-          what: `execute ${name}${portal === "" ? "" : `/${portal}`}`,
+          what: `${verb} ${name}${portal === "" ? "" : `/${portal}`}`,
           text,
           detail: bound.params === null || bound.params === ""
             ? null
@@ -414,10 +429,14 @@ function settingsOf(session: SettingsMap): Settings {
   const statement = session.get("log_statement") ?? d.statement;
   const min = session.get("log_min_duration_statement");
   const duration = session.get("log_duration");
+  const maxLength = session.get("log_parameter_max_length");
   return {
     threshold: THRESHOLD.get(statement) ?? -1,
     minDurationMs: min === undefined || !/^-?\d+$/.test(min) ? d.minDurationMs : Number(min),
     duration: duration === undefined ? d.duration : duration === "on",
+    parameterMaxLength: maxLength === undefined || !/^-?\d+$/.test(maxLength)
+      ? d.parameterMaxLength
+      : Number(maxLength),
   };
 }
 
@@ -493,9 +512,11 @@ function prepareLevel(t: readonly Token[], from = 0): Level {
 
 /**
  * A Bind's parameters as PostgreSQL logs them (`$1 = '42', $2 = NULL`),
- * from its format codes at `at`; null when one is binary.
+ * from its format codes at `at`, each cut to `maxLength` bytes (then
+ * "...") unless it is -1; null when one is binary or `maxLength` is 0.
  */
-function bindParams(input: Uint8Array, at: number): string | null {
+function bindParams(input: Uint8Array, at: number, maxLength: number): string | null {
+  if (maxLength === 0) return null;
   const formats = (input[at]! << 8) | input[at + 1]!;
   const codes: number[] = [];
   for (let k = 0; k < formats; k++) {
@@ -514,9 +535,13 @@ function bindParams(input: Uint8Array, at: number): string | null {
       parts.push(`$${k + 1} = NULL`);
       continue;
     }
-    const value = decoder.decode(input.subarray(at, at + len));
+    const cut = maxLength > 0 && len > maxLength;
+    // Cut at a character's start, as PostgreSQL's pg_mbcliplen does.
+    let end = cut ? at + maxLength : at + len;
+    while (cut && end > at && (input[end]! & 0xc0) === 0x80) end--;
+    const value = decoder.decode(input.subarray(at, end));
     at += len;
-    parts.push(`$${k + 1} = '${value.replaceAll("'", "''")}'`);
+    parts.push(`$${k + 1} = '${value.replaceAll("'", "''")}${cut ? "..." : ""}'`);
   }
   return parts.join(", ");
 }

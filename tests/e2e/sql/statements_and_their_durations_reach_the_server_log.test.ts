@@ -14,6 +14,7 @@
  */
 
 import { expect, test } from "bun:test";
+import postgres from "postgres";
 import { serverLogLines, startPgts, usePgtsServers, waitFor } from "../../helpers/pgts.ts";
 
 usePgtsServers();
@@ -182,4 +183,41 @@ test("log_min_duration_statement logs what took that long, with its statement; l
   const ms = Number(/duration: (\d+\.\d{3}) ms/.exec(sleptLine)![1]);
   expect(ms).toBeGreaterThanOrEqual(200);
   expect(ms).toBeLessThanOrEqual(took);
+});
+
+test("a portal fetched from again is `execute fetch from`; log_parameter_max_length cuts each parameter", async () => {
+  const server = await startPgts({
+    settings: { log_statement: "all", log_parameter_max_length: 4 },
+  });
+  const sql = postgres({
+    host: server.host,
+    port: server.port,
+    user: "postgres",
+    database: "postgres",
+    max: 1,
+  });
+  const [{ pid }] = await sql`select pg_backend_pid() as pid`;
+  // postgres.js's cursor: Execute with a row limit, then again on the suspended portal.
+  const batches: number[] = [];
+  await sql`select generate_series(1, ${5}::int) as x`.cursor(2, (rows) => {
+    batches.push(rows.length);
+  });
+  expect(batches).toEqual([2, 2, 1]);
+  await sql`select ${"abcdefgh"}::text as t, ${"é€"}::text as u`;
+  await sql.end();
+  const lines =
+    (await linesWhenThere(server, pid, "DETAIL:  Parameters: $1 = 'abcd...', $2 = 'é...'"))
+      // postgres.js names its statements itself.
+      .map((l) => l.replace(/execute( fetch from)? [^:/]+/, "execute$1 S"))
+      .filter((l) => !l.includes("pg_backend_pid"));
+  expect(lines).toEqual([
+    "LOG:  execute S: select generate_series(1, $1::int) as x",
+    "DETAIL:  Parameters: $1 = '5'",
+    "LOG:  execute fetch from S: select generate_series(1, $1::int) as x",
+    "DETAIL:  Parameters: $1 = '5'",
+    "LOG:  execute fetch from S: select generate_series(1, $1::int) as x",
+    "DETAIL:  Parameters: $1 = '5'",
+    "LOG:  execute S: select $1::text as t, $2::text as u",
+    "DETAIL:  Parameters: $1 = 'abcd...', $2 = 'é...'",
+  ]);
 });
