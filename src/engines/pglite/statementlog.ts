@@ -116,6 +116,8 @@ export class StatementLog {
   >();
   /** SQL PREPAREs seen while logging was on. */
   readonly #prepared = new Map<string, Prepared>();
+  /** The entries of the last input, when `begin` logged its statements and left its answer unwatched. */
+  #unwatched: Entry[] | null = null;
 
   constructor(as: LogAs) {
     this.#as = as;
@@ -127,6 +129,7 @@ export class StatementLog {
    * is logged for this session now (its statement names are still noted).
    */
   begin(input: Uint8Array, frames: readonly Frame[], session: SettingsMap): InputLog | null {
+    this.#unwatched = null;
     const d = statementLogDefaults();
     if (
       d.statement === "none" && d.minDurationMs < 0 && !d.duration &&
@@ -150,21 +153,28 @@ export class StatementLog {
       }
       entries.push(entry);
     }
+    // No duration to log: the answer need not be watched (a SET that turns
+    // one on is timed by `afterSet`, which needs to know what was logged).
+    if (s.minDurationMs < 0 && !s.duration) {
+      this.#unwatched = entries;
+      return null;
+    }
     return new InputLog(entries, this.#as);
   }
 
   /**
-   * An input that ran with nothing logged and changed the session's
-   * settings: a lone Query that turned log_duration or
-   * log_min_duration_statement on gets its duration line, as PostgreSQL
-   * checks them once the statement is over (without its error, whose
-   * ErrorResponse ends the answer before the ReadyForQuery).
+   * An input whose answer was not watched (nothing was to be timed when it
+   * began) and that changed the session's settings: a lone Query that
+   * turned log_duration or log_min_duration_statement on gets its duration
+   * line, as PostgreSQL checks them once the statement is over, with its
+   * statement unless log_statement wrote it already.
    */
   afterSet(input: Uint8Array, frames: readonly Frame[], ms: number, session: SettingsMap): void {
     if (frames.length !== 1 || frames[0]!.type !== FE.Query) return;
     const s = settingsOf(session);
     if (s.minDurationMs < 0 && !s.duration) return;
-    const entry = this.#take(input, frames[0]!, { ...s, threshold: -1 })!;
+    const entry = this.#unwatched?.[0] ?? this.#take(input, frames[0]!, { ...s, threshold: -1 })!;
+    this.#unwatched = null;
     const log = new InputLog([entry], this.#as);
     log.completed(entry, ms);
     log.end(session);

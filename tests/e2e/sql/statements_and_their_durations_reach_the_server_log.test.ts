@@ -152,12 +152,14 @@ test("log_min_duration_statement logs what took that long, with its statement; l
   await c.query("set log_statement = 'none'");
   await c.query("set log_duration = off");
   await c.query("set log_min_duration_statement = 0");
+  // Off again (checked with the new value: no line), then turned on after
+  // log_statement wrote the statement: the duration alone.
+  await c.query("set log_min_duration_statement = -1");
+  await c.query("set log_statement = 'all'");
+  await c.query("set log_min_duration_statement = 0");
+  await c.query("select 'end'");
   await c.end();
-  const lines = await linesWhenThere(
-    server,
-    pid,
-    "LOG:  duration: D ms  statement: set log_min_duration_statement = 0",
-  );
+  const lines = await linesWhenThere(server, pid, "LOG:  statement: select 'end'");
   expect(lines).toEqual([
     "LOG:  duration: D ms  statement: select pg_backend_pid() as pid",
     "LOG:  duration: D ms  execute <unnamed>: select $1::int as x",
@@ -175,6 +177,10 @@ test("log_min_duration_statement logs what took that long, with its statement; l
     "LOG:  statement: set log_statement = 'none'",
     "LOG:  duration: D ms",
     "LOG:  duration: D ms  statement: set log_min_duration_statement = 0",
+    "LOG:  statement: set log_min_duration_statement = 0",
+    "LOG:  duration: D ms",
+    "LOG:  statement: select 'end'",
+    "LOG:  duration: D ms",
   ]);
   // The slow statement's duration is its own, within what the client waited.
   const sleptLine = serverLogLines(server.log, pid).find((l) =>
