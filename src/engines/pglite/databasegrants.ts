@@ -1,13 +1,16 @@
 /**
- * GRANT and REVOKE on a database other than the engine's own are refused.
- * Each database is an engine of its own, whose pg_database lists the other
- * databases in rows that are copies of pgts's list (pg_database.ts); a
- * privilege granted in such a row stayed there, and the copy made again at
- * the next change dropped it. So `REVOKE CONNECT ON DATABASE app FROM
- * PUBLIC`, run while connected to "postgres", did nothing. Run while
- * connected to the database itself, it changes that database's own row,
- * which the engine keeps and the login checks (postinit.ts's
- * connectRestricted, engine.ts).
+ * GRANT and REVOKE on a database other than the engine's own are refused
+ * inside the engine. Each database is an engine of its own, whose
+ * pg_database lists the other databases in rows that are copies of pgts's
+ * list (pg_database.ts); a privilege granted in such a row stayed there,
+ * and the copy made again at the next change dropped it. So `REVOKE
+ * CONNECT ON DATABASE app FROM PUBLIC`, run while connected to "postgres",
+ * did nothing. Run while connected to the database itself, it changes that
+ * database's own row, which the engine keeps and the login checks
+ * (postinit.ts's connectRestricted, engine.ts); sent alone from another
+ * database, outside a transaction block, the cluster runs it on each named
+ * database's engine (dbcommands.ts's grantOnDatabases), and only the rest
+ * (in a block, beside other statements, in a function) reaches this guard.
  */
 
 import {
@@ -71,10 +74,14 @@ export function installDatabaseGrantGuard(
       if (name === own) continue;
       tools.raise(
         "0A000",
-        `GRANT and REVOKE on database "${name}" are supported only while connected to it`,
-        "Each database of a pgts cluster is an engine of its own; another database's" +
-          " privileges are kept in its own catalog.",
-        { hint: `Connect to database "${name}" and run the statement there.` },
+        `GRANT and REVOKE on database "${name}" cannot run here: inside a transaction block,` +
+          " with other statements or in a function",
+        "Each database of a pgts cluster is an engine of its own, which keeps that database's" +
+          " privileges; pgts carries out a GRANT or REVOKE on another database sent alone," +
+          " outside a transaction block.",
+        {
+          hint: `Send it as a query of its own, or connect to database "${name}" and run it there.`,
+        },
       );
     }
   });

@@ -17,6 +17,7 @@ import type { DatabaseEntry } from "./pg_database.ts";
 import { currentUserOf, sessionUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
 import { noticeResponse, quoteIdent, quoteLiteral } from "./wire.ts";
+import { grantOnDatabase } from "./statementtext.ts";
 
 /** What the commands need of the cluster (dbengines.ts). */
 export interface DatabaseCluster {
@@ -36,8 +37,11 @@ export interface DatabaseCluster {
   rename(db: DatabaseEntry, to: string): Promise<void>;
   /** Changes owner, IS_TEMPLATE, ALLOW_CONNECTIONS, CONNECTION LIMIT, and shows it everywhere. */
   update(db: DatabaseEntry, change: Partial<DatabaseEntry>): Promise<void>;
-  /** Runs `sql` (an ALTER DATABASE … SET/RESET naming `db`) on `db`'s own engine as role `as`. */
-  runOn(db: DatabaseEntry, sql: string, as: string): Promise<void>;
+  /**
+   * Runs `sql` (ALTER DATABASE … SET/RESET, GRANT or REVOKE on `db`) on
+   * `db`'s own engine as role `as`; resolves with the NoticeResponses it raised.
+   */
+  runOn(db: DatabaseEntry, sql: string, as: string): Promise<Uint8Array[]>;
 }
 
 interface Tok {
@@ -263,6 +267,7 @@ export async function databaseCommand(
   const p = new Parser(sql);
   const verb = p.name();
   const me = currentUser(cluster, session);
+  if (verb === "grant" || verb === "revoke") return await grantOnDatabases(cluster, sql, me);
   p.expect("database");
   switch (verb) {
     case "create":
@@ -274,6 +279,35 @@ export async function databaseCommand(
     default:
       throw syntaxError(null);
   }
+}
+
+/**
+ * GRANT or REVOKE on databases, some another's than the session's: each
+ * database's privileges are in its own engine's catalog, so the statement
+ * runs there, once per database, as the session's role (PostgreSQL's
+ * checks of who may grant what are that engine's).
+ */
+async function grantOnDatabases(
+  cluster: DatabaseCluster,
+  sql: string,
+  me: Me,
+): Promise<Uint8Array[]> {
+  const parts = grantOnDatabase(sql);
+  if (parts === null) throw syntaxError(null);
+  const dbs = parts.names.map((name) => {
+    const db = cluster.database(name);
+    if (db === undefined) throw noSuchDatabase(name);
+    return db;
+  });
+  // Its WARNINGs ("no privileges were granted for …") as the engine raised them.
+  const answer: Uint8Array[] = [];
+  for (const db of dbs) {
+    answer.push(
+      ...await cluster.runOn(db, `${parts.head} ${quoteIdent(db.name)}${parts.tail}`, me.name),
+    );
+  }
+  answer.push(commandComplete(/^\s*grant/i.test(sql) ? "GRANT" : "REVOKE"));
+  return answer;
 }
 
 async function createDatabase(

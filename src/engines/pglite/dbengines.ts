@@ -369,16 +369,21 @@ export class ClusterEngine implements Engine, DatabaseCluster {
    * role's), READ WRITE: the backend still carries the settings of the
    * session that ran there last, whose default_transaction_read_only may be
    * on. On lines of their own, so that a `--` comment ending `sql` cannot
-   * hide the COMMIT.
+   * hide the COMMIT. Returns the WARNINGs (NoticeResponses) it raised.
    */
-  async runOn(db: DatabaseEntry, sql: string, as: string): Promise<void> {
+  async runOn(db: DatabaseEntry, sql: string, as: string): Promise<Uint8Array[]> {
     const engines = this.#engines;
     const slot = engines.slotOf(db);
     slot.starting++;
+    const notices: Uint8Array[] = [];
     try {
       await engines.engineOf(slot);
       const text = `BEGIN READ WRITE;\nSET LOCAL ROLE ${quoteIdent(as)};\n${sql}\n;\nCOMMIT`;
-      await engines.onEngine(slot, (engine) => engine.runAsCluster(() => text));
+      await engines.onEngine(
+        slot,
+        (engine) => engine.runAsCluster(() => text, { notices: (m) => notices.push(m) }),
+      );
+      return notices;
     } finally {
       slot.starting--;
       if (slot.engine !== null) engines.sessionEnded(slot.engine);

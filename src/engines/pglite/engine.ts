@@ -259,7 +259,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** SQL of the cluster's own, as the bootstrap superuser (ownwork.ts's runAsCluster). */
   async runAsCluster(
     sql: (servedOid: number) => string,
-    options: { timeoutMs?: number; during?: () => Promise<void> | void } = {},
+    options: Parameters<OwnWork["runAsCluster"]>[1] = {},
   ): Promise<void> {
     this.#checkOpen();
     await this.#own.runAsCluster(sql, options);

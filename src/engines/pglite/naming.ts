@@ -56,6 +56,12 @@ export interface InputPlan {
    * dbcommands.ts, and refuses the second form).
    */
   readonly databaseCommand: string | "embedded" | null;
+  /**
+   * A GRANT or REVOKE … ON DATABASE alone in the input (a Query, or one
+   * extended batch, or a Bind of one prepared before): its text, for the
+   * cluster to carry out where it names another database; else null.
+   */
+  readonly databaseGrant: string | null;
   /** The input is one Query whose statements include COPY ... FROM STDIN. */
   readonly copyFromStdin: boolean;
   /** A statement pgts cannot run for this session (reported instead of running anything). */
@@ -97,6 +103,8 @@ export interface StatementEffects {
   readonly readsActivity: boolean;
   /** The statement's text when it is one CREATE/ALTER/DROP DATABASE. */
   readonly databaseCommand: string | null;
+  /** The statement's text when it is one GRANT or REVOKE … ON DATABASE. */
+  readonly databaseGrant: string | null;
 }
 
 function frameOf(type: number, body: Uint8Array[]): Uint8Array {
@@ -117,6 +125,8 @@ function newAcc(): Acc {
     databasesDirty: false,
     databaseCommand: null,
     boundDatabaseCommand: null,
+    databaseGrant: null,
+    boundDatabaseGrant: null,
     createsTempObject: false,
     createdStatements: [],
     special: null,
@@ -146,6 +156,10 @@ function addEffects(acc: Acc, e: StatementEffects): void {
   if (e.databaseCommand !== null) {
     acc.boundDatabaseCommand = e.databaseCommand;
     acc.databaseCommand ??= "embedded";
+  }
+  if (e.databaseGrant !== null) {
+    acc.boundDatabaseGrant = e.databaseGrant;
+    acc.databaseGrant = "embedded";
   }
 }
 
@@ -280,6 +294,12 @@ export function planInput(
       : loneExtendedStatement(input, frames) ?? loneBound(frames, acc.boundDatabaseCommand) ??
         "embedded";
   }
+  // The same for a GRANT or REVOKE on a database.
+  const databaseGrant = acc.databaseGrant === null
+    ? null
+    : acc.databaseGrant !== "embedded"
+    ? (frames.length === 1 ? acc.databaseGrant : null)
+    : loneExtendedStatement(input, frames) ?? loneBound(frames, acc.boundDatabaseGrant);
   if (
     acc.specialParsed && (acc.special === null || loneExtendedStatement(input, frames) === null)
   ) {
@@ -297,6 +317,7 @@ export function planInput(
     rolesDirty: acc.rolesDirty,
     databasesDirty: acc.databasesDirty,
     databaseCommand: acc.databaseCommand,
+    databaseGrant,
     createsTempObject: acc.createsTempObject,
     createdStatements: acc.createdStatements,
     special: acc.special,
@@ -373,6 +394,9 @@ function effectsOf(
     databasesDirty: own?.databasesDirty ?? acc.databasesDirty,
     readsActivity: own?.readsActivity ?? acc.readsActivity,
     databaseCommand: (own ?? acc).databaseCommand !== null && scanStatements(sql).length === 1
+      ? sql
+      : null,
+    databaseGrant: (own ?? acc).databaseGrant !== null && scanStatements(sql).length === 1
       ? sql
       : null,
   };

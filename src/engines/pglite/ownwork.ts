@@ -21,7 +21,8 @@ import { STAT_ARCHIVER_INSTALLED_SQL, STAT_ARCHIVER_SQL } from "./pgstat_archive
 import { EngineCatalogs } from "./postinit.ts";
 import type { EngineScheduler, Holder } from "./scheduler.ts";
 import { TempSchemas } from "./tempschemas.ts";
-import { dataRows, fe, firstError, resultSets } from "./wire.ts";
+import { dataRows, fe, firstError, readInt32, resultSets } from "./wire.ts";
+import { BE } from "../../core/protocol/constants.ts";
 
 /** Whether an extension of a user's was created (plpgsql is initdb's). */
 const EXTENSIONS_CREATED_SQL =
@@ -177,7 +178,12 @@ export class OwnWork {
    */
   async runAsCluster(
     sql: (servedOid: number) => string,
-    options: { timeoutMs?: number; during?: () => Promise<void> | void } = {},
+    options: {
+      timeoutMs?: number;
+      during?: () => Promise<void> | void;
+      /** Takes each NoticeResponse (a WARNING) the SQL raised, whole. */
+      notices?: (msg: Uint8Array) => void;
+    } = {},
   ): Promise<void> {
     const host = this.#host;
     await this.withEngine(async () => {
@@ -188,10 +194,15 @@ export class OwnWork {
       }
       const text = sql(this.servedOid ?? 5);
       if (text !== "") {
-        await this.query(text).catch(async (e) => {
+        const out = await host.runRaw(fe.query(text));
+        const err = firstError(out);
+        if (err !== null) {
           await host.runRaw(fe.query("ROLLBACK")).catch(() => {});
-          throw e;
-        });
+          throw new PgError(err.code, err.message);
+        }
+        if (options.notices !== undefined) {
+          for (const m of messagesOf(out, BE.NoticeResponse)) options.notices(m);
+        }
       }
       await options.during?.();
       await host.refreshCatalogs();
@@ -205,4 +216,15 @@ export class OwnWork {
       return (await this.query(sql))[0]?.[0] ?? null;
     }, this.#host.waitTimeoutMs);
   }
+}
+
+/** The messages of `type` in a backend answer, each whole. */
+function messagesOf(out: Uint8Array, type: number): Uint8Array[] {
+  const found: Uint8Array[] = [];
+  for (let at = 0; at + 5 <= out.length;) {
+    const end = at + 1 + readInt32(out, at + 1);
+    if (out[at] === type) found.push(out.slice(at, end));
+    at = end;
+  }
+  return found;
 }

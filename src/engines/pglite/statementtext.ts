@@ -32,6 +32,14 @@ export interface Acc {
   databaseCommand: string | "embedded" | null;
   /** The text of a prepared database command a Bind of this input executes. */
   boundDatabaseCommand: string | null;
+  /**
+   * A GRANT or REVOKE … ON DATABASE: its text when it is a lone Query,
+   * "embedded" otherwise (naming.ts then finds it alone in an extended batch,
+   * or not). Carried out by the cluster when it names another database.
+   */
+  databaseGrant: string | "embedded" | null;
+  /** The text of a prepared GRANT or REVOKE … ON DATABASE a Bind of this input executes. */
+  boundDatabaseGrant: string | null;
   createsTempObject: boolean;
   createdStatements: string[];
   special: "discard all" | "deallocate all" | null;
@@ -199,7 +207,12 @@ function inspect(
         const what = t[on + 1]?.kind === "word" ? t[on + 1]!.text : "";
         // GRANT SET ON PARAMETER: pg_parameter_acl, copied with the roles (pg_authid.ts).
         if (on < 0 || what === "parameter") acc.rolesDirty = true;
-        else if (what === "database") acc.databasesDirty = true;
+        else if (what === "database") {
+          acc.databasesDirty = true;
+          acc.databaseGrant = lone && acc.databaseGrant === null
+            ? sql.slice(st.start, st.end)
+            : "embedded";
+        }
       }
       return null;
     case "declare": {
@@ -355,4 +368,33 @@ export function rewriteSql(
   if (edits === null) return sql;
   acc.edits = ++acc.rewrittenTexts === 1 ? edits : null;
   return out + sql.slice(at);
+}
+
+/**
+ * A GRANT or REVOKE … ON DATABASE's parts: the text up to DATABASE, the
+ * databases it names (as the server folds them), and the text after them
+ * (TO or FROM …); null when `sql` is not one statement of that kind.
+ */
+export function grantOnDatabase(
+  sql: string,
+): { head: string; names: string[]; tail: string } | null {
+  const [st, more] = scanStatements(sql, Infinity);
+  if (st === undefined || more !== undefined) return null;
+  const t = st.tokens;
+  if (t[0]?.text !== "grant" && t[0]?.text !== "revoke") return null;
+  let i = t.findIndex((x, k) =>
+    x.text === "on" && x.kind === "word" && t[k + 1]?.text === "database"
+  );
+  if (i < 0) return null;
+  i += 2;
+  const head = sql.slice(0, t[i - 1]!.end);
+  const names: string[] = [];
+  for (;;) {
+    const name = identName(t[i]);
+    if (name === null) return null;
+    names.push(name);
+    if (t[i + 1]?.text !== ",") break;
+    i += 2;
+  }
+  return { head, names, tail: sql.slice(t[i]!.end, st.end) };
 }

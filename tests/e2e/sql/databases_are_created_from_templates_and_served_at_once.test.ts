@@ -230,16 +230,48 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.query("CREATE ROLE outsider LOGIN");
       await admin.query("CREATE ROLE insiders");
       await admin.query("CREATE ROLE insider LOGIN IN ROLE insiders");
-      // From another database: refused, with where to run it.
-      const elsewhere = await admin.query("REVOKE CONNECT ON DATABASE guarded FROM PUBLIC")
+      // From another database, as a query of its own: carried out on guarded's engine.
+      const revoked = await admin.query("REVOKE CONNECT ON DATABASE guarded FROM PUBLIC");
+      expect(revoked.command).toBe("REVOKE");
+      expect((await connectError(s, { user: "outsider", database: "guarded" }))?.code).toBe(
+        "42501",
+      );
+      // Inside a transaction block or beside other statements: refused, with what to do.
+      await admin.query("BEGIN");
+      const inBlock = await admin.query("GRANT CONNECT ON DATABASE guarded TO PUBLIC")
         .catch((e) => e);
-      expect(elsewhere).toMatchObject({
+      await admin.query("ROLLBACK");
+      expect(inBlock).toMatchObject({
         code: "0A000",
-        message: 'GRANT and REVOKE on database "guarded" are supported only while connected to it',
+        message:
+          'GRANT and REVOKE on database "guarded" cannot run here: inside a transaction block, with other statements or in a function',
+      });
+      // PostgreSQL's errors: no such database; not the owner.
+      const missing = await admin.query("GRANT CONNECT ON DATABASE nosuchdb TO PUBLIC")
+        .catch((e) => e);
+      expect({ code: missing.code, message: missing.message }).toEqual({
+        code: "3D000",
+        message: 'database "nosuchdb" does not exist',
+      });
+      // Not the owner: PostgreSQL's WARNING while it holds a privilege there
+      // (TEMPORARY, through PUBLIC), its 42501 once it holds none.
+      const outsider0 = await pgClient(s, { user: "outsider", database: "postgres" });
+      const notices: string[] = [];
+      outsider0.on("notice", (n) => notices.push(`${n.severity}: ${n.message}`));
+      const warned = await outsider0.query("GRANT CONNECT ON DATABASE guarded TO outsider");
+      expect(warned.command).toBe("GRANT");
+      expect(notices).toEqual(['WARNING: no privileges were granted for "guarded"']);
+      await admin.query("REVOKE TEMPORARY ON DATABASE guarded FROM PUBLIC");
+      const notOwner = await outsider0.query("GRANT CONNECT ON DATABASE guarded TO outsider")
+        .catch((e) => e);
+      await outsider0.end();
+      expect({ code: notOwner.code, message: notOwner.message }).toEqual({
+        code: "42501",
+        message: "permission denied for database guarded",
       });
       const own = await pgClient(s, { database: "guarded" });
-      await own.query("REVOKE CONNECT ON DATABASE guarded FROM PUBLIC");
-      await own.query("GRANT CONNECT ON DATABASE guarded TO insiders");
+      // Several databases in one statement, the session's own among them.
+      await admin.query("GRANT CONNECT ON DATABASE guarded, postgres TO insiders");
       const e = await connectError(s, { user: "outsider", database: "guarded" });
       expect({ code: e?.code, message: e?.message, detail: e?.detail }).toEqual({
         code: "42501",
