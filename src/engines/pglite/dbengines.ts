@@ -88,6 +88,9 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       rolesChanged: (engine) => {
         if (self !== null) self.#engines.rolesChanged(engine);
       },
+      privilegesChanged: (engine) => {
+        if (self !== null) void self.#engines.privilegesChanged(engine);
+      },
     };
     // An archive recovery of "postgres" is every database's (recovery.ts).
     const mainRecovers = existsSync(join(dataDir, ENGINE_DIR, "recovery.signal"));
@@ -379,10 +382,13 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     try {
       await engines.engineOf(slot);
       const text = `BEGIN READ WRITE;\nSET LOCAL ROLE ${quoteIdent(as)};\n${sql}\n;\nCOMMIT`;
-      await engines.onEngine(
-        slot,
-        (engine) => engine.runAsCluster(() => text, { notices: (m) => notices.push(m) }),
-      );
+      let ran: PgliteEngine | null = null;
+      await engines.onEngine(slot, async (engine) => {
+        await engine.runAsCluster(() => text, { notices: (m) => notices.push(m) });
+        ran = engine;
+      });
+      // A GRANT or REVOKE: the other engines show the new privileges before it answers.
+      if (ran !== null) await engines.privilegesChanged(ran);
       return notices;
     } finally {
       slot.starting--;

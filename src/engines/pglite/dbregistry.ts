@@ -206,6 +206,8 @@ export class DatabaseEngines {
         const roles = await this.#rolesOf(this.#main);
         await this.onEngine(slot, (e) => e.runAsCluster(() => rolesSyncSql(roles)));
       }
+      // Its own privileges are the truth (a list from before they were kept there).
+      if (slot.engine !== null) void this.privilegesChanged(slot.engine);
     }
   }
 
@@ -267,6 +269,30 @@ export class DatabaseEngines {
         if (s.engine !== null) await this.onEngine(s, (e) => this.mirror(e, s.entry));
       }),
     );
+  }
+
+  /**
+   * `source`'s database's privileges may have changed: kept in the list
+   * and shown in every other open engine's pg_database. Resolves once they
+   * are (logged, not raised, when an engine could not take them).
+   */
+  async privilegesChanged(source: PgliteEngine): Promise<void> {
+    const slot = [...this.#slots.values()].find((s) => s.engine === source);
+    if (slot === undefined || (slot.entry.acl ?? null) === source.servedAcl) return;
+    slot.entry.acl = source.servedAcl;
+    this.#catalog.save();
+    await Promise.all(
+      [...this.#slots.values()].map((s) =>
+        s.engine === null || s === slot
+          ? undefined
+          : this.onEngine(s, (e) => this.mirror(e, s.entry))
+      ),
+    ).catch((e) => {
+      ereport("LOG", "could not show a database's privileges in every database", {
+        category: "engine",
+        detail: e instanceof Error ? e.message : String(e),
+      });
+    });
   }
 
   /** Roles may have changed in `source`: every other open engine gets its pg_authid. */

@@ -290,6 +290,11 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return await this.#own.queryAsCluster(sql);
   }
 
+  /** The served database's privileges as its engine last read them (datacl as text; null: the defaults). */
+  get servedAcl(): string | null {
+    return this.#catalogs.servedAcl;
+  }
+
   /** The bootstrap superuser's name (initdb's -U). */
   get superuserName(): string {
     return this.#settings.superuser;
@@ -439,6 +444,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     if (s.databasesDirty) {
       await this.#catalogs.refreshDatabases();
       s.databasesDirty = false;
+      this.cluster?.privilegesChanged(this);
     }
     if (s.tempUnnamed) await this.#temp.name(s);
   }

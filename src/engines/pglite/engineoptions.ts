@@ -67,6 +67,11 @@ export interface EngineCluster<E> {
   sessionsVersion(): number;
   /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
   rolesChanged(engine: E): void;
+  /**
+   * A transaction of this engine may have changed its database's
+   * privileges (GRANT … ON DATABASE): show them in the other engines.
+   */
+  privilegesChanged(engine: E): void;
 }
 
 /**

@@ -50,6 +50,11 @@ export interface DatabaseEntry {
   isTemplate: boolean;
   allowConn: boolean;
   connLimit: number;
+  /**
+   * Its privileges (datacl as text) as its own engine keeps them, for the
+   * other engines' rows; null or absent: the defaults.
+   */
+  acl?: string | null;
 }
 
 interface CatalogFile {
@@ -210,20 +215,24 @@ export function mirrorSql(
   }, ${served.isTemplate}, ${served.allowConn}, ${served.connLimit})`;
   const others = databases.filter((d) => d !== served).map((d) => {
     const oid = d.oid === servedOid ? served.oid : d.oid;
+    const acl = d.acl == null ? "NULL" : quoteLiteral(d.acl);
     return `(${oid}::pg_catalog.oid, ${quoteLiteral(d.name)}::pg_catalog.name, ${
       owner(d.owner)
-    }, ${d.isTemplate}, ${d.allowConn}, ${d.connLimit})`;
+    }, ${d.isTemplate}, ${d.allowConn}, ${d.connLimit}, ${acl}::pg_catalog.text)`;
   });
   // Another database's row as it should be: its own attributes, the rest
   // copied from the served row `s`.
-  const wanted = `(VALUES ${others.join(", ")}) AS o(oid, name, dba, tmpl, conn, lim),` +
+  const wanted = `(VALUES ${others.join(", ")}) AS o(oid, name, dba, tmpl, conn, lim, acl),` +
     ` pg_catalog.pg_database s WHERE s.oid = ${servedOid}`;
   const columns = "oid, datname, datdba, encoding, datlocprovider, datistemplate, datallowconn," +
     " dathasloginevt, datconnlimit, datfrozenxid, datminmxid, dattablespace, datcollate," +
     " datctype, datlocale, daticurules, datcollversion, datacl";
   const values = "o.oid, o.name, o.dba, s.encoding, s.datlocprovider, o.tmpl, o.conn, false," +
     " o.lim, s.datfrozenxid, s.datminmxid, s.dattablespace, s.datcollate, s.datctype," +
-    " s.datlocale, s.daticurules, s.datcollversion, NULL::pg_catalog.aclitem[]";
+    " s.datlocale, s.daticurules, s.datcollversion," +
+    // A role an item names may be gone (DROP ROLE checks only its own database).
+    " CASE WHEN pg_catalog.pg_input_is_valid(o.acl, 'pg_catalog.aclitem[]')" +
+    " THEN o.acl::pg_catalog.aclitem[] END";
   const sql = [
     // READ WRITE: the backend may still carry the last session's
     // default_transaction_read_only (its settings stay until the next

@@ -23,7 +23,7 @@ import {
 } from "../../helpers/pgts-sql.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
+import { ENGINE_TEST_ADAPTERS, waitFor } from "../../helpers/pgts.ts";
 
 /** Retries `ok` until it holds (a reload reaches the server a moment after `pgts reload` returns). */
 async function waitForHba(ok: () => Promise<boolean>): Promise<void> {
@@ -284,8 +284,17 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await insider.end();
       const outsider = await pgClient(s, { user: "outsider", database: "postgres" });
       await outsider.end();
+      // Every database's pg_database shows guarded's privileges as guarded's own does.
+      const aclIn = async (c: typeof own) =>
+        (await c.query("SELECT datacl::text AS acl FROM pg_database WHERE datname = 'guarded'"))
+          .rows[0].acl;
+      const acl = await aclIn(own);
+      expect(acl).toContain("insiders=c/postgres");
+      expect(await aclIn(admin)).toBe(acl);
       // GRANT back to PUBLIC: the outsider comes in.
       await own.query("GRANT CONNECT ON DATABASE guarded TO PUBLIC");
+      const again = await aclIn(own);
+      await waitFor("the privileges in postgres", async () => (await aclIn(admin)) === again);
       const back = await pgClient(s, { user: "outsider", database: "guarded" });
       await back.end();
       // The same REVOKE in a DO block (where pgts does not read the statement).
