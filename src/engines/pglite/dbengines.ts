@@ -289,6 +289,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       allowConn: init.allowConn ?? true,
       connLimit: init.connLimit ?? -1,
     });
+    entry.fresh = true;
     const to = join(this.#dataDir, entry.dir);
     rmSync(to, { recursive: true, force: true });
     const slot = this.#engines.slotOf(template);

@@ -256,8 +256,9 @@ export class DatabaseEngines {
         (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
       { timeoutMs: Infinity },
     );
-    if (entry.inner !== engine.database) {
+    if (entry.inner !== engine.database || entry.fresh === true) {
       entry.inner = engine.database;
+      delete entry.fresh;
       this.#catalog.save();
     }
   }

@@ -55,6 +55,12 @@ export interface DatabaseEntry {
    * other engines' rows; null or absent: the defaults.
    */
   acl?: string | null;
+  /**
+   * Made by CREATE DATABASE and not opened since: its cluster is a copy of
+   * the template's, whose served row has the template's privileges, and
+   * the first mirror gives it PostgreSQL's defaults instead (datacl NULL).
+   */
+  fresh?: boolean;
 }
 
 interface CatalogFile {
@@ -213,6 +219,8 @@ export function mirrorSql(
   const servedAttrs = `(${quoteLiteral(served.name)}::pg_catalog.name, ${
     owner(served.owner)
   }, ${served.isTemplate}, ${served.allowConn}, ${served.connLimit})`;
+  // A database CREATE DATABASE made: the template's privileges give way to the defaults.
+  const fresh = served.fresh === true;
   const others = databases.filter((d) => d !== served).map((d) => {
     const oid = d.oid === servedOid ? served.oid : d.oid;
     const acl = d.acl == null ? "NULL" : quoteLiteral(d.acl);
@@ -244,9 +252,11 @@ export function mirrorSql(
     (others.length === 0 ? "" : ` AND NOT EXISTS (SELECT FROM ${wanted}` +
       ` AND (${columns.split(", ").map((c) => `d.${c}`).join(", ")})` +
       ` IS NOT DISTINCT FROM (${values}))`),
-    `UPDATE pg_catalog.pg_database SET ${attrs(served)} WHERE oid = ${servedOid}` +
+    `UPDATE pg_catalog.pg_database SET ${attrs(served)}${fresh ? ", datacl = NULL" : ""}` +
+    ` WHERE oid = ${servedOid}` +
     ` AND (datname, datdba, datistemplate, datallowconn, datconnlimit)` +
-    ` IS DISTINCT FROM ${servedAttrs}`,
+    ` IS DISTINCT FROM ${servedAttrs}` +
+    (fresh ? " OR oid = " + servedOid + " AND datacl IS NOT NULL" : ""),
   ];
   if (others.length > 0) {
     sql.push(

@@ -303,6 +303,14 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "42501",
       );
       await own.end();
+      // A database made from it starts with the default privileges, as PostgreSQL's does.
+      await admin.query("CREATE DATABASE from_guarded TEMPLATE guarded");
+      const child = await pgClient(s, { user: "outsider", database: "from_guarded" });
+      const childAcl = (c: typeof child) =>
+        c.query("SELECT datacl FROM pg_database WHERE datname = 'from_guarded'");
+      expect((await childAcl(child)).rows).toEqual([{ datacl: null }]);
+      expect((await childAcl(admin)).rows).toEqual([{ datacl: null }]);
+      await child.end();
       await admin.end();
     });
 
