@@ -388,8 +388,10 @@ export class ClusterEngine implements Engine, DatabaseCluster {
         await engine.runAsCluster(() => text, { notices: (m) => notices.push(m) });
         ran = engine;
       });
-      // A GRANT or REVOKE: the other engines show the new privileges before it answers.
-      if (ran !== null) await engines.privilegesChanged(ran);
+      // A GRANT or REVOKE: the other engines show the new privileges once
+      // each is free (not awaited: a long statement in another database
+      // must not hold up the answer).
+      if (ran !== null) void engines.privilegesChanged(ran);
       return notices;
     } finally {
       slot.starting--;

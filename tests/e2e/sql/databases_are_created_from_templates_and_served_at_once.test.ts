@@ -290,7 +290,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
           .rows[0].acl;
       const acl = await aclIn(own);
       expect(acl).toContain("insiders=c/postgres");
-      expect(await aclIn(admin)).toBe(acl);
+      await waitFor("the privileges in postgres", async () => (await aclIn(admin)) === acl);
       // GRANT back to PUBLIC: the outsider comes in.
       await own.query("GRANT CONNECT ON DATABASE guarded TO PUBLIC");
       const again = await aclIn(own);
