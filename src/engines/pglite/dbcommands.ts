@@ -553,6 +553,13 @@ async function alterDatabase(
         );
       }
     }
+    // On its own engine first: PostgreSQL's ALTER DATABASE … OWNER TO also
+    // hands the old owner's privileges (datacl) to the new one.
+    await cluster.runOn(
+      db,
+      `ALTER DATABASE ${quoteIdent(db.name)} OWNER TO ${quoteIdent(owner)}`,
+      me.name,
+    );
     await cluster.update(db, { owner });
     return done;
   }

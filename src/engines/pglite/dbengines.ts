@@ -382,6 +382,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     const notices: Uint8Array[] = [];
     try {
       await engines.engineOf(slot);
+      // A role the statement names may have been made a moment ago elsewhere.
+      await engines.settleRoles();
       const text = `BEGIN READ WRITE;\nSET LOCAL ROLE ${quoteIdent(as)};\n${sql}\n;\nCOMMIT`;
       let ran: PgliteEngine | null = null;
       await engines.onEngine(slot, async (engine) => {

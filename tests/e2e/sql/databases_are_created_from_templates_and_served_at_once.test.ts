@@ -303,6 +303,12 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "42501",
       );
       await own.end();
+      // A new owner takes the old one's privileges, as grantor too (PostgreSQL's aclnewowner).
+      await admin.query("ALTER DATABASE guarded OWNER TO insiders");
+      await waitFor("the new owner's privileges", async () => {
+        const after = await aclIn(admin);
+        return after.includes("insiders=CTc/insiders") && !after.includes("/postgres");
+      });
       // A database made from it starts with the default privileges, as PostgreSQL's does.
       await admin.query("CREATE DATABASE from_guarded TEMPLATE guarded");
       const child = await pgClient(s, { user: "outsider", database: "from_guarded" });
