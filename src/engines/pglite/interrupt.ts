@@ -29,6 +29,7 @@
  */
 
 import { BE } from "../../core/protocol/constants.ts";
+import { MessageBoundaries } from "./wire.ts";
 
 /** Cell layout, in Int32 slots. */
 export const CANCEL_SEQ = 0;
@@ -133,28 +134,15 @@ export function settleRequest(
  * a chunk: the acknowledgement of a cancel.
  */
 export class ErrorWatch {
-  #skip = 0;
-  #header = new Uint8Array(5);
-  #headerLength = 0;
+  #seen = false;
+  readonly #messages = new MessageBoundaries((type) => {
+    if (type === BE.ErrorResponse) this.#seen = true;
+  });
 
   /** Whether an ErrorResponse starts in `chunk`. */
   feed(chunk: Uint8Array): boolean {
-    let seen = false;
-    let p = 0;
-    while (p < chunk.length) {
-      if (this.#skip > 0) {
-        const n = Math.min(this.#skip, chunk.length - p);
-        p += n;
-        this.#skip -= n;
-        continue;
-      }
-      const h = this.#header;
-      h[this.#headerLength++] = chunk[p++]!;
-      if (this.#headerLength < 5) continue;
-      this.#headerLength = 0;
-      if (h[0] === BE.ErrorResponse) seen = true;
-      this.#skip = ((h[1]! << 24) | (h[2]! << 16) | (h[3]! << 8) | h[4]!) - 4;
-    }
-    return seen;
+    this.#seen = false;
+    this.#messages.feed(chunk);
+    return this.#seen;
   }
 }

@@ -34,7 +34,7 @@ import { statementLogDefaults } from "../../core/log.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
 import { identName, scanStatements, type Token } from "./sqlscan.ts";
 import type { SettingsMap } from "./settings.ts";
-import { type Frame, readCString, readInt32 } from "./wire.ts";
+import { type Frame, MessageBoundaries, readCString, readInt32 } from "./wire.ts";
 
 /** PostgreSQL's LogStmtLevel, most important first. */
 const DDL = 0;
@@ -223,14 +223,15 @@ export class StatementLog {
         let detail: string | null = null;
         for (const st of statements) {
           const t = st.tokens;
+          const own = this.#levelOf(t, 0);
           if (t[0]?.text === "prepare" && t[0].kind === "word") {
             const name = identName(t[1]);
-            if (name !== null) this.#prepared.set(name, { level: prepareLevel(t), source: text });
+            if (name !== null) this.#prepared.set(name, { level: own, source: text });
           } else if (t[0]?.text === "execute" && t[0].kind === "word") {
             const p = this.#prepared.get(identName(t[1]) ?? "");
             if (p !== undefined) detail ??= `prepare: ${p.source}`;
           }
-          level = Math.min(level, this.#levelOf(t, 0)) as Level;
+          level = Math.min(level, own) as Level;
         }
         return {
           kind: "query",
@@ -315,8 +316,11 @@ export class StatementLog {
         const inner = explainAnalyzed(t, i + 1);
         return inner < 0 ? ALL : this.#levelOf(t, inner);
       }
-      case "prepare":
-        return prepareLevel(t, i);
+      case "prepare": {
+        // That of the statement after its AS.
+        const as = topLevelWord(t, i + 2, (x) => x === "as");
+        return as < 0 ? ALL : this.#levelOf(t, as + 1);
+      }
       case "execute":
         return this.#prepared.get(identName(t[i + 1]) ?? "")?.level ?? ALL;
       default:
@@ -335,12 +339,8 @@ export class InputLog {
   readonly #as: LogAs;
   readonly #done: Completed[] = [];
   #mark = performance.now();
-  /** Bytes of the current backend message still to skip, across chunks. */
-  #skip = 0;
-  /** Header bytes of a message split across chunks: its type, then its length. */
-  #header = 0;
-  #type = 0;
-  #length = 0;
+  /** The answer's messages as they pass (their ends: `#message`). */
+  readonly #messages = new MessageBoundaries((type) => this.#message(type));
 
   constructor(entries: Entry[], as: LogAs) {
     this.#entries = entries;
@@ -351,7 +351,7 @@ export class InputLog {
   watch<R>(out: (b: Uint8Array) => R): (b: Uint8Array) => R {
     if (this.#entries.length === 0) return out;
     return (b) => {
-      this.#scan(b);
+      this.#messages.feed(b);
       return out(b);
     };
   }
@@ -375,30 +375,6 @@ export class InputLog {
   /** `entry` ended without an error after `ms`, as its input's only message. */
   completed(entry: Entry, ms: number): void {
     this.#done.push({ entry, ms });
-  }
-
-  #scan(b: Uint8Array): void {
-    let at = 0;
-    while (at < b.length) {
-      if (this.#skip > 0) {
-        const n = Math.min(this.#skip, b.length - at);
-        at += n;
-        this.#skip -= n;
-        continue;
-      }
-      const byte = b[at++]!;
-      if (this.#header === 0) {
-        this.#type = byte;
-        this.#length = 0;
-        this.#header = 1;
-        continue;
-      }
-      this.#length = (this.#length << 8) | byte;
-      if (++this.#header < 5) continue;
-      this.#header = 0;
-      this.#skip = (this.#length >>> 0) - 4;
-      this.#message(this.#type);
-    }
   }
 
   #message(type: number): void {
@@ -502,22 +478,6 @@ function explainAnalyzed(t: readonly Token[], from: number): number {
     }
   }
   return analyze && i < t.length ? i : -1;
-}
-
-/** A PREPARE's level: that of the statement after its AS. */
-function prepareLevel(t: readonly Token[], from = 0): Level {
-  const as = topLevelWord(t, from + 2, (w) => w === "as");
-  if (as < 0) return ALL;
-  // Not through a StatementLog: a PREPARE of an EXECUTE is not valid SQL.
-  const w = t[as + 1];
-  if (w === undefined || w.kind !== "word") return ALL;
-  if (MOD_WORDS.has(w.text)) return MOD;
-  if (w.text === "select") return topLevelWord(t, as + 2, (x) => x === "into") >= 0 ? DDL : ALL;
-  if (w.text === "with") {
-    const main = mainAfterWith(t, as + 2);
-    return main >= 0 && MOD_WORDS.has(t[main]!.text) ? MOD : ALL;
-  }
-  return ALL;
 }
 
 /**

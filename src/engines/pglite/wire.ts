@@ -38,6 +38,41 @@ export function readInt32(buf: Uint8Array, at: number): number {
 }
 
 /**
+ * Follows backend message boundaries across the chunks of one answer,
+ * which may split a message anywhere: `feed` calls `each` with the type of
+ * every message whose header (type and length) ends in the chunk.
+ */
+export class MessageBoundaries {
+  readonly #each: (type: number) => void;
+  /** Bytes of the current message's body still to skip. */
+  #skip = 0;
+  #header = new Uint8Array(5);
+  #headerLength = 0;
+
+  constructor(each: (type: number) => void) {
+    this.#each = each;
+  }
+
+  feed(chunk: Uint8Array): void {
+    let p = 0;
+    while (p < chunk.length) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, chunk.length - p);
+        p += n;
+        this.#skip -= n;
+        continue;
+      }
+      const h = this.#header;
+      h[this.#headerLength++] = chunk[p++]!;
+      if (this.#headerLength < 5) continue;
+      this.#headerLength = 0;
+      this.#skip = readInt32(h, 1) - 4;
+      this.#each(h[0]!);
+    }
+  }
+}
+
+/**
  * Splits complete framed messages. Returns null when the input is not a
  * whole number of well-formed frames (the caller reports 08P01).
  */
