@@ -1,8 +1,8 @@
 /**
  * What a session's client is told of errors and warnings goes to the server
  * log too, as a PostgreSQL backend's ereport writes it there: the message
- * with its position, DETAIL, HINT, QUERY and CONTEXT, and for an ERROR the statement that
- * caused it (STATEMENT, as under log_min_error_statement's default, error).
+ * with its position, DETAIL, HINT, QUERY and CONTEXT, and the statement that
+ * caused it (STATEMENT) when log_min_error_statement takes its severity.
  * log_min_messages decides which are written (core/log.ts): WARNING and
  * above by default, so a NOTICE is not. PGlite's backend writes no server
  * log of its own, so the session logs the reports it passes to its client.
@@ -52,6 +52,11 @@ export class SessionServerLog {
     this.as(() => logReport(msg, statement, minErrorStatement));
   }
 
+  /** The session's settings changed: its next lines' prefix takes them (%a). */
+  followSettings(): void {
+    this.as(() => {});
+  }
+
   /**
    * Runs `fn` with its log lines written as the session's backend's: in
    * the backend's own log context where it runs in this process, else
@@ -97,7 +102,7 @@ function followApplicationName(prefix: LogLinePrefix, name: string): void {
 export function logReport(
   msg: Uint8Array,
   statement: () => string,
-  minErrorStatement = "error",
+  minErrorStatement: string,
 ): void {
   const f = parseErrorResponse(msg.subarray(5));
   const severity = LOGGED.get(f.severityV ?? f.severity);

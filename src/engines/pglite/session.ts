@@ -407,13 +407,14 @@ export class PgliteSession extends SessionGlobals
     try {
       await this.#runInput(input, frames, log === null ? out : log.watch(out));
     } finally {
+      const changed = this.settingsVersion !== version;
       if (log !== null) log.end(this.settings);
-      else if (this.settingsVersion !== version) {
+      else if (changed) {
         // A SET that turned duration logging on is timed by it.
         this.#statementLog.afterSet(input, frames, performance.now() - started, this.settings);
       }
       // %a follows a SET application_name in what is logged next.
-      if (this.settingsVersion !== version) this.#serverLog.as(() => {});
+      if (changed) this.#serverLog.followSettings();
       // Not kept past its input: it may be a large one.
       this.#inputInHand = null;
       this.#framesInHand = [];
