@@ -263,11 +263,13 @@ export class DatabaseEngines {
     }
   }
 
-  /** The list changed: shown in every open engine's pg_database. */
-  async mirrorAll(): Promise<void> {
+  /** The list changed: shown in every open engine's pg_database (but `except`'s). */
+  async mirrorAll(except?: Slot): Promise<void> {
     await Promise.all(
       [...this.#slots.values()].map(async (s) => {
-        if (s.engine !== null) await this.onEngine(s, (e) => this.mirror(e, s.entry));
+        if (s.engine !== null && s !== except) {
+          await this.onEngine(s, (e) => this.mirror(e, s.entry));
+        }
       }),
     );
   }
@@ -278,22 +280,22 @@ export class DatabaseEngines {
    * are (logged, not raised, when an engine could not take them).
    */
   async privilegesChanged(source: PgliteEngine): Promise<void> {
-    const slot = [...this.#slots.values()].find((s) => s.engine === source);
+    const slot = this.#slotServing(source);
     if (slot === undefined || (slot.entry.acl ?? null) === source.servedAcl) return;
     slot.entry.acl = source.servedAcl;
     this.#catalog.save();
-    await Promise.all(
-      [...this.#slots.values()].map((s) =>
-        s.engine === null || s === slot
-          ? undefined
-          : this.onEngine(s, (e) => this.mirror(e, s.entry))
-      ),
-    ).catch((e) => {
+    await this.mirrorAll(slot).catch((e) => {
       ereport("LOG", "could not show a database's privileges in every database", {
         category: "engine",
         detail: e instanceof Error ? e.message : String(e),
       });
     });
+  }
+
+  /** The slot whose open engine `engine` is. */
+  #slotServing(engine: PgliteEngine): Slot | undefined {
+    for (const s of this.#slots.values()) if (s.engine === engine) return s;
+    return undefined;
   }
 
   /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
@@ -340,7 +342,7 @@ export class DatabaseEngines {
   sessionEnded(engine: PgliteEngine): void {
     const idleMs = this.#options.idleTimeoutMs ?? 10_000;
     if (engine === this.#main || engine.sessionCount > 0 || this.#closing || idleMs <= 0) return;
-    const slot = [...this.#slots.values()].find((s) => s.engine === engine);
+    const slot = this.#slotServing(engine);
     if (slot === undefined || slot.idle !== null) return;
     slot.idle = setTimeout(() => {
       slot.idle = null;
