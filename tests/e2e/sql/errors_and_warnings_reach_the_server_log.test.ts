@@ -13,6 +13,19 @@ import { serverLogLines, startPgts, usePgtsServers, waitFor } from "../../helper
 
 usePgtsServers();
 
+/** Backend `pid`'s server log lines, once as many as `expected` are there, are `expected`. */
+async function expectLogLines(
+  server: { log: string },
+  pid: number,
+  expected: readonly string[],
+): Promise<void> {
+  await waitFor(
+    "the log lines",
+    () => serverLogLines(server.log, pid).length >= expected.length || undefined,
+  );
+  expect(serverLogLines(server.log, pid)).toEqual(expected);
+}
+
 test("errors with their STATEMENT, and warnings, as PostgreSQL 15 logs them", async () => {
   const server = await startPgts();
   const c = await server.client();
@@ -52,11 +65,7 @@ test("errors with their STATEMENT, and warnings, as PostgreSQL 15 logs them", as
     "ERROR:  division by zero",
     "STATEMENT:  select $1::int / 0 as x",
   ];
-  await waitFor(
-    "the log lines",
-    () => serverLogLines(server.log, pid).length >= expected.length || undefined,
-  );
-  expect(serverLogLines(server.log, pid)).toEqual(expected);
+  await expectLogLines(server, pid, expected);
 });
 
 test("log_min_messages = notice logs NOTICEs too; = error leaves out WARNINGs", async () => {
@@ -141,9 +150,5 @@ test("pgts's own errors are logged as the engine's; log_min_error_statement deci
     "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE",
     "STATEMENT:  do $$ begin raise warning 'careful'; end $$",
   ];
-  await waitFor(
-    "the log lines",
-    () => serverLogLines(server.log, pid).length >= expected.length || undefined,
-  );
-  expect(serverLogLines(server.log, pid)).toEqual(expected);
+  await expectLogLines(server, pid, expected);
 });
