@@ -293,6 +293,30 @@ export const engineMain: ChildMain = async (env) => {
   return code;
 };
 
+/** The entries of `all` that `names` name. */
+function pick<T>(all: Readonly<Record<string, T>>, names: readonly string[]): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const name of names) if (Object.hasOwn(all, name)) out[name] = all[name]!;
+  return out;
+}
+
+/** The server settings the engine starts with (`-c`), as the server's are now. */
+function engineStartSettings(guc: Guc): Record<string, string> {
+  return {
+    // shared_buffers, work_mem, TimeZone... as set (tables_engine.ts).
+    ...guc.engineSettings(),
+    fsync: guc.getBool("fsync") ? "on" : "off",
+    synchronous_commit: guc.getString("synchronous_commit"),
+    wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,
+    max_prepared_transactions: String(guc.getInt("max_prepared_transactions")),
+    // PGlite marks completed segments .ready for the archiver child.
+    ...(guc.getString("archive_mode") === "off" ? {} : {
+      archive_mode: "on",
+      wal_level: "replica", // minimal is refused with archiving, logical always
+    }),
+  };
+}
+
 /** The PGlite engine on the data directory (the engine child's usual case). */
 async function openPglite(
   params: ServerParams,
@@ -305,21 +329,12 @@ async function openPglite(
   );
   // recovery.signal: opening the engine is the archive recovery (recovery.ts).
   const recovering = takeRecoverySignal(params.dataDir);
+  const settings = engineStartSettings(guc);
   const opening = ClusterEngine.open(params.dataDir, {
     placement: guc.getString("engine_placement") === "inline" ? "inline" : "worker",
     spinUs: guc.getInt("engine_spin_time"),
     settings: {
-      // shared_buffers, work_mem, TimeZone... as set (tables_engine.ts).
-      ...guc.engineSettings(),
-      fsync: guc.getBool("fsync") ? "on" : "off",
-      synchronous_commit: guc.getString("synchronous_commit"),
-      wal_writer_delay: `${guc.getMs("wal_writer_delay")}ms`,
-      max_prepared_transactions: String(guc.getInt("max_prepared_transactions")),
-      // PGlite marks completed segments .ready for the archiver child.
-      ...(guc.getString("archive_mode") === "off" ? {} : {
-        archive_mode: "on",
-        wal_level: "replica", // minimal is refused with archiving, logical always
-      }),
+      ...settings,
       ...(recovering
         ? recoverySettings((name) =>
           name === "recovery_target_inclusive"
@@ -328,6 +343,7 @@ async function openPglite(
         )
         : {}),
     },
+    settingFiles: pick(params.settingFiles ?? {}, Object.keys(settings)),
     engineWaitTimeoutMs: guc.getMs("engine_wait_timeout"),
     engineHoldTimeoutMs: guc.getMs("engine_hold_timeout"),
     idleInTransactionSessionTimeoutMs: guc.getMs("idle_in_transaction_session_timeout"),
@@ -374,12 +390,18 @@ async function openPglite(
   return engine;
 }
 
+/** The settings as the files set them now, and where the files set each. */
+interface Reread {
+  readonly guc: Guc;
+  readonly files: Readonly<Record<string, readonly [file: string, line: number]>>;
+}
+
 /**
  * A child's SIGHUP: postgresql.conf (and postgresql.auto.conf) read again,
  * over the settings the child started with, except those the command line
  * set; null when the file cannot be read (the postmaster logs why).
  */
-async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
+async function rereadSettings(env: ChildEnv): Promise<Reread | null> {
   const configFile = joinPath(serverParams(env).dataDir, "postgresql.conf");
   const { nodeConfigReader } = await import("../adapters/node/config-reader.ts");
   const file = new Guc({ reader: nodeConfigReader, configFile });
@@ -392,7 +414,10 @@ async function rereadSettings(env: ChildEnv): Promise<Guc | null> {
   const params = serverParams(env);
   const fromFiles: Record<string, string> = { ...file.snapshot() };
   for (const name of params.commandLine ?? []) delete fromFiles[name];
-  return Guc.fromSnapshot({ ...params.settings, ...fromFiles });
+  return {
+    guc: Guc.fromSnapshot({ ...params.settings, ...fromFiles }),
+    files: file.settingFiles(Object.keys(fromFiles)),
+  };
 }
 
 /**
@@ -408,8 +433,9 @@ function followReloads(
 ): void {
   let current = started;
   env.onSignal("SIGHUP", () => {
-    void rereadSettings(env).then((next) => {
-      if (next === null) return;
+    void rereadSettings(env).then((reread) => {
+      if (reread === null) return;
+      const next = reread.guc;
       const before = current.engineSettings();
       const after = next.engineSettings();
       const settings: [string, string][] = [];
@@ -422,6 +448,7 @@ function followReloads(
       current = next;
       engine.reloadSettings({
         settings,
+        settingFiles: pick(reread.files, Object.keys(engineStartSettings(next))),
         statementTimeoutMs: next.getMs("statement_timeout"),
         lockTimeoutMs: next.getMs("lock_timeout"),
         idleInTransactionSessionTimeoutMs: next.getMs("idle_in_transaction_session_timeout"),
@@ -449,10 +476,10 @@ function openPool(url: string, guc: Guc, env: ChildEnv): Engine {
   });
   const reload = () => {
     // What the file sets now, over what the pool started with.
-    void rereadSettings(env).then((merged) => {
-      if (merged === null) return;
-      current = merged;
-      pool.configure(poolSettingsOf(merged));
+    void rereadSettings(env).then((reread) => {
+      if (reread === null) return;
+      current = reread.guc;
+      pool.configure(poolSettingsOf(current));
     });
   };
   env.onSignal("SIGHUP", reload);
@@ -495,8 +522,8 @@ export const archiverMain: ChildMain = async (env) => {
   env.onSignal("SIGINT", () => {});
   env.onSignal("SIGHUP", () => {
     // What the file sets now, over what the archiver started with.
-    void rereadSettings(env).then((merged) => {
-      if (merged !== null) settings = archiver.archiverSettings(merged);
+    void rereadSettings(env).then((reread) => {
+      if (reread !== null) settings = archiver.archiverSettings(reread.guc);
     });
   });
   return await archiver.pgArchiverMain({

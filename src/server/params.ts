@@ -28,6 +28,12 @@ export interface ServerParams {
    * PostgreSQL's command line outranks its files.
    */
   readonly commandLine?: readonly string[];
+  /**
+   * The file and line of each setting postgresql.conf or
+   * postgresql.auto.conf set (pg_settings' sourcefile and sourceline in the
+   * engine). Replaced on reload.
+   */
+  settingFiles?: Readonly<Record<string, readonly [file: string, line: number]>>;
   /** pg_hba.conf's text and path, read by the postmaster (and re-read on SIGHUP). */
   hba: string;
   readonly hbaFile: string;

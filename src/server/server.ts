@@ -296,6 +296,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       const source = guc.describe(n).source;
       return source === "argv" || source === "override";
     }),
+    settingFiles: guc.settingFiles(guc.names()),
     hba: hbaText,
     hbaFile,
     engine: engineAddress,
@@ -320,6 +321,7 @@ export async function runServer(options: RunServerOptions): Promise<number> {
       reloadConfig: async () => {
         guc.reload();
         params.settings = guc.snapshot();
+        params.settingFiles = guc.settingFiles(guc.names());
         params.ssl = await reloadSslConfig(guc, dataDir.path, params.ssl);
         try {
           const text = readFileSync(hbaFile, "utf8");

@@ -496,6 +496,21 @@ export class Guc {
     return out;
   }
 
+  /**
+   * The file and line of each of `names` that postgresql.conf or
+   * postgresql.auto.conf set (not the command line), for the engine's
+   * pg_settings (sourcefile, sourceline).
+   */
+  settingFiles(names: Iterable<string>): Record<string, readonly [file: string, line: number]> {
+    const out: Record<string, readonly [string, number]> = {};
+    for (const name of names) {
+      const slot = this.#slots.get(name.toLowerCase());
+      if (slot?.source !== "file" || slot.file === undefined) continue;
+      out[name] = [slot.file, slot.line ?? 0];
+    }
+    return out;
+  }
+
   /** Non-default settings as plain strings, for a child's start parameters. */
   snapshot(): GucSnapshot {
     const out: Record<string, string> = {};

@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { type EngineOptions, PgliteEngine } from "./engine.ts";
 import type { RawExecutor } from "./executor.ts";
 import { startExecutor } from "./placement.ts";
+import type { SettingFiles } from "./settingsource.ts";
 import { buildScramSecret } from "../../core/auth/scram.ts";
 import {
   buildClusterImage,
@@ -60,6 +61,8 @@ export interface OpenEngineOptions extends EngineOptions {
   readonly spinUs?: number;
   /** Server settings (`-c name=value`), applied at start as postgresql.conf would. */
   readonly settings?: Readonly<Record<string, string>>;
+  /** The settings of `settings` that pgts's files set, with file and line (settingsource.ts). */
+  readonly settingFiles?: SettingFiles;
   /** Replaces the PGlite executor (tests inject faults through it). */
   readonly executor?: RawExecutor;
   /** The database of the cluster the engine serves (default: PGlite's, "postgres"). */
@@ -159,6 +162,7 @@ export async function openEngine(
     ...(options.placement !== undefined ? { placement: options.placement } : {}),
     ...(options.spinUs !== undefined ? { spinUs: options.spinUs } : {}),
     ...(options.settings !== undefined ? { settings: options.settings } : {}),
+    ...(options.settingFiles !== undefined ? { settingFiles: options.settingFiles } : {}),
     ...(image !== null ? { image } : {}),
     ...(options.database !== undefined ? { database: options.database } : {}),
     // Only a prepared transaction can hold a lock the backend waits for.

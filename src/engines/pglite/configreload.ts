@@ -42,7 +42,8 @@ interface ConfigExports {
 
 /**
  * guc.c's set_config_option for `name` = `value` (a value as
- * postgresql.conf spells it) in `context` from `source`; a refusal is
+ * postgresql.conf spells it; null: RESET, the reset value with its
+ * source) in `context` from `source`; a refusal is
  * logged by the backend at LOG, not raised. Its result: > 0 set, 0 refused,
  * < 0 left to a source of higher priority. Throws when PGlite does not
  * export it.
@@ -50,7 +51,7 @@ interface ConfigExports {
 export function setConfigOption(
   tools: WasmTools,
   name: string,
-  value: string,
+  value: string | null,
   { context, source, reload }: { context: number; source: number; reload: boolean },
 ): number {
   const ex = tools.ex as unknown as ConfigExports & typeof tools.ex;
@@ -58,11 +59,11 @@ export function setConfigOption(
     throw new Error("PGlite does not export set_config_option");
   }
   const n = tools.cString(name);
-  const v = tools.cString(value);
+  const v = value === null ? 0 : tools.cString(value);
   try {
     return ex.set_config_option(n, v, context, source, GUC_ACTION_SET, 1, LOG, reload ? 1 : 0);
   } finally {
-    ex.free(v);
+    if (v !== 0) ex.free(v);
     ex.free(n);
   }
 }

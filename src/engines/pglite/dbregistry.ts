@@ -106,6 +106,7 @@ export class DatabaseEngines {
     this.#options = {
       ...this.#options,
       settings: { ...this.#options.settings, ...Object.fromEntries(reload.settings) },
+      settingFiles: reload.settingFiles,
       statementTimeoutMs: reload.statementTimeoutMs,
       lockTimeoutMs: reload.lockTimeoutMs,
       idleInTransactionSessionTimeoutMs: reload.idleInTransactionSessionTimeoutMs,

@@ -42,6 +42,7 @@ import { ProcArray } from "./procarray.ts";
 import { EngineScheduler } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
 import type { SessionEngine } from "./sessionengine.ts";
+import type { SettingFiles } from "./settingsource.ts";
 import type { TempPair } from "./tempnamespace.ts";
 import { TempSchemas } from "./tempschemas.ts";
 import {
@@ -98,6 +99,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   readonly #onReloadConf: (() => void) | undefined;
   /** Settings a reload changed, not yet applied in the backend: they go with the next exec. */
   #reloadPending: Map<string, string> | null = null;
+  /** With #reloadPending: the settings pgts's files set now (settingsource.ts). */
+  #reloadFiles: SettingFiles = {};
   #closing: Promise<void> | null = null;
   /** The shipped extension bundles are in the engine's file system (extensions.ts). */
   #extensionsLoaded = false;
@@ -487,7 +490,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     const reload = this.#reloadPending;
     if (reload !== null) {
       this.#reloadPending = null;
-      options = { ...options, reloadSettings: [...reload] };
+      options = { ...options, reloadSettings: [...reload], reloadFiles: this.#reloadFiles };
     }
     let result: ExecResult;
     try {
@@ -617,7 +620,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.options.lockTimeoutMs = reload.lockTimeoutMs;
     this.options.idleInTransactionSessionTimeoutMs = reload.idleInTransactionSessionTimeoutMs;
     this.options.idleSessionTimeoutMs = reload.idleSessionTimeoutMs;
-    if (reload.settings.length === 0) return;
+    // Even with no value changed: a file's line may have (settingsource.ts).
+    this.#reloadFiles = reload.settingFiles;
     this.#reloadPending = new Map([...(this.#reloadPending ?? []), ...reload.settings]);
   }
 

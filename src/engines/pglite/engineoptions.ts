@@ -11,6 +11,7 @@
  */
 
 import type { PgliteSession } from "./session.ts";
+import type { SettingFiles } from "./settingsource.ts";
 
 /** How an engine of type `E` is opened; every field has a default. */
 export interface EngineOptions<E> {
@@ -82,6 +83,8 @@ export interface EngineCluster<E> {
  */
 export interface EngineReload {
   readonly settings: readonly (readonly [string, string])[];
+  /** Every engine setting pgts's files set after the reload, with file and line (settingsource.ts). */
+  readonly settingFiles: SettingFiles;
   readonly statementTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly idleInTransactionSessionTimeoutMs: number;

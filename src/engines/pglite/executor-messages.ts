@@ -14,6 +14,7 @@ import type { SharedInterruptTarget } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { GucChange } from "./gucwatch.ts";
 import type { TempSpan } from "./tempnamespace.ts";
+import type { SettingFiles } from "./settingsource.ts";
 
 /** Messages from the worker (executor-worker.ts). */
 export type WorkerReply =
@@ -58,6 +59,8 @@ export type WorkerRequest =
     /** The WAL fdatasyncs asked of the engine's thread, and how far they went (walsyncs.ts). */
     walRequests: SharedArrayBuffer;
     settings: Record<string, string>;
+    /** The settings pgts's files set, with file and line (settingsource.ts). */
+    settingFiles: SettingFiles;
     image: ImageSource | null;
     database: string | null;
     /** Microseconds to poll for the next exec before sleeping (channel.ts; pgts.engine_spin_time). */

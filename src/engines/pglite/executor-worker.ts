@@ -184,6 +184,7 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
             cancelCell: new Int32Array(m.cell),
             sharedHeap: true,
             settings: m.settings,
+            settingFiles: m.settingFiles,
             ...(m.image !== null ? { image: m.image } : {}),
             ...(m.database !== null ? { database: m.database } : {}),
             // Group commit: the engine's thread runs the background

@@ -41,6 +41,7 @@ import type { GucChange } from "./gucwatch.ts";
 import type { InstanceExecOptions } from "./instancetypes.ts";
 import type { WalProgress } from "./groupcommit.ts";
 import type { CopyFeed } from "./copyfeed.ts";
+import type { SettingFiles } from "./settingsource.ts";
 
 export interface RawExecutor {
   /**
@@ -176,6 +177,7 @@ export function instanceOptions(options: ExecOptions) {
     ...(options.activity !== undefined ? { activity: options.activity } : {}),
     ...(options.channels !== undefined ? { channels: options.channels } : {}),
     ...(options.reloadSettings !== undefined ? { reloadSettings: options.reloadSettings } : {}),
+    ...(options.reloadFiles !== undefined ? { reloadFiles: options.reloadFiles } : {}),
     ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
     ...(options.temp !== undefined ? { temp: options.temp } : {}),
     ...(options.feed === true ? { feed: true } : {}),
@@ -196,6 +198,8 @@ export interface ExecutorOptions {
    */
   readonly spinUs?: number;
   readonly settings?: Readonly<Record<string, string>>;
+  /** The settings pgts's files set, with file and line (settingsource.ts). */
+  readonly settingFiles?: SettingFiles;
   /** A cluster image to load into the (empty) data directory first; see instance.ts. */
   readonly image?: ImageSource;
   /** The database of the cluster the backend serves (PGlite's default: "postgres"). */

@@ -98,6 +98,41 @@ export const GUC_FLAGS = 20;
 export const GUC_VARTYPE = 24;
 export const GUC_SOURCE = 32;
 export const GUC_RESET_SOURCE = 36;
+/** `nondef_link`: the record's node in guc.c's list of parameters whose source is not the default. */
+export const GUC_NONDEF_LINK = 64;
+export const GUC_SOURCEFILE = 84;
+export const GUC_SOURCELINE = 88;
+
+/** Longer than any parameter's name. */
+const GUC_NAME_BUFFER = 128;
+
+/**
+ * Calls `each` for every one of `names` that has a configuration record
+ * (guc.c's find_option; no placeholder is made), with the record and the
+ * name as a C string in the instance's memory, valid during the call. The
+ * names go through one buffer: this runs at every engine start.
+ */
+export function eachGucRecord(
+  tools: WasmTools,
+  names: Iterable<string>,
+  each: (name: string, record: number, cName: number) => void,
+): void {
+  const ex = tools.ex as typeof tools.ex & { free(p: number): void };
+  const encoder = new TextEncoder();
+  const n = ex.malloc(GUC_NAME_BUFFER);
+  try {
+    for (const name of names) {
+      const heap = new Uint8Array(tools.view().buffer, n, GUC_NAME_BUFFER);
+      const { read, written } = encoder.encodeInto(name, heap.subarray(0, GUC_NAME_BUFFER - 1));
+      if (read !== name.length) continue;
+      heap[written] = 0;
+      const r = ex.find_option(n, 0, 1, 0);
+      if (r !== 0) each(name, r, n);
+    }
+  } finally {
+    ex.free(n);
+  }
+}
 
 /**
  * Offsets in wasm32 structures (utils/guc_tables.h, nodes/parsenodes.h,

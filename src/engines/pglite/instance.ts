@@ -51,6 +51,7 @@ import { ErrorWatch, type InterruptFlags } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareLibrariesOnOpen } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
 import { clusterFileSettings, mountDataDirectory, showDataDirectory } from "./backupfs.ts";
+import { markFileSettings } from "./settingsource.ts";
 import { ClientAddresses } from "./clientaddr.ts";
 import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
@@ -295,6 +296,10 @@ export async function openInstance(
     // SHOW data_directory and the configuration files' settings name the
     // directory of `pgts start -D`, as PostgreSQL's would (backupfs.ts).
     if (shownDataDir !== null) showDataDirectory(tools, shownDataDir);
+    // pg_settings' source, sourcefile and sourceline of what the files set:
+    // before the per-session reset values take the server's sources.
+    const unmarked = markFileSettings(tools, options.settingFiles ?? {});
+    if (unmarked !== null) trace(`settings' sources left as start parameters: ${unmarked}`);
     clientAddresses = ClientAddresses.install(memory, captured.wasm.exports["MyProcPort"]);
     trace("pgts's guards installed");
     const installed = await installTempNamespaces(
@@ -359,7 +364,9 @@ export async function openInstance(
       }
       if (options.reloadSettings !== undefined) {
         applyConfigReload(tools, options.reloadSettings);
-        resets?.reloaded(options.reloadSettings);
+        const files = options.reloadFiles ?? {};
+        markFileSettings(tools, files);
+        resets?.reloaded(options.reloadSettings, files);
       }
       clock.start(seq);
       executing = true;

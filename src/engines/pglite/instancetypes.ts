@@ -12,6 +12,7 @@ import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
 import type { TempPair, TempSpan } from "./tempnamespace.ts";
 import type { SharedInterruptTarget } from "./interrupt.ts";
 import type { GucChange } from "./gucwatch.ts";
+import type { SettingFiles } from "./settingsource.ts";
 
 export interface InstanceOptions {
   /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
@@ -26,6 +27,8 @@ export interface InstanceOptions {
    * PostgreSQL's (default on; always off for memory://): see fsync.ts.
    */
   readonly settings?: Readonly<Record<string, string>>;
+  /** The settings of `settings` that pgts's files set, with file and line (settingsource.ts). */
+  readonly settingFiles?: SettingFiles;
   /** A cluster image (image.ts) a memory:// data directory starts from, instead of PGlite's initdb. */
   readonly image?: ImageSource;
   /** The database of the cluster the backend serves (PGlite's default: "postgres"). */
@@ -101,6 +104,8 @@ export interface InstanceExecOptions {
   readonly channels?: readonly string[];
   /** Settings a reload of the configuration changed, applied first (configreload.ts). */
   readonly reloadSettings?: readonly (readonly [string, string])[];
+  /** With reloadSettings: every setting pgts's files set now, with file and line (settingsource.ts). */
+  readonly reloadFiles?: SettingFiles;
   /** Put the shipped extension bundles into the file system first (extensions.ts). */
   readonly loadExtensions?: boolean;
   /**

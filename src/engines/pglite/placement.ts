@@ -60,6 +60,7 @@ class InlineExecutor implements RawExecutor {
     const instance = await openInstance(dataDir, {
       cancelCell: cell,
       ...(options.settings !== undefined ? { settings: options.settings } : {}),
+      ...(options.settingFiles !== undefined ? { settingFiles: options.settingFiles } : {}),
       ...(options.image !== undefined ? { image: options.image } : {}),
       ...(options.database !== undefined ? { database: options.database } : {}),
       onWalDurable: (d) => wal.noteDurable(d),

@@ -16,10 +16,9 @@
  * parameter the previous session had and this one has not is set back to
  * the server's value with its own source. set_config_option refuses to
  * lower a reset value's source, so the record's `reset_source` is cleared
- * first. What differs: a parameter another session's reset value had been
- * the current value of shows source "client" in pg_settings, with the
- * server's value. Sessions whose maps are alike (one key) cost a string
- * comparison.
+ * first, and a current value that was the previous session's reset value
+ * is RESET to the new one. Sessions whose maps are alike (one key) cost a
+ * string comparison.
  *
  * The server's values are taken when the instance opens, for every
  * parameter whose current value is its reset value then (GetConfigOption),
@@ -28,7 +27,8 @@
  */
 
 import { PGC_POSTMASTER, setConfigOption } from "./configreload.ts";
-import { GUC_NAME, GUC_RESET_SOURCE, GUC_SOURCE } from "./guard.ts";
+import { eachGucRecord, GUC_NAME, GUC_RESET_SOURCE, GUC_SOURCE } from "./guard.ts";
+import type { SettingFiles } from "./settingsource.ts";
 import type { WasmTools } from "./wasmtools.ts";
 
 export interface SessionResetValues {
@@ -38,18 +38,22 @@ export interface SessionResetValues {
   runAs(pid: number | null): void;
   /** Only these sessions exist now: the values of any other go. */
   keepOnly(pids: Iterable<number>): void;
-  /** A reload set these parameters' server values (configreload.ts). */
-  reloaded(changes: readonly (readonly [string, string])[]): void;
+  /**
+   * A reload set these parameters' server values (configreload.ts), those
+   * `files` names from the file (settingsource.ts), the rest from the start
+   * parameters.
+   */
+  reloaded(changes: readonly (readonly [string, string])[], files: SettingFiles): void;
 }
 
 /** guc.h's GucContext and GucSource values. */
 const PGC_SUSET = 5;
 const PGC_USERSET = 6;
 const PGC_S_DEFAULT = 0;
+const PGC_S_FILE = 3;
 const PGC_S_ARGV = 4;
 const PGC_S_CLIENT = 9;
-/** Longer than any parameter's name. */
-const NAME_BUFFER = 128;
+const PGC_S_SESSION = 13;
 
 interface ResetExports {
   find_option(name: number, createPlaceholders: number, skipErrors: number, elevel: number): number;
@@ -91,30 +95,16 @@ export function installSessionResetValues(
   const records = new Map<string, number>();
   const server = new Map<string, Server>();
   const view = () => tools.view();
-  // The names go through one buffer: this runs at every engine start.
-  const encoder = new TextEncoder();
-  const n = ex.malloc(NAME_BUFFER);
-  try {
-    for (const spelled of names) {
-      const name = spelled.toLowerCase();
-      const heap = new Uint8Array(view().buffer, n, NAME_BUFFER);
-      const { written } = encoder.encodeInto(name, heap.subarray(0, NAME_BUFFER - 1));
-      if (written !== name.length) continue;
-      heap[written] = 0;
-      const r = ex.find_option(n, 0, 1, 0);
-      if (r === 0) continue;
-      const v = view();
-      const source = v.getInt32(r + GUC_SOURCE, true);
-      const resetSource = v.getInt32(r + GUC_RESET_SOURCE, true);
-      if (source < PGC_S_DEFAULT || source > PGC_S_ARGV || resetSource !== source) continue;
-      const p = ex.GetConfigOption(n, 1, 0);
-      if (p === 0) continue;
-      records.set(name, r);
-      server.set(name, { value: tools.readCString(p), source });
-    }
-  } finally {
-    ex.free(n);
-  }
+  eachGucRecord(tools, names.map((name) => name.toLowerCase()), (name, r, n) => {
+    const v = view();
+    const source = v.getInt32(r + GUC_SOURCE, true);
+    const resetSource = v.getInt32(r + GUC_RESET_SOURCE, true);
+    if (source < PGC_S_DEFAULT || source > PGC_S_ARGV || resetSource !== source) return;
+    const p = ex.GetConfigOption(n, 1, 0);
+    if (p === 0) return;
+    records.set(name, r);
+    server.set(name, { value: tools.readCString(p), source });
+  });
   const check = records.get("search_path");
   if (
     check === undefined ||
@@ -122,8 +112,10 @@ export function installSessionResetValues(
   ) {
     return "PGlite's configuration records have an unknown layout";
   }
-  // PGlite starts with -c search_path=public: the check of the layout.
-  if (server.get("search_path")?.source !== PGC_S_ARGV) {
+  // pgts starts PGlite with -c search_path=…: the check of the layout (a
+  // value from postgresql.conf reads as the file's, settingsource.ts).
+  const searchPath = server.get("search_path")?.source;
+  if (searchPath !== PGC_S_ARGV && searchPath !== PGC_S_FILE) {
     return "search_path's record does not say it came from the start parameters";
   }
 
@@ -145,16 +137,22 @@ export function installSessionResetValues(
 
   /**
    * The server's reset value back. A current value that is a session's reset
-   * value (from PGC_S_CLIENT) is set to the server's from PGC_S_CLIENT first,
-   * since set_config_option changes no current value from a source below its
-   * own: it keeps that source, with the server's value.
+   * value (from PGC_S_CLIENT) is then RESET, as the session's own RESET
+   * would: the reset value and its source become the current ones
+   * (set_config_option changes no current value from a source below its
+   * own, and only a RESET takes a source back to the default).
    */
   const restore = (name: string): void => {
     const s = server.get(name)!;
-    if (view().getInt32(records.get(name)! + GUC_SOURCE, true) === PGC_S_CLIENT) {
-      set(name, s.value, PGC_POSTMASTER, PGC_S_CLIENT);
-    }
+    const client = view().getInt32(records.get(name)! + GUC_SOURCE, true) === PGC_S_CLIENT;
     set(name, s.value, PGC_POSTMASTER, s.source);
+    if (client) {
+      setConfigOption(tools, name, null, {
+        context: PGC_POSTMASTER,
+        source: PGC_S_SESSION,
+        reload: false,
+      });
+    }
     overridden.delete(name);
   };
 
@@ -183,10 +181,12 @@ export function installSessionResetValues(
       const keep = new Set(pids);
       for (const pid of defined.keys()) if (!keep.has(pid)) defined.delete(pid);
     },
-    reloaded(changes) {
+    reloaded(changes, files) {
+      const fromFile = new Set(Object.keys(files).map((k) => k.toLowerCase()));
       for (const [name, value] of changes) {
         const lower = name.toLowerCase();
-        if (server.has(lower)) server.set(lower, { value, source: PGC_S_ARGV });
+        const source = fromFile.has(lower) ? PGC_S_FILE : PGC_S_ARGV;
+        if (server.has(lower)) server.set(lower, { value, source });
       }
     },
   };

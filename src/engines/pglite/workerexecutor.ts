@@ -197,6 +197,7 @@ export class WorkerExecutor implements RawExecutor {
         feed: feed.buffer,
         walRequests: walSyncs.requests.buffer,
         settings: { ...(options.settings ?? {}) },
+        settingFiles: { ...(options.settingFiles ?? {}) },
         image: options.image ?? null,
         database: options.database ?? null,
         spinUs: options.spinUs ?? 0,

@@ -6,12 +6,17 @@
  * pg_hba_file_rules, pg_ident_file_mappings and pg_file_settings parse
  * DIR's pg_hba.conf, pg_ident.conf and postgresql.conf, not the engine's
  * own copies; and no parameter's source is a file of the engine's. A role
- * without privileges gets PostgreSQL's 42501 for data_directory.
+ * without privileges gets PostgreSQL's 42501 for data_directory. As in
+ * PostgreSQL, pg_settings says a value postgresql.conf or ALTER SYSTEM set
+ * came from that file (source, sourcefile, sourceline), one `-c` set from
+ * the command line, and a session's startup options stay its own.
  */
 
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import pg from "pg";
+import { pgClient, pgConfig, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -113,5 +118,111 @@ describe("the configuration files as a superuser sees them", () => {
     const err = await p.query("show data_directory").then(() => null, (e) => e);
     expect(err?.code).toBe("42501");
     expect((await p.query("select 1 as one")).rows[0].one).toBe(1);
+  });
+});
+
+describe("where pg_settings says a value came from", () => {
+  const server = sharedServer({
+    conf: "work_mem = '7MB'\ngeqo_threshold = 9\n",
+    settings: { temp_buffers: "16MB" },
+  });
+
+  /** The 1-based line of `text` in `file`. */
+  const lineOf = (file: string, text: string) =>
+    readFileSync(file, "utf8").split("\n").lastIndexOf(text) + 1;
+
+  const SOURCES = "select name, setting, source, sourcefile, sourceline from pg_settings " +
+    "where name = any($1) order by name";
+
+  test("postgresql.conf's and ALTER SYSTEM's values name their file and line; -c reads command line", async () => {
+    const dir = server().dataDir;
+    const conf = join(dir, "postgresql.conf");
+    const c = await pgClient(server());
+    const shown = await c.query(SOURCES, [["work_mem", "geqo_threshold", "temp_buffers"]]);
+    expect(shown.rows).toEqual([
+      {
+        name: "geqo_threshold",
+        setting: "9",
+        source: "configuration file",
+        sourcefile: conf,
+        sourceline: lineOf(conf, "geqo_threshold = 9"),
+      },
+      {
+        name: "temp_buffers",
+        setting: "2048",
+        source: "command line",
+        sourcefile: null,
+        sourceline: null,
+      },
+      {
+        name: "work_mem",
+        setting: "7168",
+        source: "configuration file",
+        sourcefile: conf,
+        sourceline: lineOf(conf, "work_mem = '7MB'"),
+      },
+    ]);
+    // A session's SET is its own; RESET goes back to the file's value and line.
+    await c.query("set work_mem = '1MB'");
+    expect((await c.query(SOURCES, [["work_mem"]])).rows[0]).toMatchObject({
+      source: "session",
+      sourcefile: null,
+    });
+    await c.query("reset work_mem");
+    expect((await c.query(SOURCES, [["work_mem"]])).rows[0]).toMatchObject({
+      setting: "7168",
+      source: "configuration file",
+      sourcefile: conf,
+    });
+    // ALTER SYSTEM and a reload: postgresql.auto.conf, as PostgreSQL names it.
+    await c.query("alter system set maintenance_work_mem = '77MB'");
+    await c.query("select pg_reload_conf()");
+    const auto = join(dir, "postgresql.auto.conf");
+    let row: Record<string, unknown> = {};
+    for (let i = 0; i < 100; i++) {
+      row = (await c.query(SOURCES, [["maintenance_work_mem"]])).rows[0];
+      if (row.setting === "78848") break;
+      await Bun.sleep(100);
+    }
+    expect(row).toEqual({
+      name: "maintenance_work_mem",
+      setting: "78848",
+      source: "configuration file",
+      sourcefile: auto,
+      sourceline: lineOf(auto, "maintenance_work_mem = '77MB'"),
+    });
+  });
+
+  test("a session's startup options are its own: the next session sees the server's sources", async () => {
+    const conf = join(server().dataDir, "postgresql.conf");
+    const first = new pg.Client({
+      ...pgConfig(server()),
+      options: "-c geqo_threshold=5 -c from_collapse_limit=3",
+    });
+    await first.connect();
+    try {
+      const mine = await first.query(SOURCES, [["geqo_threshold", "from_collapse_limit"]]);
+      expect(mine.rows.map((r) => r.setting)).toEqual(["3", "5"]);
+    } finally {
+      await first.end();
+    }
+    const c = await pgClient(server());
+    const after = await c.query(SOURCES, [["geqo_threshold", "from_collapse_limit"]]);
+    expect(after.rows).toEqual([
+      {
+        name: "from_collapse_limit",
+        setting: "8",
+        source: "default",
+        sourcefile: null,
+        sourceline: null,
+      },
+      {
+        name: "geqo_threshold",
+        setting: "9",
+        source: "configuration file",
+        sourcefile: conf,
+        sourceline: lineOf(conf, "geqo_threshold = 9"),
+      },
+    ]);
   });
 });
