@@ -15,7 +15,7 @@
  * (scripts/bench/fsync.ts measures what durability costs).
  *
  * --quick: one round of 2 s per test (about a minute of measuring);
- * default: 3 rounds of 10 s. --write also updates scripts/bench/results/
+ * default: 3 rounds of 10 s, after an untimed warm-up of each workload. --write also updates scripts/bench/results/
  * (the table and plot the README shows). --durability runs the SIGKILL
  * check (scripts/bench/durability.ts) at the end; the full run always does.
  */
@@ -50,6 +50,7 @@ const { values: opts } = parseArgs({
     },
     rounds: { type: "string" },
     duration: { type: "string" },
+    warmup: { type: "string" },
     write: { type: "boolean", default: false },
     durability: { type: "boolean" },
     out: { type: "string" },
@@ -65,6 +66,8 @@ Usage: bash scripts/bench/run.sh [OPTION]...
   --quick            one round of 2 s per test (about a minute of measuring)
   --rounds N         rounds per test (default 3; 1 with --quick)
   --duration S       seconds per test and round (default 10; 2 with --quick)
+  --warmup S         seconds of each distinct workload per server before the timed
+                     rounds, not counted (default 10; 2 with --quick; 0: none)
   --adapter LIST     the pgts servers, comma-separated, each ADAPTER[:NAME=VALUE...]
                      (deno+ADAPTER runs it under Deno); default
                      inproc:fsync=off,inproc:engine_placement=inline:fsync=off,subprocess:fsync=off,inproc
@@ -80,6 +83,7 @@ The reference servers come from ../shared/bench (or BENCH_SHARED).`);
 const QUICK = opts.quick!;
 const ROUNDS = Number(opts.rounds ?? (QUICK ? 1 : 3));
 const DUR = Number(opts.duration ?? (QUICK ? 2 : 10));
+const WARMUP = Number(opts.warmup ?? (QUICK ? 2 : 10));
 /** CancelRequests per pgts server for the cancel latency. */
 const CANCELS = QUICK ? 20 : 50;
 /**
@@ -115,10 +119,14 @@ const log = (line: string) => {
 interface Test {
   readonly id: string;
   readonly label: string;
-  readonly run: (s: Server) => Promise<{ tps: number; latencyMs: number; failed?: number }>;
+  readonly run: (
+    s: Server,
+    seconds: number,
+  ) => Promise<{ tps: number; latencyMs: number; failed?: number }>;
 }
 
-const pgb = (...args: string[]) => (s: Server) => pgbench(s, [...args, "-T", String(DUR)]);
+const pgb = (...args: string[]) => (s: Server, seconds: number) =>
+  pgbench(s, [...args, "-T", String(seconds)]);
 const TESTS: Test[] = [
   {
     id: "conn_c4",
@@ -128,7 +136,7 @@ const TESTS: Test[] = [
   {
     id: "select1_c4",
     label: "SELECT 1, bench client, 4 connections",
-    run: (s) => closedLoop(s, { clients: 4, durationMs: DUR * 1000, sql: "SELECT 1" }),
+    run: (s, seconds) => closedLoop(s, { clients: 4, durationMs: seconds * 1000, sql: "SELECT 1" }),
   },
   ...(QUICK ? [] : [{
     id: "select1_pgbench_c4",
@@ -146,7 +154,9 @@ const TESTS: Test[] = [
 // ---- servers ---------------------------------------------------------------
 
 const load0 = loadavg();
-log(`load average at start: ${load0}; ${ROUNDS} round(s) of ${DUR} s per test; out ${OUT}`);
+log(
+  `load average at start: ${load0}; ${WARMUP} s warm-up, ${ROUNDS} round(s) of ${DUR} s per test; out ${OUT}`,
+);
 const servers: Server[] = [];
 const stopAll = async () => {
   for (const s of servers.splice(0)) await s.stop().catch(() => {});
@@ -203,13 +213,27 @@ try {
     await sleep(1500); // let the backends go before the timed runs
   }
 
+  // ---- warm-up ---------------------------------------------------------------
+  // JavaScriptCore runs PGlite's WebAssembly through tiers, compiling a
+  // function better as it gets hot, on threads that share the machine's 2
+  // CPUs with the servers and pgbench: a pgts engine just started answered
+  // TPC-B's statements in ~150 µs each for its first 3,000, ~31 µs after
+  // 15,000 (its first 3 s ran at a third of its later TPS, and it reached
+  // its plateau after ~12 s). Each server runs each distinct workload once,
+  // untimed, as any benchmark warms up first.
+  if (WARMUP > 0) {
+    const distinct = TESTS.filter((t) => !/^sel_c/.test(t.id) || t.id === "sel_c4");
+    for (const s of servers) for (const t of distinct) await t.run(s, WARMUP);
+    log(`warmed up: ${distinct.map((t) => t.id).join(", ")} for ${WARMUP} s on every server`);
+  }
+
   // ---- timed runs, alternating --------------------------------------------
   const results = new Map<string, { tps: number[]; lat: number[]; failed: number }>();
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of TESTS) {
       const k = (r + TESTS.indexOf(t)) % servers.length;
       for (const s of [...servers.slice(k), ...servers.slice(0, k)]) {
-        const res = await t.run(s);
+        const res = await t.run(s, DUR);
         const key = `${t.id}|${s.label}`;
         const acc = results.get(key) ?? { tps: [], lat: [], failed: 0 };
         acc.tps.push(res.tps);
@@ -296,7 +320,7 @@ try {
   lines.push(
     `${QUICK ? "Quick run" : "Run"} of ${
       new Date().toISOString().slice(0, 16)
-    }Z: ${ROUNDS} round(s) × ${DUR} s per test, median TPS (average latency ms). Load average ${load0} at start, ${load1} after the timed runs (${
+    }Z: ${ROUNDS} round(s) × ${DUR} s per test after a ${WARMUP} s warm-up of each workload, median TPS (average latency ms). Load average ${load0} at start, ${load1} after the timed runs (${
       (await import("node:os")).cpus().length
     } CPUs).`,
     "",
