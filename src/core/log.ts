@@ -73,8 +73,14 @@ export interface SessionLogInfo {
   database?: string;
   applicationName?: string;
   remoteHost?: string;
-  remotePort?: string;
+  /** The client's port; a function when reading it costs (a getpeername), read only if shown. */
+  remotePort?: string | (() => string);
   commandTag?: string;
+}
+
+/** The session's client port for the log, "" when none. */
+export function remotePortOf(s: SessionLogInfo): string {
+  return typeof s.remotePort === "function" ? s.remotePort() : s.remotePort ?? "";
 }
 
 const severityRank: Readonly<Record<Severity, number>> = {
@@ -315,9 +321,9 @@ export class LogLinePrefix {
         case "r":
           value = s.remoteHost === undefined
             ? ""
-            : s.remotePort === undefined || s.remotePort === ""
+            : remotePortOf(s) === ""
             ? s.remoteHost
-            : `${s.remoteHost}(${s.remotePort})`;
+            : `${s.remoteHost}(${remotePortOf(s)})`;
           break;
         case "h":
           value = s.remoteHost ?? "";

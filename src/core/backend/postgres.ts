@@ -20,7 +20,7 @@
  */
 
 import { ereport, ERRCODE, isPgError, PgError } from "../elog.ts";
-import { currentLogPrefix } from "../log.ts";
+import { currentLogPrefix, remotePortOf } from "../log.ts";
 import { startupTrace, startupTraceEnabled, startupTraceEnd } from "../starttrace.ts";
 import type { Engine, EngineSession, ParameterStatusList } from "../engine/types.ts";
 import type { HbaLine } from "../auth/hba.ts";
@@ -229,7 +229,7 @@ function logDisconnection(startedAt: number): void {
     "LOG",
     `disconnection: session time: ${time} user=${s.user ?? ""} database=${s.database ?? ""} host=${
       s.remoteHost ?? ""
-    }${s.remotePort ? ` port=${s.remotePort}` : ""}`,
+    }${remotePortOf(s) !== "" ? ` port=${remotePortOf(s)}` : ""}`,
     LOG,
   );
 }

@@ -279,7 +279,8 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     database,
     applicationName: packet.applicationName ?? "",
     remoteHost: host,
-    remotePort: remote.family === "tcp" ? String(remote.port) : "",
+    // A function: the port is a getpeername the connection may never need.
+    remotePort: remote.family === "tcp" ? () => String(remote.port) : "",
   });
 
   const line = await hbaLineFor(ctx.hba, {

@@ -11,13 +11,21 @@
  * (pg_cursor(), activity.ts).
  */
 
+/** Random words for the prefixes, drawn from the CSPRNG a batch at a time (one call per 128 sessions). */
+const randomWords = new Uint32Array(256);
+let randomUsed = randomWords.length;
+
 /** A session's prefix on the engine. */
 export function sessionPrefix(id: number): string {
-  const random = new Uint32Array(2);
-  crypto.getRandomValues(random);
+  if (randomUsed + 2 > randomWords.length) {
+    crypto.getRandomValues(randomWords);
+    randomUsed = 0;
+  }
+  const a = randomWords[randomUsed++]!;
+  const b = randomWords[randomUsed++]!;
   // Eight base-36 digits: about 41 bits, in 8 of the name's 63 bytes.
   const part = (n: number) => (n % 36 ** 4).toString(36).padStart(4, "0");
-  return `pgts${id}.${part(random[0]!)}${part(random[1]!)}:`;
+  return `pgts${id}.${part(a)}${part(b)}:`;
 }
 
 /** An engine name of some session's, as a regular expression's source (for SQL too). */

@@ -35,14 +35,26 @@ export const REPORTED_PARAMETERS: readonly string[] = [
   "TimeZone",
 ];
 
+/** Whether `a` and `b` hold the same names and values in the same order. */
+function sameList(a: ParameterStatusList, b: ParameterStatusList): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]![0] !== b[i]![0] || a[i]![1] !== b[i]![1]) return false;
+  }
+  return true;
+}
+
 /** What one session's client was last told of the reported parameters. */
 export class ReportedToClient {
-  readonly #told: Map<string, string>;
+  /** What the login sent, until a value differs from it (most sessions: never). */
+  readonly #login: ParameterStatusList;
+  /** What the client was told since; made at the first difference. */
+  #told: Map<string, string> | null = null;
   /** The list of values last compared with: each list is compared once. */
   #compared: ParameterStatusList | null = null;
 
   constructor(login: ParameterStatusList) {
-    this.#told = new Map(login);
+    this.#login = login;
   }
 
   /**
@@ -54,10 +66,15 @@ export class ReportedToClient {
   changes(now: ParameterStatusList | null): Uint8Array | null {
     if (now === null || now === this.#compared) return null;
     this.#compared = now;
+    if (this.#told === null) {
+      if (sameList(now, this.#login)) return null;
+      this.#told = new Map(this.#login);
+    }
+    const told = this.#told;
     let w: MessageWriter | null = null;
     for (const [name, value] of now) {
-      if (this.#told.get(name) === value) continue;
-      this.#told.set(name, value);
+      if (told.get(name) === value) continue;
+      told.set(name, value);
       writeParameterStatus(w ??= new MessageWriter(), name, value);
     }
     return w === null ? null : w.take();
