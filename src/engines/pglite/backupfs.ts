@@ -45,13 +45,9 @@ export function mountDataDirectory(
   nodefs: unknown,
   clusterDir: string,
 ): string | null {
-  const parent = dirname(clusterDir);
-  const dataDir = basename(clusterDir) === "pglite"
-    ? parent
-    : basename(parent) === "base" && /^\d+$/.test(basename(clusterDir))
-    ? dirname(parent)
-    : null;
-  if (dataDir === null) return null;
+  const inside = clusterDirOf(clusterDir);
+  if (inside === null) return null;
+  const dataDir = inside === "pglite" ? dirname(clusterDir) : dirname(dirname(clusterDir));
   fs.mkdirTree(DATADIR_MOUNT);
   fs.mount(nodefs, { root: dataDir }, DATADIR_MOUNT);
   const own = resolve(dataDir);
@@ -75,6 +71,18 @@ export function mountDataDirectory(
     return null;
   }
   return own;
+}
+
+/**
+ * Where `clusterDir` is in pgts's layout: "pglite" (the "postgres"
+ * database's cluster) or "base/<oid>" (another's), relative to the data
+ * directory; null for a cluster outside it (memory://, a test's own).
+ */
+export function clusterDirOf(clusterDir: string): string | null {
+  if (clusterDir.startsWith("memory://")) return null;
+  const name = basename(clusterDir);
+  if (name === "pglite") return name;
+  return basename(dirname(clusterDir)) === "base" && /^\d+$/.test(name) ? `base/${name}` : null;
 }
 
 /** Top-level paths of the engine's own file tree (Emscripten's and PGlite's). */

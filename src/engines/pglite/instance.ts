@@ -50,8 +50,14 @@ import { BE } from "../../core/protocol/constants.ts";
 import { ErrorWatch, type InterruptFlags } from "./interrupt.ts";
 import { sharedHeap, sharedPgliteModule, shareLibrariesOnOpen } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
-import { clusterFileSettings, mountDataDirectory, showDataDirectory } from "./backupfs.ts";
+import {
+  clusterDirOf,
+  clusterFileSettings,
+  mountDataDirectory,
+  showDataDirectory,
+} from "./backupfs.ts";
 import { markFileSettings } from "./settingsource.ts";
+import { installDatabaseSizes, type SizeFs } from "./databasesize.ts";
 import { ClientAddresses } from "./clientaddr.ts";
 import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
@@ -292,6 +298,11 @@ export async function openInstance(
         tools,
         fsModule as unknown as Parameters<typeof installArchiverReset>[1],
       );
+    }
+    // pg_database_size() of the other databases (databasesize.ts).
+    const ownDir = clusterDirOf(dataDir);
+    if (fsModule !== undefined && ownDir !== null) {
+      installDatabaseSizes(tools, fsModule as unknown as SizeFs, ownDir);
     }
     // SHOW data_directory and the configuration files' settings name the
     // directory of `pgts start -D`, as PostgreSQL's would (backupfs.ts).
