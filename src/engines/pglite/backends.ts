@@ -173,6 +173,7 @@ const F_PG_TERMINATE_BACKEND = 2096;
 const F_PG_RELOAD_CONF = 2621;
 const F_PG_LOG_BACKEND_MEMORY_CONTEXTS = 4543;
 const F_PG_LISTENING_CHANNELS = 3035;
+const F_PG_STAT_GET_DB_NUMBACKENDS = 1941;
 
 /**
  * Syscache ids of pg_auth_members (by member) and pg_authid (by oid):
@@ -258,6 +259,7 @@ interface BackendExports {
   palloc(size: number): number;
   cstring_to_text(s: number): number;
   get_func_name(oid: number): number;
+  get_database_name(dbid: number): number;
   CacheRegisterSyscacheCallback(cacheId: number, fn: number, arg: number): void;
 }
 
@@ -496,6 +498,23 @@ export function installBackendFunctions(
       return 1;
     }),
   );
+
+  // pg_stat_get_db_numbackends(oid), pg_stat_database's numbackends: the
+  // builtin counts PGlite's one backend, 1 for this database and 0 for the
+  // others; PostgreSQL's counts the backends connected to the database.
+  // These are the sessions of the rows passed with the exec (an input that
+  // names pg_stat_database carries them, naming.ts).
+  if (typeof ex.get_database_name === "function") {
+    wrapBuiltin(tools, F_PG_STAT_GET_DB_NUMBACKENDS, (fcinfo, builtin) => {
+      if (runner === null) return builtin(fcinfo);
+      const p = ex.get_database_name(argDatum(tools, fcinfo, 0));
+      if (p === 0) return 0;
+      const name = tools.readCString(p);
+      let n = 0;
+      for (const r of activity) if (r.datname === name) n++;
+      return n;
+    });
+  }
 
   // Roles changed by a session's exec. pgts's own work (the copy of
   // another engine's roles, rolesSyncSql) changes them too, and is not a

@@ -346,7 +346,8 @@ export function rewriteSql(
   if (!mightMatter(sql) && (acc.holdCursors.size === 0 || !CURSOR_USE.test(sql))) return sql;
   if (
     !acc.readsActivity &&
-    /pg_stat_activity|pg_stat_ssl|pg_stat_gssapi|listening_channels/i.test(sql)
+    /pg_stat_activity|pg_stat_ssl|pg_stat_gssapi|listening_channels|pg_stat_database|numbackends/i
+      .test(sql)
   ) {
     acc.readsActivity = true;
   }

@@ -4,7 +4,9 @@
  * is a cluster of its own, and another database's size was NULL. The size
  * seen from elsewhere is the one the database reports for itself, it grows
  * with the database's data, by oid and by name alike, and PostgreSQL's
- * privilege check stays (42501 without CONNECT).
+ * privilege check stays (42501 without CONNECT). pg_stat_database's
+ * numbackends counts each database's sessions (it counted PGlite's one
+ * backend: 1 for the database asked from, 0 for the others).
  */
 
 import { expect, test } from "bun:test";
@@ -63,4 +65,30 @@ test("another database's size is the one it reports itself, grows with its data,
   expect(refused?.message).toBe("permission denied for database sized");
   await admin.query("grant pg_read_all_stats to watcher");
   expect((await sizeSeen(watcher, "sized")).by_name).toBe(after.by_name);
+});
+
+test("pg_stat_database's numbackends counts the sessions of each database, from any database", async () => {
+  const admin = await pgClient(server());
+  await admin.query("create database crowded");
+  const a = await pgClient(server(), { database: "crowded" });
+  const b = await pgClient(server(), { database: "crowded" });
+  await b.query("select 1");
+  const counts = async (c: typeof a) =>
+    Object.fromEntries(
+      (await c.query(
+        "select datname, numbackends from pg_stat_database where datname in ('crowded', 'postgres')",
+      )).rows.map((r) => [r.datname, r.numbackends]),
+    );
+  // This file's clients: the ones in "postgres" are admin and the first test's.
+  const inPostgres = Number(
+    (await admin.query(
+      "select count(*) as n from pg_stat_activity where datname = 'postgres' and backend_type = 'client backend'",
+    )).rows[0].n,
+  );
+  expect(inPostgres).toBeGreaterThanOrEqual(1);
+  expect(await counts(admin)).toEqual({ crowded: 2, postgres: inPostgres });
+  expect(await counts(a)).toEqual({ crowded: 2, postgres: inPostgres });
+  await b.end();
+  for (let i = 0; i < 50 && (await counts(a)).crowded !== 1; i++) await Bun.sleep(50);
+  expect(await counts(a)).toEqual({ crowded: 1, postgres: inPostgres });
 });
