@@ -331,20 +331,23 @@ export class PgtsServer {
       return code;
     });
     // Read both pipes as they come: children inherit them and may outlive the postmaster.
-    for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
-      void (async () => {
+    const readers = ([proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]).map((stream) =>
+      (async () => {
         const decoder = new TextDecoder();
         try {
           for await (const chunk of stream) this.#log += decoder.decode(chunk, { stream: true });
         } catch {
           // closed
         }
-      })();
-    }
+      })()
+    );
     // Deno type-strips and loads pgts's modules at each start: give it longer.
     const readyTimeoutMs = options.readyTimeoutMs ?? (this.runtime === "deno" ? 60_000 : 30_000);
-    const lines = await waitFor("postmaster.pid to say ready", () => {
+    const lines = await waitFor("postmaster.pid to say ready", async () => {
       if (this.#exitCode !== null) {
+        // The exit can be seen before the pipes' last bytes (the FATAL) are
+        // read, on a loaded machine; a child holding them open bounds the wait.
+        await Promise.race([Promise.all(readers), sleep(2000)]);
         throw new Error(
           `pgts start exited with code ${this.#exitCode} before ready:\n${this.#log}`,
         );

@@ -34,7 +34,7 @@ import {
 } from "./guard.ts";
 import type { WasmTools } from "./wasmtools.ts";
 
-/** Each setting pgts's files set, with the file and its line (Guc.engineSettingFiles). */
+/** Each setting pgts's files set, with the file and its line (Guc.settingFiles). */
 export type SettingFiles = Readonly<Record<string, readonly [file: string, line: number]>>;
 
 /** guc.h's GucSource values. */
@@ -56,7 +56,13 @@ export function markFileSettings(tools: WasmTools, files: SettingFiles): string 
   const records = new Map<string, number>();
   eachGucRecord(tools, names, (name, r) => records.set(name, r));
   for (const [name, r] of records) {
-    const why = layoutProblem(tools, name, r);
+    let why: string | null;
+    try {
+      why = layoutProblem(tools, name, r);
+    } catch {
+      // A pointer that led outside the instance's memory.
+      why = `PGlite's configuration record of ${name} has an unknown layout`;
+    }
     if (why !== null) return why;
   }
   for (const [name, r] of records) {
@@ -91,7 +97,7 @@ function layoutProblem(tools: WasmTools, name: string, r: number): string | null
   const unknown = `PGlite's configuration record of ${name} has an unknown layout`;
   const v = tools.view();
   const namePtr = v.getUint32(r + GUC_NAME, true);
-  if (namePtr === 0 || tools.readCString(namePtr).toLowerCase() !== name.toLowerCase()) {
+  if (namePtr === 0 || readShort(tools, namePtr).toLowerCase() !== name.toLowerCase()) {
     return unknown;
   }
   const source = v.getInt32(r + GUC_SOURCE, true);
