@@ -432,23 +432,35 @@ function followReloads(
   engine: { reloadSettings(r: EngineReload): void },
 ): void {
   let current = started;
+  // Where the files set what the engine runs with: a parameter a reload
+  // cannot change keeps the start's (its value is the start's too).
+  let files = pick(serverParams(env).settingFiles ?? {}, Object.keys(engineStartSettings(started)));
   env.onSignal("SIGHUP", () => {
     void rereadSettings(env).then((reread) => {
       if (reread === null) return;
       const next = reread.guc;
-      const before = current.engineSettings();
-      const after = next.engineSettings();
-      const settings: [string, string][] = [];
-      for (const name of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      // What the engine was started with, synchronous_commit and the rest
+      // pgts passes itself included (engineSettings() alone left a reloaded
+      // synchronous_commit out of the engine).
+      const before = engineStartSettings(current);
+      const after = engineStartSettings(next);
+      const reloadable = (name: string) => {
         const context = next.describe(name).def.context;
-        if (context === "postmaster" || context === "internal") continue;
+        return context !== "postmaster" && context !== "internal";
+      };
+      const names = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+      const settings: [string, string][] = [];
+      for (const name of names) {
+        if (!reloadable(name)) continue;
         const value = after[name] ?? next.get(name);
         if (value !== (before[name] ?? current.get(name))) settings.push([name, value]);
       }
+      const kept = Object.keys(files).filter((name) => !reloadable(name));
+      files = { ...pick(files, kept), ...pick(reread.files, names.filter(reloadable)) };
       current = next;
       engine.reloadSettings({
         settings,
-        settingFiles: pick(reread.files, Object.keys(engineStartSettings(next))),
+        settingFiles: files,
         statementTimeoutMs: next.getMs("statement_timeout"),
         lockTimeoutMs: next.getMs("lock_timeout"),
         idleInTransactionSessionTimeoutMs: next.getMs("idle_in_transaction_session_timeout"),

@@ -212,5 +212,42 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         await c.end();
       },
     );
+
+    test.skipIf(adapter === "subprocess")(
+      "synchronous_commit from ALTER SYSTEM reaches the engine at a reload, as the file's; a session's SET keeps its own",
+      async () => {
+        const server = await startSqlServer({ adapter, perTest: true });
+        const c = await server.client();
+        const own = await server.client();
+        await own.query("set synchronous_commit = local");
+        await c.query("alter system set synchronous_commit = off");
+        const from = server.log.length;
+        await c.query("select pg_reload_conf()");
+        await server.waitForLog(/LOG: {2}parameter "synchronous_commit" changed to "off"/, {
+          from,
+        });
+        // The engine child takes its SIGHUP after the postmaster's.
+        await Bun.sleep(500);
+        const row = async (client: typeof c) =>
+          (await client.query(
+            "select setting, source, sourcefile from pg_settings where name = 'synchronous_commit'",
+          )).rows[0];
+        const auto = join(server.dataDir, "postgresql.auto.conf");
+        expect(await row(c)).toEqual({
+          setting: "off",
+          source: "configuration file",
+          sourcefile: auto,
+        });
+        const fresh = await server.client();
+        expect((await fresh.query("show synchronous_commit")).rows[0].synchronous_commit).toBe(
+          "off",
+        );
+        expect(await row(own)).toMatchObject({ setting: "local", source: "session" });
+        await own.query("reset synchronous_commit");
+        expect(await row(own)).toMatchObject({ setting: "off", source: "configuration file" });
+        await c.query("alter system reset all");
+        await c.end();
+      },
+    );
   });
 }
