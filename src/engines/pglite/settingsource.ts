@@ -70,8 +70,9 @@ export function markFileSettings(tools: WasmTools, files: SettingFiles): string 
     const v = tools.view();
     const source = v.getInt32(r + GUC_SOURCE, true);
     const reset = v.getInt32(r + GUC_RESET_SOURCE, true);
-    const fromFile = (s: number) => s === PGC_S_ARGV || s === PGC_S_FILE;
-    if (!fromFile(source) && !fromFile(reset)) continue;
+    // The file and line are written even under a higher source (a session's
+    // startup value that is the reset value now), as guc.c's
+    // set_config_sourcefile does: they show once the file's value is back.
     if (source === PGC_S_ARGV) v.setInt32(r + GUC_SOURCE, PGC_S_FILE, true);
     if (reset === PGC_S_ARGV) v.setInt32(r + GUC_RESET_SOURCE, PGC_S_FILE, true);
     const old = v.getUint32(r + GUC_SOURCEFILE, true);
