@@ -15,9 +15,10 @@
  * (scripts/bench/fsync.ts measures what durability costs).
  *
  * --quick: one round of 2 s per test (about a minute of measuring);
- * default: 3 rounds of 10 s, after an untimed warm-up of each workload. --write also updates scripts/bench/results/
- * (the table and plot the README shows). --durability runs the SIGKILL
- * check (scripts/bench/durability.ts) at the end; the full run always does.
+ * default: 3 rounds of 10 s, after an untimed warm-up of each workload
+ * (--warmup). --write also updates scripts/bench/results/ (the table and
+ * plot the README shows). --durability runs the SIGKILL check
+ * (scripts/bench/durability.ts) at the end; the full run always does.
  */
 
 import { spawn } from "node:child_process";

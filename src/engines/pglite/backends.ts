@@ -503,7 +503,7 @@ export function installBackendFunctions(
   // builtin counts PGlite's one backend, 1 for this database and 0 for the
   // others; PostgreSQL's counts the backends connected to the database.
   // These are the sessions of the rows passed with the exec (an input that
-  // names pg_stat_database carries them, naming.ts).
+  // names pg_stat_database carries them, statementtext.ts).
   if (typeof ex.get_database_name === "function") {
     wrapBuiltin(tools, F_PG_STAT_GET_DB_NUMBACKENDS, (fcinfo, builtin) => {
       if (runner === null) return builtin(fcinfo);

@@ -13,10 +13,10 @@
  * database's directory inside its cluster (`DIR/<dir>/base/5`, read
  * through the data directory's mount at /pgts, backupfs.ts); one with no
  * cluster yet (template0, made when first copied) keeps PostgreSQL's
- * answer. Which cluster is which
- * database comes from pgts's list (`global/pgts_database.json`); in each
- * engine its own database is oid 5, and "postgres" has that database's
- * oid (pg_database.ts), so those two are swapped back.
+ * answer. Which cluster is which database comes from pgts's list
+ * (`global/pgts_database.json`); in each engine its own database is oid 5,
+ * and "postgres" has that database's oid (pg_database.ts), so those two are
+ * swapped back.
  */
 
 import { argDatum, wrapBuiltin } from "./backends.ts";
