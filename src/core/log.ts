@@ -318,13 +318,15 @@ export class LogLinePrefix {
         case "e":
           value = msg.code ?? defaultCode(msg.severity);
           break;
-        case "r":
+        case "r": {
+          const port = remotePortOf(s);
           value = s.remoteHost === undefined
             ? ""
-            : remotePortOf(s) === ""
+            : port === ""
             ? s.remoteHost
-            : `${s.remoteHost}(${remotePortOf(s)})`;
+            : `${s.remoteHost}(${port})`;
           break;
+        }
         case "h":
           value = s.remoteHost ?? "";
           break;

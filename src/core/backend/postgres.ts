@@ -222,6 +222,7 @@ function logDisconnection(startedAt: number): void {
   const ms = Math.max(0, Date.now() - startedAt);
   const s = currentLogPrefix()?.session ?? {};
   const two = (n: number) => String(n).padStart(2, "0");
+  const port = remotePortOf(s);
   const time = `${Math.floor(ms / 3_600_000)}:${two(Math.floor(ms / 60_000) % 60)}:${
     two(Math.floor(ms / 1000) % 60)
   }.${String(ms % 1000).padStart(3, "0")}`;
@@ -229,7 +230,7 @@ function logDisconnection(startedAt: number): void {
     "LOG",
     `disconnection: session time: ${time} user=${s.user ?? ""} database=${s.database ?? ""} host=${
       s.remoteHost ?? ""
-    }${remotePortOf(s) !== "" ? ` port=${remotePortOf(s)}` : ""}`,
+    }${port !== "" ? ` port=${port}` : ""}`,
     LOG,
   );
 }

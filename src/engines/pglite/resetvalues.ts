@@ -56,9 +56,8 @@ const PGC_S_CLIENT = 9;
 const PGC_S_SESSION = 13;
 
 interface ResetExports {
-  find_option(name: number, createPlaceholders: number, skipErrors: number, elevel: number): number;
   GetConfigOption(name: number, missingOk: number, restrictPrivileged: number): number;
-  malloc(size: number): number;
+  /** eachGucRecord frees its name buffer with it. */
   free(p: number): void;
 }
 

@@ -12,7 +12,7 @@ import net from "node:net";
 import { join } from "node:path";
 import pg from "pg";
 import { sharedServer, startSqlServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import type { Adapter, PgtsServer } from "../../helpers/pgts.ts";
 
 useSqlServers();
 
@@ -28,6 +28,19 @@ function silentClient(port: number): Promise<number> {
       reject(new Error("the server did not close a silent client within 20 s"));
     }, 20_000);
   });
+}
+
+/**
+ * pg_reload_conf() through `c`, then waits for `line` in the log and for
+ * the engine child, which takes its SIGHUP after the postmaster's. Returns
+ * where the reload's lines begin in the log.
+ */
+async function reloadThrough(server: PgtsServer, c: pg.Client, line: RegExp): Promise<number> {
+  const from = server.log.length;
+  await c.query("select pg_reload_conf()");
+  await server.waitForLog(line, { from });
+  await Bun.sleep(500);
+  return from;
 }
 
 for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
@@ -156,11 +169,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         await own.query("set statement_timeout = 0");
         await c.query("alter system set statement_timeout = '1s'");
         await c.query("alter system set application_name = 'from the file'");
-        const from = server.log.length;
-        await c.query("select pg_reload_conf()");
-        await server.waitForLog(/LOG: {2}parameter "statement_timeout" changed to "1s"/, { from });
-        // The engine child takes its SIGHUP after the postmaster's.
-        await Bun.sleep(500);
+        await reloadThrough(server, c, /LOG: {2}parameter "statement_timeout" changed to "1s"/);
         const show = async (client: typeof c, name: string) =>
           (await client.query(`select current_setting('${name}') as v`)).rows[0].v;
         expect(await show(c, "statement_timeout")).toBe("1s");
@@ -175,12 +184,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         expect(await show(own, "statement_timeout")).toBe("1s");
         // Taken back out of the file, the default returns at the next reload.
         await c.query("alter system reset all");
-        const again = server.log.length;
-        await c.query("select pg_reload_conf()");
-        await server.waitForLog(/LOG: {2}received SIGHUP, reloading configuration files/, {
-          from: again,
-        });
-        await Bun.sleep(500);
+        await reloadThrough(server, c, /LOG: {2}received SIGHUP, reloading configuration files/);
         expect(await show(c, "statement_timeout")).toBe("0");
         expect((await c.query("select pg_sleep(1.2)")).rowCount).toBe(1);
       },
@@ -197,13 +201,11 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         const c = await server.client();
         await c.query("alter system set work_mem = '16MB'");
         await c.query("alter system set maintenance_work_mem = '80MB'");
-        const from = server.log.length;
-        await c.query("select pg_reload_conf()");
-        await server.waitForLog(/LOG: {2}parameter "maintenance_work_mem" changed to "80MB"/, {
-          from,
-        });
-        // The engine child takes its SIGHUP after the postmaster's.
-        await Bun.sleep(500);
+        const from = await reloadThrough(
+          server,
+          c,
+          /LOG: {2}parameter "maintenance_work_mem" changed to "80MB"/,
+        );
         const show = async (name: string) => (await c.query(`show ${name}`)).rows[0][name];
         expect(await show("maintenance_work_mem")).toBe("80MB");
         expect(await show("work_mem")).toBe("8MB");
@@ -221,13 +223,7 @@ for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
         const own = await server.client();
         await own.query("set synchronous_commit = local");
         await c.query("alter system set synchronous_commit = off");
-        const from = server.log.length;
-        await c.query("select pg_reload_conf()");
-        await server.waitForLog(/LOG: {2}parameter "synchronous_commit" changed to "off"/, {
-          from,
-        });
-        // The engine child takes its SIGHUP after the postmaster's.
-        await Bun.sleep(500);
+        await reloadThrough(server, c, /LOG: {2}parameter "synchronous_commit" changed to "off"/);
         const row = async (client: typeof c) =>
           (await client.query(
             "select setting, source, sourcefile from pg_settings where name = 'synchronous_commit'",
