@@ -35,11 +35,20 @@ export const REPORTED_PARAMETERS: readonly string[] = [
   "TimeZone",
 ];
 
-/** Whether `a` and `b` hold the same names and values in the same order. */
+/**
+ * Whether `a` and `b` hold the same names and values, in any order (the
+ * login's list and the engine's put session_authorization and
+ * is_superuser in different places). Neither list repeats a name.
+ */
 function sameList(a: ParameterStatusList, b: ParameterStatusList): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    if (a[i]![0] !== b[i]![0] || a[i]![1] !== b[i]![1]) return false;
+    const [name, value] = a[i]!;
+    if (b[i]![0] === name) {
+      if (b[i]![1] !== value) return false;
+    } else if (!b.some(([n, v]) => n === name && v === value)) {
+      return false;
+    }
   }
   return true;
 }

@@ -149,11 +149,8 @@ export class PgliteSession extends SessionGlobals
     },
   ) {
     super(init);
-    this.client = init.client === undefined ? null : {
-      address: init.client.address,
-      port: init.client.port,
-      ...(init.client.local !== undefined ? { local: init.client.local } : {}),
-    };
+    // Kept as given: its port is read (a getpeername) only when asked for.
+    this.client = init.client ?? null;
     this.#activity = new SessionActivity(init.client ?? null, init.ssl ?? null);
     this.#told = new ReportedToClient(init.parameterStatus ?? []);
     this.#engine = engine;
