@@ -3,7 +3,9 @@
  * one run, tests alternating between servers (the order rotates each round)
  * so that a noisy neighbour hits every server alike. Prints a table of TPS
  * and latency with ratios, idle memory per connection, the in-process
- * engine ceiling, each pgts server's cancel latency (p50/p99 over 50
+ * engine ceiling, the wire floor's rates (scripts/bench/floor.ts: canned
+ * answers with no engine, the most any Bun server gets through pgbench and
+ * loopback here), each pgts server's cancel latency (p50/p99 over 50
  * cancels of a CPU-bound statement), the targets met or missed, and writes
  * an SVG plot of select-only TPS against client count.
  *
@@ -37,6 +39,7 @@ import {
   startPgliteSocket,
   startPgts,
   startPostgres,
+  startWireFloor,
   treeMemory,
 } from "./lib/servers.ts";
 
@@ -151,6 +154,9 @@ const TESTS: Test[] = [
   })),
   { id: "tpcb_c4", label: "TPC-B: pgbench -n -c 4", run: pgb("-n", "-c", "4") },
 ];
+/** The tests the wire floor runs too: the ones where the wire is most of the cost. */
+const FLOOR_TESTS = new Set(["conn_c4", "select1_c4", "select1_pgbench_c4", "sel_c4"]);
+const FLOOR = "wire floor (bun)";
 
 // ---- servers ---------------------------------------------------------------
 
@@ -159,8 +165,10 @@ log(
   `load average at start: ${load0}; ${WARMUP} s warm-up, ${ROUNDS} round(s) of ${DUR} s per test; out ${OUT}`,
 );
 const servers: Server[] = [];
+/** Started servers outside `servers` (the wire floor), stopped with them. */
+const extras: Server[] = [];
 const stopAll = async () => {
-  for (const s of servers.splice(0)) await s.stop().catch(() => {});
+  for (const s of [...servers.splice(0), ...extras.splice(0)]) await s.stop().catch(() => {});
 };
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, () => void stopAll().then(() => process.exit(130)));
@@ -178,6 +186,11 @@ try {
   const pg = await startPostgres();
   servers.push(pg);
   log(`started ${pg.label} on port ${pg.port}`);
+  // Not in `servers`: it has no tables and no memory worth measuring.
+  const floor = await startWireFloor();
+  extras.push(floor);
+  const withFloor = (t: Test) => (FLOOR_TESTS.has(t.id) ? [...servers, floor] : servers);
+  log(`started ${floor.label} on port ${floor.port}`);
 
   for (const s of servers) {
     const init = await pgbench(s, ["-i", "-s", "1", "-I", "dtGvp"]);
@@ -224,7 +237,7 @@ try {
   // untimed, as any benchmark warms up first.
   if (WARMUP > 0) {
     const distinct = TESTS.filter((t) => !/^sel_c/.test(t.id) || t.id === "sel_c4");
-    for (const s of servers) for (const t of distinct) await t.run(s, WARMUP);
+    for (const t of distinct) for (const s of withFloor(t)) await t.run(s, WARMUP);
     log(`warmed up: ${distinct.map((t) => t.id).join(", ")} for ${WARMUP} s on every server`);
   }
 
@@ -232,8 +245,9 @@ try {
   const results = new Map<string, { tps: number[]; lat: number[]; failed: number }>();
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of TESTS) {
-      const k = (r + TESTS.indexOf(t)) % servers.length;
-      for (const s of [...servers.slice(k), ...servers.slice(0, k)]) {
+      const on = withFloor(t);
+      const k = (r + TESTS.indexOf(t)) % on.length;
+      for (const s of [...on.slice(k), ...on.slice(0, k)]) {
         const res = await t.run(s, DUR);
         const key = `${t.id}|${s.label}`;
         const acc = results.get(key) ?? { tps: [], lat: [], failed: 0 };
@@ -351,6 +365,14 @@ try {
       ).join("; ")
     }. pgts's engine child uses the worker placement unless engine_placement=inline.`,
     "",
+    `The wire floor (scripts/bench/floor.ts: a Bun server that answers every query with a canned row, no engine, no sessions; what the runtime's sockets, loopback and pgbench leave for any server on this machine): ${
+      TESTS.filter((t) => FLOOR_TESTS.has(t.id)).map((t) =>
+        `${t.label} ${fmt(tps(t.id, FLOOR))} TPS, ${
+          ratio(tps(t.id, FLOOR), tps(t.id, PEER))
+        } pglite-socket's`
+      ).join("; ")
+    }.`,
+    "",
     `| idle memory | ${names.join(" | ")} |`,
     `|---|${names.map(() => "---:").join("|")}|`,
     `| RSS, 1 idle connection (all processes) | ${
@@ -382,14 +404,27 @@ try {
           }`
           : `- ${me}: ${what}: not measured in this run (target ≥ ${goal}×)`,
       );
+    // Where the wire floor itself stays under a target, no server here can meet it.
+    const floorSays = (test: string, goal: number) => {
+      const f = tps(test, FLOOR) / tps(test, PEER);
+      if (!Number.isFinite(f)) return;
+      lines.push(
+        `  (the wire floor: ${f.toFixed(2)}× pglite-socket${
+          f < goal ? `, under the target itself: out of reach of any server on this runtime` : ""
+        }; ${me} reaches ${((100 * tps(test, me)) / tps(test, FLOOR)).toFixed(0)}% of it)`,
+      );
+    };
     check("connections/s vs pglite-socket", tps("conn_c4", me) / tps("conn_c4", PEER), 1.5);
+    floorSays("conn_c4", 1.5);
     check("connections/s vs PostgreSQL 15", tps("conn_c4", me) / tps("conn_c4", PG), 10);
     check("SELECT 1 -c 4 vs pglite-socket", tps("select1_c4", me) / tps("select1_c4", PEER), 1.5);
+    floorSays("select1_c4", 1.5);
     check(
       "SELECT 1 (pgbench script) -c 4 vs pglite-socket",
       tps("select1_pgbench_c4", me) / tps("select1_pgbench_c4", PEER),
       1.5,
     );
+    floorSays("select1_pgbench_c4", 1.5);
     check("SELECT 1 -c 4 vs ceiling", tps("select1_c4", me) / ceilingFor("select1_c4", me), 0.7);
     check("select-only -c 4 vs pglite-socket", tps("sel_c4", me) / tps("sel_c4", PEER), 1.5);
     check("select-only -c 4 vs ceiling", tps("sel_c4", me) / ceilingFor("sel_c4", me), 0.7);

@@ -1,8 +1,9 @@
 /**
- * The three servers of a side-by-side run, started on loopback by the bench:
+ * The servers of a side-by-side run, started on loopback by the bench:
  * PostgreSQL 15 and pglite-socket through the reference scripts of
- * ../shared/bench (pg-reference.sh, peer-pglite-socket.sh), and pgts through
- * its own CLI (`pgts init`, `pgts start -p 0`). Each is a process tree whose
+ * ../shared/bench (pg-reference.sh, peer-pglite-socket.sh), pgts through
+ * its own CLI (`pgts init`, `pgts start -p 0`), and the wire floor
+ * (scripts/bench/floor.ts). Each is a process tree whose
  * root pid is known, so that its memory can be read from /proc; each stops
  * on `stop()`, and the scratch directories go with it.
  */
@@ -19,7 +20,7 @@ export const PG_BIN = process.env.PGBIN ?? "/usr/lib/postgresql/15/bin";
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const DENO = join(ROOT, "node_modules/.bin/deno");
 
-export type ServerName = "pgts" | "pglite-socket" | "postgres";
+export type ServerName = "pgts" | "pglite-socket" | "postgres" | "floor";
 
 export interface Server {
   readonly name: ServerName;
@@ -127,6 +128,36 @@ function pidFile(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The wire floor (scripts/bench/floor.ts): canned answers, no engine, under Bun. */
+export async function startWireFloor(): Promise<Server> {
+  const port = freePort();
+  const proc = spawn(BUN, [join(ROOT, "scripts/bench/floor.ts"), String(port)], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
+  proc.stderr!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
+  const deadline = Date.now() + 30_000;
+  while (!/^FLOOR_PID=/m.test(out)) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`the wire floor did not start:\n${out}`);
+    }
+    await sleep(20);
+  }
+  return {
+    name: "floor",
+    label: "wire floor (bun)",
+    host: "127.0.0.1",
+    port,
+    pid: proc.pid!,
+    async stop() {
+      proc.kill("SIGTERM");
+      await waitExit(proc, 5_000);
+    },
+  };
 }
 
 /** A pgts server as the benches name it: `[deno+]adapter[:name=value...]`. */
