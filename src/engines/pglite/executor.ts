@@ -167,27 +167,36 @@ export interface ExecOptions extends Omit<InstanceExecOptions, "runAs" | "pid" |
   readonly handsOver?: boolean;
 }
 
-/** What an exec carries to the instance (instance.ts) besides its bytes, from its options. */
-export function instanceOptions(options: ExecOptions) {
-  return {
+/** InstanceExecOptions as instanceOptions builds it (a type alias: the channel indexes it by name). */
+type ExecOptionsRecord = { -readonly [K in keyof InstanceExecOptions]: InstanceExecOptions[K] };
+
+/**
+ * What an exec carries to the instance (instance.ts) besides its bytes,
+ * from its options. Built by assignment, not by spreading conditional
+ * literals: it runs for every statement, and each spread is a copy.
+ */
+export function instanceOptions(options: ExecOptions): ExecOptionsRecord {
+  const o: ExecOptionsRecord = {
     runAs: options.runAs ?? null,
     timeoutMs: options.timeoutMs ?? 0,
     pid: options.pid ?? null,
-    ...(options.backends !== undefined ? { backends: options.backends } : {}),
-    ...(options.activity !== undefined ? { activity: options.activity } : {}),
-    ...(options.channels !== undefined ? { channels: options.channels } : {}),
-    ...(options.reloadSettings !== undefined ? { reloadSettings: options.reloadSettings } : {}),
-    ...(options.reloadFiles !== undefined ? { reloadFiles: options.reloadFiles } : {}),
-    ...(options.loadExtensions === true ? { loadExtensions: true } : {}),
-    ...(options.temp !== undefined ? { temp: options.temp } : {}),
-    ...(options.feed === true ? { feed: true } : {}),
-    ...(options.discardSequences === true ? { discardSequences: true } : {}),
-    ...(options.advisoryWait === true ? { advisoryWait: true } : {}),
-    ...(options.customMade !== undefined ? { customMade: options.customMade } : {}),
-    ...(options.resetValues !== undefined
-      ? { resetValues: options.resetValues, resetAsSuperuser: options.resetAsSuperuser === true }
-      : {}),
   };
+  if (options.backends !== undefined) o.backends = options.backends;
+  if (options.activity !== undefined) o.activity = options.activity;
+  if (options.channels !== undefined) o.channels = options.channels;
+  if (options.reloadSettings !== undefined) o.reloadSettings = options.reloadSettings;
+  if (options.reloadFiles !== undefined) o.reloadFiles = options.reloadFiles;
+  if (options.loadExtensions === true) o.loadExtensions = true;
+  if (options.temp !== undefined) o.temp = options.temp;
+  if (options.feed === true) o.feed = true;
+  if (options.discardSequences === true) o.discardSequences = true;
+  if (options.advisoryWait === true) o.advisoryWait = true;
+  if (options.customMade !== undefined) o.customMade = options.customMade;
+  if (options.resetValues !== undefined) {
+    o.resetValues = options.resetValues;
+    o.resetAsSuperuser = options.resetAsSuperuser === true;
+  }
+  return o;
 }
 
 export interface ExecutorOptions {

@@ -56,7 +56,7 @@ import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { planInput } from "./naming.ts";
 import { handsOverAfter, isPlain } from "./pipeline.ts";
-import { ExecNotRun } from "./executor.ts";
+import { ExecNotRun, type ExecOptions } from "./executor.ts";
 import type { Listener } from "./notify.ts";
 import { answerForSession } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
@@ -659,23 +659,26 @@ export class PgliteSession extends SessionGlobals
     const lockWaitMs = this.#cancel.waitBoundMs();
     let reported: ParameterStatusList | null = null;
     try {
-      const running = engine.exec(bytes, (c) => filter.push(c), {
+      // Assigned, not spread from conditional literals: once per statement.
+      const options: { -readonly [K in keyof ExecOptions]: ExecOptions[K] } = {
         lockWaitMs,
         onLockTimeout: () => (lockWaited = lockWaitMs),
         runAs: this.userOid,
         pid: this.pid,
         timeoutMs: timeoutMs > 0 ? timeoutMs : 0,
-        ...(backends !== undefined ? { backends } : {}),
-        ...(this.#readsActivity
-          ? { activity: engine.activityRows(), channels: [...this.listens] }
-          : {}),
-        ...(engine.loadExtensionsFor(this.#needsExtensions) ? { loadExtensions: true } : {}),
-        ...(fed !== undefined ? { feed: true } : {}),
         owner: this,
-        ...(this.#early ? { conditional: true } : {}),
-        ...(handsOver ? { handsOver: true } : {}),
-        ...(how.advisoryWait === true ? { advisoryWait: true } : {}),
-      }, this);
+      };
+      if (backends !== undefined) options.backends = backends;
+      if (this.#readsActivity) {
+        options.activity = engine.activityRows();
+        options.channels = [...this.listens];
+      }
+      if (engine.loadExtensionsFor(this.#needsExtensions)) options.loadExtensions = true;
+      if (fed !== undefined) options.feed = true;
+      if (this.#early) options.conditional = true;
+      if (handsOver) options.handsOver = true;
+      if (how.advisoryWait === true) options.advisoryWait = true;
+      const running = engine.exec(bytes, (c) => filter.push(c), options, this);
       if (this.#cancel.running()) engine.executor.interrupt(this);
       const { gucs } = await running;
       if (gucs !== null) {
