@@ -166,6 +166,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     executor.onRunning = (owner) => {
       if (owner !== undefined) this.scheduler.handOver(owner as PgliteSession);
     };
+    executor.contended = () => this.scheduler.waiting > 0;
     executor.onExecEnd = (owner, endedIdle) => {
       if (owner !== undefined) this.scheduler.settleHandOver(owner as PgliteSession, endedIdle);
     };

@@ -88,6 +88,12 @@ export interface RawExecutor {
    * the next may be given the engine now (scheduler.ts's handOver).
    */
   onRunning: ((owner: object | undefined) => void) | null;
+  /**
+   * Whether sessions wait for the engine (scheduler.ts): a Worker's
+   * executor then polls for the running exec's answer between its
+   * thread's other work rather than sleeping on it (channel.ts's `reply`).
+   */
+  contended: (() => boolean) | null;
   /** Whether a lock wait is ended after its bound (lockwait.ts): a Worker, on a known build. */
   readonly boundsLockWaits: boolean;
   close(): Promise<void>;

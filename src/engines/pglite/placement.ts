@@ -35,6 +35,8 @@ class InlineExecutor implements RawExecutor {
   onExecEnd: ((owner: object | undefined, endedIdle: boolean) => void) | null = null;
   onSettingsChanged: ((change: GucChange) => void) | null = null;
   onRunning: ((owner: object | undefined) => void) | null = null;
+  /** Unused: an inline exec holds this thread until it ends. */
+  contended: (() => boolean) | null = null;
   readonly pipelines = false;
   readonly boundsLockWaits = false;
   readonly copyFeed = null;
