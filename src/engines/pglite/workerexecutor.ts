@@ -295,8 +295,8 @@ export class WorkerExecutor implements RawExecutor {
       // behind this one, or sessions in line for one that hands the engine
       // over), this thread polls for the answer between its other work, for
       // up to engine_spin_time: their statements go the moment this one
-      // ends. Polled for any wait, TPC-B's statements inside their blocks
-      // (which hand nothing over) ran no faster.
+      // ends. (Polling for any wait made TPC-B slower: its statements
+      // inside their blocks hand nothing over.)
       const pollMs = lone ? 0 : this.#spinMs;
       void this.#channel.reply(
         e.slot,
