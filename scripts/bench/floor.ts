@@ -20,6 +20,7 @@
 import { bunApi } from "../../src/adapters/bun/net.ts";
 import { BE, FE } from "../../src/core/protocol/constants.ts";
 
+const PROTOCOL_3_0 = 196608;
 const SSL_REQUEST = 80877103;
 const GSSENC_REQUEST = 80877104;
 
@@ -129,6 +130,10 @@ bunApi().listen<Conn>({
         if (!conn.loggedIn) {
           if (buf.length < 8) break;
           const length = view.getInt32(0);
+          if (length < 8) { // not a startup packet at all
+            socket.end();
+            return;
+          }
           if (buf.length < length) break;
           const code = view.getInt32(4);
           buf = buf.subarray(length);
@@ -136,7 +141,7 @@ bunApi().listen<Conn>({
             socket.write(REFUSE_ENCRYPTION);
             continue;
           }
-          if (code !== 196608) { // a CancelRequest, or a protocol it does not speak
+          if (code !== PROTOCOL_3_0) { // a CancelRequest, or a protocol it does not speak
             socket.end();
             return;
           }
@@ -146,13 +151,17 @@ bunApi().listen<Conn>({
         }
         if (buf.length < 5) break;
         const length = view.getInt32(1);
+        if (length < 4) { // a broken frame
+          socket.end();
+          return;
+        }
         if (buf.length < 1 + length) break;
         const type = buf[0];
         const body = buf.subarray(5, 1 + length);
         buf = buf.subarray(1 + length);
         if (type === FE.Query) {
-          const partitioned = dec.decode(body).includes("partstrat");
-          socket.write(partitioned ? NOT_PARTITIONED : ONE);
+          const asksPartitions = dec.decode(body).includes("partstrat");
+          socket.write(asksPartitions ? NOT_PARTITIONED : ONE);
         } else {
           socket.end(); // Terminate, or the extended protocol
           return;
