@@ -18,90 +18,54 @@
  */
 
 import { bunApi } from "../../src/adapters/bun/net.ts";
-import { BE, FE } from "../../src/core/protocol/constants.ts";
+import {
+  concatBytes,
+  ENCRYPTION_REFUSED,
+  FE,
+  MessageWriter,
+  NEGOTIATE_GSS_CODE,
+  NEGOTIATE_SSL_CODE,
+  PG_PROTOCOL_EARLIEST,
+  writeAuthenticationOk,
+  writeBackendKeyData,
+  writeCommandComplete,
+  writeDataRow,
+  writeParameterStatus,
+  writeReadyForQuery,
+  writeRowDescription,
+} from "../../src/core/protocol/mod.ts";
 
-const PROTOCOL_3_0 = 196608;
-const SSL_REQUEST = 80877103;
-const GSSENC_REQUEST = 80877104;
-
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function message(type: number, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + body.length);
-  out[0] = type;
-  new DataView(out.buffer).setInt32(1, 4 + body.length);
-  out.set(body, 5);
-  return out;
-}
+/** RowDescription (text columns), one DataRow (null: SQL NULL), CommandComplete and ReadyForQuery. */
+const answer = (values: (string | null)[]) =>
+  MessageWriter.encode((w) => {
+    writeRowDescription(w, values.map((_, i) => ({ name: `c${i}`, typeOid: 25 })));
+    writeDataRow(w, values);
+    writeCommandComplete(w, "SELECT 1");
+    writeReadyForQuery(w, "I");
+  });
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/** RowDescription, one DataRow (null: SQL NULL), CommandComplete and ReadyForQuery. */
-function answer(values: (string | null)[]): Uint8Array {
-  const names = values.map((_, i) => enc.encode(`c${i}\0`));
-  const desc = new Uint8Array(2 + names.reduce((n, b) => n + b.length + 18, 0));
-  const dv = new DataView(desc.buffer);
-  dv.setInt16(0, values.length);
-  let at = 2;
-  for (const name of names) {
-    desc.set(name, at);
-    at += name.length;
-    dv.setInt32(at, 0); // table oid
-    dv.setInt16(at + 4, 0); // column number
-    dv.setInt32(at + 6, 25); // text
-    dv.setInt16(at + 10, -1);
-    dv.setInt32(at + 12, -1);
-    dv.setInt16(at + 16, 0); // text format
-    at += 18;
-  }
-  const cells = values.map((v) => (v === null ? null : enc.encode(v)));
-  const row = new Uint8Array(2 + cells.reduce((n, c) => n + 4 + (c?.length ?? 0), 0));
-  const rv = new DataView(row.buffer);
-  rv.setInt16(0, values.length);
-  at = 2;
-  for (const c of cells) {
-    rv.setInt32(at, c === null ? -1 : c.length);
-    at += 4;
-    if (c !== null) {
-      row.set(c, at);
-      at += c.length;
-    }
-  }
-  return concat([
-    message(BE.RowDescription, desc),
-    message(BE.DataRow, row),
-    message(BE.CommandComplete, enc.encode("SELECT 1\0")),
-    message(BE.ReadyForQuery, enc.encode("I")),
-  ]);
-}
-
-const parameterStatus = (name: string, value: string) =>
-  message(BE.ParameterStatus, enc.encode(`${name}\0${value}\0`));
-const LOGIN = concat([
-  message(BE.AuthenticationRequest, new Uint8Array(4)),
-  parameterStatus("server_version", "18.0"),
-  parameterStatus("server_encoding", "UTF8"),
-  parameterStatus("client_encoding", "UTF8"),
-  parameterStatus("DateStyle", "ISO, MDY"),
-  parameterStatus("integer_datetimes", "on"),
-  parameterStatus("standard_conforming_strings", "on"),
-  parameterStatus("TimeZone", "UTC"),
-  message(BE.BackendKeyData, new Uint8Array(8)),
-  message(BE.ReadyForQuery, enc.encode("I")),
-]);
+/** The ParameterStatus a login reports (those clients read). */
+const REPORTED: readonly (readonly [string, string])[] = [
+  ["server_version", "18.0"],
+  ["server_encoding", "UTF8"],
+  ["client_encoding", "UTF8"],
+  ["DateStyle", "ISO, MDY"],
+  ["integer_datetimes", "on"],
+  ["standard_conforming_strings", "on"],
+  ["TimeZone", "UTC"],
+];
+const LOGIN = MessageWriter.encode((w) => {
+  writeAuthenticationOk(w);
+  for (const [name, value] of REPORTED) writeParameterStatus(w, name, value);
+  writeBackendKeyData(w, 0, 0);
+  writeReadyForQuery(w, "I");
+});
 const ONE = answer(["1"]);
 /** pgbench's partition question: found, not partitioned, no partitions. */
 const NOT_PARTITIONED = answer(["1", null, "0"]);
-const REFUSE_ENCRYPTION = enc.encode("N");
+const REFUSE_ENCRYPTION = Uint8Array.of(ENCRYPTION_REFUSED);
 
 interface Conn {
   loggedIn: boolean;
@@ -123,7 +87,7 @@ bunApi().listen<Conn>({
     },
     data(socket, chunk) {
       const conn = socket.data;
-      let buf: Uint8Array = conn.pending === null ? chunk : concat([conn.pending, chunk]);
+      let buf: Uint8Array = conn.pending === null ? chunk : concatBytes([conn.pending, chunk]);
       conn.pending = null;
       for (;;) {
         const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -137,11 +101,11 @@ bunApi().listen<Conn>({
           if (buf.length < length) break;
           const code = view.getInt32(4);
           buf = buf.subarray(length);
-          if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
+          if (code === NEGOTIATE_SSL_CODE || code === NEGOTIATE_GSS_CODE) {
             socket.write(REFUSE_ENCRYPTION);
             continue;
           }
-          if (code !== PROTOCOL_3_0) { // a CancelRequest, or a protocol it does not speak
+          if (code !== PG_PROTOCOL_EARLIEST) { // a CancelRequest, or a protocol it does not speak
             socket.end();
             return;
           }
