@@ -22,7 +22,7 @@
 
 import type { PgError } from "../../core/elog.ts";
 import { FE } from "../../core/protocol/constants.ts";
-import { scanStatements } from "./sqlscan.ts";
+import { mayAnswerOffEngine, scanStatements } from "./sqlscan.ts";
 import { engineName } from "./enginenames.ts";
 import { type Acc, aloneOnly, type ListenOp, NO_CURSORS, rewriteSql } from "./statementtext.ts";
 import type { TextEdits } from "./textedits.ts";
@@ -47,6 +47,8 @@ export interface InputPlan {
   readonly usesUnnamedFirst: boolean;
   /** A simple Query (which drops the engine's unnamed statement) is in the input. */
   readonly hasQuery: boolean;
+  /** A Query's or Parse's text is one offengine.ts may answer (mayAnswerOffEngine). */
+  readonly offEngine: boolean;
   /** The input is one Query that is exactly DISCARD ALL or DEALLOCATE ALL. */
   readonly special: "discard all" | "deallocate all" | null;
   /**
@@ -189,6 +191,7 @@ export function planInput(
   let unnamedParse: Uint8Array | null = null;
   let usesUnnamedFirst = false;
   let hasQuery = false;
+  let offEngine = false;
   const parsedHere = new Set<string>();
   const emit = (i: number, replacement: Uint8Array | null) => {
     const f = frames[i]!;
@@ -209,6 +212,7 @@ export function planInput(
       case FE.Query: {
         hasQuery = true;
         const [sql] = readCString(body, 0);
+        offEngine ||= mayAnswerOffEngine(sql);
         const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1, options.user);
         emit(i, sql2 === sql ? null : frameOf(FE.Query, [cstring(sql2)]));
         break;
@@ -216,6 +220,7 @@ export function planInput(
       case FE.Parse: {
         const [name, afterName] = readCString(body, 0);
         const [sql, afterSql] = readCString(body, afterName);
+        offEngine ||= mayAnswerOffEngine(sql);
         const beforeParse = snapshot(acc);
         const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
         if (name === "") {
@@ -333,6 +338,7 @@ export function planInput(
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,
+    offEngine,
   };
 }
 

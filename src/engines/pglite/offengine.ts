@@ -53,6 +53,7 @@ import type { AclRole, RoleGraph } from "./acl.ts";
 import type { ActivityRow, BackendSignal } from "./backends.ts";
 import type { InputPlan } from "./naming.ts";
 import type { SettingsMap } from "./settings.ts";
+import { mayAnswerOffEngine } from "./sqlscan.ts";
 import { errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
 import {
   BOOLOID,
@@ -138,7 +139,6 @@ export function sessionContext(
 }
 
 /** Every statement here names one of these: the cheap test before the parse. */
-const GATE = /pg_cancel_backend|pg_terminate_backend|pg_stat_activity|^\s*show\s/i;
 
 const ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE = "22003";
 
@@ -458,7 +458,7 @@ export async function answerWithoutEngine(
   out: (b: Uint8Array) => void,
 ): Promise<boolean> {
   const batch = readBatch(input, frames);
-  if (batch === null || !GATE.test(batch.sql)) return false;
+  if (batch === null || !mayAnswerOffEngine(batch.sql)) return false;
   let p: Plan | null;
   try {
     p = plan(batch, ctx);

@@ -462,7 +462,7 @@ export class PgliteSession extends SessionGlobals
     // tables (pg_cancel_backend of that session, say) is answered at once
     // (offengine.ts).
     if (
-      !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
+      plan.offEngine && !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
       !this.#deferred.pending && !this.#cancel.pending &&
       (await answerForSession(this, engine, {
         input,

@@ -43,6 +43,14 @@ export function mightMatter(sql: string): boolean {
   return GATE.test(sql);
 }
 
+/** What offengine.ts may answer without the engine names one of these, or is a SHOW. */
+const OFF_ENGINE_GATE = /pg_cancel_backend|pg_terminate_backend|pg_stat_activity|^\s*show\s/i;
+
+/** False when offengine.ts cannot answer the text: the cheap test before it reads an input. */
+export function mayAnswerOffEngine(sql: string): boolean {
+  return OFF_ENGINE_GATE.test(sql);
+}
+
 function isIdentStart(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128;
 }

@@ -317,4 +317,33 @@ describe("two sessions stay apart", () => {
     await a.query("commit");
     expect((await b.query("select 3 as v")).rows).toEqual([{ v: 3 }]);
   });
+
+  test("each waiting session times out after its own engine_wait_timeout, whoever waits before it", async () => {
+    const a = await pgClient(server());
+    const long = await pgClient(server());
+    const short = await pgClient(server());
+    await long.query("set pgts.engine_wait_timeout = '3s'");
+    await short.query("set pgts.engine_wait_timeout = '200ms'");
+    await a.query("begin");
+    await a.query("select 1");
+    // The 3 s wait comes first; the 200 ms one behind it still ends on time.
+    const longWait = long.query("select 'long' as v").catch((e) => e);
+    await sleep(50);
+    const started = Date.now();
+    const e = await short.query("select 'short' as v").catch((e) => e);
+    const waited = Date.now() - started;
+    expect(e.code).toBe("55P03");
+    expect(waited).toBeGreaterThanOrEqual(150);
+    expect(waited).toBeLessThan(2500);
+    // The long wait is still waiting, and gets the engine once A commits.
+    await a.query("commit");
+    expect((await longWait).rows).toEqual([{ v: "long" }]);
+    // A wait that was granted leaves no timeout behind for the next one.
+    await a.query("begin");
+    await a.query("select 1");
+    const late = short.query("select 'again' as v");
+    await sleep(50);
+    await a.query("commit");
+    expect((await late).rows).toEqual([{ v: "again" }]);
+  });
 });
