@@ -11,6 +11,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
+import postgres from "postgres";
 import { pgClient, psql, sharedServer, useSqlServers } from "../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS } from "../helpers/pgts.ts";
 
@@ -296,6 +297,40 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       // An ordinary role's RESET goes back to itself, and says so.
       const r = await psql(s, ["-U", "tagged", "-c", "RESET SESSION AUTHORIZATION"]);
       expect([r.code, r.out.trim(), r.err]).toEqual([0, "RESET", ""]);
+    });
+
+    test("RESET SESSION AUTHORIZATION answers RESET in the extended protocol too, prepared or not (postgres.js)", async () => {
+      const s = server();
+      const sql = postgres({
+        host: "127.0.0.1",
+        port: s.port,
+        user: "postgres",
+        database: "postgres",
+        max: 1,
+        onnotice: () => {},
+      });
+      try {
+        await sql`create role tagged_ext login`.catch(() => {});
+        const tagsOf = async () => {
+          const out: string[] = [];
+          // Named and prepared once, then Bind and Execute alone.
+          for (let i = 0; i < 2; i++) {
+            await sql.unsafe("SET SESSION AUTHORIZATION tagged_ext");
+            out.push((await sql`reset session authorization`).command);
+            expect((await sql`select current_user as u`)[0]!.u).toBe("postgres");
+          }
+          await sql.unsafe("SET SESSION AUTHORIZATION tagged_ext");
+          out.push(
+            (await sql.unsafe("RESET SESSION AUTHORIZATION", [], { prepare: false })).command,
+          );
+          out.push((await sql`set session authorization default`).command);
+          out.push((await sql`select 1 as x`).command);
+          return out;
+        };
+        expect(await tagsOf()).toEqual(["RESET", "RESET", "RESET", "SET", "SELECT"]);
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
     });
   });
 }

@@ -85,8 +85,10 @@ export interface InputPlan {
   /** The edits of its one rewritten SQL text, for error positions (textedits.ts); else null. */
   readonly edits: TextEdits | null;
   /**
-   * A lone Query's statements (from 0) whose CommandComplete says RESET:
-   * RESET SESSION AUTHORIZATION, run as the SET of the session's own role.
+   * The answer's CommandCompletes (from 0) that say RESET: RESET SESSION
+   * AUTHORIZATION, run as the SET of the session's own role. A lone
+   * Query's statements, or the one Execute of an extended input (its
+   * statement parsed in the input or before, by name).
    */
   readonly resetTags: readonly number[];
 }
@@ -107,6 +109,8 @@ export interface StatementEffects {
   readonly databaseCommand: string | null;
   /** The statement's text when it is one GRANT or REVOKE … ON DATABASE. */
   readonly databaseGrant: string | null;
+  /** The statement is RESET SESSION AUTHORIZATION: its tag is RESET. */
+  readonly resetTag: boolean;
 }
 
 function frameOf(type: number, body: Uint8Array[]): Uint8Array {
@@ -144,6 +148,7 @@ function newAcc(): Acc {
     edits: null,
     rewrittenTexts: 0,
     resetTags: [],
+    parsedReset: false,
   };
 }
 
@@ -192,6 +197,13 @@ export function planInput(
   let usesUnnamedFirst = false;
   let hasQuery = false;
   let offEngine = false;
+  // RESET SESSION AUTHORIZATION in the extended protocol: whether the
+  // unnamed statement parsed here is one, whether each portal bound here
+  // runs one, and whether the input's Executes (when it has one) do.
+  let unnamedReset = false;
+  const portalReset = new Map<string, boolean>();
+  let executes = 0;
+  let executesReset = false;
   const parsedHere = new Set<string>();
   const emit = (i: number, replacement: Uint8Array | null) => {
     const f = frames[i]!;
@@ -222,8 +234,11 @@ export function planInput(
         const [sql, afterSql] = readCString(body, afterName);
         offEngine ||= mayAnswerOffEngine(sql);
         const beforeParse = snapshot(acc);
+        acc.parsedReset = false;
         const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
+        const isReset = acc.parsedReset;
         if (name === "") {
+          unnamedReset = isReset;
           const bytes = emit(
             i,
             sql2 === sql
@@ -235,7 +250,7 @@ export function planInput(
           acc.createdStatements.push(engineName(prefix, name));
           parsedHere.add(name);
           if (effects !== undefined) {
-            const e = effectsOf(sql, acc, { prefix, user: options.user }, beforeParse);
+            const e = effectsOf(sql, acc, { prefix, user: options.user }, beforeParse, isReset);
             if (e !== null) effects.set(prefix + name, e);
             else if (effects.size > 0) effects.delete(prefix + name);
           }
@@ -253,6 +268,10 @@ export function planInput(
       case FE.Bind: {
         const [portal, afterPortal] = readCString(body, 0);
         const [stmt, afterStmt] = readCString(body, afterPortal);
+        portalReset.set(
+          portal,
+          stmt === "" ? unnamedReset : effects?.get(prefix + stmt)?.resetTag === true,
+        );
         if (stmt === "") {
           if (unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
@@ -286,10 +305,20 @@ export function planInput(
         }
         break;
       }
+      case FE.Execute: {
+        executes++;
+        executesReset = portalReset.get(readCString(body, 0)[0]) === true;
+        emit(i, null);
+        break;
+      }
       default:
         emit(i, null);
     }
   }
+  // One Execute, so its CommandComplete is the answer's first (no Query
+  // before it; with more, an error skips some and the count would not say
+  // which complete is whose).
+  if (executes === 1 && executesReset && !hasQuery) acc.resetTags.push(0);
   // A database command alone in an extended batch (postgres.js, the HTTP
   // adapter send every statement so) is carried out as a lone Query's.
   // Parsed or described only, never executed: PGlite may do that itself.
@@ -386,6 +415,7 @@ function effectsOf(
   acc: Acc,
   who: { prefix: string; user: string | undefined },
   before: ReturnType<typeof snapshot>,
+  resetTag: boolean,
 ): StatementEffects | null {
   const [listens, customs, settings, roles, dbs, activity] = before;
   let own: Acc | null = null;
@@ -405,9 +435,10 @@ function effectsOf(
     databaseGrant: (own ?? acc).databaseGrant !== null && scanStatements(sql).length === 1
       ? sql
       : null,
+    resetTag,
   };
   return e.listenOps.length > 0 || e.settingsDirty || e.rolesDirty || e.databasesDirty ||
-      e.readsActivity
+      e.readsActivity || e.resetTag
     ? e
     : null;
 }

@@ -66,6 +66,8 @@ export interface Acc {
    * CommandComplete tag is RESET, though what runs is a SET pgts wrote.
    */
   resetTags: number[];
+  /** A Parse's text was one RESET SESSION AUTHORIZATION (its tag: RESET, naming.ts). */
+  parsedReset: boolean;
 }
 
 export const NO_CURSORS: ReadonlySet<string> = new Set();
@@ -360,7 +362,10 @@ export function rewriteSql(
   for (const [i, st] of stmts.entries()) {
     const r = inspect(sql, st, prefix, acc, lone, user);
     if (r !== null) {
-      if (r.resetTag === true && isQuery) acc.resetTags.push(i);
+      if (r.resetTag === true) {
+        if (isQuery) acc.resetTags.push(i);
+        else if (stmts.length === 1) acc.parsedReset = true;
+      }
       out += sql.slice(at, r.start) + r.text;
       at = r.end;
       (edits ??= new TextEdits(sql)).replaced(r.start, r.end, r.text);
