@@ -138,8 +138,6 @@ export function sessionContext(
   };
 }
 
-/** Every statement here names one of these: the cheap test before the parse. */
-
 const ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE = "22003";
 
 // ---- evaluation -------------------------------------------------------------------
