@@ -45,7 +45,7 @@ interface Waiter {
   readonly holder: Holder;
   readonly resolve: () => void;
   readonly reject: (e: PgError) => void;
-  /** When its wait times out (Date.now() ms; Infinity: never), and after how long. */
+  /** When its wait times out (performance.now() ms; Infinity: never), and after how long. */
   readonly deadline: number;
   readonly timeoutMs: number;
   readonly since: number;
@@ -57,7 +57,7 @@ export class EngineScheduler {
   #closed: PgError | null = null;
   /**
    * One timer for every wait, armed for the earliest deadline: a wait is a
-   * Date.now() and a comparison, not a setTimeout and a clearTimeout (most
+   * clock read and a comparison, not a setTimeout and a clearTimeout (most
    * end long before their timeout; a timer each was ~3% of the main
    * thread's time for `SELECT 1` from four sessions).
    */
@@ -98,10 +98,17 @@ export class EngineScheduler {
     if (this.tryAcquire(holder)) return Promise.resolve();
     if (this.#closed !== null) return Promise.reject(this.#closed);
     return new Promise<void>((resolve, reject) => {
-      const since = Date.now();
+      const now = performance.now();
       const timeoutMs = Math.max(0, options.timeoutMs);
-      const w: Waiter = { holder, resolve, reject, deadline: since + timeoutMs, timeoutMs, since };
-      if (w.deadline < this.#timerAt) this.#arm(w.deadline, since);
+      const w: Waiter = {
+        holder,
+        resolve,
+        reject,
+        deadline: now + timeoutMs,
+        timeoutMs,
+        since: Date.now(),
+      };
+      if (w.deadline < this.#timerAt) this.#arm(w.deadline, now);
       if (options.first === true) this.#queue.unshift(w);
       else this.#queue.push(w);
       if (this.#offeredBy !== null && this.#queue[0] === w) this.handOver(this.#offeredBy);
@@ -212,7 +219,7 @@ export class EngineScheduler {
   #expire(): void {
     this.#timer = null;
     this.#timerAt = Infinity;
-    const now = Date.now();
+    const now = performance.now();
     let next = Infinity;
     for (const w of [...this.#queue]) {
       if (w.deadline <= now) {
