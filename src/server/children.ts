@@ -324,9 +324,9 @@ async function openPglite(
   stop: (code: number) => void,
   reloadConf: () => void,
 ): Promise<Engine> {
-  const { ClusterEngine, recoverySettings, takeRecoverySignal } = await import(
-    "../engines/pglite/mod.ts"
-  );
+  const { ClusterEngine, recoverySettings, setEngineCpuAffinity, takeRecoverySignal } =
+    await import("../engines/pglite/mod.ts");
+  setEngineCpuAffinity(guc.getBool("engine_cpu_affinity"));
   // recovery.signal: opening the engine is the archive recovery (recovery.ts).
   const recovering = takeRecoverySignal(params.dataDir);
   const settings = engineStartSettings(guc);

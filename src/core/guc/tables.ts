@@ -317,6 +317,15 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
       "Microseconds the engine's Worker keeps polling for the next statement before it sleeps: a statement after a sleep runs slower (cold caches); 0 sleeps at once.",
   },
   {
+    name: "engine_cpu_affinity",
+    type: "bool",
+    context: "postmaster",
+    boot: true,
+    pgts: true,
+    description:
+      "On Linux with 2 to 4 CPUs, keeps the thread that runs the sessions on the first allowed CPU and the engine's Workers on the others (their caches stay warm); off leaves both to the kernel.",
+  },
+  {
     name: "engine_wait_timeout",
     type: "int",
     context: "user",

@@ -65,6 +65,8 @@ export type WorkerRequest =
     database: string | null;
     /** Microseconds to poll for the next exec before sleeping (channel.ts; pgts.engine_spin_time). */
     spinUs: number;
+    /** The CPUs the Worker keeps to, or null (cpuaffinity.ts; pgts.engine_cpu_affinity). */
+    cpus: number[] | null;
     /** This realm's registered PGlite assets (assets.ts), for the worker's realm. */
     assets: PgliteAssetSources | null;
     /** The start-up tracer is on: "ready" carries the open's steps (core/starttrace.ts). */

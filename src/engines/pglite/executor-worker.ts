@@ -23,6 +23,7 @@ import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
 import { CollectorHint, YoungCollections } from "./gchint.ts";
+import { keepToCpus } from "./cpuaffinity.ts";
 import { WalRequests } from "./walsyncs.ts";
 import { traceClock } from "../../core/starttrace.ts";
 
@@ -166,6 +167,8 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
   const m = ev.data;
   switch (m.t) {
     case "open": {
+      // Before PGlite's compile and start, so that what they warm stays here.
+      if (m.cpus !== null) keepToCpus(m.cpus);
       // Before the chain: the module may come while an earlier step runs.
       const module = new Promise<WebAssembly.Module>((resolve) => {
         moduleArrived = (m) => resolve(m);

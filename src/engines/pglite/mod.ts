@@ -25,3 +25,4 @@ export {
 export type { RawExecutor } from "./executor.ts";
 export { PgliteSession } from "./session.ts";
 export { recoverySettings, takeRecoverySignal } from "./recovery.ts";
+export { setEngineCpuAffinity } from "./cpuaffinity.ts";

@@ -12,6 +12,7 @@
  */
 
 import { registeredPgliteAssets } from "./assets.ts";
+import { engineWorkerCpus } from "./cpuaffinity.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
@@ -202,6 +203,7 @@ export class WorkerExecutor implements RawExecutor {
         image: options.image ?? null,
         database: options.database ?? null,
         spinUs: options.spinUs ?? 0,
+        cpus: engineWorkerCpus(),
         assets,
         ...(startupTraceEnabled() ? { trace: true } : {}),
       };
