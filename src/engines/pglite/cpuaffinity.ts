@@ -6,13 +6,17 @@
  * wakes a thread where its waker runs when it can: on a 2-CPU VM the main
  * thread and the Worker kept landing on one CPU, and each migration left a
  * thread's caches behind. With the main thread on the first allowed CPU and
- * the Worker on the others (sched_setaffinity), in alternating rounds on the
- * same server: TPC-B `-c 4` +3–28%, `-C -S -c 4` +2–12%, back-to-back
- * select-only from one node-postgres client 35% faster, and a statement
- * after a 1 ms pause took PGlite 67 µs instead of 122 (the Worker's caches
- * survive its sleep); select-only and `SELECT 1` at `-c 4` within the
- * noise. Only where the process may run on 2 to MAX_CPUS CPUs: on a larger
- * machine an idle CPU is near and a thread fixed to one could only lose.
+ * the Worker on the others (sched_setaffinity), against the commit before
+ * (scripts/bench/ab.sh, alternating rounds, medians of 5, fsync off):
+ * select-only `-c 4` 18,728 → 23,204 TPS (84 → 68 µs of server CPU a
+ * transaction), `-c 1` 14,551 → 15,852, TPC-B `-c 4` 1,595 → 1,723,
+ * `-C -S -c 4` 2,255 → 2,382 connections/s, `SELECT 1` `-c 4` 29,669 →
+ * 30,887; back-to-back select-only from one node-postgres client ~35%
+ * faster, and a statement after a 1 ms pause took PGlite 67 µs instead of
+ * 122 (the Worker's caches survive its sleep). Only where the process may
+ * run on 2 to MAX_CPUS CPUs: on a larger machine an idle CPU is near and a
+ * thread fixed to one could only lose. Two pgts servers busy on one small
+ * machine share those two CPUs the same way: set it off for one of them.
  *
  * Through the runtime's FFI (bun:ffi, Deno.dlopen with the ffi permission)
  * to glibc; anywhere else (another libc, Node, no permission) nothing is
