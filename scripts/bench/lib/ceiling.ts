@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EngineSession } from "../../../src/core/engine/types.ts";
 import { PARAMETERS } from "../../../src/core/guc/tables.ts";
-import { initCluster, openEngine } from "../../../src/engines/pglite/mod.ts";
+import { initCluster, openEngine, setEngineCpuAffinity } from "../../../src/engines/pglite/mod.ts";
 import { queryMessage } from "./client.ts";
 
 export interface CeilingResult {
@@ -36,6 +36,8 @@ vacuum analyze;
 
 /** engine_spin_time's default, what `pgts start` gives its engine. */
 const SPIN_US = Number(PARAMETERS.find((p) => p.name === "engine_spin_time")!.boot);
+/** engine_cpu_affinity's default, likewise (cpuaffinity.ts). */
+const CPU_AFFINITY = PARAMETERS.find((p) => p.name === "engine_cpu_affinity")!.boot === true;
 
 async function drive(
   sessions: EngineSession[],
@@ -64,6 +66,7 @@ export async function engineCeiling(
   const warm = Math.min(1, options.seconds / 4);
   try {
     await initCluster(data);
+    setEngineCpuAffinity(CPU_AFFINITY);
     let initialised = false;
     for (const placement of ["worker", "inline"] as const) {
       // As the server opens it: its Worker polls for the next statement
