@@ -1,9 +1,9 @@
 /**
- * pgts.engine_cpu_affinity (src/engines/pglite/cpuaffinity.ts): on Linux
- * with 2 to 4 allowed CPUs, the default server's thread that runs the
+ * pgts.engine_cpu_affinity (src/engines/pglite/cpuaffinity.ts): set on, on
+ * Linux with 2 to 4 allowed CPUs, the server's thread that runs the
  * sessions keeps to the first allowed CPU and the engine's Worker to the
- * others; with the setting off, or on a machine with another number of
- * CPUs, every thread keeps the process's whole set. Read from
+ * others; off (the default), or on a machine with another number of CPUs,
+ * every thread keeps the process's whole set. Read from
  * /proc/PID/task/TID/status, as `taskset -p` would show it, under the
  * runtime the tests run (Bun, or Deno with PGTS_TEST_RUNTIME=deno).
  */
@@ -53,10 +53,10 @@ const pins = ours.length >= 2 && ours.length <= 4;
 describe.if(process.platform === "linux" && ours.length > 0)("engine_cpu_affinity", () => {
   test(
     pins
-      ? "by default the sessions' thread keeps to the first CPU and the engine's Worker to the rest"
-      : "by default nothing is pinned on a machine of this size",
+      ? "set on, the sessions' thread keeps to the first CPU and the engine's Worker to the rest"
+      : "set on, nothing is pinned on a machine of this size",
     async () => {
-      const s = await startSqlServer({ perTest: true });
+      const s = await startSqlServer({ perTest: true, settings: { engine_cpu_affinity: "on" } });
       const c = await pgClient(s);
       expect((await c.query("select 1 as x")).rows).toEqual([{ x: 1 }]);
       const ts = threads(s);
@@ -74,8 +74,8 @@ describe.if(process.platform === "linux" && ours.length > 0)("engine_cpu_affinit
     },
   );
 
-  test("engine_cpu_affinity = off leaves every thread the process's CPUs", async () => {
-    const s = await startSqlServer({ perTest: true, settings: { engine_cpu_affinity: "off" } });
+  test("by default (off) every thread keeps the process's CPUs", async () => {
+    const s = await startSqlServer({ perTest: true });
     const c = await pgClient(s);
     expect((await c.query("select 2 as x")).rows).toEqual([{ x: 2 }]);
     for (const t of threads(s)) expect([t.name, t.cpus]).toEqual([t.name, ours]);
