@@ -6,7 +6,7 @@
  * wakes a thread where its waker runs when it can: on a 2-CPU VM the main
  * thread and the Worker kept landing on one CPU, and each migration left a
  * thread's caches behind. With the main thread on the first allowed CPU and
- * the Worker on the others (sched_setaffinity), against the commit before
+ * the Worker on the others (sched_setaffinity), on against off
  * (scripts/bench/ab.sh, alternating rounds, medians of 5, fsync off):
  * select-only `-c 4` 18,728 → 23,204 TPS (84 → 68 µs of server CPU a
  * transaction), `-c 1` 14,551 → 15,852, TPC-B `-c 4` 1,595 → 1,723,
@@ -21,9 +21,9 @@
  * Off by default: with it on, a CancelRequest's slowest answers came later
  * (`cancel-latency.ts`, 50 cancels of a CPU-bound statement, fsync on: p99
  * 11–18 ms in six runs of nine and 76, 111 and 129 ms in three, against
- * 6.5–10.6 ms in five runs with it off, the same hour): the main thread,
- * which must read the CancelRequest, cannot leave its CPU when another
- * thread holds it. Issue 19 asks for 100 ms at p99.
+ * 6.5–10.6 ms in five runs with it off, the same hour), presumably because
+ * the main thread, which must read the CancelRequest, cannot leave its CPU
+ * while another thread holds it. Issue 19 asks for 100 ms at p99.
  *
  * Through the runtime's FFI (bun:ffi, Deno.dlopen with the ffi permission)
  * to glibc; anywhere else (another libc, Node, no permission) nothing is
