@@ -74,42 +74,45 @@ type BunFfi = {
   ptr(view: Uint8Array): unknown;
 };
 
-/** sched_getaffinity/sched_setaffinity of glibc through this runtime's FFI, or null. */
-function libcAffinity(): Affinity | null {
+/** glibc's sched_getaffinity or sched_setaffinity of the calling thread with `mask`: 0 on success. */
+type SchedCall = (name: "sched_getaffinity" | "sched_setaffinity", mask: Uint8Array) => number;
+
+/** The two calls through this runtime's FFI, or null. */
+function schedCalls(): SchedCall | null {
   const deno = (globalThis as { Deno?: DenoFfi }).Deno;
+  if (deno !== undefined) {
+    if (deno.build.os !== "linux") return null;
+    if (deno.permissions.querySync?.({ name: "ffi" }).state !== "granted") return null;
+    const sig = { parameters: ["i32", "usize", "buffer"], result: "i32" };
+    const lib = deno.dlopen("libc.so.6", { sched_getaffinity: sig, sched_setaffinity: sig });
+    const size = BigInt(CPU_SET_BYTES);
+    return (name, m) => lib.symbols[name]!(0, size, m);
+  }
+  if (process.platform !== "linux") return null;
+  const require = (import.meta as { require?: (id: string) => unknown }).require;
+  if (typeof require !== "function") return null; // not Bun
+  const ffi = require("bun:ffi") as BunFfi;
+  const sig = { args: ["i32", "u64", "ptr"], returns: "i32" };
+  const lib = ffi.dlopen("libc.so.6", { sched_getaffinity: sig, sched_setaffinity: sig });
+  return (name, m) => lib.symbols[name]!(0, CPU_SET_BYTES, ffi.ptr(m));
+}
+
+/** The calling thread's affinity through glibc, or null. */
+function libcAffinity(): Affinity | null {
+  let call: SchedCall | null;
   try {
-    if (deno !== undefined) {
-      if (deno.build.os !== "linux") return null;
-      if (deno.permissions.querySync?.({ name: "ffi" }).state !== "granted") return null;
-      const sig = { parameters: ["i32", "usize", "buffer"], result: "i32" };
-      const lib = deno.dlopen("libc.so.6", { sched_getaffinity: sig, sched_setaffinity: sig });
-      const size = BigInt(CPU_SET_BYTES);
-      return {
-        get() {
-          const m = new Uint8Array(CPU_SET_BYTES);
-          return lib.symbols.sched_getaffinity!(0, size, m) === 0 ? cpusOf(m) : null;
-        },
-        set: (cpus) => lib.symbols.sched_setaffinity!(0, size, mask(cpus)) === 0,
-      };
-    }
-    if (process.platform !== "linux") return null;
-    const require = (import.meta as { require?: (id: string) => unknown }).require;
-    if (typeof require !== "function") return null; // not Bun
-    const ffi = require("bun:ffi") as BunFfi;
-    const sig = { args: ["i32", "u64", "ptr"], returns: "i32" };
-    const lib = ffi.dlopen("libc.so.6", { sched_getaffinity: sig, sched_setaffinity: sig });
-    return {
-      get() {
-        const m = new Uint8Array(CPU_SET_BYTES);
-        return lib.symbols.sched_getaffinity!(0, CPU_SET_BYTES, ffi.ptr(m)) === 0
-          ? cpusOf(m)
-          : null;
-      },
-      set: (cpus) => lib.symbols.sched_setaffinity!(0, CPU_SET_BYTES, ffi.ptr(mask(cpus))) === 0,
-    };
+    call = schedCalls();
   } catch {
     return null; // no glibc, no FFI
   }
+  if (call === null) return null;
+  return {
+    get() {
+      const m = new Uint8Array(CPU_SET_BYTES);
+      return call("sched_getaffinity", m) === 0 ? cpusOf(m) : null;
+    },
+    set: (cpus) => call("sched_setaffinity", mask(cpus)) === 0,
+  };
 }
 
 let enabled = false;

@@ -198,10 +198,11 @@ export function planInput(
   let hasQuery = false;
   let offEngine = false;
   // RESET SESSION AUTHORIZATION in the extended protocol: whether the
-  // unnamed statement parsed here is one, whether each portal bound here
-  // runs one, and whether the input's Executes (when it has one) do.
+  // unnamed statement parsed here is one, the portals bound here that run
+  // one (none in almost every input), and whether the input's Executes
+  // (when it has one) do.
   let unnamedReset = false;
-  const portalReset = new Map<string, boolean>();
+  let resetPortals: Set<string> | null = null;
   let executes = 0;
   let executesReset = false;
   const parsedHere = new Set<string>();
@@ -268,19 +269,18 @@ export function planInput(
       case FE.Bind: {
         const [portal, afterPortal] = readCString(body, 0);
         const [stmt, afterStmt] = readCString(body, afterPortal);
-        portalReset.set(
-          portal,
-          stmt === "" ? unnamedReset : effects?.get(prefix + stmt)?.resetTag === true,
-        );
+        let runsReset: boolean;
         if (stmt === "") {
+          runsReset = unnamedReset;
           if (unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
         } else {
-          if (effects !== undefined && effects.size > 0) {
-            const e = effects.get(prefix + stmt);
-            // The Parse in this same input counted them already.
-            if (e !== undefined && !parsedHere.has(stmt)) addEffects(acc, e);
-          }
+          const e = effects !== undefined && effects.size > 0
+            ? effects.get(prefix + stmt)
+            : undefined;
+          // The Parse in this same input counted them already.
+          if (e !== undefined && !parsedHere.has(stmt)) addEffects(acc, e);
+          runsReset = e?.resetTag === true;
           emit(
             i,
             frameOf(FE.Bind, [
@@ -290,6 +290,8 @@ export function planInput(
             ]),
           );
         }
+        if (runsReset) (resetPortals ??= new Set()).add(portal);
+        else resetPortals?.delete(portal);
         break;
       }
       case FE.Describe:
@@ -307,7 +309,7 @@ export function planInput(
       }
       case FE.Execute: {
         executes++;
-        executesReset = portalReset.get(readCString(body, 0)[0]) === true;
+        executesReset = resetPortals !== null && resetPortals.has(readCString(body, 0)[0]);
         emit(i, null);
         break;
       }
