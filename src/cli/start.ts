@@ -89,9 +89,10 @@ statement then holds the whole server, and a cancel acts once it ends.
 "-c engine_spin_time=MICROSECONDS" (default 200) is how long PGlite's thread
 polls for the next statement before it sleeps, adapting to the gaps it
 sees (a statement after a sleep runs slower); 0 always sleeps at once.
-"-c engine_cpu_affinity=on" keeps, on Linux with 2 to 4 CPUs, the thread
-that runs the sessions to the first CPU and PGlite's threads to the others:
-faster statements, but a cancel's slowest answers come later (default off).
+"-c engine_cpu_affinity=off" leaves PGlite's thread to the kernel; on (the
+default), on Linux with 2 to 4 CPUs, it keeps off the first CPU while it is
+the only database engine open, so that it and the thread that runs the
+sessions stop landing on one CPU (select-only statements ~10% faster).
 
 SSL: "-c ssl=on" (or ssl = on in postgresql.conf, as "${PROGNAME} init --ssl" writes)
 serves SSLRequest and PostgreSQL 17's direct SSL on the same port, with

@@ -320,10 +320,10 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     name: "engine_cpu_affinity",
     type: "bool",
     context: "postmaster",
-    boot: false,
+    boot: true,
     pgts: true,
     description:
-      "On Linux with 2 to 4 CPUs, keeps the thread that runs the sessions on the first allowed CPU and the engine's Workers on the others (faster statements; a cancel's slowest answers slower); off leaves both to the kernel.",
+      "On Linux with 2 to 4 CPUs, keeps the engine's Worker, while it is the only one open, off the first allowed CPU, so that it and the thread that runs the sessions stop landing on one CPU; off leaves it to the kernel.",
   },
   {
     name: "engine_wait_timeout",

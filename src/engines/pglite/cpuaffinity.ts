@@ -1,34 +1,34 @@
 /**
- * Keeps the engine's Worker and the thread that talks to it on CPUs of
- * their own (pgts.engine_cpu_affinity), on a small Linux machine.
+ * Keeps the engine's Worker off the CPU that the thread talking to it
+ * tends to run on (pgts.engine_cpu_affinity, on by default), on a small
+ * Linux machine.
  *
  * Every statement wakes one of the two threads from the other, and Linux
  * wakes a thread where its waker runs when it can: on a 2-CPU VM the main
  * thread and the Worker kept landing on one CPU, and each migration left a
- * thread's caches behind. With the main thread on the first allowed CPU and
- * the Worker on the others (sched_setaffinity), on against off
- * (scripts/bench/ab.sh, alternating rounds, medians of 5, fsync off):
- * select-only `-c 4` 18,728 → 23,204 TPS (84 → 68 µs of server CPU a
- * transaction), `-c 1` 14,551 → 15,852, TPC-B `-c 4` 1,595 → 1,723,
- * `-C -S -c 4` 2,255 → 2,382 connections/s, `SELECT 1` `-c 4` 29,669 →
- * 30,887; back-to-back select-only from one node-postgres client ~35%
- * faster, and a statement after a 1 ms pause took PGlite 67 µs instead of
- * 122 (the Worker's caches survive its sleep). Only where the process may
- * run on 2 to MAX_CPUS CPUs: on a larger machine an idle CPU is near and a
- * thread fixed to one could only lose. Two pgts servers busy on one small
- * machine would share those two CPUs the same way.
+ * thread's caches behind. Pinned with `taskset`, PGlite's exec of a
+ * select-only statement took 27.6 µs instead of 49.8 back to back, and 67
+ * instead of 122 after a 1 ms pause. With the Worker on every allowed CPU
+ * but the first (sched_setaffinity) and the main thread free, the other
+ * thread goes where the Worker is not: against off, in alternating rounds
+ * of one run (fsync off, medians of 6), select-only `-c 4` 18,379 → 20,473
+ * TPS (80 → 73.5 µs of server CPU a transaction), TPC-B `-c 4` 1,505–1,819
+ * → 1,756–1,870 once warm; `SELECT 1` and connections/s level. Pinning the main
+ * thread to the first CPU as well gained a little more (21,321 TPS) but
+ * kept that thread, which reads every CancelRequest, from leaving a busy
+ * CPU; left free it can.
  *
- * Off by default: with it on, a CancelRequest's slowest answers came later
- * (`cancel-latency.ts`, 50 cancels of a CPU-bound statement, fsync on: p99
- * 11–18 ms in six runs of nine and 76, 111 and 129 ms in three, against
- * 6.5–10.6 ms in five runs with it off, the same hour), presumably because
- * the main thread, which must read the CancelRequest, cannot leave its CPU
- * while another thread holds it. Issue 19 asks for 100 ms at p99.
+ * Only while one engine Worker is open in the realm: a second database's
+ * engine opening sends every Worker back to all the CPUs (two busy engines
+ * kept to one CPU would share it), and when one is left it is pinned again.
+ * Only where the process may run on 2 to MAX_CPUS CPUs: on a larger machine
+ * an idle CPU is near and a thread fixed to one could only lose. Threads a
+ * pinned Worker starts (Bun's collector thread) inherit its CPUs; helper
+ * threads the runtime started before keep every CPU.
  *
  * Through the runtime's FFI (bun:ffi, Deno.dlopen with the ffi permission)
  * to glibc; anywhere else (another libc, Node, no permission) nothing is
- * done. Helper threads the runtime started before (its compiler's and
- * collector's) keep every CPU.
+ * done.
  */
 
 import process from "node:process";
@@ -115,32 +115,50 @@ function libcAffinity(): Affinity | null {
   };
 }
 
+/** pgts.engine_cpu_affinity as the realm's starter set it: off until then (`pgts start` sets it). */
 let enabled = false;
-/** The engine Workers' CPUs once decided (null: none pinned); undefined before. */
-let planned: number[] | null | undefined;
+/** The CPUs pinning shares out (this process's, when 2 to MAX_CPUS); null: none; undefined before. */
+let machine: number[] | null | undefined;
+/** The engine Workers open in this realm. */
+const open = new Set<EngineThread>();
+
+/** An open engine Worker, told its CPUs again when the number of open ones changes. */
+export interface EngineThread {
+  keepTo(cpus: readonly number[]): void;
+}
 
 /** pgts.engine_cpu_affinity, for the engines this realm opens from now on. */
 export function setEngineCpuAffinity(on: boolean): void {
   enabled = on;
 }
 
+function machineCpus(): number[] | null {
+  if (machine !== undefined) return machine;
+  machine = null;
+  const cpus = libcAffinity()?.get() ?? null;
+  if (cpus !== null && cpus.length >= 2 && cpus.length <= MAX_CPUS) machine = cpus;
+  return machine;
+}
+
 /**
- * For a new engine Worker: the CPUs it is to keep to, or null. The first
- * call decides for the realm, and confines the calling thread (the one
- * that runs the sessions) to the first allowed CPU.
+ * A new engine Worker: the CPUs it is to keep to from its open, or null
+ * (the process's, which it has from the thread that started it). A lone
+ * Worker keeps to all CPUs but the first; a second one opening sends the
+ * first back to all of them, as two busy engines on one CPU would share it.
  */
-export function engineWorkerCpus(): number[] | null {
+export function engineThreadOpened(t: EngineThread): number[] | null {
   if (!enabled) return null;
-  if (planned !== undefined) return planned;
-  planned = null;
-  const libc = libcAffinity();
-  const allowed = libc?.get() ?? null;
-  if (libc === null || allowed === null || allowed.length < 2 || allowed.length > MAX_CPUS) {
-    return null;
-  }
-  if (!libc.set([allowed[0]!])) return null;
-  planned = allowed.slice(1);
-  return planned;
+  const cpus = machineCpus();
+  if (cpus === null) return null;
+  open.add(t);
+  if (open.size === 2) { for (const o of open) if (o !== t) o.keepTo(cpus); }
+  return open.size === 1 ? cpus.slice(1) : null;
+}
+
+/** An engine Worker closed or failed: a lone one left keeps to all CPUs but the first again. */
+export function engineThreadClosed(t: EngineThread): void {
+  if (!open.delete(t) || open.size !== 1 || machine == null) return;
+  for (const o of open) o.keepTo(machine.slice(1));
 }
 
 /** In an engine Worker: keeps to `cpus`; whether it took. */

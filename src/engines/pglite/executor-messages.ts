@@ -83,4 +83,6 @@ export type WorkerRequest =
     bytes: Uint8Array;
     options: InstanceExecOptions;
   }
+  /** The CPUs to keep to from now on (cpuaffinity.ts). */
+  | { t: "cpus"; cpus: number[] }
   | { t: "close" };

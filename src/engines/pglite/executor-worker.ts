@@ -226,6 +226,9 @@ scope.onmessage = (ev: MessageEvent<WorkerRequest>) => {
         await run(m.seq, m.bytes, m.options, null, -1);
       });
       return;
+    case "cpus":
+      keepToCpus(m.cpus);
+      return;
     case "close":
       chain = chain.then(async () => {
         try {

@@ -12,7 +12,7 @@
  */
 
 import { registeredPgliteAssets } from "./assets.ts";
-import { engineWorkerCpus } from "./cpuaffinity.ts";
+import { type EngineThread, engineThreadClosed, engineThreadOpened } from "./cpuaffinity.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
@@ -115,6 +115,8 @@ export class WorkerExecutor implements RawExecutor {
   #dead: Error | null = null;
   /** The Worker's background WAL fdatasyncs, run on this thread (group commit). */
   #walSyncs: WalSyncs;
+  /** The Worker as cpuaffinity.ts counts it. */
+  #thread: EngineThread;
   /** The default bound on a lock wait (ms; 0: lock waits are not watched). */
   #lockWaitMs: number;
   /** pgts.engine_spin_time in ms: the longest this thread polls for a lone session's answer. */
@@ -126,7 +128,13 @@ export class WorkerExecutor implements RawExecutor {
 
   private constructor(
     worker: Worker,
-    shared: { cell: Int32Array; channel: ChannelRequester; feed: CopyFeed; walSyncs: WalSyncs },
+    shared: {
+      cell: Int32Array;
+      channel: ChannelRequester;
+      feed: CopyFeed;
+      walSyncs: WalSyncs;
+      thread: EngineThread;
+    },
     ready: { tempShared: string | null; interrupt: SharedInterruptTarget | null },
     lockWaitMs: number,
     spinUs: number,
@@ -138,6 +146,7 @@ export class WorkerExecutor implements RawExecutor {
     this.#cell = shared.cell;
     this.#channel = shared.channel;
     this.#walSyncs = shared.walSyncs;
+    this.#thread = shared.thread;
     this.#walSyncs.onDurable = (durable) => this.wal.noteDurable(durable);
     this.#walSyncs.onFailure = (code, name) => this.#walFailed(fdatasyncFailure(name, code));
     this.tempShared = ready.tempShared;
@@ -163,13 +172,17 @@ export class WorkerExecutor implements RawExecutor {
     // fdatasyncs too, before anything waits for them here.
     const walSyncs = new WalSyncs();
     walSyncs.start();
+    const thread: EngineThread = {
+      keepTo: (cpus) => worker.postMessage({ t: "cpus", cpus: [...cpus] } satisfies WorkerRequest),
+    };
+    const cpus = engineThreadOpened(thread);
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
         if (ev.data.t === "ready") {
           for (const [step, at] of ev.data.trace ?? []) startupTraceAt(step, at, "engine");
           const ex = new WorkerExecutor(
             worker,
-            { cell, channel, feed, walSyncs },
+            { cell, channel, feed, walSyncs, thread },
             ev.data,
             options.lockWaitMs ?? 0,
             options.spinUs ?? 0,
@@ -182,6 +195,7 @@ export class WorkerExecutor implements RawExecutor {
         } else {
           void walSyncs.close();
           worker.terminate();
+          engineThreadClosed(thread);
           reject(new Error(ev.data.t === "failed" ? ev.data.message : "engine worker failed"));
         }
       };
@@ -189,6 +203,7 @@ export class WorkerExecutor implements RawExecutor {
         ev.preventDefault?.();
         void walSyncs.close();
         worker.terminate();
+        engineThreadClosed(thread);
         reject(new Error(`engine worker failed to start: ${ev.message}`));
       };
       const open: WorkerRequest = {
@@ -203,7 +218,7 @@ export class WorkerExecutor implements RawExecutor {
         image: options.image ?? null,
         database: options.database ?? null,
         spinUs: options.spinUs ?? 0,
-        cpus: engineWorkerCpus(),
+        cpus,
         assets,
         ...(startupTraceEnabled() ? { trace: true } : {}),
       };
@@ -380,6 +395,7 @@ export class WorkerExecutor implements RawExecutor {
       this.#worker.terminate();
       this.#channel.close();
       this.#closeWalFds();
+      engineThreadClosed(this.#thread);
       return Promise.resolve();
     }
     return new Promise((resolve) => {
@@ -389,6 +405,7 @@ export class WorkerExecutor implements RawExecutor {
         this.#worker.terminate();
         this.#channel.close();
         this.#closeWalFds();
+        engineThreadClosed(this.#thread);
         resolve();
       };
       this.#closed = finish;
@@ -501,6 +518,7 @@ export class WorkerExecutor implements RawExecutor {
 
   #fail(e: Error): void {
     this.#dead = e;
+    engineThreadClosed(this.#thread);
     for (const p of [this.#running, this.#queued]) {
       if (p === null) continue;
       clearTimers(p);

@@ -1,11 +1,14 @@
 /**
- * pgts.engine_cpu_affinity (src/engines/pglite/cpuaffinity.ts): set on, on
- * Linux with 2 to 4 allowed CPUs, the server's thread that runs the
- * sessions keeps to the first allowed CPU and the engine's Worker to the
- * others; off (the default), or on a machine with another number of CPUs,
- * every thread keeps the process's whole set. Read from
- * /proc/PID/task/TID/status, as `taskset -p` would show it, under the
- * runtime the tests run (Bun, or Deno with PGTS_TEST_RUNTIME=deno).
+ * pgts.engine_cpu_affinity (src/engines/pglite/cpuaffinity.ts): on (the
+ * default), on Linux with 2 to 4 allowed CPUs, the engine's Worker keeps
+ * to all CPUs but the first while it is the only engine open, and every
+ * other thread (the one that runs the sessions included) to the process's
+ * whole set (threads the Worker starts once pinned, such as Bun's collector
+ * thread, inherit its set); a second database's engine opening sends the
+ * first Worker back to the whole set, and its close pins the one left again. Off, or on a
+ * machine with another number of CPUs, every thread keeps the whole set.
+ * Read from /proc/PID/task/TID/status, as `taskset -p` would show it,
+ * under the runtime the tests run (Bun, or Deno with PGTS_TEST_RUNTIME=deno).
  */
 
 import { describe, expect, test } from "bun:test";
@@ -50,32 +53,59 @@ const ours = existsSync("/proc/self/status")
   : [];
 const pins = ours.length >= 2 && ours.length <= 4;
 
+/** The server's threads kept to `cpus`. */
+function keptTo(s: PgtsServer, cpus: number[]): { name: string; cpus: number[] }[] {
+  return threads(s).filter((t) => t.cpus.join() === cpus.join());
+}
+
+/** Waits until `check` holds (the Workers take a message to change their CPUs). */
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  const until = Date.now() + 20_000;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`never: ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
 describe.if(process.platform === "linux" && ours.length > 0)("engine_cpu_affinity", () => {
   test(
     pins
-      ? "set on, the sessions' thread keeps to the first CPU and the engine's Worker to the rest"
-      : "set on, nothing is pinned on a machine of this size",
+      ? "by default the engine's Worker keeps off the first CPU while it is the only engine; a second database's engine unpins it until it closes"
+      : "by default nothing is pinned on a machine of this size",
     async () => {
-      const s = await startSqlServer({ perTest: true, settings: { engine_cpu_affinity: "on" } });
+      const s = await startSqlServer({
+        perTest: true,
+        settings: { engine_idle_timeout: "1s" },
+      });
       const c = await pgClient(s);
       expect((await c.query("select 1 as x")).rows).toEqual([{ x: 1 }]);
       const ts = threads(s);
-      const main = ts[0]!;
-      if (pins) {
-        expect(main.cpus).toEqual([ours[0]!]);
-        // The engine's Worker, and no other thread of the runtime's own, on the rest.
-        const engine = ts.filter((t) => t.cpus.join() === ours.slice(1).join());
-        expect(engine.length).toBeGreaterThanOrEqual(1);
-        expect(ts.some((t) => t.cpus.join() === ours.join())).toBe(true);
-      } else {
+      // The thread that runs the sessions is never pinned.
+      expect(ts[0]!.cpus).toEqual(ours);
+      if (!pins) {
         for (const t of ts) expect(t.cpus).toEqual(ours);
+        await c.end();
+        return;
       }
+      const rest = ours.slice(1);
+      // The Worker, and any thread it started once pinned (under Bun its collector's).
+      const pinned = keptTo(s, rest).length;
+      expect(pinned).toBeGreaterThanOrEqual(1);
+      await c.query("create database other_cpus");
+      const o = await pgClient(s, { database: "other_cpus" });
+      expect((await o.query("select 2 as x")).rows).toEqual([{ x: 2 }]);
+      // Two engines: the first Worker is back on every CPU, and the new one is there too.
+      await eventually(() => keptTo(s, rest).length < pinned, "the first Worker on every CPU");
+      await o.end();
+      // other_cpus's engine closes after engine_idle_timeout: postgres's is pinned again.
+      await eventually(() => keptTo(s, rest).length === pinned, "the lone Worker pinned again");
+      expect((await c.query("select 3 as x")).rows).toEqual([{ x: 3 }]);
       await c.end();
     },
   );
 
-  test("by default (off) every thread keeps the process's CPUs", async () => {
-    const s = await startSqlServer({ perTest: true });
+  test("set off, every thread keeps the process's CPUs", async () => {
+    const s = await startSqlServer({ perTest: true, settings: { engine_cpu_affinity: "off" } });
     const c = await pgClient(s);
     expect((await c.query("select 2 as x")).rows).toEqual([{ x: 2 }]);
     for (const t of threads(s)) expect([t.name, t.cpus]).toEqual([t.name, ours]);
