@@ -92,7 +92,8 @@ sees (a statement after a sleep runs slower); 0 always sleeps at once.
 "-c engine_cpu_affinity=off" leaves PGlite's thread to the kernel; on (the
 default), on Linux with 2 to 4 CPUs, it keeps off the first CPU while it is
 the only database engine open, so that it and the thread that runs the
-sessions stop landing on one CPU (select-only statements ~10% faster).
+sessions stop landing on one CPU (select-only statements ~10% faster); set
+it off where two busy pgts servers share a small machine.
 
 SSL: "-c ssl=on" (or ssl = on in postgresql.conf, as "${PROGNAME} init --ssl" writes)
 serves SSLRequest and PostgreSQL 17's direct SSL on the same port, with

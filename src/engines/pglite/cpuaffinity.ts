@@ -22,7 +22,9 @@
  * engine opening sends every Worker back to all the CPUs (two busy engines
  * kept to one CPU would share it), and when one is left it is pinned again.
  * Only where the process may run on 2 to MAX_CPUS CPUs: on a larger machine
- * an idle CPU is near and a thread fixed to one could only lose. Threads a
+ * an idle CPU is near and a thread fixed to one could only lose. Two pgts
+ * servers on one such machine keep their Workers to the same CPUs, and two
+ * busy ones would share them: set it off there. Threads a
  * pinned Worker starts (Bun's collector thread) inherit its CPUs; helper
  * threads the runtime started before keep every CPU.
  *
