@@ -13,10 +13,10 @@
  * thread goes where the Worker is not: against off, in alternating rounds
  * of one run (fsync off, medians of 6), select-only `-c 4` 18,379 → 20,473
  * TPS (80 → 73.5 µs of server CPU a transaction), TPC-B `-c 4` 1,505–1,819
- * → 1,756–1,870 once warm; `SELECT 1` and connections/s level. Pinning the main
- * thread to the first CPU as well gained a little more (21,321 TPS) but
- * kept that thread, which reads every CancelRequest, from leaving a busy
- * CPU; left free it can.
+ * → 1,756–1,870 once warm; `SELECT 1` and connections/s level. Pinning the
+ * main thread to the first CPU as well gained a little more (21,321 TPS)
+ * but kept that thread, which reads every CancelRequest, from leaving a
+ * busy CPU; left free it can.
  *
  * Only while one engine Worker is open in the realm: a second database's
  * engine opening sends every Worker back to all the CPUs (two busy engines
@@ -24,9 +24,9 @@
  * Only where the process may run on 2 to MAX_CPUS CPUs: on a larger machine
  * an idle CPU is near and a thread fixed to one could only lose. Two pgts
  * servers on one such machine keep their Workers to the same CPUs, and two
- * busy ones would share them: set it off there. Threads a
- * pinned Worker starts (Bun's collector thread) inherit its CPUs; helper
- * threads the runtime started before keep every CPU.
+ * busy ones would share them: set it off there. Threads a pinned Worker
+ * starts (Bun's collector thread) inherit its CPUs; helper threads the
+ * runtime started before keep every CPU.
  *
  * Through the runtime's FFI (bun:ffi, Deno.dlopen with the ffi permission)
  * to glibc; anywhere else (another libc, Node, no permission) nothing is
@@ -153,7 +153,10 @@ export function engineThreadOpened(t: EngineThread): number[] | null {
   const cpus = machineCpus();
   if (cpus === null) return null;
   open.add(t);
-  if (open.size === 2) { for (const o of open) if (o !== t) o.keepTo(cpus); }
+  // The first one back to every CPU: the two would share the rest.
+  if (open.size === 2) {
+    for (const o of open) if (o !== t) o.keepTo(cpus);
+  }
   return open.size === 1 ? cpus.slice(1) : null;
 }
 
