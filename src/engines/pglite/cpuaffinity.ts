@@ -99,16 +99,20 @@ function schedCalls(): SchedCall | null {
   return (name, m) => lib.symbols[name]!(0, CPU_SET_BYTES, ffi.ptr(m));
 }
 
-/** The calling thread's affinity through glibc, or null. */
+/** libcAffinity's answer, once per realm (undefined before). */
+let libc: Affinity | null | undefined;
+
+/** The calling thread's affinity through glibc, or null; libc is opened once per realm. */
 function libcAffinity(): Affinity | null {
+  if (libc !== undefined) return libc;
   let call: SchedCall | null;
   try {
     call = schedCalls();
   } catch {
-    return null; // no glibc, no FFI
+    call = null; // no glibc, no FFI
   }
-  if (call === null) return null;
-  return {
+  if (call === null) return libc = null;
+  return libc = {
     get() {
       const m = new Uint8Array(CPU_SET_BYTES);
       return call("sched_getaffinity", m) === 0 ? cpusOf(m) : null;

@@ -5,10 +5,11 @@
  * other thread (the one that runs the sessions included) to the process's
  * whole set (threads the Worker starts once pinned, such as Bun's collector
  * thread, inherit its set); a second database's engine opening sends the
- * first Worker back to the whole set, and its close pins the one left again. Off, or on a
- * machine with another number of CPUs, every thread keeps the whole set.
- * Read from /proc/PID/task/TID/status, as `taskset -p` would show it,
- * under the runtime the tests run (Bun, or Deno with PGTS_TEST_RUNTIME=deno).
+ * first Worker back to the whole set, and its close pins the one left
+ * again. Off, or on a machine with another number of CPUs, every thread
+ * keeps the whole set. Read from /proc/PID/task/TID/status, as `taskset -p`
+ * would show it, under the runtime the tests run (Bun, or Deno with
+ * PGTS_TEST_RUNTIME=deno).
  */
 
 import { describe, expect, test } from "bun:test";
