@@ -72,28 +72,80 @@ export interface BackendEntry {
 }
 
 /**
- * Which pids are still the sessions they were. A pid names a session only
- * while it lives: the subprocess adapter's pooled backend processes serve
- * one client after another under one pid. The per-session tables kept by
- * pid (advisory locks, currval, reset values) must forget a pid whose
- * session is another now, or the next client inherits the last one's
- * locks and values. A session is known by its statement prefix, which is
- * never reused.
+ * The engine's sessions as an exec passes them to the backend (procarray.ts
+ * forExec): all of them, or what changed since the last exec that passed
+ * them. A connection's start or end is then one entry, not the whole list:
+ * with hundreds of idle connections open, encoding the whole list for each
+ * exec after a connect took a quarter of the postmaster thread's time.
  */
-export class SessionIdentities {
-  #prefixes = new Map<number, string>();
+export interface BackendsUpdate {
+  /** True: `entries` are every session and replace what the backend had; false: those added since. */
+  readonly whole: boolean;
+  readonly entries: readonly BackendEntry[];
+  /** The pids of the sessions that ended since (applied before `entries`: a pid can be reused). */
+  readonly gone: readonly number[];
+}
 
-  /** The pids of `entries` whose state may be kept: all but those now another session's. */
-  keep(entries: readonly BackendEntry[]): number[] {
-    const keep: number[] = [];
-    const next = new Map<number, string>();
-    for (const e of entries) {
-      const was = this.#prefixes.get(e.pid);
-      if (was === undefined || was === e.statementPrefix) keep.push(e.pid);
-      next.set(e.pid, e.statementPrefix);
+/** What an update changed of the per-session state kept by pid (BackendTable.apply). */
+export interface BackendsChange {
+  /**
+   * After a whole list: the pids whose state may be kept (every other
+   * pid's goes, keepOnly); null after an update of what changed.
+   */
+  readonly keep: readonly number[] | null;
+  /** After an update of what changed: the pids whose state goes (forget). */
+  readonly dropped: readonly number[];
+}
+
+/**
+ * The engine's sessions on the backend's side, by pid, as the execs'
+ * updates give them (BackendsUpdate), and which pids are still the
+ * sessions they were. A pid names a session only while it lives: the
+ * subprocess adapter's pooled backend processes serve one client after
+ * another under one pid. The per-session tables kept by pid (advisory
+ * locks, currval, reset values) must forget a pid whose session is
+ * another now, or the next client inherits the last one's locks and
+ * values. A session is known by its statement prefix, which is never
+ * reused. The signal functions (installBackendFunctions) and the client
+ * addresses (clientaddr.ts) read the sessions here.
+ */
+export class BackendTable {
+  readonly #known = new Map<number, BackendEntry>();
+
+  get(pid: number): BackendEntry | undefined {
+    return this.#known.get(pid);
+  }
+
+  /**
+   * Takes `update`; says whose per-session state goes: a session that
+   * ended, or a pid that another session has now. A pid an update says
+   * ended is dropped even if no update had named it (one whose update an
+   * exec that did not run carried).
+   */
+  apply(update: BackendsUpdate): BackendsChange {
+    const known = this.#known;
+    if (update.whole) {
+      const keep: number[] = [];
+      const was = new Map(known);
+      known.clear();
+      for (const e of update.entries) {
+        const before = was.get(e.pid);
+        if (before === undefined || before.statementPrefix === e.statementPrefix) keep.push(e.pid);
+        known.set(e.pid, e);
+      }
+      return { keep, dropped: [] };
     }
-    this.#prefixes = next;
-    return keep;
+    const dropped: number[] = [];
+    for (const pid of update.gone) {
+      known.delete(pid);
+      dropped.push(pid);
+    }
+    for (const e of update.entries) {
+      const before = known.get(e.pid);
+      if (before !== undefined && before.statementPrefix !== e.statementPrefix) dropped.push(e.pid);
+      known.set(e.pid, e);
+    }
+    return { keep: null, dropped };
   }
 }
 
@@ -150,8 +202,6 @@ export type BackendSignal = readonly [
 export interface BackendFunctions {
   /** The session whose exec runs next (its pid), or null for pgts's own work. */
   runAs(pid: number | null): void;
-  /** The sessions the signal functions know, from now on. */
-  setBackends(backends: readonly BackendEntry[]): void;
   /** The rows pgts_backend_status() returns during the next exec (null: keep the last ones). */
   setActivity(rows: readonly ActivityRow[] | null): void;
   /** The channels pg_listening_channels() keeps during the next exec: the session's own. */
@@ -247,6 +297,8 @@ export function argDatum(tools: WasmTools, fcinfo: number, n: number): number {
 export interface BackendFunctionOptions {
   /** Sets Postgres's cancel flags for the exec in flight (a session cancelling itself). */
   readonly cancelSelf: () => void;
+  /** The sessions the signal functions know. */
+  readonly sessions: BackendTable;
 }
 
 interface BackendExports {
@@ -268,6 +320,7 @@ export function installBackendFunctions(
   options: BackendFunctionOptions,
 ): BackendFunctions {
   const ex = tools.ex as unknown as BackendExports & typeof tools.ex;
+  const sessions = options.sessions;
   for (
     const fn of [
       "fmgr_info",
@@ -308,8 +361,6 @@ export function installBackendFunctions(
   }
 
   let runner: number | null = null;
-  let backends = new Map<number, number>();
-  let prefixes = new Map<number, string>();
   let activity: readonly ActivityRow[] = [];
   let channels: readonly string[] = [];
   let signals: BackendSignal[] = [];
@@ -330,7 +381,7 @@ export function installBackendFunctions(
    * what refuses it. Raises nothing itself.
    */
   const check = (pid: number): "unknown" | "nosuperuser" | "nopermission" | null => {
-    const role = backends.get(pid);
+    const role = sessions.get(pid)?.roleOid;
     if (role === undefined) return "unknown";
     if (ex.superuser_arg(role) !== 0 && ex.superuser() === 0) return "nosuperuser";
     const me = ex.GetUserId();
@@ -406,7 +457,7 @@ export function installBackendFunctions(
    */
   let advisoryRows: () => readonly unknown[] = () => [];
   const statementPrefix = (): string =>
-    (runner === null ? undefined : prefixes.get(runner)) ?? "\u0001";
+    (runner === null ? undefined : sessions.get(runner)?.statementPrefix) ?? "\u0001";
 
   const status = (): string => {
     const me = ex.GetUserId();
@@ -462,7 +513,7 @@ export function installBackendFunctions(
     logContextsSlot,
     wasmFunctionOf((fcinfo: number): number => {
       const at = fcinfo + FCINFO_ARGS;
-      if (backends.has(tools.view().getInt32(at, true))) {
+      if (sessions.get(tools.view().getInt32(at, true)) !== undefined) {
         tools.view().setInt32(at, originalPid(), true);
       }
       return originalLogContexts(fcinfo);
@@ -531,10 +582,6 @@ export function installBackendFunctions(
     runAs(pid) {
       runner = pid;
     },
-    setBackends(list) {
-      backends = new Map(list.map((b) => [b.pid, b.roleOid]));
-      prefixes = new Map(list.map((b) => [b.pid, b.statementPrefix]));
-    },
     setActivity(rows) {
       if (rows !== null) activity = rows;
     },
@@ -559,7 +606,7 @@ export function installBackendFunctions(
       advisoryRows = rows;
     },
     runningPrefix() {
-      return runner === null ? null : prefixes.get(runner) ?? null;
+      return runner === null ? null : sessions.get(runner)?.statementPrefix ?? null;
     },
     databasesChanged() {
       if (runner !== null) databasesChangedBy = runner;

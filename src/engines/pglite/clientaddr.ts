@@ -15,7 +15,7 @@
  */
 
 import { parseIp } from "../../core/auth/inet.ts";
-import type { BackendEntry, ClientAddress } from "./backends.ts";
+import type { BackendTable } from "./backends.ts";
 
 /** Offsets in wasm32 `struct Port` (libpq/libpq-be.h): sock, noblock, proto, then laddr and raddr. */
 const PORT_LADDR = 12;
@@ -30,20 +30,25 @@ const AF_INET6 = 10;
 export class ClientAddresses {
   readonly #memory: WebAssembly.Memory;
   readonly #port: number;
-  #byPid = new Map<number, ClientAddress | null>();
+  readonly #sessions: BackendTable;
   /** Whose addresses the Port holds now (undefined: PGlite's own). */
   #current: number | null | undefined = undefined;
 
-  private constructor(memory: WebAssembly.Memory, port: number) {
+  private constructor(memory: WebAssembly.Memory, port: number, sessions: BackendTable) {
     this.#memory = memory;
     this.#port = port;
+    this.#sessions = sessions;
   }
 
   /**
    * For `myProcPort` (the exported `MyProcPort` variable): null when there
    * is none, or when its Port does not hold 127.0.0.1:5432 where expected.
    */
-  static install(memory: WebAssembly.Memory, myProcPort: unknown): ClientAddresses | null {
+  static install(
+    memory: WebAssembly.Memory,
+    myProcPort: unknown,
+    sessions: BackendTable,
+  ): ClientAddresses | null {
     if (!(myProcPort instanceof WebAssembly.Global)) return null;
     const view = new DataView(memory.buffer);
     const port = view.getUint32(myProcPort.value as number, true);
@@ -51,19 +56,18 @@ export class ClientAddresses {
     const r = port + PORT_RADDR;
     const ok = view.getUint16(r, true) === AF_INET && view.getUint16(r + 2, false) === 5432 &&
       view.getUint32(r + 4, false) === 0x7f000001;
-    return ok ? new ClientAddresses(memory, port) : null;
+    return ok ? new ClientAddresses(memory, port, sessions) : null;
   }
 
-  /** The sessions as the exec's backends list gives them. */
-  setBackends(list: readonly BackendEntry[]): void {
-    this.#byPid = new Map(list.map((b) => [b.pid, b.client ?? null]));
+  /** The sessions changed (a pid may be another session's now): the next exec's are written again. */
+  sessionsChanged(): void {
     this.#current = undefined;
   }
 
   /** Before an exec of session `pid` (null: pgts's own work, which reads no address). */
   use(pid: number | null): void {
     if (pid === null || pid === this.#current) return;
-    const client = this.#byPid.get(pid) ?? null;
+    const client = this.#sessions.get(pid)?.client ?? null;
     const view = new DataView(this.#memory.buffer);
     write(view, this.#port + PORT_RADDR, client);
     write(view, this.#port + PORT_LADDR, client?.local ?? null);

@@ -67,6 +67,11 @@ export class SessionPlaceholders {
     const keep = new Set(pids);
     for (const pid of this.#made.keys()) if (!keep.has(pid)) this.#made.delete(pid);
   }
+
+  /** These sessions ended (or their pid is another session's now). */
+  forget(pids: readonly number[]): void {
+    for (const pid of pids) this.#made.delete(pid);
+  }
 }
 
 export function installUnseenPlaceholders(

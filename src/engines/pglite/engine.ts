@@ -29,7 +29,7 @@ import type {
 } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
 import { BackendSettings, resetValuesOf } from "./backendsettings.ts";
-import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
+import type { ActivityRow, BackendSignal, BackendsUpdate } from "./backends.ts";
 import type {
   EngineCluster as Cluster,
   EngineOptions as Options,
@@ -468,6 +468,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     // A conditional exec of a session the engine was taken back from (its
     // handing-over exec did not end idle, scheduler.ts) does not start.
     if (options.conditional === true && s !== undefined && this.scheduler.owner !== s) {
+      if (options.backends !== undefined) this.#procs.resend();
       throw new ExecNotRun();
     }
     options = this.#temp.beforeExec(options, s, temp);
@@ -502,8 +503,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         this.#reloadPending = new Map([...reload, ...(this.#reloadPending ?? [])]);
       }
       this.#temp.execFailed();
-      // Its sessions list goes with the next exec again.
-      if (e instanceof ExecNotRun) this.#procs.resend();
+      // The sessions it carried may not have reached the backend: the next exec takes them all.
+      if (options.backends !== undefined) this.#procs.resend();
       throw e;
     }
     this.#temp.afterExec(result, owner);
@@ -597,7 +598,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
    * in a cluster of several, every other's), when they changed since the
    * last exec.
    */
-  backendsForExec(): BackendEntry[] | undefined {
+  backendsForExec(): BackendsUpdate | undefined {
     return this.#procs.forExec();
   }
 

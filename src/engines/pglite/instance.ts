@@ -37,7 +37,7 @@ import { installUnseenPlaceholders, SessionPlaceholders } from "./customsettings
 import { installDatabaseGrantGuard } from "./databasegrants.ts";
 import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
-import { type BackendFunctions, installBackendFunctions, SessionIdentities } from "./backends.ts";
+import { type BackendFunctions, BackendTable, installBackendFunctions } from "./backends.ts";
 import { advisoryKeyLimit, type AdvisoryLocks, installAdvisoryLocks } from "./advisory.ts";
 import { installSessionResetValues, type SessionResetValues } from "./resetvalues.ts";
 import { installSessionSequences, type SessionSequences } from "./sequences.ts";
@@ -271,13 +271,14 @@ export async function openInstance(
   let gucs: GucWatch;
   let tools: WasmTools;
   let clientAddresses: ClientAddresses | null = null;
-  const sessions = new SessionIdentities();
+  /** The engine's sessions by pid, as the execs' updates gave them (procarray.ts). */
+  const sessions = new BackendTable();
   try {
     if (shared) shareLibrariesOnOpen(db);
     tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
-    backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf() });
+    backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf(), sessions });
     installServerFileGuard(tools);
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
@@ -311,7 +312,11 @@ export async function openInstance(
     // before the per-session reset values take the server's sources.
     const unmarked = markFileSettings(tools, options.settingFiles ?? {});
     if (unmarked !== null) trace(`settings' sources left as start parameters: ${unmarked}`);
-    clientAddresses = ClientAddresses.install(memory, captured.wasm.exports["MyProcPort"]);
+    clientAddresses = ClientAddresses.install(
+      memory,
+      captured.wasm.exports["MyProcPort"],
+      sessions,
+    );
     trace("pgts's guards installed");
     const installed = await installTempNamespaces(
       tools,
@@ -387,13 +392,19 @@ export async function openInstance(
       backends.runAs(options.pid);
       advisory.runAs(options.pid, options.advisoryWait === true);
       if (options.backends !== undefined) {
-        backends.setBackends(options.backends);
-        const keep = sessions.keep(options.backends);
-        advisory.keepOnly(keep);
-        sequences?.keepOnly(keep);
-        resets?.keepOnly(keep);
-        placeholders.keepOnly(keep);
-        clientAddresses?.setBackends(options.backends);
+        const { keep, dropped } = sessions.apply(options.backends);
+        if (keep !== null) {
+          advisory.keepOnly(keep);
+          sequences?.keepOnly(keep);
+          resets?.keepOnly(keep);
+          placeholders.keepOnly(keep);
+        } else if (dropped.length > 0) {
+          advisory.forget(dropped);
+          sequences?.forget(dropped);
+          resets?.forget(dropped);
+          placeholders.forget(dropped);
+        }
+        clientAddresses?.sessionsChanged();
       }
       clientAddresses?.use(options.pid);
       sequences?.runAs(options.pid, options.discardSequences === true);

@@ -8,7 +8,7 @@ import type { PGlite } from "@electric-sql/pglite";
 import type { WalRequests } from "./walsyncs.ts";
 import type { ImageSource } from "./image.ts";
 import type { CopyFeedInput } from "./copyfeed.ts";
-import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
+import type { ActivityRow, BackendSignal, BackendsUpdate } from "./backends.ts";
 import type { TempPair, TempSpan } from "./tempnamespace.ts";
 import type { SharedInterruptTarget } from "./interrupt.ts";
 import type { GucChange } from "./gucwatch.ts";
@@ -96,8 +96,8 @@ export interface InstanceExecOptions {
   readonly runAs: number | null;
   /** The pid of the session whose bytes these are (pg_backend_pid()), or null for pgts's own work. */
   readonly pid: number | null;
-  /** The engine's sessions, when they changed since the last exec that passed them. */
-  readonly backends?: readonly BackendEntry[];
+  /** The engine's sessions, when they changed since the last exec that passed them: all, or the change. */
+  readonly backends?: BackendsUpdate;
   /** pg_stat_activity's rows, when the input reads them. */
   readonly activity?: readonly ActivityRow[];
   /** The session's LISTEN channels, when the input reads them (none otherwise). */

@@ -5,13 +5,15 @@
  * shown in pg_stat_activity, and passed to the backend's signal functions
  * (backends.ts) when they changed since the last exec.
  *
- * It owns the set of this database's sessions and the version the
- * backend last saw of them. It runs no SQL; it must never give the
+ * It owns the set of this database's sessions and what the backend last
+ * saw of them: after a connection starts or ends, the next exec carries
+ * only that change (backends.ts BackendsUpdate), and the whole list when
+ * the backend may have missed one. It runs no SQL; it must never give the
  * backend a list that leaves out a session that can be signalled.
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
-import type { ActivityRow, BackendEntry, BackendSignal } from "./backends.ts";
+import type { ActivityRow, BackendEntry, BackendSignal, BackendsUpdate } from "./backends.ts";
 import type { PgliteSession } from "./session.ts";
 
 /** The other databases' sessions, in a cluster of several (dbengines.ts). */
@@ -28,6 +30,8 @@ export class ProcArray {
   /** Bumped when a session starts or ends; the sessions go to the backend with the next exec. */
   #version = 0;
   #sent = -1;
+  /** The sessions the backend has, as the last update gave them; null: it gets the whole list next. */
+  #sentSessions: Set<PgliteSession> | null = null;
 
   constructor(others: OtherDatabases | null) {
     this.#others = others;
@@ -61,26 +65,53 @@ export class ProcArray {
     return undefined;
   }
 
-  /** The list forExec gave went with an exec that did not run: the next exec gets it again. */
+  /**
+   * The update forExec gave may not have reached the backend (its exec did
+   * not run, or failed): the next exec gets the whole list.
+   */
   resend(): void {
     this.#sent = -1;
+    this.#sentSessions = null;
   }
 
   /**
    * The sessions as the signal functions check them (this database's and,
    * in a cluster of several, every other's), when they changed since the
-   * last exec.
+   * last exec: the sessions that started and the pids of those that ended
+   * since, or all of them after a resend.
    */
-  forExec(): BackendEntry[] | undefined {
+  forExec(): BackendsUpdate | undefined {
     const version = this.#others?.version() ?? this.#version;
     if (this.#sent === version) return undefined;
     this.#sent = version;
-    return [...this.#sessions, ...(this.#others?.sessions() ?? [])].map((s) => ({
-      pid: s.pid,
-      roleOid: s.userOid,
-      statementPrefix: s.prefix,
-      client: s.client,
-    }));
+    const others = this.#others === null ? null : new Set(this.#others.sessions());
+    const sent = this.#sentSessions;
+    if (sent === null) {
+      const all = new Set([...this.#sessions, ...(others ?? [])]);
+      this.#sentSessions = all;
+      return { whole: true, entries: [...all].map(entryOf), gone: [] };
+    }
+    // Walked in place: a change is a session or two among possibly hundreds.
+    const gone: number[] = [];
+    for (const s of sent) {
+      if (this.#sessions.has(s) || others?.has(s) === true) continue;
+      sent.delete(s);
+      gone.push(s.pid);
+    }
+    const entries: BackendEntry[] = [];
+    for (const s of this.#sessions) {
+      if (!sent.has(s)) {
+        sent.add(s);
+        entries.push(entryOf(s));
+      }
+    }
+    for (const s of others ?? []) {
+      if (!sent.has(s)) {
+        sent.add(s);
+        entries.push(entryOf(s));
+      }
+    }
+    return { whole: false, entries, gone };
   }
 
   /** pg_stat_activity's rows: every session of every database, as it is now. */
@@ -128,4 +159,9 @@ export class ProcArray {
   terminateAll(reason: PgError): void {
     for (const s of this.#sessions) s.terminate(reason);
   }
+}
+
+/** What the backend's signal functions know of session `s`. */
+function entryOf(s: PgliteSession): BackendEntry {
+  return { pid: s.pid, roleOid: s.userOid, statementPrefix: s.prefix, client: s.client };
 }

@@ -38,6 +38,8 @@ export interface SessionResetValues {
   runAs(pid: number | null): void;
   /** Only these sessions exist now: the values of any other go. */
   keepOnly(pids: Iterable<number>): void;
+  /** These sessions ended (or their pid is another session's now): their values go. */
+  forget(pids: readonly number[]): void;
   /**
    * A reload set these parameters' server values (configreload.ts), those
    * `files` names from the file (settingsource.ts), the rest from the start
@@ -179,6 +181,9 @@ export function installSessionResetValues(
     keepOnly(pids) {
       const keep = new Set(pids);
       for (const pid of defined.keys()) if (!keep.has(pid)) defined.delete(pid);
+    },
+    forget(pids) {
+      for (const pid of pids) defined.delete(pid);
     },
     reloaded(changes, files) {
       const fromFile = new Set(Object.keys(files).map((k) => k.toLowerCase()));

@@ -51,6 +51,8 @@ export interface SessionSequences {
   runAs(pid: number | null, discard: boolean): void;
   /** Only these sessions exist now: the values of any other go. */
   keepOnly(pids: Iterable<number>): void;
+  /** These sessions ended (or their pid is another session's now): their values go. */
+  forget(pids: readonly number[]): void;
 }
 
 interface Layout {
@@ -227,6 +229,12 @@ export function installSessionSequences(
       for (const pid of values.keys()) if (!keep.has(pid)) values.delete(pid);
       // The values in the backend are a gone session's: the next one's are written in.
       if (shown !== null && !keep.has(shown)) shown = null;
+    },
+    forget(pids) {
+      for (const pid of pids) {
+        values.delete(pid);
+        if (shown === pid) shown = null;
+      }
     },
   };
 }
