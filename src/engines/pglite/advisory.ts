@@ -66,10 +66,8 @@ export interface AdvisoryLocks {
   runAs(pid: number | null, waits?: boolean): void;
   /** The transaction of session `pid` ended: its transaction-level holds go. */
   endTransaction(pid: number): void;
-  /** Only these sessions exist now: every hold of any other goes. */
-  keepOnly(pids: Iterable<number>): void;
-  /** These sessions ended (or their pid is another session's now): their holds and waits go. */
-  forget(pids: readonly number[]): void;
+  /** The sessions `gone` takes ended (or their pid is another session's now): their holds and waits go. */
+  dropSessions(gone: (pid: number) => boolean): void;
   /** The holds and waits, as pg_locks shows advisory locks (activity.ts). */
   rows(): AdvisoryRow[];
 }
@@ -389,17 +387,6 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
     },
   });
 
-  /** The holds and waits of the sessions `goes` takes go (a prepared transaction's, negative ids, outlive theirs). */
-  const dropWhere = (goes: (pid: number) => boolean): void => {
-    for (const [key, queue] of queues) {
-      for (const w of queue) if (goes(w.pid)) dequeue(key, w.pid);
-    }
-    for (const [key, holders] of locks) {
-      for (const pid of holders.keys()) if (pid >= 0 && goes(pid)) holders.delete(pid);
-      if (holders.size === 0) locks.delete(key);
-    }
-  };
-
   return {
     runAs(pid, waiting = false) {
       runner = pid ?? 0;
@@ -437,14 +424,15 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
       }
       return out;
     },
-    keepOnly(pids) {
-      const keep = new Set(pids);
-      dropWhere((pid) => !keep.has(pid));
-    },
-    forget(pids) {
-      if (pids.length === 0 || (queues.size === 0 && locks.size === 0)) return;
-      const gone = new Set(pids);
-      dropWhere((pid) => gone.has(pid));
+    dropSessions(gone) {
+      for (const [key, queue] of queues) {
+        for (const w of queue) if (gone(w.pid)) dequeue(key, w.pid);
+      }
+      for (const [key, holders] of locks) {
+        // A prepared transaction's holds (negative ids) outlive its session.
+        for (const pid of holders.keys()) if (pid >= 0 && gone(pid)) holders.delete(pid);
+        if (holders.size === 0) locks.delete(key);
+      }
     },
   };
 }

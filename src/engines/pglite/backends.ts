@@ -86,17 +86,6 @@ export interface BackendsUpdate {
   readonly gone: readonly number[];
 }
 
-/** What an update changed of the per-session state kept by pid (BackendTable.apply). */
-export interface BackendsChange {
-  /**
-   * After a whole list: the pids whose state may be kept (every other
-   * pid's goes, keepOnly); null after an update of what changed.
-   */
-  readonly keep: readonly number[] | null;
-  /** After an update of what changed: the pids whose state goes (forget). */
-  readonly dropped: readonly number[];
-}
-
 /**
  * The engine's sessions on the backend's side, by pid, as the execs'
  * updates give them (BackendsUpdate), and which pids are still the
@@ -117,35 +106,33 @@ export class BackendTable {
   }
 
   /**
-   * Takes `update`; says whose per-session state goes: a session that
-   * ended, or a pid that another session has now. A pid an update says
-   * ended is dropped even if no update had named it (one whose update an
-   * exec that did not run carried).
+   * Takes `update`; returns which pids' per-session state goes (null:
+   * none): a session that ended, or a pid that another session has now.
+   * After a whole list, every pid but those it keeps, known here or not
+   * (state an exec left for a session whose update never arrived); after
+   * a change, each pid it says ended, even one no update had named.
    */
-  apply(update: BackendsUpdate): BackendsChange {
+  apply(update: BackendsUpdate): ((pid: number) => boolean) | null {
     const known = this.#known;
     if (update.whole) {
-      const keep: number[] = [];
+      const keep = new Set<number>();
       const was = new Map(known);
       known.clear();
       for (const e of update.entries) {
         const before = was.get(e.pid);
-        if (before === undefined || before.statementPrefix === e.statementPrefix) keep.push(e.pid);
+        if (before === undefined || before.statementPrefix === e.statementPrefix) keep.add(e.pid);
         known.set(e.pid, e);
       }
-      return { keep, dropped: [] };
+      return (pid) => !keep.has(pid);
     }
-    const dropped: number[] = [];
-    for (const pid of update.gone) {
-      known.delete(pid);
-      dropped.push(pid);
-    }
+    const dropped = new Set(update.gone);
+    for (const pid of update.gone) known.delete(pid);
     for (const e of update.entries) {
       const before = known.get(e.pid);
-      if (before !== undefined && before.statementPrefix !== e.statementPrefix) dropped.push(e.pid);
+      if (before !== undefined && before.statementPrefix !== e.statementPrefix) dropped.add(e.pid);
       known.set(e.pid, e);
     }
-    return { keep: null, dropped };
+    return dropped.size === 0 ? null : (pid) => dropped.has(pid);
   }
 }
 

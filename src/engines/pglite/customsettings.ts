@@ -62,15 +62,9 @@ export class SessionPlaceholders {
     return this.#running?.has(name.toLowerCase()) === true;
   }
 
-  /** Forgets every session not in `pids` (they ended). */
-  keepOnly(pids: Iterable<number>): void {
-    const keep = new Set(pids);
-    for (const pid of this.#made.keys()) if (!keep.has(pid)) this.#made.delete(pid);
-  }
-
-  /** These sessions ended (or their pid is another session's now). */
-  forget(pids: readonly number[]): void {
-    for (const pid of pids) this.#made.delete(pid);
+  /** Forgets the sessions `gone` takes (they ended, or their pid is another session's now). */
+  dropSessions(gone: (pid: number) => boolean): void {
+    for (const pid of this.#made.keys()) if (gone(pid)) this.#made.delete(pid);
   }
 }
 

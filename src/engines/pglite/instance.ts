@@ -392,17 +392,12 @@ export async function openInstance(
       backends.runAs(options.pid);
       advisory.runAs(options.pid, options.advisoryWait === true);
       if (options.backends !== undefined) {
-        const { keep, dropped } = sessions.apply(options.backends);
-        if (keep !== null) {
-          advisory.keepOnly(keep);
-          sequences?.keepOnly(keep);
-          resets?.keepOnly(keep);
-          placeholders.keepOnly(keep);
-        } else if (dropped.length > 0) {
-          advisory.forget(dropped);
-          sequences?.forget(dropped);
-          resets?.forget(dropped);
-          placeholders.forget(dropped);
+        const gone = sessions.apply(options.backends);
+        if (gone !== null) {
+          advisory.dropSessions(gone);
+          sequences?.dropSessions(gone);
+          resets?.dropSessions(gone);
+          placeholders.dropSessions(gone);
         }
         clientAddresses?.sessionsChanged();
       }

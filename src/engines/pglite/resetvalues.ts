@@ -36,10 +36,8 @@ export interface SessionResetValues {
   define(pid: number, values: readonly (readonly [string, string])[], superuser: boolean): void;
   /** Session `pid`'s exec runs next (null: pgts's own work, which leaves the backend as it is). */
   runAs(pid: number | null): void;
-  /** Only these sessions exist now: the values of any other go. */
-  keepOnly(pids: Iterable<number>): void;
-  /** These sessions ended (or their pid is another session's now): their values go. */
-  forget(pids: readonly number[]): void;
+  /** The sessions `gone` takes ended (or their pid is another session's now): their values go. */
+  dropSessions(gone: (pid: number) => boolean): void;
   /**
    * A reload set these parameters' server values (configreload.ts), those
    * `files` names from the file (settingsource.ts), the rest from the start
@@ -178,12 +176,8 @@ export function installSessionResetValues(
       }
       shown = d.key;
     },
-    keepOnly(pids) {
-      const keep = new Set(pids);
-      for (const pid of defined.keys()) if (!keep.has(pid)) defined.delete(pid);
-    },
-    forget(pids) {
-      for (const pid of pids) defined.delete(pid);
+    dropSessions(gone) {
+      for (const pid of defined.keys()) if (gone(pid)) defined.delete(pid);
     },
     reloaded(changes, files) {
       const fromFile = new Set(Object.keys(files).map((k) => k.toLowerCase()));

@@ -49,10 +49,8 @@ export interface SessionSequences {
    * backend as it is); `discard`: its values are forgotten first.
    */
   runAs(pid: number | null, discard: boolean): void;
-  /** Only these sessions exist now: the values of any other go. */
-  keepOnly(pids: Iterable<number>): void;
-  /** These sessions ended (or their pid is another session's now): their values go. */
-  forget(pids: readonly number[]): void;
+  /** The sessions `gone` takes ended (or their pid is another session's now): their values go. */
+  dropSessions(gone: (pid: number) => boolean): void;
 }
 
 interface Layout {
@@ -224,17 +222,10 @@ export function installSessionSequences(
       writeIn(pid);
       shown = pid;
     },
-    keepOnly(pids) {
-      const keep = new Set(pids);
-      for (const pid of values.keys()) if (!keep.has(pid)) values.delete(pid);
+    dropSessions(gone) {
+      for (const pid of values.keys()) if (gone(pid)) values.delete(pid);
       // The values in the backend are a gone session's: the next one's are written in.
-      if (shown !== null && !keep.has(shown)) shown = null;
-    },
-    forget(pids) {
-      for (const pid of pids) {
-        values.delete(pid);
-        if (shown === pid) shown = null;
-      }
+      if (shown !== null && gone(shown)) shown = null;
     },
   };
 }
