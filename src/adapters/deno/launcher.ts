@@ -12,6 +12,7 @@
  */
 
 import { fork } from "node:child_process";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type {
   ChildExit,
@@ -30,6 +31,19 @@ export interface DenoSubprocessLauncherOptions {
   readonly module?: string;
   /** Environment for children; default: the postmaster's. */
   readonly env?: Record<string, string | undefined>;
+}
+
+/**
+ * A child's environment: `env` with V8's `--expose-gc` added to
+ * DENO_V8_FLAGS, so that a child can run the collections that keep a huge
+ * COPY's buffers from piling up (nodeconn.ts's reads, the engine's
+ * CollectorHint in src/engines/pglite/gchint.ts); Deno has no other way to
+ * ask for one.
+ */
+function childEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const flags = env["DENO_V8_FLAGS"] ?? "";
+  if (flags.split(",").includes("--expose-gc")) return env;
+  return { ...env, DENO_V8_FLAGS: flags === "" ? "--expose-gc" : `${flags},--expose-gc` };
 }
 
 export class DenoSubprocessLauncher implements ChildLauncher {
@@ -52,7 +66,7 @@ export class DenoSubprocessLauncher implements ChildLauncher {
     const cp = fork(this.#module, [CHILD_FLAG], {
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
-      ...(this.#env ? { env: this.#env } : {}),
+      env: childEnv(this.#env ?? process.env),
     });
     const pid = cp.pid;
     if (pid === undefined) {

@@ -19,7 +19,9 @@
  * `PGTS_GC_HINT_MB` sets both (0: never). A collection that is only
  * started (Bun.gc(false)) left most of it: the freed memory stayed in the
  * RSS until the allocator's scavenger ran. Under Deno there is no such call
- * without `--expose-gc`, and nothing is done.
+ * without `--expose-gc`: the children of the Deno subprocess launcher have
+ * it (src/adapters/deno/launcher.ts), a server run by `deno run` does not,
+ * and there nothing is done.
  *
  * It decides nothing and holds nothing: a count and a call.
  *
