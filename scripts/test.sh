@@ -11,10 +11,11 @@
 # others' reports follow when they are done. With arguments (files or
 # filters) one bun test runs them, as before.
 #
-# The end-to-end directories or files in PGTS_TEST_DENO (default below; empty: none)
-# run a second time against the server under Deno: with
-# PGTS_TEST_RUNTIME=deno, tests/helpers/pgts.ts starts every server a test
-# does not give a runtime as `deno run -A mod.ts start`. Each file's Deno run
+# The end-to-end files of scripts/test-deno.txt, or the directories or files
+# in PGTS_TEST_DENO (empty: none), run a second time against the server
+# under Deno (the Deno pass): with PGTS_TEST_RUNTIME=deno,
+# tests/helpers/pgts.ts starts every server a test does not give a runtime
+# as `deno run -A mod.ts start`. Each file's Deno run
 # is an item of its own in the balance (weight key `deno:FILE`), run by its
 # shard in a second bun test after the first; the closing line counts both.
 set -uo pipefail
@@ -63,23 +64,23 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"; cleanup' EXIT
 
-# By default every end-to-end file runs under Deno too (tests/e2e and
-# tests/http, less deno_skip below). That fits CI's 15 minutes since the
-# tests' files went to /dev/shm: the whole suite with its Deno pass took
-# 14.6 min of test time on ext4 and 11.6 min on /dev/shm (2026-12-05,
-# 2-CPU machine, 1,450 tests).
-deno_default=(tests/e2e tests/http)
-deno_dirs=${PGTS_TEST_DENO-${deno_default[*]}}
-# Not run twice: files whose servers do not follow PGTS_TEST_RUNTIME (the HTTP
-# tests that serve from bun test's own process) and files that already start
-# the server under Deno themselves.
+# The Deno pass: the files listed in scripts/test-deno.txt (why those: its
+# header), or the directories and files PGTS_TEST_DENO names (empty: none).
+# Not run twice even when named: files whose servers do not follow
+# PGTS_TEST_RUNTIME (the HTTP tests that serve from bun test's own process)
+# and files that already start the server under Deno themselves.
 deno_skip='^tests/http/(admin|input|neon|deno)\.test\.ts$|^tests/e2e/upstream/http_requests_share_the_pool\.test\.ts$|^tests/e2e/postmaster/deno\.test\.ts$|^tests/e2e/sql/other_runtimes_serve_the_same_sql\.test\.ts$'
+if [ -n "${PGTS_TEST_DENO+set}" ]; then
+  deno_paths=$PGTS_TEST_DENO
+else
+  deno_paths=$(grep -Ev '^(#|$)' scripts/test-deno.txt)
+fi
 
 # One item per run of a file: "bun FILE" for every file, "deno FILE" for the
-# files of the Deno directories.
+# files of the Deno pass.
 {
   find tests -name '*.test.ts' | sort | sed 's/^/bun\t/'
-  for d in $deno_dirs; do
+  for d in $deno_paths; do
     find "$d" -name '*.test.ts' | sort | grep -Ev "$deno_skip" | sed 's/^/deno\t/'
   done
 } >"$dir/items"
