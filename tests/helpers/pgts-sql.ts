@@ -149,6 +149,19 @@ export async function connectError(
   return null;
 }
 
+/** The environment of a PostgreSQL client program that connects to `server` over its Unix socket. */
+export function pgEnv(server: PgtsServer): Record<string, string | undefined> {
+  return {
+    ...process.env,
+    PGHOST: server.socketDir,
+    PGPORT: String(server.port),
+    PGUSER: "postgres",
+    PGDATABASE: "postgres",
+    PGCONNECT_TIMEOUT: "10",
+    PGOPTIONS: "",
+  };
+}
+
 /** Runs a PostgreSQL client program (psql, pgbench) against `server` over its Unix socket. */
 export async function runPg(
   server: PgtsServer,
@@ -160,16 +173,7 @@ export async function runPg(
     stdin: options.stdin !== undefined ? new TextEncoder().encode(options.stdin) : "ignore",
     stdout: "pipe",
     stderr: "pipe",
-    env: {
-      ...process.env,
-      PGHOST: server.socketDir,
-      PGPORT: String(server.port),
-      PGUSER: "postgres",
-      PGDATABASE: "postgres",
-      PGCONNECT_TIMEOUT: "10",
-      PGOPTIONS: "",
-      ...options.env,
-    },
+    env: { ...pgEnv(server), ...options.env },
   });
   const timer = setTimeout(() => p.kill("SIGKILL"), options.timeoutMs ?? 60_000);
   try {

@@ -21,12 +21,12 @@ import {
   errorFields,
   message,
   pgClient,
+  pgEnv,
   psql,
   RawConnection,
   sharedServer,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
-import process from "node:process";
 import { processUsage } from "../../helpers/fuzz.ts";
 import { PG_BIN, type PgtsServer } from "../../helpers/pgts.ts";
 
@@ -67,14 +67,7 @@ class PsqlSession {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
-      env: {
-        ...process.env,
-        PGHOST: server.socketDir,
-        PGPORT: String(server.port),
-        PGUSER: "postgres",
-        PGDATABASE: "postgres",
-        PGOPTIONS: "",
-      },
+      env: pgEnv(server),
     });
     const timer = setTimeout(() => proc.kill("SIGKILL"), 120_000);
     const session = new PsqlSession(proc, proc.stdout.getReader(), timer);
