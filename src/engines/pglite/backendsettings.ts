@@ -253,10 +253,14 @@ export class BackendSettings {
    * from an earlier session started alike).
    */
   async readBack(s: PgliteSession): Promise<void> {
-    const key = s.settingsFromStartup ? this.#keyOf(s.startupSettings) : null;
+    // A session's own custom names may read '' in its map (parseSnapshot):
+    // its map is then not a startup map's spelling for others to share.
+    const key = s.settingsFromStartup && s.customMade.size === 0
+      ? this.#keyOf(s.startupSettings)
+      : null;
     let m = key === null ? undefined : this.#startupSpelled.get(key);
     if (m === undefined) {
-      m = await this.#snapshot();
+      m = await this.#snapshot(s.customMade);
       if (key !== null) {
         if (this.#startupSpelled.size >= STARTUP_SPELLED_MAX) this.#startupSpelled.clear();
         this.#startupSpelled.set(key, m);
@@ -323,9 +327,11 @@ export class BackendSettings {
     this.#appliedFor = null;
   }
 
-  async #snapshot(): Promise<Map<string, string>> {
+  /** What the backend carries; `ownCustom`: the custom names of the session it carries. */
+  async #snapshot(ownCustom?: ReadonlySet<string>): Promise<Map<string, string>> {
     return parseSnapshot(
       await this.#host.query(snapshotSql(this.#customNames, this.#notSessionState)),
+      ownCustom,
     );
   }
 

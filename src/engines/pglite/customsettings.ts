@@ -16,9 +16,11 @@
  * PostgreSQL's backend keeps a placeholder once made, so after `SET LOCAL
  * app.tenant = '7'` and COMMIT it reads `''`. What differs: a placeholder
  * set only inside a function body (never in a statement's text) reads as
- * never seen once reset, where PostgreSQL reads `''`, and one another
- * session SET to `''` reads `''` (an empty custom value is not switched
- * between sessions: settings.ts) where PostgreSQL reads it as never seen.
+ * never seen once reset, where PostgreSQL reads `''`. A session's own
+ * `''` (SET to it, or back at it after its RESET or SET LOCAL) stays in its
+ * settings map (parseSnapshot, settings.ts), so the next session with
+ * other settings gets the name RESET to PGC_S_DEFAULT and reads it as
+ * never seen.
  */
 
 import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";

@@ -51,16 +51,27 @@ export function snapshotSql(
   return sql;
 }
 
-/** The rows of `snapshotSql` as a map; unset custom settings are left out. */
-export function parseSnapshot(rows: Array<Array<string | null>>): Map<string, string> {
+/**
+ * The rows of `snapshotSql` as a map. A custom setting reading `''` is left
+ * out (a placeholder at its reset value reads so too) unless it is one of
+ * `ownCustom`, the names the session itself made: its `''` is then its own,
+ * and the next session with other settings has it RESET, so that there it
+ * reads as never seen (customsettings.ts).
+ */
+export function parseSnapshot(
+  rows: Array<Array<string | null>>,
+  ownCustom: ReadonlySet<string> = NO_NAMES,
+): Map<string, string> {
   const m = new Map<string, string>();
   for (const [name, value] of rows) {
     if (name == null || value == null) continue;
-    if (name.includes(".") && value === "") continue;
+    if (name.includes(".") && value === "" && !ownCustom.has(name)) continue;
     m.set(name, value);
   }
   return m;
 }
+
+const NO_NAMES: ReadonlySet<string> = new Set();
 
 /** RESET for a possibly dotted setting name. */
 function resetSql(name: string): string {

@@ -201,6 +201,13 @@ test("a custom setting another session set reads NULL with current_setting(name,
     expect(e?.message).toBe('unrecognized configuration parameter "app.tenant"');
   }
   expect((await c.query("select 1 as one")).rows[0].one).toBe(1);
+  // A name another session SET to '' explicitly: still never seen here.
+  await a.query("set app.empty = ''");
+  expect(await read(a, "app.empty")).toBe("");
+  expect(await read(c, "app.empty")).toBeNull();
+  const empty = await c.query("show app.empty").then(() => null, (e) => e);
+  expect(empty?.code).toBe("42704");
+  expect(await read(a, "app.empty")).toBe("");
   await c.end();
   // Without missing_ok, and for parameters that are not custom, as PostgreSQL.
   expect(await read(b, "work_mem")).toBe("4MB");
