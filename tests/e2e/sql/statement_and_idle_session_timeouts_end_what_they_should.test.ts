@@ -6,7 +6,8 @@
  * block, or the startup packet's options), a client's cancel still says
  * "user request", other sessions are served meanwhile, and a session idle
  * longer than idle_session_timeout is closed with 57P05. Under the default
- * server, the in-process adapter and the inline engine placement.
+ * server (the in-process adapter, the engine on its Worker) and the inline
+ * engine placement.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -34,7 +35,6 @@ async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: s
 
 const SERVERS: Array<[string, { adapter?: Adapter; settings?: Record<string, string> }]> = [
   ["default server", {}],
-  ["in-process adapter", { adapter: "inproc" }],
   ["inline engine", { adapter: "inproc", settings: { engine_placement: "inline" } }],
 ];
 

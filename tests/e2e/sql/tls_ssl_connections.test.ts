@@ -108,12 +108,12 @@ function directSsl(
   });
 }
 
-// The first three run under the suite's runtime (PGTS_TEST_RUNTIME); under
-// Deno they already are the Deno case, so it is not run a second time.
+// The first two run under the suite's runtime (PGTS_TEST_RUNTIME); under
+// Deno they already are the Deno case, so it is not run a second time. The
+// default adapter is `inproc`: an explicit `--adapter inproc` is the same server.
 const SUITE_RUNTIME = TEST_RUNTIME === "deno" ? "Deno" : "Bun";
 const VARIANTS: ReadonlyArray<{ name: string; options: SqlServerOptions }> = [
   { name: `${SUITE_RUNTIME}, default adapter`, options: {} },
-  { name: `${SUITE_RUNTIME}, --adapter inproc`, options: { adapter: "inproc" } },
   { name: `${SUITE_RUNTIME}, --adapter worker`, options: { adapter: "worker" } },
   ...(TEST_RUNTIME === "deno"
     ? []
