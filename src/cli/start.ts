@@ -88,7 +88,9 @@ instead ("inproc" only): a little faster per statement, but a running
 statement then holds the whole server, and a cancel acts once it ends.
 "-c engine_spin_time=MICROSECONDS" (default 200) is how long PGlite's thread
 polls for the next statement before it sleeps, adapting to the gaps it
-sees (a statement after a sleep runs slower); 0 always sleeps at once.
+sees (a statement after a sleep runs slower); up to five times as long for
+the next statement of a session inside a transaction block; 0 always sleeps
+at once.
 "-c engine_cpu_affinity=off" leaves PGlite's thread to the kernel; on (the
 default), on Linux with 2 to 4 CPUs, it keeps off the first CPU while it is
 the only database engine open, so that it and the thread that runs the

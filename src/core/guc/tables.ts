@@ -314,7 +314,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     max: 10000,
     pgts: true,
     description:
-      "Microseconds the engine's Worker keeps polling for the next statement before it sleeps: a statement after a sleep runs slower (cold caches); 0 sleeps at once.",
+      "Microseconds the engine's Worker keeps polling for the next statement before it sleeps (five times as long for the next statement of a session inside a transaction block): a statement after a sleep runs slower (cold caches); 0 sleeps at once.",
   },
   {
     name: "engine_cpu_affinity",

@@ -18,7 +18,7 @@ import type { WorkerReply, WorkerRequest } from "./executor-messages.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { GucChange } from "./gucwatch.ts";
 import type { TempSpan } from "./tempnamespace.ts";
-import { ChannelServer, endedIdle } from "./channel.ts";
+import { ChannelServer, endedIdle, endsInBlock } from "./channel.ts";
 import { CANCEL_SEQ } from "./interrupt.ts";
 import { adoptPgliteModule, compilePgliteModule } from "./sharedheap.ts";
 import { CopyFeedInput } from "./copyfeed.ts";
@@ -48,6 +48,8 @@ let instance: PGliteInstance | null = null;
 let feed: SharedArrayBuffer | null = null;
 /** The exec channel, which also paces streamed answers (channel.ts), from `open`. */
 let flow: ChannelServer | null = null;
+/** Whether the last exec's answer left its session inside a transaction block (the channel's poll). */
+let lastInBlock = false;
 /** The cancel cell (interrupt.ts): a cancelled exec is not held back by a slow reader. */
 let cancelCell: Int32Array | null = null;
 let chain: Promise<void> = Promise.resolve();
@@ -129,6 +131,7 @@ async function run(
   const wal = instance?.walTicket() ?? 0;
   const end = { error, signals, temp, gucs };
   const idle = !streamed && endedIdle(parts, end);
+  lastInBlock = !streamed && endsInBlock(parts);
   if (channel !== null && !streamed && channel.tryReply(slot, seq, parts, { ...end, wal })) {
     return idle;
   }
@@ -148,7 +151,7 @@ async function run(
 async function serveChannel(channel: ChannelServer): Promise<void> {
   let idle = false;
   for (;;) {
-    const next = channel.next();
+    const next = channel.next(lastInBlock);
     const r = next instanceof Promise ? await next : next;
     if (r.conditional && !idle) {
       channel.notRun(r.slot, r.seq, instance?.walTicket() ?? 0);

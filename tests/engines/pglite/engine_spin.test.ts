@@ -4,13 +4,17 @@
  * sleep runs slower (cold caches), but a poll that never catches anything
  * takes CPU the other threads need (a connection storm's accepting thread).
  * The window adapts to the gaps the Worker sees; these are its rules, and
- * the channel still delivers what arrives after the poll gave up.
+ * the channel still delivers what arrives after the poll gave up. After an
+ * answer inside a transaction block a window of its own, up to
+ * BLOCK_SPIN_FACTOR times longer, waits for the session's next statement.
  */
 
 import { expect, test } from "bun:test";
 import {
+  BLOCK_SPIN_FACTOR,
   ChannelRequester,
   ChannelServer,
+  endsInBlock,
   spinWindowAfter,
 } from "../../../src/engines/pglite/channel.ts";
 
@@ -47,5 +51,45 @@ test("a request that comes after the poll gave up is still taken", async () => {
     expect(r.seq).toBe(seq);
     expect(Array.from(r.bytes)).toEqual(Array.from(bytes));
     expect(r.options).toEqual({ runAs: 10, pid: 7, timeoutMs: 0 });
+  }
+});
+
+test("an answer that leaves its session inside a transaction block is told from one that ends idle", () => {
+  const rfq = (status: string) => Uint8Array.of(0x5a, 0, 0, 0, 5, status.charCodeAt(0));
+  const complete = new TextEncoder().encode("C\0\0\0\x0bUPDATE 1\0");
+  expect(endsInBlock([complete, rfq("T")])).toBe(true);
+  expect(endsInBlock([complete, rfq("E")])).toBe(true);
+  expect(endsInBlock([complete, rfq("I")])).toBe(false);
+  // The last non-empty part decides; an answer cut before its ReadyForQuery is not in a block.
+  expect(endsInBlock([rfq("T"), new Uint8Array(0)])).toBe(true);
+  expect(endsInBlock([rfq("T"), complete])).toBe(false);
+  expect(endsInBlock([])).toBe(false);
+});
+
+test("inside a transaction block the poll may grow to BLOCK_SPIN_FACTOR times engine_spin_time, by the same rules", () => {
+  const cap = SPIN * BLOCK_SPIN_FACTOR;
+  // A 600 µs round trip to the client: past engine_spin_time, within the block's cap.
+  let w = 0;
+  for (let i = 0; i < 10; i++) w = spinWindowAfter(w, cap, 0.6);
+  expect(w).toBe(cap);
+  // A client that thinks for 5 ms between its statements: no polling for it.
+  for (let i = 0; i < 8; i++) w = spinWindowAfter(w, cap, 5);
+  expect(w).toBe(0);
+});
+
+test("a request that comes while the Worker waits inside a transaction block is taken", async () => {
+  const requester = new ChannelRequester();
+  const server = new ChannelServer(requester.buffer, 200);
+  const bytes = new TextEncoder().encode("Q\0\0\0\x11update t set\0");
+  for (const [seq, delay] of [[1, 0], [2, 5], [3, 0]] as const) {
+    const next = server.next(true);
+    expect(next).toBeInstanceOf(Promise);
+    setTimeout(
+      () => requester.trySend(seq, bytes, { runAs: 10, pid: 7, timeoutMs: 0 }, false),
+      delay,
+    );
+    const r = await next;
+    expect(r.seq).toBe(seq);
+    expect(Array.from(r.bytes)).toEqual(Array.from(bytes));
   }
 });
