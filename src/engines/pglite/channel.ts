@@ -49,8 +49,9 @@
  * BLOCK_SPIN_FACTOR × engine_spin_time, adapting alike. TPC-B's
  * statements, seven round trips a transaction, had found the Worker asleep
  * at ~0.8 of them (its gaps beyond 200 µs on this VM, so the one window
- * shrank); with the block's window, pgbench -c 4 TPC-B ran ~15–30% more
- * transactions in alternating rounds at less CPU each, and select-only and
+ * shrank); with the block's window, pgbench -c 4 TPC-B ran 9% more
+ * transactions (scripts/bench/ab.sh, medians of 10 rounds; 15–30% on warm
+ * servers in rotated rounds) at no more CPU each, and select-only and
  * connection storms, whose answers end idle, were level.
  * The executor's thread polls for an answer the same way, but only for a
  * lone session (WorkerExecutor): pgbench -S -c 1 went from ~7.9k to
