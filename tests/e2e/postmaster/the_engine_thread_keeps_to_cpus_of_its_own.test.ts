@@ -37,15 +37,25 @@ function allowed(status: string): number[] {
   return cpuList(/Cpus_allowed_list:\s*(\S+)/.exec(status)![1]!);
 }
 
-/** Each thread of the server's postmaster: its name and allowed CPUs; the main thread first. */
+/**
+ * Each thread of the server's postmaster: its name and allowed CPUs; the
+ * main thread first. A thread that ended between the listing and its read
+ * (the runtime's helpers come and go) is left out.
+ */
 function threads(s: PgtsServer): { tid: number; name: string; cpus: number[] }[] {
   const pid = Number(s.pidFile()![0]);
   return readdirSync(`/proc/${pid}/task`).map(Number).sort((
     x,
     y,
-  ) => (x === pid ? -1 : y === pid ? 1 : x - y)).map((tid) => {
-    const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
-    return { tid, name: /Name:\s*(.*)/.exec(status)![1]!, cpus: allowed(status) };
+  ) => (x === pid ? -1 : y === pid ? 1 : x - y)).flatMap((tid) => {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+    } catch (e) {
+      if ((e as { code?: string }).code === "ENOENT") return [];
+      throw e;
+    }
+    return [{ tid, name: /Name:\s*(.*)/.exec(status)![1]!, cpus: allowed(status) }];
   });
 }
 
