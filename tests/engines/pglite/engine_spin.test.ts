@@ -56,7 +56,7 @@ test("a request that comes after the poll gave up is still taken", async () => {
 
 test("an answer that leaves its session inside a transaction block is told from one that ends idle", () => {
   const rfq = (status: string) => Uint8Array.of(0x5a, 0, 0, 0, 5, status.charCodeAt(0));
-  const complete = new TextEncoder().encode("C\0\0\0\x0bUPDATE 1\0");
+  const complete = new TextEncoder().encode("C\0\0\0\x0dUPDATE 1\0");
   expect(endsInBlock([complete, rfq("T")])).toBe(true);
   expect(endsInBlock([complete, rfq("E")])).toBe(true);
   expect(endsInBlock([complete, rfq("I")])).toBe(false);
