@@ -76,6 +76,7 @@
 
 import { setImmediate } from "node:timers";
 import { BE } from "../../core/protocol/constants.ts";
+import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { GucChange } from "./gucwatch.ts";
 import type { TempSpan } from "./tempnamespace.ts";
@@ -367,10 +368,9 @@ export function endsInBlock(parts: readonly Uint8Array[]): boolean {
   for (let i = parts.length - 1; i >= 0; i--) {
     const last = parts[i]!;
     if (last.length === 0) continue;
-    if (last.length < 6) return false;
-    const z = last.length - 6;
-    return last[z] === BE.ReadyForQuery && last[z + 4] === 5 &&
-      (last[z + 5] === 0x54 /* 'T' */ || last[z + 5] === 0x45 /* 'E' */);
+    if (!endsWithReadyForQuery(last)) return false;
+    const status = last[last.length - 1];
+    return status === 0x54 /* 'T' */ || status === 0x45 /* 'E' */;
   }
   return false;
 }
