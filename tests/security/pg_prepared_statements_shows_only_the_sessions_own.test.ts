@@ -3,12 +3,14 @@
  * under the names it gave them, as in PostgreSQL — though all sessions'
  * statements live in one PGlite backend (there under per-session names).
  * Another session's statement text never shows, nor does the builtin that
- * lists every session's answer a role that is not a superuser. Under the default server
- * and --adapter inproc.
+ * lists every session's answer a role that is not a superuser. A name past
+ * 63 bytes is its first 63, as PostgreSQL's scanner keeps it, in PREPARE,
+ * EXECUTE, a WITH HOLD cursor's statements, LISTEN and the error texts.
+ * Under the default server and --adapter inproc.
  */
 
 import { describe, expect, test } from "bun:test";
-import { pgClient, sharedServer, useSqlServers } from "../helpers/pgts-sql.ts";
+import { pgClient, sharedServer, useSqlServers, waitFor } from "../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS } from "../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -63,6 +65,48 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await a.query(`prepare ${over}x as select 1`);
       const same = await a.query(`prepare ${over}y as select 2`).catch((e) => e);
       expect(same.code).toBe("42P05");
+      await a.query("discard all");
+      await a.end();
+    });
+
+    test("a name past 63 bytes is its first 63, as PostgreSQL's scanner keeps it, in every statement and message", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      for (const c of [a, b]) c.on("notice", () => {});
+      const over = "o".repeat(63);
+      // 62 bytes: a longer name keeps them, cut before a character the 63rd byte would split.
+      const wide = "é".repeat(31);
+      await a.query(`prepare "${wide}éé" as select 'w' as v`);
+      expect((await a.query(`execute "${wide}é"`)).rows).toEqual([{ v: "w" }]);
+      const missing = await a.query(`execute "${wide}xé"`).catch((e) => e);
+      expect({ code: missing.code, message: missing.message }).toEqual({
+        code: "26000",
+        message: `prepared statement "${wide}x" does not exist`,
+      });
+      // A WITH HOLD cursor: declared under one long name, fetched, moved and closed under others.
+      await a.query(`declare ${over}c1 cursor with hold for select g from generate_series(1, 3) g`);
+      expect((await a.query(`fetch ${over}c2`)).rows).toEqual([{ g: 1 }]);
+      await a.query(`move next in ${over}c3`);
+      expect((await a.query(`fetch ${over}c4`)).rows).toEqual([{ g: 3 }]);
+      await a.query(`close ${over}c5`);
+      const closed = await a.query(`fetch ${over}c6`).catch((e) => e);
+      expect({ code: closed.code, message: closed.message }).toEqual({
+        code: "34000",
+        message: `cursor "${over}" does not exist`,
+      });
+      // LISTEN: the channel is the first 63 bytes, its notifications delivered, UNLISTEN by another spelling.
+      const got: string[] = [];
+      a.on("notification", (n) => got.push(`${n.channel}:${n.payload}`));
+      await a.query(`listen ${over}l1`);
+      expect((await a.query("select pg_listening_channels() as c")).rows).toEqual([{ c: over }]);
+      await b.query(`notify ${over}l2, 'one'`);
+      await waitFor("the notification", async () => {
+        await a.query("select 1");
+        return got.length > 0;
+      });
+      expect(got).toEqual([`${over}:one`]);
+      await a.query(`unlisten ${over}l3`);
+      expect((await a.query("select pg_listening_channels() as c")).rows).toEqual([]);
       await a.query("discard all");
       expect((await a.query("select count(*)::int as n from pg_prepared_statements")).rows[0].n)
         .toBe(0);

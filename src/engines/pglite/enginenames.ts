@@ -60,9 +60,34 @@ export function engineName(prefix: string, name: string): string {
   let h = 0x811c9dc5;
   for (const b of kept) h = Math.imul(h ^ b, 0x01000193);
   const tag = "~" + (h >>> 0).toString(16).padStart(8, "0");
-  return prefix + new TextDecoder().decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) +
-    tag;
+  const onEngine = prefix +
+    new TextDecoder().decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) + tag;
+  // Kept as the most recently used: a name in use is never the one dropped.
+  hashedNames.delete(onEngine);
+  if (hashedNames.size >= HASHED_NAMES_KEPT) hashedNames.delete(hashedNames.keys().next().value!);
+  hashedNames.set(onEngine, new TextDecoder().decode(kept));
+  return onEngine;
 }
+
+/**
+ * The name PostgreSQL keeps of an identifier: its first 63 bytes, cut at a
+ * character's start (truncate_identifier). PostgreSQL's scanner truncates
+ * every identifier so, and two names that keep the same bytes are one.
+ */
+export function keptName(name: string): string {
+  if (name.length * 3 <= NAME_BYTES) return name;
+  const bytes = utf8.encode(name);
+  return bytes.length <= NAME_BYTES ? name : new TextDecoder().decode(clipUtf8(bytes, NAME_BYTES));
+}
+
+/**
+ * Engine names that end in a hash (engineName), with the name PostgreSQL
+ * would have kept, for the messages that name them (publicText): the most
+ * recent HASHED_NAMES_KEPT. The key carries its session's random prefix,
+ * so no session can read another's.
+ */
+const hashedNames = new Map<string, string>();
+const HASHED_NAMES_KEPT = 1024;
 
 /** The first bytes of UTF-8 `bytes`, at most `n`, cut at a character's start (pg_mbcliplen). */
 function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
@@ -74,5 +99,14 @@ function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
 
 /** Takes a session's prefix out of a server message (`"pgts3.…:s1"` back to `"s1"`). */
 export function publicText(text: string, prefix: string): string {
-  return text.includes(prefix) ? text.replaceAll(`"${prefix}`, '"') : text;
+  if (!text.includes(prefix)) return text;
+  // A name too long for the prefix is shown as PostgreSQL keeps it, not hashed.
+  if (hashedNames.size > 0 && text.includes("~")) {
+    for (const [onEngine, kept] of hashedNames) {
+      if (onEngine.startsWith(prefix) && text.includes(`"${onEngine}"`)) {
+        text = text.replaceAll(`"${onEngine}"`, `"${kept}"`);
+      }
+    }
+  }
+  return text.replaceAll(`"${prefix}`, '"');
 }

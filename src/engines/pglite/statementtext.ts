@@ -17,7 +17,7 @@ import {
   type Token,
 } from "./sqlscan.ts";
 import { unsupportedClientEncoding } from "./settings.ts";
-import { engineName } from "./enginenames.ts";
+import { engineName, keptName } from "./enginenames.ts";
 import { TextEdits } from "./textedits.ts";
 import { quoteIdent } from "./wire.ts";
 
@@ -71,6 +71,16 @@ export interface Acc {
 }
 
 export const NO_CURSORS: ReadonlySet<string> = new Set();
+
+/**
+ * A name (a prepared statement's, a cursor's, a LISTEN channel's) as
+ * PostgreSQL's scanner keeps it, its first 63 bytes: `declare <64 bytes>a`
+ * and `close <64 bytes>b` name one cursor.
+ */
+function scannedName(tok: Token | undefined): string | null {
+  const name = identName(tok);
+  return name === null ? null : keptName(name);
+}
 
 /** A hold cursor's name token, renamed with the session's prefix. */
 function cursorName(tok: Token, prefix: string, name: string) {
@@ -171,7 +181,7 @@ function inspect(
       return null;
     case "listen":
     case "unlisten": {
-      const ch = t[1]?.text === "*" ? "*" : identName(t[1]);
+      const ch = t[1]?.text === "*" ? "*" : scannedName(t[1]);
       if (ch !== null) acc.listenOps.push([w0, ch]);
       return null;
     }
@@ -220,7 +230,7 @@ function inspect(
     case "declare": {
       // DECLARE name [BINARY] [ASENSITIVE | INSENSITIVE] [[NO] SCROLL] CURSOR WITH HOLD FOR …
       const tok = t[1];
-      const name = identName(tok);
+      const name = scannedName(tok);
       if (name === null || tok === undefined) return null;
       const text = sql.slice(st.start, st.end);
       if (/\bcursor\s+with\s+hold\s+for\b/i.test(text)) {
@@ -234,7 +244,7 @@ function inspect(
       // The cursor's name ends the statement, whatever direction comes first.
       if (t.length >= MAX_SCANNED_TOKENS || acc.holdCursors.size === 0) return null;
       const tok = t[t.length - 1];
-      const name = identName(tok);
+      const name = scannedName(tok);
       if (name === null || tok === undefined || t.length < 2) return null;
       return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
     }
@@ -244,7 +254,7 @@ function inspect(
         return null;
       }
       const tok = t[1];
-      const name = identName(tok);
+      const name = scannedName(tok);
       if (name === null || tok === undefined || !acc.holdCursors.has(name)) return null;
       acc.closedHoldCursors.push(name);
       return cursorName(tok, prefix, name);
@@ -268,7 +278,7 @@ function inspect(
         sessionCommand(acc, lone, "deallocate all");
         return null;
       }
-      const name = identName(tok);
+      const name = scannedName(tok);
       if (name === null || tok === undefined) return null;
       const onEngine = engineName(prefix, name);
       if (w0 === "prepare") acc.createdStatements.push(onEngine);
@@ -322,7 +332,9 @@ function prefixedName(
   const at = m?.indices?.[1];
   if (m === null || at === undefined) return null;
   const raw = m[1]!;
-  const name = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
+  const name = keptName(
+    raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase(),
+  );
   if (!ours(name)) return null;
   return {
     start: st.start + at[0],
