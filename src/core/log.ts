@@ -450,6 +450,19 @@ export function statementLogDefaults(): StatementLogDefaults {
   return cachedDefaults;
 }
 
+/**
+ * The server's client_min_messages, as configured ("notice" where it is
+ * not): what a session that did not set its own is sent of the notices
+ * and warnings pgts itself reports.
+ */
+export function clientMinMessagesDefault(): string {
+  try {
+    return configured?.getString("client_min_messages") ?? "notice";
+  } catch {
+    return "notice";
+  }
+}
+
 /** The prefix state of the child running now, where children share this realm's logging. */
 let prefixLookup: (() => LogLinePrefix | undefined) | null = null;
 

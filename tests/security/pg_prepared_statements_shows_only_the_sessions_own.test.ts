@@ -5,7 +5,8 @@
  * Another session's statement text never shows, nor does the builtin that
  * lists every session's answer a role that is not a superuser. A name past
  * 63 bytes is its first 63, as PostgreSQL's scanner keeps it, in PREPARE,
- * EXECUTE, a WITH HOLD cursor's statements, LISTEN and the error texts.
+ * EXECUTE, a WITH HOLD cursor's statements, LISTEN and the error texts,
+ * with PostgreSQL's NOTICE 42622 (unless client_min_messages is above it).
  * Under the default server and --adapter inproc.
  */
 
@@ -72,8 +73,28 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
     test("a name past 63 bytes is its first 63, as PostgreSQL's scanner keeps it, in every statement and message", async () => {
       const a = await pgClient(server());
       const b = await pgClient(server());
-      for (const c of [a, b]) c.on("notice", () => {});
+      const notices: string[] = [];
+      a.on("notice", (n) => notices.push(`${n.code} ${n.message}`));
+      b.on("notice", () => {});
       const over = "o".repeat(63);
+      await a.query(`prepare ${over}x as select 'x' as v`);
+      expect((await a.query(`execute ${over}y`)).rows).toEqual([{ v: "x" }]);
+      // PostgreSQL's scanner says so of each, though the engine sees the names short.
+      expect(notices).toEqual([
+        `42622 identifier "${over}x" will be truncated to "${over}"`,
+        `42622 identifier "${over}y" will be truncated to "${over}"`,
+      ]);
+      // Not to a client that asked for warnings and errors only.
+      await a.query("set client_min_messages = warning");
+      await a.query(`execute ${over}w`);
+      await a.query("reset client_min_messages");
+      expect(notices.length).toBe(2);
+      // The message names it as PostgreSQL kept it, not as the engine has it.
+      const dup = await a.query(`prepare ${over}z as select 2`).catch((e) => e);
+      expect({ code: dup.code, message: dup.message }).toEqual({
+        code: "42P05",
+        message: `prepared statement "${over}" already exists`,
+      });
       // 62 bytes: a longer name keeps them, cut before a character the 63rd byte would split.
       const wide = "é".repeat(31);
       await a.query(`prepare "${wide}éé" as select 'w' as v`);

@@ -91,6 +91,11 @@ export interface InputPlan {
    * statement parsed in the input or before, by name).
    */
   readonly resetTags: readonly number[];
+  /**
+   * Names past 63 bytes pgts renamed (as written, as PostgreSQL keeps
+   * them), for the NOTICE PostgreSQL's scanner sends about each.
+   */
+  readonly truncatedNames: ReadonlyArray<readonly [string, string]>;
 }
 
 /**
@@ -149,6 +154,7 @@ function newAcc(): Acc {
     rewrittenTexts: 0,
     resetTags: [],
     parsedReset: false,
+    truncatedNames: [],
   };
 }
 
@@ -366,6 +372,7 @@ export function planInput(
     closesAll: acc.closesAll,
     edits: acc.edits,
     resetTags: acc.resetTags,
+    truncatedNames: acc.truncatedNames,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,

@@ -31,7 +31,7 @@ import type {
   TransactionStatus,
 } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
-import { statementLogDefaults } from "../../core/log.ts";
+import { clientMinMessagesDefault, statementLogDefaults } from "../../core/log.ts";
 import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
@@ -493,8 +493,21 @@ export class PgliteSession extends SessionGlobals
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
     if (plan.settingsDirty) this.#cancel.inputSets = true;
     this.noteInput(plan, engine);
-    if (plan.createsTempObject && engine.tempShared !== null) {
+    if (plan.createsTempObject && engine.tempShared !== null && this.#clientGets("WARNING")) {
       out(noticeResponse(tempTableWarning()));
+    }
+    // What PostgreSQL's scanner says of a name it truncates, for the names
+    // the engine sees short (pgts renamed them).
+    if (plan.truncatedNames.length > 0 && this.#clientGets("NOTICE")) {
+      for (const [written, kept] of plan.truncatedNames) {
+        out(noticeResponse(
+          new PgError(
+            ERRCODE.NAME_TOO_LONG,
+            `identifier "${written}" will be truncated to "${kept}"`,
+            { severity: "NOTICE" },
+          ),
+        ));
+      }
     }
 
     // In a failed transaction, or DISCARD ALL in any transaction, the engine
@@ -576,6 +589,18 @@ export class PgliteSession extends SessionGlobals
       this.#early = false;
       if (!(await this.#turn.take(frames, out, plan, true))) return;
     }
+  }
+
+  /**
+   * Whether this session's client is sent a NOTICE or WARNING that pgts
+   * reports itself: client_min_messages as the session has it (its SET,
+   * its startup packet, ALTER ROLE/DATABASE … SET), else as the server does.
+   */
+  #clientGets(severity: "NOTICE" | "WARNING"): boolean {
+    const level = (this.settings.get("client_min_messages") ?? clientMinMessagesDefault())
+      .toLowerCase();
+    if (level === "error") return false;
+    return severity === "WARNING" || level !== "warning";
   }
 
   #logReport(msg: Uint8Array, input: Uint8Array | null, frames: readonly Frame[]): void {

@@ -68,6 +68,12 @@ export interface Acc {
   resetTags: number[];
   /** A Parse's text was one RESET SESSION AUTHORIZATION (its tag: RESET, naming.ts). */
   parsedReset: boolean;
+  /**
+   * Names past 63 bytes that pgts renamed (as written, as kept): the engine
+   * never sees them long, so PostgreSQL's NOTICE about each is the session's
+   * to send (session.ts).
+   */
+  truncatedNames: Array<readonly [string, string]>;
 }
 
 export const NO_CURSORS: ReadonlySet<string> = new Set();
@@ -83,8 +89,14 @@ function scannedName(tok: Token | undefined): string | null {
 }
 
 /** A hold cursor's name token, renamed with the session's prefix. */
-function cursorName(tok: Token, prefix: string, name: string) {
+function cursorName(tok: Token, prefix: string, name: string, acc: Acc) {
+  noteTruncation(acc, identName(tok), name);
   return { start: tok.start, end: tok.end, text: quoteIdent(engineName(prefix, name)) };
+}
+
+/** A renamed name that PostgreSQL's scanner truncated: its NOTICE is the session's to send. */
+function noteTruncation(acc: Acc, written: string | null, kept: string): void {
+  if (written !== null && written !== kept) acc.truncatedNames.push([written, kept]);
 }
 
 export function aloneOnly(what: string): PgError {
@@ -202,10 +214,10 @@ function inspect(
         acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
       }
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
-      return w0 === "create" ? prefixedName(CREATE_AS_EXECUTE, sql, st, prefix) : null;
+      return w0 === "create" ? prefixedName(CREATE_AS_EXECUTE, sql, st, prefix, acc) : null;
     }
     case "explain":
-      return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix);
+      return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix, acc);
     case "comment":
       // A role's comment is the cluster's (pg_authid.ts).
       if (w1 === "on" && t[2]?.kind === "word" && t[2].text === "role") acc.rolesDirty = true;
@@ -237,7 +249,7 @@ function inspect(
         acc.declaredHoldCursors.push(name);
         if (!acc.holdCursors.has(name)) acc.holdCursors = new Set([...acc.holdCursors, name]);
       }
-      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
+      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name, acc) : null;
     }
     case "fetch":
     case "move": {
@@ -246,7 +258,7 @@ function inspect(
       const tok = t[t.length - 1];
       const name = scannedName(tok);
       if (name === null || tok === undefined || t.length < 2) return null;
-      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name) : null;
+      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name, acc) : null;
     }
     case "close": {
       if (t.length === 2 && t[1]?.kind === "word" && t[1].text === "all") {
@@ -257,14 +269,14 @@ function inspect(
       const name = scannedName(tok);
       if (name === null || tok === undefined || !acc.holdCursors.has(name)) return null;
       acc.closedHoldCursors.push(name);
-      return cursorName(tok, prefix, name);
+      return cursorName(tok, prefix, name, acc);
     }
     case "update":
     case "delete":
     case "with": {
       if (acc.holdCursors.size === 0) return null;
       // WHERE CURRENT OF name, past the tokens the scan keeps.
-      return prefixedName(CURRENT_OF, sql, st, prefix, (name) => acc.holdCursors.has(name));
+      return prefixedName(CURRENT_OF, sql, st, prefix, acc, (name) => acc.holdCursors.has(name));
     }
     case "prepare":
     case "execute":
@@ -280,6 +292,7 @@ function inspect(
       }
       const name = scannedName(tok);
       if (name === null || tok === undefined) return null;
+      noteTruncation(acc, identName(tok), name);
       const onEngine = engineName(prefix, name);
       if (w0 === "prepare") acc.createdStatements.push(onEngine);
       return { start: tok.start, end: tok.end, text: quoteIdent(onEngine) };
@@ -326,16 +339,17 @@ function prefixedName(
   sql: string,
   st: Statement,
   prefix: string,
+  acc: Acc,
   ours: (name: string) => boolean = () => true,
 ): { start: number; end: number; text: string } | null {
   const m = re.exec(sql.slice(st.start, st.end));
   const at = m?.indices?.[1];
   if (m === null || at === undefined) return null;
   const raw = m[1]!;
-  const name = keptName(
-    raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase(),
-  );
+  const written = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();
+  const name = keptName(written);
   if (!ours(name)) return null;
+  noteTruncation(acc, written, name);
   return {
     start: st.start + at[0],
     end: st.start + at[1],

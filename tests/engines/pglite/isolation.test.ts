@@ -377,13 +377,20 @@ describe("session isolation on one PGlite backend", () => {
     expect((await sql`select count(*)::int as n from copy_t`)[0]!.n).toBe(2);
   });
 
-  test("a temporary table warns that it is shared", async () => {
+  test("a temporary table warns that it is shared, unless client_min_messages is above warnings", async () => {
     const a = await client();
     const notices: string[] = [];
     a.on("notice", (n) => notices.push(n.message ?? ""));
     await a.query("CREATE TEMP TABLE tmp_probe (x int)");
     expect(notices).toContain("temporary objects are shared by all sessions of this engine");
     await a.query("DROP TABLE tmp_probe");
+    // A client that asked for errors only is not sent it, as PostgreSQL sends it no warning.
+    notices.length = 0;
+    await a.query("SET client_min_messages = error");
+    await a.query("CREATE TEMP TABLE tmp_probe (x int)");
+    await a.query("DROP TABLE tmp_probe");
+    await a.query("RESET client_min_messages");
+    expect(notices).toEqual([]);
   });
 
   test("startup: unknown role is 28000, unknown database 3D000, another database 0A000", async () => {
