@@ -32,7 +32,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
           "select name, statement from pg_prepared_statements order by name",
         )).rows;
       expect(await list(a)).toEqual([
-        { name: "mine", statement: 'PREPARE "mine" AS select 1' },
+        { name: "mine", statement: "PREPARE mine AS select 1" },
         { name: "same", statement: "select 'secret of a' as v" },
       ]);
       expect(await list(b)).toEqual([{ name: "same", statement: "select 'secret of b' as v" }]);

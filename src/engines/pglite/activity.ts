@@ -12,7 +12,9 @@
  * session's statements under their engine names (`pgts<id>:name`); the new
  * view keeps the running session's, by the prefix that
  * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
- * names the client gave.
+ * names the client gave, in their statements too (`prepare s1 as …`, not
+ * the engine's `prepare "pgts3.…:s1" as …`: the name as quote_ident spells
+ * it).
  *
  * Both read the backend's list through a SECURITY DEFINER function, and
  * the builtins that list every session's (pg_prepared_statement(),
@@ -84,7 +86,10 @@ CREATE OR REPLACE FUNCTION pg_catalog.pgts_prepared_statements(
 RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
   SELECT pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1),
-    pg_catalog.replace(p.statement, '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
+    pg_catalog.replace(
+      pg_catalog.replace(p.statement, pg_catalog.quote_ident(p.name),
+        pg_catalog.quote_ident(pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1))),
+      '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
     p.prepare_time, p.parameter_types, p.result_types, p.from_sql, p.generic_plans,
     p.custom_plans
   FROM pg_catalog.pg_prepared_statement() p,
@@ -100,7 +105,12 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
   SELECT CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
       THEN pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1) ELSE c.name END,
-    pg_catalog.replace(c.statement, '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
+    pg_catalog.replace(
+      CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
+        THEN pg_catalog.replace(c.statement, pg_catalog.quote_ident(c.name),
+          pg_catalog.quote_ident(pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1)))
+        ELSE c.statement END,
+      '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
     c.is_holdable, c.is_binary, c.is_scrollable, c.creation_time
   FROM pg_catalog.pg_cursor() c, (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
   WHERE pg_catalog.starts_with(c.name, x.prefix)
@@ -161,6 +171,11 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%pgts_stat_get_activity%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_prepared_statements'::pg_catalog.regclass)" +
   " like '%pgts_prepared_statements%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_prepared_statements')::pg_catalog.oid)" +
+  " like '%quote_ident%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid) like '%quote_ident%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
   " like '%pgts_cursors%'" +
   " and pg_catalog.pg_get_functiondef(" +

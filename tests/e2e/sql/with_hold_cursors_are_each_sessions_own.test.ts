@@ -61,7 +61,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await a.query("declare ca cursor with hold for select 1");
       await b.query("declare cb cursor with hold for select 2");
       expect(await mine(a)).toEqual([
-        { name: "ca", statement: 'declare "ca" cursor with hold for select 1', is_holdable: true },
+        { name: "ca", statement: "declare ca cursor with hold for select 1", is_holdable: true },
       ]);
       expect((await mine(b)).map((r) => r.name)).toEqual(["cb"]);
       const refused = await a.query("close all").catch((e) => e);
