@@ -166,20 +166,7 @@ export function endedIdle(parts: readonly Uint8Array[], end: ExecEnd): boolean {
   ) {
     return false;
   }
-  let last: Uint8Array | null = null;
-  for (let i = parts.length - 1; i >= 0; i--) {
-    if (parts[i]!.length > 0) {
-      last = parts[i]!;
-      break;
-    }
-  }
-  if (last === null || last.length < 6) return false;
-  const z = last.length - 6;
-  if (
-    last[z] !== BE.ReadyForQuery || last[z + 4] !== 5 || last[z + 5] !== 0x49 /* 'I' */
-  ) {
-    return false;
-  }
+  if (trailingStatus(parts) !== 0x49 /* 'I' */) return false;
   // No ParameterStatus anywhere: walk the message headers across parts.
   let skip = 0;
   let header = 0;
@@ -365,14 +352,21 @@ export const BLOCK_SPIN_FACTOR = 5;
  * last message a ReadyForQuery 'T' (in a block) or 'E' (in a failed one).
  */
 export function endsInBlock(parts: readonly Uint8Array[]): boolean {
+  const status = trailingStatus(parts);
+  return status === 0x54 /* 'T' */ || status === 0x45 /* 'E' */;
+}
+
+/**
+ * The transaction status of the ReadyForQuery that ends an answer (its
+ * last non-empty part), or -1 when the answer does not end with one.
+ */
+function trailingStatus(parts: readonly Uint8Array[]): number {
   for (let i = parts.length - 1; i >= 0; i--) {
     const last = parts[i]!;
     if (last.length === 0) continue;
-    if (!endsWithReadyForQuery(last)) return false;
-    const status = last[last.length - 1];
-    return status === 0x54 /* 'T' */ || status === 0x45 /* 'E' */;
+    return endsWithReadyForQuery(last) ? last[last.length - 1]! : -1;
   }
-  return false;
+  return -1;
 }
 
 /**
