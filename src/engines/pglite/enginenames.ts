@@ -40,6 +40,7 @@ export function isEngineName(name: string): boolean {
 /** NAMEDATALEN - 1: the bytes of a statement's or cursor's name the engine keeps. */
 const NAME_BYTES = 63;
 const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
 
 /**
  * The engine's name of a session's statement or cursor `name`: the
@@ -61,11 +62,11 @@ export function engineName(prefix: string, name: string): string {
   for (const b of kept) h = Math.imul(h ^ b, 0x01000193);
   const tag = "~" + (h >>> 0).toString(16).padStart(8, "0");
   const onEngine = prefix +
-    new TextDecoder().decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) + tag;
+    fromUtf8.decode(clipUtf8(kept, NAME_BYTES - prefixBytes - tag.length)) + tag;
   // Kept as the most recently used: a name in use is never the one dropped.
   hashedNames.delete(onEngine);
   if (hashedNames.size >= HASHED_NAMES_KEPT) hashedNames.delete(hashedNames.keys().next().value!);
-  hashedNames.set(onEngine, new TextDecoder().decode(kept));
+  hashedNames.set(onEngine, fromUtf8.decode(kept));
   return onEngine;
 }
 
@@ -77,7 +78,7 @@ export function engineName(prefix: string, name: string): string {
 export function keptName(name: string): string {
   if (name.length * 3 <= NAME_BYTES) return name;
   const bytes = utf8.encode(name);
-  return bytes.length <= NAME_BYTES ? name : new TextDecoder().decode(clipUtf8(bytes, NAME_BYTES));
+  return bytes.length <= NAME_BYTES ? name : fromUtf8.decode(clipUtf8(bytes, NAME_BYTES));
 }
 
 /**
