@@ -104,10 +104,28 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         code: "26000",
         message: `prepared statement "${wide}x" does not exist`,
       });
+      // pg_prepared_statements names them as PostgreSQL keeps them, an extended Parse's too.
+      const parsed = "p".repeat(70);
+      await a.query({ name: parsed, text: "select 3 as v" });
+      const listed = await a.query(
+        "select name, statement from pg_prepared_statements order by length(name), name",
+      );
+      expect(listed.rows.map((r) => r.name)).toEqual([wide, over, parsed.slice(0, 63)]);
+      expect(listed.rows.map((r) => r.statement.replace(/ as .*/, ""))).toEqual([
+        `prepare "${wide}"`,
+        `prepare ${over}`,
+        "select 3",
+      ]);
       // A WITH HOLD cursor: declared under one long name, fetched, moved and closed under others.
       await a.query(`declare ${over}c1 cursor with hold for select g from generate_series(1, 3) g`);
       expect((await a.query(`fetch ${over}c2`)).rows).toEqual([{ g: 1 }]);
       await a.query(`move next in ${over}c3`);
+      expect((await a.query("select name, statement from pg_cursors")).rows).toEqual([
+        {
+          name: over,
+          statement: `declare ${over} cursor with hold for select g from generate_series(1, 3) g`,
+        },
+      ]);
       expect((await a.query(`fetch ${over}c4`)).rows).toEqual([{ g: 3 }]);
       await a.query(`close ${over}c5`);
       const closed = await a.query(`fetch ${over}c6`).catch((e) => e);

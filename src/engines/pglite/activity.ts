@@ -14,7 +14,10 @@
  * `pgts_statement_prefix()` returns (backends.ts), and shows them under the
  * names the client gave, in their statements too (`prepare s1 as …`, not
  * the engine's `prepare "pgts3.…:s1" as …`: the name as quote_ident spells
- * it).
+ * it). A name too long to follow the prefix in the engine's 63 bytes ends
+ * there in a hash (enginenames.ts); the session passes its such names with
+ * an exec whose text names the view (`pgts_statement_names()`,
+ * backends.ts), and the view shows what PostgreSQL keeps of them.
  *
  * Both read the backend's list through a SECURITY DEFINER function, and
  * the builtins that list every session's (pg_prepared_statement(),
@@ -79,21 +82,27 @@ RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
 $pgts$;
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_statement_prefix() RETURNS text
   LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_statement_names() RETURNS text
+  LANGUAGE internal STABLE PARALLEL RESTRICTED AS 'pg_backend_pid';
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_prepared_statements(
   OUT name text, OUT statement text, OUT prepare_time timestamptz,
   OUT parameter_types pg_catalog.regtype[], OUT result_types pg_catalog.regtype[],
   OUT from_sql boolean, OUT generic_plans bigint, OUT custom_plans bigint)
 RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
-  SELECT pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1),
+  SELECT y.client,
     pg_catalog.replace(
       pg_catalog.replace(p.statement, pg_catalog.quote_ident(p.name),
-        pg_catalog.quote_ident(pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1))),
+        pg_catalog.quote_ident(y.client)),
       '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
     p.prepare_time, p.parameter_types, p.result_types, p.from_sql, p.generic_plans,
     p.custom_plans
-  FROM pg_catalog.pg_prepared_statement() p,
-    (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
+  FROM pg_catalog.pg_prepared_statement() p
+    CROSS JOIN (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
+    LEFT JOIN pg_catalog.json_to_recordset(pg_catalog.pgts_statement_names()::pg_catalog.json)
+      AS n(engine text, client text) ON n.engine OPERATOR(pg_catalog.=) p.name
+    CROSS JOIN LATERAL (SELECT COALESCE(n.client,
+      pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1)) AS client) y
   WHERE pg_catalog.starts_with(p.name, x.prefix)
 $pgts$;
 CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
@@ -103,16 +112,22 @@ CREATE OR REPLACE FUNCTION pg_catalog.pgts_cursors(
   OUT is_scrollable boolean, OUT creation_time timestamptz)
 RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
-  SELECT CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
-      THEN pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1) ELSE c.name END,
+  SELECT y.client,
     pg_catalog.replace(
       CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
         THEN pg_catalog.replace(c.statement, pg_catalog.quote_ident(c.name),
-          pg_catalog.quote_ident(pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1)))
+          pg_catalog.quote_ident(y.client))
         ELSE c.statement END,
       '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
     c.is_holdable, c.is_binary, c.is_scrollable, c.creation_time
-  FROM pg_catalog.pg_cursor() c, (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
+  FROM pg_catalog.pg_cursor() c
+    CROSS JOIN (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
+    LEFT JOIN pg_catalog.json_to_recordset(pg_catalog.pgts_statement_names()::pg_catalog.json)
+      AS n(engine text, client text) ON n.engine OPERATOR(pg_catalog.=) c.name
+    CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
+      THEN COALESCE(n.client,
+        pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1))
+      ELSE c.name END AS client) y
   WHERE pg_catalog.starts_with(c.name, x.prefix)
     OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '${ENGINE_NAME_PATTERN}')
 $pgts$;
@@ -176,6 +191,12 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%quote_ident%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid) like '%quote_ident%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_prepared_statements')::pg_catalog.oid)" +
+  " like '%pgts_statement_names%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid)" +
+  " like '%pgts_statement_names%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
   " like '%pgts_cursors%'" +
   " and pg_catalog.pg_get_functiondef(" +

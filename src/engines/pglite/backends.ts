@@ -46,6 +46,10 @@
  * - `pg_catalog.pgts_statement_prefix()`, bound to the same slot, returns
  *   the running session's statement-name prefix, by which pgts's
  *   pg_prepared_statements view keeps that session's statements only.
+ * - `pg_catalog.pgts_statement_names()`, bound to the same slot, returns
+ *   the running session's names that end in a hash on the engine (too long
+ *   for the prefix, enginenames.ts) with the names PostgreSQL keeps of
+ *   them, as JSON, passed with an exec whose text names the views.
  * - A session's exec that changed a role or a membership, however spelled
  *   (CREATE ROLE in a DO block or a function, where the text scan of
  *   naming.ts does not look), ends with a `roles` signal, so that the
@@ -193,6 +197,8 @@ export interface BackendFunctions {
   setActivity(rows: readonly ActivityRow[] | null): void;
   /** The channels pg_listening_channels() keeps during the next exec: the session's own. */
   setChannels(channels: readonly string[]): void;
+  /** What pgts_statement_names() returns during the next exec: the session's hashed names. */
+  setNames(names: readonly { readonly engine: string; readonly client: string }[]): void;
   /** Signals to other sessions recorded since the last call. */
   takeSignals(): BackendSignal[];
   /** The statement-name prefix of the session whose exec runs, or null for pgts's own work. */
@@ -350,6 +356,7 @@ export function installBackendFunctions(
   let runner: number | null = null;
   let activity: readonly ActivityRow[] = [];
   let channels: readonly string[] = [];
+  let statementNames: readonly { readonly engine: string; readonly client: string }[] = [];
   let signals: BackendSignal[] = [];
   const roleOids = new Map<string, number>();
   /** A predefined role's OID, looked up (inside a transaction) on first use. */
@@ -473,6 +480,7 @@ export function installBackendFunctions(
       const name = boundTo(oid);
       if (name === "pgts_engine_pid") return originalPid();
       if (name === "pgts_advisory_locks") return textDatum(JSON.stringify(advisoryRows()));
+      if (name === "pgts_statement_names") return textDatum(JSON.stringify(statementNames));
       return textDatum(name === "pgts_statement_prefix" ? statementPrefix() : status());
     }),
   );
@@ -574,6 +582,9 @@ export function installBackendFunctions(
     },
     setChannels(list) {
       channels = list;
+    },
+    setNames(list) {
+      statementNames = list;
     },
     takeSignals() {
       if (rolesChangedBy !== null) {

@@ -98,6 +98,19 @@ function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
   return bytes.subarray(0, end);
 }
 
+/**
+ * The session's names that end in a hash on the engine, each with the name
+ * PostgreSQL would have kept: what pg_prepared_statements and pg_cursors
+ * show for them (activity.ts, `pgts_statement_names()`).
+ */
+export function hashedNamesOf(prefix: string): { engine: string; client: string }[] {
+  const out: { engine: string; client: string }[] = [];
+  for (const [onEngine, kept] of hashedNames) {
+    if (onEngine.startsWith(prefix)) out.push({ engine: onEngine, client: kept });
+  }
+  return out;
+}
+
 /** Takes a session's prefix out of a server message (`"pgts3.…:s1"` back to `"s1"`). */
 export function publicText(text: string, prefix: string): string {
   if (!text.includes(prefix)) return text;

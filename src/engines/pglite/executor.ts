@@ -190,6 +190,7 @@ export function instanceOptions(options: ExecOptions): ExecOptionsRecord {
   if (options.backends !== undefined) o.backends = options.backends;
   if (options.activity !== undefined) o.activity = options.activity;
   if (options.channels !== undefined) o.channels = options.channels;
+  if (options.names !== undefined) o.names = options.names;
   if (options.reloadSettings !== undefined) o.reloadSettings = options.reloadSettings;
   if (options.reloadFiles !== undefined) o.reloadFiles = options.reloadFiles;
   if (options.loadExtensions === true) o.loadExtensions = true;

@@ -413,6 +413,7 @@ export async function openInstance(
       placeholders.runAs(options.pid);
       backends.setActivity(options.activity ?? null);
       backends.setChannels(options.channels ?? []);
+      backends.setNames(options.names ?? []);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       const tempBefore = temp?.carried() ?? null;
       clock.arm(options.timeoutMs);

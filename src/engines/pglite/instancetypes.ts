@@ -102,6 +102,11 @@ export interface InstanceExecOptions {
   readonly activity?: readonly ActivityRow[];
   /** The session's LISTEN channels, when the input reads them (none otherwise). */
   readonly channels?: readonly string[];
+  /**
+   * The session's names that end in a hash on the engine, with the names
+   * it gave, when the input reads them (pg_prepared_statements, pg_cursors).
+   */
+  readonly names?: readonly { readonly engine: string; readonly client: string }[];
   /** Settings a reload of the configuration changed, applied first (configreload.ts). */
   readonly reloadSettings?: readonly (readonly [string, string])[];
   /** With reloadSettings: every setting pgts's files set now, with file and line (settingsource.ts). */

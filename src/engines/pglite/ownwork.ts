@@ -13,7 +13,7 @@
  * that session's path: everything else goes through `withEngine`.
  */
 
-import { PgError } from "../../core/elog.ts";
+import { ereport, PgError } from "../../core/elog.ts";
 import { startupTrace } from "../../core/starttrace.ts";
 import { STAT_ACTIVITY_INSTALLED_SQL, STAT_ACTIVITY_SQL } from "./activity.ts";
 import { BackendSettings } from "./backendsettings.ts";
@@ -152,7 +152,7 @@ export class OwnWork {
    * Makes a catalog view read pgts's state instead of PGlite's one process
    * (pg_stat_activity: activity.ts; pg_stat_archiver: pgstat_archiver.ts),
    * once per cluster: `installed` is the answer of its check. A cluster
-   * that refuses the DDL keeps PGlite's view.
+   * that refuses the DDL keeps PGlite's view, with a WARNING in the log.
    */
   async installView(
     installed: ReadonlyArray<Array<string | null>> | undefined,
@@ -165,7 +165,12 @@ export class OwnWork {
         fe.query(`BEGIN; SET LOCAL allow_system_table_mods = on; ${ddl}; COMMIT`),
       ),
     );
-    if (err !== null) await this.#host.runRaw(fe.query("ROLLBACK"));
+    if (err === null) return;
+    await this.#host.runRaw(fe.query("ROLLBACK"));
+    ereport("WARNING", "could not install pgts's catalog views; the engine's own are in use", {
+      category: "engine",
+      detail: `${err.code}: ${err.message}`,
+    });
   }
 
   /**

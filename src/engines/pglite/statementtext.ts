@@ -374,7 +374,7 @@ export function rewriteSql(
   if (!mightMatter(sql) && (acc.holdCursors.size === 0 || !CURSOR_USE.test(sql))) return sql;
   if (
     !acc.readsActivity &&
-    /pg_stat_activity|pg_stat_ssl|pg_stat_gssapi|listening_channels|pg_stat_database|numbackends/i
+    /pg_stat_activity|pg_stat_ssl|pg_stat_gssapi|listening_channels|pg_stat_database|numbackends|prepared_statement|pg_cursor/i
       .test(sql)
   ) {
     acc.readsActivity = true;
