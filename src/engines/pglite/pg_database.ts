@@ -258,6 +258,13 @@ export function mirrorSql(
     ` IS DISTINCT FROM ${servedAttrs}` +
     (fresh ? " OR oid = " + servedOid + " AND datacl IS NOT NULL" : ""),
   ];
+  // Nor is the template's comment copied: the served row's is initdb's "postgres"'s.
+  if (fresh) {
+    sql.push(
+      `DELETE FROM pg_catalog.pg_shdescription WHERE objoid = ${servedOid}` +
+        " AND classoid = 'pg_catalog.pg_database'::pg_catalog.regclass",
+    );
+  }
   if (others.length > 0) {
     sql.push(
       `INSERT INTO pg_catalog.pg_database (${columns}) SELECT ${values} FROM ${wanted}` +

@@ -539,6 +539,15 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(t1.out.trim()).toBe("template1");
       const made = await psql(s, ["-d", "made_by_createdb", "-c", "select current_database()"]);
       expect(made.out.trim()).toBe("made_by_createdb");
+      // A new database has no comment; its template's is not copied (PostgreSQL keys them by oid).
+      const described = await psql(s, [
+        "-d",
+        "made_by_createdb",
+        "-c",
+        "select shobj_description(oid, 'pg_database') is null from pg_database" +
+        " where datname = current_database()",
+      ]);
+      expect(described.out.trim()).toBe("t");
 
       const admin = await pgClient(s);
       await admin.query("ALTER DATABASE made_by_createdb RENAME TO renamed");
