@@ -38,6 +38,15 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(await list(b)).toEqual([{ name: "same", statement: "select 'secret of b' as v" }]);
       const c = await pgClient(server());
       expect(await list(c)).toEqual([]);
+      // The query string as the client sent it, every statement of it, as PostgreSQL shows it;
+      // a PREPARE of the same name that failed does not replace it.
+      const sent = 'PREPARE S AS select 2; prepare "Q" as select 3';
+      await c.query(sent);
+      expect((await c.query("prepare s as select 4").catch((e) => e)).code).toBe("42P05");
+      expect(await list(c)).toEqual([
+        { name: "Q", statement: sent },
+        { name: "s", statement: sent },
+      ]);
       for (const s of [a, b, c]) await s.end();
     });
 
@@ -111,21 +120,20 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "select name, statement from pg_prepared_statements order by length(name), name",
       );
       expect(listed.rows.map((r) => r.name)).toEqual([wide, over, parsed.slice(0, 63)]);
-      expect(listed.rows.map((r) => r.statement.replace(/ as .*/, ""))).toEqual([
-        `prepare "${wide}"`,
-        `prepare ${over}`,
-        "select 3",
+      // Their statements as the client sent them, as PostgreSQL shows its query string.
+      expect(listed.rows.map((r) => r.statement)).toEqual([
+        `prepare "${wide}éé" as select 'w' as v`,
+        `prepare ${over}x as select 'x' as v`,
+        "select 3 as v",
       ]);
       // A WITH HOLD cursor: declared under one long name, fetched, moved and closed under others.
       await a.query(`declare ${over}c1 cursor with hold for select g from generate_series(1, 3) g`);
       expect((await a.query(`fetch ${over}c2`)).rows).toEqual([{ g: 1 }]);
       await a.query(`move next in ${over}c3`);
-      expect((await a.query("select name, statement from pg_cursors")).rows).toEqual([
-        {
-          name: over,
-          statement: `declare ${over} cursor with hold for select g from generate_series(1, 3) g`,
-        },
-      ]);
+      expect((await a.query("select name, statement from pg_cursors")).rows).toEqual([{
+        name: over,
+        statement: `declare ${over}c1 cursor with hold for select g from generate_series(1, 3) g`,
+      }]);
       expect((await a.query(`fetch ${over}c4`)).rows).toEqual([{ g: 3 }]);
       await a.query(`close ${over}c5`);
       const closed = await a.query(`fetch ${over}c6`).catch((e) => e);

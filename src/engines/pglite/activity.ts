@@ -17,7 +17,11 @@
  * it). A name too long to follow the prefix in the engine's 63 bytes ends
  * there in a hash (enginenames.ts); the session passes its such names with
  * an exec whose text names the view (`pgts_statement_names()`,
- * backends.ts), and the view shows what PostgreSQL keeps of them.
+ * backends.ts), and the view shows what PostgreSQL keeps of them. It
+ * passes too the texts of its latest PREPAREs (and DECLAREs) as it sent
+ * them, with the text the engine got: where the engine's statement is that
+ * text, the view shows the client's, as PostgreSQL shows the query string
+ * (`PREPARE S AS …`, and the other statements of its Query).
  *
  * Both read the backend's list through a SECURITY DEFINER function, and
  * the builtins that list every session's (pg_prepared_statement(),
@@ -91,17 +95,23 @@ CREATE OR REPLACE FUNCTION pg_catalog.pgts_prepared_statements(
 RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
   SELECT y.client,
-    pg_catalog.replace(
-      pg_catalog.replace(p.statement, pg_catalog.quote_ident(p.name),
-        pg_catalog.quote_ident(y.client)),
-      '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
+    COALESCE(
+      (SELECT n.original
+        FROM pg_catalog.json_to_recordset(x.names) AS n(engine text, original text, rewritten text)
+        WHERE n.engine OPERATOR(pg_catalog.=) p.name
+          AND n.rewritten OPERATOR(pg_catalog.=) p.statement LIMIT 1),
+      pg_catalog.replace(
+        pg_catalog.replace(p.statement, pg_catalog.quote_ident(p.name),
+          pg_catalog.quote_ident(y.client)),
+        '"' OPERATOR(pg_catalog.||) x.prefix, '"')),
     p.prepare_time, p.parameter_types, p.result_types, p.from_sql, p.generic_plans,
     p.custom_plans
   FROM pg_catalog.pg_prepared_statement() p
-    CROSS JOIN (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
-    LEFT JOIN pg_catalog.json_to_recordset(pg_catalog.pgts_statement_names()::pg_catalog.json)
-      AS n(engine text, client text) ON n.engine OPERATOR(pg_catalog.=) p.name
-    CROSS JOIN LATERAL (SELECT COALESCE(n.client,
+    CROSS JOIN (SELECT pg_catalog.pgts_statement_prefix() AS prefix,
+      pg_catalog.pgts_statement_names()::pg_catalog.json AS names) x
+    CROSS JOIN LATERAL (SELECT COALESCE(
+      (SELECT n.client FROM pg_catalog.json_to_recordset(x.names) AS n(engine text, client text)
+        WHERE n.engine OPERATOR(pg_catalog.=) p.name AND n.client IS NOT NULL LIMIT 1),
       pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1)) AS client) y
   WHERE pg_catalog.starts_with(p.name, x.prefix)
 $pgts$;
@@ -113,19 +123,25 @@ CREATE OR REPLACE FUNCTION pg_catalog.pgts_cursors(
 RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
   SELECT y.client,
-    pg_catalog.replace(
-      CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
-        THEN pg_catalog.replace(c.statement, pg_catalog.quote_ident(c.name),
-          pg_catalog.quote_ident(y.client))
-        ELSE c.statement END,
-      '"' OPERATOR(pg_catalog.||) x.prefix, '"'),
+    COALESCE(
+      (SELECT n.original
+        FROM pg_catalog.json_to_recordset(x.names) AS n(engine text, original text, rewritten text)
+        WHERE n.engine OPERATOR(pg_catalog.=) c.name
+          AND n.rewritten OPERATOR(pg_catalog.=) c.statement LIMIT 1),
+      pg_catalog.replace(
+        CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
+          THEN pg_catalog.replace(c.statement, pg_catalog.quote_ident(c.name),
+            pg_catalog.quote_ident(y.client))
+          ELSE c.statement END,
+        '"' OPERATOR(pg_catalog.||) x.prefix, '"')),
     c.is_holdable, c.is_binary, c.is_scrollable, c.creation_time
   FROM pg_catalog.pg_cursor() c
-    CROSS JOIN (SELECT pg_catalog.pgts_statement_prefix() AS prefix) x
-    LEFT JOIN pg_catalog.json_to_recordset(pg_catalog.pgts_statement_names()::pg_catalog.json)
-      AS n(engine text, client text) ON n.engine OPERATOR(pg_catalog.=) c.name
+    CROSS JOIN (SELECT pg_catalog.pgts_statement_prefix() AS prefix,
+      pg_catalog.pgts_statement_names()::pg_catalog.json AS names) x
     CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.starts_with(c.name, x.prefix)
-      THEN COALESCE(n.client,
+      THEN COALESCE(
+        (SELECT n.client FROM pg_catalog.json_to_recordset(x.names) AS n(engine text, client text)
+          WHERE n.engine OPERATOR(pg_catalog.=) c.name AND n.client IS NOT NULL LIMIT 1),
         pg_catalog.substr(c.name, pg_catalog.length(x.prefix) + 1))
       ELSE c.name END AS client) y
   WHERE pg_catalog.starts_with(c.name, x.prefix)
@@ -193,10 +209,10 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid) like '%quote_ident%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_prepared_statements')::pg_catalog.oid)" +
-  " like '%pgts_statement_names%'" +
+  " like '%n.client IS NOT NULL%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid)" +
-  " like '%pgts_statement_names%'" +
+  " like '%n.client IS NOT NULL%'" +
   " and pg_catalog.pg_get_viewdef('pg_catalog.pg_cursors'::pg_catalog.regclass)" +
   " like '%pgts_cursors%'" +
   " and pg_catalog.pg_get_functiondef(" +

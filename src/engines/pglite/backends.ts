@@ -47,9 +47,10 @@
  *   the running session's statement-name prefix, by which pgts's
  *   pg_prepared_statements view keeps that session's statements only.
  * - `pg_catalog.pgts_statement_names()`, bound to the same slot, returns
- *   the running session's names that end in a hash on the engine (too long
- *   for the prefix, enginenames.ts) with the names PostgreSQL keeps of
- *   them, as JSON, passed with an exec whose text names the views.
+ *   as JSON, passed with an exec whose text names the views, the running
+ *   session's names that end in a hash on the engine (too long for the
+ *   prefix, enginenames.ts) with the names PostgreSQL keeps of them, and
+ *   the texts of its PREPAREs and DECLAREs as it sent them.
  * - A session's exec that changed a role or a membership, however spelled
  *   (CREATE ROLE in a DO block or a function, where the text scan of
  *   naming.ts does not look), ends with a `roles` signal, so that the
@@ -63,6 +64,7 @@
  */
 
 import { wasmFunction, type WasmTools } from "./wasmtools.ts";
+import type { ShownName } from "./enginenames.ts";
 
 /** A session the engine serves, as the signal functions check it. */
 export interface BackendEntry {
@@ -197,8 +199,8 @@ export interface BackendFunctions {
   setActivity(rows: readonly ActivityRow[] | null): void;
   /** The channels pg_listening_channels() keeps during the next exec: the session's own. */
   setChannels(channels: readonly string[]): void;
-  /** What pgts_statement_names() returns during the next exec: the session's hashed names. */
-  setNames(names: readonly { readonly engine: string; readonly client: string }[]): void;
+  /** What pgts_statement_names() returns during the next exec: the session's names and texts. */
+  setNames(names: readonly ShownName[]): void;
   /** Signals to other sessions recorded since the last call. */
   takeSignals(): BackendSignal[];
   /** The statement-name prefix of the session whose exec runs, or null for pgts's own work. */
@@ -356,7 +358,7 @@ export function installBackendFunctions(
   let runner: number | null = null;
   let activity: readonly ActivityRow[] = [];
   let channels: readonly string[] = [];
-  let statementNames: readonly { readonly engine: string; readonly client: string }[] = [];
+  let statementNames: readonly ShownName[] = [];
   let signals: BackendSignal[] = [];
   const roleOids = new Map<string, number>();
   /** A predefined role's OID, looked up (inside a transaction) on first use. */

@@ -99,14 +99,35 @@ function clipUtf8(bytes: Uint8Array, n: number): Uint8Array {
 }
 
 /**
- * The session's names that end in a hash on the engine, each with the name
- * PostgreSQL would have kept: what pg_prepared_statements and pg_cursors
- * show for them (activity.ts, `pgts_statement_names()`).
+ * What pg_prepared_statements and pg_cursors show of a session's statement
+ * or cursor: the name PostgreSQL keeps, where the engine's ends in a hash;
+ * or a text of its PREPARE or DECLARE as the client sent it, and as the
+ * engine got it.
  */
-export function hashedNamesOf(prefix: string): { engine: string; client: string }[] {
-  const out: { engine: string; client: string }[] = [];
+export interface ShownName {
+  readonly engine: string;
+  readonly client?: string;
+  readonly original?: string;
+  readonly rewritten?: string;
+}
+
+/**
+ * What the views show (activity.ts, `pgts_statement_names()`) of session
+ * `prefix`'s names that end in a hash on the engine, and of the statements
+ * and cursors whose texts `written` has (the session's writtenTexts).
+ */
+export function shownNames(
+  prefix: string,
+  written: Iterable<
+    { readonly engine: string; readonly original: string; readonly rewritten: string }
+  >,
+): ShownName[] {
+  const out: ShownName[] = [];
   for (const [onEngine, kept] of hashedNames) {
     if (onEngine.startsWith(prefix)) out.push({ engine: onEngine, client: kept });
+  }
+  for (const t of written) {
+    out.push({ engine: t.engine, original: t.original, rewritten: t.rewritten });
   }
   return out;
 }

@@ -17,7 +17,7 @@
 
 import { BE } from "../../core/protocol/constants.ts";
 import type { InputPlan, StatementEffects } from "./naming.ts";
-import type { ListenOp } from "./statementtext.ts";
+import type { ListenOp, WrittenText } from "./statementtext.ts";
 import type { SettingsMap } from "./settings.ts";
 import { lastBackupCall } from "./sqlscan.ts";
 import { NO_TEMP, type TempPair } from "./tempnamespace.ts";
@@ -34,6 +34,9 @@ export interface GlobalsInit {
   /** The startup map as the backend spells it, when the engine knows it already. */
   readonly spelled?: SettingsMap;
 }
+
+/** How many PREPARE and DECLARE texts a session keeps for the views. */
+const WRITTEN_TEXTS_KEPT = 256;
 
 export class SessionGlobals {
   readonly pid: number;
@@ -53,6 +56,16 @@ export class SessionGlobals {
    * them (the engine has them prefixed; naming.ts). Closed when it ends.
    */
   readonly holdCursors = new Set<string>();
+  /**
+   * The texts of its latest SQL PREPAREs and DECLAREs WITH HOLD, by engine
+   * name and the text the engine got (statementtext.ts), for
+   * pg_prepared_statements and pg_cursors (activity.ts), which show the
+   * one whose engine text is the statement's: a PREPARE that failed as a
+   * duplicate does not replace the text of the one that stands. The most
+   * recent WRITTEN_TEXTS_KEPT; a statement not among them shows the
+   * engine's text with the name put back.
+   */
+  readonly writtenTexts = new Map<string, WrittenText>();
   /** The settings the backend must carry while this session runs (settings.ts). */
   settings: SettingsMap;
   settingsVersion = 0;
@@ -135,6 +148,14 @@ export class SessionGlobals {
       }
     }
     for (const n of plan.createdStatements) this.statements.add(n);
+    for (const t of plan.writtenTexts) {
+      const key = `${t.engine}\0${t.rewritten}`;
+      this.writtenTexts.delete(key);
+      if (this.writtenTexts.size >= WRITTEN_TEXTS_KEPT) {
+        this.writtenTexts.delete(this.writtenTexts.keys().next().value!);
+      }
+      this.writtenTexts.set(key, t);
+    }
     if (plan.settingsDirty) {
       this.settingsDirty = true;
       this.settingsFromStartup = false;

@@ -13,6 +13,7 @@ import type { TempPair, TempSpan } from "./tempnamespace.ts";
 import type { SharedInterruptTarget } from "./interrupt.ts";
 import type { GucChange } from "./gucwatch.ts";
 import type { SettingFiles } from "./settingsource.ts";
+import type { ShownName } from "./enginenames.ts";
 
 export interface InstanceOptions {
   /** The cancel cell (interrupt.ts), shared with the thread that requests cancels. */
@@ -103,10 +104,10 @@ export interface InstanceExecOptions {
   /** The session's LISTEN channels, when the input reads them (none otherwise). */
   readonly channels?: readonly string[];
   /**
-   * The session's names that end in a hash on the engine, with the names
-   * it gave, when the input reads them (pg_prepared_statements, pg_cursors).
+   * What pg_prepared_statements and pg_cursors show of the session's names
+   * and texts, when the input reads them (enginenames.ts shownNames).
    */
-  readonly names?: readonly { readonly engine: string; readonly client: string }[];
+  readonly names?: readonly ShownName[];
   /** Settings a reload of the configuration changed, applied first (configreload.ts). */
   readonly reloadSettings?: readonly (readonly [string, string])[];
   /** With reloadSettings: every setting pgts's files set now, with file and line (settingsource.ts). */

@@ -24,7 +24,14 @@ import type { PgError } from "../../core/elog.ts";
 import { FE } from "../../core/protocol/constants.ts";
 import { mayAnswerOffEngine, scanStatements } from "./sqlscan.ts";
 import { engineName } from "./enginenames.ts";
-import { type Acc, aloneOnly, type ListenOp, NO_CURSORS, rewriteSql } from "./statementtext.ts";
+import {
+  type Acc,
+  aloneOnly,
+  type ListenOp,
+  NO_CURSORS,
+  rewriteSql,
+  type WrittenText,
+} from "./statementtext.ts";
 import type { TextEdits } from "./textedits.ts";
 import { concat, cstring, type Frame, readCString } from "./wire.ts";
 
@@ -96,6 +103,8 @@ export interface InputPlan {
    * them), for the NOTICE PostgreSQL's scanner sends about each.
    */
   readonly truncatedNames: ReadonlyArray<readonly [string, string]>;
+  /** The texts of the statements and hold cursors its PREPARE and DECLARE make (statementtext.ts). */
+  readonly writtenTexts: readonly WrittenText[];
 }
 
 /**
@@ -155,6 +164,7 @@ function newAcc(): Acc {
     resetTags: [],
     parsedReset: false,
     truncatedNames: [],
+    writtenTexts: [],
   };
 }
 
@@ -373,6 +383,7 @@ export function planInput(
     edits: acc.edits,
     resetTags: acc.resetTags,
     truncatedNames: acc.truncatedNames,
+    writtenTexts: acc.writtenTexts,
     unnamedParse,
     usesUnnamedFirst,
     hasQuery,

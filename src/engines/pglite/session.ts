@@ -69,7 +69,7 @@ import type { SessionEngine } from "./sessionengine.ts";
 import type { TextEdits } from "./textedits.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import { EngineTurn } from "./turn.ts";
-import { hashedNamesOf } from "./enginenames.ts";
+import { shownNames } from "./enginenames.ts";
 import {
   afterSync,
   concat,
@@ -698,7 +698,7 @@ export class PgliteSession extends SessionGlobals
       if (this.#readsActivity) {
         options.activity = engine.activityRows();
         options.channels = [...this.listens];
-        options.names = hashedNamesOf(this.prefix);
+        options.names = shownNames(this.prefix, this.writtenTexts.values());
       }
       if (engine.loadExtensionsFor(this.#needsExtensions)) options.loadExtensions = true;
       if (fed !== undefined) options.feed = true;

@@ -74,6 +74,19 @@ export interface Acc {
    * to send (session.ts).
    */
   truncatedNames: Array<readonly [string, string]>;
+  /**
+   * The statements and WITH HOLD cursors this input's PREPARE and DECLARE
+   * make (engine names), each with the text the client sent and the one the
+   * engine gets: pg_prepared_statements and pg_cursors show the client's.
+   */
+  writtenTexts: WrittenText[];
+}
+
+/** A PREPARE's or DECLARE's text as the client sent it, and as the engine keeps it. */
+export interface WrittenText {
+  readonly engine: string;
+  readonly original: string;
+  rewritten: string;
 }
 
 export const NO_CURSORS: ReadonlySet<string> = new Set();
@@ -249,7 +262,10 @@ function inspect(
         acc.declaredHoldCursors.push(name);
         if (!acc.holdCursors.has(name)) acc.holdCursors = new Set([...acc.holdCursors, name]);
       }
-      return acc.holdCursors.has(name) ? cursorName(tok, prefix, name, acc) : null;
+      if (!acc.holdCursors.has(name)) return null;
+      const renamed = cursorName(tok, prefix, name, acc);
+      acc.writtenTexts.push({ engine: engineName(prefix, name), original: sql, rewritten: "" });
+      return renamed;
     }
     case "fetch":
     case "move": {
@@ -294,7 +310,10 @@ function inspect(
       if (name === null || tok === undefined) return null;
       noteTruncation(acc, identName(tok), name);
       const onEngine = engineName(prefix, name);
-      if (w0 === "prepare") acc.createdStatements.push(onEngine);
+      if (w0 === "prepare") {
+        acc.createdStatements.push(onEngine);
+        acc.writtenTexts.push({ engine: onEngine, original: sql, rewritten: "" });
+      }
       return { start: tok.start, end: tok.end, text: quoteIdent(onEngine) };
     }
     default:
@@ -382,6 +401,7 @@ export function rewriteSql(
   if (!acc.needsExtensions && /extension/i.test(sql)) acc.needsExtensions = true;
   const stmts = scanStatements(sql);
   const lone = isQuery && stmts.length === 1;
+  const written = acc.writtenTexts.length;
   let out = "";
   let at = 0;
   let edits: TextEdits | null = null;
@@ -399,7 +419,9 @@ export function rewriteSql(
   }
   if (edits === null) return sql;
   acc.edits = ++acc.rewrittenTexts === 1 ? edits : null;
-  return out + sql.slice(at);
+  const text = out + sql.slice(at);
+  for (let i = written; i < acc.writtenTexts.length; i++) acc.writtenTexts[i]!.rewritten = text;
+  return text;
 }
 
 /**
