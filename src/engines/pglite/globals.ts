@@ -37,6 +37,8 @@ export interface GlobalsInit {
 
 /** How many PREPARE and DECLARE texts a session keeps for the views. */
 const WRITTEN_TEXTS_KEPT = 256;
+/** The longest query string (in UTF-16 units) kept so. */
+const WRITTEN_TEXT_MAX = 32 * 1024;
 
 export class SessionGlobals {
   readonly pid: number;
@@ -62,8 +64,9 @@ export class SessionGlobals {
    * pg_prepared_statements and pg_cursors (activity.ts), which show the
    * one whose engine text is the statement's: a PREPARE that failed as a
    * duplicate does not replace the text of the one that stands. The most
-   * recent WRITTEN_TEXTS_KEPT; a statement not among them shows the
-   * engine's text with the name put back.
+   * recent WRITTEN_TEXTS_KEPT of at most WRITTEN_TEXT_MAX characters; a
+   * statement not among them shows the engine's text with the name put
+   * back.
    */
   readonly writtenTexts = new Map<string, WrittenText>();
   /** The settings the backend must carry while this session runs (settings.ts). */
@@ -149,6 +152,7 @@ export class SessionGlobals {
     }
     for (const n of plan.createdStatements) this.statements.add(n);
     for (const t of plan.writtenTexts) {
+      if (t.original.length > WRITTEN_TEXT_MAX) continue;
       const key = `${t.engine}\0${t.rewritten}`;
       this.writtenTexts.delete(key);
       if (this.writtenTexts.size >= WRITTEN_TEXTS_KEPT) {
