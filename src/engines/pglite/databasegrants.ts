@@ -9,7 +9,7 @@
  * database's own row, which the engine keeps and the login checks
  * (postinit.ts's connectRestricted, engine.ts); sent alone from another
  * database, outside a transaction block, the cluster runs it on each named
- * database's engine (dbcommands.ts's grantOnDatabases), and only the rest
+ * database's engine (dbcommands.ts's onDatabasesEngines), and only the rest
  * (in a block, beside other statements, in a function) reaches this guard.
  */
 

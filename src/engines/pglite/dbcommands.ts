@@ -17,7 +17,7 @@ import type { DatabaseEntry } from "./pg_database.ts";
 import { currentUserOf, sessionUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
 import { noticeResponse, quoteIdent, quoteLiteral } from "./wire.ts";
-import { grantOnDatabase } from "./statementtext.ts";
+import { onDatabases } from "./statementtext.ts";
 
 /** What the commands need of the cluster (dbengines.ts). */
 export interface DatabaseCluster {
@@ -267,7 +267,9 @@ export async function databaseCommand(
   const p = new Parser(sql);
   const verb = p.name();
   const me = currentUser(cluster, session);
-  if (verb === "grant" || verb === "revoke") return await grantOnDatabases(cluster, sql, me);
+  if (verb === "grant" || verb === "revoke" || verb === "comment") {
+    return await onDatabasesEngines(cluster, sql, me, verb.toUpperCase());
+  }
   p.expect("database");
   switch (verb) {
     case "create":
@@ -282,17 +284,20 @@ export async function databaseCommand(
 }
 
 /**
- * GRANT or REVOKE on databases, some another's than the session's: each
- * database's privileges are in its own engine's catalog, so the statement
- * runs there, once per database, as the session's role (PostgreSQL's
- * checks of who may grant what are that engine's).
+ * GRANT or REVOKE on databases, or COMMENT ON DATABASE, some another's
+ * than the session's: each database's privileges and comment are in its
+ * own engine's catalog, so the statement runs there, once per database, as
+ * the session's role (PostgreSQL's checks of who may grant what, and of
+ * who owns a database, are that engine's); the others show them from the
+ * cluster's list (pg_database.ts).
  */
-async function grantOnDatabases(
+async function onDatabasesEngines(
   cluster: DatabaseCluster,
   sql: string,
   me: Me,
+  tag: string,
 ): Promise<Uint8Array[]> {
-  const parts = grantOnDatabase(sql);
+  const parts = onDatabases(sql);
   if (parts === null) throw syntaxError(null);
   const dbs = parts.names.map((name) => {
     const db = cluster.database(name);
@@ -306,7 +311,7 @@ async function grantOnDatabases(
       ...await cluster.runOn(db, `${parts.head} ${quoteIdent(db.name)}${parts.tail}`, me.name),
     );
   }
-  answer.push(commandComplete(/^\s*grant/i.test(sql) ? "GRANT" : "REVOKE"));
+  answer.push(commandComplete(tag));
   return answer;
 }
 

@@ -112,6 +112,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       self = new ClusterEngine(dataDir, { options, catalog, engines });
       startupTrace("pg_database.json loaded");
       await engines.mirror(main, entry);
+      // Its own privileges and comment are the truth (a list from before they were kept there).
+      void engines.privilegesChanged(main);
       startupTrace("pg_database mirrored");
       if (mainRecovers) await engines.recoverOthers();
       self.#startArchiveTimeout();

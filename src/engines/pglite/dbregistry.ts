@@ -24,7 +24,7 @@ import type { EngineReload } from "./engineoptions.ts";
 import { systemIdentifier } from "./controlfile.ts";
 import type { EngineCluster, PgliteEngine } from "./engine.ts";
 import { findClusterImage, unpackClusterImage } from "./image.ts";
-import { type DatabaseCatalog, type DatabaseEntry, mirrorSql } from "./pg_database.ts";
+import { type DatabaseCatalog, type DatabaseEntry, mirrorSql, ownComment } from "./pg_database.ts";
 import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
 import type { PgliteSession } from "./session.ts";
 import { databaseRecoverySettings, RECOVERY_SETTINGS, recoveryUnreached } from "./recovery.ts";
@@ -276,14 +276,18 @@ export class DatabaseEngines {
   }
 
   /**
-   * `source`'s database's privileges may have changed: kept in the list
-   * and shown in every other open engine's pg_database. Resolves once they
-   * are (logged, not raised, when an engine could not take them).
+   * `source`'s database's privileges or comment may have changed: kept in
+   * the list and shown in every other open engine's pg_database (and
+   * pg_shdescription). Resolves once they are (logged, not raised, when an
+   * engine could not take them).
    */
   async privilegesChanged(source: PgliteEngine): Promise<void> {
     const slot = this.#slotServing(source);
-    if (slot === undefined || (slot.entry.acl ?? null) === source.servedAcl) return;
+    if (slot === undefined) return;
+    const comment = ownComment(slot.entry, source.servedComment);
+    if ((slot.entry.acl ?? null) === source.servedAcl && slot.entry.comment === comment) return;
     slot.entry.acl = source.servedAcl;
+    slot.entry.comment = comment;
     this.#catalog.save();
     await this.mirrorAll(slot).catch((e) => {
       ereport("LOG", "could not show a database's privileges in every database", {

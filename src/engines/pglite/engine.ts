@@ -299,6 +299,11 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return this.#catalogs.servedAcl;
   }
 
+  /** The served database's comment as its engine last read it (null: none). */
+  get servedComment(): string | null {
+    return this.#catalogs.servedComment;
+  }
+
   /** The bootstrap superuser's name (initdb's -U). */
   get superuserName(): string {
     return this.#settings.superuser;

@@ -56,6 +56,13 @@ export interface DatabaseEntry {
    */
   acl?: string | null;
   /**
+   * Its comment (COMMENT ON DATABASE) as its own engine keeps it, for the
+   * other engines' rows (pg_shdescription); null: none; absent: not known
+   * (a list from before comments were kept), and the other engines' rows
+   * are left as they are.
+   */
+  comment?: string | null;
+  /**
    * Made by CREATE DATABASE and not opened since: its cluster is a copy of
    * the template's, whose served row has the template's privileges, and
    * the first mirror gives it PostgreSQL's defaults instead (datacl NULL).
@@ -70,6 +77,22 @@ interface CatalogFile {
 
 /** Where the list lives under the data directory. */
 export const DATABASE_FILE = "global/pgts_database.json";
+
+/**
+ * initdb's comment on "postgres". Every database's cluster is a copy of
+ * one whose served database is initdb's "postgres", so another database's
+ * own row has it until the first mirror drops it (`ownComment`).
+ */
+const POSTGRES_COMMENT = "default administrative connection database";
+
+/**
+ * The comment database `entry` has, from the one its engine reads on its
+ * own row: initdb's "postgres" comment is another database's only as a
+ * copy's leftover.
+ */
+export function ownComment(entry: DatabaseEntry, read: string | null): string | null {
+  return read === POSTGRES_COMMENT && entry.oid !== POSTGRES_OID ? null : read;
+}
 
 /** initdb's databases: oids as PostgreSQL gives them. */
 const POSTGRES_OID = 5;
@@ -258,17 +281,37 @@ export function mirrorSql(
     ` IS DISTINCT FROM ${servedAttrs}` +
     (fresh ? " OR oid = " + servedOid + " AND datacl IS NOT NULL" : ""),
   ];
-  // Nor is the template's comment copied: the served row's is initdb's "postgres"'s.
-  if (fresh) {
-    sql.push(
-      `DELETE FROM pg_catalog.pg_shdescription WHERE objoid = ${servedOid}` +
-        " AND classoid = 'pg_catalog.pg_database'::pg_catalog.regclass",
-    );
-  }
   if (others.length > 0) {
     sql.push(
       `INSERT INTO pg_catalog.pg_database (${columns}) SELECT ${values} FROM ${wanted}` +
         " AND NOT EXISTS (SELECT FROM pg_catalog.pg_database d WHERE d.oid = o.oid)",
+    );
+  }
+  // Comments: the served row's is its engine's own, but a database
+  // CREATE DATABASE made has none (PostgreSQL copies no comment), and
+  // initdb's "postgres" comment is only a copy's leftover on another's row.
+  const isDatabase = "classoid = 'pg_catalog.pg_database'::pg_catalog.regclass";
+  if (fresh || served.oid !== POSTGRES_OID) {
+    sql.push(
+      `DELETE FROM pg_catalog.pg_shdescription WHERE objoid = ${servedOid} AND ${isDatabase}` +
+        (fresh ? "" : ` AND description = ${quoteLiteral(POSTGRES_COMMENT)}`),
+    );
+  }
+  // The other databases' rows show their comments as the list keeps them.
+  const comments = databases.filter((d) => d !== served && d.comment !== undefined).map((d) =>
+    `(${d.oid === servedOid ? served.oid : d.oid}::pg_catalog.oid, ${
+      d.comment == null ? "NULL" : quoteLiteral(d.comment)
+    }::pg_catalog.text)`
+  );
+  if (comments.length > 0) {
+    const w = `(VALUES ${comments.join(", ")}) AS w(o, d)`;
+    sql.push(
+      `DELETE FROM pg_catalog.pg_shdescription s USING ${w} WHERE s.objoid = w.o` +
+        ` AND s.${isDatabase} AND s.description IS DISTINCT FROM w.d`,
+      "INSERT INTO pg_catalog.pg_shdescription (objoid, classoid, description)" +
+        ` SELECT w.o, 'pg_catalog.pg_database'::pg_catalog.regclass, w.d FROM ${w}` +
+        " WHERE w.d IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_shdescription s" +
+        ` WHERE s.objoid = w.o AND s.${isDatabase})`,
     );
   }
   sql.push("COMMIT");

@@ -58,11 +58,13 @@ const ROLES_SQL: readonly string[] = [
  * Every database's name, and for the served one whether PUBLIC lacks
  * CONNECT on it (REVOKE CONNECT … FROM PUBLIC): then a login is checked
  * against its privileges (engine.ts), as PostgreSQL's CheckMyDatabase does;
- * and its privileges as text (the other databases' engines show them).
+ * and its privileges as text and its comment (the other databases' engines
+ * show them).
  */
 const DATABASES_SQL = "select datname, datname = pg_catalog.current_database() and" +
   " not pg_catalog.has_database_privilege('public', oid, 'CONNECT')," +
-  " datname = pg_catalog.current_database(), datacl::pg_catalog.text from pg_catalog.pg_database";
+  " datname = pg_catalog.current_database(), datacl::pg_catalog.text," +
+  " pg_catalog.shobj_description(oid, 'pg_database') from pg_catalog.pg_database";
 
 const DATABASE_NAME_SQL = "select pg_catalog.current_database()";
 
@@ -80,6 +82,8 @@ export class EngineCatalogs {
   connectRestricted = false;
   /** The served database's privileges (its datacl as text; null: the defaults). */
   servedAcl: string | null = null;
+  /** The served database's comment (COMMENT ON DATABASE; null: none). */
+  servedComment: string | null = null;
   #database = "postgres";
   #reported = new Map<string, string>();
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
@@ -252,6 +256,8 @@ export class EngineCatalogs {
   #takeDatabases(rows: ReadonlyArray<Array<string | null>>): void {
     this.#databases = new Set(rows.map((r) => r[0] ?? ""));
     this.connectRestricted = rows.some((r) => r[1] === "t");
-    this.servedAcl = rows.find((r) => r[2] === "t")?.[3] ?? null;
+    const served = rows.find((r) => r[2] === "t");
+    this.servedAcl = served?.[3] ?? null;
+    this.servedComment = served?.[4] ?? null;
   }
 }

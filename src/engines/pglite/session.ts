@@ -36,7 +36,7 @@ import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
-import { grantOnDatabase } from "./statementtext.ts";
+import { onDatabases } from "./statementtext.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -442,12 +442,13 @@ export class PgliteSession extends SessionGlobals
       await this.#turn.databaseCommand(plan.databaseCommand, input, frames, out);
       return;
     }
-    // A GRANT or REVOKE on another database: that database's engine keeps
-    // its privileges (dbcommands.ts). In a transaction block it stays here,
-    // and the engine refuses it (databasegrants.ts).
+    // A GRANT, REVOKE or COMMENT on another database: that database's
+    // engine keeps its privileges and comment (dbcommands.ts). In a
+    // transaction block it stays here, and the engine refuses a GRANT
+    // (databasegrants.ts).
     if (
       plan.databaseGrant !== null && engine.cluster !== null && this.#status === "I" &&
-      grantOnDatabase(plan.databaseGrant)?.names.some((d) => d !== engine.database) === true
+      onDatabases(plan.databaseGrant)?.names.some((d) => d !== engine.database) === true
     ) {
       await this.#turn.databaseCommand(plan.databaseGrant, input, frames, out);
       return;

@@ -232,8 +232,16 @@ function inspect(
     case "explain":
       return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix, acc);
     case "comment":
+      if (w1 !== "on" || t[2]?.kind !== "word") return null;
       // A role's comment is the cluster's (pg_authid.ts).
-      if (w1 === "on" && t[2]?.kind === "word" && t[2].text === "role") acc.rolesDirty = true;
+      if (t[2].text === "role") acc.rolesDirty = true;
+      // A database's is its own engine's, which the others show (pg_database.ts), as its privileges.
+      if (t[2].text === "database") {
+        acc.databasesDirty = true;
+        acc.databaseGrant = lone && acc.databaseGrant === null
+          ? sql.slice(st.start, st.end)
+          : "embedded";
+      }
       return null;
     case "grant":
     case "revoke":
@@ -425,17 +433,19 @@ export function rewriteSql(
 }
 
 /**
- * A GRANT or REVOKE … ON DATABASE's parts: the text up to DATABASE, the
- * databases it names (as the server folds them), and the text after them
- * (TO or FROM …); null when `sql` is not one statement of that kind.
+ * A GRANT or REVOKE … ON DATABASE's or a COMMENT ON DATABASE's parts: the
+ * text up to DATABASE, the databases it names (as the server folds them),
+ * and the text after them (TO or FROM …, IS …); null when `sql` is not one
+ * statement of those kinds.
  */
-export function grantOnDatabase(
+export function onDatabases(
   sql: string,
 ): { head: string; names: string[]; tail: string } | null {
   const [st, more] = scanStatements(sql, Infinity);
   if (st === undefined || more !== undefined) return null;
   const t = st.tokens;
-  if (t[0]?.text !== "grant" && t[0]?.text !== "revoke") return null;
+  const verb = t[0]?.kind === "word" ? t[0].text : "";
+  if (verb !== "grant" && verb !== "revoke" && verb !== "comment") return null;
   let i = t.findIndex((x, k) =>
     x.text === "on" && x.kind === "word" && t[k + 1]?.text === "database"
   );

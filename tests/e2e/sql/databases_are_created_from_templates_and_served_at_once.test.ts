@@ -223,6 +223,52 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       for (const c of [a, b, tuner, refused, admin]) await c.end();
     });
 
+    test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE noted");
+      const described = async (c: pg.Client, db: string) =>
+        (await c.query(
+          "SELECT pg_catalog.shobj_description(oid, 'pg_database') AS c FROM pg_database" +
+            " WHERE datname = $1",
+          [db],
+        )).rows[0].c;
+      // Made from another database, it is the named database's own.
+      const made = await admin.query("COMMENT ON DATABASE noted IS 'from postgres'");
+      expect(made.command).toBe("COMMENT");
+      const noted = await pgClient(s, { database: "noted" });
+      expect(await described(noted, "noted")).toBe("from postgres");
+      await waitFor(
+        "the comment in postgres",
+        async () => (await described(admin, "noted")) === "from postgres",
+      );
+      // Made in the database itself, and on another from there.
+      await noted.query("COMMENT ON DATABASE noted IS 'its own'");
+      await noted.query("COMMENT ON DATABASE postgres IS 'the main one'");
+      expect(await described(admin, "postgres")).toBe("the main one");
+      await waitFor(
+        "both comments in postgres and noted",
+        async () =>
+          (await described(admin, "noted")) === "its own" &&
+          (await described(noted, "postgres")) === "the main one",
+      );
+      // PostgreSQL's check, in the named database's engine: only its owner may.
+      await admin.query("CREATE ROLE commenter LOGIN");
+      const other = await pgClient(s, { user: "commenter" });
+      const refused = await errorOf(other.query("COMMENT ON DATABASE noted IS 'not mine'"));
+      expect({ code: refused?.code, message: refused?.message }).toEqual({
+        code: "42501",
+        message: "must be owner of database noted",
+      });
+      const missing = await errorOf(admin.query("COMMENT ON DATABASE nowhere IS 'x'"));
+      expect(missing?.code).toBe("3D000");
+      await admin.query("COMMENT ON DATABASE postgres IS NULL");
+      for (const c of [noted, other]) await c.end();
+      await admin.query("DROP DATABASE noted");
+      await admin.query("DROP ROLE commenter");
+      await admin.end();
+    });
+
     test("REVOKE CONNECT … FROM PUBLIC keeps out a role without CONNECT, with PostgreSQL's FATAL 42501", async () => {
       const s = server();
       const admin = await pgClient(s);
