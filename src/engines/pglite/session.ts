@@ -82,6 +82,9 @@ import {
 
 type State = "idle" | "waiting" | "active" | "closed";
 
+/** An error on the engine with no other effect: what aborts a block after an error pgts raised. */
+const ABORT_BLOCK_SQL = "select 1/0";
+
 export class PgliteSession extends SessionGlobals
   implements EngineSession, Holder, Listener, TimedSession {
   onAsync: ((backend: Uint8Array) => void | Promise<void>) | null = null;
@@ -350,9 +353,21 @@ export class PgliteSession extends SessionGlobals
     this.#status = "I";
   }
 
-  #failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void {
+  async #failInput(
+    frames: readonly Frame[],
+    err: PgError,
+    out: (b: Uint8Array) => void,
+  ): Promise<void> {
     // pgts's own errors (a statement refused, a wait ended) reach the server log as the engine's do.
     this.#logReport(errorResponse(err), this.#inputInHand, this.#framesInHand);
+    // An error inside a transaction block aborts the block, as in
+    // PostgreSQL: its statements until ROLLBACK fail with 25P02, and its
+    // COMMIT rolls back. The engine's transaction is aborted too by an
+    // error of its own, whose answer nobody sees.
+    if (this.#status === "T" && this.owns) {
+      const answer = await this.#engine.runRaw(fe.query(ABORT_BLOCK_SQL), this);
+      if (answer.length > 0 && answer[answer.length - 1] === "E".charCodeAt(0)) this.#status = "E";
+    }
     this.#skipUntilSync = failInput(frames, err, { status: this.#status, out });
   }
 
@@ -434,7 +449,7 @@ export class PgliteSession extends SessionGlobals
     const reject = plan.reject ??
       (plan.closesAll && engine.holdCursorsOfOthers(this) > 0 ? closeAllRefused() : null);
     if (reject !== null) {
-      this.#failInput(frames, reject, out);
+      await this.#failInput(frames, reject, out);
       return;
     }
     this.noteHoldCursors(plan);
@@ -655,7 +670,7 @@ export class PgliteSession extends SessionGlobals
     const timeoutMs = await this.#cancel.statementTimeoutMs();
     // A cancel that came before it runs ends it now (querycancel.ts).
     if (this.#cancel.beginExec(frames, drop)) {
-      this.#failInput(frames, queryCanceled(), out);
+      await this.#failInput(frames, queryCanceled(), out);
       await this.#settle(true, out);
       return true;
     }

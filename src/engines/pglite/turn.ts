@@ -41,8 +41,11 @@ export interface TurnSession extends Holder {
 export interface TurnHooks {
   /** The session's one writer of state. */
   changeState(next: "idle" | "waiting" | "active"): void;
-  /** Answers the input with `err`, skipping the rest of its batch to Sync. */
-  failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): void;
+  /**
+   * Answers the input with `err`, skipping the rest of its batch to Sync;
+   * inside a transaction block the block is aborted first.
+   */
+  failInput(frames: readonly Frame[], err: PgError, out: (b: Uint8Array) => void): Promise<void>;
   /** Gives the engine back to the next waiter. */
   giveBack(): void;
   /** The session is ended by `fatal`: its settings could not be put on the backend. */
@@ -126,7 +129,7 @@ export class EngineTurn<S extends TurnSession> {
       ) {
         return false;
       }
-      hooks.failInput(frames, e, out);
+      await hooks.failInput(frames, e, out);
       return false;
     }
     s.owns = true;
@@ -157,7 +160,7 @@ export class EngineTurn<S extends TurnSession> {
       return false;
     }
     if (err === null) return true;
-    hooks.failInput(frames, err, out);
+    await hooks.failInput(frames, err, out);
     await hooks.settle(true, out);
     return false;
   }
@@ -178,7 +181,7 @@ export class EngineTurn<S extends TurnSession> {
     const { engine, hooks, timeouts } = this.#parts;
     const refused = databaseCommandRefusal(sql, s.transactionStatus);
     if (refused !== null) {
-      hooks.failInput(frames, refused, out);
+      await hooks.failInput(frames, refused, out);
       return;
     }
     timeouts.disarm();
@@ -215,7 +218,7 @@ export class EngineTurn<S extends TurnSession> {
     this.#parts.stopCopy();
     const rest = unanswered(frames, answered);
     const err = new PgError(ERRCODE.INTERNAL_ERROR, `engine failure: ${msg}`);
-    if (rest.length > 0) hooks.failInput(rest, err, out);
+    if (rest.length > 0) await hooks.failInput(rest, err, out);
     else out(errorResponse(err));
     hooks.giveBack();
     if (!recovered) engine.markBroken(msg);

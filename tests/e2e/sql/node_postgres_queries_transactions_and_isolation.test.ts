@@ -147,6 +147,28 @@ describe("transactions", () => {
     expect((await c.query("select array_agg(v) as vs from tx")).rows[0].vs).toEqual([1]);
   });
 
+  test("an error pgts raises itself aborts the block too, so that its COMMIT rolls back", async () => {
+    const c = await pgClient(server());
+    await c.query("create table tx_own (v int)");
+    // Refused by the cluster (25001), by pgts's own rules (0A000), and in an extended batch.
+    const refusals: Array<string | { name: string; text: string }> = [
+      "create database never_made",
+      "select 1; discard all",
+      { name: "made_later", text: "create database never_made" },
+    ];
+    for (const refused of refusals) {
+      await c.query("begin");
+      await c.query("insert into tx_own values (1)");
+      const e = await c.query(refused).catch((e) => e);
+      expect(["25001", "0A000"]).toContain(e.code);
+      const after = await c.query("insert into tx_own values (2)").catch((e) => e);
+      expect(after.code).toBe("25P02");
+      expect((await c.query("commit")).command).toBe("ROLLBACK");
+    }
+    expect((await c.query("select count(*)::int as n from tx_own")).rows[0].n).toBe(0);
+    await c.end();
+  });
+
   test("SET TRANSACTION may follow a SET in the block, before its first query", async () => {
     // pgts reads statement_timeout back after a SET in a block; with a
     // SELECT, that read took the transaction's first snapshot and the
