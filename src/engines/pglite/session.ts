@@ -82,6 +82,40 @@ import {
 
 type State = "idle" | "waiting" | "active" | "closed";
 
+/** The messages of the extended protocol that a Sync ends. */
+const EXTENDED: ReadonlySet<number> = new Set([
+  FE.Parse,
+  FE.Bind,
+  FE.Describe,
+  FE.Execute,
+  FE.Close,
+]);
+
+/**
+ * The first Query that follows extended-protocol messages with no Sync
+ * between them, or -1; `open`: such messages came before these frames.
+ */
+function queryAfterExtended(frames: readonly Frame[], open = false): number {
+  let extended = open;
+  for (let i = 0; i < frames.length; i++) {
+    const t = frames[i]!.type;
+    if (t === FE.Query && extended) return i;
+    if (t === FE.Sync) extended = false;
+    else if (EXTENDED.has(t)) extended = true;
+  }
+  return -1;
+}
+
+/** Whether extended-protocol messages follow the frames' last Sync. */
+function endsExtended(frames: readonly Frame[]): boolean {
+  for (let i = frames.length - 1; i >= 0; i--) {
+    const t = frames[i]!.type;
+    if (t === FE.Sync) return false;
+    if (EXTENDED.has(t)) return true;
+  }
+  return false;
+}
+
 /** An error on the engine with no other effect: what aborts a block after an error pgts raised. */
 const ABORT_BLOCK_SQL = "select 1/0";
 
@@ -95,6 +129,8 @@ export class PgliteSession extends SessionGlobals
   /** All output to the client, released in order as the WAL it depends on is durable. */
   readonly #output: SessionOutput;
   #status: TransactionStatus = "I";
+  /** Extended-protocol messages ran since the last Sync (a Query then needs one first: #exec). */
+  #extendedOpen = false;
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
@@ -407,10 +443,36 @@ export class PgliteSession extends SessionGlobals
       void this.close();
       return;
     }
+    // A Query after extended-protocol messages with no Sync between:
+    // PostgreSQL runs it in the implicit transaction of the messages
+    // before it, but PGlite answered it with ReadyForQuery 'T' and left its
+    // transaction state broken (the rows were lost, and the next exec,
+    // whoever's, failed with XX000 "StartTransactionCommand: unexpected
+    // state STARTED"). So the messages before it run first, ended by a
+    // Sync of pgts's own whose ReadyForQuery the client never sees, then
+    // the Query, skipped if they failed, as PostgreSQL skips to Sync.
+    // The same when the messages came in an input before (ended by a Flush).
+    if (this.#extendedOpen && this.owns && queryAfterExtended(frames, true) >= 0) {
+      const sync = fe.sync();
+      await this.#run(sync, inputFrames(sync), out, true);
+    }
+    const q = queryAfterExtended(frames);
+    if (q >= 0) {
+      const s = frames.findLastIndex((f, i) => i < q && f.type === FE.Sync);
+      const end = s >= 0 ? s + 1 : q;
+      await this.#run(input.subarray(0, frames[end]!.start), frames.slice(0, end), out, s < 0);
+      return await this.#exec(input.subarray(frames[end]!.start), out);
+    }
     await this.#run(input, frames, out);
   }
 
-  async #run(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
+  /** `endSync`: see #runInput. */
+  async #run(
+    input: Uint8Array,
+    frames: Frame[],
+    out: (b: Uint8Array) => void,
+    endSync = false,
+  ): Promise<void> {
     this.#inputInHand = input;
     this.#framesInHand = frames;
     // log_statement's lines now; log_duration's once the answer is out.
@@ -418,7 +480,7 @@ export class PgliteSession extends SessionGlobals
     const started = performance.now();
     const version = this.settingsVersion;
     try {
-      await this.#runInput(input, frames, log === null ? out : log.watch(out));
+      await this.#runInput(input, frames, log === null ? out : log.watch(out), endSync);
     } finally {
       const changed = this.settingsVersion !== version;
       if (log !== null) log.end(this.settings);
@@ -428,13 +490,22 @@ export class PgliteSession extends SessionGlobals
       }
       // %a follows a SET application_name in what is logged next.
       if (changed) this.#serverLog.followSettings();
+      this.#extendedOpen = frames.some((f) => f.type === FE.Sync)
+        ? endsExtended(frames)
+        : this.#extendedOpen || endsExtended(frames);
       // Not kept past its input: it may be a large one.
       this.#inputInHand = null;
       this.#framesInHand = [];
     }
   }
 
-  async #runInput(input: Uint8Array, frames: Frame[], out: (b: Uint8Array) => void): Promise<void> {
+  /** `endSync`: the input ends with a Sync of pgts's own, whose ReadyForQuery is not the client's. */
+  async #runInput(
+    input: Uint8Array,
+    frames: Frame[],
+    out: (b: Uint8Array) => void,
+    endSync = false,
+  ): Promise<void> {
     const engine = this.#engine;
     this.#activity.noteQuery(input, frames, this.#status);
     this.noteBackup(input);
@@ -501,8 +572,9 @@ export class PgliteSession extends SessionGlobals
     // engine is not held while the client decides what to bind
     // (core/protocol/pipeline.ts). An error there skips the client's messages to its own
     // Sync, as PostgreSQL does.
-    const ownSync = !this.owns && this.#status === "I" && describesOnly(frames) &&
-      isPlain(plan) && !this.#deferred.pending;
+    const ownSync = endSync ||
+      !this.owns && this.#status === "I" && describesOnly(frames) && isPlain(plan) &&
+        !this.#deferred.pending;
     // Owning already (a transaction block) needs no wait and no switch.
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending;

@@ -86,6 +86,50 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       c.close();
     });
 
+    test("a Query after an Execute, before its Sync, runs after it, and leaves the engine sound for every session", async () => {
+      const c = await RawConnection.open(server());
+      await c.startup();
+      const other = await RawConnection.open(server());
+      await other.startup();
+      const status = async (conn: RawConnection) =>
+        String.fromCharCode((await conn.until("Z"))!.body[0]!);
+      const noSync = (sql: string) =>
+        concat(
+          message("P", concat(cstr(""), cstr(sql), Uint8Array.of(0, 0))),
+          message("B", concat(cstr(""), cstr(""), Uint8Array.of(0, 0, 0, 0, 0, 0))),
+          message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0))),
+        );
+      c.send(query("create table after_execute (n int)"));
+      expect(await answer(c)).toBe("C Z");
+      // In one write: the Query's answer ends idle, as PostgreSQL's does, and so does the Sync's.
+      c.send(concat(noSync("insert into after_execute values (1)"), query("select 'q'")));
+      expect(await answer(c)).toBe("1 2 C T D C Z");
+      c.send(message("S"));
+      expect(await status(c)).toBe("I");
+      // Another session's next statement runs (it failed with XX000), and sees the row.
+      other.send(query("select count(*) from after_execute"));
+      expect(await firstValue(other)).toBe("1");
+      // The Execute in a write of its own, ended by a Flush; then the Query.
+      c.send(concat(noSync("insert into after_execute values (2)"), message("H")));
+      for (const type of ["1", "2", "C"]) expect((await c.next())?.type).toBe(type);
+      c.send(query("insert into after_execute values (3)"));
+      expect(await status(c)).toBe("I");
+      c.send(message("S"));
+      expect(await status(c)).toBe("I");
+      // In a transaction block, both rows are the block's.
+      c.send(query("begin"));
+      expect(await status(c)).toBe("T");
+      c.send(concat(noSync("insert into after_execute values (4)"), query("select 1")));
+      expect(await status(c)).toBe("T");
+      c.send(concat(message("S"), query("commit")));
+      expect(await status(c)).toBe("T");
+      expect(await status(c)).toBe("I");
+      other.send(query("select string_agg(n::text, ',' order by n) from after_execute"));
+      expect(await firstValue(other)).toBe("1,2,3,4");
+      c.close();
+      other.close();
+    });
+
     test("DISCARD ALL and DEALLOCATE ALL alone in an extended batch", async () => {
       const c = await RawConnection.open(server());
       await c.startup();
