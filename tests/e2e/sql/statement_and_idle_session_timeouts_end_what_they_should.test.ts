@@ -11,6 +11,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
+import postgres from "postgres";
 import {
   pgClient,
   psql,
@@ -64,6 +65,30 @@ for (const [name, options] of SERVERS) {
       expect((await a.query("select pg_sleep(0.4), 'slept' as s")).rows[0].s).toBe("slept");
       await a.end();
       await b.end();
+    });
+
+    test("statement_timeout times each statement of a driver's pipeline, not the pipeline", async () => {
+      const s = server();
+      // postgres.js sends the queries of one connection together, each batch ended by its Sync.
+      const sql = postgres({
+        host: s.host,
+        port: s.port,
+        user: "postgres",
+        database: "postgres",
+        max: 1,
+        connection: { statement_timeout: 800 },
+      });
+      await sql`select 1`;
+      const each = await Promise.allSettled(
+        [1, 2, 3, 4, 5].map(() => sql`select pg_sleep(0.2)`),
+      );
+      expect(each.map((r) => r.status)).toEqual(Array(5).fill("fulfilled"));
+      const long = await errorOf(sql`select pg_sleep(10)`);
+      expect({ code: long.code, message: long.message }).toEqual({
+        code: "57014",
+        message: TIMEOUT_TEXT,
+      });
+      await sql.end();
     });
 
     test("SET LOCAL statement_timeout inside a block applies to the block's next statements only", async () => {
