@@ -36,7 +36,7 @@ import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
-import { onDatabases } from "./statementtext.ts";
+import { onDatabases, setsDatabase } from "./statementtext.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -536,7 +536,13 @@ export class PgliteSession extends SessionGlobals
       return;
     }
     this.noteHoldCursors(plan);
-    if (plan.databaseCommand !== null && engine.cluster !== null) {
+    // ALTER DATABASE of its own database SET or RESET inside a block runs
+    // in the engine, in the block, as PostgreSQL runs it: the values are
+    // that engine's (pg_db_role_setting), read again after the block.
+    if (
+      plan.databaseCommand !== null && engine.cluster !== null &&
+      !(this.#status === "T" && setsDatabase(plan.databaseCommand) === engine.database)
+    ) {
       await this.#turn.databaseCommand(plan.databaseCommand, input, frames, out);
       return;
     }

@@ -432,6 +432,18 @@ export function rewriteSql(
   return text;
 }
 
+/** The database an `ALTER DATABASE name SET|RESET …` statement names; null for any other. */
+export function setsDatabase(sql: string): string | null {
+  const [st, more] = scanStatements(sql);
+  if (st === undefined || more !== undefined) return null;
+  const t = st.tokens;
+  if (t[0]?.text !== "alter" || t[1]?.text !== "database") return null;
+  const verb = t[3]?.kind === "word" ? t[3].text : "";
+  // SET TABLESPACE moves files: the cluster's to refuse.
+  if (verb === "reset" || (verb === "set" && t[4]?.text !== "tablespace")) return identName(t[2]);
+  return null;
+}
+
 /**
  * A GRANT or REVOKE … ON DATABASE's or a COMMENT ON DATABASE's parts: the
  * text up to DATABASE, the databases it names (as the server folds them),

@@ -223,6 +223,38 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       for (const c of [a, b, tuner, refused, admin]) await c.end();
     });
 
+    test("ALTER DATABASE … SET of the session's own database inside a block is the block's", async () => {
+      const s = server();
+      await pgClient(s).then(async (c) => {
+        await c.query("CREATE DATABASE set_in_block");
+        await c.end();
+      });
+      const c = await pgClient(s, { database: "set_in_block" });
+      const fresh = async () => {
+        const n = await pgClient(s, { database: "set_in_block" });
+        const v = (await n.query("SHOW work_mem")).rows[0].work_mem;
+        await n.end();
+        return v;
+      };
+      await c.query("BEGIN");
+      await c.query("ALTER DATABASE set_in_block SET work_mem = '3MB'");
+      await c.query("ROLLBACK");
+      expect(await fresh()).toBe("4MB");
+      await c.query("BEGIN");
+      await c.query("ALTER DATABASE set_in_block SET work_mem = '3MB'");
+      await c.query("COMMIT");
+      expect(await fresh()).toBe("3MB");
+      // Another database's, in a block: the cluster's to carry out, which cannot roll back.
+      await c.query("BEGIN");
+      const refused = await errorOf(c.query("ALTER DATABASE postgres SET work_mem = '3MB'"));
+      expect(refused?.code).toBe("25001");
+      await c.query("ROLLBACK");
+      await c.end();
+      const admin = await pgClient(s);
+      await admin.query("DROP DATABASE set_in_block");
+      await admin.end();
+    });
+
     test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
       const s = server();
       const admin = await pgClient(s);
