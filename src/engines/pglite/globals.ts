@@ -166,7 +166,16 @@ export class SessionGlobals {
     }
     if (plan.rolesDirty) this.rolesDirty = true;
     if (plan.databasesDirty) this.databasesDirty = true;
-    if (plan.listenOps.length > 0) this.pendingListen.push(...plan.listenOps);
+    // Savepoints matter only around a LISTEN or UNLISTEN not yet applied:
+    // one that started before them is one that started before everything
+    // noted (notify.ts).
+    if (
+      plan.listenOps.length > 0 &&
+      (this.pendingListen.length > 0 ||
+        plan.listenOps.some(([op]) => op === "listen" || op === "unlisten"))
+    ) {
+      this.pendingListen.push(...plan.listenOps);
+    }
   }
 
   /** What the input's Parse or Query does to the unnamed statement: it is now this text, or none. */

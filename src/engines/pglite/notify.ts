@@ -34,11 +34,40 @@ export class ListenRegistry {
   }
 
   /** Applies committed LISTEN/UNLISTEN of `s`. */
+  /**
+   * The LISTENs and UNLISTENs of a transaction that committed, without
+   * those its ROLLBACK TO SAVEPOINTs undid, as PostgreSQL keeps them. A
+   * savepoint not among `ops` started before all of them.
+   */
   apply(s: Listener, ops: readonly ListenOp[]): void {
-    for (const [op, ch] of ops) {
-      if (op === "listen") s.listens.add(ch);
-      else if (ch === "*") s.listens.clear();
-      else s.listens.delete(ch);
+    // The transaction's own, then each open savepoint's, innermost last.
+    const levels: Array<{ name: string | null; ops: ListenOp[] }> = [{ name: null, ops: [] }];
+    for (const op of ops) {
+      const [kind, name] = op;
+      if (kind === "savepoint") {
+        levels.push({ name, ops: [] });
+        continue;
+      }
+      if (kind === "listen" || kind === "unlisten") {
+        levels[levels.length - 1]!.ops.push(op);
+        continue;
+      }
+      const at = levels.findLastIndex((l) => l.name === name);
+      if (kind === "release") {
+        const from = at > 0 ? at : 1;
+        levels[from - 1]!.ops.push(...levels.splice(from).flatMap((l) => l.ops));
+      } else {
+        // ROLLBACK TO keeps the savepoint, and nothing done after it.
+        levels.splice(at > 0 ? at + 1 : 1);
+        levels[levels.length - 1]!.ops = [];
+      }
+    }
+    for (const level of levels) {
+      for (const [op, ch] of level.ops) {
+        if (op === "listen") s.listens.add(ch);
+        else if (ch === "*") s.listens.clear();
+        else s.listens.delete(ch);
+      }
     }
   }
 

@@ -96,7 +96,11 @@ export class OutputFilter {
   endsWithZ = false;
   copyIn = false;
   sawError = false;
-  sawRollback = false;
+  /**
+   * The answer's last statement ended in an error or with the tag
+   * ROLLBACK: a transaction it ended (at ReadyForQuery 'I') rolled back.
+   */
+  rolledBack = false;
   /** A ParameterStatus: the input changed a reported setting, however it was spelled. */
   sawParameterStatus = false;
   /**
@@ -177,9 +181,8 @@ export class OutputFilter {
           this.sawParameterStatus = true;
           break;
         case BE.CommandComplete:
-          if (len === 4 + ROLLBACK_TAG.length && startsWith(buf, at + 5, ROLLBACK_TAG)) {
-            this.sawRollback = true;
-          }
+          this.rolledBack = len === 4 + ROLLBACK_TAG.length &&
+            startsWith(buf, at + 5, ROLLBACK_TAG);
           if (this.#o.resetTags?.includes(this.#completes) === true && !this.terminatedSelf) {
             flush(at);
             send(RESET_COMPLETE);
@@ -192,6 +195,7 @@ export class OutputFilter {
         case BE.NoticeResponse: {
           if (type === BE.ErrorResponse) {
             this.sawError = true;
+            this.rolledBack = true;
             this.#drop = 0;
             this.#o.onStatementEnd?.();
           }

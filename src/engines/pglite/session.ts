@@ -842,7 +842,9 @@ export class PgliteSession extends SessionGlobals
     // commands.
     const late = filter.terminatedSelf ? null : this.#told.changes(reported);
     if (late !== null) out(late);
-    if (filter.sawError || filter.sawRollback) this.pendingListenSpoiled = true;
+    // The LISTENs of a transaction that rolled back are not applied; those
+    // of one that committed are, without what its ROLLBACK TOs undid (notify.ts).
+    if (filter.rolledBack && filter.lastStatus === "I") this.pendingListenSpoiled = true;
     if (ownSync && filter.sawError) this.#skipUntilSync = true;
     if (filter.sawParameterStatus) {
       this.settingsDirty = true;

@@ -21,7 +21,15 @@ import { engineName, keptName } from "./enginenames.ts";
 import { TextEdits } from "./textedits.ts";
 import { quoteIdent } from "./wire.ts";
 
-export type ListenOp = readonly ["listen" | "unlisten", string];
+/**
+ * A LISTEN or UNLISTEN of the input, or a savepoint's start or end around
+ * them (notify.ts applies those of a transaction that committed, as
+ * PostgreSQL applies the ones its savepoints kept).
+ */
+export type ListenOp = readonly [
+  "listen" | "unlisten" | "savepoint" | "release" | "rollback to",
+  string,
+];
 
 export interface Acc {
   settingsDirty: boolean;
@@ -208,6 +216,21 @@ function inspect(
     case "unlisten": {
       const ch = t[1]?.text === "*" ? "*" : scannedName(t[1]);
       if (ch !== null) acc.listenOps.push([w0, ch]);
+      return null;
+    }
+    case "savepoint":
+    case "release":
+    case "rollback": {
+      // SAVEPOINT name, RELEASE [SAVEPOINT] name, ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT] name.
+      let i = 1;
+      if (w0 === "rollback") {
+        if (w1 === "work" || w1 === "transaction") i++;
+        if (t[i]?.text !== "to") return null;
+        i++;
+      }
+      if (w0 !== "savepoint" && t[i]?.kind === "word" && t[i]!.text === "savepoint") i++;
+      const name = scannedName(t[i]);
+      if (name !== null) acc.listenOps.push([w0 === "rollback" ? "rollback to" : w0, name]);
       return null;
     }
     case "create":

@@ -70,6 +70,43 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       await n.end();
     });
 
+    test("a LISTEN in a block is kept as its savepoints keep it, and dropped with a rollback", async () => {
+      const s = server();
+      const l = await pgClient(s);
+      const channels = async () =>
+        (await l.query("select array_agg(c order by c) as cs from pg_listening_channels() c"))
+          .rows[0].cs ?? [];
+      // Before a savepoint that an error rolled back to: kept.
+      await l.query("begin");
+      await l.query("listen sp_before");
+      await l.query("savepoint s");
+      await l.query("select 1/0").catch(() => {});
+      await l.query("rollback to savepoint s");
+      await l.query("commit");
+      expect(await channels()).toEqual(["sp_before"]);
+      // Inside a savepoint rolled back to: dropped; inside one released: kept.
+      await l.query("begin; savepoint a; listen sp_undone; rollback to a; commit");
+      await l.query("begin; savepoint b; listen sp_released; release b; commit");
+      expect(await channels()).toEqual(["sp_before", "sp_released"]);
+      // In a block rolled back, or ended by the COMMIT of an aborted block: dropped.
+      await l.query("begin; listen sp_rolled_back; rollback");
+      await l.query("begin");
+      await l.query("listen sp_aborted");
+      await l.query("select 1/0").catch(() => {});
+      expect((await l.query("commit")).command).toBe("ROLLBACK");
+      expect(await channels()).toEqual(["sp_before", "sp_released"]);
+      // And the kept ones are delivered.
+      const got: string[] = [];
+      l.on("notification", (m) => got.push(m.channel));
+      const n = await pgClient(s);
+      await n.query("notify sp_before; notify sp_released; notify sp_undone");
+      await l.query("select 1");
+      await sleep(100);
+      expect(got.sort()).toEqual(["sp_before", "sp_released"]);
+      await l.end();
+      await n.end();
+    });
+
     test("pg_listening_channels() lists the session's own channels, not the backend's union", async () => {
       const s = server();
       const a = await pgClient(s);
