@@ -55,6 +55,7 @@ import { AdvisoryWait, waitsForAdvisoryLock } from "./advisorywait.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
 import { planInput } from "./naming.ts";
+import { withBackslashStrings } from "./sqlscan.ts";
 import { handsOverAfter, isPlain } from "./pipeline.ts";
 import { ExecNotRun, type ExecOptions } from "./executor.ts";
 import type { Listener } from "./notify.ts";
@@ -521,11 +522,17 @@ export class PgliteSession extends SessionGlobals
     const engine = this.#engine;
     this.#activity.noteQuery(input, frames, this.#status);
     this.noteBackup(input);
-    const plan = planInput(input, frames, this.prefix, {
-      user: this.user,
-      effects: this.statementEffects,
-      holdCursors: this.holdCursors,
-    });
+    // With standard_conforming_strings off, 'a\'…' is one string: a name
+    // inside it is no statement's to rename.
+    const plan = withBackslashStrings(
+      this.settings.get("standard_conforming_strings") === "off",
+      () =>
+        planInput(input, frames, this.prefix, {
+          user: this.user,
+          effects: this.statementEffects,
+          holdCursors: this.holdCursors,
+        }),
+    );
     this.#readsActivity = plan.readsActivity;
     this.#needsExtensions = plan.needsExtensions;
     // CLOSE ALL in the one backend would close every session's WITH HOLD cursors.

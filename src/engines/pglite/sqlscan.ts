@@ -38,6 +38,53 @@ export const MAX_SCANNED_TOKENS = MAX_TOKENS;
 const GATE =
   /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stat_activity|stat_ssl|stat_gssapi|numbackends|pg_cursor|extension|grant|revoke|declare|close|savepoint|release|rollback/i;
 
+/**
+ * Whether a plain '…' string takes backslash escapes, as it does where
+ * standard_conforming_strings is off: set around a session's scan
+ * (`withBackslashStrings`), which runs synchronously.
+ */
+let backslashStrings = false;
+
+/** Runs `fn` with plain strings scanned as standard_conforming_strings = off reads them when `on`. */
+export function withBackslashStrings<T>(on: boolean, fn: () => T): T {
+  if (!on) return fn();
+  backslashStrings = true;
+  try {
+    return fn();
+  } finally {
+    backslashStrings = false;
+  }
+}
+
+/**
+ * A U&"…" identifier's name: \XXXX and \+XXXXXX are code points, \\ a
+ * backslash (or `escape` for \, from its UESCAPE clause); null when an
+ * escape is malformed (PostgreSQL's 42601: then the name is left alone).
+ */
+function unicodeIdentName(raw: string, escape: string): string | null {
+  let out = "";
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i]!;
+    if (ch !== escape) {
+      out += ch;
+      continue;
+    }
+    if (raw[i + 1] === escape) {
+      out += escape;
+      i++;
+      continue;
+    }
+    const six = raw[i + 1] === "+";
+    const hex = raw.slice(i + (six ? 2 : 1), i + (six ? 8 : 5));
+    if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== (six ? 6 : 4)) return null;
+    const cp = parseInt(hex, 16);
+    if (cp === 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return null;
+    out += String.fromCodePoint(cp);
+    i += six ? 7 : 4;
+  }
+  return out;
+}
+
 /** False when the text cannot contain anything the engine layer tracks. */
 export function mightMatter(sql: string): boolean {
   return GATE.test(sql);
@@ -119,10 +166,11 @@ export function scanStatements(sql: string, maxTokens = MAX_TOKENS): Statement[]
         } else i++;
       }
     } else if (c === 39 || ((c === 69 || c === 101) && sql.charCodeAt(i + 1) === 39)) {
-      // 'string' or E'string' (backslash escapes only in the E form).
-      const escapes = c !== 39;
+      // 'string' or E'string' (backslash escapes only in the E form, or
+      // in both with standard_conforming_strings off).
+      const escapes = c !== 39 || backslashStrings;
       const start = i;
-      i += escapes ? 2 : 1;
+      i += c !== 39 ? 2 : 1;
       let value = "";
       while (i < n) {
         const d = sql.charCodeAt(i);
@@ -143,6 +191,24 @@ export function scanStatements(sql: string, maxTokens = MAX_TOKENS): Statement[]
         }
       }
       push({ text: value, kind: "string", start, end: i });
+    } else if (
+      (c === 85 || c === 117) && sql.charCodeAt(i + 1) === 38 && sql.charCodeAt(i + 2) === 34
+    ) {
+      // U&"identifier" [UESCAPE 'c']: a name in Unicode escapes.
+      const start = i;
+      const close = sql.indexOf('"', i + 3);
+      let raw = sql.slice(i + 3, close < 0 ? n : close);
+      i = close < 0 ? n : close + 1;
+      while (sql.charCodeAt(i) === 34) {
+        // "" inside it: a quote.
+        const next = sql.indexOf('"', i + 1);
+        raw += '"' + sql.slice(i + 1, next < 0 ? n : next);
+        i = next < 0 ? n : next + 1;
+      }
+      const uescape = /^\s*uescape\s*'([^'])'/i.exec(sql.slice(i, i + 32));
+      if (uescape !== null) i += uescape[0].length;
+      const name = unicodeIdentName(raw, uescape?.[1] ?? "\\");
+      push({ text: name ?? "", kind: name === null ? "punct" : "quoted", start, end: i });
     } else if (c === 34) {
       const start = i;
       i++;

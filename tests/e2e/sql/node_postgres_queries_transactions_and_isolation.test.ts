@@ -268,6 +268,21 @@ describe("two sessions stay apart", () => {
     );
   });
 
+  test("a name in Unicode escapes is the session's own, and no text inside a string is renamed", async () => {
+    const a = await pgClient(server());
+    const b = await pgClient(server());
+    await a.query(String.raw`prepare U&"p\0071" as select 'q' as v`);
+    expect((await a.query("execute pq")).rows).toEqual([{ v: "q" }]);
+    expect((await a.query(String.raw`execute U&"p!0071" UESCAPE '!'`)).rows).toEqual([{ v: "q" }]);
+    expect((await b.query("execute pq").catch((e) => e)).code).toBe("26000");
+    // With standard_conforming_strings off, \' does not end a string: what follows is in it.
+    await a.query("set standard_conforming_strings = off");
+    const text = (await a.query(String.raw`select 'a\'; execute pq; --' as s`)).rows[0].s;
+    expect(text).toBe("a'; execute pq; --");
+    await a.end();
+    await b.end();
+  });
+
   test("the same prepared statement name in two sessions means two statements", async () => {
     const a = await pgClient(server());
     const b = await pgClient(server());
