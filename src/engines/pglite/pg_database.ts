@@ -78,26 +78,36 @@ interface CatalogFile {
 /** Where the list lives under the data directory. */
 export const DATABASE_FILE = "global/pgts_database.json";
 
-/**
- * initdb's comment on "postgres". Every database's cluster is a copy of
- * one whose served database is initdb's "postgres", so another database's
- * own row has it until the first mirror drops it (`ownComment`).
- */
-const POSTGRES_COMMENT = "default administrative connection database";
-
-/**
- * The comment database `entry` has, from the one its engine reads on its
- * own row: initdb's "postgres" comment is another database's only as a
- * copy's leftover.
- */
-export function ownComment(entry: DatabaseEntry, read: string | null): string | null {
-  return read === POSTGRES_COMMENT && entry.oid !== POSTGRES_OID ? null : read;
-}
-
 /** initdb's databases: oids as PostgreSQL gives them. */
 const POSTGRES_OID = 5;
 const TEMPLATE1_OID = 1;
 const TEMPLATE0_OID = 4;
+
+/**
+ * initdb's comment on "postgres". Every database's cluster is a copy of
+ * one whose served database is initdb's "postgres", so another database's
+ * own row has it until the first mirror puts that database's own in its
+ * place (`ownComment`, `mirrorSql`).
+ */
+const POSTGRES_COMMENT = "default administrative connection database";
+
+/** initdb's comments on its databases, by oid. */
+const INITDB_COMMENTS: ReadonlyMap<number, string> = new Map([
+  [POSTGRES_OID, POSTGRES_COMMENT],
+  [TEMPLATE1_OID, "default template for new databases"],
+  [TEMPLATE0_OID, "unmodifiable empty database"],
+]);
+
+/**
+ * The comment database `entry` has, from the one its engine reads on its
+ * own row: initdb's "postgres" comment on another database is a copy's
+ * leftover, in place of initdb's own comment on it (template1's,
+ * template0's) or of none.
+ */
+export function ownComment(entry: DatabaseEntry, read: string | null): string | null {
+  if (read !== POSTGRES_COMMENT || entry.oid === POSTGRES_OID) return read;
+  return INITDB_COMMENTS.get(entry.oid) ?? null;
+}
 /** FirstNormalObjectId: oids of databases CREATE DATABASE makes start here. */
 const FIRST_NORMAL_OID = 16384;
 
@@ -289,12 +299,23 @@ export function mirrorSql(
   }
   // Comments: the served row's is its engine's own, but a database
   // CREATE DATABASE made has none (PostgreSQL copies no comment), and
-  // initdb's "postgres" comment is only a copy's leftover on another's row.
+  // initdb's "postgres" comment is only a copy's leftover on another's row
+  // (template1 and template0 get initdb's own instead).
   const isDatabase = "classoid = 'pg_catalog.pg_database'::pg_catalog.regclass";
-  if (fresh || served.oid !== POSTGRES_OID) {
+  const initdb = INITDB_COMMENTS.get(served.oid);
+  const leftover = `objoid = ${servedOid} AND ${isDatabase}` +
+    ` AND description = ${quoteLiteral(POSTGRES_COMMENT)}`;
+  if (fresh) {
     sql.push(
-      `DELETE FROM pg_catalog.pg_shdescription WHERE objoid = ${servedOid} AND ${isDatabase}` +
-        (fresh ? "" : ` AND description = ${quoteLiteral(POSTGRES_COMMENT)}`),
+      `DELETE FROM pg_catalog.pg_shdescription WHERE objoid = ${servedOid} AND ${isDatabase}`,
+    );
+  } else if (initdb === undefined) {
+    sql.push(`DELETE FROM pg_catalog.pg_shdescription WHERE ${leftover}`);
+  } else if (served.oid !== POSTGRES_OID) {
+    sql.push(
+      `UPDATE pg_catalog.pg_shdescription SET description = ${
+        quoteLiteral(initdb)
+      } WHERE ${leftover}`,
     );
   }
   // The other databases' rows show their comments as the list keeps them.

@@ -265,6 +265,13 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
             " WHERE datname = $1",
           [db],
         )).rows[0].c;
+      // initdb's comments, in every database, template1's engine opened or not.
+      const t1 = await pgClient(s, { database: "template1" });
+      for (const c of [t1, admin]) {
+        expect(await described(c, "template1")).toBe("default template for new databases");
+        expect(await described(c, "postgres")).toBe("default administrative connection database");
+      }
+      await t1.end();
       // Made from another database, it is the named database's own.
       const made = await admin.query("COMMENT ON DATABASE noted IS 'from postgres'");
       expect(made.command).toBe("COMMENT");
