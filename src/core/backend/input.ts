@@ -102,12 +102,17 @@ export class ClientInput {
         if (err !== null) throw err;
         return null;
       }
+      // The waiter first: resume() may hand over held bytes at once, and
+      // with no read waiting, #push would pause again before this one
+      // waited (a large message's rest then never came: a Bind of 8 MB
+      // sent with its Parse hung the session).
+      const more = new Promise<void>((resolve) => (this.#wake = resolve));
       if (this.#paused) {
         // What is buffered holds no whole message: the rest must come in.
         this.#paused = false;
         this.#conn.resume();
       }
-      await new Promise<void>((resolve) => (this.#wake = resolve));
+      await more;
     }
   }
 

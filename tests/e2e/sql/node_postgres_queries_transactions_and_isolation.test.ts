@@ -57,6 +57,21 @@ describe("parameters", () => {
     expect(d.rows[0].d).toBe("2024-02-29");
   });
 
+  test("a parameter of many megabytes, sent in one write with its Parse, goes through", async () => {
+    const c = await pgClient(server());
+    // The Bind is read in many chunks while the Parse runs: reading paused past 1 MiB, and the
+    // wait for the rest of the message paused it again (the session hung from 2-8 MiB on).
+    for (const mb of [8, 32]) {
+      const value = Buffer.alloc(mb * 1024 * 1024, 7);
+      const answered = c.query("select length($1::bytea) as n", [value]);
+      const hung = new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`${mb} MiB: no answer in 20 s`)), 20_000)
+      );
+      expect((await Promise.race([answered, hung]) as pg.QueryResult).rows[0].n).toBe(value.length);
+    }
+    await c.end();
+  });
+
   test("a named prepared statement runs many times with different values", async () => {
     const c = await pgClient(server());
     await c.query("create table squares (n int primary key, sq int)");
