@@ -109,10 +109,11 @@ function scannedName(tok: Token | undefined): string | null {
   return name === null ? null : keptName(name);
 }
 
-/** A hold cursor's name token, renamed with the session's prefix. */
+/** A hold cursor's name token, renamed with the session's prefix (and that engine name). */
 function cursorName(tok: Token, prefix: string, name: string, acc: Acc) {
   noteTruncation(acc, identName(tok), name);
-  return { start: tok.start, end: tok.end, text: quoteIdent(engineName(prefix, name)) };
+  const engine = engineName(prefix, name);
+  return { start: tok.start, end: tok.end, text: quoteIdent(engine), engine };
 }
 
 /** A renamed name that PostgreSQL's scanner truncated: its NOTICE is the session's to send. */
@@ -295,7 +296,7 @@ function inspect(
       }
       if (!acc.holdCursors.has(name)) return null;
       const renamed = cursorName(tok, prefix, name, acc);
-      acc.writtenTexts.push({ engine: engineName(prefix, name), original: sql, rewritten: "" });
+      acc.writtenTexts.push({ engine: renamed.engine, original: sql, rewritten: "" });
       return renamed;
     }
     case "fetch":
