@@ -26,6 +26,7 @@
  */
 
 import { CollectorHint } from "./gchint.ts";
+import { concat, fe } from "./wire.ts";
 
 /** The client's data is garbage on both threads once in the ring, or read from it (gchint.ts). */
 const hint = new CollectorHint(64, 4);
@@ -198,6 +199,16 @@ export class CopyFeedInput {
   #scratch = new Uint8Array(64 * 1024);
   /** Bytes PGlite has read so far, the head's included. */
   #consumed = 0;
+  /**
+   * Whether the answer so far is inside the COPY's data (instance.ts sets
+   * it from the answer): only then does a read wait for more. PGlite asks
+   * for the input's length between messages too, with messages of the
+   * head still in Postgres's receive buffer (an extended batch's Bind and
+   * Execute, read in at once); a wait there, before the Execute had run,
+   * held back the batch's answer, and with it the CopyInResponse the
+   * client waits for before it sends any data.
+   */
+  inCopy: () => boolean = () => true;
 
   constructor(buffer: SharedArrayBuffer, head: Uint8Array) {
     this.#v = new Views(buffer);
@@ -212,7 +223,7 @@ export class CopyFeedInput {
       const seq = Atomics.load(v.i32, WRITE_SEQ);
       const ended = Atomics.load(v.i64, ENDED) !== 0n;
       const length = this.head.length + Number(Atomics.load(v.i64, WRITTEN));
-      if (length > this.#consumed || ended) return length;
+      if (length > this.#consumed || ended || !this.inCopy()) return length;
       Atomics.wait(v.i32, WRITE_SEQ, seq);
     }
   }
@@ -245,3 +256,49 @@ export class CopyFeedInput {
     return out;
   }
 }
+
+/**
+ * The input of an exec that is not fed (every exec but a fed COPY's), as
+ * PGlite reads it: the exec's bytes and no more, unless a COPY FROM STDIN
+ * runs out of them. The session feeds every COPY FROM STDIN it recognises;
+ * one it did not (however spelled or sent) would read end of file in the
+ * middle of its data, which is PostgreSQL's FATAL "protocol
+ * synchronization was lost", an exit() inside PGlite's exec that ends the
+ * backend, and with it every session of the database. So when PGlite asks
+ * for more input while `inCopy` says the answer is inside a COPY's data,
+ * this input ends with a CopyFail instead: the COPY fails with an ERROR,
+ * as PostgreSQL's fails when its client sends one, and nothing else is
+ * touched. `failed` tells the exec to end a batch left without its Sync.
+ */
+export class UnfedInput {
+  readonly 0: number;
+  #bytes: Uint8Array;
+  readonly #inCopy: () => boolean;
+  /** The COPY was failed here. */
+  failed = false;
+  #consumed = 0;
+
+  constructor(bytes: Uint8Array, inCopy: () => boolean) {
+    this.#bytes = bytes;
+    this.#inCopy = inCopy;
+    this[0] = bytes[0] ?? 0;
+  }
+
+  get length(): number {
+    if (this.#consumed >= this.#bytes.length && !this.failed && this.#inCopy()) {
+      this.failed = true;
+      this.#bytes = concat([this.#bytes, UNFED_COPY_FAIL]);
+    }
+    return this.#bytes.length;
+  }
+
+  subarray(from: number, to: number): Uint8Array {
+    this.#consumed = to;
+    return this.#bytes.subarray(from, to);
+  }
+}
+
+/** The CopyFail an unfed COPY ends with: its ERROR reads "COPY from stdin failed: …". */
+const UNFED_COPY_FAIL = fe.copyFail(
+  "pgts did not take this statement for a COPY FROM STDIN and has no data for it",
+);

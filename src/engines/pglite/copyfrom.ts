@@ -3,10 +3,12 @@
  * from the connection's side): the client's data on its way to the
  * statement.
  *
- * With the engine in a Worker the COPY is fed (`FedCopy`): its Query runs
- * at once with a feed as its input (copyfeed.ts) and the client's CopyData
- * goes into the feed as it arrives, while the exec stays in flight across
- * the client's inputs. Inline, PGlite cannot wait for data: `probeCopyIn`
+ * With the engine in a Worker the COPY is fed (`FedCopy`): its Query (or
+ * the extended batch whose Execute runs it, naming.ts) runs at once with a
+ * feed as its input (copyfeed.ts) and the client's CopyData goes into the
+ * feed as it arrives, while the exec stays in flight across the client's
+ * inputs. Inline, the extended form is refused (the probe below is a
+ * Query's). Inline, PGlite cannot wait for data: `probeCopyIn`
  * learns the CopyInResponse with a Query that fails at once, and the
  * session runs the COPY with all its data at CopyDone.
  *
@@ -57,10 +59,21 @@ export class FedCopy {
   readonly #onEnded: () => void;
   readonly #gone = () => this.finished;
 
-  constructor(feed: CopyFeedWriter, options: { out: BackendOutput; onEnded: () => void }) {
+  /**
+   * Started by an Execute (the extended protocol): after its CopyDone or
+   * CopyFail the engine waits for the batch's Sync, which goes into the feed
+   * with it when the client sent it there.
+   */
+  readonly extended: boolean;
+
+  constructor(
+    feed: CopyFeedWriter,
+    options: { out: BackendOutput; onEnded: () => void; extended: boolean },
+  ) {
     this.feed = feed;
     this.out = options.out;
     this.#onEnded = options.onEnded;
+    this.extended = options.extended;
   }
 
   /**
@@ -119,6 +132,14 @@ export class FedCopy {
     // What the engine is given: up to the CopyDone or CopyFail, or up to
     // (not including) a message that has no place in a COPY.
     const foreign = t !== null && t !== FE.CopyDone && t !== FE.CopyFail;
+    // An extended batch's COPY: the Flushes and the Sync that follow its
+    // end close the batch (without the Sync the exec ends with the COPY's
+    // answer, and the engine stays the session's until the Sync comes as
+    // an input of its own).
+    if (this.extended && !foreign && end >= 0 && !this.over) {
+      while (end + 1 < frames.length && frames[end + 1]!.type === FE.Flush) end++;
+      if (end + 1 < frames.length && frames[end + 1]!.type === FE.Sync) end++;
+    }
     const upTo = end < 0 ? input.length : foreign ? frames[end]!.start : frames[end]!.end;
     if (!this.over && upTo > 0) await this.feed.write(input.subarray(0, upTo), this.#gone);
     if (foreign && !this.over) await this.#break(t!, out);
@@ -368,12 +389,18 @@ export class SessionCopy {
    * CopyInResponse is out, or when the statement ended without starting a
    * copy; the exec goes on while the client's next inputs bring the data.
    */
-  async startFed(query: Uint8Array, frames: readonly Frame[], out: BackendOutput): Promise<void> {
+  async startFed(
+    query: Uint8Array,
+    frames: readonly Frame[],
+    out: BackendOutput,
+    extended: boolean,
+  ): Promise<void> {
     const copy = new FedCopy(this.#session.openFeed(), {
       out,
       onEnded: () => {
         this.#fed = null;
       },
+      extended,
     });
     this.#fed = copy;
     await copy.start((sink, hooks) => this.#session.execute(query, frames, sink, 0, hooks));

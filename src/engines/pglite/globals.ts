@@ -85,6 +85,13 @@ export class SessionGlobals {
   pendingListen: ListenOp[] = [];
   pendingListenSpoiled = false;
   unnamedParse: Uint8Array | null = null;
+  /**
+   * Whether its unnamed statement, and which of its portals, run a COPY …
+   * FROM STDIN, as of the inputs it sent the engine (naming.ts): an Execute
+   * of one is fed the client's data (copyfrom.ts). A portal is forgotten
+   * when bound again to something else.
+   */
+  readonly copyIn = { unnamed: false, portals: new Set<string>() };
   owns = false;
   /**
    * The session's last word on backup mode was pg_backup_start: if it ends
@@ -180,8 +187,19 @@ export class SessionGlobals {
 
   /** What the input's Parse or Query does to the unnamed statement: it is now this text, or none. */
   noteUnnamed(plan: InputPlan): void {
-    if (plan.unnamedParse !== null) this.unnamedParse = plan.unnamedParse;
-    else if (plan.hasQuery) this.unnamedParse = null;
+    if (plan.unnamedParse !== null) {
+      this.unnamedParse = plan.unnamedParse;
+      this.copyIn.unnamed = plan.unnamedCopyIn;
+    } else if (plan.hasQuery) {
+      this.unnamedParse = null;
+      this.copyIn.unnamed = false;
+    }
+    if (plan.boundPortals !== null) {
+      for (const [portal, copy] of plan.boundPortals) {
+        if (copy) this.copyIn.portals.add(portal);
+        else this.copyIn.portals.delete(portal);
+      }
+    }
   }
 
   /**

@@ -30,7 +30,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs } from "./image.ts";
 import { loadExtensionBundles } from "./extensions.ts";
-import { concat } from "./wire.ts";
+import { concat, fe } from "./wire.ts";
 import { type IdentityGuard, installEngineGuards } from "./guard.ts";
 import { WasmTools } from "./wasmtools.ts";
 import { installUnseenPlaceholders, SessionPlaceholders } from "./customsettings.ts";
@@ -48,6 +48,7 @@ import { waitEventAddress } from "./lockwait.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { BE } from "../../core/protocol/constants.ts";
 import { ErrorWatch, type InterruptFlags } from "./interrupt.ts";
+import { CopyFeedInput, UnfedInput } from "./copyfeed.ts";
 import { sharedHeap, sharedPgliteModule, shareLibrariesOnOpen } from "./sharedheap.ts";
 import { installShellCommands, recoveryLog } from "./recovery.ts";
 import {
@@ -425,33 +426,48 @@ export async function openInstance(
         // the OS. See engine.ts for the durability note.
         // Whether the answer so far ends at ReadyForQuery 'I' (read before
         // onData, which may hand the chunk's buffer to another thread).
-        const at = { idle: false };
+        const at = { idle: false, ready: false };
         const errors = new ErrorWatch();
-        // A CopyFeedInput is read as PGlite reads a message (copyfeed.ts).
-        await db.execProtocolRawStream(bytes as Uint8Array, {
+        const onRawData = (raw: Uint8Array) => {
+          const chunk = raw.slice();
+          at.ready = endsWithReadyForQuery(chunk);
+          at.idle = at.ready && chunk[chunk.length - 1] === IDLE;
+          // An error out: a cancel asked of this exec has acted (or is moot).
+          if (errors.feed(chunk)) clock.acknowledge(seq);
+          answer.push(chunk);
+          if (answer.length > 4) answer.shift();
+          onData(chunk);
+        };
+        // A CopyFeedInput is read as PGlite reads a message (copyfeed.ts);
+        // any other input ends a COPY it did not feed (UnfedInput).
+        const input = bytes instanceof Uint8Array
+          ? new UnfedInput(bytes, () => errors.copyIn)
+          : bytes;
+        if (input instanceof CopyFeedInput) input.inCopy = () => errors.copyIn;
+        await db.execProtocolRawStream(input as unknown as Uint8Array, {
           syncToFs: false,
-          onRawData: (raw) => {
-            const chunk = raw.slice();
-            at.idle = endsWithReadyForQuery(chunk) && chunk[chunk.length - 1] === IDLE;
-            // An error out: a cancel asked of this exec has acted (or is moot).
-            if (errors.feed(chunk)) clock.acknowledge(seq);
-            answer.push(chunk);
-            if (answer.length > 4) answer.shift();
-            onData(chunk);
-          },
-        }).catch((e) => {
-          // A FATAL ends Postgres with exit(), which reaches here as
-          // Emscripten's ExitStatus: PostgreSQL's backend would be gone, and
-          // PGlite's is left mid-message, answering every later exec with
-          // the same FATAL in a loop that never returns (a protocol
-          // violation inside a COPY did that). So it ends the backend, as
-          // a PANIC does, and the cluster is reopened.
-          if ((e as { name?: unknown } | null)?.name === "ExitStatus") {
-            ended ??= `FATAL: ${severeText(answer, "FATAL") ?? "exit() during an exec"}`;
-          }
-          // A backend that ended mid-exec (stackguard.ts) stops it with a throw.
-          if (ended === null) throw e;
-        });
+          onRawData,
+        })
+          .then(async () => {
+            // An extended batch's COPY: its Sync was read as part of the
+            // COPY (PostgreSQL ignores Sync there), so the failed batch is
+            // ended here, as the client expects.
+            if (input instanceof UnfedInput && input.failed && !at.ready) {
+              await db.execProtocolRawStream(fe.sync(), { syncToFs: false, onRawData });
+            }
+          }).catch((e) => {
+            // A FATAL ends Postgres with exit(), which reaches here as
+            // Emscripten's ExitStatus: PostgreSQL's backend would be gone, and
+            // PGlite's is left mid-message, answering every later exec with
+            // the same FATAL in a loop that never returns (a protocol
+            // violation inside a COPY did that). So it ends the backend, as
+            // a PANIC does, and the cluster is reopened.
+            if ((e as { name?: unknown } | null)?.name === "ExitStatus") {
+              ended ??= `FATAL: ${severeText(answer, "FATAL") ?? "exit() during an exec"}`;
+            }
+            // A backend that ended mid-exec (stackguard.ts) stops it with a throw.
+            if (ended === null) throw e;
+          });
         if (ended !== null) {
           const panic = severeText(answer, "PANIC");
           if (panic !== null) ended = `PANIC: ${panic}`;

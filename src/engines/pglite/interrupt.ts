@@ -131,12 +131,22 @@ export function settleRequest(
 /**
  * Follows backend message boundaries across an exec's answer chunks (which
  * may split a message anywhere) and tells whether an ErrorResponse began in
- * a chunk: the acknowledgement of a cancel.
+ * a chunk: the acknowledgement of a cancel. Also whether the answer so far
+ * is inside a COPY FROM STDIN: a CopyInResponse not yet followed by the
+ * COPY's CommandComplete, ErrorResponse or ReadyForQuery.
  */
 export class ErrorWatch {
   #seen = false;
+  /** The backend is reading a COPY's data from its input. */
+  copyIn = false;
   readonly #messages = new MessageBoundaries((type) => {
     if (type === BE.ErrorResponse) this.#seen = true;
+    if (type === BE.CopyInResponse) this.copyIn = true;
+    else if (
+      type === BE.CommandComplete || type === BE.ErrorResponse || type === BE.ReadyForQuery
+    ) {
+      this.copyIn = false;
+    }
   });
 
   /** Whether an ErrorResponse starts in `chunk`. */

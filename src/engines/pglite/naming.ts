@@ -27,6 +27,7 @@ import { engineName } from "./enginenames.ts";
 import {
   type Acc,
   aloneOnly,
+  copyNotAlone,
   type ListenOp,
   NO_CURSORS,
   rewriteSql,
@@ -71,8 +72,18 @@ export interface InputPlan {
    * cluster to carry out where it names another database; else null.
    */
   readonly databaseGrant: string | null;
-  /** The input is one Query whose statements include COPY ... FROM STDIN. */
+  /**
+   * The input starts a COPY … FROM STDIN: it is one Query whose statements
+   * include one, or an extended batch whose one Execute runs one
+   * (`extendedCopy`), followed by nothing but Sync and Flush.
+   */
   readonly copyFromStdin: boolean;
+  /** The COPY FROM STDIN the input starts is an Execute's. */
+  readonly extendedCopy: boolean;
+  /** Whether the unnamed statement this input parses (`unnamedParse`) is a COPY FROM STDIN. */
+  readonly unnamedCopyIn: boolean;
+  /** The portals this input binds, each with whether it runs a COPY FROM STDIN. */
+  readonly boundPortals: ReadonlyMap<string, boolean> | null;
   /** A statement pgts cannot run for this session (reported instead of running anything). */
   readonly reject: PgError | null;
   /**
@@ -125,6 +136,18 @@ export interface StatementEffects {
   readonly databaseGrant: string | null;
   /** The statement is RESET SESSION AUTHORIZATION: its tag is RESET. */
   readonly resetTag: boolean;
+  /** The statement is a COPY … FROM STDIN: executed, it reads the client's data. */
+  readonly copyIn: boolean;
+}
+
+/**
+ * The session's statements and portals that run a COPY … FROM STDIN, as of
+ * the inputs it has sent the engine: its unnamed statement, and the portals
+ * bound to one (an Execute in a later input starts the COPY).
+ */
+export interface CopyInStatements {
+  readonly unnamed: boolean;
+  readonly portals: ReadonlySet<string>;
 }
 
 function frameOf(type: number, body: Uint8Array[]): Uint8Array {
@@ -163,6 +186,7 @@ function newAcc(): Acc {
     rewrittenTexts: 0,
     resetTags: [],
     parsedReset: false,
+    parsedCopyIn: false,
     truncatedNames: [],
     writtenTexts: [],
   };
@@ -201,6 +225,8 @@ export function planInput(
     effects?: Map<string, StatementEffects>;
     /** The session's open WITH HOLD cursors (names as it spells them). */
     holdCursors?: ReadonlySet<string>;
+    /** What of the session's statements and portals runs a COPY FROM STDIN. */
+    copyIn?: CopyInStatements;
   } = {},
 ): InputPlan {
   const acc = newAcc();
@@ -221,6 +247,13 @@ export function planInput(
   let resetPortals: Set<string> | null = null;
   let executes = 0;
   let executesReset = false;
+  // COPY FROM STDIN in the extended protocol: whether the unnamed
+  // statement parsed here is one, the portals bound here, the frame of the
+  // Execute that runs one, and how many do.
+  let unnamedCopy = false;
+  let boundPortals: Map<string, boolean> | null = null;
+  let copyExecute = -1;
+  let copyExecutes = 0;
   const parsedHere = new Set<string>();
   const emit = (i: number, replacement: Uint8Array | null) => {
     const f = frames[i]!;
@@ -252,10 +285,13 @@ export function planInput(
         offEngine ||= mayAnswerOffEngine(sql);
         const beforeParse = snapshot(acc);
         acc.parsedReset = false;
+        acc.parsedCopyIn = false;
         const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
         const isReset = acc.parsedReset;
+        const isCopy = acc.parsedCopyIn;
         if (name === "") {
           unnamedReset = isReset;
+          unnamedCopy = isCopy;
           const bytes = emit(
             i,
             sql2 === sql
@@ -267,7 +303,10 @@ export function planInput(
           acc.createdStatements.push(engineName(prefix, name));
           parsedHere.add(name);
           if (effects !== undefined) {
-            const e = effectsOf(sql, acc, { prefix, user: options.user }, beforeParse, isReset);
+            const e = effectsOf(sql, acc, { prefix, user: options.user }, beforeParse, {
+              resetTag: isReset,
+              copyIn: isCopy,
+            });
             if (e !== null) effects.set(prefix + name, e);
             else if (effects.size > 0) effects.delete(prefix + name);
           }
@@ -286,8 +325,10 @@ export function planInput(
         const [portal, afterPortal] = readCString(body, 0);
         const [stmt, afterStmt] = readCString(body, afterPortal);
         let runsReset: boolean;
+        let runsCopy: boolean;
         if (stmt === "") {
           runsReset = unnamedReset;
+          runsCopy = unnamedParse !== null ? unnamedCopy : options.copyIn?.unnamed === true;
           if (unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
         } else {
@@ -297,6 +338,7 @@ export function planInput(
           // The Parse in this same input counted them already.
           if (e !== undefined && !parsedHere.has(stmt)) addEffects(acc, e);
           runsReset = e?.resetTag === true;
+          runsCopy = e?.copyIn === true;
           emit(
             i,
             frameOf(FE.Bind, [
@@ -308,6 +350,7 @@ export function planInput(
         }
         if (runsReset) (resetPortals ??= new Set()).add(portal);
         else resetPortals?.delete(portal);
+        (boundPortals ??= new Map()).set(portal, runsCopy);
         break;
       }
       case FE.Describe:
@@ -325,7 +368,12 @@ export function planInput(
       }
       case FE.Execute: {
         executes++;
-        executesReset = resetPortals !== null && resetPortals.has(readCString(body, 0)[0]);
+        const portal = readCString(body, 0)[0];
+        executesReset = resetPortals !== null && resetPortals.has(portal);
+        if (boundPortals?.get(portal) ?? options.copyIn?.portals.has(portal) === true) {
+          copyExecutes++;
+          copyExecute = i;
+        }
         emit(i, null);
         break;
       }
@@ -337,6 +385,17 @@ export function planInput(
   // before it; with more, an error skips some and the count would not say
   // which complete is whose).
   if (executes === 1 && executesReset && !hasQuery) acc.resetTags.push(0);
+  // An Execute of a COPY FROM STDIN reads the client's next messages as
+  // its data: a fed COPY (copyfrom.ts) must be the input's one statement,
+  // and what follows it can only be a Sync or a Flush (the session sends
+  // the data after it as the COPY's).
+  const extendedCopy = copyExecutes > 0;
+  if (
+    extendedCopy && (copyExecutes > 1 || executes > 1 || hasQuery ||
+      frames.slice(copyExecute + 1).some((f) => f.type !== FE.Sync && f.type !== FE.Flush))
+  ) {
+    acc.reject ??= copyNotAlone();
+  }
   // A database command alone in an extended batch (postgres.js, the HTTP
   // adapter send every statement so) is carried out as a lone Query's.
   // Parsed or described only, never executed: PGlite may do that itself.
@@ -373,7 +432,10 @@ export function planInput(
     createsTempObject: acc.createsTempObject,
     createdStatements: acc.createdStatements,
     special: acc.special,
-    copyFromStdin: acc.copyFromStdin,
+    copyFromStdin: acc.copyFromStdin || extendedCopy,
+    extendedCopy,
+    unnamedCopyIn: unnamedCopy,
+    boundPortals,
     reject: acc.reject,
     readsActivity: acc.readsActivity,
     needsExtensions: acc.needsExtensions,
@@ -435,7 +497,7 @@ function effectsOf(
   acc: Acc,
   who: { prefix: string; user: string | undefined },
   before: ReturnType<typeof snapshot>,
-  resetTag: boolean,
+  { resetTag, copyIn }: { resetTag: boolean; copyIn: boolean },
 ): StatementEffects | null {
   const [listens, customs, settings, roles, dbs, activity] = before;
   let own: Acc | null = null;
@@ -456,9 +518,10 @@ function effectsOf(
       ? sql
       : null,
     resetTag,
+    copyIn,
   };
   return e.listenOps.length > 0 || e.settingsDirty || e.rolesDirty || e.databasesDirty ||
-      e.readsActivity || e.resetTag
+      e.readsActivity || e.resetTag || e.copyIn
     ? e
     : null;
 }

@@ -36,7 +36,7 @@ import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
-import { onDatabases, setsDatabase } from "./statementtext.ts";
+import { inlineExtendedCopy, onDatabases, setsDatabase } from "./statementtext.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -431,11 +431,18 @@ export class PgliteSession extends SessionGlobals
     if (after === null) return;
     ({ input, frames } = after);
     // A Query sent with the copy data behind it, before the CopyInResponse
-    // (asyncpg's copy_records_to_table does so): the Query is an input of its
-    // own, then the data reaches the COPY it started, as later data would.
-    if (frames.length > 1 && frames[0]!.type === FE.Query && isCopyData(frames[1]!.type)) {
-      await this.#run(input.subarray(0, frames[1]!.start), frames.slice(0, 1), out);
-      return await this.#exec(input.subarray(frames[1]!.start), out);
+    // (asyncpg's copy_records_to_table does so), or an extended batch that
+    // executes a COPY: the statement is an input of its own, then the data
+    // reaches the COPY it started, as later data would.
+    const data = frames.findIndex((f) => isCopyData(f.type));
+    if (
+      data > 0 &&
+      (frames[0]!.type === FE.Query
+        ? data === 1
+        : frames.slice(0, data).some((f) => f.type === FE.Execute))
+    ) {
+      await this.#run(input.subarray(0, frames[data]!.start), frames.slice(0, data), out);
+      return await this.#exec(input.subarray(frames[data]!.start), out);
     }
     const x = frames.findIndex((f) => f.type === FE.Terminate);
     if (x >= 0) {
@@ -531,13 +538,17 @@ export class PgliteSession extends SessionGlobals
           user: this.user,
           effects: this.statementEffects,
           holdCursors: this.holdCursors,
+          copyIn: this.copyIn,
         }),
     );
     this.#readsActivity = plan.readsActivity;
     this.#needsExtensions = plan.needsExtensions;
     // CLOSE ALL in the one backend would close every session's WITH HOLD cursors.
     const reject = plan.reject ??
-      (plan.closesAll && engine.holdCursorsOfOthers(this) > 0 ? closeAllRefused() : null);
+      (plan.closesAll && engine.holdCursorsOfOthers(this) > 0 ? closeAllRefused() : null) ??
+      (plan.extendedCopy && (engine.executor.copyFeed ?? null) === null
+        ? inlineExtendedCopy()
+        : null);
     if (reject !== null) {
       await this.#failInput(frames, reject, out);
       return;
@@ -656,7 +667,7 @@ export class PgliteSession extends SessionGlobals
     if (fedCopy) {
       // With this session's unnamed statement put back if another's replaced it (globals.ts).
       const { bytes } = this.withOwnUnnamed(plan, engine);
-      await this.#copy.startFed(bytes, frames, out);
+      await this.#copy.startFed(bytes, frames, out, plan.extendedCopy);
       return;
     }
     // A lone pg_advisory_lock() outside a block waits for the lock, tried

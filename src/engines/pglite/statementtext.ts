@@ -76,6 +76,8 @@ export interface Acc {
   resetTags: number[];
   /** A Parse's text was one RESET SESSION AUTHORIZATION (its tag: RESET, naming.ts). */
   parsedReset: boolean;
+  /** A Parse's text was a COPY … FROM STDIN: a Bind and Execute of it start a COPY (naming.ts). */
+  parsedCopyIn: boolean;
   /**
    * Names past 63 bytes that pgts renamed (as written, as kept): the engine
    * never sees them long, so PostgreSQL's NOTICE about each is the session's
@@ -133,6 +135,36 @@ export function aloneOnly(what: string): PgError {
 }
 
 /**
+ * An extended batch whose Execute of a COPY … FROM STDIN is not its one
+ * statement, or is followed by more than Sync and Flush: PostgreSQL reads
+ * the messages after that Execute as the COPY's data (another message is
+ * its FATAL "protocol synchronization was lost"); pgts feeds the COPY the
+ * client's data itself, and so runs it only alone.
+ */
+export function copyNotAlone(): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    "COPY FROM STDIN must be the only statement its extended-protocol batch executes",
+    {
+      detail:
+        "pgts feeds the COPY the client's data as it comes; only Sync or Flush may follow its Execute.",
+    },
+  );
+}
+
+/** An Execute of a COPY … FROM STDIN where the engine runs on the server's own thread. */
+export function inlineExtendedCopy(): PgError {
+  return new PgError(
+    ERRCODE.FEATURE_NOT_SUPPORTED,
+    "COPY FROM STDIN through the extended query protocol needs engine_placement = worker",
+    {
+      detail:
+        "With engine_placement = inline the engine cannot wait for the COPY's data; send COPY … FROM STDIN as a simple Query.",
+    },
+  );
+}
+
+/**
  * DISCARD ALL and DEALLOCATE ALL, which pgts carries out for the session
  * alone: as a lone Query, or as the one statement of an extended batch
  * (psycopg 3 sends every command so), which planInput decides once it has
@@ -147,6 +179,21 @@ function sessionCommand(acc: Acc, lone: boolean, kind: "discard all" | "dealloca
 }
 
 /**
+ * Whether a COPY statement's text reads from the client: FROM STDIN, as
+ * PostgreSQL's scanner reads it (a comment may stand between the two
+ * words). Inside parentheses too: a COPY (query) TO whose query reads a
+ * table named stdin is fed for nothing, harmlessly.
+ */
+function readsStdin(text: string): boolean {
+  if (!/stdin/i.test(text)) return false;
+  const tokens = scanStatements(text, Infinity)[0]?.tokens ?? [];
+  return tokens.some((t, i) =>
+    t.kind === "word" && t.text === "from" && tokens[i + 1]?.kind === "word" &&
+    tokens[i + 1]!.text === "stdin"
+  );
+}
+
+/**
  * Looks at one statement; returns a replacement for its name token when it
  * names a prepared statement.
  */
@@ -156,6 +203,7 @@ function inspect(
   prefix: string,
   acc: Acc,
   lone: boolean,
+  isQuery: boolean,
   user: string | undefined,
 ): { start: number; end: number; text: string; resetTag?: true } | null {
   const t = st.tokens;
@@ -166,11 +214,13 @@ function inspect(
     for (const n of st.setConfigNames) if (n.includes(".")) acc.customSettings.push(n);
     // client_encoding however computed: the check hook in encoding.ts refuses it.
   }
-  if (w0 === "copy" && /\bfrom\s+stdin\b/i.test(sql.slice(st.start, st.end))) {
+  if (w0 === "copy" && readsStdin(sql.slice(st.start, st.end))) {
     // The session feeds the COPY its data as it comes (copyfeed.ts), or
     // buffers it inline; either way the Query's answer must end with the
-    // COPY, which only a lone Query allows.
+    // COPY, which only a lone Query allows. A Parse's COPY starts where it
+    // is executed (naming.ts).
     if (lone) acc.copyFromStdin = true;
+    else if (!isQuery) acc.parsedCopyIn = true;
     else acc.reject ??= aloneOnly("COPY FROM STDIN");
   }
   switch (w0) {
@@ -438,7 +488,7 @@ export function rewriteSql(
   let at = 0;
   let edits: TextEdits | null = null;
   for (const [i, st] of stmts.entries()) {
-    const r = inspect(sql, st, prefix, acc, lone, user);
+    const r = inspect(sql, st, prefix, acc, lone, isQuery, user);
     if (r !== null) {
       if (r.resetTag === true) {
         if (isQuery) acc.resetTags.push(i);

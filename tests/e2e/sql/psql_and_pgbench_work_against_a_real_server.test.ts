@@ -9,7 +9,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { psql, runPg, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import pg from "pg";
+import { pgConfig, psql, runPg, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 
 useSqlServers();
 const server = sharedServer();
@@ -81,6 +82,32 @@ describe("psql", () => {
       "\\copy (select n, t from copied where n < 2 order by n) to stdout with (format csv, header)",
     ]);
     expect(csv.out).toBe("n,t\n0,line 0\n1,line 1\n");
+  });
+
+  test("COPY … FROM STDIN with comments between its words loads its rows, and no other session notices", async () => {
+    // The engine's one backend read end of file in the middle of such a
+    // COPY (pgts did not take it for one, and fed it nothing): its FATAL
+    // ended every session of the server.
+    await psql(server(), ["-c", "create table commented_copy (n int)"]);
+    const bystander = new pg.Client(pgConfig(server()));
+    await bystander.connect();
+    for (
+      const sql of [
+        "copy commented_copy from /* rows */ stdin",
+        "COPY commented_copy FROM -- rows\n STDIN",
+      ]
+    ) {
+      const r = await psql(server(), ["-c", sql], { stdin: "1\n2\n\\.\n" });
+      expect(r.err).toBe("");
+      expect(r.out.trim()).toBe("COPY 2");
+    }
+    const count = await psql(server(), ["-c", "select count(*), sum(n) from commented_copy"]);
+    expect(count.out.trim()).toBe("4|6");
+    try {
+      expect((await bystander.query("select 'still here' as s")).rows[0].s).toBe("still here");
+    } finally {
+      await bystander.end();
+    }
   });
 
   test("a bad row in COPY FROM STDIN fails the COPY and the session goes on", async () => {

@@ -108,7 +108,58 @@ describe("what a session's input changes", () => {
     expect(p.rolesDirty).toBe(true);
     expect(p.createsTempObject).toBe(true);
     expect(plan(FE.query("COPY t (a, b) FROM STDIN WITH (FORMAT csv)")).copyFromStdin).toBe(true);
-    expect(plan(FE.parse("COPY t FROM STDIN")).reject?.code).toBe("0A000");
+    // However commented: the words are what PostgreSQL's scanner reads.
+    expect(plan(FE.query("copy t from /* rows */ stdin")).copyFromStdin).toBe(true);
+    expect(plan(FE.query("copy t from -- rows\n stdin")).copyFromStdin).toBe(true);
+    expect(plan(FE.query("copy t from 'stdin'")).copyFromStdin).toBe(false);
+    expect(plan(FE.query("select 1; copy t from stdin")).reject?.code).toBe("0A000");
+    // Prepared, it is a COPY where it is executed.
+    expect(plan(FE.parse("COPY t FROM STDIN")).reject).toBeNull();
+    expect(plan(FE.parse("COPY t FROM STDIN")).copyFromStdin).toBe(false);
+  });
+
+  test("an Execute of a COPY FROM STDIN starts it, alone, whether parsed before or in its batch", () => {
+    const effects = new Map();
+    const copyIn = { unnamed: false, portals: new Set<string>() };
+    const run = (...parts: Uint8Array[]) => {
+      const m = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) m.set(p, (at += p.length) - p.length);
+      return planInput(m, splitFrames(m)!, "pgts7:", { effects, copyIn });
+    };
+    const unnamed = run(FE.parse("copy t from stdin"), FE.bind("", ""), FE.execute(), FE.sync());
+    expect([unnamed.copyFromStdin, unnamed.extendedCopy, unnamed.reject]).toEqual([
+      true,
+      true,
+      null,
+    ]);
+    run(FE.parse("copy t from stdin", "s0"), FE.sync());
+    const named = run(FE.bind("", "s0"), FE.execute(), FE.sync());
+    expect([named.copyFromStdin, named.extendedCopy]).toEqual([true, true]);
+    expect(named.boundPortals).toEqual(new Map([["", true]]));
+    // The unnamed statement of an earlier batch, as the session noted it.
+    copyIn.unnamed = true;
+    expect(run(FE.bind("", ""), FE.execute(), FE.sync()).extendedCopy).toBe(true);
+    // A portal bound in an earlier batch.
+    copyIn.portals.add("p");
+    expect(run(FE.execute("p"), FE.sync()).extendedCopy).toBe(true);
+    expect(run(FE.execute("q"), FE.sync()).extendedCopy).toBe(false);
+    // Another Execute in its batch, or a message after it: refused.
+    const notAlone = run(
+      FE.parse("select 1"),
+      FE.bind("", ""),
+      FE.execute(),
+      FE.bind("", "s0"),
+      FE.execute(),
+      FE.sync(),
+    );
+    expect(notAlone.reject?.code).toBe("0A000");
+    expect(run(FE.bind("", "s0"), FE.execute(), FE.parse("select 1"), FE.sync()).reject?.code).toBe(
+      "0A000",
+    );
+    // The same name parsed again as something else is no COPY.
+    run(FE.parse("select 1", "s0"), FE.sync());
+    expect(run(FE.bind("", "s0"), FE.execute(), FE.sync()).extendedCopy).toBe(false);
   });
 
   test("a named statement that LISTENs or SETs does so again at each Bind, which has no text", () => {
