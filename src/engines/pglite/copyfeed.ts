@@ -25,6 +25,7 @@
  * still reads the COPY's data is a FATAL (see CopyFeed).
  */
 
+import { FE } from "../../core/protocol/constants.ts";
 import { CollectorHint } from "./gchint.ts";
 import { concat, fe } from "./wire.ts";
 
@@ -259,16 +260,22 @@ export class CopyFeedInput {
 
 /**
  * The input of an exec that is not fed (every exec but a fed COPY's), as
- * PGlite reads it: the exec's bytes and no more, unless a COPY FROM STDIN
- * runs out of them. The session feeds every COPY FROM STDIN it recognises;
- * one it did not (however spelled or sent) would read end of file in the
- * middle of its data, which is PostgreSQL's FATAL "protocol
- * synchronization was lost", an exit() inside PGlite's exec that ends the
- * backend, and with it every session of the database. So when PGlite asks
- * for more input while `inCopy` says the answer is inside a COPY's data,
- * this input ends with a CopyFail instead: the COPY fails with an ERROR,
- * as PostgreSQL's fails when its client sends one, and nothing else is
- * touched. `failed` tells the exec to end a batch left without its Sync.
+ * PGlite reads it: the exec's bytes, one message at a time, and a CopyFail
+ * where a COPY FROM STDIN would read data. The session feeds every COPY
+ * FROM STDIN it recognises; one it did not (however spelled or sent)
+ * would read as its data whatever came after it (the next message of the
+ * input: PostgreSQL's "unexpected message type", then FATAL) or end of
+ * file (FATAL "protocol synchronization was lost"), and a FATAL is an
+ * exit() inside PGlite's exec that ends the backend, and with it every
+ * session of the database. So PGlite is shown one message more each time
+ * it has read all it was shown (its receive buffer never holds more than
+ * the message in hand), and when it asks for more while `inCopy` says the
+ * answer is inside a COPY's data, and what comes next is not the COPY's
+ * (the inline placement runs a COPY with its data in one input), the next
+ * thing it reads is a CopyFail:
+ * the COPY fails with an ERROR, as PostgreSQL's does when its client sends
+ * one, and the input's next messages are read as they would have been
+ * after it. `failed` tells the exec to end a batch left without its Sync.
  */
 export class UnfedInput {
   readonly 0: number;
@@ -277,6 +284,8 @@ export class UnfedInput {
   /** The COPY was failed here. */
   failed = false;
   #consumed = 0;
+  /** How much of the input PGlite has been shown: whole messages. */
+  #shown = 0;
 
   constructor(bytes: Uint8Array, inCopy: () => boolean) {
     this.#bytes = bytes;
@@ -285,17 +294,30 @@ export class UnfedInput {
   }
 
   get length(): number {
-    if (this.#consumed >= this.#bytes.length && !this.failed && this.#inCopy()) {
+    if (this.#consumed < this.#shown) return this.#shown;
+    const bytes = this.#bytes;
+    const at = this.#shown;
+    if (!this.failed && !copyMessageAt(bytes, at) && this.#inCopy()) {
       this.failed = true;
-      this.#bytes = concat([this.#bytes, UNFED_COPY_FAIL]);
+      this.#bytes = concat([bytes.subarray(0, at), UNFED_COPY_FAIL, bytes.subarray(at)]);
+      return this.#shown = at + UNFED_COPY_FAIL.length;
     }
-    return this.#bytes.length;
+    if (at + 5 > bytes.length) return this.#shown = bytes.length;
+    const length = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getInt32(0);
+    return this.#shown = Math.min(bytes.length, at + 1 + Math.max(length, 4));
   }
 
   subarray(from: number, to: number): Uint8Array {
     this.#consumed = to;
     return this.#bytes.subarray(from, to);
   }
+}
+
+/** Whether a COPY's own message begins at `at` (its data, end, or the Flush and Sync it ignores). */
+function copyMessageAt(bytes: Uint8Array, at: number): boolean {
+  const type = at < bytes.length ? bytes[at] : undefined;
+  return type === FE.CopyData || type === FE.CopyDone || type === FE.CopyFail ||
+    type === FE.Flush || type === FE.Sync;
 }
 
 /** The CopyFail an unfed COPY ends with: its ERROR reads "COPY from stdin failed: …". */

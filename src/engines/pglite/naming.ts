@@ -187,6 +187,7 @@ function newAcc(): Acc {
     resetTags: [],
     parsedReset: false,
     parsedCopyIn: false,
+    executedNames: [],
     truncatedNames: [],
     writtenTexts: [],
   };
@@ -276,6 +277,7 @@ export function planInput(
         const [sql] = readCString(body, 0);
         offEngine ||= mayAnswerOffEngine(sql);
         const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1, options.user);
+        executesCopy(acc, prefix, effects, true);
         emit(i, sql2 === sql ? null : frameOf(FE.Query, [cstring(sql2)]));
         break;
       }
@@ -288,7 +290,7 @@ export function planInput(
         acc.parsedCopyIn = false;
         const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
         const isReset = acc.parsedReset;
-        const isCopy = acc.parsedCopyIn;
+        const isCopy = executesCopy(acc, prefix, effects, false) || acc.parsedCopyIn;
         if (name === "") {
           unnamedReset = isReset;
           unnamedCopy = isCopy;
@@ -485,6 +487,31 @@ function snapshot(acc: Acc): readonly [number, number, boolean, boolean, boolean
     acc.databasesDirty,
     acc.readsActivity,
   ];
+}
+
+/**
+ * Whether a text just scanned EXECUTEs a statement of the session's that
+ * is a COPY FROM STDIN: as the lone statement of a lone Query it is that
+ * Query's COPY (fed as any), beside other statements of a Query it is
+ * refused, as a COPY FROM STDIN there is; a Parse of it makes a statement
+ * that is one.
+ */
+function executesCopy(
+  acc: Acc,
+  prefix: string,
+  effects: Map<string, StatementEffects> | undefined,
+  inQuery: boolean,
+): boolean {
+  if (acc.executedNames.length === 0) return false;
+  let copy = false;
+  for (const [name, lone] of acc.executedNames) {
+    if (effects?.get(prefix + name)?.copyIn !== true) continue;
+    copy = true;
+    if (lone) acc.copyFromStdin = true;
+    else if (inQuery) acc.reject ??= aloneOnly("COPY FROM STDIN");
+  }
+  acc.executedNames = [];
+  return copy;
 }
 
 /**

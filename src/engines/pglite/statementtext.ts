@@ -79,6 +79,13 @@ export interface Acc {
   /** A Parse's text was a COPY … FROM STDIN: a Bind and Execute of it start a COPY (naming.ts). */
   parsedCopyIn: boolean;
   /**
+   * The statements the text's SQL EXECUTEs (as the session names them),
+   * each with whether it is the lone statement of a lone Query: naming.ts
+   * learns from the session's statements whether one starts a COPY FROM
+   * STDIN (a statement parsed as one may be executed so).
+   */
+  executedNames: Array<readonly [string, boolean]>;
+  /**
    * Names past 63 bytes that pgts renamed (as written, as kept): the engine
    * never sees them long, so PostgreSQL's NOTICE about each is the session's
    * to send (session.ts).
@@ -392,6 +399,7 @@ function inspect(
       if (name === null || tok === undefined) return null;
       noteTruncation(acc, identName(tok), name);
       const onEngine = engineName(prefix, name);
+      if (w0 === "execute") acc.executedNames.push([name, lone]);
       if (w0 === "prepare") {
         acc.createdStatements.push(onEngine);
         acc.writtenTexts.push({ engine: onEngine, original: sql, rewritten: "" });

@@ -122,6 +122,10 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       ));
       expect(await answer(c)).toBe("1 2 G C Z");
       expect(await count(c, "tokio_copy")).toBe("4");
+      // SQL EXECUTE of the statement prepared as a COPY runs it, as in PostgreSQL.
+      c.send(concat(query("execute s0"), copyData("5\n"), copyDone()));
+      expect(await answer(c)).toBe("G C Z");
+      expect(await count(c, "tokio_copy")).toBe("5");
       c.close();
     });
 

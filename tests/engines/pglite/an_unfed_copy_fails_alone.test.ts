@@ -84,5 +84,36 @@ for (const placement of ["worker", "inline"] as const) {
       expect(await run(ex, fe.query("insert into t values (1)"))).toEqual(["C", "Z"]);
       expect(await run(ex, fe.query("select a from t"))).toEqual(["T", "D", "C", "Z"]);
     }, 60_000);
+
+    test(
+      "fails with messages behind it in its input, which run as they would after it",
+      async () => {
+        // A simple Query, then another: the second is not read as the COPY's data.
+        const answer = await run(
+          ex,
+          concat([fe.query("copy t from stdin"), fe.query("select 2")]),
+        );
+        expect(answer[0]).toBe("G");
+        expect(answer[1]).toMatch(/^E 57014 COPY from stdin failed/);
+        expect(answer.slice(2)).toEqual(["Z", "T", "D", "C", "Z"]);
+        // An extended batch that executes another statement after it: skipped to
+        // the Sync, as after any error in a batch.
+        const batch = concat([
+          frontend("P", "\0copy t from stdin\0\0\0"),
+          frontend("B", "\0\0\0\0\0\0\0\0"),
+          fe.execute(""),
+          frontend("P", "\0select 3\0\0\0"),
+          frontend("B", "\0\0\0\0\0\0\0\0"),
+          fe.execute(""),
+          fe.sync(),
+          fe.query("select 4"),
+        ]);
+        const extended = await run(ex, batch);
+        expect(extended.slice(0, 3)).toEqual(["1", "2", "G"]);
+        expect(extended[3]).toMatch(/^E 57014 COPY from stdin failed/);
+        expect(extended.slice(4)).toEqual(["Z", "T", "D", "C", "Z"]);
+      },
+      60_000,
+    );
   });
 }

@@ -157,6 +157,14 @@ describe("what a session's input changes", () => {
     expect(run(FE.bind("", "s0"), FE.execute(), FE.parse("select 1"), FE.sync()).reject?.code).toBe(
       "0A000",
     );
+    // SQL EXECUTE of it starts it too, alone; beside other statements it is refused.
+    const executed = run(FE.query("execute s0"));
+    expect([executed.copyFromStdin, executed.extendedCopy, executed.reject]).toEqual([
+      true,
+      false,
+      null,
+    ]);
+    expect(run(FE.query("select 1; execute s0")).reject?.code).toBe("0A000");
     // The same name parsed again as something else is no COPY.
     run(FE.parse("select 1", "s0"), FE.sync());
     expect(run(FE.bind("", "s0"), FE.execute(), FE.sync()).extendedCopy).toBe(false);
