@@ -267,9 +267,10 @@ export class CopyFeedInput {
  * input: PostgreSQL's "unexpected message type", then FATAL) or end of
  * file (FATAL "protocol synchronization was lost"), and a FATAL is an
  * exit() inside PGlite's exec that ends the backend, and with it every
- * session of the database. So PGlite is shown one message more each time
- * it has read all it was shown (its receive buffer never holds more than
- * the message in hand), and when it asks for more while `inCopy` says the
+ * session of the database. So PGlite is shown the input up to the next
+ * message that may start a COPY (an Execute or a Query) each time it has
+ * read all it was shown (its receive buffer never holds what follows such
+ * a message while it runs), and when it asks for more while `inCopy` says the
  * answer is inside a COPY's data, and what comes next is not the COPY's
  * (the inline placement runs a COPY with its data in one input), the next
  * thing it reads is a CopyFail:
@@ -281,20 +282,28 @@ export class UnfedInput {
   readonly 0: number;
   #bytes: Uint8Array;
   readonly #inCopy: () => boolean;
+  readonly #received: () => boolean;
   /** The COPY was failed here. */
   failed = false;
   #consumed = 0;
   /** How much of the input PGlite has been shown: whole messages. */
   #shown = 0;
 
-  constructor(bytes: Uint8Array, inCopy: () => boolean) {
+  /**
+   * `inCopy`: the answer so far is inside a COPY's data. `received`:
+   * Postgres's receive buffer holds bytes it has not taken yet (PGlite asks
+   * for the length between messages, and those messages may include the
+   * one that starts the COPY: nothing more is shown until they have run).
+   */
+  constructor(bytes: Uint8Array, watch: { inCopy: () => boolean; received: () => boolean }) {
     this.#bytes = bytes;
-    this.#inCopy = inCopy;
+    this.#inCopy = watch.inCopy;
+    this.#received = watch.received;
     this[0] = bytes[0] ?? 0;
   }
 
   get length(): number {
-    if (this.#consumed < this.#shown) return this.#shown;
+    if (this.#consumed < this.#shown || this.#received()) return this.#shown;
     const bytes = this.#bytes;
     const at = this.#shown;
     if (!this.failed && !copyMessageAt(bytes, at) && this.#inCopy()) {
@@ -302,9 +311,18 @@ export class UnfedInput {
       this.#bytes = concat([bytes.subarray(0, at), UNFED_COPY_FAIL, bytes.subarray(at)]);
       return this.#shown = at + UNFED_COPY_FAIL.length;
     }
-    if (at + 5 > bytes.length) return this.#shown = bytes.length;
-    const length = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getInt32(0);
-    return this.#shown = Math.min(bytes.length, at + 1 + Math.max(length, 4));
+    // Shown up to the end of the next message that may start a COPY (an
+    // Execute or a Query), or of the input.
+    let end = at;
+    while (end < bytes.length) {
+      if (end + 5 > bytes.length) return this.#shown = bytes.length;
+      const type = bytes[end];
+      const length = (bytes[end + 1]! << 24 | bytes[end + 2]! << 16 | bytes[end + 3]! << 8 |
+        bytes[end + 4]!) >>> 0;
+      end = Math.min(bytes.length, end + 1 + Math.max(length, 4));
+      if (type === FE.Execute || type === FE.Query) break;
+    }
+    return this.#shown = end;
   }
 
   subarray(from: number, to: number): Uint8Array {

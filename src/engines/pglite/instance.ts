@@ -360,6 +360,13 @@ export async function openInstance(
   const heapBuffer = memory.buffer;
   const heapFlags: InterruptFlags = flags;
   const myProc = captured.wasm.exports["MyProc"];
+  // Whether Postgres's receive buffer still holds bytes it has not taken
+  // (UnfedInput shows it more only when it holds none).
+  const remaining = captured.wasm.exports["pq_buffer_remaining_data"];
+  if (typeof remaining !== "function") {
+    throw new Error("PGlite does not export pq_buffer_remaining_data");
+  }
+  const received = () => (remaining as () => number)() > 0;
   const interruptTarget = shared && heapBuffer instanceof SharedArrayBuffer
     ? {
       heap: heapBuffer,
@@ -441,7 +448,7 @@ export async function openInstance(
         // A CopyFeedInput is read as PGlite reads a message (copyfeed.ts);
         // any other input ends a COPY it did not feed (UnfedInput).
         const input = bytes instanceof Uint8Array
-          ? new UnfedInput(bytes, () => errors.copyIn)
+          ? new UnfedInput(bytes, { inCopy: () => errors.copyIn, received })
           : bytes;
         if (input instanceof CopyFeedInput) input.inCopy = () => errors.copyIn;
         await db.execProtocolRawStream(input as unknown as Uint8Array, {

@@ -82,7 +82,10 @@ export interface InputPlan {
   readonly extendedCopy: boolean;
   /** Whether the unnamed statement this input parses (`unnamedParse`) is a COPY FROM STDIN. */
   readonly unnamedCopyIn: boolean;
-  /** The portals this input binds, each with whether it runs a COPY FROM STDIN. */
+  /**
+   * The portals this input binds that run a COPY FROM STDIN, or that the
+   * session noted as one and this input binds again (false), else null.
+   */
   readonly boundPortals: ReadonlyMap<string, boolean> | null;
   /** A statement pgts cannot run for this session (reported instead of running anything). */
   readonly reject: PgError | null;
@@ -352,7 +355,10 @@ export function planInput(
         }
         if (runsReset) (resetPortals ??= new Set()).add(portal);
         else resetPortals?.delete(portal);
-        (boundPortals ??= new Map()).set(portal, runsCopy);
+        // Noted only where it concerns a COPY (one now, or one before).
+        if (runsCopy || boundPortals?.has(portal) || options.copyIn?.portals.has(portal)) {
+          (boundPortals ??= new Map()).set(portal, runsCopy);
+        }
         break;
       }
       case FE.Describe:
@@ -370,12 +376,14 @@ export function planInput(
       }
       case FE.Execute: {
         executes++;
-        const portal = readCString(body, 0)[0];
-        executesReset = resetPortals !== null && resetPortals.has(portal);
-        if (boundPortals?.get(portal) ?? options.copyIn?.portals.has(portal) === true) {
-          copyExecutes++;
-          copyExecute = i;
-        }
+        if (resetPortals !== null || boundPortals !== null || options.copyIn?.portals.size) {
+          const portal = readCString(body, 0)[0];
+          executesReset = resetPortals !== null && resetPortals.has(portal);
+          if (boundPortals?.get(portal) ?? options.copyIn?.portals.has(portal) === true) {
+            copyExecutes++;
+            copyExecute = i;
+          }
+        } else executesReset = false;
         emit(i, null);
         break;
       }
