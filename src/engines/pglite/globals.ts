@@ -89,7 +89,8 @@ export class SessionGlobals {
    * Whether its unnamed statement, and which of its portals, run a COPY …
    * FROM STDIN, as of the inputs it sent the engine (naming.ts): an Execute
    * of one is fed the client's data (copyfrom.ts). A portal is forgotten
-   * when bound again to something else.
+   * when bound again to something else, and all of them when the session's
+   * transaction ends (session.ts), as PostgreSQL drops them then.
    */
   readonly copyIn = { unnamed: false, portals: new Set<string>() };
   owns = false;

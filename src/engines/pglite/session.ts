@@ -883,6 +883,8 @@ export class PgliteSession extends SessionGlobals
   /** After an input ran: give the engine back at ReadyForQuery 'I', or keep it and start the idle timer. */
   async #settle(atReadyForQuery: boolean, out: (b: Uint8Array) => void): Promise<void> {
     if (atReadyForQuery && this.#status === "I") {
+      // The transaction is over, and its portals with it.
+      if (this.copyIn.portals.size > 0) this.copyIn.portals.clear();
       try {
         if (this.#engine.hasWorkAfterTransaction(this)) await this.#engine.afterTransaction(this);
         else this.pendingListenSpoiled = false;

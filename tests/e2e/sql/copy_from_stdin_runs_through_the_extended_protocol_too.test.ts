@@ -43,10 +43,10 @@ const COPY_LINES = [
 const enc = new TextEncoder();
 const parse = (name: string, sql: string) =>
   message("P", concat(cstr(name), cstr(sql), Uint8Array.of(0, 0)));
-const bind = (statement: string) =>
-  message("B", concat(cstr(""), cstr(statement), Uint8Array.of(0, 0, 0, 0, 0, 0)));
+const bind = (statement: string, portal = "") =>
+  message("B", concat(cstr(portal), cstr(statement), Uint8Array.of(0, 0, 0, 0, 0, 0)));
 const describeStatement = (name: string) => message("D", concat(enc.encode("S"), cstr(name)));
-const execute = () => message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0)));
+const execute = (portal = "") => message("E", concat(cstr(portal), Uint8Array.of(0, 0, 0, 0)));
 const sync = () => message("S");
 const copyData = (text: string) => message("d", enc.encode(text));
 const copyDone = () => message("c");
@@ -164,6 +164,20 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         sync(),
       ));
       expect(await answer(c)).toBe("E:0A000 Z");
+      expect(await count(c, "not_alone")).toBe("0");
+      // A portal bound to the COPY ends with its transaction, as in
+      // PostgreSQL: executed later, beside another statement, it is a
+      // portal that does not exist (34000), not a COPY refused (0A000).
+      c.send(concat(bind("c", "p"), sync()));
+      expect(await answer(c)).toBe("2 Z");
+      c.send(concat(
+        execute("p"),
+        parse("", "insert into not_alone values (1)"),
+        bind(""),
+        execute(),
+        sync(),
+      ));
+      expect(await answer(c)).toBe("E:34000 Z");
       expect(await count(c, "not_alone")).toBe("0");
       c.close();
     });
