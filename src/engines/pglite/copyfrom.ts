@@ -7,10 +7,10 @@
  * the extended batch whose Execute runs it, naming.ts) runs at once with a
  * feed as its input (copyfeed.ts) and the client's CopyData goes into the
  * feed as it arrives, while the exec stays in flight across the client's
- * inputs. Inline, the extended form is refused (the probe below is a
- * Query's). Inline, PGlite cannot wait for data: `probeCopyIn`
- * learns the CopyInResponse with a Query that fails at once, and the
- * session runs the COPY with all its data at CopyDone.
+ * inputs. Inline, PGlite cannot wait for data: `probeCopyIn` learns the
+ * CopyInResponse with a Query that fails at once, and the session runs the
+ * COPY with all its data at CopyDone (so only a Query's COPY runs inline;
+ * the extended form is refused, session.ts).
  *
  * `SessionCopy` is the session's side: the COPY it has in flight, started
  * and fed across its inputs. It changes the session's state only through
