@@ -260,23 +260,21 @@ export class CopyFeedInput {
 
 /**
  * The input of an exec that is not fed (every exec but a fed COPY's), as
- * PGlite reads it: the exec's bytes, one message at a time, and a CopyFail
- * where a COPY FROM STDIN would read data. The session feeds every COPY
- * FROM STDIN it recognises; one it did not (however spelled or sent)
- * would read as its data whatever came after it (the next message of the
- * input: PostgreSQL's "unexpected message type", then FATAL) or end of
- * file (FATAL "protocol synchronization was lost"), and a FATAL is an
- * exit() inside PGlite's exec that ends the backend, and with it every
- * session of the database. So PGlite is shown the input up to the next
- * message that may start a COPY (an Execute or a Query) each time it has
- * read all it was shown (its receive buffer never holds what follows such
- * a message while it runs), and when it asks for more while `inCopy` says the
- * answer is inside a COPY's data, and what comes next is not the COPY's
- * (the inline placement runs a COPY with its data in one input), the next
- * thing it reads is a CopyFail:
- * the COPY fails with an ERROR, as PostgreSQL's does when its client sends
- * one, and the input's next messages are read as they would have been
- * after it. `failed` tells the exec to end a batch left without its Sync.
+ * PGlite reads it. The session feeds every COPY FROM STDIN it recognises;
+ * one it did not (however spelled or sent) would read as its data
+ * whatever came after it in the input (PostgreSQL's "unexpected message
+ * type", then FATAL) or end of file (FATAL "protocol synchronization was
+ * lost"), and a FATAL is an exit() inside PGlite's exec that ends the
+ * backend, and with it every session of the database. So PGlite is shown
+ * the input up to the next message that may start a COPY (an Execute or a
+ * Query), and more only once it has taken and run all it was shown; when
+ * it then asks for more while `inCopy` says the answer is inside a COPY's
+ * data, and what comes next is not the COPY's own (the inline placement
+ * runs a COPY with its data in one input), the next thing it reads is a
+ * CopyFail. The COPY fails with an ERROR, as PostgreSQL's does when its
+ * client sends one, and the input's next messages are read as they would
+ * have been after it. `failed` tells the exec to end a batch left without
+ * its Sync.
  */
 export class UnfedInput {
   readonly 0: number;

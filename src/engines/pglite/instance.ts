@@ -451,30 +451,29 @@ export async function openInstance(
           ? new UnfedInput(bytes, { inCopy: () => errors.copyIn, received })
           : bytes;
         if (input instanceof CopyFeedInput) input.inCopy = () => errors.copyIn;
+        // A FATAL ends Postgres with exit(), which reaches here as
+        // Emscripten's ExitStatus: PostgreSQL's backend would be gone, and
+        // PGlite's is left mid-message, answering every later exec with
+        // the same FATAL in a loop that never returns (a protocol
+        // violation inside a COPY did that). So it ends the backend, as a
+        // PANIC does, and the cluster is reopened.
+        const exited = (e: unknown) => {
+          if ((e as { name?: unknown } | null)?.name === "ExitStatus") {
+            ended ??= `FATAL: ${severeText(answer, "FATAL") ?? "exit() during an exec"}`;
+          }
+          // A backend that ended mid-exec (stackguard.ts) stops it with a throw.
+          if (ended === null) throw e;
+        };
         await db.execProtocolRawStream(input as unknown as Uint8Array, {
           syncToFs: false,
           onRawData,
-        })
-          .then(async () => {
-            // An extended batch's COPY: its Sync was read as part of the
-            // COPY (PostgreSQL ignores Sync there), so the failed batch is
-            // ended here, as the client expects.
-            if (input instanceof UnfedInput && input.failed && !at.ready) {
-              await db.execProtocolRawStream(fe.sync(), { syncToFs: false, onRawData });
-            }
-          }).catch((e) => {
-            // A FATAL ends Postgres with exit(), which reaches here as
-            // Emscripten's ExitStatus: PostgreSQL's backend would be gone, and
-            // PGlite's is left mid-message, answering every later exec with
-            // the same FATAL in a loop that never returns (a protocol
-            // violation inside a COPY did that). So it ends the backend, as
-            // a PANIC does, and the cluster is reopened.
-            if ((e as { name?: unknown } | null)?.name === "ExitStatus") {
-              ended ??= `FATAL: ${severeText(answer, "FATAL") ?? "exit() during an exec"}`;
-            }
-            // A backend that ended mid-exec (stackguard.ts) stops it with a throw.
-            if (ended === null) throw e;
-          });
+        }).catch(exited);
+        // An extended batch's unfed COPY: its Sync was read as part of the
+        // COPY (PostgreSQL ignores Sync there), so the failed batch is
+        // ended here, as the client expects.
+        if (ended === null && input instanceof UnfedInput && input.failed && !at.ready) {
+          await db.execProtocolRawStream(fe.sync(), { syncToFs: false, onRawData }).catch(exited);
+        }
         if (ended !== null) {
           const panic = severeText(answer, "PANIC");
           if (panic !== null) ended = `PANIC: ${panic}`;
