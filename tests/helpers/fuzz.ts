@@ -3,8 +3,9 @@
  * test runner, so that the CI test (tests/e2e/hostile) and scripts/fuzz.ts
  * share it. It opens connections in rounds and, in every state a client can
  * be in (before the startup packet, in authentication, idle, inside an
- * extended-query batch, in COPY FROM STDIN), sends random and mutated
- * frontend messages, then leaves as a hostile client would: closes at once,
+ * extended-query batch, in COPY FROM STDIN begun by a Query or by an
+ * extended batch), sends random and mutated frontend messages, then
+ * leaves as a hostile client would: closes at once,
  * mid-message, after a Terminate, or after reading for a while. Every
  * connection of a round is gone before the next round starts, and after
  * each round a fresh client must be served at once: a connection that has
@@ -417,8 +418,18 @@ async function oneConnection(
           raw.send(msg("B", concat([cstr(""), cstr(""), int16(0), int16(0), int16(0)])));
           sent += 2;
         } else if (state === "copy") {
-          raw.send(msg("Q", cstr("copy fuzz from stdin")));
-          sent++;
+          // A Query's COPY, or an extended batch's (the Sync before the data
+          // is PostgreSQL's to ignore).
+          if (r.chance(0.5)) {
+            raw.send(msg("Q", cstr("copy fuzz from stdin")));
+            sent++;
+          } else {
+            raw.send(msg("P", concat([cstr(""), cstr("copy fuzz from stdin"), int16(0)])));
+            raw.send(msg("B", concat([cstr(""), cstr(""), int16(0), int16(0), int16(0)])));
+            raw.send(msg("E", concat([cstr(""), new Uint8Array(4)])));
+            raw.send(msg("S"));
+            sent += 4;
+          }
           if ((await raw.until("GZ", 5000)) !== "G") return sent;
         }
         break;
