@@ -27,7 +27,7 @@
 
 import { FE } from "../../core/protocol/constants.ts";
 import { CollectorHint } from "./gchint.ts";
-import { concat, fe } from "./wire.ts";
+import { concat, fe, isCopyData, readInt32 } from "./wire.ts";
 
 /** The client's data is garbage on both threads once in the ring, or read from it (gchint.ts). */
 const hint = new CollectorHint(64, 4);
@@ -315,9 +315,7 @@ export class UnfedInput {
     while (end < bytes.length) {
       if (end + 5 > bytes.length) return this.#shown = bytes.length;
       const type = bytes[end];
-      const length = (bytes[end + 1]! << 24 | bytes[end + 2]! << 16 | bytes[end + 3]! << 8 |
-        bytes[end + 4]!) >>> 0;
-      end = Math.min(bytes.length, end + 1 + Math.max(length, 4));
+      end = Math.min(bytes.length, end + 1 + Math.max(readInt32(bytes, end + 1), 4));
       if (type === FE.Execute || type === FE.Query) break;
     }
     return this.#shown = end;
@@ -331,9 +329,9 @@ export class UnfedInput {
 
 /** Whether a COPY's own message begins at `at` (its data, end, or the Flush and Sync it ignores). */
 function copyMessageAt(bytes: Uint8Array, at: number): boolean {
-  const type = at < bytes.length ? bytes[at] : undefined;
-  return type === FE.CopyData || type === FE.CopyDone || type === FE.CopyFail ||
-    type === FE.Flush || type === FE.Sync;
+  if (at >= bytes.length) return false;
+  const type = bytes[at]!;
+  return isCopyData(type) || type === FE.Flush || type === FE.Sync;
 }
 
 /** The CopyFail an unfed COPY ends with: its ERROR reads "COPY from stdin failed: …". */

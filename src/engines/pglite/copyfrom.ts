@@ -423,8 +423,3 @@ export class SessionCopy {
     this.#fed?.stop();
   }
 }
-
-/** CopyData, CopyDone or CopyFail: what a client sends in COPY FROM STDIN. */
-export function isCopyData(type: number): boolean {
-  return type === FE.CopyData || type === FE.CopyDone || type === FE.CopyFail;
-}

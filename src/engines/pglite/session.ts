@@ -49,7 +49,7 @@ import {
   utilityBatchPrefix,
 } from "./answers.ts";
 import type { ActivityRow, ClientAddress } from "./backends.ts";
-import { type FedCopy, type FedCopyHooks, isCopyData, SessionCopy } from "./copyfrom.ts";
+import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
 import { DeferredPrepares } from "./deferred.ts";
 import { AdvisoryWait, waitsForAdvisoryLock } from "./advisorywait.ts";
 import { AnswerGate } from "./groupcommit.ts";
@@ -77,6 +77,7 @@ import {
   errorResponse,
   fe,
   type Frame,
+  isCopyData,
   noticeResponse,
   readyForQuery,
 } from "./wire.ts";

@@ -314,3 +314,8 @@ export function quoteLiteral(s: string): string {
 export function quoteIdent(s: string): string {
   return '"' + s.replaceAll('"', '""') + '"';
 }
+
+/** CopyData, CopyDone or CopyFail: what a client sends in COPY FROM STDIN. */
+export function isCopyData(type: number): boolean {
+  return type === FE.CopyData || type === FE.CopyDone || type === FE.CopyFail;
+}
