@@ -279,8 +279,12 @@ export function planInput(
         hasQuery = true;
         const [sql] = readCString(body, 0);
         offEngine ||= mayAnswerOffEngine(sql);
+        acc.parsedCopyIn = false;
         const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1, options.user);
         executesCopy(acc, prefix, effects, true);
+        // A Query's COPY FROM STDIN that is not the input's lone Query is
+        // scanned as not lone: it may not run with the others.
+        if (acc.parsedCopyIn) acc.reject ??= aloneOnly("COPY FROM STDIN");
         emit(i, sql2 === sql ? null : frameOf(FE.Query, [cstring(sql2)]));
         break;
       }

@@ -5,7 +5,7 @@ import { planInput } from "../../../src/engines/pglite/naming.ts";
 import { parseOptions, startupSettings, switchSql } from "../../../src/engines/pglite/settings.ts";
 import { scanStatements } from "../../../src/engines/pglite/sqlscan.ts";
 import { splitFrames } from "../../../src/engines/pglite/wire.ts";
-import { FE } from "../../helpers/engine-wire.ts";
+import { batch, FE } from "../../helpers/engine-wire.ts";
 
 const plan = (m: Uint8Array) => planInput(m, splitFrames(m)!, "pgts7:");
 const text = (b: Uint8Array) => new TextDecoder().decode(b.subarray(5, b.length - 1));
@@ -113,6 +113,12 @@ describe("what a session's input changes", () => {
     expect(plan(FE.query("copy t from -- rows\n stdin")).copyFromStdin).toBe(true);
     expect(plan(FE.query("copy t from 'stdin'")).copyFromStdin).toBe(false);
     expect(plan(FE.query("select 1; copy t from stdin")).reject?.code).toBe("0A000");
+    // A Query pipelined behind another in one input is not lone either.
+    expect(plan(batch(FE.query("select 1"), FE.query("copy t from stdin"))).reject?.code)
+      .toBe("0A000");
+    expect(plan(batch(FE.query("copy t from stdin"), FE.query("select 1"))).reject?.code)
+      .toBe("0A000");
+    expect(plan(batch(FE.parse("copy t from stdin"), FE.query("select 1"))).reject).toBeNull();
     // Prepared, it is a COPY where it is executed.
     expect(plan(FE.parse("COPY t FROM STDIN")).reject).toBeNull();
     expect(plan(FE.parse("COPY t FROM STDIN")).copyFromStdin).toBe(false);
