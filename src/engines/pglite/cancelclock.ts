@@ -25,6 +25,7 @@
  */
 
 import { CANCEL_SEQ, type InterruptFlags, RUNNING_SEQ, settleRequest } from "./interrupt.ts";
+import { postgresNowUs, statementDueUs } from "./statementtimer.ts";
 
 /** One hour in nanoseconds: how far a cancel moves the monotonic clock. */
 const CLOCK_JUMP_NS = 3_600_000_000_000n;
@@ -51,12 +52,19 @@ export class CancelClock {
   /** When (performance.now()) the clock last moved. */
   #jumpedAt = 0;
   /**
-   * statement_timeout of the exec in flight (performance.now() ms, 0: none).
-   * Checked at the same host calls as a cancel, so it needs no timer on
-   * this thread, which the statement itself occupies (with a shared heap,
-   * the executor's watchdog covers a statement without host calls).
+   * When to look at statement_timeout next (performance.now() ms, 0: the
+   * exec has none). Checked at the same host calls as a cancel, so it needs
+   * no timer on this thread, which the statement itself occupies (with a
+   * shared heap, the executor's watchdog covers a statement without host
+   * calls). Postgres's own timer decides once it is found
+   * (statementtimer.ts): each statement of a Query has the whole timeout.
    */
   #deadline = 0;
+  /** The exec's statement_timeout in ms, and its start as a PostgreSQL timestamp. */
+  #timeoutMs = 0;
+  #startUs = 0;
+  /** all_timeouts[STATEMENT_TIMEOUT] in the heap (statementtimer.ts), 0 until found. */
+  statementTimer = 0;
   /** settleRequest's options, made once rather than at every exec. */
   readonly #acknowledged: { ended: boolean; clear: () => void };
   readonly #ended: { ended: boolean; clear: () => void };
@@ -127,11 +135,31 @@ export class CancelClock {
     const want = Atomics.load(cell, CANCEL_SEQ);
     const running = Atomics.load(cell, RUNNING_SEQ);
     if (want !== 0 && want === running) this.#trip();
-    else if (this.#deadline !== 0 && performance.now() >= this.#deadline) {
+    else if (this.#deadline !== 0 && performance.now() >= this.#deadline && this.#timedOut()) {
       this.#deadline = 0;
       Atomics.compareExchange(cell, CANCEL_SEQ, 0, running);
       this.#trip();
     }
+  }
+
+  /**
+   * The exec's deadline has passed: whether its statement is due by
+   * Postgres's own timer, or else when to look again.
+   */
+  #timedOut(): boolean {
+    if (this.statementTimer === 0 || this.#memory === null) return true;
+    const nowUs = postgresNowUs();
+    const due = statementDueUs(
+      new DataView(this.#memory.buffer),
+      this.statementTimer,
+      this.#startUs,
+      this.#startUs + this.#timeoutMs * 1000,
+    );
+    if (due <= nowUs) return true;
+    // Between two statements the next one's is a whole timeout away at least.
+    this.#deadline = performance.now() +
+      (due === Infinity ? this.#timeoutMs : (due - nowUs) / 1000);
+    return false;
   }
 
   /** Exec `seq` is running: a request naming it acts from now on. */
@@ -142,6 +170,8 @@ export class CancelClock {
   /** The exec's statement_timeout (0: none), from now. */
   arm(timeoutMs: number): void {
     this.#deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
+    this.#timeoutMs = timeoutMs;
+    if (timeoutMs > 0) this.#startUs = postgresNowUs();
     this.#tripped = false;
   }
 

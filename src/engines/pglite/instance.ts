@@ -45,6 +45,7 @@ import { installEncodingGuard } from "./encoding.ts";
 import { installTempNamespaces, type TempNamespaces } from "./tempnamespace.ts";
 import { pgliteWasmSha256 } from "./assets.ts";
 import { waitEventAddress } from "./lockwait.ts";
+import { findStatementTimer } from "./statementtimer.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { BE } from "../../core/protocol/constants.ts";
 import { ErrorWatch, type InterruptFlags } from "./interrupt.ts";
@@ -247,6 +248,16 @@ export async function openInstance(
     await db.close();
     throw new Error("PGlite does not export QueryCancelPending/InterruptPending");
   }
+  // Postgres's own statement timer (statementtimer.ts), registered by now;
+  // static data lies below the heap's base.
+  const heapBase = captured.wasm.exports["__heap_base"];
+  if (heapBase instanceof WebAssembly.Global) {
+    clock.statementTimer = findStatementTimer(
+      new DataView(memory.buffer),
+      heapBase.value as number,
+      await wasmSha256,
+    );
+  }
   // hostfs.ts: the host's permissions decide, as for PostgreSQL on the host.
   const fsModule = (emscriptenFs as { fs: EmscriptenFs } | null)?.fs;
   if (fsModule !== undefined) leavePermissionsToTheHost(fsModule as unknown as HostFs);
@@ -374,6 +385,7 @@ export async function openInstance(
       waitEvent: myProc instanceof WebAssembly.Global
         ? waitEventAddress(new DataView(heapBuffer), myProc.value as number, await wasmSha256)
         : 0,
+      statementTimer: clock.statementTimer,
     }
     : null;
   return {

@@ -55,6 +55,8 @@ export interface SharedInterruptTarget extends InterruptFlags {
   readonly heap: SharedArrayBuffer;
   /** The backend's `wait_event_info` (lockwait.ts), or 0 when unknown. */
   readonly waitEvent: number;
+  /** all_timeouts[STATEMENT_TIMEOUT] (statementtimer.ts), or 0 when not found. */
+  readonly statementTimer: number;
 }
 
 export function newCancelCell(): Int32Array<SharedArrayBuffer> {

@@ -472,18 +472,6 @@ export class PgliteSession extends SessionGlobals
       await this.#run(input.subarray(0, frames[end]!.start), frames.slice(0, end), out, s < 0);
       return await this.#exec(input.subarray(frames[end]!.start), out);
     }
-    // statement_timeout is each statement's, but the engine times an exec
-    // as a whole: while one is set, an input of several batches (a
-    // driver's pipeline: postgres.js sends its queries so) runs batch by
-    // batch, each timed on its own.
-    const sync = frames.findIndex((f) => f.type === FE.Sync);
-    if (
-      sync >= 0 && sync < frames.length - 1 && (await this.#cancel.statementTimeoutMs()) > 0
-    ) {
-      const next = frames[sync + 1]!.start;
-      await this.#run(input.subarray(0, next), frames.slice(0, sync + 1), out);
-      return await this.#exec(input.subarray(next), out);
-    }
     await this.#run(input, frames, out);
   }
 

@@ -14,6 +14,7 @@
 import { registeredPgliteAssets } from "./assets.ts";
 import { type EngineThread, engineThreadClosed, engineThreadOpened } from "./cpuaffinity.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
+import { postgresNowUs, statementDueUs } from "./statementtimer.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import type { GucChange } from "./gucwatch.ts";
@@ -107,7 +108,7 @@ export class WorkerExecutor implements RawExecutor {
   #cell: Int32Array;
   #channel: ChannelRequester;
   /** PGlite's shared heap and its flags; null if the worker has none. */
-  #target: { heap: Int32Array; flags: SharedInterruptTarget } | null;
+  #target: { heap: Int32Array; view: DataView; flags: SharedInterruptTarget } | null;
   #seq = 0;
   #running: PendingExec | null = null;
   #queued: PendingExec | null = null;
@@ -151,7 +152,11 @@ export class WorkerExecutor implements RawExecutor {
     this.#walSyncs.onFailure = (code, name) => this.#walFailed(fdatasyncFailure(name, code));
     this.tempShared = ready.tempShared;
     const target = ready.interrupt;
-    this.#target = target === null ? null : { heap: new Int32Array(target.heap), flags: target };
+    this.#target = target === null ? null : {
+      heap: new Int32Array(target.heap),
+      view: new DataView(target.heap),
+      flags: target,
+    };
     this.#lockWaitMs = target !== null && target.waitEvent !== 0 ? lockWaitMs : 0;
     this.boundsLockWaits = this.#lockWaitMs > 0;
     worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.#onReply(ev.data);
@@ -281,9 +286,7 @@ export class WorkerExecutor implements RawExecutor {
   #run(e: PendingExec): void {
     this.#running = e;
     // statement_timeout: the worker checks it only at host calls.
-    if (e.timeoutMs > 0 && this.#target !== null) {
-      e.timers.watchdog = setTimeout(() => this.#request(e.seq), e.timeoutMs);
-    }
+    if (e.timeoutMs > 0 && this.#target !== null) this.#watch(e, postgresNowUs(), e.timeoutMs);
     if (this.#lockWaitMs > 0 && e.lockWaitMs > 0) {
       this.#watchLockWait(e.seq, e.lockWaitMs, e.onLockTimeout);
     }
@@ -373,6 +376,24 @@ export class WorkerExecutor implements RawExecutor {
   }
 
   /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
+  /**
+   * statement_timeout's watchdog for `e`, which began at `startUs`: in
+   * `afterMs`, stops it if its statement is due by then, by Postgres's own
+   * timer where it times the statement (statementtimer.ts), else looks
+   * again when it will be.
+   */
+  #watch(e: PendingExec, startUs: number, afterMs: number): void {
+    e.timers.watchdog = setTimeout(() => {
+      const target = this.#target!;
+      const nowUs = postgresNowUs();
+      const fallbackUs = startUs + e.timeoutMs * 1000;
+      const due = statementDueUs(target.view, target.flags.statementTimer, startUs, fallbackUs);
+      if (due <= nowUs) this.#request(e.seq);
+      // Between two statements the next one's is a whole timeout away at least.
+      else this.#watch(e, startUs, due === Infinity ? e.timeoutMs : (due - nowUs) / 1000);
+    }, afterMs);
+  }
+
   #request(seq: number): void {
     if (this.#running?.seq !== seq) return;
     Atomics.store(this.#cell, CANCEL_SEQ, seq);

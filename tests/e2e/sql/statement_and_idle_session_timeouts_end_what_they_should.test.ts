@@ -113,6 +113,31 @@ for (const [name, options] of SERVERS) {
       expect(r.err).toContain(`ERROR:  ${TIMEOUT_TEXT}`);
     });
 
+    test("statement_timeout times each statement of a Query of several, as PostgreSQL does", async () => {
+      const s = server();
+      const env = { PGOPTIONS: "-c statement_timeout=1000" };
+      // 0.8 s and a short count: each under the timeout, together over it.
+      const each = await psql(s, [
+        "-At",
+        "-c",
+        "select pg_sleep(0.8); select count(*) from generate_series(1, 1e6); select 'each' as s",
+      ], { env });
+      expect({ code: each.code, err: each.err, out: each.out.trim().split("\n").at(-1) })
+        .toEqual({ code: 0, err: "", out: "each" });
+      // A long second statement is stopped a whole timeout after it began,
+      // not after the Query began: a CPU-bound one too, but for the inline
+      // placement, which stops a statement only at its calls to the host.
+      const second = options.settings?.engine_placement === "inline"
+        ? "select pg_sleep(30)"
+        : "select count(*) from generate_series(1, 1e9)";
+      const started = performance.now();
+      const long = await psql(s, ["-c", `select pg_sleep(0.8); ${second}`], { env });
+      const took = performance.now() - started;
+      expect(long.err).toContain(`ERROR:  ${TIMEOUT_TEXT}`);
+      expect(took).toBeGreaterThan(1_700);
+      expect(took).toBeLessThan(10_000);
+    });
+
     // The inline placement runs the statement on the thread that would read
     // the CancelRequest: a cancel acts only once it ends (issue 19).
     const cancelTest = options.settings?.engine_placement === "inline" ? test.skip : test;
