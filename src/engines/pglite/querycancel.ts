@@ -46,10 +46,11 @@ export class QueryCancel<S extends CanceledSession> {
   #next = false;
   /** The last input ended at a ReadyForQuery (no batch or COPY open). */
   #atReadyForQuery = true;
-  /** A SET in the open transaction block may have changed statement_timeout. */
+  /** A SET in the open transaction block may have changed statement_timeout or transaction_timeout. */
   #timeoutStale = false;
-  /** statement_timeout as read inside the open block; null outside one. */
+  /** statement_timeout and transaction_timeout as read inside the open block; null outside one. */
   #blockTimeoutMs: number | null = null;
+  #blockTransactionMs: number | null = null;
   readonly #session: S;
   readonly #engine: CancelEngine<S>;
 
@@ -153,18 +154,42 @@ export class QueryCancel<S extends CanceledSession> {
    * SNAPSHOT fail with "must be called before any query".
    */
   async statementTimeoutMs(): Promise<number> {
+    await this.readBlockTimeouts();
     const s = this.#session;
-    if (this.#timeoutStale && s.transactionStatus === "T" && this.#atReadyForQuery) {
-      this.#timeoutStale = false;
-      const answer = await this.#engine.runRaw(
-        fe.query("SHOW statement_timeout"),
-        s,
-      );
-      this.#blockTimeoutMs = parseDurationMs(dataRows(answer)[0]?.[0] ?? undefined) ?? 0;
-    }
-    if (s.transactionStatus === "I") this.#blockTimeoutMs = null;
-    return this.#blockTimeoutMs ?? parseDurationMs(s.settings.get("statement_timeout")) ??
+    const ms = this.#blockTimeoutMs ?? parseDurationMs(s.settings.get("statement_timeout")) ??
       this.#engine.options.statementTimeoutMs;
+    // A transaction_timeout no longer than it stands instead (postgres.c).
+    const transaction = this.transactionTimeoutMs();
+    return transaction > 0 && ms >= transaction ? 0 : ms;
+  }
+
+  /** transaction_timeout (0: none), as read inside the open block if it was. */
+  transactionTimeoutMs(): number {
+    return this.#blockTransactionMs ??
+      parseDurationMs(this.#session.settings.get("transaction_timeout")) ?? 0;
+  }
+
+  /**
+   * Reads statement_timeout and transaction_timeout back inside a block
+   * after a SET may have changed them (see statementTimeoutMs); whether it
+   * did read.
+   */
+  async readBlockTimeouts(): Promise<boolean> {
+    const s = this.#session;
+    if (s.transactionStatus === "I") {
+      this.#blockTimeoutMs = null;
+      this.#blockTransactionMs = null;
+    }
+    if (!this.#timeoutStale || s.transactionStatus !== "T" || !this.#atReadyForQuery) return false;
+    this.#timeoutStale = false;
+    const answer = await this.#engine.runRaw(
+      fe.query("SHOW statement_timeout; SHOW transaction_timeout"),
+      s,
+    );
+    const rows = dataRows(answer);
+    this.#blockTimeoutMs = parseDurationMs(rows[0]?.[0] ?? undefined) ?? 0;
+    this.#blockTransactionMs = parseDurationMs(rows[1]?.[0] ?? undefined) ?? 0;
+    return true;
   }
 
   /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */

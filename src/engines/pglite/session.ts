@@ -352,6 +352,7 @@ export class PgliteSession extends SessionGlobals
 
   async #close(): Promise<void> {
     this.#timeouts.disarm();
+    this.#timeouts.transactionEnds();
     this.#terminated ??= SESSION_CLOSED;
     // A statement still waiting or running is ended first: the transaction
     // is rolled back now, not when the statement would have finished.
@@ -765,6 +766,8 @@ export class PgliteSession extends SessionGlobals
     // fire between other sessions' statements); the executor cancels the
     // exec once it has run this long, and its 57014 says why.
     const timeoutMs = await this.#cancel.statementTimeoutMs();
+    // From idle, the exec begins a transaction: transaction_timeout's timer.
+    if (this.#status === "I") this.#timeouts.transactionBegins(this.#cancel.transactionTimeoutMs());
     // A cancel that came before it runs ends it now (querycancel.ts).
     if (this.#cancel.beginExec(frames, drop)) {
       await this.#failInput(frames, queryCanceled(), out);
@@ -873,6 +876,7 @@ export class PgliteSession extends SessionGlobals
   async #settle(atReadyForQuery: boolean, out: (b: Uint8Array) => void): Promise<void> {
     if (atReadyForQuery && this.#status === "I") {
       // The transaction is over, and its portals with it.
+      this.#timeouts.transactionEnds();
       if (this.copyIn.portals.size > 0) this.copyIn.portals.clear();
       try {
         if (this.#engine.hasWorkAfterTransaction(this)) await this.#engine.afterTransaction(this);
@@ -885,6 +889,11 @@ export class PgliteSession extends SessionGlobals
       this.#giveBack();
       this.#timeouts.armIdle();
       return;
+    }
+    // A SET in the block may have set transaction_timeout (its assign hook
+    // starts the timer).
+    if (atReadyForQuery && (await this.#cancel.readBlockTimeouts())) {
+      this.#timeouts.transactionTimeoutSet(this.#cancel.transactionTimeoutMs());
     }
     this.#changeState("idle");
     this.#timeouts.armIdle();

@@ -5,12 +5,15 @@
  * idle_in_transaction_session_timeout while it holds the engine between
  * statements, and pgts.engine_hold_timeout while it holds the engine idle,
  * or feeds a COPY without data, or its client does not read its answers,
- * and others wait.
+ * and others wait. And TRANSACTION_TIMEOUT's, which runs through a
+ * transaction's statements and its idle time alike.
  *
- * It owns the two timers and the FATALs they end the session with; the
- * session says when it is idle (armIdle) and busy (disarm). A timer checks
- * again when it fires that the session is still as it was: it must never
- * end a session that has started an input since.
+ * It owns the timers and the FATALs they end the session with; the
+ * session says when it is idle (armIdle) and busy (disarm), and when a
+ * transaction begins and ends. A timer checks again when it fires that the
+ * session is still as it was: it must never end a session that has started
+ * an input since (nor one whose transaction has ended, for
+ * transaction_timeout's).
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
@@ -51,6 +54,9 @@ export class SessionTimeouts {
   #blockedSince: number | null = null;
   /** Watches a session whose answers wait for its client (outputBlocked). */
   #stallTimer: ReturnType<typeof setTimeout> | null = null;
+  /** transaction_timeout's timer, armed while the session's transaction runs, and its setting. */
+  #transactionTimer: ReturnType<typeof setTimeout> | null = null;
+  #transactionMs = 0;
 
   constructor(session: TimedSession, engine: TimedEngine) {
     this.#session = session;
@@ -87,7 +93,8 @@ export class SessionTimeouts {
     if (this.#engine.scheduler.waiting > 0) this.waitedFor();
     const ms = parseDurationMs(s.settings.get("idle_in_transaction_session_timeout")) ??
       this.#engine.options.idleInTransactionSessionTimeoutMs;
-    if (!(ms > 0)) return;
+    // A transaction_timeout no longer than it stands instead (postgres.c).
+    if (!(ms > 0) || (this.#transactionMs > 0 && ms >= this.#transactionMs)) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = null;
       if (s.owns && s.idle) s.terminate(idleInTransactionTimeout());
@@ -211,7 +218,52 @@ export class SessionTimeouts {
     this.#stallTimer = null;
   }
 
-  /** The session is busy (or going): no timer runs. */
+  /**
+   * The session's transaction begins (an input from idle), with
+   * transaction_timeout `ms` (0: none): once it has run that long, its
+   * statements and its idle time alike, the session is ended with
+   * PostgreSQL's FATAL 25P04 (its statement cancelled, its transaction
+   * rolled back), as the timer xact.c starts does.
+   */
+  transactionBegins(ms: number): void {
+    this.transactionEnds();
+    this.transactionTimeoutSet(ms);
+  }
+
+  /**
+   * transaction_timeout is `ms` inside the transaction: PostgreSQL's assign
+   * hook starts the timer from now if none runs, and stops it at 0.
+   */
+  transactionTimeoutSet(ms: number): void {
+    this.#transactionMs = ms > 0 ? ms : 0;
+    if (!(ms > 0)) {
+      this.transactionEnds();
+      return;
+    }
+    const s = this.#session;
+    if (this.#transactionTimer !== null || s.closing) return;
+    this.#transactionTimer = setTimeout(() => {
+      this.#transactionTimer = null;
+      if (s.closing) return;
+      s.terminate(
+        new PgError(
+          ERRCODE.TRANSACTION_TIMEOUT,
+          "terminating connection due to transaction timeout",
+          {
+            severity: "FATAL",
+          },
+        ),
+      );
+    }, ms);
+  }
+
+  /** The session's transaction is over (committed, rolled back, prepared), or the session is. */
+  transactionEnds(): void {
+    if (this.#transactionTimer !== null) clearTimeout(this.#transactionTimer);
+    this.#transactionTimer = null;
+  }
+
+  /** The session is busy (or going): no timer runs but transaction_timeout's. */
   disarm(): void {
     if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
     this.#idleTimer = null;

@@ -158,6 +158,52 @@ for (const [name, options] of SERVERS) {
       await a.end();
     });
 
+    test("transaction_timeout ends a session whose transaction runs longer, idle time included, with 25P04", async () => {
+      const s = server();
+      const a = await pgClient(s);
+      const b = await pgClient(s);
+      await a.query("create table if not exists tt_rows (n int)");
+      await a.query("SET transaction_timeout = 500");
+      // Shorter transactions, one after another, are each timed on their own.
+      for (let i = 0; i < 3; i++) await a.query("select pg_sleep(0.3)");
+      await a.query("BEGIN");
+      await a.query("insert into tt_rows values (1)");
+      await waitFor("the transaction-timeout FATAL", () => a.asyncErrors.length > 0, {
+        timeoutMs: 5_000,
+      });
+      const e = a.asyncErrors[0] as Error & { code?: string };
+      expect({ code: e.code, message: e.message }).toEqual({
+        code: "25P04",
+        message: "terminating connection due to transaction timeout",
+      });
+      // Its transaction was rolled back; the others go on.
+      expect((await b.query("select count(*)::int as n from tt_rows")).rows).toEqual([{ n: 0 }]);
+      // SET LOCAL inside a block starts the timer from there, as its assign hook does.
+      const c = await pgClient(s);
+      await c.query("BEGIN");
+      await c.query("SET LOCAL transaction_timeout = '300ms'");
+      await waitFor("the FATAL after SET LOCAL", () => c.asyncErrors.length > 0, {
+        timeoutMs: 5_000,
+      });
+      expect((c.asyncErrors[0] as Error & { code?: string }).code).toBe("25P04");
+      // Mid-statement, a statement_timeout no shorter than it standing
+      // aside: the FATAL, not 57014 (the inline placement acts only once a
+      // statement ends).
+      if (options.settings?.engine_placement !== "inline") {
+        const d = await pgClient(s);
+        await d.query("SET transaction_timeout = 400");
+        await d.query("SET statement_timeout = 400");
+        const started = performance.now();
+        const err = await errorOf(d.query("select pg_sleep(30)"));
+        expect({ code: err.code, message: err.message }).toEqual({
+          code: "25P04",
+          message: "terminating connection due to transaction timeout",
+        });
+        expect(performance.now() - started).toBeLessThan(5_000);
+      }
+      await b.end();
+    });
+
     test("a session idle longer than idle_session_timeout is closed with 57P05", async () => {
       const s = server();
       const a = await pgClient(s);
