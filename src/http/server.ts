@@ -231,6 +231,7 @@ export class HttpServer implements AdminSource {
       engineHoldTimeoutMs: this.guc.getMs("engine_hold_timeout"),
       idleInTransactionSessionTimeoutMs: this.guc.getMs("idle_in_transaction_session_timeout"),
       idleSessionTimeoutMs: this.guc.getMs("idle_session_timeout"),
+      transactionTimeoutMs: this.guc.getMs("transaction_timeout"),
       settings: {
         ...this.guc.engineSettings(),
         fsync: this.guc.getBool("fsync") ? "on" : "off",

@@ -350,6 +350,7 @@ async function openPglite(
     idleSessionTimeoutMs: guc.getMs("idle_session_timeout"),
     statementTimeoutMs: guc.getMs("statement_timeout"),
     lockTimeoutMs: guc.getMs("lock_timeout"),
+    transactionTimeoutMs: guc.getMs("transaction_timeout"),
     idleTimeoutMs: guc.getMs("engine_idle_timeout"),
     archiveTimeoutMs: guc.getString("archive_mode") === "off" ? 0 : guc.getMs("archive_timeout"),
     // pg_reload_conf(): the postmaster's SIGHUP, as in PostgreSQL.
@@ -465,6 +466,7 @@ function followReloads(
         lockTimeoutMs: next.getMs("lock_timeout"),
         idleInTransactionSessionTimeoutMs: next.getMs("idle_in_transaction_session_timeout"),
         idleSessionTimeoutMs: next.getMs("idle_session_timeout"),
+        transactionTimeoutMs: next.getMs("transaction_timeout"),
       });
     });
   });

@@ -45,7 +45,7 @@
  * session_replication_role = replica, allow_system_table_mods = off,
  * wal_consistency_checking = all, ignore_system_indexes, post_auth_delay,
  * event_triggers = off, wal_compression, summarize_wal, full_page_writes =
- * off, data_sync_retry, transaction_timeout (a session's only), exit_on_error =
+ * off, data_sync_retry, exit_on_error =
  * on (ignored at start; an error in a session would end the backend).
  */
 
@@ -118,12 +118,6 @@ const REFUSED: Readonly<
     (value as number) <= ENGINE_MAX_STACK_DEPTH_KB ? null : {
       hint:
         `Recursion deeper than ${ENGINE_MAX_STACK_DEPTH_KB}kB allows can exhaust the JavaScript engine's native stack, which ends the backend every session shares (a crash of the cluster); with 8MB the engine does not start. A superuser may set more for a session.`,
-      serverOnly: true,
-    },
-  transaction_timeout: () => (value) =>
-    value === 0 ? null : {
-      hint:
-        "pgts enforces transaction_timeout for the sessions that set it (SET, the startup packet's options, ALTER ROLE or ALTER DATABASE … SET), not as the server's default, which PostgreSQL's documentation advises against.",
       serverOnly: true,
     },
   default_transaction_read_only: () => (value) =>

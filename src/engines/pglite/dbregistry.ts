@@ -111,6 +111,7 @@ export class DatabaseEngines {
       lockTimeoutMs: reload.lockTimeoutMs,
       idleInTransactionSessionTimeoutMs: reload.idleInTransactionSessionTimeoutMs,
       idleSessionTimeoutMs: reload.idleSessionTimeoutMs,
+      transactionTimeoutMs: reload.transactionTimeoutMs,
     };
     for (const slot of this.#slots.values()) slot.engine?.reloadSettings(reload);
   }

@@ -72,6 +72,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     engineHoldTimeoutMs: number;
     idleInTransactionSessionTimeoutMs: number;
     idleSessionTimeoutMs: number;
+    transactionTimeoutMs: number;
     statementTimeoutMs: number;
     lockTimeoutMs: number;
   };
@@ -118,6 +119,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       engineHoldTimeoutMs: options.engineHoldTimeoutMs ?? 2000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
       idleSessionTimeoutMs: options.idleSessionTimeoutMs ?? 0,
+      transactionTimeoutMs: options.transactionTimeoutMs ?? 0,
       statementTimeoutMs: options.statementTimeoutMs ?? 0,
       lockTimeoutMs: options.lockTimeoutMs ?? 0,
     };
@@ -627,6 +629,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.options.lockTimeoutMs = reload.lockTimeoutMs;
     this.options.idleInTransactionSessionTimeoutMs = reload.idleInTransactionSessionTimeoutMs;
     this.options.idleSessionTimeoutMs = reload.idleSessionTimeoutMs;
+    this.options.transactionTimeoutMs = reload.transactionTimeoutMs;
     // Even with no value changed: a file's line may have (settingsource.ts).
     this.#reloadFiles = reload.settingFiles;
     this.#reloadPending = new Map([...(this.#reloadPending ?? []), ...reload.settings]);

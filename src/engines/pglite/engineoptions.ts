@@ -30,6 +30,8 @@ export interface EngineOptions<E> {
   readonly statementTimeoutMs?: number;
   /** lock_timeout unless a session sets its own; default 0 (off). */
   readonly lockTimeoutMs?: number;
+  /** transaction_timeout unless a session sets its own; default 0 (off). */
+  readonly transactionTimeoutMs?: number;
   /**
    * Called once when the backend is lost (markBroken): a PANIC, or a state
    * pgts cannot roll back. The engine child exits then, and the postmaster's
@@ -89,4 +91,5 @@ export interface EngineReload {
   readonly lockTimeoutMs: number;
   readonly idleInTransactionSessionTimeoutMs: number;
   readonly idleSessionTimeoutMs: number;
+  readonly transactionTimeoutMs: number;
 }

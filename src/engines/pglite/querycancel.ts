@@ -29,6 +29,7 @@ export interface CancelEngine<S> {
     readonly engineWaitTimeoutMs: number;
     readonly statementTimeoutMs: number;
     readonly lockTimeoutMs: number;
+    readonly transactionTimeoutMs: number;
   };
   runRaw(bytes: Uint8Array, as: S): Promise<Uint8Array>;
 }
@@ -166,7 +167,8 @@ export class QueryCancel<S extends CanceledSession> {
   /** transaction_timeout (0: none), as read inside the open block if it was. */
   transactionTimeoutMs(): number {
     return this.#blockTransactionMs ??
-      parseDurationMs(this.#session.settings.get("transaction_timeout")) ?? 0;
+      parseDurationMs(this.#session.settings.get("transaction_timeout")) ??
+      this.#engine.options.transactionTimeoutMs;
   }
 
   /**

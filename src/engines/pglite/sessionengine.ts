@@ -28,6 +28,7 @@ export interface SessionEngine<S> {
     readonly idleSessionTimeoutMs: number;
     readonly statementTimeoutMs: number;
     readonly lockTimeoutMs: number;
+    readonly transactionTimeoutMs: number;
   };
   /** The cluster that carries out CREATE/ALTER/DROP DATABASE, in a multi-database cluster. */
   readonly cluster: {

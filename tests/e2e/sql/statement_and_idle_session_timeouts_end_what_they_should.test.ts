@@ -223,3 +223,24 @@ for (const [name, options] of SERVERS) {
     });
   });
 }
+
+describe("transaction_timeout as the server's default", () => {
+  const server = sharedServer({ settings: { transaction_timeout: "400ms" } });
+
+  test("acts on every session that does not set its own", async () => {
+    const s = server();
+    const a = await pgClient(s);
+    expect((await a.query("show transaction_timeout")).rows).toEqual([
+      { transaction_timeout: "400ms" },
+    ]);
+    const err = await errorOf(a.query("select pg_sleep(30)"));
+    expect({ code: err.code, message: err.message }).toEqual({
+      code: "25P04",
+      message: "terminating connection due to transaction timeout",
+    });
+    const b = await pgClient(s);
+    await b.query("SET transaction_timeout = 0");
+    expect((await b.query("select pg_sleep(0.6), 'slept' as s")).rows[0].s).toBe("slept");
+    await b.end();
+  });
+});
