@@ -1,21 +1,15 @@
 /**
  * PostgreSQL's own statement timer as pgts reads it in PGlite's heap
- * (statementtimer.ts): found by its shape, it says when the statement
- * running is due by statement_timeout, and nothing between statements.
- * On a PGlite of its own, and on made-up heaps for what the search must
- * refuse.
+ * (statementtimer.ts), on made-up heaps laid out as timeout.c's table:
+ * found by its shape (refused when there are none or two), it says when
+ * the statement running is due by statement_timeout, nothing between
+ * statements, and the exec's own deadline where Postgres did not start
+ * its timer during the exec. What it does on the engine:
+ * tests/e2e/sql/statement_and_idle_session_timeouts_end_what_they_should.test.ts.
  */
 
-import { afterAll, describe, expect, test } from "bun:test";
-import { PGlite } from "@electric-sql/pglite";
-import {
-  findStatementTimer,
-  postgresNowUs,
-  statementDueUs,
-} from "../../../src/engines/pglite/statementtimer.ts";
-import { pgliteWasmSha256 } from "../../../src/engines/pglite/assets.ts";
-import { FE } from "../../../src/core/protocol/constants.ts";
-import { concat, cstring, fe, message } from "../../../src/engines/pglite/wire.ts";
+import { describe, expect, test } from "bun:test";
+import { findStatementTimer, statementDueUs } from "../../../src/engines/pglite/statementtimer.ts";
 
 /** A heap holding timeout tables like timeout.c's at `at` (40-byte entries). */
 function heapWith(...at: number[]): DataView {
@@ -44,36 +38,24 @@ describe("finding the timer", () => {
   });
 });
 
-describe("PGlite's timer", () => {
-  let db: PGlite;
-  afterAll(async () => await db?.close());
+describe("when the statement is due", () => {
+  const at = 8192 + 3 * 40;
+  function timer(active: boolean, startUs: number, finUs: number): DataView {
+    const v = heapWith(8192);
+    v.setUint8(at + 4, active ? 1 : 0);
+    v.setBigInt64(at + 16, BigInt(startUs), true);
+    v.setBigInt64(at + 24, BigInt(finUs), true);
+    return v;
+  }
 
-  test("runs from a statement's start until its end, at the session's statement_timeout", async () => {
-    db = await PGlite.create();
-    await db.exec("set statement_timeout = 5000");
-    const heap = (db as unknown as { mod: { HEAPU8: Uint8Array } }).mod.HEAPU8;
-    const view = () => new DataView(heap.buffer);
-    const timer = findStatementTimer(view(), 16 * 1024 * 1024);
-    expect(timer).not.toBe(0);
-    // The address known for this build is the one the search finds.
-    expect(findStatementTimer(view(), 0, await pgliteWasmSha256())).toBe(timer);
-    const before = postgresNowUs() - 1000;
-    // A Parse starts the statement; its Sync ends it.
-    await db.execProtocolRawStream(
-      concat([
-        message(FE.Parse, cstring(""), cstring("select 1"), new Uint8Array(2)),
-        message(FE.Flush),
-      ]),
-      {
-        onRawData: () => {},
-      },
-    );
-    const due = statementDueUs(view(), timer, before, 0);
-    expect(due).toBeGreaterThan(before + 5_000_000);
-    expect(due).toBeLessThanOrEqual(postgresNowUs() + 5_000_000);
-    // An exec that began after the statement did: not its timer.
-    expect(statementDueUs(view(), timer, postgresNowUs() + 1000, 42)).toBe(42);
-    await db.execProtocolRawStream(fe.sync(), { onRawData: () => {} });
-    expect(statementDueUs(view(), timer, before, 0)).toBe(Infinity);
+  test("a statement Postgres began during the exec: its own due time, none between statements", () => {
+    expect(statementDueUs(timer(true, 2_000, 7_000), at, 1_000, 6_000)).toBe(7_000);
+    expect(statementDueUs(timer(false, 2_000, 7_000), at, 1_000, 6_000)).toBe(Infinity);
+  });
+
+  test("a timer that began with the exec or before it, or none found: the exec's own deadline", () => {
+    expect(statementDueUs(timer(true, 1_000, 6_500), at, 1_000, 6_000)).toBe(6_000);
+    expect(statementDueUs(timer(true, 500, 5_500), at, 1_000, 6_000)).toBe(6_000);
+    expect(statementDueUs(timer(true, 2_000, 7_000), 0, 1_000, 6_000)).toBe(6_000);
   });
 });
