@@ -375,7 +375,6 @@ export class WorkerExecutor implements RawExecutor {
     this.#running!.timers.lockWatch = setTimeout(look, LOCK_WAIT_POLL_MS);
   }
 
-  /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
   /**
    * statement_timeout's watchdog for `e`, which began at `startUs`: in
    * `afterMs`, stops it if its statement is due by then, by Postgres's own
@@ -394,6 +393,7 @@ export class WorkerExecutor implements RawExecutor {
     }, afterMs);
   }
 
+  /** Asks exec `seq` to stop: the cell for the worker's host calls, the flags for the rest. */
   #request(seq: number): void {
     if (this.#running?.seq !== seq) return;
     Atomics.store(this.#cell, CANCEL_SEQ, seq);
