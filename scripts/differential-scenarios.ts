@@ -362,6 +362,10 @@ export const SCENARIOS: readonly Scenario[] = [
       [0, "select pg_sleep(1)"],
       [0, "select 1"],
       [1, "select pg_sleep(0.2)"],
+      // Each statement of a Query has the whole timeout, together over it.
+      [0, "set statement_timeout = 300"],
+      [0, "select pg_sleep(0.2); select pg_sleep(0.2); select 'each'"],
+      [0, "select pg_sleep(0.2); select pg_sleep(0.4)"],
       [0, "reset statement_timeout"],
       [0, "set lock_timeout = 100"],
       [0, "show lock_timeout"],
