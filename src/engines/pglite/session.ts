@@ -764,7 +764,8 @@ export class PgliteSession extends SessionGlobals
     const engine = this.#engine;
     // statement_timeout: PostgreSQL's own timer is off in PGlite (it would
     // fire between other sessions' statements); the executor cancels the
-    // exec once it has run this long, and its 57014 says why.
+    // exec once its statement has run this long (by Postgres's own
+    // reckoning, statementtimer.ts), and its 57014 says why.
     const timeoutMs = await this.#cancel.statementTimeoutMs();
     // From idle, the exec begins a transaction: transaction_timeout's timer.
     if (this.#status === "I") this.#timeouts.transactionBegins(this.#cancel.transactionTimeoutMs());
