@@ -13,7 +13,9 @@
  * log_parameter_max_length.
  * Once a message has completed without an error, `duration: … ms` follows
  * when log_duration is on, and with the statement when it took
- * log_min_duration_statement or longer and was not logged already. A
+ * log_min_duration_statement or longer and was not logged already: a
+ * Query, and each Parse (`parse <name>: …`), Bind (`bind <name>[/portal]:
+ * …` and its parameters) and Execute. A
  * session's SET of these applies to it alone, and its duration lines take
  * the values the message ended with (a SET of log_min_duration_statement is
  * timed by its own new value, as PostgreSQL's).
@@ -23,10 +25,10 @@
  * still logged under `all`, and an Execute is logged before its batch
  * runs (one whose Parse fails too); a message's duration is measured from
  * the end of the one before it to its answer reaching the session
- * (messages the engine answered together split the time unevenly); Parse
- * and Bind get no duration line of their own (the Execute's includes
- * them); a Bind's parameters are not shown when one is in binary format
- * (PostgreSQL prints the typed value, which the session does not know).
+ * (messages the engine answered together split the time unevenly: a Parse
+ * and a Bind answered with their Execute take none of it); a Bind's
+ * parameters are not shown when one is in binary format (PostgreSQL prints
+ * the typed value, which the session does not know).
  */
 
 import { ereport } from "../../core/elog.ts";
@@ -70,7 +72,7 @@ const decoder = new TextDecoder();
 
 /** One message of an input whose end is awaited in the session's output. */
 interface Entry {
-  readonly kind: "query" | "execute";
+  readonly kind: "query" | "parse" | "bind" | "execute";
   /** What the line names before the statement: "statement", or "execute <name>". */
   readonly what: string;
   readonly text: string;
@@ -242,18 +244,37 @@ export class StatementLog {
           failed: false,
         };
       }
-      case FE.Parse:
-        this.#parse(input, f);
-        return null;
+      case FE.Parse: {
+        const [name, at] = readCString(input, f.start + 5);
+        const text = readCString(input, at)[0];
+        this.#statements.set(name, text);
+        // Timed, never logged by log_statement (the Execute is).
+        return {
+          kind: "parse",
+          what: `parse ${name === "" ? "<unnamed>" : name}`,
+          text,
+          detail: null,
+          logged: false,
+          failed: false,
+        };
+      }
       case FE.Bind: {
         const [portal, at] = readCString(input, f.start + 5);
         const [statement, paramsAt] = readCString(input, at);
-        this.#portals.set(portal, {
-          statement,
-          params: bindParams(input, paramsAt, s.parameterMaxLength),
-          ran: false,
-        });
-        return null;
+        const params = bindParams(input, paramsAt, s.parameterMaxLength);
+        this.#portals.set(portal, { statement, params, ran: false });
+        const text = this.#statements.get(statement);
+        if (text === undefined) return null;
+        return {
+          kind: "bind",
+          what: `bind ${statement === "" ? "<unnamed>" : statement}${
+            portal === "" ? "" : `/${portal}`
+          }`,
+          text,
+          detail: params === null || params === "" ? null : `Parameters: ${params}`,
+          logged: false,
+          failed: false,
+        };
       }
       case FE.Close:
         this.#close(input, f);
@@ -338,6 +359,12 @@ export class InputLog {
   readonly #entries: Entry[];
   readonly #as: LogAs;
   readonly #done: Completed[] = [];
+  /**
+   * Parses and Binds that completed, their time not yet given: none if an
+   * Execute (or an error) ends after them, as the engine answers a batch
+   * at once; else the first of them has it, at the Sync or the input's end.
+   */
+  readonly #pending: Entry[] = [];
   #mark = performance.now();
   /** The answer's messages as they pass (their ends: `#message`). */
   readonly #messages = new MessageBoundaries((type) => this.#message(type));
@@ -358,6 +385,7 @@ export class InputLog {
 
   /** The input is over: the duration lines of what completed, with the settings now. */
   end(session: SettingsMap): void {
+    if (this.#pending.length > 0) this.#givePending();
     if (this.#done.length === 0) return;
     const s = settingsOf(session);
     this.#as(() => {
@@ -383,7 +411,17 @@ export class InputLog {
     switch (type) {
       case BE.ErrorResponse:
         if (head.kind === "query") head.failed = true;
-        else this.#entries.shift();
+        else {
+          // The failed message took the time: those answered with it none.
+          this.#entries.shift();
+          this.#givePending(0);
+        }
+        return;
+      case BE.ParseComplete:
+      case BE.BindComplete:
+        if (head.kind === (type === BE.ParseComplete ? "parse" : "bind")) {
+          this.#pending.push(this.#entries.shift()!);
+        }
         return;
       case BE.CommandComplete:
       case BE.EmptyQueryResponse:
@@ -391,17 +429,42 @@ export class InputLog {
         if (head.kind === "execute") this.#complete();
         return;
       case BE.ReadyForQuery:
-        // A Sync: the Executes before it that did not end were skipped.
-        while (this.#entries[0]?.kind === "execute") this.#entries.shift();
+        // A Sync: the messages before it that did not end were skipped.
+        while (this.#entries[0] !== undefined && this.#entries[0].kind !== "query") {
+          this.#entries.shift();
+        }
+        if (this.#pending.length > 0) this.#givePending();
         if (this.#entries[0]?.kind === "query") this.#complete();
         return;
     }
   }
 
+  /**
+   * A Query or Execute ended. The Parses and Binds answered in the same
+   * part of the answer (the engine answers a batch at once) get none of
+   * the time since the last end: it is the Execute's, as in PostgreSQL the
+   * Execute is what takes long (a slow query's line is its `execute`).
+   */
   #complete(): void {
     const entry = this.#entries.shift()!;
     const now = performance.now();
+    for (const p of this.#pending) this.#done.push({ entry: p, ms: 0 });
+    this.#pending.length = 0;
     if (!entry.failed) this.#done.push({ entry, ms: now - this.#mark });
+    this.#mark = now;
+  }
+
+  /**
+   * Parses and Binds with no Execute after them (a Parse and Describe up
+   * to a Sync or Flush): the first has the time since the last end, or
+   * `first`.
+   */
+  #givePending(first?: number): void {
+    const now = performance.now();
+    for (const [i, p] of this.#pending.entries()) {
+      this.#done.push({ entry: p, ms: i === 0 ? first ?? now - this.#mark : 0 });
+    }
+    this.#pending.length = 0;
     this.#mark = now;
   }
 }

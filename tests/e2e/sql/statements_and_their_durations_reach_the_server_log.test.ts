@@ -7,10 +7,9 @@
  * error, with its statement when it took log_min_duration_statement or
  * longer and was not logged already. The expected lines are PostgreSQL
  * 15's for the same client calls (a WITH whose main statement is a SELECT
- * is not `mod` even when a CTE inserts), except the DETAIL's "Parameters"
- * (PostgreSQL 16 and later, the engine's 18 among them, capitalise it) and
- * the extended protocol's Parse and Bind, which get no duration line of
- * their own (the Execute's covers them).
+ * is not `mod` even when a CTE inserts; the extended protocol's Parse and
+ * Bind have duration lines of their own), except the DETAIL's "Parameters"
+ * (PostgreSQL 16 and later, the engine's 18 among them, capitalise it).
  */
 
 import { expect, test } from "bun:test";
@@ -137,12 +136,17 @@ test("log_min_duration_statement logs what took that long, with its statement; l
   const c = await server.client();
   const pid = (await c.query("select pg_backend_pid() as pid")).rows[0].pid as number;
   await c.query("select $1::int as x", [5]);
+  // A named statement: parsed once, bound and executed twice.
+  await c.query({ name: "nm", text: "select $1::text as y", values: ["a"] });
+  await c.query({ name: "nm", text: "select $1::text as y", values: ["b"] });
   await c.query("select 1/0").catch(() => {});
   await c.query("set log_min_duration_statement = 150");
   await c.query("select 1");
   const slow = performance.now();
   await c.query("select pg_sleep(0.2)");
   const took = performance.now() - slow;
+  // Its Parse and Bind, answered with it, take none of an Execute's time.
+  await c.query("select pg_sleep($1)", [0.2]);
   await c.query("set log_duration = on");
   await c.query("select 2");
   await c.query("set log_statement = 'all'");
@@ -162,11 +166,25 @@ test("log_min_duration_statement logs what took that long, with its statement; l
   const lines = await linesWhenThere(server, pid, "LOG:  statement: select 'end'");
   expect(lines).toEqual([
     "LOG:  duration: D ms  statement: select pg_backend_pid() as pid",
+    "LOG:  duration: D ms  parse <unnamed>: select $1::int as x",
+    "LOG:  duration: D ms  bind <unnamed>: select $1::int as x",
+    "DETAIL:  Parameters: $1 = '5'",
     "LOG:  duration: D ms  execute <unnamed>: select $1::int as x",
     "DETAIL:  Parameters: $1 = '5'",
+    "LOG:  duration: D ms  parse nm: select $1::text as y",
+    "LOG:  duration: D ms  bind nm: select $1::text as y",
+    "DETAIL:  Parameters: $1 = 'a'",
+    "LOG:  duration: D ms  execute nm: select $1::text as y",
+    "DETAIL:  Parameters: $1 = 'a'",
+    "LOG:  duration: D ms  bind nm: select $1::text as y",
+    "DETAIL:  Parameters: $1 = 'b'",
+    "LOG:  duration: D ms  execute nm: select $1::text as y",
+    "DETAIL:  Parameters: $1 = 'b'",
     "ERROR:  division by zero",
     "STATEMENT:  select 1/0",
     "LOG:  duration: D ms  statement: select pg_sleep(0.2)",
+    "LOG:  duration: D ms  execute <unnamed>: select pg_sleep($1)",
+    "DETAIL:  Parameters: $1 = '0.2'",
     "LOG:  duration: D ms",
     "LOG:  duration: D ms",
     "LOG:  duration: D ms",
