@@ -73,7 +73,7 @@ const decoder = new TextDecoder();
 /** One message of an input whose end is awaited in the session's output. */
 interface Entry {
   readonly kind: "query" | "parse" | "bind" | "execute";
-  /** What the line names before the statement: "statement", or "execute <name>". */
+  /** What the line names before the statement: "statement", "parse <name>", "bind …", "execute …". */
   readonly what: string;
   readonly text: string;
   readonly detail: string | null;
@@ -440,10 +440,10 @@ export class InputLog {
   }
 
   /**
-   * A Query or Execute ended. The Parses and Binds answered in the same
-   * part of the answer (the engine answers a batch at once) get none of
-   * the time since the last end: it is the Execute's, as in PostgreSQL the
-   * Execute is what takes long (a slow query's line is its `execute`).
+   * A Query or Execute ended. The Parses and Binds that ended since the
+   * last end get none of the time (the engine answers a batch at once): it
+   * is the Execute's, as in PostgreSQL the Execute is what takes long (a
+   * slow query's line is its `execute`).
    */
   #complete(): void {
     const entry = this.#entries.shift()!;
