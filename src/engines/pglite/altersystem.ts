@@ -24,7 +24,7 @@ import { ERRCODE, PgError } from "../../core/elog.ts";
 import { AUTO_CONFIG_FILENAME, AUTO_CONFIG_HEADER, Guc } from "../../core/guc/guc.ts";
 import { parseConfigFile } from "../../core/guc/parser.ts";
 import { nodeConfigReader } from "../../adapters/node/config-reader.ts";
-import { commandComplete, type DatabaseCluster, Parser, syntaxError } from "./dbcommands.ts";
+import { commandComplete, type DatabaseCluster, Parser } from "./dbcommands.ts";
 import { currentUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
 
@@ -56,7 +56,7 @@ function parseChange(p: Parser): Change {
   p.expect("set");
   const name = qualifiedName(p);
   if (!p.accept("to")) {
-    if (p.peek()?.text !== "=") throw syntaxError(p.peek() ?? null);
+    if (p.peek()?.text !== "=") throw p.syntaxError(p.peek() ?? null);
     p.next();
   }
   if (p.accept("default")) {
@@ -68,7 +68,7 @@ function parseChange(p: Parser): Change {
     const t = p.value();
     items.push(t.kind === "word" ? t.text : t.raw);
     if (p.atEnd()) break;
-    if (p.peek()?.text !== ",") throw syntaxError(p.peek()!);
+    if (p.peek()?.text !== ",") throw p.syntaxError(p.peek()!);
     p.next();
   }
   return { name, value: items.join(", ") };

@@ -48,6 +48,7 @@ interface Tok {
   readonly text: string; // lowercased for words
   readonly raw: string;
   readonly kind: "word" | "ident" | "string" | "number" | "punct";
+  readonly start: number;
   readonly end: number;
 }
 
@@ -77,33 +78,49 @@ function tokenize(sql: string): Tok[] {
         }
         v += sql[j++];
       }
-      out.push({ text: v, raw: v, kind: c === '"' ? "ident" : "string", end: j + 1 });
+      out.push({ text: v, raw: v, kind: c === '"' ? "ident" : "string", start: i, end: j + 1 });
       i = j + 1;
     } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
       let j = i + 1;
       while (j < sql.length && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[j]!)) j++;
       const raw = sql.slice(i, j);
-      out.push({ text: raw.toLowerCase(), raw, kind: "word", end: j });
+      out.push({ text: raw.toLowerCase(), raw, kind: "word", start: i, end: j });
       i = j;
     } else if (/[0-9-]/.test(c)) {
       let j = i + 1;
       while (j < sql.length && /[0-9.]/.test(sql[j]!)) j++;
-      out.push({ text: sql.slice(i, j), raw: sql.slice(i, j), kind: "number", end: j });
+      const raw = sql.slice(i, j);
+      out.push({ text: raw, raw, kind: "number", start: i, end: j });
       i = j;
     } else {
-      out.push({ text: c, raw: c, kind: "punct", end: i + 1 });
+      out.push({ text: c, raw: c, kind: "punct", start: i, end: i + 1 });
       i++;
     }
   }
-  while (out.length > 0 && out[out.length - 1]!.text === ";") out.pop();
   return out;
 }
 
 export class Parser {
   #t: Tok[];
   #i = 0;
+  /** The first of the statement's closing semicolons: what a statement cut short is reported at. */
+  #semicolon: Tok | null = null;
   constructor(readonly sql: string) {
-    this.#t = tokenize(sql);
+    const t = tokenize(sql);
+    while (t.length > 0 && t[t.length - 1]!.text === ";") this.#semicolon = t.pop()!;
+    this.#t = t;
+  }
+  /**
+   * PostgreSQL's 42601 at `at`, or at the end of the statement, with the
+   * position a client shows it at (psql's `LINE 1: …` and its caret).
+   */
+  syntaxError(at: Tok | null): PgError {
+    const t = at ?? this.#semicolon;
+    return syntaxError(t, this.position(t));
+  }
+  /** `t`'s 1-based character position in the statement (its end: past the last character). */
+  position(t: Tok | null): number {
+    return [...this.sql.slice(0, t === null ? this.sql.length : t.start)].length + 1;
   }
   peek(k = 0): Tok | undefined {
     return this.#t[this.#i + k];
@@ -113,7 +130,7 @@ export class Parser {
   }
   next(): Tok {
     const t = this.#t[this.#i];
-    if (t === undefined) throw syntaxError(null);
+    if (t === undefined) throw this.syntaxError(null);
     this.#i++;
     return t;
   }
@@ -126,33 +143,34 @@ export class Parser {
     return false;
   }
   expect(word: string): void {
-    if (!this.accept(word)) throw syntaxError(this.peek() ?? null);
+    if (!this.accept(word)) throw this.syntaxError(this.peek() ?? null);
   }
   /** An identifier: a word (folded to lower case) or a quoted name. */
   name(): string {
     const t = this.next();
     if (t.kind === "word") return t.text;
     if (t.kind === "ident") return t.raw;
-    throw syntaxError(t);
+    throw this.syntaxError(t);
   }
   /** An option's value: a name, a string or a number, as its text. */
   value(): Tok {
     const t = this.next();
-    if (t.kind === "punct") throw syntaxError(t);
+    if (t.kind === "punct") throw this.syntaxError(t);
     return t;
   }
   /**
    * One `name [=] value` of a CREATE/ALTER DATABASE option list, with
-   * CONNECTION LIMIT spelled `connection_limit`.
+   * CONNECTION LIMIT spelled `connection_limit`, and the name's position.
    */
-  option(): [string, Tok] {
+  option(): [string, Tok, number] {
+    const at = this.position(this.peek() ?? null);
     let option = this.name();
     if (option === "connection") {
       this.expect("limit");
       option = "connection_limit";
     }
     if (this.peek()?.text === "=") this.next();
-    return [option, this.value()];
+    return [option, this.value(), at];
   }
   /** The text from the current token on. */
   rest(): string {
@@ -160,14 +178,15 @@ export class Parser {
     return this.sql.slice(t === undefined ? 0 : t.end);
   }
   end(): void {
-    if (!this.atEnd()) throw syntaxError(this.peek()!);
+    if (!this.atEnd()) throw this.syntaxError(this.peek()!);
   }
 }
 
-export function syntaxError(at: Tok | null): PgError {
+export function syntaxError(at: Tok | null, position?: number): PgError {
   return new PgError(
     ERRCODE.SYNTAX_ERROR,
     at === null ? "syntax error at end of input" : `syntax error at or near "${at.raw}"`,
+    position === undefined ? {} : { position },
   );
 }
 
@@ -279,7 +298,7 @@ export async function databaseCommand(
     case "alter":
       return [await alterDatabase(cluster, session, p, me)];
     default:
-      throw syntaxError(null);
+      throw p.syntaxError(null);
   }
 }
 
@@ -327,7 +346,7 @@ async function createDatabase(
   let templateName = "template1";
   const init: Partial<DatabaseEntry> = {};
   while (!p.atEnd()) {
-    const [option, v] = p.option();
+    const [option, v, at] = p.option();
     const isDefault = v.kind === "word" && v.text === "default";
     switch (option) {
       case "owner":
@@ -378,7 +397,9 @@ async function createDatabase(
         if (!isDefault) init.isTemplate = bool(v);
         break;
       default:
-        throw new PgError(ERRCODE.SYNTAX_ERROR, `option "${option}" not recognized`);
+        throw new PgError(ERRCODE.SYNTAX_ERROR, `option "${option}" not recognized`, {
+          position: at,
+        });
     }
   }
   // createdb()'s order: privilege, template, owner, name, template in use.
@@ -433,16 +454,17 @@ async function dropDatabase(
   let force = false;
   if (!p.atEnd()) {
     p.accept("with");
-    if (p.next().text !== "(") throw syntaxError(null);
+    const open = p.next();
+    if (open.text !== "(") throw p.syntaxError(open);
     for (;;) {
-      const o = p.name();
-      if (o !== "force") {
-        throw new PgError(ERRCODE.SYNTAX_ERROR, `unrecognized DROP DATABASE option "${o}"`);
-      }
+      // FORCE is the only option PostgreSQL's grammar has.
+      const o = p.peek() ?? null;
+      if (o?.kind !== "word" || o.text !== "force") throw p.syntaxError(o);
+      p.next();
       force = true;
       const t = p.next();
       if (t.text === ")") break;
-      if (t.text !== ",") throw syntaxError(t);
+      if (t.text !== ",") throw p.syntaxError(t);
     }
     p.end();
   }
@@ -589,11 +611,15 @@ async function alterDatabase(
   p.accept("with");
   const change: Partial<DatabaseEntry> = {};
   while (!p.atEnd()) {
-    const [option, v] = p.option();
+    const [option, v, at] = p.option();
     if (option === "allow_connections") change.allowConn = bool(v);
     else if (option === "connection_limit") change.connLimit = int(v, "CONNECTION LIMIT");
     else if (option === "is_template") change.isTemplate = bool(v);
-    else throw new PgError(ERRCODE.SYNTAX_ERROR, `option "${option}" not recognized`);
+    else {
+      throw new PgError(ERRCODE.SYNTAX_ERROR, `option "${option}" not recognized`, {
+        position: at,
+      });
+    }
   }
   if (change.allowConn === false && cluster.databaseOf(session) === db) {
     throw new PgError(

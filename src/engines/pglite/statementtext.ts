@@ -201,6 +201,17 @@ function readsStdin(text: string): boolean {
 }
 
 /**
+ * The Query's text as pgts carries out its one statement `st` itself
+ * (dbcommands.ts): what precedes the statement blanked, a character for a
+ * character, so that an error's position is the client's, and what
+ * follows it (its semicolon) kept, which PostgreSQL reports a statement
+ * cut short at.
+ */
+function aloneInText(sql: string, st: Statement): string {
+  return sql.slice(0, st.start).replace(/./gsu, " ") + sql.slice(st.start);
+}
+
+/**
  * Looks at one statement; returns a replacement for its name token when it
  * names a prepared statement.
  */
@@ -301,11 +312,11 @@ function inspect(
       if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
       if (k === "database") {
         acc.databasesDirty = true;
-        acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
+        acc.databaseCommand = lone ? aloneInText(sql, st) : "embedded";
       }
       // ALTER SYSTEM writes the cluster's postgresql.auto.conf (altersystem.ts).
       if (w0 === "alter" && k === "system") {
-        acc.databaseCommand = lone ? sql.slice(st.start, st.end) : "embedded";
+        acc.databaseCommand = lone ? aloneInText(sql, st) : "embedded";
       }
       if (w0 === "create" && (k === "temp" || k === "temporary")) acc.createsTempObject = true;
       return w0 === "create" ? prefixedName(CREATE_AS_EXECUTE, sql, st, prefix, acc) : null;

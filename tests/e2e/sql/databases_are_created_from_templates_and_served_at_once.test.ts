@@ -500,6 +500,41 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.query("DROP DATABASE busy_tmpl");
     });
 
+    test("a syntax error in CREATE, ALTER or DROP DATABASE or ALTER SYSTEM points where PostgreSQL's does", async () => {
+      // psql shows the error's position as a caret; the lines are PostgreSQL 15's.
+      const statements = [
+        "drop database if exists;",
+        "  create database é with owner = ;  ",
+        "/* c */ create database x with bogus 1",
+        "drop database x with (force, bogus",
+        "drop database x (",
+        "alter system set work_mem 1;",
+      ];
+      const err: string[] = [];
+      for (const sql of statements) err.push((await psql(server(), ["-c", sql])).err);
+      expect(err.join("").split("\n")).toEqual([
+        'ERROR:  syntax error at or near ";"',
+        "LINE 1: drop database if exists;",
+        "                               ^",
+        'ERROR:  syntax error at or near ";"',
+        "LINE 1:   create database é with owner = ;  ",
+        "                                         ^",
+        'ERROR:  option "bogus" not recognized',
+        "LINE 1: /* c */ create database x with bogus 1",
+        "                                       ^",
+        'ERROR:  syntax error at or near "bogus"',
+        "LINE 1: drop database x with (force, bogus",
+        "                                     ^",
+        "ERROR:  syntax error at end of input",
+        "LINE 1: drop database x (",
+        "                         ^",
+        'ERROR:  syntax error at or near "1"',
+        "LINE 1: alter system set work_mem 1;",
+        "                                  ^",
+        "",
+      ]);
+    });
+
     test("CREATE, ALTER and DROP DATABASE check the current role (SET ROLE, SET SESSION AUTHORIZATION) and its memberships", async () => {
       // What PostgreSQL 15 answers to the same statements.
       const s = server();
