@@ -21,6 +21,13 @@ import {
   writeReadyForQuery,
 } from "../../src/core/protocol/mod.ts";
 import { PgError } from "../../src/core/elog.ts";
+import type { ExecutorOptions, RawExecutor } from "../../src/engines/pglite/executor.ts";
+import {
+  buildClusterImage,
+  findClusterImage,
+  imagesEnabled,
+} from "../../src/engines/pglite/image.ts";
+import { startExecutor } from "../../src/engines/pglite/placement.ts";
 
 interface Conn {
   buf: Uint8Array;
@@ -212,4 +219,14 @@ export function startEngineServer(engine: Engine): EngineServer {
       await Promise.all([...conns.values()].map((c) => c.session?.close()));
     },
   };
+}
+
+/**
+ * An executor on a memory:// cluster started from the cluster image, as
+ * `pgts init` starts a data directory (PGlite's initdb took 6–9 s a start
+ * under CI's load); the image is made first if this machine has none.
+ */
+export async function startMemoryExecutor(options: ExecutorOptions = {}): Promise<RawExecutor> {
+  const image = imagesEnabled() ? findClusterImage() ?? await buildClusterImage() : null;
+  return await startExecutor("memory://", image === null ? options : { ...options, image });
 }

@@ -10,7 +10,7 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import type { RawExecutor } from "../../../src/engines/pglite/executor.ts";
-import { startExecutor } from "../../../src/engines/pglite/placement.ts";
+import { startMemoryExecutor } from "../../helpers/engine-server.ts";
 import { BE } from "../../../src/core/protocol/constants.ts";
 import { concat, fe } from "../../../src/engines/pglite/wire.ts";
 
@@ -59,7 +59,7 @@ for (const placement of ["worker", "inline"] as const) {
   describe(`an unfed COPY FROM STDIN (${placement} placement)`, () => {
     let ex: RawExecutor;
     test("fails as a Query of its own, and the backend serves on", async () => {
-      ex = await startExecutor("memory://", { placement });
+      ex = await startMemoryExecutor({ placement });
       executors.push(ex);
       expect(await run(ex, fe.query("create table t (a int)"))).toEqual(["C", "Z"]);
       const answer = await run(ex, fe.query("copy t from stdin"));

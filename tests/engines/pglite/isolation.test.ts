@@ -9,8 +9,11 @@ import pg from "pg";
 import postgres from "postgres";
 import { openEngine, type PgliteEngine } from "../../../src/engines/pglite/mod.ts";
 import type { RawExecutor } from "../../../src/engines/pglite/executor.ts";
-import { startExecutor } from "../../../src/engines/pglite/placement.ts";
-import { type EngineServer, startEngineServer } from "../../helpers/engine-server.ts";
+import {
+  type EngineServer,
+  startEngineServer,
+  startMemoryExecutor,
+} from "../../helpers/engine-server.ts";
 
 const WAIT_MS = 1500;
 const FAULT = new TextEncoder().encode("pgts_injected_fault");
@@ -44,7 +47,7 @@ const cleanups: Array<() => Promise<unknown>> = [];
 beforeAll(async () => {
   engine = await openEngine("memory://", {
     engineWaitTimeoutMs: WAIT_MS,
-    executor: faulty(await startExecutor("memory://")),
+    executor: faulty(await startMemoryExecutor()),
   });
   server = startEngineServer(engine);
 }, 60_000);

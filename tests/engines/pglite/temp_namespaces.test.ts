@@ -12,8 +12,11 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import pg from "pg";
 import { openEngine, type PgliteEngine } from "../../../src/engines/pglite/mod.ts";
 import type { RawExecutor } from "../../../src/engines/pglite/executor.ts";
-import { startExecutor } from "../../../src/engines/pglite/placement.ts";
-import { type EngineServer, startEngineServer } from "../../helpers/engine-server.ts";
+import {
+  type EngineServer,
+  startEngineServer,
+  startMemoryExecutor,
+} from "../../helpers/engine-server.ts";
 
 const BEFORE = new TextEncoder().encode("pgts_fault_before");
 const AFTER = new TextEncoder().encode("pgts_fault_after");
@@ -54,7 +57,7 @@ let server: EngineServer;
 const clients: pg.Client[] = [];
 
 beforeAll(async () => {
-  engine = await openEngine("memory://", { executor: faulty(await startExecutor("memory://")) });
+  engine = await openEngine("memory://", { executor: faulty(await startMemoryExecutor()) });
   server = startEngineServer(engine);
 }, 60_000);
 
