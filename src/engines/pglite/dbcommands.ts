@@ -10,7 +10,7 @@
  * it does to files and engines is the `DatabaseCluster`'s.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import { MessageWriter, writeCommandComplete } from "../../core/protocol/mod.ts";
 import type { EngineRole } from "./engine.ts";
 import type { DatabaseEntry } from "./pg_database.ts";
@@ -40,8 +40,14 @@ export interface DatabaseCluster {
   /**
    * Runs `sql` (ALTER DATABASE … SET/RESET, GRANT or REVOKE on `db`) on
    * `db`'s own engine as role `as`; resolves with the NoticeResponses it raised.
+   * An error keeps its position in `sql` with `position` (else none).
    */
-  runOn(db: DatabaseEntry, sql: string, as: string): Promise<Uint8Array[]>;
+  runOn(
+    db: DatabaseEntry,
+    sql: string,
+    as: string,
+    options?: { position?: boolean },
+  ): Promise<Uint8Array[]>;
 }
 
 interface Tok {
@@ -171,6 +177,19 @@ export class Parser {
     }
     if (this.peek()?.text === "=") this.next();
     return [option, this.value(), at];
+  }
+  /**
+   * `e`, an error of a statement made of pgts's own `headLength`
+   * characters and then this statement's text after `t` (rest()), with its
+   * position made this statement's; none when it is in pgts's part.
+   */
+  positionAfter(e: PgError, t: Tok, headLength: number): PgError {
+    const { position, ...fields } = e.fields;
+    if (position === undefined) return e;
+    const options = { ...fields, severity: e.severity };
+    if (position <= headLength) return new PgError(e.code, e.message, options);
+    const at = [...this.sql.slice(0, t.end)].length + position - headLength;
+    return new PgError(e.code, e.message, { ...options, position: at });
   }
   /** The text from the current token on. */
   rest(): string {
@@ -598,12 +617,11 @@ async function alterDatabase(
     }
     p.next();
     const rest = p.rest();
-    await cluster.runOn(
-      db,
-      `${t.text === "set" ? fromCurrentPrelude(session, rest) : ""}` +
-        `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} ${rest}`,
-      me.name,
-    );
+    const head = `${t.text === "set" ? fromCurrentPrelude(session, rest) : ""}` +
+      `ALTER DATABASE ${quoteIdent(db.name)} ${t.raw} `;
+    await cluster.runOn(db, head + rest, me.name, { position: true }).catch((e) => {
+      throw isPgError(e) ? p.positionAfter(e, t, [...head].length) : e;
+    });
     return done;
   }
   if (t?.kind === "word" && t.text === "refresh") return done;

@@ -26,7 +26,7 @@ import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ENGINE_DIR } from "../../core/datadir.ts";
 import { copyCluster, fsyncTree } from "./clustercopy.ts";
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type {
   Engine,
   EngineSession,
@@ -377,7 +377,12 @@ export class ClusterEngine implements Engine, DatabaseCluster {
    * on. On lines of their own, so that a `--` comment ending `sql` cannot
    * hide the COMMIT. Returns the WARNINGs (NoticeResponses) it raised.
    */
-  async runOn(db: DatabaseEntry, sql: string, as: string): Promise<Uint8Array[]> {
+  async runOn(
+    db: DatabaseEntry,
+    sql: string,
+    as: string,
+    options: { position?: boolean } = {},
+  ): Promise<Uint8Array[]> {
     const engines = this.#engines;
     const slot = engines.slotOf(db);
     slot.starting++;
@@ -386,10 +391,16 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       await engines.engineOf(slot);
       // A role the statement names may have been made a moment ago elsewhere.
       await engines.settleRoles();
-      const text = `BEGIN READ WRITE;\nSET LOCAL ROLE ${quoteIdent(as)};\n${sql}\n;\nCOMMIT`;
+      const head = `BEGIN READ WRITE;\nSET LOCAL ROLE ${quoteIdent(as)};\n`;
+      const text = `${head}${sql}\n;\nCOMMIT`;
       let ran: PgliteEngine | null = null;
       await engines.onEngine(slot, async (engine) => {
-        await engine.runAsCluster(() => text, { notices: (m) => notices.push(m) });
+        await engine.runAsCluster(() => text, {
+          notices: (m) => notices.push(m),
+          ...(options.position === true ? { position: true } : {}),
+        }).catch((e) => {
+          throw isPgError(e) ? positionIn(e, head, sql) : e;
+        });
         ran = engine;
       });
       // A GRANT or REVOKE: the other engines show the new privileges once
@@ -412,4 +423,27 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     this.#commands = run;
     return run;
   }
+}
+
+/**
+ * An error of `sql` run after `head` (runOn): its position made `sql`'s,
+ * none when it is in `head`; a syntax error at the semicolon runOn closes
+ * `sql` with is `sql`'s end of input, as PostgreSQL reports a statement
+ * cut short.
+ */
+function positionIn(e: PgError, head: string, sql: string): PgError {
+  const { position, ...fields } = e.fields;
+  if (position === undefined) return e;
+  const at = position - [...head].length;
+  const length = [...sql].length;
+  const options = { ...fields, severity: e.severity };
+  if (at <= 0) return new PgError(e.code, e.message, options);
+  if (at > length) {
+    const cutShort = e.code === ERRCODE.SYNTAX_ERROR && e.message === 'syntax error at or near ";"';
+    return new PgError(e.code, cutShort ? "syntax error at end of input" : e.message, {
+      ...options,
+      position: length + 1,
+    });
+  }
+  return new PgError(e.code, e.message, { ...options, position: at });
 }

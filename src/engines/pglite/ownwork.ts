@@ -23,6 +23,7 @@ import type { EngineScheduler, Holder } from "./scheduler.ts";
 import { TempSchemas } from "./tempschemas.ts";
 import { dataRows, fe, firstError, readInt32, resultSets } from "./wire.ts";
 import { BE } from "../../core/protocol/constants.ts";
+import { parseErrorResponse, pgErrorFromFields } from "../../core/protocol/backend-reader.ts";
 
 /** Whether an extension of a user's was created (plpgsql is initdb's). */
 const EXTENSIONS_CREATED_SQL =
@@ -188,6 +189,8 @@ export class OwnWork {
       during?: () => Promise<void> | void;
       /** Takes each NoticeResponse (a WARNING) the SQL raised, whole. */
       notices?: (msg: Uint8Array) => void;
+      /** An error keeps its position in the SQL (the caller maps it to the client's text). */
+      position?: boolean;
     } = {},
   ): Promise<void> {
     const host = this.#host;
@@ -200,10 +203,14 @@ export class OwnWork {
       const text = sql(this.servedOid ?? 5);
       if (text !== "") {
         const out = await host.runRaw(fe.query(text));
-        const err = firstError(out);
-        if (err !== null) {
+        const [err] = messagesOf(out, BE.ErrorResponse);
+        if (err !== undefined) {
           await host.runRaw(fe.query("ROLLBACK")).catch(() => {});
-          throw new PgError(err.code, err.message);
+          // With its detail and hint; its position (in `text`) when asked for.
+          const { position, context: _context, ...f } = parseErrorResponse(err.subarray(5));
+          throw pgErrorFromFields(
+            options.position === true && position !== undefined ? { ...f, position } : f,
+          );
         }
         if (options.notices !== undefined) {
           for (const m of messagesOf(out, BE.NoticeResponse)) options.notices(m);

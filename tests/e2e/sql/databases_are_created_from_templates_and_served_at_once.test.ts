@@ -509,6 +509,9 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "drop database x with (force, bogus",
         "drop database x (",
         "alter system set work_mem 1;",
+        // ALTER DATABASE … SET's tail runs on the database's engine.
+        "alter database postgres set search_path = 'a', ",
+        "alter database postgres set work_mem to to",
       ];
       const err: string[] = [];
       for (const sql of statements) err.push((await psql(server(), ["-c", sql])).err);
@@ -531,6 +534,12 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         'ERROR:  syntax error at or near "1"',
         "LINE 1: alter system set work_mem 1;",
         "                                  ^",
+        "ERROR:  syntax error at end of input",
+        "LINE 1: alter database postgres set search_path = 'a', ",
+        "                                                       ^",
+        'ERROR:  syntax error at or near "to"',
+        "LINE 1: alter database postgres set work_mem to to",
+        "                                                ^",
         "",
       ]);
     });
