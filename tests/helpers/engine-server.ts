@@ -22,11 +22,7 @@ import {
 } from "../../src/core/protocol/mod.ts";
 import { PgError } from "../../src/core/elog.ts";
 import type { ExecutorOptions, RawExecutor } from "../../src/engines/pglite/executor.ts";
-import {
-  buildClusterImage,
-  findClusterImage,
-  imagesEnabled,
-} from "../../src/engines/pglite/image.ts";
+import { memoryImage } from "../../src/engines/pglite/cluster.ts";
 import { startExecutor } from "../../src/engines/pglite/placement.ts";
 
 interface Conn {
@@ -223,10 +219,10 @@ export function startEngineServer(engine: Engine): EngineServer {
 
 /**
  * An executor on a memory:// cluster started from the cluster image, as
- * `pgts init` starts a data directory (PGlite's initdb took 6–9 s a start
- * under CI's load); the image is made first if this machine has none.
+ * openEngine starts one without an executor of its own (PGlite's initdb
+ * took 6–9 s a start under CI's load).
  */
 export async function startMemoryExecutor(options: ExecutorOptions = {}): Promise<RawExecutor> {
-  const image = imagesEnabled() ? findClusterImage() ?? await buildClusterImage() : null;
+  const image = await memoryImage();
   return await startExecutor("memory://", image === null ? options : { ...options, image });
 }

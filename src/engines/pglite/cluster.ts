@@ -138,7 +138,7 @@ export async function initCluster(
  * use; null (PGlite's initdb, as before images) when images are off or the
  * image cannot be made, e.g. in a read-only cache.
  */
-async function memoryImage(): Promise<ImageSource | null> {
+export async function memoryImage(): Promise<ImageSource | null> {
   if (!imagesEnabled()) return null;
   const found = findClusterImage();
   if (found !== null || cachedImagePath() === null) return found;
