@@ -25,7 +25,7 @@
  */
 
 import { CANCEL_SEQ, type InterruptFlags, RUNNING_SEQ, settleRequest } from "./interrupt.ts";
-import { postgresNowUs, statementDueUs } from "./statementtimer.ts";
+import { msUntilDue, postgresNowUs } from "./statementtimer.ts";
 
 /** One hour in nanoseconds: how far a cancel moves the monotonic clock. */
 const CLOCK_JUMP_NS = 3_600_000_000_000n;
@@ -148,17 +148,14 @@ export class CancelClock {
    */
   #timedOut(): boolean {
     if (this.statementTimer === 0 || this.#memory === null) return true;
-    const nowUs = postgresNowUs();
-    const due = statementDueUs(
+    const wait = msUntilDue(
       new DataView(this.#memory.buffer),
       this.statementTimer,
       this.#startUs,
-      this.#startUs + this.#timeoutMs * 1000,
+      this.#timeoutMs,
     );
-    if (due <= nowUs) return true;
-    // Between two statements the next one's is a whole timeout away at least.
-    this.#deadline = performance.now() +
-      (due === Infinity ? this.#timeoutMs : (due - nowUs) / 1000);
+    if (wait === 0) return true;
+    this.#deadline = performance.now() + wait;
     return false;
   }
 

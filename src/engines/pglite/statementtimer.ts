@@ -108,3 +108,22 @@ export function statementDueUs(
     return active ? fin : Infinity;
   }
 }
+
+/**
+ * How long until the exec that began at `startUs` under statement_timeout
+ * `timeoutMs` is to be looked at again (ms): 0 when its statement is due
+ * now (statementDueUs, the exec's own deadline where Postgres does not
+ * time it); between two statements a whole timeout, as the next one's is
+ * that far away at least.
+ */
+export function msUntilDue(
+  heap: DataView,
+  timer: number,
+  startUs: number,
+  timeoutMs: number,
+): number {
+  const nowUs = postgresNowUs();
+  const due = statementDueUs(heap, timer, startUs, startUs + timeoutMs * 1000);
+  if (due <= nowUs) return 0;
+  return due === Infinity ? timeoutMs : (due - nowUs) / 1000;
+}

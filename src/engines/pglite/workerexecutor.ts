@@ -14,7 +14,7 @@
 import { registeredPgliteAssets } from "./assets.ts";
 import { type EngineThread, engineThreadClosed, engineThreadOpened } from "./cpuaffinity.ts";
 import { CANCEL_SEQ, newCancelCell, pokeFlags, type SharedInterruptTarget } from "./interrupt.ts";
-import { postgresNowUs, statementDueUs } from "./statementtimer.ts";
+import { msUntilDue, postgresNowUs } from "./statementtimer.ts";
 import type { BackendSignal } from "./backends.ts";
 import type { TempSpan } from "./tempnamespace.ts";
 import type { GucChange } from "./gucwatch.ts";
@@ -384,12 +384,9 @@ export class WorkerExecutor implements RawExecutor {
   #watch(e: PendingExec, startUs: number, afterMs: number): void {
     e.timers.watchdog = setTimeout(() => {
       const target = this.#target!;
-      const nowUs = postgresNowUs();
-      const fallbackUs = startUs + e.timeoutMs * 1000;
-      const due = statementDueUs(target.view, target.flags.statementTimer, startUs, fallbackUs);
-      if (due <= nowUs) this.#request(e.seq);
-      // Between two statements the next one's is a whole timeout away at least.
-      else this.#watch(e, startUs, due === Infinity ? e.timeoutMs : (due - nowUs) / 1000);
+      const wait = msUntilDue(target.view, target.flags.statementTimer, startUs, e.timeoutMs);
+      if (wait === 0) this.#request(e.seq);
+      else this.#watch(e, startUs, wait);
     }, afterMs);
   }
 
