@@ -184,12 +184,12 @@ export class Parser {
    * position made this statement's; none when it is in pgts's part.
    */
   positionAfter(e: PgError, t: Tok, headLength: number): PgError {
-    const { position, ...fields } = e.fields;
+    const position = e.fields.position;
     if (position === undefined) return e;
-    const options = { ...fields, severity: e.severity };
-    if (position <= headLength) return new PgError(e.code, e.message, options);
-    const at = [...this.sql.slice(0, t.end)].length + position - headLength;
-    return new PgError(e.code, e.message, { ...options, position: at });
+    return withPosition(
+      e,
+      position <= headLength ? null : [...this.sql.slice(0, t.end)].length + position - headLength,
+    );
   }
   /** The text from the current token on. */
   rest(): string {
@@ -199,6 +199,16 @@ export class Parser {
   end(): void {
     if (!this.atEnd()) throw this.syntaxError(this.peek()!);
   }
+}
+
+/** `e` at `position` (null: none), its message `message`; the rest as it was. */
+export function withPosition(e: PgError, position: number | null, message = e.message): PgError {
+  const { position: _was, ...fields } = e.fields;
+  return new PgError(e.code, message, {
+    ...fields,
+    severity: e.severity,
+    ...(position === null ? {} : { position }),
+  });
 }
 
 export function syntaxError(at: Tok | null, position?: number): PgError {

@@ -35,7 +35,7 @@ import type {
   SessionStartup,
 } from "../../core/engine/types.ts";
 import { openEngine } from "./cluster.ts";
-import { type DatabaseCluster, databaseCommand } from "./dbcommands.ts";
+import { type DatabaseCluster, databaseCommand, withPosition } from "./dbcommands.ts";
 import { alterSystem, isAlterSystem } from "./altersystem.ts";
 import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
@@ -432,18 +432,12 @@ export class ClusterEngine implements Engine, DatabaseCluster {
  * cut short.
  */
 function positionIn(e: PgError, head: string, sql: string): PgError {
-  const { position, ...fields } = e.fields;
+  const position = e.fields.position;
   if (position === undefined) return e;
   const at = position - [...head].length;
   const length = [...sql].length;
-  const options = { ...fields, severity: e.severity };
-  if (at <= 0) return new PgError(e.code, e.message, options);
-  if (at > length) {
-    const cutShort = e.code === ERRCODE.SYNTAX_ERROR && e.message === 'syntax error at or near ";"';
-    return new PgError(e.code, cutShort ? "syntax error at end of input" : e.message, {
-      ...options,
-      position: length + 1,
-    });
-  }
-  return new PgError(e.code, e.message, { ...options, position: at });
+  if (at <= 0) return withPosition(e, null);
+  if (at <= length) return withPosition(e, at);
+  const cutShort = e.code === ERRCODE.SYNTAX_ERROR && e.message === 'syntax error at or near ";"';
+  return withPosition(e, length + 1, cutShort ? "syntax error at end of input" : e.message);
 }
