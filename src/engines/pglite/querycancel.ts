@@ -155,7 +155,8 @@ export class QueryCancel<S extends CanceledSession> {
    * SNAPSHOT fail with "must be called before any query".
    */
   async statementTimeoutMs(): Promise<number> {
-    await this.readBlockTimeouts();
+    this.#forgetOutsideBlock();
+    if (this.blockTimeoutsStale) await this.readBlockTimeouts();
     const s = this.#session;
     const ms = this.#blockTimeoutMs ?? parseDurationMs(s.settings.get("statement_timeout")) ??
       this.#engine.options.statementTimeoutMs;
@@ -172,17 +173,24 @@ export class QueryCancel<S extends CanceledSession> {
   }
 
   /**
+   * A SET in the open block may have changed statement_timeout or
+   * transaction_timeout, and the backend is where they can be read back
+   * (readBlockTimeouts). Checked first, so that the statements that set
+   * nothing pay no await.
+   */
+  get blockTimeoutsStale(): boolean {
+    return this.#timeoutStale && this.#session.transactionStatus === "T" && this.#atReadyForQuery;
+  }
+
+  /**
    * Reads statement_timeout and transaction_timeout back inside a block
    * after a SET may have changed them (see statementTimeoutMs); whether it
    * did read.
    */
   async readBlockTimeouts(): Promise<boolean> {
+    this.#forgetOutsideBlock();
+    if (!this.blockTimeoutsStale) return false;
     const s = this.#session;
-    if (s.transactionStatus === "I") {
-      this.#blockTimeoutMs = null;
-      this.#blockTransactionMs = null;
-    }
-    if (!this.#timeoutStale || s.transactionStatus !== "T" || !this.#atReadyForQuery) return false;
     this.#timeoutStale = false;
     const answer = await this.#engine.runRaw(
       fe.query("SHOW statement_timeout; SHOW transaction_timeout"),
@@ -192,6 +200,13 @@ export class QueryCancel<S extends CanceledSession> {
     this.#blockTimeoutMs = parseDurationMs(rows[0]?.[0] ?? undefined) ?? 0;
     this.#blockTransactionMs = parseDurationMs(rows[1]?.[0] ?? undefined) ?? 0;
     return true;
+  }
+
+  /** Outside a block, the values read inside the last one are gone. */
+  #forgetOutsideBlock(): void {
+    if (this.#session.transactionStatus !== "I") return;
+    this.#blockTimeoutMs = null;
+    this.#blockTransactionMs = null;
   }
 
   /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */

@@ -893,7 +893,10 @@ export class PgliteSession extends SessionGlobals
     }
     // A SET in the block may have set transaction_timeout (its assign hook
     // starts the timer).
-    if (atReadyForQuery && (await this.#cancel.readBlockTimeouts())) {
+    if (
+      atReadyForQuery && this.#cancel.blockTimeoutsStale &&
+      (await this.#cancel.readBlockTimeouts())
+    ) {
       this.#timeouts.transactionTimeoutSet(this.#cancel.transactionTimeoutMs());
     }
     this.#changeState("idle");
