@@ -1,8 +1,9 @@
 /**
  * The extensions the PGlite package ships (its `dist/*.tar.gz` bundles:
  * uuid-ossp, pgcrypto, hstore, citext, pg_trgm, ltree, cube, earthdistance,
- * fuzzystrmatch, tablefunc, unaccent, btree_gin, btree_gist, amcheck, …),
- * put into a running engine's file system.
+ * fuzzystrmatch, tablefunc, unaccent, btree_gin, btree_gist, amcheck, …)
+ * and pgvector's (`vector`, from @electric-sql/pglite-pgvector, built for
+ * the same PGlite), put into a running engine's file system.
  *
  * PGlite loads a bundle only when it is named in `extensions` at create.
  * A bundle is the extension's control and SQL files and its shared library;
@@ -13,8 +14,8 @@
  * input that names an extension (CREATE or ALTER EXTENSION,
  * pg_available_extensions), or an engine start whose database has one
  * created. Measured: ~4.3 MB of files from 1.5 MB of gzip, 40 libraries,
- * well under a second once per engine; statements that never name an
- * extension pay nothing.
+ * well under a second once per engine (pgvector adds ~0.1 MB of gzip);
+ * statements that never name an extension pay nothing.
  *
  * Runs on the thread that runs PGlite. A compiled binary carries no
  * bundles: there CREATE EXTENSION fails as PostgreSQL does for an extension
@@ -38,14 +39,23 @@ interface PgliteModule {
   };
 }
 
-/** The directory of PGlite's extension bundles, or null when there is none (a compiled binary). */
-function bundleDir(): string | null {
-  try {
-    const dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
-    return readdirSync(dir).some((f) => f.endsWith(".tar.gz")) ? dir : null;
-  } catch {
-    return null;
+/** The packages whose `dist` directories hold extension bundles. */
+const BUNDLE_PACKAGES = ["@electric-sql/pglite", "@electric-sql/pglite-pgvector"];
+
+/** Every bundle's path; none where no package has any (a compiled binary). */
+function bundlePaths(): string[] {
+  const paths: string[] = [];
+  for (const pkg of BUNDLE_PACKAGES) {
+    try {
+      const dir = dirname(fileURLToPath(import.meta.resolve(pkg)));
+      for (const f of readdirSync(dir).filter((f) => f.endsWith(".tar.gz")).sort()) {
+        paths.push(join(dir, f));
+      }
+    } catch {
+      // Not installed, or not a file (a compiled binary's bundle).
+    }
   }
+  return paths;
 }
 
 /**
@@ -56,11 +66,10 @@ function bundleDir(): string | null {
  */
 export function loadExtensionBundles(db: unknown, options: { sharedHeap?: boolean } = {}): number {
   const mod = (db as { mod?: PgliteModule }).mod;
-  const dir = bundleDir();
-  if (mod === undefined || dir === null) return 0;
+  if (mod === undefined) return 0;
   let n = 0;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".tar.gz")).sort()) {
-    for (const e of unpackTar(gunzipSync(readFileSync(join(dir, file))))) {
+  for (const file of bundlePaths()) {
+    for (const e of unpackTar(gunzipSync(readFileSync(file)))) {
       if (e.type !== "file") continue;
       const path = `${mod.WASM_PREFIX}/${e.name}`;
       const parent = path.slice(0, path.lastIndexOf("/"));

@@ -1,6 +1,6 @@
 /**
- * CREATE EXTENSION works for every extension the PGlite package ships
- * (loaded into the engine on the first input that names one),
+ * CREATE EXTENSION works for every extension the PGlite package ships, and
+ * pgvector's (loaded into the engine on the first input that names one),
  * pg_available_extensions lists them, and an extension created once works
  * after a restart. TypeORM's default for a uuid primary key,
  * `uuid_generate_v4()` after `CREATE EXTENSION IF NOT EXISTS "uuid-ossp"`,
@@ -30,11 +30,12 @@ const PROOFS: Array<[string, string]> = [
   ["btree_gin", "select true as ok"],
   ["btree_gist", "select true as ok"],
   ["amcheck", "select true as ok"],
+  ["vector", "select '[1,2,3]'::vector <-> '[1,2,5]' = 2 as ok"],
 ];
 
 for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
-    test("every shipped extension is available and can be created; each one's functions work", async () => {
+    test("every shipped extension is available and can be created; each one's functions and indexes work", async () => {
       const s = await startSqlServer({ perTest: true, ...(adapter ? { adapter } : {}) });
       const c = await pgClient(s);
       const available = (await c.query(
@@ -58,6 +59,29 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await c.query("create index on ext_idx using gist (i)");
       await c.query("create index ext_idx_bt on ext_idx (i)");
       await c.query("select bt_index_check('ext_idx_bt')");
+      // pgvector as an application uses it: embeddings sent as parameters in
+      // pgvector's text form, a nearest-neighbour search that the planner
+      // answers from an HNSW index, and an IVFFlat index built beside it.
+      await c.query("create table items (id int primary key, embedding vector(3))");
+      for (let i = 1; i <= 200; i++) {
+        await c.query("insert into items values ($1, $2)", [i, `[${i % 7},${i % 11},${i % 13}]`]);
+      }
+      // ([3,3,3] itself, then [3,3,2] at 1 and [4,4,3] at √2.)
+      await c.query("create index items_hnsw on items using hnsw (embedding vector_l2_ops)");
+      await c.query("set enable_seqscan = off");
+      const knn = "select id from items order by embedding <-> $1 limit 3";
+      const plan = await c.query(`explain ${knn.replace("$1", "'[3,3,3]'")}`);
+      expect(plan.rows.map((r) => r["QUERY PLAN"]).join("\n")).toContain(
+        "Index Scan using items_hnsw",
+      );
+      const nearest = await c.query(knn, ["[3,3,3]"]);
+      expect(nearest.rows.map((r) => r.id)).toEqual([3, 80, 81]);
+      await c.query("reset enable_seqscan");
+      await c.query(
+        "create index on items using ivfflat (embedding vector_cosine_ops) with (lists = 2)",
+      );
+      const avg = await c.query("select avg(embedding)::text as a from items where id <= 2");
+      expect(avg.rows[0].a).toBe("[1.5,1.5,1.5]");
       const installed = (await c.query("select count(*)::int as n from pg_extension")).rows[0].n;
       expect(installed).toBe(available.length + 1);
     });
