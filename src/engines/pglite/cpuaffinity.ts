@@ -28,12 +28,11 @@
  * starts (Bun's collector thread) inherit its CPUs; helper threads the
  * runtime started before keep every CPU.
  *
- * Through the runtime's FFI (bun:ffi, Deno.dlopen with the ffi permission)
- * to glibc; anywhere else (another libc, Node, no permission) nothing is
- * done.
+ * Through glibc (libc.ts); anywhere else (another libc, Node, no
+ * permission) nothing is done.
  */
 
-import process from "node:process";
+import { openLibc } from "./libc.ts";
 
 /** More CPUs than this, and nothing is pinned. */
 const MAX_CPUS = 4;
@@ -59,65 +58,21 @@ function cpusOf(m: Uint8Array): number[] {
   return out;
 }
 
-type DenoFfi = {
-  build: { os: string };
-  permissions: { querySync?: (d: { name: string }) => { state: string } };
-  dlopen(
-    path: string,
-    symbols: Record<string, { parameters: string[]; result: string }>,
-  ): { symbols: Record<string, (...args: unknown[]) => number> };
-};
-
-type BunFfi = {
-  dlopen(
-    path: string,
-    symbols: Record<string, { args: string[]; returns: string }>,
-  ): { symbols: Record<string, (...args: unknown[]) => number> };
-  ptr(view: Uint8Array): unknown;
-};
-
-/** glibc's sched_getaffinity or sched_setaffinity of the calling thread with `mask`: 0 on success. */
-type SchedCall = (name: "sched_getaffinity" | "sched_setaffinity", mask: Uint8Array) => number;
-
-/** The two calls through this runtime's FFI, or null. */
-function schedCalls(): SchedCall | null {
-  const deno = (globalThis as { Deno?: DenoFfi }).Deno;
-  if (deno !== undefined) {
-    if (deno.build.os !== "linux") return null;
-    if (deno.permissions.querySync?.({ name: "ffi" }).state !== "granted") return null;
-    const sig = { parameters: ["i32", "usize", "buffer"], result: "i32" };
-    const lib = deno.dlopen("libc.so.6", { sched_getaffinity: sig, sched_setaffinity: sig });
-    const size = BigInt(CPU_SET_BYTES);
-    return (name, m) => lib.symbols[name]!(0, size, m);
-  }
-  if (process.platform !== "linux") return null;
-  const require = (import.meta as { require?: (id: string) => unknown }).require;
-  if (typeof require !== "function") return null; // not Bun
-  const ffi = require("bun:ffi") as BunFfi;
-  const sig = { args: ["i32", "u64", "ptr"], returns: "i32" };
-  const lib = ffi.dlopen("libc.so.6", { sched_getaffinity: sig, sched_setaffinity: sig });
-  return (name, m) => lib.symbols[name]!(0, CPU_SET_BYTES, ffi.ptr(m));
-}
-
 /** libcAffinity's answer, once per realm (undefined before). */
 let libc: Affinity | null | undefined;
 
 /** The calling thread's affinity through glibc, or null; libc is opened once per realm. */
 function libcAffinity(): Affinity | null {
   if (libc !== undefined) return libc;
-  let call: SchedCall | null;
-  try {
-    call = schedCalls();
-  } catch {
-    call = null; // no glibc, no FFI
-  }
-  if (call === null) return libc = null;
+  const sig = ["i32", "usize", "buffer"] as const;
+  const f = openLibc({ sched_getaffinity: sig, sched_setaffinity: sig });
+  if (f === null) return libc = null;
   return libc = {
     get() {
       const m = new Uint8Array(CPU_SET_BYTES);
-      return call("sched_getaffinity", m) === 0 ? cpusOf(m) : null;
+      return f.sched_getaffinity(0, CPU_SET_BYTES, m) === 0 ? cpusOf(m) : null;
     },
-    set: (cpus) => call("sched_setaffinity", mask(cpus)) === 0,
+    set: (cpus) => f.sched_setaffinity(0, CPU_SET_BYTES, mask(cpus)) === 0,
   };
 }
 
