@@ -30,6 +30,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
 import { imageMemoryFs } from "./image.ts";
 import { loadExtensionBundles } from "./extensions.ts";
+import { HeapTrimmer } from "./heaptrim.ts";
 import { concat, fe } from "./wire.ts";
 import { type IdentityGuard, installEngineGuards } from "./guard.ts";
 import { WasmTools } from "./wasmtools.ts";
@@ -251,12 +252,15 @@ export async function openInstance(
   // Postgres's own statement timer (statementtimer.ts), registered by now;
   // static data lies below the heap's base.
   const heapBase = captured.wasm.exports["__heap_base"];
+  // The heap's free pages, given back once the engine rests (heaptrim.ts).
+  let trimmer: HeapTrimmer | null = null;
   if (heapBase instanceof WebAssembly.Global) {
     clock.statementTimer = findStatementTimer(
       new DataView(memory.buffer),
       heapBase.value as number,
       await wasmSha256,
     );
+    trimmer = HeapTrimmer.open(memory, heapBase.value as number, await wasmSha256);
   }
   // hostfs.ts: the host's permissions decide, as for PostgreSQL on the host.
   const fsModule = (emscriptenFs as { fs: EmscriptenFs } | null)?.fs;
@@ -506,6 +510,7 @@ export async function openInstance(
         };
       } finally {
         temp?.afterExec();
+        trimmer?.afterExec();
         guard.runAs(null);
         placeholders.runAs(null);
         backends.runAs(null);
@@ -522,6 +527,7 @@ export async function openInstance(
     // recovers from the WAL, as after a crash.
     async close() {
       walWriter?.stop();
+      trimmer?.close();
       try {
         if (ended === null) await db.close();
       } finally {

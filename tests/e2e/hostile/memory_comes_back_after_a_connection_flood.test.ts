@@ -14,7 +14,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { healthCheck, processUsage } from "../../helpers/fuzz.ts";
-import { sleep, startSqlServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
+import { pgClient, sleep, startSqlServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
 import { TEST_RUNTIME } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 120_000 });
@@ -88,3 +88,34 @@ for (const adapter of [undefined, "subprocess"] as const) {
     );
   });
 }
+
+/**
+ * PGlite's heap never shrinks and its allocator never trims it: before
+ * heaptrim.ts, one statement that built a 96 MB value left the server that
+ * much larger for good. Postgres frees a Query's memory when the next one
+ * arrives (MessageContext), and the engine gives the pages back once it
+ * has rested a second. (A heap that is not shared memory, the inline
+ * placement's, is trimmed alike: tests/engines/pglite/heap_trim.test.ts.)
+ */
+test("the memory of a statement that took 96 MB comes back once it has ended", async () => {
+  const server = await startSqlServer({ perTest: true, settings: { fsync: "off" } });
+  const c = await pgClient(server);
+  await c.query("select 1");
+  const before = processUsage(server.pid).rssMiB;
+  const r = await c.query("select length(repeat('x', 96000000)) as n");
+  expect(r.rows[0].n).toBe(96_000_000);
+  const grown = processUsage(server.pid).rssMiB;
+  expect(grown - before).toBeGreaterThan(72);
+  await c.query("select 1");
+  await waitFor("the server's memory to come back", () => {
+    return processUsage(server.pid).rssMiB < before + 40;
+  }, {
+    timeoutMs: 20_000,
+    detail: () => JSON.stringify({ before, grown, now: processUsage(server.pid).rssMiB }),
+  });
+  // The pages given back are the allocator's again.
+  const again = await c.query("select length(repeat('y', 96000000)) as n");
+  expect(again.rows[0].n).toBe(96_000_000);
+  expect((await c.query("select count(*)::int as n from pg_class")).rows[0].n).toBeGreaterThan(100);
+  await c.end();
+}, 60_000);
