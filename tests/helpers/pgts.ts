@@ -71,6 +71,23 @@ export const ENGINE_TEST_ADAPTERS: ReadonlyArray<Adapter | undefined> =
  */
 export const TEST_SETTINGS: Readonly<Record<string, string>> = { shared_buffers: "16MB" };
 
+/**
+ * The environment of every test server and `pgts` command under Bun
+ * (start, and pgtsCli's init, dump, stop, …): JavaScriptCore without its
+ * optimizing tier (OMG), unless PGTS_TEST_FULL_JIT=1. A test's engine runs
+ * Postgres's start-up and a few statements, and OMG compiled the hottest of
+ * PGlite's functions again in the background at every engine start: CPU of
+ * `bun test FILE` with against without it (2026-12-06, one run each): the
+ * databases test 52 against 41 s, the dump test 60 against 38, crash 33
+ * against 30; statement timeouts (CPU-bound statements run until their
+ * timeout) 38 against 40. What runs is the same code; only the tier that
+ * runs it differs. Under Deno, V8's flags for the same (`--no-wasm-tier-up`)
+ * made no start cheaper. The benchmarks and the compiled binary keep every
+ * tier.
+ */
+export const TEST_SERVER_ENV: Readonly<Record<string, string>> =
+  process.env.PGTS_TEST_FULL_JIT === "1" ? {} : { BUN_JSC_useOMGJIT: "false" };
+
 export interface StartOptions {
   /** The runtime `pgts start` runs under; default TEST_RUNTIME (bun unless PGTS_TEST_RUNTIME says). */
   readonly runtime?: Runtime;
@@ -104,6 +121,7 @@ export async function pgtsCli(args: string[], runtime: Runtime = "bun"): Promise
     stdout: "pipe",
     stderr: "pipe",
     stdin: "ignore",
+    env: { ...process.env, ...(runtime === "bun" ? TEST_SERVER_ENV : {}) },
   });
   const [out, err, code] = await Promise.all([
     new Response(p.stdout).text(),
@@ -319,7 +337,13 @@ export class PgtsServer {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, ...options.env, NO_COLOR: "1", [TAG_VAR]: this.root },
+      env: {
+        ...process.env,
+        ...(this.runtime === "bun" ? TEST_SERVER_ENV : {}),
+        ...options.env,
+        NO_COLOR: "1",
+        [TAG_VAR]: this.root,
+      },
     });
     this.#proc = proc;
     this.#pids.push(proc.pid);
