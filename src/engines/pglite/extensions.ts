@@ -3,7 +3,8 @@
  * uuid-ossp, pgcrypto, hstore, citext, pg_trgm, ltree, cube, earthdistance,
  * fuzzystrmatch, tablefunc, unaccent, btree_gin, btree_gist, amcheck, …)
  * and pgvector's (`vector`, from @electric-sql/pglite-pgvector, built for
- * the same PGlite), put into a running engine's file system.
+ * PGlite 0.5.15 and checked on pgts's 0.5.16), put into a running engine's
+ * file system.
  *
  * PGlite loads a bundle only when it is named in `extensions` at create.
  * A bundle is the extension's control and SQL files and its shared library;
