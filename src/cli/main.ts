@@ -6,8 +6,11 @@
  * call `process.exit` with what `main` resolves to.
  */
 
-import { SERVER_VERSION } from "../core/guc/tables.ts";
+import { PG_SETTINGS } from "../core/guc/pg_settings.ts";
 import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
+
+/** PGlite's PostgreSQL release (its server_version, from pg_settings.ts). */
+const ENGINE_VERSION = String(PG_SETTINGS.find((r) => r[0] === "server_version")?.[3] ?? "unknown");
 
 export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun and Deno.
 
@@ -108,9 +111,8 @@ export async function main(args: string[], io: CliIO = processIO): Promise<numbe
     return 0;
   }
   if (first === "--version" || first === "-V") {
-    io.out(
-      `${PROGNAME} (pgts) ${PGTS_VERSION}, PostgreSQL ${SERVER_VERSION.split(" ")[0]} compatible\n`,
-    );
+    // The release the embedded engine is, which clients see as server_version.
+    io.out(`${PROGNAME} (pgts) ${PGTS_VERSION}, embedded engine PostgreSQL ${ENGINE_VERSION}\n`);
     return 0;
   }
   if (!(VERBS as readonly string[]).includes(first)) {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { pgConfig, psql, runPg, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { pgtsCli } from "../../helpers/pgts.ts";
 
 useSqlServers();
 const server = sharedServer();
@@ -50,6 +51,15 @@ describe("psql", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("pgts --version names the PostgreSQL release psql finds the server to be", async () => {
+    const r = await psql(server(), ["-c", "\\echo :SERVER_VERSION_NAME"]);
+    expect(r.code).toBe(0);
+    const version = await pgtsCli(["--version"]);
+    expect(version.out.replace(/^pgts \(pgts\) \d+\.\d+\.\d+, /, "")).toBe(
+      `embedded engine PostgreSQL ${r.out.trim()}\n`,
+    );
   });
 
   test("an error is reported with PostgreSQL's message and the server goes on", async () => {
