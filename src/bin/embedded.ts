@@ -8,10 +8,12 @@
  * is why only this file has them; deno.json turns the flag on so that
  * `deno check` still types this file (as Uint8Array).
  *
- * The cluster image (src/engines/pglite/image.ts) is embedded too, but not
- * imported: scripts/build makes it (a gzipped tar, about 5 MB) and lists it
- * as one more entry, so it exists only in the binary; Bun lists it in
- * `Bun.embeddedFiles` and serves it under the binary's /$bunfs root.
+ * The cluster image (src/engines/pglite/image.ts) and the extension
+ * bundles (src/engines/pglite/extensions.ts) are embedded too, but not
+ * imported: scripts/build makes the image (a gzipped tar, about 5 MB),
+ * copies the bundles (1.5 MB of gzip) and lists them as more entries, so
+ * they exist only in the binary; Bun lists them in `Bun.embeddedFiles`
+ * and serves them under the binary's /$bunfs root.
  */
 
 import pgliteWasm from "../../node_modules/@electric-sql/pglite/dist/pglite.wasm" with {
@@ -23,7 +25,7 @@ import initdbWasm from "../../node_modules/@electric-sql/pglite/dist/initdb.wasm
 import fsBundle from "../../node_modules/@electric-sql/pglite/dist/pglite.data" with {
   type: "bytes",
 };
-import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { isCompiledBinary } from "../adapters/bun/launcher.ts";
 import { registerPgliteAssets } from "../engines/pglite/assets.ts";
 import { registerClusterImage } from "../engines/pglite/image.ts";
@@ -36,26 +38,39 @@ import { registerClusterImage } from "../engines/pglite/image.ts";
  * importing entry's) would not find it.
  */
 export function registerEmbeddedAssets(root: URL): void {
-  registerEmbeddedImage();
+  const image = embeddedFiles(root, IMAGE_NAME)[0];
+  if (image !== undefined) registerClusterImage(image);
   registerPgliteAssets({
     pgliteWasm,
     initdbWasm,
     fsBundle,
     ...(isCompiledBinary()
-      ? { executorWorker: new URL("engines/pglite/executor-worker.ts", root).href }
+      ? {
+        executorWorker: new URL("engines/pglite/executor-worker.ts", root).href,
+        extensionBundles: embeddedFiles(root, EXTENSION_BUNDLE_NAME),
+      }
       : {}),
   });
 }
 
-/** The name scripts/build gives the image; Bun adds a hash before its last extension. */
+/**
+ * The names scripts/build gives the image and each extension bundle; Bun
+ * adds a hash before the last extension of each.
+ */
 const IMAGE_NAME = /(^|\/)cluster-image[^/]*\.gz$/;
+const EXTENSION_BUNDLE_NAME = /(^|\/)pgts-extension-[^/]*\.gz$/;
 
-/** Registers the binary's embedded cluster image, if it has one (none outside a binary). */
-function registerEmbeddedImage(): void {
-  const bun = (globalThis as { Bun?: { main?: string; embeddedFiles?: readonly Blob[] } }).Bun;
-  if (!isCompiledBinary() || bun?.main === undefined) return;
-  for (const file of bun.embeddedFiles ?? []) {
+/**
+ * The paths of the binary's embedded files whose names match (none outside
+ * a binary). Bun serves them below the bundle's root, whichever entry asks.
+ */
+function embeddedFiles(root: URL, pattern: RegExp): string[] {
+  const bun = (globalThis as { Bun?: { embeddedFiles?: readonly Blob[] } }).Bun;
+  if (!isCompiledBinary()) return [];
+  const paths: string[] = [];
+  for (const file of bun?.embeddedFiles ?? []) {
     const name = (file as Blob & { name?: string }).name ?? "";
-    if (IMAGE_NAME.test(name)) registerClusterImage(join(dirname(bun.main), name));
+    if (pattern.test(name)) paths.push(fileURLToPath(new URL(name, root)));
   }
+  return paths.sort();
 }

@@ -68,7 +68,7 @@ afterEach(() => {
 });
 
 test(
-  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1 and stop under the default, the subprocess and the Worker adapter",
+  "the compiled binary, alone in an empty directory, runs init, then start, psql select 1, the shipped extensions and stop under the default, the subprocess and the Worker adapter",
   async () => {
     await buildBinary();
 
@@ -147,6 +147,26 @@ test(
       expect(err).toBe("");
       expect(out.trim()).toBe("1");
       expect(await psql.exited).toBe(0);
+
+      // The extensions the packages ship, embedded in the binary (the first
+      // loop creates them; the later ones find them created).
+      const ext = Bun.spawn(
+        [
+          PSQL,
+          ...["-h", "127.0.0.1", "-p", port, "-U", "postgres", "-At"],
+          ...["-c", "create extension if not exists pg_trgm"],
+          ...["-c", "create extension if not exists vector"],
+          ...["-c", "select similarity('word', 'two words'), '[1,2]'::vector <-> '[4,6]'"],
+        ],
+        { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+      );
+      const [extOut, extErr] = await Promise.all([
+        new Response(ext.stdout).text(),
+        new Response(ext.stderr).text(),
+      ]);
+      expect(extErr.replace(/^NOTICE: .*already exists, skipping\n/gm, "")).toBe("");
+      expect(extOut.trim().split("\n").at(-1)).toBe("0.36363637|5");
+      expect(await ext.exited).toBe(0);
 
       const stop = await pgts(["stop", "-D", "d"]);
       expect(stop.out).toContain("server stopped");

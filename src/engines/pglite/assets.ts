@@ -29,6 +29,11 @@ export interface PgliteAssetSources {
    * the binary's own, so workerexecutor.ts cannot find its Worker by itself.
    */
   readonly executorWorker?: string;
+  /**
+   * The extension bundles (extensions.ts), where the packages that ship
+   * them are not on disk: a compiled binary's embedded copies.
+   */
+  readonly extensionBundles?: readonly string[];
 }
 
 /** What PGlite.create takes for its assets; empty when none are registered. */

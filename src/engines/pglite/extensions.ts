@@ -18,15 +18,17 @@
  * well under a second once per engine (pgvector adds ~0.1 MB of gzip);
  * statements that never name an extension pay nothing.
  *
- * Runs on the thread that runs PGlite. A compiled binary carries no
- * bundles: there CREATE EXTENSION fails as PostgreSQL does for an extension
- * that is not installed.
+ * Runs on the thread that runs PGlite. A compiled binary has no packages
+ * to read: scripts/build embeds every bundle `shippedBundlePaths` names, and
+ * the binary's entry registers them with its assets (src/bin/embedded.ts,
+ * assets.ts's `extensionBundles`), which take the packages' place.
  */
 
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
+import { registeredPgliteAssets } from "./assets.ts";
 import { unpackTar } from "./tar.ts";
 import { HEAP_MAX_PAGES, shareMemoryImports } from "./sharedheap.ts";
 
@@ -43,8 +45,13 @@ interface PgliteModule {
 /** The packages whose `dist` directories hold extension bundles. */
 const BUNDLE_PACKAGES = ["@electric-sql/pglite", "@electric-sql/pglite-pgvector"];
 
-/** Every bundle's path; none where no package has any (a compiled binary). */
-function bundlePaths(): string[] {
+/** Every bundle's path: the registered ones (a compiled binary's), else the packages'. */
+function bundlePaths(): readonly string[] {
+  return registeredPgliteAssets()?.extensionBundles ?? shippedBundlePaths();
+}
+
+/** Every bundle the installed packages ship; none where there are no packages. */
+export function shippedBundlePaths(): string[] {
   const paths: string[] = [];
   for (const pkg of BUNDLE_PACKAGES) {
     try {
