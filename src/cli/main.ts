@@ -6,11 +6,11 @@
  * call `process.exit` with what `main` resolves to.
  */
 
-import { PG_SETTINGS } from "../core/guc/pg_settings.ts";
+import { SERVER_VERSION } from "../core/guc/tables.ts";
 import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
 
-/** PGlite's PostgreSQL release (its server_version, from pg_settings.ts). */
-const ENGINE_VERSION = String(PG_SETTINGS.find((r) => r[0] === "server_version")?.[3] ?? "unknown");
+/** PGlite's PostgreSQL release (its server_version). */
+const ENGINE_VERSION = SERVER_VERSION;
 
 export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun and Deno.
 

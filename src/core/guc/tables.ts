@@ -9,6 +9,7 @@
  * written here follow, read from the engine (tables_postgres.ts).
  */
 
+import { PG_SETTINGS } from "./pg_settings.ts";
 import { checkPreloadLibraries } from "./preload.ts";
 import { ENGINE_PARAMETERS } from "./tables_engine.ts";
 import { POOL_PARAMETERS } from "./tables_pool.ts";
@@ -18,9 +19,15 @@ import { INT_MAX } from "./units.ts";
 import { checkTimeZone, MAX_BACKENDS, splitList } from "./values.ts";
 import type { CheckFailure, ParamDef } from "./values.ts";
 
-/** The PostgreSQL release pgts presents itself as (server_version). */
-export const SERVER_VERSION = "15.0 (pgts 0.1.0)";
-export const SERVER_VERSION_NUM = 150000;
+/** The row pg_settings.ts holds for `name`: what the embedded engine's PostgreSQL reports. */
+const engineRow = (name: string) => PG_SETTINGS.find((r) => r[0] === name);
+
+/**
+ * The PostgreSQL release pgts presents itself as (server_version): the
+ * embedded engine's (PGlite's), the one its sessions report.
+ */
+export const SERVER_VERSION = String(engineRow("server_version")?.[3] ?? "18.6");
+export const SERVER_VERSION_NUM = Number(engineRow("server_version_num")?.[3] ?? 180006);
 
 function checkList(value: string): CheckFailure | null {
   return splitList(value) === null ? { detail: "List syntax is invalid." } : null;
