@@ -16,7 +16,9 @@
  * no ParameterStatus, no error, no temporary namespace change, no signal,
  * no setting changed, nothing streamed. Otherwise the Worker answers it NOT_RUN and the
  * executor, which sees the same answer and decides the same, gives it back
- * to its session. The executor never has more than two execs out, so a
+ * to its session. Until the Worker claims it, the executor may withdraw it
+ * (its session's client cancelled it): then it never runs, and is answered
+ * NOT_RUN too. The executor never has more than two execs out, so a
  * slot is written again only after the Worker took its request and the
  * executor read its answer.
  *
@@ -96,6 +98,15 @@ const REPLY_SEQ = 4;
 const REPLY_LENGTH = 5;
 const REPLY_EXTRA = 6;
 const REPLY_KIND = 7;
+/**
+ * A conditional request's claim, one Int32 per slot (CLAIM_BASE + slot):
+ * 0 while it waits, CLAIMED once the Worker took it to run, WITHDRAWN once
+ * the executor took it back (a cancel came first). One compareExchange
+ * each, so exactly one side wins and both know which.
+ */
+const CLAIM_BASE = 24;
+const CLAIMED = 1;
+const WITHDRAWN = 2;
 /** Float64 fields of a slot, from its base (16 + 4 × slot). */
 const F_RUN_AS = 0;
 const F_PID = 1;
@@ -266,11 +277,21 @@ export class ChannelRequester {
     v.i32[b + REQUEST_LENGTH] = bytes.length;
     v.i32[b + REQUEST_EXTRA] = extraLength;
     v.i32[b + REQUEST_CONDITIONAL] = conditional ? 1 : 0;
+    v.i32[CLAIM_BASE + slot] = 0;
     // The store publishes the writes above (Atomics are sequentially consistent).
     Atomics.store(v.i32, b + REQUEST_SEQ, seq);
     Atomics.add(v.i32, REQUEST_BELL, 1);
     Atomics.notify(v.i32, REQUEST_BELL);
     return slot;
+  }
+
+  /**
+   * Takes back the conditional exec in `slot` before the Worker takes it to
+   * run: true when it will not run (the Worker answers it NOT_RUN), false
+   * when the Worker has it already.
+   */
+  withdraw(slot: number): boolean {
+    return Atomics.compareExchange(this.#v.i32, CLAIM_BASE + slot, 0, WITHDRAWN) === 0;
   }
 
   /**
@@ -535,6 +556,14 @@ export class ChannelServer {
     if (extra !== null) reply.set(extra, length);
     this.#publish(slot, seq, ANSWERED, length, extraLength, done.wal);
     return true;
+  }
+
+  /**
+   * The conditional exec in `slot` is taken to run: false when the executor
+   * withdrew it first (then it is answered NOT_RUN).
+   */
+  claim(slot: number): boolean {
+    return Atomics.compareExchange(this.#v.i32, CLAIM_BASE + slot, 0, CLAIMED) === 0;
   }
 
   /** Exec `seq` in `slot` was conditional and did not run. */

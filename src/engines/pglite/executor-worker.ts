@@ -153,7 +153,8 @@ async function serveChannel(channel: ChannelServer): Promise<void> {
   for (;;) {
     const next = channel.next(lastInBlock);
     const r = next instanceof Promise ? await next : next;
-    if (r.conditional && !idle) {
+    // Run only after an exec that ended idle, and unless the executor withdrew it.
+    if (r.conditional && (!idle || !channel.claim(r.slot))) {
       channel.notRun(r.slot, r.seq, instance?.walTicket() ?? 0);
       continue;
     }

@@ -695,11 +695,20 @@ export class PgliteSession extends SessionGlobals
         if (!(await this.#turn.take(frames, out, plan))) return;
         continue;
       }
-      // Granted one step ahead, and the exec before it did not end idle:
-      // nothing ran. What it noted of the unnamed statement is undone, and
-      // it waits for the engine again, first in line.
+      // Granted one step ahead, and the exec before it did not end idle, or
+      // a cancel took it back while it waited behind that one
+      // (workerexecutor.ts): nothing ran. What it noted of the unnamed
+      // statement is undone. A client's cancel is answered now, as one that
+      // came before its exec began (with nothing of its own left to run on
+      // the engine); else it waits for the engine again, first in line.
       this.unnamedParse = unnamed;
       if (engine.unnamedOwner === this) engine.unnamedOwner = null;
+      if (!engine.hasWorkAfterTransaction(this) && this.#cancel.beginExec(frames, drop)) {
+        this.#early = false;
+        await this.#failInput(frames, queryCanceled(), out);
+        await this.#settle(true, out);
+        return;
+      }
       this.owns = false;
       this.#early = false;
       if (!(await this.#turn.take(frames, out, plan, true))) return;

@@ -68,6 +68,11 @@ interface PendingExec {
   streamed: boolean;
   /** A cancel came while it waited behind another: it is asked to stop once it runs. */
   cancelAsked: boolean;
+  /**
+   * Taken back from the channel before the Worker took it (a cancel came
+   * while it waited): it will not run, and its caller has had ExecNotRun.
+   */
+  withdrawn: boolean;
   /** statement_timeout's watchdog, a standing cancel's re-arm timer, the lock wait watch. */
   readonly timers: {
     watchdog?: ReturnType<typeof setTimeout>;
@@ -88,9 +93,12 @@ function clearTimers(e: PendingExec): void {
  * and, where the caller allows it (ExecOptions.conditional), one waiting
  * behind it. The one behind is written into the channel at once when the
  * one running went there too, so the Worker starts it the moment the other
- * ends idle, with no round trip to this thread between (channel.ts); a
- * cancel, statement_timeout's watchdog and the lock wait watch act on it
- * only once it runs.
+ * ends idle, with no round trip to this thread between (channel.ts);
+ * statement_timeout's watchdog and the lock wait watch act on it only once
+ * it runs. A cancel takes it back if the Worker has not taken it yet (its
+ * caller gets ExecNotRun at once, and its session answers the cancel);
+ * while that one still holds the channel's other slot, one more exec may
+ * wait here, sent when the running one ends.
  */
 export class WorkerExecutor implements RawExecutor {
   onSignals: ((signals: readonly BackendSignal[]) => void) | null = null;
@@ -112,6 +120,11 @@ export class WorkerExecutor implements RawExecutor {
   #seq = 0;
   #running: PendingExec | null = null;
   #queued: PendingExec | null = null;
+  /**
+   * An exec that came after the queued one was withdrawn, while that one
+   * still holds the channel's other slot: sent once the running exec ends.
+   */
+  #behind: PendingExec | null = null;
   #closed: (() => void) | null = null;
   #dead: Error | null = null;
   /** The Worker's background WAL fdatasyncs, run on this thread (group commit). */
@@ -244,7 +257,13 @@ export class WorkerExecutor implements RawExecutor {
   ): Promise<ExecResult> {
     if (this.#dead !== null) return Promise.reject(this.#dead);
     const running = this.#running;
-    if (running !== null && (this.#queued !== null || options.conditional !== true)) {
+    const queued = this.#queued;
+    if (
+      running !== null && options.conditional === true &&
+      queued?.withdrawn === true && this.#behind === null
+    ) {
+      // Behind a withdrawn exec, which still holds the channel's other slot.
+    } else if (running !== null && (queued !== null || options.conditional !== true)) {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
     }
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
@@ -266,10 +285,15 @@ export class WorkerExecutor implements RawExecutor {
         sent: false,
         streamed: false,
         cancelAsked: false,
+        withdrawn: false,
         timers: {},
       };
       if (running === null) {
         this.#run(e);
+        return;
+      }
+      if (this.#queued !== null) {
+        this.#behind = e;
         return;
       }
       this.#queued = e;
@@ -347,8 +371,30 @@ export class WorkerExecutor implements RawExecutor {
       this.#request(r.seq);
       return;
     }
+    if (owner === undefined) return;
+    const b = this.#behind;
+    if (b !== null && b.owner === owner) {
+      // Not sent yet: it never runs.
+      this.#behind = null;
+      b.reject(new ExecNotRun());
+      return;
+    }
     const q = this.#queued;
-    if (q !== null && owner !== undefined && q.owner === owner) q.cancelAsked = true;
+    if (q === null || q.owner !== owner || q.withdrawn) return;
+    // Waiting behind another session's exec, which may run for long: taken
+    // back if the Worker has not taken it yet, so that its session answers
+    // the cancel now (querycancel.ts), as PostgreSQL's backend would at its
+    // statement's first CHECK_FOR_INTERRUPTS. Otherwise it is asked to stop
+    // once it runs.
+    if (!q.sent) {
+      this.#queued = null;
+      q.reject(new ExecNotRun());
+    } else if (q.slot >= 0 && this.#channel.withdraw(q.slot)) {
+      q.withdrawn = true;
+      q.reject(new ExecNotRun());
+    } else {
+      q.cancelAsked = true;
+    }
   }
 
   /**
@@ -503,12 +549,20 @@ export class WorkerExecutor implements RawExecutor {
     if (m.error !== null) e.reject(new Error(m.error));
     else e.resolve({ temp: m.temp, endedIdle: idle, gucs: m.gucs });
     if (q === null) return;
+    let next: PendingExec | null = q;
+    if (q.withdrawn) {
+      // The Worker answers it NOT_RUN; what came behind it goes now.
+      this.#checkNotRun(q);
+      next = this.#behind;
+      this.#behind = null;
+      if (next === null) return;
+    }
     if (idle) {
-      this.#run(q);
+      this.#run(next);
       return;
     }
-    if (q.sent) this.#checkNotRun(q);
-    q.reject(new ExecNotRun());
+    if (next.sent) this.#checkNotRun(next);
+    next.reject(new ExecNotRun());
   }
 
   /**
@@ -537,13 +591,14 @@ export class WorkerExecutor implements RawExecutor {
   #fail(e: Error): void {
     this.#dead = e;
     engineThreadClosed(this.#thread);
-    for (const p of [this.#running, this.#queued]) {
+    for (const p of [this.#running, this.#queued, this.#behind]) {
       if (p === null) continue;
       clearTimers(p);
       p.reject(e);
     }
     this.#running = null;
     this.#queued = null;
+    this.#behind = null;
     this.#closed?.();
   }
 }

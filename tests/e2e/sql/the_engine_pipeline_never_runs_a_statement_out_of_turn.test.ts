@@ -7,7 +7,7 @@
  * transaction, not with A's temporary objects. B runs later, as if there
  * were no pipeline. A session whose settings are not the engine's is never
  * taken early (its settings go back first). A cancel of B while it waits
- * behind A ends B, not A.
+ * behind A ends B, not A, at once: B's statement never runs.
  *
  * Each case has A sleep inside its statement while B's is sent, so that
  * B's waits behind it.
@@ -97,4 +97,48 @@ test("a cancel of a statement waiting behind another's ends that one only", asyn
   expect((await b.query("select 2 as n")).rows[0].n).toBe(2);
   expect((await a.query("select 1 as n")).rows[0].n).toBe(1);
   await Promise.all([a.end(), b.end()]);
+});
+
+test("a cancel of a statement waiting behind another's long one answers before that one ends, the statement never runs, and the next in line runs after", async () => {
+  const a = await pgClient(server());
+  const b = await pgClient(server());
+  const c = await pgClient(server());
+  await a.query("create table pipe_cancel (who text)");
+  // Sessions that have run a statement are taken early (their settings are
+  // the engine's): C's exec then waits in the executor behind B's withdrawn one.
+  await b.query("select 1");
+  await c.query("select 1");
+  let aEnded = 0;
+  const first = a.query("select pg_sleep(2) as slept").then((r) => {
+    aEnded = performance.now();
+    return r;
+  });
+  await sleep(100);
+  // B's short statement waits behind A's in the engine's Worker; C's waits
+  // for the engine, to be taken early once B's turn is over.
+  let bEnded = 0;
+  const second = b.query("insert into pipe_cancel values ('b')").then(
+    () => null,
+    (e) => {
+      bEnded = performance.now();
+      return e;
+    },
+  );
+  await sleep(100);
+  const third = c.query("insert into pipe_cancel values ('c') returning who");
+  await sleep(100);
+  const { processID, secretKey } = b as unknown as { processID: number; secretKey: number };
+  await sendCancelRequest(server(), processID, secretKey);
+  // Answered while A's statement still runs (before, the cancel waited
+  // for B's statement to run, which an INSERT outran: it was inserted).
+  expect((await second)?.code).toBe("57014");
+  expect((await first).rows[0].slept).toBe("");
+  expect(bEnded).toBeLessThan(aEnded);
+  expect((await third).rows[0].who).toBe("c");
+  const rows = await a.query("select who from pipe_cancel order by who");
+  expect(rows.rows.map((r) => r.who)).toEqual(["c"]);
+  // Every session goes on.
+  expect((await b.query("select 2 as n")).rows[0].n).toBe(2);
+  expect((await c.query("select 3 as n")).rows[0].n).toBe(3);
+  await Promise.all([a.end(), b.end(), c.end()]);
 });
