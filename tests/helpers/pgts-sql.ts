@@ -102,6 +102,8 @@ export interface ConnectAs {
   readonly database?: string;
   /** Over the Unix socket instead of TCP. */
   readonly unix?: boolean;
+  /** The startup packet's `options` (`-c name=value`...). */
+  readonly options?: string;
 }
 
 /** A node-postgres client config for `server`. */
@@ -112,6 +114,7 @@ export function pgConfig(server: PgtsServer, as: ConnectAs = {}): pg.ClientConfi
     user: as.user ?? "postgres",
     database: as.database ?? "postgres",
     ...(as.password !== undefined ? { password: as.password } : {}),
+    ...(as.options !== undefined ? { options: as.options } : {}),
     // The first connection to a database opens its engine (a PGlite start,
     // seconds of CPU on a loaded 2-CPU machine): in one CI run a connect to a
     // database made a moment before timed out at 10 s, and since clients end

@@ -196,6 +196,17 @@ export function queryCanceled(): PgError {
 }
 
 /**
+ * statement_timeout, run out while the statement waited in the engine's
+ * pipeline behind another session's (workerexecutor.ts): it never ran.
+ */
+export function waitedOutStatementTimeout(): PgError {
+  return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to statement timeout", {
+    detail:
+      "The statement waited behind another session's statement for its statement_timeout: PGlite runs one session's statement at a time.",
+  });
+}
+
+/**
  * A statement's wait for a lock that only a prepared transaction can hold
  * (lockwait.ts), ended after `ms`: PostgreSQL's lock_timeout error, with
  * what holds the lock.

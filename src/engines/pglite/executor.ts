@@ -128,12 +128,19 @@ export interface ExecResult {
 
 /**
  * The rejection of a conditional exec (ExecOptions.conditional) that did
- * not run, because the exec before it did not end idle: nothing of it
- * reached the engine, and its caller tries again once it owns the engine.
+ * not run: the exec before it did not end idle, and its caller tries again
+ * once it owns the engine; or it was taken back while it waited behind
+ * that one (`withdrawnBy`: its session's cancel, or its statement_timeout
+ * running out), and its caller answers that. Nothing of it reached the
+ * engine.
  */
 export class ExecNotRun extends Error {
-  constructor() {
-    super("the exec did not run: the one before it did not end idle");
+  constructor(readonly withdrawnBy: "cancel" | "statement timeout" | null = null) {
+    super(
+      withdrawnBy === null
+        ? "the exec did not run: the one before it did not end idle"
+        : `the exec did not run: taken back by a ${withdrawnBy}`,
+    );
     this.name = "ExecNotRun";
   }
 }

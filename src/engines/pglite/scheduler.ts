@@ -49,6 +49,8 @@ interface Waiter {
   readonly deadline: number;
   readonly timeoutMs: number;
   readonly since: number;
+  /** Its bound is the statement's statement_timeout: it ends with 57014, not 55P03. */
+  readonly statementTimeout: boolean;
 }
 
 export class EngineScheduler {
@@ -90,10 +92,15 @@ export class EngineScheduler {
 
   /**
    * Waits for the engine, first come first served. Rejects with 55P03 after
-   * `timeoutMs` (Infinity only for the engine's own work), or with the
-   * reason given to `cancelWait` or `close`.
+   * `timeoutMs` (Infinity only for the engine's own work), or with 57014
+   * when that is the statement's `statementTimeout`, as PostgreSQL's
+   * statement_timeout ends a wait for a lock; or with the reason given to
+   * `cancelWait` or `close`.
    */
-  acquire(holder: Holder, options: { timeoutMs: number; first?: boolean }): Promise<void> {
+  acquire(
+    holder: Holder,
+    options: { timeoutMs: number; first?: boolean; statementTimeout?: boolean },
+  ): Promise<void> {
     // First in line or not, a free engine is taken at once.
     if (this.tryAcquire(holder)) return Promise.resolve();
     if (this.#closed !== null) return Promise.reject(this.#closed);
@@ -107,6 +114,7 @@ export class EngineScheduler {
         deadline: now + timeoutMs,
         timeoutMs,
         since: Date.now(),
+        statementTimeout: options.statementTimeout === true,
       };
       if (w.deadline < this.#timerAt) this.#arm(w.deadline, now);
       if (options.first === true) this.#queue.unshift(w);
@@ -224,17 +232,23 @@ export class EngineScheduler {
     for (const w of [...this.#queue]) {
       if (w.deadline <= now) {
         this.#remove(w);
-        w.reject(this.#timeoutError(w.timeoutMs));
+        w.reject(this.#timeoutError(w.timeoutMs, w.statementTimeout));
       } else if (w.deadline < next) next = w.deadline;
     }
     if (next !== Infinity) this.#arm(next, now);
   }
 
-  #timeoutError(timeoutMs: number): PgError {
+  #timeoutError(timeoutMs: number, statementTimeout: boolean): PgError {
     const owner = this.#owner;
     const pid = owner?.pid ?? 0;
     const who = pid === 0 ? "the engine's own work" : `process ${pid}`;
     const what = owner === null ? "" : ` (${owner.activity()})`;
+    if (statementTimeout) {
+      return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to statement timeout", {
+        detail: `${who[0]!.toUpperCase()}${who.slice(1)}${what} holds the engine. ` +
+          `PGlite runs one session's transaction at a time, and this statement waited ${timeoutMs} ms for it, its statement_timeout.`,
+      });
+    }
     return new PgError(
       ERRCODE.LOCK_NOT_AVAILABLE,
       `canceling statement due to engine wait timeout: the engine is held by ${who}`,

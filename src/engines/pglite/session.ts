@@ -47,6 +47,7 @@ import {
   SESSION_CLOSED,
   tempTableWarning,
   utilityBatchPrefix,
+  waitedOutStatementTimeout,
 } from "./answers.ts";
 import type { ActivityRow, ClientAddress } from "./backends.ts";
 import { type FedCopy, type FedCopyHooks, SessionCopy } from "./copyfrom.ts";
@@ -178,6 +179,8 @@ export class PgliteSession extends SessionGlobals
    * plain (pipeline.ts) and nothing of its own must run first.
    */
   #early = false;
+  /** Why its last exec was taken back before it ran (ExecNotRun), if it was. */
+  #withdrawnBy: ExecNotRun["withdrawnBy"] = null;
 
   constructor(
     engine: SessionEngine<PgliteSession>,
@@ -217,6 +220,7 @@ export class PgliteSession extends SessionGlobals
     this.#turn = new EngineTurn<PgliteSession>(this, {
       engine,
       waitBoundMs: () => this.#cancel.waitBoundMs(),
+      statementTimeoutMs: () => this.#cancel.statementTimeoutMs(),
       deferred: this.#deferred,
       timeouts: this.#timeouts,
       stopCopy: () => this.#copy.stop(),
@@ -703,9 +707,18 @@ export class PgliteSession extends SessionGlobals
       // the engine); else it waits for the engine again, first in line.
       this.unnamedParse = unnamed;
       if (engine.unnamedOwner === this) engine.unnamedOwner = null;
-      if (!engine.hasWorkAfterTransaction(this) && this.#cancel.beginExec(frames, drop)) {
+      const timedOut = this.#withdrawnBy === "statement timeout";
+      this.#withdrawnBy = null;
+      if (
+        !engine.hasWorkAfterTransaction(this) &&
+        (timedOut || this.#cancel.beginExec(frames, drop))
+      ) {
         this.#early = false;
-        await this.#failInput(frames, queryCanceled(), out);
+        await this.#failInput(
+          frames,
+          timedOut ? waitedOutStatementTimeout() : queryCanceled(),
+          out,
+        );
         await this.#settle(true, out);
         return;
       }
@@ -844,6 +857,7 @@ export class PgliteSession extends SessionGlobals
     } catch (e) {
       if (e instanceof ExecNotRun) {
         this.#cancel.notRun();
+        this.#withdrawnBy = e.withdrawnBy;
         return false;
       }
       this.#cancel.endExec();

@@ -1,6 +1,7 @@
 /**
  * A session's turn on the engine, the session's side of scheduler.ts: the
- * wait for the engine, bounded by the session's wait bound (a prepare's by
+ * wait for the engine, bounded by the session's wait bound and its
+ * statement_timeout (a prepare's by
  * PREPARE_WAIT_MS, after which it is answered at once and deferred:
  * deferred.ts); the session's settings put on the backend when another
  * session's are there; the deferred Parse/Close messages run before the
@@ -71,6 +72,8 @@ export interface TurnParts<S> {
   readonly engine: TurnEngine<S>;
   /** How long a wait for the engine may last (querycancel.ts's waitBoundMs). */
   waitBoundMs(): number;
+  /** The input's statement_timeout (querycancel.ts; 0: none), which bounds the wait too. */
+  statementTimeoutMs(): Promise<number>;
   readonly deferred: DeferredPrepares;
   /** The session's timers between inputs (timeout.ts), stopped while the cluster works. */
   readonly timeouts: Pick<SessionTimeouts, "disarm" | "armIdle">;
@@ -109,11 +112,21 @@ export class EngineTurn<S extends TurnSession> {
     try {
       if (first || !engine.scheduler.tryAcquire(s)) {
         let timeoutMs = this.#parts.waitBoundMs();
-        // A prepare waits briefly, then is answered at once (deferred.ts).
+        let statementMs = 0;
         if (plan !== undefined && deferrable(plan, s.transactionStatus)) {
+          // A prepare waits briefly, then is answered at once (deferred.ts).
           timeoutMs = Math.min(timeoutMs, PREPARE_WAIT_MS);
+        } else {
+          // statement_timeout ends the wait, as it ends a wait for a lock in
+          // PostgreSQL (57014); the statement then has it whole once it runs.
+          statementMs = await this.#parts.statementTimeoutMs();
         }
-        await engine.scheduler.acquire(s, { timeoutMs, first });
+        const statementTimeout = statementMs > 0 && statementMs < timeoutMs;
+        await engine.scheduler.acquire(s, {
+          timeoutMs: statementTimeout ? statementMs : timeoutMs,
+          first,
+          statementTimeout,
+        });
       }
     } catch (e) {
       hooks.changeState("idle");

@@ -78,6 +78,8 @@ interface PendingExec {
     watchdog?: ReturnType<typeof setTimeout>;
     rearm?: ReturnType<typeof setTimeout>;
     lockWatch?: ReturnType<typeof setTimeout>;
+    /** statement_timeout while it waits behind another: it is taken back then. */
+    waiting?: ReturnType<typeof setTimeout>;
   };
 }
 
@@ -86,6 +88,7 @@ function clearTimers(e: PendingExec): void {
   clearTimeout(e.timers.watchdog);
   clearTimeout(e.timers.rearm);
   clearTimeout(e.timers.lockWatch);
+  clearTimeout(e.timers.waiting);
 }
 
 /**
@@ -292,6 +295,11 @@ export class WorkerExecutor implements RawExecutor {
         this.#run(e);
         return;
       }
+      // Waiting longer than its statement_timeout, it is taken back (57014),
+      // as PostgreSQL's statement_timeout ends a wait for a lock.
+      if (e.timeoutMs > 0) {
+        e.timers.waiting = setTimeout(() => this.#withdraw(e, "statement timeout"), e.timeoutMs);
+      }
       if (this.#queued !== null) {
         this.#behind = e;
         return;
@@ -309,6 +317,7 @@ export class WorkerExecutor implements RawExecutor {
   /** `e` runs now: sent unless it was, its timers armed, a cancel that came for it asked. */
   #run(e: PendingExec): void {
     this.#running = e;
+    clearTimeout(e.timers.waiting);
     // statement_timeout: the worker checks it only at host calls.
     if (e.timeoutMs > 0 && this.#target !== null) this.#watch(e, postgresNowUs(), e.timeoutMs);
     if (this.#lockWaitMs > 0 && e.lockWaitMs > 0) {
@@ -372,29 +381,37 @@ export class WorkerExecutor implements RawExecutor {
       return;
     }
     if (owner === undefined) return;
-    const b = this.#behind;
-    if (b !== null && b.owner === owner) {
+    for (const w of [this.#behind, this.#queued]) {
+      if (w !== null && w.owner === owner && !this.#withdraw(w, "cancel")) w.cancelAsked = true;
+    }
+  }
+
+  /**
+   * Takes back `w`, which waits behind the running exec (queued, or behind
+   * a withdrawn one), if the Worker has not taken it yet: its caller gets
+   * ExecNotRun with `by` now, and its session answers the cancel or the
+   * timeout (session.ts), as PostgreSQL's backend would at the statement's
+   * first CHECK_FOR_INTERRUPTS, where the exec ahead may run for long.
+   * False when it is not waiting here, or the Worker has it already (then
+   * a cancel acts once it runs).
+   */
+  #withdraw(w: PendingExec, by: "cancel" | "statement timeout"): boolean {
+    if (w === this.#behind) {
       // Not sent yet: it never runs.
       this.#behind = null;
-      b.reject(new ExecNotRun());
-      return;
-    }
-    const q = this.#queued;
-    if (q === null || q.owner !== owner || q.withdrawn) return;
-    // Waiting behind another session's exec, which may run for long: taken
-    // back if the Worker has not taken it yet, so that its session answers
-    // the cancel now (querycancel.ts), as PostgreSQL's backend would at its
-    // statement's first CHECK_FOR_INTERRUPTS. Otherwise it is asked to stop
-    // once it runs.
-    if (!q.sent) {
+    } else if (w !== this.#queued || w.withdrawn) {
+      return false;
+    } else if (!w.sent) {
       this.#queued = null;
-      q.reject(new ExecNotRun());
-    } else if (q.slot >= 0 && this.#channel.withdraw(q.slot)) {
-      q.withdrawn = true;
-      q.reject(new ExecNotRun());
+    } else if (w.slot >= 0 && this.#channel.withdraw(w.slot)) {
+      // It keeps the channel's other slot until the running exec ends (#done).
+      w.withdrawn = true;
     } else {
-      q.cancelAsked = true;
+      return false;
     }
+    clearTimers(w);
+    w.reject(new ExecNotRun(by));
+    return true;
   }
 
   /**

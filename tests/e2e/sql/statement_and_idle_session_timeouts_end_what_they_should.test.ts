@@ -4,7 +4,8 @@
  * session's statement_timeout ends with PostgreSQL's 57014 "canceling
  * statement due to statement timeout" (set by SET, SET LOCAL inside a
  * block, or the startup packet's options), a client's cancel still says
- * "user request", other sessions are served meanwhile, and a session idle
+ * "user request", other sessions are served meanwhile, a wait for the
+ * engine another session holds ends the same way, and a session idle
  * longer than idle_session_timeout is closed with 57P05. Under the default
  * server (the in-process adapter, the engine on its Worker) and the inline
  * engine placement.
@@ -66,6 +67,27 @@ for (const [name, options] of SERVERS) {
       await a.end();
       await b.end();
     });
+
+    if (name === "default server") {
+      test("statement_timeout ends a wait for the engine another session's transaction holds, with 57014, as it ends a wait for a lock", async () => {
+        const s = server();
+        const a = await pgClient(s);
+        const b = await pgClient(s);
+        await b.query("SET statement_timeout = 300");
+        await a.query("begin");
+        await a.query("select 1");
+        // Before, B waited for pgts.engine_wait_timeout (5 s) or until A's
+        // transaction was ended for holding the engine idle (2 s), then ran.
+        const err = await errorOf(b.query("select 2"));
+        expect({ code: err.code, message: err.message }).toEqual({
+          code: "57014",
+          message: TIMEOUT_TEXT,
+        });
+        await a.query("commit");
+        expect((await b.query("select 3 as n")).rows[0].n).toBe(3);
+        await Promise.all([a.end(), b.end()]);
+      });
+    }
 
     test("statement_timeout times each statement of a driver's pipeline, not the pipeline", async () => {
       const s = server();

@@ -142,3 +142,36 @@ test("a cancel of a statement waiting behind another's long one answers before t
   expect((await c.query("select 3 as n")).rows[0].n).toBe(3);
   await Promise.all([a.end(), b.end(), c.end()]);
 });
+
+test("statement_timeout ends a statement's wait behind another session's, which runs on to its end", async () => {
+  // The same settings, so that B is taken early; A's Query of three
+  // statements runs 0.9 s, each within the 500 ms that B waits at most.
+  const a = await pgClient(server(), { options: "-c statement_timeout=500" });
+  const b = await pgClient(server(), { options: "-c statement_timeout=500" });
+  await a.query("select 1");
+  await b.query("select 1");
+  let aEnded = 0;
+  const first = a.query("select pg_sleep(0.3); select pg_sleep(0.3); select pg_sleep(0.3)").then(
+    (r) => {
+      aEnded = performance.now();
+      return r;
+    },
+  );
+  await sleep(100);
+  let bEnded = 0;
+  const err = await b.query("select 2").then(
+    () => null,
+    (e) => {
+      bEnded = performance.now();
+      return e;
+    },
+  );
+  expect({ code: err?.code, message: err?.message }).toEqual({
+    code: "57014",
+    message: "canceling statement due to statement timeout",
+  });
+  await first;
+  expect(bEnded).toBeLessThan(aEnded);
+  expect((await b.query("select 3 as n")).rows[0].n).toBe(3);
+  await Promise.all([a.end(), b.end()]);
+});
