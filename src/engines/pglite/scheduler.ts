@@ -41,6 +41,9 @@ export interface Holder {
   takesEarly?(): boolean;
 }
 
+/** What bounds a wait for the engine (EngineScheduler.acquire). */
+export type WaitBound = "engine" | "lock" | "statement";
+
 interface Waiter {
   readonly holder: Holder;
   readonly resolve: () => void;
@@ -49,8 +52,12 @@ interface Waiter {
   readonly deadline: number;
   readonly timeoutMs: number;
   readonly since: number;
-  /** Its bound is the statement's statement_timeout: it ends with 57014, not 55P03. */
-  readonly statementTimeout: boolean;
+  /**
+   * Whose bound its timeout is: pgts.engine_wait_timeout's (55P03), the
+   * statement's lock_timeout (55P03 as PostgreSQL words it) or its
+   * statement_timeout (57014).
+   */
+  readonly bound: WaitBound;
 }
 
 export class EngineScheduler {
@@ -91,15 +98,15 @@ export class EngineScheduler {
   }
 
   /**
-   * Waits for the engine, first come first served. Rejects with 55P03 after
-   * `timeoutMs` (Infinity only for the engine's own work), or with 57014
-   * when that is the statement's `statementTimeout`, as PostgreSQL's
-   * statement_timeout ends a wait for a lock; or with the reason given to
-   * `cancelWait` or `close`.
+   * Waits for the engine, first come first served. Rejects after
+   * `timeoutMs` (Infinity only for the engine's own work) with 55P03, or
+   * with PostgreSQL's own error when that is the statement's lock_timeout
+   * (55P03) or statement_timeout (57014), as they end a wait for a lock; or
+   * with the reason given to `cancelWait` or `close`.
    */
   acquire(
     holder: Holder,
-    options: { timeoutMs: number; first?: boolean; statementTimeout?: boolean },
+    options: { timeoutMs: number; first?: boolean; bound?: WaitBound },
   ): Promise<void> {
     // First in line or not, a free engine is taken at once.
     if (this.tryAcquire(holder)) return Promise.resolve();
@@ -114,7 +121,7 @@ export class EngineScheduler {
         deadline: now + timeoutMs,
         timeoutMs,
         since: Date.now(),
-        statementTimeout: options.statementTimeout === true,
+        bound: options.bound ?? "engine",
       };
       if (w.deadline < this.#timerAt) this.#arm(w.deadline, now);
       if (options.first === true) this.#queue.unshift(w);
@@ -232,22 +239,27 @@ export class EngineScheduler {
     for (const w of [...this.#queue]) {
       if (w.deadline <= now) {
         this.#remove(w);
-        w.reject(this.#timeoutError(w.timeoutMs, w.statementTimeout));
+        w.reject(this.#timeoutError(w.timeoutMs, w.bound));
       } else if (w.deadline < next) next = w.deadline;
     }
     if (next !== Infinity) this.#arm(next, now);
   }
 
-  #timeoutError(timeoutMs: number, statementTimeout: boolean): PgError {
+  #timeoutError(timeoutMs: number, bound: WaitBound): PgError {
     const owner = this.#owner;
     const pid = owner?.pid ?? 0;
     const who = pid === 0 ? "the engine's own work" : `process ${pid}`;
     const what = owner === null ? "" : ` (${owner.activity()})`;
-    if (statementTimeout) {
-      return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to statement timeout", {
-        detail: `${who[0]!.toUpperCase()}${who.slice(1)}${what} holds the engine. ` +
-          `PGlite runs one session's transaction at a time, and this statement waited ${timeoutMs} ms for it, its statement_timeout.`,
-      });
+    if (bound !== "engine") {
+      const setting = bound === "lock" ? "lock_timeout" : "statement_timeout";
+      return new PgError(
+        bound === "lock" ? ERRCODE.LOCK_NOT_AVAILABLE : ERRCODE.QUERY_CANCELED,
+        `canceling statement due to ${bound} timeout`,
+        {
+          detail: `${who[0]!.toUpperCase()}${who.slice(1)}${what} holds the engine. ` +
+            `PGlite runs one session's transaction at a time, and this statement waited ${timeoutMs} ms for it, its ${setting}.`,
+        },
+      );
     }
     return new PgError(
       ERRCODE.LOCK_NOT_AVAILABLE,

@@ -221,6 +221,7 @@ export class PgliteSession extends SessionGlobals
       engine,
       waitBoundMs: () => this.#cancel.waitBoundMs(),
       statementTimeoutMs: () => this.#cancel.statementTimeoutMs(),
+      lockTimeoutMs: () => this.#cancel.lockTimeoutMs(),
       deferred: this.#deferred,
       timeouts: this.#timeouts,
       stopCopy: () => this.#copy.stop(),

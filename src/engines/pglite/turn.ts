@@ -22,7 +22,7 @@ import type { TransactionStatus } from "../../core/engine/types.ts";
 import { asFatal, databaseCommandAnswer, databaseCommandRefusal, unanswered } from "./answers.ts";
 import { deferrable, type DeferredPrepares, PREPARE_WAIT_MS } from "./deferred.ts";
 import type { InputPlan } from "./naming.ts";
-import type { Holder } from "./scheduler.ts";
+import type { Holder, WaitBound } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { SessionTimeouts } from "./timeout.ts";
 import { concat, errorResponse, type Frame, noticeResponse } from "./wire.ts";
@@ -74,6 +74,8 @@ export interface TurnParts<S> {
   waitBoundMs(): number;
   /** The input's statement_timeout (querycancel.ts; 0: none), which bounds the wait too. */
   statementTimeoutMs(): Promise<number>;
+  /** The session's lock_timeout (0: none), part of waitBoundMs. */
+  lockTimeoutMs(): number;
   readonly deferred: DeferredPrepares;
   /** The session's timers between inputs (timeout.ts), stopped while the cluster works. */
   readonly timeouts: Pick<SessionTimeouts, "disarm" | "armIdle">;
@@ -121,11 +123,16 @@ export class EngineTurn<S extends TurnSession> {
           // PostgreSQL (57014); the statement then has it whole once it runs.
           statementMs = await this.#parts.statementTimeoutMs();
         }
-        const statementTimeout = statementMs > 0 && statementMs < timeoutMs;
+        const lockMs = this.#parts.lockTimeoutMs();
+        const bound: WaitBound = statementMs > 0 && statementMs < timeoutMs
+          ? "statement"
+          : lockMs > 0 && lockMs === timeoutMs
+          ? "lock"
+          : "engine";
         await engine.scheduler.acquire(s, {
-          timeoutMs: statementTimeout ? statementMs : timeoutMs,
+          timeoutMs: bound === "statement" ? statementMs : timeoutMs,
           first,
-          statementTimeout,
+          bound,
         });
       }
     } catch (e) {

@@ -69,11 +69,13 @@ for (const [name, options] of SERVERS) {
     });
 
     if (name === "default server") {
-      test("statement_timeout ends a wait for the engine another session's transaction holds, with 57014, as it ends a wait for a lock", async () => {
+      test("statement_timeout and lock_timeout end a wait for the engine another session's transaction holds, as they end a wait for a lock", async () => {
         const s = server();
         const a = await pgClient(s);
         const b = await pgClient(s);
+        const c = await pgClient(s);
         await b.query("SET statement_timeout = 300");
+        await c.query("SET lock_timeout = 300");
         await a.query("begin");
         await a.query("select 1");
         // Before, B waited for pgts.engine_wait_timeout (5 s) or until A's
@@ -83,9 +85,15 @@ for (const [name, options] of SERVERS) {
           code: "57014",
           message: TIMEOUT_TEXT,
         });
+        // lock_timeout, when it is the shorter bound, as PostgreSQL words it.
+        const locked = await errorOf(c.query("select 2"));
+        expect({ code: locked.code, message: locked.message }).toEqual({
+          code: "55P03",
+          message: "canceling statement due to lock timeout",
+        });
         await a.query("commit");
         expect((await b.query("select 3 as n")).rows[0].n).toBe(3);
-        await Promise.all([a.end(), b.end()]);
+        await Promise.all([a.end(), b.end(), c.end()]);
       });
     }
 
