@@ -329,6 +329,13 @@ export class ChannelRequester {
     }
   }
 
+  /** The answer to exec `seq` in `slot` if it is there now, else null (no wait). */
+  replied(slot: number, seq: number): ChannelReply | null {
+    return Atomics.load(this.#v.i32, i32Base(slot) + REPLY_SEQ) === seq
+      ? this.#read(slot, seq)
+      : null;
+  }
+
   /** `n` bytes of a streamed answer were taken: the Worker may post as many more. */
   ack(n: number): void {
     Atomics.sub(this.#v.i32, UNACKED, n);

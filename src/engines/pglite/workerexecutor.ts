@@ -68,11 +68,6 @@ interface PendingExec {
   streamed: boolean;
   /** A cancel came while it waited behind another: it is asked to stop once it runs. */
   cancelAsked: boolean;
-  /**
-   * Taken back from the channel before the Worker took it (a cancel came
-   * while it waited): it will not run, and its caller has had ExecNotRun.
-   */
-  withdrawn: boolean;
   /** statement_timeout's watchdog, a standing cancel's re-arm timer, the lock wait watch. */
   readonly timers: {
     watchdog?: ReturnType<typeof setTimeout>;
@@ -124,8 +119,14 @@ export class WorkerExecutor implements RawExecutor {
   #running: PendingExec | null = null;
   #queued: PendingExec | null = null;
   /**
-   * An exec that came after the queued one was withdrawn, while that one
-   * still holds the channel's other slot: sent once the running exec ends.
+   * A queued exec taken back (#withdraw) whose NOT_RUN the Worker has not
+   * given yet: its slot is not to be written again until then.
+   */
+  #withdrawn: PendingExec | null = null;
+  /**
+   * An exec that came while #withdrawn held the channel's other slot: not
+   * sent; it runs when the running exec ends, or is queued once that slot
+   * is free (#promoteBehind).
    */
   #behind: PendingExec | null = null;
   #closed: (() => void) | null = null;
@@ -260,13 +261,10 @@ export class WorkerExecutor implements RawExecutor {
   ): Promise<ExecResult> {
     if (this.#dead !== null) return Promise.reject(this.#dead);
     const running = this.#running;
-    const queued = this.#queued;
     if (
-      running !== null && options.conditional === true &&
-      queued?.withdrawn === true && this.#behind === null
+      running !== null &&
+      (options.conditional !== true || this.#queued !== null || this.#behind !== null)
     ) {
-      // Behind a withdrawn exec, which still holds the channel's other slot.
-    } else if (running !== null && (queued !== null || options.conditional !== true)) {
       return Promise.reject(new TypeError("RawExecutor.exec called while one is in flight"));
     }
     const seq = this.#seq = (this.#seq % 0x7ffffff0) + 1;
@@ -288,7 +286,6 @@ export class WorkerExecutor implements RawExecutor {
         sent: false,
         streamed: false,
         cancelAsked: false,
-        withdrawn: false,
         timers: {},
       };
       if (running === null) {
@@ -300,7 +297,8 @@ export class WorkerExecutor implements RawExecutor {
       if (e.timeoutMs > 0) {
         e.timers.waiting = setTimeout(() => this.#withdraw(e, "statement timeout"), e.timeoutMs);
       }
-      if (this.#queued !== null) {
+      if (this.#withdrawn !== null) {
+        // The channel's other slot is the withdrawn exec's until its NOT_RUN.
         this.#behind = e;
         return;
       }
@@ -399,19 +397,39 @@ export class WorkerExecutor implements RawExecutor {
     if (w === this.#behind) {
       // Not sent yet: it never runs.
       this.#behind = null;
-    } else if (w !== this.#queued || w.withdrawn) {
+    } else if (w !== this.#queued) {
       return false;
     } else if (!w.sent) {
       this.#queued = null;
     } else if (w.slot >= 0 && this.#channel.withdraw(w.slot)) {
-      // It keeps the channel's other slot until the running exec ends (#done).
-      w.withdrawn = true;
+      // Its slot stays its own until the Worker's NOT_RUN for it is read
+      // (#settleWithdrawn, at an exec's end); what comes meanwhile waits in
+      // #behind, unsent.
+      this.#queued = null;
+      this.#withdrawn = w;
     } else {
       return false;
     }
     clearTimers(w);
     w.reject(new ExecNotRun(by));
     return true;
+  }
+
+  /**
+   * At an exec's end (its answer read): reads the withdrawn exec's answer if
+   * the Worker has given it, which must be NOT_RUN, and frees its slot. The
+   * Worker answers it right after the exec that ran when it was withdrawn,
+   * so by the end of the exec after that it is there. Only here: a slot is
+   * written again only once the Worker took its request and its answer was
+   * read, and the answer of the exec before may still be unread elsewhere.
+   */
+  #settleWithdrawn(): void {
+    const w = this.#withdrawn;
+    if (w === null) return;
+    const r = this.#channel.replied(w.slot, w.seq);
+    if (r === null) return;
+    this.#withdrawn = null;
+    if (r.kind !== NOT_RUN) this.#fail(new Error("engine worker ran an exec that was withdrawn"));
   }
 
   /**
@@ -553,6 +571,8 @@ export class WorkerExecutor implements RawExecutor {
   ): void {
     this.wal.noteRequested(m.wal);
     if (this.#running !== e) return;
+    this.#settleWithdrawn();
+    if (this.#dead !== null) return;
     this.#running = null;
     clearTimers(e);
     const parts = m.bytes !== null && m.bytes.length > 0 ? [m.bytes] : [];
@@ -565,15 +585,11 @@ export class WorkerExecutor implements RawExecutor {
     if (m.signals.length > 0) this.onSignals?.(m.signals);
     if (m.error !== null) e.reject(new Error(m.error));
     else e.resolve({ temp: m.temp, endedIdle: idle, gucs: m.gucs });
-    if (q === null) return;
-    let next: PendingExec | null = q;
-    if (q.withdrawn) {
-      // The Worker answers it NOT_RUN; what came behind it goes now.
-      this.#checkNotRun(q);
-      next = this.#behind;
-      this.#behind = null;
-      if (next === null) return;
-    }
+    // One queued in the channel, or one that waited here while a withdrawn
+    // exec held the channel's other slot: this exec's slot is free for it.
+    const next = q ?? this.#behind;
+    if (next === this.#behind) this.#behind = null;
+    if (next === null) return;
     if (idle) {
       this.#run(next);
       return;
@@ -616,6 +632,7 @@ export class WorkerExecutor implements RawExecutor {
     this.#running = null;
     this.#queued = null;
     this.#behind = null;
+    this.#withdrawn = null;
     this.#closed?.();
   }
 }
