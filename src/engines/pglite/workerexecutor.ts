@@ -125,8 +125,7 @@ export class WorkerExecutor implements RawExecutor {
   #withdrawn: PendingExec | null = null;
   /**
    * An exec that came while #withdrawn held the channel's other slot: not
-   * sent; it runs when the running exec ends, or is queued once that slot
-   * is free (#promoteBehind).
+   * sent; it runs when the running exec ends (#done), in that exec's slot.
    */
   #behind: PendingExec | null = null;
   #closed: (() => void) | null = null;
