@@ -17,8 +17,9 @@
  * no setting changed, nothing streamed. Otherwise the Worker answers it NOT_RUN and the
  * executor, which sees the same answer and decides the same, gives it back
  * to its session. Until the Worker claims it, the executor may withdraw it
- * (a cancel, or its statement_timeout, came first): then it never runs, and is answered
- * NOT_RUN too. The executor never has more than two execs out, so a
+ * (a cancel, or its statement_timeout, came first): then it never runs,
+ * and is answered NOT_RUN too. The executor never has more than two execs
+ * in the channel (a withdrawn one counts until its NOT_RUN is read), so a
  * slot is written again only after the Worker took its request and the
  * executor read its answer.
  *
@@ -101,8 +102,8 @@ const REPLY_KIND = 7;
 /**
  * A conditional request's claim, one Int32 per slot (CLAIM_BASE + slot):
  * 0 while it waits, CLAIMED once the Worker took it to run, WITHDRAWN once
- * the executor took it back (a cancel or statement_timeout came first). One compareExchange
- * each, so exactly one side wins and both know which.
+ * the executor took it back (a cancel or statement_timeout came first).
+ * One compareExchange each, so exactly one side wins and both know which.
  */
 const CLAIM_BASE = 24;
 const CLAIMED = 1;
