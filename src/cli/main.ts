@@ -9,9 +9,6 @@
 import { SERVER_VERSION } from "../core/guc/tables.ts";
 import { CliExit, type CliIO, PGTS_VERSION, processIO, PROGNAME } from "./args.ts";
 
-/** PGlite's PostgreSQL release (its server_version). */
-const ENGINE_VERSION = SERVER_VERSION;
-
 export const HELP = `${PROGNAME} runs PostgreSQL's process architecture on Bun and Deno.
 
 Usage:
@@ -112,7 +109,7 @@ export async function main(args: string[], io: CliIO = processIO): Promise<numbe
   }
   if (first === "--version" || first === "-V") {
     // The release the embedded engine is, which clients see as server_version.
-    io.out(`${PROGNAME} (pgts) ${PGTS_VERSION}, embedded engine PostgreSQL ${ENGINE_VERSION}\n`);
+    io.out(`${PROGNAME} (pgts) ${PGTS_VERSION}, embedded engine PostgreSQL ${SERVER_VERSION}\n`);
     return 0;
   }
   if (!(VERBS as readonly string[]).includes(first)) {

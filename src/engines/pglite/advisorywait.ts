@@ -24,6 +24,7 @@
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import { BE, FE, PG_DIAG } from "../../core/protocol/constants.ts";
 import { ADVISORY_CONFLICT_ROUTINE } from "./advisory.ts";
+import { queryCanceled, timeoutCanceled } from "./answers.ts";
 import type { InputPlan } from "./naming.ts";
 import {
   concat,
@@ -137,9 +138,7 @@ export class AdvisoryWait {
       out(answer);
       return false;
     }
-    const ended = stop()
-      ? new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to user request")
-      : this.#ended(holders);
+    const ended = stop() ? queryCanceled() : this.#ended(holders);
     if (ended !== null) {
       this.#waits.delete(this.#pid);
       out(concat([errorResponse(ended), readyForQuery("I")]));
@@ -158,12 +157,8 @@ export class AdvisoryWait {
   #ended(holders: readonly number[]): PgError | null {
     const waited = Date.now() - this.#started;
     const { statementTimeoutMs, lockTimeoutMs } = this.#limits;
-    if (statementTimeoutMs > 0 && waited >= statementTimeoutMs) {
-      return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to statement timeout");
-    }
-    if (lockTimeoutMs > 0 && waited >= lockTimeoutMs) {
-      return new PgError(ERRCODE.LOCK_NOT_AVAILABLE, "canceling statement due to lock timeout");
-    }
+    if (statementTimeoutMs > 0 && waited >= statementTimeoutMs) return timeoutCanceled("statement");
+    if (lockTimeoutMs > 0 && waited >= lockTimeoutMs) return timeoutCanceled("lock");
     this.#waits.set(this.#pid, holders);
     const cycle = waited >= this.#limits.deadlockTimeoutMs ? this.#cycle() : null;
     if (cycle === null) return null;

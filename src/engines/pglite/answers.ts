@@ -196,11 +196,26 @@ export function queryCanceled(): PgError {
 }
 
 /**
+ * PostgreSQL's error when statement_timeout (57014) or lock_timeout (55P03)
+ * ends a statement or its wait, with what pgts says of the wait.
+ */
+export function timeoutCanceled(
+  bound: "statement" | "lock",
+  fields: { readonly detail?: string; readonly hint?: string } = {},
+): PgError {
+  return new PgError(
+    bound === "lock" ? ERRCODE.LOCK_NOT_AVAILABLE : ERRCODE.QUERY_CANCELED,
+    `canceling statement due to ${bound} timeout`,
+    fields,
+  );
+}
+
+/**
  * statement_timeout, run out while the statement waited in the engine's
  * pipeline behind another session's (workerexecutor.ts): it never ran.
  */
 export function waitedOutStatementTimeout(): PgError {
-  return new PgError(ERRCODE.QUERY_CANCELED, "canceling statement due to statement timeout", {
+  return timeoutCanceled("statement", {
     detail:
       "The statement waited behind another session's statement for its statement_timeout: PGlite runs one session's statement at a time.",
   });
@@ -212,7 +227,7 @@ export function waitedOutStatementTimeout(): PgError {
  * what holds the lock.
  */
 export function lockTimeout(ms: number): PgError {
-  return new PgError(ERRCODE.LOCK_NOT_AVAILABLE, "canceling statement due to lock timeout", {
+  return timeoutCanceled("lock", {
     detail:
       `The lock is held by a prepared transaction; only COMMIT PREPARED or ROLLBACK PREPARED can release it, and they need the engine, which this statement held for ${ms} ms while it waited.`,
     hint:

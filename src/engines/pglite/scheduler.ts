@@ -26,6 +26,7 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
+import { timeoutCanceled } from "./answers.ts";
 
 export interface Holder {
   /** The backend pid a client would see; 0 for the engine's own work. */
@@ -251,15 +252,10 @@ export class EngineScheduler {
     const who = pid === 0 ? "the engine's own work" : `process ${pid}`;
     const what = owner === null ? "" : ` (${owner.activity()})`;
     if (bound !== "engine") {
-      const setting = bound === "lock" ? "lock_timeout" : "statement_timeout";
-      return new PgError(
-        bound === "lock" ? ERRCODE.LOCK_NOT_AVAILABLE : ERRCODE.QUERY_CANCELED,
-        `canceling statement due to ${bound} timeout`,
-        {
-          detail: `${who[0]!.toUpperCase()}${who.slice(1)}${what} holds the engine. ` +
-            `PGlite runs one session's transaction at a time, and this statement waited ${timeoutMs} ms for it, its ${setting}.`,
-        },
-      );
+      return timeoutCanceled(bound, {
+        detail: `${who[0]!.toUpperCase()}${who.slice(1)}${what} holds the engine. ` +
+          `PGlite runs one session's transaction at a time, and this statement waited ${timeoutMs} ms for it, its ${bound}_timeout.`,
+      });
     }
     return new PgError(
       ERRCODE.LOCK_NOT_AVAILABLE,
