@@ -152,6 +152,11 @@ export class BackendSettings {
       });
       if (this.#startupMaps.size >= STARTUP_SPELLED_MAX) this.#startupMaps.clear();
       this.#startupMaps.set(key, m);
+      // Its custom settings (`-c app.tenant=7`, a role's `SET app.x`) are
+      // read back as those a statement sets: else a map read back would
+      // lose them, and the next session's switch would neither reset nor
+      // restore them.
+      for (const name of m.keys()) if (name.includes(".")) this.noteCustomSetting(name);
     }
     return m;
   }

@@ -215,3 +215,46 @@ test("a custom setting another session set reads NULL with current_setting(name,
   await a.end();
   await b.end();
 });
+
+test("a custom setting given at connection (options -c app.tenant=…) stays the session's own after other sessions ran, and a row-level security policy on it shows each tenant its rows only", async () => {
+  const s = server();
+  const admin = await pgClient(s);
+  await admin.query("create role tenant_app login");
+  await admin.query("create table tenant_rows (tenant text, note text)");
+  await admin.query("insert into tenant_rows values ('t1', 'one'), ('t2', 'two')");
+  await admin.query("grant select on tenant_rows to tenant_app");
+  await admin.query("alter table tenant_rows enable row level security");
+  await admin.query(
+    "create policy by_tenant on tenant_rows using (tenant = current_setting('app.tenant', true))",
+  );
+  const t1 = await pgClient(s, { user: "tenant_app", options: "-c app.tenant=t1" });
+  const t2 = await pgClient(s, { user: "tenant_app", options: "-c app.tenant=t2" });
+  const none = await pgClient(s, { user: "tenant_app" });
+  const notes = async (c: pg.Client) =>
+    (await c.query("select note from tenant_rows order by note")).rows.map((r) => r.note);
+  // Interleaved, so that each one's statement follows another's on the engine.
+  for (let round = 0; round < 2; round++) {
+    expect(await notes(t1)).toEqual(["one"]);
+    expect(await notes(t2)).toEqual(["two"]);
+    expect(await notes(none)).toEqual([]);
+    expect((await t1.query("show app.tenant")).rows[0]["app.tenant"]).toBe("t1");
+    expect(
+      (await none.query("select current_setting('app.tenant', true) as v")).rows[0].v,
+    ).toBeNull();
+  }
+  // A pgts setting given so is the session's own too: the next session does not inherit it.
+  const waits = await pgClient(s, { options: "-c pgts.engine_wait_timeout=700" });
+  expect((await waits.query("show pgts.engine_wait_timeout")).rows[0]).toEqual({
+    "pgts.engine_wait_timeout": "700",
+  });
+  await waits.end();
+  const after = await pgClient(s);
+  expect(
+    (await after.query("select current_setting('pgts.engine_wait_timeout', true) as v")).rows[0]
+      .v,
+  ).toBeNull();
+  await Promise.all([t1.end(), t2.end(), none.end(), after.end()]);
+  await admin.query("drop table tenant_rows");
+  await admin.query("drop role tenant_app");
+  await admin.end();
+});
