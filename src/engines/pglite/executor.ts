@@ -130,12 +130,12 @@ export interface ExecResult {
  * The rejection of a conditional exec (ExecOptions.conditional) that did
  * not run: the exec before it did not end idle, and its caller tries again
  * once it owns the engine; or it was taken back while it waited behind
- * that one (`withdrawnBy`: its session's cancel, or its statement_timeout
- * running out), and its caller answers that. Nothing of it reached the
- * engine.
+ * that one (`withdrawnBy`: its session's cancel, or its wait bound,
+ * ExecOptions.waitMs, running out), and its caller answers that. Nothing
+ * of it reached the engine.
  */
 export class ExecNotRun extends Error {
-  constructor(readonly withdrawnBy: "cancel" | "statement timeout" | null = null) {
+  constructor(readonly withdrawnBy: "cancel" | "wait timeout" | null = null) {
     super(
       withdrawnBy === null
         ? "the exec did not run: the one before it did not end idle"
@@ -178,6 +178,12 @@ export interface ExecOptions extends Omit<InstanceExecOptions, "runAs" | "pid" |
   readonly conditional?: boolean;
   /** Call onRunning once it runs with nothing behind it. */
   readonly handsOver?: boolean;
+  /**
+   * How long a conditional exec may wait behind the one running (ms; 0 or
+   * absent: as long as that one runs): then it is taken back, if the
+   * Worker has not taken it, with ExecNotRun("wait timeout").
+   */
+  readonly waitMs?: number;
 }
 
 /** InstanceExecOptions as instanceOptions builds it (a type alias: the channel indexes it by name). */

@@ -82,6 +82,11 @@ export class EngineScheduler {
     return this.#owner;
   }
 
+  /** The holder whose handed-over exec runs (handOver), until that exec ends. */
+  get handedBy(): Holder | null {
+    return this.#handedBy;
+  }
+
   /** Waiters, oldest first (for diagnostics and tests). */
   get waiting(): number {
     return this.#queue.length;
@@ -240,14 +245,22 @@ export class EngineScheduler {
     for (const w of [...this.#queue]) {
       if (w.deadline <= now) {
         this.#remove(w);
-        w.reject(this.#timeoutError(w.timeoutMs, w.bound));
+        w.reject(this.waitTimeoutError(w.timeoutMs, w.bound));
       } else if (w.deadline < next) next = w.deadline;
     }
     if (next !== Infinity) this.#arm(next, now);
   }
 
-  #timeoutError(timeoutMs: number, bound: WaitBound): PgError {
-    const owner = this.#owner;
+  /**
+   * The error of a wait for the engine that ran out after `timeoutMs`,
+   * naming `owner`: the holder of the engine, or the one whose handed-over
+   * exec runs (a wait behind it in the executor, session.ts).
+   */
+  waitTimeoutError(
+    timeoutMs: number,
+    bound: WaitBound,
+    owner: Holder | null = this.#owner,
+  ): PgError {
     const pid = owner?.pid ?? 0;
     const who = pid === 0 ? "the engine's own work" : `process ${pid}`;
     const what = owner === null ? "" : ` (${owner.activity()})`;

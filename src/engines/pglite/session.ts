@@ -66,7 +66,7 @@ import { ReportedToClient } from "./paramstatus.ts";
 import { SessionOutput } from "./sessionoutput.ts";
 import { parseDurationMs } from "./settings.ts";
 import { QueryCancel } from "./querycancel.ts";
-import type { Holder } from "./scheduler.ts";
+import type { Holder, WaitBound } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { TextEdits } from "./textedits.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
@@ -181,6 +181,10 @@ export class PgliteSession extends SessionGlobals
   #early = false;
   /** Why its last exec was taken back before it ran (ExecNotRun), if it was. */
   #withdrawnBy: ExecNotRun["withdrawnBy"] = null;
+  /** When the input in hand began to wait for the engine (performance.now()). */
+  #waitSince = 0;
+  /** What bounded its exec's wait behind another's (ExecOptions.waitMs), and the bound's ms. */
+  #waitBound: { readonly by: WaitBound; readonly ms: number } = { by: "engine", ms: 0 };
 
   constructor(
     engine: SessionEngine<PgliteSession>,
@@ -609,6 +613,7 @@ export class PgliteSession extends SessionGlobals
     // Owning already (a transaction block) needs no wait and no switch.
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending;
+    this.#waitSince = performance.now();
     if (!(await this.#turn.take(frames, out, plan))) return;
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
     if (plan.settingsDirty) this.#cancel.inputSets = true;
@@ -697,29 +702,27 @@ export class PgliteSession extends SessionGlobals
         this.#changeState("active");
         this.#cancel.notRun();
         await lockWait.pause();
+        this.#waitSince = performance.now();
         if (!(await this.#turn.take(frames, out, plan))) return;
         continue;
       }
       // Granted one step ahead, and the exec before it did not end idle, or
-      // a cancel took it back while it waited behind that one
-      // (workerexecutor.ts): nothing ran. What it noted of the unnamed
+      // a cancel or its wait bound took it back while it waited behind that
+      // one (workerexecutor.ts): nothing ran. What it noted of the unnamed
       // statement is undone. A client's cancel is answered now, as one that
       // came before its exec began (with nothing of its own left to run on
-      // the engine); else it waits for the engine again, first in line.
+      // the engine), and so is the timeout; else it waits for the engine
+      // again, first in line.
       this.unnamedParse = unnamed;
       if (engine.unnamedOwner === this) engine.unnamedOwner = null;
-      const timedOut = this.#withdrawnBy === "statement timeout";
+      const timedOut = this.#withdrawnBy === "wait timeout";
       this.#withdrawnBy = null;
       if (
         !engine.hasWorkAfterTransaction(this) &&
         (timedOut || this.#cancel.beginExec(frames, drop))
       ) {
         this.#early = false;
-        await this.#failInput(
-          frames,
-          timedOut ? waitedOutStatementTimeout() : queryCanceled(),
-          out,
-        );
+        await this.#failInput(frames, timedOut ? this.#waitedOut() : queryCanceled(), out);
         await this.#settle(true, out);
         return;
       }
@@ -727,6 +730,35 @@ export class PgliteSession extends SessionGlobals
       this.#early = false;
       if (!(await this.#turn.take(frames, out, plan, true))) return;
     }
+  }
+
+  /**
+   * How long the input's exec may wait behind another session's running
+   * exec (ExecOptions.waitMs): what is left, since the input began to wait
+   * for the engine, of its statement_timeout (`statementMs`) and of its
+   * wait bound (`boundMs`: lock_timeout or pgts.engine_wait_timeout), as
+   * the scheduler's line bounds a wait (turn.ts). Which one it is is kept
+   * for the error (#waitedOut).
+   */
+  #waitLeftMs(statementMs: number, boundMs: number): number {
+    const lockMs = this.#cancel.lockTimeoutMs();
+    let by: WaitBound = lockMs > 0 && lockMs === boundMs ? "lock" : "engine";
+    let ms = boundMs;
+    if (statementMs > 0 && (ms <= 0 || statementMs < ms)) {
+      by = "statement";
+      ms = statementMs;
+    }
+    this.#waitBound = { by, ms };
+    if (!(ms > 0)) return 0;
+    return Math.max(1, ms - (performance.now() - this.#waitSince));
+  }
+
+  /** The error of an input whose exec waited behind another's for its bound (#waitLeftMs). */
+  #waitedOut(): PgError {
+    const { by, ms } = this.#waitBound;
+    if (by === "statement") return waitedOutStatementTimeout();
+    // The session whose exec it waited behind, which runs on.
+    return this.#engine.scheduler.waitTimeoutError(ms, by, this.#engine.scheduler.handedBy);
   }
 
   /**
@@ -842,7 +874,10 @@ export class PgliteSession extends SessionGlobals
       }
       if (engine.loadExtensionsFor(this.#needsExtensions)) options.loadExtensions = true;
       if (fed !== undefined) options.feed = true;
-      if (this.#early) options.conditional = true;
+      if (this.#early) {
+        options.conditional = true;
+        options.waitMs = this.#waitLeftMs(timeoutMs, lockWaitMs);
+      }
       if (handsOver) options.handsOver = true;
       if (how.advisoryWait === true) options.advisoryWait = true;
       const running = engine.exec(bytes, (c) => filter.push(c), options, this);

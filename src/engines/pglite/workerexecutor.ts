@@ -61,6 +61,8 @@ interface PendingExec {
   readonly timeoutMs: number;
   readonly lockWaitMs: number;
   readonly onLockTimeout: (() => void) | undefined;
+  /** How long it may wait behind the one running (ExecOptions.waitMs; 0: no bound). */
+  readonly waitMs: number;
   /** Its channel slot, or -1 (posted, or not sent yet). */
   slot: number;
   sent: boolean;
@@ -73,7 +75,7 @@ interface PendingExec {
     watchdog?: ReturnType<typeof setTimeout>;
     rearm?: ReturnType<typeof setTimeout>;
     lockWatch?: ReturnType<typeof setTimeout>;
-    /** statement_timeout while it waits behind another: it is taken back then. */
+    /** Its wait bound while it waits behind another: it is taken back then. */
     waiting?: ReturnType<typeof setTimeout>;
   };
 }
@@ -93,8 +95,9 @@ function clearTimers(e: PendingExec): void {
  * one running went there too, so the Worker starts it the moment the other
  * ends idle, with no round trip to this thread between (channel.ts);
  * statement_timeout's watchdog and the lock wait watch act on it only once
- * it runs. A cancel takes it back if the Worker has not taken it yet (its
- * caller gets ExecNotRun at once, and its session answers the cancel);
+ * it runs. A cancel, or its wait bound running out, takes it back if the
+ * Worker has not taken it yet (its caller gets ExecNotRun at once, and its
+ * session answers the cancel or the timeout);
  * while that one still holds the channel's other slot, one more exec may
  * wait here, sent when the running one ends.
  */
@@ -281,6 +284,7 @@ export class WorkerExecutor implements RawExecutor {
         timeoutMs: options.timeoutMs ?? 0,
         lockWaitMs: options.lockWaitMs ?? this.#lockWaitMs,
         onLockTimeout: options.onLockTimeout,
+        waitMs: options.waitMs ?? 0,
         slot: -1,
         sent: false,
         streamed: false,
@@ -291,10 +295,11 @@ export class WorkerExecutor implements RawExecutor {
         this.#run(e);
         return;
       }
-      // Waiting longer than its statement_timeout, it is taken back (57014),
-      // as PostgreSQL's statement_timeout ends a wait for a lock.
-      if (e.timeoutMs > 0) {
-        e.timers.waiting = setTimeout(() => this.#withdraw(e, "statement timeout"), e.timeoutMs);
+      // Waiting longer than its bound (its session's statement_timeout,
+      // lock_timeout or pgts.engine_wait_timeout, less what it waited
+      // before), it is taken back, as those end a wait for a lock.
+      if (e.waitMs > 0) {
+        e.timers.waiting = setTimeout(() => this.#withdraw(e, "wait timeout"), e.waitMs);
       }
       if (this.#withdrawn !== null) {
         // The channel's other slot is the withdrawn exec's until its NOT_RUN.
@@ -392,7 +397,7 @@ export class WorkerExecutor implements RawExecutor {
    * False when it is not waiting here, or the Worker has it already (then
    * a cancel acts once it runs).
    */
-  #withdraw(w: PendingExec, by: "cancel" | "statement timeout"): boolean {
+  #withdraw(w: PendingExec, by: "cancel" | "wait timeout"): boolean {
     if (w === this.#behind) {
       // Not sent yet: it never runs.
       this.#behind = null;

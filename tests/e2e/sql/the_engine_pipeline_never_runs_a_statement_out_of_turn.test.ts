@@ -7,7 +7,9 @@
  * transaction, not with A's temporary objects. B runs later, as if there
  * were no pipeline. A session whose settings are not the engine's is never
  * taken early (its settings go back first). A cancel of B while it waits
- * behind A ends B, not A, at once: B's statement never runs.
+ * behind A ends B, not A, at once: B's statement never runs; so do B's
+ * statement_timeout, lock_timeout and pgts.engine_wait_timeout, counted
+ * from when B's statement began to wait.
  *
  * Each case has A sleep inside its statement while B's is sent, so that
  * B's waits behind it.
@@ -174,4 +176,67 @@ test("statement_timeout ends a statement's wait behind another session's, which 
   expect(bEnded).toBeLessThan(aEnded);
   expect((await b.query("select 3 as n")).rows[0].n).toBe(3);
   await Promise.all([a.end(), b.end()]);
+});
+
+test("pgts.engine_wait_timeout and lock_timeout end a statement's wait behind another session's with 55P03; it never runs", async () => {
+  const cases = [
+    {
+      setting: "pgts.engine_wait_timeout=500",
+      message:
+        /^canceling statement due to engine wait timeout: the engine is held by process \d+$/,
+    },
+    { setting: "lock_timeout=500", message: /^canceling statement due to lock timeout$/ },
+  ];
+  for (const { setting, message } of cases) {
+    // The same settings, so that B is taken early, behind A's 2 s statement.
+    const a = await pgClient(server(), { options: `-c ${setting}` });
+    const b = await pgClient(server(), { options: `-c ${setting}` });
+    await a.query("create table if not exists pipe_bound (who text)");
+    await b.query("select 1");
+    const aPid = (await a.query("select pg_backend_pid() as pid")).rows[0].pid;
+    let aEnded = 0;
+    const long = a.query("select pg_sleep(2)").then(() => (aEnded = performance.now()));
+    await sleep(100);
+    const sent = performance.now();
+    let bEnded = 0;
+    const err = await b.query("insert into pipe_bound values ('b')").then(
+      () => null,
+      (e) => {
+        bEnded = performance.now();
+        return e;
+      },
+    );
+    expect({ code: err?.code, message: err?.message }).toMatchObject({ code: "55P03" });
+    expect(err.message).toMatch(message);
+    expect(err.detail).toContain(`Process ${aPid} (`);
+    // At its bound, long before A's statement ends.
+    expect(bEnded - sent).toBeGreaterThanOrEqual(450);
+    await long;
+    expect(bEnded).toBeLessThan(aEnded);
+    expect((await a.query("select count(*)::int as n from pipe_bound")).rows[0].n).toBe(0);
+    expect((await b.query("select 3 as n")).rows[0].n).toBe(3);
+    await Promise.all([a.end(), b.end()]);
+  }
+});
+
+test("a wait behind another session's statement counts what the statement waited in line before", async () => {
+  // A runs 1 s; B, taken early, waits behind it and then runs 4 s; C
+  // waits in line while B waits, and is taken early behind B's statement
+  // once it runs. C's bound, 1.5 s, counts from C's start: it ends at
+  // ~1.5 s, not ~0.9 s in line + 1.5 s behind B.
+  const options = { options: "-c pgts.engine_wait_timeout=1500" };
+  const [a, b, c] = await Promise.all([1, 2, 3].map(() => pgClient(server(), options)));
+  await Promise.all([a, b, c].map((s) => s.query("select 1")));
+  const first = a.query("select pg_sleep(1)");
+  await sleep(50);
+  const second = b.query("select pg_sleep(4)");
+  await sleep(50);
+  const sent = performance.now();
+  const err = await c.query("select 3").then(() => null, (e) => e);
+  const waited = performance.now() - sent;
+  expect(err?.code).toBe("55P03");
+  expect(waited).toBeGreaterThanOrEqual(1400);
+  expect(waited).toBeLessThan(2100);
+  await Promise.all([first, second]);
+  await Promise.all([a.end(), b.end(), c.end()]);
 });
