@@ -14,9 +14,8 @@
  * unless the running session made it itself: a statement of its own SET or
  * RESET the name (`SessionPlaceholders`, from the text scan, naming.ts);
  * PostgreSQL's backend keeps a placeholder once made, so after `SET LOCAL
- * app.tenant = '7'` and COMMIT it reads `''`. What differs: a placeholder
- * set only inside a function body (never in a statement's text) reads as
- * never seen once reset, where PostgreSQL reads `''`. A session's own
+ * app.tenant = '7'` and COMMIT it reads `''`; a name a function sets counts
+ * as the session's too (watchFunctionPlaceholders). A session's own
  * `''` (SET to it, or back at it after its RESET or SET LOCAL) stays in its
  * settings map (parseSnapshot, settings.ts), so the next session with
  * other settings gets the name RESET to PGC_S_DEFAULT and reads it as
@@ -25,12 +24,15 @@
 
 import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";
 import { GUC_FLAGS, GUC_SOURCE } from "./guard.ts";
+import { customSettingNames } from "./sqlscan.ts";
 import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
 
 /** pg_proc OID of current_setting(text, bool) (show_config_by_name_missing_ok). */
 const F_CURRENT_SETTING_MISSING_OK = 3294;
 /** pg_proc OID of current_setting(text) (show_config_by_name). */
 const F_CURRENT_SETTING = 2077;
+/** pg_proc OID of set_config(text, text, bool) (set_config_by_name). */
+const F_SET_CONFIG = 2078;
 /** VariableShowStmt.name, after its NodeTag. */
 const SHOW_NAME = 4;
 /** guc.h's GUC_CUSTOM_PLACEHOLDER, in PostgreSQL 16's numbering and later. */
@@ -43,6 +45,9 @@ const FCINFO_ISNULL = 16;
 export class SessionPlaceholders {
   readonly #made = new Map<number, Set<string>>();
   #running: Set<string> | undefined = undefined;
+  #runningPid: number | null = null;
+  /** The names set inside functions during this exec (watchFunctionPlaceholders). */
+  #setInExec: string[] | null = null;
   /** Whether a session's statement runs (not pgts's own work). */
   sessionRunning = false;
 
@@ -56,7 +61,31 @@ export class SessionPlaceholders {
   /** The session running from now (null: pgts's own work). */
   runAs(pid: number | null): void {
     this.sessionRunning = pid !== null;
+    this.#runningPid = pid;
     this.#running = pid === null ? undefined : this.#made.get(pid);
+  }
+
+  /**
+   * The running session's statement set or reset `name` where its text
+   * does not show it (a function body): the session made it, and the exec
+   * reports it (takeSetInExec).
+   */
+  setByRunning(name: string): void {
+    const pid = this.#runningPid;
+    if (pid === null) return;
+    const lower = name.toLowerCase();
+    if (this.#running?.has(lower) !== true) {
+      this.note(pid, [lower]);
+      this.#running = this.#made.get(pid);
+    }
+    (this.#setInExec ??= []).push(lower);
+  }
+
+  /** The names setByRunning saw since the last call, or null. */
+  takeSetInExec(): readonly string[] | null {
+    const names = this.#setInExec;
+    this.#setInExec = null;
+    return names === null ? null : [...new Set(names)];
   }
 
   /** Whether the running session made the placeholder `name`. */
@@ -68,6 +97,64 @@ export class SessionPlaceholders {
   dropSessions(gone: (pid: number) => boolean): void {
     for (const pid of this.#made.keys()) if (gone(pid)) this.#made.delete(pid);
   }
+}
+
+/** ProcessUtility's context for a statement the client sent itself (tcop/utility.h). */
+const PROCESS_UTILITY_TOPLEVEL = 0;
+
+/**
+ * Sees a session set a custom setting inside a function, where the text
+ * scan of its input (naming.ts) cannot: set_config() called anywhere
+ * (its builtin wrapped, the name as called), and SET or RESET run by a
+ * function (a ProcessUtility hook that reads the statement's text unless
+ * the client sent it itself). Each name goes to setByRunning: the exec
+ * then reports it (GucChange.custom), so that the session's settings map
+ * is read back with it and the next session's switch resets or restores
+ * it. Unseen, a `set_config('app.tenant', …)` in a PL/pgSQL function was
+ * read by every later session, and lost by its own once another ran.
+ */
+export function watchFunctionPlaceholders(
+  tools: WasmTools,
+  placeholders: SessionPlaceholders,
+): void {
+  wrapBuiltin(tools, F_SET_CONFIG, (fcinfo, original) => {
+    if (placeholders.sessionRunning) {
+      const name = argDatum(tools, fcinfo, 0);
+      if (name !== 0) {
+        const text = textOfDatum(tools, name);
+        if (text.includes(".")) placeholders.setByRunning(text);
+      }
+    }
+    return original(fcinfo);
+  });
+  const ex = tools.ex as typeof tools.ex & {
+    ProcessUtility_hook: WebAssembly.Global;
+    standard_ProcessUtility: (...args: number[]) => void;
+  };
+  const hookAddress = ex.ProcessUtility_hook.value as number;
+  const previous = tools.view().getUint32(hookAddress, true);
+  const next = previous === 0
+    ? ex.standard_ProcessUtility
+    : ex.__indirect_function_table.get(previous) as (...args: number[]) => void;
+  const hook = (
+    pstmt: number,
+    queryString: number,
+    readOnlyTree: number,
+    context: number,
+    params: number,
+    queryEnv: number,
+    dest: number,
+    qc: number,
+  ): void => {
+    if (placeholders.sessionRunning && context !== PROCESS_UTILITY_TOPLEVEL && queryString !== 0) {
+      const text = tools.readCString(queryString);
+      if (/set/i.test(text)) {
+        for (const name of customSettingNames(text)) placeholders.setByRunning(name);
+      }
+    }
+    next(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+  };
+  tools.view().setUint32(hookAddress, tools.addFunction(hook, { params: 8, result: false }), true);
 }
 
 export function installUnseenPlaceholders(

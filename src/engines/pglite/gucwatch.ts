@@ -41,6 +41,8 @@ export interface GucChange {
    * when one of them changed (or on the first exec watched); else null.
    */
   readonly reported: ReadonlyArray<readonly [string, string]> | null;
+  /** Custom settings a function of the session's set or reset (customsettings.ts), if any. */
+  readonly custom?: readonly string[];
 }
 
 /** guc.h's flags. */

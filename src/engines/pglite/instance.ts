@@ -34,7 +34,11 @@ import { HeapTrimmer } from "./heaptrim.ts";
 import { concat, fe } from "./wire.ts";
 import { type IdentityGuard, installEngineGuards } from "./guard.ts";
 import { WasmTools } from "./wasmtools.ts";
-import { installUnseenPlaceholders, SessionPlaceholders } from "./customsettings.ts";
+import {
+  installUnseenPlaceholders,
+  SessionPlaceholders,
+  watchFunctionPlaceholders,
+} from "./customsettings.ts";
 import { installDatabaseGrantGuard } from "./databasegrants.ts";
 import { installPortalNameGuard } from "./portalnames.ts";
 import { installServerFileGuard } from "./serverfiles.ts";
@@ -67,7 +71,7 @@ import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesi
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
 import { applyConfigReload } from "./configreload.ts";
-import { GucWatch } from "./gucwatch.ts";
+import { type GucChange, GucWatch } from "./gucwatch.ts";
 import { PG_SETTINGS } from "../../core/guc/pg_settings.ts";
 
 /**
@@ -299,6 +303,7 @@ export async function openInstance(
     const running = backends;
     installPortalNameGuard(tools, () => running.runningPrefix());
     installUnseenPlaceholders(tools, placeholders);
+    watchFunctionPlaceholders(tools, placeholders);
     installDatabaseGrantGuard(tools, {
       running: () => running.runningPrefix() !== null,
       databasesChanged: () => running.databasesChanged(),
@@ -502,7 +507,7 @@ export async function openInstance(
         const tempAfter = temp?.carried() ?? null;
         return {
           signals: backends.takeSignals(),
-          gucs: gucs.end(),
+          gucs: withCustom(gucs.end(), placeholders.takeSetInExec()),
           temp: tempBefore === null || tempAfter === null ||
               (tempBefore[0] === tempAfter[0] && tempBefore[1] === tempAfter[1])
             ? null
@@ -538,6 +543,12 @@ export async function openInstance(
 }
 
 /** The message of the first ErrorResponse of `severity` in `chunks` (backend messages), if any. */
+/** An exec's settings change with the custom settings its functions set (customsettings.ts). */
+function withCustom(change: GucChange | null, custom: readonly string[] | null): GucChange | null {
+  if (custom === null) return change;
+  return { reported: change?.reported ?? null, custom };
+}
+
 function severeText(chunks: readonly Uint8Array[], severity: "PANIC" | "FATAL"): string | null {
   // A chunk handed to another thread (the Worker posts them) is detached: empty here.
   const buf = concat(chunks.filter((c) => c.byteLength > 0));

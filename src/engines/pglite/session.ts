@@ -889,6 +889,11 @@ export class PgliteSession extends SessionGlobals
         this.settingsDirty = true;
         this.settingsFromStartup = false;
         reported = gucs.reported;
+        // A custom setting a function set: read back with the map from now on.
+        for (const name of gucs.custom ?? []) {
+          engine.noteCustomSetting(name);
+          this.customMade.add(name);
+        }
       }
     } catch (e) {
       if (e instanceof ExecNotRun) {

@@ -6,9 +6,9 @@
  * skips comments, quoted strings, quoted identifiers and dollar quotes, so a
  * keyword inside a string or a function body is never mistaken for one.
  *
- * It is not a parser. It never rejects text (the engine does), and what it
- * cannot see (set_config called inside a function body) is documented in
- * README.md as a limit. `mightMatter` is the cheap
+ * It is not a parser. It never rejects text (the engine does); what it
+ * cannot see, set_config or SET inside a function body, the engine's
+ * thread sees (customsettings.ts). `mightMatter` is the cheap
  * gate that keeps the scan off the hot path for ordinary queries.
  */
 
@@ -271,6 +271,25 @@ export function settingName(tokens: Token[], i: number): [string, number] | null
     j += 2;
   }
   return [name, j];
+}
+
+/**
+ * The custom (dotted) settings `sql` sets or resets: the names of its SET
+ * and RESET statements and set_config's literal first arguments,
+ * lowercased (customsettings.ts reads a function's statements so).
+ */
+export function customSettingNames(sql: string): string[] {
+  const names: string[] = [];
+  for (const st of scanStatements(sql)) {
+    for (const n of st.setConfigNames) if (n.includes(".")) names.push(n);
+    const t = st.tokens;
+    const w0 = t[0]?.kind === "word" ? t[0].text : "";
+    if (w0 !== "set" && w0 !== "reset") continue;
+    const w1 = t[1]?.kind === "word" ? t[1].text : "";
+    const name = settingName(t, w1 === "session" || w1 === "local" ? 2 : 1);
+    if (name !== null && name[0].includes(".")) names.push(name[0]);
+  }
+  return names;
 }
 
 /**

@@ -258,3 +258,43 @@ test("a custom setting given at connection (options -c app.tenant=…) stays the
   await admin.query("drop role tenant_app");
   await admin.end();
 });
+
+test("a custom setting a function sets (set_config in PL/pgSQL, SET in its body, SET by EXECUTE) is the session's own: no other session reads it, and the session keeps it after others ran", async () => {
+  const s = server();
+  const a = await pgClient(s);
+  const b = await pgClient(s);
+  await a.query(
+    "create function fn_tenant(t text) returns void language plpgsql as " +
+      "$$ begin perform set_config('app.fn_tenant', t, false); end $$",
+  );
+  await a.query(
+    "create function fn_static() returns void language plpgsql as $$ begin set app.fn_static = 'on'; end $$",
+  );
+  await a.query(
+    "create function fn_dynamic(v text) returns void language plpgsql as " +
+      "$$ begin execute format('set app.fn_dynamic = %L', v); end $$",
+  );
+  const read = async (c: pg.Client) =>
+    (await c.query(
+      "select current_setting('app.fn_tenant', true) as t, current_setting('app.fn_static', true) as s, " +
+        "current_setting('app.fn_dynamic', true) as d",
+    )).rows[0];
+  // Twice: the second time PL/pgSQL runs its cached plans.
+  for (let round = 0; round < 2; round++) {
+    await a.query("select fn_tenant('a'), fn_static(), fn_dynamic('a')");
+    expect(await read(b)).toEqual(
+      round === 0 ? { t: null, s: null, d: null } : { t: "b", s: null, d: null },
+    );
+    expect(await read(a)).toEqual({ t: "a", s: "on", d: "a" });
+    const c = await pgClient(s);
+    expect(await read(c)).toEqual({ t: null, s: null, d: null });
+    await c.end();
+    await b.query("select fn_tenant('b')");
+    expect(await read(b)).toEqual({ t: "b", s: null, d: null });
+    expect(await read(a)).toEqual({ t: "a", s: "on", d: "a" });
+  }
+  await a.query(
+    "drop function fn_tenant(text); drop function fn_static(); drop function fn_dynamic(text)",
+  );
+  await Promise.all([a.end(), b.end()]);
+});
