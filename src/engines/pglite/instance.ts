@@ -50,6 +50,7 @@ import { installEncodingGuard } from "./encoding.ts";
 import { installTempNamespaces, type TempNamespaces } from "./tempnamespace.ts";
 import { pgliteWasmSha256 } from "./assets.ts";
 import { waitEventAddress } from "./lockwait.ts";
+import { installSessionPrng, type SessionPrng } from "./prng.ts";
 import { findStatementTimer } from "./statementtimer.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { BE } from "../../core/protocol/constants.ts";
@@ -283,6 +284,7 @@ export async function openInstance(
   let backends: BackendFunctions;
   let advisory: AdvisoryLocks;
   let sequences: SessionSequences | null = null;
+  let prng: SessionPrng | null = null;
   /** Which session made which custom placeholder (customsettings.ts). */
   const placeholders = new SessionPlaceholders();
   let resets: SessionResetValues | null = null;
@@ -348,6 +350,18 @@ export async function openInstance(
     else {
       temp = installed;
       tempShared = null;
+    }
+    // random() and setseed() per session (prng.ts); a build where the
+    // state is not found shares them.
+    if (heapBase instanceof WebAssembly.Global) {
+      const found = await installSessionPrng(
+        tools,
+        heapBase.value as number,
+        await wasmSha256,
+        () => db.query("select pg_catalog.setseed(0.5)"),
+      );
+      if (typeof found === "string") trace(`random() shared: ${found}`);
+      else prng = found;
     }
     // Last: the parameters pg_settings lists, as generated from this
     // PGlite's (src/core/guc/pg_settings.ts; a query for them was ~17 ms of
@@ -425,6 +439,7 @@ export async function openInstance(
         if (gone !== null) {
           advisory.dropSessions(gone);
           sequences?.dropSessions(gone);
+          prng?.dropSessions(gone);
           resets?.dropSessions(gone);
           placeholders.dropSessions(gone);
         }
@@ -432,6 +447,7 @@ export async function openInstance(
       }
       clientAddresses?.use(options.pid);
       sequences?.runAs(options.pid, options.discardSequences === true);
+      prng?.runAs(options.pid);
       if (options.resetValues !== undefined && options.pid !== null) {
         resets?.define(options.pid, options.resetValues, options.resetAsSuperuser === true);
       }

@@ -5,9 +5,10 @@
  * never called nextval gets 55000, an INSERT's serial or identity value is
  * the inserting session's lastval, a sequence with CACHE hands out no value
  * twice, DISCARD ALL and DISCARD SEQUENCES forget only the caller's values,
- * and a role without rights on the sequence gets 42501. node-postgres and
- * psql, under the default server (and --adapter subprocess:
- * ENGINE_TEST_ADAPTERS).
+ * and a role without rights on the sequence gets 42501. random() after
+ * setseed() repeats the session's own series, whatever other sessions draw
+ * or seed meanwhile. node-postgres and psql, under the default server (and
+ * --adapter subprocess: ENGINE_TEST_ADAPTERS).
  */
 
 import { describe, expect, test } from "bun:test";
@@ -28,6 +29,44 @@ const errorOf = (c: Pg, sql: string) =>
 for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
+
+    test("random() after setseed() draws the session's own series, whatever other sessions draw or seed meanwhile", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const c = await pgClient(server());
+      const draw = (s: Pg) => one(s, "select random()");
+      await a.query("select setseed(0.42)");
+      const alone = [await draw(a), await draw(a), await draw(a)];
+      expect(new Set(alone).size).toBe(3);
+      // The same seed again, other sessions drawing and seeding between its draws.
+      await a.query("select setseed(0.42)");
+      const mixed = [await draw(a)];
+      await draw(b);
+      await c.query("select setseed(-0.7)");
+      mixed.push(await draw(a));
+      await draw(c);
+      await draw(b);
+      mixed.push(await draw(a));
+      expect(mixed).toEqual(alone);
+      // Two sessions with one seed, drawing in turn: each has the whole series.
+      await a.query("select setseed(0.3)");
+      await b.query("select setseed(0.3)");
+      const [fromA, fromB]: unknown[][] = [[], []];
+      for (let i = 0; i < 3; i++) {
+        fromA.push(await draw(a));
+        fromB.push(await draw(b));
+      }
+      expect(fromB).toEqual(fromA);
+      // random(min, max) and random_normal() draw from the same series.
+      await a.query("select setseed(0.5)");
+      const ints = await one(a, "select array[random(1, 1000000), random(1, 1000000)]::text");
+      await a.query("select setseed(0.5)");
+      const first = await one(a, "select random(1, 1000000)");
+      await draw(b);
+      const second = await one(a, "select random(1, 1000000)");
+      expect(`{${first},${second}}`).toBe(ints);
+      await Promise.all([a.end(), b.end(), c.end()]);
+    });
 
     test("another session's nextval is not this session's currval or lastval", async () => {
       const a = await pgClient(server());
