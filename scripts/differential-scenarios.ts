@@ -513,6 +513,40 @@ export const SCENARIOS: readonly Scenario[] = [
     ],
   },
   {
+    name: "custom_in_fn",
+    steps: [
+      [
+        0,
+        "create function ct(t text) returns void language plpgsql as $$ begin perform set_config('app.ct', t, false); end $$",
+      ],
+      [
+        0,
+        "create function cs() returns void language plpgsql as $$ begin set app.cs = 'on'; end $$",
+      ],
+      [0, "select ct('zero'), cs()"],
+      [1, "select current_setting('app.ct', true), current_setting('app.cs', true)"],
+      [0, "select current_setting('app.ct', true), current_setting('app.cs', true)"],
+      [1, "select ct('one')"],
+      [0, "select current_setting('app.ct', true)"],
+      [1, "select current_setting('app.ct', true)"],
+      [0, "do $$ begin execute 'reset app.ct'; end $$"],
+      [0, "select current_setting('app.ct', true)"],
+      [1, "select current_setting('app.ct', true)"],
+    ],
+  },
+  {
+    name: "setseed",
+    steps: [
+      [0, "select setseed(0.25)"],
+      [0, "select random()"],
+      [1, "select setseed(-0.5)"],
+      [0, "select random()"],
+      [1, "select random()"],
+      [1, "select random()"],
+      [0, "select random()"],
+    ],
+  },
+  {
     name: "procedure_commit",
     steps: [
       [0, "create table t(a int)"],
