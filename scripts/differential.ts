@@ -13,7 +13,9 @@
  * against servers already running on 127.0.0.1 with trust for "postgres",
  * e.g. `bash ../shared/bench/pg-reference.sh 25999` and
  * `./node_modules/.bin/bun mod.ts start -D DIR -p 61010` (the defaults).
- * `--messages` prints each error's message beside its SQLSTATE. Exits 1
+ * `--messages` prints each error's message beside its SQLSTATE; `--random
+ * N [--seed S]` runs N random scenarios (differential-random.ts) instead of
+ * the written ones. Exits 1
  * when a scenario differs. Known differences (a PostgreSQL 18 engine against
  * PostgreSQL 15, and what the engine README lists) show up too: read them.
  */
@@ -21,6 +23,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { randomScenarios } from "./differential-random.ts";
 import { type Scenario, SCENARIOS } from "./differential-scenarios.ts";
 
 const { values, positionals } = parseArgs({
@@ -28,6 +31,8 @@ const { values, positionals } = parseArgs({
     pg: { type: "string", default: "25999" },
     pgts: { type: "string", default: "61010" },
     messages: { type: "boolean", default: false },
+    random: { type: "string" },
+    seed: { type: "string", default: "1" },
   },
   allowPositionals: true,
 });
@@ -109,7 +114,10 @@ async function run(port: number, sc: Scenario, database: string): Promise<string
 }
 
 let differing = 0;
-for (const [n, sc] of SCENARIOS.entries()) {
+const scenarios = values.random === undefined
+  ? SCENARIOS
+  : randomScenarios(Number(values.random), Number(values.seed));
+for (const [n, sc] of scenarios.entries()) {
   if (positionals.length > 0 && !positionals.includes(sc.name)) continue;
   const database = `differential_${n}`;
   const reference = await run(Number(values.pg), sc, database);
