@@ -49,6 +49,20 @@ export type Adapter = "subprocess" | "bun" | "worker" | "inproc";
 export type StopMode = "smart" | "fast" | "immediate";
 
 /**
+ * The adapters a file's cases run under in this pass: all of `adapters`
+ * under Bun; in the Deno pass (scripts/test.sh) all but `subprocess`. A
+ * subprocess backend under Deno is a forked Deno running the same adapter
+ * code as the default server's; the files whose subject is that process
+ * itself (crash.test.ts's SIGKILLed backend and engine child,
+ * shutdown.test.ts's signals, the_subprocess_adapter_runs_a_process_per_backend)
+ * keep their subprocess cases there, the rest leave them to the Bun pass
+ * (they were ~150 s of a CI run's shards on the slow host).
+ */
+export function passAdapters<A extends Adapter | undefined>(adapters: readonly A[]): A[] {
+  return TEST_RUNTIME === "deno" ? adapters.filter((a) => a !== "subprocess") : [...adapters];
+}
+
+/**
  * The adapters of a file whose cases test what the engine does (SQL, a session's own state, what
  * survives) rather than how backends run: the default server, and `--adapter subprocess` too when
  * PGTS_TEST_ADAPTERS=all. Under the subprocess adapter those cases reach the same engine code

@@ -25,7 +25,7 @@ import {
   useSqlServers,
   waitFor,
 } from "../../helpers/pgts-sql.ts";
-import type { PgtsServer } from "../../helpers/pgts.ts";
+import { passAdapters, type PgtsServer } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -76,7 +76,7 @@ async function runningStatement(
   return raw;
 }
 
-for (const adapter of [undefined, "subprocess"] as const) {
+for (const adapter of passAdapters([undefined, "subprocess"] as const)) {
   describe(`${adapter ?? "default"} adapter`, () => {
     let server: PgtsServer;
     let other: pg.Client & { asyncErrors: Error[] };

@@ -24,6 +24,7 @@ import { pgClient, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
 import {
   type Adapter,
   isAlive,
+  passAdapters,
   type PgtsServer,
   preparePgts,
   withTimeout,
@@ -82,7 +83,7 @@ function fillDisk(s: PgtsServer, filler: string, leaveBytes = 4096): void {
   if (r.status !== 0) throw new Error(`fallocate failed: ${r.stderr}`);
 }
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of passAdapters([undefined, "subprocess"] as Array<Adapter | undefined>)) {
   describe(`${adapter ?? "default"} server`, () => {
     // One ending per adapter, to keep the run short; both endings go
     // through the same postmaster code under either adapter.

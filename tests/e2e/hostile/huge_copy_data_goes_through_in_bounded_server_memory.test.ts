@@ -28,7 +28,7 @@ import {
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
 import { processUsage } from "../../helpers/fuzz.ts";
-import { PG_BIN, type PgtsServer } from "../../helpers/pgts.ts";
+import { passAdapters, PG_BIN, type PgtsServer } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 180_000 });
 
@@ -103,7 +103,7 @@ class PsqlSession {
   }
 }
 
-for (const adapter of [undefined, "subprocess"] as const) {
+for (const adapter of passAdapters([undefined, "subprocess"] as const)) {
   describe(adapter ?? "default adapter", () => {
     const shared = sharedServer(adapter ? { adapter } : {});
     test("48 MB through \\copy from and back through \\copy to, the server within 256 MiB of idle", async () => {

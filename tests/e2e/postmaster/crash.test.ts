@@ -15,6 +15,7 @@ import {
   type Adapter,
   backendPid,
   engineChild,
+  passAdapters,
   type PgtsServer,
   startPgts,
   usePgtsServers,
@@ -149,7 +150,7 @@ describe("pgts start --adapter subprocess", () => {
   });
 });
 
-for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
+for (const adapter of passAdapters(["subprocess", "inproc"] as Adapter[])) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("a shared-state background worker that crashes (exit 3) restarts the cluster", async () => {
       const server = await startPgts({

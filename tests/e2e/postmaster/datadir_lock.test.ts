@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sharedServer, startSqlServer, useSqlServers } from "../../helpers/pgts-sql.ts";
-import { type Adapter, isAlive, pgtsCli, waitFor } from "../../helpers/pgts.ts";
+import { type Adapter, isAlive, passAdapters, pgtsCli, waitFor } from "../../helpers/pgts.ts";
 
 useSqlServers();
 
@@ -57,7 +57,7 @@ describe("pgts start", () => {
   });
 });
 
-for (const adapter of ["subprocess", "inproc"] as Adapter[]) {
+for (const adapter of passAdapters(["subprocess", "inproc"] as Adapter[])) {
   describe(`pgts start --adapter ${adapter}`, () => {
     test("a stale postmaster.pid left by a SIGKILLed postmaster is taken over", async () => {
       const server = await startSqlServer({ adapter, perTest: true });

@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { type Adapter, passAdapters } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 const pools: postgres.Sql[] = [];
@@ -17,7 +17,7 @@ afterAll(async () => {
   await Promise.all(pools.map((p) => p.end({ timeout: 1 }).catch(() => {})));
 });
 
-for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+for (const adapter of passAdapters([undefined, "subprocess"] as Array<Adapter | undefined>)) {
   describe(`${adapter ?? "default"} server`, () => {
     const server = sharedServer(adapter === undefined ? {} : { adapter });
 
