@@ -38,6 +38,7 @@ const SETUP = [
   "create function fset(n text, v text) returns text language plpgsql as " +
   "$$ begin perform set_config(n, v, false); return current_setting(n); end $$",
   "create function fsetstatic() returns void language plpgsql as $$ begin set app.k2 = 'static'; end $$",
+  "create function fwm() returns text language sql set work_mem = '7MB' as $$ select current_setting('work_mem') $$",
 ];
 
 /** One session's statements that stand alone (autocommit or inside a block alike). */
@@ -80,8 +81,38 @@ function statement(pick: <T>(xs: readonly T[]) => T, n: () => number, seeded: bo
     () => "select current_user",
     () => "discard all",
     () => "discard temp",
+    () => "discard sequences",
+    () => "discard plans",
+    () => "select name from pg_prepared_statements order by name",
+    () => "select name, is_holdable from pg_cursors order by name",
+    () => "select array(select pg_listening_channels() order by 1)::text",
+    () => "select objid from pg_locks where locktype = 'advisory' order by 1",
+    () => `set search_path = ${pick(["public, pg_temp", "pg_temp, public", "public"])}`,
+    () => "reset search_path",
+    () => "show search_path",
+    () =>
+      `set session characteristics as transaction isolation level ${
+        pick(["serializable", "read committed", "repeatable read"])
+      }`,
+    () => "show default_transaction_isolation",
+    () => "show transaction_isolation",
+    () => "select fwm(), current_setting('work_mem')",
+    () => `create temp sequence ts${i}`,
+    () => `select nextval('ts${i}')`,
+    () => `select nextval('sq${i}'), currval('sq${i}')`,
   ];
   return pick(ops)();
+}
+
+/** Statements only a transaction block takes (they end with it). */
+function blockStatement(pick: <T>(xs: readonly T[]) => T, n: () => number): string {
+  return pick([
+    () => `set local work_mem = '${5 + (n() % 3)}MB'`,
+    () => `set local app.k${n() % 3} = 'l${n()}'`,
+    () => "declare cx cursor for select g from generate_series(1, 3) g",
+    () => "fetch cx",
+    () => "show work_mem",
+  ])();
 }
 
 /** `count` scenarios of `steps` steps each, from `seed`. */
@@ -105,7 +136,7 @@ export function randomScenarios(count: number, seed: number, steps = 60): Scenar
         // A block: its steps with no other session's between them.
         add(s, "begin");
         for (let j = 1 + (n() % 3); j > 0; j--) {
-          const sql = statement(pick, n, seeded[s]!);
+          const sql = rand() < 0.3 ? blockStatement(pick, n) : statement(pick, n, seeded[s]!);
           // Not in a block: PostgreSQL refuses them there, or they end it.
           if (sql.startsWith("discard all")) continue;
           add(s, sql);
