@@ -220,23 +220,24 @@ test("pgts.engine_wait_timeout and lock_timeout end a statement's wait behind an
 });
 
 test("a wait behind another session's statement counts what the statement waited in line before", async () => {
-  // A runs 1 s; B, taken early, waits behind it and then runs 4 s; C
+  // A runs 1.5 s; B, taken early, waits behind it and then runs 4.5 s; C
   // waits in line while B waits, and is taken early behind B's statement
-  // once it runs. C's bound, 1.5 s, counts from C's start: it ends at
-  // ~1.5 s, not ~0.9 s in line + 1.5 s behind B.
-  const options = { options: "-c pgts.engine_wait_timeout=1500" };
+  // once it runs. C's bound, 2 s, counts from C's start: it ends at ~2 s,
+  // not ~1.4 s in line + 2 s behind B (the margins, ~0.7 s each way, are
+  // for a loaded machine).
+  const options = { options: "-c pgts.engine_wait_timeout=2000" };
   const [a, b, c] = await Promise.all([1, 2, 3].map(() => pgClient(server(), options)));
   await Promise.all([a, b, c].map((s) => s.query("select 1")));
-  const first = a.query("select pg_sleep(1)");
+  const first = a.query("select pg_sleep(1.5)");
   await sleep(50);
-  const second = b.query("select pg_sleep(4)");
+  const second = b.query("select pg_sleep(4.5)");
   await sleep(50);
   const sent = performance.now();
   const err = await c.query("select 3").then(() => null, (e) => e);
   const waited = performance.now() - sent;
   expect(err?.code).toBe("55P03");
-  expect(waited).toBeGreaterThanOrEqual(1400);
-  expect(waited).toBeLessThan(2100);
+  expect(waited).toBeGreaterThanOrEqual(1900);
+  expect(waited).toBeLessThan(2700);
   await Promise.all([first, second]);
   await Promise.all([a.end(), b.end(), c.end()]);
 });
