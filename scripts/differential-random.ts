@@ -4,7 +4,8 @@
  * backend (settings and custom settings, a function's set_config,
  * setseed/random, prepared statements, WITH HOLD cursors, temporary tables,
  * sequences' currval/lastval, advisory locks, LISTEN/NOTIFY, SET ROLE,
- * DISCARD), with names from small sets so that sessions collide. What
+ * DISCARD), with names from small sets so that sessions collide, and in
+ * every other scenario the third session in a second database. What
  * would differ for reasons the engine README lists is left out: a
  * transaction block is one session's steps with no other session's between
  * them (another's statement would wait for it), advisory locks are only
@@ -149,7 +150,14 @@ export function randomScenarios(count: number, seed: number, steps = 60): Scenar
         add(s, pick(["commit", "rollback"]));
       } else add(s, statement(pick, n, seeded[s]!));
     }
-    out.push({ name: `random_${seed}_${k}`, setup: SETUP, steps: list });
+    // Every other scenario has its third session in a second database:
+    // what databases share (roles, pg_locks) and what they do not.
+    out.push({
+      name: `random_${seed}_${k}`,
+      setup: SETUP,
+      steps: list,
+      ...(k % 2 === 1 ? { databases: ["a", "a", "b"], setupBoth: true } : {}),
+    });
   }
   return out;
 }

@@ -13,6 +13,8 @@ export interface Scenario {
   readonly users?: readonly string[];
   /** Per session, "b" for a second database of the scenario's (what databases share). */
   readonly databases?: readonly string[];
+  /** `setup` runs in the second database too. */
+  readonly setupBoth?: boolean;
   readonly steps: ReadonlyArray<readonly [session: number, sql: string]>;
 }
 

@@ -63,10 +63,16 @@ async function run(port: number, sc: Scenario, database: string): Promise<string
   if (sc.databases?.includes("b")) await admin.query(`create database ${database}_b`);
   await admin.end();
   if (sc.setup !== undefined) {
-    const su = client(port, "postgres", database);
-    await su.connect();
-    for (const q of sc.setup) await su.query(q);
-    await su.end();
+    // In the second database too, when a session uses it.
+    const targets = sc.databases?.includes("b") && sc.setupBoth === true
+      ? [database, `${database}_b`]
+      : [database];
+    for (const d of targets) {
+      const su = client(port, "postgres", d);
+      await su.connect();
+      for (const q of sc.setup) await su.query(q);
+      await su.end();
+    }
   }
   const count = Math.max(...sc.steps.map(([i]) => i)) + 1;
   const notes: string[] = [];
