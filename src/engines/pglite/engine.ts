@@ -115,7 +115,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   constructor(executor: RawExecutor, options: EngineOptions = {}) {
     this.executor = executor;
     this.options = {
-      engineWaitTimeoutMs: options.engineWaitTimeoutMs ?? 5000,
+      // 0 waits for ever, as the setting says.
+      engineWaitTimeoutMs: options.engineWaitTimeoutMs === 0
+        ? Infinity
+        : options.engineWaitTimeoutMs ?? 5000,
       engineHoldTimeoutMs: options.engineHoldTimeoutMs ?? 2000,
       idleInTransactionSessionTimeoutMs: options.idleInTransactionSessionTimeoutMs ?? 0,
       idleSessionTimeoutMs: options.idleSessionTimeoutMs ?? 0,
@@ -182,10 +185,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }, executor.tempShared);
     // A failed fdatasync of the WAL (group commit defers it): the PANIC.
     executor.onWalFailure = (message) => this.markBroken(`PANIC: ${message}`);
-    if (
-      !(this.options.engineWaitTimeoutMs > 0 && Number.isFinite(this.options.engineWaitTimeoutMs))
-    ) {
-      throw new RangeError("engineWaitTimeoutMs must be a positive finite number of milliseconds");
+    if (!(this.options.engineWaitTimeoutMs > 0)) {
+      throw new RangeError(
+        "engineWaitTimeoutMs must be a positive number of milliseconds, or 0 (no bound)",
+      );
     }
   }
 

@@ -209,10 +209,18 @@ export class QueryCancel<S extends CanceledSession> {
     this.#blockTransactionMs = null;
   }
 
-  /** The bound on a wait for the engine: pgts.engine_wait_timeout, and lock_timeout when set. */
+  /**
+   * The bound on a wait for the engine: pgts.engine_wait_timeout (the
+   * session's, else the server's; 0: Infinity, no bound), and lock_timeout
+   * when set.
+   */
   waitBoundMs(): number {
-    let bound = parseDurationMs(this.#session.settings.get("pgts.engine_wait_timeout")) ?? 0;
-    if (!(bound > 0)) bound = this.#engine.options.engineWaitTimeoutMs;
+    const own = parseDurationMs(this.#session.settings.get("pgts.engine_wait_timeout"));
+    const bound = own === null || own < 0
+      ? this.#engine.options.engineWaitTimeoutMs
+      : own > 0
+      ? own
+      : Infinity;
     const lock = this.lockTimeoutMs();
     return lock > 0 ? Math.min(bound, lock) : bound;
   }

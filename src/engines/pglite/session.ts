@@ -749,7 +749,7 @@ export class PgliteSession extends SessionGlobals
       ms = statementMs;
     }
     this.#waitBound = { by, ms };
-    if (!(ms > 0)) return 0;
+    if (!(ms > 0 && Number.isFinite(ms))) return 0;
     return Math.max(1, ms - (performance.now() - this.#waitSince));
   }
 

@@ -370,6 +370,19 @@ describe("two sessions stay apart", () => {
     expect((await b.query("select 3 as v")).rows).toEqual([{ v: 3 }]);
   });
 
+  test("pgts.engine_wait_timeout = 0 waits as long as the other transaction runs, past the server's 5 s", async () => {
+    const a = await pgClient(server());
+    const b = await pgClient(server());
+    await b.query("set pgts.engine_wait_timeout = 0");
+    await a.query("begin");
+    const holding = a.query("select pg_sleep(5.5)");
+    await sleep(100);
+    const waited = b.query("select 'waited' as v");
+    await holding;
+    await a.query("commit");
+    expect((await waited).rows).toEqual([{ v: "waited" }]);
+  });
+
   test("each waiting session times out after its own engine_wait_timeout, whoever waits before it", async () => {
     const a = await pgClient(server());
     const long = await pgClient(server());
