@@ -289,6 +289,11 @@ export function argDatum(tools: WasmTools, fcinfo: number, n: number): number {
   return tools.view().getUint32(fcinfo + FCINFO_ARGS + n * NULLABLE_DATUM_SIZE, true);
 }
 
+/** Whether argument `n` of a version-1 call is NULL (NullableDatum.isnull, after its Datum). */
+export function argIsNull(tools: WasmTools, fcinfo: number, n: number): boolean {
+  return tools.view().getUint8(fcinfo + FCINFO_ARGS + n * NULLABLE_DATUM_SIZE + 4) !== 0;
+}
+
 export interface BackendFunctionOptions {
   /** Sets Postgres's cancel flags for the exec in flight (a session cancelling itself). */
   readonly cancelSelf: () => void;

@@ -22,7 +22,7 @@
  * never seen.
  */
 
-import { argDatum, textOfDatum, wrapBuiltin } from "./backends.ts";
+import { argDatum, argIsNull, textOfDatum, wrapBuiltin } from "./backends.ts";
 import { GUC_FLAGS, GUC_SOURCE } from "./guard.ts";
 import { customSettingNames } from "./sqlscan.ts";
 import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
@@ -118,12 +118,10 @@ export function watchFunctionPlaceholders(
   placeholders: SessionPlaceholders,
 ): void {
   wrapBuiltin(tools, F_SET_CONFIG, (fcinfo, original) => {
-    if (placeholders.sessionRunning) {
-      const name = argDatum(tools, fcinfo, 0);
-      if (name !== 0) {
-        const text = textOfDatum(tools, name);
-        if (text.includes(".")) placeholders.setByRunning(text);
-      }
+    // set_config is not strict: a NULL name is the builtin's error to raise.
+    if (placeholders.sessionRunning && !argIsNull(tools, fcinfo, 0)) {
+      const text = textOfDatum(tools, argDatum(tools, fcinfo, 0));
+      if (text.includes(".")) placeholders.setByRunning(text);
     }
     return original(fcinfo);
   });
