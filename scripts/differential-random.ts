@@ -4,8 +4,9 @@
  * backend (settings and custom settings, a function's set_config,
  * setseed/random, prepared statements, WITH HOLD cursors, temporary tables,
  * sequences' currval/lastval, advisory locks, LISTEN/NOTIFY, SET ROLE,
- * DISCARD), with names from small sets so that sessions collide, and in
- * every other scenario the third session in a second database. What
+ * DISCARD), with names from small sets so that sessions collide, in
+ * every other scenario the third session in a second database, and in
+ * every third the second session an ordinary role's. What
  * would differ for reasons the engine README lists is left out: a
  * transaction block is one session's steps with no other session's between
  * them (another's statement would wait for it), advisory locks are only
@@ -157,6 +158,8 @@ export function randomScenarios(count: number, seed: number, steps = 60): Scenar
       setup: SETUP,
       steps: list,
       ...(k % 2 === 1 ? { databases: ["a", "a", "b"], setupBoth: true } : {}),
+      // And every third, its second session logs in as an ordinary role.
+      ...(k % 3 === 2 ? { users: ["postgres", "u1", "postgres"] } : {}),
     });
   }
   return out;
