@@ -45,6 +45,21 @@ export interface Holder {
 /** What bounds a wait for the engine (EngineScheduler.acquire). */
 export type WaitBound = "engine" | "lock" | "statement";
 
+/**
+ * Which bound ends a session's wait for the engine, and after how long:
+ * its statement_timeout (`statementMs`, 0: none) when shorter than its
+ * wait bound (`boundMs`: pgts.engine_wait_timeout, or lock_timeout
+ * (`lockMs`) when that is the shorter; querycancel.ts's waitBoundMs).
+ */
+export function waitBoundOf(
+  boundMs: number,
+  lockMs: number,
+  statementMs: number,
+): { readonly by: WaitBound; readonly ms: number } {
+  if (statementMs > 0 && statementMs < boundMs) return { by: "statement", ms: statementMs };
+  return { by: lockMs > 0 && lockMs === boundMs ? "lock" : "engine", ms: boundMs };
+}
+
 interface Waiter {
   readonly holder: Holder;
   readonly resolve: () => void;

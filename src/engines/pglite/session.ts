@@ -66,7 +66,7 @@ import { ReportedToClient } from "./paramstatus.ts";
 import { SessionOutput } from "./sessionoutput.ts";
 import { parseDurationMs } from "./settings.ts";
 import { QueryCancel } from "./querycancel.ts";
-import type { Holder, WaitBound } from "./scheduler.ts";
+import { type Holder, type WaitBound, waitBoundOf } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { TextEdits } from "./textedits.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
@@ -741,14 +741,8 @@ export class PgliteSession extends SessionGlobals
    * for the error (#waitedOut).
    */
   #waitLeftMs(statementMs: number, boundMs: number): number {
-    const lockMs = this.#cancel.lockTimeoutMs();
-    let by: WaitBound = lockMs > 0 && lockMs === boundMs ? "lock" : "engine";
-    let ms = boundMs;
-    if (statementMs > 0 && (ms <= 0 || statementMs < ms)) {
-      by = "statement";
-      ms = statementMs;
-    }
-    this.#waitBound = { by, ms };
+    this.#waitBound = waitBoundOf(boundMs, this.#cancel.lockTimeoutMs(), statementMs);
+    const { ms } = this.#waitBound;
     if (!(ms > 0 && Number.isFinite(ms))) return 0;
     return Math.max(1, ms - (performance.now() - this.#waitSince));
   }

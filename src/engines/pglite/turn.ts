@@ -22,7 +22,7 @@ import type { TransactionStatus } from "../../core/engine/types.ts";
 import { asFatal, databaseCommandAnswer, databaseCommandRefusal, unanswered } from "./answers.ts";
 import { deferrable, type DeferredPrepares, PREPARE_WAIT_MS } from "./deferred.ts";
 import type { InputPlan } from "./naming.ts";
-import type { Holder, WaitBound } from "./scheduler.ts";
+import { type Holder, waitBoundOf } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { SessionTimeouts } from "./timeout.ts";
 import { concat, errorResponse, type Frame, noticeResponse } from "./wire.ts";
@@ -123,16 +123,11 @@ export class EngineTurn<S extends TurnSession> {
           // PostgreSQL (57014); the statement then has it whole once it runs.
           statementMs = await this.#parts.statementTimeoutMs();
         }
-        const lockMs = this.#parts.lockTimeoutMs();
-        const bound: WaitBound = statementMs > 0 && statementMs < timeoutMs
-          ? "statement"
-          : lockMs > 0 && lockMs === timeoutMs
-          ? "lock"
-          : "engine";
+        const { by, ms } = waitBoundOf(timeoutMs, this.#parts.lockTimeoutMs(), statementMs);
         await engine.scheduler.acquire(s, {
-          timeoutMs: bound === "statement" ? statementMs : timeoutMs,
+          timeoutMs: ms,
           first,
-          bound,
+          bound: by,
         });
       }
     } catch (e) {
