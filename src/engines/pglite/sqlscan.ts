@@ -274,6 +274,15 @@ export function settingName(tokens: Token[], i: number): [string, number] | null
 }
 
 /**
+ * The setting a SET or RESET statement (`tokens` from its first word on)
+ * names, past SESSION or LOCAL, with the index after it (settingName).
+ */
+export function setStatementName(tokens: Token[]): [string, number] | null {
+  const w1 = tokens[1]?.kind === "word" ? tokens[1].text : "";
+  return settingName(tokens, w1 === "session" || w1 === "local" ? 2 : 1);
+}
+
+/**
  * The custom (dotted) settings `sql` sets or resets: the names of its SET
  * and RESET statements and set_config's literal first arguments,
  * lowercased (customsettings.ts reads a function's statements so).
@@ -282,11 +291,9 @@ export function customSettingNames(sql: string): string[] {
   const names: string[] = [];
   for (const st of scanStatements(sql)) {
     for (const n of st.setConfigNames) if (n.includes(".")) names.push(n);
-    const t = st.tokens;
-    const w0 = t[0]?.kind === "word" ? t[0].text : "";
+    const w0 = st.tokens[0]?.kind === "word" ? st.tokens[0].text : "";
     if (w0 !== "set" && w0 !== "reset") continue;
-    const w1 = t[1]?.kind === "word" ? t[1].text : "";
-    const name = settingName(t, w1 === "session" || w1 === "local" ? 2 : 1);
+    const name = setStatementName(st.tokens);
     if (name !== null && name[0].includes(".")) names.push(name[0]);
   }
   return names;

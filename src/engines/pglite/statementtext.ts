@@ -12,7 +12,7 @@ import {
   MAX_SCANNED_TOKENS,
   mightMatter,
   scanStatements,
-  settingName,
+  setStatementName,
   type Statement,
   type Token,
 } from "./sqlscan.ts";
@@ -260,8 +260,7 @@ function inspect(
           ...(w0 === "reset" ? { resetTag: true as const } : {}),
         };
       }
-      const i = w1 === "session" || w1 === "local" ? 2 : 1;
-      const name = settingName(t, i);
+      const name = setStatementName(t);
       if (name !== null && name[0].includes(".")) acc.customSettings.push(name[0]);
       if (w0 === "set" && name !== null) {
         // SET client_encoding TO x, SET client_encoding = x, SET NAMES x
