@@ -151,13 +151,7 @@ export class SessionGlobals {
    * session's own from now on (customsettings.ts), and the engine's.
    */
   noteInput(plan: InputPlan, engine: { noteCustomSetting(name: string): void }): void {
-    for (const n of plan.customSettings) {
-      engine.noteCustomSetting(n);
-      if (!this.customMade.has(n)) {
-        this.customMade.add(n);
-        this.customUnsent.push(n);
-      }
-    }
+    this.noteCustomMade(plan.customSettings, engine, false);
     for (const n of plan.createdStatements) this.statements.add(n);
     for (const t of plan.writtenTexts) {
       if (t.original.length > WRITTEN_TEXT_MAX) continue;
@@ -183,6 +177,24 @@ export class SessionGlobals {
         plan.listenOps.some(([op]) => op === "listen" || op === "unlisten"))
     ) {
       this.pendingListen.push(...plan.listenOps);
+    }
+  }
+  /**
+   * Custom settings the session set or reset: the engine reads them back
+   * with settings maps from now on, and they are the session's own
+   * (customsettings.ts); unless `onEngine` (a function set them there, and
+   * the engine's thread noted them) they go to the engine with the next exec.
+   */
+  noteCustomMade(
+    names: readonly string[],
+    engine: { noteCustomSetting(name: string): void },
+    onEngine: boolean,
+  ): void {
+    for (const n of names) {
+      engine.noteCustomSetting(n);
+      if (this.customMade.has(n)) continue;
+      this.customMade.add(n);
+      if (!onEngine) this.customUnsent.push(n);
     }
   }
 

@@ -884,10 +884,7 @@ export class PgliteSession extends SessionGlobals
         this.settingsFromStartup = false;
         reported = gucs.reported;
         // A custom setting a function set: read back with the map from now on.
-        for (const name of gucs.custom ?? []) {
-          engine.noteCustomSetting(name);
-          this.customMade.add(name);
-        }
+        if (gucs.custom !== undefined) this.noteCustomMade(gucs.custom, engine, true);
       }
     } catch (e) {
       if (e instanceof ExecNotRun) {
