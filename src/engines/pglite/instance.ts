@@ -25,6 +25,7 @@
 import { WalFlusher, WalWriter, walWriterDelayMs } from "./walflush.ts";
 import type { InstanceOptions, PGliteInstance } from "./instancetypes.ts";
 import { CancelClock } from "./cancelclock.ts";
+import { wrapWallClock } from "./wallclock.ts";
 import { durableStart, type EmscriptenFs, type NodeFs, wrapSyncImports } from "./fsync.ts";
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
@@ -150,6 +151,7 @@ export async function openInstance(
       const wrapped: InstantiateWasm = (imports, done) => {
         // `env` and `wasi_snapshot_preview1` are the same object in this build.
         const env = imports["env"]!;
+        wrapWallClock(env, () => clock.memory);
         clock.wrapImports(env);
         // A PANIC (a failed fsync of the WAL, for one) ends Postgres with
         // abort(), which PGlite's glue swallows; the backend is gone and the

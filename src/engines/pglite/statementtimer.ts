@@ -19,6 +19,8 @@
  * shape, each entry's first field its own index (utils/timeout.h).
  */
 
+import { wallClockMs } from "./wallclock.ts";
+
 /** sizeof(timeout_params) in wasm32, and the offsets of the fields read. */
 const PARAMS_SIZE = 40;
 const ACTIVE = 4;
@@ -34,7 +36,7 @@ const POSTGRES_EPOCH_MS = 946_684_800_000;
 
 /** Now as a PostgreSQL timestamp (µs since 2000-01-01), from the clock Postgres reads. */
 export function postgresNowUs(): number {
-  return (Date.now() - POSTGRES_EPOCH_MS) * 1000;
+  return Math.round((wallClockMs() - POSTGRES_EPOCH_MS) * 1000);
 }
 
 /**
