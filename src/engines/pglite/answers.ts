@@ -247,6 +247,19 @@ export function closeAllRefused(): PgError {
   );
 }
 
+/** ALTER ROLE … IN DATABASE `database` (not the session's) inside a transaction block. */
+export function roleInOtherDatabaseInBlock(database: string): PgError {
+  return new PgError(
+    ERRCODE.ACTIVE_SQL_TRANSACTION,
+    "ALTER ROLE … IN DATABASE of another database cannot run inside a transaction block",
+    {
+      detail:
+        `Each database of a pgts cluster keeps its roles' settings in its own engine, and database "${database}" is not this session's.`,
+      hint: `Run it outside the transaction block, or from a session of database "${database}".`,
+    },
+  );
+}
+
 export function tempTableWarning(): PgError {
   return new PgError(
     ERRCODE.WARNING,

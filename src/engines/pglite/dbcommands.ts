@@ -17,7 +17,7 @@ import type { DatabaseEntry } from "./pg_database.ts";
 import { currentUserOf, sessionUserOf } from "./offengine.ts";
 import type { PgliteSession } from "./session.ts";
 import { noticeResponse, quoteIdent, quoteLiteral } from "./wire.ts";
-import { onDatabases } from "./statementtext.ts";
+import { onDatabases, roleInDatabase } from "./statementtext.ts";
 
 /** What the commands need of the cluster (dbengines.ts). */
 export interface DatabaseCluster {
@@ -317,6 +317,19 @@ export async function databaseCommand(
   const me = currentUser(cluster, session);
   if (verb === "grant" || verb === "revoke" || verb === "comment") {
     return await onDatabasesEngines(cluster, sql, me, verb.toUpperCase());
+  }
+  const roleIn = roleInDatabase(sql);
+  if (roleIn !== null) {
+    // ALTER ROLE … IN DATABASE d SET: the value is d's (pg_db_role_setting
+    // rows of a database are in its engine, which applies them at login).
+    const db = cluster.database(roleIn.name);
+    if (db === undefined) throw noSuchDatabase(roleIn.name);
+    const answer = await cluster.runOn(
+      db,
+      `${roleIn.head} ${quoteIdent(db.name)}${roleIn.tail}`,
+      me.name,
+    );
+    return [...answer, commandComplete("ALTER ROLE")];
   }
   p.expect("database");
   switch (verb) {

@@ -55,6 +55,9 @@ export function rolesSyncSql(dump: string): string {
     `INSERT INTO pg_catalog.pg_authid SELECT * FROM ${rows("pg_authid", 0)} WHERE oid >= 16384`,
     `INSERT INTO pg_catalog.pg_auth_members SELECT * FROM ${rows("pg_auth_members", 1)}`,
     `INSERT INTO pg_catalog.pg_db_role_setting SELECT * FROM ${rows("pg_db_role_setting", 2)}`,
+    // This database's settings of roles dropped elsewhere go with them, as DROP ROLE's do.
+    "DELETE FROM pg_catalog.pg_db_role_setting WHERE setrole <> 0" +
+    " AND setrole NOT IN (SELECT oid FROM pg_catalog.pg_authid)",
     "DELETE FROM pg_catalog.pg_shdescription" +
     " WHERE classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass",
     `INSERT INTO pg_catalog.pg_shdescription SELECT * FROM ${rows("pg_shdescription", 3)}`,

@@ -36,7 +36,12 @@ import { describesOnly } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
-import { inlineExtendedCopy, onDatabases, setsDatabase } from "./statementtext.ts";
+import {
+  databasesNamed,
+  inlineExtendedCopy,
+  roleInDatabase,
+  setsDatabase,
+} from "./statementtext.ts";
 import {
   adminShutdown,
   closeAllRefused,
@@ -44,6 +49,7 @@ import {
   inputFrames,
   lockTimeout,
   queryCanceled,
+  roleInOtherDatabaseInBlock,
   SESSION_CLOSED,
   tempTableWarning,
   utilityBatchPrefix,
@@ -563,16 +569,26 @@ export class PgliteSession extends SessionGlobals
       await this.#turn.databaseCommand(plan.databaseCommand, input, frames, out);
       return;
     }
-    // A GRANT, REVOKE or COMMENT on another database: that database's
-    // engine keeps its privileges and comment (dbcommands.ts). In a
-    // transaction block it stays here, and the engine refuses a GRANT
+    // A GRANT, REVOKE or COMMENT on another database, or ALTER ROLE … IN
+    // DATABASE another: that database's engine keeps its privileges, its
+    // comment and its roles' settings (dbcommands.ts). In a transaction
+    // block it stays here, and the engine refuses a GRANT
     // (databasegrants.ts).
     if (
-      plan.databaseGrant !== null && engine.cluster !== null && this.#status === "I" &&
-      onDatabases(plan.databaseGrant)?.names.some((d) => d !== engine.database) === true
+      plan.databaseGrant !== null && engine.cluster !== null &&
+      databasesNamed(plan.databaseGrant)?.some((d) => d !== engine.database) === true
     ) {
-      await this.#turn.databaseCommand(plan.databaseGrant, input, frames, out);
-      return;
+      if (this.#status === "I") {
+        await this.#turn.databaseCommand(plan.databaseGrant, input, frames, out);
+        return;
+      }
+      // In a block, a role's setting for another database would be stored
+      // where no login to that database reads it.
+      const other = this.#status === "T" ? roleInDatabase(plan.databaseGrant) : null;
+      if (other !== null) {
+        await this.#failInput(frames, roleInOtherDatabaseInBlock(other.name), out);
+        return;
+      }
     }
     this.#timeouts.disarm();
     if (!this.owns && frames.every((f) => f.type === FE.Sync || f.type === FE.Flush)) {

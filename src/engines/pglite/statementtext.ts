@@ -309,6 +309,12 @@ function inspect(
       if (t[i]?.text === "global" || t[i]?.text === "local") i++;
       const k = t[i]?.kind === "word" ? t[i]!.text : "";
       if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
+      // ALTER ROLE … IN DATABASE d SET: d's engine keeps the value (dbcommands.ts).
+      if (w0 === "alter" && t[3]?.text === "in" && t[4]?.text === "database") {
+        acc.databaseGrant = lone && acc.databaseGrant === null
+          ? sql.slice(st.start, st.end)
+          : "embedded";
+      }
       if (k === "database") {
         acc.databasesDirty = true;
         acc.databaseCommand = lone ? aloneInText(sql, st) : "embedded";
@@ -534,6 +540,35 @@ export function setsDatabase(sql: string): string | null {
   // SET TABLESPACE moves files: the cluster's to refuse.
   if (verb === "reset" || (verb === "set" && t[4]?.text !== "tablespace")) return identName(t[2]);
   return null;
+}
+
+/**
+ * An `ALTER ROLE|USER name|ALL IN DATABASE d SET|RESET …`'s parts: the text
+ * up to DATABASE, the database it names (as the server folds it) and the
+ * text after it; null when `sql` is not one such statement.
+ */
+export function roleInDatabase(sql: string): { head: string; name: string; tail: string } | null {
+  const [st, more] = scanStatements(sql, Infinity);
+  if (st === undefined || more !== undefined) return null;
+  const t = st.tokens;
+  if (t[0]?.text !== "alter" || (t[1]?.text !== "role" && t[1]?.text !== "user")) return null;
+  if (t[3]?.text !== "in" || t[4]?.text !== "database") return null;
+  const name = identName(t[5]);
+  const verb = t[6]?.kind === "word" ? t[6].text : "";
+  if (name === null || (verb !== "set" && verb !== "reset")) return null;
+  return { head: sql.slice(st.start, t[4]!.end), name, tail: sql.slice(t[5]!.end, st.end) };
+}
+
+/**
+ * The databases a statement that runs on their engines names (see
+ * dbcommands.ts): GRANT, REVOKE or COMMENT … ON DATABASE, or ALTER ROLE …
+ * IN DATABASE; null for any other.
+ */
+export function databasesNamed(sql: string): string[] | null {
+  const on = onDatabases(sql);
+  if (on !== null) return on.names;
+  const role = roleInDatabase(sql);
+  return role === null ? null : [role.name];
 }
 
 /**

@@ -102,6 +102,8 @@ export const ROLE_DEFAULTS_SQL = "select coalesce(r.rolname, ''), x.cfg, coalesc
   " left join pg_catalog.pg_settings p on lower(p.name) = lower(split_part(x.cfg, '=', 1))" +
   " where s.setdatabase in (0, (select oid from pg_catalog.pg_database" +
   " where datname = pg_catalog.current_database()))" +
+  // A dropped role's rows of this database (DROP ROLE ran on another engine): its, not everyone's.
+  " and (s.setrole = 0 or r.oid is not null)" +
   " order by (s.setrole <> 0)::int * 2 + (s.setdatabase <> 0)::int, x.n";
 
 /**

@@ -255,6 +255,72 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       await admin.end();
     });
 
+    test("ALTER ROLE … IN DATABASE another SET reaches that database's logins, above the role's and the database's own values", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE role_in_db");
+      await admin.query("CREATE ROLE rid_a LOGIN");
+      await admin.query("CREATE ROLE rid_b LOGIN");
+      const show = async (user: string, database: string) => {
+        const n = await pgClient(s, { user, database });
+        const r = await n.query(
+          "SELECT current_setting('work_mem') AS w, current_setting('temp_buffers') AS t",
+        );
+        await n.end();
+        return r.rows[0];
+      };
+      try {
+        // PostgreSQL's order: role in database > role > database > all.
+        await admin.query("ALTER DATABASE role_in_db SET work_mem = '3MB'");
+        await admin.query("ALTER ROLE rid_a SET work_mem = '7MB'");
+        await admin.query("ALTER ROLE rid_a IN DATABASE role_in_db SET work_mem = '5MB'");
+        await admin.query("ALTER USER rid_b IN DATABASE role_in_db SET work_mem = '6MB'");
+        await admin.query("ALTER ROLE ALL IN DATABASE role_in_db SET temp_buffers = '2MB'");
+        expect(await show("rid_a", "role_in_db")).toEqual({ w: "5MB", t: "2MB" });
+        expect(await show("rid_b", "role_in_db")).toEqual({ w: "6MB", t: "2MB" });
+        expect(await show("rid_a", "postgres")).toEqual({ w: "7MB", t: "8MB" });
+        expect(await show("postgres", "role_in_db")).toEqual({ w: "3MB", t: "2MB" });
+        // PostgreSQL's errors, from the database's engine.
+        const noRole = await errorOf(
+          admin.query("ALTER ROLE rid_none IN DATABASE role_in_db SET work_mem = '1MB'"),
+        );
+        expect([noRole?.code, noRole?.message]).toEqual([
+          "42704",
+          'role "rid_none" does not exist',
+        ]);
+        const noDb = await errorOf(
+          admin.query("ALTER ROLE rid_a IN DATABASE db_none SET work_mem = '1MB'"),
+        );
+        expect([noDb?.code, noDb?.message]).toEqual(["3D000", 'database "db_none" does not exist']);
+        const bad = await errorOf(
+          admin.query("ALTER ROLE rid_a IN DATABASE role_in_db SET work_mem = 'lots'"),
+        );
+        expect(bad?.code).toBe("22023");
+        // In a block it cannot reach the other engine: refused, not lost.
+        await admin.query("BEGIN");
+        const inBlock = await errorOf(
+          admin.query("ALTER ROLE rid_a IN DATABASE role_in_db SET work_mem = '9MB'"),
+        );
+        expect(inBlock?.code).toBe("25001");
+        await admin.query("ROLLBACK");
+        // A dropped role's settings go with it; RESET takes the value away.
+        await admin.query("DROP ROLE rid_b");
+        const own = await pgClient(s, { database: "role_in_db" });
+        const rows = await own.query(
+          "SELECT setconfig FROM pg_db_role_setting WHERE setrole <> 0 ORDER BY 1",
+        );
+        expect(rows.rows.map((r) => r.setconfig)).toEqual([["work_mem=5MB"], ["work_mem=7MB"]]);
+        await own.end();
+        await admin.query("ALTER ROLE rid_a IN DATABASE role_in_db RESET work_mem");
+        expect(await show("rid_a", "role_in_db")).toEqual({ w: "7MB", t: "2MB" });
+      } finally {
+        await admin.query("DROP DATABASE role_in_db").catch(() => {});
+        await admin.query("DROP ROLE IF EXISTS rid_a").catch(() => {});
+        await admin.query("DROP ROLE IF EXISTS rid_b").catch(() => {});
+        await admin.end();
+      }
+    });
+
     test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
       const s = server();
       const admin = await pgClient(s);
