@@ -324,9 +324,12 @@ export async function databaseCommand(
     // rows of a database are in its engine, which applies them at login).
     const db = cluster.database(roleIn.name);
     if (db === undefined) throw noSuchDatabase(roleIn.name);
+    // SET … FROM CURRENT: the session's value, not what the engine carries.
+    const set = /^\s*set\s+([\s\S]*)$/i.exec(roleIn.tail);
     const answer = await cluster.runOn(
       db,
-      `${roleIn.head} ${quoteIdent(db.name)}${roleIn.tail}`,
+      (set === null ? "" : fromCurrentPrelude(session, set[1]!)) +
+        `${roleIn.head} ${quoteIdent(db.name)}${roleIn.tail}`,
       me.name,
     );
     return [...answer, commandComplete("ALTER ROLE")];

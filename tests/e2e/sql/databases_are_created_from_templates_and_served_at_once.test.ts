@@ -313,6 +313,10 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         await own.end();
         await admin.query("ALTER ROLE rid_a IN DATABASE role_in_db RESET work_mem");
         expect(await show("rid_a", "role_in_db")).toEqual({ w: "7MB", t: "2MB" });
+        // FROM CURRENT is the session's value, whatever the other engine last ran with.
+        await admin.query("SET work_mem = '11MB'");
+        await admin.query("ALTER ROLE rid_a IN DATABASE role_in_db SET work_mem FROM CURRENT");
+        expect(await show("rid_a", "role_in_db")).toEqual({ w: "11MB", t: "2MB" });
       } finally {
         await admin.query("DROP DATABASE role_in_db").catch(() => {});
         await admin.query("DROP ROLE IF EXISTS rid_a").catch(() => {});
