@@ -60,6 +60,8 @@ export class DatabaseEngines {
   /** What every engine opened here is given to ask the cluster (engine.ts). */
   readonly #hooks: EngineCluster;
   readonly #slots = new Map<number, Slot>();
+  /** Each engine's databases' owners as its pg_database showed them after its last mirror. */
+  readonly #mirroredOwners = new WeakMap<PgliteEngine, ReadonlyMap<string, string>>();
   /** Copies of changed roles to every engine, one after another. */
   #rolesSync: Promise<void> = Promise.resolve();
   /** Copies of roles queued or running in #rolesSync. */
@@ -258,6 +260,7 @@ export class DatabaseEngines {
         (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
       { timeoutMs: Infinity },
     );
+    this.#mirroredOwners.set(engine, await ownersShownBy(engine));
     if (entry.inner !== engine.database || entry.fresh === true) {
       entry.inner = engine.database;
       delete entry.fresh;
@@ -283,6 +286,7 @@ export class DatabaseEngines {
    * engine could not take them).
    */
   async privilegesChanged(source: PgliteEngine): Promise<void> {
+    await this.#ownersChanged(source);
     const slot = this.#slotServing(source);
     if (slot === undefined) return;
     const comment = ownComment(slot.entry, source.servedComment);
@@ -292,6 +296,40 @@ export class DatabaseEngines {
     this.#catalog.save();
     await this.mirrorAll(slot).catch((e) => {
       ereport("LOG", "could not show a database's privileges in every database", {
+        category: "engine",
+        detail: e instanceof Error ? e.message : String(e),
+      });
+    });
+  }
+
+  /**
+   * Databases `source`'s own SQL gave another owner since its last mirror
+   * (REASSIGN OWNED, which reassigns databases too; an owner's ALTER ROLE
+   * … RENAME, which the list, keeping names, would not see): the list
+   * takes the new owners and every engine shows them. Only what changed in
+   * `source` since it was mirrored counts, so that a row not yet mirrored
+   * after another session's ALTER DATABASE … OWNER TO takes nothing back.
+   */
+  async #ownersChanged(source: PgliteEngine): Promise<void> {
+    const before = this.#mirroredOwners.get(source);
+    if (before === undefined) return;
+    const now = source.databaseOwners;
+    let changed = false;
+    for (const [name, owner] of now) {
+      if (before.get(name) === undefined || before.get(name) === owner) continue;
+      const entry = this.#catalog.get(name);
+      if (entry !== undefined && entry.owner !== owner) {
+        entry.owner = owner;
+        changed = true;
+      }
+    }
+    this.#mirroredOwners.set(source, new Map(now));
+    if (!changed) return;
+    this.#catalog.save();
+    // A renamed owner is found by its new name once every engine has it.
+    await this.#rolesSync;
+    await this.mirrorAll(this.#slotServing(source)).catch((e) => {
+      ereport("LOG", "could not show a database's new owner in every database", {
         category: "engine",
         detail: e instanceof Error ? e.message : String(e),
       });
@@ -468,6 +506,15 @@ export class DatabaseEngines {
  * Engine settings without archive recovery's, which a database other than
  * "postgres" gets from its own recovery.signal (recovery.ts).
  */
+/** Each database's owner as `engine`'s pg_database shows it. */
+async function ownersShownBy(engine: PgliteEngine): Promise<Map<string, string>> {
+  const json = await engine.queryAsCluster(
+    "select pg_catalog.json_object_agg(d.datname, a.rolname) from pg_catalog.pg_database d" +
+      " join pg_catalog.pg_authid a on a.oid = d.datdba",
+  );
+  return new Map(Object.entries(JSON.parse(json ?? "{}") as Record<string, string>));
+}
+
 function withoutRecovery(
   settings: Readonly<Record<string, string>>,
 ): Readonly<Record<string, string>> {

@@ -309,6 +309,11 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return this.#catalogs.servedComment;
   }
 
+  /** Each database's owner as this engine's pg_database shows it, as last read. */
+  get databaseOwners(): ReadonlyMap<string, string> {
+    return this.#catalogs.databaseOwners;
+  }
+
   /** The bootstrap superuser's name (initdb's -U). */
   get superuserName(): string {
     return this.#settings.superuser;
@@ -454,6 +459,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       await this.#catalogs.refreshRoles();
       s.rolesDirty = false;
       this.cluster?.rolesChanged(this);
+      // A role renamed, or REASSIGN OWNED: the databases' owners as this engine shows them.
+      if (this.cluster !== null) s.databasesDirty = true;
     }
     if (s.databasesDirty) {
       await this.#catalogs.refreshDatabases();

@@ -335,6 +335,22 @@ export function mirrorSql(
         ` WHERE s.objoid = w.o AND s.${isDatabase})`,
     );
   }
+  // Each database's owner is a dependency of the database, in every
+  // engine (PostgreSQL's one pg_shdepend has it): DROP ROLE of an owner is
+  // refused wherever it runs ("owner of database …", 2BP01), and REASSIGN
+  // OWNED gives the database away (dbregistry.ts carries that to the list).
+  // The bootstrap superuser is pinned: no row, as in PostgreSQL.
+  const owned = "s.dbid = 0 AND s.classid = 'pg_catalog.pg_database'::pg_catalog.regclass" +
+    " AND s.objsubid = 0 AND s.deptype = 'o'";
+  sql.push(
+    `DELETE FROM pg_catalog.pg_shdepend s WHERE ${owned} AND NOT EXISTS (SELECT FROM` +
+      " pg_catalog.pg_database d WHERE d.oid = s.objid AND d.datdba = s.refobjid AND d.datdba <> 10)",
+    "INSERT INTO pg_catalog.pg_shdepend (dbid, classid, objid, objsubid, refclassid, refobjid," +
+      " deptype) SELECT 0, 'pg_catalog.pg_database'::pg_catalog.regclass, d.oid, 0," +
+      " 'pg_catalog.pg_authid'::pg_catalog.regclass, d.datdba, 'o' FROM pg_catalog.pg_database d" +
+      ` WHERE d.datdba <> 10 AND NOT EXISTS (SELECT FROM pg_catalog.pg_shdepend s WHERE ${owned}` +
+      " AND s.objid = d.oid)",
+  );
   sql.push("COMMIT");
   return sql.join(";\n");
 }

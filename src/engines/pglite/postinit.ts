@@ -64,7 +64,8 @@ const ROLES_SQL: readonly string[] = [
 const DATABASES_SQL = "select datname, datname = pg_catalog.current_database() and" +
   " not pg_catalog.has_database_privilege('public', oid, 'CONNECT')," +
   " datname = pg_catalog.current_database(), datacl::pg_catalog.text," +
-  " pg_catalog.shobj_description(oid, 'pg_database') from pg_catalog.pg_database";
+  " pg_catalog.shobj_description(oid, 'pg_database')," +
+  " (select rolname from pg_catalog.pg_authid where oid = datdba) from pg_catalog.pg_database";
 
 const DATABASE_NAME_SQL = "select pg_catalog.current_database()";
 
@@ -84,6 +85,8 @@ export class EngineCatalogs {
   servedAcl: string | null = null;
   /** The served database's comment (COMMENT ON DATABASE; null: none). */
   servedComment: string | null = null;
+  /** Each database's owner as this engine's pg_database shows it (REASSIGN OWNED, a role's rename). */
+  databaseOwners: ReadonlyMap<string, string> = new Map();
   #database = "postgres";
   #reported = new Map<string, string>();
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
@@ -259,5 +262,8 @@ export class EngineCatalogs {
     const served = rows.find((r) => r[2] === "t");
     this.servedAcl = served?.[3] ?? null;
     this.servedComment = served?.[4] ?? null;
+    this.databaseOwners = new Map(
+      rows.flatMap((r) => r[0] != null && r[5] != null ? [[r[0], r[5]] as const] : []),
+    );
   }
 }

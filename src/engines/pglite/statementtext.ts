@@ -328,6 +328,10 @@ function inspect(
     }
     case "explain":
       return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix, acc);
+    case "reassign":
+      // REASSIGN OWNED gives away databases too: their owners are the cluster's (dbregistry.ts).
+      if (w1 === "owned") acc.databasesDirty = true;
+      return null;
     case "comment":
       if (w1 !== "on" || t[2]?.kind !== "word") return null;
       // A role's comment is the cluster's (pg_authid.ts).

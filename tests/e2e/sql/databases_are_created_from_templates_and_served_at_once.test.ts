@@ -325,6 +325,68 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       }
     });
 
+    test("a database's owner stays its owner when renamed, cannot be dropped (2BP01) and is replaced by REASSIGN OWNED, from any database", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE ROLE own_a LOGIN");
+      await admin.query("CREATE DATABASE owned_db OWNER own_a");
+      await admin.query("CREATE DATABASE other_db");
+      const other = await pgClient(s, { database: "other_db" });
+      const ownerSeen = async () => {
+        const shown = [];
+        for (const database of ["postgres", "owned_db", "other_db"]) {
+          const c = await pgClient(s, { database });
+          shown.push(
+            (await c.query(
+              "SELECT datdba::regrole::text AS o FROM pg_database WHERE datname = 'owned_db'",
+            )).rows[0].o,
+          );
+          await c.end();
+        }
+        return shown;
+      };
+      try {
+        // Renamed in one database: the owner everywhere, who may still alter it.
+        // Every engine shows it once free (the copy is not awaited, as for GRANT … ON DATABASE).
+        const everywhere = (o: string) =>
+          waitFor(`${o} as owner_db's owner everywhere`, async () => {
+            const seen = await ownerSeen();
+            return seen.every((x) => x === o) ? seen : false;
+          });
+        await other.query("ALTER ROLE own_a RENAME TO own_b");
+        expect(await everywhere("own_b")).toEqual(["own_b", "own_b", "own_b"]);
+        const b = await pgClient(s, { user: "own_b" });
+        await b.query("ALTER DATABASE owned_db SET work_mem = '2MB'");
+        await b.query("COMMENT ON DATABASE owned_db IS 'b''s'");
+        await b.end();
+        // PostgreSQL's refusal, from any database, in a DO block too.
+        for (
+          const [c, sql] of [
+            [admin, "DROP ROLE own_b"],
+            [other, "DROP ROLE own_b"],
+            [other, "DO $$ BEGIN DROP ROLE own_b; END $$"],
+          ] as const
+        ) {
+          const e = await errorOf(c.query(sql));
+          expect([e?.code, e?.message, e?.detail]).toEqual([
+            "2BP01",
+            'role "own_b" cannot be dropped because some objects depend on it',
+            "owner of database owned_db",
+          ]);
+        }
+        // REASSIGN OWNED in another database gives the database away; then the role goes.
+        await other.query("REASSIGN OWNED BY own_b TO postgres");
+        expect(await everywhere("postgres")).toEqual(["postgres", "postgres", "postgres"]);
+        await admin.query("DROP ROLE own_b");
+      } finally {
+        await other.end();
+        await admin.query("DROP DATABASE IF EXISTS owned_db").catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS other_db").catch(() => {});
+        await admin.query("DROP ROLE IF EXISTS own_b").catch(() => {});
+        await admin.end();
+      }
+    });
+
     test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
       const s = server();
       const admin = await pgClient(s);
