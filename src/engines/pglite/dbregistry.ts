@@ -24,7 +24,14 @@ import type { EngineReload } from "./engineoptions.ts";
 import { systemIdentifier } from "./controlfile.ts";
 import type { EngineCluster, PgliteEngine } from "./engine.ts";
 import { findClusterImage, unpackClusterImage } from "./image.ts";
-import { type DatabaseCatalog, type DatabaseEntry, mirrorSql, ownComment } from "./pg_database.ts";
+import {
+  type DatabaseCatalog,
+  type DatabaseEntry,
+  type DatabaseShown,
+  mirrorSql,
+  ownComment,
+  servedAclSql,
+} from "./pg_database.ts";
 import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
 import type { PgliteSession } from "./session.ts";
 import { databaseRecoverySettings, RECOVERY_SETTINGS, recoveryUnreached } from "./recovery.ts";
@@ -60,8 +67,8 @@ export class DatabaseEngines {
   /** What every engine opened here is given to ask the cluster (engine.ts). */
   readonly #hooks: EngineCluster;
   readonly #slots = new Map<number, Slot>();
-  /** Each engine's databases' owners as its pg_database showed them after its last mirror. */
-  readonly #mirroredOwners = new WeakMap<PgliteEngine, ReadonlyMap<string, string>>();
+  /** Each engine's databases' owners and privileges as its pg_database showed them after its last mirror. */
+  readonly #mirrored = new WeakMap<PgliteEngine, ReadonlyMap<string, DatabaseShown>>();
   /** Copies of changed roles to every engine, one after another. */
   #rolesSync: Promise<void> = Promise.resolve();
   /** Copies of roles queued or running in #rolesSync. */
@@ -260,7 +267,7 @@ export class DatabaseEngines {
         (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
       { timeoutMs: Infinity },
     );
-    this.#mirroredOwners.set(engine, await ownersShownBy(engine));
+    this.#mirrored.set(engine, await shownBy(engine));
     if (entry.inner !== engine.database || entry.fresh === true) {
       entry.inner = engine.database;
       delete entry.fresh;
@@ -286,7 +293,7 @@ export class DatabaseEngines {
    * engine could not take them).
    */
   async privilegesChanged(source: PgliteEngine): Promise<void> {
-    await this.#ownersChanged(source);
+    await this.#othersChangedIn(source);
     const slot = this.#slotServing(source);
     if (slot === undefined) return;
     const comment = ownComment(slot.entry, source.servedComment);
@@ -303,37 +310,60 @@ export class DatabaseEngines {
   }
 
   /**
-   * Databases `source`'s own SQL gave another owner since its last mirror
-   * (REASSIGN OWNED, which reassigns databases too; an owner's ALTER ROLE
-   * … RENAME, which the list, keeping names, would not see): the list
-   * takes the new owners and every engine shows them. Only what changed in
-   * `source` since it was mirrored counts, so that a row not yet mirrored
-   * after another session's ALTER DATABASE … OWNER TO takes nothing back.
+   * Other databases' rows `source`'s own SQL changed since its last
+   * mirror: an owner (REASSIGN OWNED, which reassigns databases too; an
+   * owner's ALTER ROLE … RENAME, which the list, keeping names, would not
+   * see) or privileges (DROP OWNED, which revokes a role's privileges on
+   * every database). The list takes them, each database's own engine gets
+   * its new privileges (where they are kept), and every engine shows them.
+   * Only what changed in `source` since it was mirrored counts, so that a
+   * row not yet mirrored after another session's ALTER DATABASE … OWNER TO
+   * or GRANT takes nothing back.
    */
-  async #ownersChanged(source: PgliteEngine): Promise<void> {
-    const before = this.#mirroredOwners.get(source);
+  async #othersChangedIn(source: PgliteEngine): Promise<void> {
+    const before = this.#mirrored.get(source);
     if (before === undefined) return;
-    const now = source.databaseOwners;
+    const now = source.databasesShown;
+    const served = this.#slotServing(source);
+    const newAcls: DatabaseEntry[] = [];
     let changed = false;
-    for (const [name, owner] of now) {
-      if (before.get(name) === undefined || before.get(name) === owner) continue;
+    for (const [name, shown] of now) {
+      const was = before.get(name);
       const entry = this.#catalog.get(name);
-      if (entry !== undefined && entry.owner !== owner) {
-        entry.owner = owner;
+      if (was === undefined || entry === undefined) continue;
+      if (shown.owner !== was.owner && shown.owner !== null && entry.owner !== shown.owner) {
+        entry.owner = shown.owner;
+        changed = true;
+      }
+      // The served row's privileges are its engine's own (privilegesChanged).
+      if (shown.acl !== was.acl && entry !== served?.entry && (entry.acl ?? null) !== shown.acl) {
+        entry.acl = shown.acl;
+        newAcls.push(entry);
         changed = true;
       }
     }
-    this.#mirroredOwners.set(source, new Map(now));
+    this.#mirrored.set(source, new Map(now));
     if (!changed) return;
     this.#catalog.save();
     // A renamed owner is found by its new name once every engine has it.
     await this.#rolesSync;
-    await this.mirrorAll(this.#slotServing(source)).catch((e) => {
-      ereport("LOG", "could not show a database's new owner in every database", {
+    try {
+      for (const entry of newAcls) {
+        // Opened if it is not: its own row is where its privileges are kept.
+        const slot = this.slotOf(entry);
+        await this.engineOf(slot);
+        await this.onEngine(
+          slot,
+          (e) => e.runAsCluster((oid) => servedAclSql(oid, entry.acl ?? null)),
+        );
+      }
+      await this.mirrorAll(served);
+    } catch (e) {
+      ereport("LOG", "could not show a database's new owner or privileges in every database", {
         category: "engine",
         detail: e instanceof Error ? e.message : String(e),
       });
-    });
+    }
   }
 
   /** The slot whose open engine `engine` is. */
@@ -506,13 +536,14 @@ export class DatabaseEngines {
  * Engine settings without archive recovery's, which a database other than
  * "postgres" gets from its own recovery.signal (recovery.ts).
  */
-/** Each database's owner as `engine`'s pg_database shows it. */
-async function ownersShownBy(engine: PgliteEngine): Promise<Map<string, string>> {
+/** Each database's owner and privileges as `engine`'s pg_database shows them. */
+async function shownBy(engine: PgliteEngine): Promise<Map<string, DatabaseShown>> {
   const json = await engine.queryAsCluster(
-    "select pg_catalog.json_object_agg(d.datname, a.rolname) from pg_catalog.pg_database d" +
-      " join pg_catalog.pg_authid a on a.oid = d.datdba",
+    "select pg_catalog.json_object_agg(d.datname, pg_catalog.json_build_object('owner'," +
+      " (select a.rolname from pg_catalog.pg_authid a where a.oid = d.datdba)," +
+      " 'acl', d.datacl::pg_catalog.text)) from pg_catalog.pg_database d",
   );
-  return new Map(Object.entries(JSON.parse(json ?? "{}") as Record<string, string>));
+  return new Map(Object.entries(JSON.parse(json ?? "{}") as Record<string, DatabaseShown>));
 }
 
 function withoutRecovery(

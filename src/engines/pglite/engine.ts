@@ -38,6 +38,7 @@ import type {
 import { ExecNotRun, type ExecOptions, type ExecResult, type RawExecutor } from "./executor.ts";
 import { ListenRegistry } from "./notify.ts";
 import { EngineCatalogs, type EngineRole } from "./postinit.ts";
+import type { DatabaseShown } from "./pg_database.ts";
 import { ProcArray } from "./procarray.ts";
 import { EngineScheduler } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
@@ -309,9 +310,9 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return this.#catalogs.servedComment;
   }
 
-  /** Each database's owner as this engine's pg_database shows it, as last read. */
-  get databaseOwners(): ReadonlyMap<string, string> {
-    return this.#catalogs.databaseOwners;
+  /** Each database's owner and privileges as this engine's pg_database shows them, as last read. */
+  get databasesShown(): ReadonlyMap<string, DatabaseShown> {
+    return this.#catalogs.databasesShown;
   }
 
   /** The bootstrap superuser's name (initdb's -U). */

@@ -70,6 +70,14 @@ export interface DatabaseEntry {
   fresh?: boolean;
 }
 
+/** A database's row as one engine's pg_database shows it. */
+export interface DatabaseShown {
+  /** Its owner's name (null: no such role). */
+  readonly owner: string | null;
+  /** Its privileges (datacl as text; null: the defaults). */
+  readonly acl: string | null;
+}
+
 interface CatalogFile {
   readonly nextOid: number;
   readonly databases: DatabaseEntry[];
@@ -224,6 +232,22 @@ export class DatabaseCatalog {
 }
 
 /**
+ * SQL that gives the served database (its row `servedOid`) the privileges
+ * `acl` (datacl as text; null: the defaults), as the bootstrap superuser:
+ * what another engine's DROP OWNED left on its row there (dbregistry.ts).
+ */
+export function servedAclSql(servedOid: number, acl: string | null): string {
+  return [
+    "BEGIN READ WRITE",
+    "SET LOCAL allow_system_table_mods = on",
+    `UPDATE pg_catalog.pg_database SET datacl = ${
+      acl === null ? "NULL" : `${quoteLiteral(acl)}::pg_catalog.aclitem[]`
+    } WHERE oid = ${servedOid}`,
+    "COMMIT",
+  ].join(";\n");
+}
+
+/**
  * SQL that makes an engine's pg_database the mirror of `databases`, for
  * the engine serving `served` (its row keeps its own oid, `servedOid`).
  * The served database shows its own oid, so another database whose oid it
@@ -340,8 +364,25 @@ export function mirrorSql(
   // refused wherever it runs ("owner of database …", 2BP01), and REASSIGN
   // OWNED gives the database away (dbregistry.ts carries that to the list).
   // The bootstrap superuser is pinned: no row, as in PostgreSQL.
-  const owned = "s.dbid = 0 AND s.classid = 'pg_catalog.pg_database'::pg_catalog.regclass" +
-    " AND s.objsubid = 0 AND s.deptype = 'o'";
+  const shared = "s.dbid = 0 AND s.classid = 'pg_catalog.pg_database'::pg_catalog.regclass" +
+    " AND s.objsubid = 0";
+  const owned = `${shared} AND s.deptype = 'o'`;
+  // And every role its privileges name, grantee or grantor, other than the
+  // owner, PUBLIC and the bootstrap superuser (PostgreSQL's
+  // updateAclDependencies): "privileges for database …", and DROP OWNED
+  // revokes them.
+  const named = "pg_catalog.pg_database d CROSS JOIN LATERAL pg_catalog.aclexplode(d.datacl) x" +
+    " CROSS JOIN LATERAL (VALUES (x.grantee), (x.grantor)) r(oid)" +
+    " WHERE r.oid NOT IN (0, 10) AND r.oid <> d.datdba";
+  sql.push(
+    `DELETE FROM pg_catalog.pg_shdepend s WHERE ${shared} AND s.deptype = 'a' AND NOT EXISTS` +
+      ` (SELECT FROM ${named} AND d.oid = s.objid AND r.oid = s.refobjid)`,
+    "INSERT INTO pg_catalog.pg_shdepend (dbid, classid, objid, objsubid, refclassid, refobjid," +
+      " deptype) SELECT DISTINCT 0, 'pg_catalog.pg_database'::pg_catalog.regclass, d.oid, 0," +
+      ` 'pg_catalog.pg_authid'::pg_catalog.regclass, r.oid, 'a' FROM ${named} AND NOT EXISTS` +
+      ` (SELECT FROM pg_catalog.pg_shdepend s WHERE ${shared} AND s.deptype = 'a'` +
+      " AND s.objid = d.oid AND s.refobjid = r.oid)",
+  );
   sql.push(
     `DELETE FROM pg_catalog.pg_shdepend s WHERE ${owned} AND NOT EXISTS (SELECT FROM` +
       " pg_catalog.pg_database d WHERE d.oid = s.objid AND d.datdba = s.refobjid AND d.datdba <> 10)",

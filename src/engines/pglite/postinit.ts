@@ -15,6 +15,7 @@
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { ParameterStatusList, RoleInfo } from "../../core/engine/types.ts";
 import { RoleGraph } from "./acl.ts";
+import type { DatabaseShown } from "./pg_database.ts";
 import { REPORTED_PARAMETERS } from "./paramstatus.ts";
 import type { SettingsMap } from "./settings.ts";
 import { ROLE_DEFAULTS_SQL, type RoleDefault, roleDefaults } from "./switch.ts";
@@ -85,8 +86,8 @@ export class EngineCatalogs {
   servedAcl: string | null = null;
   /** The served database's comment (COMMENT ON DATABASE; null: none). */
   servedComment: string | null = null;
-  /** Each database's owner as this engine's pg_database shows it (REASSIGN OWNED, a role's rename). */
-  databaseOwners: ReadonlyMap<string, string> = new Map();
+  /** Each database's owner and privileges as this engine's pg_database shows them (dbregistry.ts). */
+  databasesShown: ReadonlyMap<string, DatabaseShown> = new Map();
   #database = "postgres";
   #reported = new Map<string, string>();
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
@@ -262,8 +263,8 @@ export class EngineCatalogs {
     const served = rows.find((r) => r[2] === "t");
     this.servedAcl = served?.[3] ?? null;
     this.servedComment = served?.[4] ?? null;
-    this.databaseOwners = new Map(
-      rows.flatMap((r) => r[0] != null && r[5] != null ? [[r[0], r[5]] as const] : []),
+    this.databasesShown = new Map(
+      rows.flatMap((r) => r[0] == null ? [] : [[r[0], { owner: r[5] ?? null, acl: r[3] ?? null }]]),
     );
   }
 }

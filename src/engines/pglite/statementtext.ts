@@ -309,6 +309,8 @@ function inspect(
       if (t[i]?.text === "global" || t[i]?.text === "local") i++;
       const k = t[i]?.kind === "word" ? t[i]!.text : "";
       if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
+      // DROP OWNED revokes the role's privileges on every database (dbregistry.ts).
+      if (w0 === "drop" && k === "owned") acc.databasesDirty = true;
       // ALTER ROLE … IN DATABASE d SET: d's engine keeps the value (dbcommands.ts).
       if (w0 === "alter" && t[3]?.text === "in" && t[4]?.text === "database") {
         acc.databaseGrant = lone && acc.databaseGrant === null

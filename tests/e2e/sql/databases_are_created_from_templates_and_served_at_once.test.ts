@@ -387,6 +387,57 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       }
     });
 
+    test("a role with privileges on databases cannot be dropped (2BP01) until DROP OWNED, from any database, revokes them everywhere", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE ROLE priv_a LOGIN");
+      await admin.query("CREATE ROLE priv_b LOGIN");
+      await admin.query("CREATE DATABASE priv_one");
+      await admin.query("CREATE DATABASE priv_two");
+      await admin.query("GRANT CONNECT, TEMP ON DATABASE priv_one TO priv_a");
+      await admin.query("GRANT CREATE ON DATABASE priv_two TO priv_a WITH GRANT OPTION");
+      const a = await pgClient(s, { user: "priv_a", database: "priv_two" });
+      await a.query("GRANT CREATE ON DATABASE priv_two TO priv_b");
+      await a.end();
+      const two = await pgClient(s, { database: "priv_two" });
+      const aclsIn = async (database: string) => {
+        const c = await pgClient(s, { database });
+        const r = await c.query(
+          "SELECT datacl::text AS acl FROM pg_database WHERE datname LIKE 'priv_%' ORDER BY datname",
+        );
+        await c.end();
+        return r.rows.map((x) => x.acl);
+      };
+      try {
+        const dropA = await errorOf(admin.query("DROP ROLE priv_a"));
+        expect([dropA?.code, dropA?.message, dropA?.detail]).toEqual([
+          "2BP01",
+          'role "priv_a" cannot be dropped because some objects depend on it',
+          "privileges for database priv_one\nprivileges for database priv_two",
+        ]);
+        const dropB = await errorOf(two.query("DROP ROLE priv_b"));
+        expect(dropB?.detail).toBe("privileges for database priv_two");
+        // DROP OWNED in one database revokes the role's privileges (and what it granted) on all.
+        await two.query("DROP OWNED BY priv_a");
+        const defaults = "{=Tc/postgres,postgres=CTc/postgres}";
+        for (const database of ["postgres", "priv_one", "priv_two"]) {
+          await waitFor(`the privileges revoked as ${database} shows them`, async () => {
+            const acls = await aclsIn(database);
+            return acls.every((x) => x === defaults) ? acls : false;
+          });
+        }
+        await admin.query("DROP ROLE priv_a");
+        await admin.query("DROP ROLE priv_b");
+      } finally {
+        await two.end();
+        await admin.query("DROP DATABASE IF EXISTS priv_one").catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS priv_two").catch(() => {});
+        await admin.query("DROP ROLE IF EXISTS priv_a").catch(() => {});
+        await admin.query("DROP ROLE IF EXISTS priv_b").catch(() => {});
+        await admin.end();
+      }
+    });
+
     test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
       const s = server();
       const admin = await pgClient(s);
