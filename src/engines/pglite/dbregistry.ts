@@ -267,7 +267,8 @@ export class DatabaseEngines {
         (roles !== undefined ? rolesSyncSql(roles) + ";\n" : "") + mirrorSql(list, entry, oid),
       { timeoutMs: Infinity },
     );
-    this.#mirrored.set(engine, await shownBy(engine));
+    // runAsCluster read the engine's catalogs again: its rows as mirrored.
+    this.#mirrored.set(engine, engine.databasesShown);
     if (entry.inner !== engine.database || entry.fresh === true) {
       entry.inner = engine.database;
       delete entry.fresh;
@@ -536,16 +537,6 @@ export class DatabaseEngines {
  * Engine settings without archive recovery's, which a database other than
  * "postgres" gets from its own recovery.signal (recovery.ts).
  */
-/** Each database's owner and privileges as `engine`'s pg_database shows them. */
-async function shownBy(engine: PgliteEngine): Promise<Map<string, DatabaseShown>> {
-  const json = await engine.queryAsCluster(
-    "select pg_catalog.json_object_agg(d.datname, pg_catalog.json_build_object('owner'," +
-      " (select a.rolname from pg_catalog.pg_authid a where a.oid = d.datdba)," +
-      " 'acl', d.datacl::pg_catalog.text)) from pg_catalog.pg_database d",
-  );
-  return new Map(Object.entries(JSON.parse(json ?? "{}") as Record<string, DatabaseShown>));
-}
-
 function withoutRecovery(
   settings: Readonly<Record<string, string>>,
 ): Readonly<Record<string, string>> {
