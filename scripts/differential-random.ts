@@ -17,7 +17,7 @@
 import type { Scenario } from "./differential-scenarios.ts";
 
 /** A small seeded generator (mulberry32): the same seed, the same scenarios. */
-function generator(seed: number): () => number {
+export function generator(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6D2B79F5) >>> 0;

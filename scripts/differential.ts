@@ -15,7 +15,9 @@
  * `./node_modules/.bin/bun mod.ts start -D DIR -p 61010` (the defaults).
  * `--messages` prints each error's message beside its SQLSTATE; `--random
  * N [--seed S]` runs N random scenarios (differential-random.ts) instead of
- * the written ones. Exits 1
+ * the written ones, `--catalog N [--seed S]` N random scenarios of shared
+ * catalogs changed from two databases (differential-catalog.ts). A step's
+ * `{db_a}` and `{db_b}` are the scenario's databases. Exits 1
  * when a scenario differs. Known differences (a PostgreSQL 18 engine against
  * PostgreSQL 15, and what the engine README lists) show up too: read them.
  */
@@ -23,6 +25,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { catalogScenarios } from "./differential-catalog.ts";
 import { randomScenarios } from "./differential-random.ts";
 import { type Scenario, SCENARIOS } from "./differential-scenarios.ts";
 
@@ -32,6 +35,7 @@ const { values, positionals } = parseArgs({
     pgts: { type: "string", default: "61010" },
     messages: { type: "boolean", default: false },
     random: { type: "string" },
+    catalog: { type: "string" },
     seed: { type: "string", default: "1" },
   },
   allowPositionals: true,
@@ -92,7 +96,8 @@ async function run(port: number, sc: Scenario, database: string): Promise<string
     sessions.push(c);
   }
   const out: string[] = [];
-  for (const [i, sql] of sc.steps) {
+  for (const [i, step] of sc.steps) {
+    const sql = step.replaceAll("{db_a}", database).replaceAll("{db_b}", `${database}_b`);
     let answer: string;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -120,7 +125,9 @@ async function run(port: number, sc: Scenario, database: string): Promise<string
 }
 
 let differing = 0;
-const scenarios = values.random === undefined
+const scenarios = values.catalog !== undefined
+  ? catalogScenarios(Number(values.catalog), Number(values.seed))
+  : values.random === undefined
   ? SCENARIOS
   : randomScenarios(Number(values.random), Number(values.seed));
 for (const [n, sc] of scenarios.entries()) {

@@ -351,8 +351,12 @@ function inspect(
       // GRANT role TO role changes pg_auth_members; GRANT … ON does not.
       // GRANT … ON DATABASE changes who may connect (postinit.ts).
       {
-        const on = t.findIndex((x) => x.kind === "word" && x.text === "on");
-        const what = t[on + 1]?.kind === "word" ? t[on + 1]!.text : "";
+        // A long privilege list puts ON past the first tokens: scanned whole then.
+        const all = t.length < MAX_SCANNED_TOKENS
+          ? t
+          : scanStatements(sql.slice(st.start, st.end), Infinity)[0]?.tokens ?? t;
+        const on = all.findIndex((x) => x.kind === "word" && x.text === "on");
+        const what = all[on + 1]?.kind === "word" ? all[on + 1]!.text : "";
         // GRANT SET ON PARAMETER: pg_parameter_acl, copied with the roles (pg_authid.ts).
         if (on < 0 || what === "parameter") acc.rolesDirty = true;
         else if (what === "database") {

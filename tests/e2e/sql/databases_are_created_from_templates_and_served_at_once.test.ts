@@ -417,6 +417,12 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         ]);
         const dropB = await errorOf(two.query("DROP ROLE priv_b"));
         expect(dropB?.detail).toBe("privileges for database priv_two");
+        // A privilege list long enough to put ON DATABASE far in still reaches that database.
+        await admin.query("GRANT CONNECT ON DATABASE priv_one TO priv_b WITH GRANT OPTION");
+        await admin.query(
+          "REVOKE GRANT OPTION FOR CONNECT, TEMPORARY, CREATE ON DATABASE priv_one FROM priv_b",
+        );
+        await admin.query("REVOKE CONNECT ON DATABASE priv_one FROM priv_b");
         // DROP OWNED in one database revokes the role's privileges (and what it granted) on all.
         await two.query("DROP OWNED BY priv_a");
         const defaults = "{=Tc/postgres,postgres=CTc/postgres}";
