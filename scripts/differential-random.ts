@@ -88,7 +88,10 @@ function statement(pick: <T>(xs: readonly T[]) => T, n: () => number, seeded: bo
     () => "select name from pg_prepared_statements order by name",
     () => "select name, is_holdable from pg_cursors order by name",
     () => "select array(select pg_listening_channels() order by 1)::text",
-    () => "select objid from pg_locks where locktype = 'advisory' order by 1",
+    // The database's own (pg_locks shows every database's in PostgreSQL: README differences).
+    () =>
+      "select objid from pg_locks where locktype = 'advisory' and database =" +
+      " (select oid from pg_database where datname = current_database()) order by 1",
     () => `set search_path = ${pick(["public, pg_temp", "pg_temp, public", "public"])}`,
     () => "reset search_path",
     () => "show search_path",
