@@ -30,7 +30,7 @@ import {
   type DatabaseShown,
   mirrorSql,
   ownComment,
-  servedAclSql,
+  servedAclChangeSql,
 } from "./pg_database.ts";
 import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
 import type { PgliteSession } from "./session.ts";
@@ -315,50 +315,59 @@ export class DatabaseEngines {
    * mirror: an owner (REASSIGN OWNED, which reassigns databases too; an
    * owner's ALTER ROLE … RENAME, which the list, keeping names, would not
    * see) or privileges (DROP OWNED, which revokes a role's privileges on
-   * every database). The list takes them, each database's own engine gets
-   * its new privileges (where they are kept), and every engine shows them.
-   * Only what changed in `source` since it was mirrored counts, so that a
-   * row not yet mirrored after another session's ALTER DATABASE … OWNER TO
-   * or GRANT takes nothing back.
+   * every database). Each change, not the row, is carried over: the list
+   * takes a new owner only where it still has the one the mirror gave, and
+   * the items removed and added go to the database's own engine (where its
+   * privileges are kept), from which every engine shows them. So a row not
+   * yet mirrored after another session's GRANT or ALTER DATABASE … OWNER
+   * TO takes nothing back.
    */
   async #othersChangedIn(source: PgliteEngine): Promise<void> {
     const before = this.#mirrored.get(source);
     if (before === undefined) return;
     const now = source.databasesShown;
     const served = this.#slotServing(source);
-    const newAcls: DatabaseEntry[] = [];
-    let changed = false;
+    const aclChanges: Array<[DatabaseEntry, string[], string[]]> = [];
+    let owners = false;
     for (const [name, shown] of now) {
       const was = before.get(name);
       const entry = this.#catalog.get(name);
       if (was === undefined || entry === undefined) continue;
-      if (shown.owner !== was.owner && shown.owner !== null && entry.owner !== shown.owner) {
+      // Only over the owner the mirror gave it: another change meanwhile stands.
+      if (shown.owner !== was.owner && shown.owner !== null && entry.owner === was.owner) {
         entry.owner = shown.owner;
-        changed = true;
+        owners = true;
       }
       // The served row's privileges are its engine's own (privilegesChanged).
-      if (shown.acl !== was.acl && entry !== served?.entry && (entry.acl ?? null) !== shown.acl) {
-        entry.acl = shown.acl;
-        newAcls.push(entry);
-        changed = true;
+      if (shown.acl !== was.acl && entry !== served?.entry) {
+        const had = new Set(was.items ?? []);
+        const has = new Set(shown.items ?? []);
+        aclChanges.push([
+          entry,
+          [...had].filter((x) => !has.has(x)),
+          [...has].filter((x) => !had.has(x)),
+        ]);
       }
     }
     this.#mirrored.set(source, new Map(now));
-    if (!changed) return;
-    this.#catalog.save();
+    if (!owners && aclChanges.length === 0) return;
+    if (owners) this.#catalog.save();
     // A renamed owner is found by its new name once every engine has it.
     await this.#rolesSync;
     try {
-      for (const entry of newAcls) {
-        // Opened if it is not: its own row is where its privileges are kept.
+      for (const [entry, removed, added] of aclChanges) {
+        // Made on its own engine (opened if it is not), where its privileges
+        // are kept, as a change: what else changed there meanwhile stays.
         const slot = this.slotOf(entry);
         await this.engineOf(slot);
-        await this.onEngine(
-          slot,
-          (e) => e.runAsCluster((oid) => servedAclSql(oid, entry.acl ?? null)),
-        );
+        let ran: PgliteEngine | null = null;
+        await this.onEngine(slot, async (e) => {
+          await e.runAsCluster((oid) => servedAclChangeSql(oid, removed, added));
+          ran = e;
+        });
+        if (ran !== null) await this.privilegesChanged(ran);
       }
-      await this.mirrorAll(served);
+      if (owners) await this.mirrorAll(served);
     } catch (e) {
       ereport("LOG", "could not show a database's new owner or privileges in every database", {
         category: "engine",

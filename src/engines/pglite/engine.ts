@@ -241,6 +241,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     return this.#catalogs.database;
   }
 
+  /** The sessions of the role `oid` (its login role) in every database of the cluster. */
+  #roleSessions(oid: number): number {
+    let n = 0;
+    for (const s of this.#procs) if (s.userOid === oid) n++;
+    for (const s of this.cluster?.otherSessions(this) ?? []) if (s.userOid === oid) n++;
+    return n;
+  }
+
   /** The sessions, for the cluster's checks of who uses the database. */
   sessions(): PgliteSession[] {
     return [...this.#procs];
@@ -354,6 +362,15 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         .catch(() => {});
     }
     const role = catalogs.checkLogin(startup.user, startup.database, found);
+    // The role's CONNECTION LIMIT counts its sessions in every database
+    // (PostgreSQL's CountUserBackends, in InitializeSessionUserId).
+    if (role.connLimit >= 0 && !role.superuser && this.#roleSessions(role.oid) >= role.connLimit) {
+      throw new PgError(
+        ERRCODE.TOO_MANY_CONNECTIONS,
+        `too many connections for role "${role.name}"`,
+        { severity: "FATAL" },
+      );
+    }
     await this.settleCatalogs();
     if (catalogs.connectRestricted && !role.superuser) {
       const may = await this.queryAsCluster(

@@ -76,6 +76,8 @@ export interface DatabaseShown {
   readonly owner: string | null;
   /** Its privileges (datacl as text; null: the defaults). */
   readonly acl: string | null;
+  /** The same, item by item (aclitem as text each); null: the defaults. */
+  readonly items: readonly string[] | null;
 }
 
 interface CatalogFile {
@@ -232,17 +234,27 @@ export class DatabaseCatalog {
 }
 
 /**
- * SQL that gives the served database (its row `servedOid`) the privileges
- * `acl` (datacl as text; null: the defaults), as the bootstrap superuser:
- * what another engine's DROP OWNED left on its row there (dbregistry.ts).
+ * SQL that makes on the served database (its row `servedOid`) the change
+ * another engine's SQL made on its copy of the row (DROP OWNED revoking a
+ * role's privileges): the items `removed` go, the items `added` come (each
+ * aclitem as text), whatever else its privileges became meanwhile. Runs as
+ * the bootstrap superuser (dbregistry.ts).
  */
-export function servedAclSql(servedOid: number, acl: string | null): string {
+export function servedAclChangeSql(
+  servedOid: number,
+  removed: readonly string[],
+  added: readonly string[],
+): string {
+  const list = (xs: readonly string[]) =>
+    `ARRAY[${xs.map(quoteLiteral).join(", ")}]::pg_catalog.text[]`;
+  const items = "pg_catalog.unnest(coalesce(datacl, pg_catalog.acldefault('d', datdba)))";
   return [
     "BEGIN READ WRITE",
     "SET LOCAL allow_system_table_mods = on",
-    `UPDATE pg_catalog.pg_database SET datacl = ${
-      acl === null ? "NULL" : `${quoteLiteral(acl)}::pg_catalog.aclitem[]`
-    } WHERE oid = ${servedOid}`,
+    "UPDATE pg_catalog.pg_database SET datacl = (SELECT coalesce(pg_catalog.array_agg(i)," +
+    ` '{}') FROM ${items} i WHERE NOT (i::pg_catalog.text = ANY(${list(removed)}))` +
+    ` AND NOT (i::pg_catalog.text = ANY(${list(added)})))` +
+    ` || ${list(added)}::pg_catalog.aclitem[] WHERE oid = ${servedOid}`,
     "COMMIT",
   ].join(";\n");
 }

@@ -25,6 +25,8 @@ import { quoteLiteral } from "./wire.ts";
 export interface EngineRole extends RoleInfo {
   readonly oid: number;
   readonly createdb: boolean;
+  /** rolconnlimit: how many sessions the role may have in the cluster at once; -1: no limit. */
+  readonly connLimit: number;
 }
 
 /** What the catalogs are read through; called only while the engine is held. */
@@ -51,7 +53,8 @@ const FIXED_SQL = "select name, pg_catalog.current_setting(name) from pg_catalog
 /** The role defaults (ALTER ROLE/DATABASE … SET), the roles, their inheriting grants. */
 const ROLES_SQL: readonly string[] = [
   ROLE_DEFAULTS_SQL,
-  "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb from pg_catalog.pg_authid",
+  "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb, rolconnlimit" +
+  " from pg_catalog.pg_authid",
   "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
 ];
 
@@ -66,7 +69,8 @@ const DATABASES_SQL = "select datname, datname = pg_catalog.current_database() a
   " not pg_catalog.has_database_privilege('public', oid, 'CONNECT')," +
   " datname = pg_catalog.current_database(), datacl::pg_catalog.text," +
   " pg_catalog.shobj_description(oid, 'pg_database')," +
-  " (select rolname from pg_catalog.pg_authid where oid = datdba) from pg_catalog.pg_database";
+  " (select rolname from pg_catalog.pg_authid where oid = datdba)," +
+  " pg_catalog.array_to_json(datacl::pg_catalog.text[])::pg_catalog.text from pg_catalog.pg_database";
 
 const DATABASE_NAME_SQL = "select pg_catalog.current_database()";
 
@@ -243,14 +247,17 @@ export class EngineCatalogs {
   #takeRoles(sets: ReadonlyArray<Array<Array<string | null>>>): void {
     const [defaults = [], rows = [], grants = []] = sets;
     this.#roleDefaults = defaults as RoleDefault[];
-    this.#roles = new Map(rows.map(([name, sup, login, secret, oid, createdb]) => [name ?? "", {
-      name: name ?? "",
-      superuser: sup === "t",
-      createdb: createdb === "t",
-      canLogin: login === "t",
-      secret: secret ?? null,
-      oid: Number(oid),
-    }]));
+    this.#roles = new Map(
+      rows.map(([name, sup, login, secret, oid, createdb, limit]) => [name ?? "", {
+        name: name ?? "",
+        superuser: sup === "t",
+        createdb: createdb === "t",
+        canLogin: login === "t",
+        secret: secret ?? null,
+        oid: Number(oid),
+        connLimit: limit == null ? -1 : Number(limit),
+      }]),
+    );
     this.#roleGraph = new RoleGraph(
       this.#roles.values(),
       grants.map(([member, role]) => [Number(member), Number(role)] as const),
@@ -264,7 +271,13 @@ export class EngineCatalogs {
     this.servedAcl = served?.[3] ?? null;
     this.servedComment = served?.[4] ?? null;
     this.databasesShown = new Map(
-      rows.flatMap((r) => r[0] == null ? [] : [[r[0], { owner: r[5] ?? null, acl: r[3] ?? null }]]),
+      rows.flatMap((r) =>
+        r[0] == null ? [] : [[r[0], {
+          owner: r[5] ?? null,
+          acl: r[3] ?? null,
+          items: r[6] == null ? null : JSON.parse(r[6]) as string[],
+        }]]
+      ),
     );
   }
 }

@@ -444,6 +444,46 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       }
     });
 
+    test("a role's CONNECTION LIMIT counts its sessions in every database: FATAL 53300 past it, a slot back once one leaves", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE ROLE lim_r LOGIN CONNECTION LIMIT 2");
+      await admin.query("CREATE DATABASE lim_a");
+      await admin.query("CREATE DATABASE lim_b");
+      const open: Awaited<ReturnType<typeof pgClient>>[] = [];
+      try {
+        open.push(await pgClient(s, { user: "lim_r", database: "lim_a" }));
+        open.push(await pgClient(s, { user: "lim_r", database: "lim_b" }));
+        for (const database of ["lim_a", "lim_b", "postgres"]) {
+          const e = await connectError(s, { user: "lim_r", database });
+          expect([e?.code, e?.severity, e?.message]).toEqual([
+            "53300",
+            "FATAL",
+            'too many connections for role "lim_r"',
+          ]);
+        }
+        await open.pop()!.end();
+        await waitFor("lim_r's slot back", async () => {
+          const e = await connectError(s, { user: "lim_r", database: "postgres" });
+          return e === null;
+        });
+        // Changed in any database, it holds at the next login; a superuser has none.
+        await admin.query("ALTER ROLE lim_r CONNECTION LIMIT 1");
+        const one = await connectError(s, { user: "lim_r", database: "lim_b" });
+        expect(one?.message).toBe('too many connections for role "lim_r"');
+        await admin.query("ALTER ROLE postgres CONNECTION LIMIT 0");
+        const su = await pgClient(s, { database: "lim_b" });
+        await su.end();
+        await admin.query("ALTER ROLE postgres CONNECTION LIMIT -1");
+      } finally {
+        for (const c of open) await c.end().catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS lim_a").catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS lim_b").catch(() => {});
+        await admin.query("DROP ROLE IF EXISTS lim_r").catch(() => {});
+        await admin.end();
+      }
+    });
+
     test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
       const s = server();
       const admin = await pgClient(s);
