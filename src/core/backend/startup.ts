@@ -331,10 +331,13 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     }
     step = { done: true, send: MessageWriter.encode(writeAuthenticationOk) };
   } else {
+    // An expired password (VALID UNTIL past) is no password: the exchange
+    // goes on and fails as a wrong one does (PostgreSQL's get_role_password).
+    const expired = role !== null && role.validUntil != null && role.validUntil < Date.now();
     const auth: ClientAuthentication = new ClientAuthentication({
       method: line.method,
       user,
-      secret: role?.secret ?? null,
+      secret: expired ? null : role?.secret ?? null,
       channelBinding: ssl?.serverEndPoint ?? null,
     });
     step = await auth.start();
@@ -348,7 +351,11 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
       } catch (e) {
         throw authFailed(
           e,
-          role === null ? `Role "${user}" does not exist.` : auth.logDetail,
+          role === null
+            ? `Role "${user}" does not exist.`
+            : expired
+            ? `User "${user}" has an expired password.`
+            : auth.logDetail,
           line,
         );
       }

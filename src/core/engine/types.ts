@@ -119,6 +119,12 @@ export interface RoleInfo {
   readonly canLogin: boolean;
   /** pg_authid.rolpassword: a SCRAM secret, an md5 hash, or null. */
   readonly secret: string | null;
+  /**
+   * pg_authid.rolvaliduntil in ms since the Unix epoch (Infinity for
+   * 'infinity'): after it the password no longer logs in. Absent or null:
+   * it never expires.
+   */
+  readonly validUntil?: number | null;
 }
 
 export interface Engine {

@@ -53,8 +53,8 @@ const FIXED_SQL = "select name, pg_catalog.current_setting(name) from pg_catalog
 /** The role defaults (ALTER ROLE/DATABASE … SET), the roles, their inheriting grants. */
 const ROLES_SQL: readonly string[] = [
   ROLE_DEFAULTS_SQL,
-  "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb, rolconnlimit" +
-  " from pg_catalog.pg_authid",
+  "select rolname, rolsuper, rolcanlogin, rolpassword, oid, rolcreatedb, rolconnlimit," +
+  " pg_catalog.date_part('epoch', rolvaliduntil) * 1000 from pg_catalog.pg_authid",
   "select member, roleid from pg_catalog.pg_auth_members where inherit_option",
 ];
 
@@ -248,7 +248,7 @@ export class EngineCatalogs {
     const [defaults = [], rows = [], grants = []] = sets;
     this.#roleDefaults = defaults as RoleDefault[];
     this.#roles = new Map(
-      rows.map(([name, sup, login, secret, oid, createdb, limit]) => [name ?? "", {
+      rows.map(([name, sup, login, secret, oid, createdb, limit, validUntil]) => [name ?? "", {
         name: name ?? "",
         superuser: sup === "t",
         createdb: createdb === "t",
@@ -256,6 +256,7 @@ export class EngineCatalogs {
         secret: secret ?? null,
         oid: Number(oid),
         connLimit: limit == null ? -1 : Number(limit),
+        validUntil: validUntil == null ? null : Number(validUntil),
       }]),
     );
     this.#roleGraph = new RoleGraph(

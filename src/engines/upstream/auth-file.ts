@@ -29,6 +29,13 @@ import type { ScramLogin } from "../../core/engine/types.ts";
 import type { UpstreamLogin } from "./connect.ts";
 import { scramKeysOf } from "./scram-client.ts";
 
+/**
+ * pg_authid.rolvaliduntil in ms since the Unix epoch, as the role lookups
+ * without auth_file read it (RoleInfo.validUntil: an expired password does
+ * not log in, as PostgreSQL's get_role_password).
+ */
+export const VALID_UNTIL_MS = "pg_catalog.date_part('epoch', rolvaliduntil) * 1000";
+
 export type AuthFileEntry =
   | { readonly kind: "scram"; readonly secret: string }
   | { readonly kind: "md5"; readonly secret: string }

@@ -32,7 +32,12 @@ import {
   type UpstreamConnection,
   type UpstreamStartTls,
 } from "./connect.ts";
-import { type AuthFileLookup, AuthFileSecrets, upstreamLoginFor } from "./auth-file.ts";
+import {
+  type AuthFileLookup,
+  AuthFileSecrets,
+  upstreamLoginFor,
+  VALID_UNTIL_MS,
+} from "./auth-file.ts";
 import { UpstreamSession } from "./session.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
 
@@ -124,18 +129,24 @@ export class UpstreamEngine implements Engine {
       try {
         rows = await simpleQuery(
           upstream,
-          `SELECT rolsuper, rolcanlogin, rolpassword FROM pg_catalog.pg_authid ${where}`,
+          `SELECT rolsuper, rolcanlogin, rolpassword, ${VALID_UNTIL_MS} FROM pg_catalog.pg_authid ${where}`,
         );
       } catch (e) {
         if (!isPgError(e) || e.code !== INSUFFICIENT_PRIVILEGE) throw e;
         rows = await simpleQuery(
           upstream,
-          `SELECT rolsuper, rolcanlogin, NULL FROM pg_catalog.pg_roles ${where}`,
+          `SELECT rolsuper, rolcanlogin, NULL, ${VALID_UNTIL_MS} FROM pg_catalog.pg_roles ${where}`,
         );
       }
       const row = rows[0];
       if (row === undefined) return null;
-      return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret: row[2] ?? null };
+      return {
+        name,
+        superuser: row[0] === "t",
+        canLogin: row[1] === "t",
+        secret: row[2] ?? null,
+        validUntil: row[3] == null ? null : Number(row[3]),
+      };
     } catch (e) {
       if (isPgError(e) && e.severity !== "FATAL") {
         throw new PgError(

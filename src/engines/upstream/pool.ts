@@ -60,6 +60,7 @@ import {
   type AuthFileLookup,
   AuthFileSecrets,
   upstreamLoginFor,
+  VALID_UNTIL_MS,
 } from "./auth-file.ts";
 import type { PoolServer } from "./server.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
@@ -494,17 +495,23 @@ export class UpstreamPool implements Engine, Pooler {
         return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret };
       }
       let r = await server.query(
-        `SELECT rolsuper, rolcanlogin, rolpassword FROM pg_catalog.pg_authid ${where}`,
+        `SELECT rolsuper, rolcanlogin, rolpassword, ${VALID_UNTIL_MS} FROM pg_catalog.pg_authid ${where}`,
       );
       if (r.error?.code === ERRCODE.INSUFFICIENT_PRIVILEGE) {
         r = await server.query(
-          `SELECT rolsuper, rolcanlogin, NULL FROM pg_catalog.pg_roles ${where}`,
+          `SELECT rolsuper, rolcanlogin, NULL, ${VALID_UNTIL_MS} FROM pg_catalog.pg_roles ${where}`,
         );
       }
       if (r.error !== null) throw lookupFailed(name, r.error);
       const row = r.rows[0];
       if (row === undefined) return null;
-      return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret: row[2] ?? null };
+      return {
+        name,
+        superuser: row[0] === "t",
+        canLogin: row[1] === "t",
+        secret: row[2] ?? null,
+        validUntil: row[3] == null ? null : Number(row[3]),
+      };
     } finally {
       this.release(pool, server);
     }

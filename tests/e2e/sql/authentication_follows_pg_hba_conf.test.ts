@@ -163,3 +163,27 @@ test("each pg_hba.conf method after pgts reload: trust, reject, password, md5, s
   expect((await connectError(s, { user: "scramuser", password: "scram-pw" }))?.code).toBe("28P01");
   expect(await connectError(s, { user: "scramuser", password: "new-pw" })).toBeNull();
 });
+
+test("a password past its VALID UNTIL fails as a wrong one (28P01), logged as expired; 'infinity' and a later date log in", async () => {
+  // scramuser's scram-sha-256 line is the previous test's pg_hba.conf.
+  const s = await server();
+  const su = await pgClient(s, { password: SUPER_PW });
+  try {
+    await su.query("alter role scramuser password 'exp-pw' valid until '2001-01-01'");
+    const expired = await connectError(s, { user: "scramuser", password: "exp-pw" });
+    expect([expired?.code, expired?.message]).toEqual(["28P01", wrongPassword("scramuser")]);
+    await s.waitForLog(/DETAIL: {2}User "scramuser" has an expired password\./);
+    for (const until of ["infinity", "2999-01-01"]) {
+      await su.query(`alter role scramuser valid until '${until}'`);
+      const c = await pgClient(s, { user: "scramuser", password: "exp-pw" });
+      expect((await c.query("select current_user as u")).rows).toEqual([{ u: "scramuser" }]);
+      await c.end();
+    }
+    await su.query("alter role scramuser valid until '2002-02-02 02:02'");
+    const again = await connectError(s, { user: "scramuser", password: "exp-pw" });
+    expect(again?.code).toBe("28P01");
+  } finally {
+    await su.query("alter role scramuser valid until 'infinity'");
+    await su.end();
+  }
+});
