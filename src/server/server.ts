@@ -215,6 +215,17 @@ async function checkPreloadLibrary(entry: ChildEntry): Promise<void> {
  * makes no such check).
  */
 export function checkSettingCombinations(guc: Guc): void {
+  const superuser = guc.getInt("superuser_reserved_connections");
+  const reserved = guc.getInt("reserved_connections");
+  const max = guc.getInt("max_connections");
+  if (superuser + reserved >= max) {
+    throw new PgError(
+      ERRCODE.INVALID_PARAMETER_VALUE,
+      `superuser_reserved_connections (${superuser}) plus reserved_connections (${reserved})` +
+        ` must be less than max_connections (${max})`,
+      { severity: "FATAL" },
+    );
+  }
   if (guc.getString("archive_mode") !== "off" && guc.getString("wal_level") === "minimal") {
     throw new PgError(
       ERRCODE.INVALID_PARAMETER_VALUE,

@@ -51,6 +51,23 @@ for (const runtime of ["bun", "deno"] as const) {
         'FATAL:  0 is outside the valid range for parameter "max_connections" (1 .. 262143)',
       );
       expect(existsSync(join(dir, "postmaster.pid"))).toBe(false);
+      // PostmasterMain's check of the reserved slots against max_connections.
+      const slots = await pgtsProcess(runtime, [
+        "start",
+        "-D",
+        dir,
+        "-c",
+        "max_connections=5",
+        "-c",
+        "superuser_reserved_connections=3",
+        "-c",
+        "reserved_connections=2",
+      ]);
+      expect(slots.code).toBe(1);
+      expect(slots.err).toContain(
+        "FATAL:  superuser_reserved_connections (3) plus reserved_connections (2) must be less than max_connections (5)",
+      );
+      expect(existsSync(join(dir, "postmaster.pid"))).toBe(false);
       const conf = join(dir, "postgresql.conf");
       const lines = readFileSync(conf, "utf8").split("\n").length;
       appendFileSync(conf, "bogus = 1\n");

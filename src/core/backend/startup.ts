@@ -391,6 +391,7 @@ async function startup(env: ChildEnv, ctx: StartupContext): Promise<StartedSessi
     if (packet.replication !== false) throw replicationRefused(packet.replication);
     const started = await startSession(env, ctx, packet, {
       superuser: login.superuser,
+      useReserved: role?.useReservedConnections === true,
       ssl,
       scram: scramLogin(),
     });
@@ -456,12 +457,17 @@ async function startSession(
   env: ChildEnv,
   ctx: StartupContext,
   packet: StartupMessage,
-  who: { superuser: boolean; ssl: SslSession | null; scram: ScramLogin | null },
+  who: {
+    superuser: boolean;
+    useReserved: boolean;
+    ssl: SslSession | null;
+    scram: ScramLogin | null;
+  },
 ): Promise<Omit<StartedSession, "authenticationOk">> {
   const { superuser, ssl } = who;
   const { user, database } = packet;
   // InitProcess's check: max_connections counts authenticated clients only.
-  const claim = await ctx.link.claimConnection(superuser);
+  const claim = await ctx.link.claimConnection(superuser, who.useReserved);
   if (claim === "too-many") {
     throw new PgError(ERRCODE.TOO_MANY_CONNECTIONS, "sorry, too many clients already", {
       severity: "FATAL",
@@ -471,6 +477,13 @@ async function startSession(
     throw new PgError(
       ERRCODE.TOO_MANY_CONNECTIONS,
       "remaining connection slots are reserved for roles with the SUPERUSER attribute",
+      { severity: "FATAL" },
+    );
+  }
+  if (claim === "reserved-for-role") {
+    throw new PgError(
+      ERRCODE.TOO_MANY_CONNECTIONS,
+      'remaining connection slots are reserved for roles with privileges of the "pg_use_reserved_connections" role',
       { severity: "FATAL" },
     );
   }

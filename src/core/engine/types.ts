@@ -125,6 +125,8 @@ export interface RoleInfo {
    * it never expires.
    */
   readonly validUntil?: number | null;
+  /** It has privileges of pg_use_reserved_connections (reserved_connections' slots are its too). */
+  readonly useReservedConnections?: boolean;
 }
 
 export interface Engine {

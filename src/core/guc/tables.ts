@@ -128,6 +128,17 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     description: "Connection slots kept for superusers.",
   },
   {
+    name: "reserved_connections",
+    type: "int",
+    context: "postmaster",
+    boot: 0,
+    min: 0,
+    max: MAX_BACKENDS,
+    engine: true,
+    description:
+      "Connection slots kept for roles with privileges of pg_use_reserved_connections (and superusers), before superuser_reserved_connections.",
+  },
+  {
     name: "backend_pool_size",
     type: "int",
     context: "postmaster",

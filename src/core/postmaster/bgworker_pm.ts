@@ -176,14 +176,17 @@ export class BgWorkerScheduler {
   /**
    * InitProcess's check, at the end of authentication: a backend gets one of
    * max_connections, or is told why not (the backend raises 53300). The
-   * last superuser_reserved_connections go to superusers only.
+   * last superuser_reserved_connections go to superusers only, the
+   * reserved_connections before them to superusers and roles with
+   * privileges of pg_use_reserved_connections.
    */
-  #claimConnection(child: PMChild, superuser: boolean): ConnectionClaim {
+  #claimConnection(child: PMChild, superuser: boolean, useReserved: boolean): ConnectionClaim {
     const registry = this.#children()?.registry;
     if (registry === undefined) return "too-many";
     return registry.claimConnection(child, {
       maxConnections: this.#settings.int("max_connections"),
       reserved: superuser ? 0 : this.#settings.int("superuser_reserved_connections"),
+      forRole: superuser || useReserved ? 0 : this.#settings.int("reserved_connections"),
     });
   }
 
@@ -191,7 +194,7 @@ export class BgWorkerScheduler {
   answer(child: PMChild, request: PMRequest, pmState: PMState): unknown {
     switch (request.op) {
       case "claim-connection":
-        return this.#claimConnection(child, request.superuser);
+        return this.#claimConnection(child, request.superuser, request.useReserved);
       case "register-bgworker": {
         const worker = { ...request.worker, notifyPid: request.worker.notifyPid ?? child.pid };
         return this.registerDynamic(worker, pmState)?.id ?? null;

@@ -158,17 +158,21 @@ export class ChildRegistry {
   /**
    * InitProcess's check: gives `child` one of `maxConnections`, or says why
    * not. "reserved" when fewer than `reserved` would be left after it (the
-   * caller passes 0 for a superuser). A child asks once; again, it is "ok".
+   * caller passes 0 for a superuser), "reserved-for-role" when fewer than
+   * `reserved` + `forRole` (InitPostgres's two checks). A child asks once;
+   * again, it is "ok".
    */
   claimConnection(
     child: PMChild,
-    limits: { maxConnections: number; reserved: number },
-  ): "ok" | "too-many" | "reserved" {
+    limits: { maxConnections: number; reserved: number; forRole?: number },
+  ): "ok" | "too-many" | "reserved" | "reserved-for-role" {
     if (child.connection === true) return "ok";
     let taken = 0;
     for (const c of this.#pools.get("backend") ?? []) if (c?.connection === true) taken++;
     if (taken >= limits.maxConnections) return "too-many";
-    if (limits.maxConnections - taken - 1 < limits.reserved) return "reserved";
+    const left = limits.maxConnections - taken - 1;
+    if (left < limits.reserved) return "reserved";
+    if (left < limits.reserved + (limits.forRole ?? 0)) return "reserved-for-role";
     child.connection = true;
     return "ok";
   }

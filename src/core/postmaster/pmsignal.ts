@@ -27,14 +27,19 @@ export type PMSignalReason =
   | "reload-config";
 
 /** The answer to a claim-connection request. */
-export type ConnectionClaim = "ok" | "too-many" | "reserved";
+export type ConnectionClaim = "ok" | "too-many" | "reserved" | "reserved-for-role";
 
 export type PMRequest =
   /**
    * A connection, once the client has authenticated (InitProcess's PGPROC):
    * max_connections counts these, not backends still in authentication.
    */
-  | { readonly op: "claim-connection"; readonly superuser: boolean }
+  | {
+    readonly op: "claim-connection";
+    readonly superuser: boolean;
+    /** The role has privileges of pg_use_reserved_connections. */
+    readonly useReserved: boolean;
+  }
   | { readonly op: "register-bgworker"; readonly worker: BackgroundWorkerSpec }
   | { readonly op: "bgworker-status"; readonly handle: number }
   | { readonly op: "terminate-bgworker"; readonly handle: number };
@@ -205,10 +210,16 @@ export class PostmasterLink {
   /**
    * Takes one of max_connections for this backend, after authentication:
    * "ok", or why not ("too-many": every connection is taken; "reserved":
-   * only superuser_reserved_connections are left and this is no superuser).
+   * only superuser_reserved_connections are left and this is no superuser;
+   * "reserved-for-role": only those and reserved_connections are left, and
+   * the role has no privileges of pg_use_reserved_connections).
    */
-  async claimConnection(superuser: boolean): Promise<ConnectionClaim> {
-    return (await this.request({ op: "claim-connection", superuser })) as ConnectionClaim;
+  async claimConnection(superuser: boolean, useReserved = false): Promise<ConnectionClaim> {
+    return (await this.request({
+      op: "claim-connection",
+      superuser,
+      useReserved,
+    })) as ConnectionClaim;
   }
 
   /**

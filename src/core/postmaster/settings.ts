@@ -19,6 +19,7 @@ export interface SettingsSource {
 export const POSTMASTER_SETTING_DEFAULTS = {
   max_connections: 100,
   superuser_reserved_connections: 3,
+  reserved_connections: 0,
   max_worker_processes: 8,
   restart_after_crash: true,
   /** Seconds. */

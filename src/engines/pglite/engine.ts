@@ -335,15 +335,21 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
 
   async lookupRole(name: string): Promise<EngineRole | null> {
     this.#checkOpen();
-    const hit = this.#catalogs.role(name);
-    if (hit !== undefined) return hit;
-    // A role created by a path the scan cannot see (a function): look again.
-    await this.#own.withEngine(
-      () => this.#catalogs.refreshRoles(),
-      this.options.engineWaitTimeoutMs,
-    )
-      .catch(() => {});
-    return this.#catalogs.role(name) ?? null;
+    let role = this.#catalogs.role(name);
+    if (role === undefined) {
+      // A role created by a path the scan cannot see (a function): look again.
+      await this.#own.withEngine(
+        () => this.#catalogs.refreshRoles(),
+        this.options.engineWaitTimeoutMs,
+      )
+        .catch(() => {});
+      role = this.#catalogs.role(name);
+    }
+    if (role === undefined) return null;
+    const reserved = this.roleGraph.byName("pg_use_reserved_connections");
+    return reserved !== undefined && this.roleGraph.hasPrivsOfRole(role.oid, reserved.oid)
+      ? { ...role, useReservedConnections: true }
+      : role;
   }
 
   async startSession(

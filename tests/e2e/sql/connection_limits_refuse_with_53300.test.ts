@@ -1,9 +1,11 @@
 /**
- * max_connections and superuser_reserved_connections through a real pgts
- * server: past the limit a client gets FATAL 53300 "sorry, too many
- * clients already"; the last reserved slots go only to superusers; a
- * slot is usable again once its client has left; and a statement that
- * computes does not keep the postmaster from refusing.
+ * max_connections, superuser_reserved_connections and reserved_connections
+ * through a real pgts server: past the limit a client gets FATAL 53300
+ * "sorry, too many clients already"; the last reserved slots go only to
+ * superusers, the reserved_connections before them to roles with
+ * privileges of pg_use_reserved_connections too; a slot is usable again
+ * once its client has left; and a statement that computes does not keep
+ * the postmaster from refusing.
  */
 
 import { expect, test } from "bun:test";
@@ -93,4 +95,39 @@ test("while a statement computes, a client past the limit still gets 53300 at on
   await sendCancelRequest(server(), processID, secretKey);
   expect((await running)?.code).toBe("57014");
   await Promise.all([a.end(), b.end(), c.end()]);
+});
+
+const reservedServer = sharedServer({
+  settings: { max_connections: 4, superuser_reserved_connections: 1, reserved_connections: 1 },
+});
+
+test("reserved_connections: its slots go to roles with privileges of pg_use_reserved_connections, then the superusers' last", async () => {
+  const setup = await psql(reservedServer(), [
+    "-c",
+    "create role plain login; create role monitor login in role pg_use_reserved_connections",
+  ]);
+  expect(setup.err).toBe("");
+  const open = [
+    await pgClient(reservedServer(), { user: "plain" }),
+    await pgClient(reservedServer(), { user: "plain" }),
+  ];
+  try {
+    const plain = await connectError(reservedServer(), { user: "plain" });
+    expect([plain?.code, plain?.severity, plain?.message]).toEqual([
+      "53300",
+      "FATAL",
+      'remaining connection slots are reserved for roles with privileges of the "pg_use_reserved_connections" role',
+    ]);
+    open.push(await pgClient(reservedServer(), { user: "monitor" }));
+    const second = await connectError(reservedServer(), { user: "monitor" });
+    expect(second?.message).toBe(
+      "remaining connection slots are reserved for roles with the SUPERUSER attribute",
+    );
+    open.push(await pgClient(reservedServer()));
+    expect((await connectError(reservedServer()))?.message).toBe(
+      "sorry, too many clients already",
+    );
+  } finally {
+    for (const c of open) await c.end();
+  }
 });
