@@ -48,6 +48,16 @@ export function catalogScenarios(count: number, seed: number, steps = 50): Scena
       () => `alter role ${role()} set work_mem = '${1 + (n() % 8)}MB'`,
       () => `alter role ${role()} in database ${db()} set work_mem = '${1 + (n() % 8)}MB'`,
       () => `alter role ${role()} in database ${db()} reset all`,
+      () => `alter role ${role()} connection limit ${(n() % 4) - 1}`,
+      () => `alter role ${role()} ${pick(["login", "nologin", "createdb", "nocreatedb"])}`,
+      () => `alter role ${role()} valid until '${pick(["2001-01-01", "infinity", "2999-12-31"])}'`,
+      () => `grant ${role()} to ${role()}`,
+      () => `revoke ${role()} from ${role()}`,
+      () => `comment on role ${role()} is 'r${n()}'`,
+      () =>
+        `select r.rolname, m.rolname from pg_auth_members a join pg_roles r on r.oid = a.roleid join pg_roles m on m.oid = a.member where r.rolname like 'rc${seed}\\_${k}\\_%' order by 1, 2`,
+      () =>
+        `select rolname, rolconnlimit, rolvaliduntil, shobj_description(oid, 'pg_authid') from pg_roles where rolname like 'rc${seed}\\_${k}\\_%' order by 1`,
       () => `reassign owned by ${role()} to ${rand() < 0.3 ? "postgres" : role()}`,
       () => `drop owned by ${role()}`,
       () => `drop owned by ${role()}, ${role()}`,

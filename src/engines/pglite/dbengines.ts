@@ -88,6 +88,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       rolesChanged: (engine) => {
         if (self !== null) self.#engines.rolesChanged(engine);
       },
+      rolesArriving: (engine) => self === null ? null : self.#engines.rolesArriving(engine),
       privilegesChanged: (engine) => {
         if (self !== null) void self.#engines.privilegesChanged(engine);
       },

@@ -52,6 +52,8 @@ export interface Slot {
   idle: ReturnType<typeof setTimeout> | null;
   /** Sessions being started on the engine: an idle close must not take it from under them. */
   starting: number;
+  /** Copies of changed roles queued for this engine and not yet made (rolesChanged). */
+  rolesDue?: Promise<void>;
 }
 
 /** The OID of "postgres", whose engine is opened with the cluster and never closed while it runs. */
@@ -384,6 +386,23 @@ export class DatabaseEngines {
 
   /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
   rolesChanged(source: PgliteEngine): void {
+    // Each engine to copy to has a promise of it now, before the copy is
+    // queued: its sessions' next statements wait for it (rolesArriving).
+    const due = new Map<Slot, () => void>();
+    for (const s of this.#slots.values()) {
+      if ((s.engine === null && s.busy === null) || s.engine === source) continue;
+      const arrived = new Promise<void>((resolve) => due.set(s, resolve));
+      const before = s.rolesDue;
+      const mine = (before === undefined ? arrived : Promise.all([before, arrived]).then(() => {}))
+        .finally(() => {
+          if (s.rolesDue === mine) delete s.rolesDue;
+        });
+      s.rolesDue = mine;
+    }
+    const arrived = (s: Slot) => {
+      due.get(s)?.();
+      due.delete(s);
+    };
     const sync = async () => {
       this.#rolesVersion++;
       const dump = await this.#rolesOf(source);
@@ -393,10 +412,12 @@ export class DatabaseEngines {
           // of databases (a CREATE DATABASE just after the role's change)
           // kept the roles it had until the next change of roles. One that
           // was opening copied "postgres"'s roles itself, and gets them again.
-          (s.engine === null && s.busy === null) || s.engine === source ? undefined : this.onEngine(
-            s,
-            (engine) => engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity }),
-          )
+          (s.engine === null && s.busy === null) || s.engine === source
+            ? arrived(s)
+            : this.onEngine(
+              s,
+              (engine) => engine.runAsCluster(() => rolesSyncSql(dump), { timeoutMs: Infinity }),
+            ).finally(() => arrived(s))
         ),
       );
     };
@@ -406,7 +427,32 @@ export class DatabaseEngines {
         category: "engine",
         detail: e instanceof Error ? e.message : String(e),
       });
-    }).finally(() => this.#rolesSyncing--);
+    }).finally(() => {
+      this.#rolesSyncing--;
+      for (const s of [...due.keys()]) arrived(s);
+    });
+  }
+
+  /**
+   * What `engine`'s next statement waits for: another engine reading back
+   * roles a transaction changed (catalogsSettling, before it queues their
+   * copy), and the copies queued for `engine`. Null, at the cost of a look
+   * at each open engine, when there is nothing.
+   */
+  rolesArriving(engine: PgliteEngine): Promise<void> | null {
+    let settling: PgliteEngine[] | null = null;
+    let due: Promise<void> | undefined;
+    for (const s of this.#slots.values()) {
+      if (s.engine === engine) due = s.rolesDue;
+      else if (s.engine?.catalogsSettling === true) (settling ??= []).push(s.engine);
+    }
+    if (settling === null && due === undefined) return null;
+    return (async () => {
+      if (settling !== null) await Promise.all(settling.map((e) => e.settleCatalogs()));
+      // A copy those read-backs queued for this engine.
+      await this.#slotServing(engine)?.rolesDue;
+      await due;
+    })();
   }
 
   /**

@@ -295,6 +295,11 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }
   }
 
+  /** Roles changed in another database of the cluster, on their way to this engine; null: none. */
+  rolesArriving(): Promise<void> | null {
+    return this.cluster?.rolesArriving(this) ?? null;
+  }
+
   /** The engine's holder has committed role or database DDL and the engine is reading it back. */
   get catalogsSettling(): boolean {
     const owner = this.scheduler.owner;

@@ -71,6 +71,12 @@ export interface EngineCluster<E> {
   /** A transaction of this engine may have changed roles (pg_authid, pg_auth_members): show them everywhere. */
   rolesChanged(engine: E): void;
   /**
+   * A wait for roles changed elsewhere to reach this engine (a role made in
+   * one database is there for the next statement in any other, as in
+   * PostgreSQL's shared catalog); null when none is on its way.
+   */
+  rolesArriving(engine: E): Promise<void> | null;
+  /**
    * A transaction of this engine may have changed its database's
    * privileges (GRANT … ON DATABASE): show them in the other engines.
    */

@@ -630,6 +630,12 @@ export class PgliteSession extends SessionGlobals
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending;
     this.#waitSince = performance.now();
+    // A role another database's session made or changed is this engine's
+    // too before the next statement runs here, as in PostgreSQL.
+    // (No longer than a wait for the engine may be: past it, the input
+    // goes on to its own wait, bounded from the same start.)
+    const arriving = this.owns ? null : engine.rolesArriving();
+    if (arriving !== null) await boundedWait(arriving, engine.options.engineWaitTimeoutMs);
     if (!(await this.#turn.take(frames, out, plan))) return;
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
     if (plan.settingsDirty) this.#cancel.inputSets = true;
@@ -983,4 +989,12 @@ export class PgliteSession extends SessionGlobals
   ): Promise<void> {
     return this.#turn.failed(e, frames, out, answered);
   }
+}
+
+/** `p`, or after `ms` (Infinity or 0: no bound) whichever comes first. */
+async function boundedWait(p: Promise<void>, ms: number): Promise<void> {
+  if (!(ms > 0 && Number.isFinite(ms))) return await p;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => timer = setTimeout(resolve, ms))]);
+  clearTimeout(timer);
 }

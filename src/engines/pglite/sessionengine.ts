@@ -40,6 +40,8 @@ export interface SessionEngine<S> {
   readonly roleGraph: RoleGraph;
   /** The holder has committed role or database DDL that the engine is reading back. */
   readonly catalogsSettling: boolean;
+  /** What a statement waits for first: roles changed in another database, on their way here (null: none). */
+  rolesArriving(): Promise<void> | null;
   /** The session whose unnamed statement the backend holds, if known. */
   unnamedOwner: S | null;
   /** The GUC_REPORT parameters' values on the backend, a new list after each change. */

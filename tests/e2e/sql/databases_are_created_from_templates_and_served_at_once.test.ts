@@ -484,6 +484,33 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       }
     });
 
+    test("a role made in one database is there for the very next statement of a session in another", async () => {
+      const s = server();
+      const admin = await pgClient(s);
+      await admin.query("CREATE DATABASE next_stmt");
+      const other = await pgClient(s, { database: "next_stmt" });
+      try {
+        for (let i = 0; i < 15; i++) {
+          await admin.query(`CREATE ROLE next_r${i}`);
+          const seen = await other.query(`SELECT 'next_r${i}'::regrole::text AS r`);
+          expect(seen.rows).toEqual([{ r: `next_r${i}` }]);
+          await other.query(`GRANT CONNECT ON DATABASE next_stmt TO next_r${i}`);
+          await admin.query(`ALTER ROLE next_r${i} RENAME TO next_q${i}`);
+          const renamed = await other.query(
+            `SELECT rolname FROM pg_roles WHERE oid = 'next_q${i}'::regrole`,
+          );
+          expect(renamed.rows).toEqual([{ rolname: `next_q${i}` }]);
+        }
+      } finally {
+        await other.end();
+        await admin.query("DROP DATABASE next_stmt").catch(() => {});
+        for (let i = 0; i < 15; i++) {
+          await admin.query(`DROP ROLE IF EXISTS next_q${i}, next_r${i}`).catch(() => {});
+        }
+        await admin.end();
+      }
+    });
+
     test("COMMENT ON DATABASE is the database's, shown in every database, and only its owner's to make", async () => {
       const s = server();
       const admin = await pgClient(s);
