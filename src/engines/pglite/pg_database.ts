@@ -344,6 +344,9 @@ export function mirrorSql(
   if (fresh) {
     sql.push(
       `DELETE FROM pg_catalog.pg_shdescription WHERE objoid = ${servedOid} AND ${isDatabase}`,
+      // Nor the template's ALTER DATABASE … SET and ALTER ROLE … IN
+      // DATABASE values (PostgreSQL's are keyed by the template's oid).
+      "DELETE FROM pg_catalog.pg_db_role_setting WHERE setdatabase <> 0",
     );
   } else if (initdb === undefined) {
     sql.push(`DELETE FROM pg_catalog.pg_shdescription WHERE ${leftover}`);

@@ -317,8 +317,13 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         await admin.query("SET work_mem = '11MB'");
         await admin.query("ALTER ROLE rid_a IN DATABASE role_in_db SET work_mem FROM CURRENT");
         expect(await show("rid_a", "role_in_db")).toEqual({ w: "11MB", t: "2MB" });
+        // A copy of the database has none of its settings (PostgreSQL keys them by database).
+        await admin.query("CREATE DATABASE role_in_db_copy TEMPLATE role_in_db");
+        expect(await show("rid_a", "role_in_db_copy")).toEqual({ w: "7MB", t: "8MB" });
+        expect(await show("postgres", "role_in_db_copy")).toEqual({ w: "4MB", t: "8MB" });
       } finally {
         await admin.query("DROP DATABASE role_in_db").catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS role_in_db_copy").catch(() => {});
         await admin.query("DROP ROLE IF EXISTS rid_a").catch(() => {});
         await admin.query("DROP ROLE IF EXISTS rid_b").catch(() => {});
         await admin.end();
