@@ -221,6 +221,10 @@ export interface LogMessage {
   readonly context?: string;
   readonly statement?: string;
   readonly code?: string;
+  /** Where the report was raised ("routine, file:line"): the LOCATION line. */
+  readonly location?: string;
+  /** log_error_verbosity for this report (a session's SET); else the server's. */
+  readonly verbosity?: string;
   /** ms since the epoch. */
   readonly timestamp: number;
 }
@@ -370,22 +374,30 @@ export function severityLabel(severity: Severity): string {
 
 /**
  * Formats one message into its server-log lines: the message line, then
- * DETAIL, HINT, CONTEXT and STATEMENT lines, each with the prefix. Newlines
- * inside a field are followed by a tab, as PostgreSQL's append_with_tabs does.
+ * DETAIL, HINT, QUERY, CONTEXT, LOCATION and STATEMENT lines, each with the
+ * prefix, as log_error_verbosity has them (elog.c's
+ * send_message_to_server_log): `terse` leaves out DETAIL to CONTEXT,
+ * `verbose` puts the SQLSTATE before the message and adds LOCATION where
+ * the report has one. Newlines inside a field are followed by a tab, as
+ * PostgreSQL's append_with_tabs does.
  */
 export function formatLogMessage(
   msg: LogMessage,
-  options: { prefix: LogLinePrefix; linePrefix: string; timeZone: string },
+  options: { prefix: LogLinePrefix; linePrefix: string; timeZone: string; verbosity?: string },
 ): string {
   const lineNo = options.prefix.nextLine();
   const head = options.prefix.expand(options.linePrefix, msg, lineNo, options.timeZone);
   const tabbed = (s: string) => s.replace(/\n/g, "\n\t");
-  let out = `${head}${severityLabel(msg.severity)}:  ${tabbed(msg.message)}\n`;
+  const verbosity = msg.verbosity ?? options.verbosity ?? "default";
+  const code = verbosity === "verbose" ? `${msg.code ?? defaultCode(msg.severity)}: ` : "";
+  let out = `${head}${severityLabel(msg.severity)}:  ${code}${tabbed(msg.message)}\n`;
+  const full = verbosity !== "terse";
   const extra: [string, string | undefined][] = [
-    ["DETAIL", msg.detail],
-    ["HINT", msg.hint],
-    ["QUERY", msg.query],
-    ["CONTEXT", msg.context],
+    ["DETAIL", full ? msg.detail : undefined],
+    ["HINT", full ? msg.hint : undefined],
+    ["QUERY", full ? msg.query : undefined],
+    ["CONTEXT", full ? msg.context : undefined],
+    ["LOCATION", verbosity === "verbose" ? msg.location : undefined],
     ["STATEMENT", msg.statement],
   ];
   for (const [label, text] of extra) {
@@ -401,7 +413,18 @@ function messageOf(record: LogRecord): LogMessage {
   const message = str("message") ??
     record.message.map((m, i) => (i % 2 === 0 ? String(m) : JSON.stringify(m))).join("");
   const fields: Record<string, string> = {};
-  for (const k of ["detail", "hint", "query", "context", "statement", "code"] as const) {
+  for (
+    const k of [
+      "detail",
+      "hint",
+      "query",
+      "context",
+      "statement",
+      "code",
+      "location",
+      "verbosity",
+    ] as const
+  ) {
     const v = str(k);
     if (v !== undefined) fields[k] = v;
   }
@@ -416,6 +439,15 @@ export interface LoggingOptions {
 }
 
 let current: LogLinePrefix | undefined;
+
+/** log_error_verbosity as configured; "default" where the settings have none (a test's own). */
+function errorVerbosity(settings: LogSettings): string {
+  try {
+    return settings.getString("log_error_verbosity");
+  } catch {
+    return "default";
+  }
+}
 
 /** The settings `configureLogging` was given last (the postmaster's, reloaded in place). */
 let configured: LogSettings | null = null;
@@ -519,6 +551,7 @@ export function configureLogging(settings: LogSettings, options: LoggingOptions)
       prefix: currentLogPrefix() ?? prefix,
       linePrefix: settings.getString("log_line_prefix"),
       timeZone: settings.getString("log_timezone"),
+      verbosity: errorVerbosity(settings),
     }));
   };
   const config = {

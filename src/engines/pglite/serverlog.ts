@@ -48,8 +48,13 @@ export class SessionServerLog {
    * Logs `msg` as the session's backend (`as`), with the statement when
    * its severity is `minErrorStatement` (log_min_error_statement) or more.
    */
-  report(msg: Uint8Array, statement: () => string, minErrorStatement: string): void {
-    this.as(() => logReport(msg, statement, minErrorStatement));
+  report(
+    msg: Uint8Array,
+    statement: () => string,
+    minErrorStatement: string,
+    verbosity?: string,
+  ): void {
+    this.as(() => logReport(msg, statement, minErrorStatement, verbosity));
   }
 
   /** The session's settings changed: its next lines' prefix takes them (%a). */
@@ -103,6 +108,7 @@ export function logReport(
   msg: Uint8Array,
   statement: () => string,
   minErrorStatement: string,
+  verbosity?: string,
 ): void {
   const f = parseErrorResponse(msg.subarray(5));
   const severity = LOGGED.get(f.severityV ?? f.severity);
@@ -117,6 +123,13 @@ export function logReport(
     ...(f.internalQuery !== undefined ? { query: f.internalQuery } : {}),
     ...(f.context !== undefined ? { context: f.context } : {}),
     ...(text !== "" ? { statement: text } : {}),
+    // elog.c's LOCATION: "routine, file:line", or "file:line".
+    ...(f.file !== undefined
+      ? {
+        location: `${f.routine !== undefined ? `${f.routine}, ` : ""}${f.file}:${f.line ?? 0}`,
+      }
+      : {}),
+    ...(verbosity !== undefined ? { verbosity } : {}),
   });
 }
 

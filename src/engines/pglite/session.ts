@@ -794,6 +794,7 @@ export class PgliteSession extends SessionGlobals
       msg,
       () => this.#statementOf(input, frames),
       this.settings.get("log_min_error_statement") ?? statementLogDefaults().minErrorStatement,
+      this.settings.get("log_error_verbosity"),
     );
   }
 

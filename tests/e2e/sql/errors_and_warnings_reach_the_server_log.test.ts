@@ -81,6 +81,37 @@ test("log_min_messages = notice logs NOTICEs too; = error leaves out WARNINGs", 
   expect(server.log).not.toContain("WARNING:  left out");
 });
 
+test("log_error_verbosity: verbose adds the SQLSTATE and LOCATION, terse leaves out DETAIL, HINT and CONTEXT; the server's or a session's", async () => {
+  const server = await startPgts({ settings: { log_error_verbosity: "verbose" } });
+  const c = await server.client();
+  const pid = (await c.query("select pg_backend_pid() as pid")).rows[0].pid as number;
+  const fail = (sql: string) => c.query(sql).then(() => null, (e: Error) => e.message);
+  const raise = "do $$ begin raise exception 'boom' using detail = 'dd', hint = 'hh'; end $$";
+  expect(await fail("select 1/0")).toBe("division by zero");
+  await c.query("set log_error_verbosity = terse");
+  expect(await fail(raise)).toBe("boom");
+  await c.query("set log_error_verbosity = default"); // the server's: verbose
+  expect(await fail(raise)).toBe("boom");
+  await c.end();
+  const lines = (await waitFor(
+    "the log lines",
+    () => serverLogLines(server.log, pid).length >= 11 && serverLogLines(server.log, pid),
+  )).map((l) => l.replace(/(LOCATION: {2}\w+, [\w.]+):\d+$/, "$1:N"));
+  expect(lines).toEqual([
+    "ERROR:  22012: division by zero",
+    "LOCATION:  int4div, int.c:N",
+    "STATEMENT:  select 1/0",
+    "ERROR:  boom",
+    `STATEMENT:  ${raise}`,
+    "ERROR:  P0001: boom",
+    "DETAIL:  dd",
+    "HINT:  hh",
+    "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE",
+    "LOCATION:  exec_stmt_raise, pl_exec.c:N",
+    `STATEMENT:  ${raise}`,
+  ]);
+});
+
 test("log_line_prefix's %u, %d, %a and %r are the session's; log_connections and log_disconnections log each session's start and end", async () => {
   const server = await startPgts({
     settings: {
