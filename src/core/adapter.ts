@@ -81,7 +81,18 @@ export interface AcceptedConnection extends Connection {
 
 /** Listening socket addresses, as the postmaster configures them. */
 export type ListenAddress =
-  | { readonly family: "tcp"; readonly host: string; readonly port: number }
+  | {
+    readonly family: "tcp";
+    readonly host: string;
+    readonly port: number;
+    /**
+     * Every accepted connection gets SO_KEEPALIVE, as PostgreSQL's
+     * StreamConnection sets it; this its idle time before the first probe
+     * (tcp_keepalives_idle, where the runtime can set it), in ms; 0 or
+     * absent: the system's.
+     */
+    readonly keepAliveIdleMs?: number;
+  }
   | {
     readonly family: "unix";
     readonly path: string;

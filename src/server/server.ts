@@ -273,7 +273,13 @@ export async function runServer(options: RunServerOptions): Promise<number> {
     guc.set("port", String(port), { source: "override" });
   }
   const hosts = await listenHosts(guc, port);
-  const listen: ListenAddress[] = hosts.map((host) => ({ family: "tcp", host, port }));
+  const keepAliveIdleMs = guc.getInt("tcp_keepalives_idle") * 1000;
+  const listen: ListenAddress[] = hosts.map((host) => ({
+    family: "tcp",
+    host,
+    port,
+    ...(keepAliveIdleMs > 0 ? { keepAliveIdleMs } : {}),
+  }));
   const socketDirs = splitList(guc.getString("unix_socket_directories")) ?? [];
   // PostgreSQL's Setup_AF_UNIX: the group, then the mode (0777 unless set).
   const socketAccess = {

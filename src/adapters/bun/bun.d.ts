@@ -17,6 +17,8 @@ export interface BunSocket<Data> {
   terminate(): void;
   pause(): void;
   resume(): void;
+  /** SO_KEEPALIVE, with the idle time before the first probe (ms) when given. */
+  setKeepAlive(enable: boolean, initialDelay?: number): boolean;
   /** Replaces the socket's handlers (Bun's `socket.reload({ socket })`). */
   reload(options: { socket: BunSocketHandler<Data> }): void;
 }

@@ -210,10 +210,15 @@ function handlers(
   remoteOf: (socket: BunSocket<SocketData>) => RemoteAddress,
   onOpen: (conn: BunSocketConnection) => void,
   handOff = true,
+  keepAliveIdleMs?: number,
 ): BunSocketHandler<SocketData> {
   return {
     open(socket) {
       if (handOff) socket.pause();
+      // A TCP client's: SO_KEEPALIVE (tcp_keepalives_idle, else the system's idle time).
+      if (keepAliveIdleMs !== undefined) {
+        socket.setKeepAlive(true, keepAliveIdleMs > 0 ? keepAliveIdleMs : undefined);
+      }
       const conn = new BunSocketConnection(socket, remoteOf(socket), handOff);
       socket.data = { conn };
       onOpen(conn);
@@ -294,6 +299,7 @@ export class BunNetAdapter implements NetAdapter {
         (socket) => tcpRemote(socket, host === null ? undefined : local),
         onConnection,
         this.#handOff,
+        address.keepAliveIdleMs ?? 0,
       ),
     });
     if (host !== null) local = { address: host, port: listener.port };

@@ -291,7 +291,12 @@ export class DenoConnNetAdapter implements NetAdapter {
     holder.accepting = (async () => {
       try {
         for await (const conn of listener) {
-          if (unixPath === null) (conn as Deno.TcpConn).setNoDelay(true);
+          if (unixPath === null) {
+            (conn as Deno.TcpConn).setNoDelay(true);
+            // SO_KEEPALIVE, as PostgreSQL's; Deno cannot set its idle time
+            // (tcp_keepalives_idle): the system's.
+            (conn as Deno.TcpConn).setKeepAlive(true);
+          }
           onConnection(new DenoConnConnection(conn, remoteOf(conn, unixPath)));
         }
       } catch {

@@ -32,6 +32,8 @@ export class NodeSocketNetAdapter implements NetAdapter {
     if (unixPath !== null) await removeStaleSocket(unixPath);
     const serve = () =>
       net.createServer({ pauseOnConnect: true }, (socket) => {
+        // SO_KEEPALIVE, as PostgreSQL's, after tcp_keepalives_idle (else the system's).
+        if (address.family === "tcp") socket.setKeepAlive(true, address.keepAliveIdleMs ?? 0);
         onConnection(new NodeSocketConnection(socket, nodeRemote(socket, unixPath)));
       });
     const holder = { server: serve() };
