@@ -63,7 +63,7 @@
  * itself: it only records what the engine should do.
  */
 
-import { wasmFunction, type WasmTools } from "./wasmtools.ts";
+import { onUtilityStatement, parsedStatement, wasmFunction, type WasmTools } from "./wasmtools.ts";
 import type { ShownName } from "./enginenames.ts";
 
 /** A session the engine serves, as the signal functions check it. */
@@ -579,6 +579,22 @@ export function installBackendFunctions(
   }, { params: 3, result: false });
   ex.CacheRegisterSyscacheCallback(AUTHOID, rolesChanged, 0);
   ex.CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, rolesChanged, 0);
+  // ALTER ROLE … SET and ALTER DATABASE … SET write pg_db_role_setting,
+  // which has no syscache: seen when parsed, in a function or DO block too
+  // (where the input's text scan does not look), as a change of roles.
+  const roleSet = tools.view().getUint32(
+    parsedStatement(tools, "ALTER ROLE pgts_probe SET work_mem = 1"),
+    true,
+  );
+  const databaseSet = tools.view().getUint32(
+    parsedStatement(tools, "ALTER DATABASE pgts_probe SET work_mem = 1"),
+    true,
+  );
+  onUtilityStatement(tools, (stmt) => {
+    if (runner === null) return;
+    const tag = tools.view().getUint32(stmt, true);
+    if (tag === roleSet || tag === databaseSet) rolesChangedBy = runner;
+  });
 
   return {
     runAs(pid) {

@@ -396,7 +396,8 @@ export function mirrorSql(
       " deptype) SELECT DISTINCT 0, 'pg_catalog.pg_database'::pg_catalog.regclass, d.oid, 0," +
       ` 'pg_catalog.pg_authid'::pg_catalog.regclass, r.oid, 'a' FROM ${named} AND NOT EXISTS` +
       ` (SELECT FROM pg_catalog.pg_shdepend s WHERE ${shared} AND s.deptype = 'a'` +
-      " AND s.objid = d.oid AND s.refobjid = r.oid)",
+      // In the databases' order: DROP ROLE's DETAIL lists them as it finds them.
+      " AND s.objid = d.oid AND s.refobjid = r.oid) ORDER BY 3, 6",
   );
   sql.push(
     `DELETE FROM pg_catalog.pg_shdepend s WHERE ${owned} AND NOT EXISTS (SELECT FROM` +
