@@ -25,16 +25,38 @@
 
 import { isMd5Secret } from "../../core/auth/md5.ts";
 import { buildScramSecret, parseScramSecret } from "../../core/auth/scram.ts";
-import type { ScramLogin } from "../../core/engine/types.ts";
+import type { RoleInfo, ScramLogin } from "../../core/engine/types.ts";
 import type { UpstreamLogin } from "./connect.ts";
 import { scramKeysOf } from "./scram-client.ts";
 
+/** pg_authid.rolvaliduntil in ms since the Unix epoch (RoleInfo.validUntil). */
+const VALID_UNTIL_MS = "pg_catalog.date_part('epoch', rolvaliduntil) * 1000";
+
 /**
- * pg_authid.rolvaliduntil in ms since the Unix epoch, as the role lookups
- * without auth_file read it (RoleInfo.validUntil: an expired password does
- * not log in, as PostgreSQL's get_role_password).
+ * What a role lookup without auth_file reads of the role `where` names:
+ * pg_authid's row with its secret, or for a login that may not read
+ * pg_authid (42501) pg_roles' without one. Either answers roleFromRow's
+ * row.
  */
-export const VALID_UNTIL_MS = "pg_catalog.date_part('epoch', rolvaliduntil) * 1000";
+export function roleLookupSql(where: string): { authid: string; roles: string } {
+  return {
+    authid:
+      `SELECT rolsuper, rolcanlogin, rolpassword, ${VALID_UNTIL_MS} FROM pg_catalog.pg_authid ${where}`,
+    roles:
+      `SELECT rolsuper, rolcanlogin, NULL, ${VALID_UNTIL_MS} FROM pg_catalog.pg_roles ${where}`,
+  };
+}
+
+/** Role `name` from a row of roleLookupSql's statements. */
+export function roleFromRow(name: string, row: readonly (string | null)[]): RoleInfo {
+  return {
+    name,
+    superuser: row[0] === "t",
+    canLogin: row[1] === "t",
+    secret: row[2] ?? null,
+    validUntil: row[3] == null ? null : Number(row[3]),
+  };
+}
 
 export type AuthFileEntry =
   | { readonly kind: "scram"; readonly secret: string }

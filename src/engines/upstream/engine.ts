@@ -35,8 +35,9 @@ import {
 import {
   type AuthFileLookup,
   AuthFileSecrets,
+  roleFromRow,
+  roleLookupSql,
   upstreamLoginFor,
-  VALID_UNTIL_MS,
 } from "./auth-file.ts";
 import { UpstreamSession } from "./session.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
@@ -126,27 +127,15 @@ export class UpstreamEngine implements Engine {
         const secret = await this.#secrets.secretOf(name, entry);
         return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret };
       }
+      const sql = roleLookupSql(where);
       try {
-        rows = await simpleQuery(
-          upstream,
-          `SELECT rolsuper, rolcanlogin, rolpassword, ${VALID_UNTIL_MS} FROM pg_catalog.pg_authid ${where}`,
-        );
+        rows = await simpleQuery(upstream, sql.authid);
       } catch (e) {
         if (!isPgError(e) || e.code !== INSUFFICIENT_PRIVILEGE) throw e;
-        rows = await simpleQuery(
-          upstream,
-          `SELECT rolsuper, rolcanlogin, NULL, ${VALID_UNTIL_MS} FROM pg_catalog.pg_roles ${where}`,
-        );
+        rows = await simpleQuery(upstream, sql.roles);
       }
       const row = rows[0];
-      if (row === undefined) return null;
-      return {
-        name,
-        superuser: row[0] === "t",
-        canLogin: row[1] === "t",
-        secret: row[2] ?? null,
-        validUntil: row[3] == null ? null : Number(row[3]),
-      };
+      return row === undefined ? null : roleFromRow(name, row);
     } catch (e) {
       if (isPgError(e) && e.severity !== "FATAL") {
         throw new PgError(

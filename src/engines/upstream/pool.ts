@@ -59,8 +59,9 @@ import {
   type AuthFileEntry,
   type AuthFileLookup,
   AuthFileSecrets,
+  roleFromRow,
+  roleLookupSql,
   upstreamLoginFor,
-  VALID_UNTIL_MS,
 } from "./auth-file.ts";
 import type { PoolServer } from "./server.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "./url.ts";
@@ -494,24 +495,12 @@ export class UpstreamPool implements Engine, Pooler {
         const secret = await this.#secrets.secretOf(name, entry);
         return { name, superuser: row[0] === "t", canLogin: row[1] === "t", secret };
       }
-      let r = await server.query(
-        `SELECT rolsuper, rolcanlogin, rolpassword, ${VALID_UNTIL_MS} FROM pg_catalog.pg_authid ${where}`,
-      );
-      if (r.error?.code === ERRCODE.INSUFFICIENT_PRIVILEGE) {
-        r = await server.query(
-          `SELECT rolsuper, rolcanlogin, NULL, ${VALID_UNTIL_MS} FROM pg_catalog.pg_roles ${where}`,
-        );
-      }
+      const sql = roleLookupSql(where);
+      let r = await server.query(sql.authid);
+      if (r.error?.code === ERRCODE.INSUFFICIENT_PRIVILEGE) r = await server.query(sql.roles);
       if (r.error !== null) throw lookupFailed(name, r.error);
       const row = r.rows[0];
-      if (row === undefined) return null;
-      return {
-        name,
-        superuser: row[0] === "t",
-        canLogin: row[1] === "t",
-        secret: row[2] ?? null,
-        validUntil: row[3] == null ? null : Number(row[3]),
-      };
+      return row === undefined ? null : roleFromRow(name, row);
     } finally {
       this.release(pool, server);
     }
