@@ -341,15 +341,12 @@ export class DatabaseEngines {
         owners = true;
       }
       // The served row's privileges are its engine's own (privilegesChanged).
-      if (shown.acl !== was.acl && entry !== served?.entry) {
-        const had = new Set(was.items ?? []);
-        const has = new Set(shown.items ?? []);
-        aclChanges.push([
-          entry,
-          [...had].filter((x) => !has.has(x)),
-          [...has].filter((x) => !had.has(x)),
-        ]);
-      }
+      if (entry === served?.entry) continue;
+      const had = new Set(was.items ?? []);
+      const has = new Set(shown.items ?? []);
+      const removed = [...had].filter((x) => !has.has(x));
+      const added = [...has].filter((x) => !had.has(x));
+      if (removed.length > 0 || added.length > 0) aclChanges.push([entry, removed, added]);
     }
     this.#mirrored.set(source, new Map(now));
     if (!owners && aclChanges.length === 0) return;

@@ -74,9 +74,7 @@ export interface DatabaseEntry {
 export interface DatabaseShown {
   /** Its owner's name (null: no such role). */
   readonly owner: string | null;
-  /** Its privileges (datacl as text; null: the defaults). */
-  readonly acl: string | null;
-  /** The same, item by item (aclitem as text each); null: the defaults. */
+  /** Its privileges, item by item (aclitem as text each); null: the defaults. */
   readonly items: readonly string[] | null;
 }
 

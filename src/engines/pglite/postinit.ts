@@ -275,7 +275,6 @@ export class EngineCatalogs {
       rows.flatMap((r) =>
         r[0] == null ? [] : [[r[0], {
           owner: r[5] ?? null,
-          acl: r[3] ?? null,
           items: r[6] == null ? null : JSON.parse(r[6]) as string[],
         }]]
       ),
