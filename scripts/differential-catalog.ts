@@ -15,16 +15,14 @@
  */
 
 import type { Scenario } from "./differential-scenarios.ts";
-import { generator } from "./differential-random.ts";
+import { draws } from "./differential-random.ts";
 
 const DATABASES = ["{db_a}", "{db_b}"];
 const PRIVILEGES = ["connect", "temp", "create", "connect, temp", "all"];
 
 /** `count` scenarios of `steps` steps each, from `seed`. */
 export function catalogScenarios(count: number, seed: number, steps = 50): Scenario[] {
-  const rand = generator(seed);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  const n = () => Math.floor(rand() * 100);
+  const { rand, pick, n } = draws(seed);
   const out: Scenario[] = [];
   for (let k = 0; k < count; k++) {
     const roles = ["a", "b", "c", "d"].map((x) => `rc${seed}_${k}_${x}`);

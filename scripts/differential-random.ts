@@ -17,7 +17,7 @@
 import type { Scenario } from "./differential-scenarios.ts";
 
 /** A small seeded generator (mulberry32): the same seed, the same scenarios. */
-export function generator(seed: number): () => number {
+function generator(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6D2B79F5) >>> 0;
@@ -120,11 +120,19 @@ function blockStatement(pick: <T>(xs: readonly T[]) => T, n: () => number): stri
   ])();
 }
 
+/** From `seed`: a number in [0, 1), an element of a list, a number in 0..99. */
+export function draws(seed: number) {
+  const rand = generator(seed);
+  return {
+    rand,
+    pick: <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!,
+    n: () => Math.floor(rand() * 100),
+  };
+}
+
 /** `count` scenarios of `steps` steps each, from `seed`. */
 export function randomScenarios(count: number, seed: number, steps = 60): Scenario[] {
-  const rand = generator(seed);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  const n = () => Math.floor(rand() * 100);
+  const { rand, pick, n } = draws(seed);
   const out: Scenario[] = [];
   for (let k = 0; k < count; k++) {
     const seeded = new Array<boolean>(SESSIONS).fill(false);
