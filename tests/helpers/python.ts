@@ -82,6 +82,7 @@ export const PYTHON_LINES = [
   "psycopg after rollback 50",
   "psycopg copy out [('1', 'v0'), ('2', 'v1')]",
   "psycopg named cursor 150",
+  "psycopg withhold cursor 1 [2, 3, 4, 5]",
   "psycopg pipeline 20",
   "psycopg notify hello",
   "psycopg2 execute_values 100",

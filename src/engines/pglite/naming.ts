@@ -11,7 +11,8 @@
  * engine for the whole of its transaction, so no other session can see one.
  * A cursor declared WITH HOLD does outlive it: its name is prefixed in the
  * DECLARE, and then wherever the session names it (FETCH, MOVE, CLOSE,
- * WHERE CURRENT OF) until it closes it. Other cursor names (a transaction's
+ * WHERE CURRENT OF; the protocol's Bind, Describe, Execute and Close of a
+ * portal) until it closes it. Other cursor names (a transaction's
  * own, a PL/pgSQL refcursor's) are left alone.
  *
  * The same pass records what the engine layer must act on after the input
@@ -339,7 +340,11 @@ export function planInput(
           runsReset = unnamedReset;
           runsCopy = unnamedParse !== null ? unnamedCopy : options.copyIn?.unnamed === true;
           if (unnamedParse === null) usesUnnamedFirst = true;
-          emit(i, null);
+          const named = portalName(portal, prefix, acc);
+          emit(
+            i,
+            named === portal ? null : frameOf(FE.Bind, [cstring(named), body.subarray(afterPortal)]),
+          );
         } else {
           const e = effects !== undefined && effects.size > 0
             ? effects.get(prefix + stmt)
@@ -351,7 +356,7 @@ export function planInput(
           emit(
             i,
             frameOf(FE.Bind, [
-              cstring(portal),
+              cstring(portalName(portal, prefix, acc)),
               cstring(engineName(prefix, stmt)),
               body.subarray(afterStmt),
             ]),
@@ -369,8 +374,15 @@ export function planInput(
       case FE.Close: {
         const kind = body[0];
         const [name] = readCString(body, 1);
-        if (kind !== 0x53) emit(i, null); // not 'S', a statement: a portal keeps its name
-        else if (name === "") {
+        if (kind !== 0x53) {
+          // A portal keeps its name, but for a cursor the session declared
+          // WITH HOLD (psycopg describes its server cursors so).
+          if (!acc.holdCursors.has(name)) emit(i, null);
+          else {
+            if (f.type === FE.Close) acc.closedHoldCursors.push(name);
+            emit(i, frameOf(f.type, [Uint8Array.of(kind), cstring(engineName(prefix, name))]));
+          }
+        } else if (name === "") {
           if (f.type === FE.Describe && unnamedParse === null) usesUnnamedFirst = true;
           emit(i, null);
         } else {
@@ -380,15 +392,21 @@ export function planInput(
       }
       case FE.Execute: {
         executes++;
+        const checks = resetPortals !== null || boundPortals !== null ||
+          options.copyIn?.portals.size || acc.holdCursors.size > 0;
+        const [portal, afterPortal] = checks ? readCString(body, 0) : ["", 0];
         if (resetPortals !== null || boundPortals !== null || options.copyIn?.portals.size) {
-          const portal = readCString(body, 0)[0];
           executesReset = resetPortals !== null && resetPortals.has(portal);
           if (boundPortals?.get(portal) ?? options.copyIn?.portals.has(portal) === true) {
             copyExecutes++;
             copyExecute = i;
           }
         } else executesReset = false;
-        emit(i, null);
+        const named = portalName(portal, prefix, acc);
+        emit(
+          i,
+          named === portal ? null : frameOf(FE.Execute, [cstring(named), body.subarray(afterPortal)]),
+        );
         break;
       }
       default:
@@ -465,6 +483,11 @@ export function planInput(
     hasQuery,
     offEngine,
   };
+}
+
+/** A portal's name as the engine has it: a hold cursor's is the session's. */
+function portalName(portal: string, prefix: string, acc: Acc): string {
+  return portal !== "" && acc.holdCursors.has(portal) ? engineName(prefix, portal) : portal;
 }
 
 /**
