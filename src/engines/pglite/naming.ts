@@ -343,7 +343,9 @@ export function planInput(
           const named = portalName(portal, prefix, acc);
           emit(
             i,
-            named === portal ? null : frameOf(FE.Bind, [cstring(named), body.subarray(afterPortal)]),
+            named === portal
+              ? null
+              : frameOf(FE.Bind, [cstring(named), body.subarray(afterPortal)]),
           );
         } else {
           const e = effects !== undefined && effects.size > 0
@@ -405,7 +407,9 @@ export function planInput(
         const named = portalName(portal, prefix, acc);
         emit(
           i,
-          named === portal ? null : frameOf(FE.Execute, [cstring(named), body.subarray(afterPortal)]),
+          named === portal
+            ? null
+            : frameOf(FE.Execute, [cstring(named), body.subarray(afterPortal)]),
         );
         break;
       }
