@@ -58,6 +58,7 @@
 import type { SessionSsl, TransactionStatus } from "../../core/engine/types.ts";
 import { FE } from "../../core/protocol/constants.ts";
 import type { ActivityRow } from "./backends.ts";
+import { decodeIn } from "./conversions.ts";
 import { ENGINE_NAME_PATTERN } from "./enginenames.ts";
 import type { Frame } from "./wire.ts";
 
@@ -250,6 +251,8 @@ export class SessionActivity {
   #xactStart = 0;
   /** The last input's first Query or Parse message (a bounded copy). */
   #lastQuery: Uint8Array | null = null;
+  /** The client_encoding it came in (undefined: UTF8). */
+  #encoding: string | undefined;
 
   constructor(
     client: { readonly address: string; readonly port: number } | null,
@@ -259,10 +262,19 @@ export class SessionActivity {
     this.#ssl = ssl;
   }
 
-  /** Keeps (a bounded copy of) the input's first Query or Parse, and when it started. */
-  noteQuery(input: Uint8Array, frames: readonly Frame[], status: TransactionStatus): void {
+  /**
+   * Keeps (a bounded copy of) the input's first Query or Parse, and when it
+   * started; `encoding` is the session's client_encoding.
+   */
+  noteQuery(
+    input: Uint8Array,
+    frames: readonly Frame[],
+    status: TransactionStatus,
+    encoding?: string,
+  ): void {
     const f = frames.find((x) => x.type === FE.Query || x.type === FE.Parse);
     if (f === undefined) return;
+    this.#encoding = encoding;
     this.#queryStart = this.#stateChange = Date.now();
     if (status === "I") this.#xactStart = 0;
     const body = input.subarray(f.start + 5, Math.min(f.end, f.start + 5 + QUERY_TEXT_MAX));
@@ -275,7 +287,7 @@ export class SessionActivity {
 
   /** The last query's text (bounded), as pg_stat_activity shows it. */
   lastQuery(): string {
-    return queryText(this.#lastQuery);
+    return queryText(this.#lastQuery, this.#encoding);
   }
 
   /** The session's state changed without a new query (an input answered, one run). */
@@ -312,7 +324,7 @@ export class SessionActivity {
       usesysid: of.usesysid,
       application_name: of.applicationName,
       state,
-      query: queryText(this.#lastQuery),
+      query: queryText(this.#lastQuery, this.#encoding),
       wait_event_type: wait?.[0] ?? null,
       wait_event: wait?.[1] ?? null,
       xact_start: inXact ? iso(this.#xactStart || this.#queryStart) : null,
@@ -331,8 +343,8 @@ export class SessionActivity {
 }
 
 /** The text of a kept Query or Parse body (up to its NUL). */
-function queryText(body: Uint8Array | null): string {
+function queryText(body: Uint8Array | null, encoding: string | undefined): string {
   if (body === null) return "";
   const nul = body.indexOf(0);
-  return new TextDecoder().decode(nul < 0 ? body : body.subarray(0, nul));
+  return decodeIn(encoding, nul < 0 ? body : body.subarray(0, nul));
 }

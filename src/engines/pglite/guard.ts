@@ -71,14 +71,7 @@
  * PGlite's records do not look as expected.
  */
 
-import { needsNoConversion } from "./settings.ts";
-import {
-  listCells,
-  onUtilityStatement,
-  parsedStatement,
-  stringNodeValue,
-  type WasmTools,
-} from "./wasmtools.ts";
+import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
 
 /** PostgreSQL's GUC flag that refuses RESET and function-level SET (guc.h). */
 const GUC_NO_RESET = 0x0008;
@@ -142,9 +135,6 @@ export function eachGucRecord(
 const GUC_STRING_CHECK_HOOK = 100;
 const COPY_IS_PROGRAM = 17;
 const COPY_FILENAME = 20;
-const COPY_OPTIONS = 24;
-const DEFELEM_NAME = 8;
-const DEFELEM_ARG = 12;
 const TABLESPACE_NAME = 4;
 const TABLESPACE_LOCATION = 12;
 /** LoadStmt.filename. */
@@ -344,7 +334,6 @@ function installProgramGuard(tools: WasmTools): void {
   const parsed = (sql: string): number => parsedStatement(tools, sql);
   const withProgram = parsed("COPY pgts_probe FROM PROGRAM 'pgts_probe'");
   const withStdin = parsed("COPY pgts_probe FROM STDIN");
-  const withEncoding = parsed("COPY pgts_probe FROM STDIN WITH (ENCODING 'pgts_probe')");
   const withLocation = parsed("CREATE TABLESPACE pgts_probe LOCATION '/pgts_probe'");
   const subscription = parsed(
     "CREATE SUBSCRIPTION pgts_probe CONNECTION 'pgts_probe' PUBLICATION pgts_probe",
@@ -355,23 +344,11 @@ function installProgramGuard(tools: WasmTools): void {
   const tablespaceTag = v.getUint32(withLocation, true);
   const subscriptionTag = v.getUint32(subscription, true);
   const loadTag = v.getUint32(load, true);
-  /** COPY's ENCODING option, or null (CopyStmt.options: a List of DefElem). */
-  const encodingOption = (stmt: number): string | null => {
-    const view = tools.view();
-    for (const def of listCells(tools, view.getUint32(stmt + COPY_OPTIONS, true))) {
-      if (tools.readCString(view.getUint32(def + DEFELEM_NAME, true)) !== "encoding") continue;
-      const arg = view.getUint32(def + DEFELEM_ARG, true);
-      return arg === 0 ? "" : stringNodeValue(tools, arg);
-    }
-    return null;
-  };
   if (
     v.getUint32(withStdin, true) !== copyTag ||
     v.getUint8(withProgram + COPY_IS_PROGRAM) !== 1 ||
     v.getUint8(withStdin + COPY_IS_PROGRAM) !== 0 ||
-    tools.readCString(v.getUint32(withProgram + COPY_FILENAME, true)) !== "pgts_probe" ||
-    encodingOption(withStdin) !== null ||
-    encodingOption(withEncoding) !== "pgts_probe"
+    tools.readCString(v.getUint32(withProgram + COPY_FILENAME, true)) !== "pgts_probe"
   ) {
     throw new Error("PGlite's CopyStmt has an unknown layout");
   }
@@ -414,17 +391,6 @@ function installProgramGuard(tools: WasmTools): void {
           {
             hint: "Use COPY … TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
           },
-        );
-      }
-      // PGlite converts no encodings (encoding.ts): a COPY that would
-      // convert its data spins in the engine for ever.
-      const encoding = encodingOption(stmt);
-      if (encoding !== null && !needsNoConversion(encoding)) {
-        tools.raise(
-          "0A000",
-          `COPY with ENCODING "${encoding}" is not supported by the embedded engine`,
-          "Conversion between encodings is not supported.",
-          { hint: "PGlite converts no encodings: use ENCODING 'UTF8' or leave the option out." },
         );
       }
     } else if (view.getUint32(stmt, true) === subscriptionTag) {

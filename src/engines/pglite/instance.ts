@@ -26,6 +26,7 @@ import { WalFlusher, WalWriter, walWriterDelayMs } from "./walflush.ts";
 import type { InstanceOptions, PGliteInstance } from "./instancetypes.ts";
 import { CancelClock } from "./cancelclock.ts";
 import { wrapWallClock } from "./wallclock.ts";
+import { wrapConversionSymbols } from "./conversions.ts";
 import { durableStart, type EmscriptenFs, type NodeFs, wrapSyncImports } from "./fsync.ts";
 import { PGlite } from "@electric-sql/pglite";
 import { pgliteAssetOptions } from "./assets.ts";
@@ -102,7 +103,10 @@ export async function openInstance(
   options: InstanceOptions,
 ): Promise<PGliteInstance> {
   // Set by the instantiate hook below; an object, so the compiler sees it may change.
-  const captured: { wasm: WebAssembly.Instance | null } = { wasm: null };
+  const captured: { wasm: WebAssembly.Instance | null; tools: WasmTools | null } = {
+    wasm: null,
+    tools: null,
+  };
   const shared = options.sharedHeap === true;
   const clock = new CancelClock(options.cancelCell, { shared });
   const trace = options.trace ?? (() => {});
@@ -152,6 +156,7 @@ export async function openInstance(
         // `env` and `wasi_snapshot_preview1` are the same object in this build.
         const env = imports["env"]!;
         wrapWallClock(env, () => clock.memory);
+        wrapConversionSymbols(env, () => captured.tools);
         clock.wrapImports(env);
         // A PANIC (a failed fsync of the WAL, for one) ends Postgres with
         // abort(), which PGlite's glue swallows; the backend is gone and the
@@ -299,7 +304,7 @@ export async function openInstance(
   const sessions = new BackendTable();
   try {
     if (shared) shareLibrariesOnOpen(db);
-    tools = new WasmTools(captured.wasm, memory);
+    tools = captured.tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf(), sessions });

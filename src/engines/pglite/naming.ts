@@ -382,7 +382,7 @@ export function planInput(
           if (!acc.holdCursors.has(name)) emit(i, null);
           else {
             if (f.type === FE.Close) acc.closedHoldCursors.push(name);
-            emit(i, frameOf(f.type, [Uint8Array.of(kind), cstring(engineName(prefix, name))]));
+            emit(i, frameOf(f.type, [body.subarray(0, 1), cstring(engineName(prefix, name))]));
           }
         } else if (name === "") {
           if (f.type === FE.Describe && unnamedParse === null) usesUnnamedFirst = true;

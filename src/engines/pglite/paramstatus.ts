@@ -66,6 +66,11 @@ export class ReportedToClient {
     this.#login = login;
   }
 
+  /** The value of `name` the client was last told. */
+  value(name: string): string | undefined {
+    return this.#told?.get(name) ?? this.#login.find(([n]) => n === name)?.[1];
+  }
+
   /**
    * The ParameterStatus messages for the values of `now` that differ from
    * what the client was last told (which they then are), or null. `now` is

@@ -532,7 +532,7 @@ export class PgliteSession extends SessionGlobals
     endSync = false,
   ): Promise<void> {
     const engine = this.#engine;
-    this.#activity.noteQuery(input, frames, this.#status);
+    this.#activity.noteQuery(input, frames, this.#status, this.#told.value("client_encoding"));
     this.noteBackup(input);
     // With standard_conforming_strings off, 'a\'…' is one string: a name
     // inside it is no statement's to rename.
@@ -599,10 +599,10 @@ export class PgliteSession extends SessionGlobals
     }
     // While another session holds the engine, what reads only pgts's own
     // tables (pg_cancel_backend of that session, say) is answered at once
-    // (offengine.ts).
+    // (offengine.ts), in UTF-8: not to a client of another client_encoding.
     if (
       plan.offEngine && !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
-      !this.#deferred.pending && !this.#cancel.pending &&
+      !this.#deferred.pending && !this.#cancel.pending && this.#utf8Client() &&
       (await answerForSession(this, engine, {
         input,
         frames,
@@ -806,6 +806,12 @@ export class PgliteSession extends SessionGlobals
   #statementOf(input: Uint8Array | null, frames: readonly Frame[]): string {
     const text = input === null ? "" : inputStatement(input, frames);
     return text !== "" ? text : this.#activity.lastQuery();
+  }
+
+  /** Whether the client reads UTF-8 (client_encoding UTF8, or SQL_ASCII, which converts nothing). */
+  #utf8Client(): boolean {
+    const encoding = this.#told.value("client_encoding");
+    return encoding === undefined || encoding === "UTF8" || encoding === "SQL_ASCII";
   }
 
   /**

@@ -20,6 +20,7 @@
 import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import { checkStartupSetting } from "../../core/guc/startupoptions.ts";
 import { quoteIdent, quoteLiteral } from "./wire.ts";
+import { CONVERTED_ENCODINGS, convertible, ENCODING_NAMES, encodingId } from "./conversions.ts";
 
 export type SettingsMap = ReadonlyMap<string, string>;
 
@@ -248,6 +249,10 @@ export function startupSettings(
   if (refused !== null) {
     throw new PgError(refused.code, refused.message, { ...refused.fields, severity: "FATAL" });
   }
+  // As PostgreSQL's check hook spells it, for SHOW and the ParameterStatus
+  // (`utf-8` and `unicode` are UTF8, `eucjp` is EUC_JP).
+  const id = encoding === undefined ? -1 : encodingId(encoding);
+  if (id >= 0) m.set("client_encoding", ENCODING_NAMES[id]!);
   // The session starts as the role that logged in, whatever a default or
   // the packet says: the switch runs as pgts, which the identity guard
   // (guard.ts) does not check, so a "session_authorization" here would let
@@ -256,30 +261,23 @@ export function startupSettings(
   return m;
 }
 
-/** Whether PGlite can serve encoding `name` without converting: UTF8 (the database's) and SQL_ASCII. */
-export function needsNoConversion(name: string): boolean {
-  // PostgreSQL's clean_encoding_name: letters and digits, lower case.
-  const clean = name.toLowerCase().replace(/[^a-z0-9]/g, "");
-  return clean === "utf8" || clean === "unicode" || clean === "sqlascii";
-}
-
 /**
- * The error for a client_encoding the engine cannot serve, or null. PGlite
- * converts no encodings: a real conversion (LATIN1 text, say) corrupts its
- * one backend and stalls every session (electric-sql/pglite#1076). UTF8
- * and SQL_ASCII (bytes as they are) need none. PostgreSQL's own answer when
- * a conversion does not exist is this error.
+ * The error for a client_encoding the engine cannot serve, or null: an
+ * encoding conversions.ts converts (or UTF8, SQL_ASCII, which need none).
+ * EUC_TW, EUC_JIS_2004, SHIFT_JIS_2004, JOHAB and MULE_INTERNAL it does
+ * not: PostgreSQL's own answer when a conversion does not exist is this
+ * error; a name no encoding has gets PostgreSQL's 22023.
  */
 export function unsupportedClientEncoding(value: string): PgError | null {
-  if (needsNoConversion(value) || value.toLowerCase() === "default") return null;
-  return new PgError(
-    ERRCODE.FEATURE_NOT_SUPPORTED,
-    `invalid value for parameter "client_encoding": "${value}"`,
-    {
-      detail: `Conversion between ${value.toUpperCase()} and UTF8 is not supported.`,
-      hint: "PGlite converts no encodings: use client_encoding UTF8.",
-    },
-  );
+  if (value.toLowerCase() === "default") return null;
+  const id = encodingId(value);
+  if (id >= 0 && convertible(id)) return null;
+  const message = `invalid value for parameter "client_encoding": "${value}"`;
+  if (id < 0) return new PgError(ERRCODE.INVALID_PARAMETER_VALUE, message);
+  return new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, message, {
+    detail: `Conversion between ${ENCODING_NAMES[id]} and UTF8 is not supported.`,
+    hint: CONVERTED_ENCODINGS,
+  });
 }
 
 /** The `-c name=value` pairs of a startup `options` string (backslash escapes spaces). */

@@ -92,6 +92,11 @@ export class WasmTools {
     return this.#view;
   }
 
+  /** The instance's memory as bytes (a new array after the memory grows). */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.#memory.buffer);
+  }
+
   /** A NUL-terminated copy of `s` in the instance's memory (never freed: for what lives as long). */
   cString(s: string): number {
     const bytes = new TextEncoder().encode(s);

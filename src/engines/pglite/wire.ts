@@ -106,18 +106,87 @@ export function afterSync(
   return { input: rest, frames: splitFrames(rest)! };
 }
 
-/** The C string at `at` and the offset just past its terminator. */
+/**
+ * A C string of the client's, and the offset past its NUL. A client whose
+ * client_encoding is not UTF8 (LATIN1, SJIS, …) sends bytes that are not
+ * UTF-8: each such byte is read as a lone surrogate, U+DC80 to U+DCFF, so
+ * that `cstring` gives the same bytes back when pgts rewrites a text (a
+ * statement name, say) around them, and the engine converts them as the
+ * client sent them.
+ */
 export function readCString(buf: Uint8Array, at: number): [string, number] {
   let end = at;
   while (end < buf.length && buf[end] !== 0) end++;
-  return [decoder.decode(buf.subarray(at, end)), end + 1];
+  const bytes = buf.subarray(at, end);
+  try {
+    return [strictDecoder.decode(bytes), end + 1];
+  } catch {
+    return [escapedText(bytes), end + 1];
+  }
 }
 
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+/** The UTF-8 sequences of `bytes` as text, each other byte as U+DC00 + byte. */
+function escapedText(bytes: Uint8Array): string {
+  let out = "";
+  let i = 0;
+  while (i < bytes.length) {
+    const l = utf8SequenceAt(bytes, i);
+    if (l > 0) {
+      out += decoder.decode(bytes.subarray(i, i + l));
+      i += l;
+    } else out += String.fromCharCode(0xdc00 + bytes[i++]!);
+  }
+  return out;
+}
+
+/** The length of the well-formed UTF-8 sequence at `i`, or 0. */
+function utf8SequenceAt(m: Uint8Array, i: number): number {
+  const a = m[i]!;
+  if (a < 0x80) return 1;
+  const l = a >= 0xc2 && a <= 0xdf
+    ? 2
+    : a >= 0xe0 && a <= 0xef
+    ? 3
+    : a >= 0xf0 && a <= 0xf4
+    ? 4
+    : 0;
+  if (l === 0 || i + l > m.length) return 0;
+  const b = m[i + 1]!;
+  const [lo, hi] = a === 0xe0
+    ? [0xa0, 0xbf]
+    : a === 0xed
+    ? [0x80, 0x9f]
+    : a === 0xf0
+    ? [0x90, 0xbf]
+    : a === 0xf4
+    ? [0x80, 0x8f]
+    : [0x80, 0xbf];
+  if (b < lo || b > hi) return 0;
+  for (let j = 2; j < l; j++) if ((m[i + j]! & 0xc0) !== 0x80) return 0;
+  return l;
+}
+
+/** Lone surrogates U+DC80–U+DCFF: bytes readCString escaped. */
+const ESCAPED_BYTES = /[\udc80-\udcff]+/u;
+
 export function cstring(s: string): Uint8Array {
-  const b = encoder.encode(s);
+  const b = ESCAPED_BYTES.test(s) ? escapedBytes(s) : encoder.encode(s);
   const out = new Uint8Array(b.length + 1);
   out.set(b);
   return out;
+}
+
+/** `s` as UTF-8, with readCString's escaped bytes given back as they came. */
+function escapedBytes(s: string): Uint8Array {
+  // split() with a group: the escaped runs are the odd pieces.
+  const pieces = s.split(/([\udc80-\udcff]+)/u);
+  return concat(
+    pieces.map((piece, k) =>
+      k % 2 === 1 ? Uint8Array.from(piece, (c) => c.charCodeAt(0) - 0xdc00) : encoder.encode(piece)
+    ),
+  );
 }
 
 /** Frames `type` + body parts into one message. */

@@ -192,63 +192,6 @@ function shapesOn(adapter: "subprocess" | undefined): void {
     await other.end();
   });
 
-  test("a client_encoding PGlite would have to convert is refused, not allowed to stall the engine", async () => {
-    const s = server();
-    const b = await pgClient(s);
-    // psql in a LATIN1 terminal: refused at connection, as no conversion exists.
-    const r = await psql(s, ["-c", "SELECT 'Besançon'"], { env: { PGCLIENTENCODING: "LATIN1" } });
-    expect(r.code).toBe(2);
-    expect(r.err).toContain('FATAL:  invalid value for parameter "client_encoding": "LATIN1"');
-    const a = await pgClient(s);
-    const e = await a.query("SET client_encoding = 'LATIN1'").catch((x) => x);
-    expect([e.code, e.message, e.detail]).toEqual([
-      "0A000",
-      'invalid value for parameter "client_encoding": "LATIN1"',
-      "Conversion between LATIN1 and UTF8 is not supported.",
-    ]);
-    const e2 = await a.query("SELECT set_config('client_encoding', 'WIN1252', false)").catch((
-      x,
-    ) => x);
-    expect(e2.code).toBe("0A000");
-    // Every other road to a conversion, however the value is computed,
-    // is refused inside the engine before it is taken (encoding.ts).
-    const refused = async (sql: string) => {
-      const x = await a.query(sql).then(() => null, (err) => err);
-      return x === null ? "ran" : `${x.code} ${x.message}`;
-    };
-    expect(await refused("SELECT set_config('client_encoding', 'LA' || 'TIN1', false)")).toBe(
-      '0A000 invalid value for parameter "client_encoding": "LATIN1"',
-    );
-    expect(
-      await refused(
-        "DO $$ BEGIN EXECUTE 'SET client_encoding = ' || quote_literal('WIN' || '1252'); END $$",
-      ),
-    ).toBe('0A000 invalid value for parameter "client_encoding": "WIN1252"');
-    expect(await refused("ALTER ROLE CURRENT_USER SET client_encoding = 'latin1'")).toBe(
-      '0A000 invalid value for parameter "client_encoding": "LATIN1"',
-    );
-    expect(await refused("SELECT convert_to('Besançon', 'LATIN' || '1')")).toBe(
-      '0A000 conversion to or from encoding "LATIN1" is not supported by the embedded engine',
-    );
-    expect(await refused("SELECT convert_from('\\x42e9'::bytea, 'latin1')")).toBe(
-      '0A000 conversion to or from encoding "latin1" is not supported by the embedded engine',
-    );
-    expect(await refused("SELECT convert('\\x42'::bytea, 'UTF8', 'WIN1252')")).toBe(
-      '0A000 conversion to or from encoding "WIN1252" is not supported by the embedded engine',
-    );
-    await a.query("CREATE TEMP TABLE enc_copy (t text)");
-    expect(await refused("COPY enc_copy FROM STDIN WITH (ENCODING 'LATIN1')")).toBe(
-      '0A000 COPY with ENCODING "LATIN1" is not supported by the embedded engine',
-    );
-    // What needs no conversion still works.
-    expect(await refused("SELECT set_config('client_encoding', 'UT' || 'F8', false)")).toBe("ran");
-    expect((await a.query("SELECT convert_to('é', 'UTF8') AS b")).rows[0].b).toEqual(
-      Buffer.from("é"),
-    );
-    expect((await a.query("SELECT 'Besançon' AS city")).rows).toEqual([{ city: "Besançon" }]);
-    expect((await b.query("SELECT 'Zürich' AS city")).rows).toEqual([{ city: "Zürich" }]);
-  });
-
   test("exit_on_error = on and vacuum_cost_delay are refused however they are set, so nothing ends the backend every session shares", async () => {
     const s = server();
     const a = await pgClient(s);

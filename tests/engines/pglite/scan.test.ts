@@ -64,40 +64,52 @@ describe("what a session's input changes", () => {
     expect(plan(FE.query("DISCARD ALL; SELECT 1")).reject?.code).toBe("0A000");
   });
 
-  test("a client_encoding that needs a conversion is refused before it reaches the engine", () => {
+  test("a client_encoding pgts cannot convert is refused before it reaches the engine", () => {
     for (
       const sql of [
-        "SET client_encoding TO 'LATIN1'",
-        "set names latin1",
-        "SET client_encoding = win1252",
+        "SET client_encoding TO 'EUC_TW'",
+        "set names johab",
+        "SET client_encoding = mule_internal",
       ]
     ) {
       expect(plan(FE.query(sql)).reject?.code).toBe("0A000");
     }
     // set_config is left to the engine, whose check hook sees the computed
-    // value (encoding.ts): 'UT' || 'F8' is UTF8, not a refused "UT".
-    expect(plan(FE.query("SELECT set_config('client_encoding', 'UT' || 'F8', false)")).reject)
+    // value (encoding.ts): 'EUC' || '_TW' is refused there.
+    expect(plan(FE.query("SELECT set_config('client_encoding', 'EUC' || '_TW', false)")).reject)
       .toBeNull();
-    expect(plan(FE.query("SET client_encoding = 'LATIN1'")).reject?.message).toBe(
-      'invalid value for parameter "client_encoding": "LATIN1"',
+    expect(plan(FE.query("SET client_encoding = 'EUC_TW'")).reject?.message).toBe(
+      'invalid value for parameter "client_encoding": "EUC_TW"',
     );
+    expect(plan(FE.query("SET client_encoding = 'nonesuch'")).reject?.code).toBe("22023");
     for (
       const sql of [
         "SET client_encoding TO 'UTF8'",
         "SET NAMES 'sql_ascii'",
         "SET client_encoding TO DEFAULT",
         "SET client_encoding = 'unicode'",
+        "SET client_encoding TO 'LATIN1'",
+        "set names win1252",
+        "SET client_encoding = 'Shift_JIS'",
       ]
     ) {
       expect(plan(FE.query(sql)).reject).toBeNull();
     }
-    expect(() => startupSettings(new Map(), { user: "u", params: { client_encoding: "LATIN1" } }))
-      .toThrow('invalid value for parameter "client_encoding": "LATIN1"');
-    expect(
-      startupSettings(new Map(), { user: "u", params: { client_encoding: "UTF8" } }).get(
-        "client_encoding",
-      ),
-    ).toBe("UTF8");
+    expect(() => startupSettings(new Map(), { user: "u", params: { client_encoding: "EUC_TW" } }))
+      .toThrow('invalid value for parameter "client_encoding": "EUC_TW"');
+    // Spelled as PostgreSQL's check hook spells it (SHOW, ParameterStatus).
+    for (
+      const [given, shown] of [["UTF8", "UTF8"], ["utf-8", "UTF8"], ["latin1", "LATIN1"], [
+        "eucjp",
+        "EUC_JP",
+      ]]
+    ) {
+      expect(
+        startupSettings(new Map(), { user: "u", params: { client_encoding: given! } }).get(
+          "client_encoding",
+        ),
+      ).toBe(shown);
+    }
   });
 
   test("LISTEN/UNLISTEN, role DDL, temp tables and COPY FROM STDIN are noticed", () => {

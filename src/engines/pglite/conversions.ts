@@ -1,0 +1,659 @@
+/**
+ * Encoding conversions for PGlite's Postgres, done on the engine's thread.
+ *
+ * PGlite ships PostgreSQL's conversion libraries (utf8_and_iso8859.so and
+ * the others), but its main module does not export what they call
+ * (pg_utf_mblen, report_invalid_encoding, …): the first real conversion
+ * runs into a missing import, the statement ends with no rows and no
+ * error, and the backend is broken for every session after it
+ * (electric-sql/pglite#1076). Postgres finds a conversion's C function
+ * with dlsym, once per function; `wrapConversionSymbols` answers that
+ * lookup, for every conversion function of pg_conversion, with one host
+ * function (`convert`) that converts as those libraries do: the same
+ * arguments (source and destination encoding, source, destination buffer,
+ * length, noError), the same result (the source bytes converted), and the
+ * same errors — 22021 `invalid byte sequence for encoding "X": 0x..` and
+ * 22P05 `character with byte sequence 0x.. in encoding "X" has no
+ * equivalent in encoding "Y"`. So client_encoding, convert(),
+ * convert_from(), convert_to() and COPY … ENCODING work as in PostgreSQL.
+ *
+ * The character tables are the WHATWG Encoding Standard's, which
+ * TextDecoder carries in Bun and Deno, read once per encoding on first
+ * use: the single-byte encodings (LATIN1 to LATIN10, ISO_8859_5 to 8,
+ * WIN866, WIN874, WIN1250 to WIN1258, KOI8R, KOI8U) and SJIS, EUC_JP,
+ * EUC_KR, UHC, EUC_CN, GBK, GB18030 and BIG5. Where the standard's table
+ * is wider than PostgreSQL's encoding (windows-1252's five undefined bytes
+ * decode to C1 controls there, big5 is Big5-HKSCS, euc-kr is UHC) the
+ * character set is cut back to PostgreSQL's; rare mappings may still
+ * differ from PostgreSQL's own tables. EUC_TW, EUC_JIS_2004,
+ * SHIFT_JIS_2004, JOHAB and MULE_INTERNAL have no table here: a conversion
+ * to or from one is refused (0A000), and so is such a client_encoding
+ * (encoding.ts).
+ */
+
+import type { WasmTools } from "./wasmtools.ts";
+import { argDatum } from "./backends.ts";
+
+/** PostgreSQL's encodings by id (pg_wchar.h's pg_enc). */
+export const ENCODING_NAMES = [
+  "SQL_ASCII",
+  "EUC_JP",
+  "EUC_CN",
+  "EUC_KR",
+  "EUC_TW",
+  "EUC_JIS_2004",
+  "UTF8",
+  "MULE_INTERNAL",
+  "LATIN1",
+  "LATIN2",
+  "LATIN3",
+  "LATIN4",
+  "LATIN5",
+  "LATIN6",
+  "LATIN7",
+  "LATIN8",
+  "LATIN9",
+  "LATIN10",
+  "WIN1256",
+  "WIN1258",
+  "WIN866",
+  "WIN874",
+  "KOI8R",
+  "WIN1251",
+  "WIN1252",
+  "ISO_8859_5",
+  "ISO_8859_6",
+  "ISO_8859_7",
+  "ISO_8859_8",
+  "WIN1250",
+  "WIN1253",
+  "WIN1254",
+  "WIN1255",
+  "WIN1257",
+  "KOI8U",
+  "SJIS",
+  "BIG5",
+  "GBK",
+  "UHC",
+  "GB18030",
+  "JOHAB",
+  "SHIFT_JIS_2004",
+] as const;
+
+/** The hint of a refused conversion. */
+export const CONVERTED_ENCODINGS = "pgts converts UTF8 to and from the LATIN, WIN, ISO_8859 " +
+  "and KOI8 encodings, SJIS, EUC_JP, EUC_KR, EUC_CN, UHC, GBK, GB18030 and BIG5.";
+
+const SQL_ASCII = 0;
+const UTF8 = 6;
+
+/** Other names PostgreSQL takes for an encoding (encnames.c), cleaned as it cleans them. */
+const ALIASES: Readonly<Record<string, string>> = {
+  abc: "WIN1258",
+  alt: "WIN866",
+  iso88591: "LATIN1",
+  iso88592: "LATIN2",
+  iso88593: "LATIN3",
+  iso88594: "LATIN4",
+  iso88599: "LATIN5",
+  iso885910: "LATIN6",
+  iso885913: "LATIN7",
+  iso885914: "LATIN8",
+  iso885915: "LATIN9",
+  iso885916: "LATIN10",
+  iso88595: "ISO_8859_5",
+  iso88596: "ISO_8859_6",
+  iso88597: "ISO_8859_7",
+  iso88598: "ISO_8859_8",
+  koi8: "KOI8R",
+  mskanji: "SJIS",
+  shiftjis: "SJIS",
+  tcvn: "WIN1258",
+  tcvn5712: "WIN1258",
+  unicode: "UTF8",
+  vscii: "WIN1258",
+  win: "WIN1251",
+  win932: "SJIS",
+  win936: "GBK",
+  win949: "UHC",
+  win950: "BIG5",
+  windows932: "SJIS",
+  windows936: "GBK",
+  windows949: "UHC",
+  windows950: "BIG5",
+};
+
+/**
+ * The encoding id PostgreSQL gives `name` (pg_char_to_encoding: letters
+ * and digits only, any case, and the aliases), or -1.
+ */
+export function encodingId(name: string): number {
+  const clean = name.toLowerCase().replace(/[^a-z0-9]/g, "");
+  if (clean === "") return -1;
+  const alias = ALIASES[clean];
+  if (alias !== undefined) return ENCODING_NAMES.indexOf(alias as typeof ENCODING_NAMES[number]);
+  if (/^windows(125[0-8]|866|874)$/.test(clean)) return encodingId(clean.slice(4));
+  return ENCODING_NAMES.findIndex((n) => n.toLowerCase().replace(/_/g, "") === clean);
+}
+
+/** Whether pgts converts between encoding `id` and UTF8 (or need not: UTF8, SQL_ASCII). */
+export function convertible(id: number): boolean {
+  return id === UTF8 || id === SQL_ASCII || SOURCES[id] !== undefined;
+}
+
+/**
+ * Text a client sent in its client_encoding `name` (what pgts keeps of a
+ * session's input: pg_stat_activity's query), read as PostgreSQL would
+ * after converting it. A byte that is not a character reads as U+FFFD.
+ */
+export function decodeIn(name: string | undefined, bytes: Uint8Array): string {
+  const id = name === undefined ? UTF8 : encodingId(name);
+  const source = SOURCES[id];
+  if (source === undefined) return new TextDecoder().decode(bytes);
+  if (source === "latin1") return String.fromCharCode(...bytes);
+  return new TextDecoder(source.label).decode(bytes);
+}
+
+/**
+ * A character set as PostgreSQL reads it: how long a character is from
+ * its first byte (pg_encoding_mblen), whether its bytes are well formed
+ * (pg_encoding_verifymbchar), and its characters both ways. A character's
+ * key is its bytes read as one big-endian number; `fromUnicode` keeps the
+ * key times 8 plus the length.
+ */
+interface Charset {
+  mblen(mem: Uint8Array, at: number): number;
+  wellFormed(mem: Uint8Array, at: number, length: number): boolean;
+  readonly toUnicode: Map<number, number>;
+  readonly fromUnicode: Map<number, number>;
+}
+
+const inRange = (b: number, lo: number, hi: number) => b >= lo && b <= hi;
+const highBit = (b: number) => b >= 0x80;
+const eucByte = (b: number) => inRange(b, 0xa1, 0xfe);
+
+interface SingleByteSource {
+  readonly label: string;
+  /** windows-*: what decodes to a C1 control is undefined in PostgreSQL's table. */
+  readonly windows?: boolean;
+  /** ISO-8859-9 is windows-1254 in the standard: 0x80–0x9F are the C1 controls. */
+  readonly c1?: boolean;
+  readonly overrides?: ReadonlyArray<readonly [number, number]>;
+}
+
+interface MultiByteSource {
+  readonly label: string;
+  readonly mblen: (mem: Uint8Array, at: number) => number;
+  readonly wellFormed: (mem: Uint8Array, at: number, length: number) => boolean;
+  /** The byte sequences the table holds, by length: [lead bytes, then each following byte]. */
+  readonly ranges: ReadonlyArray<ReadonlyArray<ReadonlyArray<readonly [number, number]>>>;
+  /** Sequences not to encode to when another has the character (SJIS's NEC-selected IBM rows). */
+  readonly notPreferred?: (key: number, length: number) => boolean;
+  /** GB18030's four-byte sequences past the BMP, by arithmetic. */
+  readonly supplementary?: boolean;
+}
+
+const TRAIL_ANY: ReadonlyArray<readonly [number, number]> = [[0x40, 0x7e], [0x80, 0xfe]];
+
+/** Two-byte encodings whose trail bytes PostgreSQL checks only for NUL (BIG5, GBK, UHC). */
+const nonZeroTrail = (mem: Uint8Array, at: number, length: number) => {
+  for (let j = 1; j < length; j++) if (mem[at + j] === 0) return false;
+  return true;
+};
+
+/** What each encoding pgts converts is made of, by id. */
+const SOURCES: ReadonlyArray<SingleByteSource | MultiByteSource | "latin1" | undefined> =
+  encodingSources();
+
+function encodingSources(): Array<SingleByteSource | MultiByteSource | "latin1" | undefined> {
+  const s: Array<SingleByteSource | MultiByteSource | "latin1" | undefined> = [];
+  const at = (name: typeof ENCODING_NAMES[number], v: SingleByteSource | MultiByteSource) => {
+    s[ENCODING_NAMES.indexOf(name)] = v;
+  };
+  s[ENCODING_NAMES.indexOf("LATIN1")] = "latin1";
+  at("LATIN2", { label: "iso-8859-2" });
+  at("LATIN3", { label: "iso-8859-3" });
+  at("LATIN4", { label: "iso-8859-4" });
+  at("LATIN5", { label: "iso-8859-9", c1: true });
+  at("LATIN6", { label: "iso-8859-10" });
+  at("LATIN7", { label: "iso-8859-13" });
+  at("LATIN8", { label: "iso-8859-14" });
+  at("LATIN9", { label: "iso-8859-15" });
+  at("LATIN10", { label: "iso-8859-16" });
+  for (const n of [5, 6, 7, 8] as const) at(`ISO_8859_${n}`, { label: `iso-8859-${n}` });
+  for (const n of [1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258] as const) {
+    at(`WIN${n}`, { label: `windows-${n}`, windows: true });
+  }
+  at("WIN874", { label: "windows-874", windows: true });
+  at("WIN866", { label: "ibm866" });
+  at("KOI8R", { label: "koi8-r" });
+  // The standard's koi8-u is KOI8-RU; PostgreSQL's KOI8U is RFC 2319's.
+  at("KOI8U", { label: "koi8-u", overrides: [[0xae, 0x255d], [0xbe, 0x256c]] });
+
+  // The multi-byte ones: each range list gives the lead bytes, then each following byte.
+  const twoByte = (m: Uint8Array, i: number) => (highBit(m[i]!) ? 2 : 1);
+  const euc2 = (m: Uint8Array, i: number, l: number) =>
+    l === 2 && eucByte(m[i]!) && eucByte(m[i + 1]!);
+  at("EUC_JP", {
+    label: "euc-jp",
+    mblen: (m, i) => (m[i] === 0x8f ? 3 : highBit(m[i]!) ? 2 : 1),
+    wellFormed: (m, i, l) =>
+      m[i] === 0x8e
+        ? l === 2 && inRange(m[i + 1]!, 0xa1, 0xdf)
+        : m[i] === 0x8f
+        ? l === 3 && eucByte(m[i + 1]!) && eucByte(m[i + 2]!)
+        : euc2(m, i, l),
+    ranges: [
+      [[[0xa1, 0xfe]], [[0xa1, 0xfe]]],
+      [[[0x8e, 0x8e]], [[0xa1, 0xdf]]],
+      [[[0x8f, 0x8f]], [[0xa1, 0xfe]], [[0xa1, 0xfe]]],
+    ],
+  });
+  at("SJIS", {
+    label: "shift_jis",
+    mblen: (m, i) => (inRange(m[i]!, 0xa1, 0xdf) ? 1 : highBit(m[i]!) ? 2 : 1),
+    wellFormed: (m, i, l) =>
+      l === 1 ||
+      ((inRange(m[i]!, 0x81, 0x9f) || inRange(m[i]!, 0xe0, 0xfc)) &&
+        (inRange(m[i + 1]!, 0x40, 0x7e) || inRange(m[i + 1]!, 0x80, 0xfc))),
+    ranges: [
+      [[[0xa1, 0xdf]]],
+      [[[0x81, 0x9f], [0xe0, 0xfc]], [[0x40, 0x7e], [0x80, 0xfc]]],
+    ],
+    // The NEC-selected IBM rows (0xED, 0xEE) repeat characters of the IBM
+    // rows (0xFA–0xFC), which are what Windows and PostgreSQL write.
+    notPreferred: (key, length) => length === 2 && (key >> 8 === 0xed || key >> 8 === 0xee),
+  });
+  at("EUC_KR", {
+    label: "euc-kr",
+    mblen: twoByte,
+    wellFormed: euc2,
+    ranges: [[[[0xa1, 0xfe]], [[0xa1, 0xfe]]]],
+  });
+  at("EUC_CN", {
+    label: "gbk",
+    mblen: twoByte,
+    wellFormed: euc2,
+    ranges: [[[[0xa1, 0xf7]], [[0xa1, 0xfe]]]],
+  });
+  at("UHC", {
+    label: "euc-kr",
+    mblen: twoByte,
+    wellFormed: nonZeroTrail,
+    ranges: [[[[0x81, 0xfe]], [[0x41, 0x5a], [0x61, 0x7a], [0x81, 0xfe]]]],
+  });
+  at("GBK", {
+    label: "gbk",
+    mblen: twoByte,
+    wellFormed: nonZeroTrail,
+    ranges: [[[[0x81, 0xfe]], TRAIL_ANY]],
+  });
+  at("BIG5", {
+    label: "big5",
+    mblen: twoByte,
+    wellFormed: nonZeroTrail,
+    ranges: [[[[0xa1, 0xf9]], [[0x40, 0x7e], [0xa1, 0xfe]]]],
+  });
+  at("GB18030", {
+    label: "gb18030",
+    mblen: (m, i) => (!highBit(m[i]!) ? 1 : inRange(m[i + 1]!, 0x30, 0x39) ? 4 : 2),
+    wellFormed: (m, i, l) =>
+      l === 2
+        ? inRange(m[i]!, 0x81, 0xfe) &&
+          (inRange(m[i + 1]!, 0x40, 0x7e) || inRange(m[i + 1]!, 0x80, 0xfe))
+        : inRange(m[i]!, 0x81, 0xfe) && inRange(m[i + 1]!, 0x30, 0x39) &&
+          inRange(m[i + 2]!, 0x81, 0xfe) && inRange(m[i + 3]!, 0x30, 0x39),
+    ranges: [
+      [[[0x81, 0xfe]], TRAIL_ANY],
+      [[[0x81, 0x84]], [[0x30, 0x39]], [[0x81, 0xfe]], [[0x30, 0x39]]],
+    ],
+    supplementary: true,
+  });
+  return s;
+}
+
+/** The character sets read so far, by encoding id (one reading per thread). */
+const charsets = new Map<number, Charset>();
+
+function charsetOf(id: number): Charset | null {
+  const known = charsets.get(id);
+  if (known !== undefined) return known;
+  const source = SOURCES[id];
+  if (source === undefined) return null;
+  const made = source === "latin1"
+    ? singleByte({ label: "" })
+    : "ranges" in source
+    ? multiByte(source)
+    : singleByte(source);
+  charsets.set(id, made);
+  return made;
+}
+
+function singleByte(source: SingleByteSource): Charset {
+  const toUnicode = new Map<number, number>();
+  const fromUnicode = new Map<number, number>();
+  const decoder = source.label === "" ? null : new TextDecoder(source.label);
+  for (let b = 0x80; b <= 0xff; b++) {
+    let cp: number | undefined = b; // LATIN1: the byte is the code point
+    if (decoder !== null && !(source.c1 === true && b < 0xa0)) {
+      const s = decoder.decode(Uint8Array.of(b));
+      cp = s.length === 1 ? s.codePointAt(0) : undefined;
+      if (
+        cp === 0xfffd || (source.windows === true && cp !== undefined && inRange(cp, 0x80, 0x9f))
+      ) {
+        cp = undefined;
+      }
+    }
+    const override = source.overrides?.find(([byte]) => byte === b);
+    if (override !== undefined) cp = override[1];
+    if (cp === undefined) continue;
+    toUnicode.set(b, cp);
+    if (!fromUnicode.has(cp)) fromUnicode.set(cp, b * 8 + 1);
+  }
+  return { mblen: () => 1, wellFormed: () => true, toUnicode, fromUnicode };
+}
+
+/**
+ * A multi-byte table, read by decoding every sequence its ranges allow:
+ * all of them in one call, each followed by a newline, which every
+ * decoder of the standard gives back as it is, even after a sequence it
+ * rejects. A sequence that decodes to one character, not U+FFFD, is one.
+ */
+function multiByte(source: MultiByteSource): Charset {
+  const toUnicode = new Map<number, number>();
+  const fromUnicode = new Map<number, number>();
+  const decoder = new TextDecoder(source.label);
+  for (const kind of source.ranges) {
+    const keys: number[] = [];
+    let seqs: number[][] = [[]];
+    for (const position of kind) {
+      const next: number[][] = [];
+      for (const seq of seqs) {
+        for (const [lo, hi] of position) for (let b = lo; b <= hi; b++) next.push([...seq, b]);
+      }
+      seqs = next;
+    }
+    const length = kind.length;
+    const bytes = new Uint8Array(seqs.length * (length + 1));
+    let at = 0;
+    for (const seq of seqs) {
+      let key = 0;
+      for (const b of seq) {
+        bytes[at++] = b;
+        key = key * 256 + b;
+      }
+      bytes[at++] = 0x0a;
+      keys.push(key);
+    }
+    const decoded = decoder.decode(bytes).split("\n");
+    for (let i = 0; i < keys.length; i++) {
+      const s = decoded[i]!;
+      const cp = s.codePointAt(0);
+      if (cp === undefined || cp === 0xfffd || s.length !== (cp > 0xffff ? 2 : 1)) continue;
+      const key = keys[i]!;
+      toUnicode.set(key, cp);
+      const had = fromUnicode.get(cp);
+      if (
+        had === undefined ||
+        (source.notPreferred?.(Math.floor(had / 8), had % 8) === true &&
+          !source.notPreferred(key, length))
+      ) {
+        fromUnicode.set(cp, key * 8 + length);
+      }
+    }
+  }
+  return { mblen: source.mblen, wellFormed: source.wellFormed, toUnicode, fromUnicode };
+}
+
+/** GB18030's four bytes for a code point past the BMP (its linear range from 0x90308130). */
+function gb18030Supplementary(cp: number): number {
+  let n = cp - 0x10000;
+  const b4 = 0x30 + (n % 10);
+  n = Math.floor(n / 10);
+  const b3 = 0x81 + (n % 126);
+  n = Math.floor(n / 126);
+  const b2 = 0x30 + (n % 10);
+  const b1 = 0x90 + Math.floor(n / 10);
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4;
+}
+
+function gb18030CodePoint(m: Uint8Array, i: number): number | undefined {
+  const b1 = m[i]!;
+  if (b1 < 0x90 || b1 > 0xe3) return undefined;
+  const n = (((b1 - 0x90) * 10 + (m[i + 1]! - 0x30)) * 126 + (m[i + 2]! - 0x81)) * 10 +
+    (m[i + 3]! - 0x30);
+  const cp = 0x10000 + n;
+  return cp <= 0x10ffff ? cp : undefined;
+}
+
+/** pg_utf_mblen. */
+function utf8Length(b: number): number {
+  return (b & 0xe0) === 0xc0 ? 2 : (b & 0xf0) === 0xe0 ? 3 : (b & 0xf8) === 0xf0 ? 4 : 1;
+}
+
+/** pg_utf8_islegal: the shortest form, no surrogates, nothing past U+10FFFF. */
+function utf8Legal(m: Uint8Array, i: number, l: number): boolean {
+  const a = m[i]!;
+  if (l === 1) return a < 0x80;
+  for (let j = 2; j < l; j++) if (!inRange(m[i + j]!, 0x80, 0xbf)) return false;
+  const b = m[i + 1]!;
+  switch (a) {
+    case 0xe0:
+      if (!inRange(b, 0xa0, 0xbf)) return false;
+      break;
+    case 0xed:
+      if (!inRange(b, 0x80, 0x9f)) return false;
+      break;
+    case 0xf0:
+      if (!inRange(b, 0x90, 0xbf)) return false;
+      break;
+    case 0xf4:
+      if (!inRange(b, 0x80, 0x8f)) return false;
+      break;
+    default:
+      if (!inRange(b, 0x80, 0xbf)) return false;
+  }
+  return a >= 0xc2 && a <= 0xf4;
+}
+
+function utf8CodePoint(m: Uint8Array, i: number, l: number): number {
+  if (l === 2) return ((m[i]! & 0x1f) << 6) | (m[i + 1]! & 0x3f);
+  if (l === 3) return ((m[i]! & 0x0f) << 12) | ((m[i + 1]! & 0x3f) << 6) | (m[i + 2]! & 0x3f);
+  return ((m[i]! & 0x07) << 18) | ((m[i + 1]! & 0x3f) << 12) | ((m[i + 2]! & 0x3f) << 6) |
+    (m[i + 3]! & 0x3f);
+}
+
+function writeUtf8(m: Uint8Array, o: number, cp: number): number {
+  if (cp < 0x800) {
+    m[o++] = 0xc0 | (cp >> 6);
+  } else if (cp < 0x10000) {
+    m[o++] = 0xe0 | (cp >> 12);
+    m[o++] = 0x80 | ((cp >> 6) & 0x3f);
+  } else {
+    m[o++] = 0xf0 | (cp >> 18);
+    m[o++] = 0x80 | ((cp >> 12) & 0x3f);
+    m[o++] = 0x80 | ((cp >> 6) & 0x3f);
+  }
+  m[o++] = 0x80 | (cp & 0x3f);
+  return o;
+}
+
+/** A character's first bytes as PostgreSQL's messages print them: `0xe2 0x82 0xac`. */
+function byteList(m: Uint8Array, i: number, n: number): string {
+  const out: string[] = [];
+  for (let j = 0; j < Math.min(n, 8); j++) out.push(`0x${m[i + j]!.toString(16).padStart(2, "0")}`);
+  return out.join(" ");
+}
+
+/**
+ * One conversion call, as PostgreSQL's conversion functions make it:
+ * `len` bytes at `src` in encoding `from` into `dest` (room for four bytes
+ * a byte, and the NUL) in encoding `to`. Stops at the first byte sequence
+ * that is invalid in `from` or a character `to` does not have: with
+ * noError, returning the bytes converted before it; otherwise raising
+ * PostgreSQL's error for it.
+ */
+function convert(
+  tools: WasmTools,
+  from: number,
+  to: number,
+  src: number,
+  dest: number,
+  len: number,
+  noError: boolean,
+): number {
+  const fromSet = from === UTF8 ? null : charsetOf(from);
+  const toSet = to === UTF8 ? null : charsetOf(to);
+  if ((from !== UTF8 && fromSet === null) || (to !== UTF8 && toSet === null)) {
+    const other = fromSet === null && from !== UTF8 ? from : to;
+    tools.raise(
+      "0A000",
+      `conversion to or from encoding "${
+        ENCODING_NAMES[other] ?? other
+      }" is not supported by the embedded engine`,
+      "Conversion between encodings is not supported.",
+      { hint: CONVERTED_ENCODINGS },
+    );
+  }
+  const m = tools.bytes();
+  const end = src + len;
+  let i = src;
+  let o = dest;
+  let failure: "invalid" | "untranslatable" | null = null;
+  let failedLength = 1;
+  while (i < end) {
+    const b = m[i]!;
+    if (b === 0) {
+      failure = "invalid";
+      break;
+    }
+    if (b < 0x80) {
+      m[o++] = b;
+      i++;
+      continue;
+    }
+    let l: number;
+    let cp: number | undefined;
+    if (fromSet === null) {
+      l = utf8Length(b);
+      failedLength = l;
+      if (i + l > end || !utf8Legal(m, i, l)) {
+        failure = "invalid";
+        break;
+      }
+      cp = utf8CodePoint(m, i, l);
+    } else {
+      l = fromSet.mblen(m, i);
+      failedLength = l;
+      if (i + l > end || !fromSet.wellFormed(m, i, l) || !nonZero(m, i, l)) {
+        failure = "invalid";
+        break;
+      }
+      let key = 0;
+      for (let j = 0; j < l; j++) key = key * 256 + m[i + j]!;
+      cp = fromSet.toUnicode.get(key) ??
+        (l === 4 && from === GB18030 ? gb18030CodePoint(m, i) : undefined);
+    }
+    let out: number | undefined;
+    if (cp !== undefined && toSet !== null) {
+      out = toSet.fromUnicode.get(cp) ??
+        (to === GB18030 && cp > 0xffff ? gb18030Supplementary(cp) * 8 + 4 : undefined);
+    }
+    if (cp === undefined || (toSet !== null && out === undefined)) {
+      failure = "untranslatable";
+      break;
+    }
+    if (toSet === null) o = writeUtf8(m, o, cp);
+    else {
+      const n = out! % 8;
+      let key = Math.floor(out! / 8);
+      for (let j = n - 1; j >= 0; j--) {
+        m[o + j] = key % 256;
+        key = Math.floor(key / 256);
+      }
+      o += n;
+    }
+    i += l;
+  }
+  if (failure !== null && !noError) {
+    const remaining = end - i;
+    if (failure === "invalid") {
+      tools.raise(
+        "22021",
+        `invalid byte sequence for encoding "${ENCODING_NAMES[from]}": ${
+          byteList(m, i, Math.min(failedLength, remaining))
+        }`,
+      );
+    } else {
+      tools.raise(
+        "22P05",
+        `character with byte sequence ${
+          byteList(m, i, Math.min(failedLength, remaining))
+        } in encoding "${ENCODING_NAMES[from]}" has no equivalent in encoding "${
+          ENCODING_NAMES[to]
+        }"`,
+      );
+    }
+  }
+  m[o] = 0;
+  return i - src;
+}
+
+const GB18030 = ENCODING_NAMES.indexOf("GB18030");
+
+function nonZero(m: Uint8Array, i: number, l: number): boolean {
+  for (let j = 1; j < l; j++) if (m[i + j] === 0) return false;
+  return true;
+}
+
+/** The C functions of pg_conversion's procedures (conversion_procs/), by the names dlsym asks for. */
+const CONVERSION_SYMBOL = new RegExp(
+  "^(ascii|big5|euc_cn|euc_jp|euc_kr|euc_tw|euc_jis_2004|gb18030|gbk|iso|iso8859|iso8859_1|" +
+    "johab|koi8r|koi8u|latin[1-4]|mic|shift_jis_2004|sjis|uhc|utf8|win|win1250|win1251|win866)" +
+    "_to_(ascii|big5|euc_cn|euc_jp|euc_kr|euc_tw|euc_jis_2004|gb18030|gbk|iso|iso8859|iso8859_1|" +
+    "johab|koi8r|koi8u|latin[1-4]|mic|shift_jis_2004|sjis|uhc|utf8|win|win1250|win1251|win866)$",
+);
+
+/** The host conversion function's slot in each engine's function table. */
+const slots = new WeakMap<WasmTools, number>();
+
+function conversionSlot(tools: WasmTools): number {
+  let slot = slots.get(tools);
+  if (slot === undefined) {
+    slot = tools.addFunction((fcinfo: number) =>
+      convert(
+        tools,
+        argDatum(tools, fcinfo, 0),
+        argDatum(tools, fcinfo, 1),
+        argDatum(tools, fcinfo, 2),
+        argDatum(tools, fcinfo, 3),
+        argDatum(tools, fcinfo, 4),
+        (argDatum(tools, fcinfo, 5) & 0xff) !== 0,
+      ), { params: 1, result: true });
+    slots.set(tools, slot);
+  }
+  return slot;
+}
+
+/**
+ * Makes Emscripten's dlsym answer a conversion function's name with the
+ * host conversion function (once `tools()` has the engine; Postgres
+ * converts nothing before pgts's first statement). The library is still
+ * opened and its symbol looked up: a name it does not have stays unknown,
+ * and its `pg_finfo_` record is the library's own.
+ */
+export function wrapConversionSymbols(
+  env: Record<string, unknown>,
+  tools: () => WasmTools | null,
+): void {
+  const dlsym = env["_dlsym_js"] as
+    | ((handle: number, symbol: number, index: number) => number)
+    | undefined;
+  if (typeof dlsym !== "function") return;
+  env["_dlsym_js"] = (handle: number, symbol: number, index: number): number => {
+    const found = dlsym(handle, symbol, index);
+    const t = tools();
+    if (found === 0 || t === null) return found;
+    return CONVERSION_SYMBOL.test(t.readCString(symbol)) ? conversionSlot(t) : found;
+  };
+}
