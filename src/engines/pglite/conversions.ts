@@ -21,11 +21,10 @@
  * TextDecoder carries in Bun and Deno, read once per encoding on first
  * use: the single-byte encodings (LATIN1 to LATIN10, ISO_8859_5 to 8,
  * WIN866, WIN874, WIN1250 to WIN1258, KOI8R, KOI8U) and SJIS, EUC_JP,
- * EUC_KR, UHC, EUC_CN, GBK, GB18030 and BIG5. Where the standard's table
- * is wider than PostgreSQL's encoding (windows-1252's five undefined bytes
- * decode to C1 controls there, big5 is Big5-HKSCS, euc-kr is UHC) the
- * character set is cut back to PostgreSQL's; rare mappings may still
- * differ from PostgreSQL's own tables. EUC_TW, EUC_JIS_2004,
+ * EUC_KR, UHC, EUC_CN, GBK, GB18030 and BIG5, corrected where PostgreSQL's
+ * own tables differ (PG_DIFFERENCES, PG_WRITES: measured against
+ * PostgreSQL 15 both ways, after which every sequence and character
+ * measured converts as there). EUC_TW, EUC_JIS_2004,
  * SHIFT_JIS_2004, JOHAB and MULE_INTERNAL have no table here: a conversion
  * to or from one is refused (0A000), and so is such a client_encoding
  * (encoding.ts).
@@ -312,6 +311,301 @@ function encodingSources(): Array<SingleByteSource | MultiByteSource | "latin1" 
   return s;
 }
 
+/**
+ * Where PostgreSQL's tables differ from the standard's, as measured against
+ * PostgreSQL 15 (convert_from of every two-byte sequence these encodings
+ * allow, EUC_JP's three-byte ones and GB18030's four-byte ones below
+ * U+10000; single-byte encodings: every byte): runs of [first sequence
+ * (its bytes as one number), how many, first code point or -1 for none],
+ * each sequence one past the last, each code point too. The standard maps
+ * user-defined areas (SJIS F040–F9FC, GBK AAA1–AFFE, …) to the Private Use
+ * Area where PostgreSQL has no character, and UHC's the other way round;
+ * EUC_CN is GB2312 in PostgreSQL, BIG5 is CP950.
+ */
+const PG_DIFFERENCES: Readonly<Record<string, ReadonlyArray<readonly [number, number, number]>>> = {
+  SJIS: [
+    [0xf040, 63, -1],
+    [0xf080, 125, -1],
+    [0xf140, 63, -1],
+    [0xf180, 125, -1],
+    [0xf240, 63, -1],
+    [0xf280, 125, -1],
+    [0xf340, 63, -1],
+    [0xf380, 125, -1],
+    [0xf440, 63, -1],
+    [0xf480, 125, -1],
+    [0xf540, 63, -1],
+    [0xf580, 125, -1],
+    [0xf640, 63, -1],
+    [0xf680, 125, -1],
+    [0xf740, 63, -1],
+    [0xf780, 125, -1],
+    [0xf840, 63, -1],
+    [0xf880, 125, -1],
+    [0xf940, 63, -1],
+    [0xf980, 125, -1],
+  ],
+  EUC_JP: [
+    [0xf9a1, 94, -1],
+    [0xfaa1, 94, -1],
+    [0xfba1, 94, -1],
+    [0xfca1, 78, -1],
+    [0xfcf1, 14, -1],
+    [0x8fa2b7, 1, -1],
+    [0x8fa2c3, 1, 0xffe4],
+    [0x8ff3f3, 10, 0x2170],
+    [0x8ff3fd, 2, 0x2160],
+    [0x8ff4a1, 8, 0x2162],
+    [0x8ff4a9, 1, 0xff07],
+    [0x8ff4aa, 1, 0xff02],
+    [0x8ff4ab, 1, 0x3231],
+    [0x8ff4ac, 1, 0x2116],
+    [0x8ff4ad, 1, 0x2121],
+    [0x8ff4ae, 1, 0x70bb],
+    [0x8ff4af, 1, 0x4efc],
+    [0x8ff4b0, 1, 0x50f4],
+    [0x8ff4b1, 1, 0x51ec],
+    [0x8ff4b2, 1, 0x5307],
+    [0x8ff4b3, 1, 0x5324],
+    [0x8ff4b4, 1, 0xfa0e],
+    [0x8ff4b5, 1, 0x548a],
+    [0x8ff4b6, 1, 0x5759],
+    [0x8ff4b7, 2, 0xfa0f],
+    [0x8ff4b9, 1, 0x589e],
+    [0x8ff4ba, 1, 0x5bec],
+    [0x8ff4bb, 1, 0x5cf5],
+    [0x8ff4bc, 1, 0x5d53],
+    [0x8ff4bd, 1, 0xfa11],
+    [0x8ff4be, 1, 0x5fb7],
+    [0x8ff4bf, 1, 0x6085],
+    [0x8ff4c0, 1, 0x6120],
+    [0x8ff4c1, 1, 0x654e],
+    [0x8ff4c2, 1, 0x663b],
+    [0x8ff4c3, 1, 0x6665],
+    [0x8ff4c4, 1, 0xfa12],
+    [0x8ff4c5, 1, 0xf929],
+    [0x8ff4c6, 1, 0x6801],
+    [0x8ff4c7, 2, 0xfa13],
+    [0x8ff4c9, 1, 0x6a6b],
+    [0x8ff4ca, 1, 0x6ae2],
+    [0x8ff4cb, 1, 0x6df8],
+    [0x8ff4cc, 1, 0x6df2],
+    [0x8ff4cd, 1, 0x7028],
+    [0x8ff4ce, 2, 0xfa15],
+    [0x8ff4d0, 1, 0x7501],
+    [0x8ff4d1, 1, 0x7682],
+    [0x8ff4d2, 1, 0x769e],
+    [0x8ff4d3, 1, 0xfa17],
+    [0x8ff4d4, 1, 0x7930],
+    [0x8ff4d5, 4, 0xfa18],
+    [0x8ff4d9, 1, 0x7ae7],
+    [0x8ff4da, 2, 0xfa1c],
+    [0x8ff4dc, 1, 0x7da0],
+    [0x8ff4dd, 1, 0x7dd6],
+    [0x8ff4de, 1, 0xfa1e],
+    [0x8ff4df, 1, 0x8362],
+    [0x8ff4e0, 1, 0xfa1f],
+    [0x8ff4e1, 1, 0x85b0],
+    [0x8ff4e2, 2, 0xfa20],
+    [0x8ff4e4, 1, 0x8807],
+    [0x8ff4e5, 1, 0xfa22],
+    [0x8ff4e6, 1, 0x8b7f],
+    [0x8ff4e7, 1, 0x8cf4],
+    [0x8ff4e8, 1, 0x8d76],
+    [0x8ff4e9, 3, 0xfa23],
+    [0x8ff4ec, 1, 0x90de],
+    [0x8ff4ed, 1, 0xfa26],
+    [0x8ff4ee, 1, 0x9115],
+    [0x8ff4ef, 2, 0xfa27],
+    [0x8ff4f1, 1, 0x9592],
+    [0x8ff4f2, 1, 0xf9dc],
+    [0x8ff4f3, 1, 0xfa29],
+    [0x8ff4f4, 1, 0x973b],
+    [0x8ff4f5, 1, 0x974d],
+    [0x8ff4f6, 1, 0x9751],
+    [0x8ff4f7, 3, 0xfa2a],
+    [0x8ff4fa, 1, 0x999e],
+    [0x8ff4fb, 1, 0x9ad9],
+    [0x8ff4fc, 1, 0x9b72],
+    [0x8ff4fd, 1, 0xfa2d],
+    [0x8ff4fe, 1, 0x9ed1],
+  ],
+  EUC_KR: [[0xa2e8, 1, 0x327e]],
+  UHC: [[0xa2e8, 1, 0x327e], [0xc9a1, 94, 0xe000], [0xfea1, 94, 0xe05e]],
+  EUC_CN: [
+    [0xa1a4, 1, 0x30fb],
+    [0xa1aa, 1, 0x2015],
+    [0xa2a1, 16, -1],
+    [0xa2e3, 2, -1],
+    [0xa2ef, 2, -1],
+    [0xa2fd, 2, -1],
+    [0xa4f4, 11, -1],
+    [0xa5f7, 8, -1],
+    [0xa6b9, 8, -1],
+    [0xa6d9, 38, -1],
+    [0xa7c2, 15, -1],
+    [0xa7f2, 13, -1],
+    [0xa8bb, 10, -1],
+    [0xa8ea, 21, -1],
+    [0xa9a1, 3, -1],
+    [0xa9f0, 15, -1],
+    [0xaaa1, 94, -1],
+    [0xaba1, 94, -1],
+    [0xaca1, 94, -1],
+    [0xada1, 94, -1],
+    [0xaea1, 94, -1],
+    [0xafa1, 94, -1],
+    [0xd7fa, 5, -1],
+  ],
+  GBK: [
+    [0xa140, 63, -1],
+    [0xa180, 33, -1],
+    [0xa240, 63, -1],
+    [0xa280, 33, -1],
+    [0xa2ab, 6, -1],
+    [0xa2e3, 2, -1],
+    [0xa2ef, 2, -1],
+    [0xa2fd, 2, -1],
+    [0xa340, 63, -1],
+    [0xa380, 33, -1],
+    [0xa440, 63, -1],
+    [0xa480, 33, -1],
+    [0xa4f4, 11, -1],
+    [0xa540, 63, -1],
+    [0xa580, 33, -1],
+    [0xa5f7, 8, -1],
+    [0xa640, 63, -1],
+    [0xa680, 33, -1],
+    [0xa6b9, 8, -1],
+    [0xa6d9, 7, -1],
+    [0xa6ec, 2, -1],
+    [0xa6f3, 1, -1],
+    [0xa6f6, 9, -1],
+    [0xa740, 63, -1],
+    [0xa780, 33, -1],
+    [0xa7c2, 15, -1],
+    [0xa7f2, 13, -1],
+    [0xa896, 11, -1],
+    [0xa8bc, 1, -1],
+    [0xa8bf, 1, -1],
+    [0xa8c1, 4, -1],
+    [0xa8ea, 21, -1],
+    [0xa958, 1, -1],
+    [0xa95b, 1, -1],
+    [0xa95d, 3, -1],
+    [0xa989, 13, -1],
+    [0xa997, 13, -1],
+    [0xa9f0, 15, -1],
+    [0xaaa1, 94, -1],
+    [0xaba1, 94, -1],
+    [0xaca1, 94, -1],
+    [0xada1, 94, -1],
+    [0xaea1, 94, -1],
+    [0xafa1, 94, -1],
+    [0xd7fa, 5, -1],
+    [0xf8a1, 94, -1],
+    [0xf9a1, 94, -1],
+    [0xfaa1, 94, -1],
+    [0xfba1, 94, -1],
+    [0xfca1, 94, -1],
+    [0xfda1, 94, -1],
+    [0xfe50, 47, -1],
+    [0xfe80, 127, -1],
+  ],
+  BIG5: [
+    [0xa145, 1, 0x2022],
+    [0xa14e, 1, 0xff64],
+    [0xa15a, 1, 0xfffd],
+    [0xa1c2, 1, 0x203e],
+    [0xa1c3, 1, 0xfffd],
+    [0xa1c5, 1, 0xfffd],
+    [0xa1e3, 1, 0x223c],
+    [0xa1f2, 1, 0x2641],
+    [0xa1f3, 1, 0x2609],
+    [0xa1fe, 1, 0xfffd],
+    [0xa240, 1, 0xfffd],
+    [0xa241, 1, 0xff0f],
+    [0xa242, 1, 0xff3c],
+    [0xa244, 1, 0xa5],
+    [0xa246, 2, 0xa2],
+    [0xa2cc, 1, 0xfffd],
+    [0xa2ce, 1, 0xfffd],
+    [0xa3c0, 34, -1],
+    [0xc6a1, 1, 0x30fe],
+    [0xc6a2, 2, 0x309d],
+    [0xc6a4, 1, 0x3005],
+    [0xc6a5, 83, 0x3041],
+    [0xc6f8, 7, 0x30a1],
+    [0xc740, 63, 0x30a8],
+    [0xc7a1, 16, 0x30e7],
+    [0xc7b1, 2, 0x414],
+    [0xc7b3, 1, 0x401],
+    [0xc7b4, 7, 0x416],
+    [0xc7bb, 19, 0x423],
+    [0xc7ce, 1, 0x451],
+    [0xc7cf, 26, 0x436],
+    [0xc7e9, 10, 0x2460],
+    [0xc7f3, 10, 0x2474],
+    [0xc7fd, 2, -1],
+    [0xc840, 63, -1],
+    [0xc8a1, 4, -1],
+    [0xc8cd, 37, -1],
+    [0xc8f5, 10, -1],
+    [0xf9dd, 34, -1],
+  ],
+  GB18030: [
+    [0xa3a0, 1, 0xe5e5],
+    [0xa6d9, 7, 0xe78d],
+    [0xa6ec, 2, 0xe794],
+    [0xa6f3, 1, 0xe796],
+    [0xa8bc, 1, 0xe7c7],
+    [0xfe59, 1, 0xe81e],
+    [0xfe61, 1, 0xe826],
+    [0xfe66, 2, 0xe82b],
+    [0xfe6d, 1, 0xe832],
+    [0xfe7e, 1, 0xe843],
+    [0xfe90, 1, 0xe854],
+    [0xfea0, 1, 0xe864],
+    [0x8135f437, 1, 0x1e3f],
+    [0x8431a437, 1, 0xfffd],
+  ],
+  WIN1255: [[0xca, 1, -1]],
+};
+
+/**
+ * Characters PostgreSQL writes other than the first sequence its table
+ * reads them from, or writes though no sequence reads as them (¥ as SJIS
+ * 0x5C, € as GBK 0x80), measured as PG_DIFFERENCES was (convert_to of
+ * every character any of these encodings has): [code point, sequence].
+ */
+const PG_WRITES: Readonly<Record<string, ReadonlyArray<readonly [number, number]>>> = {
+  SJIS: [
+    [0xa2, 0x8191],
+    [0xa3, 0x8192],
+    [0xa5, 0x5c],
+    [0xac, 0x81ca],
+    [0x2016, 0x8161],
+    [0x203e, 0x7e],
+    [0x2116, 0xfa59],
+    [0x2121, 0xfa5a],
+    [0x2160, 0xfa4a],
+    [0x2161, 0xfa4b],
+    [0x2162, 0xfa4c],
+    [0x2163, 0xfa4d],
+    [0x2164, 0xfa4e],
+    [0x2165, 0xfa4f],
+    [0x2166, 0xfa50],
+    [0x2167, 0xfa51],
+    [0x2168, 0xfa52],
+    [0x2169, 0xfa53],
+    [0x2212, 0x817c],
+    [0x301c, 0x8160],
+    [0x3231, 0xfa58],
+  ],
+  EUC_JP: [[0xa6, 0x8fa2c3]],
+  GBK: [[0x20ac, 0x80]],
+};
+
 /** The character sets read so far, by encoding id (one reading per thread). */
 const charsets = new Map<number, Charset>();
 
@@ -320,16 +614,17 @@ function charsetOf(id: number): Charset | null {
   if (known !== undefined) return known;
   const source = SOURCES[id];
   if (source === undefined) return null;
+  const name = ENCODING_NAMES[id]!;
   const made = source === "latin1"
-    ? singleByte({ label: "" })
+    ? singleByte({ label: "" }, name)
     : "ranges" in source
-    ? multiByte(source)
-    : singleByte(source);
+    ? multiByte(source, name)
+    : singleByte(source, name);
   charsets.set(id, made);
   return made;
 }
 
-function singleByte(source: SingleByteSource): Charset {
+function singleByte(source: SingleByteSource, name: string): Charset {
   const toUnicode = new Map<number, number>();
   const fromUnicode = new Map<number, number>();
   const decoder = source.label === "" ? null : new TextDecoder(source.label);
@@ -346,11 +641,26 @@ function singleByte(source: SingleByteSource): Charset {
     }
     const override = source.overrides?.find(([byte]) => byte === b);
     if (override !== undefined) cp = override[1];
-    if (cp === undefined) continue;
-    toUnicode.set(b, cp);
-    if (!fromUnicode.has(cp)) fromUnicode.set(cp, b * 8 + 1);
+    if (cp !== undefined) toUnicode.set(b, cp);
   }
+  applyDifferences(toUnicode, name);
+  for (const [b, cp] of toUnicode) if (!fromUnicode.has(cp)) fromUnicode.set(cp, b * 8 + 1);
   return { mblen: () => 1, wellFormed: () => true, toUnicode, fromUnicode };
+}
+
+/** PostgreSQL's characters where its table differs from the standard's (PG_DIFFERENCES). */
+function applyDifferences(toUnicode: Map<number, number>, name: string): void {
+  for (const [first, count, cp] of PG_DIFFERENCES[name] ?? []) {
+    for (let i = 0; i < count; i++) {
+      if (cp < 0) toUnicode.delete(first + i);
+      else toUnicode.set(first + i, cp + i);
+    }
+  }
+}
+
+/** How many bytes a table key stands for. */
+function keyLength(key: number): number {
+  return key < 0x100 ? 1 : key < 0x10000 ? 2 : key < 0x1000000 ? 3 : 4;
 }
 
 /**
@@ -359,7 +669,7 @@ function singleByte(source: SingleByteSource): Charset {
  * decoder of the standard gives back as it is, even after a sequence it
  * rejects. A sequence that decodes to one character, not U+FFFD, is one.
  */
-function multiByte(source: MultiByteSource): Charset {
+function multiByte(source: MultiByteSource, name: string): Charset {
   const toUnicode = new Map<number, number>();
   const fromUnicode = new Map<number, number>();
   const decoder = new TextDecoder(source.label);
@@ -390,18 +700,25 @@ function multiByte(source: MultiByteSource): Charset {
       const s = decoded[i]!;
       const cp = s.codePointAt(0);
       if (cp === undefined || cp === 0xfffd || s.length !== (cp > 0xffff ? 2 : 1)) continue;
-      const key = keys[i]!;
-      toUnicode.set(key, cp);
-      const had = fromUnicode.get(cp);
-      if (
-        had === undefined ||
-        (source.notPreferred?.(Math.floor(had / 8), had % 8) === true &&
-          !source.notPreferred(key, length))
-      ) {
-        fromUnicode.set(cp, key * 8 + length);
-      }
+      toUnicode.set(keys[i]!, cp);
     }
   }
+  applyDifferences(toUnicode, name);
+  // Encoding: the first sequence of a character, in byte order, but for
+  // those the encoding's own writers avoid.
+  for (const key of [...toUnicode.keys()].sort((a, b) => a - b)) {
+    const cp = toUnicode.get(key)!;
+    const length = keyLength(key);
+    const had = fromUnicode.get(cp);
+    if (
+      had === undefined ||
+      (source.notPreferred?.(Math.floor(had / 8), had % 8) === true &&
+        !source.notPreferred(key, length))
+    ) {
+      fromUnicode.set(cp, key * 8 + length);
+    }
+  }
+  for (const [cp, key] of PG_WRITES[name] ?? []) fromUnicode.set(cp, key * 8 + keyLength(key));
   return { mblen: source.mblen, wellFormed: source.wellFormed, toUnicode, fromUnicode };
 }
 

@@ -195,6 +195,19 @@ describe("default server", () => {
       from_latin1: "Bé",
       euro: Buffer.from("€"),
     });
+    // Where PostgreSQL's tables are not the WHATWG standard's: ¥ is SJIS 0x5C,
+    // EUC_CN (GB2312) A1A4 is U+30FB, and SJIS's user-defined F040 is no character.
+    const pgTables = await u.query(
+      `SELECT convert_to('¥', 'SJIS') AS yen, convert_from('\\xa1a4'::bytea, 'EUC_CN') AS dot`,
+    );
+    expect(pgTables.rows[0]).toEqual({ yen: Buffer.from([0x5c]), dot: "\u30fb" });
+    const userDefined = await u.query("SELECT convert_from('\\xf040'::bytea, 'SJIS')").catch(
+      (e) => e,
+    );
+    expect([userDefined.code, userDefined.message]).toEqual([
+      "22P05",
+      'character with byte sequence 0xf0 0x40 in encoding "SJIS" has no equivalent in encoding "UTF8"',
+    ]);
     const bad = await u.query("SELECT convert_from('\\x6100'::bytea, 'LATIN1')").catch((e) => e);
     expect([bad.code, bad.message]).toEqual([
       "22021",
