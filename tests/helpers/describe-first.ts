@@ -139,3 +139,19 @@ export async function describeInsideABlock(t: Target): Promise<void> {
   expect((await answer(c)).value).toBe("0");
   c.close();
 }
+
+/**
+ * Parse and Describe up to a Flush, and the Bind at once, as asyncpg with
+ * statement_cache_size=0 sends its every statement: the Bind runs the
+ * statement even where pgts's own work (its read of a new session's
+ * settings) ran a Query on the engine between the two, which drops the
+ * backend's unnamed statement.
+ */
+export async function boundAtOnce(t: Target): Promise<void> {
+  const c = await t.raw();
+  c.send(concat(parse("select $1::int * 2 as doubled"), describeStatement(), flush()));
+  expect(await types(c, 3)).toBe("1 t T");
+  c.send(concat(bindExecute("21"), sync()));
+  expect(await answer(c)).toEqual({ types: "2 D C Z", value: "42" });
+  c.close();
+}

@@ -517,6 +517,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       if (options.backends !== undefined) this.#procs.resend();
       throw new ExecNotRun();
     }
+    // pgts's own work (a settings read, say) may run a simple Query, which
+    // drops the backend's unnamed statement: whichever session's it was, a
+    // Bind of it is preceded by that session's Parse again (globals.ts).
+    if (s === undefined) this.unnamedOwner = null;
     options = this.#temp.beforeExec(options, s, temp);
     const discarded = s?.sequencesDiscarded === true;
     if (discarded) options = { ...options, discardSequences: true };

@@ -12,12 +12,19 @@
 
 import { describe, test } from "bun:test";
 import {
+  boundAtOnce,
   describedThenBound,
   describeInsideABlock,
   failedDescribeSkipsToSync,
   type Target,
 } from "../../helpers/describe-first.ts";
-import { pgClient, RawConnection, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  pgClient,
+  RawConnection,
+  sharedServer,
+  startSqlServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers();
@@ -36,6 +43,19 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
 
     test("Parse and Describe up to a Flush; another session runs and parses; the Bind that follows runs the statement", () =>
       describedThenBound(target));
+    test("the first session of a new server: Parse and Describe up to a Flush, then at once the Bind, runs the statement", async () => {
+      // Its own server: pgts reads a server's first session's settings
+      // after its first exec, with a Query (26000 before).
+      const fresh = await startSqlServer(adapter === undefined ? {} : { adapter });
+      await boundAtOnce({
+        raw: async () => {
+          const c = await RawConnection.open(fresh);
+          await c.startup();
+          return c;
+        },
+        client: () => pgClient(fresh),
+      });
+    });
     test("an error up to a Flush skips the client's messages to its Sync, as PostgreSQL skips them", () =>
       failedDescribeSkipsToSync(target));
     test("inside a transaction block the describe stays in the block", () =>
