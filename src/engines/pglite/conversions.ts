@@ -154,6 +154,34 @@ export function decodeIn(name: string | undefined, bytes: Uint8Array): string {
 }
 
 /**
+ * An ErrorResponse or NoticeResponse the engine wrote for a client of
+ * client_encoding `name`, with its fields in UTF-8 (for the server log,
+ * which PostgreSQL writes in the server's encoding).
+ */
+export function reportInUtf8(msg: Uint8Array, name: string): Uint8Array {
+  const encoder = new TextEncoder();
+  const parts: Uint8Array[] = [msg.subarray(0, 5)];
+  let at = 5;
+  while (at < msg.length && msg[at] !== 0) {
+    let end = at + 1;
+    while (end < msg.length && msg[end] !== 0) end++;
+    parts.push(msg.subarray(at, at + 1), encoder.encode(decodeIn(name, msg.subarray(at + 1, end))));
+    parts.push(Uint8Array.of(0));
+    at = end + 1;
+  }
+  parts.push(Uint8Array.of(0));
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(length);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  new DataView(out.buffer).setInt32(1, length - 1);
+  return out;
+}
+
+/**
  * A character set as PostgreSQL reads it: how long a character is from
  * its first byte (pg_encoding_mblen), whether its bytes are well formed
  * (pg_encoding_verifymbchar), and its characters both ways. A character's

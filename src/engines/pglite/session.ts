@@ -78,9 +78,11 @@ import type { TextEdits } from "./textedits.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import { EngineTurn } from "./turn.ts";
 import { shownNames } from "./enginenames.ts";
+import { decodeIn, reportInUtf8 } from "./conversions.ts";
 import {
   afterSync,
   concat,
+  cstring,
   errorResponse,
   fe,
   type Frame,
@@ -413,7 +415,7 @@ export class PgliteSession extends SessionGlobals
     out: (b: Uint8Array) => void,
   ): Promise<void> {
     // pgts's own errors (a statement refused, a wait ended) reach the server log as the engine's do.
-    this.#logReport(errorResponse(err), this.#inputInHand, this.#framesInHand);
+    this.#logReport(errorResponse(err), this.#inputInHand, this.#framesInHand, true);
     // An error inside a transaction block aborts the block, as in
     // PostgreSQL: its statements until ROLLBACK fail with 25P02, and its
     // COMMIT rolls back. The engine's transaction is aborted too by an
@@ -789,10 +791,19 @@ export class PgliteSession extends SessionGlobals
     return severity === "WARNING" || level !== "warning";
   }
 
-  #logReport(msg: Uint8Array, input: Uint8Array | null, frames: readonly Frame[]): void {
+  #logReport(
+    msg: Uint8Array,
+    input: Uint8Array | null,
+    frames: readonly Frame[],
+    /** `msg` is pgts's own, in UTF-8 whatever the client's encoding. */
+    ownMessage = false,
+  ): void {
+    // The log is UTF-8, the server's encoding: what the engine wrote in a
+    // client's other encoding is read as that.
+    const encoding = this.#utf8Client() ? null : this.#told.value("client_encoding")!;
     this.#serverLog.report(
-      msg,
-      () => this.#statementOf(input, frames),
+      encoding === null || ownMessage ? msg : reportInUtf8(msg, encoding),
+      () => this.#statementOf(input, frames, encoding),
       this.settings.get("log_min_error_statement") ?? statementLogDefaults().minErrorStatement,
       this.settings.get("log_error_verbosity"),
     );
@@ -803,9 +814,15 @@ export class PgliteSession extends SessionGlobals
    * Parse's text, else (a Bind of a statement prepared before) the last one
    * the session sent.
    */
-  #statementOf(input: Uint8Array | null, frames: readonly Frame[]): string {
+  #statementOf(
+    input: Uint8Array | null,
+    frames: readonly Frame[],
+    encoding: string | null = null,
+  ): string {
     const text = input === null ? "" : inputStatement(input, frames);
-    return text !== "" ? text : this.#activity.lastQuery();
+    if (text === "") return this.#activity.lastQuery();
+    // A client of another encoding: readCString's escapes of its bytes, given back and read so.
+    return encoding === null ? text : decodeIn(encoding, cstring(text).subarray(0, -1));
   }
 
   /** Whether the client reads UTF-8 (client_encoding UTF8, or SQL_ASCII, which converts nothing). */

@@ -24,6 +24,7 @@ import {
   type PgtsServer,
   sharedServer,
   useSqlServers,
+  waitFor,
 } from "../../helpers/pgts-sql.ts";
 
 useSqlServers();
@@ -124,6 +125,11 @@ describe("default server", () => {
     );
     expect(after.err).toContain("has no equivalent");
     expect(after.out).toEqual(latin1("still here\n"));
+    // The server log is UTF-8: the client's LATIN1 text, in its error and its statement.
+    await psqlIn(s, "LATIN1", latin1("SELECT 'Besan\xe7on'::int;\n"));
+    await waitFor("the ERROR in the log", () => s.log.includes("Besançon") || undefined);
+    expect(s.log).toContain('ERROR:  invalid input syntax for type integer: "Besançon"');
+    expect(s.log).toContain("STATEMENT:  SELECT 'Besançon'::int;");
     expect((await u.query("SELECT count(*)::int AS n FROM cities")).rows).toEqual([{ n: 4 }]);
     await u.query("DROP TABLE cities");
     await u.end();
