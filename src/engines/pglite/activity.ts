@@ -52,7 +52,11 @@
  * Each session keeps what its row shows in a `SessionActivity` (the
  * PgBackendStatus of PostgreSQL's backend_status.c): when it started, its
  * last query and when, when its transaction started. Noting a query costs
- * a bounded copy of its text, decoded only when the view is read.
+ * a bounded copy of its text, decoded only when the view is read. Those
+ * times are the host's; the caller's own row takes its transaction's and
+ * statement's start from the engine (transaction_timestamp(),
+ * statement_timestamp()), so that its `xact_start = now()`, as in
+ * PostgreSQL, where both are read from one clock.
  */
 
 import type { SessionSsl, TransactionStatus } from "../../core/engine/types.ts";
@@ -75,7 +79,16 @@ CREATE OR REPLACE FUNCTION pg_catalog.pgts_stat_get_activity(
   OUT leader_pid integer, OUT query_id bigint)
 RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
   SELECT d.oid, b.pid, b.usesysid, b.application_name, b.state, b.query, b.wait_event_type,
-    b.wait_event, b.xact_start, b.query_start, b.backend_start, b.state_change, b.client_addr,
+    b.wait_event,
+    CASE WHEN b.pid = pg_catalog.pg_backend_pid() AND b.xact_start IS NOT NULL
+      THEN pg_catalog.transaction_timestamp() ELSE b.xact_start END,
+    CASE WHEN b.pid = pg_catalog.pg_backend_pid() AND b.query_start IS NOT NULL
+      THEN pg_catalog.statement_timestamp() ELSE b.query_start END,
+    b.backend_start,
+    CASE WHEN b.pid = pg_catalog.pg_backend_pid() AND b.state_change IS NOT NULL
+      THEN GREATEST(b.state_change, pg_catalog.statement_timestamp())
+      ELSE b.state_change END,
+    b.client_addr,
     NULL::text, b.client_port, NULL::xid, NULL::xid, 'client backend'::text, NULL::integer,
     NULL::bigint
   FROM pg_catalog.json_to_recordset(pg_catalog.pgts_backend_status()::pg_catalog.json) AS b(
@@ -225,7 +238,10 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%pgts_advisory_locks%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
-  " like '%b.datname%'";
+  " like '%b.datname%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
+  " like '%transaction_timestamp%'";
 
 /** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */
 const QUERY_TEXT_MAX = 1024;

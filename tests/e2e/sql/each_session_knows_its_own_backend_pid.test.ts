@@ -162,6 +162,23 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       await a.end();
     });
 
+    test("a session's own row has its transaction's and statement's start: xact_start = now()", async () => {
+      const c = await pgClient(server());
+      const own =
+        "select xact_start = now() as xact, query_start = statement_timestamp() as query," +
+        " state_change >= query_start as changed from pg_stat_activity where pid = pg_backend_pid()";
+      expect((await c.query(own)).rows).toEqual([{ xact: true, query: true, changed: true }]);
+      await c.query("begin");
+      await c.query("select pg_sleep(0.02)");
+      const inBlock = await c.query(
+        "select xact_start = now() as xact, query_start = statement_timestamp() as query," +
+          " xact_start < query_start as earlier from pg_stat_activity where pid = pg_backend_pid()",
+      );
+      expect(inBlock.rows).toEqual([{ xact: true, query: true, earlier: true }]);
+      await c.query("commit");
+      await c.end();
+    });
+
     test("a session waiting for the engine shows as active, waiting on it, to the holder", async () => {
       const s = server();
       const a = await pgClient(s);
