@@ -61,7 +61,7 @@ import { DeferredPrepares } from "./deferred.ts";
 import { AdvisoryWait, waitsForAdvisoryLock } from "./advisorywait.ts";
 import { AnswerGate } from "./groupcommit.ts";
 import { type GlobalsInit, SessionGlobals } from "./globals.ts";
-import { planInput } from "./naming.ts";
+import { type InputPlan, planInput } from "./naming.ts";
 import { withBackslashStrings } from "./sqlscan.ts";
 import { handsOverAfter, isPlain } from "./pipeline.ts";
 import { ExecNotRun, type ExecOptions } from "./executor.ts";
@@ -79,6 +79,7 @@ import { SessionTimeouts, type TimedSession } from "./timeout.ts";
 import { EngineTurn } from "./turn.ts";
 import { shownNames } from "./enginenames.ts";
 import { decodeIn, reportInUtf8 } from "./conversions.ts";
+import { beginAnswer, endOfPendingBlock, inPendingBlock, isPlainBegin } from "./deferredbegin.ts";
 import {
   afterSync,
   concat,
@@ -140,6 +141,8 @@ export class PgliteSession extends SessionGlobals
   /** All output to the client, released in order as the WAL it depends on is durable. */
   readonly #output: SessionOutput;
   #status: TransactionStatus = "I";
+  /** A BEGIN answered without the engine, not run on it yet (deferredbegin.ts). */
+  #beginPending = false;
   /** Extended-protocol messages ran since the last Sync (a Query then needs one first: #exec). */
   #extendedOpen = false;
   #state: State = "idle";
@@ -301,6 +304,11 @@ export class PgliteSession extends SessionGlobals
     return this.#status;
   }
 
+  /** In a transaction block whose BEGIN has not reached the engine yet (deferredbegin.ts). */
+  get beginPending(): boolean {
+    return this.#beginPending;
+  }
+
   activity(): string {
     if (this.#state === "active") return "running a statement";
     if (this.#status === "T") return "idle in transaction";
@@ -423,8 +431,38 @@ export class PgliteSession extends SessionGlobals
     if (this.#status === "T" && this.owns) {
       const answer = await this.#engine.runRaw(fe.query(ABORT_BLOCK_SQL), this);
       if (answer.length > 0 && answer[answer.length - 1] === "E".charCodeAt(0)) this.#status = "E";
+    } else if (this.#status === "T" && this.#beginPending) {
+      this.#status = "E";
     }
     this.#skipUntilSync = failInput(frames, err, { status: this.#status, out });
+  }
+
+  /**
+   * An input answered without the engine did to the unnamed statement what
+   * the engine would have (a Parse makes it this text, a Query drops it),
+   * and the engine's is not this session's any more.
+   */
+  #unnamedAnsweredHere(plan: InputPlan): void {
+    this.noteUnnamed(plan);
+    if (this.#engine.unnamedOwner === this) this.#engine.unnamedOwner = null;
+  }
+
+  /**
+   * Runs the block's BEGIN, answered before (deferredbegin.ts), on the
+   * engine the session has just taken, and aborts the block there too when
+   * an error aborted it meanwhile; false when the engine failed (the input
+   * was answered so).
+   */
+  async #runPendingBegin(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
+    this.#beginPending = false;
+    try {
+      await this.#engine.runRaw(fe.query("BEGIN"), this);
+      if (this.#status === "E") await this.#engine.runRaw(fe.query(ABORT_BLOCK_SQL), this);
+    } catch (e) {
+      await this.#engineFailure(e, frames, out, 0);
+      return false;
+    }
+    return true;
   }
 
   async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
@@ -561,6 +599,36 @@ export class PgliteSession extends SessionGlobals
       return;
     }
     this.noteHoldCursors(plan);
+    // A lone BEGIN while another session holds the engine is answered at
+    // once, and so is the COMMIT or ROLLBACK of a block that has not
+    // reached the engine since (deferredbegin.ts).
+    if (this.#beginPending) {
+      const end = endOfPendingBlock(input, frames, this.#status === "E" ? "E" : "T");
+      if (end !== null) {
+        this.#beginPending = false;
+        this.#status = "I";
+        this.#timeouts.disarm();
+        this.#unnamedAnsweredHere(plan);
+        out(end);
+        this.#activity.noteStateChange();
+        this.#timeouts.armIdle();
+        return;
+      }
+    } else if (
+      this.#status === "I" && !this.owns && !this.#extendedOpen &&
+      engine.scheduler.owner !== null && !this.#deferred.pending && !this.#cancel.pending &&
+      isPlainBegin(input, frames)
+    ) {
+      this.#beginPending = true;
+      this.#status = "T";
+      this.#timeouts.disarm();
+      this.#activity.noteTransactionStart();
+      this.#unnamedAnsweredHere(plan);
+      out(beginAnswer(input, frames));
+      this.#activity.noteStateChange();
+      this.#timeouts.armIdle();
+      return;
+    }
     // ALTER DATABASE of its own database SET or RESET inside a block runs
     // in the engine, in the block, as PostgreSQL runs it: the values are
     // that engine's (pg_db_role_setting), read again after the block.
@@ -603,8 +671,10 @@ export class PgliteSession extends SessionGlobals
     // tables (pg_cancel_backend of that session, say) is answered at once
     // (offengine.ts), in UTF-8: not to a client of another client_encoding.
     if (
-      plan.offEngine && !this.owns && this.#status === "I" && engine.scheduler.owner !== null &&
-      !this.#deferred.pending && !this.#cancel.pending && this.#utf8Client() &&
+      plan.offEngine && !this.owns &&
+      (this.#status === "I" || (this.#status === "T" && this.#beginPending)) &&
+      engine.scheduler.owner !== null && !this.#deferred.pending && !this.#cancel.pending &&
+      this.#utf8Client() &&
       (await answerForSession(this, engine, {
         input,
         frames,
@@ -612,6 +682,12 @@ export class PgliteSession extends SessionGlobals
         // Its errors (42501 for another's pg_cancel_backend, say) are logged as the engine's are.
         out: (b) => {
           if (b[0] === BE.ErrorResponse) this.#logReport(b, input, frames);
+          if (this.#beginPending) {
+            // In the block: an error aborts it, as PostgreSQL's would.
+            const answer = inPendingBlock(b, this.#status === "E");
+            if (answer.failed) this.#status = "E";
+            b = answer.bytes;
+          }
           out(b);
         },
       }))
@@ -639,6 +715,7 @@ export class PgliteSession extends SessionGlobals
     const arriving = this.owns ? null : engine.rolesArriving();
     if (arriving !== null) await boundedWait(arriving, engine.options.engineWaitTimeoutMs);
     if (!(await this.#turn.take(frames, out, plan))) return;
+    if (this.#beginPending && !(await this.#runPendingBegin(frames, out))) return;
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
     if (plan.settingsDirty) this.#cancel.inputSets = true;
     this.noteInput(plan, engine);

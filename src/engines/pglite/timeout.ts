@@ -24,6 +24,11 @@ import { parseDurationMs, type SettingsMap } from "./settings.ts";
 export interface TimedSession {
   /** It holds the engine. */
   readonly owns: boolean;
+  /**
+   * In a transaction block it holds no engine for yet: a BEGIN answered
+   * while another session held the engine (deferredbegin.ts).
+   */
+  readonly beginPending: boolean;
   /** Between inputs: not waiting for the engine, not running, not closed. */
   readonly idle: boolean;
   /** It is going (closed, or terminated). */
@@ -71,7 +76,7 @@ export class SessionTimeouts {
   armIdle(): void {
     const s = this.#session;
     if (s.closing) return;
-    if (!s.owns) {
+    if (!s.owns && !s.beginPending) {
       const idle = parseDurationMs(s.settings.get("idle_session_timeout")) ??
         this.#engine.options.idleSessionTimeoutMs;
       if (idle > 0) {
@@ -97,7 +102,7 @@ export class SessionTimeouts {
     if (!(ms > 0) || (this.#transactionMs > 0 && ms >= this.#transactionMs)) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = null;
-      if (s.owns && s.idle) s.terminate(idleInTransactionTimeout());
+      if ((s.owns || s.beginPending) && s.idle) s.terminate(idleInTransactionTimeout());
     }, ms);
   }
 
