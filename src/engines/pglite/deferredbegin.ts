@@ -12,9 +12,9 @@
  * before the session's next statement there (session.ts). Until then the
  * session is in its block without the engine: a statement answered without
  * the engine (offengine.ts) is answered in it, an error aborts it ('E'), and
- * a lone COMMIT or ROLLBACK ends it without the engine. What differs from
- * PostgreSQL: the transaction's start (now(), transaction_timestamp()) is
- * the time of its first statement on the engine, not of the BEGIN.
+ * a lone COMMIT or ROLLBACK ends it without the engine. The BEGIN runs
+ * with the engine's clock held at the time it was answered (wallclock.ts),
+ * so the transaction starts then, as now() says in PostgreSQL.
  */
 
 import { BE, FE } from "../../core/protocol/constants.ts";

@@ -624,7 +624,12 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
    * the whole answer. `as`: the session whose input the bytes are, checked
    * as its login role (guard.ts) and seen as its pid (backends.ts).
    */
-  async runRaw(bytes: Uint8Array, as?: PgliteSession, temp?: TempPair): Promise<Uint8Array> {
+  async runRaw(
+    bytes: Uint8Array,
+    as?: PgliteSession,
+    temp?: TempPair,
+    more: { clockAtMs?: number } = {},
+  ): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
     const backends = this.backendsForExec();
     await this.exec(
@@ -636,6 +641,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
         runAs: as.userOid,
         pid: as.pid,
         ...(backends === undefined ? {} : { backends }),
+        ...more,
       },
       as,
       temp,

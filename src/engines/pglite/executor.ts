@@ -211,6 +211,7 @@ export function instanceOptions(options: ExecOptions): ExecOptionsRecord {
   if (options.feed === true) o.feed = true;
   if (options.discardSequences === true) o.discardSequences = true;
   if (options.advisoryWait === true) o.advisoryWait = true;
+  if (options.clockAtMs !== undefined) o.clockAtMs = options.clockAtMs;
   if (options.customMade !== undefined) o.customMade = options.customMade;
   if (options.resetValues !== undefined) {
     o.resetValues = options.resetValues;

@@ -25,7 +25,7 @@
 import { WalFlusher, WalWriter, walWriterDelayMs } from "./walflush.ts";
 import type { InstanceOptions, PGliteInstance } from "./instancetypes.ts";
 import { CancelClock } from "./cancelclock.ts";
-import { wrapWallClock } from "./wallclock.ts";
+import { holdWallClock, wrapWallClock } from "./wallclock.ts";
 import { wrapConversionSymbols } from "./conversions.ts";
 import { durableStart, type EmscriptenFs, type NodeFs, wrapSyncImports } from "./fsync.ts";
 import { PGlite } from "@electric-sql/pglite";
@@ -468,6 +468,7 @@ export async function openInstance(
       backends.setNames(options.names ?? []);
       if (temp !== null && options.temp !== undefined) temp.use(options.temp);
       const tempBefore = temp?.carried() ?? null;
+      if (options.clockAtMs !== undefined) holdWallClock(options.clockAtMs);
       clock.arm(options.timeoutMs);
       // The end of this exec's answer: a PANIC's text is there if the backend ends.
       const answer: Uint8Array[] = [];
@@ -537,6 +538,7 @@ export async function openInstance(
             : { before: tempBefore, after: tempAfter },
         };
       } finally {
+        holdWallClock(null);
         temp?.afterExec();
         trimmer?.afterExec();
         guard.runAs(null);

@@ -91,6 +91,12 @@ export interface InstanceExecResult {
 
 export interface InstanceExecOptions {
   /**
+   * The wall clock Postgres reads during this exec, in milliseconds since
+   * the epoch (wallclock.ts's holdWallClock): a deferred BEGIN's, run when
+   * the block's first statement takes the engine (deferredbegin.ts).
+   */
+  readonly clockAtMs?: number;
+  /**
    * The OID of the login role of the session whose bytes these are, or null
    * for pgts's own work (guard.ts).
    */

@@ -80,6 +80,7 @@ import { EngineTurn } from "./turn.ts";
 import { shownNames } from "./enginenames.ts";
 import { decodeIn, reportInUtf8 } from "./conversions.ts";
 import { beginAnswer, endOfPendingBlock, inPendingBlock, isPlainBegin } from "./deferredbegin.ts";
+import { wallClockMs } from "./wallclock.ts";
 import {
   afterSync,
   concat,
@@ -143,6 +144,8 @@ export class PgliteSession extends SessionGlobals
   #status: TransactionStatus = "I";
   /** A BEGIN answered without the engine, not run on it yet (deferredbegin.ts). */
   #beginPending = false;
+  /** When it was answered (wallclock.ts): the block's transaction starts then. */
+  #beginAtMs = 0;
   /** Extended-protocol messages ran since the last Sync (a Query then needs one first: #exec). */
   #extendedOpen = false;
   #state: State = "idle";
@@ -456,7 +459,9 @@ export class PgliteSession extends SessionGlobals
   async #runPendingBegin(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
     this.#beginPending = false;
     try {
-      await this.#engine.runRaw(fe.query("BEGIN"), this);
+      await this.#engine.runRaw(fe.query("BEGIN"), this, undefined, {
+        clockAtMs: this.#beginAtMs,
+      });
       if (this.#status === "E") await this.#engine.runRaw(fe.query(ABORT_BLOCK_SQL), this);
     } catch (e) {
       await this.#engineFailure(e, frames, out, 0);
@@ -620,6 +625,7 @@ export class PgliteSession extends SessionGlobals
       isPlainBegin(input, frames)
     ) {
       this.#beginPending = true;
+      this.#beginAtMs = wallClockMs();
       this.#status = "T";
       this.#timeouts.disarm();
       this.#activity.noteTransactionStart();

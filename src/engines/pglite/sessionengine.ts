@@ -59,7 +59,13 @@ export interface SessionEngine<S> {
     kind: "discard all" | "deallocate all",
     out: (b: Uint8Array) => void,
   ): Promise<boolean>;
-  runRaw(bytes: Uint8Array, as?: S): Promise<Uint8Array>;
+  /** `more.clockAtMs`: the wall clock Postgres reads during the exec (InstanceExecOptions). */
+  runRaw(
+    bytes: Uint8Array,
+    as?: S,
+    temp?: undefined,
+    more?: { clockAtMs?: number },
+  ): Promise<Uint8Array>;
   exec(
     bytes: Uint8Array,
     onData: (chunk: Uint8Array) => void | Promise<void>,

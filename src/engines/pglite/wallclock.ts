@@ -18,6 +18,19 @@ const WASI_EINVAL = 28;
 /** Date.now() − performance.now() as last measured on this thread; NaN before the first reading. */
 let offsetMs = Number.NaN;
 
+/** The time the clock reads while an exec holds it (holdWallClock), or null. */
+let heldMs: number | null = null;
+
+/**
+ * Makes the clock read `ms` (milliseconds since the epoch, with their
+ * fraction) until it is held at null again: for one exec, a deferred
+ * BEGIN's (deferredbegin.ts), so that its transaction starts when the
+ * client's BEGIN was answered, as now() says in PostgreSQL.
+ */
+export function holdWallClock(ms: number | null): void {
+  heldMs = ms;
+}
+
 /**
  * Milliseconds since the Unix epoch, with the fraction of the millisecond:
  * never outside the millisecond Date.now() gives, so a step of the wall
@@ -29,6 +42,7 @@ let offsetMs = Number.NaN;
  * go backwards unless the wall clock does).
  */
 export function wallClockMs(): number {
+  if (heldMs !== null) return heldMs;
   const mono = performance.now();
   const ms = Date.now();
   const t = mono + offsetMs;

@@ -84,6 +84,17 @@ describe("default server", () => {
     // COMMIT of an aborted block says ROLLBACK, as PostgreSQL's does.
     expect((await r.query("commit")).command).toBe("ROLLBACK");
     expect(await held).toBe("slept");
+    // Its transaction starts at the BEGIN, as now() says in PostgreSQL,
+    // though it reached the engine only after the holder's 300 ms.
+    held = sleeping(holder, 0.3);
+    await sleep(50);
+    await c.query("begin");
+    await held;
+    const started = await c.query(
+      "select statement_timestamp() - now() >= interval '200 milliseconds' as at_begin",
+    );
+    expect(started.rows).toEqual([{ at_begin: true }]);
+    await c.query("commit");
     // Committed, and a COMMIT with nothing run says COMMIT.
     held = sleeping(holder, 0.3);
     await sleep(50);
