@@ -131,7 +131,8 @@ export function encodingId(name: string): number {
   if (clean === "") return -1;
   const alias = ALIASES[clean];
   if (alias !== undefined) return ENCODING_NAMES.indexOf(alias as typeof ENCODING_NAMES[number]);
-  if (/^windows(125[0-8]|866|874)$/.test(clean)) return encodingId(clean.slice(4));
+  // windows1252 is WIN1252, windows866 WIN866, …
+  if (/^windows(125[0-8]|866|874)$/.test(clean)) return encodingId(`win${clean.slice(7)}`);
   return ENCODING_NAMES.findIndex((n) => n.toLowerCase().replace(/_/g, "") === clean);
 }
 

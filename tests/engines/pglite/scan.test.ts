@@ -99,10 +99,16 @@ describe("what a session's input changes", () => {
       .toThrow('invalid value for parameter "client_encoding": "EUC_TW"');
     // Spelled as PostgreSQL's check hook spells it (SHOW, ParameterStatus).
     for (
-      const [given, shown] of [["UTF8", "UTF8"], ["utf-8", "UTF8"], ["latin1", "LATIN1"], [
-        "eucjp",
-        "EUC_JP",
-      ]]
+      const [given, shown] of [
+        ["UTF8", "UTF8"],
+        ["utf-8", "UTF8"],
+        ["latin1", "LATIN1"],
+        ["eucjp", "EUC_JP"],
+        ["windows-1252", "WIN1252"],
+        ["Windows866", "WIN866"],
+        ["ISO-8859-15", "LATIN9"],
+        ["mskanji", "SJIS"],
+      ]
     ) {
       expect(
         startupSettings(new Map(), { user: "u", params: { client_encoding: given! } }).get(
