@@ -32,6 +32,7 @@
 
 import type { WasmTools } from "./wasmtools.ts";
 import { argDatum } from "./backends.ts";
+import { message } from "./wire.ts";
 
 /** PostgreSQL's encodings by id (pg_wchar.h's pg_enc). */
 export const ENCODING_NAMES = [
@@ -161,25 +162,20 @@ export function decodeIn(name: string | undefined, bytes: Uint8Array): string {
  */
 export function reportInUtf8(msg: Uint8Array, name: string): Uint8Array {
   const encoder = new TextEncoder();
-  const parts: Uint8Array[] = [msg.subarray(0, 5)];
+  const nul = Uint8Array.of(0);
+  const fields: Uint8Array[] = [];
   let at = 5;
   while (at < msg.length && msg[at] !== 0) {
     let end = at + 1;
     while (end < msg.length && msg[end] !== 0) end++;
-    parts.push(msg.subarray(at, at + 1), encoder.encode(decodeIn(name, msg.subarray(at + 1, end))));
-    parts.push(Uint8Array.of(0));
+    fields.push(
+      msg.subarray(at, at + 1),
+      encoder.encode(decodeIn(name, msg.subarray(at + 1, end))),
+      nul,
+    );
     at = end + 1;
   }
-  parts.push(Uint8Array.of(0));
-  const length = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(length);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  new DataView(out.buffer).setInt32(1, length - 1);
-  return out;
+  return message(msg[0]!, ...fields, nul);
 }
 
 /**

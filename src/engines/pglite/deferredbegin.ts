@@ -18,7 +18,7 @@
  */
 
 import { BE, FE } from "../../core/protocol/constants.ts";
-import { concat, type Frame, message, readCString, readyForQuery } from "./wire.ts";
+import { concat, type Frame, message, readCString, readyForQuery, splitFrames } from "./wire.ts";
 
 const PLAIN_BEGIN = /^\s*(?:begin(?:\s+(?:work|transaction))?|start\s+transaction)\s*;?\s*$/i;
 const ENDS_BLOCK = /^\s*(commit|end|rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i;
@@ -123,17 +123,11 @@ export function inPendingBlock(
   failedBefore: boolean,
 ): { bytes: Uint8Array; failed: boolean } {
   let failed = failedBefore;
-  for (let at = 0; at + 5 <= answer.length;) {
-    if (answer[at] === BE.ErrorResponse) failed = true;
-    at += 1 + new DataView(answer.buffer, answer.byteOffset + at + 1, 4).getInt32(0);
-  }
   const bytes = answer.slice();
-  for (let at = 0; at + 5 <= bytes.length;) {
-    const len = new DataView(bytes.buffer, at + 1, 4).getInt32(0);
-    if (bytes[at] === BE.ReadyForQuery && len === 5) {
-      bytes[at + 5] = (failed ? "E" : "T").charCodeAt(0);
-    }
-    at += 1 + len;
+  // An error comes before the ReadyForQuery that ends its statement.
+  for (const f of splitFrames(bytes) ?? []) {
+    if (f.type === BE.ErrorResponse) failed = true;
+    else if (f.type === BE.ReadyForQuery) bytes[f.start + 5] = (failed ? "E" : "T").charCodeAt(0);
   }
   return { bytes, failed };
 }
