@@ -217,6 +217,9 @@ describe("session isolation on one PGlite backend", () => {
     const a = await client(), b = await client();
     await b.query("SET lock_timeout = '200ms'");
     await a.query("BEGIN");
+    // A's block holds the engine from its first statement (a BEGIN that
+    // comes while the engine is busy waits for no one: deferredbegin.ts).
+    await a.query("SELECT 1");
     const t0 = Date.now();
     expect((await errorOf(b.query("SELECT 1"))).code).toBe("55P03");
     expect(Date.now() - t0).toBeLessThan(WAIT_MS);
