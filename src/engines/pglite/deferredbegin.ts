@@ -1,20 +1,23 @@
 /**
- * A BEGIN answered while another session holds the engine. In PostgreSQL,
- * BEGIN takes no lock and waits for no one: psycopg and psycopg2, which
- * open a transaction before a connection's first statement, run `SELECT
+ * A BEGIN answered without the engine. In PostgreSQL, BEGIN takes no lock
+ * and waits for no one: psycopg and psycopg2, which open a transaction
+ * before a connection's first statement, run `SELECT
  * pg_terminate_backend(…)` in one, and an administrator's connection so
  * ended a runaway statement at once. Here the BEGIN waited for the engine
- * that statement held, so nothing could stop it from such a connection.
+ * that statement held, so nothing could stop it from such a connection;
+ * and a BEGIN that found the engine free held it for the whole block, so
+ * that connection, idle in its transaction after the signal, kept every
+ * other session waiting until the engine hold timeout ended it.
  *
  * A lone `BEGIN` (or `BEGIN WORK`, `BEGIN TRANSACTION`, `START
- * TRANSACTION`) from idle, while another session holds the engine, is
- * answered at once (BEGIN, ReadyForQuery 'T') and run on the engine just
- * before the session's next statement there (session.ts). Until then the
- * session is in its block without the engine: a statement answered without
- * the engine (offengine.ts) is answered in it, an error aborts it ('E'), and
- * a lone COMMIT or ROLLBACK ends it without the engine. The BEGIN runs
- * with the engine's clock held at the time it was answered (wallclock.ts),
- * so the transaction starts then, as now() says in PostgreSQL.
+ * TRANSACTION`) from idle is answered at once (BEGIN, ReadyForQuery 'T')
+ * and run on the engine just before the session's next statement there
+ * (session.ts). Until then the session is in its block without the
+ * engine: a statement answered without the engine (offengine.ts) is
+ * answered in it, an error aborts it ('E'), and a lone COMMIT or ROLLBACK
+ * ends it without the engine. The BEGIN runs with the engine's clock held
+ * at the time it was answered (wallclock.ts), so the transaction starts
+ * then, as now() says in PostgreSQL.
  */
 
 import { BE, FE } from "../../core/protocol/constants.ts";

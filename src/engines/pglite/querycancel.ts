@@ -167,6 +167,7 @@ export class QueryCancel<S extends CanceledSession> {
 
   /** transaction_timeout (0: none), as read inside the open block if it was. */
   transactionTimeoutMs(): number {
+    this.#forgetOutsideBlock();
     return this.#blockTransactionMs ??
       parseDurationMs(this.#session.settings.get("transaction_timeout")) ??
       this.#engine.options.transactionTimeoutMs;

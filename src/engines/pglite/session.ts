@@ -604,15 +604,15 @@ export class PgliteSession extends SessionGlobals
       return;
     }
     this.noteHoldCursors(plan);
-    // A lone BEGIN while another session holds the engine is answered at
-    // once, and so is the COMMIT or ROLLBACK of a block that has not
-    // reached the engine since (deferredbegin.ts).
+    // A lone BEGIN is answered at once, and so is the COMMIT or ROLLBACK of
+    // a block that has not reached the engine since (deferredbegin.ts).
     if (this.#beginPending) {
       const end = endOfPendingBlock(input, frames, this.#status === "E" ? "E" : "T");
       if (end !== null) {
         this.#beginPending = false;
         this.#status = "I";
         this.#timeouts.disarm();
+        this.#timeouts.transactionEnds();
         this.#unnamedAnsweredHere(plan);
         out(end);
         this.#activity.noteStateChange();
@@ -621,11 +621,12 @@ export class PgliteSession extends SessionGlobals
       }
     } else if (
       this.#status === "I" && !this.owns && !this.#extendedOpen &&
-      engine.scheduler.owner !== null && !this.#deferred.pending && !this.#cancel.pending &&
-      isPlainBegin(input, frames)
+      !this.#deferred.pending && !this.#cancel.pending && isPlainBegin(input, frames)
     ) {
       this.#beginPending = true;
       this.#beginAtMs = wallClockMs();
+      // The transaction begins here: transaction_timeout counts from now.
+      this.#timeouts.transactionBegins(this.#cancel.transactionTimeoutMs());
       this.#status = "T";
       this.#timeouts.disarm();
       this.#activity.noteTransactionStart();
@@ -673,13 +674,15 @@ export class PgliteSession extends SessionGlobals
       this.#timeouts.armIdle();
       return;
     }
-    // While another session holds the engine, what reads only pgts's own
-    // tables (pg_cancel_backend of that session, say) is answered at once
+    // While another session holds the engine, or in a block that has not
+    // reached the engine yet, what reads only pgts's own tables
+    // (pg_cancel_backend of that session, say) is answered at once
     // (offengine.ts), in UTF-8: not to a client of another client_encoding.
     if (
       plan.offEngine && !this.owns &&
-      (this.#status === "I" || (this.#status === "T" && this.#beginPending)) &&
-      engine.scheduler.owner !== null && !this.#deferred.pending && !this.#cancel.pending &&
+      (this.#status === "I" && engine.scheduler.owner !== null ||
+        this.#status === "T" && this.#beginPending) &&
+      !this.#deferred.pending && !this.#cancel.pending &&
       this.#utf8Client() &&
       (await answerForSession(this, engine, {
         input,

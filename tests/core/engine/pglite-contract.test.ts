@@ -111,6 +111,7 @@ describe("the PGlite engine through the Engine contract", () => {
   test("a wait for the engine is cancelled with 57014, and the batch is answered up to Sync", async () => {
     const a = await session(), b = await session();
     await run(a.s, FE.query("BEGIN"));
+    await run(a.s, FE.query("SELECT 1")); // the block holds the engine from its first statement
     const cb = new Collector();
     const pb = b.s.exec(batch(FE.parse("SELECT 1"), FE.bind(), FE.execute(), FE.sync()), cb.out);
     await Bun.sleep(30);
@@ -124,6 +125,7 @@ describe("the PGlite engine through the Engine contract", () => {
   test("55P03 in a pipelined input answers every batch; the session stays in step", async () => {
     const a = await session(), b = await session();
     await run(a.s, FE.query("BEGIN"));
+    await run(a.s, FE.query("SELECT 1")); // the block holds the engine from its first statement
     const cb = await run(
       b.s,
       FE.parse("SELECT 1"),
@@ -154,6 +156,7 @@ describe("the PGlite engine through the Engine contract", () => {
     };
     await run(a.s, FE.query("SELECT 1")); // settings applied
     await run(a.s, FE.query("BEGIN"));
+    await run(a.s, FE.query("SELECT 1")); // the block holds the engine from its first statement
     await Bun.sleep(300);
     expect(async.errors[0]).toMatchObject({ S: "FATAL", C: "25P03" });
     expect(terminated).toBe("25P03");

@@ -5,12 +5,12 @@
  * administrator's `SELECT pg_terminate_backend(pid)` from such a
  * connection ended a runaway statement at once there; here its BEGIN
  * waited for the engine the runaway statement held, and nothing could stop
- * it (deferredbegin.ts). While another session holds the engine, a lone
- * BEGIN is answered at once, the block's statements answered without the
+ * it (deferredbegin.ts). A lone BEGIN is answered at once, the block's statements answered without the
  * engine are answered in it, an error aborts it (25P02 after), and a COMMIT
  * or ROLLBACK with nothing run ends it; the first statement that needs the
  * engine runs the BEGIN first, so the block is the engine's from then on,
- * as before. node-postgres, both protocols.
+ * as before. The same when the engine is free at the BEGIN: a block that
+ * only signals others never holds it. node-postgres, both protocols.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -53,6 +53,33 @@ describe("default server", () => {
       await admin.end();
     });
   }
+
+  test("a block that only signals others holds no engine, though the engine was free at its BEGIN", async () => {
+    // psycopg2's test_external_close: its control connection, in its
+    // transaction, ends one session after another, and each new victim's
+    // first statement waited for the control's block, which the engine hold
+    // timeout then ended (25P03).
+    const admin = await pgClient(server());
+    const other = await pgClient(server());
+    await admin.query("begin");
+    for (let i = 0; i < 2; i++) {
+      const victim = await pgClient(server());
+      victim.on("error", () => {});
+      const started = performance.now();
+      expect((await victim.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+      expect(performance.now() - started).toBeLessThan(1_000);
+      const r = await admin.query("select pg_terminate_backend($1) as ended", [pidOf(victim)]);
+      expect(r.rows).toEqual([{ ended: true }]);
+    }
+    const started = performance.now();
+    expect((await other.query("select 2 as two")).rows).toEqual([{ two: 2 }]);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    // The block is still the admin's, and takes the engine when it needs it.
+    expect((await admin.query("select 3 as three")).rows).toEqual([{ three: 3 }]);
+    expect((await admin.query("commit")).command).toBe("COMMIT");
+    await other.end();
+    await admin.end();
+  });
 
   test("a block begun while the engine was held is a block: rolled back, aborted by an error, committed", async () => {
     const holder = await pgClient(server());

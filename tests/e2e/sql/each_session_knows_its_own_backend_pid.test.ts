@@ -184,6 +184,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       const a = await pgClient(s);
       const b = await pgClient(s);
       await a.query("begin");
+      await a.query("select 1"); // the block holds the engine from its first statement
       const waiting = b.query("select 'waited' as w");
       await sleep(200);
       const row = (await a.query(
@@ -208,6 +209,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       const b = await pgClient(s);
       const warned = notices(a);
       await a.query("begin");
+      await a.query("select 1"); // the block holds the engine from its first statement
       const waiting = b.query("select 1").then(() => null, (e) => e.code);
       await sleep(200);
       expect((await a.query("select pg_cancel_backend($1) as ok", [pidOf(b)])).rows)
