@@ -16,7 +16,11 @@
  */
 
 import { ERRCODE, isPgError, PgError, type Severity } from "../elog.ts";
-import { answersExpected, endsWithReadyForQuery } from "../protocol/pipeline.ts";
+import {
+  answersExpected,
+  endsWithReadyForQuery,
+  flushBeforeExecute,
+} from "../protocol/pipeline.ts";
 import type { Connection } from "../adapter.ts";
 import { ByteQueue } from "../protocol/bytequeue.ts";
 import { concatBytes } from "../protocol/msgbuf.ts";
@@ -235,12 +239,14 @@ export function serveEngineConnection(engine: Engine, conn: Connection): Promise
             }
             batch = [];
             // Each answer of a pipelined input goes out at its ReadyForQuery
-            // (pipeline.ts); a single answer is sent in one write at the end.
+            // (pipeline.ts), and every part of one with a Flush before an
+            // Execute as it comes; a single answer is sent in one write at the end.
             const pipelined = answersExpected(payload) > 1;
+            const flushes = flushBeforeExecute(payload) >= 0;
             try {
               await s.exec(payload, (bytes) => {
                 send(F_OUTPUT, bytes);
-                if (pipelined && endsWithReadyForQuery(bytes)) flushBatch();
+                if (flushes || (pipelined && endsWithReadyForQuery(bytes))) flushBatch();
                 return pressure();
               });
               send(F_DONE, encoder.encode(s.transactionStatus));

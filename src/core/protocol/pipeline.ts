@@ -24,6 +24,28 @@ export function answersExpected(input: Uint8Array): number {
   return n;
 }
 
+/**
+ * Where an input's first Flush that an Execute follows ends (the offset of
+ * the message after it), or -1. What comes before it is answered before
+ * that Execute runs, as PostgreSQL flushes its output at a Flush: pg-cursor
+ * sends Parse/Bind/Describe/Flush and Execute/Flush at once, and a client
+ * that had not seen its RowDescription while the statement ran got out of
+ * step when it closed and cancelled the cursor meanwhile.
+ */
+export function flushBeforeExecute(input: Uint8Array): number {
+  let flushEnd = -1;
+  let at = 0;
+  while (at + 5 <= input.length) {
+    const type = input[at]!;
+    const len = ((input[at + 1]! << 24) | (input[at + 2]! << 16) | (input[at + 3]! << 8) |
+      input[at + 4]!) >>> 0;
+    if (type === FE.Execute && flushEnd >= 0) return flushEnd;
+    at += 1 + len;
+    if (type === FE.Flush && flushEnd < 0) flushEnd = at;
+  }
+  return -1;
+}
+
 /** Whether a chunk of backend bytes ends with a whole ReadyForQuery ('Z', length 5, status). */
 export function endsWithReadyForQuery(chunk: Uint8Array): boolean {
   const at = chunk.length - 6;

@@ -32,7 +32,7 @@ import type {
 } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
 import { clientMinMessagesDefault, statementLogDefaults } from "../../core/log.ts";
-import { describesOnly } from "../../core/protocol/pipeline.ts";
+import { describesOnly, flushBeforeExecute } from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
@@ -525,6 +525,14 @@ export class PgliteSession extends SessionGlobals
     if (this.#extendedOpen && this.owns && queryAfterExtended(frames, true) >= 0) {
       const sync = fe.sync();
       await this.#run(sync, inputFrames(sync), out, true);
+    }
+    // A Flush with an Execute after it: what came before the Flush is
+    // answered before the Execute runs (core/protocol/pipeline.ts).
+    const cut = flushBeforeExecute(input);
+    if (cut >= 0) {
+      const end = frames.findIndex((f) => f.start === cut);
+      await this.#run(input.subarray(0, cut), frames.slice(0, end), out);
+      return await this.#exec(input.subarray(cut), out);
     }
     const q = queryAfterExtended(frames);
     if (q >= 0) {

@@ -9,12 +9,24 @@
  * false for an unknown pid, a terminate that waits for the end, and
  * `SHOW server_version_num` (which clients send first) answered meanwhile.
  * Afterwards the target (when cancelled), the caller and a new session all
- * work. node-postgres, the default (in-process) server and --adapter subprocess.
+ * work; so does a connection cancelled in an Execute that came after a
+ * Flush, whose answer up to the Flush came first. node-postgres, the
+ * default (in-process) server and --adapter subprocess.
  */
 
 import { describe, expect, test } from "bun:test";
 import type pg from "pg";
-import { pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  concat,
+  cstr,
+  errorFields,
+  message,
+  pgClient,
+  RawConnection,
+  sharedServer,
+  sleep,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 import type { Adapter } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -275,6 +287,45 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         "drop role offengine_a; drop role offengine_b; drop role offengine_c",
       );
       await admin.end();
+    });
+
+    test("what comes before a Flush is answered before the Execute after it runs; cancelled, the session stays in step", async () => {
+      // pg-cursor (pg-query-stream) sends Parse/Bind/Describe/Flush, then
+      // Execute/Flush at once; read as one input, its RowDescription came
+      // only when the statement ended, and a cursor closed and cancelled
+      // before it had seen one answered with a second Sync, whose
+      // ReadyForQuery ended the connection's next query with no rows (as in
+      // pg-query-stream's own "should work after cancelling query", under
+      // Node). PostgreSQL flushes at the Flush. Hand-built bytes: one write.
+      const raw = await RawConnection.open(server());
+      const { pid } = await raw.startup();
+      const b = await pgClient(server());
+      raw.send(concat(
+        message("P", concat(cstr(""), cstr("select pg_sleep(30)"), Uint8Array.of(0, 0))),
+        message("B", concat(cstr("C_1"), cstr(""), Uint8Array.of(0, 0, 0, 0, 0, 0))),
+        message("D", concat(Uint8Array.of(0x50), cstr("C_1"))),
+        message("H"),
+        message("E", concat(cstr("C_1"), Uint8Array.of(0, 0, 0, 0))),
+        message("H"),
+      ));
+      const first: string[] = [];
+      for (let i = 0; i < 3; i++) first.push((await raw.next(5_000))!.type);
+      expect(first.join("")).toBe("12T");
+      expect((await b.query("select pg_cancel_backend($1) as ok", [pid])).rows)
+        .toEqual([{ ok: true }]);
+      const e = (await raw.next(5_000))!;
+      expect([e.type, errorFields(e.body).C]).toEqual(["E", "57014"]);
+      raw.send(message("S"));
+      expect((await raw.next(5_000))!.type).toBe("Z");
+      raw.send(message("Q", cstr("select 1 as a")));
+      const after: string[] = [];
+      for (let m = await raw.next(5_000); m !== null; m = await raw.next(5_000)) {
+        after.push(m.type);
+        if (m.type === "Z") break;
+      }
+      expect(after.join("")).toBe("TDCZ");
+      raw.socket.destroy();
+      await b.end();
     });
   });
 }
