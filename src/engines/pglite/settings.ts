@@ -231,11 +231,9 @@ export function startupSettings(
   m.set("session_authorization", options.user);
   m.set("role", "none");
   for (const [k, v] of options.defaults ?? []) put(k.toLowerCase(), v);
-  for (const [k, v] of Object.entries(options.params)) {
-    if (NOT_SETTINGS.has(k.toLowerCase())) continue;
-    check(k, v);
-    put(k.toLowerCase(), v);
-  }
+  // The `options` switches first, then the packet's own parameters, which
+  // win over them, as in PostgreSQL (postinit.c): lib/pq sends
+  // client_encoding=UTF8 beside whatever `options` says.
   const opts = options.params["options"];
   if (opts !== undefined) {
     for (const [k, v] of parseOptions(opts)) {
@@ -243,6 +241,11 @@ export function startupSettings(
       check(name, v);
       put(name.toLowerCase(), v);
     }
+  }
+  for (const [k, v] of Object.entries(options.params)) {
+    if (NOT_SETTINGS.has(k.toLowerCase())) continue;
+    check(k, v);
+    put(k.toLowerCase(), v);
   }
   const encoding = m.get("client_encoding");
   const refused = encoding === undefined ? null : unsupportedClientEncoding(encoding);

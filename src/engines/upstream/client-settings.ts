@@ -90,12 +90,14 @@ export class ClientSettings {
       if (!NOT_SESSION_STATE.includes(name)) map.set(name, v);
       if (name.includes(".")) this.#custom.add(name);
     };
-    for (const [k, v] of Object.entries(params)) {
-      if (!NOT_SETTINGS.has(k.toLowerCase())) put(k, v);
-    }
+    // The `options` switches first, then the packet's own parameters, which
+    // win over them, as in PostgreSQL (postinit.c).
     const opts = params["options"];
     if (opts !== undefined) {
       for (const [k, v] of parseOptions(opts)) put(k.replaceAll("-", "_"), v);
+    }
+    for (const [k, v] of Object.entries(params)) {
+      if (!NOT_SETTINGS.has(k.toLowerCase())) put(k, v);
     }
     const sql = switchSql(server.carried ?? new Map(), map, this.#switchOptions());
     if (sql !== null) {

@@ -12,7 +12,7 @@
 
 import { describe, expect, test } from "bun:test";
 import pg from "pg";
-import { pgClient, psql, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { pgClient, pgConfig, psql, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -72,6 +72,30 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         "4096",
       );
       await plain.end();
+    });
+
+    test("a startup parameter wins over the same one in the packet's options, as in PostgreSQL", async () => {
+      // PostgreSQL applies the `options` switches first and the packet's own
+      // parameters after them; lib/pq sends client_encoding=UTF8 beside a
+      // user's `options='-c client_encoding=SQL_ASCII'` and expects UTF8.
+      const c = new pg.Client({
+        ...pgConfig(server(), {
+          options: "-c application_name=from_options -c work_mem=3MB -c client_encoding=LATIN1",
+        }),
+        application_name: "explicit",
+        client_encoding: "UTF8",
+      });
+      await c.connect();
+      expect(
+        (await c.query(
+          "select current_setting('application_name') as a, current_setting('work_mem') as w, current_setting('client_encoding') as e",
+        )).rows,
+      ).toEqual([{ a: "explicit", w: "3MB", e: "UTF8" }]);
+      // And RESET goes back to that start.
+      await c.query("set application_name = 'changed'");
+      await c.query("reset all");
+      expect(await one(c, "show application_name")).toBe("explicit");
+      await c.end();
     });
 
     test("sessions that alternate each reset to their own start", async () => {

@@ -171,7 +171,8 @@ test("startup parameters follow the client too, and a bad one fails the login", 
     user: "postgres",
     database: "postgres",
     application_name: "pooled-app",
-    options: "-c search_path=pg_catalog",
+    // The packet's own application_name wins over the options', as in PostgreSQL.
+    options: "-c search_path=pg_catalog -c application_name=from-options",
   });
   await c.connect();
   const other = await single.client();
