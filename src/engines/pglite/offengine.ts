@@ -21,8 +21,11 @@
  * - `SHOW <name>` of a parameter PostgreSQL fixes at start (context
  *   internal, such as server_version_num), which clients read first.
  *
- * Each is one simple Query, or one unnamed Parse/Bind/[Describe]/Execute/
- * Sync batch. Anything else — another shape, a cast or type this file does
+ * Each is one simple Query; one Parse/Bind/[Describe]/Execute/Sync batch;
+ * a Parse [and Describe] alone up to a Sync or a Flush (a driver's
+ * prepare: postgres.js, pgx, asyncpg); or a Bind/[Describe]/Execute/Sync of
+ * a named statement prepared so, which the session keeps and parses on the
+ * engine before its next input that goes there (session.ts). Anything else — another shape, a cast or type this file does
  * not know, a signal to the caller itself (the engine ends its own
  * statement), a caller whose identity the session's map may not show yet —
  * returns false before anything is sent or signalled, and the input waits
@@ -54,7 +57,7 @@ import type { ActivityRow, BackendSignal } from "./backends.ts";
 import type { InputPlan } from "./naming.ts";
 import type { SettingsMap } from "./settings.ts";
 import { mayAnswerOffEngine } from "./sqlscan.ts";
-import { errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
+import { concat, errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
 import {
   BOOLOID,
   type Call,
@@ -67,6 +70,7 @@ import {
   type Operand,
   paramValue,
   parseStatement,
+  type Stmt,
   TEXTOID,
   type Value,
 } from "./offengine-sql.ts";
@@ -291,8 +295,14 @@ interface Batch {
   readonly sql: string;
   /** Extended protocol: the messages to answer, in order; null for a simple Query. */
   readonly extended: {
+    /** The statement's name when the input parses one (`""`: the unnamed), else null. */
+    readonly parsed: string | null;
+    /** It ends with a Sync (not a Flush): a ReadyForQuery ends the answer. */
+    readonly synced: boolean;
     readonly declared: readonly number[];
     readonly describeStatement: boolean;
+    /** No Bind and no Execute: the statement is only prepared (and described). */
+    readonly prepareOnly: boolean;
     readonly describePortal: boolean;
     readonly paramFormats: readonly number[];
     readonly params: readonly (Uint8Array | null)[];
@@ -300,8 +310,27 @@ interface Batch {
   } | null;
 }
 
-/** The input as one simple Query or one unnamed Parse/Bind/[Describe]/Execute/Sync batch. */
-function readBatch(input: Uint8Array, frames: readonly Frame[]): Batch | null {
+/**
+ * A named statement a session prepared without the engine (its text and
+ * declared parameter types), by the name the client gave it.
+ */
+export interface PreparedOffEngine {
+  readonly sql: string;
+  readonly declared: readonly number[];
+}
+
+/**
+ * The input as one simple Query; one unnamed Parse/Bind/[Describe]/Execute/
+ * Sync batch; one Parse [and its Describe] and Sync, of a named statement
+ * or the unnamed one (a driver's prepare: pgx's and asyncpg's statement
+ * caches); or a Bind/[Describe]/Execute/Sync of a named statement `prepared`
+ * knows (one it prepared without the engine).
+ */
+function readBatch(
+  input: Uint8Array,
+  frames: readonly Frame[],
+  prepared: (name: string) => PreparedOffEngine | undefined = () => undefined,
+): Batch | null {
   const body = (f: Frame) => input.subarray(f.start + 5, f.end);
   const fs = frames.filter((f) => f.type !== FE.Flush);
   try {
@@ -310,19 +339,47 @@ function readBatch(input: Uint8Array, frames: readonly Frame[]): Batch | null {
     }
     const types = fs.map((f) => f.type);
     const shape = String.fromCharCode(...types);
-    if (!/^P(D)?B(D)?ES$/.test(shape)) return null;
-    const parse = parseParse(body(fs[0]!));
-    if (parse.name !== "") return null;
+    // Ended by a Sync, or by a Flush (postgres.js describes so), which
+    // wants the answer now too.
+    if (/^P(D)?S$/.test(shape) || (/^PD?$/.test(shape) && frames.at(-1)!.type === FE.Flush)) {
+      const parse = parseParse(body(fs[0]!));
+      const described = fs[1]?.type === FE.Describe;
+      if (described) {
+        const d = parseDescribe(body(fs[1]!));
+        if (d.target !== "S" || d.name !== parse.name) return null;
+      }
+      return {
+        sql: parse.query,
+        extended: {
+          parsed: parse.name,
+          synced: fs.at(-1)!.type === FE.Sync,
+          declared: parse.paramTypes,
+          describeStatement: described,
+          prepareOnly: true,
+          describePortal: false,
+          paramFormats: [],
+          params: [],
+          resultFormats: [],
+        },
+      };
+    }
+    let statement: PreparedOffEngine | null = null;
+    if (/^B(D)?ES$/.test(shape)) {
+      const name = parseBind(body(fs[0]!)).statement;
+      statement = name === "" ? null : prepared(name) ?? null;
+      if (statement === null) return null;
+    } else if (!/^P(D)?B(D)?ES$/.test(shape)) return null;
+    const parse = statement === null ? parseParse(body(fs[0]!)) : null;
     let describeStatement = false;
     let describePortal = false;
     let bind: ReturnType<typeof parseBind> | null = null;
-    for (const f of fs.slice(1)) {
+    for (const f of parse === null ? fs : fs.slice(1)) {
       if (f.type === FE.Bind) {
         bind = parseBind(body(f));
-        if (bind.portal !== "" || bind.statement !== "") return null;
+        if (bind.portal !== "" || (parse !== null && bind.statement !== parse.name)) return null;
       } else if (f.type === FE.Describe) {
         const d = parseDescribe(body(f));
-        if (d.name !== "") return null;
+        if (d.name !== (d.target === "S" ? parse?.name ?? "" : "")) return null;
         if (d.target === "S" && bind === null) describeStatement = true;
         else if (d.target === "P" && bind !== null) describePortal = true;
         else return null;
@@ -333,10 +390,13 @@ function readBatch(input: Uint8Array, frames: readonly Frame[]): Batch | null {
     }
     if (bind === null) return null;
     return {
-      sql: parse.query,
+      sql: parse?.query ?? statement!.sql,
       extended: {
-        declared: parse.paramTypes,
+        parsed: parse === null ? null : parse.name,
+        synced: true,
+        declared: parse?.paramTypes ?? statement!.declared,
         describeStatement,
+        prepareOnly: false,
         describePortal,
         paramFormats: bind.paramFormats,
         params: bind.params,
@@ -380,6 +440,15 @@ interface Plan {
   readonly me: AclRole;
 }
 
+/** The RowDescription's fields of a statement of this file's (a SELECT of calls and columns). */
+function fieldsOf(stmt: Stmt & { kind: "select" }): FieldDescription[] {
+  return stmt.items.map((it): FieldDescription => {
+    const t = it.call !== null ? BOOLOID : COLUMNS[it.col!]!;
+    const size = t === BOOLOID ? 1 : t === INT4OID || t === OIDOID ? 4 : t === NAMEOID ? 64 : -1;
+    return { name: it.name, typeOid: t, typeSize: size };
+  });
+}
+
 /** The plan for `batch`, or null when the engine must answer it. Sends and signals nothing. */
 function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
   const stmt = parseStatement(batch.sql);
@@ -411,6 +480,13 @@ function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
   const params = new Map<number, Value>();
   if (ext === null) {
     if (count > 0) return null;
+  } else if (ext.prepareOnly) {
+    if (ext.declared.length > count) return null;
+    for (let i = 0; i < ext.declared.length; i++) {
+      if (ext.declared[i] !== 0 && ext.declared[i] !== paramTypes[i]) return null;
+    }
+    // Described only: nothing is evaluated, nobody is signalled.
+    return { fields: fieldsOf(stmt), paramTypes, rows: [], tag: "SELECT", me };
   } else {
     if (ext.params.length !== count || ext.declared.length > count) return null;
     for (let i = 0; i < count; i++) {
@@ -421,11 +497,7 @@ function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
       params.set(i + 1, v);
     }
   }
-  const fields = stmt.items.map((it): FieldDescription => {
-    const t = it.call !== null ? BOOLOID : COLUMNS[it.col!]!;
-    const size = t === BOOLOID ? 1 : t === INT4OID || t === OIDOID ? 4 : t === NAMEOID ? 64 : -1;
-    return { name: it.name, typeOid: t, typeSize: size };
-  });
+  const fields = fieldsOf(stmt);
   const source: Array<ViewRow | null> = stmt.from
     ? viewRows(ctx, me).filter((r) => stmt.where.every((c) => matches(c, r, params, ctx)))
     : [null];
@@ -454,9 +526,19 @@ export async function answerWithoutEngine(
   frames: readonly Frame[],
   ctx: OffEngineContext,
   out: (b: Uint8Array) => void,
+  prepared?: {
+    /** A named statement the session prepared without the engine. */
+    lookup(name: string): PreparedOffEngine | undefined;
+    /** May a named statement of this name be prepared now (none of the session's has it)? */
+    mayPrepare(name: string): boolean;
+    /** A named statement was prepared without the engine. */
+    note(name: string, statement: PreparedOffEngine): void;
+  },
 ): Promise<boolean> {
-  const batch = readBatch(input, frames);
+  const batch = readBatch(input, frames, (name) => prepared?.lookup(name));
   if (batch === null || !mayAnswerOffEngine(batch.sql)) return false;
+  const named = batch.extended?.parsed ?? "";
+  if (named !== "" && (prepared === undefined || !prepared.mayPrepare(named))) return false;
   let p: Plan | null;
   try {
     p = plan(batch, ctx);
@@ -468,10 +550,15 @@ export async function answerWithoutEngine(
   const format = (i: number) => ext === null ? 0 : formatOf(ext.resultFormats, i);
   const w = new MessageWriter();
   if (ext !== null) {
-    writeParseComplete(w);
+    if (ext.parsed !== null) writeParseComplete(w);
     if (ext.describeStatement) {
       writeParameterDescription(w, p.paramTypes);
       writeRowDescription(w, p.fields);
+    }
+    if (named !== "") prepared!.note(named, { sql: batch.sql, declared: ext.declared });
+    if (ext.prepareOnly) {
+      out(ext.synced ? concat([w.take(), readyForQuery("I")]) : w.take());
+      return true;
     }
     writeBindComplete(w);
     if (ext.describePortal) {
@@ -528,11 +615,13 @@ export async function answerWithoutEngine(
 export async function answerForSession<S extends OffEngineSession>(
   session: S,
   engine: OffEngineEngine & { readonly catalogsSettling: boolean; unnamedOwner: S | null },
-  { input, frames, plan, out }: {
+  { input, frames, plan, out, prepared }: {
     input: Uint8Array;
     frames: readonly Frame[];
     plan: InputPlan;
     out: (b: Uint8Array) => void;
+    /** The session's named statements prepared without the engine (answerWithoutEngine). */
+    prepared?: Parameters<typeof answerWithoutEngine>[4];
   },
 ): Promise<boolean> {
   // The role catalog it checks against must be what committed before:
@@ -543,7 +632,7 @@ export async function answerForSession<S extends OffEngineSession>(
   // Its own row shows it active, but the session's state stays: an input
   // that is not answered here goes on to wait, and another session's
   // cancel must find it waiting, never "active" before it is.
-  if (!(await answerWithoutEngine(input, frames, sessionContext(engine, session), out))) {
+  if (!(await answerWithoutEngine(input, frames, sessionContext(engine, session), out, prepared))) {
     return false;
   }
   // What the Parse or Query did to the unnamed statement, as the engine

@@ -66,7 +66,7 @@ import { withBackslashStrings } from "./sqlscan.ts";
 import { handsOverAfter, isPlain } from "./pipeline.ts";
 import { ExecNotRun, type ExecOptions } from "./executor.ts";
 import type { Listener } from "./notify.ts";
-import { answerForSession } from "./offengine.ts";
+import { answerForSession, type PreparedOffEngine } from "./offengine.ts";
 import { OutputFilter } from "./output.ts";
 import { ReportedToClient } from "./paramstatus.ts";
 import { SessionOutput } from "./sessionoutput.ts";
@@ -144,6 +144,16 @@ export class PgliteSession extends SessionGlobals
   #status: TransactionStatus = "I";
   /** A BEGIN answered without the engine, not run on it yet (deferredbegin.ts). */
   #beginPending = false;
+  /**
+   * Named statements prepared without the engine (offengine.ts: pgx's and
+   * asyncpg's statement caches prepare `SELECT pg_terminate_backend($1)`
+   * by name): the client's name, the statement, and its Parse as the
+   * engine gets it, run there before anything else of the session's.
+   */
+  #preparedOffEngine = new Map<
+    string,
+    { statement: PreparedOffEngine; parse: Uint8Array; onEngine: string }
+  >();
   /** When it was answered (wallclock.ts): the block's transaction starts then. */
   #beginAtMs = 0;
   /** Extended-protocol messages ran since the last Sync (a Query then needs one first: #exec). */
@@ -470,6 +480,25 @@ export class PgliteSession extends SessionGlobals
     return true;
   }
 
+  /**
+   * Parses the statements prepared without the engine (#preparedOffEngine)
+   * on the engine the session has just taken, before its block's BEGIN (a
+   * prepared statement belongs to no transaction); false when the engine
+   * failed (the input was answered so).
+   */
+  async #prepareOnEngine(frames: readonly Frame[], out: (b: Uint8Array) => void): Promise<boolean> {
+    const pending = [...this.#preparedOffEngine.values()];
+    this.#preparedOffEngine.clear();
+    try {
+      await this.#engine.runRaw(concat([...pending.map((p) => p.parse), fe.sync()]), this);
+    } catch (e) {
+      await this.#engineFailure(e, frames, out, 0);
+      return false;
+    }
+    for (const p of pending) this.statements.add(p.onEngine);
+    return true;
+  }
+
   async #exec(input: Uint8Array, out: (b: Uint8Array) => void): Promise<void> {
     if (this.#terminated !== null) throw this.#terminated;
     // A fed COPY's data goes to its exec in flight (copyfrom.ts).
@@ -687,7 +716,8 @@ export class PgliteSession extends SessionGlobals
     // (pg_cancel_backend of that session, say) is answered at once
     // (offengine.ts), in UTF-8: not to a client of another client_encoding.
     if (
-      plan.offEngine && !this.owns &&
+      (plan.offEngine || (this.#preparedOffEngine.size > 0 && frames[0]?.type === FE.Bind)) &&
+      !this.owns &&
       (this.#status === "I" && engine.scheduler.owner !== null ||
         this.#status === "T" && this.#beginPending) &&
       !this.#deferred.pending && !this.#cancel.pending &&
@@ -696,6 +726,20 @@ export class PgliteSession extends SessionGlobals
         input,
         frames,
         plan,
+        prepared: {
+          lookup: (name) => this.#preparedOffEngine.get(name)?.statement,
+          mayPrepare: (name) =>
+            !this.#preparedOffEngine.has(name) && plan.createdStatements.length === 1 &&
+            !this.statements.has(plan.createdStatements[0]!),
+          note: (name, statement) => {
+            const parse = plan.frames.find((f) => f.type === FE.Parse)!;
+            this.#preparedOffEngine.set(name, {
+              statement,
+              parse: plan.bytes.slice(parse.start, parse.end),
+              onEngine: plan.createdStatements[0]!,
+            });
+          },
+        },
         // Its errors (42501 for another's pg_cancel_backend, say) are logged as the engine's are.
         out: (b) => {
           if (b[0] === BE.ErrorResponse) this.#logReport(b, input, frames);
@@ -723,7 +767,7 @@ export class PgliteSession extends SessionGlobals
         !this.#deferred.pending;
     // Owning already (a transaction block) needs no wait and no switch.
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
-      isPlain(plan) && !this.#deferred.pending;
+      isPlain(plan) && !this.#deferred.pending && this.#preparedOffEngine.size === 0;
     this.#waitSince = performance.now();
     // A role another database's session made or changed is this engine's
     // too before the next statement runs here, as in PostgreSQL.
@@ -732,6 +776,7 @@ export class PgliteSession extends SessionGlobals
     const arriving = this.owns ? null : engine.rolesArriving();
     if (arriving !== null) await boundedWait(arriving, engine.options.engineWaitTimeoutMs);
     if (!(await this.#turn.take(frames, out, plan))) return;
+    if (this.#preparedOffEngine.size > 0 && !(await this.#prepareOnEngine(frames, out))) return;
     if (this.#beginPending && !(await this.#runPendingBegin(frames, out))) return;
     if (this.#deferred.pending && !(await this.#turn.runDeferred(frames, out))) return;
     if (plan.settingsDirty) this.#cancel.inputSets = true;

@@ -16,6 +16,7 @@
 
 import { describe, expect, test } from "bun:test";
 import type pg from "pg";
+import postgres from "postgres";
 import {
   concat,
   cstr,
@@ -287,6 +288,99 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         "drop role offengine_a; drop role offengine_b; drop role offengine_c",
       );
       await admin.end();
+    });
+
+    test("through a driver's named statements (postgres.js; pgx, asyncpg), and the statement is the session's after", async () => {
+      // postgres.js describes a new statement unnamed (Parse/Describe/Sync)
+      // and runs it as a named one (Parse/Bind/Execute/Sync); pgx and
+      // asyncpg prepare by name (Parse/Describe/Sync), then Bind and Execute
+      // it. Those waited for the runaway statement's engine and failed with
+      // 55P03 after 5 s (pgx's TestFatalRxError).
+      const b = await pgClient(server());
+      const sql = postgres({
+        host: server().host,
+        port: server().port,
+        user: "postgres",
+        database: "postgres",
+        max: 1,
+        onnotice: () => {},
+      });
+      for (const kind of ["terminate", "cancel"] as const) {
+        const a = await pgClient(server());
+        a.on("error", () => {});
+        const victim = running(a, SLEEP);
+        await untilActive(b, pidOf(a), victim.text);
+        const asked = Date.now();
+        const [r] = await sql`select pg_${sql.unsafe(kind)}_backend(${pidOf(a)}) as ok`;
+        expect(r).toEqual({ ok: true });
+        const { code, at } = await victim;
+        expect(code).toBe(kind === "cancel" ? "57014" : "57P01");
+        expect(at - asked).toBeLessThan(4000);
+        await a.end().catch(() => {});
+      }
+      // pgx's flow in bytes: a named statement prepared, then bound and run.
+      const a = await pgClient(server());
+      a.on("error", () => {});
+      const raw = await RawConnection.open(server());
+      await raw.startup();
+      const victim = running(a, SLEEP);
+      await untilActive(b, pidOf(a), victim.text);
+      const asked = Date.now();
+      const until = async (type: string) => {
+        const seen: string[] = [];
+        for (;;) {
+          const m = (await raw.next(3_000))!;
+          seen.push(m.type);
+          if (m.type === type) return seen.join("");
+        }
+      };
+      raw.send(concat(
+        message(
+          "P",
+          concat(cstr("stmtcache_1"), cstr("select pg_cancel_backend($1)"), Uint8Array.of(0, 0)),
+        ),
+        message("D", concat(Uint8Array.of(0x53), cstr("stmtcache_1"))),
+        message("S"),
+      ));
+      expect(await until("Z")).toBe("1tTZ");
+      const pid = new TextEncoder().encode(String(pidOf(a)));
+      const bind = concat(
+        cstr(""),
+        cstr("stmtcache_1"),
+        Uint8Array.of(0, 0, 0, 1),
+        new Uint8Array(new Int32Array([pid.length]).buffer).reverse(),
+        pid,
+        Uint8Array.of(0, 0),
+      );
+      raw.send(concat(
+        message("B", bind),
+        message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0))),
+        message("S"),
+      ));
+      expect(await until("Z")).toBe("2DCZ");
+      expect((await victim).code).toBe("57014");
+      expect(Date.now() - asked).toBeLessThan(4000);
+      // With the engine free, the same statement runs there: it was parsed
+      // on the engine before the session's first statement that needs it,
+      // and pg_prepared_statements shows it.
+      raw.send(message("Q", cstr("select name, statement from pg_prepared_statements")));
+      const rows: string[] = [];
+      for (let m = await raw.next(3_000); m !== null && m.type !== "Z"; m = await raw.next(3_000)) {
+        if (m.type === "D") rows.push(new TextDecoder().decode(m.body.subarray(6, 6 + 11)));
+      }
+      expect(rows).toEqual(["stmtcache_1"]);
+      raw.send(
+        concat(
+          message("B", bind),
+          message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0))),
+          message("S"),
+        ),
+      );
+      expect(await until("Z")).toBe("2DCZ");
+      raw.socket.destroy();
+      await sql.end();
+      await a.end();
+      await b.end();
     });
 
     test("what comes before a Flush is answered before the Execute after it runs; cancelled, the session stays in step", async () => {
