@@ -25,11 +25,12 @@
  * a Parse [and Describe] alone up to a Sync or a Flush (a driver's
  * prepare: postgres.js, pgx, asyncpg); or a Bind/[Describe]/Execute/Sync of
  * a named statement prepared so, which the session keeps and parses on the
- * engine before its next input that goes there (session.ts). Anything else — another shape, a cast or type this file does
- * not know, a signal to the caller itself (the engine ends its own
- * statement), a caller whose identity the session's map may not show yet —
- * returns false before anything is sent or signalled, and the input waits
- * for the engine as before. The statement is never run on the engine: a
+ * engine before its next input that goes there (session.ts). Anything
+ * else — another shape, a cast or type this file does not know, a signal
+ * to the caller itself (the engine ends its own statement), a caller whose
+ * identity the session's map may not show yet — returns false before
+ * anything is sent or signalled, and the input waits for the engine as
+ * before. The statement is never run on the engine: a
  * user function of the same name earlier in search_path, which would
  * shadow pg_catalog's only if search_path names pg_catalog after it, is
  * not seen.
@@ -320,11 +321,12 @@ export interface PreparedOffEngine {
 }
 
 /**
- * The input as one simple Query; one unnamed Parse/Bind/[Describe]/Execute/
- * Sync batch; one Parse [and its Describe] and Sync, of a named statement
- * or the unnamed one (a driver's prepare: pgx's and asyncpg's statement
- * caches); or a Bind/[Describe]/Execute/Sync of a named statement `prepared`
- * knows (one it prepared without the engine).
+ * The input as one simple Query; one Parse/Bind/[Describe]/Execute/Sync
+ * batch (the Bind of the statement parsed); one Parse [and its Describe]
+ * up to a Sync or a Flush, of a named statement or the unnamed one (a
+ * driver's prepare: postgres.js's describe, pgx's and asyncpg's statement
+ * caches); or a Bind/[Describe]/Execute/Sync of a named statement
+ * `prepared` knows (one the session prepared without the engine).
  */
 function readBatch(
   input: Uint8Array,
