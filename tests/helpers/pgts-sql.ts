@@ -211,6 +211,13 @@ export function message(type: string, body: Uint8Array = new Uint8Array(0)): Uin
   return out;
 }
 
+/** A big-endian int32, as the protocol's lengths and counts are. */
+export function int32(n: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setInt32(0, n);
+  return out;
+}
+
 /** A C string (text plus NUL). */
 export function cstr(s: string): Uint8Array {
   return new TextEncoder().encode(`${s}\0`);
@@ -367,6 +374,20 @@ export class RawConnection {
     for (;;) {
       const m = await this.next(timeoutMs);
       if (m === null || m.type === type) return m;
+    }
+  }
+
+  /**
+   * The types of the messages read up to and including the next one of
+   * type `type` ("(closed)" last if the server closed first), joined.
+   */
+  async typesUntil(type: string, timeoutMs = 15_000): Promise<string> {
+    const seen: string[] = [];
+    for (;;) {
+      const m = await this.next(timeoutMs);
+      if (m === null) return [...seen, "(closed)"].join("");
+      seen.push(m.type);
+      if (m.type === type) return seen.join("");
     }
   }
 

@@ -10,6 +10,12 @@
 
 import { BE, FE } from "./constants.ts";
 
+/** The length word of the message whose type byte is at `at`. */
+function lengthAt(input: Uint8Array, at: number): number {
+  return ((input[at + 1]! << 24) | (input[at + 2]! << 16) | (input[at + 3]! << 8) |
+    input[at + 4]!) >>> 0;
+}
+
 /** How many ReadyForQuery messages answer an input: its Query and Sync messages. */
 export function answersExpected(input: Uint8Array): number {
   let n = 0;
@@ -17,9 +23,7 @@ export function answersExpected(input: Uint8Array): number {
   while (at + 5 <= input.length) {
     const type = input[at]!;
     if (type === FE.Query || type === FE.Sync) n++;
-    const len = ((input[at + 1]! << 24) | (input[at + 2]! << 16) | (input[at + 3]! << 8) |
-      input[at + 4]!) >>> 0;
-    at += 1 + len;
+    at += 1 + lengthAt(input, at);
   }
   return n;
 }
@@ -37,10 +41,8 @@ export function flushBeforeExecute(input: Uint8Array): number {
   let at = 0;
   while (at + 5 <= input.length) {
     const type = input[at]!;
-    const len = ((input[at + 1]! << 24) | (input[at + 2]! << 16) | (input[at + 3]! << 8) |
-      input[at + 4]!) >>> 0;
     if (type === FE.Execute && flushEnd >= 0) return flushEnd;
-    at += 1 + len;
+    at += 1 + lengthAt(input, at);
     if (type === FE.Flush && flushEnd < 0) flushEnd = at;
   }
   return -1;

@@ -482,18 +482,16 @@ function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
   const params = new Map<number, Value>();
   if (ext === null) {
     if (count > 0) return null;
-  } else if (ext.prepareOnly) {
+  } else {
+    // The Parse's declared types (0: unspecified) are the ones PostgreSQL infers.
     if (ext.declared.length > count) return null;
     for (let i = 0; i < ext.declared.length; i++) {
       if (ext.declared[i] !== 0 && ext.declared[i] !== paramTypes[i]) return null;
     }
     // Described only: nothing is evaluated, nobody is signalled.
-    return { fields: fieldsOf(stmt), paramTypes, rows: [], tag: "SELECT", me };
-  } else {
-    if (ext.params.length !== count || ext.declared.length > count) return null;
+    if (ext.prepareOnly) return { fields: fieldsOf(stmt), paramTypes, rows: [], tag: "SELECT", me };
+    if (ext.params.length !== count) return null;
     for (let i = 0; i < count; i++) {
-      const declared = ext.declared[i] ?? 0;
-      if (declared !== 0 && declared !== paramTypes[i]) return null;
       const v = paramValue(ext.params[i]!, paramTypes[i]!, formatOf(ext.paramFormats, i));
       if (v === undefined) return null;
       params.set(i + 1, v);

@@ -21,6 +21,7 @@ import {
   concat,
   cstr,
   errorFields,
+  int32,
   message,
   pgClient,
   RawConnection,
@@ -326,14 +327,6 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       const victim = running(a, SLEEP);
       await untilActive(b, pidOf(a), victim.text);
       const asked = Date.now();
-      const until = async (type: string) => {
-        const seen: string[] = [];
-        for (;;) {
-          const m = (await raw.next(3_000))!;
-          seen.push(m.type);
-          if (m.type === type) return seen.join("");
-        }
-      };
       raw.send(concat(
         message(
           "P",
@@ -342,13 +335,13 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         message("D", concat(Uint8Array.of(0x53), cstr("stmtcache_1"))),
         message("S"),
       ));
-      expect(await until("Z")).toBe("1tTZ");
+      expect(await raw.typesUntil("Z", 3_000)).toBe("1tTZ");
       const pid = new TextEncoder().encode(String(pidOf(a)));
       const bind = concat(
         cstr(""),
         cstr("stmtcache_1"),
         Uint8Array.of(0, 0, 0, 1),
-        new Uint8Array(new Int32Array([pid.length]).buffer).reverse(),
+        int32(pid.length),
         pid,
         Uint8Array.of(0, 0),
       );
@@ -357,7 +350,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0))),
         message("S"),
       ));
-      expect(await until("Z")).toBe("2DCZ");
+      expect(await raw.typesUntil("Z", 3_000)).toBe("2DCZ");
       expect((await victim).code).toBe("57014");
       expect(Date.now() - asked).toBeLessThan(4000);
       // With the engine free, the same statement runs there: it was parsed
@@ -366,7 +359,9 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       raw.send(message("Q", cstr("select name, statement from pg_prepared_statements")));
       const rows: string[] = [];
       for (let m = await raw.next(3_000); m !== null && m.type !== "Z"; m = await raw.next(3_000)) {
-        if (m.type === "D") rows.push(new TextDecoder().decode(m.body.subarray(6, 6 + 11)));
+        if (m.type !== "D") continue;
+        const len = new DataView(m.body.buffer, m.body.byteOffset).getInt32(2);
+        rows.push(new TextDecoder().decode(m.body.subarray(6, 6 + len)));
       }
       expect(rows).toEqual(["stmtcache_1"]);
       raw.send(
@@ -376,7 +371,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           message("S"),
         ),
       );
-      expect(await until("Z")).toBe("2DCZ");
+      expect(await raw.typesUntil("Z", 3_000)).toBe("2DCZ");
       raw.socket.destroy();
       await sql.end();
       await a.end();
@@ -402,9 +397,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         message("E", concat(cstr("C_1"), Uint8Array.of(0, 0, 0, 0))),
         message("H"),
       ));
-      const first: string[] = [];
-      for (let i = 0; i < 3; i++) first.push((await raw.next(5_000))!.type);
-      expect(first.join("")).toBe("12T");
+      expect(await raw.typesUntil("T", 5_000)).toBe("12T");
       expect((await b.query("select pg_cancel_backend($1) as ok", [pid])).rows)
         .toEqual([{ ok: true }]);
       const e = (await raw.next(5_000))!;
@@ -412,12 +405,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
       raw.send(message("S"));
       expect((await raw.next(5_000))!.type).toBe("Z");
       raw.send(message("Q", cstr("select 1 as a")));
-      const after: string[] = [];
-      for (let m = await raw.next(5_000); m !== null; m = await raw.next(5_000)) {
-        after.push(m.type);
-        if (m.type === "Z") break;
-      }
-      expect(after.join("")).toBe("TDCZ");
+      expect(await raw.typesUntil("Z", 5_000)).toBe("TDCZ");
       raw.socket.destroy();
       await b.end();
     });
