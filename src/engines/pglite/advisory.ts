@@ -16,10 +16,12 @@
  * while holding the engine the other needs to release it. A blocking
  * `pg_advisory_lock` on a key another session holds therefore fails at once
  * with 55P03 naming the holders (`ADVISORY_CONFLICT_ROUTINE`; a `pg_try_`
- * function answers false, as PostgreSQL does). Sent alone outside a
- * transaction block, the session tries it again until it gets the lock,
- * without holding the engine between tries (advisorywait.ts): that is
- * PostgreSQL's wait, as migration tools use it.
+ * function answers false, as PostgreSQL does). In a statement sent alone
+ * outside a transaction block, the session tries the statement again until
+ * it gets the lock, without holding the engine between tries
+ * (advisorywait.ts): that is PostgreSQL's wait, as migration tools use it.
+ * The session-level holds such a statement took before the conflict are let
+ * go at the conflict, so that its next try takes each once.
  *
  * A prepared transaction keeps its transaction-level holds, as PostgreSQL's
  * lock manager hands them to the prepared transaction: PREPARE TRANSACTION
@@ -60,8 +62,8 @@ export const ADVISORY_CONFLICT_ROUTINE = "pgts_advisory_lock_conflict";
 export interface AdvisoryLocks {
   /**
    * The session (pid) whose exec runs next, or null for pgts's own work;
-   * `waits`: its input is a lone pg_advisory_lock() that waits
-   * (advisorywait.ts), queued for the key if it cannot have it.
+   * `waits`: its input is one statement that calls pg_advisory_lock() and
+   * waits (advisorywait.ts), queued for the key if it cannot have it.
    */
   runAs(pid: number | null, waits?: boolean): void;
   /** The transaction of session `pid` ended: its transaction-level holds go. */
@@ -168,6 +170,12 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
   let runner = 0;
   let waits = false;
   /**
+   * The session-level holds a waiting exec (`waits`) took so far, by key and
+   * mode: let go again if a later call of it conflicts, since the wait
+   * tries the whole statement again and would take them a second time.
+   */
+  let taken: [string, boolean][] = [];
+  /**
    * Prepared transactions that hold keys: their holder ids (negative, so
    * never a session's pid) by global identifier.
    */
@@ -265,7 +273,17 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
     if (others.length + first.length > 0) {
       if (holders.size === 0) locks.delete(key);
       if (b.kind === "try") return 0;
-      if (waits) enqueue(key, runner, b.shared);
+      if (waits) {
+        enqueue(key, runner, b.shared);
+        for (const [k, shared] of taken) {
+          const h = locks.get(k)?.get(runner);
+          if (h === undefined) continue;
+          if (shared) h.sessionShared--;
+          else h.session--;
+          prune(k, runner);
+        }
+        taken = [];
+      }
       const held = others.length === 0
         ? "The lock is free"
         : others.every((o) => o >= 0)
@@ -281,9 +299,9 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
         "could not obtain advisory lock: another session holds it",
         held + queued,
         {
-          hint: "pgts runs every session on one PGlite backend: pg_advisory_lock() sent alone" +
-            " outside a transaction block waits for the lock; elsewhere it cannot wait." +
-            " pg_try_advisory_lock() answers without waiting.",
+          hint: "pgts runs every session on one PGlite backend: a statement that calls" +
+            " pg_advisory_lock() sent alone outside a transaction block waits for the lock;" +
+            " elsewhere it cannot wait. pg_try_advisory_lock() answers without waiting.",
           routine: ADVISORY_CONFLICT_ROUTINE,
         },
       );
@@ -294,7 +312,11 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
       holders.set(runner, h = { session: 0, sessionShared: 0, xact: 0, xactShared: 0 });
     }
     if (b.xact) b.shared ? h.xactShared++ : h.xact++;
-    else b.shared ? h.sessionShared++ : h.session++;
+    else {
+      if (b.shared) h.sessionShared++;
+      else h.session++;
+      if (waits) taken.push([key, b.shared]);
+    }
     return 1;
   };
 
@@ -391,6 +413,7 @@ export function installAdvisoryLocks(tools: WasmTools, keyLimit: number): Adviso
     runAs(pid, waiting = false) {
       runner = pid ?? 0;
       waits = waiting;
+      taken = [];
     },
     endTransaction(pid) {
       releaseWhere(pid, (h) => {

@@ -6,14 +6,20 @@
  *
  * The lock table is the engine's (advisory.ts), where a statement cannot
  * wait: the session that holds the key needs the engine to let it go. So a
- * lone `SELECT pg_advisory_lock(…)` (or `_shared`) outside a transaction
- * block, whose try fails with the engine's conflict error, is tried again,
- * without holding the engine between tries, until it gets the lock: the
- * client sees only the last try's answer. The wait ends as PostgreSQL's
- * does: a cancel (57014), statement_timeout (57014), lock_timeout (55P03),
- * or a deadlock with other waiting sessions (40P01, found after
- * deadlock_timeout by the first whose wait closes the cycle). Inside a transaction block, or with other
- * statements in the input, the conflict is the answer at once, as before.
+ * statement sent alone outside a transaction block that calls
+ * `pg_advisory_lock(…)` (or `_shared`, or the `_xact_` forms), whose try
+ * fails with the engine's conflict error, is tried again, without holding
+ * the engine between tries, until it gets the lock: the client sees only
+ * the last try's answer. The wait ends as PostgreSQL's does: a cancel
+ * (57014), statement_timeout (57014), lock_timeout (55P03), or a deadlock
+ * with other waiting sessions (40P01, found after deadlock_timeout by the
+ * first whose wait closes the cycle). Inside a transaction block, or with
+ * other statements in the input, the conflict is the answer at once, as
+ * before. What differs from PostgreSQL's wait: the statement runs again
+ * from its start at each try, so what it does outside its transaction
+ * before the call (nextval) is done again, and the keys it took before the
+ * one it waits for are not held meanwhile; lock_timeout is the session's,
+ * not a value the statement itself sets with set_config(…, true).
  *
  * `AdvisoryWait` owns one input's wait; `WAITS` (per engine) knows which
  * session waits for which holders, for deadlock detection. Tries come 1,
@@ -26,6 +32,7 @@ import { BE, FE, PG_DIAG } from "../../core/protocol/constants.ts";
 import { ADVISORY_CONFLICT_ROUTINE } from "./advisory.ts";
 import { queryCanceled, timeoutCanceled } from "./answers.ts";
 import type { InputPlan } from "./naming.ts";
+import { scanStatements } from "./sqlscan.ts";
 import {
   concat,
   errorField,
@@ -35,17 +42,24 @@ import {
   readyForQuery,
 } from "./wire.ts";
 
-/** A lone blocking advisory-lock call: `SELECT [pg_catalog.]pg_advisory_lock[_shared](args) [AS x][;]`. */
-const LONE_LOCK =
-  /^\s*select\s+(?:pg_catalog\s*\.\s*)?pg_advisory_lock(?:_shared)?\s*\([^;()]*\)\s*(?:as\s+"?\w+"?\s*)?;?\s*$/i;
+/** A call of a blocking advisory-lock function: pg_advisory_lock, pg_advisory_xact_lock, each `_shared` too. */
+const BLOCKING_CALL = /\bpg_advisory(?:_xact)?_lock(?:_shared)?\s*\(/i;
+
+/** The longest statement text looked at: past it, the conflict is the answer at once. */
+const MAX_TEXT = 16 * 1024;
 
 /** The longest pause between two tries. */
 const MAX_PAUSE_MS = 50;
 
 /**
- * The input is one `SELECT pg_advisory_lock(…)` and nothing else: a Query,
- * or Parse, Bind, [Describe,] Execute and Sync. Only such an input, from
- * outside a transaction block, waits.
+ * The input is one statement that calls a blocking advisory-lock function,
+ * and nothing else: a Query, or Parse, Bind, [Describe,] Execute and Sync.
+ * A bare `SELECT pg_advisory_lock($1)` (Prisma Migrate, node-pg-migrate) or
+ * one inside a CTE that sets lock_timeout first (Kysely's migrator). Only
+ * such an input, from outside a transaction block, waits: a try that
+ * conflicts ran in a transaction of its own, which the conflict rolled
+ * back, so the next try starts over (advisory.ts lets go of the
+ * session-level holds it took before the conflict).
  */
 export function waitsForAdvisoryLock(plan: InputPlan): boolean {
   const { bytes, frames } = plan;
@@ -61,18 +75,25 @@ export function waitsForAdvisoryLock(plan: InputPlan): boolean {
   ) {
     at = readCString(bytes, first.start + 5)[1];
   } else return false;
-  // Most inputs are told apart here, before their text is read.
-  if (first.end - at > 500 || !startsWithSelect(bytes, at)) return false;
-  return LONE_LOCK.test(readCString(bytes, at)[0]);
+  // Most inputs are told apart here, before their text is decoded.
+  if (first.end - at > MAX_TEXT || !namesAdvisory(bytes, at, first.end)) return false;
+  const sql = readCString(bytes, at)[0];
+  if (!BLOCKING_CALL.test(sql)) return false;
+  // A Parse holds one statement; a Query may hold several, and a try must
+  // not run a statement before the one that waits a second time.
+  return first.type !== FE.Query || scanStatements(sql, 1).length === 1;
 }
 
-const SELECT = [0x73, 0x65, 0x6c, 0x65, 0x63, 0x74]; // "select"
+const ADVISORY = [0x61, 0x64, 0x76, 0x69, 0x73, 0x6f, 0x72, 0x79]; // "advisory"
 
-/** The text at `at` begins, after white space, with SELECT in any case. */
-function startsWithSelect(bytes: Uint8Array, at: number): boolean {
-  while (bytes[at] === 0x20 || bytes[at] === 0x0a || bytes[at] === 0x09 || bytes[at] === 0x0d) at++;
-  for (let i = 0; i < SELECT.length; i++) if ((bytes[at + i]! | 0x20) !== SELECT[i]) return false;
-  return true;
+/** Whether "advisory", in any case, is in `bytes` from `at` to `end`. */
+function namesAdvisory(bytes: Uint8Array, at: number, end: number): boolean {
+  for (let i = at; i <= end - ADVISORY.length; i++) {
+    let j = 0;
+    while (j < ADVISORY.length && (bytes[i + j]! | 0x20) === ADVISORY[j]) j++;
+    if (j === ADVISORY.length) return true;
+  }
+  return false;
 }
 
 /** The holders' pids when `answer` is the engine's advisory-lock conflict, else null. */

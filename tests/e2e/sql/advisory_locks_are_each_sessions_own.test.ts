@@ -3,11 +3,12 @@
  * session runs on one PGlite backend: a key one session holds is not free
  * for another (pg_try_advisory_lock answers false), holds are re-entrant,
  * shared holds share, transaction-level holds end with the transaction,
- * a session's holds end with the session and its DISCARD ALL. A blocking pg_advisory_lock
- * sent alone outside a transaction block waits for the key, as migration
- * tools expect (Prisma Migrate, node-pg-migrate), until it gets it or a
- * cancel, lock_timeout, statement_timeout or deadlock ends the wait; inside
- * a block, where one backend cannot wait, it fails at once with 55P03.
+ * a session's holds end with the session and its DISCARD ALL. A
+ * statement that calls pg_advisory_lock, sent alone outside a transaction
+ * block, waits for the key, as migration tools expect (Prisma Migrate,
+ * node-pg-migrate, Kysely), until it gets it or a cancel, lock_timeout,
+ * statement_timeout or deadlock ends the wait; inside a block, where one
+ * backend cannot wait, it fails at once with 55P03.
  * Under the default server and --adapter inproc.
  */
 
@@ -124,6 +125,43 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(await one(got[0]!, "select pg_advisory_unlock(42)")).toBe(true);
       await Promise.all(waiting);
       expect(await one(a, "select pg_try_advisory_lock_shared(42)")).toBe(false);
+      for (const x of [a, b, c]) await x.end();
+    });
+
+    test("any one statement that calls pg_advisory_lock waits, and takes each of its keys once", async () => {
+      const a = await pgClient(server());
+      const b = await pgClient(server());
+      const c = await pgClient(server());
+      await a.query("select pg_advisory_lock(42)");
+      const got: Pg[] = [];
+      const waiting = [
+        // Kysely's migrator: lock_timeout set for the statement in a CTE.
+        b.query(
+          "with set_timeout as (select set_config('lock_timeout', '3600000', true) as config_val)" +
+            " select pg_advisory_lock(42) from set_timeout",
+        ).then(() => got.push(b)),
+        // Two keys, the first free: it is not taken twice by the tries.
+        c.query("select pg_advisory_lock(7), pg_advisory_lock(42)").then(() => got.push(c)),
+      ];
+      await Bun.sleep(300);
+      expect(got).toEqual([]);
+      // With another statement before it, the conflict is the answer at once.
+      const d = await pgClient(server());
+      const beside = await d.query("select 1; select pg_advisory_lock(42)").catch((e) => e);
+      expect(beside.code).toBe("55P03");
+      await d.end();
+      expect(await one(a, "select pg_advisory_unlock(42)")).toBe(true);
+      await Promise.race(waiting);
+      expect(got).toEqual([b]);
+      expect(await one(b, "select pg_advisory_unlock(42)")).toBe(true);
+      await Promise.all(waiting);
+      expect(got).toEqual([b, c]);
+      expect(await one(c, "select pg_advisory_unlock(42)")).toBe(true);
+      const notices: string[] = [];
+      c.on("notice", (n) => notices.push(n.message ?? ""));
+      expect(await one(c, "select pg_advisory_unlock(7)")).toBe(true);
+      expect(await one(c, "select pg_advisory_unlock(7)")).toBe(false);
+      await waitFor("the WARNING", () => notices.length > 0);
       for (const x of [a, b, c]) await x.end();
     });
 
