@@ -97,7 +97,7 @@ export interface OffEngineEngine {
   activityRows(): ActivityRow[];
   signalBackends(signals: readonly BackendSignal[]): void;
   /** The session `pid` of any database of the cluster. */
-  clusterSession(pid: number): { close(): Promise<void> } | undefined;
+  clusterSession(pid: number): { whenClosed(): Promise<void> } | undefined;
   fixedSetting(name: string): readonly [string, string] | undefined;
 }
 
@@ -134,10 +134,10 @@ export function sessionContext(
     roles: engine.roleGraph,
     activityRows: () => engine.activityRows(),
     signal: (pid, kind) => {
-      engine.signalBackends([[pid, kind]]);
-      // terminate() has started the close: this is its promise.
       const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
-      return target?.close() ?? Promise.resolve();
+      engine.signalBackends([[pid, kind]]);
+      // The target's end, which its terminate() begins at its next turn (procarray.ts).
+      return target?.whenClosed() ?? Promise.resolve();
     },
     fixedSetting: (name) => engine.fixedSetting(name),
   };

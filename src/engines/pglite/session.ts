@@ -181,6 +181,8 @@ export class PgliteSession extends SessionGlobals
   readonly #timeouts: SessionTimeouts;
   #terminated: PgError | null = null;
   #closing: Promise<void> | null = null;
+  /** Settled when the session has closed (whenClosed). */
+  readonly #closed = Promise.withResolvers<void>();
   /** Parse and Close messages answered while the engine was held, to run first (deferred.ts). */
   readonly #deferred = new DeferredPrepares();
   /** Its COPY FROM STDIN across inputs (copyfrom.ts). */
@@ -384,8 +386,13 @@ export class PgliteSession extends SessionGlobals
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    this.#closing ??= this.#close().finally(() => this.#closed.resolve());
     return this.#closing;
+  }
+
+  /** Resolves once the session has closed, without closing it. */
+  whenClosed(): Promise<void> {
+    return this.#closed.promise;
   }
 
   async #close(): Promise<void> {

@@ -192,8 +192,19 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           const call = timeout === null
             ? `select pg_terminate_backend(${pidOf(a)}) as ok`
             : `select pg_terminate_backend(${pidOf(a)}, ${timeout}) as ok`;
+          const order: string[] = [];
+          a.once("end", () => order.push("target's connection ended"));
           expect((await b.query(call)).rows).toEqual([{ ok: true }]);
+          order.push("caller answered");
           expect((await victim).code).toBe("57P01");
+          await sleep(50);
+          // As in PostgreSQL, whose backend ends after pg_terminate_backend()
+          // returned: a client that gives back the connection it killed once
+          // the call answers (Kysely) must not see it end before.
+          // (With a timeout the call waits for the end: either order.)
+          if (timeout === null) {
+            expect(order).toEqual(["caller answered", "target's connection ended"]);
+          }
           expect(await a.query("select 1").then(() => "ran", () => "closed")).toBe("closed");
           if (timeout !== null) {
             // It waited: the session is gone from the view already.
