@@ -155,3 +155,38 @@ export async function boundAtOnce(t: Target): Promise<void> {
   expect(await answer(c)).toEqual({ types: "2 D C Z", value: "42" });
   c.close();
 }
+
+/** Bind of the unnamed statement to portal `portal`, Execute of one row of it, and Close of it. */
+const bindPortal = (portal: string) =>
+  concat(
+    message("B", concat(cstr(portal), cstr(""), Uint8Array.of(0, 0, 0, 0, 0, 0))),
+    message("E", concat(cstr(portal), Uint8Array.of(0, 0, 0, 1))),
+  );
+const closePortal = (portal: string) => message("C", concat(enc.encode("P"), cstr(portal)));
+
+/**
+ * A Close with no Flush or Sync after it, from idle (pg-cursor closes a
+ * failed cursor's portal so, after the Sync that ended it; pg-promise's
+ * streams): PostgreSQL starts no transaction for a Close, so no other
+ * backend waits. Alone in an input, and after a Sync in the same input.
+ */
+export async function closeAfterSync(t: Target): Promise<void> {
+  const c = await t.raw();
+  c.send(concat(parse("select generate_series(1, 3)"), bindPortal("c_1"), sync()));
+  expect((await answer(c)).types).toBe("1 2 D s Z");
+  for (const input of [closePortal("c_1"), concat(bindPortal("c_2"), sync(), closePortal("c_2"))]) {
+    c.send(input);
+    if (input.length > 20) expect((await answer(c)).types).toBe("2 D s Z");
+    await sleep(100);
+    // The other session is not kept waiting, and the first not ended for it.
+    const other = await t.client();
+    expect((await other.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+    await other.end();
+    // The CloseComplete comes by the Sync at the latest (PostgreSQL holds it until then).
+    c.send(sync());
+    expect((await answer(c)).types).toBe("3 Z");
+  }
+  c.send(query("select 7"));
+  expect(await answer(c)).toEqual({ types: "T D C Z", value: "7" });
+  c.close();
+}

@@ -70,3 +70,23 @@ export function describesOnly(frames: readonly { readonly type: number }[]): boo
     f.type === FE.Parse || f.type === FE.Describe || f.type === FE.Close || f.type === FE.Flush
   );
 }
+
+/**
+ * Close messages and nothing else, with no Flush or Sync: pg-cursor closes
+ * a failed cursor's portal so, after the Sync that ended its batch.
+ * PostgreSQL starts no transaction for a Close (it keeps the CloseComplete
+ * until the next Flush or Sync), so from idle such an input holds nothing.
+ */
+export function closesOnly(frames: readonly { readonly type: number }[]): boolean {
+  return frames.length > 0 && frames.every((f) => f.type === FE.Close);
+}
+
+/**
+ * Where the Close messages after an input's last Sync begin (closesOnly),
+ * when that is how the input ends after a Sync; else -1.
+ */
+export function closesAfterSync(frames: readonly { readonly type: number }[]): number {
+  let at = frames.length;
+  while (at > 0 && frames[at - 1]!.type === FE.Close) at--;
+  return at < frames.length && at > 0 && frames[at - 1]!.type === FE.Sync ? at : -1;
+}

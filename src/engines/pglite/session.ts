@@ -32,7 +32,12 @@ import type {
 } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
 import { clientMinMessagesDefault, statementLogDefaults } from "../../core/log.ts";
-import { describesOnly, flushBeforeExecute } from "../../core/protocol/pipeline.ts";
+import {
+  closesAfterSync,
+  closesOnly,
+  describesOnly,
+  flushBeforeExecute,
+} from "../../core/protocol/pipeline.ts";
 import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
@@ -577,6 +582,15 @@ export class PgliteSession extends SessionGlobals
       await this.#run(input.subarray(0, frames[end]!.start), frames.slice(0, end), out, s < 0);
       return await this.#exec(input.subarray(frames[end]!.start), out);
     }
+    // Close messages after the input's last Sync (pg-cursor's close of a
+    // failed cursor, with no Sync after it): the batch ends at its Sync,
+    // and the Closes are an input of their own, which holds the engine no
+    // longer than it runs (closesOnly).
+    const closes = closesAfterSync(frames);
+    if (closes > 0) {
+      await this.#run(input.subarray(0, frames[closes]!.start), frames.slice(0, closes), out);
+      return await this.#exec(input.subarray(frames[closes]!.start), out);
+    }
     await this.#run(input, frames, out);
   }
 
@@ -764,14 +778,14 @@ export class PgliteSession extends SessionGlobals
       this.#timeouts.armIdle();
       return;
     }
-    // Parse and Describe up to a Flush, from idle: run with a Sync of
-    // pgts's own, whose ReadyForQuery the client never sees, so that the
-    // engine is not held while the client decides what to bind
-    // (core/protocol/pipeline.ts). An error there skips the client's messages to its own
-    // Sync, as PostgreSQL does.
+    // Parse and Describe up to a Flush, or Close messages alone, from idle:
+    // run with a Sync of pgts's own, whose ReadyForQuery the client never
+    // sees, so that the engine is not held while the client decides what to
+    // bind, or until its next query (core/protocol/pipeline.ts). An error
+    // there skips the client's messages to its own Sync, as PostgreSQL does.
     const ownSync = endSync ||
-      !this.owns && this.#status === "I" && describesOnly(frames) && isPlain(plan) &&
-        !this.#deferred.pending;
+      !this.owns && this.#status === "I" && (describesOnly(frames) || closesOnly(frames)) &&
+        isPlain(plan) && !this.#deferred.pending;
     // Owning already (a transaction block) needs no wait and no switch.
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending && this.#preparedOffEngine.size === 0;

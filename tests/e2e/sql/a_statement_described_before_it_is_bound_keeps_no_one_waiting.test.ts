@@ -6,13 +6,16 @@
  * keeps no other backend waiting. Before, the session held the engine
  * until its Sync: the other connection waited, and after
  * pgts.engine_hold_timeout the first was ended (FATAL 25P03), which is how
- * Drizzle on postgres.js 4 failed its first insert. Hand-built bytes
+ * Drizzle on postgres.js 4 failed its first insert. The same for a Close
+ * with no Sync after it (pg-cursor's close of a failed cursor): PostgreSQL
+ * starts no transaction for it. Hand-built bytes
  * (tests/helpers/describe-first.ts).
  */
 
 import { describe, test } from "bun:test";
 import {
   boundAtOnce,
+  closeAfterSync,
   describedThenBound,
   describeInsideABlock,
   failedDescribeSkipsToSync,
@@ -60,5 +63,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       failedDescribeSkipsToSync(target));
     test("inside a transaction block the describe stays in the block", () =>
       describeInsideABlock(target));
+    test("a Close with no Sync after it, alone or after a Sync, keeps no one waiting", () =>
+      closeAfterSync(target));
   });
 }
