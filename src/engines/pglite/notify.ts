@@ -33,42 +33,13 @@ export class ListenRegistry {
     this.#sessions.delete(s);
   }
 
-  /** Applies committed LISTEN/UNLISTEN of `s`. */
   /**
    * The LISTENs and UNLISTENs of a transaction that committed, without
    * those its ROLLBACK TO SAVEPOINTs undid, as PostgreSQL keeps them. A
    * savepoint not among `ops` started before all of them.
    */
   apply(s: Listener, ops: readonly ListenOp[]): void {
-    // The transaction's own, then each open savepoint's, innermost last.
-    const levels: Array<{ name: string | null; ops: ListenOp[] }> = [{ name: null, ops: [] }];
-    for (const op of ops) {
-      const [kind, name] = op;
-      if (kind === "savepoint") {
-        levels.push({ name, ops: [] });
-        continue;
-      }
-      if (kind === "listen" || kind === "unlisten") {
-        levels[levels.length - 1]!.ops.push(op);
-        continue;
-      }
-      const at = levels.findLastIndex((l) => l.name === name);
-      if (kind === "release") {
-        const from = at > 0 ? at : 1;
-        levels[from - 1]!.ops.push(...levels.splice(from).flatMap((l) => l.ops));
-      } else {
-        // ROLLBACK TO keeps the savepoint, and nothing done after it.
-        levels.splice(at > 0 ? at + 1 : 1);
-        levels[levels.length - 1]!.ops = [];
-      }
-    }
-    for (const level of levels) {
-      for (const [op, ch] of level.ops) {
-        if (op === "listen") s.listens.add(ch);
-        else if (ch === "*") s.listens.clear();
-        else s.listens.delete(ch);
-      }
-    }
+    applyListenOps(s.listens, ops);
   }
 
   union(): Set<string> {
@@ -79,16 +50,31 @@ export class ListenRegistry {
 
   /**
    * Routes one NotificationResponse produced while `sender` owned the
-   * backend; returns the copy for the sender's own stream, or null.
+   * backend; returns the copy for the sender's own stream, or null. The
+   * backend sends it once the transaction committed, with the LISTENs of
+   * that transaction in effect (PostgreSQL's AtCommit_Notify): the sender's
+   * pending ones (applied to its set at its ReadyForQuery 'I') count for
+   * its own copy.
    */
-  route(msg: Uint8Array, sender: { readonly pid: number }): Uint8Array | null {
+  route(
+    msg: Uint8Array,
+    sender: {
+      readonly pid: number;
+      readonly pendingListen?: readonly ListenOp[];
+      readonly pendingListenSpoiled?: boolean;
+    },
+  ): Uint8Array | null {
     const { channel } = parseNotification(msg.subarray(5));
     const bytes = withNotifierPid(msg, sender.pid);
     let own: Uint8Array | null = null;
     for (const s of this.#sessions) {
-      if (!s.listens.has(channel)) continue;
-      if (s === sender) own = bytes;
-      else s.deliverAsync(bytes);
+      if (s === sender) {
+        const pending = sender.pendingListenSpoiled === true ? [] : sender.pendingListen ?? [];
+        const listens = pending.length === 0
+          ? s.listens
+          : applyListenOps(new Set(s.listens), pending);
+        if (listens.has(channel)) own = bytes;
+      } else if (s.listens.has(channel)) s.deliverAsync(bytes);
     }
     return own;
   }
@@ -102,4 +88,38 @@ export class ListenRegistry {
     for (const ch of want) if (!have.has(ch)) stmts.push(`LISTEN ${quoteIdent(ch)}`);
     return stmts.length === 0 ? null : stmts.join("; ");
   }
+}
+
+/** `listens` after a committed transaction's LISTENs and UNLISTENs (ListenRegistry.apply); returned. */
+function applyListenOps(listens: Set<string>, ops: readonly ListenOp[]): Set<string> {
+  // The transaction's own, then each open savepoint's, innermost last.
+  const levels: Array<{ name: string | null; ops: ListenOp[] }> = [{ name: null, ops: [] }];
+  for (const op of ops) {
+    const [kind, name] = op;
+    if (kind === "savepoint") {
+      levels.push({ name, ops: [] });
+      continue;
+    }
+    if (kind === "listen" || kind === "unlisten") {
+      levels[levels.length - 1]!.ops.push(op);
+      continue;
+    }
+    const at = levels.findLastIndex((l) => l.name === name);
+    if (kind === "release") {
+      const from = at > 0 ? at : 1;
+      levels[from - 1]!.ops.push(...levels.splice(from).flatMap((l) => l.ops));
+    } else {
+      // ROLLBACK TO keeps the savepoint, and nothing done after it.
+      levels.splice(at > 0 ? at + 1 : 1);
+      levels[levels.length - 1]!.ops = [];
+    }
+  }
+  for (const level of levels) {
+    for (const [op, ch] of level.ops) {
+      if (op === "listen") listens.add(ch);
+      else if (ch === "*") listens.clear();
+      else listens.delete(ch);
+    }
+  }
+  return listens;
 }

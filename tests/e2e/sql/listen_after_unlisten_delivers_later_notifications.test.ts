@@ -2,7 +2,8 @@
  * LISTEN, UNLISTEN and LISTEN again on one connection delivers the
  * notifications sent after the second LISTEN, as PostgreSQL does
  * (postgres.js's "listen after unlisten" lost them), and pg_listening_channels()
- * lists only the session's own channels. postgres.js and
+ * lists only the session's own channels; a NOTIFY in the transaction of
+ * the sender's own LISTEN reaches the sender. postgres.js and
  * node-postgres, under the default server and --adapter inproc.
  */
 
@@ -105,6 +106,34 @@ for (const adapter of passAdapters([undefined, "subprocess"] as Array<Adapter | 
       expect(got.sort()).toEqual(["sp_before", "sp_released"]);
       await l.end();
       await n.end();
+    });
+
+    test("a NOTIFY in the transaction of the sender's own LISTEN reaches the sender at its commit", async () => {
+      const s = server();
+      const l = await pgClient(s);
+      const got: string[] = [];
+      l.on("notification", (m) => got.push(`${m.channel}:${m.payload ?? ""}`));
+      // DBD::Pg's suite: LISTEN and NOTIFY in one block (AutoCommit off).
+      await l.query("begin");
+      await l.query("listen own_block");
+      await l.query("notify own_block, 'a'");
+      await l.query("commit");
+      // One Query, one implicit transaction.
+      await l.query("listen own_query; notify own_query, 'b'");
+      // UNLISTEN before the NOTIFY in the same block: nothing, as in PostgreSQL.
+      await l.query("begin");
+      await l.query("unlisten own_block");
+      await l.query("notify own_block, 'c'");
+      await l.query("commit");
+      // Rolled back: no LISTEN, no NOTIFY.
+      await l.query("begin");
+      await l.query("listen own_rolled_back");
+      await l.query("notify own_rolled_back, 'd'");
+      await l.query("rollback");
+      await l.query("select 1");
+      await sleep(100);
+      expect(got).toEqual(["own_block:a", "own_query:b"]);
+      await l.end();
     });
 
     test("pg_listening_channels() lists the session's own channels, not the backend's union", async () => {
