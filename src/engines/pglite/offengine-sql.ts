@@ -2,9 +2,12 @@
  * The small SQL that offengine.ts answers without the engine: a tokenizer
  * and parser for exactly its statement shapes (nothing else parses: a
  * comment, another operator, a dollar quote all give null, and the engine
- * answers), and the parameter types PostgreSQL's parser would infer for
- * them. Pure functions of the text; no session, no engine.
+ * answers; a text of comments and semicolons only is the empty query),
+ * and the parameter types PostgreSQL's parser would infer for them. Pure
+ * functions of the text; no session, no engine.
  */
+
+import { EMPTY_QUERY } from "./sqlscan.ts";
 
 export const BOOLOID = 16;
 export const INT8OID = 20;
@@ -130,7 +133,8 @@ export interface Cond {
 
 export type Stmt =
   | { kind: "select"; items: Item[]; from: boolean; where: Cond[] }
-  | { kind: "show"; name: string };
+  | { kind: "show"; name: string }
+  | { kind: "empty" };
 
 class Parser {
   #i = 0;
@@ -175,6 +179,7 @@ class Parser {
 }
 
 export function parseStatement(sql: string): Stmt | null {
+  if (EMPTY_QUERY.test(sql)) return { kind: "empty" };
   const toks = tokenize(sql);
   if (toks === null) return null;
   const p = new Parser(toks);

@@ -19,7 +19,12 @@
  *   pg_backend_pid()> [AND …]]` — node-postgres's tests and the usual
  *   "end the other sessions" statement;
  * - `SHOW <name>` of a parameter PostgreSQL fixes at start (context
- *   internal, such as server_version_num), which clients read first.
+ *   internal, such as server_version_num), which clients read first;
+ * - the empty query (white space, semicolons, comments): the pings of
+ *   connection pools (pgxpool's `-- ping`, HikariCP's isValid through
+ *   pgjdbc's empty statement), which must not wait for a long statement.
+ *   (`SELECT 1` is not among them: the engine answers it, as it answers
+ *   every statement that reads nothing of pgts's.)
  *
  * Each is one simple Query; one Parse/Bind/[Describe]/Execute/Sync batch;
  * a Parse [and Describe] alone up to a Sync or a Flush (a driver's
@@ -49,6 +54,8 @@ import {
   writeBindComplete,
   writeCommandComplete,
   writeDataRow,
+  writeEmptyQueryResponse,
+  writeNoData,
   writeParameterDescription,
   writeParseComplete,
   writeRowDescription,
@@ -438,7 +445,8 @@ interface Plan {
   readonly fields: readonly FieldDescription[];
   readonly paramTypes: readonly number[];
   readonly rows: readonly (readonly Cell[])[];
-  readonly tag: "SHOW" | "SELECT";
+  /** EMPTY: the empty query, answered with EmptyQueryResponse (and NoData for a Describe). */
+  readonly tag: "SHOW" | "SELECT" | "EMPTY";
   readonly me: AclRole;
 }
 
@@ -469,6 +477,10 @@ function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
       tag: "SHOW",
       me,
     };
+  }
+  if (stmt.kind === "empty") {
+    if (ext !== null && (ext.params.length > 0 || ext.declared.length > 0)) return null;
+    return { fields: [], paramTypes: [], rows: [], tag: "EMPTY", me };
   }
   const types = inferParams(stmt);
   if (types === null) return null;
@@ -553,7 +565,8 @@ export async function answerWithoutEngine(
     if (ext.parsed !== null) writeParseComplete(w);
     if (ext.describeStatement) {
       writeParameterDescription(w, p.paramTypes);
-      writeRowDescription(w, p.fields);
+      if (p.tag === "EMPTY") writeNoData(w);
+      else writeRowDescription(w, p.fields);
     }
     if (named !== "") prepared!.note(named, { sql: batch.sql, declared: ext.declared });
     if (ext.prepareOnly) {
@@ -562,9 +575,15 @@ export async function answerWithoutEngine(
     }
     writeBindComplete(w);
     if (ext.describePortal) {
-      writeRowDescription(w, p.fields.map((f, i) => ({ ...f, format: format(i) })));
+      if (p.tag === "EMPTY") writeNoData(w);
+      else writeRowDescription(w, p.fields.map((f, i) => ({ ...f, format: format(i) })));
     }
-  } else writeRowDescription(w, p.fields);
+  } else if (p.tag !== "EMPTY") writeRowDescription(w, p.fields);
+  if (p.tag === "EMPTY") {
+    writeEmptyQueryResponse(w);
+    out(concat([w.take(), readyForQuery("I")]));
+    return true;
+  }
   // In PostgreSQL's order: a row's WARNING before the row, an error after
   // the rows before it (their signals went).
   const sessions = new Map(ctx.activityRows().map((r) => [r.pid, r.usesysid]));

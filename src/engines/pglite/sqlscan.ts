@@ -90,12 +90,20 @@ export function mightMatter(sql: string): boolean {
   return GATE.test(sql);
 }
 
-/** What offengine.ts may answer without the engine names one of these, or is a SHOW. */
+/**
+ * A text with no statement in it: white space, semicolons, line comments
+ * and block comments (not nested). The pings of connection pools:
+ * pgx's `-- ping` (pgxpool, before it hands out a connection idle for a
+ * second), pgjdbc's empty statement (HikariCP's isValid), `;`.
+ */
+export const EMPTY_QUERY = /^(?:\s|;|--[^\n]*(?:\n|$)|\/\*(?:[^*/]|\*(?!\/)|\/(?!\*))*\*\/)*$/;
+
+/** What offengine.ts may answer without the engine names one of these, is a SHOW, or is empty. */
 const OFF_ENGINE_GATE = /pg_cancel_backend|pg_terminate_backend|pg_stat_activity|^\s*show\s/i;
 
 /** False when offengine.ts cannot answer the text: the cheap test before it reads an input. */
 export function mayAnswerOffEngine(sql: string): boolean {
-  return OFF_ENGINE_GATE.test(sql);
+  return OFF_ENGINE_GATE.test(sql) || EMPTY_QUERY.test(sql);
 }
 
 function isIdentStart(c: number): boolean {
