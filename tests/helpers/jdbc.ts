@@ -49,6 +49,7 @@ export const JDBC_LINES = [
   "rolled back 1.25",
   "metadata jdbc_items",
   "columns 7",
+  "valid while busy true",
   "cancel 57014 in time",
   "error 22012",
   "count 20",

@@ -315,6 +315,8 @@ interface Batch {
     readonly paramFormats: readonly number[];
     readonly params: readonly (Uint8Array | null)[];
     readonly resultFormats: readonly number[];
+    /** The Execute's row limit (0: all); only the empty query is answered with one. */
+    readonly maxRows: number;
   } | null;
 }
 
@@ -369,6 +371,7 @@ function readBatch(
           paramFormats: [],
           params: [],
           resultFormats: [],
+          maxRows: 0,
         },
       };
     }
@@ -382,6 +385,7 @@ function readBatch(
     let describeStatement = false;
     let describePortal = false;
     let bind: ReturnType<typeof parseBind> | null = null;
+    let maxRows = 0;
     for (const f of parse === null ? fs : fs.slice(1)) {
       if (f.type === FE.Bind) {
         bind = parseBind(body(f));
@@ -394,7 +398,8 @@ function readBatch(
         else return null;
       } else if (f.type === FE.Execute) {
         const e = parseExecute(body(f));
-        if (e.portal !== "" || e.maxRows !== 0) return null;
+        if (e.portal !== "") return null;
+        maxRows = e.maxRows;
       } else if (f.type !== FE.Sync) return null;
     }
     if (bind === null) return null;
@@ -410,6 +415,7 @@ function readBatch(
         paramFormats: bind.paramFormats,
         params: bind.params,
         resultFormats: bind.resultFormats,
+        maxRows,
       },
     };
   } catch {
@@ -482,6 +488,8 @@ function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
     if (ext !== null && (ext.params.length > 0 || ext.declared.length > 0)) return null;
     return { fields: [], paramTypes: [], rows: [], tag: "EMPTY", me };
   }
+  // A row limit (pgjdbc's setMaxRows) could leave a portal suspended: the engine's.
+  if (ext !== null && ext.maxRows !== 0) return null;
   const types = inferParams(stmt);
   if (types === null) return null;
   const count = types.size === 0 ? 0 : Math.max(...types.keys());

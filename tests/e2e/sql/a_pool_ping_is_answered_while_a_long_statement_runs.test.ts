@@ -29,7 +29,7 @@ const parse = (sql: string) => message("P", concat(cstr(""), cstr(sql), Uint8Arr
 const bind = () => message("B", concat(cstr(""), cstr(""), Uint8Array.of(0, 0, 0, 0, 0, 0)));
 const describePortal = () => message("D", concat(cstr("P").subarray(0, 1), cstr("")));
 const describeStatement = () => message("D", concat(cstr("S").subarray(0, 1), cstr("")));
-const execute = () => message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, 0)));
+const execute = (maxRows = 0) => message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, maxRows)));
 const sync = () => message("S");
 
 for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
@@ -62,8 +62,8 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         ping.send(query(sql));
         expect(await ping.typesUntil("Z")).toBe("IZ");
       }
-      // pgjdbc's empty statement, and one described first.
-      ping.send(concat(parse(""), bind(), describePortal(), execute(), sync()));
+      // pgjdbc's empty statement (isValid: Execute with a row limit of 1), and one described first.
+      ping.send(concat(parse(""), bind(), describePortal(), execute(1), sync()));
       expect(await ping.typesUntil("Z")).toBe("12nIZ");
       ping.send(concat(parse(""), describeStatement(), bind(), execute(), sync()));
       expect(await ping.typesUntil("Z")).toBe("1tn2IZ");
