@@ -123,6 +123,8 @@ export interface Item {
   readonly name: string;
   readonly col: string | null;
   readonly call: Call | null;
+  /** An integer constant (an int4: `SELECT 1`), or null. */
+  readonly lit: number | null;
 }
 
 export interface Cond {
@@ -215,7 +217,14 @@ export function parseStatement(sql: string): Stmt | null {
 function parseItem(p: Parser): Item | null {
   let call: Call | null = null;
   let col: string | null = null;
-  if (p.op("(")) {
+  let lit: number | null = null;
+  const first = p.peek();
+  if (first?.k === "int") {
+    // An int4 constant: what is larger is another type.
+    p.take();
+    lit = Number(first.v);
+    if (!(lit <= 2147483647 && lit >= -2147483647)) return null;
+  } else if (p.op("(")) {
     // (SELECT pg_cancel_backend(pid)): a scalar subquery of one call.
     if (!p.word("select")) return null;
     call = parseCall(p);
@@ -231,7 +240,7 @@ function parseItem(p: Parser): Item | null {
       if (call === null) return null;
     }
   }
-  let name = col ?? call!.fn;
+  let name = lit !== null ? "?column?" : col ?? call!.fn;
   if (p.word("as")) {
     const a = p.take();
     if (a?.k !== "word" && a?.k !== "quoted") return null;
@@ -243,7 +252,7 @@ function parseItem(p: Parser): Item | null {
       name = a.v;
     }
   }
-  return { name, col, call };
+  return { name, col, call, lit };
 }
 
 function parseCall(p: Parser): Call | null {
@@ -344,7 +353,7 @@ export function inferParams(stmt: Stmt & { kind: "select" }): Map<number, number
   for (const item of stmt.items) {
     const c = item.call;
     if (c === null) {
-      if (!stmt.from) return null;
+      if (!stmt.from && item.lit === null) return null;
       continue;
     }
     if (!stmt.from && c.target.t === "col") return null;

@@ -22,9 +22,10 @@
  *   internal, such as server_version_num), which clients read first;
  * - the empty query (white space, semicolons, comments): the pings of
  *   connection pools (pgxpool's `-- ping`, HikariCP's isValid through
- *   pgjdbc's empty statement), which must not wait for a long statement.
- *   (`SELECT 1` is not among them: the engine answers it, as it answers
- *   every statement that reads nothing of pgts's.)
+ *   pgjdbc's empty statement), which must not wait for a long statement;
+ * - `SELECT <integer constants>` (a pool's `SELECT 1`), only once it has
+ *   waited turn.ts's PING_WAIT_MS for the engine (isPing; `constants`).
+ *   Under load the engine answers it, as any statement.
  *
  * Each is one simple Query; one Parse/Bind/[Describe]/Execute/Sync batch;
  * a Parse [and Describe] alone up to a Sync or a Flush (a driver's
@@ -459,16 +460,23 @@ interface Plan {
 /** The RowDescription's fields of a statement of this file's (a SELECT of calls and columns). */
 function fieldsOf(stmt: Stmt & { kind: "select" }): FieldDescription[] {
   return stmt.items.map((it): FieldDescription => {
-    const t = it.call !== null ? BOOLOID : COLUMNS[it.col!]!;
+    const t = it.lit !== null ? INT4OID : it.call !== null ? BOOLOID : COLUMNS[it.col!]!;
     const size = t === BOOLOID ? 1 : t === INT4OID || t === OIDOID ? 4 : t === NAMEOID ? 64 : -1;
     return { name: it.name, typeOid: t, typeSize: size };
   });
 }
 
-/** The plan for `batch`, or null when the engine must answer it. Sends and signals nothing. */
-function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
+/**
+ * The plan for `batch`, or null when the engine must answer it. Sends and
+ * signals nothing. `constants`: a SELECT of integer constants alone (a
+ * pool's `SELECT 1`) may be answered, else it is the engine's.
+ */
+function plan(batch: Batch, ctx: OffEngineContext, constants: boolean): Plan | null {
   const stmt = parseStatement(batch.sql);
   if (stmt === null) return null;
+  if (stmt.kind === "select" && stmt.items.some((it) => it.lit !== null)) {
+    if (!constants || stmt.from || stmt.items.some((it) => it.lit === null)) return null;
+  } else if (constants) return null;
   const ext = batch.extended;
   const me = ctx.roles.byName(ctx.currentUser);
   if (me === undefined) return null;
@@ -523,6 +531,7 @@ function plan(batch: Batch, ctx: OffEngineContext): Plan | null {
     : [null];
   const rows = source.map((row) =>
     stmt.items.map((it): Cell => {
+      if (it.lit !== null) return { value: it.lit };
       if (it.call === null) return { value: row?.[it.col!] ?? null };
       const pid = evalOperand(it.call.target, row, params, ctx);
       const timeout = it.call.timeout === null
@@ -554,14 +563,15 @@ export async function answerWithoutEngine(
     /** A named statement was prepared without the engine. */
     note(name: string, statement: PreparedOffEngine): void;
   },
+  constants = false,
 ): Promise<boolean> {
   const batch = readBatch(input, frames, (name) => prepared?.lookup(name));
-  if (batch === null || !mayAnswerOffEngine(batch.sql)) return false;
+  if (batch === null || !(constants || mayAnswerOffEngine(batch.sql))) return false;
   const named = batch.extended?.parsed ?? "";
   if (named !== "" && (prepared === undefined || !prepared.mayPrepare(named))) return false;
   let p: Plan | null;
   try {
-    p = plan(batch, ctx);
+    p = plan(batch, ctx, constants);
   } catch {
     p = null; // whatever this file did not foresee is the engine's to answer
   }
@@ -632,6 +642,30 @@ export async function answerWithoutEngine(
   return true;
 }
 
+/** "select", then white space, then a digit or a minus sign: where a pool's ping begins. */
+const PING_START = /^\s*select\s+[-0-9]/i;
+
+/**
+ * The input is a pool's ping: one SELECT of integer constants (`SELECT 1`,
+ * `select 1 as ok;`) and nothing else, as a simple Query or one
+ * Parse/Bind/[Describe]/Execute/Sync batch. Exact: only such an input is
+ * answered without the engine after a short wait (turn.ts's PING_WAIT_MS).
+ */
+export function isPing(plan: InputPlan): boolean {
+  const { bytes, frames } = plan;
+  const first = frames[0];
+  if (first === undefined || (first.type !== FE.Query && first.type !== FE.Parse)) return false;
+  // The text's first bytes, before anything is decoded whole.
+  let at = first.start + 5;
+  if (first.type === FE.Parse) at = bytes.indexOf(0, at) + 1;
+  const head = new TextDecoder().decode(bytes.subarray(at, Math.min(at + 24, first.end)));
+  if (!PING_START.test(head) || first.end - at > 256) return false;
+  const batch = readBatch(bytes, frames);
+  if (batch === null || (batch.extended !== null && batch.extended.prepareOnly)) return false;
+  const stmt = parseStatement(batch.sql);
+  return stmt?.kind === "select" && !stmt.from && stmt.items.every((it) => it.lit !== null);
+}
+
 /**
  * A session's input (`plan`, planned by naming.ts) answered without
  * waiting for the engine, when it is one of this file's statements; false
@@ -642,13 +676,15 @@ export async function answerWithoutEngine(
 export async function answerForSession<S extends OffEngineSession>(
   session: S,
   engine: OffEngineEngine & { readonly catalogsSettling: boolean; unnamedOwner: S | null },
-  { input, frames, plan, out, prepared }: {
+  { input, frames, plan, out, prepared, constants = false }: {
     input: Uint8Array;
     frames: readonly Frame[];
     plan: InputPlan;
     out: (b: Uint8Array) => void;
     /** The session's named statements prepared without the engine (answerWithoutEngine). */
     prepared?: Parameters<typeof answerWithoutEngine>[4];
+    /** A pool's ping may be answered (isPing). */
+    constants?: boolean;
   },
 ): Promise<boolean> {
   // The role catalog it checks against must be what committed before:
@@ -659,7 +695,16 @@ export async function answerForSession<S extends OffEngineSession>(
   // Its own row shows it active, but the session's state stays: an input
   // that is not answered here goes on to wait, and another session's
   // cancel must find it waiting, never "active" before it is.
-  if (!(await answerWithoutEngine(input, frames, sessionContext(engine, session), out, prepared))) {
+  if (
+    !(await answerWithoutEngine(
+      input,
+      frames,
+      sessionContext(engine, session),
+      out,
+      prepared,
+      constants,
+    ))
+  ) {
     return false;
   }
   // What the Parse or Query did to the unnamed statement, as the engine

@@ -269,6 +269,7 @@ export class PgliteSession extends SessionGlobals
           this.#giveBack();
         },
         settle: (atReadyForQuery, out) => this.#settle(atReadyForQuery, out),
+        answerPing: (plan, out) => this.#answerPing(plan, out),
       },
     });
     this.#copy = new SessionCopy({
@@ -508,6 +509,30 @@ export class PgliteSession extends SessionGlobals
       return false;
     }
     for (const p of pending) this.statements.add(p.onEngine);
+    return true;
+  }
+
+  /**
+   * A pool's `SELECT 1` that waited turn.ts's PING_WAIT_MS for another
+   * session's statement or transaction: answered without the engine
+   * (offengine.ts), as every PostgreSQL backend answers its own; false
+   * (nothing sent) when it cannot be, and it waits on.
+   */
+  async #answerPing(plan: InputPlan, out: (b: Uint8Array) => void): Promise<boolean> {
+    if (this.#deferred.pending || this.#preparedOffEngine.size > 0 || !this.#utf8Client()) {
+      return false;
+    }
+    const answered = await answerForSession(this, this.#engine, {
+      input: plan.bytes,
+      frames: plan.frames,
+      plan,
+      out,
+      constants: true,
+    });
+    if (!answered) return false;
+    this.#changeState("idle");
+    this.#activity.noteStateChange();
+    this.#timeouts.armIdle();
     return true;
   }
 

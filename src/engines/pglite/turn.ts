@@ -22,6 +22,7 @@ import type { TransactionStatus } from "../../core/engine/types.ts";
 import { asFatal, databaseCommandAnswer, databaseCommandRefusal, unanswered } from "./answers.ts";
 import { deferrable, type DeferredPrepares, PREPARE_WAIT_MS } from "./deferred.ts";
 import type { InputPlan } from "./naming.ts";
+import { isPing } from "./offengine.ts";
 import { type Holder, waitBoundOf } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { SessionTimeouts } from "./timeout.ts";
@@ -53,7 +54,24 @@ export interface TurnHooks {
   lose(fatal: PgError): void;
   /** After an input ran (the session's settle): the engine given back at ReadyForQuery 'I'. */
   settle(atReadyForQuery: boolean, out: (b: Uint8Array) => void): Promise<void>;
+  /**
+   * A pool's ping (`SELECT 1`) that waited PING_WAIT_MS: answered without
+   * the engine (offengine.ts), or false (nothing sent) when it cannot be.
+   */
+  answerPing(plan: InputPlan, out: (b: Uint8Array) => void): Promise<boolean>;
 }
+
+/**
+ * How long a pool's `SELECT 1` (outside a transaction block) waits for the
+ * engine before it is answered without it: every PostgreSQL backend answers
+ * its own at once, and a pool that checks a connection before it hands it
+ * out (SQLAlchemy's pre-ping, Django's and Rails's checks) would otherwise
+ * wait for another session's long statement, or see its connection fail
+ * with 55P03, and an idle transaction's holder be ended for it
+ * (pgts.engine_hold_timeout). Short waits, as under pgbench, end well
+ * before it: the engine answers those, as every statement.
+ */
+export const PING_WAIT_MS = 100;
 
 /** What a turn asks of the session's engine. */
 export type TurnEngine<S> = Pick<
@@ -112,7 +130,21 @@ export class EngineTurn<S extends TurnSession> {
     }
     hooks.changeState("waiting");
     try {
-      if (first || !engine.scheduler.tryAcquire(s)) {
+      // `first`: it waits at the head of the line.
+      let acquired = !first && engine.scheduler.tryAcquire(s);
+      if (
+        !acquired && !first && plan !== undefined && s.transactionStatus === "I" && isPing(plan)
+      ) {
+        try {
+          await engine.scheduler.acquire(s, { timeoutMs: PING_WAIT_MS });
+          acquired = true;
+        } catch (e) {
+          if (!isPgError(e) || e.code !== ERRCODE.LOCK_NOT_AVAILABLE) throw e;
+          // Answered; else it waits on, as any statement (at the end of the line).
+          if (await hooks.answerPing(plan, out)) return false;
+        }
+      }
+      if (!acquired) {
         let timeoutMs = this.#parts.waitBoundMs();
         let statementMs = 0;
         if (plan !== undefined && deferrable(plan, s.transactionStatus)) {

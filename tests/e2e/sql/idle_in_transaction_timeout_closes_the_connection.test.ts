@@ -104,7 +104,7 @@ test("pgts.engine_hold_timeout = 0 keeps the holder; the waiter gets 55P03 namin
   const waiter = await pgClient(s);
   await holder.query("begin");
   await holder.query("select 1");
-  const err = await waiter.query("select 2").catch((e) => e);
+  const err = await waiter.query("select count(*) from pg_class").catch((e) => e);
   expect(err).toMatchObject({ code: "55P03" });
   expect(err.message).toContain(`process ${backendPid(holder)}`);
   expect((await holder.query("select 'still mine' as v")).rows).toEqual([{ v: "still mine" }]);

@@ -80,13 +80,13 @@ for (const [name, options] of SERVERS) {
         await a.query("select 1");
         // Before, B waited for pgts.engine_wait_timeout (5 s) or until A's
         // transaction was ended for holding the engine idle (2 s), then ran.
-        const err = await errorOf(b.query("select 2"));
+        const err = await errorOf(b.query("select count(*) from pg_class"));
         expect({ code: err.code, message: err.message }).toEqual({
           code: "57014",
           message: TIMEOUT_TEXT,
         });
         // lock_timeout, when it is the shorter bound, as PostgreSQL words it.
-        const locked = await errorOf(c.query("select 2"));
+        const locked = await errorOf(c.query("select count(*) from pg_class"));
         expect({ code: locked.code, message: locked.message }).toEqual({
           code: "55P03",
           message: "canceling statement due to lock timeout",
