@@ -268,7 +268,7 @@ export class Guc {
     // A later line for the same name wins, as in PostgreSQL.
     const last = new Map<string, ConfigItem>();
     for (const item of items) {
-      const key = item.name.toLowerCase();
+      const key = this.#key(item.name);
       last.delete(key);
       last.set(key, item);
     }
@@ -329,8 +329,21 @@ export class Guc {
     }
   }
 
+  /**
+   * The table's key for `name`: lower case, and a pgts parameter named
+   * with the `pgts.` prefix that sessions use (`pgts.engine_hold_timeout`,
+   * as the server's hints spell it) as the parameter itself, not an
+   * extension's placeholder that nothing reads.
+   */
+  #key(name: string): string {
+    const key = name.toLowerCase();
+    if (!key.startsWith("pgts.")) return key;
+    const own = this.#slots.get(key.slice(5));
+    return own?.def.pgts === true ? key.slice(5) : key;
+  }
+
   #slot(name: string): Slot {
-    const slot = this.#slots.get(name.toLowerCase());
+    const slot = this.#slots.get(this.#key(name));
     if (slot === undefined) {
       throw new PgError(ERRCODE.UNDEFINED_OBJECT, `unrecognized configuration parameter "${name}"`);
     }
@@ -343,7 +356,7 @@ export class Guc {
    * invalid or the parameter cannot be set from that source.
    */
   set(name: string, value: string, options: SetOptions): void {
-    let slot = this.#slots.get(name.toLowerCase());
+    let slot = this.#slots.get(this.#key(name));
     if (slot === undefined && name.includes(".")) {
       slot = { def: placeholder(name.toLowerCase()), value: "", source: "default" };
       this.#slots.set(name.toLowerCase(), slot);

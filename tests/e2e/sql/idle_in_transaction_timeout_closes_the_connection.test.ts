@@ -98,7 +98,9 @@ test("a session idle in a transaction while others wait for the engine is ended 
 test("pgts.engine_hold_timeout = 0 keeps the holder; the waiter gets 55P03 naming it", async () => {
   const s = await startSqlServer({
     perTest: true,
-    settings: { engine_hold_timeout: 0, engine_wait_timeout: "1s" },
+    // Spelled as the server's hints spell them (-c pgts.… was an extension's
+    // placeholder that nothing read).
+    settings: { "pgts.engine_hold_timeout": 0, "pgts.engine_wait_timeout": "1s" },
   });
   const holder = await pgClient(s);
   const waiter = await pgClient(s);
