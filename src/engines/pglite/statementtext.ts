@@ -384,11 +384,16 @@ function inspect(
     }
     case "fetch":
     case "move": {
-      // The cursor's name ends the statement, whatever direction comes first.
-      if (t.length >= MAX_SCANNED_TOKENS || acc.holdCursors.size === 0) return null;
-      const tok = t[t.length - 1];
+      // The cursor's name ends the statement, whatever direction comes first
+      // (`FETCH FORWARD 2000 FROM c`, Django's iterator(): past the first
+      // tokens the scan keeps, each digit one of them, so scanned whole).
+      if (acc.holdCursors.size === 0) return null;
+      const all = t.length < MAX_SCANNED_TOKENS
+        ? t
+        : scanStatements(sql, Infinity).find((x) => x.start === st.start)?.tokens ?? t;
+      const tok = all[all.length - 1];
       const name = scannedName(tok);
-      if (name === null || tok === undefined || t.length < 2) return null;
+      if (name === null || tok === undefined || all.length < 2) return null;
       return acc.holdCursors.has(name) ? cursorName(tok, prefix, name, acc) : null;
     }
     case "close": {

@@ -42,6 +42,11 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       const gone = await b.query("fetch 1 from c").catch((e) => e);
       expect(gone).toMatchObject({ code: "34000", message: 'cursor "c" does not exist' });
       expect(values((await a.query("fetch all from c")).rows)).toEqual([4, 5]);
+      // Longer forms (Django's iterator() fetches FORWARD 2000), each reaching a's own.
+      expect((await a.query("move absolute 1000 in c")).rowCount).toBe(0);
+      expect(values((await a.query("fetch absolute 2000 from c")).rows)).toEqual([]);
+      expect(values((await a.query("fetch backward 10000 from c")).rows)).toEqual([5, 4, 3, 2, 1]);
+      expect(values((await a.query("fetch forward 2000 from c")).rows)).toEqual([1, 2, 3, 4, 5]);
       // A cursor without HOLD lives in its transaction only, under its own name.
       await b.query("begin");
       await b.query("declare t cursor for select 42 as v");
