@@ -80,6 +80,14 @@ export class OwnWork {
   async init(parts: EngineParts): Promise<void> {
     await this.withEngine(async () => {
       startupTrace("executor open");
+      // An extension created before this start needs its files (its
+      // library) again, before anything else is planned: PostgreSQL 18's
+      // planner asks every index access method with an operator family of
+      // an equality it sees how to read it (bloom's handler for text = text,
+      // in the very reads below), which loads that method's library.
+      if ((await this.query(EXTENSIONS_CREATED_SQL))[0]?.[0] === "t") {
+        await parts.loadExtensions();
+      }
       const settingsEnd = BackendSettings.INIT_SQL.length;
       const catalogsEnd = settingsEnd + EngineCatalogs.INIT_SQL.length;
       const sets = await this.queries([
@@ -88,10 +96,9 @@ export class OwnWork {
         STAT_ACTIVITY_INSTALLED_SQL,
         STAT_ARCHIVER_INSTALLED_SQL,
         TempSchemas.LEFTOVERS_SQL,
-        EXTENSIONS_CREATED_SQL,
         SERVED_OID_SQL,
       ]);
-      const [activity, archiver, leftovers = [], created, served] = sets.slice(catalogsEnd);
+      const [activity, archiver, leftovers = [], served] = sets.slice(catalogsEnd);
       parts.settings.init(sets.slice(0, settingsEnd));
       parts.catalogs.init(sets.slice(settingsEnd, catalogsEnd));
       this.servedOid = served?.[0]?.[0] == null ? null : Number(served[0][0]);
@@ -100,13 +107,7 @@ export class OwnWork {
       await this.installView(archiver, STAT_ARCHIVER_SQL);
       startupTrace("engine: views checked");
       await parts.temp.dropLeftovers(leftovers);
-      // An extension created before this start needs its files (its library)
-      // again; read again when leftovers went, whose CASCADE may take one.
-      const exists = leftovers.length === 0
-        ? created?.[0]?.[0]
-        : (await this.query(EXTENSIONS_CREATED_SQL))[0]?.[0];
-      if (exists === "t") await parts.loadExtensions();
-      startupTrace("engine: leftovers dropped, extensions checked");
+      startupTrace("engine: leftovers dropped");
     }, Infinity);
   }
 
