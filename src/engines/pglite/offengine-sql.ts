@@ -7,7 +7,7 @@
  * functions of the text; no session, no engine.
  */
 
-import { EMPTY_QUERY } from "./sqlscan.ts";
+import { isEmptyQuery } from "./sqlscan.ts";
 
 export const BOOLOID = 16;
 export const INT8OID = 20;
@@ -181,7 +181,7 @@ class Parser {
 }
 
 export function parseStatement(sql: string): Stmt | null {
-  if (EMPTY_QUERY.test(sql)) return { kind: "empty" };
+  if (isEmptyQuery(sql)) return { kind: "empty" };
   const toks = tokenize(sql);
   if (toks === null) return null;
   const p = new Parser(toks);

@@ -91,19 +91,50 @@ export function mightMatter(sql: string): boolean {
 }
 
 /**
- * A text with no statement in it: white space, semicolons, line comments
- * and block comments (not nested). The pings of connection pools:
- * pgx's `-- ping` (pgxpool, before it hands out a connection idle for a
- * second), pgjdbc's empty statement (HikariCP's isValid), `;`.
+ * Whether `sql` holds no statement: white space, semicolons, line comments
+ * and block comments (nested, as PostgreSQL's scanner nests them). The
+ * pings of connection pools: pgx's `-- ping` (pgxpool, before it hands out
+ * a connection idle for a second), pgjdbc's empty statement (HikariCP's
+ * isValid), `;`. One pass, no regular expression: a Query's text can be
+ * megabytes, and most end the test at their first character.
  */
-export const EMPTY_QUERY = /^(?:\s|;|--[^\n]*(?:\n|$)|\/\*(?:[^*/]|\*(?!\/)|\/(?!\*))*\*\/)*$/;
+export function isEmptyQuery(sql: string): boolean {
+  const n = sql.length;
+  let i = 0;
+  while (i < n) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x20 || c === 0x3b || (c >= 0x09 && c <= 0x0d)) {
+      i++;
+    } else if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
+      const eol = sql.indexOf("\n", i + 2);
+      if (eol < 0) return true;
+      i = eol + 1;
+    } else if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
+      let depth = 1;
+      i += 2;
+      while (depth > 0) {
+        const open = sql.indexOf("/*", i);
+        const close = sql.indexOf("*/", i);
+        if (close < 0) return false; // unterminated: the engine's error
+        if (open >= 0 && open < close) {
+          depth++;
+          i = open + 2;
+        } else {
+          depth--;
+          i = close + 2;
+        }
+      }
+    } else return false;
+  }
+  return true;
+}
 
 /** What offengine.ts may answer without the engine names one of these, is a SHOW, or is empty. */
 const OFF_ENGINE_GATE = /pg_cancel_backend|pg_terminate_backend|pg_stat_activity|^\s*show\s/i;
 
 /** False when offengine.ts cannot answer the text: the cheap test before it reads an input. */
 export function mayAnswerOffEngine(sql: string): boolean {
-  return OFF_ENGINE_GATE.test(sql) || EMPTY_QUERY.test(sql);
+  return OFF_ENGINE_GATE.test(sql) || isEmptyQuery(sql);
 }
 
 function isIdentStart(c: number): boolean {

@@ -60,7 +60,9 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         }
       }
       await watch.end();
-      for (const sql of ["-- ping", "", ";", " /* ping */ ;\n"]) {
+      for (
+        const sql of ["-- ping", "", ";", " /* ping */ ;\n", "/* nested /* as PostgreSQL's */ */"]
+      ) {
         ping.send(query(sql));
         expect(await ping.typesUntil("Z")).toBe("IZ");
       }
