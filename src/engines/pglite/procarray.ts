@@ -136,21 +136,14 @@ export class ProcArray {
         else if (kind === "roles") s.rolesDirty = true;
         else if (kind === "databases") s.databasesDirty = true;
         else if (kind === "terminate") {
-          // At the target's next turn, as a PostgreSQL backend acts on
-          // SIGTERM after pg_terminate_backend() has returned: the
-          // signaller's answer goes first. A client that gives back the
-          // connection it killed once that answer comes (Kysely's
-          // 'kill session') would see the FATAL and the end before it
-          // could, and node-postgres's pool has no listener then: an
-          // uncaught error. PostgreSQL's backend ends milliseconds later.
-          setTimeout(() =>
-            s.terminate(
-              new PgError(
-                ERRCODE.ADMIN_SHUTDOWN,
-                "terminating connection due to administrator command",
-                { severity: "FATAL" },
-              ),
-            ), 0);
+          s.terminate(
+            new PgError(
+              ERRCODE.ADMIN_SHUTDOWN,
+              "terminating connection due to administrator command",
+              { severity: "FATAL" },
+            ),
+            { closeAfterSignaller: true },
+          );
         }
       }
     }

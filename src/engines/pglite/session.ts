@@ -414,8 +414,17 @@ export class PgliteSession extends SessionGlobals
     await this.#engine.endSession(this);
   }
 
-  /** Ends the session from the engine side (idle timeout, engine failure). */
-  terminate(reason: PgError): void {
+  /**
+   * Ends the session from the engine side (idle timeout, engine failure,
+   * another session's pg_terminate_backend). `closeAfterSignaller`: the
+   * connection ends at the next turn, after the signalling statement's
+   * answer, as a PostgreSQL backend's exit comes milliseconds after its
+   * FATAL and after pg_terminate_backend() returned. A client that gives
+   * back the connection it killed once that answer comes (Kysely's 'kill
+   * session') must not see it end before: node-postgres's pool then has no
+   * listener, and the error is uncaught.
+   */
+  terminate(reason: PgError, options: { closeAfterSignaller?: boolean } = {}): void {
     if (this.#terminated !== null) return;
     this.#terminated = reason;
     this.#timeouts.disarm();
@@ -423,7 +432,8 @@ export class PgliteSession extends SessionGlobals
     // once when held answers can never go (a failed WAL fdatasync).
     this.#output.gate.afterDrain(() => {
       this.onAsync?.(errorResponse(reason));
-      this.onTerminate?.(reason);
+      if (options.closeAfterSignaller === true) setTimeout(() => this.onTerminate?.(reason), 0);
+      else this.onTerminate?.(reason);
     });
     void this.close();
   }
