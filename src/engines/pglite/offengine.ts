@@ -144,7 +144,8 @@ export function sessionContext(
     signal: (pid, kind) => {
       const target = kind === "terminate" ? engine.clusterSession(pid) : undefined;
       engine.signalBackends([[pid, kind]]);
-      // The target's end, which its terminate() begins at its next turn (procarray.ts).
+      // The target's end, which its terminate() has begun (its connection
+      // ends at the next turn, after this answer: session.ts).
       return target?.whenClosed() ?? Promise.resolve();
     },
     fixedSetting: (name) => engine.fixedSetting(name),
