@@ -186,6 +186,21 @@ export async function closeAfterSync(t: Target): Promise<void> {
     c.send(sync());
     expect((await answer(c)).types).toBe("3 Z");
   }
+  // While another session's statement holds the engine past this one's
+  // wait bound, a Close alone is answered and kept to run later, as a
+  // prepare is (deferred.ts): PostgreSQL's Close never waits, and the
+  // client expects no error for it.
+  c.send(query("set pgts.engine_wait_timeout = '1s'"));
+  expect((await answer(c)).types).toBe("C Z");
+  const other = await t.client();
+  const sleeping = other.query("select pg_sleep(2)");
+  await sleep(300);
+  c.send(closePortal("c_3"));
+  expect(await types(c, 1)).toBe("3");
+  await sleeping;
+  await other.end();
+  c.send(sync());
+  expect((await answer(c)).types).toBe("Z");
   c.send(query("select 7"));
   expect(await answer(c)).toEqual({ types: "T D C Z", value: "7" });
   c.close();

@@ -1,9 +1,10 @@
 /**
  * Deferred prepares: a batch of only Parse and Close messages (libpq's
- * PQprepare, pgbench -M prepared) whose wait for the engine timed out is
- * answered at once and run on the engine before the session's next input.
- * In PostgreSQL, preparing a statement never waits for another session's
- * transaction.
+ * PQprepare, pgbench -M prepared), or Close messages alone with no Sync
+ * (pg-cursor's close of a failed cursor), whose wait for the engine timed
+ * out is answered at once and run on the engine before the session's next
+ * input. In PostgreSQL, preparing a statement or closing one never waits
+ * for another session's transaction.
  *
  * `DeferredPrepares` owns the messages answered and not yet run. It runs
  * them with the runner the session gives it (as the session, on the engine
@@ -20,15 +21,23 @@ import { concat, fe, type Frame, message, readyForQuery } from "./wire.ts";
 
 /**
  * A batch of only Parse and Close messages and Sync (libpq's PQprepare,
- * pgbench -M prepared), answered before it runs: ParseComplete,
- * CloseComplete, ReadyForQuery, and the messages to run later. Null when
- * the batch is of another kind.
+ * pgbench -M prepared), or of Close messages alone, answered before it
+ * runs: ParseComplete, CloseComplete, ReadyForQuery (at a Sync), and the
+ * messages to run later. Null when the batch is of another kind.
  */
 function deferredPrepare(
   bytes: Uint8Array,
   frames: readonly Frame[],
   status: TransactionStatus,
 ): { answer: Uint8Array; messages: Uint8Array[] } | null {
+  // Close messages alone, with no Sync (pg-cursor closes a failed cursor's
+  // portal so, after the Sync that ended its batch): a CloseComplete each.
+  if (frames.length > 0 && frames.every((f) => f.type === FE.Close)) {
+    return {
+      answer: concat(frames.map(() => message(BE.CloseComplete))),
+      messages: frames.map((f) => bytes.slice(f.start, f.end)),
+    };
+  }
   if (frames.length < 2 || frames[frames.length - 1]!.type !== FE.Sync) return null;
   const answers: Uint8Array[] = [];
   for (const f of frames) {
