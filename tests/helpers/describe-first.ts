@@ -19,11 +19,14 @@ export interface Target {
 }
 
 const enc = new TextEncoder();
-const parse = (sql: string) => message("P", concat(cstr(""), cstr(sql), Uint8Array.of(0, 0)));
-const describeStatement = () => message("D", concat(enc.encode("S"), cstr("")));
+/** Parse of the unnamed statement, no parameter types declared. */
+export const parse = (sql: string) =>
+  message("P", concat(cstr(""), cstr(sql), Uint8Array.of(0, 0)));
+/** Describe of the unnamed statement. */
+export const describeStatement = () => message("D", concat(enc.encode("S"), cstr("")));
 const flush = () => message("H");
-const sync = () => message("S");
-const query = (sql: string) => message("Q", cstr(sql));
+export const sync = () => message("S");
+export const query = (sql: string) => message("Q", cstr(sql));
 
 /** Bind of the unnamed statement with text parameters, then Execute. */
 function bindExecute(...params: string[]): Uint8Array {

@@ -15,6 +15,7 @@
 import type { PgError } from "../../core/elog.ts";
 import type { TransactionStatus } from "../../core/engine/types.ts";
 import { BE, FE } from "../../core/protocol/constants.ts";
+import { closesOnly } from "../../core/protocol/pipeline.ts";
 import { firstPgError } from "./answers.ts";
 import type { InputPlan } from "./naming.ts";
 import { concat, fe, type Frame, message, readyForQuery } from "./wire.ts";
@@ -32,7 +33,7 @@ function deferredPrepare(
 ): { answer: Uint8Array; messages: Uint8Array[] } | null {
   // Close messages alone, with no Sync (pg-cursor closes a failed cursor's
   // portal so, after the Sync that ended its batch): a CloseComplete each.
-  if (frames.length > 0 && frames.every((f) => f.type === FE.Close)) {
+  if (closesOnly(frames)) {
     return {
       answer: concat(frames.map(() => message(BE.CloseComplete))),
       messages: frames.map((f) => bytes.slice(f.start, f.end)),

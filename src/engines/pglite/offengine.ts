@@ -645,6 +645,7 @@ export async function answerWithoutEngine(
 
 /** "select", then white space, then a digit or a minus sign: where a pool's ping begins. */
 const PING_START = /^\s*select\s+[-0-9]/i;
+const pingDecoder = new TextDecoder();
 
 /**
  * The input is a pool's ping: one SELECT of integer constants (`SELECT 1`,
@@ -659,7 +660,7 @@ export function isPing(plan: InputPlan): boolean {
   // The text's first bytes, before anything is decoded whole.
   let at = first.start + 5;
   if (first.type === FE.Parse) at = bytes.indexOf(0, at) + 1;
-  const head = new TextDecoder().decode(bytes.subarray(at, Math.min(at + 24, first.end)));
+  const head = pingDecoder.decode(bytes.subarray(at, Math.min(at + 24, first.end)));
   if (!PING_START.test(head) || first.end - at > 256) return false;
   const batch = readBatch(bytes, frames);
   if (batch === null || (batch.extended !== null && batch.extended.prepareOnly)) return false;

@@ -23,16 +23,13 @@ import {
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
 import type { Adapter } from "../../helpers/pgts.ts";
+import { describeStatement, parse, query, sync } from "../../helpers/describe-first.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
-const query = (sql: string) => message("Q", cstr(sql));
-const parse = (sql: string) => message("P", concat(cstr(""), cstr(sql), Uint8Array.of(0, 0)));
 const bind = () => message("B", concat(cstr(""), cstr(""), Uint8Array.of(0, 0, 0, 0, 0, 0)));
-const describePortal = () => message("D", concat(cstr("P").subarray(0, 1), cstr("")));
-const describeStatement = () => message("D", concat(cstr("S").subarray(0, 1), cstr("")));
+const describePortal = () => message("D", concat(new TextEncoder().encode("P"), cstr("")));
 const execute = (maxRows = 0) => message("E", concat(cstr(""), Uint8Array.of(0, 0, 0, maxRows)));
-const sync = () => message("S");
 
 for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
   describe(`${adapter ?? "default"} server`, () => {
