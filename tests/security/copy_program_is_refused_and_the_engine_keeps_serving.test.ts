@@ -56,7 +56,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
           sql,
           code: "0A000",
           message: FILE_REFUSED,
-          hint: "Use COPY … TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
+          hint: "Use COPY ... TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
         });
       }
       // Server-side lo_export wrote into the engine's memory too, and

@@ -123,7 +123,7 @@ const REFUSED: Readonly<
   default_transaction_read_only: () => (value) =>
     value === false ? null : {
       hint:
-        "pgts's own work on the engine (its copies of the catalogs of roles and databases) writes, and runs with the server's defaults; set it for a role or database (ALTER ROLE … SET) or a session instead.",
+        "pgts's own work on the engine (its copies of the catalogs of roles and databases) writes, and runs with the server's defaults; set it for a role or database (ALTER ROLE ... SET) or a session instead.",
       serverOnly: true,
     },
   client_min_messages: () => (value) =>

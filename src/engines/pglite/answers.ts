@@ -251,7 +251,7 @@ export function closeAllRefused(): PgError {
 export function roleInOtherDatabaseInBlock(database: string): PgError {
   return new PgError(
     ERRCODE.ACTIVE_SQL_TRANSACTION,
-    "ALTER ROLE … IN DATABASE of another database cannot run inside a transaction block",
+    "ALTER ROLE ... IN DATABASE of another database cannot run inside a transaction block",
     {
       detail:
         `Each database of a pgts cluster keeps its roles' settings in its own engine, and database "${database}" is not this session's.`,

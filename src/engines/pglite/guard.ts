@@ -389,7 +389,8 @@ function installProgramGuard(tools: WasmTools): void {
           "PGlite reaches the host's files only through its own path to the data directory:" +
             " a file named here would be written to memory and lost, or not found.",
           {
-            hint: "Use COPY … TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
+            hint:
+              "Use COPY ... TO STDOUT or FROM STDIN (psql's \\copy) to copy through the client.",
           },
         );
       }

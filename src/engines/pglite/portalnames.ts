@@ -130,7 +130,7 @@ export function installPortalNameGuard(
     if (
       tag === declare!.tag && (view.getInt32(stmt + DECLARE_OPTIONS, true) & CURSOR_OPT_HOLD) !== 0
     ) {
-      nested("DECLARE … WITH HOLD");
+      nested("DECLARE ... WITH HOLD");
     }
   });
 }

@@ -166,7 +166,7 @@ export function inlineExtendedCopy(): PgError {
     "COPY FROM STDIN through the extended query protocol needs engine_placement = worker",
     {
       detail:
-        "With engine_placement = inline the engine cannot wait for the COPY's data; send COPY … FROM STDIN as a simple Query.",
+        "With engine_placement = inline the engine cannot wait for the COPY's data; send COPY ... FROM STDIN as a simple Query.",
     },
   );
 }

@@ -145,7 +145,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
           ["unlisten *", "UNLISTEN"],
           ["listen ch", "LISTEN"],
           ["prepare p2 as select 1", "PREPARE"],
-          ["declare c2 cursor with hold for select 1", "DECLARE … WITH HOLD"],
+          ["declare c2 cursor with hold for select 1", "DECLARE ... WITH HOLD"],
         ]
       ) {
         const e = await b.query(`do $$ begin execute '${sql}'; end $$`).catch((e) => e);
