@@ -863,71 +863,59 @@ function convert(
   let o = dest;
   let failure: "invalid" | "untranslatable" | null = null;
   let failedLength = 1;
-  // An error's own text on its way to the client: PostgreSQL reports the
-  // conversion's error instead, but raising one here ends the engine's
-  // backend (WasmTools.reportingError), so each character the client's
-  // encoding lacks is sent as "?", as PostgreSQL sends an error's text
-  // when reporting it fails again.
-  const substitute = !noError && tools.reportingError();
-  for (;;) {
-    while (i < end) {
-      const b = m[i]!;
-      if (b === 0) {
+  while (i < end) {
+    const b = m[i]!;
+    if (b === 0) {
+      failure = "invalid";
+      break;
+    }
+    if (b < 0x80) {
+      m[o++] = b;
+      i++;
+      continue;
+    }
+    let l: number;
+    let cp: number | undefined;
+    if (fromSet === null) {
+      l = utf8Length(b);
+      failedLength = l;
+      if (i + l > end || !utf8Legal(m, i, l)) {
         failure = "invalid";
         break;
       }
-      if (b < 0x80) {
-        m[o++] = b;
-        i++;
-        continue;
-      }
-      let l: number;
-      let cp: number | undefined;
-      if (fromSet === null) {
-        l = utf8Length(b);
-        failedLength = l;
-        if (i + l > end || !utf8Legal(m, i, l)) {
-          failure = "invalid";
-          break;
-        }
-        cp = utf8CodePoint(m, i, l);
-      } else {
-        l = fromSet.mblen(m, i);
-        failedLength = l;
-        if (i + l > end || !fromSet.wellFormed(m, i, l) || !nonZero(m, i, l)) {
-          failure = "invalid";
-          break;
-        }
-        let key = 0;
-        for (let j = 0; j < l; j++) key = key * 256 + m[i + j]!;
-        cp = fromSet.toUnicode.get(key) ??
-          (l === 4 && from === GB18030 ? gb18030CodePoint(m, i) : undefined);
-      }
-      let out: number | undefined;
-      if (cp !== undefined && toSet !== null) {
-        out = toSet.fromUnicode.get(cp) ??
-          (to === GB18030 && cp > 0xffff ? gb18030Supplementary(cp) * 8 + 4 : undefined);
-      }
-      if (cp === undefined || (toSet !== null && out === undefined)) {
-        failure = "untranslatable";
+      cp = utf8CodePoint(m, i, l);
+    } else {
+      l = fromSet.mblen(m, i);
+      failedLength = l;
+      if (i + l > end || !fromSet.wellFormed(m, i, l) || !nonZero(m, i, l)) {
+        failure = "invalid";
         break;
       }
-      if (toSet === null) o = writeUtf8(m, o, cp);
-      else {
-        const n = out! % 8;
-        let key = Math.floor(out! / 8);
-        for (let j = n - 1; j >= 0; j--) {
-          m[o + j] = key % 256;
-          key = Math.floor(key / 256);
-        }
-        o += n;
-      }
-      i += l;
+      let key = 0;
+      for (let j = 0; j < l; j++) key = key * 256 + m[i + j]!;
+      cp = fromSet.toUnicode.get(key) ??
+        (l === 4 && from === GB18030 ? gb18030CodePoint(m, i) : undefined);
     }
-    if (failure === null || !substitute) break;
-    m[o++] = QUESTION_MARK;
-    i = Math.min(end, i + (failure === "invalid" ? 1 : failedLength));
-    failure = null;
+    let out: number | undefined;
+    if (cp !== undefined && toSet !== null) {
+      out = toSet.fromUnicode.get(cp) ??
+        (to === GB18030 && cp > 0xffff ? gb18030Supplementary(cp) * 8 + 4 : undefined);
+    }
+    if (cp === undefined || (toSet !== null && out === undefined)) {
+      failure = "untranslatable";
+      break;
+    }
+    if (toSet === null) o = writeUtf8(m, o, cp);
+    else {
+      const n = out! % 8;
+      let key = Math.floor(out! / 8);
+      for (let j = n - 1; j >= 0; j--) {
+        m[o + j] = key % 256;
+        key = Math.floor(key / 256);
+      }
+      o += n;
+    }
+    i += l;
   }
   if (failure !== null && !noError) {
     const remaining = end - i;
@@ -954,7 +942,6 @@ function convert(
 }
 
 const GB18030 = ENCODING_NAMES.indexOf("GB18030");
-const QUESTION_MARK = 0x3f;
 
 function nonZero(m: Uint8Array, i: number, l: number): boolean {
   for (let j = 1; j < l; j++) if (m[i + j] === 0) return false;

@@ -286,6 +286,7 @@ export async function openInstance(
     (db as unknown as { mod: Record<string, unknown> }).mod,
     () => ended !== null,
     (why) => (ended ??= why),
+    (db as unknown as { POSTGRES_MAIN_LONGJMP: number }).POSTGRES_MAIN_LONGJMP,
   );
   let guard: IdentityGuard;
   let backends: BackendFunctions;

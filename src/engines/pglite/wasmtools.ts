@@ -39,7 +39,6 @@ export interface GuardExports {
   errfinish(file: number, line: number, func: number): void;
   __indirect_function_table: WebAssembly.Table;
   post_parse_analyze_hook: WebAssembly.Global;
-  InterruptHoldoffCount: WebAssembly.Global;
 }
 
 /** What the guards need of the instance: its memory, strings, errors, the function table. */
@@ -77,9 +76,6 @@ export class WasmTools {
     }
     if (!(this.ex.post_parse_analyze_hook instanceof WebAssembly.Global)) {
       throw new Error("PGlite does not export post_parse_analyze_hook");
-    }
-    if (!(this.ex.InterruptHoldoffCount instanceof WebAssembly.Global)) {
-      throw new Error("PGlite does not export InterruptHoldoffCount");
     }
     this.#message = this.ex.malloc(MESSAGE_BUFFER);
     this.#detail = this.ex.malloc(MESSAGE_BUFFER);
@@ -128,18 +124,6 @@ export class WasmTools {
     let end = p;
     while (mem[end] !== 0) end++;
     return cStringDecoder.decode(mem.subarray(p, end));
-  }
-
-  /**
-   * Whether the engine is reporting an error to the client: PGlite's
-   * handler (clear_error) holds interrupts while it sends the error, as
-   * PostgreSQL's does, and nothing else that calls a host function does.
-   * An ERROR raised then does not reach a handler as in PostgreSQL, where
-   * the second error is reported instead of the first: PGlite calls
-   * exit(), which ends the one backend every session shares.
-   */
-  reportingError(): boolean {
-    return this.view().getUint32(this.ex.InterruptHoldoffCount.value as number, true) !== 0;
   }
 
   /**

@@ -232,24 +232,30 @@ describe("default server", () => {
     await u.end();
   });
 
-  // PostgreSQL reports the conversion's 22P05 in place of such an error;
-  // PGlite ended its one backend there, for every session (a LATIN1 psql
-  // and a RAISE of '…' crashed the cluster).
-  test("an error whose own text the client's encoding lacks comes with ? for it, and every session goes on", async () => {
+  // PostgreSQL reports the conversion's 22P05 in place of such an error
+  // (its handler runs again for an error raised in it); PGlite ended its
+  // one backend there, for every session: a LATIN1 psql and a RAISE of '…'
+  // crashed the cluster.
+  test("an error whose own text the client's encoding lacks is reported as the conversion's 22P05, and every session goes on", async () => {
     const s = server();
     const u = await pgClient(s);
+    const untranslatable =
+      'ERROR:  character with byte sequence 0xe2 0x80 0xa6 in encoding "UTF8" has no equivalent in encoding "LATIN1"';
     const r = await psqlIn(
       s,
       "LATIN1",
       latin1(
-        "DO $$BEGIN RAISE EXCEPTION 'x%y', chr(8230) USING DETAIL = 'd' || chr(8230) || '\xe9'; END$$;\n" +
+        "DO $$BEGIN RAISE EXCEPTION 'x%y', chr(8230) USING DETAIL = 'd' || chr(8230); END$$;\n" +
           "SELECT chr(8230)::int;\n" +
           "SELECT 'caf\xe9' AS still_here;\n",
       ),
     );
-    // psql's stderr is LATIN1 (é is 0xE9, not UTF-8: read as U+FFFD here).
-    expect(r.err).toContain("ERROR:  x?y\nDETAIL:  d?\ufffd\n");
-    expect(r.err).toContain('ERROR:  invalid input syntax for type integer: "?"');
+    expect(
+      r.err.split("\n").filter((l) => l.includes("ERROR:")).map((l) =>
+        l.replace(/^.*?ERROR:/, "ERROR:")
+      ),
+    )
+      .toEqual([untranslatable, untranslatable]);
     expect(r.out).toEqual(latin1("caf\xe9\n"));
     expect((await u.query("SELECT 'Zürich' AS city")).rows).toEqual([{ city: "Zürich" }]);
     await u.end();
