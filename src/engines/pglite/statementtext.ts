@@ -329,7 +329,8 @@ function inspect(
       return w0 === "create" ? prefixedName(CREATE_AS_EXECUTE, sql, st, prefix, acc) : null;
     }
     case "explain":
-      return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix, acc);
+      return prefixedName(EXPLAIN_EXECUTE, sql, st, prefix, acc) ??
+        prefixedName(EXPLAIN_CREATE_AS_EXECUTE, sql, st, prefix, acc);
     case "reassign":
       // REASSIGN OWNED gives away databases too: their owners are the cluster's (dbregistry.ts).
       if (w1 === "owned") acc.databasesDirty = true;
@@ -448,9 +449,11 @@ const IDENT = String.raw`(?:"(?:[^"]|"")+"|[a-z_\u0080-\uffff][a-z0-9_$\u0080-\u
 const NAME = `(${IDENT})`;
 /** A name, qualified or not, in either spelling. */
 const QUALIFIED = String.raw`(?:${IDENT}\s*\.\s*)*${IDENT}`;
+/** `EXPLAIN [(options)] [ANALYZE] [VERBOSE] `, before the statement it explains. */
+const EXPLAIN = String.raw`explain\s*(?:\([^)]*\)\s*)?(?:(?:analy[sz]e|verbose)\s+)*`;
 /** `EXPLAIN [(options)] [ANALYZE] [VERBOSE] EXECUTE name`, the name's span captured. */
 const EXPLAIN_EXECUTE = new RegExp(
-  String.raw`^\s*explain\s*(?:\([^)]*\)\s*)?(?:(?:analy[sz]e|verbose)\s+)*execute\s+` + NAME,
+  String.raw`^\s*` + EXPLAIN + String.raw`execute\s+` + NAME,
   "di",
 );
 /**
@@ -466,6 +469,11 @@ const CREATE_AS_EXECUTE = new RegExp(
     String
       .raw`(?:on\s+commit\s+(?:preserve\s+rows|delete\s+rows|drop)\s+)?(?:tablespace\s+\S+\s+)?` +
     String.raw`as\s+execute\s+` + NAME,
+  "di",
+);
+/** The same, explained: `EXPLAIN [(options)] [ANALYZE] [VERBOSE] CREATE … TABLE … AS EXECUTE name`. */
+const EXPLAIN_CREATE_AS_EXECUTE = new RegExp(
+  String.raw`^\s*` + EXPLAIN + CREATE_AS_EXECUTE.source.replace(/^\^\\s\*/, ""),
   "di",
 );
 

@@ -330,6 +330,17 @@ describe("two sessions stay apart", () => {
     await b.query("create temporary table if not exists from_p (w) as execute p(7)");
     expect((await a.query("select v from from_p")).rows).toEqual([{ v: 70 }]);
     expect((await b.query("select w from from_p")).rows).toEqual([{ w: 8 }]);
+    // Explained too (PostgreSQL 18's regression tests select_into and write_parallel).
+    expect(
+      await plan(
+        a,
+        "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF, TIMING OFF, BUFFERS OFF)\n  CREATE TABLE from_p2 (x) AS\n  EXECUTE p(3) WITH DATA",
+      ),
+    ).toEqual(["Result (actual rows=1.00 loops=1)"]);
+    expect(await plan(b, "explain (costs off) create temp table from_p2 as execute p(4)"))
+      .toEqual(["Result"]);
+    expect((await a.query("select x from from_p2")).rows).toEqual([{ x: 30 }]);
+    await a.query("drop table from_p2");
     const nosuch = await a.query("explain execute nosuch").catch((e) => e);
     expect([nosuch.code, nosuch.message]).toEqual([
       "26000",
