@@ -223,6 +223,9 @@ export class EngineCatalogs {
   async refreshDatabases(): Promise<void> {
     const host = this.#host;
     host.catalogsChanging();
+    // The session that changed them may be any role (REASSIGN OWNED, a
+    // GRANT on a database): pg_authid is the superuser's to read.
+    await host.asBootstrapSuperuser();
     const [defaults = [], databases = []] = await host.queries([ROLE_DEFAULTS_SQL, DATABASES_SQL]);
     this.#roleDefaults = defaults as RoleDefault[];
     this.#takeDatabases(databases);

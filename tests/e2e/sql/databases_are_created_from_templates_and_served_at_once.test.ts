@@ -370,6 +370,12 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         const b = await pgClient(s, { user: "own_b" });
         await b.query("ALTER DATABASE owned_db SET work_mem = '2MB'");
         await b.query("COMMENT ON DATABASE owned_db IS 'b''s'");
+        // A role that is no superuser may REASSIGN what it owns: pgts's own
+        // read of the databases' owners after it reads pg_authid as the
+        // superuser (it failed as the session's role: "engine failure:
+        // permission denied for table pg_authid").
+        await b.query("REASSIGN OWNED BY own_b TO own_b");
+        expect((await b.query("SELECT current_user AS u")).rows).toEqual([{ u: "own_b" }]);
         await b.end();
         // PostgreSQL's refusal, from any database, in a DO block too.
         for (
