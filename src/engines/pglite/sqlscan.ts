@@ -36,7 +36,7 @@ const MAX_TOKENS = 8;
 export const MAX_SCANNED_TOKENS = MAX_TOKENS;
 
 const GATE =
-  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stat_activity|stat_ssl|stat_gssapi|numbackends|pg_cursor|extension|grant|revoke|declare|close|savepoint|release|rollback|owned/i;
+  /set|listen|prepare|execute|deallocate|discard|role|user|group|database|temp|authorization|stdin|stdout|stat_activity|stat_ssl|stat_gssapi|numbackends|pg_cursor|extension|grant|revoke|declare|close|savepoint|release|rollback|owned/i;
 
 /**
  * Whether a plain '…' string takes backslash escapes, as it does where

@@ -186,18 +186,21 @@ function sessionCommand(acc: Acc, lone: boolean, kind: "discard all" | "dealloca
 }
 
 /**
- * Whether a COPY statement's text reads from the client: FROM STDIN, as
- * PostgreSQL's scanner reads it (a comment may stand between the two
- * words). Inside parentheses too: a COPY (query) TO whose query reads a
- * table named stdin is fed for nothing, harmlessly.
+ * Whether a COPY statement's text reads from the client: FROM STDIN, or
+ * FROM STDOUT, which PostgreSQL's grammar takes for the same (either word
+ * names the client, whichever way the COPY goes), as its scanner reads it
+ * (a comment may stand between the two words). Inside parentheses too: a
+ * COPY (query) TO whose query reads a table named stdin is fed for
+ * nothing, harmlessly.
  */
 function readsStdin(text: string): boolean {
-  if (!/stdin/i.test(text)) return false;
+  if (!/std(?:in|out)/i.test(text)) return false;
   const tokens = scanStatements(text, Infinity)[0]?.tokens ?? [];
-  return tokens.some((t, i) =>
-    t.kind === "word" && t.text === "from" && tokens[i + 1]?.kind === "word" &&
-    tokens[i + 1]!.text === "stdin"
-  );
+  return tokens.some((t, i) => {
+    const next = tokens[i + 1];
+    return t.kind === "word" && t.text === "from" && next?.kind === "word" &&
+      (next.text === "stdin" || next.text === "stdout");
+  });
 }
 
 /**
