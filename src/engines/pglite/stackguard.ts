@@ -13,9 +13,11 @@
  * kB of native stack per level against 1 kB of shadow stack); a recursive
  * SQL function takes under 100 bytes of shadow stack a level and its native
  * frames more or less by how the JIT compiled them (it ran out before 128kB
- * of shadow stack in one run, not in another), and code whose locals are
- * all WASM locals takes none: a JSON literal nested 200,000 deep
- * (`'[[[…'::jsonb`) never reaches max_stack_depth. The overflow is a
+ * of shadow stack in one run, not in another), and a JSON literal nested
+ * 5,000 deep (`'[[[…'::jsonb`, a few dozen bytes of shadow stack a level)
+ * ran out on a warm engine where a fresh one reached its 54001 at 8,000
+ * (under Deno, PostgreSQL 18's regression tests json and jsonb, 10,000
+ * deep with max_stack_depth 100kB, ran out). The overflow is a
  * RangeError thrown through the WASM frames; PGlite's main loop swallows
  * every exception and goes on with a backend whose memory contexts, error
  * stack and locks were left in the middle of a call: wrong answers (no
