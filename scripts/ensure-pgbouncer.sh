@@ -21,5 +21,5 @@ if [ ! -e "$policy" ]; then
   ours=1
 fi
 trap 'if [ "$ours" = 1 ]; then rm -f "$policy"; fi' EXIT
-apt-get install -y -qq pgbouncer >/dev/null 2>&1 ||
-  { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq pgbouncer >/dev/null 2>&1 ||
+  { apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq pgbouncer >/dev/null; }
