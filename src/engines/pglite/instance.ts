@@ -73,6 +73,7 @@ import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
+import { installJsonDepthGuard } from "./jsondepth.ts";
 import { applyConfigReload } from "./configreload.ts";
 import { type GucChange, GucWatch } from "./gucwatch.ts";
 import { PG_SETTINGS } from "../../core/guc/pg_settings.ts";
@@ -308,6 +309,7 @@ export async function openInstance(
     tools = captured.tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
+    installJsonDepthGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf(), sessions });
     installServerFileGuard(tools);
     const running = backends;

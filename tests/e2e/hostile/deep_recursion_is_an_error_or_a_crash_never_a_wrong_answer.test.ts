@@ -7,11 +7,18 @@
  * 2,000 levels) used to give no rows, then break every session; now it ends
  * the engine's backend as a segfault ends a PostgreSQL backend: the crash
  * cycle runs and the server serves again by itself with committed data.
+ * A JSON value nested past 1,000 levels (src/engines/pglite/jsondepth.ts)
+ * is 54001 in whichever way it comes in, before the parser's recursion
+ * could run the native stack out (5,000 levels of `'[[[…'::jsonb` ended
+ * every session of the cluster).
  */
 
 import { describe, expect, test } from "bun:test";
-import { pgClient, startSqlServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import { ENGINE_TEST_ADAPTERS } from "../../helpers/pgts.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pgClient, pgEnv, startSqlServer, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
+import { ENGINE_TEST_ADAPTERS, PG_BIN } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -71,6 +78,66 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(server.log).toMatch(/native stack overflow/);
       await a.end().catch(() => {});
       await b.end().catch(() => {});
+    });
+
+    test("a JSON value nested past 1,000 levels is 54001 however it comes in, and no session notices", async () => {
+      const server = await startSqlServer({
+        ...(adapter === undefined ? {} : { adapter }),
+        settings: { fsync: "off" },
+      });
+      const a = await pgClient(server);
+      const b = await pgClient(server);
+      const nested = (n: number, open = "[", close = "]") => open.repeat(n) + close.repeat(n);
+      const refused = { code: "54001", message: "stack depth limit exceeded" };
+      // As a parameter and as a literal, json and jsonb, arrays and objects.
+      expect(await failure(a.query("SELECT $1::jsonb", [nested(100_000)]))).toMatchObject(refused);
+      expect(await failure(a.query("SELECT $1::json", [nested(100_000)]))).toMatchObject(refused);
+      const objects = '{"a":'.repeat(10_000) + "1" + "}".repeat(10_000);
+      expect(await failure(a.query(`SELECT '${objects}'::jsonb`))).toMatchObject(refused);
+      // Brackets inside strings are no nesting; what fits parses as before.
+      const inString = JSON.stringify(["[".repeat(50_000)]);
+      expect((await a.query("SELECT jsonb_array_length($1::jsonb) AS n", [inString])).rows)
+        .toEqual([{ n: 1 }]);
+      expect((await a.query("SELECT jsonb_typeof($1::jsonb) AS t", [nested(1_000)])).rows)
+        .toEqual([{ t: "array" }]);
+      // Binary COPY reads jsonb with jsonb_recv: a version byte, then the text.
+      await a.query("CREATE TABLE deep_json (j jsonb)");
+      const dir = mkdtempSync(join(tmpdir(), "pgts-deep-json-"));
+      try {
+        const text = new TextEncoder().encode(nested(100_000));
+        const field = new Uint8Array(1 + text.length);
+        field[0] = 1;
+        field.set(text, 1);
+        const head = new Uint8Array(
+          [..."PGCOPY\n"].map((c) => c.charCodeAt(0)).concat([0xff, 13, 10, 0]),
+        );
+        const file = new Uint8Array(head.length + 8 + 2 + 4 + field.length + 2);
+        const v = new DataView(file.buffer);
+        file.set(head, 0);
+        let at = head.length + 8; // flags and the header extension's length: 0
+        v.setInt16(at, 1);
+        v.setInt32(at + 2, field.length);
+        file.set(field, at + 6);
+        at += 6 + field.length;
+        v.setInt16(at, -1);
+        writeFileSync(join(dir, "deep.bin"), file);
+        const psql = Bun.spawn([
+          `${PG_BIN}/psql`,
+          "-X",
+          "-c",
+          `\\copy deep_json from '${join(dir, "deep.bin")}' with (format binary)`,
+        ], { env: pgEnv(server), stdout: "pipe", stderr: "pipe" });
+        const [err] = await Promise.all([new Response(psql.stderr).text(), psql.exited]);
+        expect(err).toContain("ERROR:  stack depth limit exceeded");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      // The session and every other go on; the engine's backend never ended.
+      expect((await a.query("SELECT count(*)::int AS n FROM deep_json")).rows).toEqual([{ n: 0 }]);
+      expect((await b.query("SELECT 'still here' AS s")).rows).toEqual([{ s: "still here" }]);
+      expect(server.log).not.toMatch(/native stack overflow/);
+      await a.end();
+      await b.end();
     });
   });
 }
