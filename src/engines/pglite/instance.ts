@@ -74,6 +74,7 @@ import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesi
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
 import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
 import { installJsonDepthGuard } from "./jsondepth.ts";
+import { installQueryDepthGuard } from "./querydepth.ts";
 import { applyConfigReload } from "./configreload.ts";
 import { type GucChange, GucWatch } from "./gucwatch.ts";
 import { PG_SETTINGS } from "../../core/guc/pg_settings.ts";
@@ -310,6 +311,7 @@ export async function openInstance(
     guard = installEngineGuards(tools);
     installEncodingGuard(tools);
     installJsonDepthGuard(tools);
+    installQueryDepthGuard(tools);
     backends = installBackendFunctions(tools, { cancelSelf: () => clock.cancelSelf(), sessions });
     installServerFileGuard(tools);
     const running = backends;

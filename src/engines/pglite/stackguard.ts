@@ -18,7 +18,8 @@
  * ran out on a warm engine where a fresh one reached its 54001 at 8,000
  * (under Deno, PostgreSQL 18's regression tests json and jsonb, 10,000
  * deep with max_stack_depth 100kB, ran out; jsondepth.ts now measures JSON
- * before it is parsed). The overflow is a
+ * before it is parsed, and querydepth.ts counts nested queries). The
+ * overflow is a
  * RangeError thrown through the WASM frames; PGlite's main loop swallows
  * every exception and goes on with a backend whose memory contexts, error
  * stack and locks were left in the middle of a call: wrong answers (no

@@ -254,7 +254,7 @@ function packSqlstate(code: string): number {
 }
 
 /** A WebAssembly value type of a host function's parameters. */
-export type WasmParam = "i32" | "f64";
+export type WasmParam = "i32" | "i64" | "f64";
 
 /**
  * A host function as a WebAssembly function of type (i32 × params, or the
@@ -268,10 +268,11 @@ export function wasmFunction(
   // deno-lint-ignore ban-types -- WebAssembly.Table.set takes a Function
 ): Function {
   const I32 = 0x7f;
+  const I64 = 0x7e;
   const F64 = 0x7c;
   const params = typeof type.params === "number"
     ? Array<number>(type.params).fill(I32)
-    : type.params.map((t) => (t === "f64" ? F64 : I32));
+    : type.params.map((t) => (t === "f64" ? F64 : t === "i64" ? I64 : I32));
   const sig = [
     0x60,
     params.length,

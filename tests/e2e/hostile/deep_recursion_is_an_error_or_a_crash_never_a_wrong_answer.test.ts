@@ -3,10 +3,12 @@
  * PL/pgSQL recursion deeper than max_stack_depth (256kB for the engine)
  * gets PostgreSQL's 54001 "stack depth limit exceeded" and the session and
  * the others go on. Recursion that exhausts the JavaScript engine's native
- * stack before PostgreSQL's check sees it (a recursive SQL function, some
- * 2,000 levels) used to give no rows, then break every session; now it ends
- * the engine's backend as a segfault ends a PostgreSQL backend: the crash
- * cycle runs and the server serves again by itself with committed data.
+ * stack before PostgreSQL's check sees it (a 20,000-term expression) used
+ * to give no rows, then break every session; now it ends the engine's
+ * backend as a segfault ends a PostgreSQL backend: the crash cycle runs and
+ * the server serves again by itself with committed data. A recursive SQL
+ * function past 600 nested queries (src/engines/pglite/querydepth.ts) is
+ * 54001, where it was such a crash.
  * A JSON value nested past 1,000 levels (src/engines/pglite/jsondepth.ts)
  * is 54001 in whichever way it comes in, before the parser's recursion
  * could run the native stack out (5,000 levels of `'[[[…'::jsonb` ended
@@ -59,8 +61,16 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect((await a.query("SELECT recn(100) AS r")).rows).toEqual([{ r: 100 }]);
       expect((await b.query("SELECT count(*)::int AS n FROM kept")).rows).toEqual([{ n: 2 }]);
 
+      // A SQL function that recurses past 600 nested queries: 54001 too
+      // (querydepth.ts), where it ran the native stack out and reset the
+      // cluster (PostgreSQL 18's regression test infinite_recurse).
+      const sqlDeep = await failure(a.query("SELECT recs(20000)"));
+      expect(sqlDeep).toMatchObject({ code: "54001", message: "stack depth limit exceeded" });
+      expect((await a.query("SELECT recs(1000) AS r")).rows).toEqual([{ r: 1000 }]);
+      expect((await b.query("SELECT count(*)::int AS n FROM kept")).rows).toEqual([{ n: 2 }]);
+
       // Beyond the native stack: the statement fails, the cluster is reset.
-      const overflow = await failure(a.query("SELECT recs(20000)"));
+      const overflow = await failure(a.query(`SELECT ${"1+".repeat(20_000)}1`));
       expect(overflow.message).toMatch(/native stack overflow/);
       const rows = await waitFor("the server to serve again by itself", async () => {
         try {
