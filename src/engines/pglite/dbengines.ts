@@ -418,9 +418,16 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   // ---- internals
 
   #databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]> {
-    const run = this.#commands.catch(() => {}).then(() =>
-      isAlterSystem(sql) ? [alterSystem(this, session, sql)] : databaseCommand(this, session, sql)
-    );
+    const run = this.#commands.catch(() => {}).then(async () => {
+      // The roles it names are looked up in "postgres"'s engine, where a
+      // role made a moment ago in another database may still be on its way
+      // (CREATE ROLE r, then ALTER DATABASE d OWNER TO r: 42704 "role does
+      // not exist" seven times in eight from a third database).
+      await this.#engines.settleRoles();
+      return isAlterSystem(sql)
+        ? [alterSystem(this, session, sql)]
+        : await databaseCommand(this, session, sql);
+    });
     this.#commands = run;
     return run;
   }

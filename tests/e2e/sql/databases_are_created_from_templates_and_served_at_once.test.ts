@@ -519,11 +519,27 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
           );
           expect(renamed.rows).toEqual([{ rolname: `next_q${i}` }]);
         }
+        // Made in a database other than "postgres" and named at once by a
+        // database command, whose roles are looked up in "postgres"'s engine
+        // (42704 "role does not exist" seven times in eight before;
+        // PostgreSQL 18's regression test database).
+        await admin.query("CREATE DATABASE next_owned");
+        for (let i = 0; i < 5; i++) {
+          await other.query(`CREATE ROLE next_o${i}`);
+          await other.query(`ALTER DATABASE next_owned OWNER TO next_o${i}`);
+        }
+        await other.query("CREATE ROLE next_o5");
+        await other.query("CREATE DATABASE next_owned5 OWNER next_o5");
       } finally {
         await other.end();
         await admin.query("DROP DATABASE next_stmt").catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS next_owned").catch(() => {});
+        await admin.query("DROP DATABASE IF EXISTS next_owned5").catch(() => {});
         for (let i = 0; i < 15; i++) {
           await admin.query(`DROP ROLE IF EXISTS next_q${i}, next_r${i}`).catch(() => {});
+        }
+        for (let i = 0; i < 6; i++) {
+          await admin.query(`DROP ROLE IF EXISTS next_o${i}`).catch(() => {});
         }
         await admin.end();
       }
