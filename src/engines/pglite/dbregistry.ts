@@ -52,7 +52,11 @@ export interface Slot {
   idle: ReturnType<typeof setTimeout> | null;
   /** Sessions being started on the engine: an idle close must not take it from under them. */
   starting: number;
-  /** Copies of changed roles queued for this engine and not yet made (rolesChanged). */
+  /**
+   * Copies of the cluster's catalogs queued for this engine and not yet
+   * made: changed roles (rolesChanged), a database's changed privileges
+   * (privilegesChanged). Its sessions' next statements wait for them.
+   */
   rolesDue?: Promise<void>;
 }
 
@@ -296,6 +300,18 @@ export class DatabaseEngines {
    * engine could not take them).
    */
   async privilegesChanged(source: PgliteEngine): Promise<void> {
+    // Due now, before the first await: the answer of the statement that
+    // changed them has not gone yet, and a DROP ROLE in another database
+    // right after it must see them (its dependencies), as in PostgreSQL.
+    const arrived = this.#copiesDue(source);
+    try {
+      await this.#privilegesShown(source);
+    } finally {
+      arrived();
+    }
+  }
+
+  async #privilegesShown(source: PgliteEngine): Promise<void> {
     await this.#othersChangedIn(source);
     const slot = this.#slotServing(source);
     if (slot === undefined) return;
@@ -381,10 +397,12 @@ export class DatabaseEngines {
     return undefined;
   }
 
-  /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
-  rolesChanged(source: PgliteEngine): void {
-    // Each engine to copy to has a promise of it now, before the copy is
-    // queued: its sessions' next statements wait for it (rolesArriving).
+  /**
+   * A promise of a copy from `source` on every other open (or opening)
+   * engine's slot, chained to the copies already due there: the resolvers,
+   * by slot.
+   */
+  #dueOn(source: PgliteEngine): Map<Slot, () => void> {
     const due = new Map<Slot, () => void>();
     for (const s of this.#slots.values()) {
       if ((s.engine === null && s.busy === null) || s.engine === source) continue;
@@ -396,6 +414,23 @@ export class DatabaseEngines {
         });
       s.rolesDue = mine;
     }
+    return due;
+  }
+
+  /** #dueOn, resolved all at once by the function returned. */
+  #copiesDue(source: PgliteEngine): () => void {
+    const due = this.#dueOn(source);
+    return () => {
+      for (const resolve of due.values()) resolve();
+      due.clear();
+    };
+  }
+
+  /** Roles may have changed in `source`: every other open engine gets its pg_authid. */
+  rolesChanged(source: PgliteEngine): void {
+    // Each engine to copy to has a promise of it now, before the copy is
+    // queued: its sessions' next statements wait for it (rolesArriving).
+    const due = this.#dueOn(source);
     const arrived = (s: Slot) => {
       due.get(s)?.();
       due.delete(s);
