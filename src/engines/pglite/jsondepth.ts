@@ -18,14 +18,16 @@
  * binary json_recv, jsonb_recv: every cast, literal, COPY and parameter of
  * those types goes through them) are wrapped in their function table slots
  * (backends.ts wrapBuiltin) by a function that measures the text's nesting
- * first, in one pass that skips strings, and raises 54001 past
- * MAX_JSON_DEPTH; a text shorter than MAX_JSON_DEPTH bytes cannot nest that
- * deep and is not read. PostgreSQL's own limit, from its 2MB stack, is
- * tens of thousands of levels. 1,000 leaves the native stack room for the
- * statement around the parse: 2,000 parsed alone under Bun and Deno, but a
- * 2,000-deep object cast inside 150 levels of PL/pgSQL recursion once ran
- * Bun's out (most such casts got check_stack_depth's own 54001). JSON parsed from a text by other paths (the
- * IS JSON predicate, JSON_QUERY on a text argument) is not measured.
+ * first, in one pass that skips strings and stops at a NUL (where the
+ * parser stops too), and raises 54001 past MAX_JSON_DEPTH; a binary text
+ * shorter than MAX_JSON_DEPTH bytes cannot nest that deep and is not read.
+ * PostgreSQL's own limit, from its 2MB stack, is tens of thousands of
+ * levels. 1,000 leaves the native stack room for the statement around the
+ * parse: 2,000 parsed alone under Bun and Deno, but a 2,000-deep object
+ * cast inside 150 levels of PL/pgSQL recursion once ran Bun's out (most
+ * such casts got check_stack_depth's own 54001). JSON parsed from a text
+ * by other paths (the IS JSON predicate, JSON_QUERY on a text argument) is
+ * not measured.
  */
 
 import { argDatum, wrapBuiltin } from "./backends.ts";
@@ -53,15 +55,17 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 
 /**
- * Whether the JSON text in `m` from `start` to `end` nests arrays and
- * objects deeper than `max` (outside its strings). Malformed text is
- * measured as far as it goes; the parser reports what is wrong with it.
+ * Whether the JSON text in `m` from `start` to `end` (or to a NUL before
+ * it: a C string's end) nests arrays and objects deeper than `max` (outside
+ * its strings). Malformed text is measured as far as it goes; the parser
+ * reports what is wrong with it.
  */
 export function nestsDeeperThan(m: Uint8Array, start: number, end: number, max: number): boolean {
   let depth = 0;
   let inString = false;
   for (let i = start; i < end; i++) {
     const b = m[i]!;
+    if (b === 0) return false;
     if (inString) {
       if (b === BACKSLASH) i++;
       else if (b === QUOTE) inString = false;
@@ -80,20 +84,11 @@ export function installJsonDepthGuard(tools: WasmTools): void {
       hint:
         `The embedded engine parses JSON nested at most ${MAX_JSON_DEPTH} deep: deeper, its native stack would run out before max_stack_depth is reached.`,
     });
-  const measure = (start: number, end: number) => {
-    if (
-      end - start > MAX_JSON_DEPTH && nestsDeeperThan(tools.bytes(), start, end, MAX_JSON_DEPTH)
-    ) {
-      refuse();
-    }
-  };
   for (const oid of [F_JSON_IN, F_JSONB_IN]) {
     wrapBuiltin(tools, oid, (fcinfo, builtin) => {
-      const text = argDatum(tools, fcinfo, 0);
+      // A C string: measured up to its NUL, in the same pass.
       const m = tools.bytes();
-      let end = text;
-      while (m[end] !== 0) end++;
-      measure(text, end);
+      if (nestsDeeperThan(m, argDatum(tools, fcinfo, 0), m.length, MAX_JSON_DEPTH)) refuse();
       return builtin(fcinfo);
     });
   }
@@ -102,10 +97,14 @@ export function installJsonDepthGuard(tools: WasmTools): void {
       const buf = argDatum(tools, fcinfo, 0);
       const v = tools.view();
       const data = v.getUint32(buf + STRINGINFO_DATA, true);
-      measure(
-        data + v.getInt32(buf + STRINGINFO_CURSOR, true),
-        data + v.getInt32(buf + STRINGINFO_LEN, true),
-      );
+      const start = data + v.getInt32(buf + STRINGINFO_CURSOR, true);
+      const end = data + v.getInt32(buf + STRINGINFO_LEN, true);
+      if (
+        end - start > MAX_JSON_DEPTH &&
+        nestsDeeperThan(tools.bytes(), start, end, MAX_JSON_DEPTH)
+      ) {
+        refuse();
+      }
       return builtin(fcinfo);
     });
   }

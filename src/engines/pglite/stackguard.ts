@@ -19,12 +19,11 @@
  * (under Deno, PostgreSQL 18's regression tests json and jsonb, 10,000
  * deep with max_stack_depth 100kB, ran out; jsondepth.ts now measures JSON
  * before it is parsed, and querydepth.ts counts nested queries). The
- * overflow is a
- * RangeError thrown through the WASM frames; PGlite's main loop swallows
- * every exception and goes on with a backend whose memory contexts, error
- * stack and locks were left in the middle of a call: wrong answers (no
- * rows), then "ERRORDATA_STACK_SIZE exceeded" or an endless loop for every
- * session. Handling the RangeError as an ERROR that reached the main loop's
+ * overflow is a RangeError thrown through the WASM frames; PGlite's main
+ * loop swallows every exception and goes on with a backend whose memory
+ * contexts, error stack and locks were left in the middle of a call: wrong
+ * answers (no rows), then "ERRORDATA_STACK_SIZE exceeded" or an endless
+ * loop for every session. Handling the RangeError as an ERROR that reached the main loop's
  * handler (the error made with errstart, PGlite's own longjmp status
  * thrown) answered 54001 and served on, but the PG_CATCH blocks the
  * RangeError had skipped left state behind, and the session's close ended
