@@ -462,23 +462,21 @@ const EXPLAIN_EXECUTE = new RegExp(
 /**
  * `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE [IF NOT EXISTS]
  * name [(columns)] [USING method] [WITH (…)] [ON COMMIT …] [TABLESPACE t]
- * AS EXECUTE name`, the statement's name's span captured; anchored at the
+ * AS EXECUTE name`, the statement's name captured.
+ */
+const CREATE_AS =
+  String.raw`create\s+(?:(?:global|local)\s+)?(?:(?:temp|temporary|unlogged)\s+)?table\s+` +
+  String.raw`(?:if\s+not\s+exists\s+)?` + QUALIFIED + String.raw`\s*(?:\([^)]*\)\s*)?` +
+  String.raw`(?:using\s+\S+\s+)?(?:with(?:out\s+oids)?\s*(?:\([^)]*\)\s*)?)?` +
+  String.raw`(?:on\s+commit\s+(?:preserve\s+rows|delete\s+rows|drop)\s+)?(?:tablespace\s+\S+\s+)?` +
+  String.raw`as\s+execute\s+` + NAME;
+/**
+ * CREATE_AS as a statement, the name's span captured; anchored at the
  * start, so a function body that says the same is never matched.
  */
-const CREATE_AS_EXECUTE = new RegExp(
-  String.raw`^\s*create\s+(?:(?:global|local)\s+)?(?:(?:temp|temporary|unlogged)\s+)?table\s+` +
-    String.raw`(?:if\s+not\s+exists\s+)?` + QUALIFIED + String.raw`\s*(?:\([^)]*\)\s*)?` +
-    String.raw`(?:using\s+\S+\s+)?(?:with(?:out\s+oids)?\s*(?:\([^)]*\)\s*)?)?` +
-    String
-      .raw`(?:on\s+commit\s+(?:preserve\s+rows|delete\s+rows|drop)\s+)?(?:tablespace\s+\S+\s+)?` +
-    String.raw`as\s+execute\s+` + NAME,
-  "di",
-);
+const CREATE_AS_EXECUTE = new RegExp(String.raw`^\s*` + CREATE_AS, "di");
 /** The same, explained: `EXPLAIN [(options)] [ANALYZE] [VERBOSE] CREATE … TABLE … AS EXECUTE name`. */
-const EXPLAIN_CREATE_AS_EXECUTE = new RegExp(
-  String.raw`^\s*` + EXPLAIN + CREATE_AS_EXECUTE.source.replace(/^\^\\s\*/, ""),
-  "di",
-);
+const EXPLAIN_CREATE_AS_EXECUTE = new RegExp(String.raw`^\s*` + EXPLAIN + CREATE_AS, "di");
 
 /**
  * The name `re` captures in the statement (EXPLAIN EXECUTE's, CREATE TABLE
