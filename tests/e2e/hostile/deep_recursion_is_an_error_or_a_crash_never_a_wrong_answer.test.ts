@@ -44,11 +44,11 @@ async function failure(p: Promise<unknown>): Promise<{ code?: string; message: s
 
 for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
+    const start = () =>
+      startSqlServer({ ...(adapter === undefined ? {} : { adapter }), settings: { fsync: "off" } });
+
     test("PL/pgSQL recursion past max_stack_depth is 54001; a native stack overflow is a crash the server recovers from", async () => {
-      const server = await startSqlServer({
-        ...(adapter === undefined ? {} : { adapter }),
-        settings: { fsync: "off" },
-      });
+      const server = await start();
       const a = await pgClient(server);
       const b = await pgClient(server);
       await a.query(FUNCTIONS);
@@ -95,10 +95,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
     });
 
     test("a JSON value nested past 1,000 levels is 54001 however it comes in, and no session notices", async () => {
-      const server = await startSqlServer({
-        ...(adapter === undefined ? {} : { adapter }),
-        settings: { fsync: "off" },
-      });
+      const server = await start();
       const a = await pgClient(server);
       const b = await pgClient(server);
       const nested = (n: number, open = "[", close = "]") => open.repeat(n) + close.repeat(n);
