@@ -72,7 +72,12 @@ import { ClientAddresses } from "./clientaddr.ts";
 import { installArchiverReset } from "./pgstat_archiver.ts";
 import { cacheFileSizes, type EmscriptenFsModes, type NodeFsOps } from "./filesize.ts";
 import { forgetFailedCreates, type HostFs, leavePermissionsToTheHost } from "./hostfs.ts";
-import { ENGINE_MAX_STACK_DEPTH, guardNativeStack } from "./stackguard.ts";
+import {
+  ENGINE_MAX_STACK_DEPTH,
+  guardInvokes,
+  guardNativeStack,
+  type NativeOverflows,
+} from "./stackguard.ts";
 import { installJsonDepthGuard } from "./jsondepth.ts";
 import { installQueryDepthGuard } from "./querydepth.ts";
 import { applyConfigReload } from "./configreload.ts";
@@ -136,6 +141,8 @@ export async function openInstance(
     flusher.onFailure = walPanic;
   }
 
+  // Set by the instantiate hook below (stackguard.ts).
+  let overflows: NativeOverflows = { guard: () => null, stepBegins: () => null };
   const hooks = {
     name: "pgts-interrupts",
     setup: async (_pg: unknown, emscriptenOpts: Record<string, unknown>) => {
@@ -158,6 +165,7 @@ export async function openInstance(
         // `env` and `wasi_snapshot_preview1` are the same object in this build.
         const env = imports["env"]!;
         wrapWallClock(env, () => clock.memory);
+        overflows = guardInvokes(env, () => captured.tools);
         wrapConversionSymbols(env, () => captured.tools);
         clock.wrapImports(env);
         // A PANIC (a failed fsync of the WAL, for one) ends Postgres with
@@ -289,6 +297,7 @@ export async function openInstance(
     () => ended !== null,
     (why) => (ended ??= why),
     (db as unknown as { POSTGRES_MAIN_LONGJMP: number }).POSTGRES_MAIN_LONGJMP,
+    overflows,
   );
   let guard: IdentityGuard;
   let backends: BackendFunctions;

@@ -1,39 +1,42 @@
 /**
- * Deep recursion in the engine: a clean 54001 where it can be had, a crash
- * where it cannot. And an error raised while the engine reports an error:
- * reported as PostgreSQL reports it.
+ * Deep recursion in the engine: PostgreSQL's 54001 wherever it can be
+ * raised, a crash where it cannot. And an error raised while the engine
+ * reports an error: reported as PostgreSQL reports it.
  *
  * PostgreSQL bounds recursion with check_stack_depth(), which measures the
  * C stack against max_stack_depth. In WebAssembly that is Emscripten's
  * shadow stack (8 MB in PGlite), but every WASM call also takes a frame of
  * the JavaScript engine's own native stack, and that one is small and fixed
  * for a Worker (Bun's cannot be made larger: neither `ulimit -s`,
- * BUN_JSC_maxPerThreadStackUsage nor a Worker option moves it). A Bun or
- * Deno Worker runs out at about 400 levels of PL/pgSQL recursion (some 10
- * kB of native stack per level against 1 kB of shadow stack); a recursive
- * SQL function takes under 100 bytes of shadow stack a level and its native
- * frames more or less by how the JIT compiled them (it ran out before 128kB
- * of shadow stack in one run, not in another), and a JSON literal nested
- * 5,000 deep (`'[[[…'::jsonb`, a few dozen bytes of shadow stack a level)
- * ran out on a warm engine where a fresh one reached its 54001 at 8,000
- * (under Deno, PostgreSQL 18's regression tests json and jsonb, 10,000
- * deep with max_stack_depth 100kB, ran out; jsondepth.ts now measures JSON
- * before it is parsed, and querydepth.ts counts nested queries). The
- * overflow is a RangeError thrown through the WASM frames; PGlite's main
- * loop swallows every exception and goes on with a backend whose memory
- * contexts, error stack and locks were left in the middle of a call: wrong
- * answers (no rows), then "ERRORDATA_STACK_SIZE exceeded" or an endless
- * loop for every session. Handling the RangeError as an ERROR that reached the main loop's
- * handler (the error made with errstart, PGlite's own longjmp status
- * thrown) answered 54001 and served on, but the PG_CATCH blocks the
- * RangeError had skipped left state behind, and the session's close ended
- * the backend with "ERRORDATA_STACK_SIZE exceeded" a few statements later.
+ * BUN_JSC_maxPerThreadStackUsage nor a Worker option moves it; Deno's is
+ * about 1 MB). A Bun Worker runs out at about 400 levels of PL/pgSQL
+ * recursion (some 10 kB of native stack per level against 1 kB of shadow
+ * stack), a Deno Worker at about 175 on an engine just started; a recursive
+ * SQL function takes under 100 bytes of shadow stack a level, a JSON
+ * literal, a long `1+1+…` or a nested regular expression a few dozen, and
+ * their native frames more or less by how the JIT compiled them (a JSON
+ * value 5,000 deep ran out on a warm engine where a fresh one reached its
+ * 54001 at 8,000; jsondepth.ts now measures JSON before it is parsed, and
+ * querydepth.ts counts nested queries). The overflow is a RangeError thrown
+ * through the WASM frames; PGlite's main loop swallows every exception and
+ * goes on with a backend whose memory contexts, error stack and locks were
+ * left in the middle of a call: wrong answers (no rows), then
+ * "ERRORDATA_STACK_SIZE exceeded" or an endless loop for every session.
+ * Handling every overflow as an ERROR that reached the main loop's handler
+ * (the error made with errstart, PGlite's own longjmp status thrown)
+ * answered 54001 and served on, but the PG_CATCH blocks the RangeError had
+ * skipped left state behind, and the session's close ended the backend
+ * with "ERRORDATA_STACK_SIZE exceeded" a few statements later.
  *
- * So, as PostgreSQL does on a platform with a small stack:
+ * So:
  * - max_stack_depth defaults to 256kB for the engine (PL/pgSQL recursion
  *   stops at about 170 levels with 54001 "stack depth limit exceeded");
- *   a superuser may set it higher, as in PostgreSQL, at the same risk.
- * - an overflow that check_stack_depth did not catch is what a SIGSEGV is to
+ *   a superuser may set it higher, as in PostgreSQL.
+ * - an overflow that check_stack_depth did not catch is raised as that same
+ *   54001 at the innermost frame that can catch an error (guardInvokes
+ *   below): the statement fails, its transaction aborts, the session and
+ *   the others go on. Where that cannot be done (no stack left to raise it
+ *   even there, or inside a critical section), it is what a SIGSEGV is to
  *   PostgreSQL: the backend is ended at once (nothing more runs in it) and
  *   the crash cycle recovers the cluster from its WAL.
  *
@@ -48,6 +51,8 @@
  * runs the handler again, as PostgreSQL's jump back to its sigsetjmp does;
  * a handler that fails MAX_HANDLER_RUNS times over ends the backend.
  */
+
+import type { WasmTools } from "./wasmtools.ts";
 
 /** The engine's max_stack_depth unless the server's configuration names one. */
 export const ENGINE_MAX_STACK_DEPTH = "256kB";
@@ -70,6 +75,7 @@ export function guardNativeStack(
   ended: () => boolean,
   end: (why: string) => void,
   mainLongjmp: number,
+  overflows: NativeOverflows,
 ): void {
   const loopOnce = mod["_PostgresMainLoopOnce"];
   const handler = mod["_PostgresMainLongJmp"];
@@ -86,11 +92,28 @@ export function guardNativeStack(
   if (!Number.isInteger(mainLongjmp)) throw new Error("PGlite has no POSTGRES_MAIN_LONGJMP status");
   const isMainLongjmp = (e: unknown) => (e as { status?: unknown } | null)?.status === mainLongjmp;
   mod["_PostgresMainLoopOnce"] = (...args: unknown[]) => {
+    // Where an error raised at this step's top goes: PostgresMain's handler.
+    const guard = overflows.stepBegins();
+    const jump = guard?.exceptionStack() ?? 0;
+    const context = guard?.contextStack() ?? 0;
+    const sp = stackSave() as number;
     try {
       return loopOnce(...args);
     } catch (e) {
-      if (e instanceof RangeError) end(`native stack overflow: ${e.message}`);
-      throw e;
+      // An overflow that no frame with a sigsetjmp saw is raised from the
+      // step's top: it passed no PG_CATCH. What the raise throws (PGlite's
+      // longjmp to its main loop) goes on to PGlite's loop, as an ERROR's.
+      let thrown = e;
+      try {
+        if (guard !== null) thrown = guard.raiseFrom(e, jump, context, sp);
+      } catch (again) {
+        thrown = again;
+      }
+      // A JavaScript error (a longjmp or an exit is none) passed every
+      // PG_CATCH on its way here, and PGlite's loop would go on after it.
+      if (thrown instanceof RangeError) end(`native stack overflow: ${thrown.message}`);
+      else if (thrown instanceof Error) end(`${thrown.name}: ${thrown.message}`);
+      throw thrown;
     }
   };
   mod["_PostgresMainLongJmp"] = (...args: unknown[]) => {
@@ -118,5 +141,244 @@ export function guardNativeStack(
     if (typeof f === "function") {
       mod[name] = (...args: unknown[]) => (ended() ? undefined : f(...args));
     }
+  }
+}
+
+/** What raising an overflow as an ERROR needs of the instance's exports. */
+interface OverflowExports {
+  emscripten_stack_get_current(): number;
+  _emscripten_stack_restore(sp: number): void;
+  FlushErrorState(): void;
+  error_context_stack: WebAssembly.Global;
+  PG_exception_stack: WebAssembly.Global;
+  CritSectionCount: WebAssembly.Global;
+  __heap_base: WebAssembly.Global;
+}
+
+/** The engine's overflow guard, once its instance's tools exist (guardInvokes). */
+export interface NativeOverflows {
+  /** The guard, null until the instance's tools exist. */
+  guard(): OverflowGuard | null;
+  /** A main-loop step begins: no `invoke_*` in progress, no overflow on its way out. */
+  stepBegins(): OverflowGuard | null;
+}
+
+/** PGlite's shadow stack: the 8 MB below `__heap_base`. */
+const SHADOW_STACK_SIZE = 8 * 1024 * 1024;
+
+/**
+ * Raises a native stack overflow as PostgreSQL's 54001 from the innermost
+ * frame that can catch an error, as if the function that frame called had
+ * raised it at its first line: a call made from a function with a sigsetjmp
+ * (PG_TRY's), or else the top of PGlite's main-loop step (guardNativeStack),
+ * where PostgresMain's handler takes it.
+ *
+ * Emscripten builds PGlite's setjmp/longjmp on JavaScript exceptions: a
+ * function that calls sigsetjmp makes its calls through `invoke_*` imports
+ * (and the like made for its extensions' libraries), which catch a longjmp
+ * (`e instanceof EmscriptenEH`), restore the shadow stack and return, and
+ * the function then looks at where the longjmp goes. Any other exception,
+ * the RangeError of an exhausted native stack among them, they pass on,
+ * past every PG_CATCH. So EmscriptenEH answers `instanceof` for an overflow
+ * too, the first time an `invoke_*` asks (the innermost): it raises 54001
+ * there (errstart … errfinish, through `raise`), and the longjmp that makes
+ * is the one the `invoke_*` hands on: the PG_CATCH blocks run, the
+ * transaction aborts, the session goes on. (A raise that goes to
+ * PostgresMain's handler is PGlite's exit to its main loop, thrown on.)
+ * The check costs nothing on any call that does not throw.
+ *
+ * The frames the overflow unwound are gone, and what they pointed
+ * PostgreSQL at with them: their ErrorContextCallbacks lie in the part of
+ * the shadow stack below the `invoke_*`'s (restored before it asks), which
+ * the raise's own frames reuse, and are taken off error_context_stack; an
+ * error in progress (one the overflow cut short) is flushed.
+ * PG_exception_stack is the innermost sigsetjmp's, the caller's or further
+ * out: no frame the overflow unwound had one (its calls would have been
+ * `invoke_*`s). If errfinish's context callbacks run out of stack too, the
+ * error is raised again without them (no CONTEXT lines). An overflow that
+ * cannot be raised where it is first caught (no stack left for the raise
+ * even there, or inside a critical section, where errstart would make it a
+ * PANIC) goes on to end the backend, and no frame further out raises it:
+ * that would skip the PG_CATCH blocks of the frames between. Any other
+ * JavaScript error is left to end the backend at the main loop.
+ *
+ * An overflow is a call that did not begin, as a callee's ERROR at its first
+ * line: what the caller had half-changed is what such an ERROR would leave
+ * (changes to shared pages are made inside critical sections).
+ */
+export function guardInvokes(
+  env: Record<string, unknown>,
+  tools: () => WasmTools | null,
+): NativeOverflows {
+  let guard: OverflowGuard | null = null;
+  const overflows: NativeOverflows = {
+    guard: () => {
+      if (guard === null) {
+        const t = tools();
+        if (t !== null) guard = new OverflowGuard(t);
+      }
+      return guard;
+    },
+    stepBegins: () => overflows.guard()?.stepBegins() ?? null,
+  };
+  // EmscriptenEH, the class of what an `invoke_*` catches: the base of what
+  // the glue's _emscripten_throw_longjmp throws.
+  const throwLongjmp = env["_emscripten_throw_longjmp"];
+  let longjmp: unknown = null;
+  if (typeof throwLongjmp === "function") {
+    try {
+      throwLongjmp();
+    } catch (e) {
+      longjmp = e;
+    }
+  }
+  const longjmpClass = longjmp === null ? null : Object.getPrototypeOf(longjmp);
+  const eh = longjmpClass === null ? null : Object.getPrototypeOf(longjmpClass)?.constructor;
+  if (typeof eh !== "function" || eh === Object) {
+    throw new Error("PGlite's glue has no EmscriptenEH to guard its invoke_* functions by");
+  }
+  const ordinary = (v: unknown) => Function.prototype[Symbol.hasInstance].call(eh, v);
+  Object.defineProperty(eh, Symbol.hasInstance, {
+    value: (v: unknown) =>
+      ordinary(v) ||
+      (v instanceof RangeError && (guard ?? overflows.guard())?.caughtByInvoke(v) === true),
+  });
+  return overflows;
+}
+
+class OverflowGuard {
+  readonly #tools: WasmTools;
+  readonly #ex: OverflowExports;
+  readonly #exceptionStack: number;
+  readonly #contextStack: number;
+  readonly #critSectionCount: number;
+  /**
+   * A JavaScript error (an overflow that could not be raised among them)
+   * is on its way out of this step: every frame passes it on, to end the
+   * backend.
+   */
+  #passingOn = false;
+
+  constructor(tools: WasmTools) {
+    this.#tools = tools;
+    this.#ex = tools.ex as unknown as OverflowExports;
+    for (
+      const g of [
+        "error_context_stack",
+        "PG_exception_stack",
+        "CritSectionCount",
+        "__heap_base",
+      ] as const
+    ) {
+      if (!(this.#ex[g] instanceof WebAssembly.Global)) {
+        throw new Error(`PGlite does not export ${g}`);
+      }
+    }
+    for (
+      const f of [
+        "emscripten_stack_get_current",
+        "_emscripten_stack_restore",
+        "FlushErrorState",
+      ] as const
+    ) {
+      if (typeof this.#ex[f] !== "function") throw new Error(`PGlite does not export ${f}`);
+    }
+    this.#exceptionStack = this.#ex.PG_exception_stack.value as number;
+    this.#contextStack = this.#ex.error_context_stack.value as number;
+    this.#critSectionCount = this.#ex.CritSectionCount.value as number;
+  }
+
+  stepBegins(): this {
+    this.#passingOn = false;
+    return this;
+  }
+
+  /**
+   * Whether the overflow `e`, caught by an `invoke_*` (the shadow stack
+   * restored to its caller's), was raised as 54001: its longjmp (Emscripten's
+   * `__THREW__` set) is then the `invoke_*`'s to hand on. Throws what the
+   * raise threw if it is no longjmp (PGlite's exit to its main loop).
+   */
+  caughtByInvoke(e: RangeError): boolean {
+    if (!e.message.includes("call stack") || this.#passingOn) return false;
+    // Until it is raised: whatever throws in here, it is passed on.
+    this.#passingOn = true;
+    const sp = this.stackPointer();
+    const low = (this.#ex.__heap_base.value as number) - SHADOW_STACK_SIZE;
+    const gone = (p: number) => p >= low && p < sp;
+    const jump = this.exceptionStack();
+    if (gone(jump)) return false;
+    const view = this.#tools.view();
+    let context = this.contextStack();
+    while (gone(context)) context = view.getUint32(context, true); // ErrorContextCallback.previous
+    const thrown = this.raise(jump, context, sp);
+    if (thrown === null) return false;
+    this.#passingOn = false;
+    if ((thrown as object | null)?.constructor?.name === "EmscriptenSjLj") return true;
+    throw thrown;
+  }
+
+  /** PG_exception_stack: the sigsetjmp an ERROR raised now goes to. */
+  exceptionStack(): number {
+    return this.#tools.view().getUint32(this.#exceptionStack, true);
+  }
+
+  /** error_context_stack: the context callbacks an ERROR raised now calls. */
+  contextStack(): number {
+    return this.#tools.view().getUint32(this.#contextStack, true);
+  }
+
+  stackPointer(): number {
+    return this.#ex.emscripten_stack_get_current();
+  }
+
+  /**
+   * The overflow `e` raised as 54001 from shadow stack pointer `sp`, with
+   * `jump` and `context` as PG_exception_stack and error_context_stack:
+   * what the raise threw (a longjmp, PGlite's exit to its main loop). Throws
+   * `e` if it is no overflow or cannot be raised.
+   */
+  raiseFrom(e: unknown, jump: number, context: number, sp: number): unknown {
+    if (this.#passingOn) throw e;
+    // Until it is raised: whatever throws in here, it is passed on.
+    this.#passingOn = true;
+    // A longjmp or an exit (no JavaScript error) goes on as it is.
+    if (!(e instanceof Error)) {
+      this.#passingOn = false;
+      throw e;
+    }
+    if (!(e instanceof RangeError) || !e.message.includes("call stack")) throw e;
+    const thrown = this.raise(jump, context, sp);
+    if (thrown === null) throw e;
+    this.#passingOn = false;
+    return thrown;
+  }
+
+  /**
+   * 54001 raised from shadow stack pointer `sp`, with `jump` and `context`
+   * as PG_exception_stack and error_context_stack: what the raise threw (a
+   * longjmp, PGlite's exit to its main loop), or null if it could not be
+   * raised (no stack left for it, or in a critical section).
+   */
+  raise(jump: number, context: number, sp: number): unknown {
+    const ex = this.#ex;
+    if (this.#tools.view().getInt32(this.#critSectionCount, true) !== 0) return null;
+    for (const callbacks of [context, 0]) {
+      ex._emscripten_stack_restore(sp);
+      const view = this.#tools.view();
+      view.setUint32(this.#exceptionStack, jump, true);
+      view.setUint32(this.#contextStack, callbacks, true);
+      try {
+        ex.FlushErrorState();
+        this.#tools.raise("54001", "stack depth limit exceeded", undefined, {
+          hint:
+            "The embedded engine's native stack ran out before max_stack_depth was reached: the statement nests too deeply.",
+        });
+      } catch (thrown) {
+        ex._emscripten_stack_restore(sp);
+        if (!(thrown instanceof RangeError)) return thrown;
+      }
+    }
+    return null;
   }
 }
