@@ -246,12 +246,25 @@ export function guardInvokes(
   return overflows;
 }
 
+/** The message of this runtime's RangeError for an exhausted native stack. */
+function overflowMessage(): string {
+  const deeper = (n: number): number => deeper(n + 1) + 1;
+  try {
+    deeper(0);
+  } catch (e) {
+    if (e instanceof RangeError) return e.message;
+  }
+  throw new Error("no RangeError for an exhausted stack");
+}
+
 class OverflowGuard {
   readonly #tools: WasmTools;
   readonly #ex: OverflowExports;
   readonly #exceptionStack: number;
   readonly #contextStack: number;
   readonly #critSectionCount: number;
+  /** A native stack overflow's RangeError message in this runtime. */
+  readonly #overflowMessage = overflowMessage();
   /**
    * A JavaScript error (an overflow that could not be raised among them)
    * is on its way out of this step: every frame passes it on, to end the
@@ -300,9 +313,14 @@ class OverflowGuard {
    * raise threw if it is no longjmp (PGlite's exit to its main loop).
    */
   caughtByInvoke(e: RangeError): boolean {
-    if (!e.message.includes("call stack") || this.#passingOn) return false;
-    // Until it is raised: whatever throws in here, it is passed on.
+    if (this.#passingOn) return false;
+    // Until it is raised: whatever throws in here (there may be next to no
+    // stack left for a call), it is passed on.
     this.#passingOn = true;
+    if (e.message !== this.#overflowMessage) {
+      this.#passingOn = false;
+      return false;
+    }
     const sp = this.stackPointer();
     const low = (this.#ex.__heap_base.value as number) - SHADOW_STACK_SIZE;
     const gone = (p: number) => p >= low && p < sp;
@@ -347,7 +365,7 @@ class OverflowGuard {
       this.#passingOn = false;
       throw e;
     }
-    if (!(e instanceof RangeError) || !e.message.includes("call stack")) throw e;
+    if (!(e instanceof RangeError) || e.message !== this.#overflowMessage) throw e;
     const thrown = this.raise(jump, context, sp);
     if (thrown === null) throw e;
     this.#passingOn = false;
