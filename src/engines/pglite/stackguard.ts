@@ -11,7 +11,7 @@
  * BUN_JSC_maxPerThreadStackUsage nor a Worker option moves it; Deno's is
  * about 1 MB). A Bun Worker runs out at about 400 levels of PL/pgSQL
  * recursion (some 10 kB of native stack per level against 1 kB of shadow
- * stack), a Deno Worker at about 175 on an engine just started; a recursive
+ * stack), a Deno Worker at 170–200 on an engine just started; a recursive
  * SQL function takes under 100 bytes of shadow stack a level, a JSON
  * literal, a long `1+1+…` or a nested regular expression a few dozen, and
  * their native frames more or less by how the JIT compiled them (a JSON
