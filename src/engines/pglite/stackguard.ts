@@ -373,6 +373,12 @@ class OverflowGuard {
       throw e;
     }
     if (!(e instanceof RangeError) || e.message !== this.#overflowMessage) throw e;
+    // A sigsetjmp below `sp` still current: the overflow unwound its frame
+    // (an `invoke_*` that could not even ask): its PG_CATCH was skipped.
+    const current = this.exceptionStack();
+    if (current >= (this.#ex.__heap_base.value as number) - SHADOW_STACK_SIZE && current < sp) {
+      throw e;
+    }
     const thrown = this.raise(jump, context, sp);
     if (thrown === null) throw e;
     this.#passingOn = false;
