@@ -132,6 +132,29 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
       expect(await failure(a.query("SELECT $1::text IS JSON", [nested]))).toMatchObject(refused);
       expect(await failure(a.query(`SELECT '${nested}' IS JSON`))).toMatchObject(refused);
       expect((await a.query("SELECT '[[1]]' IS JSON AS j")).rows).toEqual([{ j: true }]);
+      // An exception block catches it, and what its block did is undone.
+      await admin.query("CREATE TABLE marks (m text); GRANT INSERT, SELECT ON marks TO nobody");
+      await admin.query(`CREATE FUNCTION deep_sum() RETURNS text LANGUAGE plpgsql AS $$
+        BEGIN
+          INSERT INTO marks VALUES ('kept');
+          BEGIN
+            INSERT INTO marks VALUES ('undone');
+            EXECUTE 'SELECT ' || repeat('1+', 100000) || '1';
+          EXCEPTION WHEN statement_too_complex THEN
+            RETURN SQLSTATE || ' ' || SQLERRM;
+          END;
+          RETURN 'no error';
+        END $$`);
+      expect((await a.query("SELECT deep_sum() AS r")).rows)
+        .toEqual([{ r: "54001 stack depth limit exceeded" }]);
+      expect((await a.query("SELECT array_agg(m) AS m FROM marks")).rows).toEqual([{
+        m: ["kept"],
+      }]);
+      // In a transaction block it aborts the block, as any error does.
+      await a.query("BEGIN");
+      expect(await failure(a.query(`SELECT ${"1+".repeat(100_000)}1`))).toMatchObject(refused);
+      expect(await failure(a.query("SELECT 1"))).toMatchObject({ code: "25P02" });
+      await a.query("ROLLBACK");
       // The session, and every other, go on; the engine's backend never ended.
       expect((await a.query("SELECT current_user AS u")).rows).toEqual([{ u: "nobody" }]);
       expect((await b.query("SELECT 'still here' AS s")).rows).toEqual([{ s: "still here" }]);
