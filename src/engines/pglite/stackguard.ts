@@ -64,11 +64,13 @@ type Module = Record<string, unknown>;
 const MAX_HANDLER_RUNS = 8;
 
 /**
- * Wraps PGlite's main-loop step so that a native stack overflow ends the
- * backend (`end`), and the exec that hit it stops instead of going on; and
- * its error handler, so that an ERROR in it runs it again. `ended()`:
- * whether the backend has ended, for whatever reason. `mainLongjmp`: the
- * exit status of PGlite's longjmp to its main loop (POSTGRES_MAIN_LONGJMP).
+ * Wraps PGlite's main-loop step so that a native stack overflow that
+ * reached its top is raised as 54001 there (`overflows`, see guardInvokes),
+ * and one that cannot be, or any other JavaScript error, ends the backend
+ * (`end`) and the exec that hit it stops instead of going on; and its error
+ * handler, so that an ERROR in it runs it again. `ended()`: whether the
+ * backend has ended, for whatever reason. `mainLongjmp`: the exit status of
+ * PGlite's longjmp to its main loop (POSTGRES_MAIN_LONGJMP).
  */
 export function guardNativeStack(
   mod: Module,
