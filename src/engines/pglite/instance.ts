@@ -77,6 +77,7 @@ import {
   guardInvokes,
   guardNativeStack,
   type NativeOverflows,
+  NO_OVERFLOWS,
 } from "./stackguard.ts";
 import { installJsonDepthGuard } from "./jsondepth.ts";
 import { installQueryDepthGuard } from "./querydepth.ts";
@@ -142,7 +143,7 @@ export async function openInstance(
   }
 
   // Set by the instantiate hook below (stackguard.ts).
-  let overflows: NativeOverflows = { guard: () => null, stepBegins: () => null };
+  let overflows: NativeOverflows = NO_OVERFLOWS;
   const hooks = {
     name: "pgts-interrupts",
     setup: async (_pg: unknown, emscriptenOpts: Record<string, unknown>) => {

@@ -165,6 +165,9 @@ export interface NativeOverflows {
   stepBegins(): OverflowGuard | null;
 }
 
+/** No guard: every overflow ends the backend. */
+export const NO_OVERFLOWS: NativeOverflows = { guard: () => null, stepBegins: () => null };
+
 /** PGlite's shadow stack: the 8 MB below `__heap_base`. */
 const SHADOW_STACK_SIZE = 8 * 1024 * 1024;
 
@@ -240,12 +243,7 @@ export function guardInvokes(
   // even at the step's top, which could not tell whether it passed a
   // PG_CATCH; every one ends the backend, as before (tests/e2e/hostile/
   // deep_recursion… would fail).
-  if (typeof eh !== "function" || eh === Object) {
-    return {
-      guard: () => null,
-      stepBegins: () => null,
-    };
-  }
+  if (typeof eh !== "function" || eh === Object) return NO_OVERFLOWS;
   const ordinary = (v: unknown) => Function.prototype[Symbol.hasInstance].call(eh, v);
   Object.defineProperty(eh, Symbol.hasInstance, {
     value: (v: unknown) =>
@@ -272,6 +270,8 @@ class OverflowGuard {
   readonly #exceptionStack: number;
   readonly #contextStack: number;
   readonly #critSectionCount: number;
+  /** The shadow stack's lowest address. */
+  readonly #stackLow: number;
   /** A native stack overflow's RangeError message in this runtime. */
   readonly #overflowMessage = overflowMessage();
   /**
@@ -308,6 +308,12 @@ class OverflowGuard {
     this.#exceptionStack = this.#ex.PG_exception_stack.value as number;
     this.#contextStack = this.#ex.error_context_stack.value as number;
     this.#critSectionCount = this.#ex.CritSectionCount.value as number;
+    this.#stackLow = (this.#ex.__heap_base.value as number) - SHADOW_STACK_SIZE;
+  }
+
+  /** Whether address `p` lies in the shadow stack below `sp`: in a frame that is gone. */
+  #gone(p: number, sp: number): boolean {
+    return p >= this.#stackLow && p < sp;
   }
 
   stepBegins(): this {
@@ -331,13 +337,12 @@ class OverflowGuard {
       return false;
     }
     const sp = this.stackPointer();
-    const low = (this.#ex.__heap_base.value as number) - SHADOW_STACK_SIZE;
-    const gone = (p: number) => p >= low && p < sp;
     const jump = this.exceptionStack();
-    if (gone(jump)) return false;
+    if (this.#gone(jump, sp)) return false;
     const view = this.#tools.view();
     let context = this.contextStack();
-    while (gone(context)) context = view.getUint32(context, true); // ErrorContextCallback.previous
+    // ErrorContextCallback.previous
+    while (this.#gone(context, sp)) context = view.getUint32(context, true);
     const thrown = this.raise(jump, context, sp);
     if (thrown === null) return false;
     this.#passingOn = false;
@@ -377,10 +382,7 @@ class OverflowGuard {
     if (!(e instanceof RangeError) || e.message !== this.#overflowMessage) throw e;
     // A sigsetjmp below `sp` still current: the overflow unwound its frame
     // (an `invoke_*` that could not even ask): its PG_CATCH was skipped.
-    const current = this.exceptionStack();
-    if (current >= (this.#ex.__heap_base.value as number) - SHADOW_STACK_SIZE && current < sp) {
-      throw e;
-    }
+    if (this.#gone(this.exceptionStack(), sp)) throw e;
     const thrown = this.raise(jump, context, sp);
     if (thrown === null) throw e;
     this.#passingOn = false;
