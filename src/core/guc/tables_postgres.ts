@@ -53,8 +53,18 @@ import { PG_SETTINGS, type PgSettingRow } from "./pg_settings.ts";
 import type { CheckFailure, GucValue, ParamDef, Refusal } from "./values.ts";
 import { splitList } from "./values.ts";
 
-/** The engine's max_stack_depth (src/engines/pglite/stackguard.ts's ENGINE_MAX_STACK_DEPTH), in kB. */
-export const ENGINE_MAX_STACK_DEPTH_KB = 256;
+/**
+ * The engine's max_stack_depth, in kB, and the most it may be set to: the
+ * recursion that the JavaScript engine's native stack holds below it, as
+ * PostgreSQL bounds max_stack_depth by the platform's stack (`ulimit -s`).
+ * PL/pgSQL recursion (a level that loops over a query calling the next)
+ * ran a Worker's native stack out at 512kB under Bun (JavaScriptCore) and
+ * at 224kB under Deno (V8), past what the engine can raise as 54001 (the
+ * backend every session shares ended: src/engines/pglite/stackguard.ts).
+ */
+export const ENGINE_MAX_STACK_DEPTH_KB = (globalThis as { Deno?: unknown }).Deno === undefined
+  ? 256
+  : 128;
 
 /** A refusal of every value but the boot value, or but those listed. */
 function unlessDefault(
@@ -117,8 +127,7 @@ const REFUSED: Readonly<
   max_stack_depth: () => (value) =>
     (value as number) <= ENGINE_MAX_STACK_DEPTH_KB ? null : {
       hint:
-        `Recursion deeper than ${ENGINE_MAX_STACK_DEPTH_KB}kB allows can exhaust the JavaScript engine's native stack, which ends the backend every session shares (a crash of the cluster); with 8MB the engine does not start. A superuser may set more for a session.`,
-      serverOnly: true,
+        `Recursion deeper than ${ENGINE_MAX_STACK_DEPTH_KB}kB allows can exhaust the JavaScript engine's native stack, which ends the backend every session shares (a crash of the cluster). A session's SET is refused inside the engine too.`,
     },
   default_transaction_read_only: () => (value) =>
     value === false ? null : {

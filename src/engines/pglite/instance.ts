@@ -76,6 +76,7 @@ import {
   ENGINE_MAX_STACK_DEPTH,
   guardInvokes,
   guardNativeStack,
+  installStackDepthLimit,
   type NativeOverflows,
   NO_OVERFLOWS,
 } from "./stackguard.ts";
@@ -319,6 +320,7 @@ export async function openInstance(
     if (shared) shareLibrariesOnOpen(db);
     tools = captured.tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
+    installStackDepthLimit(tools);
     installEncodingGuard(tools);
     installJsonDepthGuard(tools);
     installQueryDepthGuard(tools);

@@ -29,9 +29,15 @@
  * with "ERRORDATA_STACK_SIZE exceeded" a few statements later.
  *
  * So:
- * - max_stack_depth defaults to 256kB for the engine (PL/pgSQL recursion
- *   stops at about 170 levels with 54001 "stack depth limit exceeded");
- *   a superuser may set it higher, as in PostgreSQL.
+ * - max_stack_depth defaults to 256kB for the engine under Bun and 128kB
+ *   under Deno (PL/pgSQL recursion stops at about 170 and 90 levels with
+ *   54001 "stack depth limit exceeded"), and that is also the most it may
+ *   be set to (installStackDepthLimit): as PostgreSQL refuses a value its
+ *   platform's stack does not hold ("must not exceed …kB"), since a
+ *   superuser's higher value let PL/pgSQL recursion run the native stack
+ *   out past where the 54001 below can be raised (Bun at 512kB, Deno at
+ *   224kB and at its former 256kB default: a function whose every level
+ *   loops over a query calling the next; src/core/guc/tables_postgres.ts).
  * - an overflow that check_stack_depth did not catch is raised as that same
  *   54001 at the innermost frame that can catch an error (guardInvokes
  *   below): the statement fails, its transaction aborts, the session and
@@ -52,10 +58,73 @@
  * a handler that fails MAX_HANDLER_RUNS times over ends the backend.
  */
 
+import { ENGINE_MAX_STACK_DEPTH_KB } from "../../core/guc/tables_postgres.ts";
+import { GUC_NAME, GUC_VARTYPE } from "./guard.ts";
 import type { WasmTools } from "./wasmtools.ts";
 
 /** The engine's max_stack_depth unless the server's configuration names one. */
-export const ENGINE_MAX_STACK_DEPTH = "256kB";
+export const ENGINE_MAX_STACK_DEPTH = `${ENGINE_MAX_STACK_DEPTH_KB}kB`;
+
+/** PGC_INT in `enum config_type`. */
+const PGC_INT = 1;
+/** config_int's boot_val, min, max and check_hook (wasm32, after config_generic and the variable pointer). */
+const GUC_INT_BOOT = 96;
+const GUC_INT_MIN = 100;
+const GUC_INT_MAX = 104;
+const GUC_INT_CHECK_HOOK = 108;
+
+type IntCheckHook = (newval: number, extra: number, source: number) => number;
+
+/**
+ * Bounds max_stack_depth by ENGINE_MAX_STACK_DEPTH_KB, as PostgreSQL's own
+ * check bounds it by the platform's stack (here the shadow stack's 8 MB,
+ * whose check runs for the values within the bound): a larger value fails
+ * the check with PostgreSQL's detail, so that however it is set (SET, set_config, a
+ * function's SET clause, ALTER ROLE … SET) the client gets 22023 `invalid
+ * value for parameter "max_stack_depth": N` and `"max_stack_depth" must not
+ * exceed 256kB.`, at the level PostgreSQL reports a failed check.
+ */
+export function installStackDepthLimit(
+  tools: WasmTools,
+  limitKb = ENGINE_MAX_STACK_DEPTH_KB,
+): void {
+  const ex = tools.ex as typeof tools.ex & {
+    GUC_check_errdetail_string?: WebAssembly.Global;
+  };
+  const record = ex.find_option(tools.cString("max_stack_depth"), 0, 1, 0);
+  const view = tools.view();
+  const detail = ex.GUC_check_errdetail_string;
+  const original = record === 0 ? null : ex.__indirect_function_table.get(
+    view.getUint32(record + GUC_INT_CHECK_HOOK, true),
+  ) as IntCheckHook | null;
+  if (
+    record === 0 ||
+    tools.readCString(view.getUint32(record + GUC_NAME, true)) !== "max_stack_depth" ||
+    view.getInt32(record + GUC_VARTYPE, true) !== PGC_INT ||
+    view.getInt32(record + GUC_INT_BOOT, true) !== 100 ||
+    view.getInt32(record + GUC_INT_MIN, true) !== 100 ||
+    view.getInt32(record + GUC_INT_MAX, true) !== 2097151 ||
+    typeof original !== "function" || !(detail instanceof WebAssembly.Global)
+  ) {
+    throw new Error("PGlite's max_stack_depth record has an unknown layout");
+  }
+  const detailAt = detail.value as number;
+  const hook = (newval: number, extra: number, source: number): number => {
+    if (tools.view().getInt32(newval, true) <= limitKb) return original(newval, extra, source);
+    // GUC_check_errdetail: a string in the current memory context.
+    tools.view().setUint32(
+      detailAt,
+      tools.pallocCString(`"max_stack_depth" must not exceed ${limitKb}kB.`),
+      true,
+    );
+    return 0;
+  };
+  view.setUint32(
+    record + GUC_INT_CHECK_HOOK,
+    tools.addFunction(hook, { params: 3, result: true }),
+    true,
+  );
+}
 
 /** The functions of PGlite's Emscripten module its exec loop calls through the module object. */
 type Module = Record<string, unknown>;
