@@ -47,7 +47,10 @@
  *
  * Visibility is PostgreSQL's, applied in the backend for the calling role:
  * rows of roles it has no privileges of show pid, role, database and
- * application_name, and `<insufficient privilege>` as the query.
+ * application_name, `<insufficient privilege>` as the query, and NULL in
+ * every other column, backend_type too (as PostgreSQL 18's
+ * pg_stat_get_activity; such a row has no state, which every row it may
+ * see has).
  *
  * Each session keeps what its row shows in a `SessionActivity` (the
  * PgBackendStatus of PostgreSQL's backend_status.c): when it started, its
@@ -89,8 +92,8 @@ RETURNS SETOF record LANGUAGE sql STABLE PARALLEL RESTRICTED AS $pgts$
       THEN GREATEST(b.state_change, pg_catalog.statement_timestamp())
       ELSE b.state_change END,
     b.client_addr,
-    NULL::text, b.client_port, NULL::xid, NULL::xid, 'client backend'::text, NULL::integer,
-    NULL::bigint
+    NULL::text, b.client_port, NULL::xid, NULL::xid,
+    CASE WHEN b.state IS NOT NULL THEN 'client backend'::text END, NULL::integer, NULL::bigint
   FROM pg_catalog.json_to_recordset(pg_catalog.pgts_backend_status()::pg_catalog.json) AS b(
     pid integer, usesysid oid, application_name text, state text, query text,
     wait_event_type text, wait_event text, xact_start timestamptz, query_start timestamptz,
@@ -241,7 +244,10 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " like '%b.datname%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
-  " like '%transaction_timestamp%'";
+  " like '%transaction_timestamp%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_stat_get_activity')::pg_catalog.oid)" +
+  " like '%b.state IS NOT NULL%'";
 
 /** pg_stat_activity's query text is cut as PostgreSQL's track_activity_query_size (1024) cuts it. */
 const QUERY_TEXT_MAX = 1024;
