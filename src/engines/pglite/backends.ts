@@ -174,6 +174,12 @@ export interface ActivityRow {
   readonly datname: string;
 }
 
+/** pg_stat_activity as one engine shows it: the view's oid, and each database's oid by name. */
+export interface StatActivityView {
+  readonly oid: number;
+  readonly databaseOids: ReadonlyMap<string, number>;
+}
+
 /**
  * The routine ('R' field) of the ERROR that ends a statement whose session
  * terminated itself with pg_terminate_backend (see output.ts).

@@ -29,7 +29,7 @@ import type {
 } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
 import { BackendSettings, resetValuesOf } from "./backendsettings.ts";
-import type { ActivityRow, BackendSignal, BackendsUpdate } from "./backends.ts";
+import type { ActivityRow, BackendSignal, BackendsUpdate, StatActivityView } from "./backends.ts";
 import type {
   EngineCluster as Cluster,
   EngineOptions as Options,
@@ -262,6 +262,15 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** A parameter fixed at start (server_version_num...): its spelling and SHOW's value. */
   fixedSetting(name: string): readonly [string, string] | undefined {
     return this.#catalogs.fixedSetting(name);
+  }
+
+  /**
+   * What pg_stat_activity's RowDescription and datid show in this engine:
+   * the view's oid, and each database's oid by name, as last read.
+   */
+  get statActivityView(): StatActivityView | null {
+    const oid = this.#catalogs.statActivityOid;
+    return oid === null ? null : { oid, databaseOids: this.#catalogs.databaseOids };
   }
 
   /** The session `pid` of any database of the cluster. */

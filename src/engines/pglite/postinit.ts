@@ -63,14 +63,24 @@ const ROLES_SQL: readonly string[] = [
  * CONNECT on it (REVOKE CONNECT … FROM PUBLIC): then a login is checked
  * against its privileges (engine.ts), as PostgreSQL's CheckMyDatabase does;
  * and its privileges as text and its comment (the other databases' engines
- * show them).
+ * show them); and each one's oid as this engine shows it (pg_stat_activity's
+ * datid, answered without the engine: offengine.ts).
  */
 const DATABASES_SQL = "select datname, datname = pg_catalog.current_database() and" +
   " not pg_catalog.has_database_privilege('public', oid, 'CONNECT')," +
   " datname = pg_catalog.current_database(), datacl::pg_catalog.text," +
   " pg_catalog.shobj_description(oid, 'pg_database')," +
   " (select rolname from pg_catalog.pg_authid where oid = datdba)," +
-  " pg_catalog.array_to_json(datacl::pg_catalog.text[])::pg_catalog.text from pg_catalog.pg_database";
+  " pg_catalog.array_to_json(datacl::pg_catalog.text[])::pg_catalog.text, oid" +
+  " from pg_catalog.pg_database";
+
+/**
+ * pg_stat_activity's oid: a RowDescription names the view as its columns'
+ * table (offengine.ts answers it so). CREATE OR REPLACE VIEW (activity.ts)
+ * keeps it.
+ */
+const STAT_ACTIVITY_OID_SQL =
+  "select 'pg_catalog.pg_stat_activity'::pg_catalog.regclass::pg_catalog.oid";
 
 const DATABASE_NAME_SQL = "select pg_catalog.current_database()";
 
@@ -92,6 +102,10 @@ export class EngineCatalogs {
   servedComment: string | null = null;
   /** Each database's owner and privileges as this engine's pg_database shows them (dbregistry.ts). */
   databasesShown: ReadonlyMap<string, DatabaseShown> = new Map();
+  /** Each database's oid as this engine's pg_database shows it (the served one's is its own). */
+  databaseOids: ReadonlyMap<string, number> = new Map();
+  /** pg_stat_activity's oid in this engine (null: not read). */
+  statActivityOid: number | null = null;
   #database = "postgres";
   #reported = new Map<string, string>();
   /** ParameterStatus lists by startup map, then by role (superuser flag and name). */
@@ -112,6 +126,7 @@ export class EngineCatalogs {
     FIXED_SQL,
     ...ROLES_SQL,
     DATABASES_SQL,
+    STAT_ACTIVITY_OID_SQL,
   ];
 
   /** Takes INIT_SQL's result sets. Called once, before any session. */
@@ -128,6 +143,8 @@ export class EngineCatalogs {
     this.#host.catalogsChanging();
     this.#takeRoles(rest.slice(0, ROLES_SQL.length));
     this.#takeDatabases(rest[ROLES_SQL.length] ?? []);
+    const view = rest[ROLES_SQL.length + 1]?.[0]?.[0];
+    this.statActivityOid = view == null ? null : Number(view);
   }
 
   /** The database this engine serves, as its backend names it. */
@@ -281,6 +298,9 @@ export class EngineCatalogs {
           items: r[6] == null ? null : JSON.parse(r[6]) as string[],
         }]]
       ),
+    );
+    this.databaseOids = new Map(
+      rows.flatMap((r) => (r[0] == null || r[7] == null ? [] : [[r[0], Number(r[7])]])),
     );
   }
 }

@@ -11,7 +11,7 @@
 import type { PgError } from "../../core/elog.ts";
 import type { ParameterStatusList } from "../../core/engine/types.ts";
 import type { RoleGraph } from "./acl.ts";
-import type { ActivityRow, BackendSignal } from "./backends.ts";
+import type { ActivityRow, BackendSignal, StatActivityView } from "./backends.ts";
 import type { ExecOptions, ExecResult, RawExecutor } from "./executor.ts";
 import type { ListenRegistry } from "./notify.ts";
 import type { EngineScheduler } from "./scheduler.ts";
@@ -47,6 +47,8 @@ export interface SessionEngine<S> {
   /** The GUC_REPORT parameters' values on the backend, a new list after each change. */
   readonly reportedValues: ParameterStatusList | null;
   fixedSetting(name: string): readonly [string, string] | undefined;
+  /** pg_stat_activity's oid and the databases' (offengine.ts); null: not read. */
+  readonly statActivityView: StatActivityView | null;
   activityRows(): ActivityRow[];
   signalBackends(signals: readonly BackendSignal[]): void;
   clusterSession(pid: number): S | undefined;
