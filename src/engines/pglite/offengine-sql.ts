@@ -15,22 +15,46 @@ export const INT4OID = 23;
 export const TEXTOID = 25;
 export const OIDOID = 26;
 export const NAMEOID = 19;
+export const XIDOID = 28;
+export const INETOID = 869;
+export const TIMESTAMPTZOID = 1184;
 
-type SqlType = typeof BOOLOID | typeof INT8OID | typeof INT4OID | typeof TEXTOID | typeof NAMEOID;
-
-/** pg_stat_activity's columns this file reads, with their types. */
-export const COLUMNS: Readonly<Record<string, SqlType | typeof OIDOID>> = {
+/**
+ * pg_stat_activity's columns in the view's order (activity.ts), with their
+ * types: `SELECT *` lists them so, and a RowDescription gives a column's
+ * place in it as its attribute number.
+ */
+export const COLUMNS: Readonly<Record<string, number>> = {
+  datid: OIDOID,
+  datname: NAMEOID,
   pid: INT4OID,
+  leader_pid: INT4OID,
   usesysid: OIDOID,
   usename: NAMEOID,
-  datname: NAMEOID,
   application_name: TEXTOID,
-  state: TEXTOID,
-  query: TEXTOID,
-  backend_type: TEXTOID,
+  client_addr: INETOID,
+  client_hostname: TEXTOID,
+  client_port: INT4OID,
+  backend_start: TIMESTAMPTZOID,
+  xact_start: TIMESTAMPTZOID,
+  query_start: TIMESTAMPTZOID,
+  state_change: TIMESTAMPTZOID,
   wait_event_type: TEXTOID,
   wait_event: TEXTOID,
+  state: TEXTOID,
+  backend_xid: XIDOID,
+  backend_xmin: XIDOID,
+  query_id: INT8OID,
+  query: TEXTOID,
+  backend_type: TEXTOID,
 };
+
+/**
+ * The types a WHERE compares here: integers and OIDs as numbers, text and
+ * names as strings. A comparison of another type's column (inet's, a
+ * timestamp's) is the engine's.
+ */
+const COMPARED: ReadonlySet<number> = new Set([INT4OID, OIDOID, TEXTOID, NAMEOID]);
 
 // ---- tokens --------------------------------------------------------------------
 
@@ -95,10 +119,10 @@ function tokenize(sql: string): Tok[] | null {
       if (two === "<>" || two === "!=" || two === "::") {
         out.push({ k: "op", v: two });
         i += 2;
-      } else if ("(),;=.".includes(c)) {
+      } else if ("(),;=.*".includes(c)) {
         out.push({ k: "op", v: c });
         i++;
-      } else return null; // comments, other operators, *...
+      } else return null; // comments, other operators...
     }
   }
   return out;
@@ -193,6 +217,11 @@ export function parseStatement(sql: string): Stmt | null {
   if (!p.word("select")) return null;
   const items: Item[] = [];
   do {
+    // `*`: every column of the view, in its order.
+    if (p.op("*")) {
+      for (const col of Object.keys(COLUMNS)) items.push({ name: col, col, call: null, lit: null });
+      continue;
+    }
     const item = parseItem(p);
     if (item === null) return null;
     items.push(item);
@@ -232,7 +261,9 @@ function parseItem(p: Parser): Item | null {
   } else {
     const t = p.peek();
     const next = p.peek(1);
-    if (t?.k === "word" && t.v in COLUMNS && !(next?.k === "op" && "(.".includes(next.v))) {
+    if (
+      t?.k === "word" && Object.hasOwn(COLUMNS, t.v) && !(next?.k === "op" && "(.".includes(next.v))
+    ) {
       col = t.v;
       p.take();
     } else {
@@ -300,7 +331,7 @@ function parseOperand(p: Parser): Operand | null {
   }
   if (t.k === "word") {
     const save = p.peek(1);
-    if (t.v in COLUMNS && !(save?.k === "op" && save.v === "(")) {
+    if (Object.hasOwn(COLUMNS, t.v) && !(save?.k === "op" && save.v === "(")) {
       p.take();
       return { t: "col", name: t.v };
     }
@@ -363,6 +394,7 @@ export function inferParams(stmt: Stmt & { kind: "select" }): Map<number, number
   for (const w of stmt.where) {
     const lt = typeOf(w.left);
     const rt = typeOf(w.right);
+    if ((lt !== null && !COMPARED.has(lt)) || (rt !== null && !COMPARED.has(rt))) return null;
     if (w.op !== "=" && w.op !== "<>") {
       // LIKE: a text-like column against text.
       if (lt !== TEXTOID && lt !== NAMEOID) return null;

@@ -13,11 +13,24 @@
  * - `SELECT pg_cancel_backend(N)`, `SELECT pg_terminate_backend(N[, T])`,
  *   optionally `pg_catalog.`-qualified, with an alias, N and T literals or
  *   parameters (`$1`), with casts to int/bigint; several such calls;
- * - `SELECT <pid, usename, datname, application_name, state, query,
- *   wait_event[_type], a signal call of pid, or (SELECT <that call>)> FROM pg_stat_activity
- *   [WHERE <column> =|<>|!=|[NOT] [I]LIKE <literal, $n, column or
- *   pg_backend_pid()> [AND …]]` — node-postgres's tests and the usual
- *   "end the other sessions" statement;
+ * - `SELECT <*, any of the view's columns, a signal call of pid, or
+ *   (SELECT <that call>)> FROM pg_stat_activity [WHERE <column> =|<>|!=|[NOT]
+ *   [I]LIKE <literal, $n, column or pg_backend_pid()> [AND …]]` (the
+ *   columns a WHERE compares: text, name, integer and oid ones) —
+ *   node-postgres's tests, the usual "end the other sessions" statement,
+ *   and a monitor's `SELECT *`. The rows are what the engine's view
+ *   (activity.ts) gives the caller: its columns, types and RowDescription
+ *   (the view's oid and each column's place in it), datid as the caller's
+ *   engine's pg_database shows it, PostgreSQL's visibility rules, values
+ *   in text or in binary as Bind asks. Timestamps are written in text as
+ *   the engine writes them for the session's DateStyle and TimeZone (its
+ *   ParameterStatus values) where offengine-out.ts can be sure to: ISO
+ *   with a zone of the tz database; another DateStyle or a POSIX-style
+ *   zone, when a row has a timestamp to write, is the engine's. The
+ *   caller's own row is active since its statement's start, which its
+ *   xact_start (unless a transaction was open), query_start and
+ *   state_change show (the session's clock, to the millisecond; on the
+ *   engine, transaction_timestamp() and statement_timestamp());
  * - `SHOW <name>` of a parameter PostgreSQL fixes at start (context
  *   internal, such as server_version_num), which clients read first;
  * - the empty query (white space, semicolons, comments): the pings of
@@ -62,9 +75,16 @@ import {
   writeRowDescription,
 } from "../../core/protocol/mod.ts";
 import type { AclRole, RoleGraph } from "./acl.ts";
-import type { ActivityRow, BackendSignal } from "./backends.ts";
+import type { ActivityRow, BackendSignal, StatActivityView } from "./backends.ts";
 import type { InputPlan } from "./naming.ts";
 import type { SettingsMap } from "./settings.ts";
+import {
+  inetOut,
+  inetSend,
+  type TimestampStyle,
+  timestamptzOut,
+  timestamptzSend,
+} from "./offengine-out.ts";
 import { mayAnswerOffEngine } from "./sqlscan.ts";
 import { concat, errorResponse, type Frame, noticeResponse, readyForQuery } from "./wire.ts";
 import {
@@ -72,8 +92,10 @@ import {
   type Call,
   COLUMNS,
   type Cond,
+  INETOID,
   inferParams,
   INT4OID,
+  INT8OID,
   NAMEOID,
   OIDOID,
   type Operand,
@@ -81,7 +103,9 @@ import {
   parseStatement,
   type Stmt,
   TEXTOID,
+  TIMESTAMPTZOID,
   type Value,
+  XIDOID,
 } from "./offengine-sql.ts";
 
 /** What the answer needs from the session and its engine. */
@@ -97,6 +121,10 @@ export interface OffEngineContext {
   signal(pid: number, kind: "cancel" | "terminate"): Promise<void>;
   /** A parameter fixed for the server's life: its name as PostgreSQL spells it, and SHOW's value. */
   fixedSetting(name: string): readonly [string, string] | undefined;
+  /** pg_stat_activity's oid and the databases' in the caller's engine (null: not known). */
+  readonly view: StatActivityView | null;
+  /** The caller's DateStyle and TimeZone, as its client was last told them. */
+  readonly timestampStyle: TimestampStyle;
 }
 
 /** What a session's context asks of its engine (session.ts's SessionEngine has it). */
@@ -107,6 +135,7 @@ export interface OffEngineEngine {
   /** The session `pid` of any database of the cluster. */
   clusterSession(pid: number): { whenClosed(): Promise<void> } | undefined;
   fixedSetting(name: string): readonly [string, string] | undefined;
+  readonly statActivityView: StatActivityView | null;
 }
 
 /** What a session shows of itself to be answered here. */
@@ -117,6 +146,8 @@ export interface OffEngineSession {
   /** Its settings map may not show what it set (settings.ts's re-read is due). */
   readonly settingsDirty: boolean;
   readonly settingsFromStartup: boolean;
+  /** A GUC_REPORT parameter's value as its client was last told it (ParameterStatus). */
+  reportedValue(name: string): string | undefined;
   noteUnnamed(plan: InputPlan): void;
 }
 
@@ -134,7 +165,7 @@ export function currentUserOf(session: Pick<OffEngineSession, "user" | "settings
 /** The context of a session: its pid, its current user as its settings map shows it, its engine. */
 export function sessionContext(
   engine: OffEngineEngine,
-  session: Pick<OffEngineSession, "pid" | "user" | "settings">,
+  session: Pick<OffEngineSession, "pid" | "user" | "settings" | "reportedValue">,
 ): OffEngineContext {
   return {
     pid: session.pid,
@@ -149,6 +180,11 @@ export function sessionContext(
       return target?.whenClosed() ?? Promise.resolve();
     },
     fixedSetting: (name) => engine.fixedSetting(name),
+    view: engine.statActivityView,
+    timestampStyle: {
+      dateStyle: session.reportedValue("DateStyle"),
+      timeZone: session.reportedValue("TimeZone"),
+    },
   };
 }
 
@@ -156,27 +192,70 @@ const ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE = "22003";
 
 // ---- evaluation -------------------------------------------------------------------
 
-/** One row of pg_stat_activity as the caller sees it. */
+/**
+ * One row of pg_stat_activity as the caller sees it, by column (COLUMNS);
+ * timestamptz values in microseconds since the Unix epoch, client_addr as
+ * the connection gave it (encodeValue writes them).
+ */
 type ViewRow = Readonly<Record<string, number | string | null>>;
 
-function viewRows(ctx: OffEngineContext, me: AclRole): ViewRow[] {
+/** An ActivityRow's time (an ISO string, or null) in microseconds since the Unix epoch. */
+const micros = (
+  iso: string | null,
+): number | null => (iso === null ? null : Date.parse(iso) * 1000);
+
+/**
+ * The rows the on-engine view (activity.ts) gives the caller: datid and
+ * datname as its engine's pg_database shows them, usename as pg_authid
+ * does, and PostgreSQL's visibility rules (pg_stat_get_activity): a row of
+ * a role the caller has no privileges of, unless it has those of
+ * pg_read_all_stats, keeps datid, pid, usesysid and application_name (and
+ * the names joined to them), with `<insufficient privilege>` as its query
+ * and every other column NULL.
+ */
+function viewRows(ctx: OffEngineContext, me: AclRole, view: StatActivityView): ViewRow[] {
   const readsAll = ctx.roles.byName("pg_read_all_stats");
   return ctx.activityRows().map((r) => {
-    // The caller runs this statement: PostgreSQL shows it active.
-    if (r.pid === ctx.pid) r = { ...r, state: "active", wait_event_type: null, wait_event: null };
+    // The caller runs this statement: PostgreSQL shows it active, since its
+    // start (the session noted it: query_start), in a transaction that
+    // began then unless one was open. The engine's view takes these times
+    // from transaction_timestamp() and statement_timestamp().
+    if (r.pid === ctx.pid) {
+      r = {
+        ...r,
+        state: "active",
+        wait_event_type: null,
+        wait_event: null,
+        xact_start: r.xact_start ?? r.query_start,
+        state_change: r.query_start,
+      };
+    }
     const sees = ctx.roles.hasPrivsOfRole(me.oid, r.usesysid) ||
       (readsAll !== undefined && ctx.roles.hasPrivsOfRole(me.oid, readsAll.oid));
+    const datid = view.databaseOids.get(r.datname) ?? null;
     return {
+      datid,
+      datname: datid === null ? null : r.datname,
       pid: r.pid,
+      leader_pid: null,
       usesysid: r.usesysid,
       usename: ctx.roles.byOid(r.usesysid)?.name ?? null,
-      datname: r.datname,
       application_name: r.application_name,
-      state: sees ? r.state : null,
-      query: sees ? r.query : "<insufficient privilege>",
-      backend_type: "client backend",
+      client_addr: sees ? r.client_addr : null,
+      client_hostname: null,
+      client_port: sees ? r.client_port : null,
+      backend_start: sees ? micros(r.backend_start) : null,
+      xact_start: sees ? micros(r.xact_start) : null,
+      query_start: sees ? micros(r.query_start) : null,
+      state_change: sees ? micros(r.state_change) : null,
       wait_event_type: sees ? r.wait_event_type : null,
       wait_event: sees ? r.wait_event : null,
+      state: sees ? r.state : null,
+      backend_xid: null,
+      backend_xmin: null,
+      query_id: null,
+      query: sees ? r.query : "<insufficient privilege>",
+      backend_type: sees ? "client backend" : null,
     };
   });
 }
@@ -425,13 +504,38 @@ function readBatch(
   }
 }
 
-function encodeValue(v: Value | boolean, type: number, format: number): Uint8Array | string | null {
+/** A value's text or binary form, as a DataRow carries it (null: NULL). */
+type Encoded = Uint8Array | string | null;
+
+/**
+ * `v` of `type` in `format` (0 text, 1 binary); `timestamptz` writes
+ * timestamps in text for the session. Undefined when this file cannot
+ * write it exactly.
+ */
+function encodeValue(
+  v: Value | boolean,
+  type: number,
+  format: number,
+  timestamptz: ((us: number) => string | null) | null,
+): Encoded | undefined {
   if (v === null) return null;
+  if (type === TIMESTAMPTZOID) {
+    if (typeof v !== "number") return undefined;
+    return format === 1 ? timestamptzSend(v) : timestamptz?.(v) ?? undefined;
+  }
+  if (type === INETOID) {
+    return (format === 1 ? inetSend(String(v)) : inetOut(String(v))) ?? undefined;
+  }
   if (format === 1) {
     if (type === BOOLOID) return Uint8Array.of(v ? 1 : 0);
-    if (type === INT4OID || type === OIDOID) {
+    if (type === INT4OID || type === OIDOID || type === XIDOID) {
       const b = new Uint8Array(4);
       new DataView(b.buffer).setUint32(0, Number(v) >>> 0);
+      return b;
+    }
+    if (type === INT8OID) {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigInt64(0, BigInt(v));
       return b;
     }
     return new TextEncoder().encode(String(v));
@@ -443,9 +547,9 @@ function encodeValue(v: Value | boolean, type: number, format: number): Uint8Arr
 const formatOf = (formats: readonly number[], i: number): number =>
   formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0;
 
-/** A cell of a result row: a value, or a signal call still to make. */
+/** A cell of a result row: a value as it is sent, or a signal call still to make. */
 type Cell =
-  | { readonly value: Value | boolean }
+  | { readonly encoded: Encoded }
   | { readonly call: Call; readonly pid: Value; readonly timeout: Value | bigint };
 
 /** What answering takes, all worked out before anything is sent or signalled. */
@@ -458,12 +562,41 @@ interface Plan {
   readonly me: AclRole;
 }
 
-/** The RowDescription's fields of a statement of this file's (a SELECT of calls and columns). */
-function fieldsOf(stmt: Stmt & { kind: "select" }): FieldDescription[] {
+/** pg_type.typlen of the types of this file's columns (-1: variable width). */
+const TYPE_SIZES: ReadonlyMap<number, number> = new Map([
+  [BOOLOID, 1],
+  [INT4OID, 4],
+  [OIDOID, 4],
+  [XIDOID, 4],
+  [INT8OID, 8],
+  [TIMESTAMPTZOID, 8],
+  [NAMEOID, 64],
+]);
+
+/** The view's columns' attribute numbers, in its order. */
+const ATTNUMS = new Map(Object.keys(COLUMNS).map((c, i) => [c, i + 1]));
+
+/**
+ * The RowDescription's fields of a statement of this file's (a SELECT of
+ * calls and columns): a column of the view names the view and its place in
+ * it, as PostgreSQL's does for a column of a view in FROM.
+ */
+function fieldsOf(
+  stmt: Stmt & { kind: "select" },
+  view: StatActivityView | null,
+): FieldDescription[] {
   return stmt.items.map((it): FieldDescription => {
     const t = it.lit !== null ? INT4OID : it.call !== null ? BOOLOID : COLUMNS[it.col!]!;
-    const size = t === BOOLOID ? 1 : t === INT4OID || t === OIDOID ? 4 : t === NAMEOID ? 64 : -1;
-    return { name: it.name, typeOid: t, typeSize: size };
+    const field: FieldDescription = {
+      name: it.name,
+      typeOid: t,
+      typeSize: TYPE_SIZES.get(t) ?? -1,
+    };
+    if (it.col !== null && view !== null) {
+      field.tableOid = view.oid;
+      field.columnAttr = ATTNUMS.get(it.col)!;
+    }
+    return field;
   });
 }
 
@@ -475,10 +608,20 @@ function fieldsOf(stmt: Stmt & { kind: "select" }): FieldDescription[] {
 function plan(batch: Batch, ctx: OffEngineContext, constants: boolean): Plan | null {
   const stmt = parseStatement(batch.sql);
   if (stmt === null) return null;
+  const ext = batch.extended;
+  // Result formats PostgreSQL refuses (an unknown code, a count that is
+  // neither 0, 1 nor the columns'): the engine says what is wrong.
+  if (ext !== null && !ext.resultFormats.every((f) => f === 0 || f === 1)) return null;
+  const columns = stmt.kind === "select" ? stmt.items.length : 1;
+  if (ext !== null && ext.resultFormats.length > 1 && ext.resultFormats.length !== columns) {
+    return null;
+  }
+  const format = (i: number) => ext === null ? 0 : formatOf(ext.resultFormats, i);
   if (stmt.kind === "select" && stmt.items.some((it) => it.lit !== null)) {
     if (!constants || stmt.from || stmt.items.some((it) => it.lit === null)) return null;
   } else if (constants) return null;
-  const ext = batch.extended;
+  // The view's columns name it in the RowDescription.
+  if (stmt.kind === "select" && stmt.from && ctx.view === null) return null;
   const me = ctx.roles.byName(ctx.currentUser);
   if (me === undefined) return null;
   if (stmt.kind === "show") {
@@ -488,7 +631,7 @@ function plan(batch: Batch, ctx: OffEngineContext, constants: boolean): Plan | n
     return {
       fields: [{ name: fixed[0], typeOid: TEXTOID }],
       paramTypes: [],
-      rows: [[{ value: fixed[1] }]],
+      rows: [[{ encoded: encodeValue(fixed[1], TEXTOID, format(0), null)! }]],
       tag: "SHOW",
       me,
     };
@@ -518,7 +661,9 @@ function plan(batch: Batch, ctx: OffEngineContext, constants: boolean): Plan | n
       if (ext.declared[i] !== 0 && ext.declared[i] !== paramTypes[i]) return null;
     }
     // Described only: nothing is evaluated, nobody is signalled.
-    if (ext.prepareOnly) return { fields: fieldsOf(stmt), paramTypes, rows: [], tag: "SELECT", me };
+    if (ext.prepareOnly) {
+      return { fields: fieldsOf(stmt, ctx.view), paramTypes, rows: [], tag: "SELECT", me };
+    }
     if (ext.params.length !== count) return null;
     for (let i = 0; i < count; i++) {
       const v = paramValue(ext.params[i]!, paramTypes[i]!, formatOf(ext.paramFormats, i));
@@ -526,14 +671,29 @@ function plan(batch: Batch, ctx: OffEngineContext, constants: boolean): Plan | n
       params.set(i + 1, v);
     }
   }
-  const fields = fieldsOf(stmt);
+  const fields = fieldsOf(stmt, ctx.view);
   const source: Array<ViewRow | null> = stmt.from
-    ? viewRows(ctx, me).filter((r) => stmt.where.every((c) => matches(c, r, params, ctx)))
+    ? viewRows(ctx, me, ctx.view!).filter((r) =>
+      stmt.where.every((c) => matches(c, r, params, ctx))
+    )
     : [null];
+  // timestamptz in text as the session's DateStyle and TimeZone write it,
+  // where this file can (offengine-out.ts); made only when a row needs it.
+  let timestamptz: ((us: number) => string | null) | null | undefined;
+  let exact = true;
+  const encoded = (v: Value, i: number): Cell => {
+    const t = fields[i]!.typeOid;
+    if (t === TIMESTAMPTZOID && v !== null && format(i) === 0) {
+      timestamptz ??= timestamptzOut(ctx.timestampStyle);
+    }
+    const e = encodeValue(v, t, format(i), timestamptz ?? null);
+    if (e === undefined) exact = false;
+    return { encoded: e ?? null };
+  };
   const rows = source.map((row) =>
-    stmt.items.map((it): Cell => {
-      if (it.lit !== null) return { value: it.lit };
-      if (it.call === null) return { value: row?.[it.col!] ?? null };
+    stmt.items.map((it, i): Cell => {
+      if (it.lit !== null) return encoded(it.lit, i);
+      if (it.call === null) return encoded(row?.[it.col!] ?? null, i);
       const pid = evalOperand(it.call.target, row, params, ctx);
       const timeout = it.call.timeout === null
         ? 0n
@@ -541,6 +701,9 @@ function plan(batch: Batch, ctx: OffEngineContext, constants: boolean): Plan | n
       return { call: it.call, pid, timeout };
     })
   );
+  // A value this file cannot write exactly (a timestamp in an unusual
+  // DateStyle or TimeZone): the engine's.
+  if (!exact) return null;
   // A signal to the caller itself ends its own statement: the engine's work.
   for (const r of rows) for (const c of r) if ("call" in c && c.pid === ctx.pid) return null;
   return { fields, paramTypes, rows, tag: "SELECT", me };
@@ -609,9 +772,9 @@ export async function answerWithoutEngine(
   const parts: Uint8Array[] = [];
   try {
     for (const r of p.rows) {
-      const values: Array<Value | boolean> = [];
-      for (const c of r) {
-        if (!("call" in c)) values.push(c.value);
+      const values: Encoded[] = [];
+      for (const [i, c] of r.entries()) {
+        if (!("call" in c)) values.push(c.encoded);
         else if (c.pid === null || c.timeout === null) values.push(null); // strict
         else {
           const s = await signalBackend(
@@ -626,10 +789,10 @@ export async function answerWithoutEngine(
             parts.push(w.take());
             parts.push(noticeResponse(new PgError("01000", s.warning, { severity: "WARNING" })));
           }
-          values.push(s.value);
+          values.push(encodeValue(s.value, BOOLOID, format(i), null) ?? null);
         }
       }
-      writeDataRow(w, values.map((v, i) => encodeValue(v, p.fields[i]!.typeOid, format(i))));
+      writeDataRow(w, values);
     }
     writeCommandComplete(w, p.tag === "SHOW" ? "SHOW" : `SELECT ${p.rows.length}`);
     parts.push(w.take());

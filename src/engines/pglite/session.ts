@@ -337,6 +337,15 @@ export class PgliteSession extends SessionGlobals
     return "in an unfinished extended-query batch";
   }
 
+  /**
+   * A GUC_REPORT parameter's value as its client was last told it: between
+   * inputs, the session's own (DateStyle and TimeZone, for timestamps
+   * written without the engine: offengine.ts).
+   */
+  reportedValue(name: string): string | undefined {
+    return this.#told.value(name);
+  }
+
   /** This session's row of pg_stat_activity (before visibility rules). */
   activityRow(): ActivityRow {
     return this.#activity.row({
