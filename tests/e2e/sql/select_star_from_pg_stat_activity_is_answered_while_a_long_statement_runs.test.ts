@@ -11,7 +11,7 @@
  * whose output names the zone's abbreviation (SQL) waits for the engine,
  * as before. node-postgres in text, and the extended protocol's Bind
  * asking for binary results (hand-built: node-postgres reads binary values
- * as UTF-8 text); the default server.
+ * as UTF-8 text); the default server and --adapter subprocess.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -27,6 +27,7 @@ import {
   sleep,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
+import type { Adapter } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
@@ -152,142 +153,146 @@ function expectSame(off: Answer, on: Answer, still: number[], moved: number[]): 
   }
 }
 
-describe("default server", () => {
-  const server = sharedServer();
+for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
+  describe(`${adapter ?? "default"} server`, () => {
+    const server = sharedServer(adapter === undefined ? {} : { adapter });
 
-  test(
-    "SELECT * FROM pg_stat_activity answers at once behind pg_sleep, as the engine's view would",
-    async () => {
-      const admin = await pgClient(server());
-      await admin.query(
-        "create role psa_watcher login; create role psa_other login",
-      );
-      // Sessions that stay idle throughout: one of the watcher's role, one of
-      // another role (the watcher has no privileges of it), one over the
-      // Unix socket (no client address).
-      const idleOwn = await pgClient(server(), { user: "psa_watcher" });
-      const idleOther = await pgClient(server(), { user: "psa_other" });
-      const idleUnix = await pgClient(server(), { user: "psa_watcher", unix: true });
-      await idleOwn.query("set application_name = 'idle own'");
-      await idleOther.query("select 1");
-      // The watchers set their styles before the engine is taken.
-      const kolkata = await pgClient(server(), { user: "psa_watcher" });
-      await kolkata.query("set timezone = 'Asia/Kolkata'");
-      const stJohns = await pgClient(server(), { user: "psa_watcher" });
-      await stJohns.query("set timezone = 'America/St_Johns'; set datestyle = 'ISO, DMY'");
-      const sqlStyle = await pgClient(server(), { user: "psa_watcher" });
-      await sqlStyle.query("set timezone = 'Asia/Kolkata'; set datestyle = 'SQL, DMY'");
-      const superuser = await pgClient(server());
-      await superuser.query("set timezone = 'America/St_Johns'");
-      const binary = await RawConnection.open(server());
-      const binaryPid = (await binary.startup({ user: "psa_watcher", database: "postgres" })).pid;
-
-      const sleeper = await pgClient(server());
-      let sleptAt = 0;
-      const slept = sleeper.query("select pg_sleep(4)").then(() => sleptAt = Date.now());
-      // Until the sleep holds the engine.
-      for (;;) {
-        const r = await admin.query(
-          "select state, query, wait_event from pg_stat_activity where pid = $1",
-          [pidOf(sleeper)],
+    test(
+      "SELECT * FROM pg_stat_activity answers at once behind pg_sleep, as the engine's view would",
+      async () => {
+        const admin = await pgClient(server());
+        await admin.query(
+          "create role psa_watcher login; create role psa_other login",
         );
-        const row = r.rows[0];
-        if (
-          row?.state === "active" && row.query === "select pg_sleep(4)" && row.wait_event === null
-        ) {
-          break;
+        // Sessions that stay idle throughout: one of the watcher's role, one of
+        // another role (the watcher has no privileges of it), one over the
+        // Unix socket (no client address).
+        const idleOwn = await pgClient(server(), { user: "psa_watcher" });
+        const idleOther = await pgClient(server(), { user: "psa_other" });
+        const idleUnix = await pgClient(server(), { user: "psa_watcher", unix: true });
+        await idleOwn.query("set application_name = 'idle own'");
+        await idleOther.query("select 1");
+        // The watchers set their styles before the engine is taken.
+        const kolkata = await pgClient(server(), { user: "psa_watcher" });
+        await kolkata.query("set timezone = 'Asia/Kolkata'");
+        const stJohns = await pgClient(server(), { user: "psa_watcher" });
+        await stJohns.query("set timezone = 'America/St_Johns'; set datestyle = 'ISO, DMY'");
+        const sqlStyle = await pgClient(server(), { user: "psa_watcher" });
+        await sqlStyle.query("set timezone = 'Asia/Kolkata'; set datestyle = 'SQL, DMY'");
+        const superuser = await pgClient(server());
+        await superuser.query("set timezone = 'America/St_Johns'");
+        const binary = await RawConnection.open(server());
+        const binaryPid = (await binary.startup({ user: "psa_watcher", database: "postgres" })).pid;
+
+        const sleeper = await pgClient(server());
+        let sleptAt = 0;
+        const slept = sleeper.query("select pg_sleep(4)").then(() => sleptAt = Date.now());
+        // Until the sleep holds the engine.
+        for (;;) {
+          const r = await admin.query(
+            "select state, query, wait_event from pg_stat_activity where pid = $1",
+            [pidOf(sleeper)],
+          );
+          const row = r.rows[0];
+          if (
+            row?.state === "active" && row.query === "select pg_sleep(4)" && row.wait_event === null
+          ) {
+            break;
+          }
         }
-      }
-      const star = "SELECT * FROM pg_stat_activity";
-      const asked = Date.now();
-      const offKolkata = await read(kolkata, star);
-      const offStJohns = await read(stJohns, star);
-      const offBinary = await readBinary(binary, star);
-      const offSuper = await read(superuser, `${star} WHERE usename LIKE 'psa%'`);
-      const offColumns = await read(
-        kolkata,
-        "select backend_start, client_addr, pid, datid, backend_type, query_id, backend_xid" +
-          " from pg_stat_activity where pid <> pg_backend_pid()",
-      );
-      const sqlStyled = read(sqlStyle, star);
-      // All of it while the sleep went on, well before its end.
-      expect(sleptAt).toBe(0);
-      expect(Date.now() - asked).toBeLessThan(2500);
-      // SQL's DateStyle writes the zone's abbreviation: the engine's, which is busy.
-      expect(await Promise.race([sqlStyled.then(() => "answered"), sleep(300).then(() => "waits")]))
-        .toBe("waits");
+        const star = "SELECT * FROM pg_stat_activity";
+        const asked = Date.now();
+        const offKolkata = await read(kolkata, star);
+        const offStJohns = await read(stJohns, star);
+        const offBinary = await readBinary(binary, star);
+        const offSuper = await read(superuser, `${star} WHERE usename LIKE 'psa%'`);
+        const offColumns = await read(
+          kolkata,
+          "select backend_start, client_addr, pid, datid, backend_type, query_id, backend_xid" +
+            " from pg_stat_activity where pid <> pg_backend_pid()",
+        );
+        const sqlStyled = read(sqlStyle, star);
+        // All of it while the sleep went on, well before its end.
+        expect(sleptAt).toBe(0);
+        expect(Date.now() - asked).toBeLessThan(2500);
+        // SQL's DateStyle writes the zone's abbreviation: the engine's, which is busy.
+        expect(
+          await Promise.race([sqlStyled.then(() => "answered"), sleep(300).then(() => "waits")]),
+        )
+          .toBe("waits");
 
-      // What each shows, in its session's zone.
-      const sleeperRow = offKolkata.rows.get(pidOf(sleeper))!;
-      expect(sleeperRow[COLUMNS.indexOf("query")]).toBe("<insufficient privilege>");
-      expect(sleeperRow[COLUMNS.indexOf("state")]).toBeNull();
-      expect(sleeperRow[COLUMNS.indexOf("backend_type")]).toBeNull();
-      expect(sleeperRow[COLUMNS.indexOf("usename")]).toBe("postgres");
-      const own = offKolkata.rows.get(pidOf(kolkata))!;
-      expect(own[COLUMNS.indexOf("state")]).toBe("active");
-      expect(own[COLUMNS.indexOf("query")]).toBe(star);
-      expect(own[COLUMNS.indexOf("backend_type")]).toBe("client backend");
-      expect(String(own[COLUMNS.indexOf("backend_start")])).toMatch(
-        /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+05:30$/,
-      );
-      // Its own times are its statement's, one instant.
-      const [xact, query, change] = ["xact_start", "query_start", "state_change"].map((c) =>
-        own[COLUMNS.indexOf(c)]
-      );
-      expect([query, change]).toEqual([xact, xact]);
-      expect(String(offStJohns.rows.get(pidOf(stJohns))![COLUMNS.indexOf("backend_start")]))
-        .toMatch(/-0[23]:30$/);
-      const superRow = offSuper.rows.get(pidOf(sleeper));
-      expect(superRow).toBeUndefined(); // not a psa role
-      expect(offSuper.rows.get(pidOf(idleOwn))![COLUMNS.indexOf("application_name")]).toBe(
-        "idle own",
-      );
-      expect(offColumns.fields.map((f) => f[0])).toEqual([
-        "backend_start",
-        "client_addr",
-        "pid",
-        "datid",
-        "backend_type",
-        "query_id",
-        "backend_xid",
-      ]);
-      expect(offColumns.rows.get(pidOf(idleOwn))![1]).toBe("127.0.0.1");
-      expect(offColumns.rows.get(pidOf(idleUnix))![1]).toBeNull();
+        // What each shows, in its session's zone.
+        const sleeperRow = offKolkata.rows.get(pidOf(sleeper))!;
+        expect(sleeperRow[COLUMNS.indexOf("query")]).toBe("<insufficient privilege>");
+        expect(sleeperRow[COLUMNS.indexOf("state")]).toBeNull();
+        expect(sleeperRow[COLUMNS.indexOf("backend_type")]).toBeNull();
+        expect(sleeperRow[COLUMNS.indexOf("usename")]).toBe("postgres");
+        const own = offKolkata.rows.get(pidOf(kolkata))!;
+        expect(own[COLUMNS.indexOf("state")]).toBe("active");
+        expect(own[COLUMNS.indexOf("query")]).toBe(star);
+        expect(own[COLUMNS.indexOf("backend_type")]).toBe("client backend");
+        expect(String(own[COLUMNS.indexOf("backend_start")])).toMatch(
+          /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+05:30$/,
+        );
+        // Its own times are its statement's, one instant.
+        const [xact, query, change] = ["xact_start", "query_start", "state_change"].map((c) =>
+          own[COLUMNS.indexOf(c)]
+        );
+        expect([query, change]).toEqual([xact, xact]);
+        expect(String(offStJohns.rows.get(pidOf(stJohns))![COLUMNS.indexOf("backend_start")]))
+          .toMatch(/-0[23]:30$/);
+        const superRow = offSuper.rows.get(pidOf(sleeper));
+        expect(superRow).toBeUndefined(); // not a psa role
+        expect(offSuper.rows.get(pidOf(idleOwn))![COLUMNS.indexOf("application_name")]).toBe(
+          "idle own",
+        );
+        expect(offColumns.fields.map((f) => f[0])).toEqual([
+          "backend_start",
+          "client_addr",
+          "pid",
+          "datid",
+          "backend_type",
+          "query_id",
+          "backend_xid",
+        ]);
+        expect(offColumns.rows.get(pidOf(idleOwn))![1]).toBe("127.0.0.1");
+        expect(offColumns.rows.get(pidOf(idleUnix))![1]).toBeNull();
 
-      const styled = await sqlStyled;
-      expect(String(styled.rows.get(pidOf(idleOwn))![COLUMNS.indexOf("backend_start")]))
-        .toMatch(/^\d\d\/\d\d\/\d{4} \d\d:\d\d:\d\d(\.\d+)? IST$/);
+        const styled = await sqlStyled;
+        expect(String(styled.rows.get(pidOf(idleOwn))![COLUMNS.indexOf("backend_start")]))
+          .toMatch(/^\d\d\/\d\d\/\d{4} \d\d:\d\d:\d\d(\.\d+)? IST$/);
 
-      await slept;
-      // The same statements on the engine, now free.
-      const onKolkata = await read(kolkata, star);
-      const onStJohns = await read(stJohns, star);
-      const onBinary = await readBinary(binary, star);
-      const onSuper = await read(superuser, `${star} WHERE usename LIKE 'psa%'`);
-      const onColumns = await read(
-        kolkata,
-        "select backend_start, client_addr, pid, datid, backend_type, query_id, backend_xid" +
-          " from pg_stat_activity where pid <> pg_backend_pid()",
-      );
-      const still = [pidOf(idleOwn), pidOf(idleOther), pidOf(idleUnix), pidOf(admin)];
-      const moved = [pidOf(sleeper), pidOf(kolkata), pidOf(stJohns), pidOf(sqlStyle), binaryPid];
-      expectSame(offKolkata, onKolkata, still, moved);
-      expectSame(offStJohns, onStJohns, still, moved);
-      expectSame(offBinary, onBinary, still, moved);
-      expectSame(offSuper, onSuper, [pidOf(idleOwn), pidOf(idleUnix), pidOf(idleOther)], [
-        pidOf(kolkata),
-        pidOf(stJohns),
-        pidOf(sqlStyle),
-        binaryPid,
-      ]);
-      expectSame(offColumns, onColumns, [...still, ...moved], []);
-      // Binary is binary: an int4 pid, an 8-byte timestamptz, inet's family 2.
-      const bin = offBinary.rows.get(pidOf(idleOwn))!;
-      expect(String(bin[COLUMNS.indexOf("pid")])).toHaveLength(8);
-      expect(String(bin[COLUMNS.indexOf("backend_start")])).toHaveLength(16);
-      expect(bin[COLUMNS.indexOf("client_addr")]).toBe("022000047f000001");
-      binary.socket.end();
-    },
-    60_000,
-  );
-});
+        await slept;
+        // The same statements on the engine, now free.
+        const onKolkata = await read(kolkata, star);
+        const onStJohns = await read(stJohns, star);
+        const onBinary = await readBinary(binary, star);
+        const onSuper = await read(superuser, `${star} WHERE usename LIKE 'psa%'`);
+        const onColumns = await read(
+          kolkata,
+          "select backend_start, client_addr, pid, datid, backend_type, query_id, backend_xid" +
+            " from pg_stat_activity where pid <> pg_backend_pid()",
+        );
+        const still = [pidOf(idleOwn), pidOf(idleOther), pidOf(idleUnix), pidOf(admin)];
+        const moved = [pidOf(sleeper), pidOf(kolkata), pidOf(stJohns), pidOf(sqlStyle), binaryPid];
+        expectSame(offKolkata, onKolkata, still, moved);
+        expectSame(offStJohns, onStJohns, still, moved);
+        expectSame(offBinary, onBinary, still, moved);
+        expectSame(offSuper, onSuper, [pidOf(idleOwn), pidOf(idleUnix), pidOf(idleOther)], [
+          pidOf(kolkata),
+          pidOf(stJohns),
+          pidOf(sqlStyle),
+          binaryPid,
+        ]);
+        expectSame(offColumns, onColumns, [...still, ...moved], []);
+        // Binary is binary: an int4 pid, an 8-byte timestamptz, inet's family 2.
+        const bin = offBinary.rows.get(pidOf(idleOwn))!;
+        expect(String(bin[COLUMNS.indexOf("pid")])).toHaveLength(8);
+        expect(String(bin[COLUMNS.indexOf("backend_start")])).toHaveLength(16);
+        expect(bin[COLUMNS.indexOf("client_addr")]).toBe("022000047f000001");
+        binary.socket.end();
+      },
+      60_000,
+    );
+  });
+}
