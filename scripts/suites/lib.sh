@@ -4,6 +4,7 @@
 #
 #   SERVER=pgts|pg15   which server (default pgts)
 #   ADAPTER=NAME       pgts's --adapter (default: pgts's own default)
+#   RUNTIME=bun|deno   what pgts starts under: `bun mod.ts start` (default) or `deno run -A mod.ts start`
 #   KEEP=1             keep the work directory (logs) after the run
 
 set -u
@@ -12,6 +13,7 @@ BUN="$ROOT/node_modules/.bin/bun"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SERVER=${SERVER:-pgts}
 ADAPTER=${ADAPTER:-}
+RUNTIME=${RUNTIME:-bun}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/suites-run-XXXXXX")
 chmod 755 "$WORK"
 SERVER_PID=""
@@ -79,7 +81,9 @@ start_server() {
     sed -i 's/^\(local[[:space:]].*[[:space:]]\)[a-z0-9-]*$/\1trust/' "$DATA/pg_hba.conf"
     local adapter=()
     [ -n "$ADAPTER" ] && adapter=(--adapter "$ADAPTER")
-    (cd "$ROOT" && exec "$BUN" mod.ts start -D "$DATA" -p "$PORT" "${adapter[@]}" \
+    local run=("$BUN")
+    [ "$RUNTIME" = deno ] && run=("$ROOT/node_modules/.bin/deno" run -A)
+    (cd "$ROOT" && exec "${run[@]}" mod.ts start -D "$DATA" -p "$PORT" "${adapter[@]}" \
       -c "unix_socket_directories=$SOCKDIR" "${settings[@]}") >"$WORK/server${INSTANCE:-}.log" 2>&1 &
     SERVER_PID=$!
     STARTED+=("$SERVER_PID $DATA")
@@ -87,7 +91,7 @@ start_server() {
   local i
   for i in $(seq 1 300); do
     if pg_isready -q -h 127.0.0.1 -p "$PORT"; then
-      echo "# $SERVER${ADAPTER:+ --adapter $ADAPTER} on 127.0.0.1:$PORT (socket dir $SOCKDIR), work dir $WORK"
+      echo "# $SERVER${ADAPTER:+ --adapter $ADAPTER} (${RUNTIME}) on 127.0.0.1:$PORT (socket dir $SOCKDIR), work dir $WORK"
       return 0
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
