@@ -32,8 +32,20 @@ export class NodeSocketNetAdapter implements NetAdapter {
     if (unixPath !== null) await removeStaleSocket(unixPath);
     const serve = () =>
       net.createServer({ pauseOnConnect: true }, (socket) => {
-        // SO_KEEPALIVE, as PostgreSQL's, after tcp_keepalives_idle (else the system's).
-        if (address.family === "tcp") socket.setKeepAlive(true, address.keepAliveIdleMs ?? 0);
+        if (address.family === "tcp") {
+          // TCP_NODELAY, as PostgreSQL sets it on every TCP client: an
+          // answer may leave in more than one write (a subprocess backend
+          // relays the engine child's frames as they come, its
+          // ReadyForQuery last), and with Nagle's algorithm the last small
+          // write waited for the client's delayed ACK, some 40 ms on Linux,
+          // so that a terminated session's end reached its client before
+          // pg_terminate_backend()'s answer. An option of the socket, not
+          // of this process's descriptor: it holds in the child it is
+          // handed to.
+          socket.setNoDelay(true);
+          // SO_KEEPALIVE, as PostgreSQL's, after tcp_keepalives_idle (else the system's).
+          socket.setKeepAlive(true, address.keepAliveIdleMs ?? 0);
+        }
         onConnection(new NodeSocketConnection(socket, nodeRemote(socket, unixPath)));
       });
     const holder = { server: serve() };
