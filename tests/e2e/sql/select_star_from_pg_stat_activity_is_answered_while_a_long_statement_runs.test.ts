@@ -201,7 +201,6 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           }
         }
         const star = "SELECT * FROM pg_stat_activity";
-        const asked = Date.now();
         const offKolkata = await read(kolkata, star);
         const offStJohns = await read(stJohns, star);
         const offBinary = await readBinary(binary, star);
@@ -212,9 +211,8 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
             " from pg_stat_activity where pid <> pg_backend_pid()",
         );
         const sqlStyled = read(sqlStyle, star);
-        // All of it while the sleep went on, well before its end.
+        // All of it while the sleep went on.
         expect(sleptAt).toBe(0);
-        expect(Date.now() - asked).toBeLessThan(2500);
         // SQL's DateStyle writes the zone's abbreviation: the engine's, which is busy.
         expect(
           await Promise.race([sqlStyled.then(() => "answered"), sleep(300).then(() => "waits")]),
