@@ -35,6 +35,7 @@ import { loadExtensionBundles } from "./extensions.ts";
 import { HeapTrimmer } from "./heaptrim.ts";
 import { concat, fe } from "./wire.ts";
 import { type IdentityGuard, installEngineGuards } from "./guard.ts";
+import { installIcuKeywords } from "./icukeywords.ts";
 import { WasmTools } from "./wasmtools.ts";
 import {
   installUnseenPlaceholders,
@@ -321,6 +322,7 @@ export async function openInstance(
     tools = captured.tools = new WasmTools(captured.wasm, memory);
     guard = installEngineGuards(tools);
     installStackDepthLimit(tools);
+    installIcuKeywords(tools);
     installEncodingGuard(tools);
     installJsonDepthGuard(tools);
     installQueryDepthGuard(tools);

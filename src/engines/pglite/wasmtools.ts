@@ -6,7 +6,8 @@
  * portalnames.ts, databasegrants.ts, customsettings.ts, …).
  */
 
-/** elevel WARNING and ERROR (elog.h). */
+/** elevel NOTICE, WARNING and ERROR (elog.h). */
+const NOTICE = 18;
 const WARNING = 19;
 const ERROR = 21;
 /** CMD_UTILITY in `enum CmdType`. */
@@ -143,6 +144,11 @@ export class WasmTools {
   /** ereport(WARNING): the client gets it, and the host function goes on. */
   warn(message: string): void {
     this.#report(WARNING, "01000", message, undefined);
+  }
+
+  /** ereport(NOTICE), as warn. */
+  notice(message: string, detail?: string): void {
+    this.#report(NOTICE, "00000", message, detail);
   }
 
   /** NUL-terminated names for errfinish's routine argument (the 'R' field), made once each. */
