@@ -87,7 +87,7 @@ const COLLATION_KEYWORDS: ReadonlyMap<
 export function icuKeywordForm(tag: string): string | null {
   const subtags = tag.toLowerCase().split(/[-_]/);
   const u = subtags.indexOf("u");
-  if (u < 1 || !/^[a-z]{2,3}$|^und$/.test(subtags[0]!)) return null;
+  if (u < 1 || !/^[a-z]{2,3}$/.test(subtags[0]!)) return null;
   const base = subtags.slice(0, u);
   // Script, region and variants only: another extension or private use is left alone.
   if (base.slice(1).some((s) => s.length === 1)) return null;

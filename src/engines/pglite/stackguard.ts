@@ -79,10 +79,11 @@ type IntCheckHook = (newval: number, extra: number, source: number) => number;
  * Bounds max_stack_depth by ENGINE_MAX_STACK_DEPTH_KB, as PostgreSQL's own
  * check bounds it by the platform's stack (here the shadow stack's 8 MB,
  * whose check runs for the values within the bound): a larger value fails
- * the check with PostgreSQL's detail, so that however it is set (SET, set_config, a
- * function's SET clause, ALTER ROLE … SET) the client gets 22023 `invalid
- * value for parameter "max_stack_depth": N` and `"max_stack_depth" must not
- * exceed 256kB.`, at the level PostgreSQL reports a failed check.
+ * the check with PostgreSQL's detail, so that however it is set (SET,
+ * set_config, a function's SET clause, ALTER ROLE … SET) the client gets
+ * 22023 `invalid value for parameter "max_stack_depth": N` and
+ * `"max_stack_depth" must not exceed 256kB.`, at the level PostgreSQL
+ * reports a failed check.
  */
 export function installStackDepthLimit(
   tools: WasmTools,
