@@ -66,7 +66,10 @@ export async function recoverSwitch(options: {
     if (step.kind === "identity" || (step.kind === "set" && options.startup)) {
       // Never run a session's input as anyone else, and refuse a bad
       // startup setting as PostgreSQL refuses the login.
-      fatal = new PgError(err.code, err.message);
+      fatal = new PgError(err.code, err.message, {
+        ...(err.detail !== undefined ? { detail: err.detail } : {}),
+        ...(err.hint !== undefined ? { hint: err.hint } : {}),
+      });
       break;
     }
     warnings.push(

@@ -344,23 +344,29 @@ export function resultSets(buf: Uint8Array): Array<Array<Array<string | null>>> 
   return sets;
 }
 
-/** The first ErrorResponse in a backend byte stream, as message text and SQLSTATE. */
-export function firstError(buf: Uint8Array): { code: string; message: string } | null {
+/** The first ErrorResponse in a backend byte stream: its SQLSTATE, message, detail and hint. */
+export function firstError(
+  buf: Uint8Array,
+): { code: string; message: string; detail?: string; hint?: string } | null {
   let at = 0;
   while (at + 5 <= buf.length) {
     const len = readInt32(buf, at + 1);
     if (buf[at] === BE.ErrorResponse) {
       let f = at + 5;
-      let code = "";
-      let text = "";
+      const error: { code: string; message: string; detail?: string; hint?: string } = {
+        code: "",
+        message: "",
+      };
       while (f < at + 1 + len && buf[f] !== 0) {
         const k = buf[f]!;
         const [v, next] = readCString(buf, f + 1);
-        if (k === PG_DIAG.SQLSTATE) code = v;
-        if (k === PG_DIAG.MESSAGE_PRIMARY) text = v;
+        if (k === PG_DIAG.SQLSTATE) error.code = v;
+        else if (k === PG_DIAG.MESSAGE_PRIMARY) error.message = v;
+        else if (k === PG_DIAG.MESSAGE_DETAIL) error.detail = v;
+        else if (k === PG_DIAG.MESSAGE_HINT) error.hint = v;
         f = next;
       }
-      return { code, message: text };
+      return error;
     }
     at += 1 + len;
   }

@@ -298,3 +298,27 @@ test("a custom setting a function sets (set_config in PL/pgSQL, SET in its body,
   );
   await Promise.all([a.end(), b.end()]);
 });
+
+test("a startup setting the engine refuses ends that login with PostgreSQL's error, its detail included, and no other session notices", async () => {
+  const s = server();
+  const other = await pgClient(s);
+  // PostgreSQL refuses it at connection; here the connection may come up
+  // and its first statement gets the FATAL (the settings reach the engine
+  // with the session's first input).
+  let failure: (Error & { code?: string; detail?: string; severity?: string }) | null = null;
+  try {
+    const c = await pgClient(s, { options: "-c default_tablespace=no_such_space" });
+    await c.query("select 1");
+  } catch (e) {
+    failure = e as typeof failure;
+  }
+  expect(failure).toMatchObject({
+    code: "22023",
+    severity: "FATAL",
+    message: 'invalid value for parameter "default_tablespace": "no_such_space"',
+    detail: 'Tablespace "no_such_space" does not exist.',
+  });
+  expect((await other.query("select current_setting('default_tablespace') as t")).rows)
+    .toEqual([{ t: "" }]);
+  await other.end();
+});
