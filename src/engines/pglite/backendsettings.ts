@@ -18,6 +18,7 @@
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { PgliteSession } from "./session.ts";
 import {
+  packetSettingNames,
   parseSnapshot,
   type SettingsMap,
   snapshotSql,
@@ -90,6 +91,8 @@ export class BackendSettings {
   #startupMaps = new Map<string, SettingsMap>();
   /** settingsKey per map, with the number of custom names it was computed for. */
   #keys = new WeakMap<SettingsMap, { names: number; key: string }>();
+  /** The settings each startup map's packet named itself (packetSettingNames); the rest are defaults. */
+  #packetNames = new WeakMap<SettingsMap, ReadonlySet<string>>();
 
   constructor(host: SettingsHost) {
     this.#host = host;
@@ -152,6 +155,7 @@ export class BackendSettings {
       });
       if (this.#startupMaps.size >= STARTUP_SPELLED_MAX) this.#startupMaps.clear();
       this.#startupMaps.set(key, m);
+      this.#packetNames.set(m, packetSettingNames(params));
       // Its custom settings (`-c app.tenant=7`, a role's `SET app.x`) are
       // read back as those a statement sets: else a map read back would
       // lose them, and the next session's switch would neither reset nor
@@ -237,6 +241,7 @@ export class BackendSettings {
         snapshot: () => this.#snapshot(),
         pid: s.pid,
         startup: to === s.startupSettings,
+        fromPacket: (name) => this.#packetNames.get(to)?.has(name) ?? true,
       });
       this.#current = r.carried;
       this.#appliedFor = null;

@@ -283,6 +283,23 @@ export function unsupportedClientEncoding(value: string): PgError | null {
   });
 }
 
+/**
+ * The settings a startup packet itself names (its `options` switches and
+ * its own parameters), as startupSettings keys them: what the login asked
+ * for, as against its role's and database's defaults (pg_db_role_setting).
+ */
+export function packetSettingNames(params: Readonly<Record<string, string>>): Set<string> {
+  const names = new Set<string>();
+  const opts = params["options"];
+  if (opts !== undefined) {
+    for (const [k] of parseOptions(opts)) names.add(k.replaceAll("-", "_").toLowerCase());
+  }
+  for (const k of Object.keys(params)) {
+    if (!NOT_SETTINGS.has(k.toLowerCase())) names.add(k.toLowerCase());
+  }
+  return names;
+}
+
 /** The `-c name=value` pairs of a startup `options` string (backslash escapes spaces). */
 export function parseOptions(options: string): Array<[string, string]> {
   const words: string[] = [];

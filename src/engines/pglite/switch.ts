@@ -44,6 +44,12 @@ export async function recoverSwitch(options: {
   pid: number;
   /** `to` is a startup map the backend never carried: a failure is the login's. */
   startup: boolean;
+  /**
+   * Whether setting `name` of that startup map is one its login's startup
+   * packet asked for. A role's or database's default (pg_db_role_setting)
+   * that fails is a WARNING instead, as PostgreSQL applies those at login.
+   */
+  fromPacket: (name: string) => boolean;
 }): Promise<RecoveredSwitch> {
   const warnings: PgError[] = [];
   let fatal: PgError | null = null;
@@ -63,13 +69,23 @@ export async function recoverSwitch(options: {
       category: "engine",
       detail: `${err.message} (SQLSTATE ${err.code})`,
     });
+    const fields = {
+      ...(err.detail !== undefined ? { detail: err.detail } : {}),
+      ...(err.hint !== undefined ? { hint: err.hint } : {}),
+    };
+    // A default of its role or database (ALTER ROLE … SET) that no longer
+    // holds (the text search configuration it names was dropped, a role it
+    // may no longer become): PostgreSQL warns and the login goes on without it.
+    const roleDefault = options.startup && step.kind !== "reset" &&
+      step.name !== "session_authorization" && !options.fromPacket(step.name);
+    if (roleDefault) {
+      warnings.push(new PgError(err.code, err.message, { ...fields, severity: "WARNING" }));
+      continue;
+    }
     if (step.kind === "identity" || (step.kind === "set" && options.startup)) {
       // Never run a session's input as anyone else, and refuse a bad
       // startup setting as PostgreSQL refuses the login.
-      fatal = new PgError(err.code, err.message, {
-        ...(err.detail !== undefined ? { detail: err.detail } : {}),
-        ...(err.hint !== undefined ? { hint: err.hint } : {}),
-      });
+      fatal = new PgError(err.code, err.message, fields);
       break;
     }
     warnings.push(

@@ -11,8 +11,8 @@
  */
 
 import { expect, test } from "bun:test";
-import type pg from "pg";
-import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import pg from "pg";
+import { pgClient, pgConfig, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 
 useSqlServers();
 const server = sharedServer();
@@ -321,4 +321,31 @@ test("a startup setting the engine refuses ends that login with PostgreSQL's err
   expect((await other.query("select current_setting('default_tablespace') as t")).rows)
     .toEqual([{ t: "" }]);
   await other.end();
+});
+
+test("a role's stored setting that no longer holds (ALTER ROLE … SET naming a dropped text search configuration) is a WARNING at its login, as in PostgreSQL, and the role still logs in", async () => {
+  const s = server();
+  const admin = await pgClient(s);
+  await admin.query("create role stale_defaults login");
+  await admin.query("create text search configuration public.gone_cfg (copy = simple)");
+  await admin.query("alter role stale_defaults set default_text_search_config = 'public.gone_cfg'");
+  await admin.query("drop text search configuration public.gone_cfg");
+  // PostgreSQL sends the WARNING during the login, pgts with the first answer.
+  const c = new pg.Client(pgConfig(s, { user: "stale_defaults" }));
+  const warnings: string[] = [];
+  c.on("notice", (n) => warnings.push(`${n.severity}: ${n.message}`));
+  await c.connect();
+  expect((await c.query("select current_user as u, 1 as one")).rows)
+    .toEqual([{ u: "stale_defaults", one: 1 }]);
+  expect(warnings).toEqual([
+    'WARNING: invalid value for parameter "default_text_search_config": "public.gone_cfg"',
+  ]);
+  // Asked for in the startup packet instead, the same value ends the login.
+  const refused = await pgClient(s, {
+    user: "stale_defaults",
+    options: "-c default_text_search_config=public.gone_cfg",
+  }).then((d) => d.query("select 1")).then(() => null, (e) => e as { severity?: string });
+  expect(refused).toMatchObject({ severity: "FATAL" });
+  await c.end();
+  await admin.end();
 });
