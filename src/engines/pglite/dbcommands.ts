@@ -379,6 +379,10 @@ async function onDatabasesEngines(
   return answer;
 }
 
+/** Why CREATE DATABASE takes no ICU locale: what a database's collation can be instead. */
+const ICU_DATABASE_DETAIL =
+  "A database's default collation here is C (libc or builtin); ICU collations can be created in it (CREATE COLLATION ... (provider = icu, locale = 'und')).";
+
 async function createDatabase(
   cluster: DatabaseCluster,
   session: PgliteSession,
@@ -413,16 +417,18 @@ async function createDatabase(
         if (!isDefault && v.text.toLowerCase() !== "libc" && v.text.toLowerCase() !== "builtin") {
           throw new PgError(
             ERRCODE.FEATURE_NOT_SUPPORTED,
-            `locale provider "${v.raw}" is not supported`,
-            { detail: "PGlite has no ICU." },
+            `locale provider "${v.raw}" is not supported for a database`,
+            { detail: ICU_DATABASE_DETAIL },
           );
         }
         break;
       case "icu_locale":
       case "icu_rules":
-        throw new PgError(ERRCODE.FEATURE_NOT_SUPPORTED, "ICU is not supported", {
-          detail: "PGlite has no ICU.",
-        });
+        throw new PgError(
+          ERRCODE.FEATURE_NOT_SUPPORTED,
+          "an ICU locale is not supported for a database",
+          { detail: ICU_DATABASE_DETAIL },
+        );
       case "tablespace":
         if (!isDefault && v.text !== "pg_default") {
           throw new PgError(ERRCODE.UNDEFINED_OBJECT, `tablespace "${v.raw}" does not exist`);

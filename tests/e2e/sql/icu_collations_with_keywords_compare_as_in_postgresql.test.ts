@@ -81,6 +81,16 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         { collname: "numeric", colllocale: "en_US@colnumeric=yes" },
         { collname: "plain_root", colllocale: "und" },
       ]);
+      // A database's default collation cannot be ICU's here: refused, with
+      // what can be done instead.
+      const refused = await c.query(
+        "CREATE DATABASE icu_default LOCALE_PROVIDER icu ICU_LOCALE 'und' TEMPLATE template0",
+      ).then(() => null, (e) => e as { code?: string; message?: string; detail?: string });
+      expect(refused).toMatchObject({
+        code: "0A000",
+        message: 'locale provider "icu" is not supported for a database',
+        detail: expect.stringContaining("CREATE COLLATION"),
+      });
       await c.end();
     });
   });
