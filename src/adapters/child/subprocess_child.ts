@@ -36,6 +36,9 @@ export interface SubprocessChildOptions {
   readonly preload?: string;
 }
 
+/** The listener that keeps a signal's default action from a pooled process between runs. */
+function ignoreSignal(): void {}
+
 // How long a finished child waits for its exit envelope to leave.
 const FLUSH_TIMEOUT_MS = 1000;
 
@@ -74,6 +77,8 @@ export async function runSubprocessChild(options: SubprocessChildOptions): Promi
     import(options.preload).catch(() => {});
   }
 
+  // Signals a pooled process ignores between runs (see the end of the loop).
+  const ignored = new Set<CatchableSignal>();
   for (;;) {
     const startMessage = new Promise<{ start: StartPayload; handle: unknown } | null>(
       (resolve, reject) => {
@@ -121,8 +126,19 @@ export async function runSubprocessChild(options: SubprocessChildOptions): Promi
     if (!options.reuse || code !== 0 || !process.connected || options.removeSignal === undefined) {
       return code;
     }
-    // Back to the pool: nothing of this run may act on the next one.
-    for (const [sig, listener] of installed) options.removeSignal(sig, listener);
+    // Back to the pool: nothing of this run may act on the next one. A
+    // signal the launcher sent this run before it read the exit envelope
+    // can still arrive; with no listener left it would meet the default
+    // action (SIGHUP, SIGTERM end the process), and the launcher, seeing
+    // the process die before it read the envelope, reported a crash ("was
+    // terminated by signal 1" after a reload). Such signals are ignored.
+    for (const [sig, listener] of installed) {
+      if (!ignored.has(sig)) {
+        ignored.add(sig);
+        options.installSignal(sig, ignoreSignal);
+      }
+      options.removeSignal(sig, listener);
+    }
     runtime = null;
   }
 }
