@@ -53,9 +53,9 @@ export interface Runtime {
   readonly compileEngineEarly: boolean;
   /**
    * The launcher and NetAdapter; `kind` defaults to "subprocess".
-   * `backendPool` is the number of backend processes the Bun subprocess
+   * `backendPool` is the number of backend processes the subprocess
    * launcher starts ahead and reuses (0, the default: none), with
-   * `backendModule` loaded in them from the start.
+   * `backendModule` loaded in them from the start (adapters/child/pool.ts).
    */
   adapter(
     options?: { kind?: AdapterKind; backendPool?: number; backendModule?: string },
@@ -134,7 +134,12 @@ const DENO: Runtime = {
       return { runtime: "deno", kind, launcher: await workerLauncher(), net };
     }
     const net = new (await import("./deno/net.ts")).DenoNetAdapter();
-    const launcher = new (await import("./deno/launcher.ts")).DenoSubprocessLauncher();
+    const launcher = new (await import("./deno/launcher.ts")).DenoSubprocessLauncher({
+      pool: {
+        size: options.backendPool ?? 0,
+        ...(options.backendModule !== undefined ? { module: options.backendModule } : {}),
+      },
+    });
     return { runtime: "deno", kind, launcher, net };
   },
   async dialer() {

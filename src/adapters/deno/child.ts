@@ -18,10 +18,16 @@ import { runSubprocessChild } from "../child/subprocess_child.ts";
 
 /** The argument that makes a pgts program run as a child. */
 export const CHILD_FLAG = "--pgts-child";
+/** With CHILD_FLAG: a pooled child, started ahead and reused (see subprocess_child.ts). */
+export const POOL_FLAG = "--pgts-pool";
+/** With POOL_FLAG, `--pgts-preload=<module>`: the module a pooled child loads while it waits. */
+export const PRELOAD_FLAG = "--pgts-preload=";
 
 export interface RunChildOptions {
   /** Finds a child main without a dynamic import (a compiled binary's registry). */
   readonly resolveMain?: ChildHooks["resolveMain"];
+  /** The process's argv, for POOL_FLAG and PRELOAD_FLAG. */
+  readonly argv?: readonly string[];
 }
 
 function openClient(start: StartPayload, handle: unknown): Promise<Connection | null> {
@@ -35,11 +41,18 @@ function openClient(start: StartPayload, handle: unknown): Promise<Connection | 
 
 /** Runs this process as a pgts child and exits with its code. */
 export function runChild(options: RunChildOptions = {}): void {
+  const argv = options.argv ?? process.argv;
+  const preload = argv.find((a) => a.startsWith(PRELOAD_FLAG))?.slice(PRELOAD_FLAG.length);
   runSubprocessChild({
     openClient,
     installSignal(sig, listener) {
       if (sig !== "SIGUSR1") Deno.addSignalListener(sig, listener);
     },
+    removeSignal(sig, listener) {
+      if (sig !== "SIGUSR1") Deno.removeSignalListener(sig, listener);
+    },
+    reuse: argv.includes(POOL_FLAG),
+    ...(preload !== undefined && preload !== "" ? { preload } : {}),
     ...(options.resolveMain ? { resolveMain: options.resolveMain } : {}),
   }).then(
     (code) => process.exit(code),
@@ -59,7 +72,7 @@ export function runChildFromArgv(
   options: RunChildOptions = {},
 ): boolean {
   if (!argv.includes(CHILD_FLAG)) return false;
-  runChild(options);
+  runChild({ ...options, argv });
   return true;
 }
 

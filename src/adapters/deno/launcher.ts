@@ -9,9 +9,15 @@
  * first signal of a child's life, so signals go through `Deno.kill(pid)`;
  * and SIGUSR1 opens Deno's inspector in the child, so SIGUSR1 travels as an
  * IPC message (a child with no SIGUSR1 handler ignores it, as Deno does).
+ *
+ * With `pool` (`backend_pool_size`), backends are forked ahead and reused
+ * (child/pool.ts): a forked Deno backend spends some 100 ms loading pgts's
+ * modules before it can answer, which a pooled one has done before its
+ * client arrives.
  */
 
-import { fork } from "node:child_process";
+import { type ChildProcess as NodeChildProcess, fork } from "node:child_process";
+import type net from "node:net";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type {
@@ -24,13 +30,16 @@ import type {
 import { ChildHandle } from "../child/childhandle.ts";
 import { nodeSocketOf } from "../node/nodeconn.ts";
 import { isToParent, type StartPayload, type ToChild, toChildExit } from "../child/envelope.ts";
-import { CHILD_FLAG } from "./child.ts";
+import { BackendPool, type BackendPoolOptions, type PoolProcess } from "../child/pool.ts";
+import { CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG } from "./child.ts";
 
 export interface DenoSubprocessLauncherOptions {
   /** The child entry module to fork; default: child.ts next to this file. */
   readonly module?: string;
   /** Environment for children; default: the postmaster's. */
   readonly env?: Record<string, string | undefined>;
+  /** Backend processes forked ahead and reused (child/pool.ts). Default: no pool. */
+  readonly pool?: BackendPoolOptions;
 }
 
 /**
@@ -50,10 +59,26 @@ export class DenoSubprocessLauncher implements ChildLauncher {
   readonly name = "deno-subprocess";
   #module: string;
   #env: Record<string, string | undefined> | undefined;
+  #pool: BackendPool;
 
   constructor(options: DenoSubprocessLauncherOptions = {}) {
     this.#module = options.module ?? fileURLToPath(new URL("./child.ts", import.meta.url));
     this.#env = options.env;
+    this.#pool = new BackendPool(options.pool ?? { size: 0 }, (module, onMessage) => {
+      const cp = this.#fork([CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG + module]);
+      cp.on("message", (message: unknown) => {
+        if (isToParent(message)) onMessage(message);
+      });
+      return pooledProcess(cp);
+    });
+  }
+
+  #fork(args: string[]): NodeChildProcess {
+    return fork(this.#module, args, {
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: childEnv(this.#env ?? process.env),
+    });
   }
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {
@@ -63,11 +88,12 @@ export class DenoSubprocessLauncher implements ChildLauncher {
         new TypeError("Client connection was not accepted by a node:net NetAdapter"),
       );
     }
-    const cp = fork(this.#module, [CHILD_FLAG], {
-      serialization: "advanced",
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-      env: childEnv(this.#env ?? process.env),
-    });
+    this.#pool.prime();
+    if (node !== null) {
+      const pooled = this.#pool.take(info, node);
+      if (pooled !== null) return Promise.resolve(pooled);
+    }
+    const cp = this.#fork([CHILD_FLAG]);
     const pid = cp.pid;
     if (pid === undefined) {
       return Promise.reject(new Error(`could not fork new process for "${info.name}"`));
@@ -123,7 +149,51 @@ export class DenoSubprocessLauncher implements ChildLauncher {
     return Promise.resolve(child);
   }
 
+  /** Ends the idle pooled processes; running children stay the postmaster's. */
   close(): Promise<void> {
-    return Promise.resolve();
+    return this.#pool.close();
   }
+}
+
+/**
+ * A pooled fork as the pool drives it. Its exit is the `exit` event's;
+ * signals go by `Deno.kill` and SIGUSR1 as a message, as for any child here.
+ */
+function pooledProcess(cp: NodeChildProcess): PoolProcess {
+  // A fork that failed has no pid: it counts as exited (a crash) at once.
+  const pid = cp.pid ?? 0;
+  let ended = cp.pid === undefined;
+  const exited = ended
+    ? Promise.resolve(toChildExit(null, null))
+    : new Promise<ChildExit>((resolve) => {
+      cp.once("exit", (code, signal) => {
+        ended = true;
+        resolve(toChildExit(code, signal));
+      });
+    });
+  // A send racing the child's exit fails with "Channel closed"; the exit is reported anyway.
+  cp.on("error", () => {});
+  const send = (message: ToChild) => {
+    if (!ended && cp.connected) cp.send(message, undefined, {}, () => {});
+  };
+  return {
+    pid,
+    exited,
+    running: () => !ended,
+    kill(sig) {
+      if (ended) return;
+      if (sig === "SIGUSR1") return send({ t: "sig", sig });
+      try {
+        Deno.kill(pid, sig);
+      } catch {
+        // Already gone (ESRCH): its exit is reported anyway.
+      }
+    },
+    send,
+    sendWithSocket(message, socket, release) {
+      // Our copy goes only once the fd is on the wire, as in launch().
+      if (ended || !cp.connected) return release();
+      cp.send(message, socket as net.Socket, {}, () => release());
+    },
+  };
 }

@@ -13,10 +13,9 @@ import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts
 useSqlServers();
 
 // One process started ahead: the one a client leaves comes back to the next client soon.
-// Under Bun always: only Bun's backend processes are pooled (backend_pool_size); a
-// forked Deno backend serves one client and exits, so nothing is reused there.
+// Under either runtime (PGTS_TEST_RUNTIME): Bun's spawned and Deno's forked backends are
+// both pooled (backend_pool_size).
 const server = sharedServer({
-  runtime: "bun",
   adapter: "subprocess",
   settings: { backend_pool_size: "1" },
 });
