@@ -12,54 +12,21 @@
  * Either way the parent then drops its copy, so the client sees the close
  * when the child exits. scripts/bench/children.ts compares the two.
  *
- * With `pool`, backends do not pay for a process start: `pool.size` children
- * are started ahead, already loading the backend's module, and a client is
- * sent to an idle one over IPC (the "ipc" route, the only one open to a
- * running process). A pooled child whose main ends cleanly (exit 0, the
- * client said Terminate or went away) reports that exit, which is what the
- * postmaster sees of it, and comes back to the pool; anything else (FATAL,
- * crash, signal) ends the process as before. The pool keeps at most
- * `pool.max` idle processes; it is refilled in the background. Idle
- * processes beyond `pool.size` end after POOL_TRIM_MS without a client, so
- * that after a flood of connections the process count and memory come back
- * to where they were.
+ * With `pool`, backends do not pay for a process start: a client goes to an
+ * idle process started ahead (child/pool.ts) over IPC, the "ipc" route, the
+ * only one open to a running process.
  */
 
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import type {
-  ChildExit,
-  ChildLauncher,
-  ChildProcess,
-  ChildStartInfo,
-  Signal,
-} from "../../core/adapter.ts";
+import type { ChildLauncher, ChildProcess, ChildStartInfo, Signal } from "../../core/adapter.ts";
 import { ChildHandle } from "../child/childhandle.ts";
 import { nodeSocketOf } from "../node/nodeconn.ts";
 import { isToParent, type StartPayload, type ToChild, toChildExit } from "../child/envelope.ts";
+import { BackendPool, type BackendPoolOptions, type PoolProcess } from "../child/pool.ts";
 import type { BunSubprocess } from "./bun.d.ts";
 import { CHILD_FLAG, POOL_FLAG, PRELOAD_FLAG } from "./child.ts";
 import { bunApi, isBunSocketHandle } from "./net.ts";
-
-/**
- * Ends a pooled process that serves no run. SIGKILL, not SIGTERM: a process
- * whose run has just reported its exit may still have that run's SIGTERM
- * handler installed (it is removed once the exit envelope is on the wire),
- * and a SIGTERM caught there was lost, leaving a process nobody would use
- * again (after a flood of connections, one per surplus return). An idle
- * pooled process holds no client and no state; the postmaster has already
- * seen its run end.
- */
-function endIdle(p: Pooled): void {
-  try {
-    p.sub.kill("SIGKILL");
-  } catch {
-    // already gone
-  }
-}
-
-/** How long idle pooled processes beyond the pool's size are kept after a burst. */
-const POOL_TRIM_MS = 2000;
 
 export interface BunSubprocessLauncherOptions {
   /**
@@ -77,24 +44,7 @@ export interface BunSubprocessLauncherOptions {
    * `size` idle ones kept ready, at most `max` (default 2 × size) kept idle
    * after their client left. Default: no pool.
    */
-  readonly pool?: {
-    readonly size: number;
-    readonly max?: number;
-    /**
-     * The backends' module, when known ahead: the pool is then filled at
-     * the launcher's first launch (the postmaster's start), not at the first
-     * client's, which would otherwise wait behind `size` process starts.
-     */
-    readonly module?: string;
-  };
-}
-
-/** A pooled process and the run it serves now, if any. */
-interface Pooled {
-  readonly sub: BunSubprocess;
-  /** The module its backends run, loaded ahead. */
-  readonly module: string;
-  run: { handle: ChildHandle; exit: (e: ChildExit) => void } | null;
+  readonly pool?: BackendPoolOptions;
 }
 
 /** The fd a handed-off client has in the child (after stdin, stdout, stderr). */
@@ -116,145 +66,36 @@ export class BunSubprocessLauncher implements ChildLauncher {
   #command: readonly string[];
   #handoff: "stdio" | "ipc";
   #env: Record<string, string | undefined> | undefined;
-  #poolSize: number;
-  #poolMax: number;
-  #idle: Pooled[] = [];
-  #primeModule: string | undefined;
-  #closed = false;
-  #trimTimer: ReturnType<typeof setTimeout> | null = null;
+  #pool: BackendPool;
 
   constructor(options: BunSubprocessLauncherOptions = {}) {
     this.#command = options.command ?? defaultChildCommand();
     this.#handoff = options.handoff ?? "stdio";
     this.#env = options.env;
-    this.#poolSize = Math.max(0, options.pool?.size ?? 0);
-    this.#poolMax = Math.max(this.#poolSize, options.pool?.max ?? 2 * this.#poolSize);
-    this.#primeModule = options.pool?.module;
+    this.#pool = new BackendPool(options.pool ?? { size: 0 }, (module, onMessage) => {
+      const sub: BunSubprocess = bunApi().spawn(
+        [...this.#command, POOL_FLAG, PRELOAD_FLAG + module],
+        {
+          stdio: ["ignore", "inherit", "inherit"],
+          serialization: "advanced",
+          ...(this.#env ? { env: this.#env } : {}),
+          ipc: (message) => {
+            if (isToParent(message)) onMessage(message);
+          },
+        },
+      );
+      return pooledProcess(sub);
+    });
   }
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {
-    if (this.#primeModule !== undefined && this.#poolSize > 0) {
-      this.#fillPool(this.#primeModule);
-      this.#primeModule = undefined;
-    }
-    if (this.#poolSize > 0 && info.client !== undefined) {
+    this.#pool.prime();
+    if (info.client !== undefined) {
       const node = nodeSocketOf(info.client.handle);
-      if (node !== null) {
-        const pooled = this.#takeIdle(info.entry.module);
-        this.#fillPool(info.entry.module);
-        if (pooled !== null) return Promise.resolve(this.#startPooled(pooled, info, node));
-      }
+      const pooled = node === null ? null : this.#pool.take(info, node);
+      if (pooled !== null) return Promise.resolve(pooled);
     }
     return this.#spawnFor(info);
-  }
-
-  /**
-   * The idle process that served last: a process whose code the JIT has
-   * already compiled starts a session several times faster than a cold one,
-   * so the pool is used as a stack. New processes go to the bottom.
-   */
-  #takeIdle(module: string): Pooled | null {
-    const i = this.#idle.findLastIndex((p) => p.module === module && p.sub.exitCode === null);
-    if (i < 0) return null;
-    return this.#idle.splice(i, 1)[0]!;
-  }
-
-  /**
-   * Ends idle processes beyond `size` once the pool has had that many idle
-   * for POOL_TRIM_MS: the coldest first (the bottom of the stack), keeping
-   * the ones whose code is compiled.
-   */
-  #scheduleTrim(): void {
-    if (this.#trimTimer !== null || this.#closed) return;
-    this.#trimTimer = setTimeout(() => {
-      this.#trimTimer = null;
-      if (this.#closed) return;
-      const extra = this.#idle.length - this.#poolSize;
-      if (extra <= 0) return;
-      for (const p of this.#idle.splice(0, extra)) endIdle(p);
-    }, POOL_TRIM_MS);
-    (this.#trimTimer as { unref?: () => void }).unref?.();
-  }
-
-  /** Starts pooled processes until `size` are idle. */
-  #fillPool(module: string): void {
-    while (!this.#closed && this.#idle.length < this.#poolSize) {
-      this.#spawnPooled(module);
-    }
-  }
-
-  #spawnPooled(module: string): void {
-    const bun = bunApi();
-    let pooled: Pooled | null = null;
-    const sub: BunSubprocess = bun.spawn([...this.#command, POOL_FLAG, PRELOAD_FLAG + module], {
-      stdio: ["ignore", "inherit", "inherit"],
-      serialization: "advanced",
-      ...(this.#env ? { env: this.#env } : {}),
-      ipc: (message) => {
-        if (!isToParent(message) || pooled === null) return;
-        const run = pooled.run;
-        if (message.t === "msg") run?.handle.receive(message.m);
-        else if (message.t === "up") run?.handle.up();
-        else if (message.t === "exit" && run !== null && message.code === 0) {
-          // The run is over; the process stays, and goes back to the pool.
-          pooled.run = null;
-          run.exit({ code: 0, signal: null });
-          if (!this.#closed && this.#idle.length < this.#poolMax) {
-            this.#idle.push(pooled);
-            if (this.#idle.length > this.#poolSize) this.#scheduleTrim();
-          } else endIdle(pooled);
-        }
-      },
-    });
-    pooled = { sub, module, run: null };
-    // Counted as idle at once: it loads its module while it waits, and a
-    // client sent before it is ready waits in the IPC channel.
-    this.#idle.unshift(pooled);
-    void sub.exited.then(() => {
-      const i = this.#idle.indexOf(pooled!);
-      if (i >= 0) this.#idle.splice(i, 1);
-      const run = pooled!.run;
-      pooled!.run = null;
-      run?.exit(toChildExit(sub.exitCode, sub.signalCode));
-    });
-  }
-
-  #startPooled(
-    pooled: Pooled,
-    info: ChildStartInfo,
-    node: { socket: unknown; release: () => void },
-  ): ChildProcess {
-    const sub = pooled.sub;
-    let exit: (e: ChildExit) => void = () => {};
-    const exited = new Promise<ChildExit>((resolve) => (exit = resolve));
-    let over = false;
-    void exited.then(() => (over = true));
-    const handle = new ChildHandle(sub.pid, exited, {
-      signal(sig: Signal) {
-        // A run that is over no longer owns the process.
-        if (over || sub.exitCode !== null || sub.signalCode !== null) return;
-        try {
-          sub.kill(sig);
-        } catch {
-          // Exited between the check and the kill (ESRCH): the exit is reported anyway.
-        }
-      },
-      post(message) {
-        if (!over && sub.exitCode === null) sendQuietly(sub, { t: "msg", m: message });
-      },
-    });
-    pooled.run = { handle, exit };
-    const start: StartPayload = {
-      pid: sub.pid,
-      kind: info.kind,
-      name: info.name,
-      entry: info.entry,
-      params: info.params,
-      client: { via: "handle", remote: info.client!.remote },
-    };
-    sub.send({ t: "start", start } satisfies ToChild, node.socket);
-    node.release();
-    return handle;
   }
 
   #spawnFor(info: ChildStartInfo): Promise<ChildProcess> {
@@ -346,13 +187,33 @@ export class BunSubprocessLauncher implements ChildLauncher {
   }
 
   /** Ends the idle pooled processes; running children stay the postmaster's. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    if (this.#trimTimer !== null) clearTimeout(this.#trimTimer);
-    const idle = this.#idle.splice(0);
-    for (const p of idle) endIdle(p);
-    await Promise.all(idle.map((p) => p.sub.exited));
+  close(): Promise<void> {
+    return this.#pool.close();
   }
+}
+
+/** A pooled Bun process as the pool drives it: real OS signals, the kernel's exit status. */
+function pooledProcess(sub: BunSubprocess): PoolProcess {
+  const running = () => sub.exitCode === null && sub.signalCode === null;
+  return {
+    pid: sub.pid,
+    exited: sub.exited.then(() => toChildExit(sub.exitCode, sub.signalCode)),
+    running,
+    kill(sig) {
+      try {
+        sub.kill(sig);
+      } catch {
+        // Exited meanwhile (ESRCH): the exit is reported anyway.
+      }
+    },
+    send(message) {
+      if (running()) sendQuietly(sub, message);
+    },
+    sendWithSocket(message, socket, release) {
+      sub.send(message, socket);
+      release();
+    },
+  };
 }
 
 /**
