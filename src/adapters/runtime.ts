@@ -53,7 +53,7 @@ export interface Runtime {
   readonly compileEngineEarly: boolean;
   /**
    * The launcher and NetAdapter; `kind` defaults to "subprocess".
-   * `backendPool` is the number of backend processes the subprocess
+   * `backendPool` is the number of backend processes (or Workers) the
    * launcher starts ahead and reuses (0, the default: none), with
    * `backendModule` loaded in them from the start (adapters/child/pool.ts).
    */
@@ -74,9 +74,16 @@ export interface Runtime {
   runChildFromArgv(argv?: readonly string[]): Promise<boolean>;
 }
 
-/** Web Workers, under either runtime. */
-async function workerLauncher(): Promise<ChildLauncher> {
-  return new (await import("./worker/launcher.ts")).WorkerLauncher();
+/** Web Workers, under either runtime, `backendPool` of them started ahead for backends. */
+async function workerLauncher(
+  options: { backendPool?: number; backendModule?: string },
+): Promise<ChildLauncher> {
+  return new (await import("./worker/launcher.ts")).WorkerLauncher({
+    pool: {
+      size: options.backendPool ?? 0,
+      ...(options.backendModule !== undefined ? { module: options.backendModule } : {}),
+    },
+  });
 }
 
 const BUN: Runtime = {
@@ -91,7 +98,7 @@ const BUN: Runtime = {
     // a reset (the client saw ECONNRESET, not its FATAL or EOF).
     const net = new (await import("./node/nodenet.ts")).NodeSocketNetAdapter();
     const launcher = kind === "worker"
-      ? await workerLauncher()
+      ? await workerLauncher(options)
       : new (await import("./bun/launcher.ts")).BunSubprocessLauncher({
         pool: {
           size: options.backendPool ?? 0,
@@ -131,7 +138,7 @@ const DENO: Runtime = {
       // it may read the first packet itself (silent sockets end in the
       // postmaster, as under Bun): Deno's own sockets, not node:net's.
       const net = new (await import("./deno/conn.ts")).DenoConnNetAdapter();
-      return { runtime: "deno", kind, launcher: await workerLauncher(), net };
+      return { runtime: "deno", kind, launcher: await workerLauncher(options), net };
     }
     const net = new (await import("./deno/net.ts")).DenoNetAdapter();
     const launcher = new (await import("./deno/launcher.ts")).DenoSubprocessLauncher({

@@ -115,6 +115,7 @@ export class ChildRuntime implements ChildEnv {
         else this.#hooks.post({ t: "sigdefault", sig: message.sig });
         return;
       case "start":
+      case "preload":
       case "data":
       case "written":
       case "closed":

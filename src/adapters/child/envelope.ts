@@ -36,6 +36,8 @@ export type ToChild =
   | { readonly t: "start"; readonly start: StartPayload }
   | { readonly t: "msg"; readonly m: unknown }
   | { readonly t: "sig"; readonly sig: Exclude<Signal, "SIGKILL"> }
+  // A pooled Web Worker's module to load while it waits for its first start.
+  | { readonly t: "preload"; readonly module: string }
   // Relayed client traffic (Web Workers, which cannot own a socket).
   | { readonly t: "data"; readonly b: Uint8Array }
   | { readonly t: "written"; readonly n: number }

@@ -13,6 +13,14 @@
  * - a socket cannot be posted to a worker (neither a node:net socket nor a
  *   Deno.Conn is cloneable or transferable), so the postmaster relays its
  *   bytes (relayconn.ts).
+ *
+ * With `pool` (`backend_pool_size`), backend Workers are started ahead and
+ * reused (child/pool.ts, the subprocess launchers' pool): a new Worker is a
+ * new realm that loads pgts's modules before it can answer, 60-250 ms from
+ * connect to the first answer, which a pooled one has done before its
+ * client arrives. A Worker whose run ended with exit code 0 goes back to the
+ * pool under the same pid, as a pooled process does; any other end (FATAL,
+ * crash, a signal's default action, SIGKILL) terminates it as before.
  */
 
 import type {
@@ -20,11 +28,24 @@ import type {
   ChildLauncher,
   ChildProcess,
   ChildStartInfo,
+  Connection,
   Signal,
 } from "../../core/adapter.ts";
 import { ChildHandle } from "../child/childhandle.ts";
-import { EXIT_CRASH, isToParent, type StartPayload, type ToChild } from "../child/envelope.ts";
+import {
+  EXIT_CRASH,
+  isToParent,
+  type StartPayload,
+  type ToChild,
+  type ToParent,
+} from "../child/envelope.ts";
+import { BackendPool, type BackendPoolOptions, type PoolProcess } from "../child/pool.ts";
 import { relayTo } from "./relayconn.ts";
+
+export interface WorkerLauncherOptions {
+  /** Backend Workers started ahead and reused (child/pool.ts). Default: no pool. */
+  readonly pool?: BackendPoolOptions;
+}
 
 /** The Worker entry registered by the running program (registerWorkerEntry), if any. */
 let registeredEntry: string | null = null;
@@ -47,8 +68,23 @@ export class WorkerLauncher implements ChildLauncher {
   #nextPid = FIRST_SYNTHETIC_PID;
   #entry = registeredEntry ?? new URL("./entry.ts", import.meta.url).href;
   #live = new Set<(exit: ChildExit) => void>();
+  #pool: BackendPool;
+
+  constructor(options: WorkerLauncherOptions = {}) {
+    this.#pool = new BackendPool(
+      options.pool ?? { size: 0 },
+      (module, onMessage) => this.#pooledWorker(module, onMessage),
+    );
+  }
 
   launch(info: ChildStartInfo): Promise<ChildProcess> {
+    this.#pool.prime();
+    if (info.client !== undefined) {
+      // The "socket" a pooled Worker is sent is the client itself, which
+      // the pooled Worker's relay then serves (#pooledWorker).
+      const pooled = this.#pool.take(info, { socket: info.client, release: () => {} });
+      if (pooled !== null) return Promise.resolve(pooled);
+    }
     const pid = this.#nextPid++;
     const worker = new Worker(this.#entry, { type: "module", name: `${info.name} ${pid}` });
     const post = (message: ToChild, transfer?: Transferable[]) =>
@@ -117,9 +153,92 @@ export class WorkerLauncher implements ChildLauncher {
     return Promise.resolve(child);
   }
 
-  /** Ends any worker still running, reported as killed (they die with the process anyway). */
-  close(): Promise<void> {
+  /**
+   * A Worker of the pool, loading `module` while it waits, as the pool
+   * drives it: each run's client is relayed from `sendWithSocket` (its
+   * start) until the run's exit; an exit 0 is passed on for the pool to
+   * take the Worker back, any other end terminates it and is its `exited`.
+   */
+  #pooledWorker(module: string, onMessage: (message: ToParent) => void): PoolProcess {
+    const pid = this.#nextPid++;
+    const worker = new Worker(this.#entry, { type: "module", name: `backend ${pid}` });
+    const post = (message: ToChild, transfer?: Transferable[]) =>
+      transfer ? worker.postMessage(message, transfer) : worker.postMessage(message);
+    let relay: ReturnType<typeof relayTo> | null = null;
+
+    let settle: (exit: ChildExit) => void = () => {};
+    const exited = new Promise<ChildExit>((resolve) => settle = resolve);
+    let done = false;
+    const finish = (exit: ChildExit) => {
+      if (done) return;
+      done = true;
+      worker.terminate();
+      relay?.finish();
+      relay = null;
+      this.#live.delete(finish);
+      settle(exit);
+    };
+    this.#live.add(finish);
+
+    worker.onmessage = (event: MessageEvent) => {
+      const message: unknown = event.data;
+      if (!isToParent(message) || done) return;
+      switch (message.t) {
+        case "msg":
+        case "up":
+          onMessage(message);
+          return;
+        case "sigdefault":
+          finish({ code: null, signal: message.sig });
+          return;
+        case "exit":
+          if (message.code !== 0) return finish({ code: message.code, signal: null });
+          // The run is over and its client the postmaster's to close; the
+          // Worker waits for the pool's next start.
+          relay?.finish();
+          relay = null;
+          onMessage(message);
+          return;
+        default:
+          relay?.handle(message);
+      }
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      console.error(`backend (PID ${pid}) crashed: uncaught exception: ${event.message}`);
+      finish({ code: EXIT_CRASH, signal: null });
+    };
+    post({ t: "preload", module });
+
+    return {
+      pid,
+      exited,
+      running: () => !done,
+      kill(sig: Signal) {
+        if (done) return;
+        if (sig === "SIGKILL") finish({ code: null, signal: "SIGKILL" });
+        else post({ t: "sig", sig });
+      },
+      send(message) {
+        if (!done) post(message);
+      },
+      sendWithSocket(message, socket, release) {
+        release();
+        if (done || message.t !== "start" || message.start.client === null) return;
+        relay = relayTo(socket as Connection, post);
+        const remote = message.start.client.remote;
+        post({ t: "start", start: { ...message.start, client: { via: "relay", remote } } });
+      },
+    };
+  }
+
+  /**
+   * Ends every Worker, pooled ones too, a running one reported as killed
+   * (they die with the process anyway).
+   */
+  async close(): Promise<void> {
+    const idle = this.#pool.close();
     for (const finish of [...this.#live]) finish({ code: null, signal: "SIGKILL" });
-    return Promise.resolve();
+    await idle;
   }
 }

@@ -147,7 +147,7 @@ export const PARAMETERS: readonly ParamDef[] = withPostgresParameters([
     max: 64,
     pgts: true,
     description:
-      "Backend processes started ahead of connections and reused after a clean exit (subprocess adapter).",
+      "Backend processes (or Workers) started ahead of connections and reused after a clean exit (subprocess and worker adapters).",
   },
   {
     name: "authentication_timeout",
