@@ -17,8 +17,10 @@ import {
   checkEcho,
   checkExits,
   checkHandoff,
+  checkPooledReuse,
   checkSignals,
   checkStaleUnixSocket,
+  MAINS,
 } from "../helpers/launcher_checks.ts";
 
 /**
@@ -226,5 +228,18 @@ describe("Worker launcher under Bun", () => {
     expect(r.greetedByChildPid).toBe(true);
     expect(r.echoed).toBe(true);
     expect(r.exit).toEqual({ code: 0, signal: null });
+  });
+
+  test("a pooled worker serves the next client under its pid, with nothing of the last run", async () => {
+    const pooled = new WorkerLauncher({ pool: { size: 1, module: MAINS } });
+    expect(await checkPooledReuse(pooled, new BunNetAdapter())).toEqual({
+      firstExit: { code: 0, signal: null },
+      firstGreetedWithItsPid: true,
+      samePid: true,
+      secondGreetedWithItsPid: true,
+      secondHeard: [],
+      secondClientGotStaleWrite: false,
+      secondExit: { code: null, signal: "SIGUSR1" },
+    });
   });
 });

@@ -65,6 +65,18 @@ for (const name of ["deno-subprocess", "worker"]) {
   });
 }
 
+test("a pooled Deno Worker serves the next client under its pid, with nothing of the last run", () => {
+  expect(results.pooledWorker).toEqual({
+    firstExit: { code: 0, signal: null },
+    firstGreetedWithItsPid: true,
+    samePid: true,
+    secondGreetedWithItsPid: true,
+    secondHeard: [],
+    secondClientGotStaleWrite: false,
+    secondExit: { code: null, signal: "SIGUSR1" },
+  });
+});
+
 test("Deno NetAdapter replaces a stale unix socket file and refuses a live one", () => {
   const r = results.stale;
   expect(r.staleLeft).toBe(true);

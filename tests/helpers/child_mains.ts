@@ -67,3 +67,21 @@ export function clientMain(env: ChildEnv): Promise<number> {
     env.post("ready");
   });
 }
+
+/**
+ * Serves its client as `clientMain` does, and leaves things behind when it
+ * ends: a SIGUSR1 handler, and a timer that posts and writes to its client
+ * 100 ms after its main returned. A reused child's next run must see none
+ * of them (checkPooledReuse).
+ */
+export function litteringMain(env: ChildEnv): Promise<number> {
+  env.onSignal("SIGUSR1", () => env.post("stale SIGUSR1 handler"));
+  const ended = clientMain(env);
+  void ended.then(() => {
+    setTimeout(() => {
+      env.post("stale timer");
+      env.client?.write(new TextEncoder().encode("stale write\n"));
+    }, 100);
+  });
+  return ended;
+}

@@ -12,8 +12,10 @@ import {
   checkEcho,
   checkExits,
   checkHandoff,
+  checkPooledReuse,
   checkSignals,
   checkStaleUnixSocket,
+  MAINS,
 } from "./launcher_checks.ts";
 
 async function attempt<T>(fn: () => Promise<T>): Promise<T | { error: string }> {
@@ -37,6 +39,9 @@ for (const launcher of [new DenoSubprocessLauncher(), new WorkerLauncher()]) {
   };
   await launcher.close();
 }
+results.pooledWorker = await attempt(() =>
+  checkPooledReuse(new WorkerLauncher({ pool: { size: 1, module: MAINS } }), net)
+);
 results.stale = await attempt(() =>
   checkStaleUnixSocket(net, (path) => {
     new Deno.Command(Deno.execPath(), {

@@ -16,7 +16,10 @@ import type {
 } from "../../src/core/adapter.ts";
 import { tcpSocketFds, unixSocketFds } from "./fdcheck.ts";
 
-const MAINS = new URL("./child_mains.ts", import.meta.url).href;
+/** The module of the test mains (child_mains.ts), for a launcher's pool to load ahead. */
+export const MAINS = new URL("./child_mains.ts", import.meta.url).href;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function entry(name: string) {
   return { module: MAINS, export: name };
@@ -210,6 +213,82 @@ export async function checkHandoff(
     await child?.exited;
     await listener.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A launcher with a pool of one (`pool: { size: 1, module: MAINS }`) serves
+ * a client whose main ends cleanly, then the next client on the same child
+ * (same pid), which sees nothing of the first run: not the timer it left
+ * (its message, its write), nor its SIGUSR1 handler (the next main has
+ * none, so SIGUSR1 ends it by the default action).
+ */
+export async function checkPooledReuse(launcher: ChildLauncher, adapter: NetAdapter) {
+  const launches: Array<Promise<ChildProcess>> = [];
+  const mains = ["litteringMain", "clientMain"];
+  const listener = await adapter.listen(
+    { family: "tcp", host: "127.0.0.1", port: 0 },
+    (conn: AcceptedConnection) => {
+      launches.push(launcher.launch({
+        kind: "backend",
+        name: "client backend",
+        entry: entry(mains[launches.length]!),
+        params: null,
+        client: conn,
+      }));
+    },
+  );
+  const port = (listener.address as { port: number }).port;
+  const talk = async (lines: string[], expectClose: boolean) => {
+    const client = net.connect(port, "127.0.0.1");
+    client.on("error", () => {});
+    let received = "";
+    client.on("data", (d: Uint8Array) => (received += new TextDecoder().decode(d)));
+    const closed = new Promise<void>((resolve) => client.on("close", () => resolve()));
+    const until = async (text: string) => {
+      for (let i = 0; i < 500 && !received.includes(text); i++) await sleep(20);
+      if (!received.includes(text)) throw new Error(`no "${text}" from child: ${received}`);
+    };
+    await until("hello from");
+    for (const line of lines) client.write(line);
+    if (expectClose) {
+      await until("bye");
+      await closed;
+    }
+    return { client, received: () => received, closed };
+  };
+  const children: ChildProcess[] = [];
+  try {
+    const first = await talk(["quit\n"], true);
+    const a = await launches[0]!;
+    children.push(a);
+    const aExit = await a.exited;
+    // The pool takes the child back once it has read its exit.
+    await sleep(50);
+    const second = await talk([], false);
+    const b = await launches[1]!;
+    children.push(b);
+    const heard: unknown[] = [];
+    b.onMessage = (m) => heard.push(m);
+    // Past the first run's timer.
+    await sleep(300);
+    b.signal("SIGUSR1");
+    const bExit = await b.exited;
+    second.client.destroy();
+    return {
+      firstExit: aExit,
+      firstGreetedWithItsPid: first.received().includes(`hello from ${a.pid}`),
+      samePid: b.pid === a.pid,
+      secondGreetedWithItsPid: second.received().includes(`hello from ${b.pid}`),
+      secondHeard: heard.filter((m) => m !== "ready"),
+      secondClientGotStaleWrite: second.received().includes("stale"),
+      secondExit: bExit,
+    };
+  } finally {
+    for (const c of children) c.signal("SIGKILL");
+    await Promise.all(children.map((c) => c.exited));
+    await listener.close();
+    await launcher.close();
   }
 }
 
