@@ -91,7 +91,9 @@ start_server() {
   local i
   for i in $(seq 1 300); do
     if pg_isready -q -h 127.0.0.1 -p "$PORT"; then
-      echo "# $SERVER${ADAPTER:+ --adapter $ADAPTER} (${RUNTIME}) on 127.0.0.1:$PORT (socket dir $SOCKDIR), work dir $WORK"
+      local under=""
+      [ "$SERVER" = pg15 ] || under=" ($RUNTIME)"
+      echo "# $SERVER${ADAPTER:+ --adapter $ADAPTER}$under on 127.0.0.1:$PORT (socket dir $SOCKDIR), work dir $WORK"
       return 0
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
