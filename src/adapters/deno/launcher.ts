@@ -69,7 +69,7 @@ export class DenoSubprocessLauncher implements ChildLauncher {
       cp.on("message", (message: unknown) => {
         if (isToParent(message)) onMessage(message);
       });
-      return pooledProcess(cp);
+      return forkedProcess(cp);
     });
   }
 
@@ -94,36 +94,13 @@ export class DenoSubprocessLauncher implements ChildLauncher {
       if (pooled !== null) return Promise.resolve(pooled);
     }
     const cp = this.#fork([CHILD_FLAG]);
-    const pid = cp.pid;
-    if (pid === undefined) {
+    if (cp.pid === undefined) {
       return Promise.reject(new Error(`could not fork new process for "${info.name}"`));
     }
-    let ended = false;
-    const exited = new Promise<ChildExit>((resolve) => {
-      cp.once("exit", (code, signal) => {
-        ended = true;
-        resolve(toChildExit(code, signal));
-      });
-    });
-    // A send racing the child's exit fails with "Channel closed"; the exit
-    // itself is what the postmaster must see, so such errors are dropped.
-    cp.on("error", () => {});
-    const send = (message: ToChild) => {
-      if (!ended && cp.connected) cp.send(message, undefined, {}, () => {});
-    };
-    const child = new ChildHandle(pid, exited, {
-      signal(sig: Signal) {
-        if (ended) return;
-        if (sig === "SIGUSR1") return send({ t: "sig", sig });
-        try {
-          Deno.kill(pid, sig);
-        } catch {
-          // Already gone (ESRCH): its exit is reported anyway.
-        }
-      },
-      post(message) {
-        send({ t: "msg", m: message });
-      },
+    const proc = forkedProcess(cp);
+    const child = new ChildHandle(proc.pid, proc.exited, {
+      signal: (sig: Signal) => proc.kill(sig),
+      post: (message) => proc.send({ t: "msg", m: message }),
     });
     cp.on("message", (message: unknown) => {
       if (!isToParent(message)) return;
@@ -132,20 +109,15 @@ export class DenoSubprocessLauncher implements ChildLauncher {
     });
 
     const start: StartPayload = {
-      pid,
+      pid: proc.pid,
       kind: info.kind,
       name: info.name,
       entry: info.entry,
       params: info.params,
       client: info.client ? { via: "handle", remote: info.client.remote } : null,
     };
-    if (node !== null) {
-      // Our copy goes only once the fd is on the wire: closing it earlier
-      // would hand the child a dead socket.
-      cp.send({ t: "start", start } satisfies ToChild, node.socket, {}, () => node.release());
-    } else {
-      send({ t: "start", start });
-    }
+    if (node !== null) proc.sendWithSocket({ t: "start", start }, node.socket, node.release);
+    else proc.send({ t: "start", start });
     return Promise.resolve(child);
   }
 
@@ -156,10 +128,10 @@ export class DenoSubprocessLauncher implements ChildLauncher {
 }
 
 /**
- * A pooled fork as the pool drives it. Its exit is the `exit` event's;
- * signals go by `Deno.kill` and SIGUSR1 as a message, as for any child here.
+ * A fork as a process, pooled (as the pool drives it) or not. Its exit is
+ * the `exit` event's; signals go by `Deno.kill` and SIGUSR1 as a message.
  */
-function pooledProcess(cp: NodeChildProcess): PoolProcess {
+function forkedProcess(cp: NodeChildProcess): PoolProcess {
   // A fork that failed has no pid: it counts as exited (a crash) at once.
   const pid = cp.pid ?? 0;
   let ended = cp.pid === undefined;
@@ -191,7 +163,8 @@ function pooledProcess(cp: NodeChildProcess): PoolProcess {
     },
     send,
     sendWithSocket(message, socket, release) {
-      // Our copy goes only once the fd is on the wire, as in launch().
+      // Our copy goes only once the fd is on the wire: closing it earlier
+      // would hand the child a dead socket.
       if (ended || !cp.connected) return release();
       cp.send(message, socket as net.Socket, {}, () => release());
     },

@@ -85,83 +85,53 @@ export class WorkerLauncher implements ChildLauncher {
       const pooled = this.#pool.take(info, { socket: info.client, release: () => {} });
       if (pooled !== null) return Promise.resolve(pooled);
     }
-    const pid = this.#nextPid++;
-    const worker = new Worker(this.#entry, { type: "module", name: `${info.name} ${pid}` });
-    const post = (message: ToChild, transfer?: Transferable[]) =>
-      transfer ? worker.postMessage(message, transfer) : worker.postMessage(message);
-    const relay = info.client ? relayTo(info.client, post) : null;
-
-    let settle: (exit: ChildExit) => void = () => {};
-    const exited = new Promise<ChildExit>((resolve) => settle = resolve);
-    let done = false;
-    const finish = (exit: ChildExit) => {
-      if (done) return;
-      done = true;
-      worker.terminate();
-      relay?.finish();
-      this.#live.delete(finish);
-      settle(exit);
-    };
-    this.#live.add(finish);
-
-    const child = new ChildHandle(pid, exited, {
-      signal(sig: Signal) {
-        if (done) return;
-        if (sig === "SIGKILL") finish({ code: null, signal: "SIGKILL" });
-        else post({ t: "sig", sig });
-      },
-      post(message) {
-        if (!done) post({ t: "msg", m: message });
-      },
+    // A Worker of its own, used once: its run's exit, whatever the code, ends it.
+    let child: ChildHandle | null = null;
+    const proc = this.#worker(info.name, (message) => {
+      if (message.t === "msg") child?.receive(message.m);
+      else if (message.t === "up") child?.up();
+    }, false);
+    child = new ChildHandle(proc.pid, proc.exited, {
+      signal: (sig: Signal) => proc.kill(sig),
+      post: (message) => proc.send({ t: "msg", m: message }),
     });
-
-    worker.onmessage = (event: MessageEvent) => {
-      const message: unknown = event.data;
-      if (!isToParent(message) || done) return;
-      switch (message.t) {
-        case "msg":
-          child.receive(message.m);
-          return;
-        case "up":
-          child.up();
-          return;
-        case "sigdefault":
-          finish({ code: null, signal: message.sig });
-          return;
-        case "exit":
-          finish({ code: message.code, signal: null });
-          return;
-        default:
-          relay?.handle(message);
-      }
-    };
-    worker.onerror = (event: ErrorEvent) => {
-      event.preventDefault();
-      console.error(`${info.name} (PID ${pid}) crashed: uncaught exception: ${event.message}`);
-      finish({ code: EXIT_CRASH, signal: null });
-    };
-
     const start: StartPayload = {
-      pid,
+      pid: proc.pid,
       kind: info.kind,
       name: info.name,
       entry: info.entry,
       params: info.params,
       client: info.client ? { via: "relay", remote: info.client.remote } : null,
     };
-    post({ t: "start", start });
+    if (info.client) proc.sendWithSocket({ t: "start", start }, info.client, () => {});
+    else proc.send({ t: "start", start });
     return Promise.resolve(child);
   }
 
   /**
    * A Worker of the pool, loading `module` while it waits, as the pool
-   * drives it: each run's client is relayed from `sendWithSocket` (its
-   * start) until the run's exit; an exit 0 is passed on for the pool to
-   * take the Worker back, any other end terminates it and is its `exited`.
+   * drives it (#worker, reusable).
    */
   #pooledWorker(module: string, onMessage: (message: ToParent) => void): PoolProcess {
+    const proc = this.#worker("backend", onMessage, true);
+    proc.send({ t: "preload", module });
+    return proc;
+  }
+
+  /**
+   * A Worker as a process: each run's client is relayed from
+   * `sendWithSocket` (its start) until the run's exit; its envelopes (`msg`,
+   * `up`, and a `reusable` Worker's exit 0) go to `onMessage`. A reusable
+   * Worker's exit 0 leaves it waiting for the next start; any other end
+   * terminates it and is its `exited`.
+   */
+  #worker(
+    name: string,
+    onMessage: (message: ToParent) => void,
+    reusable: boolean,
+  ): PoolProcess {
     const pid = this.#nextPid++;
-    const worker = new Worker(this.#entry, { type: "module", name: `backend ${pid}` });
+    const worker = new Worker(this.#entry, { type: "module", name: `${name} ${pid}` });
     const post = (message: ToChild, transfer?: Transferable[]) =>
       transfer ? worker.postMessage(message, transfer) : worker.postMessage(message);
     let relay: ReturnType<typeof relayTo> | null = null;
@@ -192,7 +162,9 @@ export class WorkerLauncher implements ChildLauncher {
           finish({ code: null, signal: message.sig });
           return;
         case "exit":
-          if (message.code !== 0) return finish({ code: message.code, signal: null });
+          if (!reusable || message.code !== 0) {
+            return finish({ code: message.code, signal: null });
+          }
           // The run is over and its client the postmaster's to close; the
           // Worker waits for the pool's next start.
           relay?.finish();
@@ -205,10 +177,9 @@ export class WorkerLauncher implements ChildLauncher {
     };
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
-      console.error(`backend (PID ${pid}) crashed: uncaught exception: ${event.message}`);
+      console.error(`${name} (PID ${pid}) crashed: uncaught exception: ${event.message}`);
       finish({ code: EXIT_CRASH, signal: null });
     };
-    post({ t: "preload", module });
 
     return {
       pid,
