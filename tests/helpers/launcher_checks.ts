@@ -216,6 +216,17 @@ export async function checkHandoff(
   }
 }
 
+/** What checkPooledReuse finds when the second run saw nothing of the first. */
+export const POOLED_REUSE = {
+  firstExit: { code: 0, signal: null },
+  firstGreetedWithItsPid: true,
+  samePid: true,
+  secondGreetedWithItsPid: true,
+  secondHeard: [],
+  secondClientGotStaleWrite: false,
+  secondExit: { code: null, signal: "SIGUSR1" },
+};
+
 /**
  * A launcher with a pool of one (`pool: { size: 1, module: MAINS }`) serves
  * a client whose main ends cleanly, then the next client on the same child

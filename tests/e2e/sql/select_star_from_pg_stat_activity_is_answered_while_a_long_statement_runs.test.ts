@@ -27,12 +27,11 @@ import {
   sleep,
   useSqlServers,
 } from "../../helpers/pgts-sql.ts";
-import type { Adapter } from "../../helpers/pgts.ts";
+import { type Adapter, backendPid } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
 type Pg = Awaited<ReturnType<typeof pgClient>>;
-const pidOf = (c: pg.Client) => (c as unknown as { processID: number }).processID;
 
 /** Values as the server sent them: text as strings, binary as bytes. */
 const raw = { getTypeParser: () => (v: unknown) => v } as unknown as pg.CustomTypesConfig;
@@ -191,7 +190,7 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
         for (;;) {
           const r = await admin.query(
             "select state, query, wait_event from pg_stat_activity where pid = $1",
-            [pidOf(sleeper)],
+            [backendPid(sleeper)],
           );
           const row = r.rows[0];
           if (
@@ -220,12 +219,12 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           .toBe("waits");
 
         // What each shows, in its session's zone.
-        const sleeperRow = offKolkata.rows.get(pidOf(sleeper))!;
+        const sleeperRow = offKolkata.rows.get(backendPid(sleeper))!;
         expect(sleeperRow[COLUMNS.indexOf("query")]).toBe("<insufficient privilege>");
         expect(sleeperRow[COLUMNS.indexOf("state")]).toBeNull();
         expect(sleeperRow[COLUMNS.indexOf("backend_type")]).toBeNull();
         expect(sleeperRow[COLUMNS.indexOf("usename")]).toBe("postgres");
-        const own = offKolkata.rows.get(pidOf(kolkata))!;
+        const own = offKolkata.rows.get(backendPid(kolkata))!;
         expect(own[COLUMNS.indexOf("state")]).toBe("active");
         expect(own[COLUMNS.indexOf("query")]).toBe(star);
         expect(own[COLUMNS.indexOf("backend_type")]).toBe("client backend");
@@ -237,11 +236,11 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           own[COLUMNS.indexOf(c)]
         );
         expect([query, change]).toEqual([xact, xact]);
-        expect(String(offStJohns.rows.get(pidOf(stJohns))![COLUMNS.indexOf("backend_start")]))
+        expect(String(offStJohns.rows.get(backendPid(stJohns))![COLUMNS.indexOf("backend_start")]))
           .toMatch(/-0[23]:30$/);
-        const superRow = offSuper.rows.get(pidOf(sleeper));
+        const superRow = offSuper.rows.get(backendPid(sleeper));
         expect(superRow).toBeUndefined(); // not a psa role
-        expect(offSuper.rows.get(pidOf(idleOwn))![COLUMNS.indexOf("application_name")]).toBe(
+        expect(offSuper.rows.get(backendPid(idleOwn))![COLUMNS.indexOf("application_name")]).toBe(
           "idle own",
         );
         expect(offColumns.fields.map((f) => f[0])).toEqual([
@@ -253,11 +252,11 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           "query_id",
           "backend_xid",
         ]);
-        expect(offColumns.rows.get(pidOf(idleOwn))![1]).toBe("127.0.0.1");
-        expect(offColumns.rows.get(pidOf(idleUnix))![1]).toBeNull();
+        expect(offColumns.rows.get(backendPid(idleOwn))![1]).toBe("127.0.0.1");
+        expect(offColumns.rows.get(backendPid(idleUnix))![1]).toBeNull();
 
         const styled = await sqlStyled;
-        expect(String(styled.rows.get(pidOf(idleOwn))![COLUMNS.indexOf("backend_start")]))
+        expect(String(styled.rows.get(backendPid(idleOwn))![COLUMNS.indexOf("backend_start")]))
           .toMatch(/^\d\d\/\d\d\/\d{4} \d\d:\d\d:\d\d(\.\d+)? IST$/);
 
         await slept;
@@ -271,20 +270,35 @@ for (const adapter of [undefined, "subprocess"] as Array<Adapter | undefined>) {
           "select backend_start, client_addr, pid, datid, backend_type, query_id, backend_xid" +
             " from pg_stat_activity where pid <> pg_backend_pid()",
         );
-        const still = [pidOf(idleOwn), pidOf(idleOther), pidOf(idleUnix), pidOf(admin)];
-        const moved = [pidOf(sleeper), pidOf(kolkata), pidOf(stJohns), pidOf(sqlStyle), binaryPid];
+        const still = [
+          backendPid(idleOwn),
+          backendPid(idleOther),
+          backendPid(idleUnix),
+          backendPid(admin),
+        ];
+        const moved = [
+          backendPid(sleeper),
+          backendPid(kolkata),
+          backendPid(stJohns),
+          backendPid(sqlStyle),
+          binaryPid,
+        ];
         expectSame(offKolkata, onKolkata, still, moved);
         expectSame(offStJohns, onStJohns, still, moved);
         expectSame(offBinary, onBinary, still, moved);
-        expectSame(offSuper, onSuper, [pidOf(idleOwn), pidOf(idleUnix), pidOf(idleOther)], [
-          pidOf(kolkata),
-          pidOf(stJohns),
-          pidOf(sqlStyle),
+        expectSame(offSuper, onSuper, [
+          backendPid(idleOwn),
+          backendPid(idleUnix),
+          backendPid(idleOther),
+        ], [
+          backendPid(kolkata),
+          backendPid(stJohns),
+          backendPid(sqlStyle),
           binaryPid,
         ]);
         expectSame(offColumns, onColumns, [...still, ...moved], []);
         // Binary is binary: an int4 pid, an 8-byte timestamptz, inet's family 2.
-        const bin = offBinary.rows.get(pidOf(idleOwn))!;
+        const bin = offBinary.rows.get(backendPid(idleOwn))!;
         expect(String(bin[COLUMNS.indexOf("pid")])).toHaveLength(8);
         expect(String(bin[COLUMNS.indexOf("backend_start")])).toHaveLength(16);
         expect(bin[COLUMNS.indexOf("client_addr")]).toBe("022000047f000001");
