@@ -20,14 +20,20 @@
  * tag is left as it was.
  */
 
-import { listCells, onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools.ts";
+import {
+  listCells,
+  onUtilityStatement,
+  parsedStatement,
+  STRING_SVAL,
+  stringNodeValue,
+  type WasmTools,
+} from "./wasmtools.ts";
 
 /** Offsets in wasm32 DefineStmt and DefElem (nodes/parsenodes.h), checked against a probe. */
 const DEFINE_KIND = 4;
 const DEFINE_DEFINITION = 20;
 const DEFELEM_DEFNAME = 8;
 const DEFELEM_ARG = 12;
-const STRING_SVAL = 4;
 /** TypeName.names: `provider = icu` is a type name to the grammar (defGetString reads it so). */
 const TYPENAME_NAMES = 4;
 
@@ -138,15 +144,14 @@ export function installIcuKeywords(tools: WasmTools): void {
   const stringTag = locale === 0 ? 0 : view.getUint32(locale, true);
   const typeNameTag = icu === 0 ? 0 : view.getUint32(icu, true);
   const icuNames = icu === 0 ? [] : listCells(tools, view.getUint32(icu + TYPENAME_NAMES, true));
-  const sval = (node: number) =>
-    tools.readCString(tools.view().getUint32(node + STRING_SVAL, true));
   if (
     view.getUint32(other, true) !== defineTag ||
     view.getInt32(other + DEFINE_KIND, true) === collationKind ||
     elements.map(name).join() !== "provider,locale,deterministic" ||
-    locale === 0 || sval(locale) !== "und-u-ks-level2" ||
+    locale === 0 || stringNodeValue(tools, locale) !== "und-u-ks-level2" ||
     typeNameTag === stringTag || icuNames.length !== 1 ||
-    view.getUint32(icuNames[0]!, true) !== stringTag || sval(icuNames[0]!) !== "icu"
+    view.getUint32(icuNames[0]!, true) !== stringTag ||
+    stringNodeValue(tools, icuNames[0]!) !== "icu"
   ) {
     throw new Error("PGlite's DefineStmt has an unknown layout");
   }
@@ -155,10 +160,10 @@ export function installIcuKeywords(tools: WasmTools): void {
     const arg = argOf(elem);
     if (arg === 0) return null;
     const tag = tools.view().getUint32(arg, true);
-    if (tag === stringTag) return sval(arg);
+    if (tag === stringTag) return stringNodeValue(tools, arg);
     if (tag !== typeNameTag) return null;
     const names = listCells(tools, tools.view().getUint32(arg + TYPENAME_NAMES, true));
-    return names.length === 1 ? sval(names[0]!) : null;
+    return names.length === 1 ? stringNodeValue(tools, names[0]!) : null;
   };
 
   onUtilityStatement(tools, (stmt) => {
@@ -176,7 +181,7 @@ export function installIcuKeywords(tools: WasmTools): void {
       if (!["locale", "lc_collate"].includes(name(o).toLowerCase())) continue;
       const arg = argOf(o);
       if (arg === 0 || tools.view().getUint32(arg, true) !== stringTag) continue;
-      const tag = sval(arg);
+      const tag = stringNodeValue(tools, arg);
       const form = icuKeywordForm(tag);
       if (form === null) continue;
       tools.notice(

@@ -18,7 +18,8 @@ const QUERY_COMMAND_TYPE = 4;
 const QUERY_UTILITY_STMT = 28;
 const LIST_LENGTH = 4;
 const LIST_ELEMENTS = 12;
-const STRING_SVAL = 4;
+/** String.sval (value.h): the address of its text. */
+export const STRING_SVAL = 4;
 const RAWSTMT_STMT = 4;
 
 /** Decodes C strings read from the instance's memory (gucwatch.ts reads some after every change). */
