@@ -39,6 +39,7 @@ import { type DatabaseCluster, databaseCommand, withPosition } from "./dbcommand
 import { alterSystem, isAlterSystem } from "./altersystem.ts";
 import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
+import { DEPENDENTS_SQL, parseDependents, type RoleDependents } from "./pg_shdepend.ts";
 import type { PgliteSession } from "./session.ts";
 import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
 import { quoteIdent, quoteLiteral } from "./wire.ts";
@@ -92,6 +93,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       privilegesChanged: (engine) => {
         if (self !== null) void self.#engines.privilegesChanged(engine);
       },
+      dependentsElsewhere: (engine, roles) =>
+        self === null ? Promise.resolve([]) : self.#dependentsElsewhere(engine, roles),
     };
     // An archive recovery of "postgres" is every database's (recovery.ts).
     const mainRecovers = existsSync(join(dataDir, ENGINE_DIR, "recovery.signal"));
@@ -416,6 +419,37 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   }
 
   // ---- internals
+
+  /**
+   * The other databases' pg_shdepend counts for `roles` (EngineCluster's
+   * dependentsElsewhere): a closed database's as its engine left them in
+   * the list; an open one's, or one not known, read from its engine, which
+   * is opened for it and closes again after engine_idle_timeout; a database
+   * never opened has no files and nothing of any role's.
+   */
+  async #dependentsElsewhere(
+    engine: PgliteEngine,
+    roles: readonly number[],
+  ): Promise<Array<readonly [string, RoleDependents]>> {
+    const found: Array<readonly [string, RoleDependents]> = [];
+    for (const entry of this.#catalog.list()) {
+      const slot = this.#engines.slotOf(entry);
+      if (slot.engine === engine) continue;
+      let counts = slot.engine === null && slot.busy === null ? entry.dependents : undefined;
+      if (counts === undefined && !this.#engines.hasFiles(entry)) continue;
+      for (let tries = 0; counts === undefined && tries < 3; tries++) {
+        const open = await this.#engines.engineOf(slot);
+        await this.#engines.onEngine(slot, async (e) => {
+          counts = parseDependents(await e.queryAsCluster(DEPENDENTS_SQL));
+        });
+        this.#engines.sessionEnded(open);
+      }
+      if (counts !== undefined && roles.some((oid) => (counts![String(oid)] ?? 0) > 0)) {
+        found.push([entry.name, counts]);
+      }
+    }
+    return found;
+  }
 
   #databaseCommand(session: PgliteSession, sql: string): Promise<Uint8Array[]> {
     const run = this.#commands.catch(() => {}).then(async () => {

@@ -33,6 +33,7 @@ import {
   servedAclChangeSql,
 } from "./pg_database.ts";
 import { ROLES_DUMP_SQL, rolesSyncSql } from "./pg_authid.ts";
+import { DEPENDENTS_SQL, parseDependents } from "./pg_shdepend.ts";
 import type { PgliteSession } from "./session.ts";
 import { databaseRecoverySettings, RECOVERY_SETTINGS, recoveryUnreached } from "./recovery.ts";
 
@@ -217,6 +218,11 @@ export class DatabaseEngines {
           throw e;
         }
         slot.engine = engine;
+        // What it has of each role may change from now on (pg_shdepend.ts).
+        if (slot.entry.dependents !== undefined) {
+          delete slot.entry.dependents;
+          this.#catalog.save();
+        }
       });
       if (version !== this.#rolesVersion) {
         await this.#rolesSync;
@@ -235,9 +241,31 @@ export class DatabaseEngines {
     }
     await this.exclusive(slot, async () => {
       const engine = slot.engine;
+      if (engine !== null) await this.#keepDependents(slot, engine);
       slot.engine = null;
       await engine?.close();
     });
+  }
+
+  /** Whether the database has files (one never opened has none: the cluster image is unpacked at its first open). */
+  hasFiles(entry: DatabaseEntry): boolean {
+    return existsSync(join(this.#dataDir, entry.dir, "PG_VERSION"));
+  }
+
+  /**
+   * Before a database's engine closes: what its pg_shdepend has of each
+   * role, kept in the list, so that DROP ROLE elsewhere need not open it
+   * (dbengines.ts's dependentsElsewhere). Not for "postgres", always open.
+   */
+  async #keepDependents(slot: Slot, engine: PgliteEngine): Promise<void> {
+    if (slot.entry.oid === MAIN_OID) return;
+    try {
+      slot.entry.dependents = parseDependents(await engine.queryAsCluster(DEPENDENTS_SQL));
+    } catch {
+      // Not known: the next DROP ROLE elsewhere opens it to look.
+      delete slot.entry.dependents;
+    }
+    this.#catalog.save();
   }
 
   /**
@@ -517,6 +545,7 @@ export class DatabaseEngines {
           `closing the engine of database "${slot.entry.name}" after ${idleMs} ms without a session`,
           { category: "engine" },
         );
+        await this.#keepDependents(slot, engine);
         slot.engine = null;
         await engine.close();
       }).catch(() => {});
@@ -595,8 +624,8 @@ export class DatabaseEngines {
   }
 
   #materializeNow(entry: DatabaseEntry): void {
+    if (this.hasFiles(entry)) return;
     const dir = join(this.#dataDir, entry.dir);
-    if (existsSync(join(dir, "PG_VERSION"))) return;
     const image = findClusterImage();
     const main = join(this.#dataDir, ENGINE_DIR);
     if (image === null) {

@@ -39,6 +39,7 @@ import { ExecNotRun, type ExecOptions, type ExecResult, type RawExecutor } from 
 import { ListenRegistry } from "./notify.ts";
 import { EngineCatalogs, type EngineRole } from "./postinit.ts";
 import type { DatabaseShown } from "./pg_database.ts";
+import { dropRoleElsewhere } from "./pg_shdepend.ts";
 import { ProcArray } from "./procarray.ts";
 import { EngineScheduler } from "./scheduler.ts";
 import { PgliteSession } from "./session.ts";
@@ -302,6 +303,16 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       await this.#own.withEngine(() => Promise.resolve(), this.options.engineWaitTimeoutMs)
         .catch(() => {});
     }
+  }
+
+  /** A DROP ROLE of `roles` refused for what depends on them in another database (pg_shdepend.ts). */
+  async dropRoleRefusal(roles: readonly string[], ownLines: boolean): Promise<PgError | null> {
+    const cluster = this.cluster;
+    if (cluster === null) return null;
+    return await dropRoleElsewhere(this, roles, {
+      ownLines,
+      elsewhere: (oids) => cluster.dependentsElsewhere(this, oids),
+    });
   }
 
   /** Roles changed in another database of the cluster, on their way to this engine; null: none. */

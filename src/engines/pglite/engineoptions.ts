@@ -81,6 +81,15 @@ export interface EngineCluster<E> {
    * privileges (GRANT … ON DATABASE): show them in the other engines.
    */
   privilegesChanged(engine: E): void;
+  /**
+   * The counts of pg_shdepend rows naming each of `roles` (oids) in every
+   * other database of the cluster that has any, database by database in
+   * the list's order (pg_shdepend.ts): what DROP ROLE must not leave behind.
+   */
+  dependentsElsewhere(
+    engine: E,
+    roles: readonly number[],
+  ): Promise<Array<readonly [string, Readonly<Record<string, number>>]>>;
 }
 
 /**

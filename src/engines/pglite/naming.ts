@@ -46,6 +46,8 @@ export interface InputPlan {
   readonly customSettings: readonly string[];
   readonly listenOps: readonly ListenOp[];
   readonly rolesDirty: boolean;
+  /** The roles its DROP ROLE statements name, in order, when it executes any (statementtext.ts). */
+  readonly droppedRoles: readonly string[];
   readonly databasesDirty: boolean;
   readonly createsTempObject: boolean;
   /** Engine names of statements this input creates. */
@@ -132,6 +134,7 @@ export interface StatementEffects {
   readonly settingsDirty: boolean;
   readonly customSettings: readonly string[];
   readonly rolesDirty: boolean;
+  readonly droppedRoles: readonly string[];
   readonly databasesDirty: boolean;
   readonly readsActivity: boolean;
   /** The statement's text when it is one CREATE/ALTER/DROP DATABASE. */
@@ -169,6 +172,7 @@ function newAcc(): Acc {
     customSettings: [],
     listenOps: [],
     rolesDirty: false,
+    droppedRoles: [],
     databasesDirty: false,
     databaseCommand: null,
     boundDatabaseCommand: null,
@@ -203,6 +207,7 @@ function addEffects(acc: Acc, e: StatementEffects): void {
   if (e.customSettings.length > 0) acc.customSettings.push(...e.customSettings);
   acc.settingsDirty ||= e.settingsDirty;
   acc.rolesDirty ||= e.rolesDirty;
+  if (e.droppedRoles.length > 0) acc.droppedRoles.push(...e.droppedRoles);
   acc.databasesDirty ||= e.databasesDirty;
   acc.readsActivity ||= e.readsActivity;
   if (e.databaseCommand !== null) {
@@ -462,6 +467,10 @@ export function planInput(
     customSettings: acc.customSettings,
     listenOps: acc.listenOps,
     rolesDirty: acc.rolesDirty,
+    droppedRoles: acc.droppedRoles.length > 0 &&
+        frames.some((f) => f.type === FE.Query || f.type === FE.Execute)
+      ? acc.droppedRoles
+      : NO_ROLES,
     databasesDirty: acc.databasesDirty,
     databaseCommand: acc.databaseCommand,
     databaseGrant,
@@ -517,7 +526,9 @@ function loneBound(frames: readonly Frame[], sql: string | null): string | null 
 }
 
 /** Where the accumulator stood before a Parse's text was scanned. */
-function snapshot(acc: Acc): readonly [number, number, boolean, boolean, boolean, boolean] {
+function snapshot(
+  acc: Acc,
+): readonly [number, number, boolean, boolean, boolean, boolean, number] {
   return [
     acc.listenOps.length,
     acc.customSettings.length,
@@ -525,8 +536,11 @@ function snapshot(acc: Acc): readonly [number, number, boolean, boolean, boolean
     acc.rolesDirty,
     acc.databasesDirty,
     acc.readsActivity,
+    acc.droppedRoles.length,
   ];
 }
+
+const NO_ROLES: readonly string[] = [];
 
 /**
  * Whether a text just scanned EXECUTEs a statement of the session's that
@@ -565,7 +579,7 @@ function effectsOf(
   before: ReturnType<typeof snapshot>,
   { resetTag, copyIn }: { resetTag: boolean; copyIn: boolean },
 ): StatementEffects | null {
-  const [listens, customs, settings, roles, dbs, activity] = before;
+  const [listens, customs, settings, roles, dbs, activity, dropped] = before;
   let own: Acc | null = null;
   if (settings || roles || dbs || activity) {
     rewriteSql(sql, who.prefix, own = newAcc(), false, who.user);
@@ -575,6 +589,7 @@ function effectsOf(
     customSettings: acc.customSettings.slice(customs),
     settingsDirty: own?.settingsDirty ?? acc.settingsDirty,
     rolesDirty: own?.rolesDirty ?? acc.rolesDirty,
+    droppedRoles: acc.droppedRoles.slice(dropped),
     databasesDirty: own?.databasesDirty ?? acc.databasesDirty,
     readsActivity: own?.readsActivity ?? acc.readsActivity,
     databaseCommand: (own ?? acc).databaseCommand !== null && scanStatements(sql).length === 1

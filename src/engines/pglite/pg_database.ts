@@ -68,6 +68,12 @@ export interface DatabaseEntry {
    * the first mirror gives it PostgreSQL's defaults instead (datacl NULL).
    */
   fresh?: boolean;
+  /**
+   * Its pg_shdepend's rows per role (oid → count: what it has that DROP
+   * ROLE in another database must not leave behind, pg_shdepend.ts) when
+   * its engine last closed; absent while it is open or not known.
+   */
+  dependents?: Readonly<Record<string, number>>;
 }
 
 /** A database's row as one engine's pg_database shows it. */

@@ -22,7 +22,7 @@
  * never leave the engine held or mid-transaction when it fails or closes.
  */
 
-import { ERRCODE, PgError } from "../../core/elog.ts";
+import { ERRCODE, isPgError, PgError } from "../../core/elog.ts";
 import type {
   BackendOutput,
   EngineSession,
@@ -766,6 +766,21 @@ export class PgliteSession extends SessionGlobals
       const other = this.#status === "T" ? roleInDatabase(plan.databaseGrant) : null;
       if (other !== null) {
         await this.#failInput(frames, roleInOtherDatabaseInBlock(other.name), out);
+        return;
+      }
+    }
+    // DROP ROLE of a role with objects or privileges in another database:
+    // refused, as PostgreSQL's one pg_shdepend refuses it (pg_shdepend.ts).
+    if (plan.droppedRoles.length > 0 && engine.cluster !== null && this.#status !== "E") {
+      const refused = await engine.dropRoleRefusal(plan.droppedRoles, !this.owns).catch((
+        e: unknown,
+      ) =>
+        isPgError(e)
+          ? e
+          : new PgError(ERRCODE.INTERNAL_ERROR, e instanceof Error ? e.message : String(e))
+      );
+      if (refused !== null) {
+        await this.#failInput(frames, refused, out);
         return;
       }
     }

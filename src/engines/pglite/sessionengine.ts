@@ -40,6 +40,13 @@ export interface SessionEngine<S> {
   readonly roleGraph: RoleGraph;
   /** The holder has committed role or database DDL that the engine is reading back. */
   readonly catalogsSettling: boolean;
+  /**
+   * A DROP ROLE of `roles` refused for what depends on one of them in
+   * another database of the cluster (pg_shdepend.ts); null: not refused.
+   * `ownLines`: the engine's own database's dependencies may be read (the
+   * session does not hold the engine).
+   */
+  dropRoleRefusal(roles: readonly string[], ownLines: boolean): Promise<PgError | null>;
   /** What a statement waits for first: roles changed in another database, on their way here (null: none). */
   rolesArriving(): Promise<void> | null;
   /** The session whose unnamed statement the backend holds, if known. */

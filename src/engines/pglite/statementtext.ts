@@ -36,6 +36,12 @@ export interface Acc {
   customSettings: string[];
   listenOps: ListenOp[];
   rolesDirty: boolean;
+  /**
+   * The roles a DROP ROLE (USER, GROUP) of the text names, as the engine
+   * resolves them: the cluster looks for what depends on them in the other
+   * databases first (dependencies.ts).
+   */
+  droppedRoles: string[];
   databasesDirty: boolean;
   databaseCommand: string | "embedded" | null;
   /** The text of a prepared database command a Bind of this input executes. */
@@ -116,6 +122,19 @@ export const NO_CURSORS: ReadonlySet<string> = new Set();
 function scannedName(tok: Token | undefined): string | null {
   const name = identName(tok);
   return name === null ? null : keptName(name);
+}
+
+/** DROP ROLE [IF EXISTS] name [, …] from tokens[at] on: the names, in `acc.droppedRoles`. */
+function noteDroppedRoles(t: readonly Token[], at: number, acc: Acc): void {
+  let i = at;
+  if (t[i]?.text === "if" && t[i + 1]?.text === "exists") i += 2;
+  for (;;) {
+    const name = scannedName(t[i]);
+    if (name === null) return;
+    acc.droppedRoles.push(name);
+    if (t[i + 1]?.kind !== "punct" || t[i + 1]!.text !== ",") return;
+    i += 2;
+  }
 }
 
 /** A hold cursor's name token, renamed with the session's prefix (and that engine name). */
@@ -311,7 +330,10 @@ function inspect(
       if (t[i]?.text === "or" && t[i + 1]?.text === "replace") i += 2;
       if (t[i]?.text === "global" || t[i]?.text === "local") i++;
       const k = t[i]?.kind === "word" ? t[i]!.text : "";
-      if (k === "role" || k === "user" || k === "group") acc.rolesDirty = true;
+      if (k === "role" || k === "user" || k === "group") {
+        acc.rolesDirty = true;
+        if (w0 === "drop") noteDroppedRoles(t, i + 1, acc);
+      }
       // DROP OWNED revokes the role's privileges on every database (dbregistry.ts).
       if (w0 === "drop" && k === "owned") acc.databasesDirty = true;
       // ALTER ROLE … IN DATABASE d SET: d's engine keeps the value (dbcommands.ts).
