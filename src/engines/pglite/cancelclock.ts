@@ -13,6 +13,15 @@
  * clock forward so a timed wait ends now instead of at its timeout. The next
  * CHECK_FOR_INTERRUPTS raises 57014.
  *
+ * A timed wait (pg_sleep, a vacuum delay: wait events of class Timeout)
+ * is that busy poll too, and took a whole CPU while it waited, allocating
+ * as it went (the i64 of each call is a BigInt on the host's side):
+ * `select pg_sleep(5)` cost 1.7 s of CPU a 3 s sleep and grew the server by
+ * ~300 MB a second until it ended. So at each clock read inside such a wait
+ * the thread blocks for up to WAIT_NAP_MS on the cancel cell, which a cancel
+ * wakes at once (Atomics.notify of CANCEL_SEQ): PostgreSQL's WaitLatch
+ * sleeps in epoll_wait until its latch is set or its timeout passes.
+ *
  * `setitimer` is disabled here too: Postgres's own timeouts
  * (statement_timeout, lock_timeout, idle_in_transaction_session_timeout)
  * would fire as Emscripten timers between two sessions' statements and
@@ -36,6 +45,13 @@ const CLOCK_MONOTONIC = 1;
  * adds years, far from the 292 years an int64 of nanoseconds holds.
  */
 const CLOCK_REJUMP_MS = 10;
+/**
+ * How long one clock read inside a timed wait blocks the thread (ms): the
+ * most a pg_sleep ends late by, a thousand wake-ups a second while it lasts.
+ */
+const WAIT_NAP_MS = 1;
+/** PG_WAIT_TIMEOUT (utils/wait_classes.h): the class byte of pg_sleep's and the other timed waits. */
+const PG_WAIT_TIMEOUT_CLASS = 0x09;
 /** The imports a statement calls all the time, at which a cancel is looked for. */
 const IO_IMPORTS = ["fd_read", "fd_pread", "fd_write", "fd_pwrite"];
 
@@ -63,6 +79,10 @@ export class CancelClock {
   /** The exec's statement_timeout in ms, and its start as a PostgreSQL timestamp. */
   #timeoutMs = 0;
   #startUs = 0;
+  /** The backend's `wait_event_info` in the heap (lockwait.ts), 0 until found or for an unknown build. */
+  waitEvent = 0;
+  /** A view of the heap, made again when the heap grows (a new buffer). */
+  #view: DataView | null = null;
   /** all_timeouts[STATEMENT_TIMEOUT] in the heap (statementtimer.ts), 0 until found. */
   statementTimer = 0;
   /** settleRequest's options, made once rather than at every exec. */
@@ -115,6 +135,7 @@ export class CancelClock {
         const v = new DataView(this.#memory.buffer);
         v.setBigUint64(ptr, v.getBigUint64(ptr, true) + this.#shift, true);
       }
+      if (this.waitEvent !== 0) this.#napInTimedWait();
       return r;
     };
     for (const name of IO_IMPORTS) {
@@ -127,6 +148,23 @@ export class CancelClock {
       }
     }
     env["_setitimer_js"] = () => 0;
+  }
+
+  /**
+   * Inside a timed wait, and with no cancel standing: blocks up to
+   * WAIT_NAP_MS, or until a cancel comes (its notify). A tripped request
+   * lets the wait run on to its end, which the moved clock has brought.
+   */
+  #napInTimedWait(): void {
+    const memory = this.#memory;
+    if (memory === null || this.#tripped) return;
+    const buffer = memory.buffer;
+    let view = this.#view;
+    if (view === null || view.buffer !== buffer) view = this.#view = new DataView(buffer);
+    if (view.getUint32(this.waitEvent, true) >>> 24 !== PG_WAIT_TIMEOUT_CLASS) return;
+    const want = Atomics.load(this.#cell, CANCEL_SEQ);
+    if (want !== 0) return;
+    Atomics.wait(this.#cell, CANCEL_SEQ, 0, WAIT_NAP_MS);
   }
 
   /** At a host call: acts on a request for the exec in flight, or on its deadline. */

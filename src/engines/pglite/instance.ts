@@ -287,6 +287,15 @@ export async function openInstance(
     );
     trimmer = HeapTrimmer.open(memory, heapBase.value as number, await wasmSha256);
   }
+  // Timed waits sleep instead of spinning on the clock (cancelclock.ts).
+  const procGlobal = captured.wasm.exports["MyProc"];
+  if (procGlobal instanceof WebAssembly.Global) {
+    clock.waitEvent = waitEventAddress(
+      new DataView(memory.buffer),
+      procGlobal.value as number,
+      await wasmSha256,
+    );
+  }
   // hostfs.ts: the host's permissions decide, as for PostgreSQL on the host.
   const fsModule = (emscriptenFs as { fs: EmscriptenFs } | null)?.fs;
   if (fsModule !== undefined) leavePermissionsToTheHost(fsModule as unknown as HostFs);

@@ -110,7 +110,10 @@ class InlineExecutor implements RawExecutor {
   }
 
   interrupt(): void {
-    if (this.#running !== 0) Atomics.store(this.#cell, CANCEL_SEQ, this.#running);
+    if (this.#running !== 0) {
+      Atomics.store(this.#cell, CANCEL_SEQ, this.#running);
+      Atomics.notify(this.#cell, CANCEL_SEQ); // a timed wait blocked on it (cancelclock.ts)
+    }
   }
 
   close(): Promise<void> {

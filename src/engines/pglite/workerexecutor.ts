@@ -479,6 +479,7 @@ export class WorkerExecutor implements RawExecutor {
   #request(seq: number): void {
     if (this.#running?.seq !== seq) return;
     Atomics.store(this.#cell, CANCEL_SEQ, seq);
+    Atomics.notify(this.#cell, CANCEL_SEQ); // a timed wait blocked on it (cancelclock.ts)
     const target = this.#target;
     if (target === null) return;
     const poke = () => {
