@@ -307,7 +307,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     };
     try {
       await this.#engines.exclusive(slot, async () => {
-        if (slot.engine === null) return copy(false);
+        if (slot.engine === null) {
+          // Its pg_shdepend is the template's (pg_shdepend.ts), as PostgreSQL copies a template's.
+          if (template.dependents !== undefined) entry.dependents = template.dependents;
+          return copy(false);
+        }
         // As FILE_COPY: a checkpoint puts every change on disk, and holding
         // the engine keeps anyone from writing until the copy is done.
         await slot.engine.runAsCluster(() => "CHECKPOINT", { during: () => copy(true) });

@@ -60,6 +60,11 @@ test("DROP ROLE of a role with objects or privileges in another database is refu
     expect([e2?.code, e2?.message, e2?.detail]).toEqual(refusal(all));
     const e3 = await errorOf(admin.query({ text: "DROP USER dep_r", values: [] }));
     expect([e3?.code, e3?.message, e3?.detail]).toEqual(refusal(all));
+    // A copy of dep_a has dep_a's objects, as PostgreSQL's copy of a template has.
+    await admin.query("CREATE DATABASE dep_copy TEMPLATE dep_a");
+    const e5 = await errorOf(admin.query("DROP ROLE dep_r"));
+    expect(e5?.detail).toBe(`${all}\n2 objects in database dep_copy`);
+    await admin.query("DROP DATABASE dep_copy");
 
     // In a transaction block: refused, and the block is aborted.
     await admin.query("BEGIN");
@@ -90,6 +95,7 @@ test("DROP ROLE of a role with objects or privileges in another database is refu
     await admin.query("DROP TABLE IF EXISTS dep_own").catch(() => {});
     await admin.query("DROP DATABASE IF EXISTS dep_a").catch(() => {});
     await admin.query("DROP DATABASE IF EXISTS dep_b").catch(() => {});
+    await admin.query("DROP DATABASE IF EXISTS dep_copy").catch(() => {});
     await admin.query("DROP ROLE IF EXISTS dep_r").catch(() => {});
     await admin.end();
   }
