@@ -569,6 +569,7 @@ export class DatabaseEngines {
     for (const s of all) if (s.idle !== null) clearTimeout(s.idle);
     await Promise.all(all.map(async (s) => {
       await s.busy?.catch(() => {});
+      if (s.engine !== null) await this.#keepDependents(s, s.engine);
       await s.engine?.close();
       s.engine = null;
     }));
