@@ -24,6 +24,7 @@ import {
   snapshotSql,
   startupSettings,
   switchSql,
+  withDefaults,
 } from "./settings.ts";
 import { recoverSwitch } from "./switch.ts";
 import { fe, firstError, quoteIdent } from "./wire.ts";
@@ -242,10 +243,12 @@ export class BackendSettings {
         pid: s.pid,
         startup: to === s.startupSettings,
         fromPacket: (name) => this.#packetNames.get(to)?.has(name) ?? true,
+        base: this.#baseline,
       });
       this.#current = r.carried;
       this.#appliedFor = null;
       if (r.fatal !== null) throw r.fatal;
+      if (r.dropped.length > 0 && to === s.startupSettings) this.#dropDefaults(s, r.dropped);
       to = r.carried;
       warnings = r.warnings;
     }
@@ -255,6 +258,21 @@ export class BackendSettings {
     }
     this.#setApplied(s, to);
     return warnings;
+  }
+
+  /**
+   * `s`'s startup map without the role's or database's defaults `names`,
+   * which did not hold: RESET, RESET ALL and DISCARD ALL give it the
+   * defaults then, as PostgreSQL's session, which never took those values.
+   * Sessions started alike keep the shared map: each login tries, and warns.
+   */
+  #dropDefaults(s: PgliteSession, names: readonly string[]): void {
+    const m = withDefaults(s.startupSettings, names, this.#baseline);
+    const packet = this.#packetNames.get(s.startupSettings);
+    if (packet !== undefined) this.#packetNames.set(m, packet);
+    s.startupSettings = m;
+    // Its reset values go to the backend again, with its next exec.
+    s.resetValuesSent = false;
   }
 
   /**

@@ -79,7 +79,12 @@ export class SessionGlobals {
    * may know from an earlier session with the same map (backendsettings.ts).
    */
   settingsFromStartup = true;
-  readonly startupSettings: SettingsMap;
+  /**
+   * What the session started with (settings.ts startupSettings). Replaced
+   * once its role's defaults that no longer hold are known, by the same map
+   * without them (backendsettings.ts).
+   */
+  startupSettings: SettingsMap;
   rolesDirty = false;
   databasesDirty = false;
   pendingListen: ListenOp[] = [];

@@ -166,6 +166,33 @@ export function switchSteps(
 const IDENTITY = new Set(["role", "session_authorization"]);
 
 /**
+ * The step giving setting `name` the value a session has when its startup
+ * map leaves it out: `base`'s (the engine's defaults the map was built on),
+ * or else the reset value.
+ */
+export function defaultStep(name: string, base: SettingsMap): SwitchStep {
+  const value = base.get(name);
+  return value === undefined
+    ? { kind: "reset", name, sql: resetSql(name) }
+    : { kind: "set", name, sql: `SELECT ${setConfigCall(name, value)}` };
+}
+
+/** `startup` without the settings `names`: each has `base`'s value, or none (defaultStep). */
+export function withDefaults(
+  startup: SettingsMap,
+  names: Iterable<string>,
+  base: SettingsMap,
+): Map<string, string> {
+  const m = new Map(startup);
+  for (const name of names) {
+    const value = base.get(name);
+    if (value === undefined) m.delete(name);
+    else m.set(name, value);
+  }
+  return m;
+}
+
+/**
  * `switchSteps` as one Query string (the set_config calls of step 3 in one
  * SELECT), or null when the maps are the same. One Query is one implicit
  * transaction: when any step fails, none of them took effect.

@@ -21,7 +21,7 @@
 
 import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type { RoleInfo } from "../../core/engine/types.ts";
-import { type SettingsMap, type SwitchOptions, switchSteps } from "./settings.ts";
+import { defaultStep, type SettingsMap, type SwitchOptions, switchSteps } from "./settings.ts";
 import { firstError, quoteLiteral } from "./wire.ts";
 
 export interface RecoveredSwitch {
@@ -31,6 +31,12 @@ export interface RecoveredSwitch {
   readonly warnings: PgError[];
   /** Set when the session switched to cannot run at all (identity, startup setting). */
   readonly fatal: PgError | null;
+  /**
+   * The role's or database's defaults of its startup map that did not hold:
+   * the backend has the default instead (defaultStep), as the session must
+   * from now on (withDefaults).
+   */
+  readonly dropped: string[];
 }
 
 /** Applies `from` → `to` one statement at a time; see the module header. */
@@ -50,8 +56,11 @@ export async function recoverSwitch(options: {
    * that fails is a WARNING instead, as PostgreSQL applies those at login.
    */
   fromPacket: (name: string) => boolean;
+  /** The engine's defaults the startup map was built on: what a default that fails leaves. */
+  base: SettingsMap;
 }): Promise<RecoveredSwitch> {
   const warnings: PgError[] = [];
+  const dropped: string[] = [];
   let fatal: PgError | null = null;
   for (const step of switchSteps(options.from, options.to, options.switch)) {
     let err = firstError(await options.run(step.sql));
@@ -75,11 +84,22 @@ export async function recoverSwitch(options: {
     };
     // A default of its role or database (ALTER ROLE … SET) that no longer
     // holds (the text search configuration it names was dropped, a role it
-    // may no longer become): PostgreSQL warns and the login goes on without it.
+    // may no longer become): PostgreSQL warns and the login goes on with the
+    // parameter's default. The backend may still have the last session's
+    // value, or its reset value (resetvalues.ts): the default is put on.
     const roleDefault = options.startup && step.kind !== "reset" &&
       step.name !== "session_authorization" && !options.fromPacket(step.name);
     if (roleDefault) {
       warnings.push(new PgError(err.code, err.message, { ...fields, severity: "WARNING" }));
+      dropped.push(step.name);
+      const fallback = defaultStep(step.name, options.base);
+      const failed = firstError(await options.run(fallback.sql));
+      if (failed !== null) {
+        ereport("LOG", `settings switch for process ${options.pid} failed at: ${fallback.sql}`, {
+          category: "engine",
+          detail: `${failed.message} (SQLSTATE ${failed.code})`,
+        });
+      }
       continue;
     }
     if (step.kind === "identity" || (step.kind === "set" && options.startup)) {
@@ -103,7 +123,7 @@ export async function recoverSwitch(options: {
       ),
     );
   }
-  return { carried: await options.snapshot(), warnings, fatal };
+  return { carried: await options.snapshot(), warnings, fatal, dropped };
 }
 
 /** One pg_db_role_setting entry: role name ('' for all roles), precedence, "name=value". */

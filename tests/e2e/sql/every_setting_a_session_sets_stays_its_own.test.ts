@@ -349,3 +349,45 @@ test("a role's stored setting that no longer holds (ALTER ROLE … SET naming a 
   await c.end();
   await admin.end();
 });
+
+test("a role's stored setting that no longer holds leaves its sessions the server's default, as in PostgreSQL: SHOW, what uses it, RESET and DISCARD ALL give the default, and every login warns", async () => {
+  const s = server();
+  const admin = await pgClient(s);
+  await admin.query("create role stale_fallback login");
+  await admin.query("create text search configuration public.fallback_cfg (copy = simple)");
+  await admin.query(
+    "alter role stale_fallback set default_text_search_config = 'public.fallback_cfg'",
+  );
+  await admin.query("drop text search configuration public.fallback_cfg");
+  const serverDefault = (await admin.query("show default_text_search_config")).rows[0]
+    .default_text_search_config;
+  // The session the backend carried before has a value of its own, which must not stay either.
+  await admin.query("set default_text_search_config = 'pg_catalog.simple'");
+  const warning =
+    'WARNING: invalid value for parameter "default_text_search_config": "public.fallback_cfg"';
+  for (const login of [1, 2]) {
+    const c = new pg.Client(pgConfig(s, { user: "stale_fallback" }));
+    c.on("error", () => {});
+    const warnings: string[] = [];
+    c.on("notice", (n) => warnings.push(`${n.severity}: ${n.message}`));
+    await c.connect();
+    const seen = async () => {
+      const r = await c.query(
+        "select current_setting('default_text_search_config') as cfg, to_tsvector('cats')::text as v",
+      );
+      // Another session runs between, so that the next statement's settings are switched to again.
+      await admin.query("select 1");
+      return r.rows[0];
+    };
+    // english stems "cats"; the dropped configuration was simple's copy, which does not.
+    const want = { cfg: serverDefault, v: "'cat':1" };
+    expect({ login, ...(await seen()) }).toEqual({ login, ...want });
+    await c.query("reset default_text_search_config");
+    expect({ login, ...(await seen()) }).toEqual({ login, ...want });
+    await c.query("discard all");
+    expect({ login, ...(await seen()) }).toEqual({ login, ...want });
+    expect({ login, warnings }).toEqual({ login, warnings: [warning] });
+    await c.end();
+  }
+  await admin.end();
+});
