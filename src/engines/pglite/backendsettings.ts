@@ -18,6 +18,7 @@
 import { ERRCODE, PgError } from "../../core/elog.ts";
 import type { PgliteSession } from "./session.ts";
 import {
+  namesEngineChecked,
   packetSettingNames,
   parseSnapshot,
   type SettingsMap,
@@ -94,6 +95,8 @@ export class BackendSettings {
   #keys = new WeakMap<SettingsMap, { names: number; key: string }>();
   /** The settings each startup map's packet named itself (packetSettingNames); the rest are defaults. */
   #packetNames = new WeakMap<SettingsMap, ReadonlySet<string>>();
+  /** Startup maps whose packet names a setting only the engine checks (namesEngineChecked). */
+  #checkedAtLogin = new WeakSet<SettingsMap>();
 
   constructor(host: SettingsHost) {
     this.#host = host;
@@ -156,7 +159,9 @@ export class BackendSettings {
       });
       if (this.#startupMaps.size >= STARTUP_SPELLED_MAX) this.#startupMaps.clear();
       this.#startupMaps.set(key, m);
-      this.#packetNames.set(m, packetSettingNames(params));
+      const names = packetSettingNames(params);
+      this.#packetNames.set(m, names);
+      if (namesEngineChecked(names)) this.#checkedAtLogin.add(m);
       // Its custom settings (`-c app.tenant=7`, a role's `SET app.x`) are
       // read back as those a statement sets: else a map read back would
       // lose them, and the next session's switch would neither reset nor
@@ -164,6 +169,16 @@ export class BackendSettings {
       for (const name of m.keys()) if (name.includes(".")) this.noteCustomSetting(name);
     }
     return m;
+  }
+
+  /**
+   * Whether sessions with startup map `m` have it put on the backend at
+   * login (switchTo, while the login waits), so that a value the engine
+   * refuses refuses the login as in PostgreSQL: their packet names a
+   * setting only the engine can check. Other logins cost no engine round trip.
+   */
+  checkedAtLogin(m: SettingsMap): boolean {
+    return this.#checkedAtLogin.has(m);
   }
 
   /** A startup map as the backend spells it, when an earlier session with it read it back. */

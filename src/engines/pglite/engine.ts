@@ -21,6 +21,7 @@
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";
+import { asFatal } from "./answers.ts";
 import type {
   Engine,
   EngineSession,
@@ -421,7 +422,10 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     const wal = this.executor.wal;
     if (wal.behind) await wal.waitFor(wal.requested);
     const settings = this.#settings.startupMap(startup.user, startup.params, this.#defaultsFor);
-    const spelled = this.#settings.spelled(settings);
+    const atLogin = this.#settings.checkedAtLogin(settings);
+    // Put on at login, the map is read back from the backend at the first
+    // ReadyForQuery (its spelling is cached then, with no round trip).
+    const spelled = atLogin ? undefined : this.#settings.spelled(settings);
     const parameterStatus = catalogs.parameterStatus(settings, role);
     const session = new PgliteSession(this, {
       id: this.#nextId++,
@@ -434,10 +438,34 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       ...(startup.client !== undefined ? { client: startup.client } : {}),
       ...(startup.ssl !== undefined ? { ssl: startup.ssl } : {}),
     });
+    if (atLogin) {
+      try {
+        session.loginWarnings = await this.#settingsAtLogin(session);
+      } catch (e) {
+        await session.close().catch(() => {});
+        throw e;
+      }
+    }
     this.#procs.add(session);
     this.cluster?.sessionStarted(this);
     this.listeners.add(session);
     return { session, parameterStatus };
+  }
+
+  /**
+   * Puts a new session's startup map on the backend before its login ends:
+   * a setting of its packet that the engine refuses refuses the login, as
+   * PostgreSQL's process_startup_options does. Its warnings are returned.
+   */
+  async #settingsAtLogin(s: PgliteSession): Promise<PgError[]> {
+    try {
+      return await this.#own.withEngine(
+        () => this.#settings.switchTo(s, s.settings),
+        this.options.engineWaitTimeoutMs,
+      );
+    } catch (e) {
+      throw asFatal(e);
+    }
   }
 
   close(): Promise<void> {
@@ -473,9 +501,12 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     this.#settings.noteCustomSetting(name);
   }
 
-  /** True when the backend carries `s`'s settings already: prepareFor has nothing to do. */
+  /**
+   * True when the backend carries `s`'s settings already and its login left
+   * no warnings to send: prepareFor has nothing to do.
+   */
   carriesSettingsOf(s: PgliteSession): boolean {
-    return this.#settings.carries(s);
+    return s.loginWarnings.length === 0 && this.#settings.carries(s);
   }
 
   /**
@@ -483,10 +514,14 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
    * Returns warnings for `s` about settings that could not be put back;
    * throws (for `s` alone) when its identity or a startup setting cannot
    * be applied. Either way the engine knows what the backend carries.
+   * The warnings of a login that put its settings on (loginWarnings) come
+   * first, once.
    */
-  prepareFor(s: PgliteSession): Promise<PgError[]> {
-    if (this.#settings.carries(s)) return Promise.resolve([]);
-    return this.#settings.switchTo(s, s.settings);
+  async prepareFor(s: PgliteSession): Promise<PgError[]> {
+    const login = s.loginWarnings;
+    s.loginWarnings = [];
+    if (this.#settings.carries(s)) return login;
+    return [...login, ...await this.#settings.switchTo(s, s.settings)];
   }
 
   /** False when afterTransaction would only clear `pendingListenSpoiled` (most statements). */

@@ -15,6 +15,7 @@
  * session's unnamed statement back before an input that needs it.
  */
 
+import type { PgError } from "../../core/elog.ts";
 import { BE } from "../../core/protocol/constants.ts";
 import type { InputPlan, StatementEffects } from "./naming.ts";
 import type { ListenOp, WrittenText } from "./statementtext.ts";
@@ -85,6 +86,12 @@ export class SessionGlobals {
    * without them (backendsettings.ts).
    */
   startupSettings: SettingsMap;
+  /**
+   * WARNINGs of a login whose settings were put on at login (its role's
+   * defaults that no longer hold, backendsettings.ts checkedAtLogin): they
+   * go to the client with its first answer, as when the switch is then.
+   */
+  loginWarnings: PgError[] = [];
   rolesDirty = false;
   databasesDirty = false;
   pendingListen: ListenOp[] = [];

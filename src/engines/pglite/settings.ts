@@ -327,6 +327,27 @@ export function packetSettingNames(params: Readonly<Record<string, string>>): Se
   return names;
 }
 
+/**
+ * Settings whose value PostgreSQL checks against the catalogs when a login
+ * sets them, which checkStartupSetting cannot: a tablespace, a text search
+ * configuration or a table access method that does not exist, a role the
+ * user may not become. PostgreSQL refuses such a login (FATAL), so a packet
+ * naming one has its settings put on the backend before the login ends.
+ * Not temp_tablespaces: PostgreSQL skips a name that does not exist there.
+ */
+const ENGINE_CHECKED = new Set([
+  "default_tablespace",
+  "default_text_search_config",
+  "default_table_access_method",
+  "role",
+]);
+
+/** Whether a packet naming these settings (packetSettingNames) names one only the engine checks. */
+export function namesEngineChecked(names: ReadonlySet<string>): boolean {
+  for (const name of names) if (ENGINE_CHECKED.has(name)) return true;
+  return false;
+}
+
 /** The `-c name=value` pairs of a startup `options` string (backslash escapes spaces). */
 export function parseOptions(options: string): Array<[string, string]> {
   const words: string[] = [];

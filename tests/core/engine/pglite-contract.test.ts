@@ -203,18 +203,19 @@ describe("the PGlite engine through the Engine contract", () => {
     expect(c.errors[0]?.C).toBe("42P01");
   });
 
-  test("a bad startup setting refuses the session with FATAL; one only the engine can judge ends it at its first query", async () => {
+  test("a bad startup setting refuses the session with FATAL, one only the engine can judge too", async () => {
     // The parameter table knows DateStyle's words: the login is refused.
     await expect(session({ DateStyle: "no-such-style" })).rejects.toMatchObject({
       code: "22023",
       severity: "FATAL",
       message: 'invalid value for parameter "DateStyle": "no-such-style"',
     });
-    // Whether an access method exists is the engine's to say, when the session starts.
-    const a = await session({ default_table_access_method: "no_such_am" });
-    await expect(a.s.exec(FE.query("SELECT 1"), () => {})).rejects.toMatchObject({
+    // Whether an access method exists is the engine's to say: it says so at the start.
+    await expect(session({ default_table_access_method: "no_such_am" })).rejects.toMatchObject({
       code: "22023",
       severity: "FATAL",
+      message: 'invalid value for parameter "default_table_access_method": "no_such_am"',
+      detail: 'Table access method "no_such_am" does not exist.',
     });
     const b = await session();
     expect((await run(b.s, FE.query("SELECT 6"))).values).toEqual(["6"]);

@@ -12,7 +12,13 @@
 
 import { expect, test } from "bun:test";
 import pg from "pg";
-import { pgClient, pgConfig, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  connectError,
+  pgClient,
+  pgConfig,
+  sharedServer,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 
 useSqlServers();
 const server = sharedServer();
@@ -299,28 +305,83 @@ test("a custom setting a function sets (set_config in PL/pgSQL, SET in its body,
   await Promise.all([a.end(), b.end()]);
 });
 
-test("a startup setting the engine refuses ends that login with PostgreSQL's error, its detail included, and no other session notices", async () => {
+test("a startup setting only the engine can check (a tablespace, a text search configuration, a role to become) that it refuses fails the login itself with PostgreSQL's error, its detail included, and no other session notices", async () => {
   const s = server();
   const other = await pgClient(s);
-  // PostgreSQL refuses it at connection; here the connection may come up
-  // and its first statement gets the FATAL (the settings reach the engine
-  // with the session's first input).
-  let failure: (Error & { code?: string; detail?: string; severity?: string }) | null = null;
-  try {
-    const c = await pgClient(s, { options: "-c default_tablespace=no_such_space" });
-    await c.query("select 1");
-  } catch (e) {
-    failure = e as typeof failure;
+  await other.query("create role login_checked login");
+  await other.query("create role login_checked_group");
+  const cases: Array<[string, Record<string, string>]> = [
+    ["-c default_tablespace=no_such_space", {
+      code: "22023",
+      message: 'invalid value for parameter "default_tablespace": "no_such_space"',
+      detail: 'Tablespace "no_such_space" does not exist.',
+    }],
+    ["-c default_text_search_config=no_such_cfg", {
+      code: "22023",
+      message: 'invalid value for parameter "default_text_search_config": "no_such_cfg"',
+    }],
+    ["-c role=login_checked_group", {
+      code: "42501",
+      message: 'permission denied to set role "login_checked_group"',
+    }],
+    ["-c default_table_access_method=no_such_am", {
+      code: "22023",
+      message: 'invalid value for parameter "default_table_access_method": "no_such_am"',
+      detail: 'Table access method "no_such_am" does not exist.',
+    }],
+  ];
+  for (const [options, want] of cases) {
+    // connect() itself fails: no ReadyForQuery came.
+    const failure = await connectError(s, { user: "login_checked", options });
+    expect({ options, failure }).toMatchObject({
+      options,
+      failure: { severity: "FATAL", ...want },
+    });
   }
-  expect(failure).toMatchObject({
-    code: "22023",
-    severity: "FATAL",
-    message: 'invalid value for parameter "default_tablespace": "no_such_space"',
-    detail: 'Tablespace "no_such_space" does not exist.',
+  expect(
+    (await other.query(
+      "select current_setting('default_tablespace') as t, current_user as u, current_setting('role') as r",
+    )).rows,
+  ).toEqual([{ t: "", u: "postgres", r: "none" }]);
+  // Good values of the same parameters log in and hold.
+  await other.query("grant login_checked_group to login_checked");
+  const c = await pgClient(s, {
+    user: "login_checked",
+    options: "-c role=login_checked_group -c default_text_search_config=pg_catalog.simple",
   });
-  expect((await other.query("select current_setting('default_tablespace') as t")).rows)
-    .toEqual([{ t: "" }]);
+  expect((await c.query("select current_user as u, to_tsvector('cats')::text as v")).rows)
+    .toEqual([{ u: "login_checked_group", v: "'cats':1" }]);
+  await c.end();
   await other.end();
+});
+
+test("a login whose startup packet the engine checks still gets its role's stored setting that no longer holds as a WARNING, and the default", async () => {
+  const s = server();
+  const admin = await pgClient(s);
+  await admin.query("create role stale_checked login");
+  await admin.query("create text search configuration public.checked_cfg (copy = simple)");
+  await admin.query(
+    "alter role stale_checked set default_text_search_config = 'public.checked_cfg'",
+  );
+  await admin.query("drop text search configuration public.checked_cfg");
+  const c = new pg.Client({
+    ...pgConfig(s, { user: "stale_checked" }),
+    options: "-c default_tablespace=pg_default",
+  });
+  c.on("error", () => {});
+  const warnings: string[] = [];
+  c.on("notice", (n) => warnings.push(`${n.severity}: ${n.message}`));
+  await c.connect();
+  expect(
+    (await c.query(
+      "select current_setting('default_tablespace') as t, to_tsvector('cats')::text as v",
+    )).rows,
+  ).toEqual([{ t: "pg_default", v: "'cat':1" }]);
+  expect(warnings).toEqual([
+    'WARNING: invalid value for parameter "default_text_search_config": "public.checked_cfg"',
+  ]);
+  await c.end();
+  await admin.end();
 });
 
 test("a role's stored setting that no longer holds (ALTER ROLE … SET naming a dropped text search configuration) is a WARNING at its login, as in PostgreSQL, and the role still logs in", async () => {
