@@ -25,9 +25,9 @@ import {
   snapshotSql,
   startupSettings,
   switchSql,
-  withDefaults,
+  withValues,
 } from "./settings.ts";
-import { recoverSwitch } from "./switch.ts";
+import { lowerDefaults, recoverSwitch } from "./switch.ts";
 import { fe, firstError, quoteIdent } from "./wire.ts";
 
 /** What the switch needs of the engine; called only while the engine is held. */
@@ -95,6 +95,8 @@ export class BackendSettings {
   #keys = new WeakMap<SettingsMap, { names: number; key: string }>();
   /** The settings each startup map's packet named itself (packetSettingNames); the rest are defaults. */
   #packetNames = new WeakMap<SettingsMap, ReadonlySet<string>>();
+  /** The role's and database's defaults each startup map was built with (roleDefaults). */
+  #defaultsOf = new WeakMap<SettingsMap, ReadonlyArray<readonly [string, string]>>();
   /** Startup maps whose packet names a setting only the engine checks (namesEngineChecked). */
   #checkedAtLogin = new WeakSet<SettingsMap>();
 
@@ -150,10 +152,11 @@ export class BackendSettings {
     const key = JSON.stringify([user, params]);
     let m = this.#startupMaps.get(key);
     if (m === undefined) {
+      const stored = defaults(user);
       m = startupSettings(this.#baseline, {
         user,
         params,
-        defaults: defaults(user),
+        defaults: stored,
         exclude: this.#notSessionState,
         superuser: this.#host.isSuperuser(user),
       });
@@ -161,6 +164,7 @@ export class BackendSettings {
       this.#startupMaps.set(key, m);
       const names = packetSettingNames(params);
       this.#packetNames.set(m, names);
+      this.#defaultsOf.set(m, stored);
       if (namesEngineChecked(names)) this.#checkedAtLogin.add(m);
       // Its custom settings (`-c app.tenant=7`, a role's `SET app.x`) are
       // read back as those a statement sets: else a map read back would
@@ -258,6 +262,7 @@ export class BackendSettings {
         pid: s.pid,
         startup: to === s.startupSettings,
         fromPacket: (name) => this.#packetNames.get(to)?.has(name) ?? true,
+        lower: (name) => lowerDefaults(this.#defaultsOf.get(to) ?? [], name, to.get(name)),
         base: this.#baseline,
       });
       this.#current = r.carried;
@@ -276,15 +281,21 @@ export class BackendSettings {
   }
 
   /**
-   * `s`'s startup map without the role's or database's defaults `names`,
-   * which did not hold: RESET, RESET ALL and DISCARD ALL give it the
-   * defaults then, as PostgreSQL's session, which never took those values.
+   * `s`'s startup map with what its role's or database's defaults that did
+   * not hold fell back to (`dropped`): RESET, RESET ALL and DISCARD ALL give
+   * that then, as in PostgreSQL's session, which never took those values.
    * Sessions started alike keep the shared map: each login tries, and warns.
    */
-  #dropDefaults(s: PgliteSession, names: readonly string[]): void {
-    const m = withDefaults(s.startupSettings, names, this.#baseline);
-    const packet = this.#packetNames.get(s.startupSettings);
+  #dropDefaults(
+    s: PgliteSession,
+    dropped: ReadonlyArray<readonly [string, string | undefined]>,
+  ): void {
+    const from = s.startupSettings;
+    const m = withValues(from, dropped);
+    const packet = this.#packetNames.get(from);
     if (packet !== undefined) this.#packetNames.set(m, packet);
+    const stored = this.#defaultsOf.get(from);
+    if (stored !== undefined) this.#defaultsOf.set(m, stored);
     s.startupSettings = m;
     // Its reset values go to the backend again, with its next exec.
     s.resetValuesSent = false;

@@ -165,27 +165,20 @@ export function switchSteps(
 
 const IDENTITY = new Set(["role", "session_authorization"]);
 
-/**
- * The step giving setting `name` the value a session has when its startup
- * map leaves it out: `base`'s (the engine's defaults the map was built on),
- * or else the reset value.
- */
-export function defaultStep(name: string, base: SettingsMap): SwitchStep {
-  const value = base.get(name);
+/** The step giving setting `name` `value`, or its reset value (undefined). */
+export function valueStep(name: string, value: string | undefined): SwitchStep {
   return value === undefined
     ? { kind: "reset", name, sql: resetSql(name) }
     : { kind: "set", name, sql: `SELECT ${setConfigCall(name, value)}` };
 }
 
-/** `startup` without the settings `names`: each has `base`'s value, or none (defaultStep). */
-export function withDefaults(
+/** `startup` with `values` instead: each setting that value, or none (undefined). */
+export function withValues(
   startup: SettingsMap,
-  names: Iterable<string>,
-  base: SettingsMap,
+  values: Iterable<readonly [string, string | undefined]>,
 ): Map<string, string> {
   const m = new Map(startup);
-  for (const name of names) {
-    const value = base.get(name);
+  for (const [name, value] of values) {
     if (value === undefined) m.delete(name);
     else m.set(name, value);
   }

@@ -21,7 +21,7 @@
 
 import { ereport, ERRCODE, PgError } from "../../core/elog.ts";
 import type { RoleInfo } from "../../core/engine/types.ts";
-import { defaultStep, type SettingsMap, type SwitchOptions, switchSteps } from "./settings.ts";
+import { type SettingsMap, type SwitchOptions, switchSteps, valueStep } from "./settings.ts";
 import { firstError, quoteLiteral } from "./wire.ts";
 
 export interface RecoveredSwitch {
@@ -32,11 +32,11 @@ export interface RecoveredSwitch {
   /** Set when the session switched to cannot run at all (identity, startup setting). */
   readonly fatal: PgError | null;
   /**
-   * The role's or database's defaults of its startup map that did not hold:
-   * the backend has the default instead (defaultStep), as the session must
-   * from now on (withDefaults).
+   * The role's or database's defaults of its startup map that did not hold,
+   * each with the value the backend has instead (undefined: the reset
+   * value), as the session must from now on (settings.ts withValues).
    */
-  readonly dropped: string[];
+  readonly dropped: Array<readonly [string, string | undefined]>;
 }
 
 /** Applies `from` → `to` one statement at a time; see the module header. */
@@ -56,11 +56,17 @@ export async function recoverSwitch(options: {
    * that fails is a WARNING instead, as PostgreSQL applies those at login.
    */
   fromPacket: (name: string) => boolean;
-  /** The engine's defaults the startup map was built on: what a default that fails leaves. */
+  /**
+   * The values that defaults of lower precedence give setting `name` under
+   * the one `to` has, highest first (lowerDefaults): when that one fails,
+   * each is tried in turn, then `base`'s value.
+   */
+  lower: (name: string) => readonly string[];
+  /** The engine's defaults the startup map was built on. */
   base: SettingsMap;
 }): Promise<RecoveredSwitch> {
   const warnings: PgError[] = [];
-  const dropped: string[] = [];
+  const dropped: Array<readonly [string, string | undefined]> = [];
   let fatal: PgError | null = null;
   for (const step of switchSteps(options.from, options.to, options.switch)) {
     let err = firstError(await options.run(step.sql));
@@ -74,38 +80,24 @@ export async function recoverSwitch(options: {
       );
     }
     if (err === null) continue;
-    ereport("LOG", `settings switch for process ${options.pid} failed at: ${step.sql}`, {
-      category: "engine",
-      detail: `${err.message} (SQLSTATE ${err.code})`,
-    });
-    const fields = {
-      ...(err.detail !== undefined ? { detail: err.detail } : {}),
-      ...(err.hint !== undefined ? { hint: err.hint } : {}),
-    };
+    logFailure(options.pid, step.sql, err);
     // A default of its role or database (ALTER ROLE … SET) that no longer
     // holds (the text search configuration it names was dropped, a role it
-    // may no longer become): PostgreSQL warns and the login goes on with the
-    // parameter's default. The backend may still have the last session's
-    // value, or its reset value (resetvalues.ts): the default is put on.
+    // may no longer become): PostgreSQL warns and the login goes on with
+    // what the next source gives (ALTER DATABASE … SET under ALTER ROLE …
+    // SET, then the server's). The backend may still have the last
+    // session's value, or its reset value (resetvalues.ts): that is put on.
     const roleDefault = options.startup && step.kind !== "reset" &&
       step.name !== "session_authorization" && !options.fromPacket(step.name);
     if (roleDefault) {
-      warnings.push(new PgError(err.code, err.message, { ...fields, severity: "WARNING" }));
-      dropped.push(step.name);
-      const fallback = defaultStep(step.name, options.base);
-      const failed = firstError(await options.run(fallback.sql));
-      if (failed !== null) {
-        ereport("LOG", `settings switch for process ${options.pid} failed at: ${fallback.sql}`, {
-          category: "engine",
-          detail: `${failed.message} (SQLSTATE ${failed.code})`,
-        });
-      }
+      warnings.push(asWarning(err));
+      dropped.push([step.name, await fallBack(step.name, options, warnings)]);
       continue;
     }
     if (step.kind === "identity" || (step.kind === "set" && options.startup)) {
       // Never run a session's input as anyone else, and refuse a bad
       // startup setting as PostgreSQL refuses the login.
-      fatal = new PgError(err.code, err.message, fields);
+      fatal = new PgError(err.code, err.message, fieldsOf(err));
       break;
     }
     warnings.push(
@@ -126,6 +118,54 @@ export async function recoverSwitch(options: {
   return { carried: await options.snapshot(), warnings, fatal, dropped };
 }
 
+type EngineError = NonNullable<ReturnType<typeof firstError>>;
+
+function fieldsOf(err: EngineError): { detail?: string; hint?: string } {
+  return {
+    ...(err.detail !== undefined ? { detail: err.detail } : {}),
+    ...(err.hint !== undefined ? { hint: err.hint } : {}),
+  };
+}
+
+/** A default's failure as PostgreSQL reports it at login (ApplySetting's WARNING). */
+function asWarning(err: EngineError): PgError {
+  return new PgError(err.code, err.message, { ...fieldsOf(err), severity: "WARNING" });
+}
+
+function logFailure(pid: number, sql: string, err: EngineError): void {
+  ereport("LOG", `settings switch for process ${pid} failed at: ${sql}`, {
+    category: "engine",
+    detail: `${err.message} (SQLSTATE ${err.code})`,
+  });
+}
+
+/**
+ * Puts on what setting `name` has when its default failed: the first of
+ * the lower defaults that holds (a WARNING for each that does not, as
+ * PostgreSQL's), else `base`'s value or the reset value. Returns it.
+ */
+async function fallBack(
+  name: string,
+  options: {
+    run: (sql: string) => Promise<Uint8Array>;
+    lower: (name: string) => readonly string[];
+    base: SettingsMap;
+    pid: number;
+  },
+  warnings: PgError[],
+): Promise<string | undefined> {
+  for (const value of options.lower(name)) {
+    const err = firstError(await options.run(valueStep(name, value).sql));
+    if (err === null) return value;
+    warnings.push(asWarning(err));
+  }
+  const value = options.base.get(name);
+  const step = valueStep(name, value);
+  const err = firstError(await options.run(step.sql));
+  if (err !== null) logFailure(options.pid, step.sql, err);
+  return value;
+}
+
 /** One pg_db_role_setting entry: role name ('' for all roles), precedence, "name=value". */
 export type RoleDefault = [string, string, string];
 
@@ -144,6 +184,20 @@ export const ROLE_DEFAULTS_SQL = "select coalesce(r.rolname, ''), x.cfg, coalesc
   // A dropped role's rows of this database (DROP ROLE ran on another engine): its, not everyone's.
   " and (s.setrole = 0 or r.oid is not null)" +
   " order by (s.setrole <> 0)::int * 2 + (s.setdatabase <> 0)::int, x.n";
+
+/**
+ * The values `defaults` (roleDefaults, lowest precedence first) give setting
+ * `name` below `value`, the one that failed: highest precedence first.
+ */
+export function lowerDefaults(
+  defaults: ReadonlyArray<readonly [string, string]>,
+  name: string,
+  value: string | undefined,
+): string[] {
+  const values = defaults.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+  const at = value === undefined ? -1 : values.lastIndexOf(value);
+  return values.slice(0, Math.max(at, 0)).reverse();
+}
 
 /**
  * The (name, value) pairs a login of `role` gets from pg_db_role_setting,

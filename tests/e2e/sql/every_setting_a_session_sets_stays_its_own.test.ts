@@ -452,3 +452,37 @@ test("a role's stored setting that no longer holds leaves its sessions the serve
   }
   await admin.end();
 });
+
+test("a role's stored setting for one database that no longer holds (ALTER ROLE … IN DATABASE … SET) leaves the session the role's own stored value under it, as PostgreSQL's", async () => {
+  const s = server();
+  const admin = await pgClient(s);
+  await admin.query("create role stale_layered login");
+  await admin.query("create text search configuration public.layered_cfg (copy = simple)");
+  await admin.query(
+    "alter role stale_layered set default_text_search_config = 'pg_catalog.simple'",
+  );
+  await admin.query(
+    "alter role stale_layered in database postgres set default_text_search_config = 'public.layered_cfg'",
+  );
+  await admin.query("drop text search configuration public.layered_cfg");
+  const c = new pg.Client(pgConfig(s, { user: "stale_layered" }));
+  c.on("error", () => {});
+  const warnings: string[] = [];
+  c.on("notice", (n) => warnings.push(`${n.severity}: ${n.message}`));
+  await c.connect();
+  const seen = async () => {
+    const r = await c.query("show default_text_search_config");
+    await admin.query("select 1");
+    return r.rows[0].default_text_search_config;
+  };
+  expect(await seen()).toBe("pg_catalog.simple");
+  await c.query("reset default_text_search_config");
+  expect(await seen()).toBe("pg_catalog.simple");
+  await c.query("discard all");
+  expect(await seen()).toBe("pg_catalog.simple");
+  expect(warnings).toEqual([
+    'WARNING: invalid value for parameter "default_text_search_config": "public.layered_cfg"',
+  ]);
+  await c.end();
+  await admin.end();
+});

@@ -2,7 +2,14 @@
 
 import { describe, expect, test } from "bun:test";
 import { planInput } from "../../../src/engines/pglite/naming.ts";
-import { parseOptions, startupSettings, switchSql } from "../../../src/engines/pglite/settings.ts";
+import {
+  parseOptions,
+  startupSettings,
+  switchSql,
+  valueStep,
+  withValues,
+} from "../../../src/engines/pglite/settings.ts";
+import { lowerDefaults } from "../../../src/engines/pglite/switch.ts";
 import { scanStatements } from "../../../src/engines/pglite/sqlscan.ts";
 import { splitFrames } from "../../../src/engines/pglite/wire.ts";
 import { batch, FE } from "../../helpers/engine-wire.ts";
@@ -243,5 +250,28 @@ describe("what a session's input changes", () => {
     expect(switchSql(c, d, { superuser: "postgres", valuesAs: "superuser" })).toBe(
       `SET SESSION AUTHORIZATION "postgres"; RESET "log_statement"; SELECT pg_catalog.set_config('work_mem', '8MB', false); SET SESSION AUTHORIZATION "bob"; SET ROLE "carol"`,
     );
+  });
+
+  test("a stored default that fails falls back to the ones under it, highest first, then the engine's", () => {
+    // roleDefaults' order: all databases and roles, the database, the role, the role in the database.
+    const stored: Array<[string, string]> = [
+      ["default_text_search_config", "pg_catalog.english"],
+      ["work_mem", "8MB"],
+      ["Default_Text_Search_Config", "pg_catalog.simple"],
+      ["default_text_search_config", "public.gone"],
+    ];
+    expect(lowerDefaults(stored, "default_text_search_config", "public.gone")).toEqual([
+      "pg_catalog.simple",
+      "pg_catalog.english",
+    ]);
+    expect(lowerDefaults(stored, "default_text_search_config", "pg_catalog.english")).toEqual([]);
+    expect(lowerDefaults(stored, "work_mem", undefined)).toEqual([]);
+    expect(valueStep("app.x", undefined).sql).toBe(`RESET "app"."x"`);
+    expect(valueStep("role", "none").sql).toBe(
+      "SELECT pg_catalog.set_config('role', 'none', false)",
+    );
+    const startup = new Map([["role", "grp"], ["default_text_search_config", "public.gone"]]);
+    expect([...withValues(startup, [["role", "none"], ["default_text_search_config", undefined]])])
+      .toEqual([["role", "none"]]);
   });
 });
