@@ -27,7 +27,7 @@
 
 import { FE } from "../../core/protocol/constants.ts";
 import { CollectorHint } from "./gchint.ts";
-import { concat, fe, isCopyData, readInt32 } from "./wire.ts";
+import { concat, fe, isCopyData, MessageBoundaries, readInt32 } from "./wire.ts";
 
 /** The client's data is garbage on both threads once in the ring, or read from it (gchint.ts). */
 const hint = new CollectorHint(64, 4);
@@ -210,6 +210,20 @@ export class CopyFeedInput {
    * client waits for before it sends any data.
    */
   inCopy: () => boolean = () => true;
+  /**
+   * How many CopyInResponses the answer has so far (instance.ts sets it).
+   * A read waits only while they outnumber the CopyDone and CopyFail
+   * messages the engine was given: once a COPY has its end, PGlite may ask
+   * for the length again (its loop's test, after a Query's last
+   * statement) before the COPY's CommandComplete is out, and a Query may
+   * run other statements, another COPY among them, after it.
+   */
+  copyIns: () => number = () => Number.MAX_SAFE_INTEGER;
+  /** CopyDone and CopyFail messages given to the engine. */
+  #copyEnds = 0;
+  readonly #messages = new MessageBoundaries((type) => {
+    if (type === FE.CopyDone || type === FE.CopyFail) this.#copyEnds++;
+  });
 
   constructor(buffer: SharedArrayBuffer, head: Uint8Array) {
     this.#v = new Views(buffer);
@@ -224,7 +238,9 @@ export class CopyFeedInput {
       const seq = Atomics.load(v.i32, WRITE_SEQ);
       const ended = Atomics.load(v.i64, ENDED) !== 0n;
       const length = this.head.length + Number(Atomics.load(v.i64, WRITTEN));
-      if (length > this.#consumed || ended || !this.inCopy()) return length;
+      if (
+        length > this.#consumed || ended || !this.inCopy() || this.#copyEnds >= this.copyIns()
+      ) return length;
       Atomics.wait(v.i32, WRITE_SEQ, seq);
     }
   }
@@ -233,7 +249,11 @@ export class CopyFeedInput {
   subarray(from: number, to: number): Uint8Array {
     const head = this.head.length;
     this.#consumed = to;
-    if (to <= head) return this.head.subarray(from, to);
+    if (to <= head) {
+      const bytes = this.head.subarray(from, to);
+      this.#messages.feed(bytes);
+      return bytes;
+    }
     const v = this.#v;
     const n = to - from;
     if (this.#scratch.length < n) this.#scratch = new Uint8Array(n);
@@ -251,6 +271,7 @@ export class CopyFeedInput {
       pos = 0;
     }
     hint.note(n);
+    this.#messages.feed(out);
     Atomics.store(v.i64, READ, BigInt(to - head));
     Atomics.add(v.i32, READ_SEQ, 1);
     Atomics.notify(v.i32, READ_SEQ);

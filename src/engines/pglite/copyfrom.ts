@@ -37,8 +37,8 @@ export interface FedCopyHooks {
   readonly feed: true;
   /** The engine answered CopyInResponse: the input that started the COPY is over. */
   onCopyIn(): void;
-  /** The statement is over (done, failed, cancelled, or never begun). */
-  onStatementEnd(): void;
+  /** A statement is over (done, failed, cancelled, or never begun): its answer's type. */
+  onStatementEnd(type: number): void;
 }
 
 /** A COPY FROM STDIN whose exec is in flight, reading its data from `feed`. */
@@ -49,6 +49,12 @@ export class FedCopy {
   readonly held: Uint8Array[] = [];
   /** The COPY ended (ReadyForQuery): the client's remaining data is dropped. */
   over = false;
+  /**
+   * The engine waits for the client's data: from a CopyInResponse to the
+   * CopyDone or CopyFail that the client sent (the hold timer counts only
+   * that time; after it the engine works, between a Query's COPYs too).
+   */
+  readingData = false;
   /** When the client's data last came (ms since the epoch). */
   lastData = Date.now();
   /** Its exec is over. */
@@ -58,6 +64,10 @@ export class FedCopy {
   /** Called once the COPY is over and its exec has ended: the session forgets it. */
   readonly #onEnded: () => void;
   readonly #gone = () => this.finished;
+  /** CopyInResponses so far: a Query's COPYs, each in turn. */
+  #copyIns = 0;
+  /** Told of each CopyInResponse and of the end (#nextCopy). */
+  #wake: (() => void) | null = null;
 
   /**
    * Started by an Execute (the extended protocol): after its CopyDone or
@@ -93,20 +103,33 @@ export class FedCopy {
     };
     this.done = run(sink, {
       feed: true,
-      onCopyIn: begun,
+      onCopyIn: () => {
+        this.#copyIns++;
+        this.readingData = true;
+        this.lastData = Date.now();
+        begun();
+        this.#wake?.();
+      },
       // Over (done, failed, cancelled, or never begun): what the client still sends of it
-      // is read and dropped, as PostgreSQL drops it, without the engine.
-      onStatementEnd: () => {
+      // is read and dropped, as PostgreSQL drops it, without the engine. A
+      // Query goes on after a statement's CommandComplete, perhaps to
+      // another COPY; an error ends the whole Query.
+      onStatementEnd: (type) => {
+        if (!this.extended && type === BE.CommandComplete) return;
         this.over = true;
+        this.readingData = false;
         this.feed.end();
+        this.#wake?.();
       },
     }).catch((e) => {
       this.error = e;
     }).finally(() => {
       this.finished = true;
       this.over = true;
+      this.readingData = false;
       this.feed.end();
       begun();
+      this.#wake?.();
     });
     await started;
     this.out = null;
@@ -117,33 +140,48 @@ export class FedCopy {
    * PostgreSQL ignores there) into the feed, waiting for room, up to the
    * CopyDone or CopyFail, which ends the feed, or any other message, which
    * goes too and ends it (PostgreSQL's "unexpected message type" error).
-   * Once the COPY is over, its remaining data is dropped up to its end.
-   * Returns the index of the first frame after the copy (frames.length
-   * when all of them belonged to it).
+   * A Query's COPY is followed by the Query's next statements, another
+   * COPY among them maybe: after its CopyDone the feed stays open until
+   * the Query is over or the next COPY has begun, whose data the rest of
+   * the input is. Once the COPY is over, its remaining data is dropped up
+   * to its end. Returns the index of the first frame after the copy
+   * (frames.length when all of them belonged to it).
    */
   async take(input: Uint8Array, frames: readonly Frame[], out: BackendOutput): Promise<number> {
     this.out = out;
     this.lastData = Date.now();
     for (const b of this.held.splice(0)) out(b);
-    let end = frames.findIndex((f) =>
-      f.type !== FE.CopyData && f.type !== FE.Flush && f.type !== FE.Sync
-    );
-    const t = end >= 0 ? frames[end]!.type : null;
-    // What the engine is given: up to the CopyDone or CopyFail, or up to
-    // (not including) a message that has no place in a COPY.
-    const foreign = t !== null && t !== FE.CopyDone && t !== FE.CopyFail;
-    // An extended batch's COPY: the Flushes and the Sync that follow its
-    // end close the batch (without the Sync the exec ends with the COPY's
-    // answer, and the engine stays the session's until the Sync comes as
-    // an input of its own).
-    if (this.extended && !foreign && end >= 0 && !this.over) {
-      while (end + 1 < frames.length && frames[end + 1]!.type === FE.Flush) end++;
-      if (end + 1 < frames.length && frames[end + 1]!.type === FE.Sync) end++;
-    }
-    const upTo = end < 0 ? input.length : foreign ? frames[end]!.start : frames[end]!.end;
-    if (!this.over && upTo > 0) await this.feed.write(input.subarray(0, upTo), this.#gone);
-    if (foreign && !this.over) await this.#break(t!, out);
-    if (end >= 0) {
+    for (let from = 0;;) {
+      let end = frames.findIndex((f, i) =>
+        i >= from && f.type !== FE.CopyData && f.type !== FE.Flush && f.type !== FE.Sync
+      );
+      const t = end >= 0 ? frames[end]!.type : null;
+      // What the engine is given: up to the CopyDone or CopyFail, or up to
+      // (not including) a message that has no place in a COPY.
+      const foreign = t !== null && t !== FE.CopyDone && t !== FE.CopyFail;
+      // An extended batch's COPY: the Flushes and the Sync that follow its
+      // end close the batch (without the Sync the exec ends with the COPY's
+      // answer, and the engine stays the session's until the Sync comes as
+      // an input of its own).
+      if (this.extended && !foreign && end >= 0 && !this.over) {
+        while (end + 1 < frames.length && frames[end + 1]!.type === FE.Flush) end++;
+        if (end + 1 < frames.length && frames[end + 1]!.type === FE.Sync) end++;
+      }
+      const start = frames[from]?.start ?? input.length;
+      const upTo = end < 0 ? input.length : foreign ? frames[end]!.start : frames[end]!.end;
+      const copies = this.#copyIns;
+      if (!foreign && end >= 0) this.readingData = false;
+      if (!this.over && upTo > start) {
+        await this.feed.write(input.subarray(start, upTo), this.#gone);
+      }
+      if (foreign && !this.over) await this.#break(t!, out);
+      if (end < 0) break;
+      if (!foreign && !this.extended && (await this.#nextCopy(copies))) {
+        // The Query's next COPY has begun: the rest of the input is its data.
+        if (end + 1 === frames.length) break;
+        from = end + 1;
+        continue;
+      }
       // After a COPY that ended by itself (an error in its data), another
       // message is the client's next input, as in PostgreSQL.
       if (foreign) end--;
@@ -156,6 +194,24 @@ export class FedCopy {
     }
     this.out = null;
     return frames.length;
+  }
+
+  /**
+   * After a Query's CopyDone or CopyFail went into the feed: true once the
+   * Query's next COPY has begun (a CopyInResponse after the `seen` ones),
+   * false once the Query is over, or failed.
+   */
+  #nextCopy(seen: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.#copyIns > seen) resolve(true);
+        else if (this.over || this.finished) resolve(false);
+        else return;
+        this.#wake = null;
+      };
+      this.#wake = check;
+      check();
+    });
   }
 
   /**

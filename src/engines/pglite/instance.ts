@@ -523,7 +523,10 @@ export async function openInstance(
         const input = bytes instanceof Uint8Array
           ? new UnfedInput(bytes, { inCopy: () => errors.copyIn, received })
           : bytes;
-        if (input instanceof CopyFeedInput) input.inCopy = () => errors.copyIn;
+        if (input instanceof CopyFeedInput) {
+          input.inCopy = () => errors.copyIn;
+          input.copyIns = () => errors.copyIns;
+        }
         // A FATAL ends Postgres with exit(), which reaches here as
         // Emscripten's ExitStatus: PostgreSQL's backend would be gone, and
         // PGlite's is left mid-message, answering every later exec with

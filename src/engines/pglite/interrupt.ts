@@ -141,10 +141,14 @@ export class ErrorWatch {
   #seen = false;
   /** The backend is reading a COPY's data from its input. */
   copyIn = false;
+  /** CopyInResponses so far: COPYs begun (a Query may run several). */
+  copyIns = 0;
   readonly #messages = new MessageBoundaries((type) => {
     if (type === BE.ErrorResponse) this.#seen = true;
-    if (type === BE.CopyInResponse) this.copyIn = true;
-    else if (
+    if (type === BE.CopyInResponse) {
+      this.copyIn = true;
+      this.copyIns++;
+    } else if (
       type === BE.CommandComplete || type === BE.ErrorResponse || type === BE.ReadyForQuery
     ) {
       this.copyIn = false;

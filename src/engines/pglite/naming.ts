@@ -81,6 +81,8 @@ export interface InputPlan {
    * (`extendedCopy`), followed by nothing but Sync and Flush.
    */
   readonly copyFromStdin: boolean;
+  /** A COPY FROM STDIN of a lone Query is not its one statement (statementtext.ts). */
+  readonly copyAmongOthers: boolean;
   /** The COPY FROM STDIN the input starts is an Execute's. */
   readonly extendedCopy: boolean;
   /** Whether the unnamed statement this input parses (`unnamedParse`) is a COPY FROM STDIN. */
@@ -183,6 +185,7 @@ function newAcc(): Acc {
     special: null,
     specialParsed: false,
     copyFromStdin: false,
+    copyAmongOthers: false,
     reject: null,
     readsActivity: false,
     needsExtensions: false,
@@ -287,9 +290,9 @@ export function planInput(
         offEngine ||= mayAnswerOffEngine(sql);
         acc.parsedCopyIn = false;
         const sql2 = rewriteSql(sql, prefix, acc, frames.length === 1, options.user);
-        executesCopy(acc, prefix, effects, true);
+        executesCopy(acc, prefix, effects, frames.length === 1 ? "lone query" : "query");
         // A Query's COPY FROM STDIN that is not the input's lone Query is
-        // scanned as not lone: it may not run with the others.
+        // scanned as a Parse's: it may not run with the others.
         if (acc.parsedCopyIn) acc.reject ??= aloneOnly("COPY FROM STDIN");
         emit(i, sql2 === sql ? null : frameOf(FE.Query, [cstring(sql2)]));
         break;
@@ -303,7 +306,7 @@ export function planInput(
         acc.parsedCopyIn = false;
         const sql2 = rewriteSql(sql, prefix, acc, false, options.user);
         const isReset = acc.parsedReset;
-        const isCopy = executesCopy(acc, prefix, effects, false) || acc.parsedCopyIn;
+        const isCopy = executesCopy(acc, prefix, effects, null) || acc.parsedCopyIn;
         if (name === "") {
           unnamedReset = isReset;
           unnamedCopy = isCopy;
@@ -478,6 +481,7 @@ export function planInput(
     createdStatements: acc.createdStatements,
     special: acc.special,
     copyFromStdin: acc.copyFromStdin || extendedCopy,
+    copyAmongOthers: acc.copyAmongOthers,
     extendedCopy,
     unnamedCopyIn: unnamedCopy,
     boundPortals,
@@ -544,24 +548,26 @@ const NO_ROLES: readonly string[] = [];
 
 /**
  * Whether a text just scanned EXECUTEs a statement of the session's that
- * is a COPY FROM STDIN: as the lone statement of a lone Query it is that
- * Query's COPY (fed as any), beside other statements of a Query it is
- * refused, as a COPY FROM STDIN there is; a Parse of it makes a statement
- * that is one.
+ * is a COPY FROM STDIN: in a lone Query it is that Query's COPY (fed as
+ * any, beside other statements too), in a Query pipelined with other
+ * messages it is refused, as a COPY FROM STDIN there is; a Parse of it
+ * (`query` null) makes a statement that is one.
  */
 function executesCopy(
   acc: Acc,
   prefix: string,
   effects: Map<string, StatementEffects> | undefined,
-  inQuery: boolean,
+  query: "lone query" | "query" | null,
 ): boolean {
   if (acc.executedNames.length === 0) return false;
   let copy = false;
   for (const [name, lone] of acc.executedNames) {
     if (effects?.get(prefix + name)?.copyIn !== true) continue;
     copy = true;
-    if (lone) acc.copyFromStdin = true;
-    else if (inQuery) acc.reject ??= aloneOnly("COPY FROM STDIN");
+    if (query === "lone query") {
+      acc.copyFromStdin = true;
+      if (!lone) acc.copyAmongOthers = true;
+    } else if (query === "query") acc.reject ??= aloneOnly("COPY FROM STDIN");
   }
   acc.executedNames = [];
   return copy;

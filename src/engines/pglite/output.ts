@@ -63,10 +63,11 @@ export interface OutputOptions {
   /** Called at a CopyInResponse the session receives (a fed COPY has begun). */
   readonly onCopyIn?: () => void;
   /**
-   * Called at each CommandComplete, ErrorResponse and ReadyForQuery: a fed
-   * COPY, a lone statement, is over, however it ended.
+   * Called at each CommandComplete, ErrorResponse and ReadyForQuery, with
+   * its type: a fed COPY is over, however it ended (a Query's goes on to
+   * its next statement after a CommandComplete).
    */
-  readonly onStatementEnd?: () => void;
+  readonly onStatementEnd?: (type: number) => void;
   /**
    * Called at each ReadyForQuery: messages to send just before it (the
    * ParameterStatus of settings the input changed, paramstatus.ts), or null.
@@ -165,7 +166,7 @@ export class OutputFilter {
           this.lastStatus = String.fromCharCode(buf[at + 5]!) as "I" | "T" | "E";
           this.copyIn = false;
           this.#drop = 0;
-          this.#o.onStatementEnd?.();
+          this.#o.onStatementEnd?.(type);
           break;
         }
         case BE.CopyInResponse:
@@ -189,7 +190,7 @@ export class OutputFilter {
             run = end;
           }
           this.#completes++;
-          this.#o.onStatementEnd?.();
+          this.#o.onStatementEnd?.(type);
           break;
         case BE.ErrorResponse:
         case BE.NoticeResponse: {
@@ -197,7 +198,7 @@ export class OutputFilter {
             this.sawError = true;
             this.rolledBack = true;
             this.#drop = 0;
-            this.#o.onStatementEnd?.();
+            this.#o.onStatementEnd?.(type);
           }
           const msg = buf.subarray(at, end);
           if (

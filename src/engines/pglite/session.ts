@@ -42,6 +42,7 @@ import { SessionActivity } from "./activity.ts";
 import { inputStatement, SessionServerLog } from "./serverlog.ts";
 import { StatementLog } from "./statementlog.ts";
 import {
+  aloneOnly,
   databasesNamed,
   inlineExtendedCopy,
   roleInDatabase,
@@ -698,8 +699,8 @@ export class PgliteSession extends SessionGlobals
     // CLOSE ALL in the one backend would close every session's WITH HOLD cursors.
     const reject = plan.reject ??
       (plan.closesAll && engine.holdCursorsOfOthers(this) > 0 ? closeAllRefused() : null) ??
-      (plan.extendedCopy && (engine.executor.copyFeed ?? null) === null
-        ? inlineExtendedCopy()
+      ((plan.extendedCopy || plan.copyAmongOthers) && (engine.executor.copyFeed ?? null) === null
+        ? (plan.extendedCopy ? inlineExtendedCopy() : aloneOnly("COPY FROM STDIN"))
         : null);
     if (reject !== null) {
       await this.#failInput(frames, reject, out);
@@ -895,8 +896,9 @@ export class PgliteSession extends SessionGlobals
 
     // COPY FROM STDIN is fed to the engine as it arrives (copyfrom.ts)
     // where the engine runs in a Worker; inline, it is buffered until
-    // CopyDone.
-    const fedCopy = plan.copyFromStdin && this.#status !== "E" &&
+    // CopyDone. In a failed transaction a lone COPY fails before it reads
+    // anything; beside other statements (a ROLLBACK first) it may not.
+    const fedCopy = plan.copyFromStdin && (this.#status !== "E" || plan.copyAmongOthers) &&
       (engine.executor.copyFeed ?? null) !== null;
     if (plan.copyFromStdin && this.#status !== "E" && !fedCopy) {
       try {

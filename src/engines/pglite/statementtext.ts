@@ -63,6 +63,12 @@ export interface Acc {
    */
   specialParsed: boolean;
   copyFromStdin: boolean;
+  /**
+   * A COPY FROM STDIN beside other statements of a lone Query: fed as a
+   * lone one is, each COPY of the Query in turn (copyfrom.ts); refused
+   * where the engine runs inline (session.ts).
+   */
+  copyAmongOthers: boolean;
   reject: PgError | null;
   readsActivity: boolean;
   needsExtensions: boolean;
@@ -255,13 +261,13 @@ function inspect(
     // client_encoding however computed: the check hook in encoding.ts refuses it.
   }
   if (w0 === "copy" && readsStdin(sql.slice(st.start, st.end))) {
-    // The session feeds the COPY its data as it comes (copyfeed.ts), or
-    // buffers it inline; either way the Query's answer must end with the
-    // COPY, which only a lone Query allows. A Parse's COPY starts where it
-    // is executed (naming.ts).
-    if (lone) acc.copyFromStdin = true;
-    else if (!isQuery) acc.parsedCopyIn = true;
-    else acc.reject ??= aloneOnly("COPY FROM STDIN");
+    // The session feeds the COPY its data as it comes (copyfeed.ts), each
+    // COPY of a Query in turn, or buffers it inline (a lone one only). A
+    // Parse's COPY starts where it is executed (naming.ts).
+    if (isQuery) {
+      acc.copyFromStdin = true;
+      if (!lone) acc.copyAmongOthers = true;
+    } else acc.parsedCopyIn = true;
   }
   switch (w0) {
     case "set":

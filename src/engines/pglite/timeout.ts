@@ -158,7 +158,9 @@ export class SessionTimeouts {
         return;
       }
       const quiet = Date.now() - fed.lastData;
-      if (fed.feed.pending > 0 || quiet < ms) {
+      // The engine works (the data is all in, or a Query runs its next
+      // statements): the session is not idle.
+      if (!fed.readingData || fed.feed.pending > 0 || quiet < ms) {
         this.#holdTimer = setTimeout(check, Math.max(ms - quiet, 100));
         return;
       }

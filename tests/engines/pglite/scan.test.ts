@@ -137,7 +137,10 @@ describe("what a session's input changes", () => {
     expect(plan(FE.query("copy t from /* rows */ stdin")).copyFromStdin).toBe(true);
     expect(plan(FE.query("copy t from -- rows\n stdin")).copyFromStdin).toBe(true);
     expect(plan(FE.query("copy t from 'stdin'")).copyFromStdin).toBe(false);
-    expect(plan(FE.query("select 1; copy t from stdin")).reject?.code).toBe("0A000");
+    // Beside other statements of a lone Query: fed in turn (refused inline, session.ts).
+    const among = plan(FE.query("select 1; copy t from stdin"));
+    expect([among.reject, among.copyFromStdin, among.copyAmongOthers]).toEqual([null, true, true]);
+    expect(plan(FE.query("copy t from stdin")).copyAmongOthers).toBe(false);
     // A Query pipelined behind another in one input is not lone either.
     expect(plan(batch(FE.query("select 1"), FE.query("copy t from stdin"))).reject?.code)
       .toBe("0A000");
@@ -195,7 +198,9 @@ describe("what a session's input changes", () => {
       false,
       null,
     ]);
-    expect(run(FE.query("select 1; execute s0")).reject?.code).toBe("0A000");
+    const among = run(FE.query("select 1; execute s0"));
+    expect([among.reject, among.copyFromStdin, among.copyAmongOthers]).toEqual([null, true, true]);
+    expect(run(FE.query("select 1"), FE.query("execute s0")).reject?.code).toBe("0A000");
     // The same name parsed again as something else is no COPY.
     run(FE.parse("select 1", "s0"), FE.sync());
     expect(run(FE.bind("", "s0"), FE.execute(), FE.sync()).extendedCopy).toBe(false);
