@@ -54,6 +54,7 @@ import { installTempNamespaces, type TempNamespaces } from "./tempnamespace.ts";
 import { pgliteWasmSha256 } from "./assets.ts";
 import { waitEventAddress } from "./lockwait.ts";
 import { installSessionPrng, type SessionPrng } from "./prng.ts";
+import { installTempBuffersGuard, type TempBuffersGuard } from "./tempbuffers.ts";
 import { findStatementTimer } from "./statementtimer.ts";
 import { endsWithReadyForQuery } from "../../core/protocol/pipeline.ts";
 import { BE } from "../../core/protocol/constants.ts";
@@ -316,6 +317,7 @@ export async function openInstance(
   let advisory: AdvisoryLocks;
   let sequences: SessionSequences | null = null;
   let prng: SessionPrng | null = null;
+  let tempBuffers: TempBuffersGuard | null = null;
   /** Which session made which custom placeholder (customsettings.ts). */
   const placeholders = new SessionPlaceholders();
   let resets: SessionResetValues | null = null;
@@ -386,6 +388,11 @@ export async function openInstance(
       temp = installed;
       tempShared = null;
     }
+    // temp_buffers settable per session until it uses a temporary table
+    // (tempbuffers.ts); an unknown build keeps the backend's one rule.
+    const buffers = installTempBuffersGuard(tools);
+    if (typeof buffers === "string") trace(`temp_buffers per backend: ${buffers}`);
+    else tempBuffers = buffers;
     // random() and setseed() per session (prng.ts); a build where the
     // state is not found shares them.
     if (heapBase instanceof WebAssembly.Global) {
@@ -475,6 +482,7 @@ export async function openInstance(
           advisory.dropSessions(gone);
           sequences?.dropSessions(gone);
           prng?.dropSessions(gone);
+          tempBuffers?.dropSessions(gone);
           resets?.dropSessions(gone);
           placeholders.dropSessions(gone);
         }
@@ -483,6 +491,7 @@ export async function openInstance(
       clientAddresses?.use(options.pid);
       sequences?.runAs(options.pid, options.discardSequences === true);
       prng?.runAs(options.pid);
+      tempBuffers?.runAs(options.pid);
       if (options.resetValues !== undefined && options.pid !== null) {
         resets?.define(options.pid, options.resetValues, options.resetAsSuperuser === true);
       }
@@ -571,6 +580,8 @@ export async function openInstance(
       } finally {
         holdWallClock(null);
         temp?.afterExec();
+        tempBuffers?.afterExec();
+        tempBuffers?.runAs(null);
         trimmer?.afterExec();
         guard.runAs(null);
         placeholders.runAs(null);
