@@ -21,7 +21,14 @@
  * passes too the texts of its latest PREPAREs (and DECLAREs) as it sent
  * them, with the text the engine got: where the engine's statement is that
  * text, the view shows the client's, as PostgreSQL shows the query string
- * (`PREPARE S AS …`, and the other statements of its Query).
+ * (`PREPARE S AS …`, and the other statements of its Query). Its rows
+ * come in the order of PostgreSQL's backend (prepare.c's hash table, read
+ * bucket by bucket): by the bucket of hashtext(name) in a table of 32
+ * buckets, grown by one for each statement past 32 (linear hashing, as
+ * dynahash.c grows it; from the number the session has now, not the most
+ * it ever had), then by prepare_time (the order within a bucket; one
+ * Query's statements tie). The engine's own order was its hash of the
+ * engine names, another for every session.
  *
  * Both read the backend's list through a SECURITY DEFINER function, and
  * the builtins that list every session's (pg_prepared_statement(),
@@ -111,7 +118,7 @@ CREATE OR REPLACE FUNCTION pg_catalog.pgts_prepared_statements(
   OUT from_sql boolean, OUT generic_plans bigint, OUT custom_plans bigint)
 RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS $pgts$
-  SELECT y.client,
+  WITH s AS (SELECT y.client AS name,
     COALESCE(
       (SELECT n.original
         FROM pg_catalog.json_to_recordset(x.names) AS n(engine text, original text, rewritten text)
@@ -120,7 +127,7 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
       pg_catalog.replace(
         pg_catalog.replace(p.statement, pg_catalog.quote_ident(p.name),
           pg_catalog.quote_ident(y.client)),
-        '"' OPERATOR(pg_catalog.||) x.prefix, '"')),
+        '"' OPERATOR(pg_catalog.||) x.prefix, '"')) AS statement,
     p.prepare_time, p.parameter_types, p.result_types, p.from_sql, p.generic_plans,
     p.custom_plans
   FROM pg_catalog.pg_prepared_statement() p
@@ -130,7 +137,23 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
       (SELECT n.client FROM pg_catalog.json_to_recordset(x.names) AS n(engine text, client text)
         WHERE n.engine OPERATOR(pg_catalog.=) p.name AND n.client IS NOT NULL LIMIT 1),
       pg_catalog.substr(p.name, pg_catalog.length(x.prefix) + 1)) AS client) y
-  WHERE pg_catalog.starts_with(p.name, x.prefix)
+  WHERE pg_catalog.starts_with(p.name, x.prefix)),
+  t AS (SELECT GREATEST(31, pg_catalog.count(*) OPERATOR(pg_catalog.-) 1) AS top FROM s),
+  m AS (SELECT t.top, GREATEST(31,
+      (SELECT pg_catalog.max((1 OPERATOR(pg_catalog.<<) b) OPERATOR(pg_catalog.-) 1)
+        FROM pg_catalog.generate_series(5, 30) b
+        WHERE (1 OPERATOR(pg_catalog.<<) b) OPERATOR(pg_catalog.<=) t.top)) AS low FROM t),
+  h AS (SELECT s.*, m.top, m.low,
+      pg_catalog.hashtext(s.name COLLATE "C")::pg_catalog.int8 AS hash FROM s, m)
+  SELECT h.name, h.statement, h.prepare_time, h.parameter_types, h.result_types, h.from_sql,
+    h.generic_plans, h.custom_plans
+  FROM h
+  ORDER BY CASE
+      WHEN (h.hash OPERATOR(pg_catalog.&) (2 OPERATOR(pg_catalog.*) h.low OPERATOR(pg_catalog.+) 1))
+        OPERATOR(pg_catalog.>) h.top
+      THEN h.hash OPERATOR(pg_catalog.&) h.low
+      ELSE h.hash OPERATOR(pg_catalog.&) (2 OPERATOR(pg_catalog.*) h.low OPERATOR(pg_catalog.+) 1)
+    END, h.prepare_time
 $pgts$;
 CREATE OR REPLACE VIEW pg_catalog.pg_prepared_statements AS
   SELECT * FROM pg_catalog.pgts_prepared_statements();
@@ -227,6 +250,9 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_prepared_statements')::pg_catalog.oid)" +
   " like '%n.client IS NOT NULL%'" +
+  " and pg_catalog.pg_get_functiondef(" +
+  "pg_catalog.to_regproc('pg_catalog.pgts_prepared_statements')::pg_catalog.oid)" +
+  " like '%hashtext%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid)" +
   " like '%n.client IS NOT NULL%'" +
