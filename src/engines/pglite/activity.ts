@@ -35,6 +35,14 @@
  * pg_cursor()) are for superusers only: another role read every session's
  * statement texts there.
  *
+ * cursor_to_xml and cursor_to_xmlschema, the builtins that take a
+ * refcursor, are replaced by SQL functions that give the builtin's C
+ * function (`pgts_cursor_to_xml`, `pgts_cursor_to_xmlschema`) the engine
+ * name of the session's WITH HOLD cursor of that name, if pgts_cursors
+ * lists one (`pgts_portal_name`, no SECURITY DEFINER of its own), else the
+ * name as given: `cursor_to_xml('c', …)` reads the session's cursor c, as
+ * in PostgreSQL.
+ *
  * pg_cursors is replaced alike: a WITH HOLD cursor outlives its transaction
  * under its engine name (enginenames.ts), so PGlite's view listed
  * every session's, with the statements that declared them. The new view
@@ -188,6 +196,32 @@ RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
     OR NOT (c.is_holdable AND c.name OPERATOR(pg_catalog.~) '${ENGINE_NAME_PATTERN}')
 $pgts$;
 CREATE OR REPLACE VIEW pg_catalog.pg_cursors AS SELECT * FROM pg_catalog.pgts_cursors();
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_portal_name(name pg_catalog.refcursor)
+RETURNS pg_catalog.refcursor LANGUAGE sql VOLATILE STRICT AS $pgts$
+  SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pgts_cursors() c
+      WHERE c.is_holdable AND c.name OPERATOR(pg_catalog.=) $1::pg_catalog.text)
+    THEN (pg_catalog.pgts_statement_prefix() OPERATOR(pg_catalog.||) $1::pg_catalog.text)
+      ::pg_catalog.refcursor
+    ELSE $1 END
+$pgts$;
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_cursor_to_xml(cursor pg_catalog.refcursor,
+  count integer, nulls boolean, tableforest boolean, targetns text)
+RETURNS pg_catalog.xml LANGUAGE internal VOLATILE STRICT AS 'cursor_to_xml';
+CREATE OR REPLACE FUNCTION pg_catalog.cursor_to_xml(cursor pg_catalog.refcursor,
+  count integer, nulls boolean, tableforest boolean, targetns text)
+RETURNS pg_catalog.xml LANGUAGE sql VOLATILE STRICT AS $pgts$
+  SELECT pg_catalog.pgts_cursor_to_xml(pg_catalog.pgts_portal_name(cursor), count, nulls,
+    tableforest, targetns)
+$pgts$;
+CREATE OR REPLACE FUNCTION pg_catalog.pgts_cursor_to_xmlschema(cursor pg_catalog.refcursor,
+  nulls boolean, tableforest boolean, targetns text)
+RETURNS pg_catalog.xml LANGUAGE internal VOLATILE STRICT AS 'cursor_to_xmlschema';
+CREATE OR REPLACE FUNCTION pg_catalog.cursor_to_xmlschema(cursor pg_catalog.refcursor,
+  nulls boolean, tableforest boolean, targetns text)
+RETURNS pg_catalog.xml LANGUAGE sql VOLATILE STRICT AS $pgts$
+  SELECT pg_catalog.pgts_cursor_to_xmlschema(pg_catalog.pgts_portal_name(cursor), nulls,
+    tableforest, targetns)
+$pgts$;
 REVOKE EXECUTE ON FUNCTION pg_catalog.pg_prepared_statement() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION pg_catalog.pg_cursor() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION pg_catalog.pgts_engine_pid() RETURNS integer
@@ -253,6 +287,10 @@ export const STAT_ACTIVITY_INSTALLED_SQL =
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_prepared_statements')::pg_catalog.oid)" +
   " like '%hashtext%'" +
+  " and pg_catalog.pg_get_functiondef('pg_catalog.cursor_to_xml(pg_catalog.refcursor," +
+  " integer, boolean, boolean, text)'::pg_catalog.regprocedure) like '%pgts_portal_name%'" +
+  " and pg_catalog.pg_get_functiondef('pg_catalog.cursor_to_xmlschema(pg_catalog.refcursor," +
+  " boolean, boolean, text)'::pg_catalog.regprocedure) like '%pgts_portal_name%'" +
   " and pg_catalog.pg_get_functiondef(" +
   "pg_catalog.to_regproc('pg_catalog.pgts_cursors')::pg_catalog.oid)" +
   " like '%n.client IS NOT NULL%'" +
