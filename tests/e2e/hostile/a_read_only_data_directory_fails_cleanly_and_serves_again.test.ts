@@ -100,6 +100,7 @@ for (const adapter of ENGINE_TEST_ADAPTERS) {
         // the refused free-space map nor the refused index stays refused).
         chmod("u+w", base);
         await c.query("CHECKPOINT");
+        expect((await c.query("SELECT * FROM pg_catalog.pg_seclabel")).rows).toEqual([]);
         expect((await c.query("SELECT count(*)::int AS n FROM kept")).rows).toEqual([{ n: 1 }]);
         await c.query("INSERT INTO kept SELECT generate_series(2, 50000)");
         await c.query("CREATE TABLE more (n int); INSERT INTO more VALUES (7)");
