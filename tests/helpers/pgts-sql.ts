@@ -64,6 +64,13 @@ export interface SqlServerOptions extends StartOptions {
   readonly perTest?: boolean;
 }
 
+/** A client's error as node-postgres gives it: SQLSTATE, message, detail. */
+export type PgErr = Error & { code?: string; detail?: string };
+
+/** The error `p` rejects with; null when it succeeds. */
+export const errorOf = (p: Promise<unknown>): Promise<PgErr | null> =>
+  p.then(() => null, (e) => e as PgErr);
+
 /** Starts a server (on a template copy, or a fresh `pgts init` with `initArgs`). */
 export async function startSqlServer(options: SqlServerOptions = {}): Promise<PgtsServer> {
   let server: PgtsServer;

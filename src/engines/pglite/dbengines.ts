@@ -40,6 +40,7 @@ import { alterSystem, isAlterSystem } from "./altersystem.ts";
 import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import { DEPENDENTS_SQL, parseDependents, type RoleDependents } from "./pg_shdepend.ts";
+import { RolesTurn } from "./rolesturn.ts";
 import type { PgliteSession } from "./session.ts";
 import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
 import { quoteIdent, quoteLiteral } from "./wire.ts";
@@ -58,6 +59,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   /** CREATE/ALTER/DROP DATABASE run one at a time. */
   #commands: Promise<unknown> = Promise.resolve();
   #archiveTimer: ReturnType<typeof setInterval> | null = null;
+  /** One transaction at a time changes roles (rolesturn.ts). */
+  readonly #rolesTurn = new RolesTurn<PgliteSession>();
 
   private constructor(
     dataDir: string,
@@ -95,6 +98,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       },
       dependentsElsewhere: (engine, roles) =>
         self === null ? Promise.resolve([]) : self.#dependentsElsewhere(engine, roles),
+      takeRolesTurn: (engine, session, holdsEngine) =>
+        self === null ? Promise.resolve(null) : self.#takeRolesTurn(engine, session, holdsEngine),
+      rolesTurnDone: (session) => {
+        if (self !== null) self.#rolesTurn.done(session);
+      },
     };
     // An archive recovery of "postgres" is every database's (recovery.ts).
     const mainRecovers = existsSync(join(dataDir, ENGINE_DIR, "recovery.signal"));
@@ -425,6 +433,43 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   // ---- internals
 
   /**
+   * EngineCluster's takeRolesTurn: the turn (rolesturn.ts), then the copies
+   * of earlier changes on `engine`, both within engine_wait_timeout. A
+   * session that holds its engine in a block cannot take those copies:
+   * PostgreSQL's concurrent-update failure, to be retried.
+   */
+  async #takeRolesTurn(
+    engine: PgliteEngine,
+    session: PgliteSession,
+    holdsEngine: boolean,
+  ): Promise<PgError | null> {
+    const turn = this.#rolesTurn;
+    const had = turn.holder === session;
+    const waitMs = engine.options.engineWaitTimeoutMs;
+    const start = performance.now();
+    if (!had) {
+      const holder = turn.holder;
+      if (!(await turn.take(session, waitMs))) {
+        return rolesTurnTimeout(turn.holder ?? holder, waitMs);
+      }
+    }
+    const refuse = (e: PgError) => {
+      if (!had) turn.done(session);
+      return e;
+    };
+    if (!this.#engines.rolesDueTo(engine)) return null;
+    if (holdsEngine) return refuse(rolesChangedMeanwhile());
+    const arriving = this.#engines.rolesArriving(engine);
+    const left = waitMs - (performance.now() - start);
+    if (arriving !== null && left > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([arriving, new Promise<void>((r) => timer = setTimeout(r, left))]);
+      clearTimeout(timer);
+    }
+    return this.#engines.rolesDueTo(engine) ? refuse(rolesTurnTimeout(null, waitMs)) : null;
+  }
+
+  /**
    * The other databases' pg_shdepend counts for `roles` (EngineCluster's
    * dependentsElsewhere): a closed database's as its engine left them in
    * the list; an open one's, or one not known, read from its engine, which
@@ -469,6 +514,34 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     this.#commands = run;
     return run;
   }
+}
+
+/** A role statement that waited engine_wait_timeout for the turn (or its copies). */
+function rolesTurnTimeout(holder: PgliteSession | null, waitMs: number): PgError {
+  const by = holder === null ? "" : `: roles are being changed by process ${holder.pid}`;
+  return new PgError(
+    ERRCODE.LOCK_NOT_AVAILABLE,
+    `canceling statement due to engine wait timeout${by}`,
+    {
+      detail: holder === null
+        ? `Roles changed in another database had not reached this one after ${waitMs} ms.`
+        : `One transaction at a time changes roles in the cluster; process ${holder.pid}'s ` +
+          `has not ended, and this statement waited ${waitMs} ms for it.`,
+      hint: 'End the transaction on the other connection, or raise "pgts.engine_wait_timeout".',
+    },
+  );
+}
+
+/** A role statement in a block begun before another database's role change committed. */
+function rolesChangedMeanwhile(): PgError {
+  return new PgError(
+    ERRCODE.SERIALIZATION_FAILURE,
+    "could not serialize access due to concurrent update",
+    {
+      detail: "A transaction in another database changed roles while this transaction was open.",
+      hint: "Roll back, and run the transaction again.",
+    },
+  );
 }
 
 /**

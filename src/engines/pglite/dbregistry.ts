@@ -515,6 +515,11 @@ export class DatabaseEngines {
     })();
   }
 
+  /** Whether a copy of roles changed elsewhere is still to reach `engine`. */
+  rolesDueTo(engine: PgliteEngine): boolean {
+    return this.#slotServing(engine)?.rolesDue !== undefined;
+  }
+
   /**
    * Waits for role changes that have committed somewhere to reach every
    * engine. Every login asks (twice): most find nothing to wait for, and

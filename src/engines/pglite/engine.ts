@@ -306,6 +306,16 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
     }
   }
 
+  /** The cluster's turn to change roles for `s` (rolesturn.ts); the error to answer, or null. */
+  takeRolesTurn(s: PgliteSession, holdsEngine: boolean): Promise<PgError | null> {
+    return this.cluster?.takeRolesTurn(this, s, holdsEngine) ?? Promise.resolve(null);
+  }
+
+  /** `s`'s transaction ended: the turn to change roles, if it had it, goes on. */
+  rolesTurnDone(s: PgliteSession): void {
+    this.cluster?.rolesTurnDone(s);
+  }
+
   /** A DROP ROLE of `roles` refused for what depends on them in another database (pg_shdepend.ts). */
   async dropRoleRefusal(roles: readonly string[], ownLines: boolean): Promise<PgError | null> {
     const cluster = this.cluster;
@@ -543,6 +553,8 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
       await this.#catalogs.refreshRoles();
       s.rolesDirty = false;
       this.cluster?.rolesChanged(this);
+      // Its copy is due everywhere now: the next role statement waits for it.
+      this.cluster?.rolesTurnDone(s);
       // A role renamed, or REASSIGN OWNED: the databases' owners as this engine shows them.
       if (this.cluster !== null) s.databasesDirty = true;
     }
@@ -640,6 +652,7 @@ export class PgliteEngine implements Engine, SessionEngine<PgliteSession> {
   /** A closed session: roll back, drop its statements and channels, give the backend back. */
   async endSession(s: PgliteSession): Promise<void> {
     if (this.#procs.remove(s)) this.cluster?.sessionEnded(this);
+    this.cluster?.rolesTurnDone(s);
     this.listeners.remove(s);
     if (this.unnamedOwner === s) this.unnamedOwner = null;
     this.#settings.forget(s);

@@ -10,6 +10,7 @@
  * Types only.
  */
 
+import type { PgError } from "../../core/elog.ts";
 import type { PgliteSession } from "./session.ts";
 import type { SettingFiles } from "./settingsource.ts";
 
@@ -90,6 +91,16 @@ export interface EngineCluster<E> {
     engine: E,
     roles: readonly number[],
   ): Promise<Array<readonly [string, Readonly<Record<string, number>>]>>;
+  /**
+   * The cluster's turn to change roles for `session`, whose input changes
+   * them, and every earlier change copied to this engine (rolesturn.ts):
+   * resolves null once both are so, or with the error to answer instead.
+   * `holdsEngine`: the session holds the engine in a transaction block,
+   * where no copy can reach it.
+   */
+  takeRolesTurn(engine: E, session: PgliteSession, holdsEngine: boolean): Promise<PgError | null>;
+  /** `session`'s transaction (or session) ended: the turn to change roles goes on. */
+  rolesTurnDone(session: PgliteSession): void;
 }
 
 /**

@@ -669,6 +669,9 @@ export class PgliteSession extends SessionGlobals
       // Not kept past its input: it may be a large one.
       this.#inputInHand = null;
       this.#framesInHand = [];
+      // Out of a transaction with no change of roles left to copy: the
+      // cluster's turn to change roles, if it had it, goes on (rolesturn.ts).
+      if (this.#status === "I" && !this.rolesDirty) this.#engine.rolesTurnDone(this);
     }
   }
 
@@ -854,6 +857,15 @@ export class PgliteSession extends SessionGlobals
     // too before the next statement runs here, as in PostgreSQL.
     // (No longer than a wait for the engine may be: past it, the input
     // goes on to its own wait, bounded from the same start.)
+    // A statement that changes roles runs in the cluster's turn for them,
+    // after every earlier change (rolesturn.ts).
+    if (plan.rolesDirty && engine.cluster !== null && this.#status !== "E") {
+      const refused = await engine.takeRolesTurn(this, this.owns);
+      if (refused !== null) {
+        await this.#failInput(frames, refused, out);
+        return;
+      }
+    }
     const arriving = this.owns ? null : engine.rolesArriving();
     if (arriving !== null) await boundedWait(arriving, engine.options.engineWaitTimeoutMs);
     if (!(await this.#turn.take(frames, out, plan))) return;

@@ -47,6 +47,14 @@ export interface SessionEngine<S> {
    * session does not hold the engine).
    */
   dropRoleRefusal(roles: readonly string[], ownLines: boolean): Promise<PgError | null>;
+  /**
+   * The cluster's turn to change roles for `s`, whose input changes them,
+   * with every earlier change copied here (rolesturn.ts); the error to
+   * answer instead, or null. `holdsEngine`: `s` holds the engine in a block.
+   */
+  takeRolesTurn(s: S, holdsEngine: boolean): Promise<PgError | null>;
+  /** `s`'s transaction ended: the turn to change roles, if it had it, goes on. */
+  rolesTurnDone(s: S): void;
   /** What a statement waits for first: roles changed in another database, on their way here (null: none). */
   rolesArriving(): Promise<void> | null;
   /** The session whose unnamed statement the backend holds, if known. */

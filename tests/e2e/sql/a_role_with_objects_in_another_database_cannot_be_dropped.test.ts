@@ -9,7 +9,7 @@
  */
 
 import { expect, test } from "bun:test";
-import { pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
+import { errorOf, pgClient, sharedServer, useSqlServers } from "../../helpers/pgts-sql.ts";
 import { waitFor } from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
@@ -18,8 +18,6 @@ const server = sharedServer({
   conf: ["engine_idle_timeout = 1s", "log_min_messages = debug1", ""].join("\n"),
 });
 
-type PgErr = Error & { code?: string; detail?: string };
-const errorOf = (p: Promise<unknown>) => p.then(() => null, (e) => e as PgErr);
 const refusal = (detail: string) => [
   "2BP01",
   'role "dep_r" cannot be dropped because some objects depend on it',

@@ -13,9 +13,11 @@ import pg from "pg";
 import postgres from "postgres";
 import {
   connectError,
+  errorOf,
   PG_BIN,
   pgClient,
   pgConfig,
+  type PgErr,
   psql,
   sharedServer,
   startSqlServer,
@@ -31,9 +33,6 @@ async function waitForHba(ok: () => Promise<boolean>): Promise<void> {
 }
 
 useSqlServers({ timeoutMs: 90_000 });
-
-type PgErr = Error & { code?: string; detail?: string };
-const errorOf = (p: Promise<unknown>) => p.then(() => null, (e) => e as PgErr);
 
 for (const adapter of ENGINE_TEST_ADAPTERS) {
   describe(`${adapter ?? "default"} server`, () => {
