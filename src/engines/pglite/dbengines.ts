@@ -61,6 +61,8 @@ export class ClusterEngine implements Engine, DatabaseCluster {
   #archiveTimer: ReturnType<typeof setInterval> | null = null;
   /** One transaction at a time changes roles (rolesturn.ts). */
   readonly #rolesTurn = new RolesTurn<PgliteSession>();
+  /** Sessions that have held the turn: it is given up when they close. */
+  readonly #rolesTurnWatched = new WeakSet<PgliteSession>();
 
   private constructor(
     dataDir: string,
@@ -451,6 +453,11 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       const holder = turn.holder;
       if (!(await turn.take(session, waitMs))) {
         return rolesTurnTimeout(turn.holder ?? holder, waitMs);
+      }
+      // However its session ends (a crash cycle too), the turn goes on.
+      if (!this.#rolesTurnWatched.has(session)) {
+        this.#rolesTurnWatched.add(session);
+        void session.whenClosed().then(() => turn.done(session));
       }
     }
     const refuse = (e: PgError) => {
