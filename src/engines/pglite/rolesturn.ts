@@ -16,8 +16,9 @@
  *
  * The holder keeps the turn until its transaction ends (its copy is then
  * queued for every other engine, and the next holder's statement waits for
- * it) or its session does. What it does not cover: roles changed by a
- * statement pgts does not see as one (inside a DO block or a function).
+ * it) or its session does. A DO block whose body has a role statement
+ * takes the turn too (statementtext.ts). What it does not cover: roles
+ * changed inside a function, which pgts does not see before it runs.
  */
 
 /** FIFO, and reentrant for its holder. */

@@ -130,6 +130,9 @@ function scannedName(tok: Token | undefined): string | null {
   return name === null ? null : keptName(name);
 }
 
+/** A statement in a DO block's body that may change roles (case "do"). */
+const ROLE_STATEMENT_IN_BODY = /\b(?:(?:create|alter|drop)\s+(?:role|user|group)|grant|revoke)\b/i;
+
 /** DROP ROLE [IF EXISTS] name [, …] from tokens[at] on: the names, in `acc.droppedRoles`. */
 function noteDroppedRoles(t: readonly Token[], at: number, acc: Acc): void {
   let i = at;
@@ -377,6 +380,12 @@ function inspect(
           ? sql.slice(st.start, st.end)
           : "embedded";
       }
+      return null;
+    case "do":
+      // A DO block that may change roles (migrations make roles this way,
+      // to skip one that exists) takes the cluster's turn for them as a
+      // role statement does (rolesturn.ts); its change is seen either way.
+      if (ROLE_STATEMENT_IN_BODY.test(sql.slice(st.start, st.end))) acc.rolesDirty = true;
       return null;
     case "grant":
     case "revoke":

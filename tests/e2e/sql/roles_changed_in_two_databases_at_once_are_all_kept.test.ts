@@ -45,6 +45,20 @@ test("roles made and dropped in two databases at once are all kept, everywhere",
   for (const c of [admin, a, b]) {
     expect((await c.query(counts)).rows).toEqual([{ a: 0, b: 0, distinct_oids: true }]);
   }
+  // As migrations make them: in a DO block that skips a role that exists.
+  const migrated = async (c: typeof a, prefix: string) => {
+    for (let i = 0; i < N; i++) {
+      await c.query(
+        `DO $$ BEGIN CREATE ROLE ${prefix}_${i}; ` +
+          "EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+      );
+    }
+  };
+  await Promise.all([migrated(a, "two_a"), migrated(b, "two_b")]);
+  for (const c of [admin, a, b]) {
+    expect((await c.query(counts)).rows).toEqual([{ a: N, b: N, distinct_oids: true }]);
+  }
+  await Promise.all([dropped(a, "two_a"), dropped(b, "two_b")]);
   await a.end();
   await b.end();
   await admin.query("DROP DATABASE roles_a");
