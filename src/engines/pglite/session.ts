@@ -853,10 +853,6 @@ export class PgliteSession extends SessionGlobals
     this.#early = engine.executor.pipelines && this.#status === "I" && !this.owns &&
       isPlain(plan) && !this.#deferred.pending && this.#preparedOffEngine.size === 0;
     this.#waitSince = performance.now();
-    // A role another database's session made or changed is this engine's
-    // too before the next statement runs here, as in PostgreSQL.
-    // (No longer than a wait for the engine may be: past it, the input
-    // goes on to its own wait, bounded from the same start.)
     // A statement that changes roles runs in the cluster's turn for them,
     // after every earlier change (rolesturn.ts).
     if (plan.rolesDirty && engine.cluster !== null && this.#status !== "E") {
@@ -866,6 +862,10 @@ export class PgliteSession extends SessionGlobals
         return;
       }
     }
+    // A role another database's session made or changed is this engine's
+    // too before the next statement runs here, as in PostgreSQL.
+    // (No longer than a wait for the engine may be: past it, the input
+    // goes on to its own wait, bounded from the same start.)
     const arriving = this.owns ? null : engine.rolesArriving();
     if (arriving !== null) await boundedWait(arriving, engine.options.engineWaitTimeoutMs);
     if (!(await this.#turn.take(frames, out, plan))) return;
