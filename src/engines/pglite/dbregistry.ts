@@ -63,6 +63,8 @@ export interface Slot {
 
 /** The OID of "postgres", whose engine is opened with the cluster and never closed while it runs. */
 export const MAIN_OID = 5;
+/** How long a closing engine may take to count what depends on each role (#keepDependents). */
+const KEEP_DEPENDENTS_MS = 2000;
 /** The directories of initdb's template1 and template0 inside a PGlite cluster. */
 const INITDB_TEMPLATES = ["1", "4"];
 
@@ -259,11 +261,21 @@ export class DatabaseEngines {
    */
   async #keepDependents(slot: Slot, engine: PgliteEngine): Promise<void> {
     if (slot.entry.oid === MAIN_OID) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      slot.entry.dependents = parseDependents(await engine.queryAsCluster(DEPENDENTS_SQL));
+      // Bounded: a close (a shutdown's too) never waits long on an engine that cannot answer.
+      const counts = await Promise.race([
+        engine.queryAsCluster(DEPENDENTS_SQL),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("no answer")), KEEP_DEPENDENTS_MS);
+        }),
+      ]);
+      slot.entry.dependents = parseDependents(counts);
     } catch {
       // Not known: the next DROP ROLE elsewhere opens it to look.
       delete slot.entry.dependents;
+    } finally {
+      clearTimeout(timer);
     }
     this.#catalog.save();
   }
