@@ -12,9 +12,12 @@
  * the other databases' counts (dbregistry.ts, `dependentsElsewhere`) and
  * refuses as PostgreSQL does. This module only builds SQL and the error.
  *
- * What it does not see: a DROP ROLE inside a function or a DO block (not
- * in the client's text), and an object made in another database between
- * the look and the DROP's commit (PostgreSQL locks the role; pgts does not).
+ * A DO block's DROP ROLE of a name written out is looked up too
+ * (statementtext.ts), before the block runs: an EXCEPTION clause of the
+ * block cannot catch that refusal, as PostgreSQL's can catch its own. What
+ * it does not see: a DROP ROLE inside a function or built by EXECUTE, and
+ * an object made in another database between the look and the DROP's
+ * commit (PostgreSQL locks the role; pgts does not).
  */
 
 import { ERRCODE, PgError } from "../../core/elog.ts";

@@ -133,6 +133,31 @@ function scannedName(tok: Token | undefined): string | null {
 /** A statement in a DO block's body that may change roles (case "do"). */
 const ROLE_STATEMENT_IN_BODY = /\b(?:(?:create|alter|drop)\s+(?:role|user|group)|grant|revoke)\b/i;
 
+/** A DO statement's body: its string (dollar-quoted or not); null when it has none. */
+function doBody(sql: string, t: readonly Token[]): string | null {
+  const body = t.find((x) => x.kind === "string");
+  if (body === undefined) return null;
+  const tag = /^\$[A-Za-z_0-9]*\$/.exec(sql.slice(body.start, body.start + 64))?.[0];
+  return tag === undefined ? body.text : sql.slice(body.start + tag.length, body.end - tag.length);
+}
+
+/** The DROP ROLE (USER, GROUP) statements of a PL/pgSQL body, wherever in a statement they start. */
+function noteDroppedRolesIn(body: string, acc: Acc): void {
+  for (const inner of scanStatements(body)) {
+    const k = inner.tokens;
+    for (let i = 0; i + 1 < k.length; i++) {
+      const kind = k[i + 1]!;
+      if (
+        k[i]!.kind === "word" && k[i]!.text === "drop" && kind.kind === "word" &&
+        (kind.text === "role" || kind.text === "user" || kind.text === "group")
+      ) {
+        noteDroppedRoles(k, i + 2, acc);
+        break;
+      }
+    }
+  }
+}
+
 /** DROP ROLE [IF EXISTS] name [, …] from tokens[at] on: the names, in `acc.droppedRoles`. */
 function noteDroppedRoles(t: readonly Token[], at: number, acc: Acc): void {
   let i = at;
@@ -385,7 +410,13 @@ function inspect(
       // A DO block that may change roles (migrations make roles this way,
       // to skip one that exists) takes the cluster's turn for them as a
       // role statement does (rolesturn.ts); its change is seen either way.
-      if (ROLE_STATEMENT_IN_BODY.test(sql.slice(st.start, st.end))) acc.rolesDirty = true;
+      // Its DROP ROLEs of names written out are looked up in the other
+      // databases as a client's are (pg_shdepend.ts).
+      if (ROLE_STATEMENT_IN_BODY.test(sql.slice(st.start, st.end))) {
+        acc.rolesDirty = true;
+        const body = doBody(sql, t);
+        if (body !== null) noteDroppedRolesIn(body, acc);
+      }
       return null;
     case "grant":
     case "revoke":

@@ -58,6 +58,9 @@ test("DROP ROLE of a role with objects or privileges in another database is refu
     expect([e2?.code, e2?.message, e2?.detail]).toEqual(refusal(all));
     const e3 = await errorOf(admin.query({ text: "DROP USER dep_r", values: [] }));
     expect([e3?.code, e3?.message, e3?.detail]).toEqual(refusal(all));
+    // In a DO block, as migrations drop roles: the same.
+    const e6 = await errorOf(admin.query("DO $$ BEGIN DROP ROLE IF EXISTS dep_r; END $$"));
+    expect([e6?.code, e6?.message, e6?.detail]).toEqual(refusal(all));
     // A copy of dep_a has dep_a's objects, as PostgreSQL's copy of a template has.
     await admin.query("CREATE DATABASE dep_copy TEMPLATE dep_a");
     const e5 = await errorOf(admin.query("DROP ROLE dep_r"));
