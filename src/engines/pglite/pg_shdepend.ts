@@ -9,8 +9,9 @@
  * while it owned a table elsewhere left that table owned by a missing oid,
  * and the next role given that oid (by any engine's CREATE ROLE) owned it.
  * So before a client's DROP ROLE runs, the session asks the cluster for
- * the other databases' counts (dbregistry.ts, `dependentsElsewhere`) and
- * refuses as PostgreSQL does. This module only builds SQL and the error.
+ * the other databases' counts (`dropRoleElsewhere` here; dbengines.ts
+ * gathers them, from each engine or from the list for a closed one) and
+ * refuses as PostgreSQL does.
  *
  * A DO block's DROP ROLE of a name written out is looked up too
  * (statementtext.ts), before the block runs: an EXCEPTION clause of the
