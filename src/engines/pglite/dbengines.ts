@@ -41,6 +41,7 @@ import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import { DEPENDENTS_SQL, parseDependents, type RoleDependents } from "./pg_shdepend.ts";
 import { RolesTurn } from "./rolesturn.ts";
+import { idleInTransactionTimeout } from "./timeout.ts";
 import type { PgliteSession } from "./session.ts";
 import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
 import { quoteIdent, quoteLiteral } from "./wire.ts";
@@ -451,9 +452,10 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     const start = performance.now();
     if (!had) {
       const holder = turn.holder;
-      if (!(await turn.take(session, waitMs))) {
-        return rolesTurnTimeout(turn.holder ?? holder, waitMs);
-      }
+      const hold = holder === null ? undefined : this.#endIdleRolesHolder(engine, session);
+      const taken = await turn.take(session, waitMs);
+      clearTimeout(hold);
+      if (!taken) return rolesTurnTimeout(turn.holder ?? holder, waitMs);
       // However its session ends (a crash cycle too), the turn goes on.
       if (!this.#rolesTurnWatched.has(session)) {
         this.#rolesTurnWatched.add(session);
@@ -474,6 +476,29 @@ export class ClusterEngine implements Engine, DatabaseCluster {
       clearTimeout(timer);
     }
     return this.#engines.rolesDueTo(engine) ? refuse(rolesTurnTimeout(null, waitMs)) : null;
+  }
+
+  /**
+   * While `waiter` waits for the turn to change roles: once its holder has
+   * sat idle in a transaction block for pgts.engine_hold_timeout, it is
+   * ended as an idle holder of an engine is (25P03, timeout.ts), and the
+   * turn goes on. PostgreSQL's would hold only the rows it changed.
+   */
+  #endIdleRolesHolder(
+    engine: PgliteEngine,
+    waiter: PgliteSession,
+  ): ReturnType<typeof setTimeout> | undefined {
+    const ms = engine.options.engineHoldTimeoutMs;
+    if (!(ms > 0)) return undefined;
+    return setTimeout(() => {
+      const h = this.#rolesTurn.holder;
+      if (h === null || h === waiter || !h.idle || h.transactionStatus === "I") return;
+      h.terminate(idleInTransactionTimeout({
+        detail: `The session held the cluster's turn to change roles idle for ${ms} ms ` +
+          "while a role statement waited for it.",
+        hint: 'End transactions promptly, or raise "pgts.engine_hold_timeout".',
+      }));
+    }, ms);
   }
 
   /**

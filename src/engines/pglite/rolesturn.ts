@@ -16,7 +16,9 @@
  *
  * The holder keeps the turn until its transaction ends (its copy is then
  * queued for every other engine, and the next holder's statement waits for
- * it) or its session does. A DO block whose body has a role statement
+ * it) or its session does; one idle in its block while a role statement
+ * waits is ended after pgts.engine_hold_timeout (dbengines.ts), as an idle
+ * holder of an engine is. A DO block whose body has a role statement
  * takes the turn too (statementtext.ts). What it does not cover: roles
  * changed inside a function, which pgts does not see before it runs.
  */

@@ -279,7 +279,8 @@ export class SessionTimeouts {
   }
 }
 
-function idleInTransactionTimeout(why?: { detail: string; hint: string }): PgError {
+/** The FATAL that ends an idle holder (of the engine, or of the cluster's turn to change roles). */
+export function idleInTransactionTimeout(why?: { detail: string; hint: string }): PgError {
   return new PgError(
     ERRCODE.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     "terminating connection due to idle-in-transaction timeout",

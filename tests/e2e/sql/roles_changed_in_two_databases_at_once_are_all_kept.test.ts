@@ -11,12 +11,22 @@
  */
 
 import { expect, test } from "bun:test";
-import { errorOf, pgClient, sharedServer, sleep, useSqlServers } from "../../helpers/pgts-sql.ts";
+import {
+  errorOf,
+  pgClient,
+  type PgErr,
+  sharedServer,
+  sleep,
+  useSqlServers,
+} from "../../helpers/pgts-sql.ts";
 
 useSqlServers({ timeoutMs: 90_000 });
 
 const server = sharedServer({
   conf: ["engine_wait_timeout = 3s", "engine_hold_timeout = 0", ""].join("\n"),
+});
+const holding = sharedServer({
+  conf: ["engine_wait_timeout = 5s", "engine_hold_timeout = 1s", ""].join("\n"),
 });
 
 test("roles made and dropped in two databases at once are all kept, everywhere", async () => {
@@ -129,6 +139,39 @@ test("a role statement waits for another database's transaction that changed rol
     await b.end();
     await admin.query("DROP DATABASE turn_a").catch(() => {});
     await admin.query("DROP DATABASE turn_b").catch(() => {});
+    await admin.end();
+  }
+});
+
+test("a session idle in a block that changed roles is ended after engine_hold_timeout when a role statement waits, as an idle holder of an engine is", async () => {
+  const s = holding();
+  const admin = await pgClient(s);
+  await admin.query("CREATE DATABASE hold_a");
+  const a = await pgClient(s, { database: "hold_a" });
+  const ended = new Promise<PgErr>((resolve) => a.on("error", (e) => resolve(e as PgErr)));
+  try {
+    await a.query("BEGIN");
+    await a.query("CREATE ROLE hold_1");
+    const t0 = performance.now();
+    await admin.query("CREATE ROLE hold_2");
+    const waited = performance.now() - t0;
+    expect(waited).toBeGreaterThanOrEqual(900);
+    expect(waited).toBeLessThan(4000);
+    const e = await ended;
+    expect([e.code, e.message]).toEqual([
+      "25P03",
+      "terminating connection due to idle-in-transaction timeout",
+    ]);
+    // Its transaction rolled back: hold_1 was never made.
+    expect(
+      (await admin.query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'hold\\_%' ORDER BY 1"))
+        .rows,
+    ).toEqual([{ rolname: "hold_2" }]);
+  } finally {
+    await admin.query("DROP ROLE IF EXISTS hold_1").catch(() => {});
+    await admin.query("DROP ROLE IF EXISTS hold_2").catch(() => {});
+    await a.end().catch(() => {});
+    await admin.query("DROP DATABASE hold_a WITH (FORCE)").catch(() => {});
     await admin.end();
   }
 });
