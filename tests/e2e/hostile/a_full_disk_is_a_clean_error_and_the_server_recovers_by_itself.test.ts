@@ -27,6 +27,7 @@ import {
   passAdapters,
   type PgtsServer,
   preparePgts,
+  usePgtsServers,
   withTimeout,
 } from "../../helpers/pgts.ts";
 
@@ -52,6 +53,8 @@ const unmountAll = () => {
   for (const m of mounts.splice(0)) spawnSync("umount", ["-l", m]);
 };
 afterEach(unmountAll);
+// The servers preparePgts made: stopped and removed after each test, a failed one's too.
+usePgtsServers({ timeoutMs: 120_000 });
 
 /** A server whose data directory is on its own tmpfs of `sizeMb`; the filler's path beside it. */
 async function serverOnTmpfs(adapter: Adapter | undefined, sizeMb: number) {

@@ -16,7 +16,12 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { pgClient, useSqlServers, waitFor } from "../../helpers/pgts-sql.ts";
-import { ENGINE_TEST_ADAPTERS, type PgtsServer, startPgts } from "../../helpers/pgts.ts";
+import {
+  ENGINE_TEST_ADAPTERS,
+  type PgtsServer,
+  startPgts,
+  usePgtsServers,
+} from "../../helpers/pgts.ts";
 
 useSqlServers({ timeoutMs: 120_000 });
 
@@ -39,6 +44,8 @@ const locked: string[] = [];
 afterEach(() => {
   for (const dir of locked.splice(0)) chmod("u+w", dir);
 });
+// The servers startPgts started: stopped and removed after each test, a failed one's too.
+usePgtsServers({ timeoutMs: 120_000 });
 
 function chmod(mode: string, dir: string): void {
   const r = spawnSync("chmod", ["-R", mode, dir]);
