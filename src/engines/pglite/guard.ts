@@ -75,8 +75,9 @@ import { onUtilityStatement, parsedStatement, type WasmTools } from "./wasmtools
 
 /** PostgreSQL's GUC flag that refuses RESET and function-level SET (guc.h). */
 const GUC_NO_RESET = 0x0008;
-/** PGC_BOOL and PGC_STRING in `enum config_type`. */
+/** PGC_BOOL, PGC_INT and PGC_STRING in `enum config_type`. */
 const PGC_BOOL = 0;
+const PGC_INT = 1;
 const PGC_STRING = 3;
 /** PGC_S_TEST: a value checked for ALTER ROLE/DATABASE … SET or CREATE FUNCTION, not applied. */
 const PGC_S_TEST = 12;
@@ -246,6 +247,50 @@ function installExitOnErrorGuard(tools: WasmTools): void {
 }
 
 type StringCheckHook = (newval: number, extra: number, source: number) => number;
+
+/** wasm32 `struct config_int`: variable, boot_val, min, max, check_hook after config_generic. */
+export const GUC_INT_VARIABLE = 92;
+const GUC_INT_BOOT = 96;
+const GUC_INT_MIN = 100;
+const GUC_INT_MAX = 104;
+const GUC_INT_CHECK_HOOK = 108;
+
+export type IntCheckHook = (newval: number, extra: number, source: number) => number;
+
+/**
+ * An integer parameter's record (found with find_option, checked against
+ * the boot value and bounds PostgreSQL gives it) and its check hook;
+ * `replace` puts another hook in its place. Throws when the record is not
+ * as expected.
+ */
+export function intParameter(
+  tools: WasmTools,
+  name: string,
+  expected: { readonly boot: number; readonly min: number; readonly max: number },
+): { record: number; original: IntCheckHook; replace: (hook: IntCheckHook) => void } {
+  const record = tools.ex.find_option(tools.cString(name), 0, 1, 0);
+  const view = tools.view();
+  if (
+    record === 0 || tools.readCString(view.getUint32(record + GUC_NAME, true)) !== name ||
+    view.getInt32(record + GUC_VARTYPE, true) !== PGC_INT ||
+    view.getInt32(record + GUC_INT_BOOT, true) !== expected.boot ||
+    view.getInt32(record + GUC_INT_MIN, true) !== expected.min ||
+    view.getInt32(record + GUC_INT_MAX, true) !== expected.max
+  ) {
+    throw new Error(`PGlite's ${name} record has an unknown layout`);
+  }
+  const original = tools.ex.__indirect_function_table.get(
+    view.getUint32(record + GUC_INT_CHECK_HOOK, true),
+  ) as IntCheckHook | null;
+  if (typeof original !== "function") throw new Error(`PGlite's ${name} has no check hook`);
+  const replace = (hook: IntCheckHook) =>
+    tools.view().setUint32(
+      record + GUC_INT_CHECK_HOOK,
+      tools.addFunction(hook, { params: 3, result: true }),
+      true,
+    );
+  return { record, original, replace };
+}
 
 /** A string parameter's record (found with find_option, checked) and its check hook. */
 function stringParameter(

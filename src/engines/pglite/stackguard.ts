@@ -59,21 +59,11 @@
  */
 
 import { ENGINE_MAX_STACK_DEPTH_KB } from "../../core/guc/tables_postgres.ts";
-import { GUC_NAME, GUC_VARTYPE } from "./guard.ts";
+import { intParameter } from "./guard.ts";
 import type { WasmTools } from "./wasmtools.ts";
 
 /** The engine's max_stack_depth unless the server's configuration names one. */
 export const ENGINE_MAX_STACK_DEPTH = `${ENGINE_MAX_STACK_DEPTH_KB}kB`;
-
-/** PGC_INT in `enum config_type`. */
-const PGC_INT = 1;
-/** config_int's boot_val, min, max and check_hook (wasm32, after config_generic and the variable pointer). */
-const GUC_INT_BOOT = 96;
-const GUC_INT_MIN = 100;
-const GUC_INT_MAX = 104;
-const GUC_INT_CHECK_HOOK = 108;
-
-type IntCheckHook = (newval: number, extra: number, source: number) => number;
 
 /**
  * Bounds max_stack_depth by ENGINE_MAX_STACK_DEPTH_KB, as PostgreSQL's own
@@ -92,25 +82,17 @@ export function installStackDepthLimit(
   const ex = tools.ex as typeof tools.ex & {
     GUC_check_errdetail_string?: WebAssembly.Global;
   };
-  const record = ex.find_option(tools.cString("max_stack_depth"), 0, 1, 0);
-  const view = tools.view();
+  const { original, replace } = intParameter(tools, "max_stack_depth", {
+    boot: 100,
+    min: 100,
+    max: 2097151,
+  });
   const detail = ex.GUC_check_errdetail_string;
-  const original = record === 0 ? null : ex.__indirect_function_table.get(
-    view.getUint32(record + GUC_INT_CHECK_HOOK, true),
-  ) as IntCheckHook | null;
-  if (
-    record === 0 ||
-    tools.readCString(view.getUint32(record + GUC_NAME, true)) !== "max_stack_depth" ||
-    view.getInt32(record + GUC_VARTYPE, true) !== PGC_INT ||
-    view.getInt32(record + GUC_INT_BOOT, true) !== 100 ||
-    view.getInt32(record + GUC_INT_MIN, true) !== 100 ||
-    view.getInt32(record + GUC_INT_MAX, true) !== 2097151 ||
-    typeof original !== "function" || !(detail instanceof WebAssembly.Global)
-  ) {
-    throw new Error("PGlite's max_stack_depth record has an unknown layout");
+  if (!(detail instanceof WebAssembly.Global)) {
+    throw new Error("PGlite does not export GUC_check_errdetail_string");
   }
   const detailAt = detail.value as number;
-  const hook = (newval: number, extra: number, source: number): number => {
+  replace((newval, extra, source) => {
     if (tools.view().getInt32(newval, true) <= limitKb) return original(newval, extra, source);
     // GUC_check_errdetail: a string in the current memory context.
     tools.view().setUint32(
@@ -119,12 +101,7 @@ export function installStackDepthLimit(
       true,
     );
     return 0;
-  };
-  view.setUint32(
-    record + GUC_INT_CHECK_HOOK,
-    tools.addFunction(hook, { params: 3, result: true }),
-    true,
-  );
+  });
 }
 
 /** The functions of PGlite's Emscripten module its exec loop calls through the module object. */

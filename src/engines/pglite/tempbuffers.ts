@@ -22,23 +22,13 @@
  */
 
 import type { WasmTools } from "./wasmtools.ts";
-import { GUC_NAME, GUC_VARTYPE } from "./guard.ts";
+import { GUC_INT_VARIABLE, type IntCheckHook, intParameter } from "./guard.ts";
 
-/** PGC_INT in `enum config_type`. */
-const PGC_INT = 1;
 /** PGC_S_TEST: a value checked for ALTER ROLE/DATABASE … SET or CREATE FUNCTION, not applied. */
 const PGC_S_TEST = 12;
-/** wasm32 `struct config_int` (utils/guc_tables.h): variable, boot_val, min, max, check_hook. */
-const INT_VARIABLE = 92;
-const INT_BOOT = 96;
-const INT_MIN = 100;
-const INT_MAX = 104;
-const INT_CHECK_HOOK = 108;
 /** `BufferUsage`'s local_blks_hit, _read, _dirtied and _written (int64 each, instrument.h). */
 const LOCAL_BLKS = 32;
 const LOCAL_COUNTERS = 4;
-
-type IntCheckHook = (newval: number, extra: number, source: number) => number;
 
 export interface TempBuffersGuard {
   /** The session (pid) whose exec runs next, or null for pgts's own work. */
@@ -57,22 +47,14 @@ export function installTempBuffersGuard(tools: WasmTools): TempBuffersGuard | st
   const ex = tools.ex as typeof tools.ex & { pgBufferUsage?: unknown };
   if (!(ex.pgBufferUsage instanceof WebAssembly.Global)) return "no pgBufferUsage export";
   const usage = ex.pgBufferUsage.value as number;
-  const record = ex.find_option(tools.cString("temp_buffers"), 0, 1, 0);
-  const view = tools.view();
-  if (
-    record === 0 || tools.readCString(view.getUint32(record + GUC_NAME, true)) !== "temp_buffers" ||
-    view.getInt32(record + GUC_VARTYPE, true) !== PGC_INT ||
-    view.getInt32(record + INT_BOOT, true) !== 1024 ||
-    view.getInt32(record + INT_MIN, true) !== 100 ||
-    view.getInt32(record + INT_MAX, true) !== 0x3fffffff
-  ) {
-    return "temp_buffers' record has an unknown layout";
+  let param: ReturnType<typeof intParameter>;
+  try {
+    param = intParameter(tools, "temp_buffers", { boot: 1024, min: 100, max: 0x3fffffff });
+  } catch (e) {
+    return (e as Error).message;
   }
-  const original = ex.__indirect_function_table.get(
-    view.getUint32(record + INT_CHECK_HOOK, true),
-  ) as IntCheckHook | null;
-  if (typeof original !== "function") return "temp_buffers has no check hook";
-  const variable = view.getUint32(record + INT_VARIABLE, true);
+  const { record, original, replace } = param;
+  const variable = tools.view().getUint32(record + GUC_INT_VARIABLE, true);
 
   /** Sessions (pids) that have used a temporary table. */
   const used = new Set<number>();
@@ -86,7 +68,7 @@ export function installTempBuffersGuard(tools: WasmTools): TempBuffersGuard | st
   };
   const usedNow = (pid: number) => used.has(pid) || localBlocks() !== countersAtStart;
 
-  const hook = (newval: number, extra: number, source: number): number => {
+  const hook: IntCheckHook = (newval, extra, source) => {
     if (source === PGC_S_TEST || current === null || !usedNow(current)) return 1;
     const v = tools.view();
     const value = v.getInt32(newval, true);
@@ -102,11 +84,7 @@ export function installTempBuffersGuard(tools: WasmTools): TempBuffersGuard | st
       tools.view().setInt32(newval, value, true);
     }
   };
-  view.setUint32(
-    record + INT_CHECK_HOOK,
-    tools.addFunction(hook, { params: 3, result: true }),
-    true,
-  );
+  replace(hook);
 
   return {
     runAs(pid) {
