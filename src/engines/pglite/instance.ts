@@ -288,7 +288,8 @@ export async function openInstance(
     );
     trimmer = HeapTrimmer.open(memory, heapBase.value as number, await wasmSha256);
   }
-  // Timed waits sleep instead of spinning on the clock (cancelclock.ts).
+  // The backend's wait event: timed waits sleep instead of spinning on the
+  // clock (cancelclock.ts), and a shared heap's executor watches lock waits.
   const procGlobal = captured.wasm.exports["MyProc"];
   if (procGlobal instanceof WebAssembly.Global) {
     clock.waitEvent = waitEventAddress(
@@ -435,7 +436,6 @@ export async function openInstance(
   let extensionsLoaded = false;
   const heapBuffer = memory.buffer;
   const heapFlags: InterruptFlags = flags;
-  const myProc = captured.wasm.exports["MyProc"];
   // Whether Postgres's receive buffer still holds bytes it has not taken
   // (UnfedInput shows it more only when it holds none).
   const remaining = captured.wasm.exports["pq_buffer_remaining_data"];
@@ -447,9 +447,7 @@ export async function openInstance(
     ? {
       heap: heapBuffer,
       ...heapFlags,
-      waitEvent: myProc instanceof WebAssembly.Global
-        ? waitEventAddress(new DataView(heapBuffer), myProc.value as number, await wasmSha256)
-        : 0,
+      waitEvent: clock.waitEvent,
       statementTimer: clock.statementTimer,
     }
     : null;

@@ -89,7 +89,8 @@ export function installTempBuffersGuard(tools: WasmTools): TempBuffersGuard | st
   return {
     runAs(pid) {
       current = pid;
-      countersAtStart = localBlocks();
+      // pgts's own work is never refused: its counters are not read.
+      if (pid !== null) countersAtStart = localBlocks();
     },
     afterExec() {
       if (current !== null && localBlocks() !== countersAtStart) used.add(current);
