@@ -164,6 +164,8 @@ export class PgliteSession extends SessionGlobals
   #beginAtMs = 0;
   /** Extended-protocol messages ran since the last Sync (a Query then needs one first: #exec). */
   #extendedOpen = false;
+  /** It took the cluster's turn to change roles, and may hold it still (rolesturn.ts). */
+  #tookRolesTurn = false;
   #state: State = "idle";
   #chain: Promise<void> = Promise.resolve();
   #skipUntilSync = false;
@@ -670,8 +672,11 @@ export class PgliteSession extends SessionGlobals
       this.#inputInHand = null;
       this.#framesInHand = [];
       // Out of a transaction with no change of roles left to copy: the
-      // cluster's turn to change roles, if it had it, goes on (rolesturn.ts).
-      if (this.#status === "I" && !this.rolesDirty) this.#engine.rolesTurnDone(this);
+      // cluster's turn to change roles, if it took it, goes on (rolesturn.ts).
+      if (this.#tookRolesTurn && this.#status === "I" && !this.rolesDirty) {
+        this.#tookRolesTurn = false;
+        this.#engine.rolesTurnDone(this);
+      }
     }
   }
 
@@ -857,6 +862,7 @@ export class PgliteSession extends SessionGlobals
     // after every earlier change (rolesturn.ts).
     if (plan.rolesDirty && engine.cluster !== null && this.#status !== "E") {
       const refused = await engine.takeRolesTurn(this, this.owns);
+      this.#tookRolesTurn ||= refused === null;
       if (refused !== null) {
         await this.#failInput(frames, refused, out);
         return;
