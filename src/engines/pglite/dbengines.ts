@@ -41,6 +41,7 @@ import type { EngineCluster, EngineRole, PgliteEngine } from "./engine.ts";
 import { DatabaseCatalog, type DatabaseEntry } from "./pg_database.ts";
 import { DEPENDENTS_SQL, parseDependents, type RoleDependents } from "./pg_shdepend.ts";
 import { RolesTurn } from "./rolesturn.ts";
+import { boundedWait } from "./scheduler.ts";
 import { idleInTransactionTimeout } from "./timeout.ts";
 import type { PgliteSession } from "./session.ts";
 import { otherDatabasesTarget, recoveryUnreached } from "./recovery.ts";
@@ -470,11 +471,7 @@ export class ClusterEngine implements Engine, DatabaseCluster {
     if (holdsEngine) return refuse(rolesChangedMeanwhile());
     const arriving = this.#engines.rolesArriving(engine);
     const left = waitMs - (performance.now() - start);
-    if (arriving !== null && left > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([arriving, new Promise<void>((r) => timer = setTimeout(r, left))]);
-      clearTimeout(timer);
-    }
+    if (arriving !== null && left > 0) await boundedWait(arriving, left);
     return this.#engines.rolesDueTo(engine) ? refuse(rolesTurnTimeout(null, waitMs)) : null;
   }
 

@@ -296,3 +296,11 @@ export class EngineScheduler {
     );
   }
 }
+
+/** `p`, or after `ms` (Infinity or 0: no bound) whichever comes first. */
+export async function boundedWait(p: Promise<void>, ms: number): Promise<void> {
+  if (!(ms > 0 && Number.isFinite(ms))) return await p;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => timer = setTimeout(resolve, ms))]);
+  clearTimeout(timer);
+}

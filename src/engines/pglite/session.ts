@@ -78,7 +78,7 @@ import { ReportedToClient } from "./paramstatus.ts";
 import { SessionOutput } from "./sessionoutput.ts";
 import { parseDurationMs } from "./settings.ts";
 import { QueryCancel } from "./querycancel.ts";
-import { type Holder, type WaitBound, waitBoundOf } from "./scheduler.ts";
+import { boundedWait, type Holder, type WaitBound, waitBoundOf } from "./scheduler.ts";
 import type { SessionEngine } from "./sessionengine.ts";
 import type { TextEdits } from "./textedits.ts";
 import { SessionTimeouts, type TimedSession } from "./timeout.ts";
@@ -1252,12 +1252,4 @@ export class PgliteSession extends SessionGlobals
   ): Promise<void> {
     return this.#turn.failed(e, frames, out, answered);
   }
-}
-
-/** `p`, or after `ms` (Infinity or 0: no bound) whichever comes first. */
-async function boundedWait(p: Promise<void>, ms: number): Promise<void> {
-  if (!(ms > 0 && Number.isFinite(ms))) return await p;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([p, new Promise<void>((resolve) => timer = setTimeout(resolve, ms))]);
-  clearTimeout(timer);
 }
